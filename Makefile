@@ -1,0 +1,56 @@
+# drillbook — the front door. Everything the project needs is installed from
+# pyproject.toml + uv.lock into .venv; uv itself is bootstrapped into .tools if
+# it is not on PATH. Needs only python3 (3.11+) and make.
+
+PYTHON ?= python3
+VENV   := .venv
+TOOLS  := .tools
+UV     ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+BIN    := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install test lint fmt bench demo up findings-doc clean
+
+help:
+	@echo "make demo   - install everything, run the drills once against the embedded demo environment"
+	@echo "make test   - install everything and run the test suite (real PostgreSQL, moto, Slack emulator)"
+	@echo "make lint   - ruff (incl. Airflow AIR rules) and mypy"
+	@echo "make bench  - benchmarks in bench/ (ratios against a baseline measured in the same run)"
+	@echo "make up     - start Airflow (airflow standalone) on http://localhost:8080 with drillbook's DAGs"
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check plugins dags tests bench
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff check --fix plugins dags tests bench
+	$(BIN)/ruff format plugins dags tests bench
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+demo: install
+	$(BIN)/python -m drillbook.demo
+
+up: install
+	$(BIN)/python -m drillbook.demo --up
+
+findings-doc: install
+	$(BIN)/drillbook findings --markdown > docs/findings.md
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache

@@ -1,0 +1,107 @@
+"""Catalogue model of a ``backup_restore`` drill."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from drillbook.catalogue.common import ConnId, DrillBase, Duration, StrictModel, format_duration, schedule_interval_seconds
+
+
+class SourceSpec(StrictModel):
+    connection: ConnId  # read-only; drills never write here
+
+
+class BackupSpec(StrictModel):
+    # s3://bucket/prefix/ , a local directory or file, or "live" (take a pg_dump -Fc now)
+    location: str
+    connection: ConnId | None = None  # AWS connection for s3:// locations
+    pattern: str | None = None  # glob on the key/file name, e.g. "shop-*.dump"
+    keep_live_dumps_in: str | None = None  # where a live dump is kept (local dir or s3 prefix)
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("expected 's3://bucket/prefix/', a local path or 'live', got an empty string")
+        return value.strip()
+
+    @property
+    def is_s3(self) -> bool:
+        return self.location.startswith("s3://")
+
+    @property
+    def is_live(self) -> bool:
+        return self.location == "live"
+
+
+class ScratchSpec(StrictModel):
+    connection: ConnId
+    max_age: Duration = 6 * 3600  # the reaper drops drillbook_scratch_* databases older than this
+
+
+class RestoreSpec(StrictModel):
+    jobs: int = Field(default=2, ge=1, le=32)
+    bin_dir: str | None = None  # directory holding pg_restore/psql; else matched by major version on PATH
+    no_owner: bool = False
+    timeout: Duration = 4 * 3600
+
+
+class SqlCheck(StrictModel):
+    name: str
+    sql: str
+    expect: str  # "> 0", "== 1", ">= 100", "!= 0"
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, value: str) -> str:
+        from drillbook.catalogue.expectations import parse_expectation
+
+        parse_expectation(value)
+        return value
+
+
+class VerifySpec(StrictModel):
+    reference: str | None = None  # structure reference file, relative to the catalogue
+    min_rows: dict[str, int] = Field(default_factory=dict)  # "schema.table": minimum rows
+    drift_tolerance: float = Field(default=0.10, ge=0, le=1)  # allowed shrink vs the last PASS
+    checks: list[SqlCheck] = Field(default_factory=list)
+    rpo_probe: str | None = None  # e.g. "select max(created_at) from public.orders"
+    amcheck: bool = True
+    suites: list[str] = Field(default_factory=list)  # data-quality suites run on the restored data
+
+
+class RestoreObjectives(StrictModel):
+    rto: Duration
+    rpo: Duration
+
+
+class BackupRestoreDrill(DrillBase):
+    kind: Literal["backup_restore"]
+    source: SourceSpec | None = None
+    backup: BackupSpec
+    scratch: ScratchSpec
+    objectives: RestoreObjectives
+    restore: RestoreSpec = Field(default_factory=RestoreSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
+
+    @model_validator(mode="after")
+    def _rules(self) -> BackupRestoreDrill:
+        if self.backup.is_live and self.source is None:
+            raise ValueError("backup.location is 'live' but no source.connection is given to dump from")
+        if self.backup.is_s3 and self.backup.connection is None:
+            raise ValueError(f"backup.location {self.backup.location!r} is on S3 but backup.connection (the AWS connection id) is missing")
+        if self.source is not None and self.source.connection == self.scratch.connection:
+            raise ValueError(
+                f"scratch.connection {self.scratch.connection!r} equals source.connection "
+                f"{self.source.connection!r}: drills never restore into a source"
+            )
+        if self.backup.is_live:
+            interval = schedule_interval_seconds(self.schedule)
+            if interval > self.objectives.rpo:
+                raise ValueError(
+                    f"objectives.rpo is {format_duration(self.objectives.rpo)} but schedule {self.schedule!r} runs "
+                    f"only every {format_duration(interval)}: a live backup taken on this schedule can never meet it"
+                )
+        return self

@@ -1,0 +1,170 @@
+"""Field types shared by every drill kind: durations, schedules, control ids, the drill base.
+
+Rule: every model forbids unknown keys (``extra="forbid"``): a misspelt key is an
+error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Parse ``15m``, ``4h``, ``1d12h``, ``90s`` (or a number of seconds) into seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '15m' or '4h', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a positive duration, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match and any(match.groups()):
+            d, h, m, s = match.groups()
+            return int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
+    raise ValueError(f"expected a duration like '90s', '15m', '4h' or '7d', got {value!r}")
+
+
+def format_duration(seconds: float | None) -> str:
+    """Render seconds for humans: ``4m 12s``, ``2h 05m``, ``3d 4h``."""
+    if seconds is None:
+        return "n/a"
+    sign = "-" if seconds < 0 else ""
+    s = abs(seconds)
+    if s < 60:
+        return f"{sign}{s:.1f}s"
+    if s < 3600:
+        return f"{sign}{int(s // 60)}m {int(s % 60):02d}s"
+    if s < 86400:
+        return f"{sign}{int(s // 3600)}h {int(s % 3600 // 60):02d}m"
+    return f"{sign}{int(s // 86400)}d {int(s % 86400 // 3600)}h"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+PRESETS: dict[str, str] = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+
+def cron_of(schedule: str) -> str:
+    """Return the cron expression for a schedule string (presets expanded)."""
+    return PRESETS.get(schedule.strip(), schedule.strip())
+
+
+def validate_schedule(value: str) -> str:
+    from croniter import croniter
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a cron expression or one of {sorted(PRESETS)}, got {value!r}")
+    value = value.strip()
+    if value.startswith("@"):
+        if value not in PRESETS:
+            raise ValueError(f"unknown schedule preset {value!r}; expected one of {sorted(PRESETS)}")
+        return value
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r}: expected 5 fields like '0 3 * * *'")
+    return value
+
+
+Schedule = Annotated[str, BeforeValidator(validate_schedule)]
+
+
+def schedule_interval_seconds(schedule: str, *, now: datetime | None = None) -> float:
+    """The longest gap between two consecutive runs of ``schedule`` over the next cycle."""
+    from croniter import croniter
+
+    start = now or datetime(2026, 1, 1, tzinfo=UTC)
+    it = croniter(cron_of(schedule), start)
+    times = [it.get_next(datetime) for _ in range(64)]
+    return max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+
+
+def previous_run(schedule: str, before: datetime) -> datetime:
+    """The latest scheduled time at or before ``before`` (UTC)."""
+    from croniter import croniter
+
+    return croniter(cron_of(schedule), before + timedelta(seconds=1)).get_prev(datetime)
+
+
+_CONTROL_RE = re.compile(r"^[A-Z][A-Z0-9]*:[A-Za-z0-9.()\-_]+$")
+
+
+def validate_control(value: str) -> str:
+    if not isinstance(value, str) or not _CONTROL_RE.match(value):
+        raise ValueError(f"expected a control id like 'SOC2:A1.2' or 'NIST:CP-9(1)', got {value!r}")
+    return value
+
+
+ControlId = Annotated[str, BeforeValidator(validate_control)]
+
+_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def validate_conn_id(value: str) -> str:
+    if not isinstance(value, str) or not _CONN_ID_RE.match(value):
+        raise ValueError(f"expected a connection id like 'drillbook_source', got {value!r}")
+    return value
+
+
+ConnId = Annotated[str, BeforeValidator(validate_conn_id)]
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NotifySpec(StrictModel):
+    """Per-drill routing overrides for Slack reports."""
+
+    channel: str | None = None  # on-call channel override
+    mention: str | None = None  # e.g. "<!subteam^S0123>"
+    on: list[str] = Field(default_factory=lambda: ["FAIL", "ERROR"])
+    enabled: bool = True
+
+    @field_validator("on")
+    @classmethod
+    def _verdicts(cls, value: list[str]) -> list[str]:
+        allowed = {"PASS", "FAIL", "ERROR", "SKIPPED"}
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"unknown verdicts {bad}; expected some of {sorted(allowed)}")
+        return value
+
+
+class DrillBase(StrictModel):
+    """Fields every drill carries, whatever its kind."""
+
+    name: str
+    description: str = ""
+    schedule: Schedule
+    owner: str | None = None
+    controls: list[ControlId] = Field(default_factory=list)
+    enabled: bool = True
+    max_unverified: Duration | None = None
+    notify: NotifySpec = Field(default_factory=NotifySpec)
+    retries: int | None = Field(default=None, ge=0, le=10)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"expected a lower-case name of letters, digits and '_' starting with a letter "
+                f"(it becomes part of a DAG id and a database name), got {value!r}"
+            )
+        return value

@@ -1,0 +1,65 @@
+"""The one exception tree of drillbook.
+
+Every error drillbook raises on purpose derives from ``DrillbookError``; a message
+says what failed, for which object (``!r``), what was expected versus found, and
+what to do next.
+
+    DrillbookError
+    ├── CatalogueError            a catalogue file is unreadable or invalid (carries every problem)
+    ├── ConfigurationError        settings or arguments are missing or contradictory
+    ├── ConnectionNotConfigured   a connection id / DSN the drill needs is not defined
+    ├── LedgerError               the evidence ledger cannot be used
+    │   ├── LedgerNotInitialised  the schema is missing: run ``drillbook ledger init``
+    │   └── ChainBroken           verify found a record that does not match the chain
+    ├── ScratchUnsafe             the scratch guard refused a destructive statement
+    ├── DrillAborted              a drill cannot continue (already turned into a finding)
+    └── NotificationFailed        a report could not be delivered after retries
+"""
+
+from __future__ import annotations
+
+
+class DrillbookError(Exception):
+    """Base class of every error drillbook raises on purpose."""
+
+
+class CatalogueError(DrillbookError):
+    """A catalogue is invalid; ``problems`` lists each as ``file:line: key.path: message``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"catalogue has {count} problem{'s' if count != 1 else ''}"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class ConfigurationError(DrillbookError):
+    """Settings or arguments are missing or contradictory."""
+
+
+class ConnectionNotConfigured(ConfigurationError):
+    """A connection id or DSN that the drill needs is not defined anywhere."""
+
+
+class LedgerError(DrillbookError):
+    """The evidence ledger cannot be read or written."""
+
+
+class LedgerNotInitialised(LedgerError):
+    """The ledger schema does not exist in the target database."""
+
+
+class ChainBroken(LedgerError):
+    """A ledger record does not match the hash chain."""
+
+
+class ScratchUnsafe(DrillbookError):
+    """The scratch guard refused to touch a database."""
+
+
+class DrillAborted(DrillbookError):
+    """A drill cannot continue; the reason is already recorded as a finding."""
+
+
+class NotificationFailed(DrillbookError):
+    """A report could not be delivered after retries."""

@@ -1,0 +1,154 @@
+"""The registry of finding codes: one code, one meaning, forever.
+
+Rules this module enforces:
+- every finding a drill emits is made by ``finding(code, ...)`` from a code
+  registered here; an unknown code is a programming error (``KeyError``);
+- a code is never reused for a different meaning; retire a code by leaving it
+  here with ``retired=True`` rather than deleting it;
+- ``blocks_verification`` codes mean "could not verify": they make the verdict
+  ERROR, never PASS or FAIL;
+- ``docs/findings.md`` is generated from this table (``drillbook findings
+  --markdown``) and a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drillbook.result import Finding, Severity
+
+
+@dataclass(frozen=True)
+class FindingSpec:
+    code: str
+    severity: Severity
+    title: str
+    hint: str
+    area: str
+    blocks_verification: bool = False
+    retired: bool = False
+
+
+_S = Severity
+_SPECS: list[FindingSpec] = [
+    # --- any drill -------------------------------------------------------------
+    FindingSpec("DRILL_CRASHED", _S.CRITICAL, "The drill raised an unexpected error", "Read the task log for the traceback; fix the cause and re-run the drill.", "general", True),
+    FindingSpec("NOTHING_CHECKED", _S.CRITICAL, "The drill finished without running a single check", "Configure at least one target or check for this drill; an empty drill proves nothing.", "general", True),
+    FindingSpec("CONFIG_INVALID", _S.CRITICAL, "The drill's configuration is invalid", "Run `drillbook validate` and fix the catalogue entry it names.", "general", True),
+    FindingSpec("CONNECTION_MISSING", _S.CRITICAL, "A connection the drill needs is not defined", "Define the Airflow Connection (or the DRILLBOOK_* environment variable) named in the message.", "general", True),
+    FindingSpec("NOTIFY_FAILED", _S.HIGH, "The report could not be delivered to Slack; on-call was not told", "Check the Slack connection's token and the bot's channel membership; the evidence row is intact.", "notify"),
+    FindingSpec("NOTIFY_NOT_CONFIGURED", _S.INFO, "No Slack connection: the report went to the local outbox only", "Define the drillbook_slack connection to deliver reports to Slack.", "notify"),
+    FindingSpec("DRILL_MISSED", _S.HIGH, "A drill produced no result when its schedule said it should have", "Check that the DAG is unpaused, the scheduler is healthy and the DAG has no import error.", "watchdog"),
+    FindingSpec("DRILL_NEVER_VERIFIED", _S.HIGH, "A drill has only produced ERROR results for longer than the grace period", "Fix what stops the drill from running its checks (connection, permissions, tools).", "watchdog"),
+    FindingSpec("DRILL_STALE", _S.HIGH, "The newest PASS of a drill is older than its max_unverified", "Investigate the failing runs; recovery has not been proven recently.", "watchdog"),
+    # --- backup-restore --------------------------------------------------------
+    FindingSpec("BACKUP_MISSING", _S.CRITICAL, "No backup was found at the configured location", "Check the backup job and the location/prefix in the catalogue.", "backup_restore"),
+    FindingSpec("BACKUP_STALE", _S.HIGH, "The newest backup is older than the RPO objective", "Check that the backup job still runs on schedule and uploads to this location.", "backup_restore"),
+    FindingSpec("FETCH_FAILED", _S.CRITICAL, "The backup artefact could not be fetched intact (size or digest mismatch)", "Re-upload the backup and its .sha256 sidecar; investigate storage corruption.", "backup_restore"),
+    FindingSpec("ARTEFACT_UNVERIFIED", _S.LOW, "The backup has no digest to verify it against", "Write a <key>.sha256 sidecar or x-amz-meta-sha256 metadata when the backup is taken.", "backup_restore"),
+    FindingSpec("ARCHIVE_UNREADABLE", _S.CRITICAL, "The backup is not a readable PostgreSQL dump", "Check the backup job's output; the file is empty, corrupt or not a dump.", "backup_restore"),
+    FindingSpec("ARCHIVE_TRUNCATED", _S.CRITICAL, "The dump ends early: it was cut off before pg_dump finished", "Check free space and the exit status of the backup job; re-take the backup.", "backup_restore"),
+    FindingSpec("VERSION_MISMATCH", _S.CRITICAL, "The pg_restore available is older than the archive", "Install PostgreSQL client tools at least as new as the dump's pg_dump, or set the bin directory.", "backup_restore", True),
+    FindingSpec("SCRATCH_UNSAFE", _S.CRITICAL, "The scratch guard refused to touch the target database", "Point the scratch connection at a different server or database than the source.", "backup_restore", True),
+    FindingSpec("SCRATCH_UNREACHABLE", _S.CRITICAL, "The scratch PostgreSQL server could not be reached", "Check the scratch connection, network and credentials.", "backup_restore", True),
+    FindingSpec("SOURCE_UNREACHABLE", _S.CRITICAL, "The source database could not be reached", "Check the source connection, network and credentials.", "backup_restore", True),
+    FindingSpec("ROLE_ABSENT", _S.MEDIUM, "The dump references a role that does not exist on the restore target", "Create the role on the recovery server (or restore with --no-owner) and record it in the runbook.", "backup_restore"),
+    FindingSpec("EXTENSION_ABSENT", _S.HIGH, "The dump needs an extension the restore target does not have", "Install the extension on the recovery server image.", "backup_restore"),
+    FindingSpec("RESTORE_ERROR", _S.HIGH, "The restore reported errors", "Read the classified stderr lines in the detail and fix the dump or the target.", "backup_restore"),
+    FindingSpec("RESTORE_FAILED", _S.CRITICAL, "The restore tool failed", "Read the restore stderr in the detail; the backup cannot be restored as is.", "backup_restore"),
+    FindingSpec("EXIT_CODE_LIED", _S.HIGH, "The restore tool exited 0 but wrote errors", "Do not trust the exit code alone; the errors in the detail mean data is missing.", "backup_restore"),
+    FindingSpec("EMPTY_RESTORE", _S.CRITICAL, "The restored database has no user tables", "Check that the backup job dumps the right database.", "backup_restore"),
+    FindingSpec("STRUCTURE_MISSING", _S.HIGH, "Objects in the reference are missing from the restored database", "Check the dump's scope (--schema/--table) and the restore errors; update the reference if the change was intended.", "backup_restore"),
+    FindingSpec("STRUCTURE_UNEXPECTED", _S.LOW, "The restored database has objects that the reference does not list", "Run `drillbook reference write` after an intended schema change.", "backup_restore"),
+    FindingSpec("VOLUME_BELOW_MINIMUM", _S.HIGH, "A restored table has fewer rows than its configured minimum", "Check the backup's scope and the source's data; data is missing from the backup.", "backup_restore"),
+    FindingSpec("VOLUME_TABLE_MISSING", _S.HIGH, "A table with a configured minimum is missing from the restore", "Check the dump's scope and the restore errors.", "backup_restore"),
+    FindingSpec("VOLUME_DRIFT", _S.HIGH, "A table shrank beyond the tolerance since the last good drill", "Check whether rows were deleted on the source or the backup is partial.", "backup_restore"),
+    FindingSpec("SEMANTICS_FAILED", _S.HIGH, "A semantic SQL check on the restored data did not hold", "Read the check's query and the value found; the restored data is not what the business expects.", "backup_restore"),
+    FindingSpec("SEQUENCE_BEHIND", _S.HIGH, "A sequence is behind the maximum of its column: new inserts would collide", "Dump sequences with their tables (pg_dump does by default) or setval them after restore.", "backup_restore"),
+    FindingSpec("MATVIEW_UNPOPULATED", _S.MEDIUM, "A materialized view was restored without data", "REFRESH MATERIALIZED VIEW after restore; add it to the recovery runbook.", "backup_restore"),
+    FindingSpec("INDEX_CORRUPT", _S.CRITICAL, "amcheck found a corrupt B-tree index", "REINDEX the index and investigate the source's storage.", "backup_restore"),
+    FindingSpec("RTO_EXCEEDED", _S.HIGH, "The verified restore took longer than the RTO objective", "Look at the phase timings: the slowest phase is where to speed recovery up.", "backup_restore"),
+    FindingSpec("RPO_EXCEEDED", _S.HIGH, "The newest recoverable data is older than the RPO objective", "Back up more often or ship WAL; the data since then would be lost.", "backup_restore"),
+    FindingSpec("SCRATCH_REAPED", _S.INFO, "A scratch database left by an earlier run was dropped", "Nothing to do; a killed worker left it behind.", "backup_restore"),
+    # --- data quality ----------------------------------------------------------
+    FindingSpec("DQ_EXPECTATION_FAILED", _S.HIGH, "A data-quality expectation failed", "Look at the observed value and the unexpected sample; fix the data or the pipeline that loaded it.", "data_quality"),
+    FindingSpec("DQ_VALIDATION_ERROR", _S.CRITICAL, "The data-quality validation could not run", "Check that the table and columns exist and the suite's arguments are valid.", "data_quality", True),
+    # --- certificates ----------------------------------------------------------
+    FindingSpec("CERT_EXPIRED", _S.CRITICAL, "A certificate has expired", "Renew and deploy the certificate now.", "certificates"),
+    FindingSpec("CERT_EXPIRING", _S.MEDIUM, "A certificate expires soon", "Renew the certificate before the date shown; check that automatic renewal works.", "certificates"),
+    FindingSpec("CERT_NOT_YET_VALID", _S.HIGH, "A certificate is not valid yet", "Check the issuing clock and the deployment; clients will reject it until the date shown.", "certificates"),
+    FindingSpec("CHAIN_UNTRUSTED", _S.HIGH, "The certificate chain does not verify against the trusted roots", "Serve the full chain from a trusted CA, or configure the private CA bundle for this endpoint.", "certificates"),
+    FindingSpec("CERT_SELF_SIGNED", _S.HIGH, "The certificate is self-signed", "Issue the certificate from a trusted or private CA.", "certificates"),
+    FindingSpec("HOSTNAME_MISMATCH", _S.HIGH, "The certificate does not cover the name that was asked for", "Re-issue with the name in the SANs, or fix the SNI name in the catalogue.", "certificates"),
+    FindingSpec("CHAIN_INCOMPLETE", _S.HIGH, "The server does not send the intermediate certificate", "Configure the server to send the full chain (leaf + intermediates).", "certificates"),
+    FindingSpec("CHAIN_EXPIRES_FIRST", _S.MEDIUM, "An intermediate certificate expires before the leaf", "Replace the intermediate with its current version from the CA.", "certificates"),
+    FindingSpec("WEAK_KEY", _S.HIGH, "The certificate's key is too short", "Re-issue with RSA >= 2048 bits or EC >= 256 bits.", "certificates"),
+    FindingSpec("WEAK_SIGNATURE", _S.HIGH, "The certificate is signed with a broken hash (SHA-1 or MD5)", "Re-issue with a SHA-256 (or stronger) signature.", "certificates"),
+    FindingSpec("TLS_OUTDATED", _S.HIGH, "The endpoint only negotiates TLS 1.0 or 1.1", "Enable TLS 1.2 and 1.3 on the server.", "certificates"),
+    FindingSpec("ENDPOINT_UNREACHABLE", _S.CRITICAL, "The endpoint could not be reached", "Check the host, port, firewall and that the service is running.", "certificates", True),
+    FindingSpec("TLS_HANDSHAKE_FAILED", _S.CRITICAL, "The TLS handshake failed", "Check that the port speaks TLS (or the STARTTLS setting) and the server's TLS configuration.", "certificates", True),
+    FindingSpec("ACM_RENEWAL_INELIGIBLE", _S.MEDIUM, "An ACM certificate is not eligible for managed renewal", "Re-validate the domain or re-import the certificate before it expires.", "certificates"),
+    FindingSpec("CERT_UNREADABLE", _S.CRITICAL, "A certificate file could not be read or parsed", "Check the path and that the file holds PEM certificates.", "certificates", True),
+    # --- alert paths -----------------------------------------------------------
+    FindingSpec("ALERT_NOT_DELIVERED", _S.CRITICAL, "A test alert was sent but never seen at the far end", "Check the subscription / channel / receiver behind this path; real alerts are not arriving either.", "alert_path"),
+    FindingSpec("ALERT_SLOW", _S.HIGH, "A test alert arrived later than the delivery objective", "Check queues and rate limits on the path; alerts are delayed.", "alert_path"),
+    FindingSpec("ALERT_REJECTED", _S.CRITICAL, "The alert path refused the test alert", "Check the token, permissions and routing of the path named in the detail.", "alert_path"),
+    FindingSpec("ALERT_PATH_UNREACHABLE", _S.CRITICAL, "The alert path could not be reached", "Check the endpoint URL, DNS and network from the worker.", "alert_path", True),
+    FindingSpec("ALERT_CLEANUP_FAILED", _S.LOW, "The test alert was delivered but could not be resolved or deleted", "Resolve or delete the canary by hand; check the token's permissions.", "alert_path"),
+]
+
+REGISTRY: dict[str, FindingSpec] = {}
+for _spec in _SPECS:
+    if _spec.code in REGISTRY:  # pragma: no cover - guarded by tests
+        raise RuntimeError(f"finding code {_spec.code!r} registered twice")
+    REGISTRY[_spec.code] = _spec
+
+
+def spec(code: str) -> FindingSpec:
+    """Return the registered spec of ``code``; unknown codes are a programming error."""
+    try:
+        return REGISTRY[code]
+    except KeyError:
+        raise KeyError(f"finding code {code!r} is not registered in drillbook.findings") from None
+
+
+def finding(
+    code: str,
+    message: str | None = None,
+    *,
+    severity: Severity | str | None = None,
+    hint: str | None = None,
+    subject: str | None = None,
+    detail: dict | None = None,
+) -> Finding:
+    """Build a finding from the registry; ``message`` adds the specific facts to the title."""
+    s = spec(code)
+    return Finding(
+        code=code,
+        severity=Severity(severity) if severity is not None else s.severity,
+        message=message or s.title,
+        hint=hint or s.hint,
+        subject=subject,
+        blocks_verification=s.blocks_verification,
+        detail=detail or {},
+    )
+
+
+def markdown_table() -> str:
+    """Render the registry as the table in docs/findings.md."""
+    lines = [
+        "# Finding codes",
+        "",
+        "Generated from `plugins/drillbook/findings.py` by `drillbook findings --markdown`; "
+        "a test fails when this file and the registry differ. A code is never reused for "
+        "another meaning. *Blocks verification* means the drill could not verify: the "
+        "verdict is ERROR, which pages on-call exactly like FAIL.",
+        "",
+        "| code | area | default severity | blocks verification | meaning | fix hint |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in _SPECS:
+        blocks = "yes (ERROR)" if s.blocks_verification else ""
+        title = s.title + (" *(retired)*" if s.retired else "")
+        lines.append(f"| `{s.code}` | {s.area} | {s.severity.value} | {blocks} | {title} | {s.hint} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""Small helpers for PostgreSQL connection strings and identifiers (psycopg 3).
+
+Rules: a DSN's password never goes into argv — ``tool_env`` passes it to
+pg_dump/pg_restore/psql through ``PGPASSWORD``; ``describe`` is the only way a
+DSN is shown to people (no password, no user-info).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from drillbook.redact import register_secret
+
+
+def parse(dsn: str) -> dict[str, str]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    register_secret(params.get("password"))
+    return params
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """Return ``dsn`` pointing at database ``dbname`` (same server and credentials)."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dsn, dbname=dbname)
+
+
+def server_identity(dsn: str) -> tuple[str, str]:
+    """(host, port) that identifies the server a DSN points at; sockets count as localhost."""
+    params = parse(dsn)
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
+    if host.startswith("/") or host in {"127.0.0.1", "::1", "localhost"}:
+        host = "localhost" if not host.startswith("/") else f"socket:{host}"
+    return host, params.get("port") or os.environ.get("PGPORT") or "5432"
+
+
+def describe(dsn: str) -> str:
+    """A human description of a DSN without credentials: ``host:port/dbname``."""
+    params = parse(dsn)
+    host = params.get("host") or "localhost"
+    return f"{host}:{params.get('port', '5432')}/{params.get('dbname', '')}"
+
+
+def tool_env(dsn: str) -> dict[str, str]:
+    """Environment for libpq tools: connection parameters as PG* variables, password never in argv."""
+    params = parse(dsn)
+    env = dict(os.environ)
+    mapping = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE",
+               "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "connect_timeout": "PGCONNECT_TIMEOUT"}
+    for key, var in mapping.items():
+        if key in params:
+            env[var] = params[key]
+    return env
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(dsn: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """Open a psycopg connection with a bounded connect timeout."""
+    import psycopg
+
+    kwargs.setdefault("connect_timeout", 10)
+    return psycopg.connect(dsn, **kwargs)

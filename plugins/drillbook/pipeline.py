@@ -1,0 +1,57 @@
+"""Evidence first, then notify; nothing is lost (principle 3).
+
+``record_and_report`` is the one path a finished DrillResult takes, from the
+CLI and from Airflow alike:
+1. write the ledger record (idempotent per run context) — if this fails, the
+   error propagates: a drill without evidence must fail loudly;
+2. hand the result and its record to the notifier; if delivery fails, record a
+   ``NOTIFY_FAILED`` event row in the ledger and re-raise so the task fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from drillbook.context import RunContext
+from drillbook.result import DrillResult
+
+if TYPE_CHECKING:
+    from drillbook.ledger.store import Ledger, LedgerRecord
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """Anything that can report a recorded result (Slack, the local outbox)."""
+
+    def notify(self, result: DrillResult, record: LedgerRecord | None, ctx: RunContext) -> Any: ...
+
+
+@dataclass
+class Reported:
+    record: LedgerRecord | None
+    delivery: Any = None
+
+
+def record_and_report(
+    result: DrillResult,
+    *,
+    ctx: RunContext,
+    ledger: Ledger | None,
+    notifier: Notifier | None,
+) -> Reported:
+    """Record ``result`` in the ledger, then notify; see the module docstring."""
+    record = ledger.record(result, ctx) if ledger is not None else None
+    if record is None:
+        log.warning("no ledger configured: the result of %s is not recorded as evidence", result.drill)
+    if notifier is None:
+        return Reported(record=record)
+    try:
+        delivery = notifier.notify(result, record, ctx)
+    except Exception as exc:
+        if ledger is not None:
+            ledger.record_notify_failure(result, ctx, error=exc)
+        raise
+    return Reported(record=record, delivery=delivery)

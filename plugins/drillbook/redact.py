@@ -1,0 +1,99 @@
+"""Redact secrets: every report, log line, finding and ledger row passes through here.
+
+The rule: a string leaves drillbook (terminal, task log, ledger, Slack, outbox)
+only after ``redact``. Secrets are known two ways: values registered at run time
+with ``register_secret`` (passwords and tokens read from Connections or the
+environment) and patterns that look like credentials wherever they appear
+(URL user-info, ``password=`` pairs, Slack tokens, bearer tokens, AWS keys,
+query-string tokens and the path of Slack/webhook URLs).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+MASK = "***"
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # scheme://user:password@host -> scheme://user:***@host
+    (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)"), r"\g<pre>" + MASK),
+    # password=..., PGPASSWORD=..., token: ..., api_key=...
+    (
+        re.compile(
+            r"(?i)(?P<pre>\b(?:pg)?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+            r"secret[_-]?access[_-]?key|routing[_-]?key|authorization)[\"']?\s*[=:]\s*[\"']?)(?P<secret>[^\s\"'&,;}]+)"
+        ),
+        r"\g<pre>" + MASK,
+    ),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{6,}"), "xox?-" + MASK),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + MASK),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "AKIA" + MASK),
+    (re.compile(r"(https://hooks\.slack\.com/services/)[^\s\"']+"), r"\g<1>" + MASK),
+]
+
+_MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that every later ``redact`` masks it."""
+    if value and len(value) >= _MIN_SECRET_LEN:
+        with _lock:
+            _secrets.add(value)
+
+
+def forget_secrets() -> None:
+    """Forget registered secrets (tests use this between cases)."""
+    with _lock:
+        _secrets.clear()
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with registered secrets and credential-shaped substrings masked."""
+    if not text:
+        return text
+    with _lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and port of a URL; mask user-info, path secrets and query values."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    path = parts.path
+    # Webhook URLs carry their secret in the path (Slack, Teams, generic tokens):
+    # keep the first segment so a reader can still tell which endpoint it was.
+    segments = [s for s in path.split("/") if s]
+    if len(segments) > 1:
+        path = "/" + segments[0] + "/" + MASK
+    query = MASK if parts.query else ""
+    return redact(urlunsplit((parts.scheme, host, path, query, "")))
+
+
+def redact_obj(value: Any) -> Any:
+    """Redact every string inside a JSON-like structure (dicts, lists, scalars)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {str(k): redact_obj(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_obj(v) for v in value]
+    return value

@@ -1,0 +1,261 @@
+"""A Slack Web API emulator on 127.0.0.1 for the real slack_sdk WebClient.
+
+Serves chat.postMessage, chat.update, chat.delete, conversations.history and
+auth.test with token checking and channel membership, and can be told to
+misbehave: answer 429 with Retry-After, answer HTTP 500, return an API error
+(``invalid_auth``, ``not_in_channel``...), delay when a posted message becomes
+visible in history, or never show it.
+
+Use: ``WebClient(token=emu.token, base_url=emu.base_url)`` — base_url ends in
+``/api/`` (the trailing slash matters to slack_sdk).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Fault:
+    method: str  # API method name, or "*" for any
+    status: int = 200  # HTTP status: 429, 500, or 200 with an API error
+    error: str | None = None  # e.g. "invalid_auth", "not_in_channel", "channel_not_found"
+    retry_after: int = 1
+    remaining: int = 1  # how many calls it affects
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[Any] | None
+    thread_ts: str | None
+    visible_at: float
+    user: str = "UDRILLBOOK"
+
+
+@dataclass
+class SlackState:
+    token: str = "xoxb-test-drillbook-0000-secret"
+    channels: dict[str, str] = field(default_factory=lambda: {"#dr-oncall": "C0ONCALL", "#dr-digest": "C0DIGEST", "#alerts": "C0ALERTS"})
+    member_of: set[str] = field(default_factory=lambda: {"C0ONCALL", "C0DIGEST", "C0ALERTS"})
+    messages: list[Message] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    visibility_delay: float = 0.0
+    hidden: bool = False  # accept posts but never show them in history
+    clock: int = 0
+
+
+class SlackEmulator:
+    """Start with ``SlackEmulator().start()``; stop with ``.stop()``."""
+
+    def __init__(self, token: str | None = None):
+        self.state = SlackState()
+        if token:
+            self.state.token = token
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self) -> SlackEmulator:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                emulator._handle(self)
+
+            do_GET = do_POST  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="slack-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    @property
+    def token(self) -> str:
+        return self.state.token
+
+    # -- test controls --------------------------------------------------------------
+    def fail(self, method: str = "*", *, status: int = 200, error: str | None = None, retry_after: int = 1, times: int = 1) -> None:
+        with self.lock:
+            self.state.faults.append(Fault(method, status, error, retry_after, times))
+
+    def reset(self) -> None:
+        with self.lock:
+            token = self.state.token
+            self.state = SlackState(token=token)
+
+    def channel_id(self, name_or_id: str) -> str | None:
+        if name_or_id in self.state.channels.values():
+            return name_or_id
+        return self.state.channels.get(name_or_id) or self.state.channels.get("#" + name_or_id.lstrip("#"))
+
+    def posted(self, channel: str | None = None) -> list[Message]:
+        cid = self.channel_id(channel) if channel else None
+        with self.lock:
+            return [m for m in self.state.messages if cid is None or m.channel == cid]
+
+    # -- request handling -----------------------------------------------------------
+    def _params(self, handler: BaseHTTPRequestHandler) -> dict[str, Any]:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length).decode("utf-8") if length else ""
+        ctype = handler.headers.get("Content-Type", "")
+        params: dict[str, Any] = {}
+        if "?" in handler.path:
+            params.update({k: v[0] for k, v in parse_qs(handler.path.split("?", 1)[1]).items()})
+        if raw:
+            if "json" in ctype:
+                params.update(json.loads(raw))
+            else:
+                params.update({k: v[0] for k, v in parse_qs(raw).items()})
+        for key in ("blocks", "attachments"):
+            if isinstance(params.get(key), str):
+                try:
+                    params[key] = json.loads(params[key])
+                except ValueError:
+                    pass
+        return params
+
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        handler.send_header("Content-Length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _take_fault(self, method: str) -> Fault | None:
+        with self.lock:
+            for fault in self.state.faults:
+                if fault.remaining > 0 and fault.method in ("*", method):
+                    fault.remaining -= 1
+                    return fault
+        return None
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        method = handler.path.split("?", 1)[0].rsplit("/", 1)[-1]
+        params = self._params(handler)
+        auth = handler.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else params.get("token", "")
+        with self.lock:
+            self.state.requests.append({"method": method, "params": params, "authorization": auth, "time": time.time()})
+        fault = self._take_fault(method)
+        if fault is not None:
+            if fault.status == 429:
+                return self._send(handler, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(fault.retry_after)})
+            if fault.status >= 500:
+                return self._send(handler, fault.status, {"ok": False, "error": "internal_error"})
+            return self._send(handler, 200, {"ok": False, "error": fault.error or "fatal_error"})
+        if token != self.state.token:
+            return self._send(handler, 200, {"ok": False, "error": "invalid_auth" if token else "not_authed"})
+        route = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post,
+            "chat.update": self._update,
+            "chat.delete": self._delete,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+        }.get(method)
+        if route is None:
+            return self._send(handler, 200, {"ok": False, "error": "unknown_method"})
+        return self._send(handler, 200, route(params))
+
+    def _resolve(self, params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+        cid = self.channel_id(str(params.get("channel", "")))
+        if cid is None:
+            return None, {"ok": False, "error": "channel_not_found"}
+        if cid not in self.state.member_of:
+            return None, {"ok": False, "error": "not_in_channel"}
+        return cid, None
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "team": "drillbook-test", "user": "drillbook", "user_id": "UDRILLBOOK", "bot_id": "BDRILLBOOK"}
+
+    def _post(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid, err = self._resolve(params)
+        if err:
+            return err
+        if not params.get("text") and not params.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        blocks = params.get("blocks")
+        if isinstance(blocks, list) and len(blocks) > 50:
+            return {"ok": False, "error": "invalid_blocks", "errors": ["must be less than 51 items"]}
+        with self.lock:
+            self.state.clock += 1
+            ts = f"{int(time.time())}.{self.state.clock:06d}"
+            visible = float("inf") if self.state.hidden else time.time() + self.state.visibility_delay
+            msg = Message(cid, ts, str(params.get("text", "")), blocks, params.get("thread_ts"), visible)  # type: ignore[arg-type]
+            self.state.messages.append(msg)
+        return {"ok": True, "channel": cid, "ts": ts, "message": {"text": msg.text, "ts": ts, "user": msg.user, "blocks": blocks or []}}
+
+    def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid, err = self._resolve(params)
+        if err:
+            return err
+        with self.lock:
+            for m in self.state.messages:
+                if m.channel == cid and m.ts == params.get("ts"):
+                    m.text = str(params.get("text", m.text))
+                    m.blocks = params.get("blocks", m.blocks)
+                    return {"ok": True, "channel": cid, "ts": m.ts, "text": m.text}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid, err = self._resolve(params)
+        if err:
+            return err
+        with self.lock:
+            before = len(self.state.messages)
+            self.state.messages = [m for m in self.state.messages if not (m.channel == cid and m.ts == params.get("ts"))]
+            if len(self.state.messages) == before:
+                return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": cid, "ts": params.get("ts")}
+
+    def _visible(self, cid: str, oldest: float, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        now = time.time()
+        with self.lock:
+            found = [
+                {"type": "message", "text": m.text, "ts": m.ts, "user": m.user, "blocks": m.blocks or [], **({"thread_ts": m.thread_ts} if m.thread_ts else {})}
+                for m in self.state.messages
+                if m.channel == cid and m.visible_at <= now and float(m.ts) > oldest and (thread_ts is None or m.thread_ts == thread_ts or m.ts == thread_ts)
+            ]
+        return list(reversed(found))  # newest first, like Slack
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid, err = self._resolve(params)
+        if err:
+            return err
+        limit = int(params.get("limit", 100))
+        msgs = [m for m in self._visible(cid, float(params.get("oldest", 0) or 0)) if "thread_ts" not in m or m["thread_ts"] == m["ts"]]  # type: ignore[arg-type]
+        return {"ok": True, "messages": msgs[:limit], "has_more": len(msgs) > limit}
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid, err = self._resolve(params)
+        if err:
+            return err
+        return {"ok": True, "messages": list(reversed(self._visible(cid, 0, str(params.get("ts")))))}  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The only package that imports Airflow: DAG factories, connection resolution, task glue."""

@@ -1,0 +1,159 @@
+"""Task-time glue: Connections → clients and DSNs, Airflow context → RunContext, result → evidence.
+
+Everything here runs inside a task (never at parse time). Connections are
+resolved through the provider hooks, so anything Airflow can hold a
+Connection in (metadata DB, AIRFLOW_CONN_* variables, a secrets backend)
+works. Every password or token resolved here is registered with ``redact``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from drillbook.catalogue import Catalogue
+from drillbook.context import RunContext
+from drillbook.errors import ConnectionNotConfigured
+from drillbook.redact import register_secret
+from drillbook.result import DrillResult
+
+log = logging.getLogger(__name__)
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # Airflow raises AirflowNotFoundException (moved between versions)
+        raise ConnectionNotConfigured(
+            f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__}); create it in the UI "
+            f"or set AIRFLOW_CONN_{conn_id.upper()}"
+        ) from None
+    register_secret(conn.password)
+    return conn
+
+
+def resolve_dsn(conn_id: str) -> str:
+    """A psycopg DSN for a postgres Connection (resolved like PostgresHook does; schema = database)."""
+    from psycopg.conninfo import make_conninfo
+
+    conn = _connection(conn_id)
+    extra = conn.extra_dejson or {}
+    params = {
+        "host": conn.host,
+        "port": conn.port,
+        "user": conn.login,
+        "password": conn.password,
+        "dbname": conn.schema or extra.get("dbname") or "postgres",
+    }
+    for key in ("sslmode", "sslrootcert", "connect_timeout", "application_name"):
+        if key in extra:
+            params[key] = extra[key]
+    return make_conninfo("", **{k: v for k, v in params.items() if v not in (None, "")})
+
+
+def aws_client(conn_id: str, service: str, region: str | None = None) -> Any:
+    """A boto3 client through AwsBaseHook (honours the connection's endpoint_url and region)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    hook = AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region)
+    return hook.get_conn()
+
+
+def slack_credentials(conn_id: str) -> tuple[str, str | None]:
+    """(token, base_url) of a Slack API Connection."""
+    conn = _connection(conn_id)
+    token = conn.password
+    if not token:
+        raise ConnectionNotConfigured(f"Slack connection {conn_id!r} has no token in its password field")
+    extra = conn.extra_dejson or {}
+    return token, extra.get("base_url") or extra.get("extra__slack__base_url")
+
+
+def slack_client(conn_id: str) -> Any:
+    """A slack_sdk WebClient through SlackHook (base_url/timeout/proxy from the Connection)."""
+    from airflow.providers.slack.hooks.slack import SlackHook
+
+    _connection(conn_id)  # registers the token and gives a clear error when missing
+    return SlackHook(slack_conn_id=conn_id).client
+
+
+def has_connection(conn_id: str) -> bool:
+    try:
+        _connection(conn_id)
+    except ConnectionNotConfigured:
+        return False
+    return True
+
+
+def run_context(context: dict[str, Any], *, task_suffix: str = "") -> RunContext:
+    """The ledger's identity of this task attempt, from the Airflow task context."""
+    ti = context["ti"]
+    dag_run = context.get("dag_run")
+    run_type = str(getattr(dag_run, "run_type", "scheduled") or "scheduled").lower()
+    try:
+        log_url = ti.log_url
+    except Exception:  # noqa: BLE001 - a missing base URL must not fail the drill
+        log_url = None
+    return RunContext(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id + task_suffix,
+        map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
+        try_number=int(getattr(ti, "try_number", 1) or 1),
+        trigger="manual" if "manual" in run_type else run_type.replace("dagruntype.", ""),
+        log_url=log_url,
+    )
+
+
+def ledger_for(catalogue: Catalogue) -> Any:
+    """The evidence ledger named by the catalogue (defaults.ledger_connection); it must exist."""
+    from drillbook.ledger.store import Ledger
+
+    return Ledger(resolve_dsn(catalogue.defaults.ledger_connection))
+
+
+def notifier_for(catalogue: Catalogue, drill: Any) -> Any:
+    """Slack when its Connection exists, else the local outbox (recorded as not delivered)."""
+    from drillbook import notify
+
+    conn_id = catalogue.defaults.slack.connection
+    client = slack_client(conn_id) if has_connection(conn_id) else None
+    return notify.build_notifier(catalogue=catalogue, drill=drill, client=client)
+
+
+def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:
+    """Evidence first, then notify (drillbook.pipeline); returns a small XCom-safe summary."""
+    from drillbook.pipeline import record_and_report
+
+    ctx = run_context(context, task_suffix=task_suffix)
+    ledger = ledger_for(catalogue)
+    reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier_for(catalogue, drill))
+    record = reported.record
+    summary = {
+        "verdict": result.verdict.value,
+        "codes": result.codes(),
+        "ledger_seq": getattr(record, "seq", None),
+        "ledger_hash": getattr(record, "hash", None),
+    }
+    log.info("drill %s: %s %s (ledger seq %s)", result.drill, result.verdict.value, summary["codes"], summary["ledger_seq"])
+    return summary
+
+
+class DrillNotGreen(AirflowFailException):
+    """The drill ran and its verdict is FAIL or ERROR; it has been recorded and reported already.
+
+    Failing the task makes the run red in the UI; the failure callback recognises
+    this class and does not page a second time. No retry: re-running a drill that
+    reported is not a fix.
+    """
+
+
+def fail_unless_green(result: DrillResult) -> None:
+    """Fail the task for FAIL and ERROR so the run is red (after evidence is written and on-call told)."""
+    if result.verdict.value in ("FAIL", "ERROR"):
+        codes = ", ".join(result.codes()) or "no findings"
+        raise DrillNotGreen(f"drill {result.drill!r} verdict {result.verdict.value}: {codes}")

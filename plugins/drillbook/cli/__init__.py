@@ -1,0 +1,137 @@
+"""The ``drillbook`` command: validate catalogues, run drills, read and verify evidence.
+
+Rule: a command imports only what it needs. Building the parser imports the
+small ``configure_parser`` modules; Airflow and Great Expectations are never
+imported by the CLI (a data-quality run imports GX inside the drill).
+Exit codes: 0 success/PASS, 1 FAIL (or a broken ledger chain), 2 ERROR or bad
+input, 3 SKIPPED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from drillbook import __version__
+
+#: ``drillbook run <name>`` -> module with configure_parser(parser) and main(args) -> int
+RUN_COMMANDS = {
+    "backup-restore": ("drillbook.cli.run_backup_restore", "restore the newest backup into scratch and verify it"),
+    "data-quality": ("drillbook.cli.run_data_quality", "validate a table with a Great Expectations suite"),
+    "certificates": ("drillbook.cli.run_certificates", "check certificate expiry on endpoints, files and ACM"),
+    "alert-path": ("drillbook.cli.run_alert_path", "send a test alert down each path and prove it arrived"),
+}
+
+
+def _optional(module: str):  # type: ignore[no-untyped-def]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from drillbook.catalogue import load_catalogue, resolve_catalogue_path
+    from drillbook.catalogue.common import format_duration
+    from drillbook.errors import CatalogueError
+
+    path = resolve_catalogue_path(args.path)
+    try:
+        catalogue = load_catalogue(path)
+    except CatalogueError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
+        return 2
+    for d in catalogue.drills:
+        objectives = getattr(d, "objectives", None)
+        obj = ""
+        if objectives is not None:
+            obj = " ".join(f"{k}={format_duration(v)}" for k, v in objectives.model_dump().items() if isinstance(v, int | float))
+        state = "" if d.enabled else " (disabled)"
+        print(f"ok  {d.kind:<15} {d.name:<28} schedule={d.schedule!r:<16} owner={catalogue.owner_of(d)}"
+              f" controls={','.join(d.controls) or '-'}{(' ' + obj) if obj else ''}{state}")
+    print(f"{path}: {len(catalogue.drills)} drill(s), no problems")
+    return 0
+
+
+def _cmd_findings(args: argparse.Namespace) -> int:
+    from drillbook.findings import REGISTRY, markdown_table
+
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+        return 0
+    for spec in REGISTRY.values():
+        flag = " (ERROR)" if spec.blocks_verification else ""
+        print(f"{spec.code:<24} {spec.severity.value:<8} {spec.title}{flag}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drillbook", description="Disaster-recovery drills with a tamper-evident evidence ledger.")
+    parser.add_argument("--version", action="version", version=f"drillbook {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("validate", help="check a catalogue; print every problem as file:line: key: message")
+    p.add_argument("path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("findings", help="list the finding codes")
+    p.add_argument("--markdown", action="store_true", help="print docs/findings.md")
+    p.set_defaults(func=_cmd_findings)
+
+    run = sub.add_parser("run", help="run one drill now, from the catalogue or ad hoc")
+    run_sub = run.add_subparsers(dest="drill_kind", metavar="KIND", required=True)
+    for name, (module, help_text) in RUN_COMMANDS.items():
+        mod = _optional(module)
+        if mod is None:
+            continue
+        rp = run_sub.add_parser(name, help=help_text)
+        mod.configure_parser(rp)
+        rp.set_defaults(func=mod.main)
+
+    ledger_cmds = _optional("drillbook.cli.ledger_cmds")
+    if ledger_cmds is not None:
+        ledger_cmds.configure_ledger_parser(sub.add_parser("ledger", help="create or migrate the evidence ledger"))
+        ledger_cmds.configure_evidence_parser(sub.add_parser("evidence", help="verify, list and export evidence"))
+
+    reference = _optional("drillbook.cli.reference")
+    if reference is not None:
+        reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database"))
+
+    outbox = _optional("drillbook.cli.outbox")
+    if outbox is not None:
+        outbox.configure_parser(sub.add_parser("outbox", help="show the reports written to the local outbox"))
+
+    p = sub.add_parser("demo", help="run the drills once against the embedded demo environment")
+    p.add_argument("--up", action="store_true", help="then start Airflow (airflow standalone) with drillbook's DAGs")
+    p.set_defaults(func=lambda a: importlib.import_module("drillbook.demo").main(["--up"] if a.up else []))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `drillbook ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # noqa: BLE001 - turn any drillbook error into one clear line, exit 2
+        from drillbook.errors import DrillbookError
+        from drillbook.redact import redact
+
+        if isinstance(exc, DrillbookError):
+            print(f"drillbook: error: {redact(str(exc))}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

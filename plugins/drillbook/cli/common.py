@@ -1,0 +1,147 @@
+"""What every ``drillbook run ...`` shares: live phase lines, the final report, JSON, ledger recording.
+
+Rules: output is readable in a terminal and in a CI log (no colour codes, no
+cursor tricks; status in words); every line passes through ``redact``; the
+exit code is the verdict's (0 PASS, 1 FAIL, 2 ERROR, 3 SKIPPED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from drillbook.redact import redact
+from drillbook.result import DrillResult, Phase, Severity, Verdict
+
+_STATUS = {"ok": "ok    ", "failed": "FAILED", "skipped": "skip  ", "not configured": "n/a   "}
+_VERDICT_SENTENCE = {
+    Verdict.PASS: "PASS — every check ran and held.",
+    Verdict.FAIL: "FAIL — the drill ran and found problems that need fixing.",
+    Verdict.ERROR: "ERROR — the drill could not verify; treat it like a failure until it runs clean.",
+    Verdict.SKIPPED: "SKIPPED — nothing is configured to check.",
+}
+
+
+def out(text: str = "", stream: IO[str] | None = None) -> None:
+    print(redact(text), file=stream or sys.stdout, flush=True)
+
+
+def phase_printer(stream: IO[str] | None = None) -> Callable[[Phase], None]:
+    """An ``on_phase`` callback printing each phase as it completes."""
+
+    def show(phase: Phase) -> None:
+        status = _STATUS.get(phase.status, phase.status[:6].ljust(6))
+        detail = f"  {phase.detail}" if phase.detail else ""
+        out(f"  [{status}] {phase.name:<22} {phase.seconds:8.2f}s{detail}", stream)
+
+    return show
+
+
+def add_common_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--json, --ledger-dsn, --catalogue: the options every run command takes."""
+    parser.add_argument("--json", action="store_true", help="print the DrillResult(s) as JSON")
+    parser.add_argument("--ledger-dsn", default=None, help="record the result in this ledger (default: $DRILLBOOK_LEDGER_DSN)")
+    parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
+                        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+
+
+def _fmt_seconds(value: float | None) -> str:
+    from drillbook.catalogue.common import format_duration
+
+    return format_duration(value)
+
+
+def render_text(result: DrillResult, *, with_phases: bool = False) -> str:
+    """The human report of one result: target, measurements, findings with hints, verdict sentence."""
+    lines: list[str] = [f"{result.kind} drill {result.drill!r} on {result.target}"]
+    if with_phases:
+        for p in result.phases:
+            lines.append(f"  [{_STATUS.get(p.status, p.status)}] {p.name:<22} {p.seconds:8.2f}s  {p.detail}".rstrip())
+    m = result.measurements
+    facts = []
+    if m.rto_seconds is not None:
+        obj = result.objectives.get("rto_seconds")
+        facts.append(f"RTO {_fmt_seconds(m.rto_seconds)}" + (f" (objective {_fmt_seconds(obj)})" if obj else ""))
+    if m.rpo_seconds is not None:
+        obj = result.objectives.get("rpo_seconds")
+        facts.append(f"RPO {_fmt_seconds(m.rpo_seconds)}" + (f" (objective {_fmt_seconds(obj)})" if obj else ""))
+    facts.append(f"{m.counts.get('checks_run', 0)} checks in {_fmt_seconds(result.duration_seconds)}")
+    lines.append("  " + " · ".join(facts))
+    if result.findings:
+        lines.append("  findings:")
+        order = sorted(result.findings, key=lambda f: -Severity(f.severity).rank)
+        for f in order:
+            subject = f" [{f.subject}]" if f.subject else ""
+            lines.append(f"    {f.severity.value.upper():<8} {f.code}{subject}: {f.message}")
+            lines.append(f"             fix: {f.hint}")
+    lines.append(f"  verdict: {_VERDICT_SENTENCE[result.verdict]}")
+    return "\n".join(lines)
+
+
+def emit(results: DrillResult | list[DrillResult], *, as_json: bool, with_phases: bool = False) -> None:
+    """Print results as JSON (one object, or a list for several) or as the human report."""
+    items = results if isinstance(results, list) else [results]
+    if as_json:
+        payload: Any = [r.to_json_dict() for r in items] if isinstance(results, list) else items[0].to_json_dict()
+        out(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        return
+    for r in items:
+        out(render_text(r, with_phases=with_phases))
+
+
+def combined_exit_code(results: list[DrillResult]) -> int:
+    """ERROR beats FAIL beats PASS: the worst verdict decides."""
+    if not results:
+        return Verdict.ERROR.exit_code
+    return max(r.verdict.exit_code if r.verdict is not Verdict.SKIPPED else 0 for r in results)
+
+
+def ledger_dsn(args: argparse.Namespace) -> str | None:
+    return getattr(args, "ledger_dsn", None) or os.environ.get("DRILLBOOK_LEDGER_DSN") or None
+
+
+def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id: str = "cli", notify: bool = True) -> Any:
+    """Record a manual run in the ledger (when one is configured), then notify like a scheduled run."""
+    from drillbook.context import RunContext
+    from drillbook.pipeline import record_and_report
+
+    dsn = ledger_dsn(args)
+    ledger = None
+    if dsn:
+        from drillbook.ledger.store import Ledger
+
+        ledger = Ledger(dsn)
+    notifier = None
+    if notify:
+        try:
+            from drillbook.notify import notifier_from_env
+
+            notifier = notifier_from_env(_catalogue_or_none(args), drill_name=result.drill)
+        except ImportError:
+            notifier = None
+    base = RunContext.for_cli(kind=result.kind, drill=result.drill)
+    ctx = RunContext(dag_id=base.dag_id, run_id=base.run_id, task_id=task_id, trigger="manual")
+    reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier)
+    if reported.record is not None:
+        out(f"  evidence: ledger record #{reported.record.seq} ({reported.record.hash[:12]})", sys.stderr)
+    return reported
+
+
+def _catalogue_or_none(args: argparse.Namespace) -> Any:
+    from drillbook.catalogue import load_catalogue
+    from drillbook.errors import CatalogueError
+
+    try:
+        return load_catalogue(getattr(args, "catalogue", None))
+    except CatalogueError:
+        return None
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print a clear error to stderr and return the exit code."""
+    out(f"drillbook: error: {message}", sys.stderr)
+    return code

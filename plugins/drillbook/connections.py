@@ -1,0 +1,135 @@
+"""Read connections from the environment without importing Airflow.
+
+The CLI and the demo run without Airflow (importing it costs seconds), yet
+must resolve the same connection ids the DAGs use. Airflow's own convention is
+followed: ``AIRFLOW_CONN_<ID>`` holds a URI or a JSON object. drillbook also
+accepts ``DRILLBOOK_CONN_<ID>`` (same formats), which wins when both are set.
+
+Rule: every password/token read here is registered with ``redact`` before it
+is returned, so it can never leak through a log line or a finding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from drillbook.errors import ConnectionNotConfigured
+from drillbook.redact import register_secret
+
+
+@dataclass(frozen=True)
+class Connection:
+    conn_id: str
+    conn_type: str = ""
+    host: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    schema: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def postgres_dsn(self) -> str:
+        """A libpq key=value DSN for a postgres connection (schema = database name)."""
+        from psycopg.conninfo import make_conninfo
+
+        params: dict[str, Any] = {
+            "host": self.host or self.extra.get("host"),
+            "port": self.port,
+            "user": self.login,
+            "password": self.password,
+            "dbname": self.schema or self.extra.get("dbname") or "postgres",
+        }
+        for key in ("sslmode", "sslrootcert", "connect_timeout", "application_name"):
+            if key in self.extra:
+                params[key] = self.extra[key]
+        return make_conninfo("", **{k: v for k, v in params.items() if v not in (None, "")})
+
+
+def _env_key(conn_id: str) -> str:
+    return conn_id.upper().replace("-", "_").replace(".", "_")
+
+
+def _from_uri(conn_id: str, uri: str) -> Connection:
+    parts = urlsplit(uri)
+    extra: dict[str, Any] = dict(parse_qsl(parts.query))
+    if "__extra__" in extra:
+        extra = json.loads(extra.pop("__extra__"))
+    host = unquote(parts.hostname) if parts.hostname else None
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    return Connection(
+        conn_id=conn_id,
+        conn_type=parts.scheme.replace("-", "_").replace("postgresql", "postgres"),
+        host=host,
+        port=parts.port,
+        login=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        schema=unquote(path) or None,
+        extra=extra,
+    )
+
+
+def _from_json(conn_id: str, data: dict[str, Any]) -> Connection:
+    extra = data.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra) if extra.strip() else {}
+    return Connection(
+        conn_id=conn_id,
+        conn_type=str(data.get("conn_type", "")),
+        host=data.get("host"),
+        port=int(data["port"]) if data.get("port") else None,
+        login=data.get("login"),
+        password=data.get("password"),
+        schema=data.get("schema"),
+        extra=extra,
+    )
+
+
+def connection_from_env(conn_id: str) -> Connection | None:
+    """The connection ``conn_id`` from DRILLBOOK_CONN_<ID> or AIRFLOW_CONN_<ID>, or None."""
+    key = _env_key(conn_id)
+    for var in (f"DRILLBOOK_CONN_{key}", f"AIRFLOW_CONN_{key}"):
+        raw = os.environ.get(var)
+        if not raw:
+            continue
+        raw = raw.strip()
+        try:
+            conn = _from_json(conn_id, json.loads(raw)) if raw.startswith("{") else _from_uri(conn_id, raw)
+        except (ValueError, TypeError) as exc:
+            raise ConnectionNotConfigured(
+                f"environment variable {var} for connection {conn_id!r} is neither a connection URI nor JSON: {exc}"
+            ) from None
+        register_secret(conn.password)
+        for secret_key in ("token", "api_key", "routing_key", "aws_secret_access_key", "webhook_token"):
+            if isinstance(conn.extra.get(secret_key), str):
+                register_secret(conn.extra[secret_key])
+        return conn
+    return None
+
+
+def require_connection(conn_id: str) -> Connection:
+    """Like ``connection_from_env`` but a missing connection is a clear error."""
+    conn = connection_from_env(conn_id)
+    if conn is None:
+        key = _env_key(conn_id)
+        raise ConnectionNotConfigured(
+            f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{key} (or DRILLBOOK_CONN_{key}) "
+            f"to a URI like 'postgresql://user:pass@host:5432/db' or JSON, or define it in Airflow"
+        )
+    return conn
+
+
+def postgres_dsn_from_env(conn_id: str) -> str:
+    """A psycopg DSN for ``conn_id``; a plain libpq DSN in the variable is accepted as is."""
+    key = _env_key(conn_id)
+    for var in (f"DRILLBOOK_CONN_{key}", f"AIRFLOW_CONN_{key}"):
+        raw = os.environ.get(var, "").strip()
+        if raw and not raw.startswith("{") and "://" not in raw:  # libpq "host=... dbname=..." form
+            from drillbook.pg import parse
+
+            parse(raw)  # registers the password
+            return raw
+    return require_connection(conn_id).postgres_dsn()

@@ -21,6 +21,8 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # before the key=value rule, which would otherwise take "Bearer" as the value
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + MASK),
     # scheme://user:password@host -> scheme://user:***@host
     (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)"), r"\g<pre>" + MASK),
     # password=..., PGPASSWORD=..., token: ..., api_key=...
@@ -32,7 +34,6 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         r"\g<pre>" + MASK,
     ),
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{6,}"), "xox?-" + MASK),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + MASK),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "AKIA" + MASK),
     (re.compile(r"(https://hooks\.slack\.com/services/)[^\s\"']+"), r"\g<1>" + MASK),
 ]

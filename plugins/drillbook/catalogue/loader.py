@@ -96,7 +96,7 @@ def _pydantic_message(err: Any) -> str:
     msg = str(err.get("msg", "invalid"))
     if kind == "extra_forbidden":
         return "unknown key (misspelt? see the catalogue reference in the README)"
-    if kind == "missing":
+    if kind == "missing" or kind == "union_tag_not_found":
         return "required key is missing"
     if kind == "union_tag_invalid":
         ctx = err.get("ctx") or {}
@@ -151,8 +151,12 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
         catalogue = Catalogue.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = lines.clean_loc(tuple(err["loc"]))
-            problems.append((lines.line_of(tuple(err["loc"])), f"{_format_loc(loc)}: {_pydantic_message(err)}"))
+            raw_loc = tuple(err["loc"])
+            if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+                # point at the discriminator key itself ("kind" / "type"), not the whole item
+                raw_loc += (str((err.get("ctx") or {}).get("discriminator", "kind")).strip("'"),)
+            loc = lines.clean_loc(raw_loc)
+            problems.append((lines.line_of(raw_loc), f"{_format_loc(loc)}: {_pydantic_message(err)}"))
 
     if catalogue is not None:
         catalogue._path = file

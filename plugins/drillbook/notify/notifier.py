@@ -1,0 +1,127 @@
+"""The Notifier: route a recorded result, render it, deliver it (Slack or the outbox).
+
+Rules this module enforces (principle 3, evidence first, nothing lost):
+- ``notify`` is called after the ledger row exists (``pipeline.record_and_report``);
+  when Slack cannot be told it raises ``NotificationFailed`` (redacted), and
+  the pipeline records ``NOTIFY_FAILED`` and fails the task;
+- the main message is what pages on-call; if only the thread reply with the
+  details fails, the notification counts as delivered (re-running would post
+  a duplicate page) and the failure is logged and returned;
+- without a Slack connection every message goes to the outbox and the log,
+  and, when a ledger is at hand, a ``notification`` row with
+  ``NOTIFY_NOT_CONFIGURED`` records that nobody was told.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from drillbook.findings import finding
+from drillbook.notify.blocks import Message
+from drillbook.notify.outbox import OutboxSender
+from drillbook.notify.render import (
+    IncidentView,
+    RenderOptions,
+    render_incident,
+    render_result,
+    render_task_failure,
+)
+from drillbook.notify.router import Route, route_digest, route_incident, route_result, route_task_failure
+from drillbook.notify.slack import Delivery, SlackSender, connection_from_env
+from drillbook.redact import redact
+
+if TYPE_CHECKING:
+    from drillbook.catalogue.models import Catalogue
+    from drillbook.context import RunContext
+    from drillbook.ledger.store import Ledger, LedgerRecord
+    from drillbook.result import DrillResult
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    transport: str
+
+    def post(self, *, channel: str, message: Message, thread_ts: str | None = None) -> Delivery: ...
+
+
+@dataclass
+class Outcome:
+    """What ``Notifier.notify`` did: nothing (route None), or the deliveries it made."""
+
+    route: Route | None
+    main: Delivery | None = None
+    thread: Delivery | None = None
+    thread_error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.main is not None and self.main.delivered
+
+
+class Notifier:
+    """Implements ``drillbook.pipeline.Notifier`` for Slack and the local outbox."""
+
+    def __init__(self, *, catalogue: Catalogue, sender: Sender, ledger: Ledger | None = None):
+        self.catalogue = catalogue
+        self.sender = sender
+        self.ledger = ledger
+
+    def options(self, route: Route | None = None) -> RenderOptions:
+        d = self.catalogue.defaults
+        return RenderOptions(max_findings=d.slack.max_findings, airflow_base_url=d.airflow_base_url, mention=route.mention if route else None)
+
+    # -- drill results ---------------------------------------------------------------
+    def notify(self, result: DrillResult, record: LedgerRecord | None, ctx: RunContext) -> Outcome:
+        """Report ``result`` where the routing rule says; raise NotificationFailed when Slack cannot be told."""
+        route = route_result(result, catalogue=self.catalogue)
+        if route is None:
+            log.info("%s of %s is not posted (routing: digest only)", result.verdict.value, result.drill)
+            return Outcome(route=None)
+        report = render_result(result, record, ctx, options=self.options(route))
+        main = self.sender.post(channel=route.channel, message=report.main)
+        outcome = Outcome(route=route, main=main)
+        if route.thread_details and report.thread is not None and report.thread.blocks:
+            try:
+                outcome.thread = self.sender.post(channel=main.channel, message=report.thread, thread_ts=main.ts)
+            except Exception as exc:
+                outcome.thread_error = redact(f"{type(exc).__name__}: {exc}")
+                log.warning("the report of %s was posted but its details thread failed: %s", result.drill, outcome.thread_error)
+        if not main.delivered:
+            self._record_not_delivered(result, ctx, channel=route.channel)
+        return outcome
+
+    def _record_not_delivered(self, result: DrillResult, ctx: RunContext, *, channel: str) -> None:
+        """Write the ``notification`` row saying the report went to the outbox only."""
+        if self.ledger is None:
+            return
+        where = getattr(self.sender, "path", "the outbox")
+        note = finding(
+            "NOTIFY_NOT_CONFIGURED",
+            f"the {result.verdict.value} report of {result.drill!r} for {channel} was written to {where}; nobody was told",
+            subject=channel,
+            detail={"transport": self.sender.transport, "channel": channel},
+        )
+        row = result.model_copy(update={"findings": [note], "details": {**result.details, "notification": {"delivered": False}}})
+        self.ledger.record_event("notification", row, ctx)
+
+    # -- watchdog, digest, crashed tasks ----------------------------------------------
+    def notify_incident(self, incident: IncidentView) -> Delivery:
+        route = route_incident(incident.drill, catalogue=self.catalogue)
+        return self.sender.post(channel=route.channel, message=render_incident(incident, options=self.options(route)))
+
+    def post_digest(self, message: Message) -> Delivery:
+        return self.sender.post(channel=route_digest(catalogue=self.catalogue).channel, message=message)
+
+    def notify_task_failure(self, *, dag_id: str, **details: Any) -> Delivery:
+        route = route_task_failure(dag_id, catalogue=self.catalogue)
+        return self.sender.post(channel=route.channel, message=render_task_failure(dag_id=dag_id, options=self.options(route), **details))
+
+
+def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, outbox: str | None = None) -> Notifier:
+    """For the CLI and the demo: Slack when ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox."""
+    conn = connection_from_env(catalogue.defaults.slack.connection)
+    sender: Sender = SlackSender(connection=conn) if conn is not None else OutboxSender(path=outbox)
+    return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)

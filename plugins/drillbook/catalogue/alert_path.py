@@ -1,4 +1,10 @@
-"""Catalogue model of an ``alert_path`` drill: one entry per path to prove."""
+"""Catalogue model of an ``alert_path`` drill: one entry per path to prove.
+
+Rules: secrets never live here (tokens, routing keys and webhook URLs with a
+secret path come from the Connection named by ``connection``); every path has a
+delivery objective (its own or the drill's) and a give-up time that is at least
+the objective, so a slow alert is told apart from a lost one.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,13 @@ from drillbook.catalogue.common import ConnId, DrillBase, Duration, StrictModel
 class PathBase(StrictModel):
     name: str
     delivery: Duration | None = None  # objective for this path; defaults to the drill's
+    give_up: Duration | None = None  # stop looking after this long; defaults to the drill's
+
+    @model_validator(mode="after")
+    def _give_up_after_delivery(self) -> PathBase:
+        if self.delivery is not None and self.give_up is not None and self.give_up < self.delivery:
+            raise ValueError(f"give_up ({self.give_up}s) must be at least delivery ({self.delivery}s)")
+        return self
 
 
 class SlackPath(PathBase):
@@ -24,17 +37,20 @@ class SlackPath(PathBase):
 class SnsSqsPath(PathBase):
     type: Literal["sns_sqs"]
     topic_arn: str
-    queue_url: str
+    queue_url: str  # a queue subscribed to the topic, used only by the drill (it deletes what it reads)
     connection: ConnId = "aws_default"
     region: str | None = None
 
 
 class WebhookPath(PathBase):
     type: Literal["webhook"]
-    connection: ConnId  # HTTP connection: host/schema/port/path, token in password or extras
+    connection: ConnId  # HTTP connection: host (or full URL) / schema / port, token in password or extras
     flavour: Literal["generic", "pagerduty", "opsgenie", "alertmanager"] = "generic"
-    readback_url: str | None = None  # polled for the nonce; may reference the same connection's host
+    endpoint: str | None = None  # appended to the connection's base URL (Airflow HttpHook rules)
+    # polled for the nonce; an absolute URL, or a path on the connection's host; ``{nonce}`` is substituted
+    readback_url: str | None = None
     resolve: bool = True  # close the canary afterwards where the API allows it
+    request_timeout: Duration = 10.0
 
 
 AlertPath = Annotated[SlackPath | SnsSqsPath | WebhookPath, Field(discriminator="type")]
@@ -42,6 +58,13 @@ AlertPath = Annotated[SlackPath | SnsSqsPath | WebhookPath, Field(discriminator=
 
 class AlertObjectives(StrictModel):
     delivery: Duration = 60.0
+    give_up: Duration | None = None  # default: twice the delivery objective
+
+    @model_validator(mode="after")
+    def _give_up_after_delivery(self) -> AlertObjectives:
+        if self.give_up is not None and self.give_up < self.delivery:
+            raise ValueError(f"give_up ({self.give_up}s) must be at least delivery ({self.delivery}s)")
+        return self
 
 
 class AlertPathDrill(DrillBase):
@@ -59,3 +82,19 @@ class AlertPathDrill(DrillBase):
         if dupes:
             raise ValueError(f"path names must be unique within a drill; repeated: {dupes}")
         return self
+
+    def path(self, name: str) -> SlackPath | SnsSqsPath | WebhookPath:
+        for p in self.paths:
+            if p.name == name:
+                return p
+        raise KeyError(f"drill {self.name!r} has no path {name!r}; paths: {[p.name for p in self.paths]}")
+
+    def delivery_of(self, path: PathBase) -> float:
+        """The delivery objective of ``path`` in seconds."""
+        return path.delivery if path.delivery is not None else self.objectives.delivery
+
+    def give_up_of(self, path: PathBase) -> float:
+        """How long to keep looking for the canary on ``path``: never less than its objective."""
+        delivery = self.delivery_of(path)
+        give_up = path.give_up if path.give_up is not None else self.objectives.give_up
+        return max(delivery, give_up if give_up is not None else 2 * delivery)

@@ -1,0 +1,124 @@
+"""The canary: a labelled test alert carrying a unique nonce, in each path's wire format.
+
+Rules this module enforces:
+- every canary says what it is (``LABEL``) so nobody acts on it, and carries a
+  fresh random nonce so the read-back can only be satisfied by *this* alert,
+  never by an older canary or a real alert;
+- a payload holds the label, the drill, the path and the nonce — nothing from
+  the connection (tokens and routing keys are added by the sender, never kept
+  in the canary or the evidence).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+LABEL = "drillbook test alert — no action needed"
+#: SNS subjects must be ASCII; the same words without the em dash.
+ASCII_LABEL = "drillbook test alert - no action needed"
+#: Every canary carries this marker, so stale canaries can be recognised and cleared.
+MARKER = "drillbook-canary"
+SOURCE = "drillbook"
+
+
+@dataclass(frozen=True)
+class Canary:
+    """One test alert for one path of one drill run."""
+
+    drill: str
+    path: str
+    nonce: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def new(cls, *, drill: str, path: str) -> Canary:
+        """A canary with a fresh 64-bit random nonce."""
+        return cls(drill=drill, path=path, nonce=f"{MARKER}-{secrets.token_hex(8)}")
+
+    # -- human text ------------------------------------------------------------------
+    @property
+    def summary(self) -> str:
+        return f"[{LABEL}] drill {self.drill} / path {self.path}"
+
+    @property
+    def text(self) -> str:
+        """One line for chat paths: label first, nonce last (what the read-back looks for)."""
+        return f"{self.summary} · nonce {self.nonce}"
+
+    def verified_text(self, *, latency: float | None) -> str:
+        """The text a Slack canary is updated to once it has been seen ("mark" cleanup)."""
+        took = f" in {latency:.1f}s" if latency is not None else ""
+        return f"[{LABEL} · verified by drillbook{took}] drill {self.drill} / path {self.path} · nonce {self.nonce}"
+
+    def found_in(self, text: str | None) -> bool:
+        return bool(text) and self.nonce in text  # type: ignore[operator]
+
+    # -- machine payloads ------------------------------------------------------------
+    def details(self) -> dict[str, str]:
+        return {
+            "label": LABEL,
+            "drill": self.drill,
+            "path": self.path,
+            "nonce": self.nonce,
+            "sent_at": self.created_at.isoformat(),
+        }
+
+    def generic_payload(self) -> dict[str, Any]:
+        """A plain JSON body for generic webhooks."""
+        return {"text": self.text, "source": SOURCE, "test": True, **self.details()}
+
+    def sns_message(self) -> str:
+        """The SNS message body: JSON, so subscribers that parse alerts can tell it is a test."""
+        return json.dumps(self.generic_payload(), ensure_ascii=False)
+
+    def pagerduty_event(self, *, routing_key: str, action: str = "trigger") -> dict[str, Any]:
+        """A PagerDuty Events API v2 event; the nonce is the dedup_key, so resolve closes this canary."""
+        event: dict[str, Any] = {"routing_key": routing_key, "event_action": action, "dedup_key": self.nonce}
+        if action == "trigger":
+            event["payload"] = {
+                "summary": self.summary,
+                "source": SOURCE,
+                "severity": "info",
+                "component": self.path,
+                "group": "drillbook",
+                "class": "test alert",
+                "custom_details": self.details(),
+            }
+        return event
+
+    def opsgenie_alert(self) -> dict[str, Any]:
+        """An Opsgenie create-alert body; the nonce is the alias, so close-by-alias closes this canary."""
+        return {
+            "message": self.summary[:130],
+            "alias": self.nonce,
+            "description": self.text,
+            "source": SOURCE,
+            "priority": "P5",
+            "tags": ["drillbook", "test-alert"],
+            "details": self.details(),
+        }
+
+    def opsgenie_close(self) -> dict[str, Any]:
+        return {"source": SOURCE, "note": "drillbook test alert verified; closed automatically"}
+
+    def alertmanager_alerts(self, *, ends_at: datetime | None = None) -> list[dict[str, Any]]:
+        """An Alertmanager /api/v2/alerts body; sending it again with endsAt=now resolves it."""
+        alert: dict[str, Any] = {
+            "labels": {
+                "alertname": "DrillbookTestAlert",
+                "severity": "none",
+                "drillbook_drill": self.drill,
+                "drillbook_path": self.path,
+                "drillbook_nonce": self.nonce,
+            },
+            "annotations": {"summary": self.summary, "description": LABEL},
+            "startsAt": self.created_at.isoformat(),
+            "generatorURL": "https://github.com/drillbook/drillbook",
+        }
+        if ends_at is not None:
+            alert["endsAt"] = ends_at.isoformat()
+        return [alert]

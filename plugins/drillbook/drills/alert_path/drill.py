@@ -1,0 +1,120 @@
+"""Run an alert-path drill: one canary per path, one DrillResult (one ledger row) per path.
+
+Rules this module enforces:
+- every path gets its own result, so a dead webhook cannot hide behind a
+  healthy Slack channel, and each ledger row carries that path's sent time,
+  seen time, latency, attempts and HTTP status;
+- clients come from a ``PathClients`` resolver (the CLI reads the environment,
+  the Airflow task uses provider hooks); a connection that cannot be resolved
+  is ``CONNECTION_MISSING`` (ERROR), never a silent skip;
+- nothing here imports Airflow, and boto3/slack_sdk/httpx are imported only
+  when a path of that type runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from drillbook.catalogue.alert_path import AlertPathDrill, SlackPath, SnsSqsPath, WebhookPath
+from drillbook.connections import Connection
+from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.delivery import Delivery
+from drillbook.drills.base import ResultBuilder
+from drillbook.errors import ConnectionNotConfigured, DrillAborted
+from drillbook.result import DrillResult, Phase
+
+log = logging.getLogger(__name__)
+
+KIND = "alert_path"
+
+
+class PathClients(Protocol):
+    """Resolves a path's connection id into a ready client; raises ConnectionNotConfigured."""
+
+    def slack(self, conn_id: str) -> Any: ...  # a slack_sdk WebClient
+
+    def aws(self, conn_id: str, service: str, region: str | None) -> Any: ...  # a boto3 client
+
+    def http(self, conn_id: str) -> Connection: ...  # host/port/schema/login/password/extra
+
+
+def _destination(path: SlackPath | SnsSqsPath | WebhookPath) -> str:
+    if isinstance(path, SlackPath):
+        return f"slack {path.channel}"
+    if isinstance(path, SnsSqsPath):
+        return f"sns {path.topic_arn} -> sqs {path.queue_url}"
+    return f"webhook ({path.flavour}) via connection {path.connection}"
+
+
+def run_path(
+    *,
+    drill: AlertPathDrill,
+    path_name: str,
+    clients: PathClients,
+    on_phase: Callable[[Phase], None] | None = None,
+) -> DrillResult:
+    """Prove one path of ``drill``: send its canary, read it back, tidy up, judge latency."""
+    path = drill.path(path_name)
+    objective, give_up = drill.delivery_of(path), drill.give_up_of(path)
+    builder = ResultBuilder(
+        kind=KIND,
+        drill=drill.name,
+        target=path.name,
+        controls=drill.controls,
+        objectives={"delivery_seconds": objective, "give_up_seconds": give_up},
+        on_phase=on_phase,
+    )
+    canary = Canary.new(drill=drill.name, path=path.name)
+    delivery = Delivery(path=path.name, path_type=path.type, destination=_destination(path), objective=objective, give_up=give_up)
+    builder.details.update(path_type=path.type, nonce=canary.nonce, connection=path.connection)
+    try:
+        client: Any = None
+        with builder.phase("connect") as ph:
+            try:
+                if isinstance(path, SlackPath):
+                    client = clients.slack(path.connection)
+                elif isinstance(path, SnsSqsPath):
+                    client = (clients.aws(path.connection, "sns", path.region), clients.aws(path.connection, "sqs", path.region))
+                else:
+                    client = clients.http(path.connection)
+            except ConnectionNotConfigured as exc:
+                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": path.connection})
+                ph.status, ph.detail = "failed", f"connection {path.connection!r} missing"
+                raise DrillAborted("connect") from None
+            ph.detail = f"{path.type} via {path.connection}"
+        if isinstance(path, SlackPath):
+            from drillbook.drills.alert_path.slack_path import prove_slack
+
+            prove_slack(builder, client, path=path, canary=canary, delivery=delivery, interval=drill.poll_interval)
+        elif isinstance(path, SnsSqsPath):
+            from drillbook.drills.alert_path.sns_sqs_path import prove_sns_sqs
+
+            prove_sns_sqs(builder, client[0], client[1], path=path, canary=canary, delivery=delivery)
+        else:
+            from drillbook.drills.alert_path.webhook_path import prove_webhook
+
+            prove_webhook(builder, client, path=path, canary=canary, delivery=delivery, interval=drill.poll_interval)
+    except DrillAborted:
+        pass  # the reason is already a finding
+    finally:
+        delivery.record(builder)
+    result = builder.finish()
+    log.info(
+        "alert path %s/%s: %s %s latency=%s attempts=%s",
+        drill.name, path.name, result.verdict.value, result.codes(), delivery.latency_seconds, delivery.attempts,
+    )
+    return result
+
+
+def run_alert_path(
+    *,
+    drill: AlertPathDrill,
+    clients: PathClients,
+    on_phase: Callable[[Phase], None] | None = None,
+    paths: list[str] | None = None,
+) -> list[DrillResult]:
+    """Prove every path of ``drill`` (or only ``paths``), one result each, in catalogue order."""
+    names = paths if paths is not None else [p.name for p in drill.paths]
+    return [run_path(drill=drill, path_name=name, clients=clients, on_phase=on_phase) for name in names]

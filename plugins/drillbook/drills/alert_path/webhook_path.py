@@ -1,0 +1,287 @@
+"""Prove an HTTP webhook path (generic, PagerDuty Events v2, Opsgenie, Alertmanager).
+
+Rules this module enforces:
+- the canary must be accepted with a 2xx. A 4xx is ``ALERT_REJECTED`` at once.
+  A 5xx or 429 is retried (``SEND_ATTEMPTS`` in all, short backoff, never past
+  ``give_up``) because the senders we stand in for (Alertmanager, monitoring
+  agents) retry too; a path that still answers 5xx is ``ALERT_REJECTED``.
+  No answer (refused, timeout, DNS) after the same retries is
+  ``ALERT_PATH_UNREACHABLE`` (ERROR: nothing was verified);
+- with a ``readback_url`` the canary counts as delivered only when its nonce
+  appears there; without one the path proves acceptance only, and the
+  evidence says so (``seen_via``);
+- a read-back that never answers 2xx is ``ALERT_READBACK_FAILED`` (could not
+  verify), never ``ALERT_NOT_DELIVERED``;
+- canaries sent to paging systems are resolved afterwards (PagerDuty resolve
+  with the same dedup_key, Opsgenie close by alias, Alertmanager endsAt=now);
+- the full URL, the token and every secret header are registered with
+  ``redact``; evidence shows only ``redact_url(url)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from drillbook.catalogue.alert_path import WebhookPath
+from drillbook.connections import Connection
+from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.delivery import Delivery, judge
+from drillbook.drills.base import ResultBuilder
+from drillbook.errors import ConfigurationError, DrillAborted
+from drillbook.redact import redact, redact_url, register_secret
+
+SEND_ATTEMPTS = 3
+READBACK_MAX_BYTES = 20 * 1024 * 1024  # a read-back page larger than this is not searched further
+DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
+DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
+_SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|session|cookie")
+_TOKENISH = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-]{16,}$")  # a path segment that looks like a token
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where and how to send: built from a Connection; every field but ``shown`` is secret."""
+
+    flavour: str
+    url: str = field(repr=False)
+    origin: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    readback_headers: dict[str, str] | None = field(default=None, repr=False)
+    routing_key: str | None = field(default=None, repr=False)
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.url)
+
+
+def _join(base: str, endpoint: str) -> str:
+    """Join like Airflow's HttpHook: one slash between base URL and endpoint."""
+    if base and endpoint and not base.endswith("/") and not endpoint.startswith("/"):
+        return f"{base}/{endpoint}"
+    if base.endswith("/") and endpoint.startswith("/"):
+        return base + endpoint[1:]
+    return base + endpoint
+
+
+def _secret_headers(raw: Any) -> dict[str, str]:
+    headers = {str(k): str(v) for k, v in (raw or {}).items()} if isinstance(raw, dict) else {}
+    for name, value in headers.items():
+        if _SECRET_HEADER.search(name) or _TOKENISH.match(value):
+            register_secret(value)
+    return headers
+
+
+def webhook_target(conn: Connection, *, path: WebhookPath) -> WebhookTarget:
+    """Build the send target from an HTTP Connection (HttpHook's base-URL rules); register its secrets."""
+    extra = conn.extra or {}
+    host = conn.host or DEFAULT_BASE.get(path.flavour, "")
+    if not host:
+        raise ConfigurationError(f"webhook connection {conn.conn_id!r} has no host; set it to the endpoint's base URL")
+    base = host if "://" in host else f"{conn.schema or 'https'}://{host}"
+    if conn.port:
+        base = f"{base}:{conn.port}"
+    parts = urlsplit(base)
+    endpoint = path.endpoint or extra.get("endpoint") or ("" if parts.path.strip("/") else DEFAULT_ENDPOINT[path.flavour])
+    url = _join(base, endpoint)
+    # the URL itself may be the credential (token in the path, as Slack and many webhooks do)
+    register_secret(url)
+    for segment in urlsplit(url).path.split("/"):
+        if _TOKENISH.match(segment):
+            register_secret(segment)
+    headers = {"Content-Type": "application/json", "User-Agent": "drillbook-alert-drill"}
+    headers.update(_secret_headers(extra.get("headers")))
+    secret = conn.password or extra.get("token") or extra.get("api_key") or extra.get("routing_key")
+    register_secret(secret)
+    routing_key = None
+    if path.flavour == "pagerduty":
+        routing_key = extra.get("routing_key") or conn.password
+        if not routing_key:
+            raise ConfigurationError(f"PagerDuty connection {conn.conn_id!r} has no routing key (password or extra 'routing_key')")
+    elif path.flavour == "opsgenie" and secret:
+        headers["Authorization"] = f"GenieKey {secret}"
+    elif conn.login and conn.password:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+    elif secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    if "Authorization" in headers:
+        register_secret(headers["Authorization"])
+    readback_headers = _secret_headers(extra.get("readback_headers")) or None
+    return WebhookTarget(
+        flavour=path.flavour,
+        url=url,
+        origin=f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}",
+        headers=headers,
+        readback_headers=readback_headers,
+        routing_key=routing_key,
+    )
+
+
+def _body(target: WebhookTarget, canary: Canary) -> Any:
+    if target.flavour == "pagerduty":
+        return canary.pagerduty_event(routing_key=str(target.routing_key))
+    if target.flavour == "opsgenie":
+        return canary.opsgenie_alert()
+    if target.flavour == "alertmanager":
+        return canary.alertmanager_alerts()
+    return canary.generic_payload()
+
+
+def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+    import httpx
+
+    body = _body(target, canary)
+    with builder.phase("send") as ph:
+        delivery.mark_sent()
+        last_error = ""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            delivery.attempts = attempt
+            try:
+                response = http.post(target.url, json=body, headers=target.headers)
+                delivery.http_status, last_error = response.status_code, ""
+                if 200 <= response.status_code < 300:
+                    ph.detail = f"HTTP {response.status_code} from {target.shown} after {attempt} attempt(s)"
+                    return
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # 3xx/4xx: an answer that will not change on retry
+            except httpx.TransportError as exc:
+                delivery.http_status, last_error = None, type(exc).__name__
+            backoff = 0.5 * attempt
+            if attempt == SEND_ATTEMPTS or delivery.remaining() <= backoff:
+                break
+            time.sleep(backoff)
+        if last_error:
+            builder.find(
+                "ALERT_PATH_UNREACHABLE",
+                f"webhook {target.shown} did not answer ({last_error}) after {delivery.attempts} attempt(s)",
+                subject=path.name,
+                detail={"error": last_error, "attempts": delivery.attempts, "url": target.shown},
+            )
+            ph.status, ph.detail = "failed", f"unreachable: {last_error}"
+        else:
+            builder.checked()
+            builder.find(
+                "ALERT_REJECTED",
+                f"webhook {target.shown} answered HTTP {delivery.http_status} after {delivery.attempts} attempt(s); expected 2xx",
+                subject=path.name,
+                detail={"http_status": delivery.http_status, "attempts": delivery.attempts, "url": target.shown, "flavour": path.flavour},
+            )
+            ph.status, ph.detail = "failed", f"rejected: HTTP {delivery.http_status}"
+        raise DrillAborted("send")
+
+
+def _contains(http: Any, url: str, headers: dict[str, str], needle: str) -> int:
+    """GET ``url`` and stream its body looking for ``needle``; return the status, or -status when absent."""
+    with http.stream("GET", url, headers=headers) as response:
+        if not 200 <= response.status_code < 300:
+            return response.status_code
+        tail, read = "", 0
+        for chunk in response.iter_text():
+            window = tail + chunk
+            if needle in window:
+                return response.status_code
+            tail, read = window[-len(needle):], read + len(chunk)
+            if read > READBACK_MAX_BYTES:
+                break
+        return -response.status_code
+
+
+def _read_back(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery, interval: float) -> None:
+    import httpx
+
+    with builder.phase("read back") as ph:
+        if not path.readback_url:
+            delivery.seen_via = "accepted (2xx); no read-back configured"
+            delivery.mark_seen()
+            ph.skip("not configured: acceptance proven, delivery not")
+            builder.checked()
+            return
+        url = path.readback_url.replace("{nonce}", canary.nonce)
+        if url.startswith("/"):
+            url = target.origin + url
+        same_origin = url.startswith(target.origin + "/")
+        headers = target.readback_headers or ({k: v for k, v in target.headers.items() if k != "Content-Type"} if same_origin else {})
+        state: dict[str, Any] = {"answered": False, "last": None}
+
+        def look(_remaining: float) -> bool:
+            try:
+                status = _contains(http, url, headers, canary.nonce)
+            except httpx.TransportError as exc:
+                state["last"] = type(exc).__name__
+                return False
+            state["last"] = f"HTTP {abs(status)}"
+            if status > 0 and 200 <= status < 300:
+                return True
+            state["answered"] = state["answered"] or 200 <= abs(status) < 300
+            return False
+
+        delivery.poll(look, interval=interval)
+        delivery.extra["readback_url"] = redact_url(url)
+        if not delivery.seen and not state["answered"]:
+            builder.find(
+                "ALERT_READBACK_FAILED",
+                f"the read-back {redact_url(url)} never answered 2xx (last: {state['last']}); delivery could not be verified",
+                subject=path.name,
+                detail={"readback_url": redact_url(url), "last": state["last"], "polls": delivery.polls},
+            )
+            ph.status, ph.detail = "failed", f"read-back failed: {state['last']}"
+            raise DrillAborted("read back")
+        ph.detail = f"seen after {delivery.latency_seconds:.2f}s" if delivery.seen else f"not seen after {delivery.polls} reads"
+    judge(builder, delivery, not_seen_detail={"readback_url": redact_url(url)})
+
+
+def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+    import httpx
+
+    with builder.phase("cleanup") as ph:
+        if not path.resolve or target.flavour == "generic":
+            ph.skip("resolve: off" if not path.resolve else "generic webhooks have no resolve call")
+            delivery.cleanup = "not applicable"
+            return
+        if target.flavour == "pagerduty":
+            request = (target.url, canary.pagerduty_event(routing_key=str(target.routing_key), action="resolve"))
+        elif target.flavour == "alertmanager":
+            request = (target.url, canary.alertmanager_alerts(ends_at=datetime.now(UTC)))
+        else:  # opsgenie: close by alias
+            request = (_join(target.url, f"{canary.nonce}/close?identifierType=alias"), canary.opsgenie_close())
+        try:
+            response = http.post(request[0], json=request[1], headers=target.headers)
+            error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            error = type(exc).__name__
+        if not error:
+            delivery.cleanup = "resolved"
+            ph.detail = "resolved"
+            return
+        delivery.cleanup = f"failed: {error}"
+        ph.status, ph.detail = "failed", delivery.cleanup
+        builder.find(
+            "ALERT_CLEANUP_FAILED",
+            f"could not resolve the {target.flavour} canary {canary.nonce} at {target.shown}: {redact(error)}",
+            subject=path.name,
+            detail={"error": error, "flavour": target.flavour, "dedup_key": canary.nonce},
+        )
+
+
+def prove_webhook(builder: ResultBuilder, conn: Connection, *, path: WebhookPath, canary: Canary, delivery: Delivery, interval: float) -> None:
+    """Send, read back and resolve one webhook canary; findings land on ``builder``."""
+    import httpx
+
+    try:
+        target = webhook_target(conn, path=path)
+    except ConfigurationError as exc:
+        builder.find("CONFIG_INVALID", str(exc), subject=path.name)
+        raise DrillAborted("configure") from None
+    delivery.destination = target.shown
+    timeout = httpx.Timeout(path.request_timeout)
+    with httpx.Client(timeout=timeout, follow_redirects=False) as http:
+        _send(builder, http, path=path, target=target, canary=canary, delivery=delivery)
+        try:
+            _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval)
+        finally:
+            _resolve(builder, http, path=path, target=target, canary=canary, delivery=delivery)

@@ -1,0 +1,128 @@
+"""Serve auditors: list and export evidence records, streaming, with everything needed to re-verify.
+
+Rules this module enforces:
+- exports stream: CSV goes through PostgreSQL's ``COPY ... TO STDOUT`` in
+  chunks, JSON through a server-side cursor in batches; no export holds the
+  table in memory;
+- an export carries every hashed column in its canonical text form
+  (``recorded_at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, ``controls`` as a JSON
+  array, ``result`` as JSON) plus ``prev_hash`` and ``hash``, so an auditor can
+  recompute each hash offline (``drillbook evidence verify --file``);
+- JSON exports put one record per line inside the array, so they can be read
+  back line by line as well as with any JSON parser;
+- records come out in chain order (``seq`` ascending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+
+from drillbook.errors import ConfigurationError
+from drillbook.ledger.query import Filter
+from drillbook.ledger.schema import TABLE
+
+FORMATS = ("csv", "json")
+_TS_SQL = "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+_EXPORT_COLUMNS: list[tuple[str, str]] = [
+    ("seq", "seq"),
+    ("recorded_at", _TS_SQL),
+    ("record_type", "record_type"),
+    ("kind", "kind"),
+    ("drill", "drill"),
+    ("target", "target"),
+    ("verdict", "verdict"),
+    ("controls", "array_to_json(controls)"),
+    ("dag_id", "dag_id"),
+    ("run_id", "run_id"),
+    ("task_id", "task_id"),
+    ("map_index", "map_index"),
+    ("try_number", "try_number"),
+    ("trigger", "trigger"),
+    ("result", "result"),
+    ("prev_hash", "prev_hash"),
+    ("hash", "hash"),
+]
+
+
+def _csv_sql(where: str) -> str:
+    cols = ", ".join(
+        f"{expr}::text AS {name}" if name in ("controls", "result") else f"{expr} AS {name}"
+        for name, expr in _EXPORT_COLUMNS
+    )
+    return f"COPY (SELECT {cols} FROM {TABLE} WHERE {where} ORDER BY seq) TO STDOUT WITH (FORMAT csv, HEADER)"
+
+
+def _json_sql(where: str) -> str:
+    pairs = ", ".join(f"'{name}', {expr}" for name, expr in _EXPORT_COLUMNS)
+    return f"SELECT json_build_object({pairs})::text FROM {TABLE} WHERE {where} ORDER BY seq"
+
+
+def export_records(conn: Any, out: IO[bytes], *, flt: Filter, fmt: str, batch: int = 5000) -> int:
+    """Write the records matching ``flt`` to ``out`` as CSV or JSON; return the number of records."""
+    if fmt not in FORMATS:
+        raise ConfigurationError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
+    where, params = flt.where()
+    if fmt == "csv":
+        return _export_csv(conn, out, where, params)
+    return _export_json(conn, out, where, params, batch)
+
+
+def _export_csv(conn: Any, out: IO[bytes], where: str, params: list[Any]) -> int:
+    from psycopg.rows import tuple_row
+
+    # One snapshot for the COPY and the count, so the count names exactly the records written.
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with cur.copy(_csv_sql(where), params) as copy:
+            for chunk in copy:
+                out.write(bytes(chunk))
+        return _count(cur, where, params)
+
+
+def _export_json(conn: Any, out: IO[bytes], where: str, params: list[Any], batch: int) -> int:
+    from psycopg.rows import tuple_row
+
+    count = 0
+    out.write(b"[\n")
+    with conn.transaction(), conn.cursor(name="drillbook_export", row_factory=tuple_row) as cur:
+        cur.itersize = batch
+        cur.execute(_json_sql(where), params)
+        for (text,) in cur:
+            out.write((b",\n" if count else b"") + text.encode("utf-8"))
+            count += 1
+    out.write(b"\n]\n" if count else b"]\n")
+    return count
+
+
+def _count(cur: Any, where: str, params: list[Any]) -> int:
+    cur.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- list: a readable table for people --------------------------------------------------------
+LIST_HEADER = ("seq", "recorded_at (UTC)", "type", "kind", "drill", "verdict", "controls", "findings", "run_id", "hash")
+
+
+def list_rows(
+    conn: Any, *, flt: Filter, limit: int | None, newest_first: bool = True, batch: int = 2000
+) -> Iterator[tuple[str, ...]]:
+    """Yield one display row per record (no result parsing: finding codes come from SQL)."""
+    from psycopg.rows import tuple_row
+
+    where, params = flt.where()
+    sql = (
+        f"SELECT seq, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, drill, "
+        "verdict, array_to_string(controls, ','), "
+        "coalesce((SELECT string_agg(f->>'code', ',') FROM jsonb_array_elements(result->'findings') AS f), ''), "
+        f"run_id, left(hash, 12) FROM {TABLE} WHERE {where} ORDER BY seq {'DESC' if newest_first else 'ASC'}"
+    )
+    if limit:
+        sql += " LIMIT %s"
+        params = [*params, int(limit)]
+    with conn.transaction(), conn.cursor(name="drillbook_list", row_factory=tuple_row) as cur:
+        cur.itersize = batch
+        cur.execute(sql, params)
+        for row in cur:
+            yield tuple("" if v is None else str(v) for v in row)

@@ -1,0 +1,128 @@
+"""The ledger's schema and its migrations; the database itself keeps evidence append-only.
+
+Rules this module enforces:
+- the schema is created and migrated only by ``apply_migrations`` (``drillbook
+  ledger init``), idempotently: each migration runs once, in order, inside one
+  transaction holding an advisory lock, and is recorded in
+  ``drillbook_schema_version``; a database migrated by a newer drillbook is
+  refused rather than guessed at;
+- ``drillbook_evidence`` refuses UPDATE, DELETE and TRUNCATE with triggers that
+  raise, for every role including the owner. Only a superuser who disables the
+  triggers (``ALTER TABLE ... DISABLE TRIGGER`` or
+  ``session_replication_role = replica``) can change a row, and the hash chain
+  makes that visible to ``drillbook evidence verify``;
+- ``seq`` is assigned by the writer as tail + 1 under the chain lock, not by a
+  sequence: a sequence burns numbers on rolled-back inserts, and then a gap
+  would no longer prove a deletion. ``prev_hash`` is UNIQUE, so even a writer
+  that skipped the lock could not fork the chain;
+- one 'drill' record per (dag_id, run_id, task_id, map_index), one
+  'notification' per attempt (…, try_number), one watchdog/digest record per
+  (…, kind, drill): unique partial indexes make racing retries harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drillbook.errors import LedgerError
+
+TABLE = "drillbook_evidence"
+VERSION_TABLE = "drillbook_schema_version"
+_MIGRATION_LOCK = 0x6472696C6C626B  # "drillbk": one init at a time per database
+
+_V1 = f"""
+CREATE TABLE {TABLE} (
+    seq          bigint      PRIMARY KEY CHECK (seq >= 1),
+    recorded_at  timestamptz NOT NULL,
+    record_type  text        NOT NULL CHECK (record_type IN ('drill', 'notification', 'watchdog', 'digest')),
+    kind         text        NOT NULL,
+    drill        text        NOT NULL,
+    target       text        NOT NULL,
+    verdict      text        NOT NULL CHECK (verdict IN ('PASS', 'FAIL', 'ERROR', 'SKIPPED')),
+    controls     text[]      NOT NULL DEFAULT '{{}}',
+    dag_id       text        NOT NULL,
+    run_id       text        NOT NULL,
+    task_id      text        NOT NULL,
+    map_index    integer     NOT NULL DEFAULT -1,
+    try_number   integer     NOT NULL DEFAULT 1,
+    trigger      text        NOT NULL,
+    result       jsonb       NOT NULL,
+    prev_hash    text        NOT NULL UNIQUE CHECK (prev_hash ~ '^[0-9a-f]{{64}}$'),
+    hash         text        NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{{64}}$')
+);
+COMMENT ON TABLE {TABLE} IS
+    'drillbook evidence ledger: append-only, hash-chained; verify with `drillbook evidence verify`';
+
+CREATE INDEX {TABLE}_recorded_at ON {TABLE} (recorded_at);
+CREATE INDEX {TABLE}_controls ON {TABLE} USING gin (controls);
+CREATE INDEX {TABLE}_drill_kind_verdict ON {TABLE} (drill, kind, verdict, seq);
+CREATE UNIQUE INDEX {TABLE}_drill_once ON {TABLE} (dag_id, run_id, task_id, map_index)
+    WHERE record_type = 'drill';
+CREATE UNIQUE INDEX {TABLE}_notification_once ON {TABLE} (dag_id, run_id, task_id, map_index, try_number)
+    WHERE record_type = 'notification';
+CREATE UNIQUE INDEX {TABLE}_event_once ON {TABLE} (record_type, dag_id, run_id, task_id, map_index, kind, drill)
+    WHERE record_type IN ('watchdog', 'digest');
+
+CREATE FUNCTION drillbook_evidence_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'drillbook evidence ledger is append-only: TRUNCATE of % refused', TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Evidence is never removed; keep the ledger database and its backups.';
+    END IF;
+    RAISE EXCEPTION 'drillbook evidence ledger is append-only: % of record seq=% refused', TG_OP, OLD.seq
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Evidence is never changed; append a new record instead.';
+END;
+$$;
+CREATE TRIGGER {TABLE}_no_update_delete BEFORE UPDATE OR DELETE ON {TABLE}
+    FOR EACH ROW EXECUTE FUNCTION drillbook_evidence_refuse_change();
+CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION drillbook_evidence_refuse_change();
+"""
+
+# (version, description, SQL). Append new migrations; never edit an applied one.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "evidence table, indexes, append-only triggers", _V1),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(cur: Any) -> int:
+    """Highest applied migration, 0 when the ledger was never initialised."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,))
+    row = cur.fetchone()
+    if not row or not row[0]:
+        return 0
+    cur.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}")
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def apply_migrations(conn: Any) -> list[int]:
+    """Bring the schema to ``LATEST_VERSION``; return the versions applied by this call."""
+    from psycopg.rows import tuple_row
+
+    applied: list[int] = []
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+            " version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        have = current_version(cur)
+        if have > LATEST_VERSION:
+            raise LedgerError(
+                f"ledger schema is at version {have}, newer than this drillbook knows ({LATEST_VERSION}); "
+                "upgrade drillbook before writing to this ledger"
+            )
+        for version, description, sql in MIGRATIONS:
+            if version <= have:
+                continue
+            cur.execute(sql)
+            cur.execute(
+                f"INSERT INTO {VERSION_TABLE} (version, description) VALUES (%s, %s)", (version, description)
+            )
+            applied.append(version)
+    return applied

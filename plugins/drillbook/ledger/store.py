@@ -1,0 +1,326 @@
+"""The evidence ledger: append drill results to a hash-chained, append-only PostgreSQL table.
+
+Rules this module enforces:
+- nothing connects in ``__init__``; the connection opens on first use;
+- every append runs in one transaction that takes ``LOCK TABLE ... IN SHARE
+  ROW EXCLUSIVE MODE`` (which conflicts with itself and with any other
+  writer's INSERT), reads the tail, computes ``seq`` = tail + 1 and the hash in
+  Python, inserts and commits: concurrent writers queue and the chain never forks;
+- appends are idempotent: a 'drill' record per (dag_id, run_id, task_id,
+  map_index), a 'notification' per attempt, a watchdog/digest record per
+  (dag_id, run_id, task_id, map_index, kind, drill). A retry gets the existing
+  record back with ``created=False`` and writes nothing;
+- every string of a row is redacted and the result normalised to its jsonb
+  form before hashing (see ``drillbook.ledger.canonical``); the INSERT returns
+  what PostgreSQL stored and the transaction rolls back if it differs from
+  what was hashed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from drillbook.errors import LedgerError, LedgerNotInitialised
+from drillbook.ledger import schema
+from drillbook.ledger.canonical import COLUMNS, GENESIS_HASH, canonical_json, normalise, record_hash
+from drillbook.ledger.query import Filter
+from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
+from drillbook.redact import redact
+
+if TYPE_CHECKING:
+    from drillbook.context import RunContext
+    from drillbook.result import DrillResult
+
+_T = schema.TABLE
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {_T}"
+_INSERT = (
+    f"INSERT INTO {_T} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+    "RETURNING recorded_at, result"
+)
+_ERROR_MESSAGE_MAX = 300  # characters of a notification error kept as evidence
+
+
+def row_to_record(row: dict[str, Any], *, created: bool = False) -> LedgerRecord:
+    return LedgerRecord(**{name: row[name] for name in COLUMNS}, created=created)
+
+
+class Ledger:
+    """A handle on one evidence ledger database (``DRILLBOOK_LEDGER_DSN`` / ``drillbook_ledger``)."""
+
+    def __init__(self, dsn: str, *, auto_init: bool = False, connect_timeout: int = 10):
+        if not dsn:
+            raise LedgerError("no ledger DSN given; set DRILLBOOK_LEDGER_DSN or the drillbook_ledger connection")
+        self._dsn = dsn
+        self._auto_init = auto_init
+        self._connect_timeout = connect_timeout
+        self._schema_checked = False
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.where!r})"
+
+    @functools.cached_property
+    def where(self) -> str:
+        """The ledger's ``host:port/dbname``, for messages (never the credentials)."""
+        from drillbook.pg import describe
+
+        return describe(self._dsn)
+
+    @functools.cached_property
+    def _conn(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from drillbook.pg import parse
+
+        parse(self._dsn)  # registers the password with redact before anything can print it
+        try:
+            return psycopg.connect(
+                self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout
+            )
+        except psycopg.OperationalError as exc:
+            raise LedgerError(f"cannot connect to the evidence ledger at {self.where}: {redact(str(exc))}") from None
+
+    def close(self) -> None:
+        conn = self.__dict__.pop("_conn", None)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+    def init_schema(self) -> list[int]:
+        """Create or migrate the schema (idempotent); return the migration versions applied."""
+        applied = schema.apply_migrations(self._conn)
+        self._schema_checked = True
+        return applied
+
+    def schema_version(self) -> int:
+        from psycopg.rows import tuple_row
+
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            return schema.current_version(cur)
+
+    def _ensure_schema(self) -> None:
+        if self._schema_checked:
+            return
+        version = self.schema_version()
+        if version != schema.LATEST_VERSION and self._auto_init:
+            self.init_schema()
+            return
+        if version == 0:
+            raise LedgerNotInitialised(
+                f"the evidence ledger at {self.where} has no schema; run `drillbook ledger init` first"
+            )
+        if version < schema.LATEST_VERSION:
+            raise LedgerError(
+                f"the evidence ledger at {self.where} is at schema version {version}, this drillbook needs "
+                f"{schema.LATEST_VERSION}; run `drillbook ledger init` to migrate it"
+            )
+        if version > schema.LATEST_VERSION:
+            raise LedgerError(
+                f"the evidence ledger at {self.where} is at schema version {version}, newer than this "
+                f"drillbook knows ({schema.LATEST_VERSION}); upgrade drillbook"
+            )
+        self._schema_checked = True
+
+    # -- writing ----------------------------------------------------------------------------
+    def record(self, result: DrillResult, ctx: RunContext) -> LedgerRecord:
+        """Append the result of one drill task; a retry of the same task returns the first record."""
+        return self._append(
+            "drill", result, ctx, key="dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s"
+        )
+
+    def record_notify_failure(self, result: DrillResult, ctx: RunContext, *, error: BaseException) -> LedgerRecord:
+        """Append a 'notification' record saying the report of ``result`` was not delivered."""
+        from drillbook.drills.base import ResultBuilder
+
+        message = redact(str(error))
+        if len(message) > _ERROR_MESSAGE_MAX:
+            message = message[:_ERROR_MESSAGE_MAX] + "…"
+        builder = ResultBuilder(kind=result.kind, drill=result.drill, target=result.target, controls=result.controls)
+        builder.checked()  # the delivery attempt ran; it failed
+        builder.find(
+            "NOTIFY_FAILED",
+            f"report of {result.drill!r} ({result.verdict.value}) was not delivered: {type(error).__name__}: {message}",
+            subject=result.drill,
+            detail={"error_type": type(error).__name__, "error": message, "drill_verdict": result.verdict.value},
+        )
+        builder.details["reported_verdict"] = result.verdict.value
+        builder.details["reported_codes"] = result.codes()
+        notice = builder.finish()
+        return self._append(
+            "notification",
+            notice,
+            ctx,
+            key="dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s",
+        )
+
+    def record_event(self, record_type: str, result: DrillResult, ctx: RunContext) -> LedgerRecord:
+        """Append a 'watchdog' or 'digest' record (one per task attempt key, kind and drill)."""
+        if record_type not in ("watchdog", "digest"):
+            raise LedgerError(
+                f"record_event takes record_type 'watchdog' or 'digest', got {record_type!r}; "
+                "use record() for drill results"
+            )
+        return self._append(
+            record_type,
+            result,
+            ctx,
+            key="dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND kind = %s AND drill = %s",
+        )
+
+    def _row_fields(self, record_type: str, result: DrillResult, ctx: RunContext) -> dict[str, Any]:
+        return {
+            "record_type": record_type,
+            "kind": normalise(result.kind),
+            "drill": normalise(result.drill),
+            "target": normalise(result.target),
+            "verdict": result.verdict.value,
+            "controls": [normalise(str(c)) for c in result.controls],
+            "dag_id": normalise(ctx.dag_id),
+            "run_id": normalise(ctx.run_id),
+            "task_id": normalise(ctx.task_id),
+            "map_index": int(ctx.map_index),
+            "try_number": int(ctx.try_number),
+            "trigger": normalise(ctx.trigger),
+            "result": normalise(result.to_json_dict()),
+        }
+
+    def _append(self, record_type: str, result: DrillResult, ctx: RunContext, *, key: str) -> LedgerRecord:
+        from psycopg.types.json import Jsonb
+
+        if record_type not in RECORD_TYPES:
+            raise LedgerError(f"unknown record type {record_type!r}; expected one of {RECORD_TYPES}")
+        self._ensure_schema()
+        fields = self._row_fields(record_type, result, ctx)
+        key_params: list[Any] = [fields["dag_id"], fields["run_id"], fields["task_id"], fields["map_index"]]
+        if record_type == "notification":
+            key_params.append(fields["try_number"])
+        elif record_type in ("watchdog", "digest"):
+            key_params += [fields["kind"], fields["drill"]]
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(f"LOCK TABLE {_T} IN SHARE ROW EXCLUSIVE MODE")
+            cur.execute(f"{_SELECT} WHERE record_type = %s AND {key}", [record_type, *key_params])
+            existing = cur.fetchone()
+            if existing is not None:
+                return row_to_record(existing, created=False)
+            cur.execute(
+                f"SELECT clock_timestamp() AS now, t.seq, t.hash FROM (SELECT 1) AS one "
+                f"LEFT JOIN LATERAL (SELECT seq, hash FROM {_T} ORDER BY seq DESC LIMIT 1) AS t ON TRUE"
+            )
+            tail = cur.fetchone()
+            fields["seq"] = (tail["seq"] or 0) + 1
+            fields["recorded_at"] = tail["now"]
+            fields["prev_hash"] = tail["hash"] or GENESIS_HASH
+            fields["hash"] = record_hash(fields)
+            values = [Jsonb(fields[c]) if c == "result" else fields[c] for c in COLUMNS]
+            cur.execute(_INSERT, values)
+            stored = cur.fetchone()
+            if canonical_json(stored["result"]) != canonical_json(fields["result"]) or stored["recorded_at"] != fields[
+                "recorded_at"
+            ]:
+                # Rolls the insert back: a record whose stored form differs from its hashed form would
+                # later verify as tampered, so refuse it now and say why.
+                raise LedgerError(
+                    f"the ledger stored a different form of the {record_type} record of {fields['drill']!r} than "
+                    "was hashed; nothing was written (report this as a drillbook bug)"
+                )
+        return row_to_record(fields, created=True)
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, seq: int) -> LedgerRecord | None:
+        """The record with this ``seq``, or None."""
+        self._ensure_schema()
+        with self._conn.cursor() as cur:
+            cur.execute(f"{_SELECT} WHERE seq = %s", (seq,))
+            row = cur.fetchone()
+        return row_to_record(row) if row else None
+
+    def head(self) -> LedgerRecord | None:
+        """The newest record (the chain's head), or None for an empty ledger."""
+        self._ensure_schema()
+        with self._conn.cursor() as cur:
+            cur.execute(f"{_SELECT} ORDER BY seq DESC LIMIT 1")
+            row = cur.fetchone()
+        return row_to_record(row) if row else None
+
+    def last_pass(self, *, kind: str, drill: str) -> LedgerRecord | None:
+        """The newest PASS 'drill' record of one drill, or None if it never passed."""
+        self._ensure_schema()
+        with self._conn.cursor() as cur:
+            cur.execute(
+                f"{_SELECT} WHERE drill = %s AND kind = %s AND verdict = 'PASS' AND record_type = 'drill' "
+                "ORDER BY seq DESC LIMIT 1",
+                (drill, kind),
+            )
+            row = cur.fetchone()
+        return row_to_record(row) if row else None
+
+    def query(
+        self,
+        *,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        control: str | None = None,
+        drill: str | None = None,
+        kind: str | None = None,
+        verdict: str | None = None,
+        record_type: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[LedgerRecord]:
+        """Records matching every given filter, in chain order (or newest first), at most ``limit``."""
+        flt = Filter.build(
+            since=since, until=until, control=control, drill=drill, kind=kind, verdict=verdict, record_type=record_type
+        )
+        return list(self.iter_records(flt, limit=limit, newest_first=newest_first))
+
+    def iter_records(
+        self, flt: Filter, *, limit: int | None = None, newest_first: bool = False, batch: int = 2000
+    ) -> Iterator[LedgerRecord]:
+        """Stream matching records through a server-side cursor (memory stays flat)."""
+        self._ensure_schema()
+        where, params = flt.where()
+        sql = f"{_SELECT} WHERE {where} ORDER BY seq {'DESC' if newest_first else 'ASC'}"
+        if limit is not None and limit > 0:
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        conn = self._conn
+        with conn.transaction(), conn.cursor(name="drillbook_records") as cur:
+            cur.itersize = batch
+            cur.execute(sql, params)
+            for row in cur:
+                yield row_to_record(row)
+
+    def count(self) -> int:
+        self._ensure_schema()
+        with self._conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) AS n FROM {_T}")
+            row = cur.fetchone()
+        return int(row["n"]) if row else 0
+
+    # -- checking ---------------------------------------------------------------------------
+    def verify(self, *, batch: int = 2000) -> VerifyReport:
+        """Walk the whole chain in seq order and name the first record that does not match."""
+        from drillbook.ledger.verify import verify_rows
+
+        self._ensure_schema()
+        conn = self._conn
+        with conn.transaction(), conn.cursor(name="drillbook_verify") as cur:
+            cur.itersize = batch
+            cur.execute(f"{_SELECT} ORDER BY seq ASC")
+            return verify_rows(cur)
+
+    @property
+    def connection(self) -> Any:
+        """The open psycopg connection (export and the benchmark stream through it)."""
+        self._ensure_schema()
+        return self._conn

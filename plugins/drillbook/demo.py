@@ -1,0 +1,297 @@
+"""``make demo`` / ``make up``: the drills, once, against an embedded demo environment.
+
+What it does, in order, all on this machine and all under ``var/``:
+1. starts an embedded PostgreSQL (pgserver) in ``var/demo/pg``;
+2. seeds a sample shop database and takes a pg_dump backup (+ .sha256 sidecar)
+   into ``var/backups/shop``; writes a demo certificate into ``var/demo/certs``;
+   starts a loopback webhook receiver for the alert-path drill;
+3. creates and verifies the evidence ledger, validates the shipped catalogue;
+4. runs every drill of the catalogue once through Airflow (``dag.test()`` with
+   a SQLite metadata DB in ``var/airflow``), printing verdicts, RTO, RPO and
+   phase timings from the ledger;
+5. shows the Slack messages it would have posted (no Slack connection in the
+   demo: they go to the outbox ``var/outbox.jsonl``) and ends with the
+   ledger's verify result.
+``--up`` then starts ``airflow standalone`` on http://localhost:8080 with the
+same environment (embedded PostgreSQL kept running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VAR = Path(os.environ.get("DRILLBOOK_VAR", REPO / "var"))
+CATALOGUE = REPO / "include" / "drills.yaml"
+WEBHOOK_PORT = int(os.environ.get("DRILLBOOK_DEMO_WEBHOOK_PORT", "18765"))
+AIRFLOW_PORT = int(os.environ.get("DRILLBOOK_AIRFLOW_PORT", "8080"))
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def heading(text: str) -> None:
+    say("")
+    say(f"== {text}")
+
+
+# --- environment -------------------------------------------------------------------------
+def start_postgres(*, keep_running: bool):  # type: ignore[no-untyped-def]
+    import pgserver
+
+    data = VAR / "demo" / "pg"
+    data.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(data, cleanup_mode=None if keep_running else "stop")
+
+
+def pg_bin() -> Path:
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def ensure_database(admin_dsn: str, name: str, *, recreate: bool = False) -> str:
+    import psycopg
+
+    from drillbook.pg import quote_ident, with_dbname
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if recreate:
+            conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    return with_dbname(admin_dsn, name)
+
+
+def take_backup(source_dsn: str) -> Path:
+    """pg_dump -Fc of the shop into var/backups/shop, with a .sha256 sidecar."""
+    from drillbook.pg import tool_env
+
+    out_dir = VAR / "backups" / "shop"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in sorted(out_dir.glob("shop-*.dump*"))[:-4]:  # keep the demo directory small
+        old.unlink()
+    path = out_dir / f"shop-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.dump"
+    subprocess.run([str(pg_bin() / "pg_dump"), "-Fc", "-f", str(path)], env=tool_env(source_dsn), check=True, timeout=600)
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    path.with_name(path.name + ".sha256").write_text(f"{digest.hexdigest()}  {path.name}\n")
+    return path
+
+
+def write_demo_certificate() -> Path:
+    """A self-issued CA and a 200-day leaf for demo.internal, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    certs = VAR / "demo" / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "demo.internal")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "drillbook demo CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=200))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("demo.internal")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = certs / "demo.internal.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str) -> None:
+    """Connections as AIRFLOW_CONN_* variables (what Airflow and the CLI both read)."""
+    airflow_home = VAR / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{AIRFLOW_PORT}",
+        "DRILLBOOK_CATALOGUE": str(CATALOGUE),
+        "DRILLBOOK_OUTBOX": str(VAR / "outbox.jsonl"),
+        "DRILLBOOK_LEDGER_DSN": ledger_dsn,
+        "AIRFLOW_CONN_DRILLBOOK_SOURCE": source_dsn,
+        "AIRFLOW_CONN_DRILLBOOK_SCRATCH": scratch_dsn,
+        "AIRFLOW_CONN_DRILLBOOK_LEDGER": ledger_dsn,
+        "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": WEBHOOK_PORT, "schema": "http", "password": "demo-webhook-token"}
+        ),
+    }
+    os.environ.update(env)
+    os.environ.pop("AIRFLOW_CONN_DRILLBOOK_SLACK", None)  # the demo has no Slack: reports go to the outbox
+
+
+def airflow_conn_uri(dsn: str) -> str:
+    """Airflow needs URIs or JSON for AIRFLOW_CONN_*: turn a libpq DSN into JSON."""
+    from drillbook.pg import parse
+
+    p = parse(dsn)
+    return json.dumps({"conn_type": "postgres", "host": p.get("host"), "port": int(p.get("port", 5432)),
+                       "login": p.get("user"), "password": p.get("password") or None, "schema": p.get("dbname")})
+
+
+# --- running the drills ----------------------------------------------------------------------
+def run_dags() -> list[tuple[str, str]]:
+    """dag.test() every drillbook DAG once; returns (dag_id, run_id) pairs."""
+    import logging
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    from airflow.utils import db
+
+    db.initdb()
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    if bag.import_errors:
+        for file, error in bag.import_errors.items():
+            say(f"import error in {file}:\n{error}")
+        raise SystemExit(2)
+    runs: list[tuple[str, str]] = []
+    order = sorted((d for d in bag.dag_ids if "__" in d), key=lambda d: (not d.startswith("dr_backup"), d))
+    for dag_id in order:
+        dag = bag.get_dag(dag_id)
+        heading(f"run {dag_id} (through Airflow, dag.test())")
+        started = time.monotonic()
+        dag_run = dag.test()
+        say(f"   Airflow run {dag_run.run_id}: {dag_run.state} in {time.monotonic() - started:.1f}s")
+        runs.append((dag_id, dag_run.run_id))
+    return runs
+
+
+def show_results(ledger_dsn: str, runs: list[tuple[str, str]]) -> None:
+    from drillbook.cli.common import render_text
+    from drillbook.ledger.store import Ledger
+    from drillbook.result import DrillResult
+
+    ledger = Ledger(ledger_dsn)
+    wanted = {run_id for _, run_id in runs}
+    heading("results, as recorded in the evidence ledger")
+    for record in ledger.query(record_type="drill"):
+        if record.run_id in wanted:
+            result = DrillResult.model_validate(record.result)
+            say(f"-- ledger #{record.seq} {record.dag_id} / {record.task_id}")
+            say(render_text(result, with_phases=True))
+
+
+def show_outbox() -> None:
+    heading(f"Slack messages the drills would have posted (outbox {VAR / 'outbox.jsonl'})")
+    try:
+        from drillbook.notify.outbox import render_outbox_text
+    except ImportError:
+        say("   (notifications are not available in this build)")
+        return
+    say(render_outbox_text(VAR / "outbox.jsonl"))
+
+
+def verify_ledger(ledger_dsn: str) -> int:
+    from drillbook.cli import main as cli
+
+    heading("ledger verify")
+    return cli(["evidence", "verify", "--ledger-dsn", ledger_dsn])
+
+
+def start_webhook_receiver():  # type: ignore[no-untyped-def]
+    from drillbook.sample.webhook_receiver import WebhookReceiver
+
+    return WebhookReceiver(port=WEBHOOK_PORT).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="drillbook demo")
+    parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
+    args = parser.parse_args(argv)
+
+    heading("embedded PostgreSQL")
+    server = start_postgres(keep_running=args.up)
+    admin = server.get_uri("postgres")
+    from drillbook.pg import describe
+
+    say(f"   running at {describe(admin)} (data in {VAR / 'demo' / 'pg'})")
+    source = ensure_database(admin, "shop", recreate=True)
+    ledger = ensure_database(admin, "drillbook_ledger")
+    scratch_admin = admin  # scratch databases are created on the same server, never in the source database
+
+    heading("sample shop database and its backup")
+    from drillbook.sample.shop import seed_shop
+
+    facts = seed_shop(source)
+    say(f"   seeded: {facts}")
+    backup = take_backup(source)
+    say(f"   backup: {backup.relative_to(REPO) if backup.is_relative_to(REPO) else backup} ({backup.stat().st_size:,} bytes, sha256 sidecar written)")
+    cert = write_demo_certificate()
+    say(f"   demo certificate: {cert}")
+    receiver = start_webhook_receiver()
+    say(f"   webhook receiver for the alert-path drill on 127.0.0.1:{WEBHOOK_PORT}")
+
+    set_environment(source_dsn=airflow_conn_uri(source), scratch_dsn=airflow_conn_uri(scratch_admin), ledger_dsn=ledger)
+    os.environ["AIRFLOW_CONN_DRILLBOOK_LEDGER"] = airflow_conn_uri(ledger)
+    outbox = VAR / "outbox.jsonl"
+    if outbox.exists():
+        outbox.unlink()
+
+    heading("evidence ledger")
+    from drillbook.cli import main as cli
+
+    if cli(["ledger", "init", "--ledger-dsn", ledger]) != 0:
+        return 2
+    heading("catalogue")
+    if cli(["validate", str(CATALOGUE)]) != 0:
+        return 2
+
+    runs = run_dags()
+    receiver.stop()
+    show_results(ledger, runs)
+    show_outbox()
+    code = verify_ledger(ledger)
+    if args.up:
+        return start_airflow()
+    server.cleanup()
+    return code
+
+
+def start_airflow() -> int:
+    """airflow standalone with drillbook's DAGs; admin password written before start."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
+    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    os.environ["AIRFLOW__API__PORT"] = str(AIRFLOW_PORT)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    heading(f"Airflow on http://localhost:{AIRFLOW_PORT} — log in as admin / {password} (Ctrl-C stops it)")
+    proc = subprocess.Popen(["airflow", "standalone"], start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -94,6 +94,7 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("ALERT_SLOW", _S.HIGH, "A test alert arrived later than the delivery objective", "Check queues and rate limits on the path; alerts are delayed.", "alert_path"),
     FindingSpec("ALERT_REJECTED", _S.CRITICAL, "The alert path refused the test alert", "Check the token, permissions and routing of the path named in the detail.", "alert_path"),
     FindingSpec("ALERT_PATH_UNREACHABLE", _S.CRITICAL, "The alert path could not be reached", "Check the endpoint URL, DNS and network from the worker.", "alert_path", True),
+    FindingSpec("ALERT_READBACK_FAILED", _S.CRITICAL, "The test alert was sent but the drill could not read the far end to confirm it", "Check the read-back access named in the detail (Slack channels:history scope, SQS ReceiveMessage, the read-back URL and its credentials).", "alert_path", True),
     FindingSpec("ALERT_CLEANUP_FAILED", _S.LOW, "The test alert was delivered but could not be resolved or deleted", "Resolve or delete the canary by hand; check the token's permissions.", "alert_path"),
 ]
 

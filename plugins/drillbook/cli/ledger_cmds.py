@@ -1,0 +1,316 @@
+"""``drillbook ledger init`` and ``drillbook evidence verify|list|export|show``.
+
+Rules this module enforces:
+- the ledger DSN comes from ``--ledger-dsn`` or ``DRILLBOOK_LEDGER_DSN``; when
+  neither is set the command says so naming both and exits 2 (prefer the
+  environment variable: a password in argv is visible to every local user);
+- exit codes: 0 success / chain intact, 1 the chain is broken (``verify``
+  names the first bad record), 2 bad input or the ledger cannot be used;
+- exports stream to the file or stdout and never hold the table in memory;
+  a failed export removes its partial output file;
+- nothing here imports psycopg at module import (the parser is built eagerly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DSN_ENV = "DRILLBOOK_LEDGER_DSN"
+_LIST_DEFAULT_LIMIT = 50
+_WIDTH_SAMPLE = 200  # rows used to size the list table's columns; later rows may spill
+
+
+def _err(message: str) -> None:
+    from drillbook.redact import redact
+
+    print(f"drillbook: error: {redact(message)}", file=sys.stderr)
+
+
+def _add_dsn(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger-dsn",
+        default=None,
+        help=f"PostgreSQL DSN of the evidence ledger (default: ${DSN_ENV}; prefer the variable, argv is visible to others)",
+    )
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", help="records at or after this ISO date/datetime (UTC when no zone)")
+    parser.add_argument("--until", help="records before this datetime; a bare date includes that whole day")
+    parser.add_argument("--control", help="only records giving evidence for this control id, e.g. SOC2:A1.2")
+    parser.add_argument("--drill", help="only this drill (catalogue name)")
+    parser.add_argument("--kind", help="only this drill kind, e.g. backup_restore")
+    parser.add_argument("--verdict", help="only this verdict: PASS, FAIL, ERROR or SKIPPED")
+    parser.add_argument(
+        "--type", dest="record_type", choices=("drill", "notification", "watchdog", "digest"), help="only this record type"
+    )
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn drillbook errors into one clear line and exit 2 (1 stays reserved for a broken chain)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from drillbook.errors import DrillbookError
+
+        try:
+            return handler(args)
+        except DrillbookError as exc:
+            _err(str(exc))
+            return 2
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _ledger(args: argparse.Namespace) -> Any:
+    from drillbook.errors import ConfigurationError
+    from drillbook.ledger.store import Ledger
+
+    dsn = getattr(args, "ledger_dsn", None) or os.environ.get(DSN_ENV)
+    if not dsn:
+        raise ConfigurationError(f"no evidence ledger given: pass --ledger-dsn or set {DSN_ENV}")
+    return Ledger(dsn)
+
+
+def _filter(args: argparse.Namespace) -> Any:
+    from drillbook.ledger.query import Filter
+
+    return Filter.build(
+        since=args.since,
+        until=args.until,
+        control=args.control,
+        drill=args.drill,
+        kind=args.kind,
+        verdict=args.verdict,
+        record_type=args.record_type,
+    )
+
+
+# -- ledger init ----------------------------------------------------------------------------------
+@_guarded
+def cmd_ledger_init(args: argparse.Namespace) -> int:
+    """Create or migrate the ledger schema."""
+    from drillbook.ledger.schema import LATEST_VERSION
+
+    with _ledger(args) as ledger:
+        applied = ledger.init_schema()
+        where = ledger.where
+    if applied:
+        print(f"ledger initialised at {where}: schema version {LATEST_VERSION} (applied {', '.join(map(str, applied))})")
+    else:
+        print(f"ledger at {where} already at schema version {LATEST_VERSION}; nothing to do")
+    return 0
+
+
+@_guarded
+def cmd_ledger_status(args: argparse.Namespace) -> int:
+    """Show the schema version, record count and head of the chain."""
+    with _ledger(args) as ledger:
+        version = ledger.schema_version()
+        if version == 0:
+            print(f"ledger at {ledger.where}: not initialised (run `drillbook ledger init`)")
+            return 2
+        head = ledger.head()
+        count = ledger.count()
+        where = ledger.where
+    head_text = f"head seq={head.seq} {head.short_hash} at {head.recorded_at:%Y-%m-%d %H:%M:%S %Z}" if head else "empty"
+    print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
+    return 0
+
+
+def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
+    """Add ``init`` and ``status`` under ``drillbook ledger``."""
+    sub = parser.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+    p = sub.add_parser("init", help="create or migrate the evidence ledger schema (idempotent)")
+    _add_dsn(p)
+    p.set_defaults(func=cmd_ledger_init)
+    p = sub.add_parser("status", help="schema version, record count and chain head")
+    _add_dsn(p)
+    p.set_defaults(func=cmd_ledger_status)
+
+
+# -- evidence verify ----------------------------------------------------------------------------
+@_guarded
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    """Walk the chain (or an export file) and name the first record that does not match."""
+    if args.file:
+        from drillbook.ledger.verify import verify_export
+
+        path = Path(args.file)
+        if not path.is_file():
+            _err(f"export file {str(path)!r} does not exist")
+            return 2
+        try:
+            report = verify_export(path)
+        except (ValueError, KeyError) as exc:
+            _err(f"{path} is not a drillbook export: {type(exc).__name__}: {exc}")
+            return 2
+        subject = f"export {path}"
+        intact = "every record's hash matches, linkage intact where seqs are consecutive"
+    else:
+        with _ledger(args) as ledger:
+            report = ledger.verify()
+        subject = "ledger"
+        intact = "chain intact"
+    if report.ok:
+        head = f", head {report.head_hash[:12]}" if report.head_hash else ""
+        print(f"{subject} OK: {report.checked} records, {intact}{head}")
+        return 0
+    print(f"{subject} BROKEN ({report.reason}) at seq={report.first_bad_seq}: {report.message}")
+    print(f"  {report.checked} records before it verified", file=sys.stderr)
+    return 1
+
+
+# -- evidence list --------------------------------------------------------------------------------
+def _print_table(rows: Any, header: tuple[str, ...]) -> int:
+    first: list[tuple[str, ...]] = []
+    count = 0
+    for row in rows:
+        first.append(row)
+        if len(first) >= _WIDTH_SAMPLE:
+            break
+    widths = [max([len(h)] + [len(r[i]) for r in first]) for i, h in enumerate(header)]
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+
+    print(line(header))
+    print(line(tuple("-" * w for w in widths)))
+    for row in first:
+        print(line(row))
+        count += 1
+    for row in rows:
+        print(line(row))
+        count += 1
+    return count
+
+
+@_guarded
+def cmd_evidence_list(args: argparse.Namespace) -> int:
+    """Print matching records as a table, newest first."""
+    from drillbook.ledger.export import LIST_HEADER, list_rows
+
+    flt = _filter(args)
+    limit = None if args.limit == 0 else args.limit
+    with _ledger(args) as ledger:
+        rows = iter(list_rows(ledger.connection, flt=flt, limit=limit, newest_first=not args.oldest_first))
+        count = _print_table(rows, LIST_HEADER)
+    more = f" (at most {limit}; --limit 0 for all)" if limit and count >= limit else ""
+    print(f"{count} record{'s' if count != 1 else ''}{more}", file=sys.stderr)
+    return 0
+
+
+# -- evidence export --------------------------------------------------------------------------------
+@_guarded
+def cmd_evidence_export(args: argparse.Namespace) -> int:
+    """Stream matching records as CSV or JSON, with hashes for offline re-verification."""
+    from drillbook.ledger.export import export_records
+
+    flt = _filter(args)
+    with _ledger(args) as ledger:
+        conn = ledger.connection
+        if not args.output:
+            count = export_records(conn, sys.stdout.buffer, flt=flt, fmt=args.format)
+            sys.stdout.buffer.flush()
+            print(f"exported {count} records", file=sys.stderr)
+            return 0
+        target = Path(args.output)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with partial.open("wb") as fh:
+                count = export_records(conn, fh, flt=flt, fmt=args.format)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+    print(f"exported {count} records to {target} ({args.format}); re-verify with "
+          f"`drillbook evidence verify --file {target}`", file=sys.stderr)
+    return 0
+
+
+# -- evidence show ----------------------------------------------------------------------------------
+@_guarded
+def cmd_evidence_show(args: argparse.Namespace) -> int:
+    """Print one record in full."""
+    with _ledger(args) as ledger:
+        record = ledger.get(args.seq)
+    if record is None:
+        _err(f"no evidence record with seq={args.seq}")
+        return 2
+    if args.json:
+        from drillbook.ledger.canonical import format_ts
+
+        doc = {name: getattr(record, name) for name in record.__dataclass_fields__ if name != "created"}
+        doc["recorded_at"] = format_ts(record.recorded_at)
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return 0
+    res = record.result
+    print(f"record seq={record.seq}  {record.record_type}  recorded {record.recorded_at:%Y-%m-%d %H:%M:%S %Z}")
+    print(f"  drill     {record.kind}/{record.drill}  target {record.target}")
+    print(f"  verdict   {record.verdict}")
+    print(f"  controls  {', '.join(record.controls) or '-'}")
+    print(f"  run       dag_id={record.dag_id} run_id={record.run_id} task_id={record.task_id} "
+          f"map_index={record.map_index} try={record.try_number} trigger={record.trigger}")
+    measurements = res.get("measurements", {})
+    for key in ("rto_seconds", "rpo_seconds"):
+        if measurements.get(key) is not None:
+            objective = res.get("objectives", {}).get(key.replace("_seconds", ""))
+            print(f"  {key:<9} {measurements[key]}" + (f" (objective {objective})" if objective else ""))
+    for phase in res.get("phases", []):
+        print(f"  phase     {phase.get('name')}: {phase.get('status')} {phase.get('seconds')}s {phase.get('detail', '')}")
+    for item in res.get("findings", []):
+        print(f"  finding   {item.get('code')} [{item.get('severity')}] {item.get('message')}")
+        print(f"            fix: {item.get('hint')}")
+    print(f"  prev_hash {record.prev_hash}")
+    print(f"  hash      {record.hash}")
+    return 0
+
+
+def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
+    """Add ``verify``, ``list``, ``export`` and ``show`` under ``drillbook evidence``."""
+    sub = parser.add_subparsers(dest="evidence_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first record that does not match")
+    _add_dsn(p)
+    p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
+    p.set_defaults(func=cmd_evidence_verify)
+
+    p = sub.add_parser("list", help="list evidence records as a table, newest first")
+    _add_dsn(p)
+    _add_filters(p)
+    p.add_argument("--limit", type=int, default=_LIST_DEFAULT_LIMIT, help="at most N records (0 = all; default 50)")
+    p.add_argument("--oldest-first", action="store_true", help="chain order instead of newest first")
+    p.set_defaults(func=cmd_evidence_list)
+
+    p = sub.add_parser("export", help="export evidence records as CSV or JSON with their hashes")
+    _add_dsn(p)
+    _add_filters(p)
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_evidence_export)
+
+    p = sub.add_parser("show", help="print one evidence record in full")
+    _add_dsn(p)
+    p.add_argument("seq", type=int, help="the record's seq number")
+    p.add_argument("--json", action="store_true", help="print the stored record as JSON")
+    p.set_defaults(func=cmd_evidence_show)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m drillbook.cli.ledger_cmds evidence verify``), for tests and scripts."""
+    parser = argparse.ArgumentParser(prog="drillbook")
+    sub = parser.add_subparsers(dest="command", required=True)
+    configure_ledger_parser(sub.add_parser("ledger"))
+    configure_evidence_parser(sub.add_parser("evidence"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

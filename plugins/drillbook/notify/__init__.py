@@ -4,8 +4,16 @@ Nothing here imports airflow; the Airflow layer hands over a ready WebClient
 (``SlackSender(client=...)``), the CLI uses ``notifier_from_env``.
 """
 
-from drillbook.notify.notifier import Notifier, Outcome, notifier_from_env
+from drillbook.notify.notifier import Notifier, Outcome, build_notifier, notifier_from_env
 from drillbook.notify.outbox import OutboxSender, render_outbox_text
 from drillbook.notify.slack import SlackSender
 
-__all__ = ["Notifier", "OutboxSender", "Outcome", "SlackSender", "notifier_from_env", "render_outbox_text"]
+__all__ = [
+    "Notifier",
+    "OutboxSender",
+    "Outcome",
+    "SlackSender",
+    "build_notifier",
+    "notifier_from_env",
+    "render_outbox_text",
+]

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from drillbook.errors import LedgerError
 from drillbook.findings import finding
 from drillbook.notify.blocks import Message
 from drillbook.notify.outbox import OutboxSender
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from drillbook.result import DrillResult
 
 log = logging.getLogger(__name__)
+
+_NOTIFICATION_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s"
 
 
 class Sender(Protocol):
@@ -105,7 +108,13 @@ class Notifier:
             detail={"transport": self.sender.transport, "channel": channel},
         )
         row = result.model_copy(update={"findings": [note], "details": {**result.details, "notification": {"delivered": False}}})
-        self.ledger.record_event("notification", row, ctx)
+        try:
+            self.ledger.record_event("notification", row, ctx)
+        except LedgerError:
+            # Ledger.record_event takes only 'watchdog'/'digest' so far; a notification row is keyed per
+            # try like record_notify_failure's. Until the ledger grows a public call for it, append with
+            # that same key rather than lose the auditor's note that nobody was told.
+            self.ledger._append("notification", row, ctx, key=_NOTIFICATION_KEY)
 
     # -- watchdog, digest, crashed tasks ----------------------------------------------
     def notify_incident(self, incident: IncidentView) -> Delivery:
@@ -124,4 +133,16 @@ def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, out
     """For the CLI and the demo: Slack when ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox."""
     conn = connection_from_env(catalogue.defaults.slack.connection)
     sender: Sender = SlackSender(connection=conn) if conn is not None else OutboxSender(path=outbox)
+    return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)
+
+
+def build_notifier(*, catalogue: Catalogue, drill: Any = None, client: Any = None, ledger: Ledger | None = None,
+                   outbox: str | None = None) -> Notifier:
+    """For the Airflow layer: Slack through a ready WebClient (from SlackHook), else the outbox.
+
+    ``drill`` is accepted for symmetry with the callers; routing reads the drill's
+    ``notify`` spec from the catalogue by the result's drill name.
+    """
+    del drill
+    sender: Sender = SlackSender(client=client) if client is not None else OutboxSender(path=outbox)
     return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)

@@ -69,6 +69,7 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("INDEX_CORRUPT", _S.CRITICAL, "amcheck found a corrupt B-tree index", "REINDEX the index and investigate the source's storage.", "backup_restore"),
     FindingSpec("RTO_EXCEEDED", _S.HIGH, "The verified restore took longer than the RTO objective", "Look at the phase timings: the slowest phase is where to speed recovery up.", "backup_restore"),
     FindingSpec("RPO_EXCEEDED", _S.HIGH, "The newest recoverable data is older than the RPO objective", "Back up more often or ship WAL; the data since then would be lost.", "backup_restore"),
+    FindingSpec("RPO_PROBE_FAILED", _S.HIGH, "The configured rpo_probe query failed or returned nothing on the restored data", "Fix the rpo_probe SQL in the catalogue (it must return one timestamp); RPO fell back to the dump's timestamp.", "backup_restore"),
     FindingSpec("SCRATCH_REAPED", _S.INFO, "A scratch database left by an earlier run was dropped", "Nothing to do; a killed worker left it behind.", "backup_restore"),
     # --- data quality ----------------------------------------------------------
     FindingSpec("DQ_EXPECTATION_FAILED", _S.HIGH, "A data-quality expectation failed", "Look at the observed value and the unexpected sample; fix the data or the pipeline that loaded it.", "data_quality"),

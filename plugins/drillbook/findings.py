@@ -90,6 +90,7 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("TLS_HANDSHAKE_FAILED", _S.CRITICAL, "The TLS handshake failed", "Check that the port speaks TLS (or the STARTTLS setting) and the server's TLS configuration.", "certificates", True),
     FindingSpec("ACM_RENEWAL_INELIGIBLE", _S.MEDIUM, "An ACM certificate is not eligible for managed renewal", "Re-validate the domain or re-import the certificate before it expires.", "certificates"),
     FindingSpec("CERT_UNREADABLE", _S.CRITICAL, "A certificate file could not be read or parsed", "Check the path and that the file holds PEM certificates.", "certificates", True),
+    FindingSpec("ACM_UNAVAILABLE", _S.CRITICAL, "AWS Certificate Manager could not be queried", "Check the AWS connection's credentials and region, and the acm:ListCertificates / acm:DescribeCertificate permissions.", "certificates", True),
     # --- alert paths -----------------------------------------------------------
     FindingSpec("ALERT_NOT_DELIVERED", _S.CRITICAL, "A test alert was sent but never seen at the far end", "Check the subscription / channel / receiver behind this path; real alerts are not arriving either.", "alert_path"),
     FindingSpec("ALERT_SLOW", _S.HIGH, "A test alert arrived later than the delivery objective", "Check queues and rate limits on the path; alerts are delayed.", "alert_path"),

@@ -1,0 +1,170 @@
+"""Phase 1, locate: find the newest backup (S3 prefix, local directory or file, or a live dump).
+
+Rules this module enforces:
+- the newest backup is chosen by the storage's own clock (S3 ``LastModified``,
+  file ``mtime``), among names matching the configured pattern; digest
+  sidecars (``*.sha256``) and hidden files are never candidates;
+- ``live`` takes a fresh ``pg_dump -Fc`` from the source inside a read-only
+  transaction (pg_dump's own ``READ ONLY`` snapshot, plus
+  ``default_transaction_read_only=on`` for the session) with the password in
+  the environment, never in argv; the dump and a ``.sha256`` sidecar are kept
+  in the configured directory;
+- nothing found -> ``BACKUP_MISSING``; the newest is older than the RPO
+  objective -> ``BACKUP_STALE`` (the drill still restores it: an old backup
+  that restores is better evidence than none).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drillbook import pg
+from drillbook.drills.backup_restore import tools
+
+SIDECAR_SUFFIXES = (".sha256", ".md5", ".sha256sum")
+CHUNK = 1 << 20
+
+
+@dataclass
+class Artefact:
+    """One backup: where it lives, how big, how old, and (once fetched) the local path."""
+
+    uri: str  # s3://bucket/key or a local path, as shown to people
+    name: str
+    modified: datetime
+    size: int | None = None
+    bucket: str | None = None
+    key: str | None = None
+    path: Path | None = None  # local file or directory-format dump
+    metadata: dict[str, str] = field(default_factory=dict)
+    live: bool = False
+
+    @property
+    def is_s3(self) -> bool:
+        return self.bucket is not None
+
+
+def split_s3(url: str) -> tuple[str, str]:
+    rest = url[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    return bucket, prefix
+
+
+def _is_candidate(name: str, pattern: str | None) -> bool:
+    if not name or name.startswith(".") or name.endswith(SIDECAR_SUFFIXES):
+        return False
+    return pattern is None or fnmatch.fnmatchcase(name, pattern)
+
+
+def locate_s3(*, url: str, pattern: str | None, s3_client: Any) -> Artefact | None:
+    """The newest object under ``url`` whose name (relative to the prefix) matches ``pattern``."""
+    bucket, prefix = split_s3(url)
+    newest: dict[str, Any] | None = None
+    paginator = s3_client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []) or []:
+            key = obj["Key"]
+            if key.endswith("/"):
+                continue
+            relative = key[len(prefix):].lstrip("/") if key != prefix else key.rsplit("/", 1)[-1]
+            if not _is_candidate(relative.rsplit("/", 1)[-1], None) or not _is_candidate(relative, pattern):
+                continue
+            if newest is None or obj["LastModified"] > newest["LastModified"]:
+                newest = obj
+    if newest is None:
+        return None
+    modified = newest["LastModified"]
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
+    return Artefact(
+        uri=f"s3://{bucket}/{newest['Key']}",
+        name=newest["Key"].rsplit("/", 1)[-1],
+        modified=modified,
+        size=int(newest["Size"]),
+        bucket=bucket,
+        key=newest["Key"],
+    )
+
+
+def resolve_local(location: str, base_dir: Path | None) -> Path:
+    """A relative location is looked up in the working directory, then beside the catalogue."""
+    path = Path(location).expanduser()
+    if path.is_absolute():
+        return path
+    for root in (Path.cwd(), base_dir, base_dir.parent if base_dir else None):
+        if root is not None and (root / path).exists():
+            return root / path
+    return Path.cwd() / path
+
+
+def _artefact_of(path: Path) -> Artefact:
+    st = path.stat()
+    size = st.st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return Artefact(uri=str(path), name=path.name, modified=datetime.fromtimestamp(st.st_mtime, UTC), size=size, path=path)
+
+
+def locate_local(*, location: str, pattern: str | None, base_dir: Path | None) -> Artefact | None:
+    """A file, a directory-format dump, or the newest matching entry of a directory."""
+    path = resolve_local(location, base_dir)
+    if path.is_file():
+        return _artefact_of(path)
+    if not path.is_dir():
+        return None
+    if (path / "toc.dat").is_file():
+        return _artefact_of(path)  # the location is itself a directory-format dump
+    newest: Path | None = None
+    newest_mtime = -1.0
+    for entry in path.iterdir():
+        if not _is_candidate(entry.name, pattern):
+            continue
+        if entry.is_dir() and not (entry / "toc.dat").is_file():
+            continue
+        mtime = entry.stat().st_mtime
+        if mtime > newest_mtime:
+            newest, newest_mtime = entry, mtime
+    return _artefact_of(newest) if newest is not None else None
+
+
+def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str | None, timeout: float, now: datetime) -> tuple[Artefact, str]:
+    """Run ``pg_dump -Fc`` against the source read-only; return the artefact and the tool version used."""
+    with pg.connect(source_dsn) as conn:
+        server_major = int(conn.info.server_version) // 10000
+    tool, seen = tools.choose("pg_dump", min_major=server_major, bin_dir=bin_dir)
+    if tool is None:
+        raise RuntimeError(f"no pg_dump >= {server_major} for the source server; found: {tools.describe(seen)}")
+    keep_in.mkdir(parents=True, exist_ok=True)
+    target = keep_in / f"{drill}-{now.strftime('%Y%m%dT%H%M%SZ')}.dump"
+    env = pg.tool_env(source_dsn)
+    # Belt and braces: pg_dump already runs in a READ ONLY transaction; this makes
+    # the whole session read-only so no statement on the source can ever write.
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c default_transaction_read_only=on").strip()
+    proc = subprocess.run(
+        [tool.path, "-Fc", "--no-password", "-f", str(target)],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if proc.returncode != 0:
+        target.unlink(missing_ok=True)
+        raise RuntimeError(f"pg_dump exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    digest = hashlib.sha256()
+    with target.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    Path(str(target) + ".sha256").write_text(f"{digest.hexdigest()}  {target.name}\n")
+    artefact = _artefact_of(target)
+    artefact.live = True
+    return artefact, tool.version
+
+
+def newest_age_seconds(artefact: Artefact, now: datetime) -> float:
+    return max(0.0, (now - artefact.modified).total_seconds())
+
+
+def env_has(name: str) -> bool:
+    return bool(os.environ.get(name))

@@ -1,0 +1,250 @@
+"""Phase 5, restore: load the dump into the scratch database and classify every stderr line.
+
+Rules this module enforces:
+- custom and directory dumps restore with ``pg_restore -j N``; tar with
+  ``pg_restore`` (tar cannot be restored in parallel); plain with
+  ``psql -v ON_ERROR_STOP=0 -f``; plain.gz is gunzipped in a thread straight
+  into psql's stdin (a pipe, never a temporary copy of the whole dump);
+- connection parameters and the password reach the tools through the
+  environment (``drillbook.pg.tool_env``), never argv;
+- every stderr line is classified, streaming (stderr is never held whole):
+  ``ROLE_ABSENT``, ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
+  ``RESTORE_FAILED`` (the tool itself gave up), ``RESTORE_ERROR`` (any other
+  error), or context (DETAIL/HINT/"Command was"/TOC lines, notices, warnings);
+- exit 0 with error lines on stderr -> ``EXIT_CODE_LIED`` (psql does exactly
+  that); a non-zero exit with no error line -> ``RESTORE_FAILED``;
+- findings keep a bounded, redacted sample of their stderr lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drillbook import pg
+from drillbook.drills.backup_restore.tools import Tool
+
+SAMPLE_LINES = 5
+MAX_SUBJECTS = 10
+LINE_MAX = 300
+
+_ROLE_RE = re.compile(r'role "([^"]+)" does not exist')
+_EXTENSION_RES = [
+    re.compile(r'extension "([^"]+)" is not available'),
+    re.compile(r'could not open extension control file "[^"]*?/?([^/"]+)\.control"'),
+    re.compile(r'extension "([^"]+)" does not exist'),
+    re.compile(r'could not access file "\$libdir/([^"]+)"'),
+]
+_TRUNCATED_RE = re.compile(
+    r"could not read from input file: end of file|unexpected end of file|could not find block ID"
+    r"|could not find header for file|could not read input file: end of file|end of file reached|"
+    r"possibly corrupt archive|could not read from input file: Success",
+    re.IGNORECASE,
+)
+_ERROR_RE = re.compile(r"\b(ERROR|FATAL|PANIC):\s")
+_TOOL_ERROR_RE = re.compile(r"^(pg_restore|psql): (error|fatal): ")
+_QUERY_FAILED = "could not execute query"
+
+
+@dataclass
+class Group:
+    code: str
+    subject: str | None
+    count: int = 0
+    sample: list[str] = field(default_factory=list)
+
+
+class StderrClassifier:
+    """Classifies stderr lines one at a time; keeps counts and a bounded sample per finding."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.groups: dict[tuple[str, str | None], Group] = {}
+        self.tail: list[str] = []
+
+    def classify(self, line: str) -> tuple[str, str | None]:
+        """(class, subject) of one stderr line; class is a finding code or ``context``."""
+        text = line.strip()
+        tool_error = _TOOL_ERROR_RE.match(text)
+        has_error = bool(_ERROR_RE.search(text)) or bool(tool_error)
+        if not has_error:
+            return "context", None
+        m = _ROLE_RE.search(text)
+        if m:
+            return "ROLE_ABSENT", m.group(1)
+        for rx in _EXTENSION_RES:
+            m = rx.search(text)
+            if m:
+                return "EXTENSION_ABSENT", m.group(1)
+        if _TRUNCATED_RE.search(text):
+            return "ARCHIVE_TRUNCATED", None
+        if tool_error and _QUERY_FAILED not in text:
+            return "RESTORE_FAILED", None  # the tool gave up (connection, corrupt data, worker died)
+        if re.search(r"\bFATAL:|\bPANIC:", text):
+            return "RESTORE_FAILED", None
+        return "RESTORE_ERROR", None
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip("\n")
+        if not line.strip():
+            return
+        code, subject = self.classify(line)
+        self.counts[code] += 1
+        self.tail = (self.tail + [line[:LINE_MAX]])[-SAMPLE_LINES:]
+        if code == "context":
+            return
+        key = (code, subject)
+        if key not in self.groups and len([k for k in self.groups if k[0] == code]) >= MAX_SUBJECTS:
+            key = (code, None)
+        group = self.groups.setdefault(key, Group(code=code, subject=key[1]))
+        group.count += 1
+        if len(group.sample) < SAMPLE_LINES:
+            group.sample.append(line[:LINE_MAX])
+
+    @property
+    def error_lines(self) -> int:
+        return sum(n for code, n in self.counts.items() if code != "context")
+
+
+@dataclass
+class RestoreOutcome:
+    tool: Tool
+    argv: list[str]
+    exit_code: int | None
+    seconds: float
+    timed_out: bool
+    classifier: StderrClassifier
+    feed_error: str | None = None
+
+    @property
+    def fatal(self) -> bool:
+        """The restore did not complete: timed out, the tool gave up, or the archive ended early."""
+        codes = {g.code for g in self.classifier.groups.values()}
+        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED"}:
+            return True
+        return bool(self.exit_code) and self.classifier.error_lines == 0
+
+    @property
+    def lied(self) -> bool:
+        return self.exit_code == 0 and self.classifier.error_lines > 0
+
+
+def restore_command(*, fmt: str, tool: Tool, path: Path, dbname: str, jobs: int, no_owner: bool) -> list[str]:
+    """argv for the restore tool: no password, no host (they travel in the environment)."""
+    if fmt in ("custom", "directory", "tar"):
+        argv = [tool.path, "--no-password", "-d", dbname]
+        if fmt != "tar" and jobs > 1:
+            argv += ["-j", str(jobs)]
+        if no_owner:
+            argv += ["--no-owner"]
+        return argv + [str(path)]
+    source = "-" if fmt == "plain.gz" else str(path)
+    return [tool.path, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", source]
+
+
+def _feed_gzip(path: Path, proc: subprocess.Popen, errors: list[str]) -> None:
+    assert proc.stdin is not None
+    try:
+        with gzip.open(path, "rb") as src:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # psql stopped reading: its own stderr says why
+    except (OSError, EOFError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
+def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: int, no_owner: bool,
+                timeout: float) -> RestoreOutcome:
+    """Run the restore into the database of ``scratch_db_dsn``; never raises for tool failures."""
+    dbname = pg.parse(scratch_db_dsn).get("dbname", "")
+    argv = restore_command(fmt=fmt, tool=tool, path=path, dbname=dbname, jobs=jobs, no_owner=no_owner)
+    env = pg.tool_env(scratch_db_dsn)
+    # Restores print a NOTICE per object on some dumps; only warnings and errors are evidence.
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
+    classifier = StderrClassifier()
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.PIPE if fmt == "plain.gz" else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
+    )
+    timed_out = threading.Event()
+
+    def _kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, _kill)
+    timer.daemon = True
+    timer.start()
+    feed_errors: list[str] = []
+    feeder = None
+    if fmt == "plain.gz":
+        feeder = threading.Thread(target=_feed_gzip, args=(path, proc, feed_errors), daemon=True)
+        feeder.start()
+    try:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            classifier.feed(raw.decode("utf-8", "replace"))
+        exit_code = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if feeder is not None:
+            feeder.join(timeout=30)
+    return RestoreOutcome(
+        tool=tool, argv=[Path(argv[0]).name, *argv[1:]], exit_code=exit_code, seconds=time.monotonic() - start,
+        timed_out=timed_out.is_set(), classifier=classifier, feed_error=feed_errors[0] if feed_errors else None,
+    )
+
+
+_MESSAGES = {
+    "ROLE_ABSENT": "the dump needs role {subject!r}, which does not exist on the restore target ({count} statement(s) failed)",
+    "EXTENSION_ABSENT": "the dump needs extension {subject!r}, which the restore target does not have ({count} line(s))",
+    "ARCHIVE_TRUNCATED": "{tool} hit the end of the archive early: the dump was cut off ({count} line(s))",
+    "RESTORE_FAILED": "{tool} gave up: the restore did not complete ({count} line(s))",
+    "RESTORE_ERROR": "{tool} reported {count} error(s) while restoring",
+}
+
+
+def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-untyped-def]
+    """Turn a restore outcome into findings on ``builder`` (drillbook.drills.base.ResultBuilder)."""
+    tool = Path(outcome.tool.path).name
+    for group in outcome.classifier.groups.values():
+        detail: dict[str, str | int | float | bool | None] = {"lines": group.count}
+        for i, line in enumerate(group.sample, 1):
+            detail[f"stderr_{i}"] = line
+        builder.find(group.code, _MESSAGES[group.code].format(subject=group.subject, count=group.count, tool=tool),
+                     subject=group.subject, detail=detail)
+    codes = {g.code for g in outcome.classifier.groups.values()}
+    if outcome.timed_out:
+        builder.find("RESTORE_FAILED", f"{tool} was killed after the restore timeout of {outcome.seconds:.0f}s",
+                     detail={"exit_code": outcome.exit_code})
+    elif outcome.feed_error:
+        builder.find("RESTORE_FAILED", f"feeding the decompressed dump to psql failed: {outcome.feed_error}")
+    elif outcome.exit_code and outcome.classifier.error_lines == 0:
+        detail = {f"stderr_{i}": line for i, line in enumerate(outcome.classifier.tail, 1)}
+        builder.find("RESTORE_FAILED", f"{tool} exited {outcome.exit_code} without an error message",
+                     detail={"exit_code": outcome.exit_code, **detail})
+    if outcome.lied:
+        # Severity follows what was hidden: role-only noise is medium, anything else high.
+        mild = codes <= {"ROLE_ABSENT"}
+        builder.find(
+            "EXIT_CODE_LIED",
+            f"{tool} exited 0 but wrote {outcome.classifier.error_lines} error line(s) to stderr",
+            severity="medium" if mild else None,
+            detail={"error_lines": outcome.classifier.error_lines, **{k: v for k, v in outcome.classifier.counts.items()}},
+        )

@@ -272,6 +272,10 @@ def prove_webhook(builder: ResultBuilder, conn: Connection, *, path: WebhookPath
     """Send, read back and resolve one webhook canary; findings land on ``builder``."""
     import httpx
 
+    from drillbook.drills.alert_path.quiet_logs import redact_logger
+
+    redact_logger("httpx")  # httpx logs each request's full URL at INFO
+
     try:
         target = webhook_target(conn, path=path)
     except ConfigurationError as exc:

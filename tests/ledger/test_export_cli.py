@@ -1,0 +1,157 @@
+"""Auditor commands: list, export (CSV/JSON, filtered by control and time), offline re-verify, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import psycopg
+import pytest
+
+from drillbook.cli import ledger_cmds
+from drillbook.ledger.canonical import format_ts
+from drillbook.redact import forget_secrets, register_secret
+from tests.ledger.conftest import ctx, fill, make_result
+
+
+@pytest.fixture
+def cli(ledger_dsn, monkeypatch, capsys):
+    """Run a ledger command in-process with the DSN in the environment; return (exit code, stdout, stderr)."""
+    monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = ledger_cmds.main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
+def history(ledger):
+    """Seven records: SOC2 drills 1-3, a DORA drill 4, SOC2 drills 5-7 (one FAIL at 6)."""
+    fill(ledger, 3, controls=("SOC2:A1.2", "ISO27001:A.8.13"))
+    ledger.record(make_result(drill="alerts", kind="alert_path", controls=("DORA:Art.12",)), ctx("dora_1"))
+    ledger.record(make_result(drill="late"), ctx("late_1"))
+    ledger.record(make_result(drill="late", fail=True), ctx("late_2"))
+    ledger.record(make_result(drill="late"), ctx("late_3"))
+    return ledger
+
+
+def test_export_csv_filters_by_control_and_time_and_reverifies_offline(history, cli, tmp_path):
+    since = format_ts(history.get(2).recorded_at)
+    until = format_ts(history.get(6).recorded_at)
+    out = tmp_path / "soc2.csv"
+    code, _, err = cli("evidence", "export", "--control", "SOC2:A1.2", "--since", since, "--until", until,
+                       "--format", "csv", "--output", str(out))
+    assert code == 0 and "exported 3 records" in err
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert [int(r["seq"]) for r in rows] == [2, 3, 5]  # 4 is DORA only, 6 is at --until (exclusive)
+    assert set(rows[0]) >= {"seq", "recorded_at", "controls", "result", "prev_hash", "hash", "verdict", "run_id"}
+    assert json.loads(rows[0]["controls"]) == ["SOC2:A1.2", "ISO27001:A.8.13"]
+    assert rows[0]["prev_hash"] == history.get(1).hash
+    code, text, _ = cli("evidence", "verify", "--file", str(out))
+    assert code == 0 and text.startswith(f"export {out} OK: 3 records")
+
+
+def test_export_json_is_valid_json_and_reverifies(history, cli, tmp_path):
+    out = tmp_path / "all.json"
+    code, _, _ = cli("evidence", "export", "--format", "json", "--output", str(out), "--since", "2000-01-01")
+    assert code == 0
+    records = json.loads(out.read_text())
+    assert [r["seq"] for r in records] == list(range(1, 8))
+    assert records[5]["result"]["findings"][0]["code"] == "RTO_EXCEEDED"
+    assert records[-1]["hash"] == history.head().hash
+    assert cli("evidence", "verify", "--file", str(out))[0] == 0
+    dora = tmp_path / "dora.json"
+    assert cli("evidence", "export", "--format", "json", "--control", "DORA:Art.12", "-o", str(dora))[0] == 0
+    assert [r["drill"] for r in json.loads(dora.read_text())] == ["alerts"]
+
+
+def test_export_to_stdout_and_an_empty_export(history, cli):
+    code, text, _ = cli("evidence", "export", "--format", "json", "--control", "NIST:AC-1")
+    assert code == 0 and json.loads(text) == []
+    code, text, _ = cli("evidence", "export", "--control", "DORA:Art.12")
+    assert code == 0 and [r["drill"] for r in csv.DictReader(io.StringIO(text))] == ["alerts"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_tampered_export_file_fails_offline_verify(history, cli, tmp_path, fmt):
+    out = tmp_path / f"all.{fmt}"
+    assert cli("evidence", "export", "--format", fmt, "-o", str(out))[0] == 0
+    text = out.read_text()
+    assert text.count('RTO_EXCEEDED') >= 1
+    out.write_text(text.replace("RTO_EXCEEDED", "RTO_OK", 1))
+    code, stdout, _ = cli("evidence", "verify", "--file", str(out))
+    assert code == 1 and "BROKEN (edited) at seq=6" in stdout
+
+
+def test_list_prints_a_table_newest_first(history, cli):
+    code, text, err = cli("evidence", "list", "--control", "SOC2:A1.2", "--limit", "2")
+    lines = text.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["seq", "recorded_at", "(UTC)"]
+    assert [line.split()[0] for line in lines[2:]] == ["7", "6"]
+    assert "RTO_EXCEEDED" in lines[3] and "2 records (at most 2" in err
+    code, text, _ = cli("evidence", "list", "--verdict", "FAIL", "--drill", "late", "--kind", "backup_restore")
+    assert [line.split()[0] for line in text.splitlines()[2:]] == ["6"]
+
+
+def test_show_prints_one_record(history, cli):
+    code, text, _ = cli("evidence", "show", "6")
+    assert code == 0 and "record seq=6" in text and "RTO_EXCEEDED" in text and history.get(6).hash in text
+    code, text, _ = cli("evidence", "show", "6", "--json")
+    assert code == 0 and json.loads(text)["hash"] == history.get(6).hash
+    code, _, err = cli("evidence", "show", "99")
+    assert code == 2 and "no evidence record with seq=99" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("evidence", "list", "--since", "last tuesday"), "--since 'last tuesday' is not a date or time"),
+        (("evidence", "export", "--until", "2026-13-45"), "--until '2026-13-45' is not a date or time"),
+        (("evidence", "export", "--since", "2026-02-01", "--until", "2026-01-01"), "is not after --since"),
+        (("evidence", "list", "--verdict", "GREEN"), "verdict 'GREEN' is not one of"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(history, cli, argv, message):
+    code, _, err = cli(*argv)
+    assert code == 2 and message in err
+
+
+def test_missing_dsn_names_both_sources(monkeypatch, capsys):
+    monkeypatch.delenv("DRILLBOOK_LEDGER_DSN", raising=False)
+    assert ledger_cmds.main(["evidence", "verify"]) == 2
+    err = capsys.readouterr().err
+    assert "--ledger-dsn" in err and "DRILLBOOK_LEDGER_DSN" in err
+
+
+def test_ledger_init_and_status(fresh_db, capsys):
+    assert ledger_cmds.main(["ledger", "status", "--ledger-dsn", fresh_db]) == 2
+    assert ledger_cmds.main(["evidence", "verify", "--ledger-dsn", fresh_db]) == 2
+    assert "run `drillbook ledger init`" in capsys.readouterr().err
+    assert ledger_cmds.main(["ledger", "init", "--ledger-dsn", fresh_db]) == 0
+    assert "schema version 1 (applied 1)" in capsys.readouterr().out
+    assert ledger_cmds.main(["ledger", "init", "--ledger-dsn", fresh_db]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert ledger_cmds.main(["ledger", "status", "--ledger-dsn", fresh_db]) == 0
+    assert "0 records, empty" in capsys.readouterr().out
+
+
+def test_registered_secrets_never_land_in_rows(ledger, ledger_dsn):
+    secret = "Sup3r-s3cret-ledger-value"
+    register_secret(secret)
+    try:
+        result = make_result(target=f"postgresql://app:{secret}@db:5432/orders")
+        result.details.update({"note": f"connected with {secret}", secret: "as a key", "dsn": "password=hunter22 host=x"})
+        result.phases[0].detail = f"used {secret}"
+        ledger.record(result, ctx(f"run_{secret}"))
+        ledger.record_notify_failure(result, ctx(f"run_{secret}"), error=RuntimeError(f"auth failed for {secret}"))
+        with psycopg.connect(ledger_dsn) as conn:
+            raw = conn.execute("SELECT string_agg(t::text, E'\\n') FROM drillbook_evidence t").fetchone()[0]
+        assert secret not in raw and "hunter22" not in raw
+        assert "***" in raw
+        assert ledger.verify().ok
+    finally:
+        forget_secrets()

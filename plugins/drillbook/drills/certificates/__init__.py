@@ -1,0 +1,22 @@
+"""The certificates drill: TLS endpoints, certificate files and AWS ACM, one result per certificate source.
+
+Modules, one concern each: ``probe`` (concurrent TLS/STARTTLS probing that
+captures the presented chain), ``inspect`` (x509 facts), ``verify`` (trust,
+completeness, self-signed), ``judge`` (facts -> findings), ``files`` (PEM/DER
+files and directories), ``acm`` (AWS Certificate Manager), ``drill`` (one
+DrillResult per endpoint / file certificate / ACM certificate, and the one
+summary). Nothing here imports Airflow; cryptography and boto3 are imported
+inside functions.
+"""
+
+from drillbook.drills.certificates.drill import (
+    check_acm,
+    check_endpoints,
+    check_files,
+    compact,
+    run_certificates,
+    summarize,
+    summary_lines,
+)
+
+__all__ = ["check_acm", "check_endpoints", "check_files", "compact", "run_certificates", "summarize", "summary_lines"]

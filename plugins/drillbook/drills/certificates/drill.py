@@ -1,0 +1,321 @@
+"""Run a certificates drill: one DrillResult per endpoint, per file certificate and per ACM certificate.
+
+Rules this module enforces:
+- one result per certificate source item, so the ledger has one row per
+  endpoint (an auditor can ask "when was api.example.com:443 last checked?");
+- every item is judged by the same rules (``judge.py``); an endpoint that cannot
+  be probed, a file that cannot be read and an ACM API that cannot be queried are
+  ERROR results with a blocking finding, never silently missing and never PASS;
+- the Slack side gets one summary for the whole drill (``summarize``): the
+  soonest expiries and every failure, built from compact per-item dicts so the
+  Airflow layer can pass them through XCom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drillbook.drills.base import ResultBuilder
+from drillbook.drills.certificates import judge
+from drillbook.errors import DrillAborted
+from drillbook.result import DrillResult, Phase, Severity, Verdict
+
+if TYPE_CHECKING:
+    from drillbook.catalogue.certificates import AcmSpec, CertificatesDrill, EndpointSpec
+    from drillbook.drills.certificates.inspect import CertFacts
+    from drillbook.drills.certificates.probe import ProbeOutcome
+
+KIND = "certificates"
+SOONEST = 10  # expiries listed in the summary
+
+
+def _builder(drill: CertificatesDrill, target: str) -> ResultBuilder:
+    return ResultBuilder(kind=KIND, drill=drill.name, target=target, controls=list(drill.controls))
+
+
+def _record_facts(builder: ResultBuilder, facts: list[CertFacts]) -> None:
+    builder.details["certificates"] = [f.to_detail() for f in facts]
+    builder.measurements.counts["certificates"] = len(facts)
+    if facts:
+        leaf = facts[0]
+        builder.measurements.values.update({
+            "days_left": round(leaf.days_left, 2),
+            "not_after": leaf.not_after.isoformat(),
+            "chain_days_left": round(min(f.days_left for f in facts), 2),
+        })
+
+
+def _label(facts: CertFacts, role: str, target: str) -> str:
+    from drillbook.drills.certificates.inspect import short_name
+
+    return f"{target} {role} {short_name(facts)}"
+
+
+# --- endpoints -------------------------------------------------------------------------------------
+def _targets(endpoints: list[EndpointSpec]) -> list[Any]:
+    from drillbook.drills.certificates.probe import Target
+
+    return [Target.parse(e.address, sni=e.sni, starttls=e.starttls) for e in endpoints]
+
+
+def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: ProbeOutcome, *, now: datetime) -> DrillResult:
+    """Judge one probed endpoint (pure: no I/O beyond reading CA bundle files)."""
+    from drillbook.drills.certificates.verify import trust_store
+
+    target = outcome.target
+    label = target.address if not spec.sni else f"{target.address} (sni {spec.sni})"
+    builder = _builder(drill, label)
+    builder.details.update({"source": "endpoint", "address": spec.address, "sni": spec.sni,
+                            "starttls": spec.starttls, "name_checked": target.name})
+    status = "ok" if outcome.ok else "failed"
+    detail = outcome.tls_version or outcome.error
+    builder.phases.append(Phase(name="probe", status=status, seconds=outcome.seconds, detail=detail or ""))
+    builder.measurements.phase_seconds["probe"] = outcome.seconds
+    if not outcome.ok:
+        builder.find(outcome.error_code or "TLS_HANDSHAKE_FAILED", f"{target.address}: {outcome.error}",
+                     subject=target.address, detail={"error": outcome.error, "starttls": spec.starttls})
+        return builder.finish()
+    if not outcome.chain:
+        builder.find("TLS_HANDSHAKE_FAILED", f"{target.address}: the server presented no certificate", subject=target.address)
+        return builder.finish()
+    thresholds = spec.thresholds or drill.thresholds
+    try:
+        store = trust_store(spec.ca_bundle or drill.ca_bundle)
+    except ValueError as exc:  # a missing or garbled bundle is this endpoint's configuration problem
+        builder.find("CONFIG_INVALID", f"{target.address}: {exc}", subject=target.address)
+        return builder.finish()
+    try:
+        _judge_endpoint(builder, outcome, certs_der=outcome.chain, store=store, thresholds=thresholds, now=now)
+    except DrillAborted:
+        pass  # the crash is already a DRILL_CRASHED finding on this endpoint's result
+    return builder.finish()
+
+
+def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der: list[bytes], store: Any,
+                    thresholds: Any, now: datetime) -> None:
+    from drillbook.drills.certificates.inspect import inspect_certificate, load_der
+    from drillbook.drills.certificates.verify import verify_chain
+
+    target = outcome.target
+    with builder.phase("judge") as ph:
+        certs = [load_der(der) for der in certs_der]
+        facts = [inspect_certificate(c, now=now) for c in certs]
+        _record_facts(builder, facts)
+        builder.details.update({"tls_version": outcome.tls_version, "cipher": outcome.cipher,
+                                "chain_complete": outcome.chain_complete})
+        for i, f in enumerate(facts):
+            role = "leaf" if i == 0 else ("root" if f.self_signed else "intermediate")
+            subject = _label(f, role, target.address)
+            judge.judge_validity(builder, f, subject=subject, thresholds=thresholds)
+            judge.judge_strength(builder, f, subject=subject, is_root=(i > 0 and f.self_signed))
+        judge.judge_hostname(builder, facts[0], name=target.name, subject=target.address)
+        judge.judge_tls_version(builder, outcome.tls_version, subject=target.address)
+        verdict = verify_chain(certs, store=store, name=target.name, now=now)
+        builder.details.update({"trusted": verdict.trusted, "trust_sources": list(store.sources)})
+        judge.judge_chain(builder, verdict, facts, subject=target.address)
+        ph.detail = f"{len(facts)} certificate(s), {outcome.tls_version}"
+
+
+def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] | None = None,
+                    now: datetime | None = None) -> list[DrillResult]:
+    """Probe ``endpoints`` (default: all of the drill's) concurrently and judge each."""
+    from drillbook.drills.certificates.probe import run_probes
+
+    specs = list(drill.endpoints if endpoints is None else endpoints)
+    outcomes = run_probes(_targets(specs), timeout=drill.timeout, concurrency=drill.concurrency)
+    now = now or datetime.now(UTC)
+    results = []
+    for spec, outcome in zip(specs, outcomes, strict=True):
+        try:
+            results.append(endpoint_result(drill, spec, outcome, now=now))
+        except Exception as exc:  # one endpoint's crash is its own ERROR, never the whole drill's
+            builder = _builder(drill, spec.address)
+            builder.find("DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address)
+            results.append(builder.finish())
+    return results
+
+
+# --- files -----------------------------------------------------------------------------------------
+def check_files(drill: CertificatesDrill, *, base_dir: Path | None = None, now: datetime | None = None) -> list[DrillResult]:
+    """One result per certificate found under the drill's files, and one ERROR per unreadable path."""
+    from drillbook.drills.certificates.files import load_paths
+    from drillbook.drills.certificates.inspect import inspect_certificate
+
+    now = now or datetime.now(UTC)
+    found, problems = load_paths(list(drill.files), base_dir=base_dir)
+    results: list[DrillResult] = []
+    for item in found:
+        builder = _builder(drill, item.target)
+        builder.details.update({"source": "file", "path": item.path, "index": item.index})
+        with builder.phase("judge"):
+            facts = inspect_certificate(item.cert, now=now)
+            _record_facts(builder, [facts])
+            subject = _label(facts, "certificate", item.target)
+            judge.judge_validity(builder, facts, subject=subject, thresholds=drill.thresholds)
+            judge.judge_strength(builder, facts, subject=subject, is_root=facts.self_signed)
+        results.append(builder.finish())
+    for problem in problems:
+        builder = _builder(drill, problem.path)
+        builder.details.update({"source": "file", "path": problem.path})
+        builder.find("CERT_UNREADABLE", f"{problem.path}: {problem.error}", subject=problem.path)
+        results.append(builder.finish())
+    return results
+
+
+# --- ACM -------------------------------------------------------------------------------------------
+def default_acm_client(spec: AcmSpec) -> Any:
+    """A boto3 ACM client from the environment (the CLI's default; Airflow passes its own)."""
+    import boto3
+
+    return boto3.client("acm", region_name=spec.region)
+
+
+def check_acm(drill: CertificatesDrill, *, client: Any = None,
+              client_factory: Callable[[AcmSpec], Any] | None = None, now: datetime | None = None) -> list[DrillResult]:
+    """One result per ACM certificate of the region (or of the listed ARNs)."""
+    from drillbook.drills.certificates.acm import read_certificates
+    from drillbook.drills.certificates.files import parse_certificates
+    from drillbook.drills.certificates.inspect import inspect_certificate
+
+    spec = drill.acm
+    if spec is None:
+        return []
+    now = now or datetime.now(UTC)
+    where = f"acm:{spec.region}"
+    try:
+        client = client if client is not None else (client_factory or default_acm_client)(spec)
+        items = read_certificates(client, arns=list(spec.certificate_arns))
+    except Exception as exc:  # credentials, network, permissions: all mean "could not verify"
+        builder = _builder(drill, where)
+        builder.details.update({"source": "acm", "region": spec.region})
+        builder.find("ACM_UNAVAILABLE", f"{where}: {type(exc).__name__}: {exc}", subject=where)
+        return [builder.finish()]
+    results: list[DrillResult] = []
+    for item in items:
+        builder = _builder(drill, item.target)
+        builder.details.update({"source": "acm", "region": spec.region, **item.summary()})
+        if item.status in {"PENDING_VALIDATION", "FAILED", "VALIDATION_TIMED_OUT"}:
+            with builder.phase("judge") as ph:
+                ph.skip(f"status {item.status}: not issued, nothing to check")
+            results.append(builder.finish(verdict=Verdict.SKIPPED))
+            continue
+        with builder.phase("judge"):
+            downgrade = None if item.in_use else "not in use by any AWS resource"
+            if item.pem:
+                facts = inspect_certificate(parse_certificates(item.pem.encode())[0], now=now)
+                _record_facts(builder, [facts])
+                subject = _label(facts, "certificate", item.target)
+                judge.judge_strength(builder, facts, subject=subject)
+            else:
+                facts = _facts_from_description(item.description, now=now)
+                subject = item.target
+            extra = {"arn": item.arn, "type": item.cert_type, "in_use": item.in_use}
+            if item.cert_type == "IMPORTED":
+                extra["renewal"] = "imported: ACM never renews it; re-import a renewed certificate"
+            judge.judge_validity(builder, facts, subject=subject, thresholds=drill.thresholds, extra=extra, downgrade=downgrade)
+            builder.checked()
+            if item.renewal_ineligible:
+                builder.find("ACM_RENEWAL_INELIGIBLE", f"{item.domain}: ACM will not renew this in-use certificate "
+                             f"(RenewalEligibility INELIGIBLE; used by {len(item.description.get('InUseBy') or [])} resource(s))",
+                             subject=item.target, detail=extra)
+        results.append(builder.finish())
+    return results
+
+
+def _facts_from_description(d: dict[str, Any], *, now: datetime) -> CertFacts:
+    """Facts from ACM's description alone (when the PEM is not available)."""
+    from drillbook.drills.certificates.inspect import CertFacts
+
+    not_before, not_after = d["NotBefore"], d["NotAfter"]
+    key = str(d.get("KeyAlgorithm") or "unknown_0").split("_")
+    return CertFacts(
+        subject=str(d.get("Subject") or ""), issuer=str(d.get("Issuer") or ""),
+        sans=list(d.get("SubjectAlternativeNames") or []), serial=str(d.get("Serial") or ""),
+        not_before=not_before, not_after=not_after, seconds_left=(not_after - now).total_seconds(),
+        lifetime_seconds=max((not_after - not_before).total_seconds(), 1.0),
+        key_type=key[0], key_bits=int(key[-1]) if key[-1].isdigit() else 0,
+        signature_algorithm=str(d.get("SignatureAlgorithm") or "unknown"), signature_hash="unknown",
+        fingerprint_sha256="", self_issued=False, self_signed=False, is_ca=False,
+    )
+
+
+# --- the whole drill -------------------------------------------------------------------------------
+def run_certificates(
+    drill: CertificatesDrill,
+    *,
+    base_dir: Path | None = None,
+    acm_client: Any = None,
+    acm_client_factory: Callable[[AcmSpec], Any] | None = None,
+    now: datetime | None = None,
+) -> list[DrillResult]:
+    """Every endpoint, file certificate and ACM certificate of ``drill``, one DrillResult each."""
+    now = now or datetime.now(UTC)
+    results = check_endpoints(drill, now=now) if drill.endpoints else []
+    if drill.files:
+        results += check_files(drill, base_dir=base_dir, now=now)
+    if drill.acm is not None:
+        results += check_acm(drill, client=acm_client, client_factory=acm_client_factory, now=now)
+    return results
+
+
+# --- the one summary -------------------------------------------------------------------------------
+def compact(result: DrillResult) -> dict[str, Any]:
+    """The few facts of one item the summary needs (small enough for XCom)."""
+    values = result.measurements.values
+    return {
+        "target": result.target,
+        "verdict": result.verdict.value,
+        "source": result.details.get("source"),
+        "days_left": values.get("chain_days_left", values.get("days_left")),
+        "not_after": values.get("not_after"),
+        "findings": [f.model_dump(mode="json") for f in result.findings if f.severity.at_least(Severity.MEDIUM)],
+    }
+
+
+def summarize(items: list[DrillResult | dict[str, Any]], *, drill: CertificatesDrill, soonest: int = SOONEST,
+              missing_groups: list[str] | None = None) -> DrillResult:
+    """One DrillResult for the whole drill: worst verdict, every failure, the soonest expiries."""
+    from drillbook.result import Finding
+
+    rows = [compact(i) if isinstance(i, DrillResult) else i for i in items]
+    builder = _builder(drill, f"{len(rows)} certificate source(s)")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+        for f in row["findings"]:
+            builder.add(Finding.model_validate(f))
+    checked = sum(1 for r in rows if r["verdict"] in ("PASS", "FAIL"))
+    builder.checked(checked)
+    for group in missing_groups or []:
+        builder.find("DRILL_CRASHED", f"the {group} check produced no results (its task failed); see its log",
+                     subject=group)
+    dated = sorted((r for r in rows if r.get("days_left") is not None), key=lambda r: r["days_left"])
+    builder.details.update({
+        "summary": True,
+        "verdicts": counts,
+        "soonest": [{"target": r["target"], "days_left": r["days_left"], "not_after": r["not_after"]} for r in dated[:soonest]],
+        "failures": [{"target": r["target"], "verdict": r["verdict"], "codes": [f["code"] for f in r["findings"]]}
+                     for r in rows if r["verdict"] in ("FAIL", "ERROR")],
+    })
+    builder.measurements.counts.update({f"verdict_{k.lower()}": v for k, v in counts.items()})
+    builder.measurements.counts["items"] = len(rows)
+    if dated:
+        builder.measurements.values["soonest_days_left"] = dated[0]["days_left"]
+    return builder.finish()
+
+
+def summary_lines(summary: DrillResult) -> list[str]:
+    """Plain text lines of a summary (for the CLI and a notifier that wants text)."""
+    d = summary.details
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(d.get("verdicts", {}).items()))
+    lines = [f"certificates drill {summary.drill!r}: {summary.verdict.value} ({verdicts})"]
+    if d.get("soonest"):
+        lines.append("soonest expiries:")
+        lines += [f"  {s['days_left']:>8.1f} d  {s['target']}  ({s['not_after']})" for s in d["soonest"]]
+    if d.get("failures"):
+        lines.append("failures:")
+        lines += [f"  {f['verdict']:<5} {f['target']}: {', '.join(f['codes']) or 'no finding'}" for f in d["failures"]]
+    return lines

@@ -1,0 +1,173 @@
+"""Read the facts of one X.509 certificate: names, dates, key, signature, fingerprint.
+
+Rule this module enforces: facts are read, never judged here (``judge.py``
+judges), and every fact is a short scalar or a short list of strings, so it can
+go into a finding's detail, a ledger row and a Slack line as is. A field
+cryptography cannot decode (an unknown key type, an MD5 signature it refuses)
+is reported as ``"unknown"`` rather than failing the whole certificate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class CertFacts:
+    """What a certificate says about itself, at the time it was inspected."""
+
+    subject: str
+    issuer: str
+    sans: list[str]
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    seconds_left: float
+    lifetime_seconds: float
+    key_type: str  # RSA, EC, Ed25519, Ed448, DSA, unknown
+    key_bits: int
+    signature_algorithm: str  # e.g. sha256WithRSAEncryption
+    signature_hash: str  # sha256, sha1, md5, none (EdDSA), unknown
+    fingerprint_sha256: str
+    self_issued: bool  # issuer name == subject name
+    self_signed: bool  # self-issued and its own key verifies its signature
+    is_ca: bool
+    der: bytes = field(repr=False, compare=False, default=b"")
+
+    @property
+    def days_left(self) -> float:
+        return self.seconds_left / DAY
+
+    def to_detail(self) -> dict[str, Any]:
+        """The JSON-safe facts for a result's details (no DER, dates as ISO strings)."""
+        out = asdict(self)
+        out.pop("der", None)
+        out["not_before"] = self.not_before.isoformat()
+        out["not_after"] = self.not_after.isoformat()
+        out["days_left"] = round(self.days_left, 2)
+        out["seconds_left"] = round(self.seconds_left, 1)
+        out["lifetime_days"] = round(self.lifetime_seconds / DAY, 2)
+        out.pop("lifetime_seconds", None)
+        return out
+
+
+def _key_facts(cert: Certificate) -> tuple[str, int]:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    try:
+        key = cert.public_key()
+    except Exception:  # an exotic key must not hide the rest of the facts
+        return "unknown", 0
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    return "unknown", 0
+
+
+def _signature_facts(cert: Certificate) -> tuple[str, str]:
+    oid = cert.signature_algorithm_oid
+    name = getattr(oid, "_name", None) or oid.dotted_string
+    try:
+        alg = cert.signature_hash_algorithm
+        digest = alg.name if alg is not None else "none"
+    except Exception:  # cryptography refuses some legacy hashes; read them from the OID name
+        lowered = name.lower()
+        digest = next((h for h in ("md5", "md2", "sha1") if h in lowered), "unknown")
+    return name, digest
+
+
+def _sans(cert: Certificate) -> list[str]:
+    from cryptography import x509
+
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    except Exception:  # a malformed SAN extension is reported as no SANs
+        return []
+    names: list[str] = [str(n) for n in ext.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
+    return names
+
+
+def _is_ca(cert: Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except Exception:  # no (or malformed) basicConstraints: not a CA
+        return False
+
+
+def signed_by(cert: Certificate, issuer: Certificate) -> bool:
+    """True when ``issuer``'s name and key match ``cert``'s issuer and signature."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # any failure means "not signed by this issuer"
+        return False
+    return True
+
+
+def fingerprint(cert: Certificate) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def inspect_certificate(cert: Certificate, *, now: datetime | None = None) -> CertFacts:
+    """Read the facts of ``cert`` as of ``now`` (UTC)."""
+    from cryptography.hazmat.primitives import serialization
+
+    now = now or datetime.now(UTC)
+    not_before = cert.not_valid_before_utc
+    not_after = cert.not_valid_after_utc
+    key_type, key_bits = _key_facts(cert)
+    sig_name, sig_hash = _signature_facts(cert)
+    self_issued = cert.issuer == cert.subject
+    return CertFacts(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        sans=_sans(cert),
+        serial=format(cert.serial_number, "X"),
+        not_before=not_before,
+        not_after=not_after,
+        seconds_left=(not_after - now).total_seconds(),
+        lifetime_seconds=max((not_after - not_before).total_seconds(), 1.0),
+        key_type=key_type,
+        key_bits=key_bits,
+        signature_algorithm=sig_name,
+        signature_hash=sig_hash,
+        fingerprint_sha256=fingerprint(cert),
+        self_issued=self_issued,
+        self_signed=self_issued and signed_by(cert, cert),
+        is_ca=_is_ca(cert),
+        der=cert.public_bytes(serialization.Encoding.DER),
+    )
+
+
+def load_der(der: bytes) -> Certificate:
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der)
+
+
+def short_name(facts: CertFacts) -> str:
+    """A label for humans: the CN when there is one, else the whole subject."""
+    for part in facts.subject.split(","):
+        if part.startswith("CN="):
+            return part[3:]
+    return facts.subject or facts.fingerprint_sha256[:23]

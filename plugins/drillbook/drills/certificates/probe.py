@@ -1,0 +1,214 @@
+"""Probe TLS endpoints concurrently and capture exactly the certificate chain each one presents.
+
+Rules this module enforces:
+- at most ``concurrency`` connections are open at once (an asyncio semaphore),
+  and each endpoint has its own deadline covering connect, STARTTLS and the
+  handshake, started only when it gets a slot: a dead endpoint costs its own
+  timeout and never delays the others;
+- the probe *accepts* any certificate (``CERT_NONE``, every protocol from TLS 1.0,
+  ``@SECLEVEL=0``) so that an expired, untrusted, weak or misnamed chain is
+  still seen and judged; trust is decided afterwards by ``verify.py``;
+- the chain is the one the server sent, in its order: ``get_unverified_chain``
+  (public since Python 3.13; on 3.10-3.12 the same method exists on the
+  private ``SSLObject._sslobj``). Without either, only the leaf is known and
+  ``chain_complete`` says so;
+- an endpoint that cannot be reached is ``ENDPOINT_UNREACHABLE``; one that
+  accepts TCP but does not finish TLS (or STARTTLS) in time is
+  ``TLS_HANDSHAKE_FAILED``. Both block verification (ERROR), never PASS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import struct
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+_PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
+_SMTP_LINE_LIMIT = 100  # lines of EHLO reply we are willing to read
+
+
+@dataclass(frozen=True)
+class Target:
+    """One endpoint to probe."""
+
+    host: str
+    port: int
+    sni: str | None = None
+    starttls: str | None = None  # "smtp" | "postgres" | None
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        """The name asked for (SNI) and checked against the SANs."""
+        return self.sni or self.host
+
+    @classmethod
+    def parse(cls, address: str, *, sni: str | None = None, starttls: str | None = None) -> Target:
+        host, _, port = address.rpartition(":")
+        return cls(host=host.strip("[]"), port=int(port), sni=sni, starttls=starttls)
+
+
+@dataclass
+class ProbeOutcome:
+    """What one probe saw: the chain as DER (leaf first), or why there is none."""
+
+    target: Target
+    chain: list[bytes] = field(default_factory=list)
+    tls_version: str | None = None
+    cipher: str | None = None
+    error_code: str | None = None  # ENDPOINT_UNREACHABLE | TLS_HANDSHAKE_FAILED
+    error: str = ""
+    seconds: float = 0.0
+    chain_complete: bool = True  # False when only the leaf could be read
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+def client_context() -> ssl.SSLContext:
+    """A context that completes a handshake with any server certificate (see the module rule)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # offering TLS 1.0 is how we detect servers stuck on it
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    with contextlib.suppress(ssl.SSLError):
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def presented_chain(ssl_object: Any) -> tuple[list[bytes], bool]:
+    """The DER certificates the server sent, leaf first, and whether the whole chain was readable."""
+    for owner in (ssl_object, getattr(ssl_object, "_sslobj", None)):
+        getter = getattr(owner, "get_unverified_chain", None)
+        if getter is None:
+            continue
+        chain = getter() or []
+        der = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
+        if der:
+            return der, True
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return ([leaf] if leaf else []), False
+
+
+async def _read_smtp_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    for _ in range(_SMTP_LINE_LIMIT):
+        raw = await reader.readline()
+        if not raw:
+            raise ConnectionError("SMTP server closed the connection")
+        line = raw.decode("latin-1").rstrip("\r\n")
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            code = int(line[:3]) if line[:3].isdigit() else 0
+            return code, lines
+    raise ConnectionError("SMTP reply too long")
+
+
+async def _starttls_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    code, lines = await _read_smtp_reply(reader)
+    if code != 220:
+        raise ConnectionError(f"SMTP greeting was {lines[-1]!r}, expected 220")
+    writer.write(b"EHLO drillbook.invalid\r\n")
+    await writer.drain()
+    code, lines = await _read_smtp_reply(reader)
+    if code != 250:
+        raise ConnectionError(f"SMTP EHLO answered {lines[-1]!r}")
+    if not any(line[4:].upper().startswith("STARTTLS") for line in lines):
+        raise ConnectionError("SMTP server does not offer STARTTLS")
+    writer.write(b"STARTTLS\r\n")
+    await writer.drain()
+    code, lines = await _read_smtp_reply(reader)
+    if code != 220:
+        raise ConnectionError(f"SMTP STARTTLS answered {lines[-1]!r}")
+
+
+async def _starttls_postgres(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(_PG_SSL_REQUEST)
+    await writer.drain()
+    answer = await reader.readexactly(1)
+    if answer != b"S":
+        raise ConnectionError(f"PostgreSQL answered {answer!r} to SSLRequest: the server does not accept SSL")
+
+
+_STARTTLS = {"smtp": _starttls_smtp, "postgres": _starttls_postgres}
+
+
+async def _probe(target: Target, ctx: ssl.SSLContext, state: dict[str, str]) -> ProbeOutcome:
+    server_hostname = target.sni or target.host
+    if target.starttls is None:
+        state["stage"] = "connect"
+        # open_connection does TCP and TLS in one call; split them so a silent port is told apart
+        _raw_reader, raw_writer = await asyncio.open_connection(target.host, target.port)
+        state["stage"] = "handshake"
+        await raw_writer.start_tls(ctx, server_hostname=server_hostname)
+        writer = raw_writer
+    else:
+        state["stage"] = "connect"
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        state["stage"] = "starttls"
+        await _STARTTLS[target.starttls](reader, writer)
+        state["stage"] = "handshake"
+        await writer.start_tls(ctx, server_hostname=server_hostname)
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        chain, complete = presented_chain(ssl_object)
+        cipher = ssl_object.cipher()
+        return ProbeOutcome(target=target, chain=chain, chain_complete=complete, tls_version=ssl_object.version(),
+                            cipher=cipher[0] if cipher else None)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        if stage == "connect":
+            return "ENDPOINT_UNREACHABLE", f"no TCP connection within {timeout:g}s"
+        return "TLS_HANDSHAKE_FAILED", f"connected, but no {'STARTTLS' if stage == 'starttls' else 'TLS'} answer within {timeout:g}s"
+    text = f"{type(exc).__name__}: {exc}".strip()
+    if stage == "connect":
+        return "ENDPOINT_UNREACHABLE", text
+    return "TLS_HANDSHAKE_FAILED", f"during {stage}: {text}"
+
+
+async def probe_one(target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore) -> ProbeOutcome:
+    """Probe one endpoint inside a slot; never raises (failures become an outcome with an error code)."""
+    async with slots:
+        state = {"stage": "connect"}
+        start = time.monotonic()
+        try:
+            outcome = await asyncio.wait_for(_probe(target, ctx, state), timeout)
+        except Exception as exc:  # every failure is evidence about this endpoint
+            code, text = _classify(state["stage"], exc, timeout)
+            outcome = ProbeOutcome(target=target, error_code=code, error=text)
+        outcome.seconds = round(time.monotonic() - start, 4)
+        return outcome
+
+
+async def probe_all(targets: Iterable[Target], *, timeout: float = 10.0, concurrency: int = 100,
+                    ctx: ssl.SSLContext | None = None) -> list[ProbeOutcome]:
+    """Probe every target concurrently; outcomes come back in the order of ``targets``."""
+    ctx = ctx or client_context()
+    slots = asyncio.Semaphore(max(1, concurrency))
+    return list(await asyncio.gather(*(probe_one(t, ctx=ctx, timeout=timeout, slots=slots) for t in targets)))
+
+
+def run_probes(targets: list[Target], *, timeout: float = 10.0, concurrency: int = 100) -> list[ProbeOutcome]:
+    """Synchronous entry point (CLI and Airflow tasks): run ``probe_all`` in a fresh event loop."""
+    if not targets:
+        return []
+    return asyncio.run(probe_all(targets, timeout=timeout, concurrency=concurrency))

@@ -1,0 +1,260 @@
+"""Decide whether a presented chain is trusted, and if not, why: untrusted, incomplete or self-signed.
+
+Rules this module enforces:
+- verification uses cryptography's RFC 5280 / CA-Browser-Forum verifier
+  (``x509.verification``) over exactly the certificates the server sent;
+  nothing is fetched from the network;
+- trust anchors are the self-signed certificates of the system store plus the
+  configured CA bundle; a non-self-signed certificate in a bundle is an
+  *intermediate we know*, never an anchor. It is used only to tell
+  ``CHAIN_INCOMPLETE`` (the chain verifies once an intermediate the server did
+  not send is added) from ``CHAIN_UNTRUSTED`` (it does not verify at all);
+- time and hostname are judged elsewhere (``judge.py``): the chain is verified
+  at an instant inside the validity of the presented certificates and for a
+  name the leaf itself carries, so an expired or misnamed certificate yields
+  ``CERT_EXPIRED`` / ``HOSTNAME_MISMATCH`` and not a second, vaguer
+  ``CHAIN_UNTRUSTED``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import re
+import ssl
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # a CA bundle larger than this is not a CA bundle
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """Anchors (self-signed roots) and known intermediates, from the system store and bundles."""
+
+    anchors: tuple[Any, ...]
+    intermediates: tuple[Any, ...]
+    anchor_fingerprints: frozenset[bytes]
+    sources: tuple[str, ...]
+
+    @functools.cached_property
+    def store(self) -> Any:
+        from cryptography.x509.verification import Store
+
+        return Store(list(self.anchors))
+
+
+@dataclass
+class ChainVerdict:
+    """What verification concluded about one presented chain."""
+
+    trusted: bool
+    incomplete: bool = False  # verifies only with intermediates the server did not send
+    missing: list[str] = field(default_factory=list)  # subjects of those intermediates
+    self_signed_untrusted: bool = False
+    error: str = ""  # the verifier's reason when not trusted
+    chain: list[Any] = field(default_factory=list)  # the verified path, leaf first (when trusted or incomplete)
+
+
+def _read_pem_file(path: Path) -> list[Certificate]:
+    from cryptography import x509
+
+    size = path.stat().st_size
+    if size > MAX_BUNDLE_BYTES:
+        raise ValueError(f"CA bundle {str(path)!r} is {size} bytes; expected a PEM bundle under {MAX_BUNDLE_BYTES}")
+    data = path.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return []
+    with warnings.catch_warnings():
+        # some distribution bundles carry a root with a non-positive serial; it is still a root
+        warnings.simplefilter("ignore")
+        return list(x509.load_pem_x509_certificates(data))
+
+
+def _system_certificates() -> list[Certificate]:
+    paths = ssl.get_default_verify_paths()
+    cafile = os.environ.get(paths.openssl_cafile_env) or paths.cafile
+    if cafile and Path(cafile).is_file():
+        return _read_pem_file(Path(cafile))
+    capath = os.environ.get(paths.openssl_capath_env) or paths.capath
+    certs: list[Certificate] = []
+    if capath and Path(capath).is_dir():
+        for entry in sorted(Path(capath).iterdir()):
+            if entry.is_file() and entry.suffix in {".pem", ".crt", ".0"}:
+                try:
+                    certs += _read_pem_file(entry)
+                except ValueError:
+                    continue
+    return certs
+
+
+@functools.lru_cache(maxsize=64)
+def _bundle(path: str, mtime: float) -> tuple[Any, ...]:  # mtime keys the cache
+    return tuple(_read_pem_file(Path(path)))
+
+
+@functools.lru_cache(maxsize=1)
+def _system() -> tuple[Any, ...]:
+    return tuple(_system_certificates())
+
+
+def _self_signed(cert: Certificate) -> bool:
+    from drillbook.drills.certificates.inspect import signed_by
+
+    return cert.issuer == cert.subject and signed_by(cert, cert)
+
+
+@functools.lru_cache(maxsize=64)
+def _store_of(bundles: tuple[tuple[str, float], ...], use_system: bool) -> TrustStore:
+    from cryptography.hazmat.primitives import hashes
+
+    certs: list[Any] = list(_system()) if use_system else []
+    sources = ["system"] if use_system else []
+    for path, mtime in bundles:
+        certs += _bundle(path, mtime)
+        sources.append(path)
+    anchors: dict[bytes, Any] = {}
+    intermediates: dict[bytes, Any] = {}
+    for cert in certs:
+        fp = cert.fingerprint(hashes.SHA256())
+        (anchors if _self_signed(cert) else intermediates)[fp] = cert
+    return TrustStore(
+        anchors=tuple(anchors.values()),
+        intermediates=tuple(intermediates.values()),
+        anchor_fingerprints=frozenset(anchors),
+        sources=tuple(sources),
+    )
+
+
+def trust_store(*bundles: str | None, use_system: bool = True) -> TrustStore:
+    """The trust store of the system roots plus ``bundles`` (cached per file and modification time)."""
+    keyed: list[tuple[str, float]] = []
+    for bundle in bundles:
+        if not bundle:
+            continue
+        path = Path(bundle).expanduser().resolve()
+        try:
+            keyed.append((str(path), path.stat().st_mtime))
+        except OSError as exc:
+            raise ValueError(f"CA bundle {bundle!r} cannot be read: {exc.strerror or exc}") from None
+    return _store_of(tuple(keyed), use_system)
+
+
+def verification_time(certs: list[Certificate], now: datetime) -> datetime:
+    """``now`` moved inside the presented certificates' common validity window (see module rule)."""
+    start = max(c.not_valid_before_utc for c in certs)
+    end = min(c.not_valid_after_utc for c in certs)
+    if start > end:  # no common instant: judge at the leaf's own window
+        start, end = certs[0].not_valid_before_utc, certs[0].not_valid_after_utc
+    one = timedelta(seconds=1)
+    if now < start:
+        return start + one if start + one <= end else start
+    if now > end:
+        return end - one if end - one >= start else end
+    return now
+
+
+def _subject_for(leaf: Certificate, fallback: str) -> Any:
+    """A name the leaf carries, so the verifier judges the chain and not the name."""
+    from cryptography import x509
+    from cryptography.x509.verification import DNSName, IPAddress
+
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = san.get_values_for_type(x509.IPAddress)
+    except Exception:  # no SAN: the verifier will say so
+        dns, ips = [], []
+    if dns:
+        # a wildcard SAN matches any one label: ask for a concrete name under it
+        return DNSName(dns[0].replace("*", "drillbook-probe", 1) if dns[0].startswith("*.") else dns[0])
+    if ips:
+        return IPAddress(ips[0])
+    try:
+        return IPAddress(ipaddress.ip_address(fallback))
+    except ValueError:
+        return DNSName(fallback or "localhost")
+
+
+_DEBUG_NOISE = re.compile(r"AlgorithmIdentifier \{.*?params: (\w+)\(.*?\) \}")
+_CERT_REPR = re.compile(r"\(encountered processing <Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>\)")
+
+
+def explain(error: str) -> str:
+    """Shorten cryptography's verifier message to one readable line."""
+    text = error.replace("validation failed: ", "")
+    text = _DEBUG_NOISE.sub(lambda m: m.group(1), text)
+    text = _CERT_REPR.sub(lambda m: f"(at certificate {m.group(1)})", text)
+    if "candidates exhausted: all candidates exhausted with no interior errors" in text:
+        text = "no path to a trusted root: the issuer is neither sent by the server nor in the trust store"
+    return text
+
+
+def _diagnose(presented: list[Certificate], store: TrustStore) -> str:
+    """Name the missing issuer when the presented chain stops short of every known certificate."""
+    top = presented[0]
+    by_subject = {c.subject: c for c in presented[1:]}
+    for _ in range(len(presented)):
+        nxt = by_subject.get(top.issuer)
+        if nxt is None or nxt is top:
+            break
+        top = nxt
+    from cryptography.hazmat.primitives import hashes
+
+    if _self_signed(top):
+        if top.fingerprint(hashes.SHA256()) in store.anchor_fingerprints:
+            return ""
+        return (f"the chain ends at the root {top.subject.rfc4514_string()!r}, which is not in the trust store "
+                f"({', '.join(store.sources)})")
+    known = {c.subject for c in (*store.anchors, *store.intermediates)}
+    if top.issuer in known:
+        return ""
+    return (f"no path to a trusted root: the issuer {top.issuer.rfc4514_string()!r} of "
+            f"{top.subject.rfc4514_string()!r} is neither sent by the server nor in the trust store "
+            f"({', '.join(store.sources)})")
+
+
+def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificate], *, at: datetime, name: str) -> list[Any]:
+    from cryptography.x509.verification import PolicyBuilder
+
+    verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(_subject_for(leaf, name))
+    return list(verifier.verify(leaf, intermediates))
+
+
+def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, now: datetime | None = None) -> ChainVerdict:
+    """Verify ``presented`` (leaf first, as sent) against ``store``; see the module rules."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.verification import VerificationError
+
+    now = now or datetime.now(UTC)
+    leaf, sent = presented[0], presented[1:]
+    if not store.anchors:
+        return ChainVerdict(trusted=False, error="the trust store is empty: no system roots and no CA bundle")
+    if _self_signed(leaf):
+        if leaf.fingerprint(hashes.SHA256()) in store.anchor_fingerprints:
+            return ChainVerdict(trusted=True, chain=[leaf])  # pinned on purpose in the bundle
+        return ChainVerdict(trusted=False, self_signed_untrusted=True, error="self-signed certificate not in the trust store")
+    at = verification_time(presented, now)
+    try:
+        return ChainVerdict(trusted=True, chain=_verify(store, leaf, sent, at=at, name=name))
+    except VerificationError as exc:
+        first_error = _diagnose(presented, store) or explain(str(exc))
+    if store.intermediates:
+        sent_fps = {c.fingerprint(hashes.SHA256()) for c in presented}
+        extra = [c for c in store.intermediates if c.fingerprint(hashes.SHA256()) not in sent_fps]
+        try:
+            chain = _verify(store, leaf, sent + extra, at=at, name=name)
+        except VerificationError:
+            chain = []
+        if chain:
+            missing = [c.subject.rfc4514_string() for c in chain[1:-1] if c.fingerprint(hashes.SHA256()) not in sent_fps]
+            if missing:
+                return ChainVerdict(trusted=False, incomplete=True, missing=missing, chain=chain, error=first_error)
+    return ChainVerdict(trusted=False, error=first_error)

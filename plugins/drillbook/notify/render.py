@@ -38,6 +38,7 @@ from drillbook.result import DrillResult, Finding, Verdict
 
 if TYPE_CHECKING:
     from drillbook.context import RunContext
+    from drillbook.digest import Scorecard
     from drillbook.ledger.store import LedgerRecord
 
 VERDICT_WORDS: dict[str, str] = {
@@ -234,3 +235,54 @@ def render_task_failure(
     blocks = [header(f":warning: ERROR: {dag_id} {what} crashed"), section(lead), *fields(pairs), buttons([("Task log", log_url)])]
     text = f"ERROR: {esc(dag_id)} {esc(what)} failed (try {try_number or 'n/a'}): {clip(esc(summary), 300)}"
     return Message(text=text, blocks=fit(blocks))
+
+
+STATUS_EMOJI = {"VERIFIED": ":white_check_mark:", "AT RISK": ":red_circle:", "NOT RUN": ":warning:"}
+_STATUS_ORDER = {"AT RISK": 0, "NOT RUN": 1, "VERIFIED": 2}  # problems first: they survive a cut to 50 blocks
+
+
+def _pack(lines: list[str], *, heading: str) -> list[Any]:
+    """Lines into as few sections as fit 3000 characters each (a line never splits)."""
+    out: list[Any] = []
+    chunk = heading
+    for line in lines:
+        line = clip(line, MAX_SECTION_TEXT - len(heading) - 1)
+        if len(chunk) + 1 + len(line) > MAX_SECTION_TEXT:
+            out.append(section(chunk))
+            chunk = heading
+        chunk += "\n" + line
+    out.append(section(chunk))
+    return out
+
+
+def render_digest(card: Scorecard) -> Message:
+    """The periodic scorecard for the digest channel: ledger status first, then controls, then drills."""
+    period = f"{card.start:%Y-%m-%d %H:%M} → {card.end:%Y-%m-%d %H:%M} UTC"
+    counts = {s: sum(1 for d in card.drills if d.status == s) for s in ("VERIFIED", "AT RISK", "NOT RUN")}
+    ledger = card.ledger_summary if card.ledger_ok is not False else f"*{card.ledger_summary}*"
+    summary = (f"*{len(card.drills)} drills*: {counts['VERIFIED']} verified, {counts['AT RISK']} at risk, "
+               f"{counts['NOT RUN']} not run.\n{':white_check_mark:' if card.ledger_ok else ':rotating_light:'} {esc(ledger)}")
+    control_lines = [
+        f"{STATUS_EMOJI[c.status]} *{esc(c.control)}*: {c.status} · {c.runs}/{c.expected} runs, {c.passes} passed · "
+        f"{esc(', '.join(c.drills))}" for c in sorted(card.controls, key=lambda c: _STATUS_ORDER[c.status])
+    ]
+    drill_lines = []
+    for d in sorted(card.drills, key=lambda d: _STATUS_ORDER[d.status]):
+        rate = f"{d.pass_rate:.0%}" if d.pass_rate is not None else "n/a"
+        parts = [f"{STATUS_EMOJI[d.status]} *{esc(d.drill)}* ({esc(d.kind)}): {d.status} · {d.runs}/{d.expected} runs · pass rate {rate}"]
+        for label, pair, objective in (("RTO", d.rto, d.rto_objective), ("RPO", d.rpo, d.rpo_objective)):
+            if pair is not None:
+                against = f" vs {format_duration(objective)}" if objective is not None else ""
+                parts.append(f"{label} worst {format_duration(pair[0])} / median {format_duration(pair[1])}{against}")
+        if d.open_findings:
+            parts.append("open: " + esc(", ".join(d.open_findings)))
+        drill_lines.append(" · ".join(parts))
+    blocks: list[Any] = [header(f":bar_chart: drillbook {card.title}"), section(f"*Period:* {period}\n{summary}")]
+    if control_lines:
+        blocks += [divider(), *_pack(control_lines, heading="*By control*")]
+    if drill_lines:
+        blocks += [divider(), *_pack(drill_lines, heading="*By drill*")]
+    blocks.append(context("Full history: `drillbook evidence list --since " + f"{card.start:%Y-%m-%d}`" + " · verify: `drillbook evidence verify`"))
+    text = (f"drillbook {card.title} {period}: {counts['VERIFIED']} verified, {counts['AT RISK']} at risk, "
+            f"{counts['NOT RUN']} not run; {esc(card.ledger_summary)}")
+    return Message(text=clip(text, MAX_FALLBACK_TEXT), blocks=fit(blocks, overflow_note="run `drillbook evidence list` for the rest"))

@@ -1,0 +1,195 @@
+"""The scorecard digest: what an auditor's periodic review reads, per control and per drill.
+
+Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the I/O):
+- a run is one (dag_id, run_id) of a drill with at least one 'drill' record in
+  the period; its verdict is the worst of its records (ERROR > FAIL > PASS), so
+  a mapped drill with one bad target is not a pass;
+- runs expected come from the drill's cron schedule over the period, in the
+  catalogue's timezone; runs below expected are shown, never hidden;
+- pass rate = passing runs / runs; RTO and RPO are shown worst and median
+  against the objective the drill recorded;
+- a control is VERIFIED only when every enabled drill mapped to it ran in the
+  period and its newest run passed; any drill that did not run makes it NOT
+  RUN, any newest FAIL/ERROR makes it AT RISK;
+- the ledger's verify status is part of every scorecard: evidence that does
+  not verify is reported before anything else.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from drillbook.catalogue.common import cron_of, previous_run
+
+if TYPE_CHECKING:
+    from drillbook.catalogue.models import Catalogue
+    from drillbook.context import RunContext
+    from drillbook.ledger.records import LedgerRecord, VerifyReport
+    from drillbook.ledger.store import Ledger
+    from drillbook.notify.notifier import Notifier
+
+_VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
+PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
+                "@yearly": "yearly", "@annually": "yearly"}
+
+
+@dataclass
+class DrillScore:
+    drill: str
+    kind: str
+    controls: list[str]
+    expected: int
+    runs: int = 0
+    passes: int = 0
+    newest_verdict: str | None = None
+    open_findings: list[str] = field(default_factory=list)  # codes of the newest run, info left out
+    rto: tuple[float, float] | None = None  # (worst, median) seconds
+    rto_objective: float | None = None
+    rpo: tuple[float, float] | None = None
+    rpo_objective: float | None = None
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passes / self.runs if self.runs else None
+
+    @property
+    def status(self) -> str:
+        if self.runs == 0:
+            return "NOT RUN"
+        return "VERIFIED" if self.newest_verdict == "PASS" else "AT RISK"
+
+
+@dataclass
+class ControlScore:
+    control: str
+    drills: list[str]
+    expected: int
+    runs: int
+    passes: int
+    status: str  # VERIFIED, AT RISK, NOT RUN
+
+
+@dataclass
+class Scorecard:
+    title: str
+    start: datetime
+    end: datetime
+    drills: list[DrillScore]
+    controls: list[ControlScore]
+    ledger_ok: bool | None  # None: not checked
+    ledger_summary: str
+
+
+def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
+    """How many times ``schedule`` fires in [start, end)."""
+    from croniter import croniter
+
+    tz = ZoneInfo(timezone)
+    it = croniter(cron_of(schedule), start.astimezone(tz) - timedelta(microseconds=1))
+    count = 0
+    for _ in range(100_000):  # bounded: a minutely cron over a year is 525k, a digest period is at most a month
+        moment = it.get_next(datetime)
+        if moment >= end.astimezone(tz):
+            break
+        count += 1
+    return count
+
+
+def digest_period(schedule: str, *, end: datetime, timezone: str = "UTC") -> tuple[datetime, datetime]:
+    """The period a digest on ``schedule`` covers when it runs at ``end``: from the previous firing to ``end``."""
+    local_end = end.astimezone(ZoneInfo(timezone))
+    start = previous_run(schedule, local_end - timedelta(seconds=1))
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _objective(result: dict[str, Any], name: str) -> float | None:
+    objectives = result.get("objectives") or {}
+    value = objectives.get(f"{name}_seconds", objectives.get(name))
+    return float(value) if value is not None else None
+
+
+def _worst_median(values: list[float]) -> tuple[float, float] | None:
+    return (max(values), float(statistics.median(values))) if values else None
+
+
+def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
+                    verify: VerifyReport | None, title: str = "scorecard") -> Scorecard:
+    """Score every enabled drill and control from the 'drill' records of [start, end)."""
+    drills = [d for d in catalogue.drills if d.enabled]
+    scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
+                                 expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone))
+              for d in drills}
+    runs: dict[str, dict[tuple[str, str], list[LedgerRecord]]] = {}
+    for record in records:
+        if record.record_type != "drill" or record.drill not in scores or not (start <= record.recorded_at < end):
+            continue
+        runs.setdefault(record.drill, {}).setdefault((record.dag_id, record.run_id), []).append(record)
+    for name, by_run in runs.items():
+        score = scores[name]
+        ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
+        verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
+        score.runs, score.passes, score.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        newest = ordered[-1]
+        score.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
+        all_records = [r for recs in ordered for r in recs]
+        for name_, attr in (("rto", "rto_seconds"), ("rpo", "rpo_seconds")):
+            values = [float(v) for r in all_records if (v := (r.result.get("measurements") or {}).get(attr)) is not None]
+            objectives = [o for r in all_records if (o := _objective(r.result, name_)) is not None]
+            setattr(score, name_, _worst_median(values))
+            setattr(score, f"{name_}_objective", objectives[-1] if objectives else None)
+    controls: list[ControlScore] = []
+    for control in sorted({c for d in drills for c in d.controls}):
+        members = [scores[d.name] for d in drills if control in d.controls]
+        statuses = {m.status for m in members}
+        status = "NOT RUN" if "NOT RUN" in statuses else "AT RISK" if "AT RISK" in statuses else "VERIFIED"
+        controls.append(ControlScore(control=control, drills=[m.drill for m in members], expected=sum(m.expected for m in members),
+                                     runs=sum(m.runs for m in members), passes=sum(m.passes for m in members), status=status))
+    if verify is None:
+        ledger_ok, summary = None, "ledger not verified"
+    elif verify.ok:
+        ledger_ok, summary = True, f"ledger verified: {verify.checked} records, chain intact (head {(verify.head_hash or '')[:12]})"
+    else:
+        ledger_ok, summary = False, f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}"
+    return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
+                     ledger_ok=ledger_ok, ledger_summary=summary)
+
+
+def digest_row(scorecard: Scorecard, *, name: str) -> Any:
+    """The 'digest' ledger row: the scorecard as sent, so the review itself is evidence."""
+    from drillbook.drills.base import ResultBuilder
+
+    builder = ResultBuilder(kind="digest", drill=name, target="ledger", controls=[c.control for c in scorecard.controls])
+    builder.checked(len(scorecard.drills))
+    builder.details["scorecard"] = {
+        "start": scorecard.start.isoformat(), "end": scorecard.end.isoformat(), "ledger": scorecard.ledger_summary,
+        "drills": {d.drill: {"expected": d.expected, "runs": d.runs, "passes": d.passes, "status": d.status} for d in scorecard.drills},
+        "controls": {c.control: c.status for c in scorecard.controls},
+    }
+    return builder.finish()
+
+
+def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext, schedule: str,
+               now: datetime | None = None) -> Scorecard:
+    """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel."""
+    from drillbook.ledger.query import Filter
+    from drillbook.notify.render import render_digest
+
+    now = now or datetime.now(UTC)
+    tz = catalogue.defaults.timezone
+    start, end = digest_period(schedule, end=now, timezone=tz)
+    name = PRESET_NAMES.get(schedule, "custom")
+    records = ledger.iter_records(Filter.build(since=start, until=end, record_type="drill"))  # streamed
+    scorecard = build_scorecard(catalogue, records, start=start, end=end, verify=ledger.verify(), title=f"{name} scorecard")
+    row = digest_row(scorecard, name=name)
+    ledger.record_event("digest", row, ctx)  # evidence first
+    try:
+        notifier.post_digest(render_digest(scorecard))
+    except Exception as exc:
+        ledger.record_notify_failure(row, ctx, error=exc)
+        raise
+    return scorecard

@@ -1,0 +1,109 @@
+"""The digest scorecard: exact blocks, counting rules, limits, and a real run against ledger and emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from drillbook.digest import build_scorecard, digest_period, expected_runs, run_digest
+from drillbook.ledger.records import VerifyReport
+from drillbook.ledger.store import Ledger
+from drillbook.notify import Notifier, SlackSender
+from drillbook.notify.blocks import MAX_BLOCKS, violations
+from drillbook.notify.render import render_digest
+from drillbook.notify.slack import SlackConnection
+from tests.notify.conftest import T0, make_ctx, make_record, make_result
+
+START = T0.replace(hour=0, minute=0)
+END = START + timedelta(days=1)
+
+
+def _md(text):
+    return {"type": "mrkdwn", "text": text}
+
+
+def day_of_records():
+    records = []
+    for i, (verdict, rto) in enumerate([("PASS", 200.0), ("FAIL", 1300.0), ("PASS", 300.0)]):
+        result = make_result(verdict, drill="api_certs", started=START + timedelta(hours=i + 1), rto=rto, objectives={"rto_seconds": 900.0})
+        records.append(make_record(result, seq=i + 1, ctx=make_ctx(dag_id="dr_certificates__api_certs", run_id=f"run{i}")))
+    error = make_result("ERROR", drill="loud_certs", started=START + timedelta(hours=6))
+    records.append(make_record(error, seq=9, ctx=make_ctx(dag_id="dr_certificates__loud_certs", run_id="x")))
+    outside = make_result("FAIL", drill="web_certs", started=END + timedelta(minutes=1))
+    records.append(make_record(outside, seq=10))  # after the period: not counted
+    return records
+
+
+def test_digest_exact_blocks(catalogue):
+    card = build_scorecard(catalogue, day_of_records(), start=START, end=END,
+                           verify=VerifyReport(ok=True, checked=4, head_hash="f" * 64), title="daily scorecard")
+    message = render_digest(card)
+    assert message.text == ("drillbook daily scorecard 2026-03-02 00:00 → 2026-03-03 00:00 UTC: 1 verified, 1 at risk, 2 not run; "
+                            "ledger verified: 4 records, chain intact (head ffffffffffff)")
+    assert message.blocks == [
+        {"type": "header", "text": {"type": "plain_text", "text": ":bar_chart: drillbook daily scorecard", "emoji": True}},
+        {"type": "section", "text": _md("*Period:* 2026-03-02 00:00 → 2026-03-03 00:00 UTC\n*4 drills*: 1 verified, 1 at risk, 2 not run.\n"
+                                        ":white_check_mark: ledger verified: 4 records, chain intact (head ffffffffffff)")},
+        {"type": "divider"},
+        {"type": "section", "text": _md("*By control*\n"
+                                        ":warning: *SOC2:CC6.7*: NOT RUN · 3/25 runs, 2 passed · web_certs, api_certs\n"
+                                        ":white_check_mark: *ISO27001:A.8.24*: VERIFIED · 3/24 runs, 2 passed · api_certs")},
+        {"type": "divider"},
+        {"type": "section", "text": _md(
+            "*By drill*\n"
+            ":red_circle: *loud_certs* (certificates): AT RISK · 1/1 runs · pass rate 0% · open: CERT_UNREADABLE\n"
+            ":warning: *web_certs* (certificates): NOT RUN · 0/1 runs · pass rate n/a\n"
+            ":warning: *quiet_certs* (certificates): NOT RUN · 0/1 runs · pass rate n/a\n"
+            ":white_check_mark: *api_certs* (certificates): VERIFIED · 3/24 runs · pass rate 67% · "
+            "RTO worst 21m 40s / median 5m 00s vs 15m 00s")},
+        {"type": "context", "elements": [_md("Full history: `drillbook evidence list --since 2026-03-02` · verify: `drillbook evidence verify`")]},
+    ]
+
+
+def test_a_broken_ledger_is_the_first_thing_the_digest_says(catalogue):
+    card = build_scorecard(catalogue, [], start=START, end=END, verify=VerifyReport(ok=False, checked=7, first_bad_seq=5, reason="edited",
+                                                                                      message="hash mismatch"))
+    message = render_digest(card)
+    assert "*LEDGER DOES NOT VERIFY: record seq 5 edited: hash mismatch*" in message.blocks[1]["text"]["text"]
+    assert ":rotating_light:" in message.blocks[1]["text"]["text"]
+
+
+def test_a_mapped_run_with_one_bad_target_is_not_a_pass(catalogue):
+    ctx = make_ctx(dag_id="dr_certificates__api_certs", run_id="r1")
+    records = [make_record(make_result("PASS", drill="api_certs", started=START + timedelta(hours=1)), seq=1, ctx=ctx),
+               make_record(make_result("FAIL", drill="api_certs", started=START + timedelta(hours=1)), seq=2,
+                           ctx=make_ctx(dag_id=ctx.dag_id, run_id="r1", map_index=1))]
+    score = next(d for d in build_scorecard(catalogue, records, start=START, end=END, verify=None).drills if d.drill == "api_certs")
+    assert (score.runs, score.passes, score.newest_verdict) == (1, 0, "FAIL")
+
+
+def test_expected_runs_and_periods_follow_the_schedule():
+    assert expected_runs("@hourly", start=START, end=END) == 24
+    assert expected_runs("0 9 * * 1-5", start=START, end=START + timedelta(days=7)) == 5
+    assert expected_runs("30 3 * * *", start=START, end=END, timezone="Europe/Berlin") == 1
+    assert digest_period("@daily", end=END) == (START, END)
+    assert digest_period("@weekly", end=datetime(2026, 3, 8, tzinfo=UTC)) == (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 8, tzinfo=UTC))
+
+
+def test_a_huge_catalogue_stays_inside_the_limits(catalogue):
+    big = catalogue.model_copy(update={"drills": [
+        d.model_copy(update={"name": f"drill_{i:03d}", "controls": [f"SOC2:CC{i}.{j}" for j in range(5)]})
+        for i in range(1000) for d in catalogue.drills[:1]]})
+    message = render_digest(build_scorecard(big, [], start=START, end=END, verify=None))
+    assert violations(message) == [] and len(message.blocks) <= MAX_BLOCKS
+    assert "run `drillbook evidence list` for the rest" in message.blocks[-1]["elements"][0]["text"]
+
+
+def test_run_digest_records_then_posts_to_the_digest_channel(slack, catalogue, ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    now = datetime.now(UTC)
+    ledger.record(make_result("PASS", drill="web_certs", started=now - timedelta(seconds=3)), make_ctx(run_id="r1"))
+    notifier = Notifier(catalogue=catalogue, sender=SlackSender(connection=SlackConnection(token=slack.token, base_url=slack.base_url)))
+    ctx = make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest")
+    card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule="@daily", now=now + timedelta(seconds=1))
+    web = next(d for d in card.drills if d.drill == "web_certs")
+    assert (web.runs, web.passes, web.status) == (1, 1, "VERIFIED")
+    posted = slack.posted("#dr-digest")
+    assert len(posted) == 1 and posted[0].text.startswith("drillbook daily scorecard")
+    row = ledger.query(record_type="digest")[0]
+    assert row.drill == "daily" and row.result["details"]["scorecard"]["drills"]["web_certs"]["status"] == "VERIFIED"
+    assert card.ledger_ok is True

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from drillbook.cli import common
+from drillbook.errors import ConfigurationError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def _from_catalogue(args: argparse.Namespace) -> dict[str, object]:
     catalogue = load_catalogue(args.catalogue)
     drill = catalogue.drill(args.drill)
     if drill.kind != "data_quality":
-        raise SystemExit(common.fail(f"drill {args.drill!r} is a {drill.kind} drill, not data_quality"))
+        raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not data_quality")
     return {
         "drill_name": drill.name,
         "dsn": args.dsn or postgres_dsn_from_env(drill.connection),
@@ -62,9 +63,9 @@ def _from_catalogue(args: argparse.Namespace) -> dict[str, object]:
 def _ad_hoc(args: argparse.Namespace) -> dict[str, object]:
     dsn = args.dsn or os.environ.get("DRILLBOOK_DQ_DSN")
     if not dsn or not args.suite:
-        raise SystemExit(common.fail("give --drill NAME, or --dsn DSN (or $DRILLBOOK_DQ_DSN) and --suite NAME_OR_PATH"))
+        raise ConfigurationError("give --drill NAME, or --dsn DSN (or $DRILLBOOK_DQ_DSN) and --suite NAME_OR_PATH")
     if args.table and args.query:
-        raise SystemExit(common.fail("give --table or --query, not both"))
+        raise ConfigurationError("give --table or --query, not both")
     table = args.table
     suites_dir = _suites_dir(args, None)
     if not table and not args.query:

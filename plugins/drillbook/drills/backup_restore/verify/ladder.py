@@ -1,0 +1,143 @@
+"""Run the verify ladder on a restored scratch database: one timed phase per rung.
+
+Rules this module enforces:
+- the rungs run in a fixed order (structure, volume, semantics, integrity,
+  quality) and each is its own phase ``verify.<rung>`` with status ``ok``,
+  ``failed`` (the rung added a finding at or above ``medium``) or ``not
+  configured`` (nothing to compare against; such a rung counts no check);
+- one connection serves the whole ladder, opened lazily, with a session
+  ``statement_timeout`` and ``lock_timeout`` so no rung can hang forever; it is
+  the scratch database, never a source, yet the rungs only read from it
+  (integrity may create the ``amcheck`` extension there: that is the one write);
+- a scratch server that cannot be reached is ``SCRATCH_UNREACHABLE`` (ERROR),
+  not a crash; any other exception in a rung becomes ``DRILL_CRASHED`` through
+  ``ResultBuilder.phase`` and ends the ladder with ``DrillAborted``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drillbook.errors import DrillAborted
+from drillbook.result import Severity
+
+if TYPE_CHECKING:
+    from drillbook.catalogue.backup_restore import VerifySpec
+    from drillbook.drills.base import PhaseHandle, ResultBuilder
+
+#: Upper bound of any single ladder query (row counts of very large tables included).
+LADDER_STATEMENT_TIMEOUT_S = int(os.environ.get("DRILLBOOK_VERIFY_STATEMENT_TIMEOUT", "3600"))
+LOCK_TIMEOUT_S = 60
+
+
+class ScratchSession:
+    """The ladder's one connection to the scratch database, opened on first use."""
+
+    def __init__(self, *, dsn: str):
+        self.dsn = dsn
+
+    @cached_property
+    def conn(self) -> Any:
+        from drillbook.pg import connect
+
+        conn = connect(self.dsn, autocommit=True, application_name="drillbook-verify")
+        conn.execute(f"set statement_timeout = '{LADDER_STATEMENT_TIMEOUT_S}s'")
+        conn.execute(f"set lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        return conn
+
+    def close(self) -> None:
+        if "conn" in self.__dict__:
+            self.__dict__.pop("conn").close()
+
+
+class Ladder:
+    """Everything a rung needs: the builder, the session, the spec and the shared facts."""
+
+    def __init__(
+        self,
+        *,
+        builder: ResultBuilder,
+        session: ScratchSession,
+        verify: VerifySpec,
+        base_dir: Path,
+        previous: dict[str, Any] | None,
+    ):
+        self.builder = builder
+        self.session = session
+        self.verify = verify
+        self.base_dir = Path(base_dir)
+        self.previous = previous
+        self.facts: dict[str, Any] = builder.details.setdefault("verify", {})
+
+    @property
+    def conn(self) -> Any:
+        return self.session.conn
+
+    @property
+    def dsn(self) -> str:
+        return self.session.dsn
+
+
+Rung = Callable[[Ladder, "PhaseHandle"], None]
+
+
+def _settle(builder: ResultBuilder, ph: PhaseHandle, before: int) -> None:
+    """Mark the phase failed when the rung added a finding at or above medium."""
+    new = builder.findings[before:]
+    if any(f.severity.at_least(Severity.MEDIUM) for f in new) and ph.status == "ok":
+        ph.status = "failed"
+        codes = sorted({f.code for f in new if f.severity.at_least(Severity.MEDIUM)})
+        ph.detail = (ph.detail + "; " if ph.detail else "") + ", ".join(codes)
+
+
+def _connect_or_abort(ladder: Ladder) -> None:
+    import psycopg
+
+    try:
+        ladder.conn  # noqa: B018 - opening the connection is the point
+    except psycopg.OperationalError as exc:
+        from drillbook.pg import describe
+
+        ladder.builder.find(
+            "SCRATCH_UNREACHABLE",
+            f"the restored scratch database {describe(ladder.dsn)} could not be reached to verify it: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            subject=describe(ladder.dsn),
+        )
+        raise DrillAborted("verify.structure") from exc
+
+
+def run_ladder(
+    builder: ResultBuilder,
+    *,
+    scratch_dsn: str,
+    verify: VerifySpec,
+    base_dir: Path,
+    previous: dict[str, Any] | None,
+) -> None:
+    """Verify the restored data rung by rung; findings, checks and facts go into ``builder``."""
+    from drillbook.drills.backup_restore.verify import integrity, quality, semantics, structure, volume
+
+    session = ScratchSession(dsn=scratch_dsn)
+    ladder = Ladder(builder=builder, session=session, verify=verify, base_dir=base_dir, previous=previous)
+    rungs: list[tuple[str, Rung]] = [
+        ("verify.structure", structure.run),
+        ("verify.volume", volume.run),
+        ("verify.semantics", semantics.run),
+        ("verify.integrity", integrity.run),
+        ("verify.quality", quality.run),
+    ]
+    try:
+        for name, rung in rungs:
+            with builder.phase(name) as ph:
+                if name == "verify.structure":
+                    _connect_or_abort(ladder)
+                before = len(builder.findings)
+                rung(ladder, ph)
+                _settle(builder, ph, before)
+    finally:
+        session.close()

@@ -1,0 +1,98 @@
+"""Rung 3, semantics: the business's own SQL checks must hold on the restored data.
+
+Rules this module enforces:
+- each ``verify.checks`` entry runs in its own READ ONLY transaction that is
+  always rolled back, with a ``statement_timeout`` of
+  ``CHECK_TIMEOUT_S`` seconds (env ``DRILLBOOK_CHECK_TIMEOUT``), so a check
+  can neither change the restored data nor hang the drill;
+- the value checked is the first column of the first row; no row at all is
+  NULL, and NULL never satisfies an expectation;
+- a check whose expectation does not hold is ``SEMANTICS_FAILED`` naming the
+  check, the expectation and the value found (cut to ``VALUE_MAX`` characters:
+  a check should return a number, not a row);
+- a check whose SQL fails (syntax, a missing table, the timeout) is
+  ``SEMANTICS_FAILED`` too and counts as run: the query reached the restored
+  database and the property could not be shown to hold there. When the
+  restore lost the table a check reads, that *is* the failure to report; a
+  typo in a check shows the server's error message in the finding.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from drillbook.catalogue.expectations import parse_expectation
+
+if TYPE_CHECKING:
+    from drillbook.catalogue.backup_restore import SqlCheck
+    from drillbook.drills.backup_restore.verify.ladder import Ladder
+    from drillbook.drills.base import PhaseHandle
+
+CHECK_TIMEOUT_S = int(os.environ.get("DRILLBOOK_CHECK_TIMEOUT", "300"))
+VALUE_MAX = 120
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, Decimal | int | float):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    text = str(value)
+    return text if len(text) <= VALUE_MAX else text[: VALUE_MAX - 1] + "…"
+
+
+def run_check(conn: Any, check: SqlCheck, *, timeout_s: int = CHECK_TIMEOUT_S) -> tuple[Any, str | None]:
+    """Run one check read-only; return (value, None) or (None, error message)."""
+    import psycopg
+
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("set transaction read only")
+            conn.execute(f"set local statement_timeout = '{int(timeout_s)}s'")
+            row = conn.execute(check.sql).fetchone()  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        diag = getattr(exc, "diag", None)
+        message = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
+        state = f" [{exc.sqlstate}]" if getattr(exc, "sqlstate", None) else ""
+        return None, f"{message}{state}"
+    return (row[0] if row else None), None
+
+
+def run(ladder: Ladder, ph: PhaseHandle) -> None:
+    """Run every configured check and report the ones that do not hold."""
+    checks = ladder.verify.checks
+    if not checks:
+        ph.skip()
+        ph.detail = "no SQL checks configured"
+        ladder.facts["semantics"] = {"checks": []}
+        return
+    outcomes: list[dict[str, Any]] = []
+    failed = 0
+    for check in checks:
+        value, error = run_check(ladder.conn, check)
+        ladder.builder.checked()
+        shown = _show(value)
+        holds = error is None and parse_expectation(check.expect)(value)
+        outcomes.append({"name": check.name, "expect": check.expect, "value": None if error else shown,
+                         "error": error, "holds": holds})
+        if holds:
+            continue
+        failed += 1
+        if error is not None:
+            message = f"check {check.name!r} could not hold: its SQL failed on the restored data: {error}"
+        else:
+            message = f"check {check.name!r} expected {check.expect!r} but found {shown}"
+        ladder.builder.find(
+            "SEMANTICS_FAILED",
+            message,
+            subject=check.name,
+            detail={"check": check.name, "expect": check.expect, "value": None if error else shown,
+                    "error": error, "sql": check.sql},
+        )
+    ladder.facts["semantics"] = {"checks": outcomes}
+    ph.detail = f"{len(checks) - failed}/{len(checks)} checks hold"

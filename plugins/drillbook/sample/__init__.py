@@ -1,0 +1,1 @@
+"""Sample data for demos, tests and benchmarks (never imported by DAG files)."""

@@ -1,0 +1,119 @@
+"""Integrity and data-quality rungs: sequences, materialized views, amcheck, GX suites."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.backup_restore import test_verify_ladder as base
+from tests.backup_restore.test_verify_ladder import codes, ladder, phase, serious, sql
+
+# The seeded-shop fixtures live in test_verify_ladder; exposing them here lets pytest find them.
+shop_template = base.shop_template
+shop_db = base.shop_db
+
+
+# --- sequences ----------------------------------------------------------------------------------
+def test_sequence_behind_its_column(shop_db):
+    from drillbook.sample.shop import make_sequence_behind
+
+    seq = make_sequence_behind(shop_db)
+    result = ladder(shop_db, amcheck=False)
+    assert codes(result) == ["SEQUENCE_BEHIND"]
+    (f,) = result.findings
+    assert f.subject == seq == "public.orders_id_seq"
+    assert f.detail["column"] == "public.orders.id" and f.detail["column_max"] == 2000 and f.detail["last_value"] == 1
+    assert result.verdict.value == "FAIL"
+    assert phase(result, "verify.integrity").status == "failed"
+
+
+def test_is_called_false_sequence_is_one_step_back(shop_db):
+    # setval(s, 2001, false): nextval() returns 2001, max(id) is 2000: healthy.
+    sql(shop_db, "select setval('public.orders_id_seq', 2001, false)")
+    assert codes(ladder(shop_db, amcheck=False)) == []
+    # setval(s, 2000, false): nextval() returns 2000, which exists: behind.
+    sql(shop_db, "select setval('public.orders_id_seq', 2000, false)")
+    # and an identity column's sequence is checked the same way
+    sql(shop_db, "select setval(pg_get_serial_sequence('public.customers', 'id'), 5)")
+    result = ladder(shop_db, amcheck=False)
+    assert sorted(f.subject for f in result.findings) == ["public.customers_id_seq", "public.orders_id_seq"]
+    assert set(codes(result)) == {"SEQUENCE_BEHIND"}
+
+
+# --- materialized views -------------------------------------------------------------------------
+def test_unpopulated_matview(shop_db):
+    from drillbook.sample.shop import make_matview_unpopulated
+
+    name = make_matview_unpopulated(shop_db)
+    result = ladder(shop_db, amcheck=False)
+    assert codes(result) == ["MATVIEW_UNPOPULATED"]
+    assert result.findings[0].subject == name == "public.daily_revenue"
+    assert phase(result, "verify.integrity").status == "failed"
+    assert result.verdict.value == "PASS"  # medium: the data is there, the runbook needs a REFRESH step
+
+
+# --- amcheck ------------------------------------------------------------------------------------
+def _amcheck_available(pg) -> bool:
+    return bool(pg.execute("postgres", "select 1 from pg_available_extensions where name = 'amcheck'"))
+
+
+def test_corrupt_index_is_found_by_amcheck(pg, shop_db):
+    if not _amcheck_available(pg):
+        pytest.skip("this PostgreSQL build ships no amcheck extension (the embedded pgserver does not)")
+    from drillbook.sample.shop import make_index_corrupt
+
+    index = make_index_corrupt(shop_db)
+    result = ladder(shop_db)
+    assert codes(result) == ["INDEX_CORRUPT"]
+    (f,) = result.findings
+    assert f.subject == index and f.detail["sqlstate"] == "XX002"
+    assert result.verdict.value == "FAIL"
+    facts = result.details["verify"]["integrity"]
+    assert facts["indexes_corrupt"] == 1 and facts["indexes_checked"] == facts["indexes"]
+
+
+def test_healthy_indexes_pass_amcheck(pg, shop_db):
+    if not _amcheck_available(pg):
+        pytest.skip("this PostgreSQL build ships no amcheck extension (the embedded pgserver does not)")
+    result = ladder(shop_db)
+    assert codes(result) == []
+    facts = result.details["verify"]["integrity"]
+    assert facts["indexes"] >= 9 and facts["indexes_checked"] == facts["indexes"]
+
+
+def test_amcheck_unavailable_is_said_and_not_counted(pg, shop_db):
+    """A role that may not create extensions: amcheck cannot run, so its checks are not counted."""
+    from psycopg.conninfo import make_conninfo
+
+    from drillbook.pg import parse
+
+    role = f"vrole_{uuid.uuid4().hex[:8]}"
+    pg.execute("postgres", f"create role {role} login")
+    pg.execute("postgres", f"grant pg_read_all_data to {role}")
+    try:
+        dsn = make_conninfo(shop_db, user=role)
+        assert parse(dsn)["user"] == role
+        with_amcheck = ladder(dsn, amcheck=True)
+        without = ladder(dsn, amcheck=False)
+    finally:
+        pg.execute("postgres", f"drop role {role}")
+    facts = with_amcheck.details["verify"]["integrity"]
+    assert "unavailable" in facts["amcheck"] and facts["indexes_checked"] == 0
+    assert "unavailable" in phase(with_amcheck, "verify.integrity").detail
+    assert codes(with_amcheck) == [] and with_amcheck.verdict.value == "PASS"  # sequences and matviews ran
+    assert with_amcheck.measurements.counts["checks_run"] == without.measurements.counts["checks_run"]
+
+
+# --- data quality (Great Expectations; imports GX once, about 8 s) -----------------------------------
+def test_quality_rung_runs_the_catalogue_suites(shop_db):
+    healthy = ladder(shop_db, amcheck=False, suites=["orders"])
+    assert serious(healthy) == [], [(f.code, f.message) for f in healthy.findings]
+    assert phase(healthy, "verify.quality").status == "ok"
+    assert healthy.details["verify"]["quality"]["expectations"] == 11
+
+    sql(shop_db, "update public.orders set total_cents = 20000000 where id = 7")
+    broken = ladder(shop_db, amcheck=False, suites=["orders"])
+    assert codes(broken) == ["DQ_EXPECTATION_FAILED"]
+    assert phase(broken, "verify.quality").status == "failed"
+    assert broken.verdict.value == "FAIL"

@@ -119,3 +119,27 @@ def codes(result) -> list[str]:
 def serious(result) -> list[str]:
     """Codes of findings at or above medium."""
     return [f.code for f in result.findings if f.severity.at_least("medium")]
+
+
+@pytest.fixture
+def variant(pg, shop: Shop, tmp_path):
+    """Dump a changed copy of the shop: ``variant(mutate, fmt="-Fc", name="shop.dump")`` -> the dump's path.
+
+    ``mutate(dsn)`` changes the copy (SQL through the sample helpers) before it
+    is dumped; the copy is dropped afterwards.
+    """
+    made: list[str] = []
+
+    def make(mutate=None, *, flag: str = "-Fc", name: str = "shop.dump", template: bool = True, dump_args=()) -> Path:
+        db = f"variant_{len(made)}_{tmp_path.name[-20:]}".lower().replace("-", "_")
+        pg.execute("postgres", f'CREATE DATABASE "{db}"' + (f' TEMPLATE "{shop.db}"' if template else ""))
+        made.append(db)
+        if mutate is not None:
+            mutate(pg.dsn(db))
+        folder = tmp_path / f"backup_{len(made)}"
+        folder.mkdir()
+        return pg_dump(pg, pg.dsn(db), folder / name, flag, *dump_args)
+
+    yield make
+    for db in made:
+        pg.drop_database(db)

@@ -50,6 +50,9 @@ _TRUNCATED_RE = re.compile(
 _ERROR_RE = re.compile(r"\b(ERROR|FATAL|PANIC):\s")
 _TOOL_ERROR_RE = re.compile(r"^(pg_restore|psql): (error|fatal): ")
 _QUERY_FAILED = "could not execute query"
+# Echoes of an error already reported on its own line (a parallel worker's
+# failure is printed by the worker first); alone, the non-zero exit still counts.
+_CONSEQUENCE_RE = re.compile(r"a worker process died unexpectedly|errors ignored on restore")
 
 
 @dataclass
@@ -71,6 +74,8 @@ class StderrClassifier:
     def classify(self, line: str) -> tuple[str, str | None]:
         """(class, subject) of one stderr line; class is a finding code or ``context``."""
         text = line.strip()
+        if _CONSEQUENCE_RE.search(text):
+            return "context", None
         tool_error = _TOOL_ERROR_RE.match(text)
         has_error = bool(_ERROR_RE.search(text)) or bool(tool_error)
         if not has_error:

@@ -120,7 +120,7 @@ def test_what_is_hashed_is_what_is_stored_even_for_awkward_values(ledger, ledger
     assert ledger.verify().ok
     reread = ledger.get(record.seq)
     assert record_hash(reread.__dict__) == reread.hash == record.hash
-    assert reread.result["measurements"]["values"]["huge"] == 10**23
+    assert reread.result["measurements"]["values"]["huge"] == 1e23
     assert reread.result["details"]["nul"] == "a\ufffdb"
 
 

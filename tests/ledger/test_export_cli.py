@@ -155,3 +155,18 @@ def test_registered_secrets_never_land_in_rows(ledger, ledger_dsn):
         assert ledger.verify().ok
     finally:
         forget_secrets()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_exports_survive_control_characters_and_unicode(ledger, cli, tmp_path, fmt):
+    result = make_result(target="db\nwith\x01odd\tchars ✓")
+    result.details.update({"multi": "line1\nline2\r\n\x01\x02 \"quoted\" \\ back", "emoji": "🚒"})
+    ledger.record(result, ctx("run\nwith newline\x01"))
+    ledger.record(make_result(), ctx("plain"))
+    out = tmp_path / f"odd.{fmt}"
+    assert cli("evidence", "export", "--format", fmt, "-o", str(out))[0] == 0
+    if fmt == "json":
+        records = json.loads(out.read_text())
+        assert records[0]["run_id"] == "run\nwith newline\x01" and records[0]["result"]["details"]["emoji"] == "🚒"
+    code, text, _ = cli("evidence", "verify", "--file", str(out))
+    assert code == 0 and "OK: 2 records" in text

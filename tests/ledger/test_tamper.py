@@ -43,7 +43,7 @@ def _verify_cli(dsn: str) -> subprocess.CompletedProcess:
 def test_an_edited_record_is_named(ledger, ledger_dsn, how):
     records = fill(ledger, 5, fail=True)
     tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'PASS', "
-           "result = jsonb_set(result, '{verdict}', '\"PASS\"') WHERE seq = 3", how=how)
+           "result = replace(result::text, '\"verdict\":\"FAIL\"', '\"verdict\":\"PASS\"')::json WHERE seq = 3", how=how)
     report = ledger.verify()
     assert (report.ok, report.reason, report.first_bad_seq, report.checked) == (False, "edited", 3, 2)
     assert "seq=3" in report.message and records[2].run_id in report.message and "orders_nightly" in report.message
@@ -126,3 +126,10 @@ def test_an_intact_ledger_verifies_with_exit_0(ledger, ledger_dsn, capsys, monke
 def test_an_empty_ledger_verifies(ledger):
     report = ledger.verify()
     assert report.ok and report.checked == 0
+
+
+def test_any_byte_changed_in_the_stored_result_is_an_edit(ledger, ledger_dsn):
+    """The stored JSON text is what was hashed: even a formatting-only rewrite is caught."""
+    fill(ledger, 2)
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET result = (result::jsonb)::text::json WHERE seq = 2")
+    assert (ledger.verify().reason, ledger.verify().first_bad_seq) == ("edited", 2)

@@ -8,17 +8,20 @@ Rules this module enforces:
   ensure_ascii=False)`` encoded as UTF-8; timestamps are ISO-8601 UTC strings
   with microseconds and a ``Z`` (``2026-01-31T12:00:00.000000Z``), the
   precision PostgreSQL stores; ``controls`` is a JSON array of strings;
-- the ``result`` document is *normalised before hashing* into the form
-  PostgreSQL's jsonb gives back (``normalise``): jsonb re-orders keys (harmless,
-  keys are sorted anyway) and rewrites numbers (``1e+20`` comes back as the
-  integer ``100000000000000000000``, ``-0.0`` as ``0.0``) and refuses NUL
-  characters and lone surrogates. Hashing the normalised value means the hash
-  recomputed from a row read back always equals the stored hash; the store
-  also compares the value PostgreSQL returns from the INSERT with the value it
-  hashed and rolls back on any difference, so a normalisation gap can never
-  produce a record that verifies as tampered;
-- every string of a record passes through ``drillbook.redact.redact`` in the
-  same walk (keys included), so secrets never reach a ledger row.
+- ``result`` is stored in a ``json`` column (not ``jsonb``) as exactly the
+  canonical JSON text that was hashed. ``json`` keeps text byte for byte, so
+  there is no normalisation gap (jsonb would re-order keys, rewrite ``1e+20``
+  as ``100000000000000000000`` and refuse NUL) and an export streams the
+  stored text without re-serialising it, which is what keeps a year's export
+  under a second (see docs/ledger.md). ``record_hash`` accepts ``result``
+  either as a document or as that stored text, spliced verbatim: any byte
+  changed in the stored text is an edit. The store compares the text
+  PostgreSQL returns from the INSERT with the text it hashed and rolls back
+  on any difference;
+- every string of a record passes through ``drillbook.redact.redact`` in
+  ``normalise`` (keys included), so secrets never reach a ledger row; the same
+  walk turns NaN/Infinity (not JSON) into strings and replaces NUL and lone
+  surrogates, which PostgreSQL text cannot hold.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from drillbook.redact import redact
@@ -58,7 +60,7 @@ HASHED_COLUMNS: tuple[str, ...] = (
 COLUMNS: tuple[str, ...] = (*HASHED_COLUMNS, "hash")
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # jsonb refuses NUL and lone surrogates
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text cannot hold NUL; UTF-8 no lone surrogates
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -79,23 +81,16 @@ def _clean_str(value: str) -> str:
     return _BAD_CHARS.sub("\ufffd", value) if _BAD_CHARS.search(value) else value
 
 
-def _normal_float(value: float) -> float | int | str:
+def _normal_float(value: float) -> float | str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return _NON_FINITE[value]
-    if value == 0.0:
-        return 0.0  # jsonb has no negative zero
-    text = repr(value)
-    if "e+" in text:
-        # jsonb prints large numbers without an exponent and psycopg reads them back as int;
-        # go through Decimal so 1e23 stays 10**23 and not the binary float's exact value.
-        return int(Decimal(text))
     return value
 
 
 def normalise(value: Any) -> Any:
-    """Redact every string and put a JSON document in the exact form jsonb returns."""
+    """Redact every string and make a value storable as JSON text (see the module docstring)."""
     if isinstance(value, str):
         return _clean_str(value)
     if value is None or isinstance(value, bool | int):
@@ -129,7 +124,22 @@ def record_document(fields: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def record_text(fields: Mapping[str, Any]) -> str:
+    """Canonical JSON of the record; a ``result`` given as text is the stored JSON text, spliced verbatim.
+
+    Equal to ``canonical_json(record_document(fields))`` when the text is the canonical JSON of
+    the result, which is what the store writes.
+    """
+    doc = record_document(fields)
+    parts = []
+    for key in sorted(doc):
+        value = doc[key]
+        text = value if key == "result" and isinstance(value, str) else canonical_json(value)
+        parts.append(f"{canonical_json(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
+
+
 def record_hash(fields: Mapping[str, Any]) -> str:
     """``sha256(prev_hash + canonical JSON of the record)`` as 64 hex digits."""
-    body = canonical_json(record_document(fields)).encode("utf-8")
+    body = record_text(fields).encode("utf-8")
     return hashlib.sha256(fields["prev_hash"].encode("ascii") + body).hexdigest()

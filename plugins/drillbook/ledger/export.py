@@ -1,9 +1,9 @@
 """Serve auditors: list and export evidence records, streaming, with everything needed to re-verify.
 
 Rules this module enforces:
-- exports stream: CSV goes through PostgreSQL's ``COPY ... TO STDOUT`` in
-  chunks, JSON through a server-side cursor in batches; no export holds the
-  table in memory;
+- exports stream through PostgreSQL's ``COPY ... TO STDOUT`` in chunks, for
+  CSV and JSON alike; no export holds the table in memory, and the server
+  writes the bytes (the stored result JSON text is copied, never re-serialised);
 - an export carries every hashed column in its canonical text form
   (``recorded_at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, ``controls`` as a JSON
   array, ``result`` as JSON) plus ``prev_hash`` and ``hash``, so an auditor can
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, Any
 
-from drillbook.errors import ConfigurationError
+from drillbook.errors import ConfigurationError, LedgerError
 from drillbook.ledger.query import Filter
 from drillbook.ledger.schema import TABLE
 
@@ -54,8 +54,14 @@ def _csv_sql(where: str) -> str:
 
 
 def _json_sql(where: str) -> str:
+    # One JSON document per line. JSON text never holds a raw control character (both PostgreSQL and
+    # the ledger's canonical JSON escape them), so with \x01 as quote and \x02 as delimiter COPY's CSV
+    # mode writes every document verbatim, unquoted, one per line.
     pairs = ", ".join(f"'{name}', {expr}" for name, expr in _EXPORT_COLUMNS)
-    return f"SELECT json_build_object({pairs})::text FROM {TABLE} WHERE {where} ORDER BY seq"
+    return (
+        f"COPY (SELECT json_build_object({pairs})::text FROM {TABLE} WHERE {where} ORDER BY seq) "
+        "TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+    )
 
 
 def export_records(conn: Any, out: IO[bytes], *, flt: Filter, fmt: str, batch: int = 5000) -> int:
@@ -84,14 +90,18 @@ def _export_json(conn: Any, out: IO[bytes], where: str, params: list[Any], batch
     from psycopg.rows import tuple_row
 
     count = 0
+    held = b""  # the previous chunk, written once we know whether a comma follows it
     out.write(b"[\n")
-    with conn.transaction(), conn.cursor(name="drillbook_export", row_factory=tuple_row) as cur:
-        cur.itersize = batch
-        cur.execute(_json_sql(where), params)
-        for (text,) in cur:
-            out.write((b",\n" if count else b"") + text.encode("utf-8"))
-            count += 1
-    out.write(b"\n]\n" if count else b"]\n")
+    with conn.cursor(row_factory=tuple_row) as cur, cur.copy(_json_sql(where), params) as copy:
+        for chunk in copy:
+            data = bytes(chunk)
+            if b"\x01" in data:
+                raise LedgerError("a ledger record holds a control character that breaks the JSON export; "
+                                  "run `drillbook evidence verify` and export as CSV")
+            count += data.count(b"\n")
+            out.write(held)
+            held = data.replace(b"\n", b",\n")
+    out.write(held[:-2] + b"\n]\n" if held else b"]\n")
     return count
 
 
@@ -115,7 +125,7 @@ def list_rows(
     sql = (
         f"SELECT seq, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, drill, "
         "verdict, array_to_string(controls, ','), "
-        "coalesce((SELECT string_agg(f->>'code', ',') FROM jsonb_array_elements(result->'findings') AS f), ''), "
+        "coalesce((SELECT string_agg(f->>'code', ',') FROM json_array_elements(result->'findings') AS f), ''), "
         f"run_id, left(hash, 12) FROM {TABLE} WHERE {where} ORDER BY seq {'DESC' if newest_first else 'ASC'}"
     )
     if limit:

@@ -46,7 +46,7 @@ CREATE TABLE {TABLE} (
     map_index    integer     NOT NULL DEFAULT -1,
     try_number   integer     NOT NULL DEFAULT 1,
     trigger      text        NOT NULL,
-    result       jsonb       NOT NULL,
+    result       json        NOT NULL,  -- the canonical JSON text that was hashed, kept byte for byte
     prev_hash    text        NOT NULL UNIQUE CHECK (prev_hash ~ '^[0-9a-f]{{64}}$'),
     hash         text        NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{{64}}$')
 );

@@ -96,9 +96,9 @@ def _from_export(raw: Mapping[str, Any]) -> dict[str, Any]:
     row = dict(raw)
     for name in _INT_FIELDS:
         row[name] = int(row[name])
-    for name in ("controls", "result"):
-        if isinstance(row[name], str):
-            row[name] = json.loads(row[name])
+    if isinstance(row["controls"], str):
+        row["controls"] = json.loads(row["controls"])
+    # A CSV export carries ``result`` as the stored JSON text: it is hashed verbatim, like in the database.
     parse_ts(row["recorded_at"])  # a malformed timestamp is an edit, caught by the hash; this names it early
     return row
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import uuid
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 from drillbook.drills.backup_restore import tools
 from drillbook.drills.backup_restore.inspect import inspect_archive
-from drillbook.pg import with_dbname
 from tests.backup_restore.conftest import codes, make_drill
 
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
@@ -68,7 +68,7 @@ class _Drill:
         self.tool: tools.Tool | None = None
         self.restored = False
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str) -> NoReturn:
         raise DrillAborted(reason)
 
     # -- phases ----------------------------------------------------------------------
@@ -267,7 +267,7 @@ class _Drill:
             if sql:
                 try:
                     probe = measure.run_rpo_probe(scratch_db_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db), sql=sql)
-                except Exception as exc:  # noqa: BLE001 - a broken probe is a finding, not a crash
+                except Exception as exc:
                     self.b.find("RPO_PROBE_FAILED", f"rpo_probe failed: {type(exc).__name__}: {exc}", subject=sql[:120])
                 else:
                     if probe is None:
@@ -339,7 +339,7 @@ def run_backup_restore(
                       on_phase=on_phase)
     start = now or b.started_at
     run = _Drill(b, drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3_client, work_dir=Path(work_dir),
-                 base_dir=base_dir, run_id=run_id or start.strftime("adhoc_%Y%m%dT%H%M%S"), start=start)
+                 base_dir=base_dir, run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"), start=start)
     for name in reaped:
         b.find("SCRATCH_REAPED", f"dropped scratch database {name!r} left by an earlier run", subject=name)
     try:

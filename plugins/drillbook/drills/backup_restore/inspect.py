@@ -201,7 +201,7 @@ def _inspect_tar(path: Path) -> ArchiveInfo:
             extracted = tar.extractfile(member)
             if extracted is None:
                 raise ArchiveProblem("ARCHIVE_UNREADABLE", "the tar's toc.dat is not a regular file")
-            info = parse_header(io.BufferedReader(extracted))  # type: ignore[arg-type]
+            info = parse_header(io.BufferedReader(extracted))  # type: ignore[arg-type,type-var]
             info.format = "tar"
             return info
     except tarfile.TarError as exc:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import os
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -164,7 +163,3 @@ def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str |
 
 def newest_age_seconds(artefact: Artefact, now: datetime) -> float:
     return max(0.0, (now - artefact.modified).total_seconds())
-
-
-def env_has(name: str) -> bool:
-    return bool(os.environ.get(name))

@@ -101,7 +101,7 @@ class StderrClassifier:
             return
         code, subject = self.classify(line)
         self.counts[code] += 1
-        self.tail = (self.tail + [line[:LINE_MAX]])[-SAMPLE_LINES:]
+        self.tail = [*self.tail, line[:LINE_MAX]][-SAMPLE_LINES:]
         if code == "context":
             return
         key = (code, subject)
@@ -148,7 +148,7 @@ def restore_command(*, fmt: str, tool: Tool, path: Path, dbname: str, jobs: int,
             argv += ["-j", str(jobs)]
         if no_owner:
             argv += ["--no-owner"]
-        return argv + [str(path)]
+        return [*argv, str(path)]
     source = "-" if fmt == "plain.gz" else str(path)
     return [tool.path, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", source]
 

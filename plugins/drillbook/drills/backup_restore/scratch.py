@@ -127,7 +127,7 @@ class ScratchGuard:
             ).fetchone()
         return None if row is None else _info(row[0], row[1])
 
-    def list(self) -> list[ScratchInfo]:
+    def list_scratch(self) -> list[ScratchInfo]:
         """Every database on the scratch server whose name has the scratch prefix."""
         with self._admin() as conn:
             rows = conn.execute(
@@ -157,7 +157,7 @@ class ScratchGuard:
         now = now or datetime.now(UTC)
         self.check_server()
         dropped: list[str] = []
-        for info in self.list():
+        for info in self.list_scratch():
             if not info.marked or info.created_at is None:
                 continue  # not ours, or a marker we cannot date: leave it for a human
             if (now - info.created_at).total_seconds() <= max_age:

@@ -48,7 +48,7 @@ def tool_version(path: str) -> tuple[int, str] | None:
 def _pgserver_bin() -> str | None:
     try:
         from pgserver._commands import POSTGRES_BIN_PATH
-    except Exception:  # noqa: BLE001 - pgserver is optional at run time
+    except Exception:
         return None
     return str(POSTGRES_BIN_PATH)
 

@@ -1,0 +1,186 @@
+"""``drillbook run backup-restore``: restore the newest backup into scratch, verify it, measure RTO and RPO, now.
+
+Two ways in: ``--drill NAME`` runs a catalogue drill (its source, scratch and
+AWS connections are read from ``AIRFLOW_CONN_<ID>`` / ``DRILLBOOK_CONN_<ID>``
+without importing Airflow), or ad hoc ``--backup PATH_OR_S3_URL --scratch-dsn
+DSN [--source-dsn DSN] [--config FILE]`` where FILE holds drill settings
+(objectives, restore, verify) as a YAML mapping, or is a catalogue.
+
+Rules: phases are printed as they complete; DSNs never appear in output
+(``pg.describe`` and ``redact``); the exit code is the verdict's (0 PASS,
+1 FAIL, 2 ERROR); with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
+the result is recorded as a manual run before anyone is notified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from drillbook.cli import common
+from drillbook.errors import ConfigurationError
+
+ADHOC_NAME = "adhoc"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--drill", help="name of a backup_restore drill in the catalogue")
+    parser.add_argument("--backup", metavar="PATH_OR_S3_URL",
+                        help="ad hoc: a dump file, a directory of dumps, 's3://bucket/prefix/' or 'live'")
+    parser.add_argument("--scratch-dsn", default=None,
+                        help="ad hoc: scratch server DSN (maintenance DB); default $DRILLBOOK_SCRATCH_DSN; "
+                             "prefer the password in PGPASSWORD or ~/.pgpass")
+    parser.add_argument("--source-dsn", default=None,
+                        help="ad hoc: source DSN (read only: live dumps, and the guard refuses a scratch equal to it)")
+    parser.add_argument("--pattern", default=None, help="ad hoc: glob the backup's file/key name must match")
+    parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
+    parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
+    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config
+
+
+def _settings_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"cannot read settings file {path!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"settings file {path!r} must hold a mapping of drill keys, got {type(data).__name__}")
+    return data
+
+
+def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """A BackupRestoreDrill from --backup and an optional settings file (or the one drill of a catalogue)."""
+    from pydantic import ValidationError
+
+    from drillbook.catalogue.backup_restore import BackupRestoreDrill
+
+    data: dict[str, Any] = {}
+    base_dir = None
+    if args.catalogue:
+        data = _settings_file(args.catalogue)
+        base_dir = Path(args.catalogue).resolve().parent
+        if "drills" in data:  # a whole catalogue: take its one backup_restore drill
+            drills = [d for d in data.get("drills") or [] if isinstance(d, dict) and d.get("kind") == "backup_restore"]
+            if len(drills) != 1:
+                raise ConfigurationError(f"{args.catalogue!r} holds {len(drills)} backup_restore drills; name one with --drill")
+            data = dict(drills[0])
+    data.setdefault("name", ADHOC_NAME)
+    data["kind"] = "backup_restore"
+    data.setdefault("schedule", "@daily")
+    data.setdefault("objectives", {"rto": "4h", "rpo": "26h"})
+    backup = dict(data.get("backup") or {})
+    backup["location"] = args.backup
+    if args.pattern:
+        backup["pattern"] = args.pattern
+    if backup["location"].startswith("s3://"):
+        backup.setdefault("connection", "aws_default")
+    data["backup"] = backup
+    data.setdefault("scratch", {"connection": "adhoc_scratch"})
+    if args.source_dsn:
+        data.setdefault("source", {"connection": "adhoc_source"})
+    try:
+        return BackupRestoreDrill.model_validate(data), base_dir
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"invalid ad hoc drill settings: {problems}") from None
+
+
+def s3_client_for(conn_id: str | None) -> Any:
+    """A boto3 S3 client from an AWS connection in the environment (endpoint_url, region, keys), else boto3's defaults."""
+    import boto3
+
+    from drillbook.connections import connection_from_env
+
+    conn = connection_from_env(conn_id) if conn_id else None
+    kwargs: dict[str, Any] = {}
+    if conn is not None:
+        extra = conn.extra or {}
+        for key in ("endpoint_url", "region_name"):
+            if extra.get(key):
+                kwargs[key] = extra[key]
+        if conn.login and conn.password:
+            kwargs.update(aws_access_key_id=conn.login, aws_secret_access_key=conn.password)
+    return boto3.client("s3", **kwargs)
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    if args.drill and args.backup:
+        raise ConfigurationError("give --drill NAME or --backup PATH_OR_S3_URL, not both")
+    if args.drill:
+        from drillbook.catalogue import load_catalogue
+        from drillbook.connections import postgres_dsn_from_env
+
+        catalogue = load_catalogue(args.catalogue)
+        drill = catalogue.drill(args.drill)
+        if drill.kind != "backup_restore":
+            raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not backup_restore")
+        return {
+            "drill": drill,
+            "base_dir": catalogue.base_dir,
+            "scratch_dsn": args.scratch_dsn or postgres_dsn_from_env(drill.scratch.connection),
+            "source_dsn": args.source_dsn or (postgres_dsn_from_env(drill.source.connection) if drill.source else None),
+        }
+    if not args.backup:
+        raise ConfigurationError("give --drill NAME, or --backup PATH_OR_S3_URL with --scratch-dsn DSN")
+    scratch = args.scratch_dsn or os.environ.get("DRILLBOOK_SCRATCH_DSN")
+    if not scratch:
+        raise ConfigurationError("ad hoc runs need --scratch-dsn DSN (or $DRILLBOOK_SCRATCH_DSN): the server to restore into")
+    drill, base_dir = _ad_hoc_drill(args)
+    if drill.backup.is_live and not args.source_dsn:
+        raise ConfigurationError("--backup live needs --source-dsn: the database to dump")
+    return {"drill": drill, "base_dir": base_dir, "scratch_dsn": scratch, "source_dsn": args.source_dsn}
+
+
+def _previous(args: argparse.Namespace, drill_name: str) -> dict[str, Any] | None:
+    dsn = common.ledger_dsn(args)
+    if not dsn:
+        return None
+    from drillbook.drills.backup_restore.drill import previous_pass
+    from drillbook.ledger.store import Ledger
+
+    return previous_pass(Ledger(dsn), drill_name)
+
+
+def main(args: argparse.Namespace) -> int:
+    from drillbook import pg
+    from drillbook.drills.backup_restore.drill import run_backup_restore
+
+    try:
+        resolved = _resolve(args)
+    except ConfigurationError as exc:
+        return common.fail(str(exc))
+    drill = resolved["drill"]
+    for key in ("scratch_dsn", "source_dsn"):
+        if resolved[key]:
+            pg.parse(resolved[key])  # registers the password with redact before anything prints
+    s3 = s3_client_for(drill.backup.connection) if drill.backup.is_s3 else None
+    if not args.json:
+        common.out(f"backup-restore drill {drill.name!r}: {drill.backup.location} -> scratch on "
+                   f"{pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
+    with tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
+        result = run_backup_restore(
+            drill=drill,
+            scratch_dsn=resolved["scratch_dsn"],
+            source_dsn=resolved["source_dsn"],
+            s3_client=s3,
+            work_dir=Path(args.work_dir) if args.work_dir else Path(tmp),
+            base_dir=resolved["base_dir"],
+            previous=_previous(args, drill.name),
+            on_phase=None if args.json else common.phase_printer(),
+        )
+    common.emit(result, as_json=args.json)
+    if not args.json and result.details.get("trend"):
+        common.out(f"  trend: {result.details['trend']}")
+    if common.ledger_dsn(args):  # a terminal run without a ledger is watched by the person who ran it
+        try:
+            common.record_cli_result(result, args, notify=not args.no_notify)
+        except Exception as exc:
+            common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}", sys.stderr)
+            return max(result.verdict.exit_code, 2)
+    return result.verdict.exit_code

@@ -18,7 +18,6 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -119,17 +118,12 @@ def inspect_target(*, dsn: str, table: str | None = None, query: str | None = No
         return TargetInfo(description="query", columns=[d.name for d in cur.description or []])
 
 
-def _quiet_gx() -> None:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
-
 def _context() -> Any:
-    _quiet_gx()
-    import great_expectations as gx
+    from drillbook.drills.data_quality.suites import import_gx
+
+    gx = import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    _quiet_gx()  # importing GX may configure its loggers; set the level again
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     ctx.config.analytics_enabled = False
@@ -152,9 +146,9 @@ def run_suite(
     sample: int = 0,
 ) -> EngineRun:
     """Validate ``table`` (or ``query``) with ``suite`` in PostgreSQL; results in suite order."""
+    ctx = _context()
     import great_expectations as gx
 
-    ctx = _context()
     tag = uuid.uuid4().hex[:8]
     datasource = ctx.data_sources.add_postgres(name=f"drillbook_{tag}", connection_string=sqlalchemy_url(dsn))
     try:

@@ -186,7 +186,20 @@ def _structure_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
+def import_gx() -> Any:
+    """Import GX quietly: no analytics, its logger at WARNING before and after (import configures it)."""
+    import logging
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    return great_expectations
+
+
 def _build_expectation(exp: dict[str, Any]) -> Any:
+    import_gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     fields = {k: v for k, v in exp.items() if k in {"type", "kwargs", "meta", "notes", "description", "severity", "id"}}
@@ -219,6 +232,7 @@ def _pydantic_summary(exc: Exception) -> str:
 
 def _gx_problems(data: dict[str, Any]) -> list[str]:
     """Build every expectation with GX; unknown types and bad arguments become problems."""
+    import_gx()
     from great_expectations.exceptions import ExpectationNotFoundError
 
     problems: list[str] = []

@@ -117,7 +117,7 @@ def server() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def run(admin_dsn: str, rows: int) -> None:
+def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
     import psycopg
 
     from drillbook.cli import ledger_cmds
@@ -204,16 +204,20 @@ def run(admin_dsn: str, rows: int) -> None:
         ledger.close()
         shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"kept the benchmark ledger: DRILLBOOK_LEDGER_DSN={dsn!r}")
+        else:
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database (needs DRILLBOOK_TEST_PG_DSN)")
     args = parser.parse_args()
     with server() as dsn:
-        run(dsn, args.rows)
+        run(dsn, args.rows, keep=args.keep and bool(os.environ.get("DRILLBOOK_TEST_PG_DSN")))
     return 0
 
 

@@ -133,3 +133,36 @@ def test_any_byte_changed_in_the_stored_result_is_an_edit(ledger, ledger_dsn):
     fill(ledger, 2)
     tamper(ledger_dsn, "UPDATE drillbook_evidence SET result = (result::jsonb)::text::json WHERE seq = 2")
     assert (ledger.verify().reason, ledger.verify().first_bad_seq) == ("edited", 2)
+
+
+def test_a_least_privilege_writer_can_append_but_never_change(ledger, ledger_dsn, pg):
+    """Writers need only SELECT and INSERT (the chain lock is an advisory lock, not LOCK TABLE)."""
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
+    from drillbook.ledger.store import Ledger
+    from tests.ledger.conftest import ctx, make_result
+
+    role = f"drillbook_writer_{uuid.uuid4().hex[:8]}"
+    dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
+    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-123'")
+        admin.execute(f"GRANT CONNECT ON DATABASE \"{dbname}\" TO {role}")
+        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence TO {role}")
+        admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
+    writer_dsn = make_conninfo(ledger_dsn, user=role, password="writer-pw-123")
+    try:
+        fill(ledger, 1)
+        with Ledger(writer_dsn) as writer:
+            assert writer.record(make_result(), ctx("by_writer")).seq == 2
+            assert writer.verify().ok
+        with psycopg.connect(writer_dsn, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("UPDATE drillbook_evidence SET verdict = 'PASS'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("ALTER TABLE drillbook_evidence DISABLE TRIGGER USER")
+    finally:
+        with psycopg.connect(ledger_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+        pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")

@@ -106,9 +106,12 @@ def normalise(value: Any) -> Any:
     return _clean_str(str(value))
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, non-ASCII kept as is, NaN refused."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def record_document(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,12 +134,13 @@ def record_text(fields: Mapping[str, Any]) -> str:
     the result, which is what the store writes.
     """
     doc = record_document(fields)
-    parts = []
-    for key in sorted(doc):
-        value = doc[key]
-        text = value if key == "result" and isinstance(value, str) else canonical_json(value)
-        parts.append(f"{canonical_json(key)}:{text}")
-    return "{" + ",".join(parts) + "}"
+    result = doc.pop("result")
+    if not isinstance(result, str):
+        result = canonical_json(result)
+    # Keys are sorted, so the record is: the keys before "result", "result", the keys after it.
+    before = canonical_json({k: v for k, v in doc.items() if k < "result"})
+    after = canonical_json({k: v for k, v in doc.items() if k > "result"})
+    return f'{before[:-1]},"result":{result},{after[1:]}'
 
 
 def record_hash(fields: Mapping[str, Any]) -> str:

@@ -29,6 +29,7 @@ from drillbook.errors import LedgerError
 TABLE = "drillbook_evidence"
 VERSION_TABLE = "drillbook_schema_version"
 _MIGRATION_LOCK = 0x6472696C6C626B  # "drillbk": one init at a time per database
+CHAIN_LOCK = 0x6472696C6C636E  # "drillcn": one append at a time per ledger database
 
 _V1 = f"""
 CREATE TABLE {TABLE} (

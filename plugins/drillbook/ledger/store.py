@@ -2,10 +2,13 @@
 
 Rules this module enforces:
 - nothing connects in ``__init__``; the connection opens on first use;
-- every append runs in one transaction that takes ``LOCK TABLE ... IN SHARE
-  ROW EXCLUSIVE MODE`` (which conflicts with itself and with any other
-  writer's INSERT), reads the tail, computes ``seq`` = tail + 1 and the hash in
-  Python, inserts and commits: concurrent writers queue and the chain never forks;
+- every append runs in one transaction that takes the chain's transaction-level
+  advisory lock, reads the tail, computes ``seq`` = tail + 1 and the hash in
+  Python, inserts and commits: concurrent writers queue and the chain never
+  forks. An advisory lock needs no table privilege, so writers can run as a
+  role with only SELECT and INSERT (``LOCK TABLE ... SHARE ROW EXCLUSIVE``
+  would need UPDATE/DELETE rights); a writer that skipped the lock still
+  cannot fork the chain, because ``seq`` and ``prev_hash`` are unique;
 - appends are idempotent: a 'drill' record per (dag_id, run_id, task_id,
   map_index), a 'notification' per attempt, a watchdog/digest record per
   (dag_id, run_id, task_id, map_index, kind, drill). A retry gets the existing
@@ -213,7 +216,7 @@ class Ledger:
             key_params += [fields["kind"], fields["drill"]]
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(f"LOCK TABLE {_T} IN SHARE ROW EXCLUSIVE MODE")
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (schema.CHAIN_LOCK,))
             cur.execute(f"{_SELECT} WHERE record_type = %s AND {key}", [record_type, *key_params])
             existing = cur.fetchone()
             if existing is not None:

@@ -73,10 +73,6 @@ _PRODUCT = "(1 + (" + _mix("{g} * 4 + {l}", 5) + " %% %(products)s))"
 _QTY = "(1 + (" + _mix("{g} * 4 + {l}", 7) + " %% 4))"
 
 
-def _line_amount(g: str, line: str) -> str:
-    return f"{_QTY.format(g=g, l=line)} * {_PRICE.format(p=_PRODUCT.format(g=g, l=line))}"
-
-
 _DATA = [
     """
 insert into public.customers (id, email, name, country, created_at)
@@ -90,7 +86,15 @@ insert into public.products (id, sku, name, price_cents)
 select g, 'SKU-' || lpad(g::text, 5, '0'), 'Product ' || g, """ + _PRICE.format(p="g") + """
 from generate_series(1, %(products)s) g
 """,
-    # Orders are evenly spaced and ordered by id, the newest exactly at ``until``.
+    # "offset 0" keeps the planner from inlining x, which would compute the product twice.
+    """
+insert into public.order_items (order_id, line_no, product_id, quantity, unit_price_cents)
+select g, l, x.p, x.q, """ + _PRICE.format(p="x.p") + """
+from generate_series(1, %(orders)s) g
+cross join lateral generate_series(1, """ + _ITEMS.format(g="g") + """) l
+cross join lateral (select """ + _PRODUCT.format(g="g", l="l") + """ as p, """ + _QTY.format(g="g", l="l") + """ as q offset 0) x
+""",
+    # Orders are evenly spaced by id, the newest exactly at ``until``; a total is the sum of its items.
     """
 insert into public.orders (id, customer_id, created_at, status, total_cents)
 select g,
@@ -99,14 +103,9 @@ select g,
        (array['paid','shipped','delivered','delivered','shipped','paid','delivered','delivered',
               'shipped','delivered','paid','delivered','shipped','delivered','delivered','paid',
               'delivered','shipped','cancelled','refunded'])[1 + """ + _mix("g", 6) + """ %% 20],
-       (select sum(""" + _line_amount("g", "l") + """) from generate_series(1, """ + _ITEMS.format(g="g") + """) l)
-from generate_series(1, %(orders)s) g
-""",
-    """
-insert into public.order_items (order_id, line_no, product_id, quantity, unit_price_cents)
-select g, l, """ + _PRODUCT.format(g="g", l="l") + """, """ + _QTY.format(g="g", l="l") + """,
-       """ + _PRICE.format(p=_PRODUCT.format(g="g", l="l")) + """
-from generate_series(1, %(orders)s) g, generate_series(1, """ + _ITEMS.format(g="g") + """) l
+       t.total
+from (select order_id as g, sum(quantity::bigint * unit_price_cents) as total
+      from public.order_items group by order_id) t
 """,
 ]
 

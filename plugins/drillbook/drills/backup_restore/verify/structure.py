@@ -142,7 +142,6 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
         "digest": structure_digest(restored),
     }
     ladder.facts["structure"] = facts
-    ladder.facts["tables"] = tables
     ladder.builder.measurements.counts["tables_restored"] = len(tables)
 
     ladder.builder.checked()

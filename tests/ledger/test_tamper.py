@@ -166,3 +166,18 @@ def test_a_least_privilege_writer_can_append_but_never_change(ledger, ledger_dsn
         with psycopg.connect(ledger_dsn, autocommit=True) as admin:
             admin.execute(f"DROP OWNED BY {role}")
         pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
+
+
+def test_records_deleted_from_the_end_are_caught_with_an_earlier_head(ledger, ledger_dsn, capsys, monkeypatch):
+    records = fill(ledger, 5)
+    earlier_head = ledger.verify().head_hash
+    assert ledger.verify(expect_head=records[2].hash[:12]).ok  # an older head is still in the chain
+    tamper(ledger_dsn, "DELETE FROM drillbook_evidence WHERE seq >= 4")
+    assert ledger.verify().ok  # the chain alone cannot see a cut tail
+    report = ledger.verify(expect_head=earlier_head)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "deleted", 4)
+    assert earlier_head[:12] in report.message
+    monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+    assert ledger_cmds.main(["evidence", "verify", "--expect-head", earlier_head[:16]]) == 1
+    assert "BROKEN (deleted) at seq=4" in capsys.readouterr().out
+    assert ledger_cmds.main(["evidence", "verify", "--expect-head", "xyz"]) == 2

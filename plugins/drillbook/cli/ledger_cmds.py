@@ -156,7 +156,11 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         intact = "every record's hash matches, linkage intact where seqs are consecutive"
     else:
         with _ledger(args) as ledger:
-            report = ledger.verify()
+            try:
+                report = ledger.verify(expect_head=args.expect_head)
+            except ValueError as exc:
+                _err(str(exc))
+                return 2
         subject = "ledger"
         intact = "chain intact"
     if report.ok:
@@ -279,6 +283,8 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first record that does not match")
     _add_dsn(p)
     p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
+    p.add_argument("--expect-head", metavar="HASH",
+                   help="head hash (>= 12 hex digits) printed by an earlier verify; catches records deleted from the end")
     p.set_defaults(func=cmd_evidence_verify)
 
     p = sub.add_parser("list", help="list evidence records as a table, newest first")

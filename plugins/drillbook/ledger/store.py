@@ -316,8 +316,12 @@ class Ledger:
         return int(row["n"]) if row else 0
 
     # -- checking ---------------------------------------------------------------------------
-    def verify(self, *, batch: int = 2000) -> VerifyReport:
-        """Walk the whole chain in seq order and name the first record that does not match."""
+    def verify(self, *, expect_head: str | None = None, batch: int = 2000) -> VerifyReport:
+        """Walk the whole chain in seq order and name the first record that does not match.
+
+        ``expect_head``: a hash (prefix, >= 12 hex digits) reported by an earlier verify; its
+        absence means records were deleted from the end of the chain.
+        """
         from drillbook.ledger.verify import verify_rows
 
         self._ensure_schema()
@@ -326,7 +330,7 @@ class Ledger:
             cur.itersize = batch
             # result as its stored text: hashed byte for byte, and not parsed (faster, memory flat).
             cur.execute(f"SELECT {_VERIFY_COLUMNS} FROM {_T} ORDER BY seq ASC")
-            return verify_rows(cur)
+            return verify_rows(cur, expect_head=expect_head)
 
     @property
     def connection(self) -> Any:

@@ -11,6 +11,9 @@ Rules this module enforces:
                      together with its hash;
   3. ``edited``    — recomputing ``sha256(prev_hash + canonical JSON)`` from the
                      stored columns does not give the stored ``hash``;
+- deleting the newest records leaves a shorter chain that is still intact; an
+  auditor who kept the head hash of an earlier verify passes it as
+  ``expect_head`` and the walk reports ``deleted`` when that hash is gone;
 - an export filtered by control or time has legitimate gaps: with
   ``contiguous=False`` every record's own hash is still recomputed and linkage
   is checked wherever two consecutive seqs are both present.
@@ -33,8 +36,14 @@ def _name(row: Mapping[str, Any]) -> str:
     return f"seq={row['seq']} (drill {row.get('drill')!r}, run_id {row.get('run_id')!r})"
 
 
-def verify_rows(rows: Iterable[Mapping[str, Any]], *, contiguous: bool = True) -> VerifyReport:
+def verify_rows(
+    rows: Iterable[Mapping[str, Any]], *, contiguous: bool = True, expect_head: str | None = None
+) -> VerifyReport:
     """Check every row of a chain (see the module docstring); stop at the first bad one."""
+    expected = (expect_head or "").strip().lower()
+    if expect_head is not None and (len(expected) < 12 or any(c not in "0123456789abcdef" for c in expected)):
+        raise ValueError(f"expected head {expect_head!r} is not a hash prefix of at least 12 hex digits")
+    seen_expected = not expected
     checked = 0
     prev_seq = 0
     prev_hash = GENESIS_HASH
@@ -79,6 +88,17 @@ def verify_rows(rows: Iterable[Mapping[str, Any]], *, contiguous: bool = True) -
             )
         checked += 1
         prev_seq, prev_hash, prev_name, head = seq, row["hash"], _name(row), row["hash"]
+        seen_expected = seen_expected or head.startswith(expected)
+    if not seen_expected:
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            first_bad_seq=prev_seq + 1,
+            reason="deleted",
+            message=f"records from seq={prev_seq + 1} on are missing: the chain ends at {prev_name} and does not "
+            f"contain the head {expected[:12]}… seen by an earlier verify; evidence was deleted from the end",
+            head_hash=head,
+        )
     return VerifyReport(
         ok=True,
         checked=checked,

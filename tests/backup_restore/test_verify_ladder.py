@@ -236,3 +236,31 @@ def test_unreachable_scratch_is_an_error(pg):
         run_ladder(builder, scratch_dsn=dsn, verify=VerifySpec(), base_dir=INCLUDE, previous=None)
     result = builder.finish()
     assert codes(result) == ["SCRATCH_UNREACHABLE"] and result.verdict.value == "ERROR"
+
+
+# --- after a real dump and restore --------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["custom", "plain"])
+def test_real_restore_matches_the_reference(pg, shop_db, tmp_path, fmt):
+    """No false alarm on a real round trip: pg_dump, then pg_restore or psql into an empty database."""
+    import subprocess
+
+    from drillbook.pg import tool_env
+
+    dump = tmp_path / ("shop.dump" if fmt == "custom" else "shop.sql")
+    subprocess.run([f"{pg.bin_dir}/pg_dump", "-Fc" if fmt == "custom" else "-Fp", "-f", str(dump)],
+                   env=tool_env(shop_db), check=True, capture_output=True, timeout=120)
+    target = pg.create_database("vrest")
+    try:
+        dsn = pg.dsn(target)
+        if fmt == "custom":
+            argv = [f"{pg.bin_dir}/pg_restore", "--exit-on-error", "-d", target, str(dump)]
+        else:
+            argv = [f"{pg.bin_dir}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(dump)]
+        subprocess.run(argv, env=tool_env(dsn), check=True, capture_output=True, timeout=120)
+        previous = ladder(shop_db, **healthy_verify()).to_json_dict()
+        result = ladder(dsn, previous=previous, **healthy_verify())
+    finally:
+        pg.drop_database(target)
+    assert codes(result) == [], [(f.code, f.message) for f in result.findings]
+    assert result.verdict.value == "PASS"
+    assert result.details["verify"]["volume"]["rows"] == previous["details"]["verify"]["volume"]["rows"]

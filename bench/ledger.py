@@ -174,11 +174,18 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
                 for chunk in copy:
                     fh.write(chunk)
 
-        def cli_export(fmt: str):
+        def control_copy_baseline() -> None:
+            sql = ("COPY (SELECT * FROM drillbook_evidence WHERE controls @> ARRAY['SOC2:A1.2']::text[]) "
+                   "TO STDOUT WITH (FORMAT csv, HEADER)")
+            with open(tmp / "baseline-control.csv", "wb") as fh, conn.cursor() as cur, cur.copy(sql) as copy:
+                for chunk in copy:
+                    fh.write(chunk)
+
+        def cli_export(fmt: str, *extra: str):
             def go() -> None:
                 with contextlib.redirect_stderr(io.StringIO()):
                     assert ledger_cmds.main(["evidence", "export", "--since", year_since, "--until", year_until,
-                                             "--format", fmt, "--output", str(tmp / f"year.{fmt}")]) == 0
+                                             "--format", fmt, "--output", str(tmp / f"year.{fmt}"), *extra]) == 0
             return go
 
         t_count = timed(month_count)
@@ -187,6 +194,9 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
         t_csv = timed(cli_export("csv"), repeat=3)
         t_json = timed(cli_export("json"), repeat=3)
         size_mb = (tmp / "year.csv").stat().st_size / 1e6
+        t_ccopy = timed(control_copy_baseline, repeat=3)
+        t_ccsv = timed(cli_export("csv", "--control", control), repeat=3)
+        csize_mb = (tmp / "year.csv").stat().st_size / 1e6
         t0 = time.perf_counter()
         report = ledger.verify()
         t_verify = time.perf_counter() - t0
@@ -198,7 +208,10 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
         print(f"evidence export (1 year, CSV, {rows} rows, {size_mb:.0f} MB): {t_csv * 1000:7.1f} ms"
               f"   baseline bare COPY TO of the table {t_copy * 1000:6.1f} ms   ratio {t_csv / t_copy:5.2f}x")
         print(f"evidence export (1 year, JSON):              {t_json * 1000:7.1f} ms   ratio {t_json / t_copy:5.2f}x vs COPY")
+        print(f"evidence export (1 year, control {control}, CSV, {csize_mb:.0f} MB): {t_ccsv * 1000:7.1f} ms"
+              f"   baseline bare COPY of the same rows {t_ccopy * 1000:6.1f} ms   ratio {t_ccsv / t_ccopy:5.2f}x")
         print(f"evidence verify (whole chain, {rows} rows):  {t_verify:7.2f} s ({rows / t_verify:,.0f} records/s), OK")
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"peak RSS: {rss_after_load:.0f} MB after load, {rss_end:.0f} MB after list/export/verify "
               f"(growth {rss_end - rss_after_load:.0f} MB: reads stream)")
         ledger.close()

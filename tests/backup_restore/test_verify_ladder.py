@@ -264,3 +264,21 @@ def test_real_restore_matches_the_reference(pg, shop_db, tmp_path, fmt):
     assert codes(result) == [], [(f.code, f.message) for f in result.findings]
     assert result.verdict.value == "PASS"
     assert result.details["verify"]["volume"]["rows"] == previous["details"]["verify"]["volume"]["rows"]
+
+
+def test_drift_against_the_last_pass_in_the_ledger(shop_db, ledger_dsn):
+    """The rows a PASS records survive the ledger's JSON round trip and drive the next run's drift check."""
+    from drillbook.context import RunContext
+    from drillbook.ledger.store import Ledger
+
+    ledger = Ledger(ledger_dsn)
+    good = ladder(shop_db, **healthy_verify())
+    assert good.verdict.value == "PASS"
+    ledger.record(good, RunContext.for_cli(kind="backup_restore", drill="verify_test"))
+
+    sql(shop_db, "delete from public.order_items where order_id > 1000")  # about half the items
+    record = ledger.last_pass(kind="backup_restore", drill="verify_test")
+    assert record is not None
+    result = ladder(shop_db, previous=record.result, **healthy_verify())
+    assert codes(result) == ["VOLUME_DRIFT"]
+    assert result.findings[0].subject == "public.order_items"

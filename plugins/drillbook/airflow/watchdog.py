@@ -1,0 +1,123 @@
+"""The watchdog and digest DAGs: ``dr_watchdog`` (hourly) and one ``dr_digest__<preset>`` per digest schedule.
+
+Rules this module enforces:
+- DAG ids: ``dr_watchdog``, and ``dr_digest__daily`` / ``dr_digest__weekly``
+  (one per entry of ``defaults.digest.schedules``; a cron entry becomes
+  ``dr_digest__custom_<n>``); they carry the same policy as drill DAGs
+  (``factory.drill_dag``): owner, retries, no catchup, one active run, tags,
+  doc_md and the failure callback;
+- parsing does no I/O and imports nothing heavy; the tasks resolve the ledger
+  and Slack connections at run time through ``drillbook.airflow.runtime``;
+- the logic lives in ``drillbook.watchdog`` and ``drillbook.digest``; a task
+  here only wires connections, the run context and the clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from drillbook.digest import PRESET_NAMES
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from drillbook.catalogue.models import Catalogue
+
+WATCHDOG_DOC = """The watchdog reads the evidence ledger every hour and pages on-call when a drill
+**did not run** (`DRILL_MISSED`), has produced **only ERROR results** for longer than the grace
+(`DRILL_NEVER_VERIFIED`) or has **not passed** within its `max_unverified` (`DRILL_STALE`).
+One message per incident: repeated only after `defaults.watchdog.renotify`, and a RESOLVED message
+when it clears. State is kept in the ledger as `watchdog` records."""
+
+DIGEST_DOC = """Posts the scorecard of the period to the digest channel: per control and per drill, runs
+expected vs run, pass rate, worst/median RTO and RPO against objectives, open findings, and whether the
+ledger's hash chain verifies. The scorecard is also written to the ledger as a `digest` record."""
+
+
+def digest_names(schedules: list[str]) -> dict[str, str]:
+    """``{dag_id: schedule}`` of the digest DAGs."""
+    out: dict[str, str] = {}
+    for n, schedule in enumerate(schedules, 1):
+        name = PRESET_NAMES.get(schedule.strip(), f"custom_{n}")
+        out[f"dr_digest__{name}"] = schedule
+    return out
+
+
+def _pseudo_drill(kind: str, name: str, schedule: str, description: str) -> Any:
+    """What factory.drill_dag reads from a drill, for DAGs that are not one drill."""
+    return SimpleNamespace(kind=kind, name=name, schedule=schedule, description=description, owner=None, controls=[], retries=None)
+
+
+def _now_of(context: dict[str, Any]) -> datetime:
+    """The scheduled time of this run (its period end), falling back to the clock for manual runs."""
+    dag_run = context.get("dag_run")
+    moment = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+    if moment is None:
+        return datetime.now(UTC)
+    return moment.astimezone(UTC)
+
+
+def build_watchdog_dag(catalogue: Catalogue) -> DAG:
+    from airflow.sdk import task
+
+    from drillbook.airflow.factory import drill_dag
+
+    schedule = catalogue.defaults.watchdog.schedule
+    pseudo = _pseudo_drill("watchdog", "watchdog", schedule, "Pages on-call when a drill did not run, never verifies or went stale.")
+    with drill_dag(pseudo, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
+
+        @task(task_id="watchdog")
+        def watchdog(**context: Any) -> dict[str, Any]:
+            from drillbook.airflow import runtime
+            from drillbook.airflow.notify import notifier_for_airflow
+            from drillbook.watchdog import run_watchdog
+
+            ledger = runtime.ledger_for(catalogue)
+            run = run_watchdog(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
+                               ctx=runtime.run_context(context), now=datetime.now(UTC))
+            return {"incidents": {k: [i.code for i in v] for k, v in run.incidents.items() if v}, "posted": run.posted}
+
+        watchdog()
+    return dag
+
+
+def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG:
+    from airflow.sdk import task
+
+    from drillbook.airflow.factory import drill_dag
+
+    pseudo = _pseudo_drill("digest", dag_id.split("__", 1)[1], schedule, f"Scorecard digest ({schedule}) for the digest channel.")
+    with drill_dag(pseudo, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
+
+        @task(task_id="digest")
+        def digest(**context: Any) -> dict[str, Any]:
+            from drillbook.airflow import runtime
+            from drillbook.airflow.notify import notifier_for_airflow
+            from drillbook.digest import run_digest
+
+            ledger = runtime.ledger_for(catalogue)
+            card = run_digest(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
+                              ctx=runtime.run_context(context), schedule=schedule, now=_now_of(context))
+            return {d.drill: d.status for d in card.drills}
+
+        digest()
+    return dag
+
+
+def build_watchdog_dags(catalogue: Catalogue | None = None, *, which: str = "all") -> dict[str, DAG]:
+    """``dr_watchdog`` and the ``dr_digest__*`` DAGs (``which``: "all", "watchdog" or "digest")."""
+    if which not in ("all", "watchdog", "digest"):
+        raise ValueError(f"which must be 'all', 'watchdog' or 'digest', got {which!r}")
+    if catalogue is None:
+        from drillbook.airflow.factory import current_catalogue
+
+        catalogue = current_catalogue()
+    dags: dict[str, DAG] = {}
+    if which in ("all", "watchdog"):
+        dags["dr_watchdog"] = build_watchdog_dag(catalogue)
+    if which in ("all", "digest"):
+        for dag_id, schedule in digest_names(list(catalogue.defaults.digest.schedules)).items():
+            dags[dag_id] = build_digest_dag(catalogue, dag_id=dag_id, schedule=schedule)
+    return dags

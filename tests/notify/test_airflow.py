@@ -1,0 +1,98 @@
+"""Through Airflow: dag.test() of dr_watchdog and dr_digest__daily, and the failure callback."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tests.notify.conftest import CATALOGUE, make_ctx, make_result
+
+
+@pytest.fixture
+def airflow_env(tmp_path, monkeypatch, slack, ledger_dsn):
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(ledger_dsn)
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", json.dumps({
+        "conn_type": "postgres", "host": params.get("host"), "port": int(params["port"]) if params.get("port") else None,
+        "login": params.get("user"), "password": params.get("password"), "schema": params.get("dbname")}))
+    doc = json.loads(json.dumps(CATALOGUE))
+    doc["defaults"]["retries"] = 0
+    path = tmp_path / "drills.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(path))
+    return path
+
+
+def _dags(which):
+    from drillbook.airflow.watchdog import build_watchdog_dags
+
+    return build_watchdog_dags(which=which)
+
+
+@pytest.mark.airflow
+def test_dr_watchdog_end_to_end(airflow_db, airflow_env, slack, ledger_dsn):
+    from drillbook.ledger.store import Ledger
+
+    with Ledger(ledger_dsn) as ledger:
+        ledger.record(make_result("PASS", drill="web_certs", started=__import__("datetime").datetime.now(
+            __import__("datetime").UTC)), make_ctx(run_id="r-web"))
+    dag = _dags("watchdog")["dr_watchdog"]
+    assert set(dag.tags) == {"drillbook", "watchdog"}
+    run = dag.test()
+    assert run.state == "success"
+    oncall = sorted(m.text.split(":")[1].strip() for m in slack.posted("#dr-oncall"))
+    assert oncall == ["api_certs", "quiet_certs"]
+    assert [m.text.split(":")[0] for m in slack.posted("#alerts")] == ["DRILL_MISSED"]
+    with Ledger(ledger_dsn) as ledger:
+        rows = ledger.query(record_type="watchdog")
+        assert sorted(r.drill for r in rows) == ["api_certs", "loud_certs", "quiet_certs"]
+        assert {r.dag_id for r in rows} == {"dr_watchdog"} and {r.task_id for r in rows} == {"watchdog"}
+        assert ledger.verify().ok
+
+
+@pytest.mark.airflow
+def test_dr_digest_daily_end_to_end(airflow_db, airflow_env, slack, ledger_dsn):
+    dags = _dags("digest")
+    assert set(dags) == {"dr_digest__daily", "dr_digest__weekly"}
+    run = dags["dr_digest__daily"].test()
+    assert run.state == "success"
+    [posted] = slack.posted("#dr-digest")
+    assert posted.text.startswith("drillbook daily scorecard") and "ledger verified" in posted.text
+
+
+@pytest.mark.airflow
+def test_a_crashed_task_pages_through_the_dag_failure_callback(airflow_db, airflow_env, slack, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": 9, "login": "x", "password": "ledger-Secret-42", "schema": "nope"}))
+    run = _dags("watchdog")["dr_watchdog"].test()
+    assert run.state == "failed"
+    [page] = slack.posted("#dr-oncall")
+    assert page.text.startswith("ERROR: dr_watchdog task watchdog failed")
+    assert "ledger-Secret-42" not in json.dumps(page.blocks) and slack.token not in json.dumps(page.blocks)
+    assert any(b["type"] == "actions" and "/dags/dr_watchdog/runs/" in b["elements"][0]["url"] for b in page.blocks)
+
+
+def test_failure_callback_reports_exception_try_and_log_and_skips_reported_drills(airflow_env, slack):
+    from drillbook.airflow.notify import on_failure_callback
+    from drillbook.airflow.runtime import DrillNotGreen
+
+    ti = SimpleNamespace(dag_id="dr_certificates__web_certs", run_id="manual__1", task_id="check", try_number=3,
+                         log_url="http://airflow.example:8080/dags/dr_certificates__web_certs/runs/manual__1/tasks/check?try_number=3")
+    on_failure_callback({"ti": ti, "exception": RuntimeError("pg_restore: password=hunter2 & <boom>")})
+    [page] = slack.posted("#dr-oncall")
+    text = json.dumps(page.blocks)
+    assert "hunter2" not in text and "&lt;boom&gt;" in text and "*Try*\\n3" in text and ti.log_url in text
+    assert page.blocks[1]["text"]["text"].startswith("<!subteam^S0ONCALL> *ERROR: the Airflow task check failed*")
+    on_failure_callback({"ti": ti, "exception": DrillNotGreen("verdict FAIL")})
+    assert len(slack.posted("#dr-oncall")) == 1  # already reported by the drill: no second page
+
+
+def test_failure_callback_never_raises(monkeypatch, slack, airflow_env):
+    from drillbook.airflow.notify import on_failure_callback
+
+    slack.fail("chat.postMessage", error="invalid_auth", times=5)
+    on_failure_callback({"ti": None, "dag": SimpleNamespace(dag_id="dr_certificates__web_certs"), "run_id": "r", "reason": "task_failure"})

@@ -1,0 +1,169 @@
+"""DAGs of ``backup_restore`` drills: reap, create scratch, restore and verify, record, drop scratch.
+
+Rules this module enforces:
+- ``restore_and_verify`` is ONE task (locate -> fetch -> inspect -> restore ->
+  verify -> measure, timed phases inside): the fetched artefact lives on one
+  worker's disk, and two tasks may run on two machines;
+- ``create_scratch`` is an Airflow setup task and ``drop_scratch`` its teardown:
+  the scratch database is dropped even when the drill or the record task
+  fails; both go through the scratch guard (``ScratchGuard``), so the teardown
+  can only drop a marked ``drillbook_scratch_*`` database;
+- a setup that could not create the database does not fail the run without
+  evidence: it hands ``None`` on, and the drill then reports why
+  (``SCRATCH_UNSAFE``, ``SCRATCH_UNREACHABLE``) in a recorded result;
+- ``record`` writes the evidence before Slack is told (``runtime.report``); a
+  retried ``record`` writes no second row (the ledger is idempotent per
+  dag_id, run_id, task_id, map_index); a FAIL or ERROR verdict then fails it,
+  so the run is red;
+- ``reap_scratch`` drops scratch databases older than ``scratch.max_age`` left
+  by killed workers; its names become ``SCRATCH_REAPED`` (info) findings.
+Connections are resolved at task time through the provider hooks; parsing
+imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from drillbook.airflow.factory import drill_dag
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from drillbook.catalogue import Catalogue
+    from drillbook.catalogue.backup_restore import BackupRestoreDrill
+
+log = logging.getLogger(__name__)
+
+
+def _doc(drill: BackupRestoreDrill) -> str:
+    from drillbook.catalogue.common import format_duration
+
+    return "\n".join([
+        "Restores the newest backup into a scratch database, proves the right data came back "
+        "(structure, volume, semantics, integrity, quality) and measures RTO and RPO.",
+        "",
+        f"* **Backup:** `{drill.backup.location}`" + (f" matching `{drill.backup.pattern}`" if drill.backup.pattern else ""),
+        f"* **Scratch connection:** `{drill.scratch.connection}` (databases `drillbook_scratch_*`, "
+        f"reaped after {format_duration(drill.scratch.max_age)})",
+        f"* **Objectives:** RTO {format_duration(drill.objectives.rto)}, RPO {format_duration(drill.objectives.rpo)}",
+        "",
+        "Tasks: `reap_scratch` → `create_scratch` (setup) → `restore_and_verify` → `record` → `drop_scratch` (teardown).",
+    ])
+
+
+def _guard(drill: BackupRestoreDrill) -> Any:
+    from drillbook.airflow.runtime import resolve_dsn
+    from drillbook.drills.backup_restore.scratch import ScratchGuard
+
+    source = resolve_dsn(drill.source.connection) if drill.source else None
+    return ScratchGuard(scratch_dsn=resolve_dsn(drill.scratch.connection), source_dsn=source)
+
+
+def reap_now(drill: BackupRestoreDrill) -> list[str]:
+    """Drop old scratch databases; a reaper that cannot run logs why and never blocks the drill."""
+    try:
+        dropped = _guard(drill).reap(max_age=drill.scratch.max_age)
+    except Exception as exc:  # noqa: BLE001 - the reaper is housekeeping, the drill still has to run
+        log.warning("reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
+        return []
+    for name in dropped:
+        log.info("reaped scratch database %s", name)
+    return dropped
+
+
+def create_now(drill: BackupRestoreDrill, run_id: str) -> str | None:
+    """Create the run's scratch database; None (logged) when the guard or the server says no."""
+    try:
+        return str(_guard(drill).create(drill=drill.name, run_id=run_id))
+    except Exception as exc:  # noqa: BLE001 - the drill task turns the same cause into a recorded finding
+        log.warning("scratch database for %s not created: %s: %s", drill.name, type(exc).__name__, exc)
+        return None
+
+
+def drop_now(drill: BackupRestoreDrill, name: str | None) -> bool:
+    if not name:
+        return False
+    return bool(_guard(drill).drop(name))
+
+
+def _connection_missing(drill: BackupRestoreDrill, exc: Exception) -> Any:
+    from drillbook.drills.base import ResultBuilder
+
+    b = ResultBuilder(kind="backup_restore", drill=drill.name, target=drill.backup.location, controls=list(drill.controls),
+                      objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo})
+    b.find("CONNECTION_MISSING", str(exc))
+    return b.finish()
+
+
+def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: str | None, run_id: str,
+                reaped: list[str] | None) -> Any:
+    """Run the drill with Airflow-resolved connections (task time); returns the DrillResult."""
+    import tempfile
+    from pathlib import Path
+
+    from drillbook.airflow.runtime import aws_client, ledger_for, resolve_dsn
+    from drillbook.drills.backup_restore.drill import previous_pass, run_backup_restore
+    from drillbook.errors import ConnectionNotConfigured
+
+    try:
+        scratch_dsn = resolve_dsn(drill.scratch.connection)
+        source_dsn = resolve_dsn(drill.source.connection) if drill.source else None
+        s3 = aws_client(drill.backup.connection, "s3") if drill.backup.is_s3 and drill.backup.connection else None
+    except ConnectionNotConfigured as exc:
+        return _connection_missing(drill, exc)
+    try:
+        previous = previous_pass(ledger_for(catalogue), drill.name)
+    except Exception as exc:  # noqa: BLE001 - no trend is better than no drill; the record task will say if the ledger is down
+        log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
+        previous = None
+    with tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
+        return run_backup_restore(
+            drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3, work_dir=Path(tmp),
+            scratch_db=scratch_db, run_id=run_id, base_dir=catalogue.base_dir, previous=previous,
+            reaped=reaped or (), on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+        )
+
+
+def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
+    """``dr_backup_restore__<name>``: reap → create_scratch (setup) → restore_and_verify → record → drop_scratch (teardown)."""
+    from airflow.sdk import get_current_context, task
+
+    with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
+
+        @task(task_id="reap_scratch", retries=0)
+        def reap_scratch() -> list[str]:
+            return reap_now(drill)
+
+        @task(task_id="create_scratch")
+        def create_scratch() -> str | None:
+            return create_now(drill, get_current_context()["run_id"])
+
+        @task(task_id="restore_and_verify")
+        def restore_and_verify(scratch_db: str | None, reaped: list[str] | None) -> dict[str, Any]:
+            result = restore_now(drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped)
+            return result.to_json_dict()
+
+        @task(task_id="record")
+        def record(result_json: dict[str, Any]) -> dict[str, Any]:
+            from drillbook.airflow.runtime import fail_unless_green, report
+            from drillbook.result import DrillResult
+
+            result = DrillResult.model_validate(result_json)
+            summary = report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
+            fail_unless_green(result)
+            return summary
+
+        @task(task_id="drop_scratch")
+        def drop_scratch(scratch_db: str | None) -> bool:
+            return drop_now(drill, scratch_db)
+
+        reaped = reap_scratch()
+        scratch = create_scratch()
+        reaped >> scratch
+        result = restore_and_verify(scratch, reaped)
+        recorded = record(result)
+        drop = drop_scratch(scratch).as_teardown(setups=scratch)
+        recorded >> drop
+    return dag

@@ -65,7 +65,7 @@ def reap_now(drill: BackupRestoreDrill) -> list[str]:
     """Drop old scratch databases; a reaper that cannot run logs why and never blocks the drill."""
     try:
         dropped = _guard(drill).reap(max_age=drill.scratch.max_age)
-    except Exception as exc:  # noqa: BLE001 - the reaper is housekeeping, the drill still has to run
+    except Exception as exc:  # the reaper is housekeeping, the drill still has to run
         log.warning("reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
         return []
     for name in dropped:
@@ -77,7 +77,7 @@ def create_now(drill: BackupRestoreDrill, run_id: str) -> str | None:
     """Create the run's scratch database; None (logged) when the guard or the server says no."""
     try:
         return str(_guard(drill).create(drill=drill.name, run_id=run_id))
-    except Exception as exc:  # noqa: BLE001 - the drill task turns the same cause into a recorded finding
+    except Exception as exc:  # the drill task turns the same cause into a recorded finding
         log.warning("scratch database for %s not created: %s: %s", drill.name, type(exc).__name__, exc)
         return None
 
@@ -115,7 +115,7 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
         return _connection_missing(drill, exc)
     try:
         previous = previous_pass(ledger_for(catalogue), drill.name)
-    except Exception as exc:  # noqa: BLE001 - no trend is better than no drill; the record task will say if the ledger is down
+    except Exception as exc:  # no trend is better than no drill; the record task will say if the ledger is down
         log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
         previous = None
     with tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:

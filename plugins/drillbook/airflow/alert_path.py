@@ -1,0 +1,112 @@
+"""DAGs of ``alert_path`` drills: one mapped task per path, each with its own ledger row.
+
+Rules this module enforces: the task is mapped over the drill's path names
+(dynamic task mapping), so ``map_index`` tells the ledger rows of one run apart
+and one dead path cannot hide behind a healthy one; connections are resolved
+through the provider hooks at task time (``drillbook.airflow.runtime``) and a
+missing one is a recorded ERROR result, not a task that dies without evidence;
+a FAIL or ERROR verdict fails that mapped task after its evidence is written
+and Slack is told.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drillbook.airflow.factory import drill_dag
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from drillbook.catalogue import Catalogue
+    from drillbook.catalogue.alert_path import AlertPathDrill
+    from drillbook.connections import Connection
+
+
+class AirflowPathClients:
+    """``PathClients`` through Airflow Connections (metadata DB, AIRFLOW_CONN_*, secrets backends)."""
+
+    def slack(self, conn_id: str) -> Any:
+        from drillbook.airflow.runtime import slack_client
+
+        return slack_client(conn_id)
+
+    def aws(self, conn_id: str, service: str, region: str | None) -> Any:
+        from drillbook.airflow.runtime import _connection, aws_client
+
+        conn = _connection(conn_id)  # a clear CONNECTION_MISSING instead of boto's default-credential fallback
+        extra = conn.extra_dejson or {}
+        from drillbook.redact import register_secret
+
+        register_secret(extra.get("aws_secret_access_key"))
+        return aws_client(conn_id, service, region)
+
+    def http(self, conn_id: str) -> Connection:
+        from drillbook.airflow.runtime import _connection
+        from drillbook.connections import Connection
+        from drillbook.redact import register_secret
+
+        conn = _connection(conn_id)  # registers the password
+        extra = conn.extra_dejson or {}
+        for key in ("token", "api_key", "routing_key"):
+            if isinstance(extra.get(key), str):
+                register_secret(extra[key])
+        return Connection(
+            conn_id=conn_id,
+            conn_type=conn.conn_type or "http",
+            host=conn.host,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            schema=conn.schema,
+            extra=extra,
+        )
+
+
+def _doc(drill: AlertPathDrill) -> str:
+    lines = [
+        "Sends a labelled test alert (\"drillbook test alert — no action needed\") down each path, "
+        "reads it back at the far end and measures the delivery latency. One mapped task per path.",
+        "",
+        "| path | type | objective | gives up after |",
+        "|---|---|---|---|",
+    ]
+    from drillbook.catalogue.common import format_duration
+
+    for p in drill.paths:
+        lines.append(f"| `{p.name}` | {p.type} | {format_duration(drill.delivery_of(p))} | {format_duration(drill.give_up_of(p))} |")
+    lines += [
+        "",
+        "Findings: `ALERT_NOT_DELIVERED`, `ALERT_SLOW`, `ALERT_REJECTED` (FAIL); "
+        "`ALERT_PATH_UNREACHABLE`, `ALERT_READBACK_FAILED` (ERROR); `ALERT_CLEANUP_FAILED` (low).",
+    ]
+    return "\n".join(lines)
+
+
+def prove_path_now(drill: AlertPathDrill, path_name: str) -> Any:
+    """Run one path with Airflow-resolved clients (task time)."""
+    from drillbook.drills.alert_path import run_path
+
+    return run_path(drill=drill, path_name=path_name, clients=AirflowPathClients())
+
+
+def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
+    """``dr_alert_path__<name>``: ``prove_path`` mapped over the path names (prove → evidence → Slack)."""
+    from airflow.sdk import get_current_context, task
+
+    with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
+
+        @task(task_id="prove_path", map_index_template="{{ alert_path }}")
+        def prove_path(path_name: str) -> dict[str, Any]:
+            # a FAIL/ERROR verdict raises AirflowFailException (never retried); only a crash is retried
+            from drillbook.airflow.runtime import fail_unless_green, report
+
+            context = get_current_context()
+            context["alert_path"] = path_name  # type: ignore[typeddict-unknown-key] - names the map index in the UI
+            result = prove_path_now(drill, path_name)
+            summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
+            fail_unless_green(result)
+            return summary
+
+        prove_path.expand(path_name=[p.name for p in drill.paths])
+    return dag

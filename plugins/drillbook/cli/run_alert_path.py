@@ -1,0 +1,63 @@
+"""``drillbook run alert-path --drill NAME``: send a test alert down each path now and prove it arrived.
+
+Connections are read from ``AIRFLOW_CONN_<ID>`` / ``DRILLBOOK_CONN_<ID>``
+(URI or JSON) without importing Airflow. Rules: one result per path, printed
+as it finishes; tokens and webhook URLs never appear in output (every line
+passes through ``redact``; URLs are shown as ``redact_url``); the exit code is
+the worst verdict over the paths (0 PASS, 1 FAIL, 2 ERROR).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from drillbook.cli import common
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--drill", required=True, help="name of an alert_path drill in the catalogue")
+    parser.add_argument("--path", action="append", default=None, metavar="NAME",
+                        help="prove only this path (repeatable; default: every path of the drill)")
+    common.add_common_run_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    from drillbook.catalogue import load_catalogue
+    from drillbook.catalogue.common import format_duration
+    from drillbook.drills.alert_path import run_path
+    from drillbook.drills.alert_path.clients import EnvPathClients
+
+    catalogue = load_catalogue(args.catalogue)
+    drill = catalogue.drill(args.drill)
+    if drill.kind != "alert_path":
+        return common.fail(f"drill {args.drill!r} is a {drill.kind} drill, not alert_path")
+    known = [p.name for p in drill.paths]
+    names = args.path or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        return common.fail(f"drill {drill.name!r} has no path {unknown[0]!r}; paths: {', '.join(known)}")
+
+    clients = EnvPathClients()
+    results = []
+    for name in names:
+        path = drill.path(name)
+        if not args.json:
+            common.out(
+                f"alert path {drill.name}/{name} ({path.type}): objective {format_duration(drill.delivery_of(path))}, "
+                f"giving up after {format_duration(drill.give_up_of(path))}"
+            )
+        result = run_path(drill=drill, path_name=name, clients=clients, on_phase=None if args.json else common.phase_printer())
+        results.append(result)
+        if not args.json:
+            common.emit(result, as_json=False)
+            delivery = result.details.get("delivery") or {}
+            common.out(
+                f"  sent {delivery.get('sent_at') or '-'} · seen {delivery.get('seen_at') or '-'} · "
+                f"latency {format_duration(delivery.get('latency_seconds'))} · attempts {delivery.get('attempts')} · "
+                f"HTTP {delivery.get('http_status') or '-'} · cleanup {delivery.get('cleanup')}"
+            )
+        if common.ledger_dsn(args):  # a manual run becomes evidence only when a ledger is configured
+            common.record_cli_result(result, args, task_id=f"cli.{name}")
+    if args.json:
+        common.emit(results, as_json=True)
+    return common.combined_exit_code(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -38,8 +39,7 @@ def test_dr_watchdog_end_to_end(airflow_db, airflow_env, slack, ledger_dsn):
     from drillbook.ledger.store import Ledger
 
     with Ledger(ledger_dsn) as ledger:
-        ledger.record(make_result("PASS", drill="web_certs", started=__import__("datetime").datetime.now(
-            __import__("datetime").UTC)), make_ctx(run_id="r-web"))
+        ledger.record(make_result("PASS", drill="web_certs", started=datetime.now(UTC)), make_ctx(run_id="r-web"))
     dag = _dags("watchdog")["dr_watchdog"]
     assert set(dag.tags) == {"drillbook", "watchdog"}
     run = dag.test()

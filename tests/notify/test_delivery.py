@@ -169,3 +169,14 @@ def test_without_slack_the_outbox_gets_the_message_and_the_ledger_says_nobody_wa
 
 def test_outbox_text_of_an_empty_outbox(tmp_path):
     assert "is empty" in render_outbox_text(tmp_path / "none.jsonl")
+
+
+def test_drillbook_outbox_command_shows_and_clears(catalogue, tmp_path, capsys):
+    from drillbook.cli import main
+
+    outbox = tmp_path / "outbox.jsonl"
+    Notifier(catalogue=catalogue, sender=OutboxSender(path=outbox)).notify(make_result("ERROR"), None, make_ctx())
+    assert main(["outbox", "--path", str(outbox), "--clear"]) == 0
+    captured = capsys.readouterr()
+    assert "ERROR: web_certs (certificates)" in captured.out and "CERT_UNREADABLE" in captured.out
+    assert "removed 2 message(s)" in captured.err and not outbox.exists()

@@ -15,6 +15,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,7 @@ def buttons(items: list[tuple[str, str | None]]) -> Block | None:
     return {"type": "actions", "elements": elements} if elements else None
 
 
-def fit(blocks: list[Block | None], *, overflow_note: str = "message shortened to fit Slack's limits") -> list[Block]:
+def fit(blocks: Sequence[Block | None], *, overflow_note: str = "message shortened to fit Slack's limits") -> list[Block]:
     """Drop empty blocks and keep at most 50; the last one says what was left out."""
     clean = [b for b in blocks if b]
     if len(clean) <= MAX_BLOCKS:

@@ -90,7 +90,7 @@ def render_outbox_text(path: str | os.PathLike[str] | None = None) -> str:
     entries = read_outbox(path)
     file = outbox_path(path)
     if not entries:
-        return f"The outbox {file} is empty: no message would have been posted."
+        return f"The outbox {file} is empty: no message would have been posted.\n"
     out = [f"{len(entries)} message{'s' if len(entries) != 1 else ''} drillbook would have posted (from {file}):", ""]
     for entry in entries:
         body = as_text(entry.get("blocks") or []) or str(entry.get("text", ""))

@@ -70,7 +70,7 @@ def connection_from_env(conn_id: str = "drillbook_slack", *, environ: dict[str, 
     if raw.startswith("{"):
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise NotificationFailed(f"{env_var_of(conn_id)} is not valid JSON ({exc.msg}); expected an Airflow connection") from None
         token = data.get("password") or ""
         extra = data.get("extra") or {}

@@ -282,3 +282,40 @@ def test_drift_against_the_last_pass_in_the_ledger(shop_db, ledger_dsn):
     result = ladder(shop_db, previous=record.result, **healthy_verify())
     assert codes(result) == ["VOLUME_DRIFT"]
     assert result.findings[0].subject == "public.order_items"
+
+
+def test_many_missing_objects_are_capped_with_a_summary(shop_db, tmp_path):
+    from drillbook.drills.backup_restore.verify.structure import MAX_FINDINGS_PER_CODE
+
+    sql(shop_db, "do $$ begin for i in 1..25 loop execute format('create table public.extra_%s (id int)', i); "
+                 "end loop; end $$")
+    from drillbook.cli import main as drillbook
+
+    assert drillbook(["reference", "write", "--dsn", shop_db, "-o", str(tmp_path / "ref.json")]) == 0
+    sql(shop_db, "do $$ begin for i in 1..25 loop execute format('drop table public.extra_%s', i); end loop; end $$")
+    result = ladder(shop_db, base_dir=tmp_path, reference="ref.json", amcheck=False)
+    assert codes(result) == ["STRUCTURE_MISSING"] * (MAX_FINDINGS_PER_CODE + 1)
+    assert result.findings[-1].detail["count"] == 25 - MAX_FINDINGS_PER_CODE
+    assert result.details["verify"]["structure"]["missing"] == 25
+
+
+def test_partitions_quoted_names_and_other_schemas(shop_db):
+    """Identifiers are quoted (mixed case, spaces); partitions are not counted twice in the total."""
+    sql(shop_db, 'create schema "Sales"')
+    sql(shop_db, 'create table "Sales"."Order Lines" (id bigserial primary key, n int)')
+    sql(shop_db, 'insert into "Sales"."Order Lines" (n) select g from generate_series(1, 30) g')
+    sql(shop_db, "create table public.events (id int, at date not null) partition by range (at)")
+    sql(shop_db, "create table public.events_2025 partition of public.events for values from ('2025-01-01') to ('2026-01-01')")
+    sql(shop_db, "create table public.events_2026 partition of public.events for values from ('2026-01-01') to ('2027-01-01')")
+    sql(shop_db, "insert into public.events select g, date '2025-12-27' + g from generate_series(1, 10) g")
+    base_total = 200 + 100 + 2000
+    result = ladder(shop_db, min_rows={"Sales.Order Lines": 30})
+    rows = result.details["verify"]["volume"]["rows"]
+    assert rows["Sales.Order Lines"] == 30
+    assert rows["public.events"] == 10 and rows["public.events_2025"] == 4 and rows["public.events_2026"] == 6
+    assert result.measurements.counts["rows_restored"] == base_total + rows["public.order_items"] + 30 + 10
+    assert codes(result) == []
+
+    sql(shop_db, """select setval('"Sales"."Order Lines_id_seq"', 3)""")
+    behind = ladder(shop_db, amcheck=False)
+    assert codes(behind) == ["SEQUENCE_BEHIND"] and behind.findings[0].subject == "Sales.Order Lines_id_seq"

@@ -178,3 +178,17 @@ def test_password_never_reaches_the_result(dq_db, orders_table):
     result = run(dsn, orders_table("update {table} set status = 'lost' where id = 9"), sample=3)
     assert result.codes() == ["DQ_EXPECTATION_FAILED"]  # GX ran with the password in its URL
     assert "hunter2-very-secret" not in json.dumps(result.to_json_dict())
+
+
+def test_sensitive_values_never_leave_the_database(dq_db, orders_table):
+    """GX fetches samples per run, not per expectation: sensitive ones run apart, with no sample at all."""
+    from drillbook.drills.data_quality.engine import run_suite
+    from drillbook.drills.data_quality.suites import load_suite
+
+    suite = load_suite("orders_full", suites_dir=SUITES)
+    table = orders_table("update {table} set status = 'lost', email = 'secret-person-at-example.com' where id = 9")
+    run = run_suite(dsn=dq_db, suite=suite, table=table, sample=5, unsampled=[7])
+    assert all(r is not None for r in run.results)
+    assert run.results[4]["result"]["partial_unexpected_list"] == ["lost"]
+    assert run.results[7]["result"]["unexpected_count"] == 1
+    assert "secret-person" not in json.dumps(run.results, default=str)

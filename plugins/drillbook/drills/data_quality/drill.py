@@ -67,11 +67,14 @@ def _validate(
         info = _inspect(builder, dsn=dsn, table=table, query=query, suite=suite, target=target, phase=ph.name)
         ph.detail = f"{target}: {len(info.columns)} columns"
 
+    hidden = set(sensitive) | set(loaded.sensitive_columns)
     with builder.phase(f"{prefix}validate") as ph:
         from drillbook.drills.data_quality.engine import run_suite
+        from drillbook.drills.data_quality.results import columns_of
 
+        unsampled = [i for i, e in enumerate(loaded.expectations) if set(columns_of(e)) & hidden]
         try:
-            run = run_suite(dsn=dsn, suite=loaded, table=table, query=query, sample=sample)
+            run = run_suite(dsn=dsn, suite=loaded, table=table, query=query, sample=sample, unsampled=unsampled)
         except Exception as exc:  # GX or the server raised: could not verify, not a crash
             builder.find("DQ_VALIDATION_ERROR", f"validating {target} with suite {suite!r} raised {type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
@@ -83,7 +86,6 @@ def _validate(
     with builder.phase(f"{prefix}evaluate") as ph:
         from drillbook.drills.data_quality import results
 
-        hidden = set(sensitive) | set(loaded.sensitive_columns)
         missing = _missing_columns(loaded.expectations, info.columns)
         outcomes = [
             results.interpret(raw, index=i, expectation=exp, severity=loaded.severity_of(i), sample=sample,
@@ -127,10 +129,10 @@ def _inspect(builder: ResultBuilder, *, dsn: str, table: str | None, query: str 
 
 
 def _missing_columns(expectations: list[dict[str, Any]], columns: list[str]) -> set[str]:
-    from drillbook.drills.data_quality.results import _columns
+    from drillbook.drills.data_quality.results import columns_of
 
     present = set(columns)
-    wanted = {c for e in expectations for c in _columns(str(e.get("type")), e.get("kwargs") or {})}
+    wanted = {c for e in expectations for c in columns_of(e)}
     return wanted - present if present else set()
 
 

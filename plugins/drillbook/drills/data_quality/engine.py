@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -144,12 +145,22 @@ def run_suite(
     table: str | None = None,
     query: str | None = None,
     sample: int = 0,
+    unsampled: Iterable[int] = (),
 ) -> EngineRun:
-    """Validate ``table`` (or ``query``) with ``suite`` in PostgreSQL; results in suite order."""
+    """Validate ``table`` (or ``query``) with ``suite`` in PostgreSQL; results in suite order.
+
+    ``unsampled`` are indexes of expectations whose unexpected values must not
+    leave the database (sensitive columns). GX applies one result format to a
+    whole run, so when sampling is on they run in a second validation with no
+    sample at all, rather than being fetched and dropped afterwards.
+    """
     ctx = _context()
     import great_expectations as gx
 
     tag = uuid.uuid4().hex[:8]
+    total = len(suite.expectations)
+    hidden = sorted(set(unsampled)) if sample > 0 else []
+    groups = [([i for i in range(total) if i not in set(hidden)], sample), (hidden, 0)]
     datasource = ctx.data_sources.add_postgres(name=f"drillbook_{tag}", connection_string=sqlalchemy_url(dsn))
     try:
         if table is not None:
@@ -159,18 +170,24 @@ def run_suite(
             assert query is not None
             asset = datasource.add_query_asset(name=f"query_{tag}", query=query)
         batch = asset.add_batch_definition_whole_table(f"whole_{tag}")
-        gx_suite = ctx.suites.add(suite.build())
-        # ids are assigned when the suite is added; they map GX's (reordered) results back to the file
-        index_of = {str(e.id): i for i, e in enumerate(gx_suite.expectations)}
-        definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd_{tag}", data=batch, suite=gx_suite))
-        outcome = definition.run(result_format=result_format(sample))
-        ordered: list[dict[str, Any] | None] = [None] * len(gx_suite.expectations)
-        for item in outcome.results:
-            raw = item.to_json_dict()
-            index = index_of.get(str((raw.get("expectation_config") or {}).get("id")))
-            if index is not None:
-                ordered[index] = raw
-        return EngineRun(results=ordered, gx_version=gx.__version__, success=outcome.success)
+        ordered: list[dict[str, Any] | None] = [None] * total
+        success: bool | None = True
+        for number, (indexes, group_sample) in enumerate(groups):
+            if not indexes:
+                continue
+            gx_suite = ctx.suites.add(suite.build(indexes, name=f"{suite.name}_{tag}_{number}"))
+            # ids are assigned when the suite is added; they map GX's (reordered) results back to the file
+            index_of = {str(e.id): indexes[pos] for pos, e in enumerate(gx_suite.expectations)}
+            definition = ctx.validation_definitions.add(
+                gx.ValidationDefinition(name=f"vd_{tag}_{number}", data=batch, suite=gx_suite))
+            outcome = definition.run(result_format=result_format(group_sample))
+            success = bool(success and outcome.success)
+            for item in outcome.results:
+                raw = item.to_json_dict()
+                index = index_of.get(str((raw.get("expectation_config") or {}).get("id")))
+                if index is not None:
+                    ordered[index] = raw
+        return EngineRun(results=ordered, gx_version=gx.__version__, success=success)
     finally:
         _dispose(datasource)
 

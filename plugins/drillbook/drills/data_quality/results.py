@@ -13,7 +13,9 @@ provider's issue 195, where failed validations stopped failing tasks):
 - only an expectation that actually evaluated counts as a check;
 - unexpected values are sampled only when the drill asks (``sample > 0``) and
   never for a sensitive column (the drill's ``sensitive_columns`` plus the
-  suite's ``meta.drillbook.sensitive_columns``); for a sensitive column the
+  suite's ``meta.drillbook.sensitive_columns``) — those expectations run in a
+  validation of their own with no sample, so their values never leave the
+  database (``engine.run_suite``); for a sensitive column the
   observed value is withheld as well, since a min, max or most common value is
   a value from the column.
 """
@@ -85,6 +87,11 @@ def _columns(etype: str, kwargs: dict[str, Any]) -> list[str]:
         elif isinstance(value, list):
             out.extend(str(v) for v in value)
     return out
+
+
+def columns_of(expectation: dict[str, Any]) -> list[str]:
+    """The columns one suite expectation reads."""
+    return _columns(str(expectation.get("type")), expectation.get("kwargs") or {})
 
 
 def exception_messages(info: Any) -> list[str]:

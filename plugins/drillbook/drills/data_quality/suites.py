@@ -79,12 +79,13 @@ class LoadedSuite:
         meta = self.expectations[index].get("meta") or {}
         return str(meta.get("severity") or self.severity or Severity.HIGH.value)
 
-    def build(self) -> Any:
-        """A GX ``ExpectationSuite`` holding every expectation (already checked, so nothing is dropped)."""
+    def build(self, indexes: list[int] | None = None, *, name: str | None = None) -> Any:
+        """A GX ``ExpectationSuite`` of the expectations at ``indexes`` (default all; checked, so none is dropped)."""
         from great_expectations.core import ExpectationSuite
 
-        built = [_build_expectation(e) for e in self.expectations]
-        return ExpectationSuite(name=self.name, expectations=built, meta=dict(self.data.get("meta") or {}))
+        chosen = range(len(self.expectations)) if indexes is None else indexes
+        built = [_build_expectation(self.expectations[i]) for i in chosen]
+        return ExpectationSuite(name=name or self.name, expectations=built, meta=dict(self.data.get("meta") or {}))
 
 
 def default_suites_dir(catalogue: Catalogue | None = None) -> Path:

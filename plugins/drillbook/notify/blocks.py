@@ -169,7 +169,7 @@ def as_text(blocks: list[Block]) -> str:
     for block in blocks:
         kind = block.get("type")
         if kind == "header":
-            title = block["text"]["text"]
+            title = _EMOJI.sub("", block["text"]["text"])
             lines += [title, "=" * min(len(title), 72)]
         elif kind == "section":
             if "text" in block:
@@ -189,8 +189,13 @@ def as_text(blocks: list[Block]) -> str:
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 
 
+_EMOJI = re.compile(r":[a-z_]+:\s?")
+
+
 def _plain(mrkdwn: str) -> str:
-    """mrkdwn to plain text: links become ``label (url)``, bold stars go, entities are undone."""
+    """mrkdwn to plain text: links become ``label (url)``; emoji codes, bold, italics and code marks go."""
     text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", mrkdwn)
+    text = _EMOJI.sub("", text).replace("```", "").replace("`", "")
     text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", r"\1", text)
+    text = re.sub(r"(?<![\w])_([^_\n]+)_(?![\w])", r"\1", text)
     return unesc(text)

@@ -102,7 +102,7 @@ def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
             from drillbook.airflow.runtime import fail_unless_green, report
 
             context = get_current_context()
-            context["alert_path"] = path_name  # type: ignore[typeddict-unknown-key] - names the map index in the UI
+            context["alert_path"] = path_name  # type: ignore[typeddict-unknown-key]  # names the map index in the UI
             result = prove_path_now(drill, path_name)
             summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
             fail_unless_green(result)

@@ -243,6 +243,7 @@ def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: We
             ph.skip("resolve: off" if not path.resolve else "generic webhooks have no resolve call")
             delivery.cleanup = "not applicable"
             return
+        request: tuple[str, Any]
         if target.flavour == "pagerduty":
             request = (target.url, canary.pagerduty_event(routing_key=str(target.routing_key), action="resolve"))
         elif target.flavour == "alertmanager":

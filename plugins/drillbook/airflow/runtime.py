@@ -116,13 +116,13 @@ def ledger_for(catalogue: Catalogue) -> Any:
     return Ledger(resolve_dsn(catalogue.defaults.ledger_connection))
 
 
-def notifier_for(catalogue: Catalogue, drill: Any) -> Any:
-    """Slack when its Connection exists, else the local outbox (recorded as not delivered)."""
-    from drillbook import notify
+def notifier_for(catalogue: Catalogue, drill: Any, *, ledger: Any = None) -> Any:
+    """Slack when its Connection exists, else the local outbox (recorded in the ledger as not delivered)."""
+    from drillbook.notify.notifier import build_notifier
 
     conn_id = catalogue.defaults.slack.connection
     client = slack_client(conn_id) if has_connection(conn_id) else None
-    return notify.build_notifier(catalogue=catalogue, drill=drill, client=client)
+    return build_notifier(catalogue=catalogue, drill=drill, client=client, ledger=ledger)
 
 
 def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:
@@ -131,7 +131,7 @@ def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: di
 
     ctx = run_context(context, task_suffix=task_suffix)
     ledger = ledger_for(catalogue)
-    reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier_for(catalogue, drill))
+    reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier_for(catalogue, drill, ledger=ledger))
     record = reported.record
     summary = {
         "verdict": result.verdict.value,

@@ -117,12 +117,12 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
         ledger = Ledger(dsn)
     notifier = None
     if notify:
-        try:
-            from drillbook.notify import notifier_from_env
+        from drillbook.catalogue import Catalogue
+        from drillbook.notify.notifier import notifier_from_env
 
-            notifier = notifier_from_env(_catalogue_or_none(args), drill_name=result.drill)
-        except ImportError:
-            notifier = None
+        # an ad hoc run has no catalogue entry: route with the default settings
+        catalogue = _catalogue_or_none(args) or Catalogue()
+        notifier = notifier_from_env(catalogue, ledger=ledger)
     base = RunContext.for_cli(kind=result.kind, drill=result.drill)
     ctx = RunContext(dag_id=base.dag_id, run_id=base.run_id, task_id=task_id, trigger="manual")
     reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier)

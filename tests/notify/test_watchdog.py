@@ -112,7 +112,9 @@ def test_run_watchdog_pages_once_an_hour_apart_and_reports_the_resolution(slack,
     ledger.record(make_result("PASS", drill="web_certs", started=now - timedelta(seconds=5)), make_ctx(run_id="r-web"))
     n = notifier(slack, catalogue)
 
-    first = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(1), now=now + timedelta(minutes=5))
+    # "an hour later" is 59m59s: any later and a drill due on the hour could legitimately be missed by then
+    hour_later = now + timedelta(seconds=3599)
+    first = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(1), now=now)
     assert {k: codes(v) for k, v in first.incidents.items()} == {
         "web_certs": [], "api_certs": ["DRILL_MISSED"], "quiet_certs": ["DRILL_MISSED"], "loud_certs": ["DRILL_MISSED"]}
     oncall = top_level(slack, "#dr-oncall")
@@ -123,13 +125,13 @@ def test_run_watchdog_pages_once_an_hour_apart_and_reports_the_resolution(slack,
     assert sorted(r.drill for r in rows) == ["api_certs", "loud_certs", "quiet_certs"]  # no row for a quiet drill
     assert all(r.codes == ["DRILL_MISSED"] and r.verdict == "FAIL" for r in rows)
 
-    second = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(2), now=now + timedelta(minutes=65))
+    second = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(2), now=hour_later)
     assert second.posted == 0
     assert len(slack.posted()) == 3
     assert len(ledger.query(record_type="watchdog")) == 3  # nothing changed: nothing written
 
     ledger.record(make_result("PASS", drill="api_certs", started=now), make_ctx(run_id="r-api", dag_id="dr_certificates__api_certs"))
-    third = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(3), now=now + timedelta(minutes=10))
+    third = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(3), now=hour_later)
     assert third.posted == 1
     assert top_level(slack, "#dr-oncall")[-1] == "RESOLVED: DRILL_MISSED for api_certs"
     latest = ledger.query(record_type="watchdog", drill="api_certs", newest_first=True, limit=1)[0]
@@ -145,10 +147,10 @@ def test_a_failed_watchdog_post_is_recorded_and_retried_next_hour(slack, catalog
     slack.fail("chat.postMessage", error="invalid_auth", times=1)
     n = notifier(slack, catalogue)
     with pytest.raises(NotificationFailed, match="invalid_auth"):
-        run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(1), now=now + timedelta(minutes=5))
+        run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(1), now=now)
     assert [(r.record_type, r.drill, r.codes) for r in ledger.query(since=now - timedelta(seconds=1)) if r.record_type != "drill"] == [
         ("watchdog", "quiet_certs", ["DRILL_MISSED"]), ("notification", "quiet_certs", ["NOTIFY_FAILED"])]
-    again = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(2), now=now + timedelta(minutes=65))
+    again = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(2), now=now + timedelta(seconds=3599))
     assert again.posted == 1
     oncall = top_level(slack, "#dr-oncall")
     assert len(oncall) == 1 and oncall[0].startswith("DRILL_MISSED: quiet_certs: ")

@@ -15,7 +15,6 @@ its own (task id ``cli.<target>``) and the summary is recorded and notified.
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from drillbook.cli import common
@@ -47,11 +46,6 @@ def adhoc_drill(args: argparse.Namespace) -> Any:
     )
 
 
-def task_suffix(target: str) -> str:
-    """A ledger-key-safe suffix naming one certificate source (distinct per endpoint / file / ACM cert)."""
-    return re.sub(r"[^A-Za-z0-9_.:#-]+", "_", target).strip("_")[:200]
-
-
 def _line(result: Any) -> str:
     days = result.measurements.values.get("days_left")
     left = f"{days:8.1f} d" if isinstance(days, int | float) else "       - d"
@@ -63,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from drillbook.drills.certificates import run_certificates, summarize, summary_lines
+    from drillbook.drills.certificates.drill import task_suffix
 
     adhoc = bool(args.endpoint or args.file)
     if args.drill and adhoc:

@@ -1,7 +1,8 @@
 """The certificates drill: TLS endpoints, certificate files and AWS ACM, one result per certificate source.
 
 Modules, one concern each: ``probe`` (concurrent TLS/STARTTLS probing that
-captures the presented chain), ``inspect`` (x509 facts), ``verify`` (trust,
+captures the presented chain), ``x509facts`` (x509 facts; not named ``inspect``: Airflow imports every
+file under plugins/ by its bare name and would shadow the stdlib module), ``verify`` (trust,
 completeness, self-signed), ``judge`` (facts -> findings), ``files`` (PEM/DER
 files and directories), ``acm`` (AWS Certificate Manager), ``drill`` (one
 DrillResult per endpoint / file certificate / ACM certificate, and the one

@@ -13,6 +13,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from drillbook.result import DrillResult, Phase, Severity, Verdict
 
 if TYPE_CHECKING:
     from drillbook.catalogue.certificates import AcmSpec, CertificatesDrill, EndpointSpec
-    from drillbook.drills.certificates.inspect import CertFacts
+    from drillbook.drills.certificates.x509facts import CertFacts
     from drillbook.drills.certificates.probe import ProbeOutcome
 
 KIND = "certificates"
@@ -49,7 +50,7 @@ def _record_facts(builder: ResultBuilder, facts: list[CertFacts]) -> None:
 
 
 def _label(facts: CertFacts, role: str, target: str) -> str:
-    from drillbook.drills.certificates.inspect import short_name
+    from drillbook.drills.certificates.x509facts import short_name
 
     return f"{target} {role} {short_name(facts)}"
 
@@ -96,7 +97,7 @@ def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: Probe
 
 def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der: list[bytes], store: Any,
                     thresholds: Any, now: datetime) -> None:
-    from drillbook.drills.certificates.inspect import inspect_certificate, load_der
+    from drillbook.drills.certificates.x509facts import inspect_certificate, load_der
     from drillbook.drills.certificates.verify import verify_chain
 
     target = outcome.target
@@ -142,7 +143,7 @@ def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] |
 def check_files(drill: CertificatesDrill, *, base_dir: Path | None = None, now: datetime | None = None) -> list[DrillResult]:
     """One result per certificate found under the drill's files, and one ERROR per unreadable path."""
     from drillbook.drills.certificates.files import load_paths
-    from drillbook.drills.certificates.inspect import inspect_certificate
+    from drillbook.drills.certificates.x509facts import inspect_certificate
 
     now = now or datetime.now(UTC)
     found, problems = load_paths(list(drill.files), base_dir=base_dir)
@@ -178,7 +179,7 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
     """One result per ACM certificate of the region (or of the listed ARNs)."""
     from drillbook.drills.certificates.acm import read_certificates
     from drillbook.drills.certificates.files import parse_certificates
-    from drillbook.drills.certificates.inspect import inspect_certificate
+    from drillbook.drills.certificates.x509facts import inspect_certificate
 
     spec = drill.acm
     if spec is None:
@@ -189,9 +190,12 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
         client = client if client is not None else (client_factory or default_acm_client)(spec)
         items = read_certificates(client, arns=list(spec.certificate_arns))
     except Exception as exc:  # credentials, network, permissions: all mean "could not verify"
+        from drillbook.errors import ConnectionNotConfigured
+
         builder = _builder(drill, where)
         builder.details.update({"source": "acm", "region": spec.region})
-        builder.find("ACM_UNAVAILABLE", f"{where}: {type(exc).__name__}: {exc}", subject=where)
+        code = "CONNECTION_MISSING" if isinstance(exc, ConnectionNotConfigured) else "ACM_UNAVAILABLE"
+        builder.find(code, f"{where}: {type(exc).__name__}: {exc}", subject=where)
         return [builder.finish()]
     results: list[DrillResult] = []
     for item in items:
@@ -227,7 +231,7 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
 
 def _facts_from_description(d: dict[str, Any], *, now: datetime) -> CertFacts:
     """Facts from ACM's description alone (when the PEM is not available)."""
-    from drillbook.drills.certificates.inspect import CertFacts
+    from drillbook.drills.certificates.x509facts import CertFacts
 
     not_before, not_after = d["NotBefore"], d["NotAfter"]
     key = str(d.get("KeyAlgorithm") or "unknown_0").split("_")
@@ -259,6 +263,11 @@ def run_certificates(
     if drill.acm is not None:
         results += check_acm(drill, client=acm_client, client_factory=acm_client_factory, now=now)
     return results
+
+
+def task_suffix(target: str) -> str:
+    """A ledger-key-safe suffix naming one certificate source (distinct per endpoint / file / ACM cert)."""
+    return re.sub(r"[^A-Za-z0-9_.:#-]+", "_", target).strip("_")[:200]
 
 
 # --- the one summary -------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Rules this module enforces:
 - a path named in the catalogue must exist and hold at least one certificate,
   else it is ``CERT_UNREADABLE`` (ERROR): a mounted secret that vanished must
   not pass silently;
-- inside a directory, files that hold no certificate (private keys, READMEs)
-  are skipped, hidden entries (Kubernetes' ``..data`` links) are not followed,
+- inside a directory, only files named like certificates (``.pem``, ``.crt``,
+  ``.cer``, ``.cert``, ``.der``, or no suffix at all as in secret mounts) are
+  read, and those that hold no certificate (private keys) are skipped; hidden entries (Kubernetes' ``..data`` links) are not followed,
   and the walk is bounded (``MAX_FILES``), so a wrong path cannot make the drill
   crawl a whole disk;
 - a file larger than ``MAX_FILE_BYTES`` is refused unread (certificates and
@@ -101,8 +102,11 @@ def load_paths(paths: list[str], *, base_dir: Path | None = None) -> tuple[list[
                     if entry.suffix.lower() in CERT_SUFFIXES:
                         problems.append(FileProblem(path=str(entry), error=str(exc)))
                     continue
-                if _PEM_MARKER not in data and entry.suffix.lower() not in {".der", ".cer"}:
+                suffix = entry.suffix.lower()
+                if suffix not in CERT_SUFFIXES and (suffix or _PEM_MARKER not in data):
                     continue  # keys, configs, READMEs live next to certificates in secret mounts
+                if _PEM_MARKER not in data and suffix not in {".der", ".cer"}:
+                    continue  # e.g. a .pem holding only a private key
                 try:
                     certs = parse_certificates(data)
                 except ValueError as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drillbook.drills.certificates.inspect import DAY, CertFacts, short_name
+from drillbook.drills.certificates.x509facts import DAY, CertFacts, short_name
 from drillbook.result import Severity
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def judge_tls_version(builder: ResultBuilder, version: str | None, *, subject: s
 
 def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertFacts], *, subject: str) -> None:
     """Trust, completeness and the order of expiry along the chain (``facts``: presented, leaf first)."""
-    from drillbook.drills.certificates.inspect import inspect_certificate
+    from drillbook.drills.certificates.x509facts import inspect_certificate
 
     leaf = facts[0]
     builder.checked()

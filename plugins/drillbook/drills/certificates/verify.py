@@ -106,7 +106,7 @@ def _system() -> tuple[Any, ...]:
 
 
 def _self_signed(cert: Certificate) -> bool:
-    from drillbook.drills.certificates.inspect import signed_by
+    from drillbook.drills.certificates.x509facts import signed_by
 
     return cert.issuer == cert.subject and signed_by(cert, cert)
 

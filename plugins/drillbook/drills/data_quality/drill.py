@@ -106,8 +106,8 @@ def _validate(
             "expectations": [o.to_dict() for o in outcomes],
         })
         ph.detail = f"{len(outcomes) - failed - errors} passed, {failed} failed, {errors} could not run"
-        if errors:
-            ph.status = "failed"
+        if failed or errors:
+            ph.status = "failed"  # shown as FAILED in the CLI and the ledger's phase list
 
 
 def _inspect(builder: ResultBuilder, *, dsn: str, table: str | None, query: str | None, suite: str, target: str, phase: str) -> Any:

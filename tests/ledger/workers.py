@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
 
-def write_many(dsn: str, worker: int, count: int) -> list[int]:
-    """Append ``count`` records from one process over its own connection; return their seqs."""
+
+def race_then_write(dsn: str, worker: int, count: int, start: Any, results: Any) -> None:
+    """All writers start together: first every one records the same task, then ``count`` records of its own."""
     from drillbook.ledger.store import Ledger
     from tests.ledger.conftest import ctx, make_result
 
     with Ledger(dsn) as ledger:
-        return [
+        ledger.schema_version()  # connect before the start line
+        start.wait(timeout=120)
+        retry = ledger.record(make_result(), ctx("the_same_run", try_number=worker + 1))
+        start.wait(timeout=120)
+        seqs = [
             ledger.record(make_result(drill=f"drill_{worker}", fail=i % 7 == 0), ctx(f"w{worker}_r{i}")).seq
             for i in range(count)
         ]
-
-
-def retry_same_task(dsn: str, worker: int) -> tuple[int, bool]:
-    """Every process records the same task: only one may create it."""
-    from drillbook.ledger.store import Ledger
-    from tests.ledger.conftest import ctx, make_result
-
-    with Ledger(dsn) as ledger:
-        record = ledger.record(make_result(), ctx("the_same_run", try_number=worker + 1))
-        return record.seq, record.created
+    results.put((worker, os.getpid(), (retry.seq, retry.created), seqs))

@@ -214,23 +214,26 @@ class Ledger:
             key_params.append(fields["try_number"])
         elif record_type in ("watchdog", "digest"):
             key_params += [fields["kind"], fields["drill"]]
+        text = canonical_json(fields["result"])  # serialised once, outside the lock
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (schema.CHAIN_LOCK,))
-            cur.execute(f"{_SELECT} WHERE record_type = %s AND {key}", [record_type, *key_params])
-            existing = cur.fetchone()
-            if existing is not None:
-                return row_to_record(existing, created=False)
+            # One round trip while the lock is held: the clock, the tail, and whether this task's record
+            # exists (the key matches a unique index, so the subquery yields at most one seq).
             cur.execute(
-                f"SELECT clock_timestamp() AS now, t.seq, t.hash FROM (SELECT 1) AS one "
-                f"LEFT JOIN LATERAL (SELECT seq, hash FROM {_T} ORDER BY seq DESC LIMIT 1) AS t ON TRUE"
+                f"SELECT clock_timestamp() AS now, t.seq, t.hash, "
+                f"(SELECT seq FROM {_T} WHERE record_type = %s AND {key}) AS existing FROM (SELECT 1) AS one "
+                f"LEFT JOIN LATERAL (SELECT seq, hash FROM {_T} ORDER BY seq DESC LIMIT 1) AS t ON TRUE",
+                [record_type, *key_params],
             )
             tail = cur.fetchone()
+            if tail["existing"] is not None:
+                cur.execute(f"{_SELECT} WHERE seq = %s", (tail["existing"],))
+                return row_to_record(cur.fetchone(), created=False)
             fields["seq"] = (tail["seq"] or 0) + 1
             fields["recorded_at"] = tail["now"]
             fields["prev_hash"] = tail["hash"] or GENESIS_HASH
-            fields["hash"] = record_hash(fields)
-            text = canonical_json(fields["result"])
+            fields["hash"] = record_hash({**fields, "result": text})
             values = [Json(text, dumps=_as_is) if c == "result" else fields[c] for c in COLUMNS]
             cur.execute(_INSERT, values)
             stored = cur.fetchone()

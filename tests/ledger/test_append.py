@@ -62,8 +62,16 @@ def test_watchdog_and_digest_events(ledger):
     d = ledger.record_event("digest", make_result(drill="billing"), ctx("wd_1", task="watch"))
     assert [a.created, b.created, c.created, d.created] == [True, True, False, True]
     assert [r.record_type for r in ledger.query()] == ["watchdog", "watchdog", "digest"]
-    with pytest.raises(LedgerError, match="record_type 'watchdog' or 'digest'"):
+    with pytest.raises(LedgerError, match="record_type 'watchdog', 'digest' or 'notification'"):
         ledger.record_event("drill", make_result(), ctx())
+
+
+def test_a_notification_event_shares_the_per_attempt_key(ledger):
+    note = ledger.record_event("notification", make_result(), ctx("run_1"))
+    assert note.created and note.record_type == "notification"
+    again = ledger.record_notify_failure(make_result(), ctx("run_1"), error=RuntimeError("x"))
+    assert again.created is False and again.seq == note.seq
+    assert ledger.record_event("notification", make_result(), ctx("run_1", try_number=2)).seq == 2
 
 
 def test_last_pass_is_the_newest_pass_of_that_drill(ledger):

@@ -44,6 +44,7 @@ _INSERT = (
     "RETURNING recorded_at, result::text AS result_text"
 )
 _VERIFY_COLUMNS = ", ".join("result::text AS result" if c == "result" else c for c in COLUMNS)
+_NOTIFICATION_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s"
 _ERROR_MESSAGE_MAX = 300  # characters of a notification error kept as evidence
 
 
@@ -164,18 +165,19 @@ class Ledger:
         builder.details["reported_verdict"] = result.verdict.value
         builder.details["reported_codes"] = result.codes()
         notice = builder.finish()
-        return self._append(
-            "notification",
-            notice,
-            ctx,
-            key="dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s",
-        )
+        return self._append("notification", notice, ctx, key=_NOTIFICATION_KEY)
 
     def record_event(self, record_type: str, result: DrillResult, ctx: RunContext) -> LedgerRecord:
-        """Append a 'watchdog' or 'digest' record (one per task attempt key, kind and drill)."""
+        """Append a 'watchdog', 'digest' or 'notification' record built by the caller.
+
+        Keys: watchdog/digest — one per (dag_id, run_id, task_id, map_index, kind, drill);
+        notification — one per task attempt, shared with ``record_notify_failure``.
+        """
+        if record_type == "notification":
+            return self._append(record_type, result, ctx, key=_NOTIFICATION_KEY)
         if record_type not in ("watchdog", "digest"):
             raise LedgerError(
-                f"record_event takes record_type 'watchdog' or 'digest', got {record_type!r}; "
+                f"record_event takes record_type 'watchdog', 'digest' or 'notification', got {record_type!r}; "
                 "use record() for drill results"
             )
         return self._append(

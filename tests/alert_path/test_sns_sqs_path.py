@@ -107,3 +107,14 @@ def test_unreachable_endpoint_is_error(monkeypatch):
     result = run(drill_for("arn:aws:sns:us-east-1:123456789012:t", "http://127.0.0.1:1/q"))
     assert result.verdict is Verdict.ERROR
     assert result.codes() == ["ALERT_PATH_UNREACHABLE"]
+
+
+def test_no_connection_and_no_credentials_is_connection_missing(monkeypatch, tmp_path):
+    for var in ("AIRFLOW_CONN_AWS_DEFAULT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 from a test
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    result = run(drill_for("arn:aws:sns:us-east-1:123456789012:t", "http://127.0.0.1:1/q"))
+    assert result.verdict is Verdict.ERROR
+    assert result.codes() == ["CONNECTION_MISSING"]

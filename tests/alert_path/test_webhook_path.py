@@ -62,6 +62,15 @@ def test_2xx_without_readback_passes_as_accepted(webhook, hook_conn, leak_check)
     leak_check.assert_clean(*SECRETS)
 
 
+def test_a_token_as_the_only_path_segment_is_hidden_too(webhook, hook_conn, leak_check):
+    hook_conn(host=f"{webhook.origin}/{PATH_TOKEN}")
+    result = run(hook_drill())
+    assert result.verdict is Verdict.PASS
+    assert PATH_TOKEN not in result.details["delivery"]["destination"]
+    leak_check.record([result])
+    leak_check.assert_clean(*SECRETS)
+
+
 def test_readback_seen_passes_with_latency(webhook, hook_conn, leak_check):
     webhook.state.required_auth = f"Bearer {PASSWORD}"  # the read-back on the same host gets the same auth
     result = run(hook_drill(readback_url="/readback?nonce={nonce}"))

@@ -33,12 +33,13 @@ class AirflowPathClients:
 
     def aws(self, conn_id: str, service: str, region: str | None) -> Any:
         from drillbook.airflow.runtime import _connection, aws_client
-
-        conn = _connection(conn_id)  # a clear CONNECTION_MISSING instead of boto's default-credential fallback
-        extra = conn.extra_dejson or {}
+        from drillbook.errors import ConnectionNotConfigured
         from drillbook.redact import register_secret
 
-        register_secret(extra.get("aws_secret_access_key"))
+        try:
+            register_secret((_connection(conn_id).extra_dejson or {}).get("aws_secret_access_key"))
+        except ConnectionNotConfigured:
+            pass  # AwsBaseHook falls back to boto's default chain (instance role); no credentials -> CONNECTION_MISSING
         return aws_client(conn_id, service, region)
 
     def http(self, conn_id: str) -> Connection:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drillbook.connections import Connection, require_connection
+from drillbook.connections import Connection, connection_from_env, require_connection
 from drillbook.errors import ConnectionNotConfigured
 from drillbook.redact import register_secret
 
@@ -57,15 +57,17 @@ class EnvPathClients:
             import boto3
             from botocore.config import Config
 
-            conn = require_connection(conn_id)
-            extra = conn.extra
+            # like AwsBaseHook: a missing AWS connection falls back to boto's default credential
+            # chain (instance role, AWS_PROFILE); no credentials at all becomes CONNECTION_MISSING
+            conn = connection_from_env(conn_id)
+            extra = conn.extra if conn is not None else {}
             kwargs: dict[str, Any] = {
                 "region_name": region or extra.get("region_name") or None,
                 "endpoint_url": extra.get("endpoint_url") or None,
                 "config": Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}),
             }
-            access_key = conn.login or extra.get("aws_access_key_id")
-            secret_key = conn.password or extra.get("aws_secret_access_key")
+            access_key = (conn.login if conn else None) or extra.get("aws_access_key_id")
+            secret_key = (conn.password if conn else None) or extra.get("aws_secret_access_key")
             if access_key and secret_key:
                 register_secret(secret_key)
                 kwargs.update(aws_access_key_id=access_key, aws_secret_access_key=secret_key)

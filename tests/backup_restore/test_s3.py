@@ -78,3 +78,15 @@ def test_s3_empty_prefix(s3, drill_runner):
     drill = make_drill(f"s3://{BUCKET}/nothing/", backup={"location": f"s3://{BUCKET}/nothing/", "connection": "aws_default"})
     result = drill_runner(drill, s3_client=s3)
     assert codes(result) == ["BACKUP_MISSING"]
+
+
+def test_live_dump_kept_on_s3(s3, shop, drill_runner):
+    drill = make_drill("live", source={"connection": "drillbook_source"}, schedule="@hourly",
+                       backup={"location": "live", "keep_live_dumps_in": f"s3://{BUCKET}/live/", "connection": "aws_default"})
+    result = drill_runner(drill, source_dsn=shop.dsn, s3_client=s3)
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="live/")["Contents"])
+    assert len(keys) == 2 and keys[1] == keys[0] + ".sha256"
+    assert result.details["live_dump_kept_at"] == f"s3://{BUCKET}/{keys[0]}"
+    head = s3.head_object(Bucket=BUCKET, Key=keys[0])
+    assert len(head["Metadata"]["sha256"]) == 64

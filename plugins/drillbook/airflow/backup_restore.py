@@ -110,7 +110,8 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
     try:
         scratch_dsn = resolve_dsn(drill.scratch.connection)
         source_dsn = resolve_dsn(drill.source.connection) if drill.source else None
-        s3 = aws_client(drill.backup.connection, "s3") if drill.backup.is_s3 and drill.backup.connection else None
+        uses_s3 = drill.backup.is_s3 or (drill.backup.keep_live_dumps_in or "").startswith("s3://")
+        s3 = aws_client(drill.backup.connection, "s3") if uses_s3 and drill.backup.connection else None
     except ConnectionNotConfigured as exc:
         return _connection_missing(drill, exc)
     try:

@@ -159,7 +159,8 @@ def main(args: argparse.Namespace) -> int:
     for key in ("scratch_dsn", "source_dsn"):
         if resolved[key]:
             pg.parse(resolved[key])  # registers the password with redact before anything prints
-    s3 = s3_client_for(drill.backup.connection) if drill.backup.is_s3 else None
+    uses_s3 = drill.backup.is_s3 or (drill.backup.keep_live_dumps_in or "").startswith("s3://")
+    s3 = s3_client_for(drill.backup.connection) if uses_s3 else None
     if not args.json:
         common.out(f"backup-restore drill {drill.name!r}: {drill.backup.location} -> scratch on "
                    f"{pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")

@@ -102,7 +102,8 @@ class _Drill:
         spec = self.drill.backup
         with self.b.phase("locate") as ph:
             if spec.is_live:
-                keep = Path(spec.keep_live_dumps_in) if spec.keep_live_dumps_in else self.work_dir
+                keep_in = spec.keep_live_dumps_in or ""
+                keep = self.work_dir / "live" if not keep_in or keep_in.startswith("s3://") else Path(keep_in)
                 try:
                     self.artefact, version = locate_mod.take_live_dump(
                         source_dsn=self.source_dsn or "", drill=self.drill.name, keep_in=keep, bin_dir=bin_dir,
@@ -114,6 +115,9 @@ class _Drill:
                         self.abort("locate")
                     raise
                 self.b.environment["live_pg_dump"] = version
+                if keep_in.startswith("s3://"):
+                    uri = locate_mod.keep_on_s3(self.artefact, url=keep_in, s3_client=self._s3())
+                    self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
                 self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
             else:

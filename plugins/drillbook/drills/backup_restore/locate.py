@@ -161,5 +161,17 @@ def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str |
     return artefact, tool.version
 
 
+def keep_on_s3(artefact: Artefact, *, url: str, s3_client: Any) -> str:
+    """Upload a live dump and its sidecar under the S3 prefix ``url`` (streamed; sha256 also as metadata)."""
+    assert artefact.path is not None
+    bucket, prefix = split_s3(url)
+    key = (prefix.rstrip("/") + "/" if prefix else "") + artefact.name
+    sidecar = Path(str(artefact.path) + ".sha256")
+    digest = sidecar.read_text().split()[0]
+    s3_client.upload_file(str(artefact.path), bucket, key, ExtraArgs={"Metadata": {"sha256": digest}})
+    s3_client.upload_file(str(sidecar), bucket, key + ".sha256")
+    return f"s3://{bucket}/{key}"
+
+
 def newest_age_seconds(artefact: Artefact, now: datetime) -> float:
     return max(0.0, (now - artefact.modified).total_seconds())

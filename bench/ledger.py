@@ -197,6 +197,14 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
         t_ccopy = timed(control_copy_baseline, repeat=3)
         t_ccsv = timed(cli_export("csv", "--control", control), repeat=3)
         csize_mb = (tmp / "year.csv").stat().st_size / 1e6
+
+        def month_export() -> None:
+            with contextlib.redirect_stderr(io.StringIO()):
+                assert ledger_cmds.main(["evidence", "export", "--since", month_since, "--until", month_until,
+                                         "--control", control, "--output", str(tmp / "month.csv")]) == 0
+
+        t_month = timed(month_export)
+        msize_mb = (tmp / "month.csv").stat().st_size / 1e6
         t0 = time.perf_counter()
         report = ledger.verify()
         t_verify = time.perf_counter() - t0
@@ -210,6 +218,7 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
         print(f"evidence export (1 year, JSON):              {t_json * 1000:7.1f} ms   ratio {t_json / t_copy:5.2f}x vs COPY")
         print(f"evidence export (1 year, control {control}, CSV, {csize_mb:.0f} MB): {t_ccsv * 1000:7.1f} ms"
               f"   baseline bare COPY of the same rows {t_ccopy * 1000:6.1f} ms   ratio {t_ccsv / t_ccopy:5.2f}x")
+        print(f"evidence export (1 month, control {control}, CSV, {msize_mb:.1f} MB): {t_month * 1000:7.1f} ms")
         print(f"evidence verify (whole chain, {rows} rows):  {t_verify:7.2f} s ({rows / t_verify:,.0f} records/s), OK")
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"peak RSS: {rss_after_load:.0f} MB after load, {rss_end:.0f} MB after list/export/verify "

@@ -91,6 +91,24 @@ def test_failure_callback_reports_exception_try_and_log_and_skips_reported_drill
     assert len(slack.posted("#dr-oncall")) == 1  # already reported by the drill: no second page
 
 
+def test_dag_level_callback_skips_a_run_whose_verdict_was_delivered_and_pages_when_it_was_not(airflow_env, slack, ledger_dsn):
+    from drillbook.airflow.notify import on_failure_callback
+    from drillbook.ledger.store import Ledger
+
+    ctx = make_ctx(run_id="scheduled__2", task_id="check")
+    ti = SimpleNamespace(dag_id=ctx.dag_id, run_id=ctx.run_id, task_id="check", try_number=1, log_url=None)
+    result = make_result("FAIL")
+    with Ledger(ledger_dsn) as ledger:
+        ledger.record(result, ctx)
+    on_failure_callback({"ti": ti, "reason": "task_failure"})  # DAG level: Airflow passes no exception
+    assert slack.posted() == []
+    with Ledger(ledger_dsn) as ledger:
+        ledger.record_notify_failure(result, ctx, error=RuntimeError("slack down"))
+    on_failure_callback({"ti": ti, "reason": "task_failure"})
+    [page] = slack.posted("#dr-oncall")
+    assert "task check failed" in page.text and "task_failure" in page.text
+
+
 def test_failure_callback_never_raises(monkeypatch, slack, airflow_env):
     from drillbook.airflow.notify import on_failure_callback
 

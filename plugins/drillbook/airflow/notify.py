@@ -62,8 +62,8 @@ def _reported_in_ledger(catalogue: Any, *, dag_id: str, run_id: str | None) -> b
 
     drill = dag_id.split("__", 1)[1]
     try:
-        ledger = runtime.ledger_for(catalogue)
-        rows = [r for r in ledger.query(drill=drill, newest_first=True, limit=50) if r.run_id == run_id and r.dag_id == dag_id]
+        with runtime.ledger_for(catalogue) as ledger:
+            rows = [r for r in ledger.query(drill=drill, newest_first=True, limit=50) if r.run_id == run_id and r.dag_id == dag_id]
     except Exception as exc:  # when in doubt, page
         log.warning("ledger not readable from the failure callback (%s); paging anyway", type(exc).__name__)
         return False

@@ -74,9 +74,9 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
             from drillbook.airflow.notify import notifier_for_airflow
             from drillbook.watchdog import run_watchdog
 
-            ledger = runtime.ledger_for(catalogue)
-            run = run_watchdog(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
-                               ctx=runtime.run_context(context), now=datetime.now(UTC))
+            with runtime.ledger_for(catalogue) as ledger:
+                run = run_watchdog(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
+                                   ctx=runtime.run_context(context), now=datetime.now(UTC))
             return {"incidents": {k: [i.code for i in v] for k, v in run.incidents.items() if v}, "posted": run.posted}
 
         watchdog()
@@ -97,9 +97,9 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
             from drillbook.airflow.notify import notifier_for_airflow
             from drillbook.digest import run_digest
 
-            ledger = runtime.ledger_for(catalogue)
-            card = run_digest(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
-                              ctx=runtime.run_context(context), schedule=schedule, now=_now_of(context))
+            with runtime.ledger_for(catalogue) as ledger:
+                card = run_digest(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
+                                  ctx=runtime.run_context(context), schedule=schedule, now=_now_of(context))
             return {d.drill: d.status for d in card.drills}
 
         digest()

@@ -222,7 +222,12 @@ class _Drill:
             classifier = restore.StderrClassifier()
             for line in err.splitlines():
                 classifier.feed(line)
-            code = "ARCHIVE_TRUNCATED" if any(g.code == "ARCHIVE_TRUNCATED" for g in classifier.groups.values()) else "ARCHIVE_UNREADABLE"
+            if "unsupported version" in err:  # the header parsed, but this pg_restore is too old for it
+                code = "VERSION_MISMATCH"
+            elif any(g.code == "ARCHIVE_TRUNCATED" for g in classifier.groups.values()):
+                code = "ARCHIVE_TRUNCATED"
+            else:
+                code = "ARCHIVE_UNREADABLE"
             self.b.find(code, f"{art.name!r}: pg_restore cannot read the table of contents: {err.strip()[-300:]}", subject=art.uri)
             self.abort("inspect")
         self.b.measurements.counts.update({"toc_entries": entries, "toc_table_data": data})

@@ -121,7 +121,7 @@ def moto_endpoint() -> Iterator[str]:
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
+    _host, port = server.get_host_and_port()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -179,5 +179,5 @@ def airflow_db() -> Path:
     return _AIRFLOW_HOME
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)

@@ -19,13 +19,14 @@ same environment (embedded PostgreSQL kept running).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def write_demo_certificate() -> Path:
     return path
 
 
-def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str) -> None:
+def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webhook_token: str) -> None:
     """Connections as AIRFLOW_CONN_* variables (what Airflow and the CLI both read)."""
     airflow_home = VAR / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,7 @@ def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str) -> No
         "AIRFLOW_CONN_DRILLBOOK_SCRATCH": scratch_dsn,
         "AIRFLOW_CONN_DRILLBOOK_LEDGER": ledger_dsn,
         "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
-            {"conn_type": "http", "host": "127.0.0.1", "port": WEBHOOK_PORT, "schema": "http", "password": "demo-webhook-token"}
+            {"conn_type": "http", "host": "127.0.0.1", "port": WEBHOOK_PORT, "schema": "http", "password": webhook_token}
         ),
     }
     os.environ.update(env)
@@ -155,6 +156,27 @@ def airflow_conn_uri(dsn: str) -> str:
 
 
 # --- running the drills ----------------------------------------------------------------------
+@contextlib.contextmanager
+def task_log_to(path: Path) -> Iterator[None]:
+    """Send everything Airflow prints while a DAG runs to ``path`` (file descriptors 1 and 2),
+    so the demo's own output stays readable; the log is kept for whoever wants the detail."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
 def run_dags() -> list[tuple[str, str]]:
     """dag.test() every drillbook DAG once; returns (dag_id, run_id) pairs."""
     import logging
@@ -162,10 +184,12 @@ def run_dags() -> list[tuple[str, str]]:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from airflow.utils import db
 
-    db.initdb()
+    with task_log_to(VAR / "demo" / "logs" / "airflow-initdb.log"):
+        db.initdb()
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
+    with task_log_to(VAR / "demo" / "logs" / "dagbag.log"):
+        bag = DagBag(dag_folder=str(REPO / "dags"))
     if bag.import_errors:
         for file, error in bag.import_errors.items():
             say(f"import error in {file}:\n{error}")
@@ -174,9 +198,11 @@ def run_dags() -> list[tuple[str, str]]:
     order = sorted((d for d in bag.dag_ids if "__" in d), key=lambda d: (not d.startswith("dr_backup"), d))
     for dag_id in order:
         dag = bag.get_dag(dag_id)
-        heading(f"run {dag_id} (through Airflow, dag.test())")
+        log_file = VAR / "demo" / "logs" / f"{dag_id}.log"
+        heading(f"run {dag_id} through Airflow (dag.test(); task log: {log_file.relative_to(VAR.parent) if log_file.is_relative_to(VAR.parent) else log_file})")
         started = time.monotonic()
-        dag_run = dag.test()
+        with task_log_to(log_file):
+            dag_run = dag.test()
         say(f"   Airflow run {dag_run.run_id}: {dag_run.state} in {time.monotonic() - started:.1f}s")
         runs.append((dag_id, dag_run.run_id))
     return runs
@@ -214,10 +240,10 @@ def verify_ledger(ledger_dsn: str) -> int:
     return cli(["evidence", "verify", "--ledger-dsn", ledger_dsn])
 
 
-def start_webhook_receiver():  # type: ignore[no-untyped-def]
+def start_webhook_receiver(token: str):  # type: ignore[no-untyped-def]
     from drillbook.sample.webhook_receiver import WebhookReceiver
 
-    return WebhookReceiver(port=WEBHOOK_PORT).start()
+    return WebhookReceiver(port=WEBHOOK_PORT, token=token).start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
     args = parser.parse_args(argv)
 
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")  # pgserver's runtime-dir notice
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     heading("embedded PostgreSQL")
     server = start_postgres(keep_running=args.up)
     admin = server.get_uri("postgres")
@@ -244,10 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"   backup: {backup.relative_to(REPO) if backup.is_relative_to(REPO) else backup} ({backup.stat().st_size:,} bytes, sha256 sidecar written)")
     cert = write_demo_certificate()
     say(f"   demo certificate: {cert}")
-    receiver = start_webhook_receiver()
+    import secrets
+
+    from drillbook.redact import register_secret
+
+    webhook_token = secrets.token_urlsafe(24)  # a fresh secret per demo run; never written to a file
+    register_secret(webhook_token)
+    receiver = start_webhook_receiver(webhook_token)
     say(f"   webhook receiver for the alert-path drill on 127.0.0.1:{WEBHOOK_PORT}")
 
-    set_environment(source_dsn=airflow_conn_uri(source), scratch_dsn=airflow_conn_uri(scratch_admin), ledger_dsn=ledger)
+    set_environment(source_dsn=airflow_conn_uri(source), scratch_dsn=airflow_conn_uri(scratch_admin), ledger_dsn=ledger,
+                    webhook_token=webhook_token)
     os.environ["AIRFLOW_CONN_DRILLBOOK_LEDGER"] = airflow_conn_uri(ledger)
     outbox = VAR / "outbox.jsonl"
     if outbox.exists():

@@ -73,10 +73,10 @@ class SlackEmulator:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 emulator._handle(self)
 
-            do_GET = do_POST  # noqa: N815
+            do_GET = do_POST
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

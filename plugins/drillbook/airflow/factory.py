@@ -36,7 +36,7 @@ def dag_id_for(kind: str, name: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_catalogue(path: str, mtime: float) -> Catalogue:  # noqa: ARG001 - mtime keys the cache
+def _cached_catalogue(path: str, mtime: float) -> Catalogue:
     return load_catalogue(path)
 
 

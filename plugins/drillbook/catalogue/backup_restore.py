@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from drillbook.catalogue.common import ConnId, DrillBase, Duration, StrictModel, format_duration, schedule_interval_seconds
+from drillbook.catalogue.common import (
+    ConnId,
+    DrillBase,
+    Duration,
+    StrictModel,
+    format_duration,
+    schedule_interval_seconds,
+)
 
 
 class SourceSpec(StrictModel):

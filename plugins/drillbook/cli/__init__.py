@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `drillbook ... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
-    except Exception as exc:  # noqa: BLE001 - turn any drillbook error into one clear line, exit 2
+    except Exception as exc:
         from drillbook.errors import DrillbookError
         from drillbook.redact import redact
 

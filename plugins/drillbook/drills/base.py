@@ -106,7 +106,7 @@ class ResultBuilder:
         except DrillAborted:
             handle.status = "failed"
             raise
-        except Exception as exc:  # noqa: BLE001 - any crash must become evidence, not vanish
+        except Exception as exc:
             handle.status = "failed"
             handle.detail = f"{type(exc).__name__}: {exc}"
             self.crashed = True

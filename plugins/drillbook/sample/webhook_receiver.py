@@ -37,7 +37,7 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 if receiver.token and self.headers.get("Authorization", "") != f"Bearer {receiver.token}":
                     return self._reply(401, {"error": "unauthorized"})
                 length = int(self.headers.get("Content-Length") or 0)
@@ -50,7 +50,7 @@ class WebhookReceiver:
                     receiver.received.append(body)
                 return self._reply(202, {"status": "accepted"})
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.split("?", 1)[0].rstrip("/") != "/received":
                     return self._reply(404, {"error": "not found"})
                 with receiver._lock:

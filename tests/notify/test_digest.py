@@ -107,3 +107,25 @@ def test_run_digest_records_then_posts_to_the_digest_channel(slack, catalogue, l
     row = ledger.query(record_type="digest")[0]
     assert row.drill == "daily" and row.result["details"]["scorecard"]["drills"]["web_certs"]["status"] == "VERIFIED"
     assert card.ledger_ok is True
+
+
+def test_cli_watchdog_and_digest(catalogue_file, ledger_dsn, tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from drillbook.cli.watchdog import configure_digest_parser, configure_watchdog_parser
+
+    monkeypatch.delenv("AIRFLOW_CONN_DRILLBOOK_SLACK", raising=False)
+    monkeypatch.setenv("DRILLBOOK_OUTBOX", str(tmp_path / "outbox.jsonl"))
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    configure_watchdog_parser(sub.add_parser("watchdog"))
+    configure_digest_parser(sub.add_parser("digest"))
+    common = ["--ledger-dsn", ledger_dsn, "--catalogue", str(catalogue_file)]
+    args = parser.parse_args(["watchdog", *common])
+    assert args.func(args) == 1  # nothing has run: every drill is missed
+    assert capsys.readouterr().out.count("DRILL_MISSED") == 4
+    args = parser.parse_args(["digest", *common, "--schedule", "@weekly"])
+    assert args.func(args) == 0
+    assert "drillbook weekly scorecard" in capsys.readouterr().out
+    with Ledger(ledger_dsn) as ledger:
+        assert sorted({r.record_type for r in ledger.query()}) == ["digest", "watchdog"]

@@ -1,0 +1,81 @@
+"""``drillbook watchdog`` and ``drillbook digest``: the same checks as dr_watchdog / dr_digest__*, from a terminal.
+
+Rule: they read and write the same ledger (``--ledger-dsn`` or
+``$DRILLBOOK_LEDGER_DSN``) and post the same way as the DAGs (Slack when
+``AIRFLOW_CONN_DRILLBOOK_SLACK`` is set, else the outbox), so a manual run
+counts for the de-duplication exactly like a scheduled one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger-dsn", default=None, help="the evidence ledger (default: $DRILLBOOK_LEDGER_DSN)")
+    parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
+                        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    parser.add_argument("--now", default=None, help="assess as of this ISO time (default: now)")
+
+
+def configure_watchdog_parser(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.set_defaults(func=main_watchdog)
+
+
+def configure_digest_parser(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--schedule", default="@daily", help="the digest preset whose period to report (default: @daily)")
+    parser.set_defaults(func=main_digest)
+
+
+def _setup(args: argparse.Namespace, dag_id: str) -> tuple[Any, Any, Any, Any, datetime]:
+    from drillbook.catalogue import load_catalogue
+    from drillbook.context import RunContext
+    from drillbook.errors import ConnectionNotConfigured
+    from drillbook.ledger.query import parse_when
+    from drillbook.ledger.store import Ledger
+    from drillbook.notify import notifier_from_env
+
+    dsn = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
+    if not dsn:
+        raise ConnectionNotConfigured("no ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
+    catalogue = load_catalogue(args.catalogue)
+    ledger = Ledger(dsn)
+    now = parse_when(args.now, option="--now") if args.now else datetime.now(UTC)
+    ctx = RunContext(dag_id=dag_id, run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
+    return catalogue, ledger, notifier_from_env(catalogue, ledger=ledger), ctx, now
+
+
+def main_watchdog(args: argparse.Namespace) -> int:
+    from drillbook.redact import redact
+    from drillbook.watchdog import run_watchdog
+
+    catalogue, ledger, notifier, ctx, now = _setup(args, "dr_watchdog")
+    with ledger:
+        run = run_watchdog(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, now=now)
+    open_count = 0
+    for name, incidents in run.incidents.items():
+        for incident in incidents:
+            open_count += 1
+            print(redact(f"  {incident.code:<22} {name}: {incident.message}"))
+    print(f"{open_count} open incident(s); {run.posted} message(s) posted", file=sys.stderr)
+    return 1 if open_count else 0
+
+
+def main_digest(args: argparse.Namespace) -> int:
+    from drillbook.digest import run_digest
+    from drillbook.notify.blocks import as_text
+    from drillbook.notify.render import render_digest
+    from drillbook.redact import redact
+
+    catalogue, ledger, notifier, ctx, now = _setup(args, f"dr_digest__{args.schedule.strip('@')}")
+    with ledger:
+        card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule=args.schedule, now=now)
+    print(redact(as_text(render_digest(card).blocks)))
+    return 0 if card.ledger_ok is not False else 1

@@ -71,7 +71,8 @@ class EnvPathClients:
             if access_key and secret_key:
                 register_secret(secret_key)
                 kwargs.update(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
-            self._cache[key] = boto3.client(service, **kwargs)
+            # a session of our own: boto3's default session caches credentials process-wide
+            self._cache[key] = boto3.session.Session().client(service, **kwargs)
         return self._cache[key]
 
     def http(self, conn_id: str) -> Connection:

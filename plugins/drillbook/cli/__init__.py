@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     if reference is not None:
         reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database"))
 
+    watchdog = _optional("drillbook.cli.watchdog")
+    if watchdog is not None:
+        watchdog.configure_watchdog_parser(sub.add_parser("watchdog", help="report drills that missed their schedule or are stale"))
+        watchdog.configure_digest_parser(sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)"))
+
     outbox = _optional("drillbook.cli.outbox")
     if outbox is not None:
         outbox.configure_parser(sub.add_parser("outbox", help="show the reports written to the local outbox"))

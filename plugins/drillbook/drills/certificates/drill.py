@@ -26,8 +26,8 @@ from drillbook.result import DrillResult, Phase, Severity, Verdict
 
 if TYPE_CHECKING:
     from drillbook.catalogue.certificates import AcmSpec, CertificatesDrill, EndpointSpec
-    from drillbook.drills.certificates.x509facts import CertFacts
     from drillbook.drills.certificates.probe import ProbeOutcome
+    from drillbook.drills.certificates.x509facts import CertFacts
 
 KIND = "certificates"
 SOONEST = 10  # expiries listed in the summary
@@ -97,13 +97,13 @@ def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: Probe
 
 def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der: list[bytes], store: Any,
                     thresholds: Any, now: datetime) -> None:
-    from drillbook.drills.certificates.x509facts import inspect_certificate, load_der
     from drillbook.drills.certificates.verify import verify_chain
+    from drillbook.drills.certificates.x509facts import facts_of_der, load_der
 
     target = outcome.target
     with builder.phase("judge") as ph:
         certs = [load_der(der) for der in certs_der]
-        facts = [inspect_certificate(c, now=now) for c in certs]
+        facts = [facts_of_der(der, now) for der in certs_der]
         _record_facts(builder, facts)
         builder.details.update({"tls_version": outcome.tls_version, "cipher": outcome.cipher,
                                 "chain_complete": outcome.chain_complete})
@@ -126,17 +126,21 @@ def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] |
     from drillbook.drills.certificates.probe import run_probes
 
     specs = list(drill.endpoints if endpoints is None else endpoints)
-    outcomes = run_probes(_targets(specs), timeout=drill.timeout, concurrency=drill.concurrency)
+    targets = _targets(specs)
+    spec_of = {id(t): s for t, s in zip(targets, specs, strict=True)}
     now = now or datetime.now(UTC)
-    results = []
-    for spec, outcome in zip(specs, outcomes, strict=True):
+
+    def judge_one(outcome: ProbeOutcome) -> DrillResult:
+        # runs as each probe completes, so judging overlaps the other probes' network waits
+        spec = spec_of[id(outcome.target)]
         try:
-            results.append(endpoint_result(drill, spec, outcome, now=now))
+            return endpoint_result(drill, spec, outcome, now=now)
         except Exception as exc:  # one endpoint's crash is its own ERROR, never the whole drill's
             builder = _builder(drill, spec.address)
             builder.find("DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address)
-            results.append(builder.finish())
-    return results
+            return builder.finish()
+
+    return run_probes(targets, timeout=drill.timeout, concurrency=drill.concurrency, then=judge_one)
 
 
 # --- files -----------------------------------------------------------------------------------------

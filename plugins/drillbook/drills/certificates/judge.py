@@ -145,6 +145,12 @@ def judge_tls_version(builder: ResultBuilder, version: str | None, *, subject: s
                      detail={"tls_version": version})
 
 
+def _der(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertFacts], *, subject: str) -> None:
     """Trust, completeness and the order of expiry along the chain (``facts``: presented, leaf first)."""
     from drillbook.drills.certificates.x509facts import inspect_certificate
@@ -169,7 +175,11 @@ def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertF
             builder.find("CHAIN_UNTRUSTED", f"the chain of {short_name(leaf)} does not verify: {verdict.error}",
                          subject=subject, detail={"error": verdict.error, "issuer": leaf.issuer})
     builder.checked()
-    path = [inspect_certificate(c) for c in verdict.chain[1:-1]] if verdict.chain else [f for f in facts[1:] if not f.self_signed]
+    known = {f.der: f for f in facts}
+    if verdict.chain:
+        path = [known.get(der) or inspect_certificate(c) for c, der in ((c, _der(c)) for c in verdict.chain[1:-1])]
+    else:
+        path = [f for f in facts[1:] if not f.self_signed]
     for inter in path:
         if inter.not_after < leaf.not_after:
             builder.find("CHAIN_EXPIRES_FIRST", f"intermediate {short_name(inter)} expires on {inter.not_after:%Y-%m-%d}, "

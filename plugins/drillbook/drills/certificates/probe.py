@@ -25,7 +25,7 @@ import ssl
 import struct
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,8 +185,18 @@ def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]
     return "TLS_HANDSHAKE_FAILED", f"during {stage}: {text}"
 
 
-async def probe_one(target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore) -> ProbeOutcome:
-    """Probe one endpoint inside a slot; never raises (failures become an outcome with an error code)."""
+async def probe_one(target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore,
+                    then: Callable[[ProbeOutcome], Any] | None = None) -> Any:
+    """Probe one endpoint inside a slot, then hand the outcome to ``then`` (outside the slot).
+
+    Never raises: failures become an outcome with an error code. Judging in ``then``
+    while other probes wait on their servers overlaps the CPU work with the network.
+    """
+    outcome = await _probe_in_slot(target, ctx=ctx, timeout=timeout, slots=slots)
+    return then(outcome) if then is not None else outcome
+
+
+async def _probe_in_slot(target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore) -> ProbeOutcome:
     async with slots:
         state = {"stage": "connect"}
         start = time.monotonic()
@@ -200,15 +210,16 @@ async def probe_one(target: Target, *, ctx: ssl.SSLContext, timeout: float, slot
 
 
 async def probe_all(targets: Iterable[Target], *, timeout: float = 10.0, concurrency: int = 100,
-                    ctx: ssl.SSLContext | None = None) -> list[ProbeOutcome]:
-    """Probe every target concurrently; outcomes come back in the order of ``targets``."""
+                    ctx: ssl.SSLContext | None = None, then: Callable[[ProbeOutcome], Any] | None = None) -> list[Any]:
+    """Probe every target concurrently; results (outcomes, or ``then(outcome)``) come back in target order."""
     ctx = ctx or client_context()
     slots = asyncio.Semaphore(max(1, concurrency))
-    return list(await asyncio.gather(*(probe_one(t, ctx=ctx, timeout=timeout, slots=slots) for t in targets)))
+    return list(await asyncio.gather(*(probe_one(t, ctx=ctx, timeout=timeout, slots=slots, then=then) for t in targets)))
 
 
-def run_probes(targets: list[Target], *, timeout: float = 10.0, concurrency: int = 100) -> list[ProbeOutcome]:
+def run_probes(targets: list[Target], *, timeout: float = 10.0, concurrency: int = 100,
+               then: Callable[[ProbeOutcome], Any] | None = None) -> list[Any]:
     """Synchronous entry point (CLI and Airflow tasks): run ``probe_all`` in a fresh event loop."""
     if not targets:
         return []
-    return asyncio.run(probe_all(targets, timeout=timeout, concurrency=concurrency))
+    return asyncio.run(probe_all(targets, timeout=timeout, concurrency=concurrency, then=then))

@@ -1,0 +1,164 @@
+"""Benchmark: the certificates drill over N TLS endpoints on loopback vs the ssl-cert-check way.
+
+    .venv/bin/python bench/certificates.py [--endpoints 300] [--concurrency 100]
+
+Starts N TLS listeners (a distinct RSA-2048 leaf each + intermediate, a private root) in a
+separate server process, then in this one process times:
+  1. the drill: ``check_endpoints`` over all N (probe, chain verification, judging);
+  2. the baseline: a sequential loop of ``openssl s_client`` piped into
+     ``openssl x509 -checkend`` per endpoint — what ssl-cert-check does
+     (minus its date arithmetic, which only favours the baseline).
+Prints both times, the ratio and the drill's peak RSS. Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+
+def serve(n: int, directory: Path) -> None:
+    """Server process: N TLS listeners; prints their ports, serves until stdin closes."""
+    def context(i: int) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(directory / f"leaf{i}.pem", directory / "leaf.key")
+        return ctx
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.read(1), 30)
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        servers = [await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context(i), backlog=512) for i in range(n)]
+        print(json.dumps([s.sockets[0].getsockname()[1] for s in servers]), flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)  # a line: report CPU so far
+        print(json.dumps({"cpu": time.process_time()}), flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)  # the parent closes stdin to stop us
+
+    asyncio.run(main())
+
+
+def make_pki(directory: Path, n: int) -> None:
+    """A private root and intermediate, and a distinct leaf per endpoint (one shared RSA-2048 key: keygen is slow)."""
+    from tests.certificates.pki import make_ca, make_leaf, rsa_key
+
+    root = make_ca("bench root")
+    inter = make_ca("bench intermediate", issuer=root)
+    key = rsa_key()
+    for i in range(n):
+        make_leaf(inter, key=key, cn=f"endpoint-{i}.bench").write(directory, f"leaf{i}")
+    (directory / "leaf0.key").rename(directory / "leaf.key")
+    for i in range(1, n):
+        (directory / f"leaf{i}.key").unlink()
+    (directory / "root.pem").write_bytes(root.pem)
+
+
+def baseline(ports: list[int], directory: Path) -> tuple[float, int, float]:
+    """The sequential ssl-cert-check loop; returns (seconds, endpoints judged not expiring, CPU seconds of its processes)."""
+    ok = 0
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    for port in ports:
+        cmd = (f"openssl s_client -connect 127.0.0.1:{port} -servername localhost -CAfile {directory}/root.pem "
+               f"</dev/null 2>/dev/null | openssl x509 -noout -checkend 2592000 >/dev/null")
+        if subprocess.run(cmd, shell=True, timeout=30).returncode == 0:
+            ok += 1
+    seconds = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    return seconds, ok, cpu
+
+
+def drill_run(ports: list[int], directory: Path, concurrency: int) -> tuple[float, list]:
+    from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
+    from drillbook.drills.certificates import check_endpoints
+
+    drill = CertificatesDrill(
+        name="bench", kind="certificates", schedule="@daily", timeout=10, concurrency=concurrency,
+        ca_bundle=str(directory / "root.pem"),
+        endpoints=[EndpointSpec(address=f"127.0.0.1:{p}", sni="localhost") for p in ports],
+    )
+    start = time.perf_counter()
+    results = check_endpoints(drill)
+    return time.perf_counter() - start, results
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, Path(args.dir))
+        return 0
+
+    directory = Path(tempfile.mkdtemp(prefix="drillbook-bench-certs-"))
+    make_pki(directory, args.endpoints)
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(args.endpoints), "--dir", str(directory)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        ports = json.loads(server.stdout.readline())
+        # import everything the drill needs first, so the timing is the drill and not Python's imports
+        import cryptography.x509.verification  # noqa: F401
+
+        import drillbook.drills.certificates  # noqa: F401
+        rss_before = rss_mb()
+        cpu_before = time.process_time()
+        drill_seconds, results = drill_run(ports, directory, args.concurrency)
+        drill_cpu = time.process_time() - cpu_before
+        rss_after = rss_mb()
+        assert server.stdin is not None
+        server.stdin.write("cpu\n")
+        server.stdin.flush()
+        server_cpu = json.loads(server.stdout.readline())["cpu"]
+        verdicts = {}
+        for r in results:
+            verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
+        probe = sorted(r.measurements.phase_seconds.get("probe", 0.0) for r in results)
+        base_seconds, base_ok, base_cpu = baseline(ports, directory)
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(timeout=30)
+
+    print(f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct RSA-2048 leaf each + intermediate), {os.cpu_count()} CPUs")
+    print(f"drill                   {drill_seconds:7.2f} s   verdicts {verdicts}   concurrency {args.concurrency}")
+    print(f"  CPU                   drill process {drill_cpu:.2f} s, TLS server process {server_cpu:.2f} s "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"  per-endpoint probe    p50 {probe[len(probe) // 2] * 1000:.0f} ms, max {probe[-1] * 1000:.0f} ms (includes waiting for the server)")
+    print(f"baseline (sequential)   {base_seconds:7.2f} s   openssl s_client | openssl x509 -checkend, {base_ok} ok, "
+          f"{base_cpu:.2f} s CPU in its processes")
+    print(f"ratio                   {base_seconds / drill_seconds:7.1f}x faster (wall clock); "
+          f"{base_cpu / drill_cpu:.1f}x less CPU")
+    print(f"peak RSS                {rss_after:7.1f} MB (before the drill: {rss_before:.1f} MB after imports)")
+    target = drill_seconds < 5 and base_seconds / drill_seconds >= 20
+    print(f"target (< 5 s, >= 20x)  {'met' if target else 'NOT met'}")
+    return 0 if verdicts.get("PASS") == len(ports) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

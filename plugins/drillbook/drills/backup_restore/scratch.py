@@ -31,6 +31,7 @@ from drillbook.errors import ScratchUnsafe
 PREFIX = "drillbook_scratch_"
 MARKER = "drillbook:scratch:v1 "
 MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+_STAMP_RE = re.compile(r"(\d{4})-?(\d\d)-?(\d\d)[T ](\d\d):?(\d\d):?(\d\d)")
 
 
 def _sanitise(text: str) -> str:
@@ -38,18 +39,23 @@ def _sanitise(text: str) -> str:
 
 
 def scratch_name(drill: str, run_id: str, *, nonce: str | None = None) -> str:
-    """``drillbook_scratch_<drill>_<run>_<nonce>`` within 63 bytes; the nonce makes it unique."""
+    """``drillbook_scratch_<drill>_<run>_<hash>_<nonce>`` within 63 bytes; the nonce makes it unique."""
     nonce = nonce or secrets.token_hex(3)
-    drill_part = _sanitise(drill)[:30] or "drill"
-    # Run ids are long (``scheduled__2026-01-01T03:30:00+00:00``); keep their digits
-    # and a short hash so two runs never share a name even when truncated.
-    run_clean = _sanitise(run_id)
+    drill_part = _sanitise(drill)[:24] or "drill"
     run_hash = hashlib.sha1(run_id.encode()).hexdigest()[:6]  # noqa: S324 - a name, not security
-    room = MAX_NAME_BYTES - len(PREFIX) - len(drill_part) - len(nonce) - len(run_hash) - 3
-    run_part = (run_clean[-room:] if room > 0 else "").strip("_")
+    room = MAX_NAME_BYTES - len(PREFIX) - len(drill_part) - len(run_hash) - len(nonce) - 3
+    # Run ids are long (``scheduled__2026-01-01T03:30:00.123+00:00``): keep the run type
+    # and the timestamp to the second when they fit; the hash tells runs apart anyway.
+    stamp = _STAMP_RE.search(run_id)
+    if stamp:
+        when = "".join(stamp.groups()[:3]) + "t" + "".join(stamp.groups()[3:])
+        kind = _sanitise(run_id.split("__", 1)[0]) if "__" in run_id else ""
+        candidates = [f"{kind}_{when}" if kind else when, when]
+    else:
+        candidates = [_sanitise(run_id)]
+    run_part = next((c for c in candidates if 0 < len(c) < room), candidates[-1][: max(room - 1, 0)].strip("_"))
     parts = [drill_part, run_part, run_hash, nonce] if run_part else [drill_part, run_hash, nonce]
-    name = PREFIX + "_".join(parts)
-    return name[:MAX_NAME_BYTES]
+    return (PREFIX + "_".join(parts))[:MAX_NAME_BYTES]
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
 
                 context = get_current_context()
                 context["cert_batch"] = f"endpoints {batch[0] + 1}-{batch[-1] + 1} of {total}"  # type: ignore[typeddict-unknown-key]
-                results = probe_and_judge(drill, endpoints=[drill.endpoints[i] for i in batch])
+                results = probe_and_judge(drill, endpoints=[drill.endpoints[i] for i in batch], base_dir=catalogue.base_dir)
                 return record_items(results, catalogue=catalogue, context=context, group="endpoints")
 
             groups["endpoints"] = check_endpoints.expand(batch=batches(drill))

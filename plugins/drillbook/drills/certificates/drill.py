@@ -14,7 +14,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,8 +62,10 @@ def _targets(endpoints: list[EndpointSpec]) -> list[Any]:
     return [Target.parse(e.address, sni=e.sni, starttls=e.starttls) for e in endpoints]
 
 
-def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: ProbeOutcome, *, now: datetime) -> DrillResult:
+def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: ProbeOutcome, *, now: datetime,
+                    base_dir: Path | None = None) -> DrillResult:
     """Judge one probed endpoint (pure: no I/O beyond reading CA bundle files)."""
+    from drillbook.drills.certificates.files import resolve_path
     from drillbook.drills.certificates.verify import trust_store
 
     target = outcome.target
@@ -84,7 +86,8 @@ def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: Probe
         return builder.finish()
     thresholds = spec.thresholds or drill.thresholds
     try:
-        store = trust_store(spec.ca_bundle or drill.ca_bundle)
+        bundle = spec.ca_bundle or drill.ca_bundle
+        store = trust_store(str(resolve_path(bundle, base_dir)) if bundle else None)
     except ValueError as exc:  # a missing or garbled bundle is this endpoint's configuration problem
         builder.find("CONFIG_INVALID", f"{target.address}: {exc}", subject=target.address)
         return builder.finish()
@@ -121,8 +124,8 @@ def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der:
 
 
 def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] | None = None,
-                    now: datetime | None = None) -> list[DrillResult]:
-    """Probe ``endpoints`` (default: all of the drill's) concurrently and judge each."""
+                    base_dir: Path | None = None, now: datetime | None = None) -> list[DrillResult]:
+    """Probe ``endpoints`` (default: all of the drill's) concurrently and judge each (CA bundles resolve like files)."""
     from drillbook.drills.certificates.probe import run_probes
 
     specs = list(drill.endpoints if endpoints is None else endpoints)
@@ -134,7 +137,7 @@ def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] |
         # runs as each probe completes, so judging overlaps the other probes' network waits
         spec = spec_of[id(outcome.target)]
         try:
-            return endpoint_result(drill, spec, outcome, now=now)
+            return endpoint_result(drill, spec, outcome, now=now, base_dir=base_dir)
         except Exception as exc:  # one endpoint's crash is its own ERROR, never the whole drill's
             builder = _builder(drill, spec.address)
             builder.find("DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address)
@@ -261,7 +264,7 @@ def run_certificates(
 ) -> list[DrillResult]:
     """Every endpoint, file certificate and ACM certificate of ``drill``, one DrillResult each."""
     now = now or datetime.now(UTC)
-    results = check_endpoints(drill, now=now) if drill.endpoints else []
+    results = check_endpoints(drill, base_dir=base_dir, now=now) if drill.endpoints else []
     if drill.files:
         results += check_files(drill, base_dir=base_dir, now=now)
     if drill.acm is not None:
@@ -288,7 +291,7 @@ def compact(result: DrillResult) -> dict[str, Any]:
     }
 
 
-def summarize(items: list[DrillResult | dict[str, Any]], *, drill: CertificatesDrill, soonest: int = SOONEST,
+def summarize(items: Sequence[DrillResult | dict[str, Any]], *, drill: CertificatesDrill, soonest: int = SOONEST,
               missing_groups: list[str] | None = None) -> DrillResult:
     """One DrillResult for the whole drill: worst verdict, every failure, the soonest expiries."""
     from drillbook.result import Finding

@@ -85,14 +85,23 @@ def load_file(path: Path) -> list[FileCertificate]:
     return [FileCertificate(path=str(path), index=i, count=len(certs), cert=c) for i, c in enumerate(certs)]
 
 
+def resolve_path(raw: str, base_dir: Path | None) -> Path:
+    """A relative path is looked up in the working directory, then beside the catalogue (and its parent)."""
+    path = Path(raw).expanduser()
+    if path.is_absolute():
+        return path
+    for root in (Path.cwd(), base_dir, base_dir.parent if base_dir else None):
+        if root is not None and (root / path).exists():
+            return root / path
+    return Path.cwd() / path
+
+
 def load_paths(paths: list[str], *, base_dir: Path | None = None) -> tuple[list[FileCertificate], list[FileProblem]]:
-    """Every certificate under ``paths`` (relative paths resolve from ``base_dir``) and every problem."""
+    """Every certificate under ``paths`` (relative: see ``resolve_path``) and every problem."""
     found: list[FileCertificate] = []
     problems: list[FileProblem] = []
     for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+        path = resolve_path(raw, base_dir)
         if path.is_dir():
             before = len(found)
             for entry in _walk(path):

@@ -76,6 +76,13 @@ def test_not_in_channel_is_rejected(slack, leak_check):
     leak_check.assert_clean(slack.token)
 
 
+def test_unknown_channel_is_rejected(slack):
+    drill = make_drill({"name": "oncall", "type": "slack", "channel": "#no-such-channel"})
+    result = run(drill)
+    assert result.codes() == ["ALERT_REJECTED"]
+    assert result.findings[0].detail["slack_error"] == "channel_not_found"
+
+
 def test_wrong_token_is_invalid_auth_and_rejected(slack, monkeypatch, leak_check):
     wrong = "xoxb-wrong-drillbook-token-777"
     conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.base_url}}

@@ -32,6 +32,12 @@ def _err(message: str) -> None:
     print(f"drillbook: error: {redact(message)}", file=sys.stderr)
 
 
+def _utc(moment: Any) -> str:
+    from datetime import UTC
+
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _add_dsn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger-dsn",
@@ -120,7 +126,7 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         head = ledger.head()
         count = ledger.count()
         where = ledger.where
-    head_text = f"head seq={head.seq} {head.short_hash} at {head.recorded_at:%Y-%m-%d %H:%M:%S %Z}" if head else "empty"
+    head_text = f"head seq={head.seq} {head.short_hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
     return 0
 
@@ -255,7 +261,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
     res = record.result
-    print(f"record seq={record.seq}  {record.record_type}  recorded {record.recorded_at:%Y-%m-%d %H:%M:%S %Z}")
+    print(f"record seq={record.seq}  {record.record_type}  recorded {_utc(record.recorded_at)}")
     print(f"  drill     {record.kind}/{record.drill}  target {record.target}")
     print(f"  verdict   {record.verdict}")
     print(f"  controls  {', '.join(record.controls) or '-'}")

@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drillbook.errors import LedgerError
 from drillbook.findings import finding
 from drillbook.notify.blocks import Message
 from drillbook.notify.outbox import OutboxSender
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
     from drillbook.result import DrillResult
 
 log = logging.getLogger(__name__)
-
-_NOTIFICATION_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s"
 
 
 class Sender(Protocol):
@@ -108,13 +105,7 @@ class Notifier:
             detail={"transport": self.sender.transport, "channel": channel},
         )
         row = result.model_copy(update={"findings": [note], "details": {**result.details, "notification": {"delivered": False}}})
-        try:
-            self.ledger.record_event("notification", row, ctx)
-        except LedgerError:
-            # Ledger.record_event takes only 'watchdog'/'digest' so far; a notification row is keyed per
-            # try like record_notify_failure's. Until the ledger grows a public call for it, append with
-            # that same key rather than lose the auditor's note that nobody was told.
-            self.ledger._append("notification", row, ctx, key=_NOTIFICATION_KEY)
+        self.ledger.record_event("notification", row, ctx)
 
     # -- watchdog, digest, crashed tasks ----------------------------------------------
     def notify_incident(self, incident: IncidentView) -> Delivery:

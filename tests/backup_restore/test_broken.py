@@ -257,3 +257,23 @@ def test_gzip_without_trailer_inside(dumps, tmp_path, drill_runner):
         fh.write(text[:cut])
     result = drill_runner(make_drill(str(folder)))
     assert serious(result) == ["ARCHIVE_TRUNCATED"]
+
+
+def test_truncated_tar_dump_is_caught_before_pg_restore_spins(dumps, tmp_path, drill_runner):
+    src = dumps["tar"]
+    bad = _copy(src, tmp_path / "b" / "shop.tar", size=src.stat().st_size * 2 // 3)
+    result = drill_runner(make_drill(str(bad.parent)))
+    assert serious(result) == ["ARCHIVE_TRUNCATED"]
+    assert not any(p.name == "restore" for p in result.phases)
+
+
+def test_directory_dump_with_a_cut_data_file(dumps, tmp_path, drill_runner):
+    import shutil
+
+    folder = tmp_path / "b" / "shop.dir"
+    shutil.copytree(dumps["directory"], folder)
+    biggest = max((p for p in folder.iterdir() if p.name != "toc.dat"), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    result = drill_runner(make_drill(str(folder.parent)))
+    assert "ARCHIVE_TRUNCATED" in codes(result), [(f.code, f.message, f.detail) for f in result.findings]
+    assert result.verdict.value == "FAIL"

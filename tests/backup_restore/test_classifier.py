@@ -46,3 +46,8 @@ def test_samples_are_bounded_and_grouped_per_subject():
     assert all(len(g.sample) <= 5 for g in roles)
     assert sum(g.count for g in roles) == 50
     assert c.counts["context"] == 50 and c.error_lines == 50
+
+
+def test_cut_gzip_data_file_of_a_directory_dump():
+    line = 'pg_restore: error: could not close data file "/backups/shop.dir/3393.dat": Success'
+    assert StderrClassifier().classify(line) == ("ARCHIVE_TRUNCATED", None)

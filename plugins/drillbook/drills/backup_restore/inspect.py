@@ -11,7 +11,8 @@ Rules this module enforces:
   complete``: psql restores a dump cut off mid-table with exit 0 and no error,
   so the trailer is the only proof it is whole -> else ``ARCHIVE_TRUNCATED``;
   a .gz is decompressed as a stream to find its tail (never whole in memory),
-  and a gzip stream that ends early is ``ARCHIVE_TRUNCATED`` too;
+  and a gzip stream that ends early is ``ARCHIVE_TRUNCATED`` too; so is a tar
+  whose members run past its end or that lacks pg_dump's last member;
 - anything else (empty, random bytes, a header that does not parse) ->
   ``ARCHIVE_UNREADABLE``.
 """
@@ -192,7 +193,29 @@ def inspect_plain_gz(path: Path) -> ArchiveInfo:
     return _plain_head(head, "plain.gz")
 
 
+def _check_tar_whole(path: Path) -> None:
+    """Every member must end inside the file and pg_dump's last member, restore.sql, must be there.
+
+    Why here: pg_restore 16 spins forever at 100% CPU on a tar cut mid-member,
+    so a truncated tar has to be caught before it is restored. Reading the
+    member headers seeks past the data: cheap even for a large dump.
+    """
+    size = path.stat().st_size
+    names: list[str] = []
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                names.append(member.name)
+                if member.offset_data + member.size > size:
+                    raise ArchiveProblem("ARCHIVE_TRUNCATED", f"tar member {member.name!r} ends past the end of the file: it was cut off")
+    except tarfile.TarError as exc:
+        raise ArchiveProblem("ARCHIVE_TRUNCATED", f"the tar archive ends early: {exc}") from None
+    if "restore.sql" not in names:
+        raise ArchiveProblem("ARCHIVE_TRUNCATED", "the tar archive has no restore.sql, the member pg_dump writes last: it was cut off")
+
+
 def _inspect_tar(path: Path) -> ArchiveInfo:
+    _check_tar_whole(path)
     try:
         with tarfile.open(path, mode="r|") as tar:
             member = tar.next()

@@ -25,7 +25,7 @@ def _fresh_secrets():
     forget_secrets()
 
 
-def make_drill(*paths: dict[str, Any], delivery: str = "1s", give_up: str | None = "3s", name: str = "alerts_test", poll: str = "0.1s") -> AlertPathDrill:
+def make_drill(*paths: dict[str, Any], delivery: str = "2s", give_up: str | None = "4s", name: str = "alerts_test", poll: str = "0.1s") -> AlertPathDrill:
     objectives: dict[str, Any] = {"delivery": delivery}
     if give_up:
         objectives["give_up"] = give_up

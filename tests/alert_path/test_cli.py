@@ -25,7 +25,7 @@ def catalogue(tmp_path, monkeypatch, webhook, slack):
           - name: cli_alerts
             kind: alert_path
             schedule: "@daily"
-            objectives: {delivery: 1s, give_up: 2s}
+            objectives: {delivery: 2s, give_up: 3s}
             poll_interval: 0.1s
             paths:
               - {name: oncall, type: slack, channel: "#dr-oncall"}

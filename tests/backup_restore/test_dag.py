@@ -61,10 +61,18 @@ def test_dag_shape_and_policy(airflow_db, dag_env, dumps):
 
 
 def test_dag_healthy_end_to_end(airflow_db, dag_env, dumps, pg, ledger_dsn):
+    from datetime import UTC, datetime, timedelta
+
+    from drillbook.drills.backup_restore.scratch import ScratchGuard
+
     dag = dag_env(str(dumps["custom"].parent))
     before = set(pg.databases(PREFIX))
+    # a scratch database left behind by a killed worker 7 hours ago: the reaper task drops it
+    left = ScratchGuard(scratch_dsn=pg.admin_dsn).create(drill="shop_dag", run_id="killed",
+                                                           now=datetime.now(UTC) - timedelta(hours=7))
     run = dag.test()
     assert run.state == "success"
+    assert left not in pg.databases(PREFIX)
     records = _records(ledger_dsn, "shop_dag")
     assert len(records) == 1
     rec = records[0]
@@ -72,6 +80,8 @@ def test_dag_healthy_end_to_end(airflow_db, dag_env, dumps, pg, ledger_dsn):
     assert rec.controls == ["SOC2:A1.2", "DORA:Art.12"]
     assert rec.result["measurements"]["rto_seconds"] > 0
     assert rec.result["details"]["scratch_database"].startswith(PREFIX + "shop_dag_")
+    reaped = [f for f in rec.result["findings"] if f["code"] == "SCRATCH_REAPED"]
+    assert [f["subject"] for f in reaped] == [left]
     assert set(pg.databases(PREFIX)) == before, "teardown must drop the scratch database"
 
 

@@ -277,3 +277,16 @@ def test_directory_dump_with_a_cut_data_file(dumps, tmp_path, drill_runner):
     result = drill_runner(make_drill(str(folder.parent)))
     assert "ARCHIVE_TRUNCATED" in codes(result), [(f.code, f.message, f.detail) for f in result.findings]
     assert result.verdict.value == "FAIL"
+
+
+def test_dump_needs_an_extension_the_target_lacks(dumps, tmp_path, drill_runner):
+    text = dumps["plain"].read_bytes()
+    at = text.index(b"CREATE TABLE")
+    patched = text[:at] + b"CREATE EXTENSION IF NOT EXISTS drillbook_missing_ext WITH SCHEMA public;\n\n" + text[at:]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "shop.sql").write_bytes(patched)
+    result = drill_runner(make_drill(str(tmp_path / "b")))
+    absent = [f for f in result.findings if f.code == "EXTENSION_ABSENT"]
+    assert [f.subject for f in absent] == ["drillbook_missing_ext"]
+    assert "EXIT_CODE_LIED" in codes(result)  # psql exited 0 regardless
+    assert result.verdict.value == "FAIL"

@@ -137,14 +137,14 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     return {"drill": drill, "base_dir": base_dir, "scratch_dsn": scratch, "source_dsn": args.source_dsn}
 
 
-def _previous(args: argparse.Namespace, drill_name: str) -> dict[str, Any] | None:
+def _ledger(args: argparse.Namespace) -> Any:
+    """The ledger to read the last PASS from (trend, volume drift), when one is configured."""
     dsn = common.ledger_dsn(args)
     if not dsn:
         return None
-    from drillbook.drills.backup_restore.drill import previous_pass
     from drillbook.ledger.store import Ledger
 
-    return previous_pass(Ledger(dsn), drill_name)
+    return Ledger(dsn)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -172,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
             s3_client=s3,
             work_dir=Path(args.work_dir) if args.work_dir else Path(tmp),
             base_dir=resolved["base_dir"],
-            previous=_previous(args, drill.name),
+            ledger=_ledger(args),
             on_phase=None if args.json else common.phase_printer(),
         )
     common.emit(result, as_json=args.json)

@@ -120,3 +120,29 @@ def test_lifetime_fraction_is_configurable():
 )
 def test_name_matching(name, sans, ok):
     assert name_matches(name, sans) is ok
+
+
+def test_summary_names_crashed_groups_and_the_soonest_expiry(pki, tmp_path):
+    from drillbook.airflow.certificates import collect
+    from drillbook.drills.certificates import summarize
+
+    t = now()
+    make_leaf(pki.inter, not_before=t - 340 * DAY, not_after=t + 25 * DAY).write(tmp_path, "a", with_chain=False)
+    make_leaf(pki.inter).write(tmp_path, "b", with_chain=False)
+    drill = files_drill([str(tmp_path)])
+    results = check_files(drill)
+    from drillbook.drills.certificates import compact
+
+    rows, missing = collect({"files": [compact(r) for r in results], "acm": None,
+                             "endpoints": [[{"target": "x:1", "verdict": "PASS", "source": "endpoint", "days_left": 90.0,
+                                             "not_after": "2027-01-01", "findings": []}], None]},
+                            expected_endpoints=2)
+    assert missing == ["acm", "endpoints (1 of 2 without a result)"]
+    summary = summarize(rows, drill=drill, missing_groups=missing)
+    assert summary.verdict is Verdict.ERROR and summary.codes().count("DRILL_CRASHED") == 2
+    assert "CERT_EXPIRING" in summary.codes()
+    assert "soonest" in summary.target and "a.pem" in summary.target
+    assert [p.name for p in summary.phases] == ["endpoints", "files"]
+    assert summary.details["soonest"][0]["days_left"] < 26
+    clean = summarize([r for r in results if not r.findings], drill=drill)
+    assert clean.verdict is Verdict.PASS and clean.codes() == []

@@ -46,6 +46,7 @@ def _record_facts(builder: ResultBuilder, facts: list[CertFacts]) -> None:
             "days_left": round(leaf.days_left, 2),
             "not_after": leaf.not_after.isoformat(),
             "chain_days_left": round(min(f.days_left for f in facts), 2),
+            "chain_not_after": min(f.not_after for f in facts).isoformat(),
         })
 
 
@@ -286,7 +287,8 @@ def compact(result: DrillResult) -> dict[str, Any]:
         "verdict": result.verdict.value,
         "source": result.details.get("source"),
         "days_left": values.get("chain_days_left", values.get("days_left")),
-        "not_after": values.get("not_after"),
+        "not_after": values.get("chain_not_after", values.get("not_after")),
+        "seconds": round(result.duration_seconds, 3),
         "findings": [f.model_dump(mode="json") for f in result.findings if f.severity.at_least(Severity.MEDIUM)],
     }
 
@@ -297,7 +299,11 @@ def summarize(items: Sequence[DrillResult | dict[str, Any]], *, drill: Certifica
     from drillbook.result import Finding
 
     rows = [compact(i) if isinstance(i, DrillResult) else i for i in items]
-    builder = _builder(drill, f"{len(rows)} certificate source(s)")
+    dated = sorted((r for r in rows if r.get("days_left") is not None), key=lambda r: r["days_left"])
+    target = f"{len(rows)} certificate source(s)"
+    if dated:  # the Slack report shows the target: make it say what expires first
+        target += f"; soonest {dated[0]['target']} in {dated[0]['days_left']:.1f} d"
+    builder = _builder(drill, target)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -308,7 +314,7 @@ def summarize(items: Sequence[DrillResult | dict[str, Any]], *, drill: Certifica
     for group in missing_groups or []:
         builder.find("DRILL_CRASHED", f"the {group} check produced no results (its task failed); see its log",
                      subject=group)
-    dated = sorted((r for r in rows if r.get("days_left") is not None), key=lambda r: r["days_left"])
+    _group_phases(builder, rows)
     builder.details.update({
         "summary": True,
         "verdicts": counts,
@@ -321,6 +327,24 @@ def summarize(items: Sequence[DrillResult | dict[str, Any]], *, drill: Certifica
     if dated:
         builder.measurements.values["soonest_days_left"] = dated[0]["days_left"]
     return builder.finish()
+
+
+def _group_phases(builder: ResultBuilder, rows: list[dict[str, Any]]) -> None:
+    """One phase line per source group: how many were checked, the verdicts, and what expires first."""
+    for source in ("endpoint", "file", "acm"):
+        group = [r for r in rows if r.get("source") == source]
+        if not group:
+            continue
+        verdicts: dict[str, int] = {}
+        for r in group:
+            verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+        soon = sorted((r for r in group if r.get("days_left") is not None), key=lambda r: r["days_left"])[:3]
+        detail = f"{len(group)} checked: " + ", ".join(f"{v} {k}" for k, v in sorted(verdicts.items()))
+        if soon:
+            detail += "; soonest " + ", ".join(f"{r['target']} {r['days_left']:.1f} d" for r in soon)
+        bad = any(r["verdict"] in ("FAIL", "ERROR") for r in group)
+        seconds = max((float(r.get("seconds") or 0.0) for r in group), default=0.0)
+        builder.phases.append(Phase(name=f"{source}s", status="failed" if bad else "ok", seconds=seconds, detail=detail))
 
 
 def summary_lines(summary: DrillResult) -> list[str]:

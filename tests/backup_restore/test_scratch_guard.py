@@ -105,3 +105,17 @@ def test_reaped_names_become_info_findings(dumps, drill_runner):
     result = drill_runner(make_drill(str(dumps["custom"].parent)), reaped=["drillbook_scratch_shop_old_1"])
     assert "SCRATCH_REAPED" in codes(result)
     assert result.verdict.value == "PASS"
+
+
+def test_handed_in_scratch_left_full_by_a_failed_try_is_reset(pg, dumps, drill_runner):
+    guard = ScratchGuard(scratch_dsn=pg.admin_dsn)
+    name = guard.create(drill="shop_retry", run_id="manual__retry")
+    try:
+        pg.execute(name, "create table public.orders (id int)")  # what a first, crashed try left behind
+        result = drill_runner(make_drill(str(dumps["custom"].parent)), scratch_db=name)
+        assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+        assert result.details["scratch_reset"] is True
+        info = guard.inspect(name)
+        assert info is not None and info.marked and info.drill == "shop_retry"  # same name, marker kept
+    finally:
+        guard.drop(name)

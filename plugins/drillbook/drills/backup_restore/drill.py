@@ -82,6 +82,9 @@ class _Drill:
                     info = self.guard.inspect(given)
                     if info is None or not info.marked:
                         raise ScratchUnsafe(f"scratch database {given!r} does not exist or was not created by drillbook")
+                    if not self.guard.is_empty(given):  # a retried task: restore into a clean database
+                        self.guard.reset(given)
+                        self.b.details["scratch_reset"] = True
                     self.scratch_db = given
                 else:
                     self.scratch_db = self.guard.create(drill=self.drill.name, run_id=self.run_id, now=self.start)

@@ -143,6 +143,29 @@ class ScratchGuard:
             ).fetchall()
         return [_info(n, c) for n, c in rows]
 
+    def is_empty(self, name: str) -> bool:
+        """True when database ``name`` holds no user relation (a fresh scratch database)."""
+        with pg.connect(pg.with_dbname(self.scratch_dsn, name), autocommit=True) as conn:
+            row = conn.execute(
+                "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'"
+            ).fetchone()
+        return bool(row) and int(row[0]) == 0
+
+    def reset(self, name: str) -> None:
+        """Drop and re-create a marked scratch database under the same name (a retried task restores afresh)."""
+        self._check_target(name, action="reset")
+        info = self.inspect(name)
+        if info is None or not info.marked:
+            raise ScratchUnsafe(f"refusing to reset database {name!r}: drillbook did not create it")
+        with self._admin() as conn:
+            marker = conn.execute(
+                "select shobj_description(oid, 'pg_database') from pg_database where datname = %s", (name,)
+            ).fetchone()[0]
+            conn.execute(f"DROP DATABASE IF EXISTS {pg.quote_ident(name)} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {pg.quote_ident(name)} TEMPLATE template0")
+            conn.execute(f"COMMENT ON DATABASE {pg.quote_ident(name)} IS {_literal(marker)}")
+
     def drop(self, name: str) -> bool:
         """Drop a scratch database drillbook created; False when it was already gone."""
         self._check_target(name, action="drop")

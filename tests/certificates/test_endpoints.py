@@ -59,6 +59,7 @@ def lab(pki, serve, refused_address):
         "smtp_starttls": ep(serve(make_leaf(inter), mode="smtp"), [], starttls="smtp"),
         "postgres_sslrequest": ep(serve(make_leaf(inter), mode="postgres"), [], starttls="postgres"),
         "ip_address_san": ep(serve(make_leaf(inter)), [], sni=None),
+        "resolved_hostname": ep("localhost:" + serve(make_leaf(inter)).address.rsplit(":", 1)[1], [], sni=None),
         "plain_smtp_probed_as_tls": ep(serve(make_leaf(inter), mode="smtp"), ["TLS_HANDSHAKE_FAILED"]),
     }
     return cases

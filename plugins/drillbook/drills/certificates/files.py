@@ -92,7 +92,8 @@ def resolve_path(raw: str, base_dir: Path | None) -> Path:
         return path
     for root in (Path.cwd(), base_dir, base_dir.parent if base_dir else None):
         if root is not None and (root / path).exists():
-            return root / path
+            # lexical normalisation only: resolve() would follow a secret mount's ..data symlinks
+            return Path(os.path.normpath(root / path))
     return Path.cwd() / path
 
 

@@ -146,3 +146,29 @@ def test_summary_names_crashed_groups_and_the_soonest_expiry(pki, tmp_path):
     assert summary.details["soonest"][0]["days_left"] < 26
     clean = summarize([r for r in results if not r.findings], drill=drill)
     assert clean.verdict is Verdict.PASS and clean.codes() == []
+
+
+def test_catalogue_rejects_what_cannot_work(tmp_path):
+    from drillbook.catalogue import load_catalogue
+    from drillbook.errors import CatalogueError
+
+    path = tmp_path / "drills.yaml"
+    path.write_text(
+        "version: 1\ndrills:\n"
+        "  - name: bad\n    kind: certificates\n    schedule: '@daily'\n    timeout: 0s\n"
+        "    endpoints:\n      - address: no-port\n      - {address: 'a:443', starttls: ftp, sni_name: x}\n"
+        "  - name: empty\n    kind: certificates\n    schedule: '@daily'\n"
+    )
+    with pytest.raises(CatalogueError) as exc:
+        load_catalogue(path)
+    text = "\n".join(exc.value.problems)
+    assert "expected 'host:port'" in text and "no-port" in text
+    assert "starttls" in text and "sni_name" in text and "unknown key" in text
+    assert "at least one of endpoints, files or acm" in text
+
+
+def test_zero_timeout_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="timeout must be longer than 0s"):
+        CertificatesDrill(name="t", kind="certificates", schedule="@daily", files=["x"], timeout="0s")

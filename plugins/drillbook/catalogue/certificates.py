@@ -58,4 +58,6 @@ class CertificatesDrill(DrillBase):
     def _something(self) -> CertificatesDrill:
         if not (self.endpoints or self.files or self.acm):
             raise ValueError("a certificates drill needs at least one of endpoints, files or acm")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be longer than 0s (it bounds each endpoint's probe), got {self.timeout:g}s")
         return self

@@ -160,11 +160,12 @@ def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
         def drop_scratch(scratch_db: str | None) -> bool:
             return drop_now(drill, scratch_db)
 
+        # TaskFlow passes XComArgs where the functions take values: mypy cannot see that.
         reaped = reap_scratch()
         scratch = create_scratch()
         reaped >> scratch
-        result = restore_and_verify(scratch, reaped)
-        recorded = record(result)
-        drop = drop_scratch(scratch).as_teardown(setups=scratch)
+        result = restore_and_verify(scratch, reaped)  # type: ignore[arg-type]
+        recorded = record(result)  # type: ignore[arg-type]
+        drop = drop_scratch(scratch).as_teardown(setups=scratch)  # type: ignore[arg-type]
         recorded >> drop
     return dag

@@ -28,6 +28,8 @@ LINES = [
     ("CONTEXT:  COPY orders, line 1000, column id: \"x000\"", "context", None),
     ("DETAIL:  Key (order_id)=(1000) is not present in table \"orders\".", "context", None),
     ("psql:/tmp/shop.sql:10: WARNING:  nonstandard use of \\\\ in a string literal", "context", None),
+    ("    RAISE EXCEPTION 'ERROR: order % has no items', p_id;", "context", None),  # SQL of a "Command was:"
+    ("ERROR:  out of memory", "context", None),  # never printed bare by pg_restore/psql -f
 ]
 
 

@@ -77,7 +77,9 @@ class StderrClassifier:
     def classify(self, line: str) -> tuple[str, str | None]:
         """(class, subject) of one stderr line; class is a finding code or ``context``."""
         text = line.strip()
-        if _CONSEQUENCE_RE.search(text):
+        # Only the tool's own lines carry errors; anything else continues one (DETAIL, LINE n,
+        # the SQL of "Command was:", which may itself contain the word ERROR).
+        if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text):
             return "context", None
         tool_error = _TOOL_ERROR_RE.match(text)
         has_error = bool(_ERROR_RE.search(text)) or bool(tool_error)

@@ -124,7 +124,7 @@ class _Conn:
     async def connect(self, host: str, port: int) -> None:
         try:
             ipaddress.ip_address(host)
-            infos = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+            infos: list[tuple[Any, Any]] = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
         except ValueError:
             resolved = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             infos = [(family, addr) for family, _, _, _, addr in resolved]
@@ -147,7 +147,11 @@ class _Conn:
         fd = self.sock.fileno()
         future = self.loop.create_future()
         add, remove = (self.loop.add_writer, self.loop.remove_writer) if write else (self.loop.add_reader, self.loop.remove_reader)
-        add(fd, lambda: future.done() or future.set_result(None))
+        def wake() -> None:
+            if not future.done():  # readiness can fire again before this coroutine resumes
+                future.set_result(None)
+
+        add(fd, wake)
         try:
             await future
         finally:

@@ -84,13 +84,13 @@ def serve(n: int, directory: Path) -> None:
     stop.set()
 
 
-def make_pki(directory: Path, n: int) -> None:
-    """A private root and intermediate, and a distinct leaf per endpoint (one shared RSA-2048 key: keygen is slow)."""
-    from tests.certificates.pki import make_ca, make_leaf, rsa_key
+def make_pki(directory: Path, n: int, key_type: str = "rsa") -> None:
+    """A private root and intermediate, and a distinct leaf per endpoint (one shared leaf key: RSA keygen is slow)."""
+    from tests.certificates.pki import ec_key, make_ca, make_leaf, rsa_key
 
     root = make_ca("bench root")
     inter = make_ca("bench intermediate", issuer=root)
-    key = rsa_key()
+    key = ec_key() if key_type == "ec" else rsa_key()
     for i in range(n):
         make_leaf(inter, key=key, cn=f"endpoint-{i}.bench").write(directory, f"leaf{i}")
     (directory / "leaf0.key").rename(directory / "leaf.key")
@@ -137,6 +137,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--key", choices=["rsa", "ec"], default="rsa",
+                        help="leaf key: RSA-2048 (default) or ECDSA P-256 (certbot's default since 2.0)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,7 +147,7 @@ def main() -> int:
         return 0
 
     directory = Path(tempfile.mkdtemp(prefix="drillbook-bench-certs-"))
-    make_pki(directory, args.endpoints)
+    make_pki(directory, args.endpoints, args.key)
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(args.endpoints), "--dir", str(directory)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -174,7 +176,7 @@ def main() -> int:
             server.stdin.close()
         server.wait(timeout=30)
 
-    print(f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct RSA-2048 leaf each + intermediate), {os.cpu_count()} CPUs")
+    print(f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct {'RSA-2048' if args.key == 'rsa' else 'ECDSA P-256'} leaf each + intermediate), {os.cpu_count()} CPUs")
     print(f"drill                   {drill_seconds:7.2f} s   verdicts {verdicts}   concurrency {args.concurrency}")
     print(f"  CPU                   drill process {drill_cpu:.2f} s, TLS server process {server_cpu:.2f} s "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")

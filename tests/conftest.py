@@ -7,6 +7,7 @@ set here, at the top of the root conftest, before any test imports Airflow.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# pgserver logs from an atexit hook after pytest closed its streams ("--- Logging error ---")
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +35,9 @@ os.environ.setdefault("DRILLBOOK_OUTBOX", str(_AIRFLOW_HOME / "outbox.jsonl"))
 for _key, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}.items():
     os.environ[_key] = _value
 os.environ.pop("AWS_PROFILE", None)
+# Any AWS client built without an explicit endpoint goes to a dead loopback port, never to
+# the internet; the ``aws`` fixture points it at moto instead.
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------
@@ -136,6 +143,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10).read()
     conn = {"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     yield moto_endpoint
 
 

@@ -32,22 +32,22 @@ class AirflowPathClients:
         return slack_client(conn_id)
 
     def aws(self, conn_id: str, service: str, region: str | None) -> Any:
-        from drillbook.airflow.runtime import _connection, aws_client
+        from drillbook.airflow.runtime import aws_client, get_connection
         from drillbook.errors import ConnectionNotConfigured
         from drillbook.redact import register_secret
 
         try:
-            register_secret((_connection(conn_id).extra_dejson or {}).get("aws_secret_access_key"))
+            register_secret((get_connection(conn_id).extra_dejson or {}).get("aws_secret_access_key"))
         except ConnectionNotConfigured:
             pass  # AwsBaseHook falls back to boto's default chain (instance role); no credentials -> CONNECTION_MISSING
         return aws_client(conn_id, service, region)
 
     def http(self, conn_id: str) -> Connection:
-        from drillbook.airflow.runtime import _connection
+        from drillbook.airflow.runtime import get_connection
         from drillbook.connections import Connection
         from drillbook.redact import register_secret
 
-        conn = _connection(conn_id)  # registers the password
+        conn = get_connection(conn_id)  # registers the password
         extra = conn.extra_dejson or {}
         for key in ("token", "api_key", "routing_key"):
             if isinstance(extra.get(key), str):

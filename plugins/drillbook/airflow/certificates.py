@@ -83,9 +83,9 @@ def record_items(results: list[DrillResult], *, catalogue: Catalogue, context: A
 
 def acm_client_factory(spec: Any) -> Any:
     """A boto3 ACM client through the drill's AWS connection (AwsBaseHook; honours endpoint_url)."""
-    from drillbook.airflow.runtime import _connection, aws_client
+    from drillbook.airflow.runtime import aws_client, get_connection
 
-    _connection(spec.connection)  # a clear CONNECTION_MISSING instead of boto's default-credential fallback
+    get_connection(spec.connection)  # a clear CONNECTION_MISSING instead of boto's default-credential fallback
     return aws_client(spec.connection, "acm", spec.region)
 
 

@@ -22,7 +22,8 @@ from drillbook.result import DrillResult
 log = logging.getLogger(__name__)
 
 
-def _connection(conn_id: str) -> Any:
+def get_connection(conn_id: str) -> Any:
+    """The Airflow Connection ``conn_id`` (its password registered with redact), or ConnectionNotConfigured."""
     from airflow.sdk import BaseHook
 
     try:
@@ -40,7 +41,7 @@ def resolve_dsn(conn_id: str) -> str:
     """A psycopg DSN for a postgres Connection (resolved like PostgresHook does; schema = database)."""
     from psycopg.conninfo import make_conninfo
 
-    conn = _connection(conn_id)
+    conn = get_connection(conn_id)
     extra = conn.extra_dejson or {}
     params = {
         "host": conn.host,
@@ -65,7 +66,7 @@ def aws_client(conn_id: str, service: str, region: str | None = None) -> Any:
 
 def slack_credentials(conn_id: str) -> tuple[str, str | None]:
     """(token, base_url) of a Slack API Connection."""
-    conn = _connection(conn_id)
+    conn = get_connection(conn_id)
     token = conn.password
     if not token:
         raise ConnectionNotConfigured(f"Slack connection {conn_id!r} has no token in its password field")
@@ -77,13 +78,13 @@ def slack_client(conn_id: str) -> Any:
     """A slack_sdk WebClient through SlackHook (base_url/timeout/proxy from the Connection)."""
     from airflow.providers.slack.hooks.slack import SlackHook
 
-    _connection(conn_id)  # registers the token and gives a clear error when missing
+    get_connection(conn_id)  # registers the token and gives a clear error when missing
     return SlackHook(slack_conn_id=conn_id).client
 
 
 def has_connection(conn_id: str) -> bool:
     try:
-        _connection(conn_id)
+        get_connection(conn_id)
     except ConnectionNotConfigured:
         return False
     return True

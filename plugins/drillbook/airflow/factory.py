@@ -50,7 +50,7 @@ def current_catalogue() -> Catalogue:
     return _cached_catalogue(str(path), mtime)
 
 
-def _on_failure(context: dict[str, Any]) -> None:
+def _on_failure(context: Any) -> None:
     """DAG-level failure callback (a plain function: a Notifier object breaks dag.test(), airflow#64649)."""
     from drillbook.airflow.notify import on_failure_callback
 

@@ -154,3 +154,16 @@ def test_schedule_interval_and_format():
     assert schedule_interval_seconds("@hourly") == 3600
     assert schedule_interval_seconds("0 9 * * 1-5") == 3 * 86400  # Friday -> Monday
     assert format_duration(272) == "4m 32s"
+
+
+def test_catalogue_paths_resolve_from_the_catalogue_directory_never_the_cwd(tmp_path, monkeypatch):
+    from drillbook.catalogue.common import resolve_relative
+
+    elsewhere = tmp_path / "worker-cwd"
+    (elsewhere / "backups").mkdir(parents=True)  # a decoy the old cwd-first lookup would have picked
+    monkeypatch.chdir(elsewhere)
+    base = tmp_path / "repo" / "include"
+    assert resolve_relative("../var/backups", base) == tmp_path / "repo" / "var" / "backups"
+    assert resolve_relative("backups", base) == base / "backups"
+    assert resolve_relative("/srv/b", base) == Path("/srv/b")
+    assert resolve_relative("backups", None) == elsewhere / "backups"  # ad hoc CLI argument

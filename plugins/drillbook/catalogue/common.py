@@ -6,8 +6,10 @@ error, never silently ignored.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
@@ -168,3 +170,18 @@ class DrillBase(StrictModel):
                 f"(it becomes part of a DAG id and a database name), got {value!r}"
             )
         return value
+
+
+def resolve_relative(raw: str, base_dir: Path | None) -> Path:
+    """Resolve a path written in the catalogue: relative to the catalogue's directory.
+
+    One rule for every path in a catalogue (backup locations, certificate files, CA
+    bundles, references): a worker's working directory is arbitrary, so it is never
+    searched. Without a catalogue (an ad hoc CLI argument) the working directory is
+    the base, as a shell user expects. Normalisation is lexical: ``resolve()`` would
+    follow a mounted secret's ``..data`` symlinks.
+    """
+    path = Path(raw).expanduser()
+    if path.is_absolute():
+        return path
+    return Path(os.path.normpath((base_dir if base_dir is not None else Path.cwd()) / path))

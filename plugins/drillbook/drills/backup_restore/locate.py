@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from drillbook import pg
+from drillbook.catalogue.common import resolve_relative
 from drillbook.drills.backup_restore import tools
 
 SIDECAR_SUFFIXES = (".sha256", ".md5", ".sha256sum")
@@ -92,17 +93,6 @@ def locate_s3(*, url: str, pattern: str | None, s3_client: Any) -> Artefact | No
     )
 
 
-def resolve_local(location: str, base_dir: Path | None) -> Path:
-    """A relative location is looked up in the working directory, then beside the catalogue."""
-    path = Path(location).expanduser()
-    if path.is_absolute():
-        return path
-    for root in (Path.cwd(), base_dir, base_dir.parent if base_dir else None):
-        if root is not None and (root / path).exists():
-            return root / path
-    return Path.cwd() / path
-
-
 def _artefact_of(path: Path) -> Artefact:
     st = path.stat()
     size = st.st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir() if p.is_file())
@@ -111,7 +101,7 @@ def _artefact_of(path: Path) -> Artefact:
 
 def locate_local(*, location: str, pattern: str | None, base_dir: Path | None) -> Artefact | None:
     """A file, a directory-format dump, or the newest matching entry of a directory."""
-    path = resolve_local(location, base_dir)
+    path = resolve_relative(location, base_dir)
     if path.is_file():
         return _artefact_of(path)
     if not path.is_dir():

@@ -8,6 +8,10 @@ TOOLS  := .tools
 UV     ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 BIN    := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+# Trust the platform's certificate store: networks with a TLS-inspecting proxy
+# present their own CA, which uv's bundled roots do not know (UV_NATIVE_TLS for older uv).
+export UV_SYSTEM_CERTS ?= 1
+export UV_NATIVE_TLS ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install test lint fmt bench demo up findings-doc clean
@@ -21,7 +25,7 @@ help:
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5"
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.8"
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)

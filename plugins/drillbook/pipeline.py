@@ -6,6 +6,12 @@ CLI and from Airflow alike:
    error propagates: a drill without evidence must fail loudly;
 2. hand the result and its record to the notifier; if delivery fails, record a
    ``NOTIFY_FAILED`` event row in the ledger and re-raise so the task fails.
+
+A retried attempt of the same task (same dag_id, run_id, task_id, map_index)
+finds its result already recorded: the ledger keeps the first one, so that is
+the one reported and judged (``Reported.result``), never the re-run's. Otherwise
+a FAIL recorded on try 1 whose Slack post failed could turn into a green task
+on try 2 without on-call ever being told.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Notifier(Protocol):
 @dataclass
 class Reported:
     record: LedgerRecord | None
+    result: DrillResult  # the result of record: what the ledger holds, notified and judged
     delivery: Any = None
 
 
@@ -46,12 +53,20 @@ def record_and_report(
     record = ledger.record(result, ctx) if ledger is not None else None
     if record is None:
         log.warning("no ledger configured: the result of %s is not recorded as evidence", result.drill)
+    elif not getattr(record, "created", True):
+        recorded = DrillResult.model_validate(record.result)
+        if recorded.verdict != result.verdict:
+            log.warning(
+                "retry of %s/%s: the ledger already holds %s (seq %s) for this task; reporting that, not this attempt's %s",
+                ctx.dag_id, ctx.task_id, recorded.verdict.value, record.seq, result.verdict.value,
+            )
+        result = recorded
     if notifier is None:
-        return Reported(record=record)
+        return Reported(record=record, result=result)
     try:
         delivery = notifier.notify(result, record, ctx)
     except Exception as exc:
         if ledger is not None:
             ledger.record_notify_failure(result, ctx, error=exc)
         raise
-    return Reported(record=record, delivery=delivery)
+    return Reported(record=record, result=result, delivery=delivery)

@@ -127,13 +127,17 @@ def notifier_for(catalogue: Catalogue, drill: Any, *, ledger: Any = None) -> Any
 
 
 def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:
-    """Evidence first, then notify (drillbook.pipeline); returns a small XCom-safe summary."""
+    """Evidence first, then notify, then judge: a FAIL/ERROR result fails the task (``DrillNotGreen``).
+
+    The verdict judged is the recorded one (drillbook.pipeline): on a retry it is the
+    first attempt's, which the ledger kept. Returns a small XCom-safe summary.
+    """
     from drillbook.pipeline import record_and_report
 
     ctx = run_context(context, task_suffix=task_suffix)
     ledger = ledger_for(catalogue)
     reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier_for(catalogue, drill, ledger=ledger))
-    record = reported.record
+    record, result = reported.record, reported.result
     summary = {
         "verdict": result.verdict.value,
         "codes": result.codes(),
@@ -141,6 +145,7 @@ def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: di
         "ledger_hash": getattr(record, "hash", None),
     }
     log.info("drill %s: %s %s (ledger seq %s)", result.drill, result.verdict.value, summary["codes"], summary["ledger_seq"])
+    fail_unless_green(result)
     return summary
 
 

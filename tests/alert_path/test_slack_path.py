@@ -134,3 +134,36 @@ def test_give_up_shorter_than_objective_is_a_catalogue_error(bad):
 
     with pytest.raises(ValidationError, match="give_up"):
         make_drill({"name": "p", "type": "slack", "channel": "#x", **bad})
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_history_never_readable_could_not_verify_not_not_delivered(slack, status):
+    # every read of the history hiccups until give_up: absence was never observed, so this is no FAIL
+    slack.fail("conversations.history", status=status, error="internal_error" if status == 500 else "ratelimited",
+               retry_after=0, times=1000)
+    result = run(slack_drill(give_up="2s"))
+    assert result.verdict is Verdict.ERROR
+    assert result.codes() == ["ALERT_READBACK_FAILED"]
+    assert result.measurements.counts["checks_run"] == 0
+    d = result.details["delivery"]
+    assert d["history_reads_ok"] == 0 and d["history_reads_failed"] >= 1
+    assert result.findings[0].detail["http_status"] == status
+    assert d["cleanup"] == "marked"  # the posted canary is still tidied
+
+
+def test_history_hiccups_then_answers_still_passes(slack):
+    slack.fail("conversations.history", status=500, error="internal_error", times=2)
+    result = run(slack_drill())
+    assert result.verdict is Verdict.PASS, result.findings
+    assert result.codes() == []
+    assert result.details["delivery"]["history_reads_failed"] == 2
+
+
+def test_hidden_canary_with_readable_history_is_still_not_delivered(slack):
+    # the history answered (and did not hold the canary) while other reads failed: delivery was disproven
+    slack.state.hidden = True
+    slack.fail("conversations.history", status=500, error="internal_error", times=2)
+    result = run(slack_drill(give_up="2s"))
+    assert result.verdict is Verdict.FAIL
+    assert result.codes() == ["ALERT_NOT_DELIVERED"]
+    assert result.details["delivery"]["history_reads_ok"] >= 1

@@ -7,7 +7,10 @@ Rules this module enforces:
 - an API refusal (invalid_auth, not_in_channel, channel_not_found, missing
   scope, rate limit, persistent 5xx) is ``ALERT_REJECTED``; no answer at all is
   ``ALERT_PATH_UNREACHABLE``; a post that worked but a history that cannot be
-  read is ``ALERT_READBACK_FAILED`` (could not verify);
+  read is ``ALERT_READBACK_FAILED`` (could not verify) — whether the history
+  refuses outright (missing scope) or never answers usefully until ``give_up``
+  (5xx, 429, connection errors on every read): ``ALERT_NOT_DELIVERED`` needs at
+  least one history read that succeeded and did not contain the canary;
 - the token is never logged: errors are reported by their Slack error code.
 """
 
@@ -97,6 +100,7 @@ def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: 
 
     window = {"oldest": f"{float(ts) - HISTORY_WINDOW:.6f}", "latest": f"{float(ts) + HISTORY_WINDOW:.6f}"}
     failure: dict[str, Any] = {}
+    reads = {"ok": 0, "failed": 0}  # history calls that answered / that hiccuped (5xx, 429, connection)
 
     def look(_remaining: float) -> bool:
         try:
@@ -104,7 +108,8 @@ def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: 
         except SlackApiError as exc:
             status, error = _slack_error(exc)
             if status is not None and (status >= 500 or status == 429):
-                failure.update(transient=error)
+                failure.update(transient=error, http_status=status)
+                reads["failed"] += 1
                 return False  # Slack hiccup: keep looking until give_up
             failure.update(error=error, http_status=status)
             raise DrillAborted("read back") from None
@@ -112,7 +117,9 @@ def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: 
             if not _is_connection_error(exc):
                 raise
             failure.update(transient=type(exc).__name__)
+            reads["failed"] += 1
             return False
+        reads["ok"] += 1
         return any(m.get("ts") == ts or canary.found_in(m.get("text")) for m in page.get("messages") or [])
 
     with builder.phase("read back") as ph:
@@ -128,6 +135,19 @@ def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: 
             )
             ph.status, ph.detail = "failed", f"history refused: {failure.get('error')}"
             raise
+        delivery.extra.update(history_reads_ok=reads["ok"], history_reads_failed=reads["failed"])
+        if not delivery.seen and reads["ok"] == 0:
+            # not one read answered: the canary may well be there; absence was never observed, so no check ran
+            last = failure.get("transient")
+            builder.find(
+                "ALERT_READBACK_FAILED",
+                f"the test alert was posted to {path.channel!r} but no read of its history succeeded in "
+                f"{delivery.give_up:.0f}s ({reads['failed']} attempts, last: {last}); delivery could not be verified",
+                subject=path.name,
+                detail={"slack_error": last, "http_status": failure.get("http_status"), "channel": path.channel, "polls": delivery.polls},
+            )
+            ph.status, ph.detail = "failed", f"history never readable: {last}"
+            raise DrillAborted("read back")
         ph.detail = (
             f"seen after {delivery.latency_seconds:.2f}s ({delivery.polls} reads)" if delivery.seen else f"not seen after {delivery.polls} reads"
         )

@@ -98,3 +98,38 @@ def redact_obj(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact_obj(v) for v in value]
     return value
+
+
+_factory_installed = False
+
+
+def install_log_redaction() -> None:
+    """Route every log record created in this process through ``redact`` (idempotent).
+
+    A filter on the ``drillbook`` logger would not see records of its children, of
+    Airflow's task logger or of libraries (httpx logs full request URLs, botocore
+    logs endpoints); a record factory sees every record at creation, once.
+    """
+    import logging
+
+    global _factory_installed
+    with _lock:
+        if _factory_installed:
+            return
+        _factory_installed = True
+    previous = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem to report, not ours
+            return record
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)

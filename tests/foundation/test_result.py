@@ -111,3 +111,22 @@ def test_redact_masks_credential_shapes(raw, leak):
 
 def test_redact_url_keeps_host_and_hides_path_secret():
     assert redact_url("https://events.example.com:8443/v2/enqueue/abc123token?key=zzz") == "https://events.example.com:8443/v2/***?***"
+
+
+def test_every_log_line_is_redacted_whoever_logs_it(caplog):
+    import logging
+
+    register_secret("s3cr3t-token-value-42")
+    try:
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("drillbook.drills.some.child").info("connecting with %s", "s3cr3t-token-value-42")
+            logging.getLogger("httpx").info("POST https://hooks.example/s3cr3t-token-value-42 200")
+            try:
+                raise RuntimeError("auth failed for password=hunter2x")
+            except RuntimeError:
+                logging.getLogger("airflow.task").exception("task failed")
+        text = caplog.text
+        assert "s3cr3t-token-value-42" not in text and "hunter2x" not in text
+        assert text.count("***") >= 3
+    finally:
+        forget_secrets()

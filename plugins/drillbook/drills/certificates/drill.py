@@ -63,12 +63,40 @@ def _targets(endpoints: list[EndpointSpec]) -> list[Any]:
     return [Target.parse(e.address, sni=e.sni, starttls=e.starttls) for e in endpoints]
 
 
-def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: ProbeOutcome, *, now: datetime,
-                    base_dir: Path | None = None) -> DrillResult:
-    """Judge one probed endpoint (pure: no I/O beyond reading CA bundle files)."""
+class RunMemo:
+    """What one run works out once and every endpoint shares: a trust store per CA bundle, a verdict per chain.
+
+    A fleet shares its CA bundle, and often its whole chain (a load balancer pool,
+    a wildcard certificate): resolving the bundle path, checking its modification
+    time and verifying an identical chain again per endpoint is repeated work,
+    not a second check. Lives for one run only, so a bundle changed between runs
+    is read afresh.
+    """
+
+    def __init__(self) -> None:
+        self.stores: dict[str | None, Any] = {}  # bundle as configured -> TrustStore, or the ValueError text
+        self.verdicts: dict[tuple[Any, ...], Any] = {}  # (bundle, name, chain DER...) -> ChainVerdict
+
+
+def _store_for(bundle: str | None, base_dir: Path | None, memo: RunMemo | None) -> Any:
     from drillbook.drills.certificates.files import resolve_path
     from drillbook.drills.certificates.verify import trust_store
 
+    stores = memo.stores if memo is not None else {}
+    if bundle not in stores:
+        try:
+            stores[bundle] = trust_store(str(resolve_path(bundle, base_dir)) if bundle else None)
+        except ValueError as exc:
+            stores[bundle] = str(exc)
+    found = stores[bundle]
+    if isinstance(found, str):
+        raise ValueError(found)
+    return found
+
+
+def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: ProbeOutcome, *, now: datetime,
+                    base_dir: Path | None = None, memo: RunMemo | None = None) -> DrillResult:
+    """Judge one probed endpoint (pure: no I/O beyond reading CA bundle files); ``memo`` shares per-run work."""
     target = outcome.target
     label = target.address if not spec.sni else f"{target.address} (sni {spec.sni})"
     builder = _builder(drill, label)
@@ -86,21 +114,24 @@ def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: Probe
         builder.find("TLS_HANDSHAKE_FAILED", f"{target.address}: the server presented no certificate", subject=target.address)
         return builder.finish()
     thresholds = spec.thresholds or drill.thresholds
+    bundle = spec.ca_bundle or drill.ca_bundle
     try:
-        bundle = spec.ca_bundle or drill.ca_bundle
-        store = trust_store(str(resolve_path(bundle, base_dir)) if bundle else None)
+        store = _store_for(bundle, base_dir, memo)
     except ValueError as exc:  # a missing or garbled bundle is this endpoint's configuration problem
         builder.find("CONFIG_INVALID", f"{target.address}: {exc}", subject=target.address)
         return builder.finish()
+    verdicts = memo.verdicts if memo is not None else None
     try:
-        _judge_endpoint(builder, outcome, certs_der=outcome.chain, store=store, thresholds=thresholds, now=now)
+        _judge_endpoint(builder, outcome, certs_der=outcome.chain, store=store, thresholds=thresholds, now=now,
+                        verdicts=verdicts, bundle=bundle)
     except DrillAborted:
         pass  # the crash is already a DRILL_CRASHED finding on this endpoint's result
     return builder.finish()
 
 
 def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der: list[bytes], store: Any,
-                    thresholds: Any, now: datetime) -> None:
+                    thresholds: Any, now: datetime, verdicts: dict[tuple[Any, ...], Any] | None = None,
+                    bundle: str | None = None) -> None:
     from drillbook.drills.certificates.verify import verify_chain
     from drillbook.drills.certificates.x509facts import facts_of_der, load_der
 
@@ -118,7 +149,12 @@ def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der:
             judge.judge_strength(builder, f, subject=subject, is_root=(i > 0 and f.self_signed))
         judge.judge_hostname(builder, facts[0], name=target.name, subject=target.address)
         judge.judge_tls_version(builder, outcome.tls_version, subject=target.address)
-        verdict = verify_chain(certs, store=store, name=target.name, now=now)
+        key = (bundle, target.name, *certs_der)
+        verdict = verdicts.get(key) if verdicts is not None else None
+        if verdict is None:
+            verdict = verify_chain(certs, store=store, name=target.name, now=now, leaf_self_issued=facts[0].self_issued)
+            if verdicts is not None:
+                verdicts[key] = verdict
         builder.details.update({"trusted": verdict.trusted, "trust_sources": list(store.sources)})
         judge.judge_chain(builder, verdict, facts, subject=target.address)
         ph.detail = f"{len(facts)} certificate(s), {outcome.tls_version}"
@@ -133,12 +169,13 @@ def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] |
     targets = _targets(specs)
     spec_of = {id(t): s for t, s in zip(targets, specs, strict=True)}
     now = now or datetime.now(UTC)
+    memo = RunMemo()
 
     def judge_one(outcome: ProbeOutcome) -> DrillResult:
         # runs as each probe completes, so judging overlaps the other probes' network waits
         spec = spec_of[id(outcome.target)]
         try:
-            return endpoint_result(drill, spec, outcome, now=now, base_dir=base_dir)
+            return endpoint_result(drill, spec, outcome, now=now, base_dir=base_dir, memo=memo)
         except Exception as exc:  # one endpoint's crash is its own ERROR, never the whole drill's
             builder = _builder(drill, spec.address)
             builder.find("DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address)

@@ -230,8 +230,13 @@ def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificat
     return list(verifier.verify(leaf, intermediates))
 
 
-def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, now: datetime | None = None) -> ChainVerdict:
-    """Verify ``presented`` (leaf first, as sent) against ``store``; see the module rules."""
+def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, now: datetime | None = None,
+                 leaf_self_issued: bool | None = None) -> ChainVerdict:
+    """Verify ``presented`` (leaf first, as sent) against ``store``; see the module rules.
+
+    ``leaf_self_issued``: whether the leaf's issuer name equals its subject, when the
+    caller has already read it (reading a certificate's names again is not free).
+    """
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.verification import VerificationError
 
@@ -239,7 +244,7 @@ def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, 
     leaf, sent = presented[0], presented[1:]
     if not store.anchors:
         return ChainVerdict(trusted=False, error="the trust store is empty: no system roots and no CA bundle")
-    if _self_signed(leaf):
+    if (leaf_self_issued is None or leaf_self_issued) and _self_signed(leaf):
         if leaf.fingerprint(hashes.SHA256()) in store.anchor_fingerprints:
             return ChainVerdict(trusted=True, chain=[leaf])  # pinned on purpose in the bundle
         return ChainVerdict(trusted=False, self_signed_untrusted=True, error="self-signed certificate not in the trust store")

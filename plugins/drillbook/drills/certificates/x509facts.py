@@ -49,7 +49,7 @@ class CertFacts:
     def to_detail(self) -> dict[str, Any]:
         """The JSON-safe facts for a result's details (no DER, dates as ISO strings)."""
         # not dataclasses.asdict: it deep-copies every field, the DER bytes included (measurably slow at 300 endpoints)
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "der"}
+        out = {name: getattr(self, name) for name in _DETAIL_FIELDS}
         out["sans"] = list(self.sans)
         out["not_before"] = self.not_before.isoformat()
         out["not_after"] = self.not_after.isoformat()
@@ -58,6 +58,9 @@ class CertFacts:
         out["lifetime_days"] = round(self.lifetime_seconds / DAY, 2)
         out.pop("lifetime_seconds", None)
         return out
+
+
+_DETAIL_FIELDS = tuple(f.name for f in fields(CertFacts) if f.name != "der")  # fields() per call is not free
 
 
 def _key_facts(cert: Certificate) -> tuple[str, int]:
@@ -101,9 +104,15 @@ def _sans(cert: Certificate) -> list[str]:
         return []
     except Exception:  # a malformed SAN extension is reported as no SANs
         return []
-    names: list[str] = [str(n) for n in ext.get_values_for_type(x509.DNSName)]
-    names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
-    return names
+    # one pass over the SANs (get_values_for_type walks them once per type); DNS names first, then IPs
+    dns: list[str] = []
+    ips: list[str] = []
+    for general_name in ext:
+        if isinstance(general_name, x509.DNSName):
+            dns.append(general_name.value)
+        elif isinstance(general_name, x509.IPAddress):
+            ips.append(str(general_name.value))
+    return dns + ips
 
 
 def _is_ca(cert: Certificate) -> bool:
@@ -130,8 +139,8 @@ def fingerprint(cert: Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def inspect_certificate(cert: Certificate, *, now: datetime | None = None) -> CertFacts:
-    """Read the facts of ``cert`` as of ``now`` (UTC)."""
+def inspect_certificate(cert: Certificate, *, now: datetime | None = None, der: bytes | None = None) -> CertFacts:
+    """Read the facts of ``cert`` as of ``now`` (UTC); ``der``: its encoding, when the caller already has it."""
     from cryptography.hazmat.primitives import serialization
 
     now = now or datetime.now(UTC)
@@ -139,10 +148,12 @@ def inspect_certificate(cert: Certificate, *, now: datetime | None = None) -> Ce
     not_after = cert.not_valid_after_utc
     key_type, key_bits = _key_facts(cert)
     sig_name, sig_hash = _signature_facts(cert)
-    self_issued = cert.issuer == cert.subject
+    # each .subject / .issuer access builds a new Name in Python: read each once
+    subject, issuer = cert.subject, cert.issuer
+    self_issued = issuer == subject
     return CertFacts(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=subject.rfc4514_string(),
+        issuer=issuer.rfc4514_string(),
         sans=_sans(cert),
         serial=format(cert.serial_number, "X"),
         not_before=not_before,
@@ -157,7 +168,7 @@ def inspect_certificate(cert: Certificate, *, now: datetime | None = None) -> Ce
         self_issued=self_issued,
         self_signed=self_issued and signed_by(cert, cert),
         is_ca=_is_ca(cert),
-        der=cert.public_bytes(serialization.Encoding.DER),
+        der=der if der is not None else cert.public_bytes(serialization.Encoding.DER),
     )
 
 
@@ -172,7 +183,7 @@ def load_der(der: bytes) -> Certificate:
 @functools.lru_cache(maxsize=2048)
 def facts_of_der(der: bytes, now: datetime) -> CertFacts:
     """``inspect_certificate`` of a DER certificate, cached per (certificate, instant) within a run."""
-    return inspect_certificate(load_der(der), now=now)
+    return inspect_certificate(load_der(der), now=now, der=der)
 
 
 def short_name(facts: CertFacts) -> str:

@@ -47,12 +47,14 @@ def heading(text: str) -> None:
 
 
 # --- environment -------------------------------------------------------------------------
-def start_postgres(*, keep_running: bool):  # type: ignore[no-untyped-def]
+def start_postgres():  # type: ignore[no-untyped-def]
+    """The embedded server lives as long as this process: through the demo, and through
+    ``airflow standalone`` with --up (this process waits on it), then it is stopped."""
     import pgserver
 
     data = VAR / "demo" / "pg"
     data.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(data, cleanup_mode=None if keep_running else "stop")
+    return pgserver.get_server(data, cleanup_mode="stop")
 
 
 def pg_bin() -> Path:
@@ -257,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="platformdirs")  # pgserver's runtime-dir notice
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     heading("embedded PostgreSQL")
-    server = start_postgres(keep_running=args.up)
+    server = start_postgres()
     admin = server.get_uri("postgres")
     from drillbook.pg import describe
 
@@ -301,14 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     runs = run_dags()
-    receiver.stop()
     show_results(ledger, runs)
     show_outbox()
     code = verify_ledger(ledger)
-    if args.up:
-        return start_airflow()
-    server.cleanup()
-    return code
+    try:
+        if args.up:  # the receiver and the embedded PostgreSQL serve the scheduled drills too
+            return start_airflow()
+        return code
+    finally:
+        receiver.stop()
+        server.cleanup()
 
 
 def start_airflow() -> int:

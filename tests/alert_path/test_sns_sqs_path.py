@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from drillbook.drills.alert_path import run_alert_path
+from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.clients import EnvPathClients
 from drillbook.result import Verdict
 from tests.alert_path.conftest import closed_port, make_drill
@@ -55,20 +57,56 @@ def test_delivered_through_the_envelope_passes_and_deletes_the_message(topic_que
     leak_check.assert_clean(AWS_SECRET)
 
 
-def test_raw_delivery_is_recognised_and_stale_canaries_cleared(topic_queue):
+def test_raw_delivery_is_recognised_and_other_messages_released(topic_queue):
     sns, sqs, topic, queue, arn = topic_queue
     sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)["SubscriptionArn"]
     sns.set_subscription_attributes(SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="true")
-    sqs.send_message(QueueUrl=queue, MessageBody='{"text": "drillbook-canary-0000 from a killed run"}')
+    sqs.send_message(QueueUrl=queue, MessageBody='{"text": "drillbook-canary-0000 from another run"}')
     sqs.send_message(QueueUrl=queue, MessageBody="someone else's message")
     result = run(drill_for(topic, queue))
     assert result.verdict is Verdict.PASS, result.findings
     d = result.details["delivery"]
     assert d["delivery_mode"] == "raw"
-    # the other message was released (visibility 0), not swallowed
+    # only our canary was deleted; the other two were released (visibility 0), not swallowed
     left = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
-    assert [m["Body"] for m in left] == ["someone else's message"]
-    assert d["stale_canaries_removed"] == 1 and d["foreign_messages_released"] == 1
+    assert sorted(m["Body"] for m in left) == sorted(['{"text": "drillbook-canary-0000 from another run"}', "someone else's message"])
+    assert d["other_canaries_released"] == 1 and d["foreign_messages_released"] == 1
+
+
+def test_a_concurrent_runs_canary_is_left_for_it(topic_queue):
+    """Another run's canary, still in flight on the same queue, is released at once, never deleted."""
+    sns, sqs, topic, queue, arn = topic_queue
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    theirs = Canary.new(drill="alerts_test", path="sns_path")  # same drill and path: only the nonce differs
+    sns.publish(TopicArn=topic, Message=theirs.sns_message())
+    result = run(drill_for(topic, queue))
+    assert result.verdict is Verdict.PASS, result.findings
+    left = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
+    assert len(left) == 1 and theirs.nonce in left[0]["Body"], "the concurrent run's canary was taken from it"
+    assert result.details["delivery"]["other_canaries_released"] == 1
+
+
+def test_two_runs_in_flight_on_one_queue_both_pass(topic_queue):
+    sns, sqs, topic, queue, arn = topic_queue
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, [drill_for(topic, queue, name="alerts_a"), drill_for(topic, queue, name="alerts_b")]))
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.PASS], [r.findings for r in results]
+    assert [r.details["delivery"]["cleanup"] for r in results] == ["deleted", "deleted"]
+    assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages")
+
+
+def test_a_shared_queue_is_received_a_bounded_number_of_times(topic_queue):
+    """Each receive raises a message's ReceiveCount (towards a DLQ): already-released messages are not re-asked every 0.2 s."""
+    _sns, sqs, topic, queue, _arn = topic_queue
+    sqs.send_message(QueueUrl=queue, MessageBody="someone else's message")
+    result = run(drill_for(topic, queue, delivery="4s", give_up="4s"))  # not subscribed: our canary never comes
+    assert result.codes() == ["ALERT_NOT_DELIVERED"]
+    [left] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"])["Messages"]
+    assert left["Body"] == "someone else's message"
+    received = int(left["Attributes"]["ApproximateReceiveCount"]) - 1  # minus this test's own receive
+    assert 1 <= received <= 8, f"the drill received a foreign message {received} times in 4 s"
+    assert result.details["delivery"]["releases"] == received
 
 
 def test_queue_not_subscribed_is_not_delivered(topic_queue, leak_check):

@@ -20,7 +20,7 @@ from typing import Any
 LABEL = "drillbook test alert — no action needed"
 #: SNS subjects must be ASCII; the same words without the em dash.
 ASCII_LABEL = "drillbook test alert - no action needed"
-#: Every canary carries this marker, so stale canaries can be recognised and cleared.
+#: Every canary carries this marker, so another run's canary on a shared path is recognised (and left alone).
 MARKER = "drillbook-canary"
 SOURCE = "drillbook"
 

@@ -3,9 +3,15 @@
 Rules this module enforces:
 - delivered means the canary's nonce was received from the queue (inside the
   SNS envelope or as a raw message), not that Publish returned a MessageId;
-- the queue is expected to be the drill's own: our canary is deleted, older
-  drillbook canaries found on the way are deleted too (they would otherwise
-  confuse later runs), and anything else is made visible again at once;
+- only the message carrying *this run's* nonce is deleted. Every other
+  message — another run's canary still in flight on the same queue, or
+  anything else — is made visible again at once (ChangeMessageVisibility 0),
+  never held and never deleted, so a concurrent run still finds its canary;
+- each receive raises the ApproximateReceiveCount of the messages it returns
+  (towards a dead-letter queue's maxReceiveCount), so when a receive brings
+  back only messages we have already released, the next receive waits longer
+  (doubling, capped at a quarter of the objective and at ``MAX_PAUSE``): a
+  shared queue is touched a bounded handful of times per run, not every 0.2 s;
 - Publish refused (topic missing, access denied, bad credentials) is
   ``ALERT_REJECTED``; no answer is ``ALERT_PATH_UNREACHABLE``; a queue that
   cannot be read is ``ALERT_READBACK_FAILED``; a canary never received is
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from drillbook.catalogue.alert_path import SnsSqsPath
@@ -27,6 +34,7 @@ from drillbook.errors import DrillAborted
 log = logging.getLogger(__name__)
 
 MAX_LONG_POLL = 20  # seconds: SQS's own ceiling for WaitTimeSeconds
+MAX_PAUSE = 5.0  # seconds: longest wait between receives that returned only already-released messages
 
 
 def _aws_error(exc: Exception) -> tuple[str, int | None]:
@@ -93,10 +101,19 @@ def _publish(builder: ResultBuilder, sns: Any, *, path: SnsSqsPath, canary: Cana
 def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    found: dict[str, Any] = {"stale": 0, "foreign": 0}
+    found: dict[str, Any] = {"pause": 0.0, "releases": 0, "duplicates": 0}
+    released: dict[str, bool] = {}  # MessageId -> is a drillbook canary (another run's): never ours to delete
+    max_pause = max(0.5, min(MAX_PAUSE, delivery.objective / 4))  # bounds the latency a pause can add
 
-    def look(remaining: float) -> bool:
-        wait = max(0, min(MAX_LONG_POLL, int(remaining)))
+    def release(handle: str) -> None:
+        # visible again at once: another run (or consumer) must not wait for our give_up to see it
+        sqs.change_message_visibility(QueueUrl=path.queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+        found["releases"] += 1
+
+    def look(_remaining: float) -> bool:
+        if found["pause"]:
+            time.sleep(min(found["pause"], max(0.0, delivery.remaining())))
+        wait = max(0, min(MAX_LONG_POLL, int(delivery.remaining())))
         response = sqs.receive_message(
             QueueUrl=path.queue_url,
             MaxNumberOfMessages=10,
@@ -104,19 +121,24 @@ def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Cana
             MessageAttributeNames=["All"],
             AttributeNames=["SentTimestamp"],
         )
-        hit = False
+        hit, fresh = False, False
         for message in response.get("Messages") or []:
             mode, text = _unpack(message.get("Body") or "")
             handle = message["ReceiptHandle"]
             if canary.found_in(text):
+                if "handle" in found:  # SNS delivers at least once: a duplicate of ours is ours to delete too
+                    sqs.delete_message(QueueUrl=path.queue_url, ReceiptHandle=handle)
+                    found["duplicates"] += 1
+                    continue
                 found["handle"], found["mode"] = handle, mode
                 hit = True
-            elif MARKER in text:
-                sqs.delete_message(QueueUrl=path.queue_url, ReceiptHandle=handle)
-                found["stale"] += 1
-            else:  # not ours: give it straight back to whoever else reads this queue
-                sqs.change_message_visibility(QueueUrl=path.queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
-                found["foreign"] += 1
+                continue
+            message_id = str(message.get("MessageId") or handle)
+            fresh = fresh or message_id not in released
+            released[message_id] = MARKER in text
+            release(handle)
+        # only already-released messages came back: wait longer before asking again (each receive counts)
+        found["pause"] = 0.0 if (hit or fresh) else min(max_pause, max(0.5, 2 * found["pause"]))
         return hit
 
     with builder.phase("read back") as ph:
@@ -132,7 +154,14 @@ def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Cana
             )
             ph.status, ph.detail = "failed", f"queue unreadable: {code}"
             raise DrillAborted("read back") from None
-        delivery.extra.update(delivery_mode=found.get("mode"), stale_canaries_removed=found["stale"], foreign_messages_released=found["foreign"])
+        others = sum(released.values())
+        delivery.extra.update(
+            delivery_mode=found.get("mode"),
+            other_canaries_released=others,
+            foreign_messages_released=len(released) - others,
+            releases=found["releases"],
+            duplicates_deleted=found["duplicates"],
+        )
         ph.detail = f"received after {delivery.latency_seconds:.2f}s ({found.get('mode')})" if delivery.seen else f"not received after {delivery.polls} receives"
 
     with builder.phase("cleanup") as ph:

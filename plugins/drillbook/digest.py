@@ -12,7 +12,10 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   period and its newest run passed; any drill that did not run makes it NOT
   RUN, any newest FAIL/ERROR makes it AT RISK;
 - the ledger's verify status is part of every scorecard: evidence that does
-  not verify is reported before anything else.
+  not verify is reported before anything else, in the header; and when the
+  chain does not verify (or was not checked) no drill or control is shown
+  VERIFIED: a broken chain may hold forged PASS rows, so what would have been
+  VERIFIED is UNVERIFIABLE (with the seq where the chain breaks).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import Notifier
 
+UNVERIFIABLE = "UNVERIFIABLE"
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
 PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
                 "@yearly": "yearly", "@annually": "yearly"}
@@ -52,6 +56,7 @@ class DrillScore:
     rto_objective: float | None = None
     rpo: tuple[float, float] | None = None
     rpo_objective: float | None = None
+    unverifiable: str | None = None  # why VERIFIED cannot be claimed (the ledger does not verify), else None
 
     @property
     def pass_rate(self) -> float | None:
@@ -61,7 +66,9 @@ class DrillScore:
     def status(self) -> str:
         if self.runs == 0:
             return "NOT RUN"
-        return "VERIFIED" if self.newest_verdict == "PASS" else "AT RISK"
+        if self.newest_verdict != "PASS":
+            return "AT RISK"
+        return UNVERIFIABLE if self.unverifiable else "VERIFIED"
 
 
 @dataclass
@@ -71,7 +78,7 @@ class ControlScore:
     expected: int
     runs: int
     passes: int
-    status: str  # VERIFIED, AT RISK, NOT RUN
+    status: str  # VERIFIED, AT RISK, NOT RUN, UNVERIFIABLE
 
 
 @dataclass
@@ -83,6 +90,7 @@ class Scorecard:
     controls: list[ControlScore]
     ledger_ok: bool | None  # None: not checked
     ledger_summary: str
+    unverifiable: str | None = None  # set when nothing may show VERIFIED: "ledger chain broken at seq N"
 
 
 def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
@@ -142,21 +150,24 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
             objectives = [o for r in all_records if (o := _objective(r.result, name_)) is not None]
             setattr(score, name_, _worst_median(values))
             setattr(score, f"{name_}_objective", objectives[-1] if objectives else None)
+    if verify is None:
+        ledger_ok, summary, unverifiable = None, "ledger not verified", "ledger not verified"
+    elif verify.ok:
+        ledger_ok, summary, unverifiable = True, f"ledger verified: {verify.checked} records, chain intact (head {(verify.head_hash or '')[:12]})", None
+    else:
+        ledger_ok, summary = False, f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}"
+        unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
+    for score in scores.values():
+        score.unverifiable = unverifiable
     controls: list[ControlScore] = []
     for control in sorted({c for d in drills for c in d.controls}):
         members = [scores[d.name] for d in drills if control in d.controls]
         statuses = {m.status for m in members}
-        status = "NOT RUN" if "NOT RUN" in statuses else "AT RISK" if "AT RISK" in statuses else "VERIFIED"
+        status = next((s for s in ("NOT RUN", "AT RISK", UNVERIFIABLE) if s in statuses), "VERIFIED")
         controls.append(ControlScore(control=control, drills=[m.drill for m in members], expected=sum(m.expected for m in members),
                                      runs=sum(m.runs for m in members), passes=sum(m.passes for m in members), status=status))
-    if verify is None:
-        ledger_ok, summary = None, "ledger not verified"
-    elif verify.ok:
-        ledger_ok, summary = True, f"ledger verified: {verify.checked} records, chain intact (head {(verify.head_hash or '')[:12]})"
-    else:
-        ledger_ok, summary = False, f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}"
     return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
-                     ledger_ok=ledger_ok, ledger_summary=summary)
+                     ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 
 
 def digest_row(scorecard: Scorecard, *, name: str) -> Any:

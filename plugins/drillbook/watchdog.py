@@ -5,17 +5,29 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
   latest scheduled time that is at least ``defaults.watchdog.grace`` in the
   past (the schedule is read in ``defaults.timezone``, like the DAGs). A drill
   with no result at all is missed: a DAG that was never scheduled must page;
-- ``DRILL_NEVER_VERIFIED``: the drill's newest results are all ERROR and that
+- a drill is judged per RUN, never per row: a mapped drill (alert_path,
+  certificates) writes one 'drill' row per path/item under one drill name, so
+  rows are grouped by (dag_id, run_id) and a run's verdict is the worst of its
+  rows (ERROR > FAIL > SKIPPED > PASS, as in ``drillbook.digest``): a run is PASS
+  only if all its rows passed, so a dead path beside a healthy one still escalates;
+- ``DRILL_NEVER_VERIFIED``: the drill's newest runs are all ERROR and that
   unbroken run of ERRORs spans at least the grace (one ERROR pages on its
   own; an ERROR that retries did not cure escalates);
-- ``DRILL_STALE``: the newest PASS is older than the drill's ``max_unverified``
+- ``DRILL_STALE``: the newest passing run is older than the drill's ``max_unverified``
   (or, never having passed, its first result is);
 - one message per incident: an incident is posted when it opens, again only
   after ``defaults.watchdog.renotify``, and once more when it resolves. The
   state lives in the ledger as ``watchdog`` rows (one per drill and watchdog
   run, written only when the state changes or a reminder goes out), written
-  before Slack is called; a delivery that failed (a ``notification`` row of
-  the same run) is treated as never sent, so the next run tries again.
+  before Slack is called; a delivery that failed (a ``NOTIFY_FAILED``
+  ``notification`` row of the same run) is treated as never sent, so the next
+  run tries again;
+- an incident written only to the outbox (no Slack connection) is not
+  "posted": the run writes one ``notification`` row (``NOTIFY_NOT_CONFIGURED``,
+  derived verdict ERROR) naming every drill and code that nobody was told
+  about, the state keeps them as ``undelivered``, and the first run with a
+  delivering sender (Slack configured) posts them again at once; while there
+  is still no Slack they are repeated only after ``renotify``, like any other.
 """
 
 from __future__ import annotations
@@ -40,7 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HISTORY_DEPTH = 50  # newest results read per drill: enough to see an ERROR streak, bounded on a busy ledger
+HISTORY_DEPTH = 200  # newest rows read per drill: enough runs to see an ERROR streak, bounded on a busy ledger
+PASS_WINDOW_MARGIN = timedelta(days=1)  # read a little before max_unverified so a run at the edge is read whole
+_VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}  # as drillbook.digest: the worst row is the run's verdict
 
 
 @dataclass(frozen=True)
@@ -73,19 +87,53 @@ class DrillPlan:
     changed: bool = False
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """One run of a drill: its (dag_id, run_id), newest row time and worst verdict."""
+
+    key: tuple[Any, Any]
+    at: datetime
+    verdict: str
+
+
+def runs_of(records: Iterable[Any]) -> list[RunSummary]:
+    """Group 'drill' rows by (dag_id, run_id), newest run first; a run's verdict is its worst row's."""
+    runs: dict[tuple[Any, Any], RunSummary] = {}
+    for record in records:
+        key = (getattr(record, "dag_id", None), getattr(record, "run_id", None))
+        seen = runs.get(key)
+        if seen is None:
+            runs[key] = RunSummary(key=key, at=record.recorded_at, verdict=record.verdict)
+            continue
+        worst = max(seen.verdict, record.verdict, key=lambda v: _VERDICT_RANK.get(v, 3))
+        runs[key] = RunSummary(key=key, at=max(seen.at, record.recorded_at), verdict=worst)
+    return sorted(runs.values(), key=lambda r: r.at, reverse=True)
+
+
+def newest_passing_run(records: Iterable[Any]) -> datetime | None:
+    """The time of the newest run whose every row passed, or None."""
+    return next((run.at for run in runs_of(records) if run.verdict == "PASS"), None)
+
+
 def history_from_records(newest_first: Iterable[Any], *, last_pass_at: datetime | None, first_at: datetime | None) -> DrillHistory:
-    """Summarise 'drill' records (newest first: anything with ``recorded_at`` and ``verdict``)."""
-    newest_at = None
+    """Summarise 'drill' records (anything with ``recorded_at``, ``verdict``, ``dag_id``, ``run_id``) per run.
+
+    ``last_pass_at`` is the newest passing RUN known from outside ``newest_first``
+    (see ``read_history``); a passing run among the records wins when newer.
+    """
+    runs = runs_of(newest_first)
+    newest_at = runs[0].at if runs else None
     streak_old = streak_new = None
-    for record in newest_first:
-        if newest_at is None:
-            newest_at = record.recorded_at
-        if record.verdict != "ERROR":
+    for run in runs:
+        if run.verdict != "ERROR":
             break
-        streak_new = streak_new or record.recorded_at
-        streak_old = record.recorded_at
+        streak_new = streak_new or run.at
+        streak_old = run.at
     streak = (streak_old, streak_new) if streak_old and streak_new else None
-    return DrillHistory(newest_at=newest_at, last_pass_at=last_pass_at, first_at=first_at or newest_at, error_streak=streak)
+    passed = next((run.at for run in runs if run.verdict == "PASS"), None)
+    if passed is None or (last_pass_at is not None and last_pass_at > passed):
+        passed = last_pass_at
+    return DrillHistory(newest_at=newest_at, last_pass_at=passed, first_at=first_at or newest_at, error_streak=streak)
 
 
 def due_since(schedule: str, *, now: datetime, grace: float, timezone: str = "UTC") -> datetime:
@@ -121,8 +169,8 @@ def assess_drill(drill: Any, history: DrillHistory, *, now: datetime, grace: flo
             add("DRILL_STALE", f"the newest PASS of drill {drill.name!r} is {format_duration(age)} old "
                                f"({history.last_pass_at:%Y-%m-%d %H:%M} UTC), more than max_unverified {format_duration(max_unverified)}")
     elif history.first_at is not None and (now - history.first_at).total_seconds() > max_unverified:
-        add("DRILL_STALE", f"drill {drill.name!r} has never passed since its first result on {history.first_at:%Y-%m-%d %H:%M} UTC, "
-                           f"longer than max_unverified {format_duration(max_unverified)}")
+        add("DRILL_STALE", f"drill {drill.name!r} has had no run in which every check passed within max_unverified "
+                           f"{format_duration(max_unverified)} (its first result is from {history.first_at:%Y-%m-%d %H:%M} UTC)")
     return found
 
 
@@ -137,9 +185,13 @@ def assess(catalogue: Catalogue, histories: Mapping[str, DrillHistory], *, now: 
     }
 
 
-def plan_drill(drill: str, incidents: list[Incident], previous: Mapping[str, Mapping[str, str]], *, now: datetime,
-               renotify: float) -> DrillPlan:
-    """Decide what to post: new incidents, reminders after ``renotify``, resolutions; and the state to keep."""
+def plan_drill(drill: str, incidents: list[Incident], previous: Mapping[str, Mapping[str, Any]], *, now: datetime,
+               renotify: float, delivers: bool = True) -> DrillPlan:
+    """Decide what to post: new incidents, reminders after ``renotify``, resolutions; and the state to keep.
+
+    ``delivers``: the sender reaches people (Slack), so an incident that earlier
+    went only to the outbox (``undelivered`` in the state) is posted now.
+    """
     plan = DrillPlan(drill=drill)
     stamp = now.isoformat()
     for incident in incidents:
@@ -150,8 +202,11 @@ def plan_drill(drill: str, incidents: list[Incident], previous: Mapping[str, Map
             plan.changed = True
             continue
         notified = before.get("notified_at")
-        due = notified is None or (now - datetime.fromisoformat(notified)).total_seconds() >= renotify
+        undelivered = bool(before.get("undelivered"))
+        due = notified is None or (now - datetime.fromisoformat(notified)).total_seconds() >= renotify or (delivers and undelivered)
         plan.state[incident.code] = {"since": before.get("since", stamp), "notified_at": stamp if due else str(notified)}
+        if undelivered and not due:
+            plan.state[incident.code]["undelivered"] = "true"  # still owed to on-call once Slack is there
         if due:
             plan.post.append(incident)
             plan.changed = True
@@ -176,32 +231,76 @@ def state_row(drill: Any, plan: DrillPlan, incidents: list[Incident]) -> DrillRe
 class WatchdogRun:
     incidents: dict[str, list[Incident]]
     plans: dict[str, DrillPlan]
-    posted: int = 0
+    posted: int = 0  # messages delivered to people (outbox-only messages are not counted)
+    undelivered: dict[str, list[str]] = field(default_factory=dict)  # drill -> codes written to the outbox only
 
 
-def read_history(ledger: Ledger, drill: Any) -> DrillHistory:
+def read_history(ledger: Ledger, drill: Any, *, now: datetime, max_unverified: float) -> DrillHistory:
+    """The drill's history, judged per run (see the module docstring).
+
+    The newest passing run is searched among the rows of the last
+    ``max_unverified`` (plus a margin), streamed and grouped by run: the ledger's
+    ``last_pass`` is a PASS *row*, which a mapped drill writes for its healthy
+    path even when another path of the same run failed. When no run in that
+    window passed, a PASS row older than the window is taken as the newest pass
+    (stale either way); a PASS row inside the window belongs to a run that did
+    not pass, so it counts for nothing.
+    """
+    from drillbook.ledger.query import Filter
+
     recent = ledger.query(drill=drill.name, kind=drill.kind, record_type="drill", newest_first=True, limit=HISTORY_DEPTH)
-    last_pass = ledger.last_pass(kind=drill.kind, drill=drill.name)
+    window_start = now - timedelta(seconds=max_unverified) - PASS_WINDOW_MARGIN
+    in_window = ledger.iter_records(Filter.build(since=window_start, drill=drill.name, kind=drill.kind, record_type="drill"))
+    last_pass_at = newest_passing_run(in_window)
+    if last_pass_at is None:
+        last_row = ledger.last_pass(kind=drill.kind, drill=drill.name)
+        last_pass_at = last_row.recorded_at if last_row is not None and last_row.recorded_at < window_start else None
     first = ledger.query(drill=drill.name, kind=drill.kind, record_type="drill", limit=1)
-    return history_from_records(recent, last_pass_at=last_pass.recorded_at if last_pass else None,
-                                first_at=first[0].recorded_at if first else None)
+    return history_from_records(recent, last_pass_at=last_pass_at, first_at=first[0].recorded_at if first else None)
 
 
 def read_state(ledger: Ledger, drill: Any, *, ctx: RunContext) -> dict[str, dict[str, Any]]:
-    """The open incidents of the newest earlier watchdog row; a failed delivery of that run counts as not sent."""
+    """The open incidents of the newest earlier watchdog row, with what its run failed to deliver.
+
+    A ``NOTIFY_FAILED`` row of that run for this drill: its posted codes count as
+    not sent (``notified_at`` None, retried at once). A ``NOTIFY_NOT_CONFIGURED``
+    row of that run naming this drill: its codes are ``undelivered`` (re-sent as
+    soon as Slack delivers).
+    """
     rows = [r for r in ledger.query(drill=drill.name, kind=drill.kind, record_type="watchdog", newest_first=True, limit=5)
             if r.run_id != ctx.run_id]  # a retry of this run re-decides against the state before it
     if not rows:
         return {}
     row = rows[0]
-    state = {code: dict(v) for code, v in ((row.result.get("details") or {}).get("watchdog", {}).get("open") or {}).items()}
-    failed = [n for n in ledger.query(drill=drill.name, kind=drill.kind, record_type="notification", since=row.recorded_at)
-              if n.run_id == row.run_id and n.dag_id == row.dag_id]
-    if failed:
-        for code in (row.result.get("details") or {}).get("watchdog", {}).get("posted", []):
+    watch = (row.result.get("details") or {}).get("watchdog", {})
+    state = {code: dict(v) for code, v in (watch.get("open") or {}).items()}
+    notes = [n for n in ledger.query(record_type="notification", since=row.recorded_at)
+             if n.run_id == row.run_id and n.dag_id == row.dag_id]
+    if any(n.drill == drill.name and n.kind == drill.kind and "NOTIFY_FAILED" in n.codes for n in notes):
+        for code in watch.get("posted", []):
             if code in state:
                 state[code]["notified_at"] = None
+    for note in notes:
+        owed = ((note.result.get("details") or {}).get("undelivered") or {}).get(drill.name) or []
+        for code in owed:
+            if code in state:
+                state[code]["undelivered"] = "true"
     return state
+
+
+def undelivered_row(undelivered: dict[str, list[str]], *, where: str, transport: str) -> DrillResult:
+    """The one ``notification`` row of a watchdog run whose incidents went to the outbox only (verdict derived)."""
+    from drillbook.drills.base import ResultBuilder
+
+    builder = ResultBuilder(kind="watchdog", drill="watchdog", target=transport)
+    # no builder.checked(): nobody was confirmed told, so the row is ERROR, never a green PASS
+    for name, codes in sorted(undelivered.items()):
+        builder.find("NOTIFY_NOT_CONFIGURED", f"watchdog incidents {', '.join(codes)} of drill {name!r} were written to {where}; "
+                                              "nobody was told (they are sent again once Slack is configured)",
+                     subject=name, detail={"transport": transport, "codes": ", ".join(codes)})
+    builder.details["undelivered"] = {name: list(codes) for name, codes in sorted(undelivered.items())}
+    builder.details["notification"] = {"delivered": False, "transport": transport}
+    return builder.finish()
 
 
 def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext,
@@ -211,12 +310,14 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
 
     now = now or datetime.now(UTC)
     drills = [d for d in catalogue.drills if d.enabled]
-    histories = {d.name: read_history(ledger, d) for d in drills}
+    histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}
     incidents = assess(catalogue, histories, now=now)
     run = WatchdogRun(incidents=incidents, plans={})
+    delivers = getattr(notifier.sender, "transport", "slack") != "outbox"
+    undelivered: dict[str, list[str]] = {}
     for drill in drills:
         plan = plan_drill(drill.name, incidents[drill.name], read_state(ledger, drill, ctx=ctx), now=now,
-                          renotify=catalogue.defaults.watchdog.renotify)
+                          renotify=catalogue.defaults.watchdog.renotify, delivers=delivers)
         run.plans[drill.name] = plan
         if not plan.changed:
             continue
@@ -226,13 +327,21 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
         views += [IncidentView(code=c, drill=drill.name, kind=drill.kind, message="", hint="", resolved=True) for c in plan.resolved]
         for view in views:
             try:
-                notifier.notify_incident(view)
+                delivery = notifier.notify_incident(view)
             except Exception as exc:
                 # Stop here: the ledger keys one notification row per attempt, so the drills after this
                 # one keep their old state and are decided again by the retry or the next hourly run.
                 ledger.record_notify_failure(row, ctx, error=exc)
                 raise NotificationFailed(f"watchdog could not post {view.code} for {drill.name!r}: {exc}") from None
+            if not delivery.delivered:
+                if not view.resolved:  # a RESOLVED note is not owed later: the incident is gone
+                    undelivered.setdefault(drill.name, []).append(view.code)
+                continue
             run.posted += 1
+    if undelivered:
+        run.undelivered = undelivered
+        ledger.record_event("notification", undelivered_row(undelivered, where=str(getattr(notifier.sender, "path", "the outbox")),
+                                                            transport=getattr(notifier.sender, "transport", "outbox")), ctx)
     for name, found in incidents.items():
         for incident in found:
             log.warning("watchdog: %s %s: %s", incident.code, name, incident.message)

@@ -55,8 +55,8 @@ def test_quiet_when_on_time_and_within_grace_missed_after(catalogue):
 
 
 def test_never_verified_when_errors_outlast_the_grace(catalogue):
-    def rec(hours, verdict):
-        return SimpleNamespace(recorded_at=at(hours), verdict=verdict)
+    def rec(hours, verdict):  # one row per run
+        return SimpleNamespace(recorded_at=at(hours), verdict=verdict, dag_id="dr_certificates__web_certs", run_id=f"r{hours}")
 
     one_error = history_from_records([rec(6, "ERROR"), rec(-18, "PASS")], last_pass_at=at(-18), first_at=at(-100))
     assert check(catalogue, "web_certs", one_error, at(7.5)) == []  # a single ERROR pages by itself

@@ -7,7 +7,9 @@ Rules this module enforces:
 - it reports the task that crashed with the exception summary (redacted),
   try number and log link, routed like an ERROR of the drill;
 - it does not page twice: a task that failed with ``DrillNotGreen`` has
-  already reported its verdict, and at DAG level (where Airflow passes no
+  already reported its verdict (FAIL and ERROR are always routed, see
+  ``drillbook.notify.router``; only a drill with ``notify.enabled: false`` is
+  silent, and the watchdog still pages about it), and at DAG level (where Airflow passes no
   exception) a run whose FAIL/ERROR result is in the ledger and was delivered
   is skipped; when in doubt (ledger unreachable) it pages;
 - Slack when the catalogue's Slack connection exists, else the outbox.

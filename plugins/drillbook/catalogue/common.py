@@ -131,7 +131,14 @@ class StrictModel(BaseModel):
 
 
 class NotifySpec(StrictModel):
-    """Per-drill routing overrides for Slack reports."""
+    """Per-drill routing overrides for Slack reports.
+
+    FAIL and ERROR always page (principle 1: ERROR pages exactly like FAIL);
+    ``on`` may only ADD verdicts (PASS, SKIPPED). An ``on`` that names one of
+    FAIL/ERROR without the other is refused, because it reads as "page on FAIL
+    only" and would silence ERROR. Only ``enabled: false`` silences the drill's
+    own reports (the watchdog still pages about it).
+    """
 
     channel: str | None = None  # on-call channel override
     mention: str | None = None  # e.g. "<!subteam^S0123>"
@@ -145,6 +152,14 @@ class NotifySpec(StrictModel):
         bad = [v for v in value if v not in allowed]
         if bad:
             raise ValueError(f"unknown verdicts {bad}; expected some of {sorted(allowed)}")
+        paging = {"FAIL", "ERROR"} & set(value)
+        if len(paging) == 1:
+            named, missing = sorted(paging)[0], sorted({"FAIL", "ERROR"} - paging)[0]
+            raise ValueError(
+                f"notify.on {value} names {named!r} without {missing!r}: FAIL and ERROR always page on-call together "
+                f"(an ERROR is a check that could not run); list both 'FAIL' and 'ERROR', or leave them out and use "
+                f"'on' only to add PASS/SKIPPED, or set 'enabled: false' to silence the drill's reports"
+            )
         return value
 
 

@@ -64,7 +64,9 @@ def main_watchdog(args: argparse.Namespace) -> int:
         for incident in incidents:
             open_count += 1
             print(redact(f"  {incident.code:<22} {name}: {incident.message}"))
-    print(f"{open_count} open incident(s); {run.posted} message(s) posted", file=sys.stderr)
+    owed = sum(len(codes) for codes in run.undelivered.values())
+    note = f"; {owed} written to the outbox only (nobody was told; sent once Slack is configured)" if owed else ""
+    print(f"{open_count} open incident(s); {run.posted} message(s) posted{note}", file=sys.stderr)
     return 1 if open_count else 0
 
 

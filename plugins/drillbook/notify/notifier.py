@@ -10,6 +10,14 @@ Rules this module enforces (principle 3, evidence first, nothing lost):
 - without a Slack connection every message goes to the outbox and the log,
   and, when a ledger is at hand, a ``notification`` row with
   ``NOTIFY_NOT_CONFIGURED`` records that nobody was told.
+
+The ``notification`` row describes the delivery, not the drill. Like
+``Ledger.record_notify_failure`` (the ``NOTIFY_FAILED`` row, verdict FAIL), it is
+built with ``ResultBuilder`` so its verdict is derived, never copied: the drill's
+verdict and codes go in ``details["reported_verdict"]`` / ``["reported_codes"]``.
+An outbox-only delivery counts no check (nothing confirmed that anyone was
+told), so the row's derived verdict is ERROR -- "could not verify that on-call
+was told" -- and never a green PASS for a page that nobody saw.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drillbook.findings import finding
 from drillbook.notify.blocks import Message
 from drillbook.notify.outbox import OutboxSender
 from drillbook.notify.render import (
@@ -97,15 +104,7 @@ class Notifier:
         """Write the ``notification`` row saying the report went to the outbox only."""
         if self.ledger is None:
             return
-        where = getattr(self.sender, "path", "the outbox")
-        note = finding(
-            "NOTIFY_NOT_CONFIGURED",
-            f"the {result.verdict.value} report of {result.drill!r} for {channel} was written to {where}; nobody was told",
-            subject=channel,
-            detail={"transport": self.sender.transport, "channel": channel},
-        )
-        row = result.model_copy(update={"findings": [note], "details": {**result.details, "notification": {"delivered": False}}})
-        self.ledger.record_event("notification", row, ctx)
+        self.ledger.record_event("notification", not_delivered_row(result, channel=channel, sender=self.sender), ctx)
 
     # -- watchdog, digest, crashed tasks ----------------------------------------------
     def notify_incident(self, incident: IncidentView) -> Delivery:
@@ -118,6 +117,26 @@ class Notifier:
     def notify_task_failure(self, *, dag_id: str, **details: Any) -> Delivery:
         route = route_task_failure(dag_id, catalogue=self.catalogue)
         return self.sender.post(channel=route.channel, message=render_task_failure(dag_id=dag_id, options=self.options(route), **details))
+
+
+def not_delivered_row(result: DrillResult, *, channel: str, sender: Any, what: str | None = None) -> DrillResult:
+    """The ``notification`` row of a report that went to the outbox only (verdict derived: ERROR, see the docstring)."""
+    from drillbook.drills.base import ResultBuilder
+
+    where = getattr(sender, "path", "the outbox")
+    what = what or f"the {result.verdict.value} report of {result.drill!r}"
+    builder = ResultBuilder(kind=result.kind, drill=result.drill, target=result.target, controls=list(result.controls))
+    # no builder.checked(): no delivery to anyone was confirmed, so nothing was verified
+    builder.find(
+        "NOTIFY_NOT_CONFIGURED",
+        f"{what} for {channel} was written to {where}; nobody was told",
+        subject=channel,
+        detail={"transport": getattr(sender, "transport", "outbox"), "channel": channel, "drill_verdict": result.verdict.value},
+    )
+    builder.details["reported_verdict"] = result.verdict.value
+    builder.details["reported_codes"] = result.codes()
+    builder.details["notification"] = {"delivered": False, "transport": getattr(sender, "transport", "outbox"), "channel": channel}
+    return builder.finish()
 
 
 def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, outbox: str | None = None) -> Notifier:

@@ -6,9 +6,12 @@ The rule:
   ``defaults.slack.mention``) and the details as a thread reply; ERROR pages
   exactly like FAIL (principle 1);
 - PASS and SKIPPED go nowhere by themselves: the digest counts them;
-- a drill may change this with ``notify``: ``on`` lists the verdicts that are
-  posted, ``enabled: false`` silences the drill (the watchdog and the digest
-  still see it); a mention is only ever added to FAIL and ERROR;
+- a drill may change this with ``notify``: ``on`` may only ADD verdicts
+  (PASS, SKIPPED) -- FAIL and ERROR are posted whatever ``on`` says (the
+  catalogue refuses an ``on`` naming one without the other); only
+  ``enabled: false`` silences the drill's own reports (the watchdog still
+  pages about it and the digest still counts it); a mention is only ever
+  added to FAIL and ERROR;
 - watchdog incidents go to the on-call channel, digests to the digest channel.
 """
 
@@ -44,7 +47,7 @@ def route_result(result: DrillResult, *, catalogue: Catalogue) -> Route | None:
     spec = drill.notify if drill is not None else None
     if spec is not None and not spec.enabled:
         return None
-    wanted = spec.on if spec is not None else [v.value for v in PAGING]
+    wanted = {v.value for v in PAGING} | set(spec.on if spec is not None else ())
     if result.verdict.value not in wanted:
         return None
     channel = (spec.channel if spec is not None else None) or slack.oncall_channel

@@ -2,7 +2,11 @@
 
 Rules this module enforces:
 - the client is built lazily (``cached_property``) with retry handlers for
-  rate limits (429, honouring Retry-After), server errors (500/503) and
+  rate limits (429, honouring Retry-After up to a cap, ``MAX_RETRY_AFTER``
+  = 60 s by default, configurable with the connection extra
+  ``max_retry_after``; a longer Retry-After fails fast with
+  ``NotificationFailed`` naming it, so a task never sleeps for an hour on
+  Slack's say-so), server errors (500/503) and
   connection errors; passing ``retry_handlers`` replaces slack_sdk's defaults,
   so all three are listed here;
 - when the retries are exhausted, or Slack refuses (``invalid_auth``,
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
 MAX_RETRIES = 2  # per kind of failure; with a 10 s timeout a dead Slack fails the task in well under a minute
+MAX_RETRY_AFTER = 60.0  # seconds a 429's Retry-After may make us wait; beyond it the post fails fast
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,10 @@ class SlackConnection:
     token: str
     base_url: str = DEFAULT_BASE_URL
     timeout: int = 10
+    max_retry_after: float = MAX_RETRY_AFTER
 
     def __repr__(self) -> str:  # a stray log of the object must not print the token
-        return f"SlackConnection(base_url={self.base_url!r}, timeout={self.timeout})"
+        return f"SlackConnection(base_url={self.base_url!r}, timeout={self.timeout}, max_retry_after={self.max_retry_after})"
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,8 @@ def connection_from_env(conn_id: str = "drillbook_slack", *, environ: dict[str, 
     base_url = str(extra.get("base_url") or DEFAULT_BASE_URL)
     if not base_url.endswith("/"):
         base_url += "/"  # slack_sdk joins method names onto it
-    return SlackConnection(token=token, base_url=base_url, timeout=int(extra.get("timeout") or 10))
+    return SlackConnection(token=token, base_url=base_url, timeout=int(extra.get("timeout") or 10),
+                           max_retry_after=float(extra.get("max_retry_after") or MAX_RETRY_AFTER))
 
 
 class SlackSender:
@@ -96,11 +103,14 @@ class SlackSender:
 
     transport = "slack"
 
-    def __init__(self, *, client: Any = None, connection: SlackConnection | None = None):
+    def __init__(self, *, client: Any = None, connection: SlackConnection | None = None, max_retry_after: float | None = None):
         if client is None and connection is None:
             raise ValueError("SlackSender needs a WebClient or a SlackConnection")
         self._given_client = client
         self._connection = connection
+        if max_retry_after is None:
+            max_retry_after = connection.max_retry_after if connection is not None else MAX_RETRY_AFTER
+        self.max_retry_after = float(max_retry_after)
         token = getattr(client, "token", None) if client is not None else connection.token  # type: ignore[union-attr]
         register_secret(token)
 
@@ -113,7 +123,7 @@ class SlackSender:
             conn = self._connection
             assert conn is not None
             client = WebClient(token=conn.token, base_url=conn.base_url, timeout=conn.timeout)
-        client.retry_handlers = retry_handlers()
+        client.retry_handlers = retry_handlers(max_retry_after=self.max_retry_after)
         return client
 
     def post(self, *, channel: str, message: Message, thread_ts: str | None = None) -> Delivery:
@@ -128,6 +138,13 @@ class SlackSender:
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", "?")
             error = exc.response.get("error") if exc.response is not None else None
+            if status == 429:
+                wait = retry_after_of(getattr(exc.response, "headers", None) or {})
+                raise NotificationFailed(
+                    redact(f"Slack rate-limited chat.postMessage to {channel!r}: HTTP 429 with Retry-After {wait if wait is not None else '?'} s, "
+                           f"more than drillbook waits (max_retry_after {self.max_retry_after:g} s) or after {MAX_RETRIES} retries; "
+                           f"the post failed fast instead of sleeping; it is retried by the task's retry or the next run")
+                ) from None
             raise NotificationFailed(
                 redact(f"Slack refused chat.postMessage to {channel!r}: HTTP {status}, error {error!r}; check the token, "
                        f"the channel name and that the bot is a member of the channel")
@@ -139,16 +156,51 @@ class SlackSender:
         return Delivery(transport="slack", channel=str(response.get("channel") or channel), ts=str(response.get("ts")), thread_ts=thread_ts)
 
 
-def retry_handlers() -> list[Any]:
-    """Rate limits (honour Retry-After), server errors and connection errors, each retried a bounded number of times."""
+def retry_after_of(headers: Any) -> float | None:
+    """The Retry-After of a response's headers (any case; a list or a string value), or None."""
+    for key in list(headers.keys()):
+        if str(key).lower() == "retry-after":
+            value = headers[key]
+            value = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def capped_rate_limit_handler(*, max_retry_count: int = MAX_RETRIES, max_retry_after: float = MAX_RETRY_AFTER) -> Any:
+    """slack_sdk's RateLimitErrorRetryHandler that refuses to wait longer than ``max_retry_after``.
+
+    slack_sdk sleeps for whatever Retry-After says; a Retry-After of 3600 would
+    hold the task (and the on-call page) for an hour. Beyond the cap the 429 is
+    not retried, so ``chat_postMessage`` raises at once and ``SlackSender.post``
+    turns it into ``NotificationFailed`` naming the Retry-After.
+    """
+    from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+    class CappedRateLimitErrorRetryHandler(RateLimitErrorRetryHandler):
+        def _can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+            if not super()._can_retry(state=state, request=request, response=response, error=error):
+                return False
+            wait = retry_after_of(response.headers or {})
+            if wait is not None and wait > max_retry_after:
+                log.warning("Slack asked to retry after %s s, more than max_retry_after %s s: failing fast", wait, max_retry_after)
+                return False
+            return True
+
+    return CappedRateLimitErrorRetryHandler(max_retry_count=max_retry_count)
+
+
+def retry_handlers(*, max_retry_after: float = MAX_RETRY_AFTER) -> list[Any]:
+    """Rate limits (honour Retry-After up to ``max_retry_after``), server errors and connection errors, each retried a bounded number of times."""
     from slack_sdk.http_retry.builtin_handlers import (
         ConnectionErrorRetryHandler,
-        RateLimitErrorRetryHandler,
         ServerErrorRetryHandler,
     )
 
     return [
-        RateLimitErrorRetryHandler(max_retry_count=MAX_RETRIES),
+        capped_rate_limit_handler(max_retry_count=MAX_RETRIES, max_retry_after=max_retry_after),
         ServerErrorRetryHandler(max_retry_count=MAX_RETRIES),
         ConnectionErrorRetryHandler(max_retry_count=MAX_RETRIES),
     ]

@@ -122,7 +122,7 @@ def test_healthy_indexes_pass_amcheck(amcheck_shop):
 
 
 def test_amcheck_unavailable_is_said_and_not_counted(pg, shop_db):
-    """A role that may not create extensions: amcheck cannot run, so its checks are not counted."""
+    """A role that may not create extensions: amcheck cannot run; auto says so, true makes it an ERROR."""
     from psycopg.conninfo import make_conninfo
 
     from drillbook.pg import parse
@@ -133,15 +133,20 @@ def test_amcheck_unavailable_is_said_and_not_counted(pg, shop_db):
     try:
         dsn = make_conninfo(shop_db, user=role)
         assert parse(dsn)["user"] == role
-        with_amcheck = ladder(dsn, amcheck=True)
+        auto = ladder(dsn, amcheck="auto")
+        required = ladder(dsn, amcheck=True)
         without = ladder(dsn, amcheck=False)
     finally:
         pg.execute("postgres", f"drop role {role}")
-    facts = with_amcheck.details["verify"]["integrity"]
+    # auto: amcheck is used where it can run; here it cannot, which is said but not counted.
+    facts = auto.details["verify"]["integrity"]
     assert "unavailable" in facts["amcheck"] and facts["indexes_checked"] == 0
-    assert "unavailable" in phase(with_amcheck, "verify.integrity").detail
-    assert codes(with_amcheck) == [] and with_amcheck.verdict.value == "PASS"  # sequences and matviews ran
-    assert with_amcheck.measurements.counts["checks_run"] == without.measurements.counts["checks_run"]
+    assert "unavailable" in phase(auto, "verify.integrity").detail
+    assert codes(auto) == [] and auto.verdict.value == "PASS"  # sequences and matviews ran
+    assert auto.measurements.counts["checks_run"] == without.measurements.counts["checks_run"]
+    # true: amcheck was demanded and could not run -> a blocking finding, never PASS.
+    assert codes(required) == ["AMCHECK_UNAVAILABLE"] and required.verdict.value == "ERROR"
+    assert required.measurements.counts["checks_run"] == without.measurements.counts["checks_run"]
 
 
 # --- data quality (Great Expectations; imports GX once, about 8 s) -----------------------------------

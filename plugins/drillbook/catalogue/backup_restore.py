@@ -75,7 +75,9 @@ class VerifySpec(StrictModel):
     drift_tolerance: float = Field(default=0.10, ge=0, le=1)  # allowed shrink vs the last PASS
     checks: list[SqlCheck] = Field(default_factory=list)
     rpo_probe: str | None = None  # e.g. "select max(created_at) from public.orders"
-    amcheck: bool = True
+    # auto: check B-tree indexes when amcheck can run, else say so in the phase detail;
+    # true: amcheck must run (AMCHECK_UNAVAILABLE / INDEX_UNCHECKED otherwise); false: off.
+    amcheck: Literal["auto"] | bool = "auto"
     suites: list[str] = Field(default_factory=list)  # data-quality suites run on the restored data
 
 

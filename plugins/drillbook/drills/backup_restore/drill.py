@@ -19,6 +19,7 @@ This module imports no Airflow: the DAG and the CLI both call
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ from drillbook.redact import redact, redact_obj
 from drillbook.result import DrillResult, Phase
 
 KIND = "backup_restore"
+#: Upper bound of ``pg_restore -l`` (it reads only the archive's table of contents).
+TOC_TIMEOUT_S = int(os.environ.get("DRILLBOOK_TOC_TIMEOUT", "600"))
 log = logging.getLogger(__name__)
 
 
@@ -113,6 +116,11 @@ class _Drill:
                     self.artefact, version = locate_mod.take_live_dump(
                         source_dsn=self.source_dsn or "", drill=self.drill.name, keep_in=keep, bin_dir=bin_dir,
                         timeout=self.drill.restore.timeout, now=self.start)
+                except locate_mod.LiveDumpFailed as exc:
+                    self.b.find(exc.code, f"source {pg.describe(self.source_dsn or '')}: {exc}",
+                                subject=pg.describe(self.source_dsn or ""))
+                    ph.status, ph.detail = "failed", f"live dump failed ({exc.code})"
+                    self.abort("locate")
                 except Exception as exc:
                     if type(exc).__module__.startswith("psycopg"):
                         self.b.find("SOURCE_UNREACHABLE", f"source {pg.describe(self.source_dsn or '')}: {exc}")
@@ -212,18 +220,28 @@ class _Drill:
             ph.detail = f"{info.summary()}; {name} {self.tool.version}"
 
     def _list_toc(self, path: Path, art: locate_mod.Artefact) -> None:
-        """``pg_restore -l`` must read the whole table of contents; count the table-data entries."""
+        """``pg_restore -l`` must read the whole table of contents; count the table-data entries.
+
+        The listing is one line per TOC entry (a few MB for the largest schemas), so it is
+        captured whole with a timeout: reading stdout then stderr from a Popen could hang
+        forever on a stuck tool or deadlock on a full stderr pipe.
+        """
         assert self.tool is not None
-        proc = subprocess.Popen([self.tool.path, "-l", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.run([self.tool.path, "-l", str(path)], capture_output=True, stdin=subprocess.DEVNULL,
+                                  timeout=TOC_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            self.b.find("ARCHIVE_UNREADABLE",
+                        f"{art.name!r}: pg_restore -l did not list the table of contents within {TOC_TIMEOUT_S}s",
+                        subject=art.uri)
+            self.abort("inspect")
         entries = data = 0
-        assert proc.stdout is not None and proc.stderr is not None
-        for raw in proc.stdout:
+        for raw in proc.stdout.splitlines():
             if raw and not raw.startswith(b";"):
                 entries += 1
                 data += b" TABLE DATA " in raw
-        err = proc.stderr.read(4000).decode("utf-8", "replace")
-        if proc.wait(timeout=600) != 0:
+        err = proc.stderr[-4000:].decode("utf-8", "replace")
+        if proc.returncode != 0:
             classifier = restore.StderrClassifier()
             for line in err.splitlines():
                 classifier.feed(line)

@@ -9,6 +9,11 @@ Rules this module enforces:
   ``default_transaction_read_only=on`` for the session) with the password in
   the environment, never in argv; the dump and a ``.sha256`` sidecar are kept
   in the configured directory;
+- a live dump that cannot be taken raises ``LiveDumpFailed`` carrying its
+  finding code, never a bare RuntimeError (which would be DRILL_CRASHED): no
+  pg_dump at least as new as the source -> ``VERSION_MISMATCH``; pg_dump
+  cannot connect, authenticate or read (permission) -> ``SOURCE_UNREACHABLE``;
+  a timeout or any other pg_dump failure -> ``LIVE_DUMP_FAILED``;
 - nothing found -> ``BACKUP_MISSING``; the newest is older than the RPO
   objective -> ``BACKUP_STALE`` (the drill still restores it: an old backup
   that restores is better evidence than none).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +33,32 @@ from typing import Any
 from drillbook import pg
 from drillbook.catalogue.common import resolve_relative
 from drillbook.drills.backup_restore import tools
+from drillbook.errors import DrillbookError
 
 SIDECAR_SUFFIXES = (".sha256", ".md5", ".sha256sum")
 CHUNK = 1 << 20
+
+
+# pg_dump stderr that means "the source would not let us in or read": not a broken dump.
+_UNREACHABLE_RE = re.compile(
+    r"connection to server|could not connect|could not translate host name|password authentication failed"
+    r"|no password supplied|authentication failed|permission denied|role \"[^\"]*\" does not exist"
+    r"|database \"[^\"]*\" does not exist|no pg_hba.conf entry|must be superuser|server closed the connection",
+    re.IGNORECASE,
+)
+
+
+class LiveDumpFailed(DrillbookError):
+    """A live ``pg_dump`` could not be taken; ``code`` is the finding it becomes."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def classify_dump_failure(stderr: str) -> str:
+    """Finding code of a failed pg_dump from its stderr."""
+    return "SOURCE_UNREACHABLE" if _UNREACHABLE_RE.search(stderr) else "LIVE_DUMP_FAILED"
 
 
 @dataclass
@@ -127,20 +156,29 @@ def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str |
         server_major = int(conn.info.server_version) // 10000
     tool, seen = tools.choose("pg_dump", min_major=server_major, bin_dir=bin_dir)
     if tool is None:
-        raise RuntimeError(f"no pg_dump >= {server_major} for the source server; found: {tools.describe(seen)}")
+        raise LiveDumpFailed(
+            "VERSION_MISMATCH",
+            f"the source server is PostgreSQL {server_major} but no pg_dump >= {server_major} was found "
+            f"(found: {tools.describe(seen)}); install newer client tools or set restore.bin_dir",
+        )
     keep_in.mkdir(parents=True, exist_ok=True)
     target = keep_in / f"{drill}-{now.strftime('%Y%m%dT%H%M%SZ')}.dump"
     env = pg.tool_env(source_dsn)
     # Belt and braces: pg_dump already runs in a READ ONLY transaction; this makes
     # the whole session read-only so no statement on the source can ever write.
     env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c default_transaction_read_only=on").strip()
-    proc = subprocess.run(
-        [tool.path, "-Fc", "--no-password", "-f", str(target)],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [tool.path, "-Fc", "--no-password", "-f", str(target)],
+            env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        target.unlink(missing_ok=True)
+        raise LiveDumpFailed("LIVE_DUMP_FAILED", f"pg_dump of the source did not finish within {timeout:.0f}s") from exc
     if proc.returncode != 0:
         target.unlink(missing_ok=True)
-        raise RuntimeError(f"pg_dump exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        err = proc.stderr.strip()[-400:]
+        raise LiveDumpFailed(classify_dump_failure(err), f"pg_dump {tool.version} exited {proc.returncode}: {err}")
     digest = hashlib.sha256()
     with target.open("rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):

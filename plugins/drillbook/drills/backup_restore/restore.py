@@ -13,13 +13,19 @@ Rules this module enforces:
   error), or context (DETAIL/HINT/"Command was"/TOC lines, notices, warnings);
 - exit 0 with error lines on stderr -> ``EXIT_CODE_LIED`` (psql does exactly
   that); a non-zero exit with no error line -> ``RESTORE_FAILED``;
+- the restore timeout bounds the whole restore: the tool runs in its own
+  process group (session) and the timeout kills the group, because
+  ``pg_restore -j`` forks workers that keep stderr open and keep loading after
+  their parent is killed;
 - findings keep a bounded, redacted sample of their stderr lines.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -175,6 +181,14 @@ def _feed_gzip(path: Path, proc: subprocess.Popen, errors: list[str]) -> None:
             pass
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the tool and every process of its group (pg_restore's parallel workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()  # the group is gone already; make sure the leader is too
+
+
 def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: int, no_owner: bool,
                 timeout: float) -> RestoreOutcome:
     """Run the restore into the database of ``scratch_db_dsn``; never raises for tool failures."""
@@ -188,12 +202,15 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.PIPE if fmt == "plain.gz" else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
+        start_new_session=True,  # its own process group, so a kill reaches the -j workers too
     )
     timed_out = threading.Event()
 
     def _kill() -> None:
+        if proc.returncode is not None:  # reaped already: its pid (= group id) may be reused
+            return
         timed_out.set()
-        proc.kill()
+        kill_group(proc)
 
     timer = threading.Timer(timeout, _kill)
     timer.daemon = True
@@ -211,7 +228,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     finally:
         timer.cancel()
         if proc.poll() is None:
-            proc.kill()
+            kill_group(proc)
             proc.wait()
         if feeder is not None:
             feeder.join(timeout=30)

@@ -10,16 +10,21 @@ Rules this module enforces:
   there is one;
 - every materialized view must be populated (``pg_matviews.ispopulated``),
   else querying it fails: ``MATVIEW_UNPOPULATED``;
-- with ``verify.amcheck`` every valid B-tree index is checked with amcheck's
-  ``bt_index_check`` (structure and ordering; AccessShareLock only, no heap
-  scan, so it stays cheap on large tables). The extension is created in the
-  scratch database (schema ``drillbook_amcheck``) when missing: a scratch
-  database is ours to change. A corruption error (SQLSTATE class ``XX``) is
-  ``INDEX_CORRUPT``;
+- with ``verify.amcheck`` ``auto`` (the default) or ``true`` every valid
+  B-tree index is checked with amcheck's ``bt_index_check`` (structure and
+  ordering; AccessShareLock only, no heap scan, so it stays cheap on large
+  tables). The extension is created in the scratch database (schema
+  ``drillbook_amcheck``) when missing: a scratch database is ours to change.
+  A corruption error (SQLSTATE class ``XX``) is ``INDEX_CORRUPT``;
 - amcheck that cannot be installed, or an index whose check fails for
-  another reason, is stated in the phase detail and in
-  ``details.verify.integrity`` and is NOT counted as a check: a check that
-  did not run never passes.
+  another reason (lock or statement timeout, permission), is NOT counted as a
+  check and never vanishes: it is stated in the phase detail and in
+  ``details.verify.integrity`` (``amcheck``, ``indexes_unchecked``). With
+  ``auto`` that is all (amcheck is used where the server has it). With
+  ``true`` amcheck was demanded, so each is a blocking finding as well:
+  ``AMCHECK_UNAVAILABLE`` (the extension cannot run) or ``INDEX_UNCHECKED``
+  naming the index: a check that was required and did not run makes the
+  result ERROR, never PASS.
 """
 
 from __future__ import annotations
@@ -153,8 +158,16 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
     import psycopg
     from psycopg import sql
 
+    required = ladder.verify.amcheck is True
     schema, how = _amcheck_schema(ladder.conn)
     if schema is None:
+        if required:
+            ladder.builder.find(
+                "AMCHECK_UNAVAILABLE",
+                f"verify.amcheck is true but no index could be checked: {how}",
+                subject="amcheck",
+                detail={"error": how},
+            )
         return {"amcheck": how, "indexes_checked": 0}
     indexes = ladder.conn.execute(_BTREE_INDEXES_SQL).fetchall()
     statement = sql.SQL("select {fn}(%s::oid::regclass)").format(fn=sql.Identifier(schema, "bt_index_check"))
@@ -178,13 +191,21 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
                 )
             else:
                 unchecked.append(f"{name}: {reason} [{state}]")
+                if required:
+                    ladder.builder.find(
+                        "INDEX_UNCHECKED",
+                        f"amcheck could not check index {name}: {reason} [{state}]",
+                        subject=name,
+                        detail={"index": name, "sqlstate": state, "error": reason},
+                    )
             continue
         ladder.builder.checked()
         checked += 1
     facts: dict[str, Any] = {"amcheck": how, "indexes": len(indexes), "indexes_checked": checked,
                              "indexes_corrupt": corrupt}
     if unchecked:
-        facts["indexes_unchecked"] = unchecked[:20]
+        # Every unchecked index is named in the evidence (findings carry them too when required).
+        facts["indexes_unchecked"] = unchecked
     return facts
 
 
@@ -194,7 +215,7 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     checks_before = ladder.builder.checks_run
     facts.update(check_sequences(ladder))
     facts.update(check_matviews(ladder))
-    if ladder.verify.amcheck:
+    if ladder.verify.amcheck is not False:
         facts.update(check_indexes(ladder))
     else:
         facts["amcheck"] = "off (verify.amcheck: false)"

@@ -11,8 +11,10 @@ Rules this module enforces:
   the same result;
 - no unexpected values are sampled (``sample=0``): the restored data is a copy
   of production and evidence must not carry its rows;
-- with no suites, or without the data-quality engine installed, the rung is
-  ``not configured`` and counts no check.
+- with no suites the rung is ``not configured`` and counts no check;
+- suites that are configured but cannot run because the data-quality engine
+  cannot be imported are ``DQ_VALIDATION_ERROR`` naming every suite (blocks
+  verification: ERROR, never a silent skip that leaves the result PASS).
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     try:
         from drillbook.drills.data_quality import validate_into
     except ImportError as exc:
-        ph.skip()
-        ph.detail = f"data-quality engine not available ({exc.name or exc}); suites not run: {', '.join(suites)}"
+        why = f"data-quality engine not available ({exc.name or exc})"
+        ladder.builder.find(
+            "DQ_VALIDATION_ERROR",
+            f"verify.suites names {', '.join(repr(s) for s in suites)} but none could run: {why}",
+            subject=", ".join(suites),
+            detail={"suites": ", ".join(suites), "error": str(exc)},
+        )
+        ph.status = "failed"
+        ph.detail = f"{why}; suites not run: {', '.join(suites)}"
         facts["engine"] = "unavailable"
         return
     suites_dir = ladder.base_dir / "expectations"

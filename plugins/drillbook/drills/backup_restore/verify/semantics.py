@@ -10,11 +10,14 @@ Rules this module enforces:
 - a check whose expectation does not hold is ``SEMANTICS_FAILED`` naming the
   check, the expectation and the value found (cut to ``VALUE_MAX`` characters:
   a check should return a number, not a row);
-- a check whose SQL fails (syntax, a missing table, the timeout) is
-  ``SEMANTICS_FAILED`` too and counts as run: the query reached the restored
-  database and the property could not be shown to hold there. When the
-  restore lost the table a check reads, that *is* the failure to report; a
-  typo in a check shows the server's error message in the finding.
+- a check whose SQL cannot run (syntax, permission, the timeout, any other
+  server error) is ``SEMANTICS_ERROR``: it blocks verification (ERROR) and is
+  NOT counted as a check, because nothing was shown to hold or not hold;
+- one exception: ``undefined_table`` (SQLSTATE ``42P01``) is
+  ``SEMANTICS_FAILED`` and counts as run. The check's SQL was accepted up to
+  the table name, and the restored data lacks a table the business relies
+  on: that *is* a restore that did not hold. A misspelt table name in a
+  check looks the same; the finding shows the server's message and the SQL.
 """
 
 from __future__ import annotations
@@ -46,8 +49,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= VALUE_MAX else text[: VALUE_MAX - 1] + "…"
 
 
-def run_check(conn: Any, check: SqlCheck, *, timeout_s: int = CHECK_TIMEOUT_S) -> tuple[Any, str | None]:
-    """Run one check read-only; return (value, None) or (None, error message)."""
+UNDEFINED_TABLE = "42P01"
+
+
+def run_check(conn: Any, check: SqlCheck, *, timeout_s: int = CHECK_TIMEOUT_S) -> tuple[Any, str | None, str | None]:
+    """Run one check read-only; return (value, None, None) or (None, error message, SQLSTATE)."""
     import psycopg
 
     try:
@@ -58,9 +64,10 @@ def run_check(conn: Any, check: SqlCheck, *, timeout_s: int = CHECK_TIMEOUT_S) -
     except psycopg.Error as exc:
         diag = getattr(exc, "diag", None)
         message = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
-        state = f" [{exc.sqlstate}]" if getattr(exc, "sqlstate", None) else ""
-        return None, f"{message}{state}"
-    return (row[0] if row else None), None
+        sqlstate = getattr(exc, "sqlstate", None) or None
+        state = f" [{sqlstate}]" if sqlstate else ""
+        return None, f"{message}{state}", sqlstate
+    return (row[0] if row else None), None, None
 
 
 def run(ladder: Ladder, ph: PhaseHandle) -> None:
@@ -72,11 +79,24 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
         ladder.facts["semantics"] = {"checks": []}
         return
     outcomes: list[dict[str, Any]] = []
-    failed = 0
+    failed = errored = 0
     for check in checks:
-        value, error = run_check(ladder.conn, check)
-        ladder.builder.checked()
+        value, error, sqlstate = run_check(ladder.conn, check, timeout_s=CHECK_TIMEOUT_S)
         shown = _show(value)
+        if error is not None and sqlstate != UNDEFINED_TABLE:
+            # The check could not run: it is not counted, and it blocks verification.
+            errored += 1
+            outcomes.append({"name": check.name, "expect": check.expect, "value": None, "error": error,
+                             "holds": None})
+            ladder.builder.find(
+                "SEMANTICS_ERROR",
+                f"check {check.name!r} could not run on the restored data: {error}",
+                subject=check.name,
+                detail={"check": check.name, "expect": check.expect, "error": error, "sqlstate": sqlstate,
+                        "sql": check.sql},
+            )
+            continue
+        ladder.builder.checked()
         holds = error is None and parse_expectation(check.expect)(value)
         outcomes.append({"name": check.name, "expect": check.expect, "value": None if error else shown,
                          "error": error, "holds": holds})
@@ -84,7 +104,7 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
             continue
         failed += 1
         if error is not None:
-            message = f"check {check.name!r} could not hold: its SQL failed on the restored data: {error}"
+            message = f"check {check.name!r} did not hold: the restored data lacks a table it reads: {error}"
         else:
             message = f"check {check.name!r} expected {check.expect!r} but found {shown}"
         ladder.builder.find(
@@ -95,4 +115,5 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
                     "error": error, "sql": check.sql},
         )
     ladder.facts["semantics"] = {"checks": outcomes}
-    ph.detail = f"{len(checks) - failed}/{len(checks)} checks hold"
+    ran = len(checks) - errored
+    ph.detail = f"{ran - failed}/{ran} checks hold" + (f"; {errored} could not run" if errored else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -87,3 +88,91 @@ def test_unreachable_acm_is_error(refused_address):
 def test_drill_without_acm_returns_nothing(status):
     drill = CertificatesDrill(name="x", kind="certificates", schedule="@daily", files=["/nonexistent"])
     assert check_acm(drill, client=object()) == []
+
+
+# --- ACM's own Status decides before the dates ------------------------------------------------------
+# moto cannot revoke, fail or deactivate a certificate, so these answer as the ACM API does: canned
+# DescribeCertificate replies (a stand-in for AWS, not for drillbook code). EXPIRED goes through moto.
+ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0123456789ab-cdef"
+
+
+class AcmAnswers:
+    """The ACM API answers check_acm reads, for one certificate with a given Status."""
+
+    def __init__(self, status: str, *, in_use: bool = True, **extra) -> None:
+        self.status, self.in_use, self.extra = status, in_use, extra
+
+    def list_certificates(self, **_kw):
+        return {"CertificateSummaryList": [{"CertificateArn": ARN}]}
+
+    def describe_certificate(self, CertificateArn):
+        t = now()
+        return {"Certificate": {
+            "CertificateArn": CertificateArn, "DomainName": "api.example.com", "Status": self.status,
+            "Type": "AMAZON_ISSUED", "InUseBy": ["arn:aws:elasticloadbalancing:lb/1"] if self.in_use else [],
+            "NotBefore": t - 30 * DAY, "NotAfter": t + 300 * DAY,  # dates that alone would pass
+            "KeyAlgorithm": "RSA_2048", "SignatureAlgorithm": "SHA256WITHRSA", **self.extra,
+        }}
+
+    def get_certificate(self, **_kw):
+        raise AssertionError("the PEM is fetched only for ISSUED certificates")
+
+
+def test_revoked_in_use_certificate_fails_with_its_reason():
+    t = now()
+    [result] = check_acm(acm_drill(), client=AcmAnswers("REVOKED", RevocationReason="KEY_COMPROMISE", RevokedAt=t - DAY))
+    assert result.codes() == ["CERT_REVOKED"]
+    assert result.verdict is Verdict.FAIL
+    f = result.findings[0]
+    assert f.severity is Severity.CRITICAL
+    assert f.detail["revocation_reason"] == "KEY_COMPROMISE" and f.detail["revoked_at"]
+    assert "KEY_COMPROMISE" in f.message
+
+
+def test_revoked_unused_certificate_is_reported_low():
+    [result] = check_acm(acm_drill(), client=AcmAnswers("REVOKED", in_use=False, RevocationReason="SUPERSEDED"))
+    assert result.codes() == ["CERT_REVOKED"]
+    assert result.findings[0].severity is Severity.LOW
+    assert result.verdict is Verdict.PASS  # nothing uses it: it cannot cause an outage
+
+
+def test_status_expired_is_expired_whatever_the_dates_say():
+    [result] = check_acm(acm_drill(), client=AcmAnswers("EXPIRED"))
+    assert result.codes() == ["CERT_EXPIRED"]
+    assert result.verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize(("status", "in_use", "severity", "verdict"), [
+    ("INACTIVE", True, Severity.HIGH, Verdict.FAIL),
+    ("INACTIVE", False, Severity.LOW, Verdict.PASS),
+    ("FAILED", False, Severity.LOW, Verdict.PASS),
+    ("VALIDATION_TIMED_OUT", False, Severity.LOW, Verdict.PASS),
+    ("PENDING_VALIDATION", True, Severity.HIGH, Verdict.FAIL),
+    ("SOME_FUTURE_STATUS", True, Severity.HIGH, Verdict.FAIL),  # unknown: never passes unjudged
+])
+def test_not_usable_statuses(status, in_use, severity, verdict):
+    [result] = check_acm(acm_drill(), client=AcmAnswers(status, in_use=in_use, FailureReason="CAA_ERROR"))
+    assert result.codes() == ["ACM_NOT_USABLE"]
+    assert result.findings[0].severity is severity
+    assert result.findings[0].detail["status"] == status
+    assert result.findings[0].detail["failure_reason"] == "CAA_ERROR"
+    assert result.verdict is verdict
+
+
+def test_pending_validation_nothing_uses_is_skipped():
+    [result] = check_acm(acm_drill(), client=AcmAnswers("PENDING_VALIDATION", in_use=False))
+    assert result.codes() == [] and result.verdict is Verdict.SKIPPED
+
+
+def test_expired_certificate_in_moto_is_one_cert_expired(boto, pki):
+    acm = boto("acm")
+    t = now()
+    # moto refuses to import an expired certificate: import one that expires in a moment, use it, let it expire
+    arn = _import(acm, pki, domain="gone.example.com", not_before=t - 100 * DAY, not_after=now() + timedelta(seconds=2))
+    _use(boto, arn, "gone")
+    time.sleep(2.5)
+    assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"] == "EXPIRED"
+    [result] = check_acm(acm_drill([arn]), client=boto("acm"))
+    assert result.codes() == ["CERT_EXPIRED"]
+    assert result.findings[0].severity is Severity.CRITICAL and result.verdict is Verdict.FAIL
+    assert result.findings[0].detail["status"] == "EXPIRED"

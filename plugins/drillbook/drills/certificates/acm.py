@@ -11,14 +11,27 @@ Rules this module enforces:
   ``RenewalEligibility`` is ``INELIGIBLE``. Imported certificates are never
   renewed by ACM by design (their expiry findings say so), and unused
   certificates are ineligible by design, so neither is flagged;
-- expiry of a certificate that nothing uses is reported at ``low`` severity:
-  it cannot cause an outage.
+- ACM's own ``Status`` is judged before any date: a certificate is judged on
+  its dates and key only when it is ``ISSUED``. ``REVOKED`` is ``CERT_REVOKED``
+  (with the RevocationReason), ``EXPIRED`` is ``CERT_EXPIRED`` whatever the
+  dates say, ``INACTIVE`` / ``FAILED`` / ``VALIDATION_TIMED_OUT`` (and any
+  status this module does not know) are ``ACM_NOT_USABLE``;
+  ``PENDING_VALIDATION`` is SKIPPED (nothing issued yet) unless something uses
+  it, which makes it ``ACM_NOT_USABLE`` too;
+- expiry, revocation or unusability of a certificate that nothing uses is
+  reported at ``low`` severity: it cannot cause an outage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from drillbook.result import Severity
+
+if TYPE_CHECKING:
+    from drillbook.drills.base import ResultBuilder
 
 MAX_PAGES = 200
 KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1"]
@@ -104,10 +117,64 @@ def read_certificates(client: Any, *, arns: list[str] | None = None) -> list[Acm
     for arn in arns or list_arns(client):
         description = client.describe_certificate(CertificateArn=arn)["Certificate"]
         item = AcmCertificate(arn=arn, description=description)
-        if item.status in {"ISSUED", "EXPIRED", "INACTIVE"}:
+        if item.status == "ISSUED":  # only an issued certificate is judged on its PEM (see judge_status)
             try:
                 item.pem = client.get_certificate(CertificateArn=arn).get("Certificate")
             except Exception:  # the description alone still carries the dates
                 item.pem = None
         found.append(item)
     return found
+
+
+#: What each ACM Status other than ISSUED means (docs/certificates.md, "ACM status"); others: ACM_NOT_USABLE.
+NOT_USABLE = {
+    "INACTIVE": "ACM marks it inactive: it cannot be used",
+    "FAILED": "its request failed and will never be issued",
+    "VALIDATION_TIMED_OUT": "its domain validation timed out (72 h): it will never be issued",
+    "PENDING_VALIDATION": "it is still waiting for domain validation: nothing has been issued",
+}
+
+
+def judge_status(builder: ResultBuilder, item: AcmCertificate) -> Literal["issued", "judged", "skipped"]:
+    """Judge ACM's own Status first; ``issued`` means the dates and key are judged next.
+
+    ``judged``: the status decided and its finding is on ``builder``; ``skipped``:
+    a pending request nothing uses, with nothing to check yet.
+    """
+    status = item.status
+    if status == "ISSUED":
+        return "issued"
+    d = item.description
+    in_use_by = len(d.get("InUseBy") or [])
+    unused = None if item.in_use else "not in use by any AWS resource"
+    note = f" ({unused})" if unused else f" (used by {in_use_by} resource(s))"
+    low = Severity.LOW if unused else None
+    detail: dict[str, Any] = {"arn": item.arn, "status": status, "type": item.cert_type, "in_use": item.in_use}
+    not_after = d.get("NotAfter")
+    if isinstance(not_after, datetime):
+        detail["not_after"] = not_after.isoformat()
+    if status == "PENDING_VALIDATION" and not item.in_use:
+        with builder.phase("judge") as ph:
+            ph.skip(f"status {status}: {NOT_USABLE[status]}")
+        return "skipped"
+    with builder.phase("judge") as ph:
+        builder.checked()  # the status itself was read and judged
+        if status == "REVOKED":
+            reason = str(d.get("RevocationReason") or "UNSPECIFIED")
+            revoked_at = d.get("RevokedAt")
+            detail.update(revocation_reason=reason, revoked_at=revoked_at.isoformat() if isinstance(revoked_at, datetime) else None)
+            builder.find("CERT_REVOKED", f"{item.domain}: ACM certificate is REVOKED ({reason}){note}",
+                         subject=item.target, detail=detail, severity=low)
+        elif status == "EXPIRED":
+            when = f" on {not_after:%Y-%m-%d %H:%M} UTC" if isinstance(not_after, datetime) else ""
+            builder.find("CERT_EXPIRED", f"{item.domain}: ACM reports the certificate EXPIRED{when}{note}",
+                         subject=item.target, detail=detail, severity=low)
+        else:
+            why = NOT_USABLE.get(status, "drillbook does not know this status and cannot judge the certificate")
+            failure = d.get("FailureReason")
+            if failure:
+                detail["failure_reason"] = str(failure)
+            builder.find("ACM_NOT_USABLE", f"{item.domain}: ACM status {status}: {why}"
+                         f"{f' ({failure})' if failure else ''}{note}", subject=item.target, detail=detail, severity=low)
+        ph.detail = f"status {status}"
+    return "judged"

@@ -222,7 +222,7 @@ def default_acm_client(spec: AcmSpec) -> Any:
 def check_acm(drill: CertificatesDrill, *, client: Any = None,
               client_factory: Callable[[AcmSpec], Any] | None = None, now: datetime | None = None) -> list[DrillResult]:
     """One result per ACM certificate of the region (or of the listed ARNs)."""
-    from drillbook.drills.certificates.acm import read_certificates
+    from drillbook.drills.certificates.acm import judge_status, read_certificates
     from drillbook.drills.certificates.files import parse_certificates
     from drillbook.drills.certificates.x509facts import inspect_certificate
 
@@ -246,10 +246,9 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
     for item in items:
         builder = _builder(drill, item.target)
         builder.details.update({"source": "acm", "region": spec.region, **item.summary()})
-        if item.status in {"PENDING_VALIDATION", "FAILED", "VALIDATION_TIMED_OUT"}:
-            with builder.phase("judge") as ph:
-                ph.skip(f"status {item.status}: not issued, nothing to check")
-            results.append(builder.finish(verdict=Verdict.SKIPPED))
+        outcome = judge_status(builder, item)  # ACM's Status first: a revoked certificate's good dates are no comfort
+        if outcome != "issued":
+            results.append(builder.finish(verdict=Verdict.SKIPPED if outcome == "skipped" else None))
             continue
         with builder.phase("judge"):
             downgrade = None if item.in_use else "not in use by any AWS resource"

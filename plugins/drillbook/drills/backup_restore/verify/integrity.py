@@ -213,6 +213,7 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     """Check sequences, materialized views and (with amcheck) B-tree indexes."""
     facts: dict[str, Any] = {}
     checks_before = ladder.builder.checks_run
+    findings_before = len(ladder.builder.findings)
     facts.update(check_sequences(ladder))
     facts.update(check_matviews(ladder))
     if ladder.verify.amcheck is not False:
@@ -220,8 +221,8 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     else:
         facts["amcheck"] = "off (verify.amcheck: false)"
     ladder.facts["integrity"] = facts
-    if ladder.builder.checks_run == checks_before:
-        ph.skip("nothing to check")
+    if ladder.builder.checks_run == checks_before and len(ladder.builder.findings) == findings_before:
+        ph.skip("nothing to check")  # a blocking finding (amcheck demanded) keeps the phase "ok" for _settle
     parts = [f"{facts['sequences']} sequences", f"{facts['matviews']} matviews"]
     if "indexes" in facts:
         parts.append(f"{facts['indexes_checked']}/{facts['indexes']} B-tree indexes checked with amcheck")

@@ -13,8 +13,9 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,7 +182,32 @@ def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] |
             builder.find("DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address)
             return builder.finish()
 
-    return run_probes(targets, timeout=drill.timeout, concurrency=drill.concurrency, then=judge_one)
+    with _gc_frozen():
+        return run_probes(targets, timeout=drill.timeout, concurrency=drill.concurrency, then=judge_one)
+
+
+@contextlib.contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Keep the cyclic GC off the objects the process already holds while the probes run.
+
+    Probing and judging allocate many short-lived objects, which trigger collections;
+    a full one would also walk every object the process held before the drill (an
+    Airflow task process holds hundreds of thousands: tens of milliseconds per pass,
+    measured ~45 ms at the bench's 300 endpoints, ~8% of the drill). Freezing moves
+    them out of the GC's reach for the run only; garbage made by the drill is still
+    collected. Skipped when something else has frozen objects (Airflow may before a
+    fork), so its freeze is never undone here.
+    """
+    import gc
+
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 # --- files -----------------------------------------------------------------------------------------

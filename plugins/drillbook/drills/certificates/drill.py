@@ -80,13 +80,13 @@ class RunMemo:
 
 
 def _store_for(bundle: str | None, base_dir: Path | None, memo: RunMemo | None) -> Any:
-    from drillbook.drills.certificates.files import resolve_path
+    from drillbook.catalogue.common import resolve_relative
     from drillbook.drills.certificates.verify import trust_store
 
     stores = memo.stores if memo is not None else {}
     if bundle not in stores:
         try:
-            stores[bundle] = trust_store(str(resolve_path(bundle, base_dir)) if bundle else None)
+            stores[bundle] = trust_store(str(resolve_relative(bundle, base_dir)) if bundle else None)
         except ValueError as exc:
             stores[bundle] = str(exc)
     found = stores[bundle]

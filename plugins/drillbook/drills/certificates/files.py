@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drillbook.catalogue.common import resolve_relative
+
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILES = 5000
 CERT_SUFFIXES = {".pem", ".crt", ".cer", ".cert", ".der"}
@@ -85,24 +87,12 @@ def load_file(path: Path) -> list[FileCertificate]:
     return [FileCertificate(path=str(path), index=i, count=len(certs), cert=c) for i, c in enumerate(certs)]
 
 
-def resolve_path(raw: str, base_dir: Path | None) -> Path:
-    """A relative path is looked up in the working directory, then beside the catalogue (and its parent)."""
-    path = Path(raw).expanduser()
-    if path.is_absolute():
-        return path
-    for root in (Path.cwd(), base_dir, base_dir.parent if base_dir else None):
-        if root is not None and (root / path).exists():
-            # lexical normalisation only: resolve() would follow a secret mount's ..data symlinks
-            return Path(os.path.normpath(root / path))
-    return Path.cwd() / path
-
-
 def load_paths(paths: list[str], *, base_dir: Path | None = None) -> tuple[list[FileCertificate], list[FileProblem]]:
-    """Every certificate under ``paths`` (relative: see ``resolve_path``) and every problem."""
+    """Every certificate under ``paths`` (relative to the catalogue: ``resolve_relative``) and every problem."""
     found: list[FileCertificate] = []
     problems: list[FileProblem] = []
     for raw in paths:
-        path = resolve_path(raw, base_dir)
+        path = resolve_relative(raw, base_dir)
         if path.is_dir():
             before = len(found)
             for entry in _walk(path):

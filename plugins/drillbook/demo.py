@@ -148,15 +148,6 @@ def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webho
     os.environ.pop("AIRFLOW_CONN_DRILLBOOK_SLACK", None)  # the demo has no Slack: reports go to the outbox
 
 
-def airflow_conn_uri(dsn: str) -> str:
-    """Airflow needs URIs or JSON for AIRFLOW_CONN_*: turn a libpq DSN into JSON."""
-    from drillbook.pg import parse
-
-    p = parse(dsn)
-    return json.dumps({"conn_type": "postgres", "host": p.get("host"), "port": int(p.get("port", 5432)),
-                       "login": p.get("user"), "password": p.get("password") or None, "schema": p.get("dbname")})
-
-
 # --- running the drills ----------------------------------------------------------------------
 @contextlib.contextmanager
 def task_log_to(path: Path) -> Iterator[None]:
@@ -261,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     heading("embedded PostgreSQL")
     server = start_postgres()
     admin = server.get_uri("postgres")
-    from drillbook.pg import describe
+    from drillbook.pg import airflow_connection_json, describe
 
     say(f"   running at {describe(admin)} (data in {VAR / 'demo' / 'pg'})")
     source = ensure_database(admin, "shop", recreate=True)
@@ -286,9 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     receiver = start_webhook_receiver(webhook_token)
     say(f"   webhook receiver for the alert-path drill on 127.0.0.1:{WEBHOOK_PORT}")
 
-    set_environment(source_dsn=airflow_conn_uri(source), scratch_dsn=airflow_conn_uri(scratch_admin), ledger_dsn=ledger,
+    set_environment(source_dsn=airflow_connection_json(source), scratch_dsn=airflow_connection_json(scratch_admin), ledger_dsn=ledger,
                     webhook_token=webhook_token)
-    os.environ["AIRFLOW_CONN_DRILLBOOK_LEDGER"] = airflow_conn_uri(ledger)
+    os.environ["AIRFLOW_CONN_DRILLBOOK_LEDGER"] = airflow_connection_json(ledger)
     outbox = VAR / "outbox.jsonl"
     if outbox.exists():
         outbox.unlink()

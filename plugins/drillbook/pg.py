@@ -66,3 +66,22 @@ def connect(dsn: str, **kwargs: Any):  # type: ignore[no-untyped-def]
 
     kwargs.setdefault("connect_timeout", 10)
     return psycopg.connect(dsn, **kwargs)
+
+
+def airflow_connection_json(dsn: str) -> str:
+    """The DSN as an Airflow postgres Connection in JSON (for ``AIRFLOW_CONN_<ID>`` variables).
+
+    Airflow reads these variables as a URI or JSON, never as a libpq key=value DSN;
+    JSON keeps a unix-socket directory as the host, which a URI cannot carry cleanly.
+    """
+    import json
+
+    p = parse(dsn)
+    return json.dumps({
+        "conn_type": "postgres",
+        "host": p.get("host"),
+        "port": int(p["port"]) if p.get("port") else None,
+        "login": p.get("user"),
+        "password": p.get("password") or None,
+        "schema": p.get("dbname"),
+    })

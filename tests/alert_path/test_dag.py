@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from drillbook.pg import airflow_connection_json
 from tests.alert_path.conftest import closed_port
 
 PATH_TOKEN = "dagtest-path-T0ken-99887766554433"
@@ -14,18 +15,8 @@ PATH_TOKEN = "dagtest-path-T0ken-99887766554433"
 
 @pytest.fixture
 def alert_catalogue(tmp_path, monkeypatch, webhook, slack, ledger_dsn):
-    from psycopg.conninfo import conninfo_to_dict
 
-    params = conninfo_to_dict(ledger_dsn)
-    ledger_conn = {
-        "conn_type": "postgres",
-        "host": params.get("host"),
-        "port": int(params["port"]) if params.get("port") else None,
-        "login": params.get("user"),
-        "password": params.get("password"),
-        "schema": params.get("dbname"),
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", json.dumps(ledger_conn))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     monkeypatch.setenv("AIRFLOW_CONN_ALERT_HOOK", json.dumps({"conn_type": "http", "host": f"{webhook.origin}/hooks/{PATH_TOKEN}"}))
     monkeypatch.setenv("AIRFLOW_CONN_DEAD_HOOK", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{closed_port()}/hooks/{PATH_TOKEN}"}))
     catalogue = tmp_path / "drills.yaml"

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
 from drillbook.drills.backup_restore.scratch import PREFIX
+from drillbook.pg import airflow_connection_json
 from tests.backup_restore.conftest import MIN_ROWS
 
 pytestmark = pytest.mark.airflow
 
 
-def conn_json(dsn: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    p = conninfo_to_dict(dsn)
-    return json.dumps({"conn_type": "postgres", "host": p.get("host"), "port": int(p["port"]) if p.get("port") else None,
-                       "login": p.get("user"), "password": p.get("password"), "schema": p.get("dbname")})
-
-
 @pytest.fixture
 def dag_env(pg, shop, ledger_dsn, tmp_path, monkeypatch):
     """Connections as AIRFLOW_CONN_* and a catalogue writer; returns write(location, **drill_extra) -> DAG."""
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SCRATCH", conn_json(pg.admin_dsn))
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SOURCE", conn_json(shop.dsn))
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", conn_json(ledger_dsn))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SCRATCH", airflow_connection_json(pg.admin_dsn))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SOURCE", airflow_connection_json(shop.dsn))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     monkeypatch.delenv("AIRFLOW_CONN_DRILLBOOK_SLACK", raising=False)
 
     def write(location: str, name: str = "shop_dag", **extra):

@@ -7,18 +7,13 @@ import textwrap
 
 import pytest
 
+from drillbook.pg import airflow_connection_json
 from tests.certificates.pki import DAY, make_leaf, now
 
 
 @pytest.fixture
 def cert_catalogue(tmp_path, monkeypatch, pki, serve, refused_address, ledger_dsn, slack, boto):
-    from psycopg.conninfo import conninfo_to_dict
-
-    params = conninfo_to_dict(ledger_dsn)
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", json.dumps({
-        "conn_type": "postgres", "host": params.get("host"), "port": int(params["port"]) if params.get("port") else None,
-        "login": params.get("user"), "password": params.get("password"), "schema": params.get("dbname"),
-    }))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     t = now()
     good = serve(make_leaf(pki.inter))
     expired = serve(make_leaf(pki.inter, not_before=t - 100 * DAY, not_after=t - DAY))

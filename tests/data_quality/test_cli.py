@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from drillbook.pg import airflow_connection_json
 from tests.data_quality.conftest import SHIPPED_SUITES, SUITES
 
 
@@ -29,7 +30,6 @@ def test_ad_hoc_json_fail_exit_code_and_suite_path(dq_db, orders_table, capsys):
 
 
 def test_catalogue_drill_resolves_its_connection_from_the_environment(shop_db, tmp_path, monkeypatch, capsys):
-    from psycopg.conninfo import conninfo_to_dict
 
     from drillbook.cli import main
 
@@ -39,10 +39,7 @@ def test_catalogue_drill_resolves_its_connection_from_the_environment(shop_db, t
         "version: 1\ndrills:\n  - name: orders_quality\n    kind: data_quality\n    schedule: '@hourly'\n"
         "    connection: dq_source\n    table: public.orders\n    suite: orders\n"
     )
-    params = conninfo_to_dict(shop_db)
-    conn = {"conn_type": "postgres", "host": params.get("host"), "port": params.get("port"),
-            "login": params.get("user"), "schema": params.get("dbname")}
-    monkeypatch.setenv("AIRFLOW_CONN_DQ_SOURCE", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_DQ_SOURCE", airflow_connection_json(shop_db))
     code = main(["run", "data-quality", "--drill", "orders_quality", "--catalogue", str(tmp_path / "drills.yaml"), "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0, payload["findings"]

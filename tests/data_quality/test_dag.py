@@ -7,29 +7,16 @@ import textwrap
 
 import pytest
 
+from drillbook.pg import airflow_connection_json
 from tests.data_quality.conftest import SHIPPED_SUITES
-
-
-def _pg_conn(dsn: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    params = conninfo_to_dict(dsn)
-    return json.dumps({
-        "conn_type": "postgres",
-        "host": params.get("host"),
-        "port": int(params["port"]) if params.get("port") else None,
-        "login": params.get("user"),
-        "password": params.get("password"),
-        "schema": params.get("dbname"),
-    })
 
 
 @pytest.fixture
 def dq_catalogue(tmp_path, monkeypatch, shop_db, dq_db, orders_table, ledger_dsn, slack):
     broken = orders_table("update {table} set status = 'lost' where id = 9; update {table} set customer_id = null where id = 3")
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", _pg_conn(ledger_dsn))
-    monkeypatch.setenv("AIRFLOW_CONN_DQ_SHOP", _pg_conn(shop_db))
-    monkeypatch.setenv("AIRFLOW_CONN_DQ_VARIANTS", _pg_conn(dq_db))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
+    monkeypatch.setenv("AIRFLOW_CONN_DQ_SHOP", airflow_connection_json(shop_db))
+    monkeypatch.setenv("AIRFLOW_CONN_DQ_VARIANTS", airflow_connection_json(dq_db))
     (tmp_path / "expectations").mkdir()
     (tmp_path / "expectations" / "orders.json").write_text((SHIPPED_SUITES / "orders.json").read_text())
     full = json.loads((SHIPPED_SUITES.parents[1] / "tests" / "data_quality" / "suites" / "orders_full.json").read_text())

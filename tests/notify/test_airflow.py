@@ -9,17 +9,13 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from drillbook.pg import airflow_connection_json
 from tests.notify.conftest import CATALOGUE, make_ctx, make_result
 
 
 @pytest.fixture
 def airflow_env(tmp_path, monkeypatch, slack, ledger_dsn):
-    from psycopg.conninfo import conninfo_to_dict
-
-    params = conninfo_to_dict(ledger_dsn)
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", json.dumps({
-        "conn_type": "postgres", "host": params.get("host"), "port": int(params["port"]) if params.get("port") else None,
-        "login": params.get("user"), "password": params.get("password"), "schema": params.get("dbname")}))
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     doc = json.loads(json.dumps(CATALOGUE))
     doc["defaults"]["retries"] = 0
     path = tmp_path / "drills.yaml"

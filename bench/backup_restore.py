@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=700_000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true",
+                        help="toy-size run that only proves the benchmark still works (no size or target checks)")
     args = parser.parse_args(argv)
 
     from drillbook.catalogue.backup_restore import BackupRestoreDrill
@@ -80,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         t = time.monotonic()
         rows = seed_shop(source, customers=args.customers, orders=args.orders)
         print(f"seeded {rows['total']:,} rows ({rows}) in {time.monotonic() - t:.1f}s")
-        assert rows["total"] >= 2_000_000, "the benchmark needs at least 2 million rows"
+        if not args.smoke and rows["total"] < 2_000_000:
+            print("the benchmark needs at least 2 million rows (use --smoke for a toy-size run)")
+            return 2
 
         with connect(source) as conn:
             major = int(conn.info.server_version) // 10000
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                      "sql": "select count(*) from public.orders o left join public.customers c on c.id = o.customer_id where c.id is null"},
                     {"name": "revenue is positive", "sql": "select sum(total_cents) from public.orders", "expect": "> 0"},
                 ],
-                "amcheck": True,
+                "amcheck": "auto",  # checked where the server has amcheck (PG15 here), noted where not (pgserver)
             },
         })
 
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             guard.drop(scratch_db)
             teardown_times.append(time.monotonic() - t)
             phases = ", ".join(f"{p.name} {p.seconds:.2f}s" for p in result.phases)
-            print(f"round {round_no}: drill {drill_times[-1]:.2f}s (RTO {result.measurements.rto_seconds:.2f}s, "
+            rto = result.measurements.rto_seconds
+            print(f"round {round_no}: drill {drill_times[-1]:.2f}s (RTO {f'{rto:.2f}s' if rto is not None else 'not measured'}, "
                   f"teardown {teardown_times[-1]:.2f}s) verdict {result.verdict.value} {result.codes()}\n  phases: {phases}")
             return result.verdict.value == "PASS"
 
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(teardown_times):.2f}s)")
         print(f"ratio drill / bare: {whole / bare:.2f}x (target <= 1.30x)")
         print(f"peak RSS: drill process {self_rss:.0f} MB, largest child (pg_dump/pg_restore/psql) {child_rss:.0f} MB")
-        return 0 if whole / bare <= 1.3 else 1
+        return 0 if args.smoke or whole / bare <= 1.3 else 1
     finally:
         for db in made:
             try:

@@ -100,6 +100,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true",
+                        help="toy-size run that only proves the benchmark still works (no target check)")
     parser.add_argument("--dsn", default=None, help="superuser DSN of a server to create the bench database on")
     args = parser.parse_args()
 
@@ -145,7 +147,7 @@ def main() -> int:
         print(f"ratio GX / SQL: {gx / sql:.2f}x (target <= 2.0x)")
         print(f"peak RSS: {peak_rss_mb():.0f} MB (before GX {rss_before_gx:.0f} MB, after the first run "
               f"{rss_after_import:.0f} MB: the table never enters this process)")
-        return 0 if gx / sql <= 2.0 else 1
+        return 0 if args.smoke or gx / sql <= 2.0 else 1
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{dbname}" with (force)')

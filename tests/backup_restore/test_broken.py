@@ -100,8 +100,8 @@ def test_random_bytes_named_dump(tmp_path, drill_runner):
     assert _verdict(result) == "FAIL"
 
 
-def test_dump_owned_by_role_missing_on_target(pg, variant, drill_runner):
-    role = "drillbook_ghost_owner"
+def dump_owned_by_missing_role(pg, variant, *, role: str, table: str):
+    """A dump in which ``table`` is owned by ``role``, a role that no longer exists afterwards."""
     pg.execute("postgres", f"drop role if exists {role}")
     pg.execute("postgres", f"create role {role}")
 
@@ -109,14 +109,19 @@ def test_dump_owned_by_role_missing_on_target(pg, variant, drill_runner):
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"alter table public.customers owner to {role}")
+            conn.execute(f"alter table {table} owner to {role}")
 
     try:
-        path = variant(own)
+        return variant(own)
     finally:
         for db in pg.databases("variant_"):
             pg.execute(db, f"reassign owned by {role} to postgres")
         pg.execute("postgres", f"drop role if exists {role}")
+
+
+def test_dump_owned_by_role_missing_on_target(pg, variant, drill_runner):
+    role = "drillbook_ghost_owner"
+    path = dump_owned_by_missing_role(pg, variant, role=role, table="public.customers")
     result = drill_runner(make_drill(str(path.parent)))
     absent = [f for f in result.findings if f.code == "ROLE_ABSENT"]
     assert [f.subject for f in absent] == [role]
@@ -127,22 +132,7 @@ def test_dump_owned_by_role_missing_on_target(pg, variant, drill_runner):
 
 
 def test_role_missing_is_not_a_finding_with_no_owner(pg, variant, drill_runner):
-    role = "drillbook_ghost_owner2"
-    pg.execute("postgres", f"drop role if exists {role}")
-    pg.execute("postgres", f"create role {role}")
-
-    def own(dsn):
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"alter table public.orders owner to {role}")
-
-    try:
-        path = variant(own)
-    finally:
-        for db in pg.databases("variant_"):
-            pg.execute(db, f"reassign owned by {role} to postgres")
-        pg.execute("postgres", f"drop role if exists {role}")
+    path = dump_owned_by_missing_role(pg, variant, role="drillbook_ghost_owner2", table="public.orders")
     result = drill_runner(make_drill(str(path.parent), restore={"no_owner": True}))
     assert "ROLE_ABSENT" not in codes(result)
     assert result.verdict.value == "PASS"

@@ -47,9 +47,16 @@ def describe(dsn: str) -> str:
 def tool_env(dsn: str) -> dict[str, str]:
     """Environment for libpq tools: connection parameters as PG* variables, password never in argv."""
     params = parse(dsn)
-    env = dict(os.environ)
-    mapping = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE",
-               "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "connect_timeout": "PGCONNECT_TIMEOUT"}
+    register_secret(params.get("sslpassword"))
+    env = dict(os.environ)  # inherited PG* variables stay: psycopg's libpq honours them for the same DSN
+    # every libpq keyword that changes which server is reached, or how: the tools must reach
+    # exactly the server psycopg reaches with the same DSN
+    mapping = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
+               "password": "PGPASSWORD", "passfile": "PGPASSFILE", "dbname": "PGDATABASE", "service": "PGSERVICE",
+               "options": "PGOPTIONS", "application_name": "PGAPPNAME", "sslmode": "PGSSLMODE",
+               "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL",
+               "sslpassword": "PGSSLPASSWORD", "target_session_attrs": "PGTARGETSESSIONATTRS",
+               "gssencmode": "PGGSSENCMODE", "channel_binding": "PGCHANNELBINDING", "connect_timeout": "PGCONNECT_TIMEOUT"}
     for key, var in mapping.items():
         if key in params:
             env[var] = params[key]

@@ -130,3 +130,15 @@ def test_every_log_line_is_redacted_whoever_logs_it(caplog):
         assert text.count("***") >= 3
     finally:
         forget_secrets()
+
+
+def test_pg_tools_reach_the_server_psycopg_reaches():
+    # libpq tools get every server-selecting keyword of the DSN (hostaddr, options, client certs...);
+    # inherited PG* variables stay, exactly as psycopg's libpq honours them for the same DSN.
+    from drillbook.pg import tool_env
+
+    env = tool_env("host=db.internal hostaddr=127.0.0.1 port=6432 user=restorer password=pw-xyz-123 dbname=shop "
+                   "options='-c statement_timeout=0' sslmode=verify-full sslcert=/c.pem sslkey=/k.pem")
+    assert env["PGHOST"] == "db.internal" and env["PGHOSTADDR"] == "127.0.0.1" and env["PGPORT"] == "6432"
+    assert env["PGOPTIONS"] == "-c statement_timeout=0" and env["PGSSLCERT"] == "/c.pem" and env["PGSSLKEY"] == "/k.pem"
+    assert env["PGPASSWORD"] == "pw-xyz-123" and env["PGDATABASE"] == "shop"

@@ -123,23 +123,43 @@ def write_demo_certificate() -> Path:
     return path
 
 
-def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webhook_token: str) -> None:
-    """Connections as AIRFLOW_CONN_* variables (what Airflow and the CLI both read)."""
-    airflow_home = VAR / "airflow"
-    airflow_home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "AIRFLOW_HOME": str(airflow_home),
+def airflow_environment(home: Path, *, port: int) -> dict[str, str]:
+    """The Airflow settings ``make demo`` and ``make up`` run with.
+
+    tests/foundation/test_standalone.py starts ``airflow standalone`` with these same
+    settings, so what it proves is what ``make up`` runs.
+    """
+    return {
+        "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{AIRFLOW_PORT}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "DRILLBOOK_CATALOGUE": str(CATALOGUE),
+    }
+
+
+def write_admin_password(home: Path, password: str) -> None:
+    """SimpleAuthManager reads the admin password from this file; written before Airflow starts."""
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
+
+
+def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webhook_token: str) -> None:
+    """Airflow settings and connections as AIRFLOW_CONN_* variables (what Airflow and the CLI both read)."""
+    from drillbook.pg import airflow_connection_json
+
+    airflow_home = VAR / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **airflow_environment(airflow_home, port=AIRFLOW_PORT),
         "DRILLBOOK_OUTBOX": str(VAR / "outbox.jsonl"),
         "DRILLBOOK_LEDGER_DSN": ledger_dsn,
-        "AIRFLOW_CONN_DRILLBOOK_SOURCE": source_dsn,
-        "AIRFLOW_CONN_DRILLBOOK_SCRATCH": scratch_dsn,
-        "AIRFLOW_CONN_DRILLBOOK_LEDGER": ledger_dsn,
+        "AIRFLOW_CONN_DRILLBOOK_SOURCE": airflow_connection_json(source_dsn),
+        "AIRFLOW_CONN_DRILLBOOK_SCRATCH": airflow_connection_json(scratch_dsn),
+        "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(ledger_dsn),
         "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
             {"conn_type": "http", "host": "127.0.0.1", "port": WEBHOOK_PORT, "schema": "http", "password": webhook_token}
         ),
@@ -218,11 +238,8 @@ def show_results(ledger_dsn: str, runs: list[tuple[str, str]]) -> None:
 
 def show_outbox() -> None:
     heading(f"Slack messages the drills would have posted (outbox {VAR / 'outbox.jsonl'})")
-    try:
-        from drillbook.notify.outbox import render_outbox_text
-    except ImportError:
-        say("   (notifications are not available in this build)")
-        return
+    from drillbook.notify.outbox import render_outbox_text
+
     say(render_outbox_text(VAR / "outbox.jsonl"))
 
 
@@ -252,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     heading("embedded PostgreSQL")
     server = start_postgres()
     admin = server.get_uri("postgres")
-    from drillbook.pg import airflow_connection_json, describe
+    from drillbook.pg import describe
 
     say(f"   running at {describe(admin)} (data in {VAR / 'demo' / 'pg'})")
     source = ensure_database(admin, "shop", recreate=True)
@@ -277,9 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     receiver = start_webhook_receiver(webhook_token)
     say(f"   webhook receiver for the alert-path drill on 127.0.0.1:{WEBHOOK_PORT}")
 
-    set_environment(source_dsn=airflow_connection_json(source), scratch_dsn=airflow_connection_json(scratch_admin), ledger_dsn=ledger,
-                    webhook_token=webhook_token)
-    os.environ["AIRFLOW_CONN_DRILLBOOK_LEDGER"] = airflow_connection_json(ledger)
+    set_environment(source_dsn=source, scratch_dsn=scratch_admin, ledger_dsn=ledger, webhook_token=webhook_token)
     outbox = VAR / "outbox.jsonl"
     if outbox.exists():
         outbox.unlink()
@@ -310,9 +325,7 @@ def start_airflow() -> int:
     """airflow standalone with drillbook's DAGs; admin password written before start."""
     home = Path(os.environ["AIRFLOW_HOME"])
     password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
-    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
-    os.environ["AIRFLOW__API__PORT"] = str(AIRFLOW_PORT)
+    write_admin_password(home, password)
     os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
     heading(f"Airflow on http://localhost:{AIRFLOW_PORT} — log in as admin / {password} (Ctrl-C stops it)")
     proc = subprocess.Popen(["airflow", "standalone"], start_new_session=True)

@@ -45,21 +45,15 @@ def test_airflow_standalone_serves_every_drill_dag(tmp_path):
     port = free_port()
     home = tmp_path / "airflow"
     home.mkdir()
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "test-admin-pw"}))
+    from drillbook.demo import airflow_environment, write_admin_password
+
+    write_admin_password(home, "test-admin-pw")
     env = {
         **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        **airflow_environment(home, port=port),  # exactly what `make up` runs with
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "DRILLBOOK_CATALOGUE": str(REPO / "include" / "drills.yaml"),
     }
     log = (tmp_path / "standalone.log").open("w")
     proc = subprocess.Popen(["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -26,10 +26,9 @@ def _reference_files_exist(catalogue: Catalogue) -> Iterator[Problem]:
 
 
 def _data_quality_suites(catalogue: Catalogue) -> Iterator[Problem]:
-    try:
-        from drillbook.drills.data_quality.suites import catalogue_problems
-    except ImportError:  # the data-quality drill is not installed in this build
-        return
+    # imported here, not at the top: the suite checker is only needed when validating
+    from drillbook.drills.data_quality.suites import catalogue_problems
+
     yield from catalogue_problems(catalogue)
 
 

@@ -25,15 +25,6 @@ RUN_COMMANDS = {
 }
 
 
-def _optional(module: str):  # type: ignore[no-untyped-def]
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue, resolve_catalogue_path
     from drillbook.catalogue.common import format_duration
@@ -87,30 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one drill now, from the catalogue or ad hoc")
     run_sub = run.add_subparsers(dest="drill_kind", metavar="KIND", required=True)
     for name, (module, help_text) in RUN_COMMANDS.items():
-        mod = _optional(module)
-        if mod is None:
-            continue
+        # the run modules import only argparse at top level; drills load inside main()
+        mod = importlib.import_module(module)
         rp = run_sub.add_parser(name, help=help_text)
         mod.configure_parser(rp)
         rp.set_defaults(func=mod.main)
 
-    ledger_cmds = _optional("drillbook.cli.ledger_cmds")
-    if ledger_cmds is not None:
-        ledger_cmds.configure_ledger_parser(sub.add_parser("ledger", help="create or migrate the evidence ledger"))
-        ledger_cmds.configure_evidence_parser(sub.add_parser("evidence", help="verify, list and export evidence"))
+    from drillbook.cli import ledger_cmds, outbox, reference, watchdog
 
-    reference = _optional("drillbook.cli.reference")
-    if reference is not None:
-        reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database"))
-
-    watchdog = _optional("drillbook.cli.watchdog")
-    if watchdog is not None:
-        watchdog.configure_watchdog_parser(sub.add_parser("watchdog", help="report drills that missed their schedule or are stale"))
-        watchdog.configure_digest_parser(sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)"))
-
-    outbox = _optional("drillbook.cli.outbox")
-    if outbox is not None:
-        outbox.configure_parser(sub.add_parser("outbox", help="show the reports written to the local outbox"))
+    ledger_cmds.configure_ledger_parser(sub.add_parser("ledger", help="create or migrate the evidence ledger"))
+    ledger_cmds.configure_evidence_parser(sub.add_parser("evidence", help="verify, list and export evidence"))
+    reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database"))
+    watchdog.configure_watchdog_parser(sub.add_parser("watchdog", help="report drills that missed their schedule or are stale"))
+    watchdog.configure_digest_parser(sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)"))
+    outbox.configure_parser(sub.add_parser("outbox", help="show the reports written to the local outbox"))
 
     p = sub.add_parser("demo", help="run the drills once against the embedded demo environment")
     p.add_argument("--up", action="store_true", help="then start Airflow (airflow standalone) with drillbook's DAGs")

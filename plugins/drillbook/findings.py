@@ -104,6 +104,9 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("ALERT_PATH_UNREACHABLE", _S.CRITICAL, "The alert path could not be reached", "Check the endpoint URL, DNS and network from the worker.", "alert_path", True),
     FindingSpec("ALERT_READBACK_FAILED", _S.CRITICAL, "The test alert was sent but the drill could not read the far end to confirm it", "Check the read-back access named in the detail (Slack channels:history scope, SQS ReceiveMessage, the read-back URL and its credentials).", "alert_path", True),
     FindingSpec("ALERT_CLEANUP_FAILED", _S.LOW, "The test alert was delivered but could not be resolved or deleted", "Resolve or delete the canary by hand; check the token's permissions.", "alert_path"),
+    # --- negative drills (fire alarm checks) ------------------------------------
+    FindingSpec("NEGATIVE_DRILL_PASSED", _S.INFO, "On a deliberately broken input the drill turned red with the expected code and on-call was paged", "Nothing to do: the detector and the page path work.", "negative"),
+    FindingSpec("DETECTOR_BLIND", _S.CRITICAL, "On a deliberately broken input the drill did not turn red with the expected code, or its page reached nobody", "Read the inner verdict and codes in the detail: a drill that stays green on broken input proves nothing when it is green on real input; fix the check or the page route before trusting its PASS results.", "negative"),
 ]
 
 REGISTRY: dict[str, FindingSpec] = {}

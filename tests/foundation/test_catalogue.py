@@ -139,12 +139,12 @@ def test_bad_timezone():
     assert any("unknown timezone 'Mars/Olympus'" in p for p in problems_of(BASE.replace("UTC", "Mars/Olympus") + GOOD_DRILL))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("4h", 14400), ("7d", 604800), ("1h30m", 5400), (45, 45)])
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("4h", 14400), ("7d", 604800), ("1h30m", 5400), ("4w", 2419200), ("1w2d", 777600), (45, 45)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["", "15", "15 minutes", "-5m", True, None, "1w"])
+@pytest.mark.parametrize("bad", ["", "15", "15 minutes", "-5m", True, None, "1y", "w"])
 def test_bad_durations(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)

@@ -85,7 +85,8 @@ def drill_doc(drill: Any, catalogue: Catalogue, body: str = "") -> str:
     return "\n".join(lines)
 
 
-def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str | None = None, schedule: str | None = None) -> DAG:
+def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str | None = None,
+              schedule: str | timedelta | None = None, tags: list[str] | None = None) -> DAG:
     """A DAG carrying drillbook's policy for ``drill``; use as ``with drill_dag(...) as dag:``."""
     import pendulum
     from airflow.sdk import DAG
@@ -99,7 +100,7 @@ def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str
         catchup=False,
         max_active_runs=1,
         default_args=default_args(drill, catalogue),
-        tags=["drillbook", drill.kind],
+        tags=tags or ["drillbook", drill.kind],
         doc_md=drill_doc(drill, catalogue, doc_md),
         on_failure_callback=_on_failure,
         is_paused_upon_creation=False,

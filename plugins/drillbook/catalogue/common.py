@@ -14,11 +14,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+_DURATION_RE = re.compile(r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 
 
 def parse_duration(value: object) -> float:
-    """Parse ``15m``, ``4h``, ``1d12h``, ``90s`` (or a number of seconds) into seconds."""
+    """Parse ``15m``, ``4h``, ``1d12h``, ``90s``, ``4w`` (or a number of seconds) into seconds."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '15m' or '4h', got {value!r}")
     if isinstance(value, int | float):
@@ -28,9 +28,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match and any(match.groups()):
-            d, h, m, s = match.groups()
-            return int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
-    raise ValueError(f"expected a duration like '90s', '15m', '4h' or '7d', got {value!r}")
+            w, d, h, m, s = match.groups()
+            return int(w or 0) * 7 * 86400 + int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
+    raise ValueError(f"expected a duration like '90s', '15m', '4h', '7d' or '4w', got {value!r}")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -163,6 +163,12 @@ class NotifySpec(StrictModel):
         return value
 
 
+class NegativeSpec(StrictModel):
+    """A scheduled negative drill: once per ``every``, prove the detector turns red on broken input."""
+
+    every: Duration = Field(ge=86400.0)  # at least a day: it pages on-call (labelled as expected)
+
+
 class DrillBase(StrictModel):
     """Fields every drill carries, whatever its kind."""
 
@@ -175,6 +181,7 @@ class DrillBase(StrictModel):
     max_unverified: Duration | None = None
     notify: NotifySpec = Field(default_factory=NotifySpec)
     retries: int | None = Field(default=None, ge=0, le=10)
+    negative: NegativeSpec | None = None  # drillbook.drills.negative
 
     @field_validator("name")
     @classmethod

@@ -22,6 +22,7 @@ RUN_COMMANDS = {
     "data-quality": ("drillbook.cli.run_data_quality", "validate a table with a Great Expectations suite"),
     "certificates": ("drillbook.cli.run_certificates", "check certificate expiry on endpoints, files and ACM"),
     "alert-path": ("drillbook.cli.run_alert_path", "send a test alert down each path and prove it arrived"),
+    "negative": ("drillbook.cli.run_negative", "run a drill's negative drill: prove it turns red on broken input"),
 }
 
 

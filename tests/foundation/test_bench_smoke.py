@@ -7,6 +7,7 @@ them from rotting between `make bench` runs. The figures printed here mean nothi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# each benchmark prints its ratio against a baseline ("ratio ... 1.05x") and its peak memory ("peak RSS ... 53 MB")
+RATIO_RE = re.compile(r"ratio[^\n]*?(\d+(?:\.\d+)?)x")
+PEAK_RE = re.compile(r"peak rss[^\n]*?(\d+(?:\.\d+)?) mb")
 
 TOY_RUNS = {
     "backup_restore": ["--customers", "300", "--orders", "2000", "--rounds", "1", "--smoke"],
@@ -33,5 +38,7 @@ def test_benchmark_runs_and_reports_a_ratio_and_peak_memory(name, pg):
                           timeout=380, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "plugins")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = proc.stdout.lower()
-    assert "ratio" in out or "x" in out, proc.stdout[-2000:]
-    assert "rss" in out or "memory" in out, proc.stdout[-2000:]
+    ratios = [float(r) for r in RATIO_RE.findall(out)]
+    assert ratios and all(r > 0 for r in ratios), f"no 'ratio ... N.NNx' line:\n{proc.stdout[-2000:]}"
+    peaks = [float(m) for m in PEAK_RE.findall(out)]
+    assert peaks and all(m > 0 for m in peaks), f"no 'peak RSS ... N MB' line:\n{proc.stdout[-2000:]}"

@@ -287,6 +287,6 @@ def read_json(path: str | Path, *, max_depth: int = MAX_DEPTH) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FileProblem(name, exc.lineno, "(json)", f"not valid JSON at column {exc.colno}: {exc.msg}") from None
+        raise FileProblem(name, exc.lineno, "(json)", f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:  # unreachable after the depth check; kept so no traceback can escape
         raise FileProblem(name, 0, "(json)", "nested too deeply; refused") from None

@@ -85,6 +85,10 @@ def decode(data: bytes, name: str) -> str:
         if data.startswith(bom):
             encoding, body = codec, data[len(bom):]
             break
+    if encoding == "utf-8" and b"\x00" in body:  # before decoding: UTF-16 text is often invalid UTF-8 too
+        line = body[: body.index(b"\x00")].count(b"\n") + 1
+        raise FileProblem(name, line, "(file)",
+                          "contains NUL bytes (UTF-16 without a byte-order mark?); save the file as UTF-8")
     try:
         text = body.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -98,8 +102,7 @@ def decode(data: bytes, name: str) -> str:
         ) from None
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
-        raise FileProblem(name, line, "(file)",
-                          "contains NUL bytes (UTF-16 without a byte-order mark?); save the file as UTF-8")
+        raise FileProblem(name, line, "(file)", "contains NUL characters; a configuration file is text")
     return text
 
 

@@ -215,3 +215,25 @@ def test_hostile_settings_file_is_one_clear_error(tmp_path, content):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"drillbook: error: cannot read settings file: {settings}:")
+
+
+# -- the path Airflow's DAG processor takes ----------------------------------------------------------
+@pytest.mark.parametrize("hostile", ["bomb", "latin1", "deep"])
+def test_dag_parsing_turns_a_hostile_catalogue_into_one_import_error(tmp_path, monkeypatch, hostile):
+    import time
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    path = tmp_path / "drills.yaml"
+    content = {"bomb": bomb().encode(), "latin1": CATALOGUE.encode("latin-1"),
+               "deep": b"version: 1\ndrills: " + b"[" * 10_000 + b"]" * 10_000}[hostile]
+    path.write_bytes(content)
+    monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(path))
+    start = time.monotonic()
+    bag = DagBag(dag_folder=str(REPO / "dags" / "dr_certificates.py"))
+    assert time.monotonic() - start < 10  # the parse timeout is 30 s; the refusal itself takes milliseconds
+    [error] = bag.import_errors.values()
+    expected = {"bomb": f"{path}:7: (yaml): expands to more than", "latin1": f"{path}:9: (file): not valid UTF-8",
+                "deep": f"{path}:2: (yaml): nested deeper than {MAX_DEPTH} levels"}[hostile]
+    assert expected in error
+    assert bag.dags == {} or all(not d.startswith("dr_certificates__") for d in bag.dags)

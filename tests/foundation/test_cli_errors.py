@@ -155,3 +155,19 @@ def test_usage_errors_and_bad_catalogues_exit_2_without_a_traceback(tmp_path):
     proc = run(tmp_path, "run", "certificates", "--catalogue", str(bad), "--drill", "x")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{bad}:3: (yaml):" in proc.stderr
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("AIRFLOW_CONN_DRILLBOOK_SCRATCH", '{"conn_type": "postgres", "host": "h", "password": "S3cr3tCanary\\"q"}'),
+    ("AIRFLOW_CONN_DRILLBOOK_SLACK", '{"conn_type": "slack", "extra": {"webhook_token": "S3cr3tCanary-tok"}}'),
+    ("DRILLBOOK_CONN_DRILLBOOK_SOURCE", "host=h port=5432 password='S3cr3tCanary x' dbname=shop"),
+    ("DRILLBOOK_SCRATCH_DSN", "postgresql://u:S3cr3tCanary%zz@h/db"),
+])
+def test_secrets_in_the_environment_are_registered_before_any_command(key, value):
+    script = ("import os, json; from drillbook.cli import exits; from drillbook.redact import redact; "
+              "exits.register_secrets([], os.environ); v = os.environ['V']; "
+              "print(redact('x ' + json.loads(v)['password'] if v.startswith('{') and 'password' in v else 'x ' + v))")
+    env = {"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin", key: value, "V": value}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert CANARY not in proc.stdout and "***" in proc.stdout

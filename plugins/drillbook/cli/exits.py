@@ -62,12 +62,38 @@ def register_secrets(argv: Sequence[str], environ: Mapping[str, str]) -> None:
         if _DSN_ENV.match(key):
             if key == "PGPASSWORD":
                 register_secret(value)
-            elif value.lstrip().startswith("{"):  # AIRFLOW_CONN_* as JSON: password and extras
-                register_dsn(value)
-                for match in re.finditer(r'"(?:password|token|secret)"\s*:\s*"((?:[^"\\]|\\.)*)"', value):
-                    register_secret(match.group(1))
+            elif value.lstrip().startswith("{"):  # AIRFLOW_CONN_* as JSON: password and secret-looking extras
+                _register_json_secrets(value)
             else:
                 register_dsn(value)
+
+
+_SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|api[_-]?key|private[_-]?key")
+
+
+def _register_json_secrets(value: str) -> None:
+    import json
+
+    from drillbook.redact import register_dsn, register_secret
+
+    try:
+        data = json.loads(value)
+    except ValueError:  # not JSON after all: take what a DSN parser would
+        register_dsn(value)
+        return
+    stack = [data]
+    while stack:  # iterative: an environment variable is input too
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(child, str) and _SECRET_KEY.search(str(key)):
+                    register_secret(child)
+                elif isinstance(child, str) and "://" in child:
+                    register_dsn(child)
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _is_environment_problem(exc: BaseException) -> bool:

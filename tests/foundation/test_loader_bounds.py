@@ -237,3 +237,12 @@ def test_dag_parsing_turns_a_hostile_catalogue_into_one_import_error(tmp_path, m
                 "deep": f"{path}:2: (yaml): nested deeper than {MAX_DEPTH} levels"}[hostile]
     assert expected in error
     assert bag.dags == {} or all(not d.startswith("dr_certificates__") for d in bag.dags)
+
+
+def test_a_huge_bad_value_is_quoted_only_in_part():
+    text = CATALOGUE.replace('"0 6 * * *"', '"' + "9" * 1_000_000 + '"')
+    with pytest.raises(CatalogueError) as err:
+        load_catalogue("drills.yaml", text=text)
+    [problem] = err.value.problems
+    assert problem.startswith("drills.yaml:7: drills[0].schedule: invalid cron expression '999")
+    assert len(problem) < 600 and problem.endswith("more characters not shown)")

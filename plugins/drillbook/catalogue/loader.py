@@ -92,6 +92,15 @@ class _LineMap:
         return path + tail
 
 
+_MAX_MESSAGE = 400  # a message quotes the bad value; a hostile file's value may be megabytes
+
+
+def _cap(message: str) -> str:
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more characters not shown)"
+
+
 def _pydantic_message(err: Any) -> str:
     kind = err.get("type", "")
     msg = str(err.get("msg", "invalid"))
@@ -259,6 +268,6 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
 
     if problems:
         unique = sorted(dict.fromkeys(problems), key=lambda p: p[0])
-        raise CatalogueError([f"{name}:{ln}: {text_}" for ln, text_ in unique])
+        raise CatalogueError([f"{name}:{ln}: {_cap(text_)}" for ln, text_ in unique])
     assert catalogue is not None
     return catalogue

@@ -1,9 +1,13 @@
 """Load a catalogue file and report every problem as ``file:line: key.path: message``.
 
 Rules: all problems are collected before raising (a user fixes them in one
-pass, not one per run); a duplicate YAML key is an error (PyYAML would keep the
-last one silently); a problem is always reported against the line of the
-closest key that exists in the file.
+pass, not one per run), across kinds: YAML duplicates, schema errors, the
+cross-field rules of a drill that also has unknown keys (validated again
+without them), duplicate names, and the file checks of every drill that
+validates; a duplicate YAML key is an error (PyYAML would keep the last one
+silently); a problem is always reported against the line of the closest key
+that exists in the file, and quotes at most 400 characters of it. The file is
+read only through ``catalogue.reader`` (size, encoding, depth and alias bounds).
 """
 
 from __future__ import annotations

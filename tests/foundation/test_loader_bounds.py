@@ -246,3 +246,11 @@ def test_a_huge_bad_value_is_quoted_only_in_part():
     [problem] = err.value.problems
     assert problem.startswith("drills.yaml:7: drills[0].schedule: invalid cron expression '999")
     assert len(problem) < 600 and problem.endswith("more characters not shown)")
+
+
+def test_an_alias_counts_at_its_expanded_depth():
+    deep = "[" * 40 + "]" * 40
+    text = f"a: &d {deep}\nb: {'[' * 30}*d{']' * 30}\n"
+    with pytest.raises(FileProblem, match=r"x.yaml:2: \(yaml\): nested deeper than 64 levels"):
+        read_yaml("x.yaml", text=text)
+    assert read_yaml("x.yaml", text=f"a: &d {deep}\nb: [*d]\n")[1]["b"][0] is not None

@@ -10,13 +10,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from drillbook.redact import register_secret
+from drillbook.redact import redact, register_dsn, register_secret
 
 
 def parse(dsn: str) -> dict[str, str]:
+    import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    register_dsn(dsn)  # before parsing: a malformed DSN's error message quotes the password
+    try:
+        raw = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        from drillbook.errors import ConfigurationError
+
+        raise ConfigurationError(f"malformed PostgreSQL DSN: {redact(str(exc).strip())} "
+                                 f"(a '%' in a URI password must be written '%25')") from None
+    params = {k: str(v) for k, v in raw.items() if v is not None}
     register_secret(params.get("password"))
     return params
 

@@ -6,6 +6,11 @@ with ``register_secret`` (passwords and tokens read from Connections or the
 environment) and patterns that look like credentials wherever they appear
 (URL user-info, ``password=`` pairs, Slack tokens, bearer tokens, AWS keys,
 query-string tokens and the path of Slack/webhook URLs).
+
+Exceptions take the same path: ``register_dsn`` learns a DSN's password
+without parsing it strictly (a malformed DSN is exactly the one a parser
+echoes back in its error), and ``describe_exception`` / ``format_exception``
+are the only ways an exception's text or traceback is shown.
 """
 
 from __future__ import annotations
@@ -46,6 +51,56 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= _MIN_SECRET_LEN:
         with _lock:
             _secrets.add(value)
+
+
+_URL_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@]*?:(?P<pw>[^/?#]*)@")
+_KV_PASSWORD = re.compile(r"""(?i)\b(?:ssl)?password\s*=\s*(?:'(?P<q>(?:[^'\\]|\\.)*)'|(?P<bare>\S+))""")
+_QUERY_PASSWORD = re.compile(r"(?i)[?&](?:ssl)?password=(?P<pw>[^&#\s]+)")
+
+
+def register_dsn(dsn: str | None) -> None:
+    """Register the password(s) a DSN or URI carries, however malformed it is; never raises.
+
+    Both the text as written and its percent-decoded form are registered: a
+    parser's error quotes the former, a library that decoded it may log the latter.
+    """
+    if not dsn or not isinstance(dsn, str):
+        return
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    text = dsn.strip()
+    url = _URL_PASSWORD.match(text)
+    if url:
+        # user-info ends at the LAST '@' before the host: a password may itself contain '@'
+        head = text.split("://", 1)[1].split("/", 1)[0]
+        userinfo = head.rsplit("@", 1)[0] if "@" in head else ""
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+        found.append(url.group("pw"))
+    for match in _KV_PASSWORD.finditer(text):
+        found.append(match.group("q") if match.group("q") is not None else match.group("bare"))
+    for match in _QUERY_PASSWORD.finditer(text):
+        found.append(match.group("pw"))
+    for secret in found:
+        register_secret(secret)
+        try:
+            register_secret(unquote(secret, errors="strict"))
+        except UnicodeDecodeError:
+            pass
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One redacted line for an exception: ``TypeName: message`` (first line of the message)."""
+    text = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__)
+
+
+def format_exception(exc: BaseException) -> str:
+    """The full traceback of ``exc``, redacted line by line (for a debug file or ``DRILLBOOK_DEBUG=1``)."""
+    import traceback
+
+    return redact("".join(traceback.format_exception(exc)))
 
 
 def forget_secrets() -> None:

@@ -1,9 +1,13 @@
 """Load a catalogue file and report every problem as ``file:line: key.path: message``.
 
 Rules: all problems are collected before raising (a user fixes them in one
-pass, not one per run); a duplicate YAML key is an error (PyYAML would keep the
-last one silently); a problem is always reported against the line of the
-closest key that exists in the file.
+pass, not one per run), across kinds: YAML duplicates, schema errors, the
+cross-field rules of a drill that also has unknown keys (validated again
+without them), duplicate names, and the file checks of every drill that
+validates; a duplicate YAML key is an error (PyYAML would keep the last one
+silently); a problem is always reported against the line of the closest key
+that exists in the file, and quotes at most 400 characters of it. The file is
+read only through ``catalogue.reader`` (size, encoding, depth and alias bounds).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from drillbook.catalogue.models import Catalogue
+from drillbook.catalogue.models import Catalogue, Drill
+from drillbook.catalogue.reader import FileProblem, read_yaml
 from drillbook.errors import CatalogueError
 
 Loc = tuple[str | int, ...]
@@ -91,6 +96,15 @@ class _LineMap:
         return path + tail
 
 
+_MAX_MESSAGE = 400  # a message quotes the bad value; a hostile file's value may be megabytes
+
+
+def _cap(message: str) -> str:
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more characters not shown)"
+
+
 def _pydantic_message(err: Any) -> str:
     kind = err.get("type", "")
     msg = str(err.get("msg", "invalid"))
@@ -106,32 +120,108 @@ def _pydantic_message(err: Any) -> str:
     return msg
 
 
+def _catalogue_problem(exc: FileProblem) -> CatalogueError:
+    return CatalogueError([str(exc)])
+
+
+def _address(value: Any, loc: Loc) -> Loc:
+    """``loc`` with the parts that are not in the data (pydantic's union tags) left out."""
+    out: Loc = ()
+    for part in loc:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            continue
+        out = out + (part,)
+    return out
+
+
+def _strip(value: Any, locs: list[Loc]) -> Any:
+    """A copy of ``value`` without the keys at ``locs`` (unknown keys, so the rest can be judged)."""
+    if not locs:
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, child in value.items():
+            inner = [loc[1:] for loc in locs if loc and loc[0] == key]
+            if any(len(loc) == 0 for loc in inner):
+                continue
+            out[key] = _strip(child, inner)
+        return out
+    if isinstance(value, list):
+        return [_strip(child, [loc[1:] for loc in locs if loc and loc[0] == index]) for index, child in enumerate(value)]
+    return value
+
+
+def _unknown_keys(item: Any, errors: list[Any]) -> list[Loc]:
+    return [_address(item, tuple(e["loc"])) for e in errors if e.get("type") == "extra_forbidden"]
+
+
+def _drill_errors(item: Any) -> tuple[list[Any], bool]:
+    """Validate one drill alone; return its errors and whether it is valid once unknown keys are set aside.
+
+    pydantic runs a model's cross-field rules only when every field is valid, so a
+    misspelt key would hide them; validating again without the unknown keys
+    reports both in one run.
+    """
+    adapter: TypeAdapter[Any] = _drill_adapter()
+    try:
+        adapter.validate_python(item)
+        return [], True
+    except ValidationError as exc:
+        errors = list(exc.errors())
+    unknown = _unknown_keys(item, errors)
+    if not unknown or len(unknown) != len(errors):
+        return errors, False
+    stripped = _strip(item, unknown)
+    try:
+        adapter.validate_python(stripped)
+        return errors, True
+    except ValidationError as exc:
+        seen = {(tuple(e["loc"]), e["msg"]) for e in errors}
+        return errors + [e for e in exc.errors() if (tuple(e["loc"]), e["msg"]) not in seen], False
+
+
+_ADAPTER: TypeAdapter[Any] | None = None
+
+
+def _drill_adapter() -> TypeAdapter[Any]:
+    global _ADAPTER
+    if _ADAPTER is None:
+        _ADAPTER = TypeAdapter(Drill)
+    return _ADAPTER
+
+
+def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
+    if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        # point at the discriminator key itself ("kind" / "type"), not the whole item
+        raw_loc += (str((err.get("ctx") or {}).get("discriminator", "kind")).strip("'"),)
+    loc = lines.clean_loc(raw_loc)
+    return lines.line_of(raw_loc), f"{_format_loc(loc)}: {_pydantic_message(err)}"
+
+
 def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None) -> Catalogue:
-    """Load and validate a catalogue; raise ``CatalogueError`` with every problem."""
+    """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
+
+    Every kind of problem is collected in one run: YAML duplicates, schema
+    errors, cross-field rules (also of drills that have unknown keys), and the
+    file checks (references, suites) of every drill that validates.
+    """
     file = resolve_catalogue_path(path)
     name = str(file)
-    if text is None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CatalogueError([f"{name}:0: (file): file not found; expected a catalogue YAML file"]) from None
-        except OSError as exc:
-            raise CatalogueError([f"{name}:0: (file): cannot read: {exc}"]) from None
+    lines = _LineMap()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogueError([f"{name}:{line}: (yaml): {problem}"]) from None
+        node, data = read_yaml(file, text=text, walk=lines.walk)
+    except FileProblem as exc:
+        if exc.message == "file not found":
+            exc = FileProblem(exc.path, exc.line, exc.where, "file not found; expected a catalogue YAML file")
+        raise _catalogue_problem(exc) from None
     if node is None or data is None:
         raise CatalogueError([f"{name}:1: (top level): the catalogue is empty; expected 'defaults:' and 'drills:'"])
     if not isinstance(data, dict):
         raise CatalogueError([f"{name}:1: (top level): expected a mapping with 'defaults' and 'drills', got {type(data).__name__}"])
-
-    lines = _LineMap()
-    lines.walk(node)
     problems: list[tuple[int, str]] = [(ln, f"{_format_loc(loc)}: {msg}") for ln, loc, msg in lines.problems]
 
     drills = data.get("drills") or []
@@ -147,26 +237,41 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
                     first_seen[dname] = line
 
     catalogue: Catalogue | None = None
+    checked: Catalogue | None = None
+    index_of: list[int] = []  # position in ``checked.drills`` -> position in the file
     try:
         catalogue = Catalogue.model_validate(data)
+        checked, index_of = catalogue, list(range(len(catalogue.drills)))
     except ValidationError as exc:
+        drill_errors = [e for e in exc.errors() if len(e["loc"]) >= 2 and e["loc"][0] == "drills" and isinstance(e["loc"][1], int)]
         for err in exc.errors():
-            raw_loc = tuple(err["loc"])
-            if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
-                # point at the discriminator key itself ("kind" / "type"), not the whole item
-                raw_loc += (str((err.get("ctx") or {}).get("discriminator", "kind")).strip("'"),)
-            loc = lines.clean_loc(raw_loc)
-            problems.append((lines.line_of(raw_loc), f"{_format_loc(loc)}: {_pydantic_message(err)}"))
+            if err not in drill_errors:
+                problems.append(_error_line(lines, tuple(err["loc"]), err))
+        if isinstance(drills, list):
+            good: list[Any] = []
+            for index, item in enumerate(drills):
+                errors, usable = _drill_errors(item)
+                for err in errors:
+                    problems.append(_error_line(lines, ("drills", index, *err["loc"]), err))
+                if usable:
+                    good.append(_strip(item, _unknown_keys(item, errors)))
+                    index_of.append(index)
+            try:  # the file checks still run for the drills that are valid
+                checked = Catalogue.model_validate({"drills": good})
+            except ValidationError:
+                checked = None
 
-    if catalogue is not None:
-        catalogue._path = file
+    if checked is not None:
+        checked._path = file
         from drillbook.catalogue.checks import run_checks
 
-        for loc, msg in run_checks(catalogue):
+        for loc, msg in run_checks(checked):
+            if len(loc) >= 2 and loc[0] == "drills" and isinstance(loc[1], int) and loc[1] < len(index_of):
+                loc = ("drills", index_of[loc[1]], *loc[2:])
             problems.append((lines.line_of(loc), f"{_format_loc(loc)}: {msg}"))
 
     if problems:
-        problems.sort(key=lambda p: p[0])
-        raise CatalogueError([f"{name}:{ln}: {text_}" for ln, text_ in problems])
+        unique = sorted(dict.fromkeys(problems), key=lambda p: p[0])
+        raise CatalogueError([f"{name}:{ln}: {_cap(text_)}" for ln, text_ in unique])
     assert catalogue is not None
     return catalogue

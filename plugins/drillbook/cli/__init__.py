@@ -3,8 +3,10 @@
 Rule: a command imports only what it needs. Building the parser imports the
 small ``configure_parser`` modules; Airflow and Great Expectations are never
 imported by the CLI (a data-quality run imports GX inside the drill).
-Exit codes: 0 success/PASS, 1 FAIL (or a broken ledger chain), 2 ERROR or bad
-input, 3 SKIPPED.
+Exit codes (``drillbook.cli.exits``, printed by ``drillbook --help``): 0 PASS/OK,
+1 FAIL (or a broken ledger chain, a missed drill), 2 ERROR or bad input,
+3 SKIPPED, 4 internal error; no traceback for bad input, and every message
+and traceback is redacted.
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ def _cmd_findings(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="drillbook", description="Disaster-recovery drills with a tamper-evident evidence ledger.")
+    from drillbook.cli.exits import HELP
+
+    parser = argparse.ArgumentParser(prog="drillbook", description="Disaster-recovery drills with a tamper-evident evidence ledger.",
+                                     epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"drillbook {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -101,23 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    from drillbook.cli import exits
+
+    exits.register_secrets(sys.argv[1:] if argv is None else argv, os.environ)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `drillbook ... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
-    except Exception as exc:
-        from drillbook.errors import DrillbookError
-        from drillbook.redact import redact
-
-        if isinstance(exc, DrillbookError):
-            print(f"drillbook: error: {redact(str(exc))}", file=sys.stderr)
-            return 2
-        raise
+    except (Exception, KeyboardInterrupt) as exc:
+        return exits.handle(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

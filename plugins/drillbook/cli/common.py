@@ -2,7 +2,8 @@
 
 Rules: output is readable in a terminal and in a CI log (no colour codes, no
 cursor tricks; status in words); every line passes through ``redact``; the
-exit code is the verdict's (0 PASS, 1 FAIL, 2 ERROR, 3 SKIPPED).
+exit code is the verdict's (0 PASS, 1 FAIL, 2 ERROR, 3 SKIPPED); the whole
+scheme, with 4 for an internal error, is ``drillbook.cli.exits``.
 """
 
 from __future__ import annotations

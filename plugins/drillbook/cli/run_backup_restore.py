@@ -43,12 +43,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings_file(path: str) -> dict[str, Any]:
-    import yaml
+    from drillbook.catalogue.reader import FileProblem, read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"cannot read settings file {path!r}: {exc}") from None
+    try:  # the catalogue's bounded reader: size, UTF-8, depth, alias expansion, YAML 1.2 booleans
+        data = read_yaml(path)[1] or {}
+    except FileProblem as exc:
+        raise ConfigurationError(f"cannot read settings file: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"settings file {path!r} must hold a mapping of drill keys, got {type(data).__name__}")
     return data

@@ -27,7 +27,6 @@ run time, because importing GX costs 5-8 s per parse; the structural checks
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 import sys
@@ -119,16 +118,16 @@ def _gx_check_wanted() -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    # the bounded reader: size, UTF-8 (or a BOM), nesting depth; never a decode or recursion traceback
+    from drillbook.catalogue.reader import FileProblem, read_json
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SuiteInvalid(path, [f"file not found; expected a suite JSON at {str(path)!r}"]) from None
-    except OSError as exc:
-        raise SuiteInvalid(path, [f"cannot read: {exc}"]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SuiteInvalid(path, [f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+        data = read_json(path)
+    except FileProblem as exc:
+        if exc.message == "file not found":
+            raise SuiteInvalid(path, [f"file not found; expected a suite JSON at {str(path)!r}"]) from None
+        located = exc.line and f"line {exc.line}" not in exc.message
+        raise SuiteInvalid(path, [f"{exc.message} (line {exc.line})" if located else exc.message]) from None
     if not isinstance(data, dict):
         raise SuiteInvalid(path, [f"expected a JSON object with 'name' and 'expectations', got {type(data).__name__}"])
     return data

@@ -57,12 +57,14 @@ def structure_digest(structure: dict[str, Any]) -> str:
 
 def load_reference(path: Path) -> dict[str, Any]:
     """Read a reference file; raise ValueError saying what is wrong with it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"file {str(path)!r} does not exist; create it with `drillbook reference write`") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"file {str(path)!r} is not JSON: {exc}") from None
+    from drillbook.catalogue.reader import FileProblem, read_json
+
+    try:  # bounded: size, UTF-8, nesting depth
+        data = read_json(path)
+    except FileProblem as exc:
+        if exc.message == "file not found":
+            raise ValueError(f"file {str(path)!r} does not exist; create it with `drillbook reference write`") from None
+        raise ValueError(f"file {str(path)!r} is not a readable JSON reference: {exc}") from None
     if not isinstance(data, dict) or data.get("drillbook_structure_reference") != REFERENCE_FORMAT:
         raise ValueError(
             f"file {str(path)!r} is not a drillbook structure reference "

@@ -104,6 +104,8 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("ALERT_PATH_UNREACHABLE", _S.CRITICAL, "The alert path could not be reached", "Check the endpoint URL, DNS and network from the worker.", "alert_path", True),
     FindingSpec("ALERT_READBACK_FAILED", _S.CRITICAL, "The test alert was sent but the drill could not read the far end to confirm it", "Check the read-back access named in the detail (Slack channels:history scope, SQS ReceiveMessage, the read-back URL and its credentials).", "alert_path", True),
     FindingSpec("ALERT_CLEANUP_FAILED", _S.LOW, "The test alert was delivered but could not be resolved or deleted", "Resolve or delete the canary by hand; check the token's permissions.", "alert_path"),
+    FindingSpec("ALERT_SUPPRESSED", _S.CRITICAL, "The test alert was accepted but suppressed: a silence, an inhibit rule, a maintenance window or a snooze stopped the page", "Remove or narrow the silence / inhibit rule / maintenance window named in the detail; real alerts matching it page nobody either.", "alert_path"),
+    FindingSpec("ALERT_UNROUTED", _S.CRITICAL, "The test alert was routed to a receiver, escalation policy or team that does not page on-call", "Fix the route (matchers, labels, continue) or the service's escalation policy / team so alerts like the canary reach the receiver named in the catalogue.", "alert_path"),
 ]
 
 REGISTRY: dict[str, FindingSpec] = {}

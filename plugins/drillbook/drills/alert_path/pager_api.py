@@ -218,7 +218,7 @@ def confirm_opsgenie(
                 "ALERT_UNROUTED",
                 f"Opsgenie alert {short(alert.get('id'), 64)} for the canary went to teams {teams or 'none'}, not {path.team!r}",
                 subject=path.name,
-                detail={"teams": teams, "expected_team": path.team},
+                detail={"teams": ", ".join(teams), "expected_team": path.team},
             )
             ph.status, ph.detail = "failed", f"teams {teams}"
             raise DrillAborted("confirm")

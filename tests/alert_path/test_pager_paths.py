@@ -117,6 +117,14 @@ def test_pagerduty_rest_api_unreachable_could_not_verify(pd, monkeypatch):
     assert result.details["delivery"]["cleanup"] == "resolved"  # it was accepted, so it is resolved all the same
 
 
+def test_missing_api_connection_is_named(pd, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_PD_API")
+    result = run(pd_drill())
+    assert result.verdict is Verdict.ERROR
+    assert result.codes() == ["CONNECTION_MISSING"] and result.findings[0].detail["connection"] == "pd_api"
+    assert not pd.received  # nothing was sent that could not be confirmed
+
+
 def test_pagerduty_path_must_name_the_policy_and_api():
     with pytest.raises(ValidationError, match=r"missing: \['api_connection', 'escalation_policy'\]"):
         make_drill({"name": "pd", "type": "webhook", "flavour": "pagerduty", "connection": "pd_events"})

@@ -77,6 +77,7 @@ def run_path(
     try:
         client: Any = None
         api: Connection | None = None
+        conn_id = path.connection
         with builder.phase("connect") as ph:
             try:
                 if isinstance(path, SlackPath):
@@ -85,9 +86,11 @@ def run_path(
                     client = (clients.aws(path.connection, "sns", path.region), clients.aws(path.connection, "sqs", path.region))
                 else:
                     client = clients.http(path.connection)
-                    api = clients.http(path.api_connection) if path.api_connection else None
+                    if path.api_connection:
+                        conn_id = path.api_connection  # the REST API a PagerDuty/Opsgenie canary is confirmed with
+                        api = clients.http(conn_id)
             except ConnectionNotConfigured as exc:
-                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": path.connection})
+                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": conn_id})
                 ph.status, ph.detail = "failed", f"connection missing: {exc}"
                 raise DrillAborted("connect") from None
             ph.detail = f"{path.type} via {path.connection}"

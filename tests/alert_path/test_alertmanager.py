@@ -101,6 +101,7 @@ def test_healthy_path_passes_only_after_the_receiver_saw_it(alertmanager, sink, 
     assert d["latency_seconds"] >= GROUP_WAIT, d  # send -> receiver, not Alertmanager's ingestion
     assert d["alertmanager"] == {"state": "active", "receivers": ["pager"], "silenced_by": [], "inhibited_by": []}
     assert d["cleanup"].startswith("resolved (Alertmanager no longer lists it active)")
+    assert "notification_requests_failed" in d  # the counter's movement is evidence on a PASS too
     nonce = result.details["nonce"]
     firing = [a for a in sink_saw(sink, nonce) if a["status"] == "firing"]
     assert firing, "the receiver never got the firing canary"

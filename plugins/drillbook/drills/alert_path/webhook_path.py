@@ -307,6 +307,8 @@ def _far_end(
             return detail, reason + (f"; Alertmanager's failed notification requests rose ({shown})" if shown else "")
 
         _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate)
+        if "_failed_before" in delivery.extra:  # seen: keep the counter's movement as evidence all the same
+            delivery.extra["notification_requests_failed"] = corroborate()[0]["notification_requests_failed"]
         return
     if target.flavour in ("pagerduty", "opsgenie") and (api is not None or target.flavour == "opsgenie"):
         from drillbook.drills.alert_path import pager_api

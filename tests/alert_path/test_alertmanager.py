@@ -130,7 +130,10 @@ def test_inhibited_canary_is_suppressed_naming_the_source_alert(alertmanager, si
     result = run(am_drill("inhibited", labels={"drillbook_inhibit": "yes"}), sink)
     assert result.verdict is Verdict.FAIL
     assert result.codes() == ["ALERT_SUPPRESSED"]
-    assert "DrillbookInhibitor" in result.findings[0].message
+    message = result.findings[0].message
+    assert "DrillbookInhibitor" in message
+    assert 'inhibit rule #1 (source {alertname="DrillbookInhibitor"} -> target {drillbook_inhibit="yes"})' in message, message
+    assert result.findings[0].detail["inhibit_rules"].startswith("inhibit rule #1")
     assert result.details["delivery"]["cleanup"].startswith("resolved")
 
 
@@ -169,6 +172,19 @@ def test_slow_send_that_landed_is_resolved(alertmanager, sink, am_conn):
     nonce = result.details["nonce"]
     time.sleep(0.2)
     assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]
+
+
+def test_missing_binary_skips_loudly_outside_ci_and_fails_in_ci(monkeypatch, tmp_path):
+    from tests.support.alertmanager import alertmanager_binary
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    monkeypatch.delenv("DRILLBOOK_ALERTMANAGER_BIN", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y prometheus-alertmanager"):
+        alertmanager_binary()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y prometheus-alertmanager"):
+        alertmanager_binary()
 
 
 def test_default_objective_includes_group_wait():

@@ -106,14 +106,25 @@ def _silences(http: Any, origin: str, headers: dict[str, str], ids: list[str]) -
     return named
 
 
-def _inhibitors(http: Any, alerts_url: str, headers: dict[str, str], fingerprints: list[str]) -> list[dict[str, str]]:
+def _inhibitors(http: Any, alerts_url: str, headers: dict[str, str], fingerprints: list[str]) -> list[dict[str, Any]]:
     _, body = get_json(http, alerts_url, headers, params={"silenced": "false", "inhibited": "false"})
     by_fp = {a.get("fingerprint"): a for a in body if isinstance(a, dict)} if isinstance(body, list) else {}
     named = []
     for fp in fingerprints[:5]:
-        labels = (by_fp.get(fp) or {}).get("labels") or {}
-        named.append({"fingerprint": short(fp, 64), "alertname": short(labels.get("alertname", "?"), 64)})
+        labels = (by_fp.get(fp) or {}).get("labels")
+        labels = labels if isinstance(labels, dict) else {}
+        named.append({"fingerprint": short(fp, 64), "alertname": short(labels.get("alertname", "?"), 64), "labels": labels})
     return named
+
+
+def _inhibit_rules(http: Any, origin: str, headers: dict[str, str], canary_labels: dict[str, Any], inhibitors: list[dict[str, Any]]) -> list[str]:
+    """The inhibit rules (from the running config) that the firing source alerts and the canary satisfy."""
+    from drillbook.drills.alert_path.alertmanager_inhibit import inhibit_rules, naming
+
+    _, status = get_json(http, f"{origin}/api/v2/status", headers)
+    config = status.get("config") if isinstance(status, dict) else None
+    rules = inhibit_rules(config.get("original") if isinstance(config, dict) else None)
+    return [short(n, 300) for n in naming(rules, canary_labels, [i["labels"] for i in inhibitors])][:3]
 
 
 def check_route(
@@ -166,9 +177,12 @@ def check_route(
         if silenced or inhibited or state.get("state") != "active":
             silences = _silences(http, origin, headers, silenced) if silenced else []
             inhibitors = _inhibitors(http, alerts_url, headers, inhibited) if inhibited else []
+            canary_labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+            rules = _inhibit_rules(http, origin, headers, canary_labels, inhibitors) if inhibitors else []
+            sources = ", ".join(f"{i['alertname']} ({i['fingerprint']})" for i in inhibitors)
             by = "; ".join(
                 [f"silence {s['id']} by {s['createdBy'] or '?'} ({s['comment'] or 'no comment'})" for s in silences]
-                + [f"inhibit rule whose source alert {i['alertname']} ({i['fingerprint']}) is firing" for i in inhibitors]
+                + ([f"{' and '.join(rules) or 'an inhibit rule'} while source alert {sources} fires"] if inhibitors else [])
             ) or f"state {state.get('state')!r}"
             builder.find(
                 "ALERT_SUPPRESSED",
@@ -178,6 +192,7 @@ def check_route(
                     "state": state.get("state"),
                     "silence_ids": ", ".join(s["id"] for s in silences) or None,
                     "inhibited_by": ", ".join(f"{i['alertname']} ({i['fingerprint']})" for i in inhibitors) or None,
+                    "inhibit_rules": "; ".join(rules) if inhibitors else None,
                 },
             )
             ph.status, ph.detail = "failed", f"suppressed: {by}"

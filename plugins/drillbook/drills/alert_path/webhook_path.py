@@ -285,6 +285,11 @@ def _read_back(
     judge(builder, delivery, not_seen_detail=extra, not_seen_reason=reason)
 
 
+def am_root(target: WebhookTarget) -> str:
+    """Alertmanager's base URL (with its --web.route-prefix), where /metrics and /api/v2/* live."""
+    return target.url.removesuffix("/api/v2/alerts") if target.url.endswith("/api/v2/alerts") else target.origin
+
+
 def read_headers(target: WebhookTarget) -> dict[str, str]:
     """The send headers minus Content-Type: what a GET on the same API carries."""
     return {k: v for k, v in target.headers.items() if k != "Content-Type"}
@@ -297,10 +302,11 @@ def _far_end(
     if target.flavour == "alertmanager":
         from drillbook.drills.alert_path import alertmanager_api as am
 
-        am.check_route(builder, http, path=path, alerts_url=target.url, origin=target.origin, headers=read_headers(target), canary=canary, delivery=delivery, interval=interval)
+        root = am_root(target)
+        am.check_route(builder, http, path=path, alerts_url=target.url, origin=root, headers=read_headers(target), canary=canary, delivery=delivery, interval=interval)
 
         def corroborate() -> tuple[dict[str, Any], str]:
-            delta = am.failed_delta(delivery.extra.pop("_failed_before", None), am.failed_notifications(http, target.origin, read_headers(target)))
+            delta = am.failed_delta(delivery.extra.pop("_failed_before", None), am.failed_notifications(http, root, read_headers(target)))
             shown = ", ".join(f"{k}+{v:g}" for k, v in sorted((delta or {}).items())) or None
             detail = {"notification_requests_failed": shown, "notification_requests_failed_total": sum((delta or {}).values()) if delta is not None else None}
             reason = f"receiver {path.receiver!r} never showed it"
@@ -354,7 +360,7 @@ def prove_webhook(
         if target.flavour == "alertmanager":
             from drillbook.drills.alert_path.alertmanager_api import failed_notifications
 
-            delivery.extra["_failed_before"] = failed_notifications(http, target.origin, read_headers(target))
+            delivery.extra["_failed_before"] = failed_notifications(http, am_root(target), read_headers(target))
         try:
             answer = _send(builder, http, path=path, target=target, canary=canary, delivery=delivery)
             _far_end(builder, http, answer, path=path, target=target, api=api, canary=canary, delivery=delivery, interval=interval)

@@ -66,6 +66,13 @@ def test_pagerduty_passes_once_the_incident_exists_on_the_policy(pd, leak_check)
     leak_check.assert_clean(ROUTING_KEY, PD_TOKEN)
 
 
+def test_pagerduty_rest_api_429_is_waited_out(pd):
+    pd.knobs.rate_limited_reads, pd.knobs.retry_after = 2, "0.2"
+    result = run(pd_drill())
+    assert result.verdict is Verdict.PASS, result.findings
+    assert result.details["delivery"]["api_rate_limited"] == 2
+
+
 def test_pagerduty_maintenance_window_is_suppressed(pd):
     pd.maintenance["PSVC001"] = {"id": "PMW0001", "description": "pager migration", "services": [{"id": "PSVC001"}]}
     result = run(pd_drill())

@@ -45,6 +45,7 @@ class Knobs:
     delay: float = 0.3  # seconds between accepting an event and it taking effect
     answer_delay: float = 0.0  # hold the events/create answer this long (the event still lands)
     rate_limited: int = 0  # the next N requests (any endpoint) answer 429
+    rate_limited_reads: int = 0  # the next N GETs (REST API reads) answer 429
     retry_after: str = "1"
     drop: bool = False  # accept events but never create anything
     fail_resolves: int = 0  # the next N resolve/close requests answer 500
@@ -86,8 +87,11 @@ class _Emulator:
                 except ValueError:
                     return self.reply(400, {"message": "body is not JSON"})
                 with emulator.lock:
-                    if emulator.knobs.rate_limited > 0:
-                        emulator.knobs.rate_limited -= 1
+                    if emulator.knobs.rate_limited > 0 or (method == "GET" and emulator.knobs.rate_limited_reads > 0):
+                        if method == "GET" and emulator.knobs.rate_limited_reads > 0:
+                            emulator.knobs.rate_limited_reads -= 1
+                        else:
+                            emulator.knobs.rate_limited -= 1
                         return self.reply(429, {"message": "rate limited"}, {"Retry-After": emulator.knobs.retry_after})
                     emulator._process()
                 emulator.route(self, method, parts.path, parse_qs(parts.query), body)

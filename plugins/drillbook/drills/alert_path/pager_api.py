@@ -93,7 +93,6 @@ class _Reader:
 
 
 def _not_seen(builder: ResultBuilder, reader: _Reader, *, path: WebhookPath, delivery: Delivery, what: str, reason: str = "") -> None:
-    delivery.extra["api_rate_limited"] = reader.rate_limited
     if not reader.answered:
         builder.find(
             "ALERT_READBACK_FAILED",
@@ -122,6 +121,7 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
     with builder.phase("confirm incident") as ph:
         delivery.seen_via = f"PagerDuty REST API {api.base}/incidents"
         delivery.poll(look, interval=interval)
+        delivery.extra["api_rate_limited"] = reader.rate_limited
         if not found:
             ph.status, ph.detail = "failed", f"no incident ({reader.last})"
             window = _maintenance(reader, path) if path.service and reader.answered else None
@@ -190,6 +190,7 @@ def confirm_opsgenie(
     with builder.phase("confirm alert") as ph:
         delivery.seen_via = f"Opsgenie REST API {api.base}/v2/alerts"
         delivery.poll(look, interval=interval)
+        delivery.extra["api_rate_limited"] = reader.rate_limited
         request = state["request"] or {}
         delivery.extra["opsgenie_request"] = {"status": short(request.get("status"), 120), "success": request.get("isSuccess", request.get("success"))}
         alert = state["alert"]

@@ -31,6 +31,11 @@ def catalogue(tmp_path, monkeypatch, webhook, slack):
               - {name: oncall, type: slack, channel: "#dr-oncall"}
               - {name: hook, type: webhook, connection: alert_hook, readback_url: /readback}
               - {name: dead, type: webhook, connection: dead_hook}
+          - name: cli_accept
+            kind: alert_path
+            schedule: "@daily"
+            paths:
+              - {name: accepted_only, type: webhook, connection: alert_hook}
           - name: not_alerts
             kind: certificates
             schedule: "@daily"
@@ -46,6 +51,13 @@ def test_healthy_paths_exit_0_and_print_latency(catalogue, capsys, slack):
     assert "alert path cli_alerts/oncall (slack)" in out and "alert path cli_alerts/hook (webhook)" in out
     assert "latency" in out and "PASS" in out
     assert PATH_TOKEN not in out and slack.token not in out
+
+
+def test_acceptance_only_says_accepted_not_seen_without_latency(catalogue, capsys):
+    code = main(["run", "alert-path", "--drill", "cli_accept", "--catalogue", str(catalogue)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "seen accepted, not seen · latency n/a" in out, out
 
 
 def test_a_dead_path_makes_the_run_error_and_json_lists_every_path(catalogue, capsys, slack):

@@ -63,6 +63,8 @@ def test_dag_maps_one_task_per_path_and_records_each(airflow_db, alert_catalogue
     assert by_index[2].result["findings"][0]["code"] == "ALERT_PATH_UNREACHABLE"
     # the canary really went through the emulator and the receiver
     assert any("drillbook test alert" in m.text for m in slack.posted("#alerts"))
-    assert webhook.posts()
+    [post] = webhook.posts()
+    # the canary links back to the run that sent it: the Airflow task log, not a fixed project URL
+    assert "dr_alert_path__dag_alerts" in post.body["run"] and post.body["run"].startswith("http"), post.body["run"]
     rows = json.dumps([r.result for r in records])
     assert PATH_TOKEN not in rows and slack.token not in rows

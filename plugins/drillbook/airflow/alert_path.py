@@ -78,17 +78,17 @@ def _doc(drill: AlertPathDrill) -> str:
         lines.append(f"| `{p.name}` | {p.type} | {format_duration(drill.delivery_of(p))} | {format_duration(drill.give_up_of(p))} |")
     lines += [
         "",
-        "Findings: `ALERT_NOT_DELIVERED`, `ALERT_SLOW`, `ALERT_REJECTED` (FAIL); "
+        "Findings: `ALERT_NOT_DELIVERED`, `ALERT_SLOW`, `ALERT_REJECTED`, `ALERT_SUPPRESSED`, `ALERT_UNROUTED` (FAIL); "
         "`ALERT_PATH_UNREACHABLE`, `ALERT_READBACK_FAILED` (ERROR); `ALERT_CLEANUP_FAILED` (low).",
     ]
     return "\n".join(lines)
 
 
-def prove_path_now(drill: AlertPathDrill, path_name: str) -> Any:
-    """Run one path with Airflow-resolved clients (task time)."""
+def prove_path_now(drill: AlertPathDrill, path_name: str, *, run_url: str | None = None) -> Any:
+    """Run one path with Airflow-resolved clients (task time); ``run_url`` is the canary's link to this run."""
     from drillbook.drills.alert_path import run_path
 
-    return run_path(drill=drill, path_name=path_name, clients=AirflowPathClients())
+    return run_path(drill=drill, path_name=path_name, clients=AirflowPathClients(), run_url=run_url)
 
 
 def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
@@ -104,7 +104,11 @@ def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
 
             context = get_current_context()
             context["alert_path"] = path_name  # type: ignore[typeddict-unknown-key]  # names the map index in the UI
-            result = prove_path_now(drill, path_name)
+            try:
+                run_url = context["ti"].log_url  # the canary's generatorURL / PagerDuty link
+            except Exception:
+                run_url = None
+            result = prove_path_now(drill, path_name, run_url=run_url)
             summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
             return summary
 

@@ -51,8 +51,10 @@ def main(args: argparse.Namespace) -> int:
         if not args.json:
             common.emit(result, as_json=False)
             delivery = result.details.get("delivery") or {}
+            # an acceptance-only path read nothing back: say so instead of a seen time and a latency
+            seen = delivery.get("seen_at") or ("accepted, not seen" if str(delivery.get("seen_via", "")).startswith("accepted") else "-")
             common.out(
-                f"  sent {delivery.get('sent_at') or '-'} · seen {delivery.get('seen_at') or '-'} · "
+                f"  sent {delivery.get('sent_at') or '-'} · seen {seen} · "
                 f"latency {format_duration(delivery.get('latency_seconds'))} · attempts {delivery.get('attempts')} · "
                 f"HTTP {delivery.get('http_status') or '-'} · cleanup {delivery.get('cleanup')}"
             )

@@ -6,7 +6,11 @@ Rules this module enforces:
   never by an older canary or a real alert;
 - a payload holds the label, the drill, the path and the nonce — nothing from
   the connection (tokens and routing keys are added by the sender, never kept
-  in the canary or the evidence).
+  in the canary or the evidence);
+- a paging canary carries labels that select the paging route (default
+  ``severity: critical``; the catalogue's ``labels`` override them) and links to
+  the run that sent it (``generatorURL``: the Airflow task log, else a
+  ``drillbook:`` URN naming drill, path and nonce).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ ASCII_LABEL = "drillbook test alert - no action needed"
 #: Every canary carries this marker, so another run's canary on a shared path is recognised (and left alone).
 MARKER = "drillbook-canary"
 SOURCE = "drillbook"
+#: Labels that select a paging route in a typical Alertmanager setup (``severity: none`` often does not).
+DEFAULT_LABELS = {"alertname": "DrillbookTestAlert", "severity": "critical"}
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,22 @@ class Canary:
     path: str
     nonce: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    labels: dict[str, str] = field(default_factory=dict)  # the catalogue's, over DEFAULT_LABELS
+    run_url: str | None = None  # the Airflow task log of the run that sent it
 
     @classmethod
-    def new(cls, *, drill: str, path: str) -> Canary:
+    def new(cls, *, drill: str, path: str, labels: dict[str, str] | None = None, run_url: str | None = None) -> Canary:
         """A canary with a fresh 64-bit random nonce."""
-        return cls(drill=drill, path=path, nonce=f"{MARKER}-{secrets.token_hex(8)}")
+        return cls(drill=drill, path=path, nonce=f"{MARKER}-{secrets.token_hex(8)}", labels=dict(labels or {}), run_url=run_url)
+
+    @property
+    def link(self) -> str:
+        """Where the canary came from: the run's log under Airflow, else a URN a person can search for."""
+        return self.run_url or f"urn:drillbook:alert_path:{self.drill}:{self.path}:{self.nonce}"
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", DEFAULT_LABELS["severity"])
 
     # -- human text ------------------------------------------------------------------
     @property
@@ -65,6 +82,7 @@ class Canary:
             "path": self.path,
             "nonce": self.nonce,
             "sent_at": self.created_at.isoformat(),
+            "run": self.link,
         }
 
     def generic_payload(self) -> dict[str, Any]:
@@ -79,10 +97,11 @@ class Canary:
         """A PagerDuty Events API v2 event; the nonce is the dedup_key, so resolve closes this canary."""
         event: dict[str, Any] = {"routing_key": routing_key, "event_action": action, "dedup_key": self.nonce}
         if action == "trigger":
+            event["links"] = [{"href": self.link, "text": "drillbook run"}] if self.run_url else []
             event["payload"] = {
                 "summary": self.summary,
                 "source": SOURCE,
-                "severity": "info",
+                "severity": self.severity,
                 "component": self.path,
                 "group": "drillbook",
                 "class": "test alert",
@@ -97,7 +116,7 @@ class Canary:
             "alias": self.nonce,
             "description": self.text,
             "source": SOURCE,
-            "priority": "P5",
+            "priority": self.labels.get("priority", "P3"),  # P5 is informational and pages nobody
             "tags": ["drillbook", "test-alert"],
             "details": self.details(),
         }
@@ -105,19 +124,23 @@ class Canary:
     def opsgenie_close(self) -> dict[str, Any]:
         return {"source": SOURCE, "note": "drillbook test alert verified; closed automatically"}
 
-    def alertmanager_alerts(self, *, ends_at: datetime | None = None) -> list[dict[str, Any]]:
-        """An Alertmanager /api/v2/alerts body; sending it again with endsAt=now resolves it."""
+    def alertmanager_alerts(self, *, ends_at: datetime | None = None, starts_at: datetime | None = None) -> list[dict[str, Any]]:
+        """An Alertmanager /api/v2/alerts body; sending it again with endsAt=now resolves it.
+
+        ``startsAt`` must be the send time: Alertmanager flushes a new group at once, skipping
+        ``group_wait``, when startsAt + group_wait is already past.
+        """
         alert: dict[str, Any] = {
             "labels": {
-                "alertname": "DrillbookTestAlert",
-                "severity": "none",
+                **DEFAULT_LABELS,
+                **self.labels,
                 "drillbook_drill": self.drill,
                 "drillbook_path": self.path,
                 "drillbook_nonce": self.nonce,
             },
             "annotations": {"summary": self.summary, "description": LABEL},
-            "startsAt": self.created_at.isoformat(),
-            "generatorURL": "https://github.com/drillbook/drillbook",
+            "startsAt": (starts_at or self.created_at).isoformat(),
+            "generatorURL": self.link,
         }
         if ends_at is not None:
             alert["endsAt"] = ends_at.isoformat()

@@ -6,7 +6,9 @@ Rules this module enforces:
   wall-clock timestamps are recorded beside it for the evidence;
 - the read-back keeps looking past the objective, up to ``give_up``, so a slow
   path (``ALERT_SLOW``) is told apart from a lost alert (``ALERT_NOT_DELIVERED``);
-- every loop is bounded by ``give_up`` on the monotonic clock.
+- every loop is bounded by ``give_up`` on the monotonic clock;
+- a path that can only prove acceptance says "accepted, not seen" and has no
+  seen time and no latency: nothing was read back, so nothing was measured.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Delivery:
     polls: int = 0  # read-back requests
     http_status: int | None = None  # of the last send attempt, where the path speaks HTTP
     cleanup: str = "not attempted"
+    accepted_only: bool = False  # acceptance (2xx) is all this path can prove
+    may_have_landed: bool = False  # a send reached the far end or may have (then it must be resolved)
     extra: dict[str, Any] = field(default_factory=dict)
     _sent_mono: float | None = None
 
@@ -51,6 +55,10 @@ class Delivery:
             raise RuntimeError("mark_seen() before mark_sent()")
         self.latency_seconds = round(time.monotonic() - self._sent_mono, 3)
         self.seen_at = datetime.now(UTC)
+
+    def mark_accepted_only(self) -> None:
+        self.accepted_only = True
+        self.seen_via = "accepted, not seen (no read-back configured)"
 
     @property
     def seen(self) -> bool:
@@ -118,6 +126,8 @@ def judge(
     """Turn a finished read-back into a counted check and, if late or lost, a finding."""
     builder.checked()
     subject = delivery.path
+    if delivery.accepted_only:
+        return
     if not delivery.seen:
         builder.find(
             "ALERT_NOT_DELIVERED",

@@ -54,8 +54,12 @@ def run_path(
     path_name: str,
     clients: PathClients,
     on_phase: Callable[[Phase], None] | None = None,
+    run_url: str | None = None,
 ) -> DrillResult:
-    """Prove one path of ``drill``: send its canary, read it back, tidy up, judge latency."""
+    """Prove one path of ``drill``: send its canary, read it back, tidy up, judge latency.
+
+    ``run_url`` (the Airflow task log) becomes the canary's link back to this run.
+    """
     path = drill.path(path_name)
     objective, give_up = drill.delivery_of(path), drill.give_up_of(path)
     builder = ResultBuilder(
@@ -66,11 +70,14 @@ def run_path(
         objectives={"delivery_seconds": objective, "give_up_seconds": give_up},
         on_phase=on_phase,
     )
-    canary = Canary.new(drill=drill.name, path=path.name)
+    labels = path.labels if isinstance(path, WebhookPath) else None
+    canary = Canary.new(drill=drill.name, path=path.name, labels=labels, run_url=run_url)
     delivery = Delivery(path=path.name, path_type=path.type, destination=_destination(path), objective=objective, give_up=give_up)
     builder.details.update(path_type=path.type, nonce=canary.nonce, connection=path.connection)
     try:
         client: Any = None
+        api: Connection | None = None
+        conn_id = path.connection
         with builder.phase("connect") as ph:
             try:
                 if isinstance(path, SlackPath):
@@ -79,9 +86,12 @@ def run_path(
                     client = (clients.aws(path.connection, "sns", path.region), clients.aws(path.connection, "sqs", path.region))
                 else:
                     client = clients.http(path.connection)
+                    if path.api_connection:
+                        conn_id = path.api_connection  # the REST API a PagerDuty/Opsgenie canary is confirmed with
+                        api = clients.http(conn_id)
             except ConnectionNotConfigured as exc:
-                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": path.connection})
-                ph.status, ph.detail = "failed", f"connection {path.connection!r} missing"
+                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": conn_id})
+                ph.status, ph.detail = "failed", f"connection missing: {exc}"
                 raise DrillAborted("connect") from None
             ph.detail = f"{path.type} via {path.connection}"
         if isinstance(path, SlackPath):
@@ -95,7 +105,7 @@ def run_path(
         else:
             from drillbook.drills.alert_path.webhook_path import prove_webhook
 
-            prove_webhook(builder, client, path=path, canary=canary, delivery=delivery, interval=drill.poll_interval)
+            prove_webhook(builder, client, path=path, canary=canary, delivery=delivery, interval=drill.poll_interval, api=api)
     except DrillAborted:
         pass  # the reason is already a finding
     finally:

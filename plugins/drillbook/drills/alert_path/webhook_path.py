@@ -8,12 +8,20 @@ Rules this module enforces:
   No answer (refused, timeout, DNS) after the same retries is
   ``ALERT_PATH_UNREACHABLE`` (ERROR: nothing was verified);
 - with a ``readback_url`` the canary counts as delivered only when its nonce
-  appears there; without one the path proves acceptance only, and the
-  evidence says so (``seen_via``);
+  appears there; without one a generic webhook proves acceptance only: the
+  evidence says "accepted, not seen" and holds no latency. Paging flavours
+  must be confirmed at the far end: Alertmanager by its API (strictly, see
+  ``alertmanager_api``) and then the receiver's read-back, held firing until
+  the receiver shows it (after ``group_wait``); PagerDuty and Opsgenie by their
+  REST APIs (``pager_api``);
 - a read-back that never answers 2xx is ``ALERT_READBACK_FAILED`` (could not
   verify), never ``ALERT_NOT_DELIVERED``;
-- canaries sent to paging systems are resolved afterwards (PagerDuty resolve
-  with the same dedup_key, Opsgenie close by alias, Alertmanager endsAt=now);
+- a canary sent to a paging system is resolved after ANY send that may have
+  landed (a 2xx, a 5xx, a timeout or a broken answer — not a refused
+  connection or a 4xx), whatever the verdict, with a patient timeout
+  (``RESOLVE_TIMEOUT``); the resolve's own result is evidence (``cleanup``) and
+  Alertmanager is read again to confirm the canary is no longer active;
+- a connection without a schema is ``http`` (Airflow HttpHook's rule);
 - the full URL, the token and every secret header are registered with
   ``redact``; evidence shows only ``redact_url(url)``.
 """
@@ -24,7 +32,7 @@ import base64
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,9 +42,10 @@ from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
-from drillbook.redact import redact, redact_url, register_secret
+from drillbook.redact import redact_url, register_secret
 
 SEND_ATTEMPTS = 3
+MAX_RETRY_AFTER = 30.0
 READBACK_MAX_BYTES = 20 * 1024 * 1024  # a read-back page larger than this is not searched further
 DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
 DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
@@ -60,7 +69,7 @@ class WebhookTarget:
         return redact_url(self.url)
 
 
-def _join(base: str, endpoint: str) -> str:
+def join_url(base: str, endpoint: str) -> str:
     """Join like Airflow's HttpHook: one slash between base URL and endpoint."""
     if base and endpoint and not base.endswith("/") and not endpoint.startswith("/"):
         return f"{base}/{endpoint}"
@@ -83,12 +92,12 @@ def webhook_target(conn: Connection, *, path: WebhookPath) -> WebhookTarget:
     host = conn.host or DEFAULT_BASE.get(path.flavour, "")
     if not host:
         raise ConfigurationError(f"webhook connection {conn.conn_id!r} has no host; set it to the endpoint's base URL")
-    base = host if "://" in host else f"{conn.schema or 'https'}://{host}"
+    base = host if "://" in host else f"{conn.schema or 'http'}://{host}"  # HttpHook: http when no schema
     if conn.port:
         base = f"{base}:{conn.port}"
     parts = urlsplit(base)
     endpoint = path.endpoint or extra.get("endpoint") or ("" if parts.path.strip("/") else DEFAULT_ENDPOINT[path.flavour])
-    url = _join(base, endpoint)
+    url = join_url(base, endpoint)
     # the URL itself may be the credential (token in the path, as Slack and many webhooks do)
     register_secret(url)
     for segment in urlsplit(url).path.split("/"):
@@ -122,22 +131,40 @@ def webhook_target(conn: Connection, *, path: WebhookPath) -> WebhookTarget:
     )
 
 
-def _body(target: WebhookTarget, canary: Canary) -> Any:
+def _body(target: WebhookTarget, canary: Canary, sent_at: datetime | None = None) -> Any:
     if target.flavour == "pagerduty":
         return canary.pagerduty_event(routing_key=str(target.routing_key))
     if target.flavour == "opsgenie":
         return canary.opsgenie_alert()
     if target.flavour == "alertmanager":
-        return canary.alertmanager_alerts()
+        return canary.alertmanager_alerts(starts_at=sent_at)
     return canary.generic_payload()
 
 
-def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+def _retry_after(response: Any) -> float | None:
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(response.headers.get("Retry-After", ""))))
+    except ValueError:
+        return None
+
+
+def _answer(response: Any) -> Any:
+    """The 2xx answer's JSON (Opsgenie's requestId lives there), or None; bounded."""
+    if len(response.content) > 64 * 1024:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> Any:
+    """POST the canary (retrying 5xx/429/no answer); return the 2xx answer's JSON. Sets ``may_have_landed``."""
     import httpx
 
-    body = _body(target, canary)
     with builder.phase("send") as ph:
         delivery.mark_sent()
+        body = _body(target, canary, delivery.sent_at)
         last_error = ""
         for attempt in range(1, SEND_ATTEMPTS + 1):
             delivery.attempts = attempt
@@ -145,13 +172,21 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
                 response = http.post(target.url, json=body, headers=target.headers)
                 delivery.http_status, last_error = response.status_code, ""
                 if 200 <= response.status_code < 300:
+                    delivery.may_have_landed = True
                     ph.detail = f"HTTP {response.status_code} from {target.shown} after {attempt} attempt(s)"
-                    return
-                if response.status_code < 500 and response.status_code != 429:
+                    return _answer(response)
+                if response.status_code >= 500:
+                    delivery.may_have_landed = True  # a proxy or a half-done write may still have passed it on
+                elif response.status_code != 429:
                     break  # 3xx/4xx: an answer that will not change on retry
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                delivery.http_status, last_error = None, type(exc).__name__  # never left this host
             except httpx.TransportError as exc:
-                delivery.http_status, last_error = None, type(exc).__name__
+                # timed out or broken after the request went out: it may have landed
+                delivery.http_status, last_error, delivery.may_have_landed = None, type(exc).__name__, True
             backoff = 0.5 * attempt
+            if delivery.http_status == 429:
+                backoff = _retry_after(response) or backoff
             if attempt == SEND_ATTEMPTS or delivery.remaining() <= backoff:
                 break
             time.sleep(backoff)
@@ -191,14 +226,24 @@ def _contains(http: Any, url: str, headers: dict[str, str], needle: str) -> int:
         return -response.status_code
 
 
-def _read_back(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery, interval: float) -> None:
+def _read_back(
+    builder: ResultBuilder,
+    http: Any,
+    *,
+    path: WebhookPath,
+    target: WebhookTarget,
+    canary: Canary,
+    delivery: Delivery,
+    interval: float,
+    not_seen: Any = None,
+) -> None:
+    """Poll ``readback_url`` for the nonce; ``not_seen()`` adds corroborating detail when it never shows."""
     import httpx
 
     with builder.phase("read back") as ph:
         if not path.readback_url:
-            delivery.seen_via = "accepted (2xx); no read-back configured"
-            delivery.mark_seen()
-            ph.skip("not configured: acceptance proven, delivery not")
+            delivery.mark_accepted_only()
+            ph.skip("not configured: accepted, not seen")
             builder.checked()
             return
         url = path.readback_url.replace("{nonce}", canary.nonce)
@@ -232,45 +277,72 @@ def _read_back(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: 
             ph.status, ph.detail = "failed", f"read-back failed: {state['last']}"
             raise DrillAborted("read back")
         ph.detail = f"seen after {delivery.latency_seconds:.2f}s" if delivery.seen else f"not seen after {delivery.polls} reads"
-    judge(builder, delivery, not_seen_detail={"readback_url": redact_url(url)})
+    extra: dict[str, Any] = {"readback_url": redact_url(url)}
+    reason = ""
+    if not delivery.seen and not_seen is not None:
+        more, reason = not_seen()
+        extra.update(more)
+    judge(builder, delivery, not_seen_detail=extra, not_seen_reason=reason)
 
 
-def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
-    import httpx
+def am_root(target: WebhookTarget) -> str:
+    """Alertmanager's base URL (with its --web.route-prefix), where /metrics and /api/v2/* live."""
+    return target.url.removesuffix("/api/v2/alerts") if target.url.endswith("/api/v2/alerts") else target.origin
 
-    with builder.phase("cleanup") as ph:
-        if not path.resolve or target.flavour == "generic":
-            ph.skip("resolve: off" if not path.resolve else "generic webhooks have no resolve call")
-            delivery.cleanup = "not applicable"
-            return
-        request: tuple[str, Any]
-        if target.flavour == "pagerduty":
-            request = (target.url, canary.pagerduty_event(routing_key=str(target.routing_key), action="resolve"))
-        elif target.flavour == "alertmanager":
-            request = (target.url, canary.alertmanager_alerts(ends_at=datetime.now(UTC)))
-        else:  # opsgenie: close by alias
-            request = (_join(target.url, f"{canary.nonce}/close?identifierType=alias"), canary.opsgenie_close())
+
+def read_headers(target: WebhookTarget) -> dict[str, str]:
+    """The send headers minus Content-Type: what a GET on the same API carries."""
+    return {k: v for k, v in target.headers.items() if k != "Content-Type"}
+
+
+def _far_end(
+    builder: ResultBuilder, http: Any, answer: Any, *, path: WebhookPath, target: WebhookTarget, api: Connection | None, canary: Canary, delivery: Delivery, interval: float
+) -> None:
+    """Read the canary back where it pages a person (flavour by flavour)."""
+    if target.flavour == "alertmanager":
+        from drillbook.drills.alert_path import alertmanager_api as am
+
+        root = am_root(target)
+        am.check_route(builder, http, path=path, alerts_url=target.url, origin=root, headers=read_headers(target), canary=canary, delivery=delivery, interval=interval)
+
+        def corroborate() -> tuple[dict[str, Any], str]:
+            delta = am.failed_delta(delivery.extra.pop("_failed_before", None), am.failed_notifications(http, root, read_headers(target)))
+            shown = ", ".join(f"{k}+{v:g}" for k, v in sorted((delta or {}).items())) or None
+            detail = {"notification_requests_failed": shown, "notification_requests_failed_total": sum((delta or {}).values()) if delta is not None else None}
+            reason = f"receiver {path.receiver!r} never showed it"
+            return detail, reason + (f"; Alertmanager's failed notification requests rose ({shown})" if shown else "")
+
+        _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate)
+        if "_failed_before" in delivery.extra:  # seen: keep the counter's movement as evidence all the same
+            delivery.extra["notification_requests_failed"] = corroborate()[0]["notification_requests_failed"]
+        return
+    if target.flavour in ("pagerduty", "opsgenie") and (api is not None or target.flavour == "opsgenie"):
+        from drillbook.drills.alert_path import pager_api
+
         try:
-            response = http.post(request[0], json=request[1], headers=target.headers)
-            error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        except httpx.TransportError as exc:
-            error = type(exc).__name__
-        if not error:
-            delivery.cleanup = "resolved"
-            ph.detail = "resolved"
-            return
-        delivery.cleanup = f"failed: {error}"
-        ph.status, ph.detail = "failed", delivery.cleanup
-        builder.find(
-            "ALERT_CLEANUP_FAILED",
-            f"could not resolve the {target.flavour} canary {canary.nonce} at {target.shown}: {redact(error)}",
-            subject=path.name,
-            detail={"error": error, "flavour": target.flavour, "dedup_key": canary.nonce},
-        )
+            rest = pager_api.api_target(api or _events_as_api(target, path), flavour=target.flavour)
+        except ConfigurationError as exc:
+            builder.find("CONFIG_INVALID", str(exc), subject=path.name)
+            raise DrillAborted("configure") from None
+        if target.flavour == "pagerduty":
+            pager_api.confirm_pagerduty(builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval)
+        else:
+            request_id = answer.get("requestId") if isinstance(answer, dict) and isinstance(answer.get("requestId"), str) else None
+            pager_api.confirm_opsgenie(builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval, request_id=request_id)
+        return
+    _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval)
 
 
-def prove_webhook(builder: ResultBuilder, conn: Connection, *, path: WebhookPath, canary: Canary, delivery: Delivery, interval: float) -> None:
-    """Send, read back and resolve one webhook canary; findings land on ``builder``."""
+def _events_as_api(target: WebhookTarget, path: WebhookPath) -> Connection:
+    """Opsgenie without an ``api_connection``: read with the key that created the alert, on the same host."""
+    key = target.headers.get("Authorization", "").removeprefix("GenieKey ")
+    return Connection(conn_id=path.connection, conn_type="http", host=target.origin, password=key or None)
+
+
+def prove_webhook(
+    builder: ResultBuilder, conn: Connection, *, path: WebhookPath, canary: Canary, delivery: Delivery, interval: float, api: Connection | None = None
+) -> None:
+    """Send, read back at the far end and resolve one webhook canary; findings land on ``builder``."""
     import httpx
 
     from drillbook.drills.alert_path.quiet_logs import redact_logger
@@ -285,8 +357,15 @@ def prove_webhook(builder: ResultBuilder, conn: Connection, *, path: WebhookPath
     delivery.destination = target.shown
     timeout = httpx.Timeout(path.request_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=False) as http:
-        _send(builder, http, path=path, target=target, canary=canary, delivery=delivery)
+        if target.flavour == "alertmanager":
+            from drillbook.drills.alert_path.alertmanager_api import failed_notifications
+
+            delivery.extra["_failed_before"] = failed_notifications(http, am_root(target), read_headers(target))
         try:
-            _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval)
+            answer = _send(builder, http, path=path, target=target, canary=canary, delivery=delivery)
+            _far_end(builder, http, answer, path=path, target=target, api=api, canary=canary, delivery=delivery, interval=interval)
         finally:
-            _resolve(builder, http, path=path, target=target, canary=canary, delivery=delivery)
+            delivery.extra.pop("_failed_before", None)
+            from drillbook.drills.alert_path.resolve import resolve_canary
+
+            resolve_canary(builder, http, path=path, target=target, canary=canary, delivery=delivery)

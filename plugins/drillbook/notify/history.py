@@ -1,0 +1,128 @@
+"""Report ids in messages, and the channel-history check that keeps an ambiguous failure from paging twice.
+
+Rules this module enforces:
+- every top-level message drillbook posts carries a report id twice: in
+  Slack message metadata (``event_type`` ``drillbook_report``, payload
+  ``report_id``) and as a context line ``drillbook report <id>`` (when the
+  message has room: at most 50 blocks), so either is enough to find it;
+- a report of a ledger record has a stable id, ``report_id_of`` (the
+  record's seq and hash prefix): every attempt to deliver it -- the first, a
+  task retry, the watchdog's re-send -- carries the same id, so one search
+  of the channel tells whether any of them was stored;
+- an *ambiguous* failure is one that happened after the request was sent:
+  a timeout waiting for the answer, a connection reset or closed without an
+  answer (``AMBIGUOUS``). Before posting again after one, the history of the
+  channel is read from ``oldest`` (the first attempt's time, less
+  ``CLOCK_SKEW``) and searched for the id; found means delivered;
+- the search is bounded (``HISTORY_PAGES`` pages of 200 messages); a channel
+  given by name is resolved to its ID (conversations.list, bounded too) when
+  Slack wants an ID. When the history cannot be read the answer says why
+  (``HistoryCheck.error``); the caller then does not post again blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from http.client import IncompleteRead, RemoteDisconnected
+from typing import TYPE_CHECKING, Any
+
+from drillbook.notify.blocks import MAX_BLOCKS, Message, context, esc
+from drillbook.redact import redact
+
+if TYPE_CHECKING:
+    from drillbook.ledger.records import LedgerRecord
+
+log = logging.getLogger(__name__)
+
+REPORT_EVENT = "drillbook_report"
+HISTORY_PAGES = 20  # 4,000 messages after the first attempt: a busy channel over days, still bounded
+LIST_PAGES = 10  # conversations.list pages searched for a channel name
+CLOCK_SKEW = 120.0  # seconds: our clock and Slack's may disagree; search a little earlier than the first attempt
+AMBIGUOUS: tuple[type[BaseException], ...] = (TimeoutError, ConnectionResetError, RemoteDisconnected, IncompleteRead, BrokenPipeError)
+
+
+def report_id_of(record: LedgerRecord) -> str:
+    """The stable id of the report of a ledger record: the same on every attempt to deliver it."""
+    return f"r{record.seq}-{record.hash[:12]}"
+
+
+def with_marker(message: Message, report_id: str) -> dict[str, Any]:
+    """chat.postMessage arguments carrying ``report_id``: metadata, and a context line when there is room."""
+    blocks = list(message.blocks)
+    if blocks and len(blocks) < MAX_BLOCKS:
+        blocks.append(context(esc(f"drillbook report {report_id}")))
+    return {"blocks": blocks, "metadata": {"event_type": REPORT_EVENT, "event_payload": {"report_id": report_id}}}
+
+
+def carries(message: dict[str, Any], report_id: str) -> bool:
+    """True when a message from conversations.history carries ``report_id`` (metadata, blocks or text)."""
+    payload = ((message.get("metadata") or {}).get("event_payload") or {})
+    if payload.get("report_id") == report_id:
+        return True
+    return report_id in json.dumps([message.get("text"), message.get("blocks")], ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """The outcome of a search: ``ts`` when found; ``error`` when the history could not be read; neither: not there."""
+
+    ts: str | None = None
+    channel: str | None = None
+    error: str | None = None
+
+
+def find_report(sender: Any, *, channel: str, report_id: str, oldest: float) -> HistoryCheck:
+    """Search ``channel``'s history since ``oldest`` (epoch seconds, less CLOCK_SKEW) for ``report_id``."""
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    client = sender.client
+    cid = sender._channel_ids.get(channel, channel)
+    resolved = cid != channel
+    cursor: str | None = None
+    pages = 0
+    while pages < HISTORY_PAGES:
+        try:
+            answer = client.conversations_history(channel=cid, oldest=f"{max(0.0, oldest - CLOCK_SKEW):.6f}", limit=200,
+                                                  include_all_metadata=True, cursor=cursor)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error")) if exc.response is not None else "unknown"
+            if error == "channel_not_found" and not resolved:
+                resolved = True
+                found = channel_id_of(client, channel)
+                if found is not None:
+                    sender._channel_ids[channel] = cid = found
+                    continue
+            return HistoryCheck(error=f"conversations.history: {error}")
+        except (SlackClientError, OSError) as exc:
+            return HistoryCheck(error=redact(f"conversations.history: {type(exc).__name__}: {exc}"))
+        pages += 1
+        for message in answer.get("messages") or []:
+            if carries(message, report_id):
+                return HistoryCheck(ts=str(message.get("ts")), channel=cid)
+        cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+        if not answer.get("has_more") or not cursor:
+            return HistoryCheck(channel=cid)
+    return HistoryCheck(error=f"conversations.history: more than {HISTORY_PAGES * 200} messages since the first attempt")
+
+
+def channel_id_of(client: Any, channel: str) -> str | None:
+    """The ID of a channel given as ``#name`` (conversations.list, at most LIST_PAGES pages), or None."""
+    from slack_sdk.errors import SlackClientError
+
+    name = channel.lstrip("#")
+    cursor: str | None = None
+    for _ in range(LIST_PAGES):
+        try:
+            answer = client.conversations_list(types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor)
+        except (SlackClientError, OSError) as exc:
+            log.warning("could not list Slack channels to find %s: %s", channel, redact(f"{type(exc).__name__}: {exc}"))
+            return None
+        for item in answer.get("channels") or []:
+            if item.get("name") == name:
+                return str(item.get("id"))
+        cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            return None
+    return None

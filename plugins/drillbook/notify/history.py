@@ -71,6 +71,7 @@ class HistoryCheck:
     ts: str | None = None
     channel: str | None = None
     error: str | None = None
+    transient: bool = False  # the history could not be read because Slack is down or busy (not a missing scope)
 
 
 def find_report(sender: Any, *, channel: str, report_id: str, oldest: float) -> HistoryCheck:
@@ -88,15 +89,16 @@ def find_report(sender: Any, *, channel: str, report_id: str, oldest: float) -> 
                                                   include_all_metadata=True, cursor=cursor)
         except SlackApiError as exc:
             error = str(exc.response.get("error")) if exc.response is not None else "unknown"
+            status = int(getattr(exc.response, "status_code", 0) or 0)
             if error == "channel_not_found" and not resolved:
                 resolved = True
                 found = channel_id_of(client, channel)
                 if found is not None:
                     sender._channel_ids[channel] = cid = found
                     continue
-            return HistoryCheck(error=f"conversations.history: {error}")
+            return HistoryCheck(error=f"conversations.history: HTTP {status}, error {error!r}", transient=status == 429 or status >= 500)
         except (SlackClientError, OSError) as exc:
-            return HistoryCheck(error=redact(f"conversations.history: {type(exc).__name__}: {exc}"))
+            return HistoryCheck(error=redact(f"conversations.history: {type(exc).__name__}: {exc}"), transient=True)
         pages += 1
         for message in answer.get("messages") or []:
             if carries(message, report_id):

@@ -240,3 +240,16 @@ def test_rate_limited_after_the_retries_says_so_without_contradicting_itself(sla
     text = str(raised.value)
     assert "HTTP 429 again after 2 retries that waited as asked (Retry-After 1 s)" in text
     assert "more than drillbook waits" not in text
+
+
+def test_drillbook_watchdog_says_what_it_resent(slack, catalogue_file, catalogue, ledger_dsn, tmp_path, capsys):
+    from drillbook.cli import main
+
+    ledger = Ledger(ledger_dsn)
+    offline = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger)
+    record = record_and_report(make_result("ERROR"), ctx=drill_ctx("web_certs", 1), ledger=ledger, notifier=offline).record
+    main(["watchdog", "--ledger-dsn", ledger_dsn, "--catalogue", str(catalogue_file)])  # Slack is set by the fixture
+    assert "1 undelivered report(s): 1 delivered now, 0 still owed" in capsys.readouterr().err
+    main(["watchdog", "--ledger-dsn", ledger_dsn, "--catalogue", str(catalogue_file)])
+    assert "undelivered" not in capsys.readouterr().err
+    assert copies(slack, record, "#dr-oncall") == 1

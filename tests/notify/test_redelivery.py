@@ -253,3 +253,52 @@ def test_drillbook_watchdog_says_what_it_resent(slack, catalogue_file, catalogue
     main(["watchdog", "--ledger-dsn", ledger_dsn, "--catalogue", str(catalogue_file)])
     assert "undelivered" not in capsys.readouterr().err
     assert copies(slack, record, "#dr-oncall") == 1
+
+
+def test_a_reset_after_slack_stored_the_post_is_not_posted_twice(slack, catalogue, ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    slack.slow_store(0.2, then="reset")  # stored, then the connection closes without an answer
+    reported = record_and_report(make_result("FAIL"), ctx=drill_ctx("web_certs", 1), ledger=ledger,
+                                 notifier=slack_notifier(slack, catalogue, ledger))
+    assert reported.delivery.main.how == "found in history"
+    assert copies(slack, reported.record) == 1
+
+
+def test_a_reset_before_slack_stored_the_post_is_posted_again_once(slack, catalogue, ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    slack.drop("chat.postMessage")  # read, not stored, connection closed: ambiguous to the client
+    reported = record_and_report(make_result("FAIL"), ctx=drill_ctx("web_certs", 1), ledger=ledger,
+                                 notifier=slack_notifier(slack, catalogue, ledger))
+    assert reported.delivery.main.how == "posted"
+    assert copies(slack, reported.record) == 1
+    assert len([r for r in slack.state.requests if r["method"] == "conversations.history"]) == 1  # looked before posting again
+    assert ledger.query(record_type="notification") == []
+
+
+def test_a_retry_that_delivers_after_a_failed_try_is_recorded_so_the_watchdog_does_not_resend_it(slack, catalogue, ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    notifier = slack_notifier(slack, catalogue, ledger)
+    slack.outage(mode="error")
+    first = report(ledger, notifier, make_result("FAIL"), drill_ctx("web_certs", 1))
+    slack.end_outage()
+    retry = record_and_report(make_result("FAIL"), ctx=drill_ctx("web_certs", 1, try_number=2), ledger=ledger, notifier=notifier)
+    assert retry.delivery.main.how == "posted"
+    late = ledger.query(record_type="notification")[-1]
+    assert late.codes == ["NOTIFY_REDELIVERED"] and late.try_number == 2
+    assert redeliver(ledger, notifier, ctx=wd_ctx(1)).owed == 0
+    assert copies(slack, first) == 1
+
+
+def test_a_quiet_report_already_in_a_summary_is_not_summarised_again(slack, catalogue, ledger_dsn, tmp_path):
+    ledger = Ledger(ledger_dsn)
+    offline = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger)
+    record = record_and_report(make_result("PASS", drill="loud_certs"), ctx=drill_ctx("loud_certs", 1), ledger=ledger,
+                               notifier=offline).record
+    online = slack_notifier(slack, catalogue, ledger, timeout=1)
+    slack.slow_store(2.5)  # the summary is stored, answered too late,
+    slack.fail("conversations.history", status=500, times=3, after=1)  # and then the history cannot be read: a failure
+    first = redeliver(ledger, online, ctx=wd_ctx(1))
+    assert first.error and first.left == 1 and copies(slack, record, "#alerts") == 1
+    second = redeliver(ledger, online, ctx=wd_ctx(2))  # the next run finds the report's id in the stored summary
+    assert second.found == [record.seq] and second.summarised == [] and second.left == 0
+    assert copies(slack, record, "#alerts") == 1

@@ -34,6 +34,9 @@ class Fault:
     retry_after: int = 1
     remaining: int = 1  # how many calls it affects
     store_then_wait: float = 0.0  # chat.postMessage: store the message, then answer after this many seconds
+    then_reset: bool = False  # with store_then_wait: close the connection instead of answering
+    drop: bool = False  # read the request, store nothing, close the connection unanswered
+    after: int = 0  # let this many matching calls through first
 
 
 @dataclass
@@ -127,14 +130,21 @@ class SlackEmulator:
         return self.state.token
 
     # -- test controls --------------------------------------------------------------
-    def fail(self, method: str = "*", *, status: int = 200, error: str | None = None, retry_after: int = 1, times: int = 1) -> None:
+    def fail(self, method: str = "*", *, status: int = 200, error: str | None = None, retry_after: int = 1, times: int = 1,
+             after: int = 0) -> None:
         with self.lock:
-            self.state.faults.append(Fault(method, status, error, retry_after, times))
+            self.state.faults.append(Fault(method, status, error, retry_after, times, after=after))
 
-    def slow_store(self, seconds: float, *, times: int = 1) -> None:
-        """The next ``times`` chat.postMessage calls store the message, then answer after ``seconds``."""
+    def slow_store(self, seconds: float, *, times: int = 1, then: str = "answer") -> None:
+        """The next ``times`` chat.postMessage calls store the message, then answer after ``seconds``
+        (``then="reset"``: close the connection unanswered instead)."""
         with self.lock:
-            self.state.faults.append(Fault("chat.postMessage", store_then_wait=seconds, remaining=times))
+            self.state.faults.append(Fault("chat.postMessage", store_then_wait=seconds, then_reset=then == "reset", remaining=times))
+
+    def drop(self, method: str = "chat.postMessage", *, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` are read, not acted on, and the connection is closed unanswered."""
+        with self.lock:
+            self.state.faults.append(Fault(method, drop=True, remaining=times))
 
     def now(self) -> float:
         """The emulator's clock: real time plus what the test ``advance``d."""
@@ -224,10 +234,22 @@ class SlackEmulator:
         handler.end_headers()
         handler.wfile.write(payload)
 
+    @staticmethod
+    def _hang_up(handler: BaseHTTPRequestHandler) -> None:
+        """The request was read; the answer never comes (the client sees the connection closed)."""
+        handler.close_connection = True
+        try:
+            handler.connection.shutdown(2)
+        except OSError:
+            pass
+
     def _take_fault(self, method: str) -> Fault | None:
         with self.lock:
             for fault in self.state.faults:
                 if fault.remaining > 0 and fault.method in ("*", method):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.remaining -= 1
                     return fault
         return None
@@ -244,16 +266,18 @@ class SlackEmulator:
             if outage.mode == "429":
                 return self._send(handler, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(outage.retry_after)})
             if outage.mode == "reset":
-                handler.close_connection = True
-                handler.connection.shutdown(2)  # the request was read; the answer never comes
-                return None
+                return self._hang_up(handler)
             return self._send(handler, 500, {"ok": False, "error": "internal_error"})
         fault = self._take_fault(method)
+        if fault is not None and fault.drop:
+            return self._hang_up(handler)
         if fault is not None and fault.store_then_wait:
             if token != self.state.token:
                 return self._send(handler, 200, {"ok": False, "error": "invalid_auth"})
             body = self._post(params)  # stored: it shows in history even though the client gives up waiting
             time.sleep(fault.store_then_wait)
+            if fault.then_reset:
+                return self._hang_up(handler)
             try:
                 return self._send(handler, 200, body)
             except OSError:

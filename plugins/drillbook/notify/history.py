@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from http.client import IncompleteRead, RemoteDisconnected
 from typing import TYPE_CHECKING, Any
 
@@ -56,26 +57,42 @@ def with_marker(message: Message, report_id: str) -> dict[str, Any]:
     return {"blocks": blocks, "metadata": {"event_type": REPORT_EVENT, "event_payload": {"report_id": report_id}}}
 
 
-def carries(message: dict[str, Any], report_id: str) -> bool:
-    """True when a message from conversations.history carries ``report_id`` (metadata, blocks or text)."""
+_ID = re.compile(r"\b(?:r\d+-[0-9a-f]{12}|msg-[0-9a-f]{16}|sum-[0-9a-f]{12})\b")
+
+
+def ids_in(message: dict[str, Any]) -> set[str]:
+    """Every report id a message from conversations.history carries (metadata, blocks, text; a summary lists many)."""
+    found = set(_ID.findall(json.dumps([message.get("text"), message.get("blocks")], ensure_ascii=False)))
     payload = ((message.get("metadata") or {}).get("event_payload") or {})
-    if payload.get("report_id") == report_id:
-        return True
-    return report_id in json.dumps([message.get("text"), message.get("blocks")], ensure_ascii=False)
+    if isinstance(payload.get("report_id"), str):
+        found.add(payload["report_id"])
+    return found
+
+
+def carries(message: dict[str, Any], report_id: str) -> bool:
+    """True when a message from conversations.history carries ``report_id``."""
+    return report_id in ids_in(message)
 
 
 @dataclass(frozen=True)
 class HistoryCheck:
-    """The outcome of a search: ``ts`` when found; ``error`` when the history could not be read; neither: not there."""
+    """The outcome of a search: ``found`` (id -> ts); ``error`` when the history could not be read."""
 
-    ts: str | None = None
+    found: dict[str, str] = field(default_factory=dict)
     channel: str | None = None
     error: str | None = None
     transient: bool = False  # the history could not be read because Slack is down or busy (not a missing scope)
+    ts: str | None = None  # find_report: the ts of the one id asked for
 
 
 def find_report(sender: Any, *, channel: str, report_id: str, oldest: float) -> HistoryCheck:
     """Search ``channel``'s history since ``oldest`` (epoch seconds, less CLOCK_SKEW) for ``report_id``."""
+    check = find_reports(sender, channel=channel, report_ids={report_id}, oldest=oldest)
+    return replace(check, ts=check.found.get(report_id))
+
+
+def find_reports(sender: Any, *, channel: str, report_ids: set[str], oldest: float) -> HistoryCheck:
+    """Search ``channel``'s history since ``oldest`` for any of ``report_ids``; stops early when all are found."""
     from slack_sdk.errors import SlackApiError, SlackClientError
 
     client = sender.client
@@ -83,6 +100,7 @@ def find_report(sender: Any, *, channel: str, report_id: str, oldest: float) -> 
     resolved = cid != channel
     cursor: str | None = None
     pages = 0
+    found: dict[str, str] = {}
     while pages < HISTORY_PAGES:
         try:
             answer = client.conversations_history(channel=cid, oldest=f"{max(0.0, oldest - CLOCK_SKEW):.6f}", limit=200,
@@ -92,21 +110,24 @@ def find_report(sender: Any, *, channel: str, report_id: str, oldest: float) -> 
             status = int(getattr(exc.response, "status_code", 0) or 0)
             if error == "channel_not_found" and not resolved:
                 resolved = True
-                found = channel_id_of(client, channel)
-                if found is not None:
-                    sender._channel_ids[channel] = cid = found
+                named = channel_id_of(client, channel)
+                if named is not None:
+                    sender._channel_ids[channel] = cid = named
                     continue
-            return HistoryCheck(error=f"conversations.history: HTTP {status}, error {error!r}", transient=status == 429 or status >= 500)
+            return HistoryCheck(found=found, error=f"conversations.history: HTTP {status}, error {error!r}",
+                                transient=status == 429 or status >= 500)
         except (SlackClientError, OSError) as exc:
-            return HistoryCheck(error=redact(f"conversations.history: {type(exc).__name__}: {exc}"), transient=True)
+            return HistoryCheck(found=found, error=redact(f"conversations.history: {type(exc).__name__}: {exc}"), transient=True)
         pages += 1
         for message in answer.get("messages") or []:
-            if carries(message, report_id):
-                return HistoryCheck(ts=str(message.get("ts")), channel=cid)
+            for report_id in ids_in(message) & report_ids:
+                found.setdefault(report_id, str(message.get("ts")))
+        if len(found) == len(report_ids):
+            return HistoryCheck(found=found, channel=cid)
         cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
         if not answer.get("has_more") or not cursor:
-            return HistoryCheck(channel=cid)
-    return HistoryCheck(error=f"conversations.history: more than {HISTORY_PAGES * 200} messages since the first attempt")
+            return HistoryCheck(found=found, channel=cid)
+    return HistoryCheck(found=found, error=f"conversations.history: more than {HISTORY_PAGES * 200} messages since the first attempt")
 
 
 def channel_id_of(client: Any, channel: str) -> str | None:

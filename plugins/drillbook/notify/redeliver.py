@@ -12,9 +12,10 @@ Rules this module enforces (the state comes from ``drillbook.notify.owed``):
 - PASS / SKIPPED reports (posted only for drills whose ``notify.on`` asks for
   them) and digests are not re-sent one by one: they go in one summary
   message per channel (at most ``SUMMARY_LINES`` lines, then "and N more"),
-  which delivers them all;
-- before a report is re-sent, the channel history is searched for its report
-  id since the record was written (``drillbook.notify.history``): a post that
+  which delivers them all; the summary lists each report id, so a later
+  search finds them in it;
+- before a report is re-sent or summarised, the channel history is searched
+  for its report id since the record was written (``drillbook.notify.history``): a post that
   Slack stored but never answered is found and counted as delivered, not
   posted again. When the history cannot be read because Slack is down, the
   report is not posted (it stays owed); when it cannot be read for good
@@ -37,7 +38,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from drillbook.notify.blocks import MAX_FALLBACK_TEXT, Message, clip, context, esc, fit, header, section
-from drillbook.notify.history import find_report, report_id_of
+from drillbook.notify.history import find_report, find_reports, report_id_of
 from drillbook.notify.owed import Owed, delivery_state, task_key
 from drillbook.redact import redact
 
@@ -231,6 +232,23 @@ def redeliver(ledger: Ledger, notifier: Notifier, *, ctx: RunContext, limit: int
 
 
 def _summarise(ledger: Ledger, notifier: Notifier, run: RedeliveryRun, *, channel: str, items: list[Owed], ctx: RunContext) -> bool:
+    """Post one summary of ``items`` to ``channel``, after taking out those the history shows already there."""
+    if hasattr(notifier.sender, "client"):
+        oldest = min(i.record.recorded_at for i in items).timestamp()
+        check = find_reports(notifier.sender, channel=channel, report_ids={i.report_id for i in items}, oldest=oldest)
+        if check.error is not None and check.transient:
+            run.error = f"could not search {channel}'s history before sending the summary: {check.error}"
+            return False
+        for item in [i for i in items if i.report_id in check.found]:
+            rec, ts = item.record, check.found[item.report_id]
+            run.found.append(rec.seq)
+            ledger.record_event("notification", redelivered_row([rec], channel=check.channel or channel, ts=ts, how=_how("found in history"),
+                                                                attempts=item.attempts, kind=rec.kind, drill=rec.drill,
+                                                                what=f"the {rec.verdict} {rec.record_type} report of {rec.drill!r}"),
+                                resend_context(ctx, rec.seq))
+        items = [i for i in items if i.report_id not in check.found]
+        if not items:
+            return True
     records = [i.record for i in items]
     digest = hashlib.sha256(",".join(str(r.seq) for r in records).encode()).hexdigest()[:12]
     try:

@@ -169,6 +169,11 @@ def test_a_report_nobody_was_told_about_is_delivered_once_slack_is_configured(sl
     assert main(["outbox", "flush", "--catalogue", str(catalogue_file)]) == 2
     assert "--ledger-dsn" in capsys.readouterr().err
 
+    assert main(["outbox", "owed", "--ledger-dsn", ledger_dsn]) == 1
+    listed = capsys.readouterr()
+    assert f"#{record.seq}" in listed.out and "NOTIFY_NOT_CONFIGURED, 1 failed attempt(s)" in listed.out
+    assert report_id_of(record) in listed.out and "1 report(s) owed" in listed.err
+
     # Slack configured: one flush delivers it, the next finds nothing owed, nor does the watchdog
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", f'{{"conn_type": "slack", "password": "{slack.token}", '
                                                        f'"extra": {{"base_url": "{slack.base_url}", "timeout": 5}}}}')
@@ -177,6 +182,7 @@ def test_a_report_nobody_was_told_about_is_delivered_once_slack_is_configured(sl
     assert "1 report(s) owed; 1 re-sent" in out and "0 still owed" in out
     assert main(["outbox", "flush", "--ledger-dsn", ledger_dsn, "--catalogue", str(catalogue_file)]) == 0
     assert "0 report(s) owed" in capsys.readouterr().out
+    assert main(["outbox", "owed", "--ledger-dsn", ledger_dsn]) == 0
     online = slack_notifier(slack, catalogue, ledger)
     assert run_watchdog(catalogue, ledger=ledger, notifier=online, ctx=wd_ctx(2)).redelivery.owed == 0
     assert copies(slack, record, "#dr-oncall") == 1

@@ -3,6 +3,8 @@
 Rules:
 - ``show`` (the default) is read-only except with ``--clear``, which says how
   many messages it removed; the text shown is the same as ``make demo`` prints;
+- ``owed`` lists the reports the ledger says never reached Slack (read-only):
+  ledger seq, time, verdict, drill, why, failed attempts, report id;
 - ``flush`` re-sends, each at most once, every drill report and digest the
   ledger says never reached Slack (``drillbook.notify.redeliver``, the same
   code the hourly ``dr_watchdog`` runs). It needs the ledger (``--ledger-dsn``
@@ -22,8 +24,9 @@ from datetime import UTC, datetime
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", choices=("show", "flush"), default="show",
-                        help="show (default): print the outbox; flush: re-send every report the ledger says never reached Slack")
+    parser.add_argument("action", nargs="?", choices=("show", "owed", "flush"), default="show",
+                        help="show (default): print the outbox; owed: list the reports the ledger says never reached Slack; "
+                             "flush: re-send them")
     parser.add_argument("--path", default=None, help="outbox file (default: $DRILLBOOK_OUTBOX or var/outbox.jsonl)")
     parser.add_argument("--json", action="store_true", help="print the raw entries as JSON lines")
     parser.add_argument("--clear", action="store_true", help="empty the outbox after showing it")
@@ -36,6 +39,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.action == "flush":
         return flush(args)
+    if args.action == "owed":
+        return owed(args)
     from drillbook.notify.outbox import outbox_path, read_outbox, render_outbox_text
     from drillbook.redact import redact
 
@@ -52,6 +57,32 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_dsn(args: argparse.Namespace) -> str:
+    from drillbook.errors import ConnectionNotConfigured
+
+    dsn = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
+    if not dsn:
+        raise ConnectionNotConfigured(f"outbox {args.action} needs the ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
+    return dsn
+
+
+def owed(args: argparse.Namespace) -> int:
+    """List the owed reports; exit 0 when none, 1 when some are owed."""
+    from drillbook.ledger.store import Ledger
+    from drillbook.notify.owed import delivery_state
+    from drillbook.redact import redact
+
+    with Ledger(_ledger_dsn(args)) as ledger:
+        state = delivery_state(ledger)
+    for item in state.owed:
+        r = item.record
+        print(redact(f"  #{r.seq:<6} {r.recorded_at:%Y-%m-%d %H:%M} UTC  {r.verdict:<7} {r.record_type:<6} {r.kind}/{r.drill}  "
+                     f"{'/'.join(item.reasons)}, {item.attempts} failed attempt(s)  report {item.report_id}"))
+    print(f"{len(state.owed)} report(s) owed to Slack; `drillbook outbox flush` (or the next dr_watchdog run) sends them",
+          file=sys.stderr)
+    return 1 if state.owed else 0
+
+
 def flush(args: argparse.Namespace) -> int:
     """Re-send the owed reports now; print what was delivered and what is left."""
     from drillbook.catalogue import load_catalogue
@@ -62,9 +93,7 @@ def flush(args: argparse.Namespace) -> int:
     from drillbook.notify.redeliver import redeliver
     from drillbook.redact import redact
 
-    dsn = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
-    if not dsn:
-        raise ConnectionNotConfigured("outbox flush needs the ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
+    dsn = _ledger_dsn(args)
     catalogue = load_catalogue(args.catalogue)
     now = datetime.now(UTC)
     ctx = RunContext(dag_id="dr_outbox_flush", run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")

@@ -308,3 +308,16 @@ def test_a_quiet_report_already_in_a_summary_is_not_summarised_again(slack, cata
     second = redeliver(ledger, online, ctx=wd_ctx(2))  # the next run finds the report's id in the stored summary
     assert second.found == [record.seq] and second.summarised == [] and second.left == 0
     assert copies(slack, record, "#alerts") == 1
+
+
+def test_a_rate_limit_outage_fails_fast_and_the_report_is_sent_once_it_lifts(slack, catalogue, ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    notifier = slack_notifier(slack, catalogue, ledger)
+    slack.outage(minutes=60, mode="429", retry_after=3600)  # Slack says: come back in an hour
+    record = report(ledger, notifier, make_result("FAIL"), drill_ctx("web_certs", 1))
+    failed = ledger.query(record_type="notification")[0]
+    assert "Retry-After 3600 s, more than drillbook waits" in failed.result["findings"][0]["message"]
+    assert redeliver(ledger, notifier, ctx=wd_ctx(1)).left == 1  # still limited: stays owed
+    slack.advance(3601)
+    assert redeliver(ledger, notifier, ctx=wd_ctx(2)).resent == [record.seq]
+    assert copies(slack, record) == 1

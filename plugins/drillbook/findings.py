@@ -38,6 +38,7 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("CONNECTION_MISSING", _S.CRITICAL, "A connection the drill needs is not defined", "Define the Airflow Connection (or the DRILLBOOK_* environment variable) named in the message.", "general", True),
     FindingSpec("NOTIFY_FAILED", _S.HIGH, "The report could not be delivered to Slack; on-call was not told", "Check the Slack connection's token and the bot's channel membership; the evidence row is intact.", "notify"),
     FindingSpec("NOTIFY_NOT_CONFIGURED", _S.INFO, "No Slack connection: the report went to the local outbox only", "Define the drillbook_slack connection to deliver reports to Slack.", "notify"),
+    FindingSpec("NOTIFY_REDELIVERED", _S.INFO, "A report that was not delivered at the time has now reached Slack", "Nothing to do; the NOTIFY_FAILED / NOTIFY_NOT_CONFIGURED row of the original run says why it was late.", "notify"),
     FindingSpec("DRILL_MISSED", _S.HIGH, "A drill produced no result when its schedule said it should have", "Check that the DAG is unpaused, the scheduler is healthy and the DAG has no import error.", "watchdog"),
     FindingSpec("DRILL_NEVER_VERIFIED", _S.HIGH, "A drill has only produced ERROR results for longer than the grace period", "Fix what stops the drill from running its checks (connection, permissions, tools).", "watchdog"),
     FindingSpec("DRILL_STALE", _S.HIGH, "The newest PASS of a drill is older than its max_unverified", "Investigate the failing runs; recovery has not been proven recently.", "watchdog"),

@@ -22,6 +22,9 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
   before Slack is called; a delivery that failed (a ``NOTIFY_FAILED``
   ``notification`` row of the same run) is treated as never sent, so the next
   run tries again;
+- first, every drill report and digest that never reached Slack is re-sent,
+  each at most once (``drillbook.notify.redeliver``); a failed re-send is
+  recorded and does not stop the assessment;
 - an incident written only to the outbox (no Slack connection) is not
   "posted": the run writes one ``notification`` row (``NOTIFY_NOT_CONFIGURED``,
   derived verdict ERROR) naming every drill and code that nobody was told
@@ -233,6 +236,7 @@ class WatchdogRun:
     plans: dict[str, DrillPlan]
     posted: int = 0  # messages delivered to people (outbox-only messages are not counted)
     undelivered: dict[str, list[str]] = field(default_factory=dict)  # drill -> codes written to the outbox only
+    redelivery: Any = None  # drillbook.notify.redeliver.RedeliveryRun: drill reports and digests re-sent this run
 
 
 def read_history(ledger: Ledger, drill: Any, *, now: datetime, max_unverified: float) -> DrillHistory:
@@ -275,7 +279,8 @@ def read_state(ledger: Ledger, drill: Any, *, ctx: RunContext) -> dict[str, dict
     watch = (row.result.get("details") or {}).get("watchdog", {})
     state = {code: dict(v) for code, v in (watch.get("open") or {}).items()}
     notes = [n for n in ledger.query(record_type="notification", since=row.recorded_at)
-             if n.run_id == row.run_id and n.dag_id == row.dag_id]
+             if n.run_id == row.run_id and n.dag_id == row.dag_id
+             and "redelivery" not in (n.result.get("details") or {})]  # a drill report re-sent by that run is not an incident
     if any(n.drill == drill.name and n.kind == drill.kind and "NOTIFY_FAILED" in n.codes for n in notes):
         for code in watch.get("posted", []):
             if code in state:
@@ -305,14 +310,16 @@ def undelivered_row(undelivered: dict[str, list[str]], *, where: str, transport:
 
 def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext,
                  now: datetime | None = None) -> WatchdogRun:
-    """Assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised."""
+    """Re-send owed reports, assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised."""
+    from drillbook.notify.redeliver import redeliver
     from drillbook.notify.render import IncidentView
 
     now = now or datetime.now(UTC)
+    redelivered = redeliver(ledger, notifier, ctx=ctx, now=now)  # records its own failures; Slack down shows below too
     drills = [d for d in catalogue.drills if d.enabled]
     histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}
     incidents = assess(catalogue, histories, now=now)
-    run = WatchdogRun(incidents=incidents, plans={})
+    run = WatchdogRun(incidents=incidents, plans={}, redelivery=redelivered)
     delivers = getattr(notifier.sender, "transport", "slack") != "outbox"
     undelivered: dict[str, list[str]] = {}
     for drill in drills:

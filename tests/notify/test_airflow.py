@@ -51,6 +51,24 @@ def test_dr_watchdog_end_to_end(airflow_db, airflow_env, slack, ledger_dsn):
 
 
 @pytest.mark.airflow
+def test_dr_watchdog_resends_a_report_that_never_reached_slack(airflow_db, airflow_env, slack, ledger_dsn):
+    from drillbook.errors import NotificationFailed
+    from drillbook.ledger.store import Ledger
+    from drillbook.notify.history import report_id_of
+
+    with Ledger(ledger_dsn) as ledger:
+        result, ctx = make_result("FAIL", drill="web_certs", started=datetime.now(UTC)), make_ctx(run_id="r-web")
+        record = ledger.record(result, ctx)
+        ledger.record_notify_failure(result, ctx, error=NotificationFailed("Slack could not be reached"))
+    for attempt in (1, 2):  # the second run finds it delivered and sends nothing
+        assert _dags("watchdog")["dr_watchdog"].test().state == "success", attempt
+        late = slack.with_marker(report_id_of(record), "#dr-oncall")
+        assert len(late) == 1 and late[0].text.startswith("[late] FAIL: web_certs")
+    with Ledger(ledger_dsn) as ledger:
+        assert [r.codes for r in ledger.query(record_type="notification")] == [["NOTIFY_FAILED"], ["NOTIFY_REDELIVERED"]]
+
+
+@pytest.mark.airflow
 def test_dr_digest_daily_end_to_end(airflow_db, airflow_env, slack, ledger_dsn):
     dags = _dags("digest")
     assert set(dags) == {"dr_digest__daily", "dr_digest__weekly"}

@@ -108,10 +108,10 @@ def test_not_in_channel_fails_at_once(slack, catalogue):
 
 def test_a_failed_thread_reply_after_the_page_does_not_fail_the_task(slack, catalogue):
     class ThreadBreaks(SlackSender):  # the real sender; the emulator is told to fail the thread reply
-        def post(self, *, channel, message, thread_ts=None):
+        def post(self, *, channel, message, thread_ts=None, report_id=None):
             if thread_ts:
                 slack.fail("chat.postMessage", error="fatal_error")
-            return super().post(channel=channel, message=message, thread_ts=thread_ts)
+            return super().post(channel=channel, message=message, thread_ts=thread_ts, report_id=report_id)
 
     conn = SlackConnection(token=slack.token, base_url=slack.base_url, timeout=5)
     notifier = Notifier(catalogue=catalogue, sender=ThreadBreaks(connection=conn))

@@ -29,7 +29,8 @@ WATCHDOG_DOC = """The watchdog reads the evidence ledger every hour and pages on
 **did not run** (`DRILL_MISSED`), has produced **only ERROR results** for longer than the grace
 (`DRILL_NEVER_VERIFIED`) or has **not passed** within its `max_unverified` (`DRILL_STALE`).
 One message per incident: repeated only after `defaults.watchdog.renotify`, and a RESOLVED message
-when it clears. State is kept in the ledger as `watchdog` records."""
+when it clears. State is kept in the ledger as `watchdog` records. Each run first re-sends, once, every
+drill report and digest that never reached Slack (`NOTIFY_FAILED` / `NOTIFY_NOT_CONFIGURED`)."""
 
 DIGEST_DOC = """Posts the scorecard of the period to the digest channel: per control and per drill, runs
 expected vs run, pass rate, worst/median RTO and RPO against objectives, open findings, and whether the
@@ -77,7 +78,9 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
             with runtime.ledger_for(catalogue) as ledger:
                 run = run_watchdog(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
                                    ctx=runtime.run_context(context), now=datetime.now(UTC))
-            return {"incidents": {k: [i.code for i in v] for k, v in run.incidents.items() if v}, "posted": run.posted}
+            redo = run.redelivery
+            return {"incidents": {k: [i.code for i in v] for k, v in run.incidents.items() if v}, "posted": run.posted,
+                    "reports_redelivered": redo.delivered if redo is not None else 0, "reports_owed": redo.left if redo is not None else 0}
 
         watchdog()
     return dag

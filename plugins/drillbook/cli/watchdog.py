@@ -67,6 +67,10 @@ def main_watchdog(args: argparse.Namespace) -> int:
     owed = sum(len(codes) for codes in run.undelivered.values())
     note = f"; {owed} written to the outbox only (nobody was told; sent once Slack is configured)" if owed else ""
     print(f"{open_count} open incident(s); {run.posted} message(s) posted{note}", file=sys.stderr)
+    redo = run.redelivery
+    if redo is not None and redo.owed:
+        failed = f"; re-sending failed: {redact(redo.error)}" if redo.error else ""
+        print(f"{redo.owed} undelivered report(s): {redo.delivered} delivered now, {redo.left} still owed{failed}", file=sys.stderr)
     return 1 if open_count else 0
 
 

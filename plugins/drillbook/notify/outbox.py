@@ -46,9 +46,10 @@ class OutboxSender:
     def __init__(self, *, path: str | os.PathLike[str] | None = None):
         self.path = outbox_path(path)
 
-    def post(self, *, channel: str, message: Message, thread_ts: str | None = None) -> Delivery:
+    def post(self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None) -> Delivery:
         ts = f"outbox-{uuid.uuid4().hex[:12]}"
         entry = {
+            "report_id": report_id,
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "channel": channel,
             "ts": ts,
@@ -65,7 +66,7 @@ class OutboxSender:
             "no Slack connection: message for %s written to the outbox %s instead:\n%s",
             where, self.path, redact(as_text(message.blocks) or message.text),
         )
-        return Delivery(transport="outbox", channel=channel, ts=ts, thread_ts=thread_ts, delivered=False)
+        return Delivery(transport="outbox", channel=channel, ts=ts, thread_ts=thread_ts, delivered=False, report_id=report_id)
 
 
 def read_outbox(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:

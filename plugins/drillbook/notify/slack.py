@@ -9,6 +9,12 @@ Rules this module enforces:
   Slack's say-so), server errors (500/503) and
   connection errors; passing ``retry_handlers`` replaces slack_sdk's defaults,
   so all three are listed here;
+- a connection error *before* the request was sent (refused, connect timeout)
+  is retried; one *after* it was sent (a timeout waiting for the answer, a
+  reset) is ambiguous -- Slack may have stored the post -- so the channel
+  history is searched for the message's report id (``drillbook.notify.history``)
+  and the post is repeated only when it is not there: a slow answer never
+  pages twice;
 - when the retries are exhausted, or Slack refuses (``invalid_auth``,
   ``not_in_channel``...), ``post`` raises ``NotificationFailed`` whose message
   has been through ``redact``; the token is registered as a secret before the
@@ -23,6 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -61,6 +69,8 @@ class Delivery:
     ts: str
     thread_ts: str | None = None
     delivered: bool = True
+    report_id: str | None = None  # the marker carried by the message (metadata and context line)
+    how: str = "posted"  # or "found in history": Slack stored it although it did not answer
 
 
 def env_var_of(conn_id: str) -> str:
@@ -113,6 +123,7 @@ class SlackSender:
         self.max_retry_after = float(max_retry_after)
         token = getattr(client, "token", None) if client is not None else connection.token  # type: ignore[union-attr]
         register_secret(token)
+        self._channel_ids: dict[str, str] = {}  # "#name" -> channel ID, learnt from answers (history wants the ID)
 
     @cached_property
     def client(self) -> Any:
@@ -126,34 +137,75 @@ class SlackSender:
         client.retry_handlers = retry_handlers(max_retry_after=self.max_retry_after)
         return client
 
-    def post(self, *, channel: str, message: Message, thread_ts: str | None = None) -> Delivery:
-        """Post ``message`` (in the thread of ``thread_ts`` if given) after slack_sdk's retries."""
+    def post(self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None) -> Delivery:
+        """Post ``message`` (in the thread of ``thread_ts`` if given) after slack_sdk's retries.
+
+        A top-level message carries ``report_id`` (one is made up when none is
+        given) in its metadata and a context line; after an ambiguous failure
+        the channel history is searched for it before the message is posted again
+        (see ``drillbook.notify.history``).
+        """
         from slack_sdk.errors import SlackApiError, SlackClientError
+
+        from drillbook.notify.history import AMBIGUOUS, find_report, with_marker
 
         kwargs: dict[str, Any] = {"channel": channel, "text": message.text, "blocks": message.blocks}
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
-        try:
-            response = self.client.chat_postMessage(**kwargs)
-        except SlackApiError as exc:
-            status = getattr(exc.response, "status_code", "?")
-            error = exc.response.get("error") if exc.response is not None else None
-            if status == 429:
-                wait = retry_after_of(getattr(exc.response, "headers", None) or {})
+        else:
+            report_id = report_id or f"msg-{uuid.uuid4().hex[:16]}"
+            kwargs.update(with_marker(message, report_id))
+        started = time.time()
+        for attempt in range(1, MAX_RETRIES + 2):
+            try:
+                response = self.client.chat_postMessage(**kwargs)
+                break
+            except SlackApiError as exc:
+                raise NotificationFailed(self._refusal(exc, channel)) from None
+            except AMBIGUOUS as exc:
+                what = f"{type(exc).__name__}: {exc}"
+                if thread_ts or report_id is None:
+                    raise NotificationFailed(redact(f"Slack did not answer chat.postMessage to {channel!r} ({what}); the thread "
+                                                    "reply may or may not have been stored, so it is not posted again")) from None
+                check = find_report(self, channel=channel, report_id=report_id, oldest=started)
+                if check.ts is not None:
+                    log.warning("Slack did not answer the post of report %s (%s) but stored it: found in %s's history, not posted again",
+                                report_id, redact(what), channel)
+                    return Delivery(transport="slack", channel=check.channel or channel, ts=check.ts, report_id=report_id,
+                                    how="found in history")
+                if check.error is not None:
+                    raise NotificationFailed(redact(
+                        f"Slack did not answer chat.postMessage to {channel!r} ({what}) and its history could not be searched for "
+                        f"report {report_id} ({check.error}): not posted again, it could page twice; the next run checks the history "
+                        "and re-sends it if it is not there")) from None
+                log.warning("Slack did not answer the post of report %s (%s) and it is not in %s's history: posting again (%d/%d)",
+                            report_id, redact(what), channel, attempt, MAX_RETRIES + 1)
+            except (SlackClientError, OSError) as exc:
                 raise NotificationFailed(
-                    redact(f"Slack rate-limited chat.postMessage to {channel!r}: HTTP 429 with Retry-After {wait if wait is not None else '?'} s, "
-                           f"more than drillbook waits (max_retry_after {self.max_retry_after:g} s) or after {MAX_RETRIES} retries; "
-                           f"the post failed fast instead of sleeping; it is retried by the task's retry or the next run")
+                    redact(f"Slack could not be reached for chat.postMessage to {channel!r} after retries: {type(exc).__name__}: {exc}")
                 ) from None
-            raise NotificationFailed(
-                redact(f"Slack refused chat.postMessage to {channel!r}: HTTP {status}, error {error!r}; check the token, "
-                       f"the channel name and that the bot is a member of the channel")
-            ) from None
-        except (SlackClientError, OSError) as exc:
-            raise NotificationFailed(
-                redact(f"Slack could not be reached for chat.postMessage to {channel!r} after retries: {type(exc).__name__}: {exc}")
-            ) from None
-        return Delivery(transport="slack", channel=str(response.get("channel") or channel), ts=str(response.get("ts")), thread_ts=thread_ts)
+        else:
+            raise NotificationFailed(redact(f"Slack did not answer chat.postMessage to {channel!r} in {MAX_RETRIES + 1} attempts and "
+                                            f"report {report_id} is not in its history; it is re-sent by the next run")) from None
+        channel_id = str(response.get("channel") or channel)
+        self._channel_ids[channel] = channel_id
+        return Delivery(transport="slack", channel=channel_id, ts=str(response.get("ts")), thread_ts=thread_ts, report_id=report_id)
+
+    def _refusal(self, exc: Any, channel: str) -> str:
+        """The redacted message of a SlackApiError from chat.postMessage (429 beyond the cap or retries, or a refusal)."""
+        status = getattr(exc.response, "status_code", "?")
+        error = exc.response.get("error") if exc.response is not None else None
+        if status == 429:
+            wait = retry_after_of(getattr(exc.response, "headers", None) or {})
+            if wait is not None and wait > self.max_retry_after:
+                why = (f"HTTP 429 with Retry-After {wait:g} s, more than drillbook waits (max_retry_after {self.max_retry_after:g} s); "
+                       "the post failed fast instead of sleeping")
+            else:
+                shown = f"{wait:g} s" if wait is not None else "not given"
+                why = f"HTTP 429 again after {MAX_RETRIES} retries that waited as asked (Retry-After {shown})"
+            return redact(f"Slack rate-limited chat.postMessage to {channel!r}: {why}; it is retried by the task's retry or the next run")
+        return redact(f"Slack refused chat.postMessage to {channel!r}: HTTP {status}, error {error!r}; check the token, "
+                      f"the channel name and that the bot is a member of the channel")
 
 
 def retry_after_of(headers: Any) -> float | None:
@@ -194,13 +246,18 @@ def capped_rate_limit_handler(*, max_retry_count: int = MAX_RETRIES, max_retry_a
 
 def retry_handlers(*, max_retry_after: float = MAX_RETRY_AFTER) -> list[Any]:
     """Rate limits (honour Retry-After up to ``max_retry_after``), server errors and connection errors, each retried a bounded number of times."""
+    from urllib.error import URLError
+
     from slack_sdk.http_retry.builtin_handlers import (
         ConnectionErrorRetryHandler,
         ServerErrorRetryHandler,
     )
 
+    # Only URLError is retried blindly: urllib raises it when the request could not be sent (connection
+    # refused, connect timeout). A reset or a timeout while waiting for the answer comes out unwrapped and
+    # is ambiguous -- Slack may have stored the post -- so SlackSender.post searches the history first.
     return [
         capped_rate_limit_handler(max_retry_count=MAX_RETRIES, max_retry_after=max_retry_after),
         ServerErrorRetryHandler(max_retry_count=MAX_RETRIES),
-        ConnectionErrorRetryHandler(max_retry_count=MAX_RETRIES),
+        ConnectionErrorRetryHandler(max_retry_count=MAX_RETRIES, error_types=[URLError]),
     ]

@@ -1,0 +1,199 @@
+"""Verify a certificate chain offline exactly as OpenSSL does in a TLS client's handshake.
+
+Rules this module enforces:
+- the trust decision is OpenSSL's own ``X509_verify_cert`` from the libcrypto
+  that Python's ``ssl`` module is linked to (found in the process's memory map
+  after ``import ssl``; ``ctypes.util.find_library`` otherwise), with the
+  ``ssl_server`` purpose and trust settings libssl applies to a server's chain
+  and the verify flags of ``ssl.create_default_context()``. So a chain is
+  untrusted here exactly when Python's ``ssl`` (and curl, and every OpenSSL
+  client with the same roots) would refuse it — not when a stricter profile
+  (Web PKI extension rules) objects; profile rules are lints (``lints.py``);
+- nothing is fetched: the store holds only the anchors given, the untrusted
+  certificates are only the ones given, and the instant is the caller's;
+- the key-size and signature-hash "security level" checks of libssl are *not*
+  applied here: ``WEAK_KEY`` / ``WEAK_SIGNATURE`` report them, once and by name;
+- when libcrypto cannot be loaded the verification cannot run: ``OpenSSLMissing``
+  is raised (the drill turns it into an ERROR), never a guess.
+
+Every OpenSSL object made here is freed here; pointers never leave this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+_P = ctypes.c_void_p
+_BYTES = ctypes.POINTER(ctypes.c_ubyte)
+# ssl.VerifyFlags values are OpenSSL's X509_V_FLAG_* values; CRL checks need CRLs we do not have
+_NO_CRL = ~int(ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN)
+
+
+class OpenSSLMissing(RuntimeError):
+    """libcrypto could not be loaded, so no chain can be verified."""
+
+
+def _libcrypto_path() -> str | None:
+    import _ssl  # noqa: F401  (loads the libcrypto Python's ssl uses, so the memory map shows which one)
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if "/libcrypto" in path and ".so" in path:
+                    return path
+    except OSError:  # no /proc (macOS, BSD): ask the linker
+        pass
+    return ctypes.util.find_library("crypto")
+
+
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "d2i_X509": (_P, [_P, ctypes.POINTER(_BYTES), ctypes.c_long]),
+    "i2d_X509": (ctypes.c_int, [_P, ctypes.POINTER(_BYTES)]),
+    "X509_free": (None, [_P]),
+    "X509_STORE_new": (_P, []),
+    "X509_STORE_free": (None, [_P]),
+    "X509_STORE_add_cert": (ctypes.c_int, [_P, _P]),
+    "X509_STORE_CTX_new": (_P, []),
+    "X509_STORE_CTX_free": (None, [_P]),
+    "X509_STORE_CTX_init": (ctypes.c_int, [_P, _P, _P, _P]),
+    "X509_STORE_CTX_set_default": (ctypes.c_int, [_P, ctypes.c_char_p]),
+    "X509_STORE_CTX_set_time": (None, [_P, ctypes.c_ulong, ctypes.c_long]),
+    "X509_STORE_CTX_get0_param": (_P, [_P]),
+    "X509_VERIFY_PARAM_set_flags": (ctypes.c_int, [_P, ctypes.c_ulong]),
+    "X509_verify_cert": (ctypes.c_int, [_P]),
+    "X509_STORE_CTX_get_error": (ctypes.c_int, [_P]),
+    "X509_STORE_CTX_get_error_depth": (ctypes.c_int, [_P]),
+    "X509_STORE_CTX_get_current_cert": (_P, [_P]),
+    "X509_STORE_CTX_get0_chain": (_P, [_P]),
+    "X509_verify_cert_error_string": (ctypes.c_char_p, [ctypes.c_long]),
+    "OPENSSL_sk_new_null": (_P, []),
+    "OPENSSL_sk_push": (ctypes.c_int, [_P, _P]),
+    "OPENSSL_sk_free": (None, [_P]),
+    "OPENSSL_sk_num": (ctypes.c_int, [_P]),
+    "OPENSSL_sk_value": (_P, [_P, ctypes.c_int]),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _lib() -> Any:
+    path = _libcrypto_path()
+    if not path:
+        raise OpenSSLMissing("OpenSSL's libcrypto was not found, so certificate chains cannot be verified")
+    try:
+        lib = ctypes.CDLL(path)
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
+    except (OSError, AttributeError) as exc:
+        raise OpenSSLMissing(f"OpenSSL's libcrypto at {path!r} cannot be used ({exc}); "
+                             "certificate chains cannot be verified") from None
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def _verify_flags() -> int:
+    return int(ssl.create_default_context().verify_flags) & _NO_CRL
+
+
+def _load(lib: Any, der: bytes) -> int:
+    buf = (ctypes.c_ubyte * len(der)).from_buffer_copy(der)
+    ptr = ctypes.cast(buf, _BYTES)
+    x509 = lib.d2i_X509(None, ctypes.byref(ptr), len(der))
+    if not x509:
+        raise ValueError("OpenSSL cannot parse a certificate that cryptography could")
+    return int(x509)
+
+
+def _der(lib: Any, x509: int) -> bytes:
+    size = lib.i2d_X509(x509, None)
+    if size <= 0:
+        return b""
+    buf = (ctypes.c_ubyte * size)()
+    ptr = ctypes.cast(buf, _BYTES)
+    lib.i2d_X509(x509, ctypes.byref(ptr))
+    return bytes(buf)
+
+
+@dataclass
+class Outcome:
+    """OpenSSL's answer: trusted, or the X509_V_ERR code, its text and the certificate it was about."""
+
+    trusted: bool
+    code: int = 0
+    message: str = ""
+    depth: int = -1
+    at_der: bytes = b""  # the certificate the error is about (may be an anchor from the store)
+    chain: list[bytes] = field(default_factory=list)  # the path OpenSSL built, leaf first, as DER
+
+
+class AnchorStore:
+    """An OpenSSL X509_STORE holding exactly the given anchors; shared by every verification of a run.
+
+    OpenSSL's store is safe to share between threads (an SSL_CTX shares it between
+    connections); only the per-verification context is private.
+    """
+
+    def __init__(self, anchors_der: list[bytes]) -> None:
+        self._lib = _lib()
+        self._store = int(self._lib.X509_STORE_new() or 0)
+        if not self._store:
+            raise MemoryError("X509_STORE_new failed")
+        for der in anchors_der:
+            try:
+                x509 = _load(self._lib, der)
+            except ValueError:
+                continue  # an anchor OpenSSL cannot read is one no OpenSSL client trusts either
+            self._lib.X509_STORE_add_cert(self._store, x509)  # takes its own reference
+            self._lib.X509_free(x509)
+
+    def __del__(self) -> None:
+        store, self._store = getattr(self, "_store", 0), 0
+        if store:
+            self._lib.X509_STORE_free(store)
+
+    def verify(self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime) -> Outcome:
+        """OpenSSL's verdict on ``leaf_der`` with ``untrusted_der`` as the sent intermediates, at instant ``at``."""
+        lib = self._lib
+        owned: list[int] = []
+        stack = ctx = 0
+        try:
+            leaf = _load(lib, leaf_der)
+            owned.append(leaf)
+            stack = int(lib.OPENSSL_sk_new_null() or 0)
+            for der in untrusted_der:
+                x509 = _load(lib, der)
+                owned.append(x509)
+                lib.OPENSSL_sk_push(stack, x509)
+            ctx = int(lib.X509_STORE_CTX_new() or 0)
+            if not ctx or not stack or lib.X509_STORE_CTX_init(ctx, self._store, leaf, stack) != 1:
+                raise MemoryError("X509_STORE_CTX_init failed")
+            lib.X509_STORE_CTX_set_default(ctx, b"ssl_server")  # what libssl sets for a server's chain
+            param = lib.X509_STORE_CTX_get0_param(ctx)
+            lib.X509_VERIFY_PARAM_set_flags(param, _verify_flags())
+            lib.X509_STORE_CTX_set_time(ctx, 0, int(at.timestamp()))
+            ok = lib.X509_verify_cert(ctx) == 1
+            chain_stack = lib.X509_STORE_CTX_get0_chain(ctx)
+            chain = [_der(lib, lib.OPENSSL_sk_value(chain_stack, i)) for i in range(lib.OPENSSL_sk_num(chain_stack))] \
+                if chain_stack else []
+            if ok:
+                return Outcome(trusted=True, chain=chain)
+            code = int(lib.X509_STORE_CTX_get_error(ctx))
+            current = lib.X509_STORE_CTX_get_current_cert(ctx)
+            text = lib.X509_verify_cert_error_string(code) or b"unknown error"
+            return Outcome(trusted=False, code=code, message=text.decode("utf-8", "replace"),
+                           depth=int(lib.X509_STORE_CTX_get_error_depth(ctx)),
+                           at_der=_der(lib, current) if current else b"", chain=chain)
+        finally:
+            if ctx:
+                lib.X509_STORE_CTX_free(ctx)
+            if stack:
+                lib.OPENSSL_sk_free(stack)
+            for x509 in owned:
+                lib.X509_free(x509)

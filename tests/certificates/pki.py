@@ -75,8 +75,10 @@ def make_ca(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     key=None,
+    ski: bool = True,
+    permitted_dns: list[str] | None = None,
 ) -> Issued:
-    """A root (no issuer) or an intermediate CA."""
+    """A root (no issuer) or an intermediate CA; ``permitted_dns`` adds a critical name constraint."""
     key = key or rsa_key()
     t = now()
     signer_key = issuer.key if issuer else key
@@ -96,8 +98,14 @@ def make_ca(
             ),
             critical=True,
         )
-        .add_extension(_ski(key), critical=False)
     )
+    if ski:
+        builder = builder.add_extension(_ski(key), critical=False)
+    if permitted_dns is not None:
+        builder = builder.add_extension(
+            x509.NameConstraints(permitted_subtrees=[x509.DNSName(n) for n in permitted_dns], excluded_subtrees=None),
+            critical=True,
+        )
     if issuer:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False  # type: ignore[attr-defined]
@@ -116,8 +124,11 @@ def make_leaf(
     key=None,
     hash_alg=None,
     cn: str | None = None,
+    aki: bool = True,
+    eku: bool = True,
+    san: bool = True,
 ) -> Issued:
-    """A server certificate for ``names`` signed by ``issuer`` (``None``: self-signed)."""
+    """A server certificate for ``names`` signed by ``issuer`` (``None``: self-signed); flags drop extensions."""
     key = key or rsa_key()
     t = now()
     sans: list[x509.GeneralName] = []
@@ -136,11 +147,13 @@ def make_leaf(
         .not_valid_before(not_before or t - DAY)
         .not_valid_after(not_after or t + 200 * DAY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(_ski(key), critical=False)
     )
-    if issuer:
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    if issuer and aki:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False  # type: ignore[attr-defined]
         )

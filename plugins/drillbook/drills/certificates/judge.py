@@ -181,7 +181,8 @@ def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertF
     else:
         path = [f for f in facts[1:] if not f.self_signed]
     for inter in path:
-        if inter.not_after < leaf.not_after:
+        # one already expired is CERT_EXPIRED (and an untrusted chain), not a warning about the future
+        if inter.not_after < leaf.not_after and inter.seconds_left > 0:
             builder.find("CHAIN_EXPIRES_FIRST", f"intermediate {short_name(inter)} expires on {inter.not_after:%Y-%m-%d}, "
                          f"before the leaf ({leaf.not_after:%Y-%m-%d}): clients will reject the leaf from then on",
                          subject=subject, detail={"intermediate": inter.subject, "intermediate_not_after": inter.not_after.isoformat(),

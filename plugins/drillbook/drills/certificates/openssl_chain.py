@@ -33,6 +33,7 @@ _P = ctypes.c_void_p
 _BYTES = ctypes.POINTER(ctypes.c_ubyte)
 # ssl.VerifyFlags values are OpenSSL's X509_V_FLAG_* values; CRL checks need CRLs we do not have
 _NO_CRL = ~int(ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN)
+MAX_PARSED = 1024  # anchors and intermediates a store keeps parsed (a few kB each); beyond, each verification parses its own
 
 
 class OpenSSLMissing(RuntimeError):
@@ -142,35 +143,69 @@ class AnchorStore:
 
     def __init__(self, anchors_der: list[bytes]) -> None:
         self._lib = _lib()
+        # parsed certificates by DER, and their DER by address: OpenSSL 3 takes ~60 us to parse one,
+        # and a fleet shares its intermediates; the path OpenSSL builds is read back by address
+        self._parsed: dict[bytes, int] = {}
+        self._der_of: dict[int, bytes] = {}
         self._store = int(self._lib.X509_STORE_new() or 0)
         if not self._store:
             raise MemoryError("X509_STORE_new failed")
         for der in anchors_der:
             try:
-                x509 = _load(self._lib, der)
+                x509 = self._x509(der)
             except ValueError:
                 continue  # an anchor OpenSSL cannot read is one no OpenSSL client trusts either
-            self._lib.X509_STORE_add_cert(self._store, x509)  # takes its own reference
+            self._lib.X509_STORE_add_cert(self._store, x509)  # the store keeps the same object (a reference)
+
+    def _x509(self, der: bytes) -> int:
+        """The parsed certificate for ``der``, owned by this store (parsed once, up to ``MAX_PARSED``)."""
+        x509 = self._parsed.get(der)
+        if x509 is not None:
+            return x509
+        if len(self._parsed) >= MAX_PARSED:
+            raise OverflowError  # the caller parses a private copy instead
+        x509 = _load(self._lib, der)
+        kept = self._parsed.setdefault(der, x509)
+        if kept != x509:  # another thread parsed it first
             self._lib.X509_free(x509)
+        self._der_of[kept] = der
+        return kept
 
     def __del__(self) -> None:
         store, self._store = getattr(self, "_store", 0), 0
         if store:
             self._lib.X509_STORE_free(store)
+        for x509 in getattr(self, "_parsed", {}).values():
+            self._lib.X509_free(x509)
+        self._parsed = {}
 
     def verify(self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime) -> Outcome:
         """OpenSSL's verdict on ``leaf_der`` with ``untrusted_der`` as the sent intermediates, at instant ``at``."""
         lib = self._lib
-        owned: list[int] = []
+        # leaves are private copies (each endpoint has its own: caching them would only grow),
+        # intermediates are shared through the store's cache
+        owned: dict[int, bytes] = {}
+
+        def private(der: bytes) -> int:
+            x509 = _load(lib, der)
+            owned[x509] = der
+            return x509
+
+        def parsed(der: bytes) -> int:
+            try:
+                return self._x509(der)
+            except OverflowError:
+                return private(der)
+
+        def der_of(x509: int) -> bytes:
+            return owned.get(x509) or self._der_of.get(x509) or _der(lib, x509)
+
         stack = ctx = 0
         try:
-            leaf = _load(lib, leaf_der)
-            owned.append(leaf)
+            leaf = private(leaf_der)
             stack = int(lib.OPENSSL_sk_new_null() or 0)
             for der in untrusted_der:
-                x509 = _load(lib, der)
-                owned.append(x509)
-                lib.OPENSSL_sk_push(stack, x509)
+                lib.OPENSSL_sk_push(stack, parsed(der))
             ctx = int(lib.X509_STORE_CTX_new() or 0)
             if not ctx or not stack or lib.X509_STORE_CTX_init(ctx, self._store, leaf, stack) != 1:
                 raise MemoryError("X509_STORE_CTX_init failed")
@@ -180,16 +215,17 @@ class AnchorStore:
             lib.X509_STORE_CTX_set_time(ctx, 0, int(at.timestamp()))
             ok = lib.X509_verify_cert(ctx) == 1
             chain_stack = lib.X509_STORE_CTX_get0_chain(ctx)
-            chain = [_der(lib, lib.OPENSSL_sk_value(chain_stack, i)) for i in range(lib.OPENSSL_sk_num(chain_stack))] \
+            path = [int(lib.OPENSSL_sk_value(chain_stack, i)) for i in range(lib.OPENSSL_sk_num(chain_stack))] \
                 if chain_stack else []
+            chain = [der_of(x) for x in path]
             if ok:
                 return Outcome(trusted=True, chain=chain)
             code = int(lib.X509_STORE_CTX_get_error(ctx))
-            current = lib.X509_STORE_CTX_get_current_cert(ctx)
+            current = int(lib.X509_STORE_CTX_get_current_cert(ctx) or 0)
             text = lib.X509_verify_cert_error_string(code) or b"unknown error"
             return Outcome(trusted=False, code=code, message=text.decode("utf-8", "replace"),
                            depth=int(lib.X509_STORE_CTX_get_error_depth(ctx)),
-                           at_der=_der(lib, current) if current else b"", chain=chain)
+                           at_der=der_of(current) if current else b"", chain=chain)
         finally:
             if ctx:
                 lib.X509_STORE_CTX_free(ctx)

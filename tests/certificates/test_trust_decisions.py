@@ -26,6 +26,44 @@ def _pem(*certs) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
+def _issued_under_another_spelling(root: Issued) -> Issued:
+    """A leaf whose issuer field spells the root's name differently (UTF8String, other case): same name to OpenSSL."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+
+    from tests.certificates.pki import rsa_key
+
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PRINTABLE ROOT", _type=_ASN1Type.UTF8String)])
+    key = rsa_key()
+    t = now()
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(t - DAY).not_valid_after(t + 90 * DAY)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(root.key, hashes.SHA256()))  # type: ignore[arg-type]
+    return Issued(cert=cert, key=key, chain=[root.cert])
+
+
+def _printable_root() -> Issued:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+
+    from tests.certificates.pki import rsa_key
+
+    key = rsa_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "printable root", _type=_ASN1Type.PrintableString)])
+    t = now()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(t - DAY).not_valid_after(t + 900 * DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return Issued(cert=cert, key=key, chain=[])
+
+
 def openssl_verify(tmp: Path, leaf: Issued, sent: list, anchors: list) -> bool:
     """What the openssl CLI says, with the ssl_server purpose a TLS client uses."""
     (tmp / "leaf.pem").write_bytes(leaf.pem)
@@ -50,7 +88,10 @@ def chains(tmp_path_factory) -> dict[str, tuple[Issued, list, list, bool]]:
     expired_inter = make_ca("expired intermediate", issuer=root, not_before=t - 400 * DAY, not_after=t - 10 * DAY)
     nc_root = make_ca("constrained root", permitted_dns=["example.com"])
     nc_inter = make_ca("constrained intermediate", issuer=nc_root)
+    printable_root = _printable_root()
     return {
+        # the anchor is found by OpenSSL's name comparison, not by the bytes of the issuer field
+        "issuer_spelt_differently": (_issued_under_another_spelling(printable_root), [], [printable_root.cert], True),
         "aki_less_leaf": (make_leaf(inter, aki=False), [inter.cert], [root.cert], True),
         "aki_less_ski_less_intermediate": (make_leaf(make_ca("bare inter", issuer=root, ski=False), aki=False),
                                            None, [root.cert], True),
@@ -113,6 +154,7 @@ def test_endpoints_fail_only_when_clients_would_refuse(served, chains):
     assert got["aki_less_ski_less_intermediate"] == (Verdict.PASS, ["CERT_NO_AKI", "CERT_NO_SKI"])
     assert got["eku_less_leaf"] == (Verdict.PASS, ["CERT_NO_EKU"])
     assert got["healthy"] == (Verdict.PASS, [])
+    assert got["issuer_spelt_differently"] == (Verdict.PASS, ["CERT_NO_AKI", "CERT_NO_EKU"])
     for case in ("unknown_root", "unknown_root_sent", "wrong_intermediate", "name_constraint_violated"):
         assert got[case] == (Verdict.FAIL, ["CHAIN_UNTRUSTED"]), case
     # the expired intermediate is named twice on purpose: its own expiry, and the chain clients now refuse

@@ -5,10 +5,12 @@ Rules this module enforces:
   that Python's ``ssl`` module is linked to (found in the process's memory map
   after ``import ssl``; ``ctypes.util.find_library`` otherwise), with the
   ``ssl_server`` purpose and trust settings libssl applies to a server's chain
-  and the verify flags of ``ssl.create_default_context()``. So a chain is
-  untrusted here exactly when Python's ``ssl`` (and curl, and every OpenSSL
-  client with the same roots) would refuse it — not when a stricter profile
-  (Web PKI extension rules) objects; profile rules are lints (``lints.py``);
+  and OpenSSL's default verify flags (as curl and ``openssl verify`` use them;
+  not ``X509_STRICT``, which Python 3.13's default context adds and which
+  refuses a leaf without an AKI that OpenSSL, Go and browsers accept). So a
+  chain is untrusted here exactly when an OpenSSL client with the same roots
+  would refuse it — not when a stricter profile (Web PKI extension rules)
+  objects; profile rules are lints (``lints.py``);
 - nothing is fetched: the store holds only the anchors given, the untrusted
   certificates are only the ones given, and the instant is the caller's;
 - the key-size and signature-hash "security level" checks of libssl are *not*
@@ -25,14 +27,15 @@ import ctypes
 import ctypes.util
 import functools
 import ssl
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 _P = ctypes.c_void_p
 _BYTES = ctypes.POINTER(ctypes.c_ubyte)
-# ssl.VerifyFlags values are OpenSSL's X509_V_FLAG_* values; CRL checks need CRLs we do not have
-_NO_CRL = ~int(ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN)
+# ssl.VerifyFlags values are OpenSSL's X509_V_FLAG_* values; TRUSTED_FIRST is OpenSSL's (and curl's) default
+_FLAGS = int(ssl.VERIFY_X509_TRUSTED_FIRST)
 MAX_PARSED = 1024  # anchors and intermediates a store keeps parsed (a few kB each); beyond, each verification parses its own
 
 
@@ -98,11 +101,6 @@ def _lib() -> Any:
     return lib
 
 
-@functools.lru_cache(maxsize=1)
-def _verify_flags() -> int:
-    return int(ssl.create_default_context().verify_flags) & _NO_CRL
-
-
 def _load(lib: Any, der: bytes) -> int:
     buf = (ctypes.c_ubyte * len(der)).from_buffer_copy(der)
     ptr = ctypes.cast(buf, _BYTES)
@@ -141,28 +139,40 @@ class AnchorStore:
     connections); only the per-verification context is private.
     """
 
-    def __init__(self, anchors_der: list[bytes]) -> None:
+    def __init__(self, anchors: list[tuple[bytes, bytes]]) -> None:
+        """``anchors``: (subject name as DER, certificate as DER) of each trust anchor."""
         self._lib = _lib()
-        # parsed certificates by DER, and their DER by address: OpenSSL 3 takes ~60 us to parse one,
+        # parsed certificates by DER, and their DER by address: OpenSSL 3 takes ~60-300 us to parse one,
         # and a fleet shares its intermediates; the path OpenSSL builds is read back by address
         self._parsed: dict[bytes, int] = {}
         self._der_of: dict[int, bytes] = {}
         self._store = int(self._lib.X509_STORE_new() or 0)
         if not self._store:
             raise MemoryError("X509_STORE_new failed")
-        for der in anchors_der:
-            try:
-                x509 = self._x509(der)
-            except ValueError:
-                continue  # an anchor OpenSSL cannot read is one no OpenSSL client trusts either
-            self._lib.X509_STORE_add_cert(self._store, x509)  # the store keeps the same object (a reference)
+        # anchors join the store when a chain names their subject as an issuer: parsing all ~150
+        # system roots up front costs ~50 ms, and a run needs a handful
+        self._pending: dict[bytes, list[bytes]] = {}
+        for subject, der in anchors:
+            self._pending.setdefault(subject, []).append(der)
+        self._lock = threading.Lock()
 
-    def _x509(self, der: bytes) -> int:
-        """The parsed certificate for ``der``, owned by this store (parsed once, up to ``MAX_PARSED``)."""
+    def _add_anchors(self, subjects: list[bytes] | None) -> None:
+        """Put the anchors named ``subjects`` (``None``: all that are left) into the store."""
+        with self._lock:
+            for subject in list(self._pending) if subjects is None else subjects:
+                for der in self._pending.pop(subject, []):
+                    try:
+                        x509 = self._x509(der, cap=False)
+                    except ValueError:
+                        continue  # an anchor OpenSSL cannot read is one no OpenSSL client trusts either
+                    self._lib.X509_STORE_add_cert(self._store, x509)  # the store keeps the same object
+
+    def _x509(self, der: bytes, *, cap: bool = True) -> int:
+        """The parsed certificate for ``der``, owned by this store (parsed once; up to ``MAX_PARSED`` when capped)."""
         x509 = self._parsed.get(der)
         if x509 is not None:
             return x509
-        if len(self._parsed) >= MAX_PARSED:
+        if cap and len(self._parsed) >= MAX_PARSED:
             raise OverflowError  # the caller parses a private copy instead
         x509 = _load(self._lib, der)
         kept = self._parsed.setdefault(der, x509)
@@ -179,8 +189,21 @@ class AnchorStore:
             self._lib.X509_free(x509)
         self._parsed = {}
 
-    def verify(self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime) -> Outcome:
-        """OpenSSL's verdict on ``leaf_der`` with ``untrusted_der`` as the sent intermediates, at instant ``at``."""
+    def verify(self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime, issuers: list[bytes]) -> Outcome:
+        """OpenSSL's verdict on ``leaf_der`` with ``untrusted_der`` as the sent intermediates, at instant ``at``.
+
+        ``issuers``: the issuer names (DER) of those certificates, so the anchors they name join the
+        store first; a refusal is confirmed with every anchor in the store, so the verdict is the
+        one the full store gives.
+        """
+        self._add_anchors(issuers)
+        outcome = self._verify(leaf_der, untrusted_der, at=at)
+        if not outcome.trusted and self._pending:
+            self._add_anchors(None)
+            outcome = self._verify(leaf_der, untrusted_der, at=at)
+        return outcome
+
+    def _verify(self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime) -> Outcome:
         lib = self._lib
         # leaves are private copies (each endpoint has its own: caching them would only grow),
         # intermediates are shared through the store's cache
@@ -211,7 +234,7 @@ class AnchorStore:
                 raise MemoryError("X509_STORE_CTX_init failed")
             lib.X509_STORE_CTX_set_default(ctx, b"ssl_server")  # what libssl sets for a server's chain
             param = lib.X509_STORE_CTX_get0_param(ctx)
-            lib.X509_VERIFY_PARAM_set_flags(param, _verify_flags())
+            lib.X509_VERIFY_PARAM_set_flags(param, _FLAGS)
             lib.X509_STORE_CTX_set_time(ctx, 0, int(at.timestamp()))
             ok = lib.X509_verify_cert(ctx) == 1
             chain_stack = lib.X509_STORE_CTX_get0_chain(ctx)

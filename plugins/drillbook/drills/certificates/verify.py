@@ -52,7 +52,7 @@ class TrustStore:
 
         from drillbook.drills.certificates.openssl_chain import AnchorStore
 
-        return AnchorStore([c.public_bytes(serialization.Encoding.DER) for c in self.anchors])
+        return AnchorStore([(c.subject.public_bytes(), c.public_bytes(serialization.Encoding.DER)) for c in self.anchors])
 
 
 @dataclass
@@ -212,7 +212,9 @@ def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificat
     from drillbook.drills.certificates.x509facts import load_der
 
     der = serialization.Encoding.DER
-    outcome = store.store.verify(leaf.public_bytes(der), [c.public_bytes(der) for c in intermediates], at=at)
+    issuers = [c.issuer.public_bytes() for c in (leaf, *intermediates)]
+    outcome = store.store.verify(leaf.public_bytes(der), [c.public_bytes(der) for c in intermediates], at=at,
+                                 issuers=issuers)
     if not outcome.trusted:
         raise Untrusted(explain(outcome))
     return [load_der(d) for d in outcome.chain]

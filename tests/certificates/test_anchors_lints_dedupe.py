@@ -94,4 +94,5 @@ def test_profile_lints_are_low_or_medium_and_never_fail(pki, tmp_path):
             assert finding.severity in (Severity.LOW, Severity.MEDIUM)
     assert results["no_san"].findings[0].severity is Severity.MEDIUM
     assert results["no_aki"].findings[0].severity is Severity.LOW
+    assert results["too_long"].findings[0].severity is Severity.LOW
     assert "501 days" in results["too_long"].findings[0].message

@@ -197,3 +197,18 @@ def _openssl_sign_sha1(builder, *, key, issuer: Issued | None, names) -> x509.Ce
             cmd += ["-signkey", str(d / "ca.key")]
         subprocess.run(cmd, check=True, capture_output=True, timeout=30)
         return x509.load_pem_x509_certificate((d / "out.pem").read_bytes())
+
+
+def sha1_root(cn: str = "legacy sha1 root", *, bits: int = 2048) -> Issued:
+    """An in-date self-signed root signed with SHA-1, made by the openssl CLI (cryptography refuses to)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        subprocess.run(["openssl", "req", "-x509", "-sha1", "-newkey", f"rsa:{bits}", "-nodes", "-days", "3650",
+                        "-subj", f"/O=drillbook tests/CN={cn}", "-keyout", str(d / "root.key"), "-out", str(d / "root.pem")],
+                       check=True, capture_output=True, timeout=60)
+        key = serialization.load_pem_private_key((d / "root.key").read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate((d / "root.pem").read_bytes())
+    return Issued(cert=cert, key=key, chain=[])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from drillbook.catalogue.certificates import CertificatesDrill
 from drillbook.drills.certificates import check_files
 from drillbook.result import Severity, Verdict
-from tests.certificates.pki import DAY, make_ca, make_leaf, now
+from tests.certificates.pki import DAY, make_ca, make_leaf, now, sha1_root
 
 
 def files_drill(*paths: Path | str) -> CertificatesDrill:
@@ -16,12 +15,9 @@ def files_drill(*paths: Path | str) -> CertificatesDrill:
 
 
 def openssl_root(directory: Path, name: str, *, bits: int = 2048) -> Path:
-    """An in-date self-signed root signed with SHA-1, as the openssl CLI still makes (cryptography refuses)."""
+    """An in-date self-signed root signed with SHA-1, written as ``name.pem``."""
     path = directory / f"{name}.pem"
-    subprocess.run(["openssl", "req", "-x509", "-sha1", "-newkey", f"rsa:{bits}", "-nodes", "-days", "3650",
-                    "-subj", f"/O=drillbook tests/CN={name}", "-keyout", str(directory / f"{name}.key"),
-                    "-out", str(path)], check=True, capture_output=True, timeout=60)
-    (directory / f"{name}.key").unlink()
+    path.write_bytes(sha1_root(name, bits=bits).pem)
     return path
 
 

@@ -17,7 +17,7 @@ from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
 from drillbook.drills.certificates import check_endpoints
 from drillbook.drills.certificates.verify import trust_store, verify_chain
 from drillbook.result import Severity, Verdict
-from tests.certificates.pki import DAY, Issued, make_ca, make_leaf, now
+from tests.certificates.pki import DAY, Issued, make_ca, make_leaf, now, sha1_root
 
 TIMEOUT = 3.0
 
@@ -89,7 +89,11 @@ def chains(tmp_path_factory) -> dict[str, tuple[Issued, list, list, bool]]:
     nc_root = make_ca("constrained root", permitted_dns=["example.com"])
     nc_inter = make_ca("constrained intermediate", issuer=nc_root)
     printable_root = _printable_root()
+    legacy_root = sha1_root()
+    legacy_inter = make_ca("intermediate under a sha1 root", issuer=legacy_root)
     return {
+        # a SHA-1 self-signature on the anchor is never checked, so it is neither untrusted nor weak
+        "sha1_root_sent": (make_leaf(legacy_inter), [legacy_inter.cert, legacy_root.cert], [legacy_root.cert], True),
         # the anchor is found by OpenSSL's name comparison, not by the bytes of the issuer field
         "issuer_spelt_differently": (_issued_under_another_spelling(printable_root), [], [printable_root.cert], True),
         "aki_less_leaf": (make_leaf(inter, aki=False), [inter.cert], [root.cert], True),
@@ -154,6 +158,7 @@ def test_endpoints_fail_only_when_clients_would_refuse(served, chains):
     assert got["aki_less_ski_less_intermediate"] == (Verdict.PASS, ["CERT_NO_AKI", "CERT_NO_SKI"])
     assert got["eku_less_leaf"] == (Verdict.PASS, ["CERT_NO_EKU"])
     assert got["healthy"] == (Verdict.PASS, [])
+    assert got["sha1_root_sent"] == (Verdict.PASS, [])
     assert got["issuer_spelt_differently"] == (Verdict.PASS, ["CERT_NO_AKI", "CERT_NO_EKU"])
     for case in ("unknown_root", "unknown_root_sent", "wrong_intermediate", "name_constraint_violated"):
         assert got[case] == (Verdict.FAIL, ["CHAIN_UNTRUSTED"]), case

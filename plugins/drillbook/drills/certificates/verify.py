@@ -226,6 +226,8 @@ def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, 
 
     ``leaf_self_issued``: whether the leaf's issuer name equals its subject, when the
     caller has already read it (reading a certificate's names again is not free).
+    ``name`` does not take part in the trust decision (``HOSTNAME_MISMATCH`` judges it);
+    it stays in the signature for callers and the run's verdict memo.
     """
     from cryptography.hazmat.primitives import hashes
 

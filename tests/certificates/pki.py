@@ -75,8 +75,10 @@ def make_ca(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     key=None,
+    ski: bool = True,
+    permitted_dns: list[str] | None = None,
 ) -> Issued:
-    """A root (no issuer) or an intermediate CA."""
+    """A root (no issuer) or an intermediate CA; ``permitted_dns`` adds a critical name constraint."""
     key = key or rsa_key()
     t = now()
     signer_key = issuer.key if issuer else key
@@ -96,8 +98,14 @@ def make_ca(
             ),
             critical=True,
         )
-        .add_extension(_ski(key), critical=False)
     )
+    if ski:
+        builder = builder.add_extension(_ski(key), critical=False)
+    if permitted_dns is not None:
+        builder = builder.add_extension(
+            x509.NameConstraints(permitted_subtrees=[x509.DNSName(n) for n in permitted_dns], excluded_subtrees=None),
+            critical=True,
+        )
     if issuer:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False  # type: ignore[attr-defined]
@@ -116,8 +124,11 @@ def make_leaf(
     key=None,
     hash_alg=None,
     cn: str | None = None,
+    aki: bool = True,
+    eku: bool = True,
+    san: bool = True,
 ) -> Issued:
-    """A server certificate for ``names`` signed by ``issuer`` (``None``: self-signed)."""
+    """A server certificate for ``names`` signed by ``issuer`` (``None``: self-signed); flags drop extensions."""
     key = key or rsa_key()
     t = now()
     sans: list[x509.GeneralName] = []
@@ -136,11 +147,13 @@ def make_leaf(
         .not_valid_before(not_before or t - DAY)
         .not_valid_after(not_after or t + 200 * DAY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(_ski(key), critical=False)
     )
-    if issuer:
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    if issuer and aki:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False  # type: ignore[attr-defined]
         )
@@ -184,3 +197,18 @@ def _openssl_sign_sha1(builder, *, key, issuer: Issued | None, names) -> x509.Ce
             cmd += ["-signkey", str(d / "ca.key")]
         subprocess.run(cmd, check=True, capture_output=True, timeout=30)
         return x509.load_pem_x509_certificate((d / "out.pem").read_bytes())
+
+
+def sha1_root(cn: str = "legacy sha1 root", *, bits: int = 2048) -> Issued:
+    """An in-date self-signed root signed with SHA-1, made by the openssl CLI (cryptography refuses to)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        subprocess.run(["openssl", "req", "-x509", "-sha1", "-newkey", f"rsa:{bits}", "-nodes", "-days", "3650",
+                        "-subj", f"/O=drillbook tests/CN={cn}", "-keyout", str(d / "root.key"), "-out", str(d / "root.pem")],
+                       check=True, capture_output=True, timeout=60)
+        key = serialization.load_pem_private_key((d / "root.key").read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate((d / "root.pem").read_bytes())
+    return Issued(cert=cert, key=key, chain=[])

@@ -3,7 +3,8 @@
 Modules, one concern each: ``probe`` (concurrent TLS/STARTTLS probing that
 captures the presented chain), ``x509facts`` (x509 facts; not named ``inspect``: Airflow imports every
 file under plugins/ by its bare name and would shadow the stdlib module), ``verify`` (trust,
-completeness, self-signed), ``judge`` (facts -> findings), ``files`` (PEM/DER
+completeness, self-signed), ``openssl_chain`` (OpenSSL's own chain verification, offline),
+``judge`` (facts -> findings), ``lints`` (profile lints, never trust), ``files`` (PEM/DER
 files and directories), ``acm`` (AWS Certificate Manager), ``drill`` (one
 DrillResult per endpoint / file certificate / ACM certificate, and the one
 summary). Nothing here imports Airflow; cryptography and boto3 are imported

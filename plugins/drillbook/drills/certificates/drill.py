@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drillbook.drills.base import ResultBuilder
-from drillbook.drills.certificates import judge
+from drillbook.drills.certificates import judge, lints
 from drillbook.errors import DrillAborted
 from drillbook.result import DrillResult, Phase, Severity, Verdict
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 KIND = "certificates"
 SOONEST = 10  # expiries listed in the summary
+MAX_PLACES = 50  # places named in a file certificate's details (the count is always there)
 
 
 def _builder(drill: CertificatesDrill, target: str) -> ResultBuilder:
@@ -148,6 +149,7 @@ def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der:
             subject = _label(f, role, target.address)
             judge.judge_validity(builder, f, subject=subject, thresholds=thresholds)
             judge.judge_strength(builder, f, subject=subject, is_root=(i > 0 and f.self_signed))
+            lints.lint_profile(builder, certs[i], f, subject=subject)
         judge.judge_hostname(builder, facts[0], name=target.name, subject=target.address)
         judge.judge_tls_version(builder, outcome.tls_version, subject=target.address)
         key = (bundle, target.name, *certs_der)
@@ -212,24 +214,44 @@ def _gc_frozen() -> Iterator[None]:
 
 # --- files -----------------------------------------------------------------------------------------
 def check_files(drill: CertificatesDrill, *, base_dir: Path | None = None, now: datetime | None = None) -> list[DrillResult]:
-    """One result per certificate found under the drill's files, and one ERROR per unreadable path."""
+    """One result per distinct certificate found under the drill's files, and one ERROR per unreadable path.
+
+    A certificate reached several ways (as its own file and as a bundle member, by two
+    paths to one file, twice in one bundle) is judged once, by its SHA-256 fingerprint;
+    its result names every place it was found (``found_at``).
+    """
     from drillbook.drills.certificates.files import load_paths
-    from drillbook.drills.certificates.x509facts import inspect_certificate
+    from drillbook.drills.certificates.x509facts import fingerprint, inspect_certificate
 
     now = now or datetime.now(UTC)
     found, problems = load_paths(list(drill.files), base_dir=base_dir)
-    results: list[DrillResult] = []
+    by_fingerprint: dict[str, list[Any]] = {}
     for item in found:
+        by_fingerprint.setdefault(fingerprint(item.cert), []).append(item)
+    results: list[DrillResult] = []
+    for items in by_fingerprint.values():
+        # a certificate's own file names it better than its index in a bundle
+        places = sorted(items, key=lambda i: i.count > 1)
+        item = places[0]
         builder = _builder(drill, item.target)
-        builder.details.update({"source": "file", "path": item.path, "index": item.index})
+        builder.details.update({"source": "file", "path": item.path, "index": item.index,
+                                "found_at": [i.target for i in places][:MAX_PLACES], "found_at_count": len(places)})
         with builder.phase("judge"):
             facts = inspect_certificate(item.cert, now=now)
             _record_facts(builder, [facts])
             subject = _label(facts, "certificate", item.target)
+            if len(places) > 1:
+                subject += f" (also at {len(places) - 1} other place(s): {', '.join(i.target for i in places[1:4])}" \
+                           f"{', ...' if len(places) > 4 else ''})"
             judge.judge_validity(builder, facts, subject=subject, thresholds=drill.thresholds)
             judge.judge_strength(builder, facts, subject=subject, is_root=facts.self_signed)
+            lints.lint_profile(builder, item.cert, facts, subject=subject)
         results.append(builder.finish())
+    seen_problems: set[str] = set()
     for problem in problems:
+        if problem.path in seen_problems:
+            continue
+        seen_problems.add(problem.path)
         builder = _builder(drill, problem.path)
         builder.details.update({"source": "file", "path": problem.path})
         builder.find("CERT_UNREADABLE", f"{problem.path}: {problem.error}", subject=problem.path)
@@ -279,10 +301,13 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
         with builder.phase("judge"):
             downgrade = None if item.in_use else "not in use by any AWS resource"
             if item.pem:
-                facts = inspect_certificate(parse_certificates(item.pem.encode())[0], now=now)
+                cert = parse_certificates(item.pem.encode())[0]
+                facts = inspect_certificate(cert, now=now)
                 _record_facts(builder, [facts])
                 subject = _label(facts, "certificate", item.target)
                 judge.judge_strength(builder, facts, subject=subject)
+                if item.cert_type == "IMPORTED":  # Amazon issues to the CA/B profile; imports are whatever someone made
+                    lints.lint_profile(builder, cert, facts, subject=subject)
             else:
                 facts = _facts_from_description(item.description, now=now)
                 subject = item.target

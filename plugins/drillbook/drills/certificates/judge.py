@@ -165,15 +165,9 @@ def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertF
                      f"{'; '.join(verdict.missing)} from the trust store/bundle, which it did not send",
                      subject=subject, detail={"missing": "; ".join(verdict.missing), "sent": len(facts)})
     elif not verdict.trusted:
-        # cryptography refuses SHA-1/MD5 signatures and tiny keys outright; when WEAK_* already says so,
-        # a second finding for the same cause would only add noise.
-        error = verdict.error.lower()
-        found = {f.code for f in builder.findings}
-        explained = ("forbidden signature" in error and "WEAK_SIGNATURE" in found) or (
-            "forbidden public key" in error and "WEAK_KEY" in found)
-        if not explained:
-            builder.find("CHAIN_UNTRUSTED", f"the chain of {short_name(leaf)} does not verify: {verdict.error}",
-                         subject=subject, detail={"error": verdict.error, "issuer": leaf.issuer})
+        # weak keys and hashes are WEAK_KEY / WEAK_SIGNATURE: the verifier leaves them out (openssl_chain.py)
+        builder.find("CHAIN_UNTRUSTED", f"the chain of {short_name(leaf)} does not verify: {verdict.error}",
+                     subject=subject, detail={"error": verdict.error, "issuer": leaf.issuer})
     builder.checked()
     known = {f.der: f for f in facts}
     if verdict.chain:
@@ -181,7 +175,8 @@ def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertF
     else:
         path = [f for f in facts[1:] if not f.self_signed]
     for inter in path:
-        if inter.not_after < leaf.not_after:
+        # one already expired is CERT_EXPIRED (and an untrusted chain), not a warning about the future
+        if inter.not_after < leaf.not_after and inter.seconds_left > 0:
             builder.find("CHAIN_EXPIRES_FIRST", f"intermediate {short_name(inter)} expires on {inter.not_after:%Y-%m-%d}, "
                          f"before the leaf ({leaf.not_after:%Y-%m-%d}): clients will reject the leaf from then on",
                          subject=subject, detail={"intermediate": inter.subject, "intermediate_not_after": inter.not_after.isoformat(),

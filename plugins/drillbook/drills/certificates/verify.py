@@ -1,27 +1,28 @@
 """Decide whether a presented chain is trusted, and if not, why: untrusted, incomplete or self-signed.
 
 Rules this module enforces:
-- verification uses cryptography's RFC 5280 / CA-Browser-Forum verifier
-  (``x509.verification``) over exactly the certificates the server sent;
-  nothing is fetched from the network;
+- trust is decided as a real client decides it: by OpenSSL's own chain
+  verification with the ``ssl_server`` purpose (``openssl_chain.py``), over
+  exactly the certificates the server sent; nothing is fetched from the network.
+  A chain OpenSSL (Python's ``ssl``, curl) accepts is never ``CHAIN_UNTRUSTED``
+  because a stricter profile would object: profile rules (AKI/SKI, EKU, SAN,
+  lifetime) are separate lints (``lints.py``);
 - trust anchors are the self-signed certificates of the system store plus the
   configured CA bundle; a non-self-signed certificate in a bundle is an
   *intermediate we know*, never an anchor. It is used only to tell
   ``CHAIN_INCOMPLETE`` (the chain verifies once an intermediate the server did
   not send is added) from ``CHAIN_UNTRUSTED`` (it does not verify at all);
-- time and hostname are judged elsewhere (``judge.py``): the chain is verified
-  at an instant inside the validity of the presented certificates and for a
-  name the leaf itself carries, so an expired or misnamed certificate yields
-  ``CERT_EXPIRED`` / ``HOSTNAME_MISMATCH`` and not a second, vaguer
-  ``CHAIN_UNTRUSTED``.
+- the leaf's own dates and name are judged elsewhere (``judge.py``): the chain is
+  verified at an instant inside the *leaf's* validity, so an expired or misnamed
+  leaf yields ``CERT_EXPIRED`` / ``HOSTNAME_MISMATCH`` and not a second, vaguer
+  ``CHAIN_UNTRUSTED``; an intermediate or root that is not valid at that instant
+  does make the chain untrusted, as it does for every client.
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
-import re
 import ssl
 import warnings
 from dataclasses import dataclass, field
@@ -46,9 +47,12 @@ class TrustStore:
 
     @functools.cached_property
     def store(self) -> Any:
-        from cryptography.x509.verification import Store
+        """The anchors as an OpenSSL X509_STORE, built once per trust store."""
+        from cryptography.hazmat.primitives import serialization
 
-        return Store(list(self.anchors))
+        from drillbook.drills.certificates.openssl_chain import AnchorStore
+
+        return AnchorStore([(c.subject.public_bytes(), c.public_bytes(serialization.Encoding.DER)) for c in self.anchors])
 
 
 @dataclass
@@ -106,9 +110,9 @@ def _system() -> tuple[Any, ...]:
 
 
 def _self_signed(cert: Certificate) -> bool:
-    from drillbook.drills.certificates.x509facts import signed_by
+    from drillbook.drills.certificates.x509facts import is_self_signed
 
-    return cert.issuer == cert.subject and signed_by(cert, cert)
+    return is_self_signed(cert)
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,11 +154,8 @@ def trust_store(*bundles: str | None, use_system: bool = True) -> TrustStore:
 
 
 def verification_time(certs: list[Certificate], now: datetime) -> datetime:
-    """``now`` moved inside the presented certificates' common validity window (see module rule)."""
-    start = max(c.not_valid_before_utc for c in certs)
-    end = min(c.not_valid_after_utc for c in certs)
-    if start > end:  # no common instant: judge at the leaf's own window
-        start, end = certs[0].not_valid_before_utc, certs[0].not_valid_after_utc
+    """``now`` moved inside the leaf's validity window (see module rule)."""
+    start, end = certs[0].not_valid_before_utc, certs[0].not_valid_after_utc
     one = timedelta(seconds=1)
     if now < start:
         return start + one if start + one <= end else start
@@ -163,40 +164,21 @@ def verification_time(certs: list[Certificate], now: datetime) -> datetime:
     return now
 
 
-def _subject_for(leaf: Certificate, fallback: str) -> Any:
-    """A name the leaf carries, so the verifier judges the chain and not the name."""
-    from cryptography import x509
-    from cryptography.x509.verification import DNSName, IPAddress
-
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = san.get_values_for_type(x509.DNSName)
-        ips = san.get_values_for_type(x509.IPAddress)
-    except Exception:  # no SAN: the verifier will say so
-        dns, ips = [], []
-    if dns:
-        # a wildcard SAN matches any one label: ask for a concrete name under it
-        return DNSName(dns[0].replace("*", "drillbook-probe", 1) if dns[0].startswith("*.") else dns[0])
-    if ips:
-        return IPAddress(ips[0])
-    try:
-        return IPAddress(ipaddress.ip_address(fallback))
-    except ValueError:
-        return DNSName(fallback or "localhost")
+class Untrusted(Exception):
+    """OpenSSL refused the chain; ``str()`` is its reason in one readable line."""
 
 
-_DEBUG_NOISE = re.compile(r"AlgorithmIdentifier \{.*?params: (\w+)\(.*?\) \}")
-_CERT_REPR = re.compile(r"\(encountered processing <Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>\)")
+def explain(outcome: Any) -> str:
+    """OpenSSL's refusal in one line, naming the certificate it is about."""
+    from drillbook.drills.certificates.x509facts import load_der
 
-
-def explain(error: str) -> str:
-    """Shorten cryptography's verifier message to one readable line."""
-    text = error.replace("validation failed: ", "")
-    text = _DEBUG_NOISE.sub(lambda m: m.group(1), text)
-    text = _CERT_REPR.sub(lambda m: f"(at certificate {m.group(1)})", text)
-    if "candidates exhausted: all candidates exhausted with no interior errors" in text:
-        text = "no path to a trusted root: the issuer is neither sent by the server nor in the trust store"
-    return text
+    where = ""
+    if outcome.at_der:
+        try:
+            where = f" (at certificate {load_der(outcome.at_der).subject.rfc4514_string()!r})"
+        except ValueError:
+            where = f" (at depth {outcome.depth})"
+    return f"{outcome.message}{where} [OpenSSL X509_V_ERR {outcome.code}]"
 
 
 def _diagnose(presented: list[Certificate], store: TrustStore) -> str:
@@ -223,11 +205,19 @@ def _diagnose(presented: list[Certificate], store: TrustStore) -> str:
             f"({', '.join(store.sources)})")
 
 
-def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificate], *, at: datetime, name: str) -> list[Any]:
-    from cryptography.x509.verification import PolicyBuilder
+def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificate], *, at: datetime) -> list[Any]:
+    """The path OpenSSL builds (leaf first, as cryptography certificates); raises ``Untrusted``."""
+    from cryptography.hazmat.primitives import serialization
 
-    verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(_subject_for(leaf, name))
-    return list(verifier.verify(leaf, intermediates))
+    from drillbook.drills.certificates.x509facts import load_der
+
+    der = serialization.Encoding.DER
+    issuers = [c.issuer.public_bytes() for c in (leaf, *intermediates)]
+    outcome = store.store.verify(leaf.public_bytes(der), [c.public_bytes(der) for c in intermediates], at=at,
+                                 issuers=issuers)
+    if not outcome.trusted:
+        raise Untrusted(explain(outcome))
+    return [load_der(d) for d in outcome.chain]
 
 
 def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, now: datetime | None = None,
@@ -236,9 +226,10 @@ def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, 
 
     ``leaf_self_issued``: whether the leaf's issuer name equals its subject, when the
     caller has already read it (reading a certificate's names again is not free).
+    ``name`` does not take part in the trust decision (``HOSTNAME_MISMATCH`` judges it);
+    it stays in the signature for callers and the run's verdict memo.
     """
     from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.verification import VerificationError
 
     now = now or datetime.now(UTC)
     leaf, sent = presented[0], presented[1:]
@@ -250,15 +241,15 @@ def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, 
         return ChainVerdict(trusted=False, self_signed_untrusted=True, error="self-signed certificate not in the trust store")
     at = verification_time(presented, now)
     try:
-        return ChainVerdict(trusted=True, chain=_verify(store, leaf, sent, at=at, name=name))
-    except VerificationError as exc:
-        first_error = _diagnose(presented, store) or explain(str(exc))
+        return ChainVerdict(trusted=True, chain=_verify(store, leaf, sent, at=at))
+    except Untrusted as exc:
+        first_error = _diagnose(presented, store) or str(exc)
     if store.intermediates:
         sent_fps = {c.fingerprint(hashes.SHA256()) for c in presented}
         extra = [c for c in store.intermediates if c.fingerprint(hashes.SHA256()) not in sent_fps]
         try:
-            chain = _verify(store, leaf, sent + extra, at=at, name=name)
-        except VerificationError:
+            chain = _verify(store, leaf, sent + extra, at=at)
+        except Untrusted:
             chain = []
         if chain:
             missing = [c.subject.rfc4514_string() for c in chain[1:-1] if c.fingerprint(hashes.SHA256()) not in sent_fps]

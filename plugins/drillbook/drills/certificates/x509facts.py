@@ -38,7 +38,7 @@ class CertFacts:
     signature_hash: str  # sha256, sha1, md5, none (EdDSA), unknown
     fingerprint_sha256: str
     self_issued: bool  # issuer name == subject name
-    self_signed: bool  # self-issued and its own key verifies its signature
+    self_signed: bool  # self-issued and its own key signed it (``is_self_signed``)
     is_ca: bool
     der: bytes = field(repr=False, compare=False, default=b"")
 
@@ -133,6 +133,42 @@ def signed_by(cert: Certificate, issuer: Certificate) -> bool:
     return True
 
 
+def _key_ids_agree(cert: Certificate) -> bool:
+    """OpenSSL's test for "issued by itself" without the signature: AKI key id absent or equal to the SKI."""
+    from cryptography import x509
+
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return True
+    except Exception:  # a malformed AKI: nothing to agree with
+        return False
+    if aki is None:
+        return True
+    try:
+        return aki == cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except Exception:  # an AKI but no (readable) SKI: they cannot be shown to agree
+        return False
+
+
+def is_self_signed(cert: Certificate, *, self_issued: bool | None = None) -> bool:
+    """True for a self-issued certificate whose own key signed it: a root (or a pinned self-signed leaf).
+
+    cryptography will not check SHA-1, MD5 or MD2 signatures at all; for those the
+    signature cannot decide, and the key identifiers do (as OpenSSL decides whether
+    a certificate is a trust anchor: clients never check an anchor's self-signature).
+    """
+    if not (cert.issuer == cert.subject if self_issued is None else self_issued):
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except ValueError:  # "Unsupported signature algorithm": a legacy hash cryptography refuses to check
+        return _key_ids_agree(cert)
+    except Exception:  # a bad signature or a mismatched key: not its own issuer
+        return False
+    return True
+
+
 def fingerprint(cert: Certificate) -> str:
     from cryptography.hazmat.primitives import hashes
 
@@ -166,7 +202,7 @@ def inspect_certificate(cert: Certificate, *, now: datetime | None = None, der: 
         signature_hash=sig_hash,
         fingerprint_sha256=fingerprint(cert),
         self_issued=self_issued,
-        self_signed=self_issued and signed_by(cert, cert),
+        self_signed=is_self_signed(cert, self_issued=self_issued),
         is_ca=_is_ca(cert),
         der=der if der is not None else cert.public_bytes(serialization.Encoding.DER),
     )

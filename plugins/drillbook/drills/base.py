@@ -26,6 +26,7 @@ from drillbook.result import (
     Finding,
     Measurements,
     Phase,
+    Severity,
     Verdict,
     decide_verdict,
     environment_fingerprint,
@@ -129,7 +130,11 @@ class ResultBuilder:
     def finish(self, *, verdict: Verdict | None = None, **env: str) -> DrillResult:
         """Freeze the result; the verdict is derived unless the drill was SKIPPED."""
         if verdict is None or verdict is not Verdict.SKIPPED:
-            if self.checks_run <= 0 and not self.findings:
+            # result.py's rule: a run that checked nothing and found nothing that decides the
+            # verdict is ERROR *with* NOTHING_CHECKED; an info/low finding (SCRATCH_REAPED,
+            # ARTEFACT_UNVERIFIED) must not stand in for the reason.
+            decisive = any(f.blocks_verification or f.severity.at_least(Severity.HIGH) for f in self.findings)
+            if self.checks_run <= 0 and not decisive:
                 self.find("NOTHING_CHECKED", f"drill {self.drill!r} ran no check")
             verdict = decide_verdict(self.findings, checks_run=self.checks_run)
         self.measurements.counts.setdefault("checks_run", self.checks_run)

@@ -273,8 +273,11 @@ class _Drill:
             classes = ", ".join(sorted({g.code for g in outcome.classifier.groups.values()}))
             ph.detail = (f"{outcome.argv[0]} exit {outcome.exit_code}, {outcome.classifier.error_lines} error line(s)"
                          + (f" ({classes})" if classes else ""))
-            if outcome.fatal:
+            # The phase line is derived from the outcome, never left green: a non-zero exit,
+            # an error line or a timeout means the restore did not go clean.
+            if outcome.fatal or outcome.exit_code or outcome.classifier.error_lines or outcome.timed_out:
                 ph.status = "failed"
+            if outcome.fatal:
                 self.abort("restore")
             self.restored = True
 

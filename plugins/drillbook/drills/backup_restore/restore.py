@@ -8,7 +8,8 @@ Rules this module enforces:
 - connection parameters and the password reach the tools through the
   environment (``drillbook.pg.tool_env``), never argv;
 - every stderr line is classified, streaming (stderr is never held whole):
-  ``ROLE_ABSENT``, ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
+  ``ROLE_ABSENT``, ``OWNERSHIP_NOT_RESTORABLE`` (the owner exists but the
+  restoring role may not act as it), ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
   ``RESTORE_FAILED`` (the tool itself gave up), ``RESTORE_ERROR`` (any other
   error), or context (DETAIL/HINT/"Command was"/TOC lines, notices, warnings);
 - exit 0 with error lines on stderr -> ``EXIT_CODE_LIED`` (psql does exactly
@@ -41,6 +42,9 @@ MAX_SUBJECTS = 10
 LINE_MAX = 300
 
 _ROLE_RE = re.compile(r'role "([^"]+)" does not exist')
+# The owning role exists but the restoring role may not act as it (a CREATEDB scratch role
+# restoring ``ALTER ... OWNER TO``): PostgreSQL <= 15 and >= 16 word it differently.
+_OWNERSHIP_RE = re.compile(r'must be (?:a )?member of role "([^"]+)"|must be able to SET ROLE "([^"]+)"')
 _EXTENSION_RES = [
     re.compile(r'extension "([^"]+)" is not available'),
     re.compile(r'could not open extension control file "[^"]*?/?([^/"]+)\.control"'),
@@ -94,6 +98,9 @@ class StderrClassifier:
         m = _ROLE_RE.search(text)
         if m:
             return "ROLE_ABSENT", m.group(1)
+        m = _OWNERSHIP_RE.search(text)
+        if m:
+            return "OWNERSHIP_NOT_RESTORABLE", m.group(1) or m.group(2)
         for rx in _EXTENSION_RES:
             m = rx.search(text)
             if m:
@@ -240,6 +247,8 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
 
 _MESSAGES = {
     "ROLE_ABSENT": "the dump needs role {subject!r}, which does not exist on the restore target ({count} statement(s) failed)",
+    "OWNERSHIP_NOT_RESTORABLE": "objects owned by role {subject!r} could not be given to it: the restoring role is not a "
+                                "member of it ({count} statement(s) failed); the data itself was restored",
     "EXTENSION_ABSENT": "the dump needs extension {subject!r}, which the restore target does not have ({count} line(s))",
     "ARCHIVE_TRUNCATED": "{tool} hit the end of the archive early: the dump was cut off ({count} line(s))",
     "RESTORE_FAILED": "{tool} gave up: the restore did not complete ({count} line(s))",
@@ -268,7 +277,7 @@ def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-u
                      detail={"exit_code": outcome.exit_code, **detail})
     if outcome.lied:
         # Severity follows what was hidden: role-only noise is medium, anything else high.
-        mild = codes <= {"ROLE_ABSENT"}
+        mild = codes <= {"ROLE_ABSENT", "OWNERSHIP_NOT_RESTORABLE"}
         builder.find(
             "EXIT_CODE_LIED",
             f"{tool} exited 0 but wrote {outcome.classifier.error_lines} error line(s) to stderr",

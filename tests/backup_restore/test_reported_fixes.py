@@ -81,3 +81,36 @@ def test_cli_shows_the_failed_restore_phase_and_the_no_owner_hint(pg, variant, c
     assert "[FAILED]" in restore_line and "exit 1" in restore_line, restore_line
     assert "OWNERSHIP_NOT_RESTORABLE" in out and "restore.no_owner: true" in out
     assert "drill-pw-" not in out
+
+
+# --- 10.5: a relative --backup is relative to the working directory ------------------------
+def test_relative_backup_on_the_command_line_is_relative_to_the_working_directory(pg, dumps, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import yaml
+
+    (tmp_path / "dumps").mkdir()
+    shutil.copy(dumps["custom"], tmp_path / "dumps" / "x.dump")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "x.yaml").write_text(yaml.safe_dump({"objectives": {"rto": "15m", "rpo": "26h"}}))
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "backup-restore", "--backup", "dumps/x.dump", "--config", "cfg/x.yaml",
+                 "--scratch-dsn", pg.admin_dsn, "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0, [f["code"] for f in payload["findings"]]
+    assert "BACKUP_MISSING" not in [f["code"] for f in payload["findings"]]
+
+
+def test_backup_missing_names_the_absolute_path_tried(pg, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "backup-restore", "--backup", "dumps/none.dump", "--scratch-dsn", pg.admin_dsn, "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    missing = [f for f in payload["findings"] if f["code"] == "BACKUP_MISSING"]
+    assert code == 1 and missing
+    assert str(tmp_path / "dumps" / "none.dump") in missing[0]["message"]
+
+
+def test_a_catalogue_location_is_relative_to_the_catalogue_and_the_message_says_where(drill_runner, tmp_path):
+    result = drill_runner(make_drill("backups/none"), base_dir=tmp_path / "cat")
+    missing = [f for f in result.findings if f.code == "BACKUP_MISSING"]
+    assert missing and str(tmp_path / "cat" / "backups" / "none") in missing[0].message

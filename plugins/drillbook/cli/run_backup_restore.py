@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from drillbook.catalogue.common import resolve_relative
 from drillbook.cli import common
 from drillbook.errors import ConfigurationError
 
@@ -54,6 +55,18 @@ def _settings_file(path: str) -> dict[str, Any]:
     return data
 
 
+def _command_line_location(raw: str) -> str:
+    """A local ``--backup`` path made absolute against the working directory.
+
+    A path typed on the command line is relative to where the command runs (as
+    a shell user expects); only paths written in a catalogue or settings file
+    are relative to that file. S3 URLs and ``live`` are left as they are.
+    """
+    if raw.startswith("s3://") or raw == "live":
+        return raw
+    return str(resolve_relative(raw, Path.cwd()))
+
+
 def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
     """A BackupRestoreDrill from --backup and an optional settings file (or the one drill of a catalogue)."""
     from pydantic import ValidationError
@@ -75,7 +88,7 @@ def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
     data.setdefault("schedule", "@daily")
     data.setdefault("objectives", {"rto": "4h", "rpo": "26h"})
     backup = dict(data.get("backup") or {})
-    backup["location"] = args.backup
+    backup["location"] = _command_line_location(args.backup)
     if args.pattern:
         backup["pattern"] = args.pattern
     if backup["location"].startswith("s3://"):

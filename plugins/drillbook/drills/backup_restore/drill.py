@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
-from drillbook.catalogue.common import format_duration
+from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
 from drillbook.drills.backup_restore import measure, restore, tools
@@ -137,7 +137,11 @@ class _Drill:
                 self.artefact = locate_mod.locate_local(location=spec.location, pattern=spec.pattern, base_dir=self.base_dir)
             self.b.checked()
             if self.artefact is None:
-                where = spec.location + (f" matching {spec.pattern!r}" if spec.pattern else "")
+                where = spec.location
+                if not spec.is_s3 and not spec.is_live:  # say exactly which path was looked at
+                    tried = str(resolve_relative(spec.location, self.base_dir))
+                    where = tried if tried == spec.location else f"{spec.location} (tried {tried})"
+                where += f" matching {spec.pattern!r}" if spec.pattern else ""
                 self.b.find("BACKUP_MISSING", f"no backup found at {where}", subject=spec.location)
                 ph.status, ph.detail = "failed", "no backup found"
                 self.abort("locate")

@@ -44,7 +44,7 @@ _SPECS: list[FindingSpec] = [
     # --- backup-restore --------------------------------------------------------
     FindingSpec("BACKUP_MISSING", _S.CRITICAL, "No backup was found at the configured location", "Check the backup job and the location/prefix in the catalogue.", "backup_restore"),
     FindingSpec("BACKUP_STALE", _S.HIGH, "The newest backup is older than the RPO objective", "Check that the backup job still runs on schedule and uploads to this location.", "backup_restore"),
-    FindingSpec("FETCH_FAILED", _S.CRITICAL, "The backup artefact could not be fetched intact (size or digest mismatch)", "Re-upload the backup and its .sha256 sidecar; investigate storage corruption.", "backup_restore"),
+    FindingSpec("FETCH_FAILED", _S.CRITICAL, "The backup artefact could not be fetched intact (size or digest mismatch, or the transfer broke)", "A size or digest mismatch: re-upload the backup and its .sha256 sidecar and investigate storage corruption; a broken transfer: check the storage endpoint and network, then re-run.", "backup_restore"),
     FindingSpec("ARTEFACT_UNVERIFIED", _S.LOW, "The backup has no digest to verify it against", "Write a <key>.sha256 sidecar or x-amz-meta-sha256 metadata when the backup is taken.", "backup_restore"),
     FindingSpec("ARCHIVE_UNREADABLE", _S.CRITICAL, "The backup is not a readable PostgreSQL dump", "Check the backup job's output; the file is empty, corrupt or not a dump.", "backup_restore"),
     FindingSpec("ARCHIVE_TRUNCATED", _S.CRITICAL, "The dump ends early: it was cut off before pg_dump finished", "Check free space and the exit status of the backup job; re-take the backup.", "backup_restore"),

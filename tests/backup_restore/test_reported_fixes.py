@@ -114,3 +114,151 @@ def test_a_catalogue_location_is_relative_to_the_catalogue_and_the_message_says_
     result = drill_runner(make_drill("backups/none"), base_dir=tmp_path / "cat")
     missing = [f for f in result.findings if f.code == "BACKUP_MISSING"]
     assert missing and str(tmp_path / "cat" / "backups" / "none") in missing[0].message
+
+
+# --- 11.8 (S3) and 10.8: broken transfers and directory dumps on S3 ---------------------------
+BUCKET = "reported"
+
+
+class CuttingProxy:
+    """A loopback HTTP proxy in front of moto that cuts the body of GETs of one key after ``keep`` bytes."""
+
+    def __init__(self, upstream: str, *, cut_key: str, keep: int = 4096):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "connection"}}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                cut = self.command == "GET" and self.path.split("?")[0].endswith(proxy.cut_key) and len(data) > proxy.keep
+                if cut:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data[: proxy.keep] if cut else data)
+                self.wfile.flush()
+                if cut:
+                    proxy.cuts += 1
+                    self.close_connection = True
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        self.cut_key = cut_key
+        self.keep = keep
+        self.cuts = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def bucket(boto):
+    client = boto("s3")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def _s3_drill(prefix: str):
+    location = f"s3://{BUCKET}/{prefix}"
+    return make_drill(location, backup={"location": location, "connection": "aws_default"})
+
+
+def test_a_body_cut_mid_download_is_fetch_failed_and_leaves_no_partial(aws, bucket, dumps, drill_runner, tmp_path):
+    import boto3
+    from botocore.config import Config
+
+    with dumps["custom"].open("rb") as fh:
+        bucket.put_object(Bucket=BUCKET, Key="shop/shop.dump", Body=fh)
+    proxy = CuttingProxy(aws, cut_key="/shop/shop.dump")
+    try:
+        client = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1",
+                              config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=10))
+        work = tmp_path / "kept"
+        result = drill_runner(_s3_drill("shop/"), s3_client=client, work_dir=work)
+    finally:
+        proxy.stop()
+    assert proxy.cuts >= 1, "the proxy must have cut the body"
+    assert "DRILL_CRASHED" not in codes(result)
+    assert codes(result) == ["FETCH_FAILED"], [(f.code, f.message) for f in result.findings]
+    assert result.verdict.value == "FAIL"
+    leftovers = [p for p in (work / "fetch").rglob("*")] if (work / "fetch").exists() else []
+    assert leftovers == [], f"partial downloads left in --work-dir: {leftovers}"
+
+
+def test_an_s3_endpoint_that_is_gone_is_fetch_failed_not_a_crash(drill_runner, tmp_path):
+    import socket
+
+    import boto3
+    from botocore.config import Config
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2))
+    result = drill_runner(_s3_drill("shop/"), s3_client=client)
+    assert codes(result) == ["FETCH_FAILED"], [(f.code, f.message) for f in result.findings]
+
+
+def _upload_directory(client, folder, prefix: str, *, metadata: bool) -> None:
+    import hashlib
+
+    for member in sorted(folder.iterdir()):
+        data = member.read_bytes()
+        meta = {"sha256": hashlib.sha256(data).hexdigest()} if metadata else {}
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}{member.name}", Body=data, Metadata=meta)
+
+
+def test_a_directory_dump_on_s3_is_one_artefact_and_restores(bucket, dumps, drill_runner, tmp_path):
+    _upload_directory(bucket, dumps["directory"], "dirs/shop.dir/", metadata=True)
+    work = tmp_path / "work"
+    result = drill_runner(_s3_drill("dirs/"), s3_client=bucket, work_dir=work)
+    assert "ARCHIVE_UNREADABLE" not in codes(result)
+    assert codes(result) == [], [(f.code, f.message) for f in result.findings]
+    assert result.verdict.value == "PASS"
+    assert result.details["artefact"]["name"] == "shop.dir"
+    assert result.details["archive"]["format"] == "directory"
+    assert "sha256 matches" in next(p for p in result.phases if p.name == "fetch").detail
+    assert not list((work / "fetch").glob("*")), "the downloaded directory must be removed"
+
+
+def test_a_directory_dump_prefix_as_the_location_and_a_corrupt_member(bucket, dumps, drill_runner, tmp_path):
+    _upload_directory(bucket, dumps["directory"], "one/shop.dir/", metadata=False)
+    result = drill_runner(_s3_drill("one/shop.dir/"), s3_client=bucket)
+    assert codes(result) == ["ARTEFACT_UNVERIFIED"], [(f.code, f.message) for f in result.findings]
+    assert result.verdict.value == "PASS"
+    # A member whose bytes differ from its recorded digest: FETCH_FAILED, never ARCHIVE_UNREADABLE of a member.
+    _upload_directory(bucket, dumps["directory"], "bad/shop.dir/", metadata=True)
+    member = next(k["Key"] for k in bucket.list_objects_v2(Bucket=BUCKET, Prefix="bad/")["Contents"]
+                  if k["Key"].endswith(".dat.gz"))
+    head = bucket.head_object(Bucket=BUCKET, Key=member)
+    body = bucket.get_object(Bucket=BUCKET, Key=member)["Body"].read()
+    bucket.put_object(Bucket=BUCKET, Key=member, Body=body[:-1] + bytes([body[-1] ^ 1]), Metadata=head["Metadata"])
+    bad = drill_runner(_s3_drill("bad/"), s3_client=bucket)
+    assert codes(bad) == ["FETCH_FAILED"], [(f.code, f.message) for f in bad.findings]

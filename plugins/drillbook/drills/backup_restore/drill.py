@@ -132,7 +132,13 @@ class _Drill:
                     uri = locate_mod.keep_on_s3(self.artefact, url=keep_in, s3_client=self._s3())
                     self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
-                self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                try:
+                    self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                except fetch_mod.transfer_errors() as exc:  # the store did not answer: not a missing backup, not a crash
+                    self.b.find("FETCH_FAILED", f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
+                                subject=spec.location)
+                    ph.status, ph.detail = "failed", "the backup store did not answer"
+                    self.abort("locate")
             else:
                 self.artefact = locate_mod.locate_local(location=spec.location, pattern=spec.pattern, base_dir=self.base_dir)
             self.b.checked()
@@ -163,7 +169,13 @@ class _Drill:
         assert art is not None
         with self.b.phase("fetch") as ph:
             if art.is_s3:
-                outcome = fetch_mod.fetch_s3(art, s3_client=self._s3(), work_dir=self.work_dir / "fetch")
+                try:
+                    outcome = fetch_mod.fetch_s3(art, s3_client=self._s3(), work_dir=self.work_dir / "fetch")
+                except fetch_mod.FetchBroken as exc:  # the partial download is already gone
+                    self.b.checked()
+                    self.b.find("FETCH_FAILED", str(exc), subject=art.uri)
+                    ph.status, ph.detail = "failed", "download broke"
+                    self.abort("fetch")
                 self.downloaded = outcome.path
             else:
                 outcome = fetch_mod.check_local(art)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -262,3 +263,108 @@ def test_a_directory_dump_prefix_as_the_location_and_a_corrupt_member(bucket, du
     bucket.put_object(Bucket=BUCKET, Key=member, Body=body[:-1] + bytes([body[-1] ^ 1]), Metadata=head["Metadata"])
     bad = drill_runner(_s3_drill("bad/"), s3_client=bucket)
     assert codes(bad) == ["FETCH_FAILED"], [(f.code, f.message) for f in bad.findings]
+
+
+# --- 11.8: the scratch connection lost mid-restore is not a bad backup --------------------------
+def _terminate_restore_sessions(pg, stop, hits):
+    """Terminate the restore's sessions on a drillbook scratch database as soon as one is loading data."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        rows = pg.execute("postgres", "select pg_terminate_backend(pid) from pg_stat_activity "
+                                      "where datname like 'drillbook_scratch_shop_test_%' and query ilike 'copy %'")
+        if rows:
+            hits.append(len(rows))
+            return
+        time.sleep(0.02)
+
+
+def test_scratch_connection_lost_mid_restore_is_scratch_unreachable_not_a_bad_backup(pg, variant, drill_runner):
+    import threading
+
+    def big(dsn):
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("create table public.ballast as select g as id, md5(g::text) as pad from generate_series(1, 400000) g")
+
+    path = variant(big)
+    stop, hits = threading.Event(), []
+    watcher = threading.Thread(target=_terminate_restore_sessions, args=(pg, stop, hits), daemon=True)
+    watcher.start()
+    try:
+        result = drill_runner(make_drill(str(path.parent), restore={"jobs": 1}))
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert hits, "the restore's session was never seen loading data"
+    unreachable = [f for f in result.findings if f.code == "SCRATCH_UNREACHABLE"]
+    assert unreachable, [(f.code, f.message) for f in result.findings]
+    assert "cannot be restored as is" not in " ".join(f.hint for f in result.findings)
+    assert "RESTORE_FAILED" not in codes(result) and "ARCHIVE_TRUNCATED" not in codes(result)
+    assert result.verdict.value == "ERROR"
+
+
+def test_scratch_server_killed_mid_restore_is_scratch_unreachable(pg, variant, tmp_path):
+    """A private scratch server (its own data directory) is shut down hard while pg_restore loads data."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import pgserver
+
+    from drillbook.drills.backup_restore.drill import run_backup_restore
+
+    def big(dsn):
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("create table public.ballast as select g as id, md5(g::text) as pad from generate_series(1, 400000) g")
+
+    path = variant(big)
+    import shutil
+    import tempfile
+
+    import psycopg
+
+    data = Path(tempfile.mkdtemp(prefix="drillbook-test-scratch-"))  # pgserver's own user must reach it
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    scratch_dsn = server.get_uri("postgres")
+    killed: list[int] = []
+
+    def kill_when_loading():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            try:
+                with psycopg.connect(scratch_dsn, connect_timeout=5, autocommit=True) as conn:
+                    loading = conn.execute("select count(*) from pg_stat_activity where query ilike 'copy %'"
+                                           " and pid <> pg_backend_pid()").fetchone()[0]
+            except psycopg.Error:
+                return
+            if loading:
+                pid = server.get_pid()
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown: every backend dies at once
+                killed.append(pid)
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_when_loading, daemon=True)
+    watcher.start()
+    try:
+        result = run_backup_restore(drill=make_drill(str(path.parent), restore={"jobs": 1}), scratch_dsn=scratch_dsn,
+                                    work_dir=tmp_path / "work")
+    finally:
+        watcher.join(timeout=10)
+        try:
+            server.cleanup()
+        except Exception:
+            pass
+        shutil.rmtree(data, ignore_errors=True)
+    assert killed, "the scratch server was never seen loading data"
+    found = codes(result)
+    assert "SCRATCH_UNREACHABLE" in found, [(f.code, f.message) for f in result.findings]
+    assert "DRILL_CRASHED" not in found and "RESTORE_FAILED" not in found and "ARCHIVE_TRUNCATED" not in found
+    assert "cannot be restored as is" not in " ".join(f.hint for f in result.findings)
+    assert result.verdict.value == "ERROR"

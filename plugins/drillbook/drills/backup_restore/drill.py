@@ -339,12 +339,27 @@ class _Drill:
             ph.detail = f"RTO {format_duration(rto)}, RPO {format_duration(rpo)} ({source})" + (f"; {sentence}" if sentence else "")
 
     def teardown(self) -> None:
+        try:
+            self._drop_scratch()
+        finally:  # a download in --work-dir never outlives the drill, whatever the teardown met
+            if self.downloaded is not None:
+                shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+
+    def _drop_scratch(self) -> None:
         if self.owns_scratch and self.scratch_db:
             with self.b.phase("teardown") as ph:
-                dropped = self.guard.drop(self.scratch_db)
-                ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
-        if self.downloaded is not None:
-            shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+                try:
+                    dropped = self.guard.drop(self.scratch_db)
+                except Exception as exc:
+                    if not type(exc).__module__.startswith("psycopg"):
+                        raise
+                    # The server went away (often mid-restore): a fact about the server, not a crash.
+                    if "SCRATCH_UNREACHABLE" not in {f.code for f in self.b.findings}:
+                        self.b.find("SCRATCH_UNREACHABLE", f"scratch server {pg.describe(self.scratch_dsn)}: "
+                                    f"could not drop {self.scratch_db!r}: {exc}", subject=self.scratch_db)
+                    ph.status, ph.detail = "failed", f"{self.scratch_db} not dropped: scratch server unreachable"
+                else:
+                    ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
 
     def _s3(self) -> Any:
         if self.s3_client is None:

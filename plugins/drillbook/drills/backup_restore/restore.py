@@ -10,7 +10,8 @@ Rules this module enforces:
 - every stderr line is classified, streaming (stderr is never held whole):
   ``ROLE_ABSENT``, ``OWNERSHIP_NOT_RESTORABLE`` (the owner exists but the
   restoring role may not act as it), ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
-  ``RESTORE_FAILED`` (the tool itself gave up), ``RESTORE_ERROR`` (any other
+  ``SCRATCH_UNREACHABLE`` (the server or the connection went away: not the
+  backup's fault), ``RESTORE_FAILED`` (the tool itself gave up), ``RESTORE_ERROR`` (any other
   error), or context (DETAIL/HINT/"Command was"/TOC lines, notices, warnings);
 - exit 0 with error lines on stderr -> ``EXIT_CODE_LIED`` (psql does exactly
   that); a non-zero exit with no error line -> ``RESTORE_FAILED``;
@@ -60,6 +61,15 @@ _TRUNCATED_RE = re.compile(
     r"|could not close data file",
     re.IGNORECASE,
 )
+# The scratch server went away under the restore (crash, restart, terminated session, network):
+# nothing is known about the backup, so this is SCRATCH_UNREACHABLE, never a verdict on the dump.
+_CONNECTION_LOST_RE = re.compile(
+    r"server closed the connection unexpectedly|terminating connection due to|no connection to the server"
+    r"|connection to server was lost"
+    r"|connection to server .* failed|could not connect to server|the database system is shutting down"
+    r"|the database system is in recovery mode|SSL SYSCALL error|connection not open",
+    re.IGNORECASE,
+)
 _ERROR_RE = re.compile(r"\b(ERROR|FATAL|PANIC):\s")
 _TOOL_ERROR_RE = re.compile(r"^(pg_restore|psql): (error|fatal): ")
 _QUERY_FAILED = "could not execute query"
@@ -91,6 +101,8 @@ class StderrClassifier:
         # the SQL of "Command was:", which may itself contain the word ERROR).
         if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text):
             return "context", None
+        if _CONNECTION_LOST_RE.search(text):  # psql words this one "file:line: error:", in lower case
+            return "SCRATCH_UNREACHABLE", None
         tool_error = _TOOL_ERROR_RE.match(text)
         has_error = bool(_ERROR_RE.search(text)) or bool(tool_error)
         if not has_error:
@@ -149,7 +161,7 @@ class RestoreOutcome:
     def fatal(self) -> bool:
         """The restore did not complete: timed out, the tool gave up, or the archive ended early."""
         codes = {g.code for g in self.classifier.groups.values()}
-        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED"}:
+        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED", "SCRATCH_UNREACHABLE"}:
             return True
         return bool(self.exit_code) and self.classifier.error_lines == 0
 
@@ -252,6 +264,8 @@ _MESSAGES = {
     "EXTENSION_ABSENT": "the dump needs extension {subject!r}, which the restore target does not have ({count} line(s))",
     "ARCHIVE_TRUNCATED": "{tool} hit the end of the archive early: the dump was cut off ({count} line(s))",
     "RESTORE_FAILED": "{tool} gave up: the restore did not complete ({count} line(s))",
+    "SCRATCH_UNREACHABLE": "{tool} lost its connection to the scratch server during the restore ({count} line(s)); "
+                           "this says nothing about the backup",
     "RESTORE_ERROR": "{tool} reported {count} error(s) while restoring",
 }
 

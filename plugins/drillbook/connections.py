@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -88,11 +89,12 @@ def _from_json(conn_id: str, data: dict[str, Any]) -> Connection:
     )
 
 
-def connection_from_env(conn_id: str) -> Connection | None:
-    """The connection ``conn_id`` from DRILLBOOK_CONN_<ID> or AIRFLOW_CONN_<ID>, or None."""
+def connection_from_env(conn_id: str, *, environ: Mapping[str, str] | None = None) -> Connection | None:
+    """The connection ``conn_id`` from DRILLBOOK_CONN_<ID> or AIRFLOW_CONN_<ID> (of ``environ``, default os.environ), or None."""
     key = _env_key(conn_id)
+    env = os.environ if environ is None else environ
     for var in (f"DRILLBOOK_CONN_{key}", f"AIRFLOW_CONN_{key}"):
-        raw = os.environ.get(var)
+        raw = env.get(var)
         if not raw:
             continue
         raw = raw.strip()

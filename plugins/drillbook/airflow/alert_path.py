@@ -28,8 +28,9 @@ class AirflowPathClients:
 
     def slack(self, conn_id: str) -> Any:
         from drillbook.airflow.runtime import slack_client
+        from drillbook.drills.alert_path.clients import ALERT_PATH_SLACK_RETRIES
 
-        return slack_client(conn_id)
+        return slack_client(conn_id, **ALERT_PATH_SLACK_RETRIES)
 
     def aws(self, conn_id: str, service: str, region: str | None) -> Any:
         from drillbook.airflow.runtime import aws_client, get_connection

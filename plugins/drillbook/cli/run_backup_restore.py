@@ -39,8 +39,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="ad hoc: source DSN (read only: live dumps, and the guard refuses a scratch equal to it)")
     parser.add_argument("--pattern", default=None, help="ad hoc: glob the backup's file/key name must match")
     parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
-    parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
-    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config
+    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config, --no-notify
 
 
 def _settings_file(path: str) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def main_watchdog(args: argparse.Namespace) -> int:
 
 def main_digest(args: argparse.Namespace) -> int:
     from drillbook.catalogue.common import validate_schedule
-    from drillbook.digest import run_digest
+    from drillbook.digest import PRESET_NAMES, run_digest
     from drillbook.errors import ConfigurationError
     from drillbook.notify.blocks import as_text
     from drillbook.notify.render import render_digest
@@ -84,8 +84,6 @@ def main_digest(args: argparse.Namespace) -> int:
         args.schedule = validate_schedule(args.schedule)
     except ValueError as exc:
         raise ConfigurationError(f"--schedule: {exc}") from None
-    from drillbook.digest import PRESET_NAMES
-
     catalogue, ledger, notifier, ctx, now = _setup(args, f"dr_digest__{PRESET_NAMES.get(args.schedule, 'custom')}")
     with ledger:
         card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule=args.schedule, now=now)

@@ -48,7 +48,7 @@ class AirflowPathClients:
         from drillbook.connections import Connection
         from drillbook.redact import register_secret
 
-        conn = get_connection(conn_id)  # registers the password
+        conn = get_connection(conn_id, conn_type="http")  # registers the password
         extra = conn.extra_dejson or {}
         for key in ("token", "api_key", "routing_key"):
             if isinstance(extra.get(key), str):

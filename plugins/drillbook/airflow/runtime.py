@@ -22,16 +22,19 @@ from drillbook.result import DrillResult
 log = logging.getLogger(__name__)
 
 
-def get_connection(conn_id: str) -> Any:
+def get_connection(conn_id: str, *, conn_type: str | None = None) -> Any:
     """The Airflow Connection ``conn_id`` (its password registered with redact), or ConnectionNotConfigured."""
     from airflow.sdk import BaseHook
+
+    from drillbook.connections import connection_example
 
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # Airflow raises AirflowNotFoundException (moved between versions)
+        example = f" to {connection_example(conn_type)}" if conn_type else ""
         raise ConnectionNotConfigured(
             f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__}); create it in the UI "
-            f"or set AIRFLOW_CONN_{conn_id.upper()}"
+            f"or set AIRFLOW_CONN_{conn_id.upper()}{example}"
         ) from None
     register_secret(conn.password)
     return conn
@@ -73,7 +76,7 @@ def slack_connection(conn_id: str) -> Any:
     """
     from drillbook.notify.slack import parse_slack_connection
 
-    conn = get_connection(conn_id)
+    conn = get_connection(conn_id, conn_type="slack")
     return parse_slack_connection(conn_id, password=conn.password, extra=conn.extra_dejson or {})
 
 

@@ -30,7 +30,7 @@ class EnvPathClients:
         if key not in self._cache:
             from drillbook.notify.slack import parse_slack_connection
 
-            conn = require_connection(conn_id)
+            conn = require_connection(conn_id, conn_type="slack")
             # the one Slack parser (drillbook.notify.slack), as under Airflow
             self._cache[key] = parse_slack_connection(conn_id, password=conn.password, extra=conn.extra).web_client(
                 **ALERT_PATH_SLACK_RETRIES)
@@ -61,4 +61,4 @@ class EnvPathClients:
         return self._cache[key]
 
     def http(self, conn_id: str) -> Connection:
-        return require_connection(conn_id)
+        return require_connection(conn_id, conn_type="http")

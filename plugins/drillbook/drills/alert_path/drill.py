@@ -80,7 +80,8 @@ def run_path(
                 else:
                     client = clients.http(path.connection)
             except ConnectionNotConfigured as exc:
-                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": path.connection})
+                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": path.connection},
+                             hint=_connection_hint(path))
                 ph.status, ph.detail = "failed", f"connection {path.connection!r} missing"
                 raise DrillAborted("connect") from None
             ph.detail = f"{path.type} via {path.connection}"
@@ -118,3 +119,11 @@ def run_alert_path(
     """Prove every path of ``drill`` (or only ``paths``), one result each, in catalogue order."""
     names = paths if paths is not None else [p.name for p in drill.paths]
     return [run_path(drill=drill, path_name=name, clients=clients, on_phase=on_phase) for name in names]
+
+
+def _connection_hint(path: Any) -> str:
+    """CONNECTION_MISSING's fix in the words of the path's own connection type (a webhook is not a database)."""
+    from drillbook.connections import how_to_define
+
+    conn_type = "slack" if isinstance(path, SlackPath) else "aws" if isinstance(path, SnsSqsPath) else "http"
+    return f"Define the {conn_type} connection {path.connection!r}: {how_to_define(path.connection, conn_type)}."

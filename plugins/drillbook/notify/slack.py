@@ -102,9 +102,13 @@ def parse_slack_connection(conn_id: str, *, password: str | None, extra: Mapping
     if not base_url.endswith("/"):
         base_url += "/"  # slack_sdk joins method names onto it
     proxy = _extra(extra, "proxy")
+    if proxy:
+        from urllib.parse import urlsplit
+
+        register_secret(urlsplit(str(proxy)).password)  # a proxy URL may carry credentials
     channel = _extra(extra, "channel")
     return SlackConnection(
-        token=str(token), base_url=base_url, timeout=int(_number(conn_id, extra, "timeout", 10)),
+        token=str(token), base_url=base_url, timeout=max(1, round(_number(conn_id, extra, "timeout", 10))),
         max_retry_after=_number(conn_id, extra, "max_retry_after", MAX_RETRY_AFTER),
         proxy=str(proxy) if proxy else None, channel=str(channel) if channel else None,
     )

@@ -45,7 +45,7 @@ _SPECS: list[FindingSpec] = [
     # --- backup-restore --------------------------------------------------------
     FindingSpec("BACKUP_MISSING", _S.CRITICAL, "No backup was found at the configured location", "Check the backup job and the location/prefix in the catalogue.", "backup_restore"),
     FindingSpec("BACKUP_STALE", _S.HIGH, "The newest backup is older than the RPO objective", "Check that the backup job still runs on schedule and uploads to this location.", "backup_restore"),
-    FindingSpec("FETCH_FAILED", _S.CRITICAL, "The backup artefact could not be fetched intact (size or digest mismatch)", "Re-upload the backup and its .sha256 sidecar; investigate storage corruption.", "backup_restore"),
+    FindingSpec("FETCH_FAILED", _S.CRITICAL, "The backup artefact could not be fetched intact (size or digest mismatch, or the transfer broke)", "A size or digest mismatch: re-upload the backup and its .sha256 sidecar and investigate storage corruption; a broken transfer: check the storage endpoint and network, then re-run.", "backup_restore"),
     FindingSpec("ARTEFACT_UNVERIFIED", _S.LOW, "The backup has no digest to verify it against", "Write a <key>.sha256 sidecar or x-amz-meta-sha256 metadata when the backup is taken.", "backup_restore"),
     FindingSpec("ARCHIVE_UNREADABLE", _S.CRITICAL, "The backup is not a readable PostgreSQL dump", "Check the backup job's output; the file is empty, corrupt or not a dump.", "backup_restore"),
     FindingSpec("ARCHIVE_TRUNCATED", _S.CRITICAL, "The dump ends early: it was cut off before pg_dump finished", "Check free space and the exit status of the backup job; re-take the backup.", "backup_restore"),
@@ -55,6 +55,7 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("SOURCE_UNREACHABLE", _S.CRITICAL, "The source database could not be reached", "Check the source connection, network and credentials.", "backup_restore", True),
     FindingSpec("LIVE_DUMP_FAILED", _S.CRITICAL, "The live pg_dump of the source did not complete (timeout, server or disk error)", "Read pg_dump's stderr in the detail; check free space in keep_live_dumps_in and raise restore.timeout if the dump needs longer.", "backup_restore", True),
     FindingSpec("ROLE_ABSENT", _S.MEDIUM, "The dump references a role that does not exist on the restore target", "Create the role on the recovery server (or restore with --no-owner) and record it in the runbook.", "backup_restore"),
+    FindingSpec("OWNERSHIP_NOT_RESTORABLE", _S.MEDIUM, "Objects could not be given to their owning role: the restoring role is not a member of it", "Set `restore.no_owner: true` on the drill (pg_restore --no-owner; objects then belong to the scratch role), or grant the scratch role membership in the owning roles; for a plain dump, take it with pg_dump --no-owner.", "backup_restore"),
     FindingSpec("EXTENSION_ABSENT", _S.HIGH, "The dump needs an extension the restore target does not have", "Install the extension on the recovery server image.", "backup_restore"),
     FindingSpec("RESTORE_ERROR", _S.HIGH, "The restore reported errors", "Read the classified stderr lines in the detail and fix the dump or the target.", "backup_restore"),
     FindingSpec("RESTORE_FAILED", _S.CRITICAL, "The restore tool failed", "Read the restore stderr in the detail; the backup cannot be restored as is.", "backup_restore"),

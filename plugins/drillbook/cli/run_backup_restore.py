@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from drillbook.catalogue.common import resolve_relative
 from drillbook.cli import common
 from drillbook.errors import ConfigurationError
 
@@ -38,8 +39,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="ad hoc: source DSN (read only: live dumps, and the guard refuses a scratch equal to it)")
     parser.add_argument("--pattern", default=None, help="ad hoc: glob the backup's file/key name must match")
     parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
-    parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
-    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config
+    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config, --no-notify
 
 
 def _settings_file(path: str) -> dict[str, Any]:
@@ -52,6 +52,18 @@ def _settings_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigurationError(f"settings file {path!r} must hold a mapping of drill keys, got {type(data).__name__}")
     return data
+
+
+def _command_line_location(raw: str) -> str:
+    """A local ``--backup`` path made absolute against the working directory.
+
+    A path typed on the command line is relative to where the command runs (as
+    a shell user expects); only paths written in a catalogue or settings file
+    are relative to that file. S3 URLs and ``live`` are left as they are.
+    """
+    if raw.startswith("s3://") or raw == "live":
+        return raw
+    return str(resolve_relative(raw, Path.cwd()))
 
 
 def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
@@ -75,7 +87,7 @@ def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
     data.setdefault("schedule", "@daily")
     data.setdefault("objectives", {"rto": "4h", "rpo": "26h"})
     backup = dict(data.get("backup") or {})
-    backup["location"] = args.backup
+    backup["location"] = _command_line_location(args.backup)
     if args.pattern:
         backup["pattern"] = args.pattern
     if backup["location"].startswith("s3://"):

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
-from drillbook.catalogue.common import format_duration
+from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
 from drillbook.drills.backup_restore import measure, restore, tools
@@ -132,12 +132,22 @@ class _Drill:
                     uri = locate_mod.keep_on_s3(self.artefact, url=keep_in, s3_client=self._s3())
                     self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
-                self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                try:
+                    self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                except fetch_mod.transfer_errors() as exc:  # the store did not answer: not a missing backup, not a crash
+                    self.b.find("FETCH_FAILED", f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
+                                subject=spec.location)
+                    ph.status, ph.detail = "failed", "the backup store did not answer"
+                    self.abort("locate")
             else:
                 self.artefact = locate_mod.locate_local(location=spec.location, pattern=spec.pattern, base_dir=self.base_dir)
             self.b.checked()
             if self.artefact is None:
-                where = spec.location + (f" matching {spec.pattern!r}" if spec.pattern else "")
+                where = spec.location
+                if not spec.is_s3 and not spec.is_live:  # say exactly which path was looked at
+                    tried = str(resolve_relative(spec.location, self.base_dir))
+                    where = tried if tried == spec.location else f"{spec.location} (tried {tried})"
+                where += f" matching {spec.pattern!r}" if spec.pattern else ""
                 self.b.find("BACKUP_MISSING", f"no backup found at {where}", subject=spec.location)
                 ph.status, ph.detail = "failed", "no backup found"
                 self.abort("locate")
@@ -159,7 +169,13 @@ class _Drill:
         assert art is not None
         with self.b.phase("fetch") as ph:
             if art.is_s3:
-                outcome = fetch_mod.fetch_s3(art, s3_client=self._s3(), work_dir=self.work_dir / "fetch")
+                try:
+                    outcome = fetch_mod.fetch_s3(art, s3_client=self._s3(), work_dir=self.work_dir / "fetch")
+                except fetch_mod.FetchBroken as exc:  # the partial download is already gone
+                    self.b.checked()
+                    self.b.find("FETCH_FAILED", str(exc), subject=art.uri)
+                    ph.status, ph.detail = "failed", "download broke"
+                    self.abort("fetch")
                 self.downloaded = outcome.path
             else:
                 outcome = fetch_mod.check_local(art)
@@ -273,8 +289,11 @@ class _Drill:
             classes = ", ".join(sorted({g.code for g in outcome.classifier.groups.values()}))
             ph.detail = (f"{outcome.argv[0]} exit {outcome.exit_code}, {outcome.classifier.error_lines} error line(s)"
                          + (f" ({classes})" if classes else ""))
-            if outcome.fatal:
+            # The phase line is derived from the outcome, never left green: a non-zero exit,
+            # an error line or a timeout means the restore did not go clean.
+            if outcome.fatal or outcome.exit_code or outcome.classifier.error_lines or outcome.timed_out:
                 ph.status = "failed"
+            if outcome.fatal:
                 self.abort("restore")
             self.restored = True
 
@@ -320,12 +339,27 @@ class _Drill:
             ph.detail = f"RTO {format_duration(rto)}, RPO {format_duration(rpo)} ({source})" + (f"; {sentence}" if sentence else "")
 
     def teardown(self) -> None:
+        try:
+            self._drop_scratch()
+        finally:  # a download in --work-dir never outlives the drill, whatever the teardown met
+            if self.downloaded is not None:
+                shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+
+    def _drop_scratch(self) -> None:
         if self.owns_scratch and self.scratch_db:
             with self.b.phase("teardown") as ph:
-                dropped = self.guard.drop(self.scratch_db)
-                ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
-        if self.downloaded is not None:
-            shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+                try:
+                    dropped = self.guard.drop(self.scratch_db)
+                except Exception as exc:
+                    if not type(exc).__module__.startswith("psycopg"):
+                        raise
+                    # The server went away (often mid-restore): a fact about the server, not a crash.
+                    if "SCRATCH_UNREACHABLE" not in {f.code for f in self.b.findings}:
+                        self.b.find("SCRATCH_UNREACHABLE", f"scratch server {pg.describe(self.scratch_dsn)}: "
+                                    f"could not drop {self.scratch_db!r}: {exc}", subject=self.scratch_db)
+                    ph.status, ph.detail = "failed", f"{self.scratch_db} not dropped: scratch server unreachable"
+                else:
+                    ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
 
     def _s3(self) -> Any:
         if self.s3_client is None:

@@ -1,0 +1,125 @@
+"""Process lifetime of a drill: a stop signal ends it with evidence, and its tools die with it.
+
+Rules this module enforces:
+- SIGTERM or SIGINT to a process running a drill raises ``Interrupted`` (a
+  ``BaseException``, so no ``except Exception`` in a phase swallows it) in the
+  main thread; the restore's ``finally`` kills the tool's process group, the
+  drill drops its scratch database and reports ``DRILL_INTERRUPTED`` (ERROR),
+  and the CLI records that result before it exits with 128 + the signal
+  number. Later stop signals are ignored while that happens (it is bounded by
+  the drop's retry and the ledger's timeouts); SIGKILL still works;
+- a child tool (``pg_restore``, ``psql``) is started with
+  ``PR_SET_PDEATHSIG = SIGKILL`` (Linux, through ``prctl``) so a SIGKILLed
+  parent takes it along; its ``-j`` workers, which do not inherit that, find
+  their leader gone at the end of the item they are loading and exit. The
+  death signal follows the *thread* that started the tool, which is the
+  thread running the drill for the whole restore.
+This module imports no Airflow; the Airflow task runner has its own SIGTERM
+handling, under which the restore's process-group kill still applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop (SIGTERM/SIGINT) while a drill ran."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class StopState:
+    """What ``stop_on_signals`` saw: the first stop signal, and whether it is deferred now."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+
+    def defer(self) -> None:
+        """From now on a stop signal is only noted (the evidence is being recorded); see ``exit_code``."""
+        self.deferred = True
+
+    def exit_code(self, default: int) -> int:
+        return 128 + self.signum if self.signum is not None else default
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopState]:
+    """Turn the first SIGTERM/SIGINT into ``Interrupted`` (or only note it once deferred).
+
+    Later stop signals are ignored until the block ends. Outside the main thread
+    (signal handlers can only be set there) this installs nothing.
+    """
+    state = StopState()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
+    def _handler(signum: int, _frame: object) -> None:
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)  # finish the teardown and the record, once
+        state.signum = signum
+        if not state.deferred:
+            raise Interrupted(signum)
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, _handler)
+    try:
+        yield state
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _make_pdeathsig() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    # resolved here, in the parent: between fork and exec the child only makes the call
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) and None
+
+
+_PDEATHSIG = _make_pdeathsig()
+
+
+def die_with_parent(parent_pid: int | None = None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die when its parent does (None where prctl is missing)."""
+    if _PDEATHSIG is None:
+        return None
+    parent = parent_pid or os.getpid()
+    setter = _PDEATHSIG
+
+    def _preexec() -> None:
+        setter()
+        if os.getppid() != parent:  # the parent died before the death signal was armed
+            os._exit(1)
+
+    return _preexec

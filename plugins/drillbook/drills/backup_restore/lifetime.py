@@ -10,10 +10,11 @@ Rules this module enforces:
   the drop's retry and the ledger's timeouts); SIGKILL still works;
 - a child tool (``pg_restore``, ``psql``) is started with
   ``PR_SET_PDEATHSIG = SIGKILL`` (Linux, through ``prctl``) so a SIGKILLed
-  parent takes it along; its ``-j`` workers, which do not inherit that, find
-  their leader gone at the end of the item they are loading and exit. The
-  death signal follows the *thread* that started the tool, which is the
-  thread running the drill for the whole restore.
+  parent takes it along; its ``-j`` workers do not inherit that, so a
+  watchdog ``sh`` (``watch_group``) with a death signal of its own kills the
+  tool's whole process group when the drill dies. A death signal follows the
+  *thread* that started the process, which is the thread running the drill
+  for the whole restore.
 This module imports no Airflow; the Airflow task runner has its own SIGTERM
 handling, under which the restore's process-group kill still applies.
 """
@@ -25,6 +26,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -93,7 +95,7 @@ def stop_on_signals() -> Iterator[StopState]:
             signal.signal(s, handler)
 
 
-def _make_pdeathsig() -> Callable[[], None] | None:
+def _make_pdeathsig() -> Callable[[int], object] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -104,22 +106,46 @@ def _make_pdeathsig() -> Callable[[], None] | None:
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     prctl.restype = ctypes.c_int
     # resolved here, in the parent: between fork and exec the child only makes the call
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) and None
+    return lambda sig: prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 _PDEATHSIG = _make_pdeathsig()
+#: SIGKILLs the process group $1 when its parent (the drill) dies and the kernel sends it SIGTERM.
+_WATCHDOG = 'trap "kill -9 -$1 2>/dev/null; exit 0" TERM; while :; do sleep 1 & wait $!; done'
 
 
-def die_with_parent(parent_pid: int | None = None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child die when its parent does (None where prctl is missing)."""
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that sends the child ``sig`` when its parent dies (None where prctl is missing)."""
     if _PDEATHSIG is None:
         return None
-    parent = parent_pid or os.getpid()
+    parent = os.getpid()
     setter = _PDEATHSIG
 
     def _preexec() -> None:
-        setter()
+        setter(sig)
         if os.getppid() != parent:  # the parent died before the death signal was armed
             os._exit(1)
 
     return _preexec
+
+
+def watch_group(pgid: int) -> subprocess.Popen[bytes] | None:
+    """Start a watchdog that SIGKILLs process group ``pgid`` if this process dies; stop it with ``unwatch``.
+
+    ``pg_restore -j`` workers do not inherit the death signal, and a worker in
+    the middle of a large table would load on for its whole length; the
+    watchdog (a ``sh``, a child of the drill with a death signal of its own)
+    takes the whole group down at once.
+    """
+    preexec = die_with_parent(signal.SIGTERM)
+    if preexec is None or not os.path.exists("/bin/sh"):
+        return None
+    return subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "drillbook-watchdog", str(pgid)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec)
+
+
+def unwatch(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Stop a watchdog without letting it fire (SIGKILL skips its trap)."""
+    if watchdog is not None and watchdog.poll() is None:
+        watchdog.kill()
+        watchdog.wait()

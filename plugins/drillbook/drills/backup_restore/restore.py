@@ -208,6 +208,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         start_new_session=True,  # its own process group, so a kill reaches the -j workers too
         preexec_fn=lifetime.die_with_parent(),  # and a SIGKILLed drill takes the tool along
     )
+    watchdog = lifetime.watch_group(proc.pid)  # the -j workers die with a SIGKILLed drill too
     timed_out = threading.Event()
 
     def _kill() -> None:
@@ -234,6 +235,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         if proc.poll() is None:
             kill_group(proc)
             proc.wait()
+        lifetime.unwatch(watchdog)
         if feeder is not None:
             feeder.join(timeout=30)
     return RestoreOutcome(

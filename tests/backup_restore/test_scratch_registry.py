@@ -113,3 +113,26 @@ def test_registry_owned_by_someone_else_is_refused(pg, createdb_role):
         pg.execute(maint, f"drop schema {registry.SCHEMA} cascade")
     finally:
         pg.drop_database(maint)
+
+
+def test_cli_reap_all_and_refusals(pg, createdb_role, capsys):
+    import psycopg
+
+    from drillbook.cli import main
+
+    killed = ScratchGuard(scratch_dsn=pg.admin_dsn)
+    orphan = killed.create(drill="shop_cli_reap", run_id="killed")
+    killed.close()
+    forged = PREFIX + "shop_cli_forged_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(createdb_role, autocommit=True) as conn:
+        conn.execute(f'create database "{forged}"')
+    assert main(["scratch", "reap", "--scratch-dsn", pg.admin_dsn]) == 2
+    assert "--all" in capsys.readouterr().err
+    assert main(["scratch", "reap", "--all", "--scratch-dsn", pg.admin_dsn, "--max-age", "soon"]) == 2
+    assert "--max-age" in capsys.readouterr().err
+    assert main(["scratch", "reap", "--all", "--scratch-dsn", pg.admin_dsn, "--max-age", "1h"]) == 0
+    assert orphan in pg.databases(PREFIX)  # younger than --max-age
+    assert main(["scratch", "reap", "--all", "--scratch-dsn", pg.admin_dsn, "--max-age", "0s"]) == 0
+    out = capsys.readouterr().out
+    assert f"dropped    {orphan}" in out and f"not ours   {forged}" in out
+    assert orphan not in pg.databases(PREFIX) and forged in pg.databases(PREFIX)

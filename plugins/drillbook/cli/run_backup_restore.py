@@ -152,7 +152,6 @@ def _ledger(args: argparse.Namespace) -> Any:
 
 def main(args: argparse.Namespace) -> int:
     from drillbook import pg
-    from drillbook.drills.backup_restore.drill import run_backup_restore
 
     try:
         resolved = _resolve(args)
@@ -167,6 +166,16 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         common.out(f"backup-restore drill {drill.name!r}: {drill.backup.location} -> scratch on "
                    f"{pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
+    try:
+        return _run_and_record(args, drill, resolved, s3)
+    except lifetime.Interrupted as exc:  # before the drill started (the reaper): nothing to record
+        common.out(f"drillbook: stopped by {exc.name} before the drill started", sys.stderr)
+        return exc.exit_code
+
+
+def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, Any], s3: Any) -> int:
+    from drillbook.drills.backup_restore.drill import run_backup_restore
+
     # SIGTERM/SIGINT from here on: the drill stops its tools, drops its scratch database and
     # returns a DRILL_INTERRUPTED result, which is recorded below before the process exits.
     with lifetime.stop_on_signals() as stop, tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:

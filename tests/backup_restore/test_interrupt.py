@@ -137,6 +137,9 @@ def test_sigterm_mid_restore_records_error_and_stops_the_tools(pg, big_dump, led
     rows = _drill_rows(ledger_dsn)
     assert [r.verdict for r in rows] == ["ERROR"], "\n".join(lines)
     assert "DRILL_INTERRUPTED" in [f["code"] for f in rows[0].result["findings"]]
+    phases = {ph["name"]: ph for ph in rows[0].result["phases"]}
+    assert phases["restore"]["status"] == "failed" and "SIGTERM" in phases["restore"]["detail"]
+    assert phases["teardown"]["status"] == "ok"
     assert "Traceback" not in "\n".join(lines)
     assert set(pg.databases(PREFIX)) == before, "the interrupted drill must drop its scratch database"
 

@@ -136,3 +136,21 @@ def test_cli_reap_all_and_refusals(pg, createdb_role, capsys):
     out = capsys.readouterr().out
     assert f"dropped    {orphan}" in out and f"not ours   {forged}" in out
     assert orphan not in pg.databases(PREFIX) and forged in pg.databases(PREFIX)
+
+
+def test_a_role_that_cannot_create_the_registry_gets_a_clear_refusal(pg, createdb_role, dumps, tmp_path):
+    from psycopg.conninfo import make_conninfo
+
+    from drillbook.drills.backup_restore.drill import run_backup_restore
+    from tests.backup_restore.conftest import codes, make_drill
+
+    maint = pg.create_database("maint")  # owned by postgres: the drill role has no CREATE there
+    try:
+        drill = make_drill(str(dumps["custom"].parent), restore={"no_owner": True})
+        result = run_backup_restore(drill=drill, scratch_dsn=make_conninfo(createdb_role, dbname=maint),
+                                    work_dir=tmp_path / "w")
+        assert codes(result) == ["SCRATCH_UNSAFE"] and result.verdict.value == "ERROR"
+        assert "GRANT CREATE ON DATABASE" in result.findings[0].message
+        assert pg.databases(PREFIX + "shop_test") == []
+    finally:
+        pg.drop_database(maint)

@@ -411,6 +411,8 @@ def run_backup_restore(
         pass
     except Interrupted as exc:  # SIGTERM/SIGINT: the tool's group is dead already; drop scratch, say so
         where = b.phases[-1].name if b.phases else "start"
+        if b.phases:  # the phase's own bookkeeping saw no Exception and called it ok
+            b.phases[-1].status, b.phases[-1].detail = "failed", f"interrupted by {exc.name}"
         b.find("DRILL_INTERRUPTED", f"the drill was stopped by {exc.name} during or after phase {where!r}; "
                "nothing after it was checked", subject=where)
         b.details["interrupted_by"] = exc.name

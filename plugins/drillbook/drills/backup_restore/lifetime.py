@@ -11,10 +11,10 @@ Rules this module enforces:
 - a child tool (``pg_restore``, ``psql``) is started with
   ``PR_SET_PDEATHSIG = SIGKILL`` (Linux, through ``prctl``) so a SIGKILLed
   parent takes it along; its ``-j`` workers do not inherit that, so a
-  watchdog ``sh`` (``watch_group``) with a death signal of its own kills the
-  tool's whole process group when the drill dies. A death signal follows the
-  *thread* that started the process, which is the thread running the drill
-  for the whole restore.
+  watchdog ``sh`` (``watch_group``) reading a pipe only the drill holds kills
+  the tool's whole process group when the pipe closes, i.e. when the drill
+  dies. (A death signal follows the *thread* that started the process; the
+  pipe does not depend on threads.)
 This module imports no Airflow; the Airflow task runner has its own SIGTERM
 handling, under which the restore's process-group kill still applies.
 """
@@ -110,8 +110,8 @@ def _make_pdeathsig() -> Callable[[int], object] | None:
 
 
 _PDEATHSIG = _make_pdeathsig()
-#: SIGKILLs the process group $1 when its parent (the drill) dies and the kernel sends it SIGTERM.
-_WATCHDOG = 'trap "kill -9 -$1 2>/dev/null; exit 0" TERM; while :; do sleep 1 & wait $!; done'
+#: Waits for EOF on stdin (the drill's end of a pipe closes when the drill dies), then SIGKILLs group $1.
+_WATCHDOG = 'read _; kill -9 -"$1" 2>/dev/null'
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
@@ -129,23 +129,42 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     return _preexec
 
 
-def watch_group(pgid: int) -> subprocess.Popen[bytes] | None:
+class Watchdog:
+    """A ``sh`` that kills a process group when this process dies; see ``watch_group``."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], pipe_w: int):
+        self.proc = proc
+        self.pipe_w = pipe_w
+
+
+def watch_group(pgid: int) -> Watchdog | None:
     """Start a watchdog that SIGKILLs process group ``pgid`` if this process dies; stop it with ``unwatch``.
 
     ``pg_restore -j`` workers do not inherit the death signal, and a worker in
-    the middle of a large table would load on for its whole length; the
-    watchdog (a ``sh``, a child of the drill with a death signal of its own)
-    takes the whole group down at once.
+    the middle of a large table would load on for its whole length. The
+    watchdog reads a pipe whose only writer is this process: the kernel closes
+    it when this process dies, however it dies, and the watchdog then kills the
+    whole group. It starts no child of its own, so it leaves no zombie behind.
     """
-    preexec = die_with_parent(signal.SIGTERM)
-    if preexec is None or not os.path.exists("/bin/sh"):
+    if not os.path.exists("/bin/sh"):
         return None
-    return subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "drillbook-watchdog", str(pgid)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec)
+    pipe_r, pipe_w = os.pipe()  # both ends are non-inheritable: no other child holds the writer
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "drillbook-watchdog", str(pgid)], stdin=pipe_r,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        os.close(pipe_w)
+        return None
+    finally:
+        os.close(pipe_r)
+    return Watchdog(proc, pipe_w)
 
 
-def unwatch(watchdog: subprocess.Popen[bytes] | None) -> None:
-    """Stop a watchdog without letting it fire (SIGKILL skips its trap)."""
-    if watchdog is not None and watchdog.poll() is None:
-        watchdog.kill()
-        watchdog.wait()
+def unwatch(watchdog: Watchdog | None) -> None:
+    """Stop a watchdog without letting it fire: kill it first, then close the pipe."""
+    if watchdog is None:
+        return
+    if watchdog.proc.poll() is None:
+        watchdog.proc.kill()
+    watchdog.proc.wait()
+    os.close(watchdog.pipe_w)

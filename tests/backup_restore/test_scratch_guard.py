@@ -126,3 +126,10 @@ def test_handed_in_scratch_left_full_by_a_failed_try_is_reset(pg, dumps, drill_r
         assert info is not None and info.marked and info.drill == "shop_retry"  # same name, marker kept
     finally:
         guard.drop(name)
+
+
+def test_unregistered_names_become_low_findings_and_the_drill_still_passes(dumps, drill_runner):
+    result = drill_runner(make_drill(str(dumps["custom"].parent)), unregistered=["drillbook_scratch_shop_forged"])
+    found = [f for f in result.findings if f.code == "SCRATCH_UNREGISTERED"]
+    assert [f.subject for f in found] == ["drillbook_scratch_shop_forged"] and found[0].severity.value == "low"
+    assert result.verdict.value == "PASS"

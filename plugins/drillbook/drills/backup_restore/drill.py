@@ -36,7 +36,7 @@ from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
 from drillbook.drills.backup_restore import measure, restore, tools
 from drillbook.drills.backup_restore.inspect import ArchiveInfo, ArchiveProblem, inspect_archive
-from drillbook.drills.backup_restore.lifetime import Interrupted
+from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_parent
 from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted, ScratchUnsafe
@@ -234,7 +234,7 @@ class _Drill:
         assert self.tool is not None
         try:
             proc = subprocess.run([self.tool.path, "-l", str(path)], capture_output=True, stdin=subprocess.DEVNULL,
-                                  timeout=TOC_TIMEOUT_S, check=False)
+                                  timeout=TOC_TIMEOUT_S, check=False, preexec_fn=die_with_parent())
         except subprocess.TimeoutExpired:
             self.b.find("ARCHIVE_UNREADABLE",
                         f"{art.name!r}: pg_restore -l did not list the table of contents within {TOC_TIMEOUT_S}s",

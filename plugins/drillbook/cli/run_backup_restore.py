@@ -8,7 +8,9 @@ DSN [--source-dsn DSN] [--config FILE]`` where FILE holds drill settings
 
 Rules: phases are printed as they complete; DSNs never appear in output
 (``pg.describe`` and ``redact``); the exit code is the verdict's (0 PASS,
-1 FAIL, 2 ERROR); with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
+1 FAIL, 2 ERROR; 128 + N when stopped by signal N, after recording a
+DRILL_INTERRUPTED result); the drill's own leftover scratch databases are
+reaped first (``SCRATCH_REAPED``); with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
 the result is recorded as a manual run before anyone is notified.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from drillbook.catalogue.common import resolve_relative
 from drillbook.cli import common
+from drillbook.drills.backup_restore import lifetime
 from drillbook.errors import ConfigurationError
 
 ADHOC_NAME = "adhoc"
@@ -161,7 +164,6 @@ def _ledger(args: argparse.Namespace) -> Any:
 
 def main(args: argparse.Namespace) -> int:
     from drillbook import pg
-    from drillbook.drills.backup_restore.drill import run_backup_restore
 
     try:
         resolved = _resolve(args)
@@ -176,7 +178,20 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         common.out(f"backup-restore drill {drill.name!r}: {drill.backup.location} -> scratch on "
                    f"{pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
-    with tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
+    try:
+        return _run_and_record(args, drill, resolved, s3)
+    except lifetime.Interrupted as exc:  # before the drill started (the reaper): nothing to record
+        common.out(f"drillbook: stopped by {exc.name} before the drill started", sys.stderr)
+        return exc.exit_code
+
+
+def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, Any], s3: Any) -> int:
+    from drillbook.drills.backup_restore.drill import run_backup_restore
+
+    # SIGTERM/SIGINT from here on: the drill stops its tools, drops its scratch database and
+    # returns a DRILL_INTERRUPTED result, which is recorded below before the process exits.
+    with lifetime.stop_on_signals() as stop, tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
+        reaped, unregistered = _reap_own_leftovers(drill, resolved)
         result = run_backup_restore(
             drill=drill,
             scratch_dsn=resolved["scratch_dsn"],
@@ -185,15 +200,37 @@ def main(args: argparse.Namespace) -> int:
             work_dir=Path(args.work_dir) if args.work_dir else Path(tmp),
             base_dir=resolved["base_dir"],
             ledger=_ledger(args),
+            reaped=reaped,
+            unregistered=unregistered,
             on_phase=None if args.json else common.phase_printer(),
         )
-    common.emit(result, as_json=args.json)
-    if not args.json and result.details.get("trend"):
-        common.out(f"  trend: {result.details['trend']}")
-    if common.ledger_dsn(args):  # a terminal run without a ledger is watched by the person who ran it
-        try:
-            common.record_cli_result(result, args, notify=not args.no_notify)
-        except Exception as exc:
-            common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}", sys.stderr)
-            return max(result.verdict.exit_code, 2)
-    return result.verdict.exit_code
+        stop.defer()  # a stop signal from here on waits for the evidence to be recorded
+        common.emit(result, as_json=args.json)
+        if not args.json and result.details.get("trend"):
+            common.out(f"  trend: {result.details['trend']}")
+        code = stop.exit_code(result.verdict.exit_code)
+        if common.ledger_dsn(args):  # a terminal run without a ledger is watched by the person who ran it
+            try:
+                common.record_cli_result(result, args, notify=not args.no_notify)
+            except Exception as exc:
+                common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}",
+                           sys.stderr)
+                return max(code, 2)
+    return code
+
+
+def _reap_own_leftovers(drill: Any, resolved: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Drop this drill's scratch databases left by a killed run, as the Airflow reap task does."""
+    from drillbook.drills.backup_restore.scratch import ScratchGuard
+
+    guard = ScratchGuard(scratch_dsn=resolved["scratch_dsn"], source_dsn=resolved["source_dsn"])
+    try:
+        report = guard.reap(drill=drill.name, max_age=drill.scratch.max_age)
+    except Exception as exc:  # housekeeping: the drill's own scratch phase reports an unreachable or unsafe server
+        common.out(f"drillbook: warning: the reaper could not run: {type(exc).__name__}: {exc}", sys.stderr)
+        return [], []
+    finally:
+        guard.close()
+    for name, why in report.failed.items():
+        common.out(f"drillbook: warning: leftover scratch database {name!r} not dropped: {why}", sys.stderr)
+    return report.dropped, report.unregistered

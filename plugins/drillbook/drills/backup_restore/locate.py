@@ -33,6 +33,7 @@ from typing import Any
 from drillbook import pg
 from drillbook.catalogue.common import resolve_relative
 from drillbook.drills.backup_restore import tools
+from drillbook.drills.backup_restore.lifetime import die_with_parent
 from drillbook.errors import DrillbookError
 
 SIDECAR_SUFFIXES = (".sha256", ".md5", ".sha256sum")
@@ -191,6 +192,7 @@ def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str |
         proc = subprocess.run(
             [tool.path, "-Fc", "--no-password", "-f", str(target)],
             env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            preexec_fn=die_with_parent(),  # a SIGKILLed drill does not leave pg_dump reading the source
         )
     except subprocess.TimeoutExpired as exc:
         target.unlink(missing_ok=True)

@@ -18,7 +18,9 @@ Rules this module enforces:
 - the restore timeout bounds the whole restore: the tool runs in its own
   process group (session) and the timeout kills the group, because
   ``pg_restore -j`` forks workers that keep stderr open and keep loading after
-  their parent is killed;
+  their parent is killed; the same ``finally`` kills the group when a stop
+  signal interrupts the drill (``lifetime.Interrupted``), and the tool dies
+  with a SIGKILLed parent (``lifetime.die_with_parent``);
 - findings keep a bounded, redacted sample of their stderr lines.
 """
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drillbook import pg
+from drillbook.drills.backup_restore import lifetime
 from drillbook.drills.backup_restore.tools import Tool
 
 SAMPLE_LINES = 5
@@ -222,7 +225,9 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         argv, env=env, stdin=subprocess.PIPE if fmt == "plain.gz" else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
         start_new_session=True,  # its own process group, so a kill reaches the -j workers too
+        preexec_fn=lifetime.die_with_parent(),  # and a SIGKILLed drill takes the tool along
     )
+    watchdog = lifetime.watch_group(proc.pid)  # the -j workers die with a SIGKILLed drill too
     timed_out = threading.Event()
 
     def _kill() -> None:
@@ -249,6 +254,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         if proc.poll() is None:
             kill_group(proc)
             proc.wait()
+        lifetime.unwatch(watchdog)
         if feeder is not None:
             feeder.join(timeout=30)
     return RestoreOutcome(

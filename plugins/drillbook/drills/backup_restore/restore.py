@@ -17,7 +17,10 @@ Rules this module enforces:
   process group (session) and the timeout kills the group, because
   ``pg_restore -j`` forks workers that keep stderr open and keep loading after
   their parent is killed;
-- findings keep a bounded, redacted sample of their stderr lines.
+- findings keep a bounded, redacted sample of their stderr lines;
+- a plain dump (and plain.gz) reaches psql only through the statement filter
+  (sqlfilter.py), on stdin, with ``--no-psqlrc`` and ``PSQLRC=/dev/null``; the
+  filter's first refusal ends the feed (``outcome.refusal``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drillbook import pg
+from drillbook.drills.backup_restore.sqlfilter import StatementFilter, filter_stream
+from drillbook.drills.backup_restore.sqlrules import Refusal
 from drillbook.drills.backup_restore.tools import Tool
 
 SAMPLE_LINES = 5
@@ -137,12 +142,13 @@ class RestoreOutcome:
     timed_out: bool
     classifier: StderrClassifier
     feed_error: str | None = None
+    refusal: Refusal | None = None
 
     @property
     def fatal(self) -> bool:
         """The restore did not complete: timed out, the tool gave up, or the archive ended early."""
         codes = {g.code for g in self.classifier.groups.values()}
-        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED"}:
+        if self.timed_out or self.feed_error or self.refusal or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED"}:
             return True
         return bool(self.exit_code) and self.classifier.error_lines == 0
 
@@ -160,16 +166,16 @@ def restore_command(*, fmt: str, tool: Tool, path: Path, dbname: str, jobs: int,
         if no_owner:
             argv += ["--no-owner"]
         return [*argv, str(path)]
-    source = "-" if fmt == "plain.gz" else str(path)
-    return [tool.path, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", source]
+    # Always stdin: the dump reaches psql only through the statement filter.
+    return [tool.path, "--no-psqlrc", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", "-"]
 
 
-def _feed_gzip(path: Path, proc: subprocess.Popen, errors: list[str]) -> None:
+def _feed_plain(path: Path, gz: bool, proc: subprocess.Popen, errors: list[str], flt: StatementFilter) -> None:
     assert proc.stdin is not None
+    stdin = proc.stdin
     try:
-        with gzip.open(path, "rb") as src:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                proc.stdin.write(chunk)
+        with (gzip.open(path, "rb") if gz else path.open("rb")) as src:
+            filter_stream(src, stdin.write, flt)  # type: ignore[arg-type]
     except BrokenPipeError:
         pass  # psql stopped reading: its own stderr says why
     except (OSError, EOFError) as exc:
@@ -190,17 +196,20 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: int, no_owner: bool,
-                timeout: float) -> RestoreOutcome:
+                timeout: float, scope: str = "shared") -> RestoreOutcome:
     """Run the restore into the database of ``scratch_db_dsn``; never raises for tool failures."""
     dbname = pg.parse(scratch_db_dsn).get("dbname", "")
     argv = restore_command(fmt=fmt, tool=tool, path=path, dbname=dbname, jobs=jobs, no_owner=no_owner)
     env = pg.tool_env(scratch_db_dsn)
     # Restores print a NOTICE per object on some dumps; only warnings and errors are evidence.
     env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
+    env["PSQLRC"] = "/dev/null"
+    plain = fmt in ("plain", "plain.gz")
+    flt = StatementFilter(scope)
     classifier = StderrClassifier()
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv, env=env, stdin=subprocess.PIPE if fmt == "plain.gz" else subprocess.DEVNULL,
+        argv, env=env, stdin=subprocess.PIPE if plain else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
         start_new_session=True,  # its own process group, so a kill reaches the -j workers too
     )
@@ -217,8 +226,8 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     timer.start()
     feed_errors: list[str] = []
     feeder = None
-    if fmt == "plain.gz":
-        feeder = threading.Thread(target=_feed_gzip, args=(path, proc, feed_errors), daemon=True)
+    if plain:
+        feeder = threading.Thread(target=_feed_plain, args=(path, fmt == "plain.gz", proc, feed_errors, flt), daemon=True)
         feeder.start()
     try:
         assert proc.stderr is not None
@@ -235,6 +244,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     return RestoreOutcome(
         tool=tool, argv=[Path(argv[0]).name, *argv[1:]], exit_code=exit_code, seconds=time.monotonic() - start,
         timed_out=timed_out.is_set(), classifier=classifier, feed_error=feed_errors[0] if feed_errors else None,
+        refusal=flt.refusal,
     )
 
 
@@ -257,6 +267,10 @@ def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-u
         builder.find(group.code, _MESSAGES[group.code].format(subject=group.subject, count=group.count, tool=tool),
                      subject=group.subject, detail=detail)
     codes = {g.code for g in outcome.classifier.groups.values()}
+    if outcome.refusal is not None:
+        r = outcome.refusal
+        builder.find("DUMP_LEAVES_DATABASE", f"the feed to psql stopped at {r.describe()}; nothing after it was restored",
+                     subject=r.statement[:120], detail={"line": r.line, "scope": r.scope, "statement": r.statement})
     if outcome.timed_out:
         builder.find("RESTORE_FAILED", f"{tool} was killed after the restore timeout of {outcome.seconds:.0f}s",
                      detail={"exit_code": outcome.exit_code})

@@ -121,7 +121,7 @@ class StatementFilter:
             self.copy = False
             self.line += 1
             self.stmt = _Stmt(start_line=self.line)
-            return piece + (b"\\set ON_ERROR_STOP off\n" if self.scope != "archive" else b"")
+            return piece
         if b"\\" in piece or self.copy_backslash:
             # psql reads these lines as commands when the COPY itself failed (a missing
             # table): only the escapes pg_dump writes may appear, none of which is a
@@ -321,10 +321,6 @@ class StatementFilter:
                 return None
         if verdict.copy_from_stdin:
             self.copy_tail_check = True
-            if self.scope != "archive":
-                # A COPY that fails (missing table) would make psql read its data as commands:
-                # stop psql there instead; switched back off after the data's \. line.
-                return b"\n\\set ON_ERROR_STOP on\n" + b"".join(st.raw)
         return b"".join(st.raw)
 
     def _start_copy(self, data: bytes, i: int, out: bytearray) -> None:

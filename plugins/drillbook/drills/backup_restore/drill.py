@@ -263,7 +263,9 @@ class _Drill:
         """Start the private cluster; return the database psql/pg_restore connects to first."""
         assert self.info is not None
         try:
-            self.cluster = EphemeralCluster(min_major=self.info.dump_major, bin_dir=self.drill.restore.bin_dir).start()
+            superuser = self.scan.superusers[0] if self.scan and self.scan.superusers else "drillbook_ephemeral"
+            self.cluster = EphemeralCluster(min_major=self.info.dump_major, bin_dir=self.drill.restore.bin_dir,
+                                            superuser=superuser).start()
         except EphemeralUnavailable as exc:
             self.b.find("EPHEMERAL_UNAVAILABLE", str(exc))
             self.abort("restore")
@@ -329,7 +331,8 @@ class _Drill:
             into = self._start_ephemeral() if spec.target == "ephemeral" else self.scratch_db
             outcome = restore.run_restore(fmt=self.info.format, tool=self.tool, path=path,
                                           scratch_db_dsn=pg.with_dbname(self.scratch_dsn, into),
-                                          jobs=spec.jobs, no_owner=spec.no_owner, timeout=spec.timeout, scope=spec.target)
+                                          jobs=spec.jobs, no_owner=spec.no_owner, timeout=spec.timeout, scope=spec.target,
+                                          expected=(f'role "{self.cluster.superuser}" already exists',) if self.cluster else ())
             restore.add_findings(self.b, outcome)
             self.b.checked()
             counts = outcome.classifier.counts

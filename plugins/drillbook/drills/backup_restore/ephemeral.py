@@ -7,7 +7,10 @@ Rules this module enforces:
 - it listens on no TCP address (``listen_addresses=''``), only on a unix
   socket inside that directory (mode 0700), with trust authentication for
   its single bootstrap superuser ``drillbook_ephemeral`` (a name no dump
-  creates, so a pg_dumpall's ``CREATE ROLE postgres`` restores cleanly);
+  creates) or, for a pg_dumpall file, the dump's first superuser role: role
+  grants ``GRANTED BY postgres`` need that role to be the bootstrap
+  superuser, and the one expected error, ``role "postgres" already exists``,
+  is not counted (restore.py);
 - PostgreSQL refuses to run as root: as root, the cluster runs as an
   unprivileged OS user (``pgserver``, the user the pgserver package itself
   creates, else ``postgres``, else ``nobody``) and its directory is chowned to
@@ -51,7 +54,8 @@ def _run_as_user() -> pwd.struct_passwd | None:
 class EphemeralCluster:
     """``EphemeralCluster(min_major=16).start()``; ``dsn(db)``; ``close()``."""
 
-    def __init__(self, *, min_major: int | None, bin_dir: str | None = None):
+    def __init__(self, *, min_major: int | None, bin_dir: str | None = None, superuser: str = SUPERUSER):
+        self.superuser = superuser
         self.min_major = min_major
         self.bin_dir = bin_dir
         self.root: Path | None = None
@@ -85,7 +89,7 @@ class EphemeralCluster:
         try:
             if self._user:
                 os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
-            self._cmd([initdb.path, "-D", str(self.root / "data"), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
+            self._cmd([initdb.path, "-D", str(self.root / "data"), "-U", self.superuser, "--auth=trust", "-E", "UTF8",
                        "--locale=C", "--no-sync"], timeout=START_TIMEOUT_S)
             opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
                     "-c archive_mode=off -c full_page_writes=off -c max_connections=20")
@@ -99,7 +103,7 @@ class EphemeralCluster:
 
     def dsn(self, dbname: str = "postgres") -> str:
         assert self.root is not None
-        return f"host={self.root} port=5432 user={SUPERUSER} dbname={dbname}"
+        return f"host={self.root} port=5432 user={self.superuser} dbname={dbname}"
 
     def close(self) -> None:
         if self.root is None:

@@ -34,6 +34,7 @@ class Scan:
     refusals: list[Refusal] = field(default_factory=list)
     created_databases: list[str] = field(default_factory=list)
     connects: list[str] = field(default_factory=list)
+    superusers: list[str] = field(default_factory=list)
     statements: int = 0
 
     def refusal_message(self, *, cluster: bool, target: str) -> str | None:
@@ -58,7 +59,7 @@ def scan_plain(path: Path, *, gz: bool, target: str) -> Scan:
     with (gzip.open(path, "rb") if gz else path.open("rb")) as src:
         filter_stream(src, lambda _b: None, flt)  # type: ignore[arg-type]
     return Scan(refusals=flt.refusals, created_databases=flt.created_databases, connects=flt.connects,
-                statements=flt.statements)
+                superusers=flt.superusers, statements=flt.statements)
 
 
 def scan_archive(pg_restore: str, path: Path) -> Scan:

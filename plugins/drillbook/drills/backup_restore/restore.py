@@ -80,7 +80,8 @@ class Group:
 class StderrClassifier:
     """Classifies stderr lines one at a time; keeps counts and a bounded sample per finding."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: tuple[str, ...] = ()) -> None:
+        self.expected = expected  # error texts that are no error here (the ephemeral cluster's own role)
         self.counts: Counter[str] = Counter()
         self.groups: dict[tuple[str, str | None], Group] = {}
         self.tail: list[str] = []
@@ -90,7 +91,7 @@ class StderrClassifier:
         text = line.strip()
         # Only the tool's own lines carry errors; anything else continues one (DETAIL, LINE n,
         # the SQL of "Command was:", which may itself contain the word ERROR).
-        if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text):
+        if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text) or any(e in text for e in self.expected):
             return "context", None
         tool_error = _TOOL_ERROR_RE.match(text)
         has_error = bool(_ERROR_RE.search(text)) or bool(tool_error)
@@ -196,7 +197,7 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: int, no_owner: bool,
-                timeout: float, scope: str = "shared") -> RestoreOutcome:
+                timeout: float, scope: str = "shared", expected: tuple[str, ...] = ()) -> RestoreOutcome:
     """Run the restore into the database of ``scratch_db_dsn``; never raises for tool failures."""
     dbname = pg.parse(scratch_db_dsn).get("dbname", "")
     argv = restore_command(fmt=fmt, tool=tool, path=path, dbname=dbname, jobs=jobs, no_owner=no_owner)
@@ -206,7 +207,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     env["PSQLRC"] = "/dev/null"
     plain = fmt in ("plain", "plain.gz")
     flt = StatementFilter(scope)
-    classifier = StderrClassifier()
+    classifier = StderrClassifier(expected)
     start = time.monotonic()
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.PIPE if plain else subprocess.DEVNULL,

@@ -75,6 +75,7 @@ class StatementFilter:
         self.refusals: list[Refusal] = []
         self.created_databases: list[str] = []
         self.connects: list[str] = []
+        self.superusers: list[str] = []
         self.line = 1
         self.state = "normal"
         self.tag = b""
@@ -313,6 +314,8 @@ class StatementFilter:
         self.paren = self.begin = self.idents = 0
         self.heads = []
         verdict = sqlrules.judge(st.tokens, st.strings, line=st.start_line, scope=self.scope)
+        if verdict.superuser_role:
+            self.superusers.append(verdict.superuser_role)
         if verdict.created_database:
             self.created_databases.append(verdict.created_database)
         if verdict.refusal is not None:

@@ -101,6 +101,7 @@ class Verdict:
     refusal: Refusal | None = None
     copy_from_stdin: bool = False
     created_database: str | None = None
+    superuser_role: str | None = None  # ALTER ROLE x WITH SUPERUSER: pg_dumpall's own role comes first
 
 
 def _excerpt(tokens: list[bytes], limit: int = 160) -> str:
@@ -123,6 +124,8 @@ def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -
                     for t in tokens if t != b";")
     if code.startswith("CREATE DATABASE ") and len(tokens) > 2:
         verdict.created_database = _name(tokens[2])
+    if code.startswith("ALTER ROLE ") and len(tokens) > 3 and re.match(r"^ALTER ROLE \S+ WITH SUPERUSER\b", code):
+        verdict.superuser_role = _name(tokens[2])
     if _COPY_STDIN.search(code):
         verdict.copy_from_stdin = True
 

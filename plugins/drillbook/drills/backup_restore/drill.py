@@ -30,9 +30,9 @@ from typing import Any, NoReturn
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.catalogue.common import format_duration
+from drillbook.drills.backup_restore import audit, measure, prescan, restore, tools
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
-from drillbook.drills.backup_restore import audit, measure, prescan, restore, tools
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
 from drillbook.drills.backup_restore.inspect import ArchiveInfo, ArchiveProblem, inspect_archive
 from drillbook.drills.backup_restore.scratch import ScratchGuard
@@ -329,6 +329,7 @@ class _Drill:
         with self.b.phase("restore") as ph:
             spec = self.drill.restore
             into = self._start_ephemeral() if spec.target == "ephemeral" else self.scratch_db
+            assert into is not None
             outcome = restore.run_restore(fmt=self.info.format, tool=self.tool, path=path,
                                           scratch_db_dsn=pg.with_dbname(self.scratch_dsn, into),
                                           jobs=spec.jobs, no_owner=spec.no_owner, timeout=spec.timeout, scope=spec.target,

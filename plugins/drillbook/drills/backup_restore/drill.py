@@ -30,10 +30,10 @@ from typing import Any, NoReturn
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.catalogue.common import format_duration
-from drillbook.drills.backup_restore import audit, measure, prescan, restore, tools
+from drillbook.drills.backup_restore import audit, isolation, measure, prescan, restore, tools
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
-from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
+from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
 from drillbook.drills.backup_restore.inspect import ArchiveInfo, ArchiveProblem, inspect_archive
 from drillbook.drills.backup_restore.scratch import ScratchGuard
 from drillbook.drills.base import ResultBuilder
@@ -222,7 +222,7 @@ class _Drill:
                 self.abort("inspect")
             if info.format in ("custom", "directory", "tar"):
                 self._list_toc(path, art)
-            self._prescan(path, art, info)
+            isolation.prescan_phase(self, path, art, info)
             self.b.environment.update({"restore_tool": f"{name} {self.tool.version}",
                                        "archive_pg_dump": info.pg_dump_version or "unknown",
                                        "archive_server": info.server_version or "unknown"})
@@ -233,58 +233,6 @@ class _Drill:
                                          "created_at": info.created_at.isoformat() if info.created_at else None,
                                          "compression": info.compression}
             ph.detail = f"{info.summary()}; {name} {self.tool.version}"
-
-    def _prescan(self, path: Path, art: locate_mod.Artefact, info: ArchiveInfo) -> None:
-        """Refuse a dump that would leave its scratch database before anything is restored (prescan.py)."""
-        assert self.tool is not None
-        target = self.drill.restore.target
-        if info.format.startswith("plain"):
-            self.scan = prescan.scan_plain(path, gz=info.format == "plain.gz", target=target)
-        elif target == "shared":
-            try:
-                self.scan = prescan.scan_archive(self.tool.path, path)
-            except subprocess.TimeoutExpired:
-                self.b.find("ARCHIVE_UNREADABLE", f"{art.name!r}: pg_restore -s did not list the schema within "
-                            f"{prescan.SCAN_TIMEOUT_S}s", subject=art.uri)
-                self.abort("inspect")
-        else:
-            return
-        self.b.checked()
-        self.b.measurements.counts["dump_statements_judged"] = self.scan.statements
-        message = self.scan.refusal_message(cluster=info.cluster, target=target)
-        if message:
-            first = self.scan.refusals[0]
-            self.b.find("DUMP_LEAVES_DATABASE", f"{art.name!r}: {message}", subject=art.uri,
-                        detail={"line": first.line, "scope": first.scope, "statement": first.statement,
-                                "refused_statements": len(self.scan.refusals), "cluster_dump": info.cluster})
-            self.abort("inspect")
-
-    def _start_ephemeral(self) -> str:
-        """Start the private cluster; return the database psql/pg_restore connects to first."""
-        assert self.info is not None
-        try:
-            superuser = self.scan.superusers[0] if self.scan and self.scan.superusers else "drillbook_ephemeral"
-            self.cluster = EphemeralCluster(min_major=self.info.dump_major, bin_dir=self.drill.restore.bin_dir,
-                                            superuser=superuser).start()
-        except EphemeralUnavailable as exc:
-            self.b.find("EPHEMERAL_UNAVAILABLE", str(exc))
-            self.abort("restore")
-        self.scratch_dsn = self.cluster.dsn("postgres")
-        self.b.environment["ephemeral_cluster"] = self.cluster.version
-        created = self.scan.created_databases if self.scan else []
-        if not created and not self.info.cluster:
-            self.scratch_db = ScratchGuard(scratch_dsn=self.scratch_dsn).create(drill=self.drill.name, run_id=self.run_id,
-                                                                                now=self.start)
-            return self.scratch_db
-        wanted = self.drill.restore.database
-        if wanted is None and len(created) == 1:
-            wanted = created[0]
-        if wanted is None or (created and wanted not in created and wanted != "postgres"):
-            self.b.find("CONFIG_INVALID", f"the dump creates databases {created}; set restore.database to the one to verify"
-                        + (f" (got {wanted!r})" if wanted else ""))
-            self.abort("restore")
-        self.scratch_db = wanted
-        return "postgres"
 
     def _list_toc(self, path: Path, art: locate_mod.Artefact) -> None:
         """``pg_restore -l`` must read the whole table of contents; count the table-data entries.
@@ -328,7 +276,7 @@ class _Drill:
         assert path is not None
         with self.b.phase("restore") as ph:
             spec = self.drill.restore
-            into = self._start_ephemeral() if spec.target == "ephemeral" else self.scratch_db
+            into = isolation.start_ephemeral(self) if spec.target == "ephemeral" else self.scratch_db
             assert into is not None
             outcome = restore.run_restore(fmt=self.info.format, tool=self.tool, path=path,
                                           scratch_db_dsn=pg.with_dbname(self.scratch_dsn, into),
@@ -391,7 +339,7 @@ class _Drill:
 
     def teardown(self) -> None:
         if self.before is not None:  # before the drop: scratch databases are outside the audit anyway
-            self._audit()
+            isolation.audit_phase(self)
         if self.cluster is not None:
             with self.b.phase("teardown") as ph:
                 self.cluster.close()
@@ -402,25 +350,6 @@ class _Drill:
                 ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
         if self.downloaded is not None:
             shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
-
-    def _audit(self) -> None:
-        """Compare the server's databases and roles with the snapshot taken before the restore (audit.py)."""
-        assert self.before is not None
-        with self.b.phase("audit") as ph:
-            try:
-                diff = audit.compare(self.before, audit.snapshot(self.guard.scratch_dsn))
-            except Exception as exc:  # an audit that could not run proves nothing
-                self.b.find("SCRATCH_UNREACHABLE", f"side-effect audit of {pg.describe(self.guard.scratch_dsn)}: {exc}")
-                ph.status, ph.detail = "failed", "audit could not run"
-                return
-            self.b.checked()
-            if diff.empty:
-                ph.detail = f"no change outside the scratch database ({len(self.before.objects)} objects compared)"
-                return
-            self.b.find("SCRATCH_SIDE_EFFECT", f"the drill changed the scratch server outside its scratch database: "
-                        f"{diff.describe()}; nothing was dropped", subject=pg.describe(self.guard.scratch_dsn),
-                        detail={"appeared": len(diff.added), "disappeared": len(diff.removed), "changed": len(diff.changed)})
-            ph.status, ph.detail = "failed", diff.describe()[:200]
 
     def _s3(self) -> Any:
         if self.s3_client is None:

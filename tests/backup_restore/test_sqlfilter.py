@@ -172,3 +172,22 @@ def test_filtered_output_restores_with_real_psql(pg, fresh_db, tmp_path):
 
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("select count(*), f() from t").fetchone() == (2, ";\\!")
+
+
+def test_copy_rows_judged_in_blocks_still_name_the_exact_line():
+    """COPY rows go through a block fast path; a bad row deep inside a block is found and named."""
+    rows = [b"%d\tplain row with a \\\\ backslash pair and \\N\n" % i for i in range(100_000)]
+    head = b"COPY t (a, b) FROM stdin;\n"
+    healthy = head + b"".join(rows) + b"\\.\r\nSELECT 1;\n"
+    assert run(healthy) == (healthy, None)
+    bad_rows = list(rows)
+    bad_rows[90_000] = b"90000\tx\\\\\\! touch x\n"  # "\\" then "\!": a pair, then a shell command
+    import time
+
+    t = time.perf_counter()
+    out, refusal = run(head + b"".join(bad_rows) + b"\\.\n")
+    assert refusal is not None and refusal.line == 90_002, refusal
+    assert b"touch" not in out and time.perf_counter() - t < 20
+    after = head + b"".join(rows) + b"\\.\n\\! touch x\n"
+    out, refusal = run(after)
+    assert refusal is not None and refusal.line == 100_003 and b"touch" not in out

@@ -241,3 +241,25 @@ def test_a_custom_archive_whose_schema_leaves_the_database_is_refused(pg, varian
     path = variant(mutate)
     result = _run_and_check(pg, drill_runner, scratch_dsn, make_drill(str(path.parent)), outside, tmp_path)
     assert "DUMP_LEAVES_DATABASE" in codes(result)
+
+
+def test_restore_database_without_the_ephemeral_target_is_a_catalogue_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"applies only to restore\.target 'ephemeral'"):
+        make_drill("/tmp/x", restore={"database": "victim"})
+    with pytest.raises(ValidationError, match="target"):
+        make_drill("/tmp/x", restore={"target": "private"})
+
+
+def test_pg_dump_create_restores_into_an_ephemeral_cluster_and_verifies_the_database_it_creates(pg, victim, tmp_path, drill_runner):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    path = pg_dump(pg, pg.dsn("victim"), folder / "victim.sql", "-Fp", "-C")
+    drill = make_drill(str(folder), verify=VICTIM_VERIFY, restore={"target": "ephemeral"})
+    before = checksum(pg)
+    result = drill_runner(drill, work_dir=tmp_path / "work")
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+    assert [f.subject for f in result.findings if f.code == "ROLE_ABSENT"] == ["victim_app"]  # roles live in pg_dumpall
+    assert checksum(pg) == before
+    assert path.exists()

@@ -58,6 +58,13 @@ class RestoreSpec(StrictModel):
     target: Literal["shared", "ephemeral"] = "shared"
     database: str | None = None  # ephemeral: the restored database to verify when the dump creates several
 
+    @model_validator(mode="after")
+    def _database_needs_ephemeral(self) -> RestoreSpec:
+        if self.database is not None and self.target != "ephemeral":
+            raise ValueError(f"restore.database {self.database!r} applies only to restore.target 'ephemeral', "
+                             f"got target {self.target!r}")
+        return self
+
 
 class SqlCheck(StrictModel):
     name: str

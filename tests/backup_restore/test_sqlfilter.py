@@ -191,3 +191,31 @@ def test_copy_rows_judged_in_blocks_still_name_the_exact_line():
     after = head + b"".join(rows) + b"\\.\n\\! touch x\n"
     out, refusal = run(after)
     assert refusal is not None and refusal.line == 100_003 and b"touch" not in out
+
+
+@pytest.mark.parametrize("text", [
+    "SET client_encoding = 'SJIS';\n",
+    "SET NAMES 'big5';\n",
+    "SELECT set_config('client_encoding', 'GBK', false);\n",
+    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings';\n",
+    "SET standard_conforming_strings TO DEFAULT;\n",
+])
+def test_settings_that_would_make_psql_read_strings_differently_are_refused(text):
+    assert run(text)[1] is not None
+
+
+def test_psql_session_starts_with_standard_conforming_strings_on(pg, fresh_db, tmp_path):
+    """Even on a server whose default is off, psql reads '...\\' the way the filter does."""
+    from drillbook.drills.backup_restore import restore
+
+    from drillbook.pg import parse
+
+    db = parse(fresh_db)["dbname"]
+    pg.execute("postgres", f'ALTER DATABASE "{db}" SET standard_conforming_strings = off')
+    dump = tmp_path / "d.sql"
+    dump.write_text("CREATE TABLE s AS SELECT current_setting('standard_conforming_strings') AS v, 'a\\' AS w;\n")
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60)
+    assert outcome.refusal is None and outcome.exit_code == 0, outcome.classifier.tail
+    assert pg.execute(db, "select v, w from s") == [("on", "a\\")]

@@ -204,6 +204,10 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     env = pg.tool_env(scratch_db_dsn)
     # Restores print a NOTICE per object on some dumps; only warnings and errors are evidence.
     env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
+    if fmt in ("plain", "plain.gz"):
+        # The filter reads '...' strings as standard_conforming_strings=on does; make psql's session
+        # agree whatever the server's default (a dump cannot SET it otherwise: sqlrules refuses that).
+        env["PGOPTIONS"] += " -c standard_conforming_strings=on"
     env["PSQLRC"] = "/dev/null"
     plain = fmt in ("plain", "plain.gz")
     flt = StatementFilter(scope)

@@ -16,7 +16,9 @@ Rules this module enforces (judged per complete statement, see sqlfilter.py):
   servers, user mappings and subscriptions, server-file functions
   (lo_import/lo_export, pg_read_file, pg_ls_dir ...), settings that load
   libraries or run commands, and any change of standard_conforming_strings
-  (it changes how strings are read). Refused everywhere;
+  (it changes how strings are read; psql's session is started with it on), and
+  client encodings whose multi-byte characters may contain a backslash byte
+  (SJIS, BIG5, GBK, GB18030, UHC, JOHAB). Refused everywhere;
 - the bodies of DO blocks, functions and procedures are searched for the same
   statements (they run later, or at once for DO);
 - meta-commands: only ``\\restrict``/``\\unrestrict KEY`` on a line of their own;
@@ -39,7 +41,7 @@ _FILE_FUNCS = (r"LO_IMPORT|LO_EXPORT|PG_READ_FILE|PG_READ_BINARY_FILE|PG_LS_DIR|
                r"|DBLINK\w*")
 _SERVER_FUNCS = (r"PG_TERMINATE_BACKEND|PG_CANCEL_BACKEND|PG_RELOAD_CONF|PG_ROTATE_LOGFILE|PG_PROMOTE|PG_SWITCH_WAL"
                  r"|PG_CREATE_\w+_REPLICATION_SLOT|PG_DROP_REPLICATION_SLOT|PG_CREATE_RESTORE_POINT")
-_DANGEROUS_SETTINGS = {"session_preload_libraries", "local_preload_libraries", "shared_preload_libraries",
+_DANGEROUS_SETTINGS = {"client_encoding", "session_preload_libraries", "local_preload_libraries", "shared_preload_libraries",
                        "dynamic_library_path", "archive_command", "restore_command", "standard_conforming_strings"}
 
 # (pattern on the statement's code, scope, reason); code is upper-cased tokens joined by spaces.
@@ -77,6 +79,10 @@ _BODY_RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"\bLOAD '"), ESCAPE, "a body that loads a shared library"),
     (re.compile(rf"\b({_FILE_FUNCS})\s*\("), ESCAPE, "a body that reads or writes server files or other servers"),
 ]
+_SETS_BY_NAME = re.compile(r"\bSET_CONFIG\b|\bPG_SETTINGS\b|^(SET|ALTER|RESET)\b")  # a setting named in a string
+_SET_ENCODING = re.compile(r"^SET (SESSION |LOCAL )?(CLIENT_ENCODING|NAMES)\b")
+_UNSAFE_ENCODINGS = {"SJIS", "SHIFTJIS2004", "BIG5", "GBK", "GB18030", "UHC", "JOHAB", "WIN932", "WIN936", "WIN949",
+                     "WIN950", "WIN1361", "CP932", "CP936", "CP949", "CP950", "MSKANJI", "SHIFTJIS", "TCVN"}
 _BODY_HOLDERS = re.compile(r"^(DO\b|CREATE (OR REPLACE )?(FUNCTION|PROCEDURE)\b)")
 _C_LANGUAGE = re.compile(r"\bLANGUAGE (C|INTERNAL|\"C\"|\"INTERNAL\"|'\?')(?= |$|;)", re.I)
 _COPY_STDIN = re.compile(r"^COPY\b.*\bFROM STDIN\b")
@@ -140,7 +146,11 @@ def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -
             result = refuse(rule_scope, reason)
             if result.refusal is not None:
                 return result
-    for text in strings:
+    if _SET_ENCODING.search(code):
+        values = [t.decode("utf-8", "replace") for t in tokens[2:]] + [t.decode("utf-8", "replace") for t in strings]
+        if any(re.sub(r"[^A-Z0-9]", "", v.upper()) in _UNSAFE_ENCODINGS for v in values):
+            return refuse(ESCAPE, "switches to a client encoding whose characters may contain a backslash byte")
+    for text in strings if _SETS_BY_NAME.search(code) else ():
         if text.strip().lower().decode("utf-8", "replace") in _DANGEROUS_SETTINGS:
             return refuse(ESCAPE, "sets a parameter that loads libraries, runs commands or changes how strings are read")
     if _BODY_HOLDERS.search(code):

@@ -166,7 +166,7 @@ def _plain_head(head: bytes, fmt: str) -> ArchiveInfo:
 
 
 def _check_plain_tail(tail: bytes) -> None:
-    if TRAILER not in tail:
+    if TRAILER not in tail and CLUSTER_BANNER + b" complete" not in tail:  # pg_dumpall --globals-only has only its own
         raise ArchiveProblem(
             "ARCHIVE_TRUNCATED",
             "the plain dump does not end with pg_dump's '-- PostgreSQL database dump complete' trailer: it was cut off",

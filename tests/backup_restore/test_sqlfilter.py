@@ -207,7 +207,6 @@ def test_settings_that_would_make_psql_read_strings_differently_are_refused(text
 def test_psql_session_starts_with_standard_conforming_strings_on(pg, fresh_db, tmp_path):
     """Even on a server whose default is off, psql reads '...\\' the way the filter does."""
     from drillbook.drills.backup_restore import restore
-
     from drillbook.pg import parse
 
     db = parse(fresh_db)["dbname"]
@@ -219,3 +218,20 @@ def test_psql_session_starts_with_standard_conforming_strings_on(pg, fresh_db, t
     outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60)
     assert outcome.refusal is None and outcome.exit_code == 0, outcome.classifier.tail
     assert pg.execute(db, "select v, w from s") == [("on", "a\\")]
+
+
+@pytest.mark.parametrize("pad", [0, 1, 2, 3])
+def test_quotes_and_tags_at_read_boundaries_are_not_split(pad):
+    """A long SQL line is read whole: an E'' escape or a dollar tag on a 64 KiB boundary stays intact."""
+    from drillbook.drills.backup_restore.sqlfilter import PIECE
+
+    filler = "x" * (PIECE - len("SELECT E'") - 1 + pad)
+    escape = f"SELECT E'{filler}\\'; \\! touch x; ';\n"  # all one string to psql
+    assert run(escape)[1] is None
+    tag = f"SELECT $tag${'y' * (PIECE - 13 + pad)}$tag$; \\! touch x\n"
+    assert run(tag)[1] is not None
+
+
+def test_a_refused_meta_command_at_the_very_end_without_newline_is_not_passed():
+    out, refusal = run("SELECT 1;\n\\! touch x")
+    assert refusal is not None and out == b"SELECT 1;"

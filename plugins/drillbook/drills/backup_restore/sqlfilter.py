@@ -15,8 +15,9 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
 - after the first refusal nothing more is written: the caller closes psql's
   stdin, so psql runs exactly the statements judged before it;
 - memory is bounded by the longest statement (``MAX_STATEMENT``, refused when
-  exceeded), never by the dump: COPY data passes through line by line, in
-  pieces of at most ``PIECE`` bytes.
+  exceeded), never by the dump: SQL is read a whole line at a time (so no
+  quote, dollar tag or comment is ever split between reads), COPY data passes
+  through in blocks of whole rows or pieces of at most ``PIECE`` bytes.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class StatementFilter:
             return b""
         if self.state == "meta":
             self._end_meta()
+            if self.refusal is not None and not self.collect:
+                return b""
         if self.copy:
             return b""
         if self.stmt.tokens:
@@ -427,7 +430,9 @@ def filter_stream(src: BinaryIO, write: Callable[[bytes], object], flt: Statemen
                     write(b"".join(batch))
                     batch, held = [], 0
                 continue
-        piece = reader.readline(PIECE)
+        # SQL is read a whole line at a time (a statement is held whole anyway, up to
+        # MAX_STATEMENT), so no quote, tag or comment is ever split; COPY rows in pieces.
+        piece = reader.readline(PIECE if flt.copy else MAX_STATEMENT + 1)
         if not piece:
             break
         slow -= len(piece)

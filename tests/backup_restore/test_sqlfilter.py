@@ -16,8 +16,9 @@ import pytest
 
 from drillbook.drills.backup_restore import tools
 from drillbook.drills.backup_restore.prescan import scan_plain
-from drillbook.drills.backup_restore.sqlfilter import StatementFilter, filter_stream
+from drillbook.drills.backup_restore.sqlfilter import StatementFilter
 from drillbook.drills.backup_restore.sqlrules import ESCAPE, SERVER
+from drillbook.drills.backup_restore.sqlstream import filter_stream
 
 
 def run(text: str | bytes, scope: str = "shared"):
@@ -121,6 +122,7 @@ def test_very_long_lines_are_streamed_in_bounded_memory(tmp_path):
             fh.write(row)
         fh.write(b"\n\\.\n")
     code = ("import gzip,sys;from drillbook.drills.backup_restore.sqlfilter import *;"
+            "from drillbook.drills.backup_restore.sqlstream import filter_stream;"
             "f=StatementFilter();n=[0]\n"
             f"with gzip.open({str(path)!r},'rb') as s: filter_stream(s, lambda b: n.__setitem__(0, n[0]+len(b)), f)\n"
             # VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at the (large) pytest parent's

@@ -23,8 +23,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drillbook.drills.backup_restore.sqlfilter import StatementFilter, filter_stream
+from drillbook.drills.backup_restore.sqlfilter import StatementFilter
 from drillbook.drills.backup_restore.sqlrules import Refusal
+from drillbook.drills.backup_restore.sqlstream import filter_stream
 
 SCAN_TIMEOUT_S = 600
 

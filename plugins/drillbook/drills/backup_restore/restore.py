@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drillbook import pg
-from drillbook.drills.backup_restore.sqlfilter import StatementFilter, filter_stream
+from drillbook.drills.backup_restore.sqlfilter import StatementFilter
 from drillbook.drills.backup_restore.sqlrules import Refusal
+from drillbook.drills.backup_restore.sqlstream import filter_stream
 from drillbook.drills.backup_restore.tools import Tool
 
 SAMPLE_LINES = 5

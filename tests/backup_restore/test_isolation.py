@@ -143,11 +143,13 @@ def test_pg_dumpall_is_refused_on_a_shared_server(pg, dumpall, scratch_dsn, tmp_
 def test_pg_dumpall_restores_fully_into_an_ephemeral_cluster_and_passes(pg, dumpall, tmp_path, drill_runner):
     drill = make_drill(str(dumpall.parent), verify=VICTIM_VERIFY, restore={"target": "ephemeral", "database": "victim"})
     before = checksum(pg)
+    clusters = set(Path("/tmp").glob("drillbook-ephemeral-*"))
     result = drill_runner(drill, work_dir=tmp_path / "work")
     assert result.verdict.value == "PASS", [(f.code, f.message, f.detail) for f in result.findings]
     assert checksum(pg) == before
     assert result.details["restore"]["exit_code"] == 0
-    assert not list(Path("/tmp").glob("drillbook-ephemeral-*")), "the ephemeral cluster was not removed"
+    assert set(Path("/tmp").glob("drillbook-ephemeral-*")) <= clusters, "the ephemeral cluster was not removed"
+    assert next(p for p in result.phases if p.name == "teardown").detail == "stopped and removed the ephemeral cluster"
 
 
 def test_pg_dumpall_in_an_ephemeral_cluster_needs_the_database_to_verify(pg, dumpall, tmp_path, drill_runner):

@@ -265,3 +265,22 @@ def test_pg_dump_create_restores_into_an_ephemeral_cluster_and_verifies_the_data
     assert [f.subject for f in result.findings if f.code == "ROLE_ABSENT"] == ["victim_app"]  # roles live in pg_dumpall
     assert checksum(pg) == before
     assert path.exists()
+
+
+def test_a_custom_archive_restores_into_a_scratch_database_of_an_ephemeral_cluster(dumps, tmp_path, drill_runner):
+    result = drill_runner(make_drill(str(dumps["custom"].parent), restore={"target": "ephemeral"}), work_dir=tmp_path / "w")
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+    assert result.measurements.counts["dump_statements_judged"] > 10
+
+
+def test_a_custom_archive_that_escapes_is_refused_in_an_ephemeral_cluster_too(variant, tmp_path, drill_runner):
+    def mutate(dsn):
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE FUNCTION public.escape() RETURNS void LANGUAGE plpgsql AS "
+                         "$$ BEGIN COPY (select 1) TO PROGRAM 'true'; END $$")
+    path = variant(mutate)
+    result = drill_runner(make_drill(str(path.parent), restore={"target": "ephemeral"}), work_dir=tmp_path / "w")
+    assert "DUMP_LEAVES_DATABASE" in codes(result) and result.verdict.value == "ERROR"
+    assert "restore" not in [p.name for p in result.phases]

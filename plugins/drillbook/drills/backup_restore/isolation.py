@@ -33,15 +33,13 @@ def prescan_phase(run: Any, path: Path, art: Any, info: ArchiveInfo) -> None:
     target = run.drill.restore.target
     if info.format.startswith("plain"):
         run.scan = prescan.scan_plain(path, gz=info.format == "plain.gz", target=target)
-    elif target == "shared":
+    else:
         try:
-            run.scan = prescan.scan_archive(run.tool.path, path)
+            run.scan = prescan.scan_archive(run.tool.path, path, target=target)
         except subprocess.TimeoutExpired:
             run.b.find("ARCHIVE_UNREADABLE", f"{art.name!r}: pg_restore -s did not list the schema within "
                         f"{prescan.SCAN_TIMEOUT_S}s", subject=art.uri)
             run.abort("inspect")
-    else:
-        return
     run.b.checked()
     run.b.measurements.counts["dump_statements_judged"] = run.scan.statements
     message = run.scan.refusal_message(cluster=info.cluster, target=target)

@@ -13,7 +13,8 @@ Rules this module enforces:
 - an archive (custom, directory, tar) is restored by ``pg_restore -d``, which
   runs no psql meta-commands and no CREATE DATABASE without ``-C``: its
   schema SQL (``pg_restore -s -f -``, what ``pg_restore -d`` would run apart
-  from table data) is judged by the same statement rules.
+  from table data) is judged by the same statement rules (for an ephemeral
+  cluster, only statements that leave the cluster are refused).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Scan:
             dbs = ", ".join(repr(d) for d in self.created_databases)
             return (f"this dump creates and connects to database {dbs} (pg_dump -C); nothing was restored; take the dump "
                     f"without -C or set restore.target: ephemeral (first: {first})")
-        return f"the dump was refused before psql started, nothing was restored: {first}"
+        return f"the dump was refused before the restore started, nothing was restored: {first}"
 
 
 def scan_plain(path: Path, *, gz: bool, target: str) -> Scan:
@@ -63,9 +64,9 @@ def scan_plain(path: Path, *, gz: bool, target: str) -> Scan:
                 superusers=flt.superusers, statements=flt.statements)
 
 
-def scan_archive(pg_restore: str, path: Path) -> Scan:
+def scan_archive(pg_restore: str, path: Path, *, target: str = "shared") -> Scan:
     """Judge the schema SQL of an archive; raises ``subprocess.TimeoutExpired`` past SCAN_TIMEOUT_S."""
-    flt = StatementFilter("archive", collect=True)
+    flt = StatementFilter("ephemeral" if target == "ephemeral" else "shared", collect=True, metas=False)
     proc = subprocess.Popen([pg_restore, "-s", "-f", "-", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
     try:

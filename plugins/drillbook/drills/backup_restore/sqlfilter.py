@@ -61,15 +61,16 @@ class StatementFilter:
 
     ``scope`` is what is refused: ``"shared"`` (server-wide and escaping
     statements and every meta-command but \\restrict), ``"ephemeral"`` (escaping
-    statements only; \\connect to a database name allowed) or ``"archive"``
-    (SQL written by pg_restore: statements judged as on a shared server,
-    meta-commands ignored because pg_restore -d runs none). With
-    ``collect=True`` it keeps going after a refusal and lists up to 20.
+    statements only; \\connect to a database name allowed). ``metas=False``
+    ignores meta-commands: SQL written by ``pg_restore -f`` for an archive,
+    which ``pg_restore -d`` runs without psql. With ``collect=True`` it keeps
+    going after a refusal and lists up to 20.
     """
 
-    def __init__(self, scope: str = "shared", *, collect: bool = False):
+    def __init__(self, scope: str = "shared", *, collect: bool = False, metas: bool = True):
         self.scope = scope
         self.collect = collect
+        self.metas = metas
         self.refusal: Refusal | None = None
         self.refusals: list[Refusal] = []
         self.created_databases: list[str] = []
@@ -341,7 +342,7 @@ class StatementFilter:
     def _end_meta(self) -> None:
         self.state = "normal"
         text = bytes(self.meta).decode("utf-8", "replace").rstrip("\r")
-        if self.scope == "archive":
+        if not self.metas:
             return
         pending = any(t != b";" for t in self.stmt.tokens)
         refusal, connect = sqlrules.judge_meta(text, line=self.meta_line, scope=self.scope, pending=pending)

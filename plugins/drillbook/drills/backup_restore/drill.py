@@ -222,7 +222,7 @@ class _Drill:
                 self.abort("inspect")
             if info.format in ("custom", "directory", "tar"):
                 self._list_toc(path, art)
-            isolation.prescan_phase(self, path, art, info)
+            isolation.prescan_phase(self, path, art, info, ph)
             self.b.environment.update({"restore_tool": f"{name} {self.tool.version}",
                                        "archive_pg_dump": info.pg_dump_version or "unknown",
                                        "archive_server": info.server_version or "unknown"})

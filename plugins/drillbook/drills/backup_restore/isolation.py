@@ -27,7 +27,7 @@ from drillbook.drills.backup_restore.inspect import ArchiveInfo
 from drillbook.drills.backup_restore.scratch import ScratchGuard
 
 
-def prescan_phase(run: Any, path: Path, art: Any, info: ArchiveInfo) -> None:
+def prescan_phase(run: Any, path: Path, art: Any, info: ArchiveInfo, ph: Any) -> None:
     """Refuse a dump that would leave its scratch database before anything is restored (prescan.py)."""
     assert run.tool is not None
     target = run.drill.restore.target
@@ -48,6 +48,8 @@ def prescan_phase(run: Any, path: Path, art: Any, info: ArchiveInfo) -> None:
         run.b.find("DUMP_LEAVES_DATABASE", f"{art.name!r}: {message}", subject=art.uri,
                     detail={"line": first.line, "scope": first.scope, "statement": first.statement,
                             "refused_statements": len(run.scan.refusals), "cluster_dump": info.cluster})
+        kind = "cluster dump" if info.cluster else "dump"
+        ph.status, ph.detail = "failed", f"{kind} refused at line {first.line}: {first.reason}"
         run.abort("inspect")
 
 

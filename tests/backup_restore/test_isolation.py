@@ -20,6 +20,7 @@ from drillbook.pg import parse, tool_env, with_dbname
 from tests.backup_restore.conftest import codes, make_drill, pg_dump
 
 SCRATCH_ROLE = "drillbook_iso_scratch"
+SCRATCH_MAINT = "drillbook_iso_maint"  # the scratch role's own maintenance database: its registry lives there
 VICTIM_VERIFY = {"min_rows": {"public.events": 11, "public.items": 3}, "rpo_probe": None}
 
 
@@ -39,6 +40,8 @@ def victim(pg):
     pg.execute("postgres", "CREATE ROLE victim_ro")
     pg.execute("postgres", "GRANT victim_ro TO victim_app")
     pg.execute("postgres", f"CREATE ROLE {SCRATCH_ROLE} LOGIN CREATEDB")
+    pg.drop_database(SCRATCH_MAINT)
+    pg.execute("postgres", f"CREATE DATABASE {SCRATCH_MAINT} OWNER {SCRATCH_ROLE}")
     for db in ("victim", "victim2"):
         pg.execute("postgres", f"CREATE DATABASE {db} OWNER victim_app")
         pg.execute(db, "CREATE TABLE events (id int, note text)")  # no primary key: appends would go unnoticed
@@ -48,7 +51,7 @@ def victim(pg):
         pg.execute(db, "SELECT setval('items_id_seq', 150)")
         pg.execute(db, "ALTER TABLE events OWNER TO victim_app; ALTER TABLE items OWNER TO victim_app")
     yield
-    for db in ("victim", "victim2"):
+    for db in ("victim", "victim2", SCRATCH_MAINT):
         pg.drop_database(db)
     for role in ("victim_app", "victim_ro", SCRATCH_ROLE):
         pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
@@ -77,7 +80,7 @@ def checksum(pg) -> dict[str, object]:
 
 @pytest.fixture
 def scratch_dsn(pg, victim) -> str:
-    return _keyword_dsn(pg, SCRATCH_ROLE)
+    return _keyword_dsn(pg, SCRATCH_ROLE, SCRATCH_MAINT)
 
 
 @pytest.fixture

@@ -72,6 +72,8 @@ def checksum(pg) -> dict[str, object]:
             continue
         tables = pg.execute(db, "select format('%I.%I', schemaname, relname) from pg_stat_user_tables order by 1")
         for (table,) in tables:
+            if table == "drillbook.scratch_databases":  # the drill's own registry of what it created (scratch.py)
+                continue
             out[f"{db}:{table}"] = pg.execute(db, f"select md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) from {table} t")
         for (seq,) in pg.execute(db, "select format('%I.%I', schemaname, sequencename) from pg_sequences order by 1"):
             out[f"{db}:{seq}"] = pg.execute(db, f"select last_value, is_called from {seq}")

@@ -104,6 +104,10 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("ALERT_PATH_UNREACHABLE", _S.CRITICAL, "The alert path could not be reached", "Check the endpoint URL, DNS and network from the worker.", "alert_path", True),
     FindingSpec("ALERT_READBACK_FAILED", _S.CRITICAL, "The test alert was sent but the drill could not read the far end to confirm it", "Check the read-back access named in the detail (Slack channels:history scope, SQS ReceiveMessage, the read-back URL and its credentials).", "alert_path", True),
     FindingSpec("ALERT_CLEANUP_FAILED", _S.LOW, "The test alert was delivered but could not be resolved or deleted", "Resolve or delete the canary by hand; check the token's permissions.", "alert_path"),
+    # --- evidence ledger -------------------------------------------------------
+    FindingSpec("EVIDENCE_SPOOLED", _S.MEDIUM, "The ledger could not be written: the result was kept in the local evidence spool", "Bring the ledger database back; the next run or `drillbook ledger flush` replays the spool in order. Keep the spool file until then.", "ledger"),
+    FindingSpec("CHECKPOINT_UNSIGNED", _S.LOW, "The ledger checkpoint was stored unsigned: no signing key is configured", "Set DRILLBOOK_CHECKPOINT_KEY (or the drillbook_checkpoint_key connection) to an Ed25519 private key; see docs/ledger.md.", "ledger"),
+    FindingSpec("LEDGER_TAMPERED", _S.CRITICAL, "The evidence ledger does not verify: records were edited, removed, backdated or its guards switched off", "Run `drillbook evidence verify` and investigate the record it names; restore the ledger from backup or a signed export.", "ledger"),
 ]
 
 REGISTRY: dict[str, FindingSpec] = {}

@@ -1,0 +1,187 @@
+"""The evidence spool: where a signed-off result waits when the ledger cannot be written.
+
+Rules this module enforces:
+- the spool is a local append-only file of JSON lines (``$DRILLBOOK_SPOOL``,
+  else ``evidence-spool.jsonl`` next to the Slack outbox). Each line is
+  written with one ``write``, flushed and ``fsync``-ed before the writer is
+  told "spooled", so a result the process reported as spooled survives a
+  crash or power loss;
+- an entry holds exactly what the ledger append needs (record type, the run
+  context that forms the idempotency key, the result document) and an ``id``:
+  the sha256 of its own canonical JSON;
+- replay (``Ledger.flush_spool``: the next append, ``drillbook ledger flush``)
+  takes an exclusive ``flock`` on the file, appends the entries in file
+  order through the ledger's ordinary idempotent append, and after each
+  commit appends a ``done`` line naming the entry's id and seq. A replay
+  killed between the commit and the ``done`` line finds the record again by
+  its idempotency key the next time and writes nothing twice;
+- the file is emptied only under the lock and only when every entry has a
+  ``done`` line, i.e. when everything it held is in the ledger;
+- a line that does not parse (a torn last line after a crash) is skipped
+  and named, never fatal: the other entries still replay.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+SPOOL_ENV = "DRILLBOOK_SPOOL"
+SPOOL_NAME = "evidence-spool.jsonl"
+
+
+def spool_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The spool file: argument, else $DRILLBOOK_SPOOL, else evidence-spool.jsonl next to the outbox."""
+    if path:
+        return Path(path)
+    if os.environ.get(SPOOL_ENV):
+        return Path(os.environ[SPOOL_ENV])
+    from drillbook.notify.outbox import outbox_path
+
+    return outbox_path().parent / SPOOL_NAME
+
+
+def _canonical(doc: Any) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class SpoolEntry:
+    """One record waiting for the ledger."""
+
+    record_type: str
+    ctx: dict[str, Any]
+    result: dict[str, Any]
+    spooled_at: str = ""
+    reason: str = ""
+    id: str = ""
+
+    def key(self) -> dict[str, Any]:
+        return {"record_type": self.record_type, "ctx": self.ctx, "result": self.result}
+
+
+@dataclass
+class SpoolState:
+    """What a read of the spool found: entries without a ``done`` line, in order, and unreadable lines."""
+
+    pending: list[SpoolEntry] = field(default_factory=list)
+    done: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+class EvidenceSpool:
+    """A local append-only file of ledger appends that are still owed."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = spool_path(path)
+
+    def __repr__(self) -> str:
+        return f"EvidenceSpool({str(self.path)!r})"
+
+    @contextmanager
+    def _locked(self) -> Iterator[IO[str]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        with self.path.open("a+", encoding="utf-8") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                if created:  # make the new directory entry durable too
+                    _fsync_dir(self.path.parent)
+                yield fh
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    @staticmethod
+    def _write(fh: IO[str], doc: dict[str, Any]) -> None:
+        fh.seek(0, os.SEEK_END)
+        fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+    def append(self, entry: SpoolEntry) -> SpoolEntry:
+        """Write one entry durably (fsync) and return it with its id set."""
+        entry.spooled_at = entry.spooled_at or datetime.now(UTC).isoformat(timespec="microseconds")
+        entry.id = hashlib.sha256(_canonical(entry.key()).encode("utf-8")).hexdigest()
+        with self._locked() as fh:
+            self._write(fh, {"op": "record", "id": entry.id, "spooled_at": entry.spooled_at, "reason": entry.reason,
+                             **entry.key()})
+        return entry
+
+    def has_pending(self) -> bool:
+        """Cheap test: is there anything in the file at all (replay then reads it properly)."""
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def read(self) -> SpoolState:
+        """Entries without a ``done`` line, oldest first (no lock: for display)."""
+        if not self.path.exists():
+            return SpoolState()
+        with self.path.open(encoding="utf-8") as fh:
+            return _parse(fh, self.path)
+
+    @contextmanager
+    def replaying(self) -> Iterator[ReplaySession]:
+        """Hold the spool exclusively while its pending entries are replayed."""
+        with self._locked() as fh:
+            fh.seek(0)
+            session = ReplaySession(fh, _parse(fh, self.path))
+            yield session
+            if not session.state.pending and session.state.done and not session.state.unreadable:
+                fh.truncate(0)  # everything it held is in the ledger
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+class ReplaySession:
+    """The pending entries of a locked spool; ``mark_done`` after each committed append."""
+
+    def __init__(self, fh: IO[str], state: SpoolState):
+        self._fh = fh
+        self.state = state
+
+    def mark_done(self, entry: SpoolEntry, *, seq: int) -> None:
+        EvidenceSpool._write(self._fh, {"op": "done", "id": entry.id, "seq": seq,
+                                        "at": datetime.now(UTC).isoformat(timespec="microseconds")})
+        self.state.pending = [e for e in self.state.pending if e.id != entry.id]
+        self.state.done += 1
+
+
+def _parse(fh: IO[str], path: Path) -> SpoolState:
+    entries: dict[str, SpoolEntry] = {}
+    done: set[str] = set()
+    state = SpoolState()
+    for number, line in enumerate(fh, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            if doc["op"] == "done":
+                done.add(doc["id"])
+                continue
+            entry = SpoolEntry(record_type=doc["record_type"], ctx=doc["ctx"], result=doc["result"],
+                               spooled_at=doc.get("spooled_at", ""), reason=doc.get("reason", ""), id=doc["id"])
+        except (ValueError, KeyError, TypeError):
+            state.unreadable.append(f"{path}:{number}: not a spool entry (a torn write?); skipped")
+            continue
+        entries.setdefault(entry.id, entry)
+    state.pending = [e for e in entries.values() if e.id not in done]
+    state.done = len(done)
+    return state
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from drillbook.errors import EvidenceSpooled, LedgerError, LedgerNotInitialised, LedgerUnavailable
 from drillbook.ledger import schema
 from drillbook.ledger.canonical import COLUMNS, canonical_json, normalise, record_hash
+from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
 from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
@@ -400,21 +401,25 @@ class Ledger:
         return int(row["n"]) if row else 0
 
     # -- checking ---------------------------------------------------------------------------
-    def verify(self, *, expect_head: str | None = None, batch: int = 2000) -> VerifyReport:
-        """Walk the whole chain in seq order and name the first record that does not match.
+    def verify(self, *, expect_head: str | None = None, batch: int = 2000,
+               checkpoints: CheckpointSettings | None = None) -> VerifyReport:
+        """Walk the whole chain, compare it with the newest checkpoint and check the guards.
 
-        ``expect_head``: a hash (prefix, >= 12 hex digits) reported by an earlier verify; its
-        absence means records were deleted from the end of the chain.
+        ``expect_head``: ``SEQ:HASH`` (or a hash prefix) reported by an earlier verify. ``checkpoints``:
+        trusted key and outside copy (default: from the environment, see ``drillbook.ledger.checkpoint``).
         """
-        from drillbook.ledger.verify import verify_rows
+        from drillbook.ledger.audit import verify_ledger
 
         self._ensure_schema()
-        conn = self._conn
-        with conn.transaction(), conn.cursor(name="drillbook_verify") as cur:
-            cur.itersize = batch
-            # result as its stored text: hashed byte for byte, and not parsed (faster, memory flat).
-            cur.execute(f"SELECT {_VERIFY_COLUMNS} FROM {_T} ORDER BY seq ASC")
-            return verify_rows(cur, expect_head=expect_head)
+        return verify_ledger(self._conn, _T, _VERIFY_COLUMNS, expect_head=expect_head, batch=batch,
+                             settings=checkpoints or CheckpointSettings.from_env())
+
+    def checkpoint(self, *, source: str, settings: CheckpointSettings | None = None) -> Checkpoint:
+        """Sign the current head (unsigned without a key) and store it in the database and outside it."""
+        from drillbook.ledger.audit import take_checkpoint
+
+        self._ensure_schema()
+        return take_checkpoint(self._conn, _T, source=source, settings=settings or CheckpointSettings.from_env())
 
     @property
     def connection(self) -> Any:

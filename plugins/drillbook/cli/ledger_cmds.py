@@ -4,8 +4,10 @@ Rules this module enforces:
 - the ledger DSN comes from ``--ledger-dsn`` or ``DRILLBOOK_LEDGER_DSN``; when
   neither is set the command says so naming both and exits 2 (prefer the
   environment variable: a password in argv is visible to every local user);
-- exit codes: 0 success / chain intact, 1 the chain is broken (``verify``
-  names the first bad record), 2 bad input or the ledger cannot be used;
+- exit codes: 0 success / chain intact, 1 tamper found (``verify`` names the
+  first bad record, the checkpoint it contradicts, or the guard that is off),
+  2 bad input or configuration, 3 could not verify (the ledger cannot be
+  reached): a crash or an outage never looks like tampering;
 - exports stream to the file or stdout and never hold the table in memory;
   a failed export removes its partial output file;
 - nothing here imports psycopg at module import (the parser is built eagerly).
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 DSN_ENV = "DRILLBOOK_LEDGER_DSN"
+EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_COULD_NOT_VERIFY = 0, 1, 2, 3
 _LIST_DEFAULT_LIMIT = 50
 _WIDTH_SAMPLE = 200  # rows used to size the list table's columns; later rows may spill
 
@@ -62,27 +65,30 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """Turn drillbook errors into one clear line and exit 2 (1 stays reserved for a broken chain)."""
 
     def run(args: argparse.Namespace) -> int:
-        from drillbook.errors import DrillbookError
+        from drillbook.errors import DrillbookError, LedgerUnavailable
 
         try:
             return handler(args)
+        except LedgerUnavailable as exc:
+            _err(f"{exc}; nothing was verified or changed")
+            return EXIT_COULD_NOT_VERIFY
         except DrillbookError as exc:
             _err(str(exc))
-            return 2
+            return EXIT_USAGE
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
 
 
-def _ledger(args: argparse.Namespace) -> Any:
+def _ledger(args: argparse.Namespace, *, spool: Any = None) -> Any:
     from drillbook.errors import ConfigurationError
     from drillbook.ledger.store import Ledger
 
     dsn = getattr(args, "ledger_dsn", None) or os.environ.get(DSN_ENV)
     if not dsn:
         raise ConfigurationError(f"no evidence ledger given: pass --ledger-dsn or set {DSN_ENV}")
-    return Ledger(dsn)
+    return Ledger(dsn, spool=spool)
 
 
 def _filter(args: argparse.Namespace) -> Any:
@@ -126,9 +132,40 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         head = ledger.head()
         count = ledger.count()
         where = ledger.where
-    head_text = f"head seq={head.seq} {head.short_hash} at {_utc(head.recorded_at)}" if head else "empty"
+    head_text = f"head seq={head.seq} {head.hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
+    _print_spool_state()
     return 0
+
+
+def _print_spool_state() -> None:
+    from drillbook.ledger.spool import EvidenceSpool
+
+    spool = EvidenceSpool()
+    state = spool.read()
+    if state.pending:
+        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
+              "run `drillbook ledger flush`")
+
+
+@_guarded
+def cmd_ledger_flush(args: argparse.Namespace) -> int:
+    """Replay the local evidence spool into the ledger, in order, idempotently."""
+    from drillbook.ledger.spool import EvidenceSpool
+
+    spool = EvidenceSpool(args.spool)
+    if not spool.read().pending:
+        print(f"evidence spool {spool.path} is empty: nothing to replay")
+        return EXIT_OK
+    with _ledger(args, spool=spool) as ledger:
+        report = ledger.flush_spool()
+    for record in report.records:
+        state = "written" if record.created else "already in the ledger"
+        print(f"  replayed {record.describe()}: {state}")
+    for line in report.unreadable + report.failed:
+        print(f"  NOT replayed: {line}", file=sys.stderr)
+    print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left")
+    return EXIT_OK if not report.remaining and not report.unreadable else EXIT_USAGE
 
 
 def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
@@ -137,45 +174,91 @@ def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", help="create or migrate the evidence ledger schema (idempotent)")
     _add_dsn(p)
     p.set_defaults(func=cmd_ledger_init)
-    p = sub.add_parser("status", help="schema version, record count and chain head")
+    p = sub.add_parser("status", help="schema version, record count, chain head and spooled evidence")
     _add_dsn(p)
     p.set_defaults(func=cmd_ledger_status)
+    p = sub.add_parser("flush", help="replay evidence spooled while the ledger was unreachable (in order, idempotent)")
+    _add_dsn(p)
+    p.add_argument("--spool", default=None, help="spool file (default: $DRILLBOOK_SPOOL, else next to the outbox)")
+    p.set_defaults(func=cmd_ledger_flush)
 
 
 # -- evidence verify ----------------------------------------------------------------------------
 @_guarded
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
-    """Walk the chain (or an export file) and name the first record that does not match."""
+    """Walk the chain (or an export file), compare it with the newest checkpoint, check the guards."""
+    from drillbook.ledger.checkpoint import CheckpointSettings
+
+    settings = CheckpointSettings.from_env()
     if args.file:
+        from drillbook.ledger import checkpoint as cpmod
         from drillbook.ledger.verify import verify_export
 
         path = Path(args.file)
         if not path.is_file():
             _err(f"export file {str(path)!r} does not exist")
-            return 2
+            return EXIT_USAGE
+        outside, _ = cpmod.read_outside(settings.path)
         try:
-            report = verify_export(path)
-        except (ValueError, KeyError) as exc:
+            report = verify_export(path, checkpoint=_checkpoint_within(path, outside))
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
             _err(f"{path} is not a drillbook export: {type(exc).__name__}: {exc}")
-            return 2
+            return EXIT_USAGE
         subject = f"export {path}"
-        intact = "every record's hash matches, linkage intact where seqs are consecutive"
+        intact = "every record's hash matches, the chain is unbroken from its first row (left-out records as links)"
     else:
         with _ledger(args) as ledger:
             try:
-                report = ledger.verify(expect_head=args.expect_head)
+                report = ledger.verify(expect_head=args.expect_head, checkpoints=settings)
             except ValueError as exc:
                 _err(str(exc))
-                return 2
+                return EXIT_USAGE
         subject = "ledger"
         intact = "chain intact"
+    for note in report.notes:
+        print(f"  {note}")
     if report.ok:
-        head = f", head {report.head_hash[:12]}" if report.head_hash else ""
+        head = f", head {report.head_seq}:{report.head_hash}" if report.head_hash else ""
         print(f"{subject} OK: {report.checked} records, {intact}{head}")
-        return 0
-    print(f"{subject} BROKEN ({report.reason}) at seq={report.first_bad_seq}: {report.message}")
+        return EXIT_OK
+    where = f" at seq={report.first_bad_seq}" if report.first_bad_seq is not None else ""
+    print(f"{subject} BROKEN ({report.reason}){where}: {report.message}")
     print(f"  {report.checked} records before it verified", file=sys.stderr)
-    return 1
+    return EXIT_TAMPER
+
+
+def _checkpoint_within(path: Path, checkpoints: list[Any]) -> Any:
+    """The newest outside checkpoint an export can be compared with: the one at the export's last seq or below."""
+    from drillbook.ledger import checkpoint as cpmod
+    from drillbook.ledger.verify import _csv_rows, _json_rows
+
+    if not checkpoints:
+        return None
+    with path.open(encoding="utf-8") as fh:
+        first = fh.read(1)
+    last = 0
+    for row in _json_rows(path) if first in ("[", "{") else _csv_rows(path):
+        last = int(row["seq"])
+    return cpmod.newest([c for c in checkpoints if c.seq <= last])
+
+
+@_guarded
+def cmd_evidence_checkpoint(args: argparse.Namespace) -> int:
+    """Sign the chain head now and store the checkpoint in the database (and outside it when configured)."""
+    from drillbook.ledger.checkpoint import PATH_ENV, CheckpointSettings
+
+    settings = CheckpointSettings.from_env()
+    with _ledger(args) as ledger:
+        cp = ledger.checkpoint(source="cli", settings=settings)
+    print(f"checkpoint seq={cp.seq} hash={cp.hash} at {cp.signed_at}")
+    if cp.signed:
+        print(f"  signed with Ed25519 key {cp.key_id} (public key {cp.public_key})")
+    else:
+        print("  UNSIGNED: no signing key is configured (DRILLBOOK_CHECKPOINT_KEY or the drillbook_checkpoint_key "
+              "connection); it catches rows cut from the end, but not someone who can also rewrite checkpoints")
+    print(f"  stored in the ledger database{f' and in {settings.path}' if settings.path else ''}"
+          + ("" if settings.path else f"; set {PATH_ENV} to keep a copy outside the database"))
+    return EXIT_OK
 
 
 # -- evidence list --------------------------------------------------------------------------------
@@ -286,12 +369,17 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``verify``, ``list``, ``export`` and ``show`` under ``drillbook evidence``."""
     sub = parser.add_subparsers(dest="evidence_command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first record that does not match")
+    p = sub.add_parser("verify", help="walk the hash chain and compare it with the newest checkpoint; exit 1 on "
+                                      "tampering, 3 when it could not verify")
     _add_dsn(p)
     p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
-    p.add_argument("--expect-head", metavar="HASH",
-                   help="head hash (>= 12 hex digits) printed by an earlier verify; catches records deleted from the end")
+    p.add_argument("--expect-head", metavar="SEQ:HASH",
+                   help="head printed by an earlier verify (SEQ:HASH, or a hash prefix of >= 12 hex digits)")
     p.set_defaults(func=cmd_evidence_verify)
+
+    p = sub.add_parser("checkpoint", help="sign the chain head (Ed25519) and store the checkpoint")
+    _add_dsn(p)
+    p.set_defaults(func=cmd_evidence_checkpoint)
 
     p = sub.add_parser("list", help="list evidence records as a table, newest first")
     _add_dsn(p)

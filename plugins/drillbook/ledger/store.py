@@ -414,6 +414,17 @@ class Ledger:
         return verify_ledger(self._conn, _T, _VERIFY_COLUMNS, expect_head=expect_head, batch=batch,
                              settings=checkpoints or CheckpointSettings.from_env())
 
+    def newest_checkpoint(self, *, source_prefix: str = "") -> Checkpoint | None:
+        """The newest checkpoint stored in the database whose source starts with ``source_prefix``."""
+        from psycopg.rows import tuple_row
+
+        from drillbook.ledger import checkpoint as cpmod
+
+        self._ensure_schema()
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            found = [c for c in cpmod.read_db(cur) if c.source.startswith(source_prefix)]
+        return found[-1] if found else None
+
     def checkpoint(self, *, source: str, settings: CheckpointSettings | None = None) -> Checkpoint:
         """Sign the current head (unsigned without a key) and store it in the database and outside it."""
         from drillbook.ledger.audit import take_checkpoint

@@ -7,8 +7,9 @@ Rules this module enforces:
   told "spooled", so a result the process reported as spooled survives a
   crash or power loss;
 - an entry holds exactly what the ledger append needs (record type, the run
-  context that forms the idempotency key, the result document) and an ``id``:
-  the sha256 of its own canonical JSON;
+  context that forms the idempotency key, the result document), the ledger
+  it is owed to (``host:port/dbname``: it is replayed into that ledger only)
+  and an ``id``: the sha256 of its own canonical JSON;
 - replay (``Ledger.flush_spool``: the next append, ``drillbook ledger flush``)
   takes an exclusive ``flock`` on the file, appends the entries in file
   order through the ledger's ordinary idempotent append, and after each
@@ -60,12 +61,13 @@ class SpoolEntry:
     record_type: str
     ctx: dict[str, Any]
     result: dict[str, Any]
+    ledger: str = ""  # host:port/dbname of the ledger it is owed to; replayed only there
     spooled_at: str = ""
     reason: str = ""
     id: str = ""
 
     def key(self) -> dict[str, Any]:
-        return {"record_type": self.record_type, "ctx": self.ctx, "result": self.result}
+        return {"ledger": self.ledger, "record_type": self.record_type, "ctx": self.ctx, "result": self.result}
 
 
 @dataclass
@@ -169,7 +171,7 @@ def _parse(fh: IO[str], path: Path) -> SpoolState:
                 done.add(doc["id"])
                 continue
             entry = SpoolEntry(record_type=doc["record_type"], ctx=doc["ctx"], result=doc["result"],
-                               spooled_at=doc.get("spooled_at", ""), reason=doc.get("reason", ""), id=doc["id"])
+                               ledger=doc.get("ledger", ""), spooled_at=doc.get("spooled_at", ""), reason=doc.get("reason", ""), id=doc["id"])
         except (ValueError, KeyError, TypeError):
             state.unreadable.append(f"{path}:{number}: not a spool entry (a torn write?); skipped")
             continue

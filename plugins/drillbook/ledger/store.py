@@ -70,6 +70,7 @@ class FlushReport:
     spool: str
     records: list[LedgerRecord] = field(default_factory=list)
     remaining: int = 0
+    other_ledgers: int = 0  # entries owed to another ledger (another DSN), left in the spool
     failed: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
 
@@ -249,7 +250,7 @@ class Ledger:
 
     def _spool_record(self, record_type: str, result: DrillResult, ctx: RunContext, *, reason: str) -> EvidenceSpooled:
         assert self._spool is not None
-        entry = self._spool.append(SpoolEntry(record_type=record_type, ctx=dataclasses.asdict(ctx),
+        entry = self._spool.append(SpoolEntry(record_type=record_type, ctx=dataclasses.asdict(ctx), ledger=self.where,
                                               result=result.to_json_dict(), reason=redact(reason)))
         return EvidenceSpooled(
             f"the evidence ledger at {self.where} could not be written ({redact(reason)}); the {record_type} record "
@@ -268,7 +269,7 @@ class Ledger:
             return report
         with self._spool.replaying() as session:
             report.unreadable = list(session.state.unreadable)
-            for entry in list(session.state.pending):
+            for entry in [e for e in session.state.pending if e.ledger == self.where]:
                 try:
                     record = self._append_now(entry.record_type, DrillResult.model_validate(entry.result),
                                               RunContext(**entry.ctx), _KEYS[entry.record_type])
@@ -280,7 +281,8 @@ class Ledger:
                     continue
                 session.mark_done(entry, seq=record.seq)
                 report.records.append(record)
-            report.remaining = len(session.state.pending)
+            report.remaining = sum(1 for e in session.state.pending if e.ledger == self.where)
+            report.other_ledgers = len(session.state.pending) - report.remaining
         return report
 
     def _append_now(self, record_type: str, result: DrillResult, ctx: RunContext, key: str) -> LedgerRecord:

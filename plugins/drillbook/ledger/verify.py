@@ -127,7 +127,7 @@ def verify_rows(
                     head_hash=head, head_seq=prev_seq or None,
                 )
             prev_at = at
-        checked += 1
+        checked += 0 if row.get("omitted") else 1
         prev_seq, prev_hash, prev_name, head = seq, row["hash"], _name(row), row["hash"]
         if seq in watch:
             hash_at[seq] = head
@@ -154,7 +154,7 @@ def _ts(value: Any) -> str:
 def _head_reason(expected_seq: int | None, last_seq: int) -> str:
     if expected_seq is not None and expected_seq > last_seq:
         return "truncated"
-    return "rewritten" if expected_seq is not None else "deleted"
+    return "rewritten" if expected_seq is not None else "head_missing"
 
 
 def _head_message(expected_seq: int | None, expected: str, last_seq: int, last_name: str) -> str:

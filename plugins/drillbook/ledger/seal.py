@@ -112,7 +112,7 @@ CREATE TRIGGER {CHECKPOINT_TABLE}_no_truncate BEFORE TRUNCATE ON {CHECKPOINT_TAB
     FOR EACH STATEMENT EXECUTE FUNCTION drillbook_checkpoint_refuse_change();
 """
 
-# trigger name -> (table, function name, source that function must have; None: any, installed by v1)
+# trigger name -> (table, function name, source that function must have; None: the body version 1 installed)
 GUARDS: dict[str, tuple[str, str, str | None]] = {
     f"{TABLE}_no_update_delete": (TABLE, "drillbook_evidence_refuse_change", None),
     f"{TABLE}_no_truncate": (TABLE, "drillbook_evidence_refuse_change", None),
@@ -135,6 +135,7 @@ def guard_problems(cur: Any) -> list[str]:
     found = {row[0]: row for row in cur.fetchall()}
     problems: list[str] = []
     for name, (table, function, source) in GUARDS.items():
+        source = source if source is not None else _v1_refuse_body()
         row = found.get(name)
         if row is None:
             problems.append(f"trigger {name!r} on {table} is missing (dropped)")
@@ -153,6 +154,12 @@ def guard_problems(cur: Any) -> list[str]:
         if sources.get(function) != source:
             problems.append(f"function {function}() that seals record hashes is missing or was replaced")
     return problems
+
+
+def _v1_refuse_body() -> str:
+    from drillbook.ledger.schema import MIGRATIONS  # imported here: schema imports this module
+
+    return MIGRATIONS[0][2].split("$$")[1]
 
 
 def guard_summary(problems: list[str]) -> str:

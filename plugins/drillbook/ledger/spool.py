@@ -89,10 +89,10 @@ class EvidenceSpool:
         return f"EvidenceSpool({str(self.path)!r})"
 
     @contextmanager
-    def _locked(self) -> Iterator[IO[str]]:
+    def _locked(self) -> Iterator[IO[bytes]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
-        with self.path.open("a+", encoding="utf-8") as fh:
+        with self.path.open("a+b") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
                 if created:  # make the new directory entry durable too
@@ -102,9 +102,14 @@ class EvidenceSpool:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     @staticmethod
-    def _write(fh: IO[str], doc: dict[str, Any]) -> None:
-        fh.seek(0, os.SEEK_END)
-        fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    def _write(fh: IO[bytes], doc: dict[str, Any]) -> None:
+        end = fh.seek(0, os.SEEK_END)
+        line = json.dumps(doc, ensure_ascii=False).encode("utf-8") + b"\n"
+        if end:
+            fh.seek(end - 1)
+            if fh.read(1) != b"\n":  # a line torn by a crash: start on a line of our own
+                line = b"\n" + line
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -128,7 +133,7 @@ class EvidenceSpool:
         """Entries without a ``done`` line, oldest first (no lock: for display)."""
         if not self.path.exists():
             return SpoolState()
-        with self.path.open(encoding="utf-8") as fh:
+        with self.path.open("rb") as fh:
             return _parse(fh, self.path)
 
     @contextmanager
@@ -147,7 +152,7 @@ class EvidenceSpool:
 class ReplaySession:
     """The pending entries of a locked spool; ``mark_done`` after each committed append."""
 
-    def __init__(self, fh: IO[str], state: SpoolState):
+    def __init__(self, fh: IO[bytes], state: SpoolState):
         self._fh = fh
         self.state = state
 
@@ -158,11 +163,12 @@ class ReplaySession:
         self.state.done += 1
 
 
-def _parse(fh: IO[str], path: Path) -> SpoolState:
+def _parse(fh: IO[bytes], path: Path) -> SpoolState:
     entries: dict[str, SpoolEntry] = {}
     done: set[str] = set()
     state = SpoolState()
-    for number, line in enumerate(fh, 1):
+    for number, raw in enumerate(fh, 1):
+        line = raw.decode("utf-8", errors="replace")
         if not line.strip():
             continue
         try:

@@ -288,3 +288,18 @@ def test_an_unreachable_ledger_exits_3_not_1(monkeypatch, capsys):
     assert ledger_cmds.main(["evidence", "verify"]) == 3
     err = capsys.readouterr().err
     assert "cannot connect to the evidence ledger" in err and "canary-pw-77" not in err
+
+
+def test_an_export_with_its_tail_cut_is_caught_against_the_outside_checkpoint(ledger, ledger_dsn, signed, tmp_path,
+                                                                              monkeypatch, capsys):
+    fill(ledger, 3)
+    fill(ledger, 1, drill="bad", fail=True)
+    ledger.checkpoint(source="test", settings=signed)
+    out = tmp_path / "all.json"
+    monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+    assert ledger_cmds.main(["evidence", "export", "--format", "json", "-o", str(out)]) == 0
+    assert _verify_cli(ledger_dsn, monkeypatch, capsys, "--file", str(out))[0] == 0
+    docs = json.loads(out.read_text())[:-1]  # the last record (the FAIL) cut from the file
+    out.write_text("[\n" + ",\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\n]\n")
+    code, text = _verify_cli(ledger_dsn, monkeypatch, capsys, "--file", str(out))
+    assert code == 1 and "BROKEN (truncated)" in text and "1 row up to checkpoint seq 4 is missing" in text

@@ -127,12 +127,45 @@ def record_document(fields: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
+_SORTED = sorted(HASHED_COLUMNS)
+_STR_COLUMNS = frozenset({"record_type", "kind", "drill", "target", "verdict", "dag_id", "run_id", "task_id", "trigger",
+                          "prev_hash"})
+_INT_COLUMNS = frozenset({"seq", "map_index", "try_number"})
+_encode_str = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses for every string
+
+
+def _fast_record_text(fields: Mapping[str, Any]) -> str | None:
+    """``record_text`` for the shape every stored row has (str/int columns, text result), without building a
+    document; None when a value is of another type (then the general path decides)."""
+    parts = []
+    for name in _SORTED:
+        value = fields[name]
+        kind = type(value)
+        if kind is str and (name in _STR_COLUMNS or name == "result"):
+            parts.append(f'"{name}":{value if name == "result" else _encode_str(value)}')
+        elif name in _INT_COLUMNS and kind is int:
+            parts.append(f'"{name}":{value}')
+        elif name == "recorded_at":
+            text = format_ts(value) if isinstance(value, datetime) else value
+            if type(text) is not str:
+                return None
+            parts.append(f'"recorded_at":{_encode_str(text)}')
+        elif name == "controls" and kind is list and all(type(c) is str for c in value):
+            parts.append('"controls":[' + ",".join(_encode_str(c) for c in value) + "]")
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
+
+
 def record_text(fields: Mapping[str, Any]) -> str:
     """Canonical JSON of the record; a ``result`` given as text is the stored JSON text, spliced verbatim.
 
     Equal to ``canonical_json(record_document(fields))`` when the text is the canonical JSON of
     the result, which is what the store writes.
     """
+    fast = _fast_record_text(fields)
+    if fast is not None:
+        return fast
     doc = record_document(fields)
     result = doc.pop("result")
     if not isinstance(result, str):

@@ -257,7 +257,7 @@ def compare(cp: Checkpoint, *, last_seq: int, hash_at_seq: str | None) -> tuple[
     if cp.seq > last_seq:
         missing = cp.seq - last_seq
         return ("truncated",
-                f"{missing} row{'s' if missing != 1 else ''} up to checkpoint seq {cp.seq} are missing "
+                f"{missing} row{'s' if missing != 1 else ''} up to checkpoint seq {cp.seq} {'are' if missing != 1 else 'is'} missing "
                 f"(seq={last_seq + 1}..{cp.seq}): the chain ends at seq={last_seq}, but the {cp.describe()} was "
                 f"{signed} over seq={cp.seq}; records were cut from the end")
     if cp.seq > 0 and hash_at_seq != cp.hash:

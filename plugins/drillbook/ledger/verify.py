@@ -164,7 +164,7 @@ def _head_message(expected_seq: int | None, expected: str, last_seq: int, last_n
                 "prints it) to tell which")
     if expected_seq > last_seq:
         missing = expected_seq - last_seq
-        return (f"{missing} row{'s' if missing != 1 else ''} up to the expected head seq {expected_seq} are missing "
+        return (f"{missing} row{'s' if missing != 1 else ''} up to the expected head seq {expected_seq} {'are' if missing != 1 else 'is'} missing "
                 f"(seq={last_seq + 1}..{expected_seq}): the chain ends at {last_name}; records were cut from the end")
     return (f"record {expected_seq} no longer has the hash an earlier verify saw ({expected[:12]}…): "
             "the chain was rewritten")

@@ -192,3 +192,14 @@ def test_entries_owed_to_another_ledger_are_left_alone(server, spool, fresh_db):
     assert [r.run_id for r in other.query()] == ["for_other"]
     assert len(spool.read().pending) == 1
     assert ledger.flush_spool().records[0].run_id == "for_private"
+
+
+def test_the_spool_sits_next_to_the_outbox_unless_told(monkeypatch, tmp_path):
+    from drillbook.ledger.spool import spool_path
+    from drillbook.notify.outbox import outbox_path
+
+    monkeypatch.delenv("DRILLBOOK_SPOOL", raising=False)
+    monkeypatch.setenv("DRILLBOOK_OUTBOX", str(tmp_path / "o" / "outbox.jsonl"))
+    assert spool_path() == outbox_path().parent / "evidence-spool.jsonl"
+    monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "s.jsonl"))
+    assert spool_path() == tmp_path / "s.jsonl"

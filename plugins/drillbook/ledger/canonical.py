@@ -127,34 +127,34 @@ def record_document(fields: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-_SORTED = sorted(HASHED_COLUMNS)
-_STR_COLUMNS = frozenset({"record_type", "kind", "drill", "target", "verdict", "dag_id", "run_id", "task_id", "trigger",
-                          "prev_hash"})
-_INT_COLUMNS = frozenset({"seq", "map_index", "try_number"})
 _encode_str = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses for every string
 
 
-def _fast_record_text(fields: Mapping[str, Any]) -> str | None:
-    """``record_text`` for the shape every stored row has (str/int columns, text result), without building a
-    document; None when a value is of another type (then the general path decides)."""
-    parts = []
-    for name in _SORTED:
-        value = fields[name]
-        kind = type(value)
-        if kind is str and (name in _STR_COLUMNS or name == "result"):
-            parts.append(f'"{name}":{value if name == "result" else _encode_str(value)}')
-        elif name in _INT_COLUMNS and kind is int:
-            parts.append(f'"{name}":{value}')
-        elif name == "recorded_at":
-            text = format_ts(value) if isinstance(value, datetime) else value
-            if type(text) is not str:
-                return None
-            parts.append(f'"recorded_at":{_encode_str(text)}')
-        elif name == "controls" and kind is list and all(type(c) is str for c in value):
-            parts.append('"controls":[' + ",".join(_encode_str(c) for c in value) + "]")
-        else:
+def _fast_record_text(f: Mapping[str, Any]) -> str | None:
+    """``record_text`` for the shape every stored row has (str/int columns, text result), written out in
+    sorted key order without building a document; None when a value has another type (the general path
+    then decides). ``encode_basestring`` refuses a non-string with TypeError."""
+    seq, map_index, try_number, at, result, controls = (
+        f["seq"], f["map_index"], f["try_number"], f["recorded_at"], f["result"], f["controls"])
+    if not (type(seq) is int and type(map_index) is int and type(try_number) is int and type(result) is str
+            and type(controls) is list):
+        return None
+    if type(at) is not str:
+        if not isinstance(at, datetime):
             return None
-    return "{" + ",".join(parts) + "}"
+        at = format_ts(at)
+    enc = _encode_str
+    try:
+        return (
+            f'{{"controls":[{",".join([enc(c) for c in controls])}],"dag_id":{enc(f["dag_id"])},'
+            f'"drill":{enc(f["drill"])},"kind":{enc(f["kind"])},"map_index":{map_index},'
+            f'"prev_hash":{enc(f["prev_hash"])},"record_type":{enc(f["record_type"])},"recorded_at":{enc(at)},'
+            f'"result":{result},"run_id":{enc(f["run_id"])},"seq":{seq},"target":{enc(f["target"])},'
+            f'"task_id":{enc(f["task_id"])},"trigger":{enc(f["trigger"])},"try_number":{try_number},'
+            f'"verdict":{enc(f["verdict"])}}}'
+        )
+    except TypeError:
+        return None
 
 
 def record_text(fields: Mapping[str, Any]) -> str:

@@ -61,7 +61,7 @@ def _source(where: str) -> str:
     hash), so the exported chain has no gap and a row removed from the file is found by ``verify --file``.
     """
     if where == "TRUE":
-        return f"(SELECT e.*, TRUE AS keep FROM {TABLE} e) AS s"
+        return TABLE
     return (f"(SELECT e.*, ({where}) AS keep FROM {TABLE} e "
             f"WHERE e.seq >= (SELECT min(seq) FROM {TABLE} WHERE {where})) AS s")
 
@@ -74,7 +74,8 @@ def _csv_sql(where: str) -> str:
     cols = []
     for name, expr in _EXPORT_COLUMNS:
         value = f"{expr}::text" if name in ("controls", "result") else expr
-        cols.append(f"{value} AS {name}" if name in _LINK_COLUMNS else f"CASE WHEN keep THEN {value} END AS {name}")
+        linked = name in _LINK_COLUMNS or where == "TRUE"  # an unfiltered export has no link rows: no CASE
+        cols.append(f"{value} AS {name}" if linked else f"CASE WHEN keep THEN {value} END AS {name}")
     return f"COPY (SELECT {', '.join(cols)} FROM {_source(where)} ORDER BY seq) TO STDOUT WITH (FORMAT csv, HEADER)"
 
 
@@ -84,8 +85,9 @@ def _json_sql(where: str) -> str:
     # mode writes every document verbatim, unquoted, one per line.
     pairs = ", ".join(f"'{name}', {expr}" for name, expr in _EXPORT_COLUMNS)
     link = "json_build_object('seq', seq, 'prev_hash', prev_hash, 'hash', hash, 'omitted', true)"
+    doc = f"json_build_object({pairs})" if where == "TRUE" else f"CASE WHEN keep THEN json_build_object({pairs}) ELSE {link} END"
     return (
-        f"COPY (SELECT (CASE WHEN keep THEN json_build_object({pairs}) ELSE {link} END)::text "
+        f"COPY (SELECT ({doc})::text "
         f"FROM {_source(where)} ORDER BY seq) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
     )
 

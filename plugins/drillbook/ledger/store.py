@@ -50,7 +50,14 @@ _INSERT = (
     f"INSERT INTO {_T} ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))}) "
     "RETURNING seq, recorded_at, prev_hash, hash, result::text AS result_text"
 )
-_VERIFY_COLUMNS = ", ".join("result::text AS result" if c == "result" else c for c in COLUMNS)
+# verify reads result as its stored text and recorded_at already in canonical form: both are hashed as
+# they come, with nothing parsed or re-formatted (and the canonical timestamps compare as strings).
+_VERIFY_COLUMNS = ", ".join(
+    "result::text AS result" if c == "result"
+    else "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS recorded_at"
+    if c == "recorded_at" else c
+    for c in COLUMNS
+)
 _NOTIFICATION_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s"
 _DRILL_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s"
 _EVENT_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND kind = %s AND drill = %s"

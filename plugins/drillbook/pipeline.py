@@ -62,11 +62,9 @@ def record_and_report(
         log.warning("%s", exc)
         record, spooled = None, exc
         result = _with_spooled_finding(result, exc)
-    if spooled is not None:
-        pass
-    elif record is None:
+    if record is None and spooled is None:
         log.warning("no ledger configured: the result of %s is not recorded as evidence", result.drill)
-    elif not getattr(record, "created", True):
+    elif record is not None and not getattr(record, "created", True):
         recorded = DrillResult.model_validate(record.result)
         if recorded.verdict != result.verdict:
             log.warning(
@@ -79,6 +77,9 @@ def record_and_report(
         return Reported(record=record, result=result, spooled=where)
     try:
         delivery = notifier.notify(result, record, ctx)
+    except EvidenceSpooled as noted:  # delivered (or sent to the outbox); only its ledger note waits in the spool
+        log.warning("%s", noted)
+        delivery = None
     except Exception as exc:
         if ledger is not None:
             try:

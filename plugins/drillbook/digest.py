@@ -191,6 +191,16 @@ def digest_row(scorecard: Scorecard, *, name: str) -> Any:
     return builder.finish()
 
 
+def _previous_digest_head(ledger: Ledger, settings: CheckpointSettings) -> Checkpoint | None:
+    """The newest digest checkpoint in the database or in the outside copy (which survives a wiped table)."""
+    from drillbook.ledger import checkpoint as cpmod
+
+    outside, _ = cpmod.read_outside(settings.path)
+    found = [c for c in outside if c.source.startswith("digest")]
+    in_db = ledger.newest_checkpoint(source_prefix="digest")
+    return cpmod.newest(found + ([in_db] if in_db else []))
+
+
 def head_text(ledger: Ledger, cp: Checkpoint, previous: Checkpoint | None) -> str:
     """The head as posted (full hash, signed or UNSIGNED) and whether the last digest's head is still in the chain."""
     how = f"signed by key {cp.key_id}" if cp.signed else "UNSIGNED: no checkpoint key configured"
@@ -217,7 +227,7 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     start, end = digest_period(schedule, end=now, timezone=tz)
     name = PRESET_NAMES.get(schedule, "custom")
     settings = checkpoints or CheckpointSettings.from_env()
-    previous = ledger.newest_checkpoint(source_prefix="digest")  # the head the last digest posted
+    previous = _previous_digest_head(ledger, settings)  # the head the last digest posted
     records = ledger.iter_records(Filter.build(since=start, until=end, record_type="drill"))  # streamed
     scorecard = build_scorecard(catalogue, records, start=start, end=end, verify=ledger.verify(checkpoints=settings),
                                 title=f"{name} scorecard")

@@ -60,6 +60,8 @@ def test_the_digest_posts_the_signed_full_head_and_checks_the_previous_one(setup
     third = _digest(setup, "d3", settings)
     assert third.ledger_ok is False
     assert "LEDGER DOES NOT VERIFY" in third.ledger_summary and "truncated" in third.ledger_summary
+    # the outside copy still holds the head the last digest posted, so the post names it as gone
+    assert f"PREVIOUS DIGEST HEAD seq={newest.seq} {newest.hash} IS NOT IN THE CHAIN" in third.ledger_summary
 
 
 def test_without_a_key_the_digest_says_unsigned(setup, slack):

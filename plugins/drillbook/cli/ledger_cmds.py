@@ -81,6 +81,17 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler from ``drillbook.cli.ledger_trust``, imported when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module("drillbook.cli.ledger_trust"), name)(args))
+
+    return run
+
+
 def _ledger(args: argparse.Namespace, *, spool: Any = None) -> Any:
     from drillbook.errors import ConfigurationError
     from drillbook.ledger.store import Ledger
@@ -134,38 +145,10 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         where = ledger.where
     head_text = f"head seq={head.seq} {head.hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
-    _print_spool_state()
+    from drillbook.cli.ledger_trust import print_spool_state
+
+    print_spool_state()
     return 0
-
-
-def _print_spool_state() -> None:
-    from drillbook.ledger.spool import EvidenceSpool
-
-    spool = EvidenceSpool()
-    state = spool.read()
-    if state.pending:
-        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
-              "run `drillbook ledger flush`")
-
-
-@_guarded
-def cmd_ledger_flush(args: argparse.Namespace) -> int:
-    """Replay the local evidence spool into the ledger, in order, idempotently."""
-    from drillbook.ledger.spool import EvidenceSpool
-
-    spool = EvidenceSpool(args.spool)
-    if not spool.read().pending:
-        print(f"evidence spool {spool.path} is empty: nothing to replay")
-        return EXIT_OK
-    with _ledger(args, spool=spool) as ledger:
-        report = ledger.flush_spool()
-    for record in report.records:
-        state = "written" if record.created else "already in the ledger"
-        print(f"  replayed {record.describe()}: {state}")
-    for line in report.unreadable + report.failed:
-        print(f"  NOT replayed: {line}", file=sys.stderr)
-    print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left")
-    return EXIT_OK if not report.remaining and not report.unreadable else EXIT_USAGE
 
 
 def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
@@ -180,7 +163,7 @@ def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("flush", help="replay evidence spooled while the ledger was unreachable (in order, idempotent)")
     _add_dsn(p)
     p.add_argument("--spool", default=None, help="spool file (default: $DRILLBOOK_SPOOL, else next to the outbox)")
-    p.set_defaults(func=cmd_ledger_flush)
+    p.set_defaults(func=_lazy("cmd_ledger_flush"))
 
 
 # -- evidence verify ----------------------------------------------------------------------------
@@ -200,7 +183,9 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         outside, _ = cpmod.read_outside(settings.path)
         try:
-            report = verify_export(path, checkpoint=_checkpoint_within(path, outside))
+            # every exported range reaches the head at export time: an export ending before the newest
+            # outside checkpoint had its tail cut (or predates the checkpoint; export again)
+            report = verify_export(path, checkpoint=cpmod.newest(outside))
         except (ValueError, KeyError, UnicodeDecodeError) as exc:
             _err(f"{path} is not a drillbook export: {type(exc).__name__}: {exc}")
             return EXIT_USAGE
@@ -225,33 +210,6 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     print(f"{subject} BROKEN ({report.reason}){where}: {report.message}")
     print(f"  {report.checked} records before it verified", file=sys.stderr)
     return EXIT_TAMPER
-
-
-def _checkpoint_within(path: Path, checkpoints: list[Any]) -> Any:
-    """The newest outside checkpoint: an export that ends before it had its tail cut (or predates it)."""
-    from drillbook.ledger import checkpoint as cpmod
-
-    del path  # every exported range reaches the head at export time, so the newest checkpoint applies
-    return cpmod.newest(checkpoints)
-
-
-@_guarded
-def cmd_evidence_checkpoint(args: argparse.Namespace) -> int:
-    """Sign the chain head now and store the checkpoint in the database (and outside it when configured)."""
-    from drillbook.ledger.checkpoint import PATH_ENV, CheckpointSettings
-
-    settings = CheckpointSettings.from_env()
-    with _ledger(args) as ledger:
-        cp = ledger.checkpoint(source="cli", settings=settings)
-    print(f"checkpoint seq={cp.seq} hash={cp.hash} at {cp.signed_at}")
-    if cp.signed:
-        print(f"  signed with Ed25519 key {cp.key_id} (public key {cp.public_key})")
-    else:
-        print("  UNSIGNED: no signing key is configured (DRILLBOOK_CHECKPOINT_KEY or the drillbook_checkpoint_key "
-              "connection); it catches rows cut from the end, but not someone who can also rewrite checkpoints")
-    print(f"  stored in the ledger database{f' and in {settings.path}' if settings.path else ''}"
-          + ("" if settings.path else f"; set {PATH_ENV} to keep a copy outside the database"))
-    return EXIT_OK
 
 
 # -- evidence list --------------------------------------------------------------------------------
@@ -372,7 +330,7 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("checkpoint", help="sign the chain head (Ed25519) and store the checkpoint")
     _add_dsn(p)
-    p.set_defaults(func=cmd_evidence_checkpoint)
+    p.set_defaults(func=_lazy("cmd_evidence_checkpoint"))
 
     p = sub.add_parser("list", help="list evidence records as a table, newest first")
     _add_dsn(p)

@@ -14,7 +14,8 @@ Rules this module enforces (schema version 2):
   PostgreSQL's JSON string escaping equals Python's with ``ensure_ascii=False``,
   ``result`` spliced as its stored text). The store recomputes the hash in
   Python for every insert and rolls back on any difference, so the two
-  definitions can never drift apart silently;
+  definitions can never drift apart silently (``insert_sealed`` is that
+  insert: idempotency check and insert under the chain lock, then the check);
 - ``drillbook_checkpoint`` holds signed checkpoints of the head (see
   ``drillbook.ledger.checkpoint``) and is append-only like the evidence;
 - ``guard_problems`` reads the catalogue, not the writer's word: every trigger
@@ -26,6 +27,9 @@ Rules this module enforces (schema version 2):
 from __future__ import annotations
 
 from typing import Any
+
+from drillbook.errors import LedgerError
+from drillbook.ledger.canonical import COLUMNS, canonical_json, record_hash
 
 TABLE = "drillbook_evidence"
 CHECKPOINT_TABLE = "drillbook_checkpoint"
@@ -167,3 +171,51 @@ def guard_summary(problems: list[str]) -> str:
     if not problems:
         return f"append-only and seal triggers: all {len(GUARDS)} present and enabled"
     return "append-only/seal guard broken: " + "; ".join(problems)
+
+
+# -- the insert the seal completes ------------------------------------------------------------------
+_SEALED = ("seq", "recorded_at", "prev_hash", "hash")  # set by the trigger, whatever the writer sends
+_INSERT_COLUMNS = tuple(c for c in COLUMNS if c not in _SEALED)
+_INSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))}) "
+    "RETURNING seq, recorded_at, prev_hash, hash, result::text AS result_text"
+)
+
+
+def _as_is(text: str) -> str:
+    """``dumps`` for psycopg's Json adapter: the text is already canonical JSON."""
+    return text
+
+
+def insert_sealed(conn: Any, fields: dict[str, Any], *, key: str, key_params: list[Any],
+                  select: str) -> tuple[dict[str, Any], bool]:
+    """Insert one record (or find the one with the same idempotency key): (row, created).
+
+    The database seals it; drillbook recomputes the hash from what came back and rolls back on any
+    difference from the database's, or when the stored result text is not the text that was hashed.
+    """
+    from psycopg.types.json import Json
+
+    record_type = fields["record_type"]
+    text = canonical_json(fields["result"])  # serialised once, outside the lock
+    with conn.transaction(), conn.cursor() as cur:
+        # The seal trigger takes the same lock; taking it first makes "already recorded?" and the insert atomic.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+        cur.execute(f"SELECT seq FROM {TABLE} WHERE record_type = %s AND {key}", [record_type, *key_params])
+        existing = cur.fetchone()
+        if existing is not None:
+            cur.execute(f"{select} WHERE seq = %s", (existing["seq"],))
+            return cur.fetchone(), False
+        cur.execute(_INSERT, [Json(text, dumps=_as_is) if c == "result" else fields[c] for c in _INSERT_COLUMNS])
+        stored = cur.fetchone()
+        fields.update(seq=stored["seq"], recorded_at=stored["recorded_at"], prev_hash=stored["prev_hash"])
+        fields["hash"] = record_hash({**fields, "result": text})
+        if stored["result_text"] != text or stored["hash"] != fields["hash"]:
+            # Rolls the insert back: a record whose stored form differs from its hashed form (or whose
+            # database-computed hash differs from drillbook's) would later verify as edited.
+            raise LedgerError(
+                f"the ledger stored a different form of the {record_type} record of {fields['drill']!r} than "
+                "drillbook hashes (or its seal trigger computed another hash); nothing was written "
+                "(report this as a drillbook bug)"
+            )
+    return fields, True

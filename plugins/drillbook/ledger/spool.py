@@ -28,12 +28,18 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from drillbook.errors import LedgerUnavailable
+from drillbook.redact import redact
+
+if TYPE_CHECKING:
+    from drillbook.ledger.records import LedgerRecord
 
 SPOOL_ENV = "DRILLBOOK_SPOOL"
 SPOOL_NAME = "evidence-spool.jsonl"
@@ -161,6 +167,45 @@ class ReplaySession:
                                         "at": datetime.now(UTC).isoformat(timespec="microseconds")})
         self.state.pending = [e for e in self.state.pending if e.id != entry.id]
         self.state.done += 1
+
+
+@dataclass
+class FlushReport:
+    """What a spool replay did: records written (or found already there), entries left, entries that failed."""
+
+    spool: str
+    records: list[LedgerRecord] = field(default_factory=list)
+    remaining: int = 0
+    other_ledgers: int = 0  # entries owed to another ledger (another DSN), left in the spool
+    failed: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def replay(spool: EvidenceSpool, *, where: str, append: Callable[[SpoolEntry], LedgerRecord]) -> FlushReport:
+    """Append every pending entry owed to the ledger at ``where``, in order, marking each done after its commit.
+
+    An unreachable ledger stops the replay (the rest stays pending); any other error on one entry is
+    reported and the next entry goes on, so one bad entry cannot block every later write.
+    """
+    report = FlushReport(spool=str(spool.path))
+    if not spool.has_pending():
+        return report
+    with spool.replaying() as session:
+        report.unreadable = list(session.state.unreadable)
+        for entry in [e for e in session.state.pending if e.ledger == where]:
+            try:
+                record = append(entry)
+            except LedgerUnavailable:
+                raise
+            except Exception as exc:
+                report.failed.append(f"spool entry {entry.id[:12]} ({entry.record_type} of "
+                                     f"{entry.result.get('drill')!r}): {type(exc).__name__}: {redact(str(exc))}")
+                continue
+            session.mark_done(entry, seq=record.seq)
+            report.records.append(record)
+        report.remaining = sum(1 for e in session.state.pending if e.ledger == where)
+        report.other_ledgers = len(session.state.pending) - report.remaining
+    return report
 
 
 def _parse(fh: IO[bytes], path: Path) -> SpoolState:

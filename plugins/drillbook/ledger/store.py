@@ -24,17 +24,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from drillbook.errors import EvidenceSpooled, LedgerError, LedgerNotInitialised, LedgerUnavailable
 from drillbook.ledger import schema
-from drillbook.ledger.canonical import COLUMNS, canonical_json, normalise, record_hash
+from drillbook.ledger.canonical import COLUMNS, normalise
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
-from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
+from drillbook.ledger.seal import insert_sealed
+from drillbook.ledger.spool import EvidenceSpool, FlushReport, SpoolEntry, replay
 from drillbook.redact import redact
 
 if TYPE_CHECKING:
@@ -43,13 +43,6 @@ if TYPE_CHECKING:
 
 _T = schema.TABLE
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {_T}"
-# seq, prev_hash, recorded_at and hash are set by the database's seal trigger (drillbook.ledger.seal).
-_SEALED = ("seq", "recorded_at", "prev_hash", "hash")
-_INSERT_COLUMNS = tuple(c for c in COLUMNS if c not in _SEALED)
-_INSERT = (
-    f"INSERT INTO {_T} ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))}) "
-    "RETURNING seq, recorded_at, prev_hash, hash, result::text AS result_text"
-)
 # verify reads result as its stored text and recorded_at already in canonical form: both are hashed as
 # they come, with nothing parsed or re-formatted (and the canonical timestamps compare as strings).
 _VERIFY_COLUMNS = ", ".join(
@@ -63,23 +56,6 @@ _DRILL_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s"
 _EVENT_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND kind = %s AND drill = %s"
 _KEYS = {"drill": _DRILL_KEY, "notification": _NOTIFICATION_KEY, "watchdog": _EVENT_KEY, "digest": _EVENT_KEY}
 _ERROR_MESSAGE_MAX = 300  # characters of a notification error kept as evidence
-
-
-def _as_is(text: str) -> str:
-    """``dumps`` for psycopg's Json adapter: the text is already canonical JSON."""
-    return text
-
-
-@dataclass
-class FlushReport:
-    """What a spool replay did: records written (or found already there), entries left, entries that failed."""
-
-    spool: str
-    records: list[LedgerRecord] = field(default_factory=list)
-    remaining: int = 0
-    other_ledgers: int = 0  # entries owed to another ledger (another DSN), left in the spool
-    failed: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
 
 
 def row_to_record(row: dict[str, Any], *, created: bool = False) -> LedgerRecord:
@@ -271,26 +247,13 @@ class Ledger:
         from drillbook.context import RunContext
         from drillbook.result import DrillResult
 
-        report = FlushReport(spool=str(self._spool.path) if self._spool else "")
-        if self._spool is None or not self._spool.has_pending():
-            return report
-        with self._spool.replaying() as session:
-            report.unreadable = list(session.state.unreadable)
-            for entry in [e for e in session.state.pending if e.ledger == self.where]:
-                try:
-                    record = self._append_now(entry.record_type, DrillResult.model_validate(entry.result),
-                                              RunContext(**entry.ctx), _KEYS[entry.record_type])
-                except LedgerUnavailable:
-                    raise
-                except Exception as exc:  # one bad entry must not block the others (nor every later write)
-                    report.failed.append(f"spool entry {entry.id[:12]} ({entry.record_type} of "
-                                         f"{entry.result.get('drill')!r}): {type(exc).__name__}: {redact(str(exc))}")
-                    continue
-                session.mark_done(entry, seq=record.seq)
-                report.records.append(record)
-            report.remaining = sum(1 for e in session.state.pending if e.ledger == self.where)
-            report.other_ledgers = len(session.state.pending) - report.remaining
-        return report
+        def append(entry: SpoolEntry) -> LedgerRecord:
+            return self._append_now(entry.record_type, DrillResult.model_validate(entry.result),
+                                    RunContext(**entry.ctx), _KEYS[entry.record_type])
+
+        if self._spool is None:
+            return FlushReport(spool="")
+        return replay(self._spool, where=self.where, append=append)
 
     def _append_now(self, record_type: str, result: DrillResult, ctx: RunContext, key: str) -> LedgerRecord:
         import psycopg
@@ -305,37 +268,14 @@ class Ledger:
             ) from None
 
     def _insert(self, record_type: str, result: DrillResult, ctx: RunContext, key: str) -> LedgerRecord:
-        from psycopg.types.json import Json
-
         fields = self._row_fields(record_type, result, ctx)
         key_params: list[Any] = [fields["dag_id"], fields["run_id"], fields["task_id"], fields["map_index"]]
         if record_type == "notification":
             key_params.append(fields["try_number"])
         elif record_type in ("watchdog", "digest"):
             key_params += [fields["kind"], fields["drill"]]
-        text = canonical_json(fields["result"])  # serialised once, outside the lock
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            # The seal trigger takes the same lock; taking it first makes "already recorded?" and the insert atomic.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (schema.CHAIN_LOCK,))
-            cur.execute(f"SELECT seq FROM {_T} WHERE record_type = %s AND {key}", [record_type, *key_params])
-            existing = cur.fetchone()
-            if existing is not None:
-                cur.execute(f"{_SELECT} WHERE seq = %s", (existing["seq"],))
-                return row_to_record(cur.fetchone(), created=False)
-            cur.execute(_INSERT, [Json(text, dumps=_as_is) if c == "result" else fields[c] for c in _INSERT_COLUMNS])
-            stored = cur.fetchone()
-            fields.update(seq=stored["seq"], recorded_at=stored["recorded_at"], prev_hash=stored["prev_hash"])
-            fields["hash"] = record_hash({**fields, "result": text})
-            if stored["result_text"] != text or stored["hash"] != fields["hash"]:
-                # Rolls the insert back: a record whose stored form differs from its hashed form (or whose
-                # database-computed hash differs from drillbook's) would later verify as edited.
-                raise LedgerError(
-                    f"the ledger stored a different form of the {record_type} record of {fields['drill']!r} than "
-                    "drillbook hashes (or its seal trigger computed another hash); nothing was written "
-                    "(report this as a drillbook bug)"
-                )
-        return row_to_record(fields, created=True)
+        row, created = insert_sealed(self._conn, fields, key=key, key_params=key_params, select=_SELECT)
+        return row_to_record(row, created=created)
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, seq: int) -> LedgerRecord | None:

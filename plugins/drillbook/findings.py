@@ -122,6 +122,10 @@ _SPECS: list[FindingSpec] = [
     # --- negative drills (fire alarm checks) ------------------------------------
     FindingSpec("NEGATIVE_DRILL_PASSED", _S.INFO, "On a deliberately broken input the drill turned red with the expected code and on-call was paged", "Nothing to do: the detector and the page path work.", "negative"),
     FindingSpec("DETECTOR_BLIND", _S.CRITICAL, "On a deliberately broken input the drill did not turn red with the expected code, or its page reached nobody", "Read the inner verdict and codes in the detail: a drill that stays green on broken input proves nothing when it is green on real input; fix the check or the page route before trusting its PASS results.", "negative"),
+    # --- evidence ledger -------------------------------------------------------
+    FindingSpec("EVIDENCE_SPOOLED", _S.MEDIUM, "The ledger could not be written: the result was kept in the local evidence spool", "Bring the ledger database back; the next run or `drillbook ledger flush` replays the spool in order. Keep the spool file until then.", "ledger"),
+    FindingSpec("CHECKPOINT_UNSIGNED", _S.LOW, "The ledger checkpoint was stored unsigned: no signing key is configured", "Set DRILLBOOK_CHECKPOINT_KEY (or the drillbook_checkpoint_key connection) to an Ed25519 private key; see docs/ledger.md.", "ledger"),
+    FindingSpec("LEDGER_TAMPERED", _S.CRITICAL, "The evidence ledger does not verify: records were edited, removed, backdated or its guards switched off", "Run `drillbook evidence verify` and investigate the record it names; restore the ledger from backup or a signed export.", "ledger"),
 ]
 
 REGISTRY: dict[str, FindingSpec] = {}

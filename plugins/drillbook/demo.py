@@ -100,7 +100,7 @@ def write_demo_certificate() -> Path:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     certs = VAR / "demo" / "certs"
     certs.mkdir(parents=True, exist_ok=True)
@@ -116,6 +116,10 @@ def write_demo_certificate() -> Path:
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=200))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("demo.internal")]), critical=False)
+        # a well-formed leaf: the profile lints (CERT_NO_AKI, CERT_NO_EKU) stay quiet on the demo
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
     path = certs / "demo.internal.pem"

@@ -23,29 +23,6 @@ if TYPE_CHECKING:
 KIND = "negative"
 
 
-class AirflowResources:
-    """``drillbook.drills.negative.Resources`` through Airflow Connections."""
-
-    def __init__(self) -> None:
-        from drillbook.airflow.alert_path import AirflowPathClients
-
-        self._clients = AirflowPathClients()
-
-    def dsn(self, conn_id: str) -> str:
-        from drillbook.airflow.runtime import resolve_dsn
-
-        return resolve_dsn(conn_id)
-
-    def slack(self, conn_id: str) -> Any:
-        return self._clients.slack(conn_id)
-
-    def aws(self, conn_id: str, service: str, region: str | None) -> Any:
-        return self._clients.aws(conn_id, service, region)
-
-    def http(self, conn_id: str) -> Any:
-        return self._clients.http(conn_id)
-
-
 def _doc(drill: Any) -> str:
     from drillbook.catalogue.common import format_duration
     from drillbook.drills.negative import EXPECTED
@@ -67,14 +44,15 @@ def provoke_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> An
     import tempfile
     from pathlib import Path
 
-    from drillbook.airflow.runtime import ledger_for, notifier_for, run_context
-    from drillbook.drills.negative import run_negative
+    from drillbook.airflow.alert_path import AirflowPathClients
+    from drillbook.airflow.runtime import ledger_for, notifier_for, resolve_dsn, run_context
+    from drillbook.drills.negative import ClientResources, run_negative
 
     log = logging.getLogger(__name__)
     ledger = ledger_for(catalogue)
     with tempfile.TemporaryDirectory(prefix="drillbook-negative-") as tmp:
         return run_negative(
-            drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, resources=AirflowResources(),
+            drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, resources=ClientResources(dsn=resolve_dsn, clients=AirflowPathClients()),
             notifier=notifier_for(catalogue, drill, ledger=ledger), ctx=run_context(context, task_suffix=".inner"),
             on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
         )

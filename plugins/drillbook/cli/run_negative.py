@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from drillbook.cli import common
 
@@ -28,33 +27,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     common.add_common_run_arguments(parser)
 
 
-class EnvResources:
-    """``drillbook.drills.negative.Resources`` from AIRFLOW_CONN_* / DRILLBOOK_CONN_* environment variables."""
-
-    def __init__(self) -> None:
-        from drillbook.drills.alert_path.clients import EnvPathClients
-
-        self._clients = EnvPathClients()
-
-    def dsn(self, conn_id: str) -> str:
-        from drillbook.connections import postgres_dsn_from_env
-
-        return postgres_dsn_from_env(conn_id)
-
-    def slack(self, conn_id: str) -> Any:
-        return self._clients.slack(conn_id)
-
-    def aws(self, conn_id: str, service: str, region: str | None) -> Any:
-        return self._clients.aws(conn_id, service, region)
-
-    def http(self, conn_id: str) -> Any:
-        return self._clients.http(conn_id)
-
-
 def main(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
+    from drillbook.connections import postgres_dsn_from_env
     from drillbook.context import RunContext
     from drillbook.drills import negative
+    from drillbook.drills.alert_path.clients import EnvPathClients
     from drillbook.notify.notifier import notifier_from_env
     from drillbook.pipeline import record_and_report
     from drillbook.result import utcnow
@@ -84,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         common.out(f"negative drill of {drill.kind} drill {drill.name!r}: expecting red with "
                    f"{' or '.join(sorted(negative.EXPECTED[drill.kind]))} and a delivered page")
     with tempfile.TemporaryDirectory(prefix="drillbook-negative-") as tmp:
-        result = negative.run_negative(drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, resources=EnvResources(),
+        result = negative.run_negative(drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, resources=negative.ClientResources(dsn=postgres_dsn_from_env, clients=EnvPathClients()),
                                        notifier=notifier, ctx=ctx,
                                        on_phase=None if args.json else common.phase_printer())
     common.emit(result, as_json=args.json)

@@ -65,6 +65,25 @@ class Resources(Protocol):
     def http(self, conn_id: str) -> Any: ...
 
 
+class ClientResources:
+    """``Resources`` from a DSN resolver and alert-path clients: each entry point passes its own backends."""
+
+    def __init__(self, *, dsn: Callable[[str], str], clients: Any):
+        self._dsn, self._clients = dsn, clients
+
+    def dsn(self, conn_id: str) -> str:
+        return self._dsn(conn_id)
+
+    def slack(self, conn_id: str) -> Any:
+        return self._clients.slack(conn_id)
+
+    def aws(self, conn_id: str, service: str, region: str | None) -> Any:
+        return self._clients.aws(conn_id, service, region)
+
+    def http(self, conn_id: str) -> Any:
+        return self._clients.http(conn_id)
+
+
 @dataclass
 class Inner:
     """The red run the negative drill provoked, and what was expected of it."""

@@ -18,10 +18,12 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,19 @@ def _discard(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _partial(part: Path, uri: str) -> Iterator[None]:
+    """Remove the partial download ``part`` unless the block completes; a broken transfer is FetchBroken."""
+    try:
+        yield
+    except transfer_errors() as exc:
+        _discard(part)
+        raise FetchBroken(f"{uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}") from None
+    except BaseException:
+        _discard(part)
+        raise
+
+
 def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutcome:
     """Stream ``artefact`` to ``work_dir`` while hashing it; a broken transfer raises ``FetchBroken``."""
     assert artefact.bucket and artefact.key
@@ -116,7 +131,7 @@ def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutc
         return _fetch_s3_directory(artefact, s3_client=s3_client, work_dir=work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     part = _part_name(work_dir, artefact.name)
-    try:
+    with _partial(part, artefact.uri):
         expected = _s3_sidecar(s3_client, artefact.bucket, artefact.key)
         source = "sidecar" if expected else None
         obj = s3_client.get_object(Bucket=artefact.bucket, Key=artefact.key)
@@ -126,12 +141,6 @@ def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutc
             expected = parse_sidecar(metadata["sha256"])
             source = "metadata" if expected else None
         sha256, size = _stream_to(obj["Body"], part)
-    except transfer_errors() as exc:
-        _discard(part)
-        raise FetchBroken(f"{artefact.uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}") from None
-    except BaseException:
-        _discard(part)
-        raise
     target = work_dir / artefact.name
     part.replace(target)
     artefact.path = target
@@ -150,7 +159,7 @@ def _fetch_s3_directory(artefact: Artefact, *, s3_client: Any, work_dir: Path) -
     expected_lines: list[str] = []
     all_have_digest = True
     total = 0
-    try:
+    with _partial(part, artefact.uri):
         for key, listed_size in artefact.members:
             member = key.rsplit("/", 1)[-1]
             obj = s3_client.get_object(Bucket=artefact.bucket, Key=key)
@@ -163,12 +172,6 @@ def _fetch_s3_directory(artefact: Artefact, *, s3_client: Any, work_dir: Path) -
             all_have_digest = all_have_digest and want is not None
             lines.append(f"{member} {sha256}")
             expected_lines.append(f"{member} {want}")
-    except transfer_errors() as exc:
-        _discard(part)
-        raise FetchBroken(f"{artefact.uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}") from None
-    except BaseException:
-        _discard(part)
-        raise
     target = work_dir / artefact.name
     _discard(target)
     part.replace(target)

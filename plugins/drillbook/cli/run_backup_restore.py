@@ -8,7 +8,9 @@ DSN [--source-dsn DSN] [--config FILE]`` where FILE holds drill settings
 
 Rules: phases are printed as they complete; DSNs never appear in output
 (``pg.describe`` and ``redact``); the exit code is the verdict's (0 PASS,
-1 FAIL, 2 ERROR); with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
+1 FAIL, 2 ERROR), or with ``--fail-on SEVERITY`` the threshold's (ERROR
+still 2; the verdict recorded does not change); ``--junit FILE`` writes
+JUnit XML as well; with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
 the result is recorded as a manual run before anyone is notified.
 """
 
@@ -40,6 +42,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
     parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
     common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config
+    common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
 
 def _settings_file(path: str) -> dict[str, Any]:
@@ -184,4 +187,4 @@ def main(args: argparse.Namespace) -> int:
         except Exception as exc:
             common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}", sys.stderr)
             return max(result.verdict.exit_code, 2)
-    return result.verdict.exit_code
+    return common.report_to_ci([result], args)

@@ -184,3 +184,28 @@ def test_format_1_reference_still_loads_and_says_what_it_does_not_check(corpus, 
     assert "not checked" in detail and "triggers" in detail
     server = next(p.detail for p in result.phases if p.name == "verify.server")
     assert "not compared" in server
+
+
+# --- reference write --from-backup ------------------------------------------------------------------------
+def test_reference_from_backup_equals_the_live_reference(corpus, tmp_path):
+    from drillbook.cli import main as drillbook
+
+    dump, live = corpus.build()
+    built = tmp_path / "from_backup.json"
+    assert drillbook(["reference", "write", "--from-backup", str(dump), "-o", str(built)]) == 0
+    a, b = json.loads(live.read_text()), json.loads(built.read_text())
+    assert {k: v for k, v in a.items() if k != "server_major_version"} == \
+        {k: v for k, v in b.items() if k != "server_major_version"}
+    assert b["grants"]["table public.actor"] == f"{ROLE}:SELECT"  # the grantee role was created, the GRANT kept
+
+
+def test_reference_from_backup_refuses_what_it_cannot_use(corpus, tmp_path, capsys):
+    from drillbook.cli import main as drillbook
+
+    plain = tmp_path / "plain.sql"
+    plain.write_text("-- PostgreSQL database dump\n\\! touch /tmp/pwned\n-- PostgreSQL database dump complete\n")
+    assert drillbook(["reference", "write", "--from-backup", str(plain), "-o", str(tmp_path / "x.json")]) == 2
+    assert "archive formats only" in capsys.readouterr().err
+    assert drillbook(["reference", "write", "--from-backup", str(tmp_path / "nope.dump"), "-o", "x.json"]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

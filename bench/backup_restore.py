@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         def drill_round(round_no: int) -> bool:
             # As in the DAG: the setup task creates the scratch database and the teardown task
             # drops it; the timed part is the work task (scratch check .. measure) plus the record.
-            scratch_db = guard.create(drill=drill.name, run_id=f"bench_{tag}_{round_no}")
+            scratch_db = guard.create(drill=drill.name, run_id=f"bench_{tag}_{round_no}", hold=False)
             t = time.monotonic()
             ledger = Ledger(with_dbname(admin, ledger_db))
             result = run_backup_restore(drill=drill, scratch_dsn=admin, work_dir=work / "w", ledger=ledger,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -88,11 +89,12 @@ def _from_json(conn_id: str, data: dict[str, Any]) -> Connection:
     )
 
 
-def connection_from_env(conn_id: str) -> Connection | None:
-    """The connection ``conn_id`` from DRILLBOOK_CONN_<ID> or AIRFLOW_CONN_<ID>, or None."""
+def connection_from_env(conn_id: str, *, environ: Mapping[str, str] | None = None) -> Connection | None:
+    """The connection ``conn_id`` from DRILLBOOK_CONN_<ID> or AIRFLOW_CONN_<ID> (of ``environ``, default os.environ), or None."""
     key = _env_key(conn_id)
+    env = os.environ if environ is None else environ
     for var in (f"DRILLBOOK_CONN_{key}", f"AIRFLOW_CONN_{key}"):
-        raw = os.environ.get(var)
+        raw = env.get(var)
         if not raw:
             continue
         raw = raw.strip()
@@ -110,15 +112,37 @@ def connection_from_env(conn_id: str) -> Connection | None:
     return None
 
 
-def require_connection(conn_id: str) -> Connection:
-    """Like ``connection_from_env`` but a missing connection is a clear error."""
+#: What a connection of each type looks like, for messages that say how to define one.
+_EXAMPLES: dict[str, str] = {
+    "postgres": "a URI like 'postgresql://user:pass@host:5432/db'",
+    "http": "JSON like '{\"conn_type\": \"http\", \"host\": \"alerts.example.com\", \"schema\": \"https\", "
+            "\"extra\": {\"endpoint\": \"/hooks/drillbook\"}}' or a URI like 'https://alerts.example.com/hooks/drillbook'",
+    "slack": "JSON with \"conn_type\": \"slack\" and the bot token (xoxb-...) as its password",
+    "aws": "JSON like '{\"conn_type\": \"aws\", \"extra\": {\"region_name\": \"eu-west-1\"}}' "
+           "(or no connection at all: boto's default credentials)",
+}
+
+
+def connection_example(conn_type: str | None) -> str:
+    """How to write a connection of ``conn_type`` (postgres, http/webhook, slack, aws) in a variable."""
+    kind = (conn_type or "").lower()
+    kind = {"postgresql": "postgres", "webhook": "http", "https": "http", "alertmanager": "http",
+            "pagerduty": "http", "opsgenie": "http"}.get(kind, kind)
+    return _EXAMPLES.get(kind, "a connection URI or JSON of its type")
+
+
+def how_to_define(conn_id: str, conn_type: str | None = None) -> str:
+    """The sentence telling someone how to define connection ``conn_id`` of ``conn_type``."""
+    key = _env_key(conn_id)
+    return (f"set AIRFLOW_CONN_{key} (or DRILLBOOK_CONN_{key}) to {connection_example(conn_type)}, "
+            f"or define it in Airflow")
+
+
+def require_connection(conn_id: str, *, conn_type: str = "postgres") -> Connection:
+    """Like ``connection_from_env`` but a missing connection is a clear error whose example fits its type."""
     conn = connection_from_env(conn_id)
     if conn is None:
-        key = _env_key(conn_id)
-        raise ConnectionNotConfigured(
-            f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{key} (or DRILLBOOK_CONN_{key}) "
-            f"to a URI like 'postgresql://user:pass@host:5432/db' or JSON, or define it in Airflow"
-        )
+        raise ConnectionNotConfigured(f"connection {conn_id!r} is not defined: {how_to_define(conn_id, conn_type)}")
     return conn
 
 

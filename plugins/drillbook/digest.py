@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 UNVERIFIABLE = "UNVERIFIABLE"
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
 PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
-                "@yearly": "yearly", "@annually": "yearly"}
+                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
 
 
 @dataclass

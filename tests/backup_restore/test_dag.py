@@ -59,7 +59,7 @@ def test_dag_healthy_end_to_end(airflow_db, dag_env, dumps, pg, ledger_dsn):
     dag = dag_env(str(dumps["custom"].parent))
     before = set(pg.databases(PREFIX))
     # a scratch database left behind by a killed worker 7 hours ago: the reaper task drops it
-    left = ScratchGuard(scratch_dsn=pg.admin_dsn).create(drill="shop_dag", run_id="killed",
+    left = ScratchGuard(scratch_dsn=pg.admin_dsn).create(drill="shop_dag", run_id="killed", hold=False,
                                                            now=datetime.now(UTC) - timedelta(hours=7))
     run = dag.test()
     assert run.state == "success"

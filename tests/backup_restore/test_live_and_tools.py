@@ -96,12 +96,15 @@ def test_scratch_password_travels_in_the_environment_not_argv(pg, dumps, tmp_pat
     role = f"drill_scratch_{uuid.uuid4().hex[:6]}"
     password = f"pw-{uuid.uuid4().hex}"
     pg.execute("postgres", f"create role {role} login createdb password '{password}'")
+    # its own maintenance database, where it may create the scratch registry (docs/backup_restore.md)
+    pg.execute("postgres", f'create database "{role}_maint" owner {role}')
     params = conninfo_to_dict(pg.admin_dsn)
-    params.update(user=role, password=password)
+    params.update(user=role, password=password, dbname=f"{role}_maint")
     try:
         drill = make_drill(str(dumps["custom"].parent), restore={"no_owner": True}, verify={"amcheck": False})
         result = run_backup_restore(drill=drill, scratch_dsn=make_conninfo("", **params), work_dir=tmp_path / "w")
     finally:
+        pg.drop_database(f"{role}_maint")
         pg.execute("postgres", f"drop role {role}")
     argv = result.details["restore"]["argv"]
     assert password not in argv and "password=" not in argv.lower() and "host" not in argv

@@ -41,7 +41,7 @@ def test_refuses_to_drop_a_database_it_did_not_create(pg):
     imposter = PREFIX + "shop_imposter"
     pg.execute("postgres", f'create database "{imposter}"')
     try:
-        with pytest.raises(ScratchUnsafe, match="no drillbook marker"):
+        with pytest.raises(ScratchUnsafe, match="no row in drillbook's scratch registry"):
             guard.drop(imposter)
         assert imposter in pg.databases(PREFIX)
         with pytest.raises(ScratchUnsafe, match="does not start with"):
@@ -52,10 +52,14 @@ def test_refuses_to_drop_a_database_it_did_not_create(pg):
 
 def test_refuses_to_drop_the_source_even_with_the_prefix(pg):
     name = PREFIX + "shop_source_like"
-    source = pg.dsn(name)
-    guard = ScratchGuard(scratch_dsn=pg.admin_dsn, source_dsn=source)
-    with pytest.raises(ScratchUnsafe, match="source database"):
-        guard.drop(name)
+    pg.execute("postgres", f'create database "{name}"')
+    try:
+        guard = ScratchGuard(scratch_dsn=pg.admin_dsn, source_dsn=pg.dsn(name))
+        with pytest.raises(ScratchUnsafe, match="source database"):
+            guard.drop(name)
+        assert name in pg.databases(PREFIX)
+    finally:
+        pg.drop_database(name)
 
 
 def test_handed_in_scratch_must_be_ours(pg, dumps, drill_runner):
@@ -72,14 +76,17 @@ def test_create_marks_and_drop_removes(pg):
     assert guard.drop(name) is False  # already gone: not an error
 
 
-def test_reaper_drops_only_old_marked_scratch(pg):
+def test_reaper_spares_a_young_handed_over_database(pg):
+    """An Airflow setup task's database is unlocked until the work task adopts it: spared for the grace period."""
     guard = ScratchGuard(scratch_dsn=pg.admin_dsn)
-    old = guard.create(drill="shop_reap", run_id="killed", now=datetime.now(UTC) - timedelta(hours=7))
-    young = guard.create(drill="shop_reap", run_id="running")
+    old = guard.create(drill="shop_reap", run_id="killed", now=datetime.now(UTC) - timedelta(hours=7), hold=False)
+    young = guard.create(drill="shop_reap", run_id="running", hold=False)
     imposter = PREFIX + "shop_reap_unmarked"
     pg.execute("postgres", f'create database "{imposter}"')
     try:
-        dropped = guard.reap(max_age=6 * 3600)
+        report = guard.reap(drill="shop_reap", max_age=6 * 3600)
+        dropped = report.dropped
+        assert imposter in report.unregistered
         assert old in dropped
         assert young not in dropped and imposter not in dropped
         assert young in pg.databases(PREFIX) and imposter in pg.databases(PREFIX)
@@ -109,7 +116,7 @@ def test_reaped_names_become_info_findings(dumps, drill_runner):
 
 def test_handed_in_scratch_left_full_by_a_failed_try_is_reset(pg, dumps, drill_runner):
     guard = ScratchGuard(scratch_dsn=pg.admin_dsn)
-    name = guard.create(drill="shop_retry", run_id="manual__retry")
+    name = guard.create(drill="shop_retry", run_id="manual__retry", hold=False)  # as the Airflow setup task does
     try:
         pg.execute(name, "create table public.orders (id int)")  # what a first, crashed try left behind
         result = drill_runner(make_drill(str(dumps["custom"].parent)), scratch_db=name)
@@ -119,3 +126,10 @@ def test_handed_in_scratch_left_full_by_a_failed_try_is_reset(pg, dumps, drill_r
         assert info is not None and info.marked and info.drill == "shop_retry"  # same name, marker kept
     finally:
         guard.drop(name)
+
+
+def test_unregistered_names_become_low_findings_and_the_drill_still_passes(dumps, drill_runner):
+    result = drill_runner(make_drill(str(dumps["custom"].parent)), unregistered=["drillbook_scratch_shop_forged"])
+    found = [f for f in result.findings if f.code == "SCRATCH_UNREGISTERED"]
+    assert [f.subject for f in found] == ["drillbook_scratch_shop_forged"] and found[0].severity.value == "low"
+    assert result.verdict.value == "PASS"

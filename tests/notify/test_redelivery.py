@@ -244,7 +244,7 @@ def test_rate_limited_after_the_retries_says_so_without_contradicting_itself(sla
     with pytest.raises(NotificationFailed) as raised:
         slack_notifier(slack, catalogue, None, timeout=5).notify(make_result("FAIL"), None, make_ctx())
     text = str(raised.value)
-    assert "HTTP 429 again after 2 retries that waited as asked (Retry-After 1 s)" in text
+    assert "HTTP 429 still, after 2 retries that waited as asked (last Retry-After 1 s)" in text
     assert "more than drillbook waits" not in text
 
 

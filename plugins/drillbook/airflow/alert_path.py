@@ -1,7 +1,8 @@
 """DAGs of ``alert_path`` drills: one mapped task per path, each with its own ledger row.
 
 Rules this module enforces: the task is mapped over the drill's path names
-(dynamic task mapping), so ``map_index`` tells the ledger rows of one run apart
+(dynamic task mapping, fed by the unmapped ``plan_paths``, which also makes
+Airflow show the catalogue's owner), so ``map_index`` tells the ledger rows of one run apart
 and one dead path cannot hide behind a healthy one; connections are resolved
 through the provider hooks at task time (``drillbook.airflow.runtime``) and a
 missing one is a recorded ERROR result, not a task that dies without evidence;
@@ -28,8 +29,9 @@ class AirflowPathClients:
 
     def slack(self, conn_id: str) -> Any:
         from drillbook.airflow.runtime import slack_client
+        from drillbook.drills.alert_path.clients import ALERT_PATH_SLACK_RETRIES
 
-        return slack_client(conn_id)
+        return slack_client(conn_id, **ALERT_PATH_SLACK_RETRIES)
 
     def aws(self, conn_id: str, service: str, region: str | None) -> Any:
         from drillbook.airflow.runtime import aws_client, get_connection
@@ -47,7 +49,7 @@ class AirflowPathClients:
         from drillbook.connections import Connection
         from drillbook.redact import register_secret
 
-        conn = get_connection(conn_id)  # registers the password
+        conn = get_connection(conn_id, conn_type="http")  # registers the password
         extra = conn.extra_dejson or {}
         for key in ("token", "api_key", "routing_key"):
             if isinstance(extra.get(key), str):
@@ -112,5 +114,11 @@ def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
             summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
             return summary
 
-        prove_path.expand(path_name=[p.name for p in drill.paths])
+        @task(task_id="plan_paths", retries=0)
+        def plan_paths() -> list[str]:
+            # An unmapped task on purpose: Airflow derives a DAG's owner (UI, REST API) from its
+            # unmapped tasks only, so a DAG of nothing but a mapped task showed owner "airflow".
+            return [p.name for p in drill.paths]
+
+        prove_path.expand(path_name=plan_paths())
     return dag

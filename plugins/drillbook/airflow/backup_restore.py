@@ -15,8 +15,10 @@ Rules this module enforces:
   retried ``record`` writes no second row (the ledger is idempotent per
   dag_id, run_id, task_id, map_index); a FAIL or ERROR verdict then fails it,
   so the run is red;
-- ``reap_scratch`` drops scratch databases older than ``scratch.max_age`` left
-  by killed workers; its names become ``SCRATCH_REAPED`` (info) findings.
+- ``reap_scratch`` drops this drill's registered, unused scratch databases left
+  by killed workers (never another drill's: see ``scratch_registry``); its
+  names become ``SCRATCH_REAPED`` (info) findings, and prefixed databases that
+  are not in the registry ``SCRATCH_UNREGISTERED`` (low).
 Connections are resolved at task time through the provider hooks; parsing
 imports nothing heavy.
 """
@@ -61,22 +63,26 @@ def _guard(drill: BackupRestoreDrill) -> Any:
     return ScratchGuard(scratch_dsn=resolve_dsn(drill.scratch.connection), source_dsn=source)
 
 
-def reap_now(drill: BackupRestoreDrill) -> list[str]:
-    """Drop old scratch databases; a reaper that cannot run logs why and never blocks the drill."""
+def reap_now(drill: BackupRestoreDrill) -> dict[str, list[str]]:
+    """Drop this drill's leftover scratch databases; a reaper that cannot run logs why and never blocks the drill."""
     try:
-        dropped = _guard(drill).reap(max_age=drill.scratch.max_age)
+        report = _guard(drill).reap(drill=drill.name, max_age=drill.scratch.max_age)
     except Exception as exc:  # the reaper is housekeeping, the drill still has to run
         log.warning("reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
-        return []
-    for name in dropped:
+        return {"dropped": [], "unregistered": []}
+    for name in report.dropped:
         log.info("reaped scratch database %s", name)
-    return dropped
+    for name in report.unregistered:
+        log.warning("database %s has the scratch prefix but is not in drillbook's scratch registry: not dropped", name)
+    for name, why in report.failed.items():
+        log.warning("leftover scratch database %s not dropped: %s", name, why)
+    return {"dropped": report.dropped, "unregistered": report.unregistered}
 
 
 def create_now(drill: BackupRestoreDrill, run_id: str) -> str | None:
     """Create the run's scratch database; None (logged) when the guard or the server says no."""
     try:
-        return str(_guard(drill).create(drill=drill.name, run_id=run_id))
+        return str(_guard(drill).create(drill=drill.name, run_id=run_id, hold=False))  # the work task adopts it
     except Exception as exc:  # the drill task turns the same cause into a recorded finding
         log.warning("scratch database for %s not created: %s: %s", drill.name, type(exc).__name__, exc)
         return None
@@ -98,7 +104,7 @@ def _connection_missing(drill: BackupRestoreDrill, exc: Exception) -> Any:
 
 
 def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: str | None, run_id: str,
-                reaped: list[str] | None) -> Any:
+                reaped: dict[str, list[str]] | list[str] | None) -> Any:
     """Run the drill with Airflow-resolved connections (task time); returns the DrillResult."""
     import tempfile
     from pathlib import Path
@@ -123,7 +129,8 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
         return run_backup_restore(
             drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3, work_dir=Path(tmp),
             scratch_db=scratch_db, run_id=run_id, base_dir=catalogue.base_dir, previous=previous,
-            reaped=reaped or (), on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            reaped=reaped.get("dropped", []) if isinstance(reaped, dict) else (reaped or ()),
+            unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (), on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
         )
 
 
@@ -134,7 +141,7 @@ def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
 
         @task(task_id="reap_scratch", retries=0)
-        def reap_scratch() -> list[str]:
+        def reap_scratch() -> dict[str, list[str]]:
             return reap_now(drill)
 
         @task(task_id="create_scratch")
@@ -142,7 +149,7 @@ def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
             return create_now(drill, get_current_context()["run_id"])
 
         @task(task_id="restore_and_verify")
-        def restore_and_verify(scratch_db: str | None, reaped: list[str] | None) -> dict[str, Any]:
+        def restore_and_verify(scratch_db: str | None, reaped: dict[str, list[str]] | None) -> dict[str, Any]:
             result = restore_now(drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped)
             return result.to_json_dict()
 

@@ -26,13 +26,13 @@ ALREADY_REPORTED = ("DrillNotGreen",)
 
 
 def notifier_for_airflow(catalogue: Any, *, ledger: Any = None) -> Any:
-    """A Notifier for task code: Slack through SlackHook's WebClient, else the outbox."""
+    """A Notifier for task code: Slack through the parsed Slack Connection, else the outbox."""
     from drillbook.airflow import runtime
     from drillbook.notify import build_notifier
 
     conn_id = catalogue.defaults.slack.connection
-    client = runtime.slack_client(conn_id) if runtime.has_connection(conn_id) else None
-    return build_notifier(catalogue=catalogue, client=client, ledger=ledger)
+    connection = runtime.slack_connection(conn_id) if runtime.has_connection(conn_id) else None
+    return build_notifier(catalogue=catalogue, connection=connection, ledger=ledger)
 
 
 def _catalogue() -> Any:

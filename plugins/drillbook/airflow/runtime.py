@@ -22,16 +22,19 @@ from drillbook.result import DrillResult
 log = logging.getLogger(__name__)
 
 
-def get_connection(conn_id: str) -> Any:
+def get_connection(conn_id: str, *, conn_type: str | None = None) -> Any:
     """The Airflow Connection ``conn_id`` (its password registered with redact), or ConnectionNotConfigured."""
     from airflow.sdk import BaseHook
+
+    from drillbook.connections import connection_example
 
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # Airflow raises AirflowNotFoundException (moved between versions)
+        example = f" to {connection_example(conn_type)}" if conn_type else ""
         raise ConnectionNotConfigured(
             f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__}); create it in the UI "
-            f"or set AIRFLOW_CONN_{conn_id.upper()}"
+            f"or set AIRFLOW_CONN_{conn_id.upper()}{example}"
         ) from None
     register_secret(conn.password)
     return conn
@@ -64,22 +67,22 @@ def aws_client(conn_id: str, service: str, region: str | None = None) -> Any:
     return hook.get_conn()
 
 
-def slack_credentials(conn_id: str) -> tuple[str, str | None]:
-    """(token, base_url) of a Slack API Connection."""
-    conn = get_connection(conn_id)
-    token = conn.password
-    if not token:
-        raise ConnectionNotConfigured(f"Slack connection {conn_id!r} has no token in its password field")
-    extra = conn.extra_dejson or {}
-    return token, extra.get("base_url") or extra.get("extra__slack__base_url")
+def slack_connection(conn_id: str) -> Any:
+    """The Airflow Connection ``conn_id`` read by the one Slack parser the CLI uses too.
+
+    ``drillbook.notify.slack.parse_slack_connection`` reads the token and every
+    extra (base_url, timeout, proxy, max_retry_after, channel), so an extra
+    means the same under Airflow as from the CLI.
+    """
+    from drillbook.notify.slack import parse_slack_connection
+
+    conn = get_connection(conn_id, conn_type="slack")
+    return parse_slack_connection(conn_id, password=conn.password, extra=conn.extra_dejson or {})
 
 
-def slack_client(conn_id: str) -> Any:
-    """A slack_sdk WebClient through SlackHook (base_url/timeout/proxy from the Connection)."""
-    from airflow.providers.slack.hooks.slack import SlackHook
-
-    get_connection(conn_id)  # registers the token and gives a clear error when missing
-    return SlackHook(slack_conn_id=conn_id).client
+def slack_client(conn_id: str, **options: Any) -> Any:
+    """A slack_sdk WebClient for a Slack Connection (retries bounded; 429 capped at its max_retry_after)."""
+    return slack_connection(conn_id).web_client(**options)
 
 
 def has_connection(conn_id: str) -> bool:
@@ -122,8 +125,8 @@ def notifier_for(catalogue: Catalogue, drill: Any, *, ledger: Any = None) -> Any
     from drillbook.notify.notifier import build_notifier
 
     conn_id = catalogue.defaults.slack.connection
-    client = slack_client(conn_id) if has_connection(conn_id) else None
-    return build_notifier(catalogue=catalogue, drill=drill, client=client, ledger=ledger)
+    connection = slack_connection(conn_id) if has_connection(conn_id) else None
+    return build_notifier(catalogue=catalogue, drill=drill, connection=connection, ledger=ledger)
 
 
 def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:

@@ -56,6 +56,7 @@ PRESETS: dict[str, str] = {
     "@midnight": "0 0 * * *",
     "@weekly": "0 0 * * 0",
     "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",  # Airflow's preset; croniter itself does not know it
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     watchdog.configure_watchdog_parser(sub.add_parser("watchdog", help="report drills that missed their schedule or are stale"))
     watchdog.configure_digest_parser(sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)"))
     outbox.configure_parser(sub.add_parser("outbox", help="show the local outbox; `outbox flush` re-sends reports that never reached Slack"))
+    from drillbook.cli import scratch as scratch_cmd
+
+    scratch_cmd.configure_parser(sub.add_parser("scratch", help="reap leftover scratch databases"))
 
     p = sub.add_parser("demo", help="run the drills once against the embedded demo environment")
     p.add_argument("--up", action="store_true", help="then start Airflow (airflow standalone) with drillbook's DAGs")

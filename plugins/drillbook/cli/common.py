@@ -43,8 +43,9 @@ def phase_printer(stream: IO[str] | None = None) -> Callable[[Phase], None]:
 
 
 def add_common_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """--json, --ledger-dsn, --catalogue: the options every run command takes."""
+    """--json, --ledger-dsn, --catalogue, --no-notify: the options every run command takes."""
     parser.add_argument("--json", action="store_true", help="print the DrillResult(s) as JSON")
+    parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
     parser.add_argument("--ledger-dsn", default=None, help="record the result in this ledger (default: $DRILLBOOK_LEDGER_DSN)")
     parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
                         help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
@@ -156,6 +157,7 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
     from drillbook.context import RunContext
     from drillbook.pipeline import record_and_report
 
+    notify = notify and not getattr(args, "no_notify", False)  # --no-notify holds for every run command
     dsn = ledger_dsn(args)
     ledger = None
     if dsn:

@@ -8,9 +8,11 @@ DSN [--source-dsn DSN] [--config FILE]`` where FILE holds drill settings
 
 Rules: phases are printed as they complete; DSNs never appear in output
 (``pg.describe`` and ``redact``); the exit code is the verdict's (0 PASS,
-1 FAIL, 2 ERROR), or with ``--fail-on SEVERITY`` the threshold's (ERROR
-still 2; the verdict recorded does not change); ``--junit FILE`` writes
-JUnit XML as well; with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
+1 FAIL, 2 ERROR; with ``--fail-on SEVERITY`` the threshold's, ERROR still 2
+and the verdict recorded unchanged; ``--junit FILE`` writes JUnit XML as
+well; 128 + N when stopped by signal N, after recording a
+DRILL_INTERRUPTED result); the drill's own leftover scratch databases are
+reaped first (``SCRATCH_REAPED``); with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
 the result is recorded as a manual run before anyone is notified.
 """
 
@@ -23,7 +25,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from drillbook.catalogue.common import resolve_relative
 from drillbook.cli import common
+from drillbook.drills.backup_restore import lifetime
 from drillbook.errors import ConfigurationError
 
 ADHOC_NAME = "adhoc"
@@ -40,8 +44,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="ad hoc: source DSN (read only: live dumps, and the guard refuses a scratch equal to it)")
     parser.add_argument("--pattern", default=None, help="ad hoc: glob the backup's file/key name must match")
     parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
-    parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
-    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config
+    common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config, --no-notify
     common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
 
@@ -55,6 +58,18 @@ def _settings_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigurationError(f"settings file {path!r} must hold a mapping of drill keys, got {type(data).__name__}")
     return data
+
+
+def _command_line_location(raw: str) -> str:
+    """A local ``--backup`` path made absolute against the working directory.
+
+    A path typed on the command line is relative to where the command runs (as
+    a shell user expects); only paths written in a catalogue or settings file
+    are relative to that file. S3 URLs and ``live`` are left as they are.
+    """
+    if raw.startswith("s3://") or raw == "live":
+        return raw
+    return str(resolve_relative(raw, Path.cwd()))
 
 
 def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
@@ -78,7 +93,7 @@ def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
     data.setdefault("schedule", "@daily")
     data.setdefault("objectives", {"rto": "4h", "rpo": "26h"})
     backup = dict(data.get("backup") or {})
-    backup["location"] = args.backup
+    backup["location"] = _command_line_location(args.backup)
     if args.pattern:
         backup["pattern"] = args.pattern
     if backup["location"].startswith("s3://"):
@@ -152,7 +167,6 @@ def _ledger(args: argparse.Namespace) -> Any:
 
 def main(args: argparse.Namespace) -> int:
     from drillbook import pg
-    from drillbook.drills.backup_restore.drill import run_backup_restore
 
     try:
         resolved = _resolve(args)
@@ -167,7 +181,20 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         common.out(f"backup-restore drill {drill.name!r}: {drill.backup.location} -> scratch on "
                    f"{pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
-    with tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
+    try:
+        return _run_and_record(args, drill, resolved, s3)
+    except lifetime.Interrupted as exc:  # before the drill started (the reaper): nothing to record
+        common.out(f"drillbook: stopped by {exc.name} before the drill started", sys.stderr)
+        return exc.exit_code
+
+
+def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, Any], s3: Any) -> int:
+    from drillbook.drills.backup_restore.drill import run_backup_restore
+
+    # SIGTERM/SIGINT from here on: the drill stops its tools, drops its scratch database and
+    # returns a DRILL_INTERRUPTED result, which is recorded below before the process exits.
+    with lifetime.stop_on_signals() as stop, tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
+        reaped, unregistered = _reap_own_leftovers(drill, resolved)
         result = run_backup_restore(
             drill=drill,
             scratch_dsn=resolved["scratch_dsn"],
@@ -176,15 +203,37 @@ def main(args: argparse.Namespace) -> int:
             work_dir=Path(args.work_dir) if args.work_dir else Path(tmp),
             base_dir=resolved["base_dir"],
             ledger=_ledger(args),
+            reaped=reaped,
+            unregistered=unregistered,
             on_phase=None if args.json else common.phase_printer(),
         )
-    common.emit(result, as_json=args.json)
-    if not args.json and result.details.get("trend"):
-        common.out(f"  trend: {result.details['trend']}")
-    if common.ledger_dsn(args):  # a terminal run without a ledger is watched by the person who ran it
-        try:
-            common.record_cli_result(result, args, notify=not args.no_notify)
-        except Exception as exc:
-            common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}", sys.stderr)
-            return max(result.verdict.exit_code, 2)
-    return common.report_to_ci([result], args)
+        stop.defer()  # a stop signal from here on waits for the evidence to be recorded
+        common.emit(result, as_json=args.json)
+        if not args.json and result.details.get("trend"):
+            common.out(f"  trend: {result.details['trend']}")
+        code = stop.exit_code(common.report_to_ci([result], args))
+        if common.ledger_dsn(args):  # a terminal run without a ledger is watched by the person who ran it
+            try:
+                common.record_cli_result(result, args, notify=not args.no_notify)
+            except Exception as exc:
+                common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}",
+                           sys.stderr)
+                return max(code, 2)
+    return code
+
+
+def _reap_own_leftovers(drill: Any, resolved: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Drop this drill's scratch databases left by a killed run, as the Airflow reap task does."""
+    from drillbook.drills.backup_restore.scratch import ScratchGuard
+
+    guard = ScratchGuard(scratch_dsn=resolved["scratch_dsn"], source_dsn=resolved["source_dsn"])
+    try:
+        report = guard.reap(drill=drill.name, max_age=drill.scratch.max_age)
+    except Exception as exc:  # housekeeping: the drill's own scratch phase reports an unreachable or unsafe server
+        common.out(f"drillbook: warning: the reaper could not run: {type(exc).__name__}: {exc}", sys.stderr)
+        return [], []
+    finally:
+        guard.close()
+    for name, why in report.failed.items():
+        common.out(f"drillbook: warning: leftover scratch database {name!r} not dropped: {why}", sys.stderr)
+    return report.dropped, report.unregistered

@@ -30,7 +30,9 @@ def configure_watchdog_parser(parser: argparse.ArgumentParser) -> None:
 
 def configure_digest_parser(parser: argparse.ArgumentParser) -> None:
     _common(parser)
-    parser.add_argument("--schedule", default="@daily", help="the digest preset whose period to report (default: @daily)")
+    parser.add_argument("--schedule", default="@daily",
+                        help="the digest preset (@daily, @weekly, @monthly, @quarterly...) or 5-field cron whose period "
+                             "to report (default: @daily)")
     parser.set_defaults(func=main_digest)
 
 
@@ -75,12 +77,18 @@ def main_watchdog(args: argparse.Namespace) -> int:
 
 
 def main_digest(args: argparse.Namespace) -> int:
-    from drillbook.digest import run_digest
+    from drillbook.catalogue.common import validate_schedule
+    from drillbook.digest import PRESET_NAMES, run_digest
+    from drillbook.errors import ConfigurationError
     from drillbook.notify.blocks import as_text
     from drillbook.notify.render import render_digest
     from drillbook.redact import redact
 
-    catalogue, ledger, notifier, ctx, now = _setup(args, f"dr_digest__{args.schedule.strip('@')}")
+    try:  # a preset or a 5-field cron, checked before croniter can raise from deep inside the digest
+        args.schedule = validate_schedule(args.schedule)
+    except ValueError as exc:
+        raise ConfigurationError(f"--schedule: {exc}") from None
+    catalogue, ledger, notifier, ctx, now = _setup(args, f"dr_digest__{PRESET_NAMES.get(args.schedule, 'custom')}")
     with ledger:
         card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule=args.schedule, now=now)
     print(redact(as_text(render_digest(card).blocks)))

@@ -26,6 +26,7 @@ from drillbook.result import (
     Finding,
     Measurements,
     Phase,
+    Severity,
     Verdict,
     decide_verdict,
     environment_fingerprint,
@@ -126,10 +127,19 @@ class ResultBuilder:
                 self._on_phase(phase)
 
     # -- result ------------------------------------------------------------------
-    def finish(self, *, verdict: Verdict | None = None, **env: str) -> DrillResult:
-        """Freeze the result; the verdict is derived unless the drill was SKIPPED."""
+    def finish(self, *, verdict: Verdict | None = None, nothing_checked: bool = True, **env: str) -> DrillResult:
+        """Freeze the result; the verdict is derived unless the drill was SKIPPED.
+
+        ``nothing_checked=False`` is for rows that are not drills (a ``notification``
+        row whose NOTIFY_NOT_CONFIGURED is the reason it is ERROR): they are still
+        ERROR with zero checks, without a NOTHING_CHECKED whose hint would not apply.
+        """
         if verdict is None or verdict is not Verdict.SKIPPED:
-            if self.checks_run <= 0 and not self.findings:
+            # result.py's rule: a run that checked nothing and found nothing that decides the
+            # verdict is ERROR *with* NOTHING_CHECKED; an info/low finding (SCRATCH_REAPED,
+            # ARTEFACT_UNVERIFIED) must not stand in for the reason.
+            decisive = any(f.blocks_verification or f.severity.at_least(Severity.HIGH) for f in self.findings)
+            if self.checks_run <= 0 and not decisive and nothing_checked:
                 self.find("NOTHING_CHECKED", f"drill {self.drill!r} ran no check")
             verdict = decide_verdict(self.findings, checks_run=self.checks_run)
         self.measurements.counts.setdefault("checks_run", self.checks_run)

@@ -43,7 +43,7 @@ from drillbook.notify.render import (
     render_task_failure,
 )
 from drillbook.notify.router import Route, route_digest, route_incident, route_result, route_task_failure
-from drillbook.notify.slack import Delivery, SlackSender, connection_from_env
+from drillbook.notify.slack import Delivery, SlackConnection, SlackSender, connection_from_env
 from drillbook.redact import redact
 
 if TYPE_CHECKING:
@@ -209,23 +209,31 @@ def not_delivered_row(result: DrillResult, *, channel: str, sender: Any, what: s
     builder.details["reported_verdict"] = result.verdict.value
     builder.details["reported_codes"] = result.codes()
     builder.details["notification"] = {"delivered": False, "transport": getattr(sender, "transport", "outbox"), "channel": channel}
-    return builder.finish()
+    return builder.finish(nothing_checked=False)  # ERROR; the finding is the reason
 
 
 def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, outbox: str | None = None) -> Notifier:
-    """For the CLI and the demo: Slack when ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox."""
+    """For the CLI and the demo: Slack when ``DRILLBOOK_CONN_`` / ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox."""
     conn = connection_from_env(catalogue.defaults.slack.connection)
     sender: Sender = SlackSender(connection=conn) if conn is not None else OutboxSender(path=outbox)
     return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)
 
 
 def build_notifier(*, catalogue: Catalogue, drill: Any = None, client: Any = None, ledger: Ledger | None = None,
-                   outbox: str | None = None) -> Notifier:
-    """For the Airflow layer: Slack through a ready WebClient (from SlackHook), else the outbox.
+                   outbox: str | None = None, connection: SlackConnection | None = None) -> Notifier:
+    """For the Airflow layer: Slack through a parsed Slack connection (or a ready WebClient), else the outbox.
 
-    ``drill`` is accepted for symmetry with the callers; routing reads the drill's
-    ``notify`` spec from the catalogue by the result's drill name.
+    ``connection`` comes from ``parse_slack_connection`` (the parser the CLI uses),
+    so its ``max_retry_after`` and other extras hold under Airflow too. ``drill`` is
+    accepted for symmetry with the callers; routing reads the drill's ``notify``
+    spec from the catalogue by the result's drill name.
     """
     del drill
-    sender: Sender = SlackSender(client=client) if client is not None else OutboxSender(path=outbox)
+    sender: Sender
+    if connection is not None:
+        sender = SlackSender(connection=connection)
+    elif client is not None:
+        sender = SlackSender(client=client)
+    else:
+        sender = OutboxSender(path=outbox)
     return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)

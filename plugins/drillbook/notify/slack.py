@@ -19,24 +19,26 @@ Rules this module enforces:
   ``not_in_channel``...), ``post`` raises ``NotificationFailed`` whose message
   has been through ``redact``; the token is registered as a secret before the
   first request, so it never reaches a log line, a ledger row or a message;
-- this module never imports airflow: the Airflow layer hands over a ready
-  WebClient, the CLI reads ``AIRFLOW_CONN_DRILLBOOK_SLACK`` with
-  ``connection_from_env`` (JSON or URI form).
+- one function, ``parse_slack_connection``, turns a Slack connection's fields
+  (password and extras) into a ``SlackConnection``: token, ``base_url``,
+  ``timeout``, ``proxy``, ``max_retry_after``, ``channel``; the CLI (through
+  ``connection_from_env``: ``DRILLBOOK_CONN_<ID>`` / ``AIRFLOW_CONN_<ID>``, JSON
+  or URI) and the Airflow layer (an Airflow Connection resolved by
+  ``BaseHook``) both call it, so an extra means the same on every path;
+- this module never imports airflow.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from drillbook.errors import NotificationFailed
+from drillbook.errors import ConnectionNotConfigured, NotificationFailed
 from drillbook.notify.blocks import Message
 from drillbook.redact import redact, register_secret
 
@@ -55,9 +57,69 @@ class SlackConnection:
     base_url: str = DEFAULT_BASE_URL
     timeout: int = 10
     max_retry_after: float = MAX_RETRY_AFTER
+    proxy: str | None = None
+    channel: str | None = None  # a default channel named in the connection (alert paths may use it)
 
     def __repr__(self) -> str:  # a stray log of the object must not print the token
-        return f"SlackConnection(base_url={self.base_url!r}, timeout={self.timeout}, max_retry_after={self.max_retry_after})"
+        return (f"SlackConnection(base_url={self.base_url!r}, timeout={self.timeout}, "
+                f"max_retry_after={self.max_retry_after}, proxy={'set' if self.proxy else None})")
+
+    def web_client(self, *, retry_server_errors: bool = True, connection_retries: int | None = None) -> Any:
+        """A slack_sdk WebClient with drillbook's bounded retry handlers (429 capped at ``max_retry_after``).
+
+        The alert-path drill counts its own attempts at 5xx answers, so it asks for a
+        client that leaves server errors to it (``retry_server_errors=False``).
+        """
+        from slack_sdk import WebClient
+
+        handlers = retry_handlers(max_retry_after=self.max_retry_after, server_errors=retry_server_errors,
+                                  connection_retries=MAX_RETRIES if connection_retries is None else connection_retries)
+        return WebClient(token=self.token, base_url=self.base_url, timeout=self.timeout, proxy=self.proxy,
+                         retry_handlers=handlers)
+
+
+def _extra(extra: Mapping[str, Any], key: str) -> Any:
+    """An extra by its plain name or Airflow's older ``extra__slack__<name>`` form."""
+    value = extra.get(key)
+    return value if value not in (None, "") else extra.get(f"extra__slack__{key}")
+
+
+def _number(conn_id: str, extra: Mapping[str, Any], key: str, default: float) -> float:
+    value = _extra(extra, key)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise ConnectionNotConfigured(
+            f"Slack connection {conn_id!r}: extra {key!r} must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def parse_slack_connection(conn_id: str, *, password: str | None, extra: Mapping[str, Any] | None) -> SlackConnection:
+    """The one reading of a Slack connection's fields, for the CLI and for Airflow alike."""
+    extra = dict(extra or {})
+    token = password or _extra(extra, "token")
+    if not token:
+        raise ConnectionNotConfigured(
+            f"Slack connection {conn_id!r} has no password: put the Slack bot token (xoxb-...) in the connection's password")
+    register_secret(str(token))
+    base_url = str(_extra(extra, "base_url") or DEFAULT_BASE_URL)
+    if not base_url.endswith("/"):
+        base_url += "/"  # slack_sdk joins method names onto it
+    proxy = _extra(extra, "proxy")
+    if proxy:
+        from urllib.parse import urlsplit
+
+        register_secret(urlsplit(str(proxy)).password)  # a proxy URL may carry credentials
+    channel = _extra(extra, "channel")
+    return SlackConnection(
+        token=str(token), base_url=base_url, timeout=max(1, round(_number(conn_id, extra, "timeout", 10))),
+        max_retry_after=_number(conn_id, extra, "max_retry_after", MAX_RETRY_AFTER),
+        proxy=str(proxy) if proxy else None, channel=str(channel) if channel else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,35 +139,17 @@ def env_var_of(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def connection_from_env(conn_id: str = "drillbook_slack", *, environ: dict[str, str] | None = None) -> SlackConnection | None:
-    """Parse ``AIRFLOW_CONN_<ID>`` (JSON or URI) the way Airflow would; None when it is not set."""
-    raw = (environ if environ is not None else os.environ).get(env_var_of(conn_id), "").strip()
-    if not raw:
-        return None
-    extra: dict[str, Any]
-    if raw.startswith("{"):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise NotificationFailed(f"{env_var_of(conn_id)} is not valid JSON ({exc.msg}); expected an Airflow connection") from None
-        token = data.get("password") or ""
-        extra = data.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra or "{}")
-    else:
-        parts = urlsplit(raw)
-        token = unquote(parts.password or "")
-        extra = dict(parse_qsl(parts.query))
-        if "__extra__" in extra:
-            extra = json.loads(extra["__extra__"])
-    if not token:
-        raise NotificationFailed(f"{env_var_of(conn_id)} has no password: put the Slack bot token in the connection's password")
-    register_secret(token)
-    base_url = str(extra.get("base_url") or DEFAULT_BASE_URL)
-    if not base_url.endswith("/"):
-        base_url += "/"  # slack_sdk joins method names onto it
-    return SlackConnection(token=token, base_url=base_url, timeout=int(extra.get("timeout") or 10),
-                           max_retry_after=float(extra.get("max_retry_after") or MAX_RETRY_AFTER))
+def connection_from_env(conn_id: str = "drillbook_slack", *, environ: Mapping[str, str] | None = None) -> SlackConnection | None:
+    """The Slack connection ``conn_id`` from ``DRILLBOOK_CONN_<ID>`` / ``AIRFLOW_CONN_<ID>``; None when neither is set."""
+    from drillbook.connections import connection_from_env as generic_from_env
+
+    try:
+        conn = generic_from_env(conn_id, environ=environ)
+        if conn is None:
+            return None
+        return parse_slack_connection(conn_id, password=conn.password, extra=conn.extra)
+    except ConnectionNotConfigured as exc:
+        raise NotificationFailed(str(exc)) from None
 
 
 class SlackSender:
@@ -133,7 +177,7 @@ class SlackSender:
         if client is None:
             conn = self._connection
             assert conn is not None
-            client = WebClient(token=conn.token, base_url=conn.base_url, timeout=conn.timeout)
+            client = WebClient(token=conn.token, base_url=conn.base_url, timeout=conn.timeout, proxy=conn.proxy)
         client.retry_handlers = retry_handlers(max_retry_after=self.max_retry_after)
         return client
 
@@ -196,16 +240,24 @@ class SlackSender:
         status = getattr(exc.response, "status_code", "?")
         error = exc.response.get("error") if exc.response is not None else None
         if status == 429:
-            wait = retry_after_of(getattr(exc.response, "headers", None) or {})
-            if wait is not None and wait > self.max_retry_after:
-                why = (f"HTTP 429 with Retry-After {wait:g} s, more than drillbook waits (max_retry_after {self.max_retry_after:g} s); "
-                       "the post failed fast instead of sleeping")
-            else:
-                shown = f"{wait:g} s" if wait is not None else "not given"
-                why = f"HTTP 429 again after {MAX_RETRIES} retries that waited as asked (Retry-After {shown})"
-            return redact(f"Slack rate-limited chat.postMessage to {channel!r}: {why}; it is retried by the task's retry or the next run")
+            return redact(self._rate_limited(channel, exc))
         return redact(f"Slack refused chat.postMessage to {channel!r}: HTTP {status}, error {error!r}; check the token, "
                       f"the channel name and that the bot is a member of the channel")
+
+    def _rate_limited(self, channel: str, exc: Any) -> str:
+        wait = retry_after_of(getattr(exc.response, "headers", None) or {})
+        return rate_limit_message(channel, retry_after=wait, max_retry_after=self.max_retry_after)
+
+
+def rate_limit_message(channel: str, *, retry_after: float | None, max_retry_after: float) -> str:
+    """Why a 429 ended the post: a wait beyond the cap (not slept on), or retries used up; never both at once."""
+    head = f"Slack rate-limited chat.postMessage to {channel!r}: HTTP 429"
+    tail = "; it is retried by the task's retry or the next run"
+    if retry_after is not None and retry_after > max_retry_after:
+        return (f"{head} with Retry-After {retry_after:g} s, more than drillbook waits (max_retry_after "
+                f"{max_retry_after:g} s); the post failed fast instead of sleeping{tail}")
+    after = f" (last Retry-After {retry_after:g} s)" if retry_after is not None else " (no Retry-After given)"
+    return f"{head} still, after {MAX_RETRIES} retries that waited as asked{after}{tail}"
 
 
 def retry_after_of(headers: Any) -> float | None:
@@ -244,7 +296,8 @@ def capped_rate_limit_handler(*, max_retry_count: int = MAX_RETRIES, max_retry_a
     return CappedRateLimitErrorRetryHandler(max_retry_count=max_retry_count)
 
 
-def retry_handlers(*, max_retry_after: float = MAX_RETRY_AFTER) -> list[Any]:
+def retry_handlers(*, max_retry_after: float = MAX_RETRY_AFTER, server_errors: bool = True,
+                   connection_retries: int = MAX_RETRIES) -> list[Any]:
     """Rate limits (honour Retry-After up to ``max_retry_after``), server errors and connection errors, each retried a bounded number of times."""
     from urllib.error import URLError
 
@@ -256,8 +309,8 @@ def retry_handlers(*, max_retry_after: float = MAX_RETRY_AFTER) -> list[Any]:
     # Only URLError is retried blindly: urllib raises it when the request could not be sent (connection
     # refused, connect timeout). A reset or a timeout while waiting for the answer comes out unwrapped and
     # is ambiguous -- Slack may have stored the post -- so SlackSender.post searches the history first.
-    return [
-        capped_rate_limit_handler(max_retry_count=MAX_RETRIES, max_retry_after=max_retry_after),
-        ServerErrorRetryHandler(max_retry_count=MAX_RETRIES),
-        ConnectionErrorRetryHandler(max_retry_count=MAX_RETRIES, error_types=[URLError]),
-    ]
+    handlers = [capped_rate_limit_handler(max_retry_count=MAX_RETRIES, max_retry_after=max_retry_after)]
+    if server_errors:
+        handlers.append(ServerErrorRetryHandler(max_retry_count=MAX_RETRIES))
+    handlers.append(ConnectionErrorRetryHandler(max_retry_count=connection_retries, error_types=[URLError]))
+    return handlers

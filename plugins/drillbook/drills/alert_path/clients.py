@@ -13,24 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from drillbook.connections import Connection, connection_from_env, require_connection
-from drillbook.errors import ConnectionNotConfigured
 from drillbook.redact import register_secret
 
-SLACK_TIMEOUT = 10  # seconds per Slack API call
-
-
-def slack_web_client(*, token: str, base_url: str | None = None, timeout: int = SLACK_TIMEOUT) -> Any:
-    """A slack_sdk WebClient that waits out 429s and retries connection errors (both bounded)."""
-    from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
-
-    register_secret(token)
-    kwargs: dict[str, Any] = {"token": token, "timeout": timeout}
-    if base_url:
-        kwargs["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
-    # passing retry_handlers replaces the default connection-error handler, so list both
-    kwargs["retry_handlers"] = [ConnectionErrorRetryHandler(max_retry_count=1), RateLimitErrorRetryHandler(max_retry_count=2)]
-    return WebClient(**kwargs)
+#: The drill counts its own attempts at 5xx answers; the client retries only 429s and lost connections.
+ALERT_PATH_SLACK_RETRIES: dict[str, Any] = {"retry_server_errors": False, "connection_retries": 1}
 
 
 class EnvPathClients:
@@ -42,13 +28,12 @@ class EnvPathClients:
     def slack(self, conn_id: str) -> Any:
         key = ("slack", conn_id)
         if key not in self._cache:
-            conn = require_connection(conn_id)
-            token = conn.password or conn.extra.get("token")
-            if not token:
-                raise ConnectionNotConfigured(f"Slack connection {conn_id!r} has no token in its password field")
-            base_url = conn.extra.get("base_url") or conn.extra.get("extra__slack__base_url")
-            timeout = int(conn.extra.get("timeout") or SLACK_TIMEOUT)
-            self._cache[key] = slack_web_client(token=token, base_url=base_url, timeout=timeout)
+            from drillbook.notify.slack import parse_slack_connection
+
+            conn = require_connection(conn_id, conn_type="slack")
+            # the one Slack parser (drillbook.notify.slack), as under Airflow
+            self._cache[key] = parse_slack_connection(conn_id, password=conn.password, extra=conn.extra).web_client(
+                **ALERT_PATH_SLACK_RETRIES)
         return self._cache[key]
 
     def aws(self, conn_id: str, service: str, region: str | None) -> Any:
@@ -76,4 +61,4 @@ class EnvPathClients:
         return self._cache[key]
 
     def http(self, conn_id: str) -> Connection:
-        return require_connection(conn_id)
+        return require_connection(conn_id, conn_type="http")

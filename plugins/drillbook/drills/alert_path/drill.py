@@ -90,8 +90,9 @@ def run_path(
                         conn_id = path.api_connection  # the REST API a PagerDuty/Opsgenie canary is confirmed with
                         api = clients.http(conn_id)
             except ConnectionNotConfigured as exc:
-                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": conn_id})
-                ph.status, ph.detail = "failed", f"connection missing: {exc}"
+                builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": conn_id},
+                             hint=_connection_hint(path, conn_id))
+                ph.status, ph.detail = "failed", f"connection {conn_id!r} missing"
                 raise DrillAborted("connect") from None
             ph.detail = f"{path.type} via {path.connection}"
         if isinstance(path, SlackPath):
@@ -128,3 +129,11 @@ def run_alert_path(
     """Prove every path of ``drill`` (or only ``paths``), one result each, in catalogue order."""
     names = paths if paths is not None else [p.name for p in drill.paths]
     return [run_path(drill=drill, path_name=name, clients=clients, on_phase=on_phase) for name in names]
+
+
+def _connection_hint(path: Any, conn_id: str) -> str:
+    """CONNECTION_MISSING's fix in the words of the path's own connection type (a webhook is not a database)."""
+    from drillbook.connections import how_to_define
+
+    conn_type = "slack" if isinstance(path, SlackPath) else "aws" if isinstance(path, SnsSqsPath) else "http"
+    return f"Define the {conn_type} connection {conn_id!r}: {how_to_define(conn_id, conn_type)}."

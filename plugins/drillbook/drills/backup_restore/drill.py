@@ -9,7 +9,9 @@ Rules this module enforces:
   no fitting tool, restore that did not complete) stops the drill there;
 - RTO is taken after the verify ladder, before measuring and teardown;
 - a scratch database this call created is dropped before it returns, whatever
-  happened; one handed in (created by an Airflow setup task) is left for the
+  happened (a stop signal included: ``DRILL_INTERRUPTED``); a drop that fails
+  after the checks is ``SCRATCH_NOT_DROPPED`` (low), never an ERROR, and the
+  database is left to the reaper; one handed in (created by an Airflow setup task) is left for the
   teardown task;
 - the source is only ever read (live dumps are read-only; see locate.py).
 This module imports no Airflow: the DAG and the CLI both call
@@ -29,12 +31,13 @@ from typing import Any, NoReturn
 
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
-from drillbook.catalogue.common import format_duration
+from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
 from drillbook.drills.backup_restore import measure, restore, tools
 from drillbook.drills.backup_restore.inspect import ArchiveInfo, ArchiveProblem, inspect_archive
-from drillbook.drills.backup_restore.scratch import ScratchGuard
+from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_parent
+from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted, ScratchUnsafe
 from drillbook.redact import redact, redact_obj
@@ -82,9 +85,7 @@ class _Drill:
             try:
                 self.guard.check_server()
                 if given:
-                    info = self.guard.inspect(given)
-                    if info is None or not info.marked:
-                        raise ScratchUnsafe(f"scratch database {given!r} does not exist or was not created by drillbook")
+                    self.guard.adopt(given)  # registered by drillbook, and locked while this run uses it
                     if not self.guard.is_empty(given):  # a retried task: restore into a clean database
                         self.guard.reset(given)
                         self.b.details["scratch_reset"] = True
@@ -92,6 +93,10 @@ class _Drill:
                 else:
                     self.scratch_db = self.guard.create(drill=self.drill.name, run_id=self.run_id, now=self.start)
                     self.owns_scratch = True
+            except SourceUnreachable as exc:
+                self.b.find("SOURCE_UNREACHABLE", str(exc), subject=pg.describe(self.source_dsn or ""))
+                ph.status, ph.detail = "failed", "the guard could not ask the source which server it is"
+                self.abort("scratch")
             except ScratchUnsafe as exc:
                 self.b.find("SCRATCH_UNSAFE", str(exc), subject=pg.describe(self.scratch_dsn))
                 ph.status, ph.detail = "failed", "refused by the scratch guard"
@@ -132,12 +137,22 @@ class _Drill:
                     uri = locate_mod.keep_on_s3(self.artefact, url=keep_in, s3_client=self._s3())
                     self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
-                self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                try:
+                    self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                except fetch_mod.transfer_errors() as exc:  # the store did not answer: not a missing backup, not a crash
+                    self.b.find("FETCH_FAILED", f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
+                                subject=spec.location)
+                    ph.status, ph.detail = "failed", "the backup store did not answer"
+                    self.abort("locate")
             else:
                 self.artefact = locate_mod.locate_local(location=spec.location, pattern=spec.pattern, base_dir=self.base_dir)
             self.b.checked()
             if self.artefact is None:
-                where = spec.location + (f" matching {spec.pattern!r}" if spec.pattern else "")
+                where = spec.location
+                if not spec.is_s3 and not spec.is_live:  # say exactly which path was looked at
+                    tried = str(resolve_relative(spec.location, self.base_dir))
+                    where = tried if tried == spec.location else f"{spec.location} (tried {tried})"
+                where += f" matching {spec.pattern!r}" if spec.pattern else ""
                 self.b.find("BACKUP_MISSING", f"no backup found at {where}", subject=spec.location)
                 ph.status, ph.detail = "failed", "no backup found"
                 self.abort("locate")
@@ -159,7 +174,13 @@ class _Drill:
         assert art is not None
         with self.b.phase("fetch") as ph:
             if art.is_s3:
-                outcome = fetch_mod.fetch_s3(art, s3_client=self._s3(), work_dir=self.work_dir / "fetch")
+                try:
+                    outcome = fetch_mod.fetch_s3(art, s3_client=self._s3(), work_dir=self.work_dir / "fetch")
+                except fetch_mod.FetchBroken as exc:  # the partial download is already gone
+                    self.b.checked()
+                    self.b.find("FETCH_FAILED", str(exc), subject=art.uri)
+                    ph.status, ph.detail = "failed", "download broke"
+                    self.abort("fetch")
                 self.downloaded = outcome.path
             else:
                 outcome = fetch_mod.check_local(art)
@@ -229,7 +250,7 @@ class _Drill:
         assert self.tool is not None
         try:
             proc = subprocess.run([self.tool.path, "-l", str(path)], capture_output=True, stdin=subprocess.DEVNULL,
-                                  timeout=TOC_TIMEOUT_S, check=False)
+                                  timeout=TOC_TIMEOUT_S, check=False, preexec_fn=die_with_parent())
         except subprocess.TimeoutExpired:
             self.b.find("ARCHIVE_UNREADABLE",
                         f"{art.name!r}: pg_restore -l did not list the table of contents within {TOC_TIMEOUT_S}s",
@@ -273,8 +294,11 @@ class _Drill:
             classes = ", ".join(sorted({g.code for g in outcome.classifier.groups.values()}))
             ph.detail = (f"{outcome.argv[0]} exit {outcome.exit_code}, {outcome.classifier.error_lines} error line(s)"
                          + (f" ({classes})" if classes else ""))
-            if outcome.fatal:
+            # The phase line is derived from the outcome, never left green: a non-zero exit,
+            # an error line or a timeout means the restore did not go clean.
+            if outcome.fatal or outcome.exit_code or outcome.classifier.error_lines or outcome.timed_out:
                 ph.status = "failed"
+            if outcome.fatal:
                 self.abort("restore")
             self.restored = True
 
@@ -320,12 +344,29 @@ class _Drill:
             ph.detail = f"RTO {format_duration(rto)}, RPO {format_duration(rpo)} ({source})" + (f"; {sentence}" if sentence else "")
 
     def teardown(self) -> None:
+        try:
+            self._drop_scratch()
+        finally:  # a download in --work-dir never outlives the drill, whatever the teardown met
+            self.guard.close()  # releases the in-use lock; a handed-in database is dropped by the teardown task
+            if self.downloaded is not None:
+                shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+
+    def _drop_scratch(self) -> None:
         if self.owns_scratch and self.scratch_db:
             with self.b.phase("teardown") as ph:
-                dropped = self.guard.drop(self.scratch_db)
-                ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
-        if self.downloaded is not None:
-            shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+                try:
+                    dropped = self.guard.drop(self.scratch_db)
+                except Exception as exc:  # the checks held or failed already; a leftover is the reaper's job
+                    if "SCRATCH_UNREACHABLE" in {f.code for f in self.b.findings}:
+                        # the server went away earlier (often mid-restore): already said, and already ERROR
+                        ph.status, ph.detail = "failed", f"{self.scratch_db} not dropped: scratch server unreachable"
+                    else:
+                        self.b.find("SCRATCH_NOT_DROPPED", f"scratch database {self.scratch_db!r} was not dropped: "
+                                    f"{type(exc).__name__}: {exc}; the next run of this drill reaps it",
+                                    subject=self.scratch_db)
+                        ph.status, ph.detail = "failed", f"{self.scratch_db} left for the reaper"
+                else:
+                    ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
 
     def _s3(self) -> Any:
         if self.s3_client is None:
@@ -356,6 +397,7 @@ def run_backup_restore(
     previous: dict[str, Any] | None = None,
     ledger: Any = None,
     reaped: Sequence[str] = (),
+    unregistered: Sequence[str] = (),
     on_phase: Callable[[Phase], None] | None = None,
     now: datetime | None = None,
 ) -> DrillResult:
@@ -374,6 +416,9 @@ def run_backup_restore(
                  base_dir=base_dir, run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"), start=start)
     for name in reaped:
         b.find("SCRATCH_REAPED", f"dropped scratch database {name!r} left by an earlier run", subject=name)
+    for name in unregistered:
+        b.find("SCRATCH_UNREGISTERED", f"database {name!r} has the scratch prefix but no row in drillbook's scratch "
+               "registry: not dropped", subject=name)
     try:
         if previous is None and ledger is not None:
             try:
@@ -392,6 +437,13 @@ def run_backup_restore(
             run.measure(rto, previous)
     except DrillAborted:
         pass
+    except Interrupted as exc:  # SIGTERM/SIGINT: the tool's group is dead already; drop scratch, say so
+        where = b.phases[-1].name if b.phases else "start"
+        if b.phases:  # the phase's own bookkeeping saw no Exception and called it ok
+            b.phases[-1].status, b.phases[-1].detail = "failed", f"interrupted by {exc.name}"
+        b.find("DRILL_INTERRUPTED", f"the drill was stopped by {exc.name} during or after phase {where!r}; "
+               "nothing after it was checked", subject=where)
+        b.details["interrupted_by"] = exc.name
     finally:
         try:
             run.teardown()

@@ -6,21 +6,42 @@ Rules this module enforces:
 - the expected digest comes from a ``<key>.sha256`` sidecar, else the object's
   ``x-amz-meta-sha256`` metadata; a size or digest that differs ->
   ``FETCH_FAILED`` (the drill stops: an artefact that is not what was written
-  proves nothing); no digest anywhere -> ``ARTEFACT_UNVERIFIED`` (low).
+  proves nothing); no digest anywhere -> ``ARTEFACT_UNVERIFIED`` (low);
+- a transfer that breaks (endpoint gone, body cut mid-stream, S3 error) raises
+  ``FetchBroken`` -> ``FETCH_FAILED``, never a crash;
+- a download is written under a temporary name in the work directory and
+  renamed only once complete; a failed download leaves nothing behind;
+- a directory-format dump on S3 (a prefix holding ``toc.dat``) is one artefact:
+  every member object is streamed into a local directory, each checked against
+  the listed size and its ``x-amz-meta-sha256`` when it has one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drillbook.drills.backup_restore.locate import CHUNK, Artefact
+from drillbook.errors import DrillbookError
 
 _HEX_RE = re.compile(r"\b([0-9a-fA-F]{64})\b")
 SIDECAR_MAX = 4096  # a sidecar is one line; never read more than this
+
+
+class FetchBroken(DrillbookError):
+    """The transfer of an artefact broke before it was complete (becomes ``FETCH_FAILED``)."""
+
+
+def transfer_errors() -> tuple[type[BaseException], ...]:
+    """What a broken S3 transfer raises: botocore's errors (connection, cut body, timeout), S3 errors, OS errors."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, OSError)
 
 
 @dataclass
@@ -65,22 +86,10 @@ def _s3_sidecar(s3_client: Any, bucket: str, key: str) -> str | None:
         body.close()
 
 
-def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutcome:
-    """Stream ``artefact`` to ``work_dir`` while hashing it."""
-    assert artefact.bucket and artefact.key
-    expected = _s3_sidecar(s3_client, artefact.bucket, artefact.key)
-    source = "sidecar" if expected else None
-    obj = s3_client.get_object(Bucket=artefact.bucket, Key=artefact.key)
-    metadata = {k.lower(): v for k, v in (obj.get("Metadata") or {}).items()}
-    artefact.metadata = metadata
-    if expected is None and metadata.get("sha256"):
-        expected = parse_sidecar(metadata["sha256"])
-        source = "metadata" if expected else None
-    work_dir.mkdir(parents=True, exist_ok=True)
-    target = work_dir / artefact.name
+def _stream_to(body: Any, target: Path) -> tuple[str, int]:
+    """Write a streaming body to ``target`` in chunks; (sha256 hex, bytes written)."""
     digest = hashlib.sha256()
     size = 0
-    body = obj["Body"]
     try:
         with target.open("wb") as fh:
             for chunk in body.iter_chunks(CHUNK):
@@ -89,10 +98,88 @@ def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutc
                 size += len(chunk)
     finally:
         body.close()
+    return digest.hexdigest(), size
+
+
+def _part_name(work_dir: Path, name: str) -> Path:
+    return work_dir / f".{name}.part-{uuid.uuid4().hex[:8]}"
+
+
+def _discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutcome:
+    """Stream ``artefact`` to ``work_dir`` while hashing it; a broken transfer raises ``FetchBroken``."""
+    assert artefact.bucket and artefact.key
+    if artefact.members:
+        return _fetch_s3_directory(artefact, s3_client=s3_client, work_dir=work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    part = _part_name(work_dir, artefact.name)
+    try:
+        expected = _s3_sidecar(s3_client, artefact.bucket, artefact.key)
+        source = "sidecar" if expected else None
+        obj = s3_client.get_object(Bucket=artefact.bucket, Key=artefact.key)
+        metadata = {k.lower(): v for k, v in (obj.get("Metadata") or {}).items()}
+        artefact.metadata = metadata
+        if expected is None and metadata.get("sha256"):
+            expected = parse_sidecar(metadata["sha256"])
+            source = "metadata" if expected else None
+        sha256, size = _stream_to(obj["Body"], part)
+    except transfer_errors() as exc:
+        _discard(part)
+        raise FetchBroken(f"{artefact.uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}") from None
+    except BaseException:
+        _discard(part)
+        raise
+    target = work_dir / artefact.name
+    part.replace(target)
     artefact.path = target
     expected_size = artefact.size if artefact.size is not None else obj.get("ContentLength")
-    return FetchOutcome(path=target, size=size, sha256=digest.hexdigest(), expected_sha256=expected,
+    return FetchOutcome(path=target, size=size, sha256=sha256, expected_sha256=expected,
                         digest_source=source, expected_size=expected_size)
+
+
+def _fetch_s3_directory(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutcome:
+    """Stream every member of a directory-format dump into one local directory, renamed when complete."""
+    assert artefact.bucket
+    work_dir.mkdir(parents=True, exist_ok=True)
+    part = _part_name(work_dir, artefact.name)
+    part.mkdir()
+    lines: list[str] = []
+    expected_lines: list[str] = []
+    all_have_digest = True
+    total = 0
+    try:
+        for key, listed_size in artefact.members:
+            member = key.rsplit("/", 1)[-1]
+            obj = s3_client.get_object(Bucket=artefact.bucket, Key=key)
+            sha256, size = _stream_to(obj["Body"], part / member)
+            if size != listed_size:
+                raise FetchBroken(f"{artefact.uri}: member {member!r}: got {size} bytes, the store lists {listed_size}")
+            total += size
+            meta = {k.lower(): v for k, v in (obj.get("Metadata") or {}).items()}
+            want = parse_sidecar(meta.get("sha256", ""))
+            all_have_digest = all_have_digest and want is not None
+            lines.append(f"{member} {sha256}")
+            expected_lines.append(f"{member} {want}")
+    except transfer_errors() as exc:
+        _discard(part)
+        raise FetchBroken(f"{artefact.uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}") from None
+    except BaseException:
+        _discard(part)
+        raise
+    target = work_dir / artefact.name
+    _discard(target)
+    part.replace(target)
+    artefact.path = target
+
+    def combined(rows: list[str]) -> str:
+        return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+    return FetchOutcome(path=target, size=total, sha256=combined(lines),
+                        expected_sha256=combined(expected_lines) if all_have_digest else None,
+                        digest_source="metadata" if all_have_digest else None, expected_size=artefact.size)
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

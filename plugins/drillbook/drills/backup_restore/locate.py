@@ -33,6 +33,7 @@ from typing import Any
 from drillbook import pg
 from drillbook.catalogue.common import resolve_relative
 from drillbook.drills.backup_restore import tools
+from drillbook.drills.backup_restore.lifetime import die_with_parent
 from drillbook.errors import DrillbookError
 
 SIDECAR_SUFFIXES = (".sha256", ".md5", ".sha256sum")
@@ -74,6 +75,8 @@ class Artefact:
     path: Path | None = None  # local file or directory-format dump
     metadata: dict[str, str] = field(default_factory=dict)
     live: bool = False
+    #: A directory-format dump on S3: (key, size) of every member object under ``key``.
+    members: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def is_s3(self) -> bool:
@@ -92,34 +95,52 @@ def _is_candidate(name: str, pattern: str | None) -> bool:
     return pattern is None or fnmatch.fnmatchcase(name, pattern)
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def locate_s3(*, url: str, pattern: str | None, s3_client: Any) -> Artefact | None:
-    """The newest object under ``url`` whose name (relative to the prefix) matches ``pattern``."""
+    """The newest object under ``url`` whose name (relative to the prefix) matches ``pattern``.
+
+    A prefix holding ``toc.dat`` is a directory-format dump: it is one candidate
+    (named after its folder, as old as its newest member), and its member files
+    (``toc.dat``, ``NNNN.dat.gz``) are never candidates of their own.
+    """
     bucket, prefix = split_s3(url)
-    newest: dict[str, Any] | None = None
+    objects: list[dict[str, Any]] = []
     paginator = s3_client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []) or []:
-            key = obj["Key"]
-            if key.endswith("/"):
-                continue
-            relative = key[len(prefix):].lstrip("/") if key != prefix else key.rsplit("/", 1)[-1]
-            if not _is_candidate(relative.rsplit("/", 1)[-1], None) or not _is_candidate(relative, pattern):
-                continue
-            if newest is None or obj["LastModified"] > newest["LastModified"]:
-                newest = obj
-    if newest is None:
-        return None
-    modified = newest["LastModified"]
-    if modified.tzinfo is None:
-        modified = modified.replace(tzinfo=UTC)
-    return Artefact(
-        uri=f"s3://{bucket}/{newest['Key']}",
-        name=newest["Key"].rsplit("/", 1)[-1],
-        modified=modified,
-        size=int(newest["Size"]),
-        bucket=bucket,
-        key=newest["Key"],
-    )
+        objects += [obj for obj in page.get("Contents", []) or [] if not obj["Key"].endswith("/")]
+    dump_dirs = {obj["Key"].rsplit("/", 1)[0] for obj in objects if obj["Key"].endswith("/toc.dat")}
+    members: dict[str, list[dict[str, Any]]] = {}
+    newest: dict[str, Any] | None = None
+    for obj in objects:
+        key = obj["Key"]
+        folder = key.rsplit("/", 1)[0] if "/" in key else ""
+        if folder and folder in dump_dirs:
+            members.setdefault(folder, []).append(obj)
+            continue
+        relative = key[len(prefix):].lstrip("/") if key != prefix else key.rsplit("/", 1)[-1]
+        if not _is_candidate(relative.rsplit("/", 1)[-1], None) or not _is_candidate(relative, pattern):
+            continue
+        if newest is None or obj["LastModified"] > newest["LastModified"]:
+            newest = obj
+    candidates: list[Artefact] = []
+    if newest is not None:
+        candidates.append(Artefact(
+            uri=f"s3://{bucket}/{newest['Key']}", name=newest["Key"].rsplit("/", 1)[-1],
+            modified=_aware(newest["LastModified"]), size=int(newest["Size"]), bucket=bucket, key=newest["Key"]))
+    for folder, objs in members.items():
+        name = folder.rsplit("/", 1)[-1]
+        relative = folder[len(prefix):].lstrip("/") if len(folder) > len(prefix.rstrip("/")) else ""
+        if relative and (not _is_candidate(name, None) or not _is_candidate(relative, pattern)):
+            continue  # an empty relative name: the location is itself the dump (as for local directories)
+        files = [o for o in objs if _is_candidate(o["Key"].rsplit("/", 1)[-1], None)]
+        candidates.append(Artefact(
+            uri=f"s3://{bucket}/{folder}/", name=name, modified=max(_aware(o["LastModified"]) for o in files),
+            size=sum(int(o["Size"]) for o in files), bucket=bucket, key=folder + "/",
+            members=[(o["Key"], int(o["Size"])) for o in files]))
+    return max(candidates, key=lambda a: a.modified) if candidates else None
 
 
 def _artefact_of(path: Path) -> Artefact:
@@ -171,6 +192,7 @@ def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str |
         proc = subprocess.run(
             [tool.path, "-Fc", "--no-password", "-f", str(target)],
             env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            preexec_fn=die_with_parent(),  # a SIGKILLed drill does not leave pg_dump reading the source
         )
     except subprocess.TimeoutExpired as exc:
         target.unlink(missing_ok=True)

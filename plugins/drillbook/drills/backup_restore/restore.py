@@ -8,15 +8,19 @@ Rules this module enforces:
 - connection parameters and the password reach the tools through the
   environment (``drillbook.pg.tool_env``), never argv;
 - every stderr line is classified, streaming (stderr is never held whole):
-  ``ROLE_ABSENT``, ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
-  ``RESTORE_FAILED`` (the tool itself gave up), ``RESTORE_ERROR`` (any other
+  ``ROLE_ABSENT``, ``OWNERSHIP_NOT_RESTORABLE`` (the owner exists but the
+  restoring role may not act as it), ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
+  ``SCRATCH_UNREACHABLE`` (the server or the connection went away: not the
+  backup's fault), ``RESTORE_FAILED`` (the tool itself gave up), ``RESTORE_ERROR`` (any other
   error), or context (DETAIL/HINT/"Command was"/TOC lines, notices, warnings);
 - exit 0 with error lines on stderr -> ``EXIT_CODE_LIED`` (psql does exactly
   that); a non-zero exit with no error line -> ``RESTORE_FAILED``;
 - the restore timeout bounds the whole restore: the tool runs in its own
   process group (session) and the timeout kills the group, because
   ``pg_restore -j`` forks workers that keep stderr open and keep loading after
-  their parent is killed;
+  their parent is killed; the same ``finally`` kills the group when a stop
+  signal interrupts the drill (``lifetime.Interrupted``), and the tool dies
+  with a SIGKILLed parent (``lifetime.die_with_parent``);
 - findings keep a bounded, redacted sample of their stderr lines.
 """
 
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drillbook import pg
+from drillbook.drills.backup_restore import lifetime
 from drillbook.drills.backup_restore.tools import Tool
 
 SAMPLE_LINES = 5
@@ -41,6 +46,9 @@ MAX_SUBJECTS = 10
 LINE_MAX = 300
 
 _ROLE_RE = re.compile(r'role "([^"]+)" does not exist')
+# The owning role exists but the restoring role may not act as it (a CREATEDB scratch role
+# restoring ``ALTER ... OWNER TO``): PostgreSQL <= 15 and >= 16 word it differently.
+_OWNERSHIP_RE = re.compile(r'must be (?:a )?member of role "([^"]+)"|must be able to SET ROLE "([^"]+)"')
 _EXTENSION_RES = [
     re.compile(r'extension "([^"]+)" is not available'),
     re.compile(r'could not open extension control file "[^"]*?/?([^/"]+)\.control"'),
@@ -54,6 +62,15 @@ _TRUNCATED_RE = re.compile(
     # pg_restore 16 reports a cut .dat.gz of a directory dump only when closing it (gzclose's
     # buffer error, printed with errno "Success").
     r"|could not close data file",
+    re.IGNORECASE,
+)
+# The scratch server went away under the restore (crash, restart, terminated session, network):
+# nothing is known about the backup, so this is SCRATCH_UNREACHABLE, never a verdict on the dump.
+_CONNECTION_LOST_RE = re.compile(
+    r"server closed the connection unexpectedly|terminating connection due to|no connection to the server"
+    r"|connection to server was lost"
+    r"|connection to server .* failed|could not connect to server|the database system is shutting down"
+    r"|the database system is in recovery mode|SSL SYSCALL error|connection not open",
     re.IGNORECASE,
 )
 _ERROR_RE = re.compile(r"\b(ERROR|FATAL|PANIC):\s")
@@ -87,6 +104,8 @@ class StderrClassifier:
         # the SQL of "Command was:", which may itself contain the word ERROR).
         if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text):
             return "context", None
+        if _CONNECTION_LOST_RE.search(text):  # psql words this one "file:line: error:", in lower case
+            return "SCRATCH_UNREACHABLE", None
         tool_error = _TOOL_ERROR_RE.match(text)
         has_error = bool(_ERROR_RE.search(text)) or bool(tool_error)
         if not has_error:
@@ -94,6 +113,9 @@ class StderrClassifier:
         m = _ROLE_RE.search(text)
         if m:
             return "ROLE_ABSENT", m.group(1)
+        m = _OWNERSHIP_RE.search(text)
+        if m:
+            return "OWNERSHIP_NOT_RESTORABLE", m.group(1) or m.group(2)
         for rx in _EXTENSION_RES:
             m = rx.search(text)
             if m:
@@ -142,7 +164,7 @@ class RestoreOutcome:
     def fatal(self) -> bool:
         """The restore did not complete: timed out, the tool gave up, or the archive ended early."""
         codes = {g.code for g in self.classifier.groups.values()}
-        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED"}:
+        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED", "SCRATCH_UNREACHABLE"}:
             return True
         return bool(self.exit_code) and self.classifier.error_lines == 0
 
@@ -203,7 +225,9 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         argv, env=env, stdin=subprocess.PIPE if fmt == "plain.gz" else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
         start_new_session=True,  # its own process group, so a kill reaches the -j workers too
+        preexec_fn=lifetime.die_with_parent(),  # and a SIGKILLed drill takes the tool along
     )
+    watchdog = lifetime.watch_group(proc.pid)  # the -j workers die with a SIGKILLed drill too
     timed_out = threading.Event()
 
     def _kill() -> None:
@@ -230,6 +254,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         if proc.poll() is None:
             kill_group(proc)
             proc.wait()
+        lifetime.unwatch(watchdog)
         if feeder is not None:
             feeder.join(timeout=30)
     return RestoreOutcome(
@@ -240,9 +265,13 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
 
 _MESSAGES = {
     "ROLE_ABSENT": "the dump needs role {subject!r}, which does not exist on the restore target ({count} statement(s) failed)",
+    "OWNERSHIP_NOT_RESTORABLE": "objects owned by role {subject!r} could not be given to it: the restoring role is not a "
+                                "member of it ({count} statement(s) failed); the data itself was restored",
     "EXTENSION_ABSENT": "the dump needs extension {subject!r}, which the restore target does not have ({count} line(s))",
     "ARCHIVE_TRUNCATED": "{tool} hit the end of the archive early: the dump was cut off ({count} line(s))",
     "RESTORE_FAILED": "{tool} gave up: the restore did not complete ({count} line(s))",
+    "SCRATCH_UNREACHABLE": "{tool} lost its connection to the scratch server during the restore ({count} line(s)); "
+                           "this says nothing about the backup",
     "RESTORE_ERROR": "{tool} reported {count} error(s) while restoring",
 }
 
@@ -268,7 +297,7 @@ def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-u
                      detail={"exit_code": outcome.exit_code, **detail})
     if outcome.lied:
         # Severity follows what was hidden: role-only noise is medium, anything else high.
-        mild = codes <= {"ROLE_ABSENT"}
+        mild = codes <= {"ROLE_ABSENT", "OWNERSHIP_NOT_RESTORABLE"}
         builder.find(
             "EXIT_CODE_LIED",
             f"{tool} exited 0 but wrote {outcome.classifier.error_lines} error line(s) to stderr",

@@ -38,6 +38,8 @@ create policy own_orders on "Sales"."Orders" using (owner_name = current_user);
 alter table "Sales"."Orders" enable row level security;
 grant select on public.actor to {ROLE};
 grant usage on schema "Sales" to {ROLE};
+grant update on public.actor to {ROLE} with grant option;
+alter default privileges in schema "Sales" grant select on tables to {ROLE};
 insert into public.actor (name, rating) select 'actor ' || g, 'PG' from generate_series(1, 20) g;
 insert into "Sales"."Orders" (actor_id) select g from generate_series(1, 15) g;
 """
@@ -144,7 +146,8 @@ def test_orphan_sequence_is_named_not_counted_as_none(corpus, drill_runner):
     ('alter table "Sales"."Orders" disable row level security', "row security Sales.Orders",
      "expected 'on', restored 'off'"),
     ("drop type public.mpaa_rating cascade", "type public.mpaa_rating", "not restored"),
-    (f"revoke select on public.actor from {ROLE}", "grant on table public.actor", "not restored"),
+    (f"revoke select on public.actor from {ROLE}", "grant on table public.actor",
+     f"expected '{ROLE}:SELECT {ROLE}:UPDATE*', restored '{ROLE}:UPDATE*'"),
     (f'revoke usage on schema "Sales" from {ROLE}', "grant on schema Sales", "not restored"),
 ], ids=["dropped-trigger", "disabled-trigger", "dropped-policy", "rls-disabled", "dropped-enum", "lost-grant",
         "lost-schema-grant"])
@@ -196,7 +199,8 @@ def test_reference_from_backup_equals_the_live_reference(corpus, tmp_path):
     a, b = json.loads(live.read_text()), json.loads(built.read_text())
     assert {k: v for k, v in a.items() if k != "server_major_version"} == \
         {k: v for k, v in b.items() if k != "server_major_version"}
-    assert b["grants"]["table public.actor"] == f"{ROLE}:SELECT"  # the grantee role was created, the GRANT kept
+    assert b["grants"]["table public.actor"] == f"{ROLE}:SELECT {ROLE}:UPDATE*"  # the grantee role was created
+    assert b["grants"]["default postgres in Sales on tables"] == f"{ROLE}:SELECT"
 
 
 def test_reference_from_backup_refuses_what_it_cannot_use(corpus, tmp_path, capsys):

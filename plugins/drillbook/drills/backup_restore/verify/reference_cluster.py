@@ -38,7 +38,7 @@ from typing import Any
 TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))
 _ROLE_RES = [
     re.compile(r"OWNER TO (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*);"),
-    re.compile(r"^(?:GRANT|REVOKE) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
+    re.compile(r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
     re.compile(r"ALTER DEFAULT PRIVILEGES FOR ROLE (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)"),
 ]
 _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
@@ -80,6 +80,7 @@ def _roles(script: str) -> set[str]:
     roles: set[str] = set()
     for regex in _ROLE_RES:
         for match in regex.findall(script):
+            match = re.split(r" WITH GRANT OPTION| GRANTED BY ", match)[0]
             for name in match.split(","):
                 name = name.strip()
                 if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:

@@ -202,3 +202,21 @@ def test_doctor_ok_and_fail(pg, dumps, tmp_path, monkeypatch, capsys):
     assert drillbook(["doctor", "--catalogue", str(broken), "--ledger-dsn", pg.admin_dsn]) == 1
     out = capsys.readouterr().out
     assert "fail  catalogue" in out and "drillbook validate" in out
+
+
+def test_other_run_commands_share_fail_on_and_junit(tmp_path):
+    """The helpers are shared: `run certificates` takes --fail-on and --junit too (an expired file, no server)."""
+    from datetime import timedelta
+
+    from drillbook.cli import main as drillbook
+    from tests.certificates.pki import make_ca, make_leaf, now
+
+    ca = make_ca()
+    expired = make_leaf(ca, not_before=now() - timedelta(days=30), not_after=now() - timedelta(days=1))
+    cert, _ = expired.write(tmp_path, "expired")
+    out = tmp_path / "certs.xml"
+    assert drillbook(["run", "certificates", "--file", str(cert), "--junit", str(out)]) == 1
+    cases = [c.get("name") for c in ET.parse(out).getroot().iter("testcase") if c.find("failure") is not None]
+    assert any(name.startswith("CERT_EXPIRED") for name in cases)
+    # CERT_EXPIRED is critical, so the strictest threshold still fails the run
+    assert drillbook(["run", "certificates", "--file", str(cert), "--fail-on", "critical"]) == 1

@@ -117,6 +117,8 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     restored = ladder.shared.get("restored_structure", {}).get("database") or read_database(ladder.conn)
     ladder.facts["server"] = {"database": restored}
     collation = check_collation(ladder, restored, ladder.shared.get("reference"))
+    if not ladder.verify.reference:
+        collation = collation.replace("the reference does not record the database collation", "no reference configured")
     version = str(ladder.conn.execute("show server_version").fetchone()[0])
     major = check_server_major(ladder, version, ladder.source_server_version)
     ph.detail = f"{collation}; {major}"

@@ -15,7 +15,11 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
   VERIFIED: a broken chain may hold forged PASS rows, so what would have been
-  VERIFIED is UNVERIFIABLE (with the seq where the chain breaks).
+  VERIFIED is UNVERIFIABLE (with the seq where the chain breaks);
+- every digest signs a checkpoint of the head after recording its own row and
+  posts the full head hash, signed or plainly UNSIGNED, so the head exists
+  outside the database; it compares the head the previous digest posted
+  with the chain and says in the post when that record is gone or changed.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drillbook.catalogue.common import cron_of, previous_run
+from drillbook.findings import finding
+from drillbook.ledger.checkpoint import CheckpointSettings
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
     from drillbook.context import RunContext
+    from drillbook.ledger.checkpoint import Checkpoint
     from drillbook.ledger.records import LedgerRecord, VerifyReport
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import Notifier
@@ -184,8 +191,33 @@ def digest_row(scorecard: Scorecard, *, name: str) -> Any:
     return builder.finish()
 
 
+def _previous_digest_head(ledger: Ledger, settings: CheckpointSettings) -> Checkpoint | None:
+    """The newest digest checkpoint in the database or in the outside copy (which survives a wiped table)."""
+    from drillbook.ledger import checkpoint as cpmod
+
+    outside, _ = cpmod.read_outside(settings.path)
+    found = [c for c in outside if c.source.startswith("digest")]
+    in_db = ledger.newest_checkpoint(source_prefix="digest")
+    return cpmod.newest(found + ([in_db] if in_db else []))
+
+
+def head_text(ledger: Ledger, cp: Checkpoint, previous: Checkpoint | None) -> str:
+    """The head as posted (full hash, signed or UNSIGNED) and whether the last digest's head is still in the chain."""
+    how = f"signed by key {cp.key_id}" if cp.signed else "UNSIGNED: no checkpoint key configured"
+    text = f" · head seq={cp.seq} {cp.hash} ({how})"
+    if previous is None:
+        return text + " · no earlier digest head to compare with"
+    record = ledger.get(previous.seq) if previous.seq else None
+    now_hash = record.hash if record is not None else None
+    if previous.seq == 0 or now_hash == previous.hash:
+        return text + f" · previous digest head seq={previous.seq} {previous.hash[:12]}… still in the chain"
+    state = "missing (rows cut from the end)" if record is None else f"now {now_hash[:12] if now_hash else '?'}… (rewritten)"
+    return text + (f" · PREVIOUS DIGEST HEAD seq={previous.seq} {previous.hash} IS NOT IN THE CHAIN: record "
+                   f"{previous.seq} is {state}")
+
+
 def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext, schedule: str,
-               now: datetime | None = None) -> Scorecard:
+               now: datetime | None = None, checkpoints: CheckpointSettings | None = None) -> Scorecard:
     """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel."""
     from drillbook.ledger.query import Filter
     from drillbook.notify.render import render_digest
@@ -194,10 +226,19 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     tz = catalogue.defaults.timezone
     start, end = digest_period(schedule, end=now, timezone=tz)
     name = PRESET_NAMES.get(schedule, "custom")
+    settings = checkpoints or CheckpointSettings.from_env()
+    previous = _previous_digest_head(ledger, settings)  # the head the last digest posted
     records = ledger.iter_records(Filter.build(since=start, until=end, record_type="drill"))  # streamed
-    scorecard = build_scorecard(catalogue, records, start=start, end=end, verify=ledger.verify(), title=f"{name} scorecard")
+    scorecard = build_scorecard(catalogue, records, start=start, end=end, verify=ledger.verify(checkpoints=settings),
+                                title=f"{name} scorecard")
     row = digest_row(scorecard, name=name)
+    if not settings.private_key:
+        row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))
     ledger.record_event("digest", row, ctx)  # evidence first
+    # Then sign the head (which now includes the digest row) and publish the full hash outside the database.
+    scorecard.ledger_summary += head_text(ledger, ledger.checkpoint(source=f"digest:{name}", settings=settings), previous)
+    if previous is not None and "NOT IN THE CHAIN" in scorecard.ledger_summary:
+        scorecard.ledger_ok = False
     try:
         notifier.post_digest(render_digest(scorecard))
     except Exception as exc:

@@ -10,6 +10,8 @@ what to do next.
     ├── ConnectionNotConfigured   a connection id / DSN the drill needs is not defined
     ├── LedgerError               the evidence ledger cannot be used
     │   ├── LedgerNotInitialised  the schema is missing: run ``drillbook ledger init``
+    │   ├── LedgerUnavailable     the ledger server cannot be reached or went away mid-write
+    │   │   └── EvidenceSpooled   ... and the record was kept in the local evidence spool
     │   └── ChainBroken           verify found a record that does not match the chain
     ├── ScratchUnsafe             the scratch guard refused a destructive statement
     ├── DrillAborted              a drill cannot continue (already turned into a finding)
@@ -47,6 +49,19 @@ class LedgerError(DrillbookError):
 
 class LedgerNotInitialised(LedgerError):
     """The ledger schema does not exist in the target database."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger server cannot be reached, or the connection broke during a write."""
+
+
+class EvidenceSpooled(LedgerUnavailable):
+    """The ledger could not be written; the record waits in the local evidence spool (``spool_path``)."""
+
+    def __init__(self, message: str, *, spool_path: str = "", entry_id: str = ""):
+        super().__init__(message)
+        self.spool_path = spool_path
+        self.entry_id = entry_id
 
 
 class ChainBroken(LedgerError):

@@ -2,8 +2,10 @@
 
 ``record_and_report`` is the one path a finished DrillResult takes, from the
 CLI and from Airflow alike:
-1. write the ledger record (idempotent per run context) — if this fails, the
-   error propagates: a drill without evidence must fail loudly;
+1. write the ledger record (idempotent per run context) — if the ledger cannot
+   be reached the store keeps the record in the local evidence spool
+   (``drillbook.ledger.spool``) and the report carries ``EVIDENCE_SPOOLED``;
+   any other failure propagates: a drill without evidence must fail loudly;
 2. hand the result and its record to the notifier; if delivery fails, record a
    ``NOTIFY_FAILED`` event row in the ledger and re-raise so the task fails.
 
@@ -40,6 +42,7 @@ class Reported:
     record: LedgerRecord | None
     result: DrillResult  # the result of record: what the ledger holds, notified and judged
     delivery: Any = None
+    spooled: str | None = None  # the spool file when the ledger could not be written
 
 
 def record_and_report(
@@ -50,10 +53,18 @@ def record_and_report(
     notifier: Notifier | None,
 ) -> Reported:
     """Record ``result`` in the ledger, then notify; see the module docstring."""
-    record = ledger.record(result, ctx) if ledger is not None else None
-    if record is None:
+    from drillbook.errors import EvidenceSpooled
+
+    spooled: EvidenceSpooled | None = None
+    try:
+        record = ledger.record(result, ctx) if ledger is not None else None
+    except EvidenceSpooled as exc:
+        log.warning("%s", exc)
+        record, spooled = None, exc
+        result = _with_spooled_finding(result, exc)
+    if record is None and spooled is None:
         log.warning("no ledger configured: the result of %s is not recorded as evidence", result.drill)
-    elif not getattr(record, "created", True):
+    elif record is not None and not getattr(record, "created", True):
         recorded = DrillResult.model_validate(record.result)
         if recorded.verdict != result.verdict:
             log.warning(
@@ -61,12 +72,29 @@ def record_and_report(
                 ctx.dag_id, ctx.task_id, recorded.verdict.value, record.seq, result.verdict.value,
             )
         result = recorded
+    where = spooled.spool_path if spooled is not None else None
     if notifier is None:
-        return Reported(record=record, result=result)
+        return Reported(record=record, result=result, spooled=where)
     try:
         delivery = notifier.notify(result, record, ctx)
+    except EvidenceSpooled as noted:  # delivered (or sent to the outbox); only its ledger note waits in the spool
+        log.warning("%s", noted)
+        delivery = None
     except Exception as exc:
         if ledger is not None:
-            ledger.record_notify_failure(result, ctx, error=exc)
+            try:
+                ledger.record_notify_failure(result, ctx, error=exc)
+            except EvidenceSpooled as also:
+                log.warning("%s", also)
         raise
-    return Reported(record=record, result=result, delivery=delivery)
+    return Reported(record=record, result=result, delivery=delivery, spooled=where)
+
+
+def _with_spooled_finding(result: DrillResult, exc: Any) -> DrillResult:
+    """The result as reported: the same verdict, plus EVIDENCE_SPOOLED naming the spool (not what the ledger gets)."""
+    from drillbook.findings import finding
+
+    note = finding("EVIDENCE_SPOOLED", f"the ledger could not be written; the {result.verdict.value} result of "
+                   f"{result.drill!r} waits in the evidence spool {exc.spool_path} and is replayed by the next run "
+                   "or `drillbook ledger flush`", subject=result.drill, detail={"spool": exc.spool_path})
+    return result.model_copy(update={"findings": [*result.findings, note]})

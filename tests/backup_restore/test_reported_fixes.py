@@ -24,15 +24,19 @@ def createdb_role(pg):
     drill_role, owner = f"drill_creator_{suffix}", f"app_owner_{suffix}"
     pg.execute("postgres", f"create role {drill_role} login createdb password 'drill-pw-{suffix}'")
     pg.execute("postgres", f"create role {owner}")
+    # its own maintenance database: the scratch registry there belongs to this role (one role per registry)
+    maint = f"maint_{suffix}"
+    pg.execute("postgres", f"create database {maint} owner {drill_role}")
     dsn = pg.admin_dsn
     from drillbook.pg import parse
 
     params = parse(dsn)
-    params.update(user=drill_role, password=f"drill-pw-{suffix}", dbname="postgres")
+    params.update(user=drill_role, password=f"drill-pw-{suffix}", dbname=maint)
     scratch_dsn = " ".join(f"{k}='{v}'" for k, v in params.items())
     yield scratch_dsn, owner
     for db in pg.databases("variant_"):
         pg.execute(db, f"reassign owned by {owner} to postgres")
+    pg.drop_database(maint)
     pg.execute("postgres", f"drop role if exists {owner}")
     pg.execute("postgres", f"drop role if exists {drill_role}")
 

@@ -62,3 +62,12 @@ def tamper(dsn: str, *statements: str, how: str = "replica") -> None:
                 for sql in statements:
                     conn.execute(sql)
                 conn.execute("ALTER TABLE drillbook_evidence ENABLE TRIGGER USER")
+
+
+@pytest.fixture(autouse=True)
+def _private_spool(tmp_path, monkeypatch):
+    """Each test gets its own evidence spool, so nothing one test spooled is replayed by another."""
+    monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "evidence-spool.jsonl"))
+    monkeypatch.delenv("DRILLBOOK_CHECKPOINT_KEY", raising=False)
+    monkeypatch.delenv("DRILLBOOK_CHECKPOINT_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("DRILLBOOK_CHECKPOINT_PATH", raising=False)

@@ -100,7 +100,7 @@ def test_schema_init_is_idempotent_and_required(fresh_db):
     with Ledger(fresh_db) as ledger:
         with pytest.raises(LedgerNotInitialised, match="drillbook ledger init"):
             ledger.record(make_result(), ctx())
-        assert ledger.init_schema() == [LATEST_VERSION]
+        assert ledger.init_schema() == list(range(1, LATEST_VERSION + 1))
         assert ledger.init_schema() == []
         assert ledger.schema_version() == LATEST_VERSION
     with Ledger(fresh_db) as again:
@@ -140,8 +140,16 @@ def test_verdicts_are_kept_verbatim(ledger):
 
 def test_the_chain_cannot_fork_even_without_the_lock(ledger, ledger_dsn):
     first = ledger.record(make_result(), ctx("run_1"))
+    raw = ("INSERT INTO drillbook_evidence SELECT {seq}, recorded_at - interval '60 days', record_type, kind, drill, "
+           "target, verdict, controls, dag_id, 'other{seq}', task_id, map_index, try_number, trigger, result, prev_hash, "
+           "repeat('a', 64) FROM drillbook_evidence WHERE seq = %s RETURNING seq, prev_hash, hash, recorded_at")
+    # A raw INSERT that skips the lock and forges seq, prev_hash, time and hash is sealed by the database:
+    # it becomes the next link with the server's clock and its true hash.
+    with psycopg.connect(ledger_dsn) as conn:
+        seq, prev_hash, hash_, at = conn.execute(raw.format(seq=2), (first.seq,)).fetchone()
+    assert (seq, prev_hash) == (2, first.hash) and hash_ != "a" * 64 and at > first.recorded_at
+    assert ledger.verify().ok
+    # With the seal switched off (superuser, replica mode) the unique prev_hash still refuses a fork.
     with psycopg.connect(ledger_dsn) as conn, pytest.raises(psycopg.errors.UniqueViolation):
-        conn.execute(
-            "INSERT INTO drillbook_evidence SELECT 2, recorded_at, record_type, kind, drill, target, verdict, controls,"
-            " dag_id, 'other', task_id, map_index, try_number, trigger, result, prev_hash, repeat('a', 64)"
-            " FROM drillbook_evidence WHERE seq = %s", (first.seq,))
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(raw.format(seq=3), (first.seq,))

@@ -63,3 +63,21 @@ def test_normalise_redacts_keys_and_values_and_makes_json_safe():
         forget_secrets()
     assert doc == {"***": "a ***", "n": "NaN", "i": "-Infinity", "z": "a\ufffd\ufffd"}
     canonical_json(doc)  # NaN would raise here
+
+
+def test_the_fast_record_text_equals_the_general_canonical_form():
+    """verify hashes through a fast path; it must give byte for byte the general canonical JSON."""
+    from datetime import UTC, datetime
+
+    from drillbook.ledger.canonical import _fast_record_text, canonical_json, record_document
+
+    awkward = ["plain", "żółć ✓ 𝄞", 'q"uote\\back/slash', "ctl\x01\x1f\n\t\r\b\f", "\u2028\u2029\x7f", "x\ud800y", ""]
+    for i, text in enumerate(awkward):
+        result = {"k": text, "n": [1, 2.5, None, True], "z": {"b": 1, "a": text}}
+        fields = {"seq": i + 1, "recorded_at": datetime(2026, 1, 31, 12, 0, i, 123, tzinfo=UTC), "record_type": "drill",
+                  "kind": text, "drill": text, "target": text, "verdict": "PASS", "controls": [text, "SOC2:A1.2"],
+                  "dag_id": text, "run_id": text, "task_id": text, "map_index": -1, "try_number": 3, "trigger": text,
+                  "result": canonical_json(result), "prev_hash": "0" * 64}
+        general = canonical_json(record_document({**fields, "result": result}))
+        assert _fast_record_text(fields) == general
+    assert _fast_record_text({**fields, "result": result}) is None  # a parsed result takes the general path

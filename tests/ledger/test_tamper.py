@@ -120,7 +120,9 @@ def test_an_intact_ledger_verifies_with_exit_0(ledger, ledger_dsn, capsys, monke
     records = fill(ledger, 3)
     monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
     assert ledger_cmds.main(["evidence", "verify"]) == 0
-    assert capsys.readouterr().out.strip() == f"ledger OK: 3 records, chain intact, head {records[-1].hash[:12]}"
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"ledger OK: 3 records, chain intact, head 3:{records[-1].hash}"
+    assert "append-only and seal triggers: all 5 present and enabled" in out[-2]
 
 
 def test_an_empty_ledger_verifies(ledger):
@@ -149,7 +151,7 @@ def test_a_least_privilege_writer_can_append_but_never_change(ledger, ledger_dsn
     with psycopg.connect(ledger_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-123'")
         admin.execute(f"GRANT CONNECT ON DATABASE \"{dbname}\" TO {role}")
-        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence TO {role}")
+        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
         admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
     writer_dsn = make_conninfo(ledger_dsn, user=role, password="writer-pw-123")
     try:
@@ -174,10 +176,13 @@ def test_records_deleted_from_the_end_are_caught_with_an_earlier_head(ledger, le
     assert ledger.verify(expect_head=records[2].hash[:12]).ok  # an older head is still in the chain
     tamper(ledger_dsn, "DELETE FROM drillbook_evidence WHERE seq >= 4")
     assert ledger.verify().ok  # the chain alone cannot see a cut tail
-    report = ledger.verify(expect_head=earlier_head)
-    assert (report.ok, report.reason, report.first_bad_seq) == (False, "deleted", 4)
-    assert earlier_head[:12] in report.message
+    report = ledger.verify(expect_head=earlier_head)  # a bare hash: gone, but it cannot say how
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "head_missing", 4)
+    assert earlier_head[:12] in report.message and "deleted from the end" not in report.message
+    report = ledger.verify(expect_head=f"5:{earlier_head}")  # SEQ:HASH says which
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "truncated", 4)
+    assert "2 rows up to the expected head seq 5 are missing" in report.message
     monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
-    assert ledger_cmds.main(["evidence", "verify", "--expect-head", earlier_head[:16]]) == 1
-    assert "BROKEN (deleted) at seq=4" in capsys.readouterr().out
+    assert ledger_cmds.main(["evidence", "verify", "--expect-head", f"5:{earlier_head[:16]}"]) == 1
+    assert "BROKEN (truncated) at seq=4" in capsys.readouterr().out
     assert ledger_cmds.main(["evidence", "verify", "--expect-head", "xyz"]) == 2

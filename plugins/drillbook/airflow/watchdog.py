@@ -99,10 +99,17 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
             from drillbook.digest import run_digest
+            from drillbook.ledger.checkpoint import KEY_CONNECTION, CheckpointSettings
 
+            # The checkpoint signing key: $DRILLBOOK_CHECKPOINT_KEY, else the Airflow connection's password.
+            keys = CheckpointSettings.from_env()
+            if keys.private_key is None and runtime.has_connection(KEY_CONNECTION):
+                keys = CheckpointSettings(private_key=runtime.get_connection(KEY_CONNECTION).password,
+                                          public_key=keys.public_key, path=keys.path)
             with runtime.ledger_for(catalogue) as ledger:
                 card = run_digest(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
-                                  ctx=runtime.run_context(context), schedule=schedule, now=_now_of(context))
+                                  ctx=runtime.run_context(context), schedule=schedule, now=_now_of(context),
+                                  checkpoints=keys)
             return {d.drill: d.status for d in card.drills}
 
         digest()

@@ -53,6 +53,17 @@ class RestoreSpec(StrictModel):
     bin_dir: str | None = None  # directory holding pg_restore/psql; else matched by major version on PATH
     no_owner: bool = False
     timeout: Duration = 4 * 3600
+    # shared: into a scratch database on scratch.connection (dumps that leave it are refused);
+    # ephemeral: into a private cluster drillbook initdb's and removes (pg_dumpall, pg_dump -C).
+    target: Literal["shared", "ephemeral"] = "shared"
+    database: str | None = None  # ephemeral: the restored database to verify when the dump creates several
+
+    @model_validator(mode="after")
+    def _database_needs_ephemeral(self) -> RestoreSpec:
+        if self.database is not None and self.target != "ephemeral":
+            raise ValueError(f"restore.database {self.database!r} applies only to restore.target 'ephemeral', "
+                             f"got target {self.target!r}")
+        return self
 
 
 class SqlCheck(StrictModel):

@@ -177,6 +177,9 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
     reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier)
     if reported.record is not None:
         out(f"  evidence: ledger record #{reported.record.seq} ({reported.record.hash[:12]})", sys.stderr)
+    elif reported.spooled:
+        out(f"  evidence: SPOOLED — the ledger could not be written; the record waits in {reported.spooled} "
+            "and is replayed by the next run or `drillbook ledger flush`", sys.stderr)
     return reported
 
 

@@ -4,8 +4,10 @@ Rules this module enforces:
 - the ledger DSN comes from ``--ledger-dsn`` or ``DRILLBOOK_LEDGER_DSN``; when
   neither is set the command says so naming both and exits 2 (prefer the
   environment variable: a password in argv is visible to every local user);
-- exit codes: 0 success / chain intact, 1 the chain is broken (``verify``
-  names the first bad record), 2 bad input or the ledger cannot be used;
+- exit codes: 0 success / chain intact, 1 tamper found (``verify`` names the
+  first bad record, the checkpoint it contradicts, or the guard that is off),
+  2 bad input or configuration, 3 could not verify (the ledger cannot be
+  reached): a crash or an outage never looks like tampering;
 - exports stream to the file or stdout and never hold the table in memory;
   a failed export removes its partial output file;
 - nothing here imports psycopg at module import (the parser is built eagerly).
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 DSN_ENV = "DRILLBOOK_LEDGER_DSN"
+# the global scheme (cli/exits.py): could not verify is ERROR (2), never 1; tampering is FAIL (1)
+EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_COULD_NOT_VERIFY = 0, 1, 2, 2
 _LIST_DEFAULT_LIMIT = 50
 _WIDTH_SAMPLE = 200  # rows used to size the list table's columns; later rows may spill
 
@@ -62,27 +66,41 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """Turn drillbook errors into one clear line and exit 2 (1 stays reserved for a broken chain)."""
 
     def run(args: argparse.Namespace) -> int:
-        from drillbook.errors import DrillbookError
+        from drillbook.errors import DrillbookError, LedgerUnavailable
 
         try:
             return handler(args)
+        except LedgerUnavailable as exc:
+            _err(f"{exc}; nothing was verified or changed")
+            return EXIT_COULD_NOT_VERIFY
         except DrillbookError as exc:
             _err(str(exc))
-            return 2
+            return EXIT_USAGE
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
 
 
-def _ledger(args: argparse.Namespace) -> Any:
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler from ``drillbook.cli.ledger_trust``, imported when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module("drillbook.cli.ledger_trust"), name)(args))
+
+    return run
+
+
+def _ledger(args: argparse.Namespace, *, spool: Any = None) -> Any:
     from drillbook.errors import ConfigurationError
     from drillbook.ledger.store import Ledger
 
     dsn = getattr(args, "ledger_dsn", None) or os.environ.get(DSN_ENV)
     if not dsn:
         raise ConfigurationError(f"no evidence ledger given: pass --ledger-dsn or set {DSN_ENV}")
-    return Ledger(dsn)
+    return Ledger(dsn, spool=spool)
 
 
 def _filter(args: argparse.Namespace) -> Any:
@@ -126,8 +144,11 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         head = ledger.head()
         count = ledger.count()
         where = ledger.where
-    head_text = f"head seq={head.seq} {head.short_hash} at {_utc(head.recorded_at)}" if head else "empty"
+    head_text = f"head seq={head.seq} {head.hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
+    from drillbook.cli.ledger_trust import print_spool_state
+
+    print_spool_state()
     return 0
 
 
@@ -137,45 +158,59 @@ def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", help="create or migrate the evidence ledger schema (idempotent)")
     _add_dsn(p)
     p.set_defaults(func=cmd_ledger_init)
-    p = sub.add_parser("status", help="schema version, record count and chain head")
+    p = sub.add_parser("status", help="schema version, record count, chain head and spooled evidence")
     _add_dsn(p)
     p.set_defaults(func=cmd_ledger_status)
+    p = sub.add_parser("flush", help="replay evidence spooled while the ledger was unreachable (in order, idempotent)")
+    _add_dsn(p)
+    p.add_argument("--spool", default=None, help="spool file (default: $DRILLBOOK_SPOOL, else next to the outbox)")
+    p.set_defaults(func=_lazy("cmd_ledger_flush"))
 
 
 # -- evidence verify ----------------------------------------------------------------------------
 @_guarded
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
-    """Walk the chain (or an export file) and name the first record that does not match."""
+    """Walk the chain (or an export file), compare it with the newest checkpoint, check the guards."""
+    from drillbook.ledger.checkpoint import CheckpointSettings
+
+    settings = CheckpointSettings.from_env()
     if args.file:
+        from drillbook.ledger import checkpoint as cpmod
         from drillbook.ledger.verify import verify_export
 
         path = Path(args.file)
         if not path.is_file():
             _err(f"export file {str(path)!r} does not exist")
-            return 2
+            return EXIT_USAGE
+        outside, _ = cpmod.read_outside(settings.path)
         try:
-            report = verify_export(path)
-        except (ValueError, KeyError) as exc:
+            # every exported range reaches the head at export time: an export ending before the newest
+            # outside checkpoint had its tail cut (or predates the checkpoint; export again)
+            report = verify_export(path, checkpoint=cpmod.newest(outside))
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
             _err(f"{path} is not a drillbook export: {type(exc).__name__}: {exc}")
-            return 2
+            return EXIT_USAGE
         subject = f"export {path}"
-        intact = "every record's hash matches, linkage intact where seqs are consecutive"
+        intact = "every record's hash matches, the chain is unbroken from its first row (left-out records as links)"
     else:
         with _ledger(args) as ledger:
             try:
-                report = ledger.verify(expect_head=args.expect_head)
+                report = ledger.verify(expect_head=args.expect_head, checkpoints=settings)
             except ValueError as exc:
                 _err(str(exc))
-                return 2
+                return EXIT_USAGE
         subject = "ledger"
         intact = "chain intact"
+    for note in report.notes:
+        print(f"  {note}")
     if report.ok:
-        head = f", head {report.head_hash[:12]}" if report.head_hash else ""
+        head = f", head {report.head_seq}:{report.head_hash}" if report.head_hash else ""
         print(f"{subject} OK: {report.checked} records, {intact}{head}")
-        return 0
-    print(f"{subject} BROKEN ({report.reason}) at seq={report.first_bad_seq}: {report.message}")
+        return EXIT_OK
+    where = f" at seq={report.first_bad_seq}" if report.first_bad_seq is not None else ""
+    print(f"{subject} BROKEN ({report.reason}){where}: {report.message}")
     print(f"  {report.checked} records before it verified", file=sys.stderr)
-    return 1
+    return EXIT_TAMPER
 
 
 # -- evidence list --------------------------------------------------------------------------------
@@ -286,12 +321,17 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``verify``, ``list``, ``export`` and ``show`` under ``drillbook evidence``."""
     sub = parser.add_subparsers(dest="evidence_command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first record that does not match")
+    p = sub.add_parser("verify", help="walk the hash chain and compare it with the newest checkpoint; exit 1 on "
+                                      "tampering, 3 when it could not verify")
     _add_dsn(p)
     p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
-    p.add_argument("--expect-head", metavar="HASH",
-                   help="head hash (>= 12 hex digits) printed by an earlier verify; catches records deleted from the end")
+    p.add_argument("--expect-head", metavar="SEQ:HASH",
+                   help="head printed by an earlier verify (SEQ:HASH, or a hash prefix of >= 12 hex digits)")
     p.set_defaults(func=cmd_evidence_verify)
+
+    p = sub.add_parser("checkpoint", help="sign the chain head (Ed25519) and store the checkpoint")
+    _add_dsn(p)
+    p.set_defaults(func=_lazy("cmd_evidence_checkpoint"))
 
     p = sub.add_parser("list", help="list evidence records as a table, newest first")
     _add_dsn(p)

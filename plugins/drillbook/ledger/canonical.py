@@ -127,12 +127,45 @@ def record_document(fields: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
+_encode_str = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses for every string
+
+
+def _fast_record_text(f: Mapping[str, Any]) -> str | None:
+    """``record_text`` for the shape every stored row has (str/int columns, text result), written out in
+    sorted key order without building a document; None when a value has another type (the general path
+    then decides). ``encode_basestring`` refuses a non-string with TypeError."""
+    seq, map_index, try_number, at, result, controls = (
+        f["seq"], f["map_index"], f["try_number"], f["recorded_at"], f["result"], f["controls"])
+    if not (type(seq) is int and type(map_index) is int and type(try_number) is int and type(result) is str
+            and type(controls) is list):
+        return None
+    if type(at) is not str:
+        if not isinstance(at, datetime):
+            return None
+        at = format_ts(at)
+    enc = _encode_str
+    try:
+        return (
+            f'{{"controls":[{",".join([enc(c) for c in controls])}],"dag_id":{enc(f["dag_id"])},'
+            f'"drill":{enc(f["drill"])},"kind":{enc(f["kind"])},"map_index":{map_index},'
+            f'"prev_hash":{enc(f["prev_hash"])},"record_type":{enc(f["record_type"])},"recorded_at":{enc(at)},'
+            f'"result":{result},"run_id":{enc(f["run_id"])},"seq":{seq},"target":{enc(f["target"])},'
+            f'"task_id":{enc(f["task_id"])},"trigger":{enc(f["trigger"])},"try_number":{try_number},'
+            f'"verdict":{enc(f["verdict"])}}}'
+        )
+    except TypeError:
+        return None
+
+
 def record_text(fields: Mapping[str, Any]) -> str:
     """Canonical JSON of the record; a ``result`` given as text is the stored JSON text, spliced verbatim.
 
     Equal to ``canonical_json(record_document(fields))`` when the text is the canonical JSON of
     the result, which is what the store writes.
     """
+    fast = _fast_record_text(fields)
+    if fast is not None:
+        return fast
     doc = record_document(fields)
     result = doc.pop("result")
     if not isinstance(result, str):

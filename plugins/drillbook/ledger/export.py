@@ -10,7 +10,13 @@ Rules this module enforces:
   recompute each hash offline (``drillbook evidence verify --file``);
 - JSON exports put one record per line inside the array, so they can be read
   back line by line as well as with any JSON parser;
-- records come out in chain order (``seq`` ascending).
+- records come out in chain order (``seq`` ascending);
+- a filtered export also carries a link row (seq, prev_hash, hash; every
+  other column empty in CSV, ``"omitted": true`` in JSON) for each record the
+  filter leaves out, from the first matching record to the head, so the
+  exported chain has no gap: a row deleted from the file (say every FAIL) is
+  a gap ``verify --file`` names. A link row proves that a record existed at
+  that place, not what it said: ask for it unfiltered to read it.
 """
 
 from __future__ import annotations
@@ -45,12 +51,32 @@ _EXPORT_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+_LINK_COLUMNS = ("seq", "prev_hash", "hash")
+
+
+def _source(where: str) -> str:
+    """The rows an export walks: every record, or (filtered) every record from the first match to the head.
+
+    ``keep`` says whether a row matches the filter; the others are written as link rows (seq, prev_hash,
+    hash), so the exported chain has no gap and a row removed from the file is found by ``verify --file``.
+    """
+    if where == "TRUE":
+        return TABLE
+    return (f"(SELECT e.*, ({where}) AS keep FROM {TABLE} e "
+            f"WHERE e.seq >= (SELECT min(seq) FROM {TABLE} WHERE {where})) AS s")
+
+
+def _params(where: str, params: list[Any]) -> list[Any]:
+    return [] if where == "TRUE" else [*params, *params]
+
+
 def _csv_sql(where: str) -> str:
-    cols = ", ".join(
-        f"{expr}::text AS {name}" if name in ("controls", "result") else f"{expr} AS {name}"
-        for name, expr in _EXPORT_COLUMNS
-    )
-    return f"COPY (SELECT {cols} FROM {TABLE} WHERE {where} ORDER BY seq) TO STDOUT WITH (FORMAT csv, HEADER)"
+    cols = []
+    for name, expr in _EXPORT_COLUMNS:
+        value = f"{expr}::text" if name in ("controls", "result") else expr
+        linked = name in _LINK_COLUMNS or where == "TRUE"  # an unfiltered export has no link rows: no CASE
+        cols.append(f"{value} AS {name}" if linked else f"CASE WHEN keep THEN {value} END AS {name}")
+    return f"COPY (SELECT {', '.join(cols)} FROM {_source(where)} ORDER BY seq) TO STDOUT WITH (FORMAT csv, HEADER)"
 
 
 def _json_sql(where: str) -> str:
@@ -58,14 +84,16 @@ def _json_sql(where: str) -> str:
     # the ledger's canonical JSON escape them), so with \x01 as quote and \x02 as delimiter COPY's CSV
     # mode writes every document verbatim, unquoted, one per line.
     pairs = ", ".join(f"'{name}', {expr}" for name, expr in _EXPORT_COLUMNS)
+    link = "json_build_object('seq', seq, 'prev_hash', prev_hash, 'hash', hash, 'omitted', true)"
+    doc = f"json_build_object({pairs})" if where == "TRUE" else f"CASE WHEN keep THEN json_build_object({pairs}) ELSE {link} END"
     return (
-        f"COPY (SELECT json_build_object({pairs})::text FROM {TABLE} WHERE {where} ORDER BY seq) "
-        "TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+        f"COPY (SELECT ({doc})::text "
+        f"FROM {_source(where)} ORDER BY seq) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
     )
 
 
 def export_records(conn: Any, out: IO[bytes], *, flt: Filter, fmt: str, batch: int = 5000) -> int:
-    """Write the records matching ``flt`` to ``out`` as CSV or JSON; return the number of records."""
+    """Write the records matching ``flt`` (plus link rows, see ``_source``) to ``out``; return the matches."""
     if fmt not in FORMATS:
         raise ConfigurationError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
     where, params = flt.where()
@@ -80,7 +108,7 @@ def _export_csv(conn: Any, out: IO[bytes], where: str, params: list[Any]) -> int
     # One snapshot for the COPY and the count, so the count names exactly the records written.
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        with cur.copy(_csv_sql(where), params) as copy:
+        with cur.copy(_csv_sql(where), _params(where, params)) as copy:
             for chunk in copy:
                 out.write(bytes(chunk))
         return _count(cur, where, params)
@@ -89,18 +117,19 @@ def _export_csv(conn: Any, out: IO[bytes], where: str, params: list[Any]) -> int
 def _export_json(conn: Any, out: IO[bytes], where: str, params: list[Any], batch: int) -> int:
     from psycopg.rows import tuple_row
 
-    count = 0
     held = b""  # the previous chunk, written once we know whether a comma follows it
     out.write(b"[\n")
-    with conn.cursor(row_factory=tuple_row) as cur, cur.copy(_json_sql(where), params) as copy:
-        for chunk in copy:
-            data = bytes(chunk)
-            if b"\x01" in data:
-                raise LedgerError("a ledger record holds a control character that breaks the JSON export; "
-                                  "run `drillbook evidence verify` and export as CSV")
-            count += data.count(b"\n")
-            out.write(held)
-            held = data.replace(b"\n", b",\n")
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with cur.copy(_json_sql(where), _params(where, params)) as copy:
+            for chunk in copy:
+                data = bytes(chunk)
+                if b"\x01" in data:
+                    raise LedgerError("a ledger record holds a control character that breaks the JSON export; "
+                                      "run `drillbook evidence verify` and export as CSV")
+                out.write(held)
+                held = data.replace(b"\n", b",\n")
+        count = _count(cur, where, params)
     out.write(held[:-2] + b"\n]\n" if held else b"]\n")
     return count
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from drillbook.result import DrillResult
 
 RECORD_TYPES = ("drill", "notification", "watchdog", "digest")
-VERIFY_REASONS = ("edited", "deleted", "reordered")
+VERIFY_REASONS = ("edited", "deleted", "reordered", "backdated", "truncated", "rewritten", "checkpoint", "unguarded", "head_missing")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class VerifyReport:
     reason: str | None = None  # one of VERIFY_REASONS when not ok
     message: str = ""
     head_hash: str | None = None  # hash of the last record checked (the chain's head when ok)
+    head_seq: int | None = None
+    notes: tuple[str, ...] = ()  # what else was checked: guards, checkpoint, in words
 
     @property
     def exit_code(self) -> int:

@@ -11,10 +11,13 @@ Rules this module enforces:
   triggers (``ALTER TABLE ... DISABLE TRIGGER`` or
   ``session_replication_role = replica``) can change a row, and the hash chain
   makes that visible to ``drillbook evidence verify``;
-- ``seq`` is assigned by the writer as tail + 1 under the chain lock, not by a
-  sequence: a sequence burns numbers on rolled-back inserts, and then a gap
-  would no longer prove a deletion. ``prev_hash`` is UNIQUE, so even a writer
-  that skipped the lock could not fork the chain;
+- ``seq`` is assigned as tail + 1 under the chain lock, not by a sequence: a
+  sequence burns numbers on rolled-back inserts, and then a gap would no
+  longer prove a deletion. ``prev_hash`` is UNIQUE, so even a writer that
+  skipped the lock could not fork the chain. From version 2 the database
+  itself sets ``seq``, ``prev_hash``, ``recorded_at`` (``clock_timestamp()``)
+  and ``hash`` in a BEFORE INSERT trigger (``drillbook.ledger.seal``), so a
+  writer role cannot choose them;
 - one 'drill' record per (dag_id, run_id, task_id, map_index), one
   'notification' per attempt (…, try_number), one watchdog/digest record per
   (…, kind, drill): unique partial indexes make racing retries harmless.
@@ -25,11 +28,13 @@ from __future__ import annotations
 from typing import Any
 
 from drillbook.errors import LedgerError
+from drillbook.ledger import seal
 
 TABLE = "drillbook_evidence"
 VERSION_TABLE = "drillbook_schema_version"
 _MIGRATION_LOCK = 0x6472696C6C626B  # "drillbk": one init at a time per database
-CHAIN_LOCK = 0x6472696C6C636E  # "drillcn": one append at a time per ledger database
+CHAIN_LOCK = seal.CHAIN_LOCK  # "drillcn": one append at a time per ledger database
+CHECKPOINT_TABLE = seal.CHECKPOINT_TABLE
 
 _V1 = f"""
 CREATE TABLE {TABLE} (
@@ -85,6 +90,7 @@ CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
 # (version, description, SQL). Append new migrations; never edit an applied one.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "evidence table, indexes, append-only triggers", _V1),
+    (2, "database seals each record (seq, prev_hash, recorded_at, hash); signed checkpoints", seal.V2_SQL),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

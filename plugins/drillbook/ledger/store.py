@@ -21,16 +21,20 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from drillbook.errors import LedgerError, LedgerNotInitialised
+from drillbook.errors import EvidenceSpooled, LedgerError, LedgerNotInitialised, LedgerUnavailable
 from drillbook.ledger import schema
-from drillbook.ledger.canonical import COLUMNS, GENESIS_HASH, canonical_json, normalise, record_hash
+from drillbook.ledger.canonical import COLUMNS, normalise
+from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
+from drillbook.ledger.seal import insert_sealed
+from drillbook.ledger.spool import EvidenceSpool, FlushReport, SpoolEntry, replay
 from drillbook.redact import redact
 
 if TYPE_CHECKING:
@@ -39,18 +43,19 @@ if TYPE_CHECKING:
 
 _T = schema.TABLE
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {_T}"
-_INSERT = (
-    f"INSERT INTO {_T} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
-    "RETURNING recorded_at, result::text AS result_text"
+# verify reads result as its stored text and recorded_at already in canonical form: both are hashed as
+# they come, with nothing parsed or re-formatted (and the canonical timestamps compare as strings).
+_VERIFY_COLUMNS = ", ".join(
+    "result::text AS result" if c == "result"
+    else "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS recorded_at"
+    if c == "recorded_at" else c
+    for c in COLUMNS
 )
-_VERIFY_COLUMNS = ", ".join("result::text AS result" if c == "result" else c for c in COLUMNS)
 _NOTIFICATION_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s"
+_DRILL_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s"
+_EVENT_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND kind = %s AND drill = %s"
+_KEYS = {"drill": _DRILL_KEY, "notification": _NOTIFICATION_KEY, "watchdog": _EVENT_KEY, "digest": _EVENT_KEY}
 _ERROR_MESSAGE_MAX = 300  # characters of a notification error kept as evidence
-
-
-def _as_is(text: str) -> str:
-    """``dumps`` for psycopg's Json adapter: the text is already canonical JSON."""
-    return text
 
 
 def row_to_record(row: dict[str, Any], *, created: bool = False) -> LedgerRecord:
@@ -60,9 +65,14 @@ def row_to_record(row: dict[str, Any], *, created: bool = False) -> LedgerRecord
 class Ledger:
     """A handle on one evidence ledger database (``DRILLBOOK_LEDGER_DSN`` / ``drillbook_ledger``)."""
 
-    def __init__(self, dsn: str, *, auto_init: bool = False, connect_timeout: int = 10):
+    def __init__(self, dsn: str, *, auto_init: bool = False, connect_timeout: int = 10,
+                 spool: EvidenceSpool | str | None = "auto"):
+        """``spool``: an ``EvidenceSpool``, a path, None (never spool: an unreachable ledger raises), or
+        "auto" ($DRILLBOOK_SPOOL, else evidence-spool.jsonl next to the outbox)."""
         if not dsn:
             raise LedgerError("no ledger DSN given; set DRILLBOOK_LEDGER_DSN or the drillbook_ledger connection")
+        self._spool = spool if isinstance(spool, EvidenceSpool) or spool is None else (
+            EvidenceSpool(None if spool == "auto" else spool))
         self._dsn = dsn
         self._auto_init = auto_init
         self._connect_timeout = connect_timeout
@@ -91,12 +101,20 @@ class Ledger:
                 self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout
             )
         except psycopg.OperationalError as exc:
-            raise LedgerError(f"cannot connect to the evidence ledger at {self.where}: {redact(str(exc))}") from None
+            raise LedgerUnavailable(
+                f"cannot connect to the evidence ledger at {self.where}: {redact(str(exc))}"
+            ) from None
+
+    @property
+    def spool(self) -> EvidenceSpool | None:
+        """Where records go when the ledger cannot be written (None: nowhere, the error is raised)."""
+        return self._spool
 
     def close(self) -> None:
         conn = self.__dict__.pop("_conn", None)
         if conn is not None:
             conn.close()
+        self._schema_checked = False
 
     def __enter__(self) -> Ledger:
         return self
@@ -143,9 +161,7 @@ class Ledger:
     # -- writing ----------------------------------------------------------------------------
     def record(self, result: DrillResult, ctx: RunContext) -> LedgerRecord:
         """Append the result of one drill task; a retry of the same task returns the first record."""
-        return self._append(
-            "drill", result, ctx, key="dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s"
-        )
+        return self._append("drill", result, ctx, key=_DRILL_KEY)
 
     def record_notify_failure(self, result: DrillResult, ctx: RunContext, *, error: BaseException) -> LedgerRecord:
         """Append a 'notification' record saying the report of ``result`` was not delivered."""
@@ -180,12 +196,7 @@ class Ledger:
                 f"record_event takes record_type 'watchdog', 'digest' or 'notification', got {record_type!r}; "
                 "use record() for drill results"
             )
-        return self._append(
-            record_type,
-            result,
-            ctx,
-            key="dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND kind = %s AND drill = %s",
-        )
+        return self._append(record_type, result, ctx, key=_EVENT_KEY)
 
     def _row_fields(self, record_type: str, result: DrillResult, ctx: RunContext) -> dict[str, Any]:
         return {
@@ -205,48 +216,66 @@ class Ledger:
         }
 
     def _append(self, record_type: str, result: DrillResult, ctx: RunContext, *, key: str) -> LedgerRecord:
-        from psycopg.types.json import Json
-
+        """Append now, replaying any spooled records first; spool instead when the ledger is unreachable."""
         if record_type not in RECORD_TYPES:
             raise LedgerError(f"unknown record type {record_type!r}; expected one of {RECORD_TYPES}")
-        self._ensure_schema()
+        if self._spool is not None and self._spool.has_pending():
+            try:
+                self.flush_spool()  # order: what waited in the spool goes in before this record
+            except LedgerUnavailable as exc:
+                raise self._spool_record(record_type, result, ctx, reason=str(exc)) from None
+        try:
+            return self._append_now(record_type, result, ctx, key)
+        except LedgerUnavailable as exc:
+            if self._spool is None:
+                raise
+            raise self._spool_record(record_type, result, ctx, reason=str(exc)) from None
+
+    def _spool_record(self, record_type: str, result: DrillResult, ctx: RunContext, *, reason: str) -> EvidenceSpooled:
+        assert self._spool is not None
+        entry = self._spool.append(SpoolEntry(record_type=record_type, ctx=dataclasses.asdict(ctx), ledger=self.where,
+                                              result=result.to_json_dict(), reason=redact(reason)))
+        return EvidenceSpooled(
+            f"the evidence ledger at {self.where} could not be written ({redact(reason)}); the {record_type} record "
+            f"of {result.drill!r} was kept in the evidence spool {self._spool.path} and will be replayed by the next "
+            "run or `drillbook ledger flush`",
+            spool_path=str(self._spool.path), entry_id=entry.id,
+        )
+
+    def flush_spool(self) -> FlushReport:
+        """Replay the spool in order through the idempotent append; see ``drillbook.ledger.spool``."""
+        from drillbook.context import RunContext
+        from drillbook.result import DrillResult
+
+        def append(entry: SpoolEntry) -> LedgerRecord:
+            return self._append_now(entry.record_type, DrillResult.model_validate(entry.result),
+                                    RunContext(**entry.ctx), _KEYS[entry.record_type])
+
+        if self._spool is None:
+            return FlushReport(spool="")
+        return replay(self._spool, where=self.where, append=append)
+
+    def _append_now(self, record_type: str, result: DrillResult, ctx: RunContext, key: str) -> LedgerRecord:
+        import psycopg
+
+        try:
+            self._ensure_schema()
+            return self._insert(record_type, result, ctx, key)
+        except psycopg.OperationalError as exc:  # server down, connection reset, AdminShutdown, ...
+            self.close()  # the next call reconnects
+            raise LedgerUnavailable(
+                f"the evidence ledger at {self.where} went away: {type(exc).__name__}: {redact(str(exc)).strip()}"
+            ) from None
+
+    def _insert(self, record_type: str, result: DrillResult, ctx: RunContext, key: str) -> LedgerRecord:
         fields = self._row_fields(record_type, result, ctx)
         key_params: list[Any] = [fields["dag_id"], fields["run_id"], fields["task_id"], fields["map_index"]]
         if record_type == "notification":
             key_params.append(fields["try_number"])
         elif record_type in ("watchdog", "digest"):
             key_params += [fields["kind"], fields["drill"]]
-        text = canonical_json(fields["result"])  # serialised once, outside the lock
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (schema.CHAIN_LOCK,))
-            # One round trip while the lock is held: the clock, the tail, and whether this task's record
-            # exists (the key matches a unique index, so the subquery yields at most one seq).
-            cur.execute(
-                f"SELECT clock_timestamp() AS now, t.seq, t.hash, "
-                f"(SELECT seq FROM {_T} WHERE record_type = %s AND {key}) AS existing FROM (SELECT 1) AS one "
-                f"LEFT JOIN LATERAL (SELECT seq, hash FROM {_T} ORDER BY seq DESC LIMIT 1) AS t ON TRUE",
-                [record_type, *key_params],
-            )
-            tail = cur.fetchone()
-            if tail["existing"] is not None:
-                cur.execute(f"{_SELECT} WHERE seq = %s", (tail["existing"],))
-                return row_to_record(cur.fetchone(), created=False)
-            fields["seq"] = (tail["seq"] or 0) + 1
-            fields["recorded_at"] = tail["now"]
-            fields["prev_hash"] = tail["hash"] or GENESIS_HASH
-            fields["hash"] = record_hash({**fields, "result": text})
-            values = [Json(text, dumps=_as_is) if c == "result" else fields[c] for c in COLUMNS]
-            cur.execute(_INSERT, values)
-            stored = cur.fetchone()
-            if stored["result_text"] != text or stored["recorded_at"] != fields["recorded_at"]:
-                # Rolls the insert back: a record whose stored form differs from its hashed form would
-                # later verify as edited, so refuse it now and say why.
-                raise LedgerError(
-                    f"the ledger stored a different form of the {record_type} record of {fields['drill']!r} than "
-                    "was hashed; nothing was written (report this as a drillbook bug)"
-                )
-        return row_to_record(fields, created=True)
+        row, created = insert_sealed(self._conn, fields, key=key, key_params=key_params, select=_SELECT)
+        return row_to_record(row, created=created)
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, seq: int) -> LedgerRecord | None:
@@ -321,21 +350,36 @@ class Ledger:
         return int(row["n"]) if row else 0
 
     # -- checking ---------------------------------------------------------------------------
-    def verify(self, *, expect_head: str | None = None, batch: int = 2000) -> VerifyReport:
-        """Walk the whole chain in seq order and name the first record that does not match.
+    def verify(self, *, expect_head: str | None = None, batch: int = 2000,
+               checkpoints: CheckpointSettings | None = None) -> VerifyReport:
+        """Walk the whole chain, compare it with the newest checkpoint and check the guards.
 
-        ``expect_head``: a hash (prefix, >= 12 hex digits) reported by an earlier verify; its
-        absence means records were deleted from the end of the chain.
+        ``expect_head``: ``SEQ:HASH`` (or a hash prefix) reported by an earlier verify. ``checkpoints``:
+        trusted key and outside copy (default: from the environment, see ``drillbook.ledger.checkpoint``).
         """
-        from drillbook.ledger.verify import verify_rows
+        from drillbook.ledger.audit import verify_ledger
 
         self._ensure_schema()
-        conn = self._conn
-        with conn.transaction(), conn.cursor(name="drillbook_verify") as cur:
-            cur.itersize = batch
-            # result as its stored text: hashed byte for byte, and not parsed (faster, memory flat).
-            cur.execute(f"SELECT {_VERIFY_COLUMNS} FROM {_T} ORDER BY seq ASC")
-            return verify_rows(cur, expect_head=expect_head)
+        return verify_ledger(self._conn, _T, _VERIFY_COLUMNS, expect_head=expect_head, batch=batch,
+                             settings=checkpoints or CheckpointSettings.from_env())
+
+    def newest_checkpoint(self, *, source_prefix: str = "") -> Checkpoint | None:
+        """The newest checkpoint stored in the database whose source starts with ``source_prefix``."""
+        from psycopg.rows import tuple_row
+
+        from drillbook.ledger import checkpoint as cpmod
+
+        self._ensure_schema()
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            found = [c for c in cpmod.read_db(cur) if c.source.startswith(source_prefix)]
+        return found[-1] if found else None
+
+    def checkpoint(self, *, source: str, settings: CheckpointSettings | None = None) -> Checkpoint:
+        """Sign the current head (unsigned without a key) and store it in the database and outside it."""
+        from drillbook.ledger.audit import take_checkpoint
+
+        self._ensure_schema()
+        return take_checkpoint(self._conn, _T, source=source, settings=settings or CheckpointSettings.from_env())
 
     @property
     def connection(self) -> Any:

@@ -14,9 +14,17 @@ Rules this module enforces:
 - deleting the newest records leaves a shorter chain that is still intact; an
   auditor who kept the head hash of an earlier verify passes it as
   ``expect_head`` and the walk reports ``deleted`` when that hash is gone;
-- an export filtered by control or time has legitimate gaps: with
-  ``contiguous=False`` every record's own hash is still recomputed and linkage
-  is checked wherever two consecutive seqs are both present.
+- ``recorded_at`` never decreases along the chain (the database sets it under
+  the chain lock): a record older than the one before it is ``backdated``;
+- the newest checkpoint (``drillbook.ledger.checkpoint``) is compared with the
+  chain after the walk: ``truncated`` when its seq is past the end of the
+  chain, ``rewritten`` when the record at its seq has another hash. With
+  ``expect_head`` given as ``SEQ:HASH`` the same two words are used; a bare
+  hash that is missing is reported without guessing which of the two;
+- an export filtered by control or time carries link rows (seq, prev_hash,
+  hash, ``omitted``) for the records it leaves out, so its chain is
+  contiguous from its first row to the head: a row removed from the file is a
+  gap (``deleted``), named by seq. Link rows are checked for linkage only.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from drillbook.ledger.canonical import GENESIS_HASH, parse_ts, record_hash
+from drillbook.ledger.canonical import GENESIS_HASH, format_ts, parse_ts, record_hash
+from drillbook.ledger.checkpoint import Checkpoint, compare
 from drillbook.ledger.records import VerifyReport
 
 
@@ -36,75 +46,128 @@ def _name(row: Mapping[str, Any]) -> str:
     return f"seq={row['seq']} (drill {row.get('drill')!r}, run_id {row.get('run_id')!r})"
 
 
+def _expected_head(expect_head: str | None) -> tuple[int | None, str]:
+    """``--expect-head`` as ``SEQ:HASH`` (says which of truncation or rewrite) or a bare hash prefix."""
+    if expect_head is None:
+        return None, ""
+    text = expect_head.strip().lower()
+    seq: int | None = None
+    if ":" in text:
+        head, _, text = text.partition(":")
+        seq = int(head.removeprefix("seq=")) if head.removeprefix("seq=").isdigit() else -1
+    if seq == -1 or len(text) < 12 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"expected head {expect_head!r} is not SEQ:HASH or a hash prefix of at least 12 hex digits")
+    return seq, text
+
+
 def verify_rows(
-    rows: Iterable[Mapping[str, Any]], *, contiguous: bool = True, expect_head: str | None = None
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    contiguous: bool = True,
+    expect_head: str | None = None,
+    checkpoint: Checkpoint | None = None,
+    start_anywhere: bool = False,
 ) -> VerifyReport:
-    """Check every row of a chain (see the module docstring); stop at the first bad one."""
-    expected = (expect_head or "").strip().lower()
-    if expect_head is not None and (len(expected) < 12 or any(c not in "0123456789abcdef" for c in expected)):
-        raise ValueError(f"expected head {expect_head!r} is not a hash prefix of at least 12 hex digits")
+    """Check every row of a chain (see the module docstring); stop at the first bad one.
+
+    ``checkpoint``: the newest checkpoint; the hash of the record at its seq is compared with it.
+    ``start_anywhere``: the first row may start past seq 1 (an export of a range).
+    Rows marked ``omitted`` (a filtered export's link rows) are checked for linkage only.
+    """
+    expected_seq, expected = _expected_head(expect_head)
     seen_expected = not expected
+    watch = {s for s in (checkpoint.seq if checkpoint else None, expected_seq) if s}
+    hash_at: dict[int, str] = {}
     checked = 0
     prev_seq = 0
     prev_hash = GENESIS_HASH
+    prev_at: Any = None
     prev_name = "the start of the chain"
     head: str | None = None
+    first = True
     for row in rows:
         seq = int(row["seq"])
+        if first and start_anywhere:
+            prev_seq, prev_hash = seq - 1, str(row["prev_hash"])
+        first = False
         linked = seq == prev_seq + 1
         if contiguous and not linked:
             missing = prev_seq + 1
             gap = f"seq={missing}" if seq == missing + 1 else f"seq={missing}..{seq - 1}"
             return VerifyReport(
-                ok=False,
-                checked=checked,
-                first_bad_seq=missing,
-                reason="deleted",
+                ok=False, checked=checked, first_bad_seq=missing, reason="deleted",
                 message=f"record {gap} is missing: {_name(row)} follows {prev_name}; "
                 "evidence was deleted from the ledger",
-                head_hash=head,
+                head_hash=head, head_seq=prev_seq or None,
             )
         if linked and row["prev_hash"] != prev_hash:
             return VerifyReport(
-                ok=False,
-                checked=checked,
-                first_bad_seq=seq,
-                reason="reordered",
+                ok=False, checked=checked, first_bad_seq=seq, reason="reordered",
                 message=f"record {_name(row)} does not link to {prev_name}: its prev_hash is "
                 f"{str(row['prev_hash'])[:12]}… but the record before it hashes to {prev_hash[:12]}…; "
                 "records were reordered or renumbered, or the record before it was replaced",
-                head_hash=head,
+                head_hash=head, head_seq=prev_seq or None,
             )
-        computed = record_hash(row)
-        if computed != row["hash"]:
-            return VerifyReport(
-                ok=False,
-                checked=checked,
-                first_bad_seq=seq,
-                reason="edited",
-                message=f"record {_name(row)} was edited: its stored columns hash to {computed[:12]}… "
-                f"but its recorded hash is {str(row['hash'])[:12]}…",
-                head_hash=head,
-            )
-        checked += 1
+        if not row.get("omitted"):
+            computed = record_hash(row)
+            if computed != row["hash"]:
+                return VerifyReport(
+                    ok=False, checked=checked, first_bad_seq=seq, reason="edited",
+                    message=f"record {_name(row)} was edited: its stored columns hash to {computed[:12]}… "
+                    f"but its recorded hash is {str(row['hash'])[:12]}…",
+                    head_hash=head, head_seq=prev_seq or None,
+                )
+            at = row["recorded_at"]
+            if prev_at is not None and at < prev_at:
+                return VerifyReport(
+                    ok=False, checked=checked, first_bad_seq=seq, reason="backdated",
+                    message=f"record {_name(row)} was recorded at {_ts(at)}, before {prev_name} ({_ts(prev_at)}): "
+                    "recorded_at never decreases in a sealed ledger; the record was backdated or written with a "
+                    "forged time",
+                    head_hash=head, head_seq=prev_seq or None,
+                )
+            prev_at = at
+        checked += 0 if row.get("omitted") else 1
         prev_seq, prev_hash, prev_name, head = seq, row["hash"], _name(row), row["hash"]
-        seen_expected = seen_expected or head.startswith(expected)
+        if seq in watch:
+            hash_at[seq] = head
+        seen_expected = seen_expected or (expected_seq in (None, seq) and head.startswith(expected))
+    done: dict[str, Any] = {"checked": checked, "head_hash": head, "head_seq": prev_seq or None}
+    if checkpoint is not None:
+        problem = compare(checkpoint, last_seq=prev_seq, hash_at_seq=hash_at.get(checkpoint.seq))
+        if problem:
+            return VerifyReport(ok=False, first_bad_seq=min(checkpoint.seq, prev_seq + 1), reason=problem[0],
+                                message=problem[1], **done)
     if not seen_expected:
-        return VerifyReport(
-            ok=False,
-            checked=checked,
-            first_bad_seq=prev_seq + 1,
-            reason="deleted",
-            message=f"records from seq={prev_seq + 1} on are missing: the chain ends at {prev_name} and does not "
-            f"contain the head {expected[:12]}… seen by an earlier verify; evidence was deleted from the end",
-            head_hash=head,
-        )
+        return VerifyReport(ok=False, first_bad_seq=prev_seq + 1, reason=_head_reason(expected_seq, prev_seq),
+                            message=_head_message(expected_seq, expected, prev_seq, prev_name), **done)
     return VerifyReport(
-        ok=True,
-        checked=checked,
-        message=f"{checked} records, chain intact" + (f", head {head[:12]}" if head else ""),
-        head_hash=head,
+        ok=True, message=f"{checked} records, chain intact" + (f", head seq={prev_seq} {head[:12]}" if head else ""),
+        **done,
     )
+
+
+def _ts(value: Any) -> str:
+    return format_ts(value) if isinstance(value, datetime) else str(value)
+
+
+def _head_reason(expected_seq: int | None, last_seq: int) -> str:
+    if expected_seq is not None and expected_seq > last_seq:
+        return "truncated"
+    return "rewritten" if expected_seq is not None else "head_missing"
+
+
+def _head_message(expected_seq: int | None, expected: str, last_seq: int, last_name: str) -> str:
+    if expected_seq is None:
+        return (f"the chain (ending at {last_name}) does not contain the head {expected[:12]}… seen by an earlier "
+                "verify: records were cut from the end or the chain was rewritten; pass SEQ:HASH (as verify "
+                "prints it) to tell which")
+    if expected_seq > last_seq:
+        missing = expected_seq - last_seq
+        return (f"{missing} row{'s' if missing != 1 else ''} up to the expected head seq {expected_seq} {'are' if missing != 1 else 'is'} missing "
+                f"(seq={last_seq + 1}..{expected_seq}): the chain ends at {last_name}; records were cut from the end")
+    return (f"record {expected_seq} no longer has the hash an earlier verify saw ({expected[:12]}…): "
+            "the chain was rewritten")
 
 
 # -- offline: re-verify an export file ---------------------------------------------------------
@@ -114,6 +177,9 @@ _INT_FIELDS = ("seq", "map_index", "try_number")
 def _from_export(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Turn one exported record (CSV strings or JSON values) back into hashable fields."""
     row = dict(raw)
+    if raw.get("omitted") or raw.get("record_type") == "":  # a link row: a record the filter left out
+        return {"seq": int(row["seq"]), "prev_hash": row["prev_hash"], "hash": row["hash"], "omitted": True,
+                "drill": None, "run_id": None}
     for name in _INT_FIELDS:
         row[name] = int(row[name])
     if isinstance(row["controls"], str):
@@ -140,10 +206,15 @@ def _json_rows(path: Path) -> Iterator[dict[str, Any]]:
             yield _from_export(json.loads(text))
 
 
-def verify_export(path: str | Path) -> VerifyReport:
-    """Re-verify a CSV or JSON export offline: every record's hash, and linkage where seqs are consecutive."""
+def verify_export(path: str | Path, *, checkpoint: Checkpoint | None = None) -> VerifyReport:
+    """Re-verify a CSV or JSON export offline: every record's hash, and an unbroken chain from its first row.
+
+    A filtered export carries a link row (seq, prev_hash, hash) for every record the filter left out, from
+    its first record to the head at export time, so a row removed from the file is a gap that is named.
+    A ``checkpoint`` inside the exported range is compared like in the database.
+    """
     file = Path(path)
     with file.open(encoding="utf-8") as fh:
         first = fh.read(1)
     rows = _json_rows(file) if first in ("[", "{") else _csv_rows(file)
-    return verify_rows(rows, contiguous=False)
+    return verify_rows(rows, contiguous=True, start_anywhere=True, checkpoint=checkpoint)

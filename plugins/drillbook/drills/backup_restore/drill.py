@@ -32,9 +32,10 @@ from typing import Any, NoReturn
 from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.catalogue.common import format_duration, resolve_relative
+from drillbook.drills.backup_restore import audit, isolation, measure, prescan, restore, tools
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
-from drillbook.drills.backup_restore import measure, restore, tools
+from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
 from drillbook.drills.backup_restore.inspect import ArchiveInfo, ArchiveProblem, inspect_archive
 from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_parent
 from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable
@@ -75,6 +76,9 @@ class _Drill:
         self.info: ArchiveInfo | None = None
         self.tool: tools.Tool | None = None
         self.restored = False
+        self.cluster: EphemeralCluster | None = None
+        self.before: audit.Snapshot | None = None
+        self.scan: prescan.Scan | None = None
 
     def abort(self, reason: str) -> NoReturn:
         raise DrillAborted(reason)
@@ -82,8 +86,16 @@ class _Drill:
     # -- phases ----------------------------------------------------------------------
     def scratch(self, given: str | None) -> None:
         with self.b.phase("scratch") as ph:
+            if self.drill.restore.target == "ephemeral":  # started in restore, once the dump's major is known
+                self.b.checked()
+                ph.detail = "a private ephemeral cluster, started for the restore"
+                return
             try:
                 self.guard.check_server()
+                self.before = audit.snapshot(self.scratch_dsn)
+                # A superuser scratch role is recorded, not failed: the filter still applies, but the
+                # server's own permission checks no longer back it up (docs/backup_restore.md, Isolation).
+                self.b.details["scratch_role_superuser"] = audit.is_superuser(self.scratch_dsn)
                 if given:
                     self.guard.adopt(given)  # registered by drillbook, and locked while this run uses it
                     if not self.guard.is_empty(given):  # a retried task: restore into a clean database
@@ -109,6 +121,8 @@ class _Drill:
                 raise
             self.b.checked()
             ph.detail = f"{self.scratch_db} on {pg.describe(self.scratch_dsn).rsplit('/', 1)[0]}"
+            if self.b.details.get("scratch_role_superuser"):
+                ph.detail += " (scratch role is a superuser: only the dump filter stands between a dump and the server)"
             self.b.details["scratch_database"] = self.scratch_db
 
     def locate(self, bin_dir: str | None) -> None:
@@ -229,6 +243,7 @@ class _Drill:
                 self.abort("inspect")
             if info.format in ("custom", "directory", "tar"):
                 self._list_toc(path, art)
+            isolation.prescan_phase(self, path, art, info, ph)
             self.b.environment.update({"restore_tool": f"{name} {self.tool.version}",
                                        "archive_pg_dump": info.pg_dump_version or "unknown",
                                        "archive_server": info.server_version or "unknown"})
@@ -277,14 +292,17 @@ class _Drill:
         self.b.measurements.counts.update({"toc_entries": entries, "toc_table_data": data})
 
     def restore(self) -> None:
-        assert self.info is not None and self.tool is not None and self.scratch_db is not None and self.artefact is not None
+        assert self.info is not None and self.tool is not None and self.artefact is not None
         path = self.downloaded or self.artefact.path
         assert path is not None
         with self.b.phase("restore") as ph:
             spec = self.drill.restore
+            into = isolation.start_ephemeral(self) if spec.target == "ephemeral" else self.scratch_db
+            assert into is not None
             outcome = restore.run_restore(fmt=self.info.format, tool=self.tool, path=path,
-                                          scratch_db_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db),
-                                          jobs=spec.jobs, no_owner=spec.no_owner, timeout=spec.timeout)
+                                          scratch_db_dsn=pg.with_dbname(self.scratch_dsn, into),
+                                          jobs=spec.jobs, no_owner=spec.no_owner, timeout=spec.timeout, scope=spec.target,
+                                          expected=(f'role "{self.cluster.superuser}" already exists',) if self.cluster else ())
             restore.add_findings(self.b, outcome)
             self.b.checked()
             counts = outcome.classifier.counts
@@ -345,7 +363,14 @@ class _Drill:
 
     def teardown(self) -> None:
         try:
-            self._drop_scratch()
+            if self.before is not None:  # before the drop: scratch databases are outside the audit anyway
+                isolation.audit_phase(self)
+            if self.cluster is not None:
+                with self.b.phase("teardown") as ph:
+                    self.cluster.close()
+                    ph.detail = "stopped and removed the ephemeral cluster"
+            else:
+                self._drop_scratch()
         finally:  # a download in --work-dir never outlives the drill, whatever the teardown met
             self.guard.close()  # releases the in-use lock; a handed-in database is dropped by the teardown task
             if self.downloaded is not None:

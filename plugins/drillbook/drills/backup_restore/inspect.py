@@ -34,6 +34,7 @@ MAGIC = b"PGDMP"
 GZIP_MAGIC = b"\x1f\x8b"
 TRAILER = b"-- PostgreSQL database dump complete"
 BANNER = b"-- PostgreSQL database dump"
+CLUSTER_BANNER = b"-- PostgreSQL database cluster dump"  # pg_dumpall: roles, tablespaces, every database
 TAIL_BYTES = 8192  # the trailer is followed at most by a few \unrestrict lines
 _FORMATS = {1: "custom", 3: "tar", 5: "directory"}
 _PLAIN_VERSION_RE = re.compile(rb"^-- Dumped (from database|by pg_dump) version (\S+)", re.MULTILINE)
@@ -58,6 +59,7 @@ class ArchiveInfo:
     created_at: datetime | None = None
     dbname: str | None = None
     compression: str | None = None
+    cluster: bool = False  # a pg_dumpall file
 
     @property
     def dump_major(self) -> int | None:
@@ -148,7 +150,7 @@ def parse_header(fh: BinaryIO) -> ArchiveInfo:
 
 
 def _plain_head(head: bytes, fmt: str) -> ArchiveInfo:
-    info = ArchiveInfo(format=fmt)
+    info = ArchiveInfo(format=fmt, cluster=CLUSTER_BANNER in head[:1024])
     for which, value in _PLAIN_VERSION_RE.findall(head):
         if which == b"from database":
             info.server_version = value.decode("ascii", "replace")
@@ -164,7 +166,7 @@ def _plain_head(head: bytes, fmt: str) -> ArchiveInfo:
 
 
 def _check_plain_tail(tail: bytes) -> None:
-    if TRAILER not in tail:
+    if TRAILER not in tail and CLUSTER_BANNER + b" complete" not in tail:  # pg_dumpall --globals-only has only its own
         raise ArchiveProblem(
             "ARCHIVE_TRUNCATED",
             "the plain dump does not end with pg_dump's '-- PostgreSQL database dump complete' trailer: it was cut off",
@@ -187,7 +189,7 @@ def inspect_plain_gz(path: Path) -> ArchiveInfo:
         raise ArchiveProblem("ARCHIVE_UNREADABLE", f"the file is not valid gzip: {exc}") from None
     if head.startswith(MAGIC):
         raise ArchiveProblem("ARCHIVE_UNREADABLE", "a gzip-compressed custom archive; pg_restore cannot read it, gunzip it first")
-    if BANNER not in head[:1024]:
+    if BANNER not in head[:1024] and CLUSTER_BANNER not in head[:1024]:
         raise ArchiveProblem("ARCHIVE_UNREADABLE", "the gzip file does not hold a pg_dump plain-text dump")
     _check_plain_tail(tail)
     return _plain_head(head, "plain.gz")
@@ -255,7 +257,7 @@ def inspect_archive(path: Path) -> ArchiveInfo:
             return inspect_plain_gz(path)
         if len(head) > 262 and head[257:262] == b"ustar":
             return _inspect_tar(path)
-        if BANNER in head[:1024]:
+        if BANNER in head[:1024] or CLUSTER_BANNER in head[:1024]:
             fh.seek(max(0, size - TAIL_BYTES))
             _check_plain_tail(fh.read(TAIL_BYTES))
             return _plain_head(head, "plain")

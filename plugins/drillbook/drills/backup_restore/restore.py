@@ -21,7 +21,10 @@ Rules this module enforces:
   their parent is killed; the same ``finally`` kills the group when a stop
   signal interrupts the drill (``lifetime.Interrupted``), and the tool dies
   with a SIGKILLed parent (``lifetime.die_with_parent``);
-- findings keep a bounded, redacted sample of their stderr lines.
+- findings keep a bounded, redacted sample of their stderr lines;
+- a plain dump (and plain.gz) reaches psql only through the statement filter
+  (sqlfilter.py), on stdin, with ``--no-psqlrc`` and ``PSQLRC=/dev/null``; the
+  filter's first refusal ends the feed (``outcome.refusal``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from pathlib import Path
 
 from drillbook import pg
 from drillbook.drills.backup_restore import lifetime
+from drillbook.drills.backup_restore.sqlfilter import StatementFilter
+from drillbook.drills.backup_restore.sqlrules import Refusal
+from drillbook.drills.backup_restore.sqlstream import filter_stream
 from drillbook.drills.backup_restore.tools import Tool
 
 SAMPLE_LINES = 5
@@ -92,7 +98,8 @@ class Group:
 class StderrClassifier:
     """Classifies stderr lines one at a time; keeps counts and a bounded sample per finding."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: tuple[str, ...] = ()) -> None:
+        self.expected = expected  # error texts that are no error here (the ephemeral cluster's own role)
         self.counts: Counter[str] = Counter()
         self.groups: dict[tuple[str, str | None], Group] = {}
         self.tail: list[str] = []
@@ -102,7 +109,7 @@ class StderrClassifier:
         text = line.strip()
         # Only the tool's own lines carry errors; anything else continues one (DETAIL, LINE n,
         # the SQL of "Command was:", which may itself contain the word ERROR).
-        if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text):
+        if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text) or any(e in text for e in self.expected):
             return "context", None
         if _CONNECTION_LOST_RE.search(text):  # psql words this one "file:line: error:", in lower case
             return "SCRATCH_UNREACHABLE", None
@@ -159,12 +166,13 @@ class RestoreOutcome:
     timed_out: bool
     classifier: StderrClassifier
     feed_error: str | None = None
+    refusal: Refusal | None = None
 
     @property
     def fatal(self) -> bool:
         """The restore did not complete: timed out, the tool gave up, or the archive ended early."""
         codes = {g.code for g in self.classifier.groups.values()}
-        if self.timed_out or self.feed_error or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED", "SCRATCH_UNREACHABLE"}:
+        if self.timed_out or self.feed_error or self.refusal or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED", "SCRATCH_UNREACHABLE"}:
             return True
         return bool(self.exit_code) and self.classifier.error_lines == 0
 
@@ -182,16 +190,16 @@ def restore_command(*, fmt: str, tool: Tool, path: Path, dbname: str, jobs: int,
         if no_owner:
             argv += ["--no-owner"]
         return [*argv, str(path)]
-    source = "-" if fmt == "plain.gz" else str(path)
-    return [tool.path, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", source]
+    # Always stdin: the dump reaches psql only through the statement filter.
+    return [tool.path, "--no-psqlrc", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", "-"]
 
 
-def _feed_gzip(path: Path, proc: subprocess.Popen, errors: list[str]) -> None:
+def _feed_plain(path: Path, gz: bool, proc: subprocess.Popen, errors: list[str], flt: StatementFilter) -> None:
     assert proc.stdin is not None
+    stdin = proc.stdin
     try:
-        with gzip.open(path, "rb") as src:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                proc.stdin.write(chunk)
+        with (gzip.open(path, "rb") if gz else path.open("rb")) as src:
+            filter_stream(src, stdin.write, flt)  # type: ignore[arg-type]
     except BrokenPipeError:
         pass  # psql stopped reading: its own stderr says why
     except (OSError, EOFError) as exc:
@@ -212,17 +220,24 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: int, no_owner: bool,
-                timeout: float) -> RestoreOutcome:
+                timeout: float, scope: str = "shared", expected: tuple[str, ...] = ()) -> RestoreOutcome:
     """Run the restore into the database of ``scratch_db_dsn``; never raises for tool failures."""
     dbname = pg.parse(scratch_db_dsn).get("dbname", "")
     argv = restore_command(fmt=fmt, tool=tool, path=path, dbname=dbname, jobs=jobs, no_owner=no_owner)
     env = pg.tool_env(scratch_db_dsn)
     # Restores print a NOTICE per object on some dumps; only warnings and errors are evidence.
     env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
-    classifier = StderrClassifier()
+    if fmt in ("plain", "plain.gz"):
+        # The filter reads '...' strings as standard_conforming_strings=on does; make psql's session
+        # agree whatever the server's default (a dump cannot SET it otherwise: sqlrules refuses that).
+        env["PGOPTIONS"] += " -c standard_conforming_strings=on"
+    env["PSQLRC"] = "/dev/null"
+    plain = fmt in ("plain", "plain.gz")
+    flt = StatementFilter(scope)
+    classifier = StderrClassifier(expected)
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv, env=env, stdin=subprocess.PIPE if fmt == "plain.gz" else subprocess.DEVNULL,
+        argv, env=env, stdin=subprocess.PIPE if plain else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
         start_new_session=True,  # its own process group, so a kill reaches the -j workers too
         preexec_fn=lifetime.die_with_parent(),  # and a SIGKILLed drill takes the tool along
@@ -241,8 +256,8 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     timer.start()
     feed_errors: list[str] = []
     feeder = None
-    if fmt == "plain.gz":
-        feeder = threading.Thread(target=_feed_gzip, args=(path, proc, feed_errors), daemon=True)
+    if plain:
+        feeder = threading.Thread(target=_feed_plain, args=(path, fmt == "plain.gz", proc, feed_errors, flt), daemon=True)
         feeder.start()
     try:
         assert proc.stderr is not None
@@ -260,6 +275,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     return RestoreOutcome(
         tool=tool, argv=[Path(argv[0]).name, *argv[1:]], exit_code=exit_code, seconds=time.monotonic() - start,
         timed_out=timed_out.is_set(), classifier=classifier, feed_error=feed_errors[0] if feed_errors else None,
+        refusal=flt.refusal,
     )
 
 
@@ -286,6 +302,10 @@ def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-u
         builder.find(group.code, _MESSAGES[group.code].format(subject=group.subject, count=group.count, tool=tool),
                      subject=group.subject, detail=detail)
     codes = {g.code for g in outcome.classifier.groups.values()}
+    if outcome.refusal is not None:
+        r = outcome.refusal
+        builder.find("DUMP_LEAVES_DATABASE", f"the feed to psql stopped at {r.describe()}; nothing after it was restored",
+                     subject=r.statement[:120], detail={"line": r.line, "scope": r.scope, "statement": r.statement})
     if outcome.timed_out:
         builder.find("RESTORE_FAILED", f"{tool} was killed after the restore timeout of {outcome.seconds:.0f}s",
                      detail={"exit_code": outcome.exit_code})

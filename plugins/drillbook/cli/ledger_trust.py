@@ -1,0 +1,67 @@
+"""``drillbook ledger flush`` and ``drillbook evidence checkpoint``: the spool and the signed head.
+
+Rules this module enforces:
+- ``ledger flush`` replays the local evidence spool into the ledger in order
+  and idempotently, prints every record it replayed, and exits 0 only when
+  nothing owed to this ledger is left; an unreachable ledger exits 2 (could
+  not run: ERROR, never 1), like every ledger command;
+- ``evidence checkpoint`` says plainly whether the checkpoint is signed (and
+  with which key) or UNSIGNED, and where it was stored;
+- handlers share ``drillbook.cli.ledger_cmds``' DSN rules and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from drillbook.cli.ledger_cmds import EXIT_OK, EXIT_USAGE, _guarded, _ledger
+
+
+def print_spool_state() -> None:
+    from drillbook.ledger.spool import EvidenceSpool
+
+    spool = EvidenceSpool()
+    state = spool.read()
+    if state.pending:
+        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
+              "run `drillbook ledger flush`")
+
+
+@_guarded
+def cmd_ledger_flush(args: argparse.Namespace) -> int:
+    """Replay the local evidence spool into the ledger, in order, idempotently."""
+    from drillbook.ledger.spool import EvidenceSpool
+
+    spool = EvidenceSpool(args.spool)
+    if not spool.read().pending:
+        print(f"evidence spool {spool.path} is empty: nothing to replay")
+        return EXIT_OK
+    with _ledger(args, spool=spool) as ledger:
+        report = ledger.flush_spool()
+    for record in report.records:
+        state = "written" if record.created else "already in the ledger"
+        print(f"  replayed {record.describe()}: {state}")
+    for line in report.unreadable + report.failed:
+        print(f"  NOT replayed: {line}", file=sys.stderr)
+    print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left")
+    return EXIT_OK if not report.remaining and not report.unreadable else EXIT_USAGE
+
+
+@_guarded
+def cmd_evidence_checkpoint(args: argparse.Namespace) -> int:
+    """Sign the chain head now and store the checkpoint in the database (and outside it when configured)."""
+    from drillbook.ledger.checkpoint import PATH_ENV, CheckpointSettings
+
+    settings = CheckpointSettings.from_env()
+    with _ledger(args) as ledger:
+        cp = ledger.checkpoint(source="cli", settings=settings)
+    print(f"checkpoint seq={cp.seq} hash={cp.hash} at {cp.signed_at}")
+    if cp.signed:
+        print(f"  signed with Ed25519 key {cp.key_id} (public key {cp.public_key})")
+    else:
+        print("  UNSIGNED: no signing key is configured (DRILLBOOK_CHECKPOINT_KEY or the drillbook_checkpoint_key "
+              "connection); it catches rows cut from the end, but not someone who can also rewrite checkpoints")
+    print(f"  stored in the ledger database{f' and in {settings.path}' if settings.path else ''}"
+          + ("" if settings.path else f"; set {PATH_ENV} to keep a copy outside the database"))
+    return EXIT_OK

@@ -1,0 +1,124 @@
+"""A private, throwaway PostgreSQL cluster for dumps that must not touch a shared server.
+
+Rules this module enforces:
+- the cluster is initdb'd in a fresh temporary directory with binaries of the
+  dump's major version or newer (``tools.choose``: PATH,
+  /usr/lib/postgresql/*/bin, pgserver's bundled 16);
+- it listens on no TCP address (``listen_addresses=''``), only on a unix
+  socket inside that directory (mode 0700), with trust authentication for
+  its single bootstrap superuser ``drillbook_ephemeral`` (a name no dump
+  creates) or, for a pg_dumpall file, the dump's first superuser role: role
+  grants ``GRANTED BY postgres`` need that role to be the bootstrap
+  superuser, and the one expected error, ``role "postgres" already exists``,
+  is not counted (restore.py);
+- PostgreSQL refuses to run as root: as root, the cluster runs as an
+  unprivileged OS user (``pgserver``, the user the pgserver package itself
+  creates, else ``postgres``, else ``nobody``) and its directory is chowned to
+  it, as pgserver does; drillbook never creates OS users;
+- archive_mode, fsync and every command hook are off; the cluster is stopped
+  (immediate) and its directory removed in ``close``, whatever happened;
+  ``close`` is idempotent and also runs on garbage collection of the object.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from drillbook.drills.backup_restore import tools
+
+SUPERUSER = "drillbook_ephemeral"
+START_TIMEOUT_S = 120
+_RUN_AS = ("pgserver", "postgres", "nobody")
+
+
+class EphemeralUnavailable(Exception):
+    """The cluster could not be created or started; the message says why."""
+
+
+def _run_as_user() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    for name in _RUN_AS:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise EphemeralUnavailable(f"running as root and none of the users {', '.join(_RUN_AS)} exists to run PostgreSQL as")
+
+
+class EphemeralCluster:
+    """``EphemeralCluster(min_major=16).start()``; ``dsn(db)``; ``close()``."""
+
+    def __init__(self, *, min_major: int | None, bin_dir: str | None = None, superuser: str = SUPERUSER):
+        self.superuser = superuser
+        self.min_major = min_major
+        self.bin_dir = bin_dir
+        self.root: Path | None = None
+        self.version = ""
+        self._user: pwd.struct_passwd | None = None
+        self._pg_ctl = ""
+        self._running = False
+
+    def _cmd(self, argv: list[str], timeout: float) -> None:
+        kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                                  stdin=subprocess.DEVNULL, cwd=str(self.root), **kwargs)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise EphemeralUnavailable(f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip()[-400:]
+            raise EphemeralUnavailable(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
+
+    def start(self) -> EphemeralCluster:
+        initdb, seen = tools.choose("initdb", min_major=self.min_major, bin_dir=self.bin_dir)
+        if initdb is None:
+            raise EphemeralUnavailable(f"no initdb of major version >= {self.min_major} found (found: {tools.describe(seen)})")
+        bindir = Path(initdb.path).parent
+        self._pg_ctl = str(bindir / "pg_ctl")
+        if not (bindir / "postgres").exists() or not Path(self._pg_ctl).exists():
+            raise EphemeralUnavailable(f"{bindir} has initdb but no pg_ctl/postgres")
+        self.version = initdb.version
+        self._user = _run_as_user()
+        self.root = Path(tempfile.mkdtemp(prefix="drillbook-ephemeral-"))
+        try:
+            if self._user:
+                os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+            self._cmd([initdb.path, "-D", str(self.root / "data"), "-U", self.superuser, "--auth=trust", "-E", "UTF8",
+                       "--locale=C", "--no-sync"], timeout=START_TIMEOUT_S)
+            opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
+                    "-c archive_mode=off -c full_page_writes=off -c max_connections=20")
+            self._cmd([self._pg_ctl, "-D", str(self.root / "data"), "-w", "-t", str(START_TIMEOUT_S), "-o", opts,
+                       "-l", str(self.root / "server.log"), "start"], timeout=START_TIMEOUT_S + 10)
+            self._running = True
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        assert self.root is not None
+        return f"host={self.root} port=5432 user={self.superuser} dbname={dbname}"
+
+    def close(self) -> None:
+        if self.root is None:
+            return
+        if self._running:
+            try:
+                self._cmd([self._pg_ctl, "-D", str(self.root / "data"), "-m", "immediate", "-w", "-t", "60", "stop"], timeout=70)
+            except EphemeralUnavailable:
+                pass
+            self._running = False
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - best effort at interpreter exit
+            pass

@@ -1,0 +1,355 @@
+"""A streaming filter between a plain dump and psql's stdin: nothing that could leave the scratch database passes.
+
+Rules this module enforces (principle 6: a plain SQL dump is a program):
+- the input is lexed the way psql 14+ lexes it (quotes, ``E''`` strings,
+  dollar quotes, nested comments, parentheses and ``BEGIN ATOMIC`` bodies,
+  ``COPY ... FROM stdin`` data up to a ``\\.`` line), so a data row is never
+  read as a statement and a statement hidden in a string is still seen;
+- a statement is held until it is complete and judged (``sqlrules``); only a
+  statement that passed is written on, so psql never holds part of a refused
+  statement (psql would run an unterminated statement at end of input);
+- every psql meta-command (a backslash outside quotes and COPY data) is
+  refused except the few pg_dump writes: ``\\restrict``/``\\unrestrict`` with a
+  plain key, and, inside a private ephemeral cluster only, ``\\connect`` to a
+  database *name* (no host, port or other connection keyword);
+- after the first refusal nothing more is written: the caller closes psql's
+  stdin, so psql runs exactly the statements judged before it;
+- memory is bounded by the longest statement (``MAX_STATEMENT``, refused when
+  exceeded), never by the dump: SQL is read a whole line at a time (so no
+  quote, dollar tag or comment is ever split between reads), COPY data passes
+  through in blocks of whole rows or pieces of at most ``PIECE`` bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from drillbook.drills.backup_restore import sqlrules
+from drillbook.drills.backup_restore.sqlrules import ESCAPE, SERVER, Refusal
+
+PIECE = 1 << 16  # bytes read per readline() call
+MAX_STATEMENT = 64 << 20  # a longer statement is refused rather than held
+MAX_META = 4096
+
+_NORMAL = re.compile(
+    rb"""(?P<ws>[ \t\r\n\f\v]+)|(?P<lc>--)|(?P<bc>/\*)|(?P<es>[eE]')|(?P<sq>')|(?P<dq>")"""
+    rb"""|(?P<dol>\$(?:[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_]*)?\$)"""
+    rb"""|(?P<ident>[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_$]*)|(?P<num>[0-9][0-9.]*)"""
+    rb"""|(?P<meta>\\)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",
+    re.S,
+)
+_DATA_ESCAPE = re.compile(rb"\\(.?)", re.S)
+_DATA_ESCAPES = set(b"Ntnrbfvx\\01234567")
+_DATA_ESCAPES_B = {bytes([c]) for c in _DATA_ESCAPES}
+_BLOCK = re.compile(rb"/\*|\*/")
+_ESTRING_END = re.compile(rb"\\.|'", re.S)
+_FUNC_HEADS = {b"CREATE": "c", b"FUNCTION": "f", b"PROCEDURE": "p", b"OR": "o", b"REPLACE": "r"}
+
+
+@dataclass
+class _Stmt:
+    raw: list[bytes] = field(default_factory=list)
+    size: int = 0
+    tokens: list[bytes] = field(default_factory=list)  # code tokens; strings appear as b"'?'"
+    strings: list[bytes] = field(default_factory=list)
+    start_line: int = 0
+
+
+class StatementFilter:
+    """Feed lines with ``feed``; it returns the bytes safe to pass on, and sets ``refusal`` when it stops.
+
+    ``scope`` is what is refused: ``"shared"`` (server-wide and escaping
+    statements and every meta-command but \\restrict), ``"ephemeral"`` (escaping
+    statements only; \\connect to a database name allowed). ``metas=False``
+    ignores meta-commands: SQL written by ``pg_restore -f`` for an archive,
+    which ``pg_restore -d`` runs without psql. With ``collect=True`` it keeps
+    going after a refusal and lists up to 20.
+    """
+
+    def __init__(self, scope: str = "shared", *, collect: bool = False, metas: bool = True):
+        self.scope = scope
+        self.collect = collect
+        self.metas = metas
+        self.refusal: Refusal | None = None
+        self.refusals: list[Refusal] = []
+        self.created_databases: list[str] = []
+        self.connects: list[str] = []
+        self.superusers: list[str] = []
+        self.line = 1
+        self.state = "normal"
+        self.tag = b""
+        self.depth = 0
+        self.paren = 0
+        self.begin = 0
+        self.heads: list[str] = []
+        self.idents = 0
+        self.stmt = _Stmt(start_line=1)
+        self.copy = False
+        self.copy_line_start = True
+        self.copy_backslash = False
+        self.copy_tail_check = False  # the rest of the line after "COPY ... FROM stdin;" must be blank
+        self.meta = bytearray()
+        self.meta_line = 0
+        self.statements = 0
+
+    # -- public ---------------------------------------------------------------------------------
+    def feed(self, piece: bytes) -> bytes:
+        """Judge one readline() piece (a whole line, or part of a long one); return what may go to psql."""
+        if self.refusal is not None and not self.collect:
+            return b""
+        if self.copy:
+            return self._copy_piece(piece)
+        out = bytearray()
+        self._lex(piece, out)
+        return bytes(out) if (self.refusal is None or self.collect) else b""
+
+    def finish(self) -> bytes:
+        """End of input: an unterminated statement is judged too (psql would run it)."""
+        if self.refusal is not None and not self.collect:
+            return b""
+        if self.state == "meta":
+            self._end_meta()
+            if self.refusal is not None and not self.collect:
+                return b""
+        if self.copy:
+            return b""
+        if self.stmt.tokens:
+            return self._end_statement() or b""
+        return b"".join(self.stmt.raw)
+
+    # -- COPY data ------------------------------------------------------------------------------
+    def _copy_piece(self, piece: bytes) -> bytes:
+        if self.copy_line_start and piece in (b"\\.\n", b"\\.\r\n"):
+            self.copy = False
+            self.line += 1
+            self.stmt = _Stmt(start_line=self.line)
+            return piece
+        if b"\\" in piece or self.copy_backslash:
+            # psql reads these lines as commands when the COPY itself failed (a missing
+            # table): only the escapes pg_dump writes may appear, none of which is a
+            # harmful meta-command (\N, \t, \n, \r, \b, \f, \v, \\, octal, \x).
+            text = (b"\\" if self.copy_backslash else b"") + piece
+            self.copy_backslash = False
+            for m in _DATA_ESCAPE.finditer(text):
+                if m.group(1) == b"" and m.end() == len(text):
+                    self.copy_backslash = True  # the pair continues in the next piece
+                elif m.group(1) == b"" or m.group(1) not in _DATA_ESCAPES_B:
+                    self._refuse(Refusal(self.line, ESCAPE, "a backslash sequence in COPY data that psql would run as a "
+                                         "command if the COPY failed", text[:80].decode("utf-8", "replace")))
+                    if not self.collect:
+                        return b""
+                    break
+        self.copy_line_start = piece.endswith(b"\n")
+        if self.copy_line_start:
+            self.line += 1
+        return piece
+
+    # -- the lexer ------------------------------------------------------------------------------
+    def _refuse(self, refusal: Refusal) -> None:
+        if len(self.refusals) < 20:
+            self.refusals.append(refusal)
+        if self.refusal is None:
+            self.refusal = refusal
+
+    def _lex(self, data: bytes, out: bytearray) -> None:
+        i, n = 0, len(data)
+        st = self.stmt
+        st.raw.append(data)
+        st.size += n
+        if st.size > MAX_STATEMENT:
+            self._refuse(Refusal(st.start_line, ESCAPE, f"a statement longer than {MAX_STATEMENT >> 20} MiB cannot be judged", ""))
+            return
+        while i < n:
+            if self.refusal is not None and not self.collect:
+                return
+            state = self.state
+            if state == "normal":
+                m = _NORMAL.match(data, i)
+                assert m is not None
+                kind, text, i = m.lastgroup, m.group(), m.end()
+                if kind == "ws":
+                    self.line += text.count(b"\n")
+                    if self.copy_tail_check and b"\n" in text:
+                        self.copy_tail_check = False
+                        self._start_copy(data, i, out)
+                        return
+                    continue
+                if not st.tokens:
+                    st.start_line = self.line
+                if self.copy_tail_check:
+                    self._refuse(Refusal(self.line, ESCAPE, "text after 'COPY ... FROM stdin;' on the same line", text.decode("utf-8", "replace")))
+                    self.copy_tail_check = False
+                if kind == "lc":
+                    self.state = "lc"
+                elif kind == "bc":
+                    self.state, self.depth = "bc", 1
+                elif kind in ("sq", "es", "dq"):
+                    self.state, self._str = kind, bytearray()
+                elif kind == "dol":
+                    self.state, self.tag, self._str = "dol", text, bytearray()
+                elif kind == "meta":
+                    self.state, self.meta, self.meta_line = "meta", bytearray(), self.line
+                elif kind == "semi":
+                    st.tokens.append(b";")
+                    if self.paren == 0 and self.begin == 0:
+                        cut = sum(len(r) for r in st.raw) - (n - i)
+                        whole = b"".join(st.raw)
+                        st.raw = [whole[:cut]]
+                        passed = self._end_statement()
+                        if passed is not None:
+                            out += passed
+                        self.stmt = st = _Stmt(raw=[data[i:]], size=n - i, start_line=self.line)
+                else:
+                    if kind == "lp":
+                        self.paren += 1
+                    elif kind == "rp":
+                        self.paren = max(0, self.paren - 1)
+                    elif kind == "ident":
+                        self._ident(text.upper())
+                    st.tokens.append(text)
+            elif state == "lc":
+                j = data.find(b"\n", i)
+                i = n if j < 0 else j  # the newline itself is whitespace in normal state
+                if j >= 0:
+                    self.state = "normal"
+            elif state == "bc":
+                m = _BLOCK.search(data, i)
+                if m is None:
+                    self.line += data.count(b"\n", i)
+                    i = n
+                    continue
+                self.line += data.count(b"\n", i, m.start())
+                i = m.end()
+                self.depth += 1 if m.group() == b"/*" else -1
+                if self.depth == 0:
+                    self.state = "normal"
+            elif state in ("sq", "dq"):
+                q = b"'" if state == "sq" else b'"'
+                j = data.find(q, i)
+                if j < 0:
+                    self._str += data[i:]
+                    self.line += data.count(b"\n", i)
+                    i = n
+                    continue
+                self._str += data[i:j]
+                self.line += data.count(b"\n", i, j)
+                if j + 1 < n and data[j + 1:j + 2] == q:
+                    self._str += q
+                    i = j + 2
+                    continue
+                if j + 1 == n:  # a doubled quote may continue in the next piece: psql reads lines, and so do we
+                    pass
+                i = j + 1
+                self._close_string(state)
+            elif state == "es":
+                m = _ESTRING_END.search(data, i)
+                if m is None:
+                    self._str += data[i:]
+                    self.line += data.count(b"\n", i)
+                    i = n
+                    continue
+                self._str += data[i:m.start()]
+                self.line += data.count(b"\n", i, m.end())
+                i = m.end()
+                if m.group() == b"'":
+                    if data[i:i + 1] == b"'":
+                        self._str += b"'"
+                        i += 1
+                        continue
+                    self._close_string("es")
+                else:
+                    self._str += m.group()[1:]
+            elif state == "dol":
+                j = data.find(self.tag, i)
+                if j < 0:
+                    self._str += data[i:]
+                    self.line += data.count(b"\n", i)
+                    i = n
+                    continue
+                self._str += data[i:j]
+                self.line += data.count(b"\n", i, j)
+                i = j + len(self.tag)
+                self._close_string("dol")
+            elif state == "meta":
+                j = data.find(b"\n", i)
+                part = data[i:] if j < 0 else data[i:j]
+                self.meta += part[: max(0, MAX_META - len(self.meta))]
+                if j < 0:
+                    i = n
+                    continue
+                i = j
+                self._end_meta()
+                if self.refusal is None or self.collect:
+                    # an allowed meta-command is on a line of its own: pass the held text through it
+                    whole = b"".join(st.raw)
+                    cut = len(whole) - (n - i)
+                    out += whole[:cut]
+                    self.stmt = st = _Stmt(raw=[data[i:]], size=n - i, start_line=self.line)
+
+    def _close_string(self, kind: str) -> None:
+        self.state = "normal"
+        if kind == "dq":
+            self.stmt.tokens.append(b'"' + bytes(self._str) + b'"')
+        else:
+            self.stmt.tokens.append(b"'?'")
+            self.stmt.strings.append(bytes(self._str))
+
+    def _ident(self, word: bytes) -> None:
+        """psql's BEGIN ... END tracking inside CREATE [OR REPLACE] FUNCTION|PROCEDURE (psqlscan.l)."""
+        if self.idents < 4:
+            self.heads.append(_FUNC_HEADS.get(word, ""))
+        self.idents += 1
+        h = self.heads + [""] * 4
+        in_func = h[0] == "c" and (h[1] in ("f", "p") or (h[1] == "o" and h[2] == "r" and h[3] in ("f", "p")))
+        if in_func and self.paren == 0:
+            if word == b"BEGIN":
+                self.begin += 1
+            elif word == b"CASE" and self.begin >= 1:
+                self.begin += 1
+            elif word == b"END" and self.begin > 0:
+                self.begin -= 1
+
+    def _end_statement(self) -> bytes | None:
+        st = self.stmt
+        self.statements += 1
+        self.paren = self.begin = self.idents = 0
+        self.heads = []
+        verdict = sqlrules.judge(st.tokens, st.strings, line=st.start_line, scope=self.scope)
+        if verdict.superuser_role:
+            self.superusers.append(verdict.superuser_role)
+        if verdict.created_database:
+            self.created_databases.append(verdict.created_database)
+        if verdict.refusal is not None:
+            self._refuse(verdict.refusal)
+            if not self.collect:
+                return None
+        if verdict.copy_from_stdin:
+            self.copy_tail_check = True
+        return b"".join(st.raw)
+
+    def _start_copy(self, data: bytes, i: int, out: bytearray) -> None:
+        """The line holding ``COPY ... FROM stdin;`` ended: pass it on; what follows is data."""
+        st = self.stmt
+        whole = b"".join(st.raw)
+        out += whole[: len(whole) - (len(data) - i)]
+        self.copy, self.copy_line_start = True, True
+        rest = data[i:]
+        self.stmt = _Stmt(start_line=self.line)
+        if rest:
+            out += self._copy_piece(rest)
+
+    def _end_meta(self) -> None:
+        self.state = "normal"
+        text = bytes(self.meta).decode("utf-8", "replace").rstrip("\r")
+        if not self.metas:
+            return
+        pending = any(t != b";" for t in self.stmt.tokens)
+        refusal, connect = sqlrules.judge_meta(text, line=self.meta_line, scope=self.scope, pending=pending)
+        if connect:
+            self.connects.append(connect)
+        if refusal is not None:
+            self._refuse(refusal)
+
+
+__all__ = ["ESCAPE", "SERVER", "Refusal", "StatementFilter"]

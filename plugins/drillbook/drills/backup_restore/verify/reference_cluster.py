@@ -1,16 +1,13 @@
 """Write a structure reference from a backup file, by restoring it into a private throwaway cluster.
 
 Rules this module enforces:
-- the backup is restored only into a cluster this module ``initdb``'d in a
-  fresh temporary directory, listening on a unix socket in that directory and
-  on no TCP address (``listen_addresses=''``), and removed afterwards whatever
-  happened: no shared server is touched (principle 6);
-- PostgreSQL refuses to run as root, so as root the cluster runs as an
-  unprivileged OS user (``DRILLBOOK_CLUSTER_OS_USER``, else ``postgres``,
-  ``pgserver`` or ``nobody``, the first that exists) that owns only that
-  directory;
+- the backup is restored only into a private throwaway cluster
+  (``ephemeral.EphemeralCluster``: initdb'd in a fresh temporary directory, a
+  unix socket and no TCP address, run as an unprivileged OS user when drillbook
+  runs as root, removed afterwards whatever happened): no shared server is
+  touched (principle 6);
 - the cluster uses the dump's source server major when its ``initdb`` is
-  installed, else the newest one available (stated in the result), and only
+  installed, else the nearest newer one (stated in the result), and only
   the schema is restored (``--schema-only``): a reference needs no rows;
 - roles the dump names (owners, grantees, default-privilege roles) are
   created ``NOLOGIN`` first, so GRANTs survive into the reference instead of
@@ -27,11 +24,8 @@ Rules this module enforces:
 from __future__ import annotations
 
 import os
-import pwd
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +42,11 @@ class ReferenceFromBackupError(Exception):
     """The reference could not be built from the backup; the message says why."""
 
 
-def _os_user() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    for name in (os.environ.get("DRILLBOOK_CLUSTER_OS_USER"), "postgres", "pgserver", "nobody"):
-        if not name:
-            continue
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    raise ReferenceFromBackupError("running as root and no unprivileged OS user to run PostgreSQL as "
-                                   "(set DRILLBOOK_CLUSTER_OS_USER)")
-
-
-def _run(argv: list[str], *, user: pwd.struct_passwd | None = None, what: str, env: dict[str, str] | None = None,
+def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S,
-                              env=env, user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-                              check=False)
+                              env=env, check=False)
     except subprocess.TimeoutExpired:
         raise ReferenceFromBackupError(f"{what} did not finish within {TIMEOUT_S}s") from None
     if check and proc.returncode != 0:
@@ -86,23 +65,15 @@ def _roles(script: str) -> set[str]:
                 if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:
                     continue
                 roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
-    return roles - {"postgres"}
-
-
-def _initdb_dir(major: int | None) -> tuple[str, int]:
-    from drillbook.drills.backup_restore import tools
-
-    found = tools.available("initdb")
-    if not found:
-        raise ReferenceFromBackupError("no initdb found (install the PostgreSQL server binaries or pgserver)")
-    exact = [t for t in found if t.major == major]
-    chosen = exact[0] if exact else max(found, key=lambda t: t.major)
-    return str(Path(chosen.path).parent), chosen.major
+    return roles
 
 
 def reference_from_backup(path: Path) -> tuple[dict[str, Any], str]:
     """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note)."""
+    from psycopg import sql
+
     from drillbook.drills.backup_restore import tools
+    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.inspect import ArchiveProblem, inspect_archive
     from drillbook.drills.backup_restore.verify.catalog import read_structure
     from drillbook.drills.backup_restore.verify.server import major_of
@@ -119,60 +90,46 @@ def reference_from_backup(path: Path) -> tuple[dict[str, Any], str]:
     restore_tool, seen = tools.choose("pg_restore", min_major=info.dump_major)
     if restore_tool is None:
         raise ReferenceFromBackupError(f"no pg_restore >= {info.dump_major} found (found: {tools.describe(seen)})")
-    bin_dir, major = _initdb_dir(major_of(info.server_version))
-    user = _os_user()
-    root = Path(tempfile.mkdtemp(prefix="drillbook-reference-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    if user:
-        for p in (root, sock):
-            os.chown(p, user.pw_uid, user.pw_gid)
-    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    started = False
+    script = _run([restore_tool.path, "--schema-only", "-f", "-", str(path)], what="pg_restore (script)").stdout
+    listing = _run([restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l").stdout
+    # the source server's major when its binaries are installed (tools.choose prefers the exact major)
+    cluster = EphemeralCluster(min_major=major_of(info.server_version) or info.dump_major)
     try:
-        _run([f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-              "--locale=C.UTF-8"], user=user, what="initdb", env=env)
-        _run([f"{bin_dir}/pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "-o",
-              f"-c listen_addresses='' -k {sock} -c port=5432 -c fsync=off", "start"], user=user, what="pg_ctl start",
-             env=env)
-        started = True
-        dsn = f"host={sock} port=5432 user=postgres dbname=postgres"
-        script = _run([restore_tool.path, "--schema-only", "-f", "-", str(path)], what="pg_restore (script)").stdout
-        listing = _run([restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l").stdout
-        with connect(dsn, autocommit=True) as conn:
-            for role in sorted(_roles(script)):
-                from psycopg import sql
-
+        cluster.start()
+    except EphemeralUnavailable as exc:
+        raise ReferenceFromBackupError(f"the throwaway cluster could not start: {exc}") from None
+    try:
+        with connect(cluster.dsn(), autocommit=True) as conn:
+            for role in sorted(_roles(script) - {cluster.superuser}):
                 conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+        host = cluster.dsn().split("host=", 1)[1].split(" ", 1)[0]
+        env = {**os.environ, "PGHOST": host, "PGPORT": "5432", "PGUSER": cluster.superuser}
         entry = _DB_ENTRY_RE.search(listing)
-        restore_env = {**env, "PGHOST": str(sock), "PGPORT": "5432", "PGUSER": "postgres"}
         why_not = "" if entry else "the archive has no DATABASE entry"
         structure = None
+        proc = None
         if entry:  # the source's own CREATE DATABASE: its encoding, provider and locale
             proc = _run([restore_tool.path, "--schema-only", "--no-password", "--create", "-d", "postgres", str(path)],
-                        what="pg_restore", env=restore_env, check=False)
+                        what="pg_restore", env=env, check=False)
             try:
-                with connect(f"host={sock} port=5432 user=postgres dbname={entry.group(1)}", autocommit=True) as conn:
+                with connect(cluster.dsn(entry.group(1)), autocommit=True) as conn:
                     structure = read_structure(conn)
             except Exception:
                 why_not = "this cluster could not create the source's database (" + \
                           (proc.stderr.strip().splitlines() or ["no error output"])[0][:200] + ")"
         if structure is None:
-            with connect(dsn, autocommit=True) as conn:
+            with connect(cluster.dsn(), autocommit=True) as conn:
                 conn.execute("create database drillbook_reference")
             proc = _run([restore_tool.path, "--schema-only", "--no-password", "-d", "drillbook_reference", str(path)],
-                        what="pg_restore", env=restore_env, check=False)
-            with connect(f"host={sock} port=5432 user=postgres dbname=drillbook_reference", autocommit=True) as conn:
+                        what="pg_restore", env=env, check=False)
+            with connect(cluster.dsn("drillbook_reference"), autocommit=True) as conn:
                 structure = read_structure(conn)
             structure.pop("database", None)
-        errors = [line for line in proc.stderr.splitlines() if "error:" in line]
-        note = (f"restored the schema of {info.summary()} into a throwaway PostgreSQL {major} cluster"
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line] if proc else []
+        note = (f"restored the schema of {info.summary()} into a throwaway PostgreSQL {cluster.version} cluster"
                 + (f" ({len(errors)} pg_restore errors: {errors[0].strip()[:200]})" if errors else ""))
         if why_not:
             note += f"; the collation is not recorded: {why_not}"
         return structure, note
     finally:
-        if started:
-            _run([f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"], user=user,
-                 what="pg_ctl stop", env=env, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close()

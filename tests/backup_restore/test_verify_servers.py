@@ -159,3 +159,25 @@ def test_a_target_without_a_collation_version_is_unverifiable(pg, fresh_db):
     versionless = {**byte_order, "collate": "en_US.UTF-8", "ctype": "en_US.UTF-8"}
     check_collation(ladder, versionless, {"database": byte_order})
     assert sorted(f.code for f in builder.findings) == ["COLLATION_MISMATCH", "COLLATION_UNVERIFIABLE"]
+
+
+def test_doctor_warns_when_scratch_and_source_majors_differ(pg, pg15, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from drillbook.cli import main as drillbook
+
+    doc = {"drills": [{"name": "shop", "kind": "backup_restore", "schedule": "@daily",
+                       "source": {"connection": "doctor_source"}, "backup": {"location": str(tmp_path)},
+                       "scratch": {"connection": "doctor_scratch16"}, "objectives": {"rto": "1h", "rpo": "26h"}}]}
+    catalogue = tmp_path / "drills.yaml"
+    catalogue.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("DRILLBOOK_CONN_DOCTOR_SOURCE", pg15)
+    monkeypatch.setenv("DRILLBOOK_CONN_DOCTOR_SCRATCH16", pg.admin_dsn)
+    drillbook(["doctor", "--catalogue", str(catalogue), "--ledger-dsn", pg.admin_dsn])
+    out = capsys.readouterr().out
+    assert "warn  drill shop server major: scratch is PostgreSQL 16, source 15" in out
+    assert "ok    drill shop source: 127.0.0.1:5432/postgres reachable, PostgreSQL 15." in out
+
+    monkeypatch.setenv("DRILLBOOK_CONN_DOCTOR_SCRATCH16", pg15)  # same major: no warning
+    drillbook(["doctor", "--catalogue", str(catalogue), "--ledger-dsn", pg.admin_dsn])
+    assert "server major" not in capsys.readouterr().out

@@ -6,7 +6,9 @@ reports as passing):
   verification -> ERROR; else any finding at or above ``high`` -> FAIL; else
   PASS, but only if at least one check actually ran (``checks_run > 0``),
   otherwise ERROR with ``NOTHING_CHECKED``. SKIPPED exists only for a drill
-  that is explicitly not configured.
+  that is explicitly not configured. A finding suppressed with a written
+  reason (``Finding.suppressed``) is kept and shown but left out of the
+  verdict; codes that block verification cannot be suppressed.
 - a finding has no field that could hold a table row or a credential: its
   ``detail`` is a flat map of short scalars, and every string in a finding
   passes through ``drillbook.redact.redact`` when the finding is built.
@@ -74,8 +76,11 @@ class Finding(BaseModel):
     subject: str | None = None  # which object: table, endpoint, path, expectation
     blocks_verification: bool = False
     detail: dict[str, DetailValue] = Field(default_factory=dict)
+    # The written reason of a catalogue suppression (``verify.ignore``): the finding is kept and
+    # shown, but no longer drives the verdict. None for every finding that is not suppressed.
+    suppressed: str | None = None
 
-    @field_validator("message", "hint", "subject")
+    @field_validator("message", "hint", "subject", "suppressed")
     @classmethod
     def _redact_text(cls, value: str | None) -> str | None:
         return redact(value) if value else value
@@ -179,7 +184,8 @@ class DrillResult(BaseModel):
 
 
 def decide_verdict(findings: list[Finding], *, checks_run: int) -> Verdict:
-    """Derive the verdict from findings; see the module docstring for the rule."""
+    """Derive the verdict from findings; see the module docstring for the rule (suppressed findings do not count)."""
+    findings = [f for f in findings if f.suppressed is None]
     if any(f.blocks_verification for f in findings):
         return Verdict.ERROR
     if any(f.severity.at_least(Severity.HIGH) for f in findings):

@@ -28,7 +28,7 @@ HEALTHY_CHECKS = [
      "expect": "== 0"},
     {"name": "revenue is positive", "sql": "select sum(total_cents) from public.orders", "expect": "> 0"},
 ]
-RUNGS = ["verify.structure", "verify.volume", "verify.semantics", "verify.integrity", "verify.quality"]
+RUNGS = ["verify.structure", "verify.server", "verify.volume", "verify.semantics", "verify.integrity", "verify.quality"]
 
 
 # --- fixtures and helpers (imported by the other test_verify_* modules) -------------------------
@@ -91,7 +91,7 @@ def test_healthy_shop_passes_every_rung(shop_db):
     assert first.verdict.value == "PASS"
     assert [p.name for p in first.phases] == RUNGS
     statuses = {p.name: p.status for p in first.phases}
-    assert statuses == {"verify.structure": "ok", "verify.volume": "ok", "verify.semantics": "ok",
+    assert statuses == {"verify.structure": "ok", "verify.server": "ok", "verify.volume": "ok", "verify.semantics": "ok",
                         "verify.integrity": "ok", "verify.quality": "not configured"}
     rows = first.details["verify"]["volume"]["rows"]
     assert rows == {"public.customers": 200, "public.order_items": rows["public.order_items"],
@@ -132,9 +132,10 @@ def test_changed_column_and_dropped_index_are_missing(shop_db):
     sql(shop_db, "alter table public.customers alter column country type text")
     result = ladder(shop_db, reference="references/shop.json")
     assert codes(result) == ["STRUCTURE_MISSING", "STRUCTURE_MISSING"]
-    by_subject = {f.subject: f for f in result.findings}
-    assert "expected 'character(2) not null', restored 'text not null'" in by_subject["public.customers"].message
-    assert "index public.orders_created_at_idx missing" in by_subject["public.orders"].message
+    by_subject = {f.subject: f for f in result.findings}  # each object is its own finding, named
+    assert "expected 'character(2) not null', restored 'text not null'" in by_subject["public.customers.country"].message
+    assert "index public.orders_created_at_idx is in the reference but was not restored" in \
+        by_subject["public.orders_created_at_idx"].message
 
 
 def test_unexpected_table_is_low(shop_db):
@@ -289,16 +290,23 @@ def test_drift_against_the_last_pass_in_the_ledger(shop_db, ledger_dsn):
 def test_many_missing_objects_are_capped_with_a_summary(shop_db, tmp_path):
     from drillbook.drills.backup_restore.verify.structure import MAX_FINDINGS_PER_CODE
 
-    sql(shop_db, "do $$ begin for i in 1..25 loop execute format('create table public.extra_%s (id int)', i); "
+    n = MAX_FINDINGS_PER_CODE + 5
+    sql(shop_db, f"do $$ begin for i in 1..{n} loop execute format('create table public.extra_%s (id int)', i); "
                  "end loop; end $$")
     from drillbook.cli import main as drillbook
 
     assert drillbook(["reference", "write", "--dsn", shop_db, "-o", str(tmp_path / "ref.json")]) == 0
-    sql(shop_db, "do $$ begin for i in 1..25 loop execute format('drop table public.extra_%s', i); end loop; end $$")
+    sql(shop_db, f"do $$ begin for i in 1..{n} loop execute format('drop table public.extra_%s', i); end loop; end $$")
     result = ladder(shop_db, base_dir=tmp_path, reference="ref.json", amcheck=False)
     assert codes(result) == ["STRUCTURE_MISSING"] * (MAX_FINDINGS_PER_CODE + 1)
-    assert result.findings[-1].detail["count"] == 25 - MAX_FINDINGS_PER_CODE
-    assert result.details["verify"]["structure"]["missing"] == 25
+    assert result.findings[-1].detail["count"] == 5
+    assert result.details["verify"]["structure"]["missing"] == n
+    # every object is still named: in a finding, in the summary's message, and in the details
+    import re
+
+    named = set(re.findall(r"table public\.extra_(\d+)\b", " ".join(f.message for f in result.findings)))
+    assert named == {str(i) for i in range(1, n + 1)}
+    assert len(result.details["verify"]["structure"]["missing_objects"]) == n
 
 
 def test_partitions_quoted_names_and_other_schemas(shop_db):

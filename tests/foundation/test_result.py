@@ -84,7 +84,9 @@ def test_finding_text_and_detail_are_redacted_and_bounded():
 
 def test_finding_has_no_field_that_could_hold_a_row():
     # A finding is evidence, not a data dump: pin its fields so adding one is a conscious decision.
-    assert set(Finding.model_fields) == {"code", "severity", "message", "hint", "subject", "blocks_verification", "detail"}
+    # ``suppressed`` holds the catalogue's written reason (verify.ignore, at most 500 characters), never data.
+    assert set(Finding.model_fields) == {"code", "severity", "message", "hint", "subject", "blocks_verification", "detail",
+                                         "suppressed"}
 
 
 def test_every_registered_code_has_a_hint_and_a_severity():

@@ -80,6 +80,32 @@ class SqlCheck(StrictModel):
         return value
 
 
+class Suppression(StrictModel):
+    """``{code, subject, reason}``: accept one known finding; it stays in the ledger and in every report."""
+
+    code: str
+    subject: str | None = None  # exact subject or a glob (``public.legacy_*``); none = every subject of the code
+    reason: str = Field(max_length=500)  # required: why this finding is accepted, echoed wherever it is shown
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        from drillbook.findings import REGISTRY
+
+        if value not in REGISTRY:
+            raise ValueError(f"unknown finding code {value!r} (see `drillbook findings`)")
+        if REGISTRY[value].blocks_verification:
+            raise ValueError(f"{value!r} means the drill could not verify; it cannot be suppressed (fix the cause)")
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if len(value.strip()) < 3:
+            raise ValueError("a suppression needs a written reason (why this finding is accepted), got an empty one")
+        return value.strip()
+
+
 class VerifySpec(StrictModel):
     reference: str | None = None  # structure reference file, relative to the catalogue
     min_rows: dict[str, int] = Field(default_factory=dict)  # "schema.table": minimum rows
@@ -90,6 +116,19 @@ class VerifySpec(StrictModel):
     # true: amcheck must run (AMCHECK_UNAVAILABLE / INDEX_UNCHECKED otherwise); false: off.
     amcheck: Literal["auto"] | bool = "auto"
     suites: list[str] = Field(default_factory=list)  # data-quality suites run on the restored data
+    # full: every rung; sample: volume and integrity on ``tables`` only; fast: schema only (no data is read).
+    # A non-full tier is reported as partial (PARTIAL_VERIFICATION), never as a full PASS.
+    tier: Literal["full", "sample", "fast"] = "full"
+    tables: list[str] = Field(default_factory=list)  # the sample tier's tables, "schema.table" (bare = public)
+    ignore: list[Suppression] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tier(self) -> VerifySpec:
+        if self.tier == "sample" and not self.tables:
+            raise ValueError("verify.tier is 'sample' but verify.tables is empty: name the tables to verify")
+        if self.tables and self.tier != "sample":
+            raise ValueError(f"verify.tables is set but verify.tier is {self.tier!r}: tables apply to tier 'sample' only")
+        return self
 
 
 class RestoreObjectives(StrictModel):

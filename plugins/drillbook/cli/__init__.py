@@ -90,11 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         mod.configure_parser(rp)
         rp.set_defaults(func=mod.main)
 
-    from drillbook.cli import ledger_cmds, outbox, reference, watchdog
+    from drillbook.cli import doctor, ledger_cmds, outbox, reference, watchdog
 
     ledger_cmds.configure_ledger_parser(sub.add_parser("ledger", help="create or migrate the evidence ledger"))
     ledger_cmds.configure_evidence_parser(sub.add_parser("evidence", help="verify, list and export evidence"))
-    reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database"))
+    reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database or a backup"))
+    doctor.configure_parser(sub.add_parser("doctor", help="pre-flight: tools, versions, roles, connectivity and paths"))
     watchdog.configure_watchdog_parser(sub.add_parser("watchdog", help="report drills that missed their schedule or are stale"))
     watchdog.configure_digest_parser(sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)"))
     outbox.configure_parser(sub.add_parser("outbox", help="show the local outbox; `outbox flush` re-sends reports that never reached Slack"))

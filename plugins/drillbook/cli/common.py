@@ -79,9 +79,55 @@ def render_text(result: DrillResult, *, with_phases: bool = False) -> str:
         for f in order:
             subject = f" [{f.subject}]" if f.subject else ""
             lines.append(f"    {f.severity.value.upper():<8} {f.code}{subject}: {f.message}")
-            lines.append(f"             fix: {f.hint}")
-    lines.append(f"  verdict: {_VERDICT_SENTENCE[result.verdict]}")
+            if f.suppressed is not None:  # kept and shown, but it did not drive the verdict
+                lines.append(f"             SUPPRESSED: {f.suppressed}")
+            else:
+                lines.append(f"             fix: {f.hint}")
+    lines.append(f"  verdict: {partial_label(result)}{_VERDICT_SENTENCE[result.verdict]}")
     return "\n".join(lines)
+
+
+def partial_label(result: DrillResult) -> str:
+    """``"partial (tier fast) "`` when the drill verified only part of the data, else ``""``."""
+    verify = result.details.get("verify") if isinstance(result.details, dict) else None
+    if isinstance(verify, dict) and verify.get("partial"):
+        return f"partial (tier {verify.get('tier')}) "
+    return ""
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """--fail-on and --junit: how a run command reports to CI (any run command may use them)."""
+    parser.add_argument("--fail-on", default=None, choices=[s.value for s in Severity], metavar="SEVERITY",
+                        help="exit 1 when an unsuppressed finding is at or above SEVERITY (info, low, medium, high, "
+                             "critical), 0 otherwise; ERROR still exits 2; the verdict in the ledger does not change")
+    parser.add_argument("--junit", default=None, metavar="FILE", help="also write the result as JUnit XML to FILE")
+
+
+def exit_code_for(results: list[DrillResult], fail_on: str | None) -> int:
+    """The exit code: the verdicts' (see ``combined_exit_code``), or with ``fail_on`` the threshold's.
+
+    A result that could not verify (ERROR) exits 2 whatever the threshold: principle 1.
+    """
+    if fail_on is None:
+        return combined_exit_code(results)
+    if not results or any(r.verdict is Verdict.ERROR for r in results):
+        return Verdict.ERROR.exit_code
+    threshold = Severity(fail_on)
+    hit = any(f.suppressed is None and f.severity.at_least(threshold) for r in results for f in r.findings)
+    return 1 if hit else 0
+
+
+def report_to_ci(results: list[DrillResult], args: argparse.Namespace) -> int:
+    """Write ``--junit`` when asked and return the exit code ``--fail-on`` implies; bad paths exit 2."""
+    path = getattr(args, "junit", None)
+    if path:
+        from drillbook.cli.junit import write_junit
+
+        try:
+            write_junit(results, path, fail_on=getattr(args, "fail_on", None))
+        except OSError as exc:
+            return fail(f"--junit {path!r}: cannot write the JUnit report: {exc.strerror or exc}")
+    return exit_code_for(results, getattr(args, "fail_on", None))
 
 
 def emit(results: DrillResult | list[DrillResult], *, as_json: bool, with_phases: bool = False) -> None:

@@ -9,7 +9,10 @@ Rules this module enforces:
   production is safe;
 - the file is canonical JSON (sorted keys, two-space indent, trailing
   newline): writing it twice from the same schema gives the same bytes, so a
-  schema change shows up as a readable diff in review.
+  schema change shows up as a readable diff in review;
+- ``--from-backup FILE`` needs no live database: the backup's schema is
+  restored into a private throwaway cluster (``verify/reference_cluster.py``)
+  and read there; ``--dsn`` and ``--from-backup`` exclude each other.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "and functions of the user schemas and write them as canonical JSON.",
     )
     w.add_argument("--dsn", help=f"database to read (default: ${ENV_DSN}); read-only session")
+    w.add_argument("--from-backup", metavar="FILE", default=None,
+                   help="build the reference from a pg_dump archive (-Fc/-Fd/-Ft) restored into a throwaway cluster")
     w.add_argument("--output", "-o", required=True, help="reference file to write, e.g. include/references/shop.json")
     w.set_defaults(func=main)
     p.set_defaults(func=main)
@@ -48,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "reference_command", None) != "write":
         print("drillbook reference: expected an action: write", file=sys.stderr)
         return 2
+    if getattr(args, "from_backup", None):
+        return _from_backup(args)
     dsn = args.dsn or os.environ.get(ENV_DSN)
     if not dsn:
         print(f"drillbook reference write: give --dsn or set {ENV_DSN}", file=sys.stderr)
@@ -62,11 +69,42 @@ def main(args: argparse.Namespace) -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(redact(f"drillbook reference write: cannot read {describe(dsn)}: {first}"), file=sys.stderr)
         return 2
+    print(f"wrote {output}: {summary(structure)} from {describe(dsn)}")
+    return 0
+
+
+def summary(structure: dict) -> str:
+    """``4 tables, 2 views/other relations, 3 sequences, ...``: what the reference holds."""
     relations = structure["relations"]
     tables = sum(1 for body in relations.values() if body["kind"] == "table")
-    print(
-        f"wrote {output}: {tables} tables, {len(relations) - tables} views/other relations, "
-        f"{len(structure['sequences'])} sequences, {len(structure['functions'])} functions "
-        f"from {describe(dsn)}"
+    text = (f"{tables} tables, {len(relations) - tables} views/other relations, {len(structure['sequences'])} sequences, "
+            f"{len(structure['functions'])} functions")
+    extra = [f"{len(structure[k])} {k.replace('_', ' ')}" for k in ("triggers", "policies", "types", "grants", "extensions")
+             if k in structure]
+    return text + (", " + ", ".join(extra) if extra else "")
+
+
+def _from_backup(args: argparse.Namespace) -> int:
+    from drillbook.drills.backup_restore.verify.reference_cluster import (
+        ReferenceFromBackupError,
+        reference_from_backup,
     )
+    from drillbook.drills.backup_restore.verify.structure import save_reference
+    from drillbook.redact import redact
+
+    if args.dsn:
+        print("drillbook reference write: give --dsn or --from-backup, not both", file=sys.stderr)
+        return 2
+    source = Path(args.from_backup)
+    if not source.exists():
+        print(f"drillbook reference write: --from-backup {str(source)!r}: file not found", file=sys.stderr)
+        return 2
+    try:
+        structure, note = reference_from_backup(source)
+    except ReferenceFromBackupError as exc:
+        print(redact(f"drillbook reference write: {exc}"), file=sys.stderr)
+        return 2
+    output = Path(args.output)
+    save_reference(structure, output)
+    print(f"wrote {output}: {summary(structure)}; {note}")
     return 0

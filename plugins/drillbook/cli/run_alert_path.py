@@ -19,6 +19,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path", action="append", default=None, metavar="NAME",
                         help="prove only this path (repeatable; default: every path of the drill)")
     common.add_common_run_arguments(parser)
+    common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
 
 def main(args: argparse.Namespace) -> int:
@@ -62,4 +63,4 @@ def main(args: argparse.Namespace) -> int:
             common.record_cli_result(result, args, task_id=f"cli.{name}")
     if args.json:
         common.emit(results, as_json=True)
-    return common.combined_exit_code(results)
+    return common.report_to_ci(results, args)

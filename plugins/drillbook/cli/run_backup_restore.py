@@ -8,7 +8,9 @@ DSN [--source-dsn DSN] [--config FILE]`` where FILE holds drill settings
 
 Rules: phases are printed as they complete; DSNs never appear in output
 (``pg.describe`` and ``redact``); the exit code is the verdict's (0 PASS,
-1 FAIL, 2 ERROR; 128 + N when stopped by signal N, after recording a
+1 FAIL, 2 ERROR; with ``--fail-on SEVERITY`` the threshold's, ERROR still 2
+and the verdict recorded unchanged; ``--junit FILE`` writes JUnit XML as
+well; 128 + N when stopped by signal N, after recording a
 DRILL_INTERRUPTED result); the drill's own leftover scratch databases are
 reaped first (``SCRATCH_REAPED``); with a ledger (``--ledger-dsn`` / ``DRILLBOOK_LEDGER_DSN``)
 the result is recorded as a manual run before anyone is notified.
@@ -43,6 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pattern", default=None, help="ad hoc: glob the backup's file/key name must match")
     parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
     common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config, --no-notify
+    common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
 
 def _settings_file(path: str) -> dict[str, Any]:
@@ -208,7 +211,7 @@ def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, An
         common.emit(result, as_json=args.json)
         if not args.json and result.details.get("trend"):
             common.out(f"  trend: {result.details['trend']}")
-        code = stop.exit_code(result.verdict.exit_code)
+        code = stop.exit_code(common.report_to_ci([result], args))
         if common.ledger_dsn(args):  # a terminal run without a ledger is watched by the person who ran it
             try:
                 common.record_cli_result(result, args, notify=not args.no_notify)

@@ -32,6 +32,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warn", default="30d", help="warn threshold for ad hoc checks (default 30d)")
     parser.add_argument("--critical", default="7d", help="critical threshold for ad hoc checks (default 7d)")
     common.add_common_run_arguments(parser)
+    common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
 
 def adhoc_drill(args: argparse.Namespace) -> Any:
@@ -99,4 +100,4 @@ def main(args: argparse.Namespace) -> int:
         common.record_cli_result(summary, args, task_id="cli.summary")
     if not results:
         return common.fail("the drill produced no result", code=2)
-    return common.combined_exit_code(results)
+    return common.report_to_ci(results, args)

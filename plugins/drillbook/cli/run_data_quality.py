@@ -29,6 +29,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensitive", action="append", default=[], metavar="COLUMN",
                         help="a column never sampled (repeatable)")
     common.add_common_run_arguments(parser)
+    common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
 
 def _suites_dir(args: argparse.Namespace, catalogue: object | None) -> Path:
@@ -100,4 +101,4 @@ def main(args: argparse.Namespace) -> int:
     common.emit(result, as_json=args.json)
     if common.ledger_dsn(args):  # a manual run becomes evidence only when a ledger is configured
         common.record_cli_result(result, args)
-    return result.verdict.exit_code
+    return common.report_to_ci([result], args)

@@ -106,12 +106,21 @@ def finding_text(item: Finding) -> str:
     subject = f" · {esc(item.subject)}" if item.subject else ""
     message = clip(esc(item.message), FINDING_TEXT_MAX)
     hint = clip(esc(item.hint), FINDING_TEXT_MAX)
+    if item.suppressed is not None:  # kept and shown with its written reason; it did not drive the verdict
+        return (f"*`{esc(item.code)}`* · {item.severity.value} · suppressed{subject}\n{message}\n"
+                f"_Suppressed:_ {clip(esc(item.suppressed), FINDING_TEXT_MAX)}")
     return f"*`{esc(item.code)}`* · {item.severity.value}{subject}\n{message}\n_Fix:_ {hint}"
 
 
 def ordered_findings(result: DrillResult) -> list[Finding]:
     """Most severe first, keeping the drill's order among equals."""
     return sorted(result.findings, key=lambda f: (-f.severity.rank, not f.blocks_verification))
+
+
+def _partial(result: DrillResult) -> str:
+    """`` (partial, tier fast)`` when a verify tier below full ran: never shown as a full PASS."""
+    verify = result.details.get("verify") if isinstance(result.details, dict) else None
+    return f" (partial, tier {verify.get('tier')})" if isinstance(verify, dict) and verify.get("partial") else ""
 
 
 def evidence_text(record: LedgerRecord | None) -> str:
@@ -129,14 +138,14 @@ def render_result(result: DrillResult, record: LedgerRecord | None, ctx: RunCont
     rest = len(findings) - len(top)
     log_url = task_log_url(ctx, options.airflow_base_url)
 
-    title = f"{VERDICT_EMOJI[verdict]} {verdict}: {result.drill} ({result.kind})"
+    title = f"{VERDICT_EMOJI[verdict]} {verdict}{_partial(result)}: {result.drill} ({result.kind})"
     worst = result.worst_severity()
     lead = f"*{esc(words)}.* Drill *{esc(result.drill)}* on `{esc(result.target)}`: "
     lead += f"{len(findings)} finding{'s' if len(findings) != 1 else ''}" + (f", worst severity *{worst.value}*." if worst else ".")
     if options.mention and result.verdict in (Verdict.FAIL, Verdict.ERROR):
         lead = f"{options.mention} {lead}"
 
-    pairs: list[tuple[str, str]] = [("Verdict", esc(verdict)), ("Target", f"`{esc(result.target)}`")]
+    pairs: list[tuple[str, str]] = [("Verdict", esc(verdict + _partial(result))), ("Target", f"`{esc(result.target)}`")]
     for label, measure, keys in MEASURED_OBJECTIVES:
         measured = getattr(result.measurements, measure)
         objective = objective_of(result, keys)

@@ -331,7 +331,7 @@ class _Drill:
             self.abort("verify")
         base = self.base_dir or Path.cwd()
         run_ladder(self.b, scratch_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db), verify=self.drill.verify,
-                   base_dir=base, previous=previous)
+                   base_dir=base, previous=previous, source_server_version=self.info.server_version if self.info else None)
 
     def measure(self, rto: float, previous: dict[str, Any] | None) -> None:
         assert self.scratch_db is not None and self.artefact is not None
@@ -474,5 +474,8 @@ def run_backup_restore(
             run.teardown()
         except DrillAborted:
             pass
+    from drillbook.drills.backup_restore.verify.suppress import apply_suppressions
+
+    apply_suppressions(b, list(drill.verify.ignore))  # kept and shown; they stop driving the verdict
     b.details = redact_obj(b.details)
     return b.finish()

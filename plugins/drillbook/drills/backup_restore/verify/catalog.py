@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-REFERENCE_FORMAT = 1
-
+#: 2 added triggers, row security, policies, types, grants, extensions and the database's
+#: collation; a format-1 file still loads and those sections are reported as not checked.
+REFERENCE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 def user_schema(alias: str = "n") -> str:
@@ -143,6 +145,8 @@ def _read(conn: Any) -> dict[str, Any]:
     sequences = dict(conn.execute(_SEQUENCES_SQL).fetchall())
     functions = dict(conn.execute(_FUNCTIONS_SQL).fetchall())
     version = conn.execute("select current_setting('server_version_num')::int / 10000").fetchone()[0]
+    from drillbook.drills.backup_restore.verify.catalog_objects import read_objects
+
     return canonical(
         {
             "drillbook_structure_reference": REFERENCE_FORMAT,
@@ -150,6 +154,7 @@ def _read(conn: Any) -> dict[str, Any]:
             "relations": relations,
             "sequences": sequences,
             "functions": functions,
+            **read_objects(conn),
         }
     )
 
@@ -185,6 +190,9 @@ def flatten(structure: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
         flat[f"sequence {seq}"] = (signature, None)
     for fn, signature in structure.get("functions", {}).items():
         flat[f"function {fn}"] = (signature, None)
+    from drillbook.drills.backup_restore.verify.catalog_objects import flatten_objects
+
+    flatten_objects(structure, flat)
     return flat
 
 

@@ -1,13 +1,9 @@
 """Rung 4, integrity: sequences ahead of their columns, materialized views populated, indexes sound.
 
 Rules this module enforces:
-- every sequence owned by a column (``pg_depend`` deptype ``a`` for serial,
-  ``i`` for identity) with a positive increment must be at or above the
-  column's max, else the next insert collides: ``SEQUENCE_BEHIND``. A
-  sequence with ``is_called = false`` has not handed out ``last_value`` yet, so
-  its position is ``last_value - increment``. The values are read in batches
-  of ``UNION ALL`` statements; ``max(column)`` uses the column's index when
-  there is one;
+- every sequence must be ahead of every column it feeds (identity, OWNED BY
+  or DEFAULT nextval), else the next insert collides: ``SEQUENCE_BEHIND``;
+  a sequence no column uses is ``SEQUENCE_UNCHECKED`` (see ``sequences.py``);
 - every materialized view must be populated (``pg_matviews.ispopulated``),
   else querying it fails: ``MATVIEW_UNPOPULATED``;
 - with ``verify.amcheck`` ``auto`` (the default) or ``true`` every valid
@@ -31,35 +27,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drillbook.drills.backup_restore.verify.catalog import (
-    USER_SCHEMA_FILTER,
-    not_extension_member,
-    user_schema,
-)
+__all__ = ["check_indexes", "check_matviews", "check_sequences", "run"]
+
+from drillbook.drills.backup_restore.verify import sequences
+from drillbook.drills.backup_restore.verify.catalog import USER_SCHEMA_FILTER, not_extension_member
+from drillbook.drills.backup_restore.verify.sequences import check_sequences
 
 if TYPE_CHECKING:
     from drillbook.drills.backup_restore.verify.ladder import Ladder
     from drillbook.drills.base import PhaseHandle
 
-BATCH = 100
 AMCHECK_SCHEMA = "drillbook_amcheck"
-_NUMERIC_TYPES = ("int2", "int4", "int8", "numeric")
-
-_OWNED_SEQUENCES_SQL = f"""
-select sn.nspname, s.relname, tn.nspname, t.relname, a.attname, q.seqincrement
-from pg_sequence q
-join pg_class s on s.oid = q.seqrelid
-join pg_namespace sn on sn.oid = s.relnamespace
-join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = s.oid
-     and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
-join pg_class t on t.oid = d.refobjid
-join pg_namespace tn on tn.oid = t.relnamespace
-join pg_attribute a on a.attrelid = t.oid and a.attnum = d.refobjsubid
-join pg_type ty on ty.oid = a.atttypid
-where q.seqincrement > 0 and ty.typname in {_NUMERIC_TYPES} and {user_schema('sn')}
-  and {not_extension_member('pg_class', 's.oid')}
-order by 1, 2
-"""
 
 _MATVIEWS_SQL = f"""
 select n.nspname || '.' || c.relname, m.ispopulated
@@ -71,51 +49,17 @@ order by 1
 """
 
 _BTREE_INDEXES_SQL = f"""
-select i.oid::int8, n.nspname || '.' || i.relname
+select i.oid::int8, n.nspname || '.' || i.relname, tn.nspname || '.' || t.relname
 from pg_index x
 join pg_class i on i.oid = x.indexrelid
+join pg_class t on t.oid = x.indrelid
+join pg_namespace tn on tn.oid = t.relnamespace
 join pg_am am on am.oid = i.relam
 join pg_namespace n on n.oid = i.relnamespace
 where am.amname = 'btree' and x.indisvalid and x.indisready and i.relpersistence <> 't'
   and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'x.indrelid')}
 order by 2
 """
-
-
-def check_sequences(ladder: Ladder) -> dict[str, Any]:
-    """SEQUENCE_BEHIND for every owned sequence below the max of its column."""
-    from psycopg import sql
-
-    owned = ladder.conn.execute(_OWNED_SEQUENCES_SQL).fetchall()
-    behind = 0
-    for start in range(0, len(owned), BATCH):
-        batch = owned[start : start + BATCH]
-        parts = [
-            sql.SQL(
-                "select {i}::int, s.last_value::numeric, s.is_called, (select max({col})::numeric from {tbl}) from {seq} s"
-            ).format(
-                i=sql.Literal(start + k),
-                col=sql.Identifier(col),
-                tbl=sql.Identifier(tschema, table),
-                seq=sql.Identifier(sschema, seq),
-            )
-            for k, (sschema, seq, tschema, table, col, _inc) in enumerate(batch)
-        ]
-        for i, last_value, is_called, col_max in ladder.conn.execute(sql.SQL(" union all ").join(parts)).fetchall():
-            sschema, seq, tschema, table, col, increment = owned[i]
-            ladder.builder.checked()
-            position = last_value if is_called else last_value - increment
-            if col_max is not None and col_max > position:
-                behind += 1
-                ladder.builder.find(
-                    "SEQUENCE_BEHIND",
-                    f"sequence {sschema}.{seq} is at {position} but {tschema}.{table}.{col} already holds {col_max}: "
-                    f"the next {int(col_max - position)} inserts would collide",
-                    subject=f"{sschema}.{seq}",
-                    detail={"sequence": f"{sschema}.{seq}", "column": f"{tschema}.{table}.{col}",
-                            "last_value": int(last_value), "is_called": bool(is_called), "column_max": int(col_max)},
-                )
-    return {"sequences": len(owned), "sequences_behind": behind}
 
 
 def check_matviews(ladder: Ladder) -> dict[str, Any]:
@@ -169,7 +113,8 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
                 detail={"error": how},
             )
         return {"amcheck": how, "indexes_checked": 0}
-    indexes = ladder.conn.execute(_BTREE_INDEXES_SQL).fetchall()
+    indexes = [(oid, name) for oid, name, table in ladder.conn.execute(_BTREE_INDEXES_SQL).fetchall()
+               if ladder.in_scope(table)]
     statement = sql.SQL("select {fn}(%s::oid::regclass)").format(fn=sql.Identifier(schema, "bt_index_check"))
     checked, corrupt, unchecked = 0, 0, []
     for oid, name in indexes:
@@ -223,7 +168,7 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     ladder.facts["integrity"] = facts
     if ladder.builder.checks_run == checks_before and len(ladder.builder.findings) == findings_before:
         ph.skip("nothing to check")  # a blocking finding (amcheck demanded) keeps the phase "ok" for _settle
-    parts = [f"{facts['sequences']} sequences", f"{facts['matviews']} matviews"]
+    parts = [sequences.describe(facts), f"{facts['matviews']} matviews"]
     if "indexes" in facts:
         parts.append(f"{facts['indexes_checked']}/{facts['indexes']} B-tree indexes checked with amcheck")
         if facts.get("indexes_unchecked"):

@@ -1,8 +1,8 @@
 """Run the verify ladder on a restored scratch database: one timed phase per rung.
 
 Rules this module enforces:
-- the rungs run in a fixed order (structure, volume, semantics, integrity,
-  quality) and each is its own phase ``verify.<rung>`` with status ``ok``,
+- the rungs run in a fixed order (structure, server, volume, semantics,
+  integrity, quality) and each is its own phase ``verify.<rung>`` with status ``ok``,
   ``failed`` (the rung added a finding at or above ``medium``) or ``not
   configured`` (nothing to compare against; such a rung counts no check);
 - one connection serves the whole ladder, opened lazily, with a session
@@ -11,7 +11,9 @@ Rules this module enforces:
   (integrity may create the ``amcheck`` extension there: that is the one write);
 - a scratch server that cannot be reached is ``SCRATCH_UNREACHABLE`` (ERROR),
   not a crash; any other exception in a rung becomes ``DRILL_CRASHED`` through
-  ``ResultBuilder.phase`` and ends the ladder with ``DrillAborted``.
+  ``ResultBuilder.phase`` and ends the ladder with ``DrillAborted``;
+- ``verify.tier`` below ``full`` skips or narrows rungs (see ``tiers.py``)
+  and is always reported as partial, never as a full PASS.
 """
 
 from __future__ import annotations
@@ -65,17 +67,27 @@ class Ladder:
         verify: VerifySpec,
         base_dir: Path,
         previous: dict[str, Any] | None,
+        source_server_version: str | None = None,
     ):
         self.builder = builder
+        self.source_server_version = source_server_version
         self.session = session
         self.verify = verify
         self.base_dir = Path(base_dir)
         self.previous = previous
         self.facts: dict[str, Any] = builder.details.setdefault("verify", {})
+        #: What one rung hands to a later one (the restored structure, the reference); never recorded.
+        self.shared: dict[str, Any] = {}
 
     @property
     def conn(self) -> Any:
         return self.session.conn
+
+    def in_scope(self, table: str) -> bool:
+        """True when the tier reads ``schema.table``'s data (always, except for tier sample's other tables)."""
+        if self.verify.tier != "sample":
+            return True
+        return table in {t if "." in t else f"public.{t}" for t in self.verify.tables}
 
     @property
     def dsn(self) -> str:
@@ -118,14 +130,28 @@ def run_ladder(
     verify: VerifySpec,
     base_dir: Path,
     previous: dict[str, Any] | None,
+    source_server_version: str | None = None,
 ) -> None:
-    """Verify the restored data rung by rung; findings, checks and facts go into ``builder``."""
-    from drillbook.drills.backup_restore.verify import integrity, quality, semantics, structure, volume
+    """Verify the restored data rung by rung; findings, checks and facts go into ``builder``.
+
+    ``source_server_version`` is the dump header's server version (``ArchiveInfo.server_version``).
+    """
+    from drillbook.drills.backup_restore.verify import (
+        integrity,
+        quality,
+        semantics,
+        server,
+        structure,
+        volume,
+    )
+    from drillbook.drills.backup_restore.verify.tiers import report_partial, skipped_by_tier
 
     session = ScratchSession(dsn=scratch_dsn)
-    ladder = Ladder(builder=builder, session=session, verify=verify, base_dir=base_dir, previous=previous)
+    ladder = Ladder(builder=builder, session=session, verify=verify, base_dir=base_dir, previous=previous,
+                    source_server_version=source_server_version)
     rungs: list[tuple[str, Rung]] = [
         ("verify.structure", structure.run),
+        ("verify.server", server.run),
         ("verify.volume", volume.run),
         ("verify.semantics", semantics.run),
         ("verify.integrity", integrity.run),
@@ -136,8 +162,13 @@ def run_ladder(
             with builder.phase(name) as ph:
                 if name == "verify.structure":
                     _connect_or_abort(ladder)
+                why = skipped_by_tier(verify, name)
+                if why:
+                    ph.skip(why)
+                    continue
                 before = len(builder.findings)
                 rung(ladder, ph)
                 _settle(builder, ph, before)
+        report_partial(ladder)
     finally:
         session.close()

@@ -21,6 +21,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from drillbook.drills.backup_restore.verify.catalog import USER_SCHEMA_FILTER, not_extension_member
@@ -39,11 +40,11 @@ order by 1, 2
 """
 
 
-def count_rows(conn: Any) -> tuple[dict[str, int], int]:
-    """Return (exact rows per ``schema.table``, total rows of non-partitioned tables)."""
+def count_rows(conn: Any, only: Callable[[str], bool] | None = None) -> tuple[dict[str, int], int]:
+    """Return (exact rows per ``schema.table``, total rows of non-partitioned tables); ``only`` narrows the tables."""
     from psycopg import sql
 
-    tables = conn.execute(_TABLES_SQL).fetchall()
+    tables = [t for t in conn.execute(_TABLES_SQL).fetchall() if only is None or only(f"{t[0]}.{t[1]}")]
     rows: dict[str, int] = {}
     total = 0
     leaf = {f"{s}.{t}" for s, t, kind in tables if kind == "r"}
@@ -131,7 +132,7 @@ def _check_drift(ladder: Ladder, rows: dict[str, int], before: dict[str, int]) -
 
 def run(ladder: Ladder, ph: PhaseHandle) -> None:
     """Count rows exactly, then compare with the minimums and the last PASS."""
-    rows, total = count_rows(ladder.conn)
+    rows, total = count_rows(ladder.conn, only=ladder.in_scope)
     ladder.facts["volume"] = {"rows": rows, "total_rows": total, "tables": len(rows)}
     ladder.builder.measurements.counts["rows_restored"] = total
     counted = f"{total:,} rows in {len(rows)} tables"

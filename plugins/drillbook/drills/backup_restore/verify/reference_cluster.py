@@ -1,0 +1,135 @@
+"""Write a structure reference from a backup file, by restoring it into a private throwaway cluster.
+
+Rules this module enforces:
+- the backup is restored only into a private throwaway cluster
+  (``ephemeral.EphemeralCluster``: initdb'd in a fresh temporary directory, a
+  unix socket and no TCP address, run as an unprivileged OS user when drillbook
+  runs as root, removed afterwards whatever happened): no shared server is
+  touched (principle 6);
+- the cluster uses the dump's source server major when its ``initdb`` is
+  installed, else the nearest newer one (stated in the result), and only
+  the schema is restored (``--schema-only``): a reference needs no rows;
+- roles the dump names (owners, grantees, default-privilege roles) are
+  created ``NOLOGIN`` first, so GRANTs survive into the reference instead of
+  failing on a missing role; the database is created from the archive's own
+  ``DATABASE`` entry (``pg_restore --create``) so its collation provider and
+  locale are the source's; the collation section is dropped when the cluster
+  could not create it that way;
+- only archive formats (custom, directory, tar) are accepted: a plain dump is
+  a program, and runs nowhere without the plain-dump statement filter;
+- every subprocess has a timeout; failures raise ``ReferenceFromBackupError``
+  with the tool's last stderr lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))
+_ROLE_RES = [
+    re.compile(r"OWNER TO (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*);"),
+    re.compile(r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
+    re.compile(r"ALTER DEFAULT PRIVILEGES FOR ROLE (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)"),
+]
+_DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
+
+
+class ReferenceFromBackupError(Exception):
+    """The reference could not be built from the backup; the message says why."""
+
+
+def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired:
+        raise ReferenceFromBackupError(f"{what} did not finish within {TIMEOUT_S}s") from None
+    if check and proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
+        raise ReferenceFromBackupError(f"{what} failed (exit {proc.returncode}): {tail}")
+    return proc
+
+
+def _roles(script: str) -> set[str]:
+    roles: set[str] = set()
+    for regex in _ROLE_RES:
+        for match in regex.findall(script):
+            match = re.split(r" WITH GRANT OPTION| GRANTED BY ", match)[0]
+            for name in match.split(","):
+                name = name.strip()
+                if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:
+                    continue
+                roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
+    return roles
+
+
+def reference_from_backup(path: Path) -> tuple[dict[str, Any], str]:
+    """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note)."""
+    from psycopg import sql
+
+    from drillbook.drills.backup_restore import tools
+    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
+    from drillbook.drills.backup_restore.inspect import ArchiveProblem, inspect_archive
+    from drillbook.drills.backup_restore.verify.catalog import read_structure
+    from drillbook.drills.backup_restore.verify.server import major_of
+    from drillbook.pg import connect
+
+    try:
+        info = inspect_archive(path)
+    except ArchiveProblem as exc:
+        raise ReferenceFromBackupError(f"{str(path)!r}: {exc.message}") from None
+    if info.format not in ("custom", "directory", "tar"):
+        raise ReferenceFromBackupError(
+            f"{str(path)!r} is a {info.format} dump; --from-backup reads archive formats only (pg_dump -Fc, -Fd or -Ft): "
+            "a plain dump is a program and is not run here; write the reference with --dsn instead")
+    restore_tool, seen = tools.choose("pg_restore", min_major=info.dump_major)
+    if restore_tool is None:
+        raise ReferenceFromBackupError(f"no pg_restore >= {info.dump_major} found (found: {tools.describe(seen)})")
+    script = _run([restore_tool.path, "--schema-only", "-f", "-", str(path)], what="pg_restore (script)").stdout
+    listing = _run([restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l").stdout
+    # the source server's major when its binaries are installed (tools.choose prefers the exact major)
+    cluster = EphemeralCluster(min_major=major_of(info.server_version) or info.dump_major)
+    try:
+        cluster.start()
+    except EphemeralUnavailable as exc:
+        raise ReferenceFromBackupError(f"the throwaway cluster could not start: {exc}") from None
+    try:
+        with connect(cluster.dsn(), autocommit=True) as conn:
+            for role in sorted(_roles(script) - {cluster.superuser}):
+                conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+        host = cluster.dsn().split("host=", 1)[1].split(" ", 1)[0]
+        env = {**os.environ, "PGHOST": host, "PGPORT": "5432", "PGUSER": cluster.superuser}
+        entry = _DB_ENTRY_RE.search(listing)
+        why_not = "" if entry else "the archive has no DATABASE entry"
+        structure = None
+        proc = None
+        if entry:  # the source's own CREATE DATABASE: its encoding, provider and locale
+            proc = _run([restore_tool.path, "--schema-only", "--no-password", "--create", "-d", "postgres", str(path)],
+                        what="pg_restore", env=env, check=False)
+            try:
+                with connect(cluster.dsn(entry.group(1)), autocommit=True) as conn:
+                    structure = read_structure(conn)
+            except Exception:
+                why_not = "this cluster could not create the source's database (" + \
+                          (proc.stderr.strip().splitlines() or ["no error output"])[0][:200] + ")"
+        if structure is None:
+            with connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("create database drillbook_reference")
+            proc = _run([restore_tool.path, "--schema-only", "--no-password", "-d", "drillbook_reference", str(path)],
+                        what="pg_restore", env=env, check=False)
+            with connect(cluster.dsn("drillbook_reference"), autocommit=True) as conn:
+                structure = read_structure(conn)
+            structure.pop("database", None)
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line] if proc else []
+        note = (f"restored the schema of {info.summary()} into a throwaway PostgreSQL {cluster.version} cluster"
+                + (f" ({len(errors)} pg_restore errors: {errors[0].strip()[:200]})" if errors else ""))
+        if why_not:
+            note += f"; the collation is not recorded: {why_not}"
+        return structure, note
+    finally:
+        cluster.close()

@@ -12,7 +12,10 @@ Rules this module enforces:
   silent, and the watchdog still pages about it), and at DAG level (where Airflow passes no
   exception) a run whose FAIL/ERROR result is in the ledger and was delivered
   is skipped; when in doubt (ledger unreachable) it pages;
-- Slack when the catalogue's Slack connection exists, else the outbox.
+- Slack when the catalogue's Slack connection exists, else the outbox;
+- a drill run that failed before the drill recorded anything first gets an
+  ERROR record with the cause (``drillbook.airflow.failure_evidence``), and
+  the page is that record's report.
 """
 
 from __future__ import annotations
@@ -94,6 +97,13 @@ def _report_failure(context: dict[str, Any]) -> None:
         log.info("%s failed with %s: the drill already reported its verdict; not paging twice", dag_id, type(exc).__name__)
         return
     catalogue = _catalogue()
+    try:  # evidence first: a drill run that failed before it recorded anything gets its ERROR record
+        from drillbook.airflow.failure_evidence import record_not_run
+
+        if record_not_run(context, catalogue=catalogue, exception=exception_summary(exc)):
+            return
+    except Exception as error:  # the ledger is unreachable or misconfigured: still page, without the record
+        log.warning("could not record the failed run of %s in the ledger (%s); paging without it", dag_id, redact(str(error))[:300])
     if exc is None and _reported_in_ledger(catalogue, dag_id=dag_id, run_id=run_id):
         log.info("%s run %s: its FAIL/ERROR is in the ledger and was delivered; not paging twice", dag_id, run_id)
         return

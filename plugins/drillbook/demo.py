@@ -77,11 +77,11 @@ def ensure_database(admin_dsn: str, name: str, *, recreate: bool = False) -> str
     return with_dbname(admin_dsn, name)
 
 
-def take_backup(source_dsn: str) -> Path:
+def take_backup(source_dsn: str, *, var: Path | None = None) -> Path:
     """pg_dump -Fc of the shop into var/backups/shop, with a .sha256 sidecar."""
     from drillbook.pg import tool_env
 
-    out_dir = VAR / "backups" / "shop"
+    out_dir = (var or VAR) / "backups" / "shop"
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in sorted(out_dir.glob("shop-*.dump*"))[:-4]:  # keep the demo directory small
         old.unlink()
@@ -95,14 +95,14 @@ def take_backup(source_dsn: str) -> Path:
     return path
 
 
-def write_demo_certificate() -> Path:
+def write_demo_certificate(*, var: Path | None = None) -> Path:
     """A self-issued CA and a 200-day leaf for demo.internal, as PEM files."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    certs = VAR / "demo" / "certs"
+    certs = (var or VAR) / "demo" / "certs"
     certs.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())

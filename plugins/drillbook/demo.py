@@ -260,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drillbook demo")
     parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
     args = parser.parse_args(argv)
+    from drillbook.demo_up import sigterm_as_interrupt
+
+    sigterm_as_interrupt()  # SIGTERM stops the demo like Ctrl-C: embedded PostgreSQL and receiver are cleaned up
 
     import logging
     import warnings
@@ -314,29 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = verify_ledger(ledger)
     try:
         if args.up:  # the receiver and the embedded PostgreSQL serve the scheduled drills too
-            return start_airflow()
+            return start_airflow(ledger)
         return code
     finally:
         receiver.stop()
         server.cleanup()
 
 
-def start_airflow() -> int:
-    """airflow standalone with drillbook's DAGs; admin password written before start."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")
-    write_admin_password(home, password)
-    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    heading(f"Airflow on http://localhost:{AIRFLOW_PORT} — log in as admin / {password} (Ctrl-C stops it)")
-    proc = subprocess.Popen(["airflow", "standalone"], start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        import signal
+def start_airflow(ledger_dsn: str = "") -> int:
+    """``make up``: see ``drillbook.demo_up``."""
+    from drillbook.demo_up import start_airflow as up
 
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        return 0
+    return up(ledger_dsn)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,8 +110,9 @@ def start_airflow(ledger_dsn: str = "") -> int:
         if token:
             unpaused = unpause_drillbook_dags(base, token, proc=proc, stop=stop)
             heading(f"ready: Airflow UI {base} — log in as admin / {password}")
-            say(f"   ledger DSN (drillbook evidence ... --ledger-dsn): {os.environ.get('DRILLBOOK_LEDGER_DSN', ledger_dsn)}")
-            say(f"   ({describe(ledger_dsn)}); unpaused {len(unpaused)} DAG(s); SIGTERM or Ctrl-C stops everything")
+            dsn = os.environ.get("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+            say(f"   ledger ({describe(dsn)}): export DRILLBOOK_LEDGER_DSN='{dsn}'  # for `drillbook evidence ...`")
+            say(f"   unpaused {len(unpaused)} DAG(s); SIGTERM or Ctrl-C stops everything")
         while not stop and proc.poll() is None:
             time.sleep(1)
         return 0 if stop else (proc.returncode or 0)

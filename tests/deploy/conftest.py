@@ -8,6 +8,7 @@ skip, except under CI=true, where a missing service is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
@@ -81,10 +82,17 @@ def deployment(tmp_path: Path, redis_db: int) -> Iterator[Deployment]:
         admin_execute("select 1")
     except Exception:
         _unavailable(f"PostgreSQL at {PG_ADMIN}")
+    with provisioned(tmp_path, redis_db) as dep:
+        yield dep
+
+
+@contextlib.contextmanager
+def provisioned(root: Path, redis_db: int) -> Iterator[Deployment]:
+    """The deployment's databases, role, .env values and demo data (bench/celery.py uses this too)."""
     suffix = uuid.uuid4().hex[:8]
     role = f"dbk_e2e_{suffix}"
     password = secrets.token_urlsafe(16)
-    var = tmp_path / "var"
+    var = root / "var"
     var.mkdir()
     dep = Deployment(suffix=suffix, role=role, password=password, var=var)
     dep.dotenv = {

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +64,22 @@ def scratch_databases(role: str) -> list[str]:
 
 
 @pytest.fixture
+def work_dir() -> Iterator[Path]:
+    """A private directory for a long-running stack, removed afterwards.
+
+    Not pytest's tmp_path: on a machine where other pytest sessions run as the same
+    user, each new session deletes all but the newest three /tmp/pytest-of-<user>
+    directories, and a stack (or an embedded PostgreSQL) running for minutes lost
+    its data directory that way.
+    """
+    path = Path(tempfile.mkdtemp(prefix="drillbook-e2e-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def redis_db() -> Iterator[int]:
     import redis
 
@@ -76,13 +94,13 @@ def redis_db() -> Iterator[int]:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, redis_db: int) -> Iterator[Deployment]:
+def deployment(work_dir: Path, redis_db: int) -> Iterator[Deployment]:
     """A fresh role and databases on PostgreSQL 15, the demo's source, backup and certificate; dropped afterwards."""
     try:
         admin_execute("select 1")
     except Exception:
         _unavailable(f"PostgreSQL at {PG_ADMIN}")
-    with provisioned(tmp_path, redis_db) as dep:
+    with provisioned(work_dir, redis_db) as dep:
         yield dep
 
 

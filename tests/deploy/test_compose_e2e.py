@@ -34,7 +34,7 @@ def drill_dag_ids() -> list[str]:
 
 
 @pytest.mark.timeout(1800)
-def test_every_drill_of_the_catalogue_runs_on_the_celery_worker(tmp_path, deployment):
+def test_every_drill_of_the_catalogue_runs_on_the_celery_worker(work_dir, deployment):
     from drillbook.ledger.store import Ledger
     from drillbook.sample.webhook_receiver import WebhookReceiver
     from tests.deploy.conftest import scratch_databases
@@ -50,7 +50,7 @@ def test_every_drill_of_the_catalogue_runs_on_the_celery_worker(tmp_path, deploy
     wanted = drill_dag_ids()
     started = time.monotonic()
     try:
-        with NativeStack(tmp_path / "stack", deployment.dotenv, var=deployment.var) as stack:
+        with NativeStack(work_dir / "stack", deployment.dotenv, var=deployment.var) as stack:
             stack.init()
             stack.start()
             api = AirflowApi(f"http://127.0.0.1:{stack.api_port}", username="admin",

@@ -1,7 +1,7 @@
 """``make up`` on a fresh clone: quiet, lossless, and stopped by SIGTERM.
 
-Runs ``python -m drillbook.demo --up`` (what ``make up`` runs) with its own var/
-directory and free ports: it must print the UI URL and the ledger DSN when ready,
+Runs ``python -m drillbook.demo --up`` (what ``make up`` runs) in a fresh copy of
+the working tree (so its var/ starts empty, as in a fresh clone) on free ports: it must print the UI URL and the ledger DSN when ready,
 have unpaused the drill DAGs only then, let every run that starts finish
 without a failure and with a ledger record, page nobody about a missed drill,
 and stop the whole process tree on SIGTERM.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,19 +40,21 @@ def marked(marker: str) -> list[int]:
 
 
 @pytest.mark.timeout(1500)
-def test_make_up_prints_where_things_are_runs_without_failure_and_stops_on_sigterm(tmp_path):
+def test_make_up_prints_where_things_are_runs_without_failure_and_stops_on_sigterm(work_dir):
     port, marker = free_port(), uuid.uuid4().hex
+    clone = work_dir / "clone"
+    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "__pycache__", "*_cache", "logs"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DRILLBOOK_", "PYTEST"))}
-    env |= {"DRILLBOOK_VAR": str(tmp_path / "var"), "DRILLBOOK_AIRFLOW_PORT": str(port),
+    env |= {"PYTHONPATH": str(clone / "plugins"), "DRILLBOOK_AIRFLOW_PORT": str(port),
             "DRILLBOOK_DEMO_WEBHOOK_PORT": str(free_port()), "DRILLBOOK_ADMIN_PASSWORD": "up-test-pw",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "DRILLBOOK_E2E_STACK": marker}
-    out = (tmp_path / "make-up.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "drillbook.demo", "--up"], cwd=REPO, env=env, stdout=out,
+    out = (work_dir / "make-up.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "drillbook.demo", "--up"], cwd=clone, env=env, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    log = tmp_path / "make-up.log"
+    log = work_dir / "make-up.log"
     try:
         deadline = time.monotonic() + 900
         while "== ready:" not in log.read_text() and time.monotonic() < deadline:

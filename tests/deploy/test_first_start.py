@@ -5,7 +5,7 @@
   first time it meets a drill with none) before DRILL_MISSED, and pages after;
 - a drill run that Airflow failed before the drill could record anything (the
   task never started on a worker, or died on one) gets an ERROR record in the
-  ledger from the failure callback, with the cause, and the page says it;
+  ledger from the failure callback, with the cause, and the page carries it;
 - a run that has its record already, or a DAG that is not a drill, gets none.
 """
 
@@ -90,13 +90,15 @@ def test_a_task_that_never_started_leaves_an_error_record_with_its_cause_and_the
     assert record.verdict == "ERROR" and record.codes == ["DRILL_NOT_RUN"]
     message = record.result["findings"][0]["message"]
     assert "never started on a worker" in message and "execution_api_server_url" in message and "task_failure" in message
-    pages = [m for m in slack.posted("#dr-oncall") if m.thread_ts is None]
-    assert len(pages) == 1 and pages[0].text.startswith("ERROR: shop_nightly")
-    assert "DRILL_NOT_RUN" in str(pages[0].blocks) and "never started on a worker" in str(pages[0].blocks)
+    [page] = slack.posted("#dr-oncall")
+    assert "task restore_and_verify failed" in page.text
+    assert "never started on a worker" in str(page.blocks)  # the cause, not a bare 'task_failure'
+
 
     # the same run's callback again (a retry of the callback): no second record, no second page
     on_failure_callback({"ti": ti, "run_id": ti.run_id, "reason": "task_failure"})
     assert len(Ledger(ledger_dsn).query(record_type="drill")) == 1
+    assert len(slack.posted("#dr-oncall")) == 1
 
 
 def test_a_task_killed_on_a_worker_names_the_worker(callback_env, ledger_dsn):

@@ -11,9 +11,8 @@ Rules this module enforces:
   a worker (a task instance with no hostname never did: the worker could not
   reach the API server, was killed, or could not import the DAG) and Airflow's
   own reason. It is redacted like every ledger row;
-- the record is written before anyone is told (evidence first) and the page
-  is that record's ERROR report, which names the cause — never a bare
-  ``task_failure``;
+- the record is written before anyone is told (evidence first); the caller's
+  page then carries the same cause — never a bare ``task_failure``;
 - nothing here raises into Airflow: the caller falls back to a plain page.
 """
 
@@ -57,12 +56,11 @@ def run_has_drill_record(ledger: Any, *, dag_id: str, run_id: str, name: str) ->
     return any(r.dag_id == dag_id and r.run_id == run_id for r in rows)
 
 
-def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | None) -> bool:
-    """Write the ERROR record of a drill run that never produced one, then page with it; True when done."""
+def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | None) -> str | None:
+    """Write the ERROR record of a drill run that never produced one; returns its cause (None: nothing written)."""
     from drillbook.airflow import runtime
     from drillbook.context import RunContext
     from drillbook.drills.base import ResultBuilder
-    from drillbook.pipeline import record_and_report
 
     ti = context.get("ti") or context.get("task_instance")
     dag = context.get("dag")
@@ -70,12 +68,12 @@ def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | 
     run_id = getattr(ti, "run_id", None) or context.get("run_id")
     drill = drill_of(dag_id)
     if drill is None or not run_id:
-        return False
+        return None
     kind, name = drill
     entry = next((d for d in catalogue.drills if d.name == name and d.kind == kind), None)
     with runtime.ledger_for(catalogue) as ledger:
         if run_has_drill_record(ledger, dag_id=dag_id, run_id=run_id, name=name):
-            return False
+            return None
         reason = context.get("reason")
         cause = failure_cause(ti, reason=str(reason) if reason else None, exception=exception)
         builder = ResultBuilder(kind=kind, drill=name, target=getattr(ti, "task_id", None) or dag_id,
@@ -87,8 +85,6 @@ def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | 
         ctx = RunContext(dag_id=dag_id, run_id=run_id, task_id=getattr(ti, "task_id", None) or "dag_run",
                          map_index=int(map_index if map_index is not None else -1),
                          try_number=int(getattr(ti, "try_number", None) or 1), trigger="scheduled")
-        notifier = runtime.notifier_for(catalogue, entry, ledger=ledger)
-        reported = record_and_report(builder.finish(), ctx=ctx, ledger=ledger, notifier=notifier)
-    log.warning("%s run %s: recorded ERROR DRILL_NOT_RUN (ledger seq %s): %s", dag_id, run_id,
-                getattr(reported.record, "seq", None), cause)
-    return True
+        record = ledger.record(builder.finish(), ctx)
+    log.warning("%s run %s: recorded ERROR DRILL_NOT_RUN (ledger seq %s): %s", dag_id, run_id, getattr(record, "seq", None), cause)
+    return cause

@@ -14,7 +14,7 @@ export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install test lint fmt bench demo up findings-doc clean
+.PHONY: help install test test-e2e lint fmt bench demo up findings-doc clean
 
 help:
 	@echo "make demo   - install everything, run the drills once against the embedded demo environment"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint   - ruff (incl. Airflow AIR rules) and mypy"
 	@echo "make bench  - benchmarks in bench/ (ratios against a baseline measured in the same run)"
 	@echo "make up     - start Airflow (airflow standalone) on http://localhost:8080 with drillbook's DAGs"
+	@echo "make test-e2e - docker-compose.yaml's services run natively (CeleryExecutor, Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432)"
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,6 +36,10 @@ install: $(VENV)/.installed
 
 test: install
 	$(BIN)/pytest
+
+# Needs Redis on 127.0.0.1:6379 and PostgreSQL (superuser postgres, trust auth) on 127.0.0.1:5432.
+test-e2e: install
+	$(BIN)/pytest -m e2e tests/deploy
 
 lint: install
 	$(BIN)/ruff check plugins dags tests bench

@@ -77,11 +77,11 @@ def ensure_database(admin_dsn: str, name: str, *, recreate: bool = False) -> str
     return with_dbname(admin_dsn, name)
 
 
-def take_backup(source_dsn: str) -> Path:
+def take_backup(source_dsn: str, *, var: Path | None = None) -> Path:
     """pg_dump -Fc of the shop into var/backups/shop, with a .sha256 sidecar."""
     from drillbook.pg import tool_env
 
-    out_dir = VAR / "backups" / "shop"
+    out_dir = (var or VAR) / "backups" / "shop"
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in sorted(out_dir.glob("shop-*.dump*"))[:-4]:  # keep the demo directory small
         old.unlink()
@@ -95,14 +95,14 @@ def take_backup(source_dsn: str) -> Path:
     return path
 
 
-def write_demo_certificate() -> Path:
+def write_demo_certificate(*, var: Path | None = None) -> Path:
     """A self-issued CA and a 200-day leaf for demo.internal, as PEM files."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    certs = VAR / "demo" / "certs"
+    certs = (var or VAR) / "demo" / "certs"
     certs.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -264,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drillbook demo")
     parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
     args = parser.parse_args(argv)
+    from drillbook.demo_up import sigterm_as_interrupt
+
+    sigterm_as_interrupt()  # SIGTERM stops the demo like Ctrl-C: embedded PostgreSQL and receiver are cleaned up
 
     import logging
     import warnings
@@ -318,29 +321,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = verify_ledger(ledger)
     try:
         if args.up:  # the receiver and the embedded PostgreSQL serve the scheduled drills too
-            return start_airflow()
+            return start_airflow(ledger)
         return code
     finally:
         receiver.stop()
         server.cleanup()
 
 
-def start_airflow() -> int:
-    """airflow standalone with drillbook's DAGs; admin password written before start."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")
-    write_admin_password(home, password)
-    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    heading(f"Airflow on http://localhost:{AIRFLOW_PORT} — log in as admin / {password} (Ctrl-C stops it)")
-    proc = subprocess.Popen(["airflow", "standalone"], start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        import signal
+def start_airflow(ledger_dsn: str = "") -> int:
+    """``make up``: see ``drillbook.demo_up``."""
+    from drillbook.demo_up import start_airflow as up
 
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        return 0
+    return up(ledger_dsn)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,6 +35,7 @@ _SPECS: list[FindingSpec] = [
     FindingSpec("DRILL_CRASHED", _S.CRITICAL, "The drill raised an unexpected error", "Read the task log for the traceback; fix the cause and re-run the drill.", "general", True),
     FindingSpec("NOTHING_CHECKED", _S.CRITICAL, "The drill finished without running a single check", "Configure at least one target or check for this drill; an empty drill proves nothing.", "general", True),
     FindingSpec("CONFIG_INVALID", _S.CRITICAL, "The drill's configuration is invalid", "Run `drillbook validate` and fix the catalogue entry it names.", "general", True),
+    FindingSpec("DRILL_NOT_RUN", _S.CRITICAL, "Airflow failed the drill's task before the drill could record a result", "Read the cause in the message: an API server the worker could not reach, a killed worker or an import error; fix it and re-run the drill.", "general", True),
     FindingSpec("CONNECTION_MISSING", _S.CRITICAL, "A connection the drill needs is not defined", "Define the Airflow Connection (or the DRILLBOOK_* environment variable) named in the message.", "general", True),
     FindingSpec("NOTIFY_FAILED", _S.HIGH, "The report could not be delivered to Slack; on-call was not told", "Check the Slack connection's token and the bot's channel membership; the evidence row is intact.", "notify"),
     FindingSpec("NOTIFY_NOT_CONFIGURED", _S.INFO, "No Slack connection: the report went to the local outbox only", "Define the drillbook_slack connection to deliver reports to Slack.", "notify"),

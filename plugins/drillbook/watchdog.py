@@ -4,7 +4,12 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
 - ``DRILL_MISSED``: the newest result of an enabled drill is older than its
   latest scheduled time that is at least ``defaults.watchdog.grace`` in the
   past (the schedule is read in ``defaults.timezone``, like the DAGs). A drill
-  with no result at all is missed: a DAG that was never scheduled must page;
+  with no result at all is missed: a DAG that was never scheduled must page —
+  but only once it has had one full schedule interval plus the grace since its
+  first appearance (the oldest ledger row naming it, of any type; a watchdog run
+  that finds none writes a ``watchdog`` row for it, with no incident and no
+  page, and that row is its first appearance). A brand-new deployment or a
+  drill just added to the catalogue is not paged before it could have run;
 - a drill is judged per RUN, never per row: a mapped drill (alert_path,
   certificates) writes one 'drill' row per path/item under one drill name, so
   rows are grouped by (dag_id, run_id) and a run's verdict is the worst of its
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -68,6 +73,7 @@ class DrillHistory:
     last_pass_at: datetime | None = None
     first_at: datetime | None = None
     error_streak: tuple[datetime, datetime] | None = None  # (oldest, newest) of the trailing ERRORs
+    first_seen: datetime | None = None  # oldest ledger row naming the drill, of any type (None: never seen)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,15 @@ def due_since(schedule: str, *, now: datetime, grace: float, timezone: str = "UT
     return previous_run(schedule, local).astimezone(UTC)
 
 
+def in_first_interval(schedule: str, first_seen: datetime | None, *, now: datetime, grace: float) -> bool:
+    """True while a drill first seen at ``first_seen`` (None: now) has not had one full interval plus grace."""
+    from drillbook.catalogue.common import schedule_interval_seconds
+
+    if first_seen is None:
+        return True
+    return (now - first_seen).total_seconds() < schedule_interval_seconds(schedule, now=first_seen) + grace
+
+
 def assess_drill(drill: Any, history: DrillHistory, *, now: datetime, grace: float, max_unverified: float,
                  timezone: str = "UTC") -> list[Incident]:
     """The open incidents of one drill at ``now``."""
@@ -156,8 +171,10 @@ def assess_drill(drill: Any, history: DrillHistory, *, now: datetime, grace: flo
 
     due = due_since(drill.schedule, now=now, grace=grace, timezone=timezone)
     if history.newest_at is None:
-        add("DRILL_MISSED", f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) has no result in the ledger "
-                            f"although a run was due at {due:%Y-%m-%d %H:%M} UTC (grace {format_duration(grace)})")
+        if not in_first_interval(drill.schedule, history.first_seen, now=now, grace=grace):
+            add("DRILL_MISSED", f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) has no result in the ledger "
+                                f"although a run was due at {due:%Y-%m-%d %H:%M} UTC (grace {format_duration(grace)}; "
+                                f"first seen {history.first_seen:%Y-%m-%d %H:%M} UTC)")
     elif history.newest_at < due:
         add("DRILL_MISSED", f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) was due at {due:%Y-%m-%d %H:%M} UTC; "
                             f"its newest result is from {history.newest_at:%Y-%m-%d %H:%M} UTC ({format_duration((now - history.newest_at).total_seconds())} ago)")
@@ -260,7 +277,9 @@ def read_history(ledger: Ledger, drill: Any, *, now: datetime, max_unverified: f
         last_row = ledger.last_pass(kind=drill.kind, drill=drill.name)
         last_pass_at = last_row.recorded_at if last_row is not None and last_row.recorded_at < window_start else None
     first = ledger.query(drill=drill.name, kind=drill.kind, record_type="drill", limit=1)
-    return history_from_records(recent, last_pass_at=last_pass_at, first_at=first[0].recorded_at if first else None)
+    history = history_from_records(recent, last_pass_at=last_pass_at, first_at=first[0].recorded_at if first else None)
+    seen = ledger.query(drill=drill.name, kind=drill.kind, limit=1)
+    return replace(history, first_seen=seen[0].recorded_at if seen else None)
 
 
 def read_state(ledger: Ledger, drill: Any, *, ctx: RunContext) -> dict[str, dict[str, Any]]:
@@ -309,8 +328,12 @@ def undelivered_row(undelivered: dict[str, list[str]], *, where: str, transport:
 
 
 def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext,
-                 now: datetime | None = None) -> WatchdogRun:
-    """Re-send owed reports, assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised."""
+                 now: datetime | None = None, seen_since: Mapping[str, datetime] | None = None) -> WatchdogRun:
+    """Re-send owed reports, assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised.
+
+    ``seen_since``: first appearances known from outside the ledger (drill name -> time);
+    the older of that and the ledger's oldest row counts.
+    """
     from drillbook.notify.redeliver import redeliver
     from drillbook.notify.render import IncidentView
 
@@ -318,6 +341,10 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
     redelivered = redeliver(ledger, notifier, ctx=ctx, now=now)  # records its own failures; Slack down shows below too
     drills = [d for d in catalogue.drills if d.enabled]
     histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}
+    for name, seen in (seen_since or {}).items():
+        if name in histories:
+            first = histories[name].first_seen
+            histories[name] = replace(histories[name], first_seen=min(first, seen) if first else seen)
     incidents = assess(catalogue, histories, now=now)
     run = WatchdogRun(incidents=incidents, plans={}, redelivery=redelivered)
     delivers = getattr(notifier.sender, "transport", "slack") != "outbox"
@@ -326,6 +353,8 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
         plan = plan_drill(drill.name, incidents[drill.name], read_state(ledger, drill, ctx=ctx), now=now,
                           renotify=catalogue.defaults.watchdog.renotify, delivers=delivers)
         run.plans[drill.name] = plan
+        if histories[drill.name].first_seen is None:
+            plan.changed = True  # its first appearance: one watchdog row, from which its first interval counts
         if not plan.changed:
             continue
         row = state_row(drill, plan, incidents[drill.name])

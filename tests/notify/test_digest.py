@@ -122,7 +122,11 @@ def test_cli_watchdog_and_digest(catalogue_file, ledger_dsn, tmp_path, monkeypat
     configure_digest_parser(sub.add_parser("digest"))
     common = ["--ledger-dsn", ledger_dsn, "--catalogue", str(catalogue_file)]
     args = parser.parse_args(["watchdog", *common])
-    assert args.func(args) == 1  # nothing has run: every drill is missed
+    assert args.func(args) == 0  # their first appearance: nothing was due yet, nobody is paged
+    assert "DRILL_MISSED" not in capsys.readouterr().out
+    later = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    args = parser.parse_args(["watchdog", *common, "--now", later])
+    assert args.func(args) == 1  # ten days on, nothing has run: every drill is missed
     assert capsys.readouterr().out.count("DRILL_MISSED") == 4
     args = parser.parse_args(["digest", *common, "--schedule", "@weekly"])
     assert args.func(args) == 0

@@ -24,6 +24,9 @@ from drillbook.pipeline import record_and_report
 from drillbook.watchdog import run_watchdog
 from tests.notify.conftest import make_ctx, make_result
 
+# the catalogue's drills appeared long ago: a drill never seen is not missed before one interval plus grace
+LONG_AGO = {name: datetime.now(UTC) - timedelta(days=30) for name in ("web_certs", "api_certs", "quiet_certs", "loud_certs")}
+
 
 def slack_notifier(slack, catalogue, ledger, *, timeout: int = 2) -> Notifier:
     conn = SlackConnection(token=slack.token, base_url=slack.base_url, timeout=timeout)
@@ -61,7 +64,7 @@ def test_a_slack_outage_over_several_runs_ends_with_every_report_delivered_exact
     a = report(ledger, notifier, make_result("FAIL", drill="web_certs"), drill_ctx("web_certs", 1))
     b = report(ledger, notifier, make_result("ERROR", drill="web_certs"), drill_ctx("web_certs", 2))
     with pytest.raises(NotificationFailed):
-        run_watchdog(catalogue, ledger=ledger, notifier=notifier, ctx=wd_ctx(1), now=now)
+        run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=notifier, ctx=wd_ctx(1), now=now)
     slack.advance(4 * 60 + 1)
 
     # minute 4-8: Slack resets connections after reading the request (ambiguous); a PASS for a drill that asks for PASS
@@ -73,7 +76,7 @@ def test_a_slack_outage_over_several_runs_ends_with_every_report_delivered_exact
     # minute 8-10: HTTP 500; the watchdog runs again, and a digest fails to post
     slack.outage(minutes=2, mode="error")
     with pytest.raises(NotificationFailed):
-        run_watchdog(catalogue, ledger=ledger, notifier=notifier, ctx=wd_ctx(2), now=now + timedelta(hours=1))
+        run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=notifier, ctx=wd_ctx(2), now=now + timedelta(hours=1))
     from drillbook.digest import run_digest
 
     with pytest.raises(NotificationFailed):
@@ -88,7 +91,7 @@ def test_a_slack_outage_over_several_runs_ends_with_every_report_delivered_exact
     # minute 10: Slack is back; the next watchdog run delivers everything, each once
     slack.advance(2 * 60 + 1)
     assert not slack.down
-    back = run_watchdog(catalogue, ledger=ledger, notifier=notifier, ctx=wd_ctx(3), now=now + timedelta(hours=2))
+    back = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=notifier, ctx=wd_ctx(3), now=now + timedelta(hours=2))
     assert sorted(back.redelivery.resent) == [a.seq, b.seq, c.seq] and back.redelivery.left == 0
     assert sorted(back.redelivery.summarised) == sorted([d.seq, digest.seq])
     for record, channel in ((a, "#dr-oncall"), (b, "#dr-oncall"), (c, "#alerts"), (d, "#alerts"), (digest, "#dr-digest")):
@@ -97,7 +100,7 @@ def test_a_slack_outage_over_several_runs_ends_with_every_report_delivered_exact
     assert late.text.startswith("[late] FAIL: web_certs") and "Late delivery" in str(late.blocks)
 
     # later runs, the CLI flush and a retry of a's task send nothing more
-    again = run_watchdog(catalogue, ledger=ledger, notifier=notifier, ctx=wd_ctx(4), now=now + timedelta(hours=2))
+    again = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=notifier, ctx=wd_ctx(4), now=now + timedelta(hours=2))
     assert again.redelivery.owed == 0 and again.redelivery.delivered == 0
     retry = record_and_report(make_result("FAIL", drill="web_certs"), ctx=drill_ctx("web_certs", 1, try_number=2), ledger=ledger,
                               notifier=notifier)
@@ -184,7 +187,7 @@ def test_a_report_nobody_was_told_about_is_delivered_once_slack_is_configured(sl
     assert "0 report(s) owed" in capsys.readouterr().out
     assert main(["outbox", "owed", "--ledger-dsn", ledger_dsn]) == 0
     online = slack_notifier(slack, catalogue, ledger)
-    assert run_watchdog(catalogue, ledger=ledger, notifier=online, ctx=wd_ctx(2)).redelivery.owed == 0
+    assert run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=online, ctx=wd_ctx(2)).redelivery.owed == 0
     assert copies(slack, record, "#dr-oncall") == 1
     assert slack.token not in str([n.result for n in ledger.query()])
     assert ledger.verify().ok

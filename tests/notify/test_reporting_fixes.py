@@ -32,6 +32,9 @@ from tests.notify.conftest import make_ctx, make_record, make_result
 DQ = {"name": "orders_dq", "kind": "data_quality", "schedule": "@hourly", "connection": "drillbook_source",
       "table": "public.orders", "suite": "orders"}
 
+# the catalogue's drills appeared long ago: a drill never seen is not missed before one interval plus grace
+LONG_AGO = {name: datetime.now(UTC) - timedelta(days=30) for name in ("web_certs", "api_certs", "quiet_certs", "loud_certs")}
+
 
 def dq_result(code: str | None):
     b = ResultBuilder(kind="data_quality", drill="orders_dq", target="public.orders")
@@ -209,7 +212,7 @@ def test_watchdog_incidents_in_the_outbox_are_not_posted_and_are_resent_once_sla
     outbox = tmp_path / "outbox.jsonl"
     offline = Notifier(catalogue=catalogue, sender=OutboxSender(path=outbox), ledger=ledger)
 
-    first = run_watchdog(catalogue, ledger=ledger, notifier=offline, ctx=_wd_ctx(1), now=now)
+    first = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=offline, ctx=_wd_ctx(1), now=now)
     assert first.posted == 0 and first.undelivered == {"quiet_certs": ["DRILL_MISSED"]}
     assert [e["channel"] for e in read_outbox(outbox)] == ["#dr-oncall"]
     note = ledger.query(record_type="notification")
@@ -217,18 +220,18 @@ def test_watchdog_incidents_in_the_outbox_are_not_posted_and_are_resent_once_sla
     assert note[0].result["details"]["undelivered"] == {"quiet_certs": ["DRILL_MISSED"]}
 
     # still no Slack an hour later: not repeated every hour (renotify 24h)
-    second = run_watchdog(catalogue, ledger=ledger, notifier=offline, ctx=_wd_ctx(2), now=now + timedelta(seconds=3599))
+    second = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=offline, ctx=_wd_ctx(2), now=now + timedelta(seconds=3599))
     assert second.posted == 0 and second.undelivered == {} and len(read_outbox(outbox)) == 1
 
     # Slack is configured: the owed incident is sent at once, not after renotify
     online = slack_notifier(slack, catalogue, ledger=ledger)
-    third = run_watchdog(catalogue, ledger=ledger, notifier=online, ctx=_wd_ctx(3), now=now + timedelta(seconds=3599))
+    third = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=online, ctx=_wd_ctx(3), now=now + timedelta(seconds=3599))
     assert third.posted == 1
     oncall = [m.text for m in slack.posted("#dr-oncall") if m.thread_ts is None]
     assert len(oncall) == 1 and oncall[0].startswith("DRILL_MISSED: quiet_certs: ")
 
     # and once delivered it is not repeated
-    fourth = run_watchdog(catalogue, ledger=ledger, notifier=online, ctx=_wd_ctx(4), now=now + timedelta(seconds=3599))
+    fourth = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=online, ctx=_wd_ctx(4), now=now + timedelta(seconds=3599))
     assert fourth.posted == 0 and len(slack.posted("#dr-oncall")) == 1
     assert ledger.verify().ok
 

@@ -39,7 +39,8 @@ def check(catalogue, name, history, now):
 
 
 def test_missed_when_a_drill_has_no_row(catalogue):
-    assert check(catalogue, "web_certs", DrillHistory(), at(8)) == ["DRILL_MISSED"]
+    seen_long_ago = DrillHistory(first_seen=at(-100))  # first appearance: see tests/deploy/test_first_start.py
+    assert check(catalogue, "web_certs", seen_long_ago, at(8)) == ["DRILL_MISSED"]
     assert set(assess(catalogue, {}, now=at(8))) == {"web_certs", "api_certs", "quiet_certs", "loud_certs"}
 
 
@@ -81,7 +82,7 @@ def test_stale_when_the_newest_pass_is_older_than_max_unverified(catalogue):
 
 
 def test_plan_posts_once_then_after_renotify_then_the_resolution(catalogue):
-    incident = assess(catalogue, {}, now=at(8))["web_certs"]
+    incident = assess(catalogue, {"web_certs": DrillHistory(first_seen=at(-100))}, now=at(8))["web_certs"]
     first = plan_drill("web_certs", incident, {}, now=at(8), renotify=24 * 3600)
     assert codes(first.post) == ["DRILL_MISSED"] and first.changed
     hour_later = plan_drill("web_certs", incident, first.state, now=at(9), renotify=24 * 3600)
@@ -96,6 +97,10 @@ def test_plan_posts_once_then_after_renotify_then_the_resolution(catalogue):
 def notifier(slack, catalogue) -> Notifier:
     conn = SlackConnection(token=slack.token, base_url=slack.base_url, timeout=5)
     return Notifier(catalogue=catalogue, sender=SlackSender(connection=conn))
+
+
+# every drill of the catalogue appeared long ago (a first appearance within the last interval is not paged)
+LONG_AGO = {name: datetime.now(UTC) - timedelta(days=30) for name in ("web_certs", "api_certs", "quiet_certs", "loud_certs")}
 
 
 def watchdog_ctx(n: int):
@@ -114,7 +119,7 @@ def test_run_watchdog_pages_once_an_hour_apart_and_reports_the_resolution(slack,
 
     # "an hour later" is 59m59s: any later and a drill due on the hour could legitimately be missed by then
     hour_later = now + timedelta(seconds=3599)
-    first = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(1), now=now)
+    first = run_watchdog(catalogue, ledger=ledger, notifier=n, seen_since=LONG_AGO, ctx=watchdog_ctx(1), now=now)
     assert {k: codes(v) for k, v in first.incidents.items()} == {
         "web_certs": [], "api_certs": ["DRILL_MISSED"], "quiet_certs": ["DRILL_MISSED"], "loud_certs": ["DRILL_MISSED"]}
     oncall = top_level(slack, "#dr-oncall")
@@ -125,13 +130,13 @@ def test_run_watchdog_pages_once_an_hour_apart_and_reports_the_resolution(slack,
     assert sorted(r.drill for r in rows) == ["api_certs", "loud_certs", "quiet_certs"]  # no row for a quiet drill
     assert all(r.codes == ["DRILL_MISSED"] and r.verdict == "FAIL" for r in rows)
 
-    second = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(2), now=hour_later)
+    second = run_watchdog(catalogue, ledger=ledger, notifier=n, seen_since=LONG_AGO, ctx=watchdog_ctx(2), now=hour_later)
     assert second.posted == 0
     assert len(slack.posted()) == 3
     assert len(ledger.query(record_type="watchdog")) == 3  # nothing changed: nothing written
 
     ledger.record(make_result("PASS", drill="api_certs", started=now), make_ctx(run_id="r-api", dag_id="dr_certificates__api_certs"))
-    third = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(3), now=hour_later)
+    third = run_watchdog(catalogue, ledger=ledger, notifier=n, seen_since=LONG_AGO, ctx=watchdog_ctx(3), now=hour_later)
     assert third.posted == 1
     assert top_level(slack, "#dr-oncall")[-1] == "RESOLVED: DRILL_MISSED for api_certs"
     latest = ledger.query(record_type="watchdog", drill="api_certs", newest_first=True, limit=1)[0]
@@ -147,10 +152,10 @@ def test_a_failed_watchdog_post_is_recorded_and_retried_next_hour(slack, catalog
     slack.fail("chat.postMessage", error="invalid_auth", times=1)
     n = notifier(slack, catalogue)
     with pytest.raises(NotificationFailed, match="invalid_auth"):
-        run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(1), now=now)
+        run_watchdog(catalogue, ledger=ledger, notifier=n, seen_since=LONG_AGO, ctx=watchdog_ctx(1), now=now)
     assert [(r.record_type, r.drill, r.codes) for r in ledger.query(since=now - timedelta(seconds=1)) if r.record_type != "drill"] == [
         ("watchdog", "quiet_certs", ["DRILL_MISSED"]), ("notification", "quiet_certs", ["NOTIFY_FAILED"])]
-    again = run_watchdog(catalogue, ledger=ledger, notifier=n, ctx=watchdog_ctx(2), now=now + timedelta(seconds=3599))
+    again = run_watchdog(catalogue, ledger=ledger, notifier=n, seen_since=LONG_AGO, ctx=watchdog_ctx(2), now=now + timedelta(seconds=3599))
     assert again.posted == 1
     oncall = top_level(slack, "#dr-oncall")
     assert len(oncall) == 1 and oncall[0].startswith("DRILL_MISSED: quiet_certs: ")

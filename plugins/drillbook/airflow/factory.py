@@ -103,7 +103,6 @@ def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str
         tags=tags or ["drillbook", drill.kind],
         doc_md=drill_doc(drill, catalogue, doc_md),
         on_failure_callback=_on_failure,
-        is_paused_upon_creation=False,
         params={},
     )
 

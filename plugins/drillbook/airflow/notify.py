@@ -12,7 +12,10 @@ Rules this module enforces:
   silent, and the watchdog still pages about it), and at DAG level (where Airflow passes no
   exception) a run whose FAIL/ERROR result is in the ledger and was delivered
   is skipped; when in doubt (ledger unreachable) it pages;
-- Slack when the catalogue's Slack connection exists, else the outbox.
+- Slack when the catalogue's Slack connection exists, else the outbox;
+- a drill run that failed before the drill recorded anything first gets an
+  ERROR record with the cause (``drillbook.airflow.failure_evidence``), and
+  the page carries that cause (never a bare ``task_failure``).
 """
 
 from __future__ import annotations
@@ -94,7 +97,17 @@ def _report_failure(context: dict[str, Any]) -> None:
         log.info("%s failed with %s: the drill already reported its verdict; not paging twice", dag_id, type(exc).__name__)
         return
     catalogue = _catalogue()
-    if exc is None and _reported_in_ledger(catalogue, dag_id=dag_id, run_id=run_id):
+    cause = exception_summary(exc)
+    recorded = None
+    try:  # evidence first: a drill run that failed before it recorded anything gets its ERROR record
+        from drillbook.airflow.failure_evidence import record_not_run
+
+        recorded = record_not_run(context, catalogue=catalogue, exception=cause)
+    except Exception as error:  # the ledger is unreachable or misconfigured: still page, without the record
+        log.warning("could not record the failed run of %s in the ledger (%s); paging without it", dag_id, redact(str(error))[:300])
+    if recorded is not None:
+        cause = recorded  # the page says what the ledger says
+    elif exc is None and _reported_in_ledger(catalogue, dag_id=dag_id, run_id=run_id):
         log.info("%s run %s: its FAIL/ERROR is in the ledger and was delivered; not paging twice", dag_id, run_id)
         return
     try:
@@ -108,7 +121,7 @@ def _report_failure(context: dict[str, Any]) -> None:
         task_id=getattr(ti, "task_id", None),
         run_id=run_id,
         try_number=getattr(ti, "try_number", None),
-        exception=exception_summary(exc),
+        exception=cause,
         log_url=log_url,
         reason=str(reason) if reason else None,
     )

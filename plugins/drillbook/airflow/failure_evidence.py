@@ -1,0 +1,90 @@
+"""A drill run that Airflow failed before the drill could run still leaves evidence: an ERROR record with the cause.
+
+Rules this module enforces:
+- when a run of a drill DAG (``dr_<kind>__<name>``, a kind of
+  ``factory.BUILDERS``) fails and the ledger holds no ``drill`` record for that
+  run, the failure callback writes one: verdict ERROR, finding
+  ``DRILL_NOT_RUN``, identified by the failed task (dag_id, run_id, task_id,
+  map_index, try), so the ledger has a record for every run that started;
+- the cause is the real one as far as Airflow tells it: the exception when
+  there is one; otherwise the failed task, its try, whether it ever started on
+  a worker (a task instance with no hostname never did: the worker could not
+  reach the API server, was killed, or could not import the DAG) and Airflow's
+  own reason. It is redacted like every ledger row;
+- the record is written before anyone is told (evidence first); the caller's
+  page then carries the same cause — never a bare ``task_failure``;
+- nothing here raises into Airflow: the caller falls back to a plain page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def drill_of(dag_id: str) -> tuple[str, str] | None:
+    """(kind, name) of a drill DAG id, or None for any other DAG."""
+    from drillbook.airflow.factory import BUILDERS
+
+    if not dag_id.startswith("dr_") or "__" not in dag_id:
+        return None
+    kind, name = dag_id[3:].split("__", 1)
+    return (kind, name) if kind in BUILDERS else None
+
+
+def failure_cause(ti: Any, *, reason: str | None, exception: str | None) -> str:
+    """What made the task fail, as precisely as the callback context says."""
+    task = getattr(ti, "task_id", None) or "unknown task"
+    tries = getattr(ti, "try_number", None)
+    attempt = f" (try {tries})" if tries else ""
+    why = f"; Airflow's reason: {reason}" if reason else ""
+    if exception:
+        return f"task {task!r}{attempt} failed before the drill recorded a result: {exception}{why}"
+    host = getattr(ti, "hostname", None)
+    if not host:
+        return (f"task {task!r}{attempt} never started on a worker: the executor failed it before it ran "
+                f"(a worker that could not reach the API server at [core] execution_api_server_url, "
+                f"a worker killed while it held the task, or a DAG the worker could not import){why}")
+    return (f"task {task!r}{attempt} started on {host!r} but ended before the drill recorded a result "
+            f"(killed, out of memory, timed out, or crashed outside the drill; see its task log){why}")
+
+
+def run_has_drill_record(ledger: Any, *, dag_id: str, run_id: str, name: str) -> bool:
+    rows = ledger.query(drill=name, record_type="drill", newest_first=True, limit=200)
+    return any(r.dag_id == dag_id and r.run_id == run_id for r in rows)
+
+
+def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | None) -> str | None:
+    """Write the ERROR record of a drill run that never produced one; returns its cause (None: nothing written)."""
+    from drillbook.airflow import runtime
+    from drillbook.context import RunContext
+    from drillbook.drills.base import ResultBuilder
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag = context.get("dag")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or ""
+    run_id = getattr(ti, "run_id", None) or context.get("run_id")
+    drill = drill_of(dag_id)
+    if drill is None or not run_id:
+        return None
+    kind, name = drill
+    entry = next((d for d in catalogue.drills if d.name == name and d.kind == kind), None)
+    with runtime.ledger_for(catalogue) as ledger:
+        if run_has_drill_record(ledger, dag_id=dag_id, run_id=run_id, name=name):
+            return None
+        reason = context.get("reason")
+        cause = failure_cause(ti, reason=str(reason) if reason else None, exception=exception)
+        builder = ResultBuilder(kind=kind, drill=name, target=getattr(ti, "task_id", None) or dag_id,
+                                controls=list(getattr(entry, "controls", []) or []))
+        # no builder.checked(): nothing was verified, so the verdict is ERROR
+        builder.find("DRILL_NOT_RUN", cause, subject=getattr(ti, "task_id", None) or dag_id,
+                     detail={"reason": str(reason or ""), "hostname": str(getattr(ti, "hostname", None) or "")})
+        map_index = getattr(ti, "map_index", -1)
+        ctx = RunContext(dag_id=dag_id, run_id=run_id, task_id=getattr(ti, "task_id", None) or "dag_run",
+                         map_index=int(map_index if map_index is not None else -1),
+                         try_number=int(getattr(ti, "try_number", None) or 1), trigger="scheduled")
+        record = ledger.record(builder.finish(), ctx)
+    log.warning("%s run %s: recorded ERROR DRILL_NOT_RUN (ledger seq %s): %s", dag_id, run_id, getattr(record, "seq", None), cause)
+    return cause

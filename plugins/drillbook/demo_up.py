@@ -1,0 +1,131 @@
+"""``make up``: airflow standalone with drillbook's DAGs, started quietly and stopped cleanly.
+
+Rules this module enforces:
+- new DAGs stay paused (DAGS_ARE_PAUSED_AT_CREATION) until the API server
+  answers; only then does ``make up`` unpause the DAGs it runs, so no task is
+  queued before there is an API server to run it against;
+- when ready it prints the UI URL, the admin login and the ledger DSN;
+- SIGTERM and SIGINT stop the whole process group (TERM, then KILL after 60 s),
+  and the demo's embedded PostgreSQL and webhook receiver with it;
+- task slots follow the machine: ``parallelism()`` (two per core, 2..16), unless
+  AIRFLOW__CORE__PARALLELISM is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt, so ``finally`` blocks run (the default handler would skip them)."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def parallelism() -> int:
+    """Task slots for this machine: two per core, at least 2, at most 16 (32 idle workers on 2 cores helped nobody)."""
+    return max(2, min(16, 2 * (os.cpu_count() or 1)))
+
+
+def wait_for_api(base: str, *, password: str, proc: subprocess.Popen[bytes], stop: list[bool], timeout: float = 600) -> str | None:
+    """A JWT from the api-server once it answers (None when it did not within ``timeout`` or we were stopped)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop and proc.poll() is None:
+        try:
+            resp = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5)
+            if resp.status_code in (200, 201):
+                return str(resp.json()["access_token"])
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    return None
+
+
+def unpause_drillbook_dags(base: str, token: str, *, proc: subprocess.Popen[bytes], stop: list[bool], timeout: float = 300) -> list[str]:
+    """Unpause the DAGs ``make up`` runs (drillbook's, once the dag-processor has listed them); returns their ids.
+
+    New DAGs start paused (DAGS_ARE_PAUSED_AT_CREATION): only after the API server
+    answers are they unpaused, so the first scheduled runs find an API to talk to.
+    """
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    from drillbook.airflow.factory import dag_id_for
+    from drillbook.catalogue import load_catalogue
+    from drillbook.demo import CATALOGUE
+
+    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(CATALOGUE).drills if d.enabled} | {"dr_watchdog"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop and proc.poll() is None:
+        try:
+            listed = {d["dag_id"] for d in httpx.get(f"{base}/api/v2/dags", params={"limit": 200}, headers=headers, timeout=10).json()["dags"]}
+            ours = sorted(d for d in listed if d.startswith("dr_"))
+            if wanted <= listed:
+                for dag_id in ours:
+                    httpx.patch(f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False}, headers=headers, timeout=10).raise_for_status()
+                return ours
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(3)
+    return []
+
+
+def start_airflow(ledger_dsn: str = "") -> int:
+    """airflow standalone with drillbook's DAGs until SIGTERM or Ctrl-C; admin password written before start.
+
+    Prints the UI URL and the ledger DSN once the API server answers, then unpauses
+    the DAGs it runs. Stops the whole process group on SIGTERM/SIGINT.
+    """
+    import signal
+
+    from drillbook.demo import AIRFLOW_PORT, heading, say, write_admin_password
+    from drillbook.pg import describe
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")
+    write_admin_password(home, password)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    os.environ.setdefault("AIRFLOW__CORE__PARALLELISM", str(parallelism()))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
+    heading(f"starting Airflow (airflow standalone, parallelism {os.environ['AIRFLOW__CORE__PARALLELISM']}); "
+            f"log: {home / 'standalone.log'}")
+    stop: list[bool] = []
+    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with (home / "standalone.log").open("ab") as log:
+        proc = subprocess.Popen(["airflow", "standalone"], start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://localhost:{AIRFLOW_PORT}"
+        token = wait_for_api(base, password=password, proc=proc, stop=stop)
+        if token:
+            unpaused = unpause_drillbook_dags(base, token, proc=proc, stop=stop)
+            heading(f"ready: Airflow UI {base} — log in as admin / {password}")
+            dsn = os.environ.get("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+            say(f"   ledger ({describe(dsn)}): export DRILLBOOK_LEDGER_DSN='{dsn}'  # for `drillbook evidence ...`")
+            say(f"   unpaused {len(unpaused)} DAG(s); SIGTERM or Ctrl-C stops everything")
+        while not stop and proc.poll() is None:
+            time.sleep(1)
+        return 0 if stop else (proc.returncode or 0)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        say("Airflow stopped")

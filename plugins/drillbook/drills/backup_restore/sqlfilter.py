@@ -17,7 +17,10 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
 - memory is bounded by the longest statement (``MAX_STATEMENT``, refused when
   exceeded), never by the dump: SQL is read a whole line at a time (so no
   quote, dollar tag or comment is ever split between reads), COPY data passes
-  through in blocks of whole rows or pieces of at most ``PIECE`` bytes.
+  through in blocks of whole rows or pieces of at most ``PIECE`` bytes;
+- a NUL byte anywhere is refused (psql cuts a line at a NUL and joins the
+  next one to it) and a ``--`` comment ends at ``\\r`` as well as ``\\n``, as in
+  psql's lexer: whatever psql would read differently is never passed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ _DATA_ESCAPE = re.compile(rb"\\(.?)", re.S)
 _DATA_ESCAPES = set(b"Ntnrbfvx\\01234567")
 _DATA_ESCAPES_B = {bytes([c]) for c in _DATA_ESCAPES}
 _BLOCK = re.compile(rb"/\*|\*/")
+_LINE_END = re.compile(rb"[\r\n]")
 _ESTRING_END = re.compile(rb"\\.|'", re.S)
 _FUNC_HEADS = {b"CREATE": "c", b"FUNCTION": "f", b"PROCEDURE": "p", b"OR": "o", b"REPLACE": "r"}
 
@@ -98,6 +102,14 @@ class StatementFilter:
         """Judge one readline() piece (a whole line, or part of a long one); return what may go to psql."""
         if self.refusal is not None and not self.collect:
             return b""
+        if b"\0" in piece:
+            # psql reads lines with fgets() and strlen(): a NUL cuts its line short and joins the
+            # next line to it, so psql would read what follows differently from this lexer.
+            # PostgreSQL text cannot hold a NUL and pg_dump never writes one.
+            self._refuse(Refusal(self.line, ESCAPE, "a NUL byte (psql would read the lines around it differently)",
+                                 piece[:80].replace(b"\0", b"\\0").decode("utf-8", "replace")))
+            if not self.collect:
+                return b""
         if self.copy:
             return self._copy_piece(piece)
         out = bytearray()
@@ -209,9 +221,9 @@ class StatementFilter:
                         self._ident(text.upper())
                     st.tokens.append(text)
             elif state == "lc":
-                j = data.find(b"\n", i)
-                i = n if j < 0 else j  # the newline itself is whitespace in normal state
-                if j >= 0:
+                m = _LINE_END.search(data, i)  # psql ends a -- comment at \r too (non_newline [^\n\r])
+                i = n if m is None else m.start()  # the newline itself is whitespace in normal state
+                if m is not None:
                     self.state = "normal"
             elif state == "bc":
                 m = _BLOCK.search(data, i)

@@ -1,0 +1,128 @@
+"""Outside attacks on the plain-dump filter, each replayed through a real psql: what psql runs is what the filter judged.
+
+Every case here got past the filter once: the filter's reading of the bytes
+differed from psql's (a NUL byte, a carriage return ending a ``--`` comment,
+a backtick in ``\\connect``). Each test feeds the filter's output to a real
+psql in a fresh database, with the work directory as psql's cwd, and checks
+that the marker file or object is absent; a healthy twin stays green.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from drillbook.drills.backup_restore import tools
+from drillbook.drills.backup_restore.sqlfilter import StatementFilter
+from drillbook.drills.backup_restore.sqlstream import filter_stream
+from drillbook.pg import tool_env
+
+DATA = Path(__file__).parent / "data"
+
+
+def _filter(data: bytes, scope: str = "shared"):
+    out = io.BytesIO()
+    flt = StatementFilter(scope)
+    filter_stream(io.BytesIO(data), out.write, flt)
+    return out.getvalue(), flt.refusal
+
+
+def _psql(fed: bytes, dsn: str, cwd: Path) -> subprocess.CompletedProcess:
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    env = tool_env(dsn)
+    env["PSQLRC"] = "/dev/null"
+    env["PGOPTIONS"] = "-c standard_conforming_strings=on"
+    return subprocess.run([psql.path, "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"], input=fed, env=env,
+                          cwd=cwd, capture_output=True, timeout=60, check=False)
+
+
+def _tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
+
+
+def test_a_nul_byte_cannot_hide_a_shell_command_from_the_filter(fresh_db, tmp_path):
+    """psql reads lines with fgets() and strlen(): a NUL cuts the line, so the next line joins it outside the quote."""
+    hostile = b"SELECT 1 \x00 '\n\\! touch marker\n' ;\n"
+    fed, refusal = _filter(hostile)
+    _psql(fed, fresh_db, tmp_path)
+    assert not (tmp_path / "marker").exists()
+    assert refusal is not None and refusal.line == 1 and "NUL" in refusal.reason, refusal
+
+
+def test_a_nul_byte_in_copy_rows_is_refused_too():
+    rows = b"COPY t (a) FROM stdin;\n" + b"".join(b"%d\n" % i for i in range(1000)) + b"5\x00\n\\.\n"
+    _, refusal = _filter(rows)
+    assert refusal is not None and refusal.line == 1002 and "NUL" in refusal.reason, refusal
+
+
+def test_a_carriage_return_ends_a_line_comment_for_psql_and_for_the_filter(fresh_db, tmp_path):
+    """psql ends ``--`` comments at \\r as well as \\n (psqlscan.l: non_newline [^\\n\\r])."""
+    hostile = (b"SELECT 1; -- a comment\rCREATE TABLE sneaked (i int);\n"
+               b"-- x\rCOPY (select 1) TO PROGRAM 'touch marker';\n")
+    fed, refusal = _filter(hostile)
+    assert refusal is not None and refusal.line == 2 and "PROGRAM" in refusal.statement, refusal
+    _psql(fed, fresh_db, tmp_path)
+    assert "sneaked" in _tables(fresh_db)  # what the filter passed is what psql ran, and the filter saw it
+    assert not (tmp_path / "marker").exists()
+
+
+def test_cr_only_line_endings_in_a_healthy_dump_still_pass(fresh_db, tmp_path):
+    healthy = b"-- a comment\rCREATE TABLE t (a int);\r-- another\rINSERT INTO t VALUES (1);\r"
+    fed, refusal = _filter(healthy)
+    assert refusal is None and fed == healthy
+    proc = _psql(fed, fresh_db, tmp_path)
+    assert proc.returncode == 0 and "t" in _tables(fresh_db), proc.stderr
+
+
+@pytest.mark.parametrize("connect", [
+    b"\\connect `touch${IFS}marker;echo${IFS}DB`\n",  # psql runs a backquoted argument as a shell command
+    b'\\connect "DB"`touch${IFS}marker`""\n',  # glued after a quoted part
+    b"\\c :'LAST_ERROR_MESSAGE'\n",  # a psql variable: its value is not what the filter read
+])
+def test_connect_in_an_ephemeral_cluster_takes_a_plain_name_only(fresh_db, tmp_path, connect):
+    db = psycopg.conninfo.conninfo_to_dict(fresh_db)["dbname"]
+    hostile = b"SELECT 1;\n" + connect.replace(b"DB", db.encode()) + b"SELECT 2;\n"
+    fed, refusal = _filter(hostile, scope="ephemeral")
+    _psql(fed, fresh_db, tmp_path)
+    assert not (tmp_path / "marker").exists()
+    assert refusal is not None and refusal.line == 2, refusal
+
+
+@pytest.mark.parametrize("connect", [b"\\connect victim", b"\\connect -reuse-previous=on \"dbname='we\\'ird db'\"",
+                                     b"\\connect template1", b"\\c my.db_1"])
+def test_connect_lines_pg_dump_writes_pass_in_an_ephemeral_cluster(connect):
+    _, refusal = _filter(b"SELECT 1;\n" + connect + b"\nSELECT 2;\n", scope="ephemeral")
+    assert refusal is None, refusal
+
+
+def test_a_real_pg_dump_c_of_a_database_whose_name_needs_quotes_is_not_refused_in_an_ephemeral_cluster(pg, tmp_path):
+    """pg_dump -C writes ``\\encoding SQL_ASCII`` and a quoted ``\\connect -reuse-previous=on "dbname='…'"``."""
+    from drillbook.drills.backup_restore.prescan import scan_plain
+    from tests.backup_restore.conftest import pg_dump
+
+    name = "we'ird db"
+    pg.drop_database(name)
+    pg.execute("postgres", 'CREATE DATABASE "we\'ird db"')
+    try:
+        pg.execute(name, "CREATE TABLE t (a int); INSERT INTO t VALUES (1)")
+        dump = pg_dump(pg, pg.dsn(name), tmp_path / "weird.sql", "-C")
+        # pg_dump 16.2 (pgserver) quotes the \connect; 15.14+/16.10+ also write \encoding SQL_ASCII before it
+        # (data/: written by Debian's pg_dump 15.20 for the same database)
+        for path in (dump, DATA / "pg_dump_15.20_C_quoted_name.sql"):
+            scan = scan_plain(path, gz=False, target="ephemeral")
+            assert scan.refusals == [] and scan.created_databases == [name] and scan.connects == [name], path
+            assert scan_plain(path, gz=False, target="shared").refusals  # still refused on a shared server
+        assert b"\\encoding SQL_ASCII" in (DATA / "pg_dump_15.20_C_quoted_name.sql").read_bytes()
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.mark.parametrize("meta", [b"\\encoding SJIS", b"\\encoding BIG5", b"\\encoding UTF8 \\! touch x"])
+def test_encoding_switches_that_change_how_psql_lexes_are_refused(meta):
+    assert _filter(b"SELECT 1;\n" + meta + b"\n", scope="ephemeral")[1] is not None

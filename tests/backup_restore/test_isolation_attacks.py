@@ -126,3 +126,56 @@ def test_a_real_pg_dump_c_of_a_database_whose_name_needs_quotes_is_not_refused_i
 @pytest.mark.parametrize("meta", [b"\\encoding SJIS", b"\\encoding BIG5", b"\\encoding UTF8 \\! touch x"])
 def test_encoding_switches_that_change_how_psql_lexes_are_refused(meta):
     assert _filter(b"SELECT 1;\n" + meta + b"\n", scope="ephemeral")[1] is not None
+
+
+@pytest.fixture
+def subscribed_dump(pg, tmp_path) -> Path:
+    """A real pg_dump of a database with a publication and a subscription (pg_dump writes ``connect = false``)."""
+    from tests.backup_restore.conftest import pg_dump
+
+    name = "drillbook_iso_sub"
+    pg.drop_database(name)
+    pg.execute("postgres", f"CREATE DATABASE {name}")
+    try:
+        pg.execute(name, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'i' || g "
+                         "FROM generate_series(1, 20) g; CREATE PUBLICATION pub FOR TABLE items")
+        pg.execute(name, "CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere' PUBLICATION pub "
+                         "WITH (connect = false)")
+        (tmp_path / "sub").mkdir()
+        dump = pg_dump(pg, pg.dsn(name), tmp_path / "sub" / "sub.sql")
+        pg.execute(name, "ALTER SUBSCRIPTION sub SET (slot_name = NONE)")
+        pg.execute(name, "DROP SUBSCRIPTION sub")
+    finally:
+        pg.drop_database(name)
+    assert b"connect = false" in dump.read_bytes()
+    return dump
+
+
+def test_a_real_dump_with_a_subscription_restores_into_an_ephemeral_cluster_and_passes(subscribed_dump, tmp_path, drill_runner):
+    """pg_dump writes a subscription disabled, with connect = false: no connection is made, so it is no escape."""
+    from tests.backup_restore.conftest import make_drill
+
+    drill = make_drill(str(subscribed_dump.parent), verify={"min_rows": {"public.items": 20}, "rpo_probe": None},
+                       restore={"target": "ephemeral"})
+    result = drill_runner(drill, work_dir=tmp_path / "work")
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+
+
+def test_a_dump_with_a_subscription_is_still_refused_on_a_shared_server(subscribed_dump):
+    from drillbook.drills.backup_restore.prescan import scan_plain
+
+    refusals = scan_plain(subscribed_dump, gz=False, target="shared").refusals
+    assert refusals and "subscription" in refusals[0].reason  # it would block DROP DATABASE of the scratch database
+
+
+@pytest.mark.parametrize("text", [
+    "CREATE SUBSCRIPTION s CONNECTION 'host=10.0.0.1' PUBLICATION p;\n",  # connects at once
+    "CREATE SUBSCRIPTION s CONNECTION 'host=10.0.0.1' PUBLICATION p WITH (connect = true);\n",
+    "ALTER SUBSCRIPTION s ENABLE;\n",
+    "ALTER SUBSCRIPTION s CONNECTION 'host=10.0.0.1';\n",
+    "ALTER SUBSCRIPTION s REFRESH PUBLICATION;\n",
+    "DROP SUBSCRIPTION s;\n",  # connects to the publisher to drop the slot
+])
+def test_subscriptions_that_connect_are_refused_in_an_ephemeral_cluster(text):
+    refusal = _filter(text.encode(), scope="ephemeral")[1]
+    assert refusal is not None and "connects to another server" in refusal.reason, refusal

@@ -13,7 +13,10 @@ Rules this module enforces (judged per complete statement, see sqlfilter.py):
   program or a server file, LOAD, CREATE LANGUAGE, C functions outside
   ``$libdir``, untrusted-language and network extensions (dblink,
   postgres_fdw, file_fdw, adminpack, plpython3u, plperlu, pltclu), foreign
-  servers, user mappings and subscriptions, server-file functions
+  servers, user mappings, subscriptions that connect (all but pg_dump's
+  ``CREATE SUBSCRIPTION ... WITH (connect = false ...)`` and ``ALTER
+  SUBSCRIPTION ... OWNER TO``, which are SERVER; DROP SUBSCRIPTION
+  connects to drop the slot), server-file functions
   (lo_import/lo_export, pg_read_file, pg_ls_dir ...), settings that load
   libraries or run commands, and any change of standard_conforming_strings
   (it changes how strings are read; psql's session is started with it on), and
@@ -61,8 +64,13 @@ _STATEMENT_RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^CREATE (OR REPLACE )?(TRUSTED )?(PROCEDURAL )?LANGUAGE\b"), ESCAPE, "creates a procedural language"),
     (re.compile(rf"^CREATE EXTENSION (IF NOT EXISTS )?\"?({_NET_EXTENSIONS})\b", re.I), ESCAPE,
      "creates an extension that reaches files, the network or an untrusted language"),
-    (re.compile(r"^(CREATE|ALTER) (SERVER|FOREIGN DATA WRAPPER|USER MAPPING|SUBSCRIPTION)\b|^IMPORT FOREIGN SCHEMA\b"),
+    (re.compile(r"^(CREATE|ALTER) (SERVER|FOREIGN DATA WRAPPER|USER MAPPING)\b|^IMPORT FOREIGN SCHEMA\b"
+                r"|^CREATE SUBSCRIPTION\b(?!.*\bWITH \(.*\bCONNECT = FALSE\b)|^ALTER SUBSCRIPTION (?!\S+ OWNER TO \S+$)"
+                r"|^DROP SUBSCRIPTION\b"),
      ESCAPE, "connects to another server (foreign server, user mapping or subscription)"),
+    # what pg_dump writes for a subscription: created with connect = false (disabled, no slot, no
+    # connection) and given an owner; it lives in the server's shared catalogue and blocks DROP DATABASE
+    (re.compile(r"^(CREATE|ALTER) SUBSCRIPTION\b"), SERVER, "creates a subscription (a server-wide catalogue entry)"),
     (re.compile(rf"\b({_FILE_FUNCS}) \("), ESCAPE, "calls a function that reads or writes server files or other servers"),
     (re.compile(r"\b(SESSION_PRELOAD_LIBRARIES|LOCAL_PRELOAD_LIBRARIES|DYNAMIC_LIBRARY_PATH|ARCHIVE_COMMAND|RESTORE_COMMAND)\b"),
      ESCAPE, "sets a parameter that loads libraries or runs commands"),

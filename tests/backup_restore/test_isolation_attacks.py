@@ -179,3 +179,22 @@ def test_a_dump_with_a_subscription_is_still_refused_on_a_shared_server(subscrib
 def test_subscriptions_that_connect_are_refused_in_an_ephemeral_cluster(text):
     refusal = _filter(text.encode(), scope="ephemeral")[1]
     assert refusal is not None and "connects to another server" in refusal.reason, refusal
+
+
+def test_the_ephemeral_cluster_does_not_inherit_the_drills_environment(monkeypatch):
+    """A superuser inside the cluster (a dump's dynamic SQL) can read the server's environment: no secret may be there."""
+    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
+
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SCRATCH", "postgresql://drill:hunter2-in-env@db/postgres")
+    monkeypatch.setenv("PGPASSWORD", "hunter2-in-env")
+    cluster = EphemeralCluster(min_major=None).start()
+    try:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TEMP TABLE e (line text)")
+            conn.execute("COPY e FROM PROGRAM 'env'")
+            env = [r[0] for r in conn.execute("SELECT line FROM e")]
+            assert env, "the probe read nothing"
+            assert not [line for line in env if "hunter2" in line], env
+            assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
+    finally:
+        cluster.close()

@@ -15,6 +15,9 @@ Rules this module enforces:
   unprivileged OS user (``pgserver``, the user the pgserver package itself
   creates, else ``postgres``, else ``nobody``) and its directory is chowned to
   it, as pgserver does; drillbook never creates OS users;
+- initdb, pg_ctl and so the server get a bare environment (PATH, HOME set to
+  the cluster's directory, C locale, UTC): a superuser in the cluster must
+  not find the drill's connection strings, cloud keys or tokens there;
 - archive_mode, fsync and every command hook are off; the cluster is stopped
   (immediate) and its directory removed in ``close``, whatever happened;
   ``close`` is idempotent and also runs on garbage collection of the object.
@@ -68,12 +71,22 @@ class EphemeralCluster:
         kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                                  stdin=subprocess.DEVNULL, cwd=str(self.root), **kwargs)
+                                  stdin=subprocess.DEVNULL, cwd=str(self.root), env=self._env(argv[0]), **kwargs)
         except (OSError, subprocess.SubprocessError) as exc:
             raise EphemeralUnavailable(f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip()[-400:]
             raise EphemeralUnavailable(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
+
+    def _env(self, tool: str) -> dict[str, str]:
+        """The server's whole environment: nothing of the drill's (connection strings, cloud keys, tokens).
+
+        A dump restores as the cluster's superuser, which can read its server's environment
+        (COPY ... FROM PROGRAM 'env' built by dynamic SQL the filter cannot read).
+        """
+        assert self.root is not None
+        return {"PATH": f"{Path(tool).parent}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(self.root),
+                "LANG": "C", "LC_ALL": "C", "TZ": "UTC", "PGTZ": "UTC"}
 
     def start(self) -> EphemeralCluster:
         initdb, seen = tools.choose("initdb", min_major=self.min_major, bin_dir=self.bin_dir)

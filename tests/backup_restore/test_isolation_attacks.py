@@ -198,3 +198,64 @@ def test_the_ephemeral_cluster_does_not_inherit_the_drills_environment(monkeypat
             assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
     finally:
         cluster.close()
+
+
+_HOLDER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
+c = EphemeralCluster(min_major=None).start()
+print(c.root, flush=True)
+time.sleep(600)
+"""
+
+
+def _postmaster_pid(root: Path) -> int:
+    return int((root / "data" / "postmaster.pid").read_text().splitlines()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_a_cluster_left_by_a_sigkilled_drill_is_reaped_and_a_live_one_is_not():
+    import os
+    import signal
+    import sys
+    import time
+
+    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
+
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, plugins], stdout=subprocess.PIPE, text=True)
+    live = None
+    try:
+        assert holder.stdout is not None
+        left = Path(holder.stdout.readline().strip())
+        pid = _postmaster_pid(left)
+        live = EphemeralCluster(min_major=None).start()  # another drill's cluster, in use
+        assert str(left) not in live.reaped and left.exists()  # its drill still holds it
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        assert left.exists() and _alive(pid), "SIGKILL left the cluster running (what the reaper is for)"
+        nxt = EphemeralCluster(min_major=None).start()
+        try:
+            assert str(left) in nxt.reaped and str(live.root) not in nxt.reaped
+            assert not left.exists()
+            for _ in range(50):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+            assert not _alive(pid), "the left-over postmaster still runs"
+            assert live.root is not None and live.root.exists() and _alive(_postmaster_pid(live.root))
+        finally:
+            nxt.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if live is not None:
+            live.close()

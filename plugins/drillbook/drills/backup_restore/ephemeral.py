@@ -20,11 +20,15 @@ Rules this module enforces:
   not find the drill's connection strings, cloud keys or tokens there;
 - archive_mode, fsync and every command hook are off; the cluster is stopped
   (immediate) and its directory removed in ``close``, whatever happened;
-  ``close`` is idempotent and also runs on garbage collection of the object.
+  ``close`` is idempotent and also runs on garbage collection of the object;
+- a drill killed before ``close`` leaves its cluster running: the cluster's
+  directory holds ``owner.lock``, flock'ed for the cluster's life, and the
+  next ``start`` reaps clusters nobody holds (ephemeral_reap.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -32,7 +36,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from drillbook.drills.backup_restore import tools
+from drillbook.drills.backup_restore import ephemeral_reap, tools
 
 SUPERUSER = "drillbook_ephemeral"
 START_TIMEOUT_S = 120
@@ -66,6 +70,8 @@ class EphemeralCluster:
         self._user: pwd.struct_passwd | None = None
         self._pg_ctl = ""
         self._running = False
+        self._lock_fd: int | None = None
+        self.reaped: list[str] = []  # left-over clusters of dead drills removed before this one started
 
     def _cmd(self, argv: list[str], timeout: float) -> None:
         kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
@@ -98,8 +104,13 @@ class EphemeralCluster:
             raise EphemeralUnavailable(f"{bindir} has initdb but no pg_ctl/postgres")
         self.version = initdb.version
         self._user = _run_as_user()
-        self.root = Path(tempfile.mkdtemp(prefix="drillbook-ephemeral-"))
+        uids = {os.geteuid()} | ({self._user.pw_uid} if self._user else set())
+        self.reaped = ephemeral_reap.reap(uids)
+        self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
         try:
+            # held for the cluster's whole life; the kernel drops it when this process dies (the reaper's proof)
+            self._lock_fd = os.open(self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if self._user:
                 os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             self._cmd([initdb.path, "-D", str(self.root / "data"), "-U", self.superuser, "--auth=trust", "-E", "UTF8",
@@ -129,6 +140,9 @@ class EphemeralCluster:
             self._running = False
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __del__(self) -> None:
         try:

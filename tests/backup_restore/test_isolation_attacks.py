@@ -259,3 +259,28 @@ def test_a_cluster_left_by_a_sigkilled_drill_is_reaped_and_a_live_one_is_not():
             holder.wait()
         if live is not None:
             live.close()
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT \"pg_read_file\"('/etc/passwd');\n",  # a quoted name the server folds to the same function
+    "SELECT pg_catalog.\"lo_export\"(1, '/tmp/x');\n",
+    "SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity;\n",
+    "SELECT set_config(E'client\\137encoding', 'SJIS', false);\n",  # octal escape in an E'' string
+    "SELECT set_config(E'client\\x5fencoding', 'SJIS', false);\n",
+    "SELECT set_config(U&'client\\005fencoding', 'SJIS', false);\n",  # Unicode escapes
+    "SELECT U&\"pg\\005fread_file\"('/etc/passwd');\n",
+    "DO E'BEGIN EXECUTE ''ALTER \\123YSTEM SET work_mem = 1''; END';\n",
+    "PREPARE TRANSACTION 'left';\n",  # outlives the session; the scratch database can no longer be dropped
+])
+def test_names_spelt_another_way_are_read_as_the_server_reads_them(text):
+    refusal = _filter(text.encode())[1]
+    assert refusal is not None, text
+
+
+@pytest.mark.parametrize("text", [
+    "CREATE TABLE \"Database\" (\"role\" int);\n",  # a quoted name that is not a keyword's spelling stays a name
+    "SELECT E'it\\'s', E'tab\\there';\n",
+    "CREATE TABLE \"public\".\"system\" (\"copy\" int);\n",
+])
+def test_quoted_names_and_e_strings_in_healthy_dumps_pass(text):
+    assert _filter(text.encode())[1] is None

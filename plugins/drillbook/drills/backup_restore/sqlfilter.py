@@ -36,7 +36,7 @@ MAX_STATEMENT = 64 << 20  # a longer statement is refused rather than held
 MAX_META = 4096
 
 _NORMAL = re.compile(
-    rb"""(?P<ws>[ \t\r\n\f\v]+)|(?P<lc>--)|(?P<bc>/\*)|(?P<es>[eE]')|(?P<sq>')|(?P<dq>")"""
+    rb"""(?P<ws>[ \t\r\n\f\v]+)|(?P<lc>--)|(?P<bc>/\*)|(?P<es>[eE]')|(?P<uesc>[uU]&['"])|(?P<sq>')|(?P<dq>")"""
     rb"""|(?P<dol>\$(?:[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_]*)?\$)"""
     rb"""|(?P<ident>[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_$]*)|(?P<num>[0-9][0-9.]*)"""
     rb"""|(?P<meta>\\)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",
@@ -49,6 +49,27 @@ _BLOCK = re.compile(rb"/\*|\*/")
 _LINE_END = re.compile(rb"[\r\n]")
 _ESTRING_END = re.compile(rb"\\.|'", re.S)
 _FUNC_HEADS = {b"CREATE": "c", b"FUNCTION": "f", b"PROCEDURE": "p", b"OR": "o", b"REPLACE": "r"}
+
+
+_E_ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.S)
+_E_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+
+
+def _decode_e(raw: bytes) -> bytes:
+    """The value of an ``E'...'`` string as the server reads it (octal, hex and Unicode escapes included)."""
+    def one(m: re.Match[bytes]) -> bytes:
+        esc = m.group(1)
+        if esc[:1] == b"x":
+            return bytes([int(esc[1:], 16)])
+        if esc[:1] in b"01234567" and esc[:1] != b"":
+            return bytes([int(esc, 8) & 0xFF])
+        if esc[:1] in (b"u", b"U") and len(esc) > 1:
+            try:
+                return chr(int(esc[1:], 16)).encode("utf-8")
+            except (ValueError, OverflowError):
+                return b"?"
+        return _E_SIMPLE.get(esc, esc)
+    return _E_ESCAPE.sub(one, raw)
 
 
 @dataclass
@@ -192,7 +213,12 @@ class StatementFilter:
                 if self.copy_tail_check:
                     self._refuse(Refusal(self.line, ESCAPE, "text after 'COPY ... FROM stdin;' on the same line", text.decode("utf-8", "replace")))
                     self.copy_tail_check = False
-                if kind == "lc":
+                if kind == "uesc":
+                    self._refuse(Refusal(self.line, ESCAPE, "a Unicode-escape (U&) identifier or string: the rules "
+                                         "would read another name than the server (pg_dump never writes one)",
+                                         text.decode("utf-8", "replace")))
+                    self.state, self._str = ("dq" if text.endswith(b'"') else "sq"), bytearray()
+                elif kind == "lc":
                     self.state = "lc"
                 elif kind == "bc":
                     self.state, self.depth = "bc", 1
@@ -271,7 +297,7 @@ class StatementFilter:
                         continue
                     self._close_string("es")
                 else:
-                    self._str += m.group()[1:]
+                    self._str += m.group()  # decoded when the string closes (_decode_e)
             elif state == "dol":
                 j = data.find(self.tag, i)
                 if j < 0:
@@ -305,7 +331,7 @@ class StatementFilter:
             self.stmt.tokens.append(b'"' + bytes(self._str) + b'"')
         else:
             self.stmt.tokens.append(b"'?'")
-            self.stmt.strings.append(bytes(self._str))
+            self.stmt.strings.append(_decode_e(bytes(self._str)) if kind == "es" else bytes(self._str))
 
     def _ident(self, word: bytes) -> None:
         """psql's BEGIN ... END tracking inside CREATE [OR REPLACE] FUNCTION|PROCEDURE (psqlscan.l)."""

@@ -53,6 +53,8 @@ _STATEMENT_RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^(CREATE|ALTER|DROP) DATABASE\b"), SERVER, "creates, alters or drops a database"),
     (re.compile(r"^(CREATE|ALTER|DROP) (ROLE|GROUP|USER(?! MAPPING))\b"), SERVER, "creates, alters or drops a role"),
     (re.compile(r"^(REASSIGN|DROP) OWNED\b"), SERVER, "changes objects of a role across the server"),
+    (re.compile(r"^(PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)\b"), SERVER,
+     "leaves or ends a prepared transaction (it outlives the session and blocks DROP DATABASE)"),
     (re.compile(r"^(GRANT|REVOKE)\b(?!.*\bON\b)"), SERVER, "grants or revokes role membership (server-wide)"),
     (re.compile(r"^(GRANT|REVOKE|COMMENT|SECURITY LABEL)\b.*\bON (DATABASE|ROLE|TABLESPACE|PARAMETER)\b"), SERVER,
      "changes a database, role, tablespace or server parameter"),
@@ -99,6 +101,7 @@ _RESTRICT = re.compile(r"^(restrict|unrestrict)\s+[A-Za-z0-9]+\s*$")
 _ENCODING_META = re.compile(r"^encoding\s+([A-Za-z0-9_]+)\s*$")
 _CONNECT = re.compile(r"^(c|connect)(\s+|$)")
 _ARG_WORD = re.compile(r'\s*((?:"(?:[^"]|"")*"|[^\s"]+)+)')
+_FOLDED_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
 _QUOTED_ARG = re.compile(r'^"((?:[^"]|"")*)"$')
 _PLAIN_NAME = re.compile(r"^[\w.$-]+$")  # no backquote (shell), colon (psql variable) or quote
 _CONNINFO_DBNAME = re.compile(r"""^dbname\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)$""")
@@ -134,13 +137,23 @@ def _name(token: bytes) -> str:
     return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
 
 
+def _code_token(token: bytes) -> str:
+    """Upper-cased code; a quoted identifier the server folds to the same name as a bare one reads as bare
+    (``"pg_read_file"(...)`` is pg_read_file); any other quoted name stays quoted."""
+    text = token.decode("utf-8", "replace")
+    if text[:1] == "'":
+        return text
+    if text[:1] == '"':
+        return text[1:-1].upper() if _FOLDED_NAME.match(text[1:-1]) else text
+    return text.upper()
+
+
 def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -> Verdict:
     """Judge one complete statement; ``scope`` is shared, ephemeral or archive."""
     verdict = Verdict()
     if not tokens:
         return verdict
-    code = " ".join(t.decode("utf-8", "replace") if t[:1] in (b'"', b"'") else t.decode("utf-8", "replace").upper()
-                    for t in tokens if t != b";")
+    code = " ".join(_code_token(t) for t in tokens if t != b";")
     if code.startswith("CREATE DATABASE ") and len(tokens) > 2:
         verdict.created_database = _name(tokens[2])
     if code.startswith("ALTER ROLE ") and len(tokens) > 3 and re.match(r"^ALTER ROLE \S+ WITH SUPERUSER\b", code):

@@ -284,3 +284,43 @@ def test_names_spelt_another_way_are_read_as_the_server_reads_them(text):
 ])
 def test_quoted_names_and_e_strings_in_healthy_dumps_pass(text):
     assert _filter(text.encode())[1] is None
+
+
+_DYNAMIC = {
+    # dynamic SQL: no reading catches it; a superuser scratch role lets it run; the audit must see what it left
+    # (ALTER SYSTEM, tablespaces and CREATE DATABASE cannot run inside DO: a transaction block)
+    "parameter_grant": ("DO $x$ BEGIN EXECUTE 'GRANT SET ON PARA' || 'METER work_mem TO public'; END $x$;", "work_mem"),
+    "role_comment": ("DO $x$ BEGIN EXECUTE format('COMMENT ON %s %I IS %L', 'RO' || 'LE', current_user, 'x'); END $x$;",
+                     "role "),
+    "slot": ("DO $x$ BEGIN EXECUTE 'SELECT pg_create_phys' || 'ical_replication_slot(''drillbook_iso_slot'')'; END $x$;",
+             "drillbook_iso_slot"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_DYNAMIC))
+def test_the_audit_sees_server_state_left_by_dynamic_sql_under_a_superuser_scratch_role(pg, dumps, tmp_path, drill_runner, name):
+    from tests.backup_restore.conftest import make_drill
+
+    inject, shown = _DYNAMIC[name]
+    text = dumps["plain"].read_text()
+    i = text.index("CREATE TABLE")
+    (tmp_path / "d").mkdir()
+    path = tmp_path / "d" / "shop.sql"
+    path.write_text(text[:i] + inject + "\n" + text[i:])
+    try:
+        result = drill_runner(make_drill(str(path.parent)))
+        side = [f for f in result.findings if f.code == "SCRATCH_SIDE_EFFECT"]
+        assert side and shown in side[0].message, [(f.code, f.message) for f in result.findings]
+        assert result.verdict.value != "PASS"
+    finally:
+        pg.execute("postgres", "REVOKE SET ON PARAMETER work_mem FROM public")
+        pg.execute("postgres", "DO $x$ BEGIN EXECUTE format('COMMENT ON ROLE %I IS NULL', current_user); END $x$")
+        pg.execute("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                               "WHERE slot_name = 'drillbook_iso_slot'")
+
+
+def test_the_audit_of_a_healthy_dump_stays_clean_under_a_superuser_scratch_role(dumps, drill_runner):
+    from tests.backup_restore.conftest import make_drill
+
+    result = drill_runner(make_drill(str(dumps["plain"].parent)))
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]

@@ -324,3 +324,22 @@ def test_the_audit_of_a_healthy_dump_stays_clean_under_a_superuser_scratch_role(
 
     result = drill_runner(make_drill(str(dumps["plain"].parent)))
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+
+
+def test_a_psql_variable_holding_text_the_dump_chose_cannot_become_a_meta_command(fresh_db, tmp_path):
+    """psql lexes a variable's value where ``:NAME`` stands; LAST_ERROR_MESSAGE is whatever the dump raised."""
+    hostile = (b"DO $$ BEGIN RAISE EXCEPTION '%', E'\\\\! touch marker'; END $$;\n"
+               b"SELECT 1 :LAST_ERROR_MESSAGE\n;\n")
+    fed, refusal = _filter(hostile)
+    _psql(fed, fresh_db, tmp_path)
+    assert not (tmp_path / "marker").exists()
+    assert refusal is not None and refusal.line == 2 and "variable" in refusal.reason, refusal
+
+
+def test_casts_slices_and_assignments_that_look_like_variables_pass(fresh_db, tmp_path):
+    healthy = (b"CREATE TABLE t AS SELECT 'x'::text AS a, (ARRAY[1,2,3])[1:2] AS b, (ARRAY[1,2,3])[1:n] AS c "
+               b"FROM (SELECT 2 AS n) s;\nDO $$ DECLARE x int; BEGIN x := 1; END $$;\n")
+    fed, refusal = _filter(healthy)
+    assert refusal is None and fed == healthy
+    proc = _psql(fed, fresh_db, tmp_path)
+    assert proc.returncode == 0 and b"ERROR" not in proc.stderr, proc.stderr

@@ -18,6 +18,8 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
   exceeded), never by the dump: SQL is read a whole line at a time (so no
   quote, dollar tag or comment is ever split between reads), COPY data passes
   through in blocks of whole rows or pieces of at most ``PIECE`` bytes;
+- a bare ``:NAME`` reference to an upper-case psql variable (psql's own:
+  LAST_ERROR_MESSAGE holds text the dump chose) is refused;
 - a NUL byte anywhere is refused (psql cuts a line at a NUL and joins the
   next one to it) and a ``--`` comment ends at ``\\r`` as well as ``\\n``, as in
   psql's lexer: whatever psql would read differently is never passed.
@@ -39,7 +41,7 @@ _NORMAL = re.compile(
     rb"""(?P<ws>[ \t\r\n\f\v]+)|(?P<lc>--)|(?P<bc>/\*)|(?P<es>[eE]')|(?P<uesc>[uU]&['"])|(?P<sq>')|(?P<dq>")"""
     rb"""|(?P<dol>\$(?:[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_]*)?\$)"""
     rb"""|(?P<ident>[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_$]*)|(?P<num>[0-9][0-9.]*)"""
-    rb"""|(?P<meta>\\)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",
+    rb"""|(?P<meta>\\)|(?P<cast>::)|(?P<var>:[A-Za-z\x80-\xff_0-9]+)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",
     re.S,
 )
 _DATA_ESCAPE = re.compile(rb"\\(.?)", re.S)
@@ -47,6 +49,7 @@ _DATA_ESCAPES = set(b"Ntnrbfvx\\01234567")
 _DATA_ESCAPES_B = {bytes([c]) for c in _DATA_ESCAPES}
 _BLOCK = re.compile(rb"/\*|\*/")
 _LINE_END = re.compile(rb"[\r\n]")
+_PSQL_VARIABLE = re.compile(rb"^[A-Z_][A-Z0-9_]*$")  # psql's own variables; pg_dump writes lower-case names
 _ESTRING_END = re.compile(rb"\\.|'", re.S)
 _FUNC_HEADS = {b"CREATE": "c", b"FUNCTION": "f", b"PROCEDURE": "p", b"OR": "o", b"REPLACE": "r"}
 
@@ -213,6 +216,11 @@ class StatementFilter:
                 if self.copy_tail_check:
                     self._refuse(Refusal(self.line, ESCAPE, "text after 'COPY ... FROM stdin;' on the same line", text.decode("utf-8", "replace")))
                     self.copy_tail_check = False
+                if kind == "var" and _PSQL_VARIABLE.match(text[1:]):
+                    # psql puts a variable's value in place and lexes it: LAST_ERROR_MESSAGE is text the
+                    # dump chose (RAISE EXCEPTION '\\! ...'), so ":LAST_ERROR_MESSAGE" can become a meta-command
+                    self._refuse(Refusal(self.line, ESCAPE, "a psql variable reference (psql would put text the dump "
+                                         "chose here)", text.decode("utf-8", "replace")))
                 if kind == "uesc":
                     self._refuse(Refusal(self.line, ESCAPE, "a Unicode-escape (U&) identifier or string: the rules "
                                          "would read another name than the server (pg_dump never writes one)",

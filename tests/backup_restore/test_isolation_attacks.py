@@ -343,3 +343,25 @@ def test_casts_slices_and_assignments_that_look_like_variables_pass(fresh_db, tm
     assert refusal is None and fed == healthy
     proc = _psql(fed, fresh_db, tmp_path)
     assert proc.returncode == 0 and b"ERROR" not in proc.stderr, proc.stderr
+
+
+def test_the_ephemeral_server_runs_without_a_network():
+    """A superuser in the cluster can run programs (dynamic SQL); they must not reach any other host or service."""
+    import os
+    import shutil
+
+    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
+
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux unshare is not installed (.ci/run installs it)")
+    cluster = EphemeralCluster(min_major=None).start()
+    try:
+        assert cluster.network == "private network namespace", cluster.network
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TEMP TABLE e (line text)")
+            conn.execute("COPY e FROM PROGRAM 'readlink /proc/self/ns/net; tail -n +3 /proc/net/dev'")
+            lines = [r[0] for r in conn.execute("SELECT line FROM e")]
+        assert lines[0] != os.readlink("/proc/self/ns/net"), "the server shares the drill's network"
+        assert [x.split(":")[0].strip() for x in lines[1:]] == ["lo"], lines
+    finally:
+        cluster.close()

@@ -68,6 +68,7 @@ def start_ephemeral(run: Any) -> str:
         run.b.find("SCRATCH_REAPED", f"an ephemeral cluster left by a killed drill was stopped and removed: {leftover}")
     run.scratch_dsn = run.cluster.dsn("postgres")
     run.b.environment["ephemeral_cluster"] = run.cluster.version
+    run.b.environment["ephemeral_network"] = run.cluster.network
     created = run.scan.created_databases if run.scan else []
     if not created and not run.info.cluster:
         run.scratch_db = ScratchGuard(scratch_dsn=run.scratch_dsn).create(drill=run.drill.name, run_id=run.run_id,

@@ -365,3 +365,40 @@ def test_the_ephemeral_server_runs_without_a_network():
         assert [x.split(":")[0].strip() for x in lines[1:]] == ["lo"], lines
     finally:
         cluster.close()
+
+
+def test_a_client_encoding_switched_by_code_the_dump_ran_cannot_desynchronise_psql(fresh_db, tmp_path):
+    """Dynamic SQL switches the session to SJIS; psql follows the server and would read 0x95 0x27 as one character,
+    so the quote the filter saw is gone and ``\\!`` runs. The feed pins psql's encoding after every statement."""
+    from drillbook.drills.backup_restore import restore
+
+    marker = tmp_path / "marker"
+    dump = tmp_path / "d.sql"
+    dump.write_bytes(b"SET client_encoding = 'UTF8';\n"
+                     b"DO $$ BEGIN EXECUTE 'SET client_enc' || 'oding = ''SJIS'''; END $$;\n"
+                     b"SELECT \x95' \\! touch " + str(marker).encode() + b"\n';\n"
+                     b"CREATE TABLE after_it (a text);\nCOPY after_it (a) FROM stdin;\nx\xc3\xa9\n\\.\n")
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
+                                  timeout=60)
+    assert not marker.exists(), "a shell command ran on the worker"
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT a FROM after_it").fetchall() == [("xé",)]  # psql is back on UTF8 after it
+    assert outcome.refusal is None
+
+
+def test_pinning_the_encoding_keeps_a_real_latin1_dump_and_its_line_numbers(fresh_db, tmp_path, pg):
+    from drillbook.drills.backup_restore import restore
+
+    dump = tmp_path / "l.sql"
+    dump.write_bytes(b"SET client_encoding = 'LATIN1';\nCREATE TABLE t (a text);\nCOPY t (a) FROM stdin;\ncaf\xe9\n\\.\n"
+                     b"SELECT 1/0;\nSELECT 'x'::int;\n")
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
+                                  timeout=60)
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT a FROM t").fetchall() == [("café",)]
+    tail = "\n".join(outcome.classifier.tail)
+    assert "<stdin>:6:" in tail and "<stdin>:7:" in tail and "encoding" not in tail.lower(), tail

@@ -18,6 +18,11 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
   exceeded), never by the dump: SQL is read a whole line at a time (so no
   quote, dollar tag or comment is ever split between reads), COPY data passes
   through in blocks of whole rows or pieces of at most ``PIECE`` bytes;
+- with ``pin_encoding`` (the feed to psql) every statement passed is followed
+  by `` \\encoding ENC \\\\`` on its own line (ENC: the dump's last static
+  SET client_encoding): psql follows the server's client encoding, and code
+  the statement ran (dynamic SQL in a trigger or DO) could have switched it
+  to SJIS, under which psql reads quotes and backslashes differently;
 - a bare ``:NAME`` reference to an upper-case psql variable (psql's own:
   LAST_ERROR_MESSAGE holds text the dump chose) is refused;
 - a NUL byte anywhere is refused (psql cuts a line at a NUL and joins the
@@ -95,8 +100,10 @@ class StatementFilter:
     going after a refusal and lists up to 20.
     """
 
-    def __init__(self, scope: str = "shared", *, collect: bool = False, metas: bool = True):
+    def __init__(self, scope: str = "shared", *, collect: bool = False, metas: bool = True, pin_encoding: bool = False):
         self.scope = scope
+        self.pin_encoding = pin_encoding
+        self.encoding = b"UTF8"  # what psql's client encoding should be: the dump's last SET client_encoding
         self.collect = collect
         self.metas = metas
         self.refusal: Refusal | None = None
@@ -245,6 +252,10 @@ class StatementFilter:
                         passed = self._end_statement()
                         if passed is not None:
                             out += passed
+                            if self.pin_encoding:
+                                # the statement may have run code (a trigger, an index expression, DO) that
+                                # switched the session to SJIS/BIG5...; psql would lex the next line with it
+                                out += b" \\encoding " + self.encoding + b" \\\\"
                         self.stmt = st = _Stmt(raw=[data[i:]], size=n - i, start_line=self.line)
                 else:
                     if kind == "lp":
@@ -366,6 +377,8 @@ class StatementFilter:
             self.superusers.append(verdict.superuser_role)
         if verdict.created_database:
             self.created_databases.append(verdict.created_database)
+        if verdict.client_encoding:
+            self.encoding = verdict.client_encoding.encode()
         if verdict.refusal is not None:
             self._refuse(verdict.refusal)
             if not self.collect:
@@ -394,6 +407,9 @@ class StatementFilter:
         refusal, connect = sqlrules.judge_meta(text, line=self.meta_line, scope=self.scope, pending=pending)
         if connect:
             self.connects.append(connect)
+        enc = re.match(r"^encoding\s+([A-Za-z0-9_]+)\s*$", text)
+        if enc and refusal is None:
+            self.encoding = enc.group(1).encode()
         if refusal is not None:
             self._refuse(refusal)
 

@@ -94,6 +94,11 @@ _SETS_BY_NAME = re.compile(r"\bSET_CONFIG\b|\bPG_SETTINGS\b|^(SET|ALTER|RESET)\b
 _SET_ENCODING = re.compile(r"^SET (SESSION |LOCAL )?(CLIENT_ENCODING|NAMES)\b")
 _UNSAFE_ENCODINGS = {"SJIS", "SHIFTJIS2004", "BIG5", "GBK", "GB18030", "UHC", "JOHAB", "WIN932", "WIN936", "WIN949",
                      "WIN950", "WIN1361", "CP932", "CP936", "CP949", "CP950", "MSKANJI", "SHIFTJIS", "TCVN"}
+# client encodings psql lexes like ASCII (no trail byte below 0x80), as PostgreSQL names them (lower case, alnum only)
+_SAFE_ENCODINGS = ({"utf8", "unicode", "sqlascii", "eucjp", "euccn", "euckr", "euctw", "eucjis2004", "koi8", "koi8r",
+                    "koi8u", "win866", "alt", "win874", "win", "muleinternal"}
+                   | {f"latin{i}" for i in range(1, 11)} | {f"win{i}" for i in range(1250, 1259)}
+                   | {f"iso8859{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)})
 _BODY_HOLDERS = re.compile(r"^(DO\b|CREATE (OR REPLACE )?(FUNCTION|PROCEDURE)\b)")
 _C_LANGUAGE = re.compile(r"\bLANGUAGE (C|INTERNAL|\"C\"|\"INTERNAL\"|'\?')(?= |$|;)", re.I)
 _COPY_STDIN = re.compile(r"^COPY\b.*\bFROM STDIN\b")
@@ -124,6 +129,7 @@ class Verdict:
     copy_from_stdin: bool = False
     created_database: str | None = None
     superuser_role: str | None = None  # ALTER ROLE x WITH SUPERUSER: pg_dumpall's own role comes first
+    client_encoding: str | None = None  # SET client_encoding = 'X' (a safe X): psql's encoding from here on
 
 
 def _excerpt(tokens: list[bytes], limit: int = 160) -> str:
@@ -176,6 +182,10 @@ def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -
         values = [t.decode("utf-8", "replace") for t in tokens[2:]] + [t.decode("utf-8", "replace") for t in strings]
         if any(re.sub(r"[^A-Z0-9]", "", v.upper()) in _UNSAFE_ENCODINGS for v in values):
             return refuse(ESCAPE, "switches to a client encoding whose characters may contain a backslash byte")
+        named = [v for v in ([t.decode("utf-8", "replace") for t in strings] or
+                             [t.decode("utf-8", "replace") for t in tokens[3:] if t not in (b"=", b";")])
+                 if re.fullmatch(r"[A-Za-z0-9_]+", v) and re.sub(r"[^a-z0-9]", "", v.lower()) in _SAFE_ENCODINGS]
+        verdict.client_encoding = named[0] if len(named) == 1 else None
     for text in strings if _SETS_BY_NAME.search(code) else ():
         if text.strip().lower().decode("utf-8", "replace") in _DANGEROUS_SETTINGS:
             return refuse(ESCAPE, "sets a parameter that loads libraries, runs commands or changes how strings are read")

@@ -402,3 +402,48 @@ def test_pinning_the_encoding_keeps_a_real_latin1_dump_and_its_line_numbers(fres
         assert conn.execute("SELECT a FROM t").fetchall() == [("café",)]
     tail = "\n".join(outcome.classifier.tail)
     assert "<stdin>:6:" in tail and "<stdin>:7:" in tail and "encoding" not in tail.lower(), tail
+
+
+def test_standard_conforming_strings_switched_off_by_code_the_dump_ran_cannot_desynchronise_psql(fresh_db, tmp_path):
+    """psql follows standard_conforming_strings too: off, it reads 'a\\' as an open string and the filter's next
+    string as code. Strings holding a backslash are fed as E'' (same value), which both modes read alike."""
+    from drillbook.drills.backup_restore import restore
+
+    marker = tmp_path / "marker"
+    dump = tmp_path / "d.sql"
+    dump.write_bytes(b"DO $$ BEGIN EXECUTE 'SET standard_conforming' || '_strings = off'; END $$;\n"
+                     b"SELECT 'a\\' , ' ;\n\\! touch " + str(marker).encode() + b"\n';\n"
+                     b"CREATE TABLE t AS SELECT 'C:\\dir\\' AS path, 'it''s' AS q;\n")
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60)
+    assert not marker.exists(), "a shell command ran on the worker"
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT path, q FROM t").fetchone() == ("C:\\dir\\", "it's")
+
+
+def test_a_real_inserts_dump_with_backslashes_restores_the_same_values(pg, tmp_path, fresh_db):
+    from drillbook.drills.backup_restore import restore
+    from tests.backup_restore.conftest import pg_dump
+
+    name = pg.create_database("bs")
+    try:
+        values = ["C:\\", "a\\'b", "\\\\server\\share", "tab\tnew\nline", "it's", "\\x41"]
+        pg.execute(name, "CREATE TABLE v (i int, s text)")
+        for i, v in enumerate(values):
+            pg.execute(name, "INSERT INTO v VALUES (%s, %s)", (i, v))
+        dump = pg_dump(pg, pg.dsn(name), tmp_path / "ins.sql", "--inserts")
+    finally:
+        pg.drop_database(name)
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
+                                  timeout=60)
+    assert outcome.exit_code == 0 and outcome.refusal is None, outcome.classifier.tail
+    with psycopg.connect(fresh_db) as conn:
+        assert [r[0] for r in conn.execute("SELECT s FROM v ORDER BY i")] == values
+
+
+@pytest.mark.parametrize("text", ["SELECT N'a\\';\n", "SELECT B'1\\';\n", "SELECT x'A\\';\n"])
+def test_a_backslash_in_national_bit_or_hex_strings_is_refused(text):
+    assert _filter(text.encode())[1] is not None

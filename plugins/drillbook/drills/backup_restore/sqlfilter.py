@@ -23,6 +23,9 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
   SET client_encoding): psql follows the server's client encoding, and code
   the statement ran (dynamic SQL in a trigger or DO) could have switched it
   to SJIS, under which psql reads quotes and backslashes differently;
+- with ``pin_encoding`` a ``'...'`` string holding a backslash is fed as
+  ``E'...'`` with the backslashes doubled (same value): psql also follows
+  standard_conforming_strings, which code the dump ran may have switched off;
 - a bare ``:NAME`` reference to an upper-case psql variable (psql's own:
   LAST_ERROR_MESSAGE holds text the dump chose) is refused;
 - a NUL byte anywhere is refused (psql cuts a line at a NUL and joins the
@@ -54,6 +57,7 @@ _DATA_ESCAPES = set(b"Ntnrbfvx\\01234567")
 _DATA_ESCAPES_B = {bytes([c]) for c in _DATA_ESCAPES}
 _BLOCK = re.compile(rb"/\*|\*/")
 _LINE_END = re.compile(rb"[\r\n]")
+_WORD_BYTE = re.compile(rb"[A-Za-z0-9\x80-\xff_$]")
 _PSQL_VARIABLE = re.compile(rb"^[A-Z_][A-Z0-9_]*$")  # psql's own variables; pg_dump writes lower-case names
 _ESTRING_END = re.compile(rb"\\.|'", re.S)
 _FUNC_HEADS = {b"CREATE": "c", b"FUNCTION": "f", b"PROCEDURE": "p", b"OR": "o", b"REPLACE": "r"}
@@ -87,6 +91,7 @@ class _Stmt:
     tokens: list[bytes] = field(default_factory=list)  # code tokens; strings appear as b"'?'"
     strings: list[bytes] = field(default_factory=list)
     start_line: int = 0
+    rewrites: list[tuple[int, int, bool]] = field(default_factory=list)  # '...\\...' strings to feed as E''
 
 
 class StatementFilter:
@@ -239,6 +244,9 @@ class StatementFilter:
                     self.state, self.depth = "bc", 1
                 elif kind in ("sq", "es", "dq"):
                     self.state, self._str = kind, bytearray()
+                    if kind == "sq":  # where it starts, and whether it is glued to a word (N'', B'', DATE'')
+                        glued = i >= 2 and bool(_WORD_BYTE.match(data, i - 2))
+                        self._sq = (st.size - n + i - 1, glued, st.tokens[-1].upper() if glued and st.tokens else b"")
                 elif kind == "dol":
                     self.state, self.tag, self._str = "dol", text, bytearray()
                 elif kind == "meta":
@@ -298,6 +306,8 @@ class StatementFilter:
                 if j + 1 == n:  # a doubled quote may continue in the next piece: psql reads lines, and so do we
                     pass
                 i = j + 1
+                if state == "sq" and b"\\" in self._str:
+                    self._backslash_string(st.size - n + j)
                 self._close_string(state)
             elif state == "es":
                 m = _ESTRING_END.search(data, i)
@@ -344,6 +354,17 @@ class StatementFilter:
                     out += whole[:cut]
                     self.stmt = st = _Stmt(raw=[data[i:]], size=n - i, start_line=self.line)
 
+    def _backslash_string(self, end: int) -> None:
+        """A '...' string holding a backslash: its extent depends on standard_conforming_strings, which code
+        the dump ran may have switched off (psql follows the server). Fed to psql as E'...' with the
+        backslashes doubled, it reads the same either way; N''/B''/X'' with a backslash are refused."""
+        start, glued, word = self._sq
+        if word in (b"N", b"B", b"X"):
+            self._refuse(Refusal(self.line, ESCAPE, "a backslash in an N'', B'' or X'' string (pg_dump writes none)",
+                                 word.decode() + "'?'"))
+            return
+        self.stmt.rewrites.append((start, end, glued))
+
     def _close_string(self, kind: str) -> None:
         self.state = "normal"
         if kind == "dq":
@@ -385,7 +406,12 @@ class StatementFilter:
                 return None
         if verdict.copy_from_stdin:
             self.copy_tail_check = True
-        return b"".join(st.raw)
+        whole = b"".join(st.raw)
+        if self.pin_encoding:
+            for start, end, glued in reversed(st.rewrites):
+                whole = (whole[:start] + (b" " if glued else b"") + b"E'" + whole[start + 1:end].replace(b"\\", b"\\\\")
+                         + b"'" + whole[end + 1:])
+        return whole
 
     def _start_copy(self, data: bytes, i: int, out: bytearray) -> None:
         """The line holding ``COPY ... FROM stdin;`` ended: pass it on; what follows is data."""

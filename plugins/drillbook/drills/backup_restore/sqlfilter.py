@@ -18,19 +18,14 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
   exceeded), never by the dump: SQL is read a whole line at a time (so no
   quote, dollar tag or comment is ever split between reads), COPY data passes
   through in blocks of whole rows or pieces of at most ``PIECE`` bytes;
-- with ``pin_encoding`` (the feed to psql) every statement passed is followed
-  by `` \\encoding ENC \\\\`` on its own line (ENC: the dump's last static
-  SET client_encoding): psql follows the server's client encoding, and code
-  the statement ran (dynamic SQL in a trigger or DO) could have switched it
-  to SJIS, under which psql reads quotes and backslashes differently;
-- with ``pin_encoding`` a ``'...'`` string holding a backslash is fed as
-  ``E'...'`` with the backslashes doubled (same value): psql also follows
-  standard_conforming_strings, which code the dump ran may have switched off;
-- a bare ``:NAME`` reference to an upper-case psql variable (psql's own:
-  LAST_ERROR_MESSAGE holds text the dump chose) is refused;
-- a NUL byte anywhere is refused (psql cuts a line at a NUL and joins the
-  next one to it) and a ``--`` comment ends at ``\\r`` as well as ``\\n``, as in
-  psql's lexer: whatever psql would read differently is never passed.
+- with ``pin_encoding`` (the feed to psql) psql cannot drift from this
+  lexer when code the dump ran (dynamic SQL) switches the session to SJIS or
+  standard_conforming_strings off: each passed statement is followed on its
+  line by `` \\encoding ENC \\\\`` (the dump's last static client encoding), and
+  a ``'...'`` string holding a backslash is fed as ``E'...'`` (same value);
+- a bare ``:NAME`` psql variable (LAST_ERROR_MESSAGE is text the dump chose)
+  and a NUL byte (psql joins the next line) are refused; ``--`` comments end
+  at ``\\r`` too (sqllex.py: the patterns, as psql reads them).
 """
 
 from __future__ import annotations
@@ -38,50 +33,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from drillbook.drills.backup_restore import sqlrules
+from drillbook.drills.backup_restore import sqllex, sqlrules
 from drillbook.drills.backup_restore.sqlrules import ESCAPE, SERVER, Refusal
 
 PIECE = 1 << 16  # bytes read per readline() call
 MAX_STATEMENT = 64 << 20  # a longer statement is refused rather than held
 MAX_META = 4096
 
-_NORMAL = re.compile(
-    rb"""(?P<ws>[ \t\r\n\f\v]+)|(?P<lc>--)|(?P<bc>/\*)|(?P<es>[eE]')|(?P<uesc>[uU]&['"])|(?P<sq>')|(?P<dq>")"""
-    rb"""|(?P<dol>\$(?:[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_]*)?\$)"""
-    rb"""|(?P<ident>[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_$]*)|(?P<num>[0-9][0-9.]*)"""
-    rb"""|(?P<meta>\\)|(?P<cast>::)|(?P<var>:[A-Za-z\x80-\xff_0-9]+)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",
-    re.S,
-)
-_DATA_ESCAPE = re.compile(rb"\\(.?)", re.S)
-_DATA_ESCAPES = set(b"Ntnrbfvx\\01234567")
-_DATA_ESCAPES_B = {bytes([c]) for c in _DATA_ESCAPES}
-_BLOCK = re.compile(rb"/\*|\*/")
-_LINE_END = re.compile(rb"[\r\n]")
-_WORD_BYTE = re.compile(rb"[A-Za-z0-9\x80-\xff_$]")
-_PSQL_VARIABLE = re.compile(rb"^[A-Z_][A-Z0-9_]*$")  # psql's own variables; pg_dump writes lower-case names
-_ESTRING_END = re.compile(rb"\\.|'", re.S)
 _FUNC_HEADS = {b"CREATE": "c", b"FUNCTION": "f", b"PROCEDURE": "p", b"OR": "o", b"REPLACE": "r"}
-
-
-_E_ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.S)
-_E_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
-
-
-def _decode_e(raw: bytes) -> bytes:
-    """The value of an ``E'...'`` string as the server reads it (octal, hex and Unicode escapes included)."""
-    def one(m: re.Match[bytes]) -> bytes:
-        esc = m.group(1)
-        if esc[:1] == b"x":
-            return bytes([int(esc[1:], 16)])
-        if esc[:1] in b"01234567" and esc[:1] != b"":
-            return bytes([int(esc, 8) & 0xFF])
-        if esc[:1] in (b"u", b"U") and len(esc) > 1:
-            try:
-                return chr(int(esc[1:], 16)).encode("utf-8")
-            except (ValueError, OverflowError):
-                return b"?"
-        return _E_SIMPLE.get(esc, esc)
-    return _E_ESCAPE.sub(one, raw)
 
 
 @dataclass
@@ -179,10 +138,10 @@ class StatementFilter:
             # harmful meta-command (\N, \t, \n, \r, \b, \f, \v, \\, octal, \x).
             text = (b"\\" if self.copy_backslash else b"") + piece
             self.copy_backslash = False
-            for m in _DATA_ESCAPE.finditer(text):
+            for m in sqllex.DATA_ESCAPE.finditer(text):
                 if m.group(1) == b"" and m.end() == len(text):
                     self.copy_backslash = True  # the pair continues in the next piece
-                elif m.group(1) == b"" or m.group(1) not in _DATA_ESCAPES_B:
+                elif m.group(1) == b"" or m.group(1) not in sqllex.DATA_ESCAPES_B:
                     self._refuse(Refusal(self.line, ESCAPE, "a backslash sequence in COPY data that psql would run as a "
                                          "command if the COPY failed", text[:80].decode("utf-8", "replace")))
                     if not self.collect:
@@ -213,7 +172,7 @@ class StatementFilter:
                 return
             state = self.state
             if state == "normal":
-                m = _NORMAL.match(data, i)
+                m = sqllex.NORMAL.match(data, i)
                 assert m is not None
                 kind, text, i = m.lastgroup, m.group(), m.end()
                 if kind == "ws":
@@ -228,7 +187,7 @@ class StatementFilter:
                 if self.copy_tail_check:
                     self._refuse(Refusal(self.line, ESCAPE, "text after 'COPY ... FROM stdin;' on the same line", text.decode("utf-8", "replace")))
                     self.copy_tail_check = False
-                if kind == "var" and _PSQL_VARIABLE.match(text[1:]):
+                if kind == "var" and sqllex.PSQL_VARIABLE.match(text[1:]):
                     # psql puts a variable's value in place and lexes it: LAST_ERROR_MESSAGE is text the
                     # dump chose (RAISE EXCEPTION '\\! ...'), so ":LAST_ERROR_MESSAGE" can become a meta-command
                     self._refuse(Refusal(self.line, ESCAPE, "a psql variable reference (psql would put text the dump "
@@ -245,7 +204,7 @@ class StatementFilter:
                 elif kind in ("sq", "es", "dq"):
                     self.state, self._str = kind, bytearray()
                     if kind == "sq":  # where it starts, and whether it is glued to a word (N'', B'', DATE'')
-                        glued = i >= 2 and bool(_WORD_BYTE.match(data, i - 2))
+                        glued = i >= 2 and bool(sqllex.WORD_BYTE.match(data, i - 2))
                         self._sq = (st.size - n + i - 1, glued, st.tokens[-1].upper() if glued and st.tokens else b"")
                 elif kind == "dol":
                     self.state, self.tag, self._str = "dol", text, bytearray()
@@ -274,12 +233,12 @@ class StatementFilter:
                         self._ident(text.upper())
                     st.tokens.append(text)
             elif state == "lc":
-                m = _LINE_END.search(data, i)  # psql ends a -- comment at \r too (non_newline [^\n\r])
+                m = sqllex.LINE_END.search(data, i)  # psql ends a -- comment at \r too (non_newline [^\n\r])
                 i = n if m is None else m.start()  # the newline itself is whitespace in normal state
                 if m is not None:
                     self.state = "normal"
             elif state == "bc":
-                m = _BLOCK.search(data, i)
+                m = sqllex.BLOCK.search(data, i)
                 if m is None:
                     self.line += data.count(b"\n", i)
                     i = n
@@ -303,14 +262,12 @@ class StatementFilter:
                     self._str += q
                     i = j + 2
                     continue
-                if j + 1 == n:  # a doubled quote may continue in the next piece: psql reads lines, and so do we
-                    pass
                 i = j + 1
                 if state == "sq" and b"\\" in self._str:
                     self._backslash_string(st.size - n + j)
                 self._close_string(state)
             elif state == "es":
-                m = _ESTRING_END.search(data, i)
+                m = sqllex.ESTRING_END.search(data, i)
                 if m is None:
                     self._str += data[i:]
                     self.line += data.count(b"\n", i)
@@ -326,7 +283,7 @@ class StatementFilter:
                         continue
                     self._close_string("es")
                 else:
-                    self._str += m.group()  # decoded when the string closes (_decode_e)
+                    self._str += m.group()  # decoded when the string closes (sqllex.decode_e)
             elif state == "dol":
                 j = data.find(self.tag, i)
                 if j < 0:
@@ -371,7 +328,7 @@ class StatementFilter:
             self.stmt.tokens.append(b'"' + bytes(self._str) + b'"')
         else:
             self.stmt.tokens.append(b"'?'")
-            self.stmt.strings.append(_decode_e(bytes(self._str)) if kind == "es" else bytes(self._str))
+            self.stmt.strings.append(sqllex.decode_e(bytes(self._str)) if kind == "es" else bytes(self._str))
 
     def _ident(self, word: bytes) -> None:
         """psql's BEGIN ... END tracking inside CREATE [OR REPLACE] FUNCTION|PROCEDURE (psqlscan.l)."""

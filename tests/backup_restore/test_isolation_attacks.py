@@ -447,3 +447,27 @@ def test_a_real_inserts_dump_with_backslashes_restores_the_same_values(pg, tmp_p
 @pytest.mark.parametrize("text", ["SELECT N'a\\';\n", "SELECT B'1\\';\n", "SELECT x'A\\';\n"])
 def test_a_backslash_in_national_bit_or_hex_strings_is_refused(text):
     assert _filter(text.encode())[1] is not None
+
+
+def test_rows_of_a_copy_that_failed_to_start_are_not_run_as_sql(fresh_db, tmp_path):
+    """COPY into a missing table: psql reads the rows that follow as SQL. The feed wraps them in \\if :ERROR."""
+    from drillbook.drills.backup_restore import restore
+
+    dump = tmp_path / "d.sql"
+    dump.write_bytes(b"CREATE TABLE ok (a text);\nCOPY ok (a) FROM stdin;\nfirst\nsecond\n\\.\n"
+                     b"COPY missing (a) FROM stdin;\n"
+                     b"CREATE TABLE sneaked_from_copy_rows (i int);\n"
+                     b"SELECT 'row ran as sql';\n"
+                     b"\\.\n"
+                     b"CREATE TABLE after_the_copy (a int);\nSELECT 1/0;\n")
+    psql, _ = tools.choose("psql", min_major=None)
+    assert psql is not None
+    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
+                                  timeout=60)
+    tables = _tables(fresh_db)
+    assert "sneaked_from_copy_rows" not in tables, "a COPY row ran as SQL"
+    assert {"ok", "after_the_copy"} <= tables
+    tail = "\n".join(outcome.classifier.tail)
+    assert 'relation "missing" does not exist' in tail and "<stdin>:11:" in tail and "division by zero" in tail, tail
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM ok").fetchone() == (2,)

@@ -1,10 +1,9 @@
 """A streaming filter between a plain dump and psql's stdin: nothing that could leave the scratch database passes.
 
 Rules this module enforces (principle 6: a plain SQL dump is a program):
-- the input is lexed the way psql 14+ lexes it (quotes, ``E''`` strings,
-  dollar quotes, nested comments, parentheses and ``BEGIN ATOMIC`` bodies,
-  ``COPY ... FROM stdin`` data up to a ``\\.`` line), so a data row is never
-  read as a statement and a statement hidden in a string is still seen;
+- the input is lexed the way psql 14+ lexes it (quotes, dollar quotes, nested
+  comments, parentheses, ``BEGIN ATOMIC`` bodies, ``COPY ... FROM stdin`` data
+  up to a ``\\.`` line): a data row is never read as a statement;
 - a statement is held until it is complete and judged (``sqlrules``); only a
   statement that passed is written on, so psql never holds part of a refused
   statement (psql would run an unterminated statement at end of input);
@@ -12,17 +11,15 @@ Rules this module enforces (principle 6: a plain SQL dump is a program):
   refused except the few pg_dump writes: ``\\restrict``/``\\unrestrict`` with a
   plain key, and, inside a private ephemeral cluster only, ``\\connect`` to a
   database *name* (no host, port or other connection keyword);
-- after the first refusal nothing more is written: the caller closes psql's
-  stdin, so psql runs exactly the statements judged before it;
+- after the first refusal nothing more is written (psql's stdin is closed);
 - memory is bounded by the longest statement (``MAX_STATEMENT``, refused when
-  exceeded), never by the dump: SQL is read a whole line at a time (so no
-  quote, dollar tag or comment is ever split between reads), COPY data passes
-  through in blocks of whole rows or pieces of at most ``PIECE`` bytes;
-- with ``pin_encoding`` (the feed to psql) psql cannot drift from this
-  lexer when code the dump ran (dynamic SQL) switches the session to SJIS or
-  standard_conforming_strings off: each passed statement is followed on its
-  line by `` \\encoding ENC \\\\`` (the dump's last static client encoding), and
-  a ``'...'`` string holding a backslash is fed as ``E'...'`` (same value);
+  exceeded), never by the dump: SQL is read a whole line at a time, COPY data
+  in blocks of whole rows or pieces of at most ``PIECE`` bytes;
+- with ``pin_encoding`` (the feed to psql) psql cannot drift from this lexer
+  when dynamic SQL switches the session to SJIS or standard_conforming_strings
+  off: `` \\encoding ENC \\\\`` follows each statement on its line, a ``'...'``
+  string holding a backslash is fed as ``E'...'``; COPY rows are put under
+  ``\\if :ERROR`` so that psql skips them when the COPY failed to start;
 - a bare ``:NAME`` psql variable (LAST_ERROR_MESSAGE is text the dump chose)
   and a NUL byte (psql joins the next line) are refused; ``--`` comments end
   at ``\\r`` too (sqllex.py: the patterns, as psql reads them).
@@ -130,7 +127,9 @@ class StatementFilter:
         if self.copy_line_start and piece in (b"\\.\n", b"\\.\r\n"):
             self.copy = False
             self.line += 1
-            self.stmt = _Stmt(start_line=self.line)
+            # closes the \if the COPY line opened (see _lex), at the start of the next line: no line is added
+            prefix = b"\\endif \\\\ " if self.pin_encoding else b""
+            self.stmt = _Stmt(raw=[prefix] if prefix else [], size=len(prefix), start_line=self.line)
             return piece
         if b"\\" in piece or self.copy_backslash:
             # psql reads these lines as commands when the COPY itself failed (a missing
@@ -220,9 +219,10 @@ class StatementFilter:
                         if passed is not None:
                             out += passed
                             if self.pin_encoding:
-                                # the statement may have run code (a trigger, an index expression, DO) that
-                                # switched the session to SJIS/BIG5...; psql would lex the next line with it
-                                out += b" \\encoding " + self.encoding + b" \\\\"
+                                # code the statement ran may have switched the client encoding; the rows of a COPY
+                                # that failed (no table) would run as SQL: \if :ERROR skips them up to \endif
+                                guard = b" \\if :ERROR \\\\ \\else \\\\" if self.copy_tail_check else b""
+                                out += guard + b" \\encoding " + self.encoding + b" \\\\"
                         self.stmt = st = _Stmt(raw=[data[i:]], size=n - i, start_line=self.line)
                 else:
                     if kind == "lp":

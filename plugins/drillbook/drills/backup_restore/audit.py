@@ -1,9 +1,11 @@
 """The side-effect audit: what a drill changed on a shared scratch server outside its scratch database.
 
 Rules this module enforces (principle 2, what a drill changed is audited):
-- a snapshot lists the server's databases, roles (with their attributes and
-  per-role/per-database settings), role memberships and tablespaces, each
-  keyed with its oid, so a dropped-and-recreated object counts as changed;
+- a snapshot lists the server's databases, roles (with their attributes,
+  comments and per-role/per-database settings), role memberships,
+  tablespaces, permanent replication slots and (PostgreSQL 15+) parameter
+  grants, each keyed with its oid where it has one, so a dropped-and-recreated
+  object counts as changed;
 - databases named with the scratch prefix are left out: other drills create
   and drop theirs on the same server at the same time, and the drill's own
   is judged by the restore and the guard;
@@ -27,7 +29,8 @@ _QUERIES = {
     "database": "select 'database ' || quote_ident(datname), concat_ws(' ', oid, datdba, datallowconn, datconnlimit, "
                 "datacl::text, shobj_description(oid, 'pg_database')) from pg_database where not starts_with(datname, %s)",
     "role": "select 'role ' || quote_ident(rolname), concat_ws(' ', oid, rolsuper, rolinherit, rolcreaterole, "
-            "rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil) from pg_roles where %s = %s",
+            "rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil, "
+            "shobj_description(oid, 'pg_authid')) from pg_roles where %s = %s",
     "membership": "select 'membership ' || quote_ident(r.rolname) || ' in ' || quote_ident(g.rolname), "
                   "concat_ws(' ', m.admin_option) from pg_auth_members m join pg_roles r on r.oid = m.member "
                   "join pg_roles g on g.oid = m.roleid where %s = %s",
@@ -36,7 +39,12 @@ _QUERIES = {
                "left join pg_roles r on r.oid = s.setrole where not starts_with(coalesce(d.datname, ''), %s)",
     "tablespace": "select 'tablespace ' || quote_ident(spcname), concat_ws(' ', oid, spcowner, spcacl::text) "
                   "from pg_tablespace where %s = %s",
+    # a permanent slot holds WAL on the server until someone drops it (the disk fills)
+    "slot": "select 'replication slot ' || quote_ident(slot_name), concat_ws(' ', slot_type, plugin, database) "
+            "from pg_replication_slots where not temporary and %s = %s",
 }
+# PostgreSQL 15+: GRANT SET/ALTER SYSTEM ON PARAMETER; a grant there outlives the drill
+_PARAMETER_ACL = "select 'parameter grant ' || parname, paracl::text from pg_parameter_acl where %s = %s"
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,11 @@ def snapshot(admin_dsn: str) -> Snapshot:
     """The server-wide objects visible from ``admin_dsn`` (see the module docstring)."""
     objects: dict[str, str] = {}
     with pg.connect(admin_dsn, autocommit=True) as conn:
-        for sql in _QUERIES.values():
+        queries = list(_QUERIES.values())
+        row = conn.execute("select to_regclass('pg_catalog.pg_parameter_acl') is not null").fetchone()
+        if row and row[0]:
+            queries.append(_PARAMETER_ACL)
+        for sql in queries:
             params = (PREFIX,) if sql.count("%s") == 1 else (1, 1)
             for name, value in conn.execute(sql, params).fetchall():
                 objects[name] = value or ""

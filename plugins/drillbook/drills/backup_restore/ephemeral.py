@@ -15,13 +15,23 @@ Rules this module enforces:
   unprivileged OS user (``pgserver``, the user the pgserver package itself
   creates, else ``postgres``, else ``nobody``) and its directory is chowned to
   it, as pgserver does; drillbook never creates OS users;
+- the server runs in a network namespace of its own (``unshare``; only a
+  down loopback) where the kernel allows it, else on the host network, and
+  ``network`` says which;
+- initdb, pg_ctl and so the server get a bare environment (PATH, HOME set to
+  the cluster's directory, C locale, UTC): a superuser in the cluster must
+  not find the drill's connection strings, cloud keys or tokens there;
 - archive_mode, fsync and every command hook are off; the cluster is stopped
   (immediate) and its directory removed in ``close``, whatever happened;
-  ``close`` is idempotent and also runs on garbage collection of the object.
+  ``close`` is idempotent and also runs on garbage collection of the object;
+- a drill killed before ``close`` leaves its cluster running: the cluster's
+  directory holds ``owner.lock``, flock'ed for the cluster's life, and the
+  next ``start`` reaps clusters nobody holds (ephemeral_reap.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -29,7 +39,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from drillbook.drills.backup_restore import tools
+from drillbook.drills.backup_restore import ephemeral_reap, tools
 
 SUPERUSER = "drillbook_ephemeral"
 START_TIMEOUT_S = 120
@@ -63,17 +73,56 @@ class EphemeralCluster:
         self._user: pwd.struct_passwd | None = None
         self._pg_ctl = ""
         self._running = False
+        self._lock_fd: int | None = None
+        self.network = ""  # "private network namespace", or why the server shares the host's network
+        self.reaped: list[str] = []  # left-over clusters of dead drills removed before this one started
 
-    def _cmd(self, argv: list[str], timeout: float) -> None:
-        kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
+    def _cmd(self, argv: list[str], timeout: float, prefix: list[str] | None = None) -> None:
+        # as root, a prefix (unshare ... setpriv) starts as root and drops to the cluster's user itself
+        kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user and not prefix else {}
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                                  stdin=subprocess.DEVNULL, cwd=str(self.root), **kwargs)
+            proc = subprocess.run((prefix or []) + argv, capture_output=True, text=True, timeout=timeout, check=False,
+                                  stdin=subprocess.DEVNULL, cwd=str(self.root), env=self._env(argv[0]), **kwargs)
         except (OSError, subprocess.SubprocessError) as exc:
             raise EphemeralUnavailable(f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip()[-400:]
             raise EphemeralUnavailable(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
+
+    def _env(self, tool: str) -> dict[str, str]:
+        """The server's whole environment: nothing of the drill's (connection strings, cloud keys, tokens).
+
+        A dump restores as the cluster's superuser, which can read its server's environment
+        (COPY ... FROM PROGRAM 'env' built by dynamic SQL the filter cannot read).
+        """
+        assert self.root is not None
+        return {"PATH": f"{Path(tool).parent}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(self.root),
+                "LANG": "C", "LC_ALL": "C", "TZ": "UTC", "PGTZ": "UTC"}
+
+    def _private_network(self) -> list[str]:
+        """An argv prefix that runs the server in a network namespace of its own (only a down loopback).
+
+        A superuser in the cluster can run programs (dynamic SQL); without a network they
+        reach no other host or service. As root: ``unshare --net`` then ``setpriv`` to the
+        cluster's user; otherwise a user namespace mapping the user to itself. When the
+        kernel or container refuses, the server runs on the host network and ``network`` says so.
+        """
+        unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+        if unshare is None or (self._user and setpriv is None):
+            self.network = "host network (unshare/setpriv not installed)"
+            return []
+        if self._user:
+            prefix = [unshare, "--net", "--", str(setpriv), f"--reuid={self._user.pw_uid}",
+                      f"--regid={self._user.pw_gid}", "--clear-groups", "--"]
+        else:
+            prefix = [unshare, "--map-current-user", "--net", "--"]
+        try:
+            self._cmd(["/bin/true"], timeout=30, prefix=prefix)
+        except EphemeralUnavailable as exc:
+            self.network = f"host network (a network namespace was refused: {exc})"[:300]
+            return []
+        self.network = "private network namespace"
+        return prefix
 
     def start(self) -> EphemeralCluster:
         initdb, seen = tools.choose("initdb", min_major=self.min_major, bin_dir=self.bin_dir)
@@ -85,8 +134,13 @@ class EphemeralCluster:
             raise EphemeralUnavailable(f"{bindir} has initdb but no pg_ctl/postgres")
         self.version = initdb.version
         self._user = _run_as_user()
-        self.root = Path(tempfile.mkdtemp(prefix="drillbook-ephemeral-"))
+        uids = {os.geteuid()} | ({self._user.pw_uid} if self._user else set())
+        self.reaped = ephemeral_reap.reap(uids)
+        self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
         try:
+            # held for the cluster's whole life; the kernel drops it when this process dies (the reaper's proof)
+            self._lock_fd = os.open(self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if self._user:
                 os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             self._cmd([initdb.path, "-D", str(self.root / "data"), "-U", self.superuser, "--auth=trust", "-E", "UTF8",
@@ -94,7 +148,8 @@ class EphemeralCluster:
             opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
                     "-c archive_mode=off -c full_page_writes=off -c max_connections=20")
             self._cmd([self._pg_ctl, "-D", str(self.root / "data"), "-w", "-t", str(START_TIMEOUT_S), "-o", opts,
-                       "-l", str(self.root / "server.log"), "start"], timeout=START_TIMEOUT_S + 10)
+                       "-l", str(self.root / "server.log"), "start"], timeout=START_TIMEOUT_S + 10,
+                      prefix=self._private_network())
             self._running = True
         except BaseException:
             self.close()
@@ -116,6 +171,9 @@ class EphemeralCluster:
             self._running = False
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __del__(self) -> None:
         try:

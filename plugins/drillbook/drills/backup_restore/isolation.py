@@ -8,6 +8,7 @@ Rules this module enforces (principle 2 and 6; called by drill.py's phases):
   creates databases is restored from ``postgres`` and the database named by
   ``restore.database`` (or the only one created) is verified, else
   ``CONFIG_INVALID``; a single-database dump goes into a marked scratch database;
+  clusters left by killed drills are reaped first (``SCRATCH_REAPED``, info);
 - ``audit_phase`` (before teardown, shared server only): the server's
   databases, roles, memberships and tablespaces equal the snapshot taken
   before the restore, else ``SCRATCH_SIDE_EFFECT``; an audit that cannot run
@@ -63,8 +64,11 @@ def start_ephemeral(run: Any) -> str:
     except EphemeralUnavailable as exc:
         run.b.find("EPHEMERAL_UNAVAILABLE", str(exc))
         run.abort("restore")
+    for leftover in run.cluster.reaped:
+        run.b.find("SCRATCH_REAPED", f"an ephemeral cluster left by a killed drill was stopped and removed: {leftover}")
     run.scratch_dsn = run.cluster.dsn("postgres")
     run.b.environment["ephemeral_cluster"] = run.cluster.version
+    run.b.environment["ephemeral_network"] = run.cluster.network
     created = run.scan.created_databases if run.scan else []
     if not created and not run.info.cluster:
         run.scratch_db = ScratchGuard(scratch_dsn=run.scratch_dsn).create(drill=run.drill.name, run_id=run.run_id,

@@ -233,7 +233,7 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         env["PGOPTIONS"] += " -c standard_conforming_strings=on"
     env["PSQLRC"] = "/dev/null"
     plain = fmt in ("plain", "plain.gz")
-    flt = StatementFilter(scope)
+    flt = StatementFilter(scope, pin_encoding=True)
     classifier = StderrClassifier(expected)
     start = time.monotonic()
     proc = subprocess.Popen(

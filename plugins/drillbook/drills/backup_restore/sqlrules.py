@@ -13,7 +13,10 @@ Rules this module enforces (judged per complete statement, see sqlfilter.py):
   program or a server file, LOAD, CREATE LANGUAGE, C functions outside
   ``$libdir``, untrusted-language and network extensions (dblink,
   postgres_fdw, file_fdw, adminpack, plpython3u, plperlu, pltclu), foreign
-  servers, user mappings and subscriptions, server-file functions
+  servers, user mappings, subscriptions that connect (all but pg_dump's
+  ``CREATE SUBSCRIPTION ... WITH (connect = false ...)`` and ``ALTER
+  SUBSCRIPTION ... OWNER TO``, which are SERVER; DROP SUBSCRIPTION
+  connects to drop the slot), server-file functions
   (lo_import/lo_export, pg_read_file, pg_ls_dir ...), settings that load
   libraries or run commands, and any change of standard_conforming_strings
   (it changes how strings are read; psql's session is started with it on), and
@@ -21,7 +24,8 @@ Rules this module enforces (judged per complete statement, see sqlfilter.py):
   (SJIS, BIG5, GBK, GB18030, UHC, JOHAB). Refused everywhere;
 - the bodies of DO blocks, functions and procedures are searched for the same
   statements (they run later, or at once for DO);
-- meta-commands: only ``\\restrict``/``\\unrestrict KEY`` on a line of their own;
+- meta-commands: only ``\\restrict``/``\\unrestrict KEY`` and ``\\encoding NAME`` (a safe
+  encoding, as for SET client_encoding) on a line of their own;
   inside an ephemeral cluster also ``\\connect`` to a database name.
 Dynamic SQL (``EXECUTE 'CRE' || 'ATE ROLE'``) cannot be caught by reading;
 that is what the scratch role's missing privileges and the side-effect audit
@@ -49,6 +53,8 @@ _STATEMENT_RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^(CREATE|ALTER|DROP) DATABASE\b"), SERVER, "creates, alters or drops a database"),
     (re.compile(r"^(CREATE|ALTER|DROP) (ROLE|GROUP|USER(?! MAPPING))\b"), SERVER, "creates, alters or drops a role"),
     (re.compile(r"^(REASSIGN|DROP) OWNED\b"), SERVER, "changes objects of a role across the server"),
+    (re.compile(r"^(PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)\b"), SERVER,
+     "leaves or ends a prepared transaction (it outlives the session and blocks DROP DATABASE)"),
     (re.compile(r"^(GRANT|REVOKE)\b(?!.*\bON\b)"), SERVER, "grants or revokes role membership (server-wide)"),
     (re.compile(r"^(GRANT|REVOKE|COMMENT|SECURITY LABEL)\b.*\bON (DATABASE|ROLE|TABLESPACE|PARAMETER)\b"), SERVER,
      "changes a database, role, tablespace or server parameter"),
@@ -60,8 +66,13 @@ _STATEMENT_RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^CREATE (OR REPLACE )?(TRUSTED )?(PROCEDURAL )?LANGUAGE\b"), ESCAPE, "creates a procedural language"),
     (re.compile(rf"^CREATE EXTENSION (IF NOT EXISTS )?\"?({_NET_EXTENSIONS})\b", re.I), ESCAPE,
      "creates an extension that reaches files, the network or an untrusted language"),
-    (re.compile(r"^(CREATE|ALTER) (SERVER|FOREIGN DATA WRAPPER|USER MAPPING|SUBSCRIPTION)\b|^IMPORT FOREIGN SCHEMA\b"),
+    (re.compile(r"^(CREATE|ALTER) (SERVER|FOREIGN DATA WRAPPER|USER MAPPING)\b|^IMPORT FOREIGN SCHEMA\b"
+                r"|^CREATE SUBSCRIPTION\b(?!.*\bWITH \(.*\bCONNECT = FALSE\b)|^ALTER SUBSCRIPTION (?!\S+ OWNER TO \S+$)"
+                r"|^DROP SUBSCRIPTION\b"),
      ESCAPE, "connects to another server (foreign server, user mapping or subscription)"),
+    # what pg_dump writes for a subscription: created with connect = false (disabled, no slot, no
+    # connection) and given an owner; it lives in the server's shared catalogue and blocks DROP DATABASE
+    (re.compile(r"^(CREATE|ALTER) SUBSCRIPTION\b"), SERVER, "creates a subscription (a server-wide catalogue entry)"),
     (re.compile(rf"\b({_FILE_FUNCS}) \("), ESCAPE, "calls a function that reads or writes server files or other servers"),
     (re.compile(r"\b(SESSION_PRELOAD_LIBRARIES|LOCAL_PRELOAD_LIBRARIES|DYNAMIC_LIBRARY_PATH|ARCHIVE_COMMAND|RESTORE_COMMAND)\b"),
      ESCAPE, "sets a parameter that loads libraries or runs commands"),
@@ -83,11 +94,21 @@ _SETS_BY_NAME = re.compile(r"\bSET_CONFIG\b|\bPG_SETTINGS\b|^(SET|ALTER|RESET)\b
 _SET_ENCODING = re.compile(r"^SET (SESSION |LOCAL )?(CLIENT_ENCODING|NAMES)\b")
 _UNSAFE_ENCODINGS = {"SJIS", "SHIFTJIS2004", "BIG5", "GBK", "GB18030", "UHC", "JOHAB", "WIN932", "WIN936", "WIN949",
                      "WIN950", "WIN1361", "CP932", "CP936", "CP949", "CP950", "MSKANJI", "SHIFTJIS", "TCVN"}
+# client encodings psql lexes like ASCII (no trail byte below 0x80), as PostgreSQL names them (lower case, alnum only)
+_SAFE_ENCODINGS = ({"utf8", "unicode", "sqlascii", "eucjp", "euccn", "euckr", "euctw", "eucjis2004", "koi8", "koi8r",
+                    "koi8u", "win866", "alt", "win874", "win", "muleinternal"}
+                   | {f"latin{i}" for i in range(1, 11)} | {f"win{i}" for i in range(1250, 1259)}
+                   | {f"iso8859{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)})
 _BODY_HOLDERS = re.compile(r"^(DO\b|CREATE (OR REPLACE )?(FUNCTION|PROCEDURE)\b)")
 _C_LANGUAGE = re.compile(r"\bLANGUAGE (C|INTERNAL|\"C\"|\"INTERNAL\"|'\?')(?= |$|;)", re.I)
 _COPY_STDIN = re.compile(r"^COPY\b.*\bFROM STDIN\b")
 _RESTRICT = re.compile(r"^(restrict|unrestrict)\s+[A-Za-z0-9]+\s*$")
+_ENCODING_META = re.compile(r"^encoding\s+([A-Za-z0-9_]+)\s*$")
 _CONNECT = re.compile(r"^(c|connect)(\s+|$)")
+_ARG_WORD = re.compile(r'\s*((?:"(?:[^"]|"")*"|[^\s"]+)+)')
+_FOLDED_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_QUOTED_ARG = re.compile(r'^"((?:[^"]|"")*)"$')
+_PLAIN_NAME = re.compile(r"^[\w.$-]+$")  # no backquote (shell), colon (psql variable) or quote
 _CONNINFO_DBNAME = re.compile(r"""^dbname\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)$""")
 
 
@@ -108,6 +129,7 @@ class Verdict:
     copy_from_stdin: bool = False
     created_database: str | None = None
     superuser_role: str | None = None  # ALTER ROLE x WITH SUPERUSER: pg_dumpall's own role comes first
+    client_encoding: str | None = None  # SET client_encoding = 'X' (a safe X): psql's encoding from here on
 
 
 def _excerpt(tokens: list[bytes], limit: int = 160) -> str:
@@ -121,13 +143,23 @@ def _name(token: bytes) -> str:
     return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
 
 
+def _code_token(token: bytes) -> str:
+    """Upper-cased code; a quoted identifier the server folds to the same name as a bare one reads as bare
+    (``"pg_read_file"(...)`` is pg_read_file); any other quoted name stays quoted."""
+    text = token.decode("utf-8", "replace")
+    if text[:1] == "'":
+        return text
+    if text[:1] == '"':
+        return text[1:-1].upper() if _FOLDED_NAME.match(text[1:-1]) else text
+    return text.upper()
+
+
 def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -> Verdict:
     """Judge one complete statement; ``scope`` is shared, ephemeral or archive."""
     verdict = Verdict()
     if not tokens:
         return verdict
-    code = " ".join(t.decode("utf-8", "replace") if t[:1] in (b'"', b"'") else t.decode("utf-8", "replace").upper()
-                    for t in tokens if t != b";")
+    code = " ".join(_code_token(t) for t in tokens if t != b";")
     if code.startswith("CREATE DATABASE ") and len(tokens) > 2:
         verdict.created_database = _name(tokens[2])
     if code.startswith("ALTER ROLE ") and len(tokens) > 3 and re.match(r"^ALTER ROLE \S+ WITH SUPERUSER\b", code):
@@ -150,6 +182,10 @@ def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -
         values = [t.decode("utf-8", "replace") for t in tokens[2:]] + [t.decode("utf-8", "replace") for t in strings]
         if any(re.sub(r"[^A-Z0-9]", "", v.upper()) in _UNSAFE_ENCODINGS for v in values):
             return refuse(ESCAPE, "switches to a client encoding whose characters may contain a backslash byte")
+        named = [v for v in ([t.decode("utf-8", "replace") for t in strings] or
+                             [t.decode("utf-8", "replace") for t in tokens[3:] if t not in (b"=", b";")])
+                 if re.fullmatch(r"[A-Za-z0-9_]+", v) and re.sub(r"[^a-z0-9]", "", v.lower()) in _SAFE_ENCODINGS]
+        verdict.client_encoding = named[0] if len(named) == 1 else None
     for text in strings if _SETS_BY_NAME.search(code) else ():
         if text.strip().lower().decode("utf-8", "replace") in _DANGEROUS_SETTINGS:
             return refuse(ESCAPE, "sets a parameter that loads libraries, runs commands or changes how strings are read")
@@ -171,6 +207,19 @@ def judge(tokens: list[bytes], strings: list[bytes], *, line: int, scope: str) -
     return verdict
 
 
+def _connect_args(text: str) -> list[str]:
+    """psql's words after ``\\connect``: a double-quoted part keeps its spaces (pg_dump writes
+    ``"dbname='my db'"``); an unterminated quote gives a word that no rule accepts."""
+    rest = _CONNECT.sub("", text, count=1)
+    words, pos = [], 0
+    for m in _ARG_WORD.finditer(rest):
+        if rest[pos:m.start()].strip():
+            return ["="]
+        words.append(m.group(1))
+        pos = m.end()
+    return words if not rest[pos:].strip() else ["="]
+
+
 def judge_meta(text: str, *, line: int, scope: str, pending: bool) -> tuple[Refusal | None, str | None]:
     """Judge one psql meta-command (``text`` without its backslash): (refusal, database connected to)."""
     shown = "\\" + (text if len(text) <= 80 else text[:79] + "…")
@@ -178,14 +227,26 @@ def judge_meta(text: str, *, line: int, scope: str, pending: bool) -> tuple[Refu
         return Refusal(line, ESCAPE, "a psql meta-command inside an unfinished statement", shown), None
     if _RESTRICT.match(text):
         return None, None
+    enc = _ENCODING_META.match(text)
+    if enc:  # pg_dump -C writes "\encoding SQL_ASCII" before a \connect to a name it must quote
+        if re.sub(r"[^A-Z0-9]", "", enc.group(1).upper()) in _UNSAFE_ENCODINGS:
+            return Refusal(line, ESCAPE, "switches to a client encoding whose characters may contain a backslash byte",
+                           shown), None
+        return None, None
     if scope == "ephemeral" and _CONNECT.match(text):
-        args = text.split()[1:]
+        args = _connect_args(text)
         if args and args[0].startswith("-reuse-previous="):
             args = args[1:]
         if len(args) == 1:
+            # psql expands `backquotes` (a shell command) and :variables in an unquoted argument,
+            # nothing inside double quotes: only a plain name, or one double-quoted word, is read
+            # here as psql will read it (pg_dump writes one of the two).
             target = args[0]
-            if target.startswith('"') and target.endswith('"') and len(target) > 1:
-                target = target[1:-1].replace('""', '"')
+            quoted = _QUOTED_ARG.match(target)
+            if quoted:
+                target = quoted.group(1).replace('""', '"')
+            elif not _PLAIN_NAME.match(target):
+                target = "="  # refused below
             m = _CONNINFO_DBNAME.match(target)
             if m:
                 value = m.group(1)

@@ -66,7 +66,7 @@ def _copy_block(flt: StatementFilter, reader: _Reader) -> bytes | int | None:
     if end >= 0:
         reader.buf = data[end:] + reader.buf
         data = data[:end]
-    if b"\\" in data and _BAD_DATA_ESCAPE.search(data.replace(b"\\\\", b"")):
+    if b"\0" in data or (b"\\" in data and _BAD_DATA_ESCAPE.search(data.replace(b"\\\\", b""))):
         reader.buf = data + reader.buf  # let the line-by-line path find and name the line
         return len(data)
     flt.line += data.count(b"\n")

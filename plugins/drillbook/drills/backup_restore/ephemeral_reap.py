@@ -1,0 +1,96 @@
+"""Find and remove ephemeral clusters whose drill died (SIGKILL, OOM, a lost worker).
+
+Rules this module enforces:
+- a cluster is drillbook's only when its directory is named
+  ``drillbook-ephemeral-*`` in the temporary directory, is a real directory
+  (no symlink) owned by this user or by the OS user clusters run as, and
+  holds the ``owner.lock`` file ``EphemeralCluster`` writes; anything else is
+  left alone;
+- it is left over only when nobody holds the exclusive ``flock`` on that file:
+  the running drill holds it for the cluster's whole life and the kernel
+  releases it when the process dies, SIGKILL included (no pid guessing, no
+  clock); a cluster in use by a concurrent drill is never touched;
+- the postmaster is stopped (``pg_ctl stop -m immediate``, as the cluster's
+  OS user) only when ``postmaster.pid`` names a live process whose command
+  line carries that data directory; then the directory is removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+LOCK_NAME = "owner.lock"
+PREFIX = "drillbook-ephemeral-"
+
+
+def _postmaster_alive(data: Path) -> bool:
+    try:
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+    return str(data).encode() in cmdline
+
+
+def _stop(root: Path, owner_uid: int) -> None:
+    data = root / "data"
+    if not _postmaster_alive(data):
+        return
+    bindir = None
+    try:  # the postmaster's own binary directory: pg_ctl of the same major
+        bindir = Path(os.readlink(f"/proc/{int((data / 'postmaster.pid').read_text().splitlines()[0])}/exe")).parent
+    except (OSError, ValueError):
+        return
+    pg_ctl = bindir / "pg_ctl"
+    kwargs: dict = {} if owner_uid == os.geteuid() else {"user": owner_uid, "group": os.stat(root).st_gid}
+    subprocess.run([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "-t", "60", "stop"], capture_output=True,
+                   timeout=70, check=False, stdin=subprocess.DEVNULL, cwd=str(root),
+                   env={"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C", "LC_ALL": "C"}, **kwargs)
+
+
+def leftovers(uids: set[int], tmp: str | None = None) -> list[Path]:
+    """Directories of ephemeral clusters whose owner is gone (see the module docstring)."""
+    found = []
+    for root in sorted(Path(tmp or tempfile.gettempdir()).glob(PREFIX + "*")):
+        try:
+            st = os.lstat(root)
+            lock = root / LOCK_NAME
+            lst = os.lstat(lock)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in uids or not stat.S_ISREG(lst.st_mode) or lst.st_uid not in uids:
+            continue
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # held: a live drill uses it
+            continue
+        os.close(fd)
+        found.append(root)
+    return found
+
+
+def reap(uids: set[int], tmp: str | None = None) -> list[str]:
+    """Stop and remove every left-over cluster; return the directories removed."""
+    removed = []
+    for root in leftovers(uids, tmp):
+        try:
+            _stop(root, os.stat(root).st_uid)
+        except (OSError, subprocess.SubprocessError):
+            continue  # still running: leave it for a human rather than remove a live data directory
+        if _postmaster_alive(root / "data"):
+            continue
+        shutil.rmtree(root, ignore_errors=True)
+        if not root.exists():
+            removed.append(str(root))
+    return removed

@@ -91,6 +91,7 @@ CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "evidence table, indexes, append-only triggers", _V1),
     (2, "database seals each record (seq, prev_hash, recorded_at, hash); signed checkpoints", seal.V2_SQL),
+    (3, "the seal runs with a pinned search_path, whatever the writer's session sets", seal.V3_SQL),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -132,7 +132,7 @@ class EvidenceSpool:
         """Cheap test: is there anything in the file at all (replay then reads it properly)."""
         try:
             return self.path.stat().st_size > 0
-        except FileNotFoundError:
+        except OSError:  # absent, or a path that cannot hold a file: nothing readable waits there
             return False
 
     def read(self) -> SpoolState:

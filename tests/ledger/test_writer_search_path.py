@@ -64,3 +64,31 @@ def test_a_seal_whose_search_path_pin_was_removed_is_reported_by_verify(ledger, 
     report = ledger.verify()
     assert (report.ok, report.reason) == (False, "unguarded")
     assert "drillbook_evidence_seal() runs with the inserting session's search_path" in report.message
+
+
+@pytest.mark.parametrize("ahead", [5, 0], ids=["claims-rows-cut", "claims-rewrite"])
+def test_an_unsigned_checkpoint_from_the_writer_is_not_trusted_when_a_key_is_configured(ledger, writer_dsn, tmp_path,
+                                                                                          monkeypatch, ahead):
+    """The writer may INSERT into drillbook_checkpoint (the digest checkpoints as the writer) but holds no key.
+
+    With a signing key configured, an unsigned row it makes up must not become "the newest checkpoint"
+    and turn a healthy ledger into a false "records were cut from the end" / "rewritten" alarm.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from drillbook.ledger.checkpoint import CheckpointSettings
+
+    key = Ed25519PrivateKey.generate().private_bytes_raw().hex()
+    settings = CheckpointSettings(private_key=key, path=str(tmp_path / "checkpoints.jsonl"))
+    head = fill(ledger, 3)[-1]
+    ledger.checkpoint(source="test", settings=settings)
+    with psycopg.connect(writer_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO drillbook_checkpoint (seq, hash, signed_at, source) VALUES (%s, %s, %s, 'digest')",
+                     (head.seq + ahead, "cd" * 32, "2099-01-01T00:00:00.000000Z"))
+    report = ledger.verify(checkpoints=settings)
+    assert report.ok, report.message
+    assert "unsigned checkpoint" in " ".join(report.notes) and "ignored" in " ".join(report.notes)
+    # without any key the same row is all there is to go by, and it is believed (and says UNSIGNED)
+    monkeypatch.delenv("DRILLBOOK_CHECKPOINT_KEY", raising=False)
+    unsigned = ledger.verify(checkpoints=CheckpointSettings(private_key=None, path=None))
+    assert unsigned.ok is False

@@ -58,3 +58,21 @@ def test_the_cli_exits_2_with_the_loss_named_when_ledger_and_spool_both_fail(tmp
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "could not run" not in proc.stderr
     assert "NOT kept" in proc.stderr and str(spool) in proc.stderr
+
+
+def test_flush_names_entries_owed_to_another_spelling_of_a_ledger_and_does_not_say_done(ledger_dsn, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """Airflow's connection says ``localhost``, the shell says ``127.0.0.1`` or a socket: the spool keys entries by
+    that spelling, so a flush with the other spelling replays nothing. It must say so, not "0 left" and exit 0."""
+    from drillbook.cli import ledger_cmds
+
+    spool = tmp_path / "evidence-spool.jsonl"
+    other_spelling = "host=localhost port=1 dbname=ledger user=postgres connect_timeout=2"
+    with Ledger(other_spelling, spool=str(spool)) as down, pytest.raises(EvidenceSpooled):
+        down.record(make_result(fail=True), ctx("spelt-otherwise"))
+    monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+    code = ledger_cmds.main(["ledger", "flush", "--spool", str(spool)])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 2, text
+    assert "1 record(s) owed to another ledger" in text and "localhost:1/ledger" in text

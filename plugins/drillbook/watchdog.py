@@ -22,7 +22,10 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
   before Slack is called; a delivery that failed (a ``NOTIFY_FAILED``
   ``notification`` row of the same run) is treated as never sent, so the next
   run tries again;
-- first, every drill report and digest that never reached Slack is re-sent,
+- first of all, records this worker kept in the evidence spool while the
+  ledger was down are replayed (``Ledger.flush_spool``), so the assessment
+  sees them: drills run daily or weekly, the watchdog hourly;
+- then every drill report and digest that never reached Slack is re-sent,
   each at most once (``drillbook.notify.redeliver``); a failed re-send is
   recorded and does not stop the assessment;
 - an incident written only to the outbox (no Slack connection) is not
@@ -308,6 +311,18 @@ def undelivered_row(undelivered: dict[str, list[str]], *, where: str, transport:
     return builder.finish(nothing_checked=False)  # ERROR; the finding is the reason
 
 
+def _replay_spool(ledger: Ledger) -> None:
+    """Put what this worker spooled into the ledger before judging: a spooled PASS is not a missed drill."""
+    try:
+        report = ledger.flush_spool()
+    except OSError as exc:  # an unreadable spool must not stop the watchdog; the drill's own run named it
+        log.warning("watchdog: the evidence spool could not be replayed: %s", exc)
+        return
+    if report.records or report.failed or report.unreadable:
+        log.warning("watchdog: replayed %d spooled record(s) first (%d left, %d not replayable)", len(report.records),
+                    report.remaining, len(report.failed) + len(report.unreadable))
+
+
 def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext,
                  now: datetime | None = None) -> WatchdogRun:
     """Re-send owed reports, assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised."""
@@ -315,6 +330,7 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
     from drillbook.notify.render import IncidentView
 
     now = now or datetime.now(UTC)
+    _replay_spool(ledger)
     redelivered = redeliver(ledger, notifier, ctx=ctx, now=now)  # records its own failures; Slack down shows below too
     drills = [d for d in catalogue.drills if d.enabled]
     histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}

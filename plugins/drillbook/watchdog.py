@@ -311,26 +311,15 @@ def undelivered_row(undelivered: dict[str, list[str]], *, where: str, transport:
     return builder.finish(nothing_checked=False)  # ERROR; the finding is the reason
 
 
-def _replay_spool(ledger: Ledger) -> None:
-    """Put what this worker spooled into the ledger before judging: a spooled PASS is not a missed drill."""
-    try:
-        report = ledger.flush_spool()
-    except OSError as exc:  # an unreadable spool must not stop the watchdog; the drill's own run named it
-        log.warning("watchdog: the evidence spool could not be replayed: %s", exc)
-        return
-    if report.records or report.failed or report.unreadable:
-        log.warning("watchdog: replayed %d spooled record(s) first (%d left, %d not replayable)", len(report.records),
-                    report.remaining, len(report.failed) + len(report.unreadable))
-
-
 def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext,
                  now: datetime | None = None) -> WatchdogRun:
     """Re-send owed reports, assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised."""
     from drillbook.notify.redeliver import redeliver
     from drillbook.notify.render import IncidentView
+    from drillbook.pipeline import replay_spool
 
     now = now or datetime.now(UTC)
-    _replay_spool(ledger)
+    replay_spool(ledger, before="watchdog")
     redelivered = redeliver(ledger, notifier, ctx=ctx, now=now)  # records its own failures; Slack down shows below too
     drills = [d for d in catalogue.drills if d.enabled]
     histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}

@@ -50,3 +50,22 @@ def test_without_the_spooled_record_the_same_drill_is_missed(catalogue, ledger_d
     ledger = Ledger(ledger_dsn, spool=EvidenceSpool(tmp_path / "evidence-spool.jsonl"))
     run = _watch(catalogue, ledger, tmp_path, now)
     assert "DRILL_MISSED" in [i.code for i in run.incidents["api_certs"]]
+
+
+def test_the_digest_counts_a_spooled_run(catalogue, ledger_dsn, tmp_path):
+    from datetime import timedelta
+
+    from drillbook.digest import run_digest
+
+    now = datetime.now(UTC)
+    spool = EvidenceSpool(tmp_path / "evidence-spool.jsonl")
+    ledger = Ledger(ledger_dsn, spool=spool)
+    ctx = make_ctx(dag_id="dr_certificates__web_certs", run_id="scheduled__web_1", task_id="check")
+    result = make_result("PASS", drill="web_certs", started=now - timedelta(seconds=3))
+    spool.append(SpoolEntry(record_type="drill", ctx=dataclasses.asdict(ctx), ledger=ledger.where,
+                            result=result.to_json_dict(), reason="AdminShutdown"))
+    notifier = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger)
+    card = run_digest(catalogue, ledger=ledger, notifier=notifier, schedule="@daily", now=now + timedelta(seconds=1),
+                      ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest"))
+    web = next(d for d in card.drills if d.drill == "web_certs")
+    assert (web.runs, web.passes) == (1, 1)

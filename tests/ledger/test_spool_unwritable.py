@@ -76,3 +76,32 @@ def test_flush_names_entries_owed_to_another_spelling_of_a_ledger_and_does_not_s
     text = out.out + out.err
     assert code == 2, text
     assert "1 record(s) owed to another ledger" in text and "localhost:1/ledger" in text
+
+
+@pytest.mark.parametrize("setting", ["default_transaction_read_only", "statement_timeout"])
+def test_a_ledger_that_refuses_writes_for_a_while_spools_the_record(ledger_dsn, tmp_path, setting):
+    """A ledger failed over to a standby (read-only), or too busy to answer in time, is down for writing:
+    the record must wait in the spool like for a stopped server, not vanish with a LedgerError."""
+    import psycopg
+
+    dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
+    value = "on" if setting == "default_transaction_read_only" else "1ms"
+    spool = tmp_path / "evidence-spool.jsonl"
+    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{dbname}" SET {setting} = \'{value}\'')
+    try:
+        with Ledger(ledger_dsn, spool=str(spool)) as ledger:
+            if setting == "statement_timeout":  # make the insert slow enough to time out: hold the chain lock
+                with psycopg.connect(ledger_dsn, autocommit=True, options="-c statement_timeout=0") as holder:
+                    holder.execute("SELECT pg_advisory_lock(%s)", (0x6472696C6C636E,))
+                    with pytest.raises(EvidenceSpooled):
+                        ledger.record(make_result(fail=True), ctx("busy"))
+            else:
+                with pytest.raises(EvidenceSpooled):
+                    ledger.record(make_result(fail=True), ctx("standby"))
+    finally:
+        with psycopg.connect(ledger_dsn, autocommit=True, options="-c default_transaction_read_only=off") as admin:
+            admin.execute(f'ALTER DATABASE "{dbname}" RESET {setting}')
+    with Ledger(ledger_dsn, spool=str(spool)) as ledger:
+        assert [r.verdict for r in ledger.flush_spool().records] == ["FAIL"]
+        assert ledger.verify().ok

@@ -270,7 +270,9 @@ class Ledger:
         try:
             self._ensure_schema()
             return self._insert(record_type, result, ctx, key)
-        except psycopg.OperationalError as exc:  # server down, connection reset, AdminShutdown, ...
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            # server down, connection reset, AdminShutdown, ...; or failed over to a read-only standby:
+            # down for writing all the same, so the record waits in the spool
             self.close()  # the next call reconnects
             raise LedgerUnavailable(
                 f"the evidence ledger at {self.where} went away: {type(exc).__name__}: {redact(str(exc)).strip()}"

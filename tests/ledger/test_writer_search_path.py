@@ -92,3 +92,26 @@ def test_an_unsigned_checkpoint_from_the_writer_is_not_trusted_when_a_key_is_con
     monkeypatch.delenv("DRILLBOOK_CHECKPOINT_KEY", raising=False)
     unsigned = ledger.verify(checkpoints=CheckpointSettings(private_key=None, path=None))
     assert unsigned.ok is False
+
+
+def test_a_version_2_ledger_keeps_recording_after_an_upgrade_and_verify_says_to_migrate(fresh_db):
+    """Upgrading drillbook must not stop evidence until someone runs `ledger init`: a v2 ledger is still written,
+    and verify says what the pending migration leaves open (not "tampering")."""
+    from drillbook.ledger import schema
+    from drillbook.ledger.store import Ledger
+    from tests.ledger.conftest import ctx, make_result
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:  # a ledger as the previous drillbook left it
+        conn.execute(f"CREATE TABLE {schema.VERSION_TABLE} (version integer PRIMARY KEY, description text NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        for version, description, sql in schema.MIGRATIONS[:2]:
+            conn.execute(sql)
+            conn.execute(f"INSERT INTO {schema.VERSION_TABLE} VALUES (%s, %s)", (version, description))
+    with Ledger(fresh_db, spool=None) as ledger:
+        assert ledger.record(make_result(), ctx("after-upgrade")).seq == 1
+        report = ledger.verify()
+        assert report.ok and any("run `drillbook ledger init`" in n for n in report.notes), report.notes
+        assert ledger.init_schema() == [3]
+        assert ledger.record(make_result(), ctx("after-init")).seq == 2
+        report = ledger.verify()
+        assert report.ok and not any("not pinned yet" in n for n in report.notes)

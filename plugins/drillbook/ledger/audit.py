@@ -24,7 +24,7 @@ from typing import Any
 from drillbook.ledger import checkpoint as cpmod
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.records import VerifyReport
-from drillbook.ledger.seal import guard_problems, guard_summary
+from drillbook.ledger.seal import guard_problems, guard_summary, pin_note
 
 
 def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoint], list[str]]:
@@ -63,6 +63,9 @@ def verify_ledger(conn: Any, table: str, columns: str, *, expect_head: str | Non
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         problems = guard_problems(cur)
+        pending = pin_note(cur)
+        if pending:
+            notes.append(pending)
         with conn.cursor(name="drillbook_verify") as rows:
             rows.itersize = batch
             # result as its stored text: hashed byte for byte, and not parsed (faster, memory flat).

@@ -177,12 +177,26 @@ def guard_problems(cur: Any) -> list[str]:
         ([fn.split("(")[0] for fn in PINNED_FUNCTIONS],),
     )
     pins = {row[0]: row[1] for row in cur.fetchall()}
+    cur.execute("SELECT coalesce(max(version), 0) FROM drillbook_schema_version")
+    row = cur.fetchone()
+    if row is not None and int(row[0]) < 3:
+        return problems  # not migrated yet: the status line says so (see ``pin_note``), it is not tampering
     for fn in PINNED_FUNCTIONS:
         name = fn.split("(")[0]
         if name in pins and not pins[name].startswith("search_path=pg_catalog, "):
             problems.append(f"function {name}() runs with the inserting session's search_path (its pin is gone), "
                             "so a writer can steer the seal; run `drillbook ledger init`")
     return problems
+
+
+def pin_note(cur: Any) -> str | None:
+    """A line for ``verify`` when the ledger predates migration 3 (the seal's search_path is not pinned yet)."""
+    cur.execute("SELECT coalesce(max(version), 0) FROM drillbook_schema_version")
+    row = cur.fetchone()
+    if row is None or int(row[0]) >= 3:
+        return None
+    return (f"schema version {int(row[0])}: the seal's search_path is not pinned yet, so a writer role can steer "
+            "which tail it chains onto; run `drillbook ledger init` as the owner to migrate")
 
 
 def _v1_refuse_body() -> str:

@@ -146,7 +146,7 @@ class Ledger:
             raise LedgerNotInitialised(
                 f"the evidence ledger at {self.where} has no schema; run `drillbook ledger init` first"
             )
-        if version < schema.LATEST_VERSION:
+        if version < schema.MIN_WORKING_VERSION:
             raise LedgerError(
                 f"the evidence ledger at {self.where} is at schema version {version}, this drillbook needs "
                 f"{schema.LATEST_VERSION}; run `drillbook ledger init` to migrate it"

@@ -9,6 +9,10 @@ CLI and from Airflow alike:
 2. hand the result and its record to the notifier; if delivery fails, record a
    ``NOTIFY_FAILED`` event row in the ledger and re-raise so the task fails.
 
+Readers that judge the ledger (the watchdog, the digest) call ``replay_spool``
+first, so a result waiting in this worker's spool is judged as recorded, not
+as missing.
+
 A retried attempt of the same task (same dag_id, run_id, task_id, map_index)
 finds its result already recorded: the ledger keeps the first one, so that is
 the one reported and judged (``Reported.result``), never the re-run's. Otherwise
@@ -98,3 +102,15 @@ def _with_spooled_finding(result: DrillResult, exc: Any) -> DrillResult:
                    f"{result.drill!r} waits in the evidence spool {exc.spool_path} and is replayed by the next run "
                    "or `drillbook ledger flush`", subject=result.drill, detail={"spool": exc.spool_path})
     return result.model_copy(update={"findings": [*result.findings, note]})
+
+
+def replay_spool(ledger: Any, *, before: str) -> None:
+    """Put what this worker spooled into the ledger before ``before`` judges it (an empty spool costs a stat)."""
+    try:
+        report = ledger.flush_spool()
+    except OSError as exc:  # an unreadable spool must not stop the judge; the drill's own run named it
+        log.warning("%s: the evidence spool could not be replayed: %s", before, exc)
+        return
+    if report.records or report.failed or report.unreadable:
+        log.warning("%s: replayed %d spooled record(s) first (%d left, %d not replayable)", before, len(report.records),
+                    report.remaining, len(report.failed) + len(report.unreadable))

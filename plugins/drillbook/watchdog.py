@@ -27,7 +27,10 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
   before Slack is called; a delivery that failed (a ``NOTIFY_FAILED``
   ``notification`` row of the same run) is treated as never sent, so the next
   run tries again;
-- first, every drill report and digest that never reached Slack is re-sent,
+- first of all, records this worker kept in the evidence spool while the
+  ledger was down are replayed (``Ledger.flush_spool``), so the assessment
+  sees them: drills run daily or weekly, the watchdog hourly;
+- then every drill report and digest that never reached Slack is re-sent,
   each at most once (``drillbook.notify.redeliver``); a failed re-send is
   recorded and does not stop the assessment;
 - an incident written only to the outbox (no Slack connection) is not
@@ -336,8 +339,10 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
     """
     from drillbook.notify.redeliver import redeliver
     from drillbook.notify.render import IncidentView
+    from drillbook.pipeline import replay_spool
 
     now = now or datetime.now(UTC)
+    replay_spool(ledger, before="watchdog")
     redelivered = redeliver(ledger, notifier, ctx=ctx, now=now)  # records its own failures; Slack down shows below too
     drills = [d for d in catalogue.drills if d.enabled]
     histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}

@@ -6,6 +6,7 @@ Real processes: the CLI runs as a child of the test on a dump big enough that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drillbook.drills.backup_restore.scratch import PREFIX
+from drillbook.drills.backup_restore.scratch import PREFIX, ScratchGuard
 from tests.backup_restore.conftest import pg_dump
 
 ROWS = 1_500_000
@@ -166,3 +167,32 @@ def test_sigkill_mid_restore_takes_the_tools_and_the_next_run_reaps(pg, big_dump
     reaped = [f["subject"] for f in rows[-1].result["findings"] if f["code"] == "SCRATCH_REAPED"]
     assert reaped == sorted(orphans)
     assert set(pg.databases(PREFIX)) == before
+
+
+def test_sigkill_to_the_whole_process_group_still_takes_the_restore_workers(pg, big_dump, ledger_dsn, tmp_path):
+    """A supervisor (Airflow's task runner, a container stop, `kill -9 -PGID`) kills the drill's whole group.
+
+    The watchdog that kills ``pg_restore``'s ``-j`` workers must not be in that group, or it dies with the
+    drill and the workers (in their own session) load on for the rest of their table.
+    """
+    lines: list[str] = []
+    argv = [*CLI, "run", "backup-restore", "--backup", str(big_dump), "--scratch-dsn", pg.admin_dsn,
+            "--config", str(_settings(tmp_path)), "--ledger-dsn", ledger_dsn, "--no-notify"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    reader = _drain(proc, lines)
+    pids: set[int] = set()
+    try:
+        pids = _wait_for_restore(proc, lines)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _finish(proc, reader)
+        assert _wait_gone(pids, timeout=3) == set(), "pg_restore workers outlived the SIGKILLed process group"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(pids, timeout=10)
+        # the killed run had no chance to drop its scratch database; the reaper takes it
+        ScratchGuard(scratch_dsn=pg.admin_dsn).reap(drill="shop_interrupt", max_age=0)

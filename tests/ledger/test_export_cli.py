@@ -135,7 +135,7 @@ def test_ledger_init_and_status(fresh_db, capsys):
     assert ledger_cmds.main(["evidence", "verify", "--ledger-dsn", fresh_db]) == 2
     assert "run `drillbook ledger init`" in capsys.readouterr().err
     assert ledger_cmds.main(["ledger", "init", "--ledger-dsn", fresh_db]) == 0
-    assert "schema version 2 (applied 1, 2)" in capsys.readouterr().out
+    assert "schema version 3 (applied 1, 2, 3)" in capsys.readouterr().out
     assert ledger_cmds.main(["ledger", "init", "--ledger-dsn", fresh_db]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert ledger_cmds.main(["ledger", "status", "--ledger-dsn", fresh_db]) == 0

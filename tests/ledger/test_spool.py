@@ -203,3 +203,16 @@ def test_the_spool_sits_next_to_the_outbox_unless_told(monkeypatch, tmp_path):
     assert spool_path() == outbox_path().parent / "evidence-spool.jsonl"
     monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "s.jsonl"))
     assert spool_path() == tmp_path / "s.jsonl"
+
+
+def test_the_default_spool_is_named_by_its_absolute_path(monkeypatch, tmp_path):
+    """A record spooled in one directory and a `ledger flush` run from another must not meet in silence:
+    every message names the spool by its absolute path, so "empty" can be seen to be another file."""
+    from drillbook.ledger.spool import spool_path
+
+    monkeypatch.delenv("DRILLBOOK_SPOOL", raising=False)
+    monkeypatch.delenv("DRILLBOOK_OUTBOX", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert spool_path() == tmp_path / "var" / "evidence-spool.jsonl"
+    assert spool_path().is_absolute() and EvidenceSpool().path.is_absolute()
+    assert spool_path("relative.jsonl") == tmp_path / "relative.jsonl"

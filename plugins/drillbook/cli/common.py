@@ -3,16 +3,19 @@
 Rules: output is readable in a terminal and in a CI log (no colour codes, no
 cursor tricks; status in words); every line passes through ``redact``; the
 exit code is the verdict's (0 PASS, 1 FAIL, 2 ERROR, 3 SKIPPED); the whole
-scheme, with 4 for an internal error, is ``drillbook.cli.exits``.
+scheme, with 4 for an internal error, is ``drillbook.cli.exits``. A stop
+signal (SIGTERM/SIGINT) during a run ends it with a recorded ERROR
+(``DRILL_INTERRUPTED``, see ``stoppable``) and exit code 128 + the signal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from drillbook.redact import redact
@@ -197,3 +200,53 @@ def fail(message: str, code: int = 2) -> int:
     """Print a clear error to stderr and return the exit code."""
     out(f"drillbook: error: {message}", sys.stderr)
     return code
+
+
+class Stoppable:
+    """Runs a drill so that SIGTERM/SIGINT ends it with a DRILL_INTERRUPTED result instead of no evidence."""
+
+    def __init__(self, state: Any):
+        self.state = state
+
+    def run(self, call: Callable[[], Any], *, kind: str, drill: str, target: str, controls: list[str]) -> Any:
+        """``call()``'s value; or, when a stop signal came during it, an ERROR result saying so.
+
+        A drill that catches the stop itself (backup-restore) returns its own DRILL_INTERRUPTED result;
+        any other result returned after a stop (a negative drill judging an interrupted inner run)
+        is replaced, because nothing it says was checked to the end.
+        """
+        from drillbook.drills.backup_restore.lifetime import Interrupted
+
+        try:
+            value = call()
+        except Interrupted:
+            value = None
+        self.state.defer()  # from here on a stop signal waits for the evidence to be recorded
+        if self.state.signum is None:
+            return value
+        if isinstance(value, DrillResult) and "DRILL_INTERRUPTED" in value.codes():
+            return value
+        return interrupted_result(kind=kind, drill=drill, target=target, controls=controls, signum=self.state.signum)
+
+    def exit_code(self, default: int) -> int:
+        return int(self.state.exit_code(default))
+
+
+def interrupted_result(*, kind: str, drill: str, target: str, controls: list[str], signum: int) -> DrillResult:
+    import signal
+
+    from drillbook.drills.base import ResultBuilder
+
+    b = ResultBuilder(kind=kind, drill=drill, target=target, controls=list(controls))
+    b.find("DRILL_INTERRUPTED", f"the drill was stopped by {signal.Signals(signum).name} before it finished; "
+           "nothing it had not yet reported was checked", subject=drill)
+    return b.finish()
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[Stoppable]:
+    """Hold SIGTERM/SIGINT for one run command: the run is cut short, its evidence is still recorded."""
+    from drillbook.drills.backup_restore.lifetime import stop_on_signals
+
+    with stop_on_signals() as state:
+        yield Stoppable(state)

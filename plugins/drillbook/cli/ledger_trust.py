@@ -39,12 +39,21 @@ def cmd_ledger_flush(args: argparse.Namespace) -> int:
         return EXIT_OK
     with _ledger(args, spool=spool) as ledger:
         report = ledger.flush_spool()
+        here = ledger.where
     for record in report.records:
         state = "written" if record.created else "already in the ledger"
         print(f"  replayed {record.describe()}: {state}")
     for line in report.unreadable + report.failed:
         print(f"  NOT replayed: {line}", file=sys.stderr)
     print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left")
+    if report.other_ledgers:
+        # Entries are keyed by the ledger's host:port/dbname as the spooling run spelt it; another spelling of
+        # the same server (localhost, 127.0.0.1, a socket) is another key, and nothing must be left in silence.
+        others = sorted({e.ledger for e in spool.read().pending if e.ledger != here})
+        print(f"  NOT replayed: {report.other_ledgers} record(s) owed to another ledger ({', '.join(others)}), not "
+              f"{here}; run `drillbook ledger flush --ledger-dsn DSN` with the DSN those runs used (the same server "
+              "spelt as they spelt it)", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if not report.remaining and not report.unreadable else EXIT_USAGE
 
 

@@ -47,7 +47,15 @@ def main(args: argparse.Namespace) -> int:
                 f"alert path {drill.name}/{name} ({path.type}): objective {format_duration(drill.delivery_of(path))}, "
                 f"giving up after {format_duration(drill.give_up_of(path))}"
             )
-        result = run_path(drill=drill, path_name=name, clients=clients, on_phase=None if args.json else common.phase_printer())
+        with common.stoppable() as stop:
+            result = stop.run(lambda: run_path(drill=drill, path_name=name, clients=clients,  # noqa: B023 - called at once
+                                               on_phase=None if args.json else common.phase_printer()),
+                              kind="alert_path", drill=drill.name, target=name, controls=list(drill.controls))
+            if stop.state.signum is not None:  # the rest of the paths are not run; this one's evidence is recorded
+                common.emit(result, as_json=args.json)
+                if common.ledger_dsn(args):
+                    common.record_cli_result(result, args, task_id=f"cli.{name}")
+                return stop.exit_code(2)
         results.append(result)
         if not args.json:
             common.emit(result, as_json=False)

@@ -57,8 +57,7 @@ def _line(result: Any) -> str:
 def main(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from drillbook.drills.certificates import run_certificates, summarize, summary_lines
-    from drillbook.drills.certificates.drill import task_suffix
+    from drillbook.drills.certificates import run_certificates
 
     adhoc = bool(args.endpoint or args.file)
     if args.drill and adhoc:
@@ -81,7 +80,16 @@ def main(args: argparse.Namespace) -> int:
     else:
         return common.fail("nothing to check: give --drill NAME, or --endpoint HOST:PORT and/or --file PATH")
 
-    results = run_certificates(drill, base_dir=base_dir)
+    with common.stoppable() as stop:
+        got = stop.run(lambda: run_certificates(drill, base_dir=base_dir), kind="certificates", drill=drill.name,
+                       target=drill.name, controls=list(drill.controls))
+        return stop.exit_code(_report(args, drill, got if isinstance(got, list) else [got]))
+
+
+def _report(args: argparse.Namespace, drill: Any, results: list[Any]) -> int:
+    from drillbook.drills.certificates import summarize, summary_lines
+    from drillbook.drills.certificates.drill import task_suffix
+
     summary = summarize(results, drill=drill)
     if args.json:
         common.emit(results, as_json=True)

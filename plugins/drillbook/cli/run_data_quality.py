@@ -97,8 +97,12 @@ def main(args: argparse.Namespace) -> int:
     parse(str(spec["dsn"]))  # registers the password before anything is printed
     if not args.json:
         common.out(f"data-quality drill {spec['drill_name']!r}: suite {spec['suite']!r} on {spec['table'] or 'query'}")
-    result = run_data_quality(on_phase=None if args.json else common.phase_printer(), **spec)  # type: ignore[arg-type]
-    common.emit(result, as_json=args.json)
-    if common.ledger_dsn(args):  # a manual run becomes evidence only when a ledger is configured
-        common.record_cli_result(result, args)
-    return common.report_to_ci([result], args)
+    with common.stoppable() as stop:
+        result = stop.run(lambda: run_data_quality(on_phase=None if args.json else common.phase_printer(),
+                                                   **spec),  # type: ignore[arg-type]
+                          kind="data_quality", drill=str(spec["drill_name"]), target=str(spec["table"] or "query"),
+                          controls=list(spec["controls"]))  # type: ignore[call-overload]
+        common.emit(result, as_json=args.json)
+        if common.ledger_dsn(args):  # a manual run becomes evidence only when a ledger is configured
+            common.record_cli_result(result, args)
+        return stop.exit_code(common.report_to_ci([result], args))

@@ -61,13 +61,18 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         common.out(f"negative drill of {drill.kind} drill {drill.name!r}: expecting red with "
                    f"{' or '.join(sorted(negative.EXPECTED[drill.kind]))} and a delivered page")
-    with tempfile.TemporaryDirectory(prefix="drillbook-negative-") as tmp:
-        result = negative.run_negative(drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, resources=negative.ClientResources(dsn=postgres_dsn_from_env, clients=EnvPathClients()),
-                                       notifier=notifier, ctx=ctx,
-                                       on_phase=None if args.json else common.phase_printer())
-    common.emit(result, as_json=args.json)
-    # evidence first, then the usual report: a DETECTOR_BLIND result pages like any FAIL
-    reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier)
-    if reported.record is not None:
-        common.out(f"  evidence: ledger record #{reported.record.seq} ({reported.record.hash[:12]})")
-    return int(reported.result.verdict.exit_code)
+    # A stop signal mid-run records DRILL_INTERRUPTED (ERROR), never the DETECTOR_BLIND that judging an
+    # interrupted inner run would give: the detector was not tested, which is neither a pass nor blindness.
+    resources = negative.ClientResources(dsn=postgres_dsn_from_env, clients=EnvPathClients())
+    with common.stoppable() as stop, tempfile.TemporaryDirectory(prefix="drillbook-negative-") as tmp:
+        result = stop.run(lambda: negative.run_negative(drill, work_dir=Path(tmp), base_dir=catalogue.base_dir,
+                                                        resources=resources, notifier=notifier, ctx=ctx,
+                                                        on_phase=None if args.json else common.phase_printer()),
+                          kind=negative.KIND, drill=drill.name, target=f"{drill.kind}:{drill.name}",
+                          controls=list(drill.controls))
+        common.emit(result, as_json=args.json)
+        # evidence first, then the usual report: a DETECTOR_BLIND result pages like any FAIL
+        reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier)
+        if reported.record is not None:
+            common.out(f"  evidence: ledger record #{reported.record.seq} ({reported.record.hash[:12]})")
+        return stop.exit_code(int(reported.result.verdict.exit_code))

@@ -24,7 +24,7 @@ from typing import Any
 from drillbook.ledger import checkpoint as cpmod
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.records import VerifyReport
-from drillbook.ledger.seal import guard_problems, guard_summary
+from drillbook.ledger.seal import guard_problems, guard_summary, pin_note
 
 
 def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoint], list[str]]:
@@ -50,11 +50,22 @@ def verify_ledger(conn: Any, table: str, columns: str, *, expect_head: str | Non
         if problem:
             return VerifyReport(ok=False, checked=0, first_bad_seq=cp.seq, reason="checkpoint", message=problem,
                                 notes=tuple(notes))
+    if trusted:
+        # With a trusted key, only a signature is evidence: the writer role may INSERT checkpoint rows (the
+        # digest checkpoints as the writer) but holds no key, so an unsigned row proves nothing either way.
+        unsigned = [cp for cp in checkpoints if not cp.signed]
+        checkpoints = [cp for cp in checkpoints if cp.signed]
+        if unsigned:
+            notes.append(f"{len(unsigned)} unsigned checkpoint(s) ignored (newest claims seq={max(c.seq for c in unsigned)}):"
+                         f" a signing key is configured, so only checkpoints signed with it are compared")
     newest = cpmod.newest(checkpoints)
     notes.append(_checkpoint_note(newest, trusted, settings))
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         problems = guard_problems(cur)
+        pending = pin_note(cur)
+        if pending:
+            notes.append(pending)
         with conn.cursor(name="drillbook_verify") as rows:
             rows.itersize = batch
             # result as its stored text: hashed byte for byte, and not parsed (faster, memory flat).

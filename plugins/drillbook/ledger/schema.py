@@ -91,8 +91,12 @@ CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "evidence table, indexes, append-only triggers", _V1),
     (2, "database seals each record (seq, prev_hash, recorded_at, hash); signed checkpoints", seal.V2_SQL),
+    (3, "the seal runs with a pinned search_path, whatever the writer's session sets", seal.V3_SQL),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
+#: The oldest schema drillbook still reads and writes: an upgrade must not stop evidence from being recorded
+#: before someone runs `drillbook ledger init`; ``verify`` names what the missing migrations leave open.
+MIN_WORKING_VERSION = 2
 
 
 def current_version(cur: Any) -> int:

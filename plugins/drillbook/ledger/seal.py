@@ -21,7 +21,13 @@ Rules this module enforces (schema version 2):
 - ``guard_problems`` reads the catalogue, not the writer's word: every trigger
   that keeps the ledger append-only or sealed must exist, be enabled, and call
   a function whose source is the one this module installs. ``evidence verify``
-  reports each missing, disabled or replaced guard.
+  reports each missing, disabled or replaced guard;
+- the seal runs with its own ``search_path`` (``pg_catalog``, the ledger's
+  schema, ``pg_temp`` last), pinned by migration 3: a trigger otherwise runs
+  with the inserting session's settings, and ``pg_temp`` comes first for
+  tables, so a writer's temporary table named ``drillbook_evidence`` became
+  the "tail" the seal read and let the writer choose ``seq`` and
+  ``prev_hash``. ``guard_problems`` reports a seal function without the pin.
 """
 
 from __future__ import annotations
@@ -116,6 +122,14 @@ CREATE TRIGGER {CHECKPOINT_TABLE}_no_truncate BEFORE TRUNCATE ON {CHECKPOINT_TAB
     FOR EACH STATEMENT EXECUTE FUNCTION drillbook_checkpoint_refuse_change();
 """
 
+# Migration 3. A function's SET clause does not change its source, so the v2 sources above still hold.
+PINNED_FUNCTIONS = ("drillbook_evidence_seal()", f"drillbook_evidence_text({TABLE})")
+V3_SQL = "DO $$ BEGIN\n" + "".join(
+    f"    EXECUTE format('ALTER FUNCTION %I.{fn} SET search_path = pg_catalog, %I, pg_temp', "
+    "current_schema(), current_schema());\n"
+    for fn in PINNED_FUNCTIONS
+) + "END $$;\n"
+
 # trigger name -> (table, function name, source that function must have; None: the body version 1 installed)
 GUARDS: dict[str, tuple[str, str, str | None]] = {
     f"{TABLE}_no_update_delete": (TABLE, "drillbook_evidence_refuse_change", None),
@@ -157,7 +171,32 @@ def guard_problems(cur: Any) -> list[str]:
     for function, source in _FUNCTION_SOURCES.items():
         if sources.get(function) != source:
             problems.append(f"function {function}() that seals record hashes is missing or was replaced")
+    cur.execute(
+        "SELECT p.proname, coalesce(array_to_string(p.proconfig, ','), '') FROM pg_proc p "
+        "WHERE p.proname = ANY(%s) AND p.pronamespace = to_regnamespace(current_schema())",
+        ([fn.split("(")[0] for fn in PINNED_FUNCTIONS],),
+    )
+    pins = {row[0]: row[1] for row in cur.fetchall()}
+    cur.execute("SELECT coalesce(max(version), 0) FROM drillbook_schema_version")
+    row = cur.fetchone()
+    if row is not None and int(row[0]) < 3:
+        return problems  # not migrated yet: the status line says so (see ``pin_note``), it is not tampering
+    for fn in PINNED_FUNCTIONS:
+        name = fn.split("(")[0]
+        if name in pins and not pins[name].startswith("search_path=pg_catalog, "):
+            problems.append(f"function {name}() runs with the inserting session's search_path (its pin is gone), "
+                            "so a writer can steer the seal; run `drillbook ledger init`")
     return problems
+
+
+def pin_note(cur: Any) -> str | None:
+    """A line for ``verify`` when the ledger predates migration 3 (the seal's search_path is not pinned yet)."""
+    cur.execute("SELECT coalesce(max(version), 0) FROM drillbook_schema_version")
+    row = cur.fetchone()
+    if row is None or int(row[0]) >= 3:
+        return None
+    return (f"schema version {int(row[0])}: the seal's search_path is not pinned yet, so a writer role can steer "
+            "which tail it chains onto; run `drillbook ledger init` as the owner to migrate")
 
 
 def _v1_refuse_body() -> str:

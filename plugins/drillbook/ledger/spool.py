@@ -47,13 +47,15 @@ SPOOL_NAME = "evidence-spool.jsonl"
 
 def spool_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The spool file: argument, else $DRILLBOOK_SPOOL, else evidence-spool.jsonl next to the outbox."""
+    # Absolute, resolved against the directory of the run that spools: every message then names the file
+    # exactly, and a `ledger flush` started elsewhere says which (other) file it found empty.
     if path:
-        return Path(path)
+        return Path(path).absolute()
     if os.environ.get(SPOOL_ENV):
-        return Path(os.environ[SPOOL_ENV])
+        return Path(os.environ[SPOOL_ENV]).absolute()
     # The outbox's rule ($DRILLBOOK_OUTBOX, else var/outbox.jsonl), without importing drillbook.notify
     # (about 0.7 s under load: every Ledger() would pay it).
-    return Path(os.environ.get("DRILLBOOK_OUTBOX") or Path("var") / "outbox.jsonl").parent / SPOOL_NAME
+    return (Path(os.environ.get("DRILLBOOK_OUTBOX") or Path("var") / "outbox.jsonl").parent / SPOOL_NAME).absolute()
 
 
 def _canonical(doc: Any) -> str:
@@ -132,7 +134,7 @@ class EvidenceSpool:
         """Cheap test: is there anything in the file at all (replay then reads it properly)."""
         try:
             return self.path.stat().st_size > 0
-        except FileNotFoundError:
+        except OSError:  # absent, or a path that cannot hold a file: nothing readable waits there
             return False
 
     def read(self) -> SpoolState:

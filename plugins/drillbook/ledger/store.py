@@ -146,7 +146,7 @@ class Ledger:
             raise LedgerNotInitialised(
                 f"the evidence ledger at {self.where} has no schema; run `drillbook ledger init` first"
             )
-        if version < schema.LATEST_VERSION:
+        if version < schema.MIN_WORKING_VERSION:
             raise LedgerError(
                 f"the evidence ledger at {self.where} is at schema version {version}, this drillbook needs "
                 f"{schema.LATEST_VERSION}; run `drillbook ledger init` to migrate it"
@@ -233,8 +233,17 @@ class Ledger:
 
     def _spool_record(self, record_type: str, result: DrillResult, ctx: RunContext, *, reason: str) -> EvidenceSpooled:
         assert self._spool is not None
-        entry = self._spool.append(SpoolEntry(record_type=record_type, ctx=dataclasses.asdict(ctx), ledger=self.where,
-                                              result=result.to_json_dict(), reason=redact(reason)))
+        try:
+            entry = self._spool.append(SpoolEntry(record_type=record_type, ctx=dataclasses.asdict(ctx),
+                                                  ledger=self.where, result=result.to_json_dict(), reason=redact(reason)))
+        except OSError as exc:
+            # Both stores refused: the loss must be loud and named, never "spooled" and never "could not run".
+            raise LedgerUnavailable(
+                f"the {record_type} record of {result.drill!r} (verdict {result.verdict.value}) was NOT kept: the "
+                f"evidence ledger at {self.where} could not be written ({redact(reason)}) and neither could the "
+                f"evidence spool {self._spool.path} ({type(exc).__name__}: {exc.strerror or exc}); make the spool's "
+                "directory writable ($DRILLBOOK_SPOOL) or bring the ledger back, then run the drill again"
+            ) from None
         return EvidenceSpooled(
             f"the evidence ledger at {self.where} could not be written ({redact(reason)}); the {record_type} record "
             f"of {result.drill!r} was kept in the evidence spool {self._spool.path} and will be replayed by the next "
@@ -261,7 +270,9 @@ class Ledger:
         try:
             self._ensure_schema()
             return self._insert(record_type, result, ctx, key)
-        except psycopg.OperationalError as exc:  # server down, connection reset, AdminShutdown, ...
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            # server down, connection reset, AdminShutdown, ...; or failed over to a read-only standby:
+            # down for writing all the same, so the record waits in the spool
             self.close()  # the next call reconnects
             raise LedgerUnavailable(
                 f"the evidence ledger at {self.where} went away: {type(exc).__name__}: {redact(str(exc)).strip()}"

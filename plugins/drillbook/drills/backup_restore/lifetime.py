@@ -14,7 +14,8 @@ Rules this module enforces:
   watchdog ``sh`` (``watch_group``) reading a pipe only the drill holds kills
   the tool's whole process group when the pipe closes, i.e. when the drill
   dies. (A death signal follows the *thread* that started the process; the
-  pipe does not depend on threads.)
+  pipe does not depend on threads.) The watchdog runs in a session of its own,
+  so a SIGKILL to the drill's whole process group does not take it along.
 This module imports no Airflow; the Airflow task runner has its own SIGTERM
 handling, under which the restore's process-group kill still applies.
 """
@@ -150,8 +151,10 @@ def watch_group(pgid: int) -> Watchdog | None:
         return None
     pipe_r, pipe_w = os.pipe()  # both ends are non-inheritable: no other child holds the writer
     try:
+        # its own session: a supervisor that SIGKILLs the drill's whole process group (Airflow's task
+        # runner, a container stop, `kill -9 -PGID`) must not take the watchdog along with the drill
         proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "drillbook-watchdog", str(pgid)], stdin=pipe_r,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     except OSError:
         os.close(pipe_w)
         return None

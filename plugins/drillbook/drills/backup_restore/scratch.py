@@ -19,6 +19,9 @@ Rules this module enforces (principle 2, never write to a source):
   connections, terminates only sessions of its own role, then runs a plain
   ``DROP DATABASE`` (which stops autovacuum workers itself, where ``WITH
   (FORCE)`` would need pg_signal_backend), retrying for ``DROP_RETRY_S``;
+- every connection the guard opens after the check must reach the server it
+  checked (same identity and database), so a multi-host or load-balanced DSN
+  cannot pass the check on one server and write on another;
 - every refusal raises ``ScratchUnsafe`` before any statement runs; the drill
   turns it into ``SCRATCH_UNSAFE`` (verdict ERROR).
 """
@@ -176,7 +179,23 @@ class ScratchGuard:
 
     # -- connections and locks -----------------------------------------------------
     def _admin(self):  # type: ignore[no-untyped-def]
-        return pg.connect(self.scratch_dsn, autocommit=True)
+        conn = pg.connect(self.scratch_dsn, autocommit=True)
+        if self._scratch is not None:
+            # A multi-host DSN (load_balance_hosts=random, a failover list) or a DNS name that moved can
+            # reach another server than the one the guard checked: every connection must be that server.
+            try:
+                now = server_identity(conn)
+            except BaseException:
+                conn.close()
+                raise
+            if not (now.same_server(self._scratch) and now.database == self._scratch.database):
+                conn.close()
+                raise ScratchUnsafe(
+                    f"the scratch connection {pg.describe(self.scratch_dsn)!r} reached another server (or database) "
+                    "than the one the guard checked (a multi-host DSN, load balancing or a DNS change); refusing "
+                    "to create, drop or register anything: give the scratch connection exactly one server"
+                )
+        return conn
 
     def _registry(self):  # type: ignore[no-untyped-def]
         conn = self._admin()

@@ -191,3 +191,52 @@ def test_default_objective_includes_group_wait():
     drill = make_drill({"name": "am", "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": "pager",
                         "readback_url": "http://127.0.0.1:1/r", "group_wait": "30s"}, delivery="60s", give_up=None)
     assert drill.delivery_of(drill.paths[0]) == 90.0 and drill.give_up_of(drill.paths[0]) == 180.0
+
+
+def test_sigterm_mid_wait_resolves_the_canary_and_records_interrupted(alertmanager, sink, tmp_path):
+    """A drill stopped while it holds the canary firing (waiting for the receiver) resolves it before exiting."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    catalogue = tmp_path / "drills.yaml"
+    catalogue.write_text(textwrap.dedent(f"""
+        version: 1
+        drills:
+          - name: killed_alerts
+            kind: alert_path
+            schedule: "@daily"
+            objectives: {{delivery: 60s, give_up: 90s}}
+            poll_interval: 0.2s
+            paths:
+              - name: killed
+                type: webhook
+                flavour: alertmanager
+                connection: am
+                receiver: pager
+                group_wait: {GROUP_WAIT:g}s
+                readback_url: "{alertmanager.origin}/-/healthy"
+    """))
+    env = {**os.environ, "AIRFLOW_CONN_AM": json.dumps({"conn_type": "http", "host": alertmanager.origin}), "DRILLBOOK_LEDGER_DSN": ""}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("drillbook")), "run", "alert-path", "--drill", "killed_alerts",
+                             "--catalogue", str(catalogue)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, active = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not active:  # the canary fires and the drill waits at the read-back
+            active = [a for a in alertmanager.alerts(drillbook_path="killed") if a["status"]["state"] == "active"]
+            time.sleep(0.2)
+        assert active, "the drill never sent its canary"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 128 + signal.SIGTERM, text
+    assert "DRILL_INTERRUPTED" in text and "resolved (Alertmanager no longer lists it active)" in text, text
+    nonce = active[0]["labels"]["drillbook_nonce"]
+    assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]

@@ -15,7 +15,11 @@ Rules this module enforces:
   the receiver shows it (after ``group_wait``); PagerDuty and Opsgenie by their
   REST APIs (``pager_api``);
 - a read-back that never answers 2xx is ``ALERT_READBACK_FAILED`` (could not
-  verify), never ``ALERT_NOT_DELIVERED``;
+  verify), never ``ALERT_NOT_DELIVERED``; so is one whose pages are never read
+  to their end (larger than ``READBACK_MAX_BYTES``, or still arriving after the
+  request timeout: each read is bounded in bytes and in time), and one that
+  echoes the nonce it is asked for (a decoy nonce that was never sent shows up
+  too). Only the nonce in a 2xx body counts; redirects are not followed;
 - a canary sent to a paging system is resolved after ANY send that may have
   landed (a 2xx, a 5xx, a timeout or a broken answer — not a refused
   connection or a 4xx), whatever the verdict, with a patient timeout
@@ -39,14 +43,14 @@ from urllib.parse import urlsplit
 from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.connections import Connection
 from drillbook.drills.alert_path.canary import Canary
-from drillbook.drills.alert_path.delivery import Delivery, judge
+from drillbook.drills.alert_path.delivery import Delivery
+from drillbook.drills.alert_path.readback import read_back as _read_back
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
 from drillbook.redact import redact_url, register_secret
 
 SEND_ATTEMPTS = 3
 MAX_RETRY_AFTER = 30.0
-READBACK_MAX_BYTES = 20 * 1024 * 1024  # a read-back page larger than this is not searched further
 DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
 DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
 _SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|session|cookie")
@@ -208,81 +212,6 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
             )
             ph.status, ph.detail = "failed", f"rejected: HTTP {delivery.http_status}"
         raise DrillAborted("send")
-
-
-def _contains(http: Any, url: str, headers: dict[str, str], needle: str) -> int:
-    """GET ``url`` and stream its body looking for ``needle``; return the status, or -status when absent."""
-    with http.stream("GET", url, headers=headers) as response:
-        if not 200 <= response.status_code < 300:
-            return response.status_code
-        tail, read = "", 0
-        for chunk in response.iter_text():
-            window = tail + chunk
-            if needle in window:
-                return response.status_code
-            tail, read = window[-len(needle):], read + len(chunk)
-            if read > READBACK_MAX_BYTES:
-                break
-        return -response.status_code
-
-
-def _read_back(
-    builder: ResultBuilder,
-    http: Any,
-    *,
-    path: WebhookPath,
-    target: WebhookTarget,
-    canary: Canary,
-    delivery: Delivery,
-    interval: float,
-    not_seen: Any = None,
-) -> None:
-    """Poll ``readback_url`` for the nonce; ``not_seen()`` adds corroborating detail when it never shows."""
-    import httpx
-
-    with builder.phase("read back") as ph:
-        if not path.readback_url:
-            delivery.mark_accepted_only()
-            ph.skip("not configured: accepted, not seen")
-            builder.checked()
-            return
-        url = path.readback_url.replace("{nonce}", canary.nonce)
-        if url.startswith("/"):
-            url = target.origin + url
-        same_origin = url.startswith(target.origin + "/")
-        headers = target.readback_headers or ({k: v for k, v in target.headers.items() if k != "Content-Type"} if same_origin else {})
-        state: dict[str, Any] = {"answered": False, "last": None}
-
-        def look(_remaining: float) -> bool:
-            try:
-                status = _contains(http, url, headers, canary.nonce)
-            except httpx.TransportError as exc:
-                state["last"] = type(exc).__name__
-                return False
-            state["last"] = f"HTTP {abs(status)}"
-            if status > 0 and 200 <= status < 300:
-                return True
-            state["answered"] = state["answered"] or 200 <= abs(status) < 300
-            return False
-
-        delivery.poll(look, interval=interval)
-        delivery.extra["readback_url"] = redact_url(url)
-        if not delivery.seen and not state["answered"]:
-            builder.find(
-                "ALERT_READBACK_FAILED",
-                f"the read-back {redact_url(url)} never answered 2xx (last: {state['last']}); delivery could not be verified",
-                subject=path.name,
-                detail={"readback_url": redact_url(url), "last": state["last"], "polls": delivery.polls},
-            )
-            ph.status, ph.detail = "failed", f"read-back failed: {state['last']}"
-            raise DrillAborted("read back")
-        ph.detail = f"seen after {delivery.latency_seconds:.2f}s" if delivery.seen else f"not seen after {delivery.polls} reads"
-    extra: dict[str, Any] = {"readback_url": redact_url(url)}
-    reason = ""
-    if not delivery.seen and not_seen is not None:
-        more, reason = not_seen()
-        extra.update(more)
-    judge(builder, delivery, not_seen_detail=extra, not_seen_reason=reason)
 
 
 def am_root(target: WebhookTarget) -> str:

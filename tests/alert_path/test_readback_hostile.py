@@ -57,14 +57,17 @@ class HostileFarEnd:
                     return self._send(404, f"<h1>no page for nonce={nonce}</h1>".encode())
                 if url.path == "/redirect":  # the nonce is only on another host
                     return self._send(302, b"", {"Location": f"http://localhost:{self.server.server_address[1]}/echo?nonce={nonce}"})
-                if url.path in ("/trickle", "/huge"):  # never ends: one byte at a time, or 10 GB as fast as it goes
+                kind = url.path.split("/")[1]
+                if kind in ("trickle", "huge"):  # never ends: one byte at a time, or "10 GB" (200 MB) as fast as it goes
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain")
                     self.send_header("Content-Length", str(10 * 1024**3))
                     self.end_headers()
-                    chunk, pause = (b"a", 0.05) if url.path == "/trickle" else (b"a" * 65536, 0.0)
+                    chunk, pause = (b"a", 0.05) if kind == "trickle" else (b"a" * 65536, 0.0)
                     try:
-                        while not far.stopped.is_set():
+                        for _ in range(3200 if kind == "huge" else 10**9):  # 200 MB at most: enough to show
+                            if far.stopped.is_set():
+                                break
                             self.wfile.write(chunk)
                             self.wfile.flush()
                             if pause:
@@ -124,3 +127,27 @@ def test_a_readback_page_that_never_ends_is_bounded_and_could_not_verify(far_end
     assert took < 2 + 1 + 3, took  # give_up + one request timeout + slack for a loaded machine
     assert result.verdict is Verdict.ERROR, result.findings  # a page cut short proves neither arrival nor absence
     assert result.codes() == ["ALERT_READBACK_FAILED"]
+
+
+@pytest.mark.parametrize("kind", ["trickle", "huge"])
+def test_a_pager_rest_api_answering_without_end_is_bounded_in_time_and_memory(far_end, monkeypatch, kind):
+    """PagerDuty's REST API read-back (and every other answer a path reads) is streamed within a byte and time budget."""
+    import tracemalloc
+
+    monkeypatch.setenv("AIRFLOW_CONN_HOSTILE_API", json.dumps({"conn_type": "http", "host": f"{far_end.origin}/{kind}",
+                                                                "password": "rest-api-key-0123456789abcdef"}))
+    drill = make_drill({"name": "pd", "type": "webhook", "flavour": "pagerduty", "connection": "hostile", "api_connection": "hostile_api",
+                        "escalation_policy": "PABC123", "request_timeout": "1s"}, delivery="1s", give_up="2s", poll="0.2s")
+    monkeypatch.setenv("AIRFLOW_CONN_HOSTILE", json.dumps({"conn_type": "http", "host": f"{far_end.origin}/hook",
+                                                            "password": "routing-key-0123456789abcdef"}))
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        [result] = run_alert_path(drill=drill, clients=EnvPathClients())
+        took = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert took < 2 + 2 + 3, took  # give_up + one read budget (2x the 1 s timeout) + slack for a loaded machine
+    assert peak < 32 * 1024 * 1024, peak  # a 200 MB answer is cut at 1 MB, never held whole
+    assert result.verdict is Verdict.ERROR and result.codes() == ["ALERT_READBACK_FAILED"], result.findings

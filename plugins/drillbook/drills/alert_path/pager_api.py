@@ -12,7 +12,9 @@ Rules this module enforces:
   service, an Opsgenie snooze/acknowledgement) or ``ALERT_NOT_DELIVERED``;
 - a 429 is waited out (``Retry-After``, never past ``give_up``); an API that
   never answers 2xx is ``ALERT_READBACK_FAILED`` (could not verify);
-- latency is send → the first read that showed the incident/alert.
+- latency is send → the first read that showed the incident/alert;
+- every answer is read within a byte and time budget (``bounded``); a cut or
+  unparsable answer is not an answer (``ALERT_READBACK_FAILED`` if none ever is).
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ class _Reader:
         import httpx
 
         try:
-            response = self.http.get(self.api.base + path, headers=self.api.headers, params=params)
+            from drillbook.drills.alert_path.bounded import request
+
+            response = request(self.http, "GET", self.api.base + path, headers=self.api.headers, params=params)
         except httpx.TransportError as exc:
             self.last = type(exc).__name__
             return None, None
@@ -83,13 +87,12 @@ class _Reader:
                 wait = 1.0
             time.sleep(max(0.0, min(wait, MAX_RETRY_AFTER, self.delivery.remaining())))
             return 429, None
-        self.answered = self.answered or 200 <= response.status_code < 300 or response.status_code == 404
-        if not 200 <= response.status_code < 300 or len(response.content) > 1024 * 1024:
-            return response.status_code, None
-        try:
-            return response.status_code, response.json()
-        except ValueError:
-            return response.status_code, None
+        body = response.json() if 200 <= response.status_code < 300 else None
+        # an answer counts only when it was read whole and parsed: a cut or broken page shows nothing either way
+        self.answered = self.answered or body is not None or response.status_code == 404
+        if response.cut:
+            self.last += f" ({response.cut})"
+        return response.status_code, body
 
 
 def _not_seen(builder: ResultBuilder, reader: _Reader, *, path: WebhookPath, delivery: Delivery, what: str, reason: str = "") -> None:

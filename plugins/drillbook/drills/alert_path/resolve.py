@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drillbook.catalogue.alert_path import WebhookPath
+from drillbook.drills.alert_path import bounded
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.webhook_path import WebhookTarget, join_url, read_headers
@@ -53,7 +54,7 @@ def resolve_canary(builder: ResultBuilder, http: Any, *, path: WebhookPath, targ
         error = ""
         for attempt in range(1, RESOLVE_ATTEMPTS + 1):
             try:
-                response = http.post(request[0], json=request[1], headers=target.headers, timeout=timeout)
+                response = bounded.request(http, "POST", request[0], within=timeout, json=request[1], headers=target.headers, timeout=timeout)
                 error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
                 error = type(exc).__name__

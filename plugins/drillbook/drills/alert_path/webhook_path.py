@@ -50,6 +50,7 @@ from drillbook.errors import ConfigurationError, DrillAborted
 from drillbook.redact import redact_url, register_secret
 
 SEND_ATTEMPTS = 3
+SEND_ANSWER_MAX_BYTES = 64 * 1024  # a send's answer is a short JSON; beyond this it is not read (nor parsed)
 MAX_RETRY_AFTER = 30.0
 DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
 DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
@@ -153,18 +154,15 @@ def _retry_after(response: Any) -> float | None:
 
 
 def _answer(response: Any) -> Any:
-    """The 2xx answer's JSON (Opsgenie's requestId lives there), or None; bounded."""
-    if len(response.content) > 64 * 1024:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    """The 2xx answer's JSON (Opsgenie's requestId lives there), or None; read within budget by ``bounded``."""
+    return response.json()
 
 
 def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> Any:
     """POST the canary (retrying 5xx/429/no answer); return the 2xx answer's JSON. Sets ``may_have_landed``."""
     import httpx
+
+    from drillbook.drills.alert_path.bounded import request
 
     with builder.phase("send") as ph:
         delivery.mark_sent()
@@ -173,7 +171,7 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
         for attempt in range(1, SEND_ATTEMPTS + 1):
             delivery.attempts = attempt
             try:
-                response = http.post(target.url, json=body, headers=target.headers)
+                response = request(http, "POST", target.url, max_bytes=SEND_ANSWER_MAX_BYTES, json=body, headers=target.headers)
                 delivery.http_status, last_error = response.status_code, ""
                 if 200 <= response.status_code < 300:
                     delivery.may_have_landed = True

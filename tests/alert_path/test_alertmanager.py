@@ -240,3 +240,42 @@ def test_sigterm_mid_wait_resolves_the_canary_and_records_interrupted(alertmanag
     assert "DRILL_INTERRUPTED" in text and "resolved (Alertmanager no longer lists it active)" in text, text
     nonce = active[0]["labels"]["drillbook_nonce"]
     assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]
+
+
+def test_alertmanager_restarted_while_the_canary_is_held_still_pages(sink, tmp_path, monkeypatch):
+    """Alertmanager keeps alerts in memory only; like Prometheus, the drill re-sends its firing canary, so a restart
+    during group_wait delays the page instead of losing it (a lost canary here would be a false ALERT_NOT_DELIVERED)."""
+    import threading
+
+    config = textwrap.dedent(f"""
+        route:
+          receiver: pager
+          group_by: [alertname, drillbook_nonce]
+          group_wait: 4s
+        receivers:
+          - name: pager
+            webhook_configs: [{{url: "{sink.origin}/hook", send_resolved: true}}]
+    """)
+    am = Alertmanager(config, tmp_path).start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_AM", json.dumps({"conn_type": "http", "host": am.origin}))
+        path = {"name": "restarted", "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": "pager",
+                "group_wait": "4s", "readback_url": f"{sink.origin}/readback"}
+        drill = make_drill(path, delivery="10s", give_up="25s", poll="0.2s")
+        results: list = []
+        runner = threading.Thread(target=lambda: results.extend(run_alert_path(drill=drill, clients=EnvPathClients())))
+        runner.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not am.alerts(drillbook_path="restarted"):
+            time.sleep(0.1)
+        assert am.alerts(drillbook_path="restarted"), "the canary never reached Alertmanager"
+        am.stop()  # before group_wait ends: the canary is gone with the process
+        am.start()
+        assert not am.alerts(drillbook_path="restarted")  # it really was lost
+        runner.join(timeout=60)
+    finally:
+        am.stop()
+    [result] = results
+    assert result.verdict is Verdict.PASS, result.findings
+    assert result.details["delivery"]["resends"] >= 1
+    assert sink_saw(sink, result.details["nonce"])

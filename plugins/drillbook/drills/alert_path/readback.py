@@ -87,8 +87,12 @@ def read_back(
     delivery: Delivery,
     interval: float,
     not_seen: Any = None,
+    keep_firing: Any = None,
 ) -> None:
-    """Poll ``readback_url`` for the nonce; ``not_seen()`` adds corroborating detail when it never shows."""
+    """Poll ``readback_url`` for the nonce; ``not_seen()`` adds corroborating detail when it never shows.
+
+    ``keep_firing()`` is called before every read (it re-sends the canary when due).
+    """
     import httpx
 
     with builder.phase("read back") as ph:
@@ -106,6 +110,8 @@ def read_back(
         within = max(path.request_timeout, 1.0)
 
         def look(remaining: float) -> bool:
+            if keep_firing is not None:
+                keep_firing()  # the router may have lost the canary (a restart): send it again, as its senders do
             try:
                 read = _contains(http, url, headers, canary.nonce, within=max(min(remaining, within), 0.5))
                 if read.found and "{nonce}" in str(path.readback_url):

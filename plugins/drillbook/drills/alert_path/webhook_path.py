@@ -50,6 +50,7 @@ from drillbook.errors import ConfigurationError, DrillAborted
 from drillbook.redact import redact_url, register_secret
 
 SEND_ATTEMPTS = 3
+RESEND_SECONDS = 5.0  # a held Alertmanager canary is re-posted this often (Prometheus: resend-delay 1m)
 SEND_ANSWER_MAX_BYTES = 64 * 1024  # a send's answer is a short JSON; beyond this it is not read (nor parsed)
 MAX_RETRY_AFTER = 30.0
 DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
@@ -239,7 +240,11 @@ def _far_end(
             reason = f"receiver {path.receiver!r} never showed it"
             return detail, reason + (f"; Alertmanager's failed notification requests rose ({shown})" if shown else "")
 
-        _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate)
+        def keep_firing() -> None:
+            _resend(http, target, canary, delivery)
+
+        _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate,
+                   keep_firing=keep_firing)
         if "_failed_before" in delivery.extra:  # seen: keep the counter's movement as evidence all the same
             delivery.extra["notification_requests_failed"] = corroborate()[0]["notification_requests_failed"]
         return
@@ -258,6 +263,32 @@ def _far_end(
             pager_api.confirm_opsgenie(builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval, request_id=request_id)
         return
     _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval)
+
+
+def _resend(http: Any, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+    """Re-post the firing canary every ``RESEND_SECONDS`` (same labels and startsAt: Alertmanager merges it).
+
+    Alertmanager keeps alerts in memory only; Prometheus re-sends firing alerts for that
+    reason, so a restart delays a real page instead of losing it. A canary sent once
+    would be lost, and the drill would report a page that had not been lost.
+    """
+    import httpx
+
+    from drillbook.drills.alert_path.bounded import request
+
+    now = time.monotonic()
+    delivery.extra.setdefault("resends", 0)
+    if now - float(delivery.extra.setdefault("_resent_mono", now)) < RESEND_SECONDS:
+        return
+    delivery.extra["_resent_mono"] = now
+    try:
+        response = request(http, "POST", target.url, max_bytes=SEND_ANSWER_MAX_BYTES,
+                           json=canary.alertmanager_alerts(starts_at=delivery.sent_at), headers=target.headers)
+        ok = 200 <= response.status_code < 300
+    except httpx.TransportError:
+        ok = False
+    key = "resends" if ok else "resends_failed"
+    delivery.extra[key] = int(delivery.extra.get(key) or 0) + 1
 
 
 def _events_as_api(target: WebhookTarget, path: WebhookPath) -> Connection:
@@ -293,6 +324,7 @@ def prove_webhook(
             _far_end(builder, http, answer, path=path, target=target, api=api, canary=canary, delivery=delivery, interval=interval)
         finally:
             delivery.extra.pop("_failed_before", None)
+            delivery.extra.pop("_resent_mono", None)
             from drillbook.drills.alert_path.resolve import resolve_canary
 
             resolve_canary(builder, http, path=path, target=target, canary=canary, delivery=delivery)

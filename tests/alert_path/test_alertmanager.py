@@ -66,6 +66,22 @@ def alertmanager(sink, tmp_path_factory):
     am.stop()
 
 
+@pytest.fixture(autouse=True)
+def _no_canary_left_firing(request):
+    """After every test that used the module's Alertmanager, passed or failed: no canary is left unresolved there."""
+    yield
+    if "alertmanager" not in request.fixturenames:
+        return
+    am = request.getfixturevalue("alertmanager")
+    deadline, left = time.monotonic() + 3, None
+    while time.monotonic() < deadline:
+        left = [(a["labels"].get("drillbook_path"), a["status"]["state"]) for a in am.alerts() if "drillbook_nonce" in a["labels"]]
+        if not left:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"canaries left in Alertmanager after {request.node.name}: {left}")
+
+
 @pytest.fixture
 def am_conn(alertmanager, monkeypatch):
     def set_conn(origin: str | None = None) -> None:

@@ -295,3 +295,71 @@ def test_alertmanager_restarted_while_the_canary_is_held_still_pages(sink, tmp_p
     assert result.verdict is Verdict.PASS, result.findings
     assert result.details["delivery"]["resends"] >= 1
     assert sink_saw(sink, result.details["nonce"])
+
+
+def test_sigterm_during_the_resolve_waits_for_the_resolve(alertmanager, sink, am_conn):
+    """The worst moment: the first resolve failed (503) and the drill waits to try again; a SIGTERM there must not
+    cut the resolve short (the canary would stay firing); it is honoured once the resolve is done."""
+    import os
+    import signal
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    failed_resolve = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _forward(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+            if method == "POST" and body and b"endsAt" in body and not failed_resolve.is_set():
+                failed_resolve.set()  # the first resolve never reaches Alertmanager
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            req = urllib.request.Request(alertmanager.origin + self.path, data=body, method=method, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    status, payload = r.status, r.read()
+            except urllib.error.HTTPError as exc:
+                status, payload = exc.code, exc.read()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_POST(self):
+            self._forward("POST")
+
+        def do_GET(self):
+            self._forward("GET")
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+
+    def terminate_after_failed_resolve() -> None:
+        if failed_resolve.wait(timeout=30):
+            time.sleep(0.2)  # inside the drill's pause before the second resolve attempt
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_after_failed_resolve, daemon=True)
+    try:
+        am_conn(f"http://127.0.0.1:{proxy.server_address[1]}")
+        killer.start()
+        result = run(am_drill("killed_in_resolve", labels={"team": "sre"}), sink)
+    finally:
+        killer.join(timeout=35)
+        proxy.shutdown()
+        proxy.server_close()
+    assert failed_resolve.is_set()
+    assert "DRILL_INTERRUPTED" in result.codes(), result.findings
+    assert result.details["delivery"]["cleanup"] == "resolved (Alertmanager no longer lists it active)", result.details["delivery"]
+    assert result.details["delivery"]["resolve_attempts"] == 2
+    nonce = result.details["nonce"]
+    assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]

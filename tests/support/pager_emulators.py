@@ -152,6 +152,7 @@ class PdService:
     id: str
     escalation_policy: str
     policy_name: str = "Primary on-call"
+    urgency: str = "high"  # the service's urgency rule: "high", "low", or "severity_based" (critical/error high)
 
 
 class PagerDutyEmulator(_Emulator):
@@ -208,7 +209,8 @@ class PagerDutyEmulator(_Emulator):
                 "incident_key": key,
                 "title": event["payload"]["summary"],
                 "status": "triggered",
-                "urgency": "high",
+                "urgency": service.urgency if service.urgency != "severity_based"
+                else ("high" if event["payload"].get("severity") in ("critical", "error") else "low"),
                 "created_at": datetime.now(UTC).isoformat(),
                 "service": {"id": service.id, "type": "service_reference"},
                 "escalation_policy": {"id": service.escalation_policy, "type": "escalation_policy_reference", "summary": service.policy_name},

@@ -4,7 +4,8 @@ Rules this module enforces:
 - the events endpoints answer 202 before anything exists (both process events
   asynchronously), so a canary counts as delivered only when the REST API shows
   it: PagerDuty ``GET /incidents?incident_key=<dedup key>`` with the incident on
-  the catalogue's ``escalation_policy``; Opsgenie ``GET /v2/alerts/requests/
+  the catalogue's ``escalation_policy`` with urgency ``high`` (a low-urgency
+  incident follows rules that page nobody: ``ALERT_LOW_URGENCY``); Opsgenie ``GET /v2/alerts/requests/
   <requestId>`` succeeded and ``GET /v2/alerts/<alias>?identifierType=alias``
   shows the alert open, neither snoozed nor acknowledged, with the catalogue's
   ``team`` among its teams/responders. Otherwise ``ALERT_UNROUTED`` (the policy or
@@ -140,7 +141,8 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
             _not_seen(builder, reader, path=path, delivery=delivery, what="incident")
             return
         policy: dict[str, Any] = found["escalation_policy"] if isinstance(found.get("escalation_policy"), dict) else {}
-        delivery.extra["incident"] = {"id": short(found.get("id"), 64), "status": short(found.get("status"), 32), "escalation_policy": short(policy.get("id"), 64)}
+        delivery.extra["incident"] = {"id": short(found.get("id"), 64), "status": short(found.get("status"), 32),
+                                      "escalation_policy": short(policy.get("id"), 64), "urgency": short(found.get("urgency"), 16)}
         if policy.get("id") != path.escalation_policy:
             builder.checked()
             builder.find(
@@ -151,6 +153,18 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
                 detail={"escalation_policy": short(policy.get("id"), 64), "expected_escalation_policy": path.escalation_policy},
             )
             ph.status, ph.detail = "failed", f"escalation policy {policy.get('id')!r}"
+            raise DrillAborted("confirm")
+        if found.get("urgency") != "high":
+            # low urgency follows the low-urgency notification rules (often e-mail or nothing): nobody is paged
+            builder.checked()
+            builder.find(
+                "ALERT_LOW_URGENCY",
+                f"PagerDuty incident {short(found.get('id'), 64)} for the canary (severity {canary.severity!r}) is on escalation "
+                f"policy {path.escalation_policy!r} but has urgency {short(found.get('urgency'), 16)!r}; only high urgency pages on-call",
+                subject=path.name,
+                detail={"urgency": short(found.get("urgency"), 16), "severity": canary.severity, "escalation_policy": path.escalation_policy},
+            )
+            ph.status, ph.detail = "failed", f"urgency {found.get('urgency')!r}"
             raise DrillAborted("confirm")
         ph.detail = f"incident {found.get('id')} on {policy.get('id')} after {delivery.latency_seconds}s"
     judge(builder, delivery)

@@ -189,6 +189,17 @@ def test_opsgenie_snoozed_alert_is_suppressed(genie):
     assert genie.alerts[result.details["nonce"]]["status"] == "closed"
 
 
+def test_opsgenie_informational_priority_does_not_page(genie):
+    """An alert policy that lowers the canary to P5 (informational): open, for the right team, and nobody is notified."""
+    genie.priority_policy = "P5"
+    result = run(genie_drill())
+    assert result.verdict is Verdict.FAIL, result.findings
+    assert result.codes() == ["ALERT_LOW_URGENCY"] and "P5" in result.findings[0].message
+    assert result.details["delivery"]["alert"]["priority"] == "P5"
+    genie.settle()
+    assert genie.alerts[result.details["nonce"]]["status"] == "closed"
+
+
 def test_opsgenie_other_team_is_unrouted(genie):
     genie.keys[GENIE_KEY] = {"id": "team-marketing", "name": "Marketing"}
     result = run(genie_drill())

@@ -226,6 +226,7 @@ class OpsgenieEmulator(_Emulator):
         self.alerts: dict[str, dict[str, Any]] = {}  # alias -> alert
         self.requests: dict[str, dict[str, Any]] = {}  # requestId -> processed status
         self.snooze = False  # a policy snoozes new alerts: nobody is notified
+        self.priority_policy: str | None = None  # an alert policy that sets every new alert's priority (e.g. "P5")
         super().__init__()
 
     def route(self, h: Any, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
@@ -280,7 +281,7 @@ class OpsgenieEmulator(_Emulator):
                 self.alerts[alias] = {
                     "id": uuid.uuid4().hex, "tinyId": str(len(self.alerts) + 1), "alias": alias, "message": event["body"]["message"],
                     "status": "open", "acknowledged": False, "snoozed": self.snooze, "isSeen": False, "count": 1,
-                    "priority": event["body"].get("priority", "P3"), "source": event["body"].get("source", ""),
+                    "priority": self.priority_policy or event["body"].get("priority", "P3"), "source": event["body"].get("source", ""),
                     "teams": [{"id": team["id"]}], "responders": [{"type": "team", "id": team["id"]}],
                     "createdAt": datetime.now(UTC).isoformat(),
                 }

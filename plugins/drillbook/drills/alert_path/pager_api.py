@@ -5,7 +5,8 @@ Rules this module enforces:
   asynchronously), so a canary counts as delivered only when the REST API shows
   it: PagerDuty ``GET /incidents?incident_key=<dedup key>`` with the incident on
   the catalogue's ``escalation_policy`` with urgency ``high`` (a low-urgency
-  incident follows rules that page nobody: ``ALERT_LOW_URGENCY``); Opsgenie ``GET /v2/alerts/requests/
+  incident follows rules that page nobody: ``ALERT_LOW_URGENCY``, as is an
+  Opsgenie alert an alert policy lowered to P5, informational); Opsgenie ``GET /v2/alerts/requests/
   <requestId>`` succeeded and ``GET /v2/alerts/<alias>?identifierType=alias``
   shows the alert open, neither snoozed nor acknowledged, with the catalogue's
   ``team`` among its teams/responders. Otherwise ``ALERT_UNROUTED`` (the policy or
@@ -218,7 +219,8 @@ def confirm_opsgenie(
             return
         teams = sorted({str(t.get(k)) for t in (alert.get("teams") or []) + [r for r in alert.get("responders") or [] if isinstance(r, dict) and r.get("type") == "team"]
                         if isinstance(t, dict) for k in ("id", "name") if t.get(k)})
-        delivery.extra["alert"] = {"id": short(alert.get("id"), 64), "status": short(alert.get("status"), 32), "teams": teams}
+        delivery.extra["alert"] = {"id": short(alert.get("id"), 64), "status": short(alert.get("status"), 32), "teams": teams,
+                                   "priority": short(alert.get("priority"), 8)}
         if alert.get("snoozed") or alert.get("acknowledged") or alert.get("status") != "open":
             how = "snoozed" if alert.get("snoozed") else "acknowledged" if alert.get("acknowledged") else f"status {alert.get('status')!r}"
             builder.checked()
@@ -239,6 +241,18 @@ def confirm_opsgenie(
                 detail={"teams": ", ".join(teams), "expected_team": path.team},
             )
             ph.status, ph.detail = "failed", f"teams {teams}"
+            raise DrillAborted("confirm")
+        if alert.get("priority") == "P5":
+            # P5 is informational: an alert policy lowered the canary below anything that notifies
+            builder.checked()
+            builder.find(
+                "ALERT_LOW_URGENCY",
+                f"Opsgenie alert {short(alert.get('id'), 64)} for the canary is open for {path.team!r} but has priority "
+                f"'P5' (informational; sent as {canary.labels.get('priority', 'P3')!r}): nobody is notified",
+                subject=path.name,
+                detail={"priority": "P5", "sent_priority": canary.labels.get("priority", "P3"), "team": path.team},
+            )
+            ph.status, ph.detail = "failed", "priority P5"
             raise DrillAborted("confirm")
         ph.detail = f"alert {alert.get('id')} open for {path.team} after {delivery.latency_seconds}s"
     judge(builder, delivery)

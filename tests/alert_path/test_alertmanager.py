@@ -363,3 +363,21 @@ def test_sigterm_during_the_resolve_waits_for_the_resolve(alertmanager, sink, am
     assert result.details["delivery"]["resolve_attempts"] == 2
     nonce = result.details["nonce"]
     assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]
+
+
+def test_two_drills_of_the_same_path_at_once_each_prove_and_resolve_only_their_own(alertmanager, sink, am_conn):
+    import threading
+
+    results: list = []
+    drills = [am_drill("shared_path", labels={"team": "sre"}) for _ in range(2)]
+    runners = [threading.Thread(target=lambda d=d: results.append(run(d, sink))) for d in drills]
+    for r in runners:
+        r.start()
+    for r in runners:
+        r.join(timeout=60)
+    assert len(results) == 2
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.PASS], [r.findings for r in results]
+    nonces = {r.details["nonce"] for r in results}
+    assert len(nonces) == 2
+    for nonce in nonces:
+        assert [a for a in sink_saw(sink, nonce) if a["status"] == "firing"]

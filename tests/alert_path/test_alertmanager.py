@@ -66,6 +66,22 @@ def alertmanager(sink, tmp_path_factory):
     am.stop()
 
 
+@pytest.fixture(autouse=True)
+def _no_canary_left_firing(request):
+    """After every test that used the module's Alertmanager, passed or failed: no canary is left unresolved there."""
+    yield
+    if "alertmanager" not in request.fixturenames:
+        return
+    am = request.getfixturevalue("alertmanager")
+    deadline, left = time.monotonic() + 3, None
+    while time.monotonic() < deadline:
+        left = [(a["labels"].get("drillbook_path"), a["status"]["state"]) for a in am.alerts() if "drillbook_nonce" in a["labels"]]
+        if not left:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"canaries left in Alertmanager after {request.node.name}: {left}")
+
+
 @pytest.fixture
 def am_conn(alertmanager, monkeypatch):
     def set_conn(origin: str | None = None) -> None:
@@ -191,3 +207,177 @@ def test_default_objective_includes_group_wait():
     drill = make_drill({"name": "am", "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": "pager",
                         "readback_url": "http://127.0.0.1:1/r", "group_wait": "30s"}, delivery="60s", give_up=None)
     assert drill.delivery_of(drill.paths[0]) == 90.0 and drill.give_up_of(drill.paths[0]) == 180.0
+
+
+def test_sigterm_mid_wait_resolves_the_canary_and_records_interrupted(alertmanager, sink, tmp_path):
+    """A drill stopped while it holds the canary firing (waiting for the receiver) resolves it before exiting."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    catalogue = tmp_path / "drills.yaml"
+    catalogue.write_text(textwrap.dedent(f"""
+        version: 1
+        drills:
+          - name: killed_alerts
+            kind: alert_path
+            schedule: "@daily"
+            objectives: {{delivery: 60s, give_up: 90s}}
+            poll_interval: 0.2s
+            paths:
+              - name: killed
+                type: webhook
+                flavour: alertmanager
+                connection: am
+                receiver: pager
+                group_wait: {GROUP_WAIT:g}s
+                readback_url: "{alertmanager.origin}/-/healthy"
+    """))
+    env = {**os.environ, "AIRFLOW_CONN_AM": json.dumps({"conn_type": "http", "host": alertmanager.origin}), "DRILLBOOK_LEDGER_DSN": ""}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("drillbook")), "run", "alert-path", "--drill", "killed_alerts",
+                             "--catalogue", str(catalogue)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, active = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not active:  # the canary fires and the drill waits at the read-back
+            active = [a for a in alertmanager.alerts(drillbook_path="killed") if a["status"]["state"] == "active"]
+            time.sleep(0.2)
+        assert active, "the drill never sent its canary"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 128 + signal.SIGTERM, text
+    assert "DRILL_INTERRUPTED" in text and "resolved (Alertmanager no longer lists it active)" in text, text
+    nonce = active[0]["labels"]["drillbook_nonce"]
+    assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]
+
+
+def test_alertmanager_restarted_while_the_canary_is_held_still_pages(sink, tmp_path, monkeypatch):
+    """Alertmanager keeps alerts in memory only; like Prometheus, the drill re-sends its firing canary, so a restart
+    during group_wait delays the page instead of losing it (a lost canary here would be a false ALERT_NOT_DELIVERED)."""
+    import threading
+
+    config = textwrap.dedent(f"""
+        route:
+          receiver: pager
+          group_by: [alertname, drillbook_nonce]
+          group_wait: 4s
+        receivers:
+          - name: pager
+            webhook_configs: [{{url: "{sink.origin}/hook", send_resolved: true}}]
+    """)
+    am = Alertmanager(config, tmp_path).start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_AM", json.dumps({"conn_type": "http", "host": am.origin}))
+        path = {"name": "restarted", "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": "pager",
+                "group_wait": "4s", "readback_url": f"{sink.origin}/readback"}
+        drill = make_drill(path, delivery="10s", give_up="25s", poll="0.2s")
+        results: list = []
+        runner = threading.Thread(target=lambda: results.extend(run_alert_path(drill=drill, clients=EnvPathClients())))
+        runner.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not am.alerts(drillbook_path="restarted"):
+            time.sleep(0.1)
+        assert am.alerts(drillbook_path="restarted"), "the canary never reached Alertmanager"
+        am.stop()  # before group_wait ends: the canary is gone with the process
+        am.start()
+        assert not am.alerts(drillbook_path="restarted")  # it really was lost
+        runner.join(timeout=60)
+    finally:
+        am.stop()
+    [result] = results
+    assert result.verdict is Verdict.PASS, result.findings
+    assert result.details["delivery"]["resends"] >= 1
+    assert sink_saw(sink, result.details["nonce"])
+
+
+def test_sigterm_during_the_resolve_waits_for_the_resolve(alertmanager, sink, am_conn):
+    """The worst moment: the first resolve failed (503) and the drill waits to try again; a SIGTERM there must not
+    cut the resolve short (the canary would stay firing); it is honoured once the resolve is done."""
+    import os
+    import signal
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    failed_resolve = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _forward(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+            if method == "POST" and body and b"endsAt" in body and not failed_resolve.is_set():
+                failed_resolve.set()  # the first resolve never reaches Alertmanager
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            req = urllib.request.Request(alertmanager.origin + self.path, data=body, method=method, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    status, payload = r.status, r.read()
+            except urllib.error.HTTPError as exc:
+                status, payload = exc.code, exc.read()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_POST(self):
+            self._forward("POST")
+
+        def do_GET(self):
+            self._forward("GET")
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+
+    def terminate_after_failed_resolve() -> None:
+        if failed_resolve.wait(timeout=30):
+            time.sleep(0.2)  # inside the drill's pause before the second resolve attempt
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_after_failed_resolve, daemon=True)
+    try:
+        am_conn(f"http://127.0.0.1:{proxy.server_address[1]}")
+        killer.start()
+        result = run(am_drill("killed_in_resolve", labels={"team": "sre"}), sink)
+    finally:
+        killer.join(timeout=35)
+        proxy.shutdown()
+        proxy.server_close()
+    assert failed_resolve.is_set()
+    assert "DRILL_INTERRUPTED" in result.codes(), result.findings
+    assert result.details["delivery"]["cleanup"] == "resolved (Alertmanager no longer lists it active)", result.details["delivery"]
+    assert result.details["delivery"]["resolve_attempts"] == 2
+    nonce = result.details["nonce"]
+    assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]
+
+
+def test_two_drills_of_the_same_path_at_once_each_prove_and_resolve_only_their_own(alertmanager, sink, am_conn):
+    import threading
+
+    results: list = []
+    drills = [am_drill("shared_path", labels={"team": "sre"}) for _ in range(2)]
+    runners = [threading.Thread(target=lambda d=d: results.append(run(d, sink))) for d in drills]
+    for r in runners:
+        r.start()
+    for r in runners:
+        r.join(timeout=60)
+    assert len(results) == 2
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.PASS], [r.findings for r in results]
+    nonces = {r.details["nonce"] for r in results}
+    assert len(nonces) == 2
+    for nonce in nonces:
+        assert [a for a in sink_saw(sink, nonce) if a["status"] == "firing"]

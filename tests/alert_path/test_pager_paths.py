@@ -90,6 +90,19 @@ def test_pagerduty_wrong_escalation_policy_is_unrouted(pd):
     assert result.details["delivery"]["cleanup"] == "resolved"
 
 
+def test_pagerduty_low_urgency_incident_does_not_page(pd):
+    """Low urgency follows the low-urgency notification rules (often e-mail only): on the right policy, but nobody is paged."""
+    pd.services[ROUTING_KEY] = PdService(id="PSVC001", escalation_policy=POLICY, urgency="severity_based")
+    result = run(pd_drill(labels={"severity": "warning"}))
+    assert result.verdict is Verdict.FAIL, result.findings
+    assert result.codes() == ["ALERT_LOW_URGENCY"]
+    assert "low" in result.findings[0].message and "warning" in result.findings[0].message
+    assert result.details["delivery"]["incident"]["urgency"] == "low"
+    assert result.details["delivery"]["cleanup"] == "resolved"
+    healthy = run(pd_drill(labels={"severity": "critical"}))  # the same service pages for a critical canary
+    assert healthy.verdict is Verdict.PASS, healthy.findings
+
+
 def test_pagerduty_202_but_never_created_is_not_delivered(pd):
     pd.knobs.drop = True
     result = run(pd_drill())
@@ -172,6 +185,17 @@ def test_opsgenie_snoozed_alert_is_suppressed(genie):
     result = run(genie_drill())
     assert result.verdict is Verdict.FAIL
     assert result.codes() == ["ALERT_SUPPRESSED"] and "snoozed" in result.findings[0].message
+    genie.settle()
+    assert genie.alerts[result.details["nonce"]]["status"] == "closed"
+
+
+def test_opsgenie_informational_priority_does_not_page(genie):
+    """An alert policy that lowers the canary to P5 (informational): open, for the right team, and nobody is notified."""
+    genie.priority_policy = "P5"
+    result = run(genie_drill())
+    assert result.verdict is Verdict.FAIL, result.findings
+    assert result.codes() == ["ALERT_LOW_URGENCY"] and "P5" in result.findings[0].message
+    assert result.details["delivery"]["alert"]["priority"] == "P5"
     genie.settle()
     assert genie.alerts[result.details["nonce"]]["status"] == "closed"
 

@@ -152,6 +152,7 @@ class PdService:
     id: str
     escalation_policy: str
     policy_name: str = "Primary on-call"
+    urgency: str = "high"  # the service's urgency rule: "high", "low", or "severity_based" (critical/error high)
 
 
 class PagerDutyEmulator(_Emulator):
@@ -208,7 +209,8 @@ class PagerDutyEmulator(_Emulator):
                 "incident_key": key,
                 "title": event["payload"]["summary"],
                 "status": "triggered",
-                "urgency": "high",
+                "urgency": service.urgency if service.urgency != "severity_based"
+                else ("high" if event["payload"].get("severity") in ("critical", "error") else "low"),
                 "created_at": datetime.now(UTC).isoformat(),
                 "service": {"id": service.id, "type": "service_reference"},
                 "escalation_policy": {"id": service.escalation_policy, "type": "escalation_policy_reference", "summary": service.policy_name},
@@ -224,6 +226,7 @@ class OpsgenieEmulator(_Emulator):
         self.alerts: dict[str, dict[str, Any]] = {}  # alias -> alert
         self.requests: dict[str, dict[str, Any]] = {}  # requestId -> processed status
         self.snooze = False  # a policy snoozes new alerts: nobody is notified
+        self.priority_policy: str | None = None  # an alert policy that sets every new alert's priority (e.g. "P5")
         super().__init__()
 
     def route(self, h: Any, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
@@ -278,7 +281,7 @@ class OpsgenieEmulator(_Emulator):
                 self.alerts[alias] = {
                     "id": uuid.uuid4().hex, "tinyId": str(len(self.alerts) + 1), "alias": alias, "message": event["body"]["message"],
                     "status": "open", "acknowledged": False, "snoozed": self.snooze, "isSeen": False, "count": 1,
-                    "priority": event["body"].get("priority", "P3"), "source": event["body"].get("source", ""),
+                    "priority": self.priority_policy or event["body"].get("priority", "P3"), "source": event["body"].get("source", ""),
                     "teams": [{"id": team["id"]}], "responders": [{"type": "team", "id": team["id"]}],
                     "createdAt": datetime.now(UTC).isoformat(),
                 }

@@ -4,7 +4,10 @@ Connections are read from ``AIRFLOW_CONN_<ID>`` / ``DRILLBOOK_CONN_<ID>``
 (URI or JSON) without importing Airflow. Rules: one result per path, printed
 as it finishes; tokens and webhook URLs never appear in output (every line
 passes through ``redact``; URLs are shown as ``redact_url``); the exit code is
-the worst verdict over the paths (0 PASS, 1 FAIL, 2 ERROR).
+the worst verdict over the paths (0 PASS, 1 FAIL, 2 ERROR). A stop signal
+(SIGTERM/SIGINT) during a path ends that path with ``DRILL_INTERRUPTED`` after
+its canary is resolved; that result is printed and recorded, the remaining
+paths are not run, and the exit code is 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -69,6 +72,13 @@ def main(args: argparse.Namespace) -> int:
             )
         if common.ledger_dsn(args):  # a manual run becomes evidence only when a ledger is configured
             common.record_cli_result(result, args, task_id=f"cli.{name}")
+        if result.details.get("interrupted_by"):
+            break  # stopped by a signal: the evidence is recorded, the other paths are not started
     if args.json:
         common.emit(results, as_json=True)
+    stopped = next((r.details["interrupted_by"] for r in results if r.details.get("interrupted_by")), None)
+    if stopped:
+        import signal
+
+        return 128 + int(signal.Signals[stopped])
     return common.report_to_ci(results, args)

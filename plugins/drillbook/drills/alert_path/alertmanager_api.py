@@ -11,13 +11,12 @@ Rules this module enforces:
   to see the canary (``webhook_path``). When it does not, the rise of
   ``alertmanager_notification_requests_failed_total`` corroborates the finding;
 - everything Alertmanager answers is untrusted: bodies are read up to
-  ``API_MAX_BYTES``, texts (silence comments) are cut short, JSON of the wrong
+  ``API_MAX_BYTES`` and within a time budget (``bounded``), texts (silence comments) are cut short, JSON of the wrong
   shape counts as "no answer", never a crash.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -35,32 +34,28 @@ def get_json(http: Any, url: str, headers: dict[str, str], *, params: dict[str, 
     """GET ``url`` and parse at most ``API_MAX_BYTES`` of JSON: (status, body) or (None, error name)."""
     import httpx
 
+    from drillbook.drills.alert_path.bounded import request
+
     try:
-        with http.stream("GET", url, headers=headers, params=params) as response:
-            data = b""
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > API_MAX_BYTES:
-                    return response.status_code, None
-            if not 200 <= response.status_code < 300:
-                return response.status_code, None
-            try:
-                return response.status_code, json.loads(data or b"null")
-            except ValueError:
-                return response.status_code, None
+        response = request(http, "GET", url, max_bytes=API_MAX_BYTES, headers=headers, params=params)
     except httpx.TransportError as exc:
         return None, type(exc).__name__
+    if not 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, response.json()
 
 
 def failed_notifications(http: Any, origin: str, headers: dict[str, str]) -> dict[str, float] | None:
     """``alertmanager_notification_requests_failed_total`` per integration, or None when /metrics is unreadable."""
     import httpx
 
+    from drillbook.drills.alert_path.bounded import request
+
     try:
-        response = http.get(f"{origin}/metrics", headers=headers)
+        response = request(http, "GET", f"{origin}/metrics", max_bytes=API_MAX_BYTES, headers=headers)
     except httpx.TransportError:
         return None
-    if response.status_code != 200 or len(response.content) > API_MAX_BYTES:
+    if response.status_code != 200 or response.cut:
         return None
     counts: dict[str, float] = {}
     for labels, value in _FAILED.findall(response.text):

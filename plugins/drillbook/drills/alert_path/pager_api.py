@@ -4,7 +4,9 @@ Rules this module enforces:
 - the events endpoints answer 202 before anything exists (both process events
   asynchronously), so a canary counts as delivered only when the REST API shows
   it: PagerDuty ``GET /incidents?incident_key=<dedup key>`` with the incident on
-  the catalogue's ``escalation_policy``; Opsgenie ``GET /v2/alerts/requests/
+  the catalogue's ``escalation_policy`` with urgency ``high`` (a low-urgency
+  incident follows rules that page nobody: ``ALERT_LOW_URGENCY``, as is an
+  Opsgenie alert an alert policy lowered to P5, informational); Opsgenie ``GET /v2/alerts/requests/
   <requestId>`` succeeded and ``GET /v2/alerts/<alias>?identifierType=alias``
   shows the alert open, neither snoozed nor acknowledged, with the catalogue's
   ``team`` among its teams/responders. Otherwise ``ALERT_UNROUTED`` (the policy or
@@ -12,7 +14,9 @@ Rules this module enforces:
   service, an Opsgenie snooze/acknowledgement) or ``ALERT_NOT_DELIVERED``;
 - a 429 is waited out (``Retry-After``, never past ``give_up``); an API that
   never answers 2xx is ``ALERT_READBACK_FAILED`` (could not verify);
-- latency is send → the first read that showed the incident/alert.
+- latency is send → the first read that showed the incident/alert;
+- every answer is read within a byte and time budget (``bounded``); a cut or
+  unparsable answer is not an answer (``ALERT_READBACK_FAILED`` if none ever is).
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ class _Reader:
         import httpx
 
         try:
-            response = self.http.get(self.api.base + path, headers=self.api.headers, params=params)
+            from drillbook.drills.alert_path.bounded import request
+
+            response = request(self.http, "GET", self.api.base + path, headers=self.api.headers, params=params)
         except httpx.TransportError as exc:
             self.last = type(exc).__name__
             return None, None
@@ -83,13 +89,12 @@ class _Reader:
                 wait = 1.0
             time.sleep(max(0.0, min(wait, MAX_RETRY_AFTER, self.delivery.remaining())))
             return 429, None
-        self.answered = self.answered or 200 <= response.status_code < 300 or response.status_code == 404
-        if not 200 <= response.status_code < 300 or len(response.content) > 1024 * 1024:
-            return response.status_code, None
-        try:
-            return response.status_code, response.json()
-        except ValueError:
-            return response.status_code, None
+        body = response.json() if 200 <= response.status_code < 300 else None
+        # an answer counts only when it was read whole and parsed: a cut or broken page shows nothing either way
+        self.answered = self.answered or body is not None or response.status_code == 404
+        if response.cut:
+            self.last += f" ({response.cut})"
+        return response.status_code, body
 
 
 def _not_seen(builder: ResultBuilder, reader: _Reader, *, path: WebhookPath, delivery: Delivery, what: str, reason: str = "") -> None:
@@ -137,7 +142,8 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
             _not_seen(builder, reader, path=path, delivery=delivery, what="incident")
             return
         policy: dict[str, Any] = found["escalation_policy"] if isinstance(found.get("escalation_policy"), dict) else {}
-        delivery.extra["incident"] = {"id": short(found.get("id"), 64), "status": short(found.get("status"), 32), "escalation_policy": short(policy.get("id"), 64)}
+        delivery.extra["incident"] = {"id": short(found.get("id"), 64), "status": short(found.get("status"), 32),
+                                      "escalation_policy": short(policy.get("id"), 64), "urgency": short(found.get("urgency"), 16)}
         if policy.get("id") != path.escalation_policy:
             builder.checked()
             builder.find(
@@ -148,6 +154,18 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
                 detail={"escalation_policy": short(policy.get("id"), 64), "expected_escalation_policy": path.escalation_policy},
             )
             ph.status, ph.detail = "failed", f"escalation policy {policy.get('id')!r}"
+            raise DrillAborted("confirm")
+        if found.get("urgency") != "high":
+            # low urgency follows the low-urgency notification rules (often e-mail or nothing): nobody is paged
+            builder.checked()
+            builder.find(
+                "ALERT_LOW_URGENCY",
+                f"PagerDuty incident {short(found.get('id'), 64)} for the canary (severity {canary.severity!r}) is on escalation "
+                f"policy {path.escalation_policy!r} but has urgency {short(found.get('urgency'), 16)!r}; only high urgency pages on-call",
+                subject=path.name,
+                detail={"urgency": short(found.get("urgency"), 16), "severity": canary.severity, "escalation_policy": path.escalation_policy},
+            )
+            ph.status, ph.detail = "failed", f"urgency {found.get('urgency')!r}"
             raise DrillAborted("confirm")
         ph.detail = f"incident {found.get('id')} on {policy.get('id')} after {delivery.latency_seconds}s"
     judge(builder, delivery)
@@ -201,7 +219,8 @@ def confirm_opsgenie(
             return
         teams = sorted({str(t.get(k)) for t in (alert.get("teams") or []) + [r for r in alert.get("responders") or [] if isinstance(r, dict) and r.get("type") == "team"]
                         if isinstance(t, dict) for k in ("id", "name") if t.get(k)})
-        delivery.extra["alert"] = {"id": short(alert.get("id"), 64), "status": short(alert.get("status"), 32), "teams": teams}
+        delivery.extra["alert"] = {"id": short(alert.get("id"), 64), "status": short(alert.get("status"), 32), "teams": teams,
+                                   "priority": short(alert.get("priority"), 8)}
         if alert.get("snoozed") or alert.get("acknowledged") or alert.get("status") != "open":
             how = "snoozed" if alert.get("snoozed") else "acknowledged" if alert.get("acknowledged") else f"status {alert.get('status')!r}"
             builder.checked()
@@ -222,6 +241,18 @@ def confirm_opsgenie(
                 detail={"teams": ", ".join(teams), "expected_team": path.team},
             )
             ph.status, ph.detail = "failed", f"teams {teams}"
+            raise DrillAborted("confirm")
+        if alert.get("priority") == "P5":
+            # P5 is informational: an alert policy lowered the canary below anything that notifies
+            builder.checked()
+            builder.find(
+                "ALERT_LOW_URGENCY",
+                f"Opsgenie alert {short(alert.get('id'), 64)} for the canary is open for {path.team!r} but has priority "
+                f"'P5' (informational; sent as {canary.labels.get('priority', 'P3')!r}): nobody is notified",
+                subject=path.name,
+                detail={"priority": "P5", "sent_priority": canary.labels.get("priority", "P3"), "team": path.team},
+            )
+            ph.status, ph.detail = "failed", "priority P5"
             raise DrillAborted("confirm")
         ph.detail = f"alert {alert.get('id')} open for {path.team} after {delivery.latency_seconds}s"
     judge(builder, delivery)

@@ -9,7 +9,9 @@ Rules this module enforces:
   exactly when it is being drilled;
 - the resolve's own result is evidence (``cleanup``; a failure is
   ``ALERT_CLEANUP_FAILED``), and for Alertmanager the alert list is read again
-  to confirm the canary is no longer active.
+  to confirm the canary is no longer active;
+- a stop signal (SIGTERM/SIGINT) never cuts a resolve short: it is held until
+  the resolve has finished, then honoured (``DRILL_INTERRUPTED``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drillbook.catalogue.alert_path import WebhookPath
+from drillbook.drills.alert_path import bounded
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.webhook_path import WebhookTarget, join_url, read_headers
@@ -30,7 +33,17 @@ RESOLVE_TIMEOUT = 30.0  # at least this (and 3x the request timeout): a slow pat
 
 
 def resolve_canary(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
-    """Resolve a canary that may have landed, patiently and twice at most; record what happened."""
+    """Resolve a canary that may have landed, patiently and twice at most; record what happened.
+
+    A stop signal that arrives meanwhile is held until the resolve has finished (``signals_held``).
+    """
+    from drillbook.drills.alert_path.drill import signals_held
+
+    with signals_held():
+        _resolve(builder, http, path=path, target=target, canary=canary, delivery=delivery)
+
+
+def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
     import httpx
 
     with builder.phase("cleanup") as ph:
@@ -53,7 +66,7 @@ def resolve_canary(builder: ResultBuilder, http: Any, *, path: WebhookPath, targ
         error = ""
         for attempt in range(1, RESOLVE_ATTEMPTS + 1):
             try:
-                response = http.post(request[0], json=request[1], headers=target.headers, timeout=timeout)
+                response = bounded.request(http, "POST", request[0], within=timeout, json=request[1], headers=target.headers, timeout=timeout)
                 error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
                 error = type(exc).__name__

@@ -15,7 +15,11 @@ Rules this module enforces:
   the receiver shows it (after ``group_wait``); PagerDuty and Opsgenie by their
   REST APIs (``pager_api``);
 - a read-back that never answers 2xx is ``ALERT_READBACK_FAILED`` (could not
-  verify), never ``ALERT_NOT_DELIVERED``;
+  verify), never ``ALERT_NOT_DELIVERED``; so is one whose pages are never read
+  to their end (larger than ``READBACK_MAX_BYTES``, or still arriving after the
+  request timeout: each read is bounded in bytes and in time), and one that
+  echoes the nonce it is asked for (a decoy nonce that was never sent shows up
+  too). Only the nonce in a 2xx body counts; redirects are not followed;
 - a canary sent to a paging system is resolved after ANY send that may have
   landed (a 2xx, a 5xx, a timeout or a broken answer — not a refused
   connection or a 4xx), whatever the verdict, with a patient timeout
@@ -39,14 +43,16 @@ from urllib.parse import urlsplit
 from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.connections import Connection
 from drillbook.drills.alert_path.canary import Canary
-from drillbook.drills.alert_path.delivery import Delivery, judge
+from drillbook.drills.alert_path.delivery import Delivery
+from drillbook.drills.alert_path.readback import read_back as _read_back
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
 from drillbook.redact import redact_url, register_secret
 
 SEND_ATTEMPTS = 3
+RESEND_SECONDS = 5.0  # a held Alertmanager canary is re-posted this often (Prometheus: resend-delay 1m)
+SEND_ANSWER_MAX_BYTES = 64 * 1024  # a send's answer is a short JSON; beyond this it is not read (nor parsed)
 MAX_RETRY_AFTER = 30.0
-READBACK_MAX_BYTES = 20 * 1024 * 1024  # a read-back page larger than this is not searched further
 DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
 DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
 _SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|session|cookie")
@@ -149,18 +155,15 @@ def _retry_after(response: Any) -> float | None:
 
 
 def _answer(response: Any) -> Any:
-    """The 2xx answer's JSON (Opsgenie's requestId lives there), or None; bounded."""
-    if len(response.content) > 64 * 1024:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    """The 2xx answer's JSON (Opsgenie's requestId lives there), or None; read within budget by ``bounded``."""
+    return response.json()
 
 
 def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> Any:
     """POST the canary (retrying 5xx/429/no answer); return the 2xx answer's JSON. Sets ``may_have_landed``."""
     import httpx
+
+    from drillbook.drills.alert_path.bounded import request
 
     with builder.phase("send") as ph:
         delivery.mark_sent()
@@ -169,7 +172,7 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
         for attempt in range(1, SEND_ATTEMPTS + 1):
             delivery.attempts = attempt
             try:
-                response = http.post(target.url, json=body, headers=target.headers)
+                response = request(http, "POST", target.url, max_bytes=SEND_ANSWER_MAX_BYTES, json=body, headers=target.headers)
                 delivery.http_status, last_error = response.status_code, ""
                 if 200 <= response.status_code < 300:
                     delivery.may_have_landed = True
@@ -210,81 +213,6 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
         raise DrillAborted("send")
 
 
-def _contains(http: Any, url: str, headers: dict[str, str], needle: str) -> int:
-    """GET ``url`` and stream its body looking for ``needle``; return the status, or -status when absent."""
-    with http.stream("GET", url, headers=headers) as response:
-        if not 200 <= response.status_code < 300:
-            return response.status_code
-        tail, read = "", 0
-        for chunk in response.iter_text():
-            window = tail + chunk
-            if needle in window:
-                return response.status_code
-            tail, read = window[-len(needle):], read + len(chunk)
-            if read > READBACK_MAX_BYTES:
-                break
-        return -response.status_code
-
-
-def _read_back(
-    builder: ResultBuilder,
-    http: Any,
-    *,
-    path: WebhookPath,
-    target: WebhookTarget,
-    canary: Canary,
-    delivery: Delivery,
-    interval: float,
-    not_seen: Any = None,
-) -> None:
-    """Poll ``readback_url`` for the nonce; ``not_seen()`` adds corroborating detail when it never shows."""
-    import httpx
-
-    with builder.phase("read back") as ph:
-        if not path.readback_url:
-            delivery.mark_accepted_only()
-            ph.skip("not configured: accepted, not seen")
-            builder.checked()
-            return
-        url = path.readback_url.replace("{nonce}", canary.nonce)
-        if url.startswith("/"):
-            url = target.origin + url
-        same_origin = url.startswith(target.origin + "/")
-        headers = target.readback_headers or ({k: v for k, v in target.headers.items() if k != "Content-Type"} if same_origin else {})
-        state: dict[str, Any] = {"answered": False, "last": None}
-
-        def look(_remaining: float) -> bool:
-            try:
-                status = _contains(http, url, headers, canary.nonce)
-            except httpx.TransportError as exc:
-                state["last"] = type(exc).__name__
-                return False
-            state["last"] = f"HTTP {abs(status)}"
-            if status > 0 and 200 <= status < 300:
-                return True
-            state["answered"] = state["answered"] or 200 <= abs(status) < 300
-            return False
-
-        delivery.poll(look, interval=interval)
-        delivery.extra["readback_url"] = redact_url(url)
-        if not delivery.seen and not state["answered"]:
-            builder.find(
-                "ALERT_READBACK_FAILED",
-                f"the read-back {redact_url(url)} never answered 2xx (last: {state['last']}); delivery could not be verified",
-                subject=path.name,
-                detail={"readback_url": redact_url(url), "last": state["last"], "polls": delivery.polls},
-            )
-            ph.status, ph.detail = "failed", f"read-back failed: {state['last']}"
-            raise DrillAborted("read back")
-        ph.detail = f"seen after {delivery.latency_seconds:.2f}s" if delivery.seen else f"not seen after {delivery.polls} reads"
-    extra: dict[str, Any] = {"readback_url": redact_url(url)}
-    reason = ""
-    if not delivery.seen and not_seen is not None:
-        more, reason = not_seen()
-        extra.update(more)
-    judge(builder, delivery, not_seen_detail=extra, not_seen_reason=reason)
-
-
 def am_root(target: WebhookTarget) -> str:
     """Alertmanager's base URL (with its --web.route-prefix), where /metrics and /api/v2/* live."""
     return target.url.removesuffix("/api/v2/alerts") if target.url.endswith("/api/v2/alerts") else target.origin
@@ -312,7 +240,11 @@ def _far_end(
             reason = f"receiver {path.receiver!r} never showed it"
             return detail, reason + (f"; Alertmanager's failed notification requests rose ({shown})" if shown else "")
 
-        _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate)
+        def keep_firing() -> None:
+            _resend(http, target, canary, delivery)
+
+        _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate,
+                   keep_firing=keep_firing)
         if "_failed_before" in delivery.extra:  # seen: keep the counter's movement as evidence all the same
             delivery.extra["notification_requests_failed"] = corroborate()[0]["notification_requests_failed"]
         return
@@ -331,6 +263,32 @@ def _far_end(
             pager_api.confirm_opsgenie(builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval, request_id=request_id)
         return
     _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval)
+
+
+def _resend(http: Any, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+    """Re-post the firing canary every ``RESEND_SECONDS`` (same labels and startsAt: Alertmanager merges it).
+
+    Alertmanager keeps alerts in memory only; Prometheus re-sends firing alerts for that
+    reason, so a restart delays a real page instead of losing it. A canary sent once
+    would be lost, and the drill would report a page that had not been lost.
+    """
+    import httpx
+
+    from drillbook.drills.alert_path.bounded import request
+
+    now = time.monotonic()
+    delivery.extra.setdefault("resends", 0)
+    if now - float(delivery.extra.setdefault("_resent_mono", now)) < RESEND_SECONDS:
+        return
+    delivery.extra["_resent_mono"] = now
+    try:
+        response = request(http, "POST", target.url, max_bytes=SEND_ANSWER_MAX_BYTES,
+                           json=canary.alertmanager_alerts(starts_at=delivery.sent_at), headers=target.headers)
+        ok = 200 <= response.status_code < 300
+    except httpx.TransportError:
+        ok = False
+    key = "resends" if ok else "resends_failed"
+    delivery.extra[key] = int(delivery.extra.get(key) or 0) + 1
 
 
 def _events_as_api(target: WebhookTarget, path: WebhookPath) -> Connection:
@@ -366,6 +324,7 @@ def prove_webhook(
             _far_end(builder, http, answer, path=path, target=target, api=api, canary=canary, delivery=delivery, interval=interval)
         finally:
             delivery.extra.pop("_failed_before", None)
+            delivery.extra.pop("_resent_mono", None)
             from drillbook.drills.alert_path.resolve import resolve_canary
 
             resolve_canary(builder, http, path=path, target=target, canary=canary, delivery=delivery)

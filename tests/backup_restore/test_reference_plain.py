@@ -42,6 +42,7 @@ def source(pg, tmp_path_factory):
     with (tmp / "shop.sql").open("rb") as src, gzip.open(tmp / "shop.sql.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
     dumps["plain.gz"] = tmp / "shop.sql.gz"
+    dumps["custom"] = pg_dump(pg, dsn, tmp / "shop.dump", "-Fc")
     others = [d for d in pg.databases() if d not in (db, "postgres", "template0", "template1")]
     subprocess.run([str(Path(pg.bin_dir) / "pg_dumpall"), *(f"--exclude-database={d}" for d in others),
                     "-f", str(tmp / "all.sql")], env=tool_env(pg.dsn("postgres")), check=True, capture_output=True,
@@ -93,6 +94,23 @@ def test_database_option_picks_and_checks_the_database(source, capsys):
     err = capsys.readouterr().err
     assert "'nosuch' is not created by this dump" in err and repr(db) in err and "Traceback" not in err
     assert not (tmp / "none.json").exists()
+    assert drillbook(["reference", "write", "--from-backup", str(dumps["custom"]), "--database", db,
+                      "-o", str(tmp / "none.json")]) == 2
+    assert "--database applies to plain dumps only" in capsys.readouterr().err
+
+
+def test_a_corrupt_plain_gz_is_a_clear_error(source, tmp_path, capsys):
+    _, _, dumps, _ = source
+    data = dumps["plain.gz"].read_bytes()
+    cut = tmp_path / "cut.sql.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    bad = tmp_path / "bad.sql.gz"
+    bad.write_bytes(data[:200] + bytes(b ^ 0xFF for b in data[200:400]) + data[400:])
+    for path in (cut, bad):
+        assert drillbook(["reference", "write", "--from-backup", str(path), "-o", str(tmp_path / "x.json")]) == 2
+        err = capsys.readouterr().err
+        assert repr(str(path)) in err and "Traceback" not in err, err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_a_hostile_plain_file_is_refused_naming_the_line_and_nothing_runs(tmp_path, capsys, monkeypatch):

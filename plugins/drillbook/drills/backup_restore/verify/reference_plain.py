@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
     gz = info.format == "plain.gz"
     try:
         scan = prescan.scan_plain(path, gz=gz, target="ephemeral")
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a cut or corrupt .gz
         raise _error(f"{str(path)!r}: could not read the dump: {type(exc).__name__}: {exc}") from None
     if scan.refusals:
         first = scan.refusals[0]

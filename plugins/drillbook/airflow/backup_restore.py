@@ -18,7 +18,10 @@ Rules this module enforces:
 - ``reap_scratch`` drops this drill's registered, unused scratch databases left
   by killed workers (never another drill's: see ``scratch_registry``); its
   names become ``SCRATCH_REAPED`` (info) findings, and prefixed databases that
-  are not in the registry ``SCRATCH_UNREGISTERED`` (low).
+  are not in the registry ``SCRATCH_UNREGISTERED`` (low); for a drill with
+  ``restore.target: ephemeral`` it also stops and removes the ephemeral
+  clusters killed drills left on the worker it runs on (``SCRATCH_REAPED``
+  too; a cluster a live drill holds is left).
 Connections are resolved at task time through the provider hooks; parsing
 imports nothing heavy.
 """
@@ -65,18 +68,35 @@ def _guard(drill: BackupRestoreDrill) -> Any:
 
 def reap_now(drill: BackupRestoreDrill) -> dict[str, list[str]]:
     """Drop this drill's leftover scratch databases; a reaper that cannot run logs why and never blocks the drill."""
+    clusters = _reap_clusters(drill)
     try:
         report = _guard(drill).reap(drill=drill.name, max_age=drill.scratch.max_age)
     except Exception as exc:  # the reaper is housekeeping, the drill still has to run
         log.warning("reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
-        return {"dropped": [], "unregistered": []}
+        return {"dropped": [], "unregistered": [], "clusters": clusters}
     for name in report.dropped:
         log.info("reaped scratch database %s", name)
     for name in report.unregistered:
         log.warning("database %s has the scratch prefix but is not in drillbook's scratch registry: not dropped", name)
     for name, why in report.failed.items():
         log.warning("leftover scratch database %s not dropped: %s", name, why)
-    return {"dropped": report.dropped, "unregistered": report.unregistered}
+    return {"dropped": report.dropped, "unregistered": report.unregistered, "clusters": clusters}
+
+
+def _reap_clusters(drill: BackupRestoreDrill) -> list[str]:
+    """Ephemeral clusters of killed drills on this worker, stopped and removed (ephemeral drills only)."""
+    if drill.restore.target != "ephemeral":
+        return []
+    from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
+
+    try:
+        removed = reap_left_clusters()
+    except Exception as exc:  # housekeeping: the next cluster start reaps again
+        log.warning("ephemeral cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
+        return []
+    for root in removed:
+        log.info("reaped ephemeral cluster %s left by a killed drill", root)
+    return removed
 
 
 def create_now(drill: BackupRestoreDrill, run_id: str) -> str | None:
@@ -130,7 +150,8 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
             drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3, work_dir=Path(tmp),
             scratch_db=scratch_db, run_id=run_id, base_dir=catalogue.base_dir, previous=previous,
             reaped=reaped.get("dropped", []) if isinstance(reaped, dict) else (reaped or ()),
-            unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (), on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (),
+            reaped_clusters=reaped.get("clusters", []) if isinstance(reaped, dict) else (), on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
         )
 
 

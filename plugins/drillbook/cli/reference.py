@@ -12,7 +12,10 @@ Rules this module enforces:
   schema change shows up as a readable diff in review;
 - ``--from-backup FILE`` needs no live database: the backup's schema is
   restored into a private throwaway cluster (``verify/reference_cluster.py``)
-  and read there; ``--dsn`` and ``--from-backup`` exclude each other.
+  and read there; ``--dsn`` and ``--from-backup`` exclude each other; a plain
+  dump is judged whole by the statement filter first and restored whole
+  (``verify/reference_plain.py``); ``--database`` picks the database of a
+  dump that creates several.
 """
 
 from __future__ import annotations
@@ -36,7 +39,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     w.add_argument("--dsn", help=f"database to read (default: ${ENV_DSN}); read-only session")
     w.add_argument("--from-backup", metavar="FILE", default=None,
-                   help="build the reference from a pg_dump archive (-Fc/-Fd/-Ft) restored into a throwaway cluster")
+                   help="build the reference from a backup restored into a throwaway cluster: a pg_dump archive "
+                   "(-Fc/-Fd/-Ft, schema only) or a plain dump / pg_dumpall file (.sql, .sql.gz; judged by the "
+                   "statement filter, restored whole)")
+    w.add_argument("--database", metavar="NAME", default=None,
+                   help="with --from-backup of a plain dump that creates several databases (pg_dumpall): the one to describe")
     w.add_argument("--output", "-o", required=True, help="reference file to write, e.g. include/references/shop.json")
     w.set_defaults(func=main)
     p.set_defaults(func=main)
@@ -100,7 +107,7 @@ def _from_backup(args: argparse.Namespace) -> int:
         print(f"drillbook reference write: --from-backup {str(source)!r}: file not found", file=sys.stderr)
         return 2
     try:
-        structure, note = reference_from_backup(source)
+        structure, note = reference_from_backup(source, database=args.database)
     except ReferenceFromBackupError as exc:
         print(redact(f"drillbook reference write: {exc}"), file=sys.stderr)
         return 2

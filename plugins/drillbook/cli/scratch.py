@@ -4,8 +4,12 @@ Rules: without ``--all`` only databases registered to the named drill are
 taken, as the drill's own runs do at start; ``--all`` takes any registered
 database older than ``--max-age``; in both cases a database still in use (its
 run holds its lock) is left, and a prefixed database that is not in the
-scratch registry is listed, never dropped. Exit 0 when nothing failed, 2
-otherwise (including a guard refusal or an unreachable server).
+scratch registry is listed, never dropped. Ephemeral clusters (``restore.target:
+ephemeral``) left on this machine by killed drills are stopped and removed
+with ``--ephemeral`` (alone it needs no scratch server), with ``--all``, and
+with ``--drill`` of an ephemeral drill; a cluster a live drill holds is left
+(ephemeral_reap.py). Exit 0 when nothing failed, 2 otherwise (including a
+guard refusal or an unreachable server).
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--scratch-dsn", default=None, help="the scratch server's maintenance DB (default: the drill's connection)")
     p.add_argument("--source-dsn", default=None, help="the source, so the guard can refuse to touch it")
     p.add_argument("--max-age", default=None, help="with --all: minimum age, e.g. 6h (default: the drill's scratch.max_age, else 6h)")
+    p.add_argument("--ephemeral", action="store_true",
+                   help="also stop and remove ephemeral clusters left on this machine by killed drills "
+                   "(alone: only those, no scratch server needed)")
     p.add_argument("--catalogue", "--config", dest="catalogue", default=None, help="catalogue file (for --drill)")
     p.set_defaults(func=main)
 
 
-def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, float]:
-    """(scratch_dsn, source_dsn, drill name, max_age) from the arguments and the catalogue."""
+def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, float, bool]:
+    """(scratch_dsn, source_dsn, drill name, max_age, ephemeral drill) from the arguments and the catalogue."""
     from drillbook.catalogue.common import parse_duration
 
     drill_name = source = None
+    ephemeral = False
     scratch = args.scratch_dsn
     max_age = 6 * 3600.0
     if args.drill:
@@ -44,6 +52,7 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, floa
         if drill.kind != "backup_restore":
             raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not backup_restore")
         drill_name, max_age = drill.name, float(drill.scratch.max_age)
+        ephemeral = drill.restore.target == "ephemeral"
         scratch = scratch or postgres_dsn_from_env(drill.scratch.connection)
         source = args.source_dsn or (postgres_dsn_from_env(drill.source.connection) if drill.source else None)
     if not scratch:
@@ -55,7 +64,18 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, floa
             max_age = parse_duration(args.max_age)
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"--max-age: expected a duration such as 6h or 30m, got {args.max_age!r} ({exc})") from None
-    return scratch, source or args.source_dsn, drill_name, max_age
+    return scratch, source or args.source_dsn, drill_name, max_age, ephemeral
+
+
+def _reap_clusters() -> int:
+    """Report the ephemeral clusters of killed drills removed from this machine; return how many."""
+    from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
+
+    removed = reap_left_clusters()
+    for root in removed:
+        common.out(f"removed    {root} (ephemeral cluster left by a killed drill: stopped, directory removed)")
+    common.out(f"{len(removed)} ephemeral cluster(s) removed (clusters in use by a live drill are left)")
+    return len(removed)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -63,10 +83,15 @@ def main(args: argparse.Namespace) -> int:
     from drillbook.drills.backup_restore.scratch import ScratchGuard
     from drillbook.errors import ScratchUnsafe
 
+    if args.ephemeral and not (args.drill or args.all_drills or args.scratch_dsn):
+        _reap_clusters()
+        return 0
     try:
-        scratch, source, drill, max_age = _target(args)
+        scratch, source, drill, max_age, ephemeral = _target(args)
     except ConfigurationError as exc:
         return common.fail(str(exc))
+    if args.ephemeral or args.all_drills or ephemeral:
+        _reap_clusters()
     for dsn in (scratch, source):
         if dsn:
             pg.parse(dsn)  # registers the password with redact before anything prints

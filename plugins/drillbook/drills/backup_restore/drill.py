@@ -423,6 +423,7 @@ def run_backup_restore(
     ledger: Any = None,
     reaped: Sequence[str] = (),
     unregistered: Sequence[str] = (),
+    reaped_clusters: Sequence[str] = (),
     on_phase: Callable[[Phase], None] | None = None,
     now: datetime | None = None,
 ) -> DrillResult:
@@ -441,6 +442,8 @@ def run_backup_restore(
                  base_dir=base_dir, run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"), start=start)
     for name in reaped:
         b.find("SCRATCH_REAPED", f"dropped scratch database {name!r} left by an earlier run", subject=name)
+    for root in reaped_clusters:  # the reap task's (Airflow); the cluster's own start reports those it reaps
+        b.find("SCRATCH_REAPED", f"an ephemeral cluster left by a killed drill was stopped and removed: {root}", subject=root)
     for name in unregistered:
         b.find("SCRATCH_UNREGISTERED", f"database {name!r} has the scratch prefix but no row in drillbook's scratch "
                "registry: not dropped", subject=name)

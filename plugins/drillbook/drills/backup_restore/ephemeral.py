@@ -26,7 +26,9 @@ Rules this module enforces:
   ``close`` is idempotent and also runs on garbage collection of the object;
 - a drill killed before ``close`` leaves its cluster running: the cluster's
   directory holds ``owner.lock``, flock'ed for the cluster's life, and the
-  next ``start`` reaps clusters nobody holds (ephemeral_reap.py).
+  next ``start`` reaps clusters nobody holds (ephemeral_reap.py), as do
+  ``drillbook scratch reap`` and the Airflow ``reap_scratch`` task of an
+  ephemeral drill (``reap_left_clusters``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,22 @@ def _run_as_user() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     raise EphemeralUnavailable(f"running as root and none of the users {', '.join(_RUN_AS)} exists to run PostgreSQL as")
+
+
+def reap_left_clusters(tmp: str | None = None) -> list[str]:
+    """Stop and remove this machine's clusters left by killed drills; return the directories removed.
+
+    The clusters' owners are this user and, as root, the OS user clusters run as
+    (the same set ``EphemeralCluster.start`` reaps); a cluster a live drill holds is left.
+    """
+    uids = {os.geteuid()}
+    try:
+        user = _run_as_user()
+    except EphemeralUnavailable:  # as root with no user to run clusters as: none were ever started as one
+        user = None
+    if user is not None:
+        uids.add(user.pw_uid)
+    return ephemeral_reap.reap(uids, tmp)
 
 
 class EphemeralCluster:

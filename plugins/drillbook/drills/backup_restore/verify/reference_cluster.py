@@ -15,8 +15,10 @@ Rules this module enforces:
   ``DATABASE`` entry (``pg_restore --create``) so its collation provider and
   locale are the source's; the collation section is dropped when the cluster
   could not create it that way;
-- only archive formats (custom, directory, tar) are accepted: a plain dump is
-  a program, and runs nowhere without the plain-dump statement filter;
+- a plain dump (.sql, .sql.gz, pg_dumpall) is a program: it is judged whole
+  and restored only through the plain-dump statement filter, into the same
+  kind of cluster (``reference_plain.py``); archives are restored by
+  ``pg_restore``, which runs no psql meta-commands;
 - every subprocess has a timeout; failures raise ``ReferenceFromBackupError``
   with the tool's last stderr lines.
 """
@@ -55,7 +57,8 @@ def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
     return proc
 
 
-def _roles(script: str) -> set[str]:
+def roles_in(script: str) -> set[str]:
+    """Role names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES statements of ``script``."""
     roles: set[str] = set()
     for regex in _ROLE_RES:
         for match in regex.findall(script):
@@ -68,8 +71,11 @@ def _roles(script: str) -> set[str]:
     return roles
 
 
-def reference_from_backup(path: Path) -> tuple[dict[str, Any], str]:
-    """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note)."""
+def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[dict[str, Any], str]:
+    """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note).
+
+    ``database``: for a plain dump that creates several databases, the one to describe.
+    """
     from psycopg import sql
 
     from drillbook.drills.backup_restore import tools
@@ -83,10 +89,12 @@ def reference_from_backup(path: Path) -> tuple[dict[str, Any], str]:
         info = inspect_archive(path)
     except ArchiveProblem as exc:
         raise ReferenceFromBackupError(f"{str(path)!r}: {exc.message}") from None
-    if info.format not in ("custom", "directory", "tar"):
-        raise ReferenceFromBackupError(
-            f"{str(path)!r} is a {info.format} dump; --from-backup reads archive formats only (pg_dump -Fc, -Fd or -Ft): "
-            "a plain dump is a program and is not run here; write the reference with --dsn instead")
+    if info.format.startswith("plain"):
+        from drillbook.drills.backup_restore.verify.reference_plain import reference_from_plain
+
+        return reference_from_plain(path, info, database=database)
+    if database is not None:
+        raise ReferenceFromBackupError(f"--database applies to plain dumps only; {str(path)!r} is a {info.format} archive")
     restore_tool, seen = tools.choose("pg_restore", min_major=info.dump_major)
     if restore_tool is None:
         raise ReferenceFromBackupError(f"no pg_restore >= {info.dump_major} found (found: {tools.describe(seen)})")
@@ -100,7 +108,7 @@ def reference_from_backup(path: Path) -> tuple[dict[str, Any], str]:
         raise ReferenceFromBackupError(f"the throwaway cluster could not start: {exc}") from None
     try:
         with connect(cluster.dsn(), autocommit=True) as conn:
-            for role in sorted(_roles(script) - {cluster.superuser}):
+            for role in sorted(roles_in(script) - {cluster.superuser}):
                 conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
         host = cluster.dsn().split("host=", 1)[1].split(" ", 1)[0]
         env = {**os.environ, "PGHOST": host, "PGPORT": "5432", "PGUSER": cluster.superuser}

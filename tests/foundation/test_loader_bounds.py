@@ -165,6 +165,11 @@ def test_billion_laughs_is_refused_in_under_a_second_and_100_mb(tmp_path):
     assert int(max_rss_kib) < 100 * 1024
 
 
+def test_a_redefined_anchor_is_named_with_both_lines():
+    with pytest.raises(FileProblem, match=r"x.yaml:3: \(yaml\): anchor &x is defined a second time \(first on line 1\)"):
+        read_yaml("x.yaml", text="a: &x 1\nc: *x\nb: &x 2\n")
+
+
 def test_recursive_alias_is_refused():
     with pytest.raises(FileProblem, match=r"x.yaml:2: \(yaml\): alias \*a refers to a collection that contains it"):
         read_yaml("x.yaml", text="a: &a\n  - *a\n")

@@ -171,6 +171,7 @@ class _Prescan:
     def run(self, loader: Any) -> None:
         total = 0  # nodes so far, every alias counted as a copy of what it names
         anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded size, height) of a complete node
+        first_line: dict[str, int] = {}  # anchor -> the line defining it
         # one frame per open collection: [anchor, total before it, its depth, deepest depth under it, items so far, is mapping]
         stack: list[list[Any]] = []
         documents = 0
@@ -211,9 +212,12 @@ class _Prescan:
             else:
                 size, height = 1, 1
                 if event.anchor is not None:
-                    anchors.pop(event.anchor, None)  # a redefined anchor: aliases until it completes are recursive
-                    if len(anchors) >= self.max_anchors:
+                    if event.anchor in first_line:  # libyaml's composer would refuse it with "second occurrence"
+                        raise self.problem(event.start_mark, f"anchor &{event.anchor} is defined a second time "
+                                                             f"(first on line {first_line[event.anchor]}); rename one")
+                    if len(first_line) >= self.max_anchors:
                         raise self.problem(event.start_mark, f"more than {self.max_anchors:,} anchors; refused")
+                    first_line[event.anchor] = event.start_mark.line + 1
                 if kind is events.ScalarEvent:
                     if is_key and len(event.value) > self.max_key_chars:
                         raise self.problem(event.start_mark, f"a key of {len(event.value):,} characters; "

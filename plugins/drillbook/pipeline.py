@@ -76,6 +76,7 @@ def record_and_report(
                 ctx.dag_id, ctx.task_id, recorded.verdict.value, record.seq, result.verdict.value,
             )
         result = recorded
+    result = _with_quarantine_finding(result, ledger)
     where = spooled.spool_path if spooled is not None else None
     if notifier is None:
         return Reported(record=record, result=result, spooled=where)
@@ -104,6 +105,20 @@ def _with_spooled_finding(result: DrillResult, exc: Any) -> DrillResult:
     return result.model_copy(update={"findings": [*result.findings, note]})
 
 
+def _with_quarantine_finding(result: DrillResult, ledger: Any) -> DrillResult:
+    """The result as reported, plus EVIDENCE_QUARANTINED while this worker's spool has a .rejected file."""
+    spool: Any = getattr(ledger, "spool", None)
+    count = spool.rejected() if spool is not None else 0
+    if not count:
+        return result
+    from drillbook.findings import finding
+
+    note = finding("EVIDENCE_QUARANTINED", f"{count} evidence spool entr{'y' if count == 1 else 'ies'} could not be "
+                   f"replayed into the ledger and wait for an auditor in {spool.rejected_path}",
+                   subject=str(spool.rejected_path), detail={"rejected": str(spool.rejected_path), "entries": count})
+    return result.model_copy(update={"findings": [*result.findings, note]})
+
+
 def replay_spool(ledger: Any, *, before: str) -> None:
     """Put what this worker spooled into the ledger before ``before`` judges it (an empty spool costs a stat)."""
     try:
@@ -111,6 +126,7 @@ def replay_spool(ledger: Any, *, before: str) -> None:
     except OSError as exc:  # an unreadable spool must not stop the judge; the drill's own run named it
         log.warning("%s: the evidence spool could not be replayed: %s", before, exc)
         return
-    if report.records or report.failed or report.unreadable:
-        log.warning("%s: replayed %d spooled record(s) first (%d left, %d not replayable)", before, len(report.records),
-                    report.remaining, len(report.failed) + len(report.unreadable))
+    if report.records or report.failed or report.unreadable or report.quarantined:
+        log.warning("%s: replayed %d spooled record(s) first (%d left, %d not replayable, %d quarantined)", before,
+                    len(report.records), report.remaining, len(report.failed) + len(report.unreadable),
+                    len(report.quarantined))

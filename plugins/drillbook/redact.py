@@ -30,10 +30,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + MASK),
     # scheme://user:password@host -> scheme://user:***@host
     (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)"), r"\g<pre>" + MASK),
-    # password=..., PGPASSWORD=..., token: ..., api_key=...
+    # password=..., PGPASSWORD=..., token: ..., api_key=...; not a path's last component
+    # (/etc/passwd:1, /run/secrets/token:3 are file:line, not key: value)
     (
         re.compile(
-            r"(?i)(?P<pre>\b(?:pg)?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+            r"(?i)(?P<pre>(?<![/\\])\b(?:pg)?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
             r"secret[_-]?access[_-]?key|routing[_-]?key|authorization)[\"']?\s*[=:]\s*[\"']?)(?P<secret>[^\s\"'&,;}]+)"
         ),
         r"\g<pre>" + MASK,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from drillbook.catalogue import load_catalogue
-from drillbook.catalogue.reader import MAX_DEPTH, FileProblem, read_json, read_yaml
+from drillbook.catalogue.reader import MAX_DEPTH, MAX_NODES, FileProblem, read_json, read_yaml
 from drillbook.errors import CatalogueError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,9 +160,14 @@ def test_billion_laughs_is_refused_in_under_a_second_and_100_mb(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
     problem, seconds, max_rss_kib = proc.stdout.splitlines()
-    assert problem == f"{path}:7: (yaml): expands to more than 250,000 nodes (aliases count as copies); refused (an alias bomb?)"
+    assert problem == f"{path}:7: (yaml): expands to more than {MAX_NODES:,} nodes (aliases count as copies); refused (an alias bomb?)"
     assert float(seconds) < 1.0
     assert int(max_rss_kib) < 100 * 1024
+
+
+def test_a_redefined_anchor_is_named_with_both_lines():
+    with pytest.raises(FileProblem, match=r"x.yaml:3: \(yaml\): anchor &x is defined a second time \(first on line 1\)"):
+        read_yaml("x.yaml", text="a: &x 1\nc: *x\nb: &x 2\n")
 
 
 def test_recursive_alias_is_refused():
@@ -254,3 +259,76 @@ def test_an_alias_counts_at_its_expanded_depth():
     with pytest.raises(FileProblem, match=r"x.yaml:2: \(yaml\): nested deeper than 64 levels"):
         read_yaml("x.yaml", text=text)
     assert read_yaml("x.yaml", text=f"a: &d {deep}\nb: [*d]\n")[1]["b"][0] is not None
+
+
+# -- every hostile shape is refused early, in bounded time and memory --------------------------------
+sys.path.insert(0, str(REPO / "bench"))
+from loader_bounds import PROBE, hostile_shapes, largest_within_bounds, realistic  # noqa: E402
+
+SHAPES = hostile_shapes()
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_hostile_shape_is_refused_in_under_a_second_and_100_mb(tmp_path, shape):
+    # red before the pre-scan: 300,000 anchors were refused only after 3.0 s and 181 MB, a 16 MiB flat list
+    # after 1.3 s and 183 MB (the composer built 250,000 nodes first)
+    path = tmp_path / "hostile.yaml"
+    path.write_text(SHAPES[shape])
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seconds, peak_mb, outcome = proc.stdout.strip().split(" ", 2)
+    assert outcome != "loaded"
+    assert float(seconds) < 1.0, (shape, seconds, outcome)
+    assert int(peak_mb) < 100, (shape, peak_mb, outcome)
+
+
+def test_the_costliest_document_within_the_bounds_stays_under_100_mb(tmp_path):
+    # what the node bound buys: 250,000 nodes took 181 MB; MAX_NODES nodes must fit the same 100 MB budget.
+    # Its time (0.7 s idle, up to 1.5 s on this shared 2-core machine) is printed by bench/loader_bounds.py.
+    path = tmp_path / "large.yaml"
+    path.write_text(largest_within_bounds())
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=ENV, timeout=120)
+    seconds, peak_mb, outcome = proc.stdout.strip().split(" ", 2)
+    assert outcome == "a: unknown key (misspelt? see the catalogue reference in the README)"
+    assert int(peak_mb) < 100 and float(seconds) < 5.0
+
+
+def test_more_anchors_than_the_bound_are_refused_with_a_line():
+    from drillbook.catalogue.reader import MAX_ANCHORS
+
+    text = "a:\n" + "".join(f"  - &a{i} x\n" for i in range(MAX_ANCHORS + 1))
+    with pytest.raises(FileProblem, match=rf"x.yaml:{MAX_ANCHORS + 2}: \(yaml\): more than {MAX_ANCHORS:,} anchors; refused"):
+        read_yaml("x.yaml", text=text)
+    _, data = read_yaml("x.yaml", text="a:\n" + "".join(f"  - &a{i} x\n" for i in range(MAX_ANCHORS)) + "b: *a7\n")
+    assert len(data["a"]) == MAX_ANCHORS and data["b"] == "x"
+
+
+def test_a_key_longer_than_the_bound_is_refused_a_long_value_is_not():
+    from drillbook.catalogue.reader import MAX_KEY_CHARS
+
+    with pytest.raises(FileProblem, match=rf"x.yaml:2: \(yaml\): a key of {MAX_KEY_CHARS + 1:,} characters; keys longer"):
+        read_yaml("x.yaml", text=f'a: 1\n"{"k" * (MAX_KEY_CHARS + 1)}": 1\n')
+    assert read_yaml("x.yaml", text=f'"{"k" * MAX_KEY_CHARS}": "{"v" * 100_000}"\n')[1]["k" * MAX_KEY_CHARS] == "v" * 100_000
+
+
+def test_nodes_up_to_the_bound_are_read_one_more_is_refused():
+    _, data = read_yaml("x.yaml", text="a: [" + "x, " * (MAX_NODES - 4) + "x]\n")  # the mapping, its key, the list
+    assert len(data["a"]) == MAX_NODES - 3
+    with pytest.raises(FileProblem, match=rf"expands to more than {MAX_NODES:,} nodes"):
+        read_yaml("x.yaml", text="a: [" + "x, " * (MAX_NODES - 3) + "x]\n")
+
+
+def test_yaml_file_over_its_size_bound_is_refused_unread(tmp_path):
+    from drillbook.catalogue.reader import MAX_YAML_BYTES
+
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# " + b"x" * MAX_YAML_BYTES + b"\n")
+    with pytest.raises(FileProblem, match=rf"big.yaml:0: \(file\): larger than {MAX_YAML_BYTES >> 20} MiB; refused unread"):
+        read_yaml(path)
+
+
+def test_a_realistic_thousand_drill_catalogue_loads(tmp_path):
+    path = tmp_path / "drills.yaml"
+    path.write_text(realistic(1000))
+    catalogue = load_catalogue(path)
+    assert len(catalogue.drills) == 1000 and catalogue.drills[999].name == "shop_999"

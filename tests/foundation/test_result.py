@@ -111,6 +111,17 @@ def test_redact_masks_credential_shapes(raw, leak):
     assert leak not in redact(raw)
 
 
+@pytest.mark.parametrize("text", ["/etc/passwd:1", "/run/secrets/token:3: bad line", r"C:\keys\secret:7"])
+def test_redact_leaves_a_file_line_that_names_a_credential_file_alone(text):
+    assert redact(text) == text
+
+
+def test_redact_still_masks_key_value_after_a_path():
+    assert redact("/etc/app.conf:3: password=pa55word") == "/etc/app.conf:3: password=***"
+    assert redact("passwd: pa55word") == "passwd: ***"
+    assert redact("db.password: pa55word") == "db.password: ***"  # a dotted key is still a key
+
+
 def test_redact_url_keeps_host_and_hides_path_secret():
     assert redact_url("https://events.example.com:8443/v2/enqueue/abc123token?key=zzz") == "https://events.example.com:8443/v2/***?***"
 

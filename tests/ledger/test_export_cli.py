@@ -173,3 +173,33 @@ def test_exports_survive_control_characters_and_unicode(ledger, cli, tmp_path, f
         assert records[0]["run_id"] == "run\nwith newline\x01" and records[0]["result"]["details"]["emoji"] == "🚒"
     code, text, _ = cli("evidence", "verify", "--file", str(out))
     assert code == 0 and "OK: 2 records" in text
+
+
+@pytest.mark.parametrize(
+    ("make", "found"),
+    [
+        (lambda tmp: "/dev/zero", "found a character device"),  # was "does not exist"; reading it would never end
+        (lambda tmp: str(tmp), "found a directory"),
+        (lambda tmp: _write(tmp / "zeros.csv", b"\0" * 4096), "found NUL bytes (a binary file)"),  # was "OK: 0 records"
+        (lambda tmp: _write(tmp / "other.csv", b"a,b\n1,2\n"), "found a first line of 2 column(s) without seq, prev_hash, hash"),
+        (lambda tmp: _write(tmp / "empty.csv", b""), "found an empty file"),
+        (lambda tmp: _write(tmp / "latin.csv", "seq,caf\u00e9\n".encode("latin-1")),
+         "expected a JSON-lines or CSV export (UTF-8 text), found byte 0xe9 at offset 7"),
+    ],
+)
+def test_verify_file_that_is_not_an_export_says_so_and_exits_2(cli, tmp_path, make, found):
+    path = make(tmp_path)
+    code, out, err = cli("evidence", "verify", "--file", path)
+    assert code == 2 and "OK" not in out and "Traceback" not in err
+    assert err.startswith(f"drillbook: error: {path} is not a drillbook export: expected a JSON-lines or CSV export")
+    assert found in err and "does not exist" not in err
+
+
+def test_verify_file_that_is_missing_still_says_so(cli, tmp_path):
+    code, _, err = cli("evidence", "verify", "--file", str(tmp_path / "nope.csv"))
+    assert code == 2 and f"export file {str(tmp_path / 'nope.csv')!r} does not exist" in err
+
+
+def _write(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)

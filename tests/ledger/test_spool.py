@@ -149,7 +149,7 @@ def test_a_replay_that_crashed_after_its_commit_does_not_write_twice(server, spo
     assert first.ctx["run_id"] == "run_0"
     report = ledger.flush_spool()
     assert [r.created for r in report.records] == [False, True, True]
-    assert len(report.unreadable) == 1 and "not a spool entry" in report.unreadable[0]
+    assert len(report.quarantined) == 1 and "not a spool entry" in report.quarantined[0]  # kept in .rejected
     assert [run for _, run, _ in server.rows()] == ["run_0", "run_1", "run_2"]
     assert spool.read().pending == []
 

@@ -4,16 +4,22 @@ Rules this module enforces, for every file drillbook reads as configuration
 (catalogues, ``--config`` settings files, Great Expectations suites, structure
 references), including when Airflow's DAG processor parses the catalogue:
 
-- size: a file larger than ``MAX_BYTES`` is refused before it is parsed;
+- size: a file larger than ``MAX_BYTES`` (a YAML file: ``MAX_YAML_BYTES``, four times
+  a realistic 1,000-drill catalogue) is refused before it is parsed;
 - text: bytes are UTF-8 (a UTF-8, UTF-16 or UTF-32 byte-order mark is honoured);
   anything else is a ``file:line`` problem, never a ``UnicodeDecodeError``;
   NUL bytes without a BOM (UTF-16 saved without one) are refused by name;
 - nesting: more than ``MAX_DEPTH`` nested collections is refused while the
   file is read, so no parser, validator or walker ever recurses deeper;
-- aliases: a YAML document whose expansion (every alias counted as a copy of
-  what it names) passes ``MAX_NODES`` nodes is refused while it is composed, in
-  milliseconds and without building the expansion (the "billion laughs"); an
-  alias to a collection that contains it is refused too;
+- aliases and size: before any node is built, one pass over the parser's events
+  (counters only, constant memory) refuses a YAML document whose expansion
+  (every alias counted as a copy of what it names) passes ``MAX_NODES`` nodes,
+  that defines more than ``MAX_ANCHORS`` anchors or has a key longer than
+  ``MAX_KEY_CHARS`` characters, or that holds a second document; an alias to a
+  collection that contains it is refused too. The bound on nodes is what bounds
+  memory: a hostile document is refused in under a second and 100 MB (measured
+  by ``bench/loader_bounds.py``), and only a document within every bound is
+  composed, by the library's own (libyaml's) composer;
 - YAML scalars follow YAML 1.2's core schema where YAML 1.1 surprises: only
   ``true``/``false`` are booleans (``on``, ``off``, ``yes``, ``no`` stay strings,
   so the documented ``notify: {on: [PASS]}`` is the key ``"on"``; pydantic still
@@ -36,11 +42,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml import events, nodes
+from yaml import events
 
 MAX_BYTES = 16 * 1024 * 1024
+MAX_YAML_BYTES = 4 * 1024 * 1024  # YAML costs far more memory per byte than JSON once composed
 MAX_DEPTH = 64
-MAX_NODES = 250_000
+MAX_NODES = 100_000  # a realistic 1,000-drill catalogue has 61,000 (bench/loader_bounds.py)
+MAX_ANCHORS = 10_000
+MAX_KEY_CHARS = 1_000
 
 
 class FileProblem(ValueError):
@@ -142,96 +151,94 @@ def _construct_octal_aware_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_octal_aware_int)
 
 
-class _Composer:
-    """Build the node graph from parser events, counting depth and alias expansion as it goes."""
+class _Prescan:
+    """Walk the parser's events once, keeping only counters, and refuse a document out of bounds.
 
-    def __init__(self, loader: Any, name: str, max_depth: int, max_nodes: int):
-        self.loader, self.name, self.max_depth, self.max_nodes = loader, name, max_depth, max_nodes
-        self.anchors: dict[str, nodes.Node] = {}
-        self.size: dict[int, int] = {}  # id(node) -> expanded node count (set when the node is complete)
-        self.height: dict[int, int] = {}
-        self.total = 0
+    Nothing is built here: each event is dropped as soon as it is counted, so a
+    hostile document is refused in constant memory after at most ``max_nodes``
+    events, before a single node exists. Only an anchor's expanded size and
+    height are kept (and at most ``max_anchors`` of them), so an alias costs a
+    dictionary lookup however much it would expand to.
+    """
+
+    def __init__(self, name: str, max_depth: int, max_nodes: int, max_anchors: int, max_key_chars: int):
+        self.name, self.max_depth, self.max_nodes = name, max_depth, max_nodes
+        self.max_anchors, self.max_key_chars = max_anchors, max_key_chars
 
     def problem(self, mark: Any, message: str) -> FileProblem:
         return FileProblem(self.name, (mark.line + 1) if mark is not None else 0, "(yaml)", message)
 
-    def document(self) -> nodes.Node | None:
-        ld = self.loader
-        ld.get_event()  # StreamStart
-        if ld.check_event(events.StreamEndEvent):
-            return None
-        ld.get_event()  # DocumentStart
-        root = self.node(1)
-        ld.get_event()  # DocumentEnd
-        if not ld.check_event(events.StreamEndEvent):
-            raise self.problem(ld.peek_event().start_mark, "expected a single document; found a second '---'")
-        return root
-
-    def _count(self, mark: Any, size: int, height: int, depth: int) -> None:
-        self.total += size
-        if self.total > self.max_nodes:
-            raise self.problem(mark, f"expands to more than {self.max_nodes:,} nodes (aliases count as copies); "
-                                     f"refused (an alias bomb?)")
-        if depth - 1 + height > self.max_depth:
-            raise self.problem(mark, f"nested deeper than {self.max_depth} levels; refused")
-
-    def node(self, depth: int) -> nodes.Node:
-        ld = self.loader
-        if ld.check_event(events.AliasEvent):
-            event = ld.get_event()
-            target = self.anchors.get(event.anchor)
-            if target is None:
-                raise self.problem(event.start_mark, f"alias *{event.anchor} names no anchor defined before it")
-            if id(target) not in self.size:
-                raise self.problem(event.start_mark, f"alias *{event.anchor} refers to a collection that contains it")
-            self._count(event.start_mark, self.size[id(target)], self.height[id(target)], depth)
-            return target
-        event = ld.peek_event()
-        if depth > self.max_depth:
-            raise self.problem(event.start_mark, f"nested deeper than {self.max_depth} levels; refused")
-        anchor = event.anchor
-        built: nodes.Node
-        size, height = 1, 1
-        if ld.check_event(events.ScalarEvent):
-            event = ld.get_event()
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = ld.resolve(nodes.ScalarNode, event.value, event.implicit)
-            built = nodes.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-            if anchor is not None:
-                self.anchors[anchor] = built
-        else:
-            is_seq = ld.check_event(events.SequenceStartEvent)
-            event = ld.get_event()
-            tag = event.tag
-            kind = nodes.SequenceNode if is_seq else nodes.MappingNode
-            if tag is None or tag == "!":
-                tag = ld.resolve(kind, None, event.implicit)
-            built = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-            if anchor is not None:
-                self.anchors[anchor] = built
-            before = self.total
-            end = events.SequenceEndEvent if is_seq else events.MappingEndEvent
-            while not ld.check_event(end):
-                if is_seq:
-                    child = self.node(depth + 1)
-                    built.value.append(child)
-                    height = max(height, 1 + self.height[id(child)])
+    def run(self, loader: Any) -> None:
+        total = 0  # nodes so far, every alias counted as a copy of what it names
+        anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded size, height) of a complete node
+        first_line: dict[str, int] = {}  # anchor -> the line defining it
+        # one frame per open collection: [anchor, total before it, its depth, deepest depth under it, items so far, is mapping]
+        stack: list[list[Any]] = []
+        documents = 0
+        while True:
+            event = loader.get_event()
+            kind = type(event)
+            if kind is events.StreamEndEvent:
+                return
+            if kind is events.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise self.problem(event.start_mark, "expected a single document; found a second '---'")
+                continue
+            if kind is events.StreamStartEvent or kind is events.DocumentEndEvent:
+                continue
+            if kind is events.SequenceEndEvent or kind is events.MappingEndEvent:
+                anchor, before, depth, deepest, _, _ = stack.pop()
+                if anchor is not None:
+                    anchors[anchor] = (total - before, deepest - depth + 1)
+                if stack and stack[-1][3] < deepest:
+                    stack[-1][3] = deepest
+                continue
+            depth = len(stack) + 1  # the depth of the node this event is; the top-level node is 1
+            if stack:
+                frame = stack[-1]
+                is_key = frame[5] and frame[4] % 2 == 0
+                frame[4] += 1
+            else:
+                is_key = False
+            if kind is events.AliasEvent:
+                found = anchors.get(event.anchor)
+                if found is None:
+                    if any(frame[0] == event.anchor for frame in stack):
+                        raise self.problem(event.start_mark,
+                                           f"alias *{event.anchor} refers to a collection that contains it")
+                    raise self.problem(event.start_mark, f"alias *{event.anchor} names no anchor defined before it")
+                size, height = found
+            else:
+                size, height = 1, 1
+                if event.anchor is not None:
+                    if event.anchor in first_line:  # libyaml's composer would refuse it with "second occurrence"
+                        raise self.problem(event.start_mark, f"anchor &{event.anchor} is defined a second time "
+                                                             f"(first on line {first_line[event.anchor]}); rename one")
+                    if len(first_line) >= self.max_anchors:
+                        raise self.problem(event.start_mark, f"more than {self.max_anchors:,} anchors; refused")
+                    first_line[event.anchor] = event.start_mark.line + 1
+                if kind is events.ScalarEvent:
+                    if is_key and len(event.value) > self.max_key_chars:
+                        raise self.problem(event.start_mark, f"a key of {len(event.value):,} characters; "
+                                                             f"keys longer than {self.max_key_chars:,} are refused")
+                    if event.anchor is not None:
+                        anchors[event.anchor] = (1, 1)
                 else:
-                    key = self.node(depth + 1)
-                    value = self.node(depth + 1)
-                    built.value.append((key, value))
-                    height = max(height, 1 + self.height[id(key)], 1 + self.height[id(value)])
-            built.end_mark = ld.get_event().end_mark
-            size += self.total - before
-            self.total = before
-        self.size[id(built)], self.height[id(built)] = size, height
-        self._count(built.start_mark, size, height, depth)
-        return built
+                    stack.append([event.anchor, total, depth, depth, 0, kind is events.MappingStartEvent])
+            total += size
+            if total > self.max_nodes:
+                raise self.problem(event.start_mark, f"expands to more than {self.max_nodes:,} nodes "
+                                                     f"(aliases count as copies); refused (an alias bomb?)")
+            if depth - 1 + height > self.max_depth:
+                raise self.problem(event.start_mark, f"nested deeper than {self.max_depth} levels; refused")
+            if stack and stack[-1][3] < depth - 1 + height:
+                stack[-1][3] = depth - 1 + height
 
 
 def compose_yaml(text: str, name: str, *, walk: Callable[[Any], None] | None = None,
-                 max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> tuple[Any, Any]:
+                 max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES, max_anchors: int = MAX_ANCHORS,
+                 max_key_chars: int = MAX_KEY_CHARS) -> tuple[Any, Any]:
     """Return ``(root node, constructed data)`` of a single-document YAML text, within the bounds.
 
     ``walk(root)`` runs before construction: constructing merges ``<<`` keys into
@@ -240,7 +247,16 @@ def compose_yaml(text: str, name: str, *, walk: Callable[[Any], None] | None = N
     """
     loader = _Loader(text)
     try:
-        root = _Composer(loader, name, max_depth, max_nodes).document()
+        _Prescan(name, max_depth, max_nodes, max_anchors, max_key_chars).run(loader)
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_problem(exc, name) from None
+    except yaml.YAMLError as exc:
+        raise FileProblem(name, 0, "(yaml)", str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
+    finally:
+        loader.dispose()
+    loader = _Loader(text)  # within bounds: now the library's composer (libyaml's, in C) builds the nodes
+    try:
+        root = loader.get_single_node()
         if root is None:
             return None, None
         if walk is not None:
@@ -248,20 +264,23 @@ def compose_yaml(text: str, name: str, *, walk: Callable[[Any], None] | None = N
         data = loader.construct_document(root)
         return root, data
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise FileProblem(name, (mark.line + 1) if mark else 0, "(yaml)",
-                          str(exc.problem or exc.context or "invalid YAML")) from None
+        raise _yaml_problem(exc, name) from None
     except yaml.YAMLError as exc:
         raise FileProblem(name, 0, "(yaml)", str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
     finally:
         loader.dispose()
 
 
+def _yaml_problem(exc: yaml.MarkedYAMLError, name: str) -> FileProblem:
+    mark = exc.problem_mark or exc.context_mark
+    return FileProblem(name, (mark.line + 1) if mark else 0, "(yaml)", str(exc.problem or exc.context or "invalid YAML"))
+
+
 def read_yaml(path: str | Path, *, text: str | None = None, walk: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
     """Read, decode and compose a YAML file; ``text`` skips the read (tests, inline catalogues)."""
     name = str(path)
     if text is None:
-        text = decode(read_bytes(path), name)
+        text = decode(read_bytes(path, max_bytes=MAX_YAML_BYTES), name)
     return compose_yaml(text, name, walk=walk)
 
 

@@ -168,6 +168,24 @@ def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
 
 
 # -- evidence verify ----------------------------------------------------------------------------
+def _not_an_export_file(path: Path) -> str | None:
+    """Why ``path`` cannot be an export, before it is read (a device like /dev/zero never ends), or None."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"export file {str(path)!r} does not exist"
+    except OSError as exc:
+        return f"export file {str(path)!r} cannot be read: {exc.strerror or type(exc).__name__}"
+    if stat.S_ISREG(mode):
+        return None
+    found = ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+             else "a block device" if stat.S_ISBLK(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+             else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"{path} is not a drillbook export: expected a JSON-lines or CSV export file, found {found}"
+
+
 @_guarded
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     """Walk the chain (or an export file), compare it with the newest checkpoint, check the guards."""
@@ -179,15 +197,25 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         from drillbook.ledger.verify import verify_export
 
         path = Path(args.file)
-        if not path.is_file():
-            _err(f"export file {str(path)!r} does not exist")
+        problem = _not_an_export_file(path)
+        if problem:
+            _err(problem)
             return EXIT_USAGE
         outside, _ = cpmod.read_outside(settings.path)
         try:
             # every exported range reaches the head at export time: an export ending before the newest
             # outside checkpoint had its tail cut (or predates the checkpoint; export again)
             report = verify_export(path, checkpoint=cpmod.newest(outside))
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            _err(f"{path} is not a drillbook export: expected a JSON-lines or CSV export (UTF-8 text), "
+                 f"found byte 0x{exc.object[exc.start]:02x} at offset {exc.start}, which is not UTF-8 text")
+            return EXIT_USAGE
+        except ValueError as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            _err(f"{path} is not a drillbook export: "
+                 + (message if message.startswith("expected ") else f"{type(exc).__name__}: {message}"))
+            return EXIT_USAGE
+        except KeyError as exc:
             _err(f"{path} is not a drillbook export: {type(exc).__name__}: {exc}")
             return EXIT_USAGE
         subject = f"export {path}"

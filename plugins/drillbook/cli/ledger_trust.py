@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from drillbook.cli.ledger_cmds import EXIT_OK, EXIT_USAGE, _guarded, _ledger
 
@@ -26,6 +27,14 @@ def print_spool_state() -> None:
     if state.pending:
         print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
               "run `drillbook ledger flush`")
+    if state.torn:
+        print(f"evidence spool {spool.path}: {len(state.torn)} unreadable line(s) (torn writes?); "
+              "`drillbook ledger flush` moves them to the .rejected file")
+    rejected = spool.rejected()
+    if rejected:
+        print(f"QUARANTINED: {rejected} evidence spool entr{'y' if rejected == 1 else 'ies'} could not be replayed "
+              f"and wait for an auditor in {spool.rejected_path} (each with its reason); record them by hand or "
+              "re-run the drill, then move the file away")
 
 
 @_guarded
@@ -34,9 +43,9 @@ def cmd_ledger_flush(args: argparse.Namespace) -> int:
     from drillbook.ledger.spool import EvidenceSpool
 
     spool = EvidenceSpool(args.spool)
-    if not spool.read().pending:
+    if not spool.read().lines:
         print(f"evidence spool {spool.path} is empty: nothing to replay")
-        return EXIT_OK
+        return _print_rejected(spool)
     with _ledger(args, spool=spool) as ledger:
         report = ledger.flush_spool()
         here = ledger.where
@@ -45,7 +54,11 @@ def cmd_ledger_flush(args: argparse.Namespace) -> int:
         print(f"  replayed {record.describe()}: {state}")
     for line in report.unreadable + report.failed:
         print(f"  NOT replayed: {line}", file=sys.stderr)
-    print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left")
+    for line in report.quarantined:
+        print(f"  QUARANTINED: {line}", file=sys.stderr)
+    print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left"
+          + (f", {len(report.quarantined)} moved to {spool.rejected_path}" if report.quarantined else ""))
+    _print_rejected(spool)
     if report.other_ledgers:
         # Entries are keyed by the ledger's host:port/dbname as the spooling run spelt it; another spelling of
         # the same server (localhost, 127.0.0.1, a socket) is another key, and nothing must be left in silence.
@@ -54,7 +67,16 @@ def cmd_ledger_flush(args: argparse.Namespace) -> int:
               f"{here}; run `drillbook ledger flush --ledger-dsn DSN` with the DSN those runs used (the same server "
               "spelt as they spelt it)", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_OK if not report.remaining and not report.unreadable else EXIT_USAGE
+    # a quarantine is loud once (exit 2 on the flush that made it), then the spool is clean again
+    return EXIT_OK if not report.remaining and not report.unreadable and not report.quarantined else EXIT_USAGE
+
+
+def _print_rejected(spool: Any) -> int:
+    rejected = spool.rejected()
+    if rejected:
+        print(f"  {rejected} entr{'y' if rejected == 1 else 'ies'} kept for an auditor in {spool.rejected_path}",
+              file=sys.stderr)
+    return EXIT_OK
 
 
 @_guarded

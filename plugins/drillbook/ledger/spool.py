@@ -16,10 +16,19 @@ Rules this module enforces:
   commit appends a ``done`` line naming the entry's id and seq. A replay
   killed between the commit and the ``done`` line finds the record again by
   its idempotency key the next time and writes nothing twice;
-- the file is emptied only under the lock and only when every entry has a
-  ``done`` line, i.e. when everything it held is in the ledger;
-- a line that does not parse (a torn last line after a crash) is skipped
-  and named, never fatal: the other entries still replay.
+- nothing is ever dropped, and nothing blocks forever: a line that does not
+  parse (a torn write after a crash) or an entry that can never be appended
+  (its result or context no longer validates) is moved, under the lock, to
+  ``<spool>.rejected`` (JSON lines with the reason, the line number and the
+  raw text, fsync-ed before the spool forgets it) for an auditor, and named
+  loudly (``ledger flush``/``ledger status``, ``EVIDENCE_QUARANTINED`` on
+  every report while that file exists); the other entries still replay;
+- the spool is compacted under the lock once a replay is over: emptied when
+  every entry is done, else rewritten with only the pending entries
+  (temporary file, fsync, ``rename``, fsync of the directory: a crash leaves
+  the old file or the new one, never half of either). A writer that waited
+  for the lock on the replaced file sees that its inode is gone and opens
+  the new one.
 """
 
 from __future__ import annotations
@@ -43,6 +52,11 @@ if TYPE_CHECKING:
 
 SPOOL_ENV = "DRILLBOOK_SPOOL"
 SPOOL_NAME = "evidence-spool.jsonl"
+REJECTED_SUFFIX = ".rejected"
+
+
+class UnreplayableEntry(Exception):
+    """An entry that can never be appended as it stands (its own content is wrong, not the ledger's state)."""
 
 
 def spool_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -85,6 +99,8 @@ class SpoolState:
     pending: list[SpoolEntry] = field(default_factory=list)
     done: int = 0
     unreadable: list[str] = field(default_factory=list)
+    torn: list[tuple[int, bytes]] = field(default_factory=list)  # (line number, raw line) of each unreadable line
+    lines: int = 0  # non-empty lines in the file: more than the pending entries means compaction has work
 
 
 class EvidenceSpool:
@@ -96,18 +112,41 @@ class EvidenceSpool:
     def __repr__(self) -> str:
         return f"EvidenceSpool({str(self.path)!r})"
 
+    @property
+    def rejected_path(self) -> Path:
+        return self.path.with_name(self.path.name + REJECTED_SUFFIX)
+
+    def rejected(self) -> int:
+        """How many entries wait in the ``.rejected`` file for an auditor (0 when there is none)."""
+        try:
+            with self.rejected_path.open("rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        except OSError:
+            return 0
+
     @contextmanager
     def _locked(self) -> Iterator[IO[bytes]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        with self.path.open("a+b") as fh:
+        for _ in range(100):  # a compaction replaces the file: lock the file the path names now
+            created = not self.path.exists()
+            fh = self.path.open("a+b")
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
-                if created:  # make the new directory entry durable too
-                    _fsync_dir(self.path.parent)
-                yield fh
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current == os.fstat(fh.fileno()).st_ino:
+                break
+            fh.close()  # closing drops the lock on the replaced file
+        else:
+            raise OSError(f"evidence spool {self.path} keeps being replaced; cannot lock it")
+        try:
+            if created:  # make the new directory entry durable too
+                _fsync_dir(self.path.parent)
+            yield fh
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
 
     @staticmethod
     def _write(fh: IO[bytes], doc: dict[str, Any]) -> None:
@@ -149,20 +188,72 @@ class EvidenceSpool:
         """Hold the spool exclusively while its pending entries are replayed."""
         with self._locked() as fh:
             fh.seek(0)
-            session = ReplaySession(fh, _parse(fh, self.path))
+            session = ReplaySession(fh, _parse(fh, self.path), self)
+            session.quarantine_torn()
             yield session
-            if not session.state.pending and session.state.done and not session.state.unreadable:
-                fh.truncate(0)  # everything it held is in the ledger
-                fh.flush()
-                os.fsync(fh.fileno())
+            state = session.state
+            if not state.pending:
+                if state.lines:
+                    fh.truncate(0)  # everything it held is in the ledger (or kept in the .rejected file)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            elif state.lines > len(state.pending):
+                self._rewrite(state.pending)
+
+    def _rewrite(self, pending: list[SpoolEntry]) -> None:
+        """Replace the spool by its pending entries only, atomically (called under the lock)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.compact")
+        with tmp.open("wb") as out:
+            for entry in pending:
+                out.write(json.dumps({"op": "record", "id": entry.id, "spooled_at": entry.spooled_at,
+                                      "reason": entry.reason, **entry.key()}, ensure_ascii=False).encode("utf-8") + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+    def quarantine(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows to the ``.rejected`` file durably (called under the spool's lock)."""
+        if not rows:
+            return
+        created = not self.rejected_path.exists()
+        with self.rejected_path.open("ab") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        if created:
+            _fsync_dir(self.rejected_path.parent)
 
 
 class ReplaySession:
     """The pending entries of a locked spool; ``mark_done`` after each committed append."""
 
-    def __init__(self, fh: IO[bytes], state: SpoolState):
+    def __init__(self, fh: IO[bytes], state: SpoolState, spool: EvidenceSpool):
         self._fh = fh
         self.state = state
+        self._spool = spool
+        self.quarantined: list[str] = []
+
+    def quarantine_torn(self) -> None:
+        """Move every unreadable line to the ``.rejected`` file; the spool forgets it when it is compacted."""
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        self._spool.quarantine([{"rejected_at": now, "reason": "not a spool entry (a torn write?)", "line": number,
+                                 "raw": raw.decode("utf-8", errors="backslashreplace")} for number, raw in self.state.torn])
+        for number, _ in self.state.torn:
+            self.quarantined.append(f"{self._spool.path}:{number}: not a spool entry (a torn write?); moved to "
+                                    f"{self._spool.rejected_path}")
+        self.state.torn = []
+
+    def reject(self, entry: SpoolEntry, reason: str) -> None:
+        """Move an entry that can never be appended to the ``.rejected`` file, then mark it so in the spool."""
+        self._spool.quarantine([{"rejected_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                                 "reason": reason, "entry": {"op": "record", "id": entry.id, "spooled_at": entry.spooled_at,
+                                                             "reason": entry.reason, **entry.key()}}])
+        EvidenceSpool._write(self._fh, {"op": "rejected", "id": entry.id, "reason": reason})
+        self.state.pending = [e for e in self.state.pending if e.id != entry.id]
+        self.quarantined.append(f"spool entry {entry.id[:12]} ({entry.record_type} of {entry.result.get('drill')!r}) "
+                                f"cannot be appended: {reason}; moved to {self._spool.rejected_path}")
 
     def mark_done(self, entry: SpoolEntry, *, seq: int) -> None:
         EvidenceSpool._write(self._fh, {"op": "done", "id": entry.id, "seq": seq,
@@ -181,6 +272,7 @@ class FlushReport:
     other_ledgers: int = 0  # entries owed to another ledger (another DSN), left in the spool
     failed: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # moved to the .rejected file by this replay
 
 
 def replay(spool: EvidenceSpool, *, where: str, append: Callable[[SpoolEntry], LedgerRecord]) -> FlushReport:
@@ -193,12 +285,15 @@ def replay(spool: EvidenceSpool, *, where: str, append: Callable[[SpoolEntry], L
     if not spool.has_pending():
         return report
     with spool.replaying() as session:
-        report.unreadable = list(session.state.unreadable)
         for entry in [e for e in session.state.pending if e.ledger == where]:
             try:
                 record = append(entry)
             except LedgerUnavailable:
+                report.quarantined = list(session.quarantined)
                 raise
+            except UnreplayableEntry as exc:
+                session.reject(entry, redact(str(exc)))
+                continue
             except Exception as exc:
                 report.failed.append(f"spool entry {entry.id[:12]} ({entry.record_type} of "
                                      f"{entry.result.get('drill')!r}): {type(exc).__name__}: {redact(str(exc))}")
@@ -207,6 +302,7 @@ def replay(spool: EvidenceSpool, *, where: str, append: Callable[[SpoolEntry], L
             report.records.append(record)
         report.remaining = sum(1 for e in session.state.pending if e.ledger == where)
         report.other_ledgers = len(session.state.pending) - report.remaining
+        report.quarantined = list(session.quarantined)
     return report
 
 
@@ -218,15 +314,17 @@ def _parse(fh: IO[bytes], path: Path) -> SpoolState:
         line = raw.decode("utf-8", errors="replace")
         if not line.strip():
             continue
+        state.lines += 1
         try:
             doc = json.loads(line)
-            if doc["op"] == "done":
+            if doc["op"] in ("done", "rejected"):
                 done.add(doc["id"])
                 continue
             entry = SpoolEntry(record_type=doc["record_type"], ctx=doc["ctx"], result=doc["result"],
                                ledger=doc.get("ledger", ""), spooled_at=doc.get("spooled_at", ""), reason=doc.get("reason", ""), id=doc["id"])
         except (ValueError, KeyError, TypeError):
-            state.unreadable.append(f"{path}:{number}: not a spool entry (a torn write?); skipped")
+            state.unreadable.append(f"{path}:{number}: not a spool entry (a torn write?)")
+            state.torn.append((number, raw.rstrip(b"\n")))
             continue
         entries.setdefault(entry.id, entry)
     state.pending = [e for e in entries.values() if e.id not in done]

@@ -34,7 +34,7 @@ from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
 from drillbook.ledger.seal import insert_sealed
-from drillbook.ledger.spool import EvidenceSpool, FlushReport, SpoolEntry, replay
+from drillbook.ledger.spool import EvidenceSpool, FlushReport, SpoolEntry, UnreplayableEntry, replay
 from drillbook.redact import redact
 
 if TYPE_CHECKING:
@@ -257,8 +257,13 @@ class Ledger:
         from drillbook.result import DrillResult
 
         def append(entry: SpoolEntry) -> LedgerRecord:
-            return self._append_now(entry.record_type, DrillResult.model_validate(entry.result),
-                                    RunContext(**entry.ctx), _KEYS[entry.record_type])
+            try:  # the entry's own content: what fails here fails on every replay
+                result, ctx, key = (DrillResult.model_validate(entry.result), RunContext(**entry.ctx),
+                                    _KEYS[entry.record_type])
+            except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise UnreplayableEntry(f"{type(exc).__name__}: {first}"[:300]) from None
+            return self._append_now(entry.record_type, result, ctx, key)
 
         if self._spool is None:
             return FlushReport(spool="")

@@ -192,7 +192,12 @@ def _from_export(raw: Mapping[str, Any]) -> dict[str, Any]:
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames  # an export always has its header row, even when no record matched
+        if not header or not {"seq", "prev_hash", "hash"} <= set(header):
+            found = "an empty file" if not header else f"a first line of {len(header)} column(s) without seq, prev_hash, hash"
+            raise ValueError(f"expected a JSON-lines or CSV export, found {found}")
+        for raw in reader:
             yield _from_export(raw)
 
 
@@ -216,5 +221,7 @@ def verify_export(path: str | Path, *, checkpoint: Checkpoint | None = None) -> 
     file = Path(path)
     with file.open(encoding="utf-8") as fh:
         first = fh.read(1)
+    if first == "\x00":
+        raise ValueError("expected a JSON-lines or CSV export, found NUL bytes (a binary file)")
     rows = _json_rows(file) if first in ("[", "{") else _csv_rows(file)
     return verify_rows(rows, contiguous=True, start_anywhere=True, checkpoint=checkpoint)

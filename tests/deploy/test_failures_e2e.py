@@ -24,19 +24,21 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.api import AirflowApi
-from tests.deploy.stack import NativeStack
+from tests.deploy.stack import AIRFLOW_SERVICES, NativeStack
 from tests.support.slack_emulator import SlackEmulator
 
 pytestmark = pytest.mark.e2e
 
 RESTORE_DAG = "dr_backup_restore__shop_nightly"
 CERT_DAG = "dr_certificates__demo_certificates"
+QUALITY_DAG = "dr_data_quality__shop_orders_quality"
 SLOW_CHECK = '''        - name: slow enough to be killed
           sql: "select 1 from pg_sleep(90)"
           expect: "== 1"
@@ -48,12 +50,15 @@ class FailureStack(NativeStack):
     """The compose stack with the scheduler's heartbeat detection shortened (seconds, not 5 minutes)."""
 
     worker_env: dict[str, str] = {}
+    scratch_dsn: str | None = None
 
     def native_extras(self, service: str) -> dict[str, str]:
         extras = super().native_extras(service)
         extras |= {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20", "AIRFLOW__WORKERS__MISSING_DAG_RETRIES": "1",
                    "AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "3",
                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3"}
+        if self.scratch_dsn:
+            extras["AIRFLOW_CONN_DRILLBOOK_SCRATCH"] = self.scratch_dsn
         if service.startswith("airflow-worker"):
             extras |= self.worker_env
         return extras
@@ -88,6 +93,21 @@ class FailureStack(NativeStack):
             proc.wait(timeout=30)
         return killed
 
+    def start_without_api(self) -> None:
+        """As the first `make up` did: scheduler, dag-processor, triggerer and worker up, the API server not yet."""
+        for service in AIRFLOW_SERVICES:
+            if service != "airflow-apiserver":
+                self.spawn(service, self.argv_of(service), self.env_of(service))
+        self.spawn("airflow-worker", self.argv_of("airflow-worker"), self.env_of("airflow-worker"))
+
+    def start_api(self) -> None:
+        self.spawn("airflow-apiserver", self.argv_of("airflow-apiserver"), self.env_of("airflow-apiserver"))
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The `airflow-cli` service's way in: the airflow CLI with the common environment (metadata DB, no API)."""
+        return subprocess.run(["airflow", *args], env=self.env_of("airflow-scheduler"), cwd=self.opt,
+                              capture_output=True, text=True, timeout=timeout)
+
     def restart_worker(self, tag: str, **env: str) -> None:
         self.kill_workers()
         self.worker_env = dict(env)
@@ -99,6 +119,26 @@ def drill_records(ledger_dsn: str, dag_id: str, run_id: str) -> list:
     from drillbook.ledger.store import Ledger
 
     return [r for r in Ledger(ledger_dsn).query(record_type="drill", limit=1000) if r.dag_id == dag_id and r.run_id == run_id]
+
+
+def metadata_runs(deployment, dag_id: str) -> dict[str, str]:
+    """run_id -> state straight from the metadata DB (there is no API server to ask yet)."""
+    import psycopg
+
+    dsn = f"postgresql://{deployment.role}:{deployment.password}@127.0.0.1:5432/{deployment.dotenv['AIRFLOW_DB_NAME']}"
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        return {r[0]: r[1] for r in conn.execute("select run_id, state from dag_run where dag_id = %s", (dag_id,))}
+
+
+def bounded_wait(what: str, probe, *, timeout: float, every: float = 3, alive=lambda: None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive()
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    return None
 
 
 def wait_run(api: AirflowApi, dag_id: str, run_id: str, *, timeout: float) -> dict:
@@ -116,7 +156,7 @@ def ti_state(api: AirflowApi, dag_id: str, run_id: str, task_id: str) -> str | N
 @pytest.mark.timeout(1500)
 def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_dir: Path, deployment) -> None:
     from drillbook.sample.webhook_receiver import WebhookReceiver
-    from tests.deploy.conftest import scratch_databases
+    from tests.deploy.conftest import admin_execute, scratch_databases
 
     slack = SlackEmulator().start()
     hook_token = secrets.token_urlsafe(16)
@@ -130,12 +170,39 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
     try:
         with FailureStack(work_dir / "stack", deployment.dotenv, var=deployment.var) as stack:
             stack.prepare_catalogue()
+            # the scratch registry lives in the scratch connection's database; on this shared machine `postgres`
+            # holds one owned by another role (which the guard rightly refuses), so this deployment gets its own
+            admin_execute(f"create database {deployment.role}_maint owner {deployment.role}")
+            stack.scratch_dsn = f"postgresql://{deployment.role}:{deployment.password}@127.0.0.1:5432/{deployment.role}_maint"
             stack.init()
-            stack.start()
+
+            # 0. API server not reachable at first start: a run queued before it listens ends with a record
+            stack.start_without_api()
+            unpaused = bounded_wait("the data-quality DAG to be parsed and unpaused",
+                                    lambda: stack.cli("dags", "unpause", QUALITY_DAG).returncode == 0, timeout=300, every=5,
+                                    alive=stack.check_alive)
+            assert unpaused, f"could not unpause {QUALITY_DAG} through the CLI"
+            first = bounded_wait("the first scheduled run", lambda: metadata_runs(deployment, QUALITY_DAG), timeout=120,
+                                 alive=stack.check_alive)
+            assert first, "unpausing queued no run"
+            [no_api_run] = list(first)
+            ended_without_api = bounded_wait("the run to end without an API server", lambda: metadata_runs(deployment, QUALITY_DAG)
+                                             .get(no_api_run) in ("success", "failed"), timeout=150)
+            stack.start_api()
             api = AirflowApi(f"http://127.0.0.1:{stack.api_port}", username="admin",
                              password=deployment.dotenv["AIRFLOW_ADMIN_PASSWORD"], alive=stack.check_alive)
             api.login()
             api.wait_until("the drill DAGs to be parsed", lambda: {RESTORE_DAG, CERT_DAG} <= set(api.dags()), timeout=300)
+            no_api = wait_run(api, QUALITY_DAG, no_api_run, timeout=300)
+            records = api.wait_until("a record of the run queued before the API server listened",
+                                     lambda: drill_records(deployment.ledger_dsn, QUALITY_DAG, no_api_run), timeout=120)
+            print(f"\nAPI server down: the run {'ended' if ended_without_api else 'waited'} before it started, then "
+                  f"{no_api['state']}; record {records[0].verdict} {records[0].codes}: "
+                  f"{(records[0].result.get('findings') or [{}])[0].get('message', '')[:300]}")
+            if no_api["state"] == "failed":
+                assert records[0].verdict == "ERROR" and records[0].codes == ["DRILL_NOT_RUN"]
+                assert any(m for m in slack.posted("#dr-oncall") if QUALITY_DAG in m.text)
+            api.client.patch(f"/api/v2/dags/{QUALITY_DAG}", json={"is_paused": True}).raise_for_status()
 
             # 1. import error on the worker
             broken = stack.root / "broken-drills.yaml"

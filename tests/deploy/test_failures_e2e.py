@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -103,11 +102,6 @@ class FailureStack(NativeStack):
     def start_api(self) -> None:
         self.spawn("airflow-apiserver", self.argv_of("airflow-apiserver"), self.env_of("airflow-apiserver"))
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """The `airflow-cli` service's way in: the airflow CLI with the common environment (metadata DB, no API)."""
-        return subprocess.run(["airflow", *args], env=self.env_of("airflow-scheduler"), cwd=self.opt,
-                              capture_output=True, text=True, timeout=timeout)
-
     def restart_worker(self, tag: str, **env: str) -> None:
         self.kill_workers()
         self.worker_env = dict(env)
@@ -130,6 +124,15 @@ def metadata_runs(deployment, dag_id: str) -> dict[str, str]:
         return {r[0]: r[1] for r in conn.execute("select run_id, state from dag_run where dag_id = %s", (dag_id,))}
 
 
+def unpause_in_metadata(deployment, dag_id: str) -> bool:
+    """What `airflow dags unpause` does (the CLI takes tens of seconds per call under load): True once the DAG existed."""
+    import psycopg
+
+    dsn = f"postgresql://{deployment.role}:{deployment.password}@127.0.0.1:5432/{deployment.dotenv['AIRFLOW_DB_NAME']}"
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        return conn.execute("update dag set is_paused = false where dag_id = %s", (dag_id,)).rowcount == 1
+
+
 def bounded_wait(what: str, probe, *, timeout: float, every: float = 3, alive=lambda: None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,6 +142,11 @@ def bounded_wait(what: str, probe, *, timeout: float, every: float = 3, alive=la
             return value
         time.sleep(every)
     return None
+
+
+def first_run(api: AirflowApi, dag_id: str) -> str:
+    runs = api.wait_until(f"a run of {dag_id}", lambda: api.runs(dag_id), timeout=120, every=2)
+    return str(runs[0]["dag_run_id"])
 
 
 def wait_run(api: AirflowApi, dag_id: str, run_id: str, *, timeout: float) -> dict:
@@ -178,10 +186,9 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
 
             # 0. API server not reachable at first start: a run queued before it listens ends with a record
             stack.start_without_api()
-            unpaused = bounded_wait("the data-quality DAG to be parsed and unpaused",
-                                    lambda: stack.cli("dags", "unpause", QUALITY_DAG).returncode == 0, timeout=300, every=5,
-                                    alive=stack.check_alive)
-            assert unpaused, f"could not unpause {QUALITY_DAG} through the CLI"
+            unpaused = bounded_wait("the data-quality DAG to be parsed, then unpaused",
+                                    lambda: unpause_in_metadata(deployment, QUALITY_DAG), timeout=300, every=3, alive=stack.check_alive)
+            assert unpaused, f"{QUALITY_DAG} was not parsed"
             first = bounded_wait("the first scheduled run", lambda: metadata_runs(deployment, QUALITY_DAG), timeout=120,
                                  alive=stack.check_alive)
             assert first, "unpausing queued no run"
@@ -208,8 +215,8 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             broken = stack.root / "broken-drills.yaml"
             broken.write_text(BROKEN_CATALOGUE)
             stack.restart_worker("broken", DRILLBOOK_CATALOGUE=str(broken))
-            run = api.trigger(CERT_DAG)
-            api.unpause(CERT_DAG)  # the manual run was queued first, so it runs first (max_active_runs=1)
+            api.unpause(CERT_DAG)  # queues the latest interval, as a first start does
+            run = first_run(api, CERT_DAG)
             ended = wait_run(api, CERT_DAG, run, timeout=300)
             assert ended["state"] == "failed", stack.tail("airflow-worker-broken")
             [record] = api.wait_until("the import error's ERROR record", lambda: drill_records(deployment.ledger_dsn, CERT_DAG, run),
@@ -224,8 +231,8 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
 
             # 2. worker killed while restore_and_verify runs
             stack.restart_worker("healthy")
-            run = api.trigger(RESTORE_DAG)
             api.unpause(RESTORE_DAG)
+            run = first_run(api, RESTORE_DAG)
             api.wait_until("restore_and_verify to run", lambda: ti_state(api, RESTORE_DAG, run, "restore_and_verify") == "running",
                            timeout=300, every=2)
             time.sleep(5)  # inside the drill: the scratch database exists, the restore is under way
@@ -251,6 +258,7 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             # 3. the next run (the scheduled one unpausing queued) reaps whatever the killed worker left
             # (the teardown, run by the new worker, may already have dropped it)
             killed_run = run
+            api.trigger(RESTORE_DAG)
             api.wait_until("the next run's reap_scratch", lambda: any(
                 ti_state(api, RESTORE_DAG, r["dag_run_id"], "reap_scratch") == "success"
                 for r in api.runs(RESTORE_DAG) if r["dag_run_id"] != killed_run), timeout=300, every=3)

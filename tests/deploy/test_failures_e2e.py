@@ -252,6 +252,7 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             kill_cause = record.result["findings"][0]["message"]
             print(f"worker killed -> {kill_cause}")
             assert "airflow-worker" in kill_cause and "restore_and_verify" in kill_cause, kill_cause
+            assert "ends without an error" in kill_cause and "heartbeat" in kill_cause, kill_cause
             pages = [m for m in slack.posted("#dr-oncall") if RESTORE_DAG in m.text]
             assert pages and kill_cause[:60] in str(pages[-1].blocks), [m.text for m in slack.posted()]
 

@@ -157,7 +157,7 @@ def test_the_cause_quotes_the_task_logs_errors_such_as_an_import_error_on_the_wo
     assert "unknown kind" in str(callback_env.posted("#dr-oncall")[0].blocks)
 
 
-def test_a_task_without_a_log_or_without_errors_in_it_gets_the_plain_cause(callback_env, ledger_dsn, tmp_path, monkeypatch):
+def test_a_log_without_errors_points_at_a_killed_process_and_no_log_gives_the_plain_cause(callback_env, ledger_dsn, tmp_path, monkeypatch):
     from drillbook.airflow.notify import on_failure_callback
 
     logs = tmp_path / "logs"
@@ -167,5 +167,7 @@ def test_a_task_without_a_log_or_without_errors_in_it_gets_the_plain_cause(callb
     on_failure_callback({"ti": quiet, "run_id": quiet.run_id, "reason": "task_failure"})
     missing = failed_ti(hostname="airflow-worker", run_id="manual__no_log")
     on_failure_callback({"ti": missing, "run_id": missing.run_id, "reason": "task_failure"})
-    messages = [r.result["findings"][0]["message"] for r in Ledger(ledger_dsn).query(record_type="drill")]
-    assert len(messages) == 2 and all("task log says" not in m and "started on 'airflow-worker'" in m for m in messages)
+    messages = {r.run_id: r.result["findings"][0]["message"] for r in Ledger(ledger_dsn).query(record_type="drill")}
+    assert len(messages) == 2 and all("task log says" not in m and "started on 'airflow-worker'" in m for m in messages.values())
+    assert "ends without an error" in messages["manual__quiet"] and "heartbeat" in messages["manual__quiet"]
+    assert "ends without an error" not in messages["manual__no_log"]

@@ -59,20 +59,20 @@ LOG_TAIL_BYTES = 256_000
 MAX_LOG_ERRORS = 2
 
 
-def task_log_errors(ti: Any, *, folder: str | None = None) -> list[str]:
-    """The first error events of the task's log for its try (``[logging] base_log_folder``); [] when there is none."""
+def task_log_errors(ti: Any, *, folder: str | None = None) -> list[str] | None:
+    """The first error events of the task's log for its try (``[logging] base_log_folder``); None when there is no log."""
     import json
     from pathlib import Path
 
     dag_id, run_id, task_id = (getattr(ti, k, None) for k in ("dag_id", "run_id", "task_id"))
     if not (dag_id and run_id and task_id):
-        return []
+        return None
     if folder is None:
         from airflow.configuration import conf
 
         folder = conf.get("logging", "base_log_folder", fallback="")
     if not folder:
-        return []
+        return None
     map_index = getattr(ti, "map_index", -1)
     mapped = f"map_index={map_index}/" if isinstance(map_index, int) and map_index >= 0 else ""
     path = Path(folder) / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / f"{mapped}attempt={getattr(ti, 'try_number', None) or 1}.log"
@@ -81,7 +81,7 @@ def task_log_errors(ti: Any, *, folder: str | None = None) -> list[str]:
             fh.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
             lines = fh.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
-        return []
+        return None
     found: list[str] = []
     for line in lines:
         try:
@@ -127,9 +127,12 @@ def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | 
             errors = task_log_errors(ti)
         except Exception as exc:  # the log is a bonus; the record is not
             log.warning("task log of %s not readable: %s", dag_id, type(exc).__name__)
-            errors = []
+            errors = None
         if errors:
             cause += "; its task log says: " + " | ".join(errors)
+        elif errors is not None and getattr(ti, "hostname", None):
+            cause += ("; its task log ends without an error: the task process or its worker was killed "
+                      "(the scheduler fails a task whose heartbeat stops, [scheduler] task_instance_heartbeat_timeout)")
         builder = ResultBuilder(kind=kind, drill=name, target=getattr(ti, "task_id", None) or dag_id,
                                 controls=list(getattr(entry, "controls", []) or []))
         # no builder.checked(): nothing was verified, so the verdict is ERROR

@@ -14,6 +14,8 @@ Rules this module enforces:
   ``[logging] base_log_folder``), its first error events are added (an import
   error on the worker is only there: Airflow passes the callback no exception).
   The log is untrusted input: only error-level events, bounded, one line each.
+  A task that started on a worker and whose log ends without an error was
+  killed or lost its worker (the heartbeat timeout failed it): the cause says so.
   It is redacted like every ledger row;
 - the record is written before anyone is told (evidence first); the caller's
   page then carries the same cause — never a bare ``task_failure``;

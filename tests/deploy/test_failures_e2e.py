@@ -2,6 +2,10 @@
 
 One native compose stack (tests/deploy/stack.py), three real failures, in order:
 
+0. API server not reachable at first start: scheduler, dag-processor, triggerer
+   and worker run, the API server does not yet; a data-quality DAG is unpaused
+   and its run queued -> the run ends with a ledger record (ERROR
+   ``DRILL_NOT_RUN`` and a page when it failed);
 1. import error: the Celery worker is restarted with DRILLBOOK_CATALOGUE pointing
    at a broken file, so it cannot import any drill DAG; a certificates run fails
    without starting its drill -> the ledger has an ERROR ``DRILL_NOT_RUN``

@@ -125,3 +125,49 @@ def test_no_record_for_a_run_that_has_one_or_a_dag_that_is_not_a_drill(callback_
     on_failure_callback({"ti": watchdog_ti, "run_id": watchdog_ti.run_id, "reason": "task_failure"})
     assert [(r.run_id, r.codes) for r in ledger.query(record_type="drill")] == [("scheduled__recorded", make_result("FAIL").codes())]
     assert any("dr_watchdog" in m.text for m in slack.posted())  # the non-drill DAG still pages, without a drill record
+
+
+def write_task_log(folder: Path, ti, lines: list[dict]) -> Path:
+    import json
+
+    path = folder / f"dag_id={ti.dag_id}" / f"run_id={ti.run_id}" / f"task_id={ti.task_id}" / f"attempt={ti.try_number}.log"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json {\n")
+    return path
+
+
+def test_the_cause_quotes_the_task_logs_errors_such_as_an_import_error_on_the_worker(callback_env, ledger_dsn, tmp_path, monkeypatch):
+    from drillbook.airflow.notify import on_failure_callback
+
+    logs = tmp_path / "logs"
+    monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(logs))
+    ti = failed_ti(hostname="airflow-worker", run_id="manual__import_error")
+    write_task_log(logs, ti, [
+        {"level": "info", "event": "Filling up the DagBag"},
+        {"level": "error", "event": "Failed to import: /opt/airflow/dags/dr_backup_restore.py"},
+        {"level": "error", "event": "Error loading DAG from dr_backup_restore.py: catalogue has 1 problem:\n  drills.yaml:4: unknown kind"},
+        {"level": "error", "event": "Dag not found during start up"},
+        {"level": "error", "event": "a third error is not quoted"},
+    ])
+    on_failure_callback({"ti": ti, "run_id": ti.run_id, "reason": "task_failure"})
+    [record] = Ledger(ledger_dsn).query(record_type="drill")
+    message = record.result["findings"][0]["message"]
+    assert "its task log says: Error loading DAG from dr_backup_restore.py: catalogue has 1 problem: drills.yaml:4: unknown kind" in message
+    assert "Dag not found during start up" in message and "third error" not in message and "Failed to import" not in message
+    assert "unknown kind" in str(callback_env.posted("#dr-oncall")[0].blocks)
+
+
+def test_a_log_without_errors_points_at_a_killed_process_and_no_log_gives_the_plain_cause(callback_env, ledger_dsn, tmp_path, monkeypatch):
+    from drillbook.airflow.notify import on_failure_callback
+
+    logs = tmp_path / "logs"
+    monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(logs))
+    quiet = failed_ti(hostname="airflow-worker", run_id="manual__quiet")
+    write_task_log(logs, quiet, [{"level": "info", "event": "phase restore ok"}, {"level": "warning", "event": "slow"}])
+    on_failure_callback({"ti": quiet, "run_id": quiet.run_id, "reason": "task_failure"})
+    missing = failed_ti(hostname="airflow-worker", run_id="manual__no_log")
+    on_failure_callback({"ti": missing, "run_id": missing.run_id, "reason": "task_failure"})
+    messages = {r.run_id: r.result["findings"][0]["message"] for r in Ledger(ledger_dsn).query(record_type="drill")}
+    assert len(messages) == 2 and all("task log says" not in m and "started on 'airflow-worker'" in m for m in messages.values())
+    assert "ends without an error" in messages["manual__quiet"] and "heartbeat" in messages["manual__quiet"]
+    assert "ends without an error" not in messages["manual__no_log"]

@@ -10,7 +10,13 @@ Rules this module enforces:
   there is one; otherwise the failed task, its try, whether it ever started on
   a worker (a task instance with no hostname never did: the worker could not
   reach the API server, was killed, or could not import the DAG) and Airflow's
-  own reason. It is redacted like every ledger row;
+  own reason; when the task wrote a log (the deployment's shared
+  ``[logging] base_log_folder``), its first error events are added (an import
+  error on the worker is only there: Airflow passes the callback no exception).
+  The log is untrusted input: only error-level events, bounded, one line each.
+  A task that started on a worker and whose log ends without an error was
+  killed or lost its worker (the heartbeat timeout failed it): the cause says so.
+  It is redacted like every ledger row;
 - the record is written before anyone is told (evidence first); the caller's
   page then carries the same cause — never a bare ``task_failure``;
 - nothing here raises into Airflow: the caller falls back to a plain page.
@@ -51,6 +57,49 @@ def failure_cause(ti: Any, *, reason: str | None, exception: str | None) -> str:
             f"(killed, out of memory, timed out, or crashed outside the drill; see its task log){why}")
 
 
+LOG_TAIL_BYTES = 256_000
+MAX_LOG_ERRORS = 2
+
+
+def task_log_errors(ti: Any, *, folder: str | None = None) -> list[str] | None:
+    """The first error events of the task's log for its try (``[logging] base_log_folder``); None when there is no log."""
+    import json
+    from pathlib import Path
+
+    dag_id, run_id, task_id = (getattr(ti, k, None) for k in ("dag_id", "run_id", "task_id"))
+    if not (dag_id and run_id and task_id):
+        return None
+    if folder is None:
+        from airflow.configuration import conf
+
+        folder = conf.get("logging", "base_log_folder", fallback="")
+    if not folder:
+        return None
+    map_index = getattr(ti, "map_index", -1)
+    mapped = f"map_index={map_index}/" if isinstance(map_index, int) and map_index >= 0 else ""
+    path = Path(folder) / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / f"{mapped}attempt={getattr(ti, 'try_number', None) or 1}.log"
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            lines = fh.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    found: list[str] = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("level") not in ("error", "critical"):
+            continue
+        text = " ".join(str(event.get("event", "")).split())[:400]
+        if text and text not in found and not text.startswith("Failed to import:"):
+            found.append(text)
+        if len(found) >= MAX_LOG_ERRORS:
+            break
+    return found
+
+
 def run_has_drill_record(ledger: Any, *, dag_id: str, run_id: str, name: str) -> bool:
     rows = ledger.query(drill=name, record_type="drill", newest_first=True, limit=200)
     return any(r.dag_id == dag_id and r.run_id == run_id for r in rows)
@@ -76,6 +125,16 @@ def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | 
             return None
         reason = context.get("reason")
         cause = failure_cause(ti, reason=str(reason) if reason else None, exception=exception)
+        try:
+            errors = task_log_errors(ti)
+        except Exception as exc:  # the log is a bonus; the record is not
+            log.warning("task log of %s not readable: %s", dag_id, type(exc).__name__)
+            errors = None
+        if errors:
+            cause += "; its task log says: " + " | ".join(errors)
+        elif errors is not None and getattr(ti, "hostname", None):
+            cause += ("; its task log ends without an error: the task process or its worker was killed "
+                      "(the scheduler fails a task whose heartbeat stops, [scheduler] task_instance_heartbeat_timeout)")
         builder = ResultBuilder(kind=kind, drill=name, target=getattr(ti, "task_id", None) or dag_id,
                                 controls=list(getattr(entry, "controls", []) or []))
         # no builder.checked(): nothing was verified, so the verdict is ERROR

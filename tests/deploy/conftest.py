@@ -119,11 +119,14 @@ def provisioned(root: Path, redis_db: int) -> Iterator[Deployment]:
         "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "LEDGER_DB_USER": role, "LEDGER_DB_PASSWORD": password, "LEDGER_DB_NAME": f"{role}_ledger",
         "AIRFLOW_CONN_DRILLBOOK_SOURCE": dep.source_dsn,
+        # the scratch registry lives in the scratch connection's maintenance database and belongs to one role;
+        # on a shared server (this machine's PostgreSQL 15) `postgres` may hold another role's, so use our own
+        "SCRATCH_MAINT_DB": f"{role}_maint",
     }
     # superuser like compose's POSTGRES_USER (the official postgres image makes it one); dropped afterwards
     admin_execute(f"create role {role} login superuser password '{password}'")
     try:
-        for db in (f"{role}_airflow", f"{role}_ledger"):
+        for db in (f"{role}_airflow", f"{role}_ledger", f"{role}_maint"):
             admin_execute(f"create database {db} owner {role}")
         admin_execute(f"create database {role}_shop")
         from drillbook.demo import take_backup, write_demo_certificate

@@ -182,10 +182,6 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
     try:
         with FailureStack(work_dir / "stack", deployment.dotenv, var=deployment.var) as stack:
             stack.prepare_catalogue()
-            # the scratch registry lives in the scratch connection's database; on this shared machine `postgres`
-            # holds one owned by another role (which the guard rightly refuses), so this deployment gets its own
-            admin_execute(f"create database {deployment.role}_maint owner {deployment.role}")
-            stack.scratch_dsn = f"postgresql://{deployment.role}:{deployment.password}@127.0.0.1:5432/{deployment.role}_maint"
             stack.init()
 
             # 0. API server not reachable at first start: a run queued before it listens ends with a record

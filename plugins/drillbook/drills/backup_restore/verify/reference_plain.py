@@ -31,7 +31,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from drillbook.drills.backup_restore.inspect import ArchiveInfo
+from drillbook.drills.backup_restore.archive import ArchiveInfo
 
 LINE_MAX = 1 << 20  # longer lines are pieces of a statement or a row: never a role-bearing pg_dump line
 _COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")

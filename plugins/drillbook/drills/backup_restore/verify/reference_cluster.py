@@ -79,8 +79,8 @@ def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[d
     from psycopg import sql
 
     from drillbook.drills.backup_restore import tools
-    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.archive import ArchiveProblem, inspect_archive
+    from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.verify.catalog import read_structure
     from drillbook.drills.backup_restore.verify.server import major_of
     from drillbook.pg import connect

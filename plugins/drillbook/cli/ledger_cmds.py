@@ -146,10 +146,18 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         where = ledger.where
     head_text = f"head seq={head.seq} {head.hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
-    from drillbook.cli.ledger_trust import print_spool_state
-
     print_spool_state()
     return 0
+
+
+def print_spool_state() -> None:
+    from drillbook.ledger.spool import EvidenceSpool
+
+    spool = EvidenceSpool()
+    state = spool.read()
+    if state.pending:
+        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
+              "run `drillbook ledger flush`")
 
 
 def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:

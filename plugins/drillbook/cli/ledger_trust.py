@@ -18,16 +18,6 @@ import sys
 from drillbook.cli.ledger_cmds import EXIT_OK, EXIT_USAGE, _guarded, _ledger
 
 
-def print_spool_state() -> None:
-    from drillbook.ledger.spool import EvidenceSpool
-
-    spool = EvidenceSpool()
-    state = spool.read()
-    if state.pending:
-        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
-              "run `drillbook ledger flush`")
-
-
 @_guarded
 def cmd_ledger_flush(args: argparse.Namespace) -> int:
     """Replay the local evidence spool into the ledger, in order, idempotently."""

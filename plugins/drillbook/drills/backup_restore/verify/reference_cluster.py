@@ -31,12 +31,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from drillbook.drills.backup_restore.verify.reference_plain import roles_in
+
 TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))
-_ROLE_RES = [
-    re.compile(r"OWNER TO (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*);"),
-    re.compile(r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
-    re.compile(r"ALTER DEFAULT PRIVILEGES FOR ROLE (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)"),
-]
 _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
 
 
@@ -55,20 +52,6 @@ def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
         tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
         raise ReferenceFromBackupError(f"{what} failed (exit {proc.returncode}): {tail}")
     return proc
-
-
-def roles_in(script: str) -> set[str]:
-    """Role names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES statements of ``script``."""
-    roles: set[str] = set()
-    for regex in _ROLE_RES:
-        for match in regex.findall(script):
-            match = re.split(r" WITH GRANT OPTION| GRANTED BY ", match)[0]
-            for name in match.split(","):
-                name = name.strip()
-                if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:
-                    continue
-                roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
-    return roles
 
 
 def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[dict[str, Any], str]:

@@ -36,12 +36,29 @@ from drillbook.drills.backup_restore.archive import ArchiveInfo
 LINE_MAX = 1 << 20  # longer lines are pieces of a statement or a row: never a role-bearing pg_dump line
 _COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")
 OWN_DATABASE = "drillbook_reference"
+_ROLE_RES = [
+    re.compile(r"OWNER TO (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*);"),
+    re.compile(r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
+    re.compile(r"ALTER DEFAULT PRIVILEGES FOR ROLE (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)"),
+]
+
+
+def roles_in(script: str) -> set[str]:
+    """Role names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES statements of ``script``."""
+    roles: set[str] = set()
+    for regex in _ROLE_RES:
+        for match in regex.findall(script):
+            match = re.split(r" WITH GRANT OPTION| GRANTED BY ", match)[0]
+            for name in match.split(","):
+                name = name.strip()
+                if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:
+                    continue
+                roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
+    return roles
 
 
 def plain_roles(path: Path, *, gz: bool) -> set[str]:
     """Roles a plain dump names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES lines, read line by line."""
-    from drillbook.drills.backup_restore.verify.reference_cluster import roles_in
-
     roles: set[str] = set()
     in_copy = False
     whole = True  # the previous piece ended a line: this one starts a line

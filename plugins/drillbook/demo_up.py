@@ -63,9 +63,9 @@ def unpause_drillbook_dags(base: str, token: str, *, proc: subprocess.Popen[byte
     headers = {"Authorization": f"Bearer {token}"}
     from drillbook.airflow.factory import dag_id_for
     from drillbook.catalogue import load_catalogue
-    from drillbook.demo import CATALOGUE
+    from drillbook.catalogue.common import DEFAULT_CATALOGUE
 
-    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(CATALOGUE).drills if d.enabled} | {"dr_watchdog"}
+    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(DEFAULT_CATALOGUE).drills if d.enabled} | {"dr_watchdog"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop and proc.poll() is None:
         try:

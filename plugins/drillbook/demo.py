@@ -30,20 +30,13 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from drillbook.demo_up import AIRFLOW_PORT, heading, say
+from drillbook.demo_up import write_admin_password as write_admin_password
+
 REPO = Path(__file__).resolve().parents[2]
 VAR = Path(os.environ.get("DRILLBOOK_VAR", REPO / "var"))
 CATALOGUE = REPO / "include" / "drills.yaml"
 WEBHOOK_PORT = int(os.environ.get("DRILLBOOK_DEMO_WEBHOOK_PORT", "18765"))
-AIRFLOW_PORT = int(os.environ.get("DRILLBOOK_AIRFLOW_PORT", "8080"))
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def heading(text: str) -> None:
-    say("")
-    say(f"== {text}")
 
 
 # --- environment -------------------------------------------------------------------------
@@ -144,11 +137,6 @@ def airflow_environment(home: Path, *, port: int) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "DRILLBOOK_CATALOGUE": str(CATALOGUE),
     }
-
-
-def write_admin_password(home: Path, password: str) -> None:
-    """SimpleAuthManager reads the admin password from this file; written before Airflow starts."""
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
 
 
 def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webhook_token: str) -> None:
@@ -260,12 +248,20 @@ def start_webhook_receiver(token: str):  # type: ignore[no-untyped-def]
     return WebhookReceiver(port=WEBHOOK_PORT, token=token).start()
 
 
+def sigterm_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt, so ``finally`` blocks run (the default handler would skip them)."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drillbook demo")
     parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
     args = parser.parse_args(argv)
-    from drillbook.demo_up import sigterm_as_interrupt
-
     sigterm_as_interrupt()  # SIGTERM stops the demo like Ctrl-C: embedded PostgreSQL and receiver are cleaned up
 
     import logging

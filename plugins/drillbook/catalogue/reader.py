@@ -38,12 +38,14 @@ from typing import Any
 import yaml
 from yaml import events, nodes
 
+from drillbook.errors import DrillbookError
+
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 250_000
 
 
-class FileProblem(ValueError):
+class FileProblem(DrillbookError, ValueError):
     """A file cannot be read as configuration; ``str()`` is ``file:line: where: message``."""
 
     def __init__(self, path: str, line: int, where: str, message: str):

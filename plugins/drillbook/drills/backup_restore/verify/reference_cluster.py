@@ -32,13 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from drillbook.drills.backup_restore.verify.reference_plain import roles_in
+from drillbook.errors import ReferenceFromBackupError
 
 TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))
 _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
-
-
-class ReferenceFromBackupError(Exception):
-    """The reference could not be built from the backup; the message says why."""
 
 
 def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from drillbook.drills.backup_restore.archive import ArchiveInfo
+from drillbook.errors import ReferenceFromBackupError
 
 LINE_MAX = 1 << 20  # longer lines are pieces of a statement or a row: never a role-bearing pg_dump line
 _COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")
@@ -82,8 +83,6 @@ def plain_roles(path: Path, *, gz: bool) -> set[str]:
 
 
 def _error(message: str) -> Exception:
-    from drillbook.drills.backup_restore.verify.reference_cluster import ReferenceFromBackupError
-
     return ReferenceFromBackupError(message)
 
 

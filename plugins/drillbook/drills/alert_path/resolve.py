@@ -25,7 +25,7 @@ from drillbook.drills.alert_path import bounded
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.stop import signals_held
-from drillbook.drills.alert_path.webhook_path import WebhookTarget, join_url, read_headers
+from drillbook.drills.alert_path.webhook_target import WebhookTarget, join_url, read_headers
 from drillbook.drills.base import ResultBuilder
 from drillbook.redact import redact
 

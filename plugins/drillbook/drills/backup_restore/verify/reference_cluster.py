@@ -31,10 +31,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from drillbook.drills.backup_restore.verify.reference_plain import roles_in
+from drillbook.drills.backup_restore.verify.reference_plain import TIMEOUT_S, roles_in
 from drillbook.errors import ReferenceFromBackupError
 
-TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))
 _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
 
 

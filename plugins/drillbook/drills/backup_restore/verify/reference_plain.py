@@ -26,6 +26,7 @@ Rules this module enforces (principle 6: a plain dump is a program):
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import zlib
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 from drillbook.drills.backup_restore.archive import ArchiveInfo
 from drillbook.errors import ReferenceFromBackupError
 
+TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))  # each tool run of a reference build
 LINE_MAX = 1 << 20  # longer lines are pieces of a statement or a row: never a role-bearing pg_dump line
 _COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")
 OWN_DATABASE = "drillbook_reference"
@@ -108,7 +110,6 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
     from drillbook.drills.backup_restore import prescan, restore, tools
     from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.verify.catalog import read_structure
-    from drillbook.drills.backup_restore.verify.reference_cluster import TIMEOUT_S
     from drillbook.drills.backup_restore.verify.server import major_of
     from drillbook.pg import connect
 

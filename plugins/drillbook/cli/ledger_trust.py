@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from drillbook.cli.ledger_cmds import EXIT_OK, EXIT_USAGE, _guarded, _ledger
+from drillbook.cli.ledger_base import EXIT_OK, EXIT_USAGE, _guarded, _ledger
 
 
 @_guarded

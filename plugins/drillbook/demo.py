@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,11 +235,26 @@ def show_outbox() -> None:
     say(render_outbox_text(VAR / "outbox.jsonl"))
 
 
+def _command(run: Callable[[], int], argv: list[str]) -> int:
+    """What ``drillbook <argv>`` does around a command: its secrets registered, any error one clear line.
+
+    The demo calls the command modules, not ``drillbook.cli.main``: the CLI imports the demo.
+    """
+    from drillbook.cli import exits
+
+    exits.register_secrets(argv, os.environ)
+    try:
+        return int(run() or 0)
+    except (Exception, KeyboardInterrupt) as exc:
+        return exits.handle(exc)
+
+
 def verify_ledger(ledger_dsn: str) -> int:
-    from drillbook.cli import main as cli
+    from drillbook.cli import ledger_cmds
 
     heading("ledger verify")
-    return cli(["evidence", "verify", "--ledger-dsn", ledger_dsn])
+    argv = ["evidence", "verify", "--ledger-dsn", ledger_dsn]
+    return _command(lambda: ledger_cmds.main(argv), argv)
 
 
 def start_webhook_receiver(token: str):  # type: ignore[no-untyped-def]
@@ -303,12 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         outbox.unlink()
 
     heading("evidence ledger")
-    from drillbook.cli import main as cli
+    from drillbook.cli import ledger_cmds
+    from drillbook.cli.validate import cmd_validate
 
-    if cli(["ledger", "init", "--ledger-dsn", ledger]) != 0:
+    init = ["ledger", "init", "--ledger-dsn", ledger]
+    if _command(lambda: ledger_cmds.main(init), init) != 0:
         return 2
     heading("catalogue")
-    if cli(["validate", str(CATALOGUE)]) != 0:
+    if _command(lambda: cmd_validate(argparse.Namespace(path=str(CATALOGUE))), ["validate", str(CATALOGUE)]) != 0:
         return 2
 
     runs = run_dags()

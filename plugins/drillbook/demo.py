@@ -26,24 +26,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from drillbook.demo_up import AIRFLOW_PORT, heading, say
+from drillbook.demo_up import write_admin_password as write_admin_password
 
 REPO = Path(__file__).resolve().parents[2]
 VAR = Path(os.environ.get("DRILLBOOK_VAR", REPO / "var"))
 CATALOGUE = REPO / "include" / "drills.yaml"
 WEBHOOK_PORT = int(os.environ.get("DRILLBOOK_DEMO_WEBHOOK_PORT", "18765"))
-AIRFLOW_PORT = int(os.environ.get("DRILLBOOK_AIRFLOW_PORT", "8080"))
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def heading(text: str) -> None:
-    say("")
-    say(f"== {text}")
 
 
 # --- environment -------------------------------------------------------------------------
@@ -146,11 +139,6 @@ def airflow_environment(home: Path, *, port: int) -> dict[str, str]:
     }
 
 
-def write_admin_password(home: Path, password: str) -> None:
-    """SimpleAuthManager reads the admin password from this file; written before Airflow starts."""
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
-
-
 def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webhook_token: str) -> None:
     """Airflow settings and connections as AIRFLOW_CONN_* variables (what Airflow and the CLI both read)."""
     from drillbook.pg import airflow_connection_json
@@ -247,11 +235,26 @@ def show_outbox() -> None:
     say(render_outbox_text(VAR / "outbox.jsonl"))
 
 
+def _command(run: Callable[[], int], argv: list[str]) -> int:
+    """What ``drillbook <argv>`` does around a command: its secrets registered, any error one clear line.
+
+    The demo calls the command modules, not ``drillbook.cli.main``: the CLI imports the demo.
+    """
+    from drillbook.cli import exits
+
+    exits.register_secrets(argv, os.environ)
+    try:
+        return int(run() or 0)
+    except (Exception, KeyboardInterrupt) as exc:
+        return exits.handle(exc)
+
+
 def verify_ledger(ledger_dsn: str) -> int:
-    from drillbook.cli import main as cli
+    from drillbook.cli import ledger_cmds
 
     heading("ledger verify")
-    return cli(["evidence", "verify", "--ledger-dsn", ledger_dsn])
+    argv = ["evidence", "verify", "--ledger-dsn", ledger_dsn]
+    return _command(lambda: ledger_cmds.main(argv), argv)
 
 
 def start_webhook_receiver(token: str):  # type: ignore[no-untyped-def]
@@ -260,12 +263,20 @@ def start_webhook_receiver(token: str):  # type: ignore[no-untyped-def]
     return WebhookReceiver(port=WEBHOOK_PORT, token=token).start()
 
 
+def sigterm_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt, so ``finally`` blocks run (the default handler would skip them)."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drillbook demo")
     parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
     args = parser.parse_args(argv)
-    from drillbook.demo_up import sigterm_as_interrupt
-
     sigterm_as_interrupt()  # SIGTERM stops the demo like Ctrl-C: embedded PostgreSQL and receiver are cleaned up
 
     import logging
@@ -307,12 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         outbox.unlink()
 
     heading("evidence ledger")
-    from drillbook.cli import main as cli
+    from drillbook.cli import ledger_cmds
+    from drillbook.cli.validate import cmd_validate
 
-    if cli(["ledger", "init", "--ledger-dsn", ledger]) != 0:
+    init = ["ledger", "init", "--ledger-dsn", ledger]
+    if _command(lambda: ledger_cmds.main(init), init) != 0:
         return 2
     heading("catalogue")
-    if cli(["validate", str(CATALOGUE)]) != 0:
+    if _command(lambda: cmd_validate(argparse.Namespace(path=str(CATALOGUE))), ["validate", str(CATALOGUE)]) != 0:
         return 2
 
     runs = run_dags()

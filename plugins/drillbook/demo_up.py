@@ -14,21 +14,28 @@ Rules this module enforces:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+AIRFLOW_PORT = int(os.environ.get("DRILLBOOK_AIRFLOW_PORT", "8080"))
 
-def sigterm_as_interrupt() -> None:
-    """SIGTERM raises KeyboardInterrupt, so ``finally`` blocks run (the default handler would skip them)."""
-    import signal
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
+def say(text: str) -> None:
+    print(text, flush=True)
 
-    signal.signal(signal.SIGTERM, interrupt)
+
+def heading(text: str) -> None:
+    say("")
+    say(f"== {text}")
+
+
+def write_admin_password(home: Path, password: str) -> None:
+    """SimpleAuthManager reads the admin password from this file; written before Airflow starts."""
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
 
 
 def parallelism() -> int:
@@ -63,9 +70,9 @@ def unpause_drillbook_dags(base: str, token: str, *, proc: subprocess.Popen[byte
     headers = {"Authorization": f"Bearer {token}"}
     from drillbook.airflow.factory import dag_id_for
     from drillbook.catalogue import load_catalogue
-    from drillbook.demo import CATALOGUE
+    from drillbook.catalogue.common import DEFAULT_CATALOGUE
 
-    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(CATALOGUE).drills if d.enabled} | {"dr_watchdog"}
+    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(DEFAULT_CATALOGUE).drills if d.enabled} | {"dr_watchdog"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop and proc.poll() is None:
         try:
@@ -89,7 +96,6 @@ def start_airflow(ledger_dsn: str = "") -> int:
     """
     import signal
 
-    from drillbook.demo import AIRFLOW_PORT, heading, say, write_admin_password
     from drillbook.pg import describe
 
     home = Path(os.environ["AIRFLOW_HOME"])

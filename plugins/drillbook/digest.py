@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -34,6 +33,7 @@ from zoneinfo import ZoneInfo
 from drillbook.catalogue.common import cron_of, previous_run
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
+from drillbook.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -43,61 +43,9 @@ if TYPE_CHECKING:
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import Notifier
 
-UNVERIFIABLE = "UNVERIFIABLE"
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
 PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
                 "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
-
-
-@dataclass
-class DrillScore:
-    drill: str
-    kind: str
-    controls: list[str]
-    expected: int
-    runs: int = 0
-    passes: int = 0
-    newest_verdict: str | None = None
-    open_findings: list[str] = field(default_factory=list)  # codes of the newest run, info left out
-    rto: tuple[float, float] | None = None  # (worst, median) seconds
-    rto_objective: float | None = None
-    rpo: tuple[float, float] | None = None
-    rpo_objective: float | None = None
-    unverifiable: str | None = None  # why VERIFIED cannot be claimed (the ledger does not verify), else None
-
-    @property
-    def pass_rate(self) -> float | None:
-        return self.passes / self.runs if self.runs else None
-
-    @property
-    def status(self) -> str:
-        if self.runs == 0:
-            return "NOT RUN"
-        if self.newest_verdict != "PASS":
-            return "AT RISK"
-        return UNVERIFIABLE if self.unverifiable else "VERIFIED"
-
-
-@dataclass
-class ControlScore:
-    control: str
-    drills: list[str]
-    expected: int
-    runs: int
-    passes: int
-    status: str  # VERIFIED, AT RISK, NOT RUN, UNVERIFIABLE
-
-
-@dataclass
-class Scorecard:
-    title: str
-    start: datetime
-    end: datetime
-    drills: list[DrillScore]
-    controls: list[ControlScore]
-    ledger_ok: bool | None  # None: not checked
-    ledger_summary: str
-    unverifiable: str | None = None  # set when nothing may show VERIFIED: "ledger chain broken at seq N"
 
 
 def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:

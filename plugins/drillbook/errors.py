@@ -6,16 +6,35 @@ what to do next.
 
     DrillbookError
     ├── CatalogueError            a catalogue file is unreadable or invalid (carries every problem)
+    ├── FileProblem               a configuration file cannot be read; also a ValueError (catalogue.reader)
     ├── ConfigurationError        settings or arguments are missing or contradictory
-    ├── ConnectionNotConfigured   a connection id / DSN the drill needs is not defined
+    │   ├── ConnectionNotConfigured  a connection id / DSN the drill needs is not defined
+    │   └── SuiteInvalid          an expectation suite is missing or invalid (drills.data_quality.suites)
     ├── LedgerError               the evidence ledger cannot be used
     │   ├── LedgerNotInitialised  the schema is missing: run ``drillbook ledger init``
     │   ├── LedgerUnavailable     the ledger server cannot be reached or went away mid-write
     │   │   └── EvidenceSpooled   ... and the record was kept in the local evidence spool
     │   └── ChainBroken           verify found a record that does not match the chain
     ├── ScratchUnsafe             the scratch guard refused a destructive statement
+    │   └── SourceUnreachable     ... because the source could not be asked who it is (backup_restore.scratch)
     ├── DrillAborted              a drill cannot continue (already turned into a finding)
-    └── NotificationFailed        a report could not be delivered after retries
+    ├── NotificationFailed        a report could not be delivered after retries
+    ├── ReferenceFromBackupError  a structure reference could not be built from a backup
+    ├── ArchiveProblem            an artefact is not a whole, readable dump (backup_restore.archive)
+    ├── FetchBroken               an artefact's transfer broke before it was complete (backup_restore.fetch)
+    ├── LiveDumpFailed            a live pg_dump could not be taken (backup_restore.locate)
+    ├── EphemeralUnavailable      a throwaway cluster could not be created or started (backup_restore.ephemeral)
+    ├── TargetMissing             a data-quality table or query relation does not exist (data_quality.engine)
+    ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
+    ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)
+    └── DrillNotGreen             the drill ran, FAIL/ERROR is recorded; also Airflow's AirflowFailException,
+                                  so the task fails without retry (airflow.runtime)
+
+Outside the tree on purpose: ``Interrupted`` (drills.backup_restore.lifetime) is a
+``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` in a phase
+swallows a stop signal. Exceptions defined outside this module carry the module
+they live in; tests/foundation/test_error_tree.py checks that every exception class
+drillbook defines derives from ``DrillbookError`` and is drawn here.
 """
 
 from __future__ import annotations
@@ -78,3 +97,7 @@ class DrillAborted(DrillbookError):
 
 class NotificationFailed(DrillbookError):
     """A report could not be delivered after retries."""
+
+
+class ReferenceFromBackupError(DrillbookError):
+    """A structure reference could not be built from a backup (``drillbook reference --from-backup``); the message says why."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drillbook.drills.backup_restore import tools
-from drillbook.drills.backup_restore.inspect import inspect_archive
+from drillbook.drills.backup_restore.archive import inspect_archive
 from tests.backup_restore.conftest import codes, make_drill
 
 

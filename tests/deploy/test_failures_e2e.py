@@ -168,7 +168,7 @@ def ti_state(api: AirflowApi, dag_id: str, run_id: str, task_id: str) -> str | N
 @pytest.mark.timeout(1500)
 def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_dir: Path, deployment) -> None:
     from drillbook.sample.webhook_receiver import WebhookReceiver
-    from tests.deploy.conftest import admin_execute, scratch_databases
+    from tests.deploy.conftest import scratch_databases
 
     slack = SlackEmulator().start()
     hook_token = secrets.token_urlsafe(16)

@@ -11,13 +11,12 @@ file, line and key.
 
 from __future__ import annotations
 
-import functools
 import importlib
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drillbook.catalogue import Catalogue, load_catalogue, resolve_catalogue_path
+from drillbook.airflow.current_catalogue import current_catalogue
+from drillbook.catalogue import Catalogue
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -33,21 +32,6 @@ BUILDERS = {
 
 def dag_id_for(kind: str, name: str) -> str:
     return f"dr_{kind}__{name}"
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_catalogue(path: str, mtime: float) -> Catalogue:
-    return load_catalogue(path)
-
-
-def current_catalogue() -> Catalogue:
-    """The catalogue for this process (DRILLBOOK_CATALOGUE or include/drills.yaml), re-read when it changes."""
-    path = resolve_catalogue_path()
-    try:
-        mtime = Path(path).stat().st_mtime
-    except OSError:
-        mtime = 0.0
-    return _cached_catalogue(str(path), mtime)
 
 
 def _on_failure(context: Any) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import current_catalogue, drill_dag
+from drillbook.airflow.current_catalogue import current_catalogue
+from drillbook.airflow.factory import drill_dag
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG

@@ -39,7 +39,7 @@ def notifier_for_airflow(catalogue: Any, *, ledger: Any = None) -> Any:
 
 
 def _catalogue() -> Any:
-    from drillbook.airflow.factory import current_catalogue
+    from drillbook.airflow.current_catalogue import current_catalogue
     from drillbook.catalogue.models import Catalogue
 
     try:

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from drillbook.catalogue import Catalogue
 from drillbook.context import RunContext
-from drillbook.errors import ConnectionNotConfigured
+from drillbook.errors import ConnectionNotConfigured, DrillbookError
 from drillbook.redact import register_secret
 from drillbook.result import DrillResult
 
@@ -152,7 +152,7 @@ def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: di
     return summary
 
 
-class DrillNotGreen(AirflowFailException):
+class DrillNotGreen(DrillbookError, AirflowFailException):
     """The drill ran and its verdict is FAIL or ERROR; it has been recorded and reported already.
 
     Failing the task makes the run red in the UI; the failure callback recognises

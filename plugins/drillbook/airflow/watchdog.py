@@ -121,7 +121,7 @@ def build_watchdog_dags(catalogue: Catalogue | None = None, *, which: str = "all
     if which not in ("all", "watchdog", "digest"):
         raise ValueError(f"which must be 'all', 'watchdog' or 'digest', got {which!r}")
     if catalogue is None:
-        from drillbook.airflow.factory import current_catalogue
+        from drillbook.airflow.current_catalogue import current_catalogue
 
         catalogue = current_catalogue()
     dags: dict[str, DAG] = {}

@@ -14,6 +14,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
+#: The shipped catalogue; ``DRILLBOOK_CATALOGUE`` overrides it. Defined here, not in ``loader``, so that
+#: modules the loader calls (suite checks) can name it without importing the loader back.
+DEFAULT_CATALOGUE = Path(__file__).resolve().parents[3] / "include" / "drills.yaml"
+
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 
 

@@ -19,14 +19,12 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from drillbook.catalogue.common import DEFAULT_CATALOGUE
 from drillbook.catalogue.models import Catalogue, Drill
 from drillbook.catalogue.reader import FileProblem, read_yaml
 from drillbook.errors import CatalogueError
 
 Loc = tuple[str | int, ...]
-
-#: The shipped catalogue; ``DRILLBOOK_CATALOGUE`` overrides it.
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[3] / "include" / "drills.yaml"
 
 
 def resolve_catalogue_path(path: str | os.PathLike[str] | None = None) -> Path:

@@ -44,6 +44,8 @@ from typing import Any
 import yaml
 from yaml import events
 
+from drillbook.errors import DrillbookError
+
 MAX_BYTES = 16 * 1024 * 1024
 MAX_YAML_BYTES = 4 * 1024 * 1024  # YAML costs far more memory per byte than JSON once composed
 MAX_DEPTH = 64
@@ -52,7 +54,7 @@ MAX_ANCHORS = 10_000
 MAX_KEY_CHARS = 1_000
 
 
-class FileProblem(ValueError):
+class FileProblem(DrillbookError, ValueError):
     """A file cannot be read as configuration; ``str()`` is ``file:line: where: message``."""
 
     def __init__(self, path: str, line: int, where: str, message: str):

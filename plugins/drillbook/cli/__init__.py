@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from drillbook import __version__
+from drillbook.cli.validate import cmd_validate as _cmd_validate
 
 #: ``drillbook run <name>`` -> module with configure_parser(parser) and main(args) -> int
 RUN_COMMANDS = {
@@ -26,31 +27,6 @@ RUN_COMMANDS = {
     "alert-path": ("drillbook.cli.run_alert_path", "send a test alert down each path and prove it arrived"),
     "negative": ("drillbook.cli.run_negative", "run a drill's negative drill: prove it turns red on broken input"),
 }
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from drillbook.catalogue import load_catalogue, resolve_catalogue_path
-    from drillbook.catalogue.common import format_duration
-    from drillbook.errors import CatalogueError
-
-    path = resolve_catalogue_path(args.path)
-    try:
-        catalogue = load_catalogue(path)
-    except CatalogueError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
-        return 2
-    for d in catalogue.drills:
-        objectives = getattr(d, "objectives", None)
-        obj = ""
-        if objectives is not None:
-            obj = " ".join(f"{k}={format_duration(v)}" for k, v in objectives.model_dump().items() if isinstance(v, int | float))
-        state = "" if d.enabled else " (disabled)"
-        print(f"ok  {d.kind:<15} {d.name:<28} schedule={d.schedule!r:<16} owner={catalogue.owner_of(d)}"
-              f" controls={','.join(d.controls) or '-'}{(' ' + obj) if obj else ''}{state}")
-    print(f"{path}: {len(catalogue.drills)} drill(s), no problems")
-    return 0
 
 
 def _cmd_findings(args: argparse.Namespace) -> int:

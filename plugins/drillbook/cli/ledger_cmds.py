@@ -17,23 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DSN_ENV = "DRILLBOOK_LEDGER_DSN"
-# the global scheme (cli/exits.py): could not verify is ERROR (2), never 1; tampering is FAIL (1)
-EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_COULD_NOT_VERIFY = 0, 1, 2, 2
+from drillbook.cli.ledger_base import (
+    DSN_ENV,
+    EXIT_OK,
+    EXIT_TAMPER,
+    EXIT_USAGE,
+    _err,
+    _guarded,
+    _ledger,
+)
+
 _LIST_DEFAULT_LIMIT = 50
 _WIDTH_SAMPLE = 200  # rows used to size the list table's columns; later rows may spill
-
-
-def _err(message: str) -> None:
-    from drillbook.redact import redact
-
-    print(f"drillbook: error: {redact(message)}", file=sys.stderr)
 
 
 def _utc(moment: Any) -> str:
@@ -62,26 +62,6 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn drillbook errors into one clear line and exit 2 (1 stays reserved for a broken chain)."""
-
-    def run(args: argparse.Namespace) -> int:
-        from drillbook.errors import DrillbookError, LedgerUnavailable
-
-        try:
-            return handler(args)
-        except LedgerUnavailable as exc:
-            _err(f"{exc}; nothing was verified or changed")
-            return EXIT_COULD_NOT_VERIFY
-        except DrillbookError as exc:
-            _err(str(exc))
-            return EXIT_USAGE
-
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
-
-
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     """A handler from ``drillbook.cli.ledger_trust``, imported when the command runs."""
 
@@ -91,16 +71,6 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
         return int(getattr(importlib.import_module("drillbook.cli.ledger_trust"), name)(args))
 
     return run
-
-
-def _ledger(args: argparse.Namespace, *, spool: Any = None) -> Any:
-    from drillbook.errors import ConfigurationError
-    from drillbook.ledger.store import Ledger
-
-    dsn = getattr(args, "ledger_dsn", None) or os.environ.get(DSN_ENV)
-    if not dsn:
-        raise ConfigurationError(f"no evidence ledger given: pass --ledger-dsn or set {DSN_ENV}")
-    return Ledger(dsn, spool=spool)
 
 
 def _filter(args: argparse.Namespace) -> Any:
@@ -146,10 +116,26 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         where = ledger.where
     head_text = f"head seq={head.seq} {head.hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
-    from drillbook.cli.ledger_trust import print_spool_state
-
     print_spool_state()
     return 0
+
+
+def print_spool_state() -> None:
+    from drillbook.ledger.spool import EvidenceSpool
+
+    spool = EvidenceSpool()
+    state = spool.read()
+    if state.pending:
+        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
+              "run `drillbook ledger flush`")
+    if state.torn:
+        print(f"evidence spool {spool.path}: {len(state.torn)} unreadable line(s) (torn writes?); "
+              "`drillbook ledger flush` moves them to the .rejected file")
+    rejected = spool.rejected()
+    if rejected:
+        print(f"QUARANTINED: {rejected} evidence spool entr{'y' if rejected == 1 else 'ies'} could not be replayed "
+              f"and wait for an auditor in {spool.rejected_path} (each with its reason); record them by hand or "
+              "re-run the drill, then move the file away")
 
 
 def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:

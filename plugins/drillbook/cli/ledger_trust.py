@@ -16,25 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from drillbook.cli.ledger_cmds import EXIT_OK, EXIT_USAGE, _guarded, _ledger
-
-
-def print_spool_state() -> None:
-    from drillbook.ledger.spool import EvidenceSpool
-
-    spool = EvidenceSpool()
-    state = spool.read()
-    if state.pending:
-        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
-              "run `drillbook ledger flush`")
-    if state.torn:
-        print(f"evidence spool {spool.path}: {len(state.torn)} unreadable line(s) (torn writes?); "
-              "`drillbook ledger flush` moves them to the .rejected file")
-    rejected = spool.rejected()
-    if rejected:
-        print(f"QUARANTINED: {rejected} evidence spool entr{'y' if rejected == 1 else 'ies'} could not be replayed "
-              f"and wait for an auditor in {spool.rejected_path} (each with its reason); record them by hand or "
-              "re-run the drill, then move the file away")
+from drillbook.cli.ledger_base import EXIT_OK, EXIT_USAGE, _guarded, _ledger
 
 
 @_guarded

@@ -23,8 +23,8 @@ from typing import Any
 
 from drillbook.ledger import checkpoint as cpmod
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
+from drillbook.ledger.guards import guard_problems, guard_summary, pin_note
 from drillbook.ledger.records import VerifyReport
-from drillbook.ledger.seal import guard_problems, guard_summary, pin_note
 
 
 def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoint], list[str]]:

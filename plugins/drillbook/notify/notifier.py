@@ -163,7 +163,7 @@ class Notifier:
                                                   report_id=report_id, how="found in history")), failures
 
     def _record_late(self, record: LedgerRecord, ctx: RunContext, *, channel: str, ts: str, how: str, failures: int) -> None:
-        from drillbook.notify.redeliver import redelivered_row
+        from drillbook.notify.owed import redelivered_row
 
         assert self.ledger is not None
         row = redelivered_row([record], channel=channel, ts=ts, how=how, attempts=failures, kind=record.kind, drill=record.drill,

@@ -1,5 +1,8 @@
 """Which reports are still owed to Slack: the delivery state, derived from ledger rows only.
 
+The rows that change that state (``NOTIFY_REDELIVERED``, ``NOTIFY_FAILED`` of a re-send) are built here
+too, so the notifier and the re-sender both depend on this module and not on each other.
+
 Rules this module enforces:
 - the state lives in the ledger (hash-chained, shared by every worker), not
   in a local file: a report is *owed* when a ``notification`` row says its
@@ -26,11 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from drillbook.notify.blocks import clip
 from drillbook.notify.history import report_id_of
+from drillbook.redact import redact
 
 if TYPE_CHECKING:
     from drillbook.ledger.records import LedgerRecord
     from drillbook.ledger.store import Ledger
+    from drillbook.result import DrillResult
 
 NOT_DELIVERED = ("NOTIFY_FAILED", "NOTIFY_NOT_CONFIGURED")
 REDELIVERED = "NOTIFY_REDELIVERED"
@@ -173,3 +179,35 @@ def _key_of(item: Any) -> TaskKey:
     if not isinstance(key, list | tuple) or len(key) != 4:
         return ("", "", "", -1)
     return (str(key[0]), str(key[1]), str(key[2]), int(key[3]))
+
+
+def _of(records: list[LedgerRecord]) -> list[dict[str, Any]]:
+    return [{"seq": r.seq, "key": list(task_key(r)), "report_id": report_id_of(r)} for r in records]
+
+
+def redelivered_row(records: list[LedgerRecord], *, channel: str, ts: str, how: str, attempts: int, kind: str, drill: str,
+                    what: str) -> DrillResult:
+    """The ``NOTIFY_REDELIVERED`` row: these reports reached ``channel`` late (verdict derived: PASS)."""
+    from drillbook.drills.base import ResultBuilder
+
+    builder = ResultBuilder(kind=kind, drill=drill, target=channel, controls=sorted({c for r in records for c in r.controls}))
+    builder.checked()  # Slack answered with the message's ts, or the history shows it: delivery confirmed
+    seqs = ", ".join(f"#{r.seq}" for r in records[:20]) + (f" and {len(records) - 20} more" if len(records) > 20 else "")
+    builder.find("NOTIFY_REDELIVERED", f"{what} (ledger {seqs}) {how} in {channel} (ts {ts}) after {attempts} failed attempt(s)",
+                 subject=drill, detail={"channel": channel, "ts": ts, "how": how})
+    builder.details["redelivery"] = {"of": _of(records), "delivered": True, "channel": channel, "ts": ts, "how": how}
+    return builder.finish()
+
+
+def resend_failed_row(record: LedgerRecord, *, channel: str, error: str, also: list[LedgerRecord] | None = None) -> DrillResult:
+    """The ``NOTIFY_FAILED`` row of a re-send that failed (of ``record`` and ``also``): the reports stay owed."""
+    from drillbook.drills.base import ResultBuilder
+
+    builder = ResultBuilder(kind=record.kind, drill=record.drill, target=channel, controls=list(record.controls))
+    builder.checked()  # the attempt ran; it failed
+    message = clip(redact(error), 300)
+    builder.find("NOTIFY_FAILED", f"re-sending the {record.verdict} report of {record.drill!r} (ledger #{record.seq}) failed: {message}",
+                 subject=record.drill, detail={"error": message, "drill_verdict": record.verdict})
+    builder.details["redelivery"] = {"of": _of([record, *(also or [])]), "delivered": False, "channel": channel}
+    builder.details["reported_verdict"] = record.verdict
+    return builder.finish()

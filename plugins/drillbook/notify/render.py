@@ -38,8 +38,8 @@ from drillbook.result import DrillResult, Finding, Verdict
 
 if TYPE_CHECKING:
     from drillbook.context import RunContext
-    from drillbook.digest import Scorecard
     from drillbook.ledger.store import LedgerRecord
+    from drillbook.scorecard import Scorecard
 
 VERDICT_WORDS: dict[str, str] = {
     "PASS": "PASS: verified, every check held",

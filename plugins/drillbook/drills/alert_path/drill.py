@@ -14,23 +14,22 @@ Rules this module enforces:
   ``Interrupted`` where the drill waits, the path's own ``finally`` resolves the
   canary (later signals are ignored meanwhile), and the result says
   ``DRILL_INTERRUPTED`` (ERROR) with the phase it stopped in. A signal that
-  arrives while the resolve itself runs is held (``signals_held``) until the
+  arrives while the resolve itself runs is held (``stop.signals_held``) until the
   resolve has finished, so a stop can never cut the resolve short.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from drillbook.catalogue.alert_path import AlertPathDrill, SlackPath, SnsSqsPath, WebhookPath
 from drillbook.connections import Connection
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
-from drillbook.drills.backup_restore.lifetime import Interrupted, StopState, stop_on_signals
+from drillbook.drills.alert_path.stop import running
+from drillbook.drills.backup_restore.lifetime import Interrupted, stop_on_signals
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConnectionNotConfigured, DrillAborted
 from drillbook.result import DrillResult, Phase
@@ -38,25 +37,6 @@ from drillbook.result import DrillResult, Phase
 log = logging.getLogger(__name__)
 
 KIND = "alert_path"
-_running = threading.local()  # .stop: the StopState of the path this thread is proving
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Note a stop signal instead of raising it while the block runs (a resolve must finish); raise it after."""
-    state: StopState | None = getattr(_running, "stop", None)
-    if state is None or state.deferred:
-        yield
-        return
-    state.deferred = True
-    try:
-        yield
-    finally:
-        state.deferred = False
-    if state.signum is not None:
-        raise Interrupted(state.signum)
-
-
 class PathClients(Protocol):
     """Resolves a path's connection id into a ready client; raises ConnectionNotConfigured."""
 
@@ -102,7 +82,7 @@ def run_path(
     delivery = Delivery(path=path.name, path_type=path.type, destination=_destination(path), objective=objective, give_up=give_up)
     builder.details.update(path_type=path.type, nonce=canary.nonce, connection=path.connection)
     with stop_on_signals() as stop:
-        _running.stop = stop
+        running.stop = stop
         try:
             _prove(builder, path=path, canary=canary, delivery=delivery, clients=clients, interval=drill.poll_interval)
         except DrillAborted:
@@ -112,7 +92,7 @@ def run_path(
             _interrupted(builder, exc.name)
         finally:
             stop.defer()  # a signal from here on is only noted: the result is being assembled
-            _running.stop = None
+            running.stop = None
             delivery.record(builder)
         if stop.signum is not None and "interrupted_by" not in builder.details:
             _interrupted(builder, signal_name(stop.signum))  # arrived after the path was proven, before the record

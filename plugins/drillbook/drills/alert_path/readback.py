@@ -27,7 +27,7 @@ from drillbook.errors import DrillAborted
 from drillbook.redact import redact_url
 
 if TYPE_CHECKING:
-    from drillbook.drills.alert_path.webhook_path import WebhookTarget
+    from drillbook.drills.alert_path.webhook_target import WebhookTarget
 
 READBACK_MAX_BYTES = 20 * 1024 * 1024  # a read-back page larger than this is not searched further
 

@@ -24,7 +24,8 @@ from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.drills.alert_path import bounded
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
-from drillbook.drills.alert_path.webhook_path import WebhookTarget, join_url, read_headers
+from drillbook.drills.alert_path.stop import signals_held
+from drillbook.drills.alert_path.webhook_target import WebhookTarget, join_url, read_headers
 from drillbook.drills.base import ResultBuilder
 from drillbook.redact import redact
 
@@ -37,8 +38,6 @@ def resolve_canary(builder: ResultBuilder, http: Any, *, path: WebhookPath, targ
 
     A stop signal that arrives meanwhile is held until the resolve has finished (``signals_held``).
     """
-    from drillbook.drills.alert_path.drill import signals_held
-
     with signals_held():
         _resolve(builder, http, path=path, target=target, canary=canary, delivery=delivery)
 

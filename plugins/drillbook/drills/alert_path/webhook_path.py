@@ -35,7 +35,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,9 +44,10 @@ from drillbook.connections import Connection
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.readback import read_back as _read_back
+from drillbook.drills.alert_path.webhook_target import WebhookTarget, am_root, join_url, read_headers
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
-from drillbook.redact import redact_url, register_secret
+from drillbook.redact import register_secret
 
 SEND_ATTEMPTS = 3
 RESEND_SECONDS = 5.0  # a held Alertmanager canary is re-posted this often (Prometheus: resend-delay 1m)
@@ -57,31 +57,6 @@ DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https:
 DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
 _SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|session|cookie")
 _TOKENISH = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-]{16,}$")  # a path segment that looks like a token
-
-
-@dataclass(frozen=True)
-class WebhookTarget:
-    """Where and how to send: built from a Connection; every field but ``shown`` is secret."""
-
-    flavour: str
-    url: str = field(repr=False)
-    origin: str
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
-    readback_headers: dict[str, str] | None = field(default=None, repr=False)
-    routing_key: str | None = field(default=None, repr=False)
-
-    @property
-    def shown(self) -> str:
-        return redact_url(self.url)
-
-
-def join_url(base: str, endpoint: str) -> str:
-    """Join like Airflow's HttpHook: one slash between base URL and endpoint."""
-    if base and endpoint and not base.endswith("/") and not endpoint.startswith("/"):
-        return f"{base}/{endpoint}"
-    if base.endswith("/") and endpoint.startswith("/"):
-        return base + endpoint[1:]
-    return base + endpoint
 
 
 def _secret_headers(raw: Any) -> dict[str, str]:
@@ -211,16 +186,6 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
             )
             ph.status, ph.detail = "failed", f"rejected: HTTP {delivery.http_status}"
         raise DrillAborted("send")
-
-
-def am_root(target: WebhookTarget) -> str:
-    """Alertmanager's base URL (with its --web.route-prefix), where /metrics and /api/v2/* live."""
-    return target.url.removesuffix("/api/v2/alerts") if target.url.endswith("/api/v2/alerts") else target.origin
-
-
-def read_headers(target: WebhookTarget) -> dict[str, str]:
-    """The send headers minus Content-Type: what a GET on the same API carries."""
-    return {k: v for k, v in target.headers.items() if k != "Content-Type"}
 
 
 def _far_end(

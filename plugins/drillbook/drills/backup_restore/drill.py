@@ -35,8 +35,8 @@ from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import audit, isolation, measure, prescan, restore, tools
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
+from drillbook.drills.backup_restore.archive import ArchiveInfo, ArchiveProblem, inspect_archive
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
-from drillbook.drills.backup_restore.inspect import ArchiveInfo, ArchiveProblem, inspect_archive
 from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_parent
 from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable
 from drillbook.drills.base import ResultBuilder

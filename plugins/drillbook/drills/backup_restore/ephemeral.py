@@ -42,13 +42,14 @@ import tempfile
 from pathlib import Path
 
 from drillbook.drills.backup_restore import ephemeral_reap, tools
+from drillbook.errors import DrillbookError
 
 SUPERUSER = "drillbook_ephemeral"
 START_TIMEOUT_S = 120
 _RUN_AS = ("pgserver", "postgres", "nobody")
 
 
-class EphemeralUnavailable(Exception):
+class EphemeralUnavailable(DrillbookError):
     """The cluster could not be created or started; the message says why."""
 
 

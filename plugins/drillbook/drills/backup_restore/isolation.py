@@ -23,8 +23,8 @@ from typing import Any
 
 from drillbook import pg
 from drillbook.drills.backup_restore import audit, prescan
+from drillbook.drills.backup_restore.archive import ArchiveInfo
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
-from drillbook.drills.backup_restore.inspect import ArchiveInfo
 from drillbook.drills.backup_restore.scratch import ScratchGuard
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from drillbook.errors import DrillbookError
+
 _P = ctypes.c_void_p
 _BYTES = ctypes.POINTER(ctypes.c_ubyte)
 # ssl.VerifyFlags values are OpenSSL's X509_V_FLAG_* values; TRUSTED_FIRST is OpenSSL's (and curl's) default
@@ -39,7 +41,7 @@ _FLAGS = int(ssl.VERIFY_X509_TRUSTED_FIRST)
 MAX_PARSED = 1024  # anchors and intermediates a store keeps parsed (a few kB each); beyond, each verification parses its own
 
 
-class OpenSSLMissing(RuntimeError):
+class OpenSSLMissing(DrillbookError, RuntimeError):
     """libcrypto could not be loaded, so no chain can be verified."""
 
 

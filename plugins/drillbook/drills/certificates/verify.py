@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drillbook.errors import DrillbookError
+
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
 
@@ -164,7 +166,7 @@ def verification_time(certs: list[Certificate], now: datetime) -> datetime:
     return now
 
 
-class Untrusted(Exception):
+class Untrusted(DrillbookError):
     """OpenSSL refused the chain; ``str()`` is its reason in one readable line."""
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from drillbook.errors import DrillbookError
 from drillbook.pg import parse
 from drillbook.redact import register_secret
 
@@ -36,7 +37,7 @@ _URL_PARAMS_PASSED_THROUGH = (
 )
 
 
-class TargetMissing(Exception):
+class TargetMissing(DrillbookError):
     """The table, or the relation a query reads, does not exist (or cannot be read)."""
 
 

@@ -91,7 +91,7 @@ def default_suites_dir(catalogue: Catalogue | None = None) -> Path:
     """``expectations/`` beside the catalogue (``include/expectations`` for the shipped one)."""
     if catalogue is not None:
         return catalogue.base_dir / "expectations"
-    from drillbook.catalogue import DEFAULT_CATALOGUE
+    from drillbook.catalogue.common import DEFAULT_CATALOGUE
 
     return DEFAULT_CATALOGUE.parent / "expectations"
 

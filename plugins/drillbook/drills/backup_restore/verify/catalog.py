@@ -19,29 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from drillbook.drills.backup_restore.verify.catalog_sql import USER_SCHEMA_FILTER, not_extension_member
+
 #: 2 added triggers, row security, policies, types, grants, extensions and the database's
 #: collation; a format-1 file still loads and those sections are reported as not checked.
 REFERENCE_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 
-
-def user_schema(alias: str = "n") -> str:
-    """SQL condition: namespace ``alias`` is a user schema (not system, toast or temp)."""
-    return (
-        f"{alias}.nspname not in ('pg_catalog', 'information_schema') "
-        f"and {alias}.nspname not like 'pg\\_toast%' and {alias}.nspname not like 'pg\\_temp\\_%'"
-    )
-
-
-def not_extension_member(classid: str, objid: str) -> str:
-    """SQL condition: object ``objid`` of catalog ``classid`` does not belong to an extension."""
-    return (
-        f"not exists (select 1 from pg_depend e where e.classid = '{classid}'::regclass "
-        f"and e.objid = {objid} and e.deptype = 'e')"
-    )
-
-
-USER_SCHEMA_FILTER = user_schema("n")
 
 _RELKINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized_view", "f": "foreign_table"}
 

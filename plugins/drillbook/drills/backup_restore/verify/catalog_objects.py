@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drillbook.drills.backup_restore.verify.catalog import USER_SCHEMA_FILTER, not_extension_member
+from drillbook.drills.backup_restore.verify.catalog_sql import USER_SCHEMA_FILTER, not_extension_member
 
 #: Sections of format 2; a reference without one of them did not record it (not checked).
 SECTIONS = ("triggers", "row_security", "policies", "types", "grants", "extensions")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["check_indexes", "check_matviews", "check_sequences", "run"]
 
 from drillbook.drills.backup_restore.verify import sequences
-from drillbook.drills.backup_restore.verify.catalog import USER_SCHEMA_FILTER, not_extension_member
+from drillbook.drills.backup_restore.verify.catalog_sql import USER_SCHEMA_FILTER, not_extension_member
 from drillbook.drills.backup_restore.verify.sequences import check_sequences
 
 if TYPE_CHECKING:

@@ -31,17 +31,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))
-_ROLE_RES = [
-    re.compile(r"OWNER TO (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*);"),
-    re.compile(r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
-    re.compile(r"ALTER DEFAULT PRIVILEGES FOR ROLE (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)"),
-]
+from drillbook.drills.backup_restore.verify.reference_plain import TIMEOUT_S, roles_in
+from drillbook.errors import ReferenceFromBackupError
+
 _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
-
-
-class ReferenceFromBackupError(Exception):
-    """The reference could not be built from the backup; the message says why."""
 
 
 def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
@@ -57,20 +50,6 @@ def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
     return proc
 
 
-def roles_in(script: str) -> set[str]:
-    """Role names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES statements of ``script``."""
-    roles: set[str] = set()
-    for regex in _ROLE_RES:
-        for match in regex.findall(script):
-            match = re.split(r" WITH GRANT OPTION| GRANTED BY ", match)[0]
-            for name in match.split(","):
-                name = name.strip()
-                if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:
-                    continue
-                roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
-    return roles
-
-
 def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[dict[str, Any], str]:
     """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note).
 
@@ -79,8 +58,8 @@ def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[d
     from psycopg import sql
 
     from drillbook.drills.backup_restore import tools
+    from drillbook.drills.backup_restore.archive import ArchiveProblem, inspect_archive
     from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
-    from drillbook.drills.backup_restore.inspect import ArchiveProblem, inspect_archive
     from drillbook.drills.backup_restore.verify.catalog import read_structure
     from drillbook.drills.backup_restore.verify.server import major_of
     from drillbook.pg import connect

@@ -26,22 +26,42 @@ Rules this module enforces (principle 6: a plain dump is a program):
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import zlib
 from pathlib import Path
 from typing import Any
 
-from drillbook.drills.backup_restore.inspect import ArchiveInfo
+from drillbook.drills.backup_restore.archive import ArchiveInfo
+from drillbook.errors import ReferenceFromBackupError
 
+TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))  # each tool run of a reference build
 LINE_MAX = 1 << 20  # longer lines are pieces of a statement or a row: never a role-bearing pg_dump line
 _COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")
 OWN_DATABASE = "drillbook_reference"
+_ROLE_RES = [
+    re.compile(r"OWNER TO (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*);"),
+    re.compile(r"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) (.+?);$", re.MULTILINE),
+    re.compile(r"ALTER DEFAULT PRIVILEGES FOR ROLE (\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)"),
+]
+
+
+def roles_in(script: str) -> set[str]:
+    """Role names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES statements of ``script``."""
+    roles: set[str] = set()
+    for regex in _ROLE_RES:
+        for match in regex.findall(script):
+            match = re.split(r" WITH GRANT OPTION| GRANTED BY ", match)[0]
+            for name in match.split(","):
+                name = name.strip()
+                if name.upper() in ("PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE") or not name:
+                    continue
+                roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
+    return roles
 
 
 def plain_roles(path: Path, *, gz: bool) -> set[str]:
     """Roles a plain dump names in OWNER TO / GRANT / REVOKE / DEFAULT PRIVILEGES lines, read line by line."""
-    from drillbook.drills.backup_restore.verify.reference_cluster import roles_in
-
     roles: set[str] = set()
     in_copy = False
     whole = True  # the previous piece ended a line: this one starts a line
@@ -65,8 +85,6 @@ def plain_roles(path: Path, *, gz: bool) -> set[str]:
 
 
 def _error(message: str) -> Exception:
-    from drillbook.drills.backup_restore.verify.reference_cluster import ReferenceFromBackupError
-
     return ReferenceFromBackupError(message)
 
 
@@ -92,7 +110,6 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
     from drillbook.drills.backup_restore import prescan, restore, tools
     from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.verify.catalog import read_structure
-    from drillbook.drills.backup_restore.verify.reference_cluster import TIMEOUT_S
     from drillbook.drills.backup_restore.verify.server import major_of
     from drillbook.pg import connect
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drillbook.drills.backup_restore.verify.catalog import not_extension_member, user_schema
+from drillbook.drills.backup_restore.verify.catalog_sql import not_extension_member, user_schema
 
 if TYPE_CHECKING:
     from drillbook.drills.backup_restore.verify.ladder import Ladder

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from drillbook.drills.backup_restore.verify.catalog import USER_SCHEMA_FILTER, not_extension_member
+from drillbook.drills.backup_restore.verify.catalog_sql import USER_SCHEMA_FILTER, not_extension_member
 
 if TYPE_CHECKING:
     from drillbook.drills.backup_restore.verify.ladder import Ladder

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from drillbook.errors import DrillbookError
+
 MAGIC = b"PGDMP"
 GZIP_MAGIC = b"\x1f\x8b"
 TRAILER = b"-- PostgreSQL database dump complete"
@@ -41,7 +43,7 @@ _PLAIN_VERSION_RE = re.compile(rb"^-- Dumped (from database|by pg_dump) version 
 _PLAIN_STARTED_RE = re.compile(rb"^-- Started on (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", re.MULTILINE)
 
 
-class ArchiveProblem(Exception):
+class ArchiveProblem(DrillbookError):
     """The artefact is not a whole, readable dump; ``code`` is the finding to report."""
 
     def __init__(self, code: str, message: str):

@@ -1,0 +1,29 @@
+"""The catalogue an Airflow process works from, re-read when its file changes.
+
+Rule this module enforces: every part of the Airflow layer (DAG factory, failure callback,
+watchdog) reads the catalogue through ``current_catalogue()``, so one process sees one
+catalogue per file version (cached on path and mtime). It imports nothing from the rest of
+``drillbook.airflow``, so the callback can use it without importing the DAG factory back.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from drillbook.catalogue import Catalogue, load_catalogue, resolve_catalogue_path
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_catalogue(path: str, mtime: float) -> Catalogue:
+    return load_catalogue(path)
+
+
+def current_catalogue() -> Catalogue:
+    """The catalogue for this process (DRILLBOOK_CATALOGUE or include/drills.yaml), re-read when it changes."""
+    path = resolve_catalogue_path()
+    try:
+        mtime = Path(path).stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return _cached_catalogue(str(path), mtime)

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from drillbook.errors import LedgerUnavailable
+from drillbook.errors import LedgerError, LedgerUnavailable
 from drillbook.redact import redact
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ SPOOL_NAME = "evidence-spool.jsonl"
 REJECTED_SUFFIX = ".rejected"
 
 
-class UnreplayableEntry(Exception):
+class UnreplayableEntry(LedgerError):
     """An entry that can never be appended as it stands (its own content is wrong, not the ledger's state)."""
 
 

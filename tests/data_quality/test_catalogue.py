@@ -82,8 +82,8 @@ def test_misspelt_expectation_type_is_a_catalogue_error_with_its_line(tmp_path):
 
     path = write(tmp_path, edit=misspell)
     suite_file = tmp_path / "expectations" / "orders.json"
-    problem = ("suite 'orders' ({}): expectations[2]: unknown expectation type 'expect_column_values_to_not_be_nul'; "
-               "did you mean 'expect_column_values_to_not_be_null'?").format(suite_file)
+    problem = (f"suite 'orders' ({suite_file}): expectations[2]: unknown expectation type 'expect_column_values_to_not_be_nul'; "
+               "did you mean 'expect_column_values_to_not_be_null'?")
     # both drills that name the suite report it, each at its own line, in line order, and nothing else
     assert problems(path) == [
         f"{path}:{SUITE_LINE}: drills[0].suite: {problem}",

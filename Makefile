@@ -29,7 +29,8 @@ $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.8"
 
-$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+# __init__.py holds the version (pyproject reads it): a bump re-syncs the install's metadata
+$(VENV)/.installed: pyproject.toml uv.lock plugins/drillbook/__init__.py | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 

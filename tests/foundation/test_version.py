@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_version_is_declared_once():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert "version" not in project["project"], "pyproject.toml must read the version from plugins/drillbook/__init__.py"
+    assert "version" not in project["project"], (
+        "pyproject.toml must read the version from plugins/drillbook/__init__.py"
+    )
     assert project["project"]["dynamic"] == ["version"]
     assert project["tool"]["hatch"]["version"]["path"] == "plugins/drillbook/__init__.py"
     lock = tomllib.loads((REPO / "uv.lock").read_text())

@@ -14,11 +14,12 @@ export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install test test-e2e lint fmt bench demo up findings-doc clean
+.PHONY: help install test test-fast test-e2e lint fmt bench demo up findings-doc clean
 
 help:
 	@echo "make demo   - install everything, run the drills once against the embedded demo environment"
 	@echo "make test   - install everything and run the test suite (real PostgreSQL, moto, Slack emulator)"
+	@echo "make test-fast - the suite without airflow standalone, the bench smoke and e2e (the inner loop)"
 	@echo "make lint   - ruff (incl. Airflow AIR rules) and mypy"
 	@echo "make bench  - benchmarks in bench/ (ratios against a baseline measured in the same run)"
 	@echo "make up     - start Airflow (airflow standalone) on http://localhost:8080 with drillbook's DAGs"
@@ -28,7 +29,8 @@ $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.8"
 
-$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+# __init__.py holds the version (pyproject reads it): a bump re-syncs the install's metadata
+$(VENV)/.installed: pyproject.toml uv.lock plugins/drillbook/__init__.py | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
@@ -36,6 +38,10 @@ install: $(VENV)/.installed
 
 test: install
 	$(BIN)/pytest
+
+# The inner loop: everything but `airflow standalone`, the bench smoke (`slow`) and e2e.
+test-fast: install
+	$(BIN)/pytest -m 'not e2e and not slow'
 
 # Needs Redis on 127.0.0.1:6379 and PostgreSQL (superuser postgres, trust auth) on 127.0.0.1:5432.
 test-e2e: install

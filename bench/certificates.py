@@ -190,7 +190,8 @@ def main() -> int:
             server.stdin.close()
         server.wait(timeout=30)
 
-    print(f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct {'RSA-2048' if args.key == 'rsa' else 'ECDSA P-256'} leaf each + intermediate), {os.cpu_count()} CPUs")
+    key = "RSA-2048" if args.key == "rsa" else "ECDSA P-256"
+    print(f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct {key} leaf each + intermediate), {os.cpu_count()} CPUs")
     print(f"drill                   {drill_seconds:7.2f} s   verdicts {verdicts}   concurrency {args.concurrency}")
     print(f"  CPU                   drill process {drill_cpu:.2f} s, TLS server process {served_cpu:.2f} s while serving the drill "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")

@@ -180,7 +180,8 @@ def assess_drill(drill: Any, history: DrillHistory, *, now: datetime, grace: flo
                                 f"first seen {history.first_seen:%Y-%m-%d %H:%M} UTC)")
     elif history.newest_at < due:
         add("DRILL_MISSED", f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) was due at {due:%Y-%m-%d %H:%M} UTC; "
-                            f"its newest result is from {history.newest_at:%Y-%m-%d %H:%M} UTC ({format_duration((now - history.newest_at).total_seconds())} ago)")
+                            f"its newest result is from {history.newest_at:%Y-%m-%d %H:%M} UTC "
+                            f"({format_duration((now - history.newest_at).total_seconds())} ago)")
     if history.error_streak is not None:
         oldest, newest = history.error_streak
         if (newest - oldest).total_seconds() >= grace:

@@ -82,15 +82,20 @@ def test_catalogue_drill_records_manual_runs_and_reports_the_trend(pg, shop, dum
     capsys.readouterr()
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "than the last good run" in out or "of the last good run" in out
 
+    from drillbook.drills.backup_restore.measure import trend
     from drillbook.ledger.store import Ledger
 
     records = Ledger(ledger_dsn).query(drill="shop_cli")
     assert len(records) == 2
     assert {r.trigger for r in records} == {"manual"}
     assert records[0].controls == ["SOC2:A1.2", "ISO27001:A.8.13"]
-    assert records[-1].result["details"]["trend"]
+    # the second run compares its RTO with the first (its last good run), and the CLI prints that very sentence
+    first, second = sorted(records, key=lambda r: r.seq)
+    expected = trend(second.result["measurements"]["rto_seconds"], first.result)
+    assert expected is not None and "the last good run" in expected
+    assert second.result["details"]["trend"] == expected
+    assert expected in out
 
 
 def test_catalogue_drill_without_connection_exits_2(dumps, tmp_path, monkeypatch, capsys):

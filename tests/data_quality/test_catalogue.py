@@ -53,6 +53,16 @@ def problems(path: Path) -> list[str]:
     return err.value.problems
 
 
+def by_location(found: list[str]) -> dict[str, str]:
+    """``{"drills[0].suite": message, ...}``: each problem by where it is, so no check leans on the list's order."""
+    out: dict[str, str] = {}
+    for problem in found:
+        _path, _line, location, message = problem.split(":", 3)  # "<file>:<line>: <location>: <message>"
+        assert location.strip() not in out, f"two problems at {location}: {found}"
+        out[location.strip()] = message.strip()
+    return out
+
+
 def test_valid_suites_load(tmp_path):
     from drillbook.catalogue import load_catalogue
 
@@ -71,11 +81,14 @@ def test_misspelt_expectation_type_is_a_catalogue_error_with_its_line(tmp_path):
         data["expectations"][2]["type"] = "expect_column_values_to_not_be_nul"
 
     path = write(tmp_path, edit=misspell)
-    found = problems(path)
-    assert found[0].startswith(f"{path}:{SUITE_LINE}: drills[0].suite: suite 'orders' (")
-    assert "expectations[2]: unknown expectation type 'expect_column_values_to_not_be_nul'" in found[0]
-    assert "did you mean 'expect_column_values_to_not_be_null'" in found[0]
-    assert any(p.startswith(f"{path}:{RESTORE_SUITES_LINE}: drills[1].verify.suites[0]") for p in found)
+    suite_file = tmp_path / "expectations" / "orders.json"
+    problem = (f"suite 'orders' ({suite_file}): expectations[2]: unknown expectation type 'expect_column_values_to_not_be_nul'; "
+               "did you mean 'expect_column_values_to_not_be_null'?")
+    # both drills that name the suite report it, each at its own line, in line order, and nothing else
+    assert problems(path) == [
+        f"{path}:{SUITE_LINE}: drills[0].suite: {problem}",
+        f"{path}:{RESTORE_SUITES_LINE}: drills[1].verify.suites[0]: {problem}",
+    ]
 
 
 def test_misspelt_type_via_the_cli(tmp_path, capsys):
@@ -103,10 +116,12 @@ def test_bad_arguments_are_catalogue_errors(tmp_path, kwargs, needle):
     def edit(data):
         data["expectations"][7]["kwargs"] = kwargs
 
-    found = problems(write(tmp_path, edit=edit))
-    assert "drills[0].suite: suite 'orders'" in found[0]
-    assert "expectations[7] (expect_column_values_to_be_in_set): invalid arguments:" in found[0]
-    assert needle in found[0]
+    found = by_location(problems(write(tmp_path, edit=edit)))
+    assert set(found) == {"drills[0].suite", "drills[1].verify.suites[0]"}
+    for message in found.values():
+        assert message.startswith("suite 'orders' (")
+        assert "expectations[7] (expect_column_values_to_be_in_set): invalid arguments:" in message
+        assert needle in message
 
 
 def test_missing_suite_and_bad_json_and_bad_meta(tmp_path):

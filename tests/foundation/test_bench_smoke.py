@@ -29,6 +29,7 @@ TOY_RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("name", sorted(TOY_RUNS))
 def test_benchmark_runs_and_reports_a_ratio_and_peak_memory(name, pg):

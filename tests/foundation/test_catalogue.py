@@ -139,7 +139,8 @@ def test_bad_timezone():
     assert any("unknown timezone 'Mars/Olympus'" in p for p in problems_of(BASE.replace("UTC", "Mars/Olympus") + GOOD_DRILL))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("4h", 14400), ("7d", 604800), ("1h30m", 5400), ("4w", 2419200), ("1w2d", 777600), (45, 45)])
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("4h", 14400), ("7d", 604800), ("1h30m", 5400), ("4w", 2419200),
+                                                ("1w2d", 777600), (45, 45)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

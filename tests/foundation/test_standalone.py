@@ -40,6 +40,7 @@ def call(url: str, *, token: str | None = None, body: dict | None = None) -> dic
         return json.loads(resp.read() or b"{}")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_airflow_standalone_serves_every_drill_dag(tmp_path):
     port = free_port()

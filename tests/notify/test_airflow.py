@@ -124,8 +124,17 @@ def test_dag_level_callback_skips_a_run_whose_verdict_was_delivered_and_pages_wh
     assert "task check failed" in page.text and "task_failure" in page.text
 
 
-def test_failure_callback_never_raises(monkeypatch, slack, airflow_env):
+def test_failure_callback_never_raises(monkeypatch, slack, airflow_env, ledger_dsn):
     from drillbook.airflow.notify import on_failure_callback
+    from drillbook.ledger.store import Ledger
 
     slack.fail("chat.postMessage", error="invalid_auth", times=5)
     on_failure_callback({"ti": None, "dag": SimpleNamespace(dag_id="dr_certificates__web_certs"), "run_id": "r", "reason": "task_failure"})
+    # evidence first: the run that never started is recorded as ERROR before the page is tried
+    with Ledger(ledger_dsn) as ledger:
+        [record] = ledger.query(drill="web_certs")
+    assert record.record_type == "drill" and record.result["verdict"] == "ERROR"
+    assert [f["code"] for f in record.result["findings"]] == ["DRILL_NOT_RUN"]
+    # the page was tried once (invalid_auth is not retried), nothing was posted, and the callback returned instead of raising
+    assert [r["method"] for r in slack.state.requests] == ["chat.postMessage"]
+    assert slack.posted() == []

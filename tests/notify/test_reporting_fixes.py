@@ -264,4 +264,18 @@ def test_the_cap_is_configurable(slack, catalogue, monkeypatch):
         slack_notifier(slack, catalogue, max_retry_after=0.5).notify(result, make_record(result), make_ctx())
     uri = f"slack://:{slack.token}@?base_url={slack.base_url}&max_retry_after=5"
     assert connection_from_env(environ={"AIRFLOW_CONN_DRILLBOOK_SLACK": uri}).max_retry_after == 5.0
+    # The cap set on the connection reaches the sender that posts (the CLI's path, notifier_from_env):
+    # 0.5 s fails fast on a Retry-After of 1 s, 5 s waits it out and delivers.
+    from drillbook.notify.notifier import notifier_from_env
+
+    monkeypatch.delenv("DRILLBOOK_CONN_DRILLBOOK_SLACK", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", uri.replace("max_retry_after=5", "max_retry_after=0.5"))
+    slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
+    with pytest.raises(NotificationFailed, match=r"max_retry_after 0.5 s"):
+        notifier_from_env(catalogue).notify(result, make_record(result), make_ctx())
+    assert slack.posted() == []
+    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", uri)
+    slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
+    assert notifier_from_env(catalogue).notify(result, make_record(result), make_ctx()).delivered
+    assert len(slack.posted("#dr-oncall")) == 2
     assert connection_from_env(environ={"AIRFLOW_CONN_DRILLBOOK_SLACK": f"slack://:{slack.token}@"}).max_retry_after == 60.0

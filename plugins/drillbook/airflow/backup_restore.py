@@ -151,7 +151,8 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
             scratch_db=scratch_db, run_id=run_id, base_dir=catalogue.base_dir, previous=previous,
             reaped=reaped.get("dropped", []) if isinstance(reaped, dict) else (reaped or ()),
             unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (),
-            reaped_clusters=reaped.get("clusters", []) if isinstance(reaped, dict) else (), on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            reaped_clusters=reaped.get("clusters", []) if isinstance(reaped, dict) else (),
+            on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
         )
 
 

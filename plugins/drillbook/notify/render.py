@@ -214,7 +214,8 @@ def render_incident(incident: IncidentView, *, options: RenderOptions) -> Messag
     lead = f"*Silence is not success.* {esc(incident.message)}\n_Fix:_ {esc(incident.hint)}"
     if options.mention:
         lead = f"{options.mention} {lead}"
-    blocks = [header(title), section(lead), context(esc(f"Reported by the drillbook watchdog (dr_watchdog); history: drillbook evidence list --drill {incident.drill}"))]
+    source = f"Reported by the drillbook watchdog (dr_watchdog); history: drillbook evidence list --drill {incident.drill}"
+    blocks = [header(title), section(lead), context(esc(source))]
     return Message(text=clip(f"{incident.code}: {esc(incident.drill)}: {esc(incident.message)}", MAX_FALLBACK_TEXT), blocks=fit(blocks))
 
 

@@ -217,7 +217,8 @@ def confirm_opsgenie(
             reason = f"Opsgenie request {request_id}: {short(request.get('status'))}" if request else ""
             _not_seen(builder, reader, path=path, delivery=delivery, what="alert", reason=reason)
             return
-        teams = sorted({str(t.get(k)) for t in (alert.get("teams") or []) + [r for r in alert.get("responders") or [] if isinstance(r, dict) and r.get("type") == "team"]
+        team_responders = [r for r in alert.get("responders") or [] if isinstance(r, dict) and r.get("type") == "team"]
+        teams = sorted({str(t.get(k)) for t in (alert.get("teams") or []) + team_responders
                         if isinstance(t, dict) for k in ("id", "name") if t.get(k)})
         delivery.extra["alert"] = {"id": short(alert.get("id"), 64), "status": short(alert.get("status"), 32), "teams": teams,
                                    "priority": short(alert.get("priority"), 8)}

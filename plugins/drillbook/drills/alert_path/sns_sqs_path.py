@@ -162,7 +162,8 @@ def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Cana
             releases=found["releases"],
             duplicates_deleted=found["duplicates"],
         )
-        ph.detail = f"received after {delivery.latency_seconds:.2f}s ({found.get('mode')})" if delivery.seen else f"not received after {delivery.polls} receives"
+        ph.detail = (f"received after {delivery.latency_seconds:.2f}s ({found.get('mode')})" if delivery.seen
+                     else f"not received after {delivery.polls} receives")
 
     with builder.phase("cleanup") as ph:
         if "handle" not in found:

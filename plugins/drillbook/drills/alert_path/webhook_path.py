@@ -189,14 +189,16 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
 
 
 def _far_end(
-    builder: ResultBuilder, http: Any, answer: Any, *, path: WebhookPath, target: WebhookTarget, api: Connection | None, canary: Canary, delivery: Delivery, interval: float
+    builder: ResultBuilder, http: Any, answer: Any, *, path: WebhookPath, target: WebhookTarget, api: Connection | None,
+    canary: Canary, delivery: Delivery, interval: float,
 ) -> None:
     """Read the canary back where it pages a person (flavour by flavour)."""
     if target.flavour == "alertmanager":
         from drillbook.drills.alert_path import alertmanager_api as am
 
         root = am_root(target)
-        am.check_route(builder, http, path=path, alerts_url=target.url, origin=root, headers=read_headers(target), canary=canary, delivery=delivery, interval=interval)
+        am.check_route(builder, http, path=path, alerts_url=target.url, origin=root, headers=read_headers(target), canary=canary,
+                       delivery=delivery, interval=interval)
 
         def corroborate() -> tuple[dict[str, Any], str]:
             delta = am.failed_delta(delivery.extra.pop("_failed_before", None), am.failed_notifications(http, root, read_headers(target)))

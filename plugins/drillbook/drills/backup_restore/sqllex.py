@@ -17,7 +17,7 @@ NORMAL = re.compile(
     rb"""(?P<ws>[ \t\r\n\f\v]+)|(?P<lc>--)|(?P<bc>/\*)|(?P<es>[eE]')|(?P<uesc>[uU]&['"])|(?P<sq>')|(?P<dq>")"""
     rb"""|(?P<dol>\$(?:[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_]*)?\$)"""
     rb"""|(?P<ident>[A-Za-z\x80-\xff_][A-Za-z0-9\x80-\xff_$]*)|(?P<num>[0-9][0-9.]*)"""
-    rb"""|(?P<meta>\\)|(?P<cast>::)|(?P<var>:[A-Za-z\x80-\xff_0-9]+)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",
+    rb"""|(?P<meta>\\)|(?P<cast>::)|(?P<var>:[A-Za-z\x80-\xff_0-9]+)|(?P<semi>;)|(?P<lp>\()|(?P<rp>\))|(?P<other>[^ \t\r\n\f\v\-/eE'"$A-Za-z\x80-\xff_0-9\\;()]+|.)""",  # noqa: E501 (one regex alternative per line)
     re.S,
 )
 DATA_ESCAPE = re.compile(rb"\\(.?)", re.S)

@@ -106,7 +106,7 @@ def deployment(work_dir: Path, redis_db: int) -> Iterator[Deployment]:
 
 @contextlib.contextmanager
 def provisioned(root: Path, redis_db: int) -> Iterator[Deployment]:
-    """The deployment's databases, role, .env values and demo data (bench/celery.py uses this too)."""
+    """The deployment's databases, role, .env values and demo data (bench/celery_load.py uses this too)."""
     suffix = uuid.uuid4().hex[:8]
     role = f"dbk_e2e_{suffix}"
     password = secrets.token_urlsafe(16)

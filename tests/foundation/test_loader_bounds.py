@@ -262,8 +262,20 @@ def test_an_alias_counts_at_its_expanded_depth():
 
 
 # -- every hostile shape is refused early, in bounded time and memory --------------------------------
-sys.path.insert(0, str(REPO / "bench"))
-from loader_bounds import PROBE, hostile_shapes, largest_within_bounds, realistic  # noqa: E402
+def _bench_module(name: str):
+    """Load bench/<name>.py by path: putting bench/ on sys.path would let its files shadow packages for the whole session."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"drillbook_bench_{name}", REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_bounds = _bench_module("loader_bounds")
+PROBE, hostile_shapes, largest_within_bounds, realistic = (
+    _bounds.PROBE, _bounds.hostile_shapes, _bounds.largest_within_bounds, _bounds.realistic)
 
 SHAPES = hostile_shapes()
 

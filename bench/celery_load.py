@@ -12,7 +12,7 @@ chain verifies and did not fork (seq contiguous, one head), no two restores
 shared a scratch database, no scratch database is left. Prints wall time, the
 ratio against the baseline and the peak RSS of each worker's process tree.
 
-    python bench/celery.py [--runs 50] [--backup-restore 10]
+    python bench/celery_load.py [--runs 50] [--backup-restore 10]
 """
 
 from __future__ import annotations

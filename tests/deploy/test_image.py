@@ -120,9 +120,8 @@ def test_the_dockerfiles_uv_export_resolves_offline_to_what_the_tests_run_with(t
 
 
 def test_the_celery_executor_imports_with_celery_below_5_7():
-    from airflow.providers.celery.executors.celery_executor import CeleryExecutor
-
     import celery
+    from airflow.providers.celery.executors.celery_executor import CeleryExecutor
 
     assert CeleryExecutor.__name__ == "CeleryExecutor"
     major, minor = (int(x) for x in celery.__version__.split(".")[:2])

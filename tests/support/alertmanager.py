@@ -14,15 +14,16 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.loopback import LoopbackServer
 
 INSTALL = "apt-get install -y prometheus-alertmanager"
 
@@ -116,7 +117,7 @@ class Alertmanager:
         return list(self.request("GET", f"/api/v2/alerts?{query}"))
 
 
-class SlowProxy:
+class SlowProxy(LoopbackServer):
     """Forwards every request to ``upstream`` at once, but answers POSTs only after ``delay`` seconds.
 
     A send through it times out at the client although Alertmanager got it: the
@@ -158,15 +159,4 @@ class SlowProxy:
             def do_GET(self) -> None:
                 self._forward("GET")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)

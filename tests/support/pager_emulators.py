@@ -35,9 +35,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import LoopbackServer
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Knobs:
     fail_resolves: int = 0  # the next N resolve/close requests answer 500
 
 
-class _Emulator:
+class _Emulator(LoopbackServer):
     """Shared plumbing: a threaded loopback server, a lock, a queue of events that take effect later."""
 
     def __init__(self) -> None:
@@ -102,18 +104,7 @@ class _Emulator:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
 
     def later(self, event: dict[str, Any]) -> None:
         self.pending.append((time.monotonic() + self.knobs.delay, event))

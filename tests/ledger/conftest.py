@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from drillbook.context import RunContext
 from drillbook.drills.base import ResultBuilder
@@ -71,3 +73,19 @@ def _private_spool(tmp_path, monkeypatch):
     monkeypatch.delenv("DRILLBOOK_CHECKPOINT_KEY", raising=False)
     monkeypatch.delenv("DRILLBOOK_CHECKPOINT_PUBLIC_KEY", raising=False)
     monkeypatch.delenv("DRILLBOOK_CHECKPOINT_PATH", raising=False)
+
+
+@pytest.fixture
+def writer_dsn(ledger, ledger_dsn, pg):
+    """The documented least-privilege writer: SELECT + INSERT only."""
+    role = f"drillbook_writer_{uuid.uuid4().hex[:8]}"
+    dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
+    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-123'")
+        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
+        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
+        admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
+    yield make_conninfo(ledger_dsn, user=role, password="writer-pw-123")
+    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
+        admin.execute(f"DROP OWNED BY {role}")
+    pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from datetime import timedelta
 
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from psycopg.conninfo import make_conninfo
 
 from drillbook.cli import ledger_cmds
 from drillbook.ledger import schema
@@ -36,22 +34,6 @@ def signed(tmp_path, monkeypatch) -> CheckpointSettings:
     monkeypatch.setenv("DRILLBOOK_CHECKPOINT_KEY", key)
     monkeypatch.setenv("DRILLBOOK_CHECKPOINT_PATH", str(path))
     return CheckpointSettings(private_key=key, path=str(path))
-
-
-@pytest.fixture
-def writer_dsn(ledger, ledger_dsn, pg):
-    """The documented least-privilege writer: SELECT + INSERT only."""
-    role = f"drillbook_writer_{uuid.uuid4().hex[:8]}"
-    dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
-    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-123'")
-        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
-        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
-        admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
-    yield make_conninfo(ledger_dsn, user=role, password="writer-pw-123")
-    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-        admin.execute(f"DROP OWNED BY {role}")
-    pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
 
 
 def _verify_cli(dsn, monkeypatch, capsys, *extra) -> tuple[int, str]:

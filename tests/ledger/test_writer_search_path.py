@@ -8,11 +8,8 @@ reads, letting the writer choose ``seq`` and ``prev_hash`` of the record it appe
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from tests.ledger.conftest import fill
 
@@ -21,20 +18,6 @@ _INSERT = ("INSERT INTO public.drillbook_evidence (record_type, kind, drill, tar
            " SELECT record_type, kind, drill, target, 'PASS', controls, dag_id, 'forged', task_id, map_index,"
            " try_number, trigger, result, prev_hash, hash, 0, now() FROM public.drillbook_evidence WHERE seq = 2"
            " RETURNING seq, prev_hash")
-
-
-@pytest.fixture
-def writer_dsn(ledger, ledger_dsn, pg):
-    role = f"drillbook_writer_{uuid.uuid4().hex[:8]}"
-    dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
-    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-123'")
-        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
-        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
-    yield make_conninfo(ledger_dsn, user=role, password="writer-pw-123")
-    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-        admin.execute(f"DROP OWNED BY {role}")
-    pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
 
 
 def test_a_temporary_shadow_table_cannot_choose_seq_or_prev_hash(ledger, writer_dsn):

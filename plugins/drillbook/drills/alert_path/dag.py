@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from drillbook.catalogue import Catalogue
-    from drillbook.catalogue.alert_path import AlertPathDrill
     from drillbook.connections import Connection
+    from drillbook.drills.alert_path.catalogue import AlertPathDrill
 
 
 class AirflowPathClients:

@@ -41,15 +41,27 @@ def run_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> dict[s
     log = logging.getLogger(__name__)
     kind = registry.get(drill.kind)
     with tempfile.TemporaryDirectory(prefix=f"drillbook-{kind.command}-") as tmp:
-        spec = registry.RunSpec(drill=drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, ledger=ledger_for(catalogue),
-                                on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail))
+        spec = registry.RunSpec(
+            drill=drill,
+            work_dir=Path(tmp),
+            base_dir=catalogue.base_dir,
+            ledger=ledger_for(catalogue),
+            on_phase=lambda p: log.info(
+                "phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail
+            ),
+        )
         results = kind.run_drill(spec, airflow_resources())
     summaries: dict[str, Any] = {}
     not_green: DrillNotGreen | None = None
     for n, result in enumerate(results):
         try:
-            summaries[result.target] = report(result, drill=drill, catalogue=catalogue, context=context,
-                                              task_suffix="" if len(results) == 1 else f".{n}")
+            summaries[result.target] = report(
+                result,
+                drill=drill,
+                catalogue=catalogue,
+                context=context,
+                task_suffix="" if len(results) == 1 else f".{n}",
+            )
         except DrillNotGreen as exc:  # every result is recorded and reported before the task fails
             not_green = not_green or exc
     if not_green is not None:

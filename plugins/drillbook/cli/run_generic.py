@@ -50,16 +50,30 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         common.out(f"{kind.name} drill {drill.name!r}")
     with common.stoppable() as stop, tempfile.TemporaryDirectory(prefix=f"drillbook-{kind.command}-") as tmp:
-        spec = registry.RunSpec(drill=drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, ledger=ledger,
-                                on_phase=None if args.json else common.phase_printer())
-        got = stop.run(lambda: kind.run_drill(spec, cli_resources()),  # type: ignore[arg-type]
-                       kind=kind.name, drill=drill.name, target=drill.name, controls=list(drill.controls))
+        spec = registry.RunSpec(
+            drill=drill,
+            work_dir=Path(tmp),
+            base_dir=catalogue.base_dir,
+            ledger=ledger,
+            on_phase=None if args.json else common.phase_printer(),
+        )
+        got = stop.run(
+            lambda: kind.run_drill(spec, cli_resources()),  # type: ignore[arg-type]
+            kind=kind.name,
+            drill=drill.name,
+            target=drill.name,
+            controls=list(drill.controls),
+        )
         results = got if isinstance(got, list) else [got]
         common.emit(results, as_json=args.json)
         if ledger is not None:  # a manual run becomes evidence only when a ledger is configured
             for n, result in enumerate(results):
-                common.record_cli_result(result, args, task_id="cli" if len(results) == 1 else f"cli.{n}",
-                                         notify=not args.no_notify)
+                common.record_cli_result(
+                    result,
+                    args,
+                    task_id="cli" if len(results) == 1 else f"cli.{n}",
+                    notify=not args.no_notify,
+                )
         if not results:
             return common.fail("the drill produced no result", code=2)
         return stop.exit_code(common.report_to_ci(results, args))

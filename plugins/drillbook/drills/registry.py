@@ -60,7 +60,9 @@ class Resources(Protocol):
 
     def aws(self, conn_id: str, service: str, region: str | None) -> Any: ...  # a boto3 client
 
-    def http(self, conn_id: str) -> Any: ...  # a drillbook Connection (host, port, schema, login, password, extra)
+    def http(
+        self, conn_id: str
+    ) -> Any: ...  # a drillbook Connection (host, port, schema, login, password, extra)
 
 
 class ClientResources:
@@ -91,7 +93,9 @@ class RunSpec:
     base_dir: Path | None = None  # the catalogue's directory: relative paths in the drill resolve from here
     ledger: Any = None  # for kinds that compare with their last PASS; None: no history
     on_phase: Callable[[Phase], None] | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific run options (e.g. alert paths to prove)
+    options: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # kind-specific run options (e.g. alert paths to prove)
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,15 @@ class DrillKind:
     run: str  # "module:function": run(spec: RunSpec, resources: Resources) -> list[DrillResult]
     checks: tuple[str, ...] = ()  # "module:function": check(drill, catalogue) -> Iterator[Problem]
     dag: str | None = None  # "module:function": build_dag(drill, catalogue) -> DAG; None: the generic DAG
-    cli: str | None = None  # module with configure_parser(parser) and main(args) -> int; None: the generic command
-    tags: tuple[str, ...] = ()  # discriminator values inside the model (e.g. alert path types), left out of error paths
-    negative: str | None = None  # "module:function": run the drill on broken input (drills.negative); None: no negative drill
+    cli: str | None = (
+        None  # module with configure_parser(parser) and main(args) -> int; None: the generic command
+    )
+    tags: tuple[
+        str, ...
+    ] = ()  # discriminator values inside the model (e.g. alert path types), left out of error paths
+    negative: str | None = (
+        None  # "module:function": run the drill on broken input (drills.negative); None: no negative drill
+    )
     expected_negative: frozenset[str] = frozenset()  # codes its negative drill must turn red with
 
     @property
@@ -142,8 +152,10 @@ def _check(kind: DrillKind, known: Mapping[str, DrillKind]) -> None:
     annotation = kind.model.model_fields.get("kind")
     declared = getattr(annotation.annotation, "__args__", ()) if annotation is not None else ()
     if declared != (kind.name,):
-        raise ValueError(f"drill kind {kind.name!r}: its model {kind.model.__name__} must declare "
-                         f"kind: Literal[{kind.name!r}], got {declared or 'no kind field'}")
+        raise ValueError(
+            f"drill kind {kind.name!r}: its model {kind.model.__name__} must declare "
+            f"kind: Literal[{kind.name!r}], got {declared or 'no kind field'}"
+        )
 
 
 def kinds() -> dict[str, DrillKind]:

@@ -16,7 +16,9 @@ def run(spec: RunSpec, resources: Resources) -> list[DrillResult]:
     from drillbook.drills.alert_path.drill import run_alert_path
 
     drill: Any = spec.drill
-    return run_alert_path(drill=drill, clients=resources, on_phase=spec.on_phase, paths=spec.options.get("paths"))
+    return run_alert_path(
+        drill=drill, clients=resources, on_phase=spec.on_phase, paths=spec.options.get("paths")
+    )
 
 
 KIND = DrillKind(

@@ -20,11 +20,19 @@ def run(spec: RunSpec, resources: Resources) -> list[DrillResult]:
     drill: Any = spec.drill
     uses_s3 = drill.backup.is_s3 or (drill.backup.keep_live_dumps_in or "").startswith("s3://")
     s3 = resources.aws(drill.backup.connection, "s3", None) if uses_s3 and drill.backup.connection else None
-    return [run_backup_restore(
-        drill=drill, scratch_dsn=resources.dsn(drill.scratch.connection),
-        source_dsn=resources.dsn(drill.source.connection) if drill.source else None, s3_client=s3,
-        work_dir=spec.work_dir, base_dir=spec.base_dir, ledger=spec.ledger, on_phase=spec.on_phase, **spec.options,
-    )]
+    return [
+        run_backup_restore(
+            drill=drill,
+            scratch_dsn=resources.dsn(drill.scratch.connection),
+            source_dsn=resources.dsn(drill.source.connection) if drill.source else None,
+            s3_client=s3,
+            work_dir=spec.work_dir,
+            base_dir=spec.base_dir,
+            ledger=spec.ledger,
+            on_phase=spec.on_phase,
+            **spec.options,
+        )
+    ]
 
 
 def reference_exists(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
@@ -36,7 +44,10 @@ def reference_exists(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
         if not ref.is_absolute():
             ref = catalogue.base_dir / ref
         if not ref.is_file():
-            yield (("verify", "reference"), f"reference file {str(ref)!r} does not exist; create it with `drillbook reference write`")
+            yield (
+                ("verify", "reference"),
+                f"reference file {str(ref)!r} does not exist; create it with `drillbook reference write`",
+            )
 
 
 def suites_valid(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
@@ -54,7 +65,10 @@ KIND = DrillKind(
     model=BackupRestoreDrill,
     summary="restore the newest backup into scratch and verify it",
     run="drillbook.drills.backup_restore.kind:run",
-    checks=("drillbook.drills.backup_restore.kind:reference_exists", "drillbook.drills.backup_restore.kind:suites_valid"),
+    checks=(
+        "drillbook.drills.backup_restore.kind:reference_exists",
+        "drillbook.drills.backup_restore.kind:suites_valid",
+    ),
     dag="drillbook.drills.backup_restore.dag:build_dag",
     cli="drillbook.drills.backup_restore.cli",
     negative="drillbook.drills.negative:broken_backup_restore",

@@ -20,10 +20,23 @@ def run(spec: RunSpec, resources: Resources) -> list[DrillResult]:
     drill: Any = spec.drill
     from drillbook.drills.data_quality.suites import default_suites_dir
 
-    suites_dir = spec.options.get("suites_dir") or (spec.base_dir / "expectations" if spec.base_dir else default_suites_dir())
-    return [run_data_quality(drill_name=drill.name, dsn=resources.dsn(drill.connection), table=drill.table,
-                             query=drill.query, suite=drill.suite, suites_dir=suites_dir, sample=drill.sample_unexpected,
-                             sensitive=drill.sensitive_columns, controls=drill.controls, on_phase=spec.on_phase)]
+    suites_dir = spec.options.get("suites_dir") or (
+        spec.base_dir / "expectations" if spec.base_dir else default_suites_dir()
+    )
+    return [
+        run_data_quality(
+            drill_name=drill.name,
+            dsn=resources.dsn(drill.connection),
+            table=drill.table,
+            query=drill.query,
+            suite=drill.suite,
+            suites_dir=suites_dir,
+            sample=drill.sample_unexpected,
+            sensitive=drill.sensitive_columns,
+            controls=drill.controls,
+            on_phase=spec.on_phase,
+        )
+    ]
 
 
 def suite_valid(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:

@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="toy-size run that only proves the benchmark still works (no size or target checks)")
     args = parser.parse_args(argv)
 
-    from drillbook.context import RunContext
     from drillbook.drills.backup_restore import tools
     from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
     from drillbook.drills.backup_restore.drill import run_backup_restore
@@ -67,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from drillbook.drills.backup_restore.scratch import ScratchGuard
     from drillbook.drills.backup_restore.verify.structure import write_reference
     from drillbook.ledger.store import Ledger
-    from drillbook.pg import connect, tool_env, with_dbname
+    from drillbook.resources.pg import connect, tool_env, with_dbname
+    from drillbook.run.context import RunContext
     from drillbook.sample.shop import seed_shop
 
     admin, owned = _server(args.dsn)

@@ -144,7 +144,7 @@ def test_the_watchdog_and_failure_evidence_know_the_kind(
     pg_ping: registry.DrillKind, catalogue_file: Path
 ) -> None:
     from drillbook.airflow.failure_evidence import drill_of
-    from drillbook.watchdog import DrillHistory, assess
+    from drillbook.reporting.watchdog import DrillHistory, assess
 
     catalogue = load_catalogue(catalogue_file)
     long_ago = datetime(2026, 1, 1, tzinfo=UTC)

@@ -26,9 +26,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def cli_resources() -> object:
     """Connections from the environment, for any kind (the CLI's backend of ``registry.Resources``)."""
-    from drillbook.connections import postgres_dsn_from_env
     from drillbook.drills.alert_path.clients import EnvPathClients
     from drillbook.drills.registry import ClientResources
+    from drillbook.resources.connections import postgres_dsn_from_env
 
     return ClientResources(dsn=postgres_dsn_from_env, clients=EnvPathClients())
 

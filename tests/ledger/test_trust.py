@@ -53,7 +53,11 @@ def test_a_healthy_checkpointed_ledger_verifies_and_says_what_it_checked(ledger,
     code, out = _verify_cli(ledger_dsn, monkeypatch, capsys)
     assert code == 0, out
     assert "compared with checkpoint seq=3" in out and "signature verified with the trusted key" in out
-    assert "all 5 present and enabled" in out and "ledger OK: 5 records" in out
+    # incremental: only the 2 records after the trusted checkpoint are re-hashed, and it says so
+    assert "all 5 present and enabled" in out and "ledger OK: 2 records" in out and "incremental" in out
+    code, out = _verify_cli(ledger_dsn, monkeypatch, capsys, "--full")
+    assert code == 0, out
+    assert "ledger OK: 5 records, chain intact, head 5:" in out and "full verify (--full)" in out
 
 
 def test_without_a_key_checkpoints_are_unsigned_and_it_says_so(ledger, ledger_dsn, monkeypatch, capsys):

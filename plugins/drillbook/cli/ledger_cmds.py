@@ -239,18 +239,22 @@ def _print_table(rows: Any, header: tuple[str, ...]) -> int:
         if len(first) >= _WIDTH_SAMPLE:
             break
     widths = [max([len(h)] + [len(r[i]) for r in first]) for i, h in enumerate(header)]
+    template = "  ".join(f"{{:<{w}}}" for w in widths)  # one format per line, like ljust per cell
+    out = sys.stdout
 
     def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        return template.format(*row).rstrip() + "\n"
 
-    print(line(header))
-    print(line(tuple("-" * w for w in widths)))
-    for row in first:
-        print(line(row))
-        count += 1
-    for row in rows:
-        print(line(row))
-        count += 1
+    out.write(line(header) + line(tuple("-" * w for w in widths)))
+    for source in (first, rows):
+        lines: list[str] = []
+        for row in source:
+            lines.append(line(row))
+            count += 1
+            if len(lines) >= 500:
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines))
     return count
 
 

@@ -56,3 +56,36 @@ def test_sql_aggregate_honours_the_period(filled):
     ledger, now = filled
     later = now + timedelta(hours=2)
     assert aggregate_sql(ledger.connection, drills=["api_certs"], start=later, end=later + timedelta(hours=1)) == {}
+
+
+def test_daily_digest_verifies_incrementally_and_weekly_in_full(catalogue, ledger_dsn, tmp_path, monkeypatch):
+    """Documented trade-off: an edit older than the newest trusted checkpoint is not seen by the daily digest
+    (it walks from the checkpoint), and is seen by the weekly digest (``evidence verify --full``)."""
+    import psycopg
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from drillbook.ledger.checkpoint import CheckpointSettings
+    from drillbook.notify import notifier_from_env
+    from drillbook.reporting.digest import run_digest
+
+    monkeypatch.delenv("AIRFLOW_CONN_DRILLBOOK_SLACK", raising=False)
+    monkeypatch.setenv("DRILLBOOK_OUTBOX", str(tmp_path / "outbox.jsonl"))
+    settings = CheckpointSettings(private_key=Ed25519PrivateKey.generate().private_bytes_raw().hex())
+    ledger = Ledger(ledger_dsn)
+    now = datetime.now(UTC)
+    for run in ("a", "b"):
+        ledger.record(make_result("PASS", drill="web_certs", started=now), make_ctx(run_id=run))
+    ledger.checkpoint(source="digest:daily", settings=settings)
+    ledger.record(make_result("PASS", drill="web_certs", started=now), make_ctx(run_id="c"))
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 1")
+    notifier = notifier_from_env(catalogue, ledger=ledger)
+    later = now + timedelta(seconds=5)
+    daily = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=make_ctx(dag_id="dr_digest__daily", run_id="d1",
+                       task_id="digest"), schedule="@daily", now=later, checkpoints=settings)
+    assert daily.ledger_ok is True and "(incremental)" in daily.ledger_summary
+    weekly = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=make_ctx(dag_id="dr_digest__weekly", run_id="w1",
+                        task_id="digest"), schedule="@weekly", now=later, checkpoints=settings)
+    assert weekly.ledger_ok is False and "LEDGER DOES NOT VERIFY: record seq 1 edited" in weekly.ledger_summary
+    ledger.close()

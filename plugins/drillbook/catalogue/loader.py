@@ -13,6 +13,7 @@ read only through ``catalogue.reader`` (size, encoding, depth and alias bounds).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,7 @@ def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
 
 
 def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
-                   gx_suites: bool | None = None) -> Catalogue:
+                   gx_suites: bool | None = None, _data_sink: Callable[[Any], None] | None = None) -> Catalogue:
     """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
 
     Every kind of problem is collected in one run: YAML duplicates, schema
@@ -209,7 +210,8 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
     file checks (references, suites) of every drill that validates. The suite
     check builds every expectation with Great Expectations only with
     ``gx_suites=True`` (or ``DRILLBOOK_SUITE_CHECK=gx`` when ``gx_suites`` is
-    None); ``Catalogue.gx_suites_checked`` tells which ran.
+    None); ``Catalogue.gx_suites_checked`` tells which ran. ``_data_sink`` receives
+    the parsed document of a catalogue that loaded without problems (the compiled cache).
     """
     if gx_suites is None:
         from drillbook.drills.data_quality.suites import gx_check_wanted
@@ -282,4 +284,6 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
         raise CatalogueError([f"{name}:{ln}: {_cap(text_)}" for ln, text_ in unique])
     assert catalogue is not None
     catalogue._path, catalogue._gx_suites = file, gx_suites
+    if _data_sink is not None:
+        _data_sink(data)
     return catalogue

@@ -81,6 +81,11 @@ PRESETS: dict[str, str] = {
 }
 
 
+#: schedule preset -> the digest's name for its period (``dr_digest__daily``)
+PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
+                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
+
+
 def cron_of(schedule: str) -> str:
     """Return the cron expression for a schedule string (presets expanded)."""
     return PRESETS.get(schedule.strip(), schedule.strip())

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import cron_of, previous_run
+from drillbook.catalogue.common import PRESET_NAMES, cron_of, previous_run
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.reporting.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
     from drillbook.run.context import RunContext
 
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
-PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
-                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
 
 
 #: The weekly digest (``dr_digest__weekly``, in the default ``digest.schedules``) re-hashes the whole chain

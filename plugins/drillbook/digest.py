@@ -5,12 +5,14 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   the period; its verdict is the worst of its records (ERROR > FAIL > PASS), so
   a mapped drill with one bad target is not a pass;
 - runs expected come from the drill's cron schedule over the period, in the
-  catalogue's timezone; runs below expected are shown, never hidden;
+  catalogue's timezone, counted by ``drillbook.evidence.population`` (the
+  auditors' population); runs below expected are shown, never hidden;
 - pass rate = passing runs / runs; RTO and RPO are shown worst and median
   against the objective the drill recorded;
-- a control is VERIFIED only when every enabled drill mapped to it ran in the
-  period and its newest run passed; any drill that did not run makes it NOT
-  RUN, any newest FAIL/ERROR makes it AT RISK;
+- drill and control status follow ``drillbook.evidence.controls.status_of``, the
+  rule of the auditors' controls view: a missed occurrence or a FAIL/ERROR run
+  in the period is EXCEPTIONS, so a drill that ran once of 19 expected times is
+  never VERIFIED; no run is NOT RUN, a newest FAIL/ERROR is AT RISK;
 - the ledger's verify status is part of every scorecard: evidence that does
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
@@ -30,10 +32,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import cron_of, previous_run
+from drillbook.catalogue.common import previous_run
+from drillbook.evidence.controls import status_of
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
-from drillbook.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
+from drillbook.scorecard import ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -49,18 +52,22 @@ PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@
 
 
 def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
-    """How many times ``schedule`` fires in [start, end)."""
-    from croniter import croniter
+    """How many times ``schedule`` fires in [start, end) (the population's rule, DST included)."""
+    from drillbook.evidence.population import count_occurrences
 
-    tz = ZoneInfo(timezone)
-    it = croniter(cron_of(schedule), start.astimezone(tz) - timedelta(microseconds=1))
-    count = 0
-    for _ in range(100_000):  # bounded: a minutely cron over a year is 525k, a digest period is at most a month
-        moment = it.get_next(datetime)
-        if moment >= end.astimezone(tz):
-            break
-        count += 1
-    return count
+    return count_occurrences(schedule, start=start, end=end, timezone=timezone)
+
+
+def _missed(catalogue: Catalogue, drill: str, run_times: list[datetime], *, start: datetime, end: datetime) -> int:
+    """Expected occurrences of ``drill`` in [start, end) with no run in their window (the population's rule)."""
+    from drillbook.evidence.population import MISSED, Run, match, series_of
+
+    series = next(s for s in series_of(catalogue) if s.drill == drill and s.kind != "negative")
+    runs = [Run(drill=drill, kind=series.kind, dag_id="", run_id="", first_at=t, last_at=t, verdict="PASS", rows=1,
+                first_seq=0, last_seq=0) for t in sorted(run_times)]
+    occurrences = match(series, runs, start=start, end=end, as_of=end, grace=catalogue.defaults.watchdog.grace,
+                        timezone=catalogue.defaults.timezone)
+    return sum(1 for occ in occurrences if occ.outcome == MISSED)
 
 
 def digest_period(schedule: str, *, end: datetime, timezone: str = "UTC") -> tuple[datetime, datetime]:
@@ -97,6 +104,8 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
         ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
         verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
         score.runs, score.passes, score.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        score.failed = sum(1 for v in verdicts if v in ("FAIL", "ERROR"))
+        score.missed = _missed(catalogue, name, [min(r.recorded_at for r in recs) for recs in ordered], start=start, end=end)
         newest = ordered[-1]
         score.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
         all_records = [r for recs in ordered for r in recs]
@@ -114,13 +123,18 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
         unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
     for score in scores.values():
         score.unverifiable = unverifiable
+        if score.runs == 0:
+            score.missed = _missed(catalogue, score.drill, [], start=start, end=end)
     controls: list[ControlScore] = []
     for control in sorted({c for d in drills for c in d.controls}):
         members = [scores[d.name] for d in drills if control in d.controls]
-        statuses = {m.status for m in members}
-        status = next((s for s in ("NOT RUN", "AT RISK", UNVERIFIABLE) if s in statuses), "VERIFIED")
-        controls.append(ControlScore(control=control, drills=[m.drill for m in members], expected=sum(m.expected for m in members),
-                                     runs=sum(m.runs for m in members), passes=sum(m.passes for m in members), status=status))
+        latest = [m.newest_verdict for m in members if m.newest_verdict]
+        numbers = {"expected": sum(m.expected for m in members), "runs": sum(m.runs for m in members),
+                   "missed": sum(m.missed for m in members), "failed": sum(m.failed for m in members)}
+        status = status_of(**numbers, newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
+                           unverifiable=unverifiable)
+        controls.append(ControlScore(control=control, drills=[m.drill for m in members], passes=sum(m.passes for m in members),
+                                     status=status, **numbers))
     return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
                      ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 

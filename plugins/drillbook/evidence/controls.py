@@ -23,6 +23,7 @@ Rules this module enforces (``status_of`` is the one rule; the digest uses it to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -168,8 +169,12 @@ class Tally:
 
 
 def control_rows(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime | None = None,
-                 unverifiable: str | None = None, only: str | None = None) -> list[ControlRow]:
-    """One row per control id of the enabled drills (or only ``only``), sorted by status then id."""
+                 unverifiable: str | None = None, only: str | None = None,
+                 each: Callable[[Occurrence], None] | None = None) -> list[ControlRow]:
+    """One row per control id of the enabled drills (or only ``only``), sorted by status then id.
+
+    ``each`` sees every occurrence as it streams by (the pack writes its population listing with it).
+    """
     every = series_of(catalogue, control=only)
     controls = sorted({c for s in every for c in s.controls if only is None or c == only})
     rows = {c: ControlRow(control=c, drills=sorted({s.label for s in every if c in s.controls}), unverifiable=unverifiable)
@@ -177,6 +182,8 @@ def control_rows(conn: Any, catalogue: Catalogue, *, start: datetime, end: datet
     tallies = {c: Tally(r) for c, r in rows.items()}
     strays: list[Run] = []
     for occ in population(conn, catalogue, start=start, end=end, as_of=as_of, control=only, strays=strays):
+        if each is not None:
+            each(occ)
         for control in occ.series.controls:
             if control in tallies:
                 tallies[control].add(occ)

@@ -148,7 +148,7 @@ def test_replacing_the_manifest_without_the_key_fails(filled, tmp_path, key):
     import hashlib
 
     manifest["files"]["records.json"]["sha256"] = hashlib.sha256(forged_records).hexdigest()
-    body = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    body = (json.dumps(manifest, sort_keys=True) + "\n").encode()
     # 1. the manifest rewritten, the old signature kept: the signature no longer matches
     kept = _rewrite(tampered, tmp_path / "kept.zip", lambda n, d: body if n == MANIFEST else d)
     report = verify_pack(kept)
@@ -159,7 +159,7 @@ def test_replacing_the_manifest_without_the_key_fails(filled, tmp_path, key):
     from drillbook.ledger.checkpoint import load_private_key
 
     manifest.update(public_key=other_public)
-    body = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    body = (json.dumps(manifest, sort_keys=True) + "\n").encode()
     signature = load_private_key(other_private).sign(MANIFEST_SIG_DOMAIN + body).hex().encode()
     resigned = _rewrite(tampered, tmp_path / "resigned.zip",
                         lambda n, d: body if n == MANIFEST else signature if n == SIGNATURE else d)

@@ -25,6 +25,7 @@ TOY_RUNS = {
     "data_quality": ["--rows", "20000", "--repeat", "1", "--smoke"],
     "certificates": ["--endpoints", "12"],
     "ledger": ["--rows", "2000"],
+    "evidence_pack": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
 }
 

@@ -35,7 +35,7 @@ def client(seeded):
     app.state.pool.close()
 
 
-PAGES = ("/history", "/controls", "/trends", "/ledger", "/api/history")
+PAGES = ("/history", "/controls", "/coverage", "/trends", "/ledger", "/api/history")
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -100,7 +100,7 @@ def test_record_page_shows_verdict_phases_findings_objectives_environment_and_ch
 
 def test_hostile_ledger_text_is_escaped_on_every_page(client, seeded):
     hostile_seq = seeded.seqs[HOSTILE][0]
-    for path in ("/history", f"/record/{hostile_seq}", "/controls", "/trends", f"/trends?drill={HOSTILE}",
+    for path in ("/history", f"/record/{hostile_seq}", "/controls", "/coverage", "/trends", f"/trends?drill={HOSTILE}",
                  f"/history?control={HOSTILE}"):
         page = client.get(path).text
         assert "<script>" not in page and "<img" not in page, path
@@ -150,3 +150,15 @@ def test_missing_ledger_connection_is_a_503_page_saying_how_to_define_it(seeded)
     with TestClient(app) as c:
         answer = c.get("/history", headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 503 and "AIRFLOW_CONN_DRILLBOOK_LEDGER" in answer.text
+
+
+def test_coverage_lists_what_has_no_passing_evidence_first(seeded):
+    scope = [("backup_restore", "orders_nightly"), ("certificates", "api_certs"), ("alert_path", "pager_never_ran")]
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, scope=lambda: scope)
+    with TestClient(app) as c:
+        page = c.get("/coverage", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    app.state.pool.close()
+    never = page.index("pager_never_ran")
+    assert never < page.index("api_certs") and never < page.index("orders_nightly")
+    assert "never ran in this period" in page and page.count("NO PASSING EVIDENCE") == 1
+    assert HOSTILE not in page and "the catalogue" in page  # only what the catalogue puts in scope

@@ -65,7 +65,19 @@ def build_app() -> Any:
     from drillbook.web.app import create_app, verify_with
 
     airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
-    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn))
+    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn),
+                      scope=catalogue_scope)
+
+
+def catalogue_scope() -> list[tuple[str, str]] | None:
+    """(kind, drill) of every drill in the catalogue (DRILLBOOK_CATALOGUE), or None when none is configured."""
+    import os
+
+    from drillbook.catalogue import load_catalogue
+
+    if not os.environ.get("DRILLBOOK_CATALOGUE"):
+        return None
+    return [(d.kind, d.name) for d in load_catalogue().drills]
 
 
 class EvidenceApp:

@@ -189,6 +189,29 @@ def controls_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, bas
         empty="no drill record names a control in this period"), nav="controls", base=base)
 
 
+def coverage_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, scope_from: str, base: str) -> str:
+    """What is in scope against what was drilled: anything without passing evidence in the period first."""
+    out = []
+    for r in rows:
+        newest, green = r["newest"], r["green"]
+        if green:
+            status = ("passing evidence: " + link(href(base, "record/" + str(green["seq"])), green["seq"]) + " "
+                      + fmt_time(green["recorded_at"]))
+        else:
+            status = '<span class="warn">NO PASSING EVIDENCE in this period</span>'
+        if newest:
+            last = verdict_badge(newest["verdict"]) + " " + link(href(base, "record/" + str(newest["seq"])), newest["seq"])
+        else:
+            last = '<span class="warn">never ran in this period</span>'
+        out.append((esc(r["kind"]), link(href(base, "history", drill=r["drill"], since=since, until=until), r["drill"]),
+                    esc(newest["target"]) if newest else "—", last, status))
+    form = (f'<form class="filters" method="get" action="{href(base, "coverage")}">'
+            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
+    return document("Coverage", form + f"<p class=muted>in scope: {esc(scope_from)}</p>" + table(
+        ("kind", "drill", "target", "newest run", "evidence"), out, empty="nothing in scope"),
+        nav="coverage", base=base)
+
+
 def ledger_page(status: dict[str, Any], *, last_verify: dict[str, Any] | None, csrf: str, base: str) -> str:
     """Head hash, checkpoints, the last verify this server ran, and the verify button (a POST form)."""
     head = status["head"]

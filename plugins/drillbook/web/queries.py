@@ -127,6 +127,30 @@ def controls_summary(conn: Any, *, since: datetime, until: datetime, limit_excep
         return rows
 
 
+def coverage(conn: Any, *, since: datetime, until: datetime, scope: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Per drill in scope (the catalogue's, else every drill in the ledger): its newest record and newest PASS in the window.
+
+    One index probe per drill and question (drill/kind/verdict/seq index); drills without a PASS come first.
+    """
+    pairs = scope if scope is not None else [(k, d) for d, k in drills(conn)]
+    out = []
+    with conn.cursor() as cur:
+        for kind, drill in pairs:
+            cur.execute(
+                f"SELECT seq, recorded_at, verdict, target FROM {TABLE} WHERE drill = %s AND kind = %s "
+                "AND record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s ORDER BY seq DESC LIMIT 1",
+                (drill, kind, since, until))
+            newest = cur.fetchone()
+            cur.execute(
+                f"SELECT seq, recorded_at FROM {TABLE} WHERE drill = %s AND kind = %s AND verdict = 'PASS' "
+                "AND record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s ORDER BY seq DESC LIMIT 1",
+                (drill, kind, since, until))
+            green = cur.fetchone()
+            out.append({"kind": kind, "drill": drill, "newest": newest, "green": green})
+    out.sort(key=lambda r: (r["green"] is not None, r["kind"], r["drill"]))
+    return out
+
+
 def ledger_status(conn: Any) -> dict[str, Any]:
     """The head record and every stored checkpoint (newest first)."""
     with conn.cursor() as cur:

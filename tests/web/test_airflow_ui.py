@@ -70,9 +70,8 @@ def login(base: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(pg, tmp_path_factory) -> Iterator[Server]:
-    from drillbook.demo import airflow_environment
-    from drillbook.demo_up import write_admin_password
-    from drillbook.pg import airflow_connection_json
+    from drillbook.resources.pg import airflow_connection_json
+    from scripts.demo import airflow_environment, write_admin_password
 
     home = tmp_path_factory.mktemp("airflow-evidence")
     port = free_port()

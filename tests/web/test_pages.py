@@ -152,13 +152,23 @@ def test_missing_ledger_connection_is_a_503_page_saying_how_to_define_it(seeded)
     assert answer.status_code == 503 and "AIRFLOW_CONN_DRILLBOOK_LEDGER" in answer.text
 
 
-def test_coverage_lists_what_has_no_passing_evidence_first(seeded):
-    scope = [("backup_restore", "orders_nightly"), ("certificates", "api_certs"), ("alert_path", "pager_never_ran")]
-    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, scope=lambda: scope)
+def test_coverage_without_a_catalogue_lists_drills_without_passing_evidence_first(client):
+    page = client.get("/coverage").text
+    assert page.index("NO PASSING EVIDENCE") < page.index("passing evidence: ")
+    assert page.count("NO PASSING EVIDENCE") == 1 and "no catalogue configured" in page  # the hostile drill only failed
+
+
+def test_controls_and_coverage_use_the_catalogues_population(seeded):
+    from tests.evidence.conftest import backup_drill, catalogue
+
+    cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"), backup_drill("never_ran", controls=("SOC2:CC7.4",)))
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
     with TestClient(app) as c:
-        page = c.get("/coverage", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        controls = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        coverage = c.get("/coverage", headers={"Authorization": f"Bearer {TOKEN}"}).text
     app.state.pool.close()
-    never = page.index("pager_never_ran")
-    assert never < page.index("api_certs") and never < page.index("orders_nightly")
-    assert "never ran in this period" in page and page.count("NO PASSING EVIDENCE") == 1
-    assert HOSTILE not in page and "the catalogue" in page  # only what the catalogue puts in scope
+    assert "SOC2:A1.2" in controls and "SOC2:CC7.4" in controls
+    row = controls[controls.index("SOC2:A1.2"):]
+    assert "MISSED" in row and "FAIL" in row  # 5-minute schedule over a month: missed occurrences are exceptions
+    assert f'record/{seeded.seqs["orders_nightly"][-1]}' in row
+    assert "NONE" in coverage and "never_ran" in coverage and coverage.index("never_ran") < coverage.index("PASSING")

@@ -66,18 +66,18 @@ def build_app() -> Any:
 
     airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
     return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn),
-                      scope=catalogue_scope)
+                      catalogue=current_catalogue)
 
 
-def catalogue_scope() -> list[tuple[str, str]] | None:
-    """(kind, drill) of every drill in the catalogue (DRILLBOOK_CATALOGUE), or None when none is configured."""
+def current_catalogue() -> Any:
+    """The catalogue (DRILLBOOK_CATALOGUE) Controls and Coverage judge the ledger against, or None when unset."""
     import os
 
     from drillbook.catalogue import load_catalogue
 
     if not os.environ.get("DRILLBOOK_CATALOGUE"):
         return None
-    return [(d.kind, d.name) for d in load_catalogue().drills]
+    return load_catalogue()
 
 
 class EvidenceApp:

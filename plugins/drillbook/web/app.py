@@ -99,9 +99,10 @@ def _window(since: str | None, until: str | None, *, days: int) -> tuple[datetim
 
 def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[..., Any], airflow_base: str = "",
                verify: Callable[[], dict[str, Any]] | None = None,
-               scope: Callable[[], list[tuple[str, str]] | None] | None = None) -> Any:
+               catalogue: Callable[[], Any] | None = None) -> Any:
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
-    ``scope`` lists the catalogue's (kind, drill) pairs for the Coverage page (None: the drills in the ledger)."""
+    ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
+    (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds."""
     pool = LedgerPool(dsn_provider)
     app = FastAPI(title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None)
     app.state.last_verify = None
@@ -172,18 +173,29 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     @app.get("/controls", response_class=HTMLResponse)
     def controls(request: Request, since: str | None = None, until: str | None = None) -> str:
         start, end, since_s, until_s = _window(since, until, days=31)
+        cat = catalogue() if catalogue is not None else None
         with pool.connection() as conn:
+            if cat is not None:
+                from drillbook.evidence.controls import control_rows
+
+                return pages.control_rows_page(control_rows(conn, cat, start=start, end=end), since=since_s,
+                                               until=until_s, base=base_of(request))
             rows = queries.controls_summary(conn, since=start, until=end)
         return pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
 
     @app.get("/coverage", response_class=HTMLResponse)
     def coverage(request: Request, since: str | None = None, until: str | None = None) -> str:
         start, end, since_s, until_s = _window(since, until, days=31)
-        in_scope = scope() if scope is not None else None
+        cat = catalogue() if catalogue is not None else None
         with pool.connection() as conn:
-            rows = queries.coverage(conn, since=start, until=end, scope=in_scope)
-        source = "the catalogue's drills" if in_scope is not None else "every drill in the ledger (no catalogue)"
-        return pages.coverage_page(rows, since=since_s, until=until_s, scope_from=source, base=base_of(request))
+            if cat is not None:
+                from drillbook.evidence.coverage import coverage as scope_coverage
+
+                return pages.scope_page(scope_coverage(conn, cat, start=start, end=end), since=since_s,
+                                        until=until_s, base=base_of(request))
+            rows = queries.coverage(conn, since=start, until=end)
+        return pages.coverage_page(rows, since=since_s, until=until_s, base=base_of(request),
+                                   scope_from="every drill in the ledger (no catalogue configured)")
 
     def session_token(request: Request) -> str:
         header = request.headers.get("authorization", "")

@@ -70,8 +70,9 @@ def login(base: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(pg, tmp_path_factory) -> Iterator[Server]:
-    from drillbook.resources.pg import airflow_connection_json
     from scripts.demo import airflow_environment, write_admin_password
+
+    from drillbook.resources.pg import airflow_connection_json
 
     home = tmp_path_factory.mktemp("airflow-evidence")
     port = free_port()

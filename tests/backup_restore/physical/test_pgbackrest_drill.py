@@ -17,6 +17,7 @@ import pytest
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
+from drillbook.drills.backup_restore.physical.pgbackrest import PgBackRest
 
 from .conftest import STANZA, SourceCluster
 
@@ -137,4 +138,34 @@ def test_corrupted_data_file_in_the_repository_is_backup_corrupt(backed_up: Sour
     result = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path)
     assert result.verdict.value == "FAIL", [(f.code, f.message) for f in result.findings]
     assert "BACKUP_CORRUPT" in codes(result)
+    assert leftover_clusters(before) == set()
+
+
+class _CraftedAutoConf(PgBackRest):
+    """The real pgBackRest restore, then a postgresql.auto.conf that turns archiving back on into the source's repo.
+
+    A backup whose ALTER SYSTEM settings survive the tool's restore (or a tampered repository)
+    looks exactly like this; the drill must refuse to start it.
+    """
+
+    def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
+        info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
+        with open(datadir / "postgresql.auto.conf", "a") as fh:
+            fh.write(f"archive_mode = 'on'\narchive_command = 'pgbackrest --config={self.config} --stanza={self.stanza} "
+                     "archive-push %p'\n")
+        return info
+
+
+def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(backed_up: SourceCluster, tmp_path: Path) -> None:
+    before = _snapshot()
+    archived = [p.name for p in backed_up.archived_segments()]
+    drill = physical_drill(backed_up)
+    source = _CraftedAutoConf(stanza=STANZA, config=str(backed_up.config))
+    result = run_physical(drill=drill, source=source, state_dir=tmp_path)
+    assert result.verdict.value == "ERROR", [(f.code, f.message) for f in result.findings]
+    unsafe = next(f for f in result.findings if f.code == "SCRATCH_UNSAFE")
+    assert "archive_mode='on'" in unsafe.message and "refused before start" in unsafe.message
+    assert "recover" not in [p.name for p in result.phases]  # never started
+    time.sleep(1)
+    assert [p.name for p in backed_up.archived_segments()] == archived  # nothing was pushed into the repository
     assert leftover_clusters(before) == set()

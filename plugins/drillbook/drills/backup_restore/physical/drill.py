@@ -52,8 +52,8 @@ from drillbook.drills.backup_restore.physical.source import (
 )
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted
-from drillbook.redact import redact_obj
 from drillbook.result import DrillResult, Phase
+from drillbook.safety.redact import redact_obj
 
 KIND = "backup_restore"
 PROOF_TIMEOUT_MS = 60_000

@@ -24,7 +24,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -293,7 +293,7 @@ def measure_rpo(target: Target, rec: Recovery | None, backup: BackupSet | None, 
 def run_physical(*, drill: BackupRestoreDrill, source: PhysicalSource | None = None, state_dir: Path | None = None,
                  base_dir: Path | None = None, previous: dict[str, Any] | None = None,
                  env: Mapping[str, str] | None = None, on_phase: Callable[[Phase], None] | None = None,
-                 now: datetime | None = None) -> DrillResult:
+                 reaped_clusters: Sequence[str] = (), now: datetime | None = None) -> DrillResult:
     """Run ``drill`` (a ``backup.pgbackrest``/``backup.barman`` drill) once; see the module docstring.
 
     ``env`` holds the tool's own variables (``PGBACKREST_*``) from the composition root.
@@ -306,6 +306,8 @@ def run_physical(*, drill: BackupRestoreDrill, source: PhysicalSource | None = N
     run = _Physical(b, drill=drill, source=source or make_source(drill, env), state_dir=state_dir, base_dir=base_dir,
                     env=env, start=start)
     b.details["recovery_target"] = run.target.describe()
+    for root in reaped_clusters:  # the Airflow reap task's; the cluster's own prepare() reports those it reaps
+        b.find("SCRATCH_REAPED", f"an ephemeral cluster left by a killed drill was stopped and removed: {root}", subject=root)
     try:
         run.locate()
         run.archive()

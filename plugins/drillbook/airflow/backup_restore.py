@@ -49,7 +49,7 @@ def _doc(drill: BackupRestoreDrill) -> str:
         "Restores the newest backup into a scratch database, proves the right data came back "
         "(structure, volume, semantics, integrity, quality) and measures RTO and RPO.",
         "",
-        f"* **Backup:** `{drill.backup.location}`" + (f" matching `{drill.backup.pattern}`" if drill.backup.pattern else ""),
+        f"* **Backup:** `{drill.backup.where}`" + (f" matching `{drill.backup.pattern}`" if drill.backup.pattern else ""),
         f"* **Scratch connection:** `{drill.scratch.connection}` (databases `drillbook_scratch_*`, "
         f"reaped after {format_duration(drill.scratch.max_age)})",
         f"* **Objectives:** RTO {format_duration(drill.objectives.rto)}, RPO {format_duration(drill.objectives.rpo)}",
@@ -117,7 +117,7 @@ def drop_now(drill: BackupRestoreDrill, name: str | None) -> bool:
 def _connection_missing(drill: BackupRestoreDrill, exc: Exception) -> Any:
     from drillbook.drills.base import ResultBuilder
 
-    b = ResultBuilder(kind="backup_restore", drill=drill.name, target=drill.backup.location, controls=list(drill.controls),
+    b = ResultBuilder(kind="backup_restore", drill=drill.name, target=drill.backup.where, controls=list(drill.controls),
                       objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo})
     b.find("CONNECTION_MISSING", str(exc))
     return b.finish()

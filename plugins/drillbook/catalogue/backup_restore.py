@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -20,23 +22,146 @@ class SourceSpec(StrictModel):
     connection: ConnId  # read-only; drills never write here
 
 
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_LSN_RE = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
+
+
+def _safe_name(value: str, what: str) -> str:
+    # these go onto the tool's command line: no option injection, no path separators
+    if not _NAME_RE.match(value):
+        raise ValueError(f"expected a {what} of letters, digits, '_', '.', ':' or '-' (not starting with '-'), got {value!r}")
+    return value
+
+
+class PgBackRestSpec(StrictModel):
+    """``backup.pgbackrest``: the stanza in a pgBackRest repository (the tool runs with this config file)."""
+
+    stanza: str
+    config: str = "/etc/pgbackrest/pgbackrest.conf"
+    repo: int = Field(default=1, ge=1, le=256)
+    # the OS user pgbackrest (and the restored cluster) run as when the drill runs as root
+    os_user: str | None = None
+
+    @field_validator("stanza")
+    @classmethod
+    def _stanza(cls, value: str) -> str:
+        return _safe_name(value, "stanza name")
+
+
+class BarmanSpec(StrictModel):
+    """``backup.barman``: a server in a Barman configuration."""
+
+    server: str
+    config: str = "/etc/barman.conf"
+    os_user: str | None = None
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        return _safe_name(value, "Barman server name")
+
+
+class TargetTimeSpec(StrictModel):
+    time: datetime
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError(f"target.time {value.isoformat()!r} has no time zone: write it with 'Z' or '+00:00'")
+        return value.astimezone(UTC)
+
+
+class TargetNameSpec(StrictModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _safe_name(value, "restore point name")
+
+
+class TargetLsnSpec(StrictModel):
+    lsn: str
+
+    @field_validator("lsn")
+    @classmethod
+    def _lsn(cls, value: str) -> str:
+        if not _LSN_RE.match(value):
+            raise ValueError(f"expected an LSN like '0/3000060', got {value!r}")
+        return value.upper()
+
+
+RecoveryTarget = Literal["latest"] | TargetTimeSpec | TargetNameSpec | TargetLsnSpec
+
+
+class PitrProof(StrictModel):
+    """firedrill's before/after rule: a row written before the target must exist, one written after must not."""
+
+    must_exist: str | None = None  # SQL returning at least one row at the target
+    must_not_exist: str | None = None  # SQL returning no row at the target
+    database: str = "postgres"
+
+    @model_validator(mode="after")
+    def _one(self) -> PitrProof:
+        if not self.must_exist and not self.must_not_exist:
+            raise ValueError("pitr_proof needs must_exist, must_not_exist or both")
+        return self
+
+
 class BackupSpec(StrictModel):
-    # s3://bucket/prefix/ , a local directory or file, or "live" (take a pg_dump -Fc now)
-    location: str
+    # s3://bucket/prefix/ , a local directory or file, or "live" (take a pg_dump -Fc now);
+    # exactly one of location, pgbackrest, barman
+    location: str | None = None
     connection: ConnId | None = None  # AWS connection for s3:// locations
     pattern: str | None = None  # glob on the key/file name, e.g. "shop-*.dump"
     keep_live_dumps_in: str | None = None  # where a live dump is kept (local dir or s3 prefix)
+    pgbackrest: PgBackRestSpec | None = None
+    barman: BarmanSpec | None = None
+    target: RecoveryTarget = "latest"  # physical backups only: how far WAL is replayed
+    pitr_proof: PitrProof | None = None  # physical backups only
 
     @field_validator("location")
     @classmethod
-    def _location(cls, value: str) -> str:
-        if not value or not value.strip():
+    def _location(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
             raise ValueError("expected 's3://bucket/prefix/', a local path or 'live', got an empty string")
         return value.strip()
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> BackupSpec:
+        given = [k for k in ("location", "pgbackrest", "barman") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of backup.location, backup.pgbackrest, backup.barman, got "
+                             f"{', '.join(given) or 'none'}")
+        if self.location is not None:
+            extra = [k for k in ("pitr_proof",) if getattr(self, k) is not None] + (
+                ["target"] if self.target != "latest" else [])
+            if extra:
+                raise ValueError(f"backup.{extra[0]} applies only to physical backups (pgbackrest, barman), "
+                                 f"got it with backup.location {self.location!r}")
+        elif self.connection or self.pattern or self.keep_live_dumps_in:
+            raise ValueError("backup.connection, pattern and keep_live_dumps_in apply only to backup.location")
+        return self
+
+    @property
+    def is_physical(self) -> bool:
+        return self.location is None
+
+    @property
+    def where(self) -> str:
+        """The backup's location for reports: the path/URL, or the physical repository it names."""
+        if self.pgbackrest is not None:
+            return f"pgbackrest:{self.pgbackrest.stanza}@repo{self.pgbackrest.repo}"
+        if self.barman is not None:
+            return f"barman:{self.barman.server}"
+        return self.location or ""
+
     @property
     def is_s3(self) -> bool:
-        return self.location.startswith("s3://")
+        return (self.location or "").startswith("s3://")
 
     @property
     def is_live(self) -> bool:
@@ -140,6 +265,7 @@ class BackupRestoreDrill(DrillBase):
     kind: Literal["backup_restore"]
     source: SourceSpec | None = None
     backup: BackupSpec
+    # physical backups restore into a private ephemeral cluster; scratch.max_age still bounds the reaper
     scratch: ScratchSpec
     objectives: RestoreObjectives
     restore: RestoreSpec = Field(default_factory=RestoreSpec)

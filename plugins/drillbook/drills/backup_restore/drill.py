@@ -127,6 +127,7 @@ class _Drill:
 
     def locate(self, bin_dir: str | None) -> None:
         spec = self.drill.backup
+        location = spec.location or ""  # a physical backup never reaches this drill (drills.backup_restore.physical)
         with self.b.phase("locate") as ph:
             if spec.is_live:
                 keep_in = spec.keep_live_dumps_in or ""
@@ -152,20 +153,20 @@ class _Drill:
                     self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
                 try:
-                    self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                    self.artefact = locate_mod.locate_s3(url=location, pattern=spec.pattern, s3_client=self._s3())
                 except fetch_mod.transfer_errors() as exc:  # the store did not answer: not a missing backup, not a crash
                     self.b.find("FETCH_FAILED", f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
                                 subject=spec.location)
                     ph.status, ph.detail = "failed", "the backup store did not answer"
                     self.abort("locate")
             else:
-                self.artefact = locate_mod.locate_local(location=spec.location, pattern=spec.pattern, base_dir=self.base_dir)
+                self.artefact = locate_mod.locate_local(location=location, pattern=spec.pattern, base_dir=self.base_dir)
             self.b.checked()
             if self.artefact is None:
-                where = spec.location
+                where = location
                 if not spec.is_s3 and not spec.is_live:  # say exactly which path was looked at
-                    tried = str(resolve_relative(spec.location, self.base_dir))
-                    where = tried if tried == spec.location else f"{spec.location} (tried {tried})"
+                    tried = str(resolve_relative(location, self.base_dir))
+                    where = tried if tried == location else f"{location} (tried {tried})"
                 where += f" matching {spec.pattern!r}" if spec.pattern else ""
                 self.b.find("BACKUP_MISSING", f"no backup found at {where}", subject=spec.location)
                 ph.status, ph.detail = "failed", "no backup found"
@@ -434,7 +435,7 @@ def run_backup_restore(
     setup task) or None to create and drop one here. ``previous`` is the result
     dict of the last PASS (looked up in ``ledger`` when not given).
     """
-    b = ResultBuilder(kind=KIND, drill=drill.name, target=redact(drill.backup.location), controls=list(drill.controls),
+    b = ResultBuilder(kind=KIND, drill=drill.name, target=redact(drill.backup.where), controls=list(drill.controls),
                       objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo},
                       on_phase=on_phase)
     start = now or b.started_at

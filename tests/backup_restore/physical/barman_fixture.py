@@ -9,7 +9,7 @@ Layout (one temporary directory, removed at the end of the session):
 - ``barman_home/``, ``barman.log``, ``barman.conf``: one server ``pg`` with
   ``backup_method = postgres`` (pg_basebackup over the same socket).
 
-The session fixture takes one full backup, then writes two rows at known server
+The session fixture takes two full backups (locate must pick the newer), then writes two rows at known server
 times with a named restore point between them and a third row after them,
 switching and archiving one WAL segment per step, so that deleting the middle
 segment from Barman's ``wals`` directory is a gap with segments after it. ``clone`` copies the Barman home into a new
@@ -41,7 +41,9 @@ TIMEOUT_S = 120
 
 def _missing(what: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is missing and CI=true: .ci/run installs it (apt-get install barman postgresql-15)")
+        pytest.fail(
+            f"{what} is missing and CI=true: .ci/run installs it (apt-get install barman postgresql-15)"
+        )
     pytest.skip(f"{what} is missing")
 
 
@@ -68,7 +70,23 @@ class BarmanRepo:
         return run_as(self.user, ["barman", "-c", str(self.config), *args], check=check)
 
     def psql(self, sql: str) -> str:
-        out = run_as(self.user, [str(PG_BIN / "psql"), "-X", "-q", "-At", "-h", str(self.sock), "-U", "postgres", "-d", "postgres", "-c", sql])
+        out = run_as(
+            self.user,
+            [
+                str(PG_BIN / "psql"),
+                "-X",
+                "-q",
+                "-At",
+                "-h",
+                str(self.sock),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+        )
         return out.stdout.strip()
 
     def clone(self, dst: Path) -> BarmanRepo:
@@ -82,14 +100,27 @@ class BarmanRepo:
         return BarmanRepo(**{**self.__dict__, "root": dst, "config": config})
 
 
-def run_as(user: str | None, argv: list[str], *, check: bool = True, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def run_as(
+    user: str | None, argv: list[str], *, check: bool = True, timeout: float = TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "HOME": "/tmp"}
     group = pwd.getpwnam(user).pw_gid if user else None
     proc = subprocess.run(
-        argv, user=user, group=group, extra_groups=[] if user else None, env=env, capture_output=True, text=True, timeout=timeout, cwd="/tmp", check=False
+        argv,
+        user=user,
+        group=group,
+        extra_groups=[] if user else None,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/tmp",
+        check=False,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{argv[:4]} exited {proc.returncode}\nstdout: {proc.stdout[-3000:]}\nstderr: {proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{argv[:4]} exited {proc.returncode}\nstdout: {proc.stdout[-3000:]}\nstderr: {proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -150,7 +181,20 @@ def make_barman_repo(root: Path) -> Iterator[BarmanRepo]:
     for d in (sock, home, incoming):
         d.mkdir(parents=True)
     _chown_tree(root, user)
-    run_as(user, [str(PG_BIN / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
+    run_as(
+        user,
+        [
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(pgdata),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+    )
     with (pgdata / "postgresql.conf").open("a") as conf:
         conf.write(
             "listen_addresses = ''\n"
@@ -159,29 +203,54 @@ def make_barman_repo(root: Path) -> Iterator[BarmanRepo]:
             "archive_mode = on\n"
             f"archive_command = 'test ! -f {incoming}/%f && cp %p {incoming}/%f'\n"
         )
-    run_as(user, [str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(root / "source.log"), "-w", "-t", "60", "start"])
+    run_as(
+        user,
+        [
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-l",
+            str(root / "source.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+    )
     try:
         config = _write_config(root, sock, user_name)
         _chown_tree(root, user)
         probe = BarmanRepo(root, config, SERVER, user, sock, datetime.min, datetime.min, datetime.min, "")
-        probe.psql("CREATE TABLE drill_rows (id int PRIMARY KEY, label text, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        probe.psql(
+            "CREATE TABLE drill_rows (id int PRIMARY KEY, label text, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
         probe.psql("INSERT INTO drill_rows (id, label) VALUES (0, 'in_backup')")
         probe.barman("switch-wal", "--force", "--archive", "--archive-timeout", "60", SERVER)
+        # two full backups: locate must pick the newer one (Barman backup ids are per second)
+        probe.barman("backup", "--wait", "--wait-timeout", "90", SERVER)
+        time.sleep(1.1)
+        probe.psql("INSERT INTO drill_rows (id, label) VALUES (10, 'between_backups')")
         probe.barman("backup", "--wait", "--wait-timeout", "90", SERVER)
         # one WAL segment per step, so that deleting the middle one is a gap with segments after it
-        before = _server_now(probe.psql, "INSERT INTO drill_rows (id, label) VALUES (1, 'before_target') RETURNING at")
+        before = _server_now(
+            probe.psql, "INSERT INTO drill_rows (id, label) VALUES (1, 'before_target') RETURNING at"
+        )
         time.sleep(1.2)
         between = _server_now(probe.psql, "SELECT clock_timestamp()")
         probe.psql("SELECT pg_create_restore_point('drillbook_between')")
         time.sleep(1.2)
         probe.barman("switch-wal", "--force", "--archive", "--archive-timeout", "60", SERVER)
-        after = _server_now(probe.psql, "INSERT INTO drill_rows (id, label) VALUES (2, 'after_target') RETURNING at")
+        after = _server_now(
+            probe.psql, "INSERT INTO drill_rows (id, label) VALUES (2, 'after_target') RETURNING at"
+        )
         probe.barman("switch-wal", "--force", "--archive", "--archive-timeout", "60", SERVER)
         probe.psql("INSERT INTO drill_rows (id, label) VALUES (3, 'tail')")
         probe.barman("switch-wal", "--force", "--archive", "--archive-timeout", "60", SERVER)
         yield BarmanRepo(root, config, SERVER, user, sock, before, between, after, "drillbook_between")
     finally:
-        run_as(user, [str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"], check=False)
+        run_as(
+            user, [str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"], check=False
+        )
 
 
 @pytest.fixture(scope="session")

@@ -59,10 +59,10 @@ bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
 
 demo: install
-	$(BIN)/python -m drillbook.demo
+	$(BIN)/python -m scripts.demo
 
 up: install
-	$(BIN)/python -m drillbook.demo --up
+	$(BIN)/python -m scripts.demo --up
 
 findings-doc: install
 	$(BIN)/drillbook findings --markdown > docs/findings.md

@@ -60,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from drillbook.catalogue.backup_restore import BackupRestoreDrill
-    from drillbook.context import RunContext
     from drillbook.drills.backup_restore import tools
     from drillbook.drills.backup_restore.drill import run_backup_restore
     from drillbook.drills.backup_restore.fetch import sha256_file
     from drillbook.drills.backup_restore.scratch import ScratchGuard
     from drillbook.drills.backup_restore.verify.structure import write_reference
     from drillbook.ledger.store import Ledger
-    from drillbook.pg import connect, tool_env, with_dbname
+    from drillbook.resources.pg import connect, tool_env, with_dbname
+    from drillbook.run.context import RunContext
     from drillbook.sample.shop import seed_shop
 
     admin, owned = _server(args.dsn)

@@ -108,7 +108,7 @@ def main() -> int:
     import psycopg
 
     from drillbook.drills.data_quality import run_data_quality
-    from drillbook.pg import with_dbname
+    from drillbook.resources.pg import with_dbname
 
     admin, server, data_dir = admin_dsn(args)
     dbname = f"dq_bench_{uuid.uuid4().hex[:8]}"

@@ -32,9 +32,9 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=700_000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    from drillbook import pg
     from drillbook.drills.backup_restore import restore, tools
     from drillbook.drills.backup_restore.prescan import scan_plain
+    from drillbook.resources import pg
     from drillbook.sample.shop import seed_shop
 
     tmp = Path(tempfile.mkdtemp(prefix="drillbook-bench-filter-"))

@@ -123,7 +123,7 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False) -> None:
     from drillbook.cli import ledger_cmds
     from drillbook.ledger.canonical import COLUMNS
     from drillbook.ledger.store import Ledger
-    from drillbook.pg import with_dbname
+    from drillbook.resources.pg import with_dbname
 
     name = f"bench_ledger_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:

@@ -49,7 +49,7 @@ class PgServer:
     bin_dir: str
 
     def dsn(self, dbname: str) -> str:
-        from drillbook.pg import with_dbname
+        from drillbook.resources.pg import with_dbname
 
         return with_dbname(self.admin_dsn, dbname)
 

@@ -11,7 +11,7 @@ reports as passing):
   verdict; codes that block verification cannot be suppressed.
 - a finding has no field that could hold a table row or a credential: its
   ``detail`` is a flat map of short scalars, and every string in a finding
-  passes through ``drillbook.redact.redact`` when the finding is built.
+  passes through ``drillbook.safety.redact.redact`` when the finding is built.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 DETAIL_VALUE_MAX = 500  # characters; a detail is evidence, not a data dump
 

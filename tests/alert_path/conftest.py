@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from drillbook.catalogue.alert_path import AlertPathDrill
-from drillbook.redact import forget_secrets
+from drillbook.safety.redact import forget_secrets
 
 
 @pytest.fixture(autouse=True)
@@ -144,8 +144,8 @@ def webhook():
 @pytest.fixture
 def leak_check(ledger_dsn, caplog, capsys, pg):
     """Record results in a real ledger, then assert that no secret is in logs, output or rows."""
-    from drillbook.context import RunContext
     from drillbook.ledger.store import Ledger
+    from drillbook.run.context import RunContext
 
     caplog.set_level(logging.DEBUG)
     ledger = Ledger(ledger_dsn)

@@ -54,8 +54,8 @@ def test_airflow_webhook_connection_missing_hint_is_http_not_postgres(airflow_db
 
 
 def test_postgres_connections_keep_their_postgres_example(monkeypatch):
-    from drillbook.connections import require_connection
     from drillbook.errors import ConnectionNotConfigured
+    from drillbook.resources.connections import require_connection
 
     monkeypatch.delenv("AIRFLOW_CONN_ABSENT_DB", raising=False)
     with pytest.raises(ConnectionNotConfigured, match="postgresql://"):

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from drillbook.pg import airflow_connection_json
+from drillbook.resources.pg import airflow_connection_json
 from tests.alert_path.conftest import closed_port
 
 PATH_TOKEN = "dagtest-path-T0ken-99887766554433"

@@ -19,7 +19,7 @@ import pytest
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.drills.backup_restore.drill import run_backup_restore
 from drillbook.drills.backup_restore.scratch import PREFIX
-from drillbook.pg import tool_env
+from drillbook.resources.pg import tool_env
 
 SHOP_CUSTOMERS = 200
 SHOP_ORDERS = 2000

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from drillbook.drills.backup_restore.scratch import PREFIX
-from drillbook.pg import airflow_connection_json
+from drillbook.resources.pg import airflow_connection_json
 from tests.backup_restore.conftest import MIN_ROWS
 
 pytestmark = pytest.mark.airflow

@@ -16,7 +16,7 @@ import pytest
 
 from drillbook.drills.backup_restore import restore, tools
 from drillbook.drills.backup_restore.scratch import PREFIX, ScratchGuard
-from drillbook.pg import parse, tool_env, with_dbname
+from drillbook.resources.pg import parse, tool_env, with_dbname
 from tests.backup_restore.conftest import codes, make_drill, pg_dump
 
 SCRATCH_ROLE = "drillbook_iso_scratch"

@@ -19,7 +19,7 @@ import pytest
 from drillbook.drills.backup_restore import tools
 from drillbook.drills.backup_restore.sqlfilter import StatementFilter
 from drillbook.drills.backup_restore.sqlstream import filter_stream
-from drillbook.pg import tool_env
+from drillbook.resources.pg import tool_env
 
 DATA = Path(__file__).parent / "data"
 

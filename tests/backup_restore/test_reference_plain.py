@@ -21,7 +21,7 @@ import pytest
 
 from drillbook.cli import main as drillbook
 from drillbook.drills.backup_restore.verify.reference_plain import plain_roles
-from drillbook.pg import tool_env
+from drillbook.resources.pg import tool_env
 from tests.backup_restore.conftest import pg_dump
 from tests.backup_restore.test_verify_scenarios import PAGILA_STYLE, ROLE
 

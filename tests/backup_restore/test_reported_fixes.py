@@ -28,7 +28,7 @@ def createdb_role(pg):
     maint = f"maint_{suffix}"
     pg.execute("postgres", f"create database {maint} owner {drill_role}")
     dsn = pg.admin_dsn
-    from drillbook.pg import parse
+    from drillbook.resources.pg import parse
 
     params = parse(dsn)
     params.update(user=drill_role, password=f"drill-pw-{suffix}", dbname=maint)

@@ -43,7 +43,7 @@ def test_another_spelling_of_the_source_is_refused(pg15, scratch):
 
 def test_socket_dsn_to_the_source_is_refused_by_the_drill(pg, shop, dumps, drill_runner):
     """The embedded server: the source reached by URI, the scratch by a key=value socket DSN to the same database."""
-    from drillbook.pg import parse
+    from drillbook.resources.pg import parse
 
     p = parse(shop.dsn)
     socket_dsn = f"host={p['host']} port={p.get('port', '5432')} user={p.get('user', 'postgres')} dbname={shop.db}"

@@ -165,7 +165,7 @@ def test_filtered_output_restores_with_real_psql(pg, fresh_db, tmp_path):
     assert refusal is None
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    from drillbook.pg import tool_env
+    from drillbook.resources.pg import tool_env
 
     proc = subprocess.run([psql.path, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-f", "-"], input=out, env=tool_env(fresh_db),
                           capture_output=True, timeout=60, check=False)
@@ -209,7 +209,7 @@ def test_settings_that_would_make_psql_read_strings_differently_are_refused(text
 def test_psql_session_starts_with_standard_conforming_strings_on(pg, fresh_db, tmp_path):
     """Even on a server whose default is off, psql reads '...\\' the way the filter does."""
     from drillbook.drills.backup_restore import restore
-    from drillbook.pg import parse
+    from drillbook.resources.pg import parse
 
     db = parse(fresh_db)["dbname"]
     pg.execute("postgres", f'ALTER DATABASE "{db}" SET standard_conforming_strings = off')

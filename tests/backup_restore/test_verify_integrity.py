@@ -84,7 +84,7 @@ def amcheck_shop(pg, shop_db):
 
     import psycopg
 
-    from drillbook.pg import with_dbname
+    from drillbook.resources.pg import with_dbname
     from drillbook.sample.shop import seed_shop
 
     admin = os.environ.get("DRILLBOOK_TEST_AMCHECK_DSN", MACHINE_PG)
@@ -125,7 +125,7 @@ def test_amcheck_unavailable_is_said_and_not_counted(pg, shop_db):
     """A role that may not create extensions: amcheck cannot run; auto says so, true makes it an ERROR."""
     from psycopg.conninfo import make_conninfo
 
-    from drillbook.pg import parse
+    from drillbook.resources.pg import parse
 
     role = f"vrole_{uuid.uuid4().hex[:8]}"
     pg.execute("postgres", f"create role {role} login")

@@ -231,7 +231,7 @@ def test_check_whose_sql_fails_or_writes_does_not_hold(shop_db):
 
 # --- connection ---------------------------------------------------------------------------------
 def test_unreachable_scratch_is_an_error(pg):
-    from drillbook.pg import with_dbname
+    from drillbook.resources.pg import with_dbname
 
     builder = ResultBuilder(kind="backup_restore", drill="verify_test", target="scratch")
     dsn = with_dbname("host=127.0.0.1 port=1 user=nobody connect_timeout=2", "nowhere")
@@ -247,7 +247,7 @@ def test_real_restore_matches_the_reference(pg, shop_db, tmp_path, fmt):
     """No false alarm on a real round trip: pg_dump, then pg_restore or psql into an empty database."""
     import subprocess
 
-    from drillbook.pg import tool_env
+    from drillbook.resources.pg import tool_env
 
     dump = tmp_path / ("shop.dump" if fmt == "custom" else "shop.sql")
     subprocess.run([f"{pg.bin_dir}/pg_dump", "-Fc" if fmt == "custom" else "-Fp", "-f", str(dump)],
@@ -271,8 +271,8 @@ def test_real_restore_matches_the_reference(pg, shop_db, tmp_path, fmt):
 
 def test_drift_against_the_last_pass_in_the_ledger(shop_db, ledger_dsn):
     """The rows a PASS records survive the ledger's JSON round trip and drive the next run's drift check."""
-    from drillbook.context import RunContext
     from drillbook.ledger.store import Ledger
+    from drillbook.run.context import RunContext
 
     ledger = Ledger(ledger_dsn)
     good = ladder(shop_db, **healthy_verify())

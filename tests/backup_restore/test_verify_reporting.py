@@ -97,7 +97,7 @@ def test_suppressed_finding_is_kept_shown_and_does_not_drive_the_verdict(variant
     assert result.details["suppressions"]["applied"][0]["findings"] == 1
     text = render_text(result)
     assert "SEQUENCE_BEHIND" in text and "SUPPRESSED: ticket OPS-1" in text
-    from drillbook.context import RunContext
+    from drillbook.run.context import RunContext
 
     record = Ledger(ledger_dsn).record(result, RunContext.for_cli(kind=result.kind, drill=result.drill))
     stored = Ledger(ledger_dsn).get(record.seq)

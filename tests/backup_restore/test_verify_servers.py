@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from drillbook.pg import tool_env
+from drillbook.resources.pg import tool_env
 from tests.backup_restore.conftest import codes, make_drill, pg_dump
 
 PG15_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"

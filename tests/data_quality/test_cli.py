@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from drillbook.pg import airflow_connection_json
+from drillbook.resources.pg import airflow_connection_json
 from tests.data_quality.conftest import SHIPPED_SUITES, SUITES
 
 

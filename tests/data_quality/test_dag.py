@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from drillbook.pg import airflow_connection_json
+from drillbook.resources.pg import airflow_connection_json
 from tests.data_quality.conftest import SHIPPED_SUITES
 
 

@@ -171,7 +171,7 @@ def test_unreachable_server_is_an_error():
 def test_password_never_reaches_the_result(dq_db, orders_table):
     from psycopg.conninfo import make_conninfo
 
-    from drillbook.pg import parse
+    from drillbook.resources.pg import parse
 
     params = parse(dq_db)
     dsn = make_conninfo(dq_db, password="hunter2-very-secret") if not params.get("password") else dq_db

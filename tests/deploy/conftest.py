@@ -129,7 +129,8 @@ def provisioned(root: Path, redis_db: int) -> Iterator[Deployment]:
         for db in (f"{role}_airflow", f"{role}_ledger", f"{role}_maint"):
             admin_execute(f"create database {db} owner {role}")
         admin_execute(f"create database {role}_shop")
-        from drillbook.demo import take_backup, write_demo_certificate
+        from scripts.demo import take_backup, write_demo_certificate
+
         from drillbook.sample.shop import seed_shop
 
         seed_shop(dep.source_dsn)

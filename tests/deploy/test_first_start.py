@@ -21,7 +21,7 @@ from drillbook.catalogue import load_catalogue
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.slack import SlackConnection
-from drillbook.watchdog import run_watchdog
+from drillbook.reporting.watchdog import run_watchdog
 from tests.notify.conftest import make_ctx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_watchdog_waits_one_interval_plus_grace_from_first_appearance_then_pages
 
 @pytest.fixture
 def callback_env(slack, ledger_dsn, monkeypatch, tmp_path):
-    from drillbook.pg import airflow_connection_json
+    from drillbook.resources.pg import airflow_connection_json
 
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(CATALOGUE))

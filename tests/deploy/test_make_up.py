@@ -1,6 +1,6 @@
 """``make up`` on a fresh clone: quiet, lossless, and stopped by SIGTERM.
 
-Runs ``python -m drillbook.demo --up`` (what ``make up`` runs) in a fresh copy of
+Runs ``python -m scripts.demo --up`` (what ``make up`` runs) in a fresh copy of
 the working tree (so its var/ starts empty, as in a fresh clone) on free ports: it must print the UI URL and the ledger DSN when ready,
 have unpaused the drill DAGs only then, let every run that starts finish
 without a failure and with a ledger record, page nobody about a missed drill,
@@ -52,7 +52,7 @@ def test_make_up_prints_where_things_are_runs_without_failure_and_stops_on_sigte
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "DRILLBOOK_E2E_STACK": marker}
     out = (work_dir / "make-up.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "drillbook.demo", "--up"], cwd=clone, env=env, stdout=out,
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.demo", "--up"], cwd=clone, env=env, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True)
     log = work_dir / "make-up.log"
     try:

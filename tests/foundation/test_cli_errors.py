@@ -39,7 +39,7 @@ def assert_no_canary(proc: subprocess.CompletedProcess[str], tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def small_dump(pg, tmp_path_factory) -> Path:
-    from drillbook.pg import tool_env
+    from drillbook.resources.pg import tool_env
 
     name = pg.create_database("canary")
     pg.execute(name, "create table t (id int primary key); insert into t select generate_series(1, 10)")
@@ -165,7 +165,7 @@ def test_usage_errors_and_bad_catalogues_exit_2_without_a_traceback(tmp_path):
     ("DRILLBOOK_SCRATCH_DSN", "postgresql://u:S3cr3tCanary%zz@h/db"),
 ])
 def test_secrets_in_the_environment_are_registered_before_any_command(key, value):
-    script = ("import os, json; from drillbook.cli import exits; from drillbook.redact import redact; "
+    script = ("import os, json; from drillbook.cli import exits; from drillbook.safety.redact import redact; "
               "exits.register_secrets([], os.environ); v = os.environ['V']; "
               "print(redact('x ' + json.loads(v)['password'] if v.startswith('{') and 'password' in v else 'x ' + v))")
     env = {"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin", key: value, "V": value}

@@ -1,4 +1,4 @@
-"""Evidence first, then notify, and a retry reports what the ledger holds (drillbook.pipeline)."""
+"""Evidence first, then notify, and a retry reports what the ledger holds (drillbook.run.pipeline)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from drillbook.catalogue.models import Catalogue
-from drillbook.context import RunContext
 from drillbook.drills.base import ResultBuilder
+from drillbook.run.context import RunContext
 
 
 def _result(code: str | None):
@@ -26,7 +26,7 @@ class SlackDown:
 
 def test_evidence_is_written_even_when_notify_fails(ledger_dsn):
     from drillbook.ledger.store import Ledger
-    from drillbook.pipeline import record_and_report
+    from drillbook.run.pipeline import record_and_report
 
     ledger = Ledger(ledger_dsn)
     ctx = RunContext(dag_id="dr_data_quality__orders_dq", run_id="r1", task_id="validate")
@@ -41,7 +41,7 @@ def test_a_retry_reports_and_judges_the_recorded_result_not_the_rerun(ledger_dsn
     """Try 1: FAIL recorded, Slack down. Try 2 re-runs the drill and gets PASS: the FAIL is still what is told."""
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import build_notifier
-    from drillbook.pipeline import record_and_report
+    from drillbook.run.pipeline import record_and_report
 
     ledger = Ledger(ledger_dsn)
     ctx1 = RunContext(dag_id="dr_data_quality__orders_dq", run_id="scheduled__1", task_id="validate", try_number=1)
@@ -60,7 +60,7 @@ def test_a_retry_reports_and_judges_the_recorded_result_not_the_rerun(ledger_dsn
 
 def test_a_fresh_attempt_reports_its_own_result(ledger_dsn):
     from drillbook.ledger.store import Ledger
-    from drillbook.pipeline import record_and_report
+    from drillbook.run.pipeline import record_and_report
 
     ctx = RunContext(dag_id="dr_data_quality__orders_dq", run_id="r2", task_id="validate")
     reported = record_and_report(_result(None), ctx=ctx, ledger=Ledger(ledger_dsn), notifier=None)

@@ -7,8 +7,8 @@ import pytest
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted
 from drillbook.findings import REGISTRY, finding
-from drillbook.redact import forget_secrets, redact, redact_url, register_secret
 from drillbook.result import Finding, Severity, Verdict, decide_verdict
+from drillbook.safety.redact import forget_secrets, redact, redact_url, register_secret
 
 
 def builder() -> ResultBuilder:
@@ -148,7 +148,7 @@ def test_every_log_line_is_redacted_whoever_logs_it(caplog):
 def test_pg_tools_reach_the_server_psycopg_reaches():
     # libpq tools get every server-selecting keyword of the DSN (hostaddr, options, client certs...);
     # inherited PG* variables stay, exactly as psycopg's libpq honours them for the same DSN.
-    from drillbook.pg import tool_env
+    from drillbook.resources.pg import tool_env
 
     env = tool_env("host=db.internal hostaddr=127.0.0.1 port=6432 user=restorer password=pw-xyz-123 dbname=shop "
                    "options='-c statement_timeout=0' sslmode=verify-full sslcert=/c.pem sslkey=/k.pem")

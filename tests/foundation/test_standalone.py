@@ -46,7 +46,7 @@ def test_airflow_standalone_serves_every_drill_dag(tmp_path):
     port = free_port()
     home = tmp_path / "airflow"
     home.mkdir()
-    from drillbook.demo import airflow_environment, write_admin_password
+    from scripts.demo import airflow_environment, write_admin_password
 
     write_admin_password(home, "test-admin-pw")
     env = {

@@ -17,7 +17,7 @@ from drillbook.ledger.canonical import (
     record_hash,
     record_text,
 )
-from drillbook.redact import forget_secrets, register_secret
+from drillbook.safety.redact import forget_secrets, register_secret
 
 FIELDS = dict(
     seq=1, recorded_at=datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC), record_type="drill",

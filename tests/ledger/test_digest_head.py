@@ -9,11 +9,11 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drillbook.catalogue import load_catalogue
-from drillbook.digest import run_digest
 from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.slack import SlackConnection
+from drillbook.reporting.digest import run_digest
 from tests.ledger.conftest import tamper
 from tests.notify.conftest import CATALOGUE, make_ctx, make_result
 

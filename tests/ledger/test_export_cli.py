@@ -11,7 +11,7 @@ import pytest
 
 from drillbook.cli import ledger_cmds
 from drillbook.ledger.canonical import format_ts
-from drillbook.redact import forget_secrets, register_secret
+from drillbook.safety.redact import forget_secrets, register_secret
 from tests.ledger.conftest import ctx, fill, make_result
 
 

@@ -26,7 +26,7 @@ from drillbook.cli import common, ledger_cmds
 from drillbook.errors import EvidenceSpooled
 from drillbook.ledger.spool import EvidenceSpool
 from drillbook.ledger.store import Ledger
-from drillbook.pipeline import record_and_report
+from drillbook.run.pipeline import record_and_report
 from tests.ledger.conftest import ctx, make_result
 
 RESTART_GAP = 3.0  # seconds the ledger stays down (the scenario uses 20)

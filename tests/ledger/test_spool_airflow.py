@@ -11,7 +11,7 @@ import pytest
 
 from drillbook.ledger.spool import EvidenceSpool
 from drillbook.ledger.store import Ledger
-from drillbook.pg import airflow_connection_json
+from drillbook.resources.pg import airflow_connection_json
 from tests.ledger.test_spool import PrivateServer
 
 

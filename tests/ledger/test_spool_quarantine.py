@@ -17,7 +17,7 @@ import pytest
 from drillbook.cli import ledger_cmds
 from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
 from drillbook.ledger.store import Ledger
-from drillbook.pipeline import record_and_report
+from drillbook.run.pipeline import record_and_report
 from tests.ledger.conftest import ctx, make_result
 
 

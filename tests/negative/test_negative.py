@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from drillbook.catalogue import load_catalogue
-from drillbook.context import RunContext
 from drillbook.drills import negative
 from drillbook.notify.notifier import Notifier
 from drillbook.notify.outbox import OutboxSender
 from drillbook.notify.slack import SlackSender, connection_from_env
-from drillbook.pg import airflow_connection_json, tool_env
+from drillbook.resources.pg import airflow_connection_json, tool_env
 from drillbook.result import Verdict
+from drillbook.run.context import RunContext
 
 
 def _catalogue(tmp_path: Path, drills: list[dict[str, Any]]) -> Path:

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from drillbook.catalogue import Catalogue, load_catalogue
-from drillbook.context import RunContext
 from drillbook.findings import finding
 from drillbook.ledger.records import LedgerRecord
-from drillbook.redact import forget_secrets
 from drillbook.result import DrillResult, Measurements, Phase, Verdict, decide_verdict
+from drillbook.run.context import RunContext
+from drillbook.safety.redact import forget_secrets
 
 T0 = datetime(2026, 3, 2, 3, 30, tzinfo=UTC)
 

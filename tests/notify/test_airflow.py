@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from drillbook.pg import airflow_connection_json
+from drillbook.resources.pg import airflow_connection_json
 from tests.notify.conftest import CATALOGUE, make_ctx, make_result
 
 

@@ -13,7 +13,7 @@ from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender, notifier_from_env, render_outbox_text
 from drillbook.notify.outbox import OutboxSender, read_outbox
 from drillbook.notify.slack import SlackConnection, connection_from_env
-from drillbook.pipeline import record_and_report
+from drillbook.run.pipeline import record_and_report
 from tests.notify.conftest import make_ctx, make_record, make_result
 
 

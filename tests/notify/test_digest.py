@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from drillbook.digest import build_scorecard, digest_period, expected_runs, run_digest
 from drillbook.ledger.records import VerifyReport
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.blocks import MAX_BLOCKS, violations
 from drillbook.notify.render import render_digest
 from drillbook.notify.slack import SlackConnection
+from drillbook.reporting.digest import build_scorecard, digest_period, expected_runs, run_digest
 from tests.notify.conftest import T0, make_ctx, make_record, make_result
 
 START = T0.replace(hour=0, minute=0)

@@ -20,8 +20,8 @@ from drillbook.notify.outbox import OutboxSender
 from drillbook.notify.owed import delivery_state
 from drillbook.notify.redeliver import MAX_PAGES_PER_RUN, redeliver
 from drillbook.notify.slack import SlackConnection
-from drillbook.pipeline import record_and_report
-from drillbook.watchdog import run_watchdog
+from drillbook.reporting.watchdog import run_watchdog
+from drillbook.run.pipeline import record_and_report
 from tests.notify.conftest import make_ctx, make_result
 
 # the catalogue's drills appeared long ago: a drill never seen is not missed before one interval plus grace
@@ -77,7 +77,7 @@ def test_a_slack_outage_over_several_runs_ends_with_every_report_delivered_exact
     slack.outage(minutes=2, mode="error")
     with pytest.raises(NotificationFailed):
         run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=notifier, ctx=wd_ctx(2), now=now + timedelta(hours=1))
-    from drillbook.digest import run_digest
+    from drillbook.reporting.digest import run_digest
 
     with pytest.raises(NotificationFailed):
         run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1",

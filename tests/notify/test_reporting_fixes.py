@@ -26,7 +26,7 @@ from drillbook.notify.outbox import OutboxSender, read_outbox
 from drillbook.notify.render import render_digest
 from drillbook.notify.router import route_result
 from drillbook.notify.slack import SlackConnection, connection_from_env
-from drillbook.watchdog import assess_drill, history_from_records, read_history, run_watchdog
+from drillbook.reporting.watchdog import assess_drill, history_from_records, read_history, run_watchdog
 from tests.notify.conftest import make_ctx, make_record, make_result
 
 DQ = {"name": "orders_dq", "kind": "data_quality", "schedule": "@hourly", "connection": "drillbook_source",
@@ -88,7 +88,7 @@ def _passing_rows(start):
 
 
 def _card(verify):
-    from drillbook.digest import build_scorecard
+    from drillbook.reporting.digest import build_scorecard
 
     catalogue = dq_catalogue(controls=["SOC2:PI1.2"])
     end = datetime(2026, 11, 22, 6, tzinfo=UTC)

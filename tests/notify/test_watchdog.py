@@ -11,7 +11,7 @@ from drillbook.errors import NotificationFailed
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.slack import SlackConnection
-from drillbook.watchdog import (
+from drillbook.reporting.watchdog import (
     DrillHistory,
     assess,
     assess_drill,

@@ -15,7 +15,7 @@ from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier
 from drillbook.notify.outbox import OutboxSender
-from drillbook.watchdog import run_watchdog
+from drillbook.reporting.watchdog import run_watchdog
 from tests.notify.conftest import make_ctx, make_result
 
 
@@ -59,7 +59,7 @@ def test_without_the_spooled_record_the_same_drill_is_missed(catalogue, ledger_d
 def test_the_digest_counts_a_spooled_run(catalogue, ledger_dsn, tmp_path):
     from datetime import timedelta
 
-    from drillbook.digest import run_digest
+    from drillbook.reporting.digest import run_digest
 
     now = datetime.now(UTC)
     spool = EvidenceSpool(tmp_path / "evidence-spool.jsonl")

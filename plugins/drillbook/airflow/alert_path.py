@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from drillbook.catalogue import Catalogue
     from drillbook.catalogue.alert_path import AlertPathDrill
-    from drillbook.connections import Connection
+    from drillbook.resources.connections import Connection
 
 
 class AirflowPathClients:
@@ -36,7 +36,7 @@ class AirflowPathClients:
     def aws(self, conn_id: str, service: str, region: str | None) -> Any:
         from drillbook.airflow.runtime import aws_client, get_connection
         from drillbook.errors import ConnectionNotConfigured
-        from drillbook.redact import register_secret
+        from drillbook.safety.redact import register_secret
 
         try:
             register_secret((get_connection(conn_id).extra_dejson or {}).get("aws_secret_access_key"))
@@ -46,8 +46,8 @@ class AirflowPathClients:
 
     def http(self, conn_id: str) -> Connection:
         from drillbook.airflow.runtime import get_connection
-        from drillbook.connections import Connection
-        from drillbook.redact import register_secret
+        from drillbook.resources.connections import Connection
+        from drillbook.safety.redact import register_secret
 
         conn = get_connection(conn_id, conn_type="http")  # registers the password
         extra = conn.extra_dejson or {}

@@ -108,8 +108,8 @@ def run_has_drill_record(ledger: Any, *, dag_id: str, run_id: str, name: str) ->
 def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | None) -> str | None:
     """Write the ERROR record of a drill run that never produced one; returns its cause (None: nothing written)."""
     from drillbook.airflow import runtime
-    from drillbook.context import RunContext
     from drillbook.drills.base import ResultBuilder
+    from drillbook.run.context import RunContext
 
     ti = context.get("ti") or context.get("task_instance")
     dag = context.get("dag")

@@ -86,7 +86,7 @@ def on_failure_callback(context: dict[str, Any]) -> None:
 
 
 def _report_failure(context: dict[str, Any]) -> None:
-    from drillbook.redact import redact
+    from drillbook.safety.redact import redact
 
     ti = context.get("ti") or context.get("task_instance")
     dag = context.get("dag")

@@ -14,10 +14,10 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from drillbook.catalogue import Catalogue
-from drillbook.context import RunContext
 from drillbook.errors import ConnectionNotConfigured, DrillbookError
-from drillbook.redact import register_secret
 from drillbook.result import DrillResult
+from drillbook.run.context import RunContext
+from drillbook.safety.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def get_connection(conn_id: str, *, conn_type: str | None = None) -> Any:
     """The Airflow Connection ``conn_id`` (its password registered with redact), or ConnectionNotConfigured."""
     from airflow.sdk import BaseHook
 
-    from drillbook.connections import connection_example
+    from drillbook.resources.connections import connection_example
 
     try:
         conn = BaseHook.get_connection(conn_id)
@@ -132,10 +132,10 @@ def notifier_for(catalogue: Catalogue, drill: Any, *, ledger: Any = None) -> Any
 def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:
     """Evidence first, then notify, then judge: a FAIL/ERROR result fails the task (``DrillNotGreen``).
 
-    The verdict judged is the recorded one (drillbook.pipeline): on a retry it is the
+    The verdict judged is the recorded one (drillbook.run.pipeline): on a retry it is the
     first attempt's, which the ledger kept. Returns a small XCom-safe summary.
     """
-    from drillbook.pipeline import record_and_report
+    from drillbook.run.pipeline import record_and_report
 
     ctx = run_context(context, task_suffix=task_suffix)
     ledger = ledger_for(catalogue)

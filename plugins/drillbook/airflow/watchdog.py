@@ -8,7 +8,7 @@ Rules this module enforces:
   doc_md and the failure callback;
 - parsing does no I/O and imports nothing heavy; the tasks resolve the ledger
   and Slack connections at run time through ``drillbook.airflow.runtime``;
-- the logic lives in ``drillbook.watchdog`` and ``drillbook.digest``; a task
+- the logic lives in ``drillbook.reporting.watchdog`` and ``drillbook.reporting.digest``; a task
   here only wires connections, the run context and the clock.
 """
 
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from drillbook.digest import PRESET_NAMES
+from drillbook.reporting.digest import PRESET_NAMES
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -73,7 +73,7 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
         def watchdog(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
-            from drillbook.watchdog import run_watchdog
+            from drillbook.reporting.watchdog import run_watchdog
 
             with runtime.ledger_for(catalogue) as ledger:
                 run = run_watchdog(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
@@ -98,8 +98,8 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
         def digest(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
-            from drillbook.digest import run_digest
             from drillbook.ledger.checkpoint import KEY_CONNECTION, CheckpointSettings
+            from drillbook.reporting.digest import run_digest
 
             # The checkpoint signing key: $DRILLBOOK_CHECKPOINT_KEY, else the Airflow connection's password.
             keys = CheckpointSettings.from_env()

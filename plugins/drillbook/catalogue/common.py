@@ -6,6 +6,7 @@ error, never silently ignored.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -14,9 +15,22 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
+
+def _shipped_catalogue() -> Path:
+    """A checkout's ``include/drills.yaml``; after ``pip install``, the copy shipped as package data.
+
+    The wheel carries ``include/`` as ``drillbook/sample/include`` (pyproject's force-include), so the
+    default works without a checkout; in a checkout the repository's own file wins.
+    """
+    checkout = Path(__file__).resolve().parents[3] / "include" / "drills.yaml"
+    if checkout.is_file():
+        return checkout
+    return Path(str(importlib.resources.files("drillbook.sample") / "include" / "drills.yaml"))
+
+
 #: The shipped catalogue; ``DRILLBOOK_CATALOGUE`` overrides it. Defined here, not in ``loader``, so that
 #: modules the loader calls (suite checks) can name it without importing the loader back.
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[3] / "include" / "drills.yaml"
+DEFAULT_CATALOGUE = _shipped_catalogue()
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 

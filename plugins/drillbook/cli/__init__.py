@@ -78,10 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     from drillbook.cli import scratch as scratch_cmd
 
     scratch_cmd.configure_parser(sub.add_parser("scratch", help="reap leftover scratch databases"))
-
-    p = sub.add_parser("demo", help="run the drills once against the embedded demo environment")
-    p.add_argument("--up", action="store_true", help="then start Airflow (airflow standalone) with drillbook's DAGs")
-    p.set_defaults(func=lambda a: importlib.import_module("drillbook.demo").main(["--up"] if a.up else []))
     return parser
 
 

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from drillbook.redact import redact
 from drillbook.result import DrillResult, Phase, Severity, Verdict
+from drillbook.safety.redact import redact
 
 _STATUS = {"ok": "ok    ", "failed": "FAILED", "skipped": "skip  ", "not configured": "n/a   "}
 _VERDICT_SENTENCE = {
@@ -157,8 +157,8 @@ def ledger_dsn(args: argparse.Namespace) -> str | None:
 
 def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id: str = "cli", notify: bool = True) -> Any:
     """Record a manual run in the ledger (when one is configured), then notify like a scheduled run."""
-    from drillbook.context import RunContext
-    from drillbook.pipeline import record_and_report
+    from drillbook.run.context import RunContext
+    from drillbook.run.pipeline import record_and_report
 
     notify = notify and not getattr(args, "no_notify", False)  # --no-notify holds for every run command
     dsn = ledger_dsn(args)

@@ -79,7 +79,7 @@ def _tools(doc: Doctor) -> int | None:
 
 def _server(doc: Doctor, label: str, dsn: str) -> tuple[Any, int] | None:
     """Connect read-only; return (connection, server major) or None after a fail line."""
-    from drillbook import pg
+    from drillbook.resources import pg
 
     try:
         pg.parse(dsn)
@@ -97,8 +97,8 @@ def _server(doc: Doctor, label: str, dsn: str) -> tuple[Any, int] | None:
 
 
 def _dsn_of(doc: Doctor, label: str, conn_id: str) -> str | None:
-    from drillbook.connections import postgres_dsn_from_env
     from drillbook.errors import ConfigurationError
+    from drillbook.resources.connections import postgres_dsn_from_env
 
     try:
         return postgres_dsn_from_env(conn_id)

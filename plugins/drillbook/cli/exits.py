@@ -53,7 +53,7 @@ _DSN_ENV = re.compile(r"^(?:DRILLBOOK_.*(?:DSN|URI|CONN.*)|AIRFLOW_CONN_.*|DATAB
 
 def register_secrets(argv: Sequence[str], environ: Mapping[str, str]) -> None:
     """Register the passwords in every DSN-like argument and DSN-carrying environment variable."""
-    from drillbook.redact import register_dsn, register_secret
+    from drillbook.safety.redact import register_dsn, register_secret
 
     for value in argv:
         if "://" in value or "password" in value.lower():
@@ -74,7 +74,7 @@ _SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|api[_-]?key|private[
 def _register_json_secrets(value: str) -> None:
     import json
 
-    from drillbook.redact import register_dsn, register_secret
+    from drillbook.safety.redact import register_dsn, register_secret
 
     try:
         data = json.loads(value)
@@ -119,7 +119,7 @@ def _write_traceback(text: str) -> Path | None:
 def handle(exc: BaseException) -> int:
     """Print one redacted line for ``exc`` and return its exit code."""
     from drillbook.errors import DrillbookError
-    from drillbook.redact import describe_exception, format_exception, redact
+    from drillbook.safety.redact import describe_exception, format_exception, redact
 
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED

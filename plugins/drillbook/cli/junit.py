@@ -19,8 +19,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET  # only written here, never parsed
 from pathlib import Path
 
-from drillbook.redact import redact
 from drillbook.result import DrillResult, Severity, Verdict
+from drillbook.safety.redact import redact
 
 
 def _suite(result: DrillResult, threshold: Severity) -> ET.Element:

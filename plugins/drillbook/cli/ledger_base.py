@@ -22,7 +22,7 @@ EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_COULD_NOT_VERIFY = 0, 1, 2, 2
 
 
 def _err(message: str) -> None:
-    from drillbook.redact import redact
+    from drillbook.safety.redact import redact
 
     print(f"drillbook: error: {redact(message)}", file=sys.stderr)
 

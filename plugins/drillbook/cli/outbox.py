@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "owed":
         return owed(args)
     from drillbook.notify.outbox import outbox_path, read_outbox, render_outbox_text
-    from drillbook.redact import redact
+    from drillbook.safety.redact import redact
 
     path = outbox_path(args.path)
     if args.json:
@@ -70,7 +70,7 @@ def owed(args: argparse.Namespace) -> int:
     """List the owed reports; exit 0 when none, 1 when some are owed."""
     from drillbook.ledger.store import Ledger
     from drillbook.notify.owed import delivery_state
-    from drillbook.redact import redact
+    from drillbook.safety.redact import redact
 
     with Ledger(_ledger_dsn(args)) as ledger:
         state = delivery_state(ledger)
@@ -86,12 +86,12 @@ def owed(args: argparse.Namespace) -> int:
 def flush(args: argparse.Namespace) -> int:
     """Re-send the owed reports now; print what was delivered and what is left."""
     from drillbook.catalogue import load_catalogue
-    from drillbook.context import RunContext
     from drillbook.errors import ConnectionNotConfigured
     from drillbook.ledger.store import Ledger
     from drillbook.notify import notifier_from_env
     from drillbook.notify.redeliver import redeliver
-    from drillbook.redact import redact
+    from drillbook.run.context import RunContext
+    from drillbook.safety.redact import redact
 
     dsn = _ledger_dsn(args)
     catalogue = load_catalogue(args.catalogue)

@@ -54,8 +54,8 @@ def main(args: argparse.Namespace) -> int:
     import psycopg
 
     from drillbook.drills.backup_restore.verify.structure import write_reference
-    from drillbook.pg import connect, describe, parse
-    from drillbook.redact import redact
+    from drillbook.resources.pg import connect, describe, parse
+    from drillbook.safety.redact import redact
 
     if getattr(args, "reference_command", None) != "write":
         print("drillbook reference: expected an action: write", file=sys.stderr)
@@ -97,7 +97,7 @@ def _from_backup(args: argparse.Namespace) -> int:
         reference_from_backup,
     )
     from drillbook.drills.backup_restore.verify.structure import save_reference
-    from drillbook.redact import redact
+    from drillbook.safety.redact import redact
 
     if args.dsn:
         print("drillbook reference write: give --dsn or --from-backup, not both", file=sys.stderr)

@@ -113,7 +113,7 @@ def s3_client_for(conn_id: str | None) -> Any:
     """A boto3 S3 client from an AWS connection in the environment (endpoint_url, region, keys), else boto3's defaults."""
     import boto3
 
-    from drillbook.connections import connection_from_env
+    from drillbook.resources.connections import connection_from_env
 
     conn = connection_from_env(conn_id) if conn_id else None
     kwargs: dict[str, Any] = {}
@@ -132,7 +132,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigurationError("give --drill NAME or --backup PATH_OR_S3_URL, not both")
     if args.drill:
         from drillbook.catalogue import load_catalogue
-        from drillbook.connections import postgres_dsn_from_env
+        from drillbook.resources.connections import postgres_dsn_from_env
 
         catalogue = load_catalogue(args.catalogue)
         drill = catalogue.drill(args.drill)
@@ -166,7 +166,7 @@ def _ledger(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from drillbook import pg
+    from drillbook.resources import pg
 
     try:
         resolved = _resolve(args)

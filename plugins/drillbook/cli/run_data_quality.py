@@ -42,7 +42,7 @@ def _suites_dir(args: argparse.Namespace, catalogue: object | None) -> Path:
 
 def _from_catalogue(args: argparse.Namespace) -> dict[str, object]:
     from drillbook.catalogue import load_catalogue
-    from drillbook.connections import postgres_dsn_from_env
+    from drillbook.resources.connections import postgres_dsn_from_env
 
     catalogue = load_catalogue(args.catalogue)
     drill = catalogue.drill(args.drill)
@@ -91,7 +91,7 @@ def _ad_hoc(args: argparse.Namespace) -> dict[str, object]:
 
 def main(args: argparse.Namespace) -> int:
     from drillbook.drills.data_quality import run_data_quality
-    from drillbook.pg import parse
+    from drillbook.resources.pg import parse
 
     spec = _from_catalogue(args) if args.drill else _ad_hoc(args)
     parse(str(spec["dsn"]))  # registers the password before anything is printed

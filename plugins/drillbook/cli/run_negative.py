@@ -29,13 +29,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
-    from drillbook.connections import postgres_dsn_from_env
-    from drillbook.context import RunContext
     from drillbook.drills import negative
     from drillbook.drills.alert_path.clients import EnvPathClients
     from drillbook.notify.notifier import notifier_from_env
-    from drillbook.pipeline import record_and_report
+    from drillbook.resources.connections import postgres_dsn_from_env
     from drillbook.result import utcnow
+    from drillbook.run.context import RunContext
+    from drillbook.run.pipeline import record_and_report
 
     catalogue = load_catalogue(args.catalogue)
     drill = catalogue.drill(args.drill)

@@ -46,7 +46,7 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, floa
     max_age = 6 * 3600.0
     if args.drill:
         from drillbook.catalogue import load_catalogue
-        from drillbook.connections import postgres_dsn_from_env
+        from drillbook.resources.connections import postgres_dsn_from_env
 
         drill = load_catalogue(args.catalogue).drill(args.drill)
         if drill.kind != "backup_restore":
@@ -79,9 +79,9 @@ def _reap_clusters() -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from drillbook import pg
     from drillbook.drills.backup_restore.scratch import ScratchGuard
     from drillbook.errors import ScratchUnsafe
+    from drillbook.resources import pg
 
     if args.ephemeral and not (args.drill or args.all_drills or args.scratch_dsn):
         _reap_clusters()

@@ -38,11 +38,11 @@ def configure_digest_parser(parser: argparse.ArgumentParser) -> None:
 
 def _setup(args: argparse.Namespace, dag_id: str) -> tuple[Any, Any, Any, Any, datetime]:
     from drillbook.catalogue import load_catalogue
-    from drillbook.context import RunContext
     from drillbook.errors import ConnectionNotConfigured
     from drillbook.ledger.query import parse_when
     from drillbook.ledger.store import Ledger
     from drillbook.notify import notifier_from_env
+    from drillbook.run.context import RunContext
 
     dsn = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
     if not dsn:
@@ -55,8 +55,8 @@ def _setup(args: argparse.Namespace, dag_id: str) -> tuple[Any, Any, Any, Any, d
 
 
 def main_watchdog(args: argparse.Namespace) -> int:
-    from drillbook.redact import redact
-    from drillbook.watchdog import run_watchdog
+    from drillbook.reporting.watchdog import run_watchdog
+    from drillbook.safety.redact import redact
 
     catalogue, ledger, notifier, ctx, now = _setup(args, "dr_watchdog")
     with ledger:
@@ -78,11 +78,11 @@ def main_watchdog(args: argparse.Namespace) -> int:
 
 def main_digest(args: argparse.Namespace) -> int:
     from drillbook.catalogue.common import validate_schedule
-    from drillbook.digest import PRESET_NAMES, run_digest
     from drillbook.errors import ConfigurationError
     from drillbook.notify.blocks import as_text
     from drillbook.notify.render import render_digest
-    from drillbook.redact import redact
+    from drillbook.reporting.digest import PRESET_NAMES, run_digest
+    from drillbook.safety.redact import redact
 
     try:  # a preset or a 5-field cron, checked before croniter can raise from deep inside the digest
         args.schedule = validate_schedule(args.schedule)

@@ -225,7 +225,7 @@ class _ClosedPortClients:
         return self.inner.aws(conn_id, service, region)
 
     def http(self, conn_id: str) -> Any:
-        from drillbook.connections import Connection
+        from drillbook.resources.connections import Connection
 
         if conn_id != CLOSED_PORT_CONN:
             return self.inner.http(conn_id)
@@ -346,7 +346,7 @@ def run_negative(drill: Any, *, work_dir: Path, base_dir: Path | None, resources
     """Provoke the red run, page it through ``notifier`` (the drill's real route), and judge both."""
     import logging
 
-    from drillbook.redact import redact
+    from drillbook.safety.redact import redact
 
     log = logging.getLogger(__name__)
     try:

@@ -18,7 +18,7 @@ Rules this module enforces:
   changed in the stored text is an edit. The store compares the text
   PostgreSQL returns from the INSERT with the text it hashed and rolls back
   on any difference;
-- every string of a record passes through ``drillbook.redact.redact`` in
+- every string of a record passes through ``drillbook.safety.redact.redact`` in
   ``normalise`` (keys included), so secrets never reach a ledger row; the same
   walk turns NaN/Infinity (not JSON) into strings and replaces NUL and lone
   surrogates, which PostgreSQL text cannot hold.
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 GENESIS_HASH = "0" * 64
 

@@ -87,7 +87,7 @@ def load_private_key(text: str, *, what: str = KEY_ENV) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from drillbook.redact import register_secret
+    from drillbook.safety.redact import register_secret
 
     register_secret(text.strip())
     if "-----BEGIN" in text:
@@ -140,7 +140,7 @@ class CheckpointSettings:
         """``$DRILLBOOK_CHECKPOINT_KEY`` (else connection ``drillbook_checkpoint_key``), public key and path."""
         private = os.environ.get(KEY_ENV) or None
         if private is None:
-            from drillbook.connections import connection_from_env
+            from drillbook.resources.connections import connection_from_env
 
             conn = connection_from_env(KEY_CONNECTION)
             private = conn.password if conn is not None and conn.password else None

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from drillbook.errors import LedgerError, LedgerUnavailable
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
     from drillbook.ledger.records import LedgerRecord

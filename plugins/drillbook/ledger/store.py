@@ -35,11 +35,11 @@ from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
 from drillbook.ledger.seal import insert_sealed
 from drillbook.ledger.spool import EvidenceSpool, FlushReport, SpoolEntry, UnreplayableEntry, replay
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
-    from drillbook.context import RunContext
     from drillbook.result import DrillResult
+    from drillbook.run.context import RunContext
 
 _T = schema.TABLE
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {_T}"
@@ -84,7 +84,7 @@ class Ledger:
     @functools.cached_property
     def where(self) -> str:
         """The ledger's ``host:port/dbname``, for messages (never the credentials)."""
-        from drillbook.pg import describe
+        from drillbook.resources.pg import describe
 
         return describe(self._dsn)
 
@@ -93,7 +93,7 @@ class Ledger:
         import psycopg
         from psycopg.rows import dict_row
 
-        from drillbook.pg import parse
+        from drillbook.resources.pg import parse
 
         parse(self._dsn)  # registers the password with redact before anything can print it
         try:
@@ -253,8 +253,8 @@ class Ledger:
 
     def flush_spool(self) -> FlushReport:
         """Replay the spool in order through the idempotent append; see ``drillbook.ledger.spool``."""
-        from drillbook.context import RunContext
         from drillbook.result import DrillResult
+        from drillbook.run.context import RunContext
 
         def append(entry: SpoolEntry) -> LedgerRecord:
             try:  # the entry's own content: what fails here fails on every replay

@@ -30,7 +30,7 @@ from http.client import IncompleteRead, RemoteDisconnected
 from typing import TYPE_CHECKING, Any
 
 from drillbook.notify.blocks import MAX_BLOCKS, Message, context, esc
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
     from drillbook.ledger.records import LedgerRecord

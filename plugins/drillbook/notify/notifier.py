@@ -44,13 +44,13 @@ from drillbook.notify.render import (
 )
 from drillbook.notify.router import Route, route_digest, route_incident, route_result, route_task_failure
 from drillbook.notify.slack import Delivery, SlackConnection, SlackSender, connection_from_env
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
-    from drillbook.context import RunContext
     from drillbook.ledger.store import Ledger, LedgerRecord
     from drillbook.result import DrillResult
+    from drillbook.run.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Outcome:
 
 
 class Notifier:
-    """Implements ``drillbook.pipeline.Notifier`` for Slack and the local outbox."""
+    """Implements ``drillbook.run.pipeline.Notifier`` for Slack and the local outbox."""
 
     def __init__(self, *, catalogue: Catalogue, sender: Sender, ledger: Ledger | None = None):
         self.catalogue = catalogue

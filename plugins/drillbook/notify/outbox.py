@@ -23,7 +23,7 @@ from typing import Any
 
 from drillbook.notify.blocks import Message, as_text
 from drillbook.notify.slack import Delivery
-from drillbook.redact import redact, redact_obj
+from drillbook.safety.redact import redact, redact_obj
 
 log = logging.getLogger(__name__)
 

@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING
 from drillbook.notify.blocks import MAX_FALLBACK_TEXT, Message, clip, context, esc, fit, header, section
 from drillbook.notify.history import find_report, find_reports, report_id_of
 from drillbook.notify.owed import Owed, delivery_state, redelivered_row, resend_failed_row
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
-    from drillbook.context import RunContext
     from drillbook.ledger.records import LedgerRecord
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import Notifier, Outcome
+    from drillbook.run.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class RedeliveryRun:
 
 def context_of(record: LedgerRecord) -> RunContext:
     """The run context of the task that wrote ``record`` (for the log link of a late report)."""
-    from drillbook.context import RunContext
+    from drillbook.run.context import RunContext
 
     return RunContext(dag_id=record.dag_id, run_id=record.run_id, task_id=record.task_id, map_index=record.map_index,
                       try_number=record.try_number, trigger=record.trigger)
@@ -81,7 +81,7 @@ def context_of(record: LedgerRecord) -> RunContext:
 
 def resend_context(ctx: RunContext, seq: int) -> RunContext:
     """The key of the row about one re-sent report: one per report per run attempt."""
-    from drillbook.context import RunContext
+    from drillbook.run.context import RunContext
 
     return RunContext(dag_id=ctx.dag_id, run_id=ctx.run_id, task_id=f"{ctx.task_id}.redeliver", map_index=seq,
                       try_number=ctx.try_number, trigger=ctx.trigger)

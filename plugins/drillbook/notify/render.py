@@ -33,13 +33,13 @@ from drillbook.notify.blocks import (
     header,
     section,
 )
-from drillbook.redact import redact
 from drillbook.result import DrillResult, Finding, Verdict
+from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
-    from drillbook.context import RunContext
     from drillbook.ledger.store import LedgerRecord
-    from drillbook.scorecard import Scorecard
+    from drillbook.reporting.scorecard import Scorecard
+    from drillbook.run.context import RunContext
 
 VERDICT_WORDS: dict[str, str] = {
     "PASS": "PASS: verified, every check held",
@@ -194,7 +194,7 @@ def _details(result: DrillResult, findings: list[Finding], *, options: RenderOpt
 
 @dataclass(frozen=True)
 class IncidentView:
-    """What the watchdog reports about one drill (see drillbook.watchdog.Incident)."""
+    """What the watchdog reports about one drill (see drillbook.reporting.watchdog.Incident)."""
 
     code: str
     drill: str

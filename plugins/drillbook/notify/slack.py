@@ -40,7 +40,7 @@ from typing import Any
 
 from drillbook.errors import ConnectionNotConfigured, NotificationFailed
 from drillbook.notify.blocks import Message
-from drillbook.redact import redact, register_secret
+from drillbook.safety.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def env_var_of(conn_id: str) -> str:
 
 def connection_from_env(conn_id: str = "drillbook_slack", *, environ: Mapping[str, str] | None = None) -> SlackConnection | None:
     """The Slack connection ``conn_id`` from ``DRILLBOOK_CONN_<ID>`` / ``AIRFLOW_CONN_<ID>``; None when neither is set."""
-    from drillbook.connections import connection_from_env as generic_from_env
+    from drillbook.resources.connections import connection_from_env as generic_from_env
 
     try:
         conn = generic_from_env(conn_id, environ=environ)

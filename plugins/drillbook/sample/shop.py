@@ -155,7 +155,7 @@ def seed_shop(
     """Create and fill the shop in an empty database; return the rows per table and ``total``."""
     import psycopg
 
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     if customers < 1 or orders < 0 or products < 1:
         raise ValueError(f"expected customers >= 1, products >= 1, orders >= 0; got {customers}, {products}, {orders}")
@@ -188,7 +188,7 @@ def seed_shop(
 
 def make_sequence_behind(dsn: str) -> str:
     """Set ``public.orders``' sequence below the table's max id; return the sequence name."""
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     with connect(dsn, autocommit=True) as conn:
         seq = conn.execute("select pg_get_serial_sequence('public.orders', 'id')").fetchone()[0]  # type: ignore[index]
@@ -198,7 +198,7 @@ def make_sequence_behind(dsn: str) -> str:
 
 def make_matview_unpopulated(dsn: str) -> str:
     """Empty ``public.daily_revenue`` as a restore without its data would leave it; return its name."""
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     with connect(dsn, autocommit=True) as conn:
         conn.execute("refresh materialized view public.daily_revenue with no data")
@@ -214,7 +214,7 @@ def make_index_corrupt(dsn: str) -> str:
     item order invariant is violated (SQLSTATE XX002), exactly as for an index
     damaged on the source. No page is written by hand: the server stays safe.
     """
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     statements = [
         "create function public.corrupt_probe_cmp(integer, integer) returns integer"

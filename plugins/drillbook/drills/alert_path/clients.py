@@ -4,7 +4,7 @@ Used by ``drillbook run alert-path`` and by tests; the Airflow task resolves
 the same connection ids through the provider hooks instead
 (``drillbook.airflow.alert_path``). Rules: clients are built lazily, once per
 connection id; every secret is registered with ``redact`` by
-``drillbook.connections`` before a client sees it; a missing connection raises
+``drillbook.resources.connections`` before a client sees it; a missing connection raises
 ``ConnectionNotConfigured`` (the drill turns it into ``CONNECTION_MISSING``).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drillbook.connections import Connection, connection_from_env, require_connection
-from drillbook.redact import register_secret
+from drillbook.resources.connections import Connection, connection_from_env, require_connection
+from drillbook.safety.redact import register_secret
 
 #: The drill counts its own attempts at 5xx answers; the client retries only 429s and lost connections.
 ALERT_PATH_SLACK_RETRIES: dict[str, Any] = {"retry_server_errors": False, "connection_retries": 1}

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from drillbook.catalogue.alert_path import AlertPathDrill, SlackPath, SnsSqsPath, WebhookPath
-from drillbook.connections import Connection
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.stop import running
 from drillbook.drills.backup_restore.lifetime import Interrupted, stop_on_signals
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConnectionNotConfigured, DrillAborted
+from drillbook.resources.connections import Connection
 from drillbook.result import DrillResult, Phase
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def run_alert_path(
 
 def _connection_hint(path: Any, conn_id: str) -> str:
     """CONNECTION_MISSING's fix in the words of the path's own connection type (a webhook is not a database)."""
-    from drillbook.connections import how_to_define
+    from drillbook.resources.connections import how_to_define
 
     conn_type = "slack" if isinstance(path, SlackPath) else "aws" if isinstance(path, SnsSqsPath) else "http"
     return f"Define the {conn_type} connection {conn_id!r}: {how_to_define(conn_id, conn_type)}."

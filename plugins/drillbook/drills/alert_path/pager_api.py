@@ -27,13 +27,13 @@ from typing import Any
 from urllib.parse import quote
 
 from drillbook.catalogue.alert_path import WebhookPath
-from drillbook.connections import Connection
 from drillbook.drills.alert_path.alertmanager_api import short
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
-from drillbook.redact import register_secret
+from drillbook.resources.connections import Connection
+from drillbook.safety.redact import register_secret
 
 API_BASE = {"pagerduty": "https://api.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
 MAX_RETRY_AFTER = 30.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 
 class RedactingFilter(logging.Filter):

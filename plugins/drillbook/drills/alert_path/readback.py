@@ -24,7 +24,7 @@ from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted
-from drillbook.redact import redact_url
+from drillbook.safety.redact import redact_url
 
 if TYPE_CHECKING:
     from drillbook.drills.alert_path.webhook_target import WebhookTarget

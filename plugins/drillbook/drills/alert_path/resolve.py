@@ -27,7 +27,7 @@ from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.stop import signals_held
 from drillbook.drills.alert_path.webhook_target import WebhookTarget, join_url, read_headers
 from drillbook.drills.base import ResultBuilder
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 RESOLVE_ATTEMPTS = 2
 RESOLVE_TIMEOUT = 30.0  # at least this (and 3x the request timeout): a slow path must still get its resolve

@@ -40,14 +40,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drillbook.catalogue.alert_path import WebhookPath
-from drillbook.connections import Connection
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.readback import read_back as _read_back
 from drillbook.drills.alert_path.webhook_target import WebhookTarget, am_root, join_url, read_headers
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
-from drillbook.redact import register_secret
+from drillbook.resources.connections import Connection
+from drillbook.safety.redact import register_secret
 
 SEND_ATTEMPTS = 3
 RESEND_SECONDS = 5.0  # a held Alertmanager canary is re-posted this often (Prometheus: resend-delay 1m)

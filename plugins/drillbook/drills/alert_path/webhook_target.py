@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drillbook.redact import redact_url
+from drillbook.safety.redact import redact_url
 
 
 @dataclass(frozen=True)

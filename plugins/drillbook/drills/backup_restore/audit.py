@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drillbook import pg
 from drillbook.drills.backup_restore.scratch import PREFIX
+from drillbook.resources import pg
 
 MAX_NAMED = 20
 

@@ -29,7 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from drillbook import pg
 from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import audit, isolation, measure, prescan, restore, tools
@@ -41,8 +40,9 @@ from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_paren
 from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted, ScratchUnsafe
-from drillbook.redact import redact, redact_obj
+from drillbook.resources import pg
 from drillbook.result import DrillResult, Phase
+from drillbook.safety.redact import redact, redact_obj
 
 KIND = "backup_restore"
 #: Upper bound of ``pg_restore -l`` (it reads only the archive's table of contents).

@@ -21,11 +21,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from drillbook import pg
 from drillbook.drills.backup_restore import audit, prescan
 from drillbook.drills.backup_restore.archive import ArchiveInfo
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
 from drillbook.drills.backup_restore.scratch import ScratchGuard
+from drillbook.resources import pg
 
 
 def prescan_phase(run: Any, path: Path, art: Any, info: ArchiveInfo, ph: Any) -> None:

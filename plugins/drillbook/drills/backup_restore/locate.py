@@ -30,11 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drillbook import pg
 from drillbook.catalogue.common import resolve_relative
 from drillbook.drills.backup_restore import tools
 from drillbook.drills.backup_restore.lifetime import die_with_parent
 from drillbook.errors import DrillbookError
+from drillbook.resources import pg
 
 SIDECAR_SUFFIXES = (".sha256", ".md5", ".sha256sum")
 CHUNK = 1 << 20

@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from drillbook import pg
 from drillbook.catalogue.common import format_duration
+from drillbook.resources import pg
 
 TREND_NOISE = 0.05  # within 5% is "about the same": timings jitter
 

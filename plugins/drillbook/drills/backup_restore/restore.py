@@ -6,7 +6,7 @@ Rules this module enforces:
   ``psql -v ON_ERROR_STOP=0 -f``; plain.gz is gunzipped in a thread straight
   into psql's stdin (a pipe, never a temporary copy of the whole dump);
 - connection parameters and the password reach the tools through the
-  environment (``drillbook.pg.tool_env``), never argv;
+  environment (``drillbook.resources.pg.tool_env``), never argv;
 - every stderr line is classified, streaming (stderr is never held whole):
   ``ROLE_ABSENT``, ``OWNERSHIP_NOT_RESTORABLE`` (the owner exists but the
   restoring role may not act as it), ``EXTENSION_ABSENT``, ``ARCHIVE_TRUNCATED``,
@@ -40,12 +40,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drillbook import pg
 from drillbook.drills.backup_restore import lifetime
 from drillbook.drills.backup_restore.sqlfilter import StatementFilter
 from drillbook.drills.backup_restore.sqlrules import Refusal
 from drillbook.drills.backup_restore.sqlstream import filter_stream
 from drillbook.drills.backup_restore.tools import Tool
+from drillbook.resources import pg
 
 SAMPLE_LINES = 5
 MAX_SUBJECTS = 10

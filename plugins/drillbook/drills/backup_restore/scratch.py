@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from drillbook import pg
 from drillbook.drills.backup_restore import scratch_registry as registry
 from drillbook.errors import ScratchUnsafe
+from drillbook.resources import pg
 
 PREFIX = "drillbook_scratch_"
 MARKER = registry.LEGACY_MARKER  # the human-readable COMMENT; never trusted

@@ -114,7 +114,7 @@ def _inspect(builder: ResultBuilder, *, dsn: str, table: str | None, query: str 
     import psycopg
 
     from drillbook.drills.data_quality.engine import TargetMissing, inspect_target
-    from drillbook.pg import describe
+    from drillbook.resources.pg import describe
 
     try:
         return inspect_target(dsn=dsn, table=table, query=query)
@@ -150,7 +150,7 @@ def run_data_quality(
     on_phase: Callable[[Phase], None] | None = None,
 ) -> DrillResult:
     """Validate ``table`` (or ``query``) on ``dsn`` with ``suite``; the verdict follows the findings."""
-    from drillbook.pg import describe
+    from drillbook.resources.pg import describe
 
     if table is not None and query is not None:
         raise ValueError(f"give table or query, not both (table={table!r})")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drillbook.errors import DrillbookError
-from drillbook.pg import parse
-from drillbook.redact import register_secret
+from drillbook.resources.pg import parse
+from drillbook.safety.redact import register_secret
 
 if TYPE_CHECKING:
     from drillbook.drills.data_quality.suites import LoadedSuite
@@ -94,7 +94,7 @@ def inspect_target(*, dsn: str, table: str | None = None, query: str | None = No
     """Confirm the table or query can be read and list its columns; raise ``TargetMissing`` if not."""
     import psycopg
 
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     with connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         if table is not None:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 WITHHELD = "(withheld: sensitive column)"
 _COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")

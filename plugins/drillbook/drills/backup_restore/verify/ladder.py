@@ -44,7 +44,7 @@ class ScratchSession:
 
     @cached_property
     def conn(self) -> Any:
-        from drillbook.pg import connect
+        from drillbook.resources.pg import connect
 
         conn = connect(self.dsn, autocommit=True, application_name="drillbook-verify")
         conn.execute(f"set statement_timeout = '{LADDER_STATEMENT_TIMEOUT_S}s'")
@@ -112,7 +112,7 @@ def _connect_or_abort(ladder: Ladder) -> None:
     try:
         ladder.conn  # noqa: B018 - opening the connection is the point
     except psycopg.OperationalError as exc:
-        from drillbook.pg import describe
+        from drillbook.resources.pg import describe
 
         ladder.builder.find(
             "SCRATCH_UNREACHABLE",

@@ -62,7 +62,7 @@ def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[d
     from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.verify.catalog import read_structure
     from drillbook.drills.backup_restore.verify.server import major_of
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     try:
         info = inspect_archive(path)

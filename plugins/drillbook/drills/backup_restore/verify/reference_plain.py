@@ -111,7 +111,7 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
     from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
     from drillbook.drills.backup_restore.verify.catalog import read_structure
     from drillbook.drills.backup_restore.verify.server import major_of
-    from drillbook.pg import connect
+    from drillbook.resources.pg import connect
 
     gz = info.format == "plain.gz"
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from drillbook.errors import ConnectionNotConfigured
-from drillbook.redact import register_secret
+from drillbook.safety.redact import register_secret
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def postgres_dsn_from_env(conn_id: str) -> str:
     for var in (f"DRILLBOOK_CONN_{key}", f"AIRFLOW_CONN_{key}"):
         raw = os.environ.get(var, "").strip()
         if raw and not raw.startswith("{") and "://" not in raw:  # libpq "host=... dbname=..." form
-            from drillbook.pg import parse
+            from drillbook.resources.pg import parse
 
             parse(raw)  # registers the password
             return raw

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from drillbook.redact import redact, register_dsn, register_secret
+from drillbook.safety.redact import redact, register_dsn, register_secret
 
 
 def parse(dsn: str) -> dict[str, str]:

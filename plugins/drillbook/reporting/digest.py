@@ -33,15 +33,15 @@ from zoneinfo import ZoneInfo
 from drillbook.catalogue.common import cron_of, previous_run
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
-from drillbook.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
+from drillbook.reporting.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
-    from drillbook.context import RunContext
     from drillbook.ledger.checkpoint import Checkpoint
     from drillbook.ledger.records import LedgerRecord, VerifyReport
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import Notifier
+    from drillbook.run.context import RunContext
 
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
 PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
@@ -169,7 +169,7 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel."""
     from drillbook.ledger.query import Filter
     from drillbook.notify.render import render_digest
-    from drillbook.pipeline import replay_spool
+    from drillbook.run.pipeline import replay_spool
 
     now = now or datetime.now(UTC)
     replay_spool(ledger, before="digest")  # a result waiting in this worker's spool counts as run

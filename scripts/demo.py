@@ -1,5 +1,8 @@
 """``make demo`` / ``make up``: the drills, once, against an embedded demo environment.
 
+A script outside the package (``python -m scripts.demo`` from a checkout): it uses only
+drillbook's public API (catalogue loader, ``Ledger``, the sample shop), never the CLI as an API.
+
 What it does, in order, all on this machine and all under ``var/``:
 1. starts an embedded PostgreSQL (pgserver) in ``var/demo/pg``;
 2. seeds a sample shop database and takes a pg_dump backup (+ .sha256 sidecar)
@@ -26,14 +29,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from drillbook.demo_up import AIRFLOW_PORT, heading, say
-from drillbook.demo_up import write_admin_password as write_admin_password
+from scripts.demo_up import AIRFLOW_PORT, heading, say
+from scripts.demo_up import write_admin_password as write_admin_password
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VAR = Path(os.environ.get("DRILLBOOK_VAR", REPO / "var"))
 CATALOGUE = REPO / "include" / "drills.yaml"
 WEBHOOK_PORT = int(os.environ.get("DRILLBOOK_DEMO_WEBHOOK_PORT", "18765"))
@@ -59,7 +62,7 @@ def pg_bin() -> Path:
 def ensure_database(admin_dsn: str, name: str, *, recreate: bool = False) -> str:
     import psycopg
 
-    from drillbook.pg import quote_ident, with_dbname
+    from drillbook.resources.pg import quote_ident, with_dbname
 
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         if recreate:
@@ -72,7 +75,7 @@ def ensure_database(admin_dsn: str, name: str, *, recreate: bool = False) -> str
 
 def take_backup(source_dsn: str, *, var: Path | None = None) -> Path:
     """pg_dump -Fc of the shop into var/backups/shop, with a .sha256 sidecar."""
-    from drillbook.pg import tool_env
+    from drillbook.resources.pg import tool_env
 
     out_dir = (var or VAR) / "backups" / "shop"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +144,7 @@ def airflow_environment(home: Path, *, port: int) -> dict[str, str]:
 
 def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webhook_token: str) -> None:
     """Airflow settings and connections as AIRFLOW_CONN_* variables (what Airflow and the CLI both read)."""
-    from drillbook.pg import airflow_connection_json
+    from drillbook.resources.pg import airflow_connection_json
 
     airflow_home = VAR / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
@@ -235,26 +238,46 @@ def show_outbox() -> None:
     say(render_outbox_text(VAR / "outbox.jsonl"))
 
 
-def _command(run: Callable[[], int], argv: list[str]) -> int:
-    """What ``drillbook <argv>`` does around a command: its secrets registered, any error one clear line.
-
-    The demo calls the command modules, not ``drillbook.cli.main``: the CLI imports the demo.
-    """
-    from drillbook.cli import exits
-
-    exits.register_secrets(argv, os.environ)
-    try:
-        return int(run() or 0)
-    except (Exception, KeyboardInterrupt) as exc:
-        return exits.handle(exc)
-
-
 def verify_ledger(ledger_dsn: str) -> int:
-    from drillbook.cli import ledger_cmds
+    """Walk the ledger's hash chain (what ``drillbook evidence verify`` does); 0 when intact."""
+    from drillbook.ledger.store import Ledger
 
     heading("ledger verify")
-    argv = ["evidence", "verify", "--ledger-dsn", ledger_dsn]
-    return _command(lambda: ledger_cmds.main(argv), argv)
+    with Ledger(ledger_dsn) as ledger:
+        report = ledger.verify()
+    for note in report.notes:
+        say(f"  {note}")
+    if report.ok:
+        say(f"ledger OK: {report.checked} records, chain intact, head {report.head_seq}:{report.head_hash}")
+        return 0
+    say(f"ledger BROKEN ({report.reason}) at seq={report.first_bad_seq}: {report.message}")
+    return 1
+
+
+def init_ledger(ledger_dsn: str) -> None:
+    """Create or migrate the ledger schema (what ``drillbook ledger init`` does)."""
+    from drillbook.ledger.store import Ledger
+
+    with Ledger(ledger_dsn) as ledger:
+        applied = ledger.init_schema()
+        say(f"   ledger at {ledger.where}: schema ready (applied {applied or 'nothing, already current'})")
+
+
+def validate_catalogue(path: Path) -> bool:
+    """Load the catalogue (what ``drillbook validate`` does); False after printing every problem."""
+    from drillbook.catalogue import load_catalogue
+    from drillbook.errors import CatalogueError
+
+    try:
+        catalogue = load_catalogue(path)
+    except CatalogueError as exc:
+        for problem in exc.problems:
+            say(str(problem))
+        return False
+    for d in catalogue.drills:
+        say(f"ok  {d.kind:<15} {d.name:<28} schedule={d.schedule!r}{'' if d.enabled else ' (disabled)'}")
+    say(f"{path}: {len(catalogue.drills)} drill(s), no problems")
+    return True
 
 
 def start_webhook_receiver(token: str):  # type: ignore[no-untyped-def]
@@ -287,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     heading("embedded PostgreSQL")
     server = start_postgres()
     admin = server.get_uri("postgres")
-    from drillbook.pg import describe
+    from drillbook.resources.pg import describe
 
     say(f"   running at {describe(admin)} (data in {VAR / 'demo' / 'pg'})")
     source = ensure_database(admin, "shop", recreate=True)
@@ -305,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"   demo certificate: {cert}")
     import secrets
 
-    from drillbook.redact import register_secret
+    from drillbook.safety.redact import register_secret
 
     webhook_token = secrets.token_urlsafe(24)  # a fresh secret per demo run; never written to a file
     register_secret(webhook_token)
@@ -318,14 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         outbox.unlink()
 
     heading("evidence ledger")
-    from drillbook.cli import ledger_cmds
-    from drillbook.cli.validate import cmd_validate
-
-    init = ["ledger", "init", "--ledger-dsn", ledger]
-    if _command(lambda: ledger_cmds.main(init), init) != 0:
-        return 2
+    init_ledger(ledger)
     heading("catalogue")
-    if _command(lambda: cmd_validate(argparse.Namespace(path=str(CATALOGUE))), ["validate", str(CATALOGUE)]) != 0:
+    if not validate_catalogue(CATALOGUE):
         return 2
 
     runs = run_dags()
@@ -342,8 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def start_airflow(ledger_dsn: str = "") -> int:
-    """``make up``: see ``drillbook.demo_up``."""
-    from drillbook.demo_up import start_airflow as up
+    """``make up``: see ``scripts.demo_up``."""
+    from scripts.demo_up import start_airflow as up
 
     return up(ledger_dsn)
 

@@ -13,7 +13,7 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
 - a drill is judged per RUN, never per row: a mapped drill (alert_path,
   certificates) writes one 'drill' row per path/item under one drill name, so
   rows are grouped by (dag_id, run_id) and a run's verdict is the worst of its
-  rows (ERROR > FAIL > SKIPPED > PASS, as in ``drillbook.digest``): a run is PASS
+  rows (ERROR > FAIL > SKIPPED > PASS, as in ``drillbook.reporting.digest``): a run is PASS
   only if all its rows passed, so a dead path beside a healthy one still escalates;
 - ``DRILL_NEVER_VERIFIED``: the drill's newest runs are all ERROR and that
   unbroken run of ERRORs spans at least the grace (one ERROR pages on its
@@ -56,16 +56,16 @@ from drillbook.findings import spec
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
-    from drillbook.context import RunContext
     from drillbook.ledger.store import Ledger
     from drillbook.notify.notifier import Notifier
     from drillbook.result import DrillResult
+    from drillbook.run.context import RunContext
 
 log = logging.getLogger(__name__)
 
 HISTORY_DEPTH = 200  # newest rows read per drill: enough runs to see an ERROR streak, bounded on a busy ledger
 PASS_WINDOW_MARGIN = timedelta(days=1)  # read a little before max_unverified so a run at the edge is read whole
-_VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}  # as drillbook.digest: the worst row is the run's verdict
+_VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}  # as drillbook.reporting.digest: the worst row is the run's verdict
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,7 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
     """
     from drillbook.notify.redeliver import redeliver
     from drillbook.notify.render import IncidentView
-    from drillbook.pipeline import replay_spool
+    from drillbook.run.pipeline import replay_spool
 
     now = now or datetime.now(UTC)
     replay_spool(ledger, before="watchdog")

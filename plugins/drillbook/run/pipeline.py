@@ -26,8 +26,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drillbook.context import RunContext
 from drillbook.result import DrillResult
+from drillbook.run.context import RunContext
 
 if TYPE_CHECKING:
     from drillbook.ledger.store import Ledger, LedgerRecord

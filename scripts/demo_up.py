@@ -96,7 +96,7 @@ def start_airflow(ledger_dsn: str = "") -> int:
     """
     import signal
 
-    from drillbook.pg import describe
+    from drillbook.resources.pg import describe
 
     home = Path(os.environ["AIRFLOW_HOME"])
     password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")

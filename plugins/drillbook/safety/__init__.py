@@ -1,0 +1,1 @@
+"""Cross-cutting safety rules every layer passes through: secret redaction (``redact``)."""

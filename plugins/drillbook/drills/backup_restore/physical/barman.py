@@ -54,7 +54,7 @@ from drillbook.drills.backup_restore.physical.source import (
     require_str,
     require_wal,
 )
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 
 TOOL = "barman"
 COMMAND_TIMEOUT_S = 120.0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbook.drills.backup_restore.physical.barman import LOCAL_RESTORE_COMMAND, BarmanSource
+from drillbook.drills.backup_restore.physical.barman import LOCAL_RESTORE_COMMAND, Barman
 from drillbook.drills.backup_restore.physical.source import (
     Latest,
     PhysicalSource,
@@ -39,8 +39,8 @@ barman_repo = (
 )  # the session fixture, in its own module so h16a's conftest stays theirs
 
 
-def source_of(repo: BarmanRepo) -> BarmanSource:
-    return BarmanSource(server=repo.server, config=str(repo.config), os_user=repo.user)
+def source_of(repo: BarmanRepo) -> Barman:
+    return Barman(server=repo.server, config=str(repo.config), os_user=repo.user)
 
 
 @pytest.fixture
@@ -217,6 +217,9 @@ def test_time_target_between_two_rows_keeps_the_row_before_and_not_the_row_after
     assert info.datadir == datadir and info.seconds > 0
     assert info.recovery_conf_written["restore_command"] == LOCAL_RESTORE_COMMAND
     assert info.recovery_conf_written["recovery_target_action"] == "pause"
+    assert (
+        "recovery_end_command" not in (datadir / "postgresql.auto.conf").read_text()
+    )  # no command hook in scratch
     assert "recovery_target_time" in info.recovery_conf_written
     copied = sorted(p.name for p in (datadir / "barman_wal").iterdir() if len(p.name) == 24)
     assert copied == list(
@@ -293,7 +296,7 @@ def test_a_time_target_before_the_backup_is_refused_before_recover_runs(
 
 
 def test_unknown_server_is_a_clear_error_not_a_traceback(barman_repo: BarmanRepo) -> None:
-    source = BarmanSource(server="no_such_server", config=str(barman_repo.config), os_user=barman_repo.user)
+    source = Barman(server="no_such_server", config=str(barman_repo.config), os_user=barman_repo.user)
 
     with pytest.raises(PhysicalSourceError) as caught:
         source.locate()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbook.drills.backup_restore.physical.barman import BarmanSource
+from drillbook.drills.backup_restore.physical.barman import Barman
 from drillbook.drills.backup_restore.physical.source import BackupSet, Latest, PhysicalSourceError
 
 GOOD_LIST = {
@@ -76,9 +76,9 @@ def fake(tmp_path_factory) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def source(fake: Path) -> BarmanSource:
+def source(fake: Path) -> Barman:
     user = "barman" if os.geteuid() == 0 else None
-    return BarmanSource(
+    return Barman(
         server="pg", config="/nonexistent/barman.conf", os_user=user, barman_bin=str(fake / "barman")
     )
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from drillbook.drills.backup_restore.physical.source import (
+    SAFE_NAME_RE,
     WAL_NAME_RE,
     BackupSet,
     Latest,
@@ -109,15 +110,24 @@ def _read_auto_conf(path: Path) -> dict[str, str]:
     return settings
 
 
-class BarmanSource:
+class Barman:
     """One server of a Barman configuration, driven through the ``barman`` command (see the module docstring)."""
 
     tool = TOOL
 
     def __init__(
-        self, *, server: str, config: str, os_user: str | None = None, barman_bin: str | None = None
+        self,
+        *,
+        server: str,
+        config: str,
+        os_user: str | None = None,
+        env: Mapping[str, str] | None = None,
+        barman_bin: str | None = None,
     ) -> None:
-        self.server = server
+        # Barman reads no secret from the environment (conninfo is in its config, passwords in the
+        # barman user's ~/.pgpass): ``env`` is accepted for the seam and never passed to it
+        del env
+        self.server = require_str(server, tool=TOOL, key="server", pattern=SAFE_NAME_RE)
         self.config = config
         self.os_user = os_user
         self._barman_bin = barman_bin
@@ -169,7 +179,6 @@ class BarmanSource:
         self,
         *args: str,
         timeout_s: float = COMMAND_TIMEOUT_S,
-        env: Mapping[str, str] | None = None,
         code: str = "BACKUP_MISSING",
     ) -> str:
         user = self._user()
@@ -180,7 +189,7 @@ class BarmanSource:
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
-                env={**_bare_env(user), **(env or {})},
+                env=_bare_env(user),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -386,7 +395,10 @@ class BarmanSource:
     def restore(
         self, backup: BackupSet, target: Target, datadir: Path, *, env: Mapping[str, str], timeout_s: float
     ) -> RestoreInfo:
-        """``barman recover`` of ``backup`` to ``target`` into ``datadir``, WAL copied locally, recovery pausing at a target."""
+        """``barman recover`` of ``backup`` to ``target`` into ``datadir``, WAL copied locally, recovery pausing at a target.
+
+        ``env`` is not passed to Barman (see ``__init__``).
+        """
         require_str(backup.label, tool=TOOL, key="backup label", pattern=BACKUP_ID_RE)
         if datadir.exists() and any(datadir.iterdir()):
             raise PhysicalSourceError(
@@ -421,7 +433,6 @@ class BarmanSource:
                 backup.label,
                 str(staging / "data"),
                 timeout_s=timeout_s,
-                env=env,
                 code="RESTORE_FAILED",
             )
             recovered = staging / "data"
@@ -433,7 +444,11 @@ class BarmanSource:
                     f"barman recover wrote restore_command {str(restore_command)[:120]!r}, expected the local {LOCAL_RESTORE_COMMAND!r}; refusing to start it",
                 )
             _set_recovery_target(recovered / "postgresql.auto.conf", recovery)
-            settings = {k: v for k, v in settings.items() if not k.startswith("recovery_target")} | recovery
+            settings = {
+                k: v
+                for k, v in settings.items()
+                if not k.startswith(("recovery_target", "recovery_end_command"))
+            } | recovery
             _move_into(recovered, datadir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -457,11 +472,16 @@ def _recovery_settings(target: Target) -> dict[str, str]:
 
 
 def _set_recovery_target(auto_conf: Path, recovery: Mapping[str, str]) -> None:
-    """Replace Barman's recovery_target* lines with the drill's (none for latest: replay the whole archive)."""
+    """Replace Barman's recovery_target* lines with the drill's (none for latest: replay the whole archive).
+
+    Barman's ``recovery_end_command = 'rm -fr barman_wal'`` goes too: the scratch cluster runs
+    no command hook (cluster.py refuses one), and its whole directory is removed at teardown.
+    """
+    dropped = ("recovery_target", "recovery_end_command")
     kept = [
         line
         for line in auto_conf.read_text(encoding="utf-8").splitlines()
-        if not line.lstrip().startswith("recovery_target")
+        if not line.lstrip().startswith(dropped)
     ]
     kept += ["# drillbook: the drill's recovery target"] if recovery else []
     kept += [f"{key} = '{value.replace(chr(39), chr(39) * 2)}'" for key, value in recovery.items()]

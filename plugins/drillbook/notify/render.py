@@ -247,8 +247,10 @@ def render_task_failure(
     return Message(text=text, blocks=fit(blocks))
 
 
-STATUS_EMOJI = {"VERIFIED": ":white_check_mark:", "AT RISK": ":red_circle:", "NOT RUN": ":warning:", "UNVERIFIABLE": ":rotating_light:"}
-_STATUS_ORDER = {"AT RISK": 0, "NOT RUN": 1, "UNVERIFIABLE": 2, "VERIFIED": 3}  # problems first: they survive a cut to 50 blocks
+STATUS_EMOJI = {"VERIFIED": ":white_check_mark:", "AT RISK": ":red_circle:", "NOT RUN": ":warning:", "UNVERIFIABLE": ":rotating_light:",
+                "EXCEPTIONS": ":large_orange_circle:", "NOT DUE": ":white_circle:"}  # the last two: controls only
+# problems first: they survive a cut to 50 blocks
+_STATUS_ORDER = {"AT RISK": 0, "EXCEPTIONS": 1, "NOT RUN": 2, "UNVERIFIABLE": 3, "NOT DUE": 4, "VERIFIED": 5}
 
 
 def _pack(lines: list[str], *, heading: str) -> list[Any]:

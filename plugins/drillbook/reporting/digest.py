@@ -19,7 +19,10 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   found by the next weekly digest, not the next daily one;
 - a control is VERIFIED only when every enabled drill mapped to it ran in the
   period and its newest run passed; any drill that did not run makes it NOT
-  RUN, any newest FAIL/ERROR makes it AT RISK;
+  RUN, any newest FAIL/ERROR makes it AT RISK. ``run_digest`` judges controls
+  by the population of expected runs (``drillbook.evidence.controls``, one
+  status rule with the controls view): a missed expected run or a FAIL/ERROR
+  run is an EXCEPTION, so "1 of 19 expected runs" is never VERIFIED;
 - the ledger's verify status is part of every scorecard: evidence that does
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
@@ -258,6 +261,17 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
                      ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 
 
+def population_controls(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime,
+                        unverifiable: str | None) -> list[ControlScore]:
+    """Per-control status from the population of expected runs (``drillbook.evidence.controls``): a missed
+    expected run or a FAIL/ERROR run is an exception, and a control with exceptions is never VERIFIED."""
+    from drillbook.evidence.controls import control_rows
+
+    return [ControlScore(control=r.control, drills=list(r.drills), expected=r.expected, runs=r.runs, passes=r.passes,
+                         status=r.status)
+            for r in control_rows(conn, catalogue, start=start, end=end, as_of=as_of, unverifiable=unverifiable)]
+
+
 def digest_row(scorecard: Scorecard, *, name: str) -> Any:
     """The 'digest' ledger row: the scorecard as sent, so the review itself is evidence."""
     from drillbook.drills.base import ResultBuilder
@@ -317,6 +331,8 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     verify = ledger.verify(checkpoints=settings, full=full_verify(schedule))
     scorecard = build_scorecard(catalogue, (), start=start, end=end, verify=verify, title=f"{name} scorecard",
                                 aggregates=aggregates)
+    scorecard.controls = population_controls(ledger.connection, catalogue, start=start, end=end, as_of=now,
+                                             unverifiable=scorecard.unverifiable)
     row = digest_row(scorecard, name=name)
     if not settings.private_key:
         row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))

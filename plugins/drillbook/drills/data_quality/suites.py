@@ -14,8 +14,9 @@ Rules this module enforces:
   ``meta.drillbook`` may hold ``table`` ("schema.table", the table the suite
   describes: required when the suite runs in a backup-restore drill) and
   ``sensitive_columns`` (never sampled, observed values withheld);
-- ``catalogue_problems`` reports each problem against the catalogue key that
-  names the suite, so ``drillbook validate`` prints ``file:line``.
+- ``suite_messages`` is what the kinds' catalogue checks (``kind.py`` of
+  data_quality and backup_restore) report against the catalogue key that names
+  the suite, so ``drillbook validate`` prints ``file:line``.
 
 GX is imported lazily. Inside an Airflow process that has not imported GX yet
 (the DAG processor parsing a DAG file) the GX part of the check is deferred to
@@ -30,7 +31,6 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,6 @@ from drillbook.result import Severity
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
-Problem = tuple[tuple[str | int, ...], str]
 
 _SEVERITIES = [s.value for s in Severity]
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$")
@@ -272,7 +271,8 @@ def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool
     )
 
 
-def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool) -> list[str]:
+def suite_messages(suite: str, suites_dir: Path, *, need_table: bool) -> list[str]:
+    """Why the suite named in a catalogue cannot be used (the kinds' catalogue checks call this); empty when it can."""
     try:
         loaded = load_suite(suite, suites_dir=suites_dir)
     except SuiteInvalid as exc:
@@ -283,16 +283,3 @@ def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool) -> list[s
             f'"meta": {{"drillbook": {{"table": "schema.table"}}}} to the suite'
         ]
     return []
-
-
-def catalogue_problems(catalogue: Catalogue) -> Iterator[Problem]:
-    """Every suite named by the catalogue must exist and be valid (called by ``catalogue.checks``)."""
-    suites_dir = default_suites_dir(catalogue)
-    for index, drill in enumerate(catalogue.drills):
-        if drill.kind == "data_quality":
-            for message in _suite_messages(drill.suite, suites_dir, need_table=False):
-                yield (("drills", index, "suite"), message)
-        elif drill.kind == "backup_restore":
-            for position, name in enumerate(drill.verify.suites):
-                for message in _suite_messages(name, suites_dir, need_table=True):
-                    yield (("drills", index, "verify", "suites", position), message)

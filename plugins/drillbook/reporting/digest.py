@@ -22,7 +22,9 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   in the period is EXCEPTIONS, so a drill that ran once of 19 expected times is
   never VERIFIED; no run is NOT RUN, a newest FAIL/ERROR is AT RISK. Missed
   occurrences come from ``drillbook.evidence.population`` matched against the
-  start time of each run (one timestamp per run, never a record);
+  start time of each run (one timestamp per run, never a record); ``run_digest``
+  takes the controls themselves from ``drillbook.evidence.controls.control_rows``,
+  the very rows the evidence pages show;
 - the ledger's verify status is part of every scorecard: evidence that does
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
@@ -286,6 +288,17 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
                      ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 
 
+def population_controls(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime,
+                        unverifiable: str | None) -> list[ControlScore]:
+    """Per-control status from the population of expected runs (``drillbook.evidence.controls``): a missed
+    expected run or a FAIL/ERROR run is an exception, and a control with exceptions is never VERIFIED."""
+    from drillbook.evidence.controls import control_rows
+
+    return [ControlScore(control=r.control, drills=list(r.drills), expected=r.expected, runs=r.runs, passes=r.passes,
+                         status=r.status, missed=r.missed, failed=r.failed)
+            for r in control_rows(conn, catalogue, start=start, end=end, as_of=as_of, unverifiable=unverifiable)]
+
+
 def digest_row(scorecard: Scorecard, *, name: str) -> Any:
     """The 'digest' ledger row: the scorecard as sent, so the review itself is evidence."""
     from drillbook.drills.base import ResultBuilder
@@ -345,6 +358,8 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     verify = ledger.verify(checkpoints=settings, full=full_verify(schedule))
     scorecard = build_scorecard(catalogue, (), start=start, end=end, verify=verify, title=f"{name} scorecard",
                                 aggregates=aggregates)
+    scorecard.controls = population_controls(ledger.connection, catalogue, start=start, end=end, as_of=now,
+                                             unverifiable=scorecard.unverifiable)
     row = digest_row(scorecard, name=name)
     if not settings.private_key:
         row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))

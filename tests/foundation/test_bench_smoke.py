@@ -26,6 +26,7 @@ TOY_RUNS = {
     "certificates": ["--endpoints", "12"],
     "ledger": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
+    "scale": ["--small"],
 }
 
 

@@ -203,6 +203,7 @@ class NegativeSpec(StrictModel):
 class DrillBase(StrictModel):
     """Fields every drill carries, whatever its kind."""
 
+    kind: str  # each kind's model narrows this to Literal["<its name>"] (the catalogue's discriminator)
     name: str
     description: str = ""
     schedule: Schedule

@@ -31,12 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import audit, isolation, measure, prescan, restore, tools
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
 from drillbook.drills.backup_restore.archive import ArchiveInfo, ArchiveProblem, inspect_archive
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
 from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_parent
 from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable

@@ -14,8 +14,9 @@ Rules this module enforces:
   ``meta.drillbook`` may hold ``table`` ("schema.table", the table the suite
   describes: required when the suite runs in a backup-restore drill) and
   ``sensitive_columns`` (never sampled, observed values withheld);
-- ``catalogue_problems`` reports each problem against the catalogue key that
-  names the suite, so ``drillbook validate`` prints ``file:line``.
+- ``suite_messages`` is what the kinds' catalogue checks (``kind.py`` of
+  data_quality and backup_restore) report against the catalogue key that names
+  the suite, so ``drillbook validate`` prints ``file:line``.
 
 GX is imported lazily and only when asked: the GX part of a catalogue's suite
 check runs with ``load_catalogue(..., gx_suites=True)`` (``drillbook validate
@@ -32,7 +33,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,6 @@ from drillbook.result import Severity
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
-Problem = tuple[tuple[str | int, ...], str]
 
 _SEVERITIES = [s.value for s in Severity]
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$")
@@ -269,6 +268,28 @@ def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool
     )
 
 
+_MESSAGES: dict[tuple[str, str, bool, bool, tuple[int, int] | None], list[str]] = {}
+
+
+def suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool = False) -> list[str]:
+    """Why the suite named in a catalogue cannot be used (the kinds' catalogue checks call this); empty when it can.
+
+    500 drills naming one suite read and check it once per process: the answer is memoised by the
+    suite file's size and mtime, so an edited suite is read again (the DAG processor lives long).
+    """
+    try:
+        st = suite_path(suite, suites_dir).stat()
+        stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        stamp = None
+    key = (suite, str(suites_dir), need_table, gx_check, stamp)
+    if stamp is None or key not in _MESSAGES:
+        if len(_MESSAGES) > 4096:
+            _MESSAGES.clear()
+        _MESSAGES[key] = _suite_messages(suite, suites_dir, need_table=need_table, gx_check=gx_check)
+    return _MESSAGES[key]
+
+
 def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool) -> list[str]:
     try:
         loaded = load_suite(suite, suites_dir=suites_dir, gx_check=gx_check)
@@ -280,24 +301,3 @@ def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check:
             f'"meta": {{"drillbook": {{"table": "schema.table"}}}} to the suite'
         ]
     return []
-
-
-def catalogue_problems(catalogue: Catalogue) -> Iterator[Problem]:
-    """Every suite named by the catalogue must exist and be valid (called by ``catalogue.checks``)."""
-    suites_dir = default_suites_dir(catalogue)
-    gx_check = catalogue.gx_suites_checked
-    seen: dict[tuple[str, bool], list[str]] = {}  # 500 drills naming one suite read and check it once
-
-    def messages(suite: str, need_table: bool) -> list[str]:
-        if (suite, need_table) not in seen:
-            seen[(suite, need_table)] = _suite_messages(suite, suites_dir, need_table=need_table, gx_check=gx_check)
-        return seen[(suite, need_table)]
-
-    for index, drill in enumerate(catalogue.drills):
-        if drill.kind == "data_quality":
-            for message in messages(drill.suite, False):
-                yield (("drills", index, "suite"), message)
-        elif drill.kind == "backup_restore":
-            for position, name in enumerate(drill.verify.suites):
-                for message in messages(name, True):
-                    yield (("drills", index, "verify", "suites", position), message)

@@ -30,6 +30,7 @@ TOY_RUNS = {
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
     "pages": ["--rows", "2000", "--drills", "10", "--repeat", "3"],
     "physical": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
+    "scale": ["--small"],
 }
 
 

@@ -75,10 +75,10 @@ def _ts(moment: datetime | None) -> str:
 
 
 class _Hashing(io.RawIOBase):
-    """A write-only stream that hashes, counts and keeps the last line (the export's final row)."""
+    """A write-only stream that hashes, counts and keeps the last writes (they hold the export's final row)."""
 
     def __init__(self, inner: IO[bytes]):
-        self.inner, self.sha, self.size, self.tail = inner, hashlib.sha256(), 0, b""
+        self.inner, self.sha, self.size, self.tail, self.last = inner, hashlib.sha256(), 0, b"", b""
 
     def writable(self) -> bool:
         return True
@@ -88,7 +88,9 @@ class _Hashing(io.RawIOBase):
         self.inner.write(chunk)
         self.sha.update(chunk)
         self.size += len(chunk)
-        self.tail = (self.tail + chunk)[-65536:]
+        # COPY hands over one row per chunk: keep the last two writes, not a sliding copy of 64 KB per row
+        self.tail = self.last + chunk if len(chunk) < 65536 else chunk
+        self.last = chunk
         return len(chunk)
 
 

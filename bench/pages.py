@@ -70,6 +70,17 @@ def load(dsn: str, *, rows: int, drills: int, end: datetime) -> float:
     return time.perf_counter() - t0
 
 
+def catalogue_of(numbers: list[int]):  # type: ignore[no-untyped-def]
+    """A catalogue of hourly backup-restore drills ``drill_<n>`` (what Controls and Coverage judge against)."""
+    from drillbook.catalogue.models import Catalogue
+
+    return Catalogue.model_validate({"defaults": {"timezone": "UTC"}, "drills": [
+        {"name": f"drill_{n}", "kind": "backup_restore", "schedule": "@hourly", "controls": CONTROLS["backup_restore"],
+         "source": {"connection": "drillbook_source"}, "backup": {"location": f"backups/drill_{n}", "pattern": "*.dump"},
+         "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "15m", "rpo": "26h"}}
+        for n in numbers]})
+
+
 def percentiles(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     fn()  # warm-up
     times = []
@@ -140,11 +151,26 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int) -> int:
             ("ledger status", "/ledger",
              sql("SELECT seq, hash FROM drillbook_evidence ORDER BY seq DESC LIMIT 1")),
         ]
+        cat = catalogue_of([i for i in range(drills) if KINDS[i % 4] == "backup_restore"])
+        with_cat = TestClient(create_app(dsn_provider=lambda: dsn, user_dependency=lambda: "bench",
+                                         catalogue=lambda: cat))
+        n_backup = len(cat.drills)
+        month_rows = ("SELECT seq, recorded_at, drill, kind, verdict, run_id FROM drillbook_evidence "
+                      "WHERE record_type = 'drill' AND drill = ANY(%s) AND recorded_at >= %s ORDER BY seq")
+        cat_cases: list[tuple[str, str, Callable[[], object]]] = [
+            (f"controls ({n_backup}-drill catalogue), 1 month", "/controls",
+             sql(month_rows, [d.name for d in cat.drills], end - timedelta(days=31))),
+            (f"coverage ({n_backup}-drill catalogue), 1 month", "/coverage",
+             sql("SELECT drill, kind, target, max(recorded_at) FILTER (WHERE verdict = 'PASS') FROM drillbook_evidence "
+                 "WHERE record_type = 'drill' AND drill = ANY(%s) AND recorded_at >= %s GROUP BY 1, 2, 3",
+                 [d.name for d in cat.drills], end - timedelta(days=31))),
+        ]
         worst = 0.0
         print(f"{'page':38} {'p50 ms':>8} {'p95 ms':>8}   {'bare SQL p50':>12}   ratio")
-        for label, path, bare in cases:
-            def page(path: str = path) -> None:
-                answer = client.get(path)
+        for label, path, bare in cases + cat_cases:
+            def page(path: str = path, app_client: TestClient = with_cat if (label, path, bare) in cat_cases
+                     else client) -> None:
+                answer = app_client.get(path)
                 assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
 
             p50, p95 = percentiles(page, repeat)

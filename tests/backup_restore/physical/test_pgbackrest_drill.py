@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
 from drillbook.drills.backup_restore.physical.pgbackrest import PgBackRest
@@ -195,7 +195,7 @@ def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(backed_u
 _KILLED_DRILL = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.physical.drill import run_physical
 drill = BackupRestoreDrill.model_validate_json(sys.argv[1])
 run_physical(drill=drill, on_phase=lambda p: print(p.name, flush=True))

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from drillbook.context import RunContext
 from drillbook.drills.base import ResultBuilder
 from drillbook.ledger.store import Ledger
+from drillbook.run.context import RunContext
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -22,9 +22,9 @@ LEDGER_CONNECTION = "drillbook_ledger"
 
 def ledger_dsn() -> str:
     """A psycopg DSN for the ``drillbook_ledger`` connection, or ConnectionNotConfigured naming how to set it."""
-    from drillbook.connections import connection_from_env, how_to_define
     from drillbook.errors import ConnectionNotConfigured
-    from drillbook.redact import register_secret
+    from drillbook.resources.connections import connection_from_env, how_to_define
+    from drillbook.safety.redact import register_secret
 
     conn = connection_from_env(LEDGER_CONNECTION)
     if conn is not None:
@@ -38,7 +38,7 @@ def ledger_dsn() -> str:
             f"Airflow connection {LEDGER_CONNECTION!r} is not defined; {how_to_define(LEDGER_CONNECTION, 'postgres')}"
         ) from None
     register_secret(found.password)
-    from drillbook.connections import Connection as Plain
+    from drillbook.resources.connections import Connection as Plain
 
     return Plain(conn_id=LEDGER_CONNECTION, conn_type="postgres", host=found.host, port=found.port,
                  login=found.login, password=found.password, schema=found.schema,

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from drillbook.drills import registry
 from drillbook.evidence.render_html import (
     VERDICT_WORDS,
     Series,
@@ -29,7 +30,6 @@ from drillbook.evidence.render_html import (
 )
 
 VERDICTS = ("PASS", "FAIL", "ERROR", "SKIPPED")
-KINDS = ("backup_restore", "data_quality", "certificates", "alert_path")
 
 
 def _select(name: str, options: Sequence[str], current: str | None) -> str:
@@ -49,7 +49,7 @@ def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | Non
     """Drill history: the filter form, one row per record (newest first) linking to it, and the next-page link."""
     form = (
         f'<form class="filters" method="get" action="{href(base, "history")}">'
-        + _select("kind", KINDS, filters.get("kind"))
+        + _select("kind", registry.names(), filters.get("kind"))
         + _select("drill", drills, filters.get("drill"))
         + _text("control", filters.get("control"), "SOC2:A1.2")
         + _select("verdict", VERDICTS, filters.get("verdict"))

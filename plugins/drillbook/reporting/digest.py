@@ -8,6 +8,15 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   catalogue's timezone; runs below expected are shown, never hidden;
 - pass rate = passing runs / runs; RTO and RPO are shown worst and median
   against the objective the drill recorded;
+- ``run_digest`` has the database compute all of that (``aggregate_sql``: one
+  statement, counts, ``percentile_cont`` medians, newest run's verdict and
+  finding codes): memory is flat in the period's size. ``aggregate_records``
+  is the same rule over records in hand; a test holds the two equal;
+- the chain is verified incrementally (from the newest trusted signed
+  checkpoint, which the previous digest signed) by every digest except the
+  weekly one, which verifies in full (``evidence verify --full``,
+  ``FULL_VERIFY``): a change to a record older than the newest checkpoint is
+  found by the next weekly digest, not the next daily one;
 - a control is VERIFIED only when every enabled drill mapped to it ran in the
   period and its newest run passed; any drill that did not run makes it NOT
   RUN, any newest FAIL/ERROR makes it AT RISK;
@@ -26,11 +35,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import cron_of, previous_run
+from drillbook.catalogue.common import PRESET_NAMES, cron_of, previous_run
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.reporting.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
@@ -44,8 +54,17 @@ if TYPE_CHECKING:
     from drillbook.run.context import RunContext
 
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
-PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
-                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
+
+
+#: The weekly digest (``dr_digest__weekly``, in the default ``digest.schedules``) re-hashes the whole chain
+#: (``evidence verify --full``); every other digest walks from the newest trusted signed checkpoint, so it
+#: costs what its period costs (issue 14: daily < 2 s, monthly < 5 s at a million records).
+FULL_VERIFY = ("@weekly",)
+
+
+def full_verify(schedule: str) -> bool:
+    """Whether the digest on ``schedule`` verifies the whole chain (see ``FULL_VERIFY``)."""
+    return schedule in FULL_VERIFY
 
 
 def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
@@ -80,35 +99,147 @@ def _worst_median(values: list[float]) -> tuple[float, float] | None:
     return (max(values), float(statistics.median(values))) if values else None
 
 
-def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
-                    verify: VerifyReport | None, title: str = "scorecard") -> Scorecard:
-    """Score every enabled drill and control from the 'drill' records of [start, end)."""
-    drills = [d for d in catalogue.drills if d.enabled]
-    scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
-                                 expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone))
-              for d in drills}
+@dataclass
+class DrillAggregate:
+    """What the scorecard needs of one drill's 'drill' records in the period (SQL or Python computes it)."""
+
+    runs: int = 0
+    passes: int = 0
+    newest_verdict: str | None = None
+    open_findings: list[str] = field(default_factory=list)
+    rto: tuple[float, float] | None = None
+    rto_objective: float | None = None
+    rpo: tuple[float, float] | None = None
+    rpo_objective: float | None = None
+
+
+def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str], start: datetime,
+                      end: datetime) -> dict[str, DrillAggregate]:
+    """The per-drill aggregate from records in hand (tests, small inputs); ``aggregate_sql`` is the same in SQL."""
+    names = set(drills)
     runs: dict[str, dict[tuple[str, str], list[LedgerRecord]]] = {}
     for record in records:
-        if record.record_type != "drill" or record.drill not in scores or not (start <= record.recorded_at < end):
+        if record.record_type != "drill" or record.drill not in names or not (start <= record.recorded_at < end):
             continue
         runs.setdefault(record.drill, {}).setdefault((record.dag_id, record.run_id), []).append(record)
+    out: dict[str, DrillAggregate] = {}
     for name, by_run in runs.items():
-        score = scores[name]
+        agg = out[name] = DrillAggregate()
         ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
         verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
-        score.runs, score.passes, score.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        agg.runs, agg.passes, agg.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
         newest = ordered[-1]
-        score.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
+        agg.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
         all_records = [r for recs in ordered for r in recs]
         for name_, attr in (("rto", "rto_seconds"), ("rpo", "rpo_seconds")):
             values = [float(v) for r in all_records if (v := (r.result.get("measurements") or {}).get(attr)) is not None]
             objectives = [o for r in all_records if (o := _objective(r.result, name_)) is not None]
-            setattr(score, name_, _worst_median(values))
-            setattr(score, f"{name_}_objective", objectives[-1] if objectives else None)
+            setattr(agg, name_, _worst_median(values))
+            setattr(agg, f"{name_}_objective", objectives[-1] if objectives else None)
+    return out
+
+
+def _number(path: str) -> str:
+    """A JSON number at ``path`` of ``r`` (jsonb) as float8; NULL when absent or not a number."""
+    return f"CASE WHEN jsonb_typeof({path}) = 'number' THEN ({path})::text::float8 END"
+
+
+def _objective_sql(name: str) -> str:
+    seconds, plain = f"r->'objectives'->'{name}_seconds'", f"r->'objectives'->'{name}'"
+    return f"CASE WHEN (r->'objectives') ? '{name}_seconds' THEN {_number(seconds)} ELSE {_number(plain)} END"
+
+
+# One statement, one row per drill: the database reads the period's 'drill' rows through the recorded_at
+# index, parses each result once (jsonb), and hands back counts, worst/median RTO and RPO (percentile_cont),
+# the newest run's verdict and open finding codes. Python never holds the period's records.
+_AGGREGATE_SQL = f"""
+WITH recs AS (
+    SELECT drill, dag_id, run_id, seq,
+           CASE verdict WHEN 'PASS' THEN 0 WHEN 'SKIPPED' THEN 1 WHEN 'FAIL' THEN 2 ELSE 3 END AS rank,
+           max(seq) OVER (PARTITION BY drill, dag_id, run_id) AS run_seq,
+           {_number("r->'measurements'->'rto_seconds'")} AS rto,
+           {_number("r->'measurements'->'rpo_seconds'")} AS rpo,
+           {_objective_sql("rto")} AS rto_objective,
+           {_objective_sql("rpo")} AS rpo_objective,
+           r->'findings' AS findings
+    FROM (SELECT *, result::jsonb AS r FROM {{table}}
+          WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s
+            AND drill = ANY(%(drills)s)) AS period
+),
+runs AS (
+    SELECT drill, dag_id, run_id, max(seq) AS run_seq, max(rank) AS rank FROM recs GROUP BY drill, dag_id, run_id
+),
+per_drill AS (
+    SELECT drill, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
+           (array_agg(rank ORDER BY run_seq DESC))[1] AS newest_rank,
+           (array_agg(run_seq ORDER BY run_seq DESC))[1] AS newest_seq
+    FROM runs GROUP BY drill
+),
+measured AS (
+    SELECT drill,
+           max(rto) AS rto_worst, percentile_cont(0.5) WITHIN GROUP (ORDER BY rto) AS rto_median,
+           max(rpo) AS rpo_worst, percentile_cont(0.5) WITHIN GROUP (ORDER BY rpo) AS rpo_median,
+           (array_agg(rto_objective ORDER BY run_seq DESC, seq DESC) FILTER (WHERE rto_objective IS NOT NULL))[1]
+               AS rto_objective,
+           (array_agg(rpo_objective ORDER BY run_seq DESC, seq DESC) FILTER (WHERE rpo_objective IS NOT NULL))[1]
+               AS rpo_objective
+    FROM recs GROUP BY drill
+)
+SELECT p.drill, p.runs, p.passes, p.newest_rank, m.rto_worst, m.rto_median, m.rto_objective,
+       m.rpo_worst, m.rpo_median, m.rpo_objective,
+       ARRAY(SELECT DISTINCT f->>'code' FROM recs x,
+                 jsonb_array_elements(CASE WHEN jsonb_typeof(x.findings) = 'array' THEN x.findings END) AS f
+             WHERE x.drill = p.drill AND x.run_seq = p.newest_seq AND f->>'code' IS NOT NULL
+               AND (f->>'severity') IS DISTINCT FROM 'info') AS codes
+FROM per_drill p JOIN measured m USING (drill)
+"""
+_RANK_VERDICT = {rank: verdict for verdict, rank in _VERDICT_RANK.items()}
+
+
+def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: datetime) -> dict[str, DrillAggregate]:
+    """``aggregate_records`` computed by PostgreSQL: one row per drill, memory flat in the period's size."""
+    from psycopg.rows import tuple_row
+
+    from drillbook.ledger.schema import TABLE
+
+    out: dict[str, DrillAggregate] = {}
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(_AGGREGATE_SQL.format(table=TABLE), {"start": start, "end": end, "drills": sorted(set(drills))})
+        for (drill, runs, passes, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
+            out[drill] = DrillAggregate(
+                runs=int(runs), passes=int(passes), newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                open_findings=sorted(codes or []),
+                rto=(float(rto_w), float(rto_m)) if rto_w is not None else None, rto_objective=rto_o,
+                rpo=(float(rpo_w), float(rpo_m)) if rpo_w is not None else None, rpo_objective=rpo_o)
+    return out
+
+
+def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
+                    verify: VerifyReport | None, title: str = "scorecard",
+                    aggregates: dict[str, DrillAggregate] | None = None) -> Scorecard:
+    """Score every enabled drill and control from the 'drill' records of [start, end).
+
+    ``aggregates`` (from ``aggregate_sql``) replaces ``records``: the digest passes them, tests pass records.
+    """
+    drills = [d for d in catalogue.drills if d.enabled]
+    scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
+                                 expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone))
+              for d in drills}
+    if aggregates is None:
+        aggregates = aggregate_records(records, drills=scores, start=start, end=end)
+    for name, agg in aggregates.items():
+        if name not in scores:
+            continue
+        score = scores[name]
+        score.runs, score.passes, score.newest_verdict = agg.runs, agg.passes, agg.newest_verdict
+        score.open_findings = list(agg.open_findings)
+        score.rto, score.rto_objective, score.rpo, score.rpo_objective = agg.rto, agg.rto_objective, agg.rpo, agg.rpo_objective
     if verify is None:
         ledger_ok, summary, unverifiable = None, "ledger not verified", "ledger not verified"
     elif verify.ok:
-        ledger_ok, summary, unverifiable = True, f"ledger verified: {verify.checked} records, chain intact (head {(verify.head_hash or '')[:12]})", None
+        how = (f"{verify.checked} records after the signed checkpoint seq {verify.since_seq} (incremental)"
+               if verify.since_seq is not None else f"{verify.checked} records")
+        ledger_ok, summary, unverifiable = True, f"ledger verified: {how}, chain intact (head {(verify.head_hash or '')[:12]})", None
     else:
         ledger_ok, summary = False, f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}"
         unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
@@ -167,7 +298,6 @@ def head_text(ledger: Ledger, cp: Checkpoint, previous: Checkpoint | None) -> st
 def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext, schedule: str,
                now: datetime | None = None, checkpoints: CheckpointSettings | None = None) -> Scorecard:
     """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel."""
-    from drillbook.ledger.query import Filter
     from drillbook.notify.render import render_digest
     from drillbook.run.pipeline import replay_spool
 
@@ -178,9 +308,13 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     name = PRESET_NAMES.get(schedule, "custom")
     settings = checkpoints or CheckpointSettings.from_env()
     previous = _previous_digest_head(ledger, settings)  # the head the last digest posted
-    records = ledger.iter_records(Filter.build(since=start, until=end, record_type="drill"))  # streamed
-    scorecard = build_scorecard(catalogue, records, start=start, end=end, verify=ledger.verify(checkpoints=settings),
-                                title=f"{name} scorecard")
+    # Aggregated by the database (never the period's records in Python); the chain walked from the newest
+    # trusted signed checkpoint, or in full by the digests that run `evidence verify --full` (FULL_VERIFY).
+    aggregates = aggregate_sql(ledger.connection, drills=[d.name for d in catalogue.drills if d.enabled],
+                               start=start, end=end)
+    verify = ledger.verify(checkpoints=settings, full=full_verify(schedule))
+    scorecard = build_scorecard(catalogue, (), start=start, end=end, verify=verify, title=f"{name} scorecard",
+                                aggregates=aggregates)
     row = digest_row(scorecard, name=name)
     if not settings.private_key:
         row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))

@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from drillbook.errors import ConfigurationError, ConnectionNotConfigured, DrillbookError
 from drillbook.evidence import render_pages as pages
 from drillbook.ledger.query import Filter
-from drillbook.redact import redact
+from drillbook.safety.redact import redact
 from drillbook.web import queries
 
 COOKIE = "_token"  # Airflow's JWT cookie (airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN)
@@ -52,7 +52,7 @@ class LedgerPool:
         import psycopg
         from psycopg.rows import dict_row
 
-        from drillbook.pg import parse
+        from drillbook.resources.pg import parse
 
         dsn = self._dsn_provider()
         parse(dsn)  # registers the password with redact before any message can carry it

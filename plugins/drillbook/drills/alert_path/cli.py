@@ -29,11 +29,12 @@ def main(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
     from drillbook.catalogue.common import format_duration
     from drillbook.drills.alert_path import run_path
+    from drillbook.drills.alert_path.catalogue import AlertPathDrill
     from drillbook.drills.alert_path.clients import EnvPathClients
 
     catalogue = load_catalogue(args.catalogue)
     drill = catalogue.drill(args.drill)
-    if drill.kind != "alert_path":
+    if not isinstance(drill, AlertPathDrill):
         return common.fail(f"drill {args.drill!r} is a {drill.kind} drill, not alert_path")
     known = [p.name for p in drill.paths]
     names = args.path or known

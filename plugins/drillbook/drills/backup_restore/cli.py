@@ -76,7 +76,7 @@ def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
     """A BackupRestoreDrill from --backup and an optional settings file (or the one drill of a catalogue)."""
     from pydantic import ValidationError
 
-    from drillbook.catalogue.backup_restore import BackupRestoreDrill
+    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 
     data: dict[str, Any] = {}
     base_dir = None
@@ -132,11 +132,12 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigurationError("give --drill NAME or --backup PATH_OR_S3_URL, not both")
     if args.drill:
         from drillbook.catalogue import load_catalogue
+        from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
         from drillbook.resources.connections import postgres_dsn_from_env
 
         catalogue = load_catalogue(args.catalogue)
         drill = catalogue.drill(args.drill)
-        if drill.kind != "backup_restore":
+        if not isinstance(drill, BackupRestoreDrill):
             raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not backup_restore")
         return {
             "drill": drill,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from drillbook.catalogue import Catalogue
-    from drillbook.catalogue.certificates import CertificatesDrill
+    from drillbook.drills.certificates.catalogue import CertificatesDrill
     from drillbook.result import DrillResult
 
 log = logging.getLogger(__name__)

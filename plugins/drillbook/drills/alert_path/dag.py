@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from drillbook.catalogue import Catalogue
-    from drillbook.catalogue.alert_path import AlertPathDrill
+    from drillbook.drills.alert_path.catalogue import AlertPathDrill
     from drillbook.resources.connections import Connection
 
 

@@ -42,11 +42,12 @@ def _suites_dir(args: argparse.Namespace, catalogue: object | None) -> Path:
 
 def _from_catalogue(args: argparse.Namespace) -> dict[str, object]:
     from drillbook.catalogue import load_catalogue
+    from drillbook.drills.data_quality.catalogue import DataQualityDrill
     from drillbook.resources.connections import postgres_dsn_from_env
 
     catalogue = load_catalogue(args.catalogue)
     drill = catalogue.drill(args.drill)
-    if drill.kind != "data_quality":
+    if not isinstance(drill, DataQualityDrill):
         raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not data_quality")
     return {
         "drill_name": drill.name,

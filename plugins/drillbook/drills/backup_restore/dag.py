@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from drillbook.catalogue import Catalogue
-    from drillbook.catalogue.backup_restore import BackupRestoreDrill
+    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from drillbook.catalogue import Catalogue
-    from drillbook.catalogue.data_quality import DataQualityDrill
+    from drillbook.drills.data_quality.catalogue import DataQualityDrill
 
 
 def _doc(drill: DataQualityDrill) -> str:

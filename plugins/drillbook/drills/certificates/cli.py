@@ -37,7 +37,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def adhoc_drill(args: argparse.Namespace) -> Any:
     """A certificates drill built from the command line."""
-    from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec, Thresholds
+    from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec, Thresholds
 
     endpoints = [EndpointSpec(address=a, sni=args.sni, starttls=args.starttls) for a in args.endpoint]
     return CertificatesDrill(

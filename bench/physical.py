@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from conftest import PG15_BIN, STANZA, make_source  # the test harness's real source cluster
-    from drillbook.catalogue.backup_restore import BackupRestoreDrill
+    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
     from drillbook.drills.backup_restore.physical.drill import run_physical
 
     src = make_source()

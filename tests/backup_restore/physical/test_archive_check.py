@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from drillbook.catalogue.backup_restore import BackupSpec
+from drillbook.drills.backup_restore.catalogue import BackupSpec
 from drillbook.drills.backup_restore.physical import archive_check as ac
 from drillbook.drills.backup_restore.physical.source import BackupSet, Latest, TargetTime, parse_target
 

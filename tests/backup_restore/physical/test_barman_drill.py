@@ -12,8 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
-
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
 from tests.backup_restore.physical import barman_fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
 from drillbook.drills.backup_restore.physical.pgbackrest import PgBackRest

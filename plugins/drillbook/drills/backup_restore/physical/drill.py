@@ -30,9 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill, PitrProof
 from drillbook.catalogue.common import format_duration
 from drillbook.drills.backup_restore import measure
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill, PitrProof
 from drillbook.drills.backup_restore.lifetime import Interrupted
 from drillbook.drills.backup_restore.physical import archive_check
 from drillbook.drills.backup_restore.physical.cluster import (

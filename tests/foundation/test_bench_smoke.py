@@ -27,6 +27,7 @@ TOY_RUNS = {
     "ledger": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
     "physical": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
+    "barman": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs barman and PostgreSQL 15 (.ci/run installs them)
 }
 
 

@@ -17,9 +17,12 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   weekly one, which verifies in full (``evidence verify --full``,
   ``FULL_VERIFY``): a change to a record older than the newest checkpoint is
   found by the next weekly digest, not the next daily one;
-- a control is VERIFIED only when every enabled drill mapped to it ran in the
-  period and its newest run passed; any drill that did not run makes it NOT
-  RUN, any newest FAIL/ERROR makes it AT RISK;
+- drill and control status follow ``drillbook.evidence.controls.status_of``, the
+  rule of the auditors' controls view: a missed occurrence or a FAIL/ERROR run
+  in the period is EXCEPTIONS, so a drill that ran once of 19 expected times is
+  never VERIFIED; no run is NOT RUN, a newest FAIL/ERROR is AT RISK. Missed
+  occurrences come from ``drillbook.evidence.population`` matched against the
+  start time of each run (one timestamp per run, never a record);
 - the ledger's verify status is part of every scorecard: evidence that does
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
@@ -41,9 +44,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drillbook.catalogue.common import PRESET_NAMES, cron_of, previous_run
+from drillbook.evidence.controls import status_of
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
-from drillbook.reporting.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
+from drillbook.reporting.scorecard import ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -82,6 +86,18 @@ def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: st
     return count
 
 
+def _missed(catalogue: Catalogue, drill: str, run_times: list[datetime], *, start: datetime, end: datetime) -> int:
+    """Expected occurrences of ``drill`` in [start, end) with no run in their window (the population's rule)."""
+    from drillbook.evidence.population import MISSED, Run, match, series_of
+
+    series = next(s for s in series_of(catalogue) if s.drill == drill and s.kind != "negative")
+    runs = [Run(drill=drill, kind=series.kind, dag_id="", run_id="", first_at=t, last_at=t, verdict="PASS", rows=1,
+                first_seq=0, last_seq=0) for t in sorted(run_times)]
+    occurrences = match(series, runs, start=start, end=end, as_of=end, grace=catalogue.defaults.watchdog.grace,
+                        timezone=catalogue.defaults.timezone)
+    return sum(1 for occ in occurrences if occ.outcome == MISSED)
+
+
 def digest_period(schedule: str, *, end: datetime, timezone: str = "UTC") -> tuple[datetime, datetime]:
     """The period a digest on ``schedule`` covers when it runs at ``end``: from the previous firing to ``end``."""
     local_end = end.astimezone(ZoneInfo(timezone))
@@ -105,6 +121,8 @@ class DrillAggregate:
 
     runs: int = 0
     passes: int = 0
+    failed: int = 0  # FAIL or ERROR runs
+    run_starts: list[datetime] = field(default_factory=list)  # first record of each run, oldest first
     newest_verdict: str | None = None
     open_findings: list[str] = field(default_factory=list)
     rto: tuple[float, float] | None = None
@@ -128,6 +146,8 @@ def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str],
         ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
         verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
         agg.runs, agg.passes, agg.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        agg.failed = sum(1 for v in verdicts if v in ("FAIL", "ERROR"))
+        agg.run_starts = sorted(min(r.recorded_at for r in recs) for recs in ordered)
         newest = ordered[-1]
         agg.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
         all_records = [r for recs in ordered for r in recs]
@@ -154,7 +174,7 @@ def _objective_sql(name: str) -> str:
 # the newest run's verdict and open finding codes. Python never holds the period's records.
 _AGGREGATE_SQL = f"""
 WITH recs AS (
-    SELECT drill, dag_id, run_id, seq,
+    SELECT drill, dag_id, run_id, seq, recorded_at,
            CASE verdict WHEN 'PASS' THEN 0 WHEN 'SKIPPED' THEN 1 WHEN 'FAIL' THEN 2 ELSE 3 END AS rank,
            max(seq) OVER (PARTITION BY drill, dag_id, run_id) AS run_seq,
            {_number("r->'measurements'->'rto_seconds'")} AS rto,
@@ -167,10 +187,12 @@ WITH recs AS (
             AND drill = ANY(%(drills)s)) AS period
 ),
 runs AS (
-    SELECT drill, dag_id, run_id, max(seq) AS run_seq, max(rank) AS rank FROM recs GROUP BY drill, dag_id, run_id
+    SELECT drill, dag_id, run_id, max(seq) AS run_seq, max(rank) AS rank, min(recorded_at) AS first_at
+    FROM recs GROUP BY drill, dag_id, run_id
 ),
 per_drill AS (
     SELECT drill, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
+           count(*) FILTER (WHERE rank >= 2) AS failed, array_agg(first_at ORDER BY first_at) AS starts,
            (array_agg(rank ORDER BY run_seq DESC))[1] AS newest_rank,
            (array_agg(run_seq ORDER BY run_seq DESC))[1] AS newest_seq
     FROM runs GROUP BY drill
@@ -185,7 +207,7 @@ measured AS (
                AS rpo_objective
     FROM recs GROUP BY drill
 )
-SELECT p.drill, p.runs, p.passes, p.newest_rank, m.rto_worst, m.rto_median, m.rto_objective,
+SELECT p.drill, p.runs, p.passes, p.failed, p.starts, p.newest_rank, m.rto_worst, m.rto_median, m.rto_objective,
        m.rpo_worst, m.rpo_median, m.rpo_objective,
        ARRAY(SELECT DISTINCT f->>'code' FROM recs x,
                  jsonb_array_elements(CASE WHEN jsonb_typeof(x.findings) = 'array' THEN x.findings END) AS f
@@ -205,9 +227,10 @@ def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: dat
     out: dict[str, DrillAggregate] = {}
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(_AGGREGATE_SQL.format(table=TABLE), {"start": start, "end": end, "drills": sorted(set(drills))})
-        for (drill, runs, passes, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
+        for (drill, runs, passes, failed, starts, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
             out[drill] = DrillAggregate(
-                runs=int(runs), passes=int(passes), newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                runs=int(runs), passes=int(passes), failed=int(failed), run_starts=list(starts or []),
+                newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
                 open_findings=sorted(codes or []),
                 rto=(float(rto_w), float(rto_m)) if rto_w is not None else None, rto_objective=rto_o,
                 rpo=(float(rpo_w), float(rpo_m)) if rpo_w is not None else None, rpo_objective=rpo_o)
@@ -232,6 +255,8 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
             continue
         score = scores[name]
         score.runs, score.passes, score.newest_verdict = agg.runs, agg.passes, agg.newest_verdict
+        score.failed = agg.failed
+        score.missed = _missed(catalogue, name, agg.run_starts, start=start, end=end)
         score.open_findings = list(agg.open_findings)
         score.rto, score.rto_objective, score.rpo, score.rpo_objective = agg.rto, agg.rto_objective, agg.rpo, agg.rpo_objective
     if verify is None:
@@ -245,13 +270,18 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
         unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
     for score in scores.values():
         score.unverifiable = unverifiable
+        if score.runs == 0:
+            score.missed = _missed(catalogue, score.drill, [], start=start, end=end)
     controls: list[ControlScore] = []
     for control in sorted({c for d in drills for c in d.controls}):
         members = [scores[d.name] for d in drills if control in d.controls]
-        statuses = {m.status for m in members}
-        status = next((s for s in ("NOT RUN", "AT RISK", UNVERIFIABLE) if s in statuses), "VERIFIED")
-        controls.append(ControlScore(control=control, drills=[m.drill for m in members], expected=sum(m.expected for m in members),
-                                     runs=sum(m.runs for m in members), passes=sum(m.passes for m in members), status=status))
+        latest = [m.newest_verdict for m in members if m.newest_verdict]
+        numbers = {"expected": sum(m.expected for m in members), "runs": sum(m.runs for m in members),
+                   "missed": sum(m.missed for m in members), "failed": sum(m.failed for m in members)}
+        status = status_of(**numbers, newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
+                           unverifiable=unverifiable)
+        controls.append(ControlScore(control=control, drills=[m.drill for m in members], passes=sum(m.passes for m in members),
+                                     status=status, **numbers))
     return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
                      ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 

@@ -8,6 +8,7 @@ cluster and must turn green or red with the named code.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,26 @@ def leftover_clusters(before: set[str]) -> set[str]:
 
 def _snapshot() -> set[str]:
     return leftover_clusters(set())
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Clusters of this test only: the drill and the reaper both use tempfile's directory."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="drillbook-physical-tests-"))
+    d.chmod(0o711)  # the cluster's OS user must reach its directory inside
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    yield d
+    monkeypatch.undo()
+    import os
+    import pwd
+
+    from drillbook.drills.backup_restore.ephemeral_reap import reap
+
+    reap({os.geteuid(), pwd.getpwnam("postgres").pw_uid}, str(d))
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
@@ -169,3 +190,44 @@ def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(backed_u
     time.sleep(1)
     assert [p.name for p in backed_up.archived_segments()] == archived  # nothing was pushed into the repository
     assert leftover_clusters(before) == set()
+
+
+_KILLED_DRILL = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
+from drillbook.drills.backup_restore.physical.drill import run_physical
+drill = BackupRestoreDrill.model_validate_json(sys.argv[1])
+run_physical(drill=drill, on_phase=lambda p: print(p.name, flush=True))
+"""
+
+
+def test_a_killed_drill_leaves_a_cluster_the_reaper_removes(backed_up: SourceCluster, private_tmp: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
+
+    before = _snapshot()
+    drill = physical_drill(backed_up)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_DRILL, drill.model_dump_json(), str(Path(__file__).parents[3] / "plugins")],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(private_tmp)})
+    assert proc.stdout is not None
+    for line in proc.stdout:  # "safety" is printed when it ends: the server starts next
+        if line.strip() == "safety":
+            break
+    deadline = time.monotonic() + 60
+    left: set[str] = set()
+    while time.monotonic() < deadline:
+        left = {d for d in leftover_clusters(before) if (Path(d) / "data" / "postmaster.pid").exists()}
+        if left:
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert left, "the drill was killed before its cluster started"
+    removed = reap_left_clusters()
+    assert left <= set(removed)
+    assert not any(Path(d).exists() for d in left)

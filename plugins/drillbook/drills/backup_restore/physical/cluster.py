@@ -193,12 +193,16 @@ class PhysicalCluster(EphemeralCluster):
     def effective_settings(self) -> dict[str, str]:
         """The value of each safety setting the server would run with (``postgres -C``; nothing is started)."""
         assert self.bindir is not None
+        from concurrent.futures import ThreadPoolExecutor
+
         conf = self._write_config()
-        values = {}
-        for name in SAFE_VALUES:
-            out = self._out([str(self.bindir / "postgres"), "-D", str(self.data_dir), *self._args(conf), "-C", name])
-            values[name] = out.strip()
-        return values
+        postgres = str(self.bindir / "postgres")
+
+        def one(name: str) -> str:  # -C takes one setting per call; each call is a short-lived process
+            return self._out([postgres, "-D", str(self.data_dir), *self._args(conf), "-C", name]).strip()
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(SAFE_VALUES, pool.map(one, SAFE_VALUES), strict=True))
 
     def assert_safe_before_start(self) -> dict[str, str]:
         values = self.effective_settings()

@@ -31,6 +31,7 @@ TOY_RUNS = {
     "pages": ["--rows", "2000", "--drills", "10", "--repeat", "3"],
     "physical": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
     "scale": ["--small"],
+    "barman": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs barman and PostgreSQL 15 (.ci/run installs them)
 }
 
 

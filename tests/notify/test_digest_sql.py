@@ -101,9 +101,10 @@ def test_a_control_that_missed_expected_runs_is_an_exception_not_verified(catalo
     ledger = Ledger(ledger_dsn)
     now = datetime.now(UTC)
     ledger.record(make_result("PASS", drill="api_certs", started=now), make_ctx(dag_id="dr_certificates__api_certs", run_id="only"))
+    half_a_day_ago = now - timedelta(hours=12)  # a daily cron that fired 12 h ago: the period is 12 h, at any hour
     card = run_digest(catalogue, ledger=ledger, notifier=notifier_from_env(catalogue, ledger=ledger),
-                      ctx=make_ctx(dag_id="dr_digest__daily", run_id="d1", task_id="digest"), schedule="@daily",
-                      now=now + timedelta(seconds=1))
+                      ctx=make_ctx(dag_id="dr_digest__custom", run_id="d1", task_id="digest"),
+                      schedule=f"{half_a_day_ago.minute} {half_a_day_ago.hour} * * *", now=now + timedelta(seconds=1))
     iso = next(c for c in card.controls if c.control == "ISO27001:A.8.24")
     assert (iso.status, iso.runs, iso.passes) == ("EXCEPTIONS", 1, 1) and iso.expected > 1
     assert next(d for d in card.drills if d.drill == "api_certs").status == "VERIFIED"  # the drill's own rule

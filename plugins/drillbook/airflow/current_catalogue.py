@@ -2,7 +2,9 @@
 
 Rule this module enforces: every part of the Airflow layer (DAG factory, failure callback,
 watchdog) reads the catalogue through ``current_catalogue()``, so one process sees one
-catalogue per file version (cached on path and mtime). It imports nothing from the rest of
+catalogue per file version (cached on path and mtime), and the DAG files' parse processes share
+one compiled form through ``catalogue.compiled`` (parsed once per content, re-validated from a
+private on-disk cache). It imports nothing from the rest of
 ``drillbook.airflow``, so the callback can use it without importing the DAG factory back.
 """
 
@@ -11,12 +13,13 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from drillbook.catalogue import Catalogue, load_catalogue, resolve_catalogue_path
+from drillbook.catalogue import Catalogue, resolve_catalogue_path
+from drillbook.catalogue.compiled import load_compiled_catalogue
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_catalogue(path: str, mtime: float) -> Catalogue:
-    return load_catalogue(path)
+    return load_compiled_catalogue(path)
 
 
 def current_catalogue() -> Catalogue:

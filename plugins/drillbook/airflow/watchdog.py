@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drillbook.airflow.factory import DagSubject, drill_dag
-from drillbook.reporting.digest import PRESET_NAMES
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -39,6 +38,9 @@ ledger's hash chain verifies. The scorecard is also written to the ledger as a `
 
 def digest_names(schedules: list[str]) -> dict[str, str]:
     """``{dag_id: schedule}`` of the digest DAGs."""
+    # from catalogue.common, not the digest module: that one pulls in the ledger, which parsing does not need
+    from drillbook.catalogue.common import PRESET_NAMES
+
     out: dict[str, str] = {}
     for n, schedule in enumerate(schedules, 1):
         name = PRESET_NAMES.get(schedule.strip(), f"custom_{n}")

@@ -13,6 +13,7 @@ read only through ``catalogue.reader`` (size, encoding, depth and alias bounds).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,13 +209,22 @@ def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
     return lines.line_of(raw_loc), f"{_format_loc(loc)}: {_pydantic_message(err)}"
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None) -> Catalogue:
+def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
+                   gx_suites: bool | None = None, _data_sink: Callable[[Any], None] | None = None) -> Catalogue:
     """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
 
     Every kind of problem is collected in one run: YAML duplicates, schema
     errors, cross-field rules (also of drills that have unknown keys), and the
-    file checks (references, suites) of every drill that validates.
+    file checks (references, suites) of every drill that validates. The suite
+    check builds every expectation with Great Expectations only with
+    ``gx_suites=True`` (or ``DRILLBOOK_SUITE_CHECK=gx`` when ``gx_suites`` is
+    None); ``Catalogue.gx_suites_checked`` tells which ran. ``_data_sink`` receives
+    the parsed document of a catalogue that loaded without problems (the compiled cache).
     """
+    if gx_suites is None:
+        from drillbook.drills.data_quality.suites import gx_check_wanted
+
+        gx_suites = gx_check_wanted()
     file = resolve_catalogue_path(path)
     name = str(file)
     lines = _LineMap()
@@ -270,6 +280,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
 
     if checked is not None:
         checked._path = file
+        checked._gx_suites = gx_suites
         from drillbook.catalogue.checks import run_checks
 
         for loc, msg in run_checks(checked):
@@ -281,4 +292,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
         unique = sorted(dict.fromkeys(problems), key=lambda p: p[0])
         raise CatalogueError([f"{name}:{ln}: {_cap(text_)}" for ln, text_ in unique])
     assert catalogue is not None
+    catalogue._path, catalogue._gx_suites = file, gx_suites
+    if _data_sink is not None:
+        _data_sink(data)
     return catalogue

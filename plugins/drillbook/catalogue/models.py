@@ -78,6 +78,13 @@ class Catalogue(StrictModel):
     drills: list[drill_union()] = Field(default_factory=list)  # type: ignore[valid-type]
 
     _path: Path | None = PrivateAttr(default=None)
+    #: whether the suite checks built every expectation with GX (``load_catalogue(..., gx_suites=True)``);
+    #: False means only the structural suite checks ran, and ``drillbook validate`` says so
+    _gx_suites: bool = PrivateAttr(default=False)
+
+    @property
+    def gx_suites_checked(self) -> bool:
+        return self._gx_suites
 
     @property
     def path(self) -> Path | None:

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a catalogue; print every problem as file:line: key: message")
     p.add_argument("path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    p.add_argument("--suites", action="store_true",
+                   help="also build every expectation of every suite with Great Expectations (imports GX: seconds)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("findings", help="list the finding codes")

@@ -4,12 +4,15 @@ Rule this module enforces: a catalogue with problems prints each as ``file:line:
 message`` on stderr and exits 2, never a traceback; a valid one prints one ``ok`` line per drill
 (kind, name, schedule, owner, controls, objectives) and exits 0. It imports nothing at module
 import beyond the standard library, so the demo can call it without importing the CLI's parser.
+Great Expectations is imported only with ``--suites``; without it the output says plainly that
+the GX part of the suite checks did not run (a check that did not run is never reported as passed).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -19,7 +22,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     path = resolve_catalogue_path(args.path)
     try:
-        catalogue = load_catalogue(path)
+        catalogue = load_catalogue(path, gx_suites=True if getattr(args, "suites", False) else None)
     except CatalogueError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -34,4 +37,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"ok  {d.kind:<15} {d.name:<28} schedule={d.schedule!r:<16} owner={catalogue.owner_of(d)}"
               f" controls={','.join(d.controls) or '-'}{(' ' + obj) if obj else ''}{state}")
     print(f"{path}: {len(catalogue.drills)} drill(s), no problems")
+    if _names_suites(catalogue):
+        if catalogue.gx_suites_checked:
+            print("suites: every expectation was built with Great Expectations")
+        else:
+            print("suites: structure checked; Great Expectations suite checks were NOT run "
+                  "(expectation types and arguments unchecked): run `drillbook validate --suites`")
     return 0
+
+
+def _names_suites(catalogue: Any) -> bool:
+    return any(getattr(d, "suite", None) or getattr(getattr(d, "verify", None), "suites", None)
+               for d in catalogue.drills)

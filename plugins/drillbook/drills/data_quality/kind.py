@@ -43,7 +43,9 @@ def suite_valid(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
     """The drill's suite must exist and be valid."""
     from drillbook.drills.data_quality.suites import default_suites_dir, suite_messages
 
-    for message in suite_messages(drill.suite, default_suites_dir(catalogue), need_table=False):
+    for message in suite_messages(
+        drill.suite, default_suites_dir(catalogue), need_table=False, gx_check=catalogue.gx_suites_checked
+    ):
         yield (("suite",), message)
 
 

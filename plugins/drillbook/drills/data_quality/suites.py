@@ -18,11 +18,14 @@ Rules this module enforces:
   data_quality and backup_restore) report against the catalogue key that names
   the suite, so ``drillbook validate`` prints ``file:line``.
 
-GX is imported lazily. Inside an Airflow process that has not imported GX yet
-(the DAG processor parsing a DAG file) the GX part of the check is deferred to
-run time, because importing GX costs 5-8 s per parse; the structural checks
-(file exists, JSON parses, keys and types, severities) always run.
-``DRILLBOOK_SUITE_CHECK=gx`` forces the full check, ``=fast`` skips GX.
+GX is imported lazily and only when asked: the GX part of a catalogue's suite
+check runs with ``load_catalogue(..., gx_suites=True)`` (``drillbook validate
+--suites``) or ``DRILLBOOK_SUITE_CHECK=gx``, never because of what happens to be
+in ``sys.modules`` (the same catalogue gives the same answer in every process);
+a drill builds its suite with GX at run time anyway. Importing GX costs 5-8 s,
+so validate, watchdog, digest and DAG parsing do not pay it. The structural
+checks (file exists, JSON parses, keys and types, severities) always run, once
+per suite file and catalogue however many drills name it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,14 +108,9 @@ def suite_path(suite: str, suites_dir: str | os.PathLike[str]) -> Path:
     return Path(suites_dir) / f"{suite}.json"
 
 
-def _gx_check_wanted() -> bool:
-    mode = os.environ.get("DRILLBOOK_SUITE_CHECK", "").strip().lower()
-    if mode in {"gx", "full"}:
-        return True
-    if mode in {"fast", "off"}:
-        return False
-    # Parsing a DAG file must not pay GX's import; the drill checks again at run time.
-    return "great_expectations" in sys.modules or "airflow" not in sys.modules
+def gx_check_wanted() -> bool:
+    """Whether ``DRILLBOOK_SUITE_CHECK`` asks for the GX part of the suite check (``gx``/``full``)."""
+    return os.environ.get("DRILLBOOK_SUITE_CHECK", "").strip().lower() in {"gx", "full"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -255,7 +252,7 @@ def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool
     path = suite_path(suite, suites_dir)
     data = _read_json(path)
     problems = _structure_problems(data)
-    if not problems and (gx_check if gx_check is not None else _gx_check_wanted()):
+    if not problems and (gx_check if gx_check is not None else gx_check_wanted()):
         problems = _gx_problems(data)
     if problems:
         raise SuiteInvalid(path, problems)
@@ -271,10 +268,31 @@ def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool
     )
 
 
-def suite_messages(suite: str, suites_dir: Path, *, need_table: bool) -> list[str]:
-    """Why the suite named in a catalogue cannot be used (the kinds' catalogue checks call this); empty when it can."""
+_MESSAGES: dict[tuple[str, str, bool, bool, tuple[int, int] | None], list[str]] = {}
+
+
+def suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool = False) -> list[str]:
+    """Why the suite named in a catalogue cannot be used (the kinds' catalogue checks call this); empty when it can.
+
+    500 drills naming one suite read and check it once per process: the answer is memoised by the
+    suite file's size and mtime, so an edited suite is read again (the DAG processor lives long).
+    """
     try:
-        loaded = load_suite(suite, suites_dir=suites_dir)
+        st = suite_path(suite, suites_dir).stat()
+        stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        stamp = None
+    key = (suite, str(suites_dir), need_table, gx_check, stamp)
+    if stamp is None or key not in _MESSAGES:
+        if len(_MESSAGES) > 4096:
+            _MESSAGES.clear()
+        _MESSAGES[key] = _suite_messages(suite, suites_dir, need_table=need_table, gx_check=gx_check)
+    return _MESSAGES[key]
+
+
+def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool) -> list[str]:
+    try:
+        loaded = load_suite(suite, suites_dir=suites_dir, gx_check=gx_check)
     except SuiteInvalid as exc:
         return [f"suite {suite!r} ({exc.path}): {p}" for p in exc.problems]
     if need_table and not loaded.table:

@@ -7,6 +7,7 @@ cluster and must turn green or red with the named code.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -49,10 +50,12 @@ def _snapshot() -> set[str]:
 
 
 @pytest.fixture(autouse=True)
-def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Clusters of this test only: the drill and the reaper both use tempfile's directory."""
     import shutil
     import tempfile
+
+    tmp_path_factory.getbasetemp()  # pytest's own temp root is fixed before tempfile's directory is redirected and removed
 
     d = Path(tempfile.mkdtemp(prefix="drillbook-physical-tests-"))
     d.chmod(0o711)  # the cluster's OS user must reach its directory inside
@@ -263,3 +266,53 @@ def test_a_damaged_heap_page_is_heap_corrupt(pg_source: SourceCluster, tmp_path:
     assert result.verdict.value == "FAIL", [(f.code, f.message) for f in result.findings]
     heap = [f for f in result.findings if f.code == "HEAP_CORRUPT"]
     assert heap and heap[0].subject == "postgres.static_data"
+
+
+class _CraftedHooks(PgBackRest):
+    """The real restore, then a postgresql.auto.conf (what a tampered repository hands back) with settings that
+    run a command or write outside the scratch directory: ssl with a passphrase command on an encrypted key, an
+    external pid file, a logging collector writing elsewhere, a preload library.
+
+    None of them archives or replicates, so the archive/replication check does not see them; the drill's own
+    configuration turns them off, but postgresql.auto.conf is read after it and wins.
+    """
+
+    outside = Path("/nonexistent")
+
+    def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
+        import subprocess
+
+        info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
+        key, cert = datadir / "evil.key", datadir / "evil.crt"
+        subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:drillbook", "-out", str(key), "2048"],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "req", "-new", "-x509", "-key", str(key), "-passin", "pass:drillbook", "-subj", "/CN=x",
+                        "-days", "1", "-out", str(cert)], check=True, capture_output=True)
+        st = datadir.stat()
+        for p in (key, cert):
+            os.chown(p, st.st_uid, st.st_gid)
+            p.chmod(0o600)
+        with open(datadir / "postgresql.auto.conf", "a") as fh:
+            fh.write(f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
+                     f"ssl_passphrase_command = 'touch {self.outside}/command_ran; echo drillbook'\n"
+                     f"external_pid_file = '{self.outside}/production.pid'\n"
+                     f"logging_collector = on\nlog_directory = '{self.outside}/log'\n"
+                     "shared_preload_libraries = 'auto_explain'\n")
+        return info
+
+
+def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir(backed_up: SourceCluster,
+                                                                                    private_tmp: Path,
+                                                                                    tmp_path: Path) -> None:
+    before = _snapshot()
+    outside = private_tmp / "outside"
+    outside.mkdir()
+    outside.chmod(0o777)  # the cluster's OS user could write here: only the drill's settings keep it out
+    source = _CraftedHooks(stanza=STANZA, config=str(backed_up.config))
+    source.outside = outside
+    result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
+    assert sorted(p.name for p in outside.iterdir()) == [], [(f.code, f.message) for f in result.findings]
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+    settings = result.details["scratch_running"]["settings"]
+    assert settings["ssl"] == "off" and settings["shared_preload_libraries"] == ""
+    assert leftover_clusters(before) == set()

@@ -18,6 +18,10 @@ Rules this module enforces:
   workers is ``SCRATCH_UNSAFE`` and the server is never started. drillbook
   does not silently rewrite a backup's ALTER SYSTEM settings: the operator
   must see that a restore of this backup would archive or replicate;
+- settings that run code or write outside the scratch directory but cannot
+  reach production (ssl_passphrase_command, preload libraries, jit,
+  external_pid_file, logging_collector, hba/ident files: ``FORCED``) are set
+  on the server's command line, which outranks postgresql.auto.conf;
 - **after start**, before anything else, the same is asserted from
   ``pg_settings``, and no replication slot may be active;
 - server binaries are chosen by the restored ``PG_VERSION``: exactly that
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -52,6 +57,17 @@ SAFE_VALUES: dict[str, tuple[str, ...]] = {
     "archive_cleanup_command": ("",),
     "max_logical_replication_workers": ("0",),
     "listen_addresses": ("",),
+}
+#: settings forced on the server's command line, which outranks every configuration file (postgresql.auto.conf
+#: included, which PostgreSQL reads after drillbook.conf): none of them archives or replicates, so a backup
+#: setting them is not refused, but each would run code or write outside the scratch directory:
+#: ssl_passphrase_command runs a shell command at start (ssl on, encrypted key), preload libraries and a jit
+#: provider load code by name or path, external_pid_file/logging_collector write to any path the OS user may
+#: write, hba/ident files are read from wherever they point
+FORCED: dict[str, str] = {
+    "ssl": "off", "ssl_passphrase_command": "", "shared_preload_libraries": "", "session_preload_libraries": "",
+    "local_preload_libraries": "", "jit": "off", "external_pid_file": "", "logging_collector": "off",
+    "log_destination": "stderr",
 }
 _CONTROL_LIMITS = {  # pg_controldata label -> setting that must be >= it on a hot standby
     "max_connections setting": "max_connections",
@@ -188,7 +204,9 @@ class PhysicalCluster(EphemeralCluster):
     def _args(self, conf: Path) -> list[str]:
         assert self.root is not None
         return ["-c", f"config_file={conf}", "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.root}",
-                "-c", "port=5432"]
+                "-c", "port=5432", "-c", f"hba_file={self.root / 'drillbook_hba.conf'}",
+                "-c", f"ident_file={self.root / 'drillbook_ident.conf'}",
+                *[a for k, v in FORCED.items() for a in ("-c", f"{k}={v}")]]
 
     def effective_settings(self) -> dict[str, str]:
         """The value of each safety setting the server would run with (``postgres -C``; nothing is started)."""
@@ -218,7 +236,7 @@ class PhysicalCluster(EphemeralCluster):
     def start(self) -> PhysicalCluster:  # type: ignore[override]
         assert self.root is not None and self.bindir is not None
         conf = self.root / "drillbook.conf"
-        opts = f"-c config_file={conf} -c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432"
+        opts = " ".join(shlex.quote(a) for a in self._args(conf))  # pg_ctl hands -o to a shell
         self._running = True  # from here close() stops it, whatever start did
         try:
             self._cmd([self._pg_ctl, "-D", str(self.data_dir), "-w", "-t", str(START_TIMEOUT_S), "-o", opts,
@@ -269,11 +287,11 @@ class PhysicalCluster(EphemeralCluster):
     def _assert_safe_running(self) -> dict[str, Any]:
         with self.connect() as conn:
             rows = dict(conn.execute("select name, setting from pg_settings where name = any(%s)",
-                                     (list(SAFE_VALUES),)).fetchall())
+                                     (list(SAFE_VALUES) + list(FORCED),)).fetchall())
             active = conn.execute("select slot_name from pg_replication_slots where active").fetchall()
             slots = conn.execute("select count(*) from pg_replication_slots").fetchone()[0]
             subs = conn.execute("select count(*) from pg_subscription where subenabled").fetchone()[0]
-        bad = {k: v for k, v in rows.items() if str(v).lower() not in SAFE_VALUES[k]}
+        bad = {k: v for k, v in rows.items() if str(v).lower() not in SAFE_VALUES.get(k, (FORCED.get(k),))}
         if bad or active:
             what = ", ".join([f"{k}={v!r}" for k, v in sorted(bad.items())] + [f"active slot {r[0]!r}" for r in active])
             raise ClusterUnsafe(f"the started scratch cluster reports {what}: it could archive or replicate; stopped")

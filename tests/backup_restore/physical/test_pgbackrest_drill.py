@@ -316,3 +316,22 @@ def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir
     settings = result.details["scratch_running"]["settings"]
     assert settings["ssl"] == "off" and settings["shared_preload_libraries"] == ""
     assert leftover_clusters(before) == set()
+
+
+def test_a_segment_deleted_after_it_was_verified_is_still_a_wal_gap(backed_up: SourceCluster, tmp_path: Path) -> None:
+    """The remembered state skips listing what was verified; recovery still needs it. A segment lost since the
+    last run makes recovery to ``latest`` end early (and lose every later row): that must not pass."""
+    backed_up.insert_marker("row3")
+    backed_up.switch_wal()
+    first = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path / "state")
+    assert first.verdict.value == "PASS", [(f.code, f.message) for f in first.findings]
+    segments = backed_up.archived_segments()
+    victim = segments[2]  # verified by the first run; holds row1/row2
+    victim.unlink()
+    backed_up.insert_marker("row4")
+    backed_up.switch_wal()
+    again = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path / "state")
+    assert again.details["wal_archive"]["resumed_after"] is not None  # the memory was used
+    assert again.verdict.value == "FAIL", [(f.code, f.message) for f in again.findings]
+    gap = next(f for f in again.findings if f.code == "WAL_GAP")
+    assert victim.name[:24] in gap.message

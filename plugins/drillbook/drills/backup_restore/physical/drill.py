@@ -86,6 +86,7 @@ class _Physical:
         self.backup: BackupSet | None = None
         self.cluster: PhysicalCluster | None = None
         self.recovery: Recovery | None = None
+        self.archive_last: str | None = None  # newest contiguous segment the archive check found (listed or remembered)
 
     def abort(self, where: str) -> NoReturn:
         raise DrillAborted(where)
@@ -137,6 +138,7 @@ class _Physical:
                 self.fail(ph, "WAL_GAP", f"WAL segment {report.gap} is missing from the archive of "
                           f"{self.source.describe()} (backup {bk.label!r} starts at {bk.start_wal}; last contiguous "
                           f"segment {report.last}): recovery cannot replay past it", "archive", report.describe())
+            self.archive_last = report.last
             ph.detail = report.describe()
 
     def restore(self) -> None:
@@ -188,6 +190,7 @@ class _Physical:
                 self.b.checked()
                 self.recovery = rec = self.cluster.wait_recovery(has_target=not isinstance(self.target, Latest),
                                                                   timeout_s=self.drill.restore.timeout)
+                self._replayed_what_was_checked(ph, rec)
                 self.cluster.promote()
             except ClusterUnsafe as exc:
                 self.fail(ph, "SCRATCH_UNSAFE", str(exc), "recover", "refused after start; stopped")
@@ -200,6 +203,32 @@ class _Physical:
                 "replay_lsn": rec.replay_lsn, "recovery_seconds": round(rec.seconds, 3)})
             ph.detail = (f"reached {rec.reached} at {rec.replay_lsn}, last replayed commit "
                          f"{rec.last_replay.isoformat() if rec.last_replay else 'none after the backup'}; promoted")
+
+    def _replayed_what_was_checked(self, ph: Any, rec: Recovery) -> None:
+        """Recovery to the archive's end must replay through the newest segment the archive check vouched for.
+
+        The check remembers what earlier runs verified and does not list it again; a segment deleted since is
+        only seen here, when recovery ends on the hole and would promote without every later transaction.
+        """
+        bk = self.backup
+        if rec.reached != "end of archive" or self.archive_last is None or bk is None or not rec.replay_lsn:
+            return
+        hi, _, lo = rec.replay_lsn.partition("/")
+        try:
+            pos = (int(hi, 16) << 32) | int(lo, 16)
+        except ValueError:
+            return
+        size = bk.wal_segment_size
+        segno = pos // size if pos % size == 0 else pos // size + 1  # the segment recovery could not read next
+        per_log = archive_check.segments_per_log(size)
+        _, last_log, last_seg = archive_check.split(self.archive_last)
+        if segno <= last_log * per_log + last_seg:
+            missing = f"{bk.timeline:08X}{segno // per_log:08X}{segno % per_log:08X}"
+            self.b.details["wal_archive"]["replay_ended_before"] = missing
+            self.fail(ph, "WAL_GAP", f"recovery ended at {rec.replay_lsn}, before the end of the WAL the archive check "
+                      f"vouched for (through {self.archive_last}): segment {missing} is missing or unreadable in the "
+                      f"archive of {self.source.describe()} (removed since it was verified?); every transaction after "
+                      "it would be lost", "recover")
 
     def pitr_proof(self, proof: PitrProof) -> None:
         assert self.cluster is not None

@@ -96,3 +96,18 @@ def test_catalogue_physical_keys() -> None:
     for data, message in bad:
         with pytest.raises(ValidationError, match=message):
             BackupSpec.model_validate(data)
+
+
+def test_a_state_file_from_another_archive_is_not_trusted(tmp_path: Path) -> None:
+    """A stanza re-created (or a repository replaced) under the same name starts its WAL lower than what was
+    remembered: the memory belongs to an archive that no longer exists and must not skip the new one."""
+    old = BackupSet(label="old", start_time=datetime.now(UTC), stop_time=datetime.now(UTC), start_wal=seg(0x10, 2),
+                    stop_wal=seg(0x10, 2), pg_major=15, size_bytes=1, timeline=1)
+    src = _Listing([seg(0x10, n) for n in range(1, 6)])
+    assert ac.check_archive(src, old, state_dir=tmp_path, key="k").last == seg(0x10, 5)  # type: ignore[arg-type]
+    src.names = [seg(0, n) for n in range(1, 4)]  # the new archive
+    new = ac.check_archive(src, _backup(), state_dir=tmp_path, key="k")  # type: ignore[arg-type]
+    assert new.resumed_after is None and (new.gap, new.last, new.checked) == (None, seg(0, 3), 2)
+    legacy = next(tmp_path.iterdir())  # a memory that does not say which backup it was made for is not used
+    legacy.write_text('{"verified_through": "%s"}' % seg(0, 3))
+    assert ac.check_archive(src, _backup(), state_dir=tmp_path, key="k").resumed_after is None  # type: ignore[arg-type]

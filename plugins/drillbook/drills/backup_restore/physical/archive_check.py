@@ -13,8 +13,11 @@ Rules this module enforces:
   a backup whose own start..stop segments are not archived is a gap as well;
 - what was verified is remembered in a small JSON state file per (tool,
   repository) under the drill's state directory: the next run lists only
-  segments after the last one verified, on the same timeline. A state file
-  that does not parse is ignored (everything is checked again), never trusted.
+  segments after the last one verified, on the same timeline, for a backup
+  that starts no earlier than the one it was made for (else the archive was
+  re-created). A state file that does not parse is ignored (everything is
+  checked again), never trusted; a segment deleted after it was remembered is
+  caught when recovery ends before it (drill.py, ``WAL_GAP``).
 """
 
 from __future__ import annotations
@@ -72,12 +75,19 @@ def _state_path(state_dir: Path, key: str) -> Path:
     return state_dir / f"wal-verified-{safe}.json"
 
 
-def load_verified(state_dir: Path | None, key: str, timeline: int) -> str | None:
+def load_verified(state_dir: Path | None, key: str, timeline: int, backup_start: str | None = None) -> str | None:
+    """The remembered segment, or None. With ``backup_start``: only when the memory was made for a backup that
+    starts at or before it (the newest backup of one archive never starts earlier than an older one; a lower
+    start means the stanza or repository was re-created and the memory describes an archive that is gone)."""
     if state_dir is None:
         return None
     try:
         data = json.loads(_state_path(state_dir, key).read_text())
         last = data["verified_through"]
+        since = data.get("backup_start")
+        if backup_start is not None and not (isinstance(since, str) and WAL_NAME_RE.match(since)
+                                             and since <= backup_start <= last):
+            return None
         if isinstance(last, str) and WAL_NAME_RE.match(last) and split(last)[0] == timeline:
             return last
     except (OSError, ValueError, KeyError, TypeError):
@@ -85,14 +95,14 @@ def load_verified(state_dir: Path | None, key: str, timeline: int) -> str | None
     return None
 
 
-def save_verified(state_dir: Path | None, key: str, last: str) -> None:
+def save_verified(state_dir: Path | None, key: str, last: str, backup_start: str | None = None) -> None:
     if state_dir is None:
         return
     state_dir.mkdir(parents=True, exist_ok=True)
     path = _state_path(state_dir, key)
     fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".wal-verified-")
     with os.fdopen(fd, "w") as fh:
-        json.dump({"verified_through": last}, fh)
+        json.dump({"verified_through": last, "backup_start": backup_start}, fh)
     os.replace(tmp, path)  # atomic: a killed drill leaves the old state or the new one
 
 
@@ -123,7 +133,7 @@ def check_contiguous(names: Iterable[str], *, expect_first: str, segment_size: i
 
 def check_archive(source: PhysicalSource, backup: BackupSet, *, state_dir: Path | None, key: str) -> ArchiveReport:
     """Check the archive of ``source`` for ``backup`` (see the module docstring); remember the result."""
-    remembered = load_verified(state_dir, key, backup.timeline)
+    remembered = load_verified(state_dir, key, backup.timeline, backup.start_wal)
     resume = remembered if remembered is not None and remembered >= backup.start_wal else None
     expect_first = next_segment(resume, backup.wal_segment_size) if resume else backup.start_wal
     names = source.list_archived_wal(backup, resume)
@@ -131,7 +141,7 @@ def check_archive(source: PhysicalSource, backup: BackupSet, *, state_dir: Path 
                                         must_reach=backup.stop_wal if not resume or resume < backup.stop_wal else None)
     last = last or resume
     if gap is None and last is not None:
-        save_verified(state_dir, key, last)
+        save_verified(state_dir, key, last, backup.start_wal)
     elif gap is not None and last is not None and last > (remembered or ""):
-        save_verified(state_dir, key, last)  # what precedes the hole was verified; the hole is checked again next run
+        save_verified(state_dir, key, last, backup.start_wal)  # what precedes the hole was verified; the hole is checked again next run
     return ArchiveReport(first=backup.start_wal, last=last, checked=count, gap=gap, resumed_after=resume)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,5 +110,5 @@ def test_a_state_file_from_another_archive_is_not_trusted(tmp_path: Path) -> Non
     new = ac.check_archive(src, _backup(), state_dir=tmp_path, key="k")  # type: ignore[arg-type]
     assert new.resumed_after is None and (new.gap, new.last, new.checked) == (None, seg(0, 3), 2)
     legacy = next(tmp_path.iterdir())  # a memory that does not say which backup it was made for is not used
-    legacy.write_text('{"verified_through": "%s"}' % seg(0, 3))
+    legacy.write_text(json.dumps({"verified_through": seg(0, 3)}))
     assert ac.check_archive(src, _backup(), state_dir=tmp_path, key="k").resumed_after is None  # type: ignore[arg-type]

@@ -335,3 +335,19 @@ def test_a_segment_deleted_after_it_was_verified_is_still_a_wal_gap(backed_up: S
     assert again.verdict.value == "FAIL", [(f.code, f.message) for f in again.findings]
     gap = next(f for f in again.findings if f.code == "WAL_GAP")
     assert victim.name[:24] in gap.message
+
+
+def test_heap_check_uses_amcheck_where_the_backup_installed_it(pg_source: SourceCluster, tmp_path: Path) -> None:
+    """Production often installs extensions in their own schema; amcheck there must be used (schema-qualified),
+    not looked up by search_path: every table was HEAP_CORRUPT ("function verify_heapam does not exist"), and a
+    ``public.verify_heapam`` the backup brings could answer for it."""
+    pg_source.sql("create schema ext_tools; create extension if not exists amcheck; alter extension amcheck set schema ext_tools")
+    pg_source.sql("create function public.verify_heapam(regclass, on_error_stop boolean, check_toast boolean, "
+                  "out blkno bigint, out offnum integer, out msg text) returns setof record language sql "
+                  "as $$ select 0::bigint, 0, 'forged by the backup'::text $$")
+    pg_source.insert_marker("row1")
+    pg_source.full_backup()
+    pg_source.switch_wal()
+    result = run_physical(drill=physical_drill(pg_source), state_dir=tmp_path)
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+    assert result.measurements.counts["heap_tables_checked"] >= 1

@@ -294,12 +294,20 @@ class _Physical:
         """verify_heapam on every table of ``dbs``: the B-tree rung does not read the heap, a physical copy can damage it."""
         assert self.cluster is not None
         import psycopg
+        import psycopg.sql
+
+        from drillbook.drills.backup_restore.verify.integrity import _amcheck_schema
 
         tables = bad = 0
         for db in dbs:
             try:
                 with psycopg.connect(self.cluster.dsn(db), autocommit=True, connect_timeout=30) as conn:
-                    conn.execute("create extension if not exists amcheck")  # the recovered cluster is ours to change
+                    # amcheck where the backup installed it, else in drillbook's own schema (the recovered cluster is
+                    # ours to change); called schema-qualified so a verify_heapam the backup brings is never used
+                    schema, how = _amcheck_schema(conn)
+                    if schema is None:
+                        raise psycopg.errors.UndefinedFunction(how)
+                    fn = f"{psycopg.sql.Identifier(schema).as_string(conn)}.verify_heapam"
                     rels = [r[0] for r in conn.execute(
                         "select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace "
                         "where c.relkind in ('r','m') and c.relpersistence = 'p' and n.nspname not in "
@@ -307,7 +315,7 @@ class _Physical:
                     for rel in rels:
                         tables += 1
                         try:
-                            rows = conn.execute("select blkno, offnum, msg from verify_heapam(%s::regclass, "
+                            rows = conn.execute(f"select blkno, offnum, msg from {fn}(%s::regclass, "  # type: ignore[arg-type]
                                                 "on_error_stop => false, check_toast => true) limit 5", (rel,)).fetchall()
                         except psycopg.Error as exc:  # a page that cannot be read (checksum failure) is corrupt too
                             rows = [(None, None, str(exc).strip().splitlines()[0][:300])]

@@ -351,3 +351,38 @@ def test_heap_check_uses_amcheck_where_the_backup_installed_it(pg_source: Source
     result = run_physical(drill=physical_drill(pg_source), state_dir=tmp_path)
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
     assert result.measurements.counts["heap_tables_checked"] >= 1
+
+
+def test_a_drill_killed_mid_restore_leaves_nothing_running_and_the_reaper_removes_its_directory(
+        backed_up: SourceCluster, private_tmp: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
+
+    before = _snapshot()
+    drill = physical_drill(backed_up)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_DRILL, drill.model_dump_json(), str(Path(__file__).parents[3] / "plugins")],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(private_tmp)})
+    assert proc.stdout is not None
+    for line in proc.stdout:  # "archive" is printed when it ends: the restore runs next
+        if line.strip() == "archive":
+            break
+    deadline = time.monotonic() + 60
+    left: set[str] = set()
+    while time.monotonic() < deadline:  # the restore has begun writing the data directory
+        left = {d for d in leftover_clusters(before) if (Path(d) / "data").is_dir() and any((Path(d) / "data").iterdir())}
+        if left:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert left, "the drill was killed before its restore wrote anything"
+    time.sleep(1)
+    restores = subprocess.run(["pgrep", "-f", f"pg1-path={next(iter(left))}"], capture_output=True, text=True).stdout
+    assert restores.strip() == "", "pgbackrest restore outlived its drill"
+    removed = reap_left_clusters()
+    assert left <= set(removed)
+    assert not any(Path(d).exists() for d in left)

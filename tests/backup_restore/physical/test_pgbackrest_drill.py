@@ -386,3 +386,32 @@ def test_a_drill_killed_mid_restore_leaves_nothing_running_and_the_reaper_remove
     removed = reap_left_clusters()
     assert left <= set(removed)
     assert not any(Path(d).exists() for d in left)
+
+
+def test_an_empty_repository_is_backup_missing_never_pass(pg_source: SourceCluster, tmp_path: Path) -> None:
+    pg_source.pgbackrest("stanza-create")  # the stanza exists, no backup set was ever taken
+    result = run_physical(drill=physical_drill(pg_source), state_dir=tmp_path)
+    assert result.verdict.value != "PASS", [(f.code, f.message) for f in result.findings]
+    missing = next(f for f in result.findings if f.code == "BACKUP_MISSING")
+    assert STANZA in missing.message and "restore" not in [p.name for p in result.phases]
+
+
+class _OtherMajor(PgBackRest):
+    """The real restore of a PostgreSQL 15 backup, then a PG_VERSION of a major no binaries exist for."""
+
+    def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
+        info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
+        (datadir / "PG_VERSION").write_text("99\n")
+        return info
+
+
+def test_no_server_binaries_for_the_backups_major_is_a_clear_error_naming_it(backed_up: SourceCluster,
+                                                                             tmp_path: Path) -> None:
+    before = _snapshot()
+    source = _OtherMajor(stanza=STANZA, config=str(backed_up.config))
+    result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
+    assert result.verdict.value != "PASS", [(f.code, f.message) for f in result.findings]
+    missing = next(f for f in result.findings if f.code == "SERVER_BINARIES_MISSING")
+    assert "PostgreSQL 99" in missing.message and "postgresql-99" in missing.message
+    assert "recover" not in [p.name for p in result.phases]
+    assert leftover_clusters(before) == set()

@@ -415,3 +415,35 @@ def test_no_server_binaries_for_the_backups_major_is_a_clear_error_naming_it(bac
     assert "PostgreSQL 99" in missing.message and "postgresql-99" in missing.message
     assert "recover" not in [p.name for p in result.phases]
     assert leftover_clusters(before) == set()
+
+
+_WHOLE_DRILL = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
+from drillbook.drills.backup_restore.physical.drill import run_physical
+drill = BackupRestoreDrill.model_validate_json(sys.argv[1])
+result = run_physical(drill=drill, state_dir=Path(sys.argv[3]))
+print("VERDICT", result.verdict.value, [(f.code, f.message[:200]) for f in result.findings], flush=True)
+"""
+
+
+def test_two_drills_of_the_same_stanza_at_once_both_pass_and_leave_nothing(backed_up: SourceCluster, private_tmp: Path,
+                                                                           tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    before = _snapshot()
+    drill = physical_drill(backed_up)
+    argv = [sys.executable, "-c", _WHOLE_DRILL, drill.model_dump_json(), str(Path(__file__).parents[3] / "plugins"),
+            str(tmp_path / "state")]  # one state file, written by both
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "TMPDIR": str(private_tmp)}) for _ in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for out, err in outs:
+        assert "VERDICT PASS" in out, (out, err[-2000:])
+    assert leftover_clusters(before) == set()
+    state = next((tmp_path / "state").glob("wal-verified-*.json"))
+    assert "verified_through" in state.read_text()

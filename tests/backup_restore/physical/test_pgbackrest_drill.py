@@ -447,3 +447,22 @@ def test_two_drills_of_the_same_stanza_at_once_both_pass_and_leave_nothing(backe
     assert leftover_clusters(before) == set()
     state = next((tmp_path / "state").glob("wal-verified-*.json"))
     assert "verified_through" in state.read_text()
+
+
+class _FutureBackup(PgBackRest):
+    """The real info, with the newest set's end moved a day ahead (a tampered backup.info or a backup host's
+    clock): its age is negative, so it can never be older than the RPO objective."""
+
+    def locate(self):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        bk = super().locate()
+        return replace(bk, stop_time=bk.stop_time + timedelta(days=1))
+
+
+def test_a_backup_that_ends_in_the_future_is_not_fresh(backed_up: SourceCluster, tmp_path: Path) -> None:
+    source = _FutureBackup(stanza=STANZA, config=str(backed_up.config))
+    result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
+    assert result.verdict.value != "PASS", [(f.code, f.message) for f in result.findings]
+    stale = next(f for f in result.findings if f.code == "BACKUP_STALE")
+    assert "in the future" in stale.message

@@ -77,6 +77,10 @@ def make_source(drill: BackupRestoreDrill, env: Mapping[str, str]) -> PhysicalSo
     raise ValueError(f"backup {spec.where!r} is not a physical backup")
 
 
+#: a backup set ending this far after the drill's start is a clock or a tampered catalogue, not a fresh backup
+CLOCK_SKEW_S = 300
+
+
 class _Physical:
     def __init__(self, b: ResultBuilder, *, drill: BackupRestoreDrill, source: PhysicalSource, state_dir: Path | None,
                  base_dir: Path | None, env: Mapping[str, str], start: datetime):
@@ -109,7 +113,12 @@ class _Physical:
             self.b.details["backup_set"] = {"label": bk.label, "start": bk.start_time.isoformat(), "stop": bk.stop_time.isoformat(),
                                             "start_wal": bk.start_wal, "stop_wal": bk.stop_wal, "pg_major": bk.pg_major,
                                             "size_bytes": bk.size_bytes, "timeline": bk.timeline, "tool": self.source.tool}
-            if age > self.drill.objectives.rpo:
+            if age < -CLOCK_SKEW_S or bk.stop_time < bk.start_time:  # untrusted info: an age that cannot be true
+                self.b.find("BACKUP_STALE", f"the newest backup set {bk.label!r} claims to end at "
+                            f"{bk.stop_time.isoformat()} ({'in the future, ' + format_duration(-age) + ' from now' if age < 0 else 'before it started'}"
+                            f"): its age cannot be measured, so its freshness against the RPO objective is not proven",
+                            subject=self.source.describe())
+            elif age > self.drill.objectives.rpo:
                 self.b.find("BACKUP_STALE", f"the newest backup set {bk.label!r} ended {format_duration(age)} ago, RPO "
                             f"objective {format_duration(self.drill.objectives.rpo)}", subject=self.source.describe())
             if isinstance(self.target, TargetTime):

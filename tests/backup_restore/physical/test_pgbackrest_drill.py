@@ -466,3 +466,30 @@ def test_a_backup_that_ends_in_the_future_is_not_fresh(backed_up: SourceCluster,
     assert result.verdict.value != "PASS", [(f.code, f.message) for f in result.findings]
     stale = next(f for f in result.findings if f.code == "BACKUP_STALE")
     assert "in the future" in stale.message
+
+
+class _StandbySignal(PgBackRest):
+    """The real restore, then a ``standby.signal`` (a backup of a standby's directory, or a tampered one)."""
+
+    def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
+        info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
+        (datadir / "standby.signal").write_text("")
+        return info
+
+
+def test_a_standby_signal_in_the_restored_directory_is_refused_before_start(backed_up: SourceCluster,
+                                                                            tmp_path: Path) -> None:
+    """A standby never ends recovery: the drill would wait the whole restore timeout (hours in production) and then
+    blame recovery; it is named before start instead."""
+    before = _snapshot()
+    drill = physical_drill(backed_up).model_copy(update={"restore": physical_drill(backed_up).restore.model_copy(
+        update={"timeout": 40})})
+    source = _StandbySignal(stanza=STANZA, config=str(backed_up.config))
+    began = time.monotonic()
+    result = run_physical(drill=drill, source=source, state_dir=tmp_path)
+    assert result.verdict.value != "PASS", [(f.code, f.message) for f in result.findings]
+    unsafe = next(f for f in result.findings if f.code == "SCRATCH_UNSAFE")
+    assert "standby.signal" in unsafe.message
+    assert "recover" not in [p.name for p in result.phases]
+    assert time.monotonic() - began < 40
+    assert leftover_clusters(before) == set()

@@ -22,6 +22,8 @@ Rules this module enforces:
   reach production (ssl_passphrase_command, preload libraries, jit,
   external_pid_file, logging_collector, hba/ident files: ``FORCED``) are set
   on the server's command line, which outranks postgresql.auto.conf;
+- a ``standby.signal`` in the restored directory is ``SCRATCH_UNSAFE`` before
+  start (a standby never ends recovery; it would wait for a primary);
 - **after start**, before anything else, the same is asserted from
   ``pg_settings``, and no replication slot may be active;
 - server binaries are chosen by the restored ``PG_VERSION``: exactly that
@@ -224,6 +226,10 @@ class PhysicalCluster(EphemeralCluster):
             return dict(zip(names, pool.map(one, names), strict=True))
 
     def assert_safe_before_start(self) -> dict[str, str]:
+        if (self.data_dir / "standby.signal").exists():
+            raise ClusterUnsafe("the restored data directory holds standby.signal: it would start as a standby that "
+                                "never ends recovery and waits for a primary (the drill recovers to a target, it does "
+                                "not follow production); refused before start")
         values = self.effective_settings()
         bad = {k: v for k, v in values.items() if v.lower() not in SAFE_VALUES[k]}
         if bad:

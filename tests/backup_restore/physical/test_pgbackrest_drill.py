@@ -493,3 +493,31 @@ def test_a_standby_signal_in_the_restored_directory_is_refused_before_start(back
     assert "recover" not in [p.name for p in result.phases]
     assert time.monotonic() - began < 40
     assert leftover_clusters(before) == set()
+
+
+class _SmuggledTarget(PgBackRest):
+    """The real restore (``latest``: no target written), then an included file the backup brings that sets a
+    recovery target and promotes there: recovery would stop early and the drill verify a past state."""
+
+    stop_at = ""
+
+    def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
+        info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
+        (datadir / "smuggled.conf").write_text(f"recovery_target_time = '{self.stop_at}'\n"
+                                               "recovery_target_action = 'promote'\n")
+        with open(datadir / "postgresql.auto.conf", "a") as fh:
+            fh.write("include_if_exists = 'smuggled.conf'\n")
+        return info
+
+
+def test_a_recovery_target_the_backup_brings_is_refused_before_start(backed_up: SourceCluster, tmp_path: Path) -> None:
+    before = _snapshot()
+    row1, row2 = backed_up.markers["row1"], backed_up.markers["row2"]
+    source = _SmuggledTarget(stanza=STANZA, config=str(backed_up.config))
+    source.stop_at = (row1 + (row2 - row1) / 2).isoformat()
+    result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
+    assert result.verdict.value != "PASS", [(f.code, f.message) for f in result.findings]
+    unsafe = next(f for f in result.findings if f.code == "SCRATCH_UNSAFE")
+    assert "recovery_target_time" in unsafe.message and "refused before start" in unsafe.message
+    assert "recover" not in [p.name for p in result.phases]
+    assert leftover_clusters(before) == set()

@@ -40,6 +40,7 @@ import re
 import shlex
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ FORCED: dict[str, str] = {
     "local_preload_libraries": "", "jit": "off", "external_pid_file": "", "logging_collector": "off",
     "log_destination": "stderr",
 }
+#: recovery target settings whose effective value must be exactly what the restore wrote (absent: empty)
+RECOVERY_TARGETS = ("recovery_target", "recovery_target_time", "recovery_target_name", "recovery_target_lsn",
+                    "recovery_target_xid", "recovery_target_action")
 _CONTROL_LIMITS = {  # pg_controldata label -> setting that must be >= it on a hot standby
     "max_connections setting": "max_connections",
     "max_worker_processes setting": "max_worker_processes",
@@ -210,8 +214,8 @@ class PhysicalCluster(EphemeralCluster):
                 "-c", f"ident_file={self.root / 'drillbook_ident.conf'}",
                 *[a for k, v in FORCED.items() for a in ("-c", f"{k}={v}")]]
 
-    def effective_settings(self) -> dict[str, str]:
-        """The value of each safety setting the server would run with (``postgres -C``; nothing is started)."""
+    def effective_settings(self, extra: tuple[str, ...] = ()) -> dict[str, str]:
+        """The value of each safety setting (and ``extra``) the server would run with (``postgres -C``; nothing is started)."""
         assert self.bindir is not None
         from concurrent.futures import ThreadPoolExecutor
 
@@ -222,16 +226,27 @@ class PhysicalCluster(EphemeralCluster):
             return self._out([postgres, "-D", str(self.data_dir), *self._args(conf), "-C", name]).strip()
 
         names = [n for n in SAFE_VALUES if n != "archive_library" or (self.major or 0) >= 15]  # new in 15
+        names += [n for n in extra if n not in names]
         with ThreadPoolExecutor(max_workers=4) as pool:
             return dict(zip(names, pool.map(one, names), strict=True))
 
-    def assert_safe_before_start(self) -> dict[str, str]:
+    def assert_safe_before_start(self, recovery: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Refuse what could reach production; with ``recovery`` (what the restore wrote) also any recovery target
+        the server would run with that the drill did not write (the backup's own files, includes, can set one)."""
         if (self.data_dir / "standby.signal").exists():
             raise ClusterUnsafe("the restored data directory holds standby.signal: it would start as a standby that "
                                 "never ends recovery and waits for a primary (the drill recovers to a target, it does "
                                 "not follow production); refused before start")
-        values = self.effective_settings()
-        bad = {k: v for k, v in values.items() if v.lower() not in SAFE_VALUES[k]}
+        values = self.effective_settings(RECOVERY_TARGETS if recovery is not None else ())
+        bad = {k: v for k, v in values.items() if k in SAFE_VALUES and v.lower() not in SAFE_VALUES[k]}
+        if recovery is not None:
+            smuggled = {k: values[k] for k in RECOVERY_TARGETS
+                        if values[k] != recovery.get(k, "") and not (k == "recovery_target_action" and k not in recovery)}
+            if smuggled:
+                what = ", ".join(f"{k}={v!r}" for k, v in sorted(smuggled.items()))
+                raise ClusterUnsafe(f"the restored cluster would recover with {what}, which the drill did not write "
+                                    f"(it wrote {dict(recovery) or 'no target'}): a target set by the backup's own "
+                                    "configuration would stop recovery elsewhere; refused before start")
         if bad:
             what = ", ".join(f"{k}={v!r}" for k, v in sorted(bad.items()))
             raise ClusterUnsafe(f"the restored cluster would run with {what} (set in the backup's postgresql.auto.conf, "

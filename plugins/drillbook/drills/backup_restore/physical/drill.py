@@ -36,6 +36,7 @@ from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill, PitrPr
 from drillbook.drills.backup_restore.lifetime import Interrupted
 from drillbook.drills.backup_restore.physical import archive_check
 from drillbook.drills.backup_restore.physical.cluster import (
+    RECOVERY_TARGETS,
     ClusterUnsafe,
     PhysicalCluster,
     Recovery,
@@ -90,6 +91,7 @@ class _Physical:
         self.backup: BackupSet | None = None
         self.cluster: PhysicalCluster | None = None
         self.recovery: Recovery | None = None
+        self.recovery_written: dict[str, str] | None = None  # the recovery target settings the restore wrote
         self.archive_last: str | None = None  # newest contiguous segment the archive check found (listed or remembered)
 
     def abort(self, where: str) -> NoReturn:
@@ -169,6 +171,7 @@ class _Physical:
                           "restore")
             self.b.checked()
             self.b.details["recovery_settings"] = info.recovery_conf_written
+            self.recovery_written = {k: v for k, v in info.recovery_conf_written.items() if k in RECOVERY_TARGETS}
             ph.detail = f"{bk.label} into a private cluster in {info.seconds:.1f}s"
 
     def safety(self) -> None:
@@ -176,7 +179,7 @@ class _Physical:
         with self.b.phase("safety") as ph:
             try:
                 major = self.cluster.read_version()
-                values = self.cluster.assert_safe_before_start()
+                values = self.cluster.assert_safe_before_start(self.recovery_written)
             except RecoveryProblem as exc:
                 self.fail(ph, exc.code, exc.message, "safety")
             except ClusterUnsafe as exc:

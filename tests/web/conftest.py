@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -42,29 +43,40 @@ def record(ledger: Ledger, *, drill: str, kind: str = "backup_restore", controls
     return ledger.record(builder.finish(), ctx).seq
 
 
+@contextmanager
+def seed_ledger(pg) -> Iterator[Seeded]:
+    """A new ledger database with six records (one hostile drill) and a checkpoint, plus a SELECT-only role."""
+    from drillbook.ledger.store import Ledger as _Ledger
+
+    name = pg.create_database("ledger_web")
+    dsn = pg.dsn(name)
+    role = f"drillbook_reader_{uuid.uuid4().hex[:8]}"
+    try:
+        seqs: dict[str, list[int]] = {}
+        with _Ledger(dsn) as ledger:
+            ledger.init_schema()
+            for i in range(3):
+                seqs.setdefault("orders_nightly", []).append(record(ledger, drill="orders_nightly", run=f"r{i}", rto=30.0 + i))
+            seqs["orders_nightly"].append(
+                record(ledger, drill="orders_nightly", run="r3", fail=True, rto=1200.0, pg_version="16.4"))
+            seqs[HOSTILE] = [record(ledger, drill=HOSTILE, run="h0", controls=(HOSTILE,), fail=True, message=HOSTILE)]
+            seqs["api_certs"] = [record(ledger, drill="api_certs", kind="certificates", controls=("ISO27001:A.5.30",),
+                                        run="c0")]
+            ledger.checkpoint(source="test")
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw-123'")
+            admin.execute(f'GRANT CONNECT ON DATABASE "{name}" TO {role}')
+            admin.execute(f"GRANT SELECT ON drillbook_evidence, drillbook_checkpoint, drillbook_schema_version TO {role}")
+        yield Seeded(dsn, make_conninfo(dsn, user=role, password="reader-pw-123"), seqs)
+    finally:
+        pg.drop_database(name)
+        pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
+
+
 @pytest.fixture
-def seeded(ledger_dsn: str, pg, tmp_path, monkeypatch) -> Iterator[Seeded]:
+def seeded(pg, tmp_path, monkeypatch) -> Iterator[Seeded]:
     monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "spool.jsonl"))
     for key in ("DRILLBOOK_CHECKPOINT_KEY", "DRILLBOOK_CHECKPOINT_PUBLIC_KEY", "DRILLBOOK_CHECKPOINT_PATH"):
         monkeypatch.delenv(key, raising=False)
-    seqs: dict[str, list[int]] = {}
-    with Ledger(ledger_dsn) as ledger:
-        for i in range(3):
-            seqs.setdefault("orders_nightly", []).append(record(ledger, drill="orders_nightly", run=f"r{i}", rto=30.0 + i))
-        seqs["orders_nightly"].append(
-            record(ledger, drill="orders_nightly", run="r3", fail=True, rto=1200.0, pg_version="16.4"))
-        seqs[HOSTILE] = [record(ledger, drill=HOSTILE, run="h0", controls=(HOSTILE,), fail=True, message=HOSTILE)]
-        seqs["api_certs"] = [record(ledger, drill="api_certs", kind="certificates", controls=("ISO27001:A.5.30",), run="c0")]
-        ledger.checkpoint(source="test")
-    role = f"drillbook_reader_{uuid.uuid4().hex[:8]}"
-    dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
-    with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw-123'")
-        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
-        admin.execute(f"GRANT SELECT ON drillbook_evidence, drillbook_checkpoint, drillbook_schema_version TO {role}")
-    try:
-        yield Seeded(ledger_dsn, make_conninfo(ledger_dsn, user=role, password="reader-pw-123"), seqs)
-    finally:
-        with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-        pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
+    with seed_ledger(pg) as seeded:
+        yield seeded

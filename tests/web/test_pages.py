@@ -35,7 +35,7 @@ def client(seeded):
     app.state.pool.close()
 
 
-PAGES = ("/history", "/controls", "/trends", "/ledger", "/api/history")
+PAGES = ("/history", "/controls", "/coverage", "/trends", "/ledger", "/api/history")
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -100,7 +100,7 @@ def test_record_page_shows_verdict_phases_findings_objectives_environment_and_ch
 
 def test_hostile_ledger_text_is_escaped_on_every_page(client, seeded):
     hostile_seq = seeded.seqs[HOSTILE][0]
-    for path in ("/history", f"/record/{hostile_seq}", "/controls", "/trends", f"/trends?drill={HOSTILE}",
+    for path in ("/history", f"/record/{hostile_seq}", "/controls", "/coverage", "/trends", f"/trends?drill={HOSTILE}",
                  f"/history?control={HOSTILE}"):
         page = client.get(path).text
         assert "<script>" not in page and "<img" not in page, path
@@ -150,3 +150,25 @@ def test_missing_ledger_connection_is_a_503_page_saying_how_to_define_it(seeded)
     with TestClient(app) as c:
         answer = c.get("/history", headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 503 and "AIRFLOW_CONN_DRILLBOOK_LEDGER" in answer.text
+
+
+def test_coverage_without_a_catalogue_lists_drills_without_passing_evidence_first(client):
+    page = client.get("/coverage").text
+    assert page.index("NO PASSING EVIDENCE") < page.index("passing evidence: ")
+    assert page.count("NO PASSING EVIDENCE") == 1 and "no catalogue configured" in page  # the hostile drill only failed
+
+
+def test_controls_and_coverage_use_the_catalogues_population(seeded):
+    from tests.evidence.conftest import backup_drill, catalogue
+
+    cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"), backup_drill("never_ran", controls=("SOC2:CC7.4",)))
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
+    with TestClient(app) as c:
+        controls = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        coverage = c.get("/coverage", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    app.state.pool.close()
+    assert "SOC2:A1.2" in controls and "SOC2:CC7.4" in controls
+    row = controls[controls.index("SOC2:A1.2"):]
+    assert "MISSED" in row and "FAIL" in row  # 5-minute schedule over a month: missed occurrences are exceptions
+    assert f'record/{seeded.seqs["orders_nightly"][-1]}' in row
+    assert "NONE" in coverage and "never_ran" in coverage and coverage.index("never_ran") < coverage.index("PASSING")

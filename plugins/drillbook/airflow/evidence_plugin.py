@@ -12,6 +12,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -45,20 +46,65 @@ def ledger_dsn() -> str:
                  extra=found.extra_dejson or {}).postgres_dsn()
 
 
+async def airflow_user(request: Any) -> Any:
+    """Airflow's own ``get_user`` (Bearer header first, else the ``_token`` cookie), imported on first request.
+
+    The plugin manager loads this file in every Airflow process (scheduler, dag-processor,
+    workers, ``dag.test()``); importing the api-server's security module there costs seconds.
+    """
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    credentials = await bearer_scheme(request)
+    return await get_user(request, None, credentials)
+
+
 def build_app() -> Any:
     """The evidence app with Airflow's user dependency and the ledger connection."""
-    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Request
 
     from drillbook.web.app import create_app, verify_with
 
-    return create_app(dsn_provider=ledger_dsn, user_dependency=get_user, verify=verify_with(ledger_dsn))
+    airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
+    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn),
+                      catalogue=current_catalogue)
+
+
+def current_catalogue() -> Any:
+    """The catalogue (DRILLBOOK_CATALOGUE) Controls and Coverage judge the ledger against, or None when unset."""
+    import os
+
+    from drillbook.catalogue import load_catalogue
+
+    if not os.environ.get("DRILLBOOK_CATALOGUE"):
+        return None
+    return load_catalogue()
+
+
+class EvidenceApp:
+    """An ASGI app that builds the FastAPI evidence app on its first request.
+
+    The plugin manager imports this file in every Airflow process, including each task's
+    runner; FastAPI, psycopg and the api-server's security module would add seconds to all
+    of them, while only the api-server ever serves a page.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = build_app()
+        await self._app(scope, receive, send)
 
 
 class DrillbookEvidencePlugin(AirflowPlugin):
     """Mounts the evidence pages at /drillbook and adds "Evidence" to the Airflow UI's navigation."""
 
     name = "drillbook_evidence"
-    fastapi_apps = [{"app": build_app(), "url_prefix": URL_PREFIX, "name": "drillbook evidence"}]
+    fastapi_apps = [{"app": EvidenceApp(), "url_prefix": URL_PREFIX, "name": "drillbook evidence"}]
     external_views = [{
         "name": "Evidence",
         "href": f"{URL_PREFIX}/history",

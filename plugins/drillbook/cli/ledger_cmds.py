@@ -352,11 +352,11 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
     p.add_argument("--expect-head", metavar="SEQ:HASH",
                    help="head printed by an earlier verify (SEQ:HASH, or a hash prefix of >= 12 hex digits)")
-    p.add_argument("--pack", help="verify an evidence pack (zip) offline: no database or configuration needed")
-    p.add_argument("--public-key", help="with --pack: the Ed25519 public key (hex, base64, PEM or a file) the pack must be signed by")
     p.add_argument("--full", action="store_true",
                    help="re-hash every record from seq 1 (default: only records after the newest checkpoint signed "
                         "with the trusted key; without one the walk is full anyway)")
+    p.add_argument("--pack", help="verify an evidence pack (zip) offline: no database or configuration needed")
+    p.add_argument("--public-key", help="with --pack: the Ed25519 public key (hex, base64, PEM or a file) the pack must be signed by")
     p.set_defaults(func=cmd_evidence_verify)
 
     from drillbook.cli import auditor

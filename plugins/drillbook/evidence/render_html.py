@@ -150,11 +150,13 @@ def line_chart(series: Series, *, width: int = 720, height: int = 220, unit: str
              f'<text x="2" y="{y(y_hi) + 10:.1f}" font-size="11">{y_hi:.0f} {esc(unit)}</text>',
              f'<text x="2" y="{y(0):.1f}" font-size="11">0</text>',
              f'<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="{poly}"/>']
+    if len(pts) <= 120:  # few points: mark each, so a single day still shows
+        parts += [f'<circle cx="{sx(px):.1f}" cy="{y(py):.1f}" r="3" fill="#0969da"/>' for px, py in pts]
     if series.objective is not None:
         oy = y(series.objective)
         parts.append(f'<line class="objective" x1="48" y1="{oy:.1f}" x2="{width - 48}" y2="{oy:.1f}" '
                      'stroke="#cf222e" stroke-dasharray="6 4"/>')
-        parts.append(f'<text x="{width - 46}" y="{oy + 4:.1f}" font-size="11" fill="#cf222e">'
+        parts.append(f'<text x="{width - 200}" y="{oy - 4:.1f}" font-size="11" fill="#cf222e">'
                      f'objective {series.objective:g} {esc(unit)}</text>')
     first, last = datetime.fromtimestamp(min(xs)), datetime.fromtimestamp(max(xs))
     parts.append(f'<text x="48" y="{height - 4}" font-size="11">{esc(first.strftime("%Y-%m-%d"))}</text>')

@@ -189,6 +189,65 @@ def controls_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, bas
         empty="no drill record names a control in this period"), nav="controls", base=base)
 
 
+def control_rows_page(rows: Sequence[Any], *, since: str, until: str, base: str, shown: int = 20) -> str:
+    """Controls from the catalogue's population (``drillbook.evidence.controls.ControlRow``): every exception dated."""
+    out = []
+    for r in rows:
+        items = []
+        for e in list(reversed(r.exceptions))[:shown]:  # newest first: the latest failures matter most
+            when = esc(f"{e.at:%Y-%m-%d %H:%M}")
+            when = link(href(base, "record/" + str(e.seq)), f"{e.at:%Y-%m-%d %H:%M}") if e.seq is not None else when
+            items.append(f"{when} {esc(e.what)} {esc(e.drill)}")
+        if len(r.exceptions) > shown:
+            items.append(f"… and {len(r.exceptions) - shown} more "
+                         + link(href(base, "history", control=r.control, since=since, until=until), "(history)"))
+        newest = (verdict_badge(r.newest.verdict) + " " + fmt_time(r.newest.last_at)) if r.newest else "—"
+        warn = ' class="warn"' if r.status != "VERIFIED" else ""
+        out.append((link(href(base, "history", control=r.control, since=since, until=until), r.control),
+                    f"<span{warn}>{esc(r.status)}</span><br>{esc(r.status_words)}", esc(r.expected), esc(r.covered),
+                    esc(r.runs), esc(r.passes), "<br>".join(items) or "none", newest, esc(", ".join(r.drills))))
+    form = (f'<form class="filters" method="get" action="{href(base, "controls")}">'
+            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
+    return document("Controls", form + table(
+        ("control", "status", "expected", "ran", "runs", "passes", "exceptions (missed, FAIL, ERROR)", "newest",
+         "drills"), out, empty="the catalogue maps no drill to a control"), nav="controls", base=base)
+
+
+def scope_page(items: Sequence[Any], *, since: str, until: str, base: str) -> str:
+    """Coverage from the catalogue's scope (``drillbook.evidence.coverage.ScopeItem``), uncovered first."""
+    out = [(('<span class="warn">NONE</span>' if not i.covered else "PASSING"), esc(i.what), esc(i.name),
+            link(href(base, "history", drill=i.drill, since=since, until=until), i.drill),
+            fmt_time(i.last_pass) if i.last_pass else "—", esc(i.last_result or "never ran")) for i in items]
+    form = (f'<form class="filters" method="get" action="{href(base, "coverage")}">'
+            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
+    return document("Coverage", form + table(("passing evidence", "in scope", "name", "drill", "last pass",
+                                              "newest result"), out, empty="nothing in scope"),
+                    nav="coverage", base=base)
+
+
+def coverage_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, scope_from: str, base: str) -> str:
+    """What is in scope against what was drilled: anything without passing evidence in the period first."""
+    out = []
+    for r in rows:
+        newest, green = r["newest"], r["green"]
+        if green:
+            status = ("passing evidence: " + link(href(base, "record/" + str(green["seq"])), green["seq"]) + " "
+                      + fmt_time(green["recorded_at"]))
+        else:
+            status = '<span class="warn">NO PASSING EVIDENCE in this period</span>'
+        if newest:
+            last = verdict_badge(newest["verdict"]) + " " + link(href(base, "record/" + str(newest["seq"])), newest["seq"])
+        else:
+            last = '<span class="warn">never ran in this period</span>'
+        out.append((esc(r["kind"]), link(href(base, "history", drill=r["drill"], since=since, until=until), r["drill"]),
+                    esc(newest["target"]) if newest else "—", last, status))
+    form = (f'<form class="filters" method="get" action="{href(base, "coverage")}">'
+            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
+    return document("Coverage", form + f"<p class=muted>in scope: {esc(scope_from)}</p>" + table(
+        ("kind", "drill", "target", "newest run", "evidence"), out, empty="nothing in scope"),
+        nav="coverage", base=base)
+
+
 def ledger_page(status: dict[str, Any], *, last_verify: dict[str, Any] | None, csrf: str, base: str) -> str:
     """Head hash, checkpoints, the last verify this server ran, and the verify button (a POST form)."""
     head = status["head"]

@@ -98,8 +98,11 @@ def _window(since: str | None, until: str | None, *, days: int) -> tuple[datetim
 
 
 def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[..., Any], airflow_base: str = "",
-               verify: Callable[[], dict[str, Any]] | None = None) -> Any:
-    """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message}."""
+               verify: Callable[[], dict[str, Any]] | None = None,
+               catalogue: Callable[[], Any] | None = None) -> Any:
+    """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
+    ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
+    (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds."""
     pool = LedgerPool(dsn_provider)
     app = FastAPI(title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None)
     app.state.last_verify = None
@@ -156,7 +159,7 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
 
     @app.get("/trends", response_class=HTMLResponse)
     def trends(request: Request, drill: str | None = None, since: str | None = None, until: str | None = None) -> str:
-        start, end, since_s, until_s = _window(since, until, days=365)
+        start, end, since_s, until_s = _window(since, until, days=90)
         with pool.connection() as conn:
             known = queries.drills(conn)
             kinds = dict(known)
@@ -170,9 +173,29 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     @app.get("/controls", response_class=HTMLResponse)
     def controls(request: Request, since: str | None = None, until: str | None = None) -> str:
         start, end, since_s, until_s = _window(since, until, days=31)
+        cat = catalogue() if catalogue is not None else None
         with pool.connection() as conn:
+            if cat is not None:
+                from drillbook.evidence.controls import control_rows
+
+                return pages.control_rows_page(control_rows(conn, cat, start=start, end=end), since=since_s,
+                                               until=until_s, base=base_of(request))
             rows = queries.controls_summary(conn, since=start, until=end)
         return pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
+
+    @app.get("/coverage", response_class=HTMLResponse)
+    def coverage(request: Request, since: str | None = None, until: str | None = None) -> str:
+        start, end, since_s, until_s = _window(since, until, days=31)
+        cat = catalogue() if catalogue is not None else None
+        with pool.connection() as conn:
+            if cat is not None:
+                from drillbook.evidence.coverage import coverage as scope_coverage
+
+                return pages.scope_page(scope_coverage(conn, cat, start=start, end=end), since=since_s,
+                                        until=until_s, base=base_of(request))
+            rows = queries.coverage(conn, since=start, until=end)
+        return pages.coverage_page(rows, since=since_s, until=until_s, base=base_of(request),
+                                   scope_from="every drill in the ledger (no catalogue configured)")
 
     def session_token(request: Request) -> str:
         header = request.headers.get("authorization", "")

@@ -127,6 +127,30 @@ def controls_summary(conn: Any, *, since: datetime, until: datetime, limit_excep
         return rows
 
 
+def coverage(conn: Any, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Per drill in the ledger: its newest record and newest PASS in the window; drills without a PASS first.
+
+    One pass over the window's rows (recorded_at index) for the seqs, then one fetch of those rows by seq.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT drill, kind, max(seq) AS newest, max(seq) FILTER (WHERE verdict = 'PASS') AS green FROM {TABLE} "
+            "WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s GROUP BY drill, kind",
+            (since, until))
+        found = {(r["drill"], r["kind"]): r for r in cur.fetchall()}
+        wanted = sorted({r[k] for r in found.values() for k in ("newest", "green") if r[k] is not None})
+        cur.execute(f"SELECT seq, recorded_at, verdict, target FROM {TABLE} WHERE seq = ANY(%s)", (wanted,))
+        by_seq = {r["seq"]: r for r in cur.fetchall()}
+    known = set(found) | {(d, k) for d, k in drills(conn)}
+    out = []
+    for drill, kind in known:
+        row = found.get((drill, kind), {})
+        out.append({"kind": kind, "drill": drill, "newest": by_seq.get(row.get("newest")),
+                    "green": by_seq.get(row.get("green"))})
+    out.sort(key=lambda r: (r["green"] is not None, r["kind"], r["drill"]))
+    return out
+
+
 def ledger_status(conn: Any) -> dict[str, Any]:
     """The head record and every stored checkpoint (newest first)."""
     with conn.cursor() as cur:

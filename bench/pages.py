@@ -136,7 +136,7 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
                    "AND recorded_at < %s GROUP BY 1")
         kind = KINDS[(drills // 2) % 4]
         with psycopg.connect(dsn, autocommit=True, row_factory=__import__("psycopg.rows").rows.dict_row) as c:
-            q90 = queries.seq_bounds(c, since=end - timedelta(days=90), until=end + timedelta(days=1))
+            q90 = queries.seq_bounds(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
             shown = [r[k]["seq"] for r in queries.coverage(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
                      for k in ("newest", "green") if r[k] is not None]
         day_sql = day_sql.replace("recorded_at >= %s AND recorded_at < %s", "seq >= %s AND seq < %s")
@@ -153,7 +153,7 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
             ("history, page at seq 500k", f"/history?before={mid}",
              sql(f"SELECT {cols} FROM drillbook_evidence WHERE seq < %s ORDER BY seq DESC LIMIT 51", mid)),
             ("record", f"/record/{mid}", sql("SELECT * FROM drillbook_evidence WHERE seq = %s", mid)),
-            (f"trends, {drill}, 90 days", f"/trends?drill={drill}",
+            (f"trends, {drill}, 31 days", f"/trends?drill={drill}",
              sql(day_sql, drill, kind, *q90)),
             ("controls (no catalogue), 1 month", "/controls",
              sql("SELECT c, count(*) FROM drillbook_evidence, unnest(controls) c WHERE record_type = 'drill' "

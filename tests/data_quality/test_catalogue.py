@@ -49,7 +49,7 @@ def problems(path: Path) -> list[str]:
     from drillbook.errors import CatalogueError
 
     with pytest.raises(CatalogueError) as err:
-        load_catalogue(path)
+        load_catalogue(path, gx_check=True)  # what the CLI asks for (Settings.suite_check_for("cli"))
     return err.value.problems
 
 
@@ -66,14 +66,14 @@ def by_location(found: list[str]) -> dict[str, str]:
 def test_valid_suites_load(tmp_path):
     from drillbook.catalogue import load_catalogue
 
-    catalogue = load_catalogue(write(tmp_path))
+    catalogue = load_catalogue(write(tmp_path), gx_check=True)
     assert [d.name for d in catalogue.drills] == ["orders_quality", "shop_nightly"]
 
 
 def test_shipped_catalogue_and_suite_are_valid():
     from drillbook.catalogue import load_catalogue
 
-    load_catalogue(REPO / "include" / "drills.yaml")
+    load_catalogue(REPO / "include" / "drills.yaml", gx_check=True)
 
 
 def test_misspelt_expectation_type_is_a_catalogue_error_with_its_line(tmp_path):
@@ -157,14 +157,18 @@ def test_restore_suite_must_name_its_table(tmp_path):
 def test_fast_mode_skips_gx_but_keeps_structure(tmp_path, monkeypatch):
     """Inside Airflow's DAG processor the GX part waits for run time; the run reports it."""
     from drillbook.catalogue import load_catalogue
+    from drillbook.errors import CatalogueError
+    from drillbook.settings import load_settings
 
-    monkeypatch.setenv("DRILLBOOK_SUITE_CHECK", "fast")
+    gx_check = load_settings({"DRILLBOOK_SUITE_CHECK": "fast"}).suite_check_for("cli")
 
     def misspell(data):
         data["expectations"][2]["type"] = "expect_column_values_to_not_be_nul"
 
-    load_catalogue(write(tmp_path, edit=misspell))  # no GX: not caught here
-    assert len(problems(write(tmp_path, suite="nope"))) == 1  # but a missing file is
+    load_catalogue(write(tmp_path, edit=misspell), gx_check=gx_check)  # no GX: not caught here
+    with pytest.raises(CatalogueError) as err:  # but a missing file is
+        load_catalogue(write(tmp_path, suite="nope"), gx_check=gx_check)
+    assert len(err.value.problems) == 1
 
 
 def test_invalid_suite_at_run_time_is_config_invalid(tmp_path):

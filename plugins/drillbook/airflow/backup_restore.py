@@ -132,6 +132,7 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
     from drillbook.airflow.runtime import aws_client, ledger_for, resolve_dsn
     from drillbook.drills.backup_restore.drill import previous_pass, run_backup_restore
     from drillbook.errors import ConnectionNotConfigured
+    from drillbook.settings import load_settings, timeouts_of
 
     try:
         scratch_dsn = resolve_dsn(drill.scratch.connection)
@@ -153,6 +154,7 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
             unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (),
             reaped_clusters=reaped.get("clusters", []) if isinstance(reaped, dict) else (),
             on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            timeouts=timeouts_of(load_settings()),  # the task is the entry point: settings read here, once
         )
 
 

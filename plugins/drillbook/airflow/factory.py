@@ -93,6 +93,9 @@ def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str
 
 def build_dags(kind: str) -> dict[str, DAG]:
     """All DAGs of one drill kind from the current catalogue, keyed by dag_id."""
+    from drillbook.safety.redact import install_log_redaction
+
+    install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
     if kind not in BUILDERS:
         raise ValueError(f"unknown drill kind {kind!r}; expected one of {sorted(BUILDERS)}")
     catalogue = current_catalogue()

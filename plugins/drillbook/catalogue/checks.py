@@ -15,7 +15,7 @@ from drillbook.catalogue.models import Catalogue
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def _reference_files_exist(catalogue: Catalogue) -> Iterator[Problem]:
+def _reference_files_exist(catalogue: Catalogue, *, gx_check: bool = False) -> Iterator[Problem]:
     for index, drill in enumerate(catalogue.drills):
         if drill.kind == "backup_restore" and drill.verify.reference:
             ref = Path(drill.verify.reference)
@@ -25,18 +25,19 @@ def _reference_files_exist(catalogue: Catalogue) -> Iterator[Problem]:
                 yield (("drills", index, "verify", "reference"), f"reference file {str(ref)!r} does not exist; create it with `drillbook reference write`")
 
 
-def _data_quality_suites(catalogue: Catalogue) -> Iterator[Problem]:
+def _data_quality_suites(catalogue: Catalogue, *, gx_check: bool = False) -> Iterator[Problem]:
     # imported here, not at the top: the suite checker is only needed when validating
     from drillbook.drills.data_quality.suites import catalogue_problems
 
-    yield from catalogue_problems(catalogue)
+    yield from catalogue_problems(catalogue, gx_check=gx_check)
 
 
-CHECKS: list[Callable[[Catalogue], Iterator[Problem]]] = [_reference_files_exist, _data_quality_suites]
+CHECKS: list[Callable[..., Iterator[Problem]]] = [_reference_files_exist, _data_quality_suites]
 
 
-def run_checks(catalogue: Catalogue) -> list[Problem]:
+def run_checks(catalogue: Catalogue, *, gx_check: bool = False) -> list[Problem]:
+    """Every file check; ``gx_check`` builds suites with GX too (the entry point decides, never sys.modules)."""
     problems: list[Problem] = []
     for check in CHECKS:
-        problems.extend(check(catalogue))
+        problems.extend(check(catalogue, gx_check=gx_check))
     return problems

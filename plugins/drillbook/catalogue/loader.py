@@ -27,13 +27,13 @@ from drillbook.errors import CatalogueError
 Loc = tuple[str | int, ...]
 
 
-def resolve_catalogue_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """Return the catalogue path: argument, else $DRILLBOOK_CATALOGUE, else include/drills.yaml."""
+def resolve_catalogue_path(path: str | os.PathLike[str] | None = None,
+                           *, configured: str | os.PathLike[str] | None = None) -> Path:
+    """Return the catalogue path: argument, else ``configured`` (setting DRILLBOOK_CATALOGUE), else the shipped one."""
     if path:
         return Path(path)
-    env = os.environ.get("DRILLBOOK_CATALOGUE")
-    if env:
-        return Path(env)
+    if configured:
+        return Path(configured)
     return DEFAULT_CATALOGUE
 
 
@@ -200,12 +200,14 @@ def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
     return lines.line_of(raw_loc), f"{_format_loc(loc)}: {_pydantic_message(err)}"
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None) -> Catalogue:
+def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
+                   gx_check: bool = False) -> Catalogue:
     """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
 
     Every kind of problem is collected in one run: YAML duplicates, schema
     errors, cross-field rules (also of drills that have unknown keys), and the
-    file checks (references, suites) of every drill that validates.
+    file checks (references, suites) of every drill that validates. ``gx_check``: build every suite
+    with Great Expectations too (the entry point decides: the CLI does, a DAG-file parse does not).
     """
     file = resolve_catalogue_path(path)
     name = str(file)
@@ -263,7 +265,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
         checked._path = file
         from drillbook.catalogue.checks import run_checks
 
-        for loc, msg in run_checks(checked):
+        for loc, msg in run_checks(checked, gx_check=gx_check):
             if len(loc) >= 2 and loc[0] == "drills" and isinstance(loc[1], int) and loc[1] < len(index_of):
                 loc = ("drills", index_of[loc[1]], *loc[2:])
             problems.append((lines.line_of(loc), f"{_format_loc(loc)}: {msg}"))

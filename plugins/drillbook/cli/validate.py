@@ -13,13 +13,14 @@ import sys
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from drillbook.catalogue import load_catalogue, resolve_catalogue_path
+    from drillbook.catalogue import resolve_catalogue_path
     from drillbook.catalogue.common import format_duration
+    from drillbook.cli.config import load_catalogue_for, settings_of
     from drillbook.errors import CatalogueError
 
-    path = resolve_catalogue_path(args.path)
+    path = resolve_catalogue_path(args.path, configured=settings_of(args).catalogue)
     try:
-        catalogue = load_catalogue(path)
+        catalogue = load_catalogue_for(args, path)
     except CatalogueError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

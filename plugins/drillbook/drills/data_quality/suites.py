@@ -29,7 +29,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,16 +104,6 @@ def suite_path(suite: str, suites_dir: str | os.PathLike[str]) -> Path:
         # a relative path in the catalogue is relative to the catalogue's directory
         return Path(suites_dir).parent / path
     return Path(suites_dir) / f"{suite}.json"
-
-
-def _gx_check_wanted() -> bool:
-    mode = os.environ.get("DRILLBOOK_SUITE_CHECK", "").strip().lower()
-    if mode in {"gx", "full"}:
-        return True
-    if mode in {"fast", "off"}:
-        return False
-    # Parsing a DAG file must not pay GX's import; the drill checks again at run time.
-    return "great_expectations" in sys.modules or "airflow" not in sys.modules
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -251,12 +240,12 @@ def _gx_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool | None = None) -> LoadedSuite:
+def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool = False) -> LoadedSuite:
     """Read and check one suite; raise ``SuiteInvalid`` listing every problem."""
     path = suite_path(suite, suites_dir)
     data = _read_json(path)
     problems = _structure_problems(data)
-    if not problems and (gx_check if gx_check is not None else _gx_check_wanted()):
+    if not problems and gx_check:
         problems = _gx_problems(data)
     if problems:
         raise SuiteInvalid(path, problems)
@@ -272,9 +261,9 @@ def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool
     )
 
 
-def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool) -> list[str]:
+def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool) -> list[str]:
     try:
-        loaded = load_suite(suite, suites_dir=suites_dir)
+        loaded = load_suite(suite, suites_dir=suites_dir, gx_check=gx_check)
     except SuiteInvalid as exc:
         return [f"suite {suite!r} ({exc.path}): {p}" for p in exc.problems]
     if need_table and not loaded.table:
@@ -285,14 +274,14 @@ def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool) -> list[s
     return []
 
 
-def catalogue_problems(catalogue: Catalogue) -> Iterator[Problem]:
+def catalogue_problems(catalogue: Catalogue, *, gx_check: bool = False) -> Iterator[Problem]:
     """Every suite named by the catalogue must exist and be valid (called by ``catalogue.checks``)."""
     suites_dir = default_suites_dir(catalogue)
     for index, drill in enumerate(catalogue.drills):
         if drill.kind == "data_quality":
-            for message in _suite_messages(drill.suite, suites_dir, need_table=False):
+            for message in _suite_messages(drill.suite, suites_dir, need_table=False, gx_check=gx_check):
                 yield (("drills", index, "suite"), message)
         elif drill.kind == "backup_restore":
             for position, name in enumerate(drill.verify.suites):
-                for message in _suite_messages(name, suites_dir, need_table=True):
+                for message in _suite_messages(name, suites_dir, need_table=True, gx_check=gx_check):
                     yield (("drills", index, "verify", "suites", position), message)

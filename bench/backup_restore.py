@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="toy-size run that only proves the benchmark still works (no size or target checks)")
     args = parser.parse_args(argv)
 
-    from drillbook.catalogue.backup_restore import BackupRestoreDrill
     from drillbook.drills.backup_restore import tools
+    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
     from drillbook.drills.backup_restore.drill import run_backup_restore
     from drillbook.drills.backup_restore.fetch import sha256_file
     from drillbook.drills.backup_restore.scratch import ScratchGuard

@@ -120,8 +120,8 @@ def drill_run(ports: list[int], directory: Path, concurrency: int) -> tuple[floa
     Both clocks start after the catalogue model is built (validating its schedule
     imports croniter, ~35 ms of CPU that is configuration, not the drill).
     """
-    from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
     from drillbook.drills.certificates import check_endpoints
+    from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 
     drill = CertificatesDrill(
         name="bench", kind="certificates", schedule="@daily", timeout=10, concurrency=concurrency,

@@ -27,6 +27,8 @@ what to do next.
     ├── FetchBroken               an artefact's transfer broke before it was complete (backup_restore.fetch)
     ├── LiveDumpFailed            a live pg_dump could not be taken (backup_restore.locate)
     ├── EphemeralUnavailable      a throwaway cluster could not be created or started (backup_restore.ephemeral)
+    ├── PhysicalSourceError       a physical backup tool could not answer or restore (backup_restore.physical.source)
+    ├── ClusterUnsafe             a restored cluster could archive/replicate outward; refused (backup_restore.physical.cluster)
     ├── TargetMissing             a data-quality table or query relation does not exist (data_quality.engine)
     ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
     ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)

@@ -30,7 +30,7 @@ from drillbook.errors import ConfigurationError
 PREFIX = "DRILLBOOK_"
 #: DRILLBOOK_* names that are not settings: connections, and knobs of the test suite and benchmarks
 RESERVED_PREFIXES = ("DRILLBOOK_CONN_", "DRILLBOOK_TEST_", "DRILLBOOK_BENCH_", "DRILLBOOK_E2E_")
-RESERVED_NAMES = frozenset({"DRILLBOOK_ALERTMANAGER_BIN"})
+RESERVED_NAMES = frozenset({"DRILLBOOK_ALERTMANAGER_BIN", "DRILLBOOK_ARTEFACTS", "DRILLBOOK_UPDATE_SCREENSHOTS"})
 
 
 def _flag(value: object) -> object:
@@ -60,12 +60,14 @@ class Settings(BaseSettings):
     checkpoint_path: Path | None = Field(None, description="outside copy of the checkpoints (a file outside the database)")
     debug: Annotated[bool, BeforeValidator(_flag)] = Field(False, description="CLI errors print the (redacted) traceback")
     suite_check: Literal["auto", "gx", "full", "fast", "off"] = Field(
-        "auto", description="suite validation: gx/full builds suites with GX, fast/off checks their shape only; "
-                            "auto: full in the CLI, fast while Airflow parses DAG files")
+        "auto", description="catalogue suite check: gx/full also builds every suite with GX; auto/fast/off check "
+                            "their shape only (`drillbook validate --suites` asks for GX; a drill builds its suite when it runs)")
     toc_timeout: Seconds = Field(600, description="seconds for `pg_restore -l` to list an archive's table of contents")
     check_timeout: Seconds = Field(300, description="seconds for each verify-ladder SQL check")
     reference_timeout: Seconds = Field(1800, description="seconds for each tool run of a reference build from a backup")
     verify_statement_timeout: Seconds = Field(3600, description="statement_timeout (s) of the verify ladder's session")
+    cache_dir: Path | None = Field(None, description="compiled-catalogue cache (default: $XDG_CACHE_HOME/drillbook, else ~/.cache/drillbook)")
+    state_dir: Path | None = Field(None, description="physical drills' remembered state (default: drillbook-state in the temp directory)")
     var: Path | None = Field(None, description="demo script: where its state lives (default: var/ of the checkout)")
     airflow_port: int = Field(8080, description="demo script (`make up`): the Airflow api-server's port")
     demo_webhook_port: int = Field(18765, description="demo script: port of the loopback webhook receiver")
@@ -89,12 +91,9 @@ class Settings(BaseSettings):
         return (self.spool or self.outbox.parent / "evidence-spool.jsonl").absolute()
 
     def suite_check_for(self, entry: Literal["cli", "airflow"]) -> bool:
-        """Whether suites are built with GX: the setting, else full for the CLI and fast while parsing DAGs."""
-        if self.suite_check in ("gx", "full"):
-            return True
-        if self.suite_check in ("fast", "off"):
-            return False
-        return entry == "cli"
+        """Whether catalogue suites are built with GX: only when the setting asks, on every entry point alike."""
+        del entry  # the same answer for the CLI and a DAG-file parse: never what happens to be imported
+        return self.suite_check in ("gx", "full")
 
 
 def field_env_names() -> dict[str, str]:

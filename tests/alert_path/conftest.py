@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from drillbook.catalogue.alert_path import AlertPathDrill
+from drillbook.drills.alert_path.catalogue import AlertPathDrill
 from drillbook.safety.redact import forget_secrets
 
 

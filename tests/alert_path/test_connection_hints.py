@@ -44,7 +44,7 @@ def test_cli_slack_connection_missing_hint_is_slack(monkeypatch):
 
 @pytest.mark.airflow
 def test_airflow_webhook_connection_missing_hint_is_http_not_postgres(airflow_db, monkeypatch):
-    from drillbook.airflow.alert_path import AirflowPathClients
+    from drillbook.drills.alert_path.dag import AirflowPathClients
 
     monkeypatch.delenv("AIRFLOW_CONN_ABSENT_HOOK", raising=False)
     [result] = run_alert_path(drill=_webhook_drill(), clients=AirflowPathClients())

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.drill import run_backup_restore
 from drillbook.drills.backup_restore.scratch import PREFIX
 from drillbook.resources.pg import tool_env

@@ -90,7 +90,7 @@ def test_cli_scratch_reap_removes_a_killed_drills_cluster_and_leaves_a_live_one(
 
 
 def test_airflow_reap_task_removes_clusters_for_ephemeral_drills_only(private_tmp, tmp_path):
-    from drillbook.airflow.backup_restore import reap_now
+    from drillbook.drills.backup_restore.dag import reap_now
 
     left, pid = _leave_cluster(private_tmp)
     shared = reap_now(make_drill(str(tmp_path)))  # a shared-target drill has no clusters to reap

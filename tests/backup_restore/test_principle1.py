@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from drillbook.catalogue.backup_restore import VerifySpec
 from drillbook.drills.backup_restore import restore, tools
+from drillbook.drills.backup_restore.catalogue import VerifySpec
 from drillbook.drills.backup_restore.locate import classify_dump_failure
 from tests.backup_restore import test_verify_integrity as integ
 from tests.backup_restore import test_verify_ladder as base

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from drillbook.catalogue.backup_restore import VerifySpec
+from drillbook.drills.backup_restore.catalogue import VerifySpec
 from drillbook.drills.backup_restore.verify import run_ladder
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted

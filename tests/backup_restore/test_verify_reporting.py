@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from drillbook.catalogue.backup_restore import VerifySpec
+from drillbook.drills.backup_restore.catalogue import VerifySpec
 from tests.backup_restore.conftest import codes, make_drill
 
 BEHIND = "select setval('public.orders_id_seq', 5)"

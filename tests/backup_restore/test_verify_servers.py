@@ -144,7 +144,7 @@ def test_pg16_dump_restored_into_pg15_is_a_high_server_major_mismatch(pg, pg15, 
 
 def test_a_target_without_a_collation_version_is_unverifiable(pg, fresh_db):
     """pgserver's C.UTF-8 is byte order (no version needed); a libc en_US target without a version is flagged."""
-    from drillbook.catalogue.backup_restore import VerifySpec
+    from drillbook.drills.backup_restore.catalogue import VerifySpec
     from drillbook.drills.backup_restore.verify.ladder import Ladder, ScratchSession
     from drillbook.drills.backup_restore.verify.server import check_collation
     from drillbook.drills.base import ResultBuilder

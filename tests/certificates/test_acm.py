@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from drillbook.catalogue.certificates import AcmSpec, CertificatesDrill
 from drillbook.drills.certificates import check_acm
+from drillbook.drills.certificates.catalogue import AcmSpec, CertificatesDrill
 from drillbook.result import Severity, Verdict
 from tests.certificates.pki import DAY, make_leaf, now
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drillbook.catalogue.certificates import CertificatesDrill
 from drillbook.drills.certificates import check_files
+from drillbook.drills.certificates.catalogue import CertificatesDrill
 from drillbook.result import Severity, Verdict
 from tests.certificates.pki import DAY, make_ca, make_leaf, now, sha1_root
 

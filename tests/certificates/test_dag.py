@@ -42,7 +42,7 @@ def cert_catalogue(tmp_path, monkeypatch, pki, serve, refused_address, ledger_ds
             acm: {{region: us-east-1}}
     """))
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(catalogue))
-    monkeypatch.setattr("drillbook.airflow.certificates.BATCH", 2)
+    monkeypatch.setattr("drillbook.drills.certificates.dag.BATCH", 2)
     return {"good": good.address, "expired": expired.address, "refused": refused_address, "arn": arn}
 
 

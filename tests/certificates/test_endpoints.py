@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
 from drillbook.drills.certificates import check_endpoints, summarize
+from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 from drillbook.result import Severity, Verdict
 from tests.certificates.pki import DAY, make_ca, make_leaf, now, rsa_key
 
@@ -115,7 +115,7 @@ def test_result_records_the_certificate_facts(pki, serve):
 
 
 def test_per_endpoint_thresholds_override_the_drill(pki, serve):
-    from drillbook.catalogue.certificates import Thresholds
+    from drillbook.drills.certificates.catalogue import Thresholds
 
     t = now()
     server = serve(make_leaf(pki.inter, not_before=t - 300 * DAY, not_after=t + 45 * DAY))

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from drillbook.catalogue.certificates import CertificatesDrill, Thresholds
 from drillbook.drills.certificates import check_files
+from drillbook.drills.certificates.catalogue import CertificatesDrill, Thresholds
 from drillbook.drills.certificates.judge import effective_thresholds, name_matches
 from drillbook.result import Severity, Verdict
 from tests.certificates.pki import DAY, ec_key, make_leaf, now, rsa_key
@@ -123,8 +123,8 @@ def test_name_matching(name, sans, ok):
 
 
 def test_summary_names_crashed_groups_and_the_soonest_expiry(pki, tmp_path):
-    from drillbook.airflow.certificates import collect
     from drillbook.drills.certificates import summarize
+    from drillbook.drills.certificates.dag import collect
 
     t = now()
     make_leaf(pki.inter, not_before=t - 340 * DAY, not_after=t + 25 * DAY).write(tmp_path, "a", with_chain=False)

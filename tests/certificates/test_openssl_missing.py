@@ -6,8 +6,8 @@ import ctypes.util
 
 import pytest
 
-from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
 from drillbook.drills.certificates import check_endpoints, openssl_chain
+from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 from drillbook.result import Verdict
 from tests.certificates.pki import make_ca, make_leaf
 from tests.certificates.test_trust_decisions import _pem

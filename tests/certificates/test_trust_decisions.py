@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
 from drillbook.drills.certificates import check_endpoints
+from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 from drillbook.drills.certificates.verify import trust_store, verify_chain
 from drillbook.result import Severity, Verdict
 from tests.certificates.pki import DAY, Issued, make_ca, make_leaf, now, sha1_root

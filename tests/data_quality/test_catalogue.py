@@ -49,7 +49,7 @@ def problems(path: Path) -> list[str]:
     from drillbook.errors import CatalogueError
 
     with pytest.raises(CatalogueError) as err:
-        load_catalogue(path, gx_check=True)  # what the CLI asks for (Settings.suite_check_for("cli"))
+        load_catalogue(path)
     return err.value.problems
 
 
@@ -66,14 +66,14 @@ def by_location(found: list[str]) -> dict[str, str]:
 def test_valid_suites_load(tmp_path):
     from drillbook.catalogue import load_catalogue
 
-    catalogue = load_catalogue(write(tmp_path), gx_check=True)
+    catalogue = load_catalogue(write(tmp_path))
     assert [d.name for d in catalogue.drills] == ["orders_quality", "shop_nightly"]
 
 
 def test_shipped_catalogue_and_suite_are_valid():
     from drillbook.catalogue import load_catalogue
 
-    load_catalogue(REPO / "include" / "drills.yaml", gx_check=True)
+    load_catalogue(REPO / "include" / "drills.yaml")
 
 
 def test_misspelt_expectation_type_is_a_catalogue_error_with_its_line(tmp_path):
@@ -157,18 +157,14 @@ def test_restore_suite_must_name_its_table(tmp_path):
 def test_fast_mode_skips_gx_but_keeps_structure(tmp_path, monkeypatch):
     """Inside Airflow's DAG processor the GX part waits for run time; the run reports it."""
     from drillbook.catalogue import load_catalogue
-    from drillbook.errors import CatalogueError
-    from drillbook.settings import load_settings
 
-    gx_check = load_settings({"DRILLBOOK_SUITE_CHECK": "fast"}).suite_check_for("cli")
+    monkeypatch.setenv("DRILLBOOK_SUITE_CHECK", "fast")
 
     def misspell(data):
         data["expectations"][2]["type"] = "expect_column_values_to_not_be_nul"
 
-    load_catalogue(write(tmp_path, edit=misspell), gx_check=gx_check)  # no GX: not caught here
-    with pytest.raises(CatalogueError) as err:  # but a missing file is
-        load_catalogue(write(tmp_path, suite="nope"), gx_check=gx_check)
-    assert len(err.value.problems) == 1
+    load_catalogue(write(tmp_path, edit=misspell))  # no GX: not caught here
+    assert len(problems(write(tmp_path, suite="nope"))) == 1  # but a missing file is
 
 
 def test_invalid_suite_at_run_time_is_config_invalid(tmp_path):

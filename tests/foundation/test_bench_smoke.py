@@ -25,7 +25,10 @@ TOY_RUNS = {
     "data_quality": ["--rows", "20000", "--repeat", "1", "--smoke"],
     "certificates": ["--endpoints", "12"],
     "ledger": ["--rows", "2000"],
+    "evidence_pack": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
+    "pages": ["--rows", "2000", "--drills", "10", "--repeat", "3"],
+    "physical": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
 }
 
 

@@ -80,6 +80,6 @@ def test_broken_catalogue_is_one_clear_import_error(tmp_path, monkeypatch):
         "    objectives: {rto: 15m, rpo: 26h}\n    verfy: {}\n"
     )
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(broken))
-    bag = DagBag(dag_folder=str(REPO / "dags" / "dr_backup_restore.py"))
+    bag = DagBag(dag_folder=str(REPO / "dags" / "dr_drills.py"))
     [error] = bag.import_errors.values()
     assert f"{broken}:9: drills[0].verfy: unknown key" in error

@@ -135,7 +135,7 @@ def test_ledger_init_and_status(fresh_db, capsys):
     assert ledger_cmds.main(["evidence", "verify", "--ledger-dsn", fresh_db]) == 2
     assert "run `drillbook ledger init`" in capsys.readouterr().err
     assert ledger_cmds.main(["ledger", "init", "--ledger-dsn", fresh_db]) == 0
-    assert "schema version 3 (applied 1, 2, 3)" in capsys.readouterr().out
+    assert "schema version 4 (applied 1, 2, 3, 4)" in capsys.readouterr().out
     assert ledger_cmds.main(["ledger", "init", "--ledger-dsn", fresh_db]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert ledger_cmds.main(["ledger", "status", "--ledger-dsn", fresh_db]) == 0
@@ -203,3 +203,19 @@ def test_verify_file_that_is_missing_still_says_so(cli, tmp_path):
 def _write(path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+def test_list_shows_finding_codes_from_the_generated_column_and_a_v3_ledger_still_lists(ledger, ledger_dsn, capsys):
+    """Schema v4 derives the codes on insert; a ledger still at v3 (column absent) lists them from the result."""
+    from drillbook.ledger.export import LIST_HEADER, list_rows
+    from drillbook.ledger.query import Filter
+
+    ledger.record(make_result(fail=True), ctx("r_fail"))
+    ledger.record(make_result(), ctx("r_pass"))
+    rows = list(list_rows(ledger.connection, flt=Filter.build(), limit=None))
+    codes = [r[LIST_HEADER.index("findings")] for r in rows]
+    assert codes == ["", "RTO_EXCEEDED"]  # newest first
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:  # as a ledger not migrated to v4 yet
+        conn.execute("ALTER TABLE drillbook_evidence DROP COLUMN finding_codes")
+    rows = list(list_rows(ledger.connection, flt=Filter.build(), limit=None))
+    assert [r[LIST_HEADER.index("findings")] for r in rows] == ["", "RTO_EXCEEDED"]

@@ -53,7 +53,11 @@ def test_a_healthy_checkpointed_ledger_verifies_and_says_what_it_checked(ledger,
     code, out = _verify_cli(ledger_dsn, monkeypatch, capsys)
     assert code == 0, out
     assert "compared with checkpoint seq=3" in out and "signature verified with the trusted key" in out
-    assert "all 5 present and enabled" in out and "ledger OK: 5 records" in out
+    # incremental: only the 2 records after the trusted checkpoint are re-hashed, and it says so
+    assert "all 5 present and enabled" in out and "ledger OK: 2 records" in out and "incremental" in out
+    code, out = _verify_cli(ledger_dsn, monkeypatch, capsys, "--full")
+    assert code == 0, out
+    assert "ledger OK: 5 records, chain intact, head 5:" in out and "full verify (--full)" in out
 
 
 def test_without_a_key_checkpoints_are_unsigned_and_it_says_so(ledger, ledger_dsn, monkeypatch, capsys):
@@ -257,7 +261,7 @@ def test_a_version_1_ledger_migrates_in_place_and_its_rows_keep_verifying(fresh_
             conn.execute(f"INSERT INTO drillbook_evidence ({', '.join(COLUMNS)}) VALUES "
                          f"({', '.join(['%s'] * len(COLUMNS))})", [fields[c] for c in COLUMNS])
     with Ledger(fresh_db, spool=None) as ledger:
-        assert ledger.init_schema() == [2, 3]
+        assert ledger.init_schema() == [2, 3, 4]
         assert ledger.init_schema() == []
         assert ledger.verify().ok
         assert ledger.record(make_result(), ctx("new")).seq == 3

@@ -88,8 +88,8 @@ def test_max_retry_after_is_honoured_under_airflow(airflow_db, slack, catalogue,
 
 @pytest.mark.airflow
 def test_alert_path_clients_read_the_same_extras(airflow_db, slack, monkeypatch):
-    from drillbook.airflow.alert_path import AirflowPathClients
     from drillbook.drills.alert_path.clients import EnvPathClients
+    from drillbook.drills.alert_path.dag import AirflowPathClients
 
     slack_conn_env(slack, monkeypatch, max_retry_after=5, timeout=4)
     for client in (AirflowPathClients().slack("drillbook_slack"), EnvPathClients().slack("drillbook_slack")):

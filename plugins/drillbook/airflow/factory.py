@@ -11,23 +11,31 @@ file, line and key.
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from drillbook.airflow.current_catalogue import current_catalogue
 from drillbook.catalogue import Catalogue
+from drillbook.drills import registry
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-#: kind -> module with ``build_dag(drill, catalogue) -> DAG``
-BUILDERS = {
-    "backup_restore": "drillbook.airflow.backup_restore",
-    "data_quality": "drillbook.airflow.data_quality",
-    "certificates": "drillbook.airflow.certificates",
-    "alert_path": "drillbook.airflow.alert_path",
-}
+GENERIC_BUILDER = "drillbook.airflow.generic:build_dag"  # for a kind that brings no DAG builder of its own
+
+
+@dataclass(frozen=True)
+class DagSubject:
+    """What a DAG's policy reads from the drill it runs; the watchdog and digest DAGs, which run no drill, give their own."""
+
+    kind: str
+    name: str
+    schedule: Any
+    description: str = ""
+    owner: str | None = None
+    controls: list[str] = field(default_factory=list)
+    retries: int | None = None
 
 
 def dag_id_for(kind: str, name: str) -> str:
@@ -91,17 +99,25 @@ def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str
     )
 
 
-def build_dags(kind: str) -> dict[str, DAG]:
-    """All DAGs of one drill kind from the current catalogue, keyed by dag_id."""
+def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
+    """All DAGs of one registered drill kind from the (current) catalogue, keyed by dag_id."""
     from drillbook.safety.redact import install_log_redaction
 
     install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
-    if kind not in BUILDERS:
-        raise ValueError(f"unknown drill kind {kind!r}; expected one of {sorted(BUILDERS)}")
-    catalogue = current_catalogue()
-    builder = importlib.import_module(BUILDERS[kind])
+    found = registry.get(kind)
+    catalogue = catalogue if catalogue is not None else current_catalogue()
+    builder = registry.load(found.dag or GENERIC_BUILDER)
     dags: dict[str, DAG] = {}
     for drill in catalogue.of_kind(kind):
-        dag = builder.build_dag(drill, catalogue)
+        dag = builder(drill, catalogue)
         dags[dag.dag_id] = dag
+    return dags
+
+
+def build_all_dags() -> dict[str, DAG]:
+    """The DAGs of every registered kind (``dags/dr_drills.py``): the catalogue is read once for all of them."""
+    catalogue = current_catalogue()
+    dags: dict[str, DAG] = {}
+    for kind in registry.names():
+        dags.update(build_dags(kind, catalogue))
     return dags

@@ -2,7 +2,7 @@
 
 Rules this module enforces:
 - when a run of a drill DAG (``dr_<kind>__<name>``, a kind of
-  ``catalogue.models.KINDS``) fails and the ledger holds no ``drill`` record for that
+  ``drills.registry``) fails and the ledger holds no ``drill`` record for that
   run, the failure callback writes one: verdict ERROR, finding
   ``DRILL_NOT_RUN``, identified by the failed task (dag_id, run_id, task_id,
   map_index, try), so the ledger has a record for every run that started;
@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 
 def drill_of(dag_id: str) -> tuple[str, str] | None:
     """(kind, name) of a drill DAG id, or None for any other DAG."""
-    from drillbook.catalogue.models import KINDS
+    from drillbook.drills import registry
 
     if not dag_id.startswith("dr_") or "__" not in dag_id:
         return None
     kind, name = dag_id[3:].split("__", 1)
-    return (kind, name) if kind in KINDS else None
+    return (kind, name) if kind in registry.kinds() else None
 
 
 def failure_cause(ti: Any, *, reason: str | None, exception: str | None) -> str:

@@ -26,13 +26,13 @@ KIND = "negative"
 
 def _doc(drill: Any) -> str:
     from drillbook.catalogue.common import format_duration
-    from drillbook.drills.negative import EXPECTED
+    from drillbook.drills.negative import expected
 
     assert drill.negative is not None
     return "\n".join([
         f"Fire alarm check for the {drill.kind} drill `{drill.name}`, once every {format_duration(drill.negative.every)}: "
         "the drill runs through its own code against a broken input drillbook makes itself, and must turn red with "
-        f"{' or '.join(f'`{c}`' for c in sorted(EXPECTED[drill.kind]))} and deliver its page (labelled NEGATIVE DRILL).",
+        f"{' or '.join(f'`{c}`' for c in sorted(expected(drill.kind)))} and deliver its page (labelled NEGATIVE DRILL).",
         "",
         "`NEGATIVE_DRILL_PASSED` proves the detector and the page path; `DETECTOR_BLIND` (critical) means on-call would "
         "not have been told.",
@@ -45,8 +45,8 @@ def provoke_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> An
     import tempfile
     from pathlib import Path
 
-    from drillbook.airflow.alert_path import AirflowPathClients
     from drillbook.airflow.runtime import ledger_for, notifier_for, resolve_dsn, run_context
+    from drillbook.drills.alert_path.dag import AirflowPathClients
     from drillbook.drills.negative import ClientResources, run_negative
 
     log = logging.getLogger(__name__)

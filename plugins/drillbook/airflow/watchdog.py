@@ -15,10 +15,9 @@ Rules this module enforces:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from drillbook.reporting.digest import PRESET_NAMES
+from drillbook.airflow.factory import DagSubject, drill_dag
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -39,16 +38,14 @@ ledger's hash chain verifies. The scorecard is also written to the ledger as a `
 
 def digest_names(schedules: list[str]) -> dict[str, str]:
     """``{dag_id: schedule}`` of the digest DAGs."""
+    # from catalogue.common, not the digest module: that one pulls in the ledger, which parsing does not need
+    from drillbook.catalogue.common import PRESET_NAMES
+
     out: dict[str, str] = {}
     for n, schedule in enumerate(schedules, 1):
         name = PRESET_NAMES.get(schedule.strip(), f"custom_{n}")
         out[f"dr_digest__{name}"] = schedule
     return out
-
-
-def _pseudo_drill(kind: str, name: str, schedule: str, description: str) -> Any:
-    """What factory.drill_dag reads from a drill, for DAGs that are not one drill."""
-    return SimpleNamespace(kind=kind, name=name, schedule=schedule, description=description, owner=None, controls=[], retries=None)
 
 
 def _now_of(context: dict[str, Any]) -> datetime:
@@ -63,11 +60,10 @@ def _now_of(context: dict[str, Any]) -> datetime:
 def build_watchdog_dag(catalogue: Catalogue) -> DAG:
     from airflow.sdk import task
 
-    from drillbook.airflow.factory import drill_dag
-
     schedule = catalogue.defaults.watchdog.schedule
-    pseudo = _pseudo_drill("watchdog", "watchdog", schedule, "Pages on-call when a drill did not run, never verifies or went stale.")
-    with drill_dag(pseudo, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
+    subject = DagSubject(kind="watchdog", name="watchdog", schedule=schedule,
+                         description="Pages on-call when a drill did not run, never verifies or went stale.")
+    with drill_dag(subject, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
 
         @task(task_id="watchdog")
         def watchdog(**context: Any) -> dict[str, Any]:
@@ -89,10 +85,9 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
 def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG:
     from airflow.sdk import task
 
-    from drillbook.airflow.factory import drill_dag
-
-    pseudo = _pseudo_drill("digest", dag_id.split("__", 1)[1], schedule, f"Scorecard digest ({schedule}) for the digest channel.")
-    with drill_dag(pseudo, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
+    subject = DagSubject(kind="digest", name=dag_id.split("__", 1)[1], schedule=schedule,
+                         description=f"Scorecard digest ({schedule}) for the digest channel.")
+    with drill_dag(subject, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
 
         @task(task_id="digest")
         def digest(**context: Any) -> dict[str, Any]:

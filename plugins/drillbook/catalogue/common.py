@@ -6,6 +6,7 @@ error, never silently ignored.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import os
 import re
@@ -80,14 +81,25 @@ PRESETS: dict[str, str] = {
 }
 
 
+#: schedule preset -> the digest's name for its period (``dr_digest__daily``)
+PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
+                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
+
+
 def cron_of(schedule: str) -> str:
     """Return the cron expression for a schedule string (presets expanded)."""
     return PRESETS.get(schedule.strip(), schedule.strip())
 
 
-def validate_schedule(value: str) -> str:
+@functools.lru_cache(maxsize=1024)
+def _cron_is_valid(value: str) -> bool:
+    # croniter expands every field to check it (0.3 ms a drill); a 1,000-drill catalogue repeats a few schedules
     from croniter import croniter
 
+    return bool(croniter.is_valid(value))
+
+
+def validate_schedule(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a cron expression or one of {sorted(PRESETS)}, got {value!r}")
     value = value.strip()
@@ -95,7 +107,7 @@ def validate_schedule(value: str) -> str:
         if value not in PRESETS:
             raise ValueError(f"unknown schedule preset {value!r}; expected one of {sorted(PRESETS)}")
         return value
-    if len(value.split()) != 5 or not croniter.is_valid(value):
+    if len(value.split()) != 5 or not _cron_is_valid(value):
         raise ValueError(f"invalid cron expression {value!r}: expected 5 fields like '0 3 * * *'")
     return value
 
@@ -191,6 +203,7 @@ class NegativeSpec(StrictModel):
 class DrillBase(StrictModel):
     """Fields every drill carries, whatever its kind."""
 
+    kind: str  # each kind's model narrows this to Literal["<its name>"] (the catalogue's discriminator)
     name: str
     description: str = ""
     schedule: Schedule

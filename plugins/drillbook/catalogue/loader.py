@@ -13,6 +13,7 @@ read only through ``catalogue.reader`` (size, encoding, depth and alias bounds).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from drillbook.catalogue.common import DEFAULT_CATALOGUE
-from drillbook.catalogue.models import Catalogue, Drill
+from drillbook.catalogue.models import Catalogue, catalogue_model, drill_union
 from drillbook.catalogue.reader import FileProblem, read_yaml
+from drillbook.drills import registry
 from drillbook.errors import CatalogueError
 
 Loc = tuple[str | int, ...]
@@ -82,16 +84,22 @@ class _LineMap:
     def clean_loc(self, loc: Loc) -> Loc:
         path: Loc = ()
         tail: Loc = ()
+        tags = _union_tags()
         for part in loc:
             if path + (part,) in self.lines:
                 path = path + (part,)
-            elif isinstance(part, str) and part in {"backup_restore", "data_quality", "certificates", "alert_path", "slack", "sns_sqs", "webhook"}:
+            elif isinstance(part, str) and part in tags:
                 continue  # discriminated-union tag
             elif isinstance(part, str) and ("[" in part or part.startswith("function-")):
                 continue  # pydantic's internal validator names
             else:
                 tail = tail + (part,)
         return path + tail
+
+
+def _union_tags() -> set[str]:
+    """Discriminator values pydantic puts into error locations: every kind's name and its inner tags."""
+    return {tag for kind in registry.kinds().values() for tag in (kind.name, *kind.tags)}
 
 
 _MAX_MESSAGE = 400  # a message quotes the bad value; a hostile file's value may be megabytes
@@ -182,14 +190,15 @@ def _drill_errors(item: Any) -> tuple[list[Any], bool]:
         return errors + [e for e in exc.errors() if (tuple(e["loc"]), e["msg"]) not in seen], False
 
 
-_ADAPTER: TypeAdapter[Any] | None = None
+_ADAPTER: tuple[int, TypeAdapter[Any]] | None = None
 
 
 def _drill_adapter() -> TypeAdapter[Any]:
+    """One drill entry's validator, built again when the registered kinds change."""
     global _ADAPTER
-    if _ADAPTER is None:
-        _ADAPTER = TypeAdapter(Drill)
-    return _ADAPTER
+    if _ADAPTER is None or _ADAPTER[0] != registry.generation():
+        _ADAPTER = (registry.generation(), TypeAdapter(drill_union()))
+    return _ADAPTER[1]
 
 
 def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
@@ -201,14 +210,21 @@ def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
 
 
 def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
-                   gx_check: bool = False) -> Catalogue:
+                   gx_suites: bool | None = None, _data_sink: Callable[[Any], None] | None = None) -> Catalogue:
     """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
 
     Every kind of problem is collected in one run: YAML duplicates, schema
     errors, cross-field rules (also of drills that have unknown keys), and the
-    file checks (references, suites) of every drill that validates. ``gx_check``: build every suite
-    with Great Expectations too (the entry point decides: the CLI does, a DAG-file parse does not).
+    file checks (references, suites) of every drill that validates. The suite
+    check builds every expectation with Great Expectations only with
+    ``gx_suites=True`` (or ``DRILLBOOK_SUITE_CHECK=gx`` when ``gx_suites`` is
+    None); ``Catalogue.gx_suites_checked`` tells which ran. ``_data_sink`` receives
+    the parsed document of a catalogue that loaded without problems (the compiled cache).
     """
+    if gx_suites is None:
+        from drillbook.drills.data_quality.suites import gx_check_wanted
+
+        gx_suites = gx_check_wanted()
     file = resolve_catalogue_path(path)
     name = str(file)
     lines = _LineMap()
@@ -236,11 +252,12 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
                 else:
                     first_seen[dname] = line
 
+    model = catalogue_model()
     catalogue: Catalogue | None = None
     checked: Catalogue | None = None
     index_of: list[int] = []  # position in ``checked.drills`` -> position in the file
     try:
-        catalogue = Catalogue.model_validate(data)
+        catalogue = model.model_validate(data)
         checked, index_of = catalogue, list(range(len(catalogue.drills)))
     except ValidationError as exc:
         drill_errors = [e for e in exc.errors() if len(e["loc"]) >= 2 and e["loc"][0] == "drills" and isinstance(e["loc"][1], int)]
@@ -257,15 +274,16 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
                     good.append(_strip(item, _unknown_keys(item, errors)))
                     index_of.append(index)
             try:  # the file checks still run for the drills that are valid
-                checked = Catalogue.model_validate({"drills": good})
+                checked = model.model_validate({"drills": good})
             except ValidationError:
                 checked = None
 
     if checked is not None:
         checked._path = file
+        checked._gx_suites = gx_suites
         from drillbook.catalogue.checks import run_checks
 
-        for loc, msg in run_checks(checked, gx_check=gx_check):
+        for loc, msg in run_checks(checked):
             if len(loc) >= 2 and loc[0] == "drills" and isinstance(loc[1], int) and loc[1] < len(index_of):
                 loc = ("drills", index_of[loc[1]], *loc[2:])
             problems.append((lines.line_of(loc), f"{_format_loc(loc)}: {msg}"))
@@ -274,4 +292,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
         unique = sorted(dict.fromkeys(problems), key=lambda p: p[0])
         raise CatalogueError([f"{name}:{ln}: {_cap(text_)}" for ln, text_ in unique])
     assert catalogue is not None
+    catalogue._path, catalogue._gx_suites = file, gx_suites
+    if _data_sink is not None:
+        _data_sink(data)
     return catalogue

@@ -1,23 +1,34 @@
-"""The catalogue document: defaults plus a list of drills of four kinds."""
+"""The catalogue document: defaults plus a list of drills, one model per registered drill kind.
+
+Rule: the kinds are the registry's (``drillbook.drills.registry``); nothing here
+names one. ``Catalogue`` validates against the union of the registered kinds'
+models, rebuilt by ``catalogue_model()`` when a kind is registered later.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Union
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from drillbook.catalogue.alert_path import AlertPathDrill
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
-from drillbook.catalogue.certificates import CertificatesDrill
-from drillbook.catalogue.common import ConnId, Duration, StrictModel
-from drillbook.catalogue.data_quality import DataQualityDrill
+from drillbook.catalogue.common import ConnId, DrillBase, Duration, StrictModel
+from drillbook.drills import registry
 
-Drill = Annotated[
-    BackupRestoreDrill | DataQualityDrill | CertificatesDrill | AlertPathDrill,
-    Field(discriminator="kind"),
-]
-KINDS = ("backup_restore", "data_quality", "certificates", "alert_path")
+
+def drill_union() -> Any:
+    """The discriminated union of every registered kind's model (the type of one ``drills:`` entry)."""
+    models = tuple(kind.model for kind in registry.kinds().values())
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007 - a runtime tuple of models
+
+
+#: One catalogue entry: statically the base every kind's model derives from; validated as ``drill_union()``.
+Drill = DrillBase
+
+
+def kind_names() -> tuple[str, ...]:
+    """The registered kinds, in registration order."""
+    return registry.names()
 
 
 class SlackDefaults(StrictModel):
@@ -64,9 +75,16 @@ class Defaults(StrictModel):
 class Catalogue(StrictModel):
     version: int = 1
     defaults: Defaults = Field(default_factory=Defaults)
-    drills: list[Drill] = Field(default_factory=list)
+    drills: list[drill_union()] = Field(default_factory=list)  # type: ignore[valid-type]
 
     _path: Path | None = PrivateAttr(default=None)
+    #: whether the suite checks built every expectation with GX (``load_catalogue(..., gx_suites=True)``);
+    #: False means only the structural suite checks ran, and ``drillbook validate`` says so
+    _gx_suites: bool = PrivateAttr(default=False)
+
+    @property
+    def gx_suites_checked(self) -> bool:
+        return self._gx_suites
 
     @property
     def path(self) -> Path | None:
@@ -94,3 +112,16 @@ class Catalogue(StrictModel):
 
     def max_unverified_of(self, drill: Drill) -> float:
         return drill.max_unverified or self.defaults.max_unverified
+
+
+_built_for = registry.generation()
+
+
+def catalogue_model() -> type[Catalogue]:
+    """``Catalogue``, its drill union rebuilt first if a kind was registered since the last call."""
+    global _built_for
+    if _built_for != registry.generation():
+        Catalogue.model_fields["drills"].annotation = list[drill_union()]  # type: ignore[misc,assignment]
+        Catalogue.model_rebuild(force=True)
+        _built_for = registry.generation()
+    return Catalogue

@@ -19,14 +19,19 @@ from collections.abc import Sequence
 from drillbook import __version__
 from drillbook.cli.validate import cmd_validate as _cmd_validate
 
-#: ``drillbook run <name>`` -> module with configure_parser(parser) and main(args) -> int
-RUN_COMMANDS = {
-    "backup-restore": ("drillbook.cli.run_backup_restore", "restore the newest backup into scratch and verify it"),
-    "data-quality": ("drillbook.cli.run_data_quality", "validate a table with a Great Expectations suite"),
-    "certificates": ("drillbook.cli.run_certificates", "check certificate expiry on endpoints, files and ACM"),
-    "alert-path": ("drillbook.cli.run_alert_path", "send a test alert down each path and prove it arrived"),
+GENERIC_RUN = "drillbook.cli.run_generic"  # ``drillbook run <kind> --drill NAME`` for a kind without a CLI of its own
+#: run commands that are not a drill kind: the negative drill runs a drill of any kind on broken input
+META_RUN_COMMANDS = {
     "negative": ("drillbook.cli.run_negative", "run a drill's negative drill: prove it turns red on broken input"),
 }
+
+
+def run_commands() -> dict[str, tuple[str, str]]:
+    """``drillbook run <name>`` -> (module with configure_parser(parser) and main(args) -> int, help): the registry's kinds, then the meta-drills."""
+    from drillbook.drills import registry
+
+    commands = {kind.command: (kind.cli or GENERIC_RUN, kind.summary) for kind in registry.kinds().values()}
+    return {**commands, **META_RUN_COMMANDS}
 
 
 def _cmd_findings(args: argparse.Namespace) -> int:
@@ -51,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a catalogue; print every problem as file:line: key: message")
     p.add_argument("path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    p.add_argument("--suites", action="store_true",
+                   help="also build every expectation of every suite with Great Expectations (imports GX: seconds)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("findings", help="list the finding codes")
@@ -59,12 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one drill now, from the catalogue or ad hoc")
     run_sub = run.add_subparsers(dest="drill_kind", metavar="KIND", required=True)
-    for name, (module, help_text) in RUN_COMMANDS.items():
+    for name, (module, help_text) in run_commands().items():
         # the run modules import only argparse at top level; drills load inside main()
         mod = importlib.import_module(module)
         rp = run_sub.add_parser(name, help=help_text)
         mod.configure_parser(rp)
-        rp.set_defaults(func=mod.main)
+        rp.set_defaults(func=mod.main, drill_kind=name.replace("-", "_"))
 
     from drillbook.cli import doctor, ledger_cmds, outbox, reference, watchdog
 

@@ -27,7 +27,7 @@ def load_catalogue_for(args: argparse.Namespace, path: Any = None) -> Any:
 
     settings = settings_of(args)
     file = resolve_catalogue_path(path or getattr(args, "catalogue", None), configured=settings.catalogue)
-    return load_catalogue(file, gx_check=settings.suite_check_for("cli"))
+    return load_catalogue(file, gx_suites=settings.suite_check_for("cli"))
 
 
 def resolver_of(args: argparse.Namespace) -> Any:

@@ -146,7 +146,7 @@ def _drill(doc: Doctor, drill: Any, base_dir: Path, newest_restore: int | None) 
         doc.add("warn", f"{name} server major", f"scratch is PostgreSQL {scratch_major}, source {source_major}",
                 "restore into a scratch server of the source's major (SERVER_MAJOR_MISMATCH otherwise)")
     location = drill.backup.location
-    if not drill.backup.is_s3 and not drill.backup.is_live:
+    if location is not None and not drill.backup.is_s3 and not drill.backup.is_live:
         path = resolve_relative(location, base_dir)
         if path.exists():
             doc.add("ok", f"{name} backup location", f"{path} exists")

@@ -178,6 +178,10 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from drillbook.cli.config import settings_of
     from drillbook.ledger.checkpoint import CheckpointSettings
 
+    if getattr(args, "pack", None):  # offline: no database, no configuration
+        from drillbook.cli.auditor import cmd_verify_pack
+
+        return cmd_verify_pack(args)
     settings = CheckpointSettings.from_settings(settings_of(args))
     if args.file:
         from drillbook.ledger import checkpoint as cpmod
@@ -210,12 +214,15 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     else:
         with _ledger(args) as ledger:
             try:
-                report = ledger.verify(expect_head=args.expect_head, checkpoints=settings)
+                report = ledger.verify(expect_head=args.expect_head, checkpoints=settings, full=args.full)
             except ValueError as exc:
                 _err(str(exc))
                 return EXIT_USAGE
         subject = "ledger"
         intact = "chain intact"
+        if report.since_seq is not None:
+            intact = (f"chain intact after the trusted signed checkpoint seq={report.since_seq} (incremental; "
+                      "`--full` re-hashes every record)")
     for note in report.notes:
         print(f"  {note}")
     if report.ok:
@@ -237,18 +244,22 @@ def _print_table(rows: Any, header: tuple[str, ...]) -> int:
         if len(first) >= _WIDTH_SAMPLE:
             break
     widths = [max([len(h)] + [len(r[i]) for r in first]) for i, h in enumerate(header)]
+    template = "  ".join(f"{{:<{w}}}" for w in widths)  # one format per line, like ljust per cell
+    out = sys.stdout
 
     def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        return template.format(*row).rstrip() + "\n"
 
-    print(line(header))
-    print(line(tuple("-" * w for w in widths)))
-    for row in first:
-        print(line(row))
-        count += 1
-    for row in rows:
-        print(line(row))
-        count += 1
+    out.write(line(header) + line(tuple("-" * w for w in widths)))
+    for source in (first, rows):
+        lines: list[str] = []
+        for row in source:
+            lines.append(line(row))
+            count += 1
+            if len(lines) >= 500:
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines))
     return count
 
 
@@ -333,7 +344,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
 
 
 def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
-    """Add ``verify``, ``list``, ``export`` and ``show`` under ``drillbook evidence``."""
+    """Add ``verify``, ``list``, ``export``, ``show`` and the auditors' views (``drillbook.cli.auditor``) under ``drillbook evidence``."""
     sub = parser.add_subparsers(dest="evidence_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("verify", help="walk the hash chain and compare it with the newest checkpoint; exit 1 on "
@@ -342,7 +353,16 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
     p.add_argument("--expect-head", metavar="SEQ:HASH",
                    help="head printed by an earlier verify (SEQ:HASH, or a hash prefix of >= 12 hex digits)")
+    p.add_argument("--full", action="store_true",
+                   help="re-hash every record from seq 1 (default: only records after the newest checkpoint signed "
+                        "with the trusted key; without one the walk is full anyway)")
+    p.add_argument("--pack", help="verify an evidence pack (zip) offline: no database or configuration needed")
+    p.add_argument("--public-key", help="with --pack: the Ed25519 public key (hex, base64, PEM or a file) the pack must be signed by")
     p.set_defaults(func=cmd_evidence_verify)
+
+    from drillbook.cli import auditor
+
+    auditor.configure(sub)
 
     p = sub.add_parser("checkpoint", help="sign the chain head (Ed25519) and store the checkpoint")
     _add_dsn(p)

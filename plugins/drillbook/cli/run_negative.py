@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     notifier = resolver_of(args).notifier(catalogue=catalogue, ledger=ledger)
     if not args.json:
         common.out(f"negative drill of {drill.kind} drill {drill.name!r}: expecting red with "
-                   f"{' or '.join(sorted(negative.EXPECTED[drill.kind]))} and a delivered page")
+                   f"{' or '.join(sorted(negative.expected(drill.kind)))} and a delivered page")
     # A stop signal mid-run records DRILL_INTERRUPTED (ERROR), never the DETECTOR_BLIND that judging an
     # interrupted inner run would give: the detector was not tested, which is neither a pass nor blindness.
     resources = negative.ClientResources(dsn=resolver_of(args).postgres_dsn, clients=EnvPathClients(resolver_of(args)))

@@ -49,7 +49,9 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, floa
         from drillbook.cli.config import resolver_of
 
         drill = load_catalogue_for(args).drill(args.drill)
-        if drill.kind != "backup_restore":
+        from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
+
+        if not isinstance(drill, BackupRestoreDrill):
             raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not backup_restore")
         drill_name, max_age = drill.name, float(drill.scratch.max_age)
         ephemeral = drill.restore.target == "ephemeral"

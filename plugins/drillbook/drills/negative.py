@@ -37,51 +37,19 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from drillbook.drills import registry as _registry
 from drillbook.result import DrillResult, Verdict
 
 KIND = "negative"
 LABEL = "NEGATIVE DRILL (expected red, no action needed)"
-EXPECTED: dict[str, frozenset[str]] = {
-    "backup_restore": frozenset({"ARCHIVE_TRUNCATED"}),
-    "certificates": frozenset({"CERT_EXPIRED"}),
-    "alert_path": frozenset({"ALERT_PATH_UNREACHABLE", "ALERT_NOT_DELIVERED"}),
-    "data_quality": frozenset({"DQ_EXPECTATION_FAILED"}),
-}
 CLOSED_PORT_CONN = "drillbook_negative_closed_port"
 IMPOSSIBLE_SUITE = "drillbook_negative_impossible"
 
 
-class Resources(Protocol):
-    """What a negative drill needs from its entry point (the CLI or an Airflow task)."""
-
-    def dsn(self, conn_id: str) -> str: ...
-
-    def slack(self, conn_id: str) -> Any: ...
-
-    def aws(self, conn_id: str, service: str, region: str | None) -> Any: ...
-
-    def http(self, conn_id: str) -> Any: ...
-
-
-class ClientResources:
-    """``Resources`` from a DSN resolver and alert-path clients: each entry point passes its own backends."""
-
-    def __init__(self, *, dsn: Callable[[str], str], clients: Any):
-        self._dsn, self._clients = dsn, clients
-
-    def dsn(self, conn_id: str) -> str:
-        return self._dsn(conn_id)
-
-    def slack(self, conn_id: str) -> Any:
-        return self._clients.slack(conn_id)
-
-    def aws(self, conn_id: str, service: str, region: str | None) -> Any:
-        return self._clients.aws(conn_id, service, region)
-
-    def http(self, conn_id: str) -> Any:
-        return self._clients.http(conn_id)
+Resources = _registry.Resources
+ClientResources = _registry.ClientResources
 
 
 @dataclass
@@ -232,10 +200,10 @@ class _ClosedPortClients:
         return Connection(conn_id=conn_id, conn_type="http", host="127.0.0.1", port=self.port, schema="http")
 
 
-# --- the inner runs --------------------------------------------------------------------------
-def _run_backup_restore(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
+# --- the inner runs (each kind names its own in its DrillKind.negative) --------------------------------------------------------------------------
+def broken_backup_restore(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
                         on_phase: Callable[..., None] | None) -> DrillResult:
-    from drillbook.catalogue.backup_restore import BackupSpec
+    from drillbook.drills.backup_restore.catalogue import BackupSpec
     from drillbook.drills.backup_restore.drill import run_backup_restore
 
     broken = _truncated_backup(drill, work_dir=work_dir, base_dir=base_dir, resources=resources)
@@ -245,10 +213,10 @@ def _run_backup_restore(drill: Any, *, work_dir: Path, base_dir: Path | None, re
                               work_dir=work_dir / "restore", base_dir=base_dir, previous={}, on_phase=on_phase)
 
 
-def _run_certificates(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
+def broken_certificates(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
                       on_phase: Callable[..., None] | None) -> DrillResult:
-    from drillbook.catalogue.certificates import CertificatesDrill, EndpointSpec
     from drillbook.drills.certificates import run_certificates
+    from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 
     cert, key = _expired_certificate(work_dir)
     with _tls_listener(cert, key) as port:
@@ -261,10 +229,10 @@ def _run_certificates(drill: Any, *, work_dir: Path, base_dir: Path | None, reso
     return results[0]
 
 
-def _run_alert_path(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
+def broken_alert_path(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
                     on_phase: Callable[..., None] | None) -> DrillResult:
-    from drillbook.catalogue.alert_path import AlertPathDrill
     from drillbook.drills.alert_path import run_path
+    from drillbook.drills.alert_path.catalogue import AlertPathDrill
 
     variant = AlertPathDrill.model_validate({
         "name": drill.name, "kind": "alert_path", "schedule": drill.schedule, "controls": list(drill.controls),
@@ -276,7 +244,7 @@ def _run_alert_path(drill: Any, *, work_dir: Path, base_dir: Path | None, resour
                     on_phase=on_phase)
 
 
-def _run_data_quality(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
+def broken_data_quality(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
                       on_phase: Callable[..., None] | None) -> DrillResult:
     from drillbook.drills.data_quality import run_data_quality
 
@@ -290,24 +258,23 @@ def _run_data_quality(drill: Any, *, work_dir: Path, base_dir: Path | None, reso
                             sensitive=drill.sensitive_columns, controls=drill.controls, on_phase=on_phase)
 
 
-_RUNNERS = {
-    "backup_restore": _run_backup_restore,
-    "certificates": _run_certificates,
-    "alert_path": _run_alert_path,
-    "data_quality": _run_data_quality,
-}
+def expected(kind: str) -> frozenset[str]:
+    """The codes the negative drill of ``kind`` must turn red with (its ``DrillKind.expected_negative``)."""
+    return _registry.get(kind).expected_negative
 
 
 def provoke(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
             on_phase: Callable[..., None] | None = None) -> Inner:
     """Run ``drill`` against its broken input; the result is labelled as a negative drill's."""
-    if drill.kind not in _RUNNERS:
-        raise ValueError(f"drill kind {drill.kind!r} has no negative drill; expected one of {sorted(_RUNNERS)}")
+    kind = _registry.get(drill.kind)
+    if kind.negative is None or not kind.expected_negative:
+        able = sorted(k.name for k in _registry.kinds().values() if k.negative)
+        raise ValueError(f"drill kind {drill.kind!r} has no negative drill; expected one of {able}")
     work_dir.mkdir(parents=True, exist_ok=True)
-    result = _RUNNERS[drill.kind](drill, work_dir=work_dir, base_dir=base_dir, resources=resources, on_phase=on_phase)
+    result = _registry.load(kind.negative)(drill, work_dir=work_dir, base_dir=base_dir, resources=resources, on_phase=on_phase)
     labelled = result.model_copy(update={"target": f"{LABEL} · {result.target}",
                                          "details": {**result.details, "negative_drill": True}})
-    return Inner(result=labelled, expected=EXPECTED[drill.kind])
+    return Inner(result=labelled, expected=expected(drill.kind))
 
 
 def judge(drill: Any, inner: Inner | None, *, page_delivered: bool, page_detail: str,

@@ -73,6 +73,9 @@ class VerifyReport:
     head_hash: str | None = None  # hash of the last record checked (the chain's head when ok)
     head_seq: int | None = None
     notes: tuple[str, ...] = ()  # what else was checked: guards, checkpoint, in words
+    #: incremental verify: the seq of the trusted signed checkpoint the walk started from (records up to it
+    #: were not re-hashed); None for a full verify from seq 1
+    since_seq: int | None = None
 
     @property
     def exit_code(self) -> int:

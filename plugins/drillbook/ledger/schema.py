@@ -87,11 +87,29 @@ CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION drillbook_evidence_refuse_change();
 """
 
+# Version 4: the finding codes of each record as a stored generated column, so `evidence list` reads a short
+# text instead of parsing every row's result JSON (16x a count(*) of the same rows before). PostgreSQL
+# derives it from ``result`` on every insert (no role can write it); it is not hashed and not evidence,
+# only a display aid. The function never raises (a result without a findings array gives ''), so it can
+# never refuse a record, and its search_path is pinned like the seal's.
+_V4 = f"""
+CREATE FUNCTION drillbook_finding_codes(result json) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $body$
+    SELECT coalesce(string_agg(f.value ->> 'code', ',' ORDER BY f.n), '')
+    FROM json_array_elements(CASE WHEN json_typeof(result -> 'findings') = 'array' THEN result -> 'findings' END)
+         WITH ORDINALITY AS f(value, n)
+    WHERE json_typeof(f.value) = 'object'
+$body$;
+ALTER TABLE {TABLE} ADD COLUMN finding_codes text GENERATED ALWAYS AS (drillbook_finding_codes(result)) STORED;
+"""
+
 # (version, description, SQL). Append new migrations; never edit an applied one.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "evidence table, indexes, append-only triggers", _V1),
     (2, "database seals each record (seq, prev_hash, recorded_at, hash); signed checkpoints", seal.V2_SQL),
     (3, "the seal runs with a pinned search_path, whatever the writer's session sets", seal.V3_SQL),
+    (4, "finding codes as a stored generated column for evidence list", _V4),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 #: The oldest schema drillbook still reads and writes: an upgrade must not stop evidence from being recorded

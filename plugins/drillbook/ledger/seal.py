@@ -61,6 +61,9 @@ SELECT '{"controls":' || array_to_json(r.controls)::text
     || '}'
 """
 
+#: The canonical-text expression alone (over a row aliased ``r``), for queries that stream it: verify.
+TEXT_EXPRESSION = _TEXT_BODY.strip().removeprefix("SELECT ")
+
 _SEAL_BODY = f"""
 DECLARE
     tail_seq  bigint;

@@ -367,8 +367,11 @@ class Ledger:
 
     # -- checking ---------------------------------------------------------------------------
     def verify(self, *, expect_head: str | None = None, batch: int = 2000,
-               checkpoints: CheckpointSettings | None = None) -> VerifyReport:
-        """Walk the whole chain, compare it with the newest checkpoint and check the guards.
+               checkpoints: CheckpointSettings | None = None, full: bool = False) -> VerifyReport:
+        """Walk the chain, compare it with the newest checkpoint and check the guards.
+
+        Incremental (from the newest checkpoint signed with the trusted key) unless ``full``; see
+        ``drillbook.ledger.audit.verify_ledger``.
 
         ``expect_head``: ``SEQ:HASH`` (or a hash prefix) reported by an earlier verify. ``checkpoints``:
         trusted key and outside copy (default: from the environment, see ``drillbook.ledger.checkpoint``).
@@ -377,7 +380,7 @@ class Ledger:
 
         self._ensure_schema()
         return verify_ledger(self._conn, _T, _VERIFY_COLUMNS, expect_head=expect_head, batch=batch,
-                             settings=checkpoints or CheckpointSettings.from_env())
+                             settings=checkpoints or CheckpointSettings.from_env(), full=full)
 
     def newest_checkpoint(self, *, source_prefix: str = "") -> Checkpoint | None:
         """The newest checkpoint stored in the database whose source starts with ``source_prefix``."""

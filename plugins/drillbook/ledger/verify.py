@@ -21,6 +21,14 @@ Rules this module enforces:
   chain, ``rewritten`` when the record at its seq has another hash. With
   ``expect_head`` given as ``SEQ:HASH`` the same two words are used; a bare
   hash that is missing is reported without guessing which of the two;
+- ``walk_stream`` is the same walk over what ``drillbook.ledger.audit`` streams
+  from the database with one binary ``COPY``: (seq, prev_hash, hash,
+  canonical recorded_at, the UTF-8 bytes of ``prev_hash`` + canonical text,
+  built by PostgreSQL from the stored columns in the query drillbook sends,
+  not by a function stored in the database). Python only hashes those bytes
+  with hashlib and compares; nothing is decoded or re-encoded per record. It
+  finds the first bad record; the caller then re-reads that record (and the one
+  before) through ``verify_rows`` so the report's wording is the one above;
 - an export filtered by control or time carries link rows (seq, prev_hash,
   hash, ``omitted``) for the records it leaves out, so its chain is
   contiguous from its first row to the head: a row removed from the file is a
@@ -30,9 +38,11 @@ Rules this module enforces:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,19 +142,8 @@ def verify_rows(
         if seq in watch:
             hash_at[seq] = head
         seen_expected = seen_expected or (expected_seq in (None, seq) and head.startswith(expected))
-    done: dict[str, Any] = {"checked": checked, "head_hash": head, "head_seq": prev_seq or None}
-    if checkpoint is not None:
-        problem = compare(checkpoint, last_seq=prev_seq, hash_at_seq=hash_at.get(checkpoint.seq))
-        if problem:
-            return VerifyReport(ok=False, first_bad_seq=min(checkpoint.seq, prev_seq + 1), reason=problem[0],
-                                message=problem[1], **done)
-    if not seen_expected:
-        return VerifyReport(ok=False, first_bad_seq=prev_seq + 1, reason=_head_reason(expected_seq, prev_seq),
-                            message=_head_message(expected_seq, expected, prev_seq, prev_name), **done)
-    return VerifyReport(
-        ok=True, message=f"{checked} records, chain intact" + (f", head seq={prev_seq} {head[:12]}" if head else ""),
-        **done,
-    )
+    walk = Walk(checked=checked, last_seq=prev_seq, head=head, hash_at=hash_at, seen_expected=seen_expected)
+    return finish_walk(walk, checkpoint=checkpoint, expect_head=expect_head, last_name=prev_name)
 
 
 def _ts(value: Any) -> str:
@@ -168,6 +167,68 @@ def _head_message(expected_seq: int | None, expected: str, last_seq: int, last_n
                 f"(seq={last_seq + 1}..{expected_seq}): the chain ends at {last_name}; records were cut from the end")
     return (f"record {expected_seq} no longer has the hash an earlier verify saw ({expected[:12]}…): "
             "the chain was rewritten")
+
+
+# -- the database walk: hash what PostgreSQL streams --------------------------------------------
+@dataclass
+class Walk:
+    """Where ``walk_stream`` stopped: at the end (``bad_seq`` None) or at the first record that fails."""
+
+    checked: int
+    last_seq: int
+    head: str | None
+    bad_seq: int | None = None
+    hash_at: dict[int, str] = field(default_factory=dict)
+    seen_expected: bool = True
+
+
+def walk_stream(rows: Iterable[tuple[int, str, str, str, bytes]], *, start_seq: int = 0,
+                start_hash: str = GENESIS_HASH, start_at: str = "", watch: Iterable[int] = (),
+                expect_head: str | None = None) -> Walk:
+    """Check (seq, prev_hash, hash, recorded_at text, prev_hash+canonical bytes) rows in seq order.
+
+    The same four checks as ``verify_rows`` (gap, link, hash, time order), one comparison each; stops at the
+    first record that fails any of them and names only its seq (``verify_rows`` then words the report).
+    """
+    expected_seq, expected = _expected_head(expect_head)
+    watched = set(watch)
+    sha = hashlib.sha256
+    walk = Walk(checked=0, last_seq=start_seq, head=start_hash if start_seq else None, seen_expected=not expected)
+    prev_seq, prev_hash, prev_at, checked = start_seq, start_hash, start_at, 0
+    for seq, row_prev, digest, at, body in rows:
+        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or sha(body).hexdigest() != digest:
+            walk.bad_seq = seq
+            break
+        checked += 1
+        prev_seq, prev_hash, prev_at = seq, digest, at
+        if seq in watched:
+            walk.hash_at[seq] = digest
+        if expected and not walk.seen_expected and expected_seq in (None, seq) and digest.startswith(expected):
+            walk.seen_expected = True
+    walk.checked, walk.last_seq = checked, prev_seq
+    walk.head = prev_hash if prev_seq else None
+    return walk
+
+
+def finish_walk(walk: Walk, *, checkpoint: Checkpoint | None, expect_head: str | None, last_name: str,
+                offset: int = 0) -> VerifyReport:
+    """The report of a walk that reached the end: compared with the checkpoint and the expected head."""
+    expected_seq, expected = _expected_head(expect_head)
+    prev_seq, head = walk.last_seq, walk.head
+    done: dict[str, Any] = {"checked": walk.checked + offset, "head_hash": head, "head_seq": prev_seq or None}
+    if checkpoint is not None:
+        problem = compare(checkpoint, last_seq=prev_seq, hash_at_seq=walk.hash_at.get(checkpoint.seq))
+        if problem:
+            return VerifyReport(ok=False, first_bad_seq=min(checkpoint.seq, prev_seq + 1), reason=problem[0],
+                                message=problem[1], **done)
+    if not walk.seen_expected:
+        return VerifyReport(ok=False, first_bad_seq=prev_seq + 1, reason=_head_reason(expected_seq, prev_seq),
+                            message=_head_message(expected_seq, expected, prev_seq, last_name), **done)
+    checked = walk.checked + offset
+    return VerifyReport(
+        ok=True, message=f"{checked} records, chain intact" + (f", head seq={prev_seq} {head[:12]}" if head else ""),
+        **done,
+    )
 
 
 # -- offline: re-verify an export file ---------------------------------------------------------

@@ -8,9 +8,21 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   catalogue's timezone; runs below expected are shown, never hidden;
 - pass rate = passing runs / runs; RTO and RPO are shown worst and median
   against the objective the drill recorded;
-- a control is VERIFIED only when every enabled drill mapped to it ran in the
-  period and its newest run passed; any drill that did not run makes it NOT
-  RUN, any newest FAIL/ERROR makes it AT RISK;
+- ``run_digest`` has the database compute all of that (``aggregate_sql``: one
+  statement, counts, ``percentile_cont`` medians, newest run's verdict and
+  finding codes): memory is flat in the period's size. ``aggregate_records``
+  is the same rule over records in hand; a test holds the two equal;
+- the chain is verified incrementally (from the newest trusted signed
+  checkpoint, which the previous digest signed) by every digest except the
+  weekly one, which verifies in full (``evidence verify --full``,
+  ``FULL_VERIFY``): a change to a record older than the newest checkpoint is
+  found by the next weekly digest, not the next daily one;
+- drill and control status follow ``drillbook.evidence.controls.status_of``, the
+  rule of the auditors' controls view: a missed occurrence or a FAIL/ERROR run
+  in the period is EXCEPTIONS, so a drill that ran once of 19 expected times is
+  never VERIFIED; no run is NOT RUN, a newest FAIL/ERROR is AT RISK. Missed
+  occurrences come from ``drillbook.evidence.population`` matched against the
+  start time of each run (one timestamp per run, never a record);
 - the ledger's verify status is part of every scorecard: evidence that does
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
@@ -26,14 +38,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import cron_of, previous_run
+from drillbook.catalogue.common import PRESET_NAMES, cron_of, previous_run
+from drillbook.evidence.controls import status_of
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
-from drillbook.reporting.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
+from drillbook.reporting.scorecard import ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -44,8 +58,17 @@ if TYPE_CHECKING:
     from drillbook.run.context import RunContext
 
 _VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
-PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
-                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
+
+
+#: The weekly digest (``dr_digest__weekly``, in the default ``digest.schedules``) re-hashes the whole chain
+#: (``evidence verify --full``); every other digest walks from the newest trusted signed checkpoint, so it
+#: costs what its period costs (issue 14: daily < 2 s, monthly < 5 s at a million records).
+FULL_VERIFY = ("@weekly",)
+
+
+def full_verify(schedule: str) -> bool:
+    """Whether the digest on ``schedule`` verifies the whole chain (see ``FULL_VERIFY``)."""
+    return schedule in FULL_VERIFY
 
 
 def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
@@ -61,6 +84,18 @@ def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: st
             break
         count += 1
     return count
+
+
+def _missed(catalogue: Catalogue, drill: str, run_times: list[datetime], *, start: datetime, end: datetime) -> int:
+    """Expected occurrences of ``drill`` in [start, end) with no run in their window (the population's rule)."""
+    from drillbook.evidence.population import MISSED, Run, match, series_of
+
+    series = next(s for s in series_of(catalogue) if s.drill == drill and s.kind != "negative")
+    runs = [Run(drill=drill, kind=series.kind, dag_id="", run_id="", first_at=t, last_at=t, verdict="PASS", rows=1,
+                first_seq=0, last_seq=0) for t in sorted(run_times)]
+    occurrences = match(series, runs, start=start, end=end, as_of=end, grace=catalogue.defaults.watchdog.grace,
+                        timezone=catalogue.defaults.timezone)
+    return sum(1 for occ in occurrences if occ.outcome == MISSED)
 
 
 def digest_period(schedule: str, *, end: datetime, timezone: str = "UTC") -> tuple[datetime, datetime]:
@@ -80,47 +115,173 @@ def _worst_median(values: list[float]) -> tuple[float, float] | None:
     return (max(values), float(statistics.median(values))) if values else None
 
 
-def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
-                    verify: VerifyReport | None, title: str = "scorecard") -> Scorecard:
-    """Score every enabled drill and control from the 'drill' records of [start, end)."""
-    drills = [d for d in catalogue.drills if d.enabled]
-    scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
-                                 expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone))
-              for d in drills}
+@dataclass
+class DrillAggregate:
+    """What the scorecard needs of one drill's 'drill' records in the period (SQL or Python computes it)."""
+
+    runs: int = 0
+    passes: int = 0
+    failed: int = 0  # FAIL or ERROR runs
+    run_starts: list[datetime] = field(default_factory=list)  # first record of each run, oldest first
+    newest_verdict: str | None = None
+    open_findings: list[str] = field(default_factory=list)
+    rto: tuple[float, float] | None = None
+    rto_objective: float | None = None
+    rpo: tuple[float, float] | None = None
+    rpo_objective: float | None = None
+
+
+def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str], start: datetime,
+                      end: datetime) -> dict[str, DrillAggregate]:
+    """The per-drill aggregate from records in hand (tests, small inputs); ``aggregate_sql`` is the same in SQL."""
+    names = set(drills)
     runs: dict[str, dict[tuple[str, str], list[LedgerRecord]]] = {}
     for record in records:
-        if record.record_type != "drill" or record.drill not in scores or not (start <= record.recorded_at < end):
+        if record.record_type != "drill" or record.drill not in names or not (start <= record.recorded_at < end):
             continue
         runs.setdefault(record.drill, {}).setdefault((record.dag_id, record.run_id), []).append(record)
+    out: dict[str, DrillAggregate] = {}
     for name, by_run in runs.items():
-        score = scores[name]
+        agg = out[name] = DrillAggregate()
         ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
         verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
-        score.runs, score.passes, score.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        agg.runs, agg.passes, agg.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        agg.failed = sum(1 for v in verdicts if v in ("FAIL", "ERROR"))
+        agg.run_starts = sorted(min(r.recorded_at for r in recs) for recs in ordered)
         newest = ordered[-1]
-        score.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
+        agg.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
         all_records = [r for recs in ordered for r in recs]
         for name_, attr in (("rto", "rto_seconds"), ("rpo", "rpo_seconds")):
             values = [float(v) for r in all_records if (v := (r.result.get("measurements") or {}).get(attr)) is not None]
             objectives = [o for r in all_records if (o := _objective(r.result, name_)) is not None]
-            setattr(score, name_, _worst_median(values))
-            setattr(score, f"{name_}_objective", objectives[-1] if objectives else None)
+            setattr(agg, name_, _worst_median(values))
+            setattr(agg, f"{name_}_objective", objectives[-1] if objectives else None)
+    return out
+
+
+def _number(path: str) -> str:
+    """A JSON number at ``path`` of ``r`` (jsonb) as float8; NULL when absent or not a number."""
+    return f"CASE WHEN jsonb_typeof({path}) = 'number' THEN ({path})::text::float8 END"
+
+
+def _objective_sql(name: str) -> str:
+    seconds, plain = f"r->'objectives'->'{name}_seconds'", f"r->'objectives'->'{name}'"
+    return f"CASE WHEN (r->'objectives') ? '{name}_seconds' THEN {_number(seconds)} ELSE {_number(plain)} END"
+
+
+# One statement, one row per drill: the database reads the period's 'drill' rows through the recorded_at
+# index, parses each result once (jsonb), and hands back counts, worst/median RTO and RPO (percentile_cont),
+# the newest run's verdict and open finding codes. Python never holds the period's records.
+_AGGREGATE_SQL = f"""
+WITH recs AS (
+    SELECT drill, dag_id, run_id, seq, recorded_at,
+           CASE verdict WHEN 'PASS' THEN 0 WHEN 'SKIPPED' THEN 1 WHEN 'FAIL' THEN 2 ELSE 3 END AS rank,
+           max(seq) OVER (PARTITION BY drill, dag_id, run_id) AS run_seq,
+           {_number("r->'measurements'->'rto_seconds'")} AS rto,
+           {_number("r->'measurements'->'rpo_seconds'")} AS rpo,
+           {_objective_sql("rto")} AS rto_objective,
+           {_objective_sql("rpo")} AS rpo_objective,
+           r->'findings' AS findings
+    FROM (SELECT *, result::jsonb AS r FROM {{table}}
+          WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s
+            AND drill = ANY(%(drills)s)) AS period
+),
+runs AS (
+    SELECT drill, dag_id, run_id, max(seq) AS run_seq, max(rank) AS rank, min(recorded_at) AS first_at
+    FROM recs GROUP BY drill, dag_id, run_id
+),
+per_drill AS (
+    SELECT drill, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
+           count(*) FILTER (WHERE rank >= 2) AS failed, array_agg(first_at ORDER BY first_at) AS starts,
+           (array_agg(rank ORDER BY run_seq DESC))[1] AS newest_rank,
+           (array_agg(run_seq ORDER BY run_seq DESC))[1] AS newest_seq
+    FROM runs GROUP BY drill
+),
+measured AS (
+    SELECT drill,
+           max(rto) AS rto_worst, percentile_cont(0.5) WITHIN GROUP (ORDER BY rto) AS rto_median,
+           max(rpo) AS rpo_worst, percentile_cont(0.5) WITHIN GROUP (ORDER BY rpo) AS rpo_median,
+           (array_agg(rto_objective ORDER BY run_seq DESC, seq DESC) FILTER (WHERE rto_objective IS NOT NULL))[1]
+               AS rto_objective,
+           (array_agg(rpo_objective ORDER BY run_seq DESC, seq DESC) FILTER (WHERE rpo_objective IS NOT NULL))[1]
+               AS rpo_objective
+    FROM recs GROUP BY drill
+)
+SELECT p.drill, p.runs, p.passes, p.failed, p.starts, p.newest_rank, m.rto_worst, m.rto_median, m.rto_objective,
+       m.rpo_worst, m.rpo_median, m.rpo_objective,
+       ARRAY(SELECT DISTINCT f->>'code' FROM recs x,
+                 jsonb_array_elements(CASE WHEN jsonb_typeof(x.findings) = 'array' THEN x.findings END) AS f
+             WHERE x.drill = p.drill AND x.run_seq = p.newest_seq AND f->>'code' IS NOT NULL
+               AND (f->>'severity') IS DISTINCT FROM 'info') AS codes
+FROM per_drill p JOIN measured m USING (drill)
+"""
+_RANK_VERDICT = {rank: verdict for verdict, rank in _VERDICT_RANK.items()}
+
+
+def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: datetime) -> dict[str, DrillAggregate]:
+    """``aggregate_records`` computed by PostgreSQL: one row per drill, memory flat in the period's size."""
+    from psycopg.rows import tuple_row
+
+    from drillbook.ledger.schema import TABLE
+
+    out: dict[str, DrillAggregate] = {}
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(_AGGREGATE_SQL.format(table=TABLE), {"start": start, "end": end, "drills": sorted(set(drills))})
+        for (drill, runs, passes, failed, starts, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
+            out[drill] = DrillAggregate(
+                runs=int(runs), passes=int(passes), failed=int(failed), run_starts=list(starts or []),
+                newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                open_findings=sorted(codes or []),
+                rto=(float(rto_w), float(rto_m)) if rto_w is not None else None, rto_objective=rto_o,
+                rpo=(float(rpo_w), float(rpo_m)) if rpo_w is not None else None, rpo_objective=rpo_o)
+    return out
+
+
+def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
+                    verify: VerifyReport | None, title: str = "scorecard",
+                    aggregates: dict[str, DrillAggregate] | None = None) -> Scorecard:
+    """Score every enabled drill and control from the 'drill' records of [start, end).
+
+    ``aggregates`` (from ``aggregate_sql``) replaces ``records``: the digest passes them, tests pass records.
+    """
+    drills = [d for d in catalogue.drills if d.enabled]
+    scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
+                                 expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone))
+              for d in drills}
+    if aggregates is None:
+        aggregates = aggregate_records(records, drills=scores, start=start, end=end)
+    for name, agg in aggregates.items():
+        if name not in scores:
+            continue
+        score = scores[name]
+        score.runs, score.passes, score.newest_verdict = agg.runs, agg.passes, agg.newest_verdict
+        score.failed = agg.failed
+        score.missed = _missed(catalogue, name, agg.run_starts, start=start, end=end)
+        score.open_findings = list(agg.open_findings)
+        score.rto, score.rto_objective, score.rpo, score.rpo_objective = agg.rto, agg.rto_objective, agg.rpo, agg.rpo_objective
     if verify is None:
         ledger_ok, summary, unverifiable = None, "ledger not verified", "ledger not verified"
     elif verify.ok:
-        ledger_ok, summary, unverifiable = True, f"ledger verified: {verify.checked} records, chain intact (head {(verify.head_hash or '')[:12]})", None
+        how = (f"{verify.checked} records after the signed checkpoint seq {verify.since_seq} (incremental)"
+               if verify.since_seq is not None else f"{verify.checked} records")
+        ledger_ok, summary, unverifiable = True, f"ledger verified: {how}, chain intact (head {(verify.head_hash or '')[:12]})", None
     else:
         ledger_ok, summary = False, f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}"
         unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
     for score in scores.values():
         score.unverifiable = unverifiable
+        if score.runs == 0:
+            score.missed = _missed(catalogue, score.drill, [], start=start, end=end)
     controls: list[ControlScore] = []
     for control in sorted({c for d in drills for c in d.controls}):
         members = [scores[d.name] for d in drills if control in d.controls]
-        statuses = {m.status for m in members}
-        status = next((s for s in ("NOT RUN", "AT RISK", UNVERIFIABLE) if s in statuses), "VERIFIED")
-        controls.append(ControlScore(control=control, drills=[m.drill for m in members], expected=sum(m.expected for m in members),
-                                     runs=sum(m.runs for m in members), passes=sum(m.passes for m in members), status=status))
+        latest = [m.newest_verdict for m in members if m.newest_verdict]
+        numbers = {"expected": sum(m.expected for m in members), "runs": sum(m.runs for m in members),
+                   "missed": sum(m.missed for m in members), "failed": sum(m.failed for m in members)}
+        status = status_of(**numbers, newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
+                           unverifiable=unverifiable)
+        controls.append(ControlScore(control=control, drills=[m.drill for m in members], passes=sum(m.passes for m in members),
+                                     status=status, **numbers))
     return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
                      ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 
@@ -167,7 +328,6 @@ def head_text(ledger: Ledger, cp: Checkpoint, previous: Checkpoint | None) -> st
 def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext, schedule: str,
                now: datetime | None = None, checkpoints: CheckpointSettings | None = None) -> Scorecard:
     """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel."""
-    from drillbook.ledger.query import Filter
     from drillbook.notify.render import render_digest
     from drillbook.run.pipeline import replay_spool
 
@@ -178,9 +338,13 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     name = PRESET_NAMES.get(schedule, "custom")
     settings = checkpoints or CheckpointSettings.from_env()
     previous = _previous_digest_head(ledger, settings)  # the head the last digest posted
-    records = ledger.iter_records(Filter.build(since=start, until=end, record_type="drill"))  # streamed
-    scorecard = build_scorecard(catalogue, records, start=start, end=end, verify=ledger.verify(checkpoints=settings),
-                                title=f"{name} scorecard")
+    # Aggregated by the database (never the period's records in Python); the chain walked from the newest
+    # trusted signed checkpoint, or in full by the digests that run `evidence verify --full` (FULL_VERIFY).
+    aggregates = aggregate_sql(ledger.connection, drills=[d.name for d in catalogue.drills if d.enabled],
+                               start=start, end=end)
+    verify = ledger.verify(checkpoints=settings, full=full_verify(schedule))
+    scorecard = build_scorecard(catalogue, (), start=start, end=end, verify=verify, title=f"{name} scorecard",
+                                aggregates=aggregates)
     row = digest_row(scorecard, name=name)
     if not settings.private_key:
         row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))

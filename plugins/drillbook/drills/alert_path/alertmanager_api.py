@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted

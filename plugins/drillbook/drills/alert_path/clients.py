@@ -2,7 +2,7 @@
 
 Used by ``drillbook run alert-path`` and by tests; the Airflow task resolves
 the same connection ids through the provider hooks instead
-(``drillbook.airflow.alert_path``). Rules: clients are built lazily, once per
+(``drillbook.drills.alert_path.dag``). Rules: clients are built lazily, once per
 connection id; every secret is registered with ``redact`` by
 ``drillbook.resources.connections`` before a client sees it; a missing connection raises
 ``ConnectionNotConfigured`` (the drill turns it into ``CONNECTION_MISSING``).

@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from drillbook.catalogue.alert_path import AlertPathDrill, SlackPath, SnsSqsPath, WebhookPath
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import AlertPathDrill, SlackPath, SnsSqsPath, WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.stop import running
 from drillbook.drills.backup_restore.lifetime import Interrupted, stop_on_signals

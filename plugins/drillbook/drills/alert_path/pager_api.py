@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.drills.alert_path.alertmanager_api import short
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted

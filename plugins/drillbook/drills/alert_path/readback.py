@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted

@@ -20,9 +20,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.drills.alert_path import bounded
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.stop import signals_held
 from drillbook.drills.alert_path.webhook_target import WebhookTarget, join_url, read_headers

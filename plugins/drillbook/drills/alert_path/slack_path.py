@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Any
 
-from drillbook.catalogue.alert_path import SlackPath
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import SlackPath
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted

@@ -25,8 +25,8 @@ import logging
 import time
 from typing import Any
 
-from drillbook.catalogue.alert_path import SnsSqsPath
 from drillbook.drills.alert_path.canary import ASCII_LABEL, MARKER, Canary
+from drillbook.drills.alert_path.catalogue import SnsSqsPath
 from drillbook.drills.alert_path.delivery import Delivery, judge
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted

@@ -39,8 +39,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from drillbook.catalogue.alert_path import WebhookPath
 from drillbook.drills.alert_path.canary import Canary
+from drillbook.drills.alert_path.catalogue import WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.readback import read_back as _read_back
 from drillbook.drills.alert_path.webhook_target import WebhookTarget, am_root, join_url, read_headers

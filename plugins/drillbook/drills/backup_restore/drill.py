@@ -7,7 +7,9 @@ Rules this module enforces:
   measure, teardown), each timed; a finding that makes later phases
   meaningless (no backup, digest mismatch, unreadable or truncated archive,
   no fitting tool, restore that did not complete) stops the drill there;
-- RTO is taken after the verify ladder, before measuring and teardown;
+- drillbook's own warm-up (the verify ladder's imports, GX and the suites) is a phase of
+  its own, ``warm-up``, right after the scratch guard, and its seconds are not part of the
+  RTO (see warmup.py); RTO is taken after the verify ladder, before measuring and teardown;
 - a scratch database this call created is dropped before it returns, whatever
   happened (a stop signal included: ``DRILL_INTERRUPTED``); a drop that fails
   after the checks is ``SCRATCH_NOT_DROPPED`` (low), never an ERROR, and the
@@ -28,15 +30,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from drillbook.catalogue.backup_restore import BackupRestoreDrill
 from drillbook.catalogue.common import format_duration, resolve_relative
 from drillbook.drills.backup_restore import audit, isolation, measure, prescan, restore, tools
 from drillbook.drills.backup_restore import fetch as fetch_mod
 from drillbook.drills.backup_restore import locate as locate_mod
 from drillbook.drills.backup_restore.archive import ArchiveInfo, ArchiveProblem, inspect_archive
+from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster
 from drillbook.drills.backup_restore.lifetime import Interrupted, die_with_parent
 from drillbook.drills.backup_restore.scratch import ScratchGuard, SourceUnreachable
+from drillbook.drills.backup_restore.warmup import warm_up
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted, ScratchUnsafe
 from drillbook.resources import pg
@@ -128,6 +131,7 @@ class _Drill:
 
     def locate(self, bin_dir: str | None) -> None:
         spec = self.drill.backup
+        location = spec.location or ""  # a physical backup never reaches this drill (drills.backup_restore.physical)
         with self.b.phase("locate") as ph:
             if spec.is_live:
                 keep_in = spec.keep_live_dumps_in or ""
@@ -153,20 +157,20 @@ class _Drill:
                     self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
                 try:
-                    self.artefact = locate_mod.locate_s3(url=spec.location, pattern=spec.pattern, s3_client=self._s3())
+                    self.artefact = locate_mod.locate_s3(url=location, pattern=spec.pattern, s3_client=self._s3())
                 except fetch_mod.transfer_errors() as exc:  # the store did not answer: not a missing backup, not a crash
                     self.b.find("FETCH_FAILED", f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
                                 subject=spec.location)
                     ph.status, ph.detail = "failed", "the backup store did not answer"
                     self.abort("locate")
             else:
-                self.artefact = locate_mod.locate_local(location=spec.location, pattern=spec.pattern, base_dir=self.base_dir)
+                self.artefact = locate_mod.locate_local(location=location, pattern=spec.pattern, base_dir=self.base_dir)
             self.b.checked()
             if self.artefact is None:
-                where = spec.location
+                where = location
                 if not spec.is_s3 and not spec.is_live:  # say exactly which path was looked at
-                    tried = str(resolve_relative(spec.location, self.base_dir))
-                    where = tried if tried == spec.location else f"{spec.location} (tried {tried})"
+                    tried = str(resolve_relative(location, self.base_dir))
+                    where = tried if tried == location else f"{location} (tried {tried})"
                 where += f" matching {spec.pattern!r}" if spec.pattern else ""
                 self.b.find("BACKUP_MISSING", f"no backup found at {where}", subject=spec.location)
                 ph.status, ph.detail = "failed", "no backup found"
@@ -437,7 +441,17 @@ def run_backup_restore(
     setup task) or None to create and drop one here. ``previous`` is the result
     dict of the last PASS (looked up in ``ledger`` when not given).
     """
-    b = ResultBuilder(kind=KIND, drill=drill.name, target=redact(drill.backup.location), controls=list(drill.controls),
+    if drill.backup.is_physical:  # pgBackRest / Barman: a private cluster recovered from WAL, not a dump restore
+        from drillbook.drills.backup_restore.physical.drill import run_physical
+
+        if previous is None and ledger is not None:
+            try:
+                previous = previous_pass(ledger, drill.name)
+            except Exception as exc:  # no trend is better than no drill
+                log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
+        return run_physical(drill=drill, base_dir=base_dir, previous=previous, on_phase=on_phase, now=now,
+                            reaped_clusters=reaped_clusters, state_dir=work_dir / "physical-state")
+    b = ResultBuilder(kind=KIND, drill=drill.name, target=redact(drill.backup.where), controls=list(drill.controls),
                       objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo},
                       on_phase=on_phase)
     start = now or b.started_at
@@ -450,6 +464,7 @@ def run_backup_restore(
     for name in unregistered:
         b.find("SCRATCH_UNREGISTERED", f"database {name!r} has the scratch prefix but no row in drillbook's scratch "
                "registry: not dropped", subject=name)
+    warm_seconds = 0.0
     try:
         if previous is None and ledger is not None:
             try:
@@ -458,12 +473,14 @@ def run_backup_restore(
                 log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
                 b.details["previous_pass"] = f"not read: {type(exc).__name__}"
         run.scratch(scratch_db)
+        # after the guard (a refusal still ends the drill first), before anything is restored
+        warm_seconds = warm_up(b, suites=list(drill.verify.suites), suites_dir=(base_dir or Path.cwd()) / "expectations")
         run.locate(drill.restore.bin_dir)
         run.fetch()
         run.inspect(drill.restore.bin_dir)
         run.restore()
         run.verify(previous)
-        rto = b.elapsed()
+        rto = b.elapsed() - warm_seconds  # RTO: restore and verification of the data, not drillbook's warm-up
         if not b.has_blocking():
             run.measure(rto, previous)
     except DrillAborted:

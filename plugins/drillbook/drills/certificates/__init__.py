@@ -11,14 +11,18 @@ summary). Nothing here imports Airflow; cryptography and boto3 are imported
 inside functions.
 """
 
-from drillbook.drills.certificates.drill import (
-    check_acm,
-    check_endpoints,
-    check_files,
-    compact,
-    run_certificates,
-    summarize,
-    summary_lines,
-)
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["check_acm", "check_endpoints", "check_files", "compact", "run_certificates", "summarize", "summary_lines"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the kind's catalogue model (``certificates.catalogue``) is imported by every catalogue load
+    # and must not pull the drill's phases in with it.
+    if name in __all__:
+        from drillbook.drills.certificates import drill
+
+        return getattr(drill, name)
+    raise AttributeError(name)

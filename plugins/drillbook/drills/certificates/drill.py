@@ -26,7 +26,7 @@ from drillbook.errors import DrillAborted
 from drillbook.result import DrillResult, Phase, Severity, Verdict
 
 if TYPE_CHECKING:
-    from drillbook.catalogue.certificates import AcmSpec, CertificatesDrill, EndpointSpec
+    from drillbook.drills.certificates.catalogue import AcmSpec, CertificatesDrill, EndpointSpec
     from drillbook.drills.certificates.probe import ProbeOutcome
     from drillbook.drills.certificates.x509facts import CertFacts
 

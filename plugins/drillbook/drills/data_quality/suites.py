@@ -14,14 +14,18 @@ Rules this module enforces:
   ``meta.drillbook`` may hold ``table`` ("schema.table", the table the suite
   describes: required when the suite runs in a backup-restore drill) and
   ``sensitive_columns`` (never sampled, observed values withheld);
-- ``catalogue_problems`` reports each problem against the catalogue key that
-  names the suite, so ``drillbook validate`` prints ``file:line``.
+- ``suite_messages`` is what the kinds' catalogue checks (``kind.py`` of
+  data_quality and backup_restore) report against the catalogue key that names
+  the suite, so ``drillbook validate`` prints ``file:line``.
 
-GX is imported lazily. Inside an Airflow process that has not imported GX yet
-(the DAG processor parsing a DAG file) the GX part of the check is deferred to
-run time, because importing GX costs 5-8 s per parse; the structural checks
-(file exists, JSON parses, keys and types, severities) always run.
-``DRILLBOOK_SUITE_CHECK=gx`` forces the full check, ``=fast`` skips GX.
+GX is imported lazily and only when asked: the GX part of a catalogue's suite
+check runs with ``load_catalogue(..., gx_suites=True)`` (``drillbook validate
+--suites``) or ``DRILLBOOK_SUITE_CHECK=gx``, never because of what happens to be
+in ``sys.modules`` (the same catalogue gives the same answer in every process);
+a drill builds its suite with GX at run time anyway. Importing GX costs 5-8 s,
+so validate, watchdog, digest and DAG parsing do not pay it. The structural
+checks (file exists, JSON parses, keys and types, severities) always run, once
+per suite file and catalogue however many drills name it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +43,6 @@ from drillbook.result import Severity
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
-Problem = tuple[tuple[str | int, ...], str]
 
 _SEVERITIES = [s.value for s in Severity]
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$")
@@ -104,6 +106,16 @@ def suite_path(suite: str, suites_dir: str | os.PathLike[str]) -> Path:
         # a relative path in the catalogue is relative to the catalogue's directory
         return Path(suites_dir).parent / path
     return Path(suites_dir) / f"{suite}.json"
+
+
+def gx_check_wanted() -> bool:
+    """Whether setting ``DRILLBOOK_SUITE_CHECK`` asks for the GX part of the suite check (``gx``/``full``).
+
+    A library fallback for callers that pass no ``gx_suites`` (README, Known limits).
+    """
+    from drillbook.settings import load_settings
+
+    return load_settings().suite_check in {"gx", "full"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -240,12 +252,12 @@ def _gx_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool = False) -> LoadedSuite:
+def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool | None = None) -> LoadedSuite:
     """Read and check one suite; raise ``SuiteInvalid`` listing every problem."""
     path = suite_path(suite, suites_dir)
     data = _read_json(path)
     problems = _structure_problems(data)
-    if not problems and gx_check:
+    if not problems and (gx_check if gx_check is not None else gx_check_wanted()):
         problems = _gx_problems(data)
     if problems:
         raise SuiteInvalid(path, problems)
@@ -261,6 +273,28 @@ def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool
     )
 
 
+_MESSAGES: dict[tuple[str, str, bool, bool, tuple[int, int] | None], list[str]] = {}
+
+
+def suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool = False) -> list[str]:
+    """Why the suite named in a catalogue cannot be used (the kinds' catalogue checks call this); empty when it can.
+
+    500 drills naming one suite read and check it once per process: the answer is memoised by the
+    suite file's size and mtime, so an edited suite is read again (the DAG processor lives long).
+    """
+    try:
+        st = suite_path(suite, suites_dir).stat()
+        stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        stamp = None
+    key = (suite, str(suites_dir), need_table, gx_check, stamp)
+    if stamp is None or key not in _MESSAGES:
+        if len(_MESSAGES) > 4096:
+            _MESSAGES.clear()
+        _MESSAGES[key] = _suite_messages(suite, suites_dir, need_table=need_table, gx_check=gx_check)
+    return _MESSAGES[key]
+
+
 def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check: bool) -> list[str]:
     try:
         loaded = load_suite(suite, suites_dir=suites_dir, gx_check=gx_check)
@@ -272,16 +306,3 @@ def _suite_messages(suite: str, suites_dir: Path, *, need_table: bool, gx_check:
             f'"meta": {{"drillbook": {{"table": "schema.table"}}}} to the suite'
         ]
     return []
-
-
-def catalogue_problems(catalogue: Catalogue, *, gx_check: bool = False) -> Iterator[Problem]:
-    """Every suite named by the catalogue must exist and be valid (called by ``catalogue.checks``)."""
-    suites_dir = default_suites_dir(catalogue)
-    for index, drill in enumerate(catalogue.drills):
-        if drill.kind == "data_quality":
-            for message in _suite_messages(drill.suite, suites_dir, need_table=False, gx_check=gx_check):
-                yield (("drills", index, "suite"), message)
-        elif drill.kind == "backup_restore":
-            for position, name in enumerate(drill.verify.suites):
-                for message in _suite_messages(name, suites_dir, need_table=True, gx_check=gx_check):
-                    yield (("drills", index, "verify", "suites", position), message)

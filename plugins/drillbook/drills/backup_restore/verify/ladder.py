@@ -28,7 +28,7 @@ from drillbook.result import Severity
 from drillbook.settings import DrillTimeouts
 
 if TYPE_CHECKING:
-    from drillbook.catalogue.backup_restore import VerifySpec
+    from drillbook.drills.backup_restore.catalogue import VerifySpec
     from drillbook.drills.base import PhaseHandle, ResultBuilder
 
 #: Upper bound of any single ladder query (row counts of very large tables included).

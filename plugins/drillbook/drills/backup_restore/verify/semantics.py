@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from drillbook.catalogue.expectations import parse_expectation
 
 if TYPE_CHECKING:
-    from drillbook.catalogue.backup_restore import SqlCheck
+    from drillbook.drills.backup_restore.catalogue import SqlCheck
     from drillbook.drills.backup_restore.verify.ladder import Ladder
     from drillbook.drills.base import PhaseHandle
 

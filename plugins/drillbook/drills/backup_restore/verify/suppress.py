@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from drillbook.catalogue.backup_restore import Suppression
+    from drillbook.drills.backup_restore.catalogue import Suppression
     from drillbook.drills.base import ResultBuilder
     from drillbook.result import Finding
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from drillbook.catalogue.backup_restore import VerifySpec
+    from drillbook.drills.backup_restore.catalogue import VerifySpec
     from drillbook.drills.backup_restore.verify.ladder import Ladder
 
 #: Rungs that read rows; the fast tier skips them.

@@ -1,0 +1,114 @@
+"""The composition root of the evidence pages inside Airflow: Airflow's auth, the ledger connection, the plugin.
+
+Rules this module enforces:
+- authentication is Airflow's own: the app depends on
+  ``airflow.api_fastapi.core_api.security.get_user`` (the JWT the UI keeps in the ``_token``
+  cookie, or a Bearer header), so the pages need no login of their own and answer 401 without one;
+- the ledger DSN comes from the ``drillbook_ledger`` connection and nowhere else: the
+  environment (``AIRFLOW_CONN_DRILLBOOK_LEDGER`` / ``DRILLBOOK_CONN_DRILLBOOK_LEDGER``) first,
+  then Airflow's secrets backends and metadata database. ``ledger_dsn`` is the one function to
+  swap for the settings resolver of issue 12.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/drillbook"
+LEDGER_CONNECTION = "drillbook_ledger"
+
+
+def ledger_dsn() -> str:
+    """A psycopg DSN for the ``drillbook_ledger`` connection, or ConnectionNotConfigured naming how to set it."""
+    from drillbook.errors import ConnectionNotConfigured
+    from drillbook.resources.connections import connection_from_env, how_to_define
+    from drillbook.safety.redact import register_secret
+
+    conn = connection_from_env(LEDGER_CONNECTION)
+    if conn is not None:
+        return conn.postgres_dsn()
+    from airflow.models.connection import Connection
+
+    try:
+        found = Connection.get_connection_from_secrets(LEDGER_CONNECTION)
+    except Exception:  # AirflowNotFoundException; its module moved between versions
+        raise ConnectionNotConfigured(
+            f"Airflow connection {LEDGER_CONNECTION!r} is not defined; {how_to_define(LEDGER_CONNECTION, 'postgres')}"
+        ) from None
+    register_secret(found.password)
+    from drillbook.resources.connections import Connection as Plain
+
+    return Plain(conn_id=LEDGER_CONNECTION, conn_type="postgres", host=found.host, port=found.port,
+                 login=found.login, password=found.password, schema=found.schema,
+                 extra=found.extra_dejson or {}).postgres_dsn()
+
+
+async def airflow_user(request: Any) -> Any:
+    """Airflow's own ``get_user`` (Bearer header first, else the ``_token`` cookie), imported on first request.
+
+    The plugin manager loads this file in every Airflow process (scheduler, dag-processor,
+    workers, ``dag.test()``); importing the api-server's security module there costs seconds.
+    """
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    credentials = await bearer_scheme(request)
+    return await get_user(request, None, credentials)
+
+
+def build_app() -> Any:
+    """The evidence app with Airflow's user dependency and the ledger connection."""
+    from fastapi import Request
+
+    from drillbook.web.app import create_app, verify_with
+
+    airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
+    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn),
+                      catalogue=current_catalogue)
+
+
+def current_catalogue() -> Any:
+    """The catalogue (DRILLBOOK_CATALOGUE) Controls and Coverage judge the ledger against, or None when unset."""
+    from drillbook.catalogue import load_catalogue
+    from drillbook.settings import load_settings  # the plugin is an entry point
+
+    configured = load_settings().catalogue
+    if not configured:
+        return None
+    return load_catalogue(configured)
+
+
+class EvidenceApp:
+    """An ASGI app that builds the FastAPI evidence app on its first request.
+
+    The plugin manager imports this file in every Airflow process, including each task's
+    runner; FastAPI, psycopg and the api-server's security module would add seconds to all
+    of them, while only the api-server ever serves a page.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = build_app()
+        await self._app(scope, receive, send)
+
+
+class DrillbookEvidencePlugin(AirflowPlugin):
+    """Mounts the evidence pages at /drillbook and adds "Evidence" to the Airflow UI's navigation."""
+
+    name = "drillbook_evidence"
+    fastapi_apps = [{"app": EvidenceApp(), "url_prefix": URL_PREFIX, "name": "drillbook evidence"}]
+    external_views = [{
+        "name": "Evidence",
+        "href": f"{URL_PREFIX}/history",
+        "destination": "nav",
+        "url_route": "drillbook-evidence",
+        "category": "Browse",
+    }]

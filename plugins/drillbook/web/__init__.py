@@ -1,0 +1,1 @@
+"""The evidence pages served inside Airflow's api-server (see drillbook.web.app)."""

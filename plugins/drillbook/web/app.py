@@ -1,0 +1,258 @@
+"""The evidence pages as a FastAPI app, mounted in Airflow's api-server by the drillbook plugin.
+
+Rules this module enforces:
+- every route depends on ``user_dependency`` (Airflow's own ``get_user`` in the plugin: the
+  JWT from the ``_token`` cookie or an ``Authorization: Bearer`` header), so there is no page
+  and no JSON answer without an authenticated Airflow user, and no second login;
+- the ledger is read through ``dsn_provider`` (the ``drillbook_ledger`` connection) on
+  read-only connections (``default_transaction_read_only``, a statement timeout), so a role
+  with SELECT only is enough and a slow query cannot hold a worker;
+- the one state-changing action (run verify) is a POST carrying a token derived from the
+  caller's own session token (HMAC), and a cross-origin ``Origin`` is refused: another
+  site can make the browser send the cookie, but cannot read it to forge the token;
+- bad input (a filter that does not parse) answers 400 and an unreachable ledger 503, each
+  with a page that says what failed; never a traceback, never the DSN's password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from drillbook.errors import ConfigurationError, ConnectionNotConfigured, DrillbookError
+from drillbook.evidence import render_pages as pages
+from drillbook.ledger.query import Filter
+from drillbook.safety.redact import redact
+from drillbook.web import queries
+
+COOKIE = "_token"  # Airflow's JWT cookie (airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN)
+_POOL_SIZE = 4
+
+
+class LedgerPool:
+    """A few open read-only connections to the ledger, opened lazily and replaced when broken."""
+
+    def __init__(self, dsn_provider: Callable[[], str], *, statement_timeout_ms: int = 10_000):
+        self._dsn_provider = dsn_provider
+        self._timeout = statement_timeout_ms
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from drillbook.resources.pg import parse
+
+        dsn = self._dsn_provider()
+        parse(dsn)  # registers the password with redact before any message can carry it
+        return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=5,
+                               options=f"-c default_transaction_read_only=on -c statement_timeout={self._timeout}")
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            if ok and not conn.closed and self._idle.qsize() < _POOL_SIZE:
+                self._idle.put(conn)
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def csrf_token(session_token: str) -> str:
+    """The verify form's token: an HMAC keyed by the caller's session token (unreadable to other sites)."""
+    return hmac.new(session_token.encode(), b"drillbook-evidence-verify", hashlib.sha256).hexdigest()
+
+
+def _window(since: str | None, until: str | None, *, days: int) -> tuple[datetime, datetime, str, str]:
+    flt = Filter.build(since=since or None, until=until or None)
+    end = flt.until or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    start = flt.since or end - timedelta(days=days)
+    if end <= start:
+        raise ConfigurationError(f"until {end.date()} is not after since {start.date()}")
+    return start, end, since or start.date().isoformat(), until or (end - timedelta(days=1)).date().isoformat()
+
+
+def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[..., Any], airflow_base: str = "",
+               verify: Callable[[], dict[str, Any]] | None = None,
+               catalogue: Callable[[], Any] | None = None) -> Any:
+    """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
+    ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
+    (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds."""
+    pool = LedgerPool(dsn_provider)
+    app = FastAPI(title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None)
+    app.state.last_verify = None
+
+    def base_of(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.exception_handler(ConfigurationError)
+    async def bad_input(request: Request, exc: ConfigurationError) -> HTMLResponse:
+        if isinstance(exc, ConnectionNotConfigured):  # the server's fault, not the auditor's filter
+            return HTMLResponse(pages.error_page("Ledger unavailable", redact(str(exc)), base=base_of(request)),
+                                status_code=503)
+        return HTMLResponse(pages.error_page("Bad filter", str(exc), base=base_of(request)), status_code=400)
+
+    import psycopg
+
+    @app.exception_handler(psycopg.Error)
+    async def unavailable(request: Request, exc: psycopg.Error) -> HTMLResponse:
+        msg = f"cannot read the evidence ledger (connection drillbook_ledger): {redact(str(exc)).strip()}"
+        return HTMLResponse(pages.error_page("Ledger unavailable", msg, base=base_of(request)), status_code=503)
+
+    @app.exception_handler(DrillbookError)
+    async def not_configured(request: Request, exc: DrillbookError) -> HTMLResponse:
+        return HTMLResponse(pages.error_page("Ledger unavailable", redact(str(exc)), base=base_of(request)),
+                            status_code=503)
+
+    @app.get("/", include_in_schema=False)
+    def index(request: Request) -> RedirectResponse:
+        return RedirectResponse(base_of(request) + "/history", status_code=307)
+
+    @app.get("/history", response_class=HTMLResponse)
+    def history(request: Request, kind: str | None = None, drill: str | None = None, control: str | None = None,
+                verdict: str | None = None, since: str | None = None, until: str | None = None,
+                before: int | None = None, limit: int = queries.PAGE_SIZE) -> str:
+        raw = {"kind": kind, "drill": drill, "control": control, "verdict": verdict, "since": since, "until": until}
+        filters = {k: (v.strip() or None) if v else None for k, v in raw.items()}
+        flt = Filter.build(**filters)
+        with pool.connection() as conn:
+            rows, next_before = queries.history(conn, flt, before=before, limit=max(1, min(limit, queries.MAX_PAGE)))
+            names = sorted({d for d, _k in queries.drills(conn)})
+        if limit != queries.PAGE_SIZE:
+            filters["limit"] = str(limit)
+        return pages.history_page(rows, filters=filters, next_before=next_before, drills=names, base=base_of(request))
+
+    @app.get("/record/{seq}", response_class=HTMLResponse)
+    def record(request: Request, seq: int) -> HTMLResponse:
+        with pool.connection() as conn:
+            rec = queries.record(conn, seq)
+            if rec is None:
+                return HTMLResponse(pages.error_page("No such record", f"the ledger has no record seq={seq}",
+                                                     base=base_of(request)), status_code=404)
+            green = queries.last_green_before(conn, kind=rec["kind"], drill=rec["drill"], seq=seq)
+        return HTMLResponse(pages.record_page(rec, last_green=green, base=base_of(request), airflow_base=airflow_base))
+
+    @app.get("/trends", response_class=HTMLResponse)
+    def trends(request: Request, drill: str | None = None, since: str | None = None, until: str | None = None) -> str:
+        start, end, since_s, until_s = _window(since, until, days=90)
+        with pool.connection() as conn:
+            known = queries.drills(conn)
+            kinds = dict(known)
+            chosen = drill if drill in kinds else (known[0][0] if known else None)
+            days = queries.measurements_per_day(conn, drill=chosen, kind=kinds[chosen], since=start,
+                                                until=end) if chosen else []
+        return pages.trends_page(days, queries.pass_rate_per_month(days), drill=chosen,
+                                 kind=kinds.get(chosen) if chosen else None, drills=sorted(kinds),
+                                 since=since_s, until=until_s, base=base_of(request))
+
+    @app.get("/controls", response_class=HTMLResponse)
+    def controls(request: Request, since: str | None = None, until: str | None = None) -> str:
+        start, end, since_s, until_s = _window(since, until, days=31)
+        cat = catalogue() if catalogue is not None else None
+        with pool.connection() as conn:
+            if cat is not None:
+                from drillbook.evidence.controls import control_rows
+
+                return pages.control_rows_page(control_rows(conn, cat, start=start, end=end), since=since_s,
+                                               until=until_s, base=base_of(request))
+            rows = queries.controls_summary(conn, since=start, until=end)
+        return pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
+
+    @app.get("/coverage", response_class=HTMLResponse)
+    def coverage(request: Request, since: str | None = None, until: str | None = None) -> str:
+        start, end, since_s, until_s = _window(since, until, days=31)
+        cat = catalogue() if catalogue is not None else None
+        with pool.connection() as conn:
+            if cat is not None:
+                from drillbook.evidence.coverage import coverage as scope_coverage
+
+                return pages.scope_page(scope_coverage(conn, cat, start=start, end=end), since=since_s,
+                                        until=until_s, base=base_of(request))
+            rows = queries.coverage(conn, since=start, until=end)
+        return pages.coverage_page(rows, since=since_s, until=until_s, base=base_of(request),
+                                   scope_from="every drill in the ledger (no catalogue configured)")
+
+    def session_token(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        return header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+
+    @app.get("/ledger", response_class=HTMLResponse)
+    def ledger(request: Request) -> str:
+        with pool.connection() as conn:
+            status = queries.ledger_status(conn)
+        return pages.ledger_page(status, last_verify=app.state.last_verify, csrf=csrf_token(session_token(request)),
+                                 base=base_of(request))
+
+    @app.post("/ledger/verify", response_model=None)
+    def run_verify(request: Request, csrf: str = Form("")) -> RedirectResponse | HTMLResponse:
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            return HTMLResponse(pages.error_page("Refused", f"cross-origin request from {origin!r} refused",
+                                                 base=base_of(request)), status_code=403)
+        if not hmac.compare_digest(csrf, csrf_token(session_token(request))):
+            return HTMLResponse(pages.error_page("Refused", "the form token does not match this session; reload the "
+                                                 "ledger page and press the button again", base=base_of(request)),
+                                status_code=403)
+        if verify is None:
+            outcome = {"ok": False, "exit_code": 2, "message": "verify is not available in this server"}
+        else:
+            outcome = verify()
+        app.state.last_verify = {**outcome, "at": datetime.now(UTC)}
+        return RedirectResponse(base_of(request) + "/ledger", status_code=303)
+
+    @app.get("/api/history")
+    def history_json(kind: str | None = None, drill: str | None = None, control: str | None = None,
+                     verdict: str | None = None, since: str | None = None, until: str | None = None,
+                     before: int | None = None) -> JSONResponse:
+        flt = Filter.build(kind=kind, drill=drill, control=control, verdict=verdict, since=since, until=until)
+        with pool.connection() as conn:
+            rows, next_before = queries.history(conn, flt, before=before)
+        return JSONResponse({"records": [{**r, "recorded_at": r["recorded_at"].isoformat()} for r in rows],
+                             "next_before": next_before})
+
+    app.state.pool = pool
+    return app
+
+
+def verify_with(dsn_provider: Callable[[], str]) -> Callable[[], dict[str, Any]]:
+    """A verify action over the ledger (read-only use of ``Ledger.verify``), reporting errors as 'could not verify'."""
+
+    def run() -> dict[str, Any]:
+        from drillbook.errors import DrillbookError
+        from drillbook.ledger.store import Ledger
+
+        try:
+            with Ledger(dsn_provider(), spool=None) as ledger:
+                report = ledger.verify()
+        except DrillbookError as exc:
+            return {"ok": False, "exit_code": 2, "message": redact(str(exc))}
+        text = report.message or f"chain intact, {report.checked} records, head {report.head_seq}:{report.head_hash}"
+        notes = "; ".join(report.notes)
+        return {"ok": report.ok, "exit_code": report.exit_code, "message": text + (f" ({notes})" if notes else "")}
+
+    return run

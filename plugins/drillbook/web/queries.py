@@ -1,0 +1,164 @@
+"""What the evidence pages read from the ledger: one indexed, bounded query per page element.
+
+Rules this module enforces:
+- read only: nothing here writes, so a role with SELECT on the evidence and checkpoint
+  tables is enough (the README's GRANT); every filter is a bound parameter;
+- every answer is bounded by the page, not by the ledger: history pages by keyset
+  (``seq < cursor ORDER BY seq DESC LIMIT n``, never OFFSET), charts aggregate per day or
+  month in SQL over one drill and one window, and the list of drills is a loose index scan
+  (one index probe per drill) instead of a ``DISTINCT`` over every row;
+- the large ``result`` JSON is fetched only for one record; lists read plain columns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from drillbook.ledger.query import Filter
+from drillbook.ledger.schema import CHECKPOINT_TABLE, TABLE
+
+PAGE_SIZE = 50
+MAX_PAGE = 200
+_LIST_COLUMNS = "seq, recorded_at, record_type, kind, drill, target, verdict, controls, dag_id, run_id"
+
+
+def history(conn: Any, flt: Filter, *, before: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of records, newest first, older than ``before``; and the cursor of the next page (or None)."""
+    where, params = flt.where()
+    if before is not None:
+        where += " AND seq < %s"
+        params.append(before)
+    params.append(limit + 1)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_LIST_COLUMNS} FROM {TABLE} WHERE {where} ORDER BY seq DESC LIMIT %s", params)
+        rows = cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["seq"] if more and rows else None)
+
+
+def record(conn: Any, seq: int) -> dict[str, Any] | None:
+    """One whole record (with its result document), or None."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_LIST_COLUMNS}, map_index, try_number, task_id, trigger, result, prev_hash, hash "
+                    f"FROM {TABLE} WHERE seq = %s", (seq,))
+        row: dict[str, Any] | None = cur.fetchone()
+    return row
+
+
+def last_green_before(conn: Any, *, kind: str, drill: str, seq: int) -> dict[str, Any] | None:
+    """The newest PASS drill record of the same drill before ``seq`` (served by the drill/kind/verdict/seq index)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT seq, recorded_at, result FROM {TABLE} WHERE drill = %s AND kind = %s AND verdict = 'PASS' "
+            "AND record_type = 'drill' AND seq < %s ORDER BY seq DESC LIMIT 1",
+            (drill, kind, seq),
+        )
+        row: dict[str, Any] | None = cur.fetchone()
+    return row
+
+
+def drills(conn: Any) -> list[tuple[str, str]]:
+    """Every (drill, kind) in the ledger, by a loose index scan: one probe per drill, not a pass over every row."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""WITH RECURSIVE d AS (
+                  (SELECT drill, kind FROM {TABLE} ORDER BY drill, kind LIMIT 1)
+                  UNION ALL
+                  SELECT n.drill, n.kind FROM d, LATERAL (
+                      SELECT drill, kind FROM {TABLE} WHERE (drill, kind) > (d.drill, d.kind)
+                      ORDER BY drill, kind LIMIT 1) n)
+                SELECT drill, kind FROM d"""
+        )
+        return [(r["drill"], r["kind"]) for r in cur.fetchall()]
+
+
+def measurements_per_day(conn: Any, *, drill: str, kind: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """RTO and RPO per day (mean and worst) of one drill's records in the window, with the newest objectives."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT date_trunc('day', recorded_at) AS day,
+                       avg((result->'measurements'->>'rto_seconds')::float) AS rto,
+                       max((result->'measurements'->>'rto_seconds')::float) AS rto_max,
+                       avg((result->'measurements'->>'rpo_seconds')::float) AS rpo,
+                       max((result->'measurements'->>'rpo_seconds')::float) AS rpo_max,
+                       max((result->'objectives'->>'rto_seconds')::float) AS rto_objective,
+                       max((result->'objectives'->>'rpo_seconds')::float) AS rpo_objective,
+                       count(*) AS runs, count(*) FILTER (WHERE verdict = 'PASS') AS passes
+                FROM {TABLE}
+                WHERE drill = %s AND kind = %s AND record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s
+                GROUP BY 1 ORDER BY 1""",
+            (drill, kind, since, until),
+        )
+        return list(cur.fetchall())
+
+
+def pass_rate_per_month(days: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
+    """(YYYY-MM, pass rate %, runs) from the per-day rows, so the chart costs no second query."""
+    months: dict[str, list[int]] = {}
+    for row in days:
+        key = row["day"].strftime("%Y-%m")
+        acc = months.setdefault(key, [0, 0])
+        acc[0] += int(row["passes"])
+        acc[1] += int(row["runs"])
+    return [(k, 100.0 * p / n if n else 0.0, n) for k, (p, n) in sorted(months.items())]
+
+
+def controls_summary(conn: Any, *, since: datetime, until: datetime, limit_exceptions: int = 20) -> list[dict[str, Any]]:
+    """Per control id: runs, passes and every FAIL/ERROR (seq and date, newest first) in the window."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT c AS control, count(*) AS runs, count(*) FILTER (WHERE verdict = 'PASS') AS passes,
+                       max(seq) AS newest_seq, array_agg(DISTINCT drill) AS drills,
+                       (array_agg(ARRAY[seq::text, to_char(recorded_at, 'YYYY-MM-DD'), verdict, drill]
+                                  ORDER BY seq DESC) FILTER (WHERE verdict IN ('FAIL', 'ERROR')))[1:%s] AS exceptions,
+                       count(*) FILTER (WHERE verdict IN ('FAIL', 'ERROR')) AS exception_count
+                FROM {TABLE}, unnest(controls) AS c
+                WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s
+                GROUP BY c ORDER BY c""",
+            (limit_exceptions, since, until),
+        )
+        rows = list(cur.fetchall())
+        for row in rows:
+            cur.execute(f"SELECT verdict, recorded_at FROM {TABLE} WHERE seq = %s", (row["newest_seq"],))
+            newest = cur.fetchone()
+            row["newest_verdict"], row["newest_at"] = (newest["verdict"], newest["recorded_at"]) if newest else (None, None)
+        return rows
+
+
+def coverage(conn: Any, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Per drill in the ledger: its newest record and newest PASS in the window; drills without a PASS first.
+
+    One pass over the window's rows (recorded_at index) for the seqs, then one fetch of those rows by seq.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT drill, kind, max(seq) AS newest, max(seq) FILTER (WHERE verdict = 'PASS') AS green FROM {TABLE} "
+            "WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s GROUP BY drill, kind",
+            (since, until))
+        found = {(r["drill"], r["kind"]): r for r in cur.fetchall()}
+        wanted = sorted({r[k] for r in found.values() for k in ("newest", "green") if r[k] is not None})
+        cur.execute(f"SELECT seq, recorded_at, verdict, target FROM {TABLE} WHERE seq = ANY(%s)", (wanted,))
+        by_seq = {r["seq"]: r for r in cur.fetchall()}
+    known = set(found) | {(d, k) for d, k in drills(conn)}
+    out = []
+    for drill, kind in known:
+        row = found.get((drill, kind), {})
+        out.append({"kind": kind, "drill": drill, "newest": by_seq.get(row.get("newest")),
+                    "green": by_seq.get(row.get("green"))})
+    out.sort(key=lambda r: (r["green"] is not None, r["kind"], r["drill"]))
+    return out
+
+
+def ledger_status(conn: Any) -> dict[str, Any]:
+    """The head record and every stored checkpoint (newest first)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT seq, recorded_at, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
+        head = cur.fetchone()
+        cur.execute(
+            f"SELECT seq, hash, signed_at, source, key_id, signature IS NOT NULL AS signed "
+            f"FROM {CHECKPOINT_TABLE} ORDER BY id DESC LIMIT 20"
+        )
+        checkpoints = list(cur.fetchall())
+    return {"head": head, "checkpoints": checkpoints}

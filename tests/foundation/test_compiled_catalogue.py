@@ -1,0 +1,151 @@
+"""The compiled catalogue cache: used when it is ours and well formed, ignored (never trusted) otherwise.
+
+A cache entry is untrusted input: it is validated again by the models and the file
+checks run again, and an entry another user could have written is not read at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from drillbook.catalogue import compiled, load_catalogue
+from drillbook.catalogue.compiled import cache_key, load_compiled_catalogue
+from drillbook.errors import CatalogueError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def catalogue_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shipped catalogue with its references and suites, in a directory of its own; a private cache dir."""
+    monkeypatch.setenv("DRILLBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DRILLBOOK_SUITE_CHECK", raising=False)
+    compiled._MEMO.clear()
+    home = tmp_path / "include"
+    shutil.copytree(REPO / "include", home)
+    return home / "drills.yaml"
+
+
+def entry_of(path: Path) -> Path:
+    return Path(os.environ["DRILLBOOK_CACHE_DIR"]) / "catalogue" / f"{cache_key(path.read_bytes())}.json"
+
+
+def rewrite_owner(entry: Path, owner: str) -> None:
+    """Edit a cache entry's data (still valid for the models): a hit would show ``owner``."""
+    doc = json.loads(entry.read_text())
+    doc["data"]["defaults"]["owner"] = owner
+    entry.write_text(json.dumps(doc))
+
+
+def load_fresh(path: Path):
+    compiled._MEMO.clear()  # a new parse process
+    return load_compiled_catalogue(path)
+
+
+def test_a_cache_hit_is_the_same_catalogue_as_a_full_load(catalogue_file):
+    first = load_fresh(catalogue_file)
+    entry = entry_of(catalogue_file)
+    assert entry.is_file()
+    assert entry.stat().st_mode & 0o777 == 0o600 and entry.parent.stat().st_mode & 0o777 == 0o700
+    second = load_fresh(catalogue_file)
+    full = load_catalogue(catalogue_file)
+    assert second.model_dump() == first.model_dump() == full.model_dump()
+    assert second.path == catalogue_file and not second.gx_suites_checked
+
+
+def test_the_cache_is_used_and_memoised(catalogue_file):
+    load_fresh(catalogue_file)
+    rewrite_owner(entry_of(catalogue_file), "from-the-cache")  # proves the next load answers from the cache
+    hit = load_fresh(catalogue_file)
+    assert hit.defaults.owner == "from-the-cache"
+    assert load_compiled_catalogue(catalogue_file) is hit  # one parse per process
+
+
+def test_a_cached_entry_is_validated_again(catalogue_file):
+    load_fresh(catalogue_file)
+    entry = entry_of(catalogue_file)
+    doc = json.loads(entry.read_text())
+    doc["data"]["drills"][0]["schedule"] = "every full moon"
+    doc["data"]["drills"][0]["surprise"] = "unknown key"
+    entry.write_text(json.dumps(doc))
+    loaded = load_fresh(catalogue_file)
+    assert loaded.drills[0].schedule == "30 3 * * *"  # the file's value, not the cache's
+
+
+@pytest.mark.parametrize("spoil", ["truncated", "not_json", "wrong_key", "list", "world_writable", "symlink"])
+def test_a_spoilt_entry_is_ignored(catalogue_file, tmp_path, spoil):
+    load_fresh(catalogue_file)
+    entry = entry_of(catalogue_file)
+    rewrite_owner(entry, "from-the-cache")
+    text = entry.read_text()
+    if spoil == "truncated":
+        entry.write_text(text[: len(text) // 2])
+    elif spoil == "not_json":
+        entry.write_bytes(b"\x80\x00 not json")
+    elif spoil == "wrong_key":
+        entry.write_text(text.replace(entry.stem, "0" * 64))
+    elif spoil == "list":
+        entry.write_text("[1, 2, 3]")
+    elif spoil == "world_writable":
+        entry.chmod(0o666)
+    elif spoil == "symlink":
+        elsewhere = tmp_path / "elsewhere.json"
+        elsewhere.write_text(text)
+        entry.unlink()
+        entry.symlink_to(elsewhere)
+    loaded = load_fresh(catalogue_file)
+    assert loaded.defaults.owner == "platform-ops"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_an_entry_owned_by_another_user_is_ignored(catalogue_file):
+    load_fresh(catalogue_file)
+    entry = entry_of(catalogue_file)
+    rewrite_owner(entry, "from-the-cache")
+    os.chown(entry, 65534, 65534)
+    assert load_fresh(catalogue_file).defaults.owner == "platform-ops"
+
+
+def test_a_shared_cache_directory_is_not_used(catalogue_file):
+    cache = Path(os.environ["DRILLBOOK_CACHE_DIR"]) / "catalogue"
+    cache.mkdir(parents=True)
+    cache.chmod(0o777)
+    load_fresh(catalogue_file)
+    assert list(cache.iterdir()) == []  # nothing written where others could swap it
+
+
+def test_a_hit_runs_the_file_checks_again(catalogue_file):
+    load_fresh(catalogue_file)
+    (catalogue_file.parent / "references" / "shop.json").unlink()
+    with pytest.raises(CatalogueError) as err:
+        load_fresh(catalogue_file)
+    assert any("references/shop.json" in p and "does not exist" in p for p in err.value.problems)
+    assert all(p.startswith(f"{catalogue_file}:") for p in err.value.problems)
+
+
+def test_a_bad_catalogue_is_reported_with_its_line_and_never_cached(catalogue_file):
+    catalogue_file.write_text(catalogue_file.read_text().replace("schedule: \"30 3 * * *\"", "schedul: \"30 3 * * *\""))
+    with pytest.raises(CatalogueError) as err:
+        load_fresh(catalogue_file)
+    assert any(":30: drills[0].schedul: unknown key" in p for p in err.value.problems), err.value.problems
+    assert not entry_of(catalogue_file).exists()
+
+
+def test_changed_bytes_or_code_change_the_key(catalogue_file, monkeypatch):
+    data = catalogue_file.read_bytes()
+    key = cache_key(data)
+    assert cache_key(data + b"\n") != key
+    import drillbook
+
+    compiled.code_fingerprint.cache_clear()
+    monkeypatch.setattr(drillbook, "__version__", "99.0.0")
+    try:
+        assert cache_key(data) != key
+    finally:
+        monkeypatch.undo()
+        compiled.code_fingerprint.cache_clear()

@@ -1,0 +1,169 @@
+"""Incremental verification (issue 14): walk only the records after the newest trusted signed checkpoint.
+
+What it proves and what it does not, each with a test that turns it red: a change after the checkpoint is
+found; a change before it is NOT found by the incremental walk (by design, documented) and IS found by
+``--full``; rows cut from the end (checkpoint ahead of the head) are found; a forged, foreign-key or unsigned
+checkpoint is never a starting point; without a trusted checkpoint the walk is full and says so.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from drillbook.cli import ledger_cmds
+from drillbook.ledger.checkpoint import CheckpointSettings
+from drillbook.ledger.verify import walk_stream
+from tests.ledger.conftest import fill, tamper
+
+
+def _key() -> str:
+    return Ed25519PrivateKey.generate().private_bytes_raw().hex()
+
+
+@pytest.fixture
+def signed(tmp_path) -> CheckpointSettings:
+    return CheckpointSettings(private_key=_key(), path=str(tmp_path / "checkpoints.jsonl"))
+
+
+def _checkpointed(ledger, signed, before: int = 4, after: int = 3) -> None:
+    fill(ledger, before)
+    ledger.checkpoint(source="test", settings=signed)
+    fill(ledger, after, drill="later")
+
+
+def test_a_healthy_ledger_verifies_incrementally_from_the_trusted_checkpoint(ledger, signed):
+    _checkpointed(ledger, signed)
+    report = ledger.verify(checkpoints=signed)
+    assert report.ok, report.message
+    assert (report.checked, report.since_seq, report.head_seq) == (3, 4, 7)
+    assert any("incremental verify" in n and "seq=4" in n for n in report.notes)
+    full = ledger.verify(checkpoints=signed, full=True)
+    assert full.ok and (full.checked, full.since_seq) == (7, None)
+    assert any("full verify (--full)" in n for n in full.notes)
+
+
+def test_an_edit_after_the_checkpoint_is_found_incrementally(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 6")
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "edited", 6)
+    assert "seq=6 (drill 'later'" in report.message and report.checked == 1
+
+
+def test_an_edit_before_the_checkpoint_is_not_seen_incrementally_but_full_finds_it(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 2")
+    report = ledger.verify(checkpoints=signed)
+    assert report.ok and report.since_seq == 4  # documented: records up to the checkpoint are not re-hashed
+    full = ledger.verify(checkpoints=signed, full=True)
+    assert (full.ok, full.reason, full.first_bad_seq) == (False, "edited", 2)
+
+
+def test_the_checkpointed_record_rewritten_is_found(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET hash = repeat('a', 64) WHERE seq = 4")
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "rewritten", 4)
+
+
+def test_the_checkpointed_record_deleted_is_found(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    tamper(ledger_dsn, "DELETE FROM drillbook_evidence WHERE seq = 4")
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "deleted", 4)
+
+
+def test_a_record_deleted_after_the_checkpoint_is_found(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    tamper(ledger_dsn, "DELETE FROM drillbook_evidence WHERE seq = 5")
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "deleted", 5)
+    assert "record seq=5 is missing" in report.message
+
+
+def test_rows_cut_from_the_end_behind_the_checkpoint_are_found(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed, before=6, after=0)
+    tamper(ledger_dsn, "DELETE FROM drillbook_evidence WHERE seq >= 5")
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, "truncated", 5)
+    assert "2 rows up to checkpoint seq 6 are missing (seq=5..6)" in report.message
+
+
+def test_a_newer_checkpoint_signed_by_another_key_is_not_trusted(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    ledger.checkpoint(source="forger", settings=CheckpointSettings(private_key=_key()))
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason) == (False, "checkpoint") and "not by the trusted key" in report.message
+
+
+def test_an_edited_checkpoint_is_not_trusted(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    tamper(ledger_dsn, "UPDATE drillbook_checkpoint SET seq = 6")  # move the start past an edit at seq 5
+    report = ledger.verify(checkpoints=signed)
+    assert (report.ok, report.reason) == (False, "checkpoint") and "forged or edited" in report.message
+
+
+def test_an_unsigned_checkpoint_is_never_a_starting_point(ledger, ledger_dsn, signed):
+    _checkpointed(ledger, signed)
+    # the writer role may insert checkpoint rows: an unsigned one at the head must not hide seq 5..7
+    ledger.checkpoint(source="writer", settings=CheckpointSettings())
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 5")
+    trusted = CheckpointSettings(public_key=signed.trusted_public_hex())
+    report = ledger.verify(checkpoints=trusted)
+    assert report.since_seq == 4 and (report.ok, report.reason, report.first_bad_seq) == (False, "edited", 5)
+
+
+def test_without_a_trusted_key_the_walk_is_full_and_says_so(ledger, ledger_dsn, monkeypatch, capsys):
+    fill(ledger, 3)
+    ledger.checkpoint(source="test", settings=CheckpointSettings())
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 1")
+    report = ledger.verify(checkpoints=CheckpointSettings())
+    assert (report.ok, report.reason, report.first_bad_seq, report.since_seq) == (False, "edited", 1, None)
+    monkeypatch.delenv("DRILLBOOK_CHECKPOINT_KEY", raising=False)
+    monkeypatch.delenv("DRILLBOOK_CHECKPOINT_PUBLIC_KEY", raising=False)
+    monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+    assert ledger_cmds.main(["evidence", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "full verify: no trusted public key" in out and "BROKEN (edited) at seq=1" in out
+
+
+def test_the_cli_says_incremental_and_full_verifies_everything(ledger, ledger_dsn, signed, monkeypatch, capsys):
+    _checkpointed(ledger, signed)
+    monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+    monkeypatch.setenv("DRILLBOOK_CHECKPOINT_KEY", signed.private_key or "")
+    monkeypatch.setenv("DRILLBOOK_CHECKPOINT_PATH", signed.path or "")
+    assert ledger_cmds.main(["evidence", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "ledger OK: 3 records, chain intact after the trusted signed checkpoint seq=4 (incremental" in out
+    assert ledger_cmds.main(["evidence", "verify", "--full"]) == 0
+    assert "ledger OK: 7 records, chain intact, head 7:" in capsys.readouterr().out
+
+
+def test_awkward_characters_hash_the_same_in_the_stream(ledger, ledger_dsn, signed):
+    """The streamed bytes are PostgreSQL's rendering of the canonical text: non-ASCII, quotes, backslashes,
+    control characters and newlines in every column must hash as the seal and Python hashed them."""
+    from tests.ledger.conftest import ctx, make_result
+
+    result = make_result(drill='naïve "quoted" \\ back\tslash\nnew ✓ 𝄞')
+    ledger.record(result, ctx("scheduled__ü\u2028\x01"))
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert report.ok and report.checked == 1, report.message
+
+
+def test_walk_stream_stops_at_each_kind_of_break():
+    import hashlib
+
+    def row(seq: int, prev: str, at: str, text: bytes = b"x") -> tuple[int, str, str, str, bytes]:
+        body = prev.encode() + text + str(seq).encode()
+        return seq, prev, hashlib.sha256(body).hexdigest(), at, body
+
+    a = row(1, "0" * 64, "2026-01-01T00:00:00.000000Z")
+    b = row(2, a[2], "2026-01-01T00:00:01.000000Z")
+    c = row(3, b[2], "2026-01-01T00:00:02.000000Z")
+    assert walk_stream([a, b, c]).bad_seq is None
+    assert walk_stream([a, c]).bad_seq == 3  # gap
+    assert walk_stream([a, row(2, "f" * 64, b[3])]).bad_seq == 2  # link
+    assert walk_stream([a, (*b[:4], b[4] + b" ")]).bad_seq == 2  # body
+    assert walk_stream([a, row(2, a[2], "2025-12-31T00:00:00.000000Z")]).bad_seq == 2  # time
+

@@ -1,0 +1,174 @@
+"""The evidence pages against a real ledger read by a SELECT-only role (auth: see test_plugin_api_server.py).
+
+Here the app's user dependency is a stand-in that accepts one bearer token, so each page's
+content, escaping, filters, paging and the verify form can be checked in-process; the real
+Airflow auth manager is exercised by the api-server test.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import HTTPException, Request
+from fastapi.testclient import TestClient
+
+from drillbook.web.app import create_app, csrf_token, verify_with
+from tests.web.conftest import HOSTILE
+
+TOKEN = "session-token-of-an-airflow-user"
+
+
+def user(request: Request) -> str:
+    if request.headers.get("authorization") != f"Bearer {TOKEN}" and request.cookies.get("_token") != TOKEN:
+        raise HTTPException(status_code=401, detail="Not authenticated")
+    return "auditor"
+
+
+@pytest.fixture
+def client(seeded):
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user,
+                     verify=verify_with(lambda: seeded.reader_dsn))
+    with TestClient(app, root_path="/drillbook") as c:
+        c.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield c
+    app.state.pool.close()
+
+
+PAGES = ("/history", "/controls", "/coverage", "/trends", "/ledger", "/api/history")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_needs_a_user(seeded, path):
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user)
+    with TestClient(app) as anonymous:
+        assert anonymous.get(path).status_code == 401
+        assert anonymous.get(path, headers={"Authorization": "Bearer forged"}).status_code == 401
+    app.state.pool.close()
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_answer_with_a_select_only_role(client, path):
+    answer = client.get(path)
+    assert answer.status_code == 200, answer.text
+
+
+def test_history_is_newest_first_filters_and_links_records(client, seeded):
+    page = client.get("/history").text
+    seqs = [int(s) for s in re.findall(r'href="/drillbook/record/(\d+)"', page)]
+    assert seqs == sorted(seqs, reverse=True) and len(seqs) == 6
+    by_control = client.get("/history", params={"control": "ISO27001:A.5.30"}).text
+    assert re.findall(r'record/(\d+)"', by_control) == [str(seeded.seqs["api_certs"][0])]
+    failed = client.get("/history", params={"verdict": "fail", "drill": "orders_nightly"}).text
+    assert re.findall(r'record/(\d+)"', failed) == [str(seeded.seqs["orders_nightly"][-1])]
+    assert "no record matches" in client.get("/history", params={"kind": "alert_path"}).text
+
+
+def test_history_pages_by_keyset(client, seeded):
+    first = client.get("/history", params={"limit": 4}).text
+    assert len(re.findall(r'record/(\d+)"', first)) == 4
+    cursor = re.search(r'href="[^"]*before=(\d+)[^"]*"', first)
+    assert cursor, "no link to the older records"
+    assert "limit=4" in cursor.group(0)
+    second = client.get("/history", params={"before": cursor.group(1), "limit": 4}).text
+    assert [int(s) for s in re.findall(r'record/(\d+)"', second)] == [2, 1]
+    assert "before=" not in second
+
+
+def test_bad_filter_is_a_400_page_naming_it(client):
+    answer = client.get("/history", params={"since": "last tuesday"})
+    assert answer.status_code == 400
+    assert "last tuesday" in answer.text and "ISO date" in answer.text and "Traceback" not in answer.text
+    assert client.get("/history", params={"verdict": "GREEN"}).status_code == 400
+
+
+def test_record_page_shows_verdict_phases_findings_objectives_environment_and_chain(client, seeded):
+    failed = seeded.seqs["orders_nightly"][-1]
+    page = client.get(f"/record/{failed}").text
+    assert "Failed: the drill ran and found a problem" in page
+    assert page.count("<rect") == 4 and "restore (ok)" in page  # the waterfall: one bar per phase
+    assert "RTO_EXCEEDED" in page and "Look at the phase timings" in page and "high" in page
+    assert "1200.0 s" in page and "900.0 s" in page and "missed" in page
+    green = seeded.seqs["orders_nightly"][-2]
+    assert f"record/{green}" in page  # the last green run of the same drill
+    assert re.search(r"server_version</td><td>16.2</td><td>16.4", page)
+    assert "/dags/dr_backup_restore__orders_nightly/runs/r3" in page
+    head = client.get(f"/record/{failed}").text
+    assert re.search(r'[0-9a-f]{64}</span></td><td><span class="mono">[0-9a-f]{64}', head)
+    assert client.get("/record/999999").status_code == 404
+
+
+def test_hostile_ledger_text_is_escaped_on_every_page(client, seeded):
+    hostile_seq = seeded.seqs[HOSTILE][0]
+    for path in ("/history", f"/record/{hostile_seq}", "/controls", "/coverage", "/trends", f"/trends?drill={HOSTILE}",
+                 f"/history?control={HOSTILE}"):
+        page = client.get(path).text
+        assert "<script>" not in page and "<img" not in page, path
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in client.get(f"/record/{hostile_seq}").text
+
+
+def test_trends_draw_svg_with_the_objective_line(client):
+    page = client.get("/trends", params={"drill": "orders_nightly"}).text
+    assert page.count("<svg") == 3 and 'class="objective"' in page and "objective 900 s" in page
+    assert "<polyline" in page and "pass rate" in page and "75.0 %" in page  # 3 of 4 passed this month
+
+
+def test_controls_list_exceptions_with_dates(client, seeded):
+    page = client.get("/controls").text
+    row = page[page.index("SOC2:A1.2"):]
+    assert f'record/{seeded.seqs["orders_nightly"][-1]}' in row and "1 exception(s) in 4 runs" in row
+    assert "every one of 1 runs passed" in page  # ISO27001:A.5.30
+
+
+def test_verify_button_needs_the_session_token_then_runs_verify(client):
+    assert "UNSIGNED" in client.get("/ledger").text  # the checkpoint taken without a key says so
+    assert client.post("/ledger/verify", data={"csrf": "guess"}, follow_redirects=False).status_code == 403
+    forged_origin = client.post("/ledger/verify", data={"csrf": csrf_token(TOKEN)},
+                                headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert forged_origin.status_code == 403
+    done = client.post("/ledger/verify", data={"csrf": csrf_token(TOKEN)}, follow_redirects=False)
+    assert done.status_code == 303
+    page = client.get("/ledger").text
+    assert "OK at" in page and "chain intact" in page, page
+
+
+def test_unreachable_ledger_is_a_503_page_without_the_password(seeded):
+    app = create_app(dsn_provider=lambda: "host=127.0.0.1 port=9 user=x password=hunter2-secret dbname=l",
+                     user_dependency=user)
+    with TestClient(app) as c:
+        answer = c.get("/history", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 503 and "drillbook_ledger" in answer.text and "hunter2-secret" not in answer.text
+
+
+def test_missing_ledger_connection_is_a_503_page_saying_how_to_define_it(seeded):
+    from drillbook.errors import ConnectionNotConfigured
+
+    def missing() -> str:
+        raise ConnectionNotConfigured("Airflow connection 'drillbook_ledger' is not defined; set AIRFLOW_CONN_DRILLBOOK_LEDGER")
+
+    app = create_app(dsn_provider=missing, user_dependency=user)
+    with TestClient(app) as c:
+        answer = c.get("/history", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 503 and "AIRFLOW_CONN_DRILLBOOK_LEDGER" in answer.text
+
+
+def test_coverage_without_a_catalogue_lists_drills_without_passing_evidence_first(client):
+    page = client.get("/coverage").text
+    assert page.index("NO PASSING EVIDENCE") < page.index("passing evidence: ")
+    assert page.count("NO PASSING EVIDENCE") == 1 and "no catalogue configured" in page  # the hostile drill only failed
+
+
+def test_controls_and_coverage_use_the_catalogues_population(seeded):
+    from tests.evidence.conftest import backup_drill, catalogue
+
+    cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"), backup_drill("never_ran", controls=("SOC2:CC7.4",)))
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
+    with TestClient(app) as c:
+        controls = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        coverage = c.get("/coverage", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    app.state.pool.close()
+    assert "SOC2:A1.2" in controls and "SOC2:CC7.4" in controls
+    row = controls[controls.index("SOC2:A1.2"):]
+    assert "MISSED" in row and "FAIL" in row  # 5-minute schedule over a month: missed occurrences are exceptions
+    assert f'record/{seeded.seqs["orders_nightly"][-1]}' in row
+    assert "NONE" in coverage and "never_ran" in coverage and coverage.index("never_ran") < coverage.index("PASSING")

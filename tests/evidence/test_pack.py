@@ -195,3 +195,29 @@ def test_cli_pack_then_verify_offline(filled, tmp_path, key, monkeypatch, capsys
     assert code == 1 and "EXCEPTIONS" in text and "3 of 20 expected runs missed" in text
     assert "2026-01-05 03:30 UTC MISSED nightly" in text and "2026-01-09 03:33 UTC FAIL nightly" in text
     assert main(["evidence", "coverage", "--since", "2026-01-01", "--ledger-dsn", filled, "--catalogue", str(cat)]) == 0
+
+
+def test_a_byte_flipped_in_the_zip_itself_is_named_not_a_crash(filled, tmp_path, key):
+    result = _pack(filled, tmp_path, key)
+    with zipfile.ZipFile(result.path) as zf:
+        info = zf.getinfo("records.json")
+    data = bytearray(result.path.read_bytes())
+    at = info.header_offset + 30 + len(info.filename) + info.compress_size // 2  # inside the compressed records
+    data[at] ^= 0xFF
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(bytes(data))
+    report = verify_pack(damaged, public_key=key[1])
+    assert any(p.startswith("records.json") for p in report.problems), report.problems
+
+
+def test_an_unsigned_pack_is_never_reported_as_verified(filled, tmp_path, capsys):
+    from drillbook.cli import main
+
+    with Ledger(filled) as ledger:
+        result = write_pack(ledger, catalogue(backup_drill()), control="SOC2:A1.2", start=START, end=END,
+                            output=tmp_path / "unsigned.zip", settings=CheckpointSettings(), seed=1, as_of=END)
+    assert not result.signed
+    report = verify_pack(result.path)
+    assert report.ok and report.unsigned
+    assert main(["evidence", "verify", "--pack", str(result.path)]) == 2
+    assert "INTACT BUT UNSIGNED" in capsys.readouterr().out

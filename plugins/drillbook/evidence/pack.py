@@ -75,10 +75,10 @@ def _ts(moment: datetime | None) -> str:
 
 
 class _Hashing(io.RawIOBase):
-    """A write-only stream that hashes, counts and keeps the last line (the export's final row)."""
+    """A write-only stream that hashes, counts and keeps the last writes (they hold the export's final row)."""
 
     def __init__(self, inner: IO[bytes]):
-        self.inner, self.sha, self.size, self.tail = inner, hashlib.sha256(), 0, b""
+        self.inner, self.sha, self.size, self.tail, self.last = inner, hashlib.sha256(), 0, b"", b""
 
     def writable(self) -> bool:
         return True
@@ -88,7 +88,9 @@ class _Hashing(io.RawIOBase):
         self.inner.write(chunk)
         self.sha.update(chunk)
         self.size += len(chunk)
-        self.tail = (self.tail + chunk)[-65536:]
+        # COPY hands over one row per chunk: keep the last two writes, not a sliding copy of 64 KB per row
+        self.tail = self.last + chunk if len(chunk) < 65536 else chunk
+        self.last = chunk
         return len(chunk)
 
 
@@ -190,13 +192,19 @@ def write_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: dateti
             with zipfile.ZipFile(partial, "w", allowZip64=True) as zf:
                 pack = _Zip(zf, created)
                 flt = Filter.build(since=start, until=end, control=control)
-                raw, out = pack.open("records.json")
-                count = export_records(conn, cast(IO[bytes], out), flt=flt, fmt="json")
-                pack.close("records.json", raw, out)
-                head_seq, head_hash = _head_of(out.tail)
-                raw, out = pack.open("records.csv")
-                export_records(conn, cast(IO[bytes], out), flt=flt, fmt="csv")
-                pack.close("records.csv", raw, out)
+                # One snapshot for both exports: a record appended between them (drills keep writing) would
+                # otherwise give records.csv one more link row than records.json. The exports' own
+                # SET TRANSACTION ISOLATION LEVEL REPEATABLE READ is then a no-op (same level, PostgreSQL allows it).
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    conn.execute("SELECT 1")  # take the snapshot now
+                    raw, out = pack.open("records.json")
+                    count = export_records(conn, cast(IO[bytes], out), flt=flt, fmt="json")
+                    pack.close("records.json", raw, out)
+                    head_seq, head_hash = _head_of(out.tail)
+                    raw, out = pack.open("records.csv")
+                    export_records(conn, cast(IO[bytes], out), flt=flt, fmt="csv")
+                    pack.close("records.csv", raw, out)
                 sampled = _copy_population(spill, pack, set(chosen))
                 pack.put("sample.json", _json({
                     "seed": seed, "frequency": frequency, "size": len(chosen), "population_size": population_size,

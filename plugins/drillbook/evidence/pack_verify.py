@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,9 @@ from drillbook.evidence.pack import (
 
 MAX_MANIFEST = 1 << 20
 MAX_SIGNATURE = 1024
+MAX_JSON = 256 << 20  # a JSON member is parsed whole: bounded whatever a forged manifest claims
+#: what reading a damaged member raises (a flipped byte in the compressed data, a bad CRC, a cut file)
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
 
 PROVES = (
     "every file in the pack is byte for byte the file drillbook wrote (sha256 per file in manifest.json, "
@@ -91,6 +95,7 @@ class NotAPack(ValueError):
 
 
 def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    limit = min(limit, MAX_JSON)
     with zf.open(name) as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
@@ -156,7 +161,7 @@ def verify_pack(path: str | Path, *, public_key: str | None = None) -> PackRepor
             manifest = json.loads(body)
             if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT or not isinstance(manifest.get("files"), dict):
                 raise ValueError(f"expected a manifest of format {PACK_FORMAT!r} with a 'files' map")
-        except (ValueError, zipfile.BadZipFile) as exc:
+        except (ValueError, *ZIP_ERRORS) as exc:
             report.problems.append(f"{MANIFEST}: not a readable manifest: {str(exc)[:200]}")
             return report
         report.manifest = manifest
@@ -213,9 +218,14 @@ def _check_files(zf: zipfile.ZipFile, names: list[str], files: dict[str, Any], s
             report.problems.append(f"{name} is listed in {MANIFEST} but missing from the pack")
             continue
         sha, size = hashlib.sha256(), 0
-        for chunk in _stream(zf, name, sizes.get(name, 0)):
-            sha.update(chunk)
-            size += len(chunk)
+        try:
+            for chunk in _stream(zf, name, sizes.get(name, 0)):
+                sha.update(chunk)
+                size += len(chunk)
+        except ZIP_ERRORS as exc:
+            report.problems.append(f"{name}: cannot be read from the zip ({type(exc).__name__}: {str(exc)[:120]}): "
+                                   "the pack file was damaged or changed")
+            continue
         if not isinstance(meta, dict) or sha.hexdigest() != meta.get("sha256") or size != meta.get("bytes"):
             report.problems.append(f"{name}: its sha256 does not match {MANIFEST} (the file was changed after the pack "
                                    "was written)")
@@ -283,6 +293,10 @@ def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int],
             report.problems.append(f"{name}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 text: "
                                    "the file was changed")
             continue
+        except ZIP_ERRORS as exc:
+            report.problems.append(f"{name}: its records cannot be read from the zip ({type(exc).__name__}): "
+                                   "the pack file was damaged or changed")
+            continue
         if name == "records.json":
             report.records, report.head_seq, report.head_hash = result.checked, result.head_seq, result.head_hash
             report.first_seq = min((int(s) for s in hashes_at), default=None)
@@ -301,7 +315,7 @@ def _check_chain_json(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, in
         chain = json.loads(_read(zf, "chain.json", sizes.get("chain.json", 0)))
         head = chain["head"]
         checkpoints = [cpmod._from_doc(doc) for doc in chain["checkpoints"]]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, *ZIP_ERRORS) as exc:
         report.problems.append(f"chain.json: not readable ({type(exc).__name__})")
         return
     if (head.get("seq"), head.get("hash")) != (report.head_seq, report.head_hash):
@@ -356,7 +370,7 @@ def _check_population(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, in
         if (controls["expected"], controls["missed"], controls["covered"]) != (count, missed, count - missed):
             report.problems.append(f"controls.json: expected {controls['expected']}, missed {controls['missed']}, ran "
                                    f"{controls['covered']}; population.csv lists {count} occurrences, {missed} missed")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, *ZIP_ERRORS) as exc:
         report.problems.append(f"population.csv/sample.json/controls.json: not readable ({type(exc).__name__}: {str(exc)[:120]})")
 
 

@@ -31,7 +31,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import functools
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -141,11 +141,24 @@ def _cron_times(schedule: str, *, start: datetime, end: datetime, timezone: str)
                              f"{start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a shorter period")
 
 
-@functools.lru_cache(maxsize=32)
+_CACHE: OrderedDict[tuple[str, datetime, datetime, str], tuple[datetime, ...]] = OrderedDict()
+_CACHE_ENTRIES, _CACHE_LARGEST = 16, 50_000  # at most ~45 MB, in a long-running api-server too
+
+
 def _cron_times_cached(schedule: str, start: datetime, end: datetime, timezone: str) -> tuple[datetime, ...]:
     # croniter costs ~0.2 ms a step; drills sharing a schedule (and the pack, which reads the controls
-    # view and then the population) compute it once per period. Bounded: MAX_OCCURRENCES per entry.
-    return tuple(_cron_times(schedule, start=start, end=end, timezone=timezone))
+    # view and then the population) compute it once per period. Only lists up to _CACHE_LARGEST are kept.
+    key = (schedule, start, end, timezone)
+    found = _CACHE.get(key)
+    if found is not None:
+        _CACHE.move_to_end(key)
+        return found
+    times = tuple(_cron_times(schedule, start=start, end=end, timezone=timezone))
+    if len(times) <= _CACHE_LARGEST:
+        _CACHE[key] = times
+        while len(_CACHE) > _CACHE_ENTRIES:
+            _CACHE.popitem(last=False)
+    return times
 
 
 def occurrence_times(series: Series, *, start: datetime, end: datetime, timezone: str) -> Iterator[datetime]:
@@ -255,3 +268,12 @@ def population(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetim
         yield from match(series, its_runs(), start=start, end=end, as_of=as_of, grace=grace, timezone=tz, strays=strays)
     for _ in stream:  # drain: the server-side cursor closes with its transaction
         pass
+
+
+def missed_by_drill(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime) -> dict[str, int]:
+    """MISSED occurrences per drill (its own schedule, not its negative drill) in [start, end): the digest's count."""
+    missed: dict[str, int] = {}
+    for occ in population(conn, catalogue, start=start, end=end, as_of=as_of):
+        if occ.series.kind != "negative" and occ.outcome == MISSED:
+            missed[occ.series.drill] = missed.get(occ.series.drill, 0) + 1
+    return missed

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from drillbook.errors import DrillbookError
 from drillbook.evidence.pack import (
     FILES,
     MANIFEST,
@@ -90,7 +91,7 @@ class PackReport:
         return not self.signed
 
 
-class NotAPack(ValueError):
+class NotAPack(DrillbookError, ValueError):
     """The file is not an evidence pack at all (not a zip, no manifest): bad input, exit 2."""
 
 

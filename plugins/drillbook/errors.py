@@ -27,6 +27,7 @@ what to do next.
     ├── EphemeralUnavailable      a throwaway cluster could not be created or started (backup_restore.ephemeral)
     ├── PhysicalSourceError       a physical backup tool could not answer or restore (backup_restore.physical.source)
     ├── ClusterUnsafe             a restored cluster could archive/replicate outward; refused (backup_restore.physical.cluster)
+    ├── RecoveryProblem           a restored physical cluster did not start or recover to its target (backup_restore.physical.cluster)
     ├── TargetMissing             a data-quality table or query relation does not exist (data_quality.engine)
     ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
     ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)

@@ -23,10 +23,15 @@ PEAK_RE = re.compile(r"peak rss[^\n]*?(\d+(?:\.\d+)?) mb")
 TOY_RUNS = {
     "backup_restore": ["--customers", "300", "--orders", "2000", "--rounds", "1", "--smoke"],
     "data_quality": ["--rows", "20000", "--repeat", "1", "--smoke"],
+    "dag_parse": ["--drills", "4", "--rounds", "1"],
     "certificates": ["--endpoints", "12"],
     "ledger": ["--rows", "2000"],
+    "evidence_pack": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
     "pages": ["--rows", "2000", "--drills", "10", "--repeat", "3"],
+    "physical": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
+    "scale": ["--small"],
+    "barman": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs barman and PostgreSQL 15 (.ci/run installs them)
 }
 
 

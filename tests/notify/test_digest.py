@@ -37,24 +37,28 @@ def test_digest_exact_blocks(catalogue):
     card = build_scorecard(catalogue, day_of_records(), start=START, end=END,
                            verify=VerifyReport(ok=True, checked=4, head_hash="f" * 64), title="daily scorecard")
     message = render_digest(card)
-    assert message.text == ("drillbook daily scorecard 2026-03-02 00:00 → 2026-03-03 00:00 UTC: 1 verified, 1 at risk, 2 not run; "
-                            "ledger verified: 4 records, chain intact (head ffffffffffff)")
+    # api_certs ran 3 of 24 hourly occurrences and one run failed: EXCEPTIONS, never "VERIFIED · 3/24 runs"
+    assert message.text == ("drillbook daily scorecard 2026-03-02 00:00 → 2026-03-03 00:00 UTC: 0 verified, 1 with exceptions, "
+                            "1 at risk, 2 not run; ledger verified: 4 records, chain intact (head ffffffffffff)")
     assert message.blocks == [
         {"type": "header", "text": {"type": "plain_text", "text": ":bar_chart: drillbook daily scorecard", "emoji": True}},
-        {"type": "section", "text": _md("*Period:* 2026-03-02 00:00 → 2026-03-03 00:00 UTC\n*4 drills*: 1 verified, 1 at risk, 2 not run.\n"
+        {"type": "section", "text": _md("*Period:* 2026-03-02 00:00 → 2026-03-03 00:00 UTC\n*4 drills*: 0 verified, 1 with exceptions, "
+                                        "1 at risk, 2 not run.\n"
                                         ":white_check_mark: ledger verified: 4 records, chain intact (head ffffffffffff)")},
         {"type": "divider"},
         {"type": "section", "text": _md("*By control*\n"
-                                        ":warning: *SOC2:CC6.7*: NOT RUN · 3/25 runs, 2 passed · web_certs, api_certs\n"
-                                        ":white_check_mark: *ISO27001:A.8.24*: VERIFIED · 3/24 runs, 2 passed · api_certs")},
+                                        ":large_orange_circle: *ISO27001:A.8.24*: EXCEPTIONS · 3/24 runs, 2 passed (21 missed, 1 FAIL/ERROR) "
+                                        "· api_certs\n"
+                                        ":large_orange_circle: *SOC2:CC6.7*: EXCEPTIONS · 3/25 runs, 2 passed (22 missed, 1 FAIL/ERROR) "
+                                        "· web_certs, api_certs")},
         {"type": "divider"},
         {"type": "section", "text": _md(
             "*By drill*\n"
-            ":red_circle: *loud_certs* (certificates): AT RISK · 1/1 runs · pass rate 0% · open: CERT_UNREADABLE\n"
-            ":warning: *web_certs* (certificates): NOT RUN · 0/1 runs · pass rate n/a\n"
-            ":warning: *quiet_certs* (certificates): NOT RUN · 0/1 runs · pass rate n/a\n"
-            ":white_check_mark: *api_certs* (certificates): VERIFIED · 3/24 runs · pass rate 67% · "
-            "RTO worst 21m 40s / median 5m 00s vs 15m 00s")},
+            ":red_circle: *loud_certs* (certificates): AT RISK · 1/1 runs (1 FAIL/ERROR) · pass rate 0% · open: CERT_UNREADABLE\n"
+            ":large_orange_circle: *api_certs* (certificates): EXCEPTIONS · 3/24 runs (21 missed, 1 FAIL/ERROR) · pass rate 67% · "
+            "RTO worst 21m 40s / median 5m 00s vs 15m 00s\n"
+            ":warning: *web_certs* (certificates): NOT RUN · 0/1 runs (1 missed) · pass rate n/a\n"
+            ":warning: *quiet_certs* (certificates): NOT RUN · 0/1 runs (1 missed) · pass rate n/a")},
         {"type": "context", "elements": [_md("Full history: `drillbook evidence list --since 2026-03-02` · verify: `drillbook evidence verify`")]},
     ]
 
@@ -134,3 +138,16 @@ def test_cli_watchdog_and_digest(catalogue_file, ledger_dsn, tmp_path, monkeypat
     with Ledger(ledger_dsn) as ledger:
         # the incidents went to the outbox only: one notification row says nobody was told (defect 5)
         assert sorted({r.record_type for r in ledger.query()}) == ["digest", "notification", "watchdog"]
+
+
+def test_one_run_of_many_expected_is_exceptions_not_verified(catalogue):
+    """The digest used to print `VERIFIED · 1/19 runs`: missed runs are exceptions (drillbook.evidence.controls)."""
+    ctx = make_ctx(dag_id="dr_certificates__api_certs", run_id="r1")
+    record = make_record(make_result("PASS", drill="api_certs", started=START + timedelta(hours=1)), seq=1, ctx=ctx)
+    card = build_scorecard(catalogue, [record], start=START, end=END, verify=VerifyReport(ok=True, checked=1, head_hash="f" * 64))
+    score = next(d for d in card.drills if d.drill == "api_certs")
+    assert (score.runs, score.expected, score.missed, score.status) == (1, 24, 23, "EXCEPTIONS")
+    control = next(c for c in card.controls if c.control == "ISO27001:A.8.24")
+    assert (control.status, control.missed) == ("EXCEPTIONS", 23)
+    text = render_digest(card).text
+    assert "1 verified" not in text and "1 with exceptions" in text

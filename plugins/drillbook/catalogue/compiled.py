@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from drillbook.catalogue.loader import load_catalogue, resolve_catalogue_path
-from drillbook.catalogue.models import Catalogue
+from drillbook.catalogue.models import Catalogue, catalogue_model
 from drillbook.catalogue.reader import MAX_YAML_BYTES, FileProblem, decode, read_bytes
 
 FORMAT = 1
@@ -90,7 +90,7 @@ def code_fingerprint() -> str:
     models: set[type] = set()
     _model_types(Catalogue, models)
     modules = {m.__module__ for m in models} | {checks.__name__, common.__name__, loader.__name__, reader.__name__,
-                                                 "drillbook.drills.data_quality.suites"}
+                                                 "drillbook.drills.data_quality.suites", "drillbook.drills.registry"}
     digest = hashlib.sha256(f"drillbook {drillbook.__version__}\n".encode())
     for name in sorted(modules):
         module = sys.modules.get(name)
@@ -161,7 +161,7 @@ def _from_cache(data: Any, file: Path, gx_suites: bool) -> Catalogue | None:
     from drillbook.catalogue.checks import run_checks
 
     try:
-        catalogue = Catalogue.model_validate(data)
+        catalogue = catalogue_model().model_validate(data)  # the union of the kinds registered now
     except ValidationError:
         return None
     catalogue._path, catalogue._gx_suites = file, gx_suites

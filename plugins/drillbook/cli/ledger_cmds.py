@@ -177,6 +177,10 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     """Walk the chain (or an export file), compare it with the newest checkpoint, check the guards."""
     from drillbook.ledger.checkpoint import CheckpointSettings
 
+    if getattr(args, "pack", None):  # offline: no database, no configuration
+        from drillbook.cli.auditor import cmd_verify_pack
+
+        return cmd_verify_pack(args)
     settings = CheckpointSettings.from_env()
     if args.file:
         from drillbook.ledger import checkpoint as cpmod
@@ -339,7 +343,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
 
 
 def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
-    """Add ``verify``, ``list``, ``export`` and ``show`` under ``drillbook evidence``."""
+    """Add ``verify``, ``list``, ``export``, ``show`` and the auditors' views (``drillbook.cli.auditor``) under ``drillbook evidence``."""
     sub = parser.add_subparsers(dest="evidence_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("verify", help="walk the hash chain and compare it with the newest checkpoint; exit 1 on "
@@ -351,7 +355,13 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true",
                    help="re-hash every record from seq 1 (default: only records after the newest checkpoint signed "
                         "with the trusted key; without one the walk is full anyway)")
+    p.add_argument("--pack", help="verify an evidence pack (zip) offline: no database or configuration needed")
+    p.add_argument("--public-key", help="with --pack: the Ed25519 public key (hex, base64, PEM or a file) the pack must be signed by")
     p.set_defaults(func=cmd_evidence_verify)
+
+    from drillbook.cli import auditor
+
+    auditor.configure(sub)
 
     p = sub.add_parser("checkpoint", help="sign the chain head (Ed25519) and store the checkpoint")
     _add_dsn(p)

@@ -9,30 +9,41 @@ Rules this module enforces (``status_of`` is the one rule; the digest uses it to
   and every FAIL or ERROR run (its time). A SKIPPED run is neither a pass nor an
   exception;
 - status in words, first match wins:
-  UNVERIFIABLE (the chain does not verify: a broken chain may hold forged PASS
-  rows), NOT RUN (runs expected, none happened), EXCEPTIONS (any missed
-  occurrence or FAIL/ERROR run: "18 of 19 expected runs missed" is never
-  VERIFIED), AT RISK (the newest run did not pass), NOT DUE (nothing was
-  expected and nothing ran), VERIFIED (every expected occurrence ran, no run
-  failed, the newest passed);
+  NOT RUN (runs expected, none happened), AT RISK (the newest run did not
+  pass: broken now), EXCEPTIONS (any missed occurrence or FAIL/ERROR run:
+  "18 of 19 expected runs missed" is never VERIFIED), NOT DUE (nothing was expected and nothing
+  ran), and only then VERIFIED (every expected occurrence ran, no run failed,
+  the newest passed) — which becomes UNVERIFIABLE when the chain does not
+  verify or was not checked: a broken chain may hold forged PASS rows, while
+  what it says went wrong stays an exception;
+- a control's "newest" for AT RISK is the worst of its drills' newest runs;
 - the ledger is read once, streamed (see ``population``); per control the
   module keeps counters and the exception list, never the records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from drillbook.evidence.population import MISSED, PENDING, Occurrence, Run, population, series_of
+from drillbook.evidence.population import (
+    MISSED,
+    PENDING,
+    VERDICT_RANK,
+    Occurrence,
+    Run,
+    population,
+    series_of,
+)
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
 VERIFIED, EXCEPTIONS, AT_RISK, NOT_RUN, NOT_DUE, UNVERIFIABLE = (
     "VERIFIED", "EXCEPTIONS", "AT RISK", "NOT RUN", "NOT DUE", "UNVERIFIABLE")
-STATUS_ORDER = {UNVERIFIABLE: 0, NOT_RUN: 1, EXCEPTIONS: 2, AT_RISK: 3, NOT_DUE: 4, VERIFIED: 5}
+STATUS_ORDER = {NOT_RUN: 0, AT_RISK: 1, EXCEPTIONS: 2, UNVERIFIABLE: 3, NOT_DUE: 4, VERIFIED: 5}
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,18 @@ class ControlRow:
     exceptions: list[ControlException] = field(default_factory=list)
     newest: Run | None = None
     unverifiable: str | None = None
+    newest_by_drill: dict[tuple[str, str], Run] = field(default_factory=dict)
+
+    @property
+    def newest_verdict(self) -> str | None:
+        """The worst of each drill's newest verdict: one drill at risk puts the control at risk."""
+        verdicts = [run.verdict for run in self.newest_by_drill.values()]
+        return max(verdicts, key=lambda v: VERDICT_RANK.get(v, 3)) if verdicts else None
 
     @property
     def status(self) -> str:
         return status_of(expected=self.expected, runs=self.runs, missed=self.missed, failed=self.failed,
-                         newest_verdict=self.newest.verdict if self.newest else None, unverifiable=self.unverifiable)
+                         newest_verdict=self.newest_verdict, unverifiable=self.unverifiable)
 
     @property
     def status_words(self) -> str:
@@ -79,17 +97,15 @@ class ControlRow:
 def status_of(*, expected: int, runs: int, missed: int, failed: int, newest_verdict: str | None,
               unverifiable: str | None = None) -> str:
     """The one status rule (module docstring), shared by the controls view and the digest."""
-    if unverifiable:
-        return UNVERIFIABLE
     if expected and not runs:
         return NOT_RUN
-    if missed or failed:
-        return EXCEPTIONS
     if runs and newest_verdict != "PASS":
         return AT_RISK
+    if missed or failed:
+        return EXCEPTIONS
     if not expected and not runs:
         return NOT_DUE
-    return VERIFIED
+    return UNVERIFIABLE if unverifiable else VERIFIED
 
 
 def describe_status(status: str, *, expected: int, covered: int, missed: int, failed: int, newest: Run | None,
@@ -108,7 +124,8 @@ def describe_status(status: str, *, expected: int, covered: int, missed: int, fa
             parts.append(f"{failed} run{'s' if failed != 1 else ''} FAIL/ERROR")
         return f"exceptions: {', '.join(parts)}; {newest_text}"
     if status == AT_RISK:
-        return f"at risk: {newest_text}"
+        more = f" ({missed} of {expected} expected runs missed, {failed} FAIL/ERROR)" if missed or failed else ""
+        return f"at risk: {newest_text}{more}"
     if status == NOT_DUE:
         return "not due: no run was expected in the period"
     return f"verified: {covered} of {expected} expected runs happened and passed; {newest_text}"
@@ -131,6 +148,9 @@ class Tally:
                                                    run_id=run.run_id, seq=run.last_seq))
         if row.newest is None or run.last_at >= row.newest.last_at:
             row.newest = run
+        seen = row.newest_by_drill.get((run.drill, run.kind))
+        if seen is None or run.last_at >= seen.last_at:
+            row.newest_by_drill[(run.drill, run.kind)] = run
 
     def add(self, occ: Occurrence) -> None:
         row = self.row
@@ -149,8 +169,12 @@ class Tally:
 
 
 def control_rows(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime | None = None,
-                 unverifiable: str | None = None, only: str | None = None) -> list[ControlRow]:
-    """One row per control id of the enabled drills (or only ``only``), sorted by status then id."""
+                 unverifiable: str | None = None, only: str | None = None,
+                 each: Callable[[Occurrence], None] | None = None) -> list[ControlRow]:
+    """One row per control id of the enabled drills (or only ``only``), sorted by status then id.
+
+    ``each`` sees every occurrence as it streams by (the pack writes its population listing with it).
+    """
     every = series_of(catalogue, control=only)
     controls = sorted({c for s in every for c in s.controls if only is None or c == only})
     rows = {c: ControlRow(control=c, drills=sorted({s.label for s in every if c in s.controls}), unverifiable=unverifiable)
@@ -158,6 +182,8 @@ def control_rows(conn: Any, catalogue: Catalogue, *, start: datetime, end: datet
     tallies = {c: Tally(r) for c, r in rows.items()}
     strays: list[Run] = []
     for occ in population(conn, catalogue, start=start, end=end, as_of=as_of, control=only, strays=strays):
+        if each is not None:
+            each(occ)
         for control in occ.series.controls:
             if control in tallies:
                 tallies[control].add(occ)

@@ -163,8 +163,8 @@ def list_rows(
                     "AND NOT attisdropped", (TABLE,))
         codes = "finding_codes" if cur.fetchone() else _CODES_FROM_RESULT
     sql = (
-        f"SELECT seq, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, drill, "
-        f"verdict, array_to_string(controls, ','), coalesce({codes}, ''), "
+        f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, "
+        f"drill, verdict, array_to_string(controls, ','), coalesce({codes}, ''), "
         f"run_id, left(hash, 12) FROM {TABLE} WHERE {where} ORDER BY seq {'DESC' if newest_first else 'ASC'}"
     )
     if limit:
@@ -173,5 +173,4 @@ def list_rows(
     with conn.transaction(), conn.cursor(name="drillbook_list", row_factory=tuple_row) as cur:
         cur.itersize = batch
         cur.execute(sql, params)
-        for row in cur:
-            yield tuple("" if v is None else str(v) for v in row)
+        yield from cur  # every cell is NOT NULL text already: no per-cell conversion in Python

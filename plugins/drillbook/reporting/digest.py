@@ -5,7 +5,8 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   the period; its verdict is the worst of its records (ERROR > FAIL > PASS), so
   a mapped drill with one bad target is not a pass;
 - runs expected come from the drill's cron schedule over the period, in the
-  catalogue's timezone; runs below expected are shown, never hidden;
+  catalogue's timezone, counted by ``drillbook.evidence.population`` (the
+  auditors' population); runs below expected are shown, never hidden;
 - pass rate = passing runs / runs; RTO and RPO are shown worst and median
   against the objective the drill recorded;
 - ``run_digest`` has the database compute all of that (``aggregate_sql``: one
@@ -17,9 +18,10 @@ Rules this module enforces (``build_scorecard`` is pure; ``run_digest`` does the
   weekly one, which verifies in full (``evidence verify --full``,
   ``FULL_VERIFY``): a change to a record older than the newest checkpoint is
   found by the next weekly digest, not the next daily one;
-- a control is VERIFIED only when every enabled drill mapped to it ran in the
-  period and its newest run passed; any drill that did not run makes it NOT
-  RUN, any newest FAIL/ERROR makes it AT RISK;
+- drill and control status follow ``drillbook.evidence.controls.status_of``, the
+  rule of the auditors' controls view: a missed occurrence or a FAIL/ERROR run
+  in the period is EXCEPTIONS, so a drill that ran once of 19 expected times is
+  never VERIFIED; no run is NOT RUN, a newest FAIL/ERROR is AT RISK;
 - the ledger's verify status is part of every scorecard: evidence that does
   not verify is reported before anything else, in the header; and when the
   chain does not verify (or was not checked) no drill or control is shown
@@ -40,10 +42,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import PRESET_NAMES, cron_of, previous_run
+from drillbook.catalogue.common import PRESET_NAMES, previous_run
+from drillbook.evidence.controls import status_of
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
-from drillbook.reporting.scorecard import UNVERIFIABLE, ControlScore, DrillScore, Scorecard
+from drillbook.reporting.scorecard import ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -68,18 +71,22 @@ def full_verify(schedule: str) -> bool:
 
 
 def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
-    """How many times ``schedule`` fires in [start, end)."""
-    from croniter import croniter
+    """How many times ``schedule`` fires in [start, end) (the population's rule, DST included)."""
+    from drillbook.evidence.population import count_occurrences
 
-    tz = ZoneInfo(timezone)
-    it = croniter(cron_of(schedule), start.astimezone(tz) - timedelta(microseconds=1))
-    count = 0
-    for _ in range(100_000):  # bounded: a minutely cron over a year is 525k, a digest period is at most a month
-        moment = it.get_next(datetime)
-        if moment >= end.astimezone(tz):
-            break
-        count += 1
-    return count
+    return count_occurrences(schedule, start=start, end=end, timezone=timezone)
+
+
+def _missed(catalogue: Catalogue, drill: str, run_times: list[datetime], *, start: datetime, end: datetime) -> int:
+    """Expected occurrences of ``drill`` in [start, end) with no run in their window (the population's rule)."""
+    from drillbook.evidence.population import MISSED, Run, match, series_of
+
+    series = next(s for s in series_of(catalogue) if s.drill == drill and s.kind != "negative")
+    runs = [Run(drill=drill, kind=series.kind, dag_id="", run_id="", first_at=t, last_at=t, verdict="PASS", rows=1,
+                first_seq=0, last_seq=0) for t in sorted(run_times)]
+    occurrences = match(series, runs, start=start, end=end, as_of=end, grace=catalogue.defaults.watchdog.grace,
+                        timezone=catalogue.defaults.timezone)
+    return sum(1 for occ in occurrences if occ.outcome == MISSED)
 
 
 def digest_period(schedule: str, *, end: datetime, timezone: str = "UTC") -> tuple[datetime, datetime]:
@@ -111,6 +118,9 @@ class DrillAggregate:
     rto_objective: float | None = None
     rpo: tuple[float, float] | None = None
     rpo_objective: float | None = None
+    failed: int = 0  # FAIL or ERROR runs: exceptions (drillbook.evidence.controls)
+    # records in hand only: first record of each run, for the missed count (the SQL path streams the population)
+    run_starts: list[datetime] | None = field(default=None, compare=False)
 
 
 def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str], start: datetime,
@@ -128,6 +138,8 @@ def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str],
         ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
         verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
         agg.runs, agg.passes, agg.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
+        agg.failed = sum(1 for v in verdicts if v in ("FAIL", "ERROR"))
+        agg.run_starts = [min(r.recorded_at for r in recs) for recs in ordered]
         newest = ordered[-1]
         agg.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
         all_records = [r for recs in ordered for r in recs]
@@ -140,39 +152,46 @@ def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str],
 
 
 def _number(path: str) -> str:
-    """A JSON number at ``path`` of ``r`` (jsonb) as float8; NULL when absent or not a number."""
-    return f"CASE WHEN jsonb_typeof({path}) = 'number' THEN ({path})::text::float8 END"
+    """A JSON number at ``path`` (json) as float8; NULL when absent or not a number."""
+    return f"CASE WHEN json_typeof({path}) = 'number' THEN ({path})::text::float8 END"
 
 
 def _objective_sql(name: str) -> str:
-    seconds, plain = f"r->'objectives'->'{name}_seconds'", f"r->'objectives'->'{name}'"
-    return f"CASE WHEN (r->'objectives') ? '{name}_seconds' THEN {_number(seconds)} ELSE {_number(plain)} END"
+    # objectives.get("rto_seconds", objectives.get("rto")): a key that is present (even as null) wins
+    seconds, plain = f"o->'{name}_seconds'", f"o->'{name}'"
+    return f"CASE WHEN {seconds} IS NOT NULL THEN {_number(seconds)} ELSE {_number(plain)} END"
 
 
 # One statement, one row per drill: the database reads the period's 'drill' rows through the recorded_at
-# index, parses each result once (jsonb), and hands back counts, worst/median RTO and RPO (percentile_cont),
-# the newest run's verdict and open finding codes. Python never holds the period's records.
+# index and hands back counts, worst/median RTO and RPO (percentile_cont), the newest run's verdict and
+# open finding codes. Each result's text is scanned twice (its measurements and objectives objects, json
+# not jsonb: a full jsonb parse per record cost 2.5x more), findings only for the newest run's records.
+# Python never holds the period's records.
 _AGGREGATE_SQL = f"""
-WITH recs AS (
+WITH period AS (
+    SELECT drill, dag_id, run_id, seq, verdict,
+           json_extract_path(result, 'measurements') AS m, json_extract_path(result, 'objectives') AS o
+    FROM {{table}}
+    WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s AND drill = ANY(%(drills)s)
+),
+recs AS (
     SELECT drill, dag_id, run_id, seq,
            CASE verdict WHEN 'PASS' THEN 0 WHEN 'SKIPPED' THEN 1 WHEN 'FAIL' THEN 2 ELSE 3 END AS rank,
            max(seq) OVER (PARTITION BY drill, dag_id, run_id) AS run_seq,
-           {_number("r->'measurements'->'rto_seconds'")} AS rto,
-           {_number("r->'measurements'->'rpo_seconds'")} AS rpo,
+           {_number("m->'rto_seconds'")} AS rto,
+           {_number("m->'rpo_seconds'")} AS rpo,
            {_objective_sql("rto")} AS rto_objective,
-           {_objective_sql("rpo")} AS rpo_objective,
-           r->'findings' AS findings
-    FROM (SELECT *, result::jsonb AS r FROM {{table}}
-          WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s
-            AND drill = ANY(%(drills)s)) AS period
+           {_objective_sql("rpo")} AS rpo_objective
+    FROM period
 ),
 runs AS (
     SELECT drill, dag_id, run_id, max(seq) AS run_seq, max(rank) AS rank FROM recs GROUP BY drill, dag_id, run_id
 ),
 per_drill AS (
-    SELECT drill, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
+    SELECT drill, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes, count(*) FILTER (WHERE rank >= 2) AS failed,
            (array_agg(rank ORDER BY run_seq DESC))[1] AS newest_rank,
-           (array_agg(run_seq ORDER BY run_seq DESC))[1] AS newest_seq
+           (array_agg(dag_id ORDER BY run_seq DESC))[1] AS newest_dag,
+           (array_agg(run_id ORDER BY run_seq DESC))[1] AS newest_run
     FROM runs GROUP BY drill
 ),
 measured AS (
@@ -185,12 +204,13 @@ measured AS (
                AS rpo_objective
     FROM recs GROUP BY drill
 )
-SELECT p.drill, p.runs, p.passes, p.newest_rank, m.rto_worst, m.rto_median, m.rto_objective,
+SELECT p.drill, p.runs, p.passes, p.failed, p.newest_rank, m.rto_worst, m.rto_median, m.rto_objective,
        m.rpo_worst, m.rpo_median, m.rpo_objective,
-       ARRAY(SELECT DISTINCT f->>'code' FROM recs x,
-                 jsonb_array_elements(CASE WHEN jsonb_typeof(x.findings) = 'array' THEN x.findings END) AS f
-             WHERE x.drill = p.drill AND x.run_seq = p.newest_seq AND f->>'code' IS NOT NULL
-               AND (f->>'severity') IS DISTINCT FROM 'info') AS codes
+       ARRAY(SELECT DISTINCT f->>'code' FROM {{table}} x,
+                 json_array_elements(CASE WHEN json_typeof(x.result->'findings') = 'array' THEN x.result->'findings' END) AS f
+             WHERE x.record_type = 'drill' AND x.recorded_at >= %(start)s AND x.recorded_at < %(end)s
+               AND x.drill = p.drill AND x.dag_id = p.newest_dag AND x.run_id = p.newest_run
+               AND f->>'code' IS NOT NULL AND (f->>'severity') IS DISTINCT FROM 'info') AS codes
 FROM per_drill p JOIN measured m USING (drill)
 """
 _RANK_VERDICT = {rank: verdict for verdict, rank in _VERDICT_RANK.items()}
@@ -205,9 +225,9 @@ def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: dat
     out: dict[str, DrillAggregate] = {}
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(_AGGREGATE_SQL.format(table=TABLE), {"start": start, "end": end, "drills": sorted(set(drills))})
-        for (drill, runs, passes, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
+        for (drill, runs, passes, failed, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
             out[drill] = DrillAggregate(
-                runs=int(runs), passes=int(passes), newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                runs=int(runs), passes=int(passes), failed=int(failed), newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
                 open_findings=sorted(codes or []),
                 rto=(float(rto_w), float(rto_m)) if rto_w is not None else None, rto_objective=rto_o,
                 rpo=(float(rpo_w), float(rpo_m)) if rpo_w is not None else None, rpo_objective=rpo_o)
@@ -216,10 +236,12 @@ def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: dat
 
 def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
                     verify: VerifyReport | None, title: str = "scorecard",
-                    aggregates: dict[str, DrillAggregate] | None = None) -> Scorecard:
+                    aggregates: dict[str, DrillAggregate] | None = None, missed: dict[str, int] | None = None) -> Scorecard:
     """Score every enabled drill and control from the 'drill' records of [start, end).
 
     ``aggregates`` (from ``aggregate_sql``) replaces ``records``: the digest passes them, tests pass records.
+    ``missed`` (from ``drillbook.evidence.population.missed_by_drill``, streamed from the ledger) goes with
+    ``aggregates``; with records in hand it is counted from them.
     """
     drills = [d for d in catalogue.drills if d.enabled]
     scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
@@ -234,6 +256,7 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
         score.runs, score.passes, score.newest_verdict = agg.runs, agg.passes, agg.newest_verdict
         score.open_findings = list(agg.open_findings)
         score.rto, score.rto_objective, score.rpo, score.rpo_objective = agg.rto, agg.rto_objective, agg.rpo, agg.rpo_objective
+        score.failed = agg.failed
     if verify is None:
         ledger_ok, summary, unverifiable = None, "ledger not verified", "ledger not verified"
     elif verify.ok:
@@ -245,13 +268,21 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
         unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
     for score in scores.values():
         score.unverifiable = unverifiable
+        if missed is not None:
+            score.missed = missed.get(score.drill, 0)
+        else:
+            starts = aggregates[score.drill].run_starts if score.drill in aggregates else []
+            score.missed = _missed(catalogue, score.drill, starts or [], start=start, end=end)
     controls: list[ControlScore] = []
     for control in sorted({c for d in drills for c in d.controls}):
         members = [scores[d.name] for d in drills if control in d.controls]
-        statuses = {m.status for m in members}
-        status = next((s for s in ("NOT RUN", "AT RISK", UNVERIFIABLE) if s in statuses), "VERIFIED")
-        controls.append(ControlScore(control=control, drills=[m.drill for m in members], expected=sum(m.expected for m in members),
-                                     runs=sum(m.runs for m in members), passes=sum(m.passes for m in members), status=status))
+        latest = [m.newest_verdict for m in members if m.newest_verdict]
+        numbers = {"expected": sum(m.expected for m in members), "runs": sum(m.runs for m in members),
+                   "missed": sum(m.missed for m in members), "failed": sum(m.failed for m in members)}
+        status = status_of(**numbers, newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
+                           unverifiable=unverifiable)
+        controls.append(ControlScore(control=control, drills=[m.drill for m in members], passes=sum(m.passes for m in members),
+                                     status=status, **numbers))
     return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
                      ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
 
@@ -313,8 +344,11 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     aggregates = aggregate_sql(ledger.connection, drills=[d.name for d in catalogue.drills if d.enabled],
                                start=start, end=end)
     verify = ledger.verify(checkpoints=settings, full=full_verify(schedule))
+    from drillbook.evidence.population import missed_by_drill
+
+    missed = missed_by_drill(ledger.connection, catalogue, start=start, end=end, as_of=now)  # streamed, one row per run
     scorecard = build_scorecard(catalogue, (), start=start, end=end, verify=verify, title=f"{name} scorecard",
-                                aggregates=aggregates)
+                                aggregates=aggregates, missed=missed)
     row = digest_row(scorecard, name=name)
     if not settings.private_key:
         row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))

@@ -1,8 +1,11 @@
 """The scorecard's shape: per drill, per control, and for the whole period; pure data, no I/O.
 
-Rule this module enforces: a drill is VERIFIED only when it ran and its newest run passed and the
-ledger verifies; a drill with no run is NOT RUN, a newest FAIL/ERROR is AT RISK, and a drill
-whose evidence cannot be trusted (``unverifiable`` set) is UNVERIFIABLE, never VERIFIED.
+Rule this module enforces: a drill's and a control's status is ``drillbook.evidence.controls.status_of``,
+the rule of the auditors' controls view: VERIFIED only when every expected run happened, none
+failed, the newest passed and the ledger verifies; a missed run or a FAIL/ERROR run in the period
+is EXCEPTIONS (never "VERIFIED · 1/19 runs"), no run at all is NOT RUN, a newest FAIL/ERROR is
+AT RISK, nothing expected is NOT DUE, and evidence that cannot be trusted (``unverifiable`` set)
+is UNVERIFIABLE, never VERIFIED.
 ``digest`` builds scorecards, ``notify.render`` draws them; both depend on this module and
 neither on the other.
 """
@@ -30,6 +33,8 @@ class DrillScore:
     rpo: tuple[float, float] | None = None
     rpo_objective: float | None = None
     unverifiable: str | None = None  # why VERIFIED cannot be claimed (the ledger does not verify), else None
+    missed: int = 0  # expected occurrences with no run (drillbook.evidence.population)
+    failed: int = 0  # FAIL or ERROR runs in the period
 
     @property
     def pass_rate(self) -> float | None:
@@ -37,11 +42,10 @@ class DrillScore:
 
     @property
     def status(self) -> str:
-        if self.runs == 0:
-            return "NOT RUN"
-        if self.newest_verdict != "PASS":
-            return "AT RISK"
-        return UNVERIFIABLE if self.unverifiable else "VERIFIED"
+        from drillbook.evidence.controls import status_of
+
+        return status_of(expected=self.expected, runs=self.runs, missed=self.missed, failed=self.failed,
+                         newest_verdict=self.newest_verdict, unverifiable=self.unverifiable)
 
 
 @dataclass
@@ -51,7 +55,9 @@ class ControlScore:
     expected: int
     runs: int
     passes: int
-    status: str  # VERIFIED, AT RISK, NOT RUN, UNVERIFIABLE
+    status: str  # drillbook.evidence.controls: VERIFIED, EXCEPTIONS, AT RISK, NOT RUN, NOT DUE, UNVERIFIABLE
+    missed: int = 0
+    failed: int = 0
 
 
 @dataclass

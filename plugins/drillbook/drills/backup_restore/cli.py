@@ -142,7 +142,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "drill": drill,
             "base_dir": catalogue.base_dir,
-            "scratch_dsn": args.scratch_dsn or postgres_dsn_from_env(drill.scratch.connection),
+            # a physical backup recovers into a private cluster: no scratch server to resolve
+            "scratch_dsn": "" if drill.backup.is_physical else (args.scratch_dsn or postgres_dsn_from_env(drill.scratch.connection)),
             "source_dsn": args.source_dsn or (postgres_dsn_from_env(drill.source.connection) if drill.source else None),
         }
     if not args.backup:
@@ -180,8 +181,9 @@ def main(args: argparse.Namespace) -> int:
     uses_s3 = drill.backup.is_s3 or (drill.backup.keep_live_dumps_in or "").startswith("s3://")
     s3 = s3_client_for(drill.backup.connection) if uses_s3 else None
     if not args.json:
-        common.out(f"backup-restore drill {drill.name!r}: {drill.backup.location} -> scratch on "
-                   f"{pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
+        into = ("a private cluster" if drill.backup.is_physical
+                else f"scratch on {pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
+        common.out(f"backup-restore drill {drill.name!r}: {drill.backup.where} -> {into}")
     try:
         return _run_and_record(args, drill, resolved, s3)
     except lifetime.Interrupted as exc:  # before the drill started (the reaper): nothing to record
@@ -195,7 +197,7 @@ def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, An
     # SIGTERM/SIGINT from here on: the drill stops its tools, drops its scratch database and
     # returns a DRILL_INTERRUPTED result, which is recorded below before the process exits.
     with lifetime.stop_on_signals() as stop, tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
-        reaped, unregistered = _reap_own_leftovers(drill, resolved)
+        reaped, unregistered = ([], []) if drill.backup.is_physical else _reap_own_leftovers(drill, resolved)
         result = run_backup_restore(
             drill=drill,
             scratch_dsn=resolved["scratch_dsn"],

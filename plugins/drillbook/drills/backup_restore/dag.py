@@ -50,8 +50,10 @@ def _doc(drill: BackupRestoreDrill) -> str:
         "(structure, volume, semantics, integrity, quality) and measures RTO and RPO.",
         "",
         f"* **Backup:** `{drill.backup.where}`" + (f" matching `{drill.backup.pattern}`" if drill.backup.pattern else ""),
-        f"* **Scratch connection:** `{drill.scratch.connection}` (databases `drillbook_scratch_*`, "
-        f"reaped after {format_duration(drill.scratch.max_age)})",
+        (f"* **Recovery target:** `{drill.backup.target if isinstance(drill.backup.target, str) else drill.backup.target.model_dump(mode='json')}`"
+         " (a private cluster, unix socket only, archiving off)" if drill.backup.is_physical else
+         f"* **Scratch connection:** `{drill.scratch.connection}` (databases `drillbook_scratch_*`, "
+         f"reaped after {format_duration(drill.scratch.max_age)})"),
         f"* **Objectives:** RTO {format_duration(drill.objectives.rto)}, RPO {format_duration(drill.objectives.rpo)}",
         "",
         "Tasks: `reap_scratch` → `create_scratch` (setup) → `restore_and_verify` → `record` → `drop_scratch` (teardown).",
@@ -156,10 +158,72 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
         )
 
 
+def physical_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, reaped: list[str] | None) -> Any:
+    """Run a physical-backup drill (task time): the tool's ``PGBACKREST_*``/``BARMAN_*`` variables come from the
+    worker's environment, the WAL-verified state lives in ``DRILLBOOK_STATE_DIR`` (default: a directory in the
+    temporary directory; losing it only means the next run checks the whole archive again)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from drillbook.airflow.runtime import ledger_for
+    from drillbook.drills.backup_restore.drill import previous_pass
+    from drillbook.drills.backup_restore.physical.drill import run_physical
+
+    try:
+        previous = previous_pass(ledger_for(catalogue), drill.name)
+    except Exception as exc:  # no trend is better than no drill
+        log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
+        previous = None
+    env = {k: v for k, v in os.environ.items() if k.startswith(("PGBACKREST_", "BARMAN_"))}
+    state = Path(os.environ.get("DRILLBOOK_STATE_DIR") or Path(tempfile.gettempdir()) / "drillbook-state")
+    return run_physical(drill=drill, state_dir=state, base_dir=catalogue.base_dir, previous=previous, env=env,
+                        reaped_clusters=reaped or (),
+                        on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail))
+
+
+def _build_physical_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
+    """``dr_backup_restore__<name>`` for a physical backup: reap_clusters → restore_and_verify → record.
+
+    The private cluster is created, recovered and removed inside ``restore_and_verify`` (its data
+    directory lives on that worker); ``reap_clusters`` removes clusters killed drills left on the worker.
+    """
+    from airflow.sdk import get_current_context, task
+
+    with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
+
+        @task(task_id="reap_clusters", retries=0)
+        def reap_clusters() -> list[str]:
+            from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
+
+            try:
+                return reap_left_clusters()
+            except Exception as exc:  # housekeeping: the drill's own cluster start reaps again
+                log.warning("cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
+                return []
+
+        @task(task_id="restore_and_verify")
+        def restore_and_verify(reaped: list[str] | None) -> dict[str, Any]:
+            return physical_now(drill, catalogue, reaped=reaped).to_json_dict()
+
+        @task(task_id="record")
+        def record(result_json: dict[str, Any]) -> dict[str, Any]:
+            from drillbook.airflow.runtime import report
+            from drillbook.result import DrillResult
+
+            result = DrillResult.model_validate(result_json)
+            return report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
+
+        record(restore_and_verify(reap_clusters()))  # type: ignore[arg-type]
+    return dag
+
+
 def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
     """``dr_backup_restore__<name>``: reap → create_scratch (setup) → restore_and_verify → record → drop_scratch (teardown)."""
     from airflow.sdk import get_current_context, task
 
+    if drill.backup.is_physical:
+        return _build_physical_dag(drill, catalogue)
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
 
         @task(task_id="reap_scratch", retries=0)

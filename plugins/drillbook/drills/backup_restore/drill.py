@@ -438,6 +438,16 @@ def run_backup_restore(
     setup task) or None to create and drop one here. ``previous`` is the result
     dict of the last PASS (looked up in ``ledger`` when not given).
     """
+    if drill.backup.is_physical:  # pgBackRest / Barman: a private cluster recovered from WAL, not a dump restore
+        from drillbook.drills.backup_restore.physical.drill import run_physical
+
+        if previous is None and ledger is not None:
+            try:
+                previous = previous_pass(ledger, drill.name)
+            except Exception as exc:  # no trend is better than no drill
+                log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
+        return run_physical(drill=drill, base_dir=base_dir, previous=previous, on_phase=on_phase, now=now,
+                            reaped_clusters=reaped_clusters, state_dir=work_dir / "physical-state")
     b = ResultBuilder(kind=KIND, drill=drill.name, target=redact(drill.backup.where), controls=list(drill.controls),
                       objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo},
                       on_phase=on_phase)

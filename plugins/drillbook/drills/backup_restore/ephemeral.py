@@ -71,12 +71,14 @@ def reap_left_clusters(tmp: str | None = None) -> list[str]:
     (the same set ``EphemeralCluster.start`` reaps); a cluster a live drill holds is left.
     """
     uids = {os.geteuid()}
-    try:
-        user = _run_as_user()
-    except EphemeralUnavailable:  # as root with no user to run clusters as: none were ever started as one
-        user = None
-    if user is not None:
-        uids.add(user.pw_uid)
+    if os.geteuid() == 0:
+        # every user a cluster may run as: dump clusters run as the first of _RUN_AS, physical-backup
+        # clusters (physical/cluster.py) as the repository's user, ``postgres`` by default
+        for name in _RUN_AS:
+            try:
+                uids.add(pwd.getpwnam(name).pw_uid)
+            except KeyError:
+                continue
     return ephemeral_reap.reap(uids, tmp)
 
 

@@ -1,0 +1,111 @@
+"""Benchmark: the whole pgBackRest drill vs a bare ``pgbackrest restore`` + start + recovery of the same backup.
+
+Builds a real PostgreSQL 15 source archiving into a pgBackRest posix repository
+(the test harness's ``make_source``; as root it runs as the ``postgres`` OS user),
+loads ``--rows`` rows (set-based SQL), takes a full backup, writes more rows and
+switches WAL; then in one process alternates
+- bare: ``pgbackrest restore --archive-mode=off`` into a fresh directory, ``pg_ctl
+  start`` on a private socket, wait until recovery ended (``pg_is_in_recovery()`` false);
+- drill: ``run_physical`` (locate, WAL check, restore, safety, recover, the verify
+  ladder with minimum rows and amcheck, measure, teardown).
+Prints each timing, the ratio drill/bare (target <= 1.3) and the peak RSS of this
+process (the drill's own memory) and of its largest child.
+
+    .venv/bin/python bench/physical.py [--rows 2000000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugins"))
+sys.path.insert(0, str(REPO / "tests" / "backup_restore" / "physical"))
+
+
+def bare_restore(src, pg15: Path) -> float:  # type: ignore[no-untyped-def]
+    """pgbackrest restore + start + recovery to the end of the archive, as an operator would; seconds."""
+    root = Path(tempfile.mkdtemp(prefix="drillbook-bench-bare-"))
+    os.chown(root, src.user.pw_uid, src.user.pw_gid)
+    began = time.monotonic()
+    try:
+        src.pgbackrest(f"--pg1-path={root / 'data'}", "--archive-mode=off", "restore", timeout=3600)
+        opts = f"-c listen_addresses='' -c unix_socket_directories='{root}' -c port=5432 -c archive_mode=off"
+        src.run([str(pg15 / "pg_ctl"), "-D", str(root / "data"), "-w", "-t", "3600", "-o", opts,
+                 "-l", str(root / "server.log"), "start"], timeout=3700)
+        while True:
+            out = src.run([str(pg15 / "psql"), "-X", "-At", "-h", str(root), "-U", "postgres", "-d", "postgres", "-c",
+                           "select pg_is_in_recovery()"]).strip()
+            if out == "f":
+                break
+            time.sleep(0.2)
+        return time.monotonic() - began
+    finally:
+        subprocess.run([str(pg15 / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"], capture_output=True,
+                       user=src.user.pw_uid, group=src.user.pw_gid, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="toy size: proves the benchmark still runs")
+    args = parser.parse_args(argv)
+
+    from conftest import PG15_BIN, STANZA, make_source  # the test harness's real source cluster
+    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
+    from drillbook.drills.backup_restore.physical.drill import run_physical
+
+    src = make_source()
+    try:
+        src.sql("create table public.bench(id bigint primary key, payload text not null, at timestamptz default now())")
+        src.sql(f"insert into public.bench(id, payload) select g, md5(g::text) from generate_series(1, {args.rows}) g")
+        src.full_backup()
+        src.sql(f"insert into public.bench(id, payload) select g, md5(g::text) from generate_series({args.rows + 1}, "
+                f"{args.rows + max(1, args.rows // 20)}) g")
+        src.insert_marker("bench_end")
+        src.switch_wal()
+        size = src.sql("select pg_size_pretty(pg_database_size('postgres'))")
+        print(f"source: {args.rows:,} rows + 5% after the backup, database {size}")
+        drill = BackupRestoreDrill.model_validate({
+            "name": "bench_physical", "kind": "backup_restore", "schedule": "@daily",
+            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}},
+            "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "4h", "rpo": "26h"},
+            "restore": {"timeout": "1h"}, "verify": {"min_rows": {"public.bench": args.rows}, "amcheck": True}})
+        bare_times, drill_times = [], []
+        state = Path(tempfile.mkdtemp(prefix="drillbook-bench-state-"))
+        for i in range(args.rounds):
+            bare_times.append(bare_restore(src, PG15_BIN))
+            t0 = time.monotonic()
+            result = run_physical(drill=drill, state_dir=state)
+            drill_times.append(time.monotonic() - t0)
+            if result.verdict.value != "PASS":
+                print(f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}")
+                return 1
+            print(f"round {i + 1}: bare {bare_times[-1]:.1f}s, drill {drill_times[-1]:.1f}s "
+                  f"(phases: {', '.join(f'{p.name} {p.seconds:.1f}s' for p in result.phases)})")
+        shutil.rmtree(state, ignore_errors=True)
+        bare, whole = statistics.median(bare_times), statistics.median(drill_times)
+        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"bare restore+recovery median {bare:.2f}s, whole drill median {whole:.2f}s")
+        print(f"ratio drill / bare: {whole / bare:.2f}x (target <= 1.30x)")
+        print(f"peak RSS: drill process {self_rss:.0f} MB, largest child (pgbackrest/postgres tools) {child_rss:.0f} MB")
+    finally:
+        src.stop()
+        shutil.rmtree(src.root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,349 @@
+"""Start a restored physical data directory as a private scratch cluster, recover it to the target, promote it.
+
+Rules this module enforces:
+- the cluster lives in the ephemeral machinery's directory
+  (``drillbook-ephemeral-*`` with the flock'ed ``owner.lock``; ephemeral.py,
+  ephemeral_reap.py): no TCP (``listen_addresses=''``), a unix socket in that
+  directory, a bare environment, its own network namespace where the kernel
+  allows, an unprivileged OS user (the repository's) when drillbook is root;
+  ``close`` stops it and removes the directory, and the reaper finds it when
+  the drill was killed;
+- the restored ``postgresql.conf`` (and its includes, hba and ident files) is
+  never read: the server starts with drillbook's own ``config_file`` with
+  archiving, replication and every command hook off;
+  ``postgresql.auto.conf`` (the tool's recovery settings) is still read, as
+  PostgreSQL always reads it, so **before start** the effective value of each
+  setting that could reach production is read with ``postgres -C``: archiving
+  on, a primary_conninfo, a slot, a command hook or logical replication
+  workers is ``SCRATCH_UNSAFE`` and the server is never started. drillbook
+  does not silently rewrite a backup's ALTER SYSTEM settings: the operator
+  must see that a restore of this backup would archive or replicate;
+- **after start**, before anything else, the same is asserted from
+  ``pg_settings``, and no replication slot may be active;
+- server binaries are chosen by the restored ``PG_VERSION``: exactly that
+  major, from /usr/lib/postgresql/<major>/bin, PATH or pgserver's bundle;
+  none is ``SERVER_BINARIES_MISSING`` naming the major;
+- the hot-standby limits (max_connections, …) are taken from the restored
+  ``pg_control`` (``pg_controldata``) so recovery is never refused for them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drillbook.drills.backup_restore import ephemeral_reap, tools
+from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
+from drillbook.errors import DrillbookError
+
+START_TIMEOUT_S = 600
+#: settings whose effective value must be exactly this (lower-cased) in the scratch cluster
+SAFE_VALUES: dict[str, tuple[str, ...]] = {
+    "archive_mode": ("off",),
+    "primary_conninfo": ("",),
+    "primary_slot_name": ("",),
+    "archive_library": ("",),
+    "recovery_end_command": ("",),
+    "archive_cleanup_command": ("",),
+    "max_logical_replication_workers": ("0",),
+    "listen_addresses": ("",),
+}
+_CONTROL_LIMITS = {  # pg_controldata label -> setting that must be >= it on a hot standby
+    "max_connections setting": "max_connections",
+    "max_worker_processes setting": "max_worker_processes",
+    "max_wal_senders setting": "max_wal_senders",
+    "max_prepared_xacts setting": "max_prepared_transactions",
+    "max_locks_per_xact setting": "max_locks_per_transaction",
+}
+
+
+class ClusterUnsafe(DrillbookError):
+    """The restored cluster could archive or replicate towards production; it is refused (``SCRATCH_UNSAFE``)."""
+
+
+class RecoveryProblem(DrillbookError):
+    """Start or recovery failed; ``code`` is the finding (RECOVERY_FAILED, PITR_TARGET_UNREACHED, SERVER_BINARIES_MISSING)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class Recovery:
+    reached: str  # "target paused" | "end of archive"
+    last_replay: Any  # datetime | None: pg_last_xact_replay_timestamp() before promotion
+    replay_lsn: str | None
+    seconds: float
+
+
+def server_bin_dir(major: int) -> Path:
+    """The bin directory of PostgreSQL ``major`` server binaries (postgres, pg_ctl, pg_controldata)."""
+    seen = []
+    for tool in tools.available("pg_ctl"):
+        seen.append(tool)
+        d = Path(os.path.realpath(tool.path)).parent  # /usr/local/bin/pg_ctl is often a link into the server's bin
+        if tool.major == major and (d / "postgres").exists() and (d / "pg_controldata").exists():
+            return d
+    raise RecoveryProblem("SERVER_BINARIES_MISSING",
+                          f"the restored data directory is PostgreSQL {major} (PG_VERSION) but no PostgreSQL {major} "
+                          f"server binaries (postgres, pg_ctl) were found (found: {tools.describe(seen)}); "
+                          f"install postgresql-{major}")
+
+
+class PhysicalCluster(EphemeralCluster):
+    """``prepare()`` -> a tool restores into ``data_dir`` -> ``start()`` -> ``recover()`` -> ``promote()`` -> ``close()``."""
+
+    def __init__(self, *, user: Any, superuser: str = "postgres"):
+        super().__init__(min_major=None, superuser=superuser)
+        self._given_user = user
+        self.bindir: Path | None = None
+        self.major: int | None = None
+        self.control: dict[str, str] = {}
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.root is not None
+        return self.root / "data"
+
+    def prepare(self) -> Path:
+        """Make the cluster's directory (locked for the reaper) and return the empty data directory to restore into."""
+        import fcntl
+        import tempfile
+
+        self._user = self._given_user
+        uids = {os.geteuid()} | ({self._user.pw_uid} if self._user else set())
+        self.reaped = ephemeral_reap.reap(uids)
+        self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
+        self._lock_fd = os.open(self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.data_dir.mkdir(mode=0o700)
+        if self._user:
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+            os.chown(self.data_dir, self._user.pw_uid, self._user.pw_gid)
+        return self.data_dir
+
+    def _out(self, argv: list[str], timeout: float = 60) -> str:
+        kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+                                  cwd=str(self.root), env=self._env(argv[0]), **kwargs)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RecoveryProblem("RECOVERY_FAILED", f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
+        if proc.returncode != 0:
+            raise RecoveryProblem("RECOVERY_FAILED", f"{Path(argv[0]).name} exited {proc.returncode}: "
+                                  f"{(proc.stderr or proc.stdout).strip()[-400:]}")
+        return proc.stdout
+
+    def read_version(self) -> int:
+        try:
+            text = (self.data_dir / "PG_VERSION").read_text()[:16].strip()
+        except OSError as exc:
+            raise RecoveryProblem("RECOVERY_FAILED", f"the restored data directory has no readable PG_VERSION: {exc}") from None
+        if not re.fullmatch(r"\d{2,3}", text):
+            raise RecoveryProblem("RECOVERY_FAILED", f"PG_VERSION of the restored data directory: expected a major "
+                                  f"version like '15', got {text[:16]!r}")
+        self.major = int(text)
+        self.bindir = server_bin_dir(self.major)
+        self._pg_ctl = str(self.bindir / "pg_ctl")
+        self.version = str(self.major)
+        for line in self._out([str(self.bindir / "pg_controldata"), "-D", str(self.data_dir)]).splitlines():
+            key, _, value = line.partition(":")
+            self.control[key.strip()] = value.strip()
+        return self.major
+
+    @property
+    def wal_segment_size(self) -> int | None:
+        value = self.control.get("Bytes per WAL segment", "")
+        return int(value) if value.isdigit() else None
+
+    def _write_config(self) -> Path:
+        assert self.root is not None
+        conf = self.root / "drillbook.conf"
+        lines = ["listen_addresses = ''", "port = 5432", f"unix_socket_directories = '{self.root}'",
+                 f"hba_file = '{self.root / 'drillbook_hba.conf'}'", f"ident_file = '{self.root / 'drillbook_ident.conf'}'",
+                 "archive_mode = off", "archive_command = ''", "archive_library = ''", "primary_conninfo = ''",
+                 "primary_slot_name = ''", "recovery_end_command = ''", "archive_cleanup_command = ''",
+                 "max_logical_replication_workers = 0", "max_sync_workers_per_subscription = 0",
+                 "hot_standby = on", "fsync = off", "logging_collector = off", "shared_preload_libraries = ''",
+                 "log_min_messages = warning"]
+        for label, setting in _CONTROL_LIMITS.items():
+            value = self.control.get(label, "")
+            if value.isdigit():
+                lines.append(f"{setting} = {max(int(value), 1)}")
+        conf.write_text("\n".join(lines) + "\n")
+        (self.root / "drillbook_hba.conf").write_text("local all all trust\n")
+        (self.root / "drillbook_ident.conf").write_text("")
+        for p in ("drillbook.conf", "drillbook_hba.conf", "drillbook_ident.conf"):
+            if self._user:
+                os.chown(self.root / p, self._user.pw_uid, self._user.pw_gid)
+        return conf
+
+    def _args(self, conf: Path) -> list[str]:
+        assert self.root is not None
+        return ["-c", f"config_file={conf}", "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.root}",
+                "-c", "port=5432"]
+
+    def effective_settings(self) -> dict[str, str]:
+        """The value of each safety setting the server would run with (``postgres -C``; nothing is started)."""
+        assert self.bindir is not None
+        from concurrent.futures import ThreadPoolExecutor
+
+        conf = self._write_config()
+        postgres = str(self.bindir / "postgres")
+
+        def one(name: str) -> str:  # -C takes one setting per call; each call is a short-lived process
+            return self._out([postgres, "-D", str(self.data_dir), *self._args(conf), "-C", name]).strip()
+
+        names = [n for n in SAFE_VALUES if n != "archive_library" or (self.major or 0) >= 15]  # new in 15
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(names, pool.map(one, names), strict=True))
+
+    def assert_safe_before_start(self) -> dict[str, str]:
+        values = self.effective_settings()
+        bad = {k: v for k, v in values.items() if v.lower() not in SAFE_VALUES[k]}
+        if bad:
+            what = ", ".join(f"{k}={v!r}" for k, v in sorted(bad.items()))
+            raise ClusterUnsafe(f"the restored cluster would run with {what} (set in the backup's postgresql.auto.conf, "
+                                "which PostgreSQL always reads): it could archive or replicate into production; "
+                                "refused before start")
+        return values
+
+    def start(self) -> PhysicalCluster:  # type: ignore[override]
+        assert self.root is not None and self.bindir is not None
+        conf = self.root / "drillbook.conf"
+        opts = f"-c config_file={conf} -c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432"
+        self._running = True  # from here close() stops it, whatever start did
+        try:
+            self._cmd([self._pg_ctl, "-D", str(self.data_dir), "-w", "-t", str(START_TIMEOUT_S), "-o", opts,
+                       "-l", str(self.root / "server.log"), "start"], timeout=START_TIMEOUT_S + 10,
+                      prefix=self._private_network())
+        except EphemeralUnavailable as exc:
+            raise self._start_problem(str(exc)) from None
+        return self
+
+    def server_log(self, limit: int = 4000) -> str:
+        assert self.root is not None
+        try:
+            with open(self.root / "server.log", "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - limit))
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _start_problem(self, why: str) -> RecoveryProblem:
+        log = self.server_log()
+        if "recovery ended before configured recovery target was reached" in log:
+            return RecoveryProblem("PITR_TARGET_UNREACHED", "recovery replayed every archived WAL segment and ended "
+                                   f"before the recovery target: {_last_lines(log, 'LOG:  redo done|FATAL')}")
+        return RecoveryProblem("RECOVERY_FAILED", f"the restored cluster did not start ({why[-200:]}); server log: "
+                               f"{_last_lines(log, 'FATAL|PANIC|ERROR')}")
+
+    def connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.dsn("postgres"), autocommit=True, connect_timeout=30)
+
+    def assert_safe_running(self) -> dict[str, Any]:
+        """From pg_settings and the catalogs of the running server: nothing may archive or replicate."""
+        try:
+            return self._assert_safe_running()
+        except Exception as exc:
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            deadline = time.monotonic() + 30  # a FATAL end of recovery drops connections before the postmaster exits
+            while self._postmaster_up() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not self._postmaster_up():
+                raise self._start_problem("the server exited during recovery") from None
+            raise RecoveryProblem("RECOVERY_FAILED", f"the started scratch cluster refused the safety check's connection: "
+                                  f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+
+    def _assert_safe_running(self) -> dict[str, Any]:
+        with self.connect() as conn:
+            rows = dict(conn.execute("select name, setting from pg_settings where name = any(%s)",
+                                     (list(SAFE_VALUES),)).fetchall())
+            active = conn.execute("select slot_name from pg_replication_slots where active").fetchall()
+            slots = conn.execute("select count(*) from pg_replication_slots").fetchone()[0]
+            subs = conn.execute("select count(*) from pg_subscription where subenabled").fetchone()[0]
+        bad = {k: v for k, v in rows.items() if str(v).lower() not in SAFE_VALUES[k]}
+        if bad or active:
+            what = ", ".join([f"{k}={v!r}" for k, v in sorted(bad.items())] + [f"active slot {r[0]!r}" for r in active])
+            raise ClusterUnsafe(f"the started scratch cluster reports {what}: it could archive or replicate; stopped")
+        return {"settings": rows, "replication_slots": slots, "enabled_subscriptions_held_off": subs}
+
+    def wait_recovery(self, *, has_target: bool, timeout_s: float) -> Recovery:
+        """Wait until replay pauses at the target (or recovery ends for ``latest``); read the last replayed commit."""
+        began = time.monotonic()
+        deadline = began + timeout_s
+        while True:
+            if not self._postmaster_up():
+                raise self._start_problem("the server exited during recovery")
+            try:
+                with self.connect() as conn:
+                    in_recovery, state, last, lsn = conn.execute(
+                        "select pg_is_in_recovery(), case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() end, "
+                        "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()::text").fetchone()
+            except Exception as exc:
+                if not type(exc).__module__.startswith("psycopg"):
+                    raise
+                in_recovery, state, last, lsn = True, None, None, None
+            if has_target and in_recovery and state == "paused":
+                return Recovery("target paused", last, lsn, time.monotonic() - began)
+            if not in_recovery:
+                if has_target:  # promoted without pausing: only when the tool wrote another target action
+                    return Recovery("target, promoted by the recovery settings", last, lsn, time.monotonic() - began)
+                return Recovery("end of archive", last, lsn, time.monotonic() - began)
+            if time.monotonic() > deadline:
+                raise RecoveryProblem("PITR_TARGET_UNREACHED" if has_target else "RECOVERY_FAILED",
+                                      f"recovery did not reach its end within {timeout_s:.0f}s (replayed to {lsn})")
+            time.sleep(0.2)
+
+    def promote(self) -> None:
+        with self.connect() as conn:
+            if conn.execute("select pg_is_in_recovery()").fetchone()[0]:
+                conn.execute("select pg_promote(true, 120)")
+
+    def _postmaster_up(self) -> bool:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def databases(self) -> list[tuple[str, int]]:
+        """(name, user tables) of every database a client may connect to, templates excluded."""
+        import psycopg
+
+        found = []
+        with self.connect() as conn:
+            names = [r[0] for r in conn.execute("select datname from pg_database where datallowconn and not datistemplate "
+                                                "order by datname").fetchall()]
+        for name in names:
+            with psycopg.connect(self.dsn(name), autocommit=True, connect_timeout=30) as conn:
+                row = conn.execute("select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where "
+                                   "c.relkind in ('r','p') and n.nspname not in ('pg_catalog','information_schema') "
+                                   "and n.nspname not like 'pg_toast%'").fetchone()
+            found.append((name, int(row[0]) if row else 0))
+        return found
+
+    def close(self) -> None:
+        if self.root is not None and not self._running and self._postmaster_up():
+            self._running = True  # started by a failing pg_ctl: still stop it
+        super().close()
+
+
+def _last_lines(log: str, pattern: str, n: int = 3) -> str:
+    lines = [line.strip() for line in log.splitlines() if re.search(pattern, line)]
+    return " | ".join(lines[-n:])[-600:] or (log.strip().splitlines() or [""])[-1][-300:]
+

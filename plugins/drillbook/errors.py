@@ -20,6 +20,8 @@ what to do next.
     │   └── SourceUnreachable     ... because the source could not be asked who it is (backup_restore.scratch)
     ├── DrillAborted              a drill cannot continue (already turned into a finding)
     ├── NotificationFailed        a report could not be delivered after retries
+    ├── ResourceError             a foreign library failed at a resource boundary (resources.boundary)
+    │   └── ResourceUnavailable   ... because its server or service could not be reached
     ├── ReferenceFromBackupError  a structure reference could not be built from a backup
     ├── ArchiveProblem            an artefact is not a whole, readable dump (backup_restore.archive)
     ├── FetchBroken               an artefact's transfer broke before it was complete (backup_restore.fetch)
@@ -101,6 +103,14 @@ class DrillAborted(DrillbookError):
 
 class NotificationFailed(DrillbookError):
     """A report could not be delivered after retries."""
+
+
+class ResourceError(DrillbookError):
+    """A foreign library (psycopg, botocore, slack_sdk, PyYAML, the OS) failed at a resource boundary."""
+
+
+class ResourceUnavailable(ResourceError):
+    """The server or service behind a resource could not be reached (refused, timed out, DNS)."""
 
 
 class ReferenceFromBackupError(DrillbookError):

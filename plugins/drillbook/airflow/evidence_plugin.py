@@ -71,13 +71,13 @@ def build_app() -> Any:
 
 def current_catalogue() -> Any:
     """The catalogue (DRILLBOOK_CATALOGUE) Controls and Coverage judge the ledger against, or None when unset."""
-    import os
-
     from drillbook.catalogue import load_catalogue
+    from drillbook.settings import load_settings  # the plugin is an entry point
 
-    if not os.environ.get("DRILLBOOK_CATALOGUE"):
+    configured = load_settings().catalogue
+    if not configured:
         return None
-    return load_catalogue()
+    return load_catalogue(configured)
 
 
 class EvidenceApp:

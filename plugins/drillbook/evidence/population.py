@@ -269,3 +269,12 @@ def population(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetim
     for _ in stream:  # drain: the server-side cursor closes with its transaction
         pass
 
+
+
+def missed_by_drill(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime) -> dict[str, int]:
+    """MISSED occurrences per drill (its own schedule, not its negative drill) in [start, end): the digest's count."""
+    missed: dict[str, int] = {}
+    for occ in population(conn, catalogue, start=start, end=end, as_of=as_of):
+        if occ.series.kind != "negative" and occ.outcome == MISSED:
+            missed[occ.series.drill] = missed.get(occ.series.drill, 0) + 1
+    return missed

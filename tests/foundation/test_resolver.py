@@ -114,6 +114,13 @@ AWS = {
     "keys in extras": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t-key-0003"},
     "session token": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t-key-0004",
                       "aws_session_token": "tok-0005"},
+    "profile_name": {"profile_name": "drill"},
+    "role_arn": {"role_arn": "arn:aws:iam::123456789012:role/r"},
+    "assume_role_kwargs": {"role_arn": "arn:aws:iam::123456789012:role/r", "assume_role_kwargs": {"ExternalId": "e-0007"}},
+    "role_session_name": {"role_arn": "arn:aws:iam::123456789012:role/r", "role_session_name": "dr"},
+    "config_kwargs": {"config_kwargs": {"read_timeout": 9}},
+    "verify": {"verify": False},
+    "service_config": {"service_config": {"s3": {"endpoint_url": "http://127.0.0.1:5002"}}},
 }
 
 
@@ -281,6 +288,22 @@ def test_config_kwargs_botocore_does_not_know_is_a_clear_error(both, monkeypatch
     for resolver in both():
         with pytest.raises(ConfigurationError, match=r"'aws_unk'.*config_kwargs.*read_timout"):
             resolver.aws("aws_unk").client("s3", "eu-west-1")
+
+
+def test_service_config_endpoint_wins_for_its_service_only(both, monkeypatch):
+    conn_env(monkeypatch, "aws_svc", {"conn_type": "aws", "extra": {
+        "endpoint_url": "http://127.0.0.1:5001", "service_config": {"s3": {"endpoint_url": "http://127.0.0.1:5002"}}}})
+    for resolver in both():
+        factory = resolver.aws("aws_svc")
+        assert factory.client("s3", "eu-west-1").meta.endpoint_url == "http://127.0.0.1:5002"
+        assert factory.client("sqs", "eu-west-1").meta.endpoint_url == "http://127.0.0.1:5001"
+
+
+def test_assume_role_kwargs_that_are_not_an_object_are_refused(both, monkeypatch):
+    conn_env(monkeypatch, "aws_kwbad", {"conn_type": "aws", "extra": {"role_arn": ROLE, "assume_role_kwargs": ["x"]}})
+    for resolver in both():
+        with pytest.raises(ConfigurationError, match=r"'aws_kwbad'.*assume_role_kwargs.*JSON object, found list"):
+            resolver.aws("aws_kwbad")
 
 
 def test_unknown_aws_extras_are_warned_about_by_name_not_fatal(both, monkeypatch, caplog):

@@ -135,6 +135,11 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
                    "WHERE drill = %s AND kind = %s AND record_type = 'drill' AND recorded_at >= %s "
                    "AND recorded_at < %s GROUP BY 1")
         kind = KINDS[(drills // 2) % 4]
+        with psycopg.connect(dsn, autocommit=True, row_factory=__import__("psycopg.rows").rows.dict_row) as c:
+            q90 = queries.seq_bounds(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
+            shown = [r[k]["seq"] for r in queries.coverage(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
+                     for k in ("newest", "green") if r[k] is not None]
+        day_sql = day_sql.replace("recorded_at >= %s AND recorded_at < %s", "seq >= %s AND seq < %s")
         cases: list[tuple[str, str, Callable[[], object]]] = [
             ("history (newest 50)", "/history",
              sql(f"SELECT {cols} FROM drillbook_evidence ORDER BY seq DESC LIMIT 51")),
@@ -148,14 +153,13 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
             ("history, page at seq 500k", f"/history?before={mid}",
              sql(f"SELECT {cols} FROM drillbook_evidence WHERE seq < %s ORDER BY seq DESC LIMIT 51", mid)),
             ("record", f"/record/{mid}", sql("SELECT * FROM drillbook_evidence WHERE seq = %s", mid)),
-            (f"trends, {drill}, 90 days", f"/trends?drill={drill}",
-             sql(day_sql, drill, kind, end - timedelta(days=90), end + timedelta(days=1))),
+            (f"trends, {drill}, 31 days", f"/trends?drill={drill}",
+             sql(day_sql, drill, kind, *q90)),
             ("controls (no catalogue), 1 month", "/controls",
              sql("SELECT c, count(*) FROM drillbook_evidence, unnest(controls) c WHERE record_type = 'drill' "
                  "AND recorded_at >= %s GROUP BY c", end - timedelta(days=31))),
             ("coverage (no catalogue), 1 month", "/coverage",
-             sql("SELECT drill, kind, max(seq), max(seq) FILTER (WHERE verdict = 'PASS') FROM drillbook_evidence "
-                 "WHERE recorded_at >= %s GROUP BY 1, 2", end - timedelta(days=31))),
+             sql("SELECT seq, recorded_at, verdict, target FROM drillbook_evidence WHERE seq = ANY(%s)", shown)),
             ("ledger status", "/ledger",
              sql("SELECT seq, hash FROM drillbook_evidence ORDER BY seq DESC LIMIT 1")),
         ]
@@ -192,7 +196,6 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
         print(f"peak RSS: {rss_loaded:.0f} MB after load, {peak_mb():.0f} MB after the pages")
         raw.close()
         app.state.pool.close()
-        _ = queries  # the page queries live in drillbook.web.queries
     finally:
         if keep or database:
             print(f"kept the benchmark ledger: --database {name}")

@@ -33,13 +33,15 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from drillbook.settings import load_settings
 from scripts.demo_up import AIRFLOW_PORT, heading, say
 from scripts.demo_up import write_admin_password as write_admin_password
 
+SETTINGS = load_settings()  # the demo is an entry point: its settings (DRILLBOOK_VAR, ...) are read once
 REPO = Path(__file__).resolve().parents[1]
-VAR = Path(os.environ.get("DRILLBOOK_VAR", REPO / "var"))
+VAR = SETTINGS.var or REPO / "var"
 CATALOGUE = REPO / "include" / "drills.yaml"
-WEBHOOK_PORT = int(os.environ.get("DRILLBOOK_DEMO_WEBHOOK_PORT", "18765"))
+WEBHOOK_PORT = SETTINGS.demo_webhook_port
 
 
 # --- environment -------------------------------------------------------------------------
@@ -301,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--up", action="store_true", help="after the demo, start airflow standalone")
     args = parser.parse_args(argv)
     sigterm_as_interrupt()  # SIGTERM stops the demo like Ctrl-C: embedded PostgreSQL and receiver are cleaned up
+    from drillbook.safety.redact import install_log_redaction
+
+    install_log_redaction()
 
     import logging
     import warnings

@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-AIRFLOW_PORT = int(os.environ.get("DRILLBOOK_AIRFLOW_PORT", "8080"))
+from drillbook.settings import load_settings
+
+AIRFLOW_PORT = load_settings().airflow_port
 
 
 def say(text: str) -> None:
@@ -99,7 +101,7 @@ def start_airflow(ledger_dsn: str = "") -> int:
     from drillbook.resources.pg import describe
 
     home = Path(os.environ["AIRFLOW_HOME"])
-    password = os.environ.get("DRILLBOOK_ADMIN_PASSWORD", "drillbook")
+    password = load_settings().admin_password or "drillbook"
     write_admin_password(home, password)
     os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
     os.environ.setdefault("AIRFLOW__CORE__PARALLELISM", str(parallelism()))
@@ -116,7 +118,7 @@ def start_airflow(ledger_dsn: str = "") -> int:
         if token:
             unpaused = unpause_drillbook_dags(base, token, proc=proc, stop=stop)
             heading(f"ready: Airflow UI {base} — log in as admin / {password}")
-            dsn = os.environ.get("DRILLBOOK_LEDGER_DSN", ledger_dsn)
+            dsn = load_settings().ledger_dsn or ledger_dsn
             say(f"   ledger ({describe(dsn)}): export DRILLBOOK_LEDGER_DSN='{dsn}'  # for `drillbook evidence ...`")
             say(f"   unpaused {len(unpaused)} DAG(s); SIGTERM or Ctrl-C stops everything")
         while not stop and proc.poll() is None:

@@ -1,8 +1,7 @@
-"""drillbook: scheduled disaster-recovery drills with a tamper-evident evidence ledger."""
+"""drillbook: scheduled disaster-recovery drills with a tamper-evident evidence ledger.
 
-from drillbook.safety.redact import install_log_redaction
+Importing it changes nothing in the process: the entry points (the CLI's ``main``, the DAG
+factories, the demo script) install the log-record redaction and read the settings.
+"""
 
 __version__ = "0.1.0"
-
-# Every log line in a process that uses drillbook passes through drillbook.safety.redact.redact.
-install_log_redaction()

@@ -20,6 +20,8 @@ what to do next.
     │   └── SourceUnreachable     ... because the source could not be asked who it is (backup_restore.scratch)
     ├── DrillAborted              a drill cannot continue (already turned into a finding)
     ├── NotificationFailed        a report could not be delivered after retries
+    ├── ResourceError             a foreign library failed at a resource boundary (resources.boundary)
+    │   └── ResourceUnavailable   ... because its server or service could not be reached
     ├── ReferenceFromBackupError  a structure reference could not be built from a backup
     ├── ArchiveProblem            an artefact is not a whole, readable dump (backup_restore.archive)
     ├── FetchBroken               an artefact's transfer broke before it was complete (backup_restore.fetch)
@@ -28,6 +30,7 @@ what to do next.
     ├── PhysicalSourceError       a physical backup tool could not answer or restore (backup_restore.physical.source)
     ├── ClusterUnsafe             a restored cluster could archive/replicate outward; refused (backup_restore.physical.cluster)
     ├── RecoveryProblem           a restored physical cluster did not start or recover to its target (backup_restore.physical.cluster)
+    ├── NotAPack                  a file given as an evidence pack is not one; also a ValueError (evidence.pack_verify)
     ├── TargetMissing             a data-quality table or query relation does not exist (data_quality.engine)
     ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
     ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)
@@ -101,6 +104,14 @@ class DrillAborted(DrillbookError):
 
 class NotificationFailed(DrillbookError):
     """A report could not be delivered after retries."""
+
+
+class ResourceError(DrillbookError):
+    """A foreign library (psycopg, botocore, slack_sdk, PyYAML, the OS) failed at a resource boundary."""
+
+
+class ResourceUnavailable(ResourceError):
+    """The server or service behind a resource could not be reached (refused, timed out, DNS)."""
 
 
 class ReferenceFromBackupError(DrillbookError):

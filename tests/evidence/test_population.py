@@ -113,3 +113,16 @@ def test_coverage_lists_what_has_no_passing_evidence_first(ledger_dsn, history):
         items = coverage(conn, cat, start=START, end=_utc(2026, 1, 3))
     assert [(i.name, i.covered) for i in items] == [
         ("endpoint b.example:443", False), ("drillbook_source (backups backups/shop)", False), ("endpoint a.example:443", True)]
+
+
+def test_the_digest_counts_expected_runs_with_the_same_rule():
+    """A daily drill runs once on a fall-back day: the digest must not expect two (and then count one missed)."""
+    from zoneinfo import ZoneInfo
+
+    from drillbook.reporting.digest import expected_runs
+
+    tz = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 10, 25, tzinfo=tz).astimezone(UTC)
+    end = datetime(2026, 10, 26, tzinfo=tz).astimezone(UTC)
+    assert expected_runs("30 2 * * *", start=start, end=end, timezone="Europe/Berlin") == 1
+    assert expected_runs("0 * * * *", start=start, end=end, timezone="Europe/Berlin") == 25

@@ -115,11 +115,12 @@ def test_healthy_drill_still_exits_0(tmp_path, pg, small_dump):
 INTERNAL = """\
 import os, sys
 from drillbook.cli import exits
+from drillbook.settings import load_settings
 exits.register_secrets([], os.environ)
 try:
     raise RuntimeError("lost connection, password was " + os.environ["PGPASSWORD"])
 except RuntimeError as exc:
-    sys.exit(exits.handle(exc))
+    sys.exit(exits.handle(exc, debug=load_settings().debug))  # as cli.main does: settings read at the entry
 """
 
 

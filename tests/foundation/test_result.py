@@ -129,6 +129,9 @@ def test_redact_url_keeps_host_and_hides_path_secret():
 def test_every_log_line_is_redacted_whoever_logs_it(caplog):
     import logging
 
+    from drillbook.safety.redact import install_log_redaction
+
+    install_log_redaction()  # what every entry point (CLI main, DAG factories, demo) does first
     register_secret("s3cr3t-token-value-42")
     try:
         with caplog.at_level(logging.INFO):

@@ -23,8 +23,13 @@ def _cached_catalogue(path: str, mtime: float) -> Catalogue:
 
 
 def current_catalogue() -> Catalogue:
-    """The catalogue for this process (DRILLBOOK_CATALOGUE or include/drills.yaml), re-read when it changes."""
-    path = resolve_catalogue_path()
+    """The catalogue for this process (DRILLBOOK_CATALOGUE or include/drills.yaml), re-read when it changes.
+
+    Called from the Airflow entry points (DAG files, tasks, callbacks), so it reads the settings itself.
+    """
+    from drillbook.settings import load_settings
+
+    path = resolve_catalogue_path(configured=load_settings().catalogue)
     try:
         mtime = Path(path).stat().st_mtime
     except OSError:

@@ -101,6 +101,9 @@ def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str
 
 def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
     """All DAGs of one registered drill kind from the (current) catalogue, keyed by dag_id."""
+    from drillbook.safety.redact import install_log_redaction
+
+    install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
     found = registry.get(kind)
     catalogue = catalogue if catalogue is not None else current_catalogue()
     builder = registry.load(found.dag or GENERIC_BUILDER)

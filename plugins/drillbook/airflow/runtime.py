@@ -40,44 +40,26 @@ def get_connection(conn_id: str, *, conn_type: str | None = None) -> Any:
     return conn
 
 
-def resolve_dsn(conn_id: str) -> str:
-    """A psycopg DSN for a postgres Connection (resolved like PostgresHook does; schema = database)."""
-    from psycopg.conninfo import make_conninfo
+def resolver() -> Any:
+    """This task's resolver (the Airflow backend); the CLI builds the same one on the environment."""
+    from drillbook.airflow.resources import airflow_resolver
 
-    conn = get_connection(conn_id)
-    extra = conn.extra_dejson or {}
-    params = {
-        "host": conn.host,
-        "port": conn.port,
-        "user": conn.login,
-        "password": conn.password,
-        "dbname": conn.schema or extra.get("dbname") or "postgres",
-    }
-    for key in ("sslmode", "sslrootcert", "connect_timeout", "application_name"):
-        if key in extra:
-            params[key] = extra[key]
-    return make_conninfo("", **{k: v for k, v in params.items() if v not in (None, "")})
+    return airflow_resolver()
+
+
+def resolve_dsn(conn_id: str) -> str:
+    """A psycopg DSN for a postgres Connection (``drillbook.resources.resolver``: schema = database, extras)."""
+    return str(resolver().postgres_dsn(conn_id))
 
 
 def aws_client(conn_id: str, service: str, region: str | None = None) -> Any:
-    """A boto3 client through AwsBaseHook (honours the connection's endpoint_url and region)."""
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    hook = AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region)
-    return hook.get_conn()
+    """A boto3 client for an AWS Connection (region_name, endpoint_url, keys; else boto's default chain)."""
+    return resolver().aws(conn_id).client(service, region)
 
 
 def slack_connection(conn_id: str) -> Any:
-    """The Airflow Connection ``conn_id`` read by the one Slack parser the CLI uses too.
-
-    ``drillbook.notify.slack.parse_slack_connection`` reads the token and every
-    extra (base_url, timeout, proxy, max_retry_after, channel), so an extra
-    means the same under Airflow as from the CLI.
-    """
-    from drillbook.notify.slack import parse_slack_connection
-
-    conn = get_connection(conn_id, conn_type="slack")
-    return parse_slack_connection(conn_id, password=conn.password, extra=conn.extra_dejson or {})
+    """The Slack Connection ``conn_id`` as the resolver reads it for the CLI too (every extra honoured)."""
+    return resolver().slack(conn_id)
 
 
 def slack_client(conn_id: str, **options: Any) -> Any:
@@ -86,11 +68,7 @@ def slack_client(conn_id: str, **options: Any) -> Any:
 
 
 def has_connection(conn_id: str) -> bool:
-    try:
-        get_connection(conn_id)
-    except ConnectionNotConfigured:
-        return False
-    return True
+    return bool(resolver().has(conn_id))
 
 
 def run_context(context: dict[str, Any], *, task_suffix: str = "") -> RunContext:
@@ -115,18 +93,12 @@ def run_context(context: dict[str, Any], *, task_suffix: str = "") -> RunContext
 
 def ledger_for(catalogue: Catalogue) -> Any:
     """The evidence ledger named by the catalogue (defaults.ledger_connection); it must exist."""
-    from drillbook.ledger.store import Ledger
-
-    return Ledger(resolve_dsn(catalogue.defaults.ledger_connection))
+    return resolver().ledger(catalogue.defaults.ledger_connection)
 
 
 def notifier_for(catalogue: Catalogue, drill: Any, *, ledger: Any = None) -> Any:
     """Slack when its Connection exists, else the local outbox (recorded in the ledger as not delivered)."""
-    from drillbook.notify.notifier import build_notifier
-
-    conn_id = catalogue.defaults.slack.connection
-    connection = slack_connection(conn_id) if has_connection(conn_id) else None
-    return build_notifier(catalogue=catalogue, drill=drill, connection=connection, ledger=ledger)
+    return resolver().notifier(catalogue=catalogue, drill=drill, ledger=ledger)
 
 
 def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:

@@ -113,6 +113,9 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
 
 def build_watchdog_dags(catalogue: Catalogue | None = None, *, which: str = "all") -> dict[str, DAG]:
     """``dr_watchdog`` and the ``dr_digest__*`` DAGs (``which``: "all", "watchdog" or "digest")."""
+    from drillbook.safety.redact import install_log_redaction
+
+    install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
     if which not in ("all", "watchdog", "digest"):
         raise ValueError(f"which must be 'all', 'watchdog' or 'digest', got {which!r}")
     if catalogue is None:

@@ -46,7 +46,9 @@ _MEMO: dict[str, Catalogue] = {}
 
 def cache_dir() -> Path:
     """Where compiled catalogues are kept for this user."""
-    explicit = os.environ.get("DRILLBOOK_CACHE_DIR")
+    from drillbook.settings import load_settings  # a library fallback (README, Known limits)
+
+    explicit = load_settings().cache_dir
     if explicit:
         return Path(explicit) / "catalogue"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

@@ -29,13 +29,13 @@ from drillbook.errors import CatalogueError
 Loc = tuple[str | int, ...]
 
 
-def resolve_catalogue_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """Return the catalogue path: argument, else $DRILLBOOK_CATALOGUE, else include/drills.yaml."""
+def resolve_catalogue_path(path: str | os.PathLike[str] | None = None,
+                           *, configured: str | os.PathLike[str] | None = None) -> Path:
+    """Return the catalogue path: argument, else ``configured`` (setting DRILLBOOK_CATALOGUE), else the shipped one."""
     if path:
         return Path(path)
-    env = os.environ.get("DRILLBOOK_CATALOGUE")
-    if env:
-        return Path(env)
+    if configured:
+        return Path(configured)
     return DEFAULT_CATALOGUE
 
 

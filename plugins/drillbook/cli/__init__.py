@@ -92,17 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     from drillbook.cli import exits
+    from drillbook.safety.redact import install_log_redaction
+    from drillbook.settings import load_settings
 
+    install_log_redaction()  # this process's log lines pass through redact (the CLI is an entry point)
     exits.register_secrets(sys.argv[1:] if argv is None else argv, os.environ)
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = False
     try:
+        args.settings = load_settings()  # once, here; commands read args.settings
+        debug = args.settings.debug
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `drillbook ... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
     except (Exception, KeyboardInterrupt) as exc:
-        return exits.handle(exc)
+        return exits.handle(exc, debug=debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from drillbook.cli.config import load_catalogue_for
 from drillbook.result import DrillResult, Phase, Severity, Verdict
 from drillbook.safety.redact import redact
 
@@ -152,7 +152,9 @@ def combined_exit_code(results: list[DrillResult]) -> int:
 
 
 def ledger_dsn(args: argparse.Namespace) -> str | None:
-    return getattr(args, "ledger_dsn", None) or os.environ.get("DRILLBOOK_LEDGER_DSN") or None
+    from drillbook.cli.config import settings_of
+
+    return getattr(args, "ledger_dsn", None) or settings_of(args).ledger_dsn or None
 
 
 def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id: str = "cli", notify: bool = True) -> Any:
@@ -170,11 +172,11 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
     notifier = None
     if notify:
         from drillbook.catalogue import Catalogue
-        from drillbook.notify.notifier import notifier_from_env
+        from drillbook.cli.config import resolver_of
 
         # an ad hoc run has no catalogue entry: route with the default settings
         catalogue = _catalogue_or_none(args) or Catalogue()
-        notifier = notifier_from_env(catalogue, ledger=ledger)
+        notifier = resolver_of(args).notifier(catalogue=catalogue, ledger=ledger)
     base = RunContext.for_cli(kind=result.kind, drill=result.drill)
     ctx = RunContext(dag_id=base.dag_id, run_id=base.run_id, task_id=task_id, trigger="manual")
     reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier)
@@ -187,11 +189,10 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
 
 
 def _catalogue_or_none(args: argparse.Namespace) -> Any:
-    from drillbook.catalogue import load_catalogue
     from drillbook.errors import CatalogueError
 
     try:
-        return load_catalogue(getattr(args, "catalogue", None))
+        return load_catalogue_for(args)
     except CatalogueError:
         return None
 

@@ -19,12 +19,12 @@ Rules this module enforces:
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for
 
 CONNECT_TIMEOUT_S = 5
 
@@ -171,7 +171,6 @@ def _drill(doc: Doctor, drill: Any, base_dir: Path, newest_restore: int | None) 
 
 def main(args: argparse.Namespace) -> int:
     """Run every check; exit 1 when one failed."""
-    from drillbook.catalogue import load_catalogue
     from drillbook.errors import CatalogueError
 
     doc = Doctor()
@@ -179,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
     newest = _tools(doc)
     catalogue = None
     try:
-        catalogue = load_catalogue(args.catalogue)
+        catalogue = load_catalogue_for(args)
         doc.add("ok", "catalogue", f"{len(catalogue.drills)} drills load")
     except CatalogueError as exc:
         doc.add("fail", "catalogue", str(exc).splitlines()[0], "run `drillbook validate` and fix what it names")
@@ -187,7 +186,9 @@ def main(args: argparse.Namespace) -> int:
         for drill in catalogue.drills:
             if drill.kind == "backup_restore":
                 _drill(doc, drill, catalogue.base_dir, newest)
-    ledger = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
+    from drillbook.cli.config import settings_of
+
+    ledger = args.ledger_dsn or settings_of(args).ledger_dsn
     if not ledger and catalogue is not None:
         ledger = _dsn_of(doc, "ledger", catalogue.defaults.ledger_connection)
     if ledger:

@@ -116,7 +116,7 @@ def _write_traceback(text: str) -> Path | None:
     return path
 
 
-def handle(exc: BaseException) -> int:
+def handle(exc: BaseException, *, debug: bool = False) -> int:
     """Print one redacted line for ``exc`` and return its exit code."""
     from drillbook.errors import DrillbookError
     from drillbook.safety.redact import describe_exception, format_exception, redact
@@ -132,7 +132,7 @@ def handle(exc: BaseException) -> int:
     trace = format_exception(exc)
     where = _write_traceback(trace)
     print(f"drillbook: internal error: {describe_exception(exc)}", file=sys.stderr)
-    if os.environ.get("DRILLBOOK_DEBUG", "").strip() not in ("", "0"):
+    if debug:
         print(trace, file=sys.stderr, end="")
     elif where is not None:
         print(f"  the full traceback (redacted) is in {where}; DRILLBOOK_DEBUG=1 prints it", file=sys.stderr)

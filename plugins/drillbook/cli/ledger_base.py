@@ -11,7 +11,6 @@ Both ``ledger_cmds`` and ``ledger_trust`` import it; it imports neither.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,10 +47,11 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _ledger(args: argparse.Namespace, *, spool: Any = None) -> Any:
+    from drillbook.cli.config import settings_of
     from drillbook.errors import ConfigurationError
     from drillbook.ledger.store import Ledger
 
-    dsn = getattr(args, "ledger_dsn", None) or os.environ.get(DSN_ENV)
+    dsn = getattr(args, "ledger_dsn", None) or settings_of(args).ledger_dsn
     if not dsn:
         raise ConfigurationError(f"no evidence ledger given: pass --ledger-dsn or set {DSN_ENV}")
     return Ledger(dsn, spool=spool)

@@ -175,13 +175,14 @@ def _not_an_export_file(path: Path) -> str | None:
 @_guarded
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     """Walk the chain (or an export file), compare it with the newest checkpoint, check the guards."""
+    from drillbook.cli.config import settings_of
     from drillbook.ledger.checkpoint import CheckpointSettings
 
     if getattr(args, "pack", None):  # offline: no database, no configuration
         from drillbook.cli.auditor import cmd_verify_pack
 
         return cmd_verify_pack(args)
-    settings = CheckpointSettings.from_env()
+    settings = CheckpointSettings.from_settings(settings_of(args))
     if args.file:
         from drillbook.ledger import checkpoint as cpmod
         from drillbook.ledger.verify import verify_export

@@ -64,9 +64,10 @@ def _print_rejected(spool: Any) -> int:
 @_guarded
 def cmd_evidence_checkpoint(args: argparse.Namespace) -> int:
     """Sign the chain head now and store the checkpoint in the database (and outside it when configured)."""
+    from drillbook.cli.config import settings_of
     from drillbook.ledger.checkpoint import PATH_ENV, CheckpointSettings
 
-    settings = CheckpointSettings.from_env()
+    settings = CheckpointSettings.from_settings(settings_of(args))
     with _ledger(args) as ledger:
         cp = ledger.checkpoint(source="cli", settings=settings)
     print(f"checkpoint seq={cp.seq} hash={cp.hash} at {cp.signed_at}")

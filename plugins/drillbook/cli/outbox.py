@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import uuid
 from datetime import UTC, datetime
+
+from drillbook.cli.config import load_catalogue_for
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +59,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _ledger_dsn(args: argparse.Namespace) -> str:
+    from drillbook.cli.config import settings_of
     from drillbook.errors import ConnectionNotConfigured
 
-    dsn = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
+    dsn = args.ledger_dsn or settings_of(args).ledger_dsn
     if not dsn:
         raise ConnectionNotConfigured(f"outbox {args.action} needs the ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
     return dsn
@@ -85,20 +87,19 @@ def owed(args: argparse.Namespace) -> int:
 
 def flush(args: argparse.Namespace) -> int:
     """Re-send the owed reports now; print what was delivered and what is left."""
-    from drillbook.catalogue import load_catalogue
+    from drillbook.cli.config import resolver_of
     from drillbook.errors import ConnectionNotConfigured
     from drillbook.ledger.store import Ledger
-    from drillbook.notify import notifier_from_env
     from drillbook.notify.redeliver import redeliver
     from drillbook.run.context import RunContext
     from drillbook.safety.redact import redact
 
     dsn = _ledger_dsn(args)
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue_for(args)
     now = datetime.now(UTC)
     ctx = RunContext(dag_id="dr_outbox_flush", run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
     with Ledger(dsn) as ledger:
-        notifier = notifier_from_env(catalogue, ledger=ledger, outbox=args.path)
+        notifier = resolver_of(args).notifier(catalogue=catalogue, ledger=ledger, outbox=args.path)
         if not notifier.delivers:
             conn = catalogue.defaults.slack.connection
             raise ConnectionNotConfigured(f"outbox flush needs a Slack connection: set AIRFLOW_CONN_{conn.upper()} "

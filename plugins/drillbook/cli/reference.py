@@ -21,7 +21,6 @@ Rules this module enforces:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -62,7 +61,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if getattr(args, "from_backup", None):
         return _from_backup(args)
-    dsn = args.dsn or os.environ.get(ENV_DSN)
+    from drillbook.cli.config import settings_of
+
+    dsn = args.dsn or settings_of(args).reference_dsn
     if not dsn:
         print(f"drillbook reference write: give --dsn or set {ENV_DSN}", file=sys.stderr)
         return 2
@@ -92,6 +93,7 @@ def summary(structure: dict) -> str:
 
 
 def _from_backup(args: argparse.Namespace) -> int:
+    from drillbook.cli.config import settings_of
     from drillbook.drills.backup_restore.verify.reference_cluster import (
         ReferenceFromBackupError,
         reference_from_backup,
@@ -107,7 +109,8 @@ def _from_backup(args: argparse.Namespace) -> int:
         print(f"drillbook reference write: --from-backup {str(source)!r}: file not found", file=sys.stderr)
         return 2
     try:
-        structure, note = reference_from_backup(source, database=args.database)
+        structure, note = reference_from_backup(source, database=args.database,
+                                                timeout_s=settings_of(args).reference_timeout)
     except ReferenceFromBackupError as exc:
         print(redact(f"drillbook reference write: {exc}"), file=sys.stderr)
         return 2

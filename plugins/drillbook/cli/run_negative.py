@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,16 +29,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from drillbook.catalogue import load_catalogue
+    from drillbook.cli.config import resolver_of
     from drillbook.drills import negative
     from drillbook.drills.alert_path.clients import EnvPathClients
-    from drillbook.notify.notifier import notifier_from_env
-    from drillbook.resources.connections import postgres_dsn_from_env
     from drillbook.result import utcnow
     from drillbook.run.context import RunContext
     from drillbook.run.pipeline import record_and_report
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue_for(args)
     drill = catalogue.drill(args.drill)
     if drill.negative is None:
         return common.fail(f"drill {drill.name!r} declares no negative drill; add 'negative: {{every: 4w}}' to it in "
@@ -57,13 +56,13 @@ def main(args: argparse.Namespace) -> int:
             return 0
     base = RunContext.for_cli(kind=negative.KIND, drill=drill.name)
     ctx = RunContext(dag_id=base.dag_id, run_id=base.run_id, task_id="cli.negative", trigger="manual")
-    notifier = notifier_from_env(catalogue, ledger=ledger)
+    notifier = resolver_of(args).notifier(catalogue=catalogue, ledger=ledger)
     if not args.json:
         common.out(f"negative drill of {drill.kind} drill {drill.name!r}: expecting red with "
                    f"{' or '.join(sorted(negative.expected(drill.kind)))} and a delivered page")
     # A stop signal mid-run records DRILL_INTERRUPTED (ERROR), never the DETECTOR_BLIND that judging an
     # interrupted inner run would give: the detector was not tested, which is neither a pass nor blindness.
-    resources = negative.ClientResources(dsn=postgres_dsn_from_env, clients=EnvPathClients())
+    resources = negative.ClientResources(dsn=resolver_of(args).postgres_dsn, clients=EnvPathClients(resolver_of(args)))
     with common.stoppable() as stop, tempfile.TemporaryDirectory(prefix="drillbook-negative-") as tmp:
         result = stop.run(lambda: negative.run_negative(drill, work_dir=Path(tmp), base_dir=catalogue.base_dir,
                                                         resources=resources, notifier=notifier, ctx=ctx,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for
 from drillbook.errors import ConfigurationError
 
 
@@ -45,18 +46,17 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, floa
     scratch = args.scratch_dsn
     max_age = 6 * 3600.0
     if args.drill:
-        from drillbook.catalogue import load_catalogue
-        from drillbook.resources.connections import postgres_dsn_from_env
+        from drillbook.cli.config import resolver_of
 
-        drill = load_catalogue(args.catalogue).drill(args.drill)
+        drill = load_catalogue_for(args).drill(args.drill)
         from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 
         if not isinstance(drill, BackupRestoreDrill):
             raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not backup_restore")
         drill_name, max_age = drill.name, float(drill.scratch.max_age)
         ephemeral = drill.restore.target == "ephemeral"
-        scratch = scratch or postgres_dsn_from_env(drill.scratch.connection)
-        source = args.source_dsn or (postgres_dsn_from_env(drill.source.connection) if drill.source else None)
+        scratch = scratch or resolver_of(args).postgres_dsn(drill.scratch.connection)
+        source = args.source_dsn or (resolver_of(args).postgres_dsn(drill.source.connection) if drill.source else None)
     if not scratch:
         raise ConfigurationError("give --drill NAME (its scratch connection) or --scratch-dsn DSN")
     if not drill_name and not args.all_drills:

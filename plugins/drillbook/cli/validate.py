@@ -18,11 +18,13 @@ from typing import Any
 def cmd_validate(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue, resolve_catalogue_path
     from drillbook.catalogue.common import format_duration
+    from drillbook.cli.config import settings_of
     from drillbook.errors import CatalogueError
 
-    path = resolve_catalogue_path(args.path)
+    path = resolve_catalogue_path(args.path, configured=settings_of(args).catalogue)
     try:
-        catalogue = load_catalogue(path, gx_suites=True if getattr(args, "suites", False) else None)
+        suites = True if getattr(args, "suites", False) else settings_of(args).suite_check_for("cli")
+        catalogue = load_catalogue(path, gx_suites=suites)
     except CatalogueError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

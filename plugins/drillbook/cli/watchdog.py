@@ -9,11 +9,12 @@ counts for the de-duplication exactly like a scheduled one.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from drillbook.cli.config import load_catalogue_for
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -37,21 +38,20 @@ def configure_digest_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup(args: argparse.Namespace, dag_id: str) -> tuple[Any, Any, Any, Any, datetime]:
-    from drillbook.catalogue import load_catalogue
+    from drillbook.cli.config import resolver_of, settings_of
     from drillbook.errors import ConnectionNotConfigured
     from drillbook.ledger.query import parse_when
     from drillbook.ledger.store import Ledger
-    from drillbook.notify import notifier_from_env
     from drillbook.run.context import RunContext
 
-    dsn = args.ledger_dsn or os.environ.get("DRILLBOOK_LEDGER_DSN")
+    dsn = args.ledger_dsn or settings_of(args).ledger_dsn
     if not dsn:
         raise ConnectionNotConfigured("no ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue_for(args)
     ledger = Ledger(dsn)
     now = parse_when(args.now, option="--now") if args.now else datetime.now(UTC)
     ctx = RunContext(dag_id=dag_id, run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
-    return catalogue, ledger, notifier_from_env(catalogue, ledger=ledger), ctx, now
+    return catalogue, ledger, resolver_of(args).notifier(catalogue=catalogue, ledger=ledger), ctx, now
 
 
 def main_watchdog(args: argparse.Namespace) -> int:

@@ -270,6 +270,7 @@ def population(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetim
         pass
 
 
+
 def missed_by_drill(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime) -> dict[str, int]:
     """MISSED occurrences per drill (its own schedule, not its negative drill) in [start, end): the digest's count."""
     missed: dict[str, int] = {}

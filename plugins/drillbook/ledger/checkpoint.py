@@ -137,15 +137,22 @@ class CheckpointSettings:
 
     @classmethod
     def from_env(cls) -> CheckpointSettings:
-        """``$DRILLBOOK_CHECKPOINT_KEY`` (else connection ``drillbook_checkpoint_key``), public key and path."""
-        private = os.environ.get(KEY_ENV) or None
+        """``from_settings`` of the settings read now (a library fallback; README, Known limits)."""
+        from drillbook.settings import load_settings
+
+        return cls.from_settings(load_settings())
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> CheckpointSettings:
+        """Setting DRILLBOOK_CHECKPOINT_KEY (else connection ``drillbook_checkpoint_key``), public key and path."""
+        private = settings.checkpoint_key or None
         if private is None:
             from drillbook.resources.connections import connection_from_env
 
             conn = connection_from_env(KEY_CONNECTION)
             private = conn.password if conn is not None and conn.password else None
-        return cls(private_key=private, public_key=os.environ.get(PUBLIC_KEY_ENV) or None,
-                   path=os.environ.get(PATH_ENV) or None)
+        return cls(private_key=private, public_key=settings.checkpoint_public_key or None,
+                   path=str(settings.checkpoint_path) if settings.checkpoint_path else None)
 
     def signer(self) -> Any:
         return load_private_key(self.private_key) if self.private_key else None

@@ -65,11 +65,10 @@ def spool_path(path: str | os.PathLike[str] | None = None) -> Path:
     # exactly, and a `ledger flush` started elsewhere says which (other) file it found empty.
     if path:
         return Path(path).absolute()
-    if os.environ.get(SPOOL_ENV):
-        return Path(os.environ[SPOOL_ENV]).absolute()
-    # The outbox's rule ($DRILLBOOK_OUTBOX, else var/outbox.jsonl), without importing drillbook.notify
-    # (about 0.7 s under load: every Ledger() would pay it).
-    return (Path(os.environ.get("DRILLBOOK_OUTBOX") or Path("var") / "outbox.jsonl").parent / SPOOL_NAME).absolute()
+    # settings DRILLBOOK_SPOOL, else beside DRILLBOOK_OUTBOX; a library fallback (README, Known limits)
+    from drillbook.settings import load_settings
+
+    return load_settings().spool_file
 
 
 def _canonical(doc: Any) -> str:

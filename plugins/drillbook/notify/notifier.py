@@ -213,7 +213,11 @@ def not_delivered_row(result: DrillResult, *, channel: str, sender: Any, what: s
 
 
 def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, outbox: str | None = None) -> Notifier:
-    """For the CLI and the demo: Slack when ``DRILLBOOK_CONN_`` / ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox."""
+    """Slack when ``DRILLBOOK_CONN_`` / ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox.
+
+    The CLI goes through ``Resolver.notifier`` (environment backend); this is the same reading
+    (``parse_slack_connection``) for callers that hold no resolver.
+    """
     conn = connection_from_env(catalogue.defaults.slack.connection)
     sender: Sender = SlackSender(connection=conn) if conn is not None else OutboxSender(path=outbox)
     return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)

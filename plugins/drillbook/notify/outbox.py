@@ -32,10 +32,14 @@ _lock = threading.Lock()
 
 
 def outbox_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The outbox file: argument, else $DRILLBOOK_OUTBOX, else var/outbox.jsonl in the current directory."""
+    """The outbox file: argument, else setting DRILLBOOK_OUTBOX, else var/outbox.jsonl in the current directory."""
     if path:
         return Path(path)
-    return Path(os.environ.get("DRILLBOOK_OUTBOX") or DEFAULT_OUTBOX)
+    from drillbook.settings import (
+        load_settings,  # a library fallback (README, Known limits: not yet passed down)
+    )
+
+    return load_settings().outbox
 
 
 class OutboxSender:

@@ -146,14 +146,20 @@ def require_connection(conn_id: str, *, conn_type: str = "postgres") -> Connecti
     return conn
 
 
-def postgres_dsn_from_env(conn_id: str) -> str:
-    """A psycopg DSN for ``conn_id``; a plain libpq DSN in the variable is accepted as is."""
+def libpq_dsn_from_env(conn_id: str, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """A plain libpq DSN (``host=... dbname=...``) in DRILLBOOK_CONN_<ID> / AIRFLOW_CONN_<ID>, as is; else None."""
     key = _env_key(conn_id)
+    env = os.environ if environ is None else environ
     for var in (f"DRILLBOOK_CONN_{key}", f"AIRFLOW_CONN_{key}"):
-        raw = os.environ.get(var, "").strip()
+        raw = env.get(var, "").strip()
         if raw and not raw.startswith("{") and "://" not in raw:  # libpq "host=... dbname=..." form
             from drillbook.resources.pg import parse
 
             parse(raw)  # registers the password
             return raw
-    return require_connection(conn_id).postgres_dsn()
+    return None
+
+
+def postgres_dsn_from_env(conn_id: str) -> str:
+    """A psycopg DSN for ``conn_id``; a plain libpq DSN in the variable is accepted as is."""
+    return libpq_dsn_from_env(conn_id) or require_connection(conn_id).postgres_dsn()

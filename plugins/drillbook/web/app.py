@@ -159,7 +159,7 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
 
     @app.get("/trends", response_class=HTMLResponse)
     def trends(request: Request, drill: str | None = None, since: str | None = None, until: str | None = None) -> str:
-        start, end, since_s, until_s = _window(since, until, days=90)
+        start, end, since_s, until_s = _window(since, until, days=31)
         with pool.connection() as conn:
             known = queries.drills(conn)
             kinds = dict(known)

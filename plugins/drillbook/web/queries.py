@@ -23,6 +23,25 @@ MAX_PAGE = 200
 _LIST_COLUMNS = "seq, recorded_at, record_type, kind, drill, target, verdict, controls, dag_id, run_id"
 
 
+def seq_bounds(conn: Any, *, since: datetime, until: datetime) -> tuple[int, int]:
+    """The window [since, until) as a seq range [lo, hi): two probes of the recorded_at index.
+
+    Valid because ``recorded_at`` never decreases along the chain (the seal stamps it under the chain
+    lock and ``verify`` reports a decrease as ``backdated``); a range on the drill/seq indexes then
+    replaces a scan of every drill's rows in the window.
+    """
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT seq FROM {TABLE} WHERE recorded_at >= %s ORDER BY recorded_at, seq LIMIT 1", (since,))
+        lo = cur.fetchone()
+        cur.execute(f"SELECT seq FROM {TABLE} WHERE recorded_at >= %s ORDER BY recorded_at, seq LIMIT 1", (until,))
+        hi = cur.fetchone()
+        if hi is None:
+            cur.execute(f"SELECT coalesce(max(seq), 0) + 1 AS seq FROM {TABLE}")
+            hi = cur.fetchone()
+    top = int(hi["seq"]) if hi else 1
+    return (int(lo["seq"]) if lo else top), top
+
+
 def history(conn: Any, flt: Filter, *, before: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], int | None]:
     """One page of records, newest first, older than ``before``; and the cursor of the next page (or None)."""
     where, params = flt.where()
@@ -75,21 +94,23 @@ def drills(conn: Any) -> list[tuple[str, str]]:
 
 
 def measurements_per_day(conn: Any, *, drill: str, kind: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """RTO and RPO per day (mean and worst) of one drill's records in the window, with the newest objectives."""
+    """RTO and RPO per day (mean and worst) of one drill's records in the window, with the objectives.
+
+    ``result`` is stored as json text (hashed byte for byte): each ``->`` scans the whole document, so the
+    two small objects are cut out once per row and the fields read from them (a jsonb cast of the whole
+    document costs more than both).
+    """
     with conn.cursor() as cur:
         cur.execute(
             f"""SELECT date_trunc('day', recorded_at) AS day,
-                       avg((result->'measurements'->>'rto_seconds')::float) AS rto,
-                       max((result->'measurements'->>'rto_seconds')::float) AS rto_max,
-                       avg((result->'measurements'->>'rpo_seconds')::float) AS rpo,
-                       max((result->'measurements'->>'rpo_seconds')::float) AS rpo_max,
-                       max((result->'objectives'->>'rto_seconds')::float) AS rto_objective,
-                       max((result->'objectives'->>'rpo_seconds')::float) AS rpo_objective,
+                       avg((m->>'rto_seconds')::float) AS rto, max((m->>'rto_seconds')::float) AS rto_max,
+                       avg((m->>'rpo_seconds')::float) AS rpo, max((m->>'rpo_seconds')::float) AS rpo_max,
+                       max((o->>'rto_seconds')::float) AS rto_objective, max((o->>'rpo_seconds')::float) AS rpo_objective,
                        count(*) AS runs, count(*) FILTER (WHERE verdict = 'PASS') AS passes
-                FROM {TABLE}
-                WHERE drill = %s AND kind = %s AND record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s
+                FROM (SELECT recorded_at, verdict, result->'measurements' AS m, result->'objectives' AS o FROM {TABLE}
+                      WHERE drill = %s AND kind = %s AND record_type = 'drill' AND seq >= %s AND seq < %s) x
                 GROUP BY 1 ORDER BY 1""",
-            (drill, kind, since, until),
+            (drill, kind, *seq_bounds(conn, since=since, until=until)),
         )
         return list(cur.fetchall())
 
@@ -130,23 +151,34 @@ def controls_summary(conn: Any, *, since: datetime, until: datetime, limit_excep
 def coverage(conn: Any, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Per drill in the ledger: its newest record and newest PASS in the window; drills without a PASS first.
 
-    One pass over the window's rows (recorded_at index) for the seqs, then one fetch of those rows by seq.
+    One statement: the loose index scan of drills, and per drill two backward probes of the
+    drill/seq indexes inside the window's seq range (see ``seq_bounds``).
     """
+    lo, hi = seq_bounds(conn, since=since, until=until)
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT drill, kind, max(seq) AS newest, max(seq) FILTER (WHERE verdict = 'PASS') AS green FROM {TABLE} "
-            "WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s GROUP BY drill, kind",
-            (since, until))
-        found = {(r["drill"], r["kind"]): r for r in cur.fetchall()}
-        wanted = sorted({r[k] for r in found.values() for k in ("newest", "green") if r[k] is not None})
-        cur.execute(f"SELECT seq, recorded_at, verdict, target FROM {TABLE} WHERE seq = ANY(%s)", (wanted,))
-        by_seq = {r["seq"]: r for r in cur.fetchall()}
-    known = set(found) | {(d, k) for d, k in drills(conn)}
-    out = []
-    for drill, kind in known:
-        row = found.get((drill, kind), {})
-        out.append({"kind": kind, "drill": drill, "newest": by_seq.get(row.get("newest")),
-                    "green": by_seq.get(row.get("green"))})
+            f"""WITH RECURSIVE d AS (
+                  (SELECT drill, kind FROM {TABLE} ORDER BY drill, kind LIMIT 1)
+                  UNION ALL
+                  SELECT n.drill, n.kind FROM d, LATERAL (
+                      SELECT drill, kind FROM {TABLE} WHERE (drill, kind) > (d.drill, d.kind)
+                      ORDER BY drill, kind LIMIT 1) n)
+                SELECT d.drill, d.kind, n.seq AS n_seq, n.recorded_at AS n_at, n.verdict AS n_verdict,
+                       n.target AS n_target, g.seq AS g_seq, g.recorded_at AS g_at
+                FROM d
+                LEFT JOIN LATERAL (SELECT seq, recorded_at, verdict, target FROM {TABLE}
+                    WHERE drill = d.drill AND kind = d.kind AND record_type = 'drill' AND seq >= %s AND seq < %s
+                    ORDER BY seq DESC LIMIT 1) n ON true
+                LEFT JOIN LATERAL (SELECT seq, recorded_at FROM {TABLE}
+                    WHERE drill = d.drill AND kind = d.kind AND verdict = 'PASS' AND record_type = 'drill'
+                      AND seq >= %s AND seq < %s ORDER BY seq DESC LIMIT 1) g ON true""",
+            (lo, hi, lo, hi))
+        rows = cur.fetchall()
+    out = [{"kind": r["kind"], "drill": r["drill"],
+            "newest": {"seq": r["n_seq"], "recorded_at": r["n_at"], "verdict": r["n_verdict"], "target": r["n_target"]}
+            if r["n_seq"] is not None else None,
+            "green": {"seq": r["g_seq"], "recorded_at": r["g_at"]} if r["g_seq"] is not None else None}
+           for r in rows]
     out.sort(key=lambda r: (r["green"] is not None, r["kind"], r["drill"]))
     return out
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +27,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from drillbook.catalogue import load_catalogue
     from drillbook.catalogue.common import format_duration
+    from drillbook.cli.config import resolver_of
     from drillbook.drills.alert_path import run_path
     from drillbook.drills.alert_path.catalogue import AlertPathDrill
     from drillbook.drills.alert_path.clients import EnvPathClients
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue_for(args)
     drill = catalogue.drill(args.drill)
     if not isinstance(drill, AlertPathDrill):
         return common.fail(f"drill {args.drill!r} is a {drill.kind} drill, not alert_path")
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         return common.fail(f"drill {drill.name!r} has no path {unknown[0]!r}; paths: {', '.join(known)}")
 
-    clients = EnvPathClients()
+    clients = EnvPathClients(resolver_of(args))
     results = []
     for name in names:
         path = drill.path(name)

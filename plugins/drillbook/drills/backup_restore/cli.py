@@ -19,7 +19,6 @@ the result is recorded as a manual run before anyone is notified.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from drillbook.catalogue.common import resolve_relative
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for, resolver_of
 from drillbook.drills.backup_restore import lifetime
 from drillbook.errors import ConfigurationError
 
@@ -109,33 +109,23 @@ def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
         raise ConfigurationError(f"invalid ad hoc drill settings: {problems}") from None
 
 
-def s3_client_for(conn_id: str | None) -> Any:
-    """A boto3 S3 client from an AWS connection in the environment (endpoint_url, region, keys), else boto3's defaults."""
-    import boto3
+def s3_client_for(conn_id: str | None, resolver: Any = None) -> Any:
+    """A boto3 S3 client for an AWS connection (the resolver's reading: endpoint_url, region, keys), else boto's defaults."""
+    if resolver is None:
+        from drillbook.resources.resolver import EnvConnections, Resolver
 
-    from drillbook.resources.connections import connection_from_env
-
-    conn = connection_from_env(conn_id) if conn_id else None
-    kwargs: dict[str, Any] = {}
-    if conn is not None:
-        extra = conn.extra or {}
-        for key in ("endpoint_url", "region_name"):
-            if extra.get(key):
-                kwargs[key] = extra[key]
-        if conn.login and conn.password:
-            kwargs.update(aws_access_key_id=conn.login, aws_secret_access_key=conn.password)
-    return boto3.client("s3", **kwargs)
+        resolver = Resolver(EnvConnections())
+    return resolver.aws(conn_id).client("s3")
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.drill and args.backup:
         raise ConfigurationError("give --drill NAME or --backup PATH_OR_S3_URL, not both")
     if args.drill:
-        from drillbook.catalogue import load_catalogue
+        from drillbook.cli.config import resolver_of
         from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
-        from drillbook.resources.connections import postgres_dsn_from_env
 
-        catalogue = load_catalogue(args.catalogue)
+        catalogue = load_catalogue_for(args)
         drill = catalogue.drill(args.drill)
         if not isinstance(drill, BackupRestoreDrill):
             raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not backup_restore")
@@ -143,12 +133,15 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             "drill": drill,
             "base_dir": catalogue.base_dir,
             # a physical backup recovers into a private cluster: no scratch server to resolve
-            "scratch_dsn": "" if drill.backup.is_physical else (args.scratch_dsn or postgres_dsn_from_env(drill.scratch.connection)),
-            "source_dsn": args.source_dsn or (postgres_dsn_from_env(drill.source.connection) if drill.source else None),
+            "scratch_dsn": "" if drill.backup.is_physical else (
+                args.scratch_dsn or resolver_of(args).postgres_dsn(drill.scratch.connection)),
+            "source_dsn": args.source_dsn or (resolver_of(args).postgres_dsn(drill.source.connection) if drill.source else None),
         }
     if not args.backup:
         raise ConfigurationError("give --drill NAME, or --backup PATH_OR_S3_URL with --scratch-dsn DSN")
-    scratch = args.scratch_dsn or os.environ.get("DRILLBOOK_SCRATCH_DSN")
+    from drillbook.cli.config import settings_of
+
+    scratch = args.scratch_dsn or settings_of(args).scratch_dsn
     if not scratch:
         raise ConfigurationError("ad hoc runs need --scratch-dsn DSN (or $DRILLBOOK_SCRATCH_DSN): the server to restore into")
     drill, base_dir = _ad_hoc_drill(args)
@@ -179,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
         if resolved[key]:
             pg.parse(resolved[key])  # registers the password with redact before anything prints
     uses_s3 = drill.backup.is_s3 or (drill.backup.keep_live_dumps_in or "").startswith("s3://")
-    s3 = s3_client_for(drill.backup.connection) if uses_s3 else None
+    s3 = s3_client_for(drill.backup.connection, resolver_of(args)) if uses_s3 else None
     if not args.json:
         into = ("a private cluster" if drill.backup.is_physical
                 else f"scratch on {pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
@@ -192,7 +185,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, Any], s3: Any) -> int:
+    from drillbook.cli.config import settings_of
     from drillbook.drills.backup_restore.drill import run_backup_restore
+    from drillbook.settings import timeouts_of
 
     # SIGTERM/SIGINT from here on: the drill stops its tools, drops its scratch database and
     # returns a DRILL_INTERRUPTED result, which is recorded below before the process exits.
@@ -209,6 +204,7 @@ def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, An
             reaped=reaped,
             unregistered=unregistered,
             on_phase=None if args.json else common.phase_printer(),
+            timeouts=timeouts_of(settings_of(args)),
         )
         stop.defer()  # a stop signal from here on waits for the evidence to be recorded
         common.emit(result, as_json=args.json)

@@ -134,6 +134,7 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
     from drillbook.airflow.runtime import aws_client, ledger_for, resolve_dsn
     from drillbook.drills.backup_restore.drill import previous_pass, run_backup_restore
     from drillbook.errors import ConnectionNotConfigured
+    from drillbook.settings import load_settings, timeouts_of
 
     try:
         scratch_dsn = resolve_dsn(drill.scratch.connection)
@@ -155,6 +156,7 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
             unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (),
             reaped_clusters=reaped.get("clusters", []) if isinstance(reaped, dict) else (),
             on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            timeouts=timeouts_of(load_settings()),  # the task is the entry point: settings read here, once
         )
 
 
@@ -176,7 +178,9 @@ def physical_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, reaped: lis
         log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
         previous = None
     env = {k: v for k, v in os.environ.items() if k.startswith(("PGBACKREST_", "BARMAN_"))}
-    state = Path(os.environ.get("DRILLBOOK_STATE_DIR") or Path(tempfile.gettempdir()) / "drillbook-state")
+    from drillbook.settings import load_settings  # the task is the entry point
+
+    state = load_settings().state_dir or Path(tempfile.gettempdir()) / "drillbook-state"
     return run_physical(drill=drill, state_dir=state, base_dir=catalogue.base_dir, previous=previous, env=env,
                         reaped_clusters=reaped or (),
                         on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail))

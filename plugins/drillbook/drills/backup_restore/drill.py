@@ -23,7 +23,6 @@ This module imports no Airflow: the DAG and the CLI both call
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -46,10 +45,10 @@ from drillbook.errors import DrillAborted, ScratchUnsafe
 from drillbook.resources import pg
 from drillbook.result import DrillResult, Phase
 from drillbook.safety.redact import redact, redact_obj
+from drillbook.settings import DrillTimeouts
 
 KIND = "backup_restore"
 #: Upper bound of ``pg_restore -l`` (it reads only the archive's table of contents).
-TOC_TIMEOUT_S = int(os.environ.get("DRILLBOOK_TOC_TIMEOUT", "600"))
 log = logging.getLogger(__name__)
 
 
@@ -61,8 +60,10 @@ class _Drill:
     """The state of one run; each method is one phase."""
 
     def __init__(self, b: ResultBuilder, *, drill: BackupRestoreDrill, scratch_dsn: str, source_dsn: str | None,
-                 s3_client: Any, work_dir: Path, base_dir: Path | None, run_id: str, start: datetime):
+                 s3_client: Any, work_dir: Path, base_dir: Path | None, run_id: str, start: datetime,
+                 timeouts: DrillTimeouts | None = None):
         self.b = b
+        self.timeouts = timeouts or DrillTimeouts()
         self.drill = drill
         self.scratch_dsn = scratch_dsn
         self.source_dsn = source_dsn
@@ -269,10 +270,10 @@ class _Drill:
         assert self.tool is not None
         try:
             proc = subprocess.run([self.tool.path, "-l", str(path)], capture_output=True, stdin=subprocess.DEVNULL,
-                                  timeout=TOC_TIMEOUT_S, check=False, preexec_fn=die_with_parent())
+                                  timeout=self.timeouts.toc, check=False, preexec_fn=die_with_parent())
         except subprocess.TimeoutExpired:
             self.b.find("ARCHIVE_UNREADABLE",
-                        f"{art.name!r}: pg_restore -l did not list the table of contents within {TOC_TIMEOUT_S}s",
+                        f"{art.name!r}: pg_restore -l did not list the table of contents within {self.timeouts.toc}s",
                         subject=art.uri)
             self.abort("inspect")
         entries = data = 0
@@ -335,7 +336,8 @@ class _Drill:
             self.abort("verify")
         base = self.base_dir or Path.cwd()
         run_ladder(self.b, scratch_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db), verify=self.drill.verify,
-                   base_dir=base, previous=previous, source_server_version=self.info.server_version if self.info else None)
+                   base_dir=base, previous=previous, source_server_version=self.info.server_version if self.info else None,
+                   timeouts=self.timeouts)
 
     def measure(self, rto: float, previous: dict[str, Any] | None) -> None:
         assert self.scratch_db is not None and self.artefact is not None
@@ -430,6 +432,7 @@ def run_backup_restore(
     reaped_clusters: Sequence[str] = (),
     on_phase: Callable[[Phase], None] | None = None,
     now: datetime | None = None,
+    timeouts: DrillTimeouts | None = None,
 ) -> DrillResult:
     """Run ``drill`` once: restore its newest backup into scratch, verify, measure; see the module docstring.
 
@@ -453,7 +456,7 @@ def run_backup_restore(
                       on_phase=on_phase)
     start = now or b.started_at
     run = _Drill(b, drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3_client, work_dir=Path(work_dir),
-                 base_dir=base_dir, run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"), start=start)
+                 base_dir=base_dir, run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"), start=start, timeouts=timeouts)
     for name in reaped:
         b.find("SCRATCH_REAPED", f"dropped scratch database {name!r} left by an earlier run", subject=name)
     for root in reaped_clusters:  # the reap task's (Airflow); the cluster's own start reports those it reaps

@@ -18,6 +18,7 @@ import argparse
 from typing import Any
 
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -64,9 +65,8 @@ def main(args: argparse.Namespace) -> int:
         return common.fail("give either --drill NAME or ad hoc --endpoint/--file, not both")
     base_dir = None
     if args.drill:
-        from drillbook.catalogue import load_catalogue
 
-        catalogue = load_catalogue(args.catalogue)
+        catalogue = load_catalogue_for(args)
         drill = catalogue.drill(args.drill)
         if drill.kind != "certificates":
             return common.fail(f"drill {args.drill!r} is a {drill.kind} drill, not certificates")

@@ -10,10 +10,10 @@ the drill only, and the exit code is the verdict's (0 PASS, 1 FAIL, 2 ERROR).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from drillbook.cli import common
+from drillbook.cli.config import load_catalogue_for
 from drillbook.errors import ConfigurationError
 
 
@@ -41,17 +41,16 @@ def _suites_dir(args: argparse.Namespace, catalogue: object | None) -> Path:
 
 
 def _from_catalogue(args: argparse.Namespace) -> dict[str, object]:
-    from drillbook.catalogue import load_catalogue
+    from drillbook.cli.config import resolver_of
     from drillbook.drills.data_quality.catalogue import DataQualityDrill
-    from drillbook.resources.connections import postgres_dsn_from_env
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue_for(args)
     drill = catalogue.drill(args.drill)
     if not isinstance(drill, DataQualityDrill):
         raise ConfigurationError(f"drill {args.drill!r} is a {drill.kind} drill, not data_quality")
     return {
         "drill_name": drill.name,
-        "dsn": args.dsn or postgres_dsn_from_env(drill.connection),
+        "dsn": args.dsn or resolver_of(args).postgres_dsn(drill.connection),
         "table": args.table or drill.table,
         "query": args.query or drill.query,
         "suite": args.suite or drill.suite,
@@ -63,7 +62,9 @@ def _from_catalogue(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _ad_hoc(args: argparse.Namespace) -> dict[str, object]:
-    dsn = args.dsn or os.environ.get("DRILLBOOK_DQ_DSN")
+    from drillbook.cli.config import settings_of
+
+    dsn = args.dsn or settings_of(args).dq_dsn
     if not dsn or not args.suite:
         raise ConfigurationError("give --drill NAME, or --dsn DSN (or $DRILLBOOK_DQ_DSN) and --suite NAME_OR_PATH")
     if args.table and args.query:

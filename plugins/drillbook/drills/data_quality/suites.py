@@ -109,8 +109,13 @@ def suite_path(suite: str, suites_dir: str | os.PathLike[str]) -> Path:
 
 
 def gx_check_wanted() -> bool:
-    """Whether ``DRILLBOOK_SUITE_CHECK`` asks for the GX part of the suite check (``gx``/``full``)."""
-    return os.environ.get("DRILLBOOK_SUITE_CHECK", "").strip().lower() in {"gx", "full"}
+    """Whether setting ``DRILLBOOK_SUITE_CHECK`` asks for the GX part of the suite check (``gx``/``full``).
+
+    A library fallback for callers that pass no ``gx_suites`` (README, Known limits).
+    """
+    from drillbook.settings import load_settings
+
+    return load_settings().suite_check in {"gx", "full"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -18,7 +18,6 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -26,28 +25,29 @@ from typing import TYPE_CHECKING, Any
 
 from drillbook.errors import DrillAborted
 from drillbook.result import Severity
+from drillbook.settings import DrillTimeouts
 
 if TYPE_CHECKING:
     from drillbook.drills.backup_restore.catalogue import VerifySpec
     from drillbook.drills.base import PhaseHandle, ResultBuilder
 
 #: Upper bound of any single ladder query (row counts of very large tables included).
-LADDER_STATEMENT_TIMEOUT_S = int(os.environ.get("DRILLBOOK_VERIFY_STATEMENT_TIMEOUT", "3600"))
 LOCK_TIMEOUT_S = 60
 
 
 class ScratchSession:
     """The ladder's one connection to the scratch database, opened on first use."""
 
-    def __init__(self, *, dsn: str):
+    def __init__(self, *, dsn: str, statement_timeout_s: int = 3600):
         self.dsn = dsn
+        self.statement_timeout_s = statement_timeout_s
 
     @cached_property
     def conn(self) -> Any:
         from drillbook.resources.pg import connect
 
         conn = connect(self.dsn, autocommit=True, application_name="drillbook-verify")
-        conn.execute(f"set statement_timeout = '{LADDER_STATEMENT_TIMEOUT_S}s'")
+        conn.execute(f"set statement_timeout = '{int(self.statement_timeout_s)}s'")
         conn.execute(f"set lock_timeout = '{LOCK_TIMEOUT_S}s'")
         return conn
 
@@ -68,8 +68,10 @@ class Ladder:
         base_dir: Path,
         previous: dict[str, Any] | None,
         source_server_version: str | None = None,
+        check_timeout_s: int = 300,
     ):
         self.builder = builder
+        self.check_timeout_s = check_timeout_s
         self.source_server_version = source_server_version
         self.session = session
         self.verify = verify
@@ -131,6 +133,7 @@ def run_ladder(
     base_dir: Path,
     previous: dict[str, Any] | None,
     source_server_version: str | None = None,
+    timeouts: DrillTimeouts | None = None,
 ) -> None:
     """Verify the restored data rung by rung; findings, checks and facts go into ``builder``.
 
@@ -146,9 +149,10 @@ def run_ladder(
     )
     from drillbook.drills.backup_restore.verify.tiers import report_partial, skipped_by_tier
 
-    session = ScratchSession(dsn=scratch_dsn)
+    timeouts = timeouts or DrillTimeouts()
+    session = ScratchSession(dsn=scratch_dsn, statement_timeout_s=timeouts.verify_statement)
     ladder = Ladder(builder=builder, session=session, verify=verify, base_dir=base_dir, previous=previous,
-                    source_server_version=source_server_version)
+                    source_server_version=source_server_version, check_timeout_s=timeouts.check)
     rungs: list[tuple[str, Rung]] = [
         ("verify.structure", structure.run),
         ("verify.server", server.run),

@@ -38,19 +38,20 @@ _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
 
 
 def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
+         check: bool = True, timeout_s: int = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S,
+        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout_s,
                               env=env, check=False)
     except subprocess.TimeoutExpired:
-        raise ReferenceFromBackupError(f"{what} did not finish within {TIMEOUT_S}s") from None
+        raise ReferenceFromBackupError(f"{what} did not finish within {timeout_s}s") from None
     if check and proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
         raise ReferenceFromBackupError(f"{what} failed (exit {proc.returncode}): {tail}")
     return proc
 
 
-def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[dict[str, Any], str]:
+def reference_from_backup(path: Path, *, database: str | None = None,
+                          timeout_s: int = TIMEOUT_S) -> tuple[dict[str, Any], str]:
     """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note).
 
     ``database``: for a plain dump that creates several databases, the one to describe.
@@ -71,14 +72,14 @@ def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[d
     if info.format.startswith("plain"):
         from drillbook.drills.backup_restore.verify.reference_plain import reference_from_plain
 
-        return reference_from_plain(path, info, database=database)
+        return reference_from_plain(path, info, database=database, timeout_s=timeout_s)
     if database is not None:
         raise ReferenceFromBackupError(f"--database applies to plain dumps only; {str(path)!r} is a {info.format} archive")
     restore_tool, seen = tools.choose("pg_restore", min_major=info.dump_major)
     if restore_tool is None:
         raise ReferenceFromBackupError(f"no pg_restore >= {info.dump_major} found (found: {tools.describe(seen)})")
-    script = _run([restore_tool.path, "--schema-only", "-f", "-", str(path)], what="pg_restore (script)").stdout
-    listing = _run([restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l").stdout
+    script = _run([restore_tool.path, "--schema-only", "-f", "-", str(path)], what="pg_restore (script)", timeout_s=timeout_s).stdout
+    listing = _run([restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l", timeout_s=timeout_s).stdout
     # the source server's major when its binaries are installed (tools.choose prefers the exact major)
     cluster = EphemeralCluster(min_major=major_of(info.server_version) or info.dump_major)
     try:
@@ -97,7 +98,7 @@ def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[d
         proc = None
         if entry:  # the source's own CREATE DATABASE: its encoding, provider and locale
             proc = _run([restore_tool.path, "--schema-only", "--no-password", "--create", "-d", "postgres", str(path)],
-                        what="pg_restore", env=env, check=False)
+                        what="pg_restore", timeout_s=timeout_s, env=env, check=False)
             try:
                 with connect(cluster.dsn(entry.group(1)), autocommit=True) as conn:
                     structure = read_structure(conn)
@@ -108,7 +109,7 @@ def reference_from_backup(path: Path, *, database: str | None = None) -> tuple[d
             with connect(cluster.dsn(), autocommit=True) as conn:
                 conn.execute("create database drillbook_reference")
             proc = _run([restore_tool.path, "--schema-only", "--no-password", "-d", "drillbook_reference", str(path)],
-                        what="pg_restore", env=env, check=False)
+                        what="pg_restore", timeout_s=timeout_s, env=env, check=False)
             with connect(cluster.dsn("drillbook_reference"), autocommit=True) as conn:
                 structure = read_structure(conn)
             structure.pop("database", None)

@@ -26,7 +26,6 @@ Rules this module enforces (principle 6: a plain dump is a program):
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import zlib
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 from drillbook.drills.backup_restore.archive import ArchiveInfo
 from drillbook.errors import ReferenceFromBackupError
 
-TIMEOUT_S = int(os.environ.get("DRILLBOOK_REFERENCE_TIMEOUT", "1800"))  # each tool run of a reference build
+TIMEOUT_S = 1800  # default of each tool run of a reference build (setting DRILLBOOK_REFERENCE_TIMEOUT)
 LINE_MAX = 1 << 20  # longer lines are pieces of a statement or a row: never a role-bearing pg_dump line
 _COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")
 OWN_DATABASE = "drillbook_reference"
@@ -103,7 +102,8 @@ def _pick_database(path: Path, created: list[str], database: str | None, cluster
     return None
 
 
-def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None = None) -> tuple[dict[str, Any], str]:
+def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None = None,
+                         timeout_s: int = TIMEOUT_S) -> tuple[dict[str, Any], str]:
     """Judge, then restore the whole plain dump into a throwaway cluster and read one database's structure."""
     from psycopg import sql
 
@@ -141,7 +141,7 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(OWN_DATABASE)))
         outcome = restore.run_restore(fmt=info.format, tool=psql, path=path,
                                       scratch_db_dsn=cluster.dsn(OWN_DATABASE if wanted is None else "postgres"),
-                                      jobs=1, no_owner=False, timeout=TIMEOUT_S, scope="ephemeral",
+                                      jobs=1, no_owner=False, timeout=timeout_s, scope="ephemeral",
                                       expected=(f'role "{cluster.superuser}" already exists',))
         groups = outcome.classifier.groups.values()
         if outcome.refusal is not None:  # the file changed between the two reads

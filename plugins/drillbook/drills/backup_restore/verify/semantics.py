@@ -3,7 +3,7 @@
 Rules this module enforces:
 - each ``verify.checks`` entry runs in its own READ ONLY transaction that is
   always rolled back, with a ``statement_timeout`` of
-  ``CHECK_TIMEOUT_S`` seconds (env ``DRILLBOOK_CHECK_TIMEOUT``), so a check
+  ``Ladder.check_timeout_s`` seconds (setting ``DRILLBOOK_CHECK_TIMEOUT``), so a check
   can neither change the restored data nor hang the drill;
 - the value checked is the first column of the first row; no row at all is
   NULL, and NULL never satisfies an expectation;
@@ -22,7 +22,6 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from drillbook.drills.backup_restore.verify.ladder import Ladder
     from drillbook.drills.base import PhaseHandle
 
-CHECK_TIMEOUT_S = int(os.environ.get("DRILLBOOK_CHECK_TIMEOUT", "300"))
+CHECK_TIMEOUT_S = 300  # the default; a run takes DRILLBOOK_CHECK_TIMEOUT from its settings (Ladder.check_timeout_s)
 VALUE_MAX = 120
 
 
@@ -81,7 +80,7 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     outcomes: list[dict[str, Any]] = []
     failed = errored = 0
     for check in checks:
-        value, error, sqlstate = run_check(ladder.conn, check, timeout_s=CHECK_TIMEOUT_S)
+        value, error, sqlstate = run_check(ladder.conn, check, timeout_s=ladder.check_timeout_s)
         shown = _show(value)
         if error is not None and sqlstate != UNDEFINED_TABLE:
             # The check could not run: it is not counted, and it blocks verification.

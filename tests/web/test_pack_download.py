@@ -219,3 +219,13 @@ def test_without_a_catalogue_the_pack_is_refused_plainly(seeded):
     app.state.pool.close()
     assert answer.status_code == 503 and "DRILLBOOK_CATALOGUE" in answer.text
     assert 'class="pack"' not in history.text
+
+
+def test_an_unreachable_ledger_is_a_503_without_the_password(private_tmp):
+    cat = catalogue(backup_drill("orders_nightly"))
+    app = create_app(dsn_provider=lambda: "host=127.0.0.1 port=9 user=x password=hunter2-secret dbname=l",
+                     user_dependency=user, catalogue=lambda: cat, pack_settings=lambda: CheckpointSettings())
+    with TestClient(app) as c:
+        answer = c.get("/pack", params={"control": "SOC2:A1.2"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 503 and "hunter2-secret" not in answer.text and "Traceback" not in answer.text
+    assert list(private_tmp.iterdir()) == []

@@ -151,11 +151,23 @@ def _history_pack_note(control: str | None, catalogue: Any, pack_settings: Calla
     return pack_note(_signing(pack_settings)) if control and catalogue is not None else ""
 
 
+class _PackResponse(FileResponse):
+    """The pack as a download; its private directory goes afterwards (the BackgroundTask), and also when
+    the client hangs up mid-download (Starlette skips the background task when sending raises)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            shutil.rmtree(Path(self.path).parent, ignore_errors=True)
+
+
 def pack_response(dsn_provider: Callable[[], str], catalogue: Callable[[], Any] | None, *, control: str,
                   period: tuple[datetime, datetime, str, str], settings: Any, base: str) -> FileResponse | HTMLResponse:
     """Build the pack with ``build_pack`` (as the CLI does) in a private temp dir; stream it, then remove the dir."""
     from drillbook.evidence.pack import build_pack
     from drillbook.ledger.store import Ledger
+    from drillbook.resources.pg import parse
 
     start, end, since_s, until_s = period
     if end - start > timedelta(days=PACK_MAX_DAYS):
@@ -167,6 +179,7 @@ def pack_response(dsn_provider: Callable[[], str], catalogue: Callable[[], Any] 
                                              "pack needs the catalogue's schedules to list every expected occurrence",
                                              base=base), status_code=503)
     dsn = dsn_provider()
+    parse(dsn)  # registers the password with redact before any message can carry it
     workdir = Path(tempfile.mkdtemp(prefix="drillbook-pack-"))  # mode 0700: nobody else on the host reads it
     try:
         output = workdir / "pack.zip"
@@ -176,11 +189,11 @@ def pack_response(dsn_provider: Callable[[], str], catalogue: Callable[[], Any] 
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    return FileResponse(output, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{pack_filename(control, since_s, until_s)}"',
-                                 "X-Drillbook-Pack-Signed": "true" if result.signed else "false",
-                                 "Cache-Control": "no-store"},
-                        background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
+    disposition = f'attachment; filename="{pack_filename(control, since_s, until_s)}"'
+    return _PackResponse(output, media_type="application/zip",
+                         headers={"Content-Disposition": disposition, "Cache-Control": "no-store",
+                                  "X-Drillbook-Pack-Signed": "true" if result.signed else "false"},
+                         background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
 
 
 def _add_pack_route(app: Any, dsn_provider: Callable[[], str], catalogue: Callable[[], Any] | None,

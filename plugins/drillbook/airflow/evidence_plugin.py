@@ -4,14 +4,14 @@ Rules this module enforces:
 - authentication is Airflow's own: the app depends on
   ``airflow.api_fastapi.core_api.security.get_user`` (the JWT the UI keeps in the ``_token``
   cookie, or a Bearer header), so the pages need no login of their own and answer 401 without one;
-- the ledger DSN comes from the ``drillbook_ledger`` connection and nowhere else: the
-  environment (``AIRFLOW_CONN_DRILLBOOK_LEDGER`` / ``DRILLBOOK_CONN_DRILLBOOK_LEDGER``) first,
-  then Airflow's secrets backends and metadata database. ``ledger_dsn`` is the one function to
-  swap for the settings resolver of issue 12.
+- the ledger DSN comes from the ``drillbook_ledger`` connection through the one resolver
+  (``drillbook.airflow.resources.airflow_resolver``: Airflow's connections, any secrets backend,
+  ``AIRFLOW_CONN_DRILLBOOK_LEDGER``), the same code a task uses; settings are read once here.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -21,29 +21,18 @@ URL_PREFIX = "/drillbook"
 LEDGER_CONNECTION = "drillbook_ledger"
 
 
+@functools.cache
+def _resolver() -> Any:
+    """The api-server's resolver (Airflow backend, settings read once: the plugin is an entry point)."""
+    from drillbook.airflow.resources import airflow_resolver
+
+    return airflow_resolver()
+
+
 def ledger_dsn() -> str:
     """A psycopg DSN for the ``drillbook_ledger`` connection, or ConnectionNotConfigured naming how to set it."""
-    from drillbook.errors import ConnectionNotConfigured
-    from drillbook.resources.connections import connection_from_env, how_to_define
-    from drillbook.safety.redact import register_secret
-
-    conn = connection_from_env(LEDGER_CONNECTION)
-    if conn is not None:
-        return conn.postgres_dsn()
-    from airflow.models.connection import Connection
-
-    try:
-        found = Connection.get_connection_from_secrets(LEDGER_CONNECTION)
-    except Exception:  # AirflowNotFoundException; its module moved between versions
-        raise ConnectionNotConfigured(
-            f"Airflow connection {LEDGER_CONNECTION!r} is not defined; {how_to_define(LEDGER_CONNECTION, 'postgres')}"
-        ) from None
-    register_secret(found.password)
-    from drillbook.resources.connections import Connection as Plain
-
-    return Plain(conn_id=LEDGER_CONNECTION, conn_type="postgres", host=found.host, port=found.port,
-                 login=found.login, password=found.password, schema=found.schema,
-                 extra=found.extra_dejson or {}).postgres_dsn()
+    dsn: str = _resolver().postgres_dsn(LEDGER_CONNECTION)
+    return dsn
 
 
 async def airflow_user(request: Any) -> Any:

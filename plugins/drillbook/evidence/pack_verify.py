@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from drillbook.errors import DrillbookError
 from drillbook.evidence.pack import (
     FILES,
     MANIFEST,
@@ -90,7 +91,7 @@ class PackReport:
         return not self.signed
 
 
-class NotAPack(ValueError):
+class NotAPack(DrillbookError, ValueError):
     """The file is not an evidence pack at all (not a zip, no manifest): bad input, exit 2."""
 
 
@@ -171,7 +172,8 @@ def verify_pack(path: str | Path, *, public_key: str | None = None) -> PackRepor
         files: dict[str, Any] = manifest["files"]
         sizes = {name: int(meta.get("bytes", 0)) for name, meta in files.items() if isinstance(meta, dict)}
         _check_files(zf, names, files, sizes, report)
-        hashes_at = _check_records(zf, names, sizes, report)
+        wanted = _checkpoint_seqs(zf, names, sizes)  # read first: the walk keeps only the hashes it needs
+        hashes_at = _check_records(zf, names, sizes, report, wanted)
         _check_chain_json(zf, names, sizes, hashes_at, signer_hex, report)
         _check_population(zf, names, sizes, report)
     return report
@@ -261,26 +263,44 @@ def _csv_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[s
             return
 
 
-def _walk(rows: Iterator[dict[str, Any]], name: str, report: PackReport, watch: dict[str, str]) -> tuple[Any, str]:
-    """Walk one record file's chain; return the verify report and a digest of its (seq, hash) sequence."""
+def _checkpoint_seqs(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int]) -> set[str]:
+    """The seqs chain.json's checkpoints sign (unreadable: none; ``_check_chain_json`` names the problem)."""
+    try:
+        chain = json.loads(_read(zf, "chain.json", sizes.get("chain.json", 0))) if "chain.json" in names else {}
+        return {str(doc["seq"]) for doc in chain.get("checkpoints", [])}
+    except (ValueError, KeyError, TypeError, AttributeError, *ZIP_ERRORS):
+        return set()
+
+
+def _walk(rows: Iterator[dict[str, Any]], name: str, report: PackReport, watch: dict[str, str],
+          wanted: set[str]) -> tuple[Any, str, int | None]:
+    """Walk one record file's chain; return the verify report, a digest of its (seq, hash) sequence, its first seq.
+
+    Memory stays flat: only the hashes at ``wanted`` seqs (the checkpoints) are kept.
+    """
     from drillbook.ledger.verify import verify_rows
 
     digest = hashlib.sha256()
+    first: list[int] = []
 
     def tap() -> Iterator[dict[str, Any]]:
         for row in rows:
             digest.update(f"{row['seq']}:{row['hash']}\n".encode())
-            watch[str(row["seq"])] = str(row["hash"])
+            if not first:
+                first.append(int(row["seq"]))
+            if str(row["seq"]) in wanted:
+                watch[str(row["seq"])] = str(row["hash"])
             yield row
 
     result = verify_rows(tap(), contiguous=True, start_anywhere=True)
     if not result.ok:
         report.problems.append(f"{name}: {result.message}")
-    return result, digest.hexdigest()
+    return result, digest.hexdigest(), (first[0] if first else None)
 
 
-def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport) -> dict[str, str]:
-    hashes_at: dict[str, str] = {}  # seq -> hash, as records.json holds them (one entry per record and link row)
+def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport,
+                   wanted: set[str]) -> dict[str, str]:
+    hashes_at: dict[str, str] = {}  # seq -> hash at the checkpoints' seqs, as records.json holds them
     digests = {}
     for name, reader in (("records.json", _json_records), ("records.csv", _csv_records)):
         if name not in names:
@@ -288,7 +308,7 @@ def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int],
         seen: dict[str, str] = {} if name == "records.csv" else hashes_at
         try:
             with _lines(zf, name, sizes.get(name, 0)) as fh:
-                result, digests[name] = _walk(reader(fh, name, report.problems), name, report, seen)
+                result, digests[name], first_seq = _walk(reader(fh, name, report.problems), name, report, seen, wanted)
         except UnicodeDecodeError as exc:
             report.problems.append(f"{name}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 text: "
                                    "the file was changed")
@@ -299,7 +319,7 @@ def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int],
             continue
         if name == "records.json":
             report.records, report.head_seq, report.head_hash = result.checked, result.head_seq, result.head_hash
-            report.first_seq = min((int(s) for s in hashes_at), default=None)
+            report.first_seq = first_seq
     if len(digests) == 2 and digests["records.json"] != digests["records.csv"]:
         report.problems.append("records.csv and records.json do not hold the same chain of records")
     return hashes_at

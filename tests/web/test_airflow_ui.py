@@ -45,7 +45,7 @@ class Server:
     base: str
     token: str
     seeded: Seeded
-    public_key: str = ""  # of DRILLBOOK_CHECKPOINT_KEY in the api-server: the downloaded pack is signed with it
+    public_key: str = ""  # of the drillbook_checkpoint_key connection in Airflow: the downloaded pack is signed with it
 
 
 def get(url: str, *, token: str | None = None, cookie: str | None = None) -> tuple[int, str]:
@@ -101,12 +101,16 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
             "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(seeded.reader_dsn),
             "DRILLBOOK_CHECKPOINT_PATH": str(home / "checkpoints.jsonl"),
             "DRILLBOOK_CATALOGUE": str(drills),
-            "DRILLBOOK_CHECKPOINT_KEY": private_hex,
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
-        env.pop("DRILLBOOK_LEDGER_DSN", None)
+        for name in ("DRILLBOOK_LEDGER_DSN", "DRILLBOOK_CHECKPOINT_KEY", "AIRFLOW_CONN_DRILLBOOK_CHECKPOINT_KEY",
+                     "DRILLBOOK_CONN_DRILLBOOK_CHECKPOINT_KEY"):
+            env.pop(name, None)
         airflow = str(Path(sys.executable).parent / "airflow")
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=180)
+        # the signing key only in Airflow's metadata DB: the plugin finds it as the digest task does
+        subprocess.run([airflow, "connections", "add", "drillbook_checkpoint_key", "--conn-type", "generic",
+                        "--conn-password", private_hex], env=env, check=True, capture_output=True, timeout=180)
         log = (home / "api-server.log").open("w")
         proc = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

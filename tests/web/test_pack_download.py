@@ -160,7 +160,8 @@ def test_controls_and_history_link_to_a_working_download(signed, key, tmp_path):
     assert "signed with the checkpoint key" in controls
     history = signed.get("/history", params={"control": "ISO27001:A.5.30", "since": SINCE}).text
     (link,) = [html.unescape(h) for h in re.findall(r'<a class="pack" href="([^"]+)"', history)]
-    assert "Download evidence pack of ISO27001:A.5.30" in history
+    assert "Download evidence pack of ISO27001:A.5.30" in history and "for this period" in history
+    assert "for the last 31 days" in signed.get("/history", params={"control": "SOC2:A1.2"}).text
     assert "pack" not in re.sub(r"<style.*?</style>", "", signed.get("/history").text, flags=re.S).lower()
     answer = signed.get(link.removeprefix("/drillbook"))
     assert answer.status_code == 200, answer.text

@@ -67,7 +67,8 @@ def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | Non
     control = filters.get("control")
     if control and pack_note:
         form += (f'<p>{pack_link(base, control, filters.get("since"), filters.get("until"), f"Download evidence pack of {control}")}'
-                 f" for this period. {esc(pack_note)}</p>")
+                 f" {'for this period' if filters.get('since') else 'for the last 31 days (set since to choose)'}."
+                 f" {esc(pack_note)}</p>")
     body_rows = [
         (
             link(href(base, f"record/{r['seq']}"), r["seq"]),

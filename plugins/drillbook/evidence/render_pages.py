@@ -45,8 +45,11 @@ def _text(name: str, current: str | None, placeholder: str = "") -> str:
 
 
 def pack_link(base: str, control: str, since: str | None, until: str | None, text: str = "Download evidence pack") -> str:
-    """A plain link to ``/pack`` (a GET answered with the zip as an attachment: works without JavaScript)."""
-    return f'<a class="pack" href="{href(base, "pack", control=control, since=since, until=until)}" download>{esc(text)}</a>'
+    """A plain link to ``/pack`` (a GET answered with the zip as an attachment: works without JavaScript).
+
+    No ``download`` attribute: the answer's Content-Disposition saves the zip, and a 400 page
+    (e.g. a period over the limit) is shown instead of being saved as if it were the pack."""
+    return f'<a class="pack" href="{href(base, "pack", control=control, since=since, until=until)}">{esc(text)}</a>'
 
 
 def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | None], next_before: int | None,

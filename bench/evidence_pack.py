@@ -3,7 +3,8 @@
 Loads a valid chain the way bench/ledger.py does (a year of 12 drills, records spread evenly), then
 times, for control SOC2:A1.2 over the whole year: ``control_rows`` (population + exceptions from one
 SQL aggregate per run, streamed), ``write_pack`` (JSON + CSV records with link rows, population,
-sample, report, OSCAL, signed manifest) and ``verify_pack`` (offline), each against a baseline
+sample, report, OSCAL, signed manifest), the same pack downloaded from the evidence pages (``GET /pack``:
+chain verify + ``build_pack`` + HTTP stream, against ``write_pack``) and ``verify_pack`` (offline), each against a baseline
 measured in the same run: a bare ``COPY (SELECT * ... WHERE controls @> ...) TO STDOUT`` of the
 same control's rows. Prints seconds, ratios and peak RSS before and after (reads stream: the
 growth is what the pack holds in memory).
@@ -41,6 +42,25 @@ def catalogue():
                "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "15m", "rpo": "26h"}}
               for kind, drill, controls in bench_ledger.DRILLS if kind == "backup_restore"]
     return Catalogue.model_validate({"drills": drills})
+
+
+def download(dsn: str, cat, settings, *, start: datetime, end: datetime, into: Path) -> float:
+    """Seconds for ``GET /pack`` through the evidence app (streamed to a file, as a browser saves it)."""
+    from fastapi.testclient import TestClient
+
+    from drillbook.web.app import create_app
+
+    app = create_app(dsn_provider=lambda: dsn, user_dependency=lambda: "bench", catalogue=lambda: cat,
+                     pack_settings=lambda: settings)
+    params = {"control": CONTROL, "since": start.isoformat(), "until": end.isoformat()}
+    t0 = time.perf_counter()
+    with TestClient(app) as client, client.stream("GET", "/pack", params=params) as answer, into.open("wb") as out:
+        assert answer.status_code == 200, answer.read()[:500]
+        for chunk in answer.iter_bytes():
+            out.write(chunk)
+    elapsed = time.perf_counter() - t0
+    app.state.pool.close()
+    return elapsed
 
 
 def run(admin_dsn: str, rows: int) -> None:
@@ -98,6 +118,7 @@ def run(admin_dsn: str, rows: int) -> None:
                             seed=1, as_of=end)
         t_pack = time.perf_counter() - t0
         rss_pack = bench_ledger.peak_mb()
+        t_download = download(dsn, cat, settings, start=start, end=end, into=tmp / "downloaded.zip")
         t0 = time.perf_counter()
         report = verify_pack(tmp / "pack.zip")
         t_verify = time.perf_counter() - t0
@@ -108,6 +129,8 @@ def run(admin_dsn: str, rows: int) -> None:
         print(f"baseline bare COPY of the control's rows:   {t_copy:7.2f} s")
         print(f"controls view (population + exceptions):    {t_controls:7.2f} s   ratio {t_controls / t_copy:5.2f}x vs COPY")
         print(f"evidence pack (everything, signed):         {t_pack:7.2f} s   ratio {t_pack / t_copy:5.2f}x vs COPY")
+        print(f"download from the pages (GET /pack):        {t_download:7.2f} s   ratio {t_download / t_pack:5.2f}x vs "
+              "the pack alone (adds the chain verify and the HTTP stream)")
         print(f"verify --pack offline:                      {t_verify:7.2f} s   ratio {t_verify / t_copy:5.2f}x vs COPY")
         print(f"peak RSS {rss_before:.0f} MB before, {rss_pack:.0f} MB after controls + pack "
               f"(growth {rss_pack - rss_before:.0f} MB), {bench_ledger.peak_mb():.0f} MB after verify")

@@ -45,6 +45,7 @@ class Server:
     base: str
     token: str
     seeded: Seeded
+    public_key: str = ""  # of the drillbook_checkpoint_key connection in Airflow: the downloaded pack is signed with it
 
 
 def get(url: str, *, token: str | None = None, cookie: str | None = None) -> tuple[int, str]:
@@ -70,12 +71,27 @@ def login(base: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(pg, tmp_path_factory) -> Iterator[Server]:
+    import yaml
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
     from scripts.demo import airflow_environment, write_admin_password
 
     from drillbook.resources.pg import airflow_connection_json
+    from tests.evidence.conftest import backup_drill
 
     home = tmp_path_factory.mktemp("airflow-evidence")
     port = free_port()
+    drills = home / "drills.yaml"  # the catalogue the pack's population comes from
+    drills.write_text(yaml.safe_dump({"defaults": {"timezone": "UTC", "watchdog": {"grace": "1h"}},
+                                      "drills": [backup_drill("orders_nightly")]}))
+    key = Ed25519PrivateKey.generate()
+    private_hex = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+    public_hex = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     write_admin_password(home, PASSWORD)
     with seed_ledger(pg) as seeded:
         env = {
@@ -84,11 +100,17 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
             "AIRFLOW__API_AUTH__JWT_SECRET": "evidence-test-jwt-secret-0123456789abcdef",
             "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(seeded.reader_dsn),
             "DRILLBOOK_CHECKPOINT_PATH": str(home / "checkpoints.jsonl"),
+            "DRILLBOOK_CATALOGUE": str(drills),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
-        env.pop("DRILLBOOK_LEDGER_DSN", None)
+        for name in ("DRILLBOOK_LEDGER_DSN", "DRILLBOOK_CHECKPOINT_KEY", "AIRFLOW_CONN_DRILLBOOK_CHECKPOINT_KEY",
+                     "DRILLBOOK_CONN_DRILLBOOK_CHECKPOINT_KEY"):
+            env.pop(name, None)
         airflow = str(Path(sys.executable).parent / "airflow")
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=180)
+        # the signing key only in Airflow's metadata DB: the plugin finds it as the digest task does
+        subprocess.run([airflow, "connections", "add", "drillbook_checkpoint_key", "--conn-type", "generic",
+                        "--conn-password", private_hex], env=env, check=True, capture_output=True, timeout=180)
         log = (home / "api-server.log").open("w")
         proc = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -103,7 +125,7 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
                 except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
                     time.sleep(1)
             assert token, "the api-server never answered a login: " + (home / "api-server.log").read_text()[-3000:]
-            yield Server(base, token, seeded)
+            yield Server(base, token, seeded, public_hex)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -142,6 +164,20 @@ def test_records_come_from_the_read_only_connection(server):
     assert HOSTILE in {r["drill"] for r in records}
 
 
+def test_the_pack_downloads_with_a_session_and_verifies_offline(server, tmp_path):
+    from drillbook.evidence.pack_verify import verify_pack
+
+    url = f"{server.base}/drillbook/pack?control=SOC2%3AA1.2"
+    assert get(url)[0] == 401
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {server.token}"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        assert resp.headers["Content-Type"] == "application/zip"
+        assert resp.headers["Content-Disposition"].startswith('attachment; filename="drillbook-SOC2_A1.2-')
+        (tmp_path / "pack.zip").write_bytes(resp.read())
+    report = verify_pack(tmp_path / "pack.zip", public_key=server.public_key)
+    assert report.ok and report.signed and report.trusted_key and report.records == 4, report.problems
+
+
 # -- the browser ---------------------------------------------------------------------------------------------
 
 
@@ -167,8 +203,14 @@ def browser(tmp_path) -> Iterator:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
         opts.add_argument(flag)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
     drv.set_page_load_timeout(60)
+    drv.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    drv.downloads = downloads
     try:
         yield drv
     finally:
@@ -232,3 +274,33 @@ def test_auditor_logs_in_filters_by_control_opens_a_record_and_sees_the_chart(se
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.objective")
     shot(browser, artefacts, "trends")
     assert (artefacts / "trends.png").stat().st_size > 5000
+
+
+def test_auditor_downloads_the_pack_from_the_controls_page(server, browser, artefacts):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from drillbook.evidence.pack_verify import verify_pack
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{server.base}/auth/login")
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username")))
+    browser.find_element(By.CSS_SELECTOR, "input[name=username], input#username").send_keys("admin")
+    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: any(c["name"] == "_token" for c in d.get_cookies()))
+
+    browser.get(f"{server.base}/drillbook/controls")
+    link = wait.until(ec.element_to_be_clickable((By.PARTIAL_LINK_TEXT, "Download evidence pack")))
+    assert "signed with the checkpoint key" in browser.page_source
+    shot(browser, artefacts, "controls-download")
+    link.click()
+    deadline = time.monotonic() + 90
+    done: list[Path] = []
+    while time.monotonic() < deadline and not done:
+        done = [p for p in browser.downloads.glob("drillbook-SOC2_A1.2-*.zip")]
+        time.sleep(0.5)
+    assert done, f"no pack arrived in {browser.downloads}: {sorted(p.name for p in browser.downloads.iterdir())}"
+    report = verify_pack(done[0], public_key=server.public_key)
+    assert report.ok and report.signed and report.trusted_key, report.problems

@@ -55,7 +55,22 @@ def build_app() -> Any:
 
     airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
     return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn),
-                      catalogue=current_catalogue)
+                      catalogue=current_catalogue, pack_settings=checkpoint_settings)
+
+
+def checkpoint_settings() -> Any:
+    """The key the downloaded pack is signed with, found as the digest task finds it: the setting
+    (``DRILLBOOK_CHECKPOINT_KEY``), else the ``drillbook_checkpoint_key`` connection's password
+    (environment or Airflow's connections/secrets backend, through the resolver)."""
+    from drillbook.ledger.checkpoint import KEY_CONNECTION, CheckpointSettings
+
+    resolver = _resolver()
+    keys = CheckpointSettings.from_settings(resolver.settings)
+    if keys.private_key is None:
+        conn = resolver.find(KEY_CONNECTION)
+        if conn is not None and conn.password:
+            keys = CheckpointSettings(private_key=conn.password, public_key=keys.public_key, path=keys.path)
+    return keys
 
 
 def current_catalogue() -> Any:

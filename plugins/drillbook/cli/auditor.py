@@ -44,7 +44,13 @@ def _verified(ledger: Any, args: argparse.Namespace) -> str | None:
         return "ledger not verified (--no-verify)"
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-    report = ledger.verify(checkpoints=CheckpointSettings.from_env())
+    return _said(ledger.verify(checkpoints=CheckpointSettings.from_env()))
+
+
+def _said(report: Any) -> str | None:
+    """Print the verify outcome to stderr; None when the chain verifies, else why nothing may show VERIFIED."""
+    if report is None:
+        return "ledger not verified (--no-verify)"
     if report.ok:
         print(f"ledger verified: {report.checked} records, head {report.head_seq}:{report.head_hash}", file=sys.stderr)
         return None
@@ -103,16 +109,17 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     """Write the signed evidence pack of one control and period."""
     from drillbook.catalogue import load_catalogue
-    from drillbook.evidence.pack import write_pack
+    from drillbook.evidence.pack import build_pack
     from drillbook.ledger.checkpoint import CheckpointSettings
 
     catalogue = load_catalogue(args.catalogue)
     start, end = _period(args)
     settings = CheckpointSettings.from_env()
-    with _ledger(args) as ledger:
-        unverifiable = _verified(ledger, args)
-        result = write_pack(ledger, catalogue, control=args.control, start=start, end=end, output=Path(args.output),
-                            settings=settings, seed=args.seed, unverifiable=unverifiable)
+    with _ledger(args) as ledger:  # the evidence pages' download runs the same build_pack (drillbook.web.app)
+        result, report = build_pack(ledger, catalogue, control=args.control, start=start, end=end,
+                                    output=Path(args.output), settings=settings, seed=args.seed,
+                                    verify=not args.no_verify)
+    _said(report)
     how = f"signed by key {result.key_id}" if result.signed else (
         "UNSIGNED: no checkpoint key configured ($DRILLBOOK_CHECKPOINT_KEY); verify will not accept it as authentic")
     print(f"wrote {result.path}: {args.control} {start:%Y-%m-%d} → {end:%Y-%m-%d}, {result.records} records, "

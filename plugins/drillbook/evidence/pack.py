@@ -244,6 +244,24 @@ def write_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: dateti
                       key_id=manifest.get("key_id"), status=row.status)
 
 
+def build_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: datetime, end: datetime, output: Path,
+               settings: CheckpointSettings, seed: int | None = None, verify: bool = True) -> tuple[PackResult, Any]:
+    """What ``drillbook evidence pack`` and the evidence pages' download both run: verify the chain
+    (against the newest checkpoint; unless ``verify`` is False), then ``write_pack`` over it.
+
+    Returns (the pack, the ``VerifyReport`` or None). Over a chain that does not verify, or was not
+    checked, the pack is still written but nothing in it is VERIFIED (UNVERIFIABLE instead).
+    """
+    report = ledger.verify(checkpoints=settings) if verify else None
+    if report is None:
+        unverifiable: str | None = "ledger not verified (--no-verify)"
+    else:
+        unverifiable = None if report.ok else f"ledger chain broken at seq {report.first_bad_seq}"
+    result = write_pack(ledger, catalogue, control=control, start=start, end=end, output=output, settings=settings,
+                        seed=seed, unverifiable=unverifiable)
+    return result, report
+
+
 def _json(doc: Any) -> bytes:
     # no indent: the C encoder (indent falls back to pure Python, 10x slower on a year's exceptions)
     return (json.dumps(doc, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -44,9 +44,19 @@ def _text(name: str, current: str | None, placeholder: str = "") -> str:
             f'placeholder="{esc(placeholder)}" size="14"></label>')
 
 
+def pack_link(base: str, control: str, since: str | None, until: str | None, text: str = "Download evidence pack") -> str:
+    """A plain link to ``/pack`` (a GET answered with the zip as an attachment: works without JavaScript).
+
+    No ``download`` attribute: the answer's Content-Disposition saves the zip, and a 400 page
+    (e.g. a period over the limit) is shown instead of being saved as if it were the pack."""
+    return f'<a class="pack" href="{href(base, "pack", control=control, since=since, until=until)}">{esc(text)}</a>'
+
+
 def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | None], next_before: int | None,
-                 drills: Sequence[str], base: str) -> str:
-    """Drill history: the filter form, one row per record (newest first) linking to it, and the next-page link."""
+                 drills: Sequence[str], base: str, pack_note: str = "") -> str:
+    """Drill history: the filter form, one row per record (newest first) linking to it, and the next-page link.
+
+    With a control filter and ``pack_note`` (the pages can build packs), a link downloads that control's pack."""
     form = (
         f'<form class="filters" method="get" action="{href(base, "history")}">'
         + _select("kind", registry.names(), filters.get("kind"))
@@ -57,6 +67,11 @@ def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | Non
         + _text("until", filters.get("until"), "2026-03-31")
         + '<button type="submit">Filter</button></form>'
     )
+    control = filters.get("control")
+    if control and pack_note:
+        form += (f'<p>{pack_link(base, control, filters.get("since"), filters.get("until"), f"Download evidence pack of {control}")}'
+                 f" {'for this period' if filters.get('since') else 'for the last 31 days (set since to choose)'}."
+                 f" {esc(pack_note)}</p>")
     body_rows = [
         (
             link(href(base, f"record/{r['seq']}"), r["seq"]),
@@ -189,8 +204,11 @@ def controls_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, bas
         empty="no drill record names a control in this period"), nav="controls", base=base)
 
 
-def control_rows_page(rows: Sequence[Any], *, since: str, until: str, base: str, shown: int = 20) -> str:
-    """Controls from the catalogue's population (``drillbook.evidence.controls.ControlRow``): every exception dated."""
+def control_rows_page(rows: Sequence[Any], *, since: str, until: str, base: str, shown: int = 20,
+                      pack_note: str = "") -> str:
+    """Controls from the catalogue's population (``drillbook.evidence.controls.ControlRow``): every exception dated.
+
+    Each row links to its evidence pack for the period shown; ``pack_note`` says whether packs are signed."""
     out = []
     for r in rows:
         items = []
@@ -203,11 +221,14 @@ def control_rows_page(rows: Sequence[Any], *, since: str, until: str, base: str,
                          + link(href(base, "history", control=r.control, since=since, until=until), "(history)"))
         newest = (verdict_badge(r.newest.verdict) + " " + fmt_time(r.newest.last_at)) if r.newest else "—"
         warn = ' class="warn"' if r.status != "VERIFIED" else ""
-        out.append((link(href(base, "history", control=r.control, since=since, until=until), r.control),
+        out.append((link(href(base, "history", control=r.control, since=since, until=until), r.control)
+                    + "<br>" + pack_link(base, r.control, since, until),
                     f"<span{warn}>{esc(r.status)}</span><br>{esc(r.status_words)}", esc(r.expected), esc(r.covered),
                     esc(r.runs), esc(r.passes), "<br>".join(items) or "none", newest, esc(", ".join(r.drills))))
     form = (f'<form class="filters" method="get" action="{href(base, "controls")}">'
             + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
+    if pack_note:
+        form += f'<p class="pack-note">{esc(pack_note)}</p>'
     return document("Controls", form + table(
         ("control", "status", "expected", "ran", "runs", "passes", "exceptions (missed, FAIL, ERROR)", "newest",
          "drills"), out, empty="the catalogue maps no drill to a control"), nav="controls", base=base)

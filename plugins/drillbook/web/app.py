@@ -10,6 +10,10 @@ Rules this module enforces:
 - the one state-changing action (run verify) is a POST carrying a token derived from the
   caller's own session token (HMAC), and a cross-origin ``Origin`` is refused: another
   site can make the browser send the cookie, but cannot read it to forge the token;
+- ``GET /pack`` streams the evidence pack of one control and period, built by the same
+  ``drillbook.evidence.pack.build_pack`` as ``drillbook evidence pack`` (read-only: a SELECT
+  role is enough) into a private temporary directory that is removed once the answer is sent;
+  the control id reaches the ``Content-Disposition`` filename only as ``[A-Za-z0-9._-]``;
 - bad input (a filter that does not parse) answers 400 and an unreachable ledger 503, each
   with a page that says what failed; never a traceback, never the DSN's password.
 """
@@ -19,15 +23,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import queue
+import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from starlette.background import BackgroundTask
 
 from drillbook.errors import ConfigurationError, ConnectionNotConfigured, DrillbookError
 from drillbook.evidence import render_pages as pages
@@ -37,6 +46,9 @@ from drillbook.web import queries
 
 COOKIE = "_token"  # Airflow's JWT cookie (airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN)
 _POOL_SIZE = 4
+PACK_MAX_DAYS = 400  # a pack covers at most this many days (a year's audit period and some slack)
+PACK_CONTROL_MAX = 200
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class LedgerPool:
@@ -97,12 +109,113 @@ def _window(since: str | None, until: str | None, *, days: int) -> tuple[datetim
     return start, end, since or start.date().isoformat(), until or (end - timedelta(days=1)).date().isoformat()
 
 
+def pack_filename(control: str, since: str, until: str) -> str:
+    """``drillbook-<control>-<since>-<until>.zip`` with anything but ``[A-Za-z0-9._-]`` turned into ``_``."""
+    parts = [_UNSAFE_FILENAME.sub("_", p).strip("._") or "_" for p in (control, since, until)]
+    return "drillbook-{}-{}-{}.zip".format(*parts)
+
+
+def _pack_control(control: str | None) -> str:
+    text = (control or "").strip()
+    if not text:
+        raise ConfigurationError("control is required: the pack is of one control id, e.g. control=SOC2:A1.2")
+    from drillbook.catalogue.common import validate_control
+
+    if len(text) > PACK_CONTROL_MAX:
+        raise ConfigurationError(f"control must be a control id of at most {PACK_CONTROL_MAX} characters; "
+                                 f"got {len(text)} characters")
+    try:
+        return validate_control(text)  # the catalogue's own rule: no quote, space or control character gets through
+    except ValueError as exc:
+        raise ConfigurationError(f"control: {exc}") from None
+
+
+def pack_note(settings: Any) -> str:
+    """What the pages say next to a download link: whether the pack will be signed."""
+    if settings.private_key:
+        return "Packs downloaded here are signed with the checkpoint key."
+    return ("Packs downloaded here are UNSIGNED: no checkpoint key is configured (DRILLBOOK_CHECKPOINT_KEY or the "
+            "drillbook_checkpoint_key connection), so verify will not accept them as authentic.")
+
+
+def _signing(pack_settings: Callable[[], Any] | None) -> Any:
+    if pack_settings is not None:
+        return pack_settings()
+    from drillbook.ledger.checkpoint import CheckpointSettings
+
+    return CheckpointSettings.from_env()  # what ``drillbook evidence pack`` signs with
+
+
+def _history_pack_note(control: str | None, catalogue: Any, pack_settings: Callable[[], Any] | None) -> str:
+    """History offers a pack download when a control is filtered and the pages have a catalogue to build it."""
+    return pack_note(_signing(pack_settings)) if control and catalogue is not None else ""
+
+
+class _PackResponse(FileResponse):
+    """The pack as a download; its private directory goes afterwards (the BackgroundTask), and also when
+    the client hangs up mid-download (Starlette skips the background task when sending raises)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            shutil.rmtree(Path(self.path).parent, ignore_errors=True)
+
+
+def pack_response(dsn_provider: Callable[[], str], catalogue: Callable[[], Any] | None, *, control: str,
+                  period: tuple[datetime, datetime, str, str], settings: Any, base: str) -> FileResponse | HTMLResponse:
+    """Build the pack with ``build_pack`` (as the CLI does) in a private temp dir; stream it, then remove the dir."""
+    from drillbook.evidence.pack import build_pack
+    from drillbook.ledger.store import Ledger
+    from drillbook.resources.pg import parse
+
+    start, end, since_s, until_s = period
+    if end - start > timedelta(days=PACK_MAX_DAYS):
+        raise ConfigurationError(f"the period {since_s} → {until_s} is {(end - start).days} days; a pack covers at "
+                                 f"most {PACK_MAX_DAYS} days, download one per part of the period")
+    cat = catalogue() if catalogue is not None else None
+    if cat is None:
+        return HTMLResponse(pages.error_page("No catalogue", "no catalogue is configured (DRILLBOOK_CATALOGUE): the "
+                                             "pack needs the catalogue's schedules to list every expected occurrence",
+                                             base=base), status_code=503)
+    dsn = dsn_provider()
+    parse(dsn)  # registers the password with redact before any message can carry it
+    workdir = Path(tempfile.mkdtemp(prefix="drillbook-pack-"))  # mode 0700: nobody else on the host reads it
+    try:
+        output = workdir / "pack.zip"
+        with Ledger(dsn, spool=None) as ledger:
+            result, _report = build_pack(ledger, cat, control=control, start=start, end=end, output=output,
+                                         settings=settings)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    disposition = f'attachment; filename="{pack_filename(control, since_s, until_s)}"'
+    return _PackResponse(output, media_type="application/zip",
+                         headers={"Content-Disposition": disposition, "Cache-Control": "no-store",
+                                  "X-Drillbook-Pack-Signed": "true" if result.signed else "false"},
+                         background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
+
+
+def _add_pack_route(app: Any, dsn_provider: Callable[[], str], catalogue: Callable[[], Any] | None,
+                    pack_settings: Callable[[], Any] | None) -> None:
+    @app.get("/pack", response_model=None)
+    def pack(request: Request, control: str | None = None, since: str | None = None,
+             until: str | None = None) -> FileResponse | HTMLResponse:
+        chosen = _pack_control(control)
+        period = _window(since, until, days=31)
+        return pack_response(dsn_provider, catalogue, control=chosen, period=period, settings=_signing(pack_settings),
+                             base=str(request.scope.get("root_path", "")).rstrip("/"))
+
+
 def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[..., Any], airflow_base: str = "",
                verify: Callable[[], dict[str, Any]] | None = None,
-               catalogue: Callable[[], Any] | None = None) -> Any:
+               catalogue: Callable[[], Any] | None = None,
+               pack_settings: Callable[[], Any] | None = None) -> Any:
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
     ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
-    (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds."""
+    (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds.
+    ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (default: the same
+    ``CheckpointSettings.from_env`` as ``drillbook evidence pack``)."""
     pool = LedgerPool(dsn_provider)
     app = FastAPI(title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None)
     app.state.last_verify = None
@@ -145,7 +258,8 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
             names = sorted({d for d, _k in queries.drills(conn)})
         if limit != queries.PAGE_SIZE:
             filters["limit"] = str(limit)
-        return pages.history_page(rows, filters=filters, next_before=next_before, drills=names, base=base_of(request))
+        return pages.history_page(rows, filters=filters, next_before=next_before, drills=names, base=base_of(request),
+                                  pack_note=_history_pack_note(filters["control"], catalogue, pack_settings))
 
     @app.get("/record/{seq}", response_class=HTMLResponse)
     def record(request: Request, seq: int) -> HTMLResponse:
@@ -179,7 +293,7 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
                 from drillbook.evidence.controls import control_rows
 
                 return pages.control_rows_page(control_rows(conn, cat, start=start, end=end), since=since_s,
-                                               until=until_s, base=base_of(request))
+                                               until=until_s, base=base_of(request), pack_note=pack_note(_signing(pack_settings)))
             rows = queries.controls_summary(conn, since=start, until=end)
         return pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
 
@@ -196,6 +310,8 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
             rows = queries.coverage(conn, since=start, until=end)
         return pages.coverage_page(rows, since=since_s, until=until_s, base=base_of(request),
                                    scope_from="every drill in the ledger (no catalogue configured)")
+
+    _add_pack_route(app, dsn_provider, catalogue, pack_settings)
 
     def session_token(request: Request) -> str:
         header = request.headers.get("authorization", "")

@@ -271,7 +271,7 @@ def validate_catalogue(path: Path) -> bool:
     from drillbook.errors import CatalogueError
 
     try:
-        catalogue = load_catalogue(path)
+        catalogue = load_catalogue(path, gx_suites=SETTINGS.suite_check_for("cli"))
     except CatalogueError as exc:
         for problem in exc.problems:
             say(str(problem))

@@ -63,10 +63,11 @@ def current_catalogue() -> Any:
     from drillbook.catalogue import load_catalogue
     from drillbook.settings import load_settings  # the plugin is an entry point
 
-    configured = load_settings().catalogue
+    settings = load_settings()
+    configured = settings.catalogue
     if not configured:
         return None
-    return load_catalogue(configured)
+    return load_catalogue(configured, gx_suites=settings.suite_check_for("airflow"))
 
 
 class EvidenceApp:

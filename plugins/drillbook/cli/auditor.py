@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from drillbook.cli.config import settings_of
 from drillbook.cli.ledger_base import EXIT_OK, EXIT_TAMPER, EXIT_USAGE, _err, _guarded, _ledger
 
 DEFAULT_DAYS = 90
@@ -66,7 +67,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
     from drillbook.evidence.controls import CONTROLS_HEADER, NOT_DUE, VERIFIED, control_rows, table_rows
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
     with _ledger(args) as ledger:
         unverifiable = _verified(ledger, args)
@@ -88,7 +89,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
     from drillbook.evidence.coverage import COVERAGE_HEADER, coverage, table_rows
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
     with _ledger(args) as ledger:
         items = coverage(ledger.connection, catalogue, start=start, end=end)
@@ -106,7 +107,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from drillbook.evidence.pack import write_pack
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
     settings = CheckpointSettings.from_env()
     with _ledger(args) as ledger:

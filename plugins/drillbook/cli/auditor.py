@@ -45,7 +45,7 @@ def _verified(ledger: Any, args: argparse.Namespace) -> str | None:
         return "ledger not verified (--no-verify)"
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-    report = ledger.verify(checkpoints=CheckpointSettings.from_env())
+    report = ledger.verify(checkpoints=CheckpointSettings.from_settings(settings_of(args)))
     if report.ok:
         print(f"ledger verified: {report.checked} records, head {report.head_seq}:{report.head_hash}", file=sys.stderr)
         return None
@@ -109,7 +109,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
-    settings = CheckpointSettings.from_env()
+    settings = CheckpointSettings.from_settings(settings_of(args))
     with _ledger(args) as ledger:
         unverifiable = _verified(ledger, args)
         result = write_pack(ledger, catalogue, control=args.control, start=start, end=end, output=Path(args.output),

@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     if common.ledger_dsn(args):
         from drillbook.ledger.store import Ledger
 
-        ledger = Ledger(common.ledger_dsn(args) or "")
+        ledger = Ledger(common.ledger_dsn(args) or "", spool=settings_of(args).spool_file)
     if not args.json:
         common.out(f"{kind.name} drill {drill.name!r}")
     with common.stoppable() as stop, tempfile.TemporaryDirectory(prefix=f"drillbook-{kind.command}-") as tmp:

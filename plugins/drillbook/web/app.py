@@ -239,8 +239,11 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     return app
 
 
-def verify_with(dsn_provider: Callable[[], str]) -> Callable[[], dict[str, Any]]:
-    """A verify action over the ledger (read-only use of ``Ledger.verify``), reporting errors as 'could not verify'."""
+def verify_with(dsn_provider: Callable[[], str], *, checkpoints: Any = None) -> Callable[[], dict[str, Any]]:
+    """A verify action over the ledger (read-only use of ``Ledger.verify``), reporting errors as 'could not verify'.
+
+    ``checkpoints``: the entry point's ``CheckpointSettings.from_settings(settings)`` (trusted key, outside copy).
+    """
 
     def run() -> dict[str, Any]:
         from drillbook.errors import DrillbookError
@@ -248,7 +251,7 @@ def verify_with(dsn_provider: Callable[[], str]) -> Callable[[], dict[str, Any]]
 
         try:
             with Ledger(dsn_provider(), spool=None) as ledger:
-                report = ledger.verify()
+                report = ledger.verify(checkpoints=checkpoints)
         except DrillbookError as exc:
             return {"ok": False, "exit_code": 2, "message": redact(str(exc))}
         text = report.message or f"chain intact, {report.checked} records, head {report.head_seq}:{report.head_hash}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbook.errors import ConnectionNotConfigured, NotificationFailed
+from drillbook.errors import ConfigurationError, ConnectionNotConfigured, NotificationFailed
 from drillbook.resources.resolver import AwsClientFactory, EnvConnections, Resolver
 from drillbook.settings import load_settings
 
@@ -114,6 +114,13 @@ AWS = {
     "keys in extras": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t-key-0003"},
     "session token": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t-key-0004",
                       "aws_session_token": "tok-0005"},
+    "profile_name": {"profile_name": "drill"},
+    "role_arn": {"role_arn": "arn:aws:iam::123456789012:role/r"},
+    "assume_role_kwargs": {"role_arn": "arn:aws:iam::123456789012:role/r", "assume_role_kwargs": {"ExternalId": "e-0007"}},
+    "role_session_name": {"role_arn": "arn:aws:iam::123456789012:role/r", "role_session_name": "dr"},
+    "config_kwargs": {"config_kwargs": {"read_timeout": 9}},
+    "verify": {"verify": False},
+    "service_config": {"service_config": {"s3": {"endpoint_url": "http://127.0.0.1:5002"}}},
 }
 
 
@@ -139,6 +146,174 @@ def test_a_missing_aws_connection_means_the_default_chain_on_both_paths(both, mo
     monkeypatch.delenv("AIRFLOW_CONN_AWS_NONE", raising=False)
     cli, airflow = both()
     assert cli.aws("aws_none") == airflow.aws("aws_none") == AwsClientFactory(conn_id="aws_none")
+
+
+# -- aws: assumed roles, profiles, botocore config and verify (the AwsBaseHook extras) -------------------
+ROLE = "arn:aws:iam::123456789012:role/drill-dumps"
+
+
+def assumed_caller(resolver: Resolver, conn_id: str) -> str:
+    return resolver.aws(conn_id).client("sts").get_caller_identity()["Arn"]
+
+
+def test_role_arn_is_assumed_on_both_paths(both, aws, monkeypatch):
+    conn_env(monkeypatch, "aws_role", {"conn_type": "aws", "extra": {
+        "role_arn": ROLE, "region_name": "us-east-1", "endpoint_url": aws,
+        "assume_role_kwargs": {"ExternalId": "ext-secret-0042", "DurationSeconds": 900}}})
+    cli, airflow = both()
+    assert cli.aws("aws_role") == airflow.aws("aws_role")
+    for resolver in (cli, airflow):
+        assert assumed_caller(resolver, "aws_role") == "arn:aws:sts::123456789012:assumed-role/drill-dumps/drillbook"
+    client = cli.aws("aws_role").client("s3")
+    credentials = client._request_signer._credentials  # refreshed by botocore before the expiry STS gave
+    first_key = credentials._access_key  # (private: reading .access_key would refresh)
+    assert credentials.method == "sts-assume-role" and first_key != "testing"
+    import datetime
+
+    left = credentials._expiry_time - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(minutes=13) < left <= datetime.timedelta(minutes=15)  # DurationSeconds reached STS
+    assert credentials.refresh_needed()  # inside botocore's 15-minute advisory window: the next use assumes again
+    assert credentials.get_frozen_credentials().access_key not in (first_key, "testing")
+    from drillbook.safety.redact import redact
+
+    assert "ext-secret-0042" not in repr(cli.aws("aws_role"))
+    assert "ext-secret-0042" not in redact("ExternalId=ext-secret-0042")
+    assert credentials.secret_key not in redact(f"secret {credentials.secret_key}")
+
+
+def test_role_session_name_extra_and_assume_role_kwargs_win_in_that_order(both, aws, monkeypatch):
+    conn_env(monkeypatch, "aws_named", {"conn_type": "aws", "extra": {"role_arn": ROLE, "role_session_name": "dr-7"}})
+    conn_env(monkeypatch, "aws_kw", {"conn_type": "aws", "extra": {
+        "role_arn": ROLE, "role_session_name": "dr-7", "assume_role_kwargs": {"RoleSessionName": "from-kwargs"}}})
+    cli, airflow = both()
+    for resolver in (cli, airflow):
+        assert assumed_caller(resolver, "aws_named").endswith("/drill-dumps/dr-7")
+        assert assumed_caller(resolver, "aws_kw").endswith("/drill-dumps/from-kwargs")
+
+
+def test_a_denied_role_is_a_resource_error_naming_connection_and_role(both, aws, boto, monkeypatch):
+    from moto.core.authorization import enable_iam_authentication
+
+    from drillbook.errors import ResourceError
+
+    boto("iam").create_user(UserName="no-rights")
+    key = boto("iam").create_access_key(UserName="no-rights")["AccessKey"]
+    conn_env(monkeypatch, "aws_denied", {"conn_type": "aws", "login": key["AccessKeyId"],
+                                         "password": key["SecretAccessKey"], "extra": {"role_arn": ROLE}})
+    cli, airflow = both()
+    for resolver in (cli, airflow):
+        with enable_iam_authentication(), pytest.raises(ResourceError) as caught:
+            resolver.aws("aws_denied").client("s3")
+        message = str(caught.value)
+        assert "'aws_denied'" in message and ROLE in message and "AccessDenied" in message
+        assert key["SecretAccessKey"] not in message and "Traceback" not in message
+
+
+def test_an_unsupported_assume_role_method_is_refused_not_ignored(both, monkeypatch):
+    conn_env(monkeypatch, "aws_saml", {"conn_type": "aws", "extra": {"role_arn": ROLE,
+                                                                     "assume_role_method": "assume_role_with_saml"}})
+    for resolver in both():
+        with pytest.raises(ConfigurationError, match=r"'aws_saml'.*assume_role_with_saml.*drill-dumps"):
+            resolver.aws("aws_saml")
+
+
+@pytest.fixture
+def profiles(tmp_path, monkeypatch, boto):
+    """A shared credentials/config file pair with profile ``drill``: a moto IAM user, region ap-south-1."""
+    boto("iam").create_user(UserName="drill-user")
+    key = boto("iam").create_access_key(UserName="drill-user")["AccessKey"]
+    (tmp_path / "credentials").write_text(f"[drill]\naws_access_key_id = {key['AccessKeyId']}\n"
+                                          f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+    (tmp_path / "config").write_text("[profile drill]\nregion = ap-south-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # the environment's region would win over the profile's
+    return "arn:aws:iam::123456789012:user/drill-user"
+
+
+def test_profile_name_is_used_on_both_paths(both, aws, profiles, monkeypatch):
+    conn_env(monkeypatch, "aws_prof", {"conn_type": "aws", "extra": {"profile_name": "drill", "endpoint_url": aws}})
+    cli, airflow = both()
+    assert cli.aws("aws_prof") == airflow.aws("aws_prof")
+    for resolver in (cli, airflow):
+        client = resolver.aws("aws_prof").client("sts")
+        assert client.meta.region_name == "ap-south-1"
+        assert client.get_caller_identity()["Arn"] == profiles  # not the worker's AWS_ACCESS_KEY_ID
+
+
+def test_a_missing_profile_is_a_configuration_error_naming_it(both, aws, profiles, monkeypatch):
+    conn_env(monkeypatch, "aws_noprof", {"conn_type": "aws", "extra": {"profile_name": "no-such-profile"}})
+    for resolver in both():
+        with pytest.raises(ConfigurationError, match=r"'aws_noprof'.*'no-such-profile'"):
+            resolver.aws("aws_noprof").client("s3")
+
+
+def test_config_kwargs_merge_over_the_defaults_and_verify_reaches_the_client(both, monkeypatch):
+    conn_env(monkeypatch, "aws_cfg", {"conn_type": "aws", "extra": {
+        "config_kwargs": {"read_timeout": 7, "retries": {"max_attempts": 5}}, "verify": False,
+        "endpoint_url": "http://127.0.0.1:9"}})
+    cli, airflow = both()
+    assert cli.aws("aws_cfg") == airflow.aws("aws_cfg")
+    for resolver in (cli, airflow):
+        client = resolver.aws("aws_cfg").client("s3", "eu-west-1")
+        assert client.meta.config.read_timeout == 7 and client.meta.config.connect_timeout == 5
+        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}  # botocore: 5 retries + 1
+        assert client._endpoint.http_session._verify is False
+    healthy = AwsClientFactory(conn_id="d").client("s3", "eu-west-1")
+    assert healthy.meta.config.read_timeout == 30 and healthy._endpoint.http_session._verify is not False
+
+
+def test_verify_as_a_ca_bundle_path_and_as_a_uri_string(both, monkeypatch):
+    conn_env(monkeypatch, "aws_ca", {"conn_type": "aws", "extra": {"verify": "/etc/ssl/certs/drill-ca.pem"}})
+    conn_env(monkeypatch, "aws_uri", "aws://?verify=false&region_name=eu-west-1")
+    for resolver in both():
+        assert resolver.aws("aws_ca").verify == "/etc/ssl/certs/drill-ca.pem"
+        assert resolver.aws("aws_uri").verify is False
+
+
+@pytest.mark.parametrize("config, needle", [
+    ({"read_timeout": None}, "config_kwargs.read_timeout"),
+    ({"connect_timeout": 0}, "config_kwargs.connect_timeout"),
+    ({"retries": "many"}, "config_kwargs.retries"),
+])
+def test_config_kwargs_cannot_remove_a_timeout(both, monkeypatch, config, needle):
+    conn_env(monkeypatch, "aws_bad", {"conn_type": "aws", "extra": {"config_kwargs": config}})
+    for resolver in both():
+        with pytest.raises(ConfigurationError, match=rf"'aws_bad'.*{needle}"):
+            resolver.aws("aws_bad")
+
+
+def test_config_kwargs_botocore_does_not_know_is_a_clear_error(both, monkeypatch):
+    conn_env(monkeypatch, "aws_unk", {"conn_type": "aws", "extra": {"config_kwargs": {"read_timout": 9}}})
+    for resolver in both():
+        with pytest.raises(ConfigurationError, match=r"'aws_unk'.*config_kwargs.*read_timout"):
+            resolver.aws("aws_unk").client("s3", "eu-west-1")
+
+
+def test_service_config_endpoint_wins_for_its_service_only(both, monkeypatch):
+    conn_env(monkeypatch, "aws_svc", {"conn_type": "aws", "extra": {
+        "endpoint_url": "http://127.0.0.1:5001", "service_config": {"s3": {"endpoint_url": "http://127.0.0.1:5002"}}}})
+    for resolver in both():
+        factory = resolver.aws("aws_svc")
+        assert factory.client("s3", "eu-west-1").meta.endpoint_url == "http://127.0.0.1:5002"
+        assert factory.client("sqs", "eu-west-1").meta.endpoint_url == "http://127.0.0.1:5001"
+
+
+def test_assume_role_kwargs_that_are_not_an_object_are_refused(both, monkeypatch):
+    conn_env(monkeypatch, "aws_kwbad", {"conn_type": "aws", "extra": {"role_arn": ROLE, "assume_role_kwargs": ["x"]}})
+    for resolver in both():
+        with pytest.raises(ConfigurationError, match=r"'aws_kwbad'.*assume_role_kwargs.*JSON object, found list"):
+            resolver.aws("aws_kwbad")
+
+
+def test_unknown_aws_extras_are_warned_about_by_name_not_fatal(both, monkeypatch, caplog):
+    conn_env(monkeypatch, "aws_odd", {"conn_type": "aws", "extra": {"region_name": "eu-west-1",
+                                                                    "s3_config_file": "/x", "session_kwargs": {}}})
+    for resolver in both():
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="drillbook.resources.resolver"):
+            assert resolver.aws("aws_odd").region_name == "eu-west-1"
+        assert "'aws_odd'" in caplog.text and "s3_config_file, session_kwargs" in caplog.text
 
 
 # -- http (webhooks, pagers) and missing connections --------------------------------------------------

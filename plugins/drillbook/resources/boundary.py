@@ -37,6 +37,7 @@ AWS: dict[tuple[str, str], type[DrillbookError]] = {
     ("botocore.exceptions", "ReadTimeoutError"): ResourceUnavailable,
     ("botocore.exceptions", "NoCredentialsError"): ConfigurationError,
     ("botocore.exceptions", "NoRegionError"): ConfigurationError,
+    ("botocore.exceptions", "ProfileNotFound"): ConfigurationError,  # profile_name names no profile
     ("botocore.exceptions", "ClientError"): ResourceError,
     ("botocore.exceptions", "BotoCoreError"): ResourceError,
 }

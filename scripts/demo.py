@@ -242,11 +242,12 @@ def show_outbox() -> None:
 
 def verify_ledger(ledger_dsn: str) -> int:
     """Walk the ledger's hash chain (what ``drillbook evidence verify`` does); 0 when intact."""
+    from drillbook.ledger.checkpoint import CheckpointSettings
     from drillbook.ledger.store import Ledger
 
     heading("ledger verify")
     with Ledger(ledger_dsn) as ledger:
-        report = ledger.verify()
+        report = ledger.verify(checkpoints=CheckpointSettings.from_settings(SETTINGS))
     for note in report.notes:
         say(f"  {note}")
     if report.ok:
@@ -271,7 +272,7 @@ def validate_catalogue(path: Path) -> bool:
     from drillbook.errors import CatalogueError
 
     try:
-        catalogue = load_catalogue(path)
+        catalogue = load_catalogue(path, gx_suites=SETTINGS.suite_check_for("cli"))
     except CatalogueError as exc:
         for problem in exc.problems:
             say(str(problem))

@@ -44,7 +44,8 @@ def rewrite_owner(entry: Path, owner: str) -> None:
 
 def load_fresh(path: Path):
     compiled._MEMO.clear()  # a new parse process
-    return load_compiled_catalogue(path)
+    # the setting as an entry point reads it and passes it down
+    return load_compiled_catalogue(path, cache_root=os.environ["DRILLBOOK_CACHE_DIR"])
 
 
 def test_a_cache_hit_is_the_same_catalogue_as_a_full_load(catalogue_file):
@@ -63,7 +64,7 @@ def test_the_cache_is_used_and_memoised(catalogue_file):
     rewrite_owner(entry_of(catalogue_file), "from-the-cache")  # proves the next load answers from the cache
     hit = load_fresh(catalogue_file)
     assert hit.defaults.owner == "from-the-cache"
-    assert load_compiled_catalogue(catalogue_file) is hit  # one parse per process
+    assert load_compiled_catalogue(catalogue_file, cache_root=os.environ["DRILLBOOK_CACHE_DIR"]) is hit  # one parse per process
 
 
 def test_a_cached_entry_is_validated_again(catalogue_file):

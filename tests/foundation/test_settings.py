@@ -70,6 +70,65 @@ def test_the_allow_list_names_real_users():
     assert set(NOT_SETTINGS) == users
 
 
+#: The entry points: the only modules that may call (or import) ``load_settings``; everything below them
+#: receives the settings, or the one value it needs, as a parameter (issue 12). Paths relative to the repo.
+ENTRY_POINTS = {
+    "plugins/drillbook/cli/__init__.py": "the CLI's main: reads the settings once into args.settings",
+    "plugins/drillbook/cli/config.py": "settings_of: a command function called on its own is its own entry point",
+    "plugins/drillbook/airflow/resources.py": "a task's resolver: the Airflow entry point's settings",
+    "plugins/drillbook/airflow/current_catalogue.py": "the catalogue of an Airflow process (DAG files, tasks, callbacks)",
+    "plugins/drillbook/airflow/evidence_plugin.py": "the Airflow plugin that serves the evidence app",
+    "plugins/drillbook/drills/backup_restore/dag.py": "the backup-restore task bodies",
+    "scripts/demo.py": "the demo script",
+    "scripts/demo_up.py": "the `make up` script",
+}
+
+
+def _load_settings_uses(tree: ast.AST) -> list[int]:
+    """Lines that call or import ``load_settings`` (by name, as an attribute, or under an alias)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if (isinstance(func, ast.Name) and func.id == "load_settings") or (
+                    isinstance(func, ast.Attribute) and func.attr == "load_settings"):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "load_settings" for a in node.names):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def _entry_point_sources() -> list[Path]:
+    return sorted([*PACKAGE.rglob("*.py"), *(REPO / "scripts").rglob("*.py")])
+
+
+def test_load_settings_is_called_only_from_the_entry_points():
+    offenders = [f"{path.relative_to(REPO)}:{line}" for path in _entry_point_sources()
+                 if str(path.relative_to(REPO)) not in ENTRY_POINTS
+                 for line in _load_settings_uses(ast.parse(path.read_text(), str(path)))]
+    assert not offenders, ("load_settings() below the entry points (take the value as a keyword parameter from the "
+                           f"caller instead, or add a real entry point to ENTRY_POINTS): {offenders}")
+
+
+def test_the_entry_point_check_sees_every_spelling_of_the_call():
+    # the check can fail: a library module with each spelling of the fallback this issue removed is caught, by line
+    src = ("from drillbook.settings import load_settings\n"
+           "import drillbook.settings as s\n"
+           "from drillbook.settings import load_settings as ls\n"
+           "def spool_path(path=None):\n"
+           "    return path or load_settings().spool_file\n"
+           "def outbox():\n"
+           "    return s.load_settings().outbox\n")
+    assert _load_settings_uses(ast.parse(src)) == [1, 3, 5, 7]
+    assert _load_settings_uses(ast.parse("def f(settings):\n    return settings.spool_file\n")) == []
+
+
+def test_the_entry_point_list_names_real_callers():
+    # an entry point that no longer reads the settings leaves the list: the list stays the truth
+    callers = {str(p.relative_to(REPO)) for p in _entry_point_sources() if _load_settings_uses(ast.parse(p.read_text()))}
+    assert callers == set(ENTRY_POINTS)
+
+
 def test_a_misspelt_variable_is_an_error_naming_it_and_the_right_name():
     with pytest.raises(ConfigurationError) as err:
         load_settings({"DRILLBOOK_SPOL": "/tmp/spool.jsonl"})

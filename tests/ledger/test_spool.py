@@ -197,22 +197,38 @@ def test_entries_owed_to_another_ledger_are_left_alone(server, spool, fresh_db):
 def test_the_spool_sits_next_to_the_outbox_unless_told(monkeypatch, tmp_path):
     from drillbook.ledger.spool import spool_path
     from drillbook.notify.outbox import outbox_path
+    from drillbook.settings import load_settings  # as an entry point reads them, then passes the paths down
 
     monkeypatch.delenv("DRILLBOOK_SPOOL", raising=False)
     monkeypatch.setenv("DRILLBOOK_OUTBOX", str(tmp_path / "o" / "outbox.jsonl"))
-    assert spool_path() == outbox_path().parent / "evidence-spool.jsonl"
+    settings = load_settings()
+    assert spool_path(settings.spool_file) == outbox_path(settings.outbox).parent.absolute() / "evidence-spool.jsonl"
+    assert spool_path(settings.spool_file) == tmp_path / "o" / "evidence-spool.jsonl"
     monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "s.jsonl"))
-    assert spool_path() == tmp_path / "s.jsonl"
+    assert spool_path(load_settings().spool_file) == tmp_path / "s.jsonl"
 
 
 def test_the_default_spool_is_named_by_its_absolute_path(monkeypatch, tmp_path):
     """A record spooled in one directory and a `ledger flush` run from another must not meet in silence:
     every message names the spool by its absolute path, so "empty" can be seen to be another file."""
     from drillbook.ledger.spool import spool_path
+    from drillbook.settings import load_settings
 
     monkeypatch.delenv("DRILLBOOK_SPOOL", raising=False)
     monkeypatch.delenv("DRILLBOOK_OUTBOX", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert spool_path() == tmp_path / "var" / "evidence-spool.jsonl"
-    assert spool_path().is_absolute() and EvidenceSpool().path.is_absolute()
+    default = load_settings().spool_file
+    assert spool_path(default) == tmp_path / "var" / "evidence-spool.jsonl"
+    assert spool_path(default).is_absolute() and EvidenceSpool(default).path.is_absolute()
     assert spool_path("relative.jsonl") == tmp_path / "relative.jsonl"
+
+
+def test_no_spool_path_is_an_error_not_a_default(tmp_path):
+    """The library never picks a spool or outbox of its own: an empty path is refused, not read from the environment."""
+    from drillbook.ledger.spool import spool_path
+    from drillbook.notify.outbox import outbox_path
+
+    with pytest.raises(ValueError, match=r"Settings\.spool_file"):
+        spool_path("")
+    with pytest.raises(ValueError, match=r"Settings\.outbox"):
+        outbox_path("")

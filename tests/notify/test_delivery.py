@@ -14,6 +14,7 @@ from drillbook.notify import Notifier, SlackSender, notifier_from_env, render_ou
 from drillbook.notify.outbox import OutboxSender, read_outbox
 from drillbook.notify.slack import SlackConnection, connection_from_env
 from drillbook.run.pipeline import record_and_report
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_record, make_result
 
 
@@ -136,7 +137,7 @@ def test_connection_from_env_reads_json_and_uri(slack, monkeypatch):
 
 
 def test_notifier_from_env_uses_slack_when_the_connection_exists(slack, catalogue):
-    notifier = notifier_from_env(catalogue)
+    notifier = notifier_from_env(catalogue, outbox=load_settings().outbox)
     assert isinstance(notifier.sender, SlackSender)
     notifier.notify(make_result("FAIL"), None, make_ctx())
     assert len(slack.posted("#dr-oncall")) == 2

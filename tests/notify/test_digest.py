@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.records import VerifyReport
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
@@ -11,6 +12,7 @@ from drillbook.notify.blocks import MAX_BLOCKS, violations
 from drillbook.notify.render import render_digest
 from drillbook.notify.slack import SlackConnection
 from drillbook.reporting.digest import build_scorecard, digest_period, expected_runs, run_digest
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import T0, make_ctx, make_record, make_result
 
 START = T0.replace(hour=0, minute=0)
@@ -103,7 +105,8 @@ def test_run_digest_records_then_posts_to_the_digest_channel(slack, catalogue, l
     ledger.record(make_result("PASS", drill="web_certs", started=now - timedelta(seconds=3)), make_ctx(run_id="r1"))
     notifier = Notifier(catalogue=catalogue, sender=SlackSender(connection=SlackConnection(token=slack.token, base_url=slack.base_url)))
     ctx = make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest")
-    card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule="@daily", now=now + timedelta(seconds=1))
+    card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule="@daily", now=now + timedelta(seconds=1),
+                      checkpoints=CheckpointSettings.from_settings(load_settings()))
     web = next(d for d in card.drills if d.drill == "web_certs")
     assert (web.runs, web.passes, web.status) == (1, 1, "VERIFIED")
     posted = slack.posted("#dr-digest")

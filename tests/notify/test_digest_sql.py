@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drillbook.findings import finding
+from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.store import Ledger
 from drillbook.reporting.digest import DrillAggregate, aggregate_records, aggregate_sql
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_result
 
 
@@ -80,7 +82,7 @@ def test_daily_digest_verifies_incrementally_and_weekly_in_full(catalogue, ledge
     with psycopg.connect(ledger_dsn, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 1")
-    notifier = notifier_from_env(catalogue, ledger=ledger)
+    notifier = notifier_from_env(catalogue, ledger=ledger, outbox=load_settings().outbox)
     later = now + timedelta(seconds=5)
     daily = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=make_ctx(dag_id="dr_digest__daily", run_id="d1",
                        task_id="digest"), schedule="@daily", now=later, checkpoints=settings)
@@ -102,9 +104,10 @@ def test_a_control_that_missed_expected_runs_is_an_exception_not_verified(catalo
     now = datetime.now(UTC)
     ledger.record(make_result("PASS", drill="api_certs", started=now), make_ctx(dag_id="dr_certificates__api_certs", run_id="only"))
     half_a_day_ago = now - timedelta(hours=12)  # a daily cron that fired 12 h ago: the period is 12 h, at any hour
-    card = run_digest(catalogue, ledger=ledger, notifier=notifier_from_env(catalogue, ledger=ledger),
+    card = run_digest(catalogue, ledger=ledger, notifier=notifier_from_env(catalogue, ledger=ledger, outbox=load_settings().outbox),
                       ctx=make_ctx(dag_id="dr_digest__custom", run_id="d1", task_id="digest"),
-                      schedule=f"{half_a_day_ago.minute} {half_a_day_ago.hour} * * *", now=now + timedelta(seconds=1))
+                      schedule=f"{half_a_day_ago.minute} {half_a_day_ago.hour} * * *", now=now + timedelta(seconds=1),
+                      checkpoints=CheckpointSettings.from_settings(load_settings()))
     iso = next(c for c in card.controls if c.control == "ISO27001:A.8.24")
     assert (iso.status, iso.runs, iso.passes) == ("EXCEPTIONS", 1, 1) and iso.expected > 1
     assert next(d for d in card.drills if d.drill == "api_certs").status == "EXCEPTIONS"  # one rule for drills too

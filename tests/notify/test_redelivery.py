@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drillbook.errors import NotificationFailed
+from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.history import report_id_of
@@ -22,6 +23,7 @@ from drillbook.notify.redeliver import MAX_PAGES_PER_RUN, redeliver
 from drillbook.notify.slack import SlackConnection
 from drillbook.reporting.watchdog import run_watchdog
 from drillbook.run.pipeline import record_and_report
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_result
 
 # the catalogue's drills appeared long ago: a drill never seen is not missed before one interval plus grace
@@ -81,7 +83,8 @@ def test_a_slack_outage_over_several_runs_ends_with_every_report_delivered_exact
 
     with pytest.raises(NotificationFailed):
         run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1",
-                                                                                   task_id="digest"), schedule="@daily", now=now)
+                                                                                   task_id="digest"), schedule="@daily", now=now,
+                   checkpoints=CheckpointSettings.from_settings(load_settings()))
     digest = ledger.query(record_type="digest")[-1]
     assert slack.posted() == [] and slack.down
     state = delivery_state(ledger)

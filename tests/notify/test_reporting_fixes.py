@@ -27,6 +27,7 @@ from drillbook.notify.render import render_digest
 from drillbook.notify.router import route_result
 from drillbook.notify.slack import SlackConnection, connection_from_env
 from drillbook.reporting.watchdog import assess_drill, history_from_records, read_history, run_watchdog
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_record, make_result
 
 DQ = {"name": "orders_dq", "kind": "data_quality", "schedule": "@hourly", "connection": "drillbook_source",
@@ -272,10 +273,10 @@ def test_the_cap_is_configurable(slack, catalogue, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", uri.replace("max_retry_after=5", "max_retry_after=0.5"))
     slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
     with pytest.raises(NotificationFailed, match=r"max_retry_after 0.5 s"):
-        notifier_from_env(catalogue).notify(result, make_record(result), make_ctx())
+        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx())
     assert slack.posted() == []
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", uri)
     slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
-    assert notifier_from_env(catalogue).notify(result, make_record(result), make_ctx()).delivered
+    assert notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx()).delivered
     assert len(slack.posted("#dr-oncall")) == 2
     assert connection_from_env(environ={"AIRFLOW_CONN_DRILLBOOK_SLACK": f"slack://:{slack.token}@"}).max_retry_after == 60.0

@@ -15,6 +15,7 @@ import pytest
 
 from drillbook.errors import ConnectionNotConfigured, NotificationFailed
 from drillbook.notify.slack import connection_from_env, parse_slack_connection
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_record, make_result
 
 
@@ -64,7 +65,7 @@ def test_max_retry_after_is_honoured_from_the_cli(slack, catalogue, monkeypatch)
     from drillbook.notify.notifier import notifier_from_env
 
     slack_conn_env(slack, monkeypatch, max_retry_after=5)
-    notifier = notifier_from_env(catalogue)
+    notifier = notifier_from_env(catalogue, outbox=load_settings().outbox)
     assert notifier.sender.max_retry_after == 5.0
     _fails_fast(notifier, slack)
 
@@ -105,7 +106,7 @@ def test_rate_limited_after_the_retries_does_not_claim_the_wait_was_too_long(sla
     slack.fail("chat.postMessage", status=429, retry_after=1, times=5)  # every try rate-limited, each asking 1 s
     result = make_result("FAIL")
     with pytest.raises(NotificationFailed) as caught:
-        notifier_from_env(catalogue).notify(result, make_record(result), make_ctx())
+        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx())
     message = str(caught.value)
     assert "more than drillbook waits" not in message, message
     assert "after 2 retries" in message and "last Retry-After 1 s" in message
@@ -118,7 +119,7 @@ def test_a_retry_after_beyond_the_cap_says_so_and_only_that(slack, catalogue, mo
     slack.fail("chat.postMessage", status=429, retry_after=30, times=1)
     result = make_result("FAIL")
     with pytest.raises(NotificationFailed) as caught:
-        notifier_from_env(catalogue).notify(result, make_record(result), make_ctx())
+        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx())
     message = str(caught.value)
     assert "Retry-After 30 s, more than drillbook waits (max_retry_after 5 s)" in message
     assert "retries" not in message.split(";")[0]

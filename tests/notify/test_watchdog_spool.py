@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier
 from drillbook.notify.outbox import OutboxSender
 from drillbook.reporting.watchdog import run_watchdog
+from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_result
 
 
@@ -70,6 +72,7 @@ def test_the_digest_counts_a_spooled_run(catalogue, ledger_dsn, tmp_path):
                             result=result.to_json_dict(), reason="AdminShutdown"))
     notifier = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger)
     card = run_digest(catalogue, ledger=ledger, notifier=notifier, schedule="@daily", now=now + timedelta(seconds=1),
-                      ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest"))
+                      ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest"),
+                      checkpoints=CheckpointSettings.from_settings(load_settings()))
     web = next(d for d in card.drills if d.drill == "web_certs")
     assert (web.runs, web.passes) == (1, 1)

@@ -18,8 +18,8 @@ from drillbook.catalogue.compiled import load_compiled_catalogue
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_catalogue(path: str, mtime: float) -> Catalogue:
-    return load_compiled_catalogue(path)
+def _cached_catalogue(path: str, mtime: float, gx_suites: bool, cache_root: Path | None) -> Catalogue:
+    return load_compiled_catalogue(path, gx_suites=gx_suites, cache_root=cache_root)
 
 
 def current_catalogue() -> Catalogue:
@@ -29,9 +29,10 @@ def current_catalogue() -> Catalogue:
     """
     from drillbook.settings import load_settings
 
-    path = resolve_catalogue_path(configured=load_settings().catalogue)
+    settings = load_settings()  # once, here: the catalogue, its suite check and the compiled cache
+    path = resolve_catalogue_path(configured=settings.catalogue)
     try:
         mtime = Path(path).stat().st_mtime
     except OSError:
         mtime = 0.0
-    return _cached_catalogue(str(path), mtime)
+    return _cached_catalogue(str(path), mtime, settings.suite_check_for("airflow"), settings.cache_dir)

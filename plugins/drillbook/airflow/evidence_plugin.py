@@ -51,10 +51,14 @@ def build_app() -> Any:
     """The evidence app with Airflow's user dependency and the ledger connection."""
     from fastapi import Request
 
+    from drillbook.ledger.checkpoint import CheckpointSettings
     from drillbook.web.app import create_app, verify_with
 
     airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
-    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user, verify=verify_with(ledger_dsn),
+    # the plugin is an entry point: its checkpoint settings (trusted key, outside copy) read once, here
+    checkpoints = CheckpointSettings.from_settings(_resolver().settings)
+    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user,
+                      verify=verify_with(ledger_dsn, checkpoints=checkpoints),
                       catalogue=current_catalogue, pack_settings=checkpoint_settings)
 
 
@@ -78,10 +82,11 @@ def current_catalogue() -> Any:
     from drillbook.catalogue import load_catalogue
     from drillbook.settings import load_settings  # the plugin is an entry point
 
-    configured = load_settings().catalogue
+    settings = load_settings()
+    configured = settings.catalogue
     if not configured:
         return None
-    return load_catalogue(configured)
+    return load_catalogue(configured, gx_suites=settings.suite_check_for("airflow"))
 
 
 class EvidenceApp:

@@ -35,7 +35,8 @@ def notifier_for_airflow(catalogue: Any, *, ledger: Any = None) -> Any:
 
     conn_id = catalogue.defaults.slack.connection
     connection = runtime.slack_connection(conn_id) if runtime.has_connection(conn_id) else None
-    return build_notifier(catalogue=catalogue, connection=connection, ledger=ledger)
+    # the task's settings (read by the resolver's entry point, airflow.resources) place the outbox
+    return build_notifier(catalogue=catalogue, connection=connection, ledger=ledger, outbox=runtime.settings().outbox)
 
 
 def _catalogue() -> Any:

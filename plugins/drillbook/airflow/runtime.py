@@ -40,6 +40,11 @@ def get_connection(conn_id: str, *, conn_type: str | None = None) -> Any:
     return conn
 
 
+def settings() -> Any:
+    """This task's settings, as its resolver's entry point (``airflow.resources``) read them."""
+    return resolver().settings
+
+
 def resolver() -> Any:
     """This task's resolver (the Airflow backend); the CLI builds the same one on the environment."""
     from drillbook.airflow.resources import airflow_resolver

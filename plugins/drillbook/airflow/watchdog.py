@@ -96,8 +96,9 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
             from drillbook.ledger.checkpoint import KEY_CONNECTION, CheckpointSettings
             from drillbook.reporting.digest import run_digest
 
-            # The checkpoint signing key: $DRILLBOOK_CHECKPOINT_KEY, else the Airflow connection's password.
-            keys = CheckpointSettings.from_env()
+            # The checkpoint signing key: setting DRILLBOOK_CHECKPOINT_KEY (the task's settings, read by its
+            # resolver's entry point), else the Airflow connection's password.
+            keys = CheckpointSettings.from_settings(runtime.settings())
             if keys.private_key is None and runtime.has_connection(KEY_CONNECTION):
                 keys = CheckpointSettings(private_key=runtime.get_connection(KEY_CONNECTION).password,
                                           public_key=keys.public_key, path=keys.path)

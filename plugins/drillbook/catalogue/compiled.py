@@ -13,7 +13,7 @@ Rules this module enforces:
   changed since); only the YAML parse and the duplicate-key walk, which depend on
   the bytes alone, are skipped. Only a catalogue that loaded without problems is
   written, so every error is still reported by ``load_catalogue`` with its line;
-- the directory is ``$DRILLBOOK_CACHE_DIR`` or ``$XDG_CACHE_HOME/drillbook`` or
+- the directory is ``cache_root`` (the entry point passes setting ``DRILLBOOK_CACHE_DIR``) or ``$XDG_CACHE_HOME/drillbook`` or
   ``~/.cache/drillbook``, subdirectory ``catalogue``, created 0700; a directory or
   file owned by another user, writable by group or others, a symlink, larger than
   the catalogue bound or not the expected JSON is ignored (never trusted, never an
@@ -44,20 +44,17 @@ MAX_ENTRIES = 32
 _MEMO: dict[str, Catalogue] = {}
 
 
-def cache_dir() -> Path:
-    """Where compiled catalogues are kept for this user."""
-    from drillbook.settings import load_settings  # a library fallback (README, Known limits)
-
-    explicit = load_settings().cache_dir
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where compiled catalogues are kept for this user: under ``explicit`` (the entry point's setting
+    ``DRILLBOOK_CACHE_DIR``), else the platform's cache directory."""
     if explicit:
         return Path(explicit) / "catalogue"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "drillbook" / "catalogue"
 
 
-def _private_dir(create: bool) -> Path | None:
-    """The cache directory if it is ours alone (owner, mode, not a symlink); None otherwise."""
-    directory = cache_dir()
+def _private_dir(directory: Path, create: bool) -> Path | None:
+    """``directory`` if it is ours alone (owner, mode, not a symlink); None otherwise."""
     try:
         if create:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -172,12 +169,14 @@ def _from_cache(data: Any, file: Path, gx_suites: bool) -> Catalogue | None:
     return catalogue
 
 
-def load_compiled_catalogue(path: str | os.PathLike[str] | None = None, *, use_disk: bool = True) -> Catalogue:
-    """``load_catalogue(path)`` answered from the memo or the on-disk cache when the bytes were seen before."""
-    from drillbook.drills.data_quality.suites import gx_check_wanted
+def load_compiled_catalogue(path: str | os.PathLike[str] | None = None, *, use_disk: bool = True,
+                            gx_suites: bool = False, cache_root: str | os.PathLike[str] | None = None) -> Catalogue:
+    """``load_catalogue(path, gx_suites=...)`` answered from the memo or the on-disk cache when the bytes were seen before.
 
+    ``gx_suites`` and ``cache_root`` come from the entry point's settings (``Settings.suite_check_for``,
+    ``DRILLBOOK_CACHE_DIR``); ``cache_root`` None is the platform's cache directory.
+    """
     file = resolve_catalogue_path(path)
-    gx_suites = gx_check_wanted()
     try:
         raw = read_bytes(file, max_bytes=MAX_YAML_BYTES)
         text = decode(raw, str(file))
@@ -187,7 +186,7 @@ def load_compiled_catalogue(path: str | os.PathLike[str] | None = None, *, use_d
     memo_key = f"{key}:{file}:{gx_suites}"
     if memo_key in _MEMO:
         return _MEMO[memo_key]
-    directory = _private_dir(create=use_disk) if use_disk else None
+    directory = _private_dir(cache_dir(cache_root), create=use_disk) if use_disk else None
     catalogue = None
     if directory is not None:
         data = _read_entry(directory, key)

@@ -210,21 +210,17 @@ def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
 
 
 def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
-                   gx_suites: bool | None = None, _data_sink: Callable[[Any], None] | None = None) -> Catalogue:
+                   gx_suites: bool = False, _data_sink: Callable[[Any], None] | None = None) -> Catalogue:
     """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
 
     Every kind of problem is collected in one run: YAML duplicates, schema
     errors, cross-field rules (also of drills that have unknown keys), and the
     file checks (references, suites) of every drill that validates. The suite
     check builds every expectation with Great Expectations only with
-    ``gx_suites=True`` (or ``DRILLBOOK_SUITE_CHECK=gx`` when ``gx_suites`` is
-    None); ``Catalogue.gx_suites_checked`` tells which ran. ``_data_sink`` receives
+    ``gx_suites=True`` (the entry point passes ``Settings.suite_check_for(...)``,
+    i.e. ``DRILLBOOK_SUITE_CHECK=gx``); ``Catalogue.gx_suites_checked`` tells which ran. ``_data_sink`` receives
     the parsed document of a catalogue that loaded without problems (the compiled cache).
     """
-    if gx_suites is None:
-        from drillbook.drills.data_quality.suites import gx_check_wanted
-
-        gx_suites = gx_check_wanted()
     file = resolve_catalogue_path(path)
     name = str(file)
     lines = _LineMap()

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from drillbook.cli.config import settings_of
 from drillbook.cli.ledger_base import EXIT_OK, EXIT_TAMPER, EXIT_USAGE, _err, _guarded, _ledger
 
 DEFAULT_DAYS = 90
@@ -44,7 +45,7 @@ def _verified(ledger: Any, args: argparse.Namespace) -> str | None:
         return "ledger not verified (--no-verify)"
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-    return _said(ledger.verify(checkpoints=CheckpointSettings.from_env()))
+    return _said(ledger.verify(checkpoints=CheckpointSettings.from_settings(settings_of(args))))
 
 
 def _said(report: Any) -> str | None:
@@ -72,7 +73,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
     from drillbook.evidence.controls import CONTROLS_HEADER, NOT_DUE, VERIFIED, control_rows, table_rows
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
     with _ledger(args) as ledger:
         unverifiable = _verified(ledger, args)
@@ -94,7 +95,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     from drillbook.catalogue import load_catalogue
     from drillbook.evidence.coverage import COVERAGE_HEADER, coverage, table_rows
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
     with _ledger(args) as ledger:
         items = coverage(ledger.connection, catalogue, start=start, end=end)
@@ -112,9 +113,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from drillbook.evidence.pack import build_pack
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-    catalogue = load_catalogue(args.catalogue)
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
-    settings = CheckpointSettings.from_env()
+    settings = CheckpointSettings.from_settings(settings_of(args))
     with _ledger(args) as ledger:  # the evidence pages' download runs the same build_pack (drillbook.web.app)
         result, report = build_pack(ledger, catalogue, control=args.control, start=start, end=end,
                                     output=Path(args.output), settings=settings, seed=args.seed,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from drillbook.cli.config import load_catalogue_for
+from drillbook.cli.config import load_catalogue_for, settings_of
 from drillbook.result import DrillResult, Phase, Severity, Verdict
 from drillbook.safety.redact import redact
 
@@ -168,7 +168,7 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
     if dsn:
         from drillbook.ledger.store import Ledger
 
-        ledger = Ledger(dsn)
+        ledger = Ledger(dsn, spool=settings_of(args).spool_file)
     notifier = None
     if notify:
         from drillbook.catalogue import Catalogue

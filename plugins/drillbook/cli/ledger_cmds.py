@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drillbook.cli.config import settings_of
 from drillbook.cli.ledger_base import (
     DSN_ENV,
     EXIT_OK,
@@ -116,14 +117,14 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         where = ledger.where
     head_text = f"head seq={head.seq} {head.hash} at {_utc(head.recorded_at)}" if head else "empty"
     print(f"ledger at {where}: schema version {version}, {count} records, {head_text}")
-    print_spool_state()
+    print_spool_state(settings_of(args).spool_file)
     return 0
 
 
-def print_spool_state() -> None:
+def print_spool_state(path: Path) -> None:
     from drillbook.ledger.spool import EvidenceSpool
 
-    spool = EvidenceSpool()
+    spool = EvidenceSpool(path)
     state = spool.read()
     if state.pending:
         print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "

@@ -16,6 +16,7 @@ import argparse
 import sys
 from typing import Any
 
+from drillbook.cli.config import settings_of
 from drillbook.cli.ledger_base import EXIT_OK, EXIT_USAGE, _guarded, _ledger
 
 
@@ -24,7 +25,7 @@ def cmd_ledger_flush(args: argparse.Namespace) -> int:
     """Replay the local evidence spool into the ledger, in order, idempotently."""
     from drillbook.ledger.spool import EvidenceSpool
 
-    spool = EvidenceSpool(args.spool)
+    spool = EvidenceSpool(args.spool or settings_of(args).spool_file)
     if not spool.read().lines:
         print(f"evidence spool {spool.path} is empty: nothing to replay")
         return _print_rejected(spool)

@@ -21,7 +21,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from drillbook.cli.config import load_catalogue_for
+from drillbook.cli.config import load_catalogue_for, settings_of
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     from drillbook.notify.outbox import outbox_path, read_outbox, render_outbox_text
     from drillbook.safety.redact import redact
 
-    path = outbox_path(args.path)
+    path = outbox_path(args.path or settings_of(args).outbox)
     if args.json:
         for entry in read_outbox(path):
             sys.stdout.write(redact(json.dumps(entry, ensure_ascii=False)) + "\n")
@@ -74,7 +74,7 @@ def owed(args: argparse.Namespace) -> int:
     from drillbook.notify.owed import delivery_state
     from drillbook.safety.redact import redact
 
-    with Ledger(_ledger_dsn(args)) as ledger:
+    with Ledger(_ledger_dsn(args), spool=settings_of(args).spool_file) as ledger:
         state = delivery_state(ledger)
     for item in state.owed:
         r = item.record
@@ -98,7 +98,7 @@ def flush(args: argparse.Namespace) -> int:
     catalogue = load_catalogue_for(args)
     now = datetime.now(UTC)
     ctx = RunContext(dag_id="dr_outbox_flush", run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
-    with Ledger(dsn) as ledger:
+    with Ledger(dsn, spool=settings_of(args).spool_file) as ledger:
         notifier = resolver_of(args).notifier(catalogue=catalogue, ledger=ledger, outbox=args.path)
         if not notifier.delivers:
             conn = catalogue.defaults.slack.connection

@@ -38,7 +38,9 @@ def main(args: argparse.Namespace) -> int:
     from drillbook.drills import registry
 
     kind = registry.get(args.drill_kind)
-    catalogue = load_catalogue(args.catalogue)
+    from drillbook.cli.config import settings_of
+
+    catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     drill = catalogue.drill(args.drill)
     if drill.kind != kind.name:
         return common.fail(f"drill {args.drill!r} is a {drill.kind} drill, not {kind.name}")
@@ -46,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     if common.ledger_dsn(args):
         from drillbook.ledger.store import Ledger
 
-        ledger = Ledger(common.ledger_dsn(args) or "")
+        ledger = Ledger(common.ledger_dsn(args) or "", spool=settings_of(args).spool_file)
     if not args.json:
         common.out(f"{kind.name} drill {drill.name!r}")
     with common.stoppable() as stop, tempfile.TemporaryDirectory(prefix=f"drillbook-{kind.command}-") as tmp:

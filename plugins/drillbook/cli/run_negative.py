@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from drillbook.cli import common
-from drillbook.cli.config import load_catalogue_for
+from drillbook.cli.config import load_catalogue_for, settings_of
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     if common.ledger_dsn(args):
         from drillbook.ledger.store import Ledger
 
-        ledger = Ledger(common.ledger_dsn(args) or "")
+        ledger = Ledger(common.ledger_dsn(args) or "", spool=settings_of(args).spool_file)
     if args.if_due:
         if ledger is None:
             return common.fail("--if-due needs a ledger (--ledger-dsn or DRILLBOOK_LEDGER_DSN) to know the last run")

@@ -48,7 +48,7 @@ def _setup(args: argparse.Namespace, dag_id: str) -> tuple[Any, Any, Any, Any, d
     if not dsn:
         raise ConnectionNotConfigured("no ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
     catalogue = load_catalogue_for(args)
-    ledger = Ledger(dsn)
+    ledger = Ledger(dsn, spool=settings_of(args).spool_file)
     now = parse_when(args.now, option="--now") if args.now else datetime.now(UTC)
     ctx = RunContext(dag_id=dag_id, run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
     return catalogue, ledger, resolver_of(args).notifier(catalogue=catalogue, ledger=ledger), ctx, now
@@ -78,7 +78,9 @@ def main_watchdog(args: argparse.Namespace) -> int:
 
 def main_digest(args: argparse.Namespace) -> int:
     from drillbook.catalogue.common import validate_schedule
+    from drillbook.cli.config import settings_of
     from drillbook.errors import ConfigurationError
+    from drillbook.ledger.checkpoint import CheckpointSettings
     from drillbook.notify.blocks import as_text
     from drillbook.notify.render import render_digest
     from drillbook.reporting.digest import PRESET_NAMES, run_digest
@@ -90,6 +92,7 @@ def main_digest(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--schedule: {exc}") from None
     catalogue, ledger, notifier, ctx, now = _setup(args, f"dr_digest__{PRESET_NAMES.get(args.schedule, 'custom')}")
     with ledger:
-        card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule=args.schedule, now=now)
+        card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule=args.schedule, now=now,
+                          checkpoints=CheckpointSettings.from_settings(settings_of(args)))
     print(redact(as_text(render_digest(card).blocks)))
     return 0 if card.ledger_ok is not False else 1

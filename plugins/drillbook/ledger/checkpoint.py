@@ -136,13 +136,6 @@ class CheckpointSettings:
     path: str | None = None
 
     @classmethod
-    def from_env(cls) -> CheckpointSettings:
-        """``from_settings`` of the settings read now (a library fallback; README, Known limits)."""
-        from drillbook.settings import load_settings
-
-        return cls.from_settings(load_settings())
-
-    @classmethod
     def from_settings(cls, settings: Any) -> CheckpointSettings:
         """Setting DRILLBOOK_CHECKPOINT_KEY (else connection ``drillbook_checkpoint_key``), public key and path."""
         private = settings.checkpoint_key or None

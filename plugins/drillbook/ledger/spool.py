@@ -59,16 +59,14 @@ class UnreplayableEntry(LedgerError):
     """An entry that can never be appended as it stands (its own content is wrong, not the ledger's state)."""
 
 
-def spool_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The spool file: argument, else $DRILLBOOK_SPOOL, else evidence-spool.jsonl next to the outbox."""
+def spool_path(path: str | os.PathLike[str]) -> Path:
+    """The spool file ``path``, absolute: the entry point passes ``Settings.spool_file`` (setting
+    DRILLBOOK_SPOOL, else evidence-spool.jsonl next to the outbox)."""
     # Absolute, resolved against the directory of the run that spools: every message then names the file
     # exactly, and a `ledger flush` started elsewhere says which (other) file it found empty.
-    if path:
-        return Path(path).absolute()
-    # settings DRILLBOOK_SPOOL, else beside DRILLBOOK_OUTBOX; a library fallback (README, Known limits)
-    from drillbook.settings import load_settings
-
-    return load_settings().spool_file
+    if not str(path):
+        raise ValueError("no spool path given: the entry point passes Settings.spool_file")
+    return Path(path).absolute()
 
 
 def _canonical(doc: Any) -> str:
@@ -105,7 +103,7 @@ class SpoolState:
 class EvidenceSpool:
     """A local append-only file of ledger appends that are still owed."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = spool_path(path)
 
     def __repr__(self) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,13 +67,13 @@ class Ledger:
     """A handle on one evidence ledger database (``DRILLBOOK_LEDGER_DSN`` / ``drillbook_ledger``)."""
 
     def __init__(self, dsn: str, *, auto_init: bool = False, connect_timeout: int = 10,
-                 spool: EvidenceSpool | str | None = "auto"):
-        """``spool``: an ``EvidenceSpool``, a path, None (never spool: an unreachable ledger raises), or
-        "auto" ($DRILLBOOK_SPOOL, else evidence-spool.jsonl next to the outbox)."""
+                 spool: EvidenceSpool | str | os.PathLike[str] | None = None):
+        """``spool``: an ``EvidenceSpool``, a path (the entry point passes ``Settings.spool_file``), or
+        None (never spool: an unreachable ledger raises)."""
         if not dsn:
             raise LedgerError("no ledger DSN given; set DRILLBOOK_LEDGER_DSN or the drillbook_ledger connection")
         self._spool = spool if isinstance(spool, EvidenceSpool) or spool is None else (
-            EvidenceSpool(None if spool == "auto" else spool))
+            EvidenceSpool(spool))
         self._dsn = dsn
         self._auto_init = auto_init
         self._connect_timeout = connect_timeout
@@ -374,13 +375,14 @@ class Ledger:
         ``drillbook.ledger.audit.verify_ledger``.
 
         ``expect_head``: ``SEQ:HASH`` (or a hash prefix) reported by an earlier verify. ``checkpoints``:
-        trusted key and outside copy (default: from the environment, see ``drillbook.ledger.checkpoint``).
+        trusted key and outside copy, ``CheckpointSettings.from_settings(settings)`` of the entry point
+        (None: none configured, a full walk with no trusted key and no outside copy; never read here).
         """
         from drillbook.ledger.audit import verify_ledger
 
         self._ensure_schema()
         return verify_ledger(self._conn, _T, _VERIFY_COLUMNS, expect_head=expect_head, batch=batch,
-                             settings=checkpoints or CheckpointSettings.from_env(), full=full)
+                             settings=checkpoints or CheckpointSettings(), full=full)
 
     def newest_checkpoint(self, *, source_prefix: str = "") -> Checkpoint | None:
         """The newest checkpoint stored in the database whose source starts with ``source_prefix``."""
@@ -394,11 +396,14 @@ class Ledger:
         return found[-1] if found else None
 
     def checkpoint(self, *, source: str, settings: CheckpointSettings | None = None) -> Checkpoint:
-        """Sign the current head (unsigned without a key) and store it in the database and outside it."""
+        """Sign the current head (unsigned without a key) and store it in the database and outside it.
+
+        ``settings``: the entry point's ``CheckpointSettings.from_settings(...)``; None signs with no key.
+        """
         from drillbook.ledger.audit import take_checkpoint
 
         self._ensure_schema()
-        return take_checkpoint(self._conn, _T, source=source, settings=settings or CheckpointSettings.from_env())
+        return take_checkpoint(self._conn, _T, source=source, settings=settings or CheckpointSettings())
 
     @property
     def connection(self) -> Any:

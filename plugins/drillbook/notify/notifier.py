@@ -28,6 +28,7 @@ was told" -- and never a green PASS for a page that nobody saw.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -212,8 +213,9 @@ def not_delivered_row(result: DrillResult, *, channel: str, sender: Any, what: s
     return builder.finish(nothing_checked=False)  # ERROR; the finding is the reason
 
 
-def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, outbox: str | None = None) -> Notifier:
-    """Slack when ``DRILLBOOK_CONN_`` / ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox.
+def notifier_from_env(catalogue: Catalogue, *, outbox: str | os.PathLike[str], ledger: Ledger | None = None) -> Notifier:
+    """Slack when ``DRILLBOOK_CONN_`` / ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox ``outbox``
+    (the caller's setting DRILLBOOK_OUTBOX).
 
     The CLI goes through ``Resolver.notifier`` (environment backend); this is the same reading
     (``parse_slack_connection``) for callers that hold no resolver.
@@ -224,13 +226,13 @@ def notifier_from_env(catalogue: Catalogue, *, ledger: Ledger | None = None, out
 
 
 def build_notifier(*, catalogue: Catalogue, drill: Any = None, client: Any = None, ledger: Ledger | None = None,
-                   outbox: str | None = None, connection: SlackConnection | None = None) -> Notifier:
+                   outbox: str | os.PathLike[str], connection: SlackConnection | None = None) -> Notifier:
     """For the Airflow layer: Slack through a parsed Slack connection (or a ready WebClient), else the outbox.
 
     ``connection`` comes from ``parse_slack_connection`` (the parser the CLI uses),
     so its ``max_retry_after`` and other extras hold under Airflow too. ``drill`` is
     accepted for symmetry with the callers; routing reads the drill's ``notify``
-    spec from the catalogue by the result's drill name.
+    spec from the catalogue by the result's drill name. ``outbox`` is the entry point's setting DRILLBOOK_OUTBOX.
     """
     del drill
     sender: Sender

@@ -31,15 +31,11 @@ DEFAULT_OUTBOX = Path("var") / "outbox.jsonl"
 _lock = threading.Lock()
 
 
-def outbox_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The outbox file: argument, else setting DRILLBOOK_OUTBOX, else var/outbox.jsonl in the current directory."""
-    if path:
-        return Path(path)
-    from drillbook.settings import (
-        load_settings,  # a library fallback (README, Known limits: not yet passed down)
-    )
-
-    return load_settings().outbox
+def outbox_path(path: str | os.PathLike[str]) -> Path:
+    """The outbox file ``path``: the entry point passes setting DRILLBOOK_OUTBOX (default var/outbox.jsonl)."""
+    if not str(path):
+        raise ValueError("no outbox path given: the entry point passes Settings.outbox")
+    return Path(path)
 
 
 class OutboxSender:
@@ -47,7 +43,7 @@ class OutboxSender:
 
     transport = "outbox"
 
-    def __init__(self, *, path: str | os.PathLike[str] | None = None):
+    def __init__(self, *, path: str | os.PathLike[str]):
         self.path = outbox_path(path)
 
     def post(self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None) -> Delivery:
@@ -73,7 +69,7 @@ class OutboxSender:
         return Delivery(transport="outbox", channel=channel, ts=ts, thread_ts=thread_ts, delivered=False, report_id=report_id)
 
 
-def read_outbox(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+def read_outbox(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every entry of the outbox, oldest first; a missing file is an empty outbox."""
     file = outbox_path(path)
     if not file.exists():
@@ -90,7 +86,7 @@ def read_outbox(path: str | os.PathLike[str] | None = None) -> list[dict[str, An
     return entries
 
 
-def render_outbox_text(path: str | os.PathLike[str] | None = None) -> str:
+def render_outbox_text(path: str | os.PathLike[str]) -> str:
     """The messages drillbook would have posted, as readable text (thread replies indented)."""
     entries = read_outbox(path)
     file = outbox_path(path)

@@ -327,8 +327,11 @@ def head_text(ledger: Ledger, cp: Checkpoint, previous: Checkpoint | None) -> st
 
 
 def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext, schedule: str,
-               now: datetime | None = None, checkpoints: CheckpointSettings | None = None) -> Scorecard:
-    """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel."""
+               checkpoints: CheckpointSettings, now: datetime | None = None) -> Scorecard:
+    """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel.
+
+    ``checkpoints``: the entry point's ``CheckpointSettings.from_settings(settings)`` (signing key, trusted key).
+    """
     from drillbook.notify.render import render_digest
     from drillbook.run.pipeline import replay_spool
 
@@ -337,7 +340,7 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     tz = catalogue.defaults.timezone
     start, end = digest_period(schedule, end=now, timezone=tz)
     name = PRESET_NAMES.get(schedule, "custom")
-    settings = checkpoints or CheckpointSettings.from_env()
+    settings = checkpoints
     previous = _previous_digest_head(ledger, settings)  # the head the last digest posted
     # Aggregated by the database (never the period's records in Python); the chain walked from the newest
     # trusted signed checkpoint, or in full by the digests that run `evidence verify --full` (FULL_VERIFY).

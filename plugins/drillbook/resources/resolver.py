@@ -298,6 +298,13 @@ class Resolver:
     def __repr__(self) -> str:
         return f"Resolver({self.source.name})"
 
+    def _settings(self, what: str) -> Settings:
+        """The entry point's settings; a resolver built without them cannot place ``what`` (never a silent default)."""
+        if self.settings is None:
+            raise ConfigurationError(f"{what} is placed by the settings, but this resolver was built without them; "
+                                     "expected Resolver(..., settings=load_settings()) at the entry point")
+        return self.settings
+
     # -- connections ------------------------------------------------------------------------------------
     def find(self, conn_id: str) -> Connection | None:
         if conn_id not in self._connections:
@@ -355,7 +362,7 @@ class Resolver:
         """The evidence ledger on ``conn_id``, spooling where the settings say."""
         from drillbook.ledger.store import Ledger
 
-        return Ledger(self.postgres_dsn(conn_id), spool=str(self.settings.spool_file) if self.settings else "auto")
+        return Ledger(self.postgres_dsn(conn_id), spool=str(self._settings("the evidence spool").spool_file))
 
     def notifier(self, *, catalogue: Any, drill: Any = None, ledger: Any = None, outbox: str | None = None) -> Any:
         """Slack when the catalogue's Slack connection exists, else the local outbox (``outbox``, else the setting).
@@ -370,6 +377,6 @@ class Resolver:
             connection = self.slack(conn_id) if self.has(conn_id) else None
         except ConnectionNotConfigured as exc:
             raise NotificationFailed(str(exc)) from None
-        if outbox is None and self.settings is not None:
-            outbox = str(self.settings.outbox)
+        if outbox is None:
+            outbox = str(self._settings("the outbox").outbox)
         return build_notifier(catalogue=catalogue, drill=drill, connection=connection, ledger=ledger, outbox=outbox)

@@ -143,7 +143,7 @@ def _signing(pack_settings: Callable[[], Any] | None) -> Any:
         return pack_settings()
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-    return CheckpointSettings.from_env()  # what ``drillbook evidence pack`` signs with
+    return CheckpointSettings()  # no key given by the entry point: the pack is built UNSIGNED and says so
 
 
 def _history_pack_note(control: str | None, catalogue: Any, pack_settings: Callable[[], Any] | None) -> str:
@@ -214,8 +214,8 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
     ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
     (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds.
-    ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (default: the same
-    ``CheckpointSettings.from_env`` as ``drillbook evidence pack``)."""
+    ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (the entry
+    point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned)."""
     pool = LedgerPool(dsn_provider)
     app = FastAPI(title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None)
     app.state.last_verify = None
@@ -355,8 +355,11 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     return app
 
 
-def verify_with(dsn_provider: Callable[[], str]) -> Callable[[], dict[str, Any]]:
-    """A verify action over the ledger (read-only use of ``Ledger.verify``), reporting errors as 'could not verify'."""
+def verify_with(dsn_provider: Callable[[], str], *, checkpoints: Any = None) -> Callable[[], dict[str, Any]]:
+    """A verify action over the ledger (read-only use of ``Ledger.verify``), reporting errors as 'could not verify'.
+
+    ``checkpoints``: the entry point's ``CheckpointSettings.from_settings(settings)`` (trusted key, outside copy).
+    """
 
     def run() -> dict[str, Any]:
         from drillbook.errors import DrillbookError
@@ -364,7 +367,7 @@ def verify_with(dsn_provider: Callable[[], str]) -> Callable[[], dict[str, Any]]
 
         try:
             with Ledger(dsn_provider(), spool=None) as ledger:
-                report = ledger.verify()
+                report = ledger.verify(checkpoints=checkpoints)
         except DrillbookError as exc:
             return {"ok": False, "exit_code": 2, "message": redact(str(exc))}
         text = report.message or f"chain intact, {report.checked} records, head {report.head_seq}:{report.head_hash}"

@@ -26,7 +26,7 @@ from typing import Any
 
 from drillbook.catalogue.common import resolve_relative
 from drillbook.cli import common
-from drillbook.cli.config import load_catalogue_for, resolver_of
+from drillbook.cli.config import load_catalogue_for, resolver_of, settings_of
 from drillbook.drills.backup_restore import lifetime
 from drillbook.errors import ConfigurationError
 
@@ -157,7 +157,7 @@ def _ledger(args: argparse.Namespace) -> Any:
         return None
     from drillbook.ledger.store import Ledger
 
-    return Ledger(dsn)
+    return Ledger(dsn, spool=settings_of(args).spool_file)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -108,16 +108,6 @@ def suite_path(suite: str, suites_dir: str | os.PathLike[str]) -> Path:
     return Path(suites_dir) / f"{suite}.json"
 
 
-def gx_check_wanted() -> bool:
-    """Whether setting ``DRILLBOOK_SUITE_CHECK`` asks for the GX part of the suite check (``gx``/``full``).
-
-    A library fallback for callers that pass no ``gx_suites`` (README, Known limits).
-    """
-    from drillbook.settings import load_settings
-
-    return load_settings().suite_check in {"gx", "full"}
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     # the bounded reader: size, UTF-8 (or a BOM), nesting depth; never a decode or recursion traceback
     from drillbook.catalogue.reader import FileProblem, read_json
@@ -252,12 +242,12 @@ def _gx_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool | None = None) -> LoadedSuite:
+def load_suite(suite: str, *, suites_dir: str | os.PathLike[str], gx_check: bool = False) -> LoadedSuite:
     """Read and check one suite; raise ``SuiteInvalid`` listing every problem."""
     path = suite_path(suite, suites_dir)
     data = _read_json(path)
     problems = _structure_problems(data)
-    if not problems and (gx_check if gx_check is not None else gx_check_wanted()):
+    if not problems and gx_check:
         problems = _gx_problems(data)
     if problems:
         raise SuiteInvalid(path, problems)

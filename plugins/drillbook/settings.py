@@ -46,7 +46,8 @@ Seconds = Annotated[int, Field(gt=0)]
 class Settings(BaseSettings):
     """Every ``DRILLBOOK_<FIELD>`` variable; the README's settings table is generated from these fields."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid", frozen=True, case_sensitive=False)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid", frozen=True, case_sensitive=False,
+                                      env_ignore_empty=True)
 
     catalogue: Path | None = Field(None, description="catalogue file (default: include/drills.yaml, or the copy shipped in the package)")
     ledger_dsn: str | None = Field(None, repr=False, description="evidence ledger DSN for the CLI (else connection drillbook_ledger)")
@@ -131,7 +132,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     names = field_env_names()
     for key, value in env.items():
         field = names.get(key.upper())
-        if field is not None:
+        if field is not None and value != "":  # DRILLBOOK_X= (empty) counts as unset, as in a shell
             values[field] = value
     try:
         # validated from the mapping read above, not by a second env source: it is the whole truth

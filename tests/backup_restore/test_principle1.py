@@ -178,16 +178,14 @@ def test_pg_dump_failures_are_classified(stderr, code):
 
 
 # --- 4. semantics: did not hold vs could not run ----------------------------------------------------
-def test_check_that_cannot_run_is_semantics_error_and_not_counted(pg, shop_db, monkeypatch):
-    from drillbook.drills.backup_restore.verify import semantics
-
-    monkeypatch.setattr(semantics, "CHECK_TIMEOUT_S", 1)
+def test_check_that_cannot_run_is_semantics_error_and_not_counted(pg, shop_db):
+    from drillbook.settings import DrillTimeouts
     checks = [
         {"name": "syntax", "sql": "selec 1", "expect": "== 1"},
         {"name": "writes", "sql": "delete from public.order_items returning 1", "expect": "== 1"},
         {"name": "slow", "sql": "select 1 from pg_sleep(3)", "expect": "== 1"},
     ]
-    result = ladder(shop_db, amcheck=False, checks=checks)
+    result = ladder(shop_db, amcheck=False, checks=checks, timeouts=DrillTimeouts(check=1))
     assert codes(result) == ["SEMANTICS_ERROR"] * 3
     states = {f.subject: f.detail["sqlstate"] for f in result.findings}
     assert states == {"syntax": "42601", "writes": "25006", "slow": "57014"}
@@ -225,7 +223,7 @@ def test_check_on_a_table_the_restore_lacks_did_not_hold(shop_db):
 
 
 # --- 5. pg_restore -l is bounded ---------------------------------------------------------------------
-def test_toc_listing_that_hangs_is_bounded(pg, tmp_path, monkeypatch):
+def test_toc_listing_that_hangs_is_bounded(pg, tmp_path):
     import os
 
     from drillbook.drills.backup_restore import drill as drill_mod
@@ -233,12 +231,14 @@ def test_toc_listing_that_hangs_is_bounded(pg, tmp_path, monkeypatch):
     from drillbook.drills.base import ResultBuilder
     from drillbook.errors import DrillAborted
 
-    monkeypatch.setattr(drill_mod, "TOC_TIMEOUT_S", 1)
+    from drillbook.settings import DrillTimeouts
+
     fifo = tmp_path / "stuck.dump"
     os.mkfifo(fifo)  # nobody ever writes: pg_restore -l blocks opening it
     builder = ResultBuilder(kind="backup_restore", drill="p1", target="scratch")
     run = drill_mod._Drill(builder, drill=make_drill(str(tmp_path)), scratch_dsn=pg.admin_dsn, source_dsn=None,
-                           s3_client=None, work_dir=tmp_path, base_dir=None, run_id="r", start=datetime.now(UTC))
+                           s3_client=None, work_dir=tmp_path, base_dir=None, run_id="r", start=datetime.now(UTC),
+                           timeouts=DrillTimeouts(toc=1))
     run.tool, _ = tools.choose("pg_restore", min_major=None, bin_dir=pg.bin_dir)
     art = Artefact(uri=str(fifo), name=fifo.name, modified=datetime.now(UTC), path=fifo)
     started = time.monotonic()

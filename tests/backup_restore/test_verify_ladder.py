@@ -60,10 +60,12 @@ def sql(dsn: str, statement: str) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-def ladder(dsn: str, *, previous: dict[str, Any] | None = None, base_dir: Path = INCLUDE, **verify: Any) -> DrillResult:
-    """Run the whole ladder on ``dsn`` and return the finished result."""
+def ladder(dsn: str, *, previous: dict[str, Any] | None = None, base_dir: Path = INCLUDE, timeouts: Any = None,
+           **verify: Any) -> DrillResult:
+    """Run the whole ladder on ``dsn`` and return the finished result (``timeouts``: a DrillTimeouts)."""
     builder = ResultBuilder(kind="backup_restore", drill="verify_test", target="scratch")
-    run_ladder(builder, scratch_dsn=dsn, verify=VerifySpec.model_validate(verify), base_dir=base_dir, previous=previous)
+    run_ladder(builder, scratch_dsn=dsn, verify=VerifySpec.model_validate(verify), base_dir=base_dir, previous=previous,
+               timeouts=timeouts)
     return builder.finish()
 
 

@@ -198,3 +198,12 @@ def test_the_readme_settings_table_is_the_model():
     assert start in readme and end in readme
     table = readme.split(start, 1)[1].split(end, 1)[0]
     assert table == settings_table_markdown(), "regenerate the README table from drillbook.settings"
+
+
+def test_an_empty_variable_counts_as_unset():
+    from drillbook.settings import Settings, load_settings
+
+    default = Settings.model_fields["suite_check"].default
+    assert load_settings({"DRILLBOOK_SUITE_CHECK": ""}).suite_check == default
+    with pytest.raises(ConfigurationError, match="DRILLBOOK_SUITE_CHECK"):
+        load_settings({"DRILLBOOK_SUITE_CHECK": "sometimes"})

@@ -230,7 +230,6 @@ def test_toc_listing_that_hangs_is_bounded(pg, tmp_path):
     from drillbook.drills.backup_restore.locate import Artefact
     from drillbook.drills.base import ResultBuilder
     from drillbook.errors import DrillAborted
-
     from drillbook.settings import DrillTimeouts
 
     fifo = tmp_path / "stuck.dump"

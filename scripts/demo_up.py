@@ -90,6 +90,33 @@ def unpause_drillbook_dags(base: str, token: str, *, proc: subprocess.Popen[byte
     return []
 
 
+def demo_checkpoint_key(home: Path) -> str | None:
+    """The demo's Ed25519 checkpoint key (made once, mode 0600, under git-ignored ``var/``) put in the environment
+    Airflow inherits, so the digest signs checkpoints and the evidence pages' packs are signed; returns the public
+    key (hex) to verify a downloaded pack with. A key the user set already is left alone (None)."""
+    if os.environ.get("DRILLBOOK_CHECKPOINT_KEY"):
+        return None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = home.parent / "demo" / "checkpoint.key"
+    if path.is_file():
+        seed = bytes.fromhex(path.read_text().strip())
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+    else:
+        key = Ed25519PrivateKey.generate()
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(seed.hex() + "\n")
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+    os.environ["DRILLBOOK_CHECKPOINT_KEY"] = seed.hex()
+    os.environ.setdefault("DRILLBOOK_CHECKPOINT_PUBLIC_KEY", public)
+    return public
+
+
 def start_airflow(ledger_dsn: str = "") -> int:
     """airflow standalone with drillbook's DAGs until SIGTERM or Ctrl-C; admin password written before start.
 
@@ -104,6 +131,7 @@ def start_airflow(ledger_dsn: str = "") -> int:
     password = load_settings().admin_password or "drillbook"
     write_admin_password(home, password)
     os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    public_key = demo_checkpoint_key(home)
     os.environ.setdefault("AIRFLOW__CORE__PARALLELISM", str(parallelism()))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
     heading(f"starting Airflow (airflow standalone, parallelism {os.environ['AIRFLOW__CORE__PARALLELISM']}); "
@@ -120,6 +148,9 @@ def start_airflow(ledger_dsn: str = "") -> int:
             heading(f"ready: Airflow UI {base} — log in as admin / {password}")
             dsn = load_settings().ledger_dsn or ledger_dsn
             say(f"   ledger ({describe(dsn)}): export DRILLBOOK_LEDGER_DSN='{dsn}'  # for `drillbook evidence ...`")
+            if public_key:
+                say(f"   demo checkpoint key in {home.parent / 'demo' / 'checkpoint.key'}: packs downloaded from the "
+                    f"Evidence view verify with `drillbook evidence verify --pack FILE --public-key {public_key}`")
             say(f"   unpaused {len(unpaused)} DAG(s); SIGTERM or Ctrl-C stops everything")
         while not stop and proc.poll() is None:
             time.sleep(1)

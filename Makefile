@@ -20,7 +20,7 @@ help:
 	@echo "make demo   - install everything, run the drills once against the embedded demo environment"
 	@echo "make test   - install everything and run the test suite (real PostgreSQL, moto, Slack emulator)"
 	@echo "make test-fast - the suite without airflow standalone, the bench smoke and e2e (the inner loop)"
-	@echo "make lint   - ruff (incl. Airflow AIR rules) and mypy"
+	@echo "make lint   - ruff check (incl. Airflow AIR rules), ruff format --check and mypy"
 	@echo "make bench  - benchmarks in bench/ (ratios against a baseline measured in the same run)"
 	@echo "make up     - start Airflow (airflow standalone) on http://localhost:8080 with drillbook's DAGs"
 	@echo "make test-e2e - docker-compose.yaml's services run natively (CeleryExecutor, Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432)"
@@ -48,12 +48,13 @@ test-e2e: install
 	$(BIN)/pytest -m e2e tests/deploy
 
 lint: install
-	$(BIN)/ruff check plugins dags tests bench
+	$(BIN)/ruff check plugins dags tests bench scripts
+	$(BIN)/ruff format --check plugins dags tests bench scripts
 	$(BIN)/mypy
 
 fmt: install
-	$(BIN)/ruff check --fix plugins dags tests bench
-	$(BIN)/ruff format plugins dags tests bench
+	$(BIN)/ruff check --fix plugins dags tests bench scripts
+	$(BIN)/ruff format plugins dags tests bench scripts
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done

@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=700_000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true",
-                        help="toy-size run that only proves the benchmark still works (no size or target checks)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="toy-size run that only proves the benchmark still works (no size or target checks)",
+    )
     args = parser.parse_args(argv)
 
     from drillbook.drills.backup_restore import tools
@@ -104,23 +107,36 @@ def main(argv: list[str] | None = None) -> int:
         with connect(source, autocommit=True) as conn:
             write_reference(conn, reference)
         Ledger(with_dbname(admin, ledger_db)).init_schema()
-        drill = BackupRestoreDrill.model_validate({
-            "name": "bench_shop", "kind": "backup_restore", "schedule": "@daily", "controls": ["SOC2:A1.2"],
-            "backup": {"location": str(backups), "pattern": "shop-*.dump"},
-            "scratch": {"connection": "bench_scratch"}, "objectives": {"rto": "1h", "rpo": "26h"},
-            "restore": {"jobs": args.jobs},
-            "verify": {
-                "reference": str(reference),
-                "min_rows": {"public.customers": args.customers, "public.orders": args.orders},
-                "rpo_probe": "select max(created_at) from public.orders",
-                "checks": [
-                    {"name": "every order has a customer", "expect": "== 0",
-                     "sql": "select count(*) from public.orders o left join public.customers c on c.id = o.customer_id where c.id is null"},
-                    {"name": "revenue is positive", "sql": "select sum(total_cents) from public.orders", "expect": "> 0"},
-                ],
-                "amcheck": "auto",  # checked where the server has amcheck (PG15 here), noted where not (pgserver)
-            },
-        })
+        drill = BackupRestoreDrill.model_validate(
+            {
+                "name": "bench_shop",
+                "kind": "backup_restore",
+                "schedule": "@daily",
+                "controls": ["SOC2:A1.2"],
+                "backup": {"location": str(backups), "pattern": "shop-*.dump"},
+                "scratch": {"connection": "bench_scratch"},
+                "objectives": {"rto": "1h", "rpo": "26h"},
+                "restore": {"jobs": args.jobs},
+                "verify": {
+                    "reference": str(reference),
+                    "min_rows": {"public.customers": args.customers, "public.orders": args.orders},
+                    "rpo_probe": "select max(created_at) from public.orders",
+                    "checks": [
+                        {
+                            "name": "every order has a customer",
+                            "expect": "== 0",
+                            "sql": "select count(*) from public.orders o left join public.customers c on c.id = o.customer_id where c.id is null",
+                        },
+                        {
+                            "name": "revenue is positive",
+                            "sql": "select sum(total_cents) from public.orders",
+                            "expect": "> 0",
+                        },
+                    ],
+                    "amcheck": "auto",  # checked where the server has amcheck (PG15 here), noted where not (pgserver)
+                },
+            }
+        )
 
         bare_times: list[float] = []
         drill_times: list[float] = []
@@ -129,11 +145,16 @@ def main(argv: list[str] | None = None) -> int:
 
         def bare_round(round_no: int) -> None:
             target = f"bench_bare_{tag}_{round_no}"
-            _exec(admin, f"create database {target} template template0")  # untimed, like the drill's setup task
+            _exec(
+                admin, f"create database {target} template template0"
+            )  # untimed, like the drill's setup task
             made.append(target)
             t = time.monotonic()
-            subprocess.run([pg_restore.path, "--no-password", "-d", target, "-j", str(args.jobs), str(dump)],
-                           env=tool_env(with_dbname(admin, target)), check=True)
+            subprocess.run(
+                [pg_restore.path, "--no-password", "-d", target, "-j", str(args.jobs), str(dump)],
+                env=tool_env(with_dbname(admin, target)),
+                check=True,
+            )
             bare_times.append(time.monotonic() - t)
             _exec(admin, f"drop database {target} with (force)")  # untimed, like the drill's teardown task
             made.remove(target)
@@ -144,9 +165,17 @@ def main(argv: list[str] | None = None) -> int:
             scratch_db = guard.create(drill=drill.name, run_id=f"bench_{tag}_{round_no}", hold=False)
             t = time.monotonic()
             ledger = Ledger(with_dbname(admin, ledger_db))
-            result = run_backup_restore(drill=drill, scratch_dsn=admin, work_dir=work / "w", ledger=ledger,
-                                        scratch_db=scratch_db, run_id=f"bench_{tag}_{round_no}")
-            ctx = RunContext(dag_id="dr_backup_restore__bench_shop", run_id=f"bench_{tag}_{round_no}", task_id="record")
+            result = run_backup_restore(
+                drill=drill,
+                scratch_dsn=admin,
+                work_dir=work / "w",
+                ledger=ledger,
+                scratch_db=scratch_db,
+                run_id=f"bench_{tag}_{round_no}",
+            )
+            ctx = RunContext(
+                dag_id="dr_backup_restore__bench_shop", run_id=f"bench_{tag}_{round_no}", task_id="record"
+            )
             ledger.record(result, ctx)
             ledger.close()
             drill_times.append(time.monotonic() - t)
@@ -155,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             teardown_times.append(time.monotonic() - t)
             phases = ", ".join(f"{p.name} {p.seconds:.2f}s" for p in result.phases)
             rto = result.measurements.rto_seconds
-            print(f"round {round_no}: drill {drill_times[-1]:.2f}s (RTO {f'{rto:.2f}s' if rto is not None else 'not measured'}, "
-                  f"teardown {teardown_times[-1]:.2f}s) verdict {result.verdict.value} {result.codes()}\n  phases: {phases}")
+            print(
+                f"round {round_no}: drill {drill_times[-1]:.2f}s (RTO {f'{rto:.2f}s' if rto is not None else 'not measured'}, "
+                f"teardown {teardown_times[-1]:.2f}s) verdict {result.verdict.value} {result.codes()}\n  phases: {phases}"
+            )
             return result.verdict.value == "PASS"
 
         for round_no in range(1, args.rounds + 1):
@@ -171,12 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         bare, whole = statistics.median(bare_times), statistics.median(drill_times)
         self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"\nrows {rows['total']:,} · dump {size / 1e6:.1f} MB · pg_restore {pg_restore.version} -j {args.jobs}")
+        print(
+            f"\nrows {rows['total']:,} · dump {size / 1e6:.1f} MB · pg_restore {pg_restore.version} -j {args.jobs}"
+        )
         print(f"bare pg_restore (median of {args.rounds}): {bare:.2f}s")
-        print(f"whole drill     (median of {args.rounds}): {whole:.2f}s   (+ teardown, untimed like the bare drop: "
-              f"{statistics.median(teardown_times):.2f}s)")
+        print(
+            f"whole drill     (median of {args.rounds}): {whole:.2f}s   (+ teardown, untimed like the bare drop: "
+            f"{statistics.median(teardown_times):.2f}s)"
+        )
         print(f"ratio drill / bare: {whole / bare:.2f}x (target <= 1.30x)")
-        print(f"peak RSS: drill process {self_rss:.0f} MB, largest child (pg_dump/pg_restore/psql) {child_rss:.0f} MB")
+        print(
+            f"peak RSS: drill process {self_rss:.0f} MB, largest child (pg_dump/pg_restore/psql) {child_rss:.0f} MB"
+        )
         return 0 if args.smoke or whole / bare <= 1.3 else 1
     finally:
         for db in made:

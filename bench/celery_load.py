@@ -78,7 +78,9 @@ class PeakRss:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50, help="drill runs queued at once (default 50)")
-    parser.add_argument("--backup-restore", type=int, default=10, help="how many of them are backup-restore runs (default 10)")
+    parser.add_argument(
+        "--backup-restore", type=int, default=10, help="how many of them are backup-restore runs (default 10)"
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     restores, certificates = args.backup_restore, args.runs - args.backup_restore
@@ -100,22 +102,37 @@ def main() -> int:
     slack = SlackEmulator().start()
     import json
 
-    with tempfile.TemporaryDirectory(prefix="drillbook-bench-celery-") as tmp, provisioned(Path(tmp), redis_db) as dep:
+    with (
+        tempfile.TemporaryDirectory(prefix="drillbook-bench-celery-") as tmp,
+        provisioned(Path(tmp), redis_db) as dep,
+    ):
         dep.dotenv |= {
-            "AIRFLOW_CONN_DRILLBOOK_SLACK": json.dumps({"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url}}),
-            "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": "unused"}),
+            "AIRFLOW_CONN_DRILLBOOK_SLACK": json.dumps(
+                {"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url}}
+            ),
+            "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
+                {"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": "unused"}
+            ),
         }
         with NativeStack(Path(tmp) / "stack", dep.dotenv, workers=2, var=dep.var) as stack:
             shipped = (REPO / "include" / "drills.yaml").read_text()
-            (stack.opt / "include" / "drills.yaml").write_text(catalogue_for(shipped, certificates=certificates, restores=restores))
+            (stack.opt / "include" / "drills.yaml").write_text(
+                catalogue_for(shipped, certificates=certificates, restores=restores)
+            )
             stack.init()
             stack.start()
-            api = AirflowApi(f"http://127.0.0.1:{stack.api_port}", username="admin", password=dep.dotenv["AIRFLOW_ADMIN_PASSWORD"],
-                             alive=stack.check_alive)
+            api = AirflowApi(
+                f"http://127.0.0.1:{stack.api_port}",
+                username="admin",
+                password=dep.dotenv["AIRFLOW_ADMIN_PASSWORD"],
+                alive=stack.check_alive,
+            )
             api.login()
             names = [f"dr_backup_restore__shop_restore_{n:02d}" for n in range(1, restores + 1)]
             names += [f"dr_certificates__demo_certs_{n:02d}" for n in range(1, certificates + 1)]
-            api.wait_until(f"{len(names)} DAGs to be parsed", lambda: set(names) <= set(api.dags()), timeout=600)
+            api.wait_until(
+                f"{len(names)} DAGs to be parsed", lambda: set(names) <= set(api.dags()), timeout=600
+            )
 
             baseline_dag = names[-1]
             started = time.monotonic()
@@ -137,24 +154,43 @@ def main() -> int:
                 elapsed = time.monotonic() - started
             all_runs = [(d, r) for d, rs in runs.items() for r in rs]
             failed = [(d, r["dag_run_id"], r["state"]) for d, r in all_runs if r["state"] != "success"]
-            hosts = {ti["hostname"] for d, r in all_runs for ti in api.task_instances(d, r["dag_run_id"]) if ti["state"] == "success"}
+            hosts = {
+                ti["hostname"]
+                for d, r in all_runs
+                for ti in api.task_instances(d, r["dag_run_id"])
+                if ti["state"] == "success"
+            }
             with Ledger(dep.ledger_dsn) as ledger:
                 records = ledger.query(limit=100000)
                 drill_rows = [r for r in records if r.record_type == "drill"]
-                missing = [(d, r["dag_run_id"]) for d, r in all_runs
-                           if not any(x.dag_id == d and x.run_id == r["dag_run_id"] for x in drill_rows)]
+                missing = [
+                    (d, r["dag_run_id"])
+                    for d, r in all_runs
+                    if not any(x.dag_id == d and x.run_id == r["dag_run_id"] for x in drill_rows)
+                ]
                 seqs = [r.seq for r in records]
                 verify = ledger.verify()
-            scratch = [r.result.get("details", {}).get("scratch_database") for r in drill_rows if r.kind == "backup_restore"]
+            scratch = [
+                r.result.get("details", {}).get("scratch_database")
+                for r in drill_rows
+                if r.kind == "backup_restore"
+            ]
             scratch = [s for s in scratch if s]
             orphans = scratch_databases(dep.role)
             api.close()
-            print(f"{len(all_runs)} runs ({restores} backup-restore + {certificates} certificates, plus the baseline's) "
-                  f"queued at once on 2 Celery workers: {elapsed:7.1f}s", flush=True)
-            print(f"ratio: wall time / ({len(all_runs) - 1} x one run alone)       {elapsed / (baseline * (len(all_runs) - 1)):.2f}x")
+            print(
+                f"{len(all_runs)} runs ({restores} backup-restore + {certificates} certificates, plus the baseline's) "
+                f"queued at once on 2 Celery workers: {elapsed:7.1f}s",
+                flush=True,
+            )
+            print(
+                f"ratio: wall time / ({len(all_runs) - 1} x one run alone)       {elapsed / (baseline * (len(all_runs) - 1)):.2f}x"
+            )
             for name, peak in sorted(rss.peak.items()):
                 print(f"peak RSS {name} (worker + its task processes)  {peak:8.0f} MB")
-            print(f"task hosts: {sorted(hosts)}; ledger: {len(records)} records, chain {'verifies' if verify.ok else 'BROKEN: ' + verify.message}")
+            print(
+                f"task hosts: {sorted(hosts)}; ledger: {len(records)} records, chain {'verifies' if verify.ok else 'BROKEN: ' + verify.message}"
+            )
         problems = []
         if failed:
             problems.append(f"failed runs: {failed[:5]}")

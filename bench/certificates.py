@@ -104,8 +104,10 @@ def baseline(ports: list[int], directory: Path) -> tuple[float, int, float]:
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     for port in ports:
-        cmd = (f"openssl s_client -connect 127.0.0.1:{port} -servername localhost -CAfile {directory}/root.pem "
-               f"</dev/null 2>/dev/null | openssl x509 -noout -checkend 2592000 >/dev/null")
+        cmd = (
+            f"openssl s_client -connect 127.0.0.1:{port} -servername localhost -CAfile {directory}/root.pem "
+            f"</dev/null 2>/dev/null | openssl x509 -noout -checkend 2592000 >/dev/null"
+        )
         if subprocess.run(cmd, shell=True, timeout=30).returncode == 0:
             ok += 1
     seconds = time.perf_counter() - start
@@ -124,7 +126,11 @@ def drill_run(ports: list[int], directory: Path, concurrency: int) -> tuple[floa
     from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 
     drill = CertificatesDrill(
-        name="bench", kind="certificates", schedule="@daily", timeout=10, concurrency=concurrency,
+        name="bench",
+        kind="certificates",
+        schedule="@daily",
+        timeout=10,
+        concurrency=concurrency,
         ca_bundle=str(directory / "root.pem"),
         endpoints=[EndpointSpec(address=f"127.0.0.1:{p}", sni="localhost") for p in ports],
     )
@@ -149,8 +155,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--key", choices=["rsa", "ec"], default="rsa",
-                        help="leaf key: RSA-2048 (default) or ECDSA P-256 (certbot's default since 2.0)")
+    parser.add_argument(
+        "--key",
+        choices=["rsa", "ec"],
+        default="rsa",
+        help="leaf key: RSA-2048 (default) or ECDSA P-256 (certbot's default since 2.0)",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,8 +170,12 @@ def main() -> int:
 
     directory = Path(tempfile.mkdtemp(prefix="drillbook-bench-certs-"))
     make_pki(directory, args.endpoints, args.key)
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(args.endpoints), "--dir", str(directory)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(args.endpoints), "--dir", str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         ports = json.loads(server.stdout.readline())
@@ -175,6 +189,7 @@ def main() -> int:
         import drillbook.drills.certificates.probe
         import drillbook.drills.certificates.verify
         import drillbook.drills.certificates.x509facts  # noqa: F401
+
         rss_before = rss_mb()
         server_cpu_before = server_cpu(server)  # loading 300 certificates and keys is not serving them
         drill_seconds, drill_cpu, results = drill_run(ports, directory, args.concurrency)
@@ -191,16 +206,30 @@ def main() -> int:
         server.wait(timeout=30)
 
     key = "RSA-2048" if args.key == "rsa" else "ECDSA P-256"
-    print(f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct {key} leaf each + intermediate), {os.cpu_count()} CPUs")
-    print(f"drill                   {drill_seconds:7.2f} s   verdicts {verdicts}   concurrency {args.concurrency}")
-    print(f"  CPU                   drill process {drill_cpu:.2f} s, TLS server process {served_cpu:.2f} s while serving the drill "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"  per-endpoint probe    p50 {probe[len(probe) // 2] * 1000:.0f} ms, max {probe[-1] * 1000:.0f} ms (includes waiting for the server)")
-    print(f"baseline (sequential)   {base_seconds:7.2f} s   openssl s_client | openssl x509 -checkend, {base_ok} ok, "
-          f"{base_cpu:.2f} s CPU in its processes")
-    print(f"ratio                   {base_seconds / drill_seconds:7.1f}x faster (wall clock); "
-          f"{base_cpu / drill_cpu:.1f}x less CPU")
-    print(f"peak RSS                {rss_after:7.1f} MB (before the drill: {rss_before:.1f} MB after imports)")
+    print(
+        f"endpoints               {len(ports)} TLS listeners on 127.0.0.1 (a distinct {key} leaf each + intermediate), {os.cpu_count()} CPUs"
+    )
+    print(
+        f"drill                   {drill_seconds:7.2f} s   verdicts {verdicts}   concurrency {args.concurrency}"
+    )
+    print(
+        f"  CPU                   drill process {drill_cpu:.2f} s, TLS server process {served_cpu:.2f} s while serving the drill "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"  per-endpoint probe    p50 {probe[len(probe) // 2] * 1000:.0f} ms, max {probe[-1] * 1000:.0f} ms (includes waiting for the server)"
+    )
+    print(
+        f"baseline (sequential)   {base_seconds:7.2f} s   openssl s_client | openssl x509 -checkend, {base_ok} ok, "
+        f"{base_cpu:.2f} s CPU in its processes"
+    )
+    print(
+        f"ratio                   {base_seconds / drill_seconds:7.1f}x faster (wall clock); "
+        f"{base_cpu / drill_cpu:.1f}x less CPU"
+    )
+    print(
+        f"peak RSS                {rss_after:7.1f} MB (before the drill: {rss_before:.1f} MB after imports)"
+    )
     target = drill_seconds < 5 and base_seconds / drill_seconds >= 20
     print(f"target (< 5 s, >= 20x)  {'met' if target else 'NOT met'}")
     return 0 if verdicts.get("PASS") == len(ports) else 1

@@ -33,12 +33,24 @@ SUITE = {
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1000}},
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "customer_id"}},
         {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
-        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "total_cents", "min_value": 0, "max_value": 1000000}},
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "total_cents", "min_value": 0, "max_value": 1000000},
+        },
         {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "status", "value_set": STATUSES}},
-        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "currency", "regex": "^[A-Z]{3}$"}},
+        {
+            "type": "expect_column_values_to_match_regex",
+            "kwargs": {"column": "currency", "regex": "^[A-Z]{3}$"},
+        },
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "created_at"}},
-        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "email", "regex": "^[^@ ]+@[^@ ]+$"}},
-        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "total_cents", "max_value": 1000000}},
+        {
+            "type": "expect_column_values_to_match_regex",
+            "kwargs": {"column": "email", "regex": "^[^@ ]+@[^@ ]+$"},
+        },
+        {
+            "type": "expect_column_max_to_be_between",
+            "kwargs": {"column": "total_cents", "max_value": 1000000},
+        },
     ],
     "meta": {"drillbook": {"table": "public.orders"}},
 }
@@ -100,9 +112,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true",
-                        help="toy-size run that only proves the benchmark still works (no target check)")
-    parser.add_argument("--dsn", default=None, help="superuser DSN of a server to create the bench database on")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="toy-size run that only proves the benchmark still works (no target check)",
+    )
+    parser.add_argument(
+        "--dsn", default=None, help="superuser DSN of a server to create the bench database on"
+    )
     args = parser.parse_args()
 
     import psycopg
@@ -125,8 +142,12 @@ def main() -> int:
 
         rss_before_gx = peak_rss_mb()
         t = time.perf_counter()
-        warm = run_data_quality(drill_name="bench", dsn=dsn, suite="bench_orders", suites_dir=suites)  # GX import + warm cache
-        print(f"first run (GX import, cold caches): {time.perf_counter() - t:.2f}s, verdict {warm.verdict.value}")
+        warm = run_data_quality(
+            drill_name="bench", dsn=dsn, suite="bench_orders", suites_dir=suites
+        )  # GX import + warm cache
+        print(
+            f"first run (GX import, cold caches): {time.perf_counter() - t:.2f}s, verdict {warm.verdict.value}"
+        )
         assert warm.verdict.value == "PASS", warm.findings
         rss_after_import = peak_rss_mb()
         hand_written(dsn)  # warm the same pages for the baseline
@@ -136,17 +157,27 @@ def main() -> int:
             t = time.perf_counter()
             result = run_data_quality(drill_name="bench", dsn=dsn, suite="bench_orders", suites_dir=suites)
             gx_times.append(time.perf_counter() - t)
-            assert result.verdict.value == "PASS" and result.measurements.counts["checks_run"] == len(SUITE["expectations"])
+            assert result.verdict.value == "PASS" and result.measurements.counts["checks_run"] == len(
+                SUITE["expectations"]
+            )
             seconds, facts = hand_written(dsn)
             sql_times.append(seconds)
         gx, sql = statistics.median(gx_times), statistics.median(sql_times)
-        print(f"facts (hand-written): rows={facts[0][0]:,} nulls={facts[0][1]} out_of_range={facts[0][2]} "
-              f"not_in_set={facts[0][3]} regex_miss={facts[0][4]}/{facts[0][6]} max={facts[0][7]} duplicates={facts[1][0]}")
-        print(f"GX drill (9 expectations, pushdown): median {gx:.2f}s  runs {[round(x, 2) for x in gx_times]}")
-        print(f"hand-written SQL (same facts):      median {sql:.2f}s  runs {[round(x, 2) for x in sql_times]}")
+        print(
+            f"facts (hand-written): rows={facts[0][0]:,} nulls={facts[0][1]} out_of_range={facts[0][2]} "
+            f"not_in_set={facts[0][3]} regex_miss={facts[0][4]}/{facts[0][6]} max={facts[0][7]} duplicates={facts[1][0]}"
+        )
+        print(
+            f"GX drill (9 expectations, pushdown): median {gx:.2f}s  runs {[round(x, 2) for x in gx_times]}"
+        )
+        print(
+            f"hand-written SQL (same facts):      median {sql:.2f}s  runs {[round(x, 2) for x in sql_times]}"
+        )
         print(f"ratio GX / SQL: {gx / sql:.2f}x (target <= 2.0x)")
-        print(f"peak RSS: {peak_rss_mb():.0f} MB (before GX {rss_before_gx:.0f} MB, after the first run "
-              f"{rss_after_import:.0f} MB: the table never enters this process)")
+        print(
+            f"peak RSS: {peak_rss_mb():.0f} MB (before GX {rss_before_gx:.0f} MB, after the first run "
+            f"{rss_after_import:.0f} MB: the table never enters this process)"
+        )
         return 0 if args.smoke or gx / sql <= 2.0 else 1
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -54,7 +54,12 @@ def main() -> None:
         pg_dump, _ = tools.choose("pg_dump", min_major=None)
         assert psql and pg_dump
         dump = tmp / "shop.sql"
-        subprocess.run([pg_dump.path, "-Fp", "-f", str(dump)], env=pg.tool_env(pg.with_dbname(dsn, src)), check=True, timeout=3600)
+        subprocess.run(
+            [pg_dump.path, "-Fp", "-f", str(dump)],
+            env=pg.tool_env(pg.with_dbname(dsn, src)),
+            check=True,
+            timeout=3600,
+        )
         size = dump.stat().st_size
         bare, filtered, scans = [], [], []
         for _ in range(args.rounds):
@@ -65,12 +70,24 @@ def main() -> None:
                 target = pg.with_dbname(dsn, db)
                 t = time.perf_counter()
                 if label == "bare":
-                    subprocess.run([psql.path, "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=0", "-f", str(dump)],
-                                   env=pg.tool_env(target), check=True, timeout=3600, stdout=subprocess.DEVNULL)
+                    subprocess.run(
+                        [psql.path, "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=0", "-f", str(dump)],
+                        env=pg.tool_env(target),
+                        check=True,
+                        timeout=3600,
+                        stdout=subprocess.DEVNULL,
+                    )
                     bare.append(time.perf_counter() - t)
                 else:
-                    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=target, jobs=1,
-                                                  no_owner=False, timeout=3600)
+                    outcome = restore.run_restore(
+                        fmt="plain",
+                        tool=psql,
+                        path=dump,
+                        scratch_db_dsn=target,
+                        jobs=1,
+                        no_owner=False,
+                        timeout=3600,
+                    )
                     assert outcome.refusal is None and outcome.exit_code == 0, outcome.classifier.tail
                     filtered.append(time.perf_counter() - t)
                 with pg.connect(dsn, autocommit=True) as conn:

@@ -37,10 +37,20 @@ CONTROL = "SOC2:A1.2"
 def catalogue():
     from drillbook.catalogue.models import Catalogue
 
-    drills = [{"name": drill, "kind": "backup_restore", "schedule": "@hourly", "controls": controls,
-               "source": {"connection": "drillbook_source"}, "backup": {"location": f"backups/{drill}", "pattern": "*.dump"},
-               "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "15m", "rpo": "26h"}}
-              for kind, drill, controls in bench_ledger.DRILLS if kind == "backup_restore"]
+    drills = [
+        {
+            "name": drill,
+            "kind": "backup_restore",
+            "schedule": "@hourly",
+            "controls": controls,
+            "source": {"connection": "drillbook_source"},
+            "backup": {"location": f"backups/{drill}", "pattern": "*.dump"},
+            "scratch": {"connection": "drillbook_scratch"},
+            "objectives": {"rto": "15m", "rpo": "26h"},
+        }
+        for kind, drill, controls in bench_ledger.DRILLS
+        if kind == "backup_restore"
+    ]
     return Catalogue.model_validate({"drills": drills})
 
 
@@ -50,11 +60,19 @@ def download(dsn: str, cat, settings, *, start: datetime, end: datetime, into: P
 
     from drillbook.web.app import create_app
 
-    app = create_app(dsn_provider=lambda: dsn, user_dependency=lambda: "bench", catalogue=lambda: cat,
-                     pack_settings=lambda: settings)
+    app = create_app(
+        dsn_provider=lambda: dsn,
+        user_dependency=lambda: "bench",
+        catalogue=lambda: cat,
+        pack_settings=lambda: settings,
+    )
     params = {"control": CONTROL, "since": start.isoformat(), "until": end.isoformat()}
     t0 = time.perf_counter()
-    with TestClient(app) as client, client.stream("GET", "/pack", params=params) as answer, into.open("wb") as out:
+    with (
+        TestClient(app) as client,
+        client.stream("GET", "/pack", params=params) as answer,
+        into.open("wb") as out,
+    ):
         assert answer.status_code == 200, answer.read()[:500]
         for chunk in answer.iter_bytes():
             out.write(chunk)
@@ -96,16 +114,23 @@ def run(admin_dsn: str, rows: int) -> None:
             conn.execute("ANALYZE drillbook_evidence")
             conn.commit()
         print(f"loaded {rows} records in {time.perf_counter() - t0:.1f} s")
-        seed = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+        seed = (
+            Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+        )
         settings = CheckpointSettings(private_key=seed)
         ledger.checkpoint(source="bench", settings=settings)
         cat = catalogue()
         rss_before = bench_ledger.peak_mb()
 
         def baseline() -> None:
-            with ledger.connection.cursor() as cur, cur.copy(
+            with (
+                ledger.connection.cursor() as cur,
+                cur.copy(
                     "COPY (SELECT * FROM drillbook_evidence WHERE controls @> ARRAY[%s]::text[] AND recorded_at >= %s "
-                    "AND recorded_at < %s) TO STDOUT", (CONTROL, start, end)) as copy:
+                    "AND recorded_at < %s) TO STDOUT",
+                    (CONTROL, start, end),
+                ) as copy,
+            ):
                 for _chunk in copy:
                     pass
 
@@ -114,8 +139,17 @@ def run(admin_dsn: str, rows: int) -> None:
         (row,) = control_rows(ledger.connection, cat, start=start, end=end, as_of=end, only=CONTROL)
         t_controls = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = write_pack(ledger, cat, control=CONTROL, start=start, end=end, output=tmp / "pack.zip", settings=settings,
-                            seed=1, as_of=end)
+        result = write_pack(
+            ledger,
+            cat,
+            control=CONTROL,
+            start=start,
+            end=end,
+            output=tmp / "pack.zip",
+            settings=settings,
+            seed=1,
+            as_of=end,
+        )
         t_pack = time.perf_counter() - t0
         rss_pack = bench_ledger.peak_mb()
         t_download = download(dsn, cat, settings, start=start, end=end, into=tmp / "downloaded.zip")
@@ -124,16 +158,28 @@ def run(admin_dsn: str, rows: int) -> None:
         t_verify = time.perf_counter() - t0
         assert report.ok, report.problems[:3]
         size = (tmp / "pack.zip").stat().st_size / 1e6
-        print(f"control {CONTROL}: {row.expected} expected occurrences, {row.runs} runs, {row.missed} missed, "
-              f"{row.failed} FAIL/ERROR, status {row.status}; pack holds {result.records} records, {size:.1f} MB zipped")
+        print(
+            f"control {CONTROL}: {row.expected} expected occurrences, {row.runs} runs, {row.missed} missed, "
+            f"{row.failed} FAIL/ERROR, status {row.status}; pack holds {result.records} records, {size:.1f} MB zipped"
+        )
         print(f"baseline bare COPY of the control's rows:   {t_copy:7.2f} s")
-        print(f"controls view (population + exceptions):    {t_controls:7.2f} s   ratio {t_controls / t_copy:5.2f}x vs COPY")
-        print(f"evidence pack (everything, signed):         {t_pack:7.2f} s   ratio {t_pack / t_copy:5.2f}x vs COPY")
-        print(f"download from the pages (GET /pack):        {t_download:7.2f} s   ratio {t_download / t_pack:5.2f}x vs "
-              "the pack alone (adds the chain verify and the HTTP stream)")
-        print(f"verify --pack offline:                      {t_verify:7.2f} s   ratio {t_verify / t_copy:5.2f}x vs COPY")
-        print(f"peak RSS {rss_before:.0f} MB before, {rss_pack:.0f} MB after controls + pack "
-              f"(growth {rss_pack - rss_before:.0f} MB), {bench_ledger.peak_mb():.0f} MB after verify")
+        print(
+            f"controls view (population + exceptions):    {t_controls:7.2f} s   ratio {t_controls / t_copy:5.2f}x vs COPY"
+        )
+        print(
+            f"evidence pack (everything, signed):         {t_pack:7.2f} s   ratio {t_pack / t_copy:5.2f}x vs COPY"
+        )
+        print(
+            f"download from the pages (GET /pack):        {t_download:7.2f} s   ratio {t_download / t_pack:5.2f}x vs "
+            "the pack alone (adds the chain verify and the HTTP stream)"
+        )
+        print(
+            f"verify --pack offline:                      {t_verify:7.2f} s   ratio {t_verify / t_copy:5.2f}x vs COPY"
+        )
+        print(
+            f"peak RSS {rss_before:.0f} MB before, {rss_pack:.0f} MB after controls + pack "
+            f"(growth {rss_pack - rss_before:.0f} MB), {bench_ledger.peak_mb():.0f} MB after verify"
+        )
         ledger.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

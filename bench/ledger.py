@@ -36,15 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-DRILLS = [  # (kind, drill, controls): 12 hourly drills ≈ 105,000 records a year
-    ("backup_restore", f"db_{i}", ["SOC2:A1.2", "ISO27001:A.8.13", "NIST:CP-9(1)"]) for i in range(4)
-] + [
-    ("data_quality", f"table_{i}", ["SOC2:A1.3"]) for i in range(3)
-] + [
-    ("certificates", f"edge_{i}", ["ISO27001:A.5.30"]) for i in range(3)
-] + [
-    ("alert_path", f"pager_{i}", ["DORA:Art.12", "NIST:CP-4"]) for i in range(2)
-]
+DRILLS = (
+    [  # (kind, drill, controls): 12 hourly drills ≈ 105,000 records a year
+        ("backup_restore", f"db_{i}", ["SOC2:A1.2", "ISO27001:A.8.13", "NIST:CP-9(1)"]) for i in range(4)
+    ]
+    + [("data_quality", f"table_{i}", ["SOC2:A1.3"]) for i in range(3)]
+    + [("certificates", f"edge_{i}", ["ISO27001:A.5.30"]) for i in range(3)]
+    + [("alert_path", f"pager_{i}", ["DORA:Art.12", "NIST:CP-4"]) for i in range(2)]
+)
 
 
 def peak_mb() -> float:
@@ -55,14 +54,22 @@ def template_result() -> dict:
     """A realistic backup-restore result (phases, measurements, one finding), as the ledger stores it."""
     from drillbook.drills.base import ResultBuilder
 
-    builder = ResultBuilder(kind="backup_restore", drill="db_0", target="orders@db.internal:5432/orders",
-                            controls=DRILLS[0][2], objectives={"rto_seconds": 900.0, "rpo_seconds": 3600.0})
+    builder = ResultBuilder(
+        kind="backup_restore",
+        drill="db_0",
+        target="orders@db.internal:5432/orders",
+        controls=DRILLS[0][2],
+        objectives={"rto_seconds": 900.0, "rpo_seconds": 3600.0},
+    )
     for name in ("locate", "fetch", "restore", "verify"):
         with builder.phase(name) as ph:
             ph.detail = f"{name} ok"
             builder.checked()
-    builder.find("ARTEFACT_UNVERIFIED", "no .sha256 sidecar for s3://backups/orders/2026-01-01.dump",
-                 subject="s3://backups/orders/2026-01-01.dump")
+    builder.find(
+        "ARTEFACT_UNVERIFIED",
+        "no .sha256 sidecar for s3://backups/orders/2026-01-01.dump",
+        subject="s3://backups/orders/2026-01-01.dump",
+    )
     builder.measurements.rto_seconds = 41.2
     builder.measurements.rpo_seconds = 1830.0
     builder.measurements.counts.update({"tables": 42, "rows": 1_250_000})
@@ -84,13 +91,22 @@ def generate(rows: int, start: datetime, span: timedelta) -> Iterator[tuple]:
     base = normalise(template_result())
     templates = []
     for kind, drill, controls in DRILLS:
-        doc = dict(base, kind=kind, drill=drill, controls=controls, verdict="@@V@@", started_at="@@S@@",
-                   finished_at="@@F@@")
+        doc = dict(
+            base,
+            kind=kind,
+            drill=drill,
+            controls=controls,
+            verdict="@@V@@",
+            started_at="@@S@@",
+            finished_at="@@F@@",
+        )
         doc["measurements"] = dict(base["measurements"], rto_seconds="@@R@@")
         text = canonical_json(doc).replace('"@@R@@"', "{rto}").replace("@@V@@", "{verdict}")
         text = text.replace("@@S@@", "{started}").replace("@@F@@", "{finished}")
-        head = (f'{{"controls":{json.dumps(controls, separators=(",", ":"))},"dag_id":"dr_{kind}__{drill}",'
-                f'"drill":"{drill}","kind":"{kind}","map_index":-1,"prev_hash":"')
+        head = (
+            f'{{"controls":{json.dumps(controls, separators=(",", ":"))},"dag_id":"dr_{kind}__{drill}",'
+            f'"drill":"{drill}","kind":"{kind}","map_index":-1,"prev_hash":"'
+        )
         templates.append((kind, drill, controls, text, head))
     target = json.dumps(base["target"], ensure_ascii=False)
     step_us = int(span / timedelta(microseconds=1)) // rows
@@ -103,16 +119,38 @@ def generate(rows: int, start: datetime, span: timedelta) -> Iterator[tuple]:
         at = epoch + timedelta(microseconds=start_us + step_us * seq)
         ts = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         verdict = "FAIL" if seq % 97 == 0 else "PASS"
-        result = (text.replace("{rto}", repr(round(30 + (seq % 600) / 10, 1)), 1).replace("{verdict}", verdict, 1)
-                  .replace("{started}", at.isoformat(), 1)
-                  .replace("{finished}", (at + timedelta(seconds=41)).isoformat(), 1))
+        result = (
+            text.replace("{rto}", repr(round(30 + (seq % 600) / 10, 1)), 1)
+            .replace("{verdict}", verdict, 1)
+            .replace("{started}", at.isoformat(), 1)
+            .replace("{finished}", (at + timedelta(seconds=41)).isoformat(), 1)
+        )
         run_id = f"scheduled__{at:%Y-%m-%dT%H:%M:%S}+00:00__{seq}"
-        body = (f'{head}{prev}","record_type":"drill","recorded_at":"{ts}","result":{result},'
-                f'"run_id":"{run_id}","seq":{seq},"target":{target},"task_id":"drill","trigger":"scheduled",'
-                f'"try_number":1,"verdict":"{verdict}"}}')
+        body = (
+            f'{head}{prev}","record_type":"drill","recorded_at":"{ts}","result":{result},'
+            f'"run_id":"{run_id}","seq":{seq},"target":{target},"task_id":"drill","trigger":"scheduled",'
+            f'"try_number":1,"verdict":"{verdict}"}}'
+        )
         digest = sha((prev + body).encode()).hexdigest()
-        yield (seq, ts, "drill", kind, drill, base["target"], verdict, controls, f"dr_{kind}__{drill}", run_id,
-               "drill", -1, 1, "scheduled", result, prev, digest)
+        yield (
+            seq,
+            ts,
+            "drill",
+            kind,
+            drill,
+            base["target"],
+            verdict,
+            controls,
+            f"dr_{kind}__{drill}",
+            run_id,
+            "drill",
+            -1,
+            1,
+            "scheduled",
+            result,
+            prev,
+            digest,
+        )
         prev = digest
 
 
@@ -159,11 +197,15 @@ def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
     lines: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         # Yesterday's digest signed the head as it was at midnight: the checkpoint an incremental verify starts at.
-        row = conn.execute("SELECT seq, hash FROM drillbook_evidence WHERE recorded_at < %s ORDER BY seq DESC LIMIT 1",
-                           (today,)).fetchone()
+        row = conn.execute(
+            "SELECT seq, hash FROM drillbook_evidence WHERE recorded_at < %s ORDER BY seq DESC LIMIT 1",
+            (today,),
+        ).fetchone()
         assert row is not None, "the ledger has no record before today"
         with conn.cursor() as cur:
-            cpmod.store_in_db(cur, cpmod.sign(int(row[0]), str(row[1]), signer=settings.signer(), source="digest:bench"))
+            cpmod.store_in_db(
+                cur, cpmod.sign(int(row[0]), str(row[1]), signer=settings.signer(), source="digest:bench")
+            )
         since = int(row[0])
         total = conn.execute("SELECT max(seq) FROM drillbook_evidence").fetchone()[0]
         ledger = Ledger(dsn)
@@ -180,43 +222,85 @@ def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
         rss0 = peak_mb()
         t_full = timed(full, repeat=2)
         rss_full = peak_mb()
-        lines.append(f"evidence verify --full ({total} rows):     {t_full:7.2f} s ({total / t_full:,.0f} records/s)"
-                     f"   baseline bare ordered COPY of the same rows {t_copy:6.2f} s   ratio {t_full / t_copy:5.2f}x"
-                     f"   peak RSS {rss_full:.0f} MB (+{rss_full - rss0:.0f})")
-        t_icopy = timed(lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence WHERE seq > %s ORDER BY seq",
-                                          (since,)))
+        lines.append(
+            f"evidence verify --full ({total} rows):     {t_full:7.2f} s ({total / t_full:,.0f} records/s)"
+            f"   baseline bare ordered COPY of the same rows {t_copy:6.2f} s   ratio {t_full / t_copy:5.2f}x"
+            f"   peak RSS {rss_full:.0f} MB (+{rss_full - rss0:.0f})"
+        )
+        t_icopy = timed(
+            lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence WHERE seq > %s ORDER BY seq", (since,))
+        )
         t_inc = timed(incremental)
-        lines.append(f"evidence verify, incremental ({total - since} rows after the signed checkpoint seq={since}): "
-                     f"{t_inc * 1000:7.1f} ms   baseline bare COPY of those rows {t_icopy * 1000:6.1f} ms"
-                     f"   ratio {t_inc / t_icopy:5.2f}x   peak RSS {peak_mb():.0f} MB")
+        lines.append(
+            f"evidence verify, incremental ({total - since} rows after the signed checkpoint seq={since}): "
+            f"{t_inc * 1000:7.1f} ms   baseline bare COPY of those rows {t_icopy * 1000:6.1f} ms"
+            f"   ratio {t_inc / t_icopy:5.2f}x   peak RSS {peak_mb():.0f} MB"
+        )
         ledger.close()
 
         catalogue = {
             "version": 1,
-            "defaults": {"owner": "bench", "slack": {"oncall_channel": "#dr-oncall", "digest_channel": "#dr-digest"}},
-            "drills": [{"name": drill, "kind": "certificates", "schedule": "@hourly", "controls": controls,
-                        "files": ["var/certs"]} for _, drill, controls in DRILLS],
+            "defaults": {
+                "owner": "bench",
+                "slack": {"oncall_channel": "#dr-oncall", "digest_channel": "#dr-digest"},
+            },
+            "drills": [
+                {
+                    "name": drill,
+                    "kind": "certificates",
+                    "schedule": "@hourly",
+                    "controls": controls,
+                    "files": ["var/certs"],
+                }
+                for _, drill, controls in DRILLS
+            ],
         }
         (tmp / "drills.yaml").write_text(yaml.safe_dump(catalogue, sort_keys=False))
-        env = {**os.environ, "DRILLBOOK_LEDGER_DSN": dsn, "DRILLBOOK_CHECKPOINT_KEY": key,
-               "DRILLBOOK_OUTBOX": str(tmp / "outbox.jsonl"), "DRILLBOOK_SPOOL": str(tmp / "spool.jsonl"),
-               "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "plugins")}
+        env = {
+            **os.environ,
+            "DRILLBOOK_LEDGER_DSN": dsn,
+            "DRILLBOOK_CHECKPOINT_KEY": key,
+            "DRILLBOOK_OUTBOX": str(tmp / "outbox.jsonl"),
+            "DRILLBOOK_SPOOL": str(tmp / "spool.jsonl"),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "plugins"),
+        }
         env.pop("AIRFLOW_CONN_DRILLBOOK_SLACK", None)
-        for name, schedule, start, at in (("daily", "@daily", today - timedelta(days=1), today),
-                                          ("monthly", "@monthly", (month - timedelta(days=1)).replace(day=1), month)):
-            rows = conn.execute("SELECT count(*) FROM drillbook_evidence WHERE recorded_at >= %s AND recorded_at < %s",
-                                (start, at)).fetchone()[0]
-            t_base = timed(lambda s=start, a=at: bare_copy(
-                conn, "SELECT * FROM drillbook_evidence WHERE recorded_at >= %s AND recorded_at < %s ORDER BY seq",
-                (s, a)), repeat=3)
-            argv = [sys.executable, "-m", "drillbook", "digest", "--schedule", schedule, "--catalogue",
-                    str(tmp / "drills.yaml"), "--now", at.isoformat()]
+        for name, schedule, start, at in (
+            ("daily", "@daily", today - timedelta(days=1), today),
+            ("monthly", "@monthly", (month - timedelta(days=1)).replace(day=1), month),
+        ):
+            rows = conn.execute(
+                "SELECT count(*) FROM drillbook_evidence WHERE recorded_at >= %s AND recorded_at < %s",
+                (start, at),
+            ).fetchone()[0]
+            t_base = timed(
+                lambda s=start, a=at: bare_copy(
+                    conn,
+                    "SELECT * FROM drillbook_evidence WHERE recorded_at >= %s AND recorded_at < %s ORDER BY seq",
+                    (s, a),
+                ),
+                repeat=3,
+            )
+            argv = [
+                sys.executable,
+                "-m",
+                "drillbook",
+                "digest",
+                "--schedule",
+                schedule,
+                "--catalogue",
+                str(tmp / "drills.yaml"),
+                "--now",
+                at.isoformat(),
+            ]
             runs = [_child(argv, env) for _ in range(3)]
             wall = statistics.median(r[0] for r in runs)
             rss = max(r[1] for r in runs)
-            lines.append(f"drillbook digest {schedule} ({rows} records in the period, own process): {wall:6.2f} s"
-                         f"   baseline bare COPY of the period's rows {t_base:6.2f} s   ratio {wall / t_base:6.1f}x"
-                         f"   peak RSS {rss:.0f} MB (target {'< 2 s' if name == 'daily' else '< 5 s'}, < 150 MB)")
+            lines.append(
+                f"drillbook digest {schedule} ({rows} records in the period, own process): {wall:6.2f} s"
+                f"   baseline bare COPY of the period's rows {t_base:6.2f} s   ratio {wall / t_base:6.1f}x"
+                f"   peak RSS {rss:.0f} MB (target {'< 2 s' if name == 'daily' else '< 5 s'}, < 150 MB)"
+            )
     return lines
 
 
@@ -249,8 +333,19 @@ def server() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def export_rows(ledger, *, rows: int, tmp: Path, cli_export, copy_baseline, control_copy_baseline, control: str,
-                month_since: str, month_until: str, rss_after_load: float) -> None:
+def export_rows(
+    ledger,
+    *,
+    rows: int,
+    tmp: Path,
+    cli_export,
+    copy_baseline,
+    control_copy_baseline,
+    control: str,
+    month_since: str,
+    month_until: str,
+    rss_after_load: float,
+) -> None:
     """The export rows of the year-long ledger (skipped with --scale-only)."""
     from drillbook.cli import ledger_cmds
 
@@ -264,8 +359,23 @@ def export_rows(ledger, *, rows: int, tmp: Path, cli_export, copy_baseline, cont
 
     def month_export() -> None:
         with contextlib.redirect_stderr(io.StringIO()):
-            assert ledger_cmds.main(["evidence", "export", "--since", month_since, "--until", month_until,
-                                     "--control", control, "--output", str(tmp / "month.csv")]) == 0
+            assert (
+                ledger_cmds.main(
+                    [
+                        "evidence",
+                        "export",
+                        "--since",
+                        month_since,
+                        "--until",
+                        month_until,
+                        "--control",
+                        control,
+                        "--output",
+                        str(tmp / "month.csv"),
+                    ]
+                )
+                == 0
+            )
 
     t_month = timed(month_export)
     msize_mb = (tmp / "month.csv").stat().st_size / 1e6
@@ -275,15 +385,25 @@ def export_rows(ledger, *, rows: int, tmp: Path, cli_export, copy_baseline, cont
     assert report.ok and report.checked == rows, report.message
     rss_end = peak_mb()
 
-    print(f"evidence export (1 year, CSV, {rows} rows, {size_mb:.0f} MB): {t_csv * 1000:7.1f} ms"
-          f"   baseline bare COPY TO of the table {t_copy * 1000:6.1f} ms   ratio {t_csv / t_copy:5.2f}x")
-    print(f"evidence export (1 year, JSON):              {t_json * 1000:7.1f} ms   ratio {t_json / t_copy:5.2f}x vs COPY")
-    print(f"evidence export (1 year, control {control}, CSV, {csize_mb:.0f} MB): {t_ccsv * 1000:7.1f} ms"
-          f"   baseline bare COPY of the same rows {t_ccopy * 1000:6.1f} ms   ratio {t_ccsv / t_ccopy:5.2f}x")
+    print(
+        f"evidence export (1 year, CSV, {rows} rows, {size_mb:.0f} MB): {t_csv * 1000:7.1f} ms"
+        f"   baseline bare COPY TO of the table {t_copy * 1000:6.1f} ms   ratio {t_csv / t_copy:5.2f}x"
+    )
+    print(
+        f"evidence export (1 year, JSON):              {t_json * 1000:7.1f} ms   ratio {t_json / t_copy:5.2f}x vs COPY"
+    )
+    print(
+        f"evidence export (1 year, control {control}, CSV, {csize_mb:.0f} MB): {t_ccsv * 1000:7.1f} ms"
+        f"   baseline bare COPY of the same rows {t_ccopy * 1000:6.1f} ms   ratio {t_ccsv / t_ccopy:5.2f}x"
+    )
     print(f"evidence export (1 month, control {control}, CSV, {msize_mb:.1f} MB): {t_month * 1000:7.1f} ms")
-    print(f"evidence verify --full (whole chain, {rows} rows):  {t_verify:7.2f} s ({rows / t_verify:,.0f} records/s), OK")
-    print(f"peak RSS: {rss_after_load:.0f} MB after load, {rss_end:.0f} MB after list/export/verify "
-          f"(growth {rss_end - rss_after_load:.0f} MB: reads stream)")
+    print(
+        f"evidence verify --full (whole chain, {rows} rows):  {t_verify:7.2f} s ({rows / t_verify:,.0f} records/s), OK"
+    )
+    print(
+        f"peak RSS: {rss_after_load:.0f} MB after load, {rss_end:.0f} MB after list/export/verify "
+        f"(growth {rss_end - rss_after_load:.0f} MB: reads stream)"
+    )
 
 
 def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = False) -> None:
@@ -315,8 +435,10 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = Fal
             conn.execute("ANALYZE drillbook_evidence")
             conn.commit()
         load = time.perf_counter() - t0
-        print(f"loaded {rows} records with a valid chain in {load:.1f} s ({rows / load:,.0f} rows/s); "
-              f"peak RSS {peak_mb():.0f} MB")
+        print(
+            f"loaded {rows} records with a valid chain in {load:.1f} s ({rows / load:,.0f} rows/s); "
+            f"peak RSS {peak_mb():.0f} MB"
+        )
         rss_after_load = peak_mb()
 
         month_since = (end - timedelta(days=60)).date().isoformat()
@@ -336,19 +458,39 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = Fal
 
         def cli_list() -> None:
             with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
-                assert ledger_cmds.main(["evidence", "list", "--control", control, "--since", month_since,
-                                         "--until", month_until, "--limit", "0"]) == 0
+                assert (
+                    ledger_cmds.main(
+                        [
+                            "evidence",
+                            "list",
+                            "--control",
+                            control,
+                            "--since",
+                            month_since,
+                            "--until",
+                            month_until,
+                            "--limit",
+                            "0",
+                        ]
+                    )
+                    == 0
+                )
             cli_list.lines = out.getvalue().count("\n") - 2  # type: ignore[attr-defined]
 
         def copy_baseline() -> None:
-            with open(tmp / "baseline.csv", "wb") as fh, conn.cursor() as cur, \
-                    cur.copy("COPY drillbook_evidence TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            with (
+                open(tmp / "baseline.csv", "wb") as fh,
+                conn.cursor() as cur,
+                cur.copy("COPY drillbook_evidence TO STDOUT WITH (FORMAT csv, HEADER)") as copy,
+            ):
                 for chunk in copy:
                     fh.write(chunk)
 
         def control_copy_baseline() -> None:
-            sql = ("COPY (SELECT * FROM drillbook_evidence WHERE controls @> ARRAY['SOC2:A1.2']::text[]) "
-                   "TO STDOUT WITH (FORMAT csv, HEADER)")
+            sql = (
+                "COPY (SELECT * FROM drillbook_evidence WHERE controls @> ARRAY['SOC2:A1.2']::text[]) "
+                "TO STDOUT WITH (FORMAT csv, HEADER)"
+            )
             with open(tmp / "baseline-control.csv", "wb") as fh, conn.cursor() as cur, cur.copy(sql) as copy:
                 for chunk in copy:
                     fh.write(chunk)
@@ -356,19 +498,48 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = Fal
         def cli_export(fmt: str, *extra: str):
             def go() -> None:
                 with contextlib.redirect_stderr(io.StringIO()):
-                    assert ledger_cmds.main(["evidence", "export", "--since", year_since, "--until", year_until,
-                                             "--format", fmt, "--output", str(tmp / f"year.{fmt}"), *extra]) == 0
+                    assert (
+                        ledger_cmds.main(
+                            [
+                                "evidence",
+                                "export",
+                                "--since",
+                                year_since,
+                                "--until",
+                                year_until,
+                                "--format",
+                                fmt,
+                                "--output",
+                                str(tmp / f"year.{fmt}"),
+                                *extra,
+                            ]
+                        )
+                        == 0
+                    )
+
             return go
 
         t_count = timed(month_count)
         t_list = timed(cli_list)
-        print(f"evidence list   (1 month, control {control}, {cli_list.lines} rows): {t_list * 1000:7.1f} ms"  # type: ignore[attr-defined]
-              f"   baseline count(*) of the same rows {t_count * 1000:6.1f} ms   ratio {t_list / t_count:5.1f}x"
-              f"   peak RSS {peak_mb():.0f} MB", flush=True)
+        print(
+            f"evidence list   (1 month, control {control}, {cli_list.lines} rows): {t_list * 1000:7.1f} ms"  # type: ignore[attr-defined]
+            f"   baseline count(*) of the same rows {t_count * 1000:6.1f} ms   ratio {t_list / t_count:5.1f}x"
+            f"   peak RSS {peak_mb():.0f} MB",
+            flush=True,
+        )
         if not scale_only:
-            export_rows(ledger, rows=rows, tmp=tmp, cli_export=cli_export, copy_baseline=copy_baseline,
-                        control_copy_baseline=control_copy_baseline, control=control, month_since=month_since,
-                        month_until=month_until, rss_after_load=rss_after_load)
+            export_rows(
+                ledger,
+                rows=rows,
+                tmp=tmp,
+                cli_export=cli_export,
+                copy_baseline=copy_baseline,
+                control_copy_baseline=control_copy_baseline,
+                control=control,
+                month_since=month_since,
+                month_until=month_until,
+                rss_after_load=rss_after_load,
+            )
         for line in scale_rows(dsn, end=end, tmp=tmp):
             print(line, flush=True)
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -386,11 +557,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the database (needs DRILLBOOK_TEST_PG_DSN)")
-    parser.add_argument("--scale-only", action="store_true",
-                        help="only issue 14's rows: list, full and incremental verify, daily and monthly digest")
+    parser.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only issue 14's rows: list, full and incremental verify, daily and monthly digest",
+    )
     args = parser.parse_args()
     with server() as dsn:
-        run(dsn, args.rows, keep=args.keep and bool(os.environ.get("DRILLBOOK_TEST_PG_DSN")), scale_only=args.scale_only)
+        run(
+            dsn,
+            args.rows,
+            keep=args.keep and bool(os.environ.get("DRILLBOOK_TEST_PG_DSN")),
+            scale_only=args.scale_only,
+        )
     return 0
 
 

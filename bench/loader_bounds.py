@@ -56,7 +56,9 @@ DRILL = """\
 
 
 def realistic(drills: int) -> str:
-    return "version: 1\ndefaults:\n  owner: ops\ndrills:\n" + "".join(DRILL.format(i=i) for i in range(drills))
+    return "version: 1\ndefaults:\n  owner: ops\ndrills:\n" + "".join(
+        DRILL.format(i=i) for i in range(drills)
+    )
 
 
 def _fill(prefix: str, item: str, suffix: str, budget: int = MAX_YAML_BYTES) -> str:
@@ -111,8 +113,13 @@ PROBE = textwrap.dedent("""\
 
 def measure(path: Path) -> tuple[float, int, str]:
     """Load ``path`` in a fresh process: (seconds, peak MB, outcome)."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(PLUGINS), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(PLUGINS), "PATH": "/usr/bin:/bin"},
+    )
     if proc.returncode != 0:
         return float("nan"), 0, "CRASHED: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
     seconds, mb, outcome = proc.stdout.strip().split(" ", 2)
@@ -125,9 +132,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="drillbook-bench-loader-"))
-    cases = {"baseline (empty catalogue)": "version: 1\ndrills: []\n",
-             f"realistic {args.drills} drills": realistic(args.drills),
-             f"{MAX_NODES:,} nodes (within bounds)": largest_within_bounds(), **hostile_shapes()}
+    cases = {
+        "baseline (empty catalogue)": "version: 1\ndrills: []\n",
+        f"realistic {args.drills} drills": realistic(args.drills),
+        f"{MAX_NODES:,} nodes (within bounds)": largest_within_bounds(),
+        **hostile_shapes(),
+    }
     print(f"{'shape':34} {'bytes':>10} {'median s':>9} {'peak MB':>8}  outcome")
     results: dict[str, tuple[float, int]] = {}
     for name, text in cases.items():
@@ -140,8 +150,10 @@ def main() -> None:
     hostile = [results[name] for name in hostile_shapes()]
     realistic_s = results[f"realistic {args.drills} drills"][0]
     print(f"ratio slowest hostile refusal / realistic load: {max(h[0] for h in hostile) / realistic_s:.2f}x")
-    print(f"peak RSS of the worst hostile shape: {max(h[1] for h in hostile)} MB "
-          f"(baseline {results['baseline (empty catalogue)'][1]} MB)")
+    print(
+        f"peak RSS of the worst hostile shape: {max(h[1] for h in hostile)} MB "
+        f"(baseline {results['baseline (empty catalogue)'][1]} MB)"
+    )
 
 
 if __name__ == "__main__":

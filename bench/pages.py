@@ -29,8 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 KINDS = ("backup_restore", "data_quality", "certificates", "alert_path")
-CONTROLS = {"backup_restore": ["SOC2:A1.2", "ISO27001:A.8.13"], "data_quality": ["SOC2:A1.3"],
-            "certificates": ["ISO27001:A.5.30"], "alert_path": ["DORA:Art.12"]}
+CONTROLS = {
+    "backup_restore": ["SOC2:A1.2", "ISO27001:A.8.13"],
+    "data_quality": ["SOC2:A1.3"],
+    "certificates": ["ISO27001:A.5.30"],
+    "alert_path": ["DORA:Art.12"],
+}
 
 
 def peak_mb() -> float:
@@ -44,7 +48,9 @@ def load(dsn: str, *, rows: int, drills: int, end: datetime) -> float:
     from ledger import template_result  # bench/ledger.py: a realistic stored result document
 
     doc = template_result()
-    doc["measurements"].update(rto_seconds="__RTO__", rpo_seconds="__RPO__")  # numbers put in by SQL text replace
+    doc["measurements"].update(
+        rto_seconds="__RTO__", rpo_seconds="__RPO__"
+    )  # numbers put in by SQL text replace
     t0 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
@@ -64,8 +70,14 @@ def load(dsn: str, *, rows: int, drills: int, end: datetime) -> float:
                  LATERAL (SELECT kk.kind, ARRAY(SELECT jsonb_array_elements_text(%(controls)s::jsonb -> kk.kind))
                           AS controls) k
             """.replace("%(kinds)s", ", ".join(f"'{k}'" for k in KINDS)),
-            {"start": end - timedelta(days=365), "step": 365 * 86400 / rows, "drills": drills, "rows": rows,
-             "doc": json.dumps(doc), "controls": json.dumps(CONTROLS)},
+            {
+                "start": end - timedelta(days=365),
+                "step": 365 * 86400 / rows,
+                "drills": drills,
+                "rows": rows,
+                "doc": json.dumps(doc),
+                "controls": json.dumps(CONTROLS),
+            },
         )
         conn.execute("VACUUM ANALYZE drillbook_evidence")
     return time.perf_counter() - t0
@@ -75,11 +87,24 @@ def catalogue_of(numbers: list[int]):  # type: ignore[no-untyped-def]
     """A catalogue of hourly backup-restore drills ``drill_<n>`` (what Controls and Coverage judge against)."""
     from drillbook.catalogue.models import Catalogue
 
-    return Catalogue.model_validate({"defaults": {"timezone": "UTC"}, "drills": [
-        {"name": f"drill_{n}", "kind": "backup_restore", "schedule": "@hourly", "controls": CONTROLS["backup_restore"],
-         "source": {"connection": "drillbook_source"}, "backup": {"location": f"backups/drill_{n}", "pattern": "*.dump"},
-         "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "15m", "rpo": "26h"}}
-        for n in numbers]})
+    return Catalogue.model_validate(
+        {
+            "defaults": {"timezone": "UTC"},
+            "drills": [
+                {
+                    "name": f"drill_{n}",
+                    "kind": "backup_restore",
+                    "schedule": "@hourly",
+                    "controls": CONTROLS["backup_restore"],
+                    "source": {"connection": "drillbook_source"},
+                    "backup": {"location": f"backups/drill_{n}", "pattern": "*.dump"},
+                    "scratch": {"connection": "drillbook_scratch"},
+                    "objectives": {"rto": "15m", "rpo": "26h"},
+                }
+                for n in numbers
+            ],
+        }
+    )
 
 
 def percentiles(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
@@ -93,7 +118,9 @@ def percentiles(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
 
 
-def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | None = None, keep: bool = False) -> int:
+def run(
+    admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | None = None, keep: bool = False
+) -> int:
     import psycopg
     from fastapi.testclient import TestClient
 
@@ -112,7 +139,9 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
         if database is None:
             end = datetime.now(UTC).replace(microsecond=0)
             took = load(dsn, rows=rows, drills=drills, end=end)
-            print(f"loaded {rows:,} records of {drills} drills over a year in {took:.1f} s; peak RSS {peak_mb():.0f} MB")
+            print(
+                f"loaded {rows:,} records of {drills} drills over a year in {took:.1f} s; peak RSS {peak_mb():.0f} MB"
+            )
         else:
             with psycopg.connect(dsn) as conn:
                 row = conn.execute("SELECT max(recorded_at), count(*) FROM drillbook_evidence").fetchone()
@@ -130,69 +159,133 @@ def run(admin_dsn: str, *, rows: int, drills: int, repeat: int, database: str | 
             return lambda: raw.execute(text, params).fetchall()
 
         cols = "seq, recorded_at, record_type, kind, drill, target, verdict, controls, dag_id, run_id"
-        day_sql = ("SELECT date_trunc('day', recorded_at), avg((result->'measurements'->>'rto_seconds')::float), "
-                   "avg((result->'measurements'->>'rpo_seconds')::float), count(*) FROM drillbook_evidence "
-                   "WHERE drill = %s AND kind = %s AND record_type = 'drill' AND recorded_at >= %s "
-                   "AND recorded_at < %s GROUP BY 1")
+        day_sql = (
+            "SELECT date_trunc('day', recorded_at), avg((result->'measurements'->>'rto_seconds')::float), "
+            "avg((result->'measurements'->>'rpo_seconds')::float), count(*) FROM drillbook_evidence "
+            "WHERE drill = %s AND kind = %s AND record_type = 'drill' AND recorded_at >= %s "
+            "AND recorded_at < %s GROUP BY 1"
+        )
         kind = KINDS[(drills // 2) % 4]
         with psycopg.connect(dsn, autocommit=True, row_factory=__import__("psycopg.rows").rows.dict_row) as c:
             q90 = queries.seq_bounds(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
-            shown = [r[k]["seq"] for r in queries.coverage(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
-                     for k in ("newest", "green") if r[k] is not None]
+            shown = [
+                r[k]["seq"]
+                for r in queries.coverage(c, since=end - timedelta(days=31), until=end + timedelta(days=1))
+                for k in ("newest", "green")
+                if r[k] is not None
+            ]
         day_sql = day_sql.replace("recorded_at >= %s AND recorded_at < %s", "seq >= %s AND seq < %s")
         cases: list[tuple[str, str, Callable[[], object]]] = [
-            ("history (newest 50)", "/history",
-             sql(f"SELECT {cols} FROM drillbook_evidence ORDER BY seq DESC LIMIT 51")),
-            ("history, control SOC2:A1.2", "/history?control=SOC2:A1.2",
-             sql(f"SELECT {cols} FROM drillbook_evidence WHERE controls @> ARRAY['SOC2:A1.2'] ORDER BY seq DESC LIMIT 51")),
-            (f"history, drill {drill}", f"/history?drill={drill}",
-             sql(f"SELECT {cols} FROM drillbook_evidence WHERE drill = %s ORDER BY seq DESC LIMIT 51", drill)),
-            ("history, verdict ERROR, 1 month", f"/history?verdict=ERROR&since={month[0]}&until={month[1]}",
-             sql(f"SELECT {cols} FROM drillbook_evidence WHERE verdict = 'ERROR' AND recorded_at >= %s "
-                 "ORDER BY seq DESC LIMIT 51", month[0])),
-            ("history, page at seq 500k", f"/history?before={mid}",
-             sql(f"SELECT {cols} FROM drillbook_evidence WHERE seq < %s ORDER BY seq DESC LIMIT 51", mid)),
+            (
+                "history (newest 50)",
+                "/history",
+                sql(f"SELECT {cols} FROM drillbook_evidence ORDER BY seq DESC LIMIT 51"),
+            ),
+            (
+                "history, control SOC2:A1.2",
+                "/history?control=SOC2:A1.2",
+                sql(
+                    f"SELECT {cols} FROM drillbook_evidence WHERE controls @> ARRAY['SOC2:A1.2'] ORDER BY seq DESC LIMIT 51"
+                ),
+            ),
+            (
+                f"history, drill {drill}",
+                f"/history?drill={drill}",
+                sql(
+                    f"SELECT {cols} FROM drillbook_evidence WHERE drill = %s ORDER BY seq DESC LIMIT 51",
+                    drill,
+                ),
+            ),
+            (
+                "history, verdict ERROR, 1 month",
+                f"/history?verdict=ERROR&since={month[0]}&until={month[1]}",
+                sql(
+                    f"SELECT {cols} FROM drillbook_evidence WHERE verdict = 'ERROR' AND recorded_at >= %s "
+                    "ORDER BY seq DESC LIMIT 51",
+                    month[0],
+                ),
+            ),
+            (
+                "history, page at seq 500k",
+                f"/history?before={mid}",
+                sql(f"SELECT {cols} FROM drillbook_evidence WHERE seq < %s ORDER BY seq DESC LIMIT 51", mid),
+            ),
             ("record", f"/record/{mid}", sql("SELECT * FROM drillbook_evidence WHERE seq = %s", mid)),
-            (f"trends, {drill}, 31 days", f"/trends?drill={drill}",
-             sql(day_sql, drill, kind, *q90)),
-            ("controls (no catalogue), 1 month", "/controls",
-             sql("SELECT c, count(*) FROM drillbook_evidence, unnest(controls) c WHERE record_type = 'drill' "
-                 "AND recorded_at >= %s GROUP BY c", end - timedelta(days=31))),
-            ("coverage (no catalogue), 1 month", "/coverage",
-             sql("SELECT seq, recorded_at, verdict, target FROM drillbook_evidence WHERE seq = ANY(%s)", shown)),
-            ("ledger status", "/ledger",
-             sql("SELECT seq, hash FROM drillbook_evidence ORDER BY seq DESC LIMIT 1")),
+            (f"trends, {drill}, 31 days", f"/trends?drill={drill}", sql(day_sql, drill, kind, *q90)),
+            (
+                "controls (no catalogue), 1 month",
+                "/controls",
+                sql(
+                    "SELECT c, count(*) FROM drillbook_evidence, unnest(controls) c WHERE record_type = 'drill' "
+                    "AND recorded_at >= %s GROUP BY c",
+                    end - timedelta(days=31),
+                ),
+            ),
+            (
+                "coverage (no catalogue), 1 month",
+                "/coverage",
+                sql(
+                    "SELECT seq, recorded_at, verdict, target FROM drillbook_evidence WHERE seq = ANY(%s)",
+                    shown,
+                ),
+            ),
+            (
+                "ledger status",
+                "/ledger",
+                sql("SELECT seq, hash FROM drillbook_evidence ORDER BY seq DESC LIMIT 1"),
+            ),
         ]
         cat = catalogue_of([i for i in range(drills) if KINDS[i % 4] == "backup_restore"])
-        with_cat = TestClient(create_app(dsn_provider=lambda: dsn, user_dependency=lambda: "bench",
-                                         catalogue=lambda: cat))
+        with_cat = TestClient(
+            create_app(dsn_provider=lambda: dsn, user_dependency=lambda: "bench", catalogue=lambda: cat)
+        )
         n_backup = len(cat.drills)
-        month_rows = ("SELECT seq, recorded_at, drill, kind, verdict, run_id FROM drillbook_evidence "
-                      "WHERE record_type = 'drill' AND drill = ANY(%s) AND recorded_at >= %s ORDER BY seq")
+        month_rows = (
+            "SELECT seq, recorded_at, drill, kind, verdict, run_id FROM drillbook_evidence "
+            "WHERE record_type = 'drill' AND drill = ANY(%s) AND recorded_at >= %s ORDER BY seq"
+        )
         cat_cases: list[tuple[str, str, Callable[[], object]]] = [
-            (f"controls ({n_backup}-drill catalogue), 1 month", "/controls",
-             sql(month_rows, [d.name for d in cat.drills], end - timedelta(days=31))),
-            (f"coverage ({n_backup}-drill catalogue), 1 month", "/coverage",
-             sql("SELECT drill, kind, target, max(recorded_at) FILTER (WHERE verdict = 'PASS') FROM drillbook_evidence "
-                 "WHERE record_type = 'drill' AND drill = ANY(%s) AND recorded_at >= %s GROUP BY 1, 2, 3",
-                 [d.name for d in cat.drills], end - timedelta(days=31))),
+            (
+                f"controls ({n_backup}-drill catalogue), 1 month",
+                "/controls",
+                sql(month_rows, [d.name for d in cat.drills], end - timedelta(days=31)),
+            ),
+            (
+                f"coverage ({n_backup}-drill catalogue), 1 month",
+                "/coverage",
+                sql(
+                    "SELECT drill, kind, target, max(recorded_at) FILTER (WHERE verdict = 'PASS') FROM drillbook_evidence "
+                    "WHERE record_type = 'drill' AND drill = ANY(%s) AND recorded_at >= %s GROUP BY 1, 2, 3",
+                    [d.name for d in cat.drills],
+                    end - timedelta(days=31),
+                ),
+            ),
         ]
         worst = 0.0
         print(f"{'page':38} {'p50 ms':>8} {'p95 ms':>8}   {'bare SQL p50':>12}   ratio")
         for label, path, bare in cases + cat_cases:
-            def page(path: str = path, app_client: TestClient = with_cat if (label, path, bare) in cat_cases
-                     else client) -> None:
+
+            def page(
+                path: str = path,
+                app_client: TestClient = with_cat if (label, path, bare) in cat_cases else client,
+            ) -> None:
                 answer = app_client.get(path)
                 assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
 
-            n = repeat if (label, path, bare) not in cat_cases else min(repeat, 3)  # seconds each: a few suffice
+            n = (
+                repeat if (label, path, bare) not in cat_cases else min(repeat, 3)
+            )  # seconds each: a few suffice
             p50, p95 = percentiles(page, n)
             b50, _b95 = percentiles(bare, n)
             worst = max(worst, p95)
             flag = "" if p95 < 0.150 else "   OVER 150 ms"
-            print(f"{label:38} {p50 * 1000:8.1f} {p95 * 1000:8.1f}   {b50 * 1000:9.1f} ms   ratio {p50 / b50:6.1f}x{flag}")
-        print(f"worst p95 {worst * 1000:.1f} ms (target 150 ms); load average {__import__('os').getloadavg()[0]:.1f}"
-              f" on {__import__('os').cpu_count()} CPUs")
+            print(
+                f"{label:38} {p50 * 1000:8.1f} {p95 * 1000:8.1f}   {b50 * 1000:9.1f} ms   ratio {p50 / b50:6.1f}x{flag}"
+            )
+        print(
+            f"worst p95 {worst * 1000:.1f} ms (target 150 ms); load average {__import__('os').getloadavg()[0]:.1f}"
+            f" on {__import__('os').cpu_count()} CPUs"
+        )
         print(f"peak RSS: {rss_loaded:.0f} MB after load, {peak_mb():.0f} MB after the pages")
         raw.close()
         app.state.pool.close()
@@ -209,14 +302,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--drills", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=40, help="timed requests per page (p95 needs about 20+)")
-    parser.add_argument("--keep", action="store_true", help="keep the generated database (needs DRILLBOOK_TEST_PG_DSN)")
-    parser.add_argument("--database", default=None, help="time a database kept by --keep instead of generating one")
+    parser.add_argument(
+        "--repeat", type=int, default=40, help="timed requests per page (p95 needs about 20+)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated database (needs DRILLBOOK_TEST_PG_DSN)"
+    )
+    parser.add_argument(
+        "--database", default=None, help="time a database kept by --keep instead of generating one"
+    )
     args = parser.parse_args()
     from ledger import server
 
     with server() as dsn:
-        return run(dsn, rows=args.rows, drills=args.drills, repeat=args.repeat, database=args.database, keep=args.keep)
+        return run(
+            dsn,
+            rows=args.rows,
+            drills=args.drills,
+            repeat=args.repeat,
+            database=args.database,
+            keep=args.keep,
+        )
 
 
 if __name__ == "__main__":

@@ -40,18 +40,50 @@ def bare_restore(src, pg15: Path) -> float:  # type: ignore[no-untyped-def]
     try:
         src.pgbackrest(f"--pg1-path={root / 'data'}", "--archive-mode=off", "restore", timeout=3600)
         opts = f"-c listen_addresses='' -c unix_socket_directories='{root}' -c port=5432 -c archive_mode=off"
-        src.run([str(pg15 / "pg_ctl"), "-D", str(root / "data"), "-w", "-t", "3600", "-o", opts,
-                 "-l", str(root / "server.log"), "start"], timeout=3700)
+        src.run(
+            [
+                str(pg15 / "pg_ctl"),
+                "-D",
+                str(root / "data"),
+                "-w",
+                "-t",
+                "3600",
+                "-o",
+                opts,
+                "-l",
+                str(root / "server.log"),
+                "start",
+            ],
+            timeout=3700,
+        )
         while True:
-            out = src.run([str(pg15 / "psql"), "-X", "-At", "-h", str(root), "-U", "postgres", "-d", "postgres", "-c",
-                           "select pg_is_in_recovery()"]).strip()
+            out = src.run(
+                [
+                    str(pg15 / "psql"),
+                    "-X",
+                    "-At",
+                    "-h",
+                    str(root),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "select pg_is_in_recovery()",
+                ]
+            ).strip()
             if out == "f":
                 break
             time.sleep(0.2)
         return time.monotonic() - began
     finally:
-        subprocess.run([str(pg15 / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"], capture_output=True,
-                       user=src.user.pw_uid, group=src.user.pw_gid, check=False)
+        subprocess.run(
+            [str(pg15 / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            user=src.user.pw_uid,
+            group=src.user.pw_gid,
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -68,20 +100,33 @@ def main(argv: list[str] | None = None) -> int:
 
     src = make_source()
     try:
-        src.sql("create table public.bench(id bigint primary key, payload text not null, at timestamptz default now())")
-        src.sql(f"insert into public.bench(id, payload) select g, md5(g::text) from generate_series(1, {args.rows}) g")
+        src.sql(
+            "create table public.bench(id bigint primary key, payload text not null, at timestamptz default now())"
+        )
+        src.sql(
+            f"insert into public.bench(id, payload) select g, md5(g::text) from generate_series(1, {args.rows}) g"
+        )
         src.full_backup()
-        src.sql(f"insert into public.bench(id, payload) select g, md5(g::text) from generate_series({args.rows + 1}, "
-                f"{args.rows + max(1, args.rows // 20)}) g")
+        src.sql(
+            f"insert into public.bench(id, payload) select g, md5(g::text) from generate_series({args.rows + 1}, "
+            f"{args.rows + max(1, args.rows // 20)}) g"
+        )
         src.insert_marker("bench_end")
         src.switch_wal()
         size = src.sql("select pg_size_pretty(pg_database_size('postgres'))")
         print(f"source: {args.rows:,} rows + 5% after the backup, database {size}")
-        drill = BackupRestoreDrill.model_validate({
-            "name": "bench_physical", "kind": "backup_restore", "schedule": "@daily",
-            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}},
-            "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "4h", "rpo": "26h"},
-            "restore": {"timeout": "1h"}, "verify": {"min_rows": {"public.bench": args.rows}, "amcheck": True}})
+        drill = BackupRestoreDrill.model_validate(
+            {
+                "name": "bench_physical",
+                "kind": "backup_restore",
+                "schedule": "@daily",
+                "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}},
+                "scratch": {"connection": "drillbook_scratch"},
+                "objectives": {"rto": "4h", "rpo": "26h"},
+                "restore": {"timeout": "1h"},
+                "verify": {"min_rows": {"public.bench": args.rows}, "amcheck": True},
+            }
+        )
         bare_times, drill_times = [], []
         state = Path(tempfile.mkdtemp(prefix="drillbook-bench-state-"))
         for i in range(args.rounds):
@@ -90,17 +135,23 @@ def main(argv: list[str] | None = None) -> int:
             result = run_physical(drill=drill, state_dir=state)
             drill_times.append(time.monotonic() - t0)
             if result.verdict.value != "PASS":
-                print(f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}")
+                print(
+                    f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}"
+                )
                 return 1
-            print(f"round {i + 1}: bare {bare_times[-1]:.1f}s, drill {drill_times[-1]:.1f}s "
-                  f"(phases: {', '.join(f'{p.name} {p.seconds:.1f}s' for p in result.phases)})")
+            print(
+                f"round {i + 1}: bare {bare_times[-1]:.1f}s, drill {drill_times[-1]:.1f}s "
+                f"(phases: {', '.join(f'{p.name} {p.seconds:.1f}s' for p in result.phases)})"
+            )
         shutil.rmtree(state, ignore_errors=True)
         bare, whole = statistics.median(bare_times), statistics.median(drill_times)
         self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"bare restore+recovery median {bare:.2f}s, whole drill median {whole:.2f}s")
         print(f"ratio drill / bare: {whole / bare:.2f}x (target <= 1.30x)")
-        print(f"peak RSS: drill process {self_rss:.0f} MB, largest child (pgbackrest/postgres tools) {child_rss:.0f} MB")
+        print(
+            f"peak RSS: drill process {self_rss:.0f} MB, largest child (pgbackrest/postgres tools) {child_rss:.0f} MB"
+        )
     finally:
         src.stop()
         shutil.rmtree(src.root, ignore_errors=True)

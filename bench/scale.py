@@ -51,7 +51,9 @@ def build_catalogue(dest: Path, drills: int) -> Path:
     out = [head, "\ndrills:\n"]
     for n in range(drills):
         item = items[n % len(items)]
-        out.append(re.sub(r"^  - name: (\w+)", lambda m, n=n: f"  - name: {m.group(1)}_{n}", item, count=1) + "\n")
+        out.append(
+            re.sub(r"^  - name: (\w+)", lambda m, n=n: f"  - name: {m.group(1)}_{n}", item, count=1) + "\n"
+        )
     path = dest / "drills.yaml"
     path.write_text("".join(out))
     return path
@@ -94,8 +96,13 @@ def parse_dag_file(path: Path) -> Any:
     shapes = []
     for dag in found.values():
         if isinstance(dag, DAG):
-            shapes.append([dag.dag_id, str(dag.schedule) if dag.schedule is not None else None,
-                           [[t.task_id, sorted(t.downstream_task_ids)] for t in dag.tasks]])
+            shapes.append(
+                [
+                    dag.dag_id,
+                    str(dag.schedule) if dag.schedule is not None else None,
+                    [[t.task_id, sorted(t.downstream_task_ids)] for t in dag.tasks],
+                ]
+            )
     return shapes
 
 
@@ -111,8 +118,15 @@ def build_from_literal(shapes: list[Any]) -> int:
 
     count = 0
     for dag_id, schedule, tasks in shapes:
-        with DAG(dag_id=dag_id, schedule=schedule, start_date=datetime(2026, 1, 1), catchup=False,
-                 max_active_runs=1, tags=["baseline"], default_args={"owner": "ops", "retries": 1}):
+        with DAG(
+            dag_id=dag_id,
+            schedule=schedule,
+            start_date=datetime(2026, 1, 1),
+            catchup=False,
+            max_active_runs=1,
+            tags=["baseline"],
+            default_args={"owner": "ops", "retries": 1},
+        ):
             made = {task_id: PythonOperator(task_id=task_id, python_callable=noop) for task_id, _ in tasks}
             for task_id, downstream in tasks:
                 for other in downstream:
@@ -151,30 +165,43 @@ def dag_parse_row(catalogue: Path, cache: Path) -> None:
     total_base = sum(base.values())
     for path in files:
         name = path.name
-        print(f"  {name:<24} {len(shapes_of[name]):5d} DAGs   drillbook {results['warm'][name]:6.2f} s CPU "
-              f"(cold cache {results['cold'][name]:5.2f} s)   Airflow from a literal {base[name]:6.2f} s")
+        print(
+            f"  {name:<24} {len(shapes_of[name]):5d} DAGs   drillbook {results['warm'][name]:6.2f} s CPU "
+            f"(cold cache {results['cold'][name]:5.2f} s)   Airflow from a literal {base[name]:6.2f} s"
+        )
     warm, cold = sum(results["warm"].values()), sum(results["cold"].values())
-    print(f"DAG parse, every file ({dags} DAGs, {tasks} tasks): drillbook {warm:.2f} s CPU, Airflow from a literal "
-          f"{total_base:.2f} s   ratio {warm / total_base:.2f}x (target <= 1.5x: {'met' if warm <= 1.5 * total_base else 'NOT met'})")
-    print(f"DAG parse, first parse after a catalogue change (cold cache): {cold:.2f} s CPU   ratio {cold / total_base:.2f}x")
+    print(
+        f"DAG parse, every file ({dags} DAGs, {tasks} tasks): drillbook {warm:.2f} s CPU, Airflow from a literal "
+        f"{total_base:.2f} s   ratio {warm / total_base:.2f}x (target <= 1.5x: {'met' if warm <= 1.5 * total_base else 'NOT met'})"
+    )
+    print(
+        f"DAG parse, first parse after a catalogue change (cold cache): {cold:.2f} s CPU   ratio {cold / total_base:.2f}x"
+    )
     print(f"DAG parse peak RSS of one file's parse: {rss:.0f} MB")
 
 
 # -- drillbook validate ------------------------------------------------------------------------------
 # ru_maxrss of a forked child keeps the parent's size from before exec; VmHWM of the exec'd process does not
-REPORT = ("import atexit, re, sys\n"
-          "def _report():\n"
-          "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
-          "    sys.stderr.write(f'VmHWM {int(hwm.group(1)) if hwm else 0}\\n')\n"
-          "atexit.register(_report)\n")
+REPORT = (
+    "import atexit, re, sys\n"
+    "def _report():\n"
+    "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
+    "    sys.stderr.write(f'VmHWM {int(hwm.group(1)) if hwm else 0}\\n')\n"
+    "atexit.register(_report)\n"
+)
 
 
 def child_usage(code: str) -> tuple[float, float, int]:
     """CPU seconds (``wait4``: this child's own), peak RSS (MB, its VmHWM) and exit code of ``python -c code``."""
     env = {**os.environ, "PYTHONPATH": str(PLUGINS)}
     env.pop("DRILLBOOK_SUITE_CHECK", None)
-    proc = subprocess.Popen([sys.executable, "-c", REPORT + code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REPORT + code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -186,8 +213,10 @@ def child_usage(code: str) -> tuple[float, float, int]:
 
 def validate_row(rounds: int) -> None:
     shipped = str(REPO / "include" / "drills.yaml")
-    runs = [child_usage(f"from drillbook.cli import main\nsys.exit(main(['validate', {shipped!r}]))")
-            for _ in range(rounds)]
+    runs = [
+        child_usage(f"from drillbook.cli import main\nsys.exit(main(['validate', {shipped!r}]))")
+        for _ in range(rounds)
+    ]
     bare = [child_usage("pass") for _ in range(rounds)]
     if any(code for _, _, code in runs):
         print("drillbook validate: FAILED (non-zero exit); see stderr")
@@ -196,15 +225,23 @@ def validate_row(rounds: int) -> None:
     rss = max(r[1] for r in runs)
     base_cpu = sorted(b[0] for b in bare)[len(bare) // 2]
     met = cpu < 0.5 and rss < 80
-    print(f"drillbook validate (shipped catalogue): {cpu:.2f} s CPU, peak RSS {rss:.0f} MB; bare python {base_cpu:.2f} s"
-          f"   ratio {cpu / base_cpu:.2f}x (target < 0.5 s CPU and < 80 MB: {'met' if met else 'NOT met'})")
+    print(
+        f"drillbook validate (shipped catalogue): {cpu:.2f} s CPU, peak RSS {rss:.0f} MB; bare python {base_cpu:.2f} s"
+        f"   ratio {cpu / base_cpu:.2f}x (target < 0.5 s CPU and < 80 MB: {'met' if met else 'NOT met'})"
+    )
 
 
 # -- relayed benchmarks ------------------------------------------------------------------------------
 def relay(title: str, argv: list[str], timeout: float) -> None:
     print(f"--- {title}: {' '.join(argv[1:])}", flush=True)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(PLUGINS)})
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(PLUGINS)},
+    )
     for line in proc.stdout.splitlines():
         print(f"  {line}")
     if proc.returncode:
@@ -213,19 +250,29 @@ def relay(title: str, argv: list[str], timeout: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="toy size for the smoke test: 40 drills, 2,000 records, 12 endpoints")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="toy size for the smoke test: 40 drills, 2,000 records, 12 endpoints",
+    )
     parser.add_argument("--drills", type=int, default=None)
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--endpoints", type=int, default=None)
-    parser.add_argument("--only", choices=["dags", "validate", "ledger", "certificates"], action="append",
-                        help="run only these rows (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=["dags", "validate", "ledger", "certificates"],
+        action="append",
+        help="run only these rows (repeatable)",
+    )
     args = parser.parse_args()
     drills = args.drills or (40 if args.small else 1000)
     rows = args.rows or (2000 if args.small else 1_000_000)
     endpoints = args.endpoints or (12 if args.small else 300)
     only = set(args.only or ["dags", "validate", "ledger", "certificates"])
-    print(f"bench/scale.py: {drills} drills, {rows:,} ledger records, {endpoints} endpoints; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"bench/scale.py: {drills} drills, {rows:,} ledger records, {endpoints} endpoints; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     # the relayed benchmarks first: a child forked after Airflow is imported here would report this
     # process's size as its own peak RSS (ru_maxrss survives exec)
     if "ledger" in only:
@@ -234,8 +281,11 @@ def main() -> int:
         scale_only = ["--scale-only"] if "--scale-only" in ledger_bench.read_text() else []
         relay("ledger", [sys.executable, str(ledger_bench), "--rows", str(rows), *scale_only], timeout=7200)
     if "certificates" in only:
-        relay("certificates", [sys.executable, str(REPO / "bench" / "certificates.py"), "--endpoints", str(endpoints)],
-              timeout=1800)
+        relay(
+            "certificates",
+            [sys.executable, str(REPO / "bench" / "certificates.py"), "--endpoints", str(endpoints)],
+            timeout=1800,
+        )
     with tempfile.TemporaryDirectory(prefix="drillbook-scale-") as tmp:
         if "dags" in only:
             catalogue = build_catalogue(Path(tmp) / "include", drills)

@@ -84,7 +84,9 @@ def take_backup(source_dsn: str, *, var: Path | None = None) -> Path:
     for old in sorted(out_dir.glob("shop-*.dump*"))[:-4]:  # keep the demo directory small
         old.unlink()
     path = out_dir / f"shop-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.dump"
-    subprocess.run([str(pg_bin() / "pg_dump"), "-Fc", "-f", str(path)], env=tool_env(source_dsn), check=True, timeout=600)
+    subprocess.run(
+        [str(pg_bin() / "pg_dump"), "-Fc", "-f", str(path)], env=tool_env(source_dsn), check=True, timeout=600
+    )
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -158,7 +160,13 @@ def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webho
         "AIRFLOW_CONN_DRILLBOOK_SCRATCH": airflow_connection_json(scratch_dsn),
         "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(ledger_dsn),
         "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
-            {"conn_type": "http", "host": "127.0.0.1", "port": WEBHOOK_PORT, "schema": "http", "password": webhook_token}
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": WEBHOOK_PORT,
+                "schema": "http",
+                "password": webhook_token,
+            }
         ),
     }
     os.environ.update(env)
@@ -187,6 +195,7 @@ def task_log_to(path: Path) -> Iterator[None]:
             os.close(saved[0])
             os.close(saved[1])
 
+
 def run_dags() -> list[tuple[str, str]]:
     """dag.test() every drillbook DAG once; returns (dag_id, run_id) pairs."""
     import logging
@@ -209,7 +218,9 @@ def run_dags() -> list[tuple[str, str]]:
     for dag_id in order:
         dag = bag.get_dag(dag_id)
         log_file = VAR / "demo" / "logs" / f"{dag_id}.log"
-        heading(f"run {dag_id} through Airflow (dag.test(); task log: {log_file.relative_to(VAR.parent) if log_file.is_relative_to(VAR.parent) else log_file})")
+        heading(
+            f"run {dag_id} through Airflow (dag.test(); task log: {log_file.relative_to(VAR.parent) if log_file.is_relative_to(VAR.parent) else log_file})"
+        )
         started = time.monotonic()
         with task_log_to(log_file):
             dag_run = dag.test()
@@ -329,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     facts = seed_shop(source)
     say(f"   seeded: {facts}")
     backup = take_backup(source)
-    say(f"   backup: {backup.relative_to(REPO) if backup.is_relative_to(REPO) else backup} ({backup.stat().st_size:,} bytes, sha256 sidecar written)")
+    say(
+        f"   backup: {backup.relative_to(REPO) if backup.is_relative_to(REPO) else backup} ({backup.stat().st_size:,} bytes, sha256 sidecar written)"
+    )
     cert = write_demo_certificate()
     say(f"   demo certificate: {cert}")
     import secrets
@@ -341,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     receiver = start_webhook_receiver(webhook_token)
     say(f"   webhook receiver for the alert-path drill on 127.0.0.1:{WEBHOOK_PORT}")
 
-    set_environment(source_dsn=source, scratch_dsn=scratch_admin, ledger_dsn=ledger, webhook_token=webhook_token)
+    set_environment(
+        source_dsn=source, scratch_dsn=scratch_admin, ledger_dsn=ledger, webhook_token=webhook_token
+    )
     outbox = VAR / "outbox.jsonl"
     if outbox.exists():
         outbox.unlink()

@@ -45,14 +45,18 @@ def parallelism() -> int:
     return max(2, min(16, 2 * (os.cpu_count() or 1)))
 
 
-def wait_for_api(base: str, *, password: str, proc: subprocess.Popen[bytes], stop: list[bool], timeout: float = 600) -> str | None:
+def wait_for_api(
+    base: str, *, password: str, proc: subprocess.Popen[bytes], stop: list[bool], timeout: float = 600
+) -> str | None:
     """A JWT from the api-server once it answers (None when it did not within ``timeout`` or we were stopped)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop and proc.poll() is None:
         try:
-            resp = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5)
+            resp = httpx.post(
+                f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5
+            )
             if resp.status_code in (200, 201):
                 return str(resp.json()["access_token"])
         except httpx.HTTPError:
@@ -61,7 +65,9 @@ def wait_for_api(base: str, *, password: str, proc: subprocess.Popen[bytes], sto
     return None
 
 
-def unpause_drillbook_dags(base: str, token: str, *, proc: subprocess.Popen[bytes], stop: list[bool], timeout: float = 300) -> list[str]:
+def unpause_drillbook_dags(
+    base: str, token: str, *, proc: subprocess.Popen[bytes], stop: list[bool], timeout: float = 300
+) -> list[str]:
     """Unpause the DAGs ``make up`` runs (drillbook's, once the dag-processor has listed them); returns their ids.
 
     New DAGs start paused (DAGS_ARE_PAUSED_AT_CREATION): only after the API server
@@ -74,15 +80,24 @@ def unpause_drillbook_dags(base: str, token: str, *, proc: subprocess.Popen[byte
     from drillbook.catalogue import load_catalogue
     from drillbook.catalogue.common import DEFAULT_CATALOGUE
 
-    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(DEFAULT_CATALOGUE).drills if d.enabled} | {"dr_watchdog"}
+    wanted = {dag_id_for(d.kind, d.name) for d in load_catalogue(DEFAULT_CATALOGUE).drills if d.enabled} | {
+        "dr_watchdog"
+    }
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop and proc.poll() is None:
         try:
-            listed = {d["dag_id"] for d in httpx.get(f"{base}/api/v2/dags", params={"limit": 200}, headers=headers, timeout=10).json()["dags"]}
+            listed = {
+                d["dag_id"]
+                for d in httpx.get(
+                    f"{base}/api/v2/dags", params={"limit": 200}, headers=headers, timeout=10
+                ).json()["dags"]
+            }
             ours = sorted(d for d in listed if d.startswith("dr_"))
             if wanted <= listed:
                 for dag_id in ours:
-                    httpx.patch(f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False}, headers=headers, timeout=10).raise_for_status()
+                    httpx.patch(
+                        f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False}, headers=headers, timeout=10
+                    ).raise_for_status()
                 return ours
         except (httpx.HTTPError, KeyError, ValueError):
             pass
@@ -105,8 +120,9 @@ def demo_checkpoint_key(home: Path) -> str | None:
         key = Ed25519PrivateKey.from_private_bytes(seed)
     else:
         key = Ed25519PrivateKey.generate()
-        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
+        seed = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -134,12 +150,18 @@ def start_airflow(ledger_dsn: str = "") -> int:
     public_key = demo_checkpoint_key(home)
     os.environ.setdefault("AIRFLOW__CORE__PARALLELISM", str(parallelism()))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
-    heading(f"starting Airflow (airflow standalone, parallelism {os.environ['AIRFLOW__CORE__PARALLELISM']}); "
-            f"log: {home / 'standalone.log'}")
+    heading(
+        f"starting Airflow (airflow standalone, parallelism {os.environ['AIRFLOW__CORE__PARALLELISM']}); "
+        f"log: {home / 'standalone.log'}"
+    )
     stop: list[bool] = []
-    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     with (home / "standalone.log").open("ab") as log:
-        proc = subprocess.Popen(["airflow", "standalone"], start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ["airflow", "standalone"], start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         base = f"http://localhost:{AIRFLOW_PORT}"
         token = wait_for_api(base, password=password, proc=proc, stop=stop)
@@ -147,10 +169,14 @@ def start_airflow(ledger_dsn: str = "") -> int:
             unpaused = unpause_drillbook_dags(base, token, proc=proc, stop=stop)
             heading(f"ready: Airflow UI {base} — log in as admin / {password}")
             dsn = load_settings().ledger_dsn or ledger_dsn
-            say(f"   ledger ({describe(dsn)}): export DRILLBOOK_LEDGER_DSN='{dsn}'  # for `drillbook evidence ...`")
+            say(
+                f"   ledger ({describe(dsn)}): export DRILLBOOK_LEDGER_DSN='{dsn}'  # for `drillbook evidence ...`"
+            )
             if public_key:
-                say(f"   demo checkpoint key in {home.parent / 'demo' / 'checkpoint.key'}: packs downloaded from the "
-                    f"Evidence view verify with `drillbook evidence verify --pack FILE --public-key {public_key}`")
+                say(
+                    f"   demo checkpoint key in {home.parent / 'demo' / 'checkpoint.key'}: packs downloaded from the "
+                    f"Evidence view verify with `drillbook evidence verify --pack FILE --public-key {public_key}`"
+                )
             say(f"   unpaused {len(unpaused)} DAG(s); SIGTERM or Ctrl-C stops everything")
         while not stop and proc.poll() is None:
             time.sleep(1)

@@ -32,7 +32,11 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("DRILLBOOK_OUTBOX", str(_AIRFLOW_HOME / "outbox.jsonl"))
 # Fake AWS credentials: every AWS call in tests goes to moto on 127.0.0.1.
-for _key, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
     os.environ[_key] = _value
 os.environ.pop("AWS_PROFILE", None)
 # Any AWS client built without an explicit endpoint goes to a dead loopback port, never to
@@ -69,7 +73,9 @@ class PgServer:
         self.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def databases(self, prefix: str = "") -> list[str]:
-        rows = self.execute("postgres", "select datname from pg_database where datname like %s", (prefix + "%",))
+        rows = self.execute(
+            "postgres", "select datname from pg_database where datname like %s", (prefix + "%",)
+        )
         return [r[0] for r in rows]
 
 
@@ -140,7 +146,9 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Fresh moto state, and the ``aws_default`` connection pointing at it; yields the endpoint URL."""
     import urllib.request
 
-    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10).read()
+    urllib.request.urlopen(
+        urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10
+    ).read()
     conn = {"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
@@ -172,7 +180,11 @@ def _slack_server():
 def slack(_slack_server, monkeypatch: pytest.MonkeyPatch):
     """The Slack emulator (state reset), with the ``drillbook_slack`` connection pointing at it."""
     _slack_server.reset()
-    conn = {"conn_type": "slack", "password": _slack_server.token, "extra": {"base_url": _slack_server.base_url, "timeout": 5}}
+    conn = {
+        "conn_type": "slack",
+        "password": _slack_server.token,
+        "extra": {"base_url": _slack_server.base_url, "timeout": 5},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", json.dumps(conn))
     return _slack_server
 

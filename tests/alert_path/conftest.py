@@ -25,7 +25,13 @@ def _fresh_secrets():
     forget_secrets()
 
 
-def make_drill(*paths: dict[str, Any], delivery: str = "2s", give_up: str | None = "4s", name: str = "alerts_test", poll: str = "0.1s") -> AlertPathDrill:
+def make_drill(
+    *paths: dict[str, Any],
+    delivery: str = "2s",
+    give_up: str | None = "4s",
+    name: str = "alerts_test",
+    poll: str = "0.1s",
+) -> AlertPathDrill:
     objectives: dict[str, Any] = {"delivery": delivery}
     if give_up:
         objectives["give_up"] = give_up
@@ -97,8 +103,18 @@ class WebhookServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode() if length else ""
                 with server.lock:
-                    server.state.received.append(Received("POST", self.path, dict(self.headers), json.loads(raw) if raw else None, time.monotonic()))
-                    status = server.state.statuses.pop(0) if server.state.statuses else server.state.default_status
+                    server.state.received.append(
+                        Received(
+                            "POST",
+                            self.path,
+                            dict(self.headers),
+                            json.loads(raw) if raw else None,
+                            time.monotonic(),
+                        )
+                    )
+                    status = (
+                        server.state.statuses.pop(0) if server.state.statuses else server.state.default_status
+                    )
                 if not self._authorised():
                     status = 401
                 self._reply(status, {"status": "success" if status < 300 else "error"})
@@ -113,7 +129,9 @@ class WebhookServer:
                 delay = server.state.readback_delay
                 now = time.monotonic()
                 with server.lock:
-                    visible = [r.body for r in server.state.received if delay is not None and r.at + delay <= now]
+                    visible = [
+                        r.body for r in server.state.received if delay is not None and r.at + delay <= now
+                    ]
                 self._reply(200, {"alerts": visible})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -153,7 +171,12 @@ def leak_check(ledger_dsn, caplog, capsys, pg):
     class Check:
         def record(self, results, *, run_id: str = "test-run") -> list[Any]:
             return [
-                ledger.record(r, RunContext(dag_id=f"dr_alert_path__{r.drill}", run_id=run_id, task_id="prove_path", map_index=i))
+                ledger.record(
+                    r,
+                    RunContext(
+                        dag_id=f"dr_alert_path__{r.drill}", run_id=run_id, task_id="prove_path", map_index=i
+                    ),
+                )
                 for i, r in enumerate(results)
             ]
 
@@ -162,7 +185,10 @@ def leak_check(ledger_dsn, caplog, capsys, pg):
 
             out, err = capsys.readouterr()
             with psycopg.connect(ledger_dsn) as conn:
-                rows = [r[0] for r in conn.execute("select row_to_json(e)::text from drillbook_evidence e").fetchall()]
+                rows = [
+                    r[0]
+                    for r in conn.execute("select row_to_json(e)::text from drillbook_evidence e").fetchall()
+                ]
             assert rows, "nothing was recorded in the ledger"
             haystacks = {"log": caplog.text, "stdout": out, "stderr": err, "ledger": "\n".join(rows)}
             for secret in secrets:

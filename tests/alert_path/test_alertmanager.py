@@ -75,7 +75,11 @@ def _no_canary_left_firing(request):
     am = request.getfixturevalue("alertmanager")
     deadline, left = time.monotonic() + 3, None
     while time.monotonic() < deadline:
-        left = [(a["labels"].get("drillbook_path"), a["status"]["state"]) for a in am.alerts() if "drillbook_nonce" in a["labels"]]
+        left = [
+            (a["labels"].get("drillbook_path"), a["status"]["state"])
+            for a in am.alerts()
+            if "drillbook_nonce" in a["labels"]
+        ]
         if not left:
             return
         time.sleep(0.2)
@@ -94,8 +98,17 @@ def am_conn(alertmanager, monkeypatch):
 
 
 def am_drill(name: str, *, labels: dict | None = None, receiver: str = "pager", give_up: str = "5s", **kw):
-    path = {"name": name, "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": receiver,
-            "group_wait": f"{GROUP_WAIT:g}s", "readback_url": f"{SINK[0]}/readback", "labels": labels or {}, **kw}
+    path = {
+        "name": name,
+        "type": "webhook",
+        "flavour": "alertmanager",
+        "connection": "am",
+        "receiver": receiver,
+        "group_wait": f"{GROUP_WAIT:g}s",
+        "readback_url": f"{SINK[0]}/readback",
+        "labels": labels or {},
+        **kw,
+    }
     return make_drill(path, delivery="2s", give_up=give_up, poll="0.1s")
 
 
@@ -105,17 +118,29 @@ def run(drill, sink):
 
 
 def sink_saw(sink, nonce: str) -> list[dict]:
-    return [a for r in sink.posts() for a in (r.body or {}).get("alerts", []) if a["labels"].get("drillbook_nonce") == nonce]
+    return [
+        a
+        for r in sink.posts()
+        for a in (r.body or {}).get("alerts", [])
+        if a["labels"].get("drillbook_nonce") == nonce
+    ]
 
 
 def test_healthy_path_passes_only_after_the_receiver_saw_it(alertmanager, sink, am_conn):
     drill = am_drill("healthy", labels={"team": "sre"})
-    assert drill.delivery_of(drill.paths[0]) == 2.0 + GROUP_WAIT  # the drill objective plus the route's group_wait
+    assert (
+        drill.delivery_of(drill.paths[0]) == 2.0 + GROUP_WAIT
+    )  # the drill objective plus the route's group_wait
     result = run(drill, sink)
     assert result.verdict is Verdict.PASS, result.findings
     d = result.details["delivery"]
     assert d["latency_seconds"] >= GROUP_WAIT, d  # send -> receiver, not Alertmanager's ingestion
-    assert d["alertmanager"] == {"state": "active", "receivers": ["pager"], "silenced_by": [], "inhibited_by": []}
+    assert d["alertmanager"] == {
+        "state": "active",
+        "receivers": ["pager"],
+        "silenced_by": [],
+        "inhibited_by": [],
+    }
     assert d["cleanup"].startswith("resolved (Alertmanager no longer lists it active)")
     assert "notification_requests_failed" in d  # the counter's movement is evidence on a PASS too
     nonce = result.details["nonce"]
@@ -128,11 +153,17 @@ def test_healthy_path_passes_only_after_the_receiver_saw_it(alertmanager, sink, 
 
 def test_silenced_canary_is_suppressed_naming_the_silence(alertmanager, sink, am_conn):
     now = datetime.now(UTC)
-    silence = alertmanager.request("POST", "/api/v2/silences", {
-        "matchers": [{"name": "drillbook_path", "value": "silenced", "isRegex": False, "isEqual": True}],
-        "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat(),
-        "createdBy": "ops", "comment": "maintenance of the pager",
-    })["silenceID"]
+    silence = alertmanager.request(
+        "POST",
+        "/api/v2/silences",
+        {
+            "matchers": [{"name": "drillbook_path", "value": "silenced", "isRegex": False, "isEqual": True}],
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(hours=1)).isoformat(),
+            "createdBy": "ops",
+            "comment": "maintenance of the pager",
+        },
+    )["silenceID"]
     result = run(am_drill("silenced"), sink)
     assert result.verdict is Verdict.FAIL, [(f.code, f.message) for f in result.findings]
     assert result.codes() == ["ALERT_SUPPRESSED"]
@@ -142,13 +173,18 @@ def test_silenced_canary_is_suppressed_naming_the_silence(alertmanager, sink, am
 
 
 def test_inhibited_canary_is_suppressed_naming_the_source_alert(alertmanager, sink, am_conn):
-    alertmanager.request("POST", "/api/v2/alerts", [{"labels": {"alertname": "DrillbookInhibitor", "source": "test"}}])
+    alertmanager.request(
+        "POST", "/api/v2/alerts", [{"labels": {"alertname": "DrillbookInhibitor", "source": "test"}}]
+    )
     result = run(am_drill("inhibited", labels={"drillbook_inhibit": "yes"}), sink)
     assert result.verdict is Verdict.FAIL
     assert result.codes() == ["ALERT_SUPPRESSED"]
     message = result.findings[0].message
     assert "DrillbookInhibitor" in message
-    assert 'inhibit rule #1 (source {alertname="DrillbookInhibitor"} -> target {drillbook_inhibit="yes"})' in message, message
+    assert (
+        'inhibit rule #1 (source {alertname="DrillbookInhibitor"} -> target {drillbook_inhibit="yes"})'
+        in message
+    ), message
     assert result.findings[0].detail["inhibit_rules"].startswith("inhibit rule #1")
     assert result.details["delivery"]["cleanup"].startswith("resolved")
 
@@ -204,8 +240,19 @@ def test_missing_binary_skips_loudly_outside_ci_and_fails_in_ci(monkeypatch, tmp
 
 
 def test_default_objective_includes_group_wait():
-    drill = make_drill({"name": "am", "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": "pager",
-                        "readback_url": "http://127.0.0.1:1/r", "group_wait": "30s"}, delivery="60s", give_up=None)
+    drill = make_drill(
+        {
+            "name": "am",
+            "type": "webhook",
+            "flavour": "alertmanager",
+            "connection": "am",
+            "receiver": "pager",
+            "readback_url": "http://127.0.0.1:1/r",
+            "group_wait": "30s",
+        },
+        delivery="60s",
+        give_up=None,
+    )
     assert drill.delivery_of(drill.paths[0]) == 90.0 and drill.give_up_of(drill.paths[0]) == 180.0
 
 
@@ -218,7 +265,8 @@ def test_sigterm_mid_wait_resolves_the_canary_and_records_interrupted(alertmanag
     from pathlib import Path
 
     catalogue = tmp_path / "drills.yaml"
-    catalogue.write_text(textwrap.dedent(f"""
+    catalogue.write_text(
+        textwrap.dedent(f"""
         version: 1
         drills:
           - name: killed_alerts
@@ -234,14 +282,35 @@ def test_sigterm_mid_wait_resolves_the_canary_and_records_interrupted(alertmanag
                 receiver: pager
                 group_wait: {GROUP_WAIT:g}s
                 readback_url: "{alertmanager.origin}/-/healthy"
-    """))
-    env = {**os.environ, "AIRFLOW_CONN_AM": json.dumps({"conn_type": "http", "host": alertmanager.origin}), "DRILLBOOK_LEDGER_DSN": ""}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("drillbook")), "run", "alert-path", "--drill", "killed_alerts",
-                             "--catalogue", str(catalogue)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """)
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_AM": json.dumps({"conn_type": "http", "host": alertmanager.origin}),
+        "DRILLBOOK_LEDGER_DSN": "",
+    }
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("drillbook")),
+            "run",
+            "alert-path",
+            "--drill",
+            "killed_alerts",
+            "--catalogue",
+            str(catalogue),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline, active = time.monotonic() + 60, []
-        while time.monotonic() < deadline and not active:  # the canary fires and the drill waits at the read-back
-            active = [a for a in alertmanager.alerts(drillbook_path="killed") if a["status"]["state"] == "active"]
+        while (
+            time.monotonic() < deadline and not active
+        ):  # the canary fires and the drill waits at the read-back
+            active = [
+                a for a in alertmanager.alerts(drillbook_path="killed") if a["status"]["state"] == "active"
+            ]
             time.sleep(0.2)
         assert active, "the drill never sent its canary"
         time.sleep(1.0)
@@ -275,11 +344,20 @@ def test_alertmanager_restarted_while_the_canary_is_held_still_pages(sink, tmp_p
     am = Alertmanager(config, tmp_path).start()
     try:
         monkeypatch.setenv("AIRFLOW_CONN_AM", json.dumps({"conn_type": "http", "host": am.origin}))
-        path = {"name": "restarted", "type": "webhook", "flavour": "alertmanager", "connection": "am", "receiver": "pager",
-                "group_wait": "4s", "readback_url": f"{sink.origin}/readback"}
+        path = {
+            "name": "restarted",
+            "type": "webhook",
+            "flavour": "alertmanager",
+            "connection": "am",
+            "receiver": "pager",
+            "group_wait": "4s",
+            "readback_url": f"{sink.origin}/readback",
+        }
         drill = make_drill(path, delivery="10s", give_up="25s", poll="0.2s")
         results: list = []
-        runner = threading.Thread(target=lambda: results.extend(run_alert_path(drill=drill, clients=EnvPathClients())))
+        runner = threading.Thread(
+            target=lambda: results.extend(run_alert_path(drill=drill, clients=EnvPathClients()))
+        )
         runner.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not am.alerts(drillbook_path="restarted"):
@@ -321,7 +399,12 @@ def test_sigterm_during_the_resolve_waits_for_the_resolve(alertmanager, sink, am
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            req = urllib.request.Request(alertmanager.origin + self.path, data=body, method=method, headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                alertmanager.origin + self.path,
+                data=body,
+                method=method,
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(req, timeout=5) as r:
                     status, payload = r.status, r.read()
@@ -359,13 +442,17 @@ def test_sigterm_during_the_resolve_waits_for_the_resolve(alertmanager, sink, am
         proxy.server_close()
     assert failed_resolve.is_set()
     assert "DRILL_INTERRUPTED" in result.codes(), result.findings
-    assert result.details["delivery"]["cleanup"] == "resolved (Alertmanager no longer lists it active)", result.details["delivery"]
+    assert result.details["delivery"]["cleanup"] == "resolved (Alertmanager no longer lists it active)", (
+        result.details["delivery"]
+    )
     assert result.details["delivery"]["resolve_attempts"] == 2
     nonce = result.details["nonce"]
     assert not [a for a in alertmanager.alerts(drillbook_nonce=nonce) if a["status"]["state"] == "active"]
 
 
-def test_two_drills_of_the_same_path_at_once_each_prove_and_resolve_only_their_own(alertmanager, sink, am_conn):
+def test_two_drills_of_the_same_path_at_once_each_prove_and_resolve_only_their_own(
+    alertmanager, sink, am_conn
+):
     import threading
 
     results: list = []

@@ -12,21 +12,33 @@ inhibit_rules:
 - source_match: {alertname: Maintenance}
   target_match_re: {service: "pay.*"}
 """
-CANARY = {"alertname": "DrillbookTestAlert", "severity": "critical", "team": "sre", "cluster": "eu1", "service": "payments"}
+CANARY = {
+    "alertname": "DrillbookTestAlert",
+    "severity": "critical",
+    "team": "sre",
+    "cluster": "eu1",
+    "service": "payments",
+}
 
 
 def test_names_the_rule_whose_source_and_target_and_equal_labels_match():
     rules = inhibit_rules(CONFIG)
     assert naming(rules, CANARY, [{"alertname": "ClusterDown", "cluster": "eu1"}]) == [
-        "inhibit rule #1 (source {alertname=\"ClusterDown\"} -> target {severity=~\"crit.*\", team!=\"db\"} equal ['cluster'])"
+        'inhibit rule #1 (source {alertname="ClusterDown"} -> target {severity=~"crit.*", team!="db"} equal [\'cluster\'])'
     ]
-    assert naming(rules, CANARY, [{"alertname": "Maintenance"}]) == ['inhibit rule #2 (source {alertname="Maintenance"} -> target {service=~"pay.*"})']
+    assert naming(rules, CANARY, [{"alertname": "Maintenance"}]) == [
+        'inhibit rule #2 (source {alertname="Maintenance"} -> target {service=~"pay.*"})'
+    ]
 
 
 def test_equal_labels_and_negative_matchers_are_honoured():
     rules = inhibit_rules(CONFIG)
-    assert naming(rules, CANARY, [{"alertname": "ClusterDown", "cluster": "us1"}]) == []  # equal: cluster differs
-    assert naming(rules, {**CANARY, "team": "db"}, [{"alertname": "ClusterDown", "cluster": "eu1"}]) == []  # team!="db"
+    assert (
+        naming(rules, CANARY, [{"alertname": "ClusterDown", "cluster": "us1"}]) == []
+    )  # equal: cluster differs
+    assert (
+        naming(rules, {**CANARY, "team": "db"}, [{"alertname": "ClusterDown", "cluster": "eu1"}]) == []
+    )  # team!="db"
 
 
 def test_hostile_or_broken_config_names_nothing():

@@ -15,11 +15,15 @@ PATH_TOKEN = "cli-path-T0ken-1122334455667788"
 
 @pytest.fixture
 def catalogue(tmp_path, monkeypatch, webhook, slack):
-    monkeypatch.setenv("AIRFLOW_CONN_ALERT_HOOK", json.dumps({"conn_type": "http", "host": f"{webhook.origin}/hooks/{PATH_TOKEN}"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ALERT_HOOK",
+        json.dumps({"conn_type": "http", "host": f"{webhook.origin}/hooks/{PATH_TOKEN}"}),
+    )
     monkeypatch.setenv("AIRFLOW_CONN_DEAD_HOOK", f"http://127.0.0.1:{closed_port()}/hooks/{PATH_TOKEN}")
     monkeypatch.delenv("DRILLBOOK_LEDGER_DSN", raising=False)
     path = tmp_path / "drills.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         version: 1
         drills:
           - name: cli_alerts
@@ -40,12 +44,26 @@ def catalogue(tmp_path, monkeypatch, webhook, slack):
             kind: certificates
             schedule: "@daily"
             files: [certs]
-    """))
+    """)
+    )
     return path
 
 
 def test_healthy_paths_exit_0_and_print_latency(catalogue, capsys, slack):
-    code = main(["run", "alert-path", "--drill", "cli_alerts", "--catalogue", str(catalogue), "--path", "oncall", "--path", "hook"])
+    code = main(
+        [
+            "run",
+            "alert-path",
+            "--drill",
+            "cli_alerts",
+            "--catalogue",
+            str(catalogue),
+            "--path",
+            "oncall",
+            "--path",
+            "hook",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "alert path cli_alerts/oncall (slack)" in out and "alert path cli_alerts/hook (webhook)" in out
@@ -65,7 +83,11 @@ def test_a_dead_path_makes_the_run_error_and_json_lists_every_path(catalogue, ca
     captured = capsys.readouterr()
     assert code == 2
     results = json.loads(captured.out)
-    assert [(r["target"], r["verdict"]) for r in results] == [("oncall", "PASS"), ("hook", "PASS"), ("dead", "ERROR")]
+    assert [(r["target"], r["verdict"]) for r in results] == [
+        ("oncall", "PASS"),
+        ("hook", "PASS"),
+        ("dead", "ERROR"),
+    ]
     assert results[2]["details"]["delivery"]["destination"].endswith("/hooks/***")
     assert PATH_TOKEN not in captured.out + captured.err and slack.token not in captured.out + captured.err
 
@@ -73,7 +95,20 @@ def test_a_dead_path_makes_the_run_error_and_json_lists_every_path(catalogue, ca
 def test_records_each_path_in_the_ledger_when_configured(catalogue, capsys, ledger_dsn):
     from drillbook.ledger.store import Ledger
 
-    code = main(["run", "alert-path", "--drill", "cli_alerts", "--catalogue", str(catalogue), "--path", "hook", "--ledger-dsn", ledger_dsn])
+    code = main(
+        [
+            "run",
+            "alert-path",
+            "--drill",
+            "cli_alerts",
+            "--catalogue",
+            str(catalogue),
+            "--path",
+            "hook",
+            "--ledger-dsn",
+            ledger_dsn,
+        ]
+    )
     assert code == 0
     with Ledger(ledger_dsn) as ledger:
         [record] = [r for r in ledger.query(drill="cli_alerts") if r.record_type == "drill"]
@@ -84,5 +119,8 @@ def test_records_each_path_in_the_ledger_when_configured(catalogue, capsys, ledg
 def test_wrong_kind_and_unknown_path_are_clear_errors(catalogue, capsys):
     assert main(["run", "alert-path", "--drill", "not_alerts", "--catalogue", str(catalogue)]) == 2
     assert "is a certificates drill, not alert_path" in capsys.readouterr().err
-    assert main(["run", "alert-path", "--drill", "cli_alerts", "--catalogue", str(catalogue), "--path", "nope"]) == 2
+    assert (
+        main(["run", "alert-path", "--drill", "cli_alerts", "--catalogue", str(catalogue), "--path", "nope"])
+        == 2
+    )
     assert "has no path 'nope'" in capsys.readouterr().err

@@ -35,7 +35,9 @@ def test_cli_webhook_connection_missing_hint_is_http_not_postgres(monkeypatch):
 
 def test_cli_slack_connection_missing_hint_is_slack(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_ABSENT_SLACK", raising=False)
-    drill = make_drill({"name": "oncall", "type": "slack", "channel": "#dr-oncall", "connection": "absent_slack"})
+    drill = make_drill(
+        {"name": "oncall", "type": "slack", "channel": "#dr-oncall", "connection": "absent_slack"}
+    )
     [result] = run_alert_path(drill=drill, clients=EnvPathClients())
     found = _missing(result)
     assert "postgresql://" not in found.message + found.hint

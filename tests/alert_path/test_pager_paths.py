@@ -37,15 +37,31 @@ def pd(monkeypatch):
     emulator = PagerDutyEmulator(api_token=PD_TOKEN)
     emulator.services[ROUTING_KEY] = PdService(id="PSVC001", escalation_policy=POLICY)
     # events and REST API on the same emulator; host without schema -> http (HttpHook's rule)
-    monkeypatch.setenv("AIRFLOW_CONN_PD_EVENTS", json.dumps({"conn_type": "http", "host": emulator.origin, "password": ROUTING_KEY}))
-    monkeypatch.setenv("AIRFLOW_CONN_PD_API", json.dumps({"conn_type": "http", "host": emulator.origin.removeprefix("http://"), "password": PD_TOKEN}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PD_EVENTS",
+        json.dumps({"conn_type": "http", "host": emulator.origin, "password": ROUTING_KEY}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PD_API",
+        json.dumps(
+            {"conn_type": "http", "host": emulator.origin.removeprefix("http://"), "password": PD_TOKEN}
+        ),
+    )
     yield emulator
     emulator.close()
 
 
 def pd_drill(**kw):
-    path = {"name": "pagerduty", "type": "webhook", "flavour": "pagerduty", "connection": "pd_events", "api_connection": "pd_api",
-            "escalation_policy": POLICY, "service": "PSVC001", **kw}
+    path = {
+        "name": "pagerduty",
+        "type": "webhook",
+        "flavour": "pagerduty",
+        "connection": "pd_events",
+        "api_connection": "pd_api",
+        "escalation_policy": POLICY,
+        "service": "PSVC001",
+        **kw,
+    }
     return make_drill(path, delivery="2s", give_up="2.5s", poll="0.1s")
 
 
@@ -74,7 +90,11 @@ def test_pagerduty_rest_api_429_is_waited_out(pd):
 
 
 def test_pagerduty_maintenance_window_is_suppressed(pd):
-    pd.maintenance["PSVC001"] = {"id": "PMW0001", "description": "pager migration", "services": [{"id": "PSVC001"}]}
+    pd.maintenance["PSVC001"] = {
+        "id": "PMW0001",
+        "description": "pager migration",
+        "services": [{"id": "PSVC001"}],
+    }
     result = run(pd_drill())
     assert result.verdict is Verdict.FAIL
     assert result.codes() == ["ALERT_SUPPRESSED"]
@@ -82,7 +102,9 @@ def test_pagerduty_maintenance_window_is_suppressed(pd):
 
 
 def test_pagerduty_wrong_escalation_policy_is_unrouted(pd):
-    pd.services[ROUTING_KEY] = PdService(id="PSVC001", escalation_policy="PNOBODY", policy_name="Business hours only")
+    pd.services[ROUTING_KEY] = PdService(
+        id="PSVC001", escalation_policy="PNOBODY", policy_name="Business hours only"
+    )
     result = run(pd_drill())
     assert result.verdict is Verdict.FAIL
     assert result.codes() == ["ALERT_UNROUTED"]
@@ -115,7 +137,9 @@ def test_pagerduty_slow_trigger_that_landed_is_resolved(pd):
     pd.knobs.answer_delay = 1.5
     result = run(pd_drill(request_timeout="0.5s"))
     assert result.verdict is Verdict.ERROR
-    assert result.codes() == ["ALERT_PATH_UNREACHABLE"] and result.findings[0].detail["error"] == "ReadTimeout"
+    assert (
+        result.codes() == ["ALERT_PATH_UNREACHABLE"] and result.findings[0].detail["error"] == "ReadTimeout"
+    )
     assert result.details["delivery"]["cleanup"] == "resolved"
     pd.settle()
     assert pd.incidents[result.details["nonce"]]["status"] == "resolved"
@@ -126,15 +150,23 @@ def test_pagerduty_failed_resolve_is_recorded(pd):
     result = run(pd_drill())
     assert result.codes() == ["ALERT_CLEANUP_FAILED"]
     assert result.verdict is Verdict.PASS  # delivered; the leftover incident is a low-severity chore
-    assert result.details["delivery"]["cleanup"] == "failed: HTTP 500" and result.details["delivery"]["resolve_attempts"] == 2
+    assert (
+        result.details["delivery"]["cleanup"] == "failed: HTTP 500"
+        and result.details["delivery"]["resolve_attempts"] == 2
+    )
 
 
 def test_pagerduty_rest_api_unreachable_could_not_verify(pd, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_PD_API", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{closed_port()}", "password": PD_TOKEN}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PD_API",
+        json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{closed_port()}", "password": PD_TOKEN}),
+    )
     result = run(pd_drill())
     assert result.verdict is Verdict.ERROR
     assert result.codes() == ["ALERT_READBACK_FAILED"]
-    assert result.details["delivery"]["cleanup"] == "resolved"  # it was accepted, so it is resolved all the same
+    assert (
+        result.details["delivery"]["cleanup"] == "resolved"
+    )  # it was accepted, so it is resolved all the same
 
 
 def test_missing_api_connection_is_named(pd, monkeypatch):
@@ -155,13 +187,23 @@ def test_pagerduty_path_must_name_the_policy_and_api():
 def genie(monkeypatch):
     emulator = OpsgenieEmulator()
     emulator.keys[GENIE_KEY] = {"id": TEAM, "name": "SRE"}
-    monkeypatch.setenv("AIRFLOW_CONN_GENIE", json.dumps({"conn_type": "http", "host": emulator.origin, "password": GENIE_KEY}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GENIE",
+        json.dumps({"conn_type": "http", "host": emulator.origin, "password": GENIE_KEY}),
+    )
     yield emulator
     emulator.close()
 
 
 def genie_drill(**kw):
-    path = {"name": "opsgenie", "type": "webhook", "flavour": "opsgenie", "connection": "genie", "team": TEAM, **kw}
+    path = {
+        "name": "opsgenie",
+        "type": "webhook",
+        "flavour": "opsgenie",
+        "connection": "genie",
+        "team": TEAM,
+        **kw,
+    }
     return make_drill(path, delivery="2s", give_up="2.5s", poll="0.1s")
 
 

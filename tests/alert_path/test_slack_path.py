@@ -54,7 +54,9 @@ def test_never_visible_is_not_delivered(slack, leak_check):
     d = result.details["delivery"]
     assert d["seen_at"] is None and d["latency_seconds"] is None and d["polls"] >= 2
     phases = result.measurements.phase_seconds
-    assert 1.95 <= phases["send"] + phases["read back"] < 3.5  # kept looking until give_up (from the send), no longer
+    assert (
+        1.95 <= phases["send"] + phases["read back"] < 3.5
+    )  # kept looking until give_up (from the send), no longer
     leak_check.record([result])
     leak_check.assert_clean(slack.token)
 
@@ -113,7 +115,11 @@ def test_history_without_scope_could_not_verify(slack):
 
 
 def test_unreachable_api_is_error(monkeypatch):
-    conn = {"conn_type": "slack", "password": "xoxb-unreachable-000000", "extra": {"base_url": f"http://127.0.0.1:{closed_port()}/api/"}}
+    conn = {
+        "conn_type": "slack",
+        "password": "xoxb-unreachable-000000",
+        "extra": {"base_url": f"http://127.0.0.1:{closed_port()}/api/"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", json.dumps(conn))
     result = run(slack_drill())
     assert result.verdict is Verdict.ERROR
@@ -139,8 +145,13 @@ def test_give_up_shorter_than_objective_is_a_catalogue_error(bad):
 @pytest.mark.parametrize("status", [500, 429])
 def test_history_never_readable_could_not_verify_not_not_delivered(slack, status):
     # every read of the history hiccups until give_up: absence was never observed, so this is no FAIL
-    slack.fail("conversations.history", status=status, error="internal_error" if status == 500 else "ratelimited",
-               retry_after=0, times=1000)
+    slack.fail(
+        "conversations.history",
+        status=status,
+        error="internal_error" if status == 500 else "ratelimited",
+        retry_after=0,
+        times=1000,
+    )
     result = run(slack_drill(give_up="2s"))
     assert result.verdict is Verdict.ERROR
     assert result.codes() == ["ALERT_READBACK_FAILED"]

@@ -20,7 +20,12 @@ AWS_SECRET = "aws-secret-drillbook-0123456789"
 @pytest.fixture
 def aws_conn(aws, monkeypatch):
     """aws_default with explicit keys, so the drill must register and hide the secret key itself."""
-    conn = {"conn_type": "aws", "login": AWS_KEY_ID, "password": AWS_SECRET, "extra": {"endpoint_url": aws, "region_name": "us-east-1"}}
+    conn = {
+        "conn_type": "aws",
+        "login": AWS_KEY_ID,
+        "password": AWS_SECRET,
+        "extra": {"endpoint_url": aws, "region_name": "us-east-1"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
     return aws
 
@@ -59,8 +64,12 @@ def test_delivered_through_the_envelope_passes_and_deletes_the_message(topic_que
 
 def test_raw_delivery_is_recognised_and_other_messages_released(topic_queue):
     sns, sqs, topic, queue, arn = topic_queue
-    sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)["SubscriptionArn"]
-    sns.set_subscription_attributes(SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="true")
+    sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)[
+        "SubscriptionArn"
+    ]
+    sns.set_subscription_attributes(
+        SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="true"
+    )
     sqs.send_message(QueueUrl=queue, MessageBody='{"text": "drillbook-canary-0000 from another run"}')
     sqs.send_message(QueueUrl=queue, MessageBody="someone else's message")
     result = run(drill_for(topic, queue))
@@ -68,8 +77,12 @@ def test_raw_delivery_is_recognised_and_other_messages_released(topic_queue):
     d = result.details["delivery"]
     assert d["delivery_mode"] == "raw"
     # only our canary was deleted; the other two were released (visibility 0), not swallowed
-    left = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
-    assert sorted(m["Body"] for m in left) == sorted(['{"text": "drillbook-canary-0000 from another run"}', "someone else's message"])
+    left = (
+        sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
+    )
+    assert sorted(m["Body"] for m in left) == sorted(
+        ['{"text": "drillbook-canary-0000 from another run"}', "someone else's message"]
+    )
     assert d["other_canaries_released"] == 1 and d["foreign_messages_released"] == 1
 
 
@@ -81,7 +94,9 @@ def test_a_concurrent_runs_canary_is_left_for_it(topic_queue):
     sns.publish(TopicArn=topic, Message=theirs.sns_message())
     result = run(drill_for(topic, queue))
     assert result.verdict is Verdict.PASS, result.findings
-    left = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
+    left = (
+        sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
+    )
     assert len(left) == 1 and theirs.nonce in left[0]["Body"], "the concurrent run's canary was taken from it"
     assert result.details["delivery"]["other_canaries_released"] == 1
 
@@ -90,7 +105,11 @@ def test_two_runs_in_flight_on_one_queue_both_pass(topic_queue):
     sns, sqs, topic, queue, arn = topic_queue
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run, [drill_for(topic, queue, name="alerts_a"), drill_for(topic, queue, name="alerts_b")]))
+        results = list(
+            pool.map(
+                run, [drill_for(topic, queue, name="alerts_a"), drill_for(topic, queue, name="alerts_b")]
+            )
+        )
     assert [r.verdict for r in results] == [Verdict.PASS, Verdict.PASS], [r.findings for r in results]
     assert [r.details["delivery"]["cleanup"] for r in results] == ["deleted", "deleted"]
     assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages")
@@ -100,9 +119,13 @@ def test_a_shared_queue_is_received_a_bounded_number_of_times(topic_queue):
     """Each receive raises a message's ReceiveCount (towards a DLQ): already-released messages are not re-asked every 0.2 s."""
     _sns, sqs, topic, queue, _arn = topic_queue
     sqs.send_message(QueueUrl=queue, MessageBody="someone else's message")
-    result = run(drill_for(topic, queue, delivery="4s", give_up="4s"))  # not subscribed: our canary never comes
+    result = run(
+        drill_for(topic, queue, delivery="4s", give_up="4s")
+    )  # not subscribed: our canary never comes
     assert result.codes() == ["ALERT_NOT_DELIVERED"]
-    [left] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"])["Messages"]
+    [left] = sqs.receive_message(
+        QueueUrl=queue, WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
     assert left["Body"] == "someone else's message"
     received = int(left["Attributes"]["ApproximateReceiveCount"]) - 1  # minus this test's own receive
     assert 1 <= received <= 8, f"the drill received a foreign message {received} times in 4 s"
@@ -140,7 +163,10 @@ def test_queue_missing_could_not_verify(topic_queue):
 
 
 def test_unreachable_endpoint_is_error(monkeypatch):
-    conn = {"conn_type": "aws", "extra": {"endpoint_url": f"http://127.0.0.1:{closed_port()}", "region_name": "us-east-1"}}
+    conn = {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": f"http://127.0.0.1:{closed_port()}", "region_name": "us-east-1"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
     result = run(drill_for("arn:aws:sns:us-east-1:123456789012:t", "http://127.0.0.1:1/q"))
     assert result.verdict is Verdict.ERROR

@@ -20,7 +20,13 @@ PASSWORD = "pw-bearer-secret-42-drillbook"
 def hook_conn(webhook, monkeypatch):
     """An HTTP connection whose URL path, password and a header all carry secrets."""
 
-    def set_conn(*, host: str | None = None, password: str | None = PASSWORD, extra: dict | None = None, login: str | None = None):
+    def set_conn(
+        *,
+        host: str | None = None,
+        password: str | None = PASSWORD,
+        extra: dict | None = None,
+        login: str | None = None,
+    ):
         conn = {
             "conn_type": "http",
             "host": host or f"{webhook.origin}/hooks/{PATH_TOKEN}",
@@ -53,12 +59,22 @@ def test_2xx_without_readback_passes_as_accepted(webhook, hook_conn, leak_check)
     d = result.details["delivery"]
     assert d["http_status"] == 202 and d["attempts"] == 1
     # nothing was read back, so nothing was seen and no latency was measured
-    assert d["seen_via"].startswith("accepted, not seen") and d["latency_seconds"] is None and d["seen_at"] is None
+    assert (
+        d["seen_via"].startswith("accepted, not seen")
+        and d["latency_seconds"] is None
+        and d["seen_at"] is None
+    )
     assert d["destination"] == f"{webhook.origin}/hooks/***"
     [post] = webhook.posts()
     assert post.path == f"/hooks/{PATH_TOKEN}"
-    assert post.headers["Authorization"] == f"Bearer {PASSWORD}" and post.headers["X-Webhook-Token"] == HEADER_TOKEN
-    assert post.body["nonce"] == result.details["nonce"] and post.body["label"] == "drillbook test alert — no action needed"
+    assert (
+        post.headers["Authorization"] == f"Bearer {PASSWORD}"
+        and post.headers["X-Webhook-Token"] == HEADER_TOKEN
+    )
+    assert (
+        post.body["nonce"] == result.details["nonce"]
+        and post.body["label"] == "drillbook test alert — no action needed"
+    )
     leak_check.record([result])
     leak_check.assert_clean(*SECRETS)
 
@@ -160,7 +176,9 @@ def test_several_paths_give_one_result_each(webhook, hook_conn, slack, leak_chec
     )
     import os
 
-    os.environ["AIRFLOW_CONN_DEAD_HOOK"] = json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{closed_port()}/x/{PATH_TOKEN}"})
+    os.environ["AIRFLOW_CONN_DEAD_HOOK"] = json.dumps(
+        {"conn_type": "http", "host": f"http://127.0.0.1:{closed_port()}/x/{PATH_TOKEN}"}
+    )
     try:
         results = run_alert_path(drill=drill, clients=EnvPathClients())
     finally:

@@ -35,8 +35,13 @@ class Shop:
 
 def pg_dump(pg: Any, dsn: str, out: Path, *args: str) -> Path:
     """Run the test server's pg_dump (password through the environment) into ``out``."""
-    subprocess.run([str(Path(pg.bin_dir) / "pg_dump"), *args, "-f", str(out)], env=tool_env(dsn), check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [str(Path(pg.bin_dir) / "pg_dump"), *args, "-f", str(out)],
+        env=tool_env(dsn),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
@@ -56,8 +61,12 @@ def dumps(pg, shop: Shop, tmp_path_factory) -> dict[str, Path]:
     """One healthy dump of the shop per format, each in its own directory."""
     root = tmp_path_factory.mktemp("dumps")
     out: dict[str, Path] = {}
-    for fmt, flag, name in [("custom", "-Fc", "shop.dump"), ("directory", "-Fd", "shop.dir"),
-                            ("tar", "-Ft", "shop.tar"), ("plain", "-Fp", "shop.sql")]:
+    for fmt, flag, name in [
+        ("custom", "-Fc", "shop.dump"),
+        ("directory", "-Fd", "shop.dir"),
+        ("tar", "-Ft", "shop.tar"),
+        ("plain", "-Fp", "shop.sql"),
+    ]:
         (root / fmt).mkdir()
         out[fmt] = pg_dump(pg, shop.dsn, root / fmt / name, flag)
     (root / "plain.gz").mkdir()
@@ -130,7 +139,9 @@ def variant(pg, shop: Shop, tmp_path):
     """
     made: list[str] = []
 
-    def make(mutate=None, *, flag: str = "-Fc", name: str = "shop.dump", template: bool = True, dump_args=()) -> Path:
+    def make(
+        mutate=None, *, flag: str = "-Fc", name: str = "shop.dump", template: bool = True, dump_args=()
+    ) -> Path:
         db = f"variant_{len(made)}_{tmp_path.name[-20:]}".lower().replace("-", "_")
         pg.execute("postgres", f'CREATE DATABASE "{db}"' + (f' TEMPLATE "{shop.db}"' if template else ""))
         made.append(db)

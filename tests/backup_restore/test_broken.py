@@ -34,7 +34,9 @@ def test_truncated_custom_dump(dumps, tmp_path, drill_runner):
     assert _verdict(result) == "FAIL"
     restore = next(p for p in result.phases if p.name == "restore")
     assert restore.status == "failed"
-    assert not any(p.name.startswith("verify.") for p in result.phases), "verify must not run on a partial restore"
+    assert not any(p.name.startswith("verify.") for p in result.phases), (
+        "verify must not run on a partial restore"
+    )
     truncated = next(f for f in result.findings if f.code == "ARCHIVE_TRUNCATED")
     assert truncated.detail["stderr_1"].startswith("pg_restore: error:")
 
@@ -76,7 +78,9 @@ def test_one_byte_flipped_in_plain_table_data_psql_exits_0(dumps, tmp_path, dril
     bad.parent.mkdir()
     bad.write_bytes(bytes(text))
     result = drill_runner(make_drill(str(bad.parent)))
-    assert {"RESTORE_ERROR", "EXIT_CODE_LIED"} <= set(codes(result)), [(f.code, f.message, f.detail) for f in result.findings]
+    assert {"RESTORE_ERROR", "EXIT_CODE_LIED"} <= set(codes(result)), [
+        (f.code, f.message, f.detail) for f in result.findings
+    ]
     error = next(f for f in result.findings if f.code == "RESTORE_ERROR")
     assert "invalid input syntax" in error.detail["stderr_1"]
     lied = next(f for f in result.findings if f.code == "EXIT_CODE_LIED")
@@ -187,7 +191,9 @@ def test_newest_backup_is_chosen_by_time_and_pattern(dumps, tmp_path, drill_runn
 
 def test_nothing_found(tmp_path, drill_runner):
     (tmp_path / "b").mkdir()
-    result = drill_runner(make_drill(str(tmp_path / "b"), backup={"location": str(tmp_path / "b"), "pattern": "*.dump"}))
+    result = drill_runner(
+        make_drill(str(tmp_path / "b"), backup={"location": str(tmp_path / "b"), "pattern": "*.dump"})
+    )
     assert serious(result) == ["BACKUP_MISSING"]
     assert result.verdict.value == "FAIL"
 
@@ -216,7 +222,9 @@ def test_rpo_objective_exceeded_measured_on_the_data(pg, tmp_path, drill_runner)
 
 
 def test_broken_rpo_probe(dumps, drill_runner):
-    drill = make_drill(str(dumps["custom"].parent), verify={"rpo_probe": "select max(nope) from public.orders"})
+    drill = make_drill(
+        str(dumps["custom"].parent), verify={"rpo_probe": "select max(nope) from public.orders"}
+    )
     result = drill_runner(drill)
     assert "RPO_PROBE_FAILED" in codes(result)
     assert result.measurements.values["rpo_source"] == "dump timestamp"
@@ -227,7 +235,9 @@ def test_gzip_plain_dump_stays_green_with_digest(dumps, tmp_path, drill_runner):
 
     folder = tmp_path / "b"
     dst = _copy(dumps["plain.gz"], folder / "shop.sql.gz")
-    (folder / "shop.sql.gz.sha256").write_text(hashlib.sha256(dst.read_bytes()).hexdigest() + "  shop.sql.gz\n")
+    (folder / "shop.sql.gz.sha256").write_text(
+        hashlib.sha256(dst.read_bytes()).hexdigest() + "  shop.sql.gz\n"
+    )
     result = drill_runner(make_drill(str(folder)))
     assert codes(result) == []
     assert result.verdict.value == "PASS"
@@ -275,7 +285,11 @@ def test_directory_dump_with_a_cut_data_file(dumps, tmp_path, drill_runner):
 def test_dump_needs_an_extension_the_target_lacks(dumps, tmp_path, drill_runner):
     text = dumps["plain"].read_bytes()
     at = text.index(b"CREATE TABLE")
-    patched = text[:at] + b"CREATE EXTENSION IF NOT EXISTS drillbook_missing_ext WITH SCHEMA public;\n\n" + text[at:]
+    patched = (
+        text[:at]
+        + b"CREATE EXTENSION IF NOT EXISTS drillbook_missing_ext WITH SCHEMA public;\n\n"
+        + text[at:]
+    )
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "shop.sql").write_bytes(patched)
     result = drill_runner(make_drill(str(tmp_path / "b")))

@@ -32,7 +32,16 @@ def test_ad_hoc_healthy_prints_phases_and_exits_0(pg, dumps, capsys):
     code = main(["run", "backup-restore", "--backup", str(dumps["custom"]), "--scratch-dsn", pg.admin_dsn])
     out = capsys.readouterr().out
     assert code == 0, out
-    for phase in ("scratch", "locate", "fetch", "inspect", "restore", "verify.structure", "measure", "teardown"):
+    for phase in (
+        "scratch",
+        "locate",
+        "fetch",
+        "inspect",
+        "restore",
+        "verify.structure",
+        "measure",
+        "teardown",
+    ):
         assert f"] {phase}" in out
     assert "RTO " in out and "RPO " in out
     assert "verdict: PASS" in out
@@ -50,8 +59,19 @@ def test_ad_hoc_json_broken_exits_1(pg, dumps, tmp_path, capsys):
 
 
 def test_ad_hoc_refused_scratch_exits_2(shop, dumps, capsys):
-    code = main(["run", "backup-restore", "--backup", str(dumps["custom"]), "--scratch-dsn", shop.dsn,
-                 "--source-dsn", shop.dsn, "--json"])
+    code = main(
+        [
+            "run",
+            "backup-restore",
+            "--backup",
+            str(dumps["custom"]),
+            "--scratch-dsn",
+            shop.dsn,
+            "--source-dsn",
+            shop.dsn,
+            "--json",
+        ]
+    )
     payload = json.loads(capsys.readouterr().out)
     assert code == 2
     assert [f["code"] for f in payload["findings"]] == ["SCRATCH_UNSAFE"]
@@ -59,9 +79,22 @@ def test_ad_hoc_refused_scratch_exits_2(shop, dumps, capsys):
 
 def test_ad_hoc_settings_file(pg, dumps, tmp_path, capsys):
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"objectives": {"rto": 0.01, "rpo": "26h"}, "verify": {"min_rows": MIN_ROWS}}))
-    code = main(["run", "backup-restore", "--backup", str(dumps["tar"]), "--scratch-dsn", pg.admin_dsn,
-                 "--config", str(settings), "--json"])
+    settings.write_text(
+        yaml.safe_dump({"objectives": {"rto": 0.01, "rpo": "26h"}, "verify": {"min_rows": MIN_ROWS}})
+    )
+    code = main(
+        [
+            "run",
+            "backup-restore",
+            "--backup",
+            str(dumps["tar"]),
+            "--scratch-dsn",
+            pg.admin_dsn,
+            "--config",
+            str(settings),
+            "--json",
+        ]
+    )
     payload = json.loads(capsys.readouterr().out)
     assert code == 1
     assert "RTO_EXCEEDED" in [f["code"] for f in payload["findings"]]
@@ -72,7 +105,9 @@ def test_missing_arguments_exit_2(capsys):
     assert "--scratch-dsn" in capsys.readouterr().err
 
 
-def test_catalogue_drill_records_manual_runs_and_reports_the_trend(pg, shop, dumps, ledger_dsn, tmp_path, monkeypatch, capsys):
+def test_catalogue_drill_records_manual_runs_and_reports_the_trend(
+    pg, shop, dumps, ledger_dsn, tmp_path, monkeypatch, capsys
+):
     catalogue = write_catalogue(tmp_path / "drills.yaml", str(dumps["custom"].parent))
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(catalogue))
     monkeypatch.setenv("DRILLBOOK_CONN_DRILLBOOK_SCRATCH", pg.admin_dsn)
@@ -113,6 +148,16 @@ def test_password_never_printed(pg, dumps, flag, capsys):
 
     params = conninfo_to_dict(pg.admin_dsn)
     params["password"] = "hunter2-very-secret"
-    main(["run", "backup-restore", "--backup", str(dumps["custom"]), "--scratch-dsn", make_conninfo("", **params), flag])
+    main(
+        [
+            "run",
+            "backup-restore",
+            "--backup",
+            str(dumps["custom"]),
+            "--scratch-dsn",
+            make_conninfo("", **params),
+            flag,
+        ]
+    )
     captured = capsys.readouterr()
     assert "hunter2-very-secret" not in captured.out + captured.err

@@ -22,13 +22,21 @@ def dag_env(pg, shop, ledger_dsn, tmp_path, monkeypatch):
 
     def write(location: str, name: str = "shop_dag", **extra):
         drill = {
-            "name": name, "kind": "backup_restore", "schedule": "@daily", "controls": ["SOC2:A1.2", "DORA:Art.12"],
-            "source": {"connection": "drillbook_source"}, "backup": {"location": location},
-            "scratch": {"connection": "drillbook_scratch"}, "objectives": {"rto": "15m", "rpo": "26h"},
-            "verify": {"min_rows": MIN_ROWS, "rpo_probe": "select max(created_at) from public.orders"}, **extra,
+            "name": name,
+            "kind": "backup_restore",
+            "schedule": "@daily",
+            "controls": ["SOC2:A1.2", "DORA:Art.12"],
+            "source": {"connection": "drillbook_source"},
+            "backup": {"location": location},
+            "scratch": {"connection": "drillbook_scratch"},
+            "objectives": {"rto": "15m", "rpo": "26h"},
+            "verify": {"min_rows": MIN_ROWS, "rpo_probe": "select max(created_at) from public.orders"},
+            **extra,
         }
         path = tmp_path / "drills.yaml"
-        path.write_text(yaml.safe_dump({"version": 1, "defaults": {"retries": 1, "retry_delay": "0s"}, "drills": [drill]}))
+        path.write_text(
+            yaml.safe_dump({"version": 1, "defaults": {"retries": 1, "retry_delay": "0s"}, "drills": [drill]})
+        )
         monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(path))
         from drillbook.airflow.factory import build_dags
 
@@ -45,7 +53,13 @@ def _records(ledger_dsn, drill):
 
 def test_dag_shape_and_policy(airflow_db, dag_env, dumps):
     dag = dag_env(str(dumps["custom"].parent))
-    assert set(dag.task_ids) == {"reap_scratch", "create_scratch", "restore_and_verify", "record", "drop_scratch"}
+    assert set(dag.task_ids) == {
+        "reap_scratch",
+        "create_scratch",
+        "restore_and_verify",
+        "record",
+        "drop_scratch",
+    }
     assert dag.get_task("create_scratch").is_setup and dag.get_task("drop_scratch").is_teardown
     assert set(dag.tags) == {"drillbook", "backup_restore"}
     assert dag.max_active_runs == 1 and not dag.catchup
@@ -59,8 +73,9 @@ def test_dag_healthy_end_to_end(airflow_db, dag_env, dumps, pg, ledger_dsn):
     dag = dag_env(str(dumps["custom"].parent))
     before = set(pg.databases(PREFIX))
     # a scratch database left behind by a killed worker 7 hours ago: the reaper task drops it
-    left = ScratchGuard(scratch_dsn=pg.admin_dsn).create(drill="shop_dag", run_id="killed", hold=False,
-                                                           now=datetime.now(UTC) - timedelta(hours=7))
+    left = ScratchGuard(scratch_dsn=pg.admin_dsn).create(
+        drill="shop_dag", run_id="killed", hold=False, now=datetime.now(UTC) - timedelta(hours=7)
+    )
     run = dag.test()
     assert run.state == "success"
     assert left not in pg.databases(PREFIX)
@@ -88,13 +103,17 @@ def test_dag_failing_restore_still_tears_down(airflow_db, dag_env, dumps, pg, le
     records = _records(ledger_dsn, "shop_dag_bad")
     assert [r.verdict for r in records] == ["FAIL"]
     assert "ARCHIVE_TRUNCATED" in [f["code"] for f in records[0].result["findings"]]
-    assert set(pg.databases(PREFIX)) == before, "teardown must drop the scratch database after a failed restore"
+    assert set(pg.databases(PREFIX)) == before, (
+        "teardown must drop the scratch database after a failed restore"
+    )
 
 
 def test_retried_record_writes_one_ledger_row(airflow_db, dag_env, dumps, ledger_dsn, slack):
     """Slack fails once: record fails after writing evidence, is retried, and the ledger keeps one drill row."""
     slack.fail("chat.postMessage", status=500, times=1)
-    dag = dag_env(str(dumps["custom"].parent), name="shop_dag_retry", notify={"on": ["PASS", "FAIL", "ERROR"]})
+    dag = dag_env(
+        str(dumps["custom"].parent), name="shop_dag_retry", notify={"on": ["PASS", "FAIL", "ERROR"]}
+    )
     run = dag.test()
     assert run.state == "success"
     assert len(_records(ledger_dsn, "shop_dag_retry")) == 1

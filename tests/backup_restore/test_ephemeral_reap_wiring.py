@@ -43,8 +43,12 @@ def private_tmp(monkeypatch, tmp_path_factory) -> Iterator[Path]:
 
 def _leave_cluster(tmp: Path) -> tuple[Path, int]:
     """A cluster whose drill was SIGKILLed: (its directory, its still running postmaster's pid)."""
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, PLUGINS], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "TMPDIR": str(tmp)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, PLUGINS],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
     try:
         assert holder.stdout is not None
         root = Path(holder.stdout.readline().strip())
@@ -101,8 +105,10 @@ def test_airflow_reap_task_removes_clusters_for_ephemeral_drills_only(private_tm
 
 
 def test_clusters_the_reap_task_removed_are_reported_by_the_drill(drill_runner, tmp_path):
-    result = drill_runner(make_drill(str(tmp_path / "no_backups"), restore={"target": "ephemeral"}),
-                          reaped_clusters=["/tmp/drillbook-ephemeral-abc"])
+    result = drill_runner(
+        make_drill(str(tmp_path / "no_backups"), restore={"target": "ephemeral"}),
+        reaped_clusters=["/tmp/drillbook-ephemeral-abc"],
+    )
     reaped = [f for f in result.findings if f.code == "SCRATCH_REAPED"]
     assert [f.subject for f in reaped] == ["/tmp/drillbook-ephemeral-abc"]
     assert "ephemeral cluster left by a killed drill" in reaped[0].message

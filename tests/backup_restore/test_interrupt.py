@@ -28,9 +28,14 @@ CLI = [sys.executable, "-m", "drillbook"]
 @pytest.fixture(scope="module")
 def big_dump(pg, tmp_path_factory) -> Path:
     name = pg.create_database("bigsrc")
-    pg.execute(name, "create table public.events (id bigint primary key, payload text, at timestamptz default now())")
-    pg.execute(name, f"insert into public.events (id, payload) select g, md5(g::text) || md5((g * 7)::text) "
-                     f"from generate_series(1, {ROWS}) g")
+    pg.execute(
+        name, "create table public.events (id bigint primary key, payload text, at timestamptz default now())"
+    )
+    pg.execute(
+        name,
+        f"insert into public.events (id, payload) select g, md5(g::text) || md5((g * 7)::text) "
+        f"from generate_series(1, {ROWS}) g",
+    )
     pg.execute(name, "create table public.events2 as select * from public.events")
     pg.execute(name, "create index on public.events2 (payload)")
     folder = tmp_path_factory.mktemp("big")
@@ -42,16 +47,36 @@ def big_dump(pg, tmp_path_factory) -> Path:
 
 def _settings(tmp_path: Path) -> Path:
     path = tmp_path / "settings.yaml"
-    path.write_text(yaml.safe_dump({"name": "shop_interrupt", "restore": {"jobs": 2},
-                                    "verify": {"min_rows": {"public.events": 1}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "shop_interrupt", "restore": {"jobs": 2}, "verify": {"min_rows": {"public.events": 1}}}
+        )
+    )
     return path
 
 
 def _start(pg, backup: Path, settings: Path, ledger_dsn: str) -> subprocess.Popen:
-    argv = [*CLI, "run", "backup-restore", "--backup", str(backup), "--scratch-dsn", pg.admin_dsn,
-            "--config", str(settings), "--ledger-dsn", ledger_dsn, "--no-notify"]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    argv = [
+        *CLI,
+        "run",
+        "backup-restore",
+        "--backup",
+        str(backup),
+        "--scratch-dsn",
+        pg.admin_dsn,
+        "--config",
+        str(settings),
+        "--ledger-dsn",
+        ledger_dsn,
+        "--no-notify",
+    ]
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def _proc_table() -> dict[int, tuple[str, int, str]]:
@@ -64,8 +89,8 @@ def _proc_table() -> dict[int, tuple[str, int, str]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1: stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
         table[int(entry.name)] = (comm, int(fields[1]), fields[0])
     return table
 
@@ -85,6 +110,7 @@ def _alive(pids: set[int]) -> set[int]:
 
 def _drain(proc: subprocess.Popen, lines: list[str]) -> threading.Thread:
     """Collect the CLI's output in a thread (a pipe that is not read would stall it)."""
+
     def run() -> None:
         for line in proc.stdout:  # type: ignore[union-attr]
             lines.append(line.rstrip("\n"))
@@ -145,7 +171,9 @@ def test_sigterm_mid_restore_records_error_and_stops_the_tools(pg, big_dump, led
     assert set(pg.databases(PREFIX)) == before, "the interrupted drill must drop its scratch database"
 
 
-def test_sigkill_mid_restore_takes_the_tools_and_the_next_run_reaps(pg, big_dump, dumps, ledger_dsn, tmp_path):
+def test_sigkill_mid_restore_takes_the_tools_and_the_next_run_reaps(
+    pg, big_dump, dumps, ledger_dsn, tmp_path
+):
     before = set(pg.databases(PREFIX))
     lines: list[str] = []
     settings = _settings(tmp_path)
@@ -159,7 +187,9 @@ def test_sigkill_mid_restore_takes_the_tools_and_the_next_run_reaps(pg, big_dump
     orphans = set(pg.databases(PREFIX)) - before
     assert len(orphans) == 1, orphans  # SIGKILL leaves no chance to drop it
     # the next run of the same drill reaps it before it starts
-    settings.write_text(yaml.safe_dump({"name": "shop_interrupt", "verify": {"min_rows": {"public.orders": 1}}}))
+    settings.write_text(
+        yaml.safe_dump({"name": "shop_interrupt", "verify": {"min_rows": {"public.orders": 1}}})
+    )
     again: list[str] = []
     nxt = _start(pg, dumps["custom"], settings, ledger_dsn)
     assert _finish(nxt, _drain(nxt, again)) == 0, "\n".join(again)
@@ -169,17 +199,37 @@ def test_sigkill_mid_restore_takes_the_tools_and_the_next_run_reaps(pg, big_dump
     assert set(pg.databases(PREFIX)) == before
 
 
-def test_sigkill_to_the_whole_process_group_still_takes_the_restore_workers(pg, big_dump, ledger_dsn, tmp_path):
+def test_sigkill_to_the_whole_process_group_still_takes_the_restore_workers(
+    pg, big_dump, ledger_dsn, tmp_path
+):
     """A supervisor (Airflow's task runner, a container stop, `kill -9 -PGID`) kills the drill's whole group.
 
     The watchdog that kills ``pg_restore``'s ``-j`` workers must not be in that group, or it dies with the
     drill and the workers (in their own session) load on for the rest of their table.
     """
     lines: list[str] = []
-    argv = [*CLI, "run", "backup-restore", "--backup", str(big_dump), "--scratch-dsn", pg.admin_dsn,
-            "--config", str(_settings(tmp_path)), "--ledger-dsn", ledger_dsn, "--no-notify"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    argv = [
+        *CLI,
+        "run",
+        "backup-restore",
+        "--backup",
+        str(big_dump),
+        "--scratch-dsn",
+        pg.admin_dsn,
+        "--config",
+        str(_settings(tmp_path)),
+        "--ledger-dsn",
+        ledger_dsn,
+        "--no-notify",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     reader = _drain(proc, lines)
     pids: set[int] = set()
     try:

@@ -44,7 +44,9 @@ def victim(pg):
     pg.execute("postgres", f"CREATE DATABASE {SCRATCH_MAINT} OWNER {SCRATCH_ROLE}")
     for db in ("victim", "victim2"):
         pg.execute("postgres", f"CREATE DATABASE {db} OWNER victim_app")
-        pg.execute(db, "CREATE TABLE events (id int, note text)")  # no primary key: appends would go unnoticed
+        pg.execute(
+            db, "CREATE TABLE events (id int, note text)"
+        )  # no primary key: appends would go unnoticed
         pg.execute(db, "INSERT INTO events SELECT g, 'n' || g FROM generate_series(1, 11) g")
         pg.execute(db, "CREATE TABLE items (id serial PRIMARY KEY, name text)")
         pg.execute(db, "INSERT INTO items (name) VALUES ('a'), ('b'), ('c')")
@@ -60,22 +62,39 @@ def victim(pg):
 def checksum(pg) -> dict[str, object]:
     """Every non-scratch database's rows and sequences, plus the server's databases and roles."""
     out: dict[str, object] = {
-        "databases": sorted(r[0] for r in pg.execute("postgres", "select datname from pg_database")
-                            if not r[0].startswith(PREFIX)),
-        "roles": sorted(tuple(map(str, r)) for r in pg.execute(
-            "postgres", "select rolname, rolsuper, rolcreatedb, rolcanlogin from pg_roles")),
-        "members": sorted(pg.execute("postgres", "select roleid::regrole::text, member::regrole::text from pg_auth_members")),
+        "databases": sorted(
+            r[0]
+            for r in pg.execute("postgres", "select datname from pg_database")
+            if not r[0].startswith(PREFIX)
+        ),
+        "roles": sorted(
+            tuple(map(str, r))
+            for r in pg.execute(
+                "postgres", "select rolname, rolsuper, rolcreatedb, rolcanlogin from pg_roles"
+            )
+        ),
+        "members": sorted(
+            pg.execute("postgres", "select roleid::regrole::text, member::regrole::text from pg_auth_members")
+        ),
         "settings": pg.execute("postgres", "select current_setting('work_mem')"),
     }
     for db in out["databases"]:  # type: ignore[union-attr]
         if db.startswith("template"):
             continue
-        tables = pg.execute(db, "select format('%I.%I', schemaname, relname) from pg_stat_user_tables order by 1")
+        tables = pg.execute(
+            db, "select format('%I.%I', schemaname, relname) from pg_stat_user_tables order by 1"
+        )
         for (table,) in tables:
-            if table == "drillbook.scratch_databases":  # the drill's own registry of what it created (scratch.py)
+            if (
+                table == "drillbook.scratch_databases"
+            ):  # the drill's own registry of what it created (scratch.py)
                 continue
-            out[f"{db}:{table}"] = pg.execute(db, f"select md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) from {table} t")
-        for (seq,) in pg.execute(db, "select format('%I.%I', schemaname, sequencename) from pg_sequences order by 1"):
+            out[f"{db}:{table}"] = pg.execute(
+                db, f"select md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) from {table} t"
+            )
+        for (seq,) in pg.execute(
+            db, "select format('%I.%I', schemaname, sequencename) from pg_sequences order by 1"
+        ):
             out[f"{db}:{seq}"] = pg.execute(db, f"select last_value, is_called from {seq}")
     return out
 
@@ -114,8 +133,12 @@ def _run_and_check(pg, drill_runner, scratch_dsn, drill, outside: Path, tmp_path
     return result
 
 
-def test_pg_dump_create_is_refused_on_a_shared_server(pg, victim, scratch_dsn, tmp_path, outside, drill_runner):
-    path = pg_dump(pg, pg.dsn("victim"), (tmp_path / "c").mkdir() or tmp_path / "c" / "victim.sql", "-Fp", "-C")
+def test_pg_dump_create_is_refused_on_a_shared_server(
+    pg, victim, scratch_dsn, tmp_path, outside, drill_runner
+):
+    path = pg_dump(
+        pg, pg.dsn("victim"), (tmp_path / "c").mkdir() or tmp_path / "c" / "victim.sql", "-Fp", "-C"
+    )
     drill = make_drill(str(path.parent), verify=VICTIM_VERIFY)
     result = _run_and_check(pg, drill_runner, scratch_dsn, drill, outside, tmp_path)
     finding = next(f for f in result.findings if f.code == "DUMP_LEAVES_DATABASE")
@@ -127,7 +150,9 @@ def test_pg_dump_create_is_refused_on_a_shared_server(pg, victim, scratch_dsn, t
 @pytest.fixture
 def dumpall(pg, victim, tmp_path) -> Path:
     """pg_dumpall of the test server: roles (one with a password) and the two victim databases."""
-    others = [d for d in pg.databases() if d not in ("victim", "victim2", "postgres", "template1", "template0")]
+    others = [
+        d for d in pg.databases() if d not in ("victim", "victim2", "postgres", "template1", "template0")
+    ]
     out = tmp_path / "all" / "cluster.sql"
     out.parent.mkdir()
     args = [str(Path(pg.bin_dir) / "pg_dumpall"), "-f", str(out)]
@@ -146,15 +171,22 @@ def test_pg_dumpall_is_refused_on_a_shared_server(pg, dumpall, scratch_dsn, tmp_
 
 
 def test_pg_dumpall_restores_fully_into_an_ephemeral_cluster_and_passes(pg, dumpall, tmp_path, drill_runner):
-    drill = make_drill(str(dumpall.parent), verify=VICTIM_VERIFY, restore={"target": "ephemeral", "database": "victim"})
+    drill = make_drill(
+        str(dumpall.parent), verify=VICTIM_VERIFY, restore={"target": "ephemeral", "database": "victim"}
+    )
     before = checksum(pg)
     clusters = set(Path("/tmp").glob("drillbook-ephemeral-*"))
     result = drill_runner(drill, work_dir=tmp_path / "work")
     assert result.verdict.value == "PASS", [(f.code, f.message, f.detail) for f in result.findings]
     assert checksum(pg) == before
     assert result.details["restore"]["exit_code"] == 0
-    assert set(Path("/tmp").glob("drillbook-ephemeral-*")) <= clusters, "the ephemeral cluster was not removed"
-    assert next(p for p in result.phases if p.name == "teardown").detail == "stopped and removed the ephemeral cluster"
+    assert set(Path("/tmp").glob("drillbook-ephemeral-*")) <= clusters, (
+        "the ephemeral cluster was not removed"
+    )
+    assert (
+        next(p for p in result.phases if p.name == "teardown").detail
+        == "stopped and removed the ephemeral cluster"
+    )
 
 
 def test_pg_dumpall_in_an_ephemeral_cluster_needs_the_database_to_verify(pg, dumpall, tmp_path, drill_runner):
@@ -178,7 +210,9 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_plain_dump_is_refused_and_touches_nothing(pg, victim, dumps, scratch_dsn, tmp_path, outside, drill_runner, name):
+def test_hostile_plain_dump_is_refused_and_touches_nothing(
+    pg, victim, dumps, scratch_dsn, tmp_path, outside, drill_runner, name
+):
     path = _hostile(dumps, tmp_path, name, HOSTILE[name].format(outside=outside))
     result = _run_and_check(pg, drill_runner, scratch_dsn, make_drill(str(path.parent)), outside, tmp_path)
     finding = next(f for f in result.findings if f.code == "DUMP_LEAVES_DATABASE")
@@ -186,7 +220,9 @@ def test_hostile_plain_dump_is_refused_and_touches_nothing(pg, victim, dumps, sc
 
 
 @pytest.mark.parametrize("name", ["shell", "output", "copy_to_program", "alter_system"])
-def test_the_ephemeral_cluster_still_refuses_escapes(pg, victim, dumps, tmp_path, outside, drill_runner, name):
+def test_the_ephemeral_cluster_still_refuses_escapes(
+    pg, victim, dumps, tmp_path, outside, drill_runner, name
+):
     path = _hostile(dumps, tmp_path, name, HOSTILE[name].format(outside=outside))
     drill = make_drill(str(path.parent), restore={"target": "ephemeral"})
     result = drill_runner(drill, work_dir=tmp_path / "work")
@@ -194,36 +230,58 @@ def test_the_ephemeral_cluster_still_refuses_escapes(pg, victim, dumps, tmp_path
     assert list(outside.iterdir()) == []
 
 
-def test_the_feed_filter_stops_at_the_first_forbidden_command_even_without_the_prescan(pg, victim, dumps, tmp_path, outside):
+def test_the_feed_filter_stops_at_the_first_forbidden_command_even_without_the_prescan(
+    pg, victim, dumps, tmp_path, outside
+):
     """The file may change between the pre-scan and the feed: psql still never sees the command."""
-    path = _hostile(dumps, tmp_path, "feed", f"\\! touch {outside}/marker\nCREATE TABLE public.after_the_marker (a int);",
-                    where="CREATE TABLE public.customers")
+    path = _hostile(
+        dumps,
+        tmp_path,
+        "feed",
+        f"\\! touch {outside}/marker\nCREATE TABLE public.after_the_marker (a int);",
+        where="CREATE TABLE public.customers",
+    )
     guard = ScratchGuard(scratch_dsn=pg.admin_dsn)
     db = guard.create(drill="iso_feed", run_id="t")
     try:
         psql, _ = tools.choose("psql", min_major=16)
         assert psql is not None
-        outcome = restore.run_restore(fmt="plain", tool=psql, path=path, scratch_db_dsn=with_dbname(pg.admin_dsn, db),
-                                      jobs=1, no_owner=False, timeout=120)
+        outcome = restore.run_restore(
+            fmt="plain",
+            tool=psql,
+            path=path,
+            scratch_db_dsn=with_dbname(pg.admin_dsn, db),
+            jobs=1,
+            no_owner=False,
+            timeout=120,
+        )
         assert outcome.refusal is not None and outcome.refusal.statement.startswith("\\! touch")
         assert outcome.fatal
         assert list(outside.iterdir()) == []
-        tables = pg.execute(db, "select relname from pg_class where relname in ('after_the_marker', 'customers')")
+        tables = pg.execute(
+            db, "select relname from pg_class where relname in ('after_the_marker', 'customers')"
+        )
         assert tables == [], "nothing after the refused command reached psql"
     finally:
         guard.drop(db)
 
 
-def test_side_effect_audit_reports_what_the_drill_changed_and_drops_nothing(pg, victim, dumps, scratch_dsn, tmp_path, drill_runner):
+def test_side_effect_audit_reports_what_the_drill_changed_and_drops_nothing(
+    pg, victim, dumps, scratch_dsn, tmp_path, drill_runner
+):
     """A role created by dynamic SQL (which no reading can catch) is reported, and left for a human."""
     inject = "DO $x$ BEGIN EXECUTE 'CREATE ' || 'ROLE drillbook_iso_sneaky'; END $x$;"
     path = _hostile(dumps, tmp_path, "sneaky", inject)
     pg.execute("postgres", "ALTER ROLE drillbook_iso_scratch CREATEROLE")
     try:
-        result = drill_runner(make_drill(str(path.parent)), scratch_dsn=scratch_dsn, work_dir=tmp_path / "work")
+        result = drill_runner(
+            make_drill(str(path.parent)), scratch_dsn=scratch_dsn, work_dir=tmp_path / "work"
+        )
         finding = next(f for f in result.findings if f.code == "SCRATCH_SIDE_EFFECT")
         assert "drillbook_iso_sneaky" in finding.message and result.verdict.value == "FAIL"
-        assert pg.execute("postgres", "select 1 from pg_roles where rolname = 'drillbook_iso_sneaky'") == [(1,)]
+        assert pg.execute("postgres", "select 1 from pg_roles where rolname = 'drillbook_iso_sneaky'") == [
+            (1,)
+        ]
         assert next(p for p in result.phases if p.name == "audit").status == "failed"
     finally:
         pg.execute("postgres", "DROP ROLE IF EXISTS drillbook_iso_sneaky")
@@ -238,13 +296,18 @@ def test_a_healthy_dump_passes_the_audit_and_notes_a_superuser_scratch_role(pg, 
     assert "superuser" in next(p for p in result.phases if p.name == "scratch").detail
 
 
-def test_a_custom_archive_whose_schema_leaves_the_database_is_refused(pg, variant, scratch_dsn, tmp_path, outside, drill_runner):
+def test_a_custom_archive_whose_schema_leaves_the_database_is_refused(
+    pg, variant, scratch_dsn, tmp_path, outside, drill_runner
+):
     def mutate(dsn):
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE FUNCTION public.escape() RETURNS void LANGUAGE plpgsql AS "
-                         "$$ BEGIN COPY (select 1) TO PROGRAM 'true'; END $$")
+            conn.execute(
+                "CREATE FUNCTION public.escape() RETURNS void LANGUAGE plpgsql AS "
+                "$$ BEGIN COPY (select 1) TO PROGRAM 'true'; END $$"
+            )
+
     path = variant(mutate)
     result = _run_and_check(pg, drill_runner, scratch_dsn, make_drill(str(path.parent)), outside, tmp_path)
     assert "DUMP_LEAVES_DATABASE" in codes(result)
@@ -259,7 +322,9 @@ def test_restore_database_without_the_ephemeral_target_is_a_catalogue_error():
         make_drill("/tmp/x", restore={"target": "private"})
 
 
-def test_pg_dump_create_restores_into_an_ephemeral_cluster_and_verifies_the_database_it_creates(pg, victim, tmp_path, drill_runner):
+def test_pg_dump_create_restores_into_an_ephemeral_cluster_and_verifies_the_database_it_creates(
+    pg, victim, tmp_path, drill_runner
+):
     folder = tmp_path / "c"
     folder.mkdir()
     path = pg_dump(pg, pg.dsn("victim"), folder / "victim.sql", "-Fp", "-C")
@@ -267,25 +332,38 @@ def test_pg_dump_create_restores_into_an_ephemeral_cluster_and_verifies_the_data
     before = checksum(pg)
     result = drill_runner(drill, work_dir=tmp_path / "work")
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
-    assert [f.subject for f in result.findings if f.code == "ROLE_ABSENT"] == ["victim_app"]  # roles live in pg_dumpall
+    assert [f.subject for f in result.findings if f.code == "ROLE_ABSENT"] == [
+        "victim_app"
+    ]  # roles live in pg_dumpall
     assert checksum(pg) == before
     assert path.exists()
 
 
-def test_a_custom_archive_restores_into_a_scratch_database_of_an_ephemeral_cluster(dumps, tmp_path, drill_runner):
-    result = drill_runner(make_drill(str(dumps["custom"].parent), restore={"target": "ephemeral"}), work_dir=tmp_path / "w")
+def test_a_custom_archive_restores_into_a_scratch_database_of_an_ephemeral_cluster(
+    dumps, tmp_path, drill_runner
+):
+    result = drill_runner(
+        make_drill(str(dumps["custom"].parent), restore={"target": "ephemeral"}), work_dir=tmp_path / "w"
+    )
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
     assert result.measurements.counts["dump_statements_judged"] > 10
 
 
-def test_a_custom_archive_that_escapes_is_refused_in_an_ephemeral_cluster_too(variant, tmp_path, drill_runner):
+def test_a_custom_archive_that_escapes_is_refused_in_an_ephemeral_cluster_too(
+    variant, tmp_path, drill_runner
+):
     def mutate(dsn):
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE FUNCTION public.escape() RETURNS void LANGUAGE plpgsql AS "
-                         "$$ BEGIN COPY (select 1) TO PROGRAM 'true'; END $$")
+            conn.execute(
+                "CREATE FUNCTION public.escape() RETURNS void LANGUAGE plpgsql AS "
+                "$$ BEGIN COPY (select 1) TO PROGRAM 'true'; END $$"
+            )
+
     path = variant(mutate)
-    result = drill_runner(make_drill(str(path.parent), restore={"target": "ephemeral"}), work_dir=tmp_path / "w")
+    result = drill_runner(
+        make_drill(str(path.parent), restore={"target": "ephemeral"}), work_dir=tmp_path / "w"
+    )
     assert "DUMP_LEAVES_DATABASE" in codes(result) and result.verdict.value == "ERROR"
     assert "restore" not in [p.name for p in result.phases]

@@ -37,8 +37,15 @@ def _psql(fed: bytes, dsn: str, cwd: Path) -> subprocess.CompletedProcess:
     env = tool_env(dsn)
     env["PSQLRC"] = "/dev/null"
     env["PGOPTIONS"] = "-c standard_conforming_strings=on"
-    return subprocess.run([psql.path, "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"], input=fed, env=env,
-                          cwd=cwd, capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        [psql.path, "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"],
+        input=fed,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _tables(dsn: str) -> set[str]:
@@ -63,8 +70,10 @@ def test_a_nul_byte_in_copy_rows_is_refused_too():
 
 def test_a_carriage_return_ends_a_line_comment_for_psql_and_for_the_filter(fresh_db, tmp_path):
     """psql ends ``--`` comments at \\r as well as \\n (psqlscan.l: non_newline [^\\n\\r])."""
-    hostile = (b"SELECT 1; -- a comment\rCREATE TABLE sneaked (i int);\n"
-               b"-- x\rCOPY (select 1) TO PROGRAM 'touch marker';\n")
+    hostile = (
+        b"SELECT 1; -- a comment\rCREATE TABLE sneaked (i int);\n"
+        b"-- x\rCOPY (select 1) TO PROGRAM 'touch marker';\n"
+    )
     fed, refusal = _filter(hostile)
     assert refusal is not None and refusal.line == 2 and "PROGRAM" in refusal.statement, refusal
     _psql(fed, fresh_db, tmp_path)
@@ -80,11 +89,14 @@ def test_cr_only_line_endings_in_a_healthy_dump_still_pass(fresh_db, tmp_path):
     assert proc.returncode == 0 and "t" in _tables(fresh_db), proc.stderr
 
 
-@pytest.mark.parametrize("connect", [
-    b"\\connect `touch${IFS}marker;echo${IFS}DB`\n",  # psql runs a backquoted argument as a shell command
-    b'\\connect "DB"`touch${IFS}marker`""\n',  # glued after a quoted part
-    b"\\c :'LAST_ERROR_MESSAGE'\n",  # a psql variable: its value is not what the filter read
-])
+@pytest.mark.parametrize(
+    "connect",
+    [
+        b"\\connect `touch${IFS}marker;echo${IFS}DB`\n",  # psql runs a backquoted argument as a shell command
+        b'\\connect "DB"`touch${IFS}marker`""\n',  # glued after a quoted part
+        b"\\c :'LAST_ERROR_MESSAGE'\n",  # a psql variable: its value is not what the filter read
+    ],
+)
 def test_connect_in_an_ephemeral_cluster_takes_a_plain_name_only(fresh_db, tmp_path, connect):
     db = psycopg.conninfo.conninfo_to_dict(fresh_db)["dbname"]
     hostile = b"SELECT 1;\n" + connect.replace(b"DB", db.encode()) + b"SELECT 2;\n"
@@ -94,14 +106,23 @@ def test_connect_in_an_ephemeral_cluster_takes_a_plain_name_only(fresh_db, tmp_p
     assert refusal is not None and refusal.line == 2, refusal
 
 
-@pytest.mark.parametrize("connect", [b"\\connect victim", b"\\connect -reuse-previous=on \"dbname='we\\'ird db'\"",
-                                     b"\\connect template1", b"\\c my.db_1"])
+@pytest.mark.parametrize(
+    "connect",
+    [
+        b"\\connect victim",
+        b"\\connect -reuse-previous=on \"dbname='we\\'ird db'\"",
+        b"\\connect template1",
+        b"\\c my.db_1",
+    ],
+)
 def test_connect_lines_pg_dump_writes_pass_in_an_ephemeral_cluster(connect):
     _, refusal = _filter(b"SELECT 1;\n" + connect + b"\nSELECT 2;\n", scope="ephemeral")
     assert refusal is None, refusal
 
 
-def test_a_real_pg_dump_c_of_a_database_whose_name_needs_quotes_is_not_refused_in_an_ephemeral_cluster(pg, tmp_path):
+def test_a_real_pg_dump_c_of_a_database_whose_name_needs_quotes_is_not_refused_in_an_ephemeral_cluster(
+    pg, tmp_path
+):
     """pg_dump -C writes ``\\encoding SQL_ASCII`` and a quoted ``\\connect -reuse-previous=on "dbname='…'"``."""
     from drillbook.drills.backup_restore.prescan import scan_plain
     from tests.backup_restore.conftest import pg_dump
@@ -137,10 +158,16 @@ def subscribed_dump(pg, tmp_path) -> Path:
     pg.drop_database(name)
     pg.execute("postgres", f"CREATE DATABASE {name}")
     try:
-        pg.execute(name, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'i' || g "
-                         "FROM generate_series(1, 20) g; CREATE PUBLICATION pub FOR TABLE items")
-        pg.execute(name, "CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere' PUBLICATION pub "
-                         "WITH (connect = false)")
+        pg.execute(
+            name,
+            "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'i' || g "
+            "FROM generate_series(1, 20) g; CREATE PUBLICATION pub FOR TABLE items",
+        )
+        pg.execute(
+            name,
+            "CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere' PUBLICATION pub "
+            "WITH (connect = false)",
+        )
         (tmp_path / "sub").mkdir()
         dump = pg_dump(pg, pg.dsn(name), tmp_path / "sub" / "sub.sql")
         pg.execute(name, "ALTER SUBSCRIPTION sub SET (slot_name = NONE)")
@@ -151,12 +178,17 @@ def subscribed_dump(pg, tmp_path) -> Path:
     return dump
 
 
-def test_a_real_dump_with_a_subscription_restores_into_an_ephemeral_cluster_and_passes(subscribed_dump, tmp_path, drill_runner):
+def test_a_real_dump_with_a_subscription_restores_into_an_ephemeral_cluster_and_passes(
+    subscribed_dump, tmp_path, drill_runner
+):
     """pg_dump writes a subscription disabled, with connect = false: no connection is made, so it is no escape."""
     from tests.backup_restore.conftest import make_drill
 
-    drill = make_drill(str(subscribed_dump.parent), verify={"min_rows": {"public.items": 20}, "rpo_probe": None},
-                       restore={"target": "ephemeral"})
+    drill = make_drill(
+        str(subscribed_dump.parent),
+        verify={"min_rows": {"public.items": 20}, "rpo_probe": None},
+        restore={"target": "ephemeral"},
+    )
     result = drill_runner(drill, work_dir=tmp_path / "work")
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
 
@@ -165,17 +197,22 @@ def test_a_dump_with_a_subscription_is_still_refused_on_a_shared_server(subscrib
     from drillbook.drills.backup_restore.prescan import scan_plain
 
     refusals = scan_plain(subscribed_dump, gz=False, target="shared").refusals
-    assert refusals and "subscription" in refusals[0].reason  # it would block DROP DATABASE of the scratch database
+    assert (
+        refusals and "subscription" in refusals[0].reason
+    )  # it would block DROP DATABASE of the scratch database
 
 
-@pytest.mark.parametrize("text", [
-    "CREATE SUBSCRIPTION s CONNECTION 'host=10.0.0.1' PUBLICATION p;\n",  # connects at once
-    "CREATE SUBSCRIPTION s CONNECTION 'host=10.0.0.1' PUBLICATION p WITH (connect = true);\n",
-    "ALTER SUBSCRIPTION s ENABLE;\n",
-    "ALTER SUBSCRIPTION s CONNECTION 'host=10.0.0.1';\n",
-    "ALTER SUBSCRIPTION s REFRESH PUBLICATION;\n",
-    "DROP SUBSCRIPTION s;\n",  # connects to the publisher to drop the slot
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE SUBSCRIPTION s CONNECTION 'host=10.0.0.1' PUBLICATION p;\n",  # connects at once
+        "CREATE SUBSCRIPTION s CONNECTION 'host=10.0.0.1' PUBLICATION p WITH (connect = true);\n",
+        "ALTER SUBSCRIPTION s ENABLE;\n",
+        "ALTER SUBSCRIPTION s CONNECTION 'host=10.0.0.1';\n",
+        "ALTER SUBSCRIPTION s REFRESH PUBLICATION;\n",
+        "DROP SUBSCRIPTION s;\n",  # connects to the publisher to drop the slot
+    ],
+)
 def test_subscriptions_that_connect_are_refused_in_an_ephemeral_cluster(text):
     refusal = _filter(text.encode(), scope="ephemeral")[1]
     assert refusal is not None and "connects to another server" in refusal.reason, refusal
@@ -261,27 +298,33 @@ def test_a_cluster_left_by_a_sigkilled_drill_is_reaped_and_a_live_one_is_not():
             live.close()
 
 
-@pytest.mark.parametrize("text", [
-    "SELECT \"pg_read_file\"('/etc/passwd');\n",  # a quoted name the server folds to the same function
-    "SELECT pg_catalog.\"lo_export\"(1, '/tmp/x');\n",
-    "SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity;\n",
-    "SELECT set_config(E'client\\137encoding', 'SJIS', false);\n",  # octal escape in an E'' string
-    "SELECT set_config(E'client\\x5fencoding', 'SJIS', false);\n",
-    "SELECT set_config(U&'client\\005fencoding', 'SJIS', false);\n",  # Unicode escapes
-    "SELECT U&\"pg\\005fread_file\"('/etc/passwd');\n",
-    "DO E'BEGIN EXECUTE ''ALTER \\123YSTEM SET work_mem = 1''; END';\n",
-    "PREPARE TRANSACTION 'left';\n",  # outlives the session; the scratch database can no longer be dropped
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT \"pg_read_file\"('/etc/passwd');\n",  # a quoted name the server folds to the same function
+        "SELECT pg_catalog.\"lo_export\"(1, '/tmp/x');\n",
+        'SELECT "pg_terminate_backend"(pid) FROM pg_stat_activity;\n',
+        "SELECT set_config(E'client\\137encoding', 'SJIS', false);\n",  # octal escape in an E'' string
+        "SELECT set_config(E'client\\x5fencoding', 'SJIS', false);\n",
+        "SELECT set_config(U&'client\\005fencoding', 'SJIS', false);\n",  # Unicode escapes
+        "SELECT U&\"pg\\005fread_file\"('/etc/passwd');\n",
+        "DO E'BEGIN EXECUTE ''ALTER \\123YSTEM SET work_mem = 1''; END';\n",
+        "PREPARE TRANSACTION 'left';\n",  # outlives the session; the scratch database can no longer be dropped
+    ],
+)
 def test_names_spelt_another_way_are_read_as_the_server_reads_them(text):
     refusal = _filter(text.encode())[1]
     assert refusal is not None, text
 
 
-@pytest.mark.parametrize("text", [
-    "CREATE TABLE \"Database\" (\"role\" int);\n",  # a quoted name that is not a keyword's spelling stays a name
-    "SELECT E'it\\'s', E'tab\\there';\n",
-    "CREATE TABLE \"public\".\"system\" (\"copy\" int);\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'CREATE TABLE "Database" ("role" int);\n',  # a quoted name that is not a keyword's spelling stays a name
+        "SELECT E'it\\'s', E'tab\\there';\n",
+        'CREATE TABLE "public"."system" ("copy" int);\n',
+    ],
+)
 def test_quoted_names_and_e_strings_in_healthy_dumps_pass(text):
     assert _filter(text.encode())[1] is None
 
@@ -289,16 +332,25 @@ def test_quoted_names_and_e_strings_in_healthy_dumps_pass(text):
 _DYNAMIC = {
     # dynamic SQL: no reading catches it; a superuser scratch role lets it run; the audit must see what it left
     # (ALTER SYSTEM, tablespaces and CREATE DATABASE cannot run inside DO: a transaction block)
-    "parameter_grant": ("DO $x$ BEGIN EXECUTE 'GRANT SET ON PARA' || 'METER work_mem TO public'; END $x$;", "work_mem"),
-    "role_comment": ("DO $x$ BEGIN EXECUTE format('COMMENT ON %s %I IS %L', 'RO' || 'LE', current_user, 'x'); END $x$;",
-                     "role "),
-    "slot": ("DO $x$ BEGIN EXECUTE 'SELECT pg_create_phys' || 'ical_replication_slot(''drillbook_iso_slot'')'; END $x$;",
-             "drillbook_iso_slot"),
+    "parameter_grant": (
+        "DO $x$ BEGIN EXECUTE 'GRANT SET ON PARA' || 'METER work_mem TO public'; END $x$;",
+        "work_mem",
+    ),
+    "role_comment": (
+        "DO $x$ BEGIN EXECUTE format('COMMENT ON %s %I IS %L', 'RO' || 'LE', current_user, 'x'); END $x$;",
+        "role ",
+    ),
+    "slot": (
+        "DO $x$ BEGIN EXECUTE 'SELECT pg_create_phys' || 'ical_replication_slot(''drillbook_iso_slot'')'; END $x$;",
+        "drillbook_iso_slot",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(_DYNAMIC))
-def test_the_audit_sees_server_state_left_by_dynamic_sql_under_a_superuser_scratch_role(pg, dumps, tmp_path, drill_runner, name):
+def test_the_audit_sees_server_state_left_by_dynamic_sql_under_a_superuser_scratch_role(
+    pg, dumps, tmp_path, drill_runner, name
+):
     from tests.backup_restore.conftest import make_drill
 
     inject, shown = _DYNAMIC[name]
@@ -314,9 +366,14 @@ def test_the_audit_sees_server_state_left_by_dynamic_sql_under_a_superuser_scrat
         assert result.verdict.value != "PASS"
     finally:
         pg.execute("postgres", "REVOKE SET ON PARAMETER work_mem FROM public")
-        pg.execute("postgres", "DO $x$ BEGIN EXECUTE format('COMMENT ON ROLE %I IS NULL', current_user); END $x$")
-        pg.execute("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                               "WHERE slot_name = 'drillbook_iso_slot'")
+        pg.execute(
+            "postgres", "DO $x$ BEGIN EXECUTE format('COMMENT ON ROLE %I IS NULL', current_user); END $x$"
+        )
+        pg.execute(
+            "postgres",
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = 'drillbook_iso_slot'",
+        )
 
 
 def test_the_audit_of_a_healthy_dump_stays_clean_under_a_superuser_scratch_role(dumps, drill_runner):
@@ -328,8 +385,9 @@ def test_the_audit_of_a_healthy_dump_stays_clean_under_a_superuser_scratch_role(
 
 def test_a_psql_variable_holding_text_the_dump_chose_cannot_become_a_meta_command(fresh_db, tmp_path):
     """psql lexes a variable's value where ``:NAME`` stands; LAST_ERROR_MESSAGE is whatever the dump raised."""
-    hostile = (b"DO $$ BEGIN RAISE EXCEPTION '%', E'\\\\! touch marker'; END $$;\n"
-               b"SELECT 1 :LAST_ERROR_MESSAGE\n;\n")
+    hostile = (
+        b"DO $$ BEGIN RAISE EXCEPTION '%', E'\\\\! touch marker'; END $$;\nSELECT 1 :LAST_ERROR_MESSAGE\n;\n"
+    )
     fed, refusal = _filter(hostile)
     _psql(fed, fresh_db, tmp_path)
     assert not (tmp_path / "marker").exists()
@@ -337,8 +395,10 @@ def test_a_psql_variable_holding_text_the_dump_chose_cannot_become_a_meta_comman
 
 
 def test_casts_slices_and_assignments_that_look_like_variables_pass(fresh_db, tmp_path):
-    healthy = (b"CREATE TABLE t AS SELECT 'x'::text AS a, (ARRAY[1,2,3])[1:2] AS b, (ARRAY[1,2,3])[1:n] AS c "
-               b"FROM (SELECT 2 AS n) s;\nDO $$ DECLARE x int; BEGIN x := 1; END $$;\n")
+    healthy = (
+        b"CREATE TABLE t AS SELECT 'x'::text AS a, (ARRAY[1,2,3])[1:2] AS b, (ARRAY[1,2,3])[1:n] AS c "
+        b"FROM (SELECT 2 AS n) s;\nDO $$ DECLARE x int; BEGIN x := 1; END $$;\n"
+    )
     fed, refusal = _filter(healthy)
     assert refusal is None and fed == healthy
     proc = _psql(fed, fresh_db, tmp_path)
@@ -354,7 +414,11 @@ def test_the_ephemeral_server_runs_without_a_network():
 
     if shutil.which("unshare") is None:
         pytest.skip("util-linux unshare is not installed (.ci/run installs it)")
-    probe = ["unshare", "--net", "true"] if os.geteuid() == 0 else ["unshare", "--map-current-user", "--net", "true"]
+    probe = (
+        ["unshare", "--net", "true"]
+        if os.geteuid() == 0
+        else ["unshare", "--map-current-user", "--net", "true"]
+    )
     if subprocess.run(probe, capture_output=True, check=False, timeout=30).returncode != 0:
         pytest.skip("this kernel/container refuses network namespaces (the cluster then says 'host network')")
     cluster = EphemeralCluster(min_major=None).start()
@@ -377,14 +441,17 @@ def test_a_client_encoding_switched_by_code_the_dump_ran_cannot_desynchronise_ps
 
     marker = tmp_path / "marker"
     dump = tmp_path / "d.sql"
-    dump.write_bytes(b"SET client_encoding = 'UTF8';\n"
-                     b"DO $$ BEGIN EXECUTE 'SET client_enc' || 'oding = ''SJIS'''; END $$;\n"
-                     b"SELECT \x95' \\! touch " + str(marker).encode() + b"\n';\n"
-                     b"CREATE TABLE after_it (a text);\nCOPY after_it (a) FROM stdin;\nx\xc3\xa9\n\\.\n")
+    dump.write_bytes(
+        b"SET client_encoding = 'UTF8';\n"
+        b"DO $$ BEGIN EXECUTE 'SET client_enc' || 'oding = ''SJIS'''; END $$;\n"
+        b"SELECT \x95' \\! touch " + str(marker).encode() + b"\n';\n"
+        b"CREATE TABLE after_it (a text);\nCOPY after_it (a) FROM stdin;\nx\xc3\xa9\n\\.\n"
+    )
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
-                                  timeout=60)
+    outcome = restore.run_restore(
+        fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60
+    )
     assert not marker.exists(), "a shell command ran on the worker"
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT a FROM after_it").fetchall() == [("xé",)]  # psql is back on UTF8 after it
@@ -395,31 +462,40 @@ def test_pinning_the_encoding_keeps_a_real_latin1_dump_and_its_line_numbers(fres
     from drillbook.drills.backup_restore import restore
 
     dump = tmp_path / "l.sql"
-    dump.write_bytes(b"SET client_encoding = 'LATIN1';\nCREATE TABLE t (a text);\nCOPY t (a) FROM stdin;\ncaf\xe9\n\\.\n"
-                     b"SELECT 1/0;\nSELECT 'x'::int;\n")
+    dump.write_bytes(
+        b"SET client_encoding = 'LATIN1';\nCREATE TABLE t (a text);\nCOPY t (a) FROM stdin;\ncaf\xe9\n\\.\n"
+        b"SELECT 1/0;\nSELECT 'x'::int;\n"
+    )
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
-                                  timeout=60)
+    outcome = restore.run_restore(
+        fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60
+    )
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT a FROM t").fetchall() == [("café",)]
     tail = "\n".join(outcome.classifier.tail)
     assert "<stdin>:6:" in tail and "<stdin>:7:" in tail and "encoding" not in tail.lower(), tail
 
 
-def test_standard_conforming_strings_switched_off_by_code_the_dump_ran_cannot_desynchronise_psql(fresh_db, tmp_path):
+def test_standard_conforming_strings_switched_off_by_code_the_dump_ran_cannot_desynchronise_psql(
+    fresh_db, tmp_path
+):
     """psql follows standard_conforming_strings too: off, it reads 'a\\' as an open string and the filter's next
     string as code. Strings holding a backslash are fed as E'' (same value), which both modes read alike."""
     from drillbook.drills.backup_restore import restore
 
     marker = tmp_path / "marker"
     dump = tmp_path / "d.sql"
-    dump.write_bytes(b"DO $$ BEGIN EXECUTE 'SET standard_conforming' || '_strings = off'; END $$;\n"
-                     b"SELECT 'a\\' , ' ;\n\\! touch " + str(marker).encode() + b"\n';\n"
-                     b"CREATE TABLE t AS SELECT 'C:\\dir\\' AS path, 'it''s' AS q;\n")
+    dump.write_bytes(
+        b"DO $$ BEGIN EXECUTE 'SET standard_conforming' || '_strings = off'; END $$;\n"
+        b"SELECT 'a\\' , ' ;\n\\! touch " + str(marker).encode() + b"\n';\n"
+        b"CREATE TABLE t AS SELECT 'C:\\dir\\' AS path, 'it''s' AS q;\n"
+    )
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60)
+    restore.run_restore(
+        fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60
+    )
     assert not marker.exists(), "a shell command ran on the worker"
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT path, q FROM t").fetchone() == ("C:\\dir\\", "it's")
@@ -440,8 +516,9 @@ def test_a_real_inserts_dump_with_backslashes_restores_the_same_values(pg, tmp_p
         pg.drop_database(name)
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
-                                  timeout=60)
+    outcome = restore.run_restore(
+        fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60
+    )
     assert outcome.exit_code == 0 and outcome.refusal is None, outcome.classifier.tail
     with psycopg.connect(fresh_db) as conn:
         assert [r[0] for r in conn.execute("SELECT s FROM v ORDER BY i")] == values
@@ -457,20 +534,25 @@ def test_rows_of_a_copy_that_failed_to_start_are_not_run_as_sql(fresh_db, tmp_pa
     from drillbook.drills.backup_restore import restore
 
     dump = tmp_path / "d.sql"
-    dump.write_bytes(b"CREATE TABLE ok (a text);\nCOPY ok (a) FROM stdin;\nfirst\nsecond\n\\.\n"
-                     b"COPY missing (a) FROM stdin;\n"
-                     b"CREATE TABLE sneaked_from_copy_rows (i int);\n"
-                     b"SELECT 'row ran as sql';\n"
-                     b"\\.\n"
-                     b"CREATE TABLE after_the_copy (a int);\nSELECT 1/0;\n")
+    dump.write_bytes(
+        b"CREATE TABLE ok (a text);\nCOPY ok (a) FROM stdin;\nfirst\nsecond\n\\.\n"
+        b"COPY missing (a) FROM stdin;\n"
+        b"CREATE TABLE sneaked_from_copy_rows (i int);\n"
+        b"SELECT 'row ran as sql';\n"
+        b"\\.\n"
+        b"CREATE TABLE after_the_copy (a int);\nSELECT 1/0;\n"
+    )
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False,
-                                  timeout=60)
+    outcome = restore.run_restore(
+        fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60
+    )
     tables = _tables(fresh_db)
     assert "sneaked_from_copy_rows" not in tables, "a COPY row ran as SQL"
     assert {"ok", "after_the_copy"} <= tables
     tail = "\n".join(outcome.classifier.tail)
-    assert 'relation "missing" does not exist' in tail and "<stdin>:11:" in tail and "division by zero" in tail, tail
+    assert (
+        'relation "missing" does not exist' in tail and "<stdin>:11:" in tail and "division by zero" in tail
+    ), tail
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT count(*) FROM ok").fetchone() == (2,)

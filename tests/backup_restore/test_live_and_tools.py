@@ -35,8 +35,12 @@ def readonly_source(pg, shop):
 def test_live_dump_with_a_select_only_role(readonly_source, tmp_path, drill_runner, pg):
     dsn, password = readonly_source
     keep = tmp_path / "live"
-    drill = make_drill("live", source={"connection": "drillbook_source"},
-                       backup={"location": "live", "keep_live_dumps_in": str(keep)}, schedule="@hourly")
+    drill = make_drill(
+        "live",
+        source={"connection": "drillbook_source"},
+        backup={"location": "live", "keep_live_dumps_in": str(keep)},
+        schedule="@hourly",
+    )
     result = drill_runner(drill, source_dsn=dsn)
     assert codes(result) == [], [(f.code, f.message) for f in result.findings]
     assert result.verdict.value == "PASS"
@@ -46,8 +50,12 @@ def test_live_dump_with_a_select_only_role(readonly_source, tmp_path, drill_runn
 
 
 def test_live_dump_source_unreachable(tmp_path, drill_runner):
-    drill = make_drill("live", source={"connection": "drillbook_source"},
-                       backup={"location": "live", "keep_live_dumps_in": str(tmp_path / "live")}, schedule="@hourly")
+    drill = make_drill(
+        "live",
+        source={"connection": "drillbook_source"},
+        backup={"location": "live", "keep_live_dumps_in": str(tmp_path / "live")},
+        schedule="@hourly",
+    )
     result = drill_runner(drill, source_dsn="host=127.0.0.1 port=1 dbname=shop user=nobody connect_timeout=2")
     assert codes(result) == ["SOURCE_UNREACHABLE"]
     assert result.verdict.value == "ERROR"
@@ -60,7 +68,7 @@ def test_archive_newer_than_every_pg_restore(dumps, tmp_path, drill_runner):
     new = ("99." + "9" * (len(old) - 3)).encode() if len(old) >= 4 else b"99"[: len(old)]
     head = bytes(data[:400])
     at = head.rindex(old)  # the pg_dump version is the last string of the header
-    data[at:at + len(old)] = new
+    data[at : at + len(old)] = new
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "shop.dump").write_bytes(bytes(data))
     result = drill_runner(make_drill(str(tmp_path / "b")))
@@ -102,7 +110,9 @@ def test_scratch_password_travels_in_the_environment_not_argv(pg, dumps, tmp_pat
     params.update(user=role, password=password, dbname=f"{role}_maint")
     try:
         drill = make_drill(str(dumps["custom"].parent), restore={"no_owner": True}, verify={"amcheck": False})
-        result = run_backup_restore(drill=drill, scratch_dsn=make_conninfo("", **params), work_dir=tmp_path / "w")
+        result = run_backup_restore(
+            drill=drill, scratch_dsn=make_conninfo("", **params), work_dir=tmp_path / "w"
+        )
     finally:
         pg.drop_database(f"{role}_maint")
         pg.execute("postgres", f"drop role {role}")

@@ -90,8 +90,13 @@ def _integrity_only(dsn: str, amcheck: object):
     builder = ResultBuilder(kind="backup_restore", drill="p1", target="scratch")
     session = ScratchSession(dsn=dsn)
     try:
-        lad = Ladder(builder=builder, session=session, verify=VerifySpec.model_validate({"amcheck": amcheck}),
-                     base_dir=base.INCLUDE, previous=None)
+        lad = Ladder(
+            builder=builder,
+            session=session,
+            verify=VerifySpec.model_validate({"amcheck": amcheck}),
+            base_dir=base.INCLUDE,
+            previous=None,
+        )
         facts = integrity.check_indexes(lad)
     finally:
         session.close()
@@ -112,7 +117,9 @@ def test_index_check_blocked_by_a_lock_is_named_and_blocks_when_required(locked_
 def test_index_check_blocked_by_a_lock_is_kept_in_details_with_auto(locked_orders):
     builder, facts = _integrity_only(locked_orders, "auto")
     assert builder.findings == []
-    assert facts["indexes_unchecked"] and all(u.startswith("public.orders") for u in facts["indexes_unchecked"])
+    assert facts["indexes_unchecked"] and all(
+        u.startswith("public.orders") for u in facts["indexes_unchecked"]
+    )
     assert facts["indexes_checked"] + len(facts["indexes_unchecked"]) == facts["indexes"]
 
 
@@ -142,9 +149,13 @@ def test_no_suites_is_not_configured_and_green(shop_db):
 def test_no_pg_dump_new_enough_is_version_mismatch(tmp_path, drill_runner, shop):
     empty = tmp_path / "bin"
     empty.mkdir()
-    drill = make_drill("live", source={"connection": "drillbook_source"}, schedule="@hourly",
-                       backup={"location": "live", "keep_live_dumps_in": str(tmp_path / "live")},
-                       restore={"bin_dir": str(empty)})
+    drill = make_drill(
+        "live",
+        source={"connection": "drillbook_source"},
+        schedule="@hourly",
+        backup={"location": "live", "keep_live_dumps_in": str(tmp_path / "live")},
+        restore={"bin_dir": str(empty)},
+    )
     result = drill_runner(drill, source_dsn=shop.dsn)
     assert codes(result) == ["VERSION_MISMATCH"], [(f.code, f.message) for f in result.findings]
     assert result.verdict.value == "ERROR"
@@ -156,8 +167,12 @@ def test_pg_dump_without_read_permission_is_source_unreachable(pg, shop, tmp_pat
     role = f"p1nosel_{uuid.uuid4().hex[:6]}"
     pg.execute("postgres", f"create role {role} login")
     try:
-        drill = make_drill("live", source={"connection": "drillbook_source"}, schedule="@hourly",
-                           backup={"location": "live", "keep_live_dumps_in": str(tmp_path / "live")})
+        drill = make_drill(
+            "live",
+            source={"connection": "drillbook_source"},
+            schedule="@hourly",
+            backup={"location": "live", "keep_live_dumps_in": str(tmp_path / "live")},
+        )
         result = drill_runner(drill, source_dsn=make_conninfo(shop.dsn, user=role))
     finally:
         pg.execute("postgres", f"drop role {role}")
@@ -167,12 +182,18 @@ def test_pg_dump_without_read_permission_is_source_unreachable(pg, shop, tmp_pat
     assert list((tmp_path / "live").glob("*.dump")) == []  # no half-written dump is kept
 
 
-@pytest.mark.parametrize(("stderr", "code"), [
-    ('pg_dump: error: connection to server at "127.0.0.1", port 1 failed: Connection refused', "SOURCE_UNREACHABLE"),
-    ('pg_dump: error: FATAL:  password authentication failed for user "x"', "SOURCE_UNREACHABLE"),
-    ("pg_dump: error: query failed: ERROR:  permission denied for table orders", "SOURCE_UNREACHABLE"),
-    ("pg_dump: error: could not write to output file: No space left on device", "LIVE_DUMP_FAILED"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "code"),
+    [
+        (
+            'pg_dump: error: connection to server at "127.0.0.1", port 1 failed: Connection refused',
+            "SOURCE_UNREACHABLE",
+        ),
+        ('pg_dump: error: FATAL:  password authentication failed for user "x"', "SOURCE_UNREACHABLE"),
+        ("pg_dump: error: query failed: ERROR:  permission denied for table orders", "SOURCE_UNREACHABLE"),
+        ("pg_dump: error: could not write to output file: No space left on device", "LIVE_DUMP_FAILED"),
+    ],
+)
 def test_pg_dump_failures_are_classified(stderr, code):
     assert classify_dump_failure(stderr) == code
 
@@ -180,6 +201,7 @@ def test_pg_dump_failures_are_classified(stderr, code):
 # --- 4. semantics: did not hold vs could not run ----------------------------------------------------
 def test_check_that_cannot_run_is_semantics_error_and_not_counted(pg, shop_db):
     from drillbook.settings import DrillTimeouts
+
     checks = [
         {"name": "syntax", "sql": "selec 1", "expect": "== 1"},
         {"name": "writes", "sql": "delete from public.order_items returning 1", "expect": "== 1"},
@@ -203,9 +225,14 @@ def test_check_without_permission_is_semantics_error(pg, shop_db):
     pg.execute("postgres", f"create role {role} login")
     pg.execute("postgres", f"grant pg_read_all_data to {role}")
     try:
-        result = ladder(make_conninfo(shop_db, user=role), amcheck=False,
-                        checks=[{"name": "reads a file", "sql": "select length(pg_read_file('PG_VERSION'))",
-                                 "expect": "> 0"}, *base.HEALTHY_CHECKS])
+        result = ladder(
+            make_conninfo(shop_db, user=role),
+            amcheck=False,
+            checks=[
+                {"name": "reads a file", "sql": "select length(pg_read_file('PG_VERSION'))", "expect": "> 0"},
+                *base.HEALTHY_CHECKS,
+            ],
+        )
     finally:
         pg.execute("postgres", f"drop role {role}")
     assert codes(result) == ["SEMANTICS_ERROR"], [(f.code, f.message) for f in result.findings]
@@ -214,9 +241,14 @@ def test_check_without_permission_is_semantics_error(pg, shop_db):
 
 def test_check_on_a_table_the_restore_lacks_did_not_hold(shop_db):
     """42P01: the restored data lacks the table, which is a restore that did not hold (FAIL, counted)."""
-    result = ladder(shop_db, amcheck=False,
-                    checks=[{"name": "refunds exist", "sql": "select count(*) from public.refunds", "expect": "> 0"},
-                            *base.HEALTHY_CHECKS])
+    result = ladder(
+        shop_db,
+        amcheck=False,
+        checks=[
+            {"name": "refunds exist", "sql": "select count(*) from public.refunds", "expect": "> 0"},
+            *base.HEALTHY_CHECKS,
+        ],
+    )
     assert codes(result) == ["SEMANTICS_FAILED"]
     assert "lacks a table" in result.findings[0].message and result.verdict.value == "FAIL"
     assert [o["holds"] for o in result.details["verify"]["semantics"]["checks"]] == [False, True, True]
@@ -235,9 +267,18 @@ def test_toc_listing_that_hangs_is_bounded(pg, tmp_path):
     fifo = tmp_path / "stuck.dump"
     os.mkfifo(fifo)  # nobody ever writes: pg_restore -l blocks opening it
     builder = ResultBuilder(kind="backup_restore", drill="p1", target="scratch")
-    run = drill_mod._Drill(builder, drill=make_drill(str(tmp_path)), scratch_dsn=pg.admin_dsn, source_dsn=None,
-                           s3_client=None, work_dir=tmp_path, base_dir=None, run_id="r", start=datetime.now(UTC),
-                           timeouts=DrillTimeouts(toc=1))
+    run = drill_mod._Drill(
+        builder,
+        drill=make_drill(str(tmp_path)),
+        scratch_dsn=pg.admin_dsn,
+        source_dsn=None,
+        s3_client=None,
+        work_dir=tmp_path,
+        base_dir=None,
+        run_id="r",
+        start=datetime.now(UTC),
+        timeouts=DrillTimeouts(toc=1),
+    )
     run.tool, _ = tools.choose("pg_restore", min_major=None, bin_dir=pg.bin_dir)
     art = Artefact(uri=str(fifo), name=fifo.name, modified=datetime.now(UTC), path=fifo)
     started = time.monotonic()
@@ -255,8 +296,12 @@ def blocked_restore(pg, tmp_path):
     dst = pg.create_database("p1dst")
     pg.execute(src, "create table public.t (a int); insert into public.t select generate_series(1, 1000)")
     dump = tmp_path / "t.dump"
-    subprocess.run([str(Path(pg.bin_dir) / "pg_dump"), "-Fc", "-f", str(dump), "-d", pg.dsn(src)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [str(Path(pg.bin_dir) / "pg_dump"), "-Fc", "-f", str(dump), "-d", pg.dsn(src)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     pg.execute(dst, "create table public.t (a int)")
     holder = psycopg.connect(pg.dsn(dst))
     holder.execute("lock table public.t in access exclusive mode")
@@ -274,8 +319,9 @@ def test_restore_timeout_kills_the_parallel_workers(pg, blocked_restore):
     dump, dst_dsn = blocked_restore
     tool, _ = tools.choose("pg_restore", min_major=None, bin_dir=pg.bin_dir)
     assert tool is not None
-    outcome = restore.run_restore(fmt="custom", tool=tool, path=dump, scratch_db_dsn=dst_dsn, jobs=2,
-                                  no_owner=True, timeout=1)
+    outcome = restore.run_restore(
+        fmt="custom", tool=tool, path=dump, scratch_db_dsn=dst_dsn, jobs=2, no_owner=True, timeout=1
+    )
     assert outcome.timed_out and outcome.fatal
     assert outcome.seconds < 10, f"the timeout of 1 s did not bound the restore: {outcome.seconds:.1f} s"
 
@@ -287,8 +333,15 @@ def test_restore_within_its_timeout_is_not_killed(pg, blocked_restore):
     try:
         tool, _ = tools.choose("pg_restore", min_major=None, bin_dir=pg.bin_dir)
         assert tool is not None
-        outcome = restore.run_restore(fmt="custom", tool=tool, path=dump, scratch_db_dsn=pg.dsn(fresh), jobs=2,
-                                      no_owner=True, timeout=60)
+        outcome = restore.run_restore(
+            fmt="custom",
+            tool=tool,
+            path=dump,
+            scratch_db_dsn=pg.dsn(fresh),
+            jobs=2,
+            no_owner=True,
+            timeout=60,
+        )
     finally:
         rows = pg.execute(fresh, "select count(*) from public.t")
         pg.drop_database(fresh)

@@ -52,7 +52,9 @@ def dump_owned_by(variant, owner: str):
     return variant(own)
 
 
-def test_ownership_errors_under_a_createdb_role_are_classified_with_the_no_owner_hint(pg, variant, createdb_role, drill_runner):
+def test_ownership_errors_under_a_createdb_role_are_classified_with_the_no_owner_hint(
+    pg, variant, createdb_role, drill_runner
+):
     scratch_dsn, owner = createdb_role
     path = dump_owned_by(variant, owner)
     result = drill_runner(make_drill(str(path.parent)), scratch_dsn=scratch_dsn)
@@ -89,7 +91,9 @@ def test_cli_shows_the_failed_restore_phase_and_the_no_owner_hint(pg, variant, c
 
 
 # --- 10.5: a relative --backup is relative to the working directory ------------------------
-def test_relative_backup_on_the_command_line_is_relative_to_the_working_directory(pg, dumps, tmp_path, monkeypatch, capsys):
+def test_relative_backup_on_the_command_line_is_relative_to_the_working_directory(
+    pg, dumps, tmp_path, monkeypatch, capsys
+):
     import shutil
 
     import yaml
@@ -99,8 +103,19 @@ def test_relative_backup_on_the_command_line_is_relative_to_the_working_director
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "x.yaml").write_text(yaml.safe_dump({"objectives": {"rto": "15m", "rpo": "26h"}}))
     monkeypatch.chdir(tmp_path)
-    code = main(["run", "backup-restore", "--backup", "dumps/x.dump", "--config", "cfg/x.yaml",
-                 "--scratch-dsn", pg.admin_dsn, "--json"])
+    code = main(
+        [
+            "run",
+            "backup-restore",
+            "--backup",
+            "dumps/x.dump",
+            "--config",
+            "cfg/x.yaml",
+            "--scratch-dsn",
+            pg.admin_dsn,
+            "--json",
+        ]
+    )
     payload = json.loads(capsys.readouterr().out)
     assert code == 0, [f["code"] for f in payload["findings"]]
     assert "BACKUP_MISSING" not in [f["code"] for f in payload["findings"]]
@@ -108,7 +123,9 @@ def test_relative_backup_on_the_command_line_is_relative_to_the_working_director
 
 def test_backup_missing_names_the_absolute_path_tried(pg, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = main(["run", "backup-restore", "--backup", "dumps/none.dump", "--scratch-dsn", pg.admin_dsn, "--json"])
+    code = main(
+        ["run", "backup-restore", "--backup", "dumps/none.dump", "--scratch-dsn", pg.admin_dsn, "--json"]
+    )
     payload = json.loads(capsys.readouterr().out)
     missing = [f for f in payload["findings"] if f["code"] == "BACKUP_MISSING"]
     assert code == 1 and missing
@@ -157,7 +174,11 @@ class CuttingProxy:
                     if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
-                cut = self.command == "GET" and self.path.split("?")[0].endswith(proxy.cut_key) and len(data) > proxy.keep
+                cut = (
+                    self.command == "GET"
+                    and self.path.split("?")[0].endswith(proxy.cut_key)
+                    and len(data) > proxy.keep
+                )
                 if cut:
                     self.send_header("Connection", "close")
                 self.end_headers()
@@ -194,7 +215,9 @@ def _s3_drill(prefix: str):
     return make_drill(location, backup={"location": location, "connection": "aws_default"})
 
 
-def test_a_body_cut_mid_download_is_fetch_failed_and_leaves_no_partial(aws, bucket, dumps, drill_runner, tmp_path):
+def test_a_body_cut_mid_download_is_fetch_failed_and_leaves_no_partial(
+    aws, bucket, dumps, drill_runner, tmp_path
+):
     import boto3
     from botocore.config import Config
 
@@ -202,8 +225,12 @@ def test_a_body_cut_mid_download_is_fetch_failed_and_leaves_no_partial(aws, buck
         bucket.put_object(Bucket=BUCKET, Key="shop/shop.dump", Body=fh)
     proxy = CuttingProxy(aws, cut_key="/shop/shop.dump")
     try:
-        client = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1",
-                              config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=10))
+        client = boto3.client(
+            "s3",
+            endpoint_url=proxy.url,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=10),
+        )
         work = tmp_path / "kept"
         result = drill_runner(_s3_drill("shop/"), s3_client=client, work_dir=work)
     finally:
@@ -225,8 +252,12 @@ def test_an_s3_endpoint_that_is_gone_is_fetch_failed_not_a_crash(drill_runner, t
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                          config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2))
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2),
+    )
     result = drill_runner(_s3_drill("shop/"), s3_client=client)
     assert codes(result) == ["FETCH_FAILED"], [(f.code, f.message) for f in result.findings]
 
@@ -260,11 +291,16 @@ def test_a_directory_dump_prefix_as_the_location_and_a_corrupt_member(bucket, du
     assert result.verdict.value == "PASS"
     # A member whose bytes differ from its recorded digest: FETCH_FAILED, never ARCHIVE_UNREADABLE of a member.
     _upload_directory(bucket, dumps["directory"], "bad/shop.dir/", metadata=True)
-    member = next(k["Key"] for k in bucket.list_objects_v2(Bucket=BUCKET, Prefix="bad/")["Contents"]
-                  if k["Key"].endswith(".dat.gz"))
+    member = next(
+        k["Key"]
+        for k in bucket.list_objects_v2(Bucket=BUCKET, Prefix="bad/")["Contents"]
+        if k["Key"].endswith(".dat.gz")
+    )
     head = bucket.head_object(Bucket=BUCKET, Key=member)
     body = bucket.get_object(Bucket=BUCKET, Key=member)["Body"].read()
-    bucket.put_object(Bucket=BUCKET, Key=member, Body=body[:-1] + bytes([body[-1] ^ 1]), Metadata=head["Metadata"])
+    bucket.put_object(
+        Bucket=BUCKET, Key=member, Body=body[:-1] + bytes([body[-1] ^ 1]), Metadata=head["Metadata"]
+    )
     bad = drill_runner(_s3_drill("bad/"), s3_client=bucket)
     assert codes(bad) == ["FETCH_FAILED"], [(f.code, f.message) for f in bad.findings]
 
@@ -276,22 +312,29 @@ def _terminate_restore_sessions(pg, stop, hits):
 
     deadline = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < deadline:
-        rows = pg.execute("postgres", "select pg_terminate_backend(pid) from pg_stat_activity "
-                                      "where datname like 'drillbook_scratch_shop_test_%' and query ilike 'copy %'")
+        rows = pg.execute(
+            "postgres",
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where datname like 'drillbook_scratch_shop_test_%' and query ilike 'copy %'",
+        )
         if rows:
             hits.append(len(rows))
             return
         time.sleep(0.02)
 
 
-def test_scratch_connection_lost_mid_restore_is_scratch_unreachable_not_a_bad_backup(pg, variant, drill_runner):
+def test_scratch_connection_lost_mid_restore_is_scratch_unreachable_not_a_bad_backup(
+    pg, variant, drill_runner
+):
     import threading
 
     def big(dsn):
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("create table public.ballast as select g as id, md5(g::text) as pad from generate_series(1, 400000) g")
+            conn.execute(
+                "create table public.ballast as select g as id, md5(g::text) as pad from generate_series(1, 400000) g"
+            )
 
     path = variant(big)
     stop, hits = threading.Event(), []
@@ -325,7 +368,9 @@ def test_scratch_server_killed_mid_restore_is_scratch_unreachable(pg, variant, t
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("create table public.ballast as select g as id, md5(g::text) as pad from generate_series(1, 400000) g")
+            conn.execute(
+                "create table public.ballast as select g as id, md5(g::text) as pad from generate_series(1, 400000) g"
+            )
 
     path = variant(big)
     import shutil
@@ -343,8 +388,10 @@ def test_scratch_server_killed_mid_restore_is_scratch_unreachable(pg, variant, t
         while time.monotonic() < deadline and not killed:
             try:
                 with psycopg.connect(scratch_dsn, connect_timeout=5, autocommit=True) as conn:
-                    loading = conn.execute("select count(*) from pg_stat_activity where query ilike 'copy %'"
-                                           " and pid <> pg_backend_pid()").fetchone()[0]
+                    loading = conn.execute(
+                        "select count(*) from pg_stat_activity where query ilike 'copy %'"
+                        " and pid <> pg_backend_pid()"
+                    ).fetchone()[0]
             except psycopg.Error:
                 return
             if loading:
@@ -357,8 +404,11 @@ def test_scratch_server_killed_mid_restore_is_scratch_unreachable(pg, variant, t
     watcher = threading.Thread(target=kill_when_loading, daemon=True)
     watcher.start()
     try:
-        result = run_backup_restore(drill=make_drill(str(path.parent), restore={"jobs": 1}), scratch_dsn=scratch_dsn,
-                                    work_dir=tmp_path / "work")
+        result = run_backup_restore(
+            drill=make_drill(str(path.parent), restore={"jobs": 1}),
+            scratch_dsn=scratch_dsn,
+            work_dir=tmp_path / "work",
+        )
     finally:
         watcher.join(timeout=10)
         try:

@@ -18,7 +18,7 @@ def test_name_is_sanitised_bounded_and_unique():
     assert a != b
     assert a.startswith(PREFIX) and len(a.encode()) <= MAX_NAME_BYTES
     assert set(a) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
-    assert scratch_name("Shop-Nightly", "manual__X Y") .startswith(PREFIX + "shop_nightly_manual_x_y_")
+    assert scratch_name("Shop-Nightly", "manual__X Y").startswith(PREFIX + "shop_nightly_manual_x_y_")
 
 
 def test_refuses_when_scratch_is_the_source(pg, shop, dumps, drill_runner):
@@ -79,7 +79,9 @@ def test_create_marks_and_drop_removes(pg):
 def test_reaper_spares_a_young_handed_over_database(pg):
     """An Airflow setup task's database is unlocked until the work task adopts it: spared for the grace period."""
     guard = ScratchGuard(scratch_dsn=pg.admin_dsn)
-    old = guard.create(drill="shop_reap", run_id="killed", now=datetime.now(UTC) - timedelta(hours=7), hold=False)
+    old = guard.create(
+        drill="shop_reap", run_id="killed", now=datetime.now(UTC) - timedelta(hours=7), hold=False
+    )
     young = guard.create(drill="shop_reap", run_id="running", hold=False)
     imposter = PREFIX + "shop_reap_unmarked"
     pg.execute("postgres", f'create database "{imposter}"')
@@ -116,7 +118,9 @@ def test_reaped_names_become_info_findings(dumps, drill_runner):
 
 def test_handed_in_scratch_left_full_by_a_failed_try_is_reset(pg, dumps, drill_runner):
     guard = ScratchGuard(scratch_dsn=pg.admin_dsn)
-    name = guard.create(drill="shop_retry", run_id="manual__retry", hold=False)  # as the Airflow setup task does
+    name = guard.create(
+        drill="shop_retry", run_id="manual__retry", hold=False
+    )  # as the Airflow setup task does
     try:
         pg.execute(name, "create table public.orders (id int)")  # what a first, crashed try left behind
         result = drill_runner(make_drill(str(dumps["custom"].parent)), scratch_db=name)
@@ -129,7 +133,11 @@ def test_handed_in_scratch_left_full_by_a_failed_try_is_reset(pg, dumps, drill_r
 
 
 def test_unregistered_names_become_low_findings_and_the_drill_still_passes(dumps, drill_runner):
-    result = drill_runner(make_drill(str(dumps["custom"].parent)), unregistered=["drillbook_scratch_shop_forged"])
+    result = drill_runner(
+        make_drill(str(dumps["custom"].parent)), unregistered=["drillbook_scratch_shop_forged"]
+    )
     found = [f for f in result.findings if f.code == "SCRATCH_UNREGISTERED"]
-    assert [f.subject for f in found] == ["drillbook_scratch_shop_forged"] and found[0].severity.value == "low"
+    assert [f.subject for f in found] == ["drillbook_scratch_shop_forged"] and found[
+        0
+    ].severity.value == "low"
     assert result.verdict.value == "PASS"

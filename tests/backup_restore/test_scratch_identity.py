@@ -27,12 +27,16 @@ def pg15() -> str:
     return PG15_TCP
 
 
-@pytest.mark.parametrize("scratch", [
-    "host=/var/run/postgresql port=5432 user=postgres dbname=postgres",  # the unix socket
-    "host=db.alias hostaddr=127.0.0.1 port=5432 user=postgres dbname=postgres",  # an alias
-    "host=localhost port=5432 user=postgres dbname=postgres",  # localhost vs 127.0.0.1
-    "postgresql://postgres@127.0.0.1:5432/postgres?application_name=other",  # a URI
-], ids=["socket", "alias", "localhost", "uri"])
+@pytest.mark.parametrize(
+    "scratch",
+    [
+        "host=/var/run/postgresql port=5432 user=postgres dbname=postgres",  # the unix socket
+        "host=db.alias hostaddr=127.0.0.1 port=5432 user=postgres dbname=postgres",  # an alias
+        "host=localhost port=5432 user=postgres dbname=postgres",  # localhost vs 127.0.0.1
+        "postgresql://postgres@127.0.0.1:5432/postgres?application_name=other",  # a URI
+    ],
+    ids=["socket", "alias", "localhost", "uri"],
+)
 def test_another_spelling_of_the_source_is_refused(pg15, scratch):
     guard = ScratchGuard(scratch_dsn=scratch, source_dsn=pg15)
     with pytest.raises(ScratchUnsafe, match="reaches the source database"):
@@ -46,10 +50,14 @@ def test_socket_dsn_to_the_source_is_refused_by_the_drill(pg, shop, dumps, drill
     from drillbook.resources.pg import parse
 
     p = parse(shop.dsn)
-    socket_dsn = f"host={p['host']} port={p.get('port', '5432')} user={p.get('user', 'postgres')} dbname={shop.db}"
+    socket_dsn = (
+        f"host={p['host']} port={p.get('port', '5432')} user={p.get('user', 'postgres')} dbname={shop.db}"
+    )
     from tests.backup_restore.conftest import codes, make_drill
 
-    result = drill_runner(make_drill(str(dumps["custom"].parent)), scratch_dsn=socket_dsn, source_dsn=shop.dsn)
+    result = drill_runner(
+        make_drill(str(dumps["custom"].parent)), scratch_dsn=socket_dsn, source_dsn=shop.dsn
+    )
     assert codes(result) == ["SCRATCH_UNSAFE"]
     assert "same system_identifier" in result.findings[0].message
 
@@ -65,6 +73,8 @@ def test_same_server_other_database_is_accepted(pg, shop):
 
 
 def test_source_that_cannot_be_asked_is_refused():
-    guard = ScratchGuard(scratch_dsn=PG15_TCP, source_dsn="host=127.0.0.1 port=1 dbname=shop user=x connect_timeout=2")
+    guard = ScratchGuard(
+        scratch_dsn=PG15_TCP, source_dsn="host=127.0.0.1 port=1 dbname=shop user=x connect_timeout=2"
+    )
     with pytest.raises(SourceUnreachable, match="refusing to create anything"):
         guard.check_server()

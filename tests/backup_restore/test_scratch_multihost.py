@@ -39,8 +39,10 @@ def test_a_load_balanced_scratch_dsn_never_writes_to_the_source(pg):
     pg.execute("postgres", f"create database {name}")
     local = conninfo_to_dict(pg.admin_dsn)
     source = f"host=127.0.0.1 port=5432 user=postgres dbname={name} connect_timeout=5"
-    scratch = (f"host={local['host']},127.0.0.1 port={local.get('port') or 5432},5432 "
-               f"user={local.get('user') or 'postgres'} dbname={name} load_balance_hosts=random connect_timeout=5")
+    scratch = (
+        f"host={local['host']},127.0.0.1 port={local.get('port') or 5432},5432 "
+        f"user={local.get('user') or 'postgres'} dbname={name} load_balance_hosts=random connect_timeout=5"
+    )
     created: list[str] = []
     try:
         for _ in range(TRIALS):
@@ -53,14 +55,17 @@ def test_a_load_balanced_scratch_dsn_never_writes_to_the_source(pg):
                 guard.close()
             with psycopg.connect(source, autocommit=True) as conn:
                 schema = conn.execute("select 1 from pg_namespace where nspname = 'drillbook'").fetchone()
-                strays = conn.execute("select datname from pg_database where starts_with(datname, %s)",
-                                      (PREFIX + "rr_multihost",)).fetchall()
+                strays = conn.execute(
+                    "select datname from pg_database where starts_with(datname, %s)",
+                    (PREFIX + "rr_multihost",),
+                ).fetchall()
             assert schema is None, "the scratch registry was created inside the source database"
             assert strays == [], f"scratch databases were created on the source server: {strays}"
     finally:
         with psycopg.connect(PG15, autocommit=True) as conn:
-            for (db,) in conn.execute("select datname from pg_database where starts_with(datname, %s)",
-                                      (PREFIX + "rr_multihost",)).fetchall():
+            for (db,) in conn.execute(
+                "select datname from pg_database where starts_with(datname, %s)", (PREFIX + "rr_multihost",)
+            ).fetchall():
                 conn.execute(f'drop database "{db}" with (force)')
             conn.execute(f"drop database if exists {name} with (force)")
         for db in pg.databases(PREFIX + "rr_multihost"):

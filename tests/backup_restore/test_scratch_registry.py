@@ -27,8 +27,11 @@ def createdb_role(pg):
     role = f"forger_{uuid.uuid4().hex[:6]}"
     pg.execute("postgres", f"create role {role} login createdb")
     yield make_conninfo(pg.admin_dsn, user=role)
-    for (name,) in pg.execute("postgres", "select datname from pg_database d join pg_roles r on r.oid = d.datdba "
-                                          "where r.rolname = %s", (role,)):
+    for (name,) in pg.execute(
+        "postgres",
+        "select datname from pg_database d join pg_roles r on r.oid = d.datdba where r.rolname = %s",
+        (role,),
+    ):
         pg.drop_database(name)
     pg.execute("postgres", f"drop role {role}")
 
@@ -43,8 +46,11 @@ def test_forged_marker_is_reported_never_dropped(pg, createdb_role):
         conn.execute(f'create database "{forged}"')
         conn.execute(f"comment on database \"{forged}\" is '{_v1_marker('shop_forge')}'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):  # nor can it write the registry
-            conn.execute(f"insert into {registry.TABLE} (datname, drill, run_id, created_at) "
-                         "values (%s, 'shop_forge', 'x', now())", (forged,))
+            conn.execute(
+                f"insert into {registry.TABLE} (datname, drill, run_id, created_at) "
+                "values (%s, 'shop_forge', 'x', now())",
+                (forged,),
+            )
     report = guard.reap(drill="shop_forge", max_age=60)
     assert forged in report.unregistered and forged not in report.dropped
     report = guard.reap(drill=None, max_age=0, all_drills=True)
@@ -86,7 +92,9 @@ def test_reaper_takes_only_its_own_unused_databases(pg):
         # --all takes any registered, unused database, but only past max_age
         report = reaper.reap(drill=None, max_age=6 * 3600, all_drills=True)
         assert theirs not in report.dropped
-        report = reaper.reap(drill=None, max_age=6 * 3600, all_drills=True, now=datetime.now(UTC) + timedelta(hours=7))
+        report = reaper.reap(
+            drill=None, max_age=6 * 3600, all_drills=True, now=datetime.now(UTC) + timedelta(hours=7)
+        )
         assert theirs in report.dropped and handed in report.dropped and in_use in report.in_use
         assert in_use in pg.databases(PREFIX)
     finally:
@@ -105,7 +113,9 @@ def test_registry_owned_by_someone_else_is_refused(pg, createdb_role):
         pg.execute(maint, "revoke create on schema public from public")
         role = psycopg.conninfo.conninfo_to_dict(createdb_role)["user"]
         pg.execute("postgres", f'grant create on database "{maint}" to {role}')
-        with psycopg.connect(psycopg.conninfo.make_conninfo(createdb_role, dbname=maint), autocommit=True) as conn:
+        with psycopg.connect(
+            psycopg.conninfo.make_conninfo(createdb_role, dbname=maint), autocommit=True
+        ) as conn:
             registry.ensure(conn)  # the forger gets there first
         scratch = ScratchGuard(scratch_dsn=pg.dsn(maint))
         with pytest.raises(ScratchUnsafe, match="is owned by"):
@@ -147,8 +157,9 @@ def test_a_role_that_cannot_create_the_registry_gets_a_clear_refusal(pg, created
     maint = pg.create_database("maint")  # owned by postgres: the drill role has no CREATE there
     try:
         drill = make_drill(str(dumps["custom"].parent), restore={"no_owner": True})
-        result = run_backup_restore(drill=drill, scratch_dsn=make_conninfo(createdb_role, dbname=maint),
-                                    work_dir=tmp_path / "w")
+        result = run_backup_restore(
+            drill=drill, scratch_dsn=make_conninfo(createdb_role, dbname=maint), work_dir=tmp_path / "w"
+        )
         assert codes(result) == ["SCRATCH_UNSAFE"] and result.verdict.value == "ERROR"
         assert "GRANT CREATE ON DATABASE" in result.findings[0].message
         assert pg.databases(PREFIX + "shop_test") == []

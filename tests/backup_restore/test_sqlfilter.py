@@ -35,52 +35,61 @@ def test_a_healthy_dump_passes_byte_for_byte(dumps):
     assert refusal is None and out == data
 
 
-@pytest.mark.parametrize("text, line", [
-    ("SELECT 1;\n\\! touch x\n", 2),
-    ("SELECT 1; \\! touch x\n", 1),  # a meta-command on the same line after a ';'
-    ("SELECT 1;\r\n\\o out.txt\r\n", 2),  # CRLF line endings
-    ("COPY t (a) FROM stdin;\n1\n\\.\n\\! touch x\n", 4),  # right after a COPY block
-    ("COPY t (a) FROM stdin;\r\n1\r\n\\.\r\n\\! touch x\r\n", 4),
-    ("SELECT 1\n\\g /tmp/x\n", 2),
-    ("\\set x 'CREATE ROLE r'\n:x;\n", 1),
-    ("\\i /etc/passwd\n", 1),
-    ("\\copy t from program 'id'\n", 1),
-    ("\\lo_export 1 /tmp/x\n", 1),
-    ("\\c victim\n", 1),
-    ("\\setenv PAGER 'sh'\n", 1),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("SELECT 1;\n\\! touch x\n", 2),
+        ("SELECT 1; \\! touch x\n", 1),  # a meta-command on the same line after a ';'
+        ("SELECT 1;\r\n\\o out.txt\r\n", 2),  # CRLF line endings
+        ("COPY t (a) FROM stdin;\n1\n\\.\n\\! touch x\n", 4),  # right after a COPY block
+        ("COPY t (a) FROM stdin;\r\n1\r\n\\.\r\n\\! touch x\r\n", 4),
+        ("SELECT 1\n\\g /tmp/x\n", 2),
+        ("\\set x 'CREATE ROLE r'\n:x;\n", 1),
+        ("\\i /etc/passwd\n", 1),
+        ("\\copy t from program 'id'\n", 1),
+        ("\\lo_export 1 /tmp/x\n", 1),
+        ("\\c victim\n", 1),
+        ("\\setenv PAGER 'sh'\n", 1),
+    ],
+)
 def test_meta_commands_are_refused_with_their_line(text, line):
     out, refusal = run(text)
     assert refusal is not None and refusal.line == line, refusal
     assert b"touch" not in out and b"\\" not in out.replace(b"\\.", b"")
 
 
-@pytest.mark.parametrize("text", [
-    "DO $x$ BEGIN EXECUTE 'COPY (select 1) TO PROGRAM ''id'''; END $x$;\n",
-    "DO $$ BEGIN EXECUTE 'ALTER SYSTEM SET work_mem = 1'; END $$;\n",
-    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $b$ BEGIN CREATE ROLE r; END $b$;\n",
-    "DO 'BEGIN PERFORM pg_read_file(''/etc/passwd''); END';\n",
-    "CREATE FUNCTION s(text) RETURNS int AS '/lib/x86_64-linux-gnu/libc.so.6', 'system' LANGUAGE c;\n",
-    "CREATE FUNCTION s(text) RETURNS int AS '$libdir/../../../lib/libc.so.6', 'system' LANGUAGE C STRICT;\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DO $x$ BEGIN EXECUTE 'COPY (select 1) TO PROGRAM ''id'''; END $x$;\n",
+        "DO $$ BEGIN EXECUTE 'ALTER SYSTEM SET work_mem = 1'; END $$;\n",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $b$ BEGIN CREATE ROLE r; END $b$;\n",
+        "DO 'BEGIN PERFORM pg_read_file(''/etc/passwd''); END';\n",
+        "CREATE FUNCTION s(text) RETURNS int AS '/lib/x86_64-linux-gnu/libc.so.6', 'system' LANGUAGE c;\n",
+        "CREATE FUNCTION s(text) RETURNS int AS '$libdir/../../../lib/libc.so.6', 'system' LANGUAGE C STRICT;\n",
+    ],
+)
 def test_statements_hidden_in_quoted_bodies_are_found(text):
     assert run(text)[1] is not None
 
 
-@pytest.mark.parametrize("text", [
-    "SELECT '\\! not a command; CREATE ROLE x';\n",  # inside a string
-    "SELECT $q$ \\! ; DROP DATABASE x; $q$;\n",  # inside a dollar quote
-    "-- \\! a comment\nSELECT 1; /* \\o nested /* deeper */ still \\! */\n",
-    "SELECT E'it\\'s \\\\ fine';\n",
-    "SELECT \"weird\\\"\"\"name\";\n",
-    "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n",
-    "COPY t (a, b) FROM stdin;\n1\t\\N\n2\ta\\\\b\\tc\\nd\\x41\\101\n\\.\n",  # data escapes pg_dump writes
-    "COPY t (a) FROM stdin;\r\n1\r\n\\.\r\n",
-    "CREATE FUNCTION f() RETURNS void AS '$libdir/plpgsql', 'plpgsql_call_handler' LANGUAGE c;\n",
-    "SET ROLE someone;\nSET SESSION AUTHORIZATION someone;\nRESET ROLE;\n",
-    "GRANT SELECT ON TABLE t TO bob;\n",
-    "\\restrict Abc123\nSELECT 1;\n\\unrestrict Abc123\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT '\\! not a command; CREATE ROLE x';\n",  # inside a string
+        "SELECT $q$ \\! ; DROP DATABASE x; $q$;\n",  # inside a dollar quote
+        "-- \\! a comment\nSELECT 1; /* \\o nested /* deeper */ still \\! */\n",
+        "SELECT E'it\\'s \\\\ fine';\n",
+        'SELECT "weird\\"""name";\n',
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n",
+        "COPY t (a, b) FROM stdin;\n1\t\\N\n2\ta\\\\b\\tc\\nd\\x41\\101\n\\.\n",  # data escapes pg_dump writes
+        "COPY t (a) FROM stdin;\r\n1\r\n\\.\r\n",
+        "CREATE FUNCTION f() RETURNS void AS '$libdir/plpgsql', 'plpgsql_call_handler' LANGUAGE c;\n",
+        "SET ROLE someone;\nSET SESSION AUTHORIZATION someone;\nRESET ROLE;\n",
+        "GRANT SELECT ON TABLE t TO bob;\n",
+        "\\restrict Abc123\nSELECT 1;\n\\unrestrict Abc123\n",
+    ],
+)
 def test_harmless_text_that_looks_dangerous_passes(text):
     out, refusal = run(text)
     assert refusal is None, refusal
@@ -106,8 +115,13 @@ def test_a_statement_split_across_lines_is_held_until_judged():
 def test_the_ephemeral_scope_allows_databases_roles_and_connect_but_not_escapes():
     text = "CREATE ROLE r;\nCREATE DATABASE d;\n\\connect d\n\\connect -reuse-previous=on \"dbname='d'\"\nSELECT 1;\n"
     assert run(text, "ephemeral") == (text.encode(), None)
-    for bad in ("\\connect d host=elsewhere\n", "\\connect \"host=elsewhere dbname=d\"\n", "\\! id\n",
-                "COPY t TO '/tmp/x';\n", "CREATE TABLESPACE t LOCATION '/tmp';\n"):
+    for bad in (
+        "\\connect d host=elsewhere\n",
+        '\\connect "host=elsewhere dbname=d"\n',
+        "\\! id\n",
+        "COPY t TO '/tmp/x';\n",
+        "CREATE TABLESPACE t LOCATION '/tmp';\n",
+    ):
         refusal = run(bad, "ephemeral")[1]
         assert refusal is not None and refusal.scope == ESCAPE, bad
 
@@ -121,15 +135,22 @@ def test_very_long_lines_are_streamed_in_bounded_memory(tmp_path):
         for _ in range(200):
             fh.write(row)
         fh.write(b"\n\\.\n")
-    code = ("import gzip,sys;from drillbook.drills.backup_restore.sqlfilter import *;"
-            "from drillbook.drills.backup_restore.sqlstream import filter_stream;"
-            "f=StatementFilter();n=[0]\n"
-            f"with gzip.open({str(path)!r},'rb') as s: filter_stream(s, lambda b: n.__setitem__(0, n[0]+len(b)), f)\n"
-            # VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at the (large) pytest parent's
-            "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-            "print(n[0], f.refusal, hwm)")
-    out = subprocess.run([str(Path(__import__("sys").executable)), "-c", code], capture_output=True, text=True, timeout=300,
-                         check=True).stdout.split()
+    code = (
+        "import gzip,sys;from drillbook.drills.backup_restore.sqlfilter import *;"
+        "from drillbook.drills.backup_restore.sqlstream import filter_stream;"
+        "f=StatementFilter();n=[0]\n"
+        f"with gzip.open({str(path)!r},'rb') as s: filter_stream(s, lambda b: n.__setitem__(0, n[0]+len(b)), f)\n"
+        # VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at the (large) pytest parent's
+        "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(n[0], f.refusal, hwm)"
+    )
+    out = subprocess.run(
+        [str(Path(__import__("sys").executable)), "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.split()
     assert int(out[0]) == 23 + 200 * (1 << 20) + 4 and out[1] == "None"
     assert int(out[2]) < 120_000, f"peak RSS {out[2]} KiB"  # about 40 MB of interpreter; 200 MB would show
 
@@ -150,7 +171,9 @@ def test_an_overlong_statement_is_refused_not_held():
 
 def test_prescan_names_the_dump_kind(tmp_path, pg):
     path = tmp_path / "c.sql"
-    path.write_text("--\n-- PostgreSQL database dump\n--\nCREATE DATABASE victim;\n\\connect victim\nSELECT 1;\n")
+    path.write_text(
+        "--\n-- PostgreSQL database dump\n--\nCREATE DATABASE victim;\n\\connect victim\nSELECT 1;\n"
+    )
     scan = scan_plain(path, gz=False, target="shared")
     assert scan.created_databases == ["victim"] and len(scan.refusals) == 2
     assert "creates and connects to database 'victim'" in scan.refusal_message(cluster=False, target="shared")
@@ -159,16 +182,24 @@ def test_prescan_names_the_dump_kind(tmp_path, pg):
 
 def test_filtered_output_restores_with_real_psql(pg, fresh_db, tmp_path):
     """What passes the filter is valid psql input: COPY data, dollar quotes and CRLF survive a real psql."""
-    text = ("CREATE TABLE t (a int, b text);\r\nCOPY t (a, b) FROM stdin;\r\n1\tx\\ty\r\n2\t\\N\r\n\\.\r\n"
-            "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $q$ SELECT ';\\!' $q$;\r\n")
+    text = (
+        "CREATE TABLE t (a int, b text);\r\nCOPY t (a, b) FROM stdin;\r\n1\tx\\ty\r\n2\t\\N\r\n\\.\r\n"
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $q$ SELECT ';\\!' $q$;\r\n"
+    )
     out, refusal = run(text)
     assert refusal is None
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
     from drillbook.resources.pg import tool_env
 
-    proc = subprocess.run([psql.path, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-f", "-"], input=out, env=tool_env(fresh_db),
-                          capture_output=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [psql.path, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        input=out,
+        env=tool_env(fresh_db),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     import psycopg
 
@@ -195,13 +226,16 @@ def test_copy_rows_judged_in_blocks_still_name_the_exact_line():
     assert refusal is not None and refusal.line == 100_003 and b"touch" not in out
 
 
-@pytest.mark.parametrize("text", [
-    "SET client_encoding = 'SJIS';\n",
-    "SET NAMES 'big5';\n",
-    "SELECT set_config('client_encoding', 'GBK', false);\n",
-    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings';\n",
-    "SET standard_conforming_strings TO DEFAULT;\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SET client_encoding = 'SJIS';\n",
+        "SET NAMES 'big5';\n",
+        "SELECT set_config('client_encoding', 'GBK', false);\n",
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings';\n",
+        "SET standard_conforming_strings TO DEFAULT;\n",
+    ],
+)
 def test_settings_that_would_make_psql_read_strings_differently_are_refused(text):
     assert run(text)[1] is not None
 
@@ -214,10 +248,14 @@ def test_psql_session_starts_with_standard_conforming_strings_on(pg, fresh_db, t
     db = parse(fresh_db)["dbname"]
     pg.execute("postgres", f'ALTER DATABASE "{db}" SET standard_conforming_strings = off')
     dump = tmp_path / "d.sql"
-    dump.write_text("CREATE TABLE s AS SELECT current_setting('standard_conforming_strings') AS v, 'a\\' AS w;\n")
+    dump.write_text(
+        "CREATE TABLE s AS SELECT current_setting('standard_conforming_strings') AS v, 'a\\' AS w;\n"
+    )
     psql, _ = tools.choose("psql", min_major=None)
     assert psql is not None
-    outcome = restore.run_restore(fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60)
+    outcome = restore.run_restore(
+        fmt="plain", tool=psql, path=dump, scratch_db_dsn=fresh_db, jobs=1, no_owner=False, timeout=60
+    )
     assert outcome.refusal is None and outcome.exit_code == 0, outcome.classifier.tail
     assert pg.execute(db, "select v, w from s") == [("on", "a\\")]
 

@@ -23,7 +23,11 @@ def test_sequence_behind_its_column(shop_db):
     assert codes(result) == ["SEQUENCE_BEHIND"]
     (f,) = result.findings
     assert f.subject == seq == "public.orders_id_seq"
-    assert f.detail["column"] == "public.orders.id" and f.detail["column_max"] == 2000 and f.detail["last_value"] == 1
+    assert (
+        f.detail["column"] == "public.orders.id"
+        and f.detail["column_max"] == 2000
+        and f.detail["last_value"] == 1
+    )
     assert result.verdict.value == "FAIL"
     assert phase(result, "verify.integrity").status == "failed"
 
@@ -89,7 +93,9 @@ def amcheck_shop(pg, shop_db):
 
     admin = os.environ.get("DRILLBOOK_TEST_AMCHECK_DSN", MACHINE_PG)
     if not _has_amcheck(admin):
-        pytest.skip("no PostgreSQL with amcheck: the embedded pgserver ships none and 127.0.0.1:5432 is not usable")
+        pytest.skip(
+            "no PostgreSQL with amcheck: the embedded pgserver ships none and 127.0.0.1:5432 is not usable"
+        )
     name = f"vamcheck_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')

@@ -23,12 +23,21 @@ REPO = Path(__file__).resolve().parents[2]
 INCLUDE = REPO / "include"
 SEED_UNTIL = datetime(2026, 1, 1, tzinfo=UTC)
 HEALTHY_CHECKS = [
-    {"name": "every order has a customer",
-     "sql": "select count(*) from public.orders o left join public.customers c on c.id = o.customer_id where c.id is null",
-     "expect": "== 0"},
+    {
+        "name": "every order has a customer",
+        "sql": "select count(*) from public.orders o left join public.customers c on c.id = o.customer_id where c.id is null",
+        "expect": "== 0",
+    },
     {"name": "revenue is positive", "sql": "select sum(total_cents) from public.orders", "expect": "> 0"},
 ]
-RUNGS = ["verify.structure", "verify.server", "verify.volume", "verify.semantics", "verify.integrity", "verify.quality"]
+RUNGS = [
+    "verify.structure",
+    "verify.server",
+    "verify.volume",
+    "verify.semantics",
+    "verify.integrity",
+    "verify.quality",
+]
 
 
 # --- fixtures and helpers (imported by the other test_verify_* modules) -------------------------
@@ -60,12 +69,24 @@ def sql(dsn: str, statement: str) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-def ladder(dsn: str, *, previous: dict[str, Any] | None = None, base_dir: Path = INCLUDE, timeouts: Any = None,
-           **verify: Any) -> DrillResult:
+def ladder(
+    dsn: str,
+    *,
+    previous: dict[str, Any] | None = None,
+    base_dir: Path = INCLUDE,
+    timeouts: Any = None,
+    **verify: Any,
+) -> DrillResult:
     """Run the whole ladder on ``dsn`` and return the finished result (``timeouts``: a DrillTimeouts)."""
     builder = ResultBuilder(kind="backup_restore", drill="verify_test", target="scratch")
-    run_ladder(builder, scratch_dsn=dsn, verify=VerifySpec.model_validate(verify), base_dir=base_dir, previous=previous,
-               timeouts=timeouts)
+    run_ladder(
+        builder,
+        scratch_dsn=dsn,
+        verify=VerifySpec.model_validate(verify),
+        base_dir=base_dir,
+        previous=previous,
+        timeouts=timeouts,
+    )
     return builder.finish()
 
 
@@ -82,8 +103,12 @@ def phase(result: DrillResult, name: str):
 
 
 def healthy_verify() -> dict[str, Any]:
-    return {"reference": "references/shop.json", "min_rows": {"public.customers": 100, "public.orders": 1000},
-            "drift_tolerance": 0.1, "checks": HEALTHY_CHECKS}
+    return {
+        "reference": "references/shop.json",
+        "min_rows": {"public.customers": 100, "public.orders": 1000},
+        "drift_tolerance": 0.1,
+        "checks": HEALTHY_CHECKS,
+    }
 
 
 # --- healthy ------------------------------------------------------------------------------------
@@ -93,11 +118,21 @@ def test_healthy_shop_passes_every_rung(shop_db):
     assert first.verdict.value == "PASS"
     assert [p.name for p in first.phases] == RUNGS
     statuses = {p.name: p.status for p in first.phases}
-    assert statuses == {"verify.structure": "ok", "verify.server": "ok", "verify.volume": "ok", "verify.semantics": "ok",
-                        "verify.integrity": "ok", "verify.quality": "not configured"}
+    assert statuses == {
+        "verify.structure": "ok",
+        "verify.server": "ok",
+        "verify.volume": "ok",
+        "verify.semantics": "ok",
+        "verify.integrity": "ok",
+        "verify.quality": "not configured",
+    }
     rows = first.details["verify"]["volume"]["rows"]
-    assert rows == {"public.customers": 200, "public.order_items": rows["public.order_items"],
-                    "public.orders": 2000, "public.products": 100}
+    assert rows == {
+        "public.customers": 200,
+        "public.order_items": rows["public.order_items"],
+        "public.orders": 2000,
+        "public.products": 100,
+    }
     assert first.measurements.counts["rows_restored"] == sum(rows.values())
     assert first.details["verify"]["structure"]["missing"] == 0
 
@@ -135,9 +170,14 @@ def test_changed_column_and_dropped_index_are_missing(shop_db):
     result = ladder(shop_db, reference="references/shop.json")
     assert codes(result) == ["STRUCTURE_MISSING", "STRUCTURE_MISSING"]
     by_subject = {f.subject: f for f in result.findings}  # each object is its own finding, named
-    assert "expected 'character(2) not null', restored 'text not null'" in by_subject["public.customers.country"].message
-    assert "index public.orders_created_at_idx is in the reference but was not restored" in \
-        by_subject["public.orders_created_at_idx"].message
+    assert (
+        "expected 'character(2) not null', restored 'text not null'"
+        in by_subject["public.customers.country"].message
+    )
+    assert (
+        "index public.orders_created_at_idx is in the reference but was not restored"
+        in by_subject["public.orders_created_at_idx"].message
+    )
 
 
 def test_unexpected_table_is_low(shop_db):
@@ -173,14 +213,19 @@ def test_below_minimum_and_table_missing(shop_db):
     result = ladder(shop_db, min_rows={"public.orders": 1000, "customers": 100, "public.refunds": 1})
     assert sorted(codes(result)) == ["VOLUME_BELOW_MINIMUM", "VOLUME_TABLE_MISSING"]
     below = next(f for f in result.findings if f.code == "VOLUME_BELOW_MINIMUM")
-    assert below.subject == "public.orders" and below.detail["rows"] == 500 and below.detail["minimum"] == 1000
+    assert (
+        below.subject == "public.orders" and below.detail["rows"] == 500 and below.detail["minimum"] == 1000
+    )
     assert next(f for f in result.findings if f.code == "VOLUME_TABLE_MISSING").subject == "public.refunds"
     assert result.verdict.value == "FAIL"
 
 
 def _previous(rows: dict[str, int]) -> dict[str, Any]:
-    return {"verdict": "PASS", "started_at": "2026-01-01T03:30:00+00:00",
-            "details": {"verify": {"volume": {"rows": rows}}}}
+    return {
+        "verdict": "PASS",
+        "started_at": "2026-01-01T03:30:00+00:00",
+        "details": {"verify": {"volume": {"rows": rows}}},
+    }
 
 
 def test_drift_against_the_last_pass(shop_db):
@@ -196,7 +241,9 @@ def test_drift_against_the_last_pass(shop_db):
 
 
 def test_table_gone_since_the_last_pass_is_drift(shop_db):
-    result = ladder(shop_db, previous=_previous({"public.orders": 2000, "public.refunds": 40, "public.empty": 0}))
+    result = ladder(
+        shop_db, previous=_previous({"public.orders": 2000, "public.refunds": 40, "public.empty": 0})
+    )
     assert codes(result) == ["VOLUME_DRIFT"]
     assert result.findings[0].subject == "public.refunds" and result.findings[0].detail["absent"] is True
 
@@ -252,8 +299,13 @@ def test_real_restore_matches_the_reference(pg, shop_db, tmp_path, fmt):
     from drillbook.resources.pg import tool_env
 
     dump = tmp_path / ("shop.dump" if fmt == "custom" else "shop.sql")
-    subprocess.run([f"{pg.bin_dir}/pg_dump", "-Fc" if fmt == "custom" else "-Fp", "-f", str(dump)],
-                   env=tool_env(shop_db), check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [f"{pg.bin_dir}/pg_dump", "-Fc" if fmt == "custom" else "-Fp", "-f", str(dump)],
+        env=tool_env(shop_db),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     target = pg.create_database("vrest")
     try:
         dsn = pg.dsn(target)
@@ -293,12 +345,18 @@ def test_many_missing_objects_are_capped_with_a_summary(shop_db, tmp_path):
     from drillbook.drills.backup_restore.verify.structure import MAX_FINDINGS_PER_CODE
 
     n = MAX_FINDINGS_PER_CODE + 5
-    sql(shop_db, f"do $$ begin for i in 1..{n} loop execute format('create table public.extra_%s (id int)', i); "
-                 "end loop; end $$")
+    sql(
+        shop_db,
+        f"do $$ begin for i in 1..{n} loop execute format('create table public.extra_%s (id int)', i); "
+        "end loop; end $$",
+    )
     from drillbook.cli import main as drillbook
 
     assert drillbook(["reference", "write", "--dsn", shop_db, "-o", str(tmp_path / "ref.json")]) == 0
-    sql(shop_db, f"do $$ begin for i in 1..{n} loop execute format('drop table public.extra_%s', i); end loop; end $$")
+    sql(
+        shop_db,
+        f"do $$ begin for i in 1..{n} loop execute format('drop table public.extra_%s', i); end loop; end $$",
+    )
     result = ladder(shop_db, base_dir=tmp_path, reference="ref.json", amcheck=False)
     assert codes(result) == ["STRUCTURE_MISSING"] * (MAX_FINDINGS_PER_CODE + 1)
     assert result.findings[-1].detail["count"] == 5
@@ -317,8 +375,14 @@ def test_partitions_quoted_names_and_other_schemas(shop_db):
     sql(shop_db, 'create table "Sales"."Order Lines" (id bigserial primary key, n int)')
     sql(shop_db, 'insert into "Sales"."Order Lines" (n) select g from generate_series(1, 30) g')
     sql(shop_db, "create table public.events (id int, at date not null) partition by range (at)")
-    sql(shop_db, "create table public.events_2025 partition of public.events for values from ('2025-01-01') to ('2026-01-01')")
-    sql(shop_db, "create table public.events_2026 partition of public.events for values from ('2026-01-01') to ('2027-01-01')")
+    sql(
+        shop_db,
+        "create table public.events_2025 partition of public.events for values from ('2025-01-01') to ('2026-01-01')",
+    )
+    sql(
+        shop_db,
+        "create table public.events_2026 partition of public.events for values from ('2026-01-01') to ('2027-01-01')",
+    )
     sql(shop_db, "insert into public.events select g, date '2025-12-27' + g from generate_series(1, 10) g")
     base_total = 200 + 100 + 2000
     result = ladder(shop_db, min_rows={"Sales.Order Lines": 30})

@@ -50,14 +50,19 @@ def test_reference_written_then_object_dropped(shop_db, tmp_path, monkeypatch):
     result = ladder(shop_db, base_dir=tmp_path, reference="ref.json", amcheck=False)
     assert codes(result) == ["STRUCTURE_MISSING", "STRUCTURE_MISSING"]
     assert sorted(f.subject for f in result.findings) == [
-        "public.customer_order_totals", "public.order_total_cents(p_order_id bigint)"]
+        "public.customer_order_totals",
+        "public.order_total_cents(p_order_id bigint)",
+    ]
 
 
 def test_reference_cli_errors_without_leaking_the_password(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DRILLBOOK_REFERENCE_DSN", raising=False)
     assert _write("write", "-o", str(tmp_path / "x.json")) == 2
     assert "DRILLBOOK_REFERENCE_DSN" in capsys.readouterr().err
-    monkeypatch.setenv("DRILLBOOK_REFERENCE_DSN", "host=127.0.0.1 port=1 user=u password=Hunter2secret dbname=d connect_timeout=2")
+    monkeypatch.setenv(
+        "DRILLBOOK_REFERENCE_DSN",
+        "host=127.0.0.1 port=1 user=u password=Hunter2secret dbname=d connect_timeout=2",
+    )
     assert _write("write", "-o", str(tmp_path / "x.json")) == 2
     captured = capsys.readouterr()
     assert "Hunter2secret" not in captured.err + captured.out
@@ -67,10 +72,13 @@ def test_reference_cli_errors_without_leaking_the_password(tmp_path, monkeypatch
 
 # --- the sample shop ------------------------------------------------------------------------------
 def _fingerprint(dsn: str) -> list[tuple]:
-    return sql(dsn, """
+    return sql(
+        dsn,
+        """
         select (select md5(string_agg(o::text, ',' order by id)) from public.orders o),
                (select md5(string_agg(i::text, ',' order by order_id, line_no)) from public.order_items i),
-               (select md5(string_agg(c::text, ',' order by id)) from public.customers c)""")
+               (select md5(string_agg(c::text, ',' order by id)) from public.customers c)""",
+    )
 
 
 def test_sample_shop_is_deterministic_and_consistent(pg, shop_db):
@@ -85,10 +93,15 @@ def test_sample_shop_is_deterministic_and_consistent(pg, shop_db):
     finally:
         pg.drop_database(other)
     # totals are the sum of their items; the newest order is at `until`; the matview is populated
-    assert sql(shop_db, """select count(*) from public.orders o
-                           where o.total_cents <> public.order_total_cents(o.id)""") == [(0,)]
+    assert sql(
+        shop_db,
+        """select count(*) from public.orders o
+                           where o.total_cents <> public.order_total_cents(o.id)""",
+    ) == [(0,)]
     assert sql(shop_db, "select max(created_at) from public.orders") == [(SEED_UNTIL,)]
-    assert sql(shop_db, "select ispopulated from pg_matviews where matviewname = 'daily_revenue'") == [(True,)]
+    assert sql(shop_db, "select ispopulated from pg_matviews where matviewname = 'daily_revenue'") == [
+        (True,)
+    ]
     assert sql(shop_db, "select count(distinct status) from public.orders") == [(5,)]
 
 

@@ -44,7 +44,10 @@ def test_fast_tier_is_partial_never_a_full_pass(variant, drill_runner):
     result = drill_runner(make_drill(str(dump.parent), verify={**QUIET, "tier": "fast"}))
     statuses = {p.name: p.status for p in result.phases}
     assert statuses["verify.structure"] == "ok"
-    assert all(statuses[n] == "skipped" for n in ("verify.volume", "verify.semantics", "verify.integrity", "verify.quality"))
+    assert all(
+        statuses[n] == "skipped"
+        for n in ("verify.volume", "verify.semantics", "verify.integrity", "verify.quality")
+    )
     assert codes(result) == ["PARTIAL_VERIFICATION"]
     assert result.details["verify"]["partial"] is True and result.details["verify"]["tier"] == "fast"
     assert "verdict: partial (tier fast) PASS" in render_text(result)
@@ -64,10 +67,14 @@ def test_slack_report_says_partial(dumps, drill_runner):
 
 def test_sample_tier_reads_only_the_named_tables(variant, drill_runner):
     dump = _behind(variant)  # orders' sequence is behind, but orders is not in the sample
-    sample = drill_runner(make_drill(str(dump.parent), verify={**QUIET, "tier": "sample", "tables": ["customers"]}))
+    sample = drill_runner(
+        make_drill(str(dump.parent), verify={**QUIET, "tier": "sample", "tables": ["customers"]})
+    )
     assert set(sample.details["verify"]["volume"]["rows"]) == {"public.customers"}
     assert "SEQUENCE_BEHIND" not in codes(sample) and "PARTIAL_VERIFICATION" in codes(sample)
-    whole = drill_runner(make_drill(str(dump.parent), verify={**QUIET, "tier": "sample", "tables": ["orders"]}))
+    whole = drill_runner(
+        make_drill(str(dump.parent), verify={**QUIET, "tier": "sample", "tables": ["orders"]})
+    )
     assert "SEQUENCE_BEHIND" in codes(whole) and whole.verdict.value == "FAIL"
 
 
@@ -86,8 +93,14 @@ def test_suppressed_finding_is_kept_shown_and_does_not_drive_the_verdict(variant
     dump = _behind(variant)
     red = drill_runner(make_drill(str(dump.parent), verify=QUIET))
     assert red.verdict.value == "FAIL"
-    rules = [{"code": "SEQUENCE_BEHIND", "subject": "public.orders_*", "reason": "ticket OPS-1: setval runs after restore"},
-             {"code": "MATVIEW_UNPOPULATED", "reason": "refreshed by the runbook"}]
+    rules = [
+        {
+            "code": "SEQUENCE_BEHIND",
+            "subject": "public.orders_*",
+            "reason": "ticket OPS-1: setval runs after restore",
+        },
+        {"code": "MATVIEW_UNPOPULATED", "reason": "refreshed by the runbook"},
+    ]
     result = drill_runner(make_drill(str(dump.parent), verify={**QUIET, "ignore": rules}))
     assert result.verdict.value == "PASS"
     (kept,) = [f for f in result.findings if f.code == "SEQUENCE_BEHIND"]
@@ -102,16 +115,20 @@ def test_suppressed_finding_is_kept_shown_and_does_not_drive_the_verdict(variant
     record = Ledger(ledger_dsn).record(result, RunContext.for_cli(kind=result.kind, drill=result.drill))
     stored = Ledger(ledger_dsn).get(record.seq)
     assert [f["suppressed"] for f in stored.result["findings"] if f["code"] == "SEQUENCE_BEHIND"] == [
-        "ticket OPS-1: setval runs after restore"]
+        "ticket OPS-1: setval runs after restore"
+    ]
     assert stored.verdict == "PASS"
 
 
-@pytest.mark.parametrize(("rule", "message"), [
-    ({"code": "SEQUENCE_BEHIND", "reason": " "}, "written reason"),
-    ({"code": "SEQUENCE_BEHIND"}, "reason"),
-    ({"code": "SCRATCH_UNREACHABLE", "reason": "flaky"}, "cannot be suppressed"),
-    ({"code": "NO_SUCH_CODE", "reason": "x y z"}, "unknown finding code"),
-])
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"code": "SEQUENCE_BEHIND", "reason": " "}, "written reason"),
+        ({"code": "SEQUENCE_BEHIND"}, "reason"),
+        ({"code": "SCRATCH_UNREACHABLE", "reason": "flaky"}, "cannot be suppressed"),
+        ({"code": "NO_SUCH_CODE", "reason": "x y z"}, "unknown finding code"),
+    ],
+)
 def test_bad_suppressions_are_refused(rule, message):
     with pytest.raises(ValidationError, match=message):
         VerifySpec.model_validate({"ignore": [rule]})
@@ -123,8 +140,19 @@ def _cli(pg, dump: Path, tmp_path: Path, *extra: str, verify: dict | None = None
 
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"verify": {**QUIET, **(verify or {})}}))
-    return drillbook(["run", "backup-restore", "--backup", str(dump), "--scratch-dsn", pg.admin_dsn,
-                      "--config", str(settings), *extra])
+    return drillbook(
+        [
+            "run",
+            "backup-restore",
+            "--backup",
+            str(dump),
+            "--scratch-dsn",
+            pg.admin_dsn,
+            "--config",
+            str(settings),
+            *extra,
+        ]
+    )
 
 
 def test_fail_on_sets_the_exit_code_not_the_verdict(pg, variant, tmp_path, monkeypatch):
@@ -133,7 +161,9 @@ def test_fail_on_sets_the_exit_code_not_the_verdict(pg, variant, tmp_path, monke
     assert _cli(pg, dump, tmp_path) == 1
     assert _cli(pg, dump, tmp_path, "--fail-on", "critical") == 0
     assert _cli(pg, dump, tmp_path, "--fail-on", "high") == 1
-    healthy = _cli(pg, dump, tmp_path, "--fail-on", "low", verify={"tier": "fast"})  # PARTIAL_VERIFICATION is low
+    healthy = _cli(
+        pg, dump, tmp_path, "--fail-on", "low", verify={"tier": "fast"}
+    )  # PARTIAL_VERIFICATION is low
     assert healthy == 1
     assert _cli(pg, dump, tmp_path, "--fail-on", "medium", verify={"tier": "fast"}) == 0
 
@@ -164,9 +194,19 @@ def test_junit_report(pg, variant, tmp_path, monkeypatch):
 # --- doctor ---------------------------------------------------------------------------------------------
 def _catalogue(tmp_path: Path, dumps_dir: Path, reference: str | None) -> Path:
     verify = {"reference": reference} if reference else {}
-    doc = {"drills": [{"name": "shop", "kind": "backup_restore", "schedule": "@daily",
-                       "backup": {"location": str(dumps_dir)}, "scratch": {"connection": "doctor_scratch"},
-                       "objectives": {"rto": "1h", "rpo": "26h"}, "verify": verify}]}
+    doc = {
+        "drills": [
+            {
+                "name": "shop",
+                "kind": "backup_restore",
+                "schedule": "@daily",
+                "backup": {"location": str(dumps_dir)},
+                "scratch": {"connection": "doctor_scratch"},
+                "objectives": {"rto": "1h", "rpo": "26h"},
+                "verify": verify,
+            }
+        ]
+    }
     path = tmp_path / "drills.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -175,13 +215,18 @@ def _catalogue(tmp_path: Path, dumps_dir: Path, reference: str | None) -> Path:
 def test_doctor_ok_and_fail(pg, dumps, tmp_path, monkeypatch, capsys):
     from drillbook.cli import main as drillbook
 
-    pg.execute("postgres", "do $$ begin create role doctor_scratch login createdb; "
-                           "exception when duplicate_object then null; end $$")
+    pg.execute(
+        "postgres",
+        "do $$ begin create role doctor_scratch login createdb; "
+        "exception when duplicate_object then null; end $$",
+    )
     from psycopg.conninfo import make_conninfo
 
     monkeypatch.setenv("DRILLBOOK_CONN_DOCTOR_SCRATCH", make_conninfo(pg.admin_dsn, user="doctor_scratch"))
     (tmp_path / "refs").mkdir()
-    (tmp_path / "refs" / "shop.json").write_text((Path(__file__).parents[2] / "include/references/shop.json").read_text())
+    (tmp_path / "refs" / "shop.json").write_text(
+        (Path(__file__).parents[2] / "include/references/shop.json").read_text()
+    )
     good = _catalogue(tmp_path, dumps["custom"].parent, "refs/shop.json")
     assert drillbook(["doctor", "--catalogue", str(good), "--ledger-dsn", pg.admin_dsn]) == 0
     out = capsys.readouterr().out
@@ -198,7 +243,9 @@ def test_doctor_ok_and_fail(pg, dumps, tmp_path, monkeypatch, capsys):
     assert "fail  ledger" in captured.out
     assert "Sekr3tpw" not in captured.out + captured.err
 
-    broken = _catalogue(tmp_path, dumps["custom"].parent, "refs/missing.json")  # the catalogue itself does not load
+    broken = _catalogue(
+        tmp_path, dumps["custom"].parent, "refs/missing.json"
+    )  # the catalogue itself does not load
     assert drillbook(["doctor", "--catalogue", str(broken), "--ledger-dsn", pg.admin_dsn]) == 1
     out = capsys.readouterr().out
     assert "fail  catalogue" in out and "drillbook validate" in out

@@ -139,18 +139,39 @@ def test_orphan_sequence_is_named_not_counted_as_none(corpus, drill_runner):
 
 
 # --- structure: triggers, RLS, enums, grants ----------------------------------------------------------------
-@pytest.mark.parametrize(("breakage", "obj", "says"), [
-    ("drop trigger last_updated on public.actor", "trigger public.actor.last_updated", "not restored"),
-    ("alter table public.actor disable trigger last_updated", "trigger public.actor.last_updated", "'disabled: "),
-    ('drop policy own_orders on "Sales"."Orders"', "policy Sales.Orders.own_orders", "not restored"),
-    ('alter table "Sales"."Orders" disable row level security', "row security Sales.Orders",
-     "expected 'on', restored 'off'"),
-    ("drop type public.mpaa_rating cascade", "type public.mpaa_rating", "not restored"),
-    (f"revoke select on public.actor from {ROLE}", "grant on table public.actor",
-     f"expected '{ROLE}:SELECT {ROLE}:UPDATE*', restored '{ROLE}:UPDATE*'"),
-    (f'revoke usage on schema "Sales" from {ROLE}', "grant on schema Sales", "not restored"),
-], ids=["dropped-trigger", "disabled-trigger", "dropped-policy", "rls-disabled", "dropped-enum", "lost-grant",
-        "lost-schema-grant"])
+@pytest.mark.parametrize(
+    ("breakage", "obj", "says"),
+    [
+        ("drop trigger last_updated on public.actor", "trigger public.actor.last_updated", "not restored"),
+        (
+            "alter table public.actor disable trigger last_updated",
+            "trigger public.actor.last_updated",
+            "'disabled: ",
+        ),
+        ('drop policy own_orders on "Sales"."Orders"', "policy Sales.Orders.own_orders", "not restored"),
+        (
+            'alter table "Sales"."Orders" disable row level security',
+            "row security Sales.Orders",
+            "expected 'on', restored 'off'",
+        ),
+        ("drop type public.mpaa_rating cascade", "type public.mpaa_rating", "not restored"),
+        (
+            f"revoke select on public.actor from {ROLE}",
+            "grant on table public.actor",
+            f"expected '{ROLE}:SELECT {ROLE}:UPDATE*', restored '{ROLE}:UPDATE*'",
+        ),
+        (f'revoke usage on schema "Sales" from {ROLE}', "grant on schema Sales", "not restored"),
+    ],
+    ids=[
+        "dropped-trigger",
+        "disabled-trigger",
+        "dropped-policy",
+        "rls-disabled",
+        "dropped-enum",
+        "lost-grant",
+        "lost-schema-grant",
+    ],
+)
 def test_lost_object_is_named(corpus, drill_runner, breakage, obj, says):
     dump, ref = corpus.build(breakage)
     result = _run(drill_runner, dump, ref)
@@ -162,13 +183,20 @@ def test_lost_object_is_named(corpus, drill_runner, breakage, obj, says):
 
 def test_five_objects_dropped_at_once_are_all_named(corpus, drill_runner):
     dump, ref = corpus.build(
-        "drop trigger last_updated on public.actor; drop policy own_orders on \"Sales\".\"Orders\"; "
+        'drop trigger last_updated on public.actor; drop policy own_orders on "Sales"."Orders"; '
         f"revoke select on public.actor from {ROLE}; alter table public.actor drop constraint actor_pkey; "
-        "create type public.keep as enum ('x'); drop type public.mpaa_rating cascade")
+        "create type public.keep as enum ('x'); drop type public.mpaa_rating cascade"
+    )
     result = _run(drill_runner, dump, ref)
     missing = _missing(result)
-    for obj in ("trigger public.actor.last_updated", "policy Sales.Orders.own_orders", "grant on table public.actor",
-                "constraint public.actor.actor_pkey", "type public.mpaa_rating", "index public.actor_pkey"):
+    for obj in (
+        "trigger public.actor.last_updated",
+        "policy Sales.Orders.own_orders",
+        "grant on table public.actor",
+        "constraint public.actor.actor_pkey",
+        "type public.mpaa_rating",
+        "index public.actor_pkey",
+    ):
         assert obj in missing, sorted(missing)
     assert "type public.keep" in result.details["verify"]["structure"]["unexpected_objects"]
 
@@ -180,9 +208,18 @@ def test_format_1_reference_still_loads_and_says_what_it_does_not_check(corpus, 
     old["drillbook_structure_reference"] = 1
     ref.write_text(json.dumps(old))
     result = _run(drill_runner, dump, ref)
-    assert serious(result) == [] and result.verdict.value == "PASS"  # the trigger is not in a format-1 reference
+    assert (
+        serious(result) == [] and result.verdict.value == "PASS"
+    )  # the trigger is not in a format-1 reference
     structure = result.details["verify"]["structure"]
-    assert structure["not_checked"] == ["triggers", "row_security", "policies", "types", "grants", "extensions"]
+    assert structure["not_checked"] == [
+        "triggers",
+        "row_security",
+        "policies",
+        "types",
+        "grants",
+        "extensions",
+    ]
     detail = next(p.detail for p in result.phases if p.name == "verify.structure")
     assert "not checked" in detail and "triggers" in detail
     server = next(p.detail for p in result.phases if p.name == "verify.server")
@@ -197,9 +234,12 @@ def test_reference_from_backup_equals_the_live_reference(corpus, tmp_path):
     built = tmp_path / "from_backup.json"
     assert drillbook(["reference", "write", "--from-backup", str(dump), "-o", str(built)]) == 0
     a, b = json.loads(live.read_text()), json.loads(built.read_text())
-    assert {k: v for k, v in a.items() if k != "server_major_version"} == \
-        {k: v for k, v in b.items() if k != "server_major_version"}
-    assert b["grants"]["table public.actor"] == f"{ROLE}:SELECT {ROLE}:UPDATE*"  # the grantee role was created
+    assert {k: v for k, v in a.items() if k != "server_major_version"} == {
+        k: v for k, v in b.items() if k != "server_major_version"
+    }
+    assert (
+        b["grants"]["table public.actor"] == f"{ROLE}:SELECT {ROLE}:UPDATE*"
+    )  # the grantee role was created
     assert b["grants"]["default postgres in Sales on tables"] == f"{ROLE}:SELECT"
 
 
@@ -207,10 +247,14 @@ def test_reference_from_backup_refuses_what_it_cannot_use(corpus, tmp_path, caps
     from drillbook.cli import main as drillbook
 
     plain = tmp_path / "plain.sql"
-    plain.write_text(f"-- PostgreSQL database dump\n\\! touch {tmp_path}/pwned\n-- PostgreSQL database dump complete\n")
+    plain.write_text(
+        f"-- PostgreSQL database dump\n\\! touch {tmp_path}/pwned\n-- PostgreSQL database dump complete\n"
+    )
     assert drillbook(["reference", "write", "--from-backup", str(plain), "-o", str(tmp_path / "x.json")]) == 2
     assert "refused at line 2" in capsys.readouterr().err  # judged by the plain-dump filter; nothing ran
     assert not (tmp_path / "pwned").exists()
-    assert drillbook(["reference", "write", "--from-backup", str(tmp_path / "nope.dump"), "-o", "x.json"]) == 2
+    assert (
+        drillbook(["reference", "write", "--from-backup", str(tmp_path / "nope.dump"), "-o", "x.json"]) == 2
+    )
     assert "file not found" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

@@ -20,8 +20,10 @@ from tests.backup_restore.conftest import codes, make_drill, pg_dump
 
 PG15_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-WORDS = "create table public.words (id serial primary key, w text not null); " \
-        "insert into public.words (w) values ('cherry'), ('Banana'), ('apple');"
+WORDS = (
+    "create table public.words (id serial primary key, w text not null); "
+    "insert into public.words (w) values ('cherry'), ('Banana'), ('apple');"
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +54,21 @@ def pg15_db(pg15):
     with psycopg.connect(pg15, autocommit=True) as conn:
         for name in made:
             conn.execute(f'drop database if exists "{name}" with (force)')
-        left = conn.execute("select datname from pg_database where datname like 'drillbook_scratch_%'").fetchall()
+        left = conn.execute(
+            "select datname from pg_database where datname like 'drillbook_scratch_%'"
+        ).fetchall()
     assert not [r for r in left if "words" in r[0]], left
 
 
 def _dump15(dsn: str, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(PG15_BIN / "pg_dump"), "-Fc", "-f", str(out)], env=tool_env(dsn), check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [str(PG15_BIN / "pg_dump"), "-Fc", "-f", str(out)],
+        env=tool_env(dsn),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
@@ -71,8 +80,11 @@ def _reference(dsn: str, out: Path) -> Path:
 
 
 def _drill(dump: Path, ref: Path, scratch: str, runner) -> Any:
-    drill = make_drill(str(dump.parent), name="words",
-                       verify={"min_rows": {}, "rpo_probe": None, "amcheck": False, "reference": str(ref)})
+    drill = make_drill(
+        str(dump.parent),
+        name="words",
+        verify={"min_rows": {}, "rpo_probe": None, "amcheck": False, "reference": str(ref)},
+    )
     return runner(drill, scratch_dsn=scratch, base_dir=ref.parent)
 
 
@@ -94,8 +106,13 @@ def test_icu_source_restored_into_libc_server_is_a_collation_mismatch(pg, pg15_d
     # what the users saw: the same rows sort differently on the two servers
     copy = pg.create_database("words")
     try:
-        subprocess.run([str(Path(pg.bin_dir) / "pg_restore"), "-d", copy, str(dump)], env=tool_env(pg.dsn(copy)),
-                       check=False, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(Path(pg.bin_dir) / "pg_restore"), "-d", copy, str(dump)],
+            env=tool_env(pg.dsn(copy)),
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
         assert _sorted_words(source) == ["apple", "Banana", "cherry"]
         assert _sorted_words(pg.dsn(copy)) == ["Banana", "apple", "cherry"]
     finally:
@@ -104,7 +121,11 @@ def test_icu_source_restored_into_libc_server_is_a_collation_mismatch(pg, pg15_d
     result = _drill(dump, ref, pg.admin_dsn, drill_runner)
     mismatch = [f for f in result.findings if f.code == "COLLATION_MISMATCH"]
     assert len(mismatch) == 1 and mismatch[0].severity.value == "high"
-    assert "icu" in mismatch[0].message and "en-US" in mismatch[0].message and "libc C.UTF-8" in mismatch[0].message
+    assert (
+        "icu" in mismatch[0].message
+        and "en-US" in mismatch[0].message
+        and "libc C.UTF-8" in mismatch[0].message
+    )
     major = [f for f in result.findings if f.code == "SERVER_MAJOR_MISMATCH"]
     assert len(major) == 1 and major[0].severity.value == "medium"  # scratch 16 is newer than the source's 15
     assert "15." in major[0].message and "16." in major[0].message
@@ -131,14 +152,18 @@ def test_pg16_dump_restored_into_pg15_is_a_high_server_major_mismatch(pg, pg15, 
         with psycopg.connect(pg.dsn(name), autocommit=True) as conn:
             conn.execute(WORDS)
         ref = _reference(pg.dsn(name), tmp_path / "pg16.json")
-        dump = pg_dump(pg, pg.dsn(name), (tmp_path / "pg16").mkdir() or tmp_path / "pg16" / "words.dump", "-Fc")
+        dump = pg_dump(
+            pg, pg.dsn(name), (tmp_path / "pg16").mkdir() or tmp_path / "pg16" / "words.dump", "-Fc"
+        )
     finally:
         pg.drop_database(name)
     result = _drill(dump, ref, pg15, drill_runner)
     (f,) = [f for f in result.findings if f.code == "SERVER_MAJOR_MISMATCH"]
     assert f.severity.value == "high"
     assert "PostgreSQL 16." in f.message and "PostgreSQL 15." in f.message
-    assert f.detail["source_server_version"].startswith("16.") and f.detail["scratch_server_version"].startswith("15.")
+    assert f.detail["source_server_version"].startswith("16.") and f.detail[
+        "scratch_server_version"
+    ].startswith("15.")
     assert result.verdict.value == "FAIL"
 
 
@@ -150,10 +175,20 @@ def test_a_target_without_a_collation_version_is_unverifiable(pg, fresh_db):
     from drillbook.drills.base import ResultBuilder
 
     builder = ResultBuilder(kind="backup_restore", drill="t", target="scratch")
-    ladder = Ladder(builder=builder, session=ScratchSession(dsn=pg.dsn(fresh_db)), verify=VerifySpec(),
-                    base_dir=Path("."), previous=None)
-    byte_order = {"collation_provider": "libc", "collate": "C.UTF-8", "ctype": "C.UTF-8", "icu_locale": None,
-                  "collation_version": None}
+    ladder = Ladder(
+        builder=builder,
+        session=ScratchSession(dsn=pg.dsn(fresh_db)),
+        verify=VerifySpec(),
+        base_dir=Path("."),
+        previous=None,
+    )
+    byte_order = {
+        "collation_provider": "libc",
+        "collate": "C.UTF-8",
+        "ctype": "C.UTF-8",
+        "icu_locale": None,
+        "collation_version": None,
+    }
     check_collation(ladder, byte_order, {"database": byte_order})
     assert builder.findings == []
     versionless = {**byte_order, "collate": "en_US.UTF-8", "ctype": "en_US.UTF-8"}
@@ -166,9 +201,19 @@ def test_doctor_warns_when_scratch_and_source_majors_differ(pg, pg15, tmp_path, 
 
     from drillbook.cli import main as drillbook
 
-    doc = {"drills": [{"name": "shop", "kind": "backup_restore", "schedule": "@daily",
-                       "source": {"connection": "doctor_source"}, "backup": {"location": str(tmp_path)},
-                       "scratch": {"connection": "doctor_scratch16"}, "objectives": {"rto": "1h", "rpo": "26h"}}]}
+    doc = {
+        "drills": [
+            {
+                "name": "shop",
+                "kind": "backup_restore",
+                "schedule": "@daily",
+                "source": {"connection": "doctor_source"},
+                "backup": {"location": str(tmp_path)},
+                "scratch": {"connection": "doctor_scratch16"},
+                "objectives": {"rto": "1h", "rpo": "26h"},
+            }
+        ]
+    }
     catalogue = tmp_path / "drills.yaml"
     catalogue.write_text(yaml.safe_dump(doc))
     monkeypatch.setenv("DRILLBOOK_CONN_DOCTOR_SOURCE", pg15)

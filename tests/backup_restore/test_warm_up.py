@@ -38,9 +38,20 @@ SCRIPT = textwrap.dedent("""
 
 def run_drill(dumps, shop, pg, tmp_path, suites: list[str]) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(dumps["custom"].parent), pg.admin_dsn, shop.dsn, str(tmp_path / "work"),
-         json.dumps(suites)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(dumps["custom"].parent),
+            pg.admin_dsn,
+            shop.dsn,
+            str(tmp_path / "work"),
+            json.dumps(suites),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}"},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -50,8 +61,11 @@ def run_drill(dumps, shop, pg, tmp_path, suites: list[str]) -> dict:
 def measured_phases(out: dict) -> float:
     """Seconds of the top-level phases before ``measure``, warm-up left out (``dq ...`` phases nest in verify.quality)."""
     names = [name for name, _ in out["phases"]]
-    return sum(seconds for name, seconds in out["phases"][: names.index("measure")]
-               if name != "warm-up" and not name.startswith("dq "))
+    return sum(
+        seconds
+        for name, seconds in out["phases"][: names.index("measure")]
+        if name != "warm-up" and not name.startswith("dq ")
+    )
 
 
 @pytest.mark.timeout(360)

@@ -27,7 +27,9 @@ class Pki:
     directory: Path
     bundle: Path  # the root only: what a client of this private CA configures
 
-    def write(self, issued: Issued, name: str, *, with_chain: bool = True, with_root: bool = False) -> tuple[Path, Path]:
+    def write(
+        self, issued: Issued, name: str, *, with_chain: bool = True, with_root: bool = False
+    ) -> tuple[Path, Path]:
         return issued.write(self.directory, name, with_chain=with_chain, with_root=with_root)
 
     def bundle_of(self, name: str, *certs: Issued) -> Path:
@@ -108,8 +110,15 @@ def serve(pki: Pki) -> Iterator:
     servers: list[TlsServer] = []
     counter = iter(range(10_000))
 
-    def start(issued: Issued | None = None, *, with_chain: bool = True, with_root: bool = False, mode: str = "tls", seclevel0: bool = False,
-              max_tls: ssl.TLSVersion | None = None) -> TlsServer:
+    def start(
+        issued: Issued | None = None,
+        *,
+        with_chain: bool = True,
+        with_root: bool = False,
+        mode: str = "tls",
+        seclevel0: bool = False,
+        max_tls: ssl.TLSVersion | None = None,
+    ) -> TlsServer:
         context = None
         if issued is not None:
             cert, key = pki.write(issued, f"srv{next(counter)}", with_chain=with_chain, with_root=with_root)

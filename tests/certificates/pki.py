@@ -49,7 +49,9 @@ class Issued:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
 
-    def write(self, directory: Path, name: str, *, with_chain: bool = True, with_root: bool = False) -> tuple[Path, Path]:
+    def write(
+        self, directory: Path, name: str, *, with_chain: bool = True, with_root: bool = False
+    ) -> tuple[Path, Path]:
         """Write ``name.pem`` (leaf plus intermediates unless told otherwise; the root only on request) and ``name.key``."""
         cert_path = directory / f"{name}.pem"
         key_path = directory / f"{name}.key"
@@ -61,7 +63,12 @@ class Issued:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "drillbook tests")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "drillbook tests"),
+        ]
+    )
 
 
 def _ski(key) -> x509.SubjectKeyIdentifier:
@@ -93,8 +100,15 @@ def make_ca(
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -103,15 +117,18 @@ def make_ca(
         builder = builder.add_extension(_ski(key), critical=False)
     if permitted_dns is not None:
         builder = builder.add_extension(
-            x509.NameConstraints(permitted_subtrees=[x509.DNSName(n) for n in permitted_dns], excluded_subtrees=None),
+            x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName(n) for n in permitted_dns], excluded_subtrees=None
+            ),
             critical=True,
         )
     if issuer:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False  # type: ignore[attr-defined]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,  # type: ignore[attr-defined]
         )
     cert = builder.sign(signer_key, hashes.SHA256())  # type: ignore[arg-type]
-    chain = ([issuer.cert, *issuer.chain] if issuer else [])
+    chain = [issuer.cert, *issuer.chain] if issuer else []
     return Issued(cert=cert, key=key, chain=chain)
 
 
@@ -152,10 +169,13 @@ def make_leaf(
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
     if issuer and aki:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False  # type: ignore[attr-defined]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,  # type: ignore[attr-defined]
         )
     signer = issuer.key if issuer else key
     if hash_alg == "sha1":
@@ -163,7 +183,7 @@ def make_leaf(
         cert = _openssl_sign_sha1(builder, key=key, issuer=issuer, names=sans)
     else:
         cert = builder.sign(signer, hash_alg or hashes.SHA256())  # type: ignore[arg-type]
-    chain = ([issuer.cert, *issuer.chain] if issuer else [])
+    chain = [issuer.cert, *issuer.chain] if issuer else []
     return Issued(cert=cert, key=key, chain=chain)
 
 
@@ -188,11 +208,32 @@ def _openssl_sign_sha1(builder, *, key, issuer: Issued | None, names) -> x509.Ce
         )
         signer = issuer or Issued(cert=None, key=key, chain=[])  # type: ignore[arg-type]
         (d / "ca.key").write_bytes(signer.key_pem())
-        cmd = ["openssl", "x509", "-req", "-in", str(d / "req.csr"), "-sha1", "-days", "100",
-               "-extfile", str(d / "ext.cnf"), "-extensions", "v3", "-out", str(d / "out.pem")]
+        cmd = [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(d / "req.csr"),
+            "-sha1",
+            "-days",
+            "100",
+            "-extfile",
+            str(d / "ext.cnf"),
+            "-extensions",
+            "v3",
+            "-out",
+            str(d / "out.pem"),
+        ]
         if issuer:
             (d / "ca.pem").write_bytes(issuer.pem)
-            cmd += ["-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"), "-set_serial", str(x509.random_serial_number())]
+            cmd += [
+                "-CA",
+                str(d / "ca.pem"),
+                "-CAkey",
+                str(d / "ca.key"),
+                "-set_serial",
+                str(x509.random_serial_number()),
+            ]
         else:
             cmd += ["-signkey", str(d / "ca.key")]
         subprocess.run(cmd, check=True, capture_output=True, timeout=30)
@@ -206,9 +247,28 @@ def sha1_root(cn: str = "legacy sha1 root", *, bits: int = 2048) -> Issued:
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        subprocess.run(["openssl", "req", "-x509", "-sha1", "-newkey", f"rsa:{bits}", "-nodes", "-days", "3650",
-                        "-subj", f"/O=drillbook tests/CN={cn}", "-keyout", str(d / "root.key"), "-out", str(d / "root.pem")],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-sha1",
+                "-newkey",
+                f"rsa:{bits}",
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                f"/O=drillbook tests/CN={cn}",
+                "-keyout",
+                str(d / "root.key"),
+                "-out",
+                str(d / "root.pem"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         key = serialization.load_pem_private_key((d / "root.key").read_bytes(), password=None)
         cert = x509.load_pem_x509_certificate((d / "root.pem").read_bytes())
     return Issued(cert=cert, key=key, chain=[])

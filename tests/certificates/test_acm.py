@@ -14,21 +14,34 @@ from tests.certificates.pki import DAY, make_leaf, now
 
 
 def acm_drill(arns: list[str] | None = None) -> CertificatesDrill:
-    return CertificatesDrill(name="certs_acm", kind="certificates", schedule="@daily",
-                             acm=AcmSpec(region="us-east-1", certificate_arns=arns or []))
+    return CertificatesDrill(
+        name="certs_acm",
+        kind="certificates",
+        schedule="@daily",
+        acm=AcmSpec(region="us-east-1", certificate_arns=arns or []),
+    )
 
 
 def _import(acm, pki, **kw) -> str:
     leaf = make_leaf(pki.inter, names=[kw.pop("domain", "www.example.com")], **kw)
-    return acm.import_certificate(Certificate=leaf.pem, PrivateKey=leaf.key_pem(), CertificateChain=pki.inter.pem)["CertificateArn"]
+    return acm.import_certificate(
+        Certificate=leaf.pem, PrivateKey=leaf.key_pem(), CertificateChain=pki.inter.pem
+    )["CertificateArn"]
 
 
 def _use(boto, arn: str, name: str) -> None:
     """Attach the certificate to a classic load balancer so ACM reports it in use."""
     boto("elb").create_load_balancer(
         LoadBalancerName=name,
-        Listeners=[{"Protocol": "HTTPS", "LoadBalancerPort": 443, "InstanceProtocol": "HTTP", "InstancePort": 80,
-                    "SSLCertificateId": arn}],
+        Listeners=[
+            {
+                "Protocol": "HTTPS",
+                "LoadBalancerPort": 443,
+                "InstanceProtocol": "HTTP",
+                "InstancePort": 80,
+                "SSLCertificateId": arn,
+            }
+        ],
         AvailabilityZones=["us-east-1a"],
     )
 
@@ -39,9 +52,13 @@ def test_acm_certificates_each_get_a_result(boto, pki, monkeypatch):
     acm = boto("acm")
     t = now()
     healthy = _import(acm, pki)
-    expiring_in_use = _import(acm, pki, domain="pay.example.com", not_before=t - 362 * DAY, not_after=t + 3 * DAY)
+    expiring_in_use = _import(
+        acm, pki, domain="pay.example.com", not_before=t - 362 * DAY, not_after=t + 3 * DAY
+    )
     _use(boto, expiring_in_use, "pay")
-    expiring_unused = _import(acm, pki, domain="old.example.com", not_before=t - 362 * DAY, not_after=t + 3 * DAY)
+    expiring_unused = _import(
+        acm, pki, domain="old.example.com", not_before=t - 362 * DAY, not_after=t + 3 * DAY
+    )
     # moto "validates" an Amazon-issued certificate once it is older than ACM_VALIDATION_WAIT seconds
     monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 1)
     issued = acm.request_certificate(DomainName="app.example.com")["CertificateArn"]
@@ -78,8 +95,12 @@ def test_unreachable_acm_is_error(refused_address):
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("acm", region_name="us-east-1", endpoint_url=f"http://{refused_address}",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1))
+    client = boto3.client(
+        "acm",
+        region_name="us-east-1",
+        endpoint_url=f"http://{refused_address}",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1),
+    )
     [result] = check_acm(acm_drill(), client=client)
     assert result.codes() == ["ACM_UNAVAILABLE"] and result.verdict is Verdict.ERROR
 
@@ -107,12 +128,20 @@ class AcmAnswers:
 
     def describe_certificate(self, CertificateArn):
         t = now()
-        return {"Certificate": {
-            "CertificateArn": CertificateArn, "DomainName": "api.example.com", "Status": self.status,
-            "Type": "AMAZON_ISSUED", "InUseBy": ["arn:aws:elasticloadbalancing:lb/1"] if self.in_use else [],
-            "NotBefore": t - 30 * DAY, "NotAfter": t + 300 * DAY,  # dates that alone would pass
-            "KeyAlgorithm": "RSA_2048", "SignatureAlgorithm": "SHA256WITHRSA", **self.extra,
-        }}
+        return {
+            "Certificate": {
+                "CertificateArn": CertificateArn,
+                "DomainName": "api.example.com",
+                "Status": self.status,
+                "Type": "AMAZON_ISSUED",
+                "InUseBy": ["arn:aws:elasticloadbalancing:lb/1"] if self.in_use else [],
+                "NotBefore": t - 30 * DAY,
+                "NotAfter": t + 300 * DAY,  # dates that alone would pass
+                "KeyAlgorithm": "RSA_2048",
+                "SignatureAlgorithm": "SHA256WITHRSA",
+                **self.extra,
+            }
+        }
 
     def get_certificate(self, **_kw):
         raise AssertionError("the PEM is fetched only for ISSUED certificates")
@@ -120,7 +149,9 @@ class AcmAnswers:
 
 def test_revoked_in_use_certificate_fails_with_its_reason():
     t = now()
-    [result] = check_acm(acm_drill(), client=AcmAnswers("REVOKED", RevocationReason="KEY_COMPROMISE", RevokedAt=t - DAY))
+    [result] = check_acm(
+        acm_drill(), client=AcmAnswers("REVOKED", RevocationReason="KEY_COMPROMISE", RevokedAt=t - DAY)
+    )
     assert result.codes() == ["CERT_REVOKED"]
     assert result.verdict is Verdict.FAIL
     f = result.findings[0]
@@ -130,7 +161,9 @@ def test_revoked_in_use_certificate_fails_with_its_reason():
 
 
 def test_revoked_unused_certificate_is_reported_low():
-    [result] = check_acm(acm_drill(), client=AcmAnswers("REVOKED", in_use=False, RevocationReason="SUPERSEDED"))
+    [result] = check_acm(
+        acm_drill(), client=AcmAnswers("REVOKED", in_use=False, RevocationReason="SUPERSEDED")
+    )
     assert result.codes() == ["CERT_REVOKED"]
     assert result.findings[0].severity is Severity.LOW
     assert result.verdict is Verdict.PASS  # nothing uses it: it cannot cause an outage
@@ -142,14 +175,17 @@ def test_status_expired_is_expired_whatever_the_dates_say():
     assert result.verdict is Verdict.FAIL
 
 
-@pytest.mark.parametrize(("status", "in_use", "severity", "verdict"), [
-    ("INACTIVE", True, Severity.HIGH, Verdict.FAIL),
-    ("INACTIVE", False, Severity.LOW, Verdict.PASS),
-    ("FAILED", False, Severity.LOW, Verdict.PASS),
-    ("VALIDATION_TIMED_OUT", False, Severity.LOW, Verdict.PASS),
-    ("PENDING_VALIDATION", True, Severity.HIGH, Verdict.FAIL),
-    ("SOME_FUTURE_STATUS", True, Severity.HIGH, Verdict.FAIL),  # unknown: never passes unjudged
-])
+@pytest.mark.parametrize(
+    ("status", "in_use", "severity", "verdict"),
+    [
+        ("INACTIVE", True, Severity.HIGH, Verdict.FAIL),
+        ("INACTIVE", False, Severity.LOW, Verdict.PASS),
+        ("FAILED", False, Severity.LOW, Verdict.PASS),
+        ("VALIDATION_TIMED_OUT", False, Severity.LOW, Verdict.PASS),
+        ("PENDING_VALIDATION", True, Severity.HIGH, Verdict.FAIL),
+        ("SOME_FUTURE_STATUS", True, Severity.HIGH, Verdict.FAIL),  # unknown: never passes unjudged
+    ],
+)
 def test_not_usable_statuses(status, in_use, severity, verdict):
     [result] = check_acm(acm_drill(), client=AcmAnswers(status, in_use=in_use, FailureReason="CAA_ERROR"))
     assert result.codes() == ["ACM_NOT_USABLE"]
@@ -168,7 +204,9 @@ def test_expired_certificate_in_moto_is_one_cert_expired(boto, pki):
     acm = boto("acm")
     t = now()
     # moto refuses to import an expired certificate: import one that expires in a moment, use it, let it expire
-    arn = _import(acm, pki, domain="gone.example.com", not_before=t - 100 * DAY, not_after=now() + timedelta(seconds=2))
+    arn = _import(
+        acm, pki, domain="gone.example.com", not_before=t - 100 * DAY, not_after=now() + timedelta(seconds=2)
+    )
     _use(boto, arn, "gone")
     time.sleep(2.5)
     assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"] == "EXPIRED"

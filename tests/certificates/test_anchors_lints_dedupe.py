@@ -11,7 +11,9 @@ from tests.certificates.pki import DAY, make_ca, make_leaf, now, sha1_root
 
 
 def files_drill(*paths: Path | str) -> CertificatesDrill:
-    return CertificatesDrill(name="certs_files", kind="certificates", schedule="@daily", files=[str(p) for p in paths])
+    return CertificatesDrill(
+        name="certs_files", kind="certificates", schedule="@daily", files=[str(p) for p in paths]
+    )
 
 
 def openssl_root(directory: Path, name: str, *, bits: int = 2048) -> Path:
@@ -35,7 +37,8 @@ def test_a_ca_directory_judges_anchors_by_validity_and_key_once_each(tmp_path):
     (certs / "alias.pem").symlink_to("good_root.pem")  # a second path to the same file
     # the distribution bundle holds every root again, and one of them twice
     (certs / "ca-certificates.crt").write_bytes(
-        sha1_root.read_bytes() + weak_root.read_bytes() + expired.pem + good.pem + good.pem)
+        sha1_root.read_bytes() + weak_root.read_bytes() + expired.pem + good.pem + good.pem
+    )
 
     results = check_files(files_drill(certs, certs / "good_root.pem"))
     by_name = {r.details["certificates"][0]["subject"].split("CN=")[1].split(",")[0]: r for r in results}
@@ -49,10 +52,15 @@ def test_a_ca_directory_judges_anchors_by_validity_and_key_once_each(tmp_path):
         "good root": (Verdict.PASS, []),
     }
     good_places = by_name["good root"].details["found_at"]
-    assert sorted(good_places) == sorted([
-        str(certs / "alias.pem"), str(certs / "good_root.pem"),
-        f"{certs / 'ca-certificates.crt'}#3", f"{certs / 'ca-certificates.crt'}#4", str(certs / "good_root.pem"),
-    ])
+    assert sorted(good_places) == sorted(
+        [
+            str(certs / "alias.pem"),
+            str(certs / "good_root.pem"),
+            f"{certs / 'ca-certificates.crt'}#3",
+            f"{certs / 'ca-certificates.crt'}#4",
+            str(certs / "good_root.pem"),
+        ]
+    )
     assert by_name["good root"].details["found_at_count"] == 5
     # a certificate's own file names it, not its index in the bundle
     assert not by_name["expired root"].target.endswith(".crt#2")
@@ -74,7 +82,10 @@ def test_profile_lints_are_low_or_medium_and_never_fail(pki, tmp_path):
         "no_aki": (make_leaf(pki.inter, aki=False), ["CERT_NO_AKI"]),
         "no_eku": (make_leaf(pki.inter, eku=False), ["CERT_NO_EKU"]),
         "no_san": (make_leaf(pki.inter, san=False), ["CERT_NO_SAN"]),
-        "too_long": (make_leaf(pki.inter, not_before=t - DAY, not_after=t + 500 * DAY), ["CERT_VALIDITY_TOO_LONG"]),  # 501 d
+        "too_long": (
+            make_leaf(pki.inter, not_before=t - DAY, not_after=t + 500 * DAY),
+            ["CERT_VALIDITY_TOO_LONG"],
+        ),  # 501 d
         "exactly_398_days": (make_leaf(pki.inter, not_before=t - DAY, not_after=t + 397 * DAY), []),
         "ca_no_ski": (bare_inter, ["CERT_NO_SKI"]),
         "root_no_ski": (make_ca("root without SKI", ski=False), []),  # an anchor is not linted

@@ -17,8 +17,9 @@ def drillbook(*args: str, env: dict | None = None) -> subprocess.CompletedProces
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), **(env or {})}
     full_env.pop("DRILLBOOK_LEDGER_DSN", None)
     script = Path(sys.executable).parent / "drillbook"
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120,
-                          env=full_env, cwd=REPO)
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=120, env=full_env, cwd=REPO
+    )
 
 
 def test_adhoc_exit_codes_and_json(pki, serve, refused_address, tmp_path):
@@ -26,12 +27,32 @@ def test_adhoc_exit_codes_and_json(pki, serve, refused_address, tmp_path):
     t = now()
     expired = serve(make_leaf(pki.inter, not_before=t - 100 * DAY, not_after=t - DAY))
 
-    ok = drillbook("run", "certificates", "--endpoint", good.address, "--sni", "localhost", "--ca-bundle", str(pki.bundle))
+    ok = drillbook(
+        "run",
+        "certificates",
+        "--endpoint",
+        good.address,
+        "--sni",
+        "localhost",
+        "--ca-bundle",
+        str(pki.bundle),
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "PASS" in ok.stdout
 
-    bad = drillbook("run", "certificates", "--endpoint", good.address, "--endpoint", expired.address, "--sni", "localhost",
-                    "--ca-bundle", str(pki.bundle), "--json")
+    bad = drillbook(
+        "run",
+        "certificates",
+        "--endpoint",
+        good.address,
+        "--endpoint",
+        expired.address,
+        "--sni",
+        "localhost",
+        "--ca-bundle",
+        str(pki.bundle),
+        "--json",
+    )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     payload = json.loads(bad.stdout)
     assert [r["verdict"] for r in payload] == ["PASS", "FAIL"]
@@ -57,7 +78,9 @@ def test_catalogue_drill(pki, serve, tmp_path):
     )
     ok = drillbook("run", "certificates", "--drill", "edge", "--catalogue", str(catalogue))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    both = drillbook("run", "certificates", "--drill", "edge", "--endpoint", good.address, "--catalogue", str(catalogue))
+    both = drillbook(
+        "run", "certificates", "--drill", "edge", "--endpoint", good.address, "--catalogue", str(catalogue)
+    )
     assert both.returncode == 2 and "not both" in both.stderr
     nothing = drillbook("run", "certificates")
     assert nothing.returncode == 2 and "nothing to check" in nothing.stderr

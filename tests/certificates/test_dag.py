@@ -19,11 +19,14 @@ def cert_catalogue(tmp_path, monkeypatch, pki, serve, refused_address, ledger_ds
     expired = serve(make_leaf(pki.inter, not_before=t - 100 * DAY, not_after=t - DAY))
     files = tmp_path / "certs"
     files.mkdir()
-    make_leaf(pki.inter, not_before=t - 345 * DAY, not_after=t + 20 * DAY).write(files, "soon", with_chain=False)
+    make_leaf(pki.inter, not_before=t - 345 * DAY, not_after=t + 20 * DAY).write(
+        files, "soon", with_chain=False
+    )
     leaf = make_leaf(pki.inter, names=["www.example.com"])
     arn = boto("acm").import_certificate(Certificate=leaf.pem, PrivateKey=leaf.key_pem())["CertificateArn"]
     catalogue = tmp_path / "drills.yaml"
-    catalogue.write_text(textwrap.dedent(f"""
+    catalogue.write_text(
+        textwrap.dedent(f"""
         version: 1
         defaults:
           retries: 0
@@ -40,14 +43,17 @@ def cert_catalogue(tmp_path, monkeypatch, pki, serve, refused_address, ledger_ds
               - {{address: "{refused_address}"}}
             files: [certs]
             acm: {{region: us-east-1}}
-    """))
+    """)
+    )
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(catalogue))
     monkeypatch.setattr("drillbook.drills.certificates.dag.BATCH", 2)
     return {"good": good.address, "expired": expired.address, "refused": refused_address, "arn": arn}
 
 
 @pytest.mark.airflow
-def test_dag_records_one_row_per_certificate_and_posts_one_summary(airflow_db, cert_catalogue, ledger_dsn, slack):
+def test_dag_records_one_row_per_certificate_and_posts_one_summary(
+    airflow_db, cert_catalogue, ledger_dsn, slack
+):
     from drillbook.airflow.factory import build_dags
     from drillbook.ledger.store import Ledger
 
@@ -75,8 +81,15 @@ def test_dag_records_one_row_per_certificate_and_posts_one_summary(airflow_db, c
     assert acm_row.verdict == "PASS" and acm_row.result["details"]["arn"] == a["arn"]
     [summary] = [r for r in records if r.task_id == "summarize"]
     assert summary.verdict == "ERROR"
-    assert {f["target"] for f in summary.result["details"]["failures"]} == {a["expired"] + " (sni localhost)", a["refused"]}
+    assert {f["target"] for f in summary.result["details"]["failures"]} == {
+        a["expired"] + " (sni localhost)",
+        a["refused"],
+    }
     # one Slack message for the whole drill, not one per certificate
     posted = [m for m in slack.posted() if m.thread_ts is None]
-    assert len(posted) == 1 and slack.posted("#dr-oncall") and posted[0].channel == slack.posted("#dr-oncall")[0].channel
+    assert (
+        len(posted) == 1
+        and slack.posted("#dr-oncall")
+        and posted[0].channel == slack.posted("#dr-oncall")[0].channel
+    )
     assert "dag_certs" in posted[0].text and "ENDPOINT_UNREACHABLE" in json.dumps(posted[0].blocks)

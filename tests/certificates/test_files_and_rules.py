@@ -36,7 +36,9 @@ def test_files_directory_bundle_and_problems(pki, tmp_path):
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
 
-    results = check_files(files_drill([str(secret), str(single), str(tmp_path / "missing.pem"), str(empty_dir)]))
+    results = check_files(
+        files_drill([str(secret), str(single), str(tmp_path / "missing.pem"), str(empty_dir)])
+    )
     got = {r.target.replace(str(tmp_path) + "/", ""): sorted(r.codes()) for r in results}
     assert got == {
         "secret/tls.pem#0": [],
@@ -127,16 +129,34 @@ def test_summary_names_crashed_groups_and_the_soonest_expiry(pki, tmp_path):
     from drillbook.drills.certificates.dag import collect
 
     t = now()
-    make_leaf(pki.inter, not_before=t - 340 * DAY, not_after=t + 25 * DAY).write(tmp_path, "a", with_chain=False)
+    make_leaf(pki.inter, not_before=t - 340 * DAY, not_after=t + 25 * DAY).write(
+        tmp_path, "a", with_chain=False
+    )
     make_leaf(pki.inter).write(tmp_path, "b", with_chain=False)
     drill = files_drill([str(tmp_path)])
     results = check_files(drill)
     from drillbook.drills.certificates import compact
 
-    rows, missing = collect({"files": [compact(r) for r in results], "acm": None,
-                             "endpoints": [[{"target": "x:1", "verdict": "PASS", "source": "endpoint", "days_left": 90.0,
-                                             "not_after": "2027-01-01", "findings": []}], None]},
-                            expected_endpoints=2)
+    rows, missing = collect(
+        {
+            "files": [compact(r) for r in results],
+            "acm": None,
+            "endpoints": [
+                [
+                    {
+                        "target": "x:1",
+                        "verdict": "PASS",
+                        "source": "endpoint",
+                        "days_left": 90.0,
+                        "not_after": "2027-01-01",
+                        "findings": [],
+                    }
+                ],
+                None,
+            ],
+        },
+        expected_endpoints=2,
+    )
     assert missing == ["acm", "endpoints (1 of 2 without a result)"]
     summary = summarize(rows, drill=drill, missing_groups=missing)
     assert summary.verdict is Verdict.ERROR and summary.codes().count("DRILL_CRASHED") == 2

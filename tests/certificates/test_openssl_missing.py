@@ -22,16 +22,25 @@ def broken_libcrypto(monkeypatch, request):
     openssl_chain._lib.cache_clear()
 
 
-@pytest.mark.parametrize("broken_libcrypto", [ctypes.util.find_library("z") or "libz.so.1", None, "/nonexistent/libcrypto.so.3"],
-                         indirect=True, ids=["library-without-the-symbols", "not-found", "unloadable"])
+@pytest.mark.parametrize(
+    "broken_libcrypto",
+    [ctypes.util.find_library("z") or "libz.so.1", None, "/nonexistent/libcrypto.so.3"],
+    indirect=True,
+    ids=["library-without-the-symbols", "not-found", "unloadable"],
+)
 def test_an_unusable_libcrypto_is_an_error_naming_openssl(broken_libcrypto, serve, tmp_path):
     root = make_ca("missing-lib root")
     leaf = make_leaf(make_ca("missing-lib inter", issuer=root))
     bundle = tmp_path / "root.pem"
     bundle.write_bytes(_pem(root.cert))
     server = serve(leaf)
-    drill = CertificatesDrill(name="certs_nolib", kind="certificates", schedule="@daily", timeout=3.0,
-                              endpoints=[EndpointSpec(address=server.address, sni="localhost", ca_bundle=str(bundle))])
+    drill = CertificatesDrill(
+        name="certs_nolib",
+        kind="certificates",
+        schedule="@daily",
+        timeout=3.0,
+        endpoints=[EndpointSpec(address=server.address, sni="localhost", ca_bundle=str(bundle))],
+    )
     [result] = check_endpoints(drill)
     assert result.verdict is Verdict.ERROR, result.findings
     assert any("libcrypto" in f.message for f in result.findings), result.findings

@@ -35,14 +35,22 @@ def _issued_under_another_spelling(root: Issued) -> Issued:
 
     from tests.certificates.pki import rsa_key
 
-    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PRINTABLE ROOT", _type=_ASN1Type.UTF8String)])
+    issuer = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "PRINTABLE ROOT", _type=_ASN1Type.UTF8String)]
+    )
     key = rsa_key()
     t = now()
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(t - DAY).not_valid_after(t + 90 * DAY)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .sign(root.key, hashes.SHA256()))  # type: ignore[arg-type]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(t - DAY)
+        .not_valid_after(t + 90 * DAY)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(root.key, hashes.SHA256())
+    )  # type: ignore[arg-type]
     return Issued(cert=cert, key=key, chain=[root.cert])
 
 
@@ -55,12 +63,21 @@ def _printable_root() -> Issued:
     from tests.certificates.pki import rsa_key
 
     key = rsa_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "printable root", _type=_ASN1Type.PrintableString)])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "printable root", _type=_ASN1Type.PrintableString)]
+    )
     t = now()
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(t - DAY).not_valid_after(t + 900 * DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(t - DAY)
+        .not_valid_after(t + 900 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return Issued(cert=cert, key=key, chain=[])
 
 
@@ -68,7 +85,16 @@ def openssl_verify(tmp: Path, leaf: Issued, sent: list, anchors: list) -> bool:
     """What the openssl CLI says, with the ssl_server purpose a TLS client uses."""
     (tmp / "leaf.pem").write_bytes(leaf.pem)
     (tmp / "anchors.pem").write_bytes(_pem(*anchors))
-    cmd = ["openssl", "verify", "-purpose", "sslserver", "-no-CApath", "-no-CAstore", "-CAfile", str(tmp / "anchors.pem")]
+    cmd = [
+        "openssl",
+        "verify",
+        "-purpose",
+        "sslserver",
+        "-no-CApath",
+        "-no-CAstore",
+        "-CAfile",
+        str(tmp / "anchors.pem"),
+    ]
     if sent:
         (tmp / "sent.pem").write_bytes(_pem(*sent))
         cmd += ["-untrusted", str(tmp / "sent.pem")]
@@ -85,7 +111,9 @@ def chains(tmp_path_factory) -> dict[str, tuple[Issued, list, list, bool]]:
     other_root = make_ca("unknown root")
     other_inter = make_ca("unknown intermediate", issuer=other_root)
     impostor = make_ca("trust intermediate", issuer=root)  # same name, another key
-    expired_inter = make_ca("expired intermediate", issuer=root, not_before=t - 400 * DAY, not_after=t - 10 * DAY)
+    expired_inter = make_ca(
+        "expired intermediate", issuer=root, not_before=t - 400 * DAY, not_after=t - 10 * DAY
+    )
     nc_root = make_ca("constrained root", permitted_dns=["example.com"])
     nc_inter = make_ca("constrained intermediate", issuer=nc_root)
     printable_root = _printable_root()
@@ -93,18 +121,42 @@ def chains(tmp_path_factory) -> dict[str, tuple[Issued, list, list, bool]]:
     legacy_inter = make_ca("intermediate under a sha1 root", issuer=legacy_root)
     return {
         # a SHA-1 self-signature on the anchor is never checked, so it is neither untrusted nor weak
-        "sha1_root_sent": (make_leaf(legacy_inter), [legacy_inter.cert, legacy_root.cert], [legacy_root.cert], True),
+        "sha1_root_sent": (
+            make_leaf(legacy_inter),
+            [legacy_inter.cert, legacy_root.cert],
+            [legacy_root.cert],
+            True,
+        ),
         # the anchor is found by OpenSSL's name comparison, not by the bytes of the issuer field
-        "issuer_spelt_differently": (_issued_under_another_spelling(printable_root), [], [printable_root.cert], True),
+        "issuer_spelt_differently": (
+            _issued_under_another_spelling(printable_root),
+            [],
+            [printable_root.cert],
+            True,
+        ),
         "aki_less_leaf": (make_leaf(inter, aki=False), [inter.cert], [root.cert], True),
-        "aki_less_ski_less_intermediate": (make_leaf(make_ca("bare inter", issuer=root, ski=False), aki=False),
-                                           None, [root.cert], True),
+        "aki_less_ski_less_intermediate": (
+            make_leaf(make_ca("bare inter", issuer=root, ski=False), aki=False),
+            None,
+            [root.cert],
+            True,
+        ),
         "eku_less_leaf": (make_leaf(inter, eku=False), [inter.cert], [root.cert], True),
         "healthy": (make_leaf(inter), [inter.cert], [root.cert], True),
         "unknown_root": (make_leaf(other_inter), [other_inter.cert], [root.cert], False),
-        "unknown_root_sent": (make_leaf(other_inter), [other_inter.cert, other_root.cert], [root.cert], False),
+        "unknown_root_sent": (
+            make_leaf(other_inter),
+            [other_inter.cert, other_root.cert],
+            [root.cert],
+            False,
+        ),
         "wrong_intermediate": (make_leaf(inter), [impostor.cert], [root.cert], False),
-        "expired_intermediate": (make_leaf(expired_inter, not_before=t - 5 * DAY), [expired_inter.cert], [root.cert], False),
+        "expired_intermediate": (
+            make_leaf(expired_inter, not_before=t - 5 * DAY),
+            [expired_inter.cert],
+            [root.cert],
+            False,
+        ),
         "name_constraint_violated": (make_leaf(nc_inter), [nc_inter.cert], [nc_root.cert], False),
     }
 
@@ -118,7 +170,9 @@ def test_verdicts_agree_with_openssl_verify(chains, tmp_path):
         sent = _sent(leaf, sent)
         bundle = tmp_path / f"{case}-anchors.pem"
         bundle.write_bytes(_pem(*anchors))
-        ours = verify_chain([leaf.cert, *sent], store=trust_store(str(bundle), use_system=False), name="localhost")
+        ours = verify_chain(
+            [leaf.cert, *sent], store=trust_store(str(bundle), use_system=False), name="localhost"
+        )
         theirs = openssl_verify(tmp_path, leaf, sent, anchors)
         assert (case, ours.trusted, theirs) == (case, trusted, trusted), ours.error
 
@@ -149,8 +203,13 @@ def served(chains, serve, pki, tmp_path):
 
 def test_endpoints_fail_only_when_clients_would_refuse(served, chains):
     names = list(served)
-    drill = CertificatesDrill(name="certs_trust", kind="certificates", schedule="@daily",
-                              endpoints=[served[n] for n in names], timeout=TIMEOUT)
+    drill = CertificatesDrill(
+        name="certs_trust",
+        kind="certificates",
+        schedule="@daily",
+        endpoints=[served[n] for n in names],
+        timeout=TIMEOUT,
+    )
     results = dict(zip(names, check_endpoints(drill), strict=True))
     got = {n: (r.verdict, sorted(r.codes())) for n, r in results.items()}
     assert got["aki_less_leaf"] == (Verdict.PASS, ["CERT_NO_AKI"])
@@ -164,8 +223,10 @@ def test_endpoints_fail_only_when_clients_would_refuse(served, chains):
         assert got[case] == (Verdict.FAIL, ["CHAIN_UNTRUSTED"]), case
     # the expired intermediate is named twice on purpose: its own expiry, and the chain clients now refuse
     assert got["expired_intermediate"] == (Verdict.FAIL, ["CERT_EXPIRED", "CHAIN_UNTRUSTED"])
-    untrusted = {n: next(f.message for f in results[n].findings if f.code == "CHAIN_UNTRUSTED")
-                 for n in ("expired_intermediate", "name_constraint_violated", "wrong_intermediate")}
+    untrusted = {
+        n: next(f.message for f in results[n].findings if f.code == "CHAIN_UNTRUSTED")
+        for n in ("expired_intermediate", "name_constraint_violated", "wrong_intermediate")
+    }
     assert "certificate has expired" in untrusted["expired_intermediate"]
     assert "expired intermediate" in untrusted["expired_intermediate"]
     assert "permitted subtree violation" in untrusted["name_constraint_violated"]

@@ -26,18 +26,33 @@ def _filler_roots(n: int) -> list[x509.Certificate]:
     roots = []
     for i in range(n):
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"filler root {i}")])
-        roots.append(x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                     .serial_number(i + 1).not_valid_before(now() - DAY).not_valid_after(now() + 300 * DAY)
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+        roots.append(
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(i + 1)
+            .not_valid_before(now() - DAY)
+            .not_valid_after(now() + 300 * DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
     return roots
 
 
 def _cross_signed(new: Issued, old: Issued) -> x509.Certificate:
     """``new``'s name and key, signed by ``old`` (expired, like a retired root's cross-signature)."""
-    return (x509.CertificateBuilder().subject_name(new.cert.subject).issuer_name(old.cert.subject)
-            .public_key(new.key.public_key()).serial_number(77).not_valid_before(now() - 3000 * DAY)
-            .not_valid_after(now() - 11 * DAY).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(old.key, hashes.SHA256()))  # type: ignore[arg-type]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(new.cert.subject)
+        .issuer_name(old.cert.subject)
+        .public_key(new.key.public_key())
+        .serial_number(77)
+        .not_valid_before(now() - 3000 * DAY)
+        .not_valid_after(now() - 11 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(old.key, hashes.SHA256())
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +77,43 @@ def cases(tmp_path_factory):
         path.write_bytes(prefix + _pem(*certs))
         return str(path)
 
-    key_pem = root.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = root.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     big = [*_filler_roots(1000), root.cert]
     akiless_cross_leaf = make_leaf(new_inter, aki=False)
     return {  # case: (leaf, sent, anchor bundle, anchors, trusted?)
         "deep_12": (deep_leaf, list(reversed(chain)), bundle("root", root.cert), [root.cert], True),
         "deep_12_shuffled": (deep_leaf, chain, bundle("root", root.cert), [root.cert], True),
-        "cross_signed_expired_sent_aki_less": (akiless_cross_leaf, [new_inter.cert, cross], bundle("new", new.cert), [new.cert], True),
-        "only_the_retired_root_trusted": (akiless_cross_leaf, [new_inter.cert, cross], bundle("old", old.cert), [old.cert], False),
+        "cross_signed_expired_sent_aki_less": (
+            akiless_cross_leaf,
+            [new_inter.cert, cross],
+            bundle("new", new.cert),
+            [new.cert],
+            True,
+        ),
+        "only_the_retired_root_trusted": (
+            akiless_cross_leaf,
+            [new_inter.cert, cross],
+            bundle("old", old.cert),
+            [old.cert],
+            False,
+        ),
         "bundle_of_1000_roots": (make_leaf(inter, aki=False), [inter.cert], bundle("big", *big), big, True),
-        "bundle_of_1000_roots_untrusted": (make_leaf(other_inter), [other_inter.cert], bundle("big", *big), big, False),
-        "private_key_in_the_bundle": (make_leaf(inter), [inter.cert], bundle("withkey", root.cert, prefix=key_pem), [root.cert], True),
+        "bundle_of_1000_roots_untrusted": (
+            make_leaf(other_inter),
+            [other_inter.cert],
+            bundle("big", *big),
+            big,
+            False,
+        ),
+        "private_key_in_the_bundle": (
+            make_leaf(inter),
+            [inter.cert],
+            bundle("withkey", root.cert, prefix=key_pem),
+            [root.cert],
+            True,
+        ),
     }
 
 

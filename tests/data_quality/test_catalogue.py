@@ -82,8 +82,10 @@ def test_misspelt_expectation_type_is_a_catalogue_error_with_its_line(tmp_path):
 
     path = write(tmp_path, edit=misspell)
     suite_file = tmp_path / "expectations" / "orders.json"
-    problem = (f"suite 'orders' ({suite_file}): expectations[2]: unknown expectation type 'expect_column_values_to_not_be_nul'; "
-               "did you mean 'expect_column_values_to_not_be_null'?")
+    problem = (
+        f"suite 'orders' ({suite_file}): expectations[2]: unknown expectation type 'expect_column_values_to_not_be_nul'; "
+        "did you mean 'expect_column_values_to_not_be_null'?"
+    )
     # both drills that name the suite report it, each at its own line, in line order, and nothing else
     assert problems(path) == [
         f"{path}:{SUITE_LINE}: drills[0].suite: {problem}",
@@ -174,8 +176,13 @@ def test_invalid_suite_at_run_time_is_config_invalid(tmp_path):
         data["expectations"][2]["type"] = "expect_column_values_to_not_be_nul"
 
     write(tmp_path, edit=misspell)
-    result = run_data_quality(drill_name="x", dsn="postgresql://nobody@127.0.0.1:1/x", table="public.orders",
-                              suite="orders", suites_dir=tmp_path / "expectations")
+    result = run_data_quality(
+        drill_name="x",
+        dsn="postgresql://nobody@127.0.0.1:1/x",
+        table="public.orders",
+        suite="orders",
+        suites_dir=tmp_path / "expectations",
+    )
     assert result.verdict.value == "ERROR"
     assert result.codes() == ["CONFIG_INVALID"]
     assert "unknown expectation type" in result.findings[0].message

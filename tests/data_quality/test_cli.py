@@ -11,7 +11,9 @@ from tests.data_quality.conftest import SHIPPED_SUITES, SUITES
 def test_ad_hoc_run_prints_phases_and_passes(shop_db, capsys):
     from drillbook.cli import main
 
-    code = main(["run", "data-quality", "--dsn", shop_db, "--suite", "orders", "--suites-dir", str(SHIPPED_SUITES)])
+    code = main(
+        ["run", "data-quality", "--dsn", shop_db, "--suite", "orders", "--suites-dir", str(SHIPPED_SUITES)]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "inspect target" in out and "verdict: PASS" in out
@@ -22,7 +24,19 @@ def test_ad_hoc_json_fail_exit_code_and_suite_path(dq_db, orders_table, capsys):
     from drillbook.cli import main
 
     table = orders_table("update {table} set status = 'lost' where id = 9")
-    code = main(["run", "data-quality", "--dsn", dq_db, "--table", table, "--suite", str(SUITES / "orders_full.json"), "--json"])
+    code = main(
+        [
+            "run",
+            "data-quality",
+            "--dsn",
+            dq_db,
+            "--table",
+            table,
+            "--suite",
+            str(SUITES / "orders_full.json"),
+            "--json",
+        ]
+    )
     payload = json.loads(capsys.readouterr().out)
     assert code == 1
     assert payload["verdict"] == "FAIL"
@@ -40,7 +54,17 @@ def test_catalogue_drill_resolves_its_connection_from_the_environment(shop_db, t
         "    connection: dq_source\n    table: public.orders\n    suite: orders\n"
     )
     monkeypatch.setenv("AIRFLOW_CONN_DQ_SOURCE", airflow_connection_json(shop_db))
-    code = main(["run", "data-quality", "--drill", "orders_quality", "--catalogue", str(tmp_path / "drills.yaml"), "--json"])
+    code = main(
+        [
+            "run",
+            "data-quality",
+            "--drill",
+            "orders_quality",
+            "--catalogue",
+            str(tmp_path / "drills.yaml"),
+            "--json",
+        ]
+    )
     payload = json.loads(capsys.readouterr().out)
     assert code == 0, payload["findings"]
     assert payload["drill"] == "orders_quality"

@@ -12,8 +12,22 @@ from tests.data_quality.conftest import SUITES
 def _run(dq_db, table, ledger_dsn, *extra):
     from drillbook.cli import main
 
-    return main(["run", "data-quality", "--dsn", dq_db, "--table", table, "--suite", str(SUITES / "orders_full.json"),
-                 "--ledger-dsn", ledger_dsn, "--json", *extra])
+    return main(
+        [
+            "run",
+            "data-quality",
+            "--dsn",
+            dq_db,
+            "--table",
+            table,
+            "--suite",
+            str(SUITES / "orders_full.json"),
+            "--ledger-dsn",
+            ledger_dsn,
+            "--json",
+            *extra,
+        ]
+    )
 
 
 def test_no_notify_records_but_does_not_post(dq_db, orders_table, ledger_dsn, slack, capsys):
@@ -30,7 +44,9 @@ def test_no_notify_records_but_does_not_post(dq_db, orders_table, ledger_dsn, sl
     assert slack.posted("#dr-oncall"), "a FAIL without --no-notify is posted"
 
 
-@pytest.mark.parametrize("command", [["run", "certificates"], ["run", "alert-path"], ["run", "backup-restore"]])
+@pytest.mark.parametrize(
+    "command", [["run", "certificates"], ["run", "alert-path"], ["run", "backup-restore"]]
+)
 def test_every_run_command_takes_no_notify(command, capsys):
     from drillbook.cli import main
 

@@ -13,16 +13,21 @@ from tests.data_quality.conftest import SHIPPED_SUITES
 
 @pytest.fixture
 def dq_catalogue(tmp_path, monkeypatch, shop_db, dq_db, orders_table, ledger_dsn, slack):
-    broken = orders_table("update {table} set status = 'lost' where id = 9; update {table} set customer_id = null where id = 3")
+    broken = orders_table(
+        "update {table} set status = 'lost' where id = 9; update {table} set customer_id = null where id = 3"
+    )
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     monkeypatch.setenv("AIRFLOW_CONN_DQ_SHOP", airflow_connection_json(shop_db))
     monkeypatch.setenv("AIRFLOW_CONN_DQ_VARIANTS", airflow_connection_json(dq_db))
     (tmp_path / "expectations").mkdir()
     (tmp_path / "expectations" / "orders.json").write_text((SHIPPED_SUITES / "orders.json").read_text())
-    full = json.loads((SHIPPED_SUITES.parents[1] / "tests" / "data_quality" / "suites" / "orders_full.json").read_text())
+    full = json.loads(
+        (SHIPPED_SUITES.parents[1] / "tests" / "data_quality" / "suites" / "orders_full.json").read_text()
+    )
     (tmp_path / "expectations" / "orders_full.json").write_text(json.dumps(full))
     catalogue = tmp_path / "drills.yaml"
-    catalogue.write_text(textwrap.dedent(f"""
+    catalogue.write_text(
+        textwrap.dedent(f"""
         version: 1
         defaults:
           retries: 0
@@ -43,13 +48,16 @@ def dq_catalogue(tmp_path, monkeypatch, shop_db, dq_db, orders_table, ledger_dsn
             suite: orders_full
             sample_unexpected: 3
             sensitive_columns: [customer_id]
-    """))
+    """)
+    )
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(catalogue))
     return catalogue
 
 
 @pytest.mark.airflow
-def test_dag_test_records_evidence_and_fails_on_failed_expectations(airflow_db, dq_catalogue, ledger_dsn, slack):
+def test_dag_test_records_evidence_and_fails_on_failed_expectations(
+    airflow_db, dq_catalogue, ledger_dsn, slack
+):
     from drillbook.airflow.factory import build_dags
     from drillbook.ledger.store import Ledger
 
@@ -75,6 +83,8 @@ def test_dag_test_records_evidence_and_fails_on_failed_expectations(airflow_db, 
     assert bad.result["details"]["data_quality"][0]["expectations"][4]["sample"] == ["lost"]
     assert bad.controls == ["SOC2:PI1.2"]
 
-    text = json.dumps([m.__dict__ if hasattr(m, "__dict__") else str(m) for m in slack.posted("#dr-oncall")], default=str)
+    text = json.dumps(
+        [m.__dict__ if hasattr(m, "__dict__") else str(m) for m in slack.posted("#dr-oncall")], default=str
+    )
     assert "DQ_EXPECTATION_FAILED" in text
     assert "expect_column_values_to_be_in_set" in text

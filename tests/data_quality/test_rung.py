@@ -17,8 +17,13 @@ def builder():
 def test_shipped_suite_passes_on_the_demo_shop(shop_db):
     from drillbook.drills.data_quality import run_data_quality
 
-    result = run_data_quality(drill_name="shop_orders_quality", dsn=shop_db, table="public.orders", suite="orders",
-                              suites_dir=SHIPPED_SUITES)
+    result = run_data_quality(
+        drill_name="shop_orders_quality",
+        dsn=shop_db,
+        table="public.orders",
+        suite="orders",
+        suites_dir=SHIPPED_SUITES,
+    )
     assert result.verdict.value == "PASS", result.findings
     assert result.measurements.counts["checks_run"] >= 8
 
@@ -29,7 +34,11 @@ def test_validate_into_adds_phases_checks_and_details(shop_db):
     b = builder()
     validate_into(b, dsn=shop_db, suite="orders", suites_dir=SHIPPED_SUITES)  # table from the suite's meta
     assert [p.name for p in b.phases] == [
-        "dq orders: load suite", "dq orders: inspect target", "dq orders: validate", "dq orders: evaluate"]
+        "dq orders: load suite",
+        "dq orders: inspect target",
+        "dq orders: validate",
+        "dq orders: evaluate",
+    ]
     assert b.findings == []
     assert b.checks_run == b.measurements.counts["dq_expectations"] == 11
     assert b.details["data_quality"][0]["target"] == "public.orders"

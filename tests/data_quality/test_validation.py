@@ -44,12 +44,24 @@ def test_healthy_table_passes_every_expectation(dq_db, orders_table):
 @pytest.mark.parametrize(
     ("defect", "rows", "expected"),
     [
-        pytest.param("update {table} set customer_id = null where id in (3, 4, 5)", 1000, [1], id="nulls-in-not-null-column"),
+        pytest.param(
+            "update {table} set customer_id = null where id in (3, 4, 5)",
+            1000,
+            [1],
+            id="nulls-in-not-null-column",
+        ),
         pytest.param("update {table} set id = 1 where id = 2", 1000, [2], id="duplicate-in-unique-column"),
         pytest.param("update {table} set total_cents = -5 where id = 7", 1000, [3], id="value-below-range"),
-        pytest.param("update {table} set total_cents = 2000000 where id = 7", 1000, [3, 8], id="value-above-range-and-max"),
+        pytest.param(
+            "update {table} set total_cents = 2000000 where id = 7",
+            1000,
+            [3, 8],
+            id="value-above-range-and-max",
+        ),
         pytest.param("", 100, [0], id="row-count-below-minimum"),
-        pytest.param("update {table} set status = 'lost' where id = 9", 1000, [4], id="value-outside-allowed-set"),
+        pytest.param(
+            "update {table} set status = 'lost' where id = 9", 1000, [4], id="value-outside-allowed-set"
+        ),
         pytest.param("update {table} set currency = 'eur' where id = 11", 1000, [5], id="regex-mismatch"),
     ],
 )
@@ -73,7 +85,9 @@ def test_failure_detail_has_counts_and_no_sample_by_default(dq_db, orders_table)
 
 
 def test_sample_is_taken_only_when_asked_and_never_for_sensitive_columns(dq_db, orders_table):
-    table = orders_table("update {table} set status = 'lost', email = 'secret-person-at-example.com' where id = 9")
+    table = orders_table(
+        "update {table} set status = 'lost', email = 'secret-person-at-example.com' where id = 9"
+    )
     result = run(dq_db, table, sample=5, sensitive=["email"])
     by_index = {f.detail["index"]: f for f in result.findings}
     assert sorted(by_index) == [4, 7]
@@ -129,8 +143,14 @@ def test_gx_reports_a_missing_column_inside_the_result():
     exp = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nope"}}
     outcome = interpret(raw, index=0, expectation=exp, severity="high", sample=0, sensitive=())
     assert not outcome.evaluated and "does not exist" in outcome.error
-    single = {"success": False, "result": {}, "exception_info": {"raised_exception": True, "exception_message": "boom"}}
-    assert interpret(single, index=0, expectation=exp, severity="high", sample=0, sensitive=()).error == "boom"
+    single = {
+        "success": False,
+        "result": {},
+        "exception_info": {"raised_exception": True, "exception_message": "boom"},
+    }
+    assert (
+        interpret(single, index=0, expectation=exp, severity="high", sample=0, sensitive=()).error == "boom"
+    )
     assert interpret(None, index=0, expectation=exp, severity="high", sample=0, sensitive=()).error
 
 
@@ -157,7 +177,12 @@ def test_severity_comes_from_expectation_then_suite_meta(dq_db, orders_table, tm
     sev = {f.detail["index"]: f.severity.value for f in result.findings}
     assert sev == {4: "critical", 5: "low"}
     assert result.verdict.value == "FAIL"
-    only_low = run(dq_db, orders_table("update {table} set currency = 'eur' where id = 9"), suite="sev", suites_dir=tmp_path)
+    only_low = run(
+        dq_db,
+        orders_table("update {table} set currency = 'eur' where id = 9"),
+        suite="sev",
+        suites_dir=tmp_path,
+    )
     assert only_low.verdict.value == "PASS"  # a low-severity expectation is a warning: recorded, not red
     assert only_low.codes() == ["DQ_EXPECTATION_FAILED"]
 
@@ -186,7 +211,9 @@ def test_sensitive_values_never_leave_the_database(dq_db, orders_table):
     from drillbook.drills.data_quality.suites import load_suite
 
     suite = load_suite("orders_full", suites_dir=SUITES)
-    table = orders_table("update {table} set status = 'lost', email = 'secret-person-at-example.com' where id = 9")
+    table = orders_table(
+        "update {table} set status = 'lost', email = 'secret-person-at-example.com' where id = 9"
+    )
     run = run_suite(dsn=dq_db, suite=suite, table=table, sample=5, unsampled=[7])
     assert all(r is not None for r in run.results)
     assert run.results[4]["result"]["partial_unexpected_list"] == ["lost"]

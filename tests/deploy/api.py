@@ -17,7 +17,9 @@ TERMINAL = {"success", "failed"}
 
 
 class AirflowApi:
-    def __init__(self, base_url: str, *, username: str, password: str, alive: Callable[[], None] = lambda: None):
+    def __init__(
+        self, base_url: str, *, username: str, password: str, alive: Callable[[], None] = lambda: None
+    ):
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
@@ -40,11 +42,15 @@ class AirflowApi:
 
     def login(self, timeout: float = 300) -> None:
         def token() -> str:
-            resp = self.client.post("/auth/token", json={"username": self.username, "password": self.password})
+            resp = self.client.post(
+                "/auth/token", json={"username": self.username, "password": self.password}
+            )
             resp.raise_for_status()
             return str(resp.json()["access_token"])
 
-        self.client.headers["Authorization"] = f"Bearer {self.wait_until('a login at /auth/token', token, timeout=timeout)}"
+        self.client.headers["Authorization"] = (
+            f"Bearer {self.wait_until('a login at /auth/token', token, timeout=timeout)}"
+        )
 
     def get(self, path: str, **params: Any) -> Any:
         resp = self.client.get(f"/api/v2{path}", params=params)
@@ -71,7 +77,9 @@ class AirflowApi:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return list(self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"])
 
-    def wait_for_runs(self, dag_ids: Iterable[str], *, timeout: float, at_least: int = 1) -> dict[str, list[dict[str, Any]]]:
+    def wait_for_runs(
+        self, dag_ids: Iterable[str], *, timeout: float, at_least: int = 1
+    ) -> dict[str, list[dict[str, Any]]]:
         """Every run of ``dag_ids`` terminal (and at least ``at_least`` runs each)."""
         wanted = list(dag_ids)
 

@@ -58,9 +58,13 @@ def admin_execute(sql: str) -> list[tuple]:
 
 
 def scratch_databases(role: str) -> list[str]:
-    return [r[0] for r in admin_execute(
-        "select d.datname from pg_database d join pg_roles r on r.oid = d.datdba "
-        f"where r.rolname = '{role}' and d.datname like 'drillbook_scratch_%'")]
+    return [
+        r[0]
+        for r in admin_execute(
+            "select d.datname from pg_database d join pg_roles r on r.oid = d.datdba "
+            f"where r.rolname = '{role}' and d.datname like 'drillbook_scratch_%'"
+        )
+    ]
 
 
 @pytest.fixture
@@ -114,10 +118,15 @@ def provisioned(root: Path, redis_db: int) -> Iterator[Deployment]:
     var.mkdir()
     dep = Deployment(suffix=suffix, role=role, password=password, var=var)
     dep.dotenv = {
-        "AIRFLOW_DB_USER": role, "AIRFLOW_DB_PASSWORD": password, "AIRFLOW_DB_NAME": f"{role}_airflow",
-        "AIRFLOW_REDIS_DB": str(redis_db), "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW_DB_USER": role,
+        "AIRFLOW_DB_PASSWORD": password,
+        "AIRFLOW_DB_NAME": f"{role}_airflow",
+        "AIRFLOW_REDIS_DB": str(redis_db),
+        "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        "LEDGER_DB_USER": role, "LEDGER_DB_PASSWORD": password, "LEDGER_DB_NAME": f"{role}_ledger",
+        "LEDGER_DB_USER": role,
+        "LEDGER_DB_PASSWORD": password,
+        "LEDGER_DB_NAME": f"{role}_ledger",
         "AIRFLOW_CONN_DRILLBOOK_SOURCE": dep.source_dsn,
         # the scratch registry lives in the scratch connection's maintenance database and belongs to one role;
         # on a shared server (this machine's PostgreSQL 15) `postgres` may hold another role's, so use our own
@@ -138,6 +147,8 @@ def provisioned(root: Path, redis_db: int) -> Iterator[Deployment]:
         write_demo_certificate(var=var)
         yield dep
     finally:
-        for name in [r[0] for r in admin_execute(f"select datname from pg_database where datname like '{role}%'")] + scratch_databases(role):
+        for name in [
+            r[0] for r in admin_execute(f"select datname from pg_database where datname like '{role}%'")
+        ] + scratch_databases(role):
             admin_execute(f'drop database if exists "{name}" with (force)')
         admin_execute(f"drop role if exists {role}")

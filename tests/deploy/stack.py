@@ -119,14 +119,21 @@ class NativeStack:
     def init(self, timeout: float = 420) -> None:
         """airflow-init's own command: migrate, admin password, validate the catalogue, create the ledger."""
         with self.log("airflow-init").open("w") as out:
-            done = subprocess.run(self.argv_of("airflow-init"), env=self.env_of("airflow-init"), cwd=self.opt,
-                                  stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            done = subprocess.run(
+                self.argv_of("airflow-init"),
+                env=self.env_of("airflow-init"),
+                cwd=self.opt,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
         assert done.returncode == 0, f"airflow-init failed ({done.returncode}):\n{self.tail('airflow-init')}"
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         out = self.log(name).open("w")
-        self.procs[name] = subprocess.Popen(argv, env=env, cwd=self.opt, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            argv, env=env, cwd=self.opt, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         out.close()
 
     def start(self) -> None:

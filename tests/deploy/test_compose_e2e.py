@@ -43,9 +43,18 @@ def test_every_drill_of_the_catalogue_runs_on_the_celery_worker(work_dir, deploy
     hook_token = secrets.token_urlsafe(16)
     receiver = WebhookReceiver(port=0, token=hook_token).start()
     deployment.dotenv |= {
-        "AIRFLOW_CONN_DRILLBOOK_SLACK": json.dumps({"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url}}),
-        "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": receiver.port,
-                                                           "schema": "http", "password": hook_token}),
+        "AIRFLOW_CONN_DRILLBOOK_SLACK": json.dumps(
+            {"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url}}
+        ),
+        "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": receiver.port,
+                "schema": "http",
+                "password": hook_token,
+            }
+        ),
     }
     wanted = drill_dag_ids()
     started = time.monotonic()
@@ -53,12 +62,22 @@ def test_every_drill_of_the_catalogue_runs_on_the_celery_worker(work_dir, deploy
         with NativeStack(work_dir / "stack", deployment.dotenv, var=deployment.var) as stack:
             stack.init()
             stack.start()
-            api = AirflowApi(f"http://127.0.0.1:{stack.api_port}", username="admin",
-                             password=deployment.dotenv["AIRFLOW_ADMIN_PASSWORD"], alive=stack.check_alive)
+            api = AirflowApi(
+                f"http://127.0.0.1:{stack.api_port}",
+                username="admin",
+                password=deployment.dotenv["AIRFLOW_ADMIN_PASSWORD"],
+                alive=stack.check_alive,
+            )
             api.login()
-            dags = api.wait_until("the drill DAGs to be parsed", lambda: (d := api.dags()) and set(wanted) <= set(d) and d, timeout=300)
+            dags = api.wait_until(
+                "the drill DAGs to be parsed",
+                lambda: (d := api.dags()) and set(wanted) <= set(d) and d,
+                timeout=300,
+            )
             assert not api.import_errors()
-            assert all(dags[d]["is_paused"] for d in wanted), "a new DAG must start paused (DAGS_ARE_PAUSED_AT_CREATION)"
+            assert all(dags[d]["is_paused"] for d in wanted), (
+                "a new DAG must start paused (DAGS_ARE_PAUSED_AT_CREATION)"
+            )
             triggered = {d: api.trigger(d) for d in wanted}
             for dag_id in wanted:
                 api.unpause(dag_id)
@@ -73,16 +92,22 @@ def test_every_drill_of_the_catalogue_runs_on_the_celery_worker(work_dir, deploy
                     ran = [ti for ti in tis if ti["state"] in ("success", "failed")]
                     assert ran, f"{dag_id} {run['dag_run_id']}: no task ran"
                     for ti in ran:
-                        assert ti["hostname"] == "airflow-worker", f"{dag_id}.{ti['task_id']} ran on {ti['hostname']!r}"
-                    assert run["state"] == "success", f"{dag_id} {run['dag_run_id']}: {run['state']}\n{stack.tail('airflow-worker')}"
+                        assert ti["hostname"] == "airflow-worker", (
+                            f"{dag_id}.{ti['task_id']} ran on {ti['hostname']!r}"
+                        )
+                    assert run["state"] == "success", (
+                        f"{dag_id} {run['dag_run_id']}: {run['state']}\n{stack.tail('airflow-worker')}"
+                    )
                     mine = [r for r in records if r.dag_id == dag_id and r.run_id == run["dag_run_id"]]
                     assert mine, f"no ledger record for {dag_id} {run['dag_run_id']}"
             report = ledger.verify()
             assert report.ok, report.message
             assert scratch_databases(deployment.role) == [], "a scratch database outlived its drill"
             api.close()
-            print(f"\nnative compose stack: {len(wanted)} drill DAGs, {sum(len(r) for r in runs.values())} runs on the Celery worker "
-                  f"in {ready_after:.0f}s from a cold start")
+            print(
+                f"\nnative compose stack: {len(wanted)} drill DAGs, {sum(len(r) for r in runs.values())} runs on the Celery worker "
+                f"in {ready_after:.0f}s from a cold start"
+            )
         assert stack.leftovers() == [], "processes of the stack outlived it"
     finally:
         receiver.stop()

@@ -42,10 +42,10 @@ pytestmark = pytest.mark.e2e
 RESTORE_DAG = "dr_backup_restore__shop_nightly"
 CERT_DAG = "dr_certificates__demo_certificates"
 QUALITY_DAG = "dr_data_quality__shop_orders_quality"
-SLOW_CHECK = '''        - name: slow enough to be killed
+SLOW_CHECK = """        - name: slow enough to be killed
           sql: "select 1 from pg_sleep(90)"
           expect: "== 1"
-'''
+"""
 BROKEN_CATALOGUE = "version: 1\ndrills:\n  - name: broken\n    kind: no_such_kind\n"
 
 
@@ -57,9 +57,12 @@ class FailureStack(NativeStack):
 
     def native_extras(self, service: str) -> dict[str, str]:
         extras = super().native_extras(service)
-        extras |= {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20", "AIRFLOW__WORKERS__MISSING_DAG_RETRIES": "1",
-                   "AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "3",
-                   "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3"}
+        extras |= {
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            "AIRFLOW__WORKERS__MISSING_DAG_RETRIES": "1",
+            "AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "3",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+        }
         if self.scratch_dsn:
             extras["AIRFLOW_CONN_DRILLBOOK_SCRATCH"] = self.scratch_dsn
         if service.startswith("airflow-worker"):
@@ -82,7 +85,9 @@ class FailureStack(NativeStack):
         for proc in psutil.process_iter(["pid"]):
             try:
                 env = proc.environ()
-                if env.get("DRILLBOOK_E2E_STACK") == self.marker and env.get("HOSTNAME", "").startswith("airflow-worker"):
+                if env.get("DRILLBOOK_E2E_STACK") == self.marker and env.get("HOSTNAME", "").startswith(
+                    "airflow-worker"
+                ):
                     proc.kill()
                     killed += 1
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -116,7 +121,11 @@ class FailureStack(NativeStack):
 def drill_records(ledger_dsn: str, dag_id: str, run_id: str) -> list:
     from drillbook.ledger.store import Ledger
 
-    return [r for r in Ledger(ledger_dsn).query(record_type="drill", limit=1000) if r.dag_id == dag_id and r.run_id == run_id]
+    return [
+        r
+        for r in Ledger(ledger_dsn).query(record_type="drill", limit=1000)
+        if r.dag_id == dag_id and r.run_id == run_id
+    ]
 
 
 def metadata_runs(deployment, dag_id: str) -> dict[str, str]:
@@ -125,7 +134,9 @@ def metadata_runs(deployment, dag_id: str) -> dict[str, str]:
 
     dsn = f"postgresql://{deployment.role}:{deployment.password}@127.0.0.1:5432/{deployment.dotenv['AIRFLOW_DB_NAME']}"
     with psycopg.connect(dsn, connect_timeout=5) as conn:
-        return {r[0]: r[1] for r in conn.execute("select run_id, state from dag_run where dag_id = %s", (dag_id,))}
+        return {
+            r[0]: r[1] for r in conn.execute("select run_id, state from dag_run where dag_id = %s", (dag_id,))
+        }
 
 
 def unpause_in_metadata(deployment, dag_id: str) -> bool:
@@ -174,9 +185,18 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
     hook_token = secrets.token_urlsafe(16)
     receiver = WebhookReceiver(port=0, token=hook_token).start()
     deployment.dotenv |= {
-        "AIRFLOW_CONN_DRILLBOOK_SLACK": json.dumps({"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url}}),
-        "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": receiver.port,
-                                                           "schema": "http", "password": hook_token}),
+        "AIRFLOW_CONN_DRILLBOOK_SLACK": json.dumps(
+            {"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url}}
+        ),
+        "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": receiver.port,
+                "schema": "http",
+                "password": hook_token,
+            }
+        ),
     }
     started = time.monotonic()
     try:
@@ -186,26 +206,49 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
 
             # 0. API server not reachable at first start: a run queued before it listens ends with a record
             stack.start_without_api()
-            unpaused = bounded_wait("the data-quality DAG to be parsed, then unpaused",
-                                    lambda: unpause_in_metadata(deployment, QUALITY_DAG), timeout=300, every=3, alive=stack.check_alive)
+            unpaused = bounded_wait(
+                "the data-quality DAG to be parsed, then unpaused",
+                lambda: unpause_in_metadata(deployment, QUALITY_DAG),
+                timeout=300,
+                every=3,
+                alive=stack.check_alive,
+            )
             assert unpaused, f"{QUALITY_DAG} was not parsed"
-            first = bounded_wait("the first scheduled run", lambda: metadata_runs(deployment, QUALITY_DAG), timeout=120,
-                                 alive=stack.check_alive)
+            first = bounded_wait(
+                "the first scheduled run",
+                lambda: metadata_runs(deployment, QUALITY_DAG),
+                timeout=120,
+                alive=stack.check_alive,
+            )
             assert first, "unpausing queued no run"
             [no_api_run] = list(first)
-            ended_without_api = bounded_wait("the run to end without an API server", lambda: metadata_runs(deployment, QUALITY_DAG)
-                                             .get(no_api_run) in ("success", "failed"), timeout=150)
+            ended_without_api = bounded_wait(
+                "the run to end without an API server",
+                lambda: metadata_runs(deployment, QUALITY_DAG).get(no_api_run) in ("success", "failed"),
+                timeout=150,
+            )
             stack.start_api()
-            api = AirflowApi(f"http://127.0.0.1:{stack.api_port}", username="admin",
-                             password=deployment.dotenv["AIRFLOW_ADMIN_PASSWORD"], alive=stack.check_alive)
+            api = AirflowApi(
+                f"http://127.0.0.1:{stack.api_port}",
+                username="admin",
+                password=deployment.dotenv["AIRFLOW_ADMIN_PASSWORD"],
+                alive=stack.check_alive,
+            )
             api.login()
-            api.wait_until("the drill DAGs to be parsed", lambda: {RESTORE_DAG, CERT_DAG} <= set(api.dags()), timeout=300)
+            api.wait_until(
+                "the drill DAGs to be parsed", lambda: {RESTORE_DAG, CERT_DAG} <= set(api.dags()), timeout=300
+            )
             no_api = wait_run(api, QUALITY_DAG, no_api_run, timeout=300)
-            records = api.wait_until("a record of the run queued before the API server listened",
-                                     lambda: drill_records(deployment.ledger_dsn, QUALITY_DAG, no_api_run), timeout=120)
-            print(f"\nAPI server down: the run {'ended' if ended_without_api else 'waited'} before it started, then "
-                  f"{no_api['state']}; record {records[0].verdict} {records[0].codes}: "
-                  f"{(records[0].result.get('findings') or [{}])[0].get('message', '')[:300]}")
+            records = api.wait_until(
+                "a record of the run queued before the API server listened",
+                lambda: drill_records(deployment.ledger_dsn, QUALITY_DAG, no_api_run),
+                timeout=120,
+            )
+            print(
+                f"\nAPI server down: the run {'ended' if ended_without_api else 'waited'} before it started, then "
+                f"{no_api['state']}; record {records[0].verdict} {records[0].codes}: "
+                f"{(records[0].result.get('findings') or [{}])[0].get('message', '')[:300]}"
+            )
             if no_api["state"] == "failed":
                 assert records[0].verdict == "ERROR" and records[0].codes == ["DRILL_NOT_RUN"]
                 assert any(m for m in slack.posted("#dr-oncall") if QUALITY_DAG in m.text)
@@ -219,8 +262,11 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             run = first_run(api, CERT_DAG)
             ended = wait_run(api, CERT_DAG, run, timeout=300)
             assert ended["state"] == "failed", stack.tail("airflow-worker-broken")
-            [record] = api.wait_until("the import error's ERROR record", lambda: drill_records(deployment.ledger_dsn, CERT_DAG, run),
-                                      timeout=120)
+            [record] = api.wait_until(
+                "the import error's ERROR record",
+                lambda: drill_records(deployment.ledger_dsn, CERT_DAG, run),
+                timeout=120,
+            )
             assert record.verdict == "ERROR" and record.codes == ["DRILL_NOT_RUN"]
             import_cause = record.result["findings"][0]["message"]
             print(f"\nimport error -> {import_cause}")
@@ -233,21 +279,31 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             stack.restart_worker("healthy")
             api.unpause(RESTORE_DAG)
             run = first_run(api, RESTORE_DAG)
-            api.wait_until("restore_and_verify to run", lambda: ti_state(api, RESTORE_DAG, run, "restore_and_verify") == "running",
-                           timeout=300, every=2)
+            api.wait_until(
+                "restore_and_verify to run",
+                lambda: ti_state(api, RESTORE_DAG, run, "restore_and_verify") == "running",
+                timeout=300,
+                every=2,
+            )
             time.sleep(5)  # inside the drill: the scratch database exists, the restore is under way
             held = scratch_databases(deployment.role)
             assert held, "the run's scratch database should exist while it restores"
             killed_at = time.monotonic()
             assert stack.kill_workers() > 0
-            api.wait_until("the scheduler to fail the task of the killed worker",
-                           lambda: ti_state(api, RESTORE_DAG, run, "restore_and_verify") == "failed", timeout=240)
+            api.wait_until(
+                "the scheduler to fail the task of the killed worker",
+                lambda: ti_state(api, RESTORE_DAG, run, "restore_and_verify") == "failed",
+                timeout=240,
+            )
             detected = time.monotonic() - killed_at
             stack.restart_worker("after-kill")
             ended = wait_run(api, RESTORE_DAG, run, timeout=300)
             assert ended["state"] == "failed"
-            [record] = api.wait_until("the killed worker's ERROR record", lambda: drill_records(deployment.ledger_dsn, RESTORE_DAG, run),
-                                      timeout=120)
+            [record] = api.wait_until(
+                "the killed worker's ERROR record",
+                lambda: drill_records(deployment.ledger_dsn, RESTORE_DAG, run),
+                timeout=120,
+            )
             assert record.verdict == "ERROR" and record.codes == ["DRILL_NOT_RUN"]
             kill_cause = record.result["findings"][0]["message"]
             print(f"worker killed -> {kill_cause}")
@@ -260,13 +316,22 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             # (the teardown, run by the new worker, may already have dropped it)
             killed_run = run
             api.trigger(RESTORE_DAG)
-            api.wait_until("the next run's reap_scratch", lambda: any(
-                ti_state(api, RESTORE_DAG, r["dag_run_id"], "reap_scratch") == "success"
-                for r in api.runs(RESTORE_DAG) if r["dag_run_id"] != killed_run), timeout=300, every=3)
+            api.wait_until(
+                "the next run's reap_scratch",
+                lambda: any(
+                    ti_state(api, RESTORE_DAG, r["dag_run_id"], "reap_scratch") == "success"
+                    for r in api.runs(RESTORE_DAG)
+                    if r["dag_run_id"] != killed_run
+                ),
+                timeout=300,
+                every=3,
+            )
             left = [d for d in scratch_databases(deployment.role) if d in held]
             assert left == [], f"the killed run's scratch database outlived the next run's reaper: {left}"
-            print(f"import-error case {import_done:.0f}s from cold start; kill detected after {detected:.0f}s; "
-                  f"whole test {time.monotonic() - started:.0f}s")
+            print(
+                f"import-error case {import_done:.0f}s from cold start; kill detected after {detected:.0f}s; "
+                f"whole test {time.monotonic() - started:.0f}s"
+            )
             api.close()
     finally:
         receiver.stop()

@@ -22,14 +22,26 @@ HELM = REPO / "deploy" / "helm"
 # Key paths of the chart's values (apache/airflow chart/values.schema.json) that these files use.
 # A path ending in ".*" takes free-form content (a Kubernetes object, or airflow.cfg sections).
 DOCUMENTED = {
-    "executor", "airflowVersion", "defaultAirflowTag",
-    "images.airflow.repository", "images.airflow.tag", "images.airflow.pullPolicy",
-    "data.metadataSecretName", "fernetKeySecretName",
-    "postgresql.enabled", "redis.enabled",
-    "env", "secret", "config.*",
-    "dagProcessor.enabled", "triggerer.enabled",
-    "dags.persistence.enabled", "dags.gitSync.enabled",
-    "workers.replicas", "workers.resources.*", "workers.persistence.enabled",
+    "executor",
+    "airflowVersion",
+    "defaultAirflowTag",
+    "images.airflow.repository",
+    "images.airflow.tag",
+    "images.airflow.pullPolicy",
+    "data.metadataSecretName",
+    "fernetKeySecretName",
+    "postgresql.enabled",
+    "redis.enabled",
+    "env",
+    "secret",
+    "config.*",
+    "dagProcessor.enabled",
+    "triggerer.enabled",
+    "dags.persistence.enabled",
+    "dags.gitSync.enabled",
+    "workers.replicas",
+    "workers.resources.*",
+    "workers.persistence.enabled",
 }
 
 
@@ -64,8 +76,11 @@ def merged(variant: str) -> dict:
 
 @pytest.mark.parametrize("name", ["values-common.yaml", "values-celery.yaml", "values-kubernetes.yaml"])
 def test_every_key_is_one_the_chart_documents(name):
-    unknown = [p for p in key_paths(values(name)) if p not in DOCUMENTED and not any(
-        d.endswith(".*") and p.startswith(d[:-1]) for d in DOCUMENTED)]
+    unknown = [
+        p
+        for p in key_paths(values(name))
+        if p not in DOCUMENTED and not any(d.endswith(".*") and p.startswith(d[:-1]) for d in DOCUMENTED)
+    ]
     assert unknown == [], f"{name}: keys the chart does not document: {unknown}"
 
 
@@ -74,7 +89,10 @@ def test_a_misspelt_key_is_caught():
     assert "workers.replica" not in DOCUMENTED
 
 
-@pytest.mark.parametrize("variant,executor", [("values-celery.yaml", "CeleryExecutor"), ("values-kubernetes.yaml", "KubernetesExecutor")])
+@pytest.mark.parametrize(
+    "variant,executor",
+    [("values-celery.yaml", "CeleryExecutor"), ("values-kubernetes.yaml", "KubernetesExecutor")],
+)
 def test_both_variants_use_the_same_image_the_locked_airflow_and_the_compose_connections(variant, executor):
     doc = merged(variant)
     assert doc["executor"] == executor
@@ -83,9 +101,15 @@ def test_both_variants_use_the_same_image_the_locked_airflow_and_the_compose_con
     airflow = re.search(r'name = "apache-airflow"\nversion = "([^"]+)"', lock).group(1)
     assert doc["airflowVersion"] == airflow == doc["defaultAirflowTag"]
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
-    conns = {k for k in compose["services"]["airflow-scheduler"]["environment"] if k.startswith("AIRFLOW_CONN_")}
+    conns = {
+        k for k in compose["services"]["airflow-scheduler"]["environment"] if k.startswith("AIRFLOW_CONN_")
+    }
     from_secrets = {s["envName"] for s in doc["secret"]}
     assert conns <= from_secrets, f"connections missing from the chart values: {sorted(conns - from_secrets)}"
     assert "AIRFLOW__API_AUTH__JWT_SECRET" in from_secrets
-    literal = [e["name"] for e in doc["env"] if e["name"].startswith("AIRFLOW_CONN_") or "SECRET" in e["name"] or "PASSWORD" in e["name"]]
+    literal = [
+        e["name"]
+        for e in doc["env"]
+        if e["name"].startswith("AIRFLOW_CONN_") or "SECRET" in e["name"] or "PASSWORD" in e["name"]
+    ]
     assert literal == [], f"secrets must come from Kubernetes Secrets, not env: {literal}"

@@ -62,7 +62,13 @@ def test_compose_file_validates_against_the_compose_specification():
     schema = json.loads((HERE / "compose-spec.schema.json").read_text())
     document = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
     jsonschema.validate(document, schema)
-    broken = {**document, "services": {**document["services"], "redis": {**document["services"]["redis"], "restart_policy": "always"}}}
+    broken = {
+        **document,
+        "services": {
+            **document["services"],
+            "redis": {**document["services"]["redis"], "restart_policy": "always"},
+        },
+    }
     with pytest.raises(jsonschema.ValidationError):  # the schema is strict enough to catch a misspelt key
         jsonschema.validate(broken, schema)
 
@@ -93,7 +99,9 @@ def test_image_extends_the_official_image_at_the_locked_airflow_version():
     assert set(args["PG_MAJORS"].split()) >= {"13", "14", "15", "16", "17"}
     users = [rest for word, rest in steps if word in ("USER", "RUN")]
     pip_at = next(i for i, r in enumerate(users) if "pip install" in r)
-    assert [u for u in users[:pip_at] if not u.startswith(("set", "apt"))][-1] == "airflow", "pip must run as the airflow user"
+    assert [u for u in users[:pip_at] if not u.startswith(("set", "apt"))][-1] == "airflow", (
+        "pip must run as the airflow user"
+    )
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in (REPO / "Dockerfile").read_text()
 
 
@@ -103,18 +111,42 @@ def test_the_dockerfiles_uv_export_resolves_offline_to_what_the_tests_run_with(t
     export = next(part.strip() for part in run.split(";") if "uv export" in part)
     command, _, target = export.partition(">")
     assert target.strip() == "/tmp/requirements.txt"
-    out = subprocess.run([str(UV), *shlex.split(command)[1:]], cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [str(UV), *shlex.split(command)[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(out)
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^ \\\n;]+)", out, re.M))
     assert pins["apache-airflow"] == locked_version("apache-airflow")
     assert pins["apache-airflow-providers-celery"] == locked_version("apache-airflow-providers-celery")
-    assert pins["celery"].startswith("5.6."), "celery 5.7.0 kills scheduler and worker; the lock must keep 5.6.x"
+    assert pins["celery"].startswith("5.6."), (
+        "celery 5.7.0 kills scheduler and worker; the lock must keep 5.6.x"
+    )
     assert "drillbook" not in pins, "drillbook itself is installed from the copied source, not the index"
     assert out.count("--hash=sha256:") >= len(pins), "every requirement hash-pinned (pip --require-hashes)"
     # against the environment `make install` synced from the same lock: resolves offline, changes nothing
-    dry = subprocess.run([str(UV), "pip", "install", "--dry-run", "--offline", "--require-hashes", "-r", str(requirements),
-                          "--python", sys.executable], capture_output=True, text=True, timeout=120)
+    dry = subprocess.run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--dry-run",
+            "--offline",
+            "--require-hashes",
+            "-r",
+            str(requirements),
+            "--python",
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Would make no changes" in dry.stderr + dry.stdout
 

@@ -32,7 +32,10 @@ def marked(marker: str) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid", "status"]):
         try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("DRILLBOOK_E2E_STACK") == marker:
+            if (
+                proc.info["status"] != psutil.STATUS_ZOMBIE
+                and proc.environ().get("DRILLBOOK_E2E_STACK") == marker
+            ):
                 found.append(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -43,17 +46,31 @@ def marked(marker: str) -> list[int]:
 def test_make_up_prints_where_things_are_runs_without_failure_and_stops_on_sigterm(work_dir):
     port, marker = free_port(), uuid.uuid4().hex
     clone = work_dir / "clone"
-    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "__pycache__", "*_cache", "logs"))
+    shutil.copytree(
+        REPO,
+        clone,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "__pycache__", "*_cache", "logs"),
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DRILLBOOK_", "PYTEST"))}
-    env |= {"PYTHONPATH": str(clone / "plugins"), "DRILLBOOK_AIRFLOW_PORT": str(port),
-            "DRILLBOOK_DEMO_WEBHOOK_PORT": str(free_port()), "DRILLBOOK_ADMIN_PASSWORD": "up-test-pw",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "DRILLBOOK_E2E_STACK": marker}
+    env |= {
+        "PYTHONPATH": str(clone / "plugins"),
+        "DRILLBOOK_AIRFLOW_PORT": str(port),
+        "DRILLBOOK_DEMO_WEBHOOK_PORT": str(free_port()),
+        "DRILLBOOK_ADMIN_PASSWORD": "up-test-pw",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "DRILLBOOK_E2E_STACK": marker,
+    }
     out = (work_dir / "make-up.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.demo", "--up"], cwd=clone, env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.demo", "--up"],
+        cwd=clone,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log = work_dir / "make-up.log"
     try:
         deadline = time.monotonic() + 900
@@ -64,10 +81,14 @@ def test_make_up_prints_where_things_are_runs_without_failure_and_stops_on_sigte
         assert f"== ready: Airflow UI http://localhost:{port}" in text, text[-4000:]
         dsn = re.search(r"export DRILLBOOK_LEDGER_DSN='([^']+)'", text)
         assert dsn, text[-3000:]
-        api = AirflowApi(f"http://127.0.0.1:{port}", username="admin", password="up-test-pw", alive=lambda: None)
+        api = AirflowApi(
+            f"http://127.0.0.1:{port}", username="admin", password="up-test-pw", alive=lambda: None
+        )
         api.login(timeout=60)
         dags = api.dags()
-        drills = sorted(d for d in dags if d.startswith("dr_") and "__" in d and not d.startswith("dr_digest"))
+        drills = sorted(
+            d for d in dags if d.startswith("dr_") and "__" in d and not d.startswith("dr_digest")
+        )
         assert drills and not any(dags[d]["is_paused"] for d in drills)
         runs = api.wait_for_runs(drills, timeout=600)
         failed = [(d, r["dag_run_id"]) for d, rs in runs.items() for r in rs if r["state"] != "success"]

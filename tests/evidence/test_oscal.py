@@ -38,7 +38,9 @@ def test_pack_oscal_document_is_valid(filled, tmp_path, key):  # noqa: F811
     errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
     res = doc["assessment-results"]["results"][0]
-    assert res["reviewed-controls"]["control-selections"][0]["include-controls"][0]["control-id"] == "soc2-a1.2"
+    assert (
+        res["reviewed-controls"]["control-selections"][0]["include-controls"][0]["control-id"] == "soc2-a1.2"
+    )
     assert res["findings"][0]["target"]["status"]["state"] == "not-satisfied"  # 3 missed runs, 1 FAIL
     assert len(res["observations"]) == 4
 
@@ -48,7 +50,10 @@ def test_the_schema_test_can_fail():
     validator = _validator()
     with pytest.raises(ValidationError):
         validator.validate({"assessment-results": {"uuid": "not-a-uuid"}})
-    token_schema = {"$ref": "#/definitions/TokenDatatype", "definitions": json.loads(SCHEMA.read_text())["definitions"]}
+    token_schema = {
+        "$ref": "#/definitions/TokenDatatype",
+        "definitions": json.loads(SCHEMA.read_text())["definitions"],
+    }
     with pytest.raises(ValidationError):
         OscalValidator(token_schema).validate("SOC2:A1.2")
     OscalValidator(token_schema).validate(oscal_id("SOC2:A1.2"))

@@ -20,13 +20,20 @@ def _utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("schedule", "day", "expected"), [
-    ("30 2 * * *", (2026, 3, 29), 1),   # spring forward: 02:30 does not exist, the drill still runs once (03:00)
-    ("30 2 * * *", (2026, 10, 25), 1),  # fall back: 02:30 happens twice, the drill runs once
-    ("0 * * * *", (2026, 3, 29), 23),   # an hourly drill follows the elapsed hours: 23 on a 23-hour day
-    ("0 * * * *", (2026, 10, 25), 25),  # and 25 on a 25-hour day
-    ("30 2 * * *", (2026, 3, 28), 1),
-])
+@pytest.mark.parametrize(
+    ("schedule", "day", "expected"),
+    [
+        (
+            "30 2 * * *",
+            (2026, 3, 29),
+            1,
+        ),  # spring forward: 02:30 does not exist, the drill still runs once (03:00)
+        ("30 2 * * *", (2026, 10, 25), 1),  # fall back: 02:30 happens twice, the drill runs once
+        ("0 * * * *", (2026, 3, 29), 23),  # an hourly drill follows the elapsed hours: 23 on a 23-hour day
+        ("0 * * * *", (2026, 10, 25), 25),  # and 25 on a 25-hour day
+        ("30 2 * * *", (2026, 3, 28), 1),
+    ],
+)
 def test_population_counts_follow_the_schedule_across_dst(schedule, day, expected):
     from zoneinfo import ZoneInfo
 
@@ -37,16 +44,34 @@ def test_population_counts_follow_the_schedule_across_dst(schedule, day, expecte
 
 
 def test_spring_forward_occurrence_is_at_the_first_existing_minute():
-    times = list(occurrence_times(Series("d", "backup_restore", "30 2 * * *", ()), start=_utc(2026, 3, 28),
-                                  end=_utc(2026, 3, 31), timezone="Europe/Berlin"))
-    assert [t.isoformat() for t in times] == ["2026-03-28T01:30:00+00:00", "2026-03-29T01:30:00+00:00",
-                                              "2026-03-30T00:30:00+00:00"]
+    times = list(
+        occurrence_times(
+            Series("d", "backup_restore", "30 2 * * *", ()),
+            start=_utc(2026, 3, 28),
+            end=_utc(2026, 3, 31),
+            timezone="Europe/Berlin",
+        )
+    )
+    assert [t.isoformat() for t in times] == [
+        "2026-03-28T01:30:00+00:00",
+        "2026-03-29T01:30:00+00:00",
+        "2026-03-30T00:30:00+00:00",
+    ]
 
 
 def test_duration_schedules_fire_every_interval_from_the_period_start():
     series = Series("d", "negative", "every 4w", (), every=28 * 86400.0)
-    assert len(list(occurrence_times(series, start=START, end=START + timedelta(weeks=8), timezone="UTC"))) == 2
-    assert len(list(occurrence_times(series, start=START, end=START + timedelta(weeks=8, days=1), timezone="UTC"))) == 3
+    assert (
+        len(list(occurrence_times(series, start=START, end=START + timedelta(weeks=8), timezone="UTC"))) == 2
+    )
+    assert (
+        len(
+            list(
+                occurrence_times(series, start=START, end=START + timedelta(weeks=8, days=1), timezone="UTC")
+            )
+        )
+        == 3
+    )
 
 
 def test_a_drill_that_missed_18_of_19_runs_shows_18_exceptions_and_is_not_verified(ledger_dsn, history):
@@ -55,11 +80,20 @@ def test_a_drill_that_missed_18_of_19_runs_shows_18_exceptions_and_is_not_verifi
     end = _utc(2026, 1, 20)
     with psycopg.connect(ledger_dsn, autocommit=True) as conn:
         (row,) = control_rows(conn, cat, start=START, end=end, as_of=end)
-    assert (row.control, row.expected, row.covered, row.runs, row.passes, row.missed) == ("SOC2:A1.2", 19, 1, 1, 1, 18)
+    assert (row.control, row.expected, row.covered, row.runs, row.passes, row.missed) == (
+        "SOC2:A1.2",
+        19,
+        1,
+        1,
+        1,
+        18,
+    )
     assert row.status == EXCEPTIONS and row.status != VERIFIED
     assert "18 of 19 expected runs missed" in row.status_words
     assert [e.what for e in row.exceptions] == [MISSED] * 18
-    assert row.exceptions[0].at == _utc(2026, 1, 1, 3, 30) and row.exceptions[-1].at == _utc(2026, 1, 19, 3, 30)
+    assert row.exceptions[0].at == _utc(2026, 1, 1, 3, 30) and row.exceptions[-1].at == _utc(
+        2026, 1, 19, 3, 30
+    )
 
 
 def test_every_run_present_and_passing_is_verified(ledger_dsn, history):
@@ -99,20 +133,44 @@ def test_a_run_inside_the_grace_is_pending_not_missed(ledger_dsn):
 def test_status_rule_table():
     assert status_of(expected=19, runs=1, missed=18, failed=0, newest_verdict="PASS") == EXCEPTIONS
     assert status_of(expected=19, runs=19, missed=0, failed=0, newest_verdict="PASS") == VERIFIED
-    assert status_of(expected=19, runs=19, missed=0, failed=0, newest_verdict="PASS", unverifiable="x") == "UNVERIFIABLE"
+    assert (
+        status_of(expected=19, runs=19, missed=0, failed=0, newest_verdict="PASS", unverifiable="x")
+        == "UNVERIFIABLE"
+    )
 
 
 def test_coverage_lists_what_has_no_passing_evidence_first(ledger_dsn, history):
-    certs = {"name": "web_certs", "kind": "certificates", "schedule": "0 6 * * *", "controls": ["SOC2:CC6.7"],
-             "endpoints": [{"address": "a.example:443"}, {"address": "b.example:443"}]}
+    certs = {
+        "name": "web_certs",
+        "kind": "certificates",
+        "schedule": "0 6 * * *",
+        "controls": ["SOC2:CC6.7"],
+        "endpoints": [{"address": "a.example:443"}, {"address": "b.example:443"}],
+    }
     cat = catalogue(backup_drill(), certs)
-    history.add(_utc(2026, 1, 2, 6, 1), drill="web_certs", kind="certificates", target="a.example:443", controls=("SOC2:CC6.7",))
-    history.add(_utc(2026, 1, 2, 6, 1), drill="web_certs", kind="certificates", target="b.example:443", verdict="FAIL",
-                controls=("SOC2:CC6.7",), run_id="scheduled__2026-01-02T06:00:00+00:00")
+    history.add(
+        _utc(2026, 1, 2, 6, 1),
+        drill="web_certs",
+        kind="certificates",
+        target="a.example:443",
+        controls=("SOC2:CC6.7",),
+    )
+    history.add(
+        _utc(2026, 1, 2, 6, 1),
+        drill="web_certs",
+        kind="certificates",
+        target="b.example:443",
+        verdict="FAIL",
+        controls=("SOC2:CC6.7",),
+        run_id="scheduled__2026-01-02T06:00:00+00:00",
+    )
     with psycopg.connect(ledger_dsn, autocommit=True) as conn:
         items = coverage(conn, cat, start=START, end=_utc(2026, 1, 3))
     assert [(i.name, i.covered) for i in items] == [
-        ("endpoint b.example:443", False), ("drillbook_source (backups backups/shop)", False), ("endpoint a.example:443", True)]
+        ("endpoint b.example:443", False),
+        ("drillbook_source (backups backups/shop)", False),
+        ("endpoint a.example:443", True),
+    ]
 
 
 def test_the_digest_counts_expected_runs_with_the_same_rule():

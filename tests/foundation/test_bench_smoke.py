@@ -29,9 +29,21 @@ TOY_RUNS = {
     "evidence_pack": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],
     "pages": ["--rows", "2000", "--drills", "10", "--repeat", "3"],
-    "physical": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
+    "physical": [
+        "--rows",
+        "2000",
+        "--rounds",
+        "1",
+        "--smoke",
+    ],  # needs pgbackrest and PostgreSQL 15 (.ci/run installs them)
     "scale": ["--small"],
-    "barman": ["--rows", "2000", "--rounds", "1", "--smoke"],  # needs barman and PostgreSQL 15 (.ci/run installs them)
+    "barman": [
+        "--rows",
+        "2000",
+        "--rounds",
+        "1",
+        "--smoke",
+    ],  # needs barman and PostgreSQL 15 (.ci/run installs them)
 }
 
 
@@ -42,8 +54,14 @@ def test_benchmark_runs_and_reports_a_ratio_and_peak_memory(name, pg):
     args = list(TOY_RUNS[name])
     if name in ("backup_restore", "data_quality"):
         args += ["--dsn", pg.admin_dsn]
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / f"{name}.py"), *args], capture_output=True, text=True,
-                          timeout=380, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "plugins")})
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=380,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "plugins")},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = proc.stdout.lower()
     ratios = [float(r) for r in RATIO_RE.findall(out)]

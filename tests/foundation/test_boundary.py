@@ -45,8 +45,10 @@ def test_psycopg_refused_is_resource_unavailable_without_the_password():
 def test_a_malformed_postgres_option_is_a_configuration_error():
     from psycopg.conninfo import make_conninfo
 
-    with pytest.raises(ConfigurationError, match=r"^postgres connection 'p': ProgrammingError: "), \
-            map_exceptions(POSTGRES, what="postgres connection 'p'"):
+    with (
+        pytest.raises(ConfigurationError, match=r"^postgres connection 'p': ProgrammingError: "),
+        map_exceptions(POSTGRES, what="postgres connection 'p'"),
+    ):
         make_conninfo("", host="h", no_such_option="1")
 
 
@@ -55,9 +57,17 @@ def test_botocore_dead_endpoint_is_resource_unavailable():
     from botocore.config import Config
 
     client = boto3.session.Session().client(
-        "s3", region_name="eu-west-1", endpoint_url=f"http://127.0.0.1:{dead_port()}", aws_access_key_id="AKIAX",
-        aws_secret_access_key=SECRET, config=Config(connect_timeout=2, retries={"max_attempts": 1}))
-    with pytest.raises(ResourceUnavailable, match=r"^s3 'b': EndpointConnectionError: "), map_exceptions(AWS, what="s3 'b'"):
+        "s3",
+        region_name="eu-west-1",
+        endpoint_url=f"http://127.0.0.1:{dead_port()}",
+        aws_access_key_id="AKIAX",
+        aws_secret_access_key=SECRET,
+        config=Config(connect_timeout=2, retries={"max_attempts": 1}),
+    )
+    with (
+        pytest.raises(ResourceUnavailable, match=r"^s3 'b': EndpointConnectionError: "),
+        map_exceptions(AWS, what="s3 'b'"),
+    ):
         client.list_objects_v2(Bucket="b")
 
 
@@ -84,7 +94,9 @@ def test_a_resolver_aws_client_maps_the_same_way(monkeypatch):
 def test_slack_sdk_unreachable_is_notification_failed_without_the_token():
     from slack_sdk import WebClient
 
-    client = WebClient(token=f"xoxb-{SECRET}", base_url=f"http://127.0.0.1:{dead_port()}/api/", timeout=2, retry_handlers=[])
+    client = WebClient(
+        token=f"xoxb-{SECRET}", base_url=f"http://127.0.0.1:{dead_port()}/api/", timeout=2, retry_handlers=[]
+    )
     with pytest.raises(NotificationFailed) as err, map_exceptions(SLACK, OS, what="slack 'drillbook_slack'"):
         client.auth_test()
     assert SECRET not in str(err.value)
@@ -94,8 +106,15 @@ def test_slack_api_refusal_is_notification_failed():
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web import SlackResponse
 
-    response = SlackResponse(client=None, http_verb="POST", api_url="http://x/api/chat.postMessage", req_args={},
-                             data={"ok": False, "error": "invalid_auth"}, headers={}, status_code=200)
+    response = SlackResponse(
+        client=None,
+        http_verb="POST",
+        api_url="http://x/api/chat.postMessage",
+        req_args={},
+        data={"ok": False, "error": "invalid_auth"},
+        headers={},
+        status_code=200,
+    )
     with pytest.raises(NotificationFailed, match="SlackApiError"), map_exceptions(SLACK, what="slack"):
         raise SlackApiError("invalid_auth", response)
 
@@ -103,14 +122,20 @@ def test_slack_api_refusal_is_notification_failed():
 def test_yaml_error_is_a_configuration_error():
     import yaml
 
-    with pytest.raises(ConfigurationError, match=r"^settings.yaml: (Scanner|Parser)Error"), map_exceptions(YAML, what="settings.yaml"):
+    with (
+        pytest.raises(ConfigurationError, match=r"^settings.yaml: (Scanner|Parser)Error"),
+        map_exceptions(YAML, what="settings.yaml"),
+    ):
         yaml.safe_load("a: [1, 2\nb: }")
 
 
 def test_os_errors_map_by_kind(tmp_path):
     with pytest.raises(ConfigurationError, match="FileNotFoundError"), map_exceptions(OS, what="backup"):
         (tmp_path / "missing.dump").open()
-    with pytest.raises(ResourceUnavailable, match="ConnectionRefusedError"), map_exceptions(OS, what="webhook"):
+    with (
+        pytest.raises(ResourceUnavailable, match="ConnectionRefusedError"),
+        map_exceptions(OS, what="webhook"),
+    ):
         socket.create_connection(("127.0.0.1", dead_port()), timeout=2)
     with pytest.raises(ResourceError, match="IsADirectoryError"), map_exceptions(OS, what="spool"):
         tmp_path.open("rb")  # type: ignore[attr-defined]

@@ -54,28 +54,45 @@ def test_healthy_minimal_catalogue_loads():
 
 
 def test_misspelt_key_bad_cron_and_duplicate_name_are_all_reported_with_lines(tmp_path):
-    text = BASE + GOOD_DRILL + """\
+    text = (
+        BASE
+        + GOOD_DRILL
+        + """\
   - name: shop
     kind: certificates
     schedule: "61 * * * *"
     files: [/etc/ssl/certs]
     thresholds: {warn: 30d, critcal: 7d}
 """
+    )
     path = tmp_path / "drills.yaml"
     path.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "drillbook", "validate", str(path)], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin"}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     assert f"{path}:12: drills[1].name: duplicate drill name 'shop' (first defined on line 5)" in lines
-    assert any(line.startswith(f"{path}:14: drills[1].schedule: invalid cron expression '61 * * * *'") for line in lines)
+    assert any(
+        line.startswith(f"{path}:14: drills[1].schedule: invalid cron expression '61 * * * *'")
+        for line in lines
+    )
     assert any(line.startswith(f"{path}:16: drills[1].thresholds.critcal: unknown key") for line in lines)
     assert "3 problem(s)" in lines[-1]
 
 
 def test_validate_prints_one_summary_line_per_drill_and_exits_zero():
-    proc = subprocess.run([sys.executable, "-m", "drillbook", "validate", str(REPO / "include" / "drills.yaml")],
-                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin"}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook", "validate", str(REPO / "include" / "drills.yaml")],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sum(line.startswith("ok  ") for line in proc.stdout.splitlines()) == 4
 
@@ -100,13 +117,17 @@ def test_rpo_objective_longer_than_a_live_schedule_allows():
 
 
 def test_scratch_equal_to_source_is_refused_in_the_catalogue():
-    text = BASE + GOOD_DRILL.replace("    scratch:", "    source: {connection: drillbook_scratch}\n    scratch:")
+    text = BASE + GOOD_DRILL.replace(
+        "    scratch:", "    source: {connection: drillbook_scratch}\n    scratch:"
+    )
     [problem] = problems_of(text)
     assert "drills never restore into a source" in problem
 
 
 def test_unknown_kind_bad_control_and_bad_duration():
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
   - name: x
     kind: backup_restor
     schedule: "@daily"
@@ -117,6 +138,7 @@ def test_unknown_kind_bad_control_and_bad_duration():
     files: [/x]
     timeout: soon
 """
+    )
     problems = problems_of(text)
     assert any(":6: drills[0].kind:" in p and "unknown kind 'backup_restor'" in p for p in problems)
     assert any(":11: drills[1].controls[0]: expected a control id" in p for p in problems)
@@ -124,8 +146,11 @@ def test_unknown_kind_bad_control_and_bad_duration():
 
 
 def test_duplicate_yaml_key_is_an_error_not_silently_overwritten():
-    text = BASE + GOOD_DRILL + "    schedule: \"@hourly\"\n"
-    assert "drills.yaml:12: drills[0].schedule: duplicate key 'schedule' (first defined on line 7)" in problems_of(text)
+    text = BASE + GOOD_DRILL + '    schedule: "@hourly"\n'
+    assert (
+        "drills.yaml:12: drills[0].schedule: duplicate key 'schedule' (first defined on line 7)"
+        in problems_of(text)
+    )
 
 
 def test_yaml_syntax_error_empty_and_missing_files(tmp_path):
@@ -136,11 +161,25 @@ def test_yaml_syntax_error_empty_and_missing_files(tmp_path):
 
 
 def test_bad_timezone():
-    assert any("unknown timezone 'Mars/Olympus'" in p for p in problems_of(BASE.replace("UTC", "Mars/Olympus") + GOOD_DRILL))
+    assert any(
+        "unknown timezone 'Mars/Olympus'" in p
+        for p in problems_of(BASE.replace("UTC", "Mars/Olympus") + GOOD_DRILL)
+    )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("4h", 14400), ("7d", 604800), ("1h30m", 5400), ("4w", 2419200),
-                                                ("1w2d", 777600), (45, 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("4h", 14400),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("4w", 2419200),
+        ("1w2d", 777600),
+        (45, 45),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

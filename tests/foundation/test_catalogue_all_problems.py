@@ -48,8 +48,13 @@ drills:
 def test_every_kind_of_problem_is_reported_in_one_run(tmp_path):
     path = tmp_path / "drills.yaml"
     path.write_text(MIXED)
-    proc = subprocess.run([sys.executable, "-m", "drillbook", "validate", str(path)], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin"}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     expected = [
@@ -89,7 +94,10 @@ def test_issue_case_misspelt_key_bad_cron_and_duplicate_name_in_three_drills():
         "drills[1].schedule",
         "drills[2].name",
     ]
-    assert err.value.problems[1] == "drills.yaml:3: drills[0]: a certificates drill needs at least one of endpoints, files or acm"
+    assert (
+        err.value.problems[1]
+        == "drills.yaml:3: drills[0]: a certificates drill needs at least one of endpoints, files or acm"
+    )
 
 
 def test_a_valid_catalogue_with_anchors_and_on_key_has_no_problems():

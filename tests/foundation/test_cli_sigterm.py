@@ -43,10 +43,21 @@ def _silent_listener() -> tuple[socket.socket, threading.Event]:
 def test_sigterm_to_run_certificates_records_an_interrupted_error(ledger_dsn, tmp_path):
     server, accepted = _silent_listener()
     port = server.getsockname()[1]
-    env = {**os.environ, "DRILLBOOK_LEDGER_DSN": ledger_dsn, "DRILLBOOK_SPOOL": str(tmp_path / "spool.jsonl"),
-           "DRILLBOOK_OUTBOX": str(tmp_path / "outbox.jsonl"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*CLI, "run", "certificates", "--endpoint", f"127.0.0.1:{port}", "--timeout", "60s",
-                             "--no-notify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "DRILLBOOK_LEDGER_DSN": ledger_dsn,
+        "DRILLBOOK_SPOOL": str(tmp_path / "spool.jsonl"),
+        "DRILLBOOK_OUTBOX": str(tmp_path / "outbox.jsonl"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [*CLI, "run", "certificates", "--endpoint", f"127.0.0.1:{port}", "--timeout", "60s", "--no-notify"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         assert accepted.wait(120), "the drill never connected"
         time.sleep(0.3)

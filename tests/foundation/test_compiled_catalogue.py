@@ -64,7 +64,9 @@ def test_the_cache_is_used_and_memoised(catalogue_file):
     rewrite_owner(entry_of(catalogue_file), "from-the-cache")  # proves the next load answers from the cache
     hit = load_fresh(catalogue_file)
     assert hit.defaults.owner == "from-the-cache"
-    assert load_compiled_catalogue(catalogue_file, cache_root=os.environ["DRILLBOOK_CACHE_DIR"]) is hit  # one parse per process
+    assert (
+        load_compiled_catalogue(catalogue_file, cache_root=os.environ["DRILLBOOK_CACHE_DIR"]) is hit
+    )  # one parse per process
 
 
 def test_a_cached_entry_is_validated_again(catalogue_file):
@@ -130,7 +132,9 @@ def test_a_hit_runs_the_file_checks_again(catalogue_file):
 
 
 def test_a_bad_catalogue_is_reported_with_its_line_and_never_cached(catalogue_file):
-    catalogue_file.write_text(catalogue_file.read_text().replace("schedule: \"30 3 * * *\"", "schedul: \"30 3 * * *\""))
+    catalogue_file.write_text(
+        catalogue_file.read_text().replace('schedule: "30 3 * * *"', 'schedul: "30 3 * * *"')
+    )
     with pytest.raises(CatalogueError) as err:
         load_fresh(catalogue_file)
     assert any(":30: drills[0].schedul: unknown key" in p for p in err.value.problems), err.value.problems

@@ -20,8 +20,17 @@ def compose() -> dict:
 
 def test_services_of_airflow_3_and_drillbook():
     services = compose()["services"]
-    assert {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-worker", "airflow-triggerer", "airflow-init", "drillbook-db"} <= set(services)
+    assert {
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+        "airflow-triggerer",
+        "airflow-init",
+        "drillbook-db",
+    } <= set(services)
 
 
 def test_every_airflow_service_builds_the_image_mounts_include_and_shares_one_jwt_secret():
@@ -32,7 +41,9 @@ def test_every_airflow_service_builds_the_image_mounts_include_and_shares_one_jw
         mounts = [v.removesuffix(":ro").rsplit(":", 1)[1] for v in svc["volumes"]]
         assert {"/opt/airflow/include", "/opt/airflow/plugins", "/opt/airflow/var"} <= set(mounts), name
         env = svc["environment"]
-        assert "_PIP_ADDITIONAL_REQUIREMENTS" not in env, f"{name}: dependencies come from the image, not container start"
+        assert "_PIP_ADDITIONAL_REQUIREMENTS" not in env, (
+            f"{name}: dependencies come from the image, not container start"
+        )
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET"), name
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
@@ -43,11 +54,18 @@ def test_every_connection_the_catalogue_names_is_defined_and_every_secret_comes_
     raw = compose()["services"]["airflow-scheduler"]["environment"]
     named = {catalogue.defaults.ledger_connection, catalogue.defaults.slack.connection}
     text = (REPO / "include" / "drills.yaml").read_text()
-    named |= {line.split("connection:", 1)[1].strip().strip("}").split(",")[0].strip()
-              for line in text.splitlines() if "connection:" in line and not line.lstrip().startswith("#")}
+    named |= {
+        line.split("connection:", 1)[1].strip().strip("}").split(",")[0].strip()
+        for line in text.splitlines()
+        if "connection:" in line and not line.lstrip().startswith("#")
+    }
     for conn_id in named:
-        assert f"AIRFLOW_CONN_{conn_id.upper()}" in raw, f"{conn_id} is named by the catalogue but not defined"
-    sentinel = {name: f"SENTINEL-{name}" for name in required_variables((REPO / "docker-compose.yaml").read_text())}
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" in raw, (
+            f"{conn_id} is named by the catalogue but not defined"
+        )
+    sentinel = {
+        name: f"SENTINEL-{name}" for name in required_variables((REPO / "docker-compose.yaml").read_text())
+    }
     env = environment({"environment": interpolate_tree(raw, sentinel)})
     for key, value in env.items():
         if key.startswith("AIRFLOW_CONN_") and "://" in value:

@@ -57,7 +57,9 @@ def test_policy(dagbag):
 
 
 def test_parse_time(dagbag):
-    slow = {s.file: s.duration for s in dagbag.dagbag_stats if s.duration.total_seconds() > PARSE_BUDGET_SECONDS}
+    slow = {
+        s.file: s.duration for s in dagbag.dagbag_stats if s.duration.total_seconds() > PARSE_BUDGET_SECONDS
+    }
     assert slow == {}
 
 
@@ -75,7 +77,7 @@ def test_broken_catalogue_is_one_clear_import_error(tmp_path, monkeypatch):
 
     broken = tmp_path / "drills.yaml"
     broken.write_text(
-        "version: 1\ndrills:\n  - name: shop\n    kind: backup_restore\n    schedule: \"0 3 * * *\"\n"
+        'version: 1\ndrills:\n  - name: shop\n    kind: backup_restore\n    schedule: "0 3 * * *"\n'
         "    backup: {location: /srv/backups}\n    scratch: {connection: drillbook_scratch}\n"
         "    objectives: {rto: 15m, rpo: 26h}\n    verfy: {}\n"
     )

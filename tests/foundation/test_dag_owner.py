@@ -39,5 +39,7 @@ def test_every_dag_reports_the_catalogue_owner(airflow_db, monkeypatch):
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
     with create_session() as session:
-        owners = {m.dag_id: m.owners for m in session.query(DagModel).filter(DagModel.dag_id.in_(list(expected)))}
+        owners = {
+            m.dag_id: m.owners for m in session.query(DagModel).filter(DagModel.dag_id.in_(list(expected)))
+        }
     assert owners == expected

@@ -60,10 +60,14 @@ def test_every_exception_is_a_drillbook_error_drawn_under_its_parent() -> None:
     for where, cls in sorted(_defined_exceptions().items()):
         if not issubclass(cls, Exception):
             if cls.__name__ not in (errors.__doc__ or ""):
-                problems.append(f"{where}: a BaseException outside the tree, not explained in errors.py's docstring")
+                problems.append(
+                    f"{where}: a BaseException outside the tree, not explained in errors.py's docstring"
+                )
             continue
         if not issubclass(cls, DrillbookError):
-            problems.append(f"{where}: derives from {cls.__mro__[1].__name__}, expected DrillbookError (or a subclass)")
+            problems.append(
+                f"{where}: derives from {cls.__mro__[1].__name__}, expected DrillbookError (or a subclass)"
+            )
             continue
         if cls is DrillbookError:
             continue

@@ -49,8 +49,13 @@ def _imported(node: ast.AST, package: str) -> list[str]:
         else:
             full = node.module or ""
         return [full, *(f"{full}.{alias.name}" for alias in node.names)]
-    if (isinstance(node, ast.Call) and ast.unparse(node.func) in ("importlib.import_module", "import_module")
-            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+    if (
+        isinstance(node, ast.Call)
+        and ast.unparse(node.func) in ("importlib.import_module", "import_module")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
         return [node.args[0].value]
     return []
 
@@ -125,7 +130,9 @@ def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
 
 def _describe(component: list[str], graph: dict[str, dict[str, int]]) -> str:
     inside = set(component)
-    edges = [f"    {a} -> {b} (line {graph[a][b]})" for a in component for b in sorted(graph[a]) if b in inside]
+    edges = [
+        f"    {a} -> {b} (line {graph[a][b]})" for a in component for b in sorted(graph[a]) if b in inside
+    ]
     return f"cycle of {len(component)}: " + ", ".join(component) + "\n" + "\n".join(edges)
 
 
@@ -142,7 +149,9 @@ def test_the_graph_sees_in_function_relative_and_dynamic_imports(tmp_path: Path)
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("from drillbook.sub.a import f\n")
     (pkg / "sub" / "a.py").write_text("def f():\n    from . import b\n")
-    (pkg / "sub" / "b.py").write_text("import importlib\ndef g():\n    importlib.import_module('drillbook.c')\n")
+    (pkg / "sub" / "b.py").write_text(
+        "import importlib\ndef g():\n    importlib.import_module('drillbook.c')\n"
+    )
     (pkg / "c.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from drillbook.sub import b\n"
         "def h():\n    from drillbook.sub.a import f\n"
@@ -162,8 +171,14 @@ def test_the_cli_imports_no_heavy_library() -> None:
         "drillbook.cli.build_parser()\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(PLUGINS), "PATH": "/usr/bin:/bin"}, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(PLUGINS), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert loaded == [], f"the CLI's import path loads {loaded}"
@@ -171,6 +186,8 @@ def test_the_cli_imports_no_heavy_library() -> None:
 
 def test_the_heavy_import_check_sees_a_heavy_import() -> None:
     code = f"import json, sys\nimport boto3\nprint(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "boto3" in json.loads(proc.stdout.strip().splitlines()[-1])

@@ -35,8 +35,13 @@ drills:
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "drillbook", "validate", str(path)], capture_output=True, text=True,
-                          env=ENV, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "drillbook", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
 
 
 def bomb(levels: int = 9, width: int = 9) -> str:
@@ -63,7 +68,10 @@ def test_latin1_catalogue_is_a_file_line_error_not_a_traceback(tmp_path):
 def test_utf16_without_bom_is_named(tmp_path):  # "ü" in UTF-16-LE is also invalid UTF-8: NULs are named first
     path = tmp_path / "drills.yaml"
     path.write_bytes(CATALOGUE.encode("utf-16-le"))
-    with pytest.raises(CatalogueError, match=r"drills.yaml:1: \(file\): contains NUL bytes \(UTF-16 without a byte-order mark"):
+    with pytest.raises(
+        CatalogueError,
+        match=r"drills.yaml:1: \(file\): contains NUL bytes \(UTF-16 without a byte-order mark",
+    ):
         load_catalogue(path)
 
 
@@ -97,7 +105,10 @@ def test_ten_thousand_nested_levels_are_refused_with_a_line(tmp_path, style):
     proc = validate(path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
-    assert proc.stderr.splitlines()[0] == f"{path}:{line}: (yaml): nested deeper than {MAX_DEPTH} levels; refused"
+    assert (
+        proc.stderr.splitlines()[0]
+        == f"{path}:{line}: (yaml): nested deeper than {MAX_DEPTH} levels; refused"
+    )
 
 
 def test_nesting_up_to_the_bound_is_read_one_more_level_is_refused():
@@ -113,19 +124,25 @@ def test_nesting_up_to_the_bound_is_read_one_more_level_is_refused():
 def test_suite_json_nested_ten_thousand_levels_is_refused(tmp_path):
     suite = tmp_path / "deep.json"
     suite.write_text('{"name": "deep",\n "meta": ' + "[" * 10_000 + "]" * 10_000 + "}")
-    with pytest.raises(FileProblem, match=rf"deep.json:2: \(json\): nested deeper than {MAX_DEPTH} levels; refused"):
+    with pytest.raises(
+        FileProblem, match=rf"deep.json:2: \(json\): nested deeper than {MAX_DEPTH} levels; refused"
+    ):
         read_json(suite)
     # the same through the catalogue: reported against the key naming the suite
     (tmp_path / "expectations").mkdir()
     (tmp_path / "expectations" / "deep.json").write_bytes(suite.read_bytes())
-    (tmp_path / "expectations" / "latin.json").write_bytes('{"name": "caf\u00e9", "expectations": []}'.encode("latin-1"))
+    (tmp_path / "expectations" / "latin.json").write_bytes(
+        '{"name": "caf\u00e9", "expectations": []}'.encode("latin-1")
+    )
     catalogue = tmp_path / "drills.yaml"
-    catalogue.write_text(textwrap.dedent("""\
+    catalogue.write_text(
+        textwrap.dedent("""\
         version: 1
         drills:
           - {name: a, kind: data_quality, schedule: "@daily", connection: src, table: public.t, suite: deep}
           - {name: b, kind: data_quality, schedule: "@daily", connection: src, table: public.t, suite: latin}
-    """))
+    """)
+    )
     proc = validate(catalogue)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{catalogue}:3: drills[0].suite:" in proc.stderr and "nested deeper than 64 levels" in proc.stderr
@@ -134,7 +151,9 @@ def test_suite_json_nested_ten_thousand_levels_is_refused(tmp_path):
 
 def test_healthy_suite_json_reads(tmp_path):
     suite = tmp_path / "ok.json"
-    suite.write_text(json.dumps({"name": "ok", "expectations": [{"type": "x", "kwargs": {"value_set": [1, 2]}}]}))
+    suite.write_text(
+        json.dumps({"name": "ok", "expectations": [{"type": "x", "kwargs": {"value_set": [1, 2]}}]})
+    )
     assert read_json(suite)["name"] == "ok"
 
 
@@ -157,21 +176,30 @@ def test_billion_laughs_is_refused_in_under_a_second_and_100_mb(tmp_path):
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (pytest) across exec
         print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     problem, seconds, max_rss_kib = proc.stdout.splitlines()
-    assert problem == f"{path}:7: (yaml): expands to more than {MAX_NODES:,} nodes (aliases count as copies); refused (an alias bomb?)"
+    assert (
+        problem
+        == f"{path}:7: (yaml): expands to more than {MAX_NODES:,} nodes (aliases count as copies); refused (an alias bomb?)"
+    )
     assert float(seconds) < 1.0
     assert int(max_rss_kib) < 100 * 1024
 
 
 def test_a_redefined_anchor_is_named_with_both_lines():
-    with pytest.raises(FileProblem, match=r"x.yaml:3: \(yaml\): anchor &x is defined a second time \(first on line 1\)"):
+    with pytest.raises(
+        FileProblem, match=r"x.yaml:3: \(yaml\): anchor &x is defined a second time \(first on line 1\)"
+    ):
         read_yaml("x.yaml", text="a: &x 1\nc: *x\nb: &x 2\n")
 
 
 def test_recursive_alias_is_refused():
-    with pytest.raises(FileProblem, match=r"x.yaml:2: \(yaml\): alias \*a refers to a collection that contains it"):
+    with pytest.raises(
+        FileProblem, match=r"x.yaml:2: \(yaml\): alias \*a refers to a collection that contains it"
+    ):
         read_yaml("x.yaml", text="a: &a\n  - *a\n")
 
 
@@ -186,7 +214,9 @@ def test_ordinary_anchors_and_merge_keys_still_work():
     # x-cert is not a catalogue key: the file is refused for that alone, with the aliases expanded
     with pytest.raises(CatalogueError) as err:
         load_catalogue("drills.yaml", text=text)
-    assert err.value.problems == ["drills.yaml:2: x-cert: unknown key (misspelt? see the catalogue reference in the README)"]
+    assert err.value.problems == [
+        "drills.yaml:2: x-cert: unknown key (misspelt? see the catalogue reference in the README)"
+    ]
     _, data = read_yaml("d.yaml", text=text)
     assert [d["schedule"] for d in data["drills"]] == ["@daily", "@hourly"]
 
@@ -198,8 +228,19 @@ def test_documented_notify_on_is_accepted_and_yes_no_on_off_behave():
     assert drill.notify.on == ["PASS"] and drill.notify.enabled is True and drill.notify.channel == "no"
     off = load_catalogue("drills.yaml", text=CATALOGUE + "    enabled: off\n").drills[0]
     assert off.enabled is False
-    _, data = read_yaml("x.yaml", text="on: 1\nyes: no\nt: true\nf: False\nclock: 1:30\nn: 0x1f\no: 0o17\nz: 012\n")
-    assert data == {"on": 1, "yes": "no", "t": True, "f": False, "clock": "1:30", "n": 31, "o": 15, "z": "012"}
+    _, data = read_yaml(
+        "x.yaml", text="on: 1\nyes: no\nt: true\nf: False\nclock: 1:30\nn: 0x1f\no: 0o17\nz: 012\n"
+    )
+    assert data == {
+        "on": 1,
+        "yes": "no",
+        "t": True,
+        "f": False,
+        "clock": "1:30",
+        "n": 31,
+        "o": 15,
+        "z": "012",
+    }
 
 
 def test_a_sexagesimal_looking_duration_is_an_error_not_ninety_seconds():
@@ -210,13 +251,31 @@ def test_a_sexagesimal_looking_duration_is_an_error_not_ninety_seconds():
 
 
 # -- --config settings files ---------------------------------------------------------------------
-@pytest.mark.parametrize("content", [b"objectives: {rto: 15m}\n# caf\xe9\n", bomb().encode(), b"a: " + b"[" * 10_000])
+@pytest.mark.parametrize(
+    "content", [b"objectives: {rto: 15m}\n# caf\xe9\n", bomb().encode(), b"a: " + b"[" * 10_000]
+)
 def test_hostile_settings_file_is_one_clear_error(tmp_path, content):
     settings = tmp_path / "settings.yaml"
     settings.write_bytes(content)
-    proc = subprocess.run([sys.executable, "-m", "drillbook", "run", "backup-restore", "--backup", str(tmp_path / "x.dump"),
-                           "--scratch-dsn", "postgresql://u@127.0.0.1:1/postgres", "--config", str(settings)],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drillbook",
+            "run",
+            "backup-restore",
+            "--backup",
+            str(tmp_path / "x.dump"),
+            "--scratch-dsn",
+            "postgresql://u@127.0.0.1:1/postgres",
+            "--config",
+            str(settings),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"drillbook: error: cannot read settings file: {settings}:")
@@ -230,16 +289,22 @@ def test_dag_parsing_turns_a_hostile_catalogue_into_one_import_error(tmp_path, m
     from airflow.dag_processing.dagbag import DagBag
 
     path = tmp_path / "drills.yaml"
-    content = {"bomb": bomb().encode(), "latin1": CATALOGUE.encode("latin-1"),
-               "deep": b"version: 1\ndrills: " + b"[" * 10_000 + b"]" * 10_000}[hostile]
+    content = {
+        "bomb": bomb().encode(),
+        "latin1": CATALOGUE.encode("latin-1"),
+        "deep": b"version: 1\ndrills: " + b"[" * 10_000 + b"]" * 10_000,
+    }[hostile]
     path.write_bytes(content)
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(path))
     start = time.monotonic()
     bag = DagBag(dag_folder=str(REPO / "dags" / "dr_drills.py"))
     assert time.monotonic() - start < 10  # the parse timeout is 30 s; the refusal itself takes milliseconds
     [error] = bag.import_errors.values()
-    expected = {"bomb": f"{path}:7: (yaml): expands to more than", "latin1": f"{path}:9: (file): not valid UTF-8",
-                "deep": f"{path}:2: (yaml): nested deeper than {MAX_DEPTH} levels"}[hostile]
+    expected = {
+        "bomb": f"{path}:7: (yaml): expands to more than",
+        "latin1": f"{path}:9: (file): not valid UTF-8",
+        "deep": f"{path}:2: (yaml): nested deeper than {MAX_DEPTH} levels",
+    }[hostile]
     assert expected in error
     assert bag.dags == {} or all(not d.startswith("dr_certificates__") for d in bag.dags)
 
@@ -275,7 +340,11 @@ def _bench_module(name: str):
 
 _bounds = _bench_module("loader_bounds")
 PROBE, hostile_shapes, largest_within_bounds, realistic = (
-    _bounds.PROBE, _bounds.hostile_shapes, _bounds.largest_within_bounds, _bounds.realistic)
+    _bounds.PROBE,
+    _bounds.hostile_shapes,
+    _bounds.largest_within_bounds,
+    _bounds.realistic,
+)
 
 SHAPES = hostile_shapes()
 
@@ -286,7 +355,9 @@ def test_hostile_shape_is_refused_in_under_a_second_and_100_mb(tmp_path, shape):
     # after 1.3 s and 183 MB (the composer built 250,000 nodes first)
     path = tmp_path / "hostile.yaml"
     path.write_text(SHAPES[shape])
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=ENV, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     seconds, peak_mb, outcome = proc.stdout.strip().split(" ", 2)
     assert outcome != "loaded"
@@ -299,7 +370,9 @@ def test_the_costliest_document_within_the_bounds_stays_under_100_mb(tmp_path):
     # Its time (0.7 s idle, up to 1.5 s on this shared 2-core machine) is printed by bench/loader_bounds.py.
     path = tmp_path / "large.yaml"
     path.write_text(largest_within_bounds())
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=ENV, timeout=120
+    )
     seconds, peak_mb, outcome = proc.stdout.strip().split(" ", 2)
     assert outcome == "a: unknown key (misspelt? see the catalogue reference in the README)"
     assert int(peak_mb) < 100 and float(seconds) < 5.0
@@ -309,22 +382,33 @@ def test_more_anchors_than_the_bound_are_refused_with_a_line():
     from drillbook.catalogue.reader import MAX_ANCHORS
 
     text = "a:\n" + "".join(f"  - &a{i} x\n" for i in range(MAX_ANCHORS + 1))
-    with pytest.raises(FileProblem, match=rf"x.yaml:{MAX_ANCHORS + 2}: \(yaml\): more than {MAX_ANCHORS:,} anchors; refused"):
+    with pytest.raises(
+        FileProblem, match=rf"x.yaml:{MAX_ANCHORS + 2}: \(yaml\): more than {MAX_ANCHORS:,} anchors; refused"
+    ):
         read_yaml("x.yaml", text=text)
-    _, data = read_yaml("x.yaml", text="a:\n" + "".join(f"  - &a{i} x\n" for i in range(MAX_ANCHORS)) + "b: *a7\n")
+    _, data = read_yaml(
+        "x.yaml", text="a:\n" + "".join(f"  - &a{i} x\n" for i in range(MAX_ANCHORS)) + "b: *a7\n"
+    )
     assert len(data["a"]) == MAX_ANCHORS and data["b"] == "x"
 
 
 def test_a_key_longer_than_the_bound_is_refused_a_long_value_is_not():
     from drillbook.catalogue.reader import MAX_KEY_CHARS
 
-    with pytest.raises(FileProblem, match=rf"x.yaml:2: \(yaml\): a key of {MAX_KEY_CHARS + 1:,} characters; keys longer"):
+    with pytest.raises(
+        FileProblem, match=rf"x.yaml:2: \(yaml\): a key of {MAX_KEY_CHARS + 1:,} characters; keys longer"
+    ):
         read_yaml("x.yaml", text=f'a: 1\n"{"k" * (MAX_KEY_CHARS + 1)}": 1\n')
-    assert read_yaml("x.yaml", text=f'"{"k" * MAX_KEY_CHARS}": "{"v" * 100_000}"\n')[1]["k" * MAX_KEY_CHARS] == "v" * 100_000
+    assert (
+        read_yaml("x.yaml", text=f'"{"k" * MAX_KEY_CHARS}": "{"v" * 100_000}"\n')[1]["k" * MAX_KEY_CHARS]
+        == "v" * 100_000
+    )
 
 
 def test_nodes_up_to_the_bound_are_read_one_more_is_refused():
-    _, data = read_yaml("x.yaml", text="a: [" + "x, " * (MAX_NODES - 4) + "x]\n")  # the mapping, its key, the list
+    _, data = read_yaml(
+        "x.yaml", text="a: [" + "x, " * (MAX_NODES - 4) + "x]\n"
+    )  # the mapping, its key, the list
     assert len(data["a"]) == MAX_NODES - 3
     with pytest.raises(FileProblem, match=rf"expands to more than {MAX_NODES:,} nodes"):
         read_yaml("x.yaml", text="a: [" + "x, " * (MAX_NODES - 3) + "x]\n")
@@ -335,7 +419,9 @@ def test_yaml_file_over_its_size_bound_is_refused_unread(tmp_path):
 
     path = tmp_path / "big.yaml"
     path.write_bytes(b"# " + b"x" * MAX_YAML_BYTES + b"\n")
-    with pytest.raises(FileProblem, match=rf"big.yaml:0: \(file\): larger than {MAX_YAML_BYTES >> 20} MiB; refused unread"):
+    with pytest.raises(
+        FileProblem, match=rf"big.yaml:0: \(file\): larger than {MAX_YAML_BYTES >> 20} MiB; refused unread"
+    ):
         read_yaml(path)
 
 

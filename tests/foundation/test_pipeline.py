@@ -44,7 +44,9 @@ def test_a_retry_reports_and_judges_the_recorded_result_not_the_rerun(ledger_dsn
     from drillbook.run.pipeline import record_and_report
 
     ledger = Ledger(ledger_dsn)
-    ctx1 = RunContext(dag_id="dr_data_quality__orders_dq", run_id="scheduled__1", task_id="validate", try_number=1)
+    ctx1 = RunContext(
+        dag_id="dr_data_quality__orders_dq", run_id="scheduled__1", task_id="validate", try_number=1
+    )
     with pytest.raises(RuntimeError):
         record_and_report(_result("DQ_EXPECTATION_FAILED"), ctx=ctx1, ledger=ledger, notifier=SlackDown())
     ctx2 = RunContext(dag_id=ctx1.dag_id, run_id=ctx1.run_id, task_id=ctx1.task_id, try_number=2)

@@ -20,7 +20,9 @@ from drillbook.settings import load_settings
 pytestmark = pytest.mark.airflow
 REPO = Path(__file__).resolve().parents[2]
 
-SETTINGS = load_settings({"DRILLBOOK_SPOOL": "/tmp/drillbook-resolver-spool.jsonl", "DRILLBOOK_OUTBOX": "/tmp/o.jsonl"})
+SETTINGS = load_settings(
+    {"DRILLBOOK_SPOOL": "/tmp/drillbook-resolver-spool.jsonl", "DRILLBOOK_OUTBOX": "/tmp/o.jsonl"}
+)
 
 
 @pytest.fixture
@@ -28,14 +30,19 @@ def both(airflow_db, monkeypatch):
     from drillbook.airflow.resources import AirflowConnections
 
     def make() -> tuple[Resolver, Resolver]:
-        return (Resolver(EnvConnections(), settings=SETTINGS), Resolver(AirflowConnections(), settings=SETTINGS))
+        return (
+            Resolver(EnvConnections(), settings=SETTINGS),
+            Resolver(AirflowConnections(), settings=SETTINGS),
+        )
 
     return make
 
 
 def conn_env(monkeypatch, conn_id: str, value: dict | str) -> None:
     monkeypatch.delenv(f"DRILLBOOK_CONN_{conn_id.upper()}", raising=False)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value if isinstance(value, str) else json.dumps(value))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", value if isinstance(value, str) else json.dumps(value)
+    )
 
 
 # -- postgres: every extra honoured, URI and JSON ---------------------------------------------------
@@ -45,8 +52,14 @@ POSTGRES = {
     "sslrootcert": "postgresql://u:pw@db.example/shop?sslrootcert=%2Fetc%2Fca.pem",
     "connect_timeout": "postgresql://u:pw@db.example/shop?connect_timeout=7",
     "application_name": "postgresql://u:pw@db.example/shop?application_name=drill-x",
-    "json dbname extra": {"conn_type": "postgres", "host": "db.example", "login": "u", "password": "pw",
-                          "port": 5433, "extra": {"dbname": "ledger", "sslmode": "require"}},
+    "json dbname extra": {
+        "conn_type": "postgres",
+        "host": "db.example",
+        "login": "u",
+        "password": "pw",
+        "port": 5433,
+        "extra": {"dbname": "ledger", "sslmode": "require"},
+    },
     "no database": {"conn_type": "postgres", "host": "db.example", "login": "u", "password": "pw"},
 }
 
@@ -57,12 +70,20 @@ def test_postgres_dsn_is_the_same_on_both_paths(both, monkeypatch, case):
     cli, airflow = both()
     assert cli.postgres_dsn("db_x") == airflow.postgres_dsn("db_x")
     dsn = cli.postgres_dsn("db_x")
-    for needle in {"sslmode": "sslmode=verify-full", "sslrootcert": "sslrootcert=/etc/ca.pem",
-                   "connect_timeout": "connect_timeout=7", "application_name": "application_name=drill-x",
-                   "json dbname extra": "dbname=ledger", "no database": "dbname=postgres"}.get(case, "").split():
+    for needle in {
+        "sslmode": "sslmode=verify-full",
+        "sslrootcert": "sslrootcert=/etc/ca.pem",
+        "connect_timeout": "connect_timeout=7",
+        "application_name": "application_name=drill-x",
+        "json dbname extra": "dbname=ledger",
+        "no database": "dbname=postgres",
+    }.get(case, "").split():
         assert needle in dsn, dsn  # the extra was honoured, not just equally dropped
     ledgers = cli.ledger("db_x"), airflow.ledger("db_x")
-    assert ledgers[0]._dsn == ledgers[1]._dsn and ledgers[0].spool.path == ledgers[1].spool.path == SETTINGS.spool_file
+    assert (
+        ledgers[0]._dsn == ledgers[1]._dsn
+        and ledgers[0].spool.path == ledgers[1].spool.path == SETTINGS.spool_file
+    )
 
 
 # -- slack: the connection and its retry policy ----------------------------------------------------
@@ -78,19 +99,33 @@ SLACK = {
 
 @pytest.mark.parametrize("case", sorted(SLACK))
 def test_slack_connection_and_retry_policy_are_the_same_on_both_paths(both, monkeypatch, case):
-    conn_env(monkeypatch, "slack_x", {"conn_type": "slack", "password": "xoxb-resolver-0001", "extra": SLACK[case]})
+    conn_env(
+        monkeypatch, "slack_x", {"conn_type": "slack", "password": "xoxb-resolver-0001", "extra": SLACK[case]}
+    )
     cli, airflow = both()
     assert cli.slack("slack_x") == airflow.slack("slack_x")
     got = cli.slack("slack_x")
-    default = Resolver(EnvConnections({"AIRFLOW_CONN_D": json.dumps({"conn_type": "slack", "password": "xoxb-d"})})).slack("d")
+    default = Resolver(
+        EnvConnections({"AIRFLOW_CONN_D": json.dumps({"conn_type": "slack", "password": "xoxb-d"})})
+    ).slack("d")
     assert got != default.__class__(token=got.token), f"extra {case} was not honoured"
     clients = cli.slack_client("slack_x"), airflow.slack_client("slack_x")
-    assert (clients[0].base_url, clients[0].timeout, clients[0].proxy) == (clients[1].base_url, clients[1].timeout, clients[1].proxy)
-    assert [type(h).__name__ for h in clients[0].retry_handlers] == [type(h).__name__ for h in clients[1].retry_handlers]
+    assert (clients[0].base_url, clients[0].timeout, clients[0].proxy) == (
+        clients[1].base_url,
+        clients[1].timeout,
+        clients[1].proxy,
+    )
+    assert [type(h).__name__ for h in clients[0].retry_handlers] == [
+        type(h).__name__ for h in clients[1].retry_handlers
+    ]
 
 
 def test_slack_token_in_an_extra_and_the_notifier_agree(both, monkeypatch, catalogue_with_slack):
-    conn_env(monkeypatch, "drillbook_slack", {"conn_type": "slack", "extra": {"token": "xoxb-extra-0002", "max_retry_after": 7}})
+    conn_env(
+        monkeypatch,
+        "drillbook_slack",
+        {"conn_type": "slack", "extra": {"token": "xoxb-extra-0002", "max_retry_after": 7}},
+    )
     cli, airflow = both()
     assert cli.slack("drillbook_slack") == airflow.slack("drillbook_slack")
     senders = [r.notifier(catalogue=catalogue_with_slack).sender for r in (cli, airflow)]
@@ -112,11 +147,17 @@ AWS = {
     "region_name": {"region_name": "eu-west-1"},
     "endpoint_url": {"endpoint_url": "http://127.0.0.1:5000"},
     "keys in extras": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t-key-0003"},
-    "session token": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t-key-0004",
-                      "aws_session_token": "tok-0005"},
+    "session token": {
+        "aws_access_key_id": "AKIAEXAMPLE",
+        "aws_secret_access_key": "s3cr3t-key-0004",
+        "aws_session_token": "tok-0005",
+    },
     "profile_name": {"profile_name": "drill"},
     "role_arn": {"role_arn": "arn:aws:iam::123456789012:role/r"},
-    "assume_role_kwargs": {"role_arn": "arn:aws:iam::123456789012:role/r", "assume_role_kwargs": {"ExternalId": "e-0007"}},
+    "assume_role_kwargs": {
+        "role_arn": "arn:aws:iam::123456789012:role/r",
+        "assume_role_kwargs": {"ExternalId": "e-0007"},
+    },
     "role_session_name": {"role_arn": "arn:aws:iam::123456789012:role/r", "role_session_name": "dr"},
     "config_kwargs": {"config_kwargs": {"read_timeout": 9}},
     "verify": {"verify": False},
@@ -133,8 +174,16 @@ def test_aws_client_factory_is_the_same_on_both_paths(both, monkeypatch, case):
 
 
 def test_aws_keys_as_login_and_password_and_a_real_client(both, monkeypatch):
-    conn_env(monkeypatch, "aws_y", {"conn_type": "aws", "login": "AKIALOGIN", "password": "s3cr3t-0006",
-                                    "extra": {"region_name": "eu-central-1", "endpoint_url": "http://127.0.0.1:5001"}})
+    conn_env(
+        monkeypatch,
+        "aws_y",
+        {
+            "conn_type": "aws",
+            "login": "AKIALOGIN",
+            "password": "s3cr3t-0006",
+            "extra": {"region_name": "eu-central-1", "endpoint_url": "http://127.0.0.1:5001"},
+        },
+    )
     cli, airflow = both()
     assert cli.aws("aws_y") == airflow.aws("aws_y")
     client = cli.aws("aws_y").client("s3")
@@ -157,13 +206,26 @@ def assumed_caller(resolver: Resolver, conn_id: str) -> str:
 
 
 def test_role_arn_is_assumed_on_both_paths(both, aws, monkeypatch):
-    conn_env(monkeypatch, "aws_role", {"conn_type": "aws", "extra": {
-        "role_arn": ROLE, "region_name": "us-east-1", "endpoint_url": aws,
-        "assume_role_kwargs": {"ExternalId": "ext-secret-0042", "DurationSeconds": 900}}})
+    conn_env(
+        monkeypatch,
+        "aws_role",
+        {
+            "conn_type": "aws",
+            "extra": {
+                "role_arn": ROLE,
+                "region_name": "us-east-1",
+                "endpoint_url": aws,
+                "assume_role_kwargs": {"ExternalId": "ext-secret-0042", "DurationSeconds": 900},
+            },
+        },
+    )
     cli, airflow = both()
     assert cli.aws("aws_role") == airflow.aws("aws_role")
     for resolver in (cli, airflow):
-        assert assumed_caller(resolver, "aws_role") == "arn:aws:sts::123456789012:assumed-role/drill-dumps/drillbook"
+        assert (
+            assumed_caller(resolver, "aws_role")
+            == "arn:aws:sts::123456789012:assumed-role/drill-dumps/drillbook"
+        )
     client = cli.aws("aws_role").client("s3")
     credentials = client._request_signer._credentials  # refreshed by botocore before the expiry STS gave
     first_key = credentials._access_key  # (private: reading .access_key would refresh)
@@ -171,8 +233,12 @@ def test_role_arn_is_assumed_on_both_paths(both, aws, monkeypatch):
     import datetime
 
     left = credentials._expiry_time - datetime.datetime.now(datetime.UTC)
-    assert datetime.timedelta(minutes=13) < left <= datetime.timedelta(minutes=15)  # DurationSeconds reached STS
-    assert credentials.refresh_needed()  # inside botocore's 15-minute advisory window: the next use assumes again
+    assert (
+        datetime.timedelta(minutes=13) < left <= datetime.timedelta(minutes=15)
+    )  # DurationSeconds reached STS
+    assert (
+        credentials.refresh_needed()
+    )  # inside botocore's 15-minute advisory window: the next use assumes again
     assert credentials.get_frozen_credentials().access_key not in (first_key, "testing")
     from drillbook.safety.redact import redact
 
@@ -182,9 +248,23 @@ def test_role_arn_is_assumed_on_both_paths(both, aws, monkeypatch):
 
 
 def test_role_session_name_extra_and_assume_role_kwargs_win_in_that_order(both, aws, monkeypatch):
-    conn_env(monkeypatch, "aws_named", {"conn_type": "aws", "extra": {"role_arn": ROLE, "role_session_name": "dr-7"}})
-    conn_env(monkeypatch, "aws_kw", {"conn_type": "aws", "extra": {
-        "role_arn": ROLE, "role_session_name": "dr-7", "assume_role_kwargs": {"RoleSessionName": "from-kwargs"}}})
+    conn_env(
+        monkeypatch,
+        "aws_named",
+        {"conn_type": "aws", "extra": {"role_arn": ROLE, "role_session_name": "dr-7"}},
+    )
+    conn_env(
+        monkeypatch,
+        "aws_kw",
+        {
+            "conn_type": "aws",
+            "extra": {
+                "role_arn": ROLE,
+                "role_session_name": "dr-7",
+                "assume_role_kwargs": {"RoleSessionName": "from-kwargs"},
+            },
+        },
+    )
     cli, airflow = both()
     for resolver in (cli, airflow):
         assert assumed_caller(resolver, "aws_named").endswith("/drill-dumps/dr-7")
@@ -198,8 +278,16 @@ def test_a_denied_role_is_a_resource_error_naming_connection_and_role(both, aws,
 
     boto("iam").create_user(UserName="no-rights")
     key = boto("iam").create_access_key(UserName="no-rights")["AccessKey"]
-    conn_env(monkeypatch, "aws_denied", {"conn_type": "aws", "login": key["AccessKeyId"],
-                                         "password": key["SecretAccessKey"], "extra": {"role_arn": ROLE}})
+    conn_env(
+        monkeypatch,
+        "aws_denied",
+        {
+            "conn_type": "aws",
+            "login": key["AccessKeyId"],
+            "password": key["SecretAccessKey"],
+            "extra": {"role_arn": ROLE},
+        },
+    )
     cli, airflow = both()
     for resolver in (cli, airflow):
         with enable_iam_authentication(), pytest.raises(ResourceError) as caught:
@@ -210,8 +298,11 @@ def test_a_denied_role_is_a_resource_error_naming_connection_and_role(both, aws,
 
 
 def test_an_unsupported_assume_role_method_is_refused_not_ignored(both, monkeypatch):
-    conn_env(monkeypatch, "aws_saml", {"conn_type": "aws", "extra": {"role_arn": ROLE,
-                                                                     "assume_role_method": "assume_role_with_saml"}})
+    conn_env(
+        monkeypatch,
+        "aws_saml",
+        {"conn_type": "aws", "extra": {"role_arn": ROLE, "assume_role_method": "assume_role_with_saml"}},
+    )
     for resolver in both():
         with pytest.raises(ConfigurationError, match=r"'aws_saml'.*assume_role_with_saml.*drill-dumps"):
             resolver.aws("aws_saml")
@@ -222,8 +313,10 @@ def profiles(tmp_path, monkeypatch, boto):
     """A shared credentials/config file pair with profile ``drill``: a moto IAM user, region ap-south-1."""
     boto("iam").create_user(UserName="drill-user")
     key = boto("iam").create_access_key(UserName="drill-user")["AccessKey"]
-    (tmp_path / "credentials").write_text(f"[drill]\naws_access_key_id = {key['AccessKeyId']}\n"
-                                          f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+    (tmp_path / "credentials").write_text(
+        f"[drill]\naws_access_key_id = {key['AccessKeyId']}\n"
+        f"aws_secret_access_key = {key['SecretAccessKey']}\n"
+    )
     (tmp_path / "config").write_text("[profile drill]\nregion = ap-south-1\n")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
@@ -232,7 +325,9 @@ def profiles(tmp_path, monkeypatch, boto):
 
 
 def test_profile_name_is_used_on_both_paths(both, aws, profiles, monkeypatch):
-    conn_env(monkeypatch, "aws_prof", {"conn_type": "aws", "extra": {"profile_name": "drill", "endpoint_url": aws}})
+    conn_env(
+        monkeypatch, "aws_prof", {"conn_type": "aws", "extra": {"profile_name": "drill", "endpoint_url": aws}}
+    )
     cli, airflow = both()
     assert cli.aws("aws_prof") == airflow.aws("aws_prof")
     for resolver in (cli, airflow):
@@ -249,15 +344,27 @@ def test_a_missing_profile_is_a_configuration_error_naming_it(both, aws, profile
 
 
 def test_config_kwargs_merge_over_the_defaults_and_verify_reaches_the_client(both, monkeypatch):
-    conn_env(monkeypatch, "aws_cfg", {"conn_type": "aws", "extra": {
-        "config_kwargs": {"read_timeout": 7, "retries": {"max_attempts": 5}}, "verify": False,
-        "endpoint_url": "http://127.0.0.1:9"}})
+    conn_env(
+        monkeypatch,
+        "aws_cfg",
+        {
+            "conn_type": "aws",
+            "extra": {
+                "config_kwargs": {"read_timeout": 7, "retries": {"max_attempts": 5}},
+                "verify": False,
+                "endpoint_url": "http://127.0.0.1:9",
+            },
+        },
+    )
     cli, airflow = both()
     assert cli.aws("aws_cfg") == airflow.aws("aws_cfg")
     for resolver in (cli, airflow):
         client = resolver.aws("aws_cfg").client("s3", "eu-west-1")
         assert client.meta.config.read_timeout == 7 and client.meta.config.connect_timeout == 5
-        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}  # botocore: 5 retries + 1
+        assert client.meta.config.retries == {
+            "mode": "standard",
+            "total_max_attempts": 6,
+        }  # botocore: 5 retries + 1
         assert client._endpoint.http_session._verify is False
     healthy = AwsClientFactory(conn_id="d").client("s3", "eu-west-1")
     assert healthy.meta.config.read_timeout == 30 and healthy._endpoint.http_session._verify is not False
@@ -271,11 +378,14 @@ def test_verify_as_a_ca_bundle_path_and_as_a_uri_string(both, monkeypatch):
         assert resolver.aws("aws_uri").verify is False
 
 
-@pytest.mark.parametrize("config, needle", [
-    ({"read_timeout": None}, "config_kwargs.read_timeout"),
-    ({"connect_timeout": 0}, "config_kwargs.connect_timeout"),
-    ({"retries": "many"}, "config_kwargs.retries"),
-])
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ({"read_timeout": None}, "config_kwargs.read_timeout"),
+        ({"connect_timeout": 0}, "config_kwargs.connect_timeout"),
+        ({"retries": "many"}, "config_kwargs.retries"),
+    ],
+)
 def test_config_kwargs_cannot_remove_a_timeout(both, monkeypatch, config, needle):
     conn_env(monkeypatch, "aws_bad", {"conn_type": "aws", "extra": {"config_kwargs": config}})
     for resolver in both():
@@ -291,8 +401,17 @@ def test_config_kwargs_botocore_does_not_know_is_a_clear_error(both, monkeypatch
 
 
 def test_service_config_endpoint_wins_for_its_service_only(both, monkeypatch):
-    conn_env(monkeypatch, "aws_svc", {"conn_type": "aws", "extra": {
-        "endpoint_url": "http://127.0.0.1:5001", "service_config": {"s3": {"endpoint_url": "http://127.0.0.1:5002"}}}})
+    conn_env(
+        monkeypatch,
+        "aws_svc",
+        {
+            "conn_type": "aws",
+            "extra": {
+                "endpoint_url": "http://127.0.0.1:5001",
+                "service_config": {"s3": {"endpoint_url": "http://127.0.0.1:5002"}},
+            },
+        },
+    )
     for resolver in both():
         factory = resolver.aws("aws_svc")
         assert factory.client("s3", "eu-west-1").meta.endpoint_url == "http://127.0.0.1:5002"
@@ -300,15 +419,27 @@ def test_service_config_endpoint_wins_for_its_service_only(both, monkeypatch):
 
 
 def test_assume_role_kwargs_that_are_not_an_object_are_refused(both, monkeypatch):
-    conn_env(monkeypatch, "aws_kwbad", {"conn_type": "aws", "extra": {"role_arn": ROLE, "assume_role_kwargs": ["x"]}})
+    conn_env(
+        monkeypatch,
+        "aws_kwbad",
+        {"conn_type": "aws", "extra": {"role_arn": ROLE, "assume_role_kwargs": ["x"]}},
+    )
     for resolver in both():
-        with pytest.raises(ConfigurationError, match=r"'aws_kwbad'.*assume_role_kwargs.*JSON object, found list"):
+        with pytest.raises(
+            ConfigurationError, match=r"'aws_kwbad'.*assume_role_kwargs.*JSON object, found list"
+        ):
             resolver.aws("aws_kwbad")
 
 
 def test_unknown_aws_extras_are_warned_about_by_name_not_fatal(both, monkeypatch, caplog):
-    conn_env(monkeypatch, "aws_odd", {"conn_type": "aws", "extra": {"region_name": "eu-west-1",
-                                                                    "s3_config_file": "/x", "session_kwargs": {}}})
+    conn_env(
+        monkeypatch,
+        "aws_odd",
+        {
+            "conn_type": "aws",
+            "extra": {"region_name": "eu-west-1", "s3_config_file": "/x", "session_kwargs": {}},
+        },
+    )
     for resolver in both():
         caplog.clear()
         with caplog.at_level("WARNING", logger="drillbook.resources.resolver"):
@@ -318,8 +449,18 @@ def test_unknown_aws_extras_are_warned_about_by_name_not_fatal(both, monkeypatch
 
 # -- http (webhooks, pagers) and missing connections --------------------------------------------------
 def test_http_connection_fields_are_the_same_on_both_paths(both, monkeypatch):
-    conn_env(monkeypatch, "hook_x", {"conn_type": "http", "host": "127.0.0.1", "port": 8099, "schema": "http",
-                                     "password": "hook-secret-0007", "extra": {"endpoint": "/hooks/dr"}})
+    conn_env(
+        monkeypatch,
+        "hook_x",
+        {
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": 8099,
+            "schema": "http",
+            "password": "hook-secret-0007",
+            "extra": {"endpoint": "/hooks/dr"},
+        },
+    )
     cli, airflow = both()
     a, b = cli.connection("hook_x", conn_type="http"), airflow.connection("hook_x", conn_type="http")
     assert (a.host, a.port, a.schema, a.password, a.extra) == (b.host, b.port, b.schema, b.password, b.extra)
@@ -333,11 +474,19 @@ def test_a_missing_connection_is_the_same_clear_error_on_both_paths(both, monkey
         with pytest.raises(ConnectionNotConfigured) as err:
             resolver.postgres_dsn("nowhere_x")
         messages.append(str(err.value))
-    assert messages[0] == messages[1] and "'nowhere_x'" in messages[0] and "AIRFLOW_CONN_NOWHERE_X" in messages[0]
+    assert (
+        messages[0] == messages[1]
+        and "'nowhere_x'" in messages[0]
+        and "AIRFLOW_CONN_NOWHERE_X" in messages[0]
+    )
 
 
 def test_a_bad_slack_extra_is_the_same_error_on_both_paths(both, monkeypatch, catalogue_with_slack):
-    conn_env(monkeypatch, "drillbook_slack", {"conn_type": "slack", "password": "xoxb-x", "extra": {"max_retry_after": "soon"}})
+    conn_env(
+        monkeypatch,
+        "drillbook_slack",
+        {"conn_type": "slack", "password": "xoxb-x", "extra": {"max_retry_after": "soon"}},
+    )
     cli, airflow = both()
     messages = []
     for resolver in (cli, airflow):

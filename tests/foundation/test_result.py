@@ -75,7 +75,11 @@ def test_unknown_code_is_a_programming_error():
 def test_finding_text_and_detail_are_redacted_and_bounded():
     register_secret("hunter2-very-secret")
     try:
-        f = finding("RESTORE_ERROR", "failed with password hunter2-very-secret", detail={"stderr": "x" * 5000 + " hunter2-very-secret"})
+        f = finding(
+            "RESTORE_ERROR",
+            "failed with password hunter2-very-secret",
+            detail={"stderr": "x" * 5000 + " hunter2-very-secret"},
+        )
         assert "hunter2" not in f.message and "hunter2" not in str(f.detail)
         assert len(str(f.detail["stderr"])) <= 500
     finally:
@@ -85,8 +89,16 @@ def test_finding_text_and_detail_are_redacted_and_bounded():
 def test_finding_has_no_field_that_could_hold_a_row():
     # A finding is evidence, not a data dump: pin its fields so adding one is a conscious decision.
     # ``suppressed`` holds the catalogue's written reason (verify.ignore, at most 500 characters), never data.
-    assert set(Finding.model_fields) == {"code", "severity", "message", "hint", "subject", "blocks_verification", "detail",
-                                         "suppressed"}
+    assert set(Finding.model_fields) == {
+        "code",
+        "severity",
+        "message",
+        "hint",
+        "subject",
+        "blocks_verification",
+        "detail",
+        "suppressed",
+    }
 
 
 def test_every_registered_code_has_a_hint_and_a_severity():
@@ -123,7 +135,10 @@ def test_redact_still_masks_key_value_after_a_path():
 
 
 def test_redact_url_keeps_host_and_hides_path_secret():
-    assert redact_url("https://events.example.com:8443/v2/enqueue/abc123token?key=zzz") == "https://events.example.com:8443/v2/***?***"
+    assert (
+        redact_url("https://events.example.com:8443/v2/enqueue/abc123token?key=zzz")
+        == "https://events.example.com:8443/v2/***?***"
+    )
 
 
 def test_every_log_line_is_redacted_whoever_logs_it(caplog):
@@ -135,7 +150,9 @@ def test_every_log_line_is_redacted_whoever_logs_it(caplog):
     register_secret("s3cr3t-token-value-42")
     try:
         with caplog.at_level(logging.INFO):
-            logging.getLogger("drillbook.drills.some.child").info("connecting with %s", "s3cr3t-token-value-42")
+            logging.getLogger("drillbook.drills.some.child").info(
+                "connecting with %s", "s3cr3t-token-value-42"
+            )
             logging.getLogger("httpx").info("POST https://hooks.example/s3cr3t-token-value-42 200")
             try:
                 raise RuntimeError("auth failed for password=hunter2x")
@@ -153,8 +170,14 @@ def test_pg_tools_reach_the_server_psycopg_reaches():
     # inherited PG* variables stay, exactly as psycopg's libpq honours them for the same DSN.
     from drillbook.resources.pg import tool_env
 
-    env = tool_env("host=db.internal hostaddr=127.0.0.1 port=6432 user=restorer password=pw-xyz-123 dbname=shop "
-                   "options='-c statement_timeout=0' sslmode=verify-full sslcert=/c.pem sslkey=/k.pem")
+    env = tool_env(
+        "host=db.internal hostaddr=127.0.0.1 port=6432 user=restorer password=pw-xyz-123 dbname=shop "
+        "options='-c statement_timeout=0' sslmode=verify-full sslcert=/c.pem sslkey=/k.pem"
+    )
     assert env["PGHOST"] == "db.internal" and env["PGHOSTADDR"] == "127.0.0.1" and env["PGPORT"] == "6432"
-    assert env["PGOPTIONS"] == "-c statement_timeout=0" and env["PGSSLCERT"] == "/c.pem" and env["PGSSLKEY"] == "/k.pem"
+    assert (
+        env["PGOPTIONS"] == "-c statement_timeout=0"
+        and env["PGSSLCERT"] == "/c.pem"
+        and env["PGSSLKEY"] == "/k.pem"
+    )
     assert env["PGPASSWORD"] == "pw-xyz-123" and env["PGDATABASE"] == "shop"

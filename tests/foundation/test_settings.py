@@ -38,20 +38,31 @@ def _environ_uses(tree: ast.AST) -> list[ast.AST]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb", "putenv"):
             uses.append(node)
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(
-                a.name in ("environ", "getenv") for a in node.names):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(a.name in ("environ", "getenv") for a in node.names)
+        ):
             uses.append(node)
     return uses
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
-    return [(str(p.relative_to(PACKAGE)), ast.parse(p.read_text(), str(p))) for p in sorted(PACKAGE.rglob("*.py"))]
+    return [
+        (str(p.relative_to(PACKAGE)), ast.parse(p.read_text(), str(p))) for p in sorted(PACKAGE.rglob("*.py"))
+    ]
 
 
 def test_only_the_settings_module_reads_the_environment():
-    offenders = [f"{name}:{use.lineno}" for name, tree in _modules() if name not in NOT_SETTINGS
-                 for use in _environ_uses(tree)]
-    assert not offenders, f"environment read outside drillbook.settings (pass Settings down instead): {offenders}"
+    offenders = [
+        f"{name}:{use.lineno}"
+        for name, tree in _modules()
+        if name not in NOT_SETTINGS
+        for use in _environ_uses(tree)
+    ]
+    assert not offenders, (
+        f"environment read outside drillbook.settings (pass Settings down instead): {offenders}"
+    )
 
 
 def test_no_module_reads_the_environment_at_import_time():
@@ -91,7 +102,8 @@ def _load_settings_uses(tree: ast.AST) -> list[int]:
         if isinstance(node, ast.Call):
             func = node.func
             if (isinstance(func, ast.Name) and func.id == "load_settings") or (
-                    isinstance(func, ast.Attribute) and func.attr == "load_settings"):
+                isinstance(func, ast.Attribute) and func.attr == "load_settings"
+            ):
                 lines.append(node.lineno)
         elif isinstance(node, ast.ImportFrom) and any(a.name == "load_settings" for a in node.names):
             lines.append(node.lineno)
@@ -103,29 +115,40 @@ def _entry_point_sources() -> list[Path]:
 
 
 def test_load_settings_is_called_only_from_the_entry_points():
-    offenders = [f"{path.relative_to(REPO)}:{line}" for path in _entry_point_sources()
-                 if str(path.relative_to(REPO)) not in ENTRY_POINTS
-                 for line in _load_settings_uses(ast.parse(path.read_text(), str(path)))]
-    assert not offenders, ("load_settings() below the entry points (take the value as a keyword parameter from the "
-                           f"caller instead, or add a real entry point to ENTRY_POINTS): {offenders}")
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}"
+        for path in _entry_point_sources()
+        if str(path.relative_to(REPO)) not in ENTRY_POINTS
+        for line in _load_settings_uses(ast.parse(path.read_text(), str(path)))
+    ]
+    assert not offenders, (
+        "load_settings() below the entry points (take the value as a keyword parameter from the "
+        f"caller instead, or add a real entry point to ENTRY_POINTS): {offenders}"
+    )
 
 
 def test_the_entry_point_check_sees_every_spelling_of_the_call():
     # the check can fail: a library module with each spelling of the fallback this issue removed is caught, by line
-    src = ("from drillbook.settings import load_settings\n"
-           "import drillbook.settings as s\n"
-           "from drillbook.settings import load_settings as ls\n"
-           "def spool_path(path=None):\n"
-           "    return path or load_settings().spool_file\n"
-           "def outbox():\n"
-           "    return s.load_settings().outbox\n")
+    src = (
+        "from drillbook.settings import load_settings\n"
+        "import drillbook.settings as s\n"
+        "from drillbook.settings import load_settings as ls\n"
+        "def spool_path(path=None):\n"
+        "    return path or load_settings().spool_file\n"
+        "def outbox():\n"
+        "    return s.load_settings().outbox\n"
+    )
     assert _load_settings_uses(ast.parse(src)) == [1, 3, 5, 7]
     assert _load_settings_uses(ast.parse("def f(settings):\n    return settings.spool_file\n")) == []
 
 
 def test_the_entry_point_list_names_real_callers():
     # an entry point that no longer reads the settings leaves the list: the list stays the truth
-    callers = {str(p.relative_to(REPO)) for p in _entry_point_sources() if _load_settings_uses(ast.parse(p.read_text()))}
+    callers = {
+        str(p.relative_to(REPO))
+        for p in _entry_point_sources()
+        if _load_settings_uses(ast.parse(p.read_text()))
+    }
     assert callers == set(ENTRY_POINTS)
 
 
@@ -136,16 +159,33 @@ def test_a_misspelt_variable_is_an_error_naming_it_and_the_right_name():
 
 
 def test_connections_and_test_knobs_are_not_settings_and_not_errors():
-    settings = load_settings({"DRILLBOOK_CONN_DRILLBOOK_SLACK": "{}", "DRILLBOOK_TEST_PG_DSN": "x",
-                              "DRILLBOOK_BENCH_DSN": "x", "DRILLBOOK_E2E_STACK": "m", "PATH": "/bin"})
+    settings = load_settings(
+        {
+            "DRILLBOOK_CONN_DRILLBOOK_SLACK": "{}",
+            "DRILLBOOK_TEST_PG_DSN": "x",
+            "DRILLBOOK_BENCH_DSN": "x",
+            "DRILLBOOK_E2E_STACK": "m",
+            "PATH": "/bin",
+        }
+    )
     assert settings == Settings.model_validate({})
 
 
 def test_every_field_is_read_from_its_variable():
-    settings = load_settings({"DRILLBOOK_TOC_TIMEOUT": "7", "DRILLBOOK_SPOOL": "/x/s.jsonl", "DRILLBOOK_DEBUG": "1",
-                              "drillbook_suite_check": "fast"})
-    assert (settings.toc_timeout, settings.spool_file, settings.debug, settings.suite_check) == \
-        (7, Path("/x/s.jsonl"), True, "fast")
+    settings = load_settings(
+        {
+            "DRILLBOOK_TOC_TIMEOUT": "7",
+            "DRILLBOOK_SPOOL": "/x/s.jsonl",
+            "DRILLBOOK_DEBUG": "1",
+            "drillbook_suite_check": "fast",
+        }
+    )
+    assert (settings.toc_timeout, settings.spool_file, settings.debug, settings.suite_check) == (
+        7,
+        Path("/x/s.jsonl"),
+        True,
+        "fast",
+    )
     assert load_settings({"DRILLBOOK_DEBUG": "0"}).debug is False  # the historical rule: "" and "0" are off
     assert set(field_env_names()) == {"DRILLBOOK_" + f.upper() for f in Settings.model_fields}
 
@@ -165,16 +205,24 @@ def test_a_bad_value_names_the_variable_and_what_was_found_but_never_a_secret():
 
 def test_the_cli_refuses_a_misspelt_variable_with_one_line_and_exit_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRILLBOOK_")} | {"DRILLBOOK_OUTBOXX": "x"}
-    proc = subprocess.run([sys.executable, "-m", "drillbook", "validate", str(REPO / "include" / "drills.yaml")],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook", "validate", str(REPO / "include" / "drills.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "DRILLBOOK_OUTBOXX" in proc.stderr and "DRILLBOOK_OUTBOX?" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_importing_drillbook_leaves_the_process_alone():
-    code = ("import logging; before = logging.getLogRecordFactory(); import drillbook, drillbook.cli, "
-            "drillbook.settings; print(logging.getLogRecordFactory() is before)")
+    code = (
+        "import logging; before = logging.getLogRecordFactory(); import drillbook, drillbook.cli, "
+        "drillbook.settings; print(logging.getLogRecordFactory() is before)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr
 
@@ -185,8 +233,14 @@ def test_suite_checks_follow_the_entry_point_not_what_is_imported():
     assert load_settings({"DRILLBOOK_SUITE_CHECK": "gx"}).suite_check_for("airflow") is True
     assert load_settings({"DRILLBOOK_SUITE_CHECK": "off"}).suite_check_for("cli") is False
     tree = ast.parse((PACKAGE / "drills" / "data_quality" / "suites.py").read_text())
-    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "modules"
-                and isinstance(n.value, ast.Name) and n.value.id == "sys"]
+    assert not [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and n.attr == "modules"
+        and isinstance(n.value, ast.Name)
+        and n.value.id == "sys"
+    ]
     assert load_settings({"DRILLBOOK_SUITE_CHECK": "full"}).suite_check_for("cli") is True
 
 

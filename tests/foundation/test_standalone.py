@@ -57,7 +57,9 @@ def test_airflow_standalone_serves_every_drill_dag(tmp_path):
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     log = (tmp_path / "standalone.log").open("w")
-    proc = subprocess.Popen(["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -67,7 +69,9 @@ def test_airflow_standalone_serves_every_drill_dag(tmp_path):
             assert proc.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
             try:
                 if token is None:
-                    token = call(f"{base}/auth/token", body={"username": "admin", "password": "test-admin-pw"})["access_token"]
+                    token = call(
+                        f"{base}/auth/token", body={"username": "admin", "password": "test-admin-pw"}
+                    )["access_token"]
                 dag_ids = {d["dag_id"] for d in call(f"{base}/api/v2/dags?limit=100", token=token)["dags"]}
                 if {"dr_backup_restore__shop_nightly", "dr_watchdog"} <= dag_ids:
                     break

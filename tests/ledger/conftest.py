@@ -24,19 +24,29 @@ def make_result(
     target: str = "postgresql://orders@db.internal:5432/orders",
 ) -> DrillResult:
     """A real result assembled the way drills assemble them (verdict derived by the builder)."""
-    builder = ResultBuilder(kind=kind, drill=drill, target=target, controls=list(controls), objectives={"rto": 900.0})
+    builder = ResultBuilder(
+        kind=kind, drill=drill, target=target, controls=list(controls), objectives={"rto": 900.0}
+    )
     with builder.phase("restore") as ph:
         ph.detail = "restored 12 tables"
         builder.checked(3)
     builder.measurements.rto_seconds = 12.5
     builder.measurements.counts["tables"] = 12
     if fail:
-        builder.find("RTO_EXCEEDED", "restore took 1200 s, objective 900 s", subject="orders", detail={"rto": 1200.0})
+        builder.find(
+            "RTO_EXCEEDED", "restore took 1200 s, objective 900 s", subject="orders", detail={"rto": 1200.0}
+        )
     return builder.finish()
 
 
-def ctx(run: str = "scheduled__2026-01-01T00:00:00+00:00", *, task: str = "drill", map_index: int = -1,
-        try_number: int = 1, dag: str = "dr_backup_restore__orders_nightly") -> RunContext:
+def ctx(
+    run: str = "scheduled__2026-01-01T00:00:00+00:00",
+    *,
+    task: str = "drill",
+    map_index: int = -1,
+    try_number: int = 1,
+    dag: str = "dr_backup_restore__orders_nightly",
+) -> RunContext:
     return RunContext(dag_id=dag, run_id=run, task_id=task, map_index=map_index, try_number=try_number)
 
 

@@ -56,7 +56,9 @@ def test_notify_failure_is_its_own_record_once_per_attempt(ledger):
 
 
 def test_watchdog_and_digest_events(ledger):
-    a = ledger.record_event("watchdog", make_result(drill="orders_nightly", fail=True), ctx("wd_1", task="watch"))
+    a = ledger.record_event(
+        "watchdog", make_result(drill="orders_nightly", fail=True), ctx("wd_1", task="watch")
+    )
     b = ledger.record_event("watchdog", make_result(drill="billing", fail=True), ctx("wd_1", task="watch"))
     c = ledger.record_event("watchdog", make_result(drill="billing", fail=True), ctx("wd_1", task="watch"))
     d = ledger.record_event("digest", make_result(drill="billing"), ctx("wd_1", task="watch"))
@@ -114,7 +116,9 @@ def test_auto_init_creates_the_schema(fresh_db):
 
 def test_unreachable_ledger_is_a_clear_error():
     ledger = Ledger("postgresql://drillbook:pw-never-shown@127.0.0.1:1/ledger", connect_timeout=2)
-    with pytest.raises(LedgerError, match=r"cannot connect to the evidence ledger at 127\.0\.0\.1:1/ledger") as info:
+    with pytest.raises(
+        LedgerError, match=r"cannot connect to the evidence ledger at 127\.0\.0\.1:1/ledger"
+    ) as info:
         ledger.record(make_result(), ctx())
     assert "pw-never-shown" not in str(info.value)
 
@@ -122,8 +126,16 @@ def test_unreachable_ledger_is_a_clear_error():
 def test_what_is_hashed_is_what_is_stored_even_for_awkward_values(ledger, ledger_dsn):
     result = make_result()
     result.measurements.values.update({"huge": 1e23, "tiny": 1.5e-07, "negzero": -0.0, "big_int": 2**70})
-    result.details.update({"nan": float("nan"), "inf": float("inf"), "nul": "a\x00b", "surrogate": "x\ud800y",
-                           "unicode": "żółć ✓ 𝄞", "nested": {"b": [1, 2.50, {"z": None}], "a": True}})
+    result.details.update(
+        {
+            "nan": float("nan"),
+            "inf": float("inf"),
+            "nul": "a\x00b",
+            "surrogate": "x\ud800y",
+            "unicode": "żółć ✓ 𝄞",
+            "nested": {"b": [1, 2.50, {"z": None}], "a": True},
+        }
+    )
     record = ledger.record(result, ctx())
     assert ledger.verify().ok
     reread = ledger.get(record.seq)
@@ -140,9 +152,11 @@ def test_verdicts_are_kept_verbatim(ledger):
 
 def test_the_chain_cannot_fork_even_without_the_lock(ledger, ledger_dsn):
     first = ledger.record(make_result(), ctx("run_1"))
-    raw = ("INSERT INTO drillbook_evidence SELECT {seq}, recorded_at - interval '60 days', record_type, kind, drill, "
-           "target, verdict, controls, dag_id, 'other{seq}', task_id, map_index, try_number, trigger, result, prev_hash, "
-           "repeat('a', 64) FROM drillbook_evidence WHERE seq = %s RETURNING seq, prev_hash, hash, recorded_at")
+    raw = (
+        "INSERT INTO drillbook_evidence SELECT {seq}, recorded_at - interval '60 days', record_type, kind, drill, "
+        "target, verdict, controls, dag_id, 'other{seq}', task_id, map_index, try_number, trigger, result, prev_hash, "
+        "repeat('a', 64) FROM drillbook_evidence WHERE seq = %s RETURNING seq, prev_hash, hash, recorded_at"
+    )
     # A raw INSERT that skips the lock and forges seq, prev_hash, time and hash is sealed by the database:
     # it becomes the next link with the server's clock and its true hash.
     with psycopg.connect(ledger_dsn) as conn:

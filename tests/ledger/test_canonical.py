@@ -20,10 +20,22 @@ from drillbook.ledger.canonical import (
 from drillbook.safety.redact import forget_secrets, register_secret
 
 FIELDS = dict(
-    seq=1, recorded_at=datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC), record_type="drill",
-    kind="backup_restore", drill="orders", target="db:5432/orders", verdict="PASS", controls=["SOC2:A1.2"],
-    dag_id="dr_backup_restore__orders", run_id="r1", task_id="drill", map_index=-1, try_number=1,
-    trigger="scheduled", result={"verdict": "PASS", "b": [1, 2.5, None], "a": "żółć"}, prev_hash=GENESIS_HASH,
+    seq=1,
+    recorded_at=datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC),
+    record_type="drill",
+    kind="backup_restore",
+    drill="orders",
+    target="db:5432/orders",
+    verdict="PASS",
+    controls=["SOC2:A1.2"],
+    dag_id="dr_backup_restore__orders",
+    run_id="r1",
+    task_id="drill",
+    map_index=-1,
+    try_number=1,
+    trigger="scheduled",
+    result={"verdict": "PASS", "b": [1, 2.5, None], "a": "żółć"},
+    prev_hash=GENESIS_HASH,
 )
 GOLDEN_TEXT = (
     '{"controls":["SOC2:A1.2"],"dag_id":"dr_backup_restore__orders","drill":"orders","kind":"backup_restore",'
@@ -58,7 +70,9 @@ def test_timestamps_are_utc_with_microseconds():
 def test_normalise_redacts_keys_and_values_and_makes_json_safe():
     register_secret("k3y-s3cret")
     try:
-        doc = normalise({"k3y-s3cret": "a k3y-s3cret", "n": float("nan"), "i": float("-inf"), "z": "a\x00\ud800"})
+        doc = normalise(
+            {"k3y-s3cret": "a k3y-s3cret", "n": float("nan"), "i": float("-inf"), "z": "a\x00\ud800"}
+        )
     finally:
         forget_secrets()
     assert doc == {"***": "a ***", "n": "NaN", "i": "-Infinity", "z": "a\ufffd\ufffd"}
@@ -71,13 +85,35 @@ def test_the_fast_record_text_equals_the_general_canonical_form():
 
     from drillbook.ledger.canonical import _fast_record_text, canonical_json, record_document
 
-    awkward = ["plain", "żółć ✓ 𝄞", 'q"uote\\back/slash', "ctl\x01\x1f\n\t\r\b\f", "\u2028\u2029\x7f", "x\ud800y", ""]
+    awkward = [
+        "plain",
+        "żółć ✓ 𝄞",
+        'q"uote\\back/slash',
+        "ctl\x01\x1f\n\t\r\b\f",
+        "\u2028\u2029\x7f",
+        "x\ud800y",
+        "",
+    ]
     for i, text in enumerate(awkward):
         result = {"k": text, "n": [1, 2.5, None, True], "z": {"b": 1, "a": text}}
-        fields = {"seq": i + 1, "recorded_at": datetime(2026, 1, 31, 12, 0, i, 123, tzinfo=UTC), "record_type": "drill",
-                  "kind": text, "drill": text, "target": text, "verdict": "PASS", "controls": [text, "SOC2:A1.2"],
-                  "dag_id": text, "run_id": text, "task_id": text, "map_index": -1, "try_number": 3, "trigger": text,
-                  "result": canonical_json(result), "prev_hash": "0" * 64}
+        fields = {
+            "seq": i + 1,
+            "recorded_at": datetime(2026, 1, 31, 12, 0, i, 123, tzinfo=UTC),
+            "record_type": "drill",
+            "kind": text,
+            "drill": text,
+            "target": text,
+            "verdict": "PASS",
+            "controls": [text, "SOC2:A1.2"],
+            "dag_id": text,
+            "run_id": text,
+            "task_id": text,
+            "map_index": -1,
+            "try_number": 3,
+            "trigger": text,
+            "result": canonical_json(result),
+            "prev_hash": "0" * 64,
+        }
         general = canonical_json(record_document({**fields, "result": result}))
         assert _fast_record_text(fields) == general
     assert _fast_record_text({**fields, "result": result}) is None  # a parsed result takes the general path

@@ -23,24 +23,39 @@ def setup(slack, ledger_dsn, tmp_path):
     path = tmp_path / "drills.yaml"
     path.write_text(yaml.safe_dump(CATALOGUE, sort_keys=False))
     catalogue = load_catalogue(path)
-    notifier = Notifier(catalogue=catalogue,
-                        sender=SlackSender(connection=SlackConnection(token=slack.token, base_url=slack.base_url)))
+    notifier = Notifier(
+        catalogue=catalogue,
+        sender=SlackSender(connection=SlackConnection(token=slack.token, base_url=slack.base_url)),
+    )
     ledger = Ledger(ledger_dsn)
     now = datetime.now(UTC)
-    ledger.record(make_result("PASS", drill="web_certs", started=now - timedelta(seconds=3)), make_ctx(run_id="r1"))
+    ledger.record(
+        make_result("PASS", drill="web_certs", started=now - timedelta(seconds=3)), make_ctx(run_id="r1")
+    )
     return catalogue, notifier, ledger
 
 
 def _digest(setup, run: str, settings: CheckpointSettings):
     catalogue, notifier, ledger = setup
     ctx = make_ctx(dag_id="dr_digest__daily", run_id=run, task_id="digest")
-    return run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule="@daily",
-                      now=datetime.now(UTC) + timedelta(seconds=1), checkpoints=settings)
+    return run_digest(
+        catalogue,
+        ledger=ledger,
+        notifier=notifier,
+        ctx=ctx,
+        schedule="@daily",
+        now=datetime.now(UTC) + timedelta(seconds=1),
+        checkpoints=settings,
+    )
 
 
-def test_the_digest_posts_the_signed_full_head_and_checks_the_previous_one(setup, slack, ledger_dsn, tmp_path):
-    settings = CheckpointSettings(private_key=Ed25519PrivateKey.generate().private_bytes_raw().hex(),
-                                  path=str(tmp_path / "checkpoints.jsonl"))
+def test_the_digest_posts_the_signed_full_head_and_checks_the_previous_one(
+    setup, slack, ledger_dsn, tmp_path
+):
+    settings = CheckpointSettings(
+        private_key=Ed25519PrivateKey.generate().private_bytes_raw().hex(),
+        path=str(tmp_path / "checkpoints.jsonl"),
+    )
     ledger = setup[2]
     first = _digest(setup, "d1", settings)
     head = ledger.head()
@@ -51,12 +66,17 @@ def test_the_digest_posts_the_signed_full_head_and_checks_the_previous_one(setup
     assert (tmp_path / "checkpoints.jsonl").read_text().count(head.hash) == 1
     ledger.record(make_result("PASS", drill="web_certs"), make_ctx(run_id="r2"))
     second = _digest(setup, "d2", settings)
-    assert f"previous digest head seq={head.seq} {head.hash[:12]}… still in the chain" in second.ledger_summary
+    assert (
+        f"previous digest head seq={head.seq} {head.hash[:12]}… still in the chain" in second.ledger_summary
+    )
     assert second.ledger_ok is True
     # someone cuts the tail (the last digest's row included) and the checkpoints from the database
     newest = ledger.head()
-    tamper(ledger_dsn, f"DELETE FROM drillbook_evidence WHERE seq >= {newest.seq - 1}",
-           "DELETE FROM drillbook_checkpoint")
+    tamper(
+        ledger_dsn,
+        f"DELETE FROM drillbook_evidence WHERE seq >= {newest.seq - 1}",
+        "DELETE FROM drillbook_checkpoint",
+    )
     third = _digest(setup, "d3", settings)
     assert third.ledger_ok is False
     assert "LEDGER DOES NOT VERIFY" in third.ledger_summary and "truncated" in third.ledger_summary

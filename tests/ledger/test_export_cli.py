@@ -43,15 +43,40 @@ def test_export_csv_filters_by_control_and_time_and_reverifies_offline(history, 
     since = format_ts(history.get(2).recorded_at)
     until = format_ts(history.get(6).recorded_at)
     out = tmp_path / "soc2.csv"
-    code, _, err = cli("evidence", "export", "--control", "SOC2:A1.2", "--since", since, "--until", until,
-                       "--format", "csv", "--output", str(out))
+    code, _, err = cli(
+        "evidence",
+        "export",
+        "--control",
+        "SOC2:A1.2",
+        "--since",
+        since,
+        "--until",
+        until,
+        "--format",
+        "csv",
+        "--output",
+        str(out),
+    )
     assert code == 0 and "exported 3 records" in err
     every = list(csv.DictReader(out.open(newline="")))
     rows = [r for r in every if r["record_type"]]
     assert [int(r["seq"]) for r in rows] == [2, 3, 5]  # 4 is DORA only, 6 is at --until (exclusive)
     # the records left out travel as link rows (seq, prev_hash, hash only), up to the head
-    assert [(int(r["seq"]), r["verdict"]) for r in every if not r["record_type"]] == [(4, ""), (6, ""), (7, "")]
-    assert set(rows[0]) >= {"seq", "recorded_at", "controls", "result", "prev_hash", "hash", "verdict", "run_id"}
+    assert [(int(r["seq"]), r["verdict"]) for r in every if not r["record_type"]] == [
+        (4, ""),
+        (6, ""),
+        (7, ""),
+    ]
+    assert set(rows[0]) >= {
+        "seq",
+        "recorded_at",
+        "controls",
+        "result",
+        "prev_hash",
+        "hash",
+        "verdict",
+        "run_id",
+    }
     assert json.loads(rows[0]["controls"]) == ["SOC2:A1.2", "ISO27001:A.8.13"]
     assert rows[0]["prev_hash"] == history.get(1).hash
     code, text, _ = cli("evidence", "verify", "--file", str(out))
@@ -76,7 +101,9 @@ def test_export_to_stdout_and_an_empty_export(history, cli):
     code, text, _ = cli("evidence", "export", "--format", "json", "--control", "NIST:AC-1")
     assert code == 0 and json.loads(text) == []
     code, text, _ = cli("evidence", "export", "--control", "DORA:Art.12")
-    assert code == 0 and [r["drill"] for r in csv.DictReader(io.StringIO(text)) if r["record_type"]] == ["alerts"]
+    assert code == 0 and [r["drill"] for r in csv.DictReader(io.StringIO(text)) if r["record_type"]] == [
+        "alerts"
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -84,7 +111,7 @@ def test_a_tampered_export_file_fails_offline_verify(history, cli, tmp_path, fmt
     out = tmp_path / f"all.{fmt}"
     assert cli("evidence", "export", "--format", fmt, "-o", str(out))[0] == 0
     text = out.read_text()
-    assert text.count('RTO_EXCEEDED') >= 1
+    assert text.count("RTO_EXCEEDED") >= 1
     out.write_text(text.replace("RTO_EXCEEDED", "RTO_OK", 1))
     code, stdout, _ = cli("evidence", "verify", "--file", str(out))
     assert code == 1 and "BROKEN (edited) at seq=6" in stdout
@@ -96,7 +123,9 @@ def test_list_prints_a_table_newest_first(history, cli):
     assert code == 0 and lines[0].split()[:3] == ["seq", "recorded_at", "(UTC)"]
     assert [line.split()[0] for line in lines[2:]] == ["7", "6"]
     assert "RTO_EXCEEDED" in lines[3] and "2 records (at most 2" in err
-    code, text, _ = cli("evidence", "list", "--verdict", "FAIL", "--drill", "late", "--kind", "backup_restore")
+    code, text, _ = cli(
+        "evidence", "list", "--verdict", "FAIL", "--drill", "late", "--kind", "backup_restore"
+    )
     assert [line.split()[0] for line in text.splitlines()[2:]] == ["6"]
 
 
@@ -150,10 +179,14 @@ def test_registered_secrets_never_land_in_rows(ledger, ledger_dsn):
     register_secret(secret)
     try:
         result = make_result(target=f"postgresql://app:{secret}@db:5432/orders")
-        result.details.update({"note": f"connected with {secret}", secret: "as a key", "dsn": "password=hunter22 host=x"})
+        result.details.update(
+            {"note": f"connected with {secret}", secret: "as a key", "dsn": "password=hunter22 host=x"}
+        )
         result.phases[0].detail = f"used {secret}"
         ledger.record(result, ctx(f"run_{secret}"))
-        ledger.record_notify_failure(result, ctx(f"run_{secret}"), error=RuntimeError(f"auth failed for {secret}"))
+        ledger.record_notify_failure(
+            result, ctx(f"run_{secret}"), error=RuntimeError(f"auth failed for {secret}")
+        )
         with psycopg.connect(ledger_dsn) as conn:
             raw = conn.execute("SELECT string_agg(t::text, E'\\n') FROM drillbook_evidence t").fetchone()[0]
         assert secret not in raw and "hunter22" not in raw
@@ -166,14 +199,17 @@ def test_registered_secrets_never_land_in_rows(ledger, ledger_dsn):
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_exports_survive_control_characters_and_unicode(ledger, cli, tmp_path, fmt):
     result = make_result(target="db\nwith\x01odd\tchars ✓")
-    result.details.update({"multi": "line1\nline2\r\n\x01\x02 \"quoted\" \\ back", "emoji": "🚒"})
+    result.details.update({"multi": 'line1\nline2\r\n\x01\x02 "quoted" \\ back', "emoji": "🚒"})
     ledger.record(result, ctx("run\nwith newline\x01"))
     ledger.record(make_result(), ctx("plain"))
     out = tmp_path / f"odd.{fmt}"
     assert cli("evidence", "export", "--format", fmt, "-o", str(out))[0] == 0
     if fmt == "json":
         records = json.loads(out.read_text())
-        assert records[0]["run_id"] == "run\nwith newline\x01" and records[0]["result"]["details"]["emoji"] == "🚒"
+        assert (
+            records[0]["run_id"] == "run\nwith newline\x01"
+            and records[0]["result"]["details"]["emoji"] == "🚒"
+        )
     code, text, _ = cli("evidence", "verify", "--file", str(out))
     assert code == 0 and "OK: 2 records" in text
 
@@ -181,20 +217,33 @@ def test_exports_survive_control_characters_and_unicode(ledger, cli, tmp_path, f
 @pytest.mark.parametrize(
     ("make", "found"),
     [
-        (lambda tmp: "/dev/zero", "found a character device"),  # was "does not exist"; reading it would never end
+        (
+            lambda tmp: "/dev/zero",
+            "found a character device",
+        ),  # was "does not exist"; reading it would never end
         (lambda tmp: str(tmp), "found a directory"),
-        (lambda tmp: _write(tmp / "zeros.csv", b"\0" * 4096), "found NUL bytes (a binary file)"),  # was "OK: 0 records"
-        (lambda tmp: _write(tmp / "other.csv", b"a,b\n1,2\n"), "found a first line of 2 column(s) without seq, prev_hash, hash"),
+        (
+            lambda tmp: _write(tmp / "zeros.csv", b"\0" * 4096),
+            "found NUL bytes (a binary file)",
+        ),  # was "OK: 0 records"
+        (
+            lambda tmp: _write(tmp / "other.csv", b"a,b\n1,2\n"),
+            "found a first line of 2 column(s) without seq, prev_hash, hash",
+        ),
         (lambda tmp: _write(tmp / "empty.csv", b""), "found an empty file"),
-        (lambda tmp: _write(tmp / "latin.csv", "seq,caf\u00e9\n".encode("latin-1")),
-         "expected a JSON-lines or CSV export (UTF-8 text), found byte 0xe9 at offset 7"),
+        (
+            lambda tmp: _write(tmp / "latin.csv", "seq,caf\u00e9\n".encode("latin-1")),
+            "expected a JSON-lines or CSV export (UTF-8 text), found byte 0xe9 at offset 7",
+        ),
     ],
 )
 def test_verify_file_that_is_not_an_export_says_so_and_exits_2(cli, tmp_path, make, found):
     path = make(tmp_path)
     code, out, err = cli("evidence", "verify", "--file", path)
     assert code == 2 and "OK" not in out and "Traceback" not in err
-    assert err.startswith(f"drillbook: error: {path} is not a drillbook export: expected a JSON-lines or CSV export")
+    assert err.startswith(
+        f"drillbook: error: {path} is not a drillbook export: expected a JSON-lines or CSV export"
+    )
     assert found in err and "does not exist" not in err
 
 
@@ -208,7 +257,9 @@ def _write(path, data: bytes) -> str:
     return str(path)
 
 
-def test_list_shows_finding_codes_from_the_generated_column_and_a_v3_ledger_still_lists(ledger, ledger_dsn, capsys):
+def test_list_shows_finding_codes_from_the_generated_column_and_a_v3_ledger_still_lists(
+    ledger, ledger_dsn, capsys
+):
     """Schema v4 derives the codes on insert; a ledger still at v3 (column absent) lists them from the result."""
     from drillbook.ledger.export import LIST_HEADER, list_rows
     from drillbook.ledger.query import Filter

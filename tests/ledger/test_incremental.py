@@ -51,7 +51,9 @@ def test_an_edit_after_the_checkpoint_is_found_incrementally(ledger, ledger_dsn,
     assert "seq=6 (drill 'later'" in report.message and report.checked == 1
 
 
-def test_an_edit_before_the_checkpoint_is_not_seen_incrementally_but_full_finds_it(ledger, ledger_dsn, signed):
+def test_an_edit_before_the_checkpoint_is_not_seen_incrementally_but_full_finds_it(
+    ledger, ledger_dsn, signed
+):
     _checkpointed(ledger, signed)
     tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 2")
     report = ledger.verify(checkpoints=signed)
@@ -128,7 +130,9 @@ def test_without_a_trusted_key_the_walk_is_full_and_says_so(ledger, ledger_dsn, 
     assert "full verify: no trusted public key" in out and "BROKEN (edited) at seq=1" in out
 
 
-def test_the_cli_says_incremental_and_full_verifies_everything(ledger, ledger_dsn, signed, monkeypatch, capsys):
+def test_the_cli_says_incremental_and_full_verifies_everything(
+    ledger, ledger_dsn, signed, monkeypatch, capsys
+):
     _checkpointed(ledger, signed)
     monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
     monkeypatch.setenv("DRILLBOOK_CHECKPOINT_KEY", signed.private_key or "")
@@ -166,4 +170,3 @@ def test_walk_stream_stops_at_each_kind_of_break():
     assert walk_stream([a, row(2, "f" * 64, b[3])]).bad_seq == 2  # link
     assert walk_stream([a, (*b[:4], b[4] + b" ")]).bad_seq == 2  # body
     assert walk_stream([a, row(2, a[2], "2025-12-31T00:00:00.000000Z")]).bad_seq == 2  # time
-

@@ -92,7 +92,9 @@ def test_ledger_stopped_during_a_drill_spools_and_the_flush_writes_it(server, sp
     rows = server.rows()
     assert [(seq, verdict) for seq, _, verdict in rows] == [(1, "PASS"), (2, "FAIL")]
     stored = Ledger(server.dsn, spool=None).get(2)
-    assert "EVIDENCE_SPOOLED" not in stored.codes  # the ledger holds the signed-off result, not the report note
+    assert (
+        "EVIDENCE_SPOOLED" not in stored.codes
+    )  # the ledger holds the signed-off result, not the report note
     assert ledger_cmds.main(["ledger", "flush", "--spool", str(spool.path)]) == 0
     assert "is empty: nothing to replay" in capsys.readouterr().out
     assert Ledger(server.dsn, spool=None).verify().ok
@@ -121,12 +123,16 @@ def test_the_spooled_result_is_reported_through_the_notify_path(server, spool, s
     path = tmp_path / "drills.yaml"
     path.write_text(yaml.safe_dump(CATALOGUE, sort_keys=False))
     catalogue = load_catalogue(path)
-    notifier = Notifier(catalogue=catalogue,
-                        sender=SlackSender(connection=SlackConnection(token=slack.token, base_url=slack.base_url)))
+    notifier = Notifier(
+        catalogue=catalogue,
+        sender=SlackSender(connection=SlackConnection(token=slack.token, base_url=slack.base_url)),
+    )
     ledger = Ledger(server.dsn, spool=spool)
     ledger.init_schema()
     server.stop()
-    reported = record_and_report(notify_result("FAIL"), ctx=make_ctx(run_id="spooled"), ledger=ledger, notifier=notifier)
+    reported = record_and_report(
+        notify_result("FAIL"), ctx=make_ctx(run_id="spooled"), ledger=ledger, notifier=notifier
+    )
     assert reported.spooled == str(spool.path)
     posted = json.dumps([m.__dict__ for m in slack.posted()], default=str)
     assert "EVIDENCE_SPOOLED" in posted
@@ -164,8 +170,21 @@ def test_killed_mid_replay_then_replayed_again_writes_each_record_once(server, s
     server.start()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drillbook.cli.ledger_cmds", "ledger", "flush", "--ledger-dsn", server.dsn,
-         "--spool", str(spool.path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "drillbook.cli.ledger_cmds",
+            "ledger",
+            "flush",
+            "--ledger-dsn",
+            server.dsn,
+            "--spool",
+            str(spool.path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(server.rows()) < 10:
         time.sleep(0.05)
@@ -202,7 +221,10 @@ def test_the_spool_sits_next_to_the_outbox_unless_told(monkeypatch, tmp_path):
     monkeypatch.delenv("DRILLBOOK_SPOOL", raising=False)
     monkeypatch.setenv("DRILLBOOK_OUTBOX", str(tmp_path / "o" / "outbox.jsonl"))
     settings = load_settings()
-    assert spool_path(settings.spool_file) == outbox_path(settings.outbox).parent.absolute() / "evidence-spool.jsonl"
+    assert (
+        spool_path(settings.spool_file)
+        == outbox_path(settings.outbox).parent.absolute() / "evidence-spool.jsonl"
+    )
     assert spool_path(settings.spool_file) == tmp_path / "o" / "evidence-spool.jsonl"
     monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "s.jsonl"))
     assert spool_path(load_settings().spool_file) == tmp_path / "s.jsonl"

@@ -25,15 +25,24 @@ def _certificate(folder: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "spool.example")])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=365)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
     folder.mkdir()
     (folder / "spool.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 @pytest.mark.airflow
-def test_a_dag_run_with_the_ledger_down_spools_and_the_flush_keeps_every_row(airflow_db, tmp_path, monkeypatch):
+def test_a_dag_run_with_the_ledger_down_spools_and_the_flush_keeps_every_row(
+    airflow_db, tmp_path, monkeypatch
+):
     from drillbook.airflow.factory import build_dags
 
     server = PrivateServer(Path(tempfile.mkdtemp(prefix="drillbook-spool-af-")))
@@ -45,7 +54,8 @@ def test_a_dag_run_with_the_ledger_down_spools_and_the_flush_keeps_every_row(air
         monkeypatch.delenv("AIRFLOW_CONN_DRILLBOOK_SLACK", raising=False)
         _certificate(tmp_path / "certs")
         catalogue = tmp_path / "drills.yaml"
-        catalogue.write_text(textwrap.dedent(f"""
+        catalogue.write_text(
+            textwrap.dedent(f"""
             version: 1
             defaults:
               retries: 1
@@ -56,7 +66,8 @@ def test_a_dag_run_with_the_ledger_down_spools_and_the_flush_keeps_every_row(air
                 schedule: "@daily"
                 controls: ["ISO27001:A.8.24"]
                 files: [{tmp_path / "certs"}]
-        """))
+        """)
+        )
         monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(catalogue))
         dag = build_dags("certificates")["dr_certificates__spool_certs"]
         server.stop()  # the ledger goes down before the drill reports
@@ -70,7 +81,9 @@ def test_a_dag_run_with_the_ledger_down_spools_and_the_flush_keeps_every_row(air
             report = ledger.flush_spool()
             assert report.remaining == 0 and not report.failed
             records = [r for r in ledger.query(drill="spool_certs") if r.record_type == "drill"]
-            assert {(r.task_id, r.map_index) for r in records} == {(e.ctx["task_id"], e.ctx["map_index"]) for e in drill_rows}
+            assert {(r.task_id, r.map_index) for r in records} == {
+                (e.ctx["task_id"], e.ctx["map_index"]) for e in drill_rows
+            }
             assert ledger.verify().ok
             assert ledger.flush_spool().records == []  # nothing twice
     finally:

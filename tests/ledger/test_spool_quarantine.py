@@ -30,8 +30,15 @@ def spooled(spool: EvidenceSpool, where: str, run: str, **result: object) -> Spo
     """Append an entry owed to the ledger at ``where``, as a run whose ledger was down would."""
     doc = make_result().to_json_dict()
     doc.update(result)
-    return spool.append(SpoolEntry(record_type="drill", ctx=dataclasses.asdict(ctx(run)), ledger=where, result=doc,
-                                   reason="AdminShutdown"))
+    return spool.append(
+        SpoolEntry(
+            record_type="drill",
+            ctx=dataclasses.asdict(ctx(run)),
+            ledger=where,
+            result=doc,
+            reason="AdminShutdown",
+        )
+    )
 
 
 def rows(ledger: Ledger) -> list[str]:
@@ -44,7 +51,9 @@ def flush(capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_a_torn_line_is_quarantined_once_and_the_spool_is_emptied(ledger, ledger_dsn, spool, monkeypatch, capsys):
+def test_a_torn_line_is_quarantined_once_and_the_spool_is_emptied(
+    ledger, ledger_dsn, spool, monkeypatch, capsys
+):
     monkeypatch.setenv("DRILLBOOK_LEDGER_DSN", ledger_dsn)
     spooled(spool, ledger.where, "run_1")
     with spool.path.open("a") as fh:
@@ -54,17 +63,24 @@ def test_a_torn_line_is_quarantined_once_and_the_spool_is_emptied(ledger, ledger
     code, out, err = flush(capsys)
     assert code == 2
     assert "2 record(s) replayed, 0 left, 1 moved to" in out
-    assert f"QUARANTINED: {spool.path}:2: not a spool entry (a torn write?); moved to {spool.rejected_path}" in err
+    assert (
+        f"QUARANTINED: {spool.path}:2: not a spool entry (a torn write?); moved to {spool.rejected_path}"
+        in err
+    )
     assert rows(ledger) == ["run_1", "run_2"]
     assert spool.path.stat().st_size == 0  # compacted
     [kept] = [json.loads(line) for line in spool.rejected_path.read_text().splitlines()]
-    assert kept["raw"] == '{"op": "record", "id": "torn' and kept["line"] == 2 and "torn write" in kept["reason"]
+    assert (
+        kept["raw"] == '{"op": "record", "id": "torn' and kept["line"] == 2 and "torn write" in kept["reason"]
+    )
     code, out, err = flush(capsys)  # the next flush: nothing blocks any more, the quarantine is still named
     assert code == 0 and "is empty: nothing to replay" in out
     assert f"1 entry kept for an auditor in {spool.rejected_path}" in err
     assert ledger_cmds.main(["ledger", "status"]) == 0
-    assert f"QUARANTINED: 1 evidence spool entry could not be replayed and wait for an auditor in {spool.rejected_path}" \
+    assert (
+        f"QUARANTINED: 1 evidence spool entry could not be replayed and wait for an auditor in {spool.rejected_path}"
         in capsys.readouterr().out
+    )
 
 
 def test_a_spool_holding_only_a_torn_line_is_emptied_too(ledger, ledger_dsn, spool):
@@ -80,10 +96,14 @@ def test_an_entry_that_can_never_be_appended_is_quarantined_the_rest_replays(led
     report = Ledger(ledger_dsn, spool=spool).flush_spool()
     assert [r.run_id for r in report.records] == ["run_1", "run_3"] and report.remaining == 0
     [line] = report.quarantined
-    assert line.startswith(f"spool entry {bad.id[:12]} (drill of 'orders_nightly') cannot be appended: ValidationError")
+    assert line.startswith(
+        f"spool entry {bad.id[:12]} (drill of 'orders_nightly') cannot be appended: ValidationError"
+    )
     assert spool.path.stat().st_size == 0
     [kept] = [json.loads(x) for x in spool.rejected_path.read_text().splitlines()]
-    assert kept["entry"]["id"] == bad.id and kept["entry"]["result"]["verdict"] == "MAYBE"  # kept whole for the auditor
+    assert (
+        kept["entry"]["id"] == bad.id and kept["entry"]["result"]["verdict"] == "MAYBE"
+    )  # kept whole for the auditor
     assert rows(ledger) == ["run_1", "run_3"]
     assert Ledger(ledger_dsn, spool=spool).flush_spool().records == []  # nothing is tried again
 
@@ -114,11 +134,15 @@ def test_a_writer_waiting_for_the_lock_during_a_compaction_writes_into_the_new_f
     with spool.replaying() as session:  # hold the lock as a replay does; mark everything of ours done
         for entry in [e for e in session.state.pending if e.ledger == ledger.where]:
             session.mark_done(entry, seq=1)
-        writer = threading.Thread(target=lambda: appended.append(spooled(EvidenceSpool(spool.path), ledger.where, "late")))
+        writer = threading.Thread(
+            target=lambda: appended.append(spooled(EvidenceSpool(spool.path), ledger.where, "late"))
+        )
         writer.start()
         time.sleep(0.5)  # the writer has opened the old file and waits for its lock
         assert writer.is_alive() and not appended
-    writer.join(timeout=10)  # the replay compacted (rename) and unlocked: the writer must not write into the old inode
+    writer.join(
+        timeout=10
+    )  # the replay compacted (rename) and unlocked: the writer must not write into the old inode
     assert appended
     assert sorted(e.ctx["run_id"] for e in spool.read().pending) == ["late", "run_other"]
 
@@ -135,5 +159,7 @@ def test_every_report_carries_evidence_quarantined_while_the_rejected_file_exist
     assert reported.result.verdict.value == "PASS"  # the note does not change the verdict
     assert "EVIDENCE_QUARANTINED" not in store.get(reported.record.seq).codes  # nor what the ledger holds
     spool.rejected_path.unlink()  # the auditor took it
-    assert "EVIDENCE_QUARANTINED" not in record_and_report(make_result(), ctx=ctx("run_c"), ledger=store,
-                                                           notifier=None).result.codes()
+    assert (
+        "EVIDENCE_QUARANTINED"
+        not in record_and_report(make_result(), ctx=ctx("run_c"), ledger=store, notifier=None).result.codes()
+    )

@@ -46,22 +46,41 @@ def test_the_cli_exits_2_with_the_loss_named_when_ledger_and_spool_both_fail(tmp
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "spool.test")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=400))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=400))
+        .sign(key, hashes.SHA256())
+    )
     pem = tmp_path / "cert.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     spool = _unwritable(tmp_path)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DRILLBOOK_LEDGER_DSN": DOWN, "DRILLBOOK_SPOOL": str(spool)}
-    proc = subprocess.run([sys.executable, "-m", "drillbook", "run", "certificates", "--file", str(pem),
-                           "--no-notify"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DRILLBOOK_LEDGER_DSN": DOWN,
+        "DRILLBOOK_SPOOL": str(spool),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook", "run", "certificates", "--file", str(pem), "--no-notify"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "could not run" not in proc.stderr
     assert "NOT kept" in proc.stderr and str(spool) in proc.stderr
 
 
-def test_flush_names_entries_owed_to_another_spelling_of_a_ledger_and_does_not_say_done(ledger_dsn, tmp_path,
-                                                                                         monkeypatch, capsys):
+def test_flush_names_entries_owed_to_another_spelling_of_a_ledger_and_does_not_say_done(
+    ledger_dsn, tmp_path, monkeypatch, capsys
+):
     """Airflow's connection says ``localhost``, the shell says ``127.0.0.1`` or a socket: the spool keys entries by
     that spelling, so a flush with the other spelling replays nothing. It must say so, not "0 left" and exit 0."""
     from drillbook.cli import ledger_cmds
@@ -88,7 +107,7 @@ def test_a_ledger_that_refuses_writes_for_a_while_spools_the_record(ledger_dsn, 
     value = "on" if setting == "default_transaction_read_only" else "1ms"
     spool = tmp_path / "evidence-spool.jsonl"
     with psycopg.connect(ledger_dsn, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{dbname}" SET {setting} = \'{value}\'')
+        admin.execute(f"ALTER DATABASE \"{dbname}\" SET {setting} = '{value}'")
     try:
         with Ledger(ledger_dsn, spool=str(spool)) as ledger:
             if setting == "statement_timeout":  # make the insert slow enough to time out: hold the chain lock
@@ -100,7 +119,9 @@ def test_a_ledger_that_refuses_writes_for_a_while_spools_the_record(ledger_dsn, 
                 with pytest.raises(EvidenceSpooled):
                     ledger.record(make_result(fail=True), ctx("standby"))
     finally:
-        with psycopg.connect(ledger_dsn, autocommit=True, options="-c default_transaction_read_only=off") as admin:
+        with psycopg.connect(
+            ledger_dsn, autocommit=True, options="-c default_transaction_read_only=off"
+        ) as admin:
             admin.execute(f'ALTER DATABASE "{dbname}" RESET {setting}')
     with Ledger(ledger_dsn, spool=str(spool)) as ledger:
         assert [r.verdict for r in ledger.flush_spool().records] == ["FAIL"]

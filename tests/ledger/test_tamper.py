@@ -42,11 +42,19 @@ def _verify_cli(dsn: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("how", ["replica", "disable_trigger"])
 def test_an_edited_record_is_named(ledger, ledger_dsn, how):
     records = fill(ledger, 5, fail=True)
-    tamper(ledger_dsn, "UPDATE drillbook_evidence SET verdict = 'PASS', "
-           "result = replace(result::text, '\"verdict\":\"FAIL\"', '\"verdict\":\"PASS\"')::json WHERE seq = 3", how=how)
+    tamper(
+        ledger_dsn,
+        "UPDATE drillbook_evidence SET verdict = 'PASS', "
+        'result = replace(result::text, \'"verdict":"FAIL"\', \'"verdict":"PASS"\')::json WHERE seq = 3',
+        how=how,
+    )
     report = ledger.verify()
     assert (report.ok, report.reason, report.first_bad_seq, report.checked) == (False, "edited", 3, 2)
-    assert "seq=3" in report.message and records[2].run_id in report.message and "orders_nightly" in report.message
+    assert (
+        "seq=3" in report.message
+        and records[2].run_id in report.message
+        and "orders_nightly" in report.message
+    )
     done = _verify_cli(ledger_dsn)
     assert done.returncode == 1, done.stderr
     assert "ledger BROKEN (edited) at seq=3" in done.stdout and records[2].run_id in done.stdout
@@ -54,7 +62,9 @@ def test_an_edited_record_is_named(ledger, ledger_dsn, how):
 
 def test_an_edited_timestamp_is_caught(ledger, ledger_dsn):
     fill(ledger, 3)
-    tamper(ledger_dsn, "UPDATE drillbook_evidence SET recorded_at = recorded_at - interval '1 day' WHERE seq = 2")
+    tamper(
+        ledger_dsn, "UPDATE drillbook_evidence SET recorded_at = recorded_at - interval '1 day' WHERE seq = 2"
+    )
     report = ledger.verify()
     assert (report.reason, report.first_bad_seq) == ("edited", 2)
 
@@ -96,8 +106,11 @@ def test_reordered_records_are_named(ledger, ledger_dsn, capsys, monkeypatch):
 
 def test_a_deleted_record_with_the_rest_renumbered_is_caught(ledger, ledger_dsn):
     fill(ledger, 5)
-    tamper(ledger_dsn, "DELETE FROM drillbook_evidence WHERE seq = 3",
-           "UPDATE drillbook_evidence SET seq = seq - 1 WHERE seq > 3")
+    tamper(
+        ledger_dsn,
+        "DELETE FROM drillbook_evidence WHERE seq = 3",
+        "UPDATE drillbook_evidence SET seq = seq - 1 WHERE seq > 3",
+    )
     report = ledger.verify()
     assert (report.reason, report.first_bad_seq) == ("reordered", 3)
 
@@ -150,7 +163,7 @@ def test_a_least_privilege_writer_can_append_but_never_change(ledger, ledger_dsn
     dbname = psycopg.conninfo.conninfo_to_dict(ledger_dsn)["dbname"]
     with psycopg.connect(ledger_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-123'")
-        admin.execute(f"GRANT CONNECT ON DATABASE \"{dbname}\" TO {role}")
+        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
         admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
         admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
     writer_dsn = make_conninfo(ledger_dsn, user=role, password="writer-pw-123")
@@ -170,7 +183,9 @@ def test_a_least_privilege_writer_can_append_but_never_change(ledger, ledger_dsn
         pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
 
 
-def test_records_deleted_from_the_end_are_caught_with_an_earlier_head(ledger, ledger_dsn, capsys, monkeypatch):
+def test_records_deleted_from_the_end_are_caught_with_an_earlier_head(
+    ledger, ledger_dsn, capsys, monkeypatch
+):
     records = fill(ledger, 5)
     earlier_head = ledger.verify().head_hash
     assert ledger.verify(expect_head=records[2].hash[:12]).ok  # an older head is still in the chain

@@ -13,11 +13,13 @@ import pytest
 
 from tests.ledger.conftest import fill
 
-_INSERT = ("INSERT INTO public.drillbook_evidence (record_type, kind, drill, target, verdict, controls, dag_id,"
-           " run_id, task_id, map_index, try_number, trigger, result, prev_hash, hash, seq, recorded_at)"
-           " SELECT record_type, kind, drill, target, 'PASS', controls, dag_id, 'forged', task_id, map_index,"
-           " try_number, trigger, result, prev_hash, hash, 0, now() FROM public.drillbook_evidence WHERE seq = 2"
-           " RETURNING seq, prev_hash")
+_INSERT = (
+    "INSERT INTO public.drillbook_evidence (record_type, kind, drill, target, verdict, controls, dag_id,"
+    " run_id, task_id, map_index, try_number, trigger, result, prev_hash, hash, seq, recorded_at)"
+    " SELECT record_type, kind, drill, target, 'PASS', controls, dag_id, 'forged', task_id, map_index,"
+    " try_number, trigger, result, prev_hash, hash, 0, now() FROM public.drillbook_evidence WHERE seq = 2"
+    " RETURNING seq, prev_hash"
+)
 
 
 def test_a_temporary_shadow_table_cannot_choose_seq_or_prev_hash(ledger, writer_dsn):
@@ -50,8 +52,9 @@ def test_a_seal_whose_search_path_pin_was_removed_is_reported_by_verify(ledger, 
 
 
 @pytest.mark.parametrize("ahead", [5, 0], ids=["claims-rows-cut", "claims-rewrite"])
-def test_an_unsigned_checkpoint_from_the_writer_is_not_trusted_when_a_key_is_configured(ledger, writer_dsn, tmp_path,
-                                                                                          monkeypatch, ahead):
+def test_an_unsigned_checkpoint_from_the_writer_is_not_trusted_when_a_key_is_configured(
+    ledger, writer_dsn, tmp_path, monkeypatch, ahead
+):
     """The writer may INSERT into drillbook_checkpoint (the digest checkpoints as the writer) but holds no key.
 
     With a signing key configured, an unsigned row it makes up must not become "the newest checkpoint"
@@ -66,8 +69,10 @@ def test_an_unsigned_checkpoint_from_the_writer_is_not_trusted_when_a_key_is_con
     head = fill(ledger, 3)[-1]
     ledger.checkpoint(source="test", settings=settings)
     with psycopg.connect(writer_dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO drillbook_checkpoint (seq, hash, signed_at, source) VALUES (%s, %s, %s, 'digest')",
-                     (head.seq + ahead, "cd" * 32, "2099-01-01T00:00:00.000000Z"))
+        conn.execute(
+            "INSERT INTO drillbook_checkpoint (seq, hash, signed_at, source) VALUES (%s, %s, %s, 'digest')",
+            (head.seq + ahead, "cd" * 32, "2099-01-01T00:00:00.000000Z"),
+        )
     report = ledger.verify(checkpoints=settings)
     assert report.ok, report.message
     assert "unsigned checkpoint" in " ".join(report.notes) and "ignored" in " ".join(report.notes)
@@ -85,8 +90,10 @@ def test_a_version_2_ledger_keeps_recording_after_an_upgrade_and_verify_says_to_
     from tests.ledger.conftest import ctx, make_result
 
     with psycopg.connect(fresh_db, autocommit=True) as conn:  # a ledger as the previous drillbook left it
-        conn.execute(f"CREATE TABLE {schema.VERSION_TABLE} (version integer PRIMARY KEY, description text NOT NULL,"
-                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            f"CREATE TABLE {schema.VERSION_TABLE} (version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         for version, description, sql in schema.MIGRATIONS[:2]:
             conn.execute(sql)
             conn.execute(f"INSERT INTO {schema.VERSION_TABLE} VALUES (%s, %s)", (version, description))
@@ -94,7 +101,9 @@ def test_a_version_2_ledger_keeps_recording_after_an_upgrade_and_verify_says_to_
         assert ledger.record(make_result(), ctx("after-upgrade")).seq == 1
         report = ledger.verify()
         assert report.ok and any("run `drillbook ledger init`" in n for n in report.notes), report.notes
-        assert ledger.init_schema() == [v for v, _, _ in schema.MIGRATIONS[2:]]  # every later version, 3 first
+        assert ledger.init_schema() == [
+            v for v, _, _ in schema.MIGRATIONS[2:]
+        ]  # every later version, 3 first
         assert ledger.record(make_result(), ctx("after-init")).seq == 2
         report = ledger.verify()
         assert report.ok and not any("not pinned yet" in n for n in report.notes)

@@ -37,12 +37,20 @@ def _catalogue(tmp_path: Path, drills: list[dict[str, Any]]) -> Path:
 def backup_dir(pg, tmp_path) -> Path:
     """A directory holding one healthy custom-format dump of a small database."""
     name = pg.create_database("neg_src")
-    pg.execute(name, "create table t (id int primary key, v text); insert into t select g, repeat('x', 200) "
-                     "from generate_series(1, 20000) g")
+    pg.execute(
+        name,
+        "create table t (id int primary key, v text); insert into t select g, repeat('x', 200) "
+        "from generate_series(1, 20000) g",
+    )
     out = tmp_path / "backups"
     out.mkdir()
-    subprocess.run([str(Path(pg.bin_dir) / "pg_dump"), "-Fc", "-f", str(out / "src.dump")], env=tool_env(pg.dsn(name)),
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(Path(pg.bin_dir) / "pg_dump"), "-Fc", "-f", str(out / "src.dump")],
+        env=tool_env(pg.dsn(name)),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pg.drop_database(name)
     return out
 
@@ -70,7 +78,9 @@ class Resources:
 
 def _notifier(catalogue, *, slack_on: bool, tmp_path: Path) -> Notifier:
     if slack_on:
-        return Notifier(catalogue=catalogue, sender=SlackSender(connection=connection_from_env("drillbook_slack")))
+        return Notifier(
+            catalogue=catalogue, sender=SlackSender(connection=connection_from_env("drillbook_slack"))
+        )
     return Notifier(catalogue=catalogue, sender=OutboxSender(path=str(tmp_path / "outbox.jsonl")))
 
 
@@ -78,14 +88,27 @@ def _run(drill_dict, *, pg, tmp_path, slack_on=True):
     catalogue = load_catalogue(_catalogue(tmp_path, [drill_dict]))
     drill = catalogue.drills[0]
     ctx = RunContext.for_cli(kind="negative", drill=drill.name)
-    return negative.run_negative(drill, work_dir=tmp_path / "work", base_dir=catalogue.base_dir, resources=Resources(pg),
-                                 notifier=_notifier(catalogue, slack_on=slack_on, tmp_path=tmp_path), ctx=ctx)
+    return negative.run_negative(
+        drill,
+        work_dir=tmp_path / "work",
+        base_dir=catalogue.base_dir,
+        resources=Resources(pg),
+        notifier=_notifier(catalogue, slack_on=slack_on, tmp_path=tmp_path),
+        ctx=ctx,
+    )
 
 
 def _backup_drill(location: Path) -> dict[str, Any]:
-    return {"name": "neg_backup", "kind": "backup_restore", "schedule": "@daily", "controls": ["SOC2:A1.2"],
-            "backup": {"location": str(location)}, "scratch": {"connection": "drillbook_scratch"},
-            "objectives": {"rto": "15m", "rpo": "26h"}, "negative": {"every": "4w"}}
+    return {
+        "name": "neg_backup",
+        "kind": "backup_restore",
+        "schedule": "@daily",
+        "controls": ["SOC2:A1.2"],
+        "backup": {"location": str(location)},
+        "scratch": {"connection": "drillbook_scratch"},
+        "objectives": {"rto": "15m", "rpo": "26h"},
+        "negative": {"every": "4w"},
+    }
 
 
 def test_backup_restore_truncated_copy_is_detected_and_paged(pg, backup_dir, slack, tmp_path):
@@ -120,16 +143,26 @@ def test_missing_backup_cannot_be_provoked_and_is_error_not_pass(pg, tmp_path, s
 
 
 def test_certificates_expired_listener_is_detected(pg, slack, tmp_path):
-    drill = {"name": "neg_certs", "kind": "certificates", "schedule": "@daily", "files": ["/nonexistent"],
-             "negative": {"every": "1w"}}
+    drill = {
+        "name": "neg_certs",
+        "kind": "certificates",
+        "schedule": "@daily",
+        "files": ["/nonexistent"],
+        "negative": {"every": "1w"},
+    }
     result = _run(drill, pg=pg, tmp_path=tmp_path)
     assert result.verdict is Verdict.PASS, result.findings
     assert "CERT_EXPIRED" in result.details["inner_codes"]
 
 
 def test_alert_path_closed_port_is_detected(pg, slack, tmp_path):
-    drill = {"name": "neg_alerts", "kind": "alert_path", "schedule": "@daily", "negative": {"every": "30d"},
-             "paths": [{"name": "p", "type": "webhook", "connection": "drillbook_demo_webhook"}]}
+    drill = {
+        "name": "neg_alerts",
+        "kind": "alert_path",
+        "schedule": "@daily",
+        "negative": {"every": "30d"},
+        "paths": [{"name": "p", "type": "webhook", "connection": "drillbook_demo_webhook"}],
+    }
     result = _run(drill, pg=pg, tmp_path=tmp_path)
     assert result.verdict is Verdict.PASS, result.findings
     assert set(result.details["inner_codes"]) & {"ALERT_PATH_UNREACHABLE", "ALERT_NOT_DELIVERED"}
@@ -143,12 +176,26 @@ def test_judge_turns_red_when_the_detector_stays_green_or_goes_red_for_another_r
 
     green = ResultBuilder(kind="certificates", drill="d", target="t")
     green.checked()
-    blind = negative.judge(D(), negative.Inner(green.finish(), frozenset({"CERT_EXPIRED"})), page_delivered=True, page_detail="ok")
-    assert blind.verdict is Verdict.FAIL and blind.codes() == ["DETECTOR_BLIND"] and "stayed green" in blind.findings[0].message
+    blind = negative.judge(
+        D(),
+        negative.Inner(green.finish(), frozenset({"CERT_EXPIRED"})),
+        page_delivered=True,
+        page_detail="ok",
+    )
+    assert (
+        blind.verdict is Verdict.FAIL
+        and blind.codes() == ["DETECTOR_BLIND"]
+        and "stayed green" in blind.findings[0].message
+    )
 
     other = ResultBuilder(kind="certificates", drill="d", target="t")
     other.find("ENDPOINT_UNREACHABLE", "refused")
-    wrong = negative.judge(D(), negative.Inner(other.finish(), frozenset({"CERT_EXPIRED"})), page_delivered=True, page_detail="ok")
+    wrong = negative.judge(
+        D(),
+        negative.Inner(other.finish(), frozenset({"CERT_EXPIRED"})),
+        page_delivered=True,
+        page_detail="ok",
+    )
     assert wrong.verdict is Verdict.FAIL and "without any of" in wrong.findings[0].message
 
 
@@ -162,13 +209,21 @@ def test_is_due():
 def test_catalogue_rejects_a_period_under_a_day(tmp_path):
     from drillbook.errors import CatalogueError
 
-    bad = {"name": "x", "kind": "certificates", "schedule": "@daily", "files": ["a"], "negative": {"every": "12h"}}
+    bad = {
+        "name": "x",
+        "kind": "certificates",
+        "schedule": "@daily",
+        "files": ["a"],
+        "negative": {"every": "12h"},
+    }
     with pytest.raises(CatalogueError) as exc:
         load_catalogue(_catalogue(tmp_path, [bad]))
     assert "negative.every" in str(exc.value.problems)
 
 
-def test_cli_records_a_negative_row_and_if_due_skips(pg, backup_dir, ledger_dsn, slack, tmp_path, monkeypatch, capsys):
+def test_cli_records_a_negative_row_and_if_due_skips(
+    pg, backup_dir, ledger_dsn, slack, tmp_path, monkeypatch, capsys
+):
     from drillbook.cli import main
     from drillbook.ledger.store import Ledger
 
@@ -181,7 +236,9 @@ def test_cli_records_a_negative_row_and_if_due_skips(pg, backup_dir, ledger_dsn,
     with Ledger(ledger_dsn) as ledger:
         rows = ledger.query(kind="negative", record_type="drill")
         assert [(r.drill, r.verdict) for r in rows] == [("neg_backup", "PASS")]
-        assert ledger.query(kind="backup_restore", record_type="drill") == []  # never evidence about the drill itself
+        assert (
+            ledger.query(kind="backup_restore", record_type="drill") == []
+        )  # never evidence about the drill itself
     assert main([*args, "--if-due"]) == 0
     assert "not due" in capsys.readouterr().out
 
@@ -192,7 +249,8 @@ def test_negative_dag_runs_end_to_end(airflow_db, pg, ledger_dsn, slack, tmp_pat
     from drillbook.ledger.store import Ledger
 
     path = tmp_path / "drills.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         version: 1
         defaults: {retries: 0}
         drills:
@@ -205,7 +263,8 @@ def test_negative_dag_runs_end_to_end(airflow_db, pg, ledger_dsn, slack, tmp_pat
             kind: certificates
             schedule: "@daily"
             files: [certs]
-    """))
+    """)
+    )
     monkeypatch.setenv("DRILLBOOK_CATALOGUE", str(path))
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_LEDGER", airflow_connection_json(ledger_dsn))
     dags = build_negative_dags()

@@ -126,7 +126,10 @@ def test_connection_from_env_reads_json_and_uri(slack, monkeypatch):
     conn = connection_from_env("drillbook_slack")  # the fixture sets the JSON form
     assert conn is not None and conn.token == slack.token and conn.base_url == slack.base_url
     assert slack.token not in repr(conn)
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", "slack://:xoxb-uri-token-1234@/?base_url=http%3A%2F%2F127.0.0.1%3A1%2Fapi&timeout=3")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DRILLBOOK_SLACK",
+        "slack://:xoxb-uri-token-1234@/?base_url=http%3A%2F%2F127.0.0.1%3A1%2Fapi&timeout=3",
+    )
     conn = connection_from_env("drillbook_slack")
     assert (conn.token, conn.base_url, conn.timeout) == ("xoxb-uri-token-1234", "http://127.0.0.1:1/api/", 3)
     monkeypatch.delenv("AIRFLOW_CONN_DRILLBOOK_SLACK")
@@ -160,8 +163,10 @@ def test_without_slack_the_outbox_gets_the_message_and_the_ledger_says_nobody_wa
     assert entries[1]["thread_ts"] == entries[0]["ts"]
     assert "written to the outbox" in caplog.text and "CERT_EXPIRED" in caplog.text  # and the task log
     rows = ledger.query()
-    assert [(r.record_type, r.codes) for r in rows] == [("drill", ["CERT_EXPIRED", "CERT_EXPIRING"]),
-                                                        ("notification", ["NOTIFY_NOT_CONFIGURED"])]
+    assert [(r.record_type, r.codes) for r in rows] == [
+        ("drill", ["CERT_EXPIRED", "CERT_EXPIRING"]),
+        ("notification", ["NOTIFY_NOT_CONFIGURED"]),
+    ]
     text = render_outbox_text(outbox)
     assert text.startswith("2 messages drillbook would have posted")
     assert "FAIL: web_certs (certificates)" in text and "↳ thread reply in #dr-oncall" in text
@@ -176,7 +181,9 @@ def test_drillbook_outbox_command_shows_and_clears(catalogue, tmp_path, capsys):
     from drillbook.cli import main
 
     outbox = tmp_path / "outbox.jsonl"
-    Notifier(catalogue=catalogue, sender=OutboxSender(path=outbox)).notify(make_result("ERROR"), None, make_ctx())
+    Notifier(catalogue=catalogue, sender=OutboxSender(path=outbox)).notify(
+        make_result("ERROR"), None, make_ctx()
+    )
     assert main(["outbox", "--path", str(outbox), "--clear"]) == 0
     captured = capsys.readouterr()
     assert "ERROR: web_certs (certificates)" in captured.out and "CERT_UNREADABLE" in captured.out

@@ -31,9 +31,14 @@ def test_a_five_field_cron_is_accepted(digest_argv, capsys):
     assert "custom scorecard" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("schedule", "says"), [("@fortnightly", "unknown schedule preset '@fortnightly'"),
-                                                 ("every tuesday", "invalid cron expression 'every tuesday'"),
-                                                 ("61 * * * *", "invalid cron expression")])
+@pytest.mark.parametrize(
+    ("schedule", "says"),
+    [
+        ("@fortnightly", "unknown schedule preset '@fortnightly'"),
+        ("every tuesday", "invalid cron expression 'every tuesday'"),
+        ("61 * * * *", "invalid cron expression"),
+    ],
+)
 def test_a_bad_schedule_is_a_clear_error_not_a_traceback(digest_argv, capsys, schedule, says):
     assert main([*digest_argv, "--schedule", schedule]) == 2
     err = capsys.readouterr().err

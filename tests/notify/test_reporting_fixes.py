@@ -30,11 +30,20 @@ from drillbook.reporting.watchdog import assess_drill, history_from_records, rea
 from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_record, make_result
 
-DQ = {"name": "orders_dq", "kind": "data_quality", "schedule": "@hourly", "connection": "drillbook_source",
-      "table": "public.orders", "suite": "orders"}
+DQ = {
+    "name": "orders_dq",
+    "kind": "data_quality",
+    "schedule": "@hourly",
+    "connection": "drillbook_source",
+    "table": "public.orders",
+    "suite": "orders",
+}
 
 # the catalogue's drills appeared long ago: a drill never seen is not missed before one interval plus grace
-LONG_AGO = {name: datetime.now(UTC) - timedelta(days=30) for name in ("web_certs", "api_certs", "quiet_certs", "loud_certs")}
+LONG_AGO = {
+    name: datetime.now(UTC) - timedelta(days=30)
+    for name in ("web_certs", "api_certs", "quiet_certs", "loud_certs")
+}
 
 
 def dq_result(code: str | None):
@@ -54,7 +63,11 @@ def dq_catalogue(notify: dict | None = None, **extra) -> Catalogue:
 
 def slack_notifier(slack, catalogue, *, ledger=None, max_retry_after=None) -> Notifier:
     conn = SlackConnection(token=slack.token, base_url=slack.base_url, timeout=5)
-    return Notifier(catalogue=catalogue, sender=SlackSender(connection=conn, max_retry_after=max_retry_after), ledger=ledger)
+    return Notifier(
+        catalogue=catalogue,
+        sender=SlackSender(connection=conn, max_retry_after=max_retry_after),
+        ledger=ledger,
+    )
 
 
 # --- 1. ERROR pages exactly like FAIL ------------------------------------------------------------------
@@ -66,7 +79,9 @@ def test_an_on_list_naming_fail_without_error_or_error_without_fail_is_refused(o
     assert "'FAIL'" in message and "'ERROR'" in message and "enabled: false" in message
 
 
-@pytest.mark.parametrize("on", [[], ["PASS"], ["SKIPPED"], ["FAIL", "ERROR"], ["PASS", "FAIL", "ERROR", "SKIPPED"]])
+@pytest.mark.parametrize(
+    "on", [[], ["PASS"], ["SKIPPED"], ["FAIL", "ERROR"], ["PASS", "FAIL", "ERROR", "SKIPPED"]]
+)
 def test_fail_and_error_always_page_and_on_only_adds_verdicts(on):
     catalogue = dq_catalogue({"on": on})
     assert route_result(dq_result("DQ_VALIDATION_ERROR"), catalogue=catalogue) is not None  # ERROR
@@ -83,9 +98,19 @@ def test_enabled_false_is_the_only_way_to_silence_a_drills_reports():
 
 # --- 2. nothing VERIFIED over a ledger that does not verify ---------------------------------------------
 def _passing_rows(start):
-    return [SimpleNamespace(record_type="drill", drill="orders_dq", dag_id="d", run_id=f"r{i}", seq=i, verdict="PASS",
-                            recorded_at=start + timedelta(minutes=30 + 60 * i), result={"findings": [], "measurements": {}})
-            for i in range(3)]
+    return [
+        SimpleNamespace(
+            record_type="drill",
+            drill="orders_dq",
+            dag_id="d",
+            run_id=f"r{i}",
+            seq=i,
+            verdict="PASS",
+            recorded_at=start + timedelta(minutes=30 + 60 * i),
+            result={"findings": [], "measurements": {}},
+        )
+        for i in range(3)
+    ]
 
 
 def _card(verify):
@@ -120,7 +145,9 @@ def test_a_ledger_never_checked_shows_nothing_verified_either():
 
 def test_a_verified_ledger_keeps_verified():
     card = _card(VerifyReport(ok=True, checked=3, head_hash="f" * 64))
-    assert [c.status for c in card.controls] == ["VERIFIED"] and [d.status for d in card.drills] == ["VERIFIED"]
+    assert [c.status for c in card.controls] == ["VERIFIED"] and [d.status for d in card.drills] == [
+        "VERIFIED"
+    ]
     assert render_digest(card).blocks[0]["text"]["text"] == ":bar_chart: drillbook scorecard"
 
 
@@ -135,8 +162,10 @@ def _two_path_rows(second_path: str):
     for days in range(3, -1, -1):
         at = NOW - timedelta(days=days, hours=1)
         run = dict(dag_id="dr_alert_path__alerts", run_id=f"scheduled__{at:%Y%m%d}")
-        rows += [SimpleNamespace(recorded_at=at, verdict="PASS", **run),
-                 SimpleNamespace(recorded_at=at + timedelta(seconds=5), verdict=second_path, **run)]
+        rows += [
+            SimpleNamespace(recorded_at=at, verdict="PASS", **run),
+            SimpleNamespace(recorded_at=at + timedelta(seconds=5), verdict=second_path, **run),
+        ]
     rows.reverse()
     return rows
 
@@ -162,9 +191,15 @@ def test_read_history_takes_the_newest_passing_run_from_the_ledger_not_a_pass_ro
     now = datetime.now(UTC)
     for drill, second in (("web_certs", "ERROR"), ("api_certs", "PASS")):
         dag = f"dr_certificates__{drill}"
-        ledger.record(make_result("PASS", drill=drill, started=now), make_ctx(dag_id=dag, run_id="r1", map_index=0))
-        ledger.record(make_result(second, drill=drill, started=now), make_ctx(dag_id=dag, run_id="r1", map_index=1))
-    assert ledger.last_pass(kind="certificates", drill="web_certs") is not None  # the row-level view says "passed"
+        ledger.record(
+            make_result("PASS", drill=drill, started=now), make_ctx(dag_id=dag, run_id="r1", map_index=0)
+        )
+        ledger.record(
+            make_result(second, drill=drill, started=now), make_ctx(dag_id=dag, run_id="r1", map_index=1)
+        )
+    assert (
+        ledger.last_pass(kind="certificates", drill="web_certs") is not None
+    )  # the row-level view says "passed"
     mixed = read_history(ledger, catalogue.drill("web_certs"), now=now, max_unverified=8 * 86400)
     healthy = read_history(ledger, catalogue.drill("api_certs"), now=now, max_unverified=2 * 86400)
     assert mixed.last_pass_at is None and mixed.error_streak is not None
@@ -178,11 +213,15 @@ def test_the_outbox_notification_row_is_built_not_copied(catalogue, ledger_dsn, 
     drill = "loud_certs"  # posts PASS too, so a PASS report reaches the outbox
     result, ctx = make_result(verdict, drill=drill), make_ctx(dag_id=f"dr_certificates__{drill}")
     record = ledger.record(result, ctx)
-    outcome = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "o.jsonl"), ledger=ledger).notify(result, record, ctx)
+    outcome = Notifier(
+        catalogue=catalogue, sender=OutboxSender(path=tmp_path / "o.jsonl"), ledger=ledger
+    ).notify(result, record, ctx)
     assert outcome.route is not None and not outcome.delivered
     row = ledger.query(record_type="notification")[0]
     assert row.codes == ["NOTIFY_NOT_CONFIGURED"]
-    assert row.verdict == "ERROR"  # nobody was confirmed told: never green, never a copy of the drill's verdict
+    assert (
+        row.verdict == "ERROR"
+    )  # nobody was confirmed told: never green, never a copy of the drill's verdict
     details = row.result["details"]
     assert details["reported_verdict"] == verdict and details["reported_codes"] == result.codes()
     assert details["notification"] == {"delivered": False, "transport": "outbox", "channel": "#alerts"}
@@ -209,30 +248,58 @@ def test_watchdog_incidents_in_the_outbox_are_not_posted_and_are_resent_once_sla
     ledger = Ledger(ledger_dsn)
     now = datetime.now(UTC)
     for name in ("web_certs", "api_certs", "loud_certs"):
-        ledger.record(make_result("PASS", drill=name, started=now), make_ctx(run_id=f"r-{name}", dag_id=f"dr_certificates__{name}"))
+        ledger.record(
+            make_result("PASS", drill=name, started=now),
+            make_ctx(run_id=f"r-{name}", dag_id=f"dr_certificates__{name}"),
+        )
     outbox = tmp_path / "outbox.jsonl"
     offline = Notifier(catalogue=catalogue, sender=OutboxSender(path=outbox), ledger=ledger)
 
-    first = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=offline, ctx=_wd_ctx(1), now=now)
+    first = run_watchdog(
+        catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=offline, ctx=_wd_ctx(1), now=now
+    )
     assert first.posted == 0 and first.undelivered == {"quiet_certs": ["DRILL_MISSED"]}
     assert [e["channel"] for e in read_outbox(outbox)] == ["#dr-oncall"]
     note = ledger.query(record_type="notification")
-    assert [(n.codes, n.verdict, n.run_id) for n in note] == [(["NOTIFY_NOT_CONFIGURED"], "ERROR", "scheduled__watchdog_1")]
+    assert [(n.codes, n.verdict, n.run_id) for n in note] == [
+        (["NOTIFY_NOT_CONFIGURED"], "ERROR", "scheduled__watchdog_1")
+    ]
     assert note[0].result["details"]["undelivered"] == {"quiet_certs": ["DRILL_MISSED"]}
 
     # still no Slack an hour later: not repeated every hour (renotify 24h)
-    second = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=offline, ctx=_wd_ctx(2), now=now + timedelta(seconds=3599))
+    second = run_watchdog(
+        catalogue,
+        seen_since=LONG_AGO,
+        ledger=ledger,
+        notifier=offline,
+        ctx=_wd_ctx(2),
+        now=now + timedelta(seconds=3599),
+    )
     assert second.posted == 0 and second.undelivered == {} and len(read_outbox(outbox)) == 1
 
     # Slack is configured: the owed incident is sent at once, not after renotify
     online = slack_notifier(slack, catalogue, ledger=ledger)
-    third = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=online, ctx=_wd_ctx(3), now=now + timedelta(seconds=3599))
+    third = run_watchdog(
+        catalogue,
+        seen_since=LONG_AGO,
+        ledger=ledger,
+        notifier=online,
+        ctx=_wd_ctx(3),
+        now=now + timedelta(seconds=3599),
+    )
     assert third.posted == 1
     oncall = [m.text for m in slack.posted("#dr-oncall") if m.thread_ts is None]
     assert len(oncall) == 1 and oncall[0].startswith("DRILL_MISSED: quiet_certs: ")
 
     # and once delivered it is not repeated
-    fourth = run_watchdog(catalogue, seen_since=LONG_AGO, ledger=ledger, notifier=online, ctx=_wd_ctx(4), now=now + timedelta(seconds=3599))
+    fourth = run_watchdog(
+        catalogue,
+        seen_since=LONG_AGO,
+        ledger=ledger,
+        notifier=online,
+        ctx=_wd_ctx(4),
+        now=now + timedelta(seconds=3599),
+    )
     assert fourth.posted == 0 and len(slack.posted("#dr-oncall")) == 1
     assert ledger.verify().ok
 
@@ -270,13 +337,26 @@ def test_the_cap_is_configurable(slack, catalogue, monkeypatch):
     from drillbook.notify.notifier import notifier_from_env
 
     monkeypatch.delenv("DRILLBOOK_CONN_DRILLBOOK_SLACK", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", uri.replace("max_retry_after=5", "max_retry_after=0.5"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DRILLBOOK_SLACK", uri.replace("max_retry_after=5", "max_retry_after=0.5")
+    )
     slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
     with pytest.raises(NotificationFailed, match=r"max_retry_after 0.5 s"):
-        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx())
+        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(
+            result, make_record(result), make_ctx()
+        )
     assert slack.posted() == []
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", uri)
     slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
-    assert notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx()).delivered
+    assert (
+        notifier_from_env(catalogue, outbox=load_settings().outbox)
+        .notify(result, make_record(result), make_ctx())
+        .delivered
+    )
     assert len(slack.posted("#dr-oncall")) == 2
-    assert connection_from_env(environ={"AIRFLOW_CONN_DRILLBOOK_SLACK": f"slack://:{slack.token}@"}).max_retry_after == 60.0
+    assert (
+        connection_from_env(
+            environ={"AIRFLOW_CONN_DRILLBOOK_SLACK": f"slack://:{slack.token}@"}
+        ).max_retry_after
+        == 60.0
+    )

@@ -20,24 +20,42 @@ from tests.notify.conftest import make_ctx, make_record, make_result
 
 
 def slack_conn_env(slack, monkeypatch, **extra) -> None:
-    conn = {"conn_type": "slack", "password": slack.token,
-            "extra": {"base_url": slack.base_url, "timeout": 5, **extra}}
+    conn = {
+        "conn_type": "slack",
+        "password": slack.token,
+        "extra": {"base_url": slack.base_url, "timeout": 5, **extra},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_DRILLBOOK_SLACK", json.dumps(conn))
 
 
 def test_the_parser_reads_every_extra_plain_or_prefixed():
-    conn = parse_slack_connection("s", password="xoxb-parse-0001", extra={
-        "extra__slack__base_url": "http://127.0.0.1:1/api", "timeout": "7", "proxy": "http://127.0.0.1:3128",
-        "max_retry_after": "5", "channel": "#dr-oncall"})
+    conn = parse_slack_connection(
+        "s",
+        password="xoxb-parse-0001",
+        extra={
+            "extra__slack__base_url": "http://127.0.0.1:1/api",
+            "timeout": "7",
+            "proxy": "http://127.0.0.1:3128",
+            "max_retry_after": "5",
+            "channel": "#dr-oncall",
+        },
+    )
     assert (conn.base_url, conn.timeout, conn.proxy, conn.max_retry_after, conn.channel) == (
-        "http://127.0.0.1:1/api/", 7, "http://127.0.0.1:3128", 5.0, "#dr-oncall")
+        "http://127.0.0.1:1/api/",
+        7,
+        "http://127.0.0.1:3128",
+        5.0,
+        "#dr-oncall",
+    )
     assert "xoxb-parse-0001" not in repr(conn)
     client = conn.web_client()
     assert client.proxy == "http://127.0.0.1:3128" and client.timeout == 7
 
 
 def test_a_bad_extra_is_a_clear_error_naming_key_and_value():
-    with pytest.raises(ConnectionNotConfigured, match=r"'max_retry_after' must be a positive number of seconds, got 'soon'"):
+    with pytest.raises(
+        ConnectionNotConfigured, match=r"'max_retry_after' must be a positive number of seconds, got 'soon'"
+    ):
         parse_slack_connection("drillbook_slack", password="xoxb-x", extra={"max_retry_after": "soon"})
     with pytest.raises(ConnectionNotConfigured, match="no password"):
         parse_slack_connection("drillbook_slack", password=None, extra={})
@@ -45,8 +63,16 @@ def test_a_bad_extra_is_a_clear_error_naming_key_and_value():
 
 def test_drillbook_conn_variable_is_read_like_every_other_connection(slack, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_DRILLBOOK_SLACK")
-    monkeypatch.setenv("DRILLBOOK_CONN_DRILLBOOK_SLACK", json.dumps(
-        {"conn_type": "slack", "password": slack.token, "extra": {"base_url": slack.base_url, "max_retry_after": 5}}))
+    monkeypatch.setenv(
+        "DRILLBOOK_CONN_DRILLBOOK_SLACK",
+        json.dumps(
+            {
+                "conn_type": "slack",
+                "password": slack.token,
+                "extra": {"base_url": slack.base_url, "max_retry_after": 5},
+            }
+        ),
+    )
     conn = connection_from_env("drillbook_slack")
     assert conn is not None and conn.max_retry_after == 5.0
 
@@ -103,10 +129,14 @@ def test_rate_limited_after_the_retries_does_not_claim_the_wait_was_too_long(sla
     from drillbook.notify.notifier import notifier_from_env
 
     slack_conn_env(slack, monkeypatch)  # default cap: 60 s
-    slack.fail("chat.postMessage", status=429, retry_after=1, times=5)  # every try rate-limited, each asking 1 s
+    slack.fail(
+        "chat.postMessage", status=429, retry_after=1, times=5
+    )  # every try rate-limited, each asking 1 s
     result = make_result("FAIL")
     with pytest.raises(NotificationFailed) as caught:
-        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx())
+        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(
+            result, make_record(result), make_ctx()
+        )
     message = str(caught.value)
     assert "more than drillbook waits" not in message, message
     assert "after 2 retries" in message and "last Retry-After 1 s" in message
@@ -119,7 +149,9 @@ def test_a_retry_after_beyond_the_cap_says_so_and_only_that(slack, catalogue, mo
     slack.fail("chat.postMessage", status=429, retry_after=30, times=1)
     result = make_result("FAIL")
     with pytest.raises(NotificationFailed) as caught:
-        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(result, make_record(result), make_ctx())
+        notifier_from_env(catalogue, outbox=load_settings().outbox).notify(
+            result, make_record(result), make_ctx()
+        )
     message = str(caught.value)
     assert "Retry-After 30 s, more than drillbook waits (max_retry_after 5 s)" in message
     assert "retries" not in message.split(";")[0]

@@ -24,7 +24,9 @@ from tests.notify.conftest import make_ctx, make_result
 def _watch(catalogue, ledger, tmp_path, now):
     from datetime import timedelta
 
-    notifier = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger)
+    notifier = Notifier(
+        catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger
+    )
     ctx = make_ctx(dag_id="dr_watchdog", run_id="scheduled__watchdog_1", task_id="watchdog")
     # the drill appeared long ago: its first-appearance grace (watchdog.py) is over, so an empty history is missed
     seen = {d.name: now - timedelta(days=30) for d in catalogue.drills}
@@ -41,8 +43,15 @@ def test_a_spooled_pass_is_in_the_ledger_before_the_watchdog_judges(catalogue, l
     ledger = Ledger(ledger_dsn, spool=spool)
     ctx = make_ctx(dag_id="dr_certificates__api_certs", run_id="scheduled__api_1", task_id="check")
     # what Ledger.record leaves behind when the ledger was down (same ledger, same spelling)
-    spool.append(SpoolEntry(record_type="drill", ctx=dataclasses.asdict(ctx), ledger=ledger.where,
-                            result=_result(now).to_json_dict(), reason="AdminShutdown"))
+    spool.append(
+        SpoolEntry(
+            record_type="drill",
+            ctx=dataclasses.asdict(ctx),
+            ledger=ledger.where,
+            result=_result(now).to_json_dict(),
+            reason="AdminShutdown",
+        )
+    )
     run = _watch(catalogue, ledger, tmp_path, now)
     codes = [i.code for i in run.incidents["api_certs"]]
     assert "DRILL_MISSED" not in codes and "DRILL_STALE" not in codes, codes
@@ -68,11 +77,26 @@ def test_the_digest_counts_a_spooled_run(catalogue, ledger_dsn, tmp_path):
     ledger = Ledger(ledger_dsn, spool=spool)
     ctx = make_ctx(dag_id="dr_certificates__web_certs", run_id="scheduled__web_1", task_id="check")
     result = make_result("PASS", drill="web_certs", started=now - timedelta(seconds=3))
-    spool.append(SpoolEntry(record_type="drill", ctx=dataclasses.asdict(ctx), ledger=ledger.where,
-                            result=result.to_json_dict(), reason="AdminShutdown"))
-    notifier = Notifier(catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger)
-    card = run_digest(catalogue, ledger=ledger, notifier=notifier, schedule="@daily", now=now + timedelta(seconds=1),
-                      ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest"),
-                      checkpoints=CheckpointSettings.from_settings(load_settings()))
+    spool.append(
+        SpoolEntry(
+            record_type="drill",
+            ctx=dataclasses.asdict(ctx),
+            ledger=ledger.where,
+            result=result.to_json_dict(),
+            reason="AdminShutdown",
+        )
+    )
+    notifier = Notifier(
+        catalogue=catalogue, sender=OutboxSender(path=tmp_path / "outbox.jsonl"), ledger=ledger
+    )
+    card = run_digest(
+        catalogue,
+        ledger=ledger,
+        notifier=notifier,
+        schedule="@daily",
+        now=now + timedelta(seconds=1),
+        ctx=make_ctx(dag_id="dr_digest__daily", run_id="scheduled__d1", task_id="digest"),
+        checkpoints=CheckpointSettings.from_settings(load_settings()),
+    )
     web = next(d for d in card.drills if d.drill == "web_certs")
     assert (web.runs, web.passes) == (1, 1)

@@ -30,7 +30,11 @@ INSTALL = "apt-get install -y prometheus-alertmanager"
 
 def alertmanager_binary() -> str:
     """The Alertmanager binary, or skip (fail under CI=true) saying how to install it."""
-    for candidate in (os.environ.get("DRILLBOOK_ALERTMANAGER_BIN"), "prometheus-alertmanager", "alertmanager"):
+    for candidate in (
+        os.environ.get("DRILLBOOK_ALERTMANAGER_BIN"),
+        "prometheus-alertmanager",
+        "alertmanager",
+    ):
         found = candidate and shutil.which(candidate)
         if found:
             return found
@@ -105,7 +109,9 @@ class Alertmanager:
         import json
 
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.origin}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.origin}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as r:
             raw = r.read()
         return json.loads(raw) if raw else None
@@ -135,7 +141,12 @@ class SlowProxy(LoopbackServer):
             def _forward(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=method, headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    proxy.upstream + self.path,
+                    data=body,
+                    method=method,
+                    headers={"Content-Type": "application/json"},
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=5) as r:
                         status, payload = r.status, r.read()

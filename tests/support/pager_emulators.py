@@ -89,12 +89,16 @@ class _Emulator(LoopbackServer):
                 except ValueError:
                     return self.reply(400, {"message": "body is not JSON"})
                 with emulator.lock:
-                    if emulator.knobs.rate_limited > 0 or (method == "GET" and emulator.knobs.rate_limited_reads > 0):
+                    if emulator.knobs.rate_limited > 0 or (
+                        method == "GET" and emulator.knobs.rate_limited_reads > 0
+                    ):
                         if method == "GET" and emulator.knobs.rate_limited_reads > 0:
                             emulator.knobs.rate_limited_reads -= 1
                         else:
                             emulator.knobs.rate_limited -= 1
-                        return self.reply(429, {"message": "rate limited"}, {"Retry-After": emulator.knobs.retry_after})
+                        return self.reply(
+                            429, {"message": "rate limited"}, {"Retry-After": emulator.knobs.retry_after}
+                        )
                     emulator._process()
                 emulator.route(self, method, parts.path, parse_qs(parts.query), body)
 
@@ -131,7 +135,9 @@ class _Emulator(LoopbackServer):
         if self.knobs.answer_delay:
             time.sleep(self.knobs.answer_delay)
 
-    def route(self, h: Any, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:  # pragma: no cover
+    def route(
+        self, h: Any, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def apply(self, event: dict[str, Any]) -> None:  # pragma: no cover
@@ -143,7 +149,9 @@ class PdService:
     id: str
     escalation_policy: str
     policy_name: str = "Primary on-call"
-    urgency: str = "high"  # the service's urgency rule: "high", "low", or "severity_based" (critical/error high)
+    urgency: str = (
+        "high"  # the service's urgency rule: "high", "low", or "severity_based" (critical/error high)
+    )
 
 
 class PagerDutyEmulator(_Emulator):
@@ -163,19 +171,37 @@ class PagerDutyEmulator(_Emulator):
             if method == "GET" and path == "/incidents":
                 keys = query.get("incident_key", [])
                 found = [i for k, i in self.incidents.items() if not keys or k in keys]
-                return h.reply(200, {"incidents": found, "limit": 25, "offset": 0, "more": False, "total": None})
+                return h.reply(
+                    200, {"incidents": found, "limit": 25, "offset": 0, "more": False, "total": None}
+                )
             if method == "GET" and path == "/maintenance_windows":
                 ids = query.get("service_ids[]", [])
-                return h.reply(200, {"maintenance_windows": [w for s, w in self.maintenance.items() if s in ids]})
+                return h.reply(
+                    200, {"maintenance_windows": [w for s, w in self.maintenance.items() if s in ids]}
+                )
         h.reply(404, {"error": {"message": "Not Found", "code": 2100}})
 
     def _enqueue(self, h: Any, body: Any) -> None:
         if not isinstance(body, dict) or body.get("routing_key") not in self.services:
-            return h.reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["Invalid routing key"]})
+            return h.reply(
+                400,
+                {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": ["Invalid routing key"],
+                },
+            )
         action, key = body.get("event_action"), body.get("dedup_key") or uuid.uuid4().hex
         payload = body.get("payload") or {}
         if action == "trigger" and not all(payload.get(k) for k in ("summary", "source", "severity")):
-            return h.reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["payload is incomplete"]})
+            return h.reply(
+                400,
+                {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": ["payload is incomplete"],
+                },
+            )
         with self.lock:
             self.received.append(body)
             if action == "resolve" and self.knobs.fail_resolves > 0:
@@ -200,11 +226,16 @@ class PagerDutyEmulator(_Emulator):
                 "incident_key": key,
                 "title": event["payload"]["summary"],
                 "status": "triggered",
-                "urgency": service.urgency if service.urgency != "severity_based"
+                "urgency": service.urgency
+                if service.urgency != "severity_based"
                 else ("high" if event["payload"].get("severity") in ("critical", "error") else "low"),
                 "created_at": datetime.now(UTC).isoformat(),
                 "service": {"id": service.id, "type": "service_reference"},
-                "escalation_policy": {"id": service.escalation_policy, "type": "escalation_policy_reference", "summary": service.policy_name},
+                "escalation_policy": {
+                    "id": service.escalation_policy,
+                    "type": "escalation_policy_reference",
+                    "summary": service.policy_name,
+                },
                 "alert_counts": {"all": 1},
             }
         elif event["event_action"] == "resolve" and incident:
@@ -217,22 +248,41 @@ class OpsgenieEmulator(_Emulator):
         self.alerts: dict[str, dict[str, Any]] = {}  # alias -> alert
         self.requests: dict[str, dict[str, Any]] = {}  # requestId -> processed status
         self.snooze = False  # a policy snoozes new alerts: nobody is notified
-        self.priority_policy: str | None = None  # an alert policy that sets every new alert's priority (e.g. "P5")
+        self.priority_policy: str | None = (
+            None  # an alert policy that sets every new alert's priority (e.g. "P5")
+        )
         super().__init__()
 
     def route(self, h: Any, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
         auth = h.headers.get("Authorization", "")
         if not auth.startswith("GenieKey ") or auth.removeprefix("GenieKey ") not in self.keys:
-            return h.reply(401, {"message": "Could not authenticate", "took": 0.0, "requestId": str(uuid.uuid4())})
+            return h.reply(
+                401, {"message": "Could not authenticate", "took": 0.0, "requestId": str(uuid.uuid4())}
+            )
         team = self.keys[auth.removeprefix("GenieKey ")]
         parts = [p for p in path.split("/") if p]
         with self.lock:
             if method == "POST" and parts == ["v2", "alerts"]:
                 if not isinstance(body, dict) or not body.get("message"):
-                    return h.reply(422, {"message": "Request has validation errors", "errors": {"message": "Message can not be empty."}})
+                    return h.reply(
+                        422,
+                        {
+                            "message": "Request has validation errors",
+                            "errors": {"message": "Message can not be empty."},
+                        },
+                    )
                 self.received.append(body)
-                rid = self._queue({"action": "Create", "alias": body.get("alias") or uuid.uuid4().hex, "body": body, "team": team})
-            elif method == "POST" and len(parts) == 4 and parts[:2] == ["v2", "alerts"] and parts[3] == "close":
+                rid = self._queue(
+                    {
+                        "action": "Create",
+                        "alias": body.get("alias") or uuid.uuid4().hex,
+                        "body": body,
+                        "team": team,
+                    }
+                )
+            elif (
+                method == "POST" and len(parts) == 4 and parts[:2] == ["v2", "alerts"] and parts[3] == "close"
+            ):
                 if self.knobs.fail_resolves > 0:
                     self.knobs.fail_resolves -= 1
                     return h.reply(500, {"message": "Internal error"})
@@ -240,12 +290,24 @@ class OpsgenieEmulator(_Emulator):
             elif method == "GET" and len(parts) == 4 and parts[:3] == ["v2", "alerts", "requests"]:
                 status = self.requests.get(parts[3])
                 if status is None:
-                    return h.reply(404, {"message": "Request not found. It might not be processed, yet.", "took": 0.001, "requestId": str(uuid.uuid4())})
+                    return h.reply(
+                        404,
+                        {
+                            "message": "Request not found. It might not be processed, yet.",
+                            "took": 0.001,
+                            "requestId": str(uuid.uuid4()),
+                        },
+                    )
                 return h.reply(200, {"data": status, "took": 0.001, "requestId": str(uuid.uuid4())})
             elif method == "GET" and len(parts) == 3 and parts[:2] == ["v2", "alerts"]:
                 if query.get("identifierType", ["id"])[0] != "alias" or parts[2] not in self.alerts:
-                    return h.reply(404, {"message": "Alert does not exist", "took": 0.001, "requestId": str(uuid.uuid4())})
-                return h.reply(200, {"data": self.alerts[parts[2]], "took": 0.001, "requestId": str(uuid.uuid4())})
+                    return h.reply(
+                        404,
+                        {"message": "Alert does not exist", "took": 0.001, "requestId": str(uuid.uuid4())},
+                    )
+                return h.reply(
+                    200, {"data": self.alerts[parts[2]], "took": 0.001, "requestId": str(uuid.uuid4())}
+                )
             else:
                 return h.reply(404, {"message": "Not found"})
         if parts == ["v2", "alerts"]:
@@ -259,21 +321,38 @@ class OpsgenieEmulator(_Emulator):
 
     def apply(self, event: dict[str, Any]) -> None:
         alias, alert = event["alias"], self.alerts.get(event["alias"])
-        status = {"success": True, "action": event["action"], "processedAt": datetime.now(UTC).isoformat(),
-                  "integrationId": "emulated-integration", "isSuccess": True, "alias": alias}
+        status = {
+            "success": True,
+            "action": event["action"],
+            "processedAt": datetime.now(UTC).isoformat(),
+            "integrationId": "emulated-integration",
+            "isSuccess": True,
+            "alias": alias,
+        }
         if event["action"] == "Create":
             if self.knobs.drop:
-                status.update(success=False, isSuccess=False, status="Alert discarded: no integration rule matched")
+                status.update(
+                    success=False, isSuccess=False, status="Alert discarded: no integration rule matched"
+                )
             elif alert and alert["status"] == "open":
                 alert["count"] += 1
                 status.update(status="Alert is de-duplicated", alertId=alert["id"])
             else:
                 team = event["team"]
                 self.alerts[alias] = {
-                    "id": uuid.uuid4().hex, "tinyId": str(len(self.alerts) + 1), "alias": alias, "message": event["body"]["message"],
-                    "status": "open", "acknowledged": False, "snoozed": self.snooze, "isSeen": False, "count": 1,
-                    "priority": self.priority_policy or event["body"].get("priority", "P3"), "source": event["body"].get("source", ""),
-                    "teams": [{"id": team["id"]}], "responders": [{"type": "team", "id": team["id"]}],
+                    "id": uuid.uuid4().hex,
+                    "tinyId": str(len(self.alerts) + 1),
+                    "alias": alias,
+                    "message": event["body"]["message"],
+                    "status": "open",
+                    "acknowledged": False,
+                    "snoozed": self.snooze,
+                    "isSeen": False,
+                    "count": 1,
+                    "priority": self.priority_policy or event["body"].get("priority", "P3"),
+                    "source": event["body"].get("source", ""),
+                    "teams": [{"id": team["id"]}],
+                    "responders": [{"type": "team", "id": team["id"]}],
                     "createdAt": datetime.now(UTC).isoformat(),
                 }
                 status.update(status="Created alert", alertId=self.alerts[alias]["id"])
@@ -284,4 +363,3 @@ class OpsgenieEmulator(_Emulator):
             else:
                 status.update(success=False, isSuccess=False, status="Alert does not exist")
         self.requests[event["requestId"]] = status
-

@@ -63,7 +63,9 @@ class Message:
 @dataclass
 class SlackState:
     token: str = "xoxb-test-drillbook-0000-secret"
-    channels: dict[str, str] = field(default_factory=lambda: {"#dr-oncall": "C0ONCALL", "#dr-digest": "C0DIGEST", "#alerts": "C0ALERTS"})
+    channels: dict[str, str] = field(
+        default_factory=lambda: {"#dr-oncall": "C0ONCALL", "#dr-digest": "C0DIGEST", "#alerts": "C0ALERTS"}
+    )
     member_of: set[str] = field(default_factory=lambda: {"C0ONCALL", "C0DIGEST", "C0ALERTS"})
     messages: list[Message] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -106,7 +108,9 @@ class SlackEmulator:
             do_GET = do_POST
 
         class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:  # a client that hung up is expected here
+            def handle_error(
+                self, request: Any, client_address: Any
+            ) -> None:  # a client that hung up is expected here
                 pass
 
         self._server = Server(("127.0.0.1", self._port), Handler)
@@ -130,8 +134,16 @@ class SlackEmulator:
         return self.state.token
 
     # -- test controls --------------------------------------------------------------
-    def fail(self, method: str = "*", *, status: int = 200, error: str | None = None, retry_after: int = 1, times: int = 1,
-             after: int = 0) -> None:
+    def fail(
+        self,
+        method: str = "*",
+        *,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int = 1,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
         with self.lock:
             self.state.faults.append(Fault(method, status, error, retry_after, times, after=after))
 
@@ -139,7 +151,11 @@ class SlackEmulator:
         """The next ``times`` chat.postMessage calls store the message, then answer after ``seconds``
         (``then="reset"``: close the connection unanswered instead)."""
         with self.lock:
-            self.state.faults.append(Fault("chat.postMessage", store_then_wait=seconds, then_reset=then == "reset", remaining=times))
+            self.state.faults.append(
+                Fault(
+                    "chat.postMessage", store_then_wait=seconds, then_reset=then == "reset", remaining=times
+                )
+            )
 
     def drop(self, method: str = "chat.postMessage", *, times: int = 1) -> None:
         """The next ``times`` calls of ``method`` are read, not acted on, and the connection is closed unanswered."""
@@ -182,8 +198,12 @@ class SlackEmulator:
 
     def with_marker(self, marker: str, channel: str | None = None) -> list[Message]:
         """Top-level messages stored in ``channel`` whose text, blocks or metadata carry ``marker``."""
-        return [m for m in self.posted(channel) if m.thread_ts is None
-                and marker in json.dumps({"text": m.text, "blocks": m.blocks, "metadata": m.metadata})]
+        return [
+            m
+            for m in self.posted(channel)
+            if m.thread_ts is None
+            and marker in json.dumps({"text": m.text, "blocks": m.blocks, "metadata": m.metadata})
+        ]
 
     def reset(self) -> None:
         with self.lock:
@@ -224,7 +244,13 @@ class SlackEmulator:
                     pass
         return params
 
-    def _send(self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
         payload = json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json; charset=utf-8")
@@ -260,11 +286,18 @@ class SlackEmulator:
         auth = handler.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else params.get("token", "")
         with self.lock:
-            self.state.requests.append({"method": method, "params": params, "authorization": auth, "time": time.time()})
+            self.state.requests.append(
+                {"method": method, "params": params, "authorization": auth, "time": time.time()}
+            )
         outage = self.state.outage
         if outage is not None and self.now() < outage.until:
             if outage.mode == "429":
-                return self._send(handler, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(outage.retry_after)})
+                return self._send(
+                    handler,
+                    429,
+                    {"ok": False, "error": "ratelimited"},
+                    {"Retry-After": str(outage.retry_after)},
+                )
             if outage.mode == "reset":
                 return self._hang_up(handler)
             return self._send(handler, 500, {"ok": False, "error": "internal_error"})
@@ -284,7 +317,12 @@ class SlackEmulator:
                 return None  # the client hung up: it timed out
         if fault is not None:
             if fault.status == 429:
-                return self._send(handler, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(fault.retry_after)})
+                return self._send(
+                    handler,
+                    429,
+                    {"ok": False, "error": "ratelimited"},
+                    {"Retry-After": str(fault.retry_after)},
+                )
             if fault.status >= 500:
                 return self._send(handler, fault.status, {"ok": False, "error": "internal_error"})
             return self._send(handler, 200, {"ok": False, "error": fault.error or "fatal_error"})
@@ -312,7 +350,13 @@ class SlackEmulator:
         return cid, None
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "team": "drillbook-test", "user": "drillbook", "user_id": "UDRILLBOOK", "bot_id": "BDRILLBOOK"}
+        return {
+            "ok": True,
+            "team": "drillbook-test",
+            "user": "drillbook",
+            "user_id": "UDRILLBOOK",
+            "bot_id": "BDRILLBOOK",
+        }
 
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
         cid, err = self._resolve(params)
@@ -330,10 +374,22 @@ class SlackEmulator:
             metadata = params.get("metadata")
             if isinstance(metadata, str):
                 metadata = json.loads(metadata)
-            msg = Message(cid, ts, str(params.get("text", "")), blocks, params.get("thread_ts"), visible,  # type: ignore[arg-type]
-                          metadata=metadata if isinstance(metadata, dict) else None)
+            msg = Message(
+                cid,
+                ts,
+                str(params.get("text", "")),
+                blocks,
+                params.get("thread_ts"),
+                visible,  # type: ignore[arg-type]
+                metadata=metadata if isinstance(metadata, dict) else None,
+            )
             self.state.messages.append(msg)
-        return {"ok": True, "channel": cid, "ts": ts, "message": {"text": msg.text, "ts": ts, "user": msg.user, "blocks": blocks or []}}
+        return {
+            "ok": True,
+            "channel": cid,
+            "ts": ts,
+            "message": {"text": msg.text, "ts": ts, "user": msg.user, "blocks": blocks or []},
+        }
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         cid, err = self._resolve(params)
@@ -353,19 +409,33 @@ class SlackEmulator:
             return err
         with self.lock:
             before = len(self.state.messages)
-            self.state.messages = [m for m in self.state.messages if not (m.channel == cid and m.ts == params.get("ts"))]
+            self.state.messages = [
+                m for m in self.state.messages if not (m.channel == cid and m.ts == params.get("ts"))
+            ]
             if len(self.state.messages) == before:
                 return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": cid, "ts": params.get("ts")}
 
-    def _visible(self, cid: str, oldest: float, thread_ts: str | None = None, *, metadata: bool = False) -> list[dict[str, Any]]:
+    def _visible(
+        self, cid: str, oldest: float, thread_ts: str | None = None, *, metadata: bool = False
+    ) -> list[dict[str, Any]]:
         now = self.now()
         with self.lock:
             found = [
-                {"type": "message", "text": m.text, "ts": m.ts, "user": m.user, "blocks": m.blocks or [],
-                 **({"thread_ts": m.thread_ts} if m.thread_ts else {}), **({"metadata": m.metadata} if metadata and m.metadata else {})}
+                {
+                    "type": "message",
+                    "text": m.text,
+                    "ts": m.ts,
+                    "user": m.user,
+                    "blocks": m.blocks or [],
+                    **({"thread_ts": m.thread_ts} if m.thread_ts else {}),
+                    **({"metadata": m.metadata} if metadata and m.metadata else {}),
+                }
                 for m in self.state.messages
-                if m.channel == cid and m.visible_at <= now and float(m.ts) > oldest and (thread_ts is None or m.thread_ts == thread_ts or m.ts == thread_ts)
+                if m.channel == cid
+                and m.visible_at <= now
+                and float(m.ts) > oldest
+                and (thread_ts is None or m.thread_ts == thread_ts or m.ts == thread_ts)
             ]
         return list(reversed(found))  # newest first, like Slack
 
@@ -377,17 +447,26 @@ class SlackEmulator:
             return err
         limit = int(params.get("limit", 100))
         with_meta = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
-        msgs = [m for m in self._visible(cid, float(params.get("oldest", 0) or 0), metadata=with_meta)  # type: ignore[arg-type]
-                if "thread_ts" not in m or m["thread_ts"] == m["ts"]]
+        msgs = [
+            m
+            for m in self._visible(cid, float(params.get("oldest", 0) or 0), metadata=with_meta)  # type: ignore[arg-type]
+            if "thread_ts" not in m or m["thread_ts"] == m["ts"]
+        ]
         start = int(params.get("cursor") or 0)
         page = msgs[start : start + limit]
         more = start + limit < len(msgs)
-        return {"ok": True, "messages": page, "has_more": more,
-                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _list(self, params: dict[str, Any]) -> dict[str, Any]:
-        chans = [{"id": cid, "name": name.lstrip("#"), "is_member": cid in self.state.member_of}
-                 for name, cid in sorted(self.state.channels.items())]
+        chans = [
+            {"id": cid, "name": name.lstrip("#"), "is_member": cid in self.state.member_of}
+            for name, cid in sorted(self.state.channels.items())
+        ]
         return {"ok": True, "channels": chans, "response_metadata": {"next_cursor": ""}}
 
     def _replies(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,25 @@ class Seeded:
     seqs: dict[str, list[int]]  # drill -> seqs in order
 
 
-def record(ledger: Ledger, *, drill: str, kind: str = "backup_restore", controls: tuple[str, ...] = ("SOC2:A1.2",),
-           rto: float = 40.0, fail: bool = False, message: str = "restore took 1200 s, objective 900 s",
-           pg_version: str = "16.2", run: str) -> int:
-    builder = ResultBuilder(kind=kind, drill=drill, target=f"postgresql://db.internal/{drill}", controls=list(controls),
-                            objectives={"rto_seconds": 900.0, "rpo_seconds": 3600.0})
+def record(
+    ledger: Ledger,
+    *,
+    drill: str,
+    kind: str = "backup_restore",
+    controls: tuple[str, ...] = ("SOC2:A1.2",),
+    rto: float = 40.0,
+    fail: bool = False,
+    message: str = "restore took 1200 s, objective 900 s",
+    pg_version: str = "16.2",
+    run: str,
+) -> int:
+    builder = ResultBuilder(
+        kind=kind,
+        drill=drill,
+        target=f"postgresql://db.internal/{drill}",
+        controls=list(controls),
+        objectives={"rto_seconds": 900.0, "rpo_seconds": 3600.0},
+    )
     for name in ("locate", "fetch", "restore", "verify"):
         with builder.phase(name) as ph:
             ph.detail = f"{name} ok"
@@ -56,17 +70,27 @@ def seed_ledger(pg) -> Iterator[Seeded]:
         with _Ledger(dsn) as ledger:
             ledger.init_schema()
             for i in range(3):
-                seqs.setdefault("orders_nightly", []).append(record(ledger, drill="orders_nightly", run=f"r{i}", rto=30.0 + i))
+                seqs.setdefault("orders_nightly", []).append(
+                    record(ledger, drill="orders_nightly", run=f"r{i}", rto=30.0 + i)
+                )
             seqs["orders_nightly"].append(
-                record(ledger, drill="orders_nightly", run="r3", fail=True, rto=1200.0, pg_version="16.4"))
-            seqs[HOSTILE] = [record(ledger, drill=HOSTILE, run="h0", controls=(HOSTILE,), fail=True, message=HOSTILE)]
-            seqs["api_certs"] = [record(ledger, drill="api_certs", kind="certificates", controls=("ISO27001:A.5.30",),
-                                        run="c0")]
+                record(ledger, drill="orders_nightly", run="r3", fail=True, rto=1200.0, pg_version="16.4")
+            )
+            seqs[HOSTILE] = [
+                record(ledger, drill=HOSTILE, run="h0", controls=(HOSTILE,), fail=True, message=HOSTILE)
+            ]
+            seqs["api_certs"] = [
+                record(
+                    ledger, drill="api_certs", kind="certificates", controls=("ISO27001:A.5.30",), run="c0"
+                )
+            ]
             ledger.checkpoint(source="test")
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw-123'")
             admin.execute(f'GRANT CONNECT ON DATABASE "{name}" TO {role}')
-            admin.execute(f"GRANT SELECT ON drillbook_evidence, drillbook_checkpoint, drillbook_schema_version TO {role}")
+            admin.execute(
+                f"GRANT SELECT ON drillbook_evidence, drillbook_checkpoint, drillbook_schema_version TO {role}"
+            )
         yield Seeded(dsn, make_conninfo(dsn, user=role, password="reader-pw-123"), seqs)
     finally:
         pg.drop_database(name)

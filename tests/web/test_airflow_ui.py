@@ -45,7 +45,9 @@ class Server:
     base: str
     token: str
     seeded: Seeded
-    public_key: str = ""  # of the drillbook_checkpoint_key connection in Airflow: the downloaded pack is signed with it
+    public_key: str = (
+        ""  # of the drillbook_checkpoint_key connection in Airflow: the downloaded pack is signed with it
+    )
 
 
 def get(url: str, *, token: str | None = None, cookie: str | None = None) -> tuple[int, str]:
@@ -63,8 +65,9 @@ def get(url: str, *, token: str | None = None, cookie: str | None = None) -> tup
 
 def login(base: str) -> str:
     body = json.dumps({"username": "admin", "password": PASSWORD}).encode()
-    req = urllib.request.Request(f"{base}/auth/token", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/auth/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())["access_token"]
 
@@ -87,8 +90,14 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("airflow-evidence")
     port = free_port()
     drills = home / "drills.yaml"  # the catalogue the pack's population comes from
-    drills.write_text(yaml.safe_dump({"defaults": {"timezone": "UTC", "watchdog": {"grace": "1h"}},
-                                      "drills": [backup_drill("orders_nightly")]}))
+    drills.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"timezone": "UTC", "watchdog": {"grace": "1h"}},
+                "drills": [backup_drill("orders_nightly")],
+            }
+        )
+    )
     key = Ed25519PrivateKey.generate()
     private_hex = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
     public_hex = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
@@ -103,17 +112,40 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
             "DRILLBOOK_CATALOGUE": str(drills),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
-        for name in ("DRILLBOOK_LEDGER_DSN", "DRILLBOOK_CHECKPOINT_KEY", "AIRFLOW_CONN_DRILLBOOK_CHECKPOINT_KEY",
-                     "DRILLBOOK_CONN_DRILLBOOK_CHECKPOINT_KEY"):
+        for name in (
+            "DRILLBOOK_LEDGER_DSN",
+            "DRILLBOOK_CHECKPOINT_KEY",
+            "AIRFLOW_CONN_DRILLBOOK_CHECKPOINT_KEY",
+            "DRILLBOOK_CONN_DRILLBOOK_CHECKPOINT_KEY",
+        ):
             env.pop(name, None)
         airflow = str(Path(sys.executable).parent / "airflow")
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=180)
         # the signing key only in Airflow's metadata DB: the plugin finds it as the digest task does
-        subprocess.run([airflow, "connections", "add", "drillbook_checkpoint_key", "--conn-type", "generic",
-                        "--conn-password", private_hex], env=env, check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                airflow,
+                "connections",
+                "add",
+                "drillbook_checkpoint_key",
+                "--conn-type",
+                "generic",
+                "--conn-password",
+                private_hex,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         log = (home / "api-server.log").open("w")
-        proc = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 180
@@ -124,7 +156,9 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
                     token = login(base)
                 except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
                     time.sleep(1)
-            assert token, "the api-server never answered a login: " + (home / "api-server.log").read_text()[-3000:]
+            assert token, (
+                "the api-server never answered a login: " + (home / "api-server.log").read_text()[-3000:]
+            )
             yield Server(base, token, seeded, public_hex)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -135,7 +169,13 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
             log.close()
 
 
-PAGES = ("/drillbook/history", "/drillbook/controls", "/drillbook/trends", "/drillbook/ledger", "/drillbook/api/history")
+PAGES = (
+    "/drillbook/history",
+    "/drillbook/controls",
+    "/drillbook/trends",
+    "/drillbook/ledger",
+    "/drillbook/api/history",
+)
 
 
 def test_plugin_is_loaded_with_a_navigation_entry(server):
@@ -199,14 +239,25 @@ def browser(tmp_path) -> Iterator:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         opts.add_argument(flag)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
     drv.set_page_load_timeout(60)
     drv.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
@@ -270,7 +321,9 @@ def test_auditor_logs_in_filters_by_control_opens_a_record_and_sees_the_chart(se
 
     browser.get(f"{server.base}/drillbook/trends?drill=orders_nightly")
     chart = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "svg.chart")))
-    assert chart.size["width"] > 300 and chart.size["height"] > 100  # rendered, not just present in the markup
+    assert (
+        chart.size["width"] > 300 and chart.size["height"] > 100
+    )  # rendered, not just present in the markup
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.objective")
     shot(browser, artefacts, "trends")
     assert (artefacts / "trends.png").stat().st_size > 5000
@@ -301,6 +354,8 @@ def test_auditor_downloads_the_pack_from_the_controls_page(server, browser, arte
     while time.monotonic() < deadline and not done:
         done = [p for p in browser.downloads.glob("drillbook-SOC2_A1.2-*.zip")]
         time.sleep(0.5)
-    assert done, f"no pack arrived in {browser.downloads}: {sorted(p.name for p in browser.downloads.iterdir())}"
+    assert done, (
+        f"no pack arrived in {browser.downloads}: {sorted(p.name for p in browser.downloads.iterdir())}"
+    )
     report = verify_pack(done[0], public_key=server.public_key)
     assert report.ok and report.signed and report.trusted_key, report.problems

@@ -34,8 +34,10 @@ SINCE, UNTIL = (TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat()
 
 def _key() -> tuple[str, str]:
     key = Ed25519PrivateKey.generate()
-    return (key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex(),
-            key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex())
+    return (
+        key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex(),
+        key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex(),
+    )
 
 
 @pytest.fixture
@@ -53,9 +55,19 @@ def private_tmp(tmp_path, monkeypatch):
 
 
 def _client(seeded, *, settings: CheckpointSettings | None, cat=None):
-    cat = cat if cat is not None else catalogue(backup_drill("orders_nightly"), backup_drill("api_certs", controls=("ISO27001:A.5.30",)))
-    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat,
-                     pack_settings=(lambda: settings) if settings is not None else (lambda: CheckpointSettings()))
+    cat = (
+        cat
+        if cat is not None
+        else catalogue(
+            backup_drill("orders_nightly"), backup_drill("api_certs", controls=("ISO27001:A.5.30",))
+        )
+    )
+    app = create_app(
+        dsn_provider=lambda: seeded.reader_dsn,
+        user_dependency=user,
+        catalogue=lambda: cat,
+        pack_settings=(lambda: settings) if settings is not None else (lambda: CheckpointSettings()),
+    )
     client = TestClient(app, root_path="/drillbook")
     client.headers["Authorization"] = f"Bearer {TOKEN}"
     return app, client
@@ -79,8 +91,12 @@ def unsigned(seeded, private_tmp):
 
 def _offline_verify(pack: Path, public_key: str | None, home: Path) -> subprocess.CompletedProcess[str]:
     """`drillbook evidence verify --pack` on "another machine": no ledger DSN, no Airflow, no drillbook settings."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "PYTHONPATH": str(PLUGINS),
-           "LANG": "C.UTF-8"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "PYTHONPATH": str(PLUGINS),
+        "LANG": "C.UTF-8",
+    }
     cmd = [sys.executable, "-m", "drillbook", "evidence", "verify", "--pack", str(pack)]
     if public_key:
         cmd += ["--public-key", public_key]
@@ -92,7 +108,9 @@ def test_the_pack_needs_a_user(seeded):
     with anonymous:
         anonymous.headers.pop("Authorization")
         assert anonymous.get("/pack", params={"control": "SOC2:A1.2"}).status_code == 401
-        forged = anonymous.get("/pack", params={"control": "SOC2:A1.2"}, headers={"Authorization": "Bearer forged"})
+        forged = anonymous.get(
+            "/pack", params={"control": "SOC2:A1.2"}, headers={"Authorization": "Bearer forged"}
+        )
         assert forged.status_code == 401 and "PK" not in forged.text[:2]
     app.state.pool.close()
 
@@ -101,7 +119,10 @@ def test_downloaded_pack_verifies_offline_and_a_flipped_byte_does_not(signed, ke
     answer = signed.get("/pack", params={"control": "SOC2:A1.2", "since": SINCE, "until": UNTIL})
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/zip"
-    assert answer.headers["content-disposition"] == f'attachment; filename="drillbook-SOC2_A1.2-{SINCE}-{UNTIL}.zip"'
+    assert (
+        answer.headers["content-disposition"]
+        == f'attachment; filename="drillbook-SOC2_A1.2-{SINCE}-{UNTIL}.zip"'
+    )
     assert answer.headers["x-drillbook-pack-signed"] == "true"
     assert list(private_tmp.iterdir()) == []  # the private build directory went with the answer
     pack = tmp_path / "downloaded.zip"
@@ -120,8 +141,10 @@ def test_downloaded_pack_verifies_offline_and_a_flipped_byte_does_not(signed, ke
     data = bytearray(pack.read_bytes())
     with zipfile.ZipFile(pack) as zf:
         info = zf.getinfo("records.json")
-    local_extra = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
-    start = info.header_offset + 30 + len(info.filename.encode()) + local_extra  # records.json's compressed bytes
+    local_extra = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = (
+        info.header_offset + 30 + len(info.filename.encode()) + local_extra
+    )  # records.json's compressed bytes
     data[start + info.compress_size // 2] ^= 0x01
     flipped = tmp_path / "flipped.zip"
     flipped.write_bytes(bytes(data))
@@ -133,7 +156,9 @@ def test_downloaded_pack_verifies_offline_and_a_flipped_byte_does_not(signed, ke
 
 def test_another_key_does_not_verify_the_download(signed, tmp_path):
     pack = tmp_path / "p.zip"
-    pack.write_bytes(signed.get("/pack", params={"control": "SOC2:A1.2", "since": SINCE, "until": UNTIL}).content)
+    pack.write_bytes(
+        signed.get("/pack", params={"control": "SOC2:A1.2", "since": SINCE, "until": UNTIL}).content
+    )
     assert not verify_pack(pack, public_key=_key()[1]).ok
 
 
@@ -171,15 +196,21 @@ def test_controls_and_history_link_to_a_working_download(signed, key, tmp_path):
     assert report.ok and report.records == 1 and report.manifest["control"] == "ISO27001:A.5.30"
 
 
-@pytest.mark.parametrize(("params", "says"), [
-    ({}, "control is required"),
-    ({"control": "   "}, "control is required"),
-    ({"control": "SOC2:A1.2", "since": "last quarter"}, "last quarter"),
-    ({"control": "SOC2:A1.2", "since": "2026-03-01", "until": "2026-01-01"}, "is not after"),
-    ({"control": "SOC2:A1.2", "since": "2024-01-01", "until": "2025-12-31"}, f"at most {PACK_MAX_DAYS} days"),
-    ({"control": "SOC2:CC9.9"}, "not mapped to any enabled drill"),
-    ({"control": "X" * 300}, "at most 200 characters"),
-])
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({}, "control is required"),
+        ({"control": "   "}, "control is required"),
+        ({"control": "SOC2:A1.2", "since": "last quarter"}, "last quarter"),
+        ({"control": "SOC2:A1.2", "since": "2026-03-01", "until": "2026-01-01"}, "is not after"),
+        (
+            {"control": "SOC2:A1.2", "since": "2024-01-01", "until": "2025-12-31"},
+            f"at most {PACK_MAX_DAYS} days",
+        ),
+        ({"control": "SOC2:CC9.9"}, "not mapped to any enabled drill"),
+        ({"control": "X" * 300}, "at most 200 characters"),
+    ],
+)
 def test_bad_parameters_are_a_400_naming_them(signed, private_tmp, params, says):
     answer = signed.get("/pack", params=params)
     assert answer.status_code == 400, answer.text
@@ -188,37 +219,50 @@ def test_bad_parameters_are_a_400_naming_them(signed, private_tmp, params, says)
     assert list(private_tmp.iterdir()) == []
 
 
-@pytest.mark.parametrize("hostile", [
-    'SOC2:A1.2"\r\nSet-Cookie: stolen=1',
-    'SOC2:A1.2"; filename="evil.sh',
-    "../../etc/passwd",
-    '<script>alert("x")</script>',
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'SOC2:A1.2"\r\nSet-Cookie: stolen=1',
+        'SOC2:A1.2"; filename="evil.sh',
+        "../../etc/passwd",
+        '<script>alert("x")</script>',
+    ],
+)
 def test_a_hostile_control_reaches_neither_header_nor_page(signed, hostile):
     answer = signed.get("/pack", params={"control": hostile})
     assert answer.status_code == 400
     assert "set-cookie" not in answer.headers and "content-disposition" not in answer.headers
     assert "<script>" not in answer.text and "expected a control id" in html.unescape(answer.text)
-    history = signed.get("/history", params={"control": hostile}).text  # the history's pack link carries it escaped
+    history = signed.get(
+        "/history", params={"control": hostile}
+    ).text  # the history's pack link carries it escaped
     assert "<script>" not in history and 'class="pack"' in history
 
 
 def test_the_filename_keeps_only_safe_characters(seeded, key, private_tmp):
-    assert pack_filename('a"b\r\nc; x=/..', "2026-01-01", "2026-03-31") == "drillbook-a_b_c_x-2026-01-01-2026-03-31.zip"
+    assert (
+        pack_filename('a"b\r\nc; x=/..', "2026-01-01", "2026-03-31")
+        == "drillbook-a_b_c_x-2026-01-01-2026-03-31.zip"
+    )
     cat = catalogue(backup_drill("orders_nightly", controls=("NIST:CP-9(1)",)))
     app, client = _client(seeded, settings=CheckpointSettings(private_key=key[0]), cat=cat)
     with client:
         answer = client.get("/pack", params={"control": "NIST:CP-9(1)", "since": SINCE, "until": UNTIL})
     app.state.pool.close()
     assert answer.status_code == 200, answer.text
-    assert answer.headers["content-disposition"] == f'attachment; filename="drillbook-NIST_CP-9_1-{SINCE}-{UNTIL}.zip"'
+    assert (
+        answer.headers["content-disposition"]
+        == f'attachment; filename="drillbook-NIST_CP-9_1-{SINCE}-{UNTIL}.zip"'
+    )
 
 
 def test_without_a_catalogue_the_pack_is_refused_plainly(seeded):
     app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user)
     with TestClient(app) as c:
         answer = c.get("/pack", params={"control": "SOC2:A1.2"}, headers={"Authorization": f"Bearer {TOKEN}"})
-        history = c.get("/history", params={"control": "SOC2:A1.2"}, headers={"Authorization": f"Bearer {TOKEN}"})
+        history = c.get(
+            "/history", params={"control": "SOC2:A1.2"}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
     app.state.pool.close()
     assert answer.status_code == 503 and "DRILLBOOK_CATALOGUE" in answer.text
     assert 'class="pack"' not in history.text
@@ -226,9 +270,15 @@ def test_without_a_catalogue_the_pack_is_refused_plainly(seeded):
 
 def test_an_unreachable_ledger_is_a_503_without_the_password(private_tmp):
     cat = catalogue(backup_drill("orders_nightly"))
-    app = create_app(dsn_provider=lambda: "host=127.0.0.1 port=9 user=x password=hunter2-secret dbname=l",
-                     user_dependency=user, catalogue=lambda: cat, pack_settings=lambda: CheckpointSettings())
+    app = create_app(
+        dsn_provider=lambda: "host=127.0.0.1 port=9 user=x password=hunter2-secret dbname=l",
+        user_dependency=user,
+        catalogue=lambda: cat,
+        pack_settings=lambda: CheckpointSettings(),
+    )
     with TestClient(app) as c:
         answer = c.get("/pack", params={"control": "SOC2:A1.2"}, headers={"Authorization": f"Bearer {TOKEN}"})
-    assert answer.status_code == 503 and "hunter2-secret" not in answer.text and "Traceback" not in answer.text
+    assert (
+        answer.status_code == 503 and "hunter2-secret" not in answer.text and "Traceback" not in answer.text
+    )
     assert list(private_tmp.iterdir()) == []

@@ -27,8 +27,11 @@ def user(request: Request) -> str:
 
 @pytest.fixture
 def client(seeded):
-    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user,
-                     verify=verify_with(lambda: seeded.reader_dsn))
+    app = create_app(
+        dsn_provider=lambda: seeded.reader_dsn,
+        user_dependency=user,
+        verify=verify_with(lambda: seeded.reader_dsn),
+    )
     with TestClient(app, root_path="/drillbook") as c:
         c.headers["Authorization"] = f"Bearer {TOKEN}"
         yield c
@@ -100,8 +103,15 @@ def test_record_page_shows_verdict_phases_findings_objectives_environment_and_ch
 
 def test_hostile_ledger_text_is_escaped_on_every_page(client, seeded):
     hostile_seq = seeded.seqs[HOSTILE][0]
-    for path in ("/history", f"/record/{hostile_seq}", "/controls", "/coverage", "/trends", f"/trends?drill={HOSTILE}",
-                 f"/history?control={HOSTILE}"):
+    for path in (
+        "/history",
+        f"/record/{hostile_seq}",
+        "/controls",
+        "/coverage",
+        "/trends",
+        f"/trends?drill={HOSTILE}",
+        f"/history?control={HOSTILE}",
+    ):
         page = client.get(path).text
         assert "<script>" not in page and "<img" not in page, path
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in client.get(f"/record/{hostile_seq}").text
@@ -115,16 +125,20 @@ def test_trends_draw_svg_with_the_objective_line(client):
 
 def test_controls_list_exceptions_with_dates(client, seeded):
     page = client.get("/controls").text
-    row = page[page.index("SOC2:A1.2"):]
-    assert f'record/{seeded.seqs["orders_nightly"][-1]}' in row and "1 exception(s) in 4 runs" in row
+    row = page[page.index("SOC2:A1.2") :]
+    assert f"record/{seeded.seqs['orders_nightly'][-1]}" in row and "1 exception(s) in 4 runs" in row
     assert "every one of 1 runs passed" in page  # ISO27001:A.5.30
 
 
 def test_verify_button_needs_the_session_token_then_runs_verify(client):
     assert "UNSIGNED" in client.get("/ledger").text  # the checkpoint taken without a key says so
     assert client.post("/ledger/verify", data={"csrf": "guess"}, follow_redirects=False).status_code == 403
-    forged_origin = client.post("/ledger/verify", data={"csrf": csrf_token(TOKEN)},
-                                headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    forged_origin = client.post(
+        "/ledger/verify",
+        data={"csrf": csrf_token(TOKEN)},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
     assert forged_origin.status_code == 403
     done = client.post("/ledger/verify", data={"csrf": csrf_token(TOKEN)}, follow_redirects=False)
     assert done.status_code == 303
@@ -133,18 +147,26 @@ def test_verify_button_needs_the_session_token_then_runs_verify(client):
 
 
 def test_unreachable_ledger_is_a_503_page_without_the_password(seeded):
-    app = create_app(dsn_provider=lambda: "host=127.0.0.1 port=9 user=x password=hunter2-secret dbname=l",
-                     user_dependency=user)
+    app = create_app(
+        dsn_provider=lambda: "host=127.0.0.1 port=9 user=x password=hunter2-secret dbname=l",
+        user_dependency=user,
+    )
     with TestClient(app) as c:
         answer = c.get("/history", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert answer.status_code == 503 and "drillbook_ledger" in answer.text and "hunter2-secret" not in answer.text
+    assert (
+        answer.status_code == 503
+        and "drillbook_ledger" in answer.text
+        and "hunter2-secret" not in answer.text
+    )
 
 
 def test_missing_ledger_connection_is_a_503_page_saying_how_to_define_it(seeded):
     from drillbook.errors import ConnectionNotConfigured
 
     def missing() -> str:
-        raise ConnectionNotConfigured("Airflow connection 'drillbook_ledger' is not defined; set AIRFLOW_CONN_DRILLBOOK_LEDGER")
+        raise ConnectionNotConfigured(
+            "Airflow connection 'drillbook_ledger' is not defined; set AIRFLOW_CONN_DRILLBOOK_LEDGER"
+        )
 
     app = create_app(dsn_provider=missing, user_dependency=user)
     with TestClient(app) as c:
@@ -155,20 +177,31 @@ def test_missing_ledger_connection_is_a_503_page_saying_how_to_define_it(seeded)
 def test_coverage_without_a_catalogue_lists_drills_without_passing_evidence_first(client):
     page = client.get("/coverage").text
     assert page.index("NO PASSING EVIDENCE") < page.index("passing evidence: ")
-    assert page.count("NO PASSING EVIDENCE") == 1 and "no catalogue configured" in page  # the hostile drill only failed
+    assert (
+        page.count("NO PASSING EVIDENCE") == 1 and "no catalogue configured" in page
+    )  # the hostile drill only failed
 
 
 def test_controls_and_coverage_use_the_catalogues_population(seeded):
     from tests.evidence.conftest import backup_drill, catalogue
 
-    cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"), backup_drill("never_ran", controls=("SOC2:CC7.4",)))
+    cat = catalogue(
+        backup_drill("orders_nightly", schedule="*/5 * * * *"),
+        backup_drill("never_ran", controls=("SOC2:CC7.4",)),
+    )
     app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
     with TestClient(app) as c:
         controls = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
         coverage = c.get("/coverage", headers={"Authorization": f"Bearer {TOKEN}"}).text
     app.state.pool.close()
     assert "SOC2:A1.2" in controls and "SOC2:CC7.4" in controls
-    row = controls[controls.index("SOC2:A1.2"):]
-    assert "MISSED" in row and "FAIL" in row  # 5-minute schedule over a month: missed occurrences are exceptions
-    assert f'record/{seeded.seqs["orders_nightly"][-1]}' in row
-    assert "NONE" in coverage and "never_ran" in coverage and coverage.index("never_ran") < coverage.index("PASSING")
+    row = controls[controls.index("SOC2:A1.2") :]
+    assert (
+        "MISSED" in row and "FAIL" in row
+    )  # 5-minute schedule over a month: missed occurrences are exceptions
+    assert f"record/{seeded.seqs['orders_nightly'][-1]}" in row
+    assert (
+        "NONE" in coverage
+        and "never_ran" in coverage
+        and coverage.index("never_ran") < coverage.index("PASSING")
+    )

@@ -57,9 +57,13 @@ def build_app() -> Any:
     airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
     # the plugin is an entry point: its checkpoint settings (trusted key, outside copy) read once, here
     checkpoints = CheckpointSettings.from_settings(_resolver().settings)
-    return create_app(dsn_provider=ledger_dsn, user_dependency=airflow_user,
-                      verify=verify_with(ledger_dsn, checkpoints=checkpoints),
-                      catalogue=current_catalogue, pack_settings=checkpoint_settings)
+    return create_app(
+        dsn_provider=ledger_dsn,
+        user_dependency=airflow_user,
+        verify=verify_with(ledger_dsn, checkpoints=checkpoints),
+        catalogue=current_catalogue,
+        pack_settings=checkpoint_settings,
+    )
 
 
 def checkpoint_settings() -> Any:
@@ -114,10 +118,12 @@ class DrillbookEvidencePlugin(AirflowPlugin):
 
     name = "drillbook_evidence"
     fastapi_apps = [{"app": EvidenceApp(), "url_prefix": URL_PREFIX, "name": "drillbook evidence"}]
-    external_views = [{
-        "name": "Evidence",
-        "href": f"{URL_PREFIX}/history",
-        "destination": "nav",
-        "url_route": "drillbook-evidence",
-        "category": "Browse",
-    }]
+    external_views = [
+        {
+            "name": "Evidence",
+            "href": f"{URL_PREFIX}/history",
+            "destination": "nav",
+            "url_route": "drillbook-evidence",
+            "category": "Browse",
+        }
+    ]

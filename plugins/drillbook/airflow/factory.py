@@ -72,13 +72,23 @@ def drill_doc(drill: Any, catalogue: Catalogue, body: str = "") -> str:
     ]
     if body:
         lines += ["", body]
-    lines += ["", "Results are written to the evidence ledger before Slack is told; "
-              "verify the ledger with `drillbook evidence verify`."]
+    lines += [
+        "",
+        "Results are written to the evidence ledger before Slack is told; "
+        "verify the ledger with `drillbook evidence verify`.",
+    ]
     return "\n".join(lines)
 
 
-def drill_dag(drill: Any, catalogue: Catalogue, *, doc_md: str = "", dag_id: str | None = None,
-              schedule: str | timedelta | None = None, tags: list[str] | None = None) -> DAG:
+def drill_dag(
+    drill: Any,
+    catalogue: Catalogue,
+    *,
+    doc_md: str = "",
+    dag_id: str | None = None,
+    schedule: str | timedelta | None = None,
+    tags: list[str] | None = None,
+) -> DAG:
     """A DAG carrying drillbook's policy for ``drill``; use as ``with drill_dag(...) as dag:``."""
     import pendulum
     from airflow.sdk import DAG

@@ -50,11 +50,15 @@ def failure_cause(ti: Any, *, reason: str | None, exception: str | None) -> str:
         return f"task {task!r}{attempt} failed before the drill recorded a result: {exception}{why}"
     host = getattr(ti, "hostname", None)
     if not host:
-        return (f"task {task!r}{attempt} never started on a worker: the executor failed it before it ran "
-                f"(a worker that could not reach the API server at [core] execution_api_server_url, "
-                f"a worker killed while it held the task, or a DAG the worker could not import){why}")
-    return (f"task {task!r}{attempt} started on {host!r} but ended before the drill recorded a result "
-            f"(killed, out of memory, timed out, or crashed outside the drill; see its task log){why}")
+        return (
+            f"task {task!r}{attempt} never started on a worker: the executor failed it before it ran "
+            f"(a worker that could not reach the API server at [core] execution_api_server_url, "
+            f"a worker killed while it held the task, or a DAG the worker could not import){why}"
+        )
+    return (
+        f"task {task!r}{attempt} started on {host!r} but ended before the drill recorded a result "
+        f"(killed, out of memory, timed out, or crashed outside the drill; see its task log){why}"
+    )
 
 
 LOG_TAIL_BYTES = 256_000
@@ -77,7 +81,13 @@ def task_log_errors(ti: Any, *, folder: str | None = None) -> list[str] | None:
         return None
     map_index = getattr(ti, "map_index", -1)
     mapped = f"map_index={map_index}/" if isinstance(map_index, int) and map_index >= 0 else ""
-    path = Path(folder) / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / f"{mapped}attempt={getattr(ti, 'try_number', None) or 1}.log"
+    path = (
+        Path(folder)
+        / f"dag_id={dag_id}"
+        / f"run_id={run_id}"
+        / f"task_id={task_id}"
+        / f"{mapped}attempt={getattr(ti, 'try_number', None) or 1}.log"
+    )
     try:
         with path.open("rb") as fh:
             fh.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
@@ -133,17 +143,38 @@ def record_not_run(context: dict[str, Any], *, catalogue: Any, exception: str | 
         if errors:
             cause += "; its task log says: " + " | ".join(errors)
         elif errors is not None and getattr(ti, "hostname", None):
-            cause += ("; its task log ends without an error: the task process or its worker was killed "
-                      "(the scheduler fails a task whose heartbeat stops, [scheduler] task_instance_heartbeat_timeout)")
-        builder = ResultBuilder(kind=kind, drill=name, target=getattr(ti, "task_id", None) or dag_id,
-                                controls=list(getattr(entry, "controls", []) or []))
+            cause += (
+                "; its task log ends without an error: the task process or its worker was killed "
+                "(the scheduler fails a task whose heartbeat stops, [scheduler] task_instance_heartbeat_timeout)"
+            )
+        builder = ResultBuilder(
+            kind=kind,
+            drill=name,
+            target=getattr(ti, "task_id", None) or dag_id,
+            controls=list(getattr(entry, "controls", []) or []),
+        )
         # no builder.checked(): nothing was verified, so the verdict is ERROR
-        builder.find("DRILL_NOT_RUN", cause, subject=getattr(ti, "task_id", None) or dag_id,
-                     detail={"reason": str(reason or ""), "hostname": str(getattr(ti, "hostname", None) or "")})
+        builder.find(
+            "DRILL_NOT_RUN",
+            cause,
+            subject=getattr(ti, "task_id", None) or dag_id,
+            detail={"reason": str(reason or ""), "hostname": str(getattr(ti, "hostname", None) or "")},
+        )
         map_index = getattr(ti, "map_index", -1)
-        ctx = RunContext(dag_id=dag_id, run_id=run_id, task_id=getattr(ti, "task_id", None) or "dag_run",
-                         map_index=int(map_index if map_index is not None else -1),
-                         try_number=int(getattr(ti, "try_number", None) or 1), trigger="scheduled")
+        ctx = RunContext(
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=getattr(ti, "task_id", None) or "dag_run",
+            map_index=int(map_index if map_index is not None else -1),
+            try_number=int(getattr(ti, "try_number", None) or 1),
+            trigger="scheduled",
+        )
         record = ledger.record(builder.finish(), ctx)
-    log.warning("%s run %s: recorded ERROR DRILL_NOT_RUN (ledger seq %s): %s", dag_id, run_id, getattr(record, "seq", None), cause)
+    log.warning(
+        "%s run %s: recorded ERROR DRILL_NOT_RUN (ledger seq %s): %s",
+        dag_id,
+        run_id,
+        getattr(record, "seq", None),
+        cause,
+    )
     return cause

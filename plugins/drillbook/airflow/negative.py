@@ -29,14 +29,16 @@ def _doc(drill: Any) -> str:
     from drillbook.drills.negative import expected
 
     assert drill.negative is not None
-    return "\n".join([
-        f"Fire alarm check for the {drill.kind} drill `{drill.name}`, once every {format_duration(drill.negative.every)}: "
-        "the drill runs through its own code against a broken input drillbook makes itself, and must turn red with "
-        f"{' or '.join(f'`{c}`' for c in sorted(expected(drill.kind)))} and deliver its page (labelled NEGATIVE DRILL).",
-        "",
-        "`NEGATIVE_DRILL_PASSED` proves the detector and the page path; `DETECTOR_BLIND` (critical) means on-call would "
-        "not have been told.",
-    ])
+    return "\n".join(
+        [
+            f"Fire alarm check for the {drill.kind} drill `{drill.name}`, once every {format_duration(drill.negative.every)}: "
+            "the drill runs through its own code against a broken input drillbook makes itself, and must turn red with "
+            f"{' or '.join(f'`{c}`' for c in sorted(expected(drill.kind)))} and deliver its page (labelled NEGATIVE DRILL).",
+            "",
+            "`NEGATIVE_DRILL_PASSED` proves the detector and the page path; `DETECTOR_BLIND` (critical) means on-call would "
+            "not have been told.",
+        ]
+    )
 
 
 def provoke_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> Any:
@@ -53,9 +55,15 @@ def provoke_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> An
     ledger = ledger_for(catalogue)
     with tempfile.TemporaryDirectory(prefix="drillbook-negative-") as tmp:
         return run_negative(
-            drill, work_dir=Path(tmp), base_dir=catalogue.base_dir, resources=ClientResources(dsn=resolve_dsn, clients=AirflowPathClients()),
-            notifier=notifier_for(catalogue, drill, ledger=ledger), ctx=run_context(context, task_suffix=".inner"),
-            on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            drill,
+            work_dir=Path(tmp),
+            base_dir=catalogue.base_dir,
+            resources=ClientResources(dsn=resolve_dsn, clients=AirflowPathClients()),
+            notifier=notifier_for(catalogue, drill, ledger=ledger),
+            ctx=run_context(context, task_suffix=".inner"),
+            on_phase=lambda p: log.info(
+                "phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail
+            ),
         )
 
 
@@ -64,8 +72,14 @@ def build_dag(drill: Any, catalogue: Catalogue) -> DAG:
     from airflow.sdk import task
 
     assert drill.negative is not None
-    with drill_dag(drill, catalogue, doc_md=_doc(drill), dag_id=f"dr_{KIND}__{drill.name}",
-                   schedule=timedelta(seconds=drill.negative.every), tags=["drillbook", KIND, drill.kind]) as dag:
+    with drill_dag(
+        drill,
+        catalogue,
+        doc_md=_doc(drill),
+        dag_id=f"dr_{KIND}__{drill.name}",
+        schedule=timedelta(seconds=drill.negative.every),
+        tags=["drillbook", KIND, drill.kind],
+    ) as dag:
 
         @task(task_id="provoke")
         def provoke(**context: Any) -> dict[str, Any]:

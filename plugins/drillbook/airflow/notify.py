@@ -36,7 +36,9 @@ def notifier_for_airflow(catalogue: Any, *, ledger: Any = None) -> Any:
     conn_id = catalogue.defaults.slack.connection
     connection = runtime.slack_connection(conn_id) if runtime.has_connection(conn_id) else None
     # the task's settings (read by the resolver's entry point, airflow.resources) place the outbox
-    return build_notifier(catalogue=catalogue, connection=connection, ledger=ledger, outbox=runtime.settings().outbox)
+    return build_notifier(
+        catalogue=catalogue, connection=connection, ledger=ledger, outbox=runtime.settings().outbox
+    )
 
 
 def _catalogue() -> Any:
@@ -46,7 +48,9 @@ def _catalogue() -> Any:
     try:
         return current_catalogue()
     except Exception as exc:  # a broken catalogue must not silence the page
-        log.warning("catalogue unreadable in the failure callback (%s); using default routing", type(exc).__name__)
+        log.warning(
+            "catalogue unreadable in the failure callback (%s); using default routing", type(exc).__name__
+        )
         return Catalogue()
 
 
@@ -69,7 +73,11 @@ def _reported_in_ledger(catalogue: Any, *, dag_id: str, run_id: str | None) -> b
     drill = dag_id.split("__", 1)[1]
     try:
         with runtime.ledger_for(catalogue) as ledger:
-            rows = [r for r in ledger.query(drill=drill, newest_first=True, limit=50) if r.run_id == run_id and r.dag_id == dag_id]
+            rows = [
+                r
+                for r in ledger.query(drill=drill, newest_first=True, limit=50)
+                if r.run_id == run_id and r.dag_id == dag_id
+            ]
     except Exception as exc:  # when in doubt, page
         log.warning("ledger not readable from the failure callback (%s); paging anyway", type(exc).__name__)
         return False
@@ -95,7 +103,11 @@ def _report_failure(context: dict[str, Any]) -> None:
     run_id = getattr(ti, "run_id", None) or context.get("run_id")
     exc = context.get("exception")
     if exc is not None and type(exc).__name__ in ALREADY_REPORTED:
-        log.info("%s failed with %s: the drill already reported its verdict; not paging twice", dag_id, type(exc).__name__)
+        log.info(
+            "%s failed with %s: the drill already reported its verdict; not paging twice",
+            dag_id,
+            type(exc).__name__,
+        )
         return
     catalogue = _catalogue()
     cause = exception_summary(exc)
@@ -105,11 +117,17 @@ def _report_failure(context: dict[str, Any]) -> None:
 
         recorded = record_not_run(context, catalogue=catalogue, exception=cause)
     except Exception as error:  # the ledger is unreachable or misconfigured: still page, without the record
-        log.warning("could not record the failed run of %s in the ledger (%s); paging without it", dag_id, redact(str(error))[:300])
+        log.warning(
+            "could not record the failed run of %s in the ledger (%s); paging without it",
+            dag_id,
+            redact(str(error))[:300],
+        )
     if recorded is not None:
         cause = recorded  # the page says what the ledger says
     elif exc is None and _reported_in_ledger(catalogue, dag_id=dag_id, run_id=run_id):
-        log.info("%s run %s: its FAIL/ERROR is in the ledger and was delivered; not paging twice", dag_id, run_id)
+        log.info(
+            "%s run %s: its FAIL/ERROR is in the ledger and was delivered; not paging twice", dag_id, run_id
+        )
         return
     try:
         log_url = ti.log_url if ti is not None else None

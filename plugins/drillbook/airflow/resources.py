@@ -26,10 +26,16 @@ class AirflowConnections:
             conn: Any = BaseHook.get_connection(conn_id)
         except Exception:  # AirflowNotFoundException (its module moved between versions)
             return None
-        return Connection(conn_id=conn_id, conn_type=str(conn.conn_type or ""), host=conn.host or None,
-                          port=int(conn.port) if conn.port else None, login=conn.login or None,
-                          password=conn.password or None, schema=conn.schema or None,
-                          extra=dict(conn.extra_dejson or {}))
+        return Connection(
+            conn_id=conn_id,
+            conn_type=str(conn.conn_type or ""),
+            host=conn.host or None,
+            port=int(conn.port) if conn.port else None,
+            login=conn.login or None,
+            password=conn.password or None,
+            schema=conn.schema or None,
+            extra=dict(conn.extra_dejson or {}),
+        )
 
 
 def airflow_resolver(settings: Settings | None = None) -> Resolver:

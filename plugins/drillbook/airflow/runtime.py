@@ -106,7 +106,9 @@ def notifier_for(catalogue: Catalogue, drill: Any, *, ledger: Any = None) -> Any
     return resolver().notifier(catalogue=catalogue, drill=drill, ledger=ledger)
 
 
-def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = "") -> dict[str, Any]:
+def report(
+    result: DrillResult, *, drill: Any, catalogue: Catalogue, context: dict[str, Any], task_suffix: str = ""
+) -> dict[str, Any]:
     """Evidence first, then notify, then judge: a FAIL/ERROR result fails the task (``DrillNotGreen``).
 
     The verdict judged is the recorded one (drillbook.run.pipeline): on a retry it is the
@@ -116,7 +118,9 @@ def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: di
 
     ctx = run_context(context, task_suffix=task_suffix)
     ledger = ledger_for(catalogue)
-    reported = record_and_report(result, ctx=ctx, ledger=ledger, notifier=notifier_for(catalogue, drill, ledger=ledger))
+    reported = record_and_report(
+        result, ctx=ctx, ledger=ledger, notifier=notifier_for(catalogue, drill, ledger=ledger)
+    )
     record, result = reported.record, reported.result
     summary = {
         "verdict": result.verdict.value,
@@ -124,7 +128,13 @@ def report(result: DrillResult, *, drill: Any, catalogue: Catalogue, context: di
         "ledger_seq": getattr(record, "seq", None),
         "ledger_hash": getattr(record, "hash", None),
     }
-    log.info("drill %s: %s %s (ledger seq %s)", result.drill, result.verdict.value, summary["codes"], summary["ledger_seq"])
+    log.info(
+        "drill %s: %s %s (ledger seq %s)",
+        result.drill,
+        result.verdict.value,
+        summary["codes"],
+        summary["ledger_seq"],
+    )
     fail_unless_green(result)
     return summary
 

@@ -61,8 +61,12 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
     from airflow.sdk import task
 
     schedule = catalogue.defaults.watchdog.schedule
-    subject = DagSubject(kind="watchdog", name="watchdog", schedule=schedule,
-                         description="Pages on-call when a drill did not run, never verifies or went stale.")
+    subject = DagSubject(
+        kind="watchdog",
+        name="watchdog",
+        schedule=schedule,
+        description="Pages on-call when a drill did not run, never verifies or went stale.",
+    )
     with drill_dag(subject, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
 
         @task(task_id="watchdog")
@@ -72,11 +76,20 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
             from drillbook.reporting.watchdog import run_watchdog
 
             with runtime.ledger_for(catalogue) as ledger:
-                run = run_watchdog(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
-                                   ctx=runtime.run_context(context), now=datetime.now(UTC))
+                run = run_watchdog(
+                    catalogue,
+                    ledger=ledger,
+                    notifier=notifier_for_airflow(catalogue, ledger=ledger),
+                    ctx=runtime.run_context(context),
+                    now=datetime.now(UTC),
+                )
             redo = run.redelivery
-            return {"incidents": {k: [i.code for i in v] for k, v in run.incidents.items() if v}, "posted": run.posted,
-                    "reports_redelivered": redo.delivered if redo is not None else 0, "reports_owed": redo.left if redo is not None else 0}
+            return {
+                "incidents": {k: [i.code for i in v] for k, v in run.incidents.items() if v},
+                "posted": run.posted,
+                "reports_redelivered": redo.delivered if redo is not None else 0,
+                "reports_owed": redo.left if redo is not None else 0,
+            }
 
         watchdog()
     return dag
@@ -85,8 +98,12 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
 def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG:
     from airflow.sdk import task
 
-    subject = DagSubject(kind="digest", name=dag_id.split("__", 1)[1], schedule=schedule,
-                         description=f"Scorecard digest ({schedule}) for the digest channel.")
+    subject = DagSubject(
+        kind="digest",
+        name=dag_id.split("__", 1)[1],
+        schedule=schedule,
+        description=f"Scorecard digest ({schedule}) for the digest channel.",
+    )
     with drill_dag(subject, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
 
         @task(task_id="digest")
@@ -100,12 +117,21 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
             # resolver's entry point), else the Airflow connection's password.
             keys = CheckpointSettings.from_settings(runtime.settings())
             if keys.private_key is None and runtime.has_connection(KEY_CONNECTION):
-                keys = CheckpointSettings(private_key=runtime.get_connection(KEY_CONNECTION).password,
-                                          public_key=keys.public_key, path=keys.path)
+                keys = CheckpointSettings(
+                    private_key=runtime.get_connection(KEY_CONNECTION).password,
+                    public_key=keys.public_key,
+                    path=keys.path,
+                )
             with runtime.ledger_for(catalogue) as ledger:
-                card = run_digest(catalogue, ledger=ledger, notifier=notifier_for_airflow(catalogue, ledger=ledger),
-                                  ctx=runtime.run_context(context), schedule=schedule, now=_now_of(context),
-                                  checkpoints=keys)
+                card = run_digest(
+                    catalogue,
+                    ledger=ledger,
+                    notifier=notifier_for_airflow(catalogue, ledger=ledger),
+                    ctx=runtime.run_context(context),
+                    schedule=schedule,
+                    now=_now_of(context),
+                    checkpoints=keys,
+                )
             return {d.drill: d.status for d in card.drills}
 
         digest()

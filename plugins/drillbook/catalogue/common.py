@@ -33,7 +33,9 @@ def _shipped_catalogue() -> Path:
 #: modules the loader calls (suite checks) can name it without importing the loader back.
 DEFAULT_CATALOGUE = _shipped_catalogue()
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
+)
 
 
 def parse_duration(value: object) -> float:
@@ -48,7 +50,13 @@ def parse_duration(value: object) -> float:
         match = _DURATION_RE.match(value)
         if match and any(match.groups()):
             w, d, h, m, s = match.groups()
-            return int(w or 0) * 7 * 86400 + int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
+            return (
+                int(w or 0) * 7 * 86400
+                + int(d or 0) * 86400
+                + int(h or 0) * 3600
+                + int(m or 0) * 60
+                + float(s or 0)
+            )
     raise ValueError(f"expected a duration like '90s', '15m', '4h', '7d' or '4w', got {value!r}")
 
 
@@ -67,7 +75,9 @@ def format_duration(seconds: float | None) -> str:
     return f"{sign}{int(s // 86400)}d {int(s % 86400 // 3600)}h"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
 
 PRESETS: dict[str, str] = {
     "@hourly": "0 * * * *",
@@ -82,8 +92,16 @@ PRESETS: dict[str, str] = {
 
 
 #: schedule preset -> the digest's name for its period (``dr_digest__daily``)
-PRESET_NAMES = {"@hourly": "hourly", "@daily": "daily", "@midnight": "daily", "@weekly": "weekly", "@monthly": "monthly",
-                "@quarterly": "quarterly", "@yearly": "yearly", "@annually": "yearly"}
+PRESET_NAMES = {
+    "@hourly": "hourly",
+    "@daily": "daily",
+    "@midnight": "daily",
+    "@weekly": "weekly",
+    "@monthly": "monthly",
+    "@quarterly": "quarterly",
+    "@yearly": "yearly",
+    "@annually": "yearly",
+}
 
 
 def cron_of(schedule: str) -> str:

@@ -88,8 +88,14 @@ def code_fingerprint() -> str:
 
     models: set[type] = set()
     _model_types(Catalogue, models)
-    modules = {m.__module__ for m in models} | {checks.__name__, common.__name__, loader.__name__, reader.__name__,
-                                                 "drillbook.drills.data_quality.suites", "drillbook.drills.registry"}
+    modules = {m.__module__ for m in models} | {
+        checks.__name__,
+        common.__name__,
+        loader.__name__,
+        reader.__name__,
+        "drillbook.drills.data_quality.suites",
+        "drillbook.drills.registry",
+    }
     digest = hashlib.sha256(f"drillbook {drillbook.__version__}\n".encode())
     for name in sorted(modules):
         module = sys.modules.get(name)
@@ -115,8 +121,12 @@ def _read_entry(directory: Path, key: str) -> Any:
         return None
     try:
         info = os.fstat(fd)
-        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022
-                or info.st_size > 4 * MAX_YAML_BYTES):
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & 0o022
+            or info.st_size > 4 * MAX_YAML_BYTES
+        ):
             return None
         with os.fdopen(fd, "rb", closefd=False) as handle:
             raw = handle.read(4 * MAX_YAML_BYTES + 1)
@@ -137,7 +147,9 @@ def _read_entry(directory: Path, key: str) -> Any:
 def _write_entry(directory: Path, key: str, data: Any) -> None:
     try:
         text = json.dumps({"format": FORMAT, "key": key, "data": data}, ensure_ascii=False, allow_nan=False)
-        if json.loads(text)["data"] != data:  # YAML keys that are not strings, or dates: not representable, skip
+        if (
+            json.loads(text)["data"] != data
+        ):  # YAML keys that are not strings, or dates: not representable, skip
             return
     except (TypeError, ValueError):
         return
@@ -169,8 +181,13 @@ def _from_cache(data: Any, file: Path, gx_suites: bool) -> Catalogue | None:
     return catalogue
 
 
-def load_compiled_catalogue(path: str | os.PathLike[str] | None = None, *, use_disk: bool = True,
-                            gx_suites: bool = False, cache_root: str | os.PathLike[str] | None = None) -> Catalogue:
+def load_compiled_catalogue(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    use_disk: bool = True,
+    gx_suites: bool = False,
+    cache_root: str | os.PathLike[str] | None = None,
+) -> Catalogue:
     """``load_catalogue(path, gx_suites=...)`` answered from the memo or the on-disk cache when the bytes were seen before.
 
     ``gx_suites`` and ``cache_root`` come from the entry point's settings (``Settings.suite_check_for``,

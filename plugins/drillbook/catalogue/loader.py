@@ -29,8 +29,9 @@ from drillbook.errors import CatalogueError
 Loc = tuple[str | int, ...]
 
 
-def resolve_catalogue_path(path: str | os.PathLike[str] | None = None,
-                           *, configured: str | os.PathLike[str] | None = None) -> Path:
+def resolve_catalogue_path(
+    path: str | os.PathLike[str] | None = None, *, configured: str | os.PathLike[str] | None = None
+) -> Path:
     """Return the catalogue path: argument, else ``configured`` (setting DRILLBOOK_CATALOGUE), else the shipped one."""
     if path:
         return Path(path)
@@ -61,7 +62,9 @@ class _LineMap:
                 key = str(key_node.value)
                 line = key_node.start_mark.line + 1
                 if key in seen:
-                    self.problems.append((line, loc + (key,), f"duplicate key {key!r} (first defined on line {seen[key]})"))
+                    self.problems.append(
+                        (line, loc + (key,), f"duplicate key {key!r} (first defined on line {seen[key]})")
+                    )
                     continue
                 seen[key] = line
                 self.lines[loc + (key,)] = line
@@ -157,7 +160,10 @@ def _strip(value: Any, locs: list[Loc]) -> Any:
             out[key] = _strip(child, inner)
         return out
     if isinstance(value, list):
-        return [_strip(child, [loc[1:] for loc in locs if loc and loc[0] == index]) for index, child in enumerate(value)]
+        return [
+            _strip(child, [loc[1:] for loc in locs if loc and loc[0] == index])
+            for index, child in enumerate(value)
+        ]
     return value
 
 
@@ -209,8 +215,13 @@ def _error_line(lines: _LineMap, raw_loc: Loc, err: Any) -> tuple[int, str]:
     return lines.line_of(raw_loc), f"{_format_loc(loc)}: {_pydantic_message(err)}"
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
-                   gx_suites: bool = False, _data_sink: Callable[[Any], None] | None = None) -> Catalogue:
+def load_catalogue(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    text: str | None = None,
+    gx_suites: bool = False,
+    _data_sink: Callable[[Any], None] | None = None,
+) -> Catalogue:
     """Load and validate a catalogue; raise ``CatalogueError`` with every problem.
 
     Every kind of problem is collected in one run: YAML duplicates, schema
@@ -231,9 +242,15 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
             exc = FileProblem(exc.path, exc.line, exc.where, "file not found; expected a catalogue YAML file")
         raise _catalogue_problem(exc) from None
     if node is None or data is None:
-        raise CatalogueError([f"{name}:1: (top level): the catalogue is empty; expected 'defaults:' and 'drills:'"])
+        raise CatalogueError(
+            [f"{name}:1: (top level): the catalogue is empty; expected 'defaults:' and 'drills:'"]
+        )
     if not isinstance(data, dict):
-        raise CatalogueError([f"{name}:1: (top level): expected a mapping with 'defaults' and 'drills', got {type(data).__name__}"])
+        raise CatalogueError(
+            [
+                f"{name}:1: (top level): expected a mapping with 'defaults' and 'drills', got {type(data).__name__}"
+            ]
+        )
     problems: list[tuple[int, str]] = [(ln, f"{_format_loc(loc)}: {msg}") for ln, loc, msg in lines.problems]
 
     drills = data.get("drills") or []
@@ -244,7 +261,12 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
                 dname = item["name"]
                 line = lines.line_of(("drills", index, "name"))
                 if dname in first_seen:
-                    problems.append((line, f"drills[{index}].name: duplicate drill name {dname!r} (first defined on line {first_seen[dname]})"))
+                    problems.append(
+                        (
+                            line,
+                            f"drills[{index}].name: duplicate drill name {dname!r} (first defined on line {first_seen[dname]})",
+                        )
+                    )
                 else:
                     first_seen[dname] = line
 
@@ -256,7 +278,11 @@ def load_catalogue(path: str | os.PathLike[str] | None = None, *, text: str | No
         catalogue = model.model_validate(data)
         checked, index_of = catalogue, list(range(len(catalogue.drills)))
     except ValidationError as exc:
-        drill_errors = [e for e in exc.errors() if len(e["loc"]) >= 2 and e["loc"][0] == "drills" and isinstance(e["loc"][1], int)]
+        drill_errors = [
+            e
+            for e in exc.errors()
+            if len(e["loc"]) >= 2 and e["loc"][0] == "drills" and isinstance(e["loc"][1], int)
+        ]
         for err in exc.errors():
             if err not in drill_errors:
                 problems.append(_error_line(lines, tuple(err["loc"]), err))

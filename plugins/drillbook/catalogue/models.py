@@ -68,7 +68,9 @@ class Defaults(StrictModel):
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {self.timezone!r}; expected an IANA name like 'Europe/Berlin'") from None
+            raise ValueError(
+                f"unknown timezone {self.timezone!r}; expected an IANA name like 'Europe/Berlin'"
+            ) from None
         return self
 
 

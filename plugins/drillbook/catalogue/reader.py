@@ -94,20 +94,30 @@ def decode(data: bytes, name: str) -> str:
     encoding, body = "utf-8", data
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            encoding, body = codec, data[len(bom):]
+            encoding, body = codec, data[len(bom) :]
             break
     if encoding == "utf-8" and b"\x00" in body:  # before decoding: UTF-16 text is often invalid UTF-8 too
         line = body[: body.index(b"\x00")].count(b"\n") + 1
-        raise FileProblem(name, line, "(file)",
-                          "contains NUL bytes (UTF-16 without a byte-order mark?); save the file as UTF-8")
+        raise FileProblem(
+            name,
+            line,
+            "(file)",
+            "contains NUL bytes (UTF-16 without a byte-order mark?); save the file as UTF-8",
+        )
     try:
         text = body.decode(encoding)
     except UnicodeDecodeError as exc:
         before = body[: exc.start]
-        line = before.count(b"\n") + 1 if encoding == "utf-8" else before.decode(encoding, "replace").count("\n") + 1
+        line = (
+            before.count(b"\n") + 1
+            if encoding == "utf-8"
+            else before.decode(encoding, "replace").count("\n") + 1
+        )
         column = exc.start - (before.rfind(b"\n") + 1) + 1
         raise FileProblem(
-            name, line, "(file)",
+            name,
+            line,
+            "(file)",
             f"not valid {encoding.upper()}: byte 0x{body[exc.start]:02x} at column {column} cannot be decoded "
             f"(Latin-1 or another legacy encoding?); save the file as UTF-8",
         ) from None
@@ -124,21 +134,31 @@ class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  
     yaml_implicit_resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
 
 
-_DROP = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-         "tag:yaml.org,2002:value", "tag:yaml.org,2002:yaml"}
+_DROP = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:value",
+    "tag:yaml.org,2002:yaml",
+}
 for _first, _resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items():
     for _tag, _regexp in _resolvers:
         if _tag not in _DROP:
             _Loader.yaml_implicit_resolvers.setdefault(_first, []).append((_tag, _regexp))
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int",
-                              re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7_]+)$"),
-                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7_]+)$"),
+    list("-+0123456789"),
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
 )
 
@@ -207,40 +227,63 @@ class _Prescan:
                 found = anchors.get(event.anchor)
                 if found is None:
                     if any(frame[0] == event.anchor for frame in stack):
-                        raise self.problem(event.start_mark,
-                                           f"alias *{event.anchor} refers to a collection that contains it")
-                    raise self.problem(event.start_mark, f"alias *{event.anchor} names no anchor defined before it")
+                        raise self.problem(
+                            event.start_mark, f"alias *{event.anchor} refers to a collection that contains it"
+                        )
+                    raise self.problem(
+                        event.start_mark, f"alias *{event.anchor} names no anchor defined before it"
+                    )
                 size, height = found
             else:
                 size, height = 1, 1
                 if event.anchor is not None:
-                    if event.anchor in first_line:  # libyaml's composer would refuse it with "second occurrence"
-                        raise self.problem(event.start_mark, f"anchor &{event.anchor} is defined a second time "
-                                                             f"(first on line {first_line[event.anchor]}); rename one")
+                    if (
+                        event.anchor in first_line
+                    ):  # libyaml's composer would refuse it with "second occurrence"
+                        raise self.problem(
+                            event.start_mark,
+                            f"anchor &{event.anchor} is defined a second time "
+                            f"(first on line {first_line[event.anchor]}); rename one",
+                        )
                     if len(first_line) >= self.max_anchors:
-                        raise self.problem(event.start_mark, f"more than {self.max_anchors:,} anchors; refused")
+                        raise self.problem(
+                            event.start_mark, f"more than {self.max_anchors:,} anchors; refused"
+                        )
                     first_line[event.anchor] = event.start_mark.line + 1
                 if kind is events.ScalarEvent:
                     if is_key and len(event.value) > self.max_key_chars:
-                        raise self.problem(event.start_mark, f"a key of {len(event.value):,} characters; "
-                                                             f"keys longer than {self.max_key_chars:,} are refused")
+                        raise self.problem(
+                            event.start_mark,
+                            f"a key of {len(event.value):,} characters; "
+                            f"keys longer than {self.max_key_chars:,} are refused",
+                        )
                     if event.anchor is not None:
                         anchors[event.anchor] = (1, 1)
                 else:
                     stack.append([event.anchor, total, depth, depth, 0, kind is events.MappingStartEvent])
             total += size
             if total > self.max_nodes:
-                raise self.problem(event.start_mark, f"expands to more than {self.max_nodes:,} nodes "
-                                                     f"(aliases count as copies); refused (an alias bomb?)")
+                raise self.problem(
+                    event.start_mark,
+                    f"expands to more than {self.max_nodes:,} nodes "
+                    f"(aliases count as copies); refused (an alias bomb?)",
+                )
             if depth - 1 + height > self.max_depth:
                 raise self.problem(event.start_mark, f"nested deeper than {self.max_depth} levels; refused")
             if stack and stack[-1][3] < depth - 1 + height:
                 stack[-1][3] = depth - 1 + height
 
 
-def compose_yaml(text: str, name: str, *, walk: Callable[[Any], None] | None = None,
-                 max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES, max_anchors: int = MAX_ANCHORS,
-                 max_key_chars: int = MAX_KEY_CHARS) -> tuple[Any, Any]:
+def compose_yaml(
+    text: str,
+    name: str,
+    *,
+    walk: Callable[[Any], None] | None = None,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+    max_anchors: int = MAX_ANCHORS,
+    max_key_chars: int = MAX_KEY_CHARS,
+) -> tuple[Any, Any]:
     """Return ``(root node, constructed data)`` of a single-document YAML text, within the bounds.
 
     ``walk(root)`` runs before construction: constructing merges ``<<`` keys into
@@ -253,7 +296,9 @@ def compose_yaml(text: str, name: str, *, walk: Callable[[Any], None] | None = N
     except yaml.MarkedYAMLError as exc:
         raise _yaml_problem(exc, name) from None
     except yaml.YAMLError as exc:
-        raise FileProblem(name, 0, "(yaml)", str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
+        raise FileProblem(
+            name, 0, "(yaml)", str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        ) from None
     finally:
         loader.dispose()
     loader = _Loader(text)  # within bounds: now the library's composer (libyaml's, in C) builds the nodes
@@ -268,17 +313,23 @@ def compose_yaml(text: str, name: str, *, walk: Callable[[Any], None] | None = N
     except yaml.MarkedYAMLError as exc:
         raise _yaml_problem(exc, name) from None
     except yaml.YAMLError as exc:
-        raise FileProblem(name, 0, "(yaml)", str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
+        raise FileProblem(
+            name, 0, "(yaml)", str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        ) from None
     finally:
         loader.dispose()
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, name: str) -> FileProblem:
     mark = exc.problem_mark or exc.context_mark
-    return FileProblem(name, (mark.line + 1) if mark else 0, "(yaml)", str(exc.problem or exc.context or "invalid YAML"))
+    return FileProblem(
+        name, (mark.line + 1) if mark else 0, "(yaml)", str(exc.problem or exc.context or "invalid YAML")
+    )
 
 
-def read_yaml(path: str | Path, *, text: str | None = None, walk: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
+def read_yaml(
+    path: str | Path, *, text: str | None = None, walk: Callable[[Any], None] | None = None
+) -> tuple[Any, Any]:
     """Read, decode and compose a YAML file; ``text`` skips the read (tests, inline catalogues)."""
     name = str(path)
     if text is None:
@@ -311,6 +362,8 @@ def read_json(path: str | Path, *, max_depth: int = MAX_DEPTH) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FileProblem(name, exc.lineno, "(json)", f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise FileProblem(
+            name, exc.lineno, "(json)", f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except RecursionError:  # unreachable after the depth check; kept so no traceback can escape
         raise FileProblem(name, 0, "(json)", "nested too deeply; refused") from None

@@ -19,10 +19,15 @@ from collections.abc import Sequence
 from drillbook import __version__
 from drillbook.cli.validate import cmd_validate as _cmd_validate
 
-GENERIC_RUN = "drillbook.cli.run_generic"  # ``drillbook run <kind> --drill NAME`` for a kind without a CLI of its own
+GENERIC_RUN = (
+    "drillbook.cli.run_generic"  # ``drillbook run <kind> --drill NAME`` for a kind without a CLI of its own
+)
 #: run commands that are not a drill kind: the negative drill runs a drill of any kind on broken input
 META_RUN_COMMANDS = {
-    "negative": ("drillbook.cli.run_negative", "run a drill's negative drill: prove it turns red on broken input"),
+    "negative": (
+        "drillbook.cli.run_negative",
+        "run a drill's negative drill: prove it turns red on broken input",
+    ),
 }
 
 
@@ -49,15 +54,24 @@ def _cmd_findings(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from drillbook.cli.exits import HELP
 
-    parser = argparse.ArgumentParser(prog="drillbook", description="Disaster-recovery drills with a tamper-evident evidence ledger.",
-                                     epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="drillbook",
+        description="Disaster-recovery drills with a tamper-evident evidence ledger.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"drillbook {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("validate", help="check a catalogue; print every problem as file:line: key: message")
-    p.add_argument("path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
-    p.add_argument("--suites", action="store_true",
-                   help="also build every expectation of every suite with Great Expectations (imports GX: seconds)")
+    p.add_argument(
+        "path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)"
+    )
+    p.add_argument(
+        "--suites",
+        action="store_true",
+        help="also build every expectation of every suite with Great Expectations (imports GX: seconds)",
+    )
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("findings", help="list the finding codes")
@@ -75,13 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     from drillbook.cli import doctor, ledger_cmds, outbox, reference, watchdog
 
-    ledger_cmds.configure_ledger_parser(sub.add_parser("ledger", help="create or migrate the evidence ledger"))
+    ledger_cmds.configure_ledger_parser(
+        sub.add_parser("ledger", help="create or migrate the evidence ledger")
+    )
     ledger_cmds.configure_evidence_parser(sub.add_parser("evidence", help="verify, list and export evidence"))
-    reference.configure_parser(sub.add_parser("reference", help="write a structure reference from a live database or a backup"))
-    doctor.configure_parser(sub.add_parser("doctor", help="pre-flight: tools, versions, roles, connectivity and paths"))
-    watchdog.configure_watchdog_parser(sub.add_parser("watchdog", help="report drills that missed their schedule or are stale"))
-    watchdog.configure_digest_parser(sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)"))
-    outbox.configure_parser(sub.add_parser("outbox", help="show the local outbox; `outbox flush` re-sends reports that never reached Slack"))
+    reference.configure_parser(
+        sub.add_parser("reference", help="write a structure reference from a live database or a backup")
+    )
+    doctor.configure_parser(
+        sub.add_parser("doctor", help="pre-flight: tools, versions, roles, connectivity and paths")
+    )
+    watchdog.configure_watchdog_parser(
+        sub.add_parser("watchdog", help="report drills that missed their schedule or are stale")
+    )
+    watchdog.configure_digest_parser(
+        sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)")
+    )
+    outbox.configure_parser(
+        sub.add_parser(
+            "outbox", help="show the local outbox; `outbox flush` re-sends reports that never reached Slack"
+        )
+    )
     from drillbook.cli import scratch as scratch_cmd
 
     scratch_cmd.configure_parser(sub.add_parser("scratch", help="reap leftover scratch databases"))

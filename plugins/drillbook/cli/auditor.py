@@ -53,9 +53,15 @@ def _said(report: Any) -> str | None:
     if report is None:
         return "ledger not verified (--no-verify)"
     if report.ok:
-        print(f"ledger verified: {report.checked} records, head {report.head_seq}:{report.head_hash}", file=sys.stderr)
+        print(
+            f"ledger verified: {report.checked} records, head {report.head_seq}:{report.head_hash}",
+            file=sys.stderr,
+        )
         return None
-    print(f"LEDGER DOES NOT VERIFY at seq={report.first_bad_seq} ({report.reason}): {report.message}", file=sys.stderr)
+    print(
+        f"LEDGER DOES NOT VERIFY at seq={report.first_bad_seq} ({report.reason}): {report.message}",
+        file=sys.stderr,
+    )
     return f"ledger chain broken at seq {report.first_bad_seq}"
 
 
@@ -77,7 +83,9 @@ def cmd_controls(args: argparse.Namespace) -> int:
     start, end = _period(args)
     with _ledger(args) as ledger:
         unverifiable = _verified(ledger, args)
-        rows = control_rows(ledger.connection, catalogue, start=start, end=end, unverifiable=unverifiable, only=args.control)
+        rows = control_rows(
+            ledger.connection, catalogue, start=start, end=end, unverifiable=unverifiable, only=args.control
+        )
     print(f"controls {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC")
     _table(CONTROLS_HEADER, table_rows(rows))
     for row in rows:
@@ -85,7 +93,9 @@ def cmd_controls(args: argparse.Namespace) -> int:
         for exc in row.exceptions[: args.max_exceptions]:
             print(f"  {exc.describe()}")
         if len(row.exceptions) > args.max_exceptions:
-            print(f"  … and {len(row.exceptions) - args.max_exceptions} more (--max-exceptions, or `evidence pack` for all)")
+            print(
+                f"  … and {len(row.exceptions) - args.max_exceptions} more (--max-exceptions, or `evidence pack` for all)"
+            )
     return EXIT_OK if all(r.status in (VERIFIED, NOT_DUE) for r in rows) else EXIT_TAMPER
 
 
@@ -117,15 +127,32 @@ def cmd_pack(args: argparse.Namespace) -> int:
     start, end = _period(args)
     settings = CheckpointSettings.from_settings(settings_of(args))
     with _ledger(args) as ledger:  # the evidence pages' download runs the same build_pack (drillbook.web.app)
-        result, report = build_pack(ledger, catalogue, control=args.control, start=start, end=end,
-                                    output=Path(args.output), settings=settings, seed=args.seed,
-                                    verify=not args.no_verify)
+        result, report = build_pack(
+            ledger,
+            catalogue,
+            control=args.control,
+            start=start,
+            end=end,
+            output=Path(args.output),
+            settings=settings,
+            seed=args.seed,
+            verify=not args.no_verify,
+        )
     _said(report)
-    how = f"signed by key {result.key_id}" if result.signed else (
-        "UNSIGNED: no checkpoint key configured ($DRILLBOOK_CHECKPOINT_KEY); verify will not accept it as authentic")
-    print(f"wrote {result.path}: {args.control} {start:%Y-%m-%d} → {end:%Y-%m-%d}, {result.records} records, "
-          f"{result.population} expected occurrences, status {result.status}")
-    print(f"sample: {len(result.sample)} occurrences, seed {result.seed} (rows {', '.join(map(str, result.sample))})")
+    how = (
+        f"signed by key {result.key_id}"
+        if result.signed
+        else (
+            "UNSIGNED: no checkpoint key configured ($DRILLBOOK_CHECKPOINT_KEY); verify will not accept it as authentic"
+        )
+    )
+    print(
+        f"wrote {result.path}: {args.control} {start:%Y-%m-%d} → {end:%Y-%m-%d}, {result.records} records, "
+        f"{result.population} expected occurrences, status {result.status}"
+    )
+    print(
+        f"sample: {len(result.sample)} occurrences, seed {result.seed} (rows {', '.join(map(str, result.sample))})"
+    )
     print(f"head seq={result.head_seq} {result.head_hash}; manifest {how}")
     print(f"check it anywhere: drillbook evidence verify --pack {result.path} --public-key KEY")
     return EXIT_OK if result.signed else EXIT_USAGE
@@ -153,8 +180,10 @@ def cmd_verify_pack(args: argparse.Namespace) -> int:
         return EXIT_TAMPER
     proves, not_proved = proof_statements(report)
     state = "OK" if report.signed else "INTACT BUT UNSIGNED"
-    print(f"pack {args.pack} {state}: control {report.manifest.get('control')}, {report.manifest.get('since')} → "
-          f"{report.manifest.get('until')}, {report.records} records")
+    print(
+        f"pack {args.pack} {state}: control {report.manifest.get('control')}, {report.manifest.get('since')} → "
+        f"{report.manifest.get('until')}, {report.records} records"
+    )
     print("this proves:")
     for line in proves:
         print(f"  - {line}")
@@ -164,26 +193,43 @@ def cmd_verify_pack(args: argparse.Namespace) -> int:
     if not report.signed:
         return EXIT_USAGE
     if not report.trusted_key:
-        print(f"  note: the manifest's key {report.key_id} was taken from the pack; pass --public-key to check who signed it",
-              file=sys.stderr)
+        print(
+            f"  note: the manifest's key {report.key_id} was taken from the pack; pass --public-key to check who signed it",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
 def _period_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", help=f"period start, ISO date/datetime (default: {DEFAULT_DAYS} days before --until)")
+    parser.add_argument(
+        "--since", help=f"period start, ISO date/datetime (default: {DEFAULT_DAYS} days before --until)"
+    )
     parser.add_argument("--until", help="period end; a bare date includes that whole day (default: now)")
-    parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
-                        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
-    parser.add_argument("--ledger-dsn", default=None, help="evidence ledger DSN (default: $DRILLBOOK_LEDGER_DSN)")
+    parser.add_argument(
+        "--catalogue",
+        "--config",
+        dest="catalogue",
+        default=None,
+        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)",
+    )
+    parser.add_argument(
+        "--ledger-dsn", default=None, help="evidence ledger DSN (default: $DRILLBOOK_LEDGER_DSN)"
+    )
 
 
 def configure(sub: Any) -> None:
     """Add ``controls``, ``coverage`` and ``pack`` under ``drillbook evidence``."""
-    p = sub.add_parser("controls", help="one row per control: expected runs, runs, passes, exceptions, status")
+    p = sub.add_parser(
+        "controls", help="one row per control: expected runs, runs, passes, exceptions, status"
+    )
     _period_args(p)
     p.add_argument("--control", help="only this control id")
-    p.add_argument("--no-verify", action="store_true", help="skip the chain walk (then nothing shows VERIFIED)")
-    p.add_argument("--max-exceptions", type=int, default=20, help="exceptions listed per control (default 20)")
+    p.add_argument(
+        "--no-verify", action="store_true", help="skip the chain walk (then nothing shows VERIFIED)"
+    )
+    p.add_argument(
+        "--max-exceptions", type=int, default=20, help="exceptions listed per control (default 20)"
+    )
     p.set_defaults(func=cmd_controls)
 
     p = sub.add_parser("coverage", help="what is in scope against what has passing evidence; missing first")
@@ -195,5 +241,7 @@ def configure(sub: Any) -> None:
     p.add_argument("--control", required=True, help="the control id, e.g. SOC2:A1.2")
     p.add_argument("--output", "-o", required=True, help="the zip file to write")
     p.add_argument("--seed", type=int, default=None, help="sample seed (default: random; printed and stored)")
-    p.add_argument("--no-verify", action="store_true", help="skip the chain walk (then nothing shows VERIFIED)")
+    p.add_argument(
+        "--no-verify", action="store_true", help="skip the chain walk (then nothing shows VERIFIED)"
+    )
     p.set_defaults(func=cmd_pack)

@@ -49,9 +49,16 @@ def add_common_run_arguments(parser: argparse.ArgumentParser) -> None:
     """--json, --ledger-dsn, --catalogue, --no-notify: the options every run command takes."""
     parser.add_argument("--json", action="store_true", help="print the DrillResult(s) as JSON")
     parser.add_argument("--no-notify", action="store_true", help="record in the ledger but do not notify")
-    parser.add_argument("--ledger-dsn", default=None, help="record the result in this ledger (default: $DRILLBOOK_LEDGER_DSN)")
-    parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
-                        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    parser.add_argument(
+        "--ledger-dsn", default=None, help="record the result in this ledger (default: $DRILLBOOK_LEDGER_DSN)"
+    )
+    parser.add_argument(
+        "--catalogue",
+        "--config",
+        dest="catalogue",
+        default=None,
+        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)",
+    )
 
 
 def _fmt_seconds(value: float | None) -> str:
@@ -65,15 +72,21 @@ def render_text(result: DrillResult, *, with_phases: bool = False) -> str:
     lines: list[str] = [f"{result.kind} drill {result.drill!r} on {result.target}"]
     if with_phases:
         for p in result.phases:
-            lines.append(f"  [{_STATUS.get(p.status, p.status)}] {p.name:<22} {p.seconds:8.2f}s  {p.detail}".rstrip())
+            lines.append(
+                f"  [{_STATUS.get(p.status, p.status)}] {p.name:<22} {p.seconds:8.2f}s  {p.detail}".rstrip()
+            )
     m = result.measurements
     facts = []
     if m.rto_seconds is not None:
         obj = result.objectives.get("rto_seconds")
-        facts.append(f"RTO {_fmt_seconds(m.rto_seconds)}" + (f" (objective {_fmt_seconds(obj)})" if obj else ""))
+        facts.append(
+            f"RTO {_fmt_seconds(m.rto_seconds)}" + (f" (objective {_fmt_seconds(obj)})" if obj else "")
+        )
     if m.rpo_seconds is not None:
         obj = result.objectives.get("rpo_seconds")
-        facts.append(f"RPO {_fmt_seconds(m.rpo_seconds)}" + (f" (objective {_fmt_seconds(obj)})" if obj else ""))
+        facts.append(
+            f"RPO {_fmt_seconds(m.rpo_seconds)}" + (f" (objective {_fmt_seconds(obj)})" if obj else "")
+        )
     facts.append(f"{m.counts.get('checks_run', 0)} checks in {_fmt_seconds(result.duration_seconds)}")
     lines.append("  " + " · ".join(facts))
     if result.findings:
@@ -100,10 +113,17 @@ def partial_label(result: DrillResult) -> str:
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """--fail-on and --junit: how a run command reports to CI (any run command may use them)."""
-    parser.add_argument("--fail-on", default=None, choices=[s.value for s in Severity], metavar="SEVERITY",
-                        help="exit 1 when an unsuppressed finding is at or above SEVERITY (info, low, medium, high, "
-                             "critical), 0 otherwise; ERROR still exits 2; the verdict in the ledger does not change")
-    parser.add_argument("--junit", default=None, metavar="FILE", help="also write the result as JUnit XML to FILE")
+    parser.add_argument(
+        "--fail-on",
+        default=None,
+        choices=[s.value for s in Severity],
+        metavar="SEVERITY",
+        help="exit 1 when an unsuppressed finding is at or above SEVERITY (info, low, medium, high, "
+        "critical), 0 otherwise; ERROR still exits 2; the verdict in the ledger does not change",
+    )
+    parser.add_argument(
+        "--junit", default=None, metavar="FILE", help="also write the result as JUnit XML to FILE"
+    )
 
 
 def exit_code_for(results: list[DrillResult], fail_on: str | None) -> int:
@@ -137,7 +157,9 @@ def emit(results: DrillResult | list[DrillResult], *, as_json: bool, with_phases
     """Print results as JSON (one object, or a list for several) or as the human report."""
     items = results if isinstance(results, list) else [results]
     if as_json:
-        payload: Any = [r.to_json_dict() for r in items] if isinstance(results, list) else items[0].to_json_dict()
+        payload: Any = (
+            [r.to_json_dict() for r in items] if isinstance(results, list) else items[0].to_json_dict()
+        )
         out(json.dumps(payload, indent=2, sort_keys=True, default=str))
         return
     for r in items:
@@ -157,7 +179,9 @@ def ledger_dsn(args: argparse.Namespace) -> str | None:
     return getattr(args, "ledger_dsn", None) or settings_of(args).ledger_dsn or None
 
 
-def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id: str = "cli", notify: bool = True) -> Any:
+def record_cli_result(
+    result: DrillResult, args: argparse.Namespace, *, task_id: str = "cli", notify: bool = True
+) -> Any:
     """Record a manual run in the ledger (when one is configured), then notify like a scheduled run."""
     from drillbook.run.context import RunContext
     from drillbook.run.pipeline import record_and_report
@@ -183,8 +207,11 @@ def record_cli_result(result: DrillResult, args: argparse.Namespace, *, task_id:
     if reported.record is not None:
         out(f"  evidence: ledger record #{reported.record.seq} ({reported.record.hash[:12]})", sys.stderr)
     elif reported.spooled:
-        out(f"  evidence: SPOOLED — the ledger could not be written; the record waits in {reported.spooled} "
-            "and is replayed by the next run or `drillbook ledger flush`", sys.stderr)
+        out(
+            f"  evidence: SPOOLED — the ledger could not be written; the record waits in {reported.spooled} "
+            "and is replayed by the next run or `drillbook ledger flush`",
+            sys.stderr,
+        )
     return reported
 
 
@@ -227,20 +254,28 @@ class Stoppable:
             return value
         if isinstance(value, DrillResult) and "DRILL_INTERRUPTED" in value.codes():
             return value
-        return interrupted_result(kind=kind, drill=drill, target=target, controls=controls, signum=self.state.signum)
+        return interrupted_result(
+            kind=kind, drill=drill, target=target, controls=controls, signum=self.state.signum
+        )
 
     def exit_code(self, default: int) -> int:
         return int(self.state.exit_code(default))
 
 
-def interrupted_result(*, kind: str, drill: str, target: str, controls: list[str], signum: int) -> DrillResult:
+def interrupted_result(
+    *, kind: str, drill: str, target: str, controls: list[str], signum: int
+) -> DrillResult:
     import signal
 
     from drillbook.drills.base import ResultBuilder
 
     b = ResultBuilder(kind=kind, drill=drill, target=target, controls=list(controls))
-    b.find("DRILL_INTERRUPTED", f"the drill was stopped by {signal.Signals(signum).name} before it finished; "
-           "nothing it had not yet reported was checked", subject=drill)
+    b.find(
+        "DRILL_INTERRUPTED",
+        f"the drill was stopped by {signal.Signals(signum).name} before it finished; "
+        "nothing it had not yet reported was checked",
+        subject=drill,
+    )
     return b.finish()
 
 

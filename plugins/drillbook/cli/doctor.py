@@ -46,7 +46,9 @@ class Doctor:
     def add(self, status: str, name: str, detail: str, hint: str = "") -> None:
         check = Check(status, name, detail, hint)
         self.checks.append(check)
-        common.out(f"  {status:<4}  {name}: {detail}" + (f"\n        fix: {hint}" if hint and status != "ok" else ""))
+        common.out(
+            f"  {status:<4}  {name}: {detail}" + (f"\n        fix: {hint}" if hint and status != "ok" else "")
+        )
 
     @property
     def failed(self) -> bool:
@@ -54,9 +56,18 @@ class Doctor:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalogue", "--config", dest="catalogue", default=None,
-                   help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
-    p.add_argument("--ledger-dsn", default=None, help="ledger to check (default: $DRILLBOOK_LEDGER_DSN or the catalogue's)")
+    p.add_argument(
+        "--catalogue",
+        "--config",
+        dest="catalogue",
+        default=None,
+        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)",
+    )
+    p.add_argument(
+        "--ledger-dsn",
+        default=None,
+        help="ledger to check (default: $DRILLBOOK_LEDGER_DSN or the catalogue's)",
+    )
     p.set_defaults(func=main)
 
 
@@ -67,8 +78,12 @@ def _tools(doc: Doctor) -> int | None:
     for name in ("pg_restore", "psql", "pg_dump"):
         found = tools.available(name)
         if not found:
-            doc.add("fail", f"tool {name}", "not found on PATH, in /usr/lib/postgresql/*/bin or pgserver",
-                    "install the PostgreSQL client tools (e.g. apt-get install postgresql-client-16) or set restore.bin_dir")
+            doc.add(
+                "fail",
+                f"tool {name}",
+                "not found on PATH, in /usr/lib/postgresql/*/bin or pgserver",
+                "install the PostgreSQL client tools (e.g. apt-get install postgresql-client-16) or set restore.bin_dir",
+            )
             continue
         majors = sorted({t.major for t in found})
         doc.add("ok", f"tool {name}", tools.describe(found))
@@ -83,13 +98,19 @@ def _server(doc: Doctor, label: str, dsn: str) -> tuple[Any, int] | None:
 
     try:
         pg.parse(dsn)
-        conn = pg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="drillbook-doctor")
+        conn = pg.connect(
+            dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="drillbook-doctor"
+        )
         conn.execute("set default_transaction_read_only = on")
         major = int(conn.execute("select current_setting('server_version_num')::int / 10000").fetchone()[0])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        doc.add("fail", label, f"{pg.describe(dsn) if '=' in dsn or '://' in dsn else 'DSN'} unreachable: {first}",
-                "check host, port, credentials and that the server is running")
+        doc.add(
+            "fail",
+            label,
+            f"{pg.describe(dsn) if '=' in dsn or '://' in dsn else 'DSN'} unreachable: {first}",
+            "check host, port, credentials and that the server is running",
+        )
         return None
     version = conn.execute("show server_version").fetchone()[0]
     doc.add("ok", label, f"{pg.describe(dsn)} reachable, PostgreSQL {version}")
@@ -103,20 +124,33 @@ def _dsn_of(doc: Doctor, label: str, conn_id: str) -> str | None:
     try:
         return postgres_dsn_from_env(conn_id)
     except ConfigurationError as exc:
-        doc.add("fail", label, str(exc).splitlines()[0],
-                f"set AIRFLOW_CONN_{conn_id.upper()} (or DRILLBOOK_CONN_{conn_id.upper()}) to a postgres URI")
+        doc.add(
+            "fail",
+            label,
+            str(exc).splitlines()[0],
+            f"set AIRFLOW_CONN_{conn_id.upper()} (or DRILLBOOK_CONN_{conn_id.upper()}) to a postgres URI",
+        )
         return None
 
 
 def _scratch_role(doc: Doctor, label: str, conn: Any) -> None:
     role, createdb, superuser = conn.execute(
-        "select rolname, rolcreatedb, rolsuper from pg_roles where rolname = current_user").fetchone()
+        "select rolname, rolcreatedb, rolsuper from pg_roles where rolname = current_user"
+    ).fetchone()
     if superuser:
-        doc.add("warn", f"{label} role", f"{role!r} is a superuser",
-                "use a role with CREATEDB and without SUPERUSER: a drill needs no more, and a mistake costs less")
+        doc.add(
+            "warn",
+            f"{label} role",
+            f"{role!r} is a superuser",
+            "use a role with CREATEDB and without SUPERUSER: a drill needs no more, and a mistake costs less",
+        )
     elif not createdb:
-        doc.add("fail", f"{label} role", f"{role!r} cannot create databases (no CREATEDB)",
-                f"ALTER ROLE {role} CREATEDB (drills restore into databases they create)")
+        doc.add(
+            "fail",
+            f"{label} role",
+            f"{role!r} cannot create databases (no CREATEDB)",
+            f"ALTER ROLE {role} CREATEDB (drills restore into databases they create)",
+        )
     else:
         doc.add("ok", f"{label} role", f"{role!r} has CREATEDB and is not a superuser")
 
@@ -140,31 +174,49 @@ def _drill(doc: Doctor, drill: Any, base_dir: Path, newest_restore: int | None) 
             found[0].close()
             source_major = found[1]
             if newest_restore is not None and newest_restore < source_major:
-                doc.add("fail", f"{name} tools", f"the source is PostgreSQL {source_major} but the newest pg_restore is "
-                        f"{newest_restore}", f"install PostgreSQL {source_major} client tools")
+                doc.add(
+                    "fail",
+                    f"{name} tools",
+                    f"the source is PostgreSQL {source_major} but the newest pg_restore is {newest_restore}",
+                    f"install PostgreSQL {source_major} client tools",
+                )
     if scratch_major and source_major and scratch_major != source_major:
-        doc.add("warn", f"{name} server major", f"scratch is PostgreSQL {scratch_major}, source {source_major}",
-                "restore into a scratch server of the source's major (SERVER_MAJOR_MISMATCH otherwise)")
+        doc.add(
+            "warn",
+            f"{name} server major",
+            f"scratch is PostgreSQL {scratch_major}, source {source_major}",
+            "restore into a scratch server of the source's major (SERVER_MAJOR_MISMATCH otherwise)",
+        )
     location = drill.backup.location
     if location is not None and not drill.backup.is_s3 and not drill.backup.is_live:
         path = resolve_relative(location, base_dir)
         if path.exists():
             doc.add("ok", f"{name} backup location", f"{path} exists")
         else:
-            doc.add("fail", f"{name} backup location", f"{path} does not exist",
-                    "fix backup.location (relative paths are relative to the catalogue's directory)")
+            doc.add(
+                "fail",
+                f"{name} backup location",
+                f"{path} does not exist",
+                "fix backup.location (relative paths are relative to the catalogue's directory)",
+            )
     if drill.verify.reference:
         from drillbook.drills.backup_restore.verify.structure import load_reference, unrecorded_sections
 
         try:
             ref = load_reference(base_dir / drill.verify.reference)
         except ValueError as exc:
-            doc.add("fail", f"{name} reference", str(exc), "run `drillbook reference write` and commit the file")
+            doc.add(
+                "fail", f"{name} reference", str(exc), "run `drillbook reference write` and commit the file"
+            )
         else:
             missing = unrecorded_sections(ref)
             if missing:
-                doc.add("warn", f"{name} reference", f"format {ref.get('drillbook_structure_reference')} does not record "
-                        f"{', '.join(missing)}", "write it again with `drillbook reference write` to check them too")
+                doc.add(
+                    "warn",
+                    f"{name} reference",
+                    f"format {ref.get('drillbook_structure_reference')} does not record {', '.join(missing)}",
+                    "write it again with `drillbook reference write` to check them too",
+                )
             else:
                 doc.add("ok", f"{name} reference", f"{drill.verify.reference} loads")
 
@@ -181,7 +233,9 @@ def main(args: argparse.Namespace) -> int:
         catalogue = load_catalogue_for(args)
         doc.add("ok", "catalogue", f"{len(catalogue.drills)} drills load")
     except CatalogueError as exc:
-        doc.add("fail", "catalogue", str(exc).splitlines()[0], "run `drillbook validate` and fix what it names")
+        doc.add(
+            "fail", "catalogue", str(exc).splitlines()[0], "run `drillbook validate` and fix what it names"
+        )
     if catalogue is not None:
         for drill in catalogue.drills:
             if drill.kind == "backup_restore":

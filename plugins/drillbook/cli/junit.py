@@ -26,16 +26,28 @@ from drillbook.safety.redact import redact
 def _suite(result: DrillResult, threshold: Severity) -> ET.Element:
     verify = result.details.get("verify") if isinstance(result.details, dict) else None
     partial = bool(isinstance(verify, dict) and verify.get("partial"))
-    name = f"{result.kind}.{result.drill}" + (f" (partial: tier {verify.get('tier')})" if partial and verify else "")
-    suite = ET.Element("testsuite", name=redact(name), timestamp=result.started_at.isoformat(),
-                       time=f"{result.duration_seconds:.3f}")
+    name = f"{result.kind}.{result.drill}" + (
+        f" (partial: tier {verify.get('tier')})" if partial and verify else ""
+    )
+    suite = ET.Element(
+        "testsuite",
+        name=redact(name),
+        timestamp=result.started_at.isoformat(),
+        time=f"{result.duration_seconds:.3f}",
+    )
     props = ET.SubElement(suite, "properties")
-    for key, value in (("verdict", result.verdict.value), ("target", result.target), ("partial", str(partial).lower())):
+    for key, value in (
+        ("verdict", result.verdict.value),
+        ("target", result.target),
+        ("partial", str(partial).lower()),
+    ):
         ET.SubElement(props, "property", name=key, value=redact(value))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     classname = f"{result.kind}.{result.drill}"
     for phase in result.phases:
-        case = ET.SubElement(suite, "testcase", classname=classname, name=f"phase {phase.name}", time=f"{phase.seconds:.3f}")
+        case = ET.SubElement(
+            suite, "testcase", classname=classname, name=f"phase {phase.name}", time=f"{phase.seconds:.3f}"
+        )
         counts["tests"] += 1
         if phase.status == "failed":
             ET.SubElement(case, "failure", message=redact(phase.detail or "failed"))
@@ -49,7 +61,9 @@ def _suite(result: DrillResult, threshold: Severity) -> ET.Element:
         counts["tests"] += 1
         text = f"{item.severity.value}: {item.message}\nfix: {item.hint}"
         if item.suppressed is not None:
-            ET.SubElement(case, "skipped", message=redact(f"suppressed: {item.suppressed}")).text = redact(text)
+            ET.SubElement(case, "skipped", message=redact(f"suppressed: {item.suppressed}")).text = redact(
+                text
+            )
             counts["skipped"] += 1
         elif item.blocks_verification:
             ET.SubElement(case, "error", message=redact(item.message), type=item.code).text = redact(text)

@@ -59,7 +59,10 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", help="only this drill kind, e.g. backup_restore")
     parser.add_argument("--verdict", help="only this verdict: PASS, FAIL, ERROR or SKIPPED")
     parser.add_argument(
-        "--type", dest="record_type", choices=("drill", "notification", "watchdog", "digest"), help="only this record type"
+        "--type",
+        dest="record_type",
+        choices=("drill", "notification", "watchdog", "digest"),
+        help="only this record type",
     )
 
 
@@ -98,7 +101,9 @@ def cmd_ledger_init(args: argparse.Namespace) -> int:
         applied = ledger.init_schema()
         where = ledger.where
     if applied:
-        print(f"ledger initialised at {where}: schema version {LATEST_VERSION} (applied {', '.join(map(str, applied))})")
+        print(
+            f"ledger initialised at {where}: schema version {LATEST_VERSION} (applied {', '.join(map(str, applied))})"
+        )
     else:
         print(f"ledger at {where} already at schema version {LATEST_VERSION}; nothing to do")
     return 0
@@ -127,16 +132,22 @@ def print_spool_state(path: Path) -> None:
     spool = EvidenceSpool(path)
     state = spool.read()
     if state.pending:
-        print(f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
-              "run `drillbook ledger flush`")
+        print(
+            f"evidence spool {spool.path}: {len(state.pending)} record(s) waiting for the ledger; "
+            "run `drillbook ledger flush`"
+        )
     if state.torn:
-        print(f"evidence spool {spool.path}: {len(state.torn)} unreadable line(s) (torn writes?); "
-              "`drillbook ledger flush` moves them to the .rejected file")
+        print(
+            f"evidence spool {spool.path}: {len(state.torn)} unreadable line(s) (torn writes?); "
+            "`drillbook ledger flush` moves them to the .rejected file"
+        )
     rejected = spool.rejected()
     if rejected:
-        print(f"QUARANTINED: {rejected} evidence spool entr{'y' if rejected == 1 else 'ies'} could not be replayed "
-              f"and wait for an auditor in {spool.rejected_path} (each with its reason); record them by hand or "
-              "re-run the drill, then move the file away")
+        print(
+            f"QUARANTINED: {rejected} evidence spool entr{'y' if rejected == 1 else 'ies'} could not be replayed "
+            f"and wait for an auditor in {spool.rejected_path} (each with its reason); record them by hand or "
+            "re-run the drill, then move the file away"
+        )
 
 
 def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
@@ -148,9 +159,13 @@ def configure_ledger_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", help="schema version, record count, chain head and spooled evidence")
     _add_dsn(p)
     p.set_defaults(func=cmd_ledger_status)
-    p = sub.add_parser("flush", help="replay evidence spooled while the ledger was unreachable (in order, idempotent)")
+    p = sub.add_parser(
+        "flush", help="replay evidence spooled while the ledger was unreachable (in order, idempotent)"
+    )
     _add_dsn(p)
-    p.add_argument("--spool", default=None, help="spool file (default: $DRILLBOOK_SPOOL, else next to the outbox)")
+    p.add_argument(
+        "--spool", default=None, help="spool file (default: $DRILLBOOK_SPOOL, else next to the outbox)"
+    )
     p.set_defaults(func=_lazy("cmd_ledger_flush"))
 
 
@@ -167,9 +182,19 @@ def _not_an_export_file(path: Path) -> str | None:
         return f"export file {str(path)!r} cannot be read: {exc.strerror or type(exc).__name__}"
     if stat.S_ISREG(mode):
         return None
-    found = ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
-             else "a block device" if stat.S_ISBLK(mode) else "a named pipe" if stat.S_ISFIFO(mode)
-             else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    found = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a named pipe"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
     return f"{path} is not a drillbook export: expected a JSON-lines or CSV export file, found {found}"
 
 
@@ -199,13 +224,17 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
             # outside checkpoint had its tail cut (or predates the checkpoint; export again)
             report = verify_export(path, checkpoint=cpmod.newest(outside))
         except UnicodeDecodeError as exc:
-            _err(f"{path} is not a drillbook export: expected a JSON-lines or CSV export (UTF-8 text), "
-                 f"found byte 0x{exc.object[exc.start]:02x} at offset {exc.start}, which is not UTF-8 text")
+            _err(
+                f"{path} is not a drillbook export: expected a JSON-lines or CSV export (UTF-8 text), "
+                f"found byte 0x{exc.object[exc.start]:02x} at offset {exc.start}, which is not UTF-8 text"
+            )
             return EXIT_USAGE
         except ValueError as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            _err(f"{path} is not a drillbook export: "
-                 + (message if message.startswith("expected ") else f"{type(exc).__name__}: {message}"))
+            _err(
+                f"{path} is not a drillbook export: "
+                + (message if message.startswith("expected ") else f"{type(exc).__name__}: {message}")
+            )
             return EXIT_USAGE
         except KeyError as exc:
             _err(f"{path} is not a drillbook export: {type(exc).__name__}: {exc}")
@@ -222,8 +251,10 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         subject = "ledger"
         intact = "chain intact"
         if report.since_seq is not None:
-            intact = (f"chain intact after the trusted signed checkpoint seq={report.since_seq} (incremental; "
-                      "`--full` re-hashes every record)")
+            intact = (
+                f"chain intact after the trusted signed checkpoint seq={report.since_seq} (incremental; "
+                "`--full` re-hashes every record)"
+            )
     for note in report.notes:
         print(f"  {note}")
     if report.ok:
@@ -301,8 +332,11 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
-    print(f"exported {count} records to {target} ({args.format}); re-verify with "
-          f"`drillbook evidence verify --file {target}`", file=sys.stderr)
+    print(
+        f"exported {count} records to {target} ({args.format}); re-verify with "
+        f"`drillbook evidence verify --file {target}`",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -327,15 +361,19 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
     print(f"  drill     {record.kind}/{record.drill}  target {record.target}")
     print(f"  verdict   {record.verdict}")
     print(f"  controls  {', '.join(record.controls) or '-'}")
-    print(f"  run       dag_id={record.dag_id} run_id={record.run_id} task_id={record.task_id} "
-          f"map_index={record.map_index} try={record.try_number} trigger={record.trigger}")
+    print(
+        f"  run       dag_id={record.dag_id} run_id={record.run_id} task_id={record.task_id} "
+        f"map_index={record.map_index} try={record.try_number} trigger={record.trigger}"
+    )
     measurements = res.get("measurements", {})
     for key in ("rto_seconds", "rpo_seconds"):
         if measurements.get(key) is not None:
             objective = res.get("objectives", {}).get(key.replace("_seconds", ""))
             print(f"  {key:<9} {measurements[key]}" + (f" (objective {objective})" if objective else ""))
     for phase in res.get("phases", []):
-        print(f"  phase     {phase.get('name')}: {phase.get('status')} {phase.get('seconds')}s {phase.get('detail', '')}")
+        print(
+            f"  phase     {phase.get('name')}: {phase.get('status')} {phase.get('seconds')}s {phase.get('detail', '')}"
+        )
     for item in res.get("findings", []):
         print(f"  finding   {item.get('code')} [{item.get('severity')}] {item.get('message')}")
         print(f"            fix: {item.get('hint')}")
@@ -348,17 +386,31 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``verify``, ``list``, ``export``, ``show`` and the auditors' views (``drillbook.cli.auditor``) under ``drillbook evidence``."""
     sub = parser.add_subparsers(dest="evidence_command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("verify", help="walk the hash chain and compare it with the newest checkpoint; exit 1 on "
-                                      "tampering, 3 when it could not verify")
+    p = sub.add_parser(
+        "verify",
+        help="walk the hash chain and compare it with the newest checkpoint; exit 1 on "
+        "tampering, 3 when it could not verify",
+    )
     _add_dsn(p)
     p.add_argument("--file", help="re-verify an export file (CSV or JSON) offline instead of the database")
-    p.add_argument("--expect-head", metavar="SEQ:HASH",
-                   help="head printed by an earlier verify (SEQ:HASH, or a hash prefix of >= 12 hex digits)")
-    p.add_argument("--full", action="store_true",
-                   help="re-hash every record from seq 1 (default: only records after the newest checkpoint signed "
-                        "with the trusted key; without one the walk is full anyway)")
-    p.add_argument("--pack", help="verify an evidence pack (zip) offline: no database or configuration needed")
-    p.add_argument("--public-key", help="with --pack: the Ed25519 public key (hex, base64, PEM or a file) the pack must be signed by")
+    p.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="head printed by an earlier verify (SEQ:HASH, or a hash prefix of >= 12 hex digits)",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="re-hash every record from seq 1 (default: only records after the newest checkpoint signed "
+        "with the trusted key; without one the walk is full anyway)",
+    )
+    p.add_argument(
+        "--pack", help="verify an evidence pack (zip) offline: no database or configuration needed"
+    )
+    p.add_argument(
+        "--public-key",
+        help="with --pack: the Ed25519 public key (hex, base64, PEM or a file) the pack must be signed by",
+    )
     p.set_defaults(func=cmd_evidence_verify)
 
     from drillbook.cli import auditor
@@ -372,7 +424,9 @@ def configure_evidence_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("list", help="list evidence records as a table, newest first")
     _add_dsn(p)
     _add_filters(p)
-    p.add_argument("--limit", type=int, default=_LIST_DEFAULT_LIMIT, help="at most N records (0 = all; default 50)")
+    p.add_argument(
+        "--limit", type=int, default=_LIST_DEFAULT_LIMIT, help="at most N records (0 = all; default 50)"
+    )
     p.add_argument("--oldest-first", action="store_true", help="chain order instead of newest first")
     p.set_defaults(func=cmd_evidence_list)
 

@@ -39,26 +39,35 @@ def cmd_ledger_flush(args: argparse.Namespace) -> int:
         print(f"  NOT replayed: {line}", file=sys.stderr)
     for line in report.quarantined:
         print(f"  QUARANTINED: {line}", file=sys.stderr)
-    print(f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left"
-          + (f", {len(report.quarantined)} moved to {spool.rejected_path}" if report.quarantined else ""))
+    print(
+        f"evidence spool {spool.path}: {len(report.records)} record(s) replayed, {report.remaining} left"
+        + (f", {len(report.quarantined)} moved to {spool.rejected_path}" if report.quarantined else "")
+    )
     _print_rejected(spool)
     if report.other_ledgers:
         # Entries are keyed by the ledger's host:port/dbname as the spooling run spelt it; another spelling of
         # the same server (localhost, 127.0.0.1, a socket) is another key, and nothing must be left in silence.
         others = sorted({e.ledger for e in spool.read().pending if e.ledger != here})
-        print(f"  NOT replayed: {report.other_ledgers} record(s) owed to another ledger ({', '.join(others)}), not "
-              f"{here}; run `drillbook ledger flush --ledger-dsn DSN` with the DSN those runs used (the same server "
-              "spelt as they spelt it)", file=sys.stderr)
+        print(
+            f"  NOT replayed: {report.other_ledgers} record(s) owed to another ledger ({', '.join(others)}), not "
+            f"{here}; run `drillbook ledger flush --ledger-dsn DSN` with the DSN those runs used (the same server "
+            "spelt as they spelt it)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     # a quarantine is loud once (exit 2 on the flush that made it), then the spool is clean again
-    return EXIT_OK if not report.remaining and not report.unreadable and not report.quarantined else EXIT_USAGE
+    return (
+        EXIT_OK if not report.remaining and not report.unreadable and not report.quarantined else EXIT_USAGE
+    )
 
 
 def _print_rejected(spool: Any) -> int:
     rejected = spool.rejected()
     if rejected:
-        print(f"  {rejected} entr{'y' if rejected == 1 else 'ies'} kept for an auditor in {spool.rejected_path}",
-              file=sys.stderr)
+        print(
+            f"  {rejected} entr{'y' if rejected == 1 else 'ies'} kept for an auditor in {spool.rejected_path}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -75,8 +84,12 @@ def cmd_evidence_checkpoint(args: argparse.Namespace) -> int:
     if cp.signed:
         print(f"  signed with Ed25519 key {cp.key_id} (public key {cp.public_key})")
     else:
-        print("  UNSIGNED: no signing key is configured (DRILLBOOK_CHECKPOINT_KEY or the drillbook_checkpoint_key "
-              "connection); it catches rows cut from the end, but not someone who can also rewrite checkpoints")
-    print(f"  stored in the ledger database{f' and in {settings.path}' if settings.path else ''}"
-          + ("" if settings.path else f"; set {PATH_ENV} to keep a copy outside the database"))
+        print(
+            "  UNSIGNED: no signing key is configured (DRILLBOOK_CHECKPOINT_KEY or the drillbook_checkpoint_key "
+            "connection); it catches rows cut from the end, but not someone who can also rewrite checkpoints"
+        )
+    print(
+        f"  stored in the ledger database{f' and in {settings.path}' if settings.path else ''}"
+        + ("" if settings.path else f"; set {PATH_ENV} to keep a copy outside the database")
+    )
     return EXIT_OK

@@ -25,15 +25,29 @@ from drillbook.cli.config import load_catalogue_for, settings_of
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", choices=("show", "owed", "flush"), default="show",
-                        help="show (default): print the outbox; owed: list the reports the ledger says never reached Slack; "
-                             "flush: re-send them")
-    parser.add_argument("--path", default=None, help="outbox file (default: $DRILLBOOK_OUTBOX or var/outbox.jsonl)")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("show", "owed", "flush"),
+        default="show",
+        help="show (default): print the outbox; owed: list the reports the ledger says never reached Slack; "
+        "flush: re-send them",
+    )
+    parser.add_argument(
+        "--path", default=None, help="outbox file (default: $DRILLBOOK_OUTBOX or var/outbox.jsonl)"
+    )
     parser.add_argument("--json", action="store_true", help="print the raw entries as JSON lines")
     parser.add_argument("--clear", action="store_true", help="empty the outbox after showing it")
-    parser.add_argument("--ledger-dsn", default=None, help="flush: the evidence ledger (default: $DRILLBOOK_LEDGER_DSN)")
-    parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
-                        help="flush: catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    parser.add_argument(
+        "--ledger-dsn", default=None, help="flush: the evidence ledger (default: $DRILLBOOK_LEDGER_DSN)"
+    )
+    parser.add_argument(
+        "--catalogue",
+        "--config",
+        dest="catalogue",
+        default=None,
+        help="flush: catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -64,7 +78,9 @@ def _ledger_dsn(args: argparse.Namespace) -> str:
 
     dsn = args.ledger_dsn or settings_of(args).ledger_dsn
     if not dsn:
-        raise ConnectionNotConfigured(f"outbox {args.action} needs the ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN")
+        raise ConnectionNotConfigured(
+            f"outbox {args.action} needs the ledger: pass --ledger-dsn or set DRILLBOOK_LEDGER_DSN"
+        )
     return dsn
 
 
@@ -78,10 +94,16 @@ def owed(args: argparse.Namespace) -> int:
         state = delivery_state(ledger)
     for item in state.owed:
         r = item.record
-        print(redact(f"  #{r.seq:<6} {r.recorded_at:%Y-%m-%d %H:%M} UTC  {r.verdict:<7} {r.record_type:<6} {r.kind}/{r.drill}  "
-                     f"{'/'.join(item.reasons)}, {item.attempts} failed attempt(s)  report {item.report_id}"))
-    print(f"{len(state.owed)} report(s) owed to Slack; `drillbook outbox flush` (or the next dr_watchdog run) sends them",
-          file=sys.stderr)
+        print(
+            redact(
+                f"  #{r.seq:<6} {r.recorded_at:%Y-%m-%d %H:%M} UTC  {r.verdict:<7} {r.record_type:<6} {r.kind}/{r.drill}  "
+                f"{'/'.join(item.reasons)}, {item.attempts} failed attempt(s)  report {item.report_id}"
+            )
+        )
+    print(
+        f"{len(state.owed)} report(s) owed to Slack; `drillbook outbox flush` (or the next dr_watchdog run) sends them",
+        file=sys.stderr,
+    )
     return 1 if state.owed else 0
 
 
@@ -97,16 +119,25 @@ def flush(args: argparse.Namespace) -> int:
     dsn = _ledger_dsn(args)
     catalogue = load_catalogue_for(args)
     now = datetime.now(UTC)
-    ctx = RunContext(dag_id="dr_outbox_flush", run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
+    ctx = RunContext(
+        dag_id="dr_outbox_flush",
+        run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}",
+        task_id="cli",
+        trigger="manual",
+    )
     with Ledger(dsn, spool=settings_of(args).spool_file) as ledger:
         notifier = resolver_of(args).notifier(catalogue=catalogue, ledger=ledger, outbox=args.path)
         if not notifier.delivers:
             conn = catalogue.defaults.slack.connection
-            raise ConnectionNotConfigured(f"outbox flush needs a Slack connection: set AIRFLOW_CONN_{conn.upper()} "
-                                          "(the reports stay owed in the ledger until then)")
+            raise ConnectionNotConfigured(
+                f"outbox flush needs a Slack connection: set AIRFLOW_CONN_{conn.upper()} "
+                "(the reports stay owed in the ledger until then)"
+            )
         run = redeliver(ledger, notifier, ctx=ctx)
-    print(f"{run.owed} report(s) owed; {len(run.resent)} re-sent, {len(run.found)} found already in Slack, "
-          f"{len(run.summarised)} summarised, {len(run.unrouted)} no longer routed; {run.left} still owed")
+    print(
+        f"{run.owed} report(s) owed; {len(run.resent)} re-sent, {len(run.found)} found already in Slack, "
+        f"{len(run.summarised)} summarised, {len(run.unrouted)} no longer routed; {run.left} still owed"
+    )
     if run.error:
         print(redact(f"drillbook: Slack failed, the rest stay owed: {run.error}"), file=sys.stderr)
     return 1 if run.left else 0

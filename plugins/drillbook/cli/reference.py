@@ -37,13 +37,23 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "and functions of the user schemas and write them as canonical JSON.",
     )
     w.add_argument("--dsn", help=f"database to read (default: ${ENV_DSN}); read-only session")
-    w.add_argument("--from-backup", metavar="FILE", default=None,
-                   help="build the reference from a backup restored into a throwaway cluster: a pg_dump archive "
-                   "(-Fc/-Fd/-Ft, schema only) or a plain dump / pg_dumpall file (.sql, .sql.gz; judged by the "
-                   "statement filter, restored whole)")
-    w.add_argument("--database", metavar="NAME", default=None,
-                   help="with --from-backup of a plain dump that creates several databases (pg_dumpall): the one to describe")
-    w.add_argument("--output", "-o", required=True, help="reference file to write, e.g. include/references/shop.json")
+    w.add_argument(
+        "--from-backup",
+        metavar="FILE",
+        default=None,
+        help="build the reference from a backup restored into a throwaway cluster: a pg_dump archive "
+        "(-Fc/-Fd/-Ft, schema only) or a plain dump / pg_dumpall file (.sql, .sql.gz; judged by the "
+        "statement filter, restored whole)",
+    )
+    w.add_argument(
+        "--database",
+        metavar="NAME",
+        default=None,
+        help="with --from-backup of a plain dump that creates several databases (pg_dumpall): the one to describe",
+    )
+    w.add_argument(
+        "--output", "-o", required=True, help="reference file to write, e.g. include/references/shop.json"
+    )
     w.set_defaults(func=main)
     p.set_defaults(func=main)
 
@@ -85,10 +95,15 @@ def summary(structure: dict) -> str:
     """``4 tables, 2 views/other relations, 3 sequences, ...``: what the reference holds."""
     relations = structure["relations"]
     tables = sum(1 for body in relations.values() if body["kind"] == "table")
-    text = (f"{tables} tables, {len(relations) - tables} views/other relations, {len(structure['sequences'])} sequences, "
-            f"{len(structure['functions'])} functions")
-    extra = [f"{len(structure[k])} {k.replace('_', ' ')}" for k in ("triggers", "policies", "types", "grants", "extensions")
-             if k in structure]
+    text = (
+        f"{tables} tables, {len(relations) - tables} views/other relations, {len(structure['sequences'])} sequences, "
+        f"{len(structure['functions'])} functions"
+    )
+    extra = [
+        f"{len(structure[k])} {k.replace('_', ' ')}"
+        for k in ("triggers", "policies", "types", "grants", "extensions")
+        if k in structure
+    ]
     return text + (", " + ", ".join(extra) if extra else "")
 
 
@@ -109,8 +124,9 @@ def _from_backup(args: argparse.Namespace) -> int:
         print(f"drillbook reference write: --from-backup {str(source)!r}: file not found", file=sys.stderr)
         return 2
     try:
-        structure, note = reference_from_backup(source, database=args.database,
-                                                timeout_s=settings_of(args).reference_timeout)
+        structure, note = reference_from_backup(
+            source, database=args.database, timeout_s=settings_of(args).reference_timeout
+        )
     except ReferenceFromBackupError as exc:
         print(redact(f"drillbook reference write: {exc}"), file=sys.stderr)
         return 2

@@ -23,17 +23,38 @@ from drillbook.errors import ConfigurationError
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="scratch_command", metavar="COMMAND", required=True)
-    p = sub.add_parser("reap", help="drop leftover scratch databases (a drill's, or with --all any past --max-age)")
-    p.add_argument("--drill", help="a backup_restore drill of the catalogue: its scratch server, its leftovers")
-    p.add_argument("--all", dest="all_drills", action="store_true",
-                   help="take any drill's registered, unused scratch database older than --max-age")
-    p.add_argument("--scratch-dsn", default=None, help="the scratch server's maintenance DB (default: the drill's connection)")
+    p = sub.add_parser(
+        "reap", help="drop leftover scratch databases (a drill's, or with --all any past --max-age)"
+    )
+    p.add_argument(
+        "--drill", help="a backup_restore drill of the catalogue: its scratch server, its leftovers"
+    )
+    p.add_argument(
+        "--all",
+        dest="all_drills",
+        action="store_true",
+        help="take any drill's registered, unused scratch database older than --max-age",
+    )
+    p.add_argument(
+        "--scratch-dsn",
+        default=None,
+        help="the scratch server's maintenance DB (default: the drill's connection)",
+    )
     p.add_argument("--source-dsn", default=None, help="the source, so the guard can refuse to touch it")
-    p.add_argument("--max-age", default=None, help="with --all: minimum age, e.g. 6h (default: the drill's scratch.max_age, else 6h)")
-    p.add_argument("--ephemeral", action="store_true",
-                   help="also stop and remove ephemeral clusters left on this machine by killed drills "
-                   "(alone: only those, no scratch server needed)")
-    p.add_argument("--catalogue", "--config", dest="catalogue", default=None, help="catalogue file (for --drill)")
+    p.add_argument(
+        "--max-age",
+        default=None,
+        help="with --all: minimum age, e.g. 6h (default: the drill's scratch.max_age, else 6h)",
+    )
+    p.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="also stop and remove ephemeral clusters left on this machine by killed drills "
+        "(alone: only those, no scratch server needed)",
+    )
+    p.add_argument(
+        "--catalogue", "--config", dest="catalogue", default=None, help="catalogue file (for --drill)"
+    )
     p.set_defaults(func=main)
 
 
@@ -56,16 +77,22 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str | None, floa
         drill_name, max_age = drill.name, float(drill.scratch.max_age)
         ephemeral = drill.restore.target == "ephemeral"
         scratch = scratch or resolver_of(args).postgres_dsn(drill.scratch.connection)
-        source = args.source_dsn or (resolver_of(args).postgres_dsn(drill.source.connection) if drill.source else None)
+        source = args.source_dsn or (
+            resolver_of(args).postgres_dsn(drill.source.connection) if drill.source else None
+        )
     if not scratch:
         raise ConfigurationError("give --drill NAME (its scratch connection) or --scratch-dsn DSN")
     if not drill_name and not args.all_drills:
-        raise ConfigurationError("give --drill NAME to reap that drill's leftovers, or --all to reap any drill's")
+        raise ConfigurationError(
+            "give --drill NAME to reap that drill's leftovers, or --all to reap any drill's"
+        )
     if args.max_age is not None:
         try:
             max_age = parse_duration(args.max_age)
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"--max-age: expected a duration such as 6h or 30m, got {args.max_age!r} ({exc})") from None
+            raise ConfigurationError(
+                f"--max-age: expected a duration such as 6h or 30m, got {args.max_age!r} ({exc})"
+            ) from None
     return scratch, source or args.source_dsn, drill_name, max_age, ephemeral
 
 
@@ -75,7 +102,9 @@ def _reap_clusters() -> int:
 
     removed = reap_left_clusters()
     for root in removed:
-        common.out(f"removed    {root} (ephemeral cluster left by a killed drill: stopped, directory removed)")
+        common.out(
+            f"removed    {root} (ephemeral cluster left by a killed drill: stopped, directory removed)"
+        )
     common.out(f"{len(removed)} ephemeral cluster(s) removed (clusters in use by a live drill are left)")
     return len(removed)
 
@@ -119,6 +148,8 @@ def main(args: argparse.Namespace) -> int:
     for name, why in report.failed.items():
         common.out(f"FAILED     {name}: {why}")
     scope = "any drill" if args.all_drills else f"drill {drill!r}"
-    common.out(f"{len(report.dropped)} dropped, {len(report.in_use)} in use, {len(report.unregistered)} not ours, "
-               f"{len(report.failed)} failed ({scope} on {pg.describe(scratch).rsplit('/', 1)[0]})")
+    common.out(
+        f"{len(report.dropped)} dropped, {len(report.in_use)} in use, {len(report.unregistered)} not ours, "
+        f"{len(report.failed)} failed ({scope} on {pg.describe(scratch).rsplit('/', 1)[0]})"
+    )
     return 2 if report.failed else 0

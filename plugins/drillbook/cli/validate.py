@@ -34,20 +34,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
         objectives = getattr(d, "objectives", None)
         obj = ""
         if objectives is not None:
-            obj = " ".join(f"{k}={format_duration(v)}" for k, v in objectives.model_dump().items() if isinstance(v, int | float))
+            obj = " ".join(
+                f"{k}={format_duration(v)}"
+                for k, v in objectives.model_dump().items()
+                if isinstance(v, int | float)
+            )
         state = "" if d.enabled else " (disabled)"
-        print(f"ok  {d.kind:<15} {d.name:<28} schedule={d.schedule!r:<16} owner={catalogue.owner_of(d)}"
-              f" controls={','.join(d.controls) or '-'}{(' ' + obj) if obj else ''}{state}")
+        print(
+            f"ok  {d.kind:<15} {d.name:<28} schedule={d.schedule!r:<16} owner={catalogue.owner_of(d)}"
+            f" controls={','.join(d.controls) or '-'}{(' ' + obj) if obj else ''}{state}"
+        )
     print(f"{path}: {len(catalogue.drills)} drill(s), no problems")
     if _names_suites(catalogue):
         if catalogue.gx_suites_checked:
             print("suites: every expectation was built with Great Expectations")
         else:
-            print("suites: structure checked; Great Expectations suite checks were NOT run "
-                  "(expectation types and arguments unchecked): run `drillbook validate --suites`")
+            print(
+                "suites: structure checked; Great Expectations suite checks were NOT run "
+                "(expectation types and arguments unchecked): run `drillbook validate --suites`"
+            )
     return 0
 
 
 def _names_suites(catalogue: Any) -> bool:
-    return any(getattr(d, "suite", None) or getattr(getattr(d, "verify", None), "suites", None)
-               for d in catalogue.drills)
+    return any(
+        getattr(d, "suite", None) or getattr(getattr(d, "verify", None), "suites", None)
+        for d in catalogue.drills
+    )

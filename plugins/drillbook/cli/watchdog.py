@@ -18,9 +18,16 @@ from drillbook.cli.config import load_catalogue_for
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ledger-dsn", default=None, help="the evidence ledger (default: $DRILLBOOK_LEDGER_DSN)")
-    parser.add_argument("--catalogue", "--config", dest="catalogue", default=None,
-                        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)")
+    parser.add_argument(
+        "--ledger-dsn", default=None, help="the evidence ledger (default: $DRILLBOOK_LEDGER_DSN)"
+    )
+    parser.add_argument(
+        "--catalogue",
+        "--config",
+        dest="catalogue",
+        default=None,
+        help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)",
+    )
     parser.add_argument("--now", default=None, help="assess as of this ISO time (default: now)")
 
 
@@ -31,9 +38,12 @@ def configure_watchdog_parser(parser: argparse.ArgumentParser) -> None:
 
 def configure_digest_parser(parser: argparse.ArgumentParser) -> None:
     _common(parser)
-    parser.add_argument("--schedule", default="@daily",
-                        help="the digest preset (@daily, @weekly, @monthly, @quarterly...) or 5-field cron whose period "
-                             "to report (default: @daily)")
+    parser.add_argument(
+        "--schedule",
+        default="@daily",
+        help="the digest preset (@daily, @weekly, @monthly, @quarterly...) or 5-field cron whose period "
+        "to report (default: @daily)",
+    )
     parser.set_defaults(func=main_digest)
 
 
@@ -50,7 +60,12 @@ def _setup(args: argparse.Namespace, dag_id: str) -> tuple[Any, Any, Any, Any, d
     catalogue = load_catalogue_for(args)
     ledger = Ledger(dsn, spool=settings_of(args).spool_file)
     now = parse_when(args.now, option="--now") if args.now else datetime.now(UTC)
-    ctx = RunContext(dag_id=dag_id, run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}", task_id="cli", trigger="manual")
+    ctx = RunContext(
+        dag_id=dag_id,
+        run_id=f"cli__{now:%Y%m%dT%H%M%S}__{uuid.uuid4().hex[:8]}",
+        task_id="cli",
+        trigger="manual",
+    )
     return catalogue, ledger, resolver_of(args).notifier(catalogue=catalogue, ledger=ledger), ctx, now
 
 
@@ -67,12 +82,19 @@ def main_watchdog(args: argparse.Namespace) -> int:
             open_count += 1
             print(redact(f"  {incident.code:<22} {name}: {incident.message}"))
     owed = sum(len(codes) for codes in run.undelivered.values())
-    note = f"; {owed} written to the outbox only (nobody was told; sent once Slack is configured)" if owed else ""
+    note = (
+        f"; {owed} written to the outbox only (nobody was told; sent once Slack is configured)"
+        if owed
+        else ""
+    )
     print(f"{open_count} open incident(s); {run.posted} message(s) posted{note}", file=sys.stderr)
     redo = run.redelivery
     if redo is not None and redo.owed:
         failed = f"; re-sending failed: {redact(redo.error)}" if redo.error else ""
-        print(f"{redo.owed} undelivered report(s): {redo.delivered} delivered now, {redo.left} still owed{failed}", file=sys.stderr)
+        print(
+            f"{redo.owed} undelivered report(s): {redo.delivered} delivered now, {redo.left} still owed{failed}",
+            file=sys.stderr,
+        )
     return 1 if open_count else 0
 
 
@@ -90,9 +112,18 @@ def main_digest(args: argparse.Namespace) -> int:
         args.schedule = validate_schedule(args.schedule)
     except ValueError as exc:
         raise ConfigurationError(f"--schedule: {exc}") from None
-    catalogue, ledger, notifier, ctx, now = _setup(args, f"dr_digest__{PRESET_NAMES.get(args.schedule, 'custom')}")
+    catalogue, ledger, notifier, ctx, now = _setup(
+        args, f"dr_digest__{PRESET_NAMES.get(args.schedule, 'custom')}"
+    )
     with ledger:
-        card = run_digest(catalogue, ledger=ledger, notifier=notifier, ctx=ctx, schedule=args.schedule, now=now,
-                          checkpoints=CheckpointSettings.from_settings(settings_of(args)))
+        card = run_digest(
+            catalogue,
+            ledger=ledger,
+            notifier=notifier,
+            ctx=ctx,
+            schedule=args.schedule,
+            now=now,
+            checkpoints=CheckpointSettings.from_settings(settings_of(args)),
+        )
     print(redact(as_text(render_digest(card).blocks)))
     return 0 if card.ledger_ok is not False else 1

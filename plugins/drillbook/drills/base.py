@@ -127,7 +127,9 @@ class ResultBuilder:
                 self._on_phase(phase)
 
     # -- result ------------------------------------------------------------------
-    def finish(self, *, verdict: Verdict | None = None, nothing_checked: bool = True, **env: str) -> DrillResult:
+    def finish(
+        self, *, verdict: Verdict | None = None, nothing_checked: bool = True, **env: str
+    ) -> DrillResult:
         """Freeze the result; the verdict is derived unless the drill was SKIPPED.
 
         ``nothing_checked=False`` is for rows that are not drills (a ``notification``

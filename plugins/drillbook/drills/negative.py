@@ -91,9 +91,14 @@ def _truncated_backup(drill: Any, *, work_dir: Path, base_dir: Path | None, reso
     if spec.is_live:
         if drill.source is None:
             raise LookupError("a live backup drill has no source connection to dump")
-        artefact, _ = locate.take_live_dump(source_dsn=resources.dsn(drill.source.connection), drill=drill.name,
-                                            keep_in=work_dir / "live", bin_dir=drill.restore.bin_dir,
-                                            timeout=drill.restore.timeout, now=dt.datetime.now(dt.UTC))
+        artefact, _ = locate.take_live_dump(
+            source_dsn=resources.dsn(drill.source.connection),
+            drill=drill.name,
+            keep_in=work_dir / "live",
+            bin_dir=drill.restore.bin_dir,
+            timeout=drill.restore.timeout,
+            now=dt.datetime.now(dt.UTC),
+        )
         assert artefact.path is not None
         _truncate_copy(artefact.path, out_dir / artefact.name)
         return out_dir
@@ -128,17 +133,24 @@ def _expired_certificate(work_dir: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "drillbook negative drill")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = work_dir / "expired.pem", work_dir / "expired.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -201,61 +213,129 @@ class _ClosedPortClients:
 
 
 # --- the inner runs (each kind names its own in its DrillKind.negative) --------------------------------------------------------------------------
-def broken_backup_restore(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
-                        on_phase: Callable[..., None] | None) -> DrillResult:
+def broken_backup_restore(
+    drill: Any,
+    *,
+    work_dir: Path,
+    base_dir: Path | None,
+    resources: Resources,
+    on_phase: Callable[..., None] | None,
+) -> DrillResult:
     from drillbook.drills.backup_restore.catalogue import BackupSpec
     from drillbook.drills.backup_restore.drill import run_backup_restore
 
     broken = _truncated_backup(drill, work_dir=work_dir, base_dir=base_dir, resources=resources)
     variant = drill.model_copy(update={"backup": BackupSpec(location=str(broken))})
     (work_dir / "restore").mkdir(exist_ok=True)
-    return run_backup_restore(drill=variant, scratch_dsn=resources.dsn(drill.scratch.connection),
-                              work_dir=work_dir / "restore", base_dir=base_dir, previous={}, on_phase=on_phase)
+    return run_backup_restore(
+        drill=variant,
+        scratch_dsn=resources.dsn(drill.scratch.connection),
+        work_dir=work_dir / "restore",
+        base_dir=base_dir,
+        previous={},
+        on_phase=on_phase,
+    )
 
 
-def broken_certificates(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
-                      on_phase: Callable[..., None] | None) -> DrillResult:
+def broken_certificates(
+    drill: Any,
+    *,
+    work_dir: Path,
+    base_dir: Path | None,
+    resources: Resources,
+    on_phase: Callable[..., None] | None,
+) -> DrillResult:
     from drillbook.drills.certificates import run_certificates
     from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
 
     cert, key = _expired_certificate(work_dir)
     with _tls_listener(cert, key) as port:
         variant = CertificatesDrill(
-            name=drill.name, kind="certificates", schedule=drill.schedule, controls=list(drill.controls),
-            endpoints=[EndpointSpec(address=f"127.0.0.1:{port}", sni="localhost")], ca_bundle=str(cert),
-            thresholds=drill.thresholds, timeout=10.0,
+            name=drill.name,
+            kind="certificates",
+            schedule=drill.schedule,
+            controls=list(drill.controls),
+            endpoints=[EndpointSpec(address=f"127.0.0.1:{port}", sni="localhost")],
+            ca_bundle=str(cert),
+            thresholds=drill.thresholds,
+            timeout=10.0,
         )
         results = run_certificates(variant, base_dir=base_dir)
     return results[0]
 
 
-def broken_alert_path(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
-                    on_phase: Callable[..., None] | None) -> DrillResult:
+def broken_alert_path(
+    drill: Any,
+    *,
+    work_dir: Path,
+    base_dir: Path | None,
+    resources: Resources,
+    on_phase: Callable[..., None] | None,
+) -> DrillResult:
     from drillbook.drills.alert_path import run_path
     from drillbook.drills.alert_path.catalogue import AlertPathDrill
 
-    variant = AlertPathDrill.model_validate({
-        "name": drill.name, "kind": "alert_path", "schedule": drill.schedule, "controls": list(drill.controls),
-        "objectives": {"delivery": 5.0}, "poll_interval": 0.5,
-        "paths": [{"name": "negative_closed_port", "type": "webhook", "connection": CLOSED_PORT_CONN,
-                   "flavour": "generic", "endpoint": "/alerts", "request_timeout": 5.0}],
-    })
-    return run_path(drill=variant, path_name="negative_closed_port", clients=_ClosedPortClients(resources, _closed_port()),
-                    on_phase=on_phase)
+    variant = AlertPathDrill.model_validate(
+        {
+            "name": drill.name,
+            "kind": "alert_path",
+            "schedule": drill.schedule,
+            "controls": list(drill.controls),
+            "objectives": {"delivery": 5.0},
+            "poll_interval": 0.5,
+            "paths": [
+                {
+                    "name": "negative_closed_port",
+                    "type": "webhook",
+                    "connection": CLOSED_PORT_CONN,
+                    "flavour": "generic",
+                    "endpoint": "/alerts",
+                    "request_timeout": 5.0,
+                }
+            ],
+        }
+    )
+    return run_path(
+        drill=variant,
+        path_name="negative_closed_port",
+        clients=_ClosedPortClients(resources, _closed_port()),
+        on_phase=on_phase,
+    )
 
 
-def broken_data_quality(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
-                      on_phase: Callable[..., None] | None) -> DrillResult:
+def broken_data_quality(
+    drill: Any,
+    *,
+    work_dir: Path,
+    base_dir: Path | None,
+    resources: Resources,
+    on_phase: Callable[..., None] | None,
+) -> DrillResult:
     from drillbook.drills.data_quality import run_data_quality
 
-    suite = {"name": IMPOSSIBLE_SUITE, "expectations": [{
-        "type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 10**18},
-        "meta": {"severity": "critical", "why": "no table has 10^18 rows: this suite must fail"},
-    }]}
+    suite = {
+        "name": IMPOSSIBLE_SUITE,
+        "expectations": [
+            {
+                "type": "expect_table_row_count_to_be_between",
+                "kwargs": {"min_value": 10**18},
+                "meta": {"severity": "critical", "why": "no table has 10^18 rows: this suite must fail"},
+            }
+        ],
+    }
     (work_dir / f"{IMPOSSIBLE_SUITE}.json").write_text(json.dumps(suite))
-    return run_data_quality(drill_name=drill.name, dsn=resources.dsn(drill.connection), table=drill.table,
-                            query=drill.query, suite=IMPOSSIBLE_SUITE, suites_dir=work_dir, sample=0,
-                            sensitive=drill.sensitive_columns, controls=drill.controls, on_phase=on_phase)
+    return run_data_quality(
+        drill_name=drill.name,
+        dsn=resources.dsn(drill.connection),
+        table=drill.table,
+        query=drill.query,
+        suite=IMPOSSIBLE_SUITE,
+        suites_dir=work_dir,
+        sample=0,
+        sensitive=drill.sensitive_columns,
+        controls=drill.controls,
+        on_phase=on_phase,
+    )
 
 
 def expected(kind: str) -> frozenset[str]:
@@ -263,53 +343,97 @@ def expected(kind: str) -> frozenset[str]:
     return _registry.get(kind).expected_negative
 
 
-def provoke(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources,
-            on_phase: Callable[..., None] | None = None) -> Inner:
+def provoke(
+    drill: Any,
+    *,
+    work_dir: Path,
+    base_dir: Path | None,
+    resources: Resources,
+    on_phase: Callable[..., None] | None = None,
+) -> Inner:
     """Run ``drill`` against its broken input; the result is labelled as a negative drill's."""
     kind = _registry.get(drill.kind)
     if kind.negative is None or not kind.expected_negative:
         able = sorted(k.name for k in _registry.kinds().values() if k.negative)
         raise ValueError(f"drill kind {drill.kind!r} has no negative drill; expected one of {able}")
     work_dir.mkdir(parents=True, exist_ok=True)
-    result = _registry.load(kind.negative)(drill, work_dir=work_dir, base_dir=base_dir, resources=resources, on_phase=on_phase)
-    labelled = result.model_copy(update={"target": f"{LABEL} · {result.target}",
-                                         "details": {**result.details, "negative_drill": True}})
+    result = _registry.load(kind.negative)(
+        drill, work_dir=work_dir, base_dir=base_dir, resources=resources, on_phase=on_phase
+    )
+    labelled = result.model_copy(
+        update={"target": f"{LABEL} · {result.target}", "details": {**result.details, "negative_drill": True}}
+    )
     return Inner(result=labelled, expected=expected(drill.kind))
 
 
-def judge(drill: Any, inner: Inner | None, *, page_delivered: bool, page_detail: str,
-          error: str | None = None) -> DrillResult:
+def judge(
+    drill: Any, inner: Inner | None, *, page_delivered: bool, page_detail: str, error: str | None = None
+) -> DrillResult:
     """The negative drill's own result: did the detector turn red with the expected code, and was on-call told?"""
     from drillbook.drills.base import ResultBuilder
 
-    b = ResultBuilder(kind=KIND, drill=drill.name, target=f"{drill.kind}:{drill.name}", controls=list(drill.controls))
+    b = ResultBuilder(
+        kind=KIND, drill=drill.name, target=f"{drill.kind}:{drill.name}", controls=list(drill.controls)
+    )
     b.details["negative_of"] = {"kind": drill.kind, "drill": drill.name}
     if inner is None:
-        b.find("DRILL_CRASHED", f"the negative drill of {drill.name!r} could not make its broken input or run: {error}",
-               subject=drill.name)
+        b.find(
+            "DRILL_CRASHED",
+            f"the negative drill of {drill.name!r} could not make its broken input or run: {error}",
+            subject=drill.name,
+        )
         return b.finish()
     got = inner.result
     codes = set(got.codes())
     matched = sorted(codes & inner.expected)
-    b.details.update({"inner_verdict": got.verdict.value, "inner_codes": sorted(codes),
-                      "expected_codes": sorted(inner.expected), "page_delivered": page_delivered, "page": page_detail})
+    b.details.update(
+        {
+            "inner_verdict": got.verdict.value,
+            "inner_codes": sorted(codes),
+            "expected_codes": sorted(inner.expected),
+            "page_delivered": page_delivered,
+            "page": page_detail,
+        }
+    )
     b.checked()
     red = got.verdict in (Verdict.FAIL, Verdict.ERROR)
     if not red or not matched:
-        what = "stayed green" if not red else f"went {got.verdict.value} without any of {sorted(inner.expected)}"
-        b.find("DETECTOR_BLIND", f"on broken input the {drill.kind} drill {drill.name!r} {what} "
-               f"(codes: {', '.join(sorted(codes)) or 'none'})", subject=drill.name)
+        what = (
+            "stayed green" if not red else f"went {got.verdict.value} without any of {sorted(inner.expected)}"
+        )
+        b.find(
+            "DETECTOR_BLIND",
+            f"on broken input the {drill.kind} drill {drill.name!r} {what} "
+            f"(codes: {', '.join(sorted(codes)) or 'none'})",
+            subject=drill.name,
+        )
     elif not page_delivered:
-        b.find("DETECTOR_BLIND", f"the {drill.kind} drill {drill.name!r} turned red ({', '.join(matched)}) but its page "
-               f"was not delivered: {page_detail}", subject=drill.name)
+        b.find(
+            "DETECTOR_BLIND",
+            f"the {drill.kind} drill {drill.name!r} turned red ({', '.join(matched)}) but its page "
+            f"was not delivered: {page_detail}",
+            subject=drill.name,
+        )
     else:
-        b.find("NEGATIVE_DRILL_PASSED", f"on broken input the {drill.kind} drill {drill.name!r} went "
-               f"{got.verdict.value} with {', '.join(matched)} and on-call was paged ({page_detail})", subject=drill.name)
+        b.find(
+            "NEGATIVE_DRILL_PASSED",
+            f"on broken input the {drill.kind} drill {drill.name!r} went "
+            f"{got.verdict.value} with {', '.join(matched)} and on-call was paged ({page_detail})",
+            subject=drill.name,
+        )
     return b.finish()
 
 
-def run_negative(drill: Any, *, work_dir: Path, base_dir: Path | None, resources: Resources, notifier: Any,
-                 ctx: Any, on_phase: Callable[..., None] | None = None) -> DrillResult:
+def run_negative(
+    drill: Any,
+    *,
+    work_dir: Path,
+    base_dir: Path | None,
+    resources: Resources,
+    notifier: Any,
+    ctx: Any,
+    on_phase: Callable[..., None] | None = None,
+) -> DrillResult:
     """Provoke the red run, page it through ``notifier`` (the drill's real route), and judge both."""
     import logging
 
@@ -318,9 +442,15 @@ def run_negative(drill: Any, *, work_dir: Path, base_dir: Path | None, resources
     log = logging.getLogger(__name__)
     try:
         inner = provoke(drill, work_dir=work_dir, base_dir=base_dir, resources=resources, on_phase=on_phase)
-    except Exception as exc:  # could not even make the broken input: the alarm is untested, which is not a pass
-        log.warning("negative drill of %s could not run: %s", drill.name, redact(f"{type(exc).__name__}: {exc}"))
-        return judge(drill, None, page_delivered=False, page_detail="", error=redact(f"{type(exc).__name__}: {exc}"))
+    except (
+        Exception
+    ) as exc:  # could not even make the broken input: the alarm is untested, which is not a pass
+        log.warning(
+            "negative drill of %s could not run: %s", drill.name, redact(f"{type(exc).__name__}: {exc}")
+        )
+        return judge(
+            drill, None, page_delivered=False, page_detail="", error=redact(f"{type(exc).__name__}: {exc}")
+        )
     if notifier is None:
         return judge(drill, inner, page_delivered=False, page_detail="no notifier configured")
     try:
@@ -334,7 +464,9 @@ def run_negative(drill: Any, *, work_dir: Path, base_dir: Path | None, resources
     elif main is not None and getattr(main, "delivered", False):
         detail = f"delivered to {getattr(main, 'channel', None) or route.channel} ({getattr(main, 'transport', 'slack')})"
     else:
-        detail = f"written to {getattr(main, 'transport', 'the outbox')} only; no Slack connection delivered it"
+        detail = (
+            f"written to {getattr(main, 'transport', 'the outbox')} only; no Slack connection delivered it"
+        )
     return judge(drill, inner, page_delivered=bool(getattr(outcome, "delivered", False)), page_detail=detail)
 
 

@@ -42,7 +42,13 @@ if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
 VERIFIED, EXCEPTIONS, AT_RISK, NOT_RUN, NOT_DUE, UNVERIFIABLE = (
-    "VERIFIED", "EXCEPTIONS", "AT RISK", "NOT RUN", "NOT DUE", "UNVERIFIABLE")
+    "VERIFIED",
+    "EXCEPTIONS",
+    "AT RISK",
+    "NOT RUN",
+    "NOT DUE",
+    "UNVERIFIABLE",
+)
 STATUS_ORDER = {NOT_RUN: 0, AT_RISK: 1, EXCEPTIONS: 2, UNVERIFIABLE: 3, NOT_DUE: 4, VERIFIED: 5}
 
 
@@ -85,17 +91,37 @@ class ControlRow:
 
     @property
     def status(self) -> str:
-        return status_of(expected=self.expected, runs=self.runs, missed=self.missed, failed=self.failed,
-                         newest_verdict=self.newest_verdict, unverifiable=self.unverifiable)
+        return status_of(
+            expected=self.expected,
+            runs=self.runs,
+            missed=self.missed,
+            failed=self.failed,
+            newest_verdict=self.newest_verdict,
+            unverifiable=self.unverifiable,
+        )
 
     @property
     def status_words(self) -> str:
-        return describe_status(self.status, expected=self.expected, covered=self.covered, missed=self.missed,
-                               failed=self.failed, newest=self.newest, unverifiable=self.unverifiable)
+        return describe_status(
+            self.status,
+            expected=self.expected,
+            covered=self.covered,
+            missed=self.missed,
+            failed=self.failed,
+            newest=self.newest,
+            unverifiable=self.unverifiable,
+        )
 
 
-def status_of(*, expected: int, runs: int, missed: int, failed: int, newest_verdict: str | None,
-              unverifiable: str | None = None) -> str:
+def status_of(
+    *,
+    expected: int,
+    runs: int,
+    missed: int,
+    failed: int,
+    newest_verdict: str | None,
+    unverifiable: str | None = None,
+) -> str:
     """The one status rule (module docstring), shared by the controls view and the digest."""
     if expected and not runs:
         return NOT_RUN
@@ -108,10 +134,22 @@ def status_of(*, expected: int, runs: int, missed: int, failed: int, newest_verd
     return UNVERIFIABLE if unverifiable else VERIFIED
 
 
-def describe_status(status: str, *, expected: int, covered: int, missed: int, failed: int, newest: Run | None,
-                    unverifiable: str | None = None) -> str:
+def describe_status(
+    status: str,
+    *,
+    expected: int,
+    covered: int,
+    missed: int,
+    failed: int,
+    newest: Run | None,
+    unverifiable: str | None = None,
+) -> str:
     """The status in words, with the counts that justify it."""
-    newest_text = f"newest {newest.verdict} at {newest.last_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if newest else "no run"
+    newest_text = (
+        f"newest {newest.verdict} at {newest.last_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if newest
+        else "no run"
+    )
     if status == UNVERIFIABLE:
         return f"cannot be verified: {unverifiable}"
     if status == NOT_RUN:
@@ -124,7 +162,9 @@ def describe_status(status: str, *, expected: int, covered: int, missed: int, fa
             parts.append(f"{failed} run{'s' if failed != 1 else ''} FAIL/ERROR")
         return f"exceptions: {', '.join(parts)}; {newest_text}"
     if status == AT_RISK:
-        more = f" ({missed} of {expected} expected runs missed, {failed} FAIL/ERROR)" if missed or failed else ""
+        more = (
+            f" ({missed} of {expected} expected runs missed, {failed} FAIL/ERROR)" if missed or failed else ""
+        )
         return f"at risk: {newest_text}{more}"
     if status == NOT_DUE:
         return "not due: no run was expected in the period"
@@ -144,8 +184,16 @@ class Tally:
             row.passes += 1
         elif run.verdict in ("FAIL", "ERROR"):
             row.failed += 1
-            row.exceptions.append(ControlException(at=run.first_at, drill=run.drill, kind=run.kind, what=run.verdict,
-                                                   run_id=run.run_id, seq=run.last_seq))
+            row.exceptions.append(
+                ControlException(
+                    at=run.first_at,
+                    drill=run.drill,
+                    kind=run.kind,
+                    what=run.verdict,
+                    run_id=run.run_id,
+                    seq=run.last_seq,
+                )
+            )
         if row.newest is None or run.last_at >= row.newest.last_at:
             row.newest = run
         seen = row.newest_by_drill.get((run.drill, run.kind))
@@ -161,24 +209,38 @@ class Tally:
         row.expected += 1
         if occ.outcome == MISSED:
             row.missed += 1
-            row.exceptions.append(ControlException(at=occ.due, drill=occ.series.drill, kind=occ.series.kind, what=MISSED))
+            row.exceptions.append(
+                ControlException(at=occ.due, drill=occ.series.drill, kind=occ.series.kind, what=MISSED)
+            )
             return
         row.covered += 1
         for run in occ.runs:
             self.add_run(run)
 
 
-def control_rows(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime | None = None,
-                 unverifiable: str | None = None, only: str | None = None,
-                 each: Callable[[Occurrence], None] | None = None) -> list[ControlRow]:
+def control_rows(
+    conn: Any,
+    catalogue: Catalogue,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime | None = None,
+    unverifiable: str | None = None,
+    only: str | None = None,
+    each: Callable[[Occurrence], None] | None = None,
+) -> list[ControlRow]:
     """One row per control id of the enabled drills (or only ``only``), sorted by status then id.
 
     ``each`` sees every occurrence as it streams by (the pack writes its population listing with it).
     """
     every = series_of(catalogue, control=only)
     controls = sorted({c for s in every for c in s.controls if only is None or c == only})
-    rows = {c: ControlRow(control=c, drills=sorted({s.label for s in every if c in s.controls}), unverifiable=unverifiable)
-            for c in controls}
+    rows = {
+        c: ControlRow(
+            control=c, drills=sorted({s.label for s in every if c in s.controls}), unverifiable=unverifiable
+        )
+        for c in controls
+    }
     tallies = {c: Tally(r) for c, r in rows.items()}
     strays: list[Run] = []
     for occ in population(conn, catalogue, start=start, end=end, as_of=as_of, control=only, strays=strays):
@@ -198,7 +260,18 @@ def control_rows(conn: Any, catalogue: Catalogue, *, start: datetime, end: datet
     return sorted(rows.values(), key=lambda r: (STATUS_ORDER[r.status], r.control))
 
 
-CONTROLS_HEADER = ("control", "status", "expected", "ran", "runs", "passes", "missed", "fail/error", "newest", "drills")
+CONTROLS_HEADER = (
+    "control",
+    "status",
+    "expected",
+    "ran",
+    "runs",
+    "passes",
+    "missed",
+    "fail/error",
+    "newest",
+    "drills",
+)
 
 
 def table_rows(rows: list[ControlRow]) -> list[tuple[str, ...]]:
@@ -206,6 +279,18 @@ def table_rows(rows: list[ControlRow]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for r in rows:
         newest = f"{r.newest.verdict} {r.newest.last_at.astimezone(UTC):%Y-%m-%d %H:%M}" if r.newest else "-"
-        out.append((r.control, r.status, str(r.expected), str(r.covered), str(r.runs), str(r.passes), str(r.missed),
-                    str(r.failed), newest, ", ".join(r.drills)))
+        out.append(
+            (
+                r.control,
+                r.status,
+                str(r.expected),
+                str(r.covered),
+                str(r.runs),
+                str(r.passes),
+                str(r.missed),
+                str(r.failed),
+                newest,
+                ", ".join(r.drills),
+            )
+        )
     return out

@@ -45,11 +45,16 @@ def scope_of(catalogue: Catalogue) -> list[ScopeItem]:
             continue
         if d.kind == "backup_restore":
             source = d.source.connection if d.source is not None else "backups only"
-            items.append(ScopeItem("database", f"{source} (backups {d.backup.location})", d.name, d.kind, None))
+            items.append(
+                ScopeItem("database", f"{source} (backups {d.backup.location})", d.name, d.kind, None)
+            )
         elif d.kind == "data_quality":
             items.append(ScopeItem("database", f"{d.connection}: {d.table or 'query'}", d.name, d.kind, None))
         elif d.kind == "certificates":
-            items += [ScopeItem("certificate source", f"endpoint {e.address}", d.name, d.kind, e.address) for e in d.endpoints]
+            items += [
+                ScopeItem("certificate source", f"endpoint {e.address}", d.name, d.kind, e.address)
+                for e in d.endpoints
+            ]
             items += [ScopeItem("certificate source", f"file {f}", d.name, d.kind, f) for f in d.files]
             if d.acm is not None:
                 items.append(ScopeItem("certificate source", f"ACM {d.acm.region}", d.name, d.kind, None))
@@ -99,5 +104,13 @@ COVERAGE_HEADER = ("evidence", "in scope", "name", "drill", "last pass")
 
 
 def table_rows(items: list[ScopeItem]) -> list[tuple[str, ...]]:
-    return [("PASSING" if i.covered else "NONE", i.what, i.name, i.drill,
-             f"{i.last_pass.astimezone(UTC):%Y-%m-%d %H:%M}" if i.last_pass else "-") for i in items]
+    return [
+        (
+            "PASSING" if i.covered else "NONE",
+            i.what,
+            i.name,
+            i.drill,
+            f"{i.last_pass.astimezone(UTC):%Y-%m-%d %H:%M}" if i.last_pass else "-",
+        )
+        for i in items
+    ]

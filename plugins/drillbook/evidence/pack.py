@@ -48,14 +48,38 @@ if TYPE_CHECKING:
     from drillbook.ledger.checkpoint import CheckpointSettings
 
 PACK_FORMAT = "drillbook-evidence-pack/1"
-FILES = ("records.json", "records.csv", "population.csv", "sample.json", "controls.json", "chain.json",
-         "oscal-assessment-results.json", "report.html")
+FILES = (
+    "records.json",
+    "records.csv",
+    "population.csv",
+    "sample.json",
+    "controls.json",
+    "chain.json",
+    "oscal-assessment-results.json",
+    "report.html",
+)
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
 #: (longest interval between runs, frequency, sample size): AICPA-style sampling for a control's frequency
-SAMPLE_RULE = ((86400.0, "daily", 25), (7 * 86400.0, "weekly", 10), (31 * 86400.0, "monthly", 3),
-               (92 * 86400.0, "quarterly", 2), (float("inf"), "annual", 1))
-POPULATION_HEADER = ("n", "drill", "kind", "due_utc", "window_end_utc", "outcome", "runs", "newest_run_id",
-                     "newest_run_at_utc", "newest_first_seq", "newest_last_seq")
+SAMPLE_RULE = (
+    (86400.0, "daily", 25),
+    (7 * 86400.0, "weekly", 10),
+    (31 * 86400.0, "monthly", 3),
+    (92 * 86400.0, "quarterly", 2),
+    (float("inf"), "annual", 1),
+)
+POPULATION_HEADER = (
+    "n",
+    "drill",
+    "kind",
+    "due_utc",
+    "window_end_utc",
+    "outcome",
+    "runs",
+    "newest_run_id",
+    "newest_run_at_utc",
+    "newest_first_seq",
+    "newest_last_seq",
+)
 MANIFEST_SIG_DOMAIN = b"drillbook-evidence-pack/1 manifest\n"
 
 
@@ -132,16 +156,29 @@ class _Zip:
 
 def _population_row(n: int, occ: Occurrence) -> list[str]:
     newest = occ.newest
-    return [str(n), occ.series.drill, occ.series.kind, _ts(occ.due), _ts(occ.window_end), occ.outcome, str(len(occ.runs)),
-            newest.run_id if newest else "", _ts(newest.last_at) if newest else "", str(newest.first_seq) if newest else "",
-            str(newest.last_seq) if newest else ""]
+    return [
+        str(n),
+        occ.series.drill,
+        occ.series.kind,
+        _ts(occ.due),
+        _ts(occ.window_end),
+        occ.outcome,
+        str(len(occ.runs)),
+        newest.run_id if newest else "",
+        _ts(newest.last_at) if newest else "",
+        str(newest.first_seq) if newest else "",
+        str(newest.last_seq) if newest else "",
+    ]
 
 
 def _interval(catalogue: Catalogue, control: str) -> float:
     from drillbook.catalogue.common import schedule_interval_seconds
     from drillbook.evidence.population import series_of
 
-    gaps = [s.every if s.every is not None else schedule_interval_seconds(s.schedule) for s in series_of(catalogue, control=control)]
+    gaps = [
+        s.every if s.every is not None else schedule_interval_seconds(s.schedule)
+        for s in series_of(catalogue, control=control)
+    ]
     return min(gaps) if gaps else float("inf")
 
 
@@ -153,9 +190,19 @@ def _head_of(tail: bytes) -> tuple[int | None, str | None]:
     return int(last["seq"]), str(last["hash"])
 
 
-def write_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: datetime, end: datetime, output: Path,
-               settings: CheckpointSettings, seed: int | None = None, as_of: datetime | None = None,
-               unverifiable: str | None = None) -> PackResult:
+def write_pack(
+    ledger: Any,
+    catalogue: Catalogue,
+    *,
+    control: str,
+    start: datetime,
+    end: datetime,
+    output: Path,
+    settings: CheckpointSettings,
+    seed: int | None = None,
+    as_of: datetime | None = None,
+    unverifiable: str | None = None,
+) -> PackResult:
     """Write the evidence pack of ``control`` over [start, end) to ``output`` (see the module docstring)."""
     from drillbook import __version__
     from drillbook.evidence import oscal
@@ -166,8 +213,10 @@ def write_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: dateti
 
     if not any(control in d.controls for d in catalogue.drills if d.enabled):
         known = sorted({c for d in catalogue.drills if d.enabled for c in d.controls})
-        raise ConfigurationError(f"--control {control!r} is not mapped to any enabled drill in the catalogue; "
-                                 f"known controls: {', '.join(known) or 'none'}")
+        raise ConfigurationError(
+            f"--control {control!r} is not mapped to any enabled drill in the catalogue; "
+            f"known controls: {', '.join(known) or 'none'}"
+        )
     created = as_of or datetime.now(UTC)
     seed = secrets.randbits(63) if seed is None else seed
     conn = ledger.connection
@@ -183,8 +232,16 @@ def write_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: dateti
             counter["n"] += 1
             writer.writerow(_population_row(counter["n"], occ))
 
-        (row,) = control_rows(conn, catalogue, start=start, end=end, as_of=created, only=control, each=each,
-                              unverifiable=unverifiable)
+        (row,) = control_rows(
+            conn,
+            catalogue,
+            start=start,
+            end=end,
+            as_of=created,
+            only=control,
+            each=each,
+            unverifiable=unverifiable,
+        )
         population_size = counter["n"]
         frequency, size = sample_rule(_interval(catalogue, control))
         chosen = choose_sample(population_size, size, seed)
@@ -206,46 +263,115 @@ def write_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: dateti
                     export_records(conn, cast(IO[bytes], out), flt=flt, fmt="csv")
                     pack.close("records.csv", raw, out)
                 sampled = _copy_population(spill, pack, set(chosen))
-                pack.put("sample.json", _json({
-                    "seed": seed, "frequency": frequency, "size": len(chosen), "population_size": population_size,
-                    "rule": "random.Random(seed).sample(range(1, population_size + 1), min(size, population_size)), "
+                pack.put(
+                    "sample.json",
+                    _json(
+                        {
+                            "seed": seed,
+                            "frequency": frequency,
+                            "size": len(chosen),
+                            "population_size": population_size,
+                            "rule": "random.Random(seed).sample(range(1, population_size + 1), min(size, population_size)), "
                             "sorted; size by frequency: daily or more often 25, weekly 10, monthly 3, quarterly 2, annual 1",
-                    "rows": chosen, "sample": sampled}))
+                            "rows": chosen,
+                            "sample": sampled,
+                        }
+                    ),
+                )
                 pack.put("controls.json", _json(_control_doc(row, start=start, end=end)))
                 first_seq = _first_seq(conn, flt)
                 checkpoints = _checkpoints(ledger, settings, first_seq, head_seq)
-                pack.put("chain.json", _json({
-                    "head": {"seq": head_seq, "hash": head_hash}, "first_seq": first_seq, "records": count,
-                    "checkpoints": checkpoints,
-                    "proof": "records.json and records.csv hold every record of the control in the period and a link row "
-                             "(seq, prev_hash, hash) for every other record from first_seq to the head, so the records "
-                             "form one chain; each checkpoint signs (seq, hash) of a record in that chain"}))
-                pack.put("oscal-assessment-results.json", _json(oscal.assessment_results(
-                    row, start=start, end=end, head=head_hash or "", created=created, version=__version__)))
-                pack.put("report.html", _report(ledger, row, start=start, end=end, sampled=sampled, seed=seed,
-                                                frequency=frequency, head=(head_seq, head_hash)).encode())
+                pack.put(
+                    "chain.json",
+                    _json(
+                        {
+                            "head": {"seq": head_seq, "hash": head_hash},
+                            "first_seq": first_seq,
+                            "records": count,
+                            "checkpoints": checkpoints,
+                            "proof": "records.json and records.csv hold every record of the control in the period and a link row "
+                            "(seq, prev_hash, hash) for every other record from first_seq to the head, so the records "
+                            "form one chain; each checkpoint signs (seq, hash) of a record in that chain",
+                        }
+                    ),
+                )
+                pack.put(
+                    "oscal-assessment-results.json",
+                    _json(
+                        oscal.assessment_results(
+                            row,
+                            start=start,
+                            end=end,
+                            head=head_hash or "",
+                            created=created,
+                            version=__version__,
+                        )
+                    ),
+                )
+                pack.put(
+                    "report.html",
+                    _report(
+                        ledger,
+                        row,
+                        start=start,
+                        end=end,
+                        sampled=sampled,
+                        seed=seed,
+                        frequency=frequency,
+                        head=(head_seq, head_hash),
+                    ).encode(),
+                )
                 signer = settings.signer()
                 manifest: dict[str, Any] = {
-                    "format": PACK_FORMAT, "control": control, "since": _ts(start), "until": _ts(end),
-                    "created": _ts(created), "drillbook": __version__, "files": pack.hashes, "signed": signer is not None}
+                    "format": PACK_FORMAT,
+                    "control": control,
+                    "since": _ts(start),
+                    "until": _ts(end),
+                    "created": _ts(created),
+                    "drillbook": __version__,
+                    "files": pack.hashes,
+                    "signed": signer is not None,
+                }
                 if signer is not None:
                     public = cpmod.public_hex(signer.public_key())
                     manifest.update(public_key=public, key_id=cpmod.key_id(public))
                 body = _json(manifest)
                 pack.put(MANIFEST, body)
                 if signer is not None:
-                    zf.writestr(zipfile.ZipInfo(SIGNATURE, date_time=pack.date_time),  # type: ignore[arg-type]
-                                signer.sign(MANIFEST_SIG_DOMAIN + body).hex() + "\n")
+                    zf.writestr(
+                        zipfile.ZipInfo(SIGNATURE, date_time=pack.date_time),  # type: ignore[arg-type]
+                        signer.sign(MANIFEST_SIG_DOMAIN + body).hex() + "\n",
+                    )
             partial.replace(output)
         finally:
             partial.unlink(missing_ok=True)
-    return PackResult(path=output, control=control, records=count, population=population_size, sample=chosen, seed=seed,
-                      head_seq=head_seq, head_hash=head_hash, signed=signer is not None,
-                      key_id=manifest.get("key_id"), status=row.status)
+    return PackResult(
+        path=output,
+        control=control,
+        records=count,
+        population=population_size,
+        sample=chosen,
+        seed=seed,
+        head_seq=head_seq,
+        head_hash=head_hash,
+        signed=signer is not None,
+        key_id=manifest.get("key_id"),
+        status=row.status,
+    )
 
 
-def build_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: datetime, end: datetime, output: Path,
-               settings: CheckpointSettings, seed: int | None = None, verify: bool = True) -> tuple[PackResult, Any]:
+def build_pack(
+    ledger: Any,
+    catalogue: Catalogue,
+    *,
+    control: str,
+    start: datetime,
+    end: datetime,
+    output: Path,
+    settings: CheckpointSettings,
+    seed: int | None = None,
+    verify: bool = True,
+) -> tuple[PackResult, Any]:
     """What ``drillbook evidence pack`` and the evidence pages' download both run: verify the chain
     (against the newest checkpoint; unless ``verify`` is False), then ``write_pack`` over it.
 
@@ -257,8 +383,17 @@ def build_pack(ledger: Any, catalogue: Catalogue, *, control: str, start: dateti
         unverifiable: str | None = "ledger not verified (--no-verify)"
     else:
         unverifiable = None if report.ok else f"ledger chain broken at seq {report.first_bad_seq}"
-    result = write_pack(ledger, catalogue, control=control, start=start, end=end, output=output, settings=settings,
-                        seed=seed, unverifiable=unverifiable)
+    result = write_pack(
+        ledger,
+        catalogue,
+        control=control,
+        start=start,
+        end=end,
+        output=output,
+        settings=settings,
+        seed=seed,
+        unverifiable=unverifiable,
+    )
     return result, report
 
 
@@ -281,12 +416,34 @@ def _copy_population(spill: IO[str], pack: _Zip, chosen: set[int]) -> list[dict[
 
 
 def _control_doc(row: ControlRow, *, start: datetime, end: datetime) -> dict[str, Any]:
-    return {"control": row.control, "since": _ts(start), "until": _ts(end), "drills": row.drills, "expected": row.expected,
-            "covered": row.covered, "runs": row.runs, "passes": row.passes, "missed": row.missed, "failed": row.failed,
-            "status": row.status, "status_words": row.status_words,
-            "newest": {"verdict": row.newest.verdict, "at": _ts(row.newest.last_at), "seq": row.newest.last_seq} if row.newest else None,
-            "exceptions": [{"at": _ts(e.at), "drill": e.drill, "kind": e.kind, "what": e.what, "run_id": e.run_id, "seq": e.seq}
-                           for e in row.exceptions]}
+    return {
+        "control": row.control,
+        "since": _ts(start),
+        "until": _ts(end),
+        "drills": row.drills,
+        "expected": row.expected,
+        "covered": row.covered,
+        "runs": row.runs,
+        "passes": row.passes,
+        "missed": row.missed,
+        "failed": row.failed,
+        "status": row.status,
+        "status_words": row.status_words,
+        "newest": {"verdict": row.newest.verdict, "at": _ts(row.newest.last_at), "seq": row.newest.last_seq}
+        if row.newest
+        else None,
+        "exceptions": [
+            {
+                "at": _ts(e.at),
+                "drill": e.drill,
+                "kind": e.kind,
+                "what": e.what,
+                "run_id": e.run_id,
+                "seq": e.seq,
+            }
+            for e in row.exceptions
+        ],
+    }
 
 
 def _first_seq(conn: Any, flt: Any) -> int | None:
@@ -301,7 +458,9 @@ def _first_seq(conn: Any, flt: Any) -> int | None:
     return int(found[0]) if found and found[0] is not None else None
 
 
-def _checkpoints(ledger: Any, settings: CheckpointSettings, first: int | None, head: int | None) -> list[dict[str, Any]]:
+def _checkpoints(
+    ledger: Any, settings: CheckpointSettings, first: int | None, head: int | None
+) -> list[dict[str, Any]]:
     """Checkpoints (database and outside copy) whose seq lies in the pack's chain, oldest first, deduplicated."""
     from dataclasses import asdict
 
@@ -318,8 +477,19 @@ def _checkpoints(ledger: Any, settings: CheckpointSettings, first: int | None, h
     return [asdict(c) for c in sorted(unique.values(), key=lambda c: (c.seq, c.signed_at))]
 
 
-def _report(ledger: Any, row: ControlRow, *, start: datetime, end: datetime, sampled: list[dict[str, str]], seed: int,
-            frequency: str, head: tuple[int | None, str | None]) -> str:
+def _report(
+    ledger: Any,
+    row: ControlRow,
+    *,
+    start: datetime,
+    end: datetime,
+    sampled: list[dict[str, str]],
+    seed: int,
+    frequency: str,
+    head: tuple[int | None, str | None],
+) -> str:
     from drillbook.evidence.report import render_report
 
-    return render_report(ledger, row, start=start, end=end, sampled=sampled, seed=seed, frequency=frequency, head=head)
+    return render_report(
+        ledger, row, start=start, end=end, sampled=sampled, seed=seed, frequency=frequency, head=head
+    )

@@ -149,24 +149,34 @@ def verify_pack(path: str | Path, *, public_key: str | None = None) -> PackRepor
     if not file.is_file():
         raise NotAPack(f"{file} is not a regular file")
     if not zipfile.is_zipfile(file):
-        raise NotAPack(f"{file} is not an evidence pack: expected a zip file written by `drillbook evidence pack`")
+        raise NotAPack(
+            f"{file} is not an evidence pack: expected a zip file written by `drillbook evidence pack`"
+        )
     report = PackReport()
     with zipfile.ZipFile(file) as zf:
         names = zf.namelist()
         if MANIFEST not in names:
             raise NotAPack(f"{file} is not an evidence pack: it has no {MANIFEST}")
         if len(set(names)) != len(names):
-            report.problems.append("the zip holds two members of the same name: one of them was added afterwards")
+            report.problems.append(
+                "the zip holds two members of the same name: one of them was added afterwards"
+            )
         try:
             body = _read(zf, MANIFEST, MAX_MANIFEST)
             manifest = json.loads(body)
-            if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT or not isinstance(manifest.get("files"), dict):
+            if (
+                not isinstance(manifest, dict)
+                or manifest.get("format") != PACK_FORMAT
+                or not isinstance(manifest.get("files"), dict)
+            ):
                 raise ValueError(f"expected a manifest of format {PACK_FORMAT!r} with a 'files' map")
         except (ValueError, *ZIP_ERRORS) as exc:
             report.problems.append(f"{MANIFEST}: not a readable manifest: {str(exc)[:200]}")
             return report
         report.manifest = manifest
-        trusted_hex = cpmod.public_hex(cpmod.load_public_key(public_key, what="--public-key")) if public_key else None
+        trusted_hex = (
+            cpmod.public_hex(cpmod.load_public_key(public_key, what="--public-key")) if public_key else None
+        )
         _check_signature(zf, names, body, manifest, trusted_hex, report)
         signer_hex = trusted_hex or (manifest.get("public_key") if report.signed else None)
         files: dict[str, Any] = manifest["files"]
@@ -179,36 +189,54 @@ def verify_pack(path: str | Path, *, public_key: str | None = None) -> PackRepor
     return report
 
 
-def _check_signature(zf: zipfile.ZipFile, names: list[str], body: bytes, manifest: dict[str, Any], trusted_hex: str | None,
-                     report: PackReport) -> None:
+def _check_signature(
+    zf: zipfile.ZipFile,
+    names: list[str],
+    body: bytes,
+    manifest: dict[str, Any],
+    trusted_hex: str | None,
+    report: PackReport,
+) -> None:
     from drillbook.ledger import checkpoint as cpmod
 
     if SIGNATURE not in names:
         if manifest.get("signed"):
-            report.problems.append(f"{SIGNATURE} is missing, but {MANIFEST} says the pack was signed: it was removed")
+            report.problems.append(
+                f"{SIGNATURE} is missing, but {MANIFEST} says the pack was signed: it was removed"
+            )
         else:
-            report.notes.append(f"{MANIFEST} is UNSIGNED (the pack was made without a checkpoint key): the files are "
-                                "consistent with it, but anyone could have rewritten both")
+            report.notes.append(
+                f"{MANIFEST} is UNSIGNED (the pack was made without a checkpoint key): the files are "
+                "consistent with it, but anyone could have rewritten both"
+            )
         return
     key_hex = str(manifest.get("public_key") or "")
     report.key_id = cpmod.key_id(key_hex) if len(key_hex) == 64 else None
     try:
         signature = bytes.fromhex(_read(zf, SIGNATURE, MAX_SIGNATURE).decode("ascii").strip())
-        cpmod.load_public_key(key_hex, what=f"{MANIFEST} public_key").verify(signature, MANIFEST_SIG_DOMAIN + body)
+        cpmod.load_public_key(key_hex, what=f"{MANIFEST} public_key").verify(
+            signature, MANIFEST_SIG_DOMAIN + body
+        )
     except Exception:  # InvalidSignature, a malformed key or signature: all mean the same to the auditor
-        report.problems.append(f"{SIGNATURE}: the signature does not match {MANIFEST} and its key "
-                               f"{report.key_id or '?'}: the manifest was edited or replaced after signing")
+        report.problems.append(
+            f"{SIGNATURE}: the signature does not match {MANIFEST} and its key "
+            f"{report.key_id or '?'}: the manifest was edited or replaced after signing"
+        )
         return
     report.signed = True
     if trusted_hex is not None:
         if key_hex != trusted_hex:
-            report.problems.append(f"{MANIFEST} is signed by key {report.key_id}, not by the key you trust "
-                                   f"({cpmod.key_id(trusted_hex)}): the pack was re-signed by someone else")
+            report.problems.append(
+                f"{MANIFEST} is signed by key {report.key_id}, not by the key you trust "
+                f"({cpmod.key_id(trusted_hex)}): the pack was re-signed by someone else"
+            )
         else:
             report.trusted_key = True
 
 
-def _check_files(zf: zipfile.ZipFile, names: list[str], files: dict[str, Any], sizes: dict[str, int], report: PackReport) -> None:
+def _check_files(
+    zf: zipfile.ZipFile, names: list[str], files: dict[str, Any], sizes: dict[str, int], report: PackReport
+) -> None:
     for name in FILES:
         if name not in files:
             report.problems.append(f"{name} is not listed in {MANIFEST}")
@@ -225,12 +253,16 @@ def _check_files(zf: zipfile.ZipFile, names: list[str], files: dict[str, Any], s
                 sha.update(chunk)
                 size += len(chunk)
         except ZIP_ERRORS as exc:
-            report.problems.append(f"{name}: cannot be read from the zip ({type(exc).__name__}: {str(exc)[:120]}): "
-                                   "the pack file was damaged or changed")
+            report.problems.append(
+                f"{name}: cannot be read from the zip ({type(exc).__name__}: {str(exc)[:120]}): "
+                "the pack file was damaged or changed"
+            )
             continue
         if not isinstance(meta, dict) or sha.hexdigest() != meta.get("sha256") or size != meta.get("bytes"):
-            report.problems.append(f"{name}: its sha256 does not match {MANIFEST} (the file was changed after the pack "
-                                   "was written)")
+            report.problems.append(
+                f"{name}: its sha256 does not match {MANIFEST} (the file was changed after the pack "
+                "was written)"
+            )
 
 
 def _json_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[str, Any]]:
@@ -243,7 +275,9 @@ def _json_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[
         try:
             yield _from_export(json.loads(text))
         except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"{name} line {number}: not a ledger record ({type(exc).__name__}): the record there was changed")
+            problems.append(
+                f"{name} line {number}: not a ledger record ({type(exc).__name__}): the record there was changed"
+            )
             return
 
 
@@ -258,22 +292,27 @@ def _csv_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[s
         try:
             yield _from_export(raw)
         except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"{name} line {reader.line_num}: not a ledger record ({type(exc).__name__}): the record "
-                            "there was changed")
+            problems.append(
+                f"{name} line {reader.line_num}: not a ledger record ({type(exc).__name__}): the record "
+                "there was changed"
+            )
             return
 
 
 def _checkpoint_seqs(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int]) -> set[str]:
     """The seqs chain.json's checkpoints sign (unreadable: none; ``_check_chain_json`` names the problem)."""
     try:
-        chain = json.loads(_read(zf, "chain.json", sizes.get("chain.json", 0))) if "chain.json" in names else {}
+        chain = (
+            json.loads(_read(zf, "chain.json", sizes.get("chain.json", 0))) if "chain.json" in names else {}
+        )
         return {str(doc["seq"]) for doc in chain.get("checkpoints", [])}
     except (ValueError, KeyError, TypeError, AttributeError, *ZIP_ERRORS):
         return set()
 
 
-def _walk(rows: Iterator[dict[str, Any]], name: str, report: PackReport, watch: dict[str, str],
-          wanted: set[str]) -> tuple[Any, str, int | None]:
+def _walk(
+    rows: Iterator[dict[str, Any]], name: str, report: PackReport, watch: dict[str, str], wanted: set[str]
+) -> tuple[Any, str, int | None]:
     """Walk one record file's chain; return the verify report, a digest of its (seq, hash) sequence, its first seq.
 
     Memory stays flat: only the hashes at ``wanted`` seqs (the checkpoints) are kept.
@@ -298,8 +337,9 @@ def _walk(rows: Iterator[dict[str, Any]], name: str, report: PackReport, watch: 
     return result, digest.hexdigest(), (first[0] if first else None)
 
 
-def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport,
-                   wanted: set[str]) -> dict[str, str]:
+def _check_records(
+    zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport, wanted: set[str]
+) -> dict[str, str]:
     hashes_at: dict[str, str] = {}  # seq -> hash at the checkpoints' seqs, as records.json holds them
     digests = {}
     for name, reader in (("records.json", _json_records), ("records.csv", _csv_records)):
@@ -308,25 +348,41 @@ def _check_records(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int],
         seen: dict[str, str] = {} if name == "records.csv" else hashes_at
         try:
             with _lines(zf, name, sizes.get(name, 0)) as fh:
-                result, digests[name], first_seq = _walk(reader(fh, name, report.problems), name, report, seen, wanted)
+                result, digests[name], first_seq = _walk(
+                    reader(fh, name, report.problems), name, report, seen, wanted
+                )
         except UnicodeDecodeError as exc:
-            report.problems.append(f"{name}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 text: "
-                                   "the file was changed")
+            report.problems.append(
+                f"{name}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 text: "
+                "the file was changed"
+            )
             continue
         except ZIP_ERRORS as exc:
-            report.problems.append(f"{name}: its records cannot be read from the zip ({type(exc).__name__}): "
-                                   "the pack file was damaged or changed")
+            report.problems.append(
+                f"{name}: its records cannot be read from the zip ({type(exc).__name__}): "
+                "the pack file was damaged or changed"
+            )
             continue
         if name == "records.json":
-            report.records, report.head_seq, report.head_hash = result.checked, result.head_seq, result.head_hash
+            report.records, report.head_seq, report.head_hash = (
+                result.checked,
+                result.head_seq,
+                result.head_hash,
+            )
             report.first_seq = first_seq
     if len(digests) == 2 and digests["records.json"] != digests["records.csv"]:
         report.problems.append("records.csv and records.json do not hold the same chain of records")
     return hashes_at
 
 
-def _check_chain_json(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], hashes_at: dict[str, str],
-                      signer_hex: str | None, report: PackReport) -> None:
+def _check_chain_json(
+    zf: zipfile.ZipFile,
+    names: list[str],
+    sizes: dict[str, int],
+    hashes_at: dict[str, str],
+    signer_hex: str | None,
+    report: PackReport,
+) -> None:
     from drillbook.ledger import checkpoint as cpmod
 
     if "chain.json" not in names:
@@ -339,24 +395,34 @@ def _check_chain_json(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, in
         report.problems.append(f"chain.json: not readable ({type(exc).__name__})")
         return
     if (head.get("seq"), head.get("hash")) != (report.head_seq, report.head_hash):
-        report.problems.append(f"chain.json: its head seq={head.get('seq')} {str(head.get('hash'))[:12]}… is not the last "
-                               f"record of records.json (seq={report.head_seq})")
+        report.problems.append(
+            f"chain.json: its head seq={head.get('seq')} {str(head.get('hash'))[:12]}… is not the last "
+            f"record of records.json (seq={report.head_seq})"
+        )
     for cp in checkpoints:
         problem = cpmod.signature_problem(cp, signer_hex)
         if problem:
             report.problems.append(f"chain.json: {problem}")
         found = hashes_at.get(str(cp.seq))
         if found is None:
-            report.problems.append(f"chain.json: {cp.describe()} signs seq={cp.seq}, which records.json does not hold")
+            report.problems.append(
+                f"chain.json: {cp.describe()} signs seq={cp.seq}, which records.json does not hold"
+            )
         elif found != cp.hash:
-            report.problems.append(f"chain.json: {cp.describe()} signed record seq={cp.seq} with hash {cp.hash[:12]}…, "
-                                   f"records.json has {found[:12]}…: the record was rewritten")
+            report.problems.append(
+                f"chain.json: {cp.describe()} signed record seq={cp.seq} with hash {cp.hash[:12]}…, "
+                f"records.json has {found[:12]}…: the record was rewritten"
+            )
     signed = [cp for cp in checkpoints if cp.signed]
-    report.notes.append(f"{len(checkpoints)} checkpoint(s) in the pack's range, {len(signed)} signed"
-                        + (f"; newest seq={checkpoints[-1].seq}" if checkpoints else ""))
+    report.notes.append(
+        f"{len(checkpoints)} checkpoint(s) in the pack's range, {len(signed)} signed"
+        + (f"; newest seq={checkpoints[-1].seq}" if checkpoints else "")
+    )
 
 
-def _check_population(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport) -> None:
+def _check_population(
+    zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport
+) -> None:
     if not {"population.csv", "sample.json", "controls.json"} <= set(names):
         return
     outcomes: dict[str, int] = {}
@@ -373,7 +439,9 @@ def _check_population(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, in
             for row in reader:
                 count += 1
                 if len(row) != len(POPULATION_HEADER) or row[0] != str(count):
-                    report.problems.append(f"population.csv line {count + 1}: expected row n={count}, found {row[:1]}")
+                    report.problems.append(
+                        f"population.csv line {count + 1}: expected row n={count}, found {row[:1]}"
+                    )
                     return
                 outcomes[row[5]] = outcomes.get(row[5], 0) + 1
                 if count in wanted:
@@ -381,23 +449,37 @@ def _check_population(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, in
         size = dict((word, n) for _limit, word, n in SAMPLE_RULE)[sample["frequency"]]
         redrawn = choose_sample(count, size, int(sample["seed"]))
         if redrawn != sample["rows"] or sample["population_size"] != count:
-            report.problems.append(f"sample.json: seed {sample['seed']} draws rows {redrawn[:10]} from {count} occurrences, "
-                                   f"the pack lists {sample['rows'][:10]}: the sample was changed")
+            report.problems.append(
+                f"sample.json: seed {sample['seed']} draws rows {redrawn[:10]} from {count} occurrences, "
+                f"the pack lists {sample['rows'][:10]}: the sample was changed"
+            )
         elif [picked.get(n) for n in redrawn] != sample["sample"]:
             report.problems.append("sample.json: the sampled rows differ from those rows of population.csv")
         controls = json.loads(_read(zf, "controls.json", sizes.get("controls.json", 0)))
         missed = outcomes.get("MISSED", 0)
         if (controls["expected"], controls["missed"], controls["covered"]) != (count, missed, count - missed):
-            report.problems.append(f"controls.json: expected {controls['expected']}, missed {controls['missed']}, ran "
-                                   f"{controls['covered']}; population.csv lists {count} occurrences, {missed} missed")
+            report.problems.append(
+                f"controls.json: expected {controls['expected']}, missed {controls['missed']}, ran "
+                f"{controls['covered']}; population.csv lists {count} occurrences, {missed} missed"
+            )
     except (ValueError, KeyError, TypeError, *ZIP_ERRORS) as exc:
-        report.problems.append(f"population.csv/sample.json/controls.json: not readable ({type(exc).__name__}: {str(exc)[:120]})")
+        report.problems.append(
+            f"population.csv/sample.json/controls.json: not readable ({type(exc).__name__}: {str(exc)[:120]})"
+        )
 
 
 def proof_statements(report: PackReport) -> tuple[list[str], list[str]]:
     """What this verification proved and what it cannot prove, in words."""
-    key = (f"{report.key_id}, the key you trusted" if report.trusted_key
-           else f"{report.key_id} named by the pack itself" if report.signed else "nobody: UNSIGNED")
-    proves = [PROVES[0].format(key=key),
-              PROVES[1].format(first=report.first_seq, head_seq=report.head_seq, head_hash=report.head_hash), *PROVES[2:]]
+    key = (
+        f"{report.key_id}, the key you trusted"
+        if report.trusted_key
+        else f"{report.key_id} named by the pack itself"
+        if report.signed
+        else "nobody: UNSIGNED"
+    )
+    proves = [
+        PROVES[0].format(key=key),
+        PROVES[1].format(first=report.first_seq, head_seq=report.head_seq, head_hash=report.head_hash),
+        *PROVES[2:],
+    ]
     return proves, list(DOES_NOT_PROVE)

@@ -44,8 +44,15 @@ from drillbook.errors import ConfigurationError
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
-MAX_OCCURRENCES = 200_000  # a minutely cron over four months; a control's period is rarely more than a year of hourly runs
-VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}  # as drillbook.reporting.watchdog: the worst row is the run's verdict
+MAX_OCCURRENCES = (
+    200_000  # a minutely cron over four months; a control's period is rarely more than a year of hourly runs
+)
+VERDICT_RANK = {
+    "PASS": 0,
+    "SKIPPED": 1,
+    "FAIL": 2,
+    "ERROR": 3,
+}  # as drillbook.reporting.watchdog: the worst row is the run's verdict
 _RANK_VERDICT = {v: k for k, v in VERDICT_RANK.items()}
 MISSED, PENDING = "MISSED", "PENDING"
 
@@ -102,10 +109,19 @@ def series_of(catalogue: Catalogue, *, control: str | None = None) -> list[Serie
     for drill in catalogue.drills:
         if not drill.enabled or (control is not None and control not in drill.controls):
             continue
-        found.append(Series(drill=drill.name, kind=drill.kind, schedule=drill.schedule, controls=tuple(drill.controls)))
+        found.append(
+            Series(drill=drill.name, kind=drill.kind, schedule=drill.schedule, controls=tuple(drill.controls))
+        )
         if drill.negative is not None:
-            found.append(Series(drill=drill.name, kind="negative", schedule=f"every {drill.negative.every:.0f}s",
-                                controls=tuple(drill.controls), every=float(drill.negative.every)))
+            found.append(
+                Series(
+                    drill=drill.name,
+                    kind="negative",
+                    schedule=f"every {drill.negative.every:.0f}s",
+                    controls=tuple(drill.controls),
+                    every=float(drill.negative.every),
+                )
+            )
     return sorted(found, key=lambda s: (s.drill, s.kind))
 
 
@@ -121,15 +137,23 @@ def _cron_times(schedule: str, *, start: datetime, end: datetime, timezone: str)
     last: datetime | None = None  # the naive time ``it`` stands at
     for _ in range(MAX_OCCURRENCES + 1):
         naive = current.astimezone(tz).replace(tzinfo=None)
-        if naive != last:  # the first step, or a DST change moved the wall clock: start from it, as Airflow does
+        if (
+            naive != last
+        ):  # the first step, or a DST change moved the wall clock: start from it, as Airflow does
             it = croniter(expr, start_time=naive)
         scheduled = it.get_next(datetime)
         last = scheduled
         if every_hour:
-            moment = current + (scheduled - naive)  # elapsed time: the repeated (or skipped) hour counts as it is
+            moment = current + (
+                scheduled - naive
+            )  # elapsed time: the repeated (or skipped) hour counts as it is
         else:
-            moment = scheduled.replace(tzinfo=tz).astimezone(UTC)  # wall clock; fold=0: the first of a doubled time
-            if moment <= current:  # a wall-clock time inside the repeated hour, already passed: take the next one
+            moment = scheduled.replace(tzinfo=tz).astimezone(
+                UTC
+            )  # wall clock; fold=0: the first of a doubled time
+            if (
+                moment <= current
+            ):  # a wall-clock time inside the repeated hour, already passed: take the next one
                 scheduled = it.get_next(datetime)
                 last = scheduled
                 moment = scheduled.replace(tzinfo=tz).astimezone(UTC)
@@ -137,8 +161,10 @@ def _cron_times(schedule: str, *, start: datetime, end: datetime, timezone: str)
             return
         yield moment
         current = moment
-    raise ConfigurationError(f"schedule {schedule!r} fires more than {MAX_OCCURRENCES} times between "
-                             f"{start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a shorter period")
+    raise ConfigurationError(
+        f"schedule {schedule!r} fires more than {MAX_OCCURRENCES} times between "
+        f"{start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a shorter period"
+    )
 
 
 _CACHE: OrderedDict[tuple[str, datetime, datetime, str], tuple[datetime, ...]] = OrderedDict()
@@ -173,8 +199,10 @@ def occurrence_times(series: Series, *, start: datetime, end: datetime, timezone
             return
         yield moment
         moment += step
-    raise ConfigurationError(f"{series.label}: every {series.every:.0f}s fires more than {MAX_OCCURRENCES} times "
-                             f"between {start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a shorter period")
+    raise ConfigurationError(
+        f"{series.label}: every {series.every:.0f}s fires more than {MAX_OCCURRENCES} times "
+        f"between {start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a shorter period"
+    )
 
 
 def count_occurrences(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
@@ -194,7 +222,9 @@ ORDER BY drill COLLATE "C", kind COLLATE "C", first_at, first_seq
 """
 
 
-def stream_runs(conn: Any, *, drills: list[str], start: datetime, end: datetime, batch: int = 2000) -> Iterator[Run]:
+def stream_runs(
+    conn: Any, *, drills: list[str], start: datetime, end: datetime, batch: int = 2000
+) -> Iterator[Run]:
     """Runs of ``drills`` whose first record is in [start, end), one aggregate row each, ordered by drill, kind, time."""
     from psycopg.rows import tuple_row
 
@@ -204,9 +234,18 @@ def stream_runs(conn: Any, *, drills: list[str], start: datetime, end: datetime,
         cur.itersize = batch
         cur.execute(_RUNS_SQL.format(table=TABLE), (start, end, drills))
         for drill, kind, dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq in cur:
-            yield Run(drill=drill, kind=kind, dag_id=dag_id, run_id=run_id, first_at=first_at, last_at=last_at,
-                      verdict=_RANK_VERDICT.get(int(rank), "ERROR"), rows=int(n), first_seq=int(first_seq),
-                      last_seq=int(last_seq))
+            yield Run(
+                drill=drill,
+                kind=kind,
+                dag_id=dag_id,
+                run_id=run_id,
+                first_at=first_at,
+                last_at=last_at,
+                verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                rows=int(n),
+                first_seq=int(first_seq),
+                last_seq=int(last_seq),
+            )
 
 
 # -- matching ---------------------------------------------------------------------------------------
@@ -218,8 +257,17 @@ class SeriesStray:
     runs: list[Run]
 
 
-def match(series: Series, runs: Iterable[Run], *, start: datetime, end: datetime, as_of: datetime, grace: float,
-          timezone: str, strays: list[Run] | None = None) -> Iterator[Occurrence]:
+def match(
+    series: Series,
+    runs: Iterable[Run],
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    grace: float,
+    timezone: str,
+    strays: list[Run] | None = None,
+) -> Iterator[Occurrence]:
     """Walk the occurrences of ``series`` and its runs (oldest first) together; see the module docstring."""
     times = occurrence_times(series, start=start, end=end, timezone=timezone)
     run_iter = iter(runs)
@@ -245,8 +293,16 @@ def match(series: Series, runs: Iterable[Run], *, start: datetime, end: datetime
         due = following
 
 
-def population(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime | None = None,
-               control: str | None = None, strays: list[Run] | None = None) -> Iterator[Occurrence]:
+def population(
+    conn: Any,
+    catalogue: Catalogue,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime | None = None,
+    control: str | None = None,
+    strays: list[Run] | None = None,
+) -> Iterator[Occurrence]:
     """Every expected occurrence in [start, end) of the drills mapped to ``control`` (all drills: None), streamed."""
     as_of = as_of or datetime.now(UTC)
     every = series_of(catalogue, control=control)
@@ -265,13 +321,16 @@ def population(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetim
                 if (run.drill, run.kind) == key:
                     yield run
 
-        yield from match(series, its_runs(), start=start, end=end, as_of=as_of, grace=grace, timezone=tz, strays=strays)
+        yield from match(
+            series, its_runs(), start=start, end=end, as_of=as_of, grace=grace, timezone=tz, strays=strays
+        )
     for _ in stream:  # drain: the server-side cursor closes with its transaction
         pass
 
 
-
-def missed_by_drill(conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime) -> dict[str, int]:
+def missed_by_drill(
+    conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime
+) -> dict[str, int]:
     """MISSED occurrences per drill (its own schedule, not its negative drill) in [start, end): the digest's count."""
     missed: dict[str, int] = {}
     for occ in population(conn, catalogue, start=start, end=end, as_of=as_of):

@@ -24,14 +24,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-NAV = (("controls", "Controls"), ("coverage", "Coverage"), ("history", "Drill history"),
-       ("trends", "Trends"), ("ledger", "Ledger status"))
+NAV = (
+    ("controls", "Controls"),
+    ("coverage", "Coverage"),
+    ("history", "Drill history"),
+    ("trends", "Trends"),
+    ("ledger", "Ledger status"),
+)
 
 VERDICT_WORDS = {
     "PASS": "Passed: every check ran and found nothing at or above high severity.",
     "FAIL": "Failed: the drill ran and found a problem (a finding of high or critical severity).",
     "ERROR": "Could not verify: the drill could not run its checks (unreachable, crashed or misconfigured). "
-             "This is not a pass.",
+    "This is not a pass.",
     "SKIPPED": "Skipped: the drill is not configured, so nothing was checked. This is not a pass.",
 }
 _VERDICT_COLOUR = {"PASS": "#1a7f37", "FAIL": "#cf222e", "ERROR": "#bc4c00", "SKIPPED": "#6e7781"}
@@ -100,7 +105,8 @@ def document(title: str, body: str, *, nav: str | None = None, base: str = "") -
     bar = ""
     if nav is not None:
         links = "".join(
-            f'<a href="{href(base, key)}"{" class=on" if key == nav else ""}>{esc(label)}</a>' for key, label in NAV
+            f'<a href="{href(base, key)}"{" class=on" if key == nav else ""}>{esc(label)}</a>'
+            for key, label in NAV
         )
         bar = f"<header><strong>drillbook evidence</strong> · {links}</header>"
     return (
@@ -132,8 +138,10 @@ def line_chart(series: Series, *, width: int = 720, height: int = 220, unit: str
     pts = [(float(x), float(y)) for x, y in series.points]
     title = f"<title>{esc(series.label)}</title>"
     if not pts:
-        return (f'<svg class="chart" role="img" width="{width}" height="40" xmlns="http://www.w3.org/2000/svg">'
-                f'{title}<text x="4" y="24">no measurements for {esc(series.label)} in this period</text></svg>')
+        return (
+            f'<svg class="chart" role="img" width="{width}" height="40" xmlns="http://www.w3.org/2000/svg">'
+            f'{title}<text x="4" y="24">no measurements for {esc(series.label)} in this period</text></svg>'
+        )
     xs = [p[0] for p in pts]
     ys = [p[1] for p in pts] + ([series.objective] if series.objective is not None else [])
     y_hi = max(ys) * 1.1 or 1.0
@@ -144,42 +152,61 @@ def line_chart(series: Series, *, width: int = 720, height: int = 220, unit: str
         return height - sy(v)
 
     poly = " ".join(f"{sx(px):.1f},{y(py):.1f}" for px, py in pts)
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">', title,
-             f'<line x1="48" y1="{y(0):.1f}" x2="{width - 48}" y2="{y(0):.1f}" stroke="#8c959f"/>',
-             f'<text x="2" y="{y(y_hi) + 10:.1f}" font-size="11">{y_hi:.0f} {esc(unit)}</text>',
-             f'<text x="2" y="{y(0):.1f}" font-size="11">0</text>',
-             f'<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="{poly}"/>']
+    parts = [
+        f'<svg class="chart" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        title,
+        f'<line x1="48" y1="{y(0):.1f}" x2="{width - 48}" y2="{y(0):.1f}" stroke="#8c959f"/>',
+        f'<text x="2" y="{y(y_hi) + 10:.1f}" font-size="11">{y_hi:.0f} {esc(unit)}</text>',
+        f'<text x="2" y="{y(0):.1f}" font-size="11">0</text>',
+        f'<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="{poly}"/>',
+    ]
     if len(pts) <= 120:  # few points: mark each, so a single day still shows
         parts += [f'<circle cx="{sx(px):.1f}" cy="{y(py):.1f}" r="3" fill="#0969da"/>' for px, py in pts]
     if series.objective is not None:
         oy = y(series.objective)
-        parts.append(f'<line class="objective" x1="48" y1="{oy:.1f}" x2="{width - 48}" y2="{oy:.1f}" '
-                     'stroke="#cf222e" stroke-dasharray="6 4"/>')
-        parts.append(f'<text x="{width - 200}" y="{oy - 4:.1f}" font-size="11" fill="#cf222e">'
-                     f'objective {series.objective:g} {esc(unit)}</text>')
+        parts.append(
+            f'<line class="objective" x1="48" y1="{oy:.1f}" x2="{width - 48}" y2="{oy:.1f}" '
+            'stroke="#cf222e" stroke-dasharray="6 4"/>'
+        )
+        parts.append(
+            f'<text x="{width - 200}" y="{oy - 4:.1f}" font-size="11" fill="#cf222e">'
+            f"objective {series.objective:g} {esc(unit)}</text>"
+        )
     first, last = datetime.fromtimestamp(min(xs)), datetime.fromtimestamp(max(xs))
     parts.append(f'<text x="48" y="{height - 4}" font-size="11">{esc(first.strftime("%Y-%m-%d"))}</text>')
-    parts.append(f'<text x="{width - 120}" y="{height - 4}" font-size="11">{esc(last.strftime("%Y-%m-%d"))}</text>')
+    parts.append(
+        f'<text x="{width - 120}" y="{height - 4}" font-size="11">{esc(last.strftime("%Y-%m-%d"))}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def bar_chart(bars: Sequence[tuple[str, float]], *, width: int = 720, height: int = 200, unit: str = "%") -> str:
+def bar_chart(
+    bars: Sequence[tuple[str, float]], *, width: int = 720, height: int = 200, unit: str = "%"
+) -> str:
     """An SVG bar chart (label, value 0..100), e.g. the pass rate per month."""
     if not bars:
-        return (f'<svg class="chart" role="img" width="{width}" height="40" xmlns="http://www.w3.org/2000/svg">'
-                '<text x="4" y="24">no runs in this period</text></svg>')
+        return (
+            f'<svg class="chart" role="img" width="{width}" height="40" xmlns="http://www.w3.org/2000/svg">'
+            '<text x="4" y="24">no runs in this period</text></svg>'
+        )
     step = (width - 20) / len(bars)
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>pass rate</title>']
+    parts = [
+        f'<svg class="chart" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>pass rate</title>'
+    ]
     for i, (label, value) in enumerate(bars):
         h = max(0.0, min(100.0, float(value))) / 100 * (height - 40)
         x = 10 + i * step
-        parts.append(f'<rect x="{x + 2:.1f}" y="{height - 20 - h:.1f}" width="{max(step - 4, 1):.1f}" '
-                     f'height="{h:.1f}" fill="#1a7f37"><title>{esc(label)}: {value:.1f}{esc(unit)}</title></rect>')
+        parts.append(
+            f'<rect x="{x + 2:.1f}" y="{height - 20 - h:.1f}" width="{max(step - 4, 1):.1f}" '
+            f'height="{h:.1f}" fill="#1a7f37"><title>{esc(label)}: {value:.1f}{esc(unit)}</title></rect>'
+        )
         parts.append(f'<text x="{x + 2:.1f}" y="{height - 6}" font-size="10">{esc(label)}</text>')
-        parts.append(f'<text x="{x + 2:.1f}" y="{height - 24 - h:.1f}" font-size="10">{value:.0f}{esc(unit)}</text>')
+        parts.append(
+            f'<text x="{x + 2:.1f}" y="{height - 24 - h:.1f}" font-size="10">{value:.0f}{esc(unit)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -189,16 +216,26 @@ def waterfall(phases: Sequence[dict[str, Any]], *, width: int = 720) -> str:
     total = sum(float(p.get("seconds") or 0) for p in phases) or 1.0
     row, label_w = 22, 160
     height = row * max(len(phases), 1) + 8
-    parts = [f'<svg class="chart waterfall" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>phases</title>']
+    parts = [
+        f'<svg class="chart waterfall" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>phases</title>'
+    ]
     start = 0.0
     for i, phase in enumerate(phases):
         secs = float(phase.get("seconds") or 0)
         x = label_w + start / total * (width - label_w - 80)
         w = max(secs / total * (width - label_w - 80), 1.0)
-        colour = "#1a7f37" if phase.get("status") == "ok" else "#cf222e" if phase.get("status") == "failed" else "#8c959f"
+        colour = (
+            "#1a7f37"
+            if phase.get("status") == "ok"
+            else "#cf222e"
+            if phase.get("status") == "failed"
+            else "#8c959f"
+        )
         y = 4 + i * row
-        parts.append(f'<text x="2" y="{y + 14}" font-size="12">{esc(phase.get("name"))} ({esc(phase.get("status"))})</text>')
+        parts.append(
+            f'<text x="2" y="{y + 14}" font-size="12">{esc(phase.get("name"))} ({esc(phase.get("status"))})</text>'
+        )
         parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 6}" fill="{colour}"/>')
         parts.append(f'<text x="{x + w + 4:.1f}" y="{y + 14}" font-size="12">{secs:.2f} s</text>')
         start += secs

@@ -40,11 +40,15 @@ def _select(name: str, options: Sequence[str], current: str | None) -> str:
 
 
 def _text(name: str, current: str | None, placeholder: str = "") -> str:
-    return (f'<label>{esc(name)} <input name="{esc(name)}" value="{esc(current or "")}" '
-            f'placeholder="{esc(placeholder)}" size="14"></label>')
+    return (
+        f'<label>{esc(name)} <input name="{esc(name)}" value="{esc(current or "")}" '
+        f'placeholder="{esc(placeholder)}" size="14"></label>'
+    )
 
 
-def pack_link(base: str, control: str, since: str | None, until: str | None, text: str = "Download evidence pack") -> str:
+def pack_link(
+    base: str, control: str, since: str | None, until: str | None, text: str = "Download evidence pack"
+) -> str:
     """A plain link to ``/pack`` (a GET answered with the zip as an attachment: works without JavaScript).
 
     No ``download`` attribute: the answer's Content-Disposition saves the zip, and a 400 page
@@ -52,8 +56,15 @@ def pack_link(base: str, control: str, since: str | None, until: str | None, tex
     return f'<a class="pack" href="{href(base, "pack", control=control, since=since, until=until)}">{esc(text)}</a>'
 
 
-def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | None], next_before: int | None,
-                 drills: Sequence[str], base: str, pack_note: str = "") -> str:
+def history_page(
+    rows: Sequence[dict[str, Any]],
+    *,
+    filters: dict[str, str | None],
+    next_before: int | None,
+    drills: Sequence[str],
+    base: str,
+    pack_note: str = "",
+) -> str:
     """Drill history: the filter form, one row per record (newest first) linking to it, and the next-page link.
 
     With a control filter and ``pack_note`` (the pages can build packs), a link downloads that control's pack."""
@@ -69,9 +80,11 @@ def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | Non
     )
     control = filters.get("control")
     if control and pack_note:
-        form += (f'<p>{pack_link(base, control, filters.get("since"), filters.get("until"), f"Download evidence pack of {control}")}'
-                 f" {'for this period' if filters.get('since') else 'for the last 31 days (set since to choose)'}."
-                 f" {esc(pack_note)}</p>")
+        form += (
+            f"<p>{pack_link(base, control, filters.get('since'), filters.get('until'), f'Download evidence pack of {control}')}"
+            f" {'for this period' if filters.get('since') else 'for the last 31 days (set since to choose)'}."
+            f" {esc(pack_note)}</p>"
+        )
     body_rows = [
         (
             link(href(base, f"record/{r['seq']}"), r["seq"]),
@@ -88,12 +101,20 @@ def history_page(rows: Sequence[dict[str, Any]], *, filters: dict[str, str | Non
     ]
     more = ""
     if next_before is not None:
-        more = f'<p>{link(href(base, "history", **{**filters, "before": next_before}), "older records →")}</p>'
+        more = (
+            f"<p>{link(href(base, 'history', **{**filters, 'before': next_before}), 'older records →')}</p>"
+        )
     return document(
         "Drill history",
-        form + table(("seq", "recorded (UTC)", "type", "kind", "drill", "target", "verdict", "controls", "run id"),
-                     body_rows, empty="no record matches these filters") + more,
-        nav="history", base=base,
+        form
+        + table(
+            ("seq", "recorded (UTC)", "type", "kind", "drill", "target", "verdict", "controls", "run id"),
+            body_rows,
+            empty="no record matches these filters",
+        )
+        + more,
+        nav="history",
+        base=base,
     )
 
 
@@ -101,35 +122,63 @@ def _env_changes(now: dict[str, Any], before: dict[str, Any] | None) -> str:
     if before is None:
         return "<p class=muted>no earlier green run of this drill to compare with</p>"
     keys = sorted(set(now) | set(before))
-    changed = [(esc(k), esc(before.get(k, "—")), esc(now.get(k, "—"))) for k in keys if now.get(k) != before.get(k)]
+    changed = [
+        (esc(k), esc(before.get(k, "—")), esc(now.get(k, "—"))) for k in keys if now.get(k) != before.get(k)
+    ]
     if not changed:
         return "<p>nothing changed in the environment since the last green run</p>"
     return table(("what", "at the last green run", "in this run"), changed)
 
 
-def record_page(rec: dict[str, Any], *, last_green: dict[str, Any] | None, base: str, airflow_base: str = "") -> str:
+def record_page(
+    rec: dict[str, Any], *, last_green: dict[str, Any] | None, base: str, airflow_base: str = ""
+) -> str:
     """One record: verdict in words, phase waterfall, findings, measurements vs objectives, environment, chain."""
     result = rec["result"] if isinstance(rec["result"], dict) else {}
     verdict = rec["verdict"]
     parts = [
         f"<p>{verdict_badge(verdict)} {esc(VERDICT_WORDS.get(verdict, verdict))}</p>",
-        table(("drill", "kind", "target", "controls", "recorded (UTC)", "record type"),
-              [(esc(rec["drill"]), esc(rec["kind"]), esc(rec["target"]), esc(", ".join(rec["controls"] or [])),
-                fmt_time(rec["recorded_at"]), esc(rec["record_type"]))]),
-        "<h2>Phases</h2>", waterfall(result.get("phases") or []),
+        table(
+            ("drill", "kind", "target", "controls", "recorded (UTC)", "record type"),
+            [
+                (
+                    esc(rec["drill"]),
+                    esc(rec["kind"]),
+                    esc(rec["target"]),
+                    esc(", ".join(rec["controls"] or [])),
+                    fmt_time(rec["recorded_at"]),
+                    esc(rec["record_type"]),
+                )
+            ],
+        ),
+        "<h2>Phases</h2>",
+        waterfall(result.get("phases") or []),
         "<h2>Findings</h2>",
-        table(("code", "severity", "message", "fix hint", "subject"),
-              [(f'<span class="mono">{esc(f.get("code"))}</span>', esc(f.get("severity")), esc(f.get("message")),
-                esc(f.get("hint")), esc(f.get("subject"))) for f in result.get("findings") or []],
-              empty="no findings"),
+        table(
+            ("code", "severity", "message", "fix hint", "subject"),
+            [
+                (
+                    f'<span class="mono">{esc(f.get("code"))}</span>',
+                    esc(f.get("severity")),
+                    esc(f.get("message")),
+                    esc(f.get("hint")),
+                    esc(f.get("subject")),
+                )
+                for f in result.get("findings") or []
+            ],
+            empty="no findings",
+        ),
     ]
     meas = result.get("measurements") or {}
     objectives = result.get("objectives") or {}
     rows = []
     for key in ("rto_seconds", "rpo_seconds"):
         value, goal = meas.get(key), objectives.get(key)
-        met = "—" if value is None or goal is None else ("met" if float(value) <= float(goal) else
-                                                         '<span class="warn">missed</span>')
+        met = (
+            "—"
+            if value is None or goal is None
+            else ("met" if float(value) <= float(goal) else '<span class="warn">missed</span>')
+        )
         rows.append((esc(key.replace("_seconds", "").upper()), fmt_seconds(value), fmt_seconds(goal), met))
     for name, count in (meas.get("counts") or {}).items():
         rows.append((esc(name), esc(count), "—", "—"))
@@ -142,27 +191,52 @@ def record_page(rec: dict[str, Any], *, last_green: dict[str, Any] | None, base:
         green_link = f" ({link(href(base, f'record/{green_seq}'), f'seq {green_seq}')})"
         green_result = last_green["result"] if isinstance(last_green["result"], dict) else {}
         green_env = green_result.get("environment") or {}
-    parts += ["<h2>Environment</h2>", table(("what", "value"), [(esc(k), esc(v)) for k, v in sorted(env.items())]),
-              f"<h3>Changed since the last green run of this drill{green_link}</h3>", _env_changes(env, green_env)]
+    parts += [
+        "<h2>Environment</h2>",
+        table(("what", "value"), [(esc(k), esc(v)) for k, v in sorted(env.items())]),
+        f"<h3>Changed since the last green run of this drill{green_link}</h3>",
+        _env_changes(env, green_env),
+    ]
     dag_run = f"{airflow_base}/dags/{quote(rec['dag_id'], safe='')}/runs/{quote(rec['run_id'], safe='')}"
     parts += [
         "<h2>Airflow</h2>",
         f'<p><a target="_top" href="{esc(dag_run)}">DAG run {esc(rec["dag_id"])} / {esc(rec["run_id"])}</a> · '
         f'<a target="_top" href="{esc(dag_run + "/tasks/" + quote(rec["task_id"], safe=""))}">task log '
-        f'({esc(rec["task_id"])}, try {esc(rec["try_number"])})</a></p>',
+        f"({esc(rec['task_id'])}, try {esc(rec['try_number'])})</a></p>",
         "<h2>Chain</h2>",
-        table(("seq", "prev_hash", "hash"), [(esc(rec["seq"]), f'<span class="mono">{esc(rec["prev_hash"])}</span>',
-                                              f'<span class="mono">{esc(rec["hash"])}</span>')]),
+        table(
+            ("seq", "prev_hash", "hash"),
+            [
+                (
+                    esc(rec["seq"]),
+                    f'<span class="mono">{esc(rec["prev_hash"])}</span>',
+                    f'<span class="mono">{esc(rec["hash"])}</span>',
+                )
+            ],
+        ),
     ]
     return document(f"Record {rec['seq']}", "".join(parts), nav="history", base=base)
 
 
-def trends_page(days: Sequence[dict[str, Any]], months: Sequence[tuple[str, float, int]], *, drill: str | None,
-                kind: str | None, drills: Sequence[str], since: str, until: str, base: str) -> str:
+def trends_page(
+    days: Sequence[dict[str, Any]],
+    months: Sequence[tuple[str, float, int]],
+    *,
+    drill: str | None,
+    kind: str | None,
+    drills: Sequence[str],
+    since: str,
+    until: str,
+    base: str,
+) -> str:
     """RTO and RPO per day of one drill with the objective line, and its pass rate per month (SVG)."""
-    form = (f'<form class="filters" method="get" action="{href(base, "trends")}">'
-            + _select("drill", drills, drill) + _text("since", since) + _text("until", until)
-            + '<button type="submit">Show</button></form>')
+    form = (
+        f'<form class="filters" method="get" action="{href(base, "trends")}">'
+        + _select("drill", drills, drill)
+        + _text("since", since)
+        + _text("until", until)
+        + '<button type="submit">Show</button></form>'
+    )
     if drill is None:
         return document("Trends", form + "<p>the ledger holds no drill yet</p>", nav="trends", base=base)
 
@@ -171,11 +245,17 @@ def trends_page(days: Sequence[dict[str, Any]], months: Sequence[tuple[str, floa
         goals = [row[f"{key}_objective"] for row in days if row[f"{key}_objective"] is not None]
         return Series(label, pts, float(goals[-1]) if goals else None)
 
-    body = [form, f"<h2>{esc(drill)} ({esc(kind)})</h2>",
-            "<h3>RTO per day (mean)</h3>", line_chart(series("rto", f"RTO of {drill}")),
-            "<h3>RPO per day (mean)</h3>", line_chart(series("rpo", f"RPO of {drill}")),
-            "<h3>Pass rate per month</h3>", bar_chart([(m, rate) for m, rate, _n in months]),
-            table(("month", "runs", "pass rate"), [(esc(m), esc(n), f"{rate:.1f} %") for m, rate, n in months])]
+    body = [
+        form,
+        f"<h2>{esc(drill)} ({esc(kind)})</h2>",
+        "<h3>RTO per day (mean)</h3>",
+        line_chart(series("rto", f"RTO of {drill}")),
+        "<h3>RPO per day (mean)</h3>",
+        line_chart(series("rpo", f"RPO of {drill}")),
+        "<h3>Pass rate per month</h3>",
+        bar_chart([(m, rate) for m, rate, _n in months]),
+        table(("month", "runs", "pass rate"), [(esc(m), esc(n), f"{rate:.1f} %") for m, rate, n in months]),
+    ]
     return document("Trends", "".join(body), nav="trends", base=base)
 
 
@@ -185,27 +265,47 @@ def controls_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, bas
     for r in rows:
         exceptions = r["exceptions"] or []
         listed = "<br>".join(
-            f'{link(href(base, f"record/{e[0]}"), e[1])} {esc(e[2])} {esc(e[3])}' for e in exceptions)
+            f"{link(href(base, f'record/{e[0]}'), e[1])} {esc(e[2])} {esc(e[3])}" for e in exceptions
+        )
         if r["exception_count"] > len(exceptions):
             listed += f"<br>… and {r['exception_count'] - len(exceptions)} more"
         if r["exception_count"]:
             status = f'<span class="warn">{r["exception_count"]} exception(s) in {r["runs"]} runs</span>'
         else:
             status = f"every one of {r['runs']} runs passed"
-        out.append((
-            link(href(base, "history", control=r["control"], since=since, until=until), r["control"]),
-            esc(", ".join(sorted(r["drills"] or []))), esc(r["runs"]), esc(r["passes"]), listed or "none",
-            verdict_badge(r["newest_verdict"] or "") + " " + fmt_time(r["newest_at"]), status,
-        ))
-    form = (f'<form class="filters" method="get" action="{href(base, "controls")}">'
-            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
-    return document("Controls", form + table(
-        ("control", "drills", "runs", "passes", "exceptions (FAIL/ERROR)", "newest result", "status"), out,
-        empty="no drill record names a control in this period"), nav="controls", base=base)
+        out.append(
+            (
+                link(href(base, "history", control=r["control"], since=since, until=until), r["control"]),
+                esc(", ".join(sorted(r["drills"] or []))),
+                esc(r["runs"]),
+                esc(r["passes"]),
+                listed or "none",
+                verdict_badge(r["newest_verdict"] or "") + " " + fmt_time(r["newest_at"]),
+                status,
+            )
+        )
+    form = (
+        f'<form class="filters" method="get" action="{href(base, "controls")}">'
+        + _text("since", since)
+        + _text("until", until)
+        + '<button type="submit">Show</button></form>'
+    )
+    return document(
+        "Controls",
+        form
+        + table(
+            ("control", "drills", "runs", "passes", "exceptions (FAIL/ERROR)", "newest result", "status"),
+            out,
+            empty="no drill record names a control in this period",
+        ),
+        nav="controls",
+        base=base,
+    )
 
 
-def control_rows_page(rows: Sequence[Any], *, since: str, until: str, base: str, shown: int = 20,
-                      pack_note: str = "") -> str:
+def control_rows_page(
+    rows: Sequence[Any], *, since: str, until: str, base: str, shown: int = 20, pack_note: str = ""
+) -> str:
     """Controls from the catalogue's population (``drillbook.evidence.controls.ControlRow``): every exception dated.
 
     Each row links to its evidence pack for the period shown; ``pack_note`` says whether packs are signed."""
@@ -214,81 +314,204 @@ def control_rows_page(rows: Sequence[Any], *, since: str, until: str, base: str,
         items = []
         for e in list(reversed(r.exceptions))[:shown]:  # newest first: the latest failures matter most
             when = esc(f"{e.at:%Y-%m-%d %H:%M}")
-            when = link(href(base, "record/" + str(e.seq)), f"{e.at:%Y-%m-%d %H:%M}") if e.seq is not None else when
+            when = (
+                link(href(base, "record/" + str(e.seq)), f"{e.at:%Y-%m-%d %H:%M}")
+                if e.seq is not None
+                else when
+            )
             items.append(f"{when} {esc(e.what)} {esc(e.drill)}")
         if len(r.exceptions) > shown:
-            items.append(f"… and {len(r.exceptions) - shown} more "
-                         + link(href(base, "history", control=r.control, since=since, until=until), "(history)"))
+            items.append(
+                f"… and {len(r.exceptions) - shown} more "
+                + link(href(base, "history", control=r.control, since=since, until=until), "(history)")
+            )
         newest = (verdict_badge(r.newest.verdict) + " " + fmt_time(r.newest.last_at)) if r.newest else "—"
         warn = ' class="warn"' if r.status != "VERIFIED" else ""
-        out.append((link(href(base, "history", control=r.control, since=since, until=until), r.control)
-                    + "<br>" + pack_link(base, r.control, since, until),
-                    f"<span{warn}>{esc(r.status)}</span><br>{esc(r.status_words)}", esc(r.expected), esc(r.covered),
-                    esc(r.runs), esc(r.passes), "<br>".join(items) or "none", newest, esc(", ".join(r.drills))))
-    form = (f'<form class="filters" method="get" action="{href(base, "controls")}">'
-            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
+        out.append(
+            (
+                link(href(base, "history", control=r.control, since=since, until=until), r.control)
+                + "<br>"
+                + pack_link(base, r.control, since, until),
+                f"<span{warn}>{esc(r.status)}</span><br>{esc(r.status_words)}",
+                esc(r.expected),
+                esc(r.covered),
+                esc(r.runs),
+                esc(r.passes),
+                "<br>".join(items) or "none",
+                newest,
+                esc(", ".join(r.drills)),
+            )
+        )
+    form = (
+        f'<form class="filters" method="get" action="{href(base, "controls")}">'
+        + _text("since", since)
+        + _text("until", until)
+        + '<button type="submit">Show</button></form>'
+    )
     if pack_note:
         form += f'<p class="pack-note">{esc(pack_note)}</p>'
-    return document("Controls", form + table(
-        ("control", "status", "expected", "ran", "runs", "passes", "exceptions (missed, FAIL, ERROR)", "newest",
-         "drills"), out, empty="the catalogue maps no drill to a control"), nav="controls", base=base)
+    return document(
+        "Controls",
+        form
+        + table(
+            (
+                "control",
+                "status",
+                "expected",
+                "ran",
+                "runs",
+                "passes",
+                "exceptions (missed, FAIL, ERROR)",
+                "newest",
+                "drills",
+            ),
+            out,
+            empty="the catalogue maps no drill to a control",
+        ),
+        nav="controls",
+        base=base,
+    )
 
 
 def scope_page(items: Sequence[Any], *, since: str, until: str, base: str) -> str:
     """Coverage from the catalogue's scope (``drillbook.evidence.coverage.ScopeItem``), uncovered first."""
-    out = [(('<span class="warn">NONE</span>' if not i.covered else "PASSING"), esc(i.what), esc(i.name),
+    out = [
+        (
+            ('<span class="warn">NONE</span>' if not i.covered else "PASSING"),
+            esc(i.what),
+            esc(i.name),
             link(href(base, "history", drill=i.drill, since=since, until=until), i.drill),
-            fmt_time(i.last_pass) if i.last_pass else "—", esc(i.last_result or "never ran")) for i in items]
-    form = (f'<form class="filters" method="get" action="{href(base, "coverage")}">'
-            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
-    return document("Coverage", form + table(("passing evidence", "in scope", "name", "drill", "last pass",
-                                              "newest result"), out, empty="nothing in scope"),
-                    nav="coverage", base=base)
+            fmt_time(i.last_pass) if i.last_pass else "—",
+            esc(i.last_result or "never ran"),
+        )
+        for i in items
+    ]
+    form = (
+        f'<form class="filters" method="get" action="{href(base, "coverage")}">'
+        + _text("since", since)
+        + _text("until", until)
+        + '<button type="submit">Show</button></form>'
+    )
+    return document(
+        "Coverage",
+        form
+        + table(
+            ("passing evidence", "in scope", "name", "drill", "last pass", "newest result"),
+            out,
+            empty="nothing in scope",
+        ),
+        nav="coverage",
+        base=base,
+    )
 
 
-def coverage_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, scope_from: str, base: str) -> str:
+def coverage_page(
+    rows: Sequence[dict[str, Any]], *, since: str, until: str, scope_from: str, base: str
+) -> str:
     """What is in scope against what was drilled: anything without passing evidence in the period first."""
     out = []
     for r in rows:
         newest, green = r["newest"], r["green"]
         if green:
-            status = ("passing evidence: " + link(href(base, "record/" + str(green["seq"])), green["seq"]) + " "
-                      + fmt_time(green["recorded_at"]))
+            status = (
+                "passing evidence: "
+                + link(href(base, "record/" + str(green["seq"])), green["seq"])
+                + " "
+                + fmt_time(green["recorded_at"])
+            )
         else:
             status = '<span class="warn">NO PASSING EVIDENCE in this period</span>'
         if newest:
-            last = verdict_badge(newest["verdict"]) + " " + link(href(base, "record/" + str(newest["seq"])), newest["seq"])
+            last = (
+                verdict_badge(newest["verdict"])
+                + " "
+                + link(href(base, "record/" + str(newest["seq"])), newest["seq"])
+            )
         else:
             last = '<span class="warn">never ran in this period</span>'
-        out.append((esc(r["kind"]), link(href(base, "history", drill=r["drill"], since=since, until=until), r["drill"]),
-                    esc(newest["target"]) if newest else "—", last, status))
-    form = (f'<form class="filters" method="get" action="{href(base, "coverage")}">'
-            + _text("since", since) + _text("until", until) + '<button type="submit">Show</button></form>')
-    return document("Coverage", form + f"<p class=muted>in scope: {esc(scope_from)}</p>" + table(
-        ("kind", "drill", "target", "newest run", "evidence"), out, empty="nothing in scope"),
-        nav="coverage", base=base)
+        out.append(
+            (
+                esc(r["kind"]),
+                link(href(base, "history", drill=r["drill"], since=since, until=until), r["drill"]),
+                esc(newest["target"]) if newest else "—",
+                last,
+                status,
+            )
+        )
+    form = (
+        f'<form class="filters" method="get" action="{href(base, "coverage")}">'
+        + _text("since", since)
+        + _text("until", until)
+        + '<button type="submit">Show</button></form>'
+    )
+    return document(
+        "Coverage",
+        form
+        + f"<p class=muted>in scope: {esc(scope_from)}</p>"
+        + table(("kind", "drill", "target", "newest run", "evidence"), out, empty="nothing in scope"),
+        nav="coverage",
+        base=base,
+    )
 
 
 def ledger_page(status: dict[str, Any], *, last_verify: dict[str, Any] | None, csrf: str, base: str) -> str:
     """Head hash, checkpoints, the last verify this server ran, and the verify button (a POST form)."""
     head = status["head"]
-    parts = ["<h2>Head</h2>", table(("seq", "recorded (UTC)", "hash"), [
-        (esc(head["seq"]), fmt_time(head["recorded_at"]), f'<span class="mono">{esc(head["hash"])}</span>')
-    ] if head else [], empty="the ledger is empty")]
-    parts += ["<h2>Checkpoints</h2>", table(("seq", "hash", "signed at", "signature", "source"), [
-        (esc(c["seq"]), f'<span class="mono">{esc(c["hash"])}</span>', esc(c["signed_at"]),
-         esc(f"signed, key {c['key_id']}") if c["signed"] else '<span class="warn">UNSIGNED</span>', esc(c["source"]))
-        for c in status["checkpoints"]], empty="no checkpoint taken yet (run `drillbook evidence checkpoint`)")]
+    parts = [
+        "<h2>Head</h2>",
+        table(
+            ("seq", "recorded (UTC)", "hash"),
+            [
+                (
+                    esc(head["seq"]),
+                    fmt_time(head["recorded_at"]),
+                    f'<span class="mono">{esc(head["hash"])}</span>',
+                )
+            ]
+            if head
+            else [],
+            empty="the ledger is empty",
+        ),
+    ]
+    parts += [
+        "<h2>Checkpoints</h2>",
+        table(
+            ("seq", "hash", "signed at", "signature", "source"),
+            [
+                (
+                    esc(c["seq"]),
+                    f'<span class="mono">{esc(c["hash"])}</span>',
+                    esc(c["signed_at"]),
+                    esc(f"signed, key {c['key_id']}")
+                    if c["signed"]
+                    else '<span class="warn">UNSIGNED</span>',
+                    esc(c["source"]),
+                )
+                for c in status["checkpoints"]
+            ],
+            empty="no checkpoint taken yet (run `drillbook evidence checkpoint`)",
+        ),
+    ]
     if last_verify is None:
         parts.append("<h2>Last verify</h2><p>not run from this page since the api-server started</p>")
     else:
-        state = "OK" if last_verify["ok"] else "TAMPERING FOUND" if last_verify["exit_code"] == 1 else "COULD NOT VERIFY"
+        state = (
+            "OK"
+            if last_verify["ok"]
+            else "TAMPERING FOUND"
+            if last_verify["exit_code"] == 1
+            else "COULD NOT VERIFY"
+        )
         cls = "" if last_verify["ok"] else ' class="warn"'
-        parts.append(f"<h2>Last verify</h2><p{cls}>{esc(state)} at {fmt_time(last_verify['at'])}: "
-                     f"{esc(last_verify['message'])}</p>")
-    parts.append(f'<form method="post" action="{href(base, "ledger/verify")}">'
-                 f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
-                 '<button type="submit">Verify the chain now</button></form>')
+        parts.append(
+            f"<h2>Last verify</h2><p{cls}>{esc(state)} at {fmt_time(last_verify['at'])}: "
+            f"{esc(last_verify['message'])}</p>"
+        )
+    parts.append(
+        f'<form method="post" action="{href(base, "ledger/verify")}">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        '<button type="submit">Verify the chain now</button></form>'
+    )
     return document("Ledger status", "".join(parts), nav="ledger", base=base)
 
 

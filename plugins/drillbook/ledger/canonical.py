@@ -135,9 +135,20 @@ def _fast_record_text(f: Mapping[str, Any]) -> str | None:
     sorted key order without building a document; None when a value has another type (the general path
     then decides). ``encode_basestring`` refuses a non-string with TypeError."""
     seq, map_index, try_number, at, result, controls = (
-        f["seq"], f["map_index"], f["try_number"], f["recorded_at"], f["result"], f["controls"])
-    if not (type(seq) is int and type(map_index) is int and type(try_number) is int and type(result) is str
-            and type(controls) is list):
+        f["seq"],
+        f["map_index"],
+        f["try_number"],
+        f["recorded_at"],
+        f["result"],
+        f["controls"],
+    )
+    if not (
+        type(seq) is int
+        and type(map_index) is int
+        and type(try_number) is int
+        and type(result) is str
+        and type(controls) is list
+    ):
         return None
     if type(at) is not str:
         if not isinstance(at, datetime):

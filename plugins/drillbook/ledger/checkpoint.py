@@ -144,8 +144,11 @@ class CheckpointSettings:
 
             conn = connection_from_env(KEY_CONNECTION)
             private = conn.password if conn is not None and conn.password else None
-        return cls(private_key=private, public_key=settings.checkpoint_public_key or None,
-                   path=str(settings.checkpoint_path) if settings.checkpoint_path else None)
+        return cls(
+            private_key=private,
+            public_key=settings.checkpoint_public_key or None,
+            path=str(settings.checkpoint_path) if settings.checkpoint_path else None,
+        )
 
     def signer(self) -> Any:
         return load_private_key(self.private_key) if self.private_key else None
@@ -166,8 +169,15 @@ def sign(seq: int, head_hash: str, *, signer: Any, source: str, now: datetime | 
     if signer is None:
         return unsigned
     pub = public_hex(signer.public_key())
-    return Checkpoint(seq=seq, hash=head_hash, signed_at=signed_at, source=source, key_id=key_id(pub),
-                      public_key=pub, signature=signer.sign(unsigned.payload()).hex())
+    return Checkpoint(
+        seq=seq,
+        hash=head_hash,
+        signed_at=signed_at,
+        source=source,
+        key_id=key_id(pub),
+        public_key=pub,
+        signature=signer.sign(unsigned.payload()).hex(),
+    )
 
 
 def store_in_db(cur: Any, cp: Checkpoint) -> None:
@@ -199,9 +209,15 @@ def store_outside(path: str, cp: Checkpoint) -> Path:
 
 # -- reading and checking -----------------------------------------------------------------------
 def _from_doc(doc: dict[str, Any]) -> Checkpoint:
-    return Checkpoint(seq=int(doc["seq"]), hash=str(doc["hash"]), signed_at=str(doc["signed_at"]),
-                      source=str(doc.get("source", "")), key_id=doc.get("key_id"),
-                      public_key=doc.get("public_key"), signature=doc.get("signature"))
+    return Checkpoint(
+        seq=int(doc["seq"]),
+        hash=str(doc["hash"]),
+        signed_at=str(doc["signed_at"]),
+        source=str(doc.get("source", "")),
+        key_id=doc.get("key_id"),
+        public_key=doc.get("public_key"),
+        signature=doc.get("signature"),
+    )
 
 
 def read_outside(path: str | None) -> tuple[list[Checkpoint], list[str]]:
@@ -209,7 +225,9 @@ def read_outside(path: str | None) -> tuple[list[Checkpoint], list[str]]:
     if not path:
         return [], []
     target = Path(path)
-    files = sorted(target.glob("checkpoint-*.json")) if target.is_dir() else ([target] if target.exists() else [])
+    files = (
+        sorted(target.glob("checkpoint-*.json")) if target.is_dir() else ([target] if target.exists() else [])
+    )
     found: list[Checkpoint] = []
     problems: list[str] = []
     for file in files:
@@ -225,7 +243,9 @@ def read_outside(path: str | None) -> tuple[list[Checkpoint], list[str]]:
 
 
 def read_db(cur: Any) -> list[Checkpoint]:
-    cur.execute(f"SELECT seq, hash, signed_at, source, key_id, public_key, signature FROM {_TABLE} ORDER BY id")
+    cur.execute(
+        f"SELECT seq, hash, signed_at, source, key_id, public_key, signature FROM {_TABLE} ORDER BY id"
+    )
     cols = ("seq", "hash", "signed_at", "source", "key_id", "public_key", "signature")
     return [_from_doc(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
 
@@ -240,7 +260,8 @@ def signature_problem(cp: Checkpoint, trusted_hex: str | None) -> str | None:
         return f"{cp.describe()} is signed by key {cp.key_id}, not by the trusted key {key_id(trusted_hex)}"
     try:
         load_public_key(cp.public_key or "", what="the checkpoint's public key").verify(
-            bytes.fromhex(cp.signature or ""), cp.payload())
+            bytes.fromhex(cp.signature or ""), cp.payload()
+        )
     except (InvalidSignature, ValueError, ConfigurationError):
         return f"{cp.describe()} has a signature that does not match its seq, hash and time: it was forged or edited"
     return None
@@ -256,12 +277,16 @@ def compare(cp: Checkpoint, *, last_seq: int, hash_at_seq: str | None) -> tuple[
     signed = "signed" if cp.signed else "recorded (unsigned)"
     if cp.seq > last_seq:
         missing = cp.seq - last_seq
-        return ("truncated",
-                f"{missing} row{'s' if missing != 1 else ''} up to checkpoint seq {cp.seq} {'are' if missing != 1 else 'is'} missing "
-                f"(seq={last_seq + 1}..{cp.seq}): the chain ends at seq={last_seq}, but the {cp.describe()} was "
-                f"{signed} over seq={cp.seq}; records were cut from the end")
+        return (
+            "truncated",
+            f"{missing} row{'s' if missing != 1 else ''} up to checkpoint seq {cp.seq} {'are' if missing != 1 else 'is'} missing "
+            f"(seq={last_seq + 1}..{cp.seq}): the chain ends at seq={last_seq}, but the {cp.describe()} was "
+            f"{signed} over seq={cp.seq}; records were cut from the end",
+        )
     if cp.seq > 0 and hash_at_seq != cp.hash:
-        return ("rewritten",
-                f"record {cp.seq} no longer has the hash the checkpoint {signed} ({cp.hash[:12]}…, now "
-                f"{(hash_at_seq or '?')[:12]}…): the chain was rewritten ({cp.describe()})")
+        return (
+            "rewritten",
+            f"record {cp.seq} no longer has the hash the checkpoint {signed} ({cp.hash[:12]}…, now "
+            f"{(hash_at_seq or '?')[:12]}…): the chain was rewritten ({cp.describe()})",
+        )
     return None

@@ -62,8 +62,10 @@ def _source(where: str) -> str:
     """
     if where == "TRUE":
         return TABLE
-    return (f"(SELECT e.*, ({where}) AS keep FROM {TABLE} e "
-            f"WHERE e.seq >= (SELECT min(seq) FROM {TABLE} WHERE {where})) AS s")
+    return (
+        f"(SELECT e.*, ({where}) AS keep FROM {TABLE} e "
+        f"WHERE e.seq >= (SELECT min(seq) FROM {TABLE} WHERE {where})) AS s"
+    )
 
 
 def _params(where: str, params: list[Any]) -> list[Any]:
@@ -85,7 +87,11 @@ def _json_sql(where: str) -> str:
     # mode writes every document verbatim, unquoted, one per line.
     pairs = ", ".join(f"'{name}', {expr}" for name, expr in _EXPORT_COLUMNS)
     link = "json_build_object('seq', seq, 'prev_hash', prev_hash, 'hash', hash, 'omitted', true)"
-    doc = f"json_build_object({pairs})" if where == "TRUE" else f"CASE WHEN keep THEN json_build_object({pairs}) ELSE {link} END"
+    doc = (
+        f"json_build_object({pairs})"
+        if where == "TRUE"
+        else f"CASE WHEN keep THEN json_build_object({pairs}) ELSE {link} END"
+    )
     return (
         f"COPY (SELECT ({doc})::text "
         f"FROM {_source(where)} ORDER BY seq) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
@@ -125,8 +131,10 @@ def _export_json(conn: Any, out: IO[bytes], where: str, params: list[Any], batch
             for chunk in copy:
                 data = bytes(chunk)
                 if b"\x01" in data:
-                    raise LedgerError("a ledger record holds a control character that breaks the JSON export; "
-                                      "run `drillbook evidence verify` and export as CSV")
+                    raise LedgerError(
+                        "a ledger record holds a control character that breaks the JSON export; "
+                        "run `drillbook evidence verify` and export as CSV"
+                    )
                 out.write(held)
                 held = data.replace(b"\n", b",\n")
         count = _count(cur, where, params)
@@ -141,10 +149,23 @@ def _count(cur: Any, where: str, params: list[Any]) -> int:
 
 
 # -- list: a readable table for people --------------------------------------------------------
-LIST_HEADER = ("seq", "recorded_at (UTC)", "type", "kind", "drill", "verdict", "controls", "findings", "run_id", "hash")
+LIST_HEADER = (
+    "seq",
+    "recorded_at (UTC)",
+    "type",
+    "kind",
+    "drill",
+    "verdict",
+    "controls",
+    "findings",
+    "run_id",
+    "hash",
+)
 
 
-_CODES_FROM_RESULT = "coalesce((SELECT string_agg(f->>'code', ',') FROM json_array_elements(result->'findings') AS f), '')"
+_CODES_FROM_RESULT = (
+    "coalesce((SELECT string_agg(f->>'code', ',') FROM json_array_elements(result->'findings') AS f), '')"
+)
 
 
 def list_rows(
@@ -159,8 +180,11 @@ def list_rows(
 
     where, params = flt.where()
     with conn.cursor(row_factory=tuple_row) as cur:  # a ledger not migrated to v4 yet still lists (slower)
-        cur.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'finding_codes' "
-                    "AND NOT attisdropped", (TABLE,))
+        cur.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'finding_codes' "
+            "AND NOT attisdropped",
+            (TABLE,),
+        )
         codes = "finding_codes" if cur.fetchone() else _CODES_FROM_RESULT
     sql = (
         f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, "

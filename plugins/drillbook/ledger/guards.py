@@ -17,7 +17,12 @@ from typing import Any
 from drillbook.ledger.schema import MIGRATIONS
 from drillbook.ledger.seal import CHECKPOINT_TABLE, FUNCTION_SOURCES, GUARDS, PINNED_FUNCTIONS, TABLE
 
-_ENABLED = {"O": "enabled", "A": "enabled (always)", "D": "DISABLED", "R": "enabled only in replica mode (off otherwise)"}
+_ENABLED = {
+    "O": "enabled",
+    "A": "enabled (always)",
+    "D": "DISABLED",
+    "R": "enabled only in replica mode (off otherwise)",
+}
 
 
 def guard_problems(cur: Any) -> list[str]:
@@ -43,7 +48,9 @@ def guard_problems(cur: Any) -> list[str]:
         if proname != function:
             problems.append(f"trigger {name!r} calls {proname}(), expected {function}()")
         elif source is not None and prosrc != source:
-            problems.append(f"function {function}() behind trigger {name!r} was replaced (its source differs)")
+            problems.append(
+                f"function {function}() behind trigger {name!r} was replaced (its source differs)"
+            )
     cur.execute("SELECT proname, prosrc FROM pg_proc WHERE proname = ANY(%s)", (list(FUNCTION_SOURCES),))
     sources = {row[0]: row[1] for row in cur.fetchall()}
     for function, source in FUNCTION_SOURCES.items():
@@ -62,8 +69,10 @@ def guard_problems(cur: Any) -> list[str]:
     for fn in PINNED_FUNCTIONS:
         name = fn.split("(")[0]
         if name in pins and not pins[name].startswith("search_path=pg_catalog, "):
-            problems.append(f"function {name}() runs with the inserting session's search_path (its pin is gone), "
-                            "so a writer can steer the seal; run `drillbook ledger init`")
+            problems.append(
+                f"function {name}() runs with the inserting session's search_path (its pin is gone), "
+                "so a writer can steer the seal; run `drillbook ledger init`"
+            )
     return problems
 
 
@@ -73,8 +82,10 @@ def pin_note(cur: Any) -> str | None:
     row = cur.fetchone()
     if row is None or int(row[0]) >= 3:
         return None
-    return (f"schema version {int(row[0])}: the seal's search_path is not pinned yet, so a writer role can steer "
-            "which tail it chains onto; run `drillbook ledger init` as the owner to migrate")
+    return (
+        f"schema version {int(row[0])}: the seal's search_path is not pinned yet, so a writer role can steer "
+        "which tail it chains onto; run `drillbook ledger init` as the owner to migrate"
+    )
 
 
 def _v1_refuse_body() -> str:

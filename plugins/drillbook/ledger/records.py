@@ -15,7 +15,17 @@ if TYPE_CHECKING:
     from drillbook.result import DrillResult
 
 RECORD_TYPES = ("drill", "notification", "watchdog", "digest")
-VERIFY_REASONS = ("edited", "deleted", "reordered", "backdated", "truncated", "rewritten", "checkpoint", "unguarded", "head_missing")
+VERIFY_REASONS = (
+    "edited",
+    "deleted",
+    "reordered",
+    "backdated",
+    "truncated",
+    "rewritten",
+    "checkpoint",
+    "unguarded",
+    "head_missing",
+)
 
 
 @dataclass(frozen=True)

@@ -127,18 +127,26 @@ CREATE TRIGGER {CHECKPOINT_TABLE}_no_truncate BEFORE TRUNCATE ON {CHECKPOINT_TAB
 
 # Migration 3. A function's SET clause does not change its source, so the v2 sources above still hold.
 PINNED_FUNCTIONS = ("drillbook_evidence_seal()", f"drillbook_evidence_text({TABLE})")
-V3_SQL = "DO $$ BEGIN\n" + "".join(
-    f"    EXECUTE format('ALTER FUNCTION %I.{fn} SET search_path = pg_catalog, %I, pg_temp', "
-    "current_schema(), current_schema());\n"
-    for fn in PINNED_FUNCTIONS
-) + "END $$;\n"
+V3_SQL = (
+    "DO $$ BEGIN\n"
+    + "".join(
+        f"    EXECUTE format('ALTER FUNCTION %I.{fn} SET search_path = pg_catalog, %I, pg_temp', "
+        "current_schema(), current_schema());\n"
+        for fn in PINNED_FUNCTIONS
+    )
+    + "END $$;\n"
+)
 
 # trigger name -> (table, function name, source that function must have; None: the body version 1 installed)
 GUARDS: dict[str, tuple[str, str, str | None]] = {
     f"{TABLE}_no_update_delete": (TABLE, "drillbook_evidence_refuse_change", None),
     f"{TABLE}_no_truncate": (TABLE, "drillbook_evidence_refuse_change", None),
     f"{TABLE}_seal": (TABLE, "drillbook_evidence_seal", _SEAL_BODY),
-    f"{CHECKPOINT_TABLE}_no_update_delete": (CHECKPOINT_TABLE, "drillbook_checkpoint_refuse_change", _REFUSE_BODY),
+    f"{CHECKPOINT_TABLE}_no_update_delete": (
+        CHECKPOINT_TABLE,
+        "drillbook_checkpoint_refuse_change",
+        _REFUSE_BODY,
+    ),
     f"{CHECKPOINT_TABLE}_no_truncate": (CHECKPOINT_TABLE, "drillbook_checkpoint_refuse_change", _REFUSE_BODY),
 }
 FUNCTION_SOURCES = {"drillbook_evidence_text": _TEXT_BODY}
@@ -158,8 +166,9 @@ def _as_is(text: str) -> str:
     return text
 
 
-def insert_sealed(conn: Any, fields: dict[str, Any], *, key: str, key_params: list[Any],
-                  select: str) -> tuple[dict[str, Any], bool]:
+def insert_sealed(
+    conn: Any, fields: dict[str, Any], *, key: str, key_params: list[Any], select: str
+) -> tuple[dict[str, Any], bool]:
     """Insert one record (or find the one with the same idempotency key): (row, created).
 
     The database seals it; drillbook recomputes the hash from what came back and rolls back on any
@@ -177,7 +186,9 @@ def insert_sealed(conn: Any, fields: dict[str, Any], *, key: str, key_params: li
         if existing is not None:
             cur.execute(f"{select} WHERE seq = %s", (existing["seq"],))
             return cur.fetchone(), False
-        cur.execute(_INSERT, [Json(text, dumps=_as_is) if c == "result" else fields[c] for c in _INSERT_COLUMNS])
+        cur.execute(
+            _INSERT, [Json(text, dumps=_as_is) if c == "result" else fields[c] for c in _INSERT_COLUMNS]
+        )
         stored = cur.fetchone()
         fields.update(seq=stored["seq"], recorded_at=stored["recorded_at"], prev_hash=stored["prev_hash"])
         fields["hash"] = record_hash({**fields, "result": text})

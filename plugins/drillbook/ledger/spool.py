@@ -86,7 +86,12 @@ class SpoolEntry:
     id: str = ""
 
     def key(self) -> dict[str, Any]:
-        return {"ledger": self.ledger, "record_type": self.record_type, "ctx": self.ctx, "result": self.result}
+        return {
+            "ledger": self.ledger,
+            "record_type": self.record_type,
+            "ctx": self.ctx,
+            "result": self.result,
+        }
 
 
 @dataclass
@@ -96,7 +101,9 @@ class SpoolState:
     pending: list[SpoolEntry] = field(default_factory=list)
     done: int = 0
     unreadable: list[str] = field(default_factory=list)
-    torn: list[tuple[int, bytes]] = field(default_factory=list)  # (line number, raw line) of each unreadable line
+    torn: list[tuple[int, bytes]] = field(
+        default_factory=list
+    )  # (line number, raw line) of each unreadable line
     lines: int = 0  # non-empty lines in the file: more than the pending entries means compaction has work
 
 
@@ -162,8 +169,16 @@ class EvidenceSpool:
         entry.spooled_at = entry.spooled_at or datetime.now(UTC).isoformat(timespec="microseconds")
         entry.id = hashlib.sha256(_canonical(entry.key()).encode("utf-8")).hexdigest()
         with self._locked() as fh:
-            self._write(fh, {"op": "record", "id": entry.id, "spooled_at": entry.spooled_at, "reason": entry.reason,
-                             **entry.key()})
+            self._write(
+                fh,
+                {
+                    "op": "record",
+                    "id": entry.id,
+                    "spooled_at": entry.spooled_at,
+                    "reason": entry.reason,
+                    **entry.key(),
+                },
+            )
         return entry
 
     def has_pending(self) -> bool:
@@ -202,8 +217,19 @@ class EvidenceSpool:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.compact")
         with tmp.open("wb") as out:
             for entry in pending:
-                out.write(json.dumps({"op": "record", "id": entry.id, "spooled_at": entry.spooled_at,
-                                      "reason": entry.reason, **entry.key()}, ensure_ascii=False).encode("utf-8") + b"\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "op": "record",
+                            "id": entry.id,
+                            "spooled_at": entry.spooled_at,
+                            "reason": entry.reason,
+                            **entry.key(),
+                        },
+                        ensure_ascii=False,
+                    ).encode("utf-8")
+                    + b"\n"
+                )
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.path)
@@ -235,26 +261,58 @@ class ReplaySession:
     def quarantine_torn(self) -> None:
         """Move every unreadable line to the ``.rejected`` file; the spool forgets it when it is compacted."""
         now = datetime.now(UTC).isoformat(timespec="microseconds")
-        self._spool.quarantine([{"rejected_at": now, "reason": "not a spool entry (a torn write?)", "line": number,
-                                 "raw": raw.decode("utf-8", errors="backslashreplace")} for number, raw in self.state.torn])
+        self._spool.quarantine(
+            [
+                {
+                    "rejected_at": now,
+                    "reason": "not a spool entry (a torn write?)",
+                    "line": number,
+                    "raw": raw.decode("utf-8", errors="backslashreplace"),
+                }
+                for number, raw in self.state.torn
+            ]
+        )
         for number, _ in self.state.torn:
-            self.quarantined.append(f"{self._spool.path}:{number}: not a spool entry (a torn write?); moved to "
-                                    f"{self._spool.rejected_path}")
+            self.quarantined.append(
+                f"{self._spool.path}:{number}: not a spool entry (a torn write?); moved to "
+                f"{self._spool.rejected_path}"
+            )
         self.state.torn = []
 
     def reject(self, entry: SpoolEntry, reason: str) -> None:
         """Move an entry that can never be appended to the ``.rejected`` file, then mark it so in the spool."""
-        self._spool.quarantine([{"rejected_at": datetime.now(UTC).isoformat(timespec="microseconds"),
-                                 "reason": reason, "entry": {"op": "record", "id": entry.id, "spooled_at": entry.spooled_at,
-                                                             "reason": entry.reason, **entry.key()}}])
+        self._spool.quarantine(
+            [
+                {
+                    "rejected_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                    "reason": reason,
+                    "entry": {
+                        "op": "record",
+                        "id": entry.id,
+                        "spooled_at": entry.spooled_at,
+                        "reason": entry.reason,
+                        **entry.key(),
+                    },
+                }
+            ]
+        )
         EvidenceSpool._write(self._fh, {"op": "rejected", "id": entry.id, "reason": reason})
         self.state.pending = [e for e in self.state.pending if e.id != entry.id]
-        self.quarantined.append(f"spool entry {entry.id[:12]} ({entry.record_type} of {entry.result.get('drill')!r}) "
-                                f"cannot be appended: {reason}; moved to {self._spool.rejected_path}")
+        self.quarantined.append(
+            f"spool entry {entry.id[:12]} ({entry.record_type} of {entry.result.get('drill')!r}) "
+            f"cannot be appended: {reason}; moved to {self._spool.rejected_path}"
+        )
 
     def mark_done(self, entry: SpoolEntry, *, seq: int) -> None:
-        EvidenceSpool._write(self._fh, {"op": "done", "id": entry.id, "seq": seq,
-                                        "at": datetime.now(UTC).isoformat(timespec="microseconds")})
+        EvidenceSpool._write(
+            self._fh,
+            {
+                "op": "done",
+                "id": entry.id,
+                "seq": seq,
+                "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            },
+        )
         self.state.pending = [e for e in self.state.pending if e.id != entry.id]
         self.state.done += 1
 
@@ -292,8 +350,10 @@ def replay(spool: EvidenceSpool, *, where: str, append: Callable[[SpoolEntry], L
                 session.reject(entry, redact(str(exc)))
                 continue
             except Exception as exc:
-                report.failed.append(f"spool entry {entry.id[:12]} ({entry.record_type} of "
-                                     f"{entry.result.get('drill')!r}): {type(exc).__name__}: {redact(str(exc))}")
+                report.failed.append(
+                    f"spool entry {entry.id[:12]} ({entry.record_type} of "
+                    f"{entry.result.get('drill')!r}): {type(exc).__name__}: {redact(str(exc))}"
+                )
                 continue
             session.mark_done(entry, seq=record.seq)
             report.records.append(record)
@@ -317,8 +377,15 @@ def _parse(fh: IO[bytes], path: Path) -> SpoolState:
             if doc["op"] in ("done", "rejected"):
                 done.add(doc["id"])
                 continue
-            entry = SpoolEntry(record_type=doc["record_type"], ctx=doc["ctx"], result=doc["result"],
-                               ledger=doc.get("ledger", ""), spooled_at=doc.get("spooled_at", ""), reason=doc.get("reason", ""), id=doc["id"])
+            entry = SpoolEntry(
+                record_type=doc["record_type"],
+                ctx=doc["ctx"],
+                result=doc["result"],
+                ledger=doc.get("ledger", ""),
+                spooled_at=doc.get("spooled_at", ""),
+                reason=doc.get("reason", ""),
+                id=doc["id"],
+            )
         except (ValueError, KeyError, TypeError):
             state.unreadable.append(f"{path}:{number}: not a spool entry (a torn write?)")
             state.torn.append((number, raw.rstrip(b"\n")))

@@ -47,9 +47,11 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {_T}"
 # verify reads result as its stored text and recorded_at already in canonical form: both are hashed as
 # they come, with nothing parsed or re-formatted (and the canonical timestamps compare as strings).
 _VERIFY_COLUMNS = ", ".join(
-    "result::text AS result" if c == "result"
+    "result::text AS result"
+    if c == "result"
     else "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS recorded_at"
-    if c == "recorded_at" else c
+    if c == "recorded_at"
+    else c
     for c in COLUMNS
 )
 _NOTIFICATION_KEY = "dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s"
@@ -66,14 +68,21 @@ def row_to_record(row: dict[str, Any], *, created: bool = False) -> LedgerRecord
 class Ledger:
     """A handle on one evidence ledger database (``DRILLBOOK_LEDGER_DSN`` / ``drillbook_ledger``)."""
 
-    def __init__(self, dsn: str, *, auto_init: bool = False, connect_timeout: int = 10,
-                 spool: EvidenceSpool | str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        auto_init: bool = False,
+        connect_timeout: int = 10,
+        spool: EvidenceSpool | str | os.PathLike[str] | None = None,
+    ):
         """``spool``: an ``EvidenceSpool``, a path (the entry point passes ``Settings.spool_file``), or
         None (never spool: an unreachable ledger raises)."""
         if not dsn:
-            raise LedgerError("no ledger DSN given; set DRILLBOOK_LEDGER_DSN or the drillbook_ledger connection")
-        self._spool = spool if isinstance(spool, EvidenceSpool) or spool is None else (
-            EvidenceSpool(spool))
+            raise LedgerError(
+                "no ledger DSN given; set DRILLBOOK_LEDGER_DSN or the drillbook_ledger connection"
+            )
+        self._spool = spool if isinstance(spool, EvidenceSpool) or spool is None else (EvidenceSpool(spool))
         self._dsn = dsn
         self._auto_init = auto_init
         self._connect_timeout = connect_timeout
@@ -164,20 +173,28 @@ class Ledger:
         """Append the result of one drill task; a retry of the same task returns the first record."""
         return self._append("drill", result, ctx, key=_DRILL_KEY)
 
-    def record_notify_failure(self, result: DrillResult, ctx: RunContext, *, error: BaseException) -> LedgerRecord:
+    def record_notify_failure(
+        self, result: DrillResult, ctx: RunContext, *, error: BaseException
+    ) -> LedgerRecord:
         """Append a 'notification' record saying the report of ``result`` was not delivered."""
         from drillbook.drills.base import ResultBuilder
 
         message = redact(str(error))
         if len(message) > _ERROR_MESSAGE_MAX:
             message = message[:_ERROR_MESSAGE_MAX] + "…"
-        builder = ResultBuilder(kind=result.kind, drill=result.drill, target=result.target, controls=result.controls)
+        builder = ResultBuilder(
+            kind=result.kind, drill=result.drill, target=result.target, controls=result.controls
+        )
         builder.checked()  # the delivery attempt ran; it failed
         builder.find(
             "NOTIFY_FAILED",
             f"report of {result.drill!r} ({result.verdict.value}) was not delivered: {type(error).__name__}: {message}",
             subject=result.drill,
-            detail={"error_type": type(error).__name__, "error": message, "drill_verdict": result.verdict.value},
+            detail={
+                "error_type": type(error).__name__,
+                "error": message,
+                "drill_verdict": result.verdict.value,
+            },
         )
         builder.details["reported_verdict"] = result.verdict.value
         builder.details["reported_codes"] = result.codes()
@@ -232,11 +249,20 @@ class Ledger:
                 raise
             raise self._spool_record(record_type, result, ctx, reason=str(exc)) from None
 
-    def _spool_record(self, record_type: str, result: DrillResult, ctx: RunContext, *, reason: str) -> EvidenceSpooled:
+    def _spool_record(
+        self, record_type: str, result: DrillResult, ctx: RunContext, *, reason: str
+    ) -> EvidenceSpooled:
         assert self._spool is not None
         try:
-            entry = self._spool.append(SpoolEntry(record_type=record_type, ctx=dataclasses.asdict(ctx),
-                                                  ledger=self.where, result=result.to_json_dict(), reason=redact(reason)))
+            entry = self._spool.append(
+                SpoolEntry(
+                    record_type=record_type,
+                    ctx=dataclasses.asdict(ctx),
+                    ledger=self.where,
+                    result=result.to_json_dict(),
+                    reason=redact(reason),
+                )
+            )
         except OSError as exc:
             # Both stores refused: the loss must be loud and named, never "spooled" and never "could not run".
             raise LedgerUnavailable(
@@ -249,7 +275,8 @@ class Ledger:
             f"the evidence ledger at {self.where} could not be written ({redact(reason)}); the {record_type} record "
             f"of {result.drill!r} was kept in the evidence spool {self._spool.path} and will be replayed by the next "
             "run or `drillbook ledger flush`",
-            spool_path=str(self._spool.path), entry_id=entry.id,
+            spool_path=str(self._spool.path),
+            entry_id=entry.id,
         )
 
     def flush_spool(self) -> FlushReport:
@@ -259,8 +286,11 @@ class Ledger:
 
         def append(entry: SpoolEntry) -> LedgerRecord:
             try:  # the entry's own content: what fails here fails on every replay
-                result, ctx, key = (DrillResult.model_validate(entry.result), RunContext(**entry.ctx),
-                                    _KEYS[entry.record_type])
+                result, ctx, key = (
+                    DrillResult.model_validate(entry.result),
+                    RunContext(**entry.ctx),
+                    _KEYS[entry.record_type],
+                )
             except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 raise UnreplayableEntry(f"{type(exc).__name__}: {first}"[:300]) from None
@@ -338,7 +368,13 @@ class Ledger:
     ) -> list[LedgerRecord]:
         """Records matching every given filter, in chain order (or newest first), at most ``limit``."""
         flt = Filter.build(
-            since=since, until=until, control=control, drill=drill, kind=kind, verdict=verdict, record_type=record_type
+            since=since,
+            until=until,
+            control=control,
+            drill=drill,
+            kind=kind,
+            verdict=verdict,
+            record_type=record_type,
         )
         return list(self.iter_records(flt, limit=limit, newest_first=newest_first))
 
@@ -367,8 +403,14 @@ class Ledger:
         return int(row["n"]) if row else 0
 
     # -- checking ---------------------------------------------------------------------------
-    def verify(self, *, expect_head: str | None = None, batch: int = 2000,
-               checkpoints: CheckpointSettings | None = None, full: bool = False) -> VerifyReport:
+    def verify(
+        self,
+        *,
+        expect_head: str | None = None,
+        batch: int = 2000,
+        checkpoints: CheckpointSettings | None = None,
+        full: bool = False,
+    ) -> VerifyReport:
         """Walk the chain, compare it with the newest checkpoint and check the guards.
 
         Incremental (from the newest checkpoint signed with the trusted key) unless ``full``; see
@@ -381,8 +423,15 @@ class Ledger:
         from drillbook.ledger.audit import verify_ledger
 
         self._ensure_schema()
-        return verify_ledger(self._conn, _T, _VERIFY_COLUMNS, expect_head=expect_head, batch=batch,
-                             settings=checkpoints or CheckpointSettings(), full=full)
+        return verify_ledger(
+            self._conn,
+            _T,
+            _VERIFY_COLUMNS,
+            expect_head=expect_head,
+            batch=batch,
+            settings=checkpoints or CheckpointSettings(),
+            full=full,
+        )
 
     def newest_checkpoint(self, *, source_prefix: str = "") -> Checkpoint | None:
         """The newest checkpoint stored in the database whose source starts with ``source_prefix``."""

@@ -66,7 +66,9 @@ def _expected_head(expect_head: str | None) -> tuple[int | None, str]:
         head, _, text = text.partition(":")
         seq = int(head.removeprefix("seq=")) if head.removeprefix("seq=").isdigit() else -1
     if seq == -1 or len(text) < 12 or any(c not in "0123456789abcdef" for c in text):
-        raise ValueError(f"expected head {expect_head!r} is not SEQ:HASH or a hash prefix of at least 12 hex digits")
+        raise ValueError(
+            f"expected head {expect_head!r} is not SEQ:HASH or a hash prefix of at least 12 hex digits"
+        )
     return seq, text
 
 
@@ -105,36 +107,52 @@ def verify_rows(
             missing = prev_seq + 1
             gap = f"seq={missing}" if seq == missing + 1 else f"seq={missing}..{seq - 1}"
             return VerifyReport(
-                ok=False, checked=checked, first_bad_seq=missing, reason="deleted",
+                ok=False,
+                checked=checked,
+                first_bad_seq=missing,
+                reason="deleted",
                 message=f"record {gap} is missing: {_name(row)} follows {prev_name}; "
                 "evidence was deleted from the ledger",
-                head_hash=head, head_seq=prev_seq or None,
+                head_hash=head,
+                head_seq=prev_seq or None,
             )
         if linked and row["prev_hash"] != prev_hash:
             return VerifyReport(
-                ok=False, checked=checked, first_bad_seq=seq, reason="reordered",
+                ok=False,
+                checked=checked,
+                first_bad_seq=seq,
+                reason="reordered",
                 message=f"record {_name(row)} does not link to {prev_name}: its prev_hash is "
                 f"{str(row['prev_hash'])[:12]}… but the record before it hashes to {prev_hash[:12]}…; "
                 "records were reordered or renumbered, or the record before it was replaced",
-                head_hash=head, head_seq=prev_seq or None,
+                head_hash=head,
+                head_seq=prev_seq or None,
             )
         if not row.get("omitted"):
             computed = record_hash(row)
             if computed != row["hash"]:
                 return VerifyReport(
-                    ok=False, checked=checked, first_bad_seq=seq, reason="edited",
+                    ok=False,
+                    checked=checked,
+                    first_bad_seq=seq,
+                    reason="edited",
                     message=f"record {_name(row)} was edited: its stored columns hash to {computed[:12]}… "
                     f"but its recorded hash is {str(row['hash'])[:12]}…",
-                    head_hash=head, head_seq=prev_seq or None,
+                    head_hash=head,
+                    head_seq=prev_seq or None,
                 )
             at = row["recorded_at"]
             if prev_at is not None and at < prev_at:
                 return VerifyReport(
-                    ok=False, checked=checked, first_bad_seq=seq, reason="backdated",
+                    ok=False,
+                    checked=checked,
+                    first_bad_seq=seq,
+                    reason="backdated",
                     message=f"record {_name(row)} was recorded at {_ts(at)}, before {prev_name} ({_ts(prev_at)}): "
                     "recorded_at never decreases in a sealed ledger; the record was backdated or written with a "
                     "forged time",
-                    head_hash=head, head_seq=prev_seq or None,
+                    head_hash=head,
+                    head_seq=prev_seq or None,
                 )
             prev_at = at
         checked += 0 if row.get("omitted") else 1
@@ -158,15 +176,21 @@ def _head_reason(expected_seq: int | None, last_seq: int) -> str:
 
 def _head_message(expected_seq: int | None, expected: str, last_seq: int, last_name: str) -> str:
     if expected_seq is None:
-        return (f"the chain (ending at {last_name}) does not contain the head {expected[:12]}… seen by an earlier "
-                "verify: records were cut from the end or the chain was rewritten; pass SEQ:HASH (as verify "
-                "prints it) to tell which")
+        return (
+            f"the chain (ending at {last_name}) does not contain the head {expected[:12]}… seen by an earlier "
+            "verify: records were cut from the end or the chain was rewritten; pass SEQ:HASH (as verify "
+            "prints it) to tell which"
+        )
     if expected_seq > last_seq:
         missing = expected_seq - last_seq
-        return (f"{missing} row{'s' if missing != 1 else ''} up to the expected head seq {expected_seq} {'are' if missing != 1 else 'is'} missing "
-                f"(seq={last_seq + 1}..{expected_seq}): the chain ends at {last_name}; records were cut from the end")
-    return (f"record {expected_seq} no longer has the hash an earlier verify saw ({expected[:12]}…): "
-            "the chain was rewritten")
+        return (
+            f"{missing} row{'s' if missing != 1 else ''} up to the expected head seq {expected_seq} {'are' if missing != 1 else 'is'} missing "
+            f"(seq={last_seq + 1}..{expected_seq}): the chain ends at {last_name}; records were cut from the end"
+        )
+    return (
+        f"record {expected_seq} no longer has the hash an earlier verify saw ({expected[:12]}…): "
+        "the chain was rewritten"
+    )
 
 
 # -- the database walk: hash what PostgreSQL streams --------------------------------------------
@@ -182,9 +206,15 @@ class Walk:
     seen_expected: bool = True
 
 
-def walk_stream(rows: Iterable[tuple[int, str, str, str, bytes]], *, start_seq: int = 0,
-                start_hash: str = GENESIS_HASH, start_at: str = "", watch: Iterable[int] = (),
-                expect_head: str | None = None) -> Walk:
+def walk_stream(
+    rows: Iterable[tuple[int, str, str, str, bytes]],
+    *,
+    start_seq: int = 0,
+    start_hash: str = GENESIS_HASH,
+    start_at: str = "",
+    watch: Iterable[int] = (),
+    expect_head: str | None = None,
+) -> Walk:
     """Check (seq, prev_hash, hash, recorded_at text, prev_hash+canonical bytes) rows in seq order.
 
     The same four checks as ``verify_rows`` (gap, link, hash, time order), one comparison each; stops at the
@@ -193,7 +223,9 @@ def walk_stream(rows: Iterable[tuple[int, str, str, str, bytes]], *, start_seq: 
     expected_seq, expected = _expected_head(expect_head)
     watched = set(watch)
     sha = hashlib.sha256
-    walk = Walk(checked=0, last_seq=start_seq, head=start_hash if start_seq else None, seen_expected=not expected)
+    walk = Walk(
+        checked=0, last_seq=start_seq, head=start_hash if start_seq else None, seen_expected=not expected
+    )
     prev_seq, prev_hash, prev_at, checked = start_seq, start_hash, start_at, 0
     for seq, row_prev, digest, at, body in rows:
         if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or sha(body).hexdigest() != digest:
@@ -203,15 +235,21 @@ def walk_stream(rows: Iterable[tuple[int, str, str, str, bytes]], *, start_seq: 
         prev_seq, prev_hash, prev_at = seq, digest, at
         if seq in watched:
             walk.hash_at[seq] = digest
-        if expected and not walk.seen_expected and expected_seq in (None, seq) and digest.startswith(expected):
+        if (
+            expected
+            and not walk.seen_expected
+            and expected_seq in (None, seq)
+            and digest.startswith(expected)
+        ):
             walk.seen_expected = True
     walk.checked, walk.last_seq = checked, prev_seq
     walk.head = prev_hash if prev_seq else None
     return walk
 
 
-def finish_walk(walk: Walk, *, checkpoint: Checkpoint | None, expect_head: str | None, last_name: str,
-                offset: int = 0) -> VerifyReport:
+def finish_walk(
+    walk: Walk, *, checkpoint: Checkpoint | None, expect_head: str | None, last_name: str, offset: int = 0
+) -> VerifyReport:
     """The report of a walk that reached the end: compared with the checkpoint and the expected head."""
     expected_seq, expected = _expected_head(expect_head)
     prev_seq, head = walk.last_seq, walk.head
@@ -219,14 +257,25 @@ def finish_walk(walk: Walk, *, checkpoint: Checkpoint | None, expect_head: str |
     if checkpoint is not None:
         problem = compare(checkpoint, last_seq=prev_seq, hash_at_seq=walk.hash_at.get(checkpoint.seq))
         if problem:
-            return VerifyReport(ok=False, first_bad_seq=min(checkpoint.seq, prev_seq + 1), reason=problem[0],
-                                message=problem[1], **done)
+            return VerifyReport(
+                ok=False,
+                first_bad_seq=min(checkpoint.seq, prev_seq + 1),
+                reason=problem[0],
+                message=problem[1],
+                **done,
+            )
     if not walk.seen_expected:
-        return VerifyReport(ok=False, first_bad_seq=prev_seq + 1, reason=_head_reason(expected_seq, prev_seq),
-                            message=_head_message(expected_seq, expected, prev_seq, last_name), **done)
+        return VerifyReport(
+            ok=False,
+            first_bad_seq=prev_seq + 1,
+            reason=_head_reason(expected_seq, prev_seq),
+            message=_head_message(expected_seq, expected, prev_seq, last_name),
+            **done,
+        )
     checked = walk.checked + offset
     return VerifyReport(
-        ok=True, message=f"{checked} records, chain intact" + (f", head seq={prev_seq} {head[:12]}" if head else ""),
+        ok=True,
+        message=f"{checked} records, chain intact" + (f", head seq={prev_seq} {head[:12]}" if head else ""),
         **done,
     )
 
@@ -239,8 +288,14 @@ def _from_export(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Turn one exported record (CSV strings or JSON values) back into hashable fields."""
     row = dict(raw)
     if raw.get("omitted") or raw.get("record_type") == "":  # a link row: a record the filter left out
-        return {"seq": int(row["seq"]), "prev_hash": row["prev_hash"], "hash": row["hash"], "omitted": True,
-                "drill": None, "run_id": None}
+        return {
+            "seq": int(row["seq"]),
+            "prev_hash": row["prev_hash"],
+            "hash": row["hash"],
+            "omitted": True,
+            "drill": None,
+            "run_id": None,
+        }
     for name in _INT_FIELDS:
         row[name] = int(row[name])
     if isinstance(row["controls"], str):
@@ -256,7 +311,11 @@ def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
         reader = csv.DictReader(fh)
         header = reader.fieldnames  # an export always has its header row, even when no record matched
         if not header or not {"seq", "prev_hash", "hash"} <= set(header):
-            found = "an empty file" if not header else f"a first line of {len(header)} column(s) without seq, prev_hash, hash"
+            found = (
+                "an empty file"
+                if not header
+                else f"a first line of {len(header)} column(s) without seq, prev_hash, hash"
+            )
             raise ValueError(f"expected a JSON-lines or CSV export, found {found}")
         for raw in reader:
             yield _from_export(raw)

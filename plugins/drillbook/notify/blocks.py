@@ -74,7 +74,10 @@ def link(url: str | None, label: str) -> str:
 
 
 def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_TEXT), "emoji": True}}
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_TEXT), "emoji": True},
+    }
 
 
 def section(text: str) -> Block:
@@ -116,13 +119,15 @@ def buttons(items: list[tuple[str, str | None]]) -> Block | None:
     return {"type": "actions", "elements": elements} if elements else None
 
 
-def fit(blocks: Sequence[Block | None], *, overflow_note: str = "message shortened to fit Slack's limits") -> list[Block]:
+def fit(
+    blocks: Sequence[Block | None], *, overflow_note: str = "message shortened to fit Slack's limits"
+) -> list[Block]:
     """Drop empty blocks and keep at most 50; the last one says what was left out."""
     clean = [b for b in blocks if b]
     if len(clean) <= MAX_BLOCKS:
         return clean
     dropped = len(clean) - (MAX_BLOCKS - 1)
-    return [*clean[:MAX_BLOCKS - 1], context(esc(f"… {dropped} more blocks not shown: {overflow_note}"))]
+    return [*clean[: MAX_BLOCKS - 1], context(esc(f"… {dropped} more blocks not shown: {overflow_note}"))]
 
 
 def violations(message: Message | dict[str, Any]) -> list[str]:
@@ -146,14 +151,20 @@ def violations(message: Message | dict[str, Any]) -> list[str]:
             flds = block.get("fields") or []
             if len(flds) > MAX_FIELDS:
                 problems.append(f"block {i}: {len(flds)} fields")
-            problems += [f"block {i}: field of {len(f['text'])} chars" for f in flds if len(f["text"]) > MAX_FIELD_TEXT]
+            problems += [
+                f"block {i}: field of {len(f['text'])} chars" for f in flds if len(f["text"]) > MAX_FIELD_TEXT
+            ]
             if "text" not in block and not flds:
                 problems.append(f"block {i}: empty section")
         elif kind == "context":
             elements = block.get("elements") or []
             if not elements or len(elements) > MAX_CONTEXT_ELEMENTS:
                 problems.append(f"block {i}: {len(elements)} context elements")
-            problems += [f"block {i}: context text of {len(e['text'])} chars" for e in elements if len(e.get("text", "")) > MAX_CONTEXT_TEXT]
+            problems += [
+                f"block {i}: context text of {len(e['text'])} chars"
+                for e in elements
+                if len(e.get("text", "")) > MAX_CONTEXT_TEXT
+            ]
         elif kind == "actions":
             for e in block.get("elements") or []:
                 if len(e["text"]["text"]) > MAX_BUTTON_TEXT or len(e.get("url", "")) > MAX_URL:

@@ -40,8 +40,16 @@ log = logging.getLogger(__name__)
 REPORT_EVENT = "drillbook_report"
 HISTORY_PAGES = 20  # 4,000 messages after the first attempt: a busy channel over days, still bounded
 LIST_PAGES = 10  # conversations.list pages searched for a channel name
-CLOCK_SKEW = 120.0  # seconds: our clock and Slack's may disagree; search a little earlier than the first attempt
-AMBIGUOUS: tuple[type[BaseException], ...] = (TimeoutError, ConnectionResetError, RemoteDisconnected, IncompleteRead, BrokenPipeError)
+CLOCK_SKEW = (
+    120.0  # seconds: our clock and Slack's may disagree; search a little earlier than the first attempt
+)
+AMBIGUOUS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionResetError,
+    RemoteDisconnected,
+    IncompleteRead,
+    BrokenPipeError,
+)
 
 
 def report_id_of(record: LedgerRecord) -> str:
@@ -54,7 +62,10 @@ def with_marker(message: Message, report_id: str) -> dict[str, Any]:
     blocks = list(message.blocks)
     if blocks and len(blocks) < MAX_BLOCKS:
         blocks.append(context(esc(f"drillbook report {report_id}")))
-    return {"blocks": blocks, "metadata": {"event_type": REPORT_EVENT, "event_payload": {"report_id": report_id}}}
+    return {
+        "blocks": blocks,
+        "metadata": {"event_type": REPORT_EVENT, "event_payload": {"report_id": report_id}},
+    }
 
 
 _ID = re.compile(r"\b(?:r\d+-[0-9a-f]{12}|msg-[0-9a-f]{16}|sum-[0-9a-f]{12})\b")
@@ -63,7 +74,7 @@ _ID = re.compile(r"\b(?:r\d+-[0-9a-f]{12}|msg-[0-9a-f]{16}|sum-[0-9a-f]{12})\b")
 def ids_in(message: dict[str, Any]) -> set[str]:
     """Every report id a message from conversations.history carries (metadata, blocks, text; a summary lists many)."""
     found = set(_ID.findall(json.dumps([message.get("text"), message.get("blocks")], ensure_ascii=False)))
-    payload = ((message.get("metadata") or {}).get("event_payload") or {})
+    payload = (message.get("metadata") or {}).get("event_payload") or {}
     if isinstance(payload.get("report_id"), str):
         found.add(payload["report_id"])
     return found
@@ -81,7 +92,9 @@ class HistoryCheck:
     found: dict[str, str] = field(default_factory=dict)
     channel: str | None = None
     error: str | None = None
-    transient: bool = False  # the history could not be read because Slack is down or busy (not a missing scope)
+    transient: bool = (
+        False  # the history could not be read because Slack is down or busy (not a missing scope)
+    )
     ts: str | None = None  # find_report: the ts of the one id asked for
 
 
@@ -103,8 +116,13 @@ def find_reports(sender: Any, *, channel: str, report_ids: set[str], oldest: flo
     found: dict[str, str] = {}
     while pages < HISTORY_PAGES:
         try:
-            answer = client.conversations_history(channel=cid, oldest=f"{max(0.0, oldest - CLOCK_SKEW):.6f}", limit=200,
-                                                  include_all_metadata=True, cursor=cursor)
+            answer = client.conversations_history(
+                channel=cid,
+                oldest=f"{max(0.0, oldest - CLOCK_SKEW):.6f}",
+                limit=200,
+                include_all_metadata=True,
+                cursor=cursor,
+            )
         except SlackApiError as exc:
             error = str(exc.response.get("error")) if exc.response is not None else "unknown"
             status = int(getattr(exc.response, "status_code", 0) or 0)
@@ -114,10 +132,17 @@ def find_reports(sender: Any, *, channel: str, report_ids: set[str], oldest: flo
                 if named is not None:
                     sender._channel_ids[channel] = cid = named
                     continue
-            return HistoryCheck(found=found, error=f"conversations.history: HTTP {status}, error {error!r}",
-                                transient=status == 429 or status >= 500)
+            return HistoryCheck(
+                found=found,
+                error=f"conversations.history: HTTP {status}, error {error!r}",
+                transient=status == 429 or status >= 500,
+            )
         except (SlackClientError, OSError) as exc:
-            return HistoryCheck(found=found, error=redact(f"conversations.history: {type(exc).__name__}: {exc}"), transient=True)
+            return HistoryCheck(
+                found=found,
+                error=redact(f"conversations.history: {type(exc).__name__}: {exc}"),
+                transient=True,
+            )
         pages += 1
         for message in answer.get("messages") or []:
             for report_id in ids_in(message) & report_ids:
@@ -127,7 +152,10 @@ def find_reports(sender: Any, *, channel: str, report_ids: set[str], oldest: flo
         cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
         if not answer.get("has_more") or not cursor:
             return HistoryCheck(found=found, channel=cid)
-    return HistoryCheck(found=found, error=f"conversations.history: more than {HISTORY_PAGES * 200} messages since the first attempt")
+    return HistoryCheck(
+        found=found,
+        error=f"conversations.history: more than {HISTORY_PAGES * 200} messages since the first attempt",
+    )
 
 
 def channel_id_of(client: Any, channel: str) -> str | None:
@@ -138,9 +166,15 @@ def channel_id_of(client: Any, channel: str) -> str | None:
     cursor: str | None = None
     for _ in range(LIST_PAGES):
         try:
-            answer = client.conversations_list(types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor)
+            answer = client.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor
+            )
         except (SlackClientError, OSError) as exc:
-            log.warning("could not list Slack channels to find %s: %s", channel, redact(f"{type(exc).__name__}: {exc}"))
+            log.warning(
+                "could not list Slack channels to find %s: %s",
+                channel,
+                redact(f"{type(exc).__name__}: {exc}"),
+            )
             return None
         for item in answer.get("channels") or []:
             if item.get("name") == name:

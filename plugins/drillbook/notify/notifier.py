@@ -59,7 +59,9 @@ log = logging.getLogger(__name__)
 class Sender(Protocol):
     transport: str
 
-    def post(self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None) -> Delivery: ...
+    def post(
+        self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None
+    ) -> Delivery: ...
 
 
 @dataclass
@@ -86,7 +88,11 @@ class Notifier:
 
     def options(self, route: Route | None = None) -> RenderOptions:
         d = self.catalogue.defaults
-        return RenderOptions(max_findings=d.slack.max_findings, airflow_base_url=d.airflow_base_url, mention=route.mention if route else None)
+        return RenderOptions(
+            max_findings=d.slack.max_findings,
+            airflow_base_url=d.airflow_base_url,
+            mention=route.mention if route else None,
+        )
 
     @property
     def delivers(self) -> bool:
@@ -95,7 +101,11 @@ class Notifier:
 
     def channel_of(self, record: LedgerRecord) -> str:
         """Where the report of ``record`` goes (the on-call channel when routing says nobody)."""
-        route = route_result(record.drill_result(), catalogue=self.catalogue) if record.record_type == "drill" else None
+        route = (
+            route_result(record.drill_result(), catalogue=self.catalogue)
+            if record.record_type == "drill"
+            else None
+        )
         return route.channel if route is not None else self.catalogue.defaults.slack.oncall_channel
 
     # -- drill results ---------------------------------------------------------------
@@ -125,7 +135,14 @@ class Notifier:
         if not main.delivered:
             self._record_not_delivered(result, ctx, channel=route.channel, record=record)
         elif retried and failures and record is not None and self.ledger is not None:
-            self._record_late(record, ctx, channel=main.channel, ts=main.ts, how="was re-sent by a retry of its task", failures=failures)
+            self._record_late(
+                record,
+                ctx,
+                channel=main.channel,
+                ts=main.ts,
+                how="was re-sent by a retry of its task",
+                failures=failures,
+            )
         return outcome
 
     def deliver(self, route: Route, report: Report, *, report_id: str | None, drill: str) -> Outcome:
@@ -134,13 +151,21 @@ class Notifier:
         outcome = Outcome(route=route, main=main)
         if route.thread_details and report.thread is not None and report.thread.blocks:
             try:
-                outcome.thread = self.sender.post(channel=main.channel, message=report.thread, thread_ts=main.ts)
+                outcome.thread = self.sender.post(
+                    channel=main.channel, message=report.thread, thread_ts=main.ts
+                )
             except Exception as exc:
                 outcome.thread_error = redact(f"{type(exc).__name__}: {exc}")
-                log.warning("the report of %s was posted but its details thread failed: %s", drill, outcome.thread_error)
+                log.warning(
+                    "the report of %s was posted but its details thread failed: %s",
+                    drill,
+                    outcome.thread_error,
+                )
         return outcome
 
-    def _told_before(self, record: LedgerRecord, route: Route, ctx: RunContext, *, report_id: str) -> tuple[Outcome | None, int]:
+    def _told_before(
+        self, record: LedgerRecord, route: Route, ctx: RunContext, *, report_id: str
+    ) -> tuple[Outcome | None, int]:
         """(an Outcome when this record's report already reached Slack, failed deliveries so far)."""
         from drillbook.notify.history import find_report
         from drillbook.notify.owed import delivered_or_failed
@@ -149,29 +174,70 @@ class Notifier:
         delivered, failures = delivered_or_failed(self.ledger, record)
         if delivered:
             log.info("the report of ledger #%s was already re-sent: not posting it again", record.seq)
-            return Outcome(route=route, main=Delivery(transport="slack", channel=route.channel, ts="", report_id=report_id,
-                                                      how="already re-sent")), failures
+            return Outcome(
+                route=route,
+                main=Delivery(
+                    transport="slack",
+                    channel=route.channel,
+                    ts="",
+                    report_id=report_id,
+                    how="already re-sent",
+                ),
+            ), failures
         if not hasattr(self.sender, "client"):
             return None, failures
-        check = find_report(self.sender, channel=route.channel, report_id=report_id, oldest=record.recorded_at.timestamp())
+        check = find_report(
+            self.sender, channel=route.channel, report_id=report_id, oldest=record.recorded_at.timestamp()
+        )
         if check.ts is None:
             return None, failures
-        log.info("the report of ledger #%s is already in %s (ts %s): not posting it again", record.seq, route.channel, check.ts)
+        log.info(
+            "the report of ledger #%s is already in %s (ts %s): not posting it again",
+            record.seq,
+            route.channel,
+            check.ts,
+        )
         if failures:
-            self._record_late(record, ctx, channel=check.channel or route.channel, ts=check.ts, how="was found already stored",
-                              failures=failures)
-        return Outcome(route=route, main=Delivery(transport="slack", channel=check.channel or route.channel, ts=check.ts,
-                                                  report_id=report_id, how="found in history")), failures
+            self._record_late(
+                record,
+                ctx,
+                channel=check.channel or route.channel,
+                ts=check.ts,
+                how="was found already stored",
+                failures=failures,
+            )
+        return Outcome(
+            route=route,
+            main=Delivery(
+                transport="slack",
+                channel=check.channel or route.channel,
+                ts=check.ts,
+                report_id=report_id,
+                how="found in history",
+            ),
+        ), failures
 
-    def _record_late(self, record: LedgerRecord, ctx: RunContext, *, channel: str, ts: str, how: str, failures: int) -> None:
+    def _record_late(
+        self, record: LedgerRecord, ctx: RunContext, *, channel: str, ts: str, how: str, failures: int
+    ) -> None:
         from drillbook.notify.owed import redelivered_row
 
         assert self.ledger is not None
-        row = redelivered_row([record], channel=channel, ts=ts, how=how, attempts=failures, kind=record.kind, drill=record.drill,
-                              what=f"the {record.verdict} report of {record.drill!r}")
+        row = redelivered_row(
+            [record],
+            channel=channel,
+            ts=ts,
+            how=how,
+            attempts=failures,
+            kind=record.kind,
+            drill=record.drill,
+            what=f"the {record.verdict} report of {record.drill!r}",
+        )
         self.ledger.record_event("notification", row, ctx)
 
-    def _record_not_delivered(self, result: DrillResult, ctx: RunContext, *, channel: str, record: LedgerRecord | None = None) -> None:
+    def _record_not_delivered(
+        self, result: DrillResult, ctx: RunContext, *, channel: str, record: LedgerRecord | None = None
+    ) -> None:
         """Write the ``notification`` row saying the report went to the outbox only."""
         if self.ledger is None:
             return
@@ -183,37 +249,56 @@ class Notifier:
     # -- watchdog, digest, crashed tasks ----------------------------------------------
     def notify_incident(self, incident: IncidentView) -> Delivery:
         route = route_incident(incident.drill, catalogue=self.catalogue)
-        return self.sender.post(channel=route.channel, message=render_incident(incident, options=self.options(route)))
+        return self.sender.post(
+            channel=route.channel, message=render_incident(incident, options=self.options(route))
+        )
 
     def post_digest(self, message: Message) -> Delivery:
         return self.sender.post(channel=route_digest(catalogue=self.catalogue).channel, message=message)
 
     def notify_task_failure(self, *, dag_id: str, **details: Any) -> Delivery:
         route = route_task_failure(dag_id, catalogue=self.catalogue)
-        return self.sender.post(channel=route.channel, message=render_task_failure(dag_id=dag_id, options=self.options(route), **details))
+        return self.sender.post(
+            channel=route.channel,
+            message=render_task_failure(dag_id=dag_id, options=self.options(route), **details),
+        )
 
 
-def not_delivered_row(result: DrillResult, *, channel: str, sender: Any, what: str | None = None) -> DrillResult:
+def not_delivered_row(
+    result: DrillResult, *, channel: str, sender: Any, what: str | None = None
+) -> DrillResult:
     """The ``notification`` row of a report that went to the outbox only (verdict derived: ERROR, see the docstring)."""
     from drillbook.drills.base import ResultBuilder
 
     where = getattr(sender, "path", "the outbox")
     what = what or f"the {result.verdict.value} report of {result.drill!r}"
-    builder = ResultBuilder(kind=result.kind, drill=result.drill, target=result.target, controls=list(result.controls))
+    builder = ResultBuilder(
+        kind=result.kind, drill=result.drill, target=result.target, controls=list(result.controls)
+    )
     # no builder.checked(): no delivery to anyone was confirmed, so nothing was verified
     builder.find(
         "NOTIFY_NOT_CONFIGURED",
         f"{what} for {channel} was written to {where}; nobody was told",
         subject=channel,
-        detail={"transport": getattr(sender, "transport", "outbox"), "channel": channel, "drill_verdict": result.verdict.value},
+        detail={
+            "transport": getattr(sender, "transport", "outbox"),
+            "channel": channel,
+            "drill_verdict": result.verdict.value,
+        },
     )
     builder.details["reported_verdict"] = result.verdict.value
     builder.details["reported_codes"] = result.codes()
-    builder.details["notification"] = {"delivered": False, "transport": getattr(sender, "transport", "outbox"), "channel": channel}
+    builder.details["notification"] = {
+        "delivered": False,
+        "transport": getattr(sender, "transport", "outbox"),
+        "channel": channel,
+    }
     return builder.finish(nothing_checked=False)  # ERROR; the finding is the reason
 
 
-def notifier_from_env(catalogue: Catalogue, *, outbox: str | os.PathLike[str], ledger: Ledger | None = None) -> Notifier:
+def notifier_from_env(
+    catalogue: Catalogue, *, outbox: str | os.PathLike[str], ledger: Ledger | None = None
+) -> Notifier:
     """Slack when ``DRILLBOOK_CONN_`` / ``AIRFLOW_CONN_<slack connection>`` is set, else the outbox ``outbox``
     (the caller's setting DRILLBOOK_OUTBOX).
 
@@ -225,8 +310,15 @@ def notifier_from_env(catalogue: Catalogue, *, outbox: str | os.PathLike[str], l
     return Notifier(catalogue=catalogue, sender=sender, ledger=ledger)
 
 
-def build_notifier(*, catalogue: Catalogue, drill: Any = None, client: Any = None, ledger: Ledger | None = None,
-                   outbox: str | os.PathLike[str], connection: SlackConnection | None = None) -> Notifier:
+def build_notifier(
+    *,
+    catalogue: Catalogue,
+    drill: Any = None,
+    client: Any = None,
+    ledger: Ledger | None = None,
+    outbox: str | os.PathLike[str],
+    connection: SlackConnection | None = None,
+) -> Notifier:
     """For the Airflow layer: Slack through a parsed Slack connection (or a ready WebClient), else the outbox.
 
     ``connection`` comes from ``parse_slack_connection`` (the parser the CLI uses),

@@ -46,7 +46,9 @@ class OutboxSender:
     def __init__(self, *, path: str | os.PathLike[str]):
         self.path = outbox_path(path)
 
-    def post(self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None) -> Delivery:
+    def post(
+        self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None
+    ) -> Delivery:
         ts = f"outbox-{uuid.uuid4().hex[:12]}"
         entry = {
             "report_id": report_id,
@@ -64,9 +66,18 @@ class OutboxSender:
         where = f"thread {thread_ts} in {channel}" if thread_ts else channel
         log.warning(
             "no Slack connection: message for %s written to the outbox %s instead:\n%s",
-            where, self.path, redact(as_text(message.blocks) or message.text),
+            where,
+            self.path,
+            redact(as_text(message.blocks) or message.text),
         )
-        return Delivery(transport="outbox", channel=channel, ts=ts, thread_ts=thread_ts, delivered=False, report_id=report_id)
+        return Delivery(
+            transport="outbox",
+            channel=channel,
+            ts=ts,
+            thread_ts=thread_ts,
+            delivered=False,
+            report_id=report_id,
+        )
 
 
 def read_outbox(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -82,7 +93,9 @@ def read_outbox(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             try:
                 entries.append(json.loads(line))
             except ValueError:
-                entries.append({"channel": "?", "text": f"(line {number} of {file} is not JSON)", "blocks": []})
+                entries.append(
+                    {"channel": "?", "text": f"(line {number} of {file} is not JSON)", "blocks": []}
+                )
     return entries
 
 
@@ -92,7 +105,10 @@ def render_outbox_text(path: str | os.PathLike[str]) -> str:
     file = outbox_path(path)
     if not entries:
         return f"The outbox {file} is empty: no message would have been posted.\n"
-    out = [f"{len(entries)} message{'s' if len(entries) != 1 else ''} drillbook would have posted (from {file}):", ""]
+    out = [
+        f"{len(entries)} message{'s' if len(entries) != 1 else ''} drillbook would have posted (from {file}):",
+        "",
+    ]
     for entry in entries:
         body = as_text(entry.get("blocks") or []) or str(entry.get("text", ""))
         if entry.get("thread_ts"):

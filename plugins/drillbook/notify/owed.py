@@ -185,29 +185,64 @@ def _of(records: list[LedgerRecord]) -> list[dict[str, Any]]:
     return [{"seq": r.seq, "key": list(task_key(r)), "report_id": report_id_of(r)} for r in records]
 
 
-def redelivered_row(records: list[LedgerRecord], *, channel: str, ts: str, how: str, attempts: int, kind: str, drill: str,
-                    what: str) -> DrillResult:
+def redelivered_row(
+    records: list[LedgerRecord],
+    *,
+    channel: str,
+    ts: str,
+    how: str,
+    attempts: int,
+    kind: str,
+    drill: str,
+    what: str,
+) -> DrillResult:
     """The ``NOTIFY_REDELIVERED`` row: these reports reached ``channel`` late (verdict derived: PASS)."""
     from drillbook.drills.base import ResultBuilder
 
-    builder = ResultBuilder(kind=kind, drill=drill, target=channel, controls=sorted({c for r in records for c in r.controls}))
+    builder = ResultBuilder(
+        kind=kind, drill=drill, target=channel, controls=sorted({c for r in records for c in r.controls})
+    )
     builder.checked()  # Slack answered with the message's ts, or the history shows it: delivery confirmed
-    seqs = ", ".join(f"#{r.seq}" for r in records[:20]) + (f" and {len(records) - 20} more" if len(records) > 20 else "")
-    builder.find("NOTIFY_REDELIVERED", f"{what} (ledger {seqs}) {how} in {channel} (ts {ts}) after {attempts} failed attempt(s)",
-                 subject=drill, detail={"channel": channel, "ts": ts, "how": how})
-    builder.details["redelivery"] = {"of": _of(records), "delivered": True, "channel": channel, "ts": ts, "how": how}
+    seqs = ", ".join(f"#{r.seq}" for r in records[:20]) + (
+        f" and {len(records) - 20} more" if len(records) > 20 else ""
+    )
+    builder.find(
+        "NOTIFY_REDELIVERED",
+        f"{what} (ledger {seqs}) {how} in {channel} (ts {ts}) after {attempts} failed attempt(s)",
+        subject=drill,
+        detail={"channel": channel, "ts": ts, "how": how},
+    )
+    builder.details["redelivery"] = {
+        "of": _of(records),
+        "delivered": True,
+        "channel": channel,
+        "ts": ts,
+        "how": how,
+    }
     return builder.finish()
 
 
-def resend_failed_row(record: LedgerRecord, *, channel: str, error: str, also: list[LedgerRecord] | None = None) -> DrillResult:
+def resend_failed_row(
+    record: LedgerRecord, *, channel: str, error: str, also: list[LedgerRecord] | None = None
+) -> DrillResult:
     """The ``NOTIFY_FAILED`` row of a re-send that failed (of ``record`` and ``also``): the reports stay owed."""
     from drillbook.drills.base import ResultBuilder
 
-    builder = ResultBuilder(kind=record.kind, drill=record.drill, target=channel, controls=list(record.controls))
+    builder = ResultBuilder(
+        kind=record.kind, drill=record.drill, target=channel, controls=list(record.controls)
+    )
     builder.checked()  # the attempt ran; it failed
     message = clip(redact(error), 300)
-    builder.find("NOTIFY_FAILED", f"re-sending the {record.verdict} report of {record.drill!r} (ledger #{record.seq}) failed: {message}",
-                 subject=record.drill, detail={"error": message, "drill_verdict": record.verdict})
-    builder.details["redelivery"] = {"of": _of([record, *(also or [])]), "delivered": False, "channel": channel}
+    builder.find(
+        "NOTIFY_FAILED",
+        f"re-sending the {record.verdict} report of {record.drill!r} (ledger #{record.seq}) failed: {message}",
+        subject=record.drill,
+        detail={"error": message, "drill_verdict": record.verdict},
+    )
+    builder.details["redelivery"] = {
+        "of": _of([record, *(also or [])]),
+        "delivered": False,
+        "channel": channel,
+    }
     builder.details["reported_verdict"] = record.verdict
     return builder.finish()

@@ -47,9 +47,17 @@ VERDICT_WORDS: dict[str, str] = {
     "ERROR": "ERROR: the drill could not verify (treat it like a failure)",
     "SKIPPED": "SKIPPED: the drill is not configured",
 }
-VERDICT_EMOJI = {"PASS": ":white_check_mark:", "FAIL": ":red_circle:", "ERROR": ":warning:", "SKIPPED": ":white_circle:"}
+VERDICT_EMOJI = {
+    "PASS": ":white_check_mark:",
+    "FAIL": ":red_circle:",
+    "ERROR": ":warning:",
+    "SKIPPED": ":white_circle:",
+}
 FINDING_TEXT_MAX = 600  # one finding stays readable on a phone; the full text is in the evidence
-MEASURED_OBJECTIVES = (("RTO", "rto_seconds", ("rto", "rto_seconds")), ("RPO", "rpo_seconds", ("rpo", "rpo_seconds")))
+MEASURED_OBJECTIVES = (
+    ("RTO", "rto_seconds", ("rto", "rto_seconds")),
+    ("RPO", "rpo_seconds", ("rpo", "rpo_seconds")),
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,11 @@ def objective_of(result: DrillResult, keys: tuple[str, ...]) -> float | None:
 def measured_vs_objective(measured: float | None, objective: float | None) -> str:
     """``4m 12s (objective 15m 00s, met)``; says "exceeded" when over the objective."""
     if measured is None:
-        return f"not measured (objective {format_duration(objective)})" if objective is not None else "not measured"
+        return (
+            f"not measured (objective {format_duration(objective)})"
+            if objective is not None
+            else "not measured"
+        )
     if objective is None:
         return format_duration(measured)
     state = "met" if measured <= objective else "EXCEEDED"
@@ -107,8 +119,10 @@ def finding_text(item: Finding) -> str:
     message = clip(esc(item.message), FINDING_TEXT_MAX)
     hint = clip(esc(item.hint), FINDING_TEXT_MAX)
     if item.suppressed is not None:  # kept and shown with its written reason; it did not drive the verdict
-        return (f"*`{esc(item.code)}`* · {item.severity.value} · suppressed{subject}\n{message}\n"
-                f"_Suppressed:_ {clip(esc(item.suppressed), FINDING_TEXT_MAX)}")
+        return (
+            f"*`{esc(item.code)}`* · {item.severity.value} · suppressed{subject}\n{message}\n"
+            f"_Suppressed:_ {clip(esc(item.suppressed), FINDING_TEXT_MAX)}"
+        )
     return f"*`{esc(item.code)}`* · {item.severity.value}{subject}\n{message}\n_Fix:_ {hint}"
 
 
@@ -120,7 +134,9 @@ def ordered_findings(result: DrillResult) -> list[Finding]:
 def _partial(result: DrillResult) -> str:
     """`` (partial, tier fast)`` when a verify tier below full ran: never shown as a full PASS."""
     verify = result.details.get("verify") if isinstance(result.details, dict) else None
-    return f" (partial, tier {verify.get('tier')})" if isinstance(verify, dict) and verify.get("partial") else ""
+    return (
+        f" (partial, tier {verify.get('tier')})" if isinstance(verify, dict) and verify.get("partial") else ""
+    )
 
 
 def evidence_text(record: LedgerRecord | None) -> str:
@@ -129,7 +145,9 @@ def evidence_text(record: LedgerRecord | None) -> str:
     return f"Evidence: ledger record #{record.seq} · hash `{esc(record.hash[:12])}` · `drillbook evidence show {record.seq}`"
 
 
-def render_result(result: DrillResult, record: LedgerRecord | None, ctx: RunContext | None, *, options: RenderOptions) -> Report:
+def render_result(
+    result: DrillResult, record: LedgerRecord | None, ctx: RunContext | None, *, options: RenderOptions
+) -> Report:
     """The on-call report of one result: summary + top findings, details in the thread."""
     verdict = result.verdict.value
     words = VERDICT_WORDS[verdict]
@@ -141,11 +159,16 @@ def render_result(result: DrillResult, record: LedgerRecord | None, ctx: RunCont
     title = f"{VERDICT_EMOJI[verdict]} {verdict}{_partial(result)}: {result.drill} ({result.kind})"
     worst = result.worst_severity()
     lead = f"*{esc(words)}.* Drill *{esc(result.drill)}* on `{esc(result.target)}`: "
-    lead += f"{len(findings)} finding{'s' if len(findings) != 1 else ''}" + (f", worst severity *{worst.value}*." if worst else ".")
+    lead += f"{len(findings)} finding{'s' if len(findings) != 1 else ''}" + (
+        f", worst severity *{worst.value}*." if worst else "."
+    )
     if options.mention and result.verdict in (Verdict.FAIL, Verdict.ERROR):
         lead = f"{options.mention} {lead}"
 
-    pairs: list[tuple[str, str]] = [("Verdict", esc(verdict + _partial(result))), ("Target", f"`{esc(result.target)}`")]
+    pairs: list[tuple[str, str]] = [
+        ("Verdict", esc(verdict + _partial(result))),
+        ("Target", f"`{esc(result.target)}`"),
+    ]
     for label, measure, keys in MEASURED_OBJECTIVES:
         measured = getattr(result.measurements, measure)
         objective = objective_of(result, keys)
@@ -162,12 +185,18 @@ def render_result(result: DrillResult, record: LedgerRecord | None, ctx: RunCont
         blocks.append(divider())
         blocks += [section(finding_text(f)) for f in top]
     if rest > 0:
-        blocks.append(context(f"… and {rest} more finding{'s' if rest != 1 else ''}: see the thread and the evidence record"))
+        blocks.append(
+            context(
+                f"… and {rest} more finding{'s' if rest != 1 else ''}: see the thread and the evidence record"
+            )
+        )
     blocks.append(context(evidence_text(record)))
     blocks.append(buttons([("Task log", log_url)]))
 
     codes = ", ".join(f.code for f in top) + (f" and {rest} more" if rest > 0 else "")
-    fallback = f"{verdict}: {esc(result.drill)} ({result.kind}) on {esc(result.target)}" + (f": {codes}" if codes else "")
+    fallback = f"{verdict}: {esc(result.drill)} ({result.kind}) on {esc(result.target)}" + (
+        f": {codes}" if codes else ""
+    )
     main = Message(text=clip(fallback, MAX_FALLBACK_TEXT), blocks=fit(blocks))
     return Report(main=main, thread=_details(result, findings, options=options))
 
@@ -176,15 +205,20 @@ def _details(result: DrillResult, findings: list[Finding], *, options: RenderOpt
     """The thread reply: phases with timings, then every finding beyond the top N with its detail."""
     blocks: list[Any] = []
     if result.phases:
-        rows = [f"{'✓' if p.status == 'ok' else '✗' if p.status == 'failed' else '-'} {p.name}: {p.status}, {format_duration(p.seconds)}"
-                + (f" ({p.detail})" if p.detail else "") for p in result.phases]
+        rows = [
+            f"{'✓' if p.status == 'ok' else '✗' if p.status == 'failed' else '-'} {p.name}: {p.status}, {format_duration(p.seconds)}"
+            + (f" ({p.detail})" if p.detail else "")
+            for p in result.phases
+        ]
         blocks.append(section(esc("Phases:\n" + "\n".join(rows))))
-    for item in findings[options.max_findings:]:
+    for item in findings[options.max_findings :]:
         blocks.append(section(finding_text(item)))
     for item in findings:
         if item.detail:
             detail = "\n".join(f"{k} = {v}" for k, v in item.detail.items())
-            blocks.append(section(f"`{esc(item.code)}` detail:\n```{clip(esc(detail), MAX_SECTION_TEXT - 200)}```"))
+            blocks.append(
+                section(f"`{esc(item.code)}` detail:\n```{clip(esc(detail), MAX_SECTION_TEXT - 200)}```")
+            )
     env = ", ".join(f"{k} {v}" for k, v in sorted(result.environment.items()))
     if env:
         blocks.append(context(esc(f"Environment: {env}")))
@@ -209,14 +243,20 @@ def render_incident(incident: IncidentView, *, options: RenderOptions) -> Messag
     if incident.resolved:
         title = f":white_check_mark: RESOLVED: {incident.code} for {incident.drill}"
         body = f"*Resolved.* `{esc(incident.code)}` no longer holds for drill *{esc(incident.drill)}* ({esc(incident.kind)})."
-        return Message(text=f"RESOLVED: {incident.code} for {esc(incident.drill)}", blocks=fit([header(title), section(body)]))
+        return Message(
+            text=f"RESOLVED: {incident.code} for {esc(incident.drill)}",
+            blocks=fit([header(title), section(body)]),
+        )
     title = f":rotating_light: {incident.code}: {incident.drill} ({incident.kind})"
     lead = f"*Silence is not success.* {esc(incident.message)}\n_Fix:_ {esc(incident.hint)}"
     if options.mention:
         lead = f"{options.mention} {lead}"
     source = f"Reported by the drillbook watchdog (dr_watchdog); history: drillbook evidence list --drill {incident.drill}"
     blocks = [header(title), section(lead), context(esc(source))]
-    return Message(text=clip(f"{incident.code}: {esc(incident.drill)}: {esc(incident.message)}", MAX_FALLBACK_TEXT), blocks=fit(blocks))
+    return Message(
+        text=clip(f"{incident.code}: {esc(incident.drill)}: {esc(incident.message)}", MAX_FALLBACK_TEXT),
+        blocks=fit(blocks),
+    )
 
 
 def render_task_failure(
@@ -239,16 +279,31 @@ def render_task_failure(
     )
     if options.mention:
         lead = f"{options.mention} {lead}"
-    pairs = [("DAG", f"`{esc(dag_id)}`"), ("Task", f"`{esc(task_id or '(whole run)')}`"), ("Try", str(try_number or "n/a"))]
+    pairs = [
+        ("DAG", f"`{esc(dag_id)}`"),
+        ("Task", f"`{esc(task_id or '(whole run)')}`"),
+        ("Try", str(try_number or "n/a")),
+    ]
     if run_id:
         pairs.append(("Run", f"`{esc(run_id)}`"))
-    blocks = [header(f":warning: ERROR: {dag_id} {what} crashed"), section(lead), *fields(pairs), buttons([("Task log", log_url)])]
+    blocks = [
+        header(f":warning: ERROR: {dag_id} {what} crashed"),
+        section(lead),
+        *fields(pairs),
+        buttons([("Task log", log_url)]),
+    ]
     text = f"ERROR: {esc(dag_id)} {esc(what)} failed (try {try_number or 'n/a'}): {clip(esc(summary), 300)}"
     return Message(text=text, blocks=fit(blocks))
 
 
-STATUS_EMOJI = {"VERIFIED": ":white_check_mark:", "AT RISK": ":red_circle:", "EXCEPTIONS": ":large_orange_circle:",
-                "NOT RUN": ":warning:", "UNVERIFIABLE": ":rotating_light:", "NOT DUE": ":white_circle:"}
+STATUS_EMOJI = {
+    "VERIFIED": ":white_check_mark:",
+    "AT RISK": ":red_circle:",
+    "EXCEPTIONS": ":large_orange_circle:",
+    "NOT RUN": ":warning:",
+    "UNVERIFIABLE": ":rotating_light:",
+    "NOT DUE": ":white_circle:",
+}
 # problems first: they survive a cut to 50 blocks
 _STATUS_ORDER = {"AT RISK": 0, "EXCEPTIONS": 1, "NOT RUN": 2, "UNVERIFIABLE": 3, "NOT DUE": 4, "VERIFIED": 5}
 
@@ -279,9 +334,11 @@ def render_digest(card: Scorecard) -> Message:
     counts = {s: sum(1 for d in card.drills if d.status == s) for s in _STATUS_ORDER}
     ledger = card.ledger_summary if card.ledger_ok is not False else f"*{card.ledger_summary}*"
     unverifiable = f", {counts['UNVERIFIABLE']} unverifiable" if card.unverifiable else ""
-    summary = (f"*{len(card.drills)} drills*: {counts['VERIFIED']} verified, {counts['EXCEPTIONS']} with exceptions, "
-               f"{counts['AT RISK']} at risk, {counts['NOT RUN']} not run{unverifiable}.\n"
-               f"{':white_check_mark:' if card.ledger_ok else ':rotating_light:'} {esc(ledger)}")
+    summary = (
+        f"*{len(card.drills)} drills*: {counts['VERIFIED']} verified, {counts['EXCEPTIONS']} with exceptions, "
+        f"{counts['AT RISK']} at risk, {counts['NOT RUN']} not run{unverifiable}.\n"
+        f"{':white_check_mark:' if card.ledger_ok else ':rotating_light:'} {esc(ledger)}"
+    )
     if card.unverifiable:
         summary += f"\n*Nothing in this scorecard is VERIFIED: {esc(card.unverifiable)}.* Run `drillbook evidence verify`."
 
@@ -291,17 +348,22 @@ def render_digest(card: Scorecard) -> Message:
     control_lines = [
         f"{STATUS_EMOJI[c.status]} *{esc(c.control)}*: {esc(shown(c.status))} · {c.runs}/{c.expected} runs, {c.passes} passed"
         f"{_exceptions(c.missed, c.failed)} · "
-        f"{esc(', '.join(c.drills))}" for c in sorted(card.controls, key=lambda c: _STATUS_ORDER[c.status])
+        f"{esc(', '.join(c.drills))}"
+        for c in sorted(card.controls, key=lambda c: _STATUS_ORDER[c.status])
     ]
     drill_lines = []
     for d in sorted(card.drills, key=lambda d: _STATUS_ORDER[d.status]):
         rate = f"{d.pass_rate:.0%}" if d.pass_rate is not None else "n/a"
-        parts = [f"{STATUS_EMOJI[d.status]} *{esc(d.drill)}* ({esc(d.kind)}): {esc(shown(d.status))} · {d.runs}/{d.expected} runs"
-                 f"{_exceptions(d.missed, d.failed)} · pass rate {rate}"]
+        parts = [
+            f"{STATUS_EMOJI[d.status]} *{esc(d.drill)}* ({esc(d.kind)}): {esc(shown(d.status))} · {d.runs}/{d.expected} runs"
+            f"{_exceptions(d.missed, d.failed)} · pass rate {rate}"
+        ]
         for label, pair, objective in (("RTO", d.rto, d.rto_objective), ("RPO", d.rpo, d.rpo_objective)):
             if pair is not None:
                 against = f" vs {format_duration(objective)}" if objective is not None else ""
-                parts.append(f"{label} worst {format_duration(pair[0])} / median {format_duration(pair[1])}{against}")
+                parts.append(
+                    f"{label} worst {format_duration(pair[0])} / median {format_duration(pair[1])}{against}"
+                )
         if d.open_findings:
             parts.append("open: " + esc(", ".join(d.open_findings)))
         drill_lines.append(" · ".join(parts))
@@ -315,10 +377,21 @@ def render_digest(card: Scorecard) -> Message:
         blocks += [divider(), *_pack(control_lines, heading="*By control*")]
     if drill_lines:
         blocks += [divider(), *_pack(drill_lines, heading="*By drill*")]
-    blocks.append(context("Full history: `drillbook evidence list --since " + f"{card.start:%Y-%m-%d}`" + " · verify: `drillbook evidence verify`"))
-    text = (f"drillbook {card.title} {period}: {counts['VERIFIED']} verified, {counts['EXCEPTIONS']} with exceptions, "
-            f"{counts['AT RISK']} at risk, "
-            f"{counts['NOT RUN']} not run{unverifiable}; {esc(card.ledger_summary)}")
+    blocks.append(
+        context(
+            "Full history: `drillbook evidence list --since "
+            + f"{card.start:%Y-%m-%d}`"
+            + " · verify: `drillbook evidence verify`"
+        )
+    )
+    text = (
+        f"drillbook {card.title} {period}: {counts['VERIFIED']} verified, {counts['EXCEPTIONS']} with exceptions, "
+        f"{counts['AT RISK']} at risk, "
+        f"{counts['NOT RUN']} not run{unverifiable}; {esc(card.ledger_summary)}"
+    )
     if card.ledger_ok is False:
         text = f"LEDGER DOES NOT VERIFY — {text}"
-    return Message(text=clip(text, MAX_FALLBACK_TEXT), blocks=fit(blocks, overflow_note="run `drillbook evidence list` for the rest"))
+    return Message(
+        text=clip(text, MAX_FALLBACK_TEXT),
+        blocks=fit(blocks, overflow_note="run `drillbook evidence list` for the rest"),
+    )

@@ -61,8 +61,10 @@ class SlackConnection:
     channel: str | None = None  # a default channel named in the connection (alert paths may use it)
 
     def __repr__(self) -> str:  # a stray log of the object must not print the token
-        return (f"SlackConnection(base_url={self.base_url!r}, timeout={self.timeout}, "
-                f"max_retry_after={self.max_retry_after}, proxy={'set' if self.proxy else None})")
+        return (
+            f"SlackConnection(base_url={self.base_url!r}, timeout={self.timeout}, "
+            f"max_retry_after={self.max_retry_after}, proxy={'set' if self.proxy else None})"
+        )
 
     def web_client(self, *, retry_server_errors: bool = True, connection_retries: int | None = None) -> Any:
         """A slack_sdk WebClient with drillbook's bounded retry handlers (429 capped at ``max_retry_after``).
@@ -72,10 +74,18 @@ class SlackConnection:
         """
         from slack_sdk import WebClient
 
-        handlers = retry_handlers(max_retry_after=self.max_retry_after, server_errors=retry_server_errors,
-                                  connection_retries=MAX_RETRIES if connection_retries is None else connection_retries)
-        return WebClient(token=self.token, base_url=self.base_url, timeout=self.timeout, proxy=self.proxy,
-                         retry_handlers=handlers)
+        handlers = retry_handlers(
+            max_retry_after=self.max_retry_after,
+            server_errors=retry_server_errors,
+            connection_retries=MAX_RETRIES if connection_retries is None else connection_retries,
+        )
+        return WebClient(
+            token=self.token,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            proxy=self.proxy,
+            retry_handlers=handlers,
+        )
 
 
 def _extra(extra: Mapping[str, Any], key: str) -> Any:
@@ -94,17 +104,21 @@ def _number(conn_id: str, extra: Mapping[str, Any], key: str, default: float) ->
         number = -1.0
     if number <= 0:
         raise ConnectionNotConfigured(
-            f"Slack connection {conn_id!r}: extra {key!r} must be a positive number of seconds, got {value!r}")
+            f"Slack connection {conn_id!r}: extra {key!r} must be a positive number of seconds, got {value!r}"
+        )
     return number
 
 
-def parse_slack_connection(conn_id: str, *, password: str | None, extra: Mapping[str, Any] | None) -> SlackConnection:
+def parse_slack_connection(
+    conn_id: str, *, password: str | None, extra: Mapping[str, Any] | None
+) -> SlackConnection:
     """The one reading of a Slack connection's fields, for the CLI and for Airflow alike."""
     extra = dict(extra or {})
     token = password or _extra(extra, "token")
     if not token:
         raise ConnectionNotConfigured(
-            f"Slack connection {conn_id!r} has no password: put the Slack bot token (xoxb-...) in the connection's password")
+            f"Slack connection {conn_id!r} has no password: put the Slack bot token (xoxb-...) in the connection's password"
+        )
     register_secret(str(token))
     base_url = str(_extra(extra, "base_url") or DEFAULT_BASE_URL)
     if not base_url.endswith("/"):
@@ -116,9 +130,12 @@ def parse_slack_connection(conn_id: str, *, password: str | None, extra: Mapping
         register_secret(urlsplit(str(proxy)).password)  # a proxy URL may carry credentials
     channel = _extra(extra, "channel")
     return SlackConnection(
-        token=str(token), base_url=base_url, timeout=max(1, round(_number(conn_id, extra, "timeout", 10))),
+        token=str(token),
+        base_url=base_url,
+        timeout=max(1, round(_number(conn_id, extra, "timeout", 10))),
         max_retry_after=_number(conn_id, extra, "max_retry_after", MAX_RETRY_AFTER),
-        proxy=str(proxy) if proxy else None, channel=str(channel) if channel else None,
+        proxy=str(proxy) if proxy else None,
+        channel=str(channel) if channel else None,
     )
 
 
@@ -139,7 +156,9 @@ def env_var_of(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def connection_from_env(conn_id: str = "drillbook_slack", *, environ: Mapping[str, str] | None = None) -> SlackConnection | None:
+def connection_from_env(
+    conn_id: str = "drillbook_slack", *, environ: Mapping[str, str] | None = None
+) -> SlackConnection | None:
     """The Slack connection ``conn_id`` from ``DRILLBOOK_CONN_<ID>`` / ``AIRFLOW_CONN_<ID>``; None when neither is set."""
     from drillbook.resources.connections import connection_from_env as generic_from_env
 
@@ -157,7 +176,13 @@ class SlackSender:
 
     transport = "slack"
 
-    def __init__(self, *, client: Any = None, connection: SlackConnection | None = None, max_retry_after: float | None = None):
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        connection: SlackConnection | None = None,
+        max_retry_after: float | None = None,
+    ):
         if client is None and connection is None:
             raise ValueError("SlackSender needs a WebClient or a SlackConnection")
         self._given_client = client
@@ -167,7 +192,9 @@ class SlackSender:
         self.max_retry_after = float(max_retry_after)
         token = getattr(client, "token", None) if client is not None else connection.token  # type: ignore[union-attr]
         register_secret(token)
-        self._channel_ids: dict[str, str] = {}  # "#name" -> channel ID, learnt from answers (history wants the ID)
+        self._channel_ids: dict[
+            str, str
+        ] = {}  # "#name" -> channel ID, learnt from answers (history wants the ID)
 
     @cached_property
     def client(self) -> Any:
@@ -177,11 +204,15 @@ class SlackSender:
         if client is None:
             conn = self._connection
             assert conn is not None
-            client = WebClient(token=conn.token, base_url=conn.base_url, timeout=conn.timeout, proxy=conn.proxy)
+            client = WebClient(
+                token=conn.token, base_url=conn.base_url, timeout=conn.timeout, proxy=conn.proxy
+            )
         client.retry_handlers = retry_handlers(max_retry_after=self.max_retry_after)
         return client
 
-    def post(self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None) -> Delivery:
+    def post(
+        self, *, channel: str, message: Message, thread_ts: str | None = None, report_id: str | None = None
+    ) -> Delivery:
         """Post ``message`` (in the thread of ``thread_ts`` if given) after slack_sdk's retries.
 
         A top-level message carries ``report_id`` (one is made up when none is
@@ -209,31 +240,65 @@ class SlackSender:
             except AMBIGUOUS as exc:
                 what = f"{type(exc).__name__}: {exc}"
                 if thread_ts or report_id is None:
-                    raise NotificationFailed(redact(f"Slack did not answer chat.postMessage to {channel!r} ({what}); the thread "
-                                                    "reply may or may not have been stored, so it is not posted again")) from None
+                    raise NotificationFailed(
+                        redact(
+                            f"Slack did not answer chat.postMessage to {channel!r} ({what}); the thread "
+                            "reply may or may not have been stored, so it is not posted again"
+                        )
+                    ) from None
                 check = find_report(self, channel=channel, report_id=report_id, oldest=started)
                 if check.ts is not None:
-                    log.warning("Slack did not answer the post of report %s (%s) but stored it: found in %s's history, not posted again",
-                                report_id, redact(what), channel)
-                    return Delivery(transport="slack", channel=check.channel or channel, ts=check.ts, report_id=report_id,
-                                    how="found in history")
+                    log.warning(
+                        "Slack did not answer the post of report %s (%s) but stored it: found in %s's history, not posted again",
+                        report_id,
+                        redact(what),
+                        channel,
+                    )
+                    return Delivery(
+                        transport="slack",
+                        channel=check.channel or channel,
+                        ts=check.ts,
+                        report_id=report_id,
+                        how="found in history",
+                    )
                 if check.error is not None:
-                    raise NotificationFailed(redact(
-                        f"Slack did not answer chat.postMessage to {channel!r} ({what}) and its history could not be searched for "
-                        f"report {report_id} ({check.error}): not posted again, it could page twice; the next run checks the history "
-                        "and re-sends it if it is not there")) from None
-                log.warning("Slack did not answer the post of report %s (%s) and it is not in %s's history: posting again (%d/%d)",
-                            report_id, redact(what), channel, attempt, MAX_RETRIES + 1)
+                    raise NotificationFailed(
+                        redact(
+                            f"Slack did not answer chat.postMessage to {channel!r} ({what}) and its history could not be searched for "
+                            f"report {report_id} ({check.error}): not posted again, it could page twice; the next run checks the history "
+                            "and re-sends it if it is not there"
+                        )
+                    ) from None
+                log.warning(
+                    "Slack did not answer the post of report %s (%s) and it is not in %s's history: posting again (%d/%d)",
+                    report_id,
+                    redact(what),
+                    channel,
+                    attempt,
+                    MAX_RETRIES + 1,
+                )
             except (SlackClientError, OSError) as exc:
                 raise NotificationFailed(
-                    redact(f"Slack could not be reached for chat.postMessage to {channel!r} after retries: {type(exc).__name__}: {exc}")
+                    redact(
+                        f"Slack could not be reached for chat.postMessage to {channel!r} after retries: {type(exc).__name__}: {exc}"
+                    )
                 ) from None
         else:
-            raise NotificationFailed(redact(f"Slack did not answer chat.postMessage to {channel!r} in {MAX_RETRIES + 1} attempts and "
-                                            f"report {report_id} is not in its history; it is re-sent by the next run")) from None
+            raise NotificationFailed(
+                redact(
+                    f"Slack did not answer chat.postMessage to {channel!r} in {MAX_RETRIES + 1} attempts and "
+                    f"report {report_id} is not in its history; it is re-sent by the next run"
+                )
+            ) from None
         channel_id = str(response.get("channel") or channel)
         self._channel_ids[channel] = channel_id
-        return Delivery(transport="slack", channel=channel_id, ts=str(response.get("ts")), thread_ts=thread_ts, report_id=report_id)
+        return Delivery(
+            transport="slack",
+            channel=channel_id,
+            ts=str(response.get("ts")),
+            thread_ts=thread_ts,
+            report_id=report_id,
+        )
 
     def _refusal(self, exc: Any, channel: str) -> str:
         """The redacted message of a SlackApiError from chat.postMessage (429 beyond the cap or retries, or a refusal)."""
@@ -241,8 +306,10 @@ class SlackSender:
         error = exc.response.get("error") if exc.response is not None else None
         if status == 429:
             return redact(self._rate_limited(channel, exc))
-        return redact(f"Slack refused chat.postMessage to {channel!r}: HTTP {status}, error {error!r}; check the token, "
-                      f"the channel name and that the bot is a member of the channel")
+        return redact(
+            f"Slack refused chat.postMessage to {channel!r}: HTTP {status}, error {error!r}; check the token, "
+            f"the channel name and that the bot is a member of the channel"
+        )
 
     def _rate_limited(self, channel: str, exc: Any) -> str:
         wait = retry_after_of(getattr(exc.response, "headers", None) or {})
@@ -254,8 +321,10 @@ def rate_limit_message(channel: str, *, retry_after: float | None, max_retry_aft
     head = f"Slack rate-limited chat.postMessage to {channel!r}: HTTP 429"
     tail = "; it is retried by the task's retry or the next run"
     if retry_after is not None and retry_after > max_retry_after:
-        return (f"{head} with Retry-After {retry_after:g} s, more than drillbook waits (max_retry_after "
-                f"{max_retry_after:g} s); the post failed fast instead of sleeping{tail}")
+        return (
+            f"{head} with Retry-After {retry_after:g} s, more than drillbook waits (max_retry_after "
+            f"{max_retry_after:g} s); the post failed fast instead of sleeping{tail}"
+        )
     after = f" (last Retry-After {retry_after:g} s)" if retry_after is not None else " (no Retry-After given)"
     return f"{head} still, after {MAX_RETRIES} retries that waited as asked{after}{tail}"
 
@@ -273,7 +342,9 @@ def retry_after_of(headers: Any) -> float | None:
     return None
 
 
-def capped_rate_limit_handler(*, max_retry_count: int = MAX_RETRIES, max_retry_after: float = MAX_RETRY_AFTER) -> Any:
+def capped_rate_limit_handler(
+    *, max_retry_count: int = MAX_RETRIES, max_retry_after: float = MAX_RETRY_AFTER
+) -> Any:
     """slack_sdk's RateLimitErrorRetryHandler that refuses to wait longer than ``max_retry_after``.
 
     slack_sdk sleeps for whatever Retry-After says; a Retry-After of 3600 would
@@ -289,15 +360,23 @@ def capped_rate_limit_handler(*, max_retry_count: int = MAX_RETRIES, max_retry_a
                 return False
             wait = retry_after_of(response.headers or {})
             if wait is not None and wait > max_retry_after:
-                log.warning("Slack asked to retry after %s s, more than max_retry_after %s s: failing fast", wait, max_retry_after)
+                log.warning(
+                    "Slack asked to retry after %s s, more than max_retry_after %s s: failing fast",
+                    wait,
+                    max_retry_after,
+                )
                 return False
             return True
 
     return CappedRateLimitErrorRetryHandler(max_retry_count=max_retry_count)
 
 
-def retry_handlers(*, max_retry_after: float = MAX_RETRY_AFTER, server_errors: bool = True,
-                   connection_retries: int = MAX_RETRIES) -> list[Any]:
+def retry_handlers(
+    *,
+    max_retry_after: float = MAX_RETRY_AFTER,
+    server_errors: bool = True,
+    connection_retries: int = MAX_RETRIES,
+) -> list[Any]:
     """Rate limits (honour Retry-After up to ``max_retry_after``), server errors and connection errors, each retried a bounded number of times."""
     from urllib.error import URLError
 

@@ -77,15 +77,37 @@ def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: st
     return count_occurrences(schedule, start=start, end=end, timezone=timezone)
 
 
-def _missed(catalogue: Catalogue, drill: str, run_times: list[datetime], *, start: datetime, end: datetime) -> int:
+def _missed(
+    catalogue: Catalogue, drill: str, run_times: list[datetime], *, start: datetime, end: datetime
+) -> int:
     """Expected occurrences of ``drill`` in [start, end) with no run in their window (the population's rule)."""
     from drillbook.evidence.population import MISSED, Run, match, series_of
 
     series = next(s for s in series_of(catalogue) if s.drill == drill and s.kind != "negative")
-    runs = [Run(drill=drill, kind=series.kind, dag_id="", run_id="", first_at=t, last_at=t, verdict="PASS", rows=1,
-                first_seq=0, last_seq=0) for t in sorted(run_times)]
-    occurrences = match(series, runs, start=start, end=end, as_of=end, grace=catalogue.defaults.watchdog.grace,
-                        timezone=catalogue.defaults.timezone)
+    runs = [
+        Run(
+            drill=drill,
+            kind=series.kind,
+            dag_id="",
+            run_id="",
+            first_at=t,
+            last_at=t,
+            verdict="PASS",
+            rows=1,
+            first_seq=0,
+            last_seq=0,
+        )
+        for t in sorted(run_times)
+    ]
+    occurrences = match(
+        series,
+        runs,
+        start=start,
+        end=end,
+        as_of=end,
+        grace=catalogue.defaults.watchdog.grace,
+        timezone=catalogue.defaults.timezone,
+    )
     return sum(1 for occ in occurrences if occ.outcome == MISSED)
 
 
@@ -123,13 +145,18 @@ class DrillAggregate:
     run_starts: list[datetime] | None = field(default=None, compare=False)
 
 
-def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str], start: datetime,
-                      end: datetime) -> dict[str, DrillAggregate]:
+def aggregate_records(
+    records: Iterable[LedgerRecord], *, drills: Iterable[str], start: datetime, end: datetime
+) -> dict[str, DrillAggregate]:
     """The per-drill aggregate from records in hand (tests, small inputs); ``aggregate_sql`` is the same in SQL."""
     names = set(drills)
     runs: dict[str, dict[tuple[str, str], list[LedgerRecord]]] = {}
     for record in records:
-        if record.record_type != "drill" or record.drill not in names or not (start <= record.recorded_at < end):
+        if (
+            record.record_type != "drill"
+            or record.drill not in names
+            or not (start <= record.recorded_at < end)
+        ):
             continue
         runs.setdefault(record.drill, {}).setdefault((record.dag_id, record.run_id), []).append(record)
     out: dict[str, DrillAggregate] = {}
@@ -141,10 +168,16 @@ def aggregate_records(records: Iterable[LedgerRecord], *, drills: Iterable[str],
         agg.failed = sum(1 for v in verdicts if v in ("FAIL", "ERROR"))
         agg.run_starts = [min(r.recorded_at for r in recs) for recs in ordered]
         newest = ordered[-1]
-        agg.open_findings = sorted({f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"})
+        agg.open_findings = sorted(
+            {f["code"] for r in newest for f in r.result.get("findings", []) if f.get("severity") != "info"}
+        )
         all_records = [r for recs in ordered for r in recs]
         for name_, attr in (("rto", "rto_seconds"), ("rpo", "rpo_seconds")):
-            values = [float(v) for r in all_records if (v := (r.result.get("measurements") or {}).get(attr)) is not None]
+            values = [
+                float(v)
+                for r in all_records
+                if (v := (r.result.get("measurements") or {}).get(attr)) is not None
+            ]
             objectives = [o for r in all_records if (o := _objective(r.result, name_)) is not None]
             setattr(agg, name_, _worst_median(values))
             setattr(agg, f"{name_}_objective", objectives[-1] if objectives else None)
@@ -216,7 +249,9 @@ FROM per_drill p JOIN measured m USING (drill)
 _RANK_VERDICT = {rank: verdict for verdict, rank in _VERDICT_RANK.items()}
 
 
-def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: datetime) -> dict[str, DrillAggregate]:
+def aggregate_sql(
+    conn: Any, *, drills: Iterable[str], start: datetime, end: datetime
+) -> dict[str, DrillAggregate]:
     """``aggregate_records`` computed by PostgreSQL: one row per drill, memory flat in the period's size."""
     from psycopg.rows import tuple_row
 
@@ -224,19 +259,48 @@ def aggregate_sql(conn: Any, *, drills: Iterable[str], start: datetime, end: dat
 
     out: dict[str, DrillAggregate] = {}
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(_AGGREGATE_SQL.format(table=TABLE), {"start": start, "end": end, "drills": sorted(set(drills))})
-        for (drill, runs, passes, failed, rank, rto_w, rto_m, rto_o, rpo_w, rpo_m, rpo_o, codes) in cur.fetchall():
+        cur.execute(
+            _AGGREGATE_SQL.format(table=TABLE), {"start": start, "end": end, "drills": sorted(set(drills))}
+        )
+        for (
+            drill,
+            runs,
+            passes,
+            failed,
+            rank,
+            rto_w,
+            rto_m,
+            rto_o,
+            rpo_w,
+            rpo_m,
+            rpo_o,
+            codes,
+        ) in cur.fetchall():
             out[drill] = DrillAggregate(
-                runs=int(runs), passes=int(passes), failed=int(failed), newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                runs=int(runs),
+                passes=int(passes),
+                failed=int(failed),
+                newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
                 open_findings=sorted(codes or []),
-                rto=(float(rto_w), float(rto_m)) if rto_w is not None else None, rto_objective=rto_o,
-                rpo=(float(rpo_w), float(rpo_m)) if rpo_w is not None else None, rpo_objective=rpo_o)
+                rto=(float(rto_w), float(rto_m)) if rto_w is not None else None,
+                rto_objective=rto_o,
+                rpo=(float(rpo_w), float(rpo_m)) if rpo_w is not None else None,
+                rpo_objective=rpo_o,
+            )
     return out
 
 
-def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, start: datetime, end: datetime,
-                    verify: VerifyReport | None, title: str = "scorecard",
-                    aggregates: dict[str, DrillAggregate] | None = None, missed: dict[str, int] | None = None) -> Scorecard:
+def build_scorecard(
+    catalogue: Catalogue,
+    records: Iterable[LedgerRecord],
+    *,
+    start: datetime,
+    end: datetime,
+    verify: VerifyReport | None,
+    title: str = "scorecard",
+    aggregates: dict[str, DrillAggregate] | None = None,
+    missed: dict[str, int] | None = None,
+) -> Scorecard:
     """Score every enabled drill and control from the 'drill' records of [start, end).
 
     ``aggregates`` (from ``aggregate_sql``) replaces ``records``: the digest passes them, tests pass records.
@@ -244,9 +308,15 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
     ``aggregates``; with records in hand it is counted from them.
     """
     drills = [d for d in catalogue.drills if d.enabled]
-    scores = {d.name: DrillScore(drill=d.name, kind=d.kind, controls=list(d.controls),
-                                 expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone))
-              for d in drills}
+    scores = {
+        d.name: DrillScore(
+            drill=d.name,
+            kind=d.kind,
+            controls=list(d.controls),
+            expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone),
+        )
+        for d in drills
+    }
     if aggregates is None:
         aggregates = aggregate_records(records, drills=scores, start=start, end=end)
     for name, agg in aggregates.items():
@@ -255,16 +325,31 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
         score = scores[name]
         score.runs, score.passes, score.newest_verdict = agg.runs, agg.passes, agg.newest_verdict
         score.open_findings = list(agg.open_findings)
-        score.rto, score.rto_objective, score.rpo, score.rpo_objective = agg.rto, agg.rto_objective, agg.rpo, agg.rpo_objective
+        score.rto, score.rto_objective, score.rpo, score.rpo_objective = (
+            agg.rto,
+            agg.rto_objective,
+            agg.rpo,
+            agg.rpo_objective,
+        )
         score.failed = agg.failed
     if verify is None:
         ledger_ok, summary, unverifiable = None, "ledger not verified", "ledger not verified"
     elif verify.ok:
-        how = (f"{verify.checked} records after the signed checkpoint seq {verify.since_seq} (incremental)"
-               if verify.since_seq is not None else f"{verify.checked} records")
-        ledger_ok, summary, unverifiable = True, f"ledger verified: {how}, chain intact (head {(verify.head_hash or '')[:12]})", None
+        how = (
+            f"{verify.checked} records after the signed checkpoint seq {verify.since_seq} (incremental)"
+            if verify.since_seq is not None
+            else f"{verify.checked} records"
+        )
+        ledger_ok, summary, unverifiable = (
+            True,
+            f"ledger verified: {how}, chain intact (head {(verify.head_hash or '')[:12]})",
+            None,
+        )
     else:
-        ledger_ok, summary = False, f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}"
+        ledger_ok, summary = (
+            False,
+            f"LEDGER DOES NOT VERIFY: record seq {verify.first_bad_seq} {verify.reason}: {verify.message}",
+        )
         unverifiable = f"ledger chain broken at seq {verify.first_bad_seq}"
     for score in scores.values():
         score.unverifiable = unverifiable
@@ -277,25 +362,54 @@ def build_scorecard(catalogue: Catalogue, records: Iterable[LedgerRecord], *, st
     for control in sorted({c for d in drills for c in d.controls}):
         members = [scores[d.name] for d in drills if control in d.controls]
         latest = [m.newest_verdict for m in members if m.newest_verdict]
-        numbers = {"expected": sum(m.expected for m in members), "runs": sum(m.runs for m in members),
-                   "missed": sum(m.missed for m in members), "failed": sum(m.failed for m in members)}
-        status = status_of(**numbers, newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
-                           unverifiable=unverifiable)
-        controls.append(ControlScore(control=control, drills=[m.drill for m in members], passes=sum(m.passes for m in members),
-                                     status=status, **numbers))
-    return Scorecard(title=title, start=start, end=end, drills=list(scores.values()), controls=controls,
-                     ledger_ok=ledger_ok, ledger_summary=summary, unverifiable=unverifiable)
+        numbers = {
+            "expected": sum(m.expected for m in members),
+            "runs": sum(m.runs for m in members),
+            "missed": sum(m.missed for m in members),
+            "failed": sum(m.failed for m in members),
+        }
+        status = status_of(
+            **numbers,
+            newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
+            unverifiable=unverifiable,
+        )
+        controls.append(
+            ControlScore(
+                control=control,
+                drills=[m.drill for m in members],
+                passes=sum(m.passes for m in members),
+                status=status,
+                **numbers,
+            )
+        )
+    return Scorecard(
+        title=title,
+        start=start,
+        end=end,
+        drills=list(scores.values()),
+        controls=controls,
+        ledger_ok=ledger_ok,
+        ledger_summary=summary,
+        unverifiable=unverifiable,
+    )
 
 
 def digest_row(scorecard: Scorecard, *, name: str) -> Any:
     """The 'digest' ledger row: the scorecard as sent, so the review itself is evidence."""
     from drillbook.drills.base import ResultBuilder
 
-    builder = ResultBuilder(kind="digest", drill=name, target="ledger", controls=[c.control for c in scorecard.controls])
+    builder = ResultBuilder(
+        kind="digest", drill=name, target="ledger", controls=[c.control for c in scorecard.controls]
+    )
     builder.checked(len(scorecard.drills))
     builder.details["scorecard"] = {
-        "start": scorecard.start.isoformat(), "end": scorecard.end.isoformat(), "ledger": scorecard.ledger_summary,
-        "drills": {d.drill: {"expected": d.expected, "runs": d.runs, "passes": d.passes, "status": d.status} for d in scorecard.drills},
+        "start": scorecard.start.isoformat(),
+        "end": scorecard.end.isoformat(),
+        "ledger": scorecard.ledger_summary,
+        "drills": {
+            d.drill: {"expected": d.expected, "runs": d.runs, "passes": d.passes, "status": d.status}
+            for d in scorecard.drills
+        },
         "controls": {c.control: c.status for c in scorecard.controls},
     }
     return builder.finish()
@@ -321,13 +435,27 @@ def head_text(ledger: Ledger, cp: Checkpoint, previous: Checkpoint | None) -> st
     now_hash = record.hash if record is not None else None
     if previous.seq == 0 or now_hash == previous.hash:
         return text + f" · previous digest head seq={previous.seq} {previous.hash[:12]}… still in the chain"
-    state = "missing (rows cut from the end)" if record is None else f"now {now_hash[:12] if now_hash else '?'}… (rewritten)"
-    return text + (f" · PREVIOUS DIGEST HEAD seq={previous.seq} {previous.hash} IS NOT IN THE CHAIN: record "
-                   f"{previous.seq} is {state}")
+    state = (
+        "missing (rows cut from the end)"
+        if record is None
+        else f"now {now_hash[:12] if now_hash else '?'}… (rewritten)"
+    )
+    return text + (
+        f" · PREVIOUS DIGEST HEAD seq={previous.seq} {previous.hash} IS NOT IN THE CHAIN: record "
+        f"{previous.seq} is {state}"
+    )
 
 
-def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext, schedule: str,
-               checkpoints: CheckpointSettings, now: datetime | None = None) -> Scorecard:
+def run_digest(
+    catalogue: Catalogue,
+    *,
+    ledger: Ledger,
+    notifier: Notifier,
+    ctx: RunContext,
+    schedule: str,
+    checkpoints: CheckpointSettings,
+    now: datetime | None = None,
+) -> Scorecard:
     """Build the scorecard of the period ending ``now``, record it, then post it to the digest channel.
 
     ``checkpoints``: the entry point's ``CheckpointSettings.from_settings(settings)`` (signing key, trusted key).
@@ -344,20 +472,33 @@ def run_digest(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx:
     previous = _previous_digest_head(ledger, settings)  # the head the last digest posted
     # Aggregated by the database (never the period's records in Python); the chain walked from the newest
     # trusted signed checkpoint, or in full by the digests that run `evidence verify --full` (FULL_VERIFY).
-    aggregates = aggregate_sql(ledger.connection, drills=[d.name for d in catalogue.drills if d.enabled],
-                               start=start, end=end)
+    aggregates = aggregate_sql(
+        ledger.connection, drills=[d.name for d in catalogue.drills if d.enabled], start=start, end=end
+    )
     verify = ledger.verify(checkpoints=settings, full=full_verify(schedule))
     from drillbook.evidence.population import missed_by_drill
 
-    missed = missed_by_drill(ledger.connection, catalogue, start=start, end=end, as_of=now)  # streamed, one row per run
-    scorecard = build_scorecard(catalogue, (), start=start, end=end, verify=verify, title=f"{name} scorecard",
-                                aggregates=aggregates, missed=missed)
+    missed = missed_by_drill(
+        ledger.connection, catalogue, start=start, end=end, as_of=now
+    )  # streamed, one row per run
+    scorecard = build_scorecard(
+        catalogue,
+        (),
+        start=start,
+        end=end,
+        verify=verify,
+        title=f"{name} scorecard",
+        aggregates=aggregates,
+        missed=missed,
+    )
     row = digest_row(scorecard, name=name)
     if not settings.private_key:
         row.findings.append(finding("CHECKPOINT_UNSIGNED", subject="ledger"))
     ledger.record_event("digest", row, ctx)  # evidence first
     # Then sign the head (which now includes the digest row) and publish the full hash outside the database.
-    scorecard.ledger_summary += head_text(ledger, ledger.checkpoint(source=f"digest:{name}", settings=settings), previous)
+    scorecard.ledger_summary += head_text(
+        ledger, ledger.checkpoint(source=f"digest:{name}", settings=settings), previous
+    )
     if previous is not None and "NOT IN THE CHAIN" in scorecard.ledger_summary:
         scorecard.ledger_ok = False
     try:

@@ -44,8 +44,14 @@ class DrillScore:
     def status(self) -> str:
         from drillbook.evidence.controls import status_of
 
-        return status_of(expected=self.expected, runs=self.runs, missed=self.missed, failed=self.failed,
-                         newest_verdict=self.newest_verdict, unverifiable=self.unverifiable)
+        return status_of(
+            expected=self.expected,
+            runs=self.runs,
+            missed=self.missed,
+            failed=self.failed,
+            newest_verdict=self.newest_verdict,
+            unverifiable=self.unverifiable,
+        )
 
 
 @dataclass

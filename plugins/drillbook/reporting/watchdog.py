@@ -63,9 +63,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HISTORY_DEPTH = 200  # newest rows read per drill: enough runs to see an ERROR streak, bounded on a busy ledger
-PASS_WINDOW_MARGIN = timedelta(days=1)  # read a little before max_unverified so a run at the edge is read whole
-_VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}  # as drillbook.reporting.digest: the worst row is the run's verdict
+HISTORY_DEPTH = (
+    200  # newest rows read per drill: enough runs to see an ERROR streak, bounded on a busy ledger
+)
+PASS_WINDOW_MARGIN = timedelta(
+    days=1
+)  # read a little before max_unverified so a run at the edge is read whole
+_VERDICT_RANK = {
+    "PASS": 0,
+    "SKIPPED": 1,
+    "FAIL": 2,
+    "ERROR": 3,
+}  # as drillbook.reporting.digest: the worst row is the run's verdict
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,9 @@ def newest_passing_run(records: Iterable[Any]) -> datetime | None:
     return next((run.at for run in runs_of(records) if run.verdict == "PASS"), None)
 
 
-def history_from_records(newest_first: Iterable[Any], *, last_pass_at: datetime | None, first_at: datetime | None) -> DrillHistory:
+def history_from_records(
+    newest_first: Iterable[Any], *, last_pass_at: datetime | None, first_at: datetime | None
+) -> DrillHistory:
     """Summarise 'drill' records (anything with ``recorded_at``, ``verdict``, ``dag_id``, ``run_id``) per run.
 
     ``last_pass_at`` is the newest passing RUN known from outside ``newest_first``
@@ -145,7 +156,9 @@ def history_from_records(newest_first: Iterable[Any], *, last_pass_at: datetime 
     passed = next((run.at for run in runs if run.verdict == "PASS"), None)
     if passed is None or (last_pass_at is not None and last_pass_at > passed):
         passed = last_pass_at
-    return DrillHistory(newest_at=newest_at, last_pass_at=passed, first_at=first_at or newest_at, error_streak=streak)
+    return DrillHistory(
+        newest_at=newest_at, last_pass_at=passed, first_at=first_at or newest_at, error_streak=streak
+    )
 
 
 def due_since(schedule: str, *, now: datetime, grace: float, timezone: str = "UTC") -> datetime:
@@ -163,54 +176,93 @@ def in_first_interval(schedule: str, first_seen: datetime | None, *, now: dateti
     return (now - first_seen).total_seconds() < schedule_interval_seconds(schedule, now=first_seen) + grace
 
 
-def assess_drill(drill: Any, history: DrillHistory, *, now: datetime, grace: float, max_unverified: float,
-                 timezone: str = "UTC") -> list[Incident]:
+def assess_drill(
+    drill: Any,
+    history: DrillHistory,
+    *,
+    now: datetime,
+    grace: float,
+    max_unverified: float,
+    timezone: str = "UTC",
+) -> list[Incident]:
     """The open incidents of one drill at ``now``."""
     found: list[Incident] = []
     controls = tuple(drill.controls)
 
     def add(code: str, message: str) -> None:
-        found.append(Incident(code=code, drill=drill.name, kind=drill.kind, message=message, controls=controls))
+        found.append(
+            Incident(code=code, drill=drill.name, kind=drill.kind, message=message, controls=controls)
+        )
 
     due = due_since(drill.schedule, now=now, grace=grace, timezone=timezone)
     if history.newest_at is None:
         if not in_first_interval(drill.schedule, history.first_seen, now=now, grace=grace):
-            add("DRILL_MISSED", f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) has no result in the ledger "
-                                f"although a run was due at {due:%Y-%m-%d %H:%M} UTC (grace {format_duration(grace)}; "
-                                f"first seen {history.first_seen:%Y-%m-%d %H:%M} UTC)")
+            add(
+                "DRILL_MISSED",
+                f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) has no result in the ledger "
+                f"although a run was due at {due:%Y-%m-%d %H:%M} UTC (grace {format_duration(grace)}; "
+                f"first seen {history.first_seen:%Y-%m-%d %H:%M} UTC)",
+            )
     elif history.newest_at < due:
-        add("DRILL_MISSED", f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) was due at {due:%Y-%m-%d %H:%M} UTC; "
-                            f"its newest result is from {history.newest_at:%Y-%m-%d %H:%M} UTC "
-                            f"({format_duration((now - history.newest_at).total_seconds())} ago)")
+        add(
+            "DRILL_MISSED",
+            f"drill {drill.name!r} ({drill.kind}, schedule {drill.schedule!r}) was due at {due:%Y-%m-%d %H:%M} UTC; "
+            f"its newest result is from {history.newest_at:%Y-%m-%d %H:%M} UTC "
+            f"({format_duration((now - history.newest_at).total_seconds())} ago)",
+        )
     if history.error_streak is not None:
         oldest, newest = history.error_streak
         if (newest - oldest).total_seconds() >= grace:
-            add("DRILL_NEVER_VERIFIED", f"drill {drill.name!r} has produced only ERROR results since {oldest:%Y-%m-%d %H:%M} UTC "
-                                        f"({format_duration((now - oldest).total_seconds())}): it has not been able to verify anything")
+            add(
+                "DRILL_NEVER_VERIFIED",
+                f"drill {drill.name!r} has produced only ERROR results since {oldest:%Y-%m-%d %H:%M} UTC "
+                f"({format_duration((now - oldest).total_seconds())}): it has not been able to verify anything",
+            )
     if history.last_pass_at is not None:
         age = (now - history.last_pass_at).total_seconds()
         if age > max_unverified:
-            add("DRILL_STALE", f"the newest PASS of drill {drill.name!r} is {format_duration(age)} old "
-                               f"({history.last_pass_at:%Y-%m-%d %H:%M} UTC), more than max_unverified {format_duration(max_unverified)}")
+            add(
+                "DRILL_STALE",
+                f"the newest PASS of drill {drill.name!r} is {format_duration(age)} old "
+                f"({history.last_pass_at:%Y-%m-%d %H:%M} UTC), more than max_unverified {format_duration(max_unverified)}",
+            )
     elif history.first_at is not None and (now - history.first_at).total_seconds() > max_unverified:
-        add("DRILL_STALE", f"drill {drill.name!r} has had no run in which every check passed within max_unverified "
-                           f"{format_duration(max_unverified)} (its first result is from {history.first_at:%Y-%m-%d %H:%M} UTC)")
+        add(
+            "DRILL_STALE",
+            f"drill {drill.name!r} has had no run in which every check passed within max_unverified "
+            f"{format_duration(max_unverified)} (its first result is from {history.first_at:%Y-%m-%d %H:%M} UTC)",
+        )
     return found
 
 
-def assess(catalogue: Catalogue, histories: Mapping[str, DrillHistory], *, now: datetime) -> dict[str, list[Incident]]:
+def assess(
+    catalogue: Catalogue, histories: Mapping[str, DrillHistory], *, now: datetime
+) -> dict[str, list[Incident]]:
     """Open incidents of every enabled drill (a drill missing from ``histories`` has no results)."""
     d = catalogue.defaults
     return {
-        drill.name: assess_drill(drill, histories.get(drill.name, DrillHistory()), now=now, grace=d.watchdog.grace,
-                                 max_unverified=catalogue.max_unverified_of(drill), timezone=d.timezone)
+        drill.name: assess_drill(
+            drill,
+            histories.get(drill.name, DrillHistory()),
+            now=now,
+            grace=d.watchdog.grace,
+            max_unverified=catalogue.max_unverified_of(drill),
+            timezone=d.timezone,
+        )
         for drill in catalogue.drills
         if drill.enabled
     }
 
 
-def plan_drill(drill: str, incidents: list[Incident], previous: Mapping[str, Mapping[str, Any]], *, now: datetime,
-               renotify: float, delivers: bool = True) -> DrillPlan:
+def plan_drill(
+    drill: str,
+    incidents: list[Incident],
+    previous: Mapping[str, Mapping[str, Any]],
+    *,
+    now: datetime,
+    renotify: float,
+    delivers: bool = True,
+) -> DrillPlan:
     """Decide what to post: new incidents, reminders after ``renotify``, resolutions; and the state to keep.
 
     ``delivers``: the sender reaches people (Slack), so an incident that earlier
@@ -227,8 +279,15 @@ def plan_drill(drill: str, incidents: list[Incident], previous: Mapping[str, Map
             continue
         notified = before.get("notified_at")
         undelivered = bool(before.get("undelivered"))
-        due = notified is None or (now - datetime.fromisoformat(notified)).total_seconds() >= renotify or (delivers and undelivered)
-        plan.state[incident.code] = {"since": before.get("since", stamp), "notified_at": stamp if due else str(notified)}
+        due = (
+            notified is None
+            or (now - datetime.fromisoformat(notified)).total_seconds() >= renotify
+            or (delivers and undelivered)
+        )
+        plan.state[incident.code] = {
+            "since": before.get("since", stamp),
+            "notified_at": stamp if due else str(notified),
+        }
         if undelivered and not due:
             plan.state[incident.code]["undelivered"] = "true"  # still owed to on-call once Slack is there
         if due:
@@ -243,11 +302,22 @@ def state_row(drill: Any, plan: DrillPlan, incidents: list[Incident]) -> DrillRe
     """The 'watchdog' ledger row of one drill: its open incidents as findings, the state in details."""
     from drillbook.drills.base import ResultBuilder
 
-    builder = ResultBuilder(kind=drill.kind, drill=drill.name, target="watchdog", controls=list(drill.controls))
+    builder = ResultBuilder(
+        kind=drill.kind, drill=drill.name, target="watchdog", controls=list(drill.controls)
+    )
     builder.checked()  # the drill's history was read and assessed
     for incident in incidents:
-        builder.find(incident.code, incident.message, subject=drill.name, detail=dict(plan.state.get(incident.code, {})))
-    builder.details["watchdog"] = {"open": plan.state, "resolved": plan.resolved, "posted": [i.code for i in plan.post]}
+        builder.find(
+            incident.code,
+            incident.message,
+            subject=drill.name,
+            detail=dict(plan.state.get(incident.code, {})),
+        )
+    builder.details["watchdog"] = {
+        "open": plan.state,
+        "resolved": plan.resolved,
+        "posted": [i.code for i in plan.post],
+    }
     return builder.finish()
 
 
@@ -256,8 +326,12 @@ class WatchdogRun:
     incidents: dict[str, list[Incident]]
     plans: dict[str, DrillPlan]
     posted: int = 0  # messages delivered to people (outbox-only messages are not counted)
-    undelivered: dict[str, list[str]] = field(default_factory=dict)  # drill -> codes written to the outbox only
-    redelivery: Any = None  # drillbook.notify.redeliver.RedeliveryRun: drill reports and digests re-sent this run
+    undelivered: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # drill -> codes written to the outbox only
+    redelivery: Any = (
+        None  # drillbook.notify.redeliver.RedeliveryRun: drill reports and digests re-sent this run
+    )
 
 
 def read_history(ledger: Ledger, drill: Any, *, now: datetime, max_unverified: float) -> DrillHistory:
@@ -273,15 +347,23 @@ def read_history(ledger: Ledger, drill: Any, *, now: datetime, max_unverified: f
     """
     from drillbook.ledger.query import Filter
 
-    recent = ledger.query(drill=drill.name, kind=drill.kind, record_type="drill", newest_first=True, limit=HISTORY_DEPTH)
+    recent = ledger.query(
+        drill=drill.name, kind=drill.kind, record_type="drill", newest_first=True, limit=HISTORY_DEPTH
+    )
     window_start = now - timedelta(seconds=max_unverified) - PASS_WINDOW_MARGIN
-    in_window = ledger.iter_records(Filter.build(since=window_start, drill=drill.name, kind=drill.kind, record_type="drill"))
+    in_window = ledger.iter_records(
+        Filter.build(since=window_start, drill=drill.name, kind=drill.kind, record_type="drill")
+    )
     last_pass_at = newest_passing_run(in_window)
     if last_pass_at is None:
         last_row = ledger.last_pass(kind=drill.kind, drill=drill.name)
-        last_pass_at = last_row.recorded_at if last_row is not None and last_row.recorded_at < window_start else None
+        last_pass_at = (
+            last_row.recorded_at if last_row is not None and last_row.recorded_at < window_start else None
+        )
     first = ledger.query(drill=drill.name, kind=drill.kind, record_type="drill", limit=1)
-    history = history_from_records(recent, last_pass_at=last_pass_at, first_at=first[0].recorded_at if first else None)
+    history = history_from_records(
+        recent, last_pass_at=last_pass_at, first_at=first[0].recorded_at if first else None
+    )
     seen = ledger.query(drill=drill.name, kind=drill.kind, limit=1)
     return replace(history, first_seen=seen[0].recorded_at if seen else None)
 
@@ -294,16 +376,25 @@ def read_state(ledger: Ledger, drill: Any, *, ctx: RunContext) -> dict[str, dict
     row of that run naming this drill: its codes are ``undelivered`` (re-sent as
     soon as Slack delivers).
     """
-    rows = [r for r in ledger.query(drill=drill.name, kind=drill.kind, record_type="watchdog", newest_first=True, limit=5)
-            if r.run_id != ctx.run_id]  # a retry of this run re-decides against the state before it
+    rows = [
+        r
+        for r in ledger.query(
+            drill=drill.name, kind=drill.kind, record_type="watchdog", newest_first=True, limit=5
+        )
+        if r.run_id != ctx.run_id
+    ]  # a retry of this run re-decides against the state before it
     if not rows:
         return {}
     row = rows[0]
     watch = (row.result.get("details") or {}).get("watchdog", {})
     state = {code: dict(v) for code, v in (watch.get("open") or {}).items()}
-    notes = [n for n in ledger.query(record_type="notification", since=row.recorded_at)
-             if n.run_id == row.run_id and n.dag_id == row.dag_id
-             and "redelivery" not in (n.result.get("details") or {})]  # a drill report re-sent by that run is not an incident
+    notes = [
+        n
+        for n in ledger.query(record_type="notification", since=row.recorded_at)
+        if n.run_id == row.run_id
+        and n.dag_id == row.dag_id
+        and "redelivery" not in (n.result.get("details") or {})
+    ]  # a drill report re-sent by that run is not an incident
     if any(n.drill == drill.name and n.kind == drill.kind and "NOTIFY_FAILED" in n.codes for n in notes):
         for code in watch.get("posted", []):
             if code in state:
@@ -323,16 +414,27 @@ def undelivered_row(undelivered: dict[str, list[str]], *, where: str, transport:
     builder = ResultBuilder(kind="watchdog", drill="watchdog", target=transport)
     # no builder.checked(): nobody was confirmed told, so the row is ERROR, never a green PASS
     for name, codes in sorted(undelivered.items()):
-        builder.find("NOTIFY_NOT_CONFIGURED", f"watchdog incidents {', '.join(codes)} of drill {name!r} were written to {where}; "
-                                              "nobody was told (they are sent again once Slack is configured)",
-                     subject=name, detail={"transport": transport, "codes": ", ".join(codes)})
+        builder.find(
+            "NOTIFY_NOT_CONFIGURED",
+            f"watchdog incidents {', '.join(codes)} of drill {name!r} were written to {where}; "
+            "nobody was told (they are sent again once Slack is configured)",
+            subject=name,
+            detail={"transport": transport, "codes": ", ".join(codes)},
+        )
     builder.details["undelivered"] = {name: list(codes) for name, codes in sorted(undelivered.items())}
     builder.details["notification"] = {"delivered": False, "transport": transport}
     return builder.finish(nothing_checked=False)  # ERROR; the finding is the reason
 
 
-def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ctx: RunContext,
-                 now: datetime | None = None, seen_since: Mapping[str, datetime] | None = None) -> WatchdogRun:
+def run_watchdog(
+    catalogue: Catalogue,
+    *,
+    ledger: Ledger,
+    notifier: Notifier,
+    ctx: RunContext,
+    now: datetime | None = None,
+    seen_since: Mapping[str, datetime] | None = None,
+) -> WatchdogRun:
     """Re-send owed reports, assess every drill, write changed state to the ledger, then post; a failed post is recorded and raised.
 
     ``seen_since``: first appearances known from outside the ledger (drill name -> time);
@@ -344,9 +446,14 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
 
     now = now or datetime.now(UTC)
     replay_spool(ledger, before="watchdog")
-    redelivered = redeliver(ledger, notifier, ctx=ctx, now=now)  # records its own failures; Slack down shows below too
+    redelivered = redeliver(
+        ledger, notifier, ctx=ctx, now=now
+    )  # records its own failures; Slack down shows below too
     drills = [d for d in catalogue.drills if d.enabled]
-    histories = {d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d)) for d in drills}
+    histories = {
+        d.name: read_history(ledger, d, now=now, max_unverified=catalogue.max_unverified_of(d))
+        for d in drills
+    }
     for name, seen in (seen_since or {}).items():
         if name in histories:
             first = histories[name].first_seen
@@ -356,17 +463,31 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
     delivers = getattr(notifier.sender, "transport", "slack") != "outbox"
     undelivered: dict[str, list[str]] = {}
     for drill in drills:
-        plan = plan_drill(drill.name, incidents[drill.name], read_state(ledger, drill, ctx=ctx), now=now,
-                          renotify=catalogue.defaults.watchdog.renotify, delivers=delivers)
+        plan = plan_drill(
+            drill.name,
+            incidents[drill.name],
+            read_state(ledger, drill, ctx=ctx),
+            now=now,
+            renotify=catalogue.defaults.watchdog.renotify,
+            delivers=delivers,
+        )
         run.plans[drill.name] = plan
         if histories[drill.name].first_seen is None:
-            plan.changed = True  # its first appearance: one watchdog row, from which its first interval counts
+            plan.changed = (
+                True  # its first appearance: one watchdog row, from which its first interval counts
+            )
         if not plan.changed:
             continue
         row = state_row(drill, plan, incidents[drill.name])
         ledger.record_event("watchdog", row, ctx)  # evidence first
-        views = [IncidentView(code=i.code, drill=i.drill, kind=i.kind, message=i.message, hint=spec(i.code).hint) for i in plan.post]
-        views += [IncidentView(code=c, drill=drill.name, kind=drill.kind, message="", hint="", resolved=True) for c in plan.resolved]
+        views = [
+            IncidentView(code=i.code, drill=i.drill, kind=i.kind, message=i.message, hint=spec(i.code).hint)
+            for i in plan.post
+        ]
+        views += [
+            IncidentView(code=c, drill=drill.name, kind=drill.kind, message="", hint="", resolved=True)
+            for c in plan.resolved
+        ]
         for view in views:
             try:
                 delivery = notifier.notify_incident(view)
@@ -374,7 +495,9 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
                 # Stop here: the ledger keys one notification row per attempt, so the drills after this
                 # one keep their old state and are decided again by the retry or the next hourly run.
                 ledger.record_notify_failure(row, ctx, error=exc)
-                raise NotificationFailed(f"watchdog could not post {view.code} for {drill.name!r}: {exc}") from None
+                raise NotificationFailed(
+                    f"watchdog could not post {view.code} for {drill.name!r}: {exc}"
+                ) from None
             if not delivery.delivered:
                 if not view.resolved:  # a RESOLVED note is not owed later: the incident is gone
                     undelivered.setdefault(drill.name, []).append(view.code)
@@ -382,8 +505,15 @@ def run_watchdog(catalogue: Catalogue, *, ledger: Ledger, notifier: Notifier, ct
             run.posted += 1
     if undelivered:
         run.undelivered = undelivered
-        ledger.record_event("notification", undelivered_row(undelivered, where=str(getattr(notifier.sender, "path", "the outbox")),
-                                                            transport=getattr(notifier.sender, "transport", "outbox")), ctx)
+        ledger.record_event(
+            "notification",
+            undelivered_row(
+                undelivered,
+                where=str(getattr(notifier.sender, "path", "the outbox")),
+                transport=getattr(notifier.sender, "transport", "outbox"),
+            ),
+            ctx,
+        )
     for name, found in incidents.items():
         for incident in found:
             log.warning("watchdog: %s %s: %s", incident.code, name, incident.message)

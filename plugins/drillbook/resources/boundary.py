@@ -66,7 +66,9 @@ def _foreign_class(module: str, name: str) -> type[BaseException] | None:
     return found if isinstance(found, type) and issubclass(found, BaseException) else None
 
 
-def mapped(exc: BaseException, mapping: Mapping[tuple[str, str], type[DrillbookError]], *, what: str) -> DrillbookError | None:
+def mapped(
+    exc: BaseException, mapping: Mapping[tuple[str, str], type[DrillbookError]], *, what: str
+) -> DrillbookError | None:
     """The drillbook error ``exc`` maps to under ``mapping`` (message redacted), or None when it is not mapped."""
     if isinstance(exc, DrillbookError):
         return None

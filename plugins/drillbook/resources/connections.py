@@ -115,34 +115,44 @@ def connection_from_env(conn_id: str, *, environ: Mapping[str, str] | None = Non
 #: What a connection of each type looks like, for messages that say how to define one.
 _EXAMPLES: dict[str, str] = {
     "postgres": "a URI like 'postgresql://user:pass@host:5432/db'",
-    "http": "JSON like '{\"conn_type\": \"http\", \"host\": \"alerts.example.com\", \"schema\": \"https\", "
-            "\"extra\": {\"endpoint\": \"/hooks/drillbook\"}}' or a URI like 'https://alerts.example.com/hooks/drillbook'",
-    "slack": "JSON with \"conn_type\": \"slack\" and the bot token (xoxb-...) as its password",
-    "aws": "JSON like '{\"conn_type\": \"aws\", \"extra\": {\"region_name\": \"eu-west-1\"}}' "
-           "(or no connection at all: boto's default credentials)",
+    "http": 'JSON like \'{"conn_type": "http", "host": "alerts.example.com", "schema": "https", '
+    '"extra": {"endpoint": "/hooks/drillbook"}}\' or a URI like \'https://alerts.example.com/hooks/drillbook\'',
+    "slack": 'JSON with "conn_type": "slack" and the bot token (xoxb-...) as its password',
+    "aws": 'JSON like \'{"conn_type": "aws", "extra": {"region_name": "eu-west-1"}}\' '
+    "(or no connection at all: boto's default credentials)",
 }
 
 
 def connection_example(conn_type: str | None) -> str:
     """How to write a connection of ``conn_type`` (postgres, http/webhook, slack, aws) in a variable."""
     kind = (conn_type or "").lower()
-    kind = {"postgresql": "postgres", "webhook": "http", "https": "http", "alertmanager": "http",
-            "pagerduty": "http", "opsgenie": "http"}.get(kind, kind)
+    kind = {
+        "postgresql": "postgres",
+        "webhook": "http",
+        "https": "http",
+        "alertmanager": "http",
+        "pagerduty": "http",
+        "opsgenie": "http",
+    }.get(kind, kind)
     return _EXAMPLES.get(kind, "a connection URI or JSON of its type")
 
 
 def how_to_define(conn_id: str, conn_type: str | None = None) -> str:
     """The sentence telling someone how to define connection ``conn_id`` of ``conn_type``."""
     key = _env_key(conn_id)
-    return (f"set AIRFLOW_CONN_{key} (or DRILLBOOK_CONN_{key}) to {connection_example(conn_type)}, "
-            f"or define it in Airflow")
+    return (
+        f"set AIRFLOW_CONN_{key} (or DRILLBOOK_CONN_{key}) to {connection_example(conn_type)}, "
+        f"or define it in Airflow"
+    )
 
 
 def require_connection(conn_id: str, *, conn_type: str = "postgres") -> Connection:
     """Like ``connection_from_env`` but a missing connection is a clear error whose example fits its type."""
     conn = connection_from_env(conn_id)
     if conn is None:
-        raise ConnectionNotConfigured(f"connection {conn_id!r} is not defined: {how_to_define(conn_id, conn_type)}")
+        raise ConnectionNotConfigured(
+            f"connection {conn_id!r} is not defined: {how_to_define(conn_id, conn_type)}"
+        )
     return conn
 
 

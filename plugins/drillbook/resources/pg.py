@@ -23,8 +23,10 @@ def parse(dsn: str) -> dict[str, str]:
     except psycopg.ProgrammingError as exc:
         from drillbook.errors import ConfigurationError
 
-        raise ConfigurationError(f"malformed PostgreSQL DSN: {redact(str(exc).strip())} "
-                                 f"(a '%' in a URI password must be written '%25')") from None
+        raise ConfigurationError(
+            f"malformed PostgreSQL DSN: {redact(str(exc).strip())} "
+            f"(a '%' in a URI password must be written '%25')"
+        ) from None
     params = {k: str(v) for k, v in raw.items() if v is not None}
     register_secret(params.get("password"))
     return params
@@ -60,12 +62,28 @@ def tool_env(dsn: str) -> dict[str, str]:
     env = dict(os.environ)  # inherited PG* variables stay: psycopg's libpq honours them for the same DSN
     # every libpq keyword that changes which server is reached, or how: the tools must reach
     # exactly the server psycopg reaches with the same DSN
-    mapping = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
-               "password": "PGPASSWORD", "passfile": "PGPASSFILE", "dbname": "PGDATABASE", "service": "PGSERVICE",
-               "options": "PGOPTIONS", "application_name": "PGAPPNAME", "sslmode": "PGSSLMODE",
-               "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL",
-               "sslpassword": "PGSSLPASSWORD", "target_session_attrs": "PGTARGETSESSIONATTRS",
-               "gssencmode": "PGGSSENCMODE", "channel_binding": "PGCHANNELBINDING", "connect_timeout": "PGCONNECT_TIMEOUT"}
+    mapping = {
+        "host": "PGHOST",
+        "hostaddr": "PGHOSTADDR",
+        "port": "PGPORT",
+        "user": "PGUSER",
+        "password": "PGPASSWORD",
+        "passfile": "PGPASSFILE",
+        "dbname": "PGDATABASE",
+        "service": "PGSERVICE",
+        "options": "PGOPTIONS",
+        "application_name": "PGAPPNAME",
+        "sslmode": "PGSSLMODE",
+        "sslrootcert": "PGSSLROOTCERT",
+        "sslcert": "PGSSLCERT",
+        "sslkey": "PGSSLKEY",
+        "sslcrl": "PGSSLCRL",
+        "sslpassword": "PGSSLPASSWORD",
+        "target_session_attrs": "PGTARGETSESSIONATTRS",
+        "gssencmode": "PGGSSENCMODE",
+        "channel_binding": "PGCHANNELBINDING",
+        "connect_timeout": "PGCONNECT_TIMEOUT",
+    }
     for key, var in mapping.items():
         if key in params:
             env[var] = params[key]
@@ -93,11 +111,13 @@ def airflow_connection_json(dsn: str) -> str:
     import json
 
     p = parse(dsn)
-    return json.dumps({
-        "conn_type": "postgres",
-        "host": p.get("host"),
-        "port": int(p["port"]) if p.get("port") else None,
-        "login": p.get("user"),
-        "password": p.get("password") or None,
-        "schema": p.get("dbname"),
-    })
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": p.get("host"),
+            "port": int(p["port"]) if p.get("port") else None,
+            "login": p.get("user"),
+            "password": p.get("password") or None,
+            "schema": p.get("dbname"),
+        }
+    )

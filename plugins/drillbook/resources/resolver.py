@@ -70,14 +70,29 @@ class EnvConnections:
 
 
 #: the AWS connection extras honoured, with the Amazon provider's names and meaning (README, "Connections")
-AWS_EXTRAS = frozenset({
-    "region_name", "endpoint_url", "service_config", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "profile_name", "role_arn", "assume_role_method", "assume_role_kwargs",
-    "role_session_name", "config_kwargs", "verify",
-})
+AWS_EXTRAS = frozenset(
+    {
+        "region_name",
+        "endpoint_url",
+        "service_config",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "profile_name",
+        "role_arn",
+        "assume_role_method",
+        "assume_role_kwargs",
+        "role_session_name",
+        "config_kwargs",
+        "verify",
+    }
+)
 #: the botocore Config every client starts from; ``config_kwargs`` merge over it, the timeouts cannot be removed
-AWS_CONFIG_DEFAULTS: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30,
-                                       "retries": {"mode": "standard", "max_attempts": 3}}
+AWS_CONFIG_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 30,
+    "retries": {"mode": "standard", "max_attempts": 3},
+}
 DEFAULT_ROLE_SESSION_NAME = "drillbook"
 
 
@@ -109,11 +124,15 @@ class AwsClientFactory:
         return self.service_endpoints.get(service, self.endpoint_url)
 
     def client_kwargs(self, region: str | None = None, service: str | None = None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"region_name": region or self.region_name,
-                                  "endpoint_url": self.endpoint_for(service) if service else self.endpoint_url,
-                                  "verify": self.verify}
+        kwargs: dict[str, Any] = {
+            "region_name": region or self.region_name,
+            "endpoint_url": self.endpoint_for(service) if service else self.endpoint_url,
+            "verify": self.verify,
+        }
         if self.aws_access_key_id and self.aws_secret_access_key and not self.role_arn:
-            kwargs.update(aws_access_key_id=self.aws_access_key_id, aws_secret_access_key=self.aws_secret_access_key)
+            kwargs.update(
+                aws_access_key_id=self.aws_access_key_id, aws_secret_access_key=self.aws_secret_access_key
+            )
             if self.aws_session_token:
                 kwargs["aws_session_token"] = self.aws_session_token
         return {k: v for k, v in kwargs.items() if v is not None}
@@ -128,8 +147,9 @@ class AwsClientFactory:
         try:
             return Config(**options)
         except TypeError as exc:  # an option botocore does not know
-            raise ConfigurationError(f"AWS connection {self.conn_id!r}: extra 'config_kwargs' is not a botocore "
-                                     f"Config: {exc}") from None
+            raise ConfigurationError(
+                f"AWS connection {self.conn_id!r}: extra 'config_kwargs' is not a botocore Config: {exc}"
+            ) from None
 
     def session(self) -> Any:
         """The boto3 session: the connection's identity, or the role it assumes."""
@@ -139,9 +159,14 @@ class AwsClientFactory:
 
         base: dict[str, Any] = {"region_name": self.region_name, "profile_name": self.profile_name}
         if self.aws_access_key_id and self.aws_secret_access_key:
-            base.update(aws_access_key_id=self.aws_access_key_id, aws_secret_access_key=self.aws_secret_access_key,
-                        aws_session_token=self.aws_session_token)
-        what = f"AWS connection {self.conn_id!r}" + (f": profile {self.profile_name!r}" if self.profile_name else "")
+            base.update(
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+            )
+        what = f"AWS connection {self.conn_id!r}" + (
+            f": profile {self.profile_name!r}" if self.profile_name else ""
+        )
         with map_exceptions(AWS, what=what):
             # a session of our own: boto3's default session caches credentials process-wide
             own = boto3.session.Session(**{k: v for k, v in base.items() if v is not None})
@@ -157,28 +182,45 @@ class AwsClientFactory:
         from drillbook.resources.boundary import AWS, map_exceptions
 
         # the provider's rule: AssumeRole goes to service_config.sts.endpoint_url, never the global endpoint_url
-        sts = own.client("sts", config=self.botocore_config(), endpoint_url=self.service_endpoints.get("sts"),
-                         **({"verify": self.verify} if self.verify is not None else {}))
+        sts = own.client(
+            "sts",
+            config=self.botocore_config(),
+            endpoint_url=self.service_endpoints.get("sts"),
+            **({"verify": self.verify} if self.verify is not None else {}),
+        )
         role_arn, what = self.role_arn, f"AWS connection {self.conn_id!r}: assuming role {self.role_arn!r}"
 
         def fetch() -> dict[str, Any]:
             with map_exceptions(AWS, what=what):
-                answer = sts.assume_role(**{"RoleSessionName": self.role_session_name, **self.assume_role_kwargs,
-                                            "RoleArn": role_arn})
+                answer = sts.assume_role(
+                    **{
+                        "RoleSessionName": self.role_session_name,
+                        **self.assume_role_kwargs,
+                        "RoleArn": role_arn,
+                    }
+                )
             found = answer.get("Credentials") if isinstance(answer, dict) else None
-            if not isinstance(found, dict) or not all(found.get(k) for k in ("AccessKeyId", "SecretAccessKey",
-                                                                             "SessionToken", "Expiration")):
-                raise ResourceError(f"{what}: STS answered without AccessKeyId, SecretAccessKey, SessionToken "
-                                    f"and Expiration")
+            if not isinstance(found, dict) or not all(
+                found.get(k) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+            ):
+                raise ResourceError(
+                    f"{what}: STS answered without AccessKeyId, SecretAccessKey, SessionToken and Expiration"
+                )
             register_secret(found["SecretAccessKey"])
             register_secret(found["SessionToken"])
             expiration = found["Expiration"]
-            return {"access_key": found["AccessKeyId"], "secret_key": found["SecretAccessKey"],
-                    "token": found["SessionToken"],
-                    "expiry_time": expiration.isoformat() if hasattr(expiration, "isoformat") else str(expiration)}
+            return {
+                "access_key": found["AccessKeyId"],
+                "secret_key": found["SecretAccessKey"],
+                "token": found["SessionToken"],
+                "expiry_time": expiration.isoformat()
+                if hasattr(expiration, "isoformat")
+                else str(expiration),
+            }
 
         credentials = RefreshableCredentials.create_from_metadata(
-            metadata=fetch(), refresh_using=fetch, method="sts-assume-role")
+            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        )
 
         class _Assumed(CredentialProvider):  # type: ignore[misc]
             METHOD = "sts-assume-role"
@@ -210,8 +252,9 @@ def _aws_mapping(conn_id: str | None, extra: Mapping[str, Any], key: str) -> dic
         except ValueError:
             pass
     if not isinstance(value, dict):
-        raise ConfigurationError(f"AWS connection {conn_id!r}: extra {key!r} must be a JSON object, "
-                                 f"found {type(value).__name__}")
+        raise ConfigurationError(
+            f"AWS connection {conn_id!r}: extra {key!r} must be a JSON object, found {type(value).__name__}"
+        )
     return value
 
 
@@ -222,12 +265,16 @@ def _aws_config(conn_id: str | None, extra: Mapping[str, Any]) -> dict[str, Any]
     for key in ("connect_timeout", "read_timeout"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigurationError(f"AWS connection {conn_id!r}: extra config_kwargs.{key} must be a positive "
-                                     f"number of seconds (drillbook never runs without a timeout), found {value!r}")
+            raise ConfigurationError(
+                f"AWS connection {conn_id!r}: extra config_kwargs.{key} must be a positive "
+                f"number of seconds (drillbook never runs without a timeout), found {value!r}"
+            )
     retries = given.get("retries", {})
     if not isinstance(retries, dict):
-        raise ConfigurationError(f"AWS connection {conn_id!r}: extra config_kwargs.retries must be an object, "
-                                 f"found {type(retries).__name__}")
+        raise ConfigurationError(
+            f"AWS connection {conn_id!r}: extra config_kwargs.retries must be an object, "
+            f"found {type(retries).__name__}"
+        )
     merged["retries"] = {**AWS_CONFIG_DEFAULTS["retries"], **retries}
     return merged
 
@@ -239,8 +286,9 @@ def _aws_verify(conn_id: str | None, value: Any) -> bool | str | None:
         return value.strip().lower() == "true"
     if isinstance(value, str) and value:
         return value  # a CA bundle path
-    raise ConfigurationError(f"AWS connection {conn_id!r}: extra 'verify' must be true, false or a CA bundle path, "
-                             f"found {value!r}")
+    raise ConfigurationError(
+        f"AWS connection {conn_id!r}: extra 'verify' must be true, false or a CA bundle path, found {value!r}"
+    )
 
 
 def aws_factory_of(conn: Connection | None, conn_id: str | None) -> AwsClientFactory:
@@ -250,8 +298,12 @@ def aws_factory_of(conn: Connection | None, conn_id: str | None) -> AwsClientFac
     extra = conn.extra or {}
     unknown = sorted(set(extra) - AWS_EXTRAS)
     if unknown:
-        log.warning("AWS connection %r: extras %s are not honoured by drillbook and are ignored (honoured: %s)",
-                    conn_id, ", ".join(unknown), ", ".join(sorted(AWS_EXTRAS)))
+        log.warning(
+            "AWS connection %r: extras %s are not honoured by drillbook and are ignored (honoured: %s)",
+            conn_id,
+            ", ".join(unknown),
+            ", ".join(sorted(AWS_EXTRAS)),
+        )
     secret = conn.password or extra.get("aws_secret_access_key")
     token = extra.get("aws_session_token")
     register_secret(secret)
@@ -259,13 +311,19 @@ def aws_factory_of(conn: Connection | None, conn_id: str | None) -> AwsClientFac
     role_arn = extra.get("role_arn") or None
     method = extra.get("assume_role_method") or "assume_role"
     if role_arn and method != "assume_role":
-        raise ConfigurationError(f"AWS connection {conn_id!r}: extra assume_role_method {method!r} is not supported "
-                                 f"by drillbook (only 'assume_role'); the role {role_arn!r} would not be assumed")
+        raise ConfigurationError(
+            f"AWS connection {conn_id!r}: extra assume_role_method {method!r} is not supported "
+            f"by drillbook (only 'assume_role'); the role {role_arn!r} would not be assumed"
+        )
     assume_kwargs = _aws_mapping(conn_id, extra, "assume_role_kwargs") if role_arn else {}
     for value in assume_kwargs.values():
         if isinstance(value, str):
             register_secret(value)  # ExternalId is a shared secret
-    session_name = assume_kwargs.pop("RoleSessionName", None) or extra.get("role_session_name") or DEFAULT_ROLE_SESSION_NAME
+    session_name = (
+        assume_kwargs.pop("RoleSessionName", None)
+        or extra.get("role_session_name")
+        or DEFAULT_ROLE_SESSION_NAME
+    )
     services = _aws_mapping(conn_id, extra, "service_config")
     return AwsClientFactory(
         conn_id=conn_id,
@@ -280,8 +338,11 @@ def aws_factory_of(conn: Connection | None, conn_id: str | None) -> AwsClientFac
         assume_role_kwargs=assume_kwargs,
         config_kwargs=_aws_config(conn_id, extra),
         verify=_aws_verify(conn_id, extra.get("verify")),
-        service_endpoints={name: str(cfg["endpoint_url"]) for name, cfg in services.items()
-                           if isinstance(cfg, dict) and cfg.get("endpoint_url")},
+        service_endpoints={
+            name: str(cfg["endpoint_url"])
+            for name, cfg in services.items()
+            if isinstance(cfg, dict) and cfg.get("endpoint_url")
+        },
     )
 
 
@@ -301,8 +362,10 @@ class Resolver:
     def _settings(self, what: str) -> Settings:
         """The entry point's settings; a resolver built without them cannot place ``what`` (never a silent default)."""
         if self.settings is None:
-            raise ConfigurationError(f"{what} is placed by the settings, but this resolver was built without them; "
-                                     "expected Resolver(..., settings=load_settings()) at the entry point")
+            raise ConfigurationError(
+                f"{what} is placed by the settings, but this resolver was built without them; "
+                "expected Resolver(..., settings=load_settings()) at the entry point"
+            )
         return self.settings
 
     # -- connections ------------------------------------------------------------------------------------
@@ -311,7 +374,14 @@ class Resolver:
             conn = self.source.lookup(conn_id)
             if conn is not None:
                 register_secret(conn.password)
-                for key in ("token", "api_key", "routing_key", "aws_secret_access_key", "webhook_token", "password"):
+                for key in (
+                    "token",
+                    "api_key",
+                    "routing_key",
+                    "aws_secret_access_key",
+                    "webhook_token",
+                    "password",
+                ):
                     if isinstance(conn.extra.get(key), str):
                         register_secret(conn.extra[key])
             self._connections[conn_id] = conn
@@ -323,7 +393,9 @@ class Resolver:
     def connection(self, conn_id: str, *, conn_type: str = "postgres") -> Connection:
         conn = self.find(conn_id)
         if conn is None:
-            raise ConnectionNotConfigured(f"connection {conn_id!r} is not defined: {how_to_define(conn_id, conn_type)}")
+            raise ConnectionNotConfigured(
+                f"connection {conn_id!r} is not defined: {how_to_define(conn_id, conn_type)}"
+            )
         return conn
 
     # -- typed resources ----------------------------------------------------------------------------------
@@ -364,7 +436,9 @@ class Resolver:
 
         return Ledger(self.postgres_dsn(conn_id), spool=str(self._settings("the evidence spool").spool_file))
 
-    def notifier(self, *, catalogue: Any, drill: Any = None, ledger: Any = None, outbox: str | None = None) -> Any:
+    def notifier(
+        self, *, catalogue: Any, drill: Any = None, ledger: Any = None, outbox: str | None = None
+    ) -> Any:
         """Slack when the catalogue's Slack connection exists, else the local outbox (``outbox``, else the setting).
 
         A Slack connection that exists but cannot be used is ``NotificationFailed`` on both paths.
@@ -379,4 +453,6 @@ class Resolver:
             raise NotificationFailed(str(exc)) from None
         if outbox is None:
             outbox = str(self._settings("the outbox").outbox)
-        return build_notifier(catalogue=catalogue, drill=drill, connection=connection, ledger=ledger, outbox=outbox)
+        return build_notifier(
+            catalogue=catalogue, drill=drill, connection=connection, ledger=ledger, outbox=outbox
+        )

@@ -73,7 +73,11 @@ def record_and_report(
         if recorded.verdict != result.verdict:
             log.warning(
                 "retry of %s/%s: the ledger already holds %s (seq %s) for this task; reporting that, not this attempt's %s",
-                ctx.dag_id, ctx.task_id, recorded.verdict.value, record.seq, result.verdict.value,
+                ctx.dag_id,
+                ctx.task_id,
+                recorded.verdict.value,
+                record.seq,
+                result.verdict.value,
             )
         result = recorded
     result = _with_quarantine_finding(result, ledger)
@@ -82,7 +86,9 @@ def record_and_report(
         return Reported(record=record, result=result, spooled=where)
     try:
         delivery = notifier.notify(result, record, ctx)
-    except EvidenceSpooled as noted:  # delivered (or sent to the outbox); only its ledger note waits in the spool
+    except (
+        EvidenceSpooled
+    ) as noted:  # delivered (or sent to the outbox); only its ledger note waits in the spool
         log.warning("%s", noted)
         delivery = None
     except Exception as exc:
@@ -99,9 +105,14 @@ def _with_spooled_finding(result: DrillResult, exc: Any) -> DrillResult:
     """The result as reported: the same verdict, plus EVIDENCE_SPOOLED naming the spool (not what the ledger gets)."""
     from drillbook.findings import finding
 
-    note = finding("EVIDENCE_SPOOLED", f"the ledger could not be written; the {result.verdict.value} result of "
-                   f"{result.drill!r} waits in the evidence spool {exc.spool_path} and is replayed by the next run "
-                   "or `drillbook ledger flush`", subject=result.drill, detail={"spool": exc.spool_path})
+    note = finding(
+        "EVIDENCE_SPOOLED",
+        f"the ledger could not be written; the {result.verdict.value} result of "
+        f"{result.drill!r} waits in the evidence spool {exc.spool_path} and is replayed by the next run "
+        "or `drillbook ledger flush`",
+        subject=result.drill,
+        detail={"spool": exc.spool_path},
+    )
     return result.model_copy(update={"findings": [*result.findings, note]})
 
 
@@ -113,9 +124,13 @@ def _with_quarantine_finding(result: DrillResult, ledger: Any) -> DrillResult:
         return result
     from drillbook.findings import finding
 
-    note = finding("EVIDENCE_QUARANTINED", f"{count} evidence spool entr{'y' if count == 1 else 'ies'} could not be "
-                   f"replayed into the ledger and wait for an auditor in {spool.rejected_path}",
-                   subject=str(spool.rejected_path), detail={"rejected": str(spool.rejected_path), "entries": count})
+    note = finding(
+        "EVIDENCE_QUARANTINED",
+        f"{count} evidence spool entr{'y' if count == 1 else 'ies'} could not be "
+        f"replayed into the ledger and wait for an auditor in {spool.rejected_path}",
+        subject=str(spool.rejected_path),
+        detail={"rejected": str(spool.rejected_path), "entries": count},
+    )
     return result.model_copy(update={"findings": [*result.findings, note]})
 
 
@@ -127,6 +142,11 @@ def replay_spool(ledger: Any, *, before: str) -> None:
         log.warning("%s: the evidence spool could not be replayed: %s", before, exc)
         return
     if report.records or report.failed or report.unreadable or report.quarantined:
-        log.warning("%s: replayed %d spooled record(s) first (%d left, %d not replayable, %d quarantined)", before,
-                    len(report.records), report.remaining, len(report.failed) + len(report.unreadable),
-                    len(report.quarantined))
+        log.warning(
+            "%s: replayed %d spooled record(s) first (%d left, %d not replayable, %d quarantined)",
+            before,
+            len(report.records),
+            report.remaining,
+            len(report.failed) + len(report.unreadable),
+            len(report.quarantined),
+        )

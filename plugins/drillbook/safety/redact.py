@@ -29,7 +29,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # before the key=value rule, which would otherwise take "Bearer" as the value
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + MASK),
     # scheme://user:password@host -> scheme://user:***@host
-    (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)"), r"\g<pre>" + MASK),
+    (
+        re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)"),
+        r"\g<pre>" + MASK,
+    ),
     # password=..., PGPASSWORD=..., token: ..., api_key=...; not a path's last component
     # (/etc/passwd:1, /run/secrets/token:3 are file:line, not key: value)
     (

@@ -77,32 +77,50 @@ _DATA = [
     """
 insert into public.customers (id, email, name, country, created_at)
 select g, 'customer' || g || '@example.com', 'Customer ' || g,
-       (array['DE','FR','GB','US','NL','SE','ES','IT'])[1 + """ + _mix("g", 1) + """ %% 8],
-       %(until)s::timestamptz - interval '400 days' + make_interval(secs => """ + _mix("g", 2) + """ %% (300 * 86400))
+       (array['DE','FR','GB','US','NL','SE','ES','IT'])[1 + """
+    + _mix("g", 1)
+    + """ %% 8],
+       %(until)s::timestamptz - interval '400 days' + make_interval(secs => """
+    + _mix("g", 2)
+    + """ %% (300 * 86400))
 from generate_series(1, %(customers)s) g
 """,
     """
 insert into public.products (id, sku, name, price_cents)
-select g, 'SKU-' || lpad(g::text, 5, '0'), 'Product ' || g, """ + _PRICE.format(p="g") + """
+select g, 'SKU-' || lpad(g::text, 5, '0'), 'Product ' || g, """
+    + _PRICE.format(p="g")
+    + """
 from generate_series(1, %(products)s) g
 """,
     # "offset 0" keeps the planner from inlining x, which would compute the product twice.
     """
 insert into public.order_items (order_id, line_no, product_id, quantity, unit_price_cents)
-select g, l, x.p, x.q, """ + _PRICE.format(p="x.p") + """
+select g, l, x.p, x.q, """
+    + _PRICE.format(p="x.p")
+    + """
 from generate_series(1, %(orders)s) g
-cross join lateral generate_series(1, """ + _ITEMS.format(g="g") + """) l
-cross join lateral (select """ + _PRODUCT.format(g="g", l="l") + """ as p, """ + _QTY.format(g="g", l="l") + """ as q offset 0) x
+cross join lateral generate_series(1, """
+    + _ITEMS.format(g="g")
+    + """) l
+cross join lateral (select """
+    + _PRODUCT.format(g="g", l="l")
+    + """ as p, """
+    + _QTY.format(g="g", l="l")
+    + """ as q offset 0) x
 """,
     # Orders are evenly spaced by id, the newest exactly at ``until``; a total is the sum of its items.
     """
 insert into public.orders (id, customer_id, created_at, status, total_cents)
 select g,
-       1 + """ + _mix("g", 4) + """ %% %(customers)s,
+       1 + """
+    + _mix("g", 4)
+    + """ %% %(customers)s,
        %(until)s::timestamptz - make_interval(secs => (%(orders)s - g) * %(step)s::float8),
        (array['paid','shipped','delivered','delivered','shipped','paid','delivered','delivered',
               'shipped','delivered','paid','delivered','shipped','delivered','delivered','paid',
-              'delivered','shipped','cancelled','refunded'])[1 + """ + _mix("g", 6) + """ %% 20],
+              'delivered','shipped','cancelled','refunded'])[1 + """
+    + _mix("g", 6)
+    + """ %% 20],
        t.total
 from (select order_id as g, sum(quantity::bigint * unit_price_cents) as total
       from public.order_items group by order_id) t
@@ -158,7 +176,9 @@ def seed_shop(
     from drillbook.resources.pg import connect
 
     if customers < 1 or orders < 0 or products < 1:
-        raise ValueError(f"expected customers >= 1, products >= 1, orders >= 0; got {customers}, {products}, {orders}")
+        raise ValueError(
+            f"expected customers >= 1, products >= 1, orders >= 0; got {customers}, {products}, {orders}"
+        )
     anchor = (until or datetime.now(UTC)).replace(microsecond=0)
     params = {
         "customers": customers,

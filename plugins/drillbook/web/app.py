@@ -68,8 +68,13 @@ class LedgerPool:
 
         dsn = self._dsn_provider()
         parse(dsn)  # registers the password with redact before any message can carry it
-        return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=5,
-                               options=f"-c default_transaction_read_only=on -c statement_timeout={self._timeout}")
+        return psycopg.connect(
+            dsn,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=5,
+            options=f"-c default_transaction_read_only=on -c statement_timeout={self._timeout}",
+        )
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
@@ -102,11 +107,18 @@ def csrf_token(session_token: str) -> str:
 
 def _window(since: str | None, until: str | None, *, days: int) -> tuple[datetime, datetime, str, str]:
     flt = Filter.build(since=since or None, until=until or None)
-    end = flt.until or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    end = flt.until or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+        days=1
+    )
     start = flt.since or end - timedelta(days=days)
     if end <= start:
         raise ConfigurationError(f"until {end.date()} is not after since {start.date()}")
-    return start, end, since or start.date().isoformat(), until or (end - timedelta(days=1)).date().isoformat()
+    return (
+        start,
+        end,
+        since or start.date().isoformat(),
+        until or (end - timedelta(days=1)).date().isoformat(),
+    )
 
 
 def pack_filename(control: str, since: str, until: str) -> str:
@@ -122,10 +134,14 @@ def _pack_control(control: str | None) -> str:
     from drillbook.catalogue.common import validate_control
 
     if len(text) > PACK_CONTROL_MAX:
-        raise ConfigurationError(f"control must be a control id of at most {PACK_CONTROL_MAX} characters; "
-                                 f"got {len(text)} characters")
+        raise ConfigurationError(
+            f"control must be a control id of at most {PACK_CONTROL_MAX} characters; "
+            f"got {len(text)} characters"
+        )
     try:
-        return validate_control(text)  # the catalogue's own rule: no quote, space or control character gets through
+        return validate_control(
+            text
+        )  # the catalogue's own rule: no quote, space or control character gets through
     except ValueError as exc:
         raise ConfigurationError(f"control: {exc}") from None
 
@@ -134,8 +150,10 @@ def pack_note(settings: Any) -> str:
     """What the pages say next to a download link: whether the pack will be signed."""
     if settings.private_key:
         return "Packs downloaded here are signed with the checkpoint key."
-    return ("Packs downloaded here are UNSIGNED: no checkpoint key is configured (DRILLBOOK_CHECKPOINT_KEY or the "
-            "drillbook_checkpoint_key connection), so verify will not accept them as authentic.")
+    return (
+        "Packs downloaded here are UNSIGNED: no checkpoint key is configured (DRILLBOOK_CHECKPOINT_KEY or the "
+        "drillbook_checkpoint_key connection), so verify will not accept them as authentic."
+    )
 
 
 def _signing(pack_settings: Callable[[], Any] | None) -> Any:
@@ -162,8 +180,15 @@ class _PackResponse(FileResponse):
             shutil.rmtree(Path(self.path).parent, ignore_errors=True)
 
 
-def pack_response(dsn_provider: Callable[[], str], catalogue: Callable[[], Any] | None, *, control: str,
-                  period: tuple[datetime, datetime, str, str], settings: Any, base: str) -> FileResponse | HTMLResponse:
+def pack_response(
+    dsn_provider: Callable[[], str],
+    catalogue: Callable[[], Any] | None,
+    *,
+    control: str,
+    period: tuple[datetime, datetime, str, str],
+    settings: Any,
+    base: str,
+) -> FileResponse | HTMLResponse:
     """Build the pack with ``build_pack`` (as the CLI does) in a private temp dir; stream it, then remove the dir."""
     from drillbook.evidence.pack import build_pack
     from drillbook.ledger.store import Ledger
@@ -171,53 +196,86 @@ def pack_response(dsn_provider: Callable[[], str], catalogue: Callable[[], Any] 
 
     start, end, since_s, until_s = period
     if end - start > timedelta(days=PACK_MAX_DAYS):
-        raise ConfigurationError(f"the period {since_s} → {until_s} is {(end - start).days} days; a pack covers at "
-                                 f"most {PACK_MAX_DAYS} days, download one per part of the period")
+        raise ConfigurationError(
+            f"the period {since_s} → {until_s} is {(end - start).days} days; a pack covers at "
+            f"most {PACK_MAX_DAYS} days, download one per part of the period"
+        )
     cat = catalogue() if catalogue is not None else None
     if cat is None:
-        return HTMLResponse(pages.error_page("No catalogue", "no catalogue is configured (DRILLBOOK_CATALOGUE): the "
-                                             "pack needs the catalogue's schedules to list every expected occurrence",
-                                             base=base), status_code=503)
+        return HTMLResponse(
+            pages.error_page(
+                "No catalogue",
+                "no catalogue is configured (DRILLBOOK_CATALOGUE): the "
+                "pack needs the catalogue's schedules to list every expected occurrence",
+                base=base,
+            ),
+            status_code=503,
+        )
     dsn = dsn_provider()
     parse(dsn)  # registers the password with redact before any message can carry it
     workdir = Path(tempfile.mkdtemp(prefix="drillbook-pack-"))  # mode 0700: nobody else on the host reads it
     try:
         output = workdir / "pack.zip"
         with Ledger(dsn, spool=None) as ledger:
-            result, _report = build_pack(ledger, cat, control=control, start=start, end=end, output=output,
-                                         settings=settings)
+            result, _report = build_pack(
+                ledger, cat, control=control, start=start, end=end, output=output, settings=settings
+            )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     disposition = f'attachment; filename="{pack_filename(control, since_s, until_s)}"'
-    return _PackResponse(output, media_type="application/zip",
-                         headers={"Content-Disposition": disposition, "Cache-Control": "no-store",
-                                  "X-Drillbook-Pack-Signed": "true" if result.signed else "false"},
-                         background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
+    return _PackResponse(
+        output,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": disposition,
+            "Cache-Control": "no-store",
+            "X-Drillbook-Pack-Signed": "true" if result.signed else "false",
+        },
+        background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True),
+    )
 
 
-def _add_pack_route(app: Any, dsn_provider: Callable[[], str], catalogue: Callable[[], Any] | None,
-                    pack_settings: Callable[[], Any] | None) -> None:
+def _add_pack_route(
+    app: Any,
+    dsn_provider: Callable[[], str],
+    catalogue: Callable[[], Any] | None,
+    pack_settings: Callable[[], Any] | None,
+) -> None:
     @app.get("/pack", response_model=None)
-    def pack(request: Request, control: str | None = None, since: str | None = None,
-             until: str | None = None) -> FileResponse | HTMLResponse:
+    def pack(
+        request: Request, control: str | None = None, since: str | None = None, until: str | None = None
+    ) -> FileResponse | HTMLResponse:
         chosen = _pack_control(control)
         period = _window(since, until, days=31)
-        return pack_response(dsn_provider, catalogue, control=chosen, period=period, settings=_signing(pack_settings),
-                             base=str(request.scope.get("root_path", "")).rstrip("/"))
+        return pack_response(
+            dsn_provider,
+            catalogue,
+            control=chosen,
+            period=period,
+            settings=_signing(pack_settings),
+            base=str(request.scope.get("root_path", "")).rstrip("/"),
+        )
 
 
-def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[..., Any], airflow_base: str = "",
-               verify: Callable[[], dict[str, Any]] | None = None,
-               catalogue: Callable[[], Any] | None = None,
-               pack_settings: Callable[[], Any] | None = None) -> Any:
+def create_app(
+    *,
+    dsn_provider: Callable[[], str],
+    user_dependency: Callable[..., Any],
+    airflow_base: str = "",
+    verify: Callable[[], dict[str, Any]] | None = None,
+    catalogue: Callable[[], Any] | None = None,
+    pack_settings: Callable[[], Any] | None = None,
+) -> Any:
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
     ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
     (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds.
     ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (the entry
     point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned)."""
     pool = LedgerPool(dsn_provider)
-    app = FastAPI(title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None
+    )
     app.state.last_verify = None
 
     def base_of(request: Request) -> str:
@@ -226,8 +284,10 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     @app.exception_handler(ConfigurationError)
     async def bad_input(request: Request, exc: ConfigurationError) -> HTMLResponse:
         if isinstance(exc, ConnectionNotConfigured):  # the server's fault, not the auditor's filter
-            return HTMLResponse(pages.error_page("Ledger unavailable", redact(str(exc)), base=base_of(request)),
-                                status_code=503)
+            return HTMLResponse(
+                pages.error_page("Ledger unavailable", redact(str(exc)), base=base_of(request)),
+                status_code=503,
+            )
         return HTMLResponse(pages.error_page("Bad filter", str(exc), base=base_of(request)), status_code=400)
 
     import psycopg
@@ -235,54 +295,98 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     @app.exception_handler(psycopg.Error)
     async def unavailable(request: Request, exc: psycopg.Error) -> HTMLResponse:
         msg = f"cannot read the evidence ledger (connection drillbook_ledger): {redact(str(exc)).strip()}"
-        return HTMLResponse(pages.error_page("Ledger unavailable", msg, base=base_of(request)), status_code=503)
+        return HTMLResponse(
+            pages.error_page("Ledger unavailable", msg, base=base_of(request)), status_code=503
+        )
 
     @app.exception_handler(DrillbookError)
     async def not_configured(request: Request, exc: DrillbookError) -> HTMLResponse:
-        return HTMLResponse(pages.error_page("Ledger unavailable", redact(str(exc)), base=base_of(request)),
-                            status_code=503)
+        return HTMLResponse(
+            pages.error_page("Ledger unavailable", redact(str(exc)), base=base_of(request)), status_code=503
+        )
 
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> RedirectResponse:
         return RedirectResponse(base_of(request) + "/history", status_code=307)
 
     @app.get("/history", response_class=HTMLResponse)
-    def history(request: Request, kind: str | None = None, drill: str | None = None, control: str | None = None,
-                verdict: str | None = None, since: str | None = None, until: str | None = None,
-                before: int | None = None, limit: int = queries.PAGE_SIZE) -> str:
-        raw = {"kind": kind, "drill": drill, "control": control, "verdict": verdict, "since": since, "until": until}
+    def history(
+        request: Request,
+        kind: str | None = None,
+        drill: str | None = None,
+        control: str | None = None,
+        verdict: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: int | None = None,
+        limit: int = queries.PAGE_SIZE,
+    ) -> str:
+        raw = {
+            "kind": kind,
+            "drill": drill,
+            "control": control,
+            "verdict": verdict,
+            "since": since,
+            "until": until,
+        }
         filters = {k: (v.strip() or None) if v else None for k, v in raw.items()}
         flt = Filter.build(**filters)
         with pool.connection() as conn:
-            rows, next_before = queries.history(conn, flt, before=before, limit=max(1, min(limit, queries.MAX_PAGE)))
+            rows, next_before = queries.history(
+                conn, flt, before=before, limit=max(1, min(limit, queries.MAX_PAGE))
+            )
             names = sorted({d for d, _k in queries.drills(conn)})
         if limit != queries.PAGE_SIZE:
             filters["limit"] = str(limit)
-        return pages.history_page(rows, filters=filters, next_before=next_before, drills=names, base=base_of(request),
-                                  pack_note=_history_pack_note(filters["control"], catalogue, pack_settings))
+        return pages.history_page(
+            rows,
+            filters=filters,
+            next_before=next_before,
+            drills=names,
+            base=base_of(request),
+            pack_note=_history_pack_note(filters["control"], catalogue, pack_settings),
+        )
 
     @app.get("/record/{seq}", response_class=HTMLResponse)
     def record(request: Request, seq: int) -> HTMLResponse:
         with pool.connection() as conn:
             rec = queries.record(conn, seq)
             if rec is None:
-                return HTMLResponse(pages.error_page("No such record", f"the ledger has no record seq={seq}",
-                                                     base=base_of(request)), status_code=404)
+                return HTMLResponse(
+                    pages.error_page(
+                        "No such record", f"the ledger has no record seq={seq}", base=base_of(request)
+                    ),
+                    status_code=404,
+                )
             green = queries.last_green_before(conn, kind=rec["kind"], drill=rec["drill"], seq=seq)
-        return HTMLResponse(pages.record_page(rec, last_green=green, base=base_of(request), airflow_base=airflow_base))
+        return HTMLResponse(
+            pages.record_page(rec, last_green=green, base=base_of(request), airflow_base=airflow_base)
+        )
 
     @app.get("/trends", response_class=HTMLResponse)
-    def trends(request: Request, drill: str | None = None, since: str | None = None, until: str | None = None) -> str:
+    def trends(
+        request: Request, drill: str | None = None, since: str | None = None, until: str | None = None
+    ) -> str:
         start, end, since_s, until_s = _window(since, until, days=31)
         with pool.connection() as conn:
             known = queries.drills(conn)
             kinds = dict(known)
             chosen = drill if drill in kinds else (known[0][0] if known else None)
-            days = queries.measurements_per_day(conn, drill=chosen, kind=kinds[chosen], since=start,
-                                                until=end) if chosen else []
-        return pages.trends_page(days, queries.pass_rate_per_month(days), drill=chosen,
-                                 kind=kinds.get(chosen) if chosen else None, drills=sorted(kinds),
-                                 since=since_s, until=until_s, base=base_of(request))
+            days = (
+                queries.measurements_per_day(conn, drill=chosen, kind=kinds[chosen], since=start, until=end)
+                if chosen
+                else []
+            )
+        return pages.trends_page(
+            days,
+            queries.pass_rate_per_month(days),
+            drill=chosen,
+            kind=kinds.get(chosen) if chosen else None,
+            drills=sorted(kinds),
+            since=since_s,
+            until=until_s,
+            base=base_of(request),
+        )
 
     @app.get("/controls", response_class=HTMLResponse)
     def controls(request: Request, since: str | None = None, until: str | None = None) -> str:
@@ -292,8 +396,13 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
             if cat is not None:
                 from drillbook.evidence.controls import control_rows
 
-                return pages.control_rows_page(control_rows(conn, cat, start=start, end=end), since=since_s,
-                                               until=until_s, base=base_of(request), pack_note=pack_note(_signing(pack_settings)))
+                return pages.control_rows_page(
+                    control_rows(conn, cat, start=start, end=end),
+                    since=since_s,
+                    until=until_s,
+                    base=base_of(request),
+                    pack_note=pack_note(_signing(pack_settings)),
+                )
             rows = queries.controls_summary(conn, since=start, until=end)
         return pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
 
@@ -305,11 +414,20 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
             if cat is not None:
                 from drillbook.evidence.coverage import coverage as scope_coverage
 
-                return pages.scope_page(scope_coverage(conn, cat, start=start, end=end), since=since_s,
-                                        until=until_s, base=base_of(request))
+                return pages.scope_page(
+                    scope_coverage(conn, cat, start=start, end=end),
+                    since=since_s,
+                    until=until_s,
+                    base=base_of(request),
+                )
             rows = queries.coverage(conn, since=start, until=end)
-        return pages.coverage_page(rows, since=since_s, until=until_s, base=base_of(request),
-                                   scope_from="every drill in the ledger (no catalogue configured)")
+        return pages.coverage_page(
+            rows,
+            since=since_s,
+            until=until_s,
+            base=base_of(request),
+            scope_from="every drill in the ledger (no catalogue configured)",
+        )
 
     _add_pack_route(app, dsn_provider, catalogue, pack_settings)
 
@@ -321,19 +439,33 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
     def ledger(request: Request) -> str:
         with pool.connection() as conn:
             status = queries.ledger_status(conn)
-        return pages.ledger_page(status, last_verify=app.state.last_verify, csrf=csrf_token(session_token(request)),
-                                 base=base_of(request))
+        return pages.ledger_page(
+            status,
+            last_verify=app.state.last_verify,
+            csrf=csrf_token(session_token(request)),
+            base=base_of(request),
+        )
 
     @app.post("/ledger/verify", response_model=None)
     def run_verify(request: Request, csrf: str = Form("")) -> RedirectResponse | HTMLResponse:
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            return HTMLResponse(pages.error_page("Refused", f"cross-origin request from {origin!r} refused",
-                                                 base=base_of(request)), status_code=403)
+            return HTMLResponse(
+                pages.error_page(
+                    "Refused", f"cross-origin request from {origin!r} refused", base=base_of(request)
+                ),
+                status_code=403,
+            )
         if not hmac.compare_digest(csrf, csrf_token(session_token(request))):
-            return HTMLResponse(pages.error_page("Refused", "the form token does not match this session; reload the "
-                                                 "ledger page and press the button again", base=base_of(request)),
-                                status_code=403)
+            return HTMLResponse(
+                pages.error_page(
+                    "Refused",
+                    "the form token does not match this session; reload the "
+                    "ledger page and press the button again",
+                    base=base_of(request),
+                ),
+                status_code=403,
+            )
         if verify is None:
             outcome = {"ok": False, "exit_code": 2, "message": "verify is not available in this server"}
         else:
@@ -342,14 +474,24 @@ def create_app(*, dsn_provider: Callable[[], str], user_dependency: Callable[...
         return RedirectResponse(base_of(request) + "/ledger", status_code=303)
 
     @app.get("/api/history")
-    def history_json(kind: str | None = None, drill: str | None = None, control: str | None = None,
-                     verdict: str | None = None, since: str | None = None, until: str | None = None,
-                     before: int | None = None) -> JSONResponse:
+    def history_json(
+        kind: str | None = None,
+        drill: str | None = None,
+        control: str | None = None,
+        verdict: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: int | None = None,
+    ) -> JSONResponse:
         flt = Filter.build(kind=kind, drill=drill, control=control, verdict=verdict, since=since, until=until)
         with pool.connection() as conn:
             rows, next_before = queries.history(conn, flt, before=before)
-        return JSONResponse({"records": [{**r, "recorded_at": r["recorded_at"].isoformat()} for r in rows],
-                             "next_before": next_before})
+        return JSONResponse(
+            {
+                "records": [{**r, "recorded_at": r["recorded_at"].isoformat()} for r in rows],
+                "next_before": next_before,
+            }
+        )
 
     app.state.pool = pool
     return app
@@ -370,8 +512,15 @@ def verify_with(dsn_provider: Callable[[], str], *, checkpoints: Any = None) -> 
                 report = ledger.verify(checkpoints=checkpoints)
         except DrillbookError as exc:
             return {"ok": False, "exit_code": 2, "message": redact(str(exc))}
-        text = report.message or f"chain intact, {report.checked} records, head {report.head_seq}:{report.head_hash}"
+        text = (
+            report.message
+            or f"chain intact, {report.checked} records, head {report.head_seq}:{report.head_hash}"
+        )
         notes = "; ".join(report.notes)
-        return {"ok": report.ok, "exit_code": report.exit_code, "message": text + (f" ({notes})" if notes else "")}
+        return {
+            "ok": report.ok,
+            "exit_code": report.exit_code,
+            "message": text + (f" ({notes})" if notes else ""),
+        }
 
     return run

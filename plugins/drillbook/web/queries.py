@@ -31,9 +31,13 @@ def seq_bounds(conn: Any, *, since: datetime, until: datetime) -> tuple[int, int
     replaces a scan of every drill's rows in the window.
     """
     with conn.cursor() as cur:
-        cur.execute(f"SELECT seq FROM {TABLE} WHERE recorded_at >= %s ORDER BY recorded_at, seq LIMIT 1", (since,))
+        cur.execute(
+            f"SELECT seq FROM {TABLE} WHERE recorded_at >= %s ORDER BY recorded_at, seq LIMIT 1", (since,)
+        )
         lo = cur.fetchone()
-        cur.execute(f"SELECT seq FROM {TABLE} WHERE recorded_at >= %s ORDER BY recorded_at, seq LIMIT 1", (until,))
+        cur.execute(
+            f"SELECT seq FROM {TABLE} WHERE recorded_at >= %s ORDER BY recorded_at, seq LIMIT 1", (until,)
+        )
         hi = cur.fetchone()
         if hi is None:
             cur.execute(f"SELECT coalesce(max(seq), 0) + 1 AS seq FROM {TABLE}")
@@ -42,7 +46,9 @@ def seq_bounds(conn: Any, *, since: datetime, until: datetime) -> tuple[int, int
     return (int(lo["seq"]) if lo else top), top
 
 
-def history(conn: Any, flt: Filter, *, before: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], int | None]:
+def history(
+    conn: Any, flt: Filter, *, before: int | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], int | None]:
     """One page of records, newest first, older than ``before``; and the cursor of the next page (or None)."""
     where, params = flt.where()
     if before is not None:
@@ -60,8 +66,11 @@ def history(conn: Any, flt: Filter, *, before: int | None = None, limit: int = P
 def record(conn: Any, seq: int) -> dict[str, Any] | None:
     """One whole record (with its result document), or None."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {_LIST_COLUMNS}, map_index, try_number, task_id, trigger, result, prev_hash, hash "
-                    f"FROM {TABLE} WHERE seq = %s", (seq,))
+        cur.execute(
+            f"SELECT {_LIST_COLUMNS}, map_index, try_number, task_id, trigger, result, prev_hash, hash "
+            f"FROM {TABLE} WHERE seq = %s",
+            (seq,),
+        )
         row: dict[str, Any] | None = cur.fetchone()
     return row
 
@@ -93,7 +102,9 @@ def drills(conn: Any) -> list[tuple[str, str]]:
         return [(r["drill"], r["kind"]) for r in cur.fetchall()]
 
 
-def measurements_per_day(conn: Any, *, drill: str, kind: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+def measurements_per_day(
+    conn: Any, *, drill: str, kind: str, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
     """RTO and RPO per day (mean and worst) of one drill's records in the window, with the objectives.
 
     ``result`` is stored as json text (hashed byte for byte): each ``->`` scans the whole document, so the
@@ -126,7 +137,9 @@ def pass_rate_per_month(days: list[dict[str, Any]]) -> list[tuple[str, float, in
     return [(k, 100.0 * p / n if n else 0.0, n) for k, (p, n) in sorted(months.items())]
 
 
-def controls_summary(conn: Any, *, since: datetime, until: datetime, limit_exceptions: int = 20) -> list[dict[str, Any]]:
+def controls_summary(
+    conn: Any, *, since: datetime, until: datetime, limit_exceptions: int = 20
+) -> list[dict[str, Any]]:
     """Per control id: runs, passes and every FAIL/ERROR (seq and date, newest first) in the window."""
     with conn.cursor() as cur:
         cur.execute(
@@ -144,7 +157,9 @@ def controls_summary(conn: Any, *, since: datetime, until: datetime, limit_excep
         for row in rows:
             cur.execute(f"SELECT verdict, recorded_at FROM {TABLE} WHERE seq = %s", (row["newest_seq"],))
             newest = cur.fetchone()
-            row["newest_verdict"], row["newest_at"] = (newest["verdict"], newest["recorded_at"]) if newest else (None, None)
+            row["newest_verdict"], row["newest_at"] = (
+                (newest["verdict"], newest["recorded_at"]) if newest else (None, None)
+            )
         return rows
 
 
@@ -172,13 +187,25 @@ def coverage(conn: Any, *, since: datetime, until: datetime) -> list[dict[str, A
                 LEFT JOIN LATERAL (SELECT seq, recorded_at FROM {TABLE}
                     WHERE drill = d.drill AND kind = d.kind AND verdict = 'PASS' AND record_type = 'drill'
                       AND seq >= %s AND seq < %s ORDER BY seq DESC LIMIT 1) g ON true""",
-            (lo, hi, lo, hi))
+            (lo, hi, lo, hi),
+        )
         rows = cur.fetchall()
-    out = [{"kind": r["kind"], "drill": r["drill"],
-            "newest": {"seq": r["n_seq"], "recorded_at": r["n_at"], "verdict": r["n_verdict"], "target": r["n_target"]}
-            if r["n_seq"] is not None else None,
-            "green": {"seq": r["g_seq"], "recorded_at": r["g_at"]} if r["g_seq"] is not None else None}
-           for r in rows]
+    out = [
+        {
+            "kind": r["kind"],
+            "drill": r["drill"],
+            "newest": {
+                "seq": r["n_seq"],
+                "recorded_at": r["n_at"],
+                "verdict": r["n_verdict"],
+                "target": r["n_target"],
+            }
+            if r["n_seq"] is not None
+            else None,
+            "green": {"seq": r["g_seq"], "recorded_at": r["g_at"]} if r["g_seq"] is not None else None,
+        }
+        for r in rows
+    ]
     out.sort(key=lambda r: (r["green"] is not None, r["kind"], r["drill"]))
     return out
 

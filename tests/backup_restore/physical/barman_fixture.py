@@ -230,7 +230,9 @@ def make_barman_repo(root: Path, *, bulk_rows: int = 0) -> Iterator[BarmanRepo]:
         probe.psql("INSERT INTO drill_rows (id, label) VALUES (0, 'in_backup')")
         if bulk_rows:
             probe.psql("CREATE TABLE bench (id bigint PRIMARY KEY, payload text NOT NULL)")
-            probe.psql(f"INSERT INTO bench SELECT g, md5(g::text) FROM generate_series(1, {int(bulk_rows)}) g")
+            probe.psql(
+                f"INSERT INTO bench SELECT g, md5(g::text) FROM generate_series(1, {int(bulk_rows)}) g"
+            )
         probe.barman("switch-wal", "--force", "--archive", "--archive-timeout", "60", SERVER)
         # two full backups: locate must pick the newer one (Barman backup ids are per second)
         probe.barman("backup", "--wait", "--wait-timeout", "90", SERVER)

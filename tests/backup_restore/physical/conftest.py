@@ -32,15 +32,22 @@ STANZA = "main"
 
 
 def _require_tools() -> None:
-    missing = [what for what, ok in (("pgbackrest", shutil.which("pgbackrest")), ("PostgreSQL 15 server",
-                                                                                 (PG15_BIN / "postgres").exists()))
-               if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("pgbackrest", shutil.which("pgbackrest")),
+            ("PostgreSQL 15 server", (PG15_BIN / "postgres").exists()),
+        )
+        if not ok
+    ]
     try:
         pwd.getpwnam(OS_USER)
     except KeyError:
         missing.append(f"OS user {OS_USER!r}")
     if missing:
-        message = f"physical-backup tests need {', '.join(missing)} (apt-get install pgbackrest postgresql-15)"
+        message = (
+            f"physical-backup tests need {', '.join(missing)} (apt-get install pgbackrest postgresql-15)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -66,19 +73,49 @@ class SourceCluster:
         return self.root / "pgbackrest.conf"
 
     def run(self, argv: list[str], timeout: float = 120) -> str:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=str(self.root),
-                              user=self.user.pw_uid, group=self.user.pw_gid, stdin=subprocess.DEVNULL,
-                              env={"PATH": f"{PG15_BIN}:/usr/bin:/bin", "HOME": str(self.root), "LANG": "C", "TZ": "UTC"})
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=str(self.root),
+            user=self.user.pw_uid,
+            group=self.user.pw_gid,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": f"{PG15_BIN}:/usr/bin:/bin", "HOME": str(self.root), "LANG": "C", "TZ": "UTC"},
+        )
         if proc.returncode != 0:
-            raise AssertionError(f"{argv[0]} exited {proc.returncode}: {proc.stderr[-1500:]} {proc.stdout[-500:]}")
+            raise AssertionError(
+                f"{argv[0]} exited {proc.returncode}: {proc.stderr[-1500:]} {proc.stdout[-500:]}"
+            )
         return proc.stdout
 
     def pgbackrest(self, *args: str, timeout: float = 300) -> str:
-        return self.run(["pgbackrest", f"--config={self.config}", f"--stanza={STANZA}", *args], timeout=timeout)
+        return self.run(
+            ["pgbackrest", f"--config={self.config}", f"--stanza={STANZA}", *args], timeout=timeout
+        )
 
     def sql(self, sql: str, db: str = "postgres") -> str:
-        return self.run([str(PG15_BIN / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(self.root), "-p",
-                         str(self.port), "-U", "postgres", "-d", db, "-c", sql]).strip()
+        return self.run(
+            [
+                str(PG15_BIN / "psql"),
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.root),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]
+        ).strip()
 
     def full_backup(self) -> None:
         self.pgbackrest("stanza-create")
@@ -86,8 +123,10 @@ class SourceCluster:
 
     def insert_marker(self, name: str) -> datetime:
         """Insert row ``name`` in its own transaction; return its commit time (the server's clock)."""
-        out = self.sql(f"insert into public.pitr_marker(name) values ('{name}') returning to_char(now() at time zone 'UTC', "
-                       "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        out = self.sql(
+            f"insert into public.pitr_marker(name) values ('{name}') returning to_char(now() at time zone 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
+        )
         stamp = datetime.fromisoformat(out.splitlines()[0].replace("Z", "+00:00"))
         self.markers[name] = stamp
         return stamp
@@ -104,12 +143,17 @@ class SourceCluster:
         raise AssertionError(f"segment {seg} was not archived within 60 s")
 
     def archived_segments(self) -> list[Path]:
-        return sorted(p for p in (self.repo / "archive").rglob("*") if p.is_file() and len(p.name) > 24
-                      and p.name[:24].isalnum() and "-" in p.name)
+        return sorted(
+            p
+            for p in (self.repo / "archive").rglob("*")
+            if p.is_file() and len(p.name) > 24 and p.name[:24].isalnum() and "-" in p.name
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self.run([str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], timeout=60)
+            self.run(
+                [str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], timeout=60
+            )
 
 
 def make_source(tmp_root: str | None = None) -> SourceCluster:
@@ -124,17 +168,38 @@ def make_source(tmp_root: str | None = None) -> SourceCluster:
     src.config.write_text(
         f"[global]\nrepo1-path={root / 'repo'}\nrepo1-retention-full=2\nlog-path={root / 'log'}\n"
         f"lock-path={root / 'lock'}\nspool-path={root / 'spool'}\nlog-level-console=warn\nlog-level-file=info\n"
-        f"start-fast=y\ncompress-type=none\n\n[{STANZA}]\npg1-path={src.data}\npg1-socket-path={root}\npg1-port={src.port}\n")
+        f"start-fast=y\ncompress-type=none\n\n[{STANZA}]\npg1-path={src.data}\npg1-socket-path={root}\npg1-port={src.port}\n"
+    )
     os.chown(src.config, user.pw_uid, user.pw_gid)
-    src.run([str(PG15_BIN / "initdb"), "-D", str(src.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C", "--no-sync", "--data-checksums"])
+    src.run(
+        [
+            str(PG15_BIN / "initdb"),
+            "-D",
+            str(src.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--data-checksums",
+        ]
+    )
     with open(src.data / "postgresql.conf", "a") as conf:
-        conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{root}'\nport = {src.port}\n"
-                   "wal_level = replica\narchive_mode = on\nmax_wal_senders = 2\nfsync = off\n"
-                   f"archive_command = 'pgbackrest --config={src.config} --stanza={STANZA} archive-push %p'\n")
-    src.run([str(PG15_BIN / "pg_ctl"), "-D", str(src.data), "-w", "-l", str(root / "server.log"), "start"], timeout=120)
-    src.sql("create table public.pitr_marker(id serial primary key, name text unique not null, "
-            "at timestamptz not null default now())")
+        conf.write(
+            f"\nlisten_addresses = ''\nunix_socket_directories = '{root}'\nport = {src.port}\n"
+            "wal_level = replica\narchive_mode = on\nmax_wal_senders = 2\nfsync = off\n"
+            f"archive_command = 'pgbackrest --config={src.config} --stanza={STANZA} archive-push %p'\n"
+        )
+    src.run(
+        [str(PG15_BIN / "pg_ctl"), "-D", str(src.data), "-w", "-l", str(root / "server.log"), "start"],
+        timeout=120,
+    )
+    src.sql(
+        "create table public.pitr_marker(id serial primary key, name text unique not null, "
+        "at timestamptz not null default now())"
+    )
     src.sql("create extension if not exists amcheck")
     return src
 

@@ -31,16 +31,20 @@ def test_next_segment_wraps_the_log_by_segment_size() -> None:
 
 def test_contiguous_archive_has_no_gap_and_one_hole_is_named() -> None:
     names = [seg(0, n) for n in range(0xFD, 0x100)] + [seg(1, 0), seg(1, 1)]
-    assert ac.check_contiguous(iter(names), expect_first=seg(0, 0xFD), segment_size=ac.DEFAULT_SEGMENT_SIZE) == (
-        None, seg(1, 1), 5)
+    assert ac.check_contiguous(
+        iter(names), expect_first=seg(0, 0xFD), segment_size=ac.DEFAULT_SEGMENT_SIZE
+    ) == (None, seg(1, 1), 5)
     holed = [n for n in names if n != seg(1, 0)]
-    gap, last, count = ac.check_contiguous(iter(holed), expect_first=seg(0, 0xFD), segment_size=ac.DEFAULT_SEGMENT_SIZE)
+    gap, last, count = ac.check_contiguous(
+        iter(holed), expect_first=seg(0, 0xFD), segment_size=ac.DEFAULT_SEGMENT_SIZE
+    )
     assert (gap, last, count) == (seg(1, 0), seg(0, 0xFF), 3)
 
 
 def test_backup_stop_segment_missing_is_a_gap() -> None:
-    gap, _, _ = ac.check_contiguous(iter([seg(0, 2)]), expect_first=seg(0, 2), segment_size=ac.DEFAULT_SEGMENT_SIZE,
-                                    must_reach=seg(0, 3))
+    gap, _, _ = ac.check_contiguous(
+        iter([seg(0, 2)]), expect_first=seg(0, 2), segment_size=ac.DEFAULT_SEGMENT_SIZE, must_reach=seg(0, 3)
+    )
     assert gap == seg(0, 3)
 
 
@@ -60,8 +64,16 @@ class _Listing:
 
 def _backup() -> BackupSet:
     now = datetime.now(UTC)
-    return BackupSet(label="b", start_time=now, stop_time=now, start_wal=seg(0, 2), stop_wal=seg(0, 2), pg_major=15,
-                     size_bytes=1, timeline=1)
+    return BackupSet(
+        label="b",
+        start_time=now,
+        stop_time=now,
+        start_wal=seg(0, 2),
+        stop_wal=seg(0, 2),
+        pg_major=15,
+        size_bytes=1,
+        timeline=1,
+    )
 
 
 def test_second_run_reads_only_new_segments_and_a_broken_state_file_is_ignored(tmp_path: Path) -> None:
@@ -83,17 +95,26 @@ def test_second_run_reads_only_new_segments_and_a_broken_state_file_is_ignored(t
 
 
 def test_catalogue_physical_keys() -> None:
-    spec = BackupSpec.model_validate({"pgbackrest": {"stanza": "main"}, "target": {"time": "2026-11-30T02:00:00Z"},
-                                      "pitr_proof": {"must_exist": "select 1"}})
+    spec = BackupSpec.model_validate(
+        {
+            "pgbackrest": {"stanza": "main"},
+            "target": {"time": "2026-11-30T02:00:00Z"},
+            "pitr_proof": {"must_exist": "select 1"},
+        }
+    )
     assert isinstance(parse_target(spec.target), TargetTime) and spec.where == "pgbackrest:main@repo1"
-    assert isinstance(parse_target(BackupSpec.model_validate({"barman": {"server": "pg-main"}}).target), Latest)
-    bad = [({"pgbackrest": {"stanza": "--repo1-path=/x"}}, "stanza name"),
-           ({"pgbackrest": {"stanza": "m"}, "location": "/x"}, "exactly one"),
-           ({}, "exactly one"),
-           ({"location": "/x", "target": {"name": "before"}}, "only to physical"),
-           ({"pgbackrest": {"stanza": "m"}, "target": {"lsn": "nonsense"}}, "LSN"),
-           ({"pgbackrest": {"stanza": "m"}, "pitr_proof": {}}, "must_exist"),
-           ({"pgbackrest": {"stanza": "m", "stnza": "x"}}, "Extra inputs")]
+    assert isinstance(
+        parse_target(BackupSpec.model_validate({"barman": {"server": "pg-main"}}).target), Latest
+    )
+    bad = [
+        ({"pgbackrest": {"stanza": "--repo1-path=/x"}}, "stanza name"),
+        ({"pgbackrest": {"stanza": "m"}, "location": "/x"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"location": "/x", "target": {"name": "before"}}, "only to physical"),
+        ({"pgbackrest": {"stanza": "m"}, "target": {"lsn": "nonsense"}}, "LSN"),
+        ({"pgbackrest": {"stanza": "m"}, "pitr_proof": {}}, "must_exist"),
+        ({"pgbackrest": {"stanza": "m", "stnza": "x"}}, "Extra inputs"),
+    ]
     for data, message in bad:
         with pytest.raises(ValidationError, match=message):
             BackupSpec.model_validate(data)
@@ -102,8 +123,16 @@ def test_catalogue_physical_keys() -> None:
 def test_a_state_file_from_another_archive_is_not_trusted(tmp_path: Path) -> None:
     """A stanza re-created (or a repository replaced) under the same name starts its WAL lower than what was
     remembered: the memory belongs to an archive that no longer exists and must not skip the new one."""
-    old = BackupSet(label="old", start_time=datetime.now(UTC), stop_time=datetime.now(UTC), start_wal=seg(0x10, 2),
-                    stop_wal=seg(0x10, 2), pg_major=15, size_bytes=1, timeline=1)
+    old = BackupSet(
+        label="old",
+        start_time=datetime.now(UTC),
+        stop_time=datetime.now(UTC),
+        start_wal=seg(0x10, 2),
+        stop_wal=seg(0x10, 2),
+        pg_major=15,
+        size_bytes=1,
+        timeline=1,
+    )
     src = _Listing([seg(0x10, n) for n in range(1, 6)])
     assert ac.check_archive(src, old, state_dir=tmp_path, key="k").last == seg(0x10, 5)  # type: ignore[arg-type]
     src.names = [seg(0, n) for n in range(1, 4)]  # the new archive

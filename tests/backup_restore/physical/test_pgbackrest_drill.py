@@ -25,14 +25,19 @@ from .conftest import STANZA, SourceCluster
 
 
 def physical_drill(src: SourceCluster, **backup: Any) -> BackupRestoreDrill:
-    return BackupRestoreDrill.model_validate({
-        "name": "pitr_test", "kind": "backup_restore", "schedule": "@daily", "controls": ["SOC2:A1.2"],
-        "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}, **backup},
-        "scratch": {"connection": "drillbook_scratch"},
-        "objectives": {"rto": "15m", "rpo": "26h"},
-        "restore": {"timeout": "5m"},
-        "verify": {"min_rows": {"public.pitr_marker": 1}},
-    })
+    return BackupRestoreDrill.model_validate(
+        {
+            "name": "pitr_test",
+            "kind": "backup_restore",
+            "schedule": "@daily",
+            "controls": ["SOC2:A1.2"],
+            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}, **backup},
+            "scratch": {"connection": "drillbook_scratch"},
+            "objectives": {"rto": "15m", "rpo": "26h"},
+            "restore": {"timeout": "5m"},
+            "verify": {"min_rows": {"public.pitr_marker": 1}},
+        }
+    )
 
 
 def codes(result) -> set[str]:
@@ -82,12 +87,23 @@ def backed_up(pg_source: SourceCluster) -> SourceCluster:
     return pg_source
 
 
-def test_latest_passes_and_measures_rpo_from_replayed_commit(backed_up: SourceCluster, tmp_path: Path) -> None:
+def test_latest_passes_and_measures_rpo_from_replayed_commit(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     before = _snapshot()
     result = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path / "state")
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
     names = [p.name for p in result.phases]
-    for phase in ("locate", "archive", "restore", "safety", "recover", "verify.databases", "measure", "teardown"):
+    for phase in (
+        "locate",
+        "archive",
+        "restore",
+        "safety",
+        "recover",
+        "verify.databases",
+        "measure",
+        "teardown",
+    ):
         assert phase in names
     replayed = result.measurements.values["last_replayed_commit"]
     assert replayed is not None and replayed >= backed_up.markers["row2"].isoformat()[:19]
@@ -100,23 +116,39 @@ def test_latest_passes_and_measures_rpo_from_replayed_commit(backed_up: SourceCl
     again = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path / "state")
     assert again.verdict.value == "PASS", [(f.code, f.message) for f in again.findings]
     assert again.details["wal_archive"]["resumed_after"] is not None
-    assert again.measurements.counts["wal_segments_checked"] < result.measurements.counts["wal_segments_checked"] + 2
+    assert (
+        again.measurements.counts["wal_segments_checked"]
+        < result.measurements.counts["wal_segments_checked"] + 2
+    )
 
 
-def test_time_target_between_two_rows_passes_the_before_after_proof(backed_up: SourceCluster, tmp_path: Path) -> None:
+def test_time_target_between_two_rows_passes_the_before_after_proof(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     row1, row2 = backed_up.markers["row1"], backed_up.markers["row2"]
     target = row1 + (row2 - row1) / 2
-    drill = physical_drill(backed_up, target={"time": target.isoformat()}, pitr_proof={
-        "must_exist": "select 1 from public.pitr_marker where name = 'row1'",
-        "must_not_exist": "select 1 from public.pitr_marker where name = 'row2'"})
+    drill = physical_drill(
+        backed_up,
+        target={"time": target.isoformat()},
+        pitr_proof={
+            "must_exist": "select 1 from public.pitr_marker where name = 'row1'",
+            "must_not_exist": "select 1 from public.pitr_marker where name = 'row2'",
+        },
+    )
     result = run_physical(drill=drill, state_dir=tmp_path)
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
     assert result.details["pitr_proof"] == {"must_exist": 1, "must_not_exist": 0}
     assert "vs target time" in result.measurements.values["rpo_source"]
-    assert result.measurements.rpo_seconds is not None and result.measurements.rpo_seconds <= (target - row1).total_seconds() + 0.01
+    assert (
+        result.measurements.rpo_seconds is not None
+        and result.measurements.rpo_seconds <= (target - row1).total_seconds() + 0.01
+    )
     # the same proof turned the other way round must turn red: the proof can fail
-    wrong = physical_drill(backed_up, target={"time": target.isoformat()}, pitr_proof={
-        "must_exist": "select 1 from public.pitr_marker where name = 'row2'"})
+    wrong = physical_drill(
+        backed_up,
+        target={"time": target.isoformat()},
+        pitr_proof={"must_exist": "select 1 from public.pitr_marker where name = 'row2'"},
+    )
     red = run_physical(drill=wrong, state_dir=tmp_path)
     assert red.verdict.value == "FAIL" and "PITR_PROOF_FAILED" in codes(red)
 
@@ -124,7 +156,9 @@ def test_time_target_between_two_rows_passes_the_before_after_proof(backed_up: S
 def test_target_after_the_last_archived_wal_is_unreached(backed_up: SourceCluster, tmp_path: Path) -> None:
     before = _snapshot()
     target = backed_up.markers["row2"] + timedelta(minutes=10)
-    result = run_physical(drill=physical_drill(backed_up, target={"time": target.isoformat()}), state_dir=tmp_path)
+    result = run_physical(
+        drill=physical_drill(backed_up, target={"time": target.isoformat()}), state_dir=tmp_path
+    )
     assert result.verdict.value == "FAIL", [(f.code, f.message) for f in result.findings]
     assert "PITR_TARGET_UNREACHED" in codes(result)
     assert leftover_clusters(before) == set()
@@ -132,7 +166,9 @@ def test_target_after_the_last_archived_wal_is_unreached(backed_up: SourceCluste
 
 def test_target_before_the_backup_is_refused(backed_up: SourceCluster, tmp_path: Path) -> None:
     target = backed_up.markers["before_backup"]
-    result = run_physical(drill=physical_drill(backed_up, target={"time": target.isoformat()}), state_dir=tmp_path)
+    result = run_physical(
+        drill=physical_drill(backed_up, target={"time": target.isoformat()}), state_dir=tmp_path
+    )
     assert "PITR_TARGET_BEFORE_BACKUP" in codes(result) and result.verdict.value == "FAIL"
     assert "restore" not in [p.name for p in result.phases]
 
@@ -151,10 +187,14 @@ def test_one_deleted_wal_segment_is_a_wal_gap_naming_it(backed_up: SourceCluster
     assert "restore" not in [p.name for p in result.phases]
 
 
-def test_corrupted_data_file_in_the_repository_is_backup_corrupt(backed_up: SourceCluster, tmp_path: Path) -> None:
+def test_corrupted_data_file_in_the_repository_is_backup_corrupt(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     before = _snapshot()
     label_dir = next(p for p in (backed_up.repo / "backup" / STANZA).iterdir() if p.name.endswith("F"))
-    files = sorted((label_dir / "pg_data" / "base").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    files = sorted(
+        (label_dir / "pg_data" / "base").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+    )
     victim = files[-1]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -175,12 +215,16 @@ class _CraftedAutoConf(PgBackRest):
     def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
         info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
         with open(datadir / "postgresql.auto.conf", "a") as fh:
-            fh.write(f"archive_mode = 'on'\narchive_command = 'pgbackrest --config={self.config} --stanza={self.stanza} "
-                     "archive-push %p'\n")
+            fh.write(
+                f"archive_mode = 'on'\narchive_command = 'pgbackrest --config={self.config} --stanza={self.stanza} "
+                "archive-push %p'\n"
+            )
         return info
 
 
-def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(backed_up: SourceCluster, tmp_path: Path) -> None:
+def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     before = _snapshot()
     archived = [p.name for p in backed_up.archived_segments()]
     drill = physical_drill(backed_up)
@@ -191,7 +235,9 @@ def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(backed_u
     assert "archive_mode='on'" in unsafe.message and "refused before start" in unsafe.message
     assert "recover" not in [p.name for p in result.phases]  # never started
     time.sleep(1)
-    assert [p.name for p in backed_up.archived_segments()] == archived  # nothing was pushed into the repository
+    assert [
+        p.name for p in backed_up.archived_segments()
+    ] == archived  # nothing was pushed into the repository
     assert leftover_clusters(before) == set()
 
 
@@ -205,7 +251,9 @@ run_physical(drill=drill, on_phase=lambda p: print(p.name, flush=True))
 """
 
 
-def test_a_killed_drill_leaves_a_cluster_the_reaper_removes(backed_up: SourceCluster, private_tmp: Path) -> None:
+def test_a_killed_drill_leaves_a_cluster_the_reaper_removes(
+    backed_up: SourceCluster, private_tmp: Path
+) -> None:
     import os
     import signal
     import subprocess
@@ -215,8 +263,18 @@ def test_a_killed_drill_leaves_a_cluster_the_reaper_removes(backed_up: SourceClu
 
     before = _snapshot()
     drill = physical_drill(backed_up)
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_DRILL, drill.model_dump_json(), str(Path(__file__).parents[3] / "plugins")],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(private_tmp)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_DRILL,
+            drill.model_dump_json(),
+            str(Path(__file__).parents[3] / "plugins"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(private_tmp)},
+    )
     assert proc.stdout is not None
     for line in proc.stdout:  # "safety" is printed when it ends: the server starts next
         if line.strip() == "safety":
@@ -255,7 +313,9 @@ class _DamagedHeapPage(PgBackRest):
 
 
 def test_a_damaged_heap_page_is_heap_corrupt(pg_source: SourceCluster, tmp_path: Path) -> None:
-    pg_source.sql("create table public.static_data as select g as id, md5(g::text) as v from generate_series(1, 50) g")
+    pg_source.sql(
+        "create table public.static_data as select g as id, md5(g::text) as v from generate_series(1, 50) g"
+    )
     pg_source.insert_marker("row1")
     pg_source.sql("checkpoint")
     pg_source.full_backup()
@@ -284,26 +344,49 @@ class _CraftedHooks(PgBackRest):
 
         info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
         key, cert = datadir / "evil.key", datadir / "evil.crt"
-        subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:drillbook", "-out", str(key), "2048"],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "req", "-new", "-x509", "-key", str(key), "-passin", "pass:drillbook", "-subj", "/CN=x",
-                        "-days", "1", "-out", str(cert)], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "genrsa", "-aes256", "-passout", "pass:drillbook", "-out", str(key), "2048"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-new",
+                "-x509",
+                "-key",
+                str(key),
+                "-passin",
+                "pass:drillbook",
+                "-subj",
+                "/CN=x",
+                "-days",
+                "1",
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
         st = datadir.stat()
         for p in (key, cert):
             os.chown(p, st.st_uid, st.st_gid)
             p.chmod(0o600)
         with open(datadir / "postgresql.auto.conf", "a") as fh:
-            fh.write(f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
-                     f"ssl_passphrase_command = 'touch {self.outside}/command_ran; echo drillbook'\n"
-                     f"external_pid_file = '{self.outside}/production.pid'\n"
-                     f"logging_collector = on\nlog_directory = '{self.outside}/log'\n"
-                     "shared_preload_libraries = 'auto_explain'\n")
+            fh.write(
+                f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
+                f"ssl_passphrase_command = 'touch {self.outside}/command_ran; echo drillbook'\n"
+                f"external_pid_file = '{self.outside}/production.pid'\n"
+                f"logging_collector = on\nlog_directory = '{self.outside}/log'\n"
+                "shared_preload_libraries = 'auto_explain'\n"
+            )
         return info
 
 
-def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir(backed_up: SourceCluster,
-                                                                                    private_tmp: Path,
-                                                                                    tmp_path: Path) -> None:
+def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir(
+    backed_up: SourceCluster, private_tmp: Path, tmp_path: Path
+) -> None:
     before = _snapshot()
     outside = private_tmp / "outside"
     outside.mkdir()
@@ -318,7 +401,9 @@ def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir
     assert leftover_clusters(before) == set()
 
 
-def test_a_segment_deleted_after_it_was_verified_is_still_a_wal_gap(backed_up: SourceCluster, tmp_path: Path) -> None:
+def test_a_segment_deleted_after_it_was_verified_is_still_a_wal_gap(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     """The remembered state skips listing what was verified; recovery still needs it. A segment lost since the
     last run makes recovery to ``latest`` end early (and lose every later row): that must not pass."""
     backed_up.insert_marker("row3")
@@ -337,14 +422,20 @@ def test_a_segment_deleted_after_it_was_verified_is_still_a_wal_gap(backed_up: S
     assert victim.name[:24] in gap.message
 
 
-def test_heap_check_uses_amcheck_where_the_backup_installed_it(pg_source: SourceCluster, tmp_path: Path) -> None:
+def test_heap_check_uses_amcheck_where_the_backup_installed_it(
+    pg_source: SourceCluster, tmp_path: Path
+) -> None:
     """Production often installs extensions in their own schema; amcheck there must be used (schema-qualified),
     not looked up by search_path: every table was HEAP_CORRUPT ("function verify_heapam does not exist"), and a
     ``public.verify_heapam`` the backup brings could answer for it."""
-    pg_source.sql("create schema ext_tools; create extension if not exists amcheck; alter extension amcheck set schema ext_tools")
-    pg_source.sql("create function public.verify_heapam(regclass, on_error_stop boolean, check_toast boolean, "
-                  "out blkno bigint, out offnum integer, out msg text) returns setof record language sql "
-                  "as $$ select 0::bigint, 0, 'forged by the backup'::text $$")
+    pg_source.sql(
+        "create schema ext_tools; create extension if not exists amcheck; alter extension amcheck set schema ext_tools"
+    )
+    pg_source.sql(
+        "create function public.verify_heapam(regclass, on_error_stop boolean, check_toast boolean, "
+        "out blkno bigint, out offnum integer, out msg text) returns setof record language sql "
+        "as $$ select 0::bigint, 0, 'forged by the backup'::text $$"
+    )
     pg_source.insert_marker("row1")
     pg_source.full_backup()
     pg_source.switch_wal()
@@ -354,7 +445,8 @@ def test_heap_check_uses_amcheck_where_the_backup_installed_it(pg_source: Source
 
 
 def test_a_drill_killed_mid_restore_leaves_nothing_running_and_the_reaper_removes_its_directory(
-        backed_up: SourceCluster, private_tmp: Path) -> None:
+    backed_up: SourceCluster, private_tmp: Path
+) -> None:
     import os
     import signal
     import subprocess
@@ -364,8 +456,18 @@ def test_a_drill_killed_mid_restore_leaves_nothing_running_and_the_reaper_remove
 
     before = _snapshot()
     drill = physical_drill(backed_up)
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_DRILL, drill.model_dump_json(), str(Path(__file__).parents[3] / "plugins")],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(private_tmp)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_DRILL,
+            drill.model_dump_json(),
+            str(Path(__file__).parents[3] / "plugins"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(private_tmp)},
+    )
     assert proc.stdout is not None
     for line in proc.stdout:  # "archive" is printed when it ends: the restore runs next
         if line.strip() == "archive":
@@ -373,7 +475,11 @@ def test_a_drill_killed_mid_restore_leaves_nothing_running_and_the_reaper_remove
     deadline = time.monotonic() + 60
     left: set[str] = set()
     while time.monotonic() < deadline:  # the restore has begun writing the data directory
-        left = {d for d in leftover_clusters(before) if (Path(d) / "data").is_dir() and any((Path(d) / "data").iterdir())}
+        left = {
+            d
+            for d in leftover_clusters(before)
+            if (Path(d) / "data").is_dir() and any((Path(d) / "data").iterdir())
+        }
         if left:
             break
         time.sleep(0.02)
@@ -381,7 +487,9 @@ def test_a_drill_killed_mid_restore_leaves_nothing_running_and_the_reaper_remove
     proc.wait(timeout=30)
     assert left, "the drill was killed before its restore wrote anything"
     time.sleep(1)
-    restores = subprocess.run(["pgrep", "-f", f"pg1-path={next(iter(left))}"], capture_output=True, text=True).stdout
+    restores = subprocess.run(
+        ["pgrep", "-f", f"pg1-path={next(iter(left))}"], capture_output=True, text=True
+    ).stdout
     assert restores.strip() == "", "pgbackrest restore outlived its drill"
     removed = reap_left_clusters()
     assert left <= set(removed)
@@ -405,8 +513,9 @@ class _OtherMajor(PgBackRest):
         return info
 
 
-def test_no_server_binaries_for_the_backups_major_is_a_clear_error_naming_it(backed_up: SourceCluster,
-                                                                             tmp_path: Path) -> None:
+def test_no_server_binaries_for_the_backups_major_is_a_clear_error_naming_it(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     before = _snapshot()
     source = _OtherMajor(stanza=STANZA, config=str(backed_up.config))
     result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
@@ -429,18 +538,33 @@ print("VERDICT", result.verdict.value, [(f.code, f.message[:200]) for f in resul
 """
 
 
-def test_two_drills_of_the_same_stanza_at_once_both_pass_and_leave_nothing(backed_up: SourceCluster, private_tmp: Path,
-                                                                           tmp_path: Path) -> None:
+def test_two_drills_of_the_same_stanza_at_once_both_pass_and_leave_nothing(
+    backed_up: SourceCluster, private_tmp: Path, tmp_path: Path
+) -> None:
     import os
     import subprocess
     import sys
 
     before = _snapshot()
     drill = physical_drill(backed_up)
-    argv = [sys.executable, "-c", _WHOLE_DRILL, drill.model_dump_json(), str(Path(__file__).parents[3] / "plugins"),
-            str(tmp_path / "state")]  # one state file, written by both
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "TMPDIR": str(private_tmp)}) for _ in range(2)]
+    argv = [
+        sys.executable,
+        "-c",
+        _WHOLE_DRILL,
+        drill.model_dump_json(),
+        str(Path(__file__).parents[3] / "plugins"),
+        str(tmp_path / "state"),
+    ]  # one state file, written by both
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TMPDIR": str(private_tmp)},
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=400) for p in procs]
     for out, err in outs:
         assert "VERDICT PASS" in out, (out, err[-2000:])
@@ -477,13 +601,15 @@ class _StandbySignal(PgBackRest):
         return info
 
 
-def test_a_standby_signal_in_the_restored_directory_is_refused_before_start(backed_up: SourceCluster,
-                                                                            tmp_path: Path) -> None:
+def test_a_standby_signal_in_the_restored_directory_is_refused_before_start(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     """A standby never ends recovery: the drill would wait the whole restore timeout (hours in production) and then
     blame recovery; it is named before start instead."""
     before = _snapshot()
-    drill = physical_drill(backed_up).model_copy(update={"restore": physical_drill(backed_up).restore.model_copy(
-        update={"timeout": 40})})
+    drill = physical_drill(backed_up).model_copy(
+        update={"restore": physical_drill(backed_up).restore.model_copy(update={"timeout": 40})}
+    )
     source = _StandbySignal(stanza=STANZA, config=str(backed_up.config))
     began = time.monotonic()
     result = run_physical(drill=drill, source=source, state_dir=tmp_path)
@@ -503,14 +629,17 @@ class _SmuggledTarget(PgBackRest):
 
     def restore(self, backup, target, datadir, *, env, timeout_s):  # type: ignore[no-untyped-def]
         info = super().restore(backup, target, datadir, env=env, timeout_s=timeout_s)
-        (datadir / "smuggled.conf").write_text(f"recovery_target_time = '{self.stop_at}'\n"
-                                               "recovery_target_action = 'promote'\n")
+        (datadir / "smuggled.conf").write_text(
+            f"recovery_target_time = '{self.stop_at}'\nrecovery_target_action = 'promote'\n"
+        )
         with open(datadir / "postgresql.auto.conf", "a") as fh:
             fh.write("include_if_exists = 'smuggled.conf'\n")
         return info
 
 
-def test_a_recovery_target_the_backup_brings_is_refused_before_start(backed_up: SourceCluster, tmp_path: Path) -> None:
+def test_a_recovery_target_the_backup_brings_is_refused_before_start(
+    backed_up: SourceCluster, tmp_path: Path
+) -> None:
     before = _snapshot()
     row1, row2 = backed_up.markers["row1"], backed_up.markers["row2"]
     source = _SmuggledTarget(stanza=STANZA, config=str(backed_up.config))

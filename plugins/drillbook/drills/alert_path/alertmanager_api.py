@@ -27,10 +27,12 @@ from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted
 
 API_MAX_BYTES = 5 * 1024 * 1024
-_FAILED = re.compile(r'^alertmanager_notification_requests_failed_total\{([^}]*)\}\s+([0-9.eE+-]+)\s*$', re.M)
+_FAILED = re.compile(r"^alertmanager_notification_requests_failed_total\{([^}]*)\}\s+([0-9.eE+-]+)\s*$", re.M)
 
 
-def get_json(http: Any, url: str, headers: dict[str, str], *, params: dict[str, Any] | None = None) -> tuple[int | None, Any]:
+def get_json(
+    http: Any, url: str, headers: dict[str, str], *, params: dict[str, Any] | None = None
+) -> tuple[int | None, Any]:
     """GET ``url`` and parse at most ``API_MAX_BYTES`` of JSON: (status, body) or (None, error name)."""
     import httpx
 
@@ -76,12 +78,18 @@ def _canary_alert(body: Any, nonce: str) -> dict[str, Any] | None:
     if not isinstance(body, list):
         return None
     for alert in body:
-        if isinstance(alert, dict) and isinstance(alert.get("labels"), dict) and alert["labels"].get("drillbook_nonce") == nonce:
+        if (
+            isinstance(alert, dict)
+            and isinstance(alert.get("labels"), dict)
+            and alert["labels"].get("drillbook_nonce") == nonce
+        ):
             return alert
     return None
 
 
-def canary_status(http: Any, alerts_url: str, headers: dict[str, str], canary: Canary) -> tuple[int | None, dict[str, Any] | None]:
+def canary_status(
+    http: Any, alerts_url: str, headers: dict[str, str], canary: Canary
+) -> tuple[int | None, dict[str, Any] | None]:
     """(HTTP status, the canary's alert as Alertmanager shows it, silenced/inhibited ones included)."""
     status, body = get_json(http, alerts_url, headers, params={"filter": f'drillbook_nonce="{canary.nonce}"'})
     return status, _canary_alert(body, canary.nonce)
@@ -97,22 +105,42 @@ def _silences(http: Any, origin: str, headers: dict[str, str], ids: list[str]) -
     for silence_id in ids[:5]:
         _, body = get_json(http, f"{origin}/api/v2/silence/{silence_id}", headers)
         body = body if isinstance(body, dict) else {}
-        named.append({"id": short(silence_id, 64), "createdBy": short(body.get("createdBy"), 64), "comment": short(body.get("comment"))})
+        named.append(
+            {
+                "id": short(silence_id, 64),
+                "createdBy": short(body.get("createdBy"), 64),
+                "comment": short(body.get("comment")),
+            }
+        )
     return named
 
 
-def _inhibitors(http: Any, alerts_url: str, headers: dict[str, str], fingerprints: list[str]) -> list[dict[str, Any]]:
+def _inhibitors(
+    http: Any, alerts_url: str, headers: dict[str, str], fingerprints: list[str]
+) -> list[dict[str, Any]]:
     _, body = get_json(http, alerts_url, headers, params={"silenced": "false", "inhibited": "false"})
     by_fp = {a.get("fingerprint"): a for a in body if isinstance(a, dict)} if isinstance(body, list) else {}
     named = []
     for fp in fingerprints[:5]:
         labels = (by_fp.get(fp) or {}).get("labels")
         labels = labels if isinstance(labels, dict) else {}
-        named.append({"fingerprint": short(fp, 64), "alertname": short(labels.get("alertname", "?"), 64), "labels": labels})
+        named.append(
+            {
+                "fingerprint": short(fp, 64),
+                "alertname": short(labels.get("alertname", "?"), 64),
+                "labels": labels,
+            }
+        )
     return named
 
 
-def _inhibit_rules(http: Any, origin: str, headers: dict[str, str], canary_labels: dict[str, Any], inhibitors: list[dict[str, Any]]) -> list[str]:
+def _inhibit_rules(
+    http: Any,
+    origin: str,
+    headers: dict[str, str],
+    canary_labels: dict[str, Any],
+    inhibitors: list[dict[str, Any]],
+) -> list[str]:
     """The inhibit rules (from the running config) that the firing source alerts and the canary satisfy."""
     from drillbook.drills.alert_path.alertmanager_inhibit import inhibit_rules, naming
 
@@ -158,7 +186,8 @@ def check_route(
             builder.find(
                 code,
                 f"Alertmanager accepted the canary {canary.nonce} but never listed it (last read: {seen['last']})"
-                if seen["answered"] else f"Alertmanager's alert list {alerts_url.split('?')[0]} never answered 2xx (last: {seen['last']})",
+                if seen["answered"]
+                else f"Alertmanager's alert list {alerts_url.split('?')[0]} never answered 2xx (last: {seen['last']})",
                 subject=path.name,
                 detail={"last": seen["last"]},
             )
@@ -168,17 +197,32 @@ def check_route(
         silenced = [str(s) for s in state.get("silencedBy") or []]
         inhibited = [str(s) for s in state.get("inhibitedBy") or []]
         receivers = [str(r.get("name")) for r in alert.get("receivers") or [] if isinstance(r, dict)]
-        delivery.extra["alertmanager"] = {"state": state.get("state"), "receivers": receivers, "silenced_by": silenced, "inhibited_by": inhibited}
+        delivery.extra["alertmanager"] = {
+            "state": state.get("state"),
+            "receivers": receivers,
+            "silenced_by": silenced,
+            "inhibited_by": inhibited,
+        }
         if silenced or inhibited or state.get("state") != "active":
             silences = _silences(http, origin, headers, silenced) if silenced else []
             inhibitors = _inhibitors(http, alerts_url, headers, inhibited) if inhibited else []
             canary_labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
             rules = _inhibit_rules(http, origin, headers, canary_labels, inhibitors) if inhibitors else []
             sources = ", ".join(f"{i['alertname']} ({i['fingerprint']})" for i in inhibitors)
-            by = "; ".join(
-                [f"silence {s['id']} by {s['createdBy'] or '?'} ({s['comment'] or 'no comment'})" for s in silences]
-                + ([f"{' and '.join(rules) or 'an inhibit rule'} while source alert {sources} fires"] if inhibitors else [])
-            ) or f"state {state.get('state')!r}"
+            by = (
+                "; ".join(
+                    [
+                        f"silence {s['id']} by {s['createdBy'] or '?'} ({s['comment'] or 'no comment'})"
+                        for s in silences
+                    ]
+                    + (
+                        [f"{' and '.join(rules) or 'an inhibit rule'} while source alert {sources} fires"]
+                        if inhibitors
+                        else []
+                    )
+                )
+                or f"state {state.get('state')!r}"
+            )
             builder.find(
                 "ALERT_SUPPRESSED",
                 f"Alertmanager holds the canary on path {path.name!r} as {state.get('state')!r}: suppressed by {by}; nobody is paged",
@@ -186,7 +230,8 @@ def check_route(
                 detail={
                     "state": state.get("state"),
                     "silence_ids": ", ".join(s["id"] for s in silences) or None,
-                    "inhibited_by": ", ".join(f"{i['alertname']} ({i['fingerprint']})" for i in inhibitors) or None,
+                    "inhibited_by": ", ".join(f"{i['alertname']} ({i['fingerprint']})" for i in inhibitors)
+                    or None,
                     "inhibit_rules": "; ".join(rules) if inhibitors else None,
                 },
             )
@@ -205,7 +250,15 @@ def check_route(
         ph.detail = f"active, routed to {receivers}"
 
 
-def confirm_resolved(http: Any, alerts_url: str, headers: dict[str, str], canary: Canary, *, tries: int = 10, interval: float = 0.2) -> bool | None:
+def confirm_resolved(
+    http: Any,
+    alerts_url: str,
+    headers: dict[str, str],
+    canary: Canary,
+    *,
+    tries: int = 10,
+    interval: float = 0.2,
+) -> bool | None:
     """True once Alertmanager no longer lists the canary as active; None when it could not be read."""
     import time
 

@@ -80,6 +80,7 @@ def _matches(found: list[Matcher] | None, labels: dict[str, Any]) -> bool:
 
 def describe(rule: dict[str, Any]) -> str:
     """``source {a="b"} -> target {c=~"d"} equal [e]`` for a finding."""
+
     def side(name: str) -> str:
         return "{" + ", ".join(f'{k}{op}"{v}"' for k, op, v in matchers(rule, name) or []) + "}"
 
@@ -87,7 +88,9 @@ def describe(rule: dict[str, Any]) -> str:
     return f"source {side('source')} -> target {side('target')}" + (f" equal {equal}" if equal else "")
 
 
-def naming(rules: list[dict[str, Any]], canary_labels: dict[str, Any], sources: list[dict[str, Any]]) -> list[str]:
+def naming(
+    rules: list[dict[str, Any]], canary_labels: dict[str, Any], sources: list[dict[str, Any]]
+) -> list[str]:
     """Every rule (numbered from 1, as in the file) that an inhibiting source alert and the canary both satisfy."""
     named = []
     for number, rule in enumerate(rules, 1):
@@ -95,7 +98,9 @@ def naming(rules: list[dict[str, Any]], canary_labels: dict[str, Any], sources: 
             continue
         equal = [str(e) for e in rule.get("equal") or []]
         for source in sources:
-            if _matches(matchers(rule, "source"), source) and all(str(source.get(e, "")) == str(canary_labels.get(e, "")) for e in equal):
+            if _matches(matchers(rule, "source"), source) and all(
+                str(source.get(e, "")) == str(canary_labels.get(e, "")) for e in equal
+            ):
                 named.append(f"inhibit rule #{number} ({describe(rule)})")
                 break
     return named

@@ -53,7 +53,15 @@ def budget(http: Any) -> float:
     return max(2.0 * float(timeout), 1.0) if timeout else 20.0
 
 
-def request(http: Any, method: str, url: str, *, max_bytes: int = DEFAULT_MAX_BYTES, within: float | None = None, **kwargs: Any) -> Answer:
+def request(
+    http: Any,
+    method: str,
+    url: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    within: float | None = None,
+    **kwargs: Any,
+) -> Answer:
     """``http.stream(method, url, **kwargs)`` read into an ``Answer`` within ``max_bytes`` and ``within`` seconds."""
     limit = budget(http) if within is None else within
     with http.stream(method, url, **kwargs) as response:

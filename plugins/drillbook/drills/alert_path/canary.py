@@ -43,9 +43,17 @@ class Canary:
     run_url: str | None = None  # the Airflow task log of the run that sent it
 
     @classmethod
-    def new(cls, *, drill: str, path: str, labels: dict[str, str] | None = None, run_url: str | None = None) -> Canary:
+    def new(
+        cls, *, drill: str, path: str, labels: dict[str, str] | None = None, run_url: str | None = None
+    ) -> Canary:
         """A canary with a fresh 64-bit random nonce."""
-        return cls(drill=drill, path=path, nonce=f"{MARKER}-{secrets.token_hex(8)}", labels=dict(labels or {}), run_url=run_url)
+        return cls(
+            drill=drill,
+            path=path,
+            nonce=f"{MARKER}-{secrets.token_hex(8)}",
+            labels=dict(labels or {}),
+            run_url=run_url,
+        )
 
     @property
     def link(self) -> str:
@@ -124,7 +132,9 @@ class Canary:
     def opsgenie_close(self) -> dict[str, Any]:
         return {"source": SOURCE, "note": "drillbook test alert verified; closed automatically"}
 
-    def alertmanager_alerts(self, *, ends_at: datetime | None = None, starts_at: datetime | None = None) -> list[dict[str, Any]]:
+    def alertmanager_alerts(
+        self, *, ends_at: datetime | None = None, starts_at: datetime | None = None
+    ) -> list[dict[str, Any]]:
         """An Alertmanager /api/v2/alerts body; sending it again with endsAt=now resolves it.
 
         ``startsAt`` must be the send time: Alertmanager flushes a new group at once, skipping

@@ -63,9 +63,15 @@ class WebhookPath(PathBase):
     labels: dict[str, str] = Field(default_factory=dict)
     receiver: str | None = None  # alertmanager: the receiver that must be in the alert's ``receivers``
     group_wait: Duration = 30.0  # alertmanager: the route's group_wait (Alertmanager's default is 30s)
-    api_connection: ConnId | None = None  # pagerduty (required) / opsgenie (optional): the REST API to confirm with
-    escalation_policy: str | None = None  # pagerduty: the escalation policy id the incident must be assigned to
-    service: str | None = None  # pagerduty: service id, to name an ongoing maintenance window when nothing was created
+    api_connection: ConnId | None = (
+        None  # pagerduty (required) / opsgenie (optional): the REST API to confirm with
+    )
+    escalation_policy: str | None = (
+        None  # pagerduty: the escalation policy id the incident must be assigned to
+    )
+    service: str | None = (
+        None  # pagerduty: service id, to name an ongoing maintenance window when nothing was created
+    )
     team: str | None = None  # opsgenie: the team (id or name) that must be among the alert's teams/responders
 
     @model_validator(mode="after")
@@ -81,7 +87,9 @@ class WebhookPath(PathBase):
         elif self.flavour == "pagerduty":
             missing = [k for k in ("api_connection", "escalation_policy") if not getattr(self, k)]
             if self.labels.get("severity", "critical") not in PAGERDUTY_SEVERITIES:
-                raise ValueError(f"path {self.name!r}: PagerDuty severity must be one of {list(PAGERDUTY_SEVERITIES)}, got {self.labels['severity']!r}")
+                raise ValueError(
+                    f"path {self.name!r}: PagerDuty severity must be one of {list(PAGERDUTY_SEVERITIES)}, got {self.labels['severity']!r}"
+                )
         elif self.flavour == "opsgenie":
             missing = [k for k in ("team",) if not getattr(self, k)]
         if missing:

@@ -20,8 +20,13 @@ from drillbook.cli.config import load_catalogue_for
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drill", required=True, help="name of an alert_path drill in the catalogue")
-    parser.add_argument("--path", action="append", default=None, metavar="NAME",
-                        help="prove only this path (repeatable; default: every path of the drill)")
+    parser.add_argument(
+        "--path",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="prove only this path (repeatable; default: every path of the drill)",
+    )
     common.add_common_run_arguments(parser)
     common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
@@ -53,10 +58,21 @@ def main(args: argparse.Namespace) -> int:
                 f"giving up after {format_duration(drill.give_up_of(path))}"
             )
         with common.stoppable() as stop:
-            result = stop.run(lambda: run_path(drill=drill, path_name=name, clients=clients,  # noqa: B023 - called at once
-                                               on_phase=None if args.json else common.phase_printer()),
-                              kind="alert_path", drill=drill.name, target=name, controls=list(drill.controls))
-            if stop.state.signum is not None:  # the rest of the paths are not run; this one's evidence is recorded
+            result = stop.run(
+                lambda: run_path(
+                    drill=drill,
+                    path_name=name,  # noqa: B023 - the lambda is called at once, inside this iteration
+                    clients=clients,
+                    on_phase=None if args.json else common.phase_printer(),
+                ),
+                kind="alert_path",
+                drill=drill.name,
+                target=name,
+                controls=list(drill.controls),
+            )
+            if (
+                stop.state.signum is not None
+            ):  # the rest of the paths are not run; this one's evidence is recorded
                 common.emit(result, as_json=args.json)
                 if common.ledger_dsn(args):
                     common.record_cli_result(result, args, task_id=f"cli.{name}")
@@ -66,7 +82,9 @@ def main(args: argparse.Namespace) -> int:
             common.emit(result, as_json=False)
             delivery = result.details.get("delivery") or {}
             # an acceptance-only path read nothing back: say so instead of a seen time and a latency
-            seen = delivery.get("seen_at") or ("accepted, not seen" if str(delivery.get("seen_via", "")).startswith("accepted") else "-")
+            seen = delivery.get("seen_at") or (
+                "accepted, not seen" if str(delivery.get("seen_via", "")).startswith("accepted") else "-"
+            )
             common.out(
                 f"  sent {delivery.get('sent_at') or '-'} · seen {seen} · "
                 f"latency {format_duration(delivery.get('latency_seconds'))} · attempts {delivery.get('attempts')} · "

@@ -68,7 +68,7 @@ class AirflowPathClients:
 
 def _doc(drill: AlertPathDrill) -> str:
     lines = [
-        "Sends a labelled test alert (\"drillbook test alert — no action needed\") down each path, "
+        'Sends a labelled test alert ("drillbook test alert — no action needed") down each path, '
         "reads it back at the far end and measures the delivery latency. One mapped task per path.",
         "",
         "| path | type | objective | gives up after |",
@@ -77,7 +77,9 @@ def _doc(drill: AlertPathDrill) -> str:
     from drillbook.catalogue.common import format_duration
 
     for p in drill.paths:
-        lines.append(f"| `{p.name}` | {p.type} | {format_duration(drill.delivery_of(p))} | {format_duration(drill.give_up_of(p))} |")
+        lines.append(
+            f"| `{p.name}` | {p.type} | {format_duration(drill.delivery_of(p))} | {format_duration(drill.give_up_of(p))} |"
+        )
     lines += [
         "",
         "Findings: `ALERT_NOT_DELIVERED`, `ALERT_SLOW`, `ALERT_REJECTED`, `ALERT_SUPPRESSED`, `ALERT_UNROUTED` (FAIL); "

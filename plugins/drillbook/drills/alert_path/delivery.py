@@ -110,7 +110,15 @@ class Delivery:
         data = self.as_dict()
         builder.details["delivery"] = data
         values = builder.measurements.values
-        for key in ("sent_at", "seen_at", "latency_seconds", "http_status", "destination", "seen_via", "cleanup"):
+        for key in (
+            "sent_at",
+            "seen_at",
+            "latency_seconds",
+            "http_status",
+            "destination",
+            "seen_via",
+            "cleanup",
+        ):
             values[key] = data[key]
         builder.measurements.counts["attempts"] = self.attempts
         builder.measurements.counts["polls"] = self.polls
@@ -133,9 +141,15 @@ def judge(
             "ALERT_NOT_DELIVERED",
             f"test alert on path {delivery.path!r} ({delivery.destination}) was sent at "
             f"{delivery.sent_at:%H:%M:%S} UTC and not seen after {delivery.give_up:.0f}s "
-            f"(objective {delivery.objective:.0f}s, {delivery.polls} read-backs)" + (f": {not_seen_reason}" if not_seen_reason else ""),
+            f"(objective {delivery.objective:.0f}s, {delivery.polls} read-backs)"
+            + (f": {not_seen_reason}" if not_seen_reason else ""),
             subject=subject,
-            detail={"objective_seconds": delivery.objective, "give_up_seconds": delivery.give_up, "polls": delivery.polls, **(not_seen_detail or {})},
+            detail={
+                "objective_seconds": delivery.objective,
+                "give_up_seconds": delivery.give_up,
+                "polls": delivery.polls,
+                **(not_seen_detail or {}),
+            },
         )
         return
     assert delivery.latency_seconds is not None

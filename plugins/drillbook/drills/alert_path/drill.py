@@ -37,6 +37,8 @@ from drillbook.result import DrillResult, Phase
 log = logging.getLogger(__name__)
 
 KIND = "alert_path"
+
+
 class PathClients(Protocol):
     """Resolves a path's connection id into a ready client; raises ConnectionNotConfigured."""
 
@@ -79,12 +81,25 @@ def run_path(
     )
     labels = path.labels if isinstance(path, WebhookPath) else None
     canary = Canary.new(drill=drill.name, path=path.name, labels=labels, run_url=run_url)
-    delivery = Delivery(path=path.name, path_type=path.type, destination=_destination(path), objective=objective, give_up=give_up)
+    delivery = Delivery(
+        path=path.name,
+        path_type=path.type,
+        destination=_destination(path),
+        objective=objective,
+        give_up=give_up,
+    )
     builder.details.update(path_type=path.type, nonce=canary.nonce, connection=path.connection)
     with stop_on_signals() as stop:
         running.stop = stop
         try:
-            _prove(builder, path=path, canary=canary, delivery=delivery, clients=clients, interval=drill.poll_interval)
+            _prove(
+                builder,
+                path=path,
+                canary=canary,
+                delivery=delivery,
+                clients=clients,
+                interval=drill.poll_interval,
+            )
         except DrillAborted:
             pass  # the reason is already a finding
         except Interrupted as exc:
@@ -95,11 +110,18 @@ def run_path(
             running.stop = None
             delivery.record(builder)
         if stop.signum is not None and "interrupted_by" not in builder.details:
-            _interrupted(builder, signal_name(stop.signum))  # arrived after the path was proven, before the record
+            _interrupted(
+                builder, signal_name(stop.signum)
+            )  # arrived after the path was proven, before the record
     result = builder.finish()
     log.info(
         "alert path %s/%s: %s %s latency=%s attempts=%s",
-        drill.name, path.name, result.verdict.value, result.codes(), delivery.latency_seconds, delivery.attempts,
+        drill.name,
+        path.name,
+        result.verdict.value,
+        result.codes(),
+        delivery.latency_seconds,
+        delivery.attempts,
     )
     return result
 
@@ -116,13 +138,23 @@ def _interrupted(builder: ResultBuilder, name: str) -> None:
     where = work[-1].name if work else "start"
     if work and work[-1].status == "ok":
         work[-1].status, work[-1].detail = "failed", f"interrupted by {name}"
-    builder.find("DRILL_INTERRUPTED", f"the drill was stopped by {name} during or after phase {where!r}; "
-                 "nothing after it was checked; the path's cleanup (resolve) ran before the drill stopped", subject=where)
+    builder.find(
+        "DRILL_INTERRUPTED",
+        f"the drill was stopped by {name} during or after phase {where!r}; "
+        "nothing after it was checked; the path's cleanup (resolve) ran before the drill stopped",
+        subject=where,
+    )
     builder.details["interrupted_by"] = name
 
 
 def _prove(
-    builder: ResultBuilder, *, path: SlackPath | SnsSqsPath | WebhookPath, canary: Canary, delivery: Delivery, clients: PathClients, interval: float
+    builder: ResultBuilder,
+    *,
+    path: SlackPath | SnsSqsPath | WebhookPath,
+    canary: Canary,
+    delivery: Delivery,
+    clients: PathClients,
+    interval: float,
 ) -> None:
     """Connect, send, read back and tidy up one path; a reason to stop is a finding plus ``DrillAborted``."""
     client: Any = None
@@ -133,15 +165,25 @@ def _prove(
             if isinstance(path, SlackPath):
                 client = clients.slack(path.connection)
             elif isinstance(path, SnsSqsPath):
-                client = (clients.aws(path.connection, "sns", path.region), clients.aws(path.connection, "sqs", path.region))
+                client = (
+                    clients.aws(path.connection, "sns", path.region),
+                    clients.aws(path.connection, "sqs", path.region),
+                )
             else:
                 client = clients.http(path.connection)
                 if path.api_connection:
-                    conn_id = path.api_connection  # the REST API a PagerDuty/Opsgenie canary is confirmed with
+                    conn_id = (
+                        path.api_connection
+                    )  # the REST API a PagerDuty/Opsgenie canary is confirmed with
                     api = clients.http(conn_id)
         except ConnectionNotConfigured as exc:
-            builder.find("CONNECTION_MISSING", str(exc), subject=path.name, detail={"connection": conn_id},
-                         hint=_connection_hint(path, conn_id))
+            builder.find(
+                "CONNECTION_MISSING",
+                str(exc),
+                subject=path.name,
+                detail={"connection": conn_id},
+                hint=_connection_hint(path, conn_id),
+            )
             ph.status, ph.detail = "failed", f"connection {conn_id!r} missing"
             raise DrillAborted("connect") from None
         ph.detail = f"{path.type} via {path.connection}"
@@ -156,7 +198,9 @@ def _prove(
     else:
         from drillbook.drills.alert_path.webhook_path import prove_webhook
 
-        prove_webhook(builder, client, path=path, canary=canary, delivery=delivery, interval=interval, api=api)
+        prove_webhook(
+            builder, client, path=path, canary=canary, delivery=delivery, interval=interval, api=api
+        )
 
 
 def run_alert_path(

@@ -53,10 +53,15 @@ def api_target(conn: Connection, *, flavour: str) -> ApiTarget:
         base = f"{base}:{conn.port}"
     key = conn.password or (conn.extra or {}).get("token") or (conn.extra or {}).get("api_key")
     if not key:
-        raise ConfigurationError(f"{flavour} API connection {conn.conn_id!r} has no API key (password or extra 'token')")
+        raise ConfigurationError(
+            f"{flavour} API connection {conn.conn_id!r} has no API key (password or extra 'token')"
+        )
     register_secret(key)
     if flavour == "pagerduty":
-        headers = {"Authorization": f"Token token={key}", "Accept": "application/vnd.pagerduty+json;version=2"}
+        headers = {
+            "Authorization": f"Token token={key}",
+            "Accept": "application/vnd.pagerduty+json;version=2",
+        }
     else:
         headers = {"Authorization": f"GenieKey {key}"}
     register_secret(headers["Authorization"])
@@ -76,7 +81,9 @@ class _Reader:
         try:
             from drillbook.drills.alert_path.bounded import request
 
-            response = request(self.http, "GET", self.api.base + path, headers=self.api.headers, params=params)
+            response = request(
+                self.http, "GET", self.api.base + path, headers=self.api.headers, params=params
+            )
         except httpx.TransportError as exc:
             self.last = type(exc).__name__
             return None, None
@@ -97,7 +104,15 @@ class _Reader:
         return response.status_code, body
 
 
-def _not_seen(builder: ResultBuilder, reader: _Reader, *, path: WebhookPath, delivery: Delivery, what: str, reason: str = "") -> None:
+def _not_seen(
+    builder: ResultBuilder,
+    reader: _Reader,
+    *,
+    path: WebhookPath,
+    delivery: Delivery,
+    what: str,
+    reason: str = "",
+) -> None:
     if not reader.answered:
         builder.find(
             "ALERT_READBACK_FAILED",
@@ -106,10 +121,24 @@ def _not_seen(builder: ResultBuilder, reader: _Reader, *, path: WebhookPath, del
             detail={"api": reader.api.base, "last": reader.last, "polls": delivery.polls},
         )
         raise DrillAborted("confirm")
-    judge(builder, delivery, not_seen_reason=reason or f"no {what} in the {path.flavour} REST API", not_seen_detail={"api": reader.api.base})
+    judge(
+        builder,
+        delivery,
+        not_seen_reason=reason or f"no {what} in the {path.flavour} REST API",
+        not_seen_detail={"api": reader.api.base},
+    )
 
 
-def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, api: ApiTarget, canary: Canary, delivery: Delivery, interval: float) -> None:
+def confirm_pagerduty(
+    builder: ResultBuilder,
+    http: Any,
+    *,
+    path: WebhookPath,
+    api: ApiTarget,
+    canary: Canary,
+    delivery: Delivery,
+    interval: float,
+) -> None:
     """Poll ``GET /incidents?incident_key=`` until the canary's incident exists; check its escalation policy."""
     reader = _Reader(http, api, delivery)
     found: dict[str, Any] = {}
@@ -141,9 +170,15 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
                 raise DrillAborted("confirm")
             _not_seen(builder, reader, path=path, delivery=delivery, what="incident")
             return
-        policy: dict[str, Any] = found["escalation_policy"] if isinstance(found.get("escalation_policy"), dict) else {}
-        delivery.extra["incident"] = {"id": short(found.get("id"), 64), "status": short(found.get("status"), 32),
-                                      "escalation_policy": short(policy.get("id"), 64), "urgency": short(found.get("urgency"), 16)}
+        policy: dict[str, Any] = (
+            found["escalation_policy"] if isinstance(found.get("escalation_policy"), dict) else {}
+        )
+        delivery.extra["incident"] = {
+            "id": short(found.get("id"), 64),
+            "status": short(found.get("status"), 32),
+            "escalation_policy": short(policy.get("id"), 64),
+            "urgency": short(found.get("urgency"), 16),
+        }
         if policy.get("id") != path.escalation_policy:
             builder.checked()
             builder.find(
@@ -151,7 +186,10 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
                 f"PagerDuty incident {short(found.get('id'), 64)} for the canary is on escalation policy "
                 f"{short(policy.get('id'), 64)!r} ({short(policy.get('summary'), 80)}), not {path.escalation_policy!r}",
                 subject=path.name,
-                detail={"escalation_policy": short(policy.get("id"), 64), "expected_escalation_policy": path.escalation_policy},
+                detail={
+                    "escalation_policy": short(policy.get("id"), 64),
+                    "expected_escalation_policy": path.escalation_policy,
+                },
             )
             ph.status, ph.detail = "failed", f"escalation policy {policy.get('id')!r}"
             raise DrillAborted("confirm")
@@ -163,7 +201,11 @@ def confirm_pagerduty(builder: ResultBuilder, http: Any, *, path: WebhookPath, a
                 f"PagerDuty incident {short(found.get('id'), 64)} for the canary (severity {canary.severity!r}) is on escalation "
                 f"policy {path.escalation_policy!r} but has urgency {short(found.get('urgency'), 16)!r}; only high urgency pages on-call",
                 subject=path.name,
-                detail={"urgency": short(found.get("urgency"), 16), "severity": canary.severity, "escalation_policy": path.escalation_policy},
+                detail={
+                    "urgency": short(found.get("urgency"), 16),
+                    "severity": canary.severity,
+                    "escalation_policy": path.escalation_policy,
+                },
             )
             ph.status, ph.detail = "failed", f"urgency {found.get('urgency')!r}"
             raise DrillAborted("confirm")
@@ -181,7 +223,15 @@ def _maintenance(reader: _Reader, path: WebhookPath) -> str | None:
 
 
 def confirm_opsgenie(
-    builder: ResultBuilder, http: Any, *, path: WebhookPath, api: ApiTarget, canary: Canary, delivery: Delivery, interval: float, request_id: str | None
+    builder: ResultBuilder,
+    http: Any,
+    *,
+    path: WebhookPath,
+    api: ApiTarget,
+    canary: Canary,
+    delivery: Delivery,
+    interval: float,
+    request_id: str | None,
 ) -> None:
     """Poll the create request's status, then the alert by alias; check snooze/ack and the team."""
     reader = _Reader(http, api, delivery)
@@ -196,7 +246,9 @@ def confirm_opsgenie(
             state["request"] = data
             if not data.get("isSuccess", data.get("success")):
                 return False
-        if state["request"] is not None and not state["request"].get("isSuccess", state["request"].get("success")):
+        if state["request"] is not None and not state["request"].get(
+            "isSuccess", state["request"].get("success")
+        ):
             return False
         _, body = reader.get(f"/v2/alerts/{quote(canary.nonce, safe='')}", {"identifierType": "alias"})
         data = body.get("data") if isinstance(body, dict) else None
@@ -210,26 +262,52 @@ def confirm_opsgenie(
         delivery.poll(look, interval=interval)
         delivery.extra["api_rate_limited"] = reader.rate_limited
         request = state["request"] or {}
-        delivery.extra["opsgenie_request"] = {"status": short(request.get("status"), 120), "success": request.get("isSuccess", request.get("success"))}
+        delivery.extra["opsgenie_request"] = {
+            "status": short(request.get("status"), 120),
+            "success": request.get("isSuccess", request.get("success")),
+        }
         alert = state["alert"]
         if alert is None:
             ph.status, ph.detail = "failed", f"no alert ({reader.last})"
             reason = f"Opsgenie request {request_id}: {short(request.get('status'))}" if request else ""
             _not_seen(builder, reader, path=path, delivery=delivery, what="alert", reason=reason)
             return
-        team_responders = [r for r in alert.get("responders") or [] if isinstance(r, dict) and r.get("type") == "team"]
-        teams = sorted({str(t.get(k)) for t in (alert.get("teams") or []) + team_responders
-                        if isinstance(t, dict) for k in ("id", "name") if t.get(k)})
-        delivery.extra["alert"] = {"id": short(alert.get("id"), 64), "status": short(alert.get("status"), 32), "teams": teams,
-                                   "priority": short(alert.get("priority"), 8)}
+        team_responders = [
+            r for r in alert.get("responders") or [] if isinstance(r, dict) and r.get("type") == "team"
+        ]
+        teams = sorted(
+            {
+                str(t.get(k))
+                for t in (alert.get("teams") or []) + team_responders
+                if isinstance(t, dict)
+                for k in ("id", "name")
+                if t.get(k)
+            }
+        )
+        delivery.extra["alert"] = {
+            "id": short(alert.get("id"), 64),
+            "status": short(alert.get("status"), 32),
+            "teams": teams,
+            "priority": short(alert.get("priority"), 8),
+        }
         if alert.get("snoozed") or alert.get("acknowledged") or alert.get("status") != "open":
-            how = "snoozed" if alert.get("snoozed") else "acknowledged" if alert.get("acknowledged") else f"status {alert.get('status')!r}"
+            how = (
+                "snoozed"
+                if alert.get("snoozed")
+                else "acknowledged"
+                if alert.get("acknowledged")
+                else f"status {alert.get('status')!r}"
+            )
             builder.checked()
             builder.find(
                 "ALERT_SUPPRESSED",
                 f"Opsgenie alert {short(alert.get('id'), 64)} for the canary on path {path.name!r} is {how}: nobody is paged",
                 subject=path.name,
-                detail={"snoozed": bool(alert.get("snoozed")), "acknowledged": bool(alert.get("acknowledged")), "status": short(alert.get("status"), 32)},
+                detail={
+                    "snoozed": bool(alert.get("snoozed")),
+                    "acknowledged": bool(alert.get("acknowledged")),
+                    "status": short(alert.get("status"), 32),
+                },
             )
             ph.status, ph.detail = "failed", how
             raise DrillAborted("confirm")
@@ -251,7 +329,11 @@ def confirm_opsgenie(
                 f"Opsgenie alert {short(alert.get('id'), 64)} for the canary is open for {path.team!r} but has priority "
                 f"'P5' (informational; sent as {canary.labels.get('priority', 'P3')!r}): nobody is notified",
                 subject=path.name,
-                detail={"priority": "P5", "sent_priority": canary.labels.get("priority", "P3"), "team": path.team},
+                detail={
+                    "priority": "P5",
+                    "sent_priority": canary.labels.get("priority", "P3"),
+                    "team": path.team,
+                },
             )
             ph.status, ph.detail = "failed", "priority P5"
             raise DrillAborted("confirm")

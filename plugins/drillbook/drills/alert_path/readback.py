@@ -56,11 +56,16 @@ def _contains(http: Any, url: str, headers: dict[str, str], needle: str, *, with
             window = tail + chunk
             if needle in window:
                 return _Read(response.status_code, found=True)
-            tail, read = window[-len(needle):], read + len(chunk)
+            tail, read = window[-len(needle) :], read + len(chunk)
             if read > READBACK_MAX_BYTES:
-                return _Read(response.status_code, cut=f"page larger than {READBACK_MAX_BYTES // (1024 * 1024)} MB, not read to its end")
+                return _Read(
+                    response.status_code,
+                    cut=f"page larger than {READBACK_MAX_BYTES // (1024 * 1024)} MB, not read to its end",
+                )
             if time.monotonic() > deadline:
-                return _Read(response.status_code, cut=f"page still arriving after {within:.0f}s, not read to its end")
+                return _Read(
+                    response.status_code, cut=f"page still arriving after {within:.0f}s, not read to its end"
+                )
         return _Read(response.status_code)
 
 
@@ -105,7 +110,9 @@ def read_back(
         if url.startswith("/"):
             url = target.origin + url
         same_origin = url.startswith(target.origin + "/")
-        headers = target.readback_headers or ({k: v for k, v in target.headers.items() if k != "Content-Type"} if same_origin else {})
+        headers = target.readback_headers or (
+            {k: v for k, v in target.headers.items() if k != "Content-Type"} if same_origin else {}
+        )
         state: dict[str, Any] = {"answered": False, "last": None, "echo": False}
         within = max(path.request_timeout, 1.0)
 
@@ -150,7 +157,11 @@ def read_back(
             )
             ph.status, ph.detail = "failed", f"read-back failed: {state['last']}"
             raise DrillAborted("read back")
-        ph.detail = f"seen after {delivery.latency_seconds:.2f}s" if delivery.seen else f"not seen after {delivery.polls} reads"
+        ph.detail = (
+            f"seen after {delivery.latency_seconds:.2f}s"
+            if delivery.seen
+            else f"not seen after {delivery.polls} reads"
+        )
     extra: dict[str, Any] = {"readback_url": redact_url(url)}
     reason = ""
     if not delivery.seen and not_seen is not None:

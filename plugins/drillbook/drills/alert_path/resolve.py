@@ -33,7 +33,15 @@ RESOLVE_ATTEMPTS = 2
 RESOLVE_TIMEOUT = 30.0  # at least this (and 3x the request timeout): a slow path must still get its resolve
 
 
-def resolve_canary(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+def resolve_canary(
+    builder: ResultBuilder,
+    http: Any,
+    *,
+    path: WebhookPath,
+    target: WebhookTarget,
+    canary: Canary,
+    delivery: Delivery,
+) -> None:
     """Resolve a canary that may have landed, patiently and twice at most; record what happened.
 
     A stop signal that arrives meanwhile is held until the resolve has finished (``signals_held``).
@@ -42,7 +50,15 @@ def resolve_canary(builder: ResultBuilder, http: Any, *, path: WebhookPath, targ
         _resolve(builder, http, path=path, target=target, canary=canary, delivery=delivery)
 
 
-def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> None:
+def _resolve(
+    builder: ResultBuilder,
+    http: Any,
+    *,
+    path: WebhookPath,
+    target: WebhookTarget,
+    canary: Canary,
+    delivery: Delivery,
+) -> None:
     import httpx
 
     with builder.phase("cleanup") as ph:
@@ -56,16 +72,30 @@ def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: We
             return
         request: tuple[str, Any]
         if target.flavour == "pagerduty":
-            request = (target.url, canary.pagerduty_event(routing_key=str(target.routing_key), action="resolve"))
+            request = (
+                target.url,
+                canary.pagerduty_event(routing_key=str(target.routing_key), action="resolve"),
+            )
         elif target.flavour == "alertmanager":
             request = (target.url, canary.alertmanager_alerts(ends_at=datetime.now(UTC)))
         else:  # opsgenie: close by alias
-            request = (join_url(target.url, f"{canary.nonce}/close?identifierType=alias"), canary.opsgenie_close())
+            request = (
+                join_url(target.url, f"{canary.nonce}/close?identifierType=alias"),
+                canary.opsgenie_close(),
+            )
         timeout = max(RESOLVE_TIMEOUT, 3 * path.request_timeout)
         error = ""
         for attempt in range(1, RESOLVE_ATTEMPTS + 1):
             try:
-                response = bounded.request(http, "POST", request[0], within=timeout, json=request[1], headers=target.headers, timeout=timeout)
+                response = bounded.request(
+                    http,
+                    "POST",
+                    request[0],
+                    within=timeout,
+                    json=request[1],
+                    headers=target.headers,
+                    timeout=timeout,
+                )
                 error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
                 error = type(exc).__name__
@@ -80,8 +110,11 @@ def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: We
                 from drillbook.drills.alert_path.alertmanager_api import confirm_resolved
 
                 gone = confirm_resolved(http, target.url, read_headers(target), canary)
-                delivery.cleanup = {True: "resolved (Alertmanager no longer lists it active)", False: "resolve sent, still active in Alertmanager",
-                                    None: "resolve sent (Alertmanager could not be read to confirm)"}[gone]
+                delivery.cleanup = {
+                    True: "resolved (Alertmanager no longer lists it active)",
+                    False: "resolve sent, still active in Alertmanager",
+                    None: "resolve sent (Alertmanager could not be read to confirm)",
+                }[gone]
                 if gone is False:
                     error = "still active after the resolve"
             ph.detail = delivery.cleanup
@@ -96,5 +129,3 @@ def _resolve(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: We
             subject=path.name,
             detail={"error": error, "flavour": target.flavour, "dedup_key": canary.nonce},
         )
-
-

@@ -51,7 +51,9 @@ def _is_connection_error(exc: Exception) -> bool:
     return isinstance(exc, urllib.error.URLError | ConnectionError | socket.timeout | TimeoutError)
 
 
-def _post(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canary, delivery: Delivery) -> tuple[str, str]:
+def _post(
+    builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canary, delivery: Delivery
+) -> tuple[str, str]:
     """Post the canary; return (channel id, ts) or record why not and abort."""
     from slack_sdk.errors import SlackApiError
 
@@ -73,7 +75,12 @@ def _post(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canar
                     "ALERT_REJECTED",
                     f"Slack refused the test alert for {path.channel!r}: {last[1]} (HTTP {last[0]}, attempt {attempt})",
                     subject=path.name,
-                    detail={"slack_error": last[1], "http_status": last[0], "channel": path.channel, "attempts": attempt},
+                    detail={
+                        "slack_error": last[1],
+                        "http_status": last[0],
+                        "channel": path.channel,
+                        "attempts": attempt,
+                    },
                 )
                 ph.status, ph.detail = "failed", f"rejected: {last[1]}"
                 raise DrillAborted("send") from None
@@ -95,7 +102,17 @@ def _post(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canar
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canary, delivery: Delivery, channel_id: str, ts: str, interval: float) -> None:
+def _read_back(
+    builder: ResultBuilder,
+    client: Any,
+    *,
+    path: SlackPath,
+    canary: Canary,
+    delivery: Delivery,
+    channel_id: str,
+    ts: str,
+    interval: float,
+) -> None:
     from slack_sdk.errors import SlackApiError
 
     window = {"oldest": f"{float(ts) - HISTORY_WINDOW:.6f}", "latest": f"{float(ts) + HISTORY_WINDOW:.6f}"}
@@ -131,7 +148,11 @@ def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: 
                 f"the test alert was posted to {path.channel!r} but its history cannot be read: {failure.get('error')} "
                 f"(the token needs channels:history / groups:history and the bot must be in the channel)",
                 subject=path.name,
-                detail={"slack_error": failure.get("error"), "http_status": failure.get("http_status"), "channel": path.channel},
+                detail={
+                    "slack_error": failure.get("error"),
+                    "http_status": failure.get("http_status"),
+                    "channel": path.channel,
+                },
             )
             ph.status, ph.detail = "failed", f"history refused: {failure.get('error')}"
             raise
@@ -144,17 +165,39 @@ def _read_back(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: 
                 f"the test alert was posted to {path.channel!r} but no read of its history succeeded in "
                 f"{delivery.give_up:.0f}s ({reads['failed']} attempts, last: {last}); delivery could not be verified",
                 subject=path.name,
-                detail={"slack_error": last, "http_status": failure.get("http_status"), "channel": path.channel, "polls": delivery.polls},
+                detail={
+                    "slack_error": last,
+                    "http_status": failure.get("http_status"),
+                    "channel": path.channel,
+                    "polls": delivery.polls,
+                },
             )
             ph.status, ph.detail = "failed", f"history never readable: {last}"
             raise DrillAborted("read back")
         ph.detail = (
-            f"seen after {delivery.latency_seconds:.2f}s ({delivery.polls} reads)" if delivery.seen else f"not seen after {delivery.polls} reads"
+            f"seen after {delivery.latency_seconds:.2f}s ({delivery.polls} reads)"
+            if delivery.seen
+            else f"not seen after {delivery.polls} reads"
         )
-    judge(builder, delivery, not_seen_detail={"last_transient_error": failure.get("transient")} if failure.get("transient") else None)
+    judge(
+        builder,
+        delivery,
+        not_seen_detail={"last_transient_error": failure.get("transient")}
+        if failure.get("transient")
+        else None,
+    )
 
 
-def _cleanup(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canary, delivery: Delivery, channel_id: str, ts: str) -> None:
+def _cleanup(
+    builder: ResultBuilder,
+    client: Any,
+    *,
+    path: SlackPath,
+    canary: Canary,
+    delivery: Delivery,
+    channel_id: str,
+    ts: str,
+) -> None:
     from slack_sdk.errors import SlackApiError
 
     with builder.phase("cleanup") as ph:
@@ -167,7 +210,9 @@ def _cleanup(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Ca
                 client.chat_delete(channel=channel_id, ts=ts)
                 delivery.cleanup = "deleted"
             else:
-                client.chat_update(channel=channel_id, ts=ts, text=canary.verified_text(latency=delivery.latency_seconds))
+                client.chat_update(
+                    channel=channel_id, ts=ts, text=canary.verified_text(latency=delivery.latency_seconds)
+                )
                 delivery.cleanup = "marked"
             ph.detail = delivery.cleanup
         except (SlackApiError, OSError) as exc:
@@ -182,14 +227,31 @@ def _cleanup(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Ca
             )
 
 
-def prove_slack(builder: ResultBuilder, client: Any, *, path: SlackPath, canary: Canary, delivery: Delivery, interval: float) -> None:
+def prove_slack(
+    builder: ResultBuilder,
+    client: Any,
+    *,
+    path: SlackPath,
+    canary: Canary,
+    delivery: Delivery,
+    interval: float,
+) -> None:
     """Send, read back and tidy one Slack canary; findings land on ``builder``.
 
     Raises ``DrillAborted`` when a phase cannot continue (its reason is a finding).
     """
     channel_id, ts = _post(builder, client, path=path, canary=canary, delivery=delivery)
     try:
-        _read_back(builder, client, path=path, canary=canary, delivery=delivery, channel_id=channel_id, ts=ts, interval=interval)
+        _read_back(
+            builder,
+            client,
+            path=path,
+            canary=canary,
+            delivery=delivery,
+            channel_id=channel_id,
+            ts=ts,
+            interval=interval,
+        )
     finally:
         # a canary that was posted is tidied even when the read-back failed: it must not linger looking real
         _cleanup(builder, client, path=path, canary=canary, delivery=delivery, channel_id=channel_id, ts=ts)

@@ -55,7 +55,9 @@ def _unpack(body: str) -> tuple[str, str]:
     return "raw", body
 
 
-def _publish(builder: ResultBuilder, sns: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery) -> None:
+def _publish(
+    builder: ResultBuilder, sns: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery
+) -> None:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     with builder.phase("send") as ph:
@@ -81,7 +83,11 @@ def _publish(builder: ResultBuilder, sns: Any, *, path: SnsSqsPath, canary: Cana
             ph.status, ph.detail = "failed", f"rejected: {code}"
             raise DrillAborted("send") from None
         except NoCredentialsError:
-            builder.find("CONNECTION_MISSING", f"no AWS credentials for connection {path.connection!r}", subject=path.name)
+            builder.find(
+                "CONNECTION_MISSING",
+                f"no AWS credentials for connection {path.connection!r}",
+                subject=path.name,
+            )
             ph.status, ph.detail = "failed", "no credentials"
             raise DrillAborted("send") from None
         except BotoCoreError as exc:
@@ -98,7 +104,9 @@ def _publish(builder: ResultBuilder, sns: Any, *, path: SnsSqsPath, canary: Cana
         ph.detail = f"published to {path.topic_arn} (MessageId {response.get('MessageId')})"
 
 
-def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery) -> None:
+def _receive(
+    builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery
+) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     found: dict[str, Any] = {"pause": 0.0, "releases": 0, "duplicates": 0}
@@ -162,8 +170,11 @@ def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Cana
             releases=found["releases"],
             duplicates_deleted=found["duplicates"],
         )
-        ph.detail = (f"received after {delivery.latency_seconds:.2f}s ({found.get('mode')})" if delivery.seen
-                     else f"not received after {delivery.polls} receives")
+        ph.detail = (
+            f"received after {delivery.latency_seconds:.2f}s ({found.get('mode')})"
+            if delivery.seen
+            else f"not received after {delivery.polls} receives"
+        )
 
     with builder.phase("cleanup") as ph:
         if "handle" not in found:
@@ -177,13 +188,20 @@ def _receive(builder: ResultBuilder, sqs: Any, *, path: SnsSqsPath, canary: Cana
             code = _aws_error(exc)[0] if isinstance(exc, ClientError) else type(exc).__name__
             delivery.cleanup = f"failed: {code}"
             ph.status, ph.detail = "failed", delivery.cleanup
-            builder.find("ALERT_CLEANUP_FAILED", f"could not delete the canary from {path.queue_url!r}: {code}", subject=path.name, detail={"aws_error": code})
+            builder.find(
+                "ALERT_CLEANUP_FAILED",
+                f"could not delete the canary from {path.queue_url!r}: {code}",
+                subject=path.name,
+                detail={"aws_error": code},
+            )
 
 
 def subscription_state(sns: Any, sqs: Any, *, path: SnsSqsPath) -> dict[str, Any]:
     """Best-effort diagnosis for a lost canary: is the queue subscribed to the topic at all?"""
     try:
-        arn = sqs.get_queue_attributes(QueueUrl=path.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        arn = sqs.get_queue_attributes(QueueUrl=path.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         subscribed = False
         raw = None
         kwargs: dict[str, Any] = {"TopicArn": path.topic_arn}
@@ -201,7 +219,9 @@ def subscription_state(sns: Any, sqs: Any, *, path: SnsSqsPath) -> dict[str, Any
         return {"subscription_check": f"failed: {_aws_error(exc)[0]}"}
 
 
-def prove_sns_sqs(builder: ResultBuilder, sns: Any, sqs: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery) -> None:
+def prove_sns_sqs(
+    builder: ResultBuilder, sns: Any, sqs: Any, *, path: SnsSqsPath, canary: Canary, delivery: Delivery
+) -> None:
     """Publish, receive and delete one SNS→SQS canary; findings land on ``builder``."""
     _publish(builder, sns, path=path, canary=canary, delivery=delivery)
     _receive(builder, sqs, path=path, canary=canary, delivery=delivery)

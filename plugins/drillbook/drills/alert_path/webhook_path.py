@@ -54,7 +54,12 @@ RESEND_SECONDS = 5.0  # a held Alertmanager canary is re-posted this often (Prom
 SEND_ANSWER_MAX_BYTES = 64 * 1024  # a send's answer is a short JSON; beyond this it is not read (nor parsed)
 MAX_RETRY_AFTER = 30.0
 DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
-DEFAULT_ENDPOINT = {"pagerduty": "/v2/enqueue", "opsgenie": "/v2/alerts", "alertmanager": "/api/v2/alerts", "generic": ""}
+DEFAULT_ENDPOINT = {
+    "pagerduty": "/v2/enqueue",
+    "opsgenie": "/v2/alerts",
+    "alertmanager": "/api/v2/alerts",
+    "generic": "",
+}
 _SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|session|cookie")
 _TOKENISH = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-]{16,}$")  # a path segment that looks like a token
 
@@ -72,12 +77,18 @@ def webhook_target(conn: Connection, *, path: WebhookPath) -> WebhookTarget:
     extra = conn.extra or {}
     host = conn.host or DEFAULT_BASE.get(path.flavour, "")
     if not host:
-        raise ConfigurationError(f"webhook connection {conn.conn_id!r} has no host; set it to the endpoint's base URL")
+        raise ConfigurationError(
+            f"webhook connection {conn.conn_id!r} has no host; set it to the endpoint's base URL"
+        )
     base = host if "://" in host else f"{conn.schema or 'http'}://{host}"  # HttpHook: http when no schema
     if conn.port:
         base = f"{base}:{conn.port}"
     parts = urlsplit(base)
-    endpoint = path.endpoint or extra.get("endpoint") or ("" if parts.path.strip("/") else DEFAULT_ENDPOINT[path.flavour])
+    endpoint = (
+        path.endpoint
+        or extra.get("endpoint")
+        or ("" if parts.path.strip("/") else DEFAULT_ENDPOINT[path.flavour])
+    )
     url = join_url(base, endpoint)
     # the URL itself may be the credential (token in the path, as Slack and many webhooks do)
     register_secret(url)
@@ -92,11 +103,15 @@ def webhook_target(conn: Connection, *, path: WebhookPath) -> WebhookTarget:
     if path.flavour == "pagerduty":
         routing_key = extra.get("routing_key") or conn.password
         if not routing_key:
-            raise ConfigurationError(f"PagerDuty connection {conn.conn_id!r} has no routing key (password or extra 'routing_key')")
+            raise ConfigurationError(
+                f"PagerDuty connection {conn.conn_id!r} has no routing key (password or extra 'routing_key')"
+            )
     elif path.flavour == "opsgenie" and secret:
         headers["Authorization"] = f"GenieKey {secret}"
     elif conn.login and conn.password:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+        headers["Authorization"] = (
+            "Basic " + base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+        )
     elif secret:
         headers["Authorization"] = f"Bearer {secret}"
     if "Authorization" in headers:
@@ -134,7 +149,15 @@ def _answer(response: Any) -> Any:
     return response.json()
 
 
-def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: WebhookTarget, canary: Canary, delivery: Delivery) -> Any:
+def _send(
+    builder: ResultBuilder,
+    http: Any,
+    *,
+    path: WebhookPath,
+    target: WebhookTarget,
+    canary: Canary,
+    delivery: Delivery,
+) -> Any:
     """POST the canary (retrying 5xx/429/no answer); return the 2xx answer's JSON. Sets ``may_have_landed``."""
     import httpx
 
@@ -147,14 +170,23 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
         for attempt in range(1, SEND_ATTEMPTS + 1):
             delivery.attempts = attempt
             try:
-                response = request(http, "POST", target.url, max_bytes=SEND_ANSWER_MAX_BYTES, json=body, headers=target.headers)
+                response = request(
+                    http,
+                    "POST",
+                    target.url,
+                    max_bytes=SEND_ANSWER_MAX_BYTES,
+                    json=body,
+                    headers=target.headers,
+                )
                 delivery.http_status, last_error = response.status_code, ""
                 if 200 <= response.status_code < 300:
                     delivery.may_have_landed = True
                     ph.detail = f"HTTP {response.status_code} from {target.shown} after {attempt} attempt(s)"
                     return _answer(response)
                 if response.status_code >= 500:
-                    delivery.may_have_landed = True  # a proxy or a half-done write may still have passed it on
+                    delivery.may_have_landed = (
+                        True  # a proxy or a half-done write may still have passed it on
+                    )
                 elif response.status_code != 429:
                     break  # 3xx/4xx: an answer that will not change on retry
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -182,36 +214,77 @@ def _send(builder: ResultBuilder, http: Any, *, path: WebhookPath, target: Webho
                 "ALERT_REJECTED",
                 f"webhook {target.shown} answered HTTP {delivery.http_status} after {delivery.attempts} attempt(s); expected 2xx",
                 subject=path.name,
-                detail={"http_status": delivery.http_status, "attempts": delivery.attempts, "url": target.shown, "flavour": path.flavour},
+                detail={
+                    "http_status": delivery.http_status,
+                    "attempts": delivery.attempts,
+                    "url": target.shown,
+                    "flavour": path.flavour,
+                },
             )
             ph.status, ph.detail = "failed", f"rejected: HTTP {delivery.http_status}"
         raise DrillAborted("send")
 
 
 def _far_end(
-    builder: ResultBuilder, http: Any, answer: Any, *, path: WebhookPath, target: WebhookTarget, api: Connection | None,
-    canary: Canary, delivery: Delivery, interval: float,
+    builder: ResultBuilder,
+    http: Any,
+    answer: Any,
+    *,
+    path: WebhookPath,
+    target: WebhookTarget,
+    api: Connection | None,
+    canary: Canary,
+    delivery: Delivery,
+    interval: float,
 ) -> None:
     """Read the canary back where it pages a person (flavour by flavour)."""
     if target.flavour == "alertmanager":
         from drillbook.drills.alert_path import alertmanager_api as am
 
         root = am_root(target)
-        am.check_route(builder, http, path=path, alerts_url=target.url, origin=root, headers=read_headers(target), canary=canary,
-                       delivery=delivery, interval=interval)
+        am.check_route(
+            builder,
+            http,
+            path=path,
+            alerts_url=target.url,
+            origin=root,
+            headers=read_headers(target),
+            canary=canary,
+            delivery=delivery,
+            interval=interval,
+        )
 
         def corroborate() -> tuple[dict[str, Any], str]:
-            delta = am.failed_delta(delivery.extra.pop("_failed_before", None), am.failed_notifications(http, root, read_headers(target)))
+            delta = am.failed_delta(
+                delivery.extra.pop("_failed_before", None),
+                am.failed_notifications(http, root, read_headers(target)),
+            )
             shown = ", ".join(f"{k}+{v:g}" for k, v in sorted((delta or {}).items())) or None
-            detail = {"notification_requests_failed": shown, "notification_requests_failed_total": sum((delta or {}).values()) if delta is not None else None}
+            detail = {
+                "notification_requests_failed": shown,
+                "notification_requests_failed_total": sum((delta or {}).values())
+                if delta is not None
+                else None,
+            }
             reason = f"receiver {path.receiver!r} never showed it"
-            return detail, reason + (f"; Alertmanager's failed notification requests rose ({shown})" if shown else "")
+            return detail, reason + (
+                f"; Alertmanager's failed notification requests rose ({shown})" if shown else ""
+            )
 
         def keep_firing() -> None:
             _resend(http, target, canary, delivery)
 
-        _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval, not_seen=corroborate,
-                   keep_firing=keep_firing)
+        _read_back(
+            builder,
+            http,
+            path=path,
+            target=target,
+            canary=canary,
+            delivery=delivery,
+            interval=interval,
+            not_seen=corroborate,
+            keep_firing=keep_firing,
+        )
         if "_failed_before" in delivery.extra:  # seen: keep the counter's movement as evidence all the same
             delivery.extra["notification_requests_failed"] = corroborate()[0]["notification_requests_failed"]
         return
@@ -224,10 +297,25 @@ def _far_end(
             builder.find("CONFIG_INVALID", str(exc), subject=path.name)
             raise DrillAborted("configure") from None
         if target.flavour == "pagerduty":
-            pager_api.confirm_pagerduty(builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval)
+            pager_api.confirm_pagerduty(
+                builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval
+            )
         else:
-            request_id = answer.get("requestId") if isinstance(answer, dict) and isinstance(answer.get("requestId"), str) else None
-            pager_api.confirm_opsgenie(builder, http, path=path, api=rest, canary=canary, delivery=delivery, interval=interval, request_id=request_id)
+            request_id = (
+                answer.get("requestId")
+                if isinstance(answer, dict) and isinstance(answer.get("requestId"), str)
+                else None
+            )
+            pager_api.confirm_opsgenie(
+                builder,
+                http,
+                path=path,
+                api=rest,
+                canary=canary,
+                delivery=delivery,
+                interval=interval,
+                request_id=request_id,
+            )
         return
     _read_back(builder, http, path=path, target=target, canary=canary, delivery=delivery, interval=interval)
 
@@ -249,8 +337,14 @@ def _resend(http: Any, target: WebhookTarget, canary: Canary, delivery: Delivery
         return
     delivery.extra["_resent_mono"] = now
     try:
-        response = request(http, "POST", target.url, max_bytes=SEND_ANSWER_MAX_BYTES,
-                           json=canary.alertmanager_alerts(starts_at=delivery.sent_at), headers=target.headers)
+        response = request(
+            http,
+            "POST",
+            target.url,
+            max_bytes=SEND_ANSWER_MAX_BYTES,
+            json=canary.alertmanager_alerts(starts_at=delivery.sent_at),
+            headers=target.headers,
+        )
         ok = 200 <= response.status_code < 300
     except httpx.TransportError:
         ok = False
@@ -265,7 +359,14 @@ def _events_as_api(target: WebhookTarget, path: WebhookPath) -> Connection:
 
 
 def prove_webhook(
-    builder: ResultBuilder, conn: Connection, *, path: WebhookPath, canary: Canary, delivery: Delivery, interval: float, api: Connection | None = None
+    builder: ResultBuilder,
+    conn: Connection,
+    *,
+    path: WebhookPath,
+    canary: Canary,
+    delivery: Delivery,
+    interval: float,
+    api: Connection | None = None,
 ) -> None:
     """Send, read back at the far end and resolve one webhook canary; findings land on ``builder``."""
     import httpx
@@ -285,10 +386,22 @@ def prove_webhook(
         if target.flavour == "alertmanager":
             from drillbook.drills.alert_path.alertmanager_api import failed_notifications
 
-            delivery.extra["_failed_before"] = failed_notifications(http, am_root(target), read_headers(target))
+            delivery.extra["_failed_before"] = failed_notifications(
+                http, am_root(target), read_headers(target)
+            )
         try:
             answer = _send(builder, http, path=path, target=target, canary=canary, delivery=delivery)
-            _far_end(builder, http, answer, path=path, target=target, api=api, canary=canary, delivery=delivery, interval=interval)
+            _far_end(
+                builder,
+                http,
+                answer,
+                path=path,
+                target=target,
+                api=api,
+                canary=canary,
+                delivery=delivery,
+                interval=interval,
+            )
         finally:
             delivery.extra.pop("_failed_before", None)
             delivery.extra.pop("_resent_mono", None)

@@ -41,7 +41,9 @@ def join_url(base: str, endpoint: str) -> str:
 
 def am_root(target: WebhookTarget) -> str:
     """Alertmanager's base URL (with its --web.route-prefix), where /metrics and /api/v2/* live."""
-    return target.url.removesuffix("/api/v2/alerts") if target.url.endswith("/api/v2/alerts") else target.origin
+    return (
+        target.url.removesuffix("/api/v2/alerts") if target.url.endswith("/api/v2/alerts") else target.origin
+    )
 
 
 def read_headers(target: WebhookTarget) -> dict[str, str]:

@@ -108,7 +108,9 @@ class _Reader:
         if length < 0:
             return None
         if length > 4096:
-            raise ArchiveProblem("ARCHIVE_UNREADABLE", f"the archive header holds an implausible string length {length}")
+            raise ArchiveProblem(
+                "ARCHIVE_UNREADABLE", f"the archive header holds an implausible string length {length}"
+            )
         return self.bytes(length).decode("utf-8", "replace")
 
 
@@ -123,7 +125,9 @@ def parse_header(fh: BinaryIO) -> ArchiveInfo:
         raise ArchiveProblem("ARCHIVE_UNREADABLE", f"implausible archive version {vmaj}.{vmin}-{vrev}")
     r.int_size = r.byte()
     if not 1 <= r.int_size <= 8:
-        raise ArchiveProblem("ARCHIVE_UNREADABLE", f"implausible integer size {r.int_size} in the archive header")
+        raise ArchiveProblem(
+            "ARCHIVE_UNREADABLE", f"implausible integer size {r.int_size} in the archive header"
+        )
     if version >= (1, 7, 0):
         r.byte()  # offset size
     fmt = _FORMATS.get(r.byte())
@@ -142,13 +146,22 @@ def parse_header(fh: BinaryIO) -> ArchiveInfo:
             stamp = time.mktime((year + 1900, mon + 1, mday, hour, minute, sec, 0, 0, isdst))
             created = datetime.fromtimestamp(stamp, UTC)
         except (OverflowError, ValueError):
-            raise ArchiveProblem("ARCHIVE_UNREADABLE", "the archive header holds an invalid timestamp") from None
+            raise ArchiveProblem(
+                "ARCHIVE_UNREADABLE", "the archive header holds an invalid timestamp"
+            ) from None
     dbname = r.str()
     server = dump = None
     if version >= (1, 10, 0):
         server, dump = r.str(), r.str()
-    return ArchiveInfo(format=fmt, pg_dump_version=dump, server_version=server, archive_version=f"{vmaj}.{vmin}-{vrev}",
-                       created_at=created, dbname=dbname, compression=compression)
+    return ArchiveInfo(
+        format=fmt,
+        pg_dump_version=dump,
+        server_version=server,
+        archive_version=f"{vmaj}.{vmin}-{vrev}",
+        created_at=created,
+        dbname=dbname,
+        compression=compression,
+    )
 
 
 def _plain_head(head: bytes, fmt: str) -> ArchiveInfo:
@@ -168,7 +181,9 @@ def _plain_head(head: bytes, fmt: str) -> ArchiveInfo:
 
 
 def _check_plain_tail(tail: bytes) -> None:
-    if TRAILER not in tail and CLUSTER_BANNER + b" complete" not in tail:  # pg_dumpall --globals-only has only its own
+    if (
+        TRAILER not in tail and CLUSTER_BANNER + b" complete" not in tail
+    ):  # pg_dumpall --globals-only has only its own
         raise ArchiveProblem(
             "ARCHIVE_TRUNCATED",
             "the plain dump does not end with pg_dump's '-- PostgreSQL database dump complete' trailer: it was cut off",
@@ -186,11 +201,16 @@ def inspect_plain_gz(path: Path) -> ArchiveInfo:
                     head += chunk[: TAIL_BYTES - len(head)]
                 tail = (tail + chunk)[-TAIL_BYTES:]
     except EOFError:
-        raise ArchiveProblem("ARCHIVE_TRUNCATED", "the gzip stream ends before its end marker: the file was cut off") from None
+        raise ArchiveProblem(
+            "ARCHIVE_TRUNCATED", "the gzip stream ends before its end marker: the file was cut off"
+        ) from None
     except (OSError, zlib.error) as exc:
         raise ArchiveProblem("ARCHIVE_UNREADABLE", f"the file is not valid gzip: {exc}") from None
     if head.startswith(MAGIC):
-        raise ArchiveProblem("ARCHIVE_UNREADABLE", "a gzip-compressed custom archive; pg_restore cannot read it, gunzip it first")
+        raise ArchiveProblem(
+            "ARCHIVE_UNREADABLE",
+            "a gzip-compressed custom archive; pg_restore cannot read it, gunzip it first",
+        )
     if BANNER not in head[:1024] and CLUSTER_BANNER not in head[:1024]:
         raise ArchiveProblem("ARCHIVE_UNREADABLE", "the gzip file does not hold a pg_dump plain-text dump")
     _check_plain_tail(tail)
@@ -211,11 +231,17 @@ def _check_tar_whole(path: Path) -> None:
             for member in tar:
                 names.append(member.name)
                 if member.offset_data + member.size > size:
-                    raise ArchiveProblem("ARCHIVE_TRUNCATED", f"tar member {member.name!r} ends past the end of the file: it was cut off")
+                    raise ArchiveProblem(
+                        "ARCHIVE_TRUNCATED",
+                        f"tar member {member.name!r} ends past the end of the file: it was cut off",
+                    )
     except tarfile.TarError as exc:
         raise ArchiveProblem("ARCHIVE_TRUNCATED", f"the tar archive ends early: {exc}") from None
     if "restore.sql" not in names:
-        raise ArchiveProblem("ARCHIVE_TRUNCATED", "the tar archive has no restore.sql, the member pg_dump writes last: it was cut off")
+        raise ArchiveProblem(
+            "ARCHIVE_TRUNCATED",
+            "the tar archive has no restore.sql, the member pg_dump writes last: it was cut off",
+        )
 
 
 def _inspect_tar(path: Path) -> ArchiveInfo:
@@ -224,7 +250,9 @@ def _inspect_tar(path: Path) -> ArchiveInfo:
         with tarfile.open(path, mode="r|") as tar:
             member = tar.next()
             if member is None or member.name != "toc.dat":
-                raise ArchiveProblem("ARCHIVE_UNREADABLE", "a tar file whose first member is not pg_dump's toc.dat")
+                raise ArchiveProblem(
+                    "ARCHIVE_UNREADABLE", "a tar file whose first member is not pg_dump's toc.dat"
+                )
             extracted = tar.extractfile(member)
             if extracted is None:
                 raise ArchiveProblem("ARCHIVE_UNREADABLE", "the tar's toc.dat is not a regular file")
@@ -240,13 +268,17 @@ def inspect_archive(path: Path) -> ArchiveInfo:
     if path.is_dir():
         toc = path / "toc.dat"
         if not toc.is_file():
-            raise ArchiveProblem("ARCHIVE_UNREADABLE", f"directory {path.name!r} has no toc.dat: not a directory-format dump")
+            raise ArchiveProblem(
+                "ARCHIVE_UNREADABLE", f"directory {path.name!r} has no toc.dat: not a directory-format dump"
+            )
         with toc.open("rb") as fh:
             info = parse_header(fh)
         info.format = "directory"  # toc.dat of a directory dump carries the tar format byte
         return info
     if not path.is_file():
-        raise ArchiveProblem("ARCHIVE_UNREADABLE", f"{path.name!r} is neither a file nor a directory-format dump")
+        raise ArchiveProblem(
+            "ARCHIVE_UNREADABLE", f"{path.name!r} is neither a file nor a directory-format dump"
+        )
     size = path.stat().st_size
     if size == 0:
         raise ArchiveProblem("ARCHIVE_UNREADABLE", "the file is empty (0 bytes)")
@@ -263,4 +295,6 @@ def inspect_archive(path: Path) -> ArchiveInfo:
             fh.seek(max(0, size - TAIL_BYTES))
             _check_plain_tail(fh.read(TAIL_BYTES))
             return _plain_head(head, "plain")
-    raise ArchiveProblem("ARCHIVE_UNREADABLE", "the file is not a pg_dump archive (no PGDMP magic, tar header or plain banner)")
+    raise ArchiveProblem(
+        "ARCHIVE_UNREADABLE", "the file is not a pg_dump archive (no PGDMP magic, tar header or plain banner)"
+    )

@@ -27,21 +27,21 @@ MAX_NAMED = 20
 
 _QUERIES = {
     "database": "select 'database ' || quote_ident(datname), concat_ws(' ', oid, datdba, datallowconn, datconnlimit, "
-                "datacl::text, shobj_description(oid, 'pg_database')) from pg_database where not starts_with(datname, %s)",
+    "datacl::text, shobj_description(oid, 'pg_database')) from pg_database where not starts_with(datname, %s)",
     "role": "select 'role ' || quote_ident(rolname), concat_ws(' ', oid, rolsuper, rolinherit, rolcreaterole, "
-            "rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil, "
-            "shobj_description(oid, 'pg_authid')) from pg_roles where %s = %s",
+    "rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil, "
+    "shobj_description(oid, 'pg_authid')) from pg_roles where %s = %s",
     "membership": "select 'membership ' || quote_ident(r.rolname) || ' in ' || quote_ident(g.rolname), "
-                  "concat_ws(' ', m.admin_option) from pg_auth_members m join pg_roles r on r.oid = m.member "
-                  "join pg_roles g on g.oid = m.roleid where %s = %s",
+    "concat_ws(' ', m.admin_option) from pg_auth_members m join pg_roles r on r.oid = m.member "
+    "join pg_roles g on g.oid = m.roleid where %s = %s",
     "setting": "select 'setting ' || coalesce(quote_ident(d.datname), '*') || '/' || coalesce(quote_ident(r.rolname), '*'), "
-               "array_to_string(s.setconfig, ',') from pg_db_role_setting s left join pg_database d on d.oid = s.setdatabase "
-               "left join pg_roles r on r.oid = s.setrole where not starts_with(coalesce(d.datname, ''), %s)",
+    "array_to_string(s.setconfig, ',') from pg_db_role_setting s left join pg_database d on d.oid = s.setdatabase "
+    "left join pg_roles r on r.oid = s.setrole where not starts_with(coalesce(d.datname, ''), %s)",
     "tablespace": "select 'tablespace ' || quote_ident(spcname), concat_ws(' ', oid, spcowner, spcacl::text) "
-                  "from pg_tablespace where %s = %s",
+    "from pg_tablespace where %s = %s",
     # a permanent slot holds WAL on the server until someone drops it (the disk fills)
     "slot": "select 'replication slot ' || quote_ident(slot_name), concat_ws(' ', slot_type, plugin, database) "
-            "from pg_replication_slots where not temporary and %s = %s",
+    "from pg_replication_slots where not temporary and %s = %s",
 }
 # PostgreSQL 15+: GRANT SET/ALTER SYSTEM ON PARAMETER; a grant there outlives the drill
 _PARAMETER_ACL = "select 'parameter grant ' || parname, paracl::text from pg_parameter_acl where %s = %s"
@@ -79,17 +79,26 @@ class Difference:
 
     def describe(self) -> str:
         parts = []
-        for label, names in (("appeared", self.added), ("disappeared", self.removed), ("changed", self.changed)):
+        for label, names in (
+            ("appeared", self.added),
+            ("disappeared", self.removed),
+            ("changed", self.changed),
+        ):
             if names:
-                shown = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+                shown = ", ".join(names[:MAX_NAMED]) + (
+                    f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+                )
                 parts.append(f"{label}: {shown}")
         return "; ".join(parts)
 
 
 def compare(before: Snapshot, after: Snapshot) -> Difference:
     b, a = before.objects, after.objects
-    return Difference(added=sorted(set(a) - set(b)), removed=sorted(set(b) - set(a)),
-                      changed=sorted(k for k in set(a) & set(b) if a[k] != b[k]))
+    return Difference(
+        added=sorted(set(a) - set(b)),
+        removed=sorted(set(b) - set(a)),
+        changed=sorted(k for k in set(a) & set(b) if a[k] != b[k]),
+    )
 
 
 def is_superuser(admin_dsn: str) -> bool:

@@ -29,7 +29,9 @@ _LSN_RE = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 def _safe_name(value: str, what: str) -> str:
     # these go onto the tool's command line: no option injection, no path separators
     if not _NAME_RE.match(value):
-        raise ValueError(f"expected a {what} of letters, digits, '_', '.', ':' or '-' (not starting with '-'), got {value!r}")
+        raise ValueError(
+            f"expected a {what} of letters, digits, '_', '.', ':' or '-' (not starting with '-'), got {value!r}"
+        )
     return value
 
 
@@ -68,7 +70,9 @@ class TargetTimeSpec(StrictModel):
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
-            raise ValueError(f"target.time {value.isoformat()!r} has no time zone: write it with 'Z' or '+00:00'")
+            raise ValueError(
+                f"target.time {value.isoformat()!r} has no time zone: write it with 'Z' or '+00:00'"
+            )
         return value.astimezone(UTC)
 
 
@@ -134,16 +138,23 @@ class BackupSpec(StrictModel):
     def _one_kind(self) -> BackupSpec:
         given = [k for k in ("location", "pgbackrest", "barman") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"expected exactly one of backup.location, backup.pgbackrest, backup.barman, got "
-                             f"{', '.join(given) or 'none'}")
+            raise ValueError(
+                f"expected exactly one of backup.location, backup.pgbackrest, backup.barman, got "
+                f"{', '.join(given) or 'none'}"
+            )
         if self.location is not None:
             extra = [k for k in ("pitr_proof",) if getattr(self, k) is not None] + (
-                ["target"] if self.target != "latest" else [])
+                ["target"] if self.target != "latest" else []
+            )
             if extra:
-                raise ValueError(f"backup.{extra[0]} applies only to physical backups (pgbackrest, barman), "
-                                 f"got it with backup.location {self.location!r}")
+                raise ValueError(
+                    f"backup.{extra[0]} applies only to physical backups (pgbackrest, barman), "
+                    f"got it with backup.location {self.location!r}"
+                )
         elif self.connection or self.pattern or self.keep_live_dumps_in:
-            raise ValueError("backup.connection, pattern and keep_live_dumps_in apply only to backup.location")
+            raise ValueError(
+                "backup.connection, pattern and keep_live_dumps_in apply only to backup.location"
+            )
         return self
 
     @property
@@ -186,8 +197,10 @@ class RestoreSpec(StrictModel):
     @model_validator(mode="after")
     def _database_needs_ephemeral(self) -> RestoreSpec:
         if self.database is not None and self.target != "ephemeral":
-            raise ValueError(f"restore.database {self.database!r} applies only to restore.target 'ephemeral', "
-                             f"got target {self.target!r}")
+            raise ValueError(
+                f"restore.database {self.database!r} applies only to restore.target 'ephemeral', "
+                f"got target {self.target!r}"
+            )
         return self
 
 
@@ -209,7 +222,9 @@ class Suppression(StrictModel):
     """``{code, subject, reason}``: accept one known finding; it stays in the ledger and in every report."""
 
     code: str
-    subject: str | None = None  # exact subject or a glob (``public.legacy_*``); none = every subject of the code
+    subject: str | None = (
+        None  # exact subject or a glob (``public.legacy_*``); none = every subject of the code
+    )
     reason: str = Field(max_length=500)  # required: why this finding is accepted, echoed wherever it is shown
 
     @field_validator("code")
@@ -220,14 +235,18 @@ class Suppression(StrictModel):
         if value not in REGISTRY:
             raise ValueError(f"unknown finding code {value!r} (see `drillbook findings`)")
         if REGISTRY[value].blocks_verification:
-            raise ValueError(f"{value!r} means the drill could not verify; it cannot be suppressed (fix the cause)")
+            raise ValueError(
+                f"{value!r} means the drill could not verify; it cannot be suppressed (fix the cause)"
+            )
         return value
 
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
         if len(value.strip()) < 3:
-            raise ValueError("a suppression needs a written reason (why this finding is accepted), got an empty one")
+            raise ValueError(
+                "a suppression needs a written reason (why this finding is accepted), got an empty one"
+            )
         return value.strip()
 
 
@@ -244,7 +263,9 @@ class VerifySpec(StrictModel):
     # full: every rung; sample: volume and integrity on ``tables`` only; fast: schema only (no data is read).
     # A non-full tier is reported as partial (PARTIAL_VERIFICATION), never as a full PASS.
     tier: Literal["full", "sample", "fast"] = "full"
-    tables: list[str] = Field(default_factory=list)  # the sample tier's tables, "schema.table" (bare = public)
+    tables: list[str] = Field(
+        default_factory=list
+    )  # the sample tier's tables, "schema.table" (bare = public)
     ignore: list[Suppression] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -252,7 +273,9 @@ class VerifySpec(StrictModel):
         if self.tier == "sample" and not self.tables:
             raise ValueError("verify.tier is 'sample' but verify.tables is empty: name the tables to verify")
         if self.tables and self.tier != "sample":
-            raise ValueError(f"verify.tables is set but verify.tier is {self.tier!r}: tables apply to tier 'sample' only")
+            raise ValueError(
+                f"verify.tables is set but verify.tier is {self.tier!r}: tables apply to tier 'sample' only"
+            )
         return self
 
 
@@ -276,7 +299,9 @@ class BackupRestoreDrill(DrillBase):
         if self.backup.is_live and self.source is None:
             raise ValueError("backup.location is 'live' but no source.connection is given to dump from")
         if self.backup.is_s3 and self.backup.connection is None:
-            raise ValueError(f"backup.location {self.backup.location!r} is on S3 but backup.connection (the AWS connection id) is missing")
+            raise ValueError(
+                f"backup.location {self.backup.location!r} is on S3 but backup.connection (the AWS connection id) is missing"
+            )
         if self.source is not None and self.source.connection == self.scratch.connection:
             raise ValueError(
                 f"scratch.connection {self.scratch.connection!r} equals source.connection "

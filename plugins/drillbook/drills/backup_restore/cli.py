@@ -35,15 +35,26 @@ ADHOC_NAME = "adhoc"
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drill", help="name of a backup_restore drill in the catalogue")
-    parser.add_argument("--backup", metavar="PATH_OR_S3_URL",
-                        help="ad hoc: a dump file, a directory of dumps, 's3://bucket/prefix/' or 'live'")
-    parser.add_argument("--scratch-dsn", default=None,
-                        help="ad hoc: scratch server DSN (maintenance DB); default $DRILLBOOK_SCRATCH_DSN; "
-                             "prefer the password in PGPASSWORD or ~/.pgpass")
-    parser.add_argument("--source-dsn", default=None,
-                        help="ad hoc: source DSN (read only: live dumps, and the guard refuses a scratch equal to it)")
+    parser.add_argument(
+        "--backup",
+        metavar="PATH_OR_S3_URL",
+        help="ad hoc: a dump file, a directory of dumps, 's3://bucket/prefix/' or 'live'",
+    )
+    parser.add_argument(
+        "--scratch-dsn",
+        default=None,
+        help="ad hoc: scratch server DSN (maintenance DB); default $DRILLBOOK_SCRATCH_DSN; "
+        "prefer the password in PGPASSWORD or ~/.pgpass",
+    )
+    parser.add_argument(
+        "--source-dsn",
+        default=None,
+        help="ad hoc: source DSN (read only: live dumps, and the guard refuses a scratch equal to it)",
+    )
     parser.add_argument("--pattern", default=None, help="ad hoc: glob the backup's file/key name must match")
-    parser.add_argument("--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)")
+    parser.add_argument(
+        "--work-dir", default=None, help="where S3 objects are downloaded (default: a temporary directory)"
+    )
     common.add_common_run_arguments(parser)  # --json, --ledger-dsn, --catalogue/--config, --no-notify
     common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
@@ -56,7 +67,9 @@ def _settings_file(path: str) -> dict[str, Any]:
     except FileProblem as exc:
         raise ConfigurationError(f"cannot read settings file: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigurationError(f"settings file {path!r} must hold a mapping of drill keys, got {type(data).__name__}")
+        raise ConfigurationError(
+            f"settings file {path!r} must hold a mapping of drill keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -84,9 +97,15 @@ def _ad_hoc_drill(args: argparse.Namespace) -> tuple[Any, Path | None]:
         data = _settings_file(args.catalogue)
         base_dir = Path(args.catalogue).resolve().parent
         if "drills" in data:  # a whole catalogue: take its one backup_restore drill
-            drills = [d for d in data.get("drills") or [] if isinstance(d, dict) and d.get("kind") == "backup_restore"]
+            drills = [
+                d
+                for d in data.get("drills") or []
+                if isinstance(d, dict) and d.get("kind") == "backup_restore"
+            ]
             if len(drills) != 1:
-                raise ConfigurationError(f"{args.catalogue!r} holds {len(drills)} backup_restore drills; name one with --drill")
+                raise ConfigurationError(
+                    f"{args.catalogue!r} holds {len(drills)} backup_restore drills; name one with --drill"
+                )
             data = dict(drills[0])
     data.setdefault("name", ADHOC_NAME)
     data["kind"] = "backup_restore"
@@ -133,9 +152,11 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             "drill": drill,
             "base_dir": catalogue.base_dir,
             # a physical backup recovers into a private cluster: no scratch server to resolve
-            "scratch_dsn": "" if drill.backup.is_physical else (
-                args.scratch_dsn or resolver_of(args).postgres_dsn(drill.scratch.connection)),
-            "source_dsn": args.source_dsn or (resolver_of(args).postgres_dsn(drill.source.connection) if drill.source else None),
+            "scratch_dsn": ""
+            if drill.backup.is_physical
+            else (args.scratch_dsn or resolver_of(args).postgres_dsn(drill.scratch.connection)),
+            "source_dsn": args.source_dsn
+            or (resolver_of(args).postgres_dsn(drill.source.connection) if drill.source else None),
         }
     if not args.backup:
         raise ConfigurationError("give --drill NAME, or --backup PATH_OR_S3_URL with --scratch-dsn DSN")
@@ -143,7 +164,9 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
 
     scratch = args.scratch_dsn or settings_of(args).scratch_dsn
     if not scratch:
-        raise ConfigurationError("ad hoc runs need --scratch-dsn DSN (or $DRILLBOOK_SCRATCH_DSN): the server to restore into")
+        raise ConfigurationError(
+            "ad hoc runs need --scratch-dsn DSN (or $DRILLBOOK_SCRATCH_DSN): the server to restore into"
+        )
     drill, base_dir = _ad_hoc_drill(args)
     if drill.backup.is_live and not args.source_dsn:
         raise ConfigurationError("--backup live needs --source-dsn: the database to dump")
@@ -174,8 +197,11 @@ def main(args: argparse.Namespace) -> int:
     uses_s3 = drill.backup.is_s3 or (drill.backup.keep_live_dumps_in or "").startswith("s3://")
     s3 = s3_client_for(drill.backup.connection, resolver_of(args)) if uses_s3 else None
     if not args.json:
-        into = ("a private cluster" if drill.backup.is_physical
-                else f"scratch on {pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}")
+        into = (
+            "a private cluster"
+            if drill.backup.is_physical
+            else f"scratch on {pg.describe(resolved['scratch_dsn']).rsplit('/', 1)[0]}"
+        )
         common.out(f"backup-restore drill {drill.name!r}: {drill.backup.where} -> {into}")
     try:
         return _run_and_record(args, drill, resolved, s3)
@@ -215,8 +241,10 @@ def _run_and_record(args: argparse.Namespace, drill: Any, resolved: dict[str, An
             try:
                 common.record_cli_result(result, args, notify=not args.no_notify)
             except Exception as exc:
-                common.out(f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}",
-                           sys.stderr)
+                common.out(
+                    f"drillbook: error: the result could not be recorded or reported: {type(exc).__name__}: {exc}",
+                    sys.stderr,
+                )
                 return max(code, 2)
     return code
 
@@ -228,7 +256,9 @@ def _reap_own_leftovers(drill: Any, resolved: dict[str, Any]) -> tuple[list[str]
     guard = ScratchGuard(scratch_dsn=resolved["scratch_dsn"], source_dsn=resolved["source_dsn"])
     try:
         report = guard.reap(drill=drill.name, max_age=drill.scratch.max_age)
-    except Exception as exc:  # housekeeping: the drill's own scratch phase reports an unreachable or unsafe server
+    except (
+        Exception
+    ) as exc:  # housekeeping: the drill's own scratch phase reports an unreachable or unsafe server
         common.out(f"drillbook: warning: the reaper could not run: {type(exc).__name__}: {exc}", sys.stderr)
         return [], []
     finally:

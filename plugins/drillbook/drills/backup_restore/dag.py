@@ -45,19 +45,25 @@ log = logging.getLogger(__name__)
 def _doc(drill: BackupRestoreDrill) -> str:
     from drillbook.catalogue.common import format_duration
 
-    return "\n".join([
-        "Restores the newest backup into a scratch database, proves the right data came back "
-        "(structure, volume, semantics, integrity, quality) and measures RTO and RPO.",
-        "",
-        f"* **Backup:** `{drill.backup.where}`" + (f" matching `{drill.backup.pattern}`" if drill.backup.pattern else ""),
-        (f"* **Recovery target:** `{drill.backup.target if isinstance(drill.backup.target, str) else drill.backup.target.model_dump(mode='json')}`"
-         " (a private cluster, unix socket only, archiving off)" if drill.backup.is_physical else
-         f"* **Scratch connection:** `{drill.scratch.connection}` (databases `drillbook_scratch_*`, "
-         f"reaped after {format_duration(drill.scratch.max_age)})"),
-        f"* **Objectives:** RTO {format_duration(drill.objectives.rto)}, RPO {format_duration(drill.objectives.rpo)}",
-        "",
-        "Tasks: `reap_scratch` → `create_scratch` (setup) → `restore_and_verify` → `record` → `drop_scratch` (teardown).",
-    ])
+    return "\n".join(
+        [
+            "Restores the newest backup into a scratch database, proves the right data came back "
+            "(structure, volume, semantics, integrity, quality) and measures RTO and RPO.",
+            "",
+            f"* **Backup:** `{drill.backup.where}`"
+            + (f" matching `{drill.backup.pattern}`" if drill.backup.pattern else ""),
+            (
+                f"* **Recovery target:** `{drill.backup.target if isinstance(drill.backup.target, str) else drill.backup.target.model_dump(mode='json')}`"
+                " (a private cluster, unix socket only, archiving off)"
+                if drill.backup.is_physical
+                else f"* **Scratch connection:** `{drill.scratch.connection}` (databases `drillbook_scratch_*`, "
+                f"reaped after {format_duration(drill.scratch.max_age)})"
+            ),
+            f"* **Objectives:** RTO {format_duration(drill.objectives.rto)}, RPO {format_duration(drill.objectives.rpo)}",
+            "",
+            "Tasks: `reap_scratch` → `create_scratch` (setup) → `restore_and_verify` → `record` → `drop_scratch` (teardown).",
+        ]
+    )
 
 
 def _guard(drill: BackupRestoreDrill) -> Any:
@@ -79,7 +85,9 @@ def reap_now(drill: BackupRestoreDrill) -> dict[str, list[str]]:
     for name in report.dropped:
         log.info("reaped scratch database %s", name)
     for name in report.unregistered:
-        log.warning("database %s has the scratch prefix but is not in drillbook's scratch registry: not dropped", name)
+        log.warning(
+            "database %s has the scratch prefix but is not in drillbook's scratch registry: not dropped", name
+        )
     for name, why in report.failed.items():
         log.warning("leftover scratch database %s not dropped: %s", name, why)
     return {"dropped": report.dropped, "unregistered": report.unregistered, "clusters": clusters}
@@ -94,7 +102,9 @@ def _reap_clusters(drill: BackupRestoreDrill) -> list[str]:
     try:
         removed = reap_left_clusters()
     except Exception as exc:  # housekeeping: the next cluster start reaps again
-        log.warning("ephemeral cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
+        log.warning(
+            "ephemeral cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc
+        )
         return []
     for root in removed:
         log.info("reaped ephemeral cluster %s left by a killed drill", root)
@@ -104,7 +114,9 @@ def _reap_clusters(drill: BackupRestoreDrill) -> list[str]:
 def create_now(drill: BackupRestoreDrill, run_id: str) -> str | None:
     """Create the run's scratch database; None (logged) when the guard or the server says no."""
     try:
-        return str(_guard(drill).create(drill=drill.name, run_id=run_id, hold=False))  # the work task adopts it
+        return str(
+            _guard(drill).create(drill=drill.name, run_id=run_id, hold=False)
+        )  # the work task adopts it
     except Exception as exc:  # the drill task turns the same cause into a recorded finding
         log.warning("scratch database for %s not created: %s: %s", drill.name, type(exc).__name__, exc)
         return None
@@ -119,14 +131,25 @@ def drop_now(drill: BackupRestoreDrill, name: str | None) -> bool:
 def _connection_missing(drill: BackupRestoreDrill, exc: Exception) -> Any:
     from drillbook.drills.base import ResultBuilder
 
-    b = ResultBuilder(kind="backup_restore", drill=drill.name, target=drill.backup.where, controls=list(drill.controls),
-                      objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo})
+    b = ResultBuilder(
+        kind="backup_restore",
+        drill=drill.name,
+        target=drill.backup.where,
+        controls=list(drill.controls),
+        objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo},
+    )
     b.find("CONNECTION_MISSING", str(exc))
     return b.finish()
 
 
-def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: str | None, run_id: str,
-                reaped: dict[str, list[str]] | list[str] | None) -> Any:
+def restore_now(
+    drill: BackupRestoreDrill,
+    catalogue: Catalogue,
+    *,
+    scratch_db: str | None,
+    run_id: str,
+    reaped: dict[str, list[str]] | list[str] | None,
+) -> Any:
     """Run the drill with Airflow-resolved connections (task time); returns the DrillResult."""
     import tempfile
     from pathlib import Path
@@ -145,17 +168,28 @@ def restore_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, scratch_db: 
         return _connection_missing(drill, exc)
     try:
         previous = previous_pass(ledger_for(catalogue), drill.name)
-    except Exception as exc:  # no trend is better than no drill; the record task will say if the ledger is down
+    except (
+        Exception
+    ) as exc:  # no trend is better than no drill; the record task will say if the ledger is down
         log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
         previous = None
     with tempfile.TemporaryDirectory(prefix="drillbook-restore-") as tmp:
         return run_backup_restore(
-            drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3, work_dir=Path(tmp),
-            scratch_db=scratch_db, run_id=run_id, base_dir=catalogue.base_dir, previous=previous,
+            drill=drill,
+            scratch_dsn=scratch_dsn,
+            source_dsn=source_dsn,
+            s3_client=s3,
+            work_dir=Path(tmp),
+            scratch_db=scratch_db,
+            run_id=run_id,
+            base_dir=catalogue.base_dir,
+            previous=previous,
             reaped=reaped.get("dropped", []) if isinstance(reaped, dict) else (reaped or ()),
             unregistered=reaped.get("unregistered", []) if isinstance(reaped, dict) else (),
             reaped_clusters=reaped.get("clusters", []) if isinstance(reaped, dict) else (),
-            on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+            on_phase=lambda p: log.info(
+                "phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail
+            ),
             timeouts=timeouts_of(load_settings()),  # the task is the entry point: settings read here, once
         )
 
@@ -181,9 +215,15 @@ def physical_now(drill: BackupRestoreDrill, catalogue: Catalogue, *, reaped: lis
     from drillbook.settings import load_settings  # the task is the entry point
 
     state = load_settings().state_dir or Path(tempfile.gettempdir()) / "drillbook-state"
-    return run_physical(drill=drill, state_dir=state, base_dir=catalogue.base_dir, previous=previous, env=env,
-                        reaped_clusters=reaped or (),
-                        on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail))
+    return run_physical(
+        drill=drill,
+        state_dir=state,
+        base_dir=catalogue.base_dir,
+        previous=previous,
+        env=env,
+        reaped_clusters=reaped or (),
+        on_phase=lambda p: log.info("phase %-18s %-14s %7.2fs  %s", p.name, p.status, p.seconds, p.detail),
+    )
 
 
 def _build_physical_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
@@ -203,7 +243,9 @@ def _build_physical_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
             try:
                 return reap_left_clusters()
             except Exception as exc:  # housekeeping: the drill's own cluster start reaps again
-                log.warning("cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
+                log.warning(
+                    "cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc
+                )
                 return []
 
         @task(task_id="restore_and_verify")
@@ -240,7 +282,9 @@ def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
 
         @task(task_id="restore_and_verify")
         def restore_and_verify(scratch_db: str | None, reaped: dict[str, list[str]] | None) -> dict[str, Any]:
-            result = restore_now(drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped)
+            result = restore_now(
+                drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped
+            )
             return result.to_json_dict()
 
         @task(task_id="record")

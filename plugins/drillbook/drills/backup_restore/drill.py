@@ -59,9 +59,20 @@ def _mb(size: int | None) -> str:
 class _Drill:
     """The state of one run; each method is one phase."""
 
-    def __init__(self, b: ResultBuilder, *, drill: BackupRestoreDrill, scratch_dsn: str, source_dsn: str | None,
-                 s3_client: Any, work_dir: Path, base_dir: Path | None, run_id: str, start: datetime,
-                 timeouts: DrillTimeouts | None = None):
+    def __init__(
+        self,
+        b: ResultBuilder,
+        *,
+        drill: BackupRestoreDrill,
+        scratch_dsn: str,
+        source_dsn: str | None,
+        s3_client: Any,
+        work_dir: Path,
+        base_dir: Path | None,
+        run_id: str,
+        start: datetime,
+        timeouts: DrillTimeouts | None = None,
+    ):
         self.b = b
         self.timeouts = timeouts or DrillTimeouts()
         self.drill = drill
@@ -107,7 +118,9 @@ class _Drill:
                         self.b.details["scratch_reset"] = True
                     self.scratch_db = given
                 else:
-                    self.scratch_db = self.guard.create(drill=self.drill.name, run_id=self.run_id, now=self.start)
+                    self.scratch_db = self.guard.create(
+                        drill=self.drill.name, run_id=self.run_id, now=self.start
+                    )
                     self.owns_scratch = True
             except SourceUnreachable as exc:
                 self.b.find("SOURCE_UNREACHABLE", str(exc), subject=pg.describe(self.source_dsn or ""))
@@ -119,7 +132,9 @@ class _Drill:
                 self.abort("scratch")
             except Exception as exc:  # psycopg.OperationalError and friends: the server is not there
                 if type(exc).__module__.startswith("psycopg"):
-                    self.b.find("SCRATCH_UNREACHABLE", f"scratch server {pg.describe(self.scratch_dsn)}: {exc}")
+                    self.b.find(
+                        "SCRATCH_UNREACHABLE", f"scratch server {pg.describe(self.scratch_dsn)}: {exc}"
+                    )
                     ph.status, ph.detail = "failed", "scratch server unreachable"
                     self.abort("scratch")
                 raise
@@ -131,23 +146,35 @@ class _Drill:
 
     def locate(self, bin_dir: str | None) -> None:
         spec = self.drill.backup
-        location = spec.location or ""  # a physical backup never reaches this drill (drills.backup_restore.physical)
+        location = (
+            spec.location or ""
+        )  # a physical backup never reaches this drill (drills.backup_restore.physical)
         with self.b.phase("locate") as ph:
             if spec.is_live:
                 keep_in = spec.keep_live_dumps_in or ""
                 keep = self.work_dir / "live" if not keep_in or keep_in.startswith("s3://") else Path(keep_in)
                 try:
                     self.artefact, version = locate_mod.take_live_dump(
-                        source_dsn=self.source_dsn or "", drill=self.drill.name, keep_in=keep, bin_dir=bin_dir,
-                        timeout=self.drill.restore.timeout, now=self.start)
+                        source_dsn=self.source_dsn or "",
+                        drill=self.drill.name,
+                        keep_in=keep,
+                        bin_dir=bin_dir,
+                        timeout=self.drill.restore.timeout,
+                        now=self.start,
+                    )
                 except locate_mod.LiveDumpFailed as exc:
-                    self.b.find(exc.code, f"source {pg.describe(self.source_dsn or '')}: {exc}",
-                                subject=pg.describe(self.source_dsn or ""))
+                    self.b.find(
+                        exc.code,
+                        f"source {pg.describe(self.source_dsn or '')}: {exc}",
+                        subject=pg.describe(self.source_dsn or ""),
+                    )
                     ph.status, ph.detail = "failed", f"live dump failed ({exc.code})"
                     self.abort("locate")
                 except Exception as exc:
                     if type(exc).__module__.startswith("psycopg"):
-                        self.b.find("SOURCE_UNREACHABLE", f"source {pg.describe(self.source_dsn or '')}: {exc}")
+                        self.b.find(
+                            "SOURCE_UNREACHABLE", f"source {pg.describe(self.source_dsn or '')}: {exc}"
+                        )
                         ph.status = "failed"
                         self.abort("locate")
                     raise
@@ -157,14 +184,23 @@ class _Drill:
                     self.b.details["live_dump_kept_at"] = uri
             elif spec.is_s3:
                 try:
-                    self.artefact = locate_mod.locate_s3(url=location, pattern=spec.pattern, s3_client=self._s3())
-                except fetch_mod.transfer_errors() as exc:  # the store did not answer: not a missing backup, not a crash
-                    self.b.find("FETCH_FAILED", f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
-                                subject=spec.location)
+                    self.artefact = locate_mod.locate_s3(
+                        url=location, pattern=spec.pattern, s3_client=self._s3()
+                    )
+                except (
+                    fetch_mod.transfer_errors()
+                ) as exc:  # the store did not answer: not a missing backup, not a crash
+                    self.b.find(
+                        "FETCH_FAILED",
+                        f"listing {spec.location} failed: {type(exc).__name__}: {exc}",
+                        subject=spec.location,
+                    )
                     ph.status, ph.detail = "failed", "the backup store did not answer"
                     self.abort("locate")
             else:
-                self.artefact = locate_mod.locate_local(location=location, pattern=spec.pattern, base_dir=self.base_dir)
+                self.artefact = locate_mod.locate_local(
+                    location=location, pattern=spec.pattern, base_dir=self.base_dir
+                )
             self.b.checked()
             if self.artefact is None:
                 where = location
@@ -179,13 +215,21 @@ class _Drill:
             age = locate_mod.newest_age_seconds(art, self.start)
             self.b.checked()
             if age > self.drill.objectives.rpo:
-                self.b.find("BACKUP_STALE",
-                            f"the newest backup {art.name!r} is {format_duration(age)} old, RPO objective "
-                            f"{format_duration(self.drill.objectives.rpo)}",
-                            subject=art.uri, detail={"age_seconds": round(age, 1), "modified": art.modified.isoformat()})
+                self.b.find(
+                    "BACKUP_STALE",
+                    f"the newest backup {art.name!r} is {format_duration(age)} old, RPO objective "
+                    f"{format_duration(self.drill.objectives.rpo)}",
+                    subject=art.uri,
+                    detail={"age_seconds": round(age, 1), "modified": art.modified.isoformat()},
+                )
             self.b.measurements.values["backup_age_seconds"] = round(age, 1)
-            self.b.details["artefact"] = {"uri": art.uri, "name": art.name, "size": art.size,
-                                          "modified": art.modified.isoformat(), "live": art.live}
+            self.b.details["artefact"] = {
+                "uri": art.uri,
+                "name": art.name,
+                "size": art.size,
+                "modified": art.modified.isoformat(),
+                "live": art.live,
+            }
             ph.detail = f"{art.name} ({_mb(art.size)}, {format_duration(age)} old)"
 
     def fetch(self) -> None:
@@ -206,19 +250,34 @@ class _Drill:
             self.b.measurements.counts["artefact_bytes"] = outcome.size
             if not outcome.size_ok:
                 self.b.checked()
-                self.b.find("FETCH_FAILED", f"{art.name!r}: got {outcome.size} bytes, the store lists {outcome.expected_size}",
-                            subject=art.uri, detail={"expected_size": outcome.expected_size, "size": outcome.size})
+                self.b.find(
+                    "FETCH_FAILED",
+                    f"{art.name!r}: got {outcome.size} bytes, the store lists {outcome.expected_size}",
+                    subject=art.uri,
+                    detail={"expected_size": outcome.expected_size, "size": outcome.size},
+                )
                 ph.status, ph.detail = "failed", "size mismatch"
                 self.abort("fetch")
             if outcome.digest_ok is None:
-                self.b.find("ARTEFACT_UNVERIFIED", f"{art.name!r} has no .sha256 sidecar and no sha256 metadata", subject=art.uri)
+                self.b.find(
+                    "ARTEFACT_UNVERIFIED",
+                    f"{art.name!r} has no .sha256 sidecar and no sha256 metadata",
+                    subject=art.uri,
+                )
                 ph.detail = f"{_mb(outcome.size)}, no digest to check against"
                 return
             self.b.checked()
             if not outcome.digest_ok:
-                self.b.find("FETCH_FAILED", f"{art.name!r}: sha256 differs from its {outcome.digest_source}",
-                            subject=art.uri, detail={"expected_sha256": outcome.expected_sha256, "sha256": outcome.sha256,
-                                                     "digest_source": outcome.digest_source})
+                self.b.find(
+                    "FETCH_FAILED",
+                    f"{art.name!r}: sha256 differs from its {outcome.digest_source}",
+                    subject=art.uri,
+                    detail={
+                        "expected_sha256": outcome.expected_sha256,
+                        "sha256": outcome.sha256,
+                        "digest_source": outcome.digest_source,
+                    },
+                )
                 ph.status, ph.detail = "failed", f"sha256 mismatch ({outcome.digest_source})"
                 self.abort("fetch")
             ph.detail = f"{_mb(outcome.size)}, sha256 matches its {outcome.digest_source}"
@@ -240,24 +299,40 @@ class _Drill:
             self.tool, seen = tools.choose(name, min_major=info.dump_major, bin_dir=bin_dir)
             self.b.checked()
             if self.tool is None:
-                self.b.find("VERSION_MISMATCH",
-                            f"{art.name!r} was written by pg_dump {info.pg_dump_version}; no {name} of major version "
-                            f">= {info.dump_major} was found (found: {tools.describe(seen)})",
-                            subject=art.uri, detail={"pg_dump_version": info.pg_dump_version, "bin_dir": bin_dir or ""})
+                self.b.find(
+                    "VERSION_MISMATCH",
+                    f"{art.name!r} was written by pg_dump {info.pg_dump_version}; no {name} of major version "
+                    f">= {info.dump_major} was found (found: {tools.describe(seen)})",
+                    subject=art.uri,
+                    detail={"pg_dump_version": info.pg_dump_version, "bin_dir": bin_dir or ""},
+                )
                 ph.status, ph.detail = "failed", f"no {name} >= {info.dump_major}"
                 self.abort("inspect")
             if info.format in ("custom", "directory", "tar"):
                 self._list_toc(path, art)
             isolation.prescan_phase(self, path, art, info, ph)
-            self.b.environment.update({"restore_tool": f"{name} {self.tool.version}",
-                                       "archive_pg_dump": info.pg_dump_version or "unknown",
-                                       "archive_server": info.server_version or "unknown"})
-            self.b.measurements.values.update({"archive_format": info.format, "pg_dump_version": info.pg_dump_version,
-                                               "archive_created_at": info.created_at.isoformat() if info.created_at else None})
-            self.b.details["archive"] = {"format": info.format, "pg_dump_version": info.pg_dump_version,
-                                         "server_version": info.server_version, "archive_version": info.archive_version,
-                                         "created_at": info.created_at.isoformat() if info.created_at else None,
-                                         "compression": info.compression}
+            self.b.environment.update(
+                {
+                    "restore_tool": f"{name} {self.tool.version}",
+                    "archive_pg_dump": info.pg_dump_version or "unknown",
+                    "archive_server": info.server_version or "unknown",
+                }
+            )
+            self.b.measurements.values.update(
+                {
+                    "archive_format": info.format,
+                    "pg_dump_version": info.pg_dump_version,
+                    "archive_created_at": info.created_at.isoformat() if info.created_at else None,
+                }
+            )
+            self.b.details["archive"] = {
+                "format": info.format,
+                "pg_dump_version": info.pg_dump_version,
+                "server_version": info.server_version,
+                "archive_version": info.archive_version,
+                "created_at": info.created_at.isoformat() if info.created_at else None,
+                "compression": info.compression,
+            }
             ph.detail = f"{info.summary()}; {name} {self.tool.version}"
 
     def _list_toc(self, path: Path, art: locate_mod.Artefact) -> None:
@@ -269,12 +344,20 @@ class _Drill:
         """
         assert self.tool is not None
         try:
-            proc = subprocess.run([self.tool.path, "-l", str(path)], capture_output=True, stdin=subprocess.DEVNULL,
-                                  timeout=self.timeouts.toc, check=False, preexec_fn=die_with_parent())
+            proc = subprocess.run(
+                [self.tool.path, "-l", str(path)],
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=self.timeouts.toc,
+                check=False,
+                preexec_fn=die_with_parent(),
+            )
         except subprocess.TimeoutExpired:
-            self.b.find("ARCHIVE_UNREADABLE",
-                        f"{art.name!r}: pg_restore -l did not list the table of contents within {self.timeouts.toc}s",
-                        subject=art.uri)
+            self.b.find(
+                "ARCHIVE_UNREADABLE",
+                f"{art.name!r}: pg_restore -l did not list the table of contents within {self.timeouts.toc}s",
+                subject=art.uri,
+            )
             self.abort("inspect")
         entries = data = 0
         for raw in proc.stdout.splitlines():
@@ -292,7 +375,11 @@ class _Drill:
                 code = "ARCHIVE_TRUNCATED"
             else:
                 code = "ARCHIVE_UNREADABLE"
-            self.b.find(code, f"{art.name!r}: pg_restore cannot read the table of contents: {err.strip()[-300:]}", subject=art.uri)
+            self.b.find(
+                code,
+                f"{art.name!r}: pg_restore cannot read the table of contents: {err.strip()[-300:]}",
+                subject=art.uri,
+            )
             self.abort("inspect")
         self.b.measurements.counts.update({"toc_entries": entries, "toc_table_data": data})
 
@@ -304,19 +391,31 @@ class _Drill:
             spec = self.drill.restore
             into = isolation.start_ephemeral(self) if spec.target == "ephemeral" else self.scratch_db
             assert into is not None
-            outcome = restore.run_restore(fmt=self.info.format, tool=self.tool, path=path,
-                                          scratch_db_dsn=pg.with_dbname(self.scratch_dsn, into),
-                                          jobs=spec.jobs, no_owner=spec.no_owner, timeout=spec.timeout, scope=spec.target,
-                                          expected=(f'role "{self.cluster.superuser}" already exists',) if self.cluster else ())
+            outcome = restore.run_restore(
+                fmt=self.info.format,
+                tool=self.tool,
+                path=path,
+                scratch_db_dsn=pg.with_dbname(self.scratch_dsn, into),
+                jobs=spec.jobs,
+                no_owner=spec.no_owner,
+                timeout=spec.timeout,
+                scope=spec.target,
+                expected=(f'role "{self.cluster.superuser}" already exists',) if self.cluster else (),
+            )
             restore.add_findings(self.b, outcome)
             self.b.checked()
             counts = outcome.classifier.counts
             self.b.measurements.counts["restore_error_lines"] = outcome.classifier.error_lines
-            self.b.details["restore"] = {"argv": " ".join(outcome.argv), "exit_code": outcome.exit_code,
-                                         "line_classes": dict(counts)}
+            self.b.details["restore"] = {
+                "argv": " ".join(outcome.argv),
+                "exit_code": outcome.exit_code,
+                "line_classes": dict(counts),
+            }
             classes = ", ".join(sorted({g.code for g in outcome.classifier.groups.values()}))
-            ph.detail = (f"{outcome.argv[0]} exit {outcome.exit_code}, {outcome.classifier.error_lines} error line(s)"
-                         + (f" ({classes})" if classes else ""))
+            ph.detail = (
+                f"{outcome.argv[0]} exit {outcome.exit_code}, {outcome.classifier.error_lines} error line(s)"
+                + (f" ({classes})" if classes else "")
+            )
             # The phase line is derived from the outcome, never left green: a non-zero exit,
             # an error line or a timeout means the restore did not go clean.
             if outcome.fatal or outcome.exit_code or outcome.classifier.error_lines or outcome.timed_out:
@@ -335,9 +434,15 @@ class _Drill:
                 ph.status = "failed"
             self.abort("verify")
         base = self.base_dir or Path.cwd()
-        run_ladder(self.b, scratch_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db), verify=self.drill.verify,
-                   base_dir=base, previous=previous, source_server_version=self.info.server_version if self.info else None,
-                   timeouts=self.timeouts)
+        run_ladder(
+            self.b,
+            scratch_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db),
+            verify=self.drill.verify,
+            base_dir=base,
+            previous=previous,
+            source_server_version=self.info.server_version if self.info else None,
+            timeouts=self.timeouts,
+        )
 
     def measure(self, rto: float, previous: dict[str, Any] | None) -> None:
         assert self.scratch_db is not None and self.artefact is not None
@@ -346,26 +451,47 @@ class _Drill:
             sql = self.drill.verify.rpo_probe
             if sql:
                 try:
-                    probe = measure.run_rpo_probe(scratch_db_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db), sql=sql)
+                    probe = measure.run_rpo_probe(
+                        scratch_db_dsn=pg.with_dbname(self.scratch_dsn, self.scratch_db), sql=sql
+                    )
                 except Exception as exc:
-                    self.b.find("RPO_PROBE_FAILED", f"rpo_probe failed: {type(exc).__name__}: {exc}", subject=sql[:120])
+                    self.b.find(
+                        "RPO_PROBE_FAILED",
+                        f"rpo_probe failed: {type(exc).__name__}: {exc}",
+                        subject=sql[:120],
+                    )
                 else:
                     if probe is None:
-                        self.b.find("RPO_PROBE_FAILED", "rpo_probe returned no timestamp (NULL or no row)", subject=sql[:120])
+                        self.b.find(
+                            "RPO_PROBE_FAILED",
+                            "rpo_probe returned no timestamp (NULL or no row)",
+                            subject=sql[:120],
+                        )
             point, source = measure.recoverable_point(
-                probe=probe, archive_time=self.info.created_at if self.info else None, object_time=self.artefact.modified)
+                probe=probe,
+                archive_time=self.info.created_at if self.info else None,
+                object_time=self.artefact.modified,
+            )
             rpo = max(0.0, (self.start - point).total_seconds()) if point else None
             m = self.b.measurements
             m.rto_seconds = round(rto, 3)
             m.rpo_seconds = round(rpo, 3) if rpo is not None else None
             m.values["rpo_source"] = source
             m.values["recoverable_point"] = point.isoformat() if point else None
-            measure.add_objective_findings(self.b, rto=rto, rpo=rpo, rto_objective=self.drill.objectives.rto,
-                                           rpo_objective=self.drill.objectives.rpo, rpo_source=source)
+            measure.add_objective_findings(
+                self.b,
+                rto=rto,
+                rpo=rpo,
+                rto_objective=self.drill.objectives.rto,
+                rpo_objective=self.drill.objectives.rpo,
+                rpo_source=source,
+            )
             sentence = measure.trend(rto, previous)
             if sentence:
                 self.b.details["trend"] = sentence
-            ph.detail = f"RTO {format_duration(rto)}, RPO {format_duration(rpo)} ({source})" + (f"; {sentence}" if sentence else "")
+            ph.detail = f"RTO {format_duration(rto)}, RPO {format_duration(rpo)} ({source})" + (
+                f"; {sentence}" if sentence else ""
+            )
 
     def teardown(self) -> None:
         try:
@@ -380,7 +506,9 @@ class _Drill:
         finally:  # a download in --work-dir never outlives the drill, whatever the teardown met
             self.guard.close()  # releases the in-use lock; a handed-in database is dropped by the teardown task
             if self.downloaded is not None:
-                shutil.rmtree(self.downloaded, ignore_errors=True) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
+                shutil.rmtree(
+                    self.downloaded, ignore_errors=True
+                ) if self.downloaded.is_dir() else self.downloaded.unlink(missing_ok=True)
 
     def _drop_scratch(self) -> None:
         if self.owns_scratch and self.scratch_db:
@@ -390,14 +518,22 @@ class _Drill:
                 except Exception as exc:  # the checks held or failed already; a leftover is the reaper's job
                     if "SCRATCH_UNREACHABLE" in {f.code for f in self.b.findings}:
                         # the server went away earlier (often mid-restore): already said, and already ERROR
-                        ph.status, ph.detail = "failed", f"{self.scratch_db} not dropped: scratch server unreachable"
+                        ph.status, ph.detail = (
+                            "failed",
+                            f"{self.scratch_db} not dropped: scratch server unreachable",
+                        )
                     else:
-                        self.b.find("SCRATCH_NOT_DROPPED", f"scratch database {self.scratch_db!r} was not dropped: "
-                                    f"{type(exc).__name__}: {exc}; the next run of this drill reaps it",
-                                    subject=self.scratch_db)
+                        self.b.find(
+                            "SCRATCH_NOT_DROPPED",
+                            f"scratch database {self.scratch_db!r} was not dropped: "
+                            f"{type(exc).__name__}: {exc}; the next run of this drill reaps it",
+                            subject=self.scratch_db,
+                        )
                         ph.status, ph.detail = "failed", f"{self.scratch_db} left for the reaper"
                 else:
-                    ph.detail = f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
+                    ph.detail = (
+                        f"dropped {self.scratch_db}" if dropped else f"{self.scratch_db} was already gone"
+                    )
 
     def _s3(self) -> Any:
         if self.s3_client is None:
@@ -441,40 +577,78 @@ def run_backup_restore(
     setup task) or None to create and drop one here. ``previous`` is the result
     dict of the last PASS (looked up in ``ledger`` when not given).
     """
-    if drill.backup.is_physical:  # pgBackRest / Barman: a private cluster recovered from WAL, not a dump restore
+    if (
+        drill.backup.is_physical
+    ):  # pgBackRest / Barman: a private cluster recovered from WAL, not a dump restore
         from drillbook.drills.backup_restore.physical.drill import run_physical
 
         if previous is None and ledger is not None:
             try:
                 previous = previous_pass(ledger, drill.name)
             except Exception as exc:  # no trend is better than no drill
-                log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
-        return run_physical(drill=drill, base_dir=base_dir, previous=previous, on_phase=on_phase, now=now,
-                            reaped_clusters=reaped_clusters, state_dir=work_dir / "physical-state")
-    b = ResultBuilder(kind=KIND, drill=drill.name, target=redact(drill.backup.where), controls=list(drill.controls),
-                      objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo},
-                      on_phase=on_phase)
+                log.warning(
+                    "last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc
+                )
+        return run_physical(
+            drill=drill,
+            base_dir=base_dir,
+            previous=previous,
+            on_phase=on_phase,
+            now=now,
+            reaped_clusters=reaped_clusters,
+            state_dir=work_dir / "physical-state",
+        )
+    b = ResultBuilder(
+        kind=KIND,
+        drill=drill.name,
+        target=redact(drill.backup.where),
+        controls=list(drill.controls),
+        objectives={"rto_seconds": drill.objectives.rto, "rpo_seconds": drill.objectives.rpo},
+        on_phase=on_phase,
+    )
     start = now or b.started_at
-    run = _Drill(b, drill=drill, scratch_dsn=scratch_dsn, source_dsn=source_dsn, s3_client=s3_client, work_dir=Path(work_dir),
-                 base_dir=base_dir, run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"), start=start, timeouts=timeouts)
+    run = _Drill(
+        b,
+        drill=drill,
+        scratch_dsn=scratch_dsn,
+        source_dsn=source_dsn,
+        s3_client=s3_client,
+        work_dir=Path(work_dir),
+        base_dir=base_dir,
+        run_id=run_id or start.strftime("run_%Y%m%dT%H%M%S"),
+        start=start,
+        timeouts=timeouts,
+    )
     for name in reaped:
         b.find("SCRATCH_REAPED", f"dropped scratch database {name!r} left by an earlier run", subject=name)
     for root in reaped_clusters:  # the reap task's (Airflow); the cluster's own start reports those it reaps
-        b.find("SCRATCH_REAPED", f"an ephemeral cluster left by a killed drill was stopped and removed: {root}", subject=root)
+        b.find(
+            "SCRATCH_REAPED",
+            f"an ephemeral cluster left by a killed drill was stopped and removed: {root}",
+            subject=root,
+        )
     for name in unregistered:
-        b.find("SCRATCH_UNREGISTERED", f"database {name!r} has the scratch prefix but no row in drillbook's scratch "
-               "registry: not dropped", subject=name)
+        b.find(
+            "SCRATCH_UNREGISTERED",
+            f"database {name!r} has the scratch prefix but no row in drillbook's scratch "
+            "registry: not dropped",
+            subject=name,
+        )
     warm_seconds = 0.0
     try:
         if previous is None and ledger is not None:
             try:
                 previous = previous_pass(ledger, drill.name)
             except Exception as exc:  # no trend and no drift baseline is better than no drill
-                log.warning("last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc)
+                log.warning(
+                    "last PASS of %s not read from the ledger: %s: %s", drill.name, type(exc).__name__, exc
+                )
                 b.details["previous_pass"] = f"not read: {type(exc).__name__}"
         run.scratch(scratch_db)
         # after the guard (a refusal still ends the drill first), before anything is restored
-        warm_seconds = warm_up(b, suites=list(drill.verify.suites), suites_dir=(base_dir or Path.cwd()) / "expectations")
+        warm_seconds = warm_up(
+            b, suites=list(drill.verify.suites), suites_dir=(base_dir or Path.cwd()) / "expectations"
+        )
         run.locate(drill.restore.bin_dir)
         run.fetch()
         run.inspect(drill.restore.bin_dir)
@@ -489,8 +663,12 @@ def run_backup_restore(
         where = b.phases[-1].name if b.phases else "start"
         if b.phases:  # the phase's own bookkeeping saw no Exception and called it ok
             b.phases[-1].status, b.phases[-1].detail = "failed", f"interrupted by {exc.name}"
-        b.find("DRILL_INTERRUPTED", f"the drill was stopped by {exc.name} during or after phase {where!r}; "
-               "nothing after it was checked", subject=where)
+        b.find(
+            "DRILL_INTERRUPTED",
+            f"the drill was stopped by {exc.name} during or after phase {where!r}; "
+            "nothing after it was checked",
+            subject=where,
+        )
         b.details["interrupted_by"] = exc.name
     finally:
         try:

@@ -61,7 +61,9 @@ def _run_as_user() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise EphemeralUnavailable(f"running as root and none of the users {', '.join(_RUN_AS)} exists to run PostgreSQL as")
+    raise EphemeralUnavailable(
+        f"running as root and none of the users {', '.join(_RUN_AS)} exists to run PostgreSQL as"
+    )
 
 
 def reap_left_clusters(tmp: str | None = None) -> list[str]:
@@ -100,10 +102,21 @@ class EphemeralCluster:
 
     def _cmd(self, argv: list[str], timeout: float, prefix: list[str] | None = None) -> None:
         # as root, a prefix (unshare ... setpriv) starts as root and drops to the cluster's user itself
-        kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user and not prefix else {}
+        kwargs: dict = (
+            {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user and not prefix else {}
+        )
         try:
-            proc = subprocess.run((prefix or []) + argv, capture_output=True, text=True, timeout=timeout, check=False,
-                                  stdin=subprocess.DEVNULL, cwd=str(self.root), env=self._env(argv[0]), **kwargs)
+            proc = subprocess.run(
+                (prefix or []) + argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                cwd=str(self.root),
+                env=self._env(argv[0]),
+                **kwargs,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             raise EphemeralUnavailable(f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
         if proc.returncode != 0:
@@ -117,8 +130,14 @@ class EphemeralCluster:
         (COPY ... FROM PROGRAM 'env' built by dynamic SQL the filter cannot read).
         """
         assert self.root is not None
-        return {"PATH": f"{Path(tool).parent}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(self.root),
-                "LANG": "C", "LC_ALL": "C", "TZ": "UTC", "PGTZ": "UTC"}
+        return {
+            "PATH": f"{Path(tool).parent}{os.pathsep}/usr/bin{os.pathsep}/bin",
+            "HOME": str(self.root),
+            "LANG": "C",
+            "LC_ALL": "C",
+            "TZ": "UTC",
+            "PGTZ": "UTC",
+        }
 
     def _private_network(self) -> list[str]:
         """An argv prefix that runs the server in a network namespace of its own (only a down loopback).
@@ -133,8 +152,16 @@ class EphemeralCluster:
             self.network = "host network (unshare/setpriv not installed)"
             return []
         if self._user:
-            prefix = [unshare, "--net", "--", str(setpriv), f"--reuid={self._user.pw_uid}",
-                      f"--regid={self._user.pw_gid}", "--clear-groups", "--"]
+            prefix = [
+                unshare,
+                "--net",
+                "--",
+                str(setpriv),
+                f"--reuid={self._user.pw_uid}",
+                f"--regid={self._user.pw_gid}",
+                "--clear-groups",
+                "--",
+            ]
         else:
             prefix = [unshare, "--map-current-user", "--net", "--"]
         try:
@@ -148,7 +175,9 @@ class EphemeralCluster:
     def start(self) -> EphemeralCluster:
         initdb, seen = tools.choose("initdb", min_major=self.min_major, bin_dir=self.bin_dir)
         if initdb is None:
-            raise EphemeralUnavailable(f"no initdb of major version >= {self.min_major} found (found: {tools.describe(seen)})")
+            raise EphemeralUnavailable(
+                f"no initdb of major version >= {self.min_major} found (found: {tools.describe(seen)})"
+            )
         bindir = Path(initdb.path).parent
         self._pg_ctl = str(bindir / "pg_ctl")
         if not (bindir / "postgres").exists() or not Path(self._pg_ctl).exists():
@@ -160,17 +189,48 @@ class EphemeralCluster:
         self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
         try:
             # held for the cluster's whole life; the kernel drops it when this process dies (the reaper's proof)
-            self._lock_fd = os.open(self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            self._lock_fd = os.open(
+                self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600
+            )
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if self._user:
                 os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
-            self._cmd([initdb.path, "-D", str(self.root / "data"), "-U", self.superuser, "--auth=trust", "-E", "UTF8",
-                       "--locale=C", "--no-sync"], timeout=START_TIMEOUT_S)
-            opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
-                    "-c archive_mode=off -c full_page_writes=off -c max_connections=20")
-            self._cmd([self._pg_ctl, "-D", str(self.root / "data"), "-w", "-t", str(START_TIMEOUT_S), "-o", opts,
-                       "-l", str(self.root / "server.log"), "start"], timeout=START_TIMEOUT_S + 10,
-                      prefix=self._private_network())
+            self._cmd(
+                [
+                    initdb.path,
+                    "-D",
+                    str(self.root / "data"),
+                    "-U",
+                    self.superuser,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+                timeout=START_TIMEOUT_S,
+            )
+            opts = (
+                f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
+                "-c archive_mode=off -c full_page_writes=off -c max_connections=20"
+            )
+            self._cmd(
+                [
+                    self._pg_ctl,
+                    "-D",
+                    str(self.root / "data"),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.root / "server.log"),
+                    "start",
+                ],
+                timeout=START_TIMEOUT_S + 10,
+                prefix=self._private_network(),
+            )
             self._running = True
         except BaseException:
             self.close()
@@ -186,7 +246,20 @@ class EphemeralCluster:
             return
         if self._running:
             try:
-                self._cmd([self._pg_ctl, "-D", str(self.root / "data"), "-m", "immediate", "-w", "-t", "60", "stop"], timeout=70)
+                self._cmd(
+                    [
+                        self._pg_ctl,
+                        "-D",
+                        str(self.root / "data"),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "-t",
+                        "60",
+                        "stop",
+                    ],
+                    timeout=70,
+                )
             except EphemeralUnavailable:
                 pass
             self._running = False

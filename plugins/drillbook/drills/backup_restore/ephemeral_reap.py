@@ -44,14 +44,23 @@ def _stop(root: Path, owner_uid: int) -> None:
         return
     bindir = None
     try:  # the postmaster's own binary directory: pg_ctl of the same major
-        bindir = Path(os.readlink(f"/proc/{int((data / 'postmaster.pid').read_text().splitlines()[0])}/exe")).parent
+        bindir = Path(
+            os.readlink(f"/proc/{int((data / 'postmaster.pid').read_text().splitlines()[0])}/exe")
+        ).parent
     except (OSError, ValueError):
         return
     pg_ctl = bindir / "pg_ctl"
     kwargs: dict = {} if owner_uid == os.geteuid() else {"user": owner_uid, "group": os.stat(root).st_gid}
-    subprocess.run([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "-t", "60", "stop"], capture_output=True,
-                   timeout=70, check=False, stdin=subprocess.DEVNULL, cwd=str(root),
-                   env={"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C", "LC_ALL": "C"}, **kwargs)
+    subprocess.run(
+        [str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "-t", "60", "stop"],
+        capture_output=True,
+        timeout=70,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        cwd=str(root),
+        env={"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C", "LC_ALL": "C"},
+        **kwargs,
+    )
 
 
 def leftovers(uids: set[int], tmp: str | None = None) -> list[Path]:
@@ -64,7 +73,12 @@ def leftovers(uids: set[int], tmp: str | None = None) -> list[Path]:
             lst = os.lstat(lock)
         except OSError:
             continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in uids or not stat.S_ISREG(lst.st_mode) or lst.st_uid not in uids:
+        if (
+            not stat.S_ISDIR(st.st_mode)
+            or st.st_uid not in uids
+            or not stat.S_ISREG(lst.st_mode)
+            or lst.st_uid not in uids
+        ):
             continue
         try:
             fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)

@@ -118,7 +118,9 @@ def _partial(part: Path, uri: str) -> Iterator[None]:
         yield
     except transfer_errors() as exc:
         _discard(part)
-        raise FetchBroken(f"{uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}") from None
+        raise FetchBroken(
+            f"{uri}: the download broke after a partial transfer: {type(exc).__name__}: {exc}"
+        ) from None
     except BaseException:
         _discard(part)
         raise
@@ -145,8 +147,14 @@ def fetch_s3(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutc
     part.replace(target)
     artefact.path = target
     expected_size = artefact.size if artefact.size is not None else obj.get("ContentLength")
-    return FetchOutcome(path=target, size=size, sha256=sha256, expected_sha256=expected,
-                        digest_source=source, expected_size=expected_size)
+    return FetchOutcome(
+        path=target,
+        size=size,
+        sha256=sha256,
+        expected_sha256=expected,
+        digest_source=source,
+        expected_size=expected_size,
+    )
 
 
 def _fetch_s3_directory(artefact: Artefact, *, s3_client: Any, work_dir: Path) -> FetchOutcome:
@@ -165,7 +173,9 @@ def _fetch_s3_directory(artefact: Artefact, *, s3_client: Any, work_dir: Path) -
             obj = s3_client.get_object(Bucket=artefact.bucket, Key=key)
             sha256, size = _stream_to(obj["Body"], part / member)
             if size != listed_size:
-                raise FetchBroken(f"{artefact.uri}: member {member!r}: got {size} bytes, the store lists {listed_size}")
+                raise FetchBroken(
+                    f"{artefact.uri}: member {member!r}: got {size} bytes, the store lists {listed_size}"
+                )
             total += size
             meta = {k.lower(): v for k, v in (obj.get("Metadata") or {}).items()}
             want = parse_sidecar(meta.get("sha256", ""))
@@ -180,9 +190,14 @@ def _fetch_s3_directory(artefact: Artefact, *, s3_client: Any, work_dir: Path) -
     def combined(rows: list[str]) -> str:
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
-    return FetchOutcome(path=target, size=total, sha256=combined(lines),
-                        expected_sha256=combined(expected_lines) if all_have_digest else None,
-                        digest_source="metadata" if all_have_digest else None, expected_size=artefact.size)
+    return FetchOutcome(
+        path=target,
+        size=total,
+        sha256=combined(lines),
+        expected_sha256=combined(expected_lines) if all_have_digest else None,
+        digest_source="metadata" if all_have_digest else None,
+        expected_size=artefact.size,
+    )
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -201,12 +216,18 @@ def check_local(artefact: Artefact) -> FetchOutcome:
     assert path is not None
     sidecar = Path(str(path) + ".sha256")
     if path.is_dir():
-        return FetchOutcome(path=path, size=artefact.size or 0, sha256=None, expected_sha256=None, digest_source=None)
+        return FetchOutcome(
+            path=path, size=artefact.size or 0, sha256=None, expected_sha256=None, digest_source=None
+        )
     expected = None
     if sidecar.is_file():
         with sidecar.open("r", encoding="utf-8", errors="replace") as fh:
             expected = parse_sidecar(fh.read(SIDECAR_MAX))
     if expected is None:
-        return FetchOutcome(path=path, size=path.stat().st_size, sha256=None, expected_sha256=None, digest_source=None)
+        return FetchOutcome(
+            path=path, size=path.stat().st_size, sha256=None, expected_sha256=None, digest_source=None
+        )
     actual, size = sha256_file(path)
-    return FetchOutcome(path=path, size=size, sha256=actual, expected_sha256=expected, digest_source="sidecar")
+    return FetchOutcome(
+        path=path, size=size, sha256=actual, expected_sha256=expected, digest_source="sidecar"
+    )

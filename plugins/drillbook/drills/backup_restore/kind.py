@@ -56,7 +56,9 @@ def suites_valid(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
 
     suites_dir = default_suites_dir(catalogue)
     for position, name in enumerate(drill.verify.suites):
-        for message in suite_messages(name, suites_dir, need_table=True, gx_check=catalogue.gx_suites_checked):
+        for message in suite_messages(
+            name, suites_dir, need_table=True, gx_check=catalogue.gx_suites_checked
+        ):
             yield (("verify", "suites", position), message)
 
 

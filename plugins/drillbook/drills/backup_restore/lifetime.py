@@ -153,8 +153,13 @@ def watch_group(pgid: int) -> Watchdog | None:
     try:
         # its own session: a supervisor that SIGKILLs the drill's whole process group (Airflow's task
         # runner, a container stop, `kill -9 -PGID`) must not take the watchdog along with the drill
-        proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "drillbook-watchdog", str(pgid)], stdin=pipe_r,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", _WATCHDOG, "drillbook-watchdog", str(pgid)],
+            stdin=pipe_r,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except OSError:
         os.close(pipe_w)
         return None

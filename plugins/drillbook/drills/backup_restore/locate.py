@@ -84,7 +84,7 @@ class Artefact:
 
 
 def split_s3(url: str) -> tuple[str, str]:
-    rest = url[len("s3://"):]
+    rest = url[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     return bucket, prefix
 
@@ -120,33 +120,49 @@ def locate_s3(*, url: str, pattern: str | None, s3_client: Any) -> Artefact | No
         if folder and folder in dump_dirs:
             members.setdefault(folder, []).append(obj)
             continue
-        relative = key[len(prefix):].lstrip("/") if key != prefix else key.rsplit("/", 1)[-1]
+        relative = key[len(prefix) :].lstrip("/") if key != prefix else key.rsplit("/", 1)[-1]
         if not _is_candidate(relative.rsplit("/", 1)[-1], None) or not _is_candidate(relative, pattern):
             continue
         if newest is None or obj["LastModified"] > newest["LastModified"]:
             newest = obj
     candidates: list[Artefact] = []
     if newest is not None:
-        candidates.append(Artefact(
-            uri=f"s3://{bucket}/{newest['Key']}", name=newest["Key"].rsplit("/", 1)[-1],
-            modified=_aware(newest["LastModified"]), size=int(newest["Size"]), bucket=bucket, key=newest["Key"]))
+        candidates.append(
+            Artefact(
+                uri=f"s3://{bucket}/{newest['Key']}",
+                name=newest["Key"].rsplit("/", 1)[-1],
+                modified=_aware(newest["LastModified"]),
+                size=int(newest["Size"]),
+                bucket=bucket,
+                key=newest["Key"],
+            )
+        )
     for folder, objs in members.items():
         name = folder.rsplit("/", 1)[-1]
-        relative = folder[len(prefix):].lstrip("/") if len(folder) > len(prefix.rstrip("/")) else ""
+        relative = folder[len(prefix) :].lstrip("/") if len(folder) > len(prefix.rstrip("/")) else ""
         if relative and (not _is_candidate(name, None) or not _is_candidate(relative, pattern)):
             continue  # an empty relative name: the location is itself the dump (as for local directories)
         files = [o for o in objs if _is_candidate(o["Key"].rsplit("/", 1)[-1], None)]
-        candidates.append(Artefact(
-            uri=f"s3://{bucket}/{folder}/", name=name, modified=max(_aware(o["LastModified"]) for o in files),
-            size=sum(int(o["Size"]) for o in files), bucket=bucket, key=folder + "/",
-            members=[(o["Key"], int(o["Size"])) for o in files]))
+        candidates.append(
+            Artefact(
+                uri=f"s3://{bucket}/{folder}/",
+                name=name,
+                modified=max(_aware(o["LastModified"]) for o in files),
+                size=sum(int(o["Size"]) for o in files),
+                bucket=bucket,
+                key=folder + "/",
+                members=[(o["Key"], int(o["Size"])) for o in files],
+            )
+        )
     return max(candidates, key=lambda a: a.modified) if candidates else None
 
 
 def _artefact_of(path: Path) -> Artefact:
     st = path.stat()
     size = st.st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    return Artefact(uri=str(path), name=path.name, modified=datetime.fromtimestamp(st.st_mtime, UTC), size=size, path=path)
+    return Artefact(
+        uri=str(path), name=path.name, modified=datetime.fromtimestamp(st.st_mtime, UTC), size=size, path=path
+    )
 
 
 def locate_local(*, location: str, pattern: str | None, base_dir: Path | None) -> Artefact | None:
@@ -171,7 +187,9 @@ def locate_local(*, location: str, pattern: str | None, base_dir: Path | None) -
     return _artefact_of(newest) if newest is not None else None
 
 
-def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str | None, timeout: float, now: datetime) -> tuple[Artefact, str]:
+def take_live_dump(
+    *, source_dsn: str, drill: str, keep_in: Path, bin_dir: str | None, timeout: float, now: datetime
+) -> tuple[Artefact, str]:
     """Run ``pg_dump -Fc`` against the source read-only; return the artefact and the tool version used."""
     with pg.connect(source_dsn) as conn:
         server_major = int(conn.info.server_version) // 10000
@@ -191,16 +209,24 @@ def take_live_dump(*, source_dsn: str, drill: str, keep_in: Path, bin_dir: str |
     try:
         proc = subprocess.run(
             [tool.path, "-Fc", "--no-password", "-f", str(target)],
-            env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             preexec_fn=die_with_parent(),  # a SIGKILLed drill does not leave pg_dump reading the source
         )
     except subprocess.TimeoutExpired as exc:
         target.unlink(missing_ok=True)
-        raise LiveDumpFailed("LIVE_DUMP_FAILED", f"pg_dump of the source did not finish within {timeout:.0f}s") from exc
+        raise LiveDumpFailed(
+            "LIVE_DUMP_FAILED", f"pg_dump of the source did not finish within {timeout:.0f}s"
+        ) from exc
     if proc.returncode != 0:
         target.unlink(missing_ok=True)
         err = proc.stderr.strip()[-400:]
-        raise LiveDumpFailed(classify_dump_failure(err), f"pg_dump {tool.version} exited {proc.returncode}: {err}")
+        raise LiveDumpFailed(
+            classify_dump_failure(err), f"pg_dump {tool.version} exited {proc.returncode}: {err}"
+        )
     digest = hashlib.sha256()
     with target.open("rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):

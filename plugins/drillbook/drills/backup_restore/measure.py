@@ -53,7 +53,9 @@ def run_rpo_probe(*, scratch_db_dsn: str, sql: str, timeout_s: int = 300) -> dat
     return as_utc(row[0]) if row else None
 
 
-def recoverable_point(*, probe: datetime | None, archive_time: datetime | None, object_time: datetime | None) -> tuple[datetime | None, str]:
+def recoverable_point(
+    *, probe: datetime | None, archive_time: datetime | None, object_time: datetime | None
+) -> tuple[datetime | None, str]:
     """The newest recoverable point and where it came from (see the module docstring)."""
     if probe is not None:
         return probe, "rpo_probe"
@@ -64,8 +66,15 @@ def recoverable_point(*, probe: datetime | None, archive_time: datetime | None, 
     return None, "unknown"
 
 
-def add_objective_findings(builder, *, rto: float | None, rpo: float | None, rto_objective: float, rpo_objective: float,
-                           rpo_source: str) -> None:  # type: ignore[no-untyped-def]
+def add_objective_findings(
+    builder,
+    *,
+    rto: float | None,
+    rpo: float | None,
+    rto_objective: float,
+    rpo_objective: float,
+    rpo_source: str,
+) -> None:  # type: ignore[no-untyped-def]
     """RTO_EXCEEDED / RPO_EXCEEDED against the objectives; each comparison counts as a check."""
     if rto is not None:
         builder.checked()
@@ -75,7 +84,11 @@ def add_objective_findings(builder, *, rto: float | None, rpo: float | None, rto
                 "RTO_EXCEEDED",
                 f"verified restore took {format_duration(rto)}, objective {format_duration(rto_objective)}; "
                 f"slowest phase {slowest[0]!r} ({format_duration(slowest[1])})",
-                detail={"rto_seconds": round(rto, 3), "objective_seconds": rto_objective, "slowest_phase": slowest[0]},
+                detail={
+                    "rto_seconds": round(rto, 3),
+                    "objective_seconds": rto_objective,
+                    "slowest_phase": slowest[0],
+                },
             )
     if rpo is not None:
         builder.checked()
@@ -83,7 +96,11 @@ def add_objective_findings(builder, *, rto: float | None, rpo: float | None, rto
             builder.find(
                 "RPO_EXCEEDED",
                 f"the newest recoverable data ({rpo_source}) is {format_duration(rpo)} old, objective {format_duration(rpo_objective)}",
-                detail={"rpo_seconds": round(rpo, 3), "objective_seconds": rpo_objective, "source": rpo_source},
+                detail={
+                    "rpo_seconds": round(rpo, 3),
+                    "objective_seconds": rpo_objective,
+                    "source": rpo_source,
+                },
             )
 
 
@@ -91,7 +108,7 @@ def trend(rto: float | None, previous: dict[str, Any] | None) -> str | None:
     """One sentence comparing this RTO with the last PASS of the same drill, or None."""
     if rto is None or not previous:
         return None
-    before = ((previous.get("measurements") or {}).get("rto_seconds"))
+    before = (previous.get("measurements") or {}).get("rto_seconds")
     if not before or before <= 0:
         return None
     change = (rto - before) / before

@@ -45,30 +45,43 @@ class Scan:
             return None
         first = self.refusals[0].describe()
         if target == "shared" and cluster:
-            return (f"this is a cluster dump (pg_dumpall): it creates roles and databases "
-                    f"({', '.join(self.created_databases) or 'none besides the defaults'}) on the server; nothing was "
-                    f"restored; set restore.target: ephemeral to restore it into a private cluster (first: {first})")
+            return (
+                f"this is a cluster dump (pg_dumpall): it creates roles and databases "
+                f"({', '.join(self.created_databases) or 'none besides the defaults'}) on the server; nothing was "
+                f"restored; set restore.target: ephemeral to restore it into a private cluster (first: {first})"
+            )
         if target == "shared" and self.created_databases:
             dbs = ", ".join(repr(d) for d in self.created_databases)
-            return (f"this dump creates and connects to database {dbs} (pg_dump -C); nothing was restored; take the dump "
-                    f"without -C or set restore.target: ephemeral (first: {first})")
+            return (
+                f"this dump creates and connects to database {dbs} (pg_dump -C); nothing was restored; take the dump "
+                f"without -C or set restore.target: ephemeral (first: {first})"
+            )
         return f"the dump was refused before the restore started, nothing was restored: {first}"
 
 
 def scan_plain(path: Path, *, gz: bool, target: str) -> Scan:
     """Read the plain dump at ``path`` through the filter in collecting mode."""
     flt = StatementFilter("ephemeral" if target == "ephemeral" else "shared", collect=True)
-    with (gzip.open(path, "rb") if gz else path.open("rb")) as src:
+    with gzip.open(path, "rb") if gz else path.open("rb") as src:
         filter_stream(src, lambda _b: None, flt)  # type: ignore[arg-type]
-    return Scan(refusals=flt.refusals, created_databases=flt.created_databases, connects=flt.connects,
-                superusers=flt.superusers, statements=flt.statements)
+    return Scan(
+        refusals=flt.refusals,
+        created_databases=flt.created_databases,
+        connects=flt.connects,
+        superusers=flt.superusers,
+        statements=flt.statements,
+    )
 
 
 def scan_archive(pg_restore: str, path: Path, *, target: str = "shared") -> Scan:
     """Judge the schema SQL of an archive; raises ``subprocess.TimeoutExpired`` past SCAN_TIMEOUT_S."""
     flt = StatementFilter("ephemeral" if target == "ephemeral" else "shared", collect=True, metas=False)
-    proc = subprocess.Popen([pg_restore, "-s", "-f", "-", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [pg_restore, "-s", "-f", "-", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert proc.stdout is not None
         filter_stream(proc.stdout, lambda _b: None, flt)  # type: ignore[arg-type]

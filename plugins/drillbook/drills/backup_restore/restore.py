@@ -109,7 +109,11 @@ class StderrClassifier:
         text = line.strip()
         # Only the tool's own lines carry errors; anything else continues one (DETAIL, LINE n,
         # the SQL of "Command was:", which may itself contain the word ERROR).
-        if not text.startswith(("pg_restore:", "psql:")) or _CONSEQUENCE_RE.search(text) or any(e in text for e in self.expected):
+        if (
+            not text.startswith(("pg_restore:", "psql:"))
+            or _CONSEQUENCE_RE.search(text)
+            or any(e in text for e in self.expected)
+        ):
             return "context", None
         if _CONNECTION_LOST_RE.search(text):  # psql words this one "file:line: error:", in lower case
             return "SCRATCH_UNREACHABLE", None
@@ -172,7 +176,12 @@ class RestoreOutcome:
     def fatal(self) -> bool:
         """The restore did not complete: timed out, the tool gave up, or the archive ended early."""
         codes = {g.code for g in self.classifier.groups.values()}
-        if self.timed_out or self.feed_error or self.refusal or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED", "SCRATCH_UNREACHABLE"}:
+        if (
+            self.timed_out
+            or self.feed_error
+            or self.refusal
+            or codes & {"RESTORE_FAILED", "ARCHIVE_TRUNCATED", "SCRATCH_UNREACHABLE"}
+        ):
             return True
         return bool(self.exit_code) and self.classifier.error_lines == 0
 
@@ -194,11 +203,13 @@ def restore_command(*, fmt: str, tool: Tool, path: Path, dbname: str, jobs: int,
     return [tool.path, "--no-psqlrc", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", dbname, "-f", "-"]
 
 
-def _feed_plain(path: Path, gz: bool, proc: subprocess.Popen, errors: list[str], flt: StatementFilter) -> None:
+def _feed_plain(
+    path: Path, gz: bool, proc: subprocess.Popen, errors: list[str], flt: StatementFilter
+) -> None:
     assert proc.stdin is not None
     stdin = proc.stdin
     try:
-        with (gzip.open(path, "rb") if gz else path.open("rb")) as src:
+        with gzip.open(path, "rb") if gz else path.open("rb") as src:
             filter_stream(src, stdin.write, flt)  # type: ignore[arg-type]
     except BrokenPipeError:
         pass  # psql stopped reading: its own stderr says why
@@ -219,8 +230,18 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.kill()  # the group is gone already; make sure the leader is too
 
 
-def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: int, no_owner: bool,
-                timeout: float, scope: str = "shared", expected: tuple[str, ...] = ()) -> RestoreOutcome:
+def run_restore(
+    *,
+    fmt: str,
+    tool: Tool,
+    path: Path,
+    scratch_db_dsn: str,
+    jobs: int,
+    no_owner: bool,
+    timeout: float,
+    scope: str = "shared",
+    expected: tuple[str, ...] = (),
+) -> RestoreOutcome:
     """Run the restore into the database of ``scratch_db_dsn``; never raises for tool failures."""
     dbname = pg.parse(scratch_db_dsn).get("dbname", "")
     argv = restore_command(fmt=fmt, tool=tool, path=path, dbname=dbname, jobs=jobs, no_owner=no_owner)
@@ -237,8 +258,12 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     classifier = StderrClassifier(expected)
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv, env=env, stdin=subprocess.PIPE if plain else subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
+        argv,
+        env=env,
+        stdin=subprocess.PIPE if plain else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=False,
         start_new_session=True,  # its own process group, so a kill reaches the -j workers too
         preexec_fn=lifetime.die_with_parent(),  # and a SIGKILLed drill takes the tool along
     )
@@ -257,7 +282,9 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
     feed_errors: list[str] = []
     feeder = None
     if plain:
-        feeder = threading.Thread(target=_feed_plain, args=(path, fmt == "plain.gz", proc, feed_errors, flt), daemon=True)
+        feeder = threading.Thread(
+            target=_feed_plain, args=(path, fmt == "plain.gz", proc, feed_errors, flt), daemon=True
+        )
         feeder.start()
     try:
         assert proc.stderr is not None
@@ -273,8 +300,13 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
         if feeder is not None:
             feeder.join(timeout=30)
     return RestoreOutcome(
-        tool=tool, argv=[Path(argv[0]).name, *argv[1:]], exit_code=exit_code, seconds=time.monotonic() - start,
-        timed_out=timed_out.is_set(), classifier=classifier, feed_error=feed_errors[0] if feed_errors else None,
+        tool=tool,
+        argv=[Path(argv[0]).name, *argv[1:]],
+        exit_code=exit_code,
+        seconds=time.monotonic() - start,
+        timed_out=timed_out.is_set(),
+        classifier=classifier,
+        feed_error=feed_errors[0] if feed_errors else None,
         refusal=flt.refusal,
     )
 
@@ -282,12 +314,12 @@ def run_restore(*, fmt: str, tool: Tool, path: Path, scratch_db_dsn: str, jobs: 
 _MESSAGES = {
     "ROLE_ABSENT": "the dump needs role {subject!r}, which does not exist on the restore target ({count} statement(s) failed)",
     "OWNERSHIP_NOT_RESTORABLE": "objects owned by role {subject!r} could not be given to it: the restoring role is not a "
-                                "member of it ({count} statement(s) failed); the data itself was restored",
+    "member of it ({count} statement(s) failed); the data itself was restored",
     "EXTENSION_ABSENT": "the dump needs extension {subject!r}, which the restore target does not have ({count} line(s))",
     "ARCHIVE_TRUNCATED": "{tool} hit the end of the archive early: the dump was cut off ({count} line(s))",
     "RESTORE_FAILED": "{tool} gave up: the restore did not complete ({count} line(s))",
     "SCRATCH_UNREACHABLE": "{tool} lost its connection to the scratch server during the restore ({count} line(s)); "
-                           "this says nothing about the backup",
+    "this says nothing about the backup",
     "RESTORE_ERROR": "{tool} reported {count} error(s) while restoring",
 }
 
@@ -299,22 +331,36 @@ def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-u
         detail: dict[str, str | int | float | bool | None] = {"lines": group.count}
         for i, line in enumerate(group.sample, 1):
             detail[f"stderr_{i}"] = line
-        builder.find(group.code, _MESSAGES[group.code].format(subject=group.subject, count=group.count, tool=tool),
-                     subject=group.subject, detail=detail)
+        builder.find(
+            group.code,
+            _MESSAGES[group.code].format(subject=group.subject, count=group.count, tool=tool),
+            subject=group.subject,
+            detail=detail,
+        )
     codes = {g.code for g in outcome.classifier.groups.values()}
     if outcome.refusal is not None:
         r = outcome.refusal
-        builder.find("DUMP_LEAVES_DATABASE", f"the feed to psql stopped at {r.describe()}; nothing after it was restored",
-                     subject=r.statement[:120], detail={"line": r.line, "scope": r.scope, "statement": r.statement})
+        builder.find(
+            "DUMP_LEAVES_DATABASE",
+            f"the feed to psql stopped at {r.describe()}; nothing after it was restored",
+            subject=r.statement[:120],
+            detail={"line": r.line, "scope": r.scope, "statement": r.statement},
+        )
     if outcome.timed_out:
-        builder.find("RESTORE_FAILED", f"{tool} was killed after the restore timeout of {outcome.seconds:.0f}s",
-                     detail={"exit_code": outcome.exit_code})
+        builder.find(
+            "RESTORE_FAILED",
+            f"{tool} was killed after the restore timeout of {outcome.seconds:.0f}s",
+            detail={"exit_code": outcome.exit_code},
+        )
     elif outcome.feed_error:
         builder.find("RESTORE_FAILED", f"feeding the decompressed dump to psql failed: {outcome.feed_error}")
     elif outcome.exit_code and outcome.classifier.error_lines == 0:
         detail = {f"stderr_{i}": line for i, line in enumerate(outcome.classifier.tail, 1)}
-        builder.find("RESTORE_FAILED", f"{tool} exited {outcome.exit_code} without an error message",
-                     detail={"exit_code": outcome.exit_code, **detail})
+        builder.find(
+            "RESTORE_FAILED",
+            f"{tool} exited {outcome.exit_code} without an error message",
+            detail={"exit_code": outcome.exit_code, **detail},
+        )
     if outcome.lied:
         # Severity follows what was hidden: role-only noise is medium, anything else high.
         mild = codes <= {"ROLE_ABSENT", "OWNERSHIP_NOT_RESTORABLE"}
@@ -322,5 +368,8 @@ def add_findings(builder, outcome: RestoreOutcome) -> None:  # type: ignore[no-u
             "EXIT_CODE_LIED",
             f"{tool} exited 0 but wrote {outcome.classifier.error_lines} error line(s) to stderr",
             severity="medium" if mild else None,
-            detail={"error_lines": outcome.classifier.error_lines, **{k: v for k, v in outcome.classifier.counts.items()}},
+            detail={
+                "error_lines": outcome.classifier.error_lines,
+                **{k: v for k, v in outcome.classifier.counts.items()},
+            },
         )

@@ -67,7 +67,9 @@ def scratch_name(drill: str, run_id: str, *, nonce: str | None = None) -> str:
         candidates = [f"{kind}_{when}" if kind else when, when]
     else:
         candidates = [_sanitise(run_id)]
-    run_part = next((c for c in candidates if 0 < len(c) < room), candidates[-1][: max(room - 1, 0)].strip("_"))
+    run_part = next(
+        (c for c in candidates if 0 < len(c) < room), candidates[-1][: max(room - 1, 0)].strip("_")
+    )
     parts = [drill_part, run_part, run_hash, nonce] if run_part else [drill_part, run_hash, nonce]
     return (PREFIX + "_".join(parts))[:MAX_NAME_BYTES]
 
@@ -93,15 +95,20 @@ class ServerIdentity:
         # A clone restored from the source's base backup shares system_identifier but not its
         # start time; one server reached twice shares both. Without system_identifier (EXECUTE
         # revoked), start time to the microsecond and port still tell servers apart.
-        if self.system_identifier is not None and other.system_identifier is not None \
-                and self.system_identifier != other.system_identifier:
+        if (
+            self.system_identifier is not None
+            and other.system_identifier is not None
+            and self.system_identifier != other.system_identifier
+        ):
             return False
         return self.started_at == other.started_at and self.port == other.port
 
 
 def server_identity(conn: Any) -> ServerIdentity:
     """Ask the server behind ``conn`` who it is (needs no privilege beyond CONNECT)."""
-    row = conn.execute("select pg_postmaster_start_time(), current_setting('port'), current_database()").fetchone()
+    row = conn.execute(
+        "select pg_postmaster_start_time(), current_setting('port'), current_database()"
+    ).fetchone()
     sysid = None
     try:
         with conn.transaction():
@@ -172,7 +179,9 @@ class ScratchGuard:
     def _check_target(self, name: str, *, action: str) -> None:
         self.check_server()
         if not name.startswith(PREFIX) or len(name.encode()) > MAX_NAME_BYTES:
-            raise ScratchUnsafe(f"refusing to {action} database {name!r}: its name does not start with {PREFIX!r}")
+            raise ScratchUnsafe(
+                f"refusing to {action} database {name!r}: its name does not start with {PREFIX!r}"
+            )
         scratch, source = self._identities()
         if source is not None and scratch.same_server(source) and name == source.database:
             raise ScratchUnsafe(f"refusing to {action} database {name!r}: it is the source database")
@@ -241,12 +250,15 @@ class ScratchGuard:
         name = scratch_name(drill, run_id)
         self._check_target(name, action="create")
         created_at = now or datetime.now(UTC)
-        marker = MARKER + json.dumps({"drill": drill, "run_id": run_id[:120], "created_at": created_at.isoformat()},
-                                     sort_keys=True)
+        marker = MARKER + json.dumps(
+            {"drill": drill, "run_id": run_id[:120], "created_at": created_at.isoformat()}, sort_keys=True
+        )
         with self._registry() as conn:
             if hold:
                 self._hold(name)
-            registry.register_pending(conn, name=name, drill=drill, run_id=run_id, created_at=created_at, held=hold)
+            registry.register_pending(
+                conn, name=name, drill=drill, run_id=run_id, created_at=created_at, held=hold
+            )
             try:
                 # template0: a restore must start from an empty database, not whatever template1 holds.
                 conn.execute(f"CREATE DATABASE {pg.quote_ident(name)} TEMPLATE template0")
@@ -264,7 +276,9 @@ class ScratchGuard:
         self._check_target(name, action="use")
         info = self.inspect(name)
         if info is None or not info.marked:
-            raise ScratchUnsafe(f"scratch database {name!r} does not exist or is not in drillbook's scratch registry")
+            raise ScratchUnsafe(
+                f"scratch database {name!r} does not exist or is not in drillbook's scratch registry"
+            )
         self._hold(name)
         return info
 
@@ -282,8 +296,13 @@ class ScratchGuard:
     def list_scratch(self) -> list[ScratchInfo]:
         """Every database on the scratch server whose name has the scratch prefix."""
         with self._admin() as conn:
-            names = [r[0] for r in conn.execute(
-                "select datname from pg_database where starts_with(datname, %s) order by datname", (PREFIX,)).fetchall()]
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "select datname from pg_database where starts_with(datname, %s) order by datname",
+                    (PREFIX,),
+                ).fetchall()
+            ]
         return [info for n in names if (info := self.inspect(n)) is not None]
 
     def is_empty(self, name: str) -> bool:
@@ -343,8 +362,11 @@ class ScratchGuard:
         deadline = time.monotonic() + retry_s
         delay = 0.1
         while True:
-            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s "
-                         "and usename = current_user and pid <> pg_backend_pid()", (name,))
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s "
+                "and usename = current_user and pid <> pg_backend_pid()",
+                (name,),
+            )
             try:
                 # no FORCE: DROP DATABASE itself stops autovacuum workers in it and waits up to 5 s
                 # for other sessions; FORCE would need pg_signal_backend to stop a worker
@@ -356,15 +378,18 @@ class ScratchGuard:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def reap(self, *, drill: str | None, max_age: float, all_drills: bool = False,
-             now: datetime | None = None) -> registry.ReapReport:
+    def reap(
+        self, *, drill: str | None, max_age: float, all_drills: bool = False, now: datetime | None = None
+    ) -> registry.ReapReport:
         """Drop leftovers: registered, unlocked databases of ``drill`` (or, with ``all_drills``, any past ``max_age``)."""
         now = now or datetime.now(UTC)
         self.check_server()
         report = registry.ReapReport()
         with self._registry() as conn:
             report.migrated, report.unregistered = registry.migrate_legacy(conn, PREFIX)
-            for name, exists in registry.candidates(conn, drill=drill, max_age=max_age, all_drills=all_drills, now=now):
+            for name, exists in registry.candidates(
+                conn, drill=drill, max_age=max_age, all_drills=all_drills, now=now
+            ):
                 if name in self._held or not registry.lock(conn, name):
                     report.in_use.append(name)
                     continue

@@ -123,7 +123,9 @@ def unlock(conn: Any, name: str) -> None:
     conn.execute("select pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, name))
 
 
-def register_pending(conn: Any, *, name: str, drill: str, run_id: str, created_at: datetime, held: bool) -> None:
+def register_pending(
+    conn: Any, *, name: str, drill: str, run_id: str, created_at: datetime, held: bool
+) -> None:
     """Write the row before the database exists, so a kill between the two leaves a row, not a stray."""
     conn.execute(
         f"insert into {TABLE} (datname, drill, run_id, created_at, held) values (%s, %s, %s, %s, %s)",
@@ -133,8 +135,10 @@ def register_pending(conn: Any, *, name: str, drill: str, run_id: str, created_a
 
 def bind_oid(conn: Any, name: str) -> None:
     """Record the oid of the database just created under ``name`` (again after a reset)."""
-    conn.execute(f"update {TABLE} r set db_oid = d.oid from pg_database d where d.datname = r.datname and r.datname = %s",
-                 (name,))
+    conn.execute(
+        f"update {TABLE} r set db_oid = d.oid from pg_database d where d.datname = r.datname and r.datname = %s",
+        (name,),
+    )
 
 
 def forget(conn: Any, name: str) -> None:
@@ -157,7 +161,7 @@ def _legacy_marker(comment: str | None) -> dict[str, Any] | None:
     if not comment or not comment.startswith(LEGACY_MARKER):
         return None
     try:
-        data = json.loads(comment[len(LEGACY_MARKER):])
+        data = json.loads(comment[len(LEGACY_MARKER) :])
         created = datetime.fromisoformat(data["created_at"])
     except (ValueError, KeyError, TypeError):
         return None
@@ -190,7 +194,9 @@ def migrate_legacy(conn: Any, prefix: str) -> tuple[list[str], list[str]]:
     return migrated, unregistered
 
 
-def candidates(conn: Any, *, drill: str | None, max_age: float, all_drills: bool, now: datetime) -> list[tuple[str, bool]]:
+def candidates(
+    conn: Any, *, drill: str | None, max_age: float, all_drills: bool, now: datetime
+) -> list[tuple[str, bool]]:
     """(name, exists) of the rows this reaper may take, judged by drill and age only (locks are checked later)."""
     rows = conn.execute(
         f"select r.datname, r.drill, r.created_at, r.held, d.oid is not null from {TABLE} r "

@@ -61,7 +61,9 @@ class StatementFilter:
     going after a refusal and lists up to 20.
     """
 
-    def __init__(self, scope: str = "shared", *, collect: bool = False, metas: bool = True, pin_encoding: bool = False):
+    def __init__(
+        self, scope: str = "shared", *, collect: bool = False, metas: bool = True, pin_encoding: bool = False
+    ):
         self.scope = scope
         self.pin_encoding = pin_encoding
         self.encoding = b"UTF8"  # what psql's client encoding should be: the dump's last SET client_encoding
@@ -98,8 +100,14 @@ class StatementFilter:
             # psql reads lines with fgets() and strlen(): a NUL cuts its line short and joins the
             # next line to it, so psql would read what follows differently from this lexer.
             # PostgreSQL text cannot hold a NUL and pg_dump never writes one.
-            self._refuse(Refusal(self.line, ESCAPE, "a NUL byte (psql would read the lines around it differently)",
-                                 piece[:80].replace(b"\0", b"\\0").decode("utf-8", "replace")))
+            self._refuse(
+                Refusal(
+                    self.line,
+                    ESCAPE,
+                    "a NUL byte (psql would read the lines around it differently)",
+                    piece[:80].replace(b"\0", b"\\0").decode("utf-8", "replace"),
+                )
+            )
             if not self.collect:
                 return b""
         if self.copy:
@@ -141,8 +149,15 @@ class StatementFilter:
                 if m.group(1) == b"" and m.end() == len(text):
                     self.copy_backslash = True  # the pair continues in the next piece
                 elif m.group(1) == b"" or m.group(1) not in sqllex.DATA_ESCAPES_B:
-                    self._refuse(Refusal(self.line, ESCAPE, "a backslash sequence in COPY data that psql would run as a "
-                                         "command if the COPY failed", text[:80].decode("utf-8", "replace")))
+                    self._refuse(
+                        Refusal(
+                            self.line,
+                            ESCAPE,
+                            "a backslash sequence in COPY data that psql would run as a "
+                            "command if the COPY failed",
+                            text[:80].decode("utf-8", "replace"),
+                        )
+                    )
                     if not self.collect:
                         return b""
                     break
@@ -164,7 +179,14 @@ class StatementFilter:
         st.raw.append(data)
         st.size += n
         if st.size > MAX_STATEMENT:
-            self._refuse(Refusal(st.start_line, ESCAPE, f"a statement longer than {MAX_STATEMENT >> 20} MiB cannot be judged", ""))
+            self._refuse(
+                Refusal(
+                    st.start_line,
+                    ESCAPE,
+                    f"a statement longer than {MAX_STATEMENT >> 20} MiB cannot be judged",
+                    "",
+                )
+            )
             return
         while i < n:
             if self.refusal is not None and not self.collect:
@@ -184,17 +206,36 @@ class StatementFilter:
                 if not st.tokens:
                     st.start_line = self.line
                 if self.copy_tail_check:
-                    self._refuse(Refusal(self.line, ESCAPE, "text after 'COPY ... FROM stdin;' on the same line", text.decode("utf-8", "replace")))
+                    self._refuse(
+                        Refusal(
+                            self.line,
+                            ESCAPE,
+                            "text after 'COPY ... FROM stdin;' on the same line",
+                            text.decode("utf-8", "replace"),
+                        )
+                    )
                     self.copy_tail_check = False
                 if kind == "var" and sqllex.PSQL_VARIABLE.match(text[1:]):
                     # psql puts a variable's value in place and lexes it: LAST_ERROR_MESSAGE is text the
                     # dump chose (RAISE EXCEPTION '\\! ...'), so ":LAST_ERROR_MESSAGE" can become a meta-command
-                    self._refuse(Refusal(self.line, ESCAPE, "a psql variable reference (psql would put text the dump "
-                                         "chose here)", text.decode("utf-8", "replace")))
+                    self._refuse(
+                        Refusal(
+                            self.line,
+                            ESCAPE,
+                            "a psql variable reference (psql would put text the dump chose here)",
+                            text.decode("utf-8", "replace"),
+                        )
+                    )
                 if kind == "uesc":
-                    self._refuse(Refusal(self.line, ESCAPE, "a Unicode-escape (U&) identifier or string: the rules "
-                                         "would read another name than the server (pg_dump never writes one)",
-                                         text.decode("utf-8", "replace")))
+                    self._refuse(
+                        Refusal(
+                            self.line,
+                            ESCAPE,
+                            "a Unicode-escape (U&) identifier or string: the rules "
+                            "would read another name than the server (pg_dump never writes one)",
+                            text.decode("utf-8", "replace"),
+                        )
+                    )
                     self.state, self._str = ("dq" if text.endswith(b'"') else "sq"), bytearray()
                 elif kind == "lc":
                     self.state = "lc"
@@ -204,7 +245,11 @@ class StatementFilter:
                     self.state, self._str = kind, bytearray()
                     if kind == "sq":  # where it starts, and whether it is glued to a word (N'', B'', DATE'')
                         glued = i >= 2 and bool(sqllex.WORD_BYTE.match(data, i - 2))
-                        self._sq = (st.size - n + i - 1, glued, st.tokens[-1].upper() if glued and st.tokens else b"")
+                        self._sq = (
+                            st.size - n + i - 1,
+                            glued,
+                            st.tokens[-1].upper() if glued and st.tokens else b"",
+                        )
                 elif kind == "dol":
                     self.state, self.tag, self._str = "dol", text, bytearray()
                 elif kind == "meta":
@@ -258,7 +303,7 @@ class StatementFilter:
                     continue
                 self._str += data[i:j]
                 self.line += data.count(b"\n", i, j)
-                if j + 1 < n and data[j + 1:j + 2] == q:
+                if j + 1 < n and data[j + 1 : j + 2] == q:
                     self._str += q
                     i = j + 2
                     continue
@@ -273,11 +318,11 @@ class StatementFilter:
                     self.line += data.count(b"\n", i)
                     i = n
                     continue
-                self._str += data[i:m.start()]
+                self._str += data[i : m.start()]
                 self.line += data.count(b"\n", i, m.end())
                 i = m.end()
                 if m.group() == b"'":
-                    if data[i:i + 1] == b"'":
+                    if data[i : i + 1] == b"'":
                         self._str += b"'"
                         i += 1
                         continue
@@ -317,8 +362,14 @@ class StatementFilter:
         backslashes doubled, it reads the same either way; N''/B''/X'' with a backslash are refused."""
         start, glued, word = self._sq
         if word in (b"N", b"B", b"X"):
-            self._refuse(Refusal(self.line, ESCAPE, "a backslash in an N'', B'' or X'' string (pg_dump writes none)",
-                                 word.decode() + "'?'"))
+            self._refuse(
+                Refusal(
+                    self.line,
+                    ESCAPE,
+                    "a backslash in an N'', B'' or X'' string (pg_dump writes none)",
+                    word.decode() + "'?'",
+                )
+            )
             return
         self.stmt.rewrites.append((start, end, glued))
 
@@ -366,8 +417,14 @@ class StatementFilter:
         whole = b"".join(st.raw)
         if self.pin_encoding:
             for start, end, glued in reversed(st.rewrites):
-                whole = (whole[:start] + (b" " if glued else b"") + b"E'" + whole[start + 1:end].replace(b"\\", b"\\\\")
-                         + b"'" + whole[end + 1:])
+                whole = (
+                    whole[:start]
+                    + (b" " if glued else b"")
+                    + b"E'"
+                    + whole[start + 1 : end].replace(b"\\", b"\\\\")
+                    + b"'"
+                    + whole[end + 1 :]
+                )
         return whole
 
     def _start_copy(self, data: bytes, i: int, out: bytearray) -> None:

@@ -36,6 +36,7 @@ E_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 
 def decode_e(raw: bytes) -> bytes:
     """The value of an ``E'...'`` string as the server reads it (octal, hex and Unicode escapes included)."""
+
     def one(m: re.Match[bytes]) -> bytes:
         esc = m.group(1)
         if esc[:1] == b"x":
@@ -48,4 +49,5 @@ def decode_e(raw: bytes) -> bytes:
             except (ValueError, OverflowError):
                 return b"?"
         return E_SIMPLE.get(esc, esc)
+
     return E_ESCAPE.sub(one, raw)

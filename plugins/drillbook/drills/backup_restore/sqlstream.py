@@ -47,8 +47,8 @@ class _Reader:
         """Whole lines, about BLOCK bytes (empty at the end or when no newline comes within BLOCK)."""
         data = self.buf + self.src.read(max(0, BLOCK - len(self.buf)))
         nl = data.rfind(b"\n")
-        self.buf = data[nl + 1:]
-        return data[:nl + 1]
+        self.buf = data[nl + 1 :]
+        return data[: nl + 1]
 
 
 def _copy_block(flt: StatementFilter, reader: _Reader) -> bytes | int | None:
@@ -61,8 +61,11 @@ def _copy_block(flt: StatementFilter, reader: _Reader) -> bytes | int | None:
     data = reader.block()
     if not data:
         return None if reader.buf else b""
-    end = 0 if data.startswith((b"\\.\n", b"\\.\r\n")) else min(
-        (i + 1 for i in (data.find(b"\n\\.\n"), data.find(b"\n\\.\r\n")) if i >= 0), default=-1)
+    end = (
+        0
+        if data.startswith((b"\\.\n", b"\\.\r\n"))
+        else min((i + 1 for i in (data.find(b"\n\\.\n"), data.find(b"\n\\.\r\n")) if i >= 0), default=-1)
+    )
     if end >= 0:
         reader.buf = data[end:] + reader.buf
         data = data[:end]
@@ -86,7 +89,13 @@ def filter_stream(src: BinaryIO, write: Callable[[bytes], object], flt: Statemen
     held = 0
     slow = 0  # bytes the line-by-line path must take before the fast path may try again
     while True:
-        if slow <= 0 and flt.copy and flt.copy_line_start and not flt.copy_backslash and (flt.refusal is None or flt.collect):
+        if (
+            slow <= 0
+            and flt.copy
+            and flt.copy_line_start
+            and not flt.copy_backslash
+            and (flt.refusal is None or flt.collect)
+        ):
             rows = _copy_block(flt, reader)
             if rows == b"":
                 break

@@ -35,7 +35,9 @@ class Tool:
 def tool_version(path: str) -> tuple[int, str] | None:
     """(major, "16.2") of a PostgreSQL client binary, or None when it does not run."""
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=15, check=False).stdout
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=15, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     m = _VERSION_RE.search(out)

@@ -40,7 +40,9 @@ def warm_up(builder: ResultBuilder, *, suites: Sequence[str], suites_dir: Path) 
                 import_gx()
                 import drillbook.drills.data_quality.engine  # noqa: F401
             except ImportError as exc:
-                notes.append(f"data-quality engine not importable ({exc.name or exc}); the quality rung reports it")
+                notes.append(
+                    f"data-quality engine not importable ({exc.name or exc}); the quality rung reports it"
+                )
             else:
                 for suite in suites:
                     try:

@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_acm", "check_endpoints", "check_files", "compact", "run_certificates", "summarize", "summary_lines"]
+__all__ = [
+    "check_acm",
+    "check_endpoints",
+    "check_files",
+    "compact",
+    "run_certificates",
+    "summarize",
+    "summary_lines",
+]
 
 
 def __getattr__(name: str) -> Any:

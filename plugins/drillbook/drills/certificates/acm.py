@@ -149,7 +149,12 @@ def judge_status(builder: ResultBuilder, item: AcmCertificate) -> Literal["issue
     unused = None if item.in_use else "not in use by any AWS resource"
     note = f" ({unused})" if unused else f" (used by {in_use_by} resource(s))"
     low = Severity.LOW if unused else None
-    detail: dict[str, Any] = {"arn": item.arn, "status": status, "type": item.cert_type, "in_use": item.in_use}
+    detail: dict[str, Any] = {
+        "arn": item.arn,
+        "status": status,
+        "type": item.cert_type,
+        "in_use": item.in_use,
+    }
     not_after = d.get("NotAfter")
     if isinstance(not_after, datetime):
         detail["not_after"] = not_after.isoformat()
@@ -162,19 +167,39 @@ def judge_status(builder: ResultBuilder, item: AcmCertificate) -> Literal["issue
         if status == "REVOKED":
             reason = str(d.get("RevocationReason") or "UNSPECIFIED")
             revoked_at = d.get("RevokedAt")
-            detail.update(revocation_reason=reason, revoked_at=revoked_at.isoformat() if isinstance(revoked_at, datetime) else None)
-            builder.find("CERT_REVOKED", f"{item.domain}: ACM certificate is REVOKED ({reason}){note}",
-                         subject=item.target, detail=detail, severity=low)
+            detail.update(
+                revocation_reason=reason,
+                revoked_at=revoked_at.isoformat() if isinstance(revoked_at, datetime) else None,
+            )
+            builder.find(
+                "CERT_REVOKED",
+                f"{item.domain}: ACM certificate is REVOKED ({reason}){note}",
+                subject=item.target,
+                detail=detail,
+                severity=low,
+            )
         elif status == "EXPIRED":
             when = f" on {not_after:%Y-%m-%d %H:%M} UTC" if isinstance(not_after, datetime) else ""
-            builder.find("CERT_EXPIRED", f"{item.domain}: ACM reports the certificate EXPIRED{when}{note}",
-                         subject=item.target, detail=detail, severity=low)
+            builder.find(
+                "CERT_EXPIRED",
+                f"{item.domain}: ACM reports the certificate EXPIRED{when}{note}",
+                subject=item.target,
+                detail=detail,
+                severity=low,
+            )
         else:
-            why = NOT_USABLE.get(status, "drillbook does not know this status and cannot judge the certificate")
+            why = NOT_USABLE.get(
+                status, "drillbook does not know this status and cannot judge the certificate"
+            )
             failure = d.get("FailureReason")
             if failure:
                 detail["failure_reason"] = str(failure)
-            builder.find("ACM_NOT_USABLE", f"{item.domain}: ACM status {status}: {why}"
-                         f"{f' ({failure})' if failure else ''}{note}", subject=item.target, detail=detail, severity=low)
+            builder.find(
+                "ACM_NOT_USABLE",
+                f"{item.domain}: ACM status {status}: {why}{f' ({failure})' if failure else ''}{note}",
+                subject=item.target,
+                detail=detail,
+                severity=low,
+            )
         ph.detail = f"status {status}"
     return "judged"

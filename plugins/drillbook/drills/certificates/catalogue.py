@@ -18,7 +18,9 @@ class Thresholds(StrictModel):
     @model_validator(mode="after")
     def _order(self) -> Thresholds:
         if self.critical > self.warn:
-            raise ValueError(f"critical ({self.critical:.0f}s) must not be longer than warn ({self.warn:.0f}s)")
+            raise ValueError(
+                f"critical ({self.critical:.0f}s) must not be longer than warn ({self.warn:.0f}s)"
+            )
         return self
 
 
@@ -59,5 +61,7 @@ class CertificatesDrill(DrillBase):
         if not (self.endpoints or self.files or self.acm):
             raise ValueError("a certificates drill needs at least one of endpoints, files or acm")
         if self.timeout <= 0:
-            raise ValueError(f"timeout must be longer than 0s (it bounds each endpoint's probe), got {self.timeout:g}s")
+            raise ValueError(
+                f"timeout must be longer than 0s (it bounds each endpoint's probe), got {self.timeout:g}s"
+            )
         return self

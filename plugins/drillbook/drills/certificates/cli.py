@@ -23,12 +23,41 @@ from drillbook.cli.config import load_catalogue_for
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drill", default=None, help="name of a certificates drill in the catalogue")
-    parser.add_argument("--endpoint", action="append", default=[], metavar="HOST:PORT", help="probe this endpoint (repeatable)")
-    parser.add_argument("--file", action="append", default=[], metavar="PATH", help="check this PEM/DER file or directory (repeatable)")
-    parser.add_argument("--ca-bundle", default=None, metavar="PATH", help="PEM bundle of private CAs to trust (added to the system roots)")
-    parser.add_argument("--sni", default=None, metavar="NAME", help="name to ask for and check on every --endpoint (default: its host)")
-    parser.add_argument("--starttls", choices=["smtp", "postgres"], default=None, help="speak this protocol before TLS on every --endpoint")
-    parser.add_argument("--timeout", default="10s", help="per-endpoint timeout for ad hoc endpoints (default 10s)")
+    parser.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="probe this endpoint (repeatable)",
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="check this PEM/DER file or directory (repeatable)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        default=None,
+        metavar="PATH",
+        help="PEM bundle of private CAs to trust (added to the system roots)",
+    )
+    parser.add_argument(
+        "--sni",
+        default=None,
+        metavar="NAME",
+        help="name to ask for and check on every --endpoint (default: its host)",
+    )
+    parser.add_argument(
+        "--starttls",
+        choices=["smtp", "postgres"],
+        default=None,
+        help="speak this protocol before TLS on every --endpoint",
+    )
+    parser.add_argument(
+        "--timeout", default="10s", help="per-endpoint timeout for ad hoc endpoints (default 10s)"
+    )
     parser.add_argument("--concurrency", type=int, default=100, help="open connections at most (default 100)")
     parser.add_argument("--warn", default="30d", help="warn threshold for ad hoc checks (default 30d)")
     parser.add_argument("--critical", default="7d", help="critical threshold for ad hoc checks (default 7d)")
@@ -42,9 +71,16 @@ def adhoc_drill(args: argparse.Namespace) -> Any:
 
     endpoints = [EndpointSpec(address=a, sni=args.sni, starttls=args.starttls) for a in args.endpoint]
     return CertificatesDrill(
-        name="adhoc", kind="certificates", schedule="@daily", description="ad hoc command-line check",
-        endpoints=endpoints, files=list(args.file), ca_bundle=args.ca_bundle, timeout=args.timeout,
-        concurrency=args.concurrency, thresholds=Thresholds(warn=args.warn, critical=args.critical),
+        name="adhoc",
+        kind="certificates",
+        schedule="@daily",
+        description="ad hoc command-line check",
+        endpoints=endpoints,
+        files=list(args.file),
+        ca_bundle=args.ca_bundle,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+        thresholds=Thresholds(warn=args.warn, critical=args.critical),
     )
 
 
@@ -65,7 +101,6 @@ def main(args: argparse.Namespace) -> int:
         return common.fail("give either --drill NAME or ad hoc --endpoint/--file, not both")
     base_dir = None
     if args.drill:
-
         catalogue = load_catalogue_for(args)
         drill = catalogue.drill(args.drill)
         if drill.kind != "certificates":
@@ -81,8 +116,13 @@ def main(args: argparse.Namespace) -> int:
         return common.fail("nothing to check: give --drill NAME, or --endpoint HOST:PORT and/or --file PATH")
 
     with common.stoppable() as stop:
-        got = stop.run(lambda: run_certificates(drill, base_dir=base_dir), kind="certificates", drill=drill.name,
-                       target=drill.name, controls=list(drill.controls))
+        got = stop.run(
+            lambda: run_certificates(drill, base_dir=base_dir),
+            kind="certificates",
+            drill=drill.name,
+            target=drill.name,
+            controls=list(drill.controls),
+        )
         return stop.exit_code(_report(args, drill, got if isinstance(got, list) else [got]))
 
 

@@ -64,7 +64,9 @@ def _doc(drill: CertificatesDrill) -> str:
     return "\n".join(lines)
 
 
-def record_items(results: list[DrillResult], *, catalogue: Catalogue, context: Any, group: str) -> list[dict[str, Any]]:
+def record_items(
+    results: list[DrillResult], *, catalogue: Catalogue, context: Any, group: str
+) -> list[dict[str, Any]]:
     """Write one ledger row per result (task-id suffix per item), return the compact rows for the summary."""
     from drillbook.airflow.runtime import ledger_for, run_context
     from drillbook.drills.certificates.drill import compact, task_suffix
@@ -85,7 +87,9 @@ def acm_client_factory(spec: Any) -> Any:
     """A boto3 ACM client through the drill's AWS connection (AwsBaseHook; honours endpoint_url)."""
     from drillbook.airflow.runtime import aws_client, get_connection
 
-    get_connection(spec.connection)  # a clear CONNECTION_MISSING instead of boto's default-credential fallback
+    get_connection(
+        spec.connection
+    )  # a clear CONNECTION_MISSING instead of boto's default-credential fallback
     return aws_client(spec.connection, "acm", spec.region)
 
 
@@ -104,7 +108,9 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
 
                 context = get_current_context()
                 context["cert_batch"] = f"endpoints {batch[0] + 1}-{batch[-1] + 1} of {total}"  # type: ignore[typeddict-unknown-key]
-                results = probe_and_judge(drill, endpoints=[drill.endpoints[i] for i in batch], base_dir=catalogue.base_dir)
+                results = probe_and_judge(
+                    drill, endpoints=[drill.endpoints[i] for i in batch], base_dir=catalogue.base_dir
+                )
                 return record_items(results, catalogue=catalogue, context=context, group="endpoints")
 
             groups["endpoints"] = check_endpoints.expand(batch=batches(drill))
@@ -116,7 +122,9 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
                 from drillbook.drills.certificates import check_files as read_and_judge
 
                 results = read_and_judge(drill, base_dir=catalogue.base_dir)
-                return record_items(results, catalogue=catalogue, context=get_current_context(), group="files")
+                return record_items(
+                    results, catalogue=catalogue, context=get_current_context(), group="files"
+                )
 
             groups["files"] = check_files()
 
@@ -168,7 +176,9 @@ def collect(outputs: dict[str, Any], *, expected_endpoints: int) -> tuple[list[d
             except Exception as exc:  # a failed mapped instance has no XCom; count what arrived
                 log.warning("some endpoint batches returned nothing: %s", exc)
             if got < expected_endpoints:
-                missing.append(f"endpoints ({expected_endpoints - got} of {expected_endpoints} without a result)")
+                missing.append(
+                    f"endpoints ({expected_endpoints - got} of {expected_endpoints} without a result)"
+                )
         else:
             rows += list(value)
     return rows, missing

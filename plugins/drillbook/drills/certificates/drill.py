@@ -44,12 +44,14 @@ def _record_facts(builder: ResultBuilder, facts: list[CertFacts]) -> None:
     builder.measurements.counts["certificates"] = len(facts)
     if facts:
         leaf = facts[0]
-        builder.measurements.values.update({
-            "days_left": round(leaf.days_left, 2),
-            "not_after": leaf.not_after.isoformat(),
-            "chain_days_left": round(min(f.days_left for f in facts), 2),
-            "chain_not_after": min(f.not_after for f in facts).isoformat(),
-        })
+        builder.measurements.values.update(
+            {
+                "days_left": round(leaf.days_left, 2),
+                "not_after": leaf.not_after.isoformat(),
+                "chain_days_left": round(min(f.days_left for f in facts), 2),
+                "chain_not_after": min(f.not_after for f in facts).isoformat(),
+            }
+        )
 
 
 def _label(facts: CertFacts, role: str, target: str) -> str:
@@ -96,24 +98,46 @@ def _store_for(bundle: str | None, base_dir: Path | None, memo: RunMemo | None) 
     return found
 
 
-def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: ProbeOutcome, *, now: datetime,
-                    base_dir: Path | None = None, memo: RunMemo | None = None) -> DrillResult:
+def endpoint_result(
+    drill: CertificatesDrill,
+    spec: EndpointSpec,
+    outcome: ProbeOutcome,
+    *,
+    now: datetime,
+    base_dir: Path | None = None,
+    memo: RunMemo | None = None,
+) -> DrillResult:
     """Judge one probed endpoint (pure: no I/O beyond reading CA bundle files); ``memo`` shares per-run work."""
     target = outcome.target
     label = target.address if not spec.sni else f"{target.address} (sni {spec.sni})"
     builder = _builder(drill, label)
-    builder.details.update({"source": "endpoint", "address": spec.address, "sni": spec.sni,
-                            "starttls": spec.starttls, "name_checked": target.name})
+    builder.details.update(
+        {
+            "source": "endpoint",
+            "address": spec.address,
+            "sni": spec.sni,
+            "starttls": spec.starttls,
+            "name_checked": target.name,
+        }
+    )
     status = "ok" if outcome.ok else "failed"
     detail = outcome.tls_version or outcome.error
     builder.phases.append(Phase(name="probe", status=status, seconds=outcome.seconds, detail=detail or ""))
     builder.measurements.phase_seconds["probe"] = outcome.seconds
     if not outcome.ok:
-        builder.find(outcome.error_code or "TLS_HANDSHAKE_FAILED", f"{target.address}: {outcome.error}",
-                     subject=target.address, detail={"error": outcome.error, "starttls": spec.starttls})
+        builder.find(
+            outcome.error_code or "TLS_HANDSHAKE_FAILED",
+            f"{target.address}: {outcome.error}",
+            subject=target.address,
+            detail={"error": outcome.error, "starttls": spec.starttls},
+        )
         return builder.finish()
     if not outcome.chain:
-        builder.find("TLS_HANDSHAKE_FAILED", f"{target.address}: the server presented no certificate", subject=target.address)
+        builder.find(
+            "TLS_HANDSHAKE_FAILED",
+            f"{target.address}: the server presented no certificate",
+            subject=target.address,
+        )
         return builder.finish()
     thresholds = spec.thresholds or drill.thresholds
     bundle = spec.ca_bundle or drill.ca_bundle
@@ -124,16 +148,32 @@ def endpoint_result(drill: CertificatesDrill, spec: EndpointSpec, outcome: Probe
         return builder.finish()
     verdicts = memo.verdicts if memo is not None else None
     try:
-        _judge_endpoint(builder, outcome, certs_der=outcome.chain, store=store, thresholds=thresholds, now=now,
-                        verdicts=verdicts, bundle=bundle)
+        _judge_endpoint(
+            builder,
+            outcome,
+            certs_der=outcome.chain,
+            store=store,
+            thresholds=thresholds,
+            now=now,
+            verdicts=verdicts,
+            bundle=bundle,
+        )
     except DrillAborted:
         pass  # the crash is already a DRILL_CRASHED finding on this endpoint's result
     return builder.finish()
 
 
-def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der: list[bytes], store: Any,
-                    thresholds: Any, now: datetime, verdicts: dict[tuple[Any, ...], Any] | None = None,
-                    bundle: str | None = None) -> None:
+def _judge_endpoint(
+    builder: ResultBuilder,
+    outcome: ProbeOutcome,
+    *,
+    certs_der: list[bytes],
+    store: Any,
+    thresholds: Any,
+    now: datetime,
+    verdicts: dict[tuple[Any, ...], Any] | None = None,
+    bundle: str | None = None,
+) -> None:
     from drillbook.drills.certificates.verify import verify_chain
     from drillbook.drills.certificates.x509facts import facts_of_der, load_der
 
@@ -142,8 +182,13 @@ def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der:
         certs = [load_der(der) for der in certs_der]
         facts = [facts_of_der(der, now) for der in certs_der]
         _record_facts(builder, facts)
-        builder.details.update({"tls_version": outcome.tls_version, "cipher": outcome.cipher,
-                                "chain_complete": outcome.chain_complete})
+        builder.details.update(
+            {
+                "tls_version": outcome.tls_version,
+                "cipher": outcome.cipher,
+                "chain_complete": outcome.chain_complete,
+            }
+        )
         for i, f in enumerate(facts):
             role = "leaf" if i == 0 else ("root" if f.self_signed else "intermediate")
             subject = _label(f, role, target.address)
@@ -155,7 +200,9 @@ def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der:
         key = (bundle, target.name, *certs_der)
         verdict = verdicts.get(key) if verdicts is not None else None
         if verdict is None:
-            verdict = verify_chain(certs, store=store, name=target.name, now=now, leaf_self_issued=facts[0].self_issued)
+            verdict = verify_chain(
+                certs, store=store, name=target.name, now=now, leaf_self_issued=facts[0].self_issued
+            )
             if verdicts is not None:
                 verdicts[key] = verdict
         builder.details.update({"trusted": verdict.trusted, "trust_sources": list(store.sources)})
@@ -163,8 +210,13 @@ def _judge_endpoint(builder: ResultBuilder, outcome: ProbeOutcome, *, certs_der:
         ph.detail = f"{len(facts)} certificate(s), {outcome.tls_version}"
 
 
-def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] | None = None,
-                    base_dir: Path | None = None, now: datetime | None = None) -> list[DrillResult]:
+def check_endpoints(
+    drill: CertificatesDrill,
+    *,
+    endpoints: list[EndpointSpec] | None = None,
+    base_dir: Path | None = None,
+    now: datetime | None = None,
+) -> list[DrillResult]:
     """Probe ``endpoints`` (default: all of the drill's) concurrently and judge each (CA bundles resolve like files)."""
     from drillbook.drills.certificates.probe import run_probes
 
@@ -181,7 +233,9 @@ def check_endpoints(drill: CertificatesDrill, *, endpoints: list[EndpointSpec] |
             return endpoint_result(drill, spec, outcome, now=now, base_dir=base_dir, memo=memo)
         except Exception as exc:  # one endpoint's crash is its own ERROR, never the whole drill's
             builder = _builder(drill, spec.address)
-            builder.find("DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address)
+            builder.find(
+                "DRILL_CRASHED", f"{spec.address}: {type(exc).__name__}: {exc}", subject=spec.address
+            )
             return builder.finish()
 
     with _gc_frozen():
@@ -213,7 +267,9 @@ def _gc_frozen() -> Iterator[None]:
 
 
 # --- files -----------------------------------------------------------------------------------------
-def check_files(drill: CertificatesDrill, *, base_dir: Path | None = None, now: datetime | None = None) -> list[DrillResult]:
+def check_files(
+    drill: CertificatesDrill, *, base_dir: Path | None = None, now: datetime | None = None
+) -> list[DrillResult]:
     """One result per distinct certificate found under the drill's files, and one ERROR per unreadable path.
 
     A certificate reached several ways (as its own file and as a bundle member, by two
@@ -234,15 +290,24 @@ def check_files(drill: CertificatesDrill, *, base_dir: Path | None = None, now: 
         places = sorted(items, key=lambda i: i.count > 1)
         item = places[0]
         builder = _builder(drill, item.target)
-        builder.details.update({"source": "file", "path": item.path, "index": item.index,
-                                "found_at": [i.target for i in places][:MAX_PLACES], "found_at_count": len(places)})
+        builder.details.update(
+            {
+                "source": "file",
+                "path": item.path,
+                "index": item.index,
+                "found_at": [i.target for i in places][:MAX_PLACES],
+                "found_at_count": len(places),
+            }
+        )
         with builder.phase("judge"):
             facts = inspect_certificate(item.cert, now=now)
             _record_facts(builder, [facts])
             subject = _label(facts, "certificate", item.target)
             if len(places) > 1:
-                subject += f" (also at {len(places) - 1} other place(s): {', '.join(i.target for i in places[1:4])}" \
-                           f"{', ...' if len(places) > 4 else ''})"
+                subject += (
+                    f" (also at {len(places) - 1} other place(s): {', '.join(i.target for i in places[1:4])}"
+                    f"{', ...' if len(places) > 4 else ''})"
+                )
             judge.judge_validity(builder, facts, subject=subject, thresholds=drill.thresholds)
             judge.judge_strength(builder, facts, subject=subject, is_root=facts.self_signed)
             lints.lint_profile(builder, item.cert, facts, subject=subject)
@@ -267,8 +332,13 @@ def default_acm_client(spec: AcmSpec) -> Any:
     return boto3.client("acm", region_name=spec.region)
 
 
-def check_acm(drill: CertificatesDrill, *, client: Any = None,
-              client_factory: Callable[[AcmSpec], Any] | None = None, now: datetime | None = None) -> list[DrillResult]:
+def check_acm(
+    drill: CertificatesDrill,
+    *,
+    client: Any = None,
+    client_factory: Callable[[AcmSpec], Any] | None = None,
+    now: datetime | None = None,
+) -> list[DrillResult]:
     """One result per ACM certificate of the region (or of the listed ARNs)."""
     from drillbook.drills.certificates.acm import judge_status, read_certificates
     from drillbook.drills.certificates.files import parse_certificates
@@ -294,7 +364,9 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
     for item in items:
         builder = _builder(drill, item.target)
         builder.details.update({"source": "acm", "region": spec.region, **item.summary()})
-        outcome = judge_status(builder, item)  # ACM's Status first: a revoked certificate's good dates are no comfort
+        outcome = judge_status(
+            builder, item
+        )  # ACM's Status first: a revoked certificate's good dates are no comfort
         if outcome != "issued":
             results.append(builder.finish(verdict=Verdict.SKIPPED if outcome == "skipped" else None))
             continue
@@ -306,7 +378,9 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
                 _record_facts(builder, [facts])
                 subject = _label(facts, "certificate", item.target)
                 judge.judge_strength(builder, facts, subject=subject)
-                if item.cert_type == "IMPORTED":  # Amazon issues to the CA/B profile; imports are whatever someone made
+                if (
+                    item.cert_type == "IMPORTED"
+                ):  # Amazon issues to the CA/B profile; imports are whatever someone made
                     lints.lint_profile(builder, cert, facts, subject=subject)
             else:
                 facts = _facts_from_description(item.description, now=now)
@@ -314,12 +388,18 @@ def check_acm(drill: CertificatesDrill, *, client: Any = None,
             extra = {"arn": item.arn, "type": item.cert_type, "in_use": item.in_use}
             if item.cert_type == "IMPORTED":
                 extra["renewal"] = "imported: ACM never renews it; re-import a renewed certificate"
-            judge.judge_validity(builder, facts, subject=subject, thresholds=drill.thresholds, extra=extra, downgrade=downgrade)
+            judge.judge_validity(
+                builder, facts, subject=subject, thresholds=drill.thresholds, extra=extra, downgrade=downgrade
+            )
             builder.checked()
             if item.renewal_ineligible:
-                builder.find("ACM_RENEWAL_INELIGIBLE", f"{item.domain}: ACM will not renew this in-use certificate "
-                             f"(RenewalEligibility INELIGIBLE; used by {len(item.description.get('InUseBy') or [])} resource(s))",
-                             subject=item.target, detail=extra)
+                builder.find(
+                    "ACM_RENEWAL_INELIGIBLE",
+                    f"{item.domain}: ACM will not renew this in-use certificate "
+                    f"(RenewalEligibility INELIGIBLE; used by {len(item.description.get('InUseBy') or [])} resource(s))",
+                    subject=item.target,
+                    detail=extra,
+                )
         results.append(builder.finish())
     return results
 
@@ -331,13 +411,22 @@ def _facts_from_description(d: dict[str, Any], *, now: datetime) -> CertFacts:
     not_before, not_after = d["NotBefore"], d["NotAfter"]
     key = str(d.get("KeyAlgorithm") or "unknown_0").split("_")
     return CertFacts(
-        subject=str(d.get("Subject") or ""), issuer=str(d.get("Issuer") or ""),
-        sans=list(d.get("SubjectAlternativeNames") or []), serial=str(d.get("Serial") or ""),
-        not_before=not_before, not_after=not_after, seconds_left=(not_after - now).total_seconds(),
+        subject=str(d.get("Subject") or ""),
+        issuer=str(d.get("Issuer") or ""),
+        sans=list(d.get("SubjectAlternativeNames") or []),
+        serial=str(d.get("Serial") or ""),
+        not_before=not_before,
+        not_after=not_after,
+        seconds_left=(not_after - now).total_seconds(),
         lifetime_seconds=max((not_after - not_before).total_seconds(), 1.0),
-        key_type=key[0], key_bits=int(key[-1]) if key[-1].isdigit() else 0,
-        signature_algorithm=str(d.get("SignatureAlgorithm") or "unknown"), signature_hash="unknown",
-        fingerprint_sha256="", self_issued=False, self_signed=False, is_ca=False,
+        key_type=key[0],
+        key_bits=int(key[-1]) if key[-1].isdigit() else 0,
+        signature_algorithm=str(d.get("SignatureAlgorithm") or "unknown"),
+        signature_hash="unknown",
+        fingerprint_sha256="",
+        self_issued=False,
+        self_signed=False,
+        is_ca=False,
     )
 
 
@@ -376,12 +465,19 @@ def compact(result: DrillResult) -> dict[str, Any]:
         "days_left": values.get("chain_days_left", values.get("days_left")),
         "not_after": values.get("chain_not_after", values.get("not_after")),
         "seconds": round(result.duration_seconds, 3),
-        "findings": [f.model_dump(mode="json") for f in result.findings if f.severity.at_least(Severity.MEDIUM)],
+        "findings": [
+            f.model_dump(mode="json") for f in result.findings if f.severity.at_least(Severity.MEDIUM)
+        ],
     }
 
 
-def summarize(items: Sequence[DrillResult | dict[str, Any]], *, drill: CertificatesDrill, soonest: int = SOONEST,
-              missing_groups: list[str] | None = None) -> DrillResult:
+def summarize(
+    items: Sequence[DrillResult | dict[str, Any]],
+    *,
+    drill: CertificatesDrill,
+    soonest: int = SOONEST,
+    missing_groups: list[str] | None = None,
+) -> DrillResult:
     """One DrillResult for the whole drill: worst verdict, every failure, the soonest expiries."""
     from drillbook.result import Finding
 
@@ -399,16 +495,27 @@ def summarize(items: Sequence[DrillResult | dict[str, Any]], *, drill: Certifica
     checked = sum(1 for r in rows if r["verdict"] in ("PASS", "FAIL"))
     builder.checked(checked)
     for group in missing_groups or []:
-        builder.find("DRILL_CRASHED", f"the {group} check produced no results (its task failed); see its log",
-                     subject=group)
+        builder.find(
+            "DRILL_CRASHED",
+            f"the {group} check produced no results (its task failed); see its log",
+            subject=group,
+        )
     _group_phases(builder, rows)
-    builder.details.update({
-        "summary": True,
-        "verdicts": counts,
-        "soonest": [{"target": r["target"], "days_left": r["days_left"], "not_after": r["not_after"]} for r in dated[:soonest]],
-        "failures": [{"target": r["target"], "verdict": r["verdict"], "codes": [f["code"] for f in r["findings"]]}
-                     for r in rows if r["verdict"] in ("FAIL", "ERROR")],
-    })
+    builder.details.update(
+        {
+            "summary": True,
+            "verdicts": counts,
+            "soonest": [
+                {"target": r["target"], "days_left": r["days_left"], "not_after": r["not_after"]}
+                for r in dated[:soonest]
+            ],
+            "failures": [
+                {"target": r["target"], "verdict": r["verdict"], "codes": [f["code"] for f in r["findings"]]}
+                for r in rows
+                if r["verdict"] in ("FAIL", "ERROR")
+            ],
+        }
+    )
     builder.measurements.counts.update({f"verdict_{k.lower()}": v for k, v in counts.items()})
     builder.measurements.counts["items"] = len(rows)
     if dated:
@@ -431,7 +538,9 @@ def _group_phases(builder: ResultBuilder, rows: list[dict[str, Any]]) -> None:
             detail += "; soonest " + ", ".join(f"{r['target']} {r['days_left']:.1f} d" for r in soon)
         bad = any(r["verdict"] in ("FAIL", "ERROR") for r in group)
         seconds = max((float(r.get("seconds") or 0.0) for r in group), default=0.0)
-        builder.phases.append(Phase(name=f"{source}s", status="failed" if bad else "ok", seconds=seconds, detail=detail))
+        builder.phases.append(
+            Phase(name=f"{source}s", status="failed" if bad else "ok", seconds=seconds, detail=detail)
+        )
 
 
 def summary_lines(summary: DrillResult) -> list[str]:
@@ -444,5 +553,8 @@ def summary_lines(summary: DrillResult) -> list[str]:
         lines += [f"  {s['days_left']:>8.1f} d  {s['target']}  ({s['not_after']})" for s in d["soonest"]]
     if d.get("failures"):
         lines.append("failures:")
-        lines += [f"  {f['verdict']:<5} {f['target']}: {', '.join(f['codes']) or 'no finding'}" for f in d["failures"]]
+        lines += [
+            f"  {f['verdict']:<5} {f['target']}: {', '.join(f['codes']) or 'no finding'}"
+            for f in d["failures"]
+        ]
     return lines

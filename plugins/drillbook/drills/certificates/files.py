@@ -87,7 +87,9 @@ def load_file(path: Path) -> list[FileCertificate]:
     return [FileCertificate(path=str(path), index=i, count=len(certs), cert=c) for i, c in enumerate(certs)]
 
 
-def load_paths(paths: list[str], *, base_dir: Path | None = None) -> tuple[list[FileCertificate], list[FileProblem]]:
+def load_paths(
+    paths: list[str], *, base_dir: Path | None = None
+) -> tuple[list[FileCertificate], list[FileProblem]]:
     """Every certificate under ``paths`` (relative to the catalogue: ``resolve_relative``) and every problem."""
     found: list[FileCertificate] = []
     problems: list[FileProblem] = []
@@ -112,7 +114,10 @@ def load_paths(paths: list[str], *, base_dir: Path | None = None) -> tuple[list[
                 except ValueError as exc:
                     problems.append(FileProblem(path=str(entry), error=str(exc)))
                     continue
-                found += [FileCertificate(path=str(entry), index=i, count=len(certs), cert=c) for i, c in enumerate(certs)]
+                found += [
+                    FileCertificate(path=str(entry), index=i, count=len(certs), cert=c)
+                    for i, c in enumerate(certs)
+                ]
             if len(found) == before and not any(p.path.startswith(str(path)) for p in problems):
                 problems.append(FileProblem(path=str(path), error="directory holds no certificate files"))
             continue

@@ -57,22 +57,46 @@ def _days(seconds: float) -> str:
     return f"{seconds / 3600:.1f} hours"
 
 
-def judge_validity(builder: ResultBuilder, facts: CertFacts, *, subject: str, thresholds: ThresholdsLike,
-                   extra: dict[str, Any] | None = None, downgrade: str | None = None) -> None:
+def judge_validity(
+    builder: ResultBuilder,
+    facts: CertFacts,
+    *,
+    subject: str,
+    thresholds: ThresholdsLike,
+    extra: dict[str, Any] | None = None,
+    downgrade: str | None = None,
+) -> None:
     """Expiry and not-yet-valid; ``downgrade`` (a reason) lowers the severity to low (e.g. an unused ACM cert)."""
-    detail = {"not_before": facts.not_before.isoformat(), "not_after": facts.not_after.isoformat(),
-              "days_left": round(facts.days_left, 2), "fingerprint_sha256": facts.fingerprint_sha256, **(extra or {})}
+    detail = {
+        "not_before": facts.not_before.isoformat(),
+        "not_after": facts.not_after.isoformat(),
+        "days_left": round(facts.days_left, 2),
+        "fingerprint_sha256": facts.fingerprint_sha256,
+        **(extra or {}),
+    }
     note = f" ({downgrade})" if downgrade else ""
     low = Severity.LOW if downgrade else None
     builder.checked()
     if facts.seconds_left <= 0:
-        builder.find("CERT_EXPIRED", f"{short_name(facts)} expired {_days(-facts.seconds_left)} ago, on "
-                     f"{facts.not_after:%Y-%m-%d %H:%M} UTC{note}", subject=subject, detail=detail, severity=low)
+        builder.find(
+            "CERT_EXPIRED",
+            f"{short_name(facts)} expired {_days(-facts.seconds_left)} ago, on "
+            f"{facts.not_after:%Y-%m-%d %H:%M} UTC{note}",
+            subject=subject,
+            detail=detail,
+            severity=low,
+        )
         return
     age = facts.lifetime_seconds - facts.seconds_left
     if age < 0:
-        builder.find("CERT_NOT_YET_VALID", f"{short_name(facts)} is valid only from {facts.not_before:%Y-%m-%d %H:%M} UTC "
-                     f"(in {_days(-age)}){note}", subject=subject, detail=detail, severity=low)
+        builder.find(
+            "CERT_NOT_YET_VALID",
+            f"{short_name(facts)} is valid only from {facts.not_before:%Y-%m-%d %H:%M} UTC "
+            f"(in {_days(-age)}){note}",
+            subject=subject,
+            detail=detail,
+            severity=low,
+        )
         return
     warn, critical = effective_thresholds(facts.lifetime_seconds, thresholds)
     if facts.seconds_left < warn:
@@ -95,14 +119,20 @@ def judge_strength(builder: ResultBuilder, facts: CertFacts, *, subject: str, is
     )
     if too_short:
         minimum = MIN_EC_BITS if facts.key_type == "EC" else MIN_RSA_BITS
-        builder.find("WEAK_KEY", f"{short_name(facts)} has a {facts.key_type} {facts.key_bits}-bit key "
-                     f"(minimum {minimum})", subject=subject,
-                     detail={"key_type": facts.key_type, "key_bits": facts.key_bits})
+        builder.find(
+            "WEAK_KEY",
+            f"{short_name(facts)} has a {facts.key_type} {facts.key_bits}-bit key (minimum {minimum})",
+            subject=subject,
+            detail={"key_type": facts.key_type, "key_bits": facts.key_bits},
+        )
     builder.checked()
     if facts.signature_hash in WEAK_HASHES and not is_root:
-        builder.find("WEAK_SIGNATURE", f"{short_name(facts)} is signed with {facts.signature_algorithm}; "
-                     "current clients reject it", subject=subject,
-                     detail={"signature_algorithm": facts.signature_algorithm, "signature_hash": facts.signature_hash})
+        builder.find(
+            "WEAK_SIGNATURE",
+            f"{short_name(facts)} is signed with {facts.signature_algorithm}; current clients reject it",
+            subject=subject,
+            detail={"signature_algorithm": facts.signature_algorithm, "signature_hash": facts.signature_hash},
+        )
 
 
 def name_matches(name: str, sans: list[str]) -> bool:
@@ -134,15 +164,23 @@ def judge_hostname(builder: ResultBuilder, leaf: CertFacts, *, name: str, subjec
     builder.checked()
     if not name_matches(name, leaf.sans):
         shown = ", ".join(leaf.sans[:8]) or "none"
-        builder.find("HOSTNAME_MISMATCH", f"{short_name(leaf)} does not cover {name!r}; its SANs: {shown}",
-                     subject=subject, detail={"asked_for": name, "sans": shown})
+        builder.find(
+            "HOSTNAME_MISMATCH",
+            f"{short_name(leaf)} does not cover {name!r}; its SANs: {shown}",
+            subject=subject,
+            detail={"asked_for": name, "sans": shown},
+        )
 
 
 def judge_tls_version(builder: ResultBuilder, version: str | None, *, subject: str) -> None:
     builder.checked()
     if version in OUTDATED_TLS:
-        builder.find("TLS_OUTDATED", f"the best protocol the server agreed to is {version}", subject=subject,
-                     detail={"tls_version": version})
+        builder.find(
+            "TLS_OUTDATED",
+            f"the best protocol the server agreed to is {version}",
+            subject=subject,
+            detail={"tls_version": version},
+        )
 
 
 def _der(cert: Any) -> bytes:
@@ -151,33 +189,56 @@ def _der(cert: Any) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def judge_chain(builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertFacts], *, subject: str) -> None:
+def judge_chain(
+    builder: ResultBuilder, verdict: ChainVerdict, facts: list[CertFacts], *, subject: str
+) -> None:
     """Trust, completeness and the order of expiry along the chain (``facts``: presented, leaf first)."""
     from drillbook.drills.certificates.x509facts import inspect_certificate
 
     leaf = facts[0]
     builder.checked()
     if verdict.self_signed_untrusted:
-        builder.find("CERT_SELF_SIGNED", f"{short_name(leaf)} is self-signed and not in the trust store",
-                     subject=subject, detail={"fingerprint_sha256": leaf.fingerprint_sha256})
+        builder.find(
+            "CERT_SELF_SIGNED",
+            f"{short_name(leaf)} is self-signed and not in the trust store",
+            subject=subject,
+            detail={"fingerprint_sha256": leaf.fingerprint_sha256},
+        )
     elif verdict.incomplete:
-        builder.find("CHAIN_INCOMPLETE", f"the server sent {len(facts)} certificate(s); the chain verifies only with "
-                     f"{'; '.join(verdict.missing)} from the trust store/bundle, which it did not send",
-                     subject=subject, detail={"missing": "; ".join(verdict.missing), "sent": len(facts)})
+        builder.find(
+            "CHAIN_INCOMPLETE",
+            f"the server sent {len(facts)} certificate(s); the chain verifies only with "
+            f"{'; '.join(verdict.missing)} from the trust store/bundle, which it did not send",
+            subject=subject,
+            detail={"missing": "; ".join(verdict.missing), "sent": len(facts)},
+        )
     elif not verdict.trusted:
         # weak keys and hashes are WEAK_KEY / WEAK_SIGNATURE: the verifier leaves them out (openssl_chain.py)
-        builder.find("CHAIN_UNTRUSTED", f"the chain of {short_name(leaf)} does not verify: {verdict.error}",
-                     subject=subject, detail={"error": verdict.error, "issuer": leaf.issuer})
+        builder.find(
+            "CHAIN_UNTRUSTED",
+            f"the chain of {short_name(leaf)} does not verify: {verdict.error}",
+            subject=subject,
+            detail={"error": verdict.error, "issuer": leaf.issuer},
+        )
     builder.checked()
     known = {f.der: f for f in facts}
     if verdict.chain:
-        path = [known.get(der) or inspect_certificate(c) for c, der in ((c, _der(c)) for c in verdict.chain[1:-1])]
+        path = [
+            known.get(der) or inspect_certificate(c) for c, der in ((c, _der(c)) for c in verdict.chain[1:-1])
+        ]
     else:
         path = [f for f in facts[1:] if not f.self_signed]
     for inter in path:
         # one already expired is CERT_EXPIRED (and an untrusted chain), not a warning about the future
         if inter.not_after < leaf.not_after and inter.seconds_left > 0:
-            builder.find("CHAIN_EXPIRES_FIRST", f"intermediate {short_name(inter)} expires on {inter.not_after:%Y-%m-%d}, "
-                         f"before the leaf ({leaf.not_after:%Y-%m-%d}): clients will reject the leaf from then on",
-                         subject=subject, detail={"intermediate": inter.subject, "intermediate_not_after": inter.not_after.isoformat(),
-                                                  "leaf_not_after": leaf.not_after.isoformat()})
+            builder.find(
+                "CHAIN_EXPIRES_FIRST",
+                f"intermediate {short_name(inter)} expires on {inter.not_after:%Y-%m-%d}, "
+                f"before the leaf ({leaf.not_after:%Y-%m-%d}): clients will reject the leaf from then on",
+                subject=subject,
+                detail={
+                    "intermediate": inter.subject,
+                    "intermediate_not_after": inter.not_after.isoformat(),
+                    "leaf_not_after": leaf.not_after.isoformat(),
+                },
+            )

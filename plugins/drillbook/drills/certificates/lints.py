@@ -55,23 +55,43 @@ def lint_profile(builder: ResultBuilder, cert: Any, facts: CertFacts, *, subject
     name = short_name(facts)
     detail = {"fingerprint_sha256": facts.fingerprint_sha256, "issuer": facts.issuer}
     if not _has(cert, x509.AuthorityKeyIdentifier):
-        builder.find("CERT_NO_AKI", f"{name} has no Authority Key Identifier extension; OpenSSL and browsers accept it, "
-                     "strict verifiers (RFC 5280 profile) do not", subject=subject, detail=detail)
+        builder.find(
+            "CERT_NO_AKI",
+            f"{name} has no Authority Key Identifier extension; OpenSSL and browsers accept it, "
+            "strict verifiers (RFC 5280 profile) do not",
+            subject=subject,
+            detail=detail,
+        )
     if facts.is_ca and not _has(cert, x509.SubjectKeyIdentifier):
-        builder.find("CERT_NO_SKI", f"CA certificate {name} has no Subject Key Identifier extension", subject=subject,
-                     detail=detail)
+        builder.find(
+            "CERT_NO_SKI",
+            f"CA certificate {name} has no Subject Key Identifier extension",
+            subject=subject,
+            detail=detail,
+        )
     if facts.is_ca:
         return
     if not _has(cert, x509.ExtendedKeyUsage):
-        builder.find("CERT_NO_EKU", f"{name} has no Extended Key Usage extension (expected serverAuth)", subject=subject,
-                     detail=detail)
+        builder.find(
+            "CERT_NO_EKU",
+            f"{name} has no Extended Key Usage extension (expected serverAuth)",
+            subject=subject,
+            detail=detail,
+        )
     if not _has(cert, x509.SubjectAlternativeName):
-        builder.find("CERT_NO_SAN", f"{name} has no Subject Alternative Names; clients ignore the CN, so it matches "
-                     "no host name", subject=subject, detail=detail)
+        builder.find(
+            "CERT_NO_SAN",
+            f"{name} has no Subject Alternative Names; clients ignore the CN, so it matches no host name",
+            subject=subject,
+            detail=detail,
+        )
     days = facts.lifetime_seconds / DAY
     # the BR count both ends: notAfter - notBefore + 1 second; allow that second
     if facts.not_before >= LEAF_LIMIT_FROM and facts.lifetime_seconds > MAX_LEAF_DAYS * DAY + 1:
-        builder.find("CERT_VALIDITY_TOO_LONG", f"{name} is valid for {days:.0f} days (issued {facts.not_before:%Y-%m-%d}); "
-                     f"leaves issued since 2020-09-01 may be valid for at most {MAX_LEAF_DAYS} days",
-                     subject=subject, detail={**detail, "validity_days": round(days, 2),
-                                              "not_before": facts.not_before.isoformat()})
+        builder.find(
+            "CERT_VALIDITY_TOO_LONG",
+            f"{name} is valid for {days:.0f} days (issued {facts.not_before:%Y-%m-%d}); "
+            f"leaves issued since 2020-09-01 may be valid for at most {MAX_LEAF_DAYS} days",
+            subject=subject,
+            detail={**detail, "validity_days": round(days, 2), "not_before": facts.not_before.isoformat()},
+        )

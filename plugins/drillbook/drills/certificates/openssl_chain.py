@@ -98,8 +98,9 @@ def _lib() -> Any:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = restype, argtypes
     except (OSError, AttributeError) as exc:
-        raise OpenSSLMissing(f"OpenSSL's libcrypto at {path!r} cannot be used ({exc}); "
-                             "certificate chains cannot be verified") from None
+        raise OpenSSLMissing(
+            f"OpenSSL's libcrypto at {path!r} cannot be used ({exc}); certificate chains cannot be verified"
+        ) from None
     return lib
 
 
@@ -191,7 +192,9 @@ class AnchorStore:
             self._lib.X509_free(x509)
         self._parsed = {}
 
-    def verify(self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime, issuers: list[bytes]) -> Outcome:
+    def verify(
+        self, leaf_der: bytes, untrusted_der: list[bytes], *, at: datetime, issuers: list[bytes]
+    ) -> Outcome:
         """OpenSSL's verdict on ``leaf_der`` with ``untrusted_der`` as the sent intermediates, at instant ``at``.
 
         ``issuers``: the issuer names (DER) of those certificates, so the anchors they name join the
@@ -240,17 +243,25 @@ class AnchorStore:
             lib.X509_STORE_CTX_set_time(ctx, 0, int(at.timestamp()))
             ok = lib.X509_verify_cert(ctx) == 1
             chain_stack = lib.X509_STORE_CTX_get0_chain(ctx)
-            path = [int(lib.OPENSSL_sk_value(chain_stack, i)) for i in range(lib.OPENSSL_sk_num(chain_stack))] \
-                if chain_stack else []
+            path = (
+                [int(lib.OPENSSL_sk_value(chain_stack, i)) for i in range(lib.OPENSSL_sk_num(chain_stack))]
+                if chain_stack
+                else []
+            )
             chain = [der_of(x) for x in path]
             if ok:
                 return Outcome(trusted=True, chain=chain)
             code = int(lib.X509_STORE_CTX_get_error(ctx))
             current = int(lib.X509_STORE_CTX_get_current_cert(ctx) or 0)
             text = lib.X509_verify_cert_error_string(code) or b"unknown error"
-            return Outcome(trusted=False, code=code, message=text.decode("utf-8", "replace"),
-                           depth=int(lib.X509_STORE_CTX_get_error_depth(ctx)),
-                           at_der=der_of(current) if current else b"", chain=chain)
+            return Outcome(
+                trusted=False,
+                code=code,
+                message=text.decode("utf-8", "replace"),
+                depth=int(lib.X509_STORE_CTX_get_error_depth(ctx)),
+                at_der=der_of(current) if current else b"",
+                chain=chain,
+            )
         finally:
             if ctx:
                 lib.X509_STORE_CTX_free(ctx)

@@ -85,7 +85,9 @@ def client_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # offering TLS 1.0 is how we detect servers stuck on it
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # offering TLS 1.0 is how we detect servers stuck on it
         ctx.minimum_version = ssl.TLSVersion.TLSv1
     with contextlib.suppress(ssl.SSLError):
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
@@ -124,7 +126,9 @@ class _Conn:
     async def connect(self, host: str, port: int) -> None:
         try:
             ipaddress.ip_address(host)
-            infos: list[tuple[Any, Any]] = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+            infos: list[tuple[Any, Any]] = [
+                (socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))
+            ]
         except ValueError:
             resolved = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             infos = [(family, addr) for family, _, _, _, addr in resolved]
@@ -146,7 +150,12 @@ class _Conn:
         assert self.sock is not None
         fd = self.sock.fileno()
         future = self.loop.create_future()
-        add, remove = (self.loop.add_writer, self.loop.remove_writer) if write else (self.loop.add_reader, self.loop.remove_reader)
+        add, remove = (
+            (self.loop.add_writer, self.loop.remove_writer)
+            if write
+            else (self.loop.add_reader, self.loop.remove_reader)
+        )
+
         def wake() -> None:
             if not future.done():  # readiness can fire again before this coroutine resumes
                 future.set_result(None)
@@ -254,8 +263,13 @@ async def _probe(target: Target, ctx: ssl.SSLContext, state: dict[str, str]) -> 
         tls = await conn.handshake(ctx, target.sni or target.host)
         chain, complete = presented_chain(tls)
         cipher = tls.cipher()
-        return ProbeOutcome(target=target, chain=chain, chain_complete=complete, tls_version=tls.version(),
-                            cipher=cipher[0] if cipher else None)
+        return ProbeOutcome(
+            target=target,
+            chain=chain,
+            chain_complete=complete,
+            tls_version=tls.version(),
+            cipher=cipher[0] if cipher else None,
+        )
     finally:
         conn.close()
 
@@ -264,15 +278,24 @@ def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         if stage == "connect":
             return "ENDPOINT_UNREACHABLE", f"no TCP connection within {timeout:g}s"
-        return "TLS_HANDSHAKE_FAILED", f"connected, but no {'STARTTLS' if stage == 'starttls' else 'TLS'} answer within {timeout:g}s"
+        return (
+            "TLS_HANDSHAKE_FAILED",
+            f"connected, but no {'STARTTLS' if stage == 'starttls' else 'TLS'} answer within {timeout:g}s",
+        )
     text = f"{type(exc).__name__}: {exc}".strip()
     if stage == "connect":
         return "ENDPOINT_UNREACHABLE", text
     return "TLS_HANDSHAKE_FAILED", f"during {stage}: {text}"
 
 
-async def probe_one(target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore,
-                    then: Callable[[ProbeOutcome], Any] | None = None) -> Any:
+async def probe_one(
+    target: Target,
+    *,
+    ctx: ssl.SSLContext,
+    timeout: float,
+    slots: asyncio.Semaphore,
+    then: Callable[[ProbeOutcome], Any] | None = None,
+) -> Any:
     """Probe one endpoint inside a slot, then hand the outcome to ``then`` (outside the slot).
 
     Never raises: failures become an outcome with an error code. Judging in ``then``
@@ -282,7 +305,9 @@ async def probe_one(target: Target, *, ctx: ssl.SSLContext, timeout: float, slot
     return then(outcome) if then is not None else outcome
 
 
-async def _probe_in_slot(target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore) -> ProbeOutcome:
+async def _probe_in_slot(
+    target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore
+) -> ProbeOutcome:
     async with slots:
         state = {"stage": "connect"}
         start = time.monotonic()
@@ -298,16 +323,31 @@ async def _probe_in_slot(target: Target, *, ctx: ssl.SSLContext, timeout: float,
         return outcome
 
 
-async def probe_all(targets: Iterable[Target], *, timeout: float = 10.0, concurrency: int = 100,
-                    ctx: ssl.SSLContext | None = None, then: Callable[[ProbeOutcome], Any] | None = None) -> list[Any]:
+async def probe_all(
+    targets: Iterable[Target],
+    *,
+    timeout: float = 10.0,
+    concurrency: int = 100,
+    ctx: ssl.SSLContext | None = None,
+    then: Callable[[ProbeOutcome], Any] | None = None,
+) -> list[Any]:
     """Probe every target concurrently; results (outcomes, or ``then(outcome)``) come back in target order."""
     ctx = ctx or client_context()
     slots = asyncio.Semaphore(max(1, concurrency))
-    return list(await asyncio.gather(*(probe_one(t, ctx=ctx, timeout=timeout, slots=slots, then=then) for t in targets)))
+    return list(
+        await asyncio.gather(
+            *(probe_one(t, ctx=ctx, timeout=timeout, slots=slots, then=then) for t in targets)
+        )
+    )
 
 
-def run_probes(targets: list[Target], *, timeout: float = 10.0, concurrency: int = 100,
-               then: Callable[[ProbeOutcome], Any] | None = None) -> list[Any]:
+def run_probes(
+    targets: list[Target],
+    *,
+    timeout: float = 10.0,
+    concurrency: int = 100,
+    then: Callable[[ProbeOutcome], Any] | None = None,
+) -> list[Any]:
     """Synchronous entry point (CLI and Airflow tasks): run ``probe_all`` in a fresh event loop."""
     if not targets:
         return []

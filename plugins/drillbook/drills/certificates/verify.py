@@ -54,7 +54,9 @@ class TrustStore:
 
         from drillbook.drills.certificates.openssl_chain import AnchorStore
 
-        return AnchorStore([(c.subject.public_bytes(), c.public_bytes(serialization.Encoding.DER)) for c in self.anchors])
+        return AnchorStore(
+            [(c.subject.public_bytes(), c.public_bytes(serialization.Encoding.DER)) for c in self.anchors]
+        )
 
 
 @dataclass
@@ -66,7 +68,9 @@ class ChainVerdict:
     missing: list[str] = field(default_factory=list)  # subjects of those intermediates
     self_signed_untrusted: bool = False
     error: str = ""  # the verifier's reason when not trusted
-    chain: list[Any] = field(default_factory=list)  # the verified path, leaf first (when trusted or incomplete)
+    chain: list[Any] = field(
+        default_factory=list
+    )  # the verified path, leaf first (when trusted or incomplete)
 
 
 def _read_pem_file(path: Path) -> list[Certificate]:
@@ -74,7 +78,9 @@ def _read_pem_file(path: Path) -> list[Certificate]:
 
     size = path.stat().st_size
     if size > MAX_BUNDLE_BYTES:
-        raise ValueError(f"CA bundle {str(path)!r} is {size} bytes; expected a PEM bundle under {MAX_BUNDLE_BYTES}")
+        raise ValueError(
+            f"CA bundle {str(path)!r} is {size} bytes; expected a PEM bundle under {MAX_BUNDLE_BYTES}"
+        )
     data = path.read_bytes()
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return []
@@ -197,17 +203,23 @@ def _diagnose(presented: list[Certificate], store: TrustStore) -> str:
     if _self_signed(top):
         if top.fingerprint(hashes.SHA256()) in store.anchor_fingerprints:
             return ""
-        return (f"the chain ends at the root {top.subject.rfc4514_string()!r}, which is not in the trust store "
-                f"({', '.join(store.sources)})")
+        return (
+            f"the chain ends at the root {top.subject.rfc4514_string()!r}, which is not in the trust store "
+            f"({', '.join(store.sources)})"
+        )
     known = {c.subject for c in (*store.anchors, *store.intermediates)}
     if top.issuer in known:
         return ""
-    return (f"no path to a trusted root: the issuer {top.issuer.rfc4514_string()!r} of "
-            f"{top.subject.rfc4514_string()!r} is neither sent by the server nor in the trust store "
-            f"({', '.join(store.sources)})")
+    return (
+        f"no path to a trusted root: the issuer {top.issuer.rfc4514_string()!r} of "
+        f"{top.subject.rfc4514_string()!r} is neither sent by the server nor in the trust store "
+        f"({', '.join(store.sources)})"
+    )
 
 
-def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificate], *, at: datetime) -> list[Any]:
+def _verify(
+    store: TrustStore, leaf: Certificate, intermediates: list[Certificate], *, at: datetime
+) -> list[Any]:
     """The path OpenSSL builds (leaf first, as cryptography certificates); raises ``Untrusted``."""
     from cryptography.hazmat.primitives import serialization
 
@@ -215,15 +227,22 @@ def _verify(store: TrustStore, leaf: Certificate, intermediates: list[Certificat
 
     der = serialization.Encoding.DER
     issuers = [c.issuer.public_bytes() for c in (leaf, *intermediates)]
-    outcome = store.store.verify(leaf.public_bytes(der), [c.public_bytes(der) for c in intermediates], at=at,
-                                 issuers=issuers)
+    outcome = store.store.verify(
+        leaf.public_bytes(der), [c.public_bytes(der) for c in intermediates], at=at, issuers=issuers
+    )
     if not outcome.trusted:
         raise Untrusted(explain(outcome))
     return [load_der(d) for d in outcome.chain]
 
 
-def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, now: datetime | None = None,
-                 leaf_self_issued: bool | None = None) -> ChainVerdict:
+def verify_chain(
+    presented: list[Certificate],
+    *,
+    store: TrustStore,
+    name: str,
+    now: datetime | None = None,
+    leaf_self_issued: bool | None = None,
+) -> ChainVerdict:
     """Verify ``presented`` (leaf first, as sent) against ``store``; see the module rules.
 
     ``leaf_self_issued``: whether the leaf's issuer name equals its subject, when the
@@ -240,7 +259,9 @@ def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, 
     if (leaf_self_issued is None or leaf_self_issued) and _self_signed(leaf):
         if leaf.fingerprint(hashes.SHA256()) in store.anchor_fingerprints:
             return ChainVerdict(trusted=True, chain=[leaf])  # pinned on purpose in the bundle
-        return ChainVerdict(trusted=False, self_signed_untrusted=True, error="self-signed certificate not in the trust store")
+        return ChainVerdict(
+            trusted=False, self_signed_untrusted=True, error="self-signed certificate not in the trust store"
+        )
     at = verification_time(presented, now)
     try:
         return ChainVerdict(trusted=True, chain=_verify(store, leaf, sent, at=at))
@@ -254,7 +275,13 @@ def verify_chain(presented: list[Certificate], *, store: TrustStore, name: str, 
         except Untrusted:
             chain = []
         if chain:
-            missing = [c.subject.rfc4514_string() for c in chain[1:-1] if c.fingerprint(hashes.SHA256()) not in sent_fps]
+            missing = [
+                c.subject.rfc4514_string()
+                for c in chain[1:-1]
+                if c.fingerprint(hashes.SHA256()) not in sent_fps
+            ]
             if missing:
-                return ChainVerdict(trusted=False, incomplete=True, missing=missing, chain=chain, error=first_error)
+                return ChainVerdict(
+                    trusted=False, incomplete=True, missing=missing, chain=chain, error=first_error
+                )
     return ChainVerdict(trusted=False, error=first_error)

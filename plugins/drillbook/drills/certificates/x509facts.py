@@ -175,7 +175,9 @@ def fingerprint(cert: Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def inspect_certificate(cert: Certificate, *, now: datetime | None = None, der: bytes | None = None) -> CertFacts:
+def inspect_certificate(
+    cert: Certificate, *, now: datetime | None = None, der: bytes | None = None
+) -> CertFacts:
     """Read the facts of ``cert`` as of ``now`` (UTC); ``der``: its encoding, when the caller already has it."""
     from cryptography.hazmat.primitives import serialization
 

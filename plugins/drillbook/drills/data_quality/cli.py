@@ -19,15 +19,35 @@ from drillbook.errors import ConfigurationError
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drill", help="name of a data_quality drill in the catalogue")
-    parser.add_argument("--dsn", default=None,
-                        help="ad hoc: PostgreSQL DSN (default: $DRILLBOOK_DQ_DSN); prefer a password in PGPASSWORD or ~/.pgpass")
-    parser.add_argument("--table", default=None, help="ad hoc: schema.table to validate (default: the suite's meta.drillbook.table)")
-    parser.add_argument("--query", default=None, help="ad hoc: validate the rows of this SQL query instead of a table")
-    parser.add_argument("--suite", default=None, help="suite name in the suites directory, or a path to a suite JSON")
-    parser.add_argument("--suites-dir", default=None, help="directory of suites (default: expectations/ beside the catalogue)")
-    parser.add_argument("--sample", type=int, default=None, help="unexpected values to sample per expectation (default 0)")
-    parser.add_argument("--sensitive", action="append", default=[], metavar="COLUMN",
-                        help="a column never sampled (repeatable)")
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help="ad hoc: PostgreSQL DSN (default: $DRILLBOOK_DQ_DSN); prefer a password in PGPASSWORD or ~/.pgpass",
+    )
+    parser.add_argument(
+        "--table",
+        default=None,
+        help="ad hoc: schema.table to validate (default: the suite's meta.drillbook.table)",
+    )
+    parser.add_argument(
+        "--query", default=None, help="ad hoc: validate the rows of this SQL query instead of a table"
+    )
+    parser.add_argument(
+        "--suite", default=None, help="suite name in the suites directory, or a path to a suite JSON"
+    )
+    parser.add_argument(
+        "--suites-dir", default=None, help="directory of suites (default: expectations/ beside the catalogue)"
+    )
+    parser.add_argument(
+        "--sample", type=int, default=None, help="unexpected values to sample per expectation (default 0)"
+    )
+    parser.add_argument(
+        "--sensitive",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="a column never sampled (repeatable)",
+    )
     common.add_common_run_arguments(parser)
     common.add_report_arguments(parser)  # --fail-on SEVERITY, --junit FILE
 
@@ -66,7 +86,9 @@ def _ad_hoc(args: argparse.Namespace) -> dict[str, object]:
 
     dsn = args.dsn or settings_of(args).dq_dsn
     if not dsn or not args.suite:
-        raise ConfigurationError("give --drill NAME, or --dsn DSN (or $DRILLBOOK_DQ_DSN) and --suite NAME_OR_PATH")
+        raise ConfigurationError(
+            "give --drill NAME, or --dsn DSN (or $DRILLBOOK_DQ_DSN) and --suite NAME_OR_PATH"
+        )
     if args.table and args.query:
         raise ConfigurationError("give --table or --query, not both")
     table = args.table
@@ -98,12 +120,17 @@ def main(args: argparse.Namespace) -> int:
     spec = _from_catalogue(args) if args.drill else _ad_hoc(args)
     parse(str(spec["dsn"]))  # registers the password before anything is printed
     if not args.json:
-        common.out(f"data-quality drill {spec['drill_name']!r}: suite {spec['suite']!r} on {spec['table'] or 'query'}")
+        common.out(
+            f"data-quality drill {spec['drill_name']!r}: suite {spec['suite']!r} on {spec['table'] or 'query'}"
+        )
     with common.stoppable() as stop:
-        result = stop.run(lambda: run_data_quality(on_phase=None if args.json else common.phase_printer(),
-                                                   **spec),  # type: ignore[arg-type]
-                          kind="data_quality", drill=str(spec["drill_name"]), target=str(spec["table"] or "query"),
-                          controls=list(spec["controls"]))  # type: ignore[call-overload]
+        result = stop.run(
+            lambda: run_data_quality(on_phase=None if args.json else common.phase_printer(), **spec),  # type: ignore[arg-type]
+            kind="data_quality",
+            drill=str(spec["drill_name"]),
+            target=str(spec["table"] or "query"),
+            controls=list(spec["controls"]),  # type: ignore[call-overload]
+        )
         common.emit(result, as_json=args.json)
         if common.ledger_dsn(args):  # a manual run becomes evidence only when a ledger is configured
             common.record_cli_result(result, args)

@@ -23,15 +23,19 @@ if TYPE_CHECKING:
 
 def _doc(drill: DataQualityDrill) -> str:
     what = f"table `{drill.table}`" if drill.table else "the rows of a SQL query"
-    sample = f"{drill.sample_unexpected} unexpected values per expectation" if drill.sample_unexpected else "off"
-    return "\n".join([
-        f"Validates {what} on connection `{drill.connection}` with the Great Expectations suite "
-        f"`{drill.suite}` (include/expectations/{drill.suite}.json), inside PostgreSQL.",
-        "",
-        f"* **Sampling of unexpected values:** {sample}; never for "
-        f"{', '.join(f'`{c}`' for c in drill.sensitive_columns) or 'columns marked sensitive'}",
-        "* A failed expectation is `DQ_EXPECTATION_FAILED`; a missing table/column is `DQ_VALIDATION_ERROR` (ERROR).",
-    ])
+    sample = (
+        f"{drill.sample_unexpected} unexpected values per expectation" if drill.sample_unexpected else "off"
+    )
+    return "\n".join(
+        [
+            f"Validates {what} on connection `{drill.connection}` with the Great Expectations suite "
+            f"`{drill.suite}` (include/expectations/{drill.suite}.json), inside PostgreSQL.",
+            "",
+            f"* **Sampling of unexpected values:** {sample}; never for "
+            f"{', '.join(f'`{c}`' for c in drill.sensitive_columns) or 'columns marked sensitive'}",
+            "* A failed expectation is `DQ_EXPECTATION_FAILED`; a missing table/column is `DQ_VALIDATION_ERROR` (ERROR).",
+        ]
+    )
 
 
 def validate_drill(drill: DataQualityDrill, catalogue: Catalogue) -> Any:
@@ -45,7 +49,9 @@ def validate_drill(drill: DataQualityDrill, catalogue: Catalogue) -> Any:
     try:
         dsn = resolve_dsn(drill.connection)
     except ConnectionNotConfigured as exc:
-        builder = ResultBuilder(kind="data_quality", drill=drill.name, target=drill.table or "query", controls=drill.controls)
+        builder = ResultBuilder(
+            kind="data_quality", drill=drill.name, target=drill.table or "query", controls=drill.controls
+        )
         builder.find("CONNECTION_MISSING", str(exc), subject=drill.connection)
         return builder.finish()
     return run_data_quality(

@@ -51,14 +51,22 @@ def _validate(
         try:
             loaded = load_suite(suite, suites_dir=suites_dir, gx_check=True)
         except SuiteInvalid as exc:
-            builder.find("CONFIG_INVALID", f"data-quality suite {suite!r} ({exc.path}): " + "; ".join(exc.problems),
-                         subject=suite, detail={"suite": suite, "file": exc.path})
+            builder.find(
+                "CONFIG_INVALID",
+                f"data-quality suite {suite!r} ({exc.path}): " + "; ".join(exc.problems),
+                subject=suite,
+                detail={"suite": suite, "file": exc.path},
+            )
             ph.detail = f"suite {suite!r} is invalid"
             raise DrillAborted(ph.name) from None
         table = table if table is not None or query is not None else loaded.table
         if table is None and query is None:
-            builder.find("CONFIG_INVALID", f"data-quality suite {suite!r} ({loaded.path}) names no table: give one, or set "
-                         '"meta": {"drillbook": {"table": "schema.table"}} in the suite', subject=suite)
+            builder.find(
+                "CONFIG_INVALID",
+                f"data-quality suite {suite!r} ({loaded.path}) names no table: give one, or set "
+                '"meta": {"drillbook": {"table": "schema.table"}} in the suite',
+                subject=suite,
+            )
             raise DrillAborted(ph.name)
         ph.detail = f"{suite} ({len(loaded.expectations)} expectations)"
     target = table or "query"
@@ -74,11 +82,17 @@ def _validate(
 
         unsampled = [i for i, e in enumerate(loaded.expectations) if set(columns_of(e)) & hidden]
         try:
-            run = run_suite(dsn=dsn, suite=loaded, table=table, query=query, sample=sample, unsampled=unsampled)
+            run = run_suite(
+                dsn=dsn, suite=loaded, table=table, query=query, sample=sample, unsampled=unsampled
+            )
         except Exception as exc:  # GX or the server raised: could not verify, not a crash
-            builder.find("DQ_VALIDATION_ERROR", f"validating {target} with suite {suite!r} raised {type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-                         subject=f"{suite} on {target}", detail={"suite": suite, "target": target, "error": type(exc).__name__})
+            builder.find(
+                "DQ_VALIDATION_ERROR",
+                f"validating {target} with suite {suite!r} raised {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                subject=f"{suite} on {target}",
+                detail={"suite": suite, "target": target, "error": type(exc).__name__},
+            )
             raise DrillAborted(ph.name) from None
         builder.environment["great_expectations"] = run.gx_version
         ph.detail = f"GX {run.gx_version} in PostgreSQL"
@@ -88,8 +102,15 @@ def _validate(
 
         missing = _missing_columns(loaded.expectations, info.columns)
         outcomes = [
-            results.interpret(raw, index=i, expectation=exp, severity=loaded.severity_of(i), sample=sample,
-                              sensitive=hidden, missing_columns=missing)
+            results.interpret(
+                raw,
+                index=i,
+                expectation=exp,
+                severity=loaded.severity_of(i),
+                sample=sample,
+                sensitive=hidden,
+                missing_columns=missing,
+            )
             for i, (raw, exp) in enumerate(zip(run.results, loaded.expectations, strict=True))
         ]
         results.apply(builder, outcomes, suite=suite, target=target)
@@ -98,19 +119,30 @@ def _validate(
         _bump(builder, "dq_expectations", len(outcomes))
         _bump(builder, "dq_failed", failed)
         _bump(builder, "dq_errors", errors)
-        builder.details.setdefault("data_quality", []).append({
-            "suite": suite,
-            "suite_file": str(loaded.path),
-            "target": target,
-            "query": query is not None,
-            "expectations": [o.to_dict() for o in outcomes],
-        })
+        builder.details.setdefault("data_quality", []).append(
+            {
+                "suite": suite,
+                "suite_file": str(loaded.path),
+                "target": target,
+                "query": query is not None,
+                "expectations": [o.to_dict() for o in outcomes],
+            }
+        )
         ph.detail = f"{len(outcomes) - failed - errors} passed, {failed} failed, {errors} could not run"
         if failed or errors:
             ph.status = "failed"  # shown as FAILED in the CLI and the ledger's phase list
 
 
-def _inspect(builder: ResultBuilder, *, dsn: str, table: str | None, query: str | None, suite: str, target: str, phase: str) -> Any:
+def _inspect(
+    builder: ResultBuilder,
+    *,
+    dsn: str,
+    table: str | None,
+    query: str | None,
+    suite: str,
+    target: str,
+    phase: str,
+) -> Any:
     import psycopg
 
     from drillbook.drills.data_quality.engine import TargetMissing, inspect_target
@@ -119,12 +151,20 @@ def _inspect(builder: ResultBuilder, *, dsn: str, table: str | None, query: str 
     try:
         return inspect_target(dsn=dsn, table=table, query=query)
     except TargetMissing as exc:
-        builder.find("DQ_VALIDATION_ERROR", f"suite {suite!r} cannot run: {exc}", subject=target,
-                     detail={"suite": suite, "target": target})
+        builder.find(
+            "DQ_VALIDATION_ERROR",
+            f"suite {suite!r} cannot run: {exc}",
+            subject=target,
+            detail={"suite": suite, "target": target},
+        )
     except psycopg.Error as exc:
-        builder.find("DQ_VALIDATION_ERROR", f"cannot read {target} on {describe(dsn)}: "
-                     f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-                     subject=target, detail={"suite": suite, "target": target, "error": type(exc).__name__})
+        builder.find(
+            "DQ_VALIDATION_ERROR",
+            f"cannot read {target} on {describe(dsn)}: "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            subject=target,
+            detail={"suite": suite, "target": target, "error": type(exc).__name__},
+        )
     raise DrillAborted(phase)
 
 
@@ -155,11 +195,25 @@ def run_data_quality(
     if table is not None and query is not None:
         raise ValueError(f"give table or query, not both (table={table!r})")
     where = describe(dsn)
-    builder = ResultBuilder(kind=KIND, drill=drill_name, target=f"{where}/{table}" if table else f"{where} (query)",
-                            controls=list(controls), on_phase=on_phase)
+    builder = ResultBuilder(
+        kind=KIND,
+        drill=drill_name,
+        target=f"{where}/{table}" if table else f"{where} (query)",
+        controls=list(controls),
+        on_phase=on_phase,
+    )
     try:
-        _validate(builder, dsn=dsn, table=table, query=query, suite=suite, suites_dir=suites_dir,
-                  sample=sample, sensitive=sensitive, prefix="")
+        _validate(
+            builder,
+            dsn=dsn,
+            table=table,
+            query=query,
+            suite=suite,
+            suites_dir=suites_dir,
+            sample=sample,
+            sensitive=sensitive,
+            prefix="",
+        )
     except DrillAborted:
         pass  # the reason is already a finding
     return builder.finish()
@@ -178,7 +232,16 @@ def validate_into(
 ) -> None:
     """Run ``suite`` against ``dsn`` and add its phases, checks and findings to ``builder``."""
     try:
-        _validate(builder, dsn=dsn, table=table, query=query, suite=suite, suites_dir=suites_dir,
-                  sample=sample, sensitive=sensitive, prefix=f"dq {suite}: ")
+        _validate(
+            builder,
+            dsn=dsn,
+            table=table,
+            query=query,
+            suite=suite,
+            suites_dir=suites_dir,
+            sample=sample,
+            sensitive=sensitive,
+            prefix=f"dq {suite}: ",
+        )
     except DrillAborted:
         pass  # recorded as a finding; the calling drill carries on (e.g. to teardown)

@@ -32,8 +32,17 @@ if TYPE_CHECKING:
     from drillbook.drills.data_quality.suites import LoadedSuite
 
 _URL_PARAMS_PASSED_THROUGH = (
-    "sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options", "target_session_attrs",
-    "hostaddr", "connect_timeout", "keepalives", "gssencmode",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "options",
+    "target_session_attrs",
+    "hostaddr",
+    "connect_timeout",
+    "keepalives",
+    "gssencmode",
 )
 
 
@@ -135,7 +144,11 @@ def _context() -> Any:
 def result_format(sample: int) -> dict[str, Any]:
     """BASIC counts only; SUMMARY with a partial list only when a sample was asked for."""
     if sample > 0:
-        return {"result_format": "SUMMARY", "partial_unexpected_count": int(sample), "include_unexpected_rows": False}
+        return {
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": int(sample),
+            "include_unexpected_rows": False,
+        }
     return {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
@@ -180,7 +193,8 @@ def run_suite(
             # ids are assigned when the suite is added; they map GX's (reordered) results back to the file
             index_of = {str(e.id): indexes[pos] for pos, e in enumerate(gx_suite.expectations)}
             definition = ctx.validation_definitions.add(
-                gx.ValidationDefinition(name=f"vd_{tag}_{number}", data=batch, suite=gx_suite))
+                gx.ValidationDefinition(name=f"vd_{tag}_{number}", data=batch, suite=gx_suite)
+            )
             outcome = definition.run(result_format=result_format(group_sample))
             success = bool(success and outcome.success)
             for item in outcome.results:

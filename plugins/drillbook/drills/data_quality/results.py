@@ -104,7 +104,9 @@ def exception_messages(info: Any) -> list[str]:
         return []
     messages: list[str] = []
     for item in info.values():  # one entry per metric that raised
-        if isinstance(item, dict) and (item.get("exception_message") or item.get("exception_traceback") or item.get("raised_exception")):
+        if isinstance(item, dict) and (
+            item.get("exception_message") or item.get("exception_traceback") or item.get("raised_exception")
+        ):
             messages.append(str(item.get("exception_message") or "a metric raised (see the task log)"))
     return messages
 
@@ -140,7 +142,9 @@ def interpret(
         return outcome
     errors = exception_messages(raw.get("exception_info"))
     if absent:
-        outcome.error = f"column {absent[0]!r} does not exist" + (f" ({_first_line(errors[0])})" if errors else "")
+        outcome.error = f"column {absent[0]!r} does not exist" + (
+            f" ({_first_line(errors[0])})" if errors else ""
+        )
         return outcome
     if errors:
         outcome.error = _first_line(errors[0])
@@ -169,7 +173,13 @@ def apply(builder: Any, outcomes: list[Outcome], *, suite: str, target: str) -> 
     """Count evaluated expectations as checks and add one finding per failure or error."""
     for o in outcomes:
         subject = o.label(suite)
-        detail: dict[str, Any] = {"suite": suite, "target": target, "index": o.index, "type": o.type, "column": o.column}
+        detail: dict[str, Any] = {
+            "suite": suite,
+            "target": target,
+            "index": o.index,
+            "type": o.type,
+            "column": o.column,
+        }
         if not o.evaluated:
             builder.find(
                 "DQ_VALIDATION_ERROR",

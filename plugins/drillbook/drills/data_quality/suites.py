@@ -85,7 +85,9 @@ class LoadedSuite:
 
         chosen = range(len(self.expectations)) if indexes is None else indexes
         built = [_build_expectation(self.expectations[i]) for i in chosen]
-        return ExpectationSuite(name=name or self.name, expectations=built, meta=dict(self.data.get("meta") or {}))
+        return ExpectationSuite(
+            name=name or self.name, expectations=built, meta=dict(self.data.get("meta") or {})
+        )
 
 
 def default_suites_dir(catalogue: Catalogue | None = None) -> Path:
@@ -120,7 +122,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         located = exc.line and f"line {exc.line}" not in exc.message
         raise SuiteInvalid(path, [f"{exc.message} (line {exc.line})" if located else exc.message]) from None
     if not isinstance(data, dict):
-        raise SuiteInvalid(path, [f"expected a JSON object with 'name' and 'expectations', got {type(data).__name__}"])
+        raise SuiteInvalid(
+            path, [f"expected a JSON object with 'name' and 'expectations', got {type(data).__name__}"]
+        )
     return data
 
 
@@ -156,15 +160,23 @@ def _structure_problems(data: dict[str, Any]) -> list[str]:
         etype = exp.get("type")
         where = f"{where} ({etype})" if isinstance(etype, str) else where
         if not isinstance(etype, str) or not etype:
-            problems.append(f"{where}: 'type' is missing; expected an expectation type like 'expect_column_values_to_not_be_null'")
+            problems.append(
+                f"{where}: 'type' is missing; expected an expectation type like 'expect_column_values_to_not_be_null'"
+            )
         if not isinstance(exp.get("kwargs", {}), dict):
             problems.append(f"{where}: 'kwargs' must be an object, got {type(exp.get('kwargs')).__name__}")
             continue
         for key in sorted(set(exp) - _EXPECTATION_KEYS):
             problems.append(f"{where}: unknown key {key!r}; expected some of {sorted(_EXPECTATION_KEYS)}")
         emeta = exp.get("meta") or {}
-        if isinstance(emeta, dict) and emeta.get("severity") is not None and emeta["severity"] not in _SEVERITIES:
-            problems.append(f"{where}: meta.severity: expected one of {_SEVERITIES}, got {emeta['severity']!r}")
+        if (
+            isinstance(emeta, dict)
+            and emeta.get("severity") is not None
+            and emeta["severity"] not in _SEVERITIES
+        ):
+            problems.append(
+                f"{where}: meta.severity: expected one of {_SEVERITIES}, got {emeta['severity']!r}"
+            )
         kwargs = exp.get("kwargs") or {}
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
         if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
@@ -193,7 +205,11 @@ def _build_expectation(exp: dict[str, Any]) -> Any:
     import_gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    fields = {k: v for k, v in exp.items() if k in {"type", "kwargs", "meta", "notes", "description", "severity", "id"}}
+    fields = {
+        k: v
+        for k, v in exp.items()
+        if k in {"type", "kwargs", "meta", "notes", "description", "severity", "id"}
+    }
     fields.setdefault("kwargs", {})
     return ExpectationConfiguration(**fields).to_domain_obj()
 

@@ -75,7 +75,9 @@ def _state_path(state_dir: Path, key: str) -> Path:
     return state_dir / f"wal-verified-{safe}.json"
 
 
-def load_verified(state_dir: Path | None, key: str, timeline: int, backup_start: str | None = None) -> str | None:
+def load_verified(
+    state_dir: Path | None, key: str, timeline: int, backup_start: str | None = None
+) -> str | None:
     """The remembered segment, or None. With ``backup_start``: only when the memory was made for a backup that
     starts at or before it (the newest backup of one archive never starts earlier than an older one; a lower
     start means the stanza or repository was re-created and the memory describes an archive that is gone)."""
@@ -85,8 +87,9 @@ def load_verified(state_dir: Path | None, key: str, timeline: int, backup_start:
         data = json.loads(_state_path(state_dir, key).read_text())
         last = data["verified_through"]
         since = data.get("backup_start")
-        if backup_start is not None and not (isinstance(since, str) and WAL_NAME_RE.match(since)
-                                             and since <= backup_start <= last):
+        if backup_start is not None and not (
+            isinstance(since, str) and WAL_NAME_RE.match(since) and since <= backup_start <= last
+        ):
             return None
         if isinstance(last, str) and WAL_NAME_RE.match(last) and split(last)[0] == timeline:
             return last
@@ -106,8 +109,9 @@ def save_verified(state_dir: Path | None, key: str, last: str, backup_start: str
     os.replace(tmp, path)  # atomic: a killed drill leaves the old state or the new one
 
 
-def check_contiguous(names: Iterable[str], *, expect_first: str, segment_size: int,
-                     must_reach: str | None = None) -> tuple[str | None, str | None, int]:
+def check_contiguous(
+    names: Iterable[str], *, expect_first: str, segment_size: int, must_reach: str | None = None
+) -> tuple[str | None, str | None, int]:
     """(gap, last, count): walk sorted ``names`` from ``expect_first``; the first hole is the gap.
 
     Names before ``expect_first`` are skipped; ``must_reach`` (the backup's stop segment)
@@ -131,17 +135,25 @@ def check_contiguous(names: Iterable[str], *, expect_first: str, segment_size: i
     return None, last, count
 
 
-def check_archive(source: PhysicalSource, backup: BackupSet, *, state_dir: Path | None, key: str) -> ArchiveReport:
+def check_archive(
+    source: PhysicalSource, backup: BackupSet, *, state_dir: Path | None, key: str
+) -> ArchiveReport:
     """Check the archive of ``source`` for ``backup`` (see the module docstring); remember the result."""
     remembered = load_verified(state_dir, key, backup.timeline, backup.start_wal)
     resume = remembered if remembered is not None and remembered >= backup.start_wal else None
     expect_first = next_segment(resume, backup.wal_segment_size) if resume else backup.start_wal
     names = source.list_archived_wal(backup, resume)
-    gap, last, count = check_contiguous(names, expect_first=expect_first, segment_size=backup.wal_segment_size,
-                                        must_reach=backup.stop_wal if not resume or resume < backup.stop_wal else None)
+    gap, last, count = check_contiguous(
+        names,
+        expect_first=expect_first,
+        segment_size=backup.wal_segment_size,
+        must_reach=backup.stop_wal if not resume or resume < backup.stop_wal else None,
+    )
     last = last or resume
     if gap is None and last is not None:
         save_verified(state_dir, key, last, backup.start_wal)
     elif gap is not None and last is not None and last > (remembered or ""):
-        save_verified(state_dir, key, last, backup.start_wal)  # what precedes the hole was verified; the hole is checked again next run
+        save_verified(
+            state_dir, key, last, backup.start_wal
+        )  # what precedes the hole was verified; the hole is checked again next run
     return ArchiveReport(first=backup.start_wal, last=last, checked=count, gap=gap, resumed_after=resume)

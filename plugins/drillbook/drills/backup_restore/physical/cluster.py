@@ -68,13 +68,25 @@ SAFE_VALUES: dict[str, tuple[str, ...]] = {
 #: provider load code by name or path, external_pid_file/logging_collector write to any path the OS user may
 #: write, hba/ident files are read from wherever they point
 FORCED: dict[str, str] = {
-    "ssl": "off", "ssl_passphrase_command": "", "shared_preload_libraries": "", "session_preload_libraries": "",
-    "local_preload_libraries": "", "jit": "off", "external_pid_file": "", "logging_collector": "off",
+    "ssl": "off",
+    "ssl_passphrase_command": "",
+    "shared_preload_libraries": "",
+    "session_preload_libraries": "",
+    "local_preload_libraries": "",
+    "jit": "off",
+    "external_pid_file": "",
+    "logging_collector": "off",
     "log_destination": "stderr",
 }
 #: recovery target settings whose effective value must be exactly what the restore wrote (absent: empty)
-RECOVERY_TARGETS = ("recovery_target", "recovery_target_time", "recovery_target_name", "recovery_target_lsn",
-                    "recovery_target_xid", "recovery_target_action")
+RECOVERY_TARGETS = (
+    "recovery_target",
+    "recovery_target_time",
+    "recovery_target_name",
+    "recovery_target_lsn",
+    "recovery_target_xid",
+    "recovery_target_action",
+)
 _CONTROL_LIMITS = {  # pg_controldata label -> setting that must be >= it on a hot standby
     "max_connections setting": "max_connections",
     "max_worker_processes setting": "max_worker_processes",
@@ -110,13 +122,17 @@ def server_bin_dir(major: int) -> Path:
     seen = []
     for tool in tools.available("pg_ctl"):
         seen.append(tool)
-        d = Path(os.path.realpath(tool.path)).parent  # /usr/local/bin/pg_ctl is often a link into the server's bin
+        d = Path(
+            os.path.realpath(tool.path)
+        ).parent  # /usr/local/bin/pg_ctl is often a link into the server's bin
         if tool.major == major and (d / "postgres").exists() and (d / "pg_controldata").exists():
             return d
-    raise RecoveryProblem("SERVER_BINARIES_MISSING",
-                          f"the restored data directory is PostgreSQL {major} (PG_VERSION) but no PostgreSQL {major} "
-                          f"server binaries (postgres, pg_ctl) were found (found: {tools.describe(seen)}); "
-                          f"install postgresql-{major}")
+    raise RecoveryProblem(
+        "SERVER_BINARIES_MISSING",
+        f"the restored data directory is PostgreSQL {major} (PG_VERSION) but no PostgreSQL {major} "
+        f"server binaries (postgres, pg_ctl) were found (found: {tools.describe(seen)}); "
+        f"install postgresql-{major}",
+    )
 
 
 class PhysicalCluster(EphemeralCluster):
@@ -143,7 +159,9 @@ class PhysicalCluster(EphemeralCluster):
         uids = {os.geteuid()} | ({self._user.pw_uid} if self._user else set())
         self.reaped = ephemeral_reap.reap(uids)
         self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
-        self._lock_fd = os.open(self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._lock_fd = os.open(
+            self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600
+        )
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.data_dir.mkdir(mode=0o700)
         if self._user:
@@ -154,23 +172,42 @@ class PhysicalCluster(EphemeralCluster):
     def _out(self, argv: list[str], timeout: float = 60) -> str:
         kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-                                  cwd=str(self.root), env=self._env(argv[0]), **kwargs)
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                cwd=str(self.root),
+                env=self._env(argv[0]),
+                **kwargs,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise RecoveryProblem("RECOVERY_FAILED", f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
+            raise RecoveryProblem(
+                "RECOVERY_FAILED", f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}"
+            ) from None
         if proc.returncode != 0:
-            raise RecoveryProblem("RECOVERY_FAILED", f"{Path(argv[0]).name} exited {proc.returncode}: "
-                                  f"{(proc.stderr or proc.stdout).strip()[-400:]}")
+            raise RecoveryProblem(
+                "RECOVERY_FAILED",
+                f"{Path(argv[0]).name} exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-400:]}",
+            )
         return proc.stdout
 
     def read_version(self) -> int:
         try:
             text = (self.data_dir / "PG_VERSION").read_text()[:16].strip()
         except OSError as exc:
-            raise RecoveryProblem("RECOVERY_FAILED", f"the restored data directory has no readable PG_VERSION: {exc}") from None
+            raise RecoveryProblem(
+                "RECOVERY_FAILED", f"the restored data directory has no readable PG_VERSION: {exc}"
+            ) from None
         if not re.fullmatch(r"\d{2,3}", text):
-            raise RecoveryProblem("RECOVERY_FAILED", f"PG_VERSION of the restored data directory: expected a major "
-                                  f"version like '15', got {text[:16]!r}")
+            raise RecoveryProblem(
+                "RECOVERY_FAILED",
+                f"PG_VERSION of the restored data directory: expected a major "
+                f"version like '15', got {text[:16]!r}",
+            )
         self.major = int(text)
         self.bindir = server_bin_dir(self.major)
         self._pg_ctl = str(self.bindir / "pg_ctl")
@@ -188,13 +225,27 @@ class PhysicalCluster(EphemeralCluster):
     def _write_config(self) -> Path:
         assert self.root is not None
         conf = self.root / "drillbook.conf"
-        lines = ["listen_addresses = ''", "port = 5432", f"unix_socket_directories = '{self.root}'",
-                 f"hba_file = '{self.root / 'drillbook_hba.conf'}'", f"ident_file = '{self.root / 'drillbook_ident.conf'}'",
-                 "archive_mode = off", "archive_command = ''", "archive_library = ''", "primary_conninfo = ''",
-                 "primary_slot_name = ''", "recovery_end_command = ''", "archive_cleanup_command = ''",
-                 "max_logical_replication_workers = 0", "max_sync_workers_per_subscription = 0",
-                 "hot_standby = on", "fsync = off", "logging_collector = off", "shared_preload_libraries = ''",
-                 "log_min_messages = warning"]
+        lines = [
+            "listen_addresses = ''",
+            "port = 5432",
+            f"unix_socket_directories = '{self.root}'",
+            f"hba_file = '{self.root / 'drillbook_hba.conf'}'",
+            f"ident_file = '{self.root / 'drillbook_ident.conf'}'",
+            "archive_mode = off",
+            "archive_command = ''",
+            "archive_library = ''",
+            "primary_conninfo = ''",
+            "primary_slot_name = ''",
+            "recovery_end_command = ''",
+            "archive_cleanup_command = ''",
+            "max_logical_replication_workers = 0",
+            "max_sync_workers_per_subscription = 0",
+            "hot_standby = on",
+            "fsync = off",
+            "logging_collector = off",
+            "shared_preload_libraries = ''",
+            "log_min_messages = warning",
+        ]
         for label, setting in _CONTROL_LIMITS.items():
             value = self.control.get(label, "")
             if value.isdigit():
@@ -209,10 +260,21 @@ class PhysicalCluster(EphemeralCluster):
 
     def _args(self, conf: Path) -> list[str]:
         assert self.root is not None
-        return ["-c", f"config_file={conf}", "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.root}",
-                "-c", "port=5432", "-c", f"hba_file={self.root / 'drillbook_hba.conf'}",
-                "-c", f"ident_file={self.root / 'drillbook_ident.conf'}",
-                *[a for k, v in FORCED.items() for a in ("-c", f"{k}={v}")]]
+        return [
+            "-c",
+            f"config_file={conf}",
+            "-c",
+            "listen_addresses=",
+            "-c",
+            f"unix_socket_directories={self.root}",
+            "-c",
+            "port=5432",
+            "-c",
+            f"hba_file={self.root / 'drillbook_hba.conf'}",
+            "-c",
+            f"ident_file={self.root / 'drillbook_ident.conf'}",
+            *[a for k, v in FORCED.items() for a in ("-c", f"{k}={v}")],
+        ]
 
     def effective_settings(self, extra: tuple[str, ...] = ()) -> dict[str, str]:
         """The value of each safety setting (and ``extra``) the server would run with (``postgres -C``; nothing is started)."""
@@ -234,24 +296,34 @@ class PhysicalCluster(EphemeralCluster):
         """Refuse what could reach production; with ``recovery`` (what the restore wrote) also any recovery target
         the server would run with that the drill did not write (the backup's own files, includes, can set one)."""
         if (self.data_dir / "standby.signal").exists():
-            raise ClusterUnsafe("the restored data directory holds standby.signal: it would start as a standby that "
-                                "never ends recovery and waits for a primary (the drill recovers to a target, it does "
-                                "not follow production); refused before start")
+            raise ClusterUnsafe(
+                "the restored data directory holds standby.signal: it would start as a standby that "
+                "never ends recovery and waits for a primary (the drill recovers to a target, it does "
+                "not follow production); refused before start"
+            )
         values = self.effective_settings(RECOVERY_TARGETS if recovery is not None else ())
         bad = {k: v for k, v in values.items() if k in SAFE_VALUES and v.lower() not in SAFE_VALUES[k]}
         if recovery is not None:
-            smuggled = {k: values[k] for k in RECOVERY_TARGETS
-                        if values[k] != recovery.get(k, "") and not (k == "recovery_target_action" and k not in recovery)}
+            smuggled = {
+                k: values[k]
+                for k in RECOVERY_TARGETS
+                if values[k] != recovery.get(k, "")
+                and not (k == "recovery_target_action" and k not in recovery)
+            }
             if smuggled:
                 what = ", ".join(f"{k}={v!r}" for k, v in sorted(smuggled.items()))
-                raise ClusterUnsafe(f"the restored cluster would recover with {what}, which the drill did not write "
-                                    f"(it wrote {dict(recovery) or 'no target'}): a target set by the backup's own "
-                                    "configuration would stop recovery elsewhere; refused before start")
+                raise ClusterUnsafe(
+                    f"the restored cluster would recover with {what}, which the drill did not write "
+                    f"(it wrote {dict(recovery) or 'no target'}): a target set by the backup's own "
+                    "configuration would stop recovery elsewhere; refused before start"
+                )
         if bad:
             what = ", ".join(f"{k}={v!r}" for k, v in sorted(bad.items()))
-            raise ClusterUnsafe(f"the restored cluster would run with {what} (set in the backup's postgresql.auto.conf, "
-                                "which PostgreSQL always reads): it could archive or replicate into production; "
-                                "refused before start")
+            raise ClusterUnsafe(
+                f"the restored cluster would run with {what} (set in the backup's postgresql.auto.conf, "
+                "which PostgreSQL always reads): it could archive or replicate into production; "
+                "refused before start"
+            )
         return values
 
     def start(self) -> PhysicalCluster:  # type: ignore[override]
@@ -260,9 +332,23 @@ class PhysicalCluster(EphemeralCluster):
         opts = " ".join(shlex.quote(a) for a in self._args(conf))  # pg_ctl hands -o to a shell
         self._running = True  # from here close() stops it, whatever start did
         try:
-            self._cmd([self._pg_ctl, "-D", str(self.data_dir), "-w", "-t", str(START_TIMEOUT_S), "-o", opts,
-                       "-l", str(self.root / "server.log"), "start"], timeout=START_TIMEOUT_S + 10,
-                      prefix=self._private_network())
+            self._cmd(
+                [
+                    self._pg_ctl,
+                    "-D",
+                    str(self.data_dir),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.root / "server.log"),
+                    "start",
+                ],
+                timeout=START_TIMEOUT_S + 10,
+                prefix=self._private_network(),
+            )
         except EphemeralUnavailable as exc:
             raise self._start_problem(str(exc)) from None
         return self
@@ -280,10 +366,16 @@ class PhysicalCluster(EphemeralCluster):
     def _start_problem(self, why: str) -> RecoveryProblem:
         log = self.server_log()
         if "recovery ended before configured recovery target was reached" in log:
-            return RecoveryProblem("PITR_TARGET_UNREACHED", "recovery replayed every archived WAL segment and ended "
-                                   f"before the recovery target: {_last_lines(log, 'LOG:  redo done|FATAL')}")
-        return RecoveryProblem("RECOVERY_FAILED", f"the restored cluster did not start ({why[-200:]}); server log: "
-                               f"{_last_lines(log, 'FATAL|PANIC|ERROR')}")
+            return RecoveryProblem(
+                "PITR_TARGET_UNREACHED",
+                "recovery replayed every archived WAL segment and ended "
+                f"before the recovery target: {_last_lines(log, 'LOG:  redo done|FATAL')}",
+            )
+        return RecoveryProblem(
+            "RECOVERY_FAILED",
+            f"the restored cluster did not start ({why[-200:]}); server log: "
+            f"{_last_lines(log, 'FATAL|PANIC|ERROR')}",
+        )
 
     def connect(self) -> Any:
         import psycopg
@@ -297,25 +389,38 @@ class PhysicalCluster(EphemeralCluster):
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):
                 raise
-            deadline = time.monotonic() + 30  # a FATAL end of recovery drops connections before the postmaster exits
+            deadline = (
+                time.monotonic() + 30
+            )  # a FATAL end of recovery drops connections before the postmaster exits
             while self._postmaster_up() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if not self._postmaster_up():
                 raise self._start_problem("the server exited during recovery") from None
-            raise RecoveryProblem("RECOVERY_FAILED", f"the started scratch cluster refused the safety check's connection: "
-                                  f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+            raise RecoveryProblem(
+                "RECOVERY_FAILED",
+                f"the started scratch cluster refused the safety check's connection: "
+                f"{type(exc).__name__}: {str(exc).strip()[:300]}",
+            ) from None
 
     def _assert_safe_running(self) -> dict[str, Any]:
         with self.connect() as conn:
-            rows = dict(conn.execute("select name, setting from pg_settings where name = any(%s)",
-                                     (list(SAFE_VALUES) + list(FORCED),)).fetchall())
+            rows = dict(
+                conn.execute(
+                    "select name, setting from pg_settings where name = any(%s)",
+                    (list(SAFE_VALUES) + list(FORCED),),
+                ).fetchall()
+            )
             active = conn.execute("select slot_name from pg_replication_slots where active").fetchall()
             slots = conn.execute("select count(*) from pg_replication_slots").fetchone()[0]
             subs = conn.execute("select count(*) from pg_subscription where subenabled").fetchone()[0]
         bad = {k: v for k, v in rows.items() if str(v).lower() not in SAFE_VALUES.get(k, (FORCED.get(k),))}
         if bad or active:
-            what = ", ".join([f"{k}={v!r}" for k, v in sorted(bad.items())] + [f"active slot {r[0]!r}" for r in active])
-            raise ClusterUnsafe(f"the started scratch cluster reports {what}: it could archive or replicate; stopped")
+            what = ", ".join(
+                [f"{k}={v!r}" for k, v in sorted(bad.items())] + [f"active slot {r[0]!r}" for r in active]
+            )
+            raise ClusterUnsafe(
+                f"the started scratch cluster reports {what}: it could archive or replicate; stopped"
+            )
         return {"settings": rows, "replication_slots": slots, "enabled_subscriptions_held_off": subs}
 
     def wait_recovery(self, *, has_target: bool, timeout_s: float) -> Recovery:
@@ -329,7 +434,8 @@ class PhysicalCluster(EphemeralCluster):
                 with self.connect() as conn:
                     in_recovery, state, last, lsn = conn.execute(
                         "select pg_is_in_recovery(), case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() end, "
-                        "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()::text").fetchone()
+                        "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()::text"
+                    ).fetchone()
             except Exception as exc:
                 if not type(exc).__module__.startswith("psycopg"):
                     raise
@@ -338,11 +444,15 @@ class PhysicalCluster(EphemeralCluster):
                 return Recovery("target paused", last, lsn, time.monotonic() - began)
             if not in_recovery:
                 if has_target:  # promoted without pausing: only when the tool wrote another target action
-                    return Recovery("target, promoted by the recovery settings", last, lsn, time.monotonic() - began)
+                    return Recovery(
+                        "target, promoted by the recovery settings", last, lsn, time.monotonic() - began
+                    )
                 return Recovery("end of archive", last, lsn, time.monotonic() - began)
             if time.monotonic() > deadline:
-                raise RecoveryProblem("PITR_TARGET_UNREACHED" if has_target else "RECOVERY_FAILED",
-                                      f"recovery did not reach its end within {timeout_s:.0f}s (replayed to {lsn})")
+                raise RecoveryProblem(
+                    "PITR_TARGET_UNREACHED" if has_target else "RECOVERY_FAILED",
+                    f"recovery did not reach its end within {timeout_s:.0f}s (replayed to {lsn})",
+                )
             time.sleep(0.2)
 
     def promote(self) -> None:
@@ -366,13 +476,20 @@ class PhysicalCluster(EphemeralCluster):
 
         found = []
         with self.connect() as conn:
-            names = [r[0] for r in conn.execute("select datname from pg_database where datallowconn and not datistemplate "
-                                                "order by datname").fetchall()]
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "select datname from pg_database where datallowconn and not datistemplate "
+                    "order by datname"
+                ).fetchall()
+            ]
         for name in names:
             with psycopg.connect(self.dsn(name), autocommit=True, connect_timeout=30) as conn:
-                row = conn.execute("select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where "
-                                   "c.relkind in ('r','p') and n.nspname not in ('pg_catalog','information_schema') "
-                                   "and n.nspname not like 'pg_toast%'").fetchone()
+                row = conn.execute(
+                    "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where "
+                    "c.relkind in ('r','p') and n.nspname not in ('pg_catalog','information_schema') "
+                    "and n.nspname not like 'pg_toast%'"
+                ).fetchone()
             found.append((name, int(row[0]) if row else 0))
         return found
 
@@ -385,4 +502,3 @@ class PhysicalCluster(EphemeralCluster):
 def _last_lines(log: str, pattern: str, n: int = 3) -> str:
     lines = [line.strip() for line in log.splitlines() if re.search(pattern, line)]
     return " | ".join(lines[-n:])[-600:] or (log.strip().splitlines() or [""])[-1][-300:]
-

@@ -50,8 +50,10 @@ MAX_INFO_BYTES = 64 * 1024 * 1024
 _ARCHIVE_ID_RE = re.compile(r"^\d+-\d+$")
 _LOG_DIR_RE = re.compile(r"^[0-9A-F]{16}$")
 _WAL_FILE_RE = re.compile(r"^([0-9A-F]{24})-[0-9a-f]{40}(\.[a-z0-9]+)?$")
-_CORRUPT_RE = re.compile(r"invalid checksum|checksum.*(?:expected|mismatch)|does not match.*checksum|ERROR: \[039\]|ERROR: \[095\]",
-                         re.IGNORECASE)
+_CORRUPT_RE = re.compile(
+    r"invalid checksum|checksum.*(?:expected|mismatch)|does not match.*checksum|ERROR: \[039\]|ERROR: \[095\]",
+    re.IGNORECASE,
+)
 
 
 def run_as_user(os_user: str | None) -> pwd.struct_passwd | None:
@@ -62,15 +64,26 @@ def run_as_user(os_user: str | None) -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        raise PhysicalSourceError("RESTORE_FAILED", f"running as root and the OS user {name!r} pgbackrest should run as "
-                                  "does not exist; set backup.pgbackrest.os_user") from None
+        raise PhysicalSourceError(
+            "RESTORE_FAILED",
+            f"running as root and the OS user {name!r} pgbackrest should run as "
+            "does not exist; set backup.pgbackrest.os_user",
+        ) from None
 
 
 class PgBackRest:
     tool = TOOL
 
-    def __init__(self, *, stanza: str, config: str, repo: int = 1, os_user: str | None = None,
-                 env: Mapping[str, str] | None = None, binary: str = "pgbackrest"):
+    def __init__(
+        self,
+        *,
+        stanza: str,
+        config: str,
+        repo: int = 1,
+        os_user: str | None = None,
+        env: Mapping[str, str] | None = None,
+        binary: str = "pgbackrest",
+    ):
         self.stanza = s.require_str(stanza, tool=TOOL, key="stanza", pattern=s.SAFE_NAME_RE)
         self.config = config
         self.repo = repo
@@ -84,32 +97,63 @@ class PgBackRest:
 
     # -- running the tool --------------------------------------------------------------
     def _env(self, home: str) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C", "LC_ALL": "C", "TZ": "UTC", **self.passed_env}
+        return {
+            "PATH": "/usr/bin:/bin",
+            "HOME": home,
+            "LANG": "C",
+            "LC_ALL": "C",
+            "TZ": "UTC",
+            **self.passed_env,
+        }
 
     def _argv(self, *args: str) -> list[str]:
-        return [self.binary, f"--config={self.config}", f"--stanza={self.stanza}", f"--repo={self.repo}", *args]
+        return [
+            self.binary,
+            f"--config={self.config}",
+            f"--stanza={self.stanza}",
+            f"--repo={self.repo}",
+            *args,
+        ]
 
     def _kwargs(self, cwd: str = "/") -> dict[str, Any]:
         user = run_as_user(self.os_user)
-        kw: dict[str, Any] = {"cwd": cwd, "env": self._env(user.pw_dir if user else os.environ.get("HOME", "/")),
-                              "stdin": subprocess.DEVNULL, "preexec_fn": die_with_parent()}
+        kw: dict[str, Any] = {
+            "cwd": cwd,
+            "env": self._env(user.pw_dir if user else os.environ.get("HOME", "/")),
+            "stdin": subprocess.DEVNULL,
+            "preexec_fn": die_with_parent(),
+        }
         if user is not None:
             kw.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
         return kw
 
     def _run(self, *args: str, timeout: float, code: str = "BACKUP_MISSING", cwd: str = "/") -> str:
         try:
-            proc = subprocess.run(self._argv(*args), capture_output=True, timeout=timeout, check=False, **self._kwargs(cwd))
+            proc = subprocess.run(
+                self._argv(*args), capture_output=True, timeout=timeout, check=False, **self._kwargs(cwd)
+            )
         except FileNotFoundError:
-            raise PhysicalSourceError(code, f"{self.binary!r} is not installed (apt-get install pgbackrest)") from None
+            raise PhysicalSourceError(
+                code, f"{self.binary!r} is not installed (apt-get install pgbackrest)"
+            ) from None
         except subprocess.TimeoutExpired:
-            raise PhysicalSourceError(code, f"pgbackrest {args[-1]} did not finish within {timeout:.0f}s") from None
+            raise PhysicalSourceError(
+                code, f"pgbackrest {args[-1]} did not finish within {timeout:.0f}s"
+            ) from None
         if len(proc.stdout) > MAX_INFO_BYTES:
-            raise PhysicalSourceError(code, f"pgbackrest {args[-1]} answered {len(proc.stdout)} bytes, more than "
-                                      f"{MAX_INFO_BYTES}; refusing to parse it")
+            raise PhysicalSourceError(
+                code,
+                f"pgbackrest {args[-1]} answered {len(proc.stdout)} bytes, more than "
+                f"{MAX_INFO_BYTES}; refusing to parse it",
+            )
         if proc.returncode != 0:
-            err = proc.stderr.decode("utf-8", "replace").strip()[-600:] or proc.stdout.decode("utf-8", "replace")[-600:]
-            raise PhysicalSourceError(code, f"pgbackrest {args[-1]} for stanza {self.stanza!r} exited {proc.returncode}: {err}")
+            err = (
+                proc.stderr.decode("utf-8", "replace").strip()[-600:]
+                or proc.stdout.decode("utf-8", "replace")[-600:]
+            )
+            raise PhysicalSourceError(
+                code, f"pgbackrest {args[-1]} for stanza {self.stanza!r} exited {proc.returncode}: {err}"
+            )
         return proc.stdout.decode("utf-8", "replace")
 
     # -- PhysicalSource ------------------------------------------------------------------
@@ -120,23 +164,37 @@ class PgBackRest:
         except ValueError as exc:
             raise PhysicalSourceError("BACKUP_MISSING", f"pgbackrest info is not JSON: {exc}") from None
         if not isinstance(doc, list):
-            raise PhysicalSourceError("BACKUP_MISSING", f"pgbackrest info: expected a JSON list, got {type(doc).__name__}")
+            raise PhysicalSourceError(
+                "BACKUP_MISSING", f"pgbackrest info: expected a JSON list, got {type(doc).__name__}"
+            )
         stanza = next((x for x in doc if isinstance(x, dict) and x.get("name") == self.stanza), None)
         if stanza is None:
             raise PhysicalSourceError("BACKUP_MISSING", f"pgbackrest info lists no stanza {self.stanza!r}")
         backups = stanza.get("backup")
         if not isinstance(backups, list):
-            raise PhysicalSourceError("BACKUP_MISSING", f"pgbackrest info key 'backup' of stanza {self.stanza!r}: expected "
-                                      f"a list, got {type(backups).__name__}")
+            raise PhysicalSourceError(
+                "BACKUP_MISSING",
+                f"pgbackrest info key 'backup' of stanza {self.stanza!r}: expected "
+                f"a list, got {type(backups).__name__}",
+            )
         good = [b for b in backups if isinstance(b, dict) and b.get("error") is not True]
         if not good:
-            raise PhysicalSourceError("BACKUP_MISSING", f"stanza {self.stanza!r} has no backup set without errors "
-                                      f"({len(backups)} listed)")
+            raise PhysicalSourceError(
+                "BACKUP_MISSING",
+                f"stanza {self.stanza!r} has no backup set without errors ({len(backups)} listed)",
+            )
         b = good[-1]  # pgbackrest lists oldest first
-        ts, arch, info, db = b.get("timestamp") or {}, b.get("archive") or {}, b.get("info") or {}, b.get("database") or {}
+        ts, arch, info, db = (
+            b.get("timestamp") or {},
+            b.get("archive") or {},
+            b.get("info") or {},
+            b.get("database") or {},
+        )
         for key, val in (("timestamp", ts), ("archive", arch), ("info", info), ("database", db)):
             if not isinstance(val, dict):
-                raise PhysicalSourceError("BACKUP_MISSING", f"pgbackrest info key 'backup[].{key}': expected an object")
+                raise PhysicalSourceError(
+                    "BACKUP_MISSING", f"pgbackrest info key 'backup[].{key}': expected an object"
+                )
         label = s.require_str(b.get("label"), tool=TOOL, key="backup[].label", pattern=s.SAFE_NAME_RE)
         start_wal = s.require_wal(arch.get("start"), tool=TOOL, key="backup[].archive.start")
         stop_wal = s.require_wal(arch.get("stop"), tool=TOOL, key="backup[].archive.stop")
@@ -149,17 +207,29 @@ class PgBackRest:
                 if pg_major is not None and pg_major < 10:
                     pg_major = None  # 9.x names are two-part; only 10+ is supported here
         for entry in stanza.get("archive") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("database"), dict) and entry["database"].get("id") == db_id:
-                self._archive_id = s.require_str(entry.get("id"), tool=TOOL, key="archive[].id", pattern=_ARCHIVE_ID_RE)
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("database"), dict)
+                and entry["database"].get("id") == db_id
+            ):
+                self._archive_id = s.require_str(
+                    entry.get("id"), tool=TOOL, key="archive[].id", pattern=_ARCHIVE_ID_RE
+                )
         if self._archive_id is None:
-            raise PhysicalSourceError("BACKUP_MISSING", f"pgbackrest info names no WAL archive for database id {db_id} "
-                                      f"of stanza {self.stanza!r}")
-        return BackupSet(label=label,
-                         start_time=s.require_epoch(ts.get("start"), tool=TOOL, key="backup[].timestamp.start"),
-                         stop_time=s.require_epoch(ts.get("stop"), tool=TOOL, key="backup[].timestamp.stop"),
-                         start_wal=start_wal, stop_wal=stop_wal, pg_major=pg_major,
-                         size_bytes=s.require_int(info.get("size"), tool=TOOL, key="backup[].info.size", optional=True),
-                         timeline=s.wal_timeline(start_wal))
+            raise PhysicalSourceError(
+                "BACKUP_MISSING",
+                f"pgbackrest info names no WAL archive for database id {db_id} of stanza {self.stanza!r}",
+            )
+        return BackupSet(
+            label=label,
+            start_time=s.require_epoch(ts.get("start"), tool=TOOL, key="backup[].timestamp.start"),
+            stop_time=s.require_epoch(ts.get("stop"), tool=TOOL, key="backup[].timestamp.stop"),
+            start_wal=start_wal,
+            stop_wal=stop_wal,
+            pg_major=pg_major,
+            size_bytes=s.require_int(info.get("size"), tool=TOOL, key="backup[].info.size", optional=True),
+            timeline=s.wal_timeline(start_wal),
+        )
 
     def wal_segments_needed(self, backup: BackupSet, target: Target) -> WalRange:
         # which segment holds a time/name target is only known by replaying; check through the archive's end
@@ -183,16 +253,24 @@ class PgBackRest:
                 if m and (after is None or m.group(1) > after):
                     yield m.group(1)
 
-    def restore(self, backup: BackupSet, target: Target, datadir: Path, *, env: Mapping[str, str],
-                timeout_s: float) -> RestoreInfo:
-        args = [f"--pg1-path={datadir}", f"--set={backup.label}", "--archive-mode=off",
-                f"--tablespace-map-all={datadir.parent / 'tablespaces'}"]
+    def restore(
+        self, backup: BackupSet, target: Target, datadir: Path, *, env: Mapping[str, str], timeout_s: float
+    ) -> RestoreInfo:
+        args = [
+            f"--pg1-path={datadir}",
+            f"--set={backup.label}",
+            "--archive-mode=off",
+            f"--tablespace-map-all={datadir.parent / 'tablespaces'}",
+        ]
         written = {"archive_mode": "off"}
         if isinstance(target, Latest):
             args.append("--type=default")
         else:
-            kind, value = {TargetTime: ("time", lambda t: t.time.strftime("%Y-%m-%d %H:%M:%S.%f+00")),
-                           TargetName: ("name", lambda t: t.name), TargetLsn: ("lsn", lambda t: t.lsn)}[type(target)]
+            kind, value = {
+                TargetTime: ("time", lambda t: t.time.strftime("%Y-%m-%d %H:%M:%S.%f+00")),
+                TargetName: ("name", lambda t: t.name),
+                TargetLsn: ("lsn", lambda t: t.lsn),
+            }[type(target)]
             args += [f"--type={kind}", f"--target={value(target)}", "--target-action=pause"]
             written.update({f"recovery_target_{kind}": value(target), "recovery_target_action": "pause"})
         self.passed_env.update({k: v for k, v in env.items() if k.startswith("PGBACKREST_")})

@@ -127,8 +127,9 @@ class PhysicalSource(Protocol):
         """Segment names in the archive for the backup's timeline, sorted, only those > ``after``."""
         ...
 
-    def restore(self, backup: BackupSet, target: Target, datadir: Path, *, env: Mapping[str, str],
-                timeout_s: float) -> RestoreInfo:
+    def restore(
+        self, backup: BackupSet, target: Target, datadir: Path, *, env: Mapping[str, str], timeout_s: float
+    ) -> RestoreInfo:
         """Restore ``backup`` into the empty ``datadir`` with recovery settings for ``target``."""
         ...
 
@@ -141,15 +142,21 @@ def where(tool: str, key: str) -> str:
 def require_str(value: object, *, tool: str, key: str, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
         expected = f"a string matching {pattern.pattern}" if pattern is not None else "a non-empty string"
-        raise PhysicalSourceError("BACKUP_MISSING", f"{where(tool, key)}: expected {expected}, got {str(value)[:80]!r}")
+        raise PhysicalSourceError(
+            "BACKUP_MISSING", f"{where(tool, key)}: expected {expected}, got {str(value)[:80]!r}"
+        )
     return value
 
 
-def require_int(value: object, *, tool: str, key: str, minimum: int = 0, optional: bool = False) -> int | None:
+def require_int(
+    value: object, *, tool: str, key: str, minimum: int = 0, optional: bool = False
+) -> int | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PhysicalSourceError("BACKUP_MISSING", f"{where(tool, key)}: expected an integer >= {minimum}, got {str(value)[:80]!r}")
+        raise PhysicalSourceError(
+            "BACKUP_MISSING", f"{where(tool, key)}: expected an integer >= {minimum}, got {str(value)[:80]!r}"
+        )
     return value
 
 
@@ -159,7 +166,9 @@ def require_wal(value: object, *, tool: str, key: str) -> str:
 
 def require_epoch(value: object, *, tool: str, key: str) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 32503680000:
-        raise PhysicalSourceError("BACKUP_MISSING", f"{where(tool, key)}: expected a Unix timestamp, got {str(value)[:80]!r}")
+        raise PhysicalSourceError(
+            "BACKUP_MISSING", f"{where(tool, key)}: expected a Unix timestamp, got {str(value)[:80]!r}"
+        )
     return datetime.fromtimestamp(value, tz=UTC)
 
 

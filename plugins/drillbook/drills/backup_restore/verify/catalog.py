@@ -33,7 +33,7 @@ _RELATIONS_SQL = f"""
 select n.nspname || '.' || c.relname, c.relkind::text
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'p', 'v', 'm', 'f') and {USER_SCHEMA_FILTER}
-  and {not_extension_member('pg_class', 'c.oid')}
+  and {not_extension_member("pg_class", "c.oid")}
 """
 
 _COLUMNS_SQL = f"""
@@ -46,7 +46,7 @@ from pg_attribute a
 join pg_class c on c.oid = a.attrelid
 join pg_namespace n on n.oid = c.relnamespace
 where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p', 'v', 'm', 'f')
-  and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+  and {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
 """
 
 _INDEXES_SQL = f"""
@@ -55,7 +55,7 @@ from pg_index x
 join pg_class i on i.oid = x.indexrelid
 join pg_class t on t.oid = x.indrelid
 join pg_namespace n on n.oid = i.relnamespace
-where {USER_SCHEMA_FILTER} and t.relkind in ('r', 'p', 'm') and {not_extension_member('pg_class', 't.oid')}
+where {USER_SCHEMA_FILTER} and t.relkind in ('r', 'p', 'm') and {not_extension_member("pg_class", "t.oid")}
 """
 
 # Not-null constraints (contype 'n', PostgreSQL 17+) are left out: the column
@@ -66,7 +66,7 @@ from pg_constraint k
 join pg_class t on t.oid = k.conrelid
 join pg_namespace n on n.oid = t.relnamespace
 where k.conrelid <> 0 and k.contype <> 'n' and {USER_SCHEMA_FILTER}
-  and {not_extension_member('pg_class', 't.oid')}
+  and {not_extension_member("pg_class", "t.oid")}
 """
 
 _SEQUENCES_SQL = f"""
@@ -84,7 +84,7 @@ select n.nspname || '.' || c.relname,
 from pg_sequence s
 join pg_class c on c.oid = s.seqrelid
 join pg_namespace n on n.oid = c.relnamespace
-where {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+where {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
 """
 
 _FUNCTIONS_SQL = f"""
@@ -95,7 +95,7 @@ select n.nspname || '.' || p.proname || '(' || pg_get_function_identity_argument
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
 join pg_language l on l.oid = p.prolang
-where {USER_SCHEMA_FILTER} and {not_extension_member('pg_proc', 'p.oid')}
+where {USER_SCHEMA_FILTER} and {not_extension_member("pg_proc", "p.oid")}
 """
 
 

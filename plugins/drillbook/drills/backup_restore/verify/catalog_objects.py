@@ -37,7 +37,7 @@ select n.nspname || '.' || c.relname, t.tgname,
 from pg_trigger t
 join pg_class c on c.oid = t.tgrelid
 join pg_namespace n on n.oid = c.relnamespace
-where not t.tgisinternal and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+where not t.tgisinternal and {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
 """
 
 _ROW_SECURITY_SQL = f"""
@@ -45,7 +45,7 @@ select n.nspname || '.' || c.relname,
        case when c.relrowsecurity then 'on' else 'off' end
          || case when c.relforcerowsecurity then ' forced' else '' end
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where c.relkind in ('r', 'p') and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+where c.relkind in ('r', 'p') and {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
 """
 
 _POLICIES_SQL = f"""
@@ -84,7 +84,7 @@ from pg_type t
 join pg_namespace n on n.oid = t.typnamespace
 where t.typtype in ('e', 'd', 'c', 'r')
   and (t.typtype <> 'c' or (select c.relkind from pg_class c where c.oid = t.typrelid) = 'c')
-  and {USER_SCHEMA_FILTER} and {not_extension_member('pg_type', 't.oid')}
+  and {USER_SCHEMA_FILTER} and {not_extension_member("pg_type", "t.oid")}
 """
 
 # aclexplode gives one row per (grantee, privilege); the owner's own rows are left out.
@@ -97,13 +97,13 @@ with items(object, item) as (
     join pg_namespace n on n.oid = c.relnamespace
     cross join lateral aclexplode(c.relacl) x
     where c.relacl is not null and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S') and x.grantee <> c.relowner
-      and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+      and {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
     union all
     select 'schema ' || n.nspname, {_ITEM}
     from pg_namespace n
     cross join lateral aclexplode(n.nspacl) x
     where n.nspacl is not null and x.grantee <> n.nspowner and {USER_SCHEMA_FILTER}
-      and {not_extension_member('pg_namespace', 'n.oid')}
+      and {not_extension_member("pg_namespace", "n.oid")}
     union all
     select 'default ' || pg_get_userbyid(d.defaclrole)::text || coalesce(' in ' || n.nspname, '') || ' on '
              || case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences' when 'f' then 'functions'
@@ -166,7 +166,9 @@ def read_database(conn: Any) -> dict[str, Any]:
 
 def flatten_objects(structure: dict[str, Any], into: dict[str, tuple[str, str | None]]) -> None:
     """Add the format-2 sections to a flattened structure; table-bound objects get the table as parent."""
-    tables = {rel: f"{body.get('kind', 'table')} {rel}" for rel, body in structure.get("relations", {}).items()}
+    tables = {
+        rel: f"{body.get('kind', 'table')} {rel}" for rel, body in structure.get("relations", {}).items()
+    }
     for key, signature in structure.get("triggers", {}).items():
         rel = key.rsplit(".", 1)[0]
         into[f"trigger {key}"] = (signature, tables.get(rel))

@@ -44,7 +44,7 @@ select n.nspname || '.' || c.relname, m.ispopulated
 from pg_matviews m
 join pg_namespace n on n.nspname = m.schemaname
 join pg_class c on c.relnamespace = n.oid and c.relname = m.matviewname
-where {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+where {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
 order by 1
 """
 
@@ -57,7 +57,7 @@ join pg_namespace tn on tn.oid = t.relnamespace
 join pg_am am on am.oid = i.relam
 join pg_namespace n on n.oid = i.relnamespace
 where am.amname = 'btree' and x.indisvalid and x.indisready and i.relpersistence <> 't'
-  and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'x.indrelid')}
+  and {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "x.indrelid")}
 order by 2
 """
 
@@ -113,8 +113,11 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
                 detail={"error": how},
             )
         return {"amcheck": how, "indexes_checked": 0}
-    indexes = [(oid, name) for oid, name, table in ladder.conn.execute(_BTREE_INDEXES_SQL).fetchall()
-               if ladder.in_scope(table)]
+    indexes = [
+        (oid, name)
+        for oid, name, table in ladder.conn.execute(_BTREE_INDEXES_SQL).fetchall()
+        if ladder.in_scope(table)
+    ]
     statement = sql.SQL("select {fn}(%s::oid::regclass)").format(fn=sql.Identifier(schema, "bt_index_check"))
     checked, corrupt, unchecked = 0, 0, []
     for oid, name in indexes:
@@ -146,8 +149,12 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
             continue
         ladder.builder.checked()
         checked += 1
-    facts: dict[str, Any] = {"amcheck": how, "indexes": len(indexes), "indexes_checked": checked,
-                             "indexes_corrupt": corrupt}
+    facts: dict[str, Any] = {
+        "amcheck": how,
+        "indexes": len(indexes),
+        "indexes_checked": checked,
+        "indexes_corrupt": corrupt,
+    }
     if unchecked:
         # Every unchecked index is named in the evidence (findings carry them too when required).
         facts["indexes_unchecked"] = unchecked

@@ -151,8 +151,15 @@ def run_ladder(
 
     timeouts = timeouts or DrillTimeouts()
     session = ScratchSession(dsn=scratch_dsn, statement_timeout_s=timeouts.verify_statement)
-    ladder = Ladder(builder=builder, session=session, verify=verify, base_dir=base_dir, previous=previous,
-                    source_server_version=source_server_version, check_timeout_s=timeouts.check)
+    ladder = Ladder(
+        builder=builder,
+        session=session,
+        verify=verify,
+        base_dir=base_dir,
+        previous=previous,
+        source_server_version=source_server_version,
+        check_timeout_s=timeouts.check,
+    )
     rungs: list[tuple[str, Rung]] = [
         ("verify.structure", structure.run),
         ("verify.server", server.run),

@@ -37,11 +37,24 @@ from drillbook.errors import ReferenceFromBackupError
 _DB_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+?) ", re.MULTILINE)
 
 
-def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
-         check: bool = True, timeout_s: int = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str],
+    *,
+    what: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout_s: int = TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout_s,
-                              env=env, check=False)
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise ReferenceFromBackupError(f"{what} did not finish within {timeout_s}s") from None
     if check and proc.returncode != 0:
@@ -50,8 +63,9 @@ def _run(argv: list[str], *, what: str, env: dict[str, str] | None = None,
     return proc
 
 
-def reference_from_backup(path: Path, *, database: str | None = None,
-                          timeout_s: int = TIMEOUT_S) -> tuple[dict[str, Any], str]:
+def reference_from_backup(
+    path: Path, *, database: str | None = None, timeout_s: int = TIMEOUT_S
+) -> tuple[dict[str, Any], str]:
     """Restore ``path``'s schema into a throwaway cluster and read its structure; return (structure, note).
 
     ``database``: for a plain dump that creates several databases, the one to describe.
@@ -74,12 +88,22 @@ def reference_from_backup(path: Path, *, database: str | None = None,
 
         return reference_from_plain(path, info, database=database, timeout_s=timeout_s)
     if database is not None:
-        raise ReferenceFromBackupError(f"--database applies to plain dumps only; {str(path)!r} is a {info.format} archive")
+        raise ReferenceFromBackupError(
+            f"--database applies to plain dumps only; {str(path)!r} is a {info.format} archive"
+        )
     restore_tool, seen = tools.choose("pg_restore", min_major=info.dump_major)
     if restore_tool is None:
-        raise ReferenceFromBackupError(f"no pg_restore >= {info.dump_major} found (found: {tools.describe(seen)})")
-    script = _run([restore_tool.path, "--schema-only", "-f", "-", str(path)], what="pg_restore (script)", timeout_s=timeout_s).stdout
-    listing = _run([restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l", timeout_s=timeout_s).stdout
+        raise ReferenceFromBackupError(
+            f"no pg_restore >= {info.dump_major} found (found: {tools.describe(seen)})"
+        )
+    script = _run(
+        [restore_tool.path, "--schema-only", "-f", "-", str(path)],
+        what="pg_restore (script)",
+        timeout_s=timeout_s,
+    ).stdout
+    listing = _run(
+        [restore_tool.path, "-l", "--create", str(path)], what="pg_restore -l", timeout_s=timeout_s
+    ).stdout
     # the source server's major when its binaries are installed (tools.choose prefers the exact major)
     cluster = EphemeralCluster(min_major=major_of(info.server_version) or info.dump_major)
     try:
@@ -97,25 +121,48 @@ def reference_from_backup(path: Path, *, database: str | None = None,
         structure = None
         proc = None
         if entry:  # the source's own CREATE DATABASE: its encoding, provider and locale
-            proc = _run([restore_tool.path, "--schema-only", "--no-password", "--create", "-d", "postgres", str(path)],
-                        what="pg_restore", timeout_s=timeout_s, env=env, check=False)
+            proc = _run(
+                [
+                    restore_tool.path,
+                    "--schema-only",
+                    "--no-password",
+                    "--create",
+                    "-d",
+                    "postgres",
+                    str(path),
+                ],
+                what="pg_restore",
+                timeout_s=timeout_s,
+                env=env,
+                check=False,
+            )
             try:
                 with connect(cluster.dsn(entry.group(1)), autocommit=True) as conn:
                     structure = read_structure(conn)
             except Exception:
-                why_not = "this cluster could not create the source's database (" + \
-                          (proc.stderr.strip().splitlines() or ["no error output"])[0][:200] + ")"
+                why_not = (
+                    "this cluster could not create the source's database ("
+                    + (proc.stderr.strip().splitlines() or ["no error output"])[0][:200]
+                    + ")"
+                )
         if structure is None:
             with connect(cluster.dsn(), autocommit=True) as conn:
                 conn.execute("create database drillbook_reference")
-            proc = _run([restore_tool.path, "--schema-only", "--no-password", "-d", "drillbook_reference", str(path)],
-                        what="pg_restore", timeout_s=timeout_s, env=env, check=False)
+            proc = _run(
+                [restore_tool.path, "--schema-only", "--no-password", "-d", "drillbook_reference", str(path)],
+                what="pg_restore",
+                timeout_s=timeout_s,
+                env=env,
+                check=False,
+            )
             with connect(cluster.dsn("drillbook_reference"), autocommit=True) as conn:
                 structure = read_structure(conn)
             structure.pop("database", None)
         errors = [line for line in proc.stderr.splitlines() if "error:" in line] if proc else []
-        note = (f"restored the schema of {info.summary()} into a throwaway PostgreSQL {cluster.version} cluster"
-                + (f" ({len(errors)} pg_restore errors: {errors[0].strip()[:200]})" if errors else ""))
+        note = (
+            f"restored the schema of {info.summary()} into a throwaway PostgreSQL {cluster.version} cluster"
+            + (f" ({len(errors)} pg_restore errors: {errors[0].strip()[:200]})" if errors else "")
+        )
         if why_not:
             note += f"; the collation is not recorded: {why_not}"
         return structure, note

@@ -64,7 +64,7 @@ def plain_roles(path: Path, *, gz: bool) -> set[str]:
     roles: set[str] = set()
     in_copy = False
     whole = True  # the previous piece ended a line: this one starts a line
-    with (gzip.open(path, "rb") if gz else path.open("rb")) as src:
+    with gzip.open(path, "rb") if gz else path.open("rb") as src:
         while True:
             piece = src.readline(LINE_MAX)
             if not piece:
@@ -91,19 +91,24 @@ def _pick_database(path: Path, created: list[str], database: str | None, cluster
     """The database to describe; None for a single-database dump (restored into drillbook's own)."""
     if database is not None:
         if database not in created:
-            raise _error(f"{str(path)!r}: --database {database!r} is not created by this dump "
-                         f"(it creates: {', '.join(repr(d) for d in created) or 'no database'})")
+            raise _error(
+                f"{str(path)!r}: --database {database!r} is not created by this dump "
+                f"(it creates: {', '.join(repr(d) for d in created) or 'no database'})"
+            )
         return database
     if len(created) == 1:
         return created[0]
     if created or cluster_dump:
-        raise _error(f"{str(path)!r} creates databases {', '.join(repr(d) for d in created) or '(none)'}; "
-                     "give --database NAME to say which one to describe")
+        raise _error(
+            f"{str(path)!r} creates databases {', '.join(repr(d) for d in created) or '(none)'}; "
+            "give --database NAME to say which one to describe"
+        )
     return None
 
 
-def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None = None,
-                         timeout_s: int = TIMEOUT_S) -> tuple[dict[str, Any], str]:
+def reference_from_plain(
+    path: Path, info: ArchiveInfo, *, database: str | None = None, timeout_s: int = TIMEOUT_S
+) -> tuple[dict[str, Any], str]:
     """Judge, then restore the whole plain dump into a throwaway cluster and read one database's structure."""
     from psycopg import sql
 
@@ -120,15 +125,19 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
         raise _error(f"{str(path)!r}: could not read the dump: {type(exc).__name__}: {exc}") from None
     if scan.refusals:
         first = scan.refusals[0]
-        raise _error(f"{str(path)!r} was refused at line {first.line} ({first.reason}: {first.statement}); "
-                     f"{len(scan.refusals)} statement(s) refused in all; nothing of it was run")
+        raise _error(
+            f"{str(path)!r} was refused at line {first.line} ({first.reason}: {first.statement}); "
+            f"{len(scan.refusals)} statement(s) refused in all; nothing of it was run"
+        )
     wanted = _pick_database(path, scan.created_databases, database, info.cluster)
     psql, seen = tools.choose("psql", min_major=info.dump_major)
     if psql is None:
         raise _error(f"no psql >= {info.dump_major} found (found: {tools.describe(seen)})")
     superuser = scan.superusers[0] if info.cluster and scan.superusers else "drillbook_ephemeral"
     roles = set() if info.cluster else plain_roles(path, gz=gz)
-    cluster = EphemeralCluster(min_major=major_of(info.server_version) or info.dump_major, superuser=superuser)
+    cluster = EphemeralCluster(
+        min_major=major_of(info.server_version) or info.dump_major, superuser=superuser
+    )
     try:
         cluster.start()
     except EphemeralUnavailable as exc:
@@ -139,29 +148,50 @@ def reference_from_plain(path: Path, info: ArchiveInfo, *, database: str | None 
                 conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
             if wanted is None:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(OWN_DATABASE)))
-        outcome = restore.run_restore(fmt=info.format, tool=psql, path=path,
-                                      scratch_db_dsn=cluster.dsn(OWN_DATABASE if wanted is None else "postgres"),
-                                      jobs=1, no_owner=False, timeout=timeout_s, scope="ephemeral",
-                                      expected=(f'role "{cluster.superuser}" already exists',))
+        outcome = restore.run_restore(
+            fmt=info.format,
+            tool=psql,
+            path=path,
+            scratch_db_dsn=cluster.dsn(OWN_DATABASE if wanted is None else "postgres"),
+            jobs=1,
+            no_owner=False,
+            timeout=timeout_s,
+            scope="ephemeral",
+            expected=(f'role "{cluster.superuser}" already exists',),
+        )
         groups = outcome.classifier.groups.values()
         if outcome.refusal is not None:  # the file changed between the two reads
-            raise _error(f"{str(path)!r}: the feed to psql was refused at {outcome.refusal.describe()}; "
-                         "no reference was written")
+            raise _error(
+                f"{str(path)!r}: the feed to psql was refused at {outcome.refusal.describe()}; "
+                "no reference was written"
+            )
         if outcome.fatal:
-            why = ("timed out" if outcome.timed_out else outcome.feed_error
-                   or next((g.sample[0] for g in groups if g.sample), " | ".join(outcome.classifier.tail)))
+            why = (
+                "timed out"
+                if outcome.timed_out
+                else outcome.feed_error
+                or next((g.sample[0] for g in groups if g.sample), " | ".join(outcome.classifier.tail))
+            )
             raise _error(f"{str(path)!r}: the restore did not complete ({why})")
         try:
             with connect(cluster.dsn(wanted or OWN_DATABASE), autocommit=True) as conn:
                 structure = read_structure(conn)
         except Exception as exc:
-            raise _error(f"{str(path)!r}: database {wanted!r} was not there after the restore "
-                         f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
+            raise _error(
+                f"{str(path)!r}: database {wanted!r} was not there after the restore "
+                f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})"
+            ) from None
         errors = [line for g in groups for line in g.sample]
-        note = (f"restored the whole of {info.summary()} (a plain dump has no schema-only mode) into a throwaway "
-                f"PostgreSQL {cluster.version} cluster through the statement filter ({scan.statements} statements judged)"
-                + (f"; described database {wanted!r}" if wanted else "")
-                + (f" ({outcome.classifier.error_lines} psql errors: {errors[0].strip()[:200]})" if errors else ""))
+        note = (
+            f"restored the whole of {info.summary()} (a plain dump has no schema-only mode) into a throwaway "
+            f"PostgreSQL {cluster.version} cluster through the statement filter ({scan.statements} statements judged)"
+            + (f"; described database {wanted!r}" if wanted else "")
+            + (
+                f" ({outcome.classifier.error_lines} psql errors: {errors[0].strip()[:200]})"
+                if errors
+                else ""
+            )
+        )
         if wanted is None:
             structure.pop("database", None)
             note += "; the collation is not recorded: the dump does not create its database (take it with -C to record it)"

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from drillbook.drills.backup_restore.verify.ladder import Ladder
     from drillbook.drills.base import PhaseHandle
 
-CHECK_TIMEOUT_S = 300  # the default; a run takes DRILLBOOK_CHECK_TIMEOUT from its settings (Ladder.check_timeout_s)
+CHECK_TIMEOUT_S = (
+    300  # the default; a run takes DRILLBOOK_CHECK_TIMEOUT from its settings (Ladder.check_timeout_s)
+)
 VALUE_MAX = 120
 
 
@@ -51,7 +53,9 @@ def _show(value: Any) -> str:
 UNDEFINED_TABLE = "42P01"
 
 
-def run_check(conn: Any, check: SqlCheck, *, timeout_s: int = CHECK_TIMEOUT_S) -> tuple[Any, str | None, str | None]:
+def run_check(
+    conn: Any, check: SqlCheck, *, timeout_s: int = CHECK_TIMEOUT_S
+) -> tuple[Any, str | None, str | None]:
     """Run one check read-only; return (value, None, None) or (None, error message, SQLSTATE)."""
     import psycopg
 
@@ -85,20 +89,33 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
         if error is not None and sqlstate != UNDEFINED_TABLE:
             # The check could not run: it is not counted, and it blocks verification.
             errored += 1
-            outcomes.append({"name": check.name, "expect": check.expect, "value": None, "error": error,
-                             "holds": None})
+            outcomes.append(
+                {"name": check.name, "expect": check.expect, "value": None, "error": error, "holds": None}
+            )
             ladder.builder.find(
                 "SEMANTICS_ERROR",
                 f"check {check.name!r} could not run on the restored data: {error}",
                 subject=check.name,
-                detail={"check": check.name, "expect": check.expect, "error": error, "sqlstate": sqlstate,
-                        "sql": check.sql},
+                detail={
+                    "check": check.name,
+                    "expect": check.expect,
+                    "error": error,
+                    "sqlstate": sqlstate,
+                    "sql": check.sql,
+                },
             )
             continue
         ladder.builder.checked()
         holds = error is None and parse_expectation(check.expect)(value)
-        outcomes.append({"name": check.name, "expect": check.expect, "value": None if error else shown,
-                         "error": error, "holds": holds})
+        outcomes.append(
+            {
+                "name": check.name,
+                "expect": check.expect,
+                "value": None if error else shown,
+                "error": error,
+                "holds": holds,
+            }
+        )
         if holds:
             continue
         failed += 1
@@ -110,8 +127,13 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
             "SEMANTICS_FAILED",
             message,
             subject=check.name,
-            detail={"check": check.name, "expect": check.expect, "value": None if error else shown,
-                    "error": error, "sql": check.sql},
+            detail={
+                "check": check.name,
+                "expect": check.expect,
+                "value": None if error else shown,
+                "error": error,
+                "sql": check.sql,
+            },
         )
     ladder.facts["semantics"] = {"checks": outcomes}
     ran = len(checks) - errored

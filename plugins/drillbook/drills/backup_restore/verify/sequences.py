@@ -54,7 +54,7 @@ left join pg_class t on t.oid = l.rel
 left join pg_namespace tn on tn.oid = t.relnamespace
 left join pg_attribute a on a.attrelid = l.rel and a.attnum = l.att
 left join pg_type ty on ty.oid = a.atttypid
-where {user_schema('sn')} and {not_extension_member('pg_class', 's.oid')}
+where {user_schema("sn")} and {not_extension_member("pg_class", "s.oid")}
 group by 1, 2, 3, 4, 5, 6, 7
 order by 1, 2, 4, 5, 6
 """
@@ -64,8 +64,11 @@ def check_sequences(ladder: Ladder) -> dict[str, Any]:
     """SEQUENCE_BEHIND for a sequence behind a column it feeds; SEQUENCE_UNCHECKED for one that feeds none."""
     rows = ladder.conn.execute(_SEQUENCE_LINKS_SQL).fetchall()
     names = {f"{r[0]}.{r[1]}" for r in rows}
-    pairs = [r for r in rows if r[3] is not None and r[6] in _NUMERIC_TYPES and r[2] != 0
-             and ladder.in_scope(f"{r[3]}.{r[4]}")]
+    pairs = [
+        r
+        for r in rows
+        if r[3] is not None and r[6] in _NUMERIC_TYPES and r[2] != 0 and ladder.in_scope(f"{r[3]}.{r[4]}")
+    ]
     linked = {f"{r[0]}.{r[1]}" for r in rows if r[3] is not None}
     only_default = {f"{r[0]}.{r[1]}" for r in rows if r[7] == "default nextval"}
     unchecked = 0
@@ -77,18 +80,27 @@ def check_sequences(ladder: Ladder) -> dict[str, Any]:
                 "SEQUENCE_UNCHECKED",
                 f"sequence {name} is used by no column (no OWNED BY, identity or DEFAULT nextval): "
                 "its position cannot be checked against any data",
-                subject=name, detail={"sequence": name, "linked": "none"})
+                subject=name,
+                detail={"sequence": name, "linked": "none"},
+            )
         elif tschema is not None and typname not in _NUMERIC_TYPES:
             unchecked += 1
             ladder.builder.find(
                 "SEQUENCE_UNCHECKED",
                 f"sequence {name} feeds {tschema}.{table}.{col} of type {typname} ({how}): "
                 "a non-numeric column cannot be compared with the sequence",
-                subject=name, detail={"sequence": name, "column": f"{tschema}.{table}.{col}", "linked": how})
+                subject=name,
+                detail={"sequence": name, "column": f"{tschema}.{table}.{col}", "linked": how},
+            )
     behind = _compare(ladder, pairs)
-    return {"sequences": len(names), "sequences_linked": len(linked),
-            "sequences_linked_only_by_default": len(only_default), "sequence_columns_checked": len(pairs),
-            "sequences_unchecked": unchecked, "sequences_behind": behind}
+    return {
+        "sequences": len(names),
+        "sequences_linked": len(linked),
+        "sequences_linked_only_by_default": len(only_default),
+        "sequence_columns_checked": len(pairs),
+        "sequences_unchecked": unchecked,
+        "sequences_behind": behind,
+    }
 
 
 def _compare(ladder: Ladder, pairs: list[tuple[Any, ...]]) -> int:
@@ -109,7 +121,9 @@ def _compare(ladder: Ladder, pairs: list[tuple[Any, ...]]) -> int:
             )
             for k, (sschema, seq, inc, tschema, table, col, _typ, _how) in enumerate(batch)
         ]
-        for i, last_value, is_called, extreme in ladder.conn.execute(sql.SQL(" union all ").join(parts)).fetchall():
+        for i, last_value, is_called, extreme in ladder.conn.execute(
+            sql.SQL(" union all ").join(parts)
+        ).fetchall():
             sschema, seq, increment, tschema, table, col, _typ, how = pairs[i]
             ladder.builder.checked()
             position = last_value if is_called else last_value - increment
@@ -122,8 +136,14 @@ def _compare(ladder: Ladder, pairs: list[tuple[Any, ...]]) -> int:
                 f"sequence {sschema}.{seq} is at {position} but {tschema}.{table}.{col} ({how}) already holds "
                 f"{extreme}: the next {abs(int((extreme - position) / increment))} inserts would collide",
                 subject=f"{sschema}.{seq}",
-                detail={"sequence": f"{sschema}.{seq}", "column": f"{tschema}.{table}.{col}", "linked": how,
-                        "last_value": int(last_value), "is_called": bool(is_called), f"column_{held}": int(extreme)},
+                detail={
+                    "sequence": f"{sschema}.{seq}",
+                    "column": f"{tschema}.{table}.{col}",
+                    "linked": how,
+                    "last_value": int(last_value),
+                    "is_called": bool(is_called),
+                    f"column_{held}": int(extreme),
+                },
             )
     return behind
 
@@ -133,9 +153,11 @@ def describe(facts: dict[str, Any]) -> str:
     total = facts["sequences"]
     if not total:
         return "no sequences in the restored database"
-    text = (f"{total} sequences found, {facts['sequences_linked']} linked to a column "
-            f"({facts['sequences_linked_only_by_default']} only by DEFAULT nextval), "
-            f"{facts['sequence_columns_checked']} sequence/column pairs checked")
+    text = (
+        f"{total} sequences found, {facts['sequences_linked']} linked to a column "
+        f"({facts['sequences_linked_only_by_default']} only by DEFAULT nextval), "
+        f"{facts['sequence_columns_checked']} sequence/column pairs checked"
+    )
     if facts["sequences_unchecked"]:
         text += f", {facts['sequences_unchecked']} could not be checked"
     return text

@@ -64,7 +64,9 @@ def check_collation(ladder: Ladder, restored: dict[str, Any], reference: dict[st
             "COLLATION_UNVERIFIABLE",
             f"the scratch database's collation {_label(restored)} reports no collation version: a change of the "
             "collation library that reorders text cannot be detected on this server",
-            subject=_label(restored), detail={"collation": _label(restored)})
+            subject=_label(restored),
+            detail={"collation": _label(restored)},
+        )
     expected = (reference or {}).get("database")
     if not isinstance(expected, dict):
         parts.append("not compared (the reference does not record the database collation)")
@@ -77,13 +79,20 @@ def check_collation(ladder: Ladder, restored: dict[str, Any], reference: dict[st
             f"the reference's database sorts with {_label(expected)} but the restore ran on {_label(restored)}: "
             "ORDER BY, range scans and text unique constraints can behave differently after a failover",
             subject=_label(restored),
-            detail={"expected": _label(expected), "restored": _label(restored),
-                    "differs": ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items())})
+            detail={
+                "expected": _label(expected),
+                "restored": _label(restored),
+                "differs": ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items()),
+            },
+        )
         parts.append(f"differs from the reference's {_label(expected)}")
     else:
         parts.append("matches the reference")
-    if expected.get("collation_version") and restored.get("collation_version") \
-            and expected["collation_version"] != restored["collation_version"]:
+    if (
+        expected.get("collation_version")
+        and restored.get("collation_version")
+        and expected["collation_version"] != restored["collation_version"]
+    ):
         parts.append(f"collation version {expected['collation_version']} -> {restored['collation_version']}")
     return "; ".join(parts)
 
@@ -92,9 +101,12 @@ def check_server_major(ladder: Ladder, scratch_version: str, source_version: str
     """SERVER_MAJOR_MISMATCH when the scratch server's major is not the dump's source server's."""
     scratch, source = major_of(scratch_version), major_of(source_version)
     ladder.facts.setdefault("server", {}).update(
-        {"scratch_server_version": scratch_version, "source_server_version": source_version})
+        {"scratch_server_version": scratch_version, "source_server_version": source_version}
+    )
     if source is None or scratch is None:
-        return f"scratch server {scratch_version}; the dump does not name its source server, major not compared"
+        return (
+            f"scratch server {scratch_version}; the dump does not name its source server, major not compared"
+        )
     ladder.builder.checked()
     if scratch == source:
         return f"scratch server {scratch_version} has the source's major ({source_version})"
@@ -102,11 +114,15 @@ def check_server_major(ladder: Ladder, scratch_version: str, source_version: str
     ladder.builder.find(
         "SERVER_MAJOR_MISMATCH",
         f"the dump was taken from a PostgreSQL {source_version} server but restored into PostgreSQL {scratch_version}: "
-        + ("the scratch server is older than production, objects or syntax of the newer major may fail or differ"
-           if older else "the drill did not prove a restore into production's major"),
+        + (
+            "the scratch server is older than production, objects or syntax of the newer major may fail or differ"
+            if older
+            else "the drill did not prove a restore into production's major"
+        ),
         severity=Severity.HIGH if older else Severity.MEDIUM,
         subject=f"source {source} vs scratch {scratch}",
-        detail={"source_server_version": source_version, "scratch_server_version": scratch_version})
+        detail={"source_server_version": source_version, "scratch_server_version": scratch_version},
+    )
     return f"scratch server {scratch_version} vs source {source_version}: major differs"
 
 
@@ -118,7 +134,9 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     ladder.facts["server"] = {"database": restored}
     collation = check_collation(ladder, restored, ladder.shared.get("reference"))
     if not ladder.verify.reference:
-        collation = collation.replace("the reference does not record the database collation", "no reference configured")
+        collation = collation.replace(
+            "the reference does not record the database collation", "no reference configured"
+        )
     version = str(ladder.conn.execute("show server_version").fetchone()[0])
     major = check_server_major(ladder, version, ladder.source_server_version)
     ph.detail = f"{collation}; {major}"

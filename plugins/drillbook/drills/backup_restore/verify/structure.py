@@ -72,7 +72,9 @@ def load_reference(path: Path) -> dict[str, Any]:
         data = read_json(path)
     except FileProblem as exc:
         if exc.message == "file not found":
-            raise ValueError(f"file {str(path)!r} does not exist; create it with `drillbook reference write`") from None
+            raise ValueError(
+                f"file {str(path)!r} does not exist; create it with `drillbook reference write`"
+            ) from None
         raise ValueError(f"file {str(path)!r} is not a readable JSON reference: {exc}") from None
     if not isinstance(data, dict) or data.get("drillbook_structure_reference") not in READABLE_FORMATS:
         found = data.get("drillbook_structure_reference") if isinstance(data, dict) else type(data).__name__
@@ -101,7 +103,9 @@ def unrecorded_sections(reference: dict[str, Any]) -> list[str]:
     return [name for name in SECTIONS if name not in reference]
 
 
-def diff_structures(reference: dict[str, Any], restored: dict[str, Any]) -> tuple[list[Difference], list[Difference]]:
+def diff_structures(
+    reference: dict[str, Any], restored: dict[str, Any]
+) -> tuple[list[Difference], list[Difference]]:
     """Return (missing, unexpected): one Difference per object, each named; a missing table hides its children.
 
     Only the sections the reference recorded are compared, so a format-1
@@ -136,7 +140,11 @@ def _emit(ladder: Ladder, code: str, diffs: list[Difference], *, reference: str)
             message = f"{diff.key} was restored but is not in the reference"
         else:
             message = f"{diff.key} differs from the reference: " + "; ".join(diff.items)
-        detail: dict[str, str | int] = {"object": diff.key, "kind": diff.key.split(" ", 1)[0], "reference": reference}
+        detail: dict[str, str | int] = {
+            "object": diff.key,
+            "kind": diff.key.split(" ", 1)[0],
+            "reference": reference,
+        }
         if diff.items:
             detail["differences"] = "; ".join(diff.items)
         ladder.builder.find(code, message, subject=subject, detail=detail)
@@ -175,8 +183,10 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
             subject="user tables",
             detail={"relations": len(restored["relations"])},
         )
-    summary = f"{len(tables)} tables, {len(restored['relations']) - len(tables)} views, " \
-              f"{len(restored['sequences'])} sequences, {len(restored['functions'])} functions"
+    summary = (
+        f"{len(tables)} tables, {len(restored['relations']) - len(tables)} views, "
+        f"{len(restored['sequences'])} sequences, {len(restored['functions'])} functions"
+    )
 
     if not ladder.verify.reference:
         ph.detail = summary + "; no reference configured"
@@ -211,6 +221,8 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     if not missing and not unexpected:
         ph.detail = summary + "; matches the reference"
     else:
-        ph.detail = summary + f"; vs reference: {len(missing)} missing/different, {len(unexpected)} unexpected"
+        ph.detail = (
+            summary + f"; vs reference: {len(missing)} missing/different, {len(unexpected)} unexpected"
+        )
     if not_checked:
         ph.detail += f"; not checked (the reference does not record them): {', '.join(not_checked)}"

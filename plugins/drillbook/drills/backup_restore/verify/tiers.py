@@ -44,9 +44,11 @@ def report_partial(ladder: Ladder) -> None:
     if verify.tier == "fast":
         what = "schema only: row counts, semantic checks, sequences, indexes and suites were not verified"
     else:
-        what = (f"sample of {len(verify.tables)} tables ({', '.join(verify.tables[:10])}"
-                f"{', ...' if len(verify.tables) > 10 else ''}): row counts, sequences and indexes of the other "
-                "tables were not verified")
+        what = (
+            f"sample of {len(verify.tables)} tables ({', '.join(verify.tables[:10])}"
+            f"{', ...' if len(verify.tables) > 10 else ''}): row counts, sequences and indexes of the other "
+            "tables were not verified"
+        )
     ladder.facts["partial"] = True
     ladder.builder.find(
         "PARTIAL_VERIFICATION",

@@ -35,7 +35,7 @@ BATCH = 100  # tables per UNION ALL statement
 _TABLES_SQL = f"""
 select n.nspname, c.relname, c.relkind::text
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where c.relkind in ('r', 'p') and {USER_SCHEMA_FILTER} and {not_extension_member('pg_class', 'c.oid')}
+where c.relkind in ('r', 'p') and {USER_SCHEMA_FILTER} and {not_extension_member("pg_class", "c.oid")}
 order by 1, 2
 """
 
@@ -115,7 +115,13 @@ def _check_drift(ladder: Ladder, rows: dict[str, int], before: dict[str, int]) -
                 "VOLUME_DRIFT",
                 f"table {table} had {then:,} rows at the last PASS{when} and is absent from this restore",
                 subject=table,
-                detail={"table": table, "previous_rows": then, "rows": 0, "absent": True, "tolerance": tolerance},
+                detail={
+                    "table": table,
+                    "previous_rows": then,
+                    "rows": 0,
+                    "absent": True,
+                    "tolerance": tolerance,
+                },
             )
         elif now < then * (1 - tolerance):
             shrink = (then - now) / then
@@ -124,8 +130,13 @@ def _check_drift(ladder: Ladder, rows: dict[str, int], before: dict[str, int]) -
                 f"table {table} shrank {shrink:.1%} since the last PASS{when} ({then:,} -> {now:,} rows; "
                 f"tolerance {tolerance:.0%})",
                 subject=table,
-                detail={"table": table, "previous_rows": then, "rows": now, "shrink": round(shrink, 4),
-                        "tolerance": tolerance},
+                detail={
+                    "table": table,
+                    "previous_rows": then,
+                    "rows": now,
+                    "shrink": round(shrink, 4),
+                    "tolerance": tolerance,
+                },
             )
     return checked
 

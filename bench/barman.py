@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -102,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.backup_restore.physical.barman_fixture import make_barman_repo
 
-    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
-    from drillbook.drills.backup_restore.physical.drill import run_physical
+    from physical_rounds import compare_rounds, physical_drill  # bench/, the loop both physical benches share
 
     root = Path(tempfile.mkdtemp(prefix="drillbook-bench-barman-"))
     built = make_barman_repo(root, bulk_rows=args.rows)
@@ -120,43 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             "config": str(repo.config),
             **({"os_user": repo.user} if repo.user else {}),
         }
-        drill = BackupRestoreDrill.model_validate(
-            {
-                "name": "bench_barman",
-                "kind": "backup_restore",
-                "schedule": "@daily",
-                "backup": {"barman": spec},
-                "scratch": {"connection": "drillbook_scratch"},
-                "objectives": {"rto": "4h", "rpo": "26h"},
-                "restore": {"timeout": "1h"},
-                "verify": {"min_rows": {"public.bench": args.rows}, "amcheck": True},
-            }
-        )
-        bare_times, drill_times = [], []
-        state = Path(tempfile.mkdtemp(prefix="drillbook-bench-state-"))
-        for i in range(args.rounds):
-            bare_times.append(bare_recover(repo, backup_id))
-            t0 = time.monotonic()
-            result = run_physical(drill=drill, state_dir=state)
-            drill_times.append(time.monotonic() - t0)
-            if result.verdict.value != "PASS":
-                print(
-                    f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}"
-                )
-                return 1
-            print(
-                f"round {i + 1}: bare {bare_times[-1]:.1f}s, drill {drill_times[-1]:.1f}s "
-                f"(phases: {', '.join(f'{p.name} {p.seconds:.1f}s' for p in result.phases)})"
-            )
-        shutil.rmtree(state, ignore_errors=True)
-        bare, whole = statistics.median(bare_times), statistics.median(drill_times)
-        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"bare barman recover+recovery median {bare:.2f}s, whole drill median {whole:.2f}s")
-        print(f"ratio drill / bare: {whole / bare:.2f}x (target <= 1.30x)")
-        print(
-            f"peak RSS: drill process {self_rss:.0f} MB, largest child (barman/postgres tools) {child_rss:.0f} MB"
-        )
+        drill = physical_drill("bench_barman", {"barman": spec}, args.rows)
+        if compare_rounds(
+            drill,
+            lambda: bare_recover(repo, backup_id),
+            rounds=args.rounds,
+            bare_label="bare barman recover+recovery",
+            tools="barman/postgres tools",
+        ):
+            return 1
     finally:
         built.close()
         shutil.rmtree(root, ignore_errors=True)

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from conftest import PG15_BIN, STANZA, make_source  # the test harness's real source cluster
-    from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
-    from drillbook.drills.backup_restore.physical.drill import run_physical
+    from physical_rounds import compare_rounds, physical_drill  # bench/, the loop both physical benches share
 
     src = make_source()
     try:
@@ -115,43 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         src.switch_wal()
         size = src.sql("select pg_size_pretty(pg_database_size('postgres'))")
         print(f"source: {args.rows:,} rows + 5% after the backup, database {size}")
-        drill = BackupRestoreDrill.model_validate(
-            {
-                "name": "bench_physical",
-                "kind": "backup_restore",
-                "schedule": "@daily",
-                "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}},
-                "scratch": {"connection": "drillbook_scratch"},
-                "objectives": {"rto": "4h", "rpo": "26h"},
-                "restore": {"timeout": "1h"},
-                "verify": {"min_rows": {"public.bench": args.rows}, "amcheck": True},
-            }
+        drill = physical_drill(
+            "bench_physical", {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}}, args.rows
         )
-        bare_times, drill_times = [], []
-        state = Path(tempfile.mkdtemp(prefix="drillbook-bench-state-"))
-        for i in range(args.rounds):
-            bare_times.append(bare_restore(src, PG15_BIN))
-            t0 = time.monotonic()
-            result = run_physical(drill=drill, state_dir=state)
-            drill_times.append(time.monotonic() - t0)
-            if result.verdict.value != "PASS":
-                print(
-                    f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}"
-                )
-                return 1
-            print(
-                f"round {i + 1}: bare {bare_times[-1]:.1f}s, drill {drill_times[-1]:.1f}s "
-                f"(phases: {', '.join(f'{p.name} {p.seconds:.1f}s' for p in result.phases)})"
-            )
-        shutil.rmtree(state, ignore_errors=True)
-        bare, whole = statistics.median(bare_times), statistics.median(drill_times)
-        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"bare restore+recovery median {bare:.2f}s, whole drill median {whole:.2f}s")
-        print(f"ratio drill / bare: {whole / bare:.2f}x (target <= 1.30x)")
-        print(
-            f"peak RSS: drill process {self_rss:.0f} MB, largest child (pgbackrest/postgres tools) {child_rss:.0f} MB"
-        )
+        if compare_rounds(
+            drill,
+            lambda: bare_restore(src, PG15_BIN),
+            rounds=args.rounds,
+            bare_label="bare restore+recovery",
+            tools="pgbackrest/postgres tools",
+        ):
+            return 1
     finally:
         src.stop()
         shutil.rmtree(src.root, ignore_errors=True)

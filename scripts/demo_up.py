@@ -111,24 +111,19 @@ def demo_checkpoint_key(home: Path) -> str | None:
     key (hex) to verify a downloaded pack with. A key the user set already is left alone (None)."""
     if os.environ.get("DRILLBOOK_CHECKPOINT_KEY"):
         return None
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from drillbook.ledger.checkpoint import generate_key_hex, load_private_key, public_hex
 
     path = home.parent / "demo" / "checkpoint.key"
     if path.is_file():
-        seed = bytes.fromhex(path.read_text().strip())
-        key = Ed25519PrivateKey.from_private_bytes(seed)
+        seed = path.read_text().strip()
     else:
-        key = Ed25519PrivateKey.generate()
-        seed = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
+        seed, _ = generate_key_hex()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(seed.hex() + "\n")
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-    os.environ["DRILLBOOK_CHECKPOINT_KEY"] = seed.hex()
+            fh.write(seed + "\n")
+    public = public_hex(load_private_key(seed, what=str(path)).public_key())
+    os.environ["DRILLBOOK_CHECKPOINT_KEY"] = seed
     os.environ.setdefault("DRILLBOOK_CHECKPOINT_PUBLIC_KEY", public)
     return public
 

@@ -8,12 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from drillbook.evidence.pack import FILES, MANIFEST, SIGNATURE, choose_sample, sample_rule, write_pack
 from drillbook.evidence.pack_verify import verify_pack
-from drillbook.ledger.checkpoint import CheckpointSettings
+from drillbook.ledger.checkpoint import CheckpointSettings, generate_key_hex
 from drillbook.ledger.store import Ledger
 
 from .conftest import backup_drill, catalogue
@@ -22,11 +20,7 @@ START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 21, tzinfo=UTC)
 
 
 def _key() -> tuple[str, str]:
-    key = Ed25519PrivateKey.generate()
-    return (
-        key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex(),
-        key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex(),
-    )
+    return generate_key_hex()
 
 
 @pytest.fixture

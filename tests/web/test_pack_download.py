@@ -17,12 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from fastapi.testclient import TestClient
 
 from drillbook.evidence.pack_verify import verify_pack
-from drillbook.ledger.checkpoint import CheckpointSettings
+from drillbook.ledger.checkpoint import CheckpointSettings, generate_key_hex
 from drillbook.web.app import PACK_MAX_DAYS, create_app, pack_filename
 from tests.evidence.conftest import backup_drill, catalogue
 from tests.web.test_pages import TOKEN, user
@@ -33,11 +31,7 @@ SINCE, UNTIL = (TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat()
 
 
 def _key() -> tuple[str, str]:
-    key = Ed25519PrivateKey.generate()
-    return (
-        key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex(),
-        key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex(),
-    )
+    return generate_key_hex()
 
 
 @pytest.fixture

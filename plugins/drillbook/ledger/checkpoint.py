@@ -117,6 +117,17 @@ def load_public_key(text: str, *, what: str = PUBLIC_KEY_ENV) -> Any:
     return Ed25519PublicKey.from_public_bytes(_raw32(text, what=what))
 
 
+def generate_key_hex() -> tuple[str, str]:
+    """A new Ed25519 key pair as (private seed, public key), each 64 hex digits: the form KEY_ENV takes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    raw = serialization.Encoding.Raw
+    seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    return seed.hex(), key.public_key().public_bytes(raw, serialization.PublicFormat.Raw).hex()
+
+
 def public_hex(public_key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 

@@ -44,12 +44,19 @@ def write(tmp_path: Path, *, suite: str = "orders", restore_suite: str = "orders
     return path
 
 
-def problems(path: Path) -> list[str]:
+def load(path: Path):
+    """Load as an entry point does: the settings (conftest sets DRILLBOOK_SUITE_CHECK=gx) say whether GX checks run."""
     from drillbook.catalogue import load_catalogue
+    from drillbook.settings import load_settings
+
+    return load_catalogue(path, gx_suites=load_settings().suite_check_for("cli"))
+
+
+def problems(path: Path) -> list[str]:
     from drillbook.errors import CatalogueError
 
     with pytest.raises(CatalogueError) as err:
-        load_catalogue(path)
+        load(path)
     return err.value.problems
 
 
@@ -158,14 +165,13 @@ def test_restore_suite_must_name_its_table(tmp_path):
 
 def test_fast_mode_skips_gx_but_keeps_structure(tmp_path, monkeypatch):
     """Inside Airflow's DAG processor the GX part waits for run time; the run reports it."""
-    from drillbook.catalogue import load_catalogue
 
     monkeypatch.setenv("DRILLBOOK_SUITE_CHECK", "fast")
 
     def misspell(data):
         data["expectations"][2]["type"] = "expect_column_values_to_not_be_nul"
 
-    load_catalogue(write(tmp_path, edit=misspell))  # no GX: not caught here
+    load(write(tmp_path, edit=misspell))  # no GX: not caught here
     assert len(problems(write(tmp_path, suite="nope"))) == 1  # but a missing file is
 
 

@@ -504,3 +504,22 @@ def catalogue_with_slack(tmp_path):
     catalogue = load_catalogue(REPO / "include" / "drills.yaml")
     assert catalogue.defaults.slack.connection == "drillbook_slack"
     return catalogue
+
+
+def test_a_default_client_does_not_change_the_retries_of_later_clients(both, monkeypatch):
+    """botocore rewrites the retries dict it is given: a shared default dict once made every later
+    connection's config_kwargs.retries.max_attempts ignored (found by the order of the full suite)."""
+    before = AwsClientFactory(conn_id="first").client("s3", "eu-west-1")
+    assert before.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
+    conn_env(
+        monkeypatch,
+        "aws_retry",
+        {"conn_type": "aws", "extra": {"config_kwargs": {"retries": {"max_attempts": 5}}}},
+    )
+    for resolver in both():
+        factory = resolver.aws("aws_retry")
+        for _ in range(2):  # the same factory twice: its own config is not consumed either
+            client = factory.client("s3", "eu-west-1")
+            assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
+    again = AwsClientFactory(conn_id="last").client("s3", "eu-west-1")
+    assert again.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}

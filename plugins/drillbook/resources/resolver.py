@@ -27,6 +27,7 @@ logged as a warning naming it, and ignored.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping
@@ -115,7 +116,9 @@ class AwsClientFactory:
     role_arn: str | None = None
     role_session_name: str = DEFAULT_ROLE_SESSION_NAME
     assume_role_kwargs: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)  # ExternalId
-    config_kwargs: Mapping[str, Any] = field(default_factory=lambda: dict(AWS_CONFIG_DEFAULTS), hash=False)
+    config_kwargs: Mapping[str, Any] = field(
+        default_factory=lambda: copy.deepcopy(AWS_CONFIG_DEFAULTS), hash=False
+    )
     verify: bool | str | None = None
     service_endpoints: Mapping[str, str] = field(default_factory=dict, hash=False)
 
@@ -141,7 +144,9 @@ class AwsClientFactory:
         from botocore import UNSIGNED
         from botocore.config import Config
 
-        options = dict(self.config_kwargs)
+        # a deep copy: botocore rewrites the ``retries`` dict it is given in place (max_attempts becomes
+        # total_max_attempts), which through a shallow copy changed the defaults of every later client
+        options = copy.deepcopy(dict(self.config_kwargs))
         if options.get("signature_version") == "unsigned":
             options["signature_version"] = UNSIGNED
         try:
@@ -260,8 +265,8 @@ def _aws_mapping(conn_id: str | None, extra: Mapping[str, Any], key: str) -> dic
 
 def _aws_config(conn_id: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
     """``config_kwargs`` over the defaults; a timeout may be changed but not removed (None, 0, negative: an error)."""
-    given = _aws_mapping(conn_id, extra, "config_kwargs")
-    merged = {**AWS_CONFIG_DEFAULTS, **given}
+    given = copy.deepcopy(_aws_mapping(conn_id, extra, "config_kwargs"))
+    merged = {**copy.deepcopy(AWS_CONFIG_DEFAULTS), **given}
     for key in ("connect_timeout", "read_timeout"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

@@ -42,6 +42,7 @@ import tempfile
 from pathlib import Path
 
 from drillbook.drills.backup_restore import ephemeral_reap, tools
+from drillbook.drills.backup_restore.tree_removal import remove_tree
 from drillbook.errors import DrillbookError
 
 SUPERUSER = "drillbook_ephemeral"
@@ -263,7 +264,7 @@ class EphemeralCluster:
             except EphemeralUnavailable:
                 pass
             self._running = False
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)  # unlinks in parallel: a serial rmtree of fsync'd files was most of teardown
         self.root = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import stat
 import subprocess
 import tempfile
 from pathlib import Path
+
+from drillbook.drills.backup_restore.tree_removal import remove_tree
 
 LOCK_NAME = "owner.lock"
 PREFIX = "drillbook-ephemeral-"
@@ -104,7 +105,7 @@ def reap(uids: set[int], tmp: str | None = None) -> list[str]:
             continue  # still running: leave it for a human rather than remove a live data directory
         if _postmaster_alive(root / "data"):
             continue
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
         if not root.exists():
             removed.append(str(root))
     return removed

@@ -215,28 +215,38 @@ class EphemeralCluster:
                 f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
                 "-c archive_mode=off -c full_page_writes=off -c max_connections=20"
             )
-            self._cmd(
-                [
-                    self._pg_ctl,
-                    "-D",
-                    str(self.root / "data"),
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT_S),
-                    "-o",
-                    opts,
-                    "-l",
-                    str(self.root / "server.log"),
-                    "start",
-                ],
-                timeout=START_TIMEOUT_S + 10,
-                prefix=self._private_network(),
-            )
+            self._start_server(opts, timeout_s=START_TIMEOUT_S)
             self._running = True
         except BaseException:
             self.close()
             raise
         return self
+
+    def _start_server(self, opts: str, *, timeout_s: int) -> None:
+        """``pg_ctl start`` of ``root/data`` with server options ``opts`` (one string: pg_ctl hands it to a
+        shell), its log in ``root/server.log``, in a private network namespace where the kernel allows.
+
+        The one place both kinds of cluster start: dump clusters here, physical-backup clusters in
+        physical/cluster.py.
+        """
+        assert self.root is not None
+        self._cmd(
+            [
+                self._pg_ctl,
+                "-D",
+                str(self.root / "data"),
+                "-w",
+                "-t",
+                str(timeout_s),
+                "-o",
+                opts,
+                "-l",
+                str(self.root / "server.log"),
+                "start",
+            ],
+            timeout=timeout_s + 10,
+            prefix=self._private_network(),
+        )
 
     def dsn(self, dbname: str = "postgres") -> str:
         assert self.root is not None

@@ -14,6 +14,8 @@ Rules this module enforces:
   ``drillbook.evidence.pack.build_pack`` as ``drillbook evidence pack`` (read-only: a SELECT
   role is enough) into a private temporary directory that is removed once the answer is sent;
   the control id reaches the ``Content-Disposition`` filename only as ``[A-Za-z0-9._-]``;
+  a build takes a slot of ``drillbook.web.pack_gate`` (one per user, two in all per process by
+  default): over the limit the answer is 429 with ``Retry-After``, at once, with nothing built;
 - bad input (a filter that does not parse) answers 400 and an unreachable ledger 503, each
   with a page that says what failed; never a traceback, never the DSN's password.
 """
@@ -43,6 +45,7 @@ from drillbook.evidence import render_pages as pages
 from drillbook.ledger.query import Filter
 from drillbook.safety.redact import redact
 from drillbook.web import queries
+from drillbook.web.pack_gate import PackBusy, PackGate, Slot, user_key
 
 COOKIE = "_token"  # Airflow's JWT cookie (airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN)
 _POOL_SIZE = 4
@@ -171,13 +174,18 @@ def _history_pack_note(control: str | None, catalogue: Any, pack_settings: Calla
 
 class _PackResponse(FileResponse):
     """The pack as a download; its private directory goes afterwards (the BackgroundTask), and also when
-    the client hangs up mid-download (Starlette skips the background task when sending raises)."""
+    the client hangs up mid-download (Starlette skips the background task when sending raises). The
+    build's slot (``pack_gate``) is given back only then: streaming a large zip is part of the cost."""
+
+    slot: Slot | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             shutil.rmtree(Path(self.path).parent, ignore_errors=True)
+            if self.slot is not None:
+                self.slot.release()
 
 
 def pack_response(
@@ -241,21 +249,48 @@ def _add_pack_route(
     dsn_provider: Callable[[], str],
     catalogue: Callable[[], Any] | None,
     pack_settings: Callable[[], Any] | None,
+    *,
+    user_dependency: Callable[..., Any],
+    gate: PackGate,
 ) -> None:
+    current_user = Depends(user_dependency)  # the app's own dependency: FastAPI calls it once per request
+
     @app.get("/pack", response_model=None)
     def pack(
-        request: Request, control: str | None = None, since: str | None = None, until: str | None = None
+        request: Request,
+        control: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        user: Any = current_user,
     ) -> FileResponse | HTMLResponse:
         chosen = _pack_control(control)
         period = _window(since, until, days=31)
-        return pack_response(
-            dsn_provider,
-            catalogue,
-            control=chosen,
-            period=period,
-            settings=_signing(pack_settings),
-            base=str(request.scope.get("root_path", "")).rstrip("/"),
-        )
+        base = str(request.scope.get("root_path", "")).rstrip("/")
+        try:
+            slot = gate.acquire(user_key(user))
+        except PackBusy as busy:
+            return HTMLResponse(
+                pages.error_page("Busy", busy.reason, base=base),
+                status_code=429,
+                headers={"Retry-After": str(busy.retry_after), "Cache-Control": "no-store"},
+            )
+        try:
+            answer = pack_response(
+                dsn_provider,
+                catalogue,
+                control=chosen,
+                period=period,
+                settings=_signing(pack_settings),
+                base=base,
+            )
+        except BaseException:
+            slot.release()
+            raise
+        if isinstance(answer, _PackResponse):
+            answer.slot = slot  # released once the zip is sent or the client is gone
+        else:
+            slot.release()
+        return answer
 
 
 def create_app(
@@ -266,12 +301,14 @@ def create_app(
     verify: Callable[[], dict[str, Any]] | None = None,
     catalogue: Callable[[], Any] | None = None,
     pack_settings: Callable[[], Any] | None = None,
+    pack_gate: PackGate | None = None,
 ) -> Any:
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
     ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
     (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds.
     ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (the entry
-    point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned)."""
+    point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned).
+    ``pack_gate`` limits concurrent pack builds (default: one per user, two in all, in this process)."""
     pool = LedgerPool(dsn_provider)
     app = FastAPI(
         title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None
@@ -429,7 +466,15 @@ def create_app(
             scope_from="every drill in the ledger (no catalogue configured)",
         )
 
-    _add_pack_route(app, dsn_provider, catalogue, pack_settings)
+    app.state.pack_gate = pack_gate or PackGate()
+    _add_pack_route(
+        app,
+        dsn_provider,
+        catalogue,
+        pack_settings,
+        user_dependency=user_dependency,
+        gate=app.state.pack_gate,
+    )
 
     def session_token(request: Request) -> str:
         header = request.headers.get("authorization", "")

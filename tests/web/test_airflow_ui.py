@@ -282,49 +282,86 @@ def shot(drv, artefacts: Path, name: str) -> None:
         shutil.copy(path, REPO / "docs" / f"evidence-{name}.png")
 
 
-def test_auditor_logs_in_filters_by_control_opens_a_record_and_sees_the_chart(server, browser, artefacts):
+def log_in_and_open_evidence_from_the_navigation(drv, server: Server, artefacts: Path):
+    """As an auditor does: Airflow's login page, then Browse → Evidence in the React UI's navigation.
+
+    Nothing here types a drillbook URL: the test opens Airflow's root, is sent to the login page, and
+    reaches the pages only through the navigation entry the plugin registers (``external_views``).
+    Returns with the driver switched into the Evidence view's iframe, on Drill history.
+    """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
-    browser.get(f"{server.base}/auth/login")  # Airflow's own login page (SimpleAuthManager)
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username")))
-    browser.find_element(By.CSS_SELECTOR, "input[name=username], input#username").send_keys("admin")
-    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait = WebDriverWait(drv, 60)
+    drv.get(f"{server.base}/")
+    user_field = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username"))
+    )
+    assert "/auth/login" in drv.current_url  # no session: Airflow's own login, no drillbook login
+    user_field.send_keys("admin")
+    drv.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
+    drv.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(lambda d: any(c["name"] == "_token" for c in d.get_cookies()))
 
-    browser.get(f"{server.base}/plugin/drillbook-evidence")  # the navigation entry's page in the Airflow UI
-    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
-    wait.until(lambda d: "/drillbook/history" in (frame.get_attribute("src") or ""))
-    time.sleep(2)
-    shot(browser, artefacts, "airflow-nav")
-    browser.switch_to.frame(frame)
+    # Airflow 3.3's sidebar: "Browse" is a menu button; the plugin's external view is an item in it
+    browse = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Browse']")))
+    browse.click()
+    entry = wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "[role=menu] [role=menuitem][data-value='Evidence']"))
+    )
+    shot(drv, artefacts, "airflow-browse-menu")
+    entry.click()
+    wait.until(lambda d: "/plugin/drillbook-evidence" in d.current_url)
+    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Evidence']")))
+    assert (frame.get_attribute("src") or "").endswith("/drillbook/history")
+    drv.switch_to.frame(frame)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table")))
-    assert "Drill history" in browser.page_source
+    assert "Drill history" in drv.page_source
+    return frame
+
+
+def test_auditor_logs_in_filters_by_control_opens_a_record_and_sees_the_chart(server, browser, artefacts):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    log_in_and_open_evidence_from_the_navigation(browser, server, artefacts)
+    browser.switch_to.default_content()
+    time.sleep(1)  # let the sidebar settle for the picture
+    shot(browser, artefacts, "airflow-nav")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
 
     browser.find_element(By.NAME, "control").send_keys("SOC2:A1.2")
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    wait.until(lambda d: "control=SOC2" in d.current_url)
+    wait.until(lambda d: "control=SOC2" in d.execute_script("return location.href"))
     links = browser.find_elements(By.CSS_SELECTOR, "a[href*='/record/']")
     assert [a.text for a in links] == ["4", "3", "2", "1"]
     browser.switch_to.default_content()
     shot(browser, artefacts, "history-filtered")
-    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
 
     browser.find_element(By.LINK_TEXT, "4").click()
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg.waterfall")))
     assert "RTO_EXCEEDED" in browser.page_source
     browser.switch_to.default_content()
     shot(browser, artefacts, "record")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
 
-    browser.get(f"{server.base}/drillbook/trends?drill=orders_nightly")
+    browser.find_element(By.LINK_TEXT, "Trends").click()  # the pages' own navigation, still in Airflow
+    Select(wait.until(ec.presence_of_element_located((By.NAME, "drill")))).select_by_visible_text(
+        "orders_nightly"
+    )
+    browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    wait.until(lambda d: "drill=orders_nightly" in d.execute_script("return location.href"))
     chart = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "svg.chart")))
     assert (
         chart.size["width"] > 300 and chart.size["height"] > 100
     )  # rendered, not just present in the markup
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.objective")
+    browser.switch_to.default_content()
+    assert "/plugin/drillbook-evidence" in browser.current_url  # never left Airflow's UI
     shot(browser, artefacts, "trends")
     assert (artefacts / "trends.png").stat().st_size > 5000
 
@@ -337,18 +374,14 @@ def test_auditor_downloads_the_pack_from_the_controls_page(server, browser, arte
     from drillbook.evidence.pack_verify import verify_pack
 
     wait = WebDriverWait(browser, 60)
-    browser.get(f"{server.base}/auth/login")
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username")))
-    browser.find_element(By.CSS_SELECTOR, "input[name=username], input#username").send_keys("admin")
-    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait.until(lambda d: any(c["name"] == "_token" for c in d.get_cookies()))
-
-    browser.get(f"{server.base}/drillbook/controls")
+    log_in_and_open_evidence_from_the_navigation(browser, server, artefacts)
+    browser.find_element(By.LINK_TEXT, "Controls").click()
     link = wait.until(ec.element_to_be_clickable((By.PARTIAL_LINK_TEXT, "Download evidence pack")))
     assert "signed with the checkpoint key" in browser.page_source
+    browser.switch_to.default_content()
     shot(browser, artefacts, "controls-download")
-    link.click()
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
+    link.click()  # inside Airflow's iframe (its sandbox allows downloads)
     deadline = time.monotonic() + 90
     done: list[Path] = []
     while time.monotonic() < deadline and not done:

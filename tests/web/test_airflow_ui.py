@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import HOSTILE, Seeded, seed_ledger
+from tests.web.conftest import HOSTILE, Seeded, ledger_writer, seed_ledger
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "evidence-admin-pw"  # a throwaway test login
@@ -102,12 +102,18 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
     private_hex = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
     public_hex = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     write_admin_password(home, PASSWORD)
-    with seed_ledger(pg) as seeded:
+    with seed_ledger(pg) as seeded, ledger_writer(pg, seeded) as writer:
         env = {
             **os.environ,
             **airflow_environment(home, port=port),
             "AIRFLOW__API_AUTH__JWT_SECRET": "evidence-test-jwt-secret-0123456789abcdef",
             "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(seeded.reader_dsn),
+            # the verify button's outcome goes to the ledger through this INSERT role, never the reader
+            "AIRFLOW_CONN_DRILLBOOK_LEDGER_WRITER": airflow_connection_json(writer),
+            # this checkout's drillbook, not whichever one the environment has installed
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO / "plugins"), os.environ.get("PYTHONPATH")) if p
+            ),
             "DRILLBOOK_CHECKPOINT_PATH": str(home / "checkpoints.jsonl"),
             "DRILLBOOK_CATALOGUE": str(drills),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -392,3 +398,30 @@ def test_auditor_downloads_the_pack_from_the_controls_page(server, browser, arte
     )
     report = verify_pack(done[0], public_key=server.public_key)
     assert report.ok and report.signed and report.trusted_key, report.problems
+
+
+def test_auditor_presses_verify_and_the_outcome_is_kept_in_the_ledger(server, browser, artefacts):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from drillbook.ledger.store import Ledger
+
+    wait = WebDriverWait(browser, 60)
+    log_in_and_open_evidence_from_the_navigation(browser, server, artefacts)
+    browser.find_element(By.LINK_TEXT, "Ledger status").click()
+    button = wait.until(lambda d: d.find_element(By.XPATH, "//button[text()='Verify the chain now']"))
+    with Ledger(server.seeded.dsn, spool=None) as ledger:
+        before = ledger.count()
+    button.click()
+    wait.until(lambda d: "by admin" in d.page_source)
+    assert "NOT RECORDED" not in browser.page_source
+    browser.switch_to.default_content()
+    shot(browser, artefacts, "ledger-verified")
+    with Ledger(server.seeded.dsn, spool=None) as ledger:
+        row = ledger.head()
+        assert ledger.count() == before + 1 and row is not None
+        assert (row.record_type, row.kind, row.drill, row.verdict) == ("watchdog", "ledger", "verify", "PASS")
+        assert row.result["details"]["verify"]["by"] == "admin"  # the Airflow user who pressed
+    # read back by the read-only role on a plain request: nothing of it lives in the browser or the process
+    status, page = get(f"{server.base}/drillbook/ledger", token=server.token)
+    assert status == 200 and f"record {row.seq}</a>)" in page and "OK at" in page

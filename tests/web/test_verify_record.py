@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import html
 import re
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg.conninfo import make_conninfo
 
 from drillbook.ledger.store import Ledger
 from drillbook.web.app import create_app, csrf_token, verify_with
+from tests.web.conftest import ledger_writer
 from tests.web.test_pages import TOKEN, user
 
 
 @pytest.fixture
 def writer_dsn(pg, seeded) -> Iterator[str]:
-    role = f"drillbook_writer_{uuid.uuid4().hex[:8]}"
-    dbname = psycopg.conninfo.conninfo_to_dict(seeded.dsn)["dbname"]
-    with psycopg.connect(seeded.dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-456'")
-        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
-        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
-        admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
-    try:
-        yield make_conninfo(seeded.dsn, user=role, password="writer-pw-456")
-    finally:
-        with psycopg.connect(seeded.dsn, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-        pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
+    with ledger_writer(pg, seeded) as dsn:
+        yield dsn
 
 
 @pytest.fixture

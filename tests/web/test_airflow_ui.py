@@ -314,7 +314,8 @@ def log_in_and_open_evidence_from_the_navigation(drv, server: Server, artefacts:
     browse = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Browse']")))
     browse.click()
     entry = wait.until(
-        ec.element_to_be_clickable((By.CSS_SELECTOR, "[role=menu] [role=menuitem][data-value='Evidence']"))
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "[role=menu] [role=menuitem][data-value='Evidence']")),
+        message="no 'Evidence' item in Airflow's Browse menu: is the plugin's external_views entry registered?",
     )
     shot(drv, artefacts, "airflow-browse-menu")
     entry.click()

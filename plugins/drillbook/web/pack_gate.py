@@ -17,12 +17,14 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from drillbook.errors import DrillbookError
+
 PER_USER = 1
 TOTAL = 2
 RETRY_AFTER_SECONDS = 10  # a small pack takes a few seconds; a year of a busy control tens of seconds
 
 
-class PackBusy(Exception):
+class PackBusy(DrillbookError):
     """No slot for this pack build now; ``reason`` says whose limit was reached."""
 
     def __init__(self, reason: str, *, retry_after: int) -> None:

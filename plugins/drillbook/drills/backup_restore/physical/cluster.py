@@ -154,17 +154,13 @@ class PhysicalCluster(EphemeralCluster):
 
     def prepare(self) -> Path:
         """Make the cluster's directory (locked for the reaper) and return the empty data directory to restore into."""
-        import fcntl
         import tempfile
 
         self._user = self._given_user
         uids = {os.geteuid()} | ({self._user.pw_uid} if self._user else set())
         self.reaped = ephemeral_reap.reap(uids)
         self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
-        self._lock_fd = os.open(
-            self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600
-        )
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock_fd = ephemeral_reap.hold_lock(self.root)
         self.data_dir.mkdir(mode=0o700)
         if self._user:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)

@@ -56,20 +56,22 @@ runs AS (
     GROUP BY drill, kind, dag_id, run_id
 ),
 placed AS MATERIALIZED (
-    SELECT sd.idx, r.*, width_bucket(r.first_at, sd.d) AS bucket
+    SELECT sd.idx, r.dag_id, r.run_id, r.first_at, r.last_at, r.rank, r.n, r.first_seq, r.last_seq,
+           width_bucket(r.first_at, sd.d) AS bucket
     FROM runs r JOIN sdues sd ON sd.drill = r.drill AND sd.kind = r.kind
 ),
 tally AS (
     SELECT idx, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
-           count(*) FILTER (WHERE rank >= 2) AS failed,
-           count(DISTINCT bucket) FILTER (WHERE bucket > 0) AS covered
+           count(*) FILTER (WHERE rank >= 2) AS failed, max(last_at) AS newest_at
     FROM placed GROUP BY idx
 ),
+buckets AS MATERIALIZED (SELECT DISTINCT idx, bucket FROM placed WHERE bucket > 0),
+covered AS (SELECT idx, count(*) AS covered FROM buckets GROUP BY idx),
 missed AS (
     SELECT sd.idx, o.due
     FROM sdues sd, unnest(sd.d) WITH ORDINALITY AS o(due, i)
     WHERE o.due + %(grace)s <= %(as_of)s
-      AND NOT EXISTS (SELECT 1 FROM placed p WHERE p.idx = sd.idx AND p.bucket = o.i)
+      AND NOT EXISTS (SELECT 1 FROM buckets b WHERE b.idx = sd.idx AND b.bucket = o.i)
 ),
 missed_count AS (SELECT idx, count(*) AS missed FROM missed GROUP BY idx),
 exc AS (
@@ -89,16 +91,17 @@ exc_agg AS (
            array_agg(stray ORDER BY rn DESC) AS e_stray, array_agg(first_seq ORDER BY rn DESC) AS e_first_seq
     FROM exc WHERE rn <= %(newest)s GROUP BY idx
 ),
-newest AS (
-    SELECT DISTINCT ON (idx) idx, dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq,
-           bucket = 0 AS stray
-    FROM placed ORDER BY idx, last_at DESC, (bucket = 0) DESC, first_at DESC, first_seq DESC
+newest AS (  -- among the runs ending last (usually one), the one the reference processes last
+    SELECT DISTINCT ON (p.idx) p.idx, p.dag_id, p.run_id, p.first_at, p.last_at, p.rank, p.n, p.first_seq,
+           p.last_seq, p.bucket = 0 AS stray
+    FROM placed p JOIN tally t ON t.idx = p.idx AND p.last_at = t.newest_at
+    ORDER BY p.idx, (p.bucket = 0) DESC, p.first_at DESC, p.first_seq DESC
 )
-SELECT sd.idx, coalesce(t.runs, 0), coalesce(t.passes, 0), coalesce(t.failed, 0), coalesce(t.covered, 0),
+SELECT sd.idx, coalesce(t.runs, 0), coalesce(t.passes, 0), coalesce(t.failed, 0), coalesce(c.covered, 0),
        coalesce(m.missed, 0), e.e_at, e.e_what, e.e_run, e.e_seq, e.e_stray, e.e_first_seq,
        nw.dag_id, nw.run_id, nw.first_at, nw.last_at, nw.rank, nw.n, nw.first_seq, nw.last_seq, nw.stray
-FROM sdues sd LEFT JOIN tally t USING (idx) LEFT JOIN missed_count m USING (idx) LEFT JOIN exc_agg e USING (idx)
-     LEFT JOIN newest nw USING (idx)
+FROM sdues sd LEFT JOIN tally t USING (idx) LEFT JOIN covered c USING (idx) LEFT JOIN missed_count m USING (idx)
+     LEFT JOIN exc_agg e USING (idx) LEFT JOIN newest nw USING (idx)
 ORDER BY sd.idx
 """
 

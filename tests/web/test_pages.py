@@ -282,3 +282,32 @@ def test_controls_summary_of_a_drill_whose_controls_changed_in_the_window(ledger
         history.add(now - timedelta(days=3, hours=-i), drill="changing", controls=controls, verdict=verdict)
     history.add(now - timedelta(days=2), drill="steady", controls=("DORA:Art.12",), verdict="FAIL")
     _plain_controls_summary_equals_the_page_query(ledger_dsn)
+
+
+def test_settled_days_are_cached_per_ledger_and_read_again_when_a_day_edge_changes(ledger_dsn):
+    """Controls without a catalogue keep settled days' counts; another chain at an edge misses the cache."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from drillbook.web import queries
+    from tests.evidence.conftest import History
+
+    history = History(ledger_dsn)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+    history.add(day + timedelta(hours=1), drill="a", verdict="PASS")
+    history.add(day + timedelta(days=1, hours=2), drill="a", verdict="FAIL")
+    since, until = day - timedelta(days=2), day + timedelta(days=4)
+
+    def runs() -> int:
+        with psycopg.connect(ledger_dsn, row_factory=dict_row) as conn:
+            (row,) = queries.controls_summary(conn, since=since, until=until)
+        return row["runs"]
+
+    assert runs() == 2
+    cached = len(queries._DAY_GROUPS)
+    assert runs() == 2 and len(queries._DAY_GROUPS) == cached  # the second request reads the cache
+    history.add(day + timedelta(days=2, hours=3), drill="a", verdict="PASS")  # a new first row of a day
+    assert runs() == 3
+    _plain_controls_summary_equals_the_page_query(ledger_dsn)

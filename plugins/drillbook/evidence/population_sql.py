@@ -13,7 +13,11 @@ digest:
   due_i+1), bucket 0 is before the first due time (a stray: a run of the previous period's
   occurrence, counted as a run, covering nothing);
 - an occurrence is covered when its bucket holds a run; an uncovered one is MISSED once its due
-  time plus the watchdog's grace is not after ``as_of``, else PENDING (counted nowhere);
+  time plus the watchdog's grace is not after ``as_of``, else PENDING (counted nowhere). The
+  matured occurrences are a prefix of the due times (``width_bucket(as_of - grace)``), so the
+  missed ones are the gaps between consecutive covered buckets inside it: counted from the gaps'
+  lengths, only the newest ``newest`` expanded into due times (no join of every occurrence
+  against every run);
 - per series SQL returns runs, passes, FAIL/ERROR runs, covered, missed, the newest run, and the
   newest ``newest`` exceptions (missed due times and FAIL/ERROR runs) with their total, so a page
   lists the latest ones and says how many there are; memory is bounded by series x ``newest``.
@@ -25,7 +29,7 @@ them, so ``tests/evidence/test_population_sql.py`` can hold both equal on varied
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drillbook.evidence.controls import STATUS_ORDER, ControlException, ControlRow
@@ -42,10 +46,12 @@ WITH series AS (
     FROM unnest(%(drill)s::text[], %(kind)s::text[], %(lo)s::int[], %(hi)s::int[]) WITH ORDINALITY
          AS s(drill, kind, lo, hi, idx)
 ),
-sdues AS (
-    SELECT idx, drill, kind,
-           CASE WHEN hi >= lo THEN (%(dues)s::timestamptz[])[lo:hi] ELSE '{}'::timestamptz[] END AS d
-    FROM series
+sdues AS MATERIALIZED (  -- each series' due times, and how many are past their grace (MISSED when uncovered)
+    SELECT idx, drill, kind, d,
+           width_bucket(%(as_of)s::timestamptz - make_interval(secs => %(grace)s), d) AS matured
+    FROM (SELECT idx, drill, kind,
+                 CASE WHEN hi >= lo THEN (%(dues)s::timestamptz[])[lo:hi] ELSE '{}'::timestamptz[] END AS d
+          FROM series) x
 ),
 runs AS (
     SELECT drill, kind, dag_id, run_id, min(recorded_at) AS first_at, max(recorded_at) AS last_at,
@@ -67,13 +73,26 @@ tally AS (
 ),
 buckets AS MATERIALIZED (SELECT DISTINCT idx, bucket FROM placed WHERE bucket > 0),
 covered AS (SELECT idx, count(*) AS covered FROM buckets GROUP BY idx),
-missed AS (
-    SELECT sd.idx, o.due
-    FROM sdues sd, unnest(sd.d) WITH ORDINALITY AS o(due, i)
-    WHERE o.due + %(grace)s <= %(as_of)s
-      AND NOT EXISTS (SELECT 1 FROM buckets b WHERE b.idx = sd.idx AND b.bucket = o.i)
+gaps AS (  -- runs of uncovered matured occurrences [g_lo, g_hi], found between consecutive covered buckets
+    SELECT x.idx, x.prev + 1 AS g_lo, least(x.bucket - 1, sd.matured) AS g_hi
+    FROM (SELECT idx, bucket, lag(bucket, 1, 0) OVER (PARTITION BY idx ORDER BY bucket) AS prev FROM buckets) x
+         JOIN sdues sd USING (idx)
+    WHERE x.prev + 1 <= least(x.bucket - 1, sd.matured)
+    UNION ALL
+    SELECT sd.idx, coalesce(m.top, 0) + 1, sd.matured
+    FROM sdues sd LEFT JOIN (SELECT idx, max(bucket) AS top FROM buckets GROUP BY idx) m USING (idx)
+    WHERE coalesce(m.top, 0) + 1 <= sd.matured
 ),
-missed_count AS (SELECT idx, count(*) AS missed FROM missed GROUP BY idx),
+missed_count AS (SELECT idx, sum(g_hi - g_lo + 1) AS missed FROM gaps GROUP BY idx),
+missed AS (  -- only the newest %(newest)s missed occurrences of each series are listed
+    SELECT r.idx, sd.d[i] AS due
+    FROM (SELECT idx, g_lo, g_hi,
+                 sum(g_hi - g_lo + 1) OVER (PARTITION BY idx ORDER BY g_hi DESC) - (g_hi - g_lo + 1) AS newer
+          FROM gaps) r
+         JOIN sdues sd USING (idx),
+         generate_series(greatest(r.g_lo, r.g_hi - (%(newest)s - r.newer) + 1), r.g_hi) AS i
+    WHERE r.newer < %(newest)s
+),
 exc AS (
     SELECT idx, at, what, run_id, seq, stray, first_seq,
            row_number() OVER (PARTITION BY idx ORDER BY at DESC, stray DESC, first_seq DESC) AS rn
@@ -174,7 +193,7 @@ def series_tallies(
         "start": start,
         "end": end,
         "drills": sorted({s.drill for s in every}),
-        "grace": timedelta(seconds=grace),
+        "grace": float(grace),  # seconds: make_interval(secs) has no day part, so no DST in the sum
         "as_of": as_of,
         "newest": newest,
     }

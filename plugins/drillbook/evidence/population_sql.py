@@ -71,17 +71,21 @@ tally AS (
            count(*) FILTER (WHERE rank >= 2) AS failed, max(last_at) AS newest_at
     FROM placed GROUP BY idx
 ),
-buckets AS MATERIALIZED (SELECT DISTINCT idx, bucket FROM placed WHERE bucket > 0),
-covered AS (SELECT idx, count(*) AS covered FROM buckets GROUP BY idx),
+ordered AS MATERIALIZED (  -- each run with the bucket of the run before it (in bucket order) in its series
+    SELECT idx, bucket, lag(bucket, 1, 0) OVER (PARTITION BY idx ORDER BY bucket) AS prev FROM placed
+),
+covered AS (  -- a bucket is covered once: count it where it first appears
+    SELECT idx, count(*) FILTER (WHERE bucket > 0 AND bucket <> prev) AS covered, max(bucket) AS top
+    FROM ordered GROUP BY idx
+),
 gaps AS (  -- runs of uncovered matured occurrences [g_lo, g_hi], found between consecutive covered buckets
-    SELECT x.idx, x.prev + 1 AS g_lo, least(x.bucket - 1, sd.matured) AS g_hi
-    FROM (SELECT idx, bucket, lag(bucket, 1, 0) OVER (PARTITION BY idx ORDER BY bucket) AS prev FROM buckets) x
-         JOIN sdues sd USING (idx)
-    WHERE x.prev + 1 <= least(x.bucket - 1, sd.matured)
+    SELECT o.idx, o.prev + 1 AS g_lo, least(o.bucket - 1, sd.matured) AS g_hi
+    FROM ordered o JOIN sdues sd USING (idx)
+    WHERE o.bucket > 0 AND o.bucket <> o.prev AND o.prev + 1 <= least(o.bucket - 1, sd.matured)
     UNION ALL
-    SELECT sd.idx, coalesce(m.top, 0) + 1, sd.matured
-    FROM sdues sd LEFT JOIN (SELECT idx, max(bucket) AS top FROM buckets GROUP BY idx) m USING (idx)
-    WHERE coalesce(m.top, 0) + 1 <= sd.matured
+    SELECT sd.idx, coalesce(c.top, 0) + 1, sd.matured
+    FROM sdues sd LEFT JOIN covered c USING (idx)
+    WHERE coalesce(c.top, 0) + 1 <= sd.matured
 ),
 missed_count AS (SELECT idx, sum(g_hi - g_lo + 1) AS missed FROM gaps GROUP BY idx),
 missed AS (  -- only the newest %(newest)s missed occurrences of each series are listed

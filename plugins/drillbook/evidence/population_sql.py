@@ -53,18 +53,19 @@ sdues AS MATERIALIZED (  -- each series' due times, and how many are past their 
                  CASE WHEN hi >= lo THEN (%(dues)s::timestamptz[])[lo:hi] ELSE '{}'::timestamptz[] END AS d
           FROM series) x
 ),
-runs AS (
-    SELECT drill, kind, dag_id, run_id, min(recorded_at) AS first_at, max(recorded_at) AS last_at,
-           max(CASE verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
-           count(*) AS n, min(seq) AS first_seq, max(seq) AS last_seq
-    FROM {table}
-    WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s AND drill = ANY(%(drills)s)
-    GROUP BY drill, kind, dag_id, run_id
+runs AS (  -- rows of no series (another kind, a drill not in the catalogue) drop out in the join
+    SELECT sd.idx, e.dag_id, e.run_id, min(e.recorded_at) AS first_at, max(e.recorded_at) AS last_at,
+           max(CASE e.verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
+           count(*) AS n, min(e.seq) AS first_seq, max(e.seq) AS last_seq
+    FROM {table} e JOIN sdues sd ON sd.drill = e.drill AND sd.kind = e.kind
+    WHERE e.record_type = 'drill' AND e.recorded_at >= %(start)s AND e.recorded_at < %(end)s
+      AND e.drill = ANY(%(drills)s)
+    GROUP BY sd.idx, e.dag_id, e.run_id
 ),
 placed AS MATERIALIZED (
-    SELECT sd.idx, r.dag_id, r.run_id, r.first_at, r.last_at, r.rank, r.n, r.first_seq, r.last_seq,
+    SELECT r.idx, r.dag_id, r.run_id, r.first_at, r.last_at, r.rank, r.n, r.first_seq, r.last_seq,
            width_bucket(r.first_at, sd.d) AS bucket
-    FROM runs r JOIN sdues sd ON sd.drill = r.drill AND sd.kind = r.kind
+    FROM runs r JOIN sdues sd USING (idx)
 ),
 tally AS (
     SELECT idx, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,

@@ -194,7 +194,8 @@ def series_tallies(
         "kind": [s.kind for s in every],
         "lo": lo,
         "hi": hi,
-        "dues": dues,
+        # one array literal: 0.6 ms of isoformat + 0.3 ms a query, against 2.4-4.4 ms for the driver's array dump
+        "dues": "{" + ",".join(d.isoformat() for d in dues) + "}",
         "start": start,
         "end": end,
         "drills": sorted({s.drill for s in every}),

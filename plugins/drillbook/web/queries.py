@@ -12,6 +12,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -186,6 +187,7 @@ _Group = tuple[
 #: one per drill and day, bounded like population's occurrence cache
 _DAY_GROUPS: OrderedDict[tuple[Any, ...], list[_Group]] = OrderedDict()
 _DAY_GROUPS_MAX = 800
+_DAY_GROUPS_LOCK = threading.Lock()  # the api-server runs sync pages in a thread pool
 
 
 def _groups(cur: Any, *, drill_names: list[str], since: datetime, until: datetime) -> dict[Any, list[_Group]]:
@@ -244,16 +246,21 @@ def window_groups(conn: Any, *, since: datetime, until: datetime) -> list[_Group
         marks = [(r["seq"], r["hash"]) for r in cur.fetchall()]
         where = (conn.info.host, conn.info.port, conn.info.dbname)
         keys = {d: (where, d, marks[n], marks[n + 1]) for n, d in enumerate(days)}
-        missing = [d for d in days if keys[d] not in _DAY_GROUPS]
+        with _DAY_GROUPS_LOCK:
+            have = {d: _DAY_GROUPS.get(keys[d]) for d in days}
+        missing = [d for d in days if have[d] is None]
         if missing:  # one scan from the first missing day to the last: usually all (first request) or none
             fresh = _groups(cur, drill_names=known, since=missing[0], until=missing[-1] + _DAY)
             for d in missing:
-                _DAY_GROUPS[keys[d]] = fresh.get(d, [])
+                have[d] = fresh.get(d, [])
+        with _DAY_GROUPS_LOCK:
+            for d in days:
+                _DAY_GROUPS[keys[d]] = have[d] or []
+                _DAY_GROUPS.move_to_end(keys[d])
+            while len(_DAY_GROUPS) > _DAY_GROUPS_MAX:
+                _DAY_GROUPS.popitem(last=False)
         for d in days:
-            _DAY_GROUPS.move_to_end(keys[d])
-            out += _DAY_GROUPS[keys[d]]
-        while len(_DAY_GROUPS) > _DAY_GROUPS_MAX:
-            _DAY_GROUPS.popitem(last=False)
+            out += have[d] or []
         for lo_edge, hi_edge in ((since, days[0]), (days[-1] + _DAY, until)):  # the live edges
             if lo_edge < hi_edge:
                 for groups in _groups(cur, drill_names=known, since=lo_edge, until=hi_edge).values():

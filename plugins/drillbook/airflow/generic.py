@@ -75,7 +75,7 @@ def build_dag(drill: Any, catalogue: Catalogue) -> DAG:
 
     with drill_dag(drill, catalogue) as dag:
 
-        @task(task_id="run")
+        @task(task_id="run", multiple_outputs=False)
         def run(**context: Any) -> dict[str, Any]:
             return run_now(drill, catalogue, context)
 

@@ -81,7 +81,7 @@ def build_dag(drill: Any, catalogue: Catalogue) -> DAG:
         tags=["drillbook", KIND, drill.kind],
     ) as dag:
 
-        @task(task_id="provoke")
+        @task(task_id="provoke", multiple_outputs=False)
         def provoke(**context: Any) -> dict[str, Any]:
             from drillbook.airflow.runtime import report
 

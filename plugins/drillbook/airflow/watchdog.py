@@ -69,7 +69,7 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
     )
     with drill_dag(subject, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
 
-        @task(task_id="watchdog")
+        @task(task_id="watchdog", multiple_outputs=False)
         def watchdog(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
@@ -106,7 +106,7 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
     )
     with drill_dag(subject, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
 
-        @task(task_id="digest")
+        @task(task_id="digest", multiple_outputs=False)
         def digest(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow

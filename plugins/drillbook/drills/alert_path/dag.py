@@ -101,7 +101,7 @@ def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
 
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
 
-        @task(task_id="prove_path", map_index_template="{{ alert_path }}")
+        @task(task_id="prove_path", map_index_template="{{ alert_path }}", multiple_outputs=False)
         def prove_path(path_name: str) -> dict[str, Any]:
             # a FAIL/ERROR verdict raises AirflowFailException (never retried); only a crash is retried
             from drillbook.airflow.runtime import report
@@ -116,7 +116,7 @@ def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
             summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
             return summary
 
-        @task(task_id="plan_paths", retries=0)
+        @task(task_id="plan_paths", retries=0, multiple_outputs=False)
         def plan_paths() -> list[str]:
             # An unmapped task on purpose: Airflow derives a DAG's owner (UI, REST API) from its
             # unmapped tasks only, so a DAG of nothing but a mapped task showed owner "airflow".

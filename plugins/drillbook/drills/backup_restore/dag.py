@@ -236,7 +236,7 @@ def _build_physical_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
 
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
 
-        @task(task_id="reap_clusters", retries=0)
+        @task(task_id="reap_clusters", retries=0, multiple_outputs=False)
         def reap_clusters() -> list[str]:
             from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
 
@@ -248,11 +248,11 @@ def _build_physical_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
                 )
                 return []
 
-        @task(task_id="restore_and_verify")
+        @task(task_id="restore_and_verify", multiple_outputs=False)
         def restore_and_verify(reaped: list[str] | None) -> dict[str, Any]:
             return physical_now(drill, catalogue, reaped=reaped).to_json_dict()
 
-        @task(task_id="record")
+        @task(task_id="record", multiple_outputs=False)
         def record(result_json: dict[str, Any]) -> dict[str, Any]:
             from drillbook.airflow.runtime import report
             from drillbook.result import DrillResult
@@ -272,22 +272,22 @@ def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
         return _build_physical_dag(drill, catalogue)
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
 
-        @task(task_id="reap_scratch", retries=0)
+        @task(task_id="reap_scratch", retries=0, multiple_outputs=False)
         def reap_scratch() -> dict[str, list[str]]:
             return reap_now(drill)
 
-        @task(task_id="create_scratch")
+        @task(task_id="create_scratch", multiple_outputs=False)
         def create_scratch() -> str | None:
             return create_now(drill, get_current_context()["run_id"])
 
-        @task(task_id="restore_and_verify")
+        @task(task_id="restore_and_verify", multiple_outputs=False)
         def restore_and_verify(scratch_db: str | None, reaped: dict[str, list[str]] | None) -> dict[str, Any]:
             result = restore_now(
                 drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped
             )
             return result.to_json_dict()
 
-        @task(task_id="record")
+        @task(task_id="record", multiple_outputs=False)
         def record(result_json: dict[str, Any]) -> dict[str, Any]:
             from drillbook.airflow.runtime import report
             from drillbook.result import DrillResult
@@ -296,7 +296,7 @@ def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
             summary = report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
             return summary
 
-        @task(task_id="drop_scratch")
+        @task(task_id="drop_scratch", multiple_outputs=False)
         def drop_scratch(scratch_db: str | None) -> bool:
             return drop_now(drill, scratch_db)
 

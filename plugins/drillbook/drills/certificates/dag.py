@@ -102,7 +102,7 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
         if drill.endpoints:
             total = len(drill.endpoints)
 
-            @task(task_id="check_endpoints", map_index_template="{{ cert_batch }}")
+            @task(task_id="check_endpoints", map_index_template="{{ cert_batch }}", multiple_outputs=False)
             def check_endpoints(batch: list[int]) -> list[dict[str, Any]]:
                 from drillbook.drills.certificates import check_endpoints as probe_and_judge
 
@@ -117,7 +117,7 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
 
         if drill.files:
 
-            @task(task_id="check_files")
+            @task(task_id="check_files", multiple_outputs=False)
             def check_files() -> list[dict[str, Any]]:
                 from drillbook.drills.certificates import check_files as read_and_judge
 
@@ -130,7 +130,7 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
 
         if drill.acm is not None:
 
-            @task(task_id="check_acm")
+            @task(task_id="check_acm", multiple_outputs=False)
             def check_acm() -> list[dict[str, Any]]:
                 from drillbook.drills.certificates import check_acm as describe_and_judge
 
@@ -141,7 +141,7 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
 
         configured = list(groups)
 
-        @task(task_id="summarize", trigger_rule="all_done")
+        @task(task_id="summarize", trigger_rule="all_done", multiple_outputs=False)
         def summarize(endpoints: Any = None, files: Any = None, acm: Any = None) -> dict[str, Any]:
             # explicit parameters: a **kwargs signature would also receive Airflow's context variables
             from drillbook.airflow.runtime import report

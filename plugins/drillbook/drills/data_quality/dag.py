@@ -73,7 +73,7 @@ def build_dag(drill: DataQualityDrill, catalogue: Catalogue) -> DAG:
 
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
 
-        @task(task_id="validate")
+        @task(task_id="validate", multiple_outputs=False)
         def validate(**context: Any) -> dict[str, Any]:
             from drillbook.airflow.runtime import report
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -116,11 +116,11 @@ def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
             summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
             return summary
 
-        @task(task_id="plan_paths", retries=0, multiple_outputs=False)
         def plan_paths() -> list[str]:
             # An unmapped task on purpose: Airflow derives a DAG's owner (UI, REST API) from its
             # unmapped tasks only, so a DAG of nothing but a mapped task showed owner "airflow".
             return [p.name for p in drill.paths]
 
-        prove_path.expand(path_name=plan_paths())
+        # @task only where a task is mapped over another task's output (see factory.drill_task)
+        prove_path.expand(path_name=drill_task(plan_paths, "plan_paths", retries=0))
     return dag

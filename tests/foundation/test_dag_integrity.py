@@ -57,8 +57,9 @@ def test_policy(dagbag):
 
 
 def test_every_task_declares_its_xcom_shape(dagbag):
-    """``multiple_outputs`` is given on every ``@task``: otherwise Airflow evaluates each task's return annotation
-    at parse time (``get_type_hints``, ~10% of a 1,000-drill parse) and splits a dict result into one XCom per key.
+    """One XCom per task: tasks are ``PythonOperator``s (``factory.drill_task``), and the ``@task`` left declares
+    ``multiple_outputs=False``; otherwise Airflow evaluates its return annotation at parse time (``get_type_hints``,
+    ~10% of a 1,000-drill parse) and splits a dict result into one XCom per key that nothing reads.
     """
     for dag_id, dag in dagbag.dags.items():
         for task in dag.tasks:

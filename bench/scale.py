@@ -20,7 +20,8 @@ Bytecode: an installed drillbook has its modules (and its dependencies') compile
 ``PYTHONDONTWRITEBYTECODE``, so every process of this bench would compile pydantic, pydantic-settings and
 drillbook from source and count it as drillbook's cost. The DAG-parse and validate rows therefore run with a
 private bytecode cache in the bench's temporary directory (``PYTHONPYCACHEPREFIX``), warmed by one untimed
-run; ``--no-bytecode`` measures the source-only case as before.
+run; ``--no-bytecode`` runs with the environment as it is (under ``make``: nothing written, so whatever
+``.pyc`` files the venv happens to hold; none in a fresh ``uv sync``, and never any for ``plugins/``).
 """
 
 from __future__ import annotations
@@ -203,7 +204,9 @@ REPORT = (
 
 
 def use_bytecode_cache(prefix: Path) -> None:
-    """Compile to and load from ``prefix`` in this process and its children, as an installed package does."""
+    """Load and write bytecode only under ``prefix`` (never ``__pycache__`` beside the sources, whatever another
+    run left in the shared venv) in this process and its children, as an installed package has it."""
+    prefix.mkdir(parents=True, exist_ok=True)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
     sys.dont_write_bytecode = False

@@ -12,7 +12,8 @@ Tasks are classic ``PythonOperator``s made by ``drill_task`` (upstream results p
 ``XComArg``s in ``op_args``), not ``@task``: the TaskFlow decorator costs Airflow about 1.6x
 the CPU of the same operator at parse time (a decorator object per task per DAG, signature
 checks, return-annotation inference), and a 1,000-drill catalogue parses 2,500 of them in
-one file. Only a task mapped over another task's output keeps ``@task(...).expand``.
+one file. Mapped tasks are ``PythonOperator.partial(...).expand(op_args=...)``
+(``drill_mapped_task``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,16 @@ def drill_task(python_callable: Any, task_id: str, *upstream: Any, **operator_kw
         **operator_kwargs,
     )
     return XComArg(operator)
+
+
+def drill_mapped_task(python_callable: Any, task_id: str, over: Any, **operator_kwargs: Any) -> Any:
+    """A task mapped over ``over``: one instance ``python_callable(*args)`` per ``args`` list in it (a literal list,
+    or the ``XComArg`` of a task that returns a list of argument lists); returns its ``XComArg``."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import XComArg
+
+    partial = PythonOperator.partial(task_id=task_id, python_callable=python_callable, **operator_kwargs)
+    return XComArg(partial.expand(op_args=over))
 
 
 def drill_dag(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag, drill_task
+from drillbook.airflow.factory import drill_dag, drill_mapped_task, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -95,8 +95,7 @@ def acm_client_factory(spec: Any) -> Any:
 
 def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
     """``dr_certificates__<name>``: check_endpoints (mapped) / check_files / check_acm -> summarize."""
-    from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import XComArg, get_current_context
+    from airflow.sdk import get_current_context
 
     groups: dict[str, Any] = {}
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
@@ -113,12 +112,11 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
                 )
                 return record_items(results, catalogue=catalogue, context=context, group="endpoints")
 
-            groups["endpoints"] = XComArg(
-                PythonOperator.partial(
-                    task_id="check_endpoints",
-                    python_callable=check_endpoints,
-                    map_index_template="{{ cert_batch }}",
-                ).expand(op_args=[[batch] for batch in batches(drill)])
+            groups["endpoints"] = drill_mapped_task(
+                check_endpoints,
+                "check_endpoints",
+                [[batch] for batch in batches(drill)],
+                map_index_template="{{ cert_batch }}",
             )
 
         if drill.files:

@@ -364,21 +364,58 @@ def series_tallies(
         cut = default_cut(start=start, end=end, as_of=as_of, grace=grace)
     if cut is None or not (start < cut <= end) or cut + timedelta(seconds=grace) > as_of:
         return _tallies(conn, every, dues_of, start=start, end=end, as_of=as_of, grace=grace, newest=newest)
-    from psycopg.rows import tuple_row
+    from psycopg.pq import TransactionStatus
 
     from drillbook.ledger.schema import TABLE
 
-    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+    # one snapshot for the edges, the straddle check and the tail: a run's row committed between them
+    # could otherwise be missed by the check and counted by the tail
+    fresh = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        if fresh:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _split(
+            conn,
+            every,
+            lists,
+            dues_of,
+            start=start,
+            end=end,
+            cut=cut,
+            as_of=as_of,
+            tz=tz,
+            grace=grace,
+            newest=newest,
+            table=TABLE,
+        )
+
+
+def _split(
+    conn: Any,
+    every: list[Series],
+    lists: dict[tuple[str, float | None], list[datetime]],
+    dues_of: list[list[datetime]],
+    *,
+    start: datetime,
+    end: datetime,
+    cut: datetime,
+    as_of: datetime,
+    tz: str,
+    grace: float,
+    newest: int,
+    table: str,
+) -> list[SeriesTally]:
+    from psycopg.rows import tuple_row
+
+    with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(
-            _EDGES_SQL.replace("{table}", TABLE),
+            _EDGES_SQL.replace("{table}", table),
             {"start": start, "cut": cut, "end": end, "drills": sorted({s.drill for s in every})},
         )
-        row = cur.fetchone()
-    at_start, at_cut, straddle = (
-        (row[0], row[1], row[2]) if not isinstance(row, dict) else tuple(row.values())
-    )
+        at_start, at_cut, straddle = cur.fetchone()
     if straddle:
-        CACHE_STATS["straddle"] += 1
+        with _HEADS_LOCK:
+            CACHE_STATS["straddle"] += 1
         return _tallies(conn, every, dues_of, start=start, end=end, as_of=as_of, grace=grace, newest=newest)
     ks = {key: bisect_right(times, cut) for key, times in lists.items()}  # due times <= cut: the head's
     head_lists = {key: times[: ks[key]] for key, times in lists.items()}
@@ -399,8 +436,8 @@ def series_tallies(
         heads = _HEADS.get(cache_key)
         if heads is not None:
             _HEADS.move_to_end(cache_key)
+        CACHE_STATS["hit" if heads is not None else "miss"] += 1
     if heads is None:
-        CACHE_STATS["miss"] += 1
         heads = _tallies(  # every head due time is matured: as_of is past cut + grace
             conn,
             every,
@@ -415,8 +452,6 @@ def series_tallies(
             _HEADS[cache_key] = heads
             while len(_HEADS) > _HEADS_MAX:
                 _HEADS.popitem(last=False)
-    else:
-        CACHE_STATS["hit"] += 1
     tails = _tallies(
         conn,
         every,

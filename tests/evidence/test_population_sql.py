@@ -234,9 +234,20 @@ def test_a_run_across_the_cut_is_read_whole_and_appended_rows_keep_the_cache(led
         )  # appended: the head still holds
         check()
         assert population_sql.CACHE_STATS["hit"] - before["hit"] == 2
-        # one run (mapped: two records) from 23:59:55 to 00:00:06 crosses the cut: counted once, not twice
+        # one run (mapped: two records) from 23:59:55 to 00:00:06 crosses the cut: split an hour earlier
         history.add(cut - timedelta(seconds=5), drill="hourly", verdict="PASS", run_id="across", map_index=0)
         history.add(cut + timedelta(seconds=6), drill="hourly", verdict="FAIL", run_id="across", map_index=1)
+        before = dict(population_sql.CACHE_STATS)
+        check()
+        assert population_sql.CACHE_STATS["straddle"] == before["straddle"]
+        assert population_sql.CACHE_STATS["miss"] - before["miss"] == 1  # the head up to 23:00, once
+        check()
+        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 1
+        # a run from 17:30 to 00:30 spans every cut tried (midnight, 23, 22, 21 and 18 h): read whole, once
+        history.add(
+            cut - timedelta(hours=6, minutes=30), drill="hourly", verdict="PASS", run_id="long", map_index=0
+        )
+        history.add(cut + timedelta(minutes=30), drill="hourly", verdict="ERROR", run_id="long", map_index=1)
         before = dict(population_sql.CACHE_STATS)
         check()
         assert population_sql.CACHE_STATS["straddle"] - before["straddle"] == 1

@@ -254,6 +254,8 @@ _HEADS: OrderedDict[tuple[Any, ...], list[SeriesTally]] = OrderedDict()
 _HEADS_MAX = 32
 _HEADS_LOCK = threading.Lock()  # the api-server runs sync pages in a thread pool
 _SETTLED = timedelta(hours=1)  # rows recorded before now - 1 h are all committed (as web.queries' day cache)
+#: where the split is tried: the cut, then earlier, while a run has rows on both sides of it
+_CUT_BACK_HOURS = (0, 1, 2, 3, 6)
 #: how many times the head was read from the cache / computed / not usable (a run across the cut); for tests
 CACHE_STATS = {"hit": 0, "miss": 0, "straddle": 0}
 
@@ -347,7 +349,8 @@ def series_tallies(
     finished part [start, cut) are kept in this process, keyed like ``web.queries``' day cache by
     the database and the first record at ``start`` and at ``cut`` (appended rows do not invalidate
     it; rows cut or added at those edges do); only [cut, end) is read per request, and the halves
-    are merged exactly. A run with rows on both sides of the cut is read whole, uncached.
+    are merged exactly. While a run has rows on both sides of the cut, the cut is moved back (1, 2, 3,
+    6 hours); when every one is spanned, the period is read whole, uncached.
     """
     as_of = as_of or datetime.now(UTC)
     every = series_of(catalogue, control=control)
@@ -364,6 +367,7 @@ def series_tallies(
         cut = default_cut(start=start, end=end, as_of=as_of, grace=grace)
     if cut is None or not (start < cut <= end) or cut + timedelta(seconds=grace) > as_of:
         return _tallies(conn, every, dues_of, start=start, end=end, as_of=as_of, grace=grace, newest=newest)
+    cuts = [c for c in (cut - timedelta(hours=h) for h in _CUT_BACK_HOURS) if start < c]
     from psycopg.pq import TransactionStatus
 
     from drillbook.ledger.schema import TABLE
@@ -381,7 +385,7 @@ def series_tallies(
             dues_of,
             start=start,
             end=end,
-            cut=cut,
+            cuts=cuts,
             as_of=as_of,
             tz=tz,
             grace=grace,
@@ -398,7 +402,7 @@ def _split(
     *,
     start: datetime,
     end: datetime,
-    cut: datetime,
+    cuts: list[datetime],
     as_of: datetime,
     tz: str,
     grace: float,
@@ -407,13 +411,16 @@ def _split(
 ) -> list[SeriesTally]:
     from psycopg.rows import tuple_row
 
-    with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(
-            _EDGES_SQL.replace("{table}", table),
-            {"start": start, "cut": cut, "end": end, "drills": sorted({s.drill for s in every})},
-        )
-        at_start, at_cut, straddle = cur.fetchone()
-    if straddle:
+    for cut in cuts:  # the first cut no run spans (a nightly drill running across midnight: an hour earlier)
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                _EDGES_SQL.replace("{table}", table),
+                {"start": start, "cut": cut, "end": end, "drills": sorted({s.drill for s in every})},
+            )
+            at_start, at_cut, straddle = cur.fetchone()
+        if not straddle:
+            break
+    else:
         with _HEADS_LOCK:
             CACHE_STATS["straddle"] += 1
         return _tallies(conn, every, dues_of, start=start, end=end, as_of=as_of, grace=grace, newest=newest)

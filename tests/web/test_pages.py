@@ -205,3 +205,55 @@ def test_controls_and_coverage_use_the_catalogues_population(seeded):
         and "never_ran" in coverage
         and coverage.index("never_ran") < coverage.index("PASSING")
     )
+
+
+def test_controls_page_lists_the_newest_exceptions_and_says_how_many_more(seeded):
+    """The page reads the SQL population (newest 20 per control); its totals are the reference's, in words."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from drillbook.evidence.controls import control_rows
+    from tests.evidence.conftest import backup_drill, catalogue
+
+    cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"))
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
+    with TestClient(app) as c:
+        page = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    app.state.pool.close()
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with psycopg.connect(seeded.reader_dsn) as conn:  # the page's default window: 31 days to tomorrow
+        (row,) = control_rows(conn, cat, start=today - timedelta(days=30), end=today + timedelta(days=1))
+    total = row.missed + row.failed
+    assert total > 20 and len(row.exceptions) == total
+    row_html = page[page.index("SOC2:A1.2") :]
+    assert f"{row.missed} of {row.expected} expected runs missed" in row_html
+    assert f"… and {total - 20} more" in row_html
+    newest = row.exceptions[-1]
+    assert f"{newest.at:%Y-%m-%d %H:%M} {newest.what}" in re.sub(r"<[^>]+>", "", row_html)
+
+
+def test_controls_summary_equals_one_plain_aggregate_over_the_rows(seeded):
+    """The grouped-then-spread summary (no catalogue) gives what one unnest over every row gives."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from drillbook.web import queries
+
+    since, until = datetime.now(UTC) - timedelta(days=400), datetime.now(UTC) + timedelta(days=1)
+    with psycopg.connect(seeded.reader_dsn, row_factory=dict_row) as conn:
+        got = queries.controls_summary(conn, since=since, until=until, limit_exceptions=2)
+        plain = conn.execute(
+            """SELECT c AS control, count(*) AS runs, count(*) FILTER (WHERE verdict = 'PASS') AS passes,
+                      max(seq) AS newest_seq, array_agg(DISTINCT drill) AS drills,
+                      (array_agg(ARRAY[seq::text, to_char(recorded_at, 'YYYY-MM-DD'), verdict, drill]
+                                 ORDER BY seq DESC) FILTER (WHERE verdict IN ('FAIL', 'ERROR')))[1:2] AS exceptions,
+                      count(*) FILTER (WHERE verdict IN ('FAIL', 'ERROR')) AS exception_count
+               FROM drillbook_evidence, unnest(controls) AS c
+               WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s GROUP BY c ORDER BY c""",
+            (since, until),
+        ).fetchall()
+    assert plain and any(r["exception_count"] for r in plain)
+    assert [{k: r[k] for k in plain[0]} for r in got] == plain

@@ -1,0 +1,283 @@
+"""The population of the controls, matched in SQL: counts and the newest exceptions per drill series.
+
+``drillbook.evidence.population.match`` is the reference: it walks every occurrence and every run in
+Python, which is right for the evidence pack (it lists every occurrence) but costs ~0.7 s a page on a
+month of hourly drills. This module gives the same numbers with the same rules, for the pages and the
+digest:
+
+- Python computes each distinct schedule's due times once (``occurrence_times``: cron in the
+  catalogue's timezone, DST as Airflow steps it; cached per period) and sends them as one array;
+- SQL groups the period's 'drill' rows into runs exactly like ``stream_runs`` (one ``(dag_id,
+  run_id)``, worst verdict, first/last time and seq), joins each run to its series by (drill, kind) and
+  puts it in its occurrence window with ``width_bucket(first_at, dues)``: bucket i is [due_i,
+  due_i+1), bucket 0 is before the first due time (a stray: a run of the previous period's
+  occurrence, counted as a run, covering nothing);
+- an occurrence is covered when its bucket holds a run; an uncovered one is MISSED once its due
+  time plus the watchdog's grace is not after ``as_of``, else PENDING (counted nowhere);
+- per series SQL returns runs, passes, FAIL/ERROR runs, covered, missed, the newest run, and the
+  newest ``newest`` exceptions (missed due times and FAIL/ERROR runs) with their total, so a page
+  lists the latest ones and says how many there are; memory is bounded by series x ``newest``.
+
+Ties (two runs with the same time) are broken the way the reference's processing order breaks
+them, so ``tests/evidence/test_population_sql.py`` can hold both equal on varied ledgers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from drillbook.evidence.controls import STATUS_ORDER, ControlException, ControlRow
+from drillbook.evidence.population import _RANK_VERDICT, MISSED, Run, Series, occurrence_times, series_of
+
+if TYPE_CHECKING:
+    from drillbook.catalogue.models import Catalogue
+
+NEWEST = 20  # exceptions listed per control on a page (the page says how many more there are)
+
+_SQL = """
+WITH series AS (
+    SELECT s.drill, s.kind, s.lo, s.hi, s.idx
+    FROM unnest(%(drill)s::text[], %(kind)s::text[], %(lo)s::int[], %(hi)s::int[]) WITH ORDINALITY
+         AS s(drill, kind, lo, hi, idx)
+),
+sdues AS (
+    SELECT idx, drill, kind,
+           CASE WHEN hi >= lo THEN (%(dues)s::timestamptz[])[lo:hi] ELSE '{}'::timestamptz[] END AS d
+    FROM series
+),
+runs AS (
+    SELECT drill, kind, dag_id, run_id, min(recorded_at) AS first_at, max(recorded_at) AS last_at,
+           max(CASE verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
+           count(*) AS n, min(seq) AS first_seq, max(seq) AS last_seq
+    FROM {table}
+    WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s AND drill = ANY(%(drills)s)
+    GROUP BY drill, kind, dag_id, run_id
+),
+placed AS MATERIALIZED (
+    SELECT sd.idx, r.*, width_bucket(r.first_at, sd.d) AS bucket
+    FROM runs r JOIN sdues sd ON sd.drill = r.drill AND sd.kind = r.kind
+),
+tally AS (
+    SELECT idx, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
+           count(*) FILTER (WHERE rank >= 2) AS failed,
+           count(DISTINCT bucket) FILTER (WHERE bucket > 0) AS covered
+    FROM placed GROUP BY idx
+),
+missed AS (
+    SELECT sd.idx, o.due
+    FROM sdues sd, unnest(sd.d) WITH ORDINALITY AS o(due, i)
+    WHERE o.due + %(grace)s <= %(as_of)s
+      AND NOT EXISTS (SELECT 1 FROM placed p WHERE p.idx = sd.idx AND p.bucket = o.i)
+),
+missed_count AS (SELECT idx, count(*) AS missed FROM missed GROUP BY idx),
+exc AS (
+    SELECT idx, at, what, run_id, seq, stray, first_seq,
+           row_number() OVER (PARTITION BY idx ORDER BY at DESC, stray DESC, first_seq DESC) AS rn
+    FROM (SELECT idx, due AS at, 'MISSED' AS what, NULL::text AS run_id, NULL::bigint AS seq, false AS stray,
+                 0::bigint AS first_seq
+          FROM missed
+          UNION ALL
+          SELECT idx, first_at, CASE WHEN rank = 3 THEN 'ERROR' ELSE 'FAIL' END, run_id, last_seq, bucket = 0,
+                 first_seq
+          FROM placed WHERE rank >= 2) e
+),
+exc_agg AS (
+    SELECT idx, array_agg(at ORDER BY rn DESC) AS e_at, array_agg(what ORDER BY rn DESC) AS e_what,
+           array_agg(run_id ORDER BY rn DESC) AS e_run, array_agg(seq ORDER BY rn DESC) AS e_seq,
+           array_agg(stray ORDER BY rn DESC) AS e_stray, array_agg(first_seq ORDER BY rn DESC) AS e_first_seq
+    FROM exc WHERE rn <= %(newest)s GROUP BY idx
+),
+newest AS (
+    SELECT DISTINCT ON (idx) idx, dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq,
+           bucket = 0 AS stray
+    FROM placed ORDER BY idx, last_at DESC, (bucket = 0) DESC, first_at DESC, first_seq DESC
+)
+SELECT sd.idx, coalesce(t.runs, 0), coalesce(t.passes, 0), coalesce(t.failed, 0), coalesce(t.covered, 0),
+       coalesce(m.missed, 0), e.e_at, e.e_what, e.e_run, e.e_seq, e.e_stray, e.e_first_seq,
+       nw.dag_id, nw.run_id, nw.first_at, nw.last_at, nw.rank, nw.n, nw.first_seq, nw.last_seq, nw.stray
+FROM sdues sd LEFT JOIN tally t USING (idx) LEFT JOIN missed_count m USING (idx) LEFT JOIN exc_agg e USING (idx)
+     LEFT JOIN newest nw USING (idx)
+ORDER BY sd.idx
+"""
+
+
+@dataclass
+class SeriesTally:
+    """What one series (a drill's schedule, or its negative drill's) did in the period."""
+
+    series: Series
+    runs: int = 0
+    passes: int = 0
+    failed: int = 0  # FAIL or ERROR runs
+    covered: int = 0
+    missed: int = 0
+    newest: Run | None = None
+    newest_stray: bool = False
+    # the newest exceptions, oldest first, each with its tie-break key (at, stray, first_seq)
+    exceptions: list[tuple[tuple[datetime, bool, int], ControlException]] = field(default_factory=list)
+
+    @property
+    def expected(self) -> int:
+        return self.covered + self.missed
+
+    @property
+    def exception_total(self) -> int:
+        return self.missed + self.failed
+
+
+def series_tallies(
+    conn: Any,
+    catalogue: Catalogue,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime | None = None,
+    control: str | None = None,
+    newest: int = NEWEST,
+) -> list[SeriesTally]:
+    """One tally per series of the drills mapped to ``control`` (all: None), in ``series_of`` order.
+
+    The digest's ``missed_by_drill`` is ``{t.series.drill: t.missed}`` over the non-negative series.
+    """
+    from psycopg.rows import tuple_row
+
+    from drillbook.ledger.schema import TABLE
+
+    as_of = as_of or datetime.now(UTC)
+    every = series_of(catalogue, control=control)
+    if not every:
+        return []
+    tz, grace = catalogue.defaults.timezone, catalogue.defaults.watchdog.grace
+    dues: list[datetime] = []
+    slices: dict[tuple[str, float | None], tuple[int, int]] = {}
+    lo: list[int] = []
+    hi: list[int] = []
+    for s in every:
+        key = (s.schedule, s.every)
+        if key not in slices:
+            times = list(occurrence_times(s, start=start, end=end, timezone=tz))
+            slices[key] = (len(dues) + 1, len(dues) + len(times))  # 1-based, inclusive; hi < lo: none
+            dues.extend(times)
+        lo.append(slices[key][0])
+        hi.append(slices[key][1])
+    params = {
+        "drill": [s.drill for s in every],
+        "kind": [s.kind for s in every],
+        "lo": lo,
+        "hi": hi,
+        "dues": dues,
+        "start": start,
+        "end": end,
+        "drills": sorted({s.drill for s in every}),
+        "grace": timedelta(seconds=grace),
+        "as_of": as_of,
+        "newest": newest,
+    }
+    out = [SeriesTally(series=s) for s in every]
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(_SQL.replace("{table}", TABLE), params)
+        for row in cur.fetchall():
+            (idx, runs, passes, failed, covered, missed, e_at, e_what, e_run, e_seq, e_stray, e_first) = row[
+                :12
+            ]
+            tally = out[int(idx) - 1]
+            s = tally.series
+            tally.runs, tally.passes, tally.failed = int(runs), int(passes), int(failed)
+            tally.covered, tally.missed = int(covered), int(missed)
+            for at, what, run_id, seq, stray, first_seq in zip(
+                e_at or [], e_what or [], e_run or [], e_seq or [], e_stray or [], e_first or [], strict=True
+            ):
+                tally.exceptions.append(
+                    (
+                        (at, bool(stray), int(first_seq)),
+                        ControlException(
+                            at=at,
+                            drill=s.drill,
+                            kind=s.kind,
+                            what=what,
+                            run_id=run_id,
+                            seq=int(seq) if seq is not None else None,
+                        ),
+                    )
+                )
+            dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq, stray = row[12:]
+            if dag_id is not None:
+                tally.newest = Run(
+                    drill=s.drill,
+                    kind=s.kind,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    first_at=first_at,
+                    last_at=last_at,
+                    verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                    rows=int(n),
+                    first_seq=int(first_seq),
+                    last_seq=int(last_seq),
+                )
+                tally.newest_stray = bool(stray)
+    return out
+
+
+def control_rows_sql(
+    conn: Any,
+    catalogue: Catalogue,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime | None = None,
+    unverifiable: str | None = None,
+    only: str | None = None,
+    newest: int = NEWEST,
+) -> list[ControlRow]:
+    """``drillbook.evidence.controls.control_rows`` from ``series_tallies``: the same rows and status, except
+    that ``exceptions`` holds only the newest ``newest`` per control (``missed + failed`` is the total)."""
+    tallies = series_tallies(conn, catalogue, start=start, end=end, as_of=as_of, control=only, newest=newest)
+    every = [t.series for t in tallies]
+    controls = sorted({c for s in every for c in s.controls if only is None or c == only})
+    rows = {
+        c: ControlRow(
+            control=c, drills=sorted({s.label for s in every if c in s.controls}), unverifiable=unverifiable
+        )
+        for c in controls
+    }
+    listed: dict[str, list[tuple[tuple[Any, ...], ControlException]]] = {c: [] for c in controls}
+    newest_key: dict[str, tuple[Any, ...]] = {}
+    for idx, t in enumerate(tallies):  # series order is the reference's processing order
+        for control in t.series.controls:
+            row = rows.get(control)
+            if row is None:
+                continue
+            row.expected += t.expected
+            row.covered += t.covered
+            row.missed += t.missed
+            row.runs += t.runs
+            row.passes += t.passes
+            row.failed += t.failed
+            listed[control] += [((at, stray, idx, first), e) for (at, stray, first), e in t.exceptions]
+            if t.newest is not None:
+                # the reference keeps the last run processed among equal times: runs in occurrences
+                # series by series, then the strays series by series
+                key = (t.newest.last_at, t.newest_stray, idx, t.newest.first_at, t.newest.first_seq)
+                if control not in newest_key or key >= newest_key[control]:
+                    newest_key[control], row.newest = key, t.newest
+                row.newest_by_drill[(t.series.drill, t.series.kind)] = t.newest
+    for control, row in rows.items():
+        ordered = sorted(listed[control], key=lambda item: item[0])
+        row.exceptions = [e for _k, e in ordered[max(0, len(ordered) - newest) :]]
+    return sorted(rows.values(), key=lambda r: (STATUS_ORDER[r.status], r.control))
+
+
+def missed_by_drill_sql(
+    conn: Any, catalogue: Catalogue, *, start: datetime, end: datetime, as_of: datetime
+) -> dict[str, int]:
+    """``population.missed_by_drill`` (MISSED per drill, its own schedule only) from one SQL statement."""
+    return {
+        t.series.drill: t.missed
+        for t in series_tallies(conn, catalogue, start=start, end=end, as_of=as_of, newest=0)
+        if t.series.kind != "negative" and t.missed
+    }
+
+
+__all__ = ["MISSED", "NEWEST", "SeriesTally", "control_rows_sql", "missed_by_drill_sql", "series_tallies"]

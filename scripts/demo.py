@@ -159,6 +159,8 @@ def set_environment(*, source_dsn: str, scratch_dsn: str, ledger_dsn: str, webho
         "AIRFLOW_CONN_DRILLBOOK_SOURCE": airflow_connection_json(source_dsn),
         "AIRFLOW_CONN_DRILLBOOK_SCRATCH": airflow_connection_json(scratch_dsn),
         "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(ledger_dsn),
+        # the Evidence view's verify button records its outcome through this connection
+        "AIRFLOW_CONN_DRILLBOOK_LEDGER_WRITER": airflow_connection_json(ledger_dsn),
         "AIRFLOW_CONN_DRILLBOOK_DEMO_WEBHOOK": json.dumps(
             {
                 "conn_type": "http",

@@ -31,6 +31,7 @@ what to do next.
     ├── ClusterUnsafe             a restored cluster could archive/replicate outward; refused (backup_restore.physical.cluster)
     ├── RecoveryProblem           a restored physical cluster did not start or recover to its target (backup_restore.physical.cluster)
     ├── NotAPack                  a file given as an evidence pack is not one; also a ValueError (evidence.pack_verify)
+    ├── PackBusy                  too many evidence pack builds running now; answered 429 (web.pack_gate)
     ├── TargetMissing             a data-quality table or query relation does not exist (data_quality.engine)
     ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
     ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)

@@ -798,6 +798,14 @@ _SPECS: list[FindingSpec] = [
         "Run `drillbook evidence verify` and investigate the record it names; restore the ledger from backup or a signed export.",
         "ledger",
     ),
+    FindingSpec(
+        "LEDGER_UNVERIFIABLE",
+        _S.CRITICAL,
+        "The evidence ledger could not be verified: verify could not read it or its checkpoints",
+        "Read the message (unreachable database, missing grant, unreadable checkpoint copy), fix it and press Verify again or run `drillbook evidence verify`.",
+        "ledger",
+        True,
+    ),
 ]
 
 REGISTRY: dict[str, FindingSpec] = {}

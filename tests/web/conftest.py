@@ -97,6 +97,24 @@ def seed_ledger(pg) -> Iterator[Seeded]:
         pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
 
 
+@contextmanager
+def ledger_writer(pg, seeded: Seeded) -> Iterator[str]:
+    """A role with the workers' grants (docs/ledger.md: SELECT and INSERT), as a DSN: the verify button's writer."""
+    role = f"drillbook_writer_{uuid.uuid4().hex[:8]}"
+    dbname = psycopg.conninfo.conninfo_to_dict(seeded.dsn)["dbname"]
+    with psycopg.connect(seeded.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw-456'")
+        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
+        admin.execute(f"GRANT SELECT, INSERT ON drillbook_evidence, drillbook_checkpoint TO {role}")
+        admin.execute(f"GRANT SELECT ON drillbook_schema_version TO {role}")
+    try:
+        yield make_conninfo(seeded.dsn, user=role, password="writer-pw-456")
+    finally:
+        with psycopg.connect(seeded.dsn, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+        pg.execute("postgres", f"DROP ROLE IF EXISTS {role}")
+
+
 @pytest.fixture
 def seeded(pg, tmp_path, monkeypatch) -> Iterator[Seeded]:
     monkeypatch.setenv("DRILLBOOK_SPOOL", str(tmp_path / "spool.jsonl"))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import HOSTILE, Seeded, seed_ledger
+from tests.web.conftest import HOSTILE, Seeded, ledger_writer, seed_ledger
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "evidence-admin-pw"  # a throwaway test login
@@ -102,12 +102,18 @@ def server(pg, tmp_path_factory) -> Iterator[Server]:
     private_hex = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
     public_hex = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     write_admin_password(home, PASSWORD)
-    with seed_ledger(pg) as seeded:
+    with seed_ledger(pg) as seeded, ledger_writer(pg, seeded) as writer:
         env = {
             **os.environ,
             **airflow_environment(home, port=port),
             "AIRFLOW__API_AUTH__JWT_SECRET": "evidence-test-jwt-secret-0123456789abcdef",
             "AIRFLOW_CONN_DRILLBOOK_LEDGER": airflow_connection_json(seeded.reader_dsn),
+            # the verify button's outcome goes to the ledger through this INSERT role, never the reader
+            "AIRFLOW_CONN_DRILLBOOK_LEDGER_WRITER": airflow_connection_json(writer),
+            # this checkout's drillbook, not whichever one the environment has installed
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO / "plugins"), os.environ.get("PYTHONPATH")) if p
+            ),
             "DRILLBOOK_CHECKPOINT_PATH": str(home / "checkpoints.jsonl"),
             "DRILLBOOK_CATALOGUE": str(drills),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -282,49 +288,87 @@ def shot(drv, artefacts: Path, name: str) -> None:
         shutil.copy(path, REPO / "docs" / f"evidence-{name}.png")
 
 
-def test_auditor_logs_in_filters_by_control_opens_a_record_and_sees_the_chart(server, browser, artefacts):
+def log_in_and_open_evidence_from_the_navigation(drv, server: Server, artefacts: Path):
+    """As an auditor does: Airflow's login page, then Browse → Evidence in the React UI's navigation.
+
+    Nothing here types a drillbook URL: the test opens Airflow's root, is sent to the login page, and
+    reaches the pages only through the navigation entry the plugin registers (``external_views``).
+    Returns with the driver switched into the Evidence view's iframe, on Drill history.
+    """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
-    browser.get(f"{server.base}/auth/login")  # Airflow's own login page (SimpleAuthManager)
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username")))
-    browser.find_element(By.CSS_SELECTOR, "input[name=username], input#username").send_keys("admin")
-    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait = WebDriverWait(drv, 60)
+    drv.get(f"{server.base}/")
+    user_field = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username"))
+    )
+    assert "/auth/login" in drv.current_url  # no session: Airflow's own login, no drillbook login
+    user_field.send_keys("admin")
+    drv.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
+    drv.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(lambda d: any(c["name"] == "_token" for c in d.get_cookies()))
 
-    browser.get(f"{server.base}/plugin/drillbook-evidence")  # the navigation entry's page in the Airflow UI
-    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
-    wait.until(lambda d: "/drillbook/history" in (frame.get_attribute("src") or ""))
-    time.sleep(2)
-    shot(browser, artefacts, "airflow-nav")
-    browser.switch_to.frame(frame)
+    # Airflow 3.3's sidebar: "Browse" is a menu button; the plugin's external view is an item in it
+    browse = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Browse']")))
+    browse.click()
+    entry = wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "[role=menu] [role=menuitem][data-value='Evidence']")),
+        message="no 'Evidence' item in Airflow's Browse menu: is the plugin's external_views entry registered?",
+    )
+    shot(drv, artefacts, "airflow-browse-menu")
+    entry.click()
+    wait.until(lambda d: "/plugin/drillbook-evidence" in d.current_url)
+    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Evidence']")))
+    assert (frame.get_attribute("src") or "").endswith("/drillbook/history")
+    drv.switch_to.frame(frame)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table")))
-    assert "Drill history" in browser.page_source
+    assert "Drill history" in drv.page_source
+    return frame
+
+
+def test_auditor_logs_in_filters_by_control_opens_a_record_and_sees_the_chart(server, browser, artefacts):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    log_in_and_open_evidence_from_the_navigation(browser, server, artefacts)
+    browser.switch_to.default_content()
+    time.sleep(1)  # let the sidebar settle for the picture
+    shot(browser, artefacts, "airflow-nav")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
 
     browser.find_element(By.NAME, "control").send_keys("SOC2:A1.2")
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    wait.until(lambda d: "control=SOC2" in d.current_url)
+    wait.until(lambda d: "control=SOC2" in d.execute_script("return location.href"))
     links = browser.find_elements(By.CSS_SELECTOR, "a[href*='/record/']")
     assert [a.text for a in links] == ["4", "3", "2", "1"]
     browser.switch_to.default_content()
     shot(browser, artefacts, "history-filtered")
-    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
 
     browser.find_element(By.LINK_TEXT, "4").click()
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg.waterfall")))
     assert "RTO_EXCEEDED" in browser.page_source
     browser.switch_to.default_content()
     shot(browser, artefacts, "record")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
 
-    browser.get(f"{server.base}/drillbook/trends?drill=orders_nightly")
+    browser.find_element(By.LINK_TEXT, "Trends").click()  # the pages' own navigation, still in Airflow
+    Select(wait.until(ec.presence_of_element_located((By.NAME, "drill")))).select_by_visible_text(
+        "orders_nightly"
+    )
+    browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    wait.until(lambda d: "drill=orders_nightly" in d.execute_script("return location.href"))
     chart = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "svg.chart")))
     assert (
         chart.size["width"] > 300 and chart.size["height"] > 100
     )  # rendered, not just present in the markup
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.objective")
+    browser.switch_to.default_content()
+    assert "/plugin/drillbook-evidence" in browser.current_url  # never left Airflow's UI
     shot(browser, artefacts, "trends")
     assert (artefacts / "trends.png").stat().st_size > 5000
 
@@ -337,18 +381,14 @@ def test_auditor_downloads_the_pack_from_the_controls_page(server, browser, arte
     from drillbook.evidence.pack_verify import verify_pack
 
     wait = WebDriverWait(browser, 60)
-    browser.get(f"{server.base}/auth/login")
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username], input#username")))
-    browser.find_element(By.CSS_SELECTOR, "input[name=username], input#username").send_keys("admin")
-    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait.until(lambda d: any(c["name"] == "_token" for c in d.get_cookies()))
-
-    browser.get(f"{server.base}/drillbook/controls")
+    log_in_and_open_evidence_from_the_navigation(browser, server, artefacts)
+    browser.find_element(By.LINK_TEXT, "Controls").click()
     link = wait.until(ec.element_to_be_clickable((By.PARTIAL_LINK_TEXT, "Download evidence pack")))
     assert "signed with the checkpoint key" in browser.page_source
+    browser.switch_to.default_content()
     shot(browser, artefacts, "controls-download")
-    link.click()
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='Evidence']"))
+    link.click()  # inside Airflow's iframe (its sandbox allows downloads)
     deadline = time.monotonic() + 90
     done: list[Path] = []
     while time.monotonic() < deadline and not done:
@@ -359,3 +399,30 @@ def test_auditor_downloads_the_pack_from_the_controls_page(server, browser, arte
     )
     report = verify_pack(done[0], public_key=server.public_key)
     assert report.ok and report.signed and report.trusted_key, report.problems
+
+
+def test_auditor_presses_verify_and_the_outcome_is_kept_in_the_ledger(server, browser, artefacts):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from drillbook.ledger.store import Ledger
+
+    wait = WebDriverWait(browser, 60)
+    log_in_and_open_evidence_from_the_navigation(browser, server, artefacts)
+    browser.find_element(By.LINK_TEXT, "Ledger status").click()
+    button = wait.until(lambda d: d.find_element(By.XPATH, "//button[text()='Verify the chain now']"))
+    with Ledger(server.seeded.dsn, spool=None) as ledger:
+        before = ledger.count()
+    button.click()
+    wait.until(lambda d: "by admin" in d.page_source)
+    assert "NOT RECORDED" not in browser.page_source
+    browser.switch_to.default_content()
+    shot(browser, artefacts, "ledger-verified")
+    with Ledger(server.seeded.dsn, spool=None) as ledger:
+        row = ledger.head()
+        assert ledger.count() == before + 1 and row is not None
+        assert (row.record_type, row.kind, row.drill, row.verdict) == ("watchdog", "ledger", "verify", "PASS")
+        assert row.result["details"]["verify"]["by"] == "admin"  # the Airflow user who pressed
+    # read back by the read-only role on a plain request: nothing of it lives in the browser or the process
+    status, page = get(f"{server.base}/drillbook/ledger", token=server.token)
+    assert status == 200 and f"record {row.seq}</a>)" in page and "OK at" in page

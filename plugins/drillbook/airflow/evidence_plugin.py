@@ -6,7 +6,9 @@ Rules this module enforces:
   cookie, or a Bearer header), so the pages need no login of their own and answer 401 without one;
 - the ledger DSN comes from the ``drillbook_ledger`` connection through the one resolver
   (``drillbook.airflow.resources.airflow_resolver``: Airflow's connections, any secrets backend,
-  ``AIRFLOW_CONN_DRILLBOOK_LEDGER``), the same code a task uses; settings are read once here.
+  ``AIRFLOW_CONN_DRILLBOOK_LEDGER``), the same code a task uses; settings are read once here;
+- the verify button's outcome is recorded through the optional ``drillbook_ledger_writer``
+  connection (same resolver), never through ``drillbook_ledger``, which stays read-only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ def _resolver() -> Any:
 def ledger_dsn() -> str:
     """A psycopg DSN for the ``drillbook_ledger`` connection, or ConnectionNotConfigured naming how to set it."""
     dsn: str = _resolver().postgres_dsn(LEDGER_CONNECTION)
+    return dsn
+
+
+def ledger_writer_dsn() -> str | None:
+    """The ``drillbook_ledger_writer`` connection's DSN, or None when it is not defined (verify is not recorded)."""
+    from drillbook.web.verify_record import WRITER_CONNECTION
+
+    resolver = _resolver()
+    if resolver.find(WRITER_CONNECTION) is None:
+        return None
+    dsn: str = resolver.postgres_dsn(WRITER_CONNECTION)
     return dsn
 
 
@@ -63,6 +76,7 @@ def build_app() -> Any:
         verify=verify_with(ledger_dsn, checkpoints=checkpoints),
         catalogue=current_catalogue,
         pack_settings=checkpoint_settings,
+        writer_dsn=ledger_writer_dsn,
     )
 
 

@@ -455,8 +455,20 @@ def coverage_page(
     )
 
 
-def ledger_page(status: dict[str, Any], *, last_verify: dict[str, Any] | None, csrf: str, base: str) -> str:
-    """Head hash, checkpoints, the last verify this server ran, and the verify button (a POST form)."""
+def _verify_line(v: dict[str, Any], *, base: str) -> str:
+    cls = "" if v["ok"] else ' class="warn"'
+    who = f" by {esc(v['by'])}" if v.get("by") else ""
+    link = href(base, f"record/{v['seq']}") if v.get("seq") else ""
+    where = f' (<a href="{link}">record {esc(v["seq"])}</a>)' if link else ""
+    return f"<p{cls}>{esc(v['state'])} at {fmt_time(v['at'])}{who}{where}: {esc(v['message'])}</p>"
+
+
+def ledger_page(status: dict[str, Any], *, verifies: dict[str, Any], csrf: str, base: str) -> str:
+    """Head hash, checkpoints, the last verifies recorded in the ledger, and the verify button (a POST form).
+
+    ``verifies``: ``page`` and ``digest`` (``drillbook.web.verify_record.last_verifies``, read from the
+    ledger) and ``just_ran``: an outcome shown once because it could not be recorded (with its ``note``).
+    """
     head = status["head"]
     parts = [
         "<h2>Head</h2>",
@@ -493,21 +505,26 @@ def ledger_page(status: dict[str, Any], *, last_verify: dict[str, Any] | None, c
             empty="no checkpoint taken yet (run `drillbook evidence checkpoint`)",
         ),
     ]
-    if last_verify is None:
-        parts.append("<h2>Last verify</h2><p>not run from this page since the api-server started</p>")
-    else:
-        state = (
-            "OK"
-            if last_verify["ok"]
-            else "TAMPERING FOUND"
-            if last_verify["exit_code"] == 1
-            else "COULD NOT VERIFY"
+    just_ran = verifies.get("just_ran")
+    if just_ran is not None:
+        parts.append("<h2>Verify just run</h2>" + _verify_line(just_ran, base=base))
+        if just_ran.get("note"):
+            parts.append(f'<p class="warn">{esc(just_ran["note"])}</p>')
+    parts.append("<h2>Last verify</h2>")
+    page, digest = verifies.get("page"), verifies.get("digest")
+    parts.append(
+        "<h3>from these pages (recorded in the ledger)</h3>"
+        + (
+            _verify_line(page, base=base)
+            if page
+            else "<p>none recorded: the button records its outcome only through the "
+            "drillbook_ledger_writer connection</p>"
         )
-        cls = "" if last_verify["ok"] else ' class="warn"'
-        parts.append(
-            f"<h2>Last verify</h2><p{cls}>{esc(state)} at {fmt_time(last_verify['at'])}: "
-            f"{esc(last_verify['message'])}</p>"
-        )
+    )
+    parts.append(
+        "<h3>by the digest</h3>"
+        + (_verify_line(digest, base=base) if digest else "<p>no digest has run against this ledger yet</p>")
+    )
     parts.append(
         f'<form method="post" action="{href(base, "ledger/verify")}">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'

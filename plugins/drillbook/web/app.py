@@ -10,10 +10,15 @@ Rules this module enforces:
 - the one state-changing action (run verify) is a POST carrying a token derived from the
   caller's own session token (HMAC), and a cross-origin ``Origin`` is refused: another
   site can make the browser send the cookie, but cannot read it to forge the token;
+- nothing is kept in the process: the verify outcome is recorded in the ledger through the
+  optional writer connection and "last verify" is read back from the ledger
+  (``drillbook.web.verify_record``), so a restart or another worker shows the same;
 - ``GET /pack`` streams the evidence pack of one control and period, built by the same
   ``drillbook.evidence.pack.build_pack`` as ``drillbook evidence pack`` (read-only: a SELECT
   role is enough) into a private temporary directory that is removed once the answer is sent;
   the control id reaches the ``Content-Disposition`` filename only as ``[A-Za-z0-9._-]``;
+  a build takes a slot of ``drillbook.web.pack_gate`` (one per user, two in all per process by
+  default): over the limit the answer is 429 with ``Retry-After``, at once, with nothing built;
 - bad input (a filter that does not parse) answers 400 and an unreachable ledger 503, each
   with a page that says what failed; never a traceback, never the DSN's password.
 """
@@ -42,7 +47,8 @@ from drillbook.errors import ConfigurationError, ConnectionNotConfigured, Drillb
 from drillbook.evidence import render_pages as pages
 from drillbook.ledger.query import Filter
 from drillbook.safety.redact import redact
-from drillbook.web import queries
+from drillbook.web import queries, verify_record
+from drillbook.web.pack_gate import PackBusy, PackGate, Slot, user_key
 
 COOKIE = "_token"  # Airflow's JWT cookie (airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN)
 _POOL_SIZE = 4
@@ -171,13 +177,18 @@ def _history_pack_note(control: str | None, catalogue: Any, pack_settings: Calla
 
 class _PackResponse(FileResponse):
     """The pack as a download; its private directory goes afterwards (the BackgroundTask), and also when
-    the client hangs up mid-download (Starlette skips the background task when sending raises)."""
+    the client hangs up mid-download (Starlette skips the background task when sending raises). The
+    build's slot (``pack_gate``) is given back only then: streaming a large zip is part of the cost."""
+
+    slot: Slot | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             shutil.rmtree(Path(self.path).parent, ignore_errors=True)
+            if self.slot is not None:
+                self.slot.release()
 
 
 def pack_response(
@@ -241,21 +252,136 @@ def _add_pack_route(
     dsn_provider: Callable[[], str],
     catalogue: Callable[[], Any] | None,
     pack_settings: Callable[[], Any] | None,
+    *,
+    user_dependency: Callable[..., Any],
+    gate: PackGate,
 ) -> None:
+    current_user = Depends(user_dependency)  # the app's own dependency: FastAPI calls it once per request
+
     @app.get("/pack", response_model=None)
     def pack(
-        request: Request, control: str | None = None, since: str | None = None, until: str | None = None
+        request: Request,
+        control: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        user: Any = current_user,
     ) -> FileResponse | HTMLResponse:
         chosen = _pack_control(control)
         period = _window(since, until, days=31)
-        return pack_response(
-            dsn_provider,
-            catalogue,
-            control=chosen,
-            period=period,
-            settings=_signing(pack_settings),
-            base=str(request.scope.get("root_path", "")).rstrip("/"),
+        base = str(request.scope.get("root_path", "")).rstrip("/")
+        try:
+            slot = gate.acquire(user_key(user))
+        except PackBusy as busy:
+            return HTMLResponse(
+                pages.error_page("Busy", busy.reason, base=base),
+                status_code=429,
+                headers={"Retry-After": str(busy.retry_after), "Cache-Control": "no-store"},
+            )
+        try:
+            answer = pack_response(
+                dsn_provider,
+                catalogue,
+                control=chosen,
+                period=period,
+                settings=_signing(pack_settings),
+                base=base,
+            )
+        except BaseException:
+            slot.release()
+            raise
+        if isinstance(answer, _PackResponse):
+            answer.slot = slot  # released once the zip is sent or the client is gone
+        else:
+            slot.release()
+        return answer
+
+
+def _session_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+
+
+def _add_ledger_routes(
+    app: Any,
+    pool: LedgerPool,
+    *,
+    user_dependency: Callable[..., Any],
+    verify: Callable[[], dict[str, Any]] | None,
+    writer_dsn: Callable[[], str | None] | None,
+    base_of: Callable[[Request], str],
+) -> None:
+    """Ledger status and the verify button; "last verify" is read from the ledger (``verify_record``)."""
+    import psycopg
+
+    def ledger_answer(
+        request: Request, just_ran: dict[str, Any] | None = None, status_code: int = 200
+    ) -> HTMLResponse:
+        with pool.connection() as conn:
+            status = queries.ledger_status(conn)
+            verifies = verify_record.last_verifies(conn)
+        return HTMLResponse(
+            pages.ledger_page(
+                status,
+                verifies={**verifies, "just_ran": just_ran},
+                csrf=csrf_token(_session_token(request)),
+                base=base_of(request),
+            ),
+            status_code=status_code,
         )
+
+    @app.get("/ledger", response_class=HTMLResponse)
+    def ledger(request: Request) -> HTMLResponse:
+        return ledger_answer(request)
+
+    current_user = Depends(user_dependency)  # the app's own dependency: FastAPI calls it once per request
+
+    @app.post("/ledger/verify", response_model=None)
+    def run_verify(
+        request: Request, csrf: str = Form(""), user: Any = current_user
+    ) -> RedirectResponse | HTMLResponse:
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            return HTMLResponse(
+                pages.error_page(
+                    "Refused", f"cross-origin request from {origin!r} refused", base=base_of(request)
+                ),
+                status_code=403,
+            )
+        if not hmac.compare_digest(csrf, csrf_token(_session_token(request))):
+            return HTMLResponse(
+                pages.error_page(
+                    "Refused",
+                    "the form token does not match this session; reload the "
+                    "ledger page and press the button again",
+                    base=base_of(request),
+                ),
+                status_code=403,
+            )
+        if verify is None:
+            outcome: dict[str, Any] = {
+                "ok": False,
+                "exit_code": 2,
+                "message": "verify is not available in this server",
+            }
+        else:
+            outcome = verify()
+        dsn = writer_dsn() if writer_dsn is not None else None
+        failed: BaseException | None = None
+        if dsn:
+            try:
+                verify_record.record_verify(dsn, outcome, user=user_name(user))
+            except (DrillbookError, psycopg.Error) as exc:
+                failed = exc
+            else:  # recorded: the page reads it back from the ledger, as every worker will
+                return RedirectResponse(base_of(request) + "/ledger", status_code=303)
+        just_ran = {
+            **outcome,
+            "state": verify_record.state_of(outcome),
+            "at": datetime.now(UTC),
+            "by": user_name(user),
+            "note": verify_record.recorded_note(bool(dsn), failed),
+        }
+        return ledger_answer(request, just_ran, status_code=503 if failed is not None else 200)
 
 
 def create_app(
@@ -266,17 +392,21 @@ def create_app(
     verify: Callable[[], dict[str, Any]] | None = None,
     catalogue: Callable[[], Any] | None = None,
     pack_settings: Callable[[], Any] | None = None,
+    pack_gate: PackGate | None = None,
+    writer_dsn: Callable[[], str | None] | None = None,
 ) -> Any:
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
     ``catalogue`` returns the catalogue (or None) that Controls and Coverage judge the ledger against
     (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds.
     ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (the entry
-    point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned)."""
+    point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned).
+    ``pack_gate`` limits concurrent pack builds (default: one per user, two in all, in this process).
+    ``writer_dsn`` returns the DSN of the ``drillbook_ledger_writer`` connection, or None when there is
+    none: the verify button records its outcome through it (``verify_record``); without it, it does not."""
     pool = LedgerPool(dsn_provider)
     app = FastAPI(
         title="drillbook evidence", dependencies=[Depends(user_dependency)], docs_url=None, redoc_url=None
     )
-    app.state.last_verify = None
 
     def base_of(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
@@ -429,49 +559,19 @@ def create_app(
             scope_from="every drill in the ledger (no catalogue configured)",
         )
 
-    _add_pack_route(app, dsn_provider, catalogue, pack_settings)
+    app.state.pack_gate = pack_gate or PackGate()
+    _add_pack_route(
+        app,
+        dsn_provider,
+        catalogue,
+        pack_settings,
+        user_dependency=user_dependency,
+        gate=app.state.pack_gate,
+    )
 
-    def session_token(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        return header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
-
-    @app.get("/ledger", response_class=HTMLResponse)
-    def ledger(request: Request) -> str:
-        with pool.connection() as conn:
-            status = queries.ledger_status(conn)
-        return pages.ledger_page(
-            status,
-            last_verify=app.state.last_verify,
-            csrf=csrf_token(session_token(request)),
-            base=base_of(request),
-        )
-
-    @app.post("/ledger/verify", response_model=None)
-    def run_verify(request: Request, csrf: str = Form("")) -> RedirectResponse | HTMLResponse:
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            return HTMLResponse(
-                pages.error_page(
-                    "Refused", f"cross-origin request from {origin!r} refused", base=base_of(request)
-                ),
-                status_code=403,
-            )
-        if not hmac.compare_digest(csrf, csrf_token(session_token(request))):
-            return HTMLResponse(
-                pages.error_page(
-                    "Refused",
-                    "the form token does not match this session; reload the "
-                    "ledger page and press the button again",
-                    base=base_of(request),
-                ),
-                status_code=403,
-            )
-        if verify is None:
-            outcome = {"ok": False, "exit_code": 2, "message": "verify is not available in this server"}
-        else:
-            outcome = verify()
-        app.state.last_verify = {**outcome, "at": datetime.now(UTC)}
-        return RedirectResponse(base_of(request) + "/ledger", status_code=303)
+    _add_ledger_routes(
+        app, pool, user_dependency=user_dependency, verify=verify, writer_dsn=writer_dsn, base_of=base_of
+    )
 
     @app.get("/api/history")
     def history_json(
@@ -495,6 +595,12 @@ def create_app(
 
     app.state.pool = pool
     return app
+
+
+def user_name(user: Any) -> str:
+    """The Airflow user's name for the record (``BaseUser.get_name``), else its text."""
+    get_name = getattr(user, "get_name", None)
+    return str(get_name() if callable(get_name) else user)
 
 
 def verify_with(dsn_provider: Callable[[], str], *, checkpoints: Any = None) -> Callable[[], dict[str, Any]]:
@@ -521,6 +627,9 @@ def verify_with(dsn_provider: Callable[[], str], *, checkpoints: Any = None) -> 
             "ok": report.ok,
             "exit_code": report.exit_code,
             "message": text + (f" ({notes})" if notes else ""),
+            "checked": report.checked,
+            "head_seq": report.head_seq,
+            "head_hash": report.head_hash,
         }
 
     return run

@@ -141,7 +141,7 @@ class DrillAggregate:
     rpo: tuple[float, float] | None = None
     rpo_objective: float | None = None
     failed: int = 0  # FAIL or ERROR runs: exceptions (drillbook.evidence.controls)
-    # records in hand only: first record of each run, for the missed count (the SQL path streams the population)
+    # records in hand only: first record of each run, for the missed count (the SQL path counts missed occurrences in SQL)
     run_starts: list[datetime] | None = field(default=None, compare=False)
 
 

@@ -13,7 +13,11 @@ digest:
   due_i+1), bucket 0 is before the first due time (a stray: a run of the previous period's
   occurrence, counted as a run, covering nothing);
 - an occurrence is covered when its bucket holds a run; an uncovered one is MISSED once its due
-  time plus the watchdog's grace is not after ``as_of``, else PENDING (counted nowhere);
+  time plus the watchdog's grace is not after ``as_of``, else PENDING (counted nowhere). The
+  matured occurrences are a prefix of the due times (``width_bucket(as_of - grace)``), so the
+  missed ones are the gaps between consecutive covered buckets inside it: counted from the gaps'
+  lengths, only the newest ``newest`` expanded into due times (no join of every occurrence
+  against every run);
 - per series SQL returns runs, passes, FAIL/ERROR runs, covered, missed, the newest run, and the
   newest ``newest`` exceptions (missed due times and FAIL/ERROR runs) with their total, so a page
   lists the latest ones and says how many there are; memory is bounded by series x ``newest``.
@@ -25,7 +29,7 @@ them, so ``tests/evidence/test_population_sql.py`` can hold both equal on varied
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drillbook.evidence.controls import STATUS_ORDER, ControlException, ControlRow
@@ -42,36 +46,58 @@ WITH series AS (
     FROM unnest(%(drill)s::text[], %(kind)s::text[], %(lo)s::int[], %(hi)s::int[]) WITH ORDINALITY
          AS s(drill, kind, lo, hi, idx)
 ),
-sdues AS (
-    SELECT idx, drill, kind,
-           CASE WHEN hi >= lo THEN (%(dues)s::timestamptz[])[lo:hi] ELSE '{}'::timestamptz[] END AS d
-    FROM series
+sdues AS MATERIALIZED (  -- each series' due times, and how many are past their grace (MISSED when uncovered)
+    SELECT idx, drill, kind, d,
+           width_bucket(%(as_of)s::timestamptz - make_interval(secs => %(grace)s), d) AS matured
+    FROM (SELECT idx, drill, kind,
+                 CASE WHEN hi >= lo THEN (%(dues)s::timestamptz[])[lo:hi] ELSE '{}'::timestamptz[] END AS d
+          FROM series) x
 ),
-runs AS (
-    SELECT drill, kind, dag_id, run_id, min(recorded_at) AS first_at, max(recorded_at) AS last_at,
-           max(CASE verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
-           count(*) AS n, min(seq) AS first_seq, max(seq) AS last_seq
-    FROM {table}
-    WHERE record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s AND drill = ANY(%(drills)s)
-    GROUP BY drill, kind, dag_id, run_id
+runs AS (  -- rows of no series (another kind, a drill not in the catalogue) drop out in the join
+    SELECT sd.idx, e.dag_id, e.run_id, min(e.recorded_at) AS first_at, max(e.recorded_at) AS last_at,
+           max(CASE e.verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
+           count(*) AS n, min(e.seq) AS first_seq, max(e.seq) AS last_seq
+    FROM {table} e JOIN sdues sd ON sd.drill = e.drill AND sd.kind = e.kind
+    WHERE e.record_type = 'drill' AND e.recorded_at >= %(start)s AND e.recorded_at < %(end)s
+      AND e.drill = ANY(%(drills)s)
+    GROUP BY sd.idx, e.dag_id, e.run_id
 ),
 placed AS MATERIALIZED (
-    SELECT sd.idx, r.*, width_bucket(r.first_at, sd.d) AS bucket
-    FROM runs r JOIN sdues sd ON sd.drill = r.drill AND sd.kind = r.kind
+    SELECT r.idx, r.dag_id, r.run_id, r.first_at, r.last_at, r.rank, r.n, r.first_seq, r.last_seq,
+           width_bucket(r.first_at, sd.d) AS bucket
+    FROM runs r JOIN sdues sd USING (idx)
 ),
 tally AS (
     SELECT idx, count(*) AS runs, count(*) FILTER (WHERE rank = 0) AS passes,
-           count(*) FILTER (WHERE rank >= 2) AS failed,
-           count(DISTINCT bucket) FILTER (WHERE bucket > 0) AS covered
+           count(*) FILTER (WHERE rank >= 2) AS failed, max(last_at) AS newest_at
     FROM placed GROUP BY idx
 ),
-missed AS (
-    SELECT sd.idx, o.due
-    FROM sdues sd, unnest(sd.d) WITH ORDINALITY AS o(due, i)
-    WHERE o.due + %(grace)s <= %(as_of)s
-      AND NOT EXISTS (SELECT 1 FROM placed p WHERE p.idx = sd.idx AND p.bucket = o.i)
+ordered AS MATERIALIZED (  -- each run with the bucket of the run before it (in bucket order) in its series
+    SELECT idx, bucket, lag(bucket, 1, 0) OVER (PARTITION BY idx ORDER BY bucket) AS prev FROM placed
 ),
-missed_count AS (SELECT idx, count(*) AS missed FROM missed GROUP BY idx),
+covered AS (  -- a bucket is covered once: count it where it first appears
+    SELECT idx, count(*) FILTER (WHERE bucket > 0 AND bucket <> prev) AS covered, max(bucket) AS top
+    FROM ordered GROUP BY idx
+),
+gaps AS (  -- runs of uncovered matured occurrences [g_lo, g_hi], found between consecutive covered buckets
+    SELECT o.idx, o.prev + 1 AS g_lo, least(o.bucket - 1, sd.matured) AS g_hi
+    FROM ordered o JOIN sdues sd USING (idx)
+    WHERE o.bucket > 0 AND o.bucket <> o.prev AND o.prev + 1 <= least(o.bucket - 1, sd.matured)
+    UNION ALL
+    SELECT sd.idx, coalesce(c.top, 0) + 1, sd.matured
+    FROM sdues sd LEFT JOIN covered c USING (idx)
+    WHERE coalesce(c.top, 0) + 1 <= sd.matured
+),
+missed_count AS (SELECT idx, sum(g_hi - g_lo + 1) AS missed FROM gaps GROUP BY idx),
+missed AS (  -- only the newest %(newest)s missed occurrences of each series are listed
+    SELECT r.idx, sd.d[i] AS due
+    FROM (SELECT idx, g_lo, g_hi,
+                 sum(g_hi - g_lo + 1) OVER (PARTITION BY idx ORDER BY g_hi DESC) - (g_hi - g_lo + 1) AS newer
+          FROM gaps) r
+         JOIN sdues sd USING (idx),
+         generate_series(greatest(r.g_lo, r.g_hi - (%(newest)s - r.newer) + 1), r.g_hi) AS i
+    WHERE r.newer < %(newest)s
+),
 exc AS (
     SELECT idx, at, what, run_id, seq, stray, first_seq,
            row_number() OVER (PARTITION BY idx ORDER BY at DESC, stray DESC, first_seq DESC) AS rn
@@ -89,16 +115,17 @@ exc_agg AS (
            array_agg(stray ORDER BY rn DESC) AS e_stray, array_agg(first_seq ORDER BY rn DESC) AS e_first_seq
     FROM exc WHERE rn <= %(newest)s GROUP BY idx
 ),
-newest AS (
-    SELECT DISTINCT ON (idx) idx, dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq,
-           bucket = 0 AS stray
-    FROM placed ORDER BY idx, last_at DESC, (bucket = 0) DESC, first_at DESC, first_seq DESC
+newest AS (  -- among the runs ending last (usually one), the one the reference processes last
+    SELECT DISTINCT ON (p.idx) p.idx, p.dag_id, p.run_id, p.first_at, p.last_at, p.rank, p.n, p.first_seq,
+           p.last_seq, p.bucket = 0 AS stray
+    FROM placed p JOIN tally t ON t.idx = p.idx AND p.last_at = t.newest_at
+    ORDER BY p.idx, (p.bucket = 0) DESC, p.first_at DESC, p.first_seq DESC
 )
-SELECT sd.idx, coalesce(t.runs, 0), coalesce(t.passes, 0), coalesce(t.failed, 0), coalesce(t.covered, 0),
+SELECT sd.idx, coalesce(t.runs, 0), coalesce(t.passes, 0), coalesce(t.failed, 0), coalesce(c.covered, 0),
        coalesce(m.missed, 0), e.e_at, e.e_what, e.e_run, e.e_seq, e.e_stray, e.e_first_seq,
        nw.dag_id, nw.run_id, nw.first_at, nw.last_at, nw.rank, nw.n, nw.first_seq, nw.last_seq, nw.stray
-FROM sdues sd LEFT JOIN tally t USING (idx) LEFT JOIN missed_count m USING (idx) LEFT JOIN exc_agg e USING (idx)
-     LEFT JOIN newest nw USING (idx)
+FROM sdues sd LEFT JOIN tally t USING (idx) LEFT JOIN covered c USING (idx) LEFT JOIN missed_count m USING (idx)
+     LEFT JOIN exc_agg e USING (idx) LEFT JOIN newest nw USING (idx)
 ORDER BY sd.idx
 """
 
@@ -167,11 +194,12 @@ def series_tallies(
         "kind": [s.kind for s in every],
         "lo": lo,
         "hi": hi,
-        "dues": dues,
+        # one array literal: 0.6 ms of isoformat + 0.3 ms a query, against 2.4-4.4 ms for the driver's array dump
+        "dues": "{" + ",".join(d.isoformat() for d in dues) + "}",
         "start": start,
         "end": end,
         "drills": sorted({s.drill for s in every}),
-        "grace": timedelta(seconds=grace),
+        "grace": float(grace),  # seconds: make_interval(secs) has no day part, so no DST in the sum
         "as_of": as_of,
         "newest": newest,
     }

@@ -29,7 +29,12 @@ def result_doc(
         b.find("RTO_EXCEEDED", "restore took 1200 s, objective 900 s", subject=target)
     elif verdict == "ERROR":
         b.find("CONNECTION_MISSING", "connection drillbook_source is not defined", subject=target)
-    result = b.finish()
+    if verdict == "SKIPPED":
+        from drillbook.result import Verdict
+
+        result = b.finish(verdict=Verdict.SKIPPED)
+    else:
+        result = b.finish()
     assert result.verdict.value == verdict, (result.verdict, verdict)
     return normalise(result.to_json_dict())
 

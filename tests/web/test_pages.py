@@ -205,3 +205,117 @@ def test_controls_and_coverage_use_the_catalogues_population(seeded):
         and "never_ran" in coverage
         and coverage.index("never_ran") < coverage.index("PASSING")
     )
+
+
+def test_controls_page_lists_the_newest_exceptions_and_says_how_many_more(seeded):
+    """The page reads the SQL population (newest 20 per control); its totals are the reference's, in words."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from drillbook.evidence.controls import control_rows
+    from tests.evidence.conftest import backup_drill, catalogue
+
+    cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"))
+    from drillbook.evidence import population_sql
+
+    app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
+    before = dict(population_sql.CACHE_STATS)
+    with TestClient(app) as c:
+        page = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        again = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    app.state.pool.close()
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if datetime.now(UTC) >= today + timedelta(hours=1, seconds=cat.defaults.watchdog.grace):
+        # past 01:00 UTC plus the grace: the month before today is read once, then from the cache
+        assert population_sql.CACHE_STATS["hit"] > before["hit"], population_sql.CACHE_STATS
+    page = again  # the answer merged from the cache is the one checked against the reference
+    with psycopg.connect(seeded.reader_dsn) as conn:  # the page's default window: 31 days to tomorrow
+        (row,) = control_rows(conn, cat, start=today - timedelta(days=30), end=today + timedelta(days=1))
+    total = row.missed + row.failed
+    assert total > 20 and len(row.exceptions) == total
+    row_html = page[page.index("SOC2:A1.2") :]
+    assert f"{row.missed} of {row.expected} expected runs missed" in row_html
+    assert f"… and {total - 20} more" in row_html
+    newest = row.exceptions[-1]
+    assert f"{newest.at:%Y-%m-%d %H:%M} {newest.what}" in re.sub(r"<[^>]+>", "", row_html)
+
+
+def _plain_controls_summary_equals_the_page_query(dsn):
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from drillbook.web import queries
+
+    since, until = datetime.now(UTC) - timedelta(days=400), datetime.now(UTC) + timedelta(days=1)
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        got = queries.controls_summary(conn, since=since, until=until, limit_exceptions=2)
+        plain = conn.execute(
+            """SELECT c AS control, count(*) AS runs, count(*) FILTER (WHERE verdict = 'PASS') AS passes,
+                      max(seq) AS newest_seq, array_agg(DISTINCT drill) AS drills,
+                      (array_agg(ARRAY[seq::text, to_char(recorded_at, 'YYYY-MM-DD'), verdict, drill]
+                                 ORDER BY seq DESC) FILTER (WHERE verdict IN ('FAIL', 'ERROR')))[1:2] AS exceptions,
+                      count(*) FILTER (WHERE verdict IN ('FAIL', 'ERROR')) AS exception_count
+               FROM drillbook_evidence, unnest(controls) AS c
+               WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s GROUP BY c ORDER BY c""",
+            (since, until),
+        ).fetchall()
+    assert plain and any(r["exception_count"] for r in plain)
+    assert [{k: r[k] for k in plain[0]} for r in got] == plain
+
+
+def test_controls_summary_equals_one_plain_aggregate_over_the_rows(seeded):
+    """The grouped-then-spread summary (no catalogue) gives what one unnest over every row gives."""
+    _plain_controls_summary_equals_the_page_query(seeded.reader_dsn)
+
+
+def test_controls_summary_of_a_drill_whose_controls_changed_in_the_window(ledger_dsn):
+    """A drill mapped to other controls mid-window is counted per (controls, drill), not as one group."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.evidence.conftest import History
+
+    history = History(ledger_dsn)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for i, (controls, verdict) in enumerate(
+        [
+            (("SOC2:A1.2",), "PASS"),
+            (("SOC2:A1.2",), "FAIL"),
+            (("SOC2:A1.2", "ISO27001:A.8.13"), "PASS"),
+            (("ISO27001:A.8.13",), "ERROR"),
+        ]
+    ):
+        history.add(now - timedelta(days=3, hours=-i), drill="changing", controls=controls, verdict=verdict)
+    history.add(now - timedelta(days=2), drill="steady", controls=("DORA:Art.12",), verdict="FAIL")
+    _plain_controls_summary_equals_the_page_query(ledger_dsn)
+
+
+def test_settled_days_are_cached_per_ledger_and_read_again_when_a_day_edge_changes(ledger_dsn):
+    """Controls without a catalogue keep settled days' counts; another chain at an edge misses the cache."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from drillbook.web import queries
+    from tests.evidence.conftest import History
+
+    history = History(ledger_dsn)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+    history.add(day + timedelta(hours=1), drill="a", verdict="PASS")
+    history.add(day + timedelta(days=1, hours=2), drill="a", verdict="FAIL")
+    since, until = day - timedelta(days=2), day + timedelta(days=4)
+
+    def runs() -> int:
+        with psycopg.connect(ledger_dsn, row_factory=dict_row) as conn:
+            (row,) = queries.controls_summary(conn, since=since, until=until)
+        return row["runs"]
+
+    assert runs() == 2
+    cached = len(queries._DAY_GROUPS)
+    assert runs() == 2 and len(queries._DAY_GROUPS) == cached  # the second request reads the cache
+    history.add(day + timedelta(days=2, hours=3), drill="a", verdict="PASS")  # a new first row of a day
+    assert runs() == 3
+    _plain_controls_summary_equals_the_page_query(ledger_dsn)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -71,13 +71,10 @@ def run_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> dict[s
 
 def build_dag(drill: Any, catalogue: Catalogue) -> DAG:
     """``dr_<kind>__<name>``: one ``run`` task."""
-    from airflow.sdk import task
+
+    def run(**context: Any) -> dict[str, Any]:
+        return run_now(drill, catalogue, context)
 
     with drill_dag(drill, catalogue) as dag:
-
-        @task(task_id="run")
-        def run(**context: Any) -> dict[str, Any]:
-            return run_now(drill, catalogue, context)
-
-        run()
+        drill_task(run, "run")
     return dag

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from drillbook.airflow.current_catalogue import current_catalogue
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -69,9 +69,14 @@ def provoke_now(drill: Any, catalogue: Catalogue, context: dict[str, Any]) -> An
 
 def build_dag(drill: Any, catalogue: Catalogue) -> DAG:
     """``dr_negative__<name>``: one ``provoke`` task (broken input → red run → page → judged → evidence)."""
-    from airflow.sdk import task
-
     assert drill.negative is not None
+
+    def provoke(**context: Any) -> dict[str, Any]:
+        from drillbook.airflow.runtime import report
+
+        result = provoke_now(drill, catalogue, context)
+        return report(result, drill=drill, catalogue=catalogue, context=context)
+
     with drill_dag(
         drill,
         catalogue,
@@ -80,15 +85,7 @@ def build_dag(drill: Any, catalogue: Catalogue) -> DAG:
         schedule=timedelta(seconds=drill.negative.every),
         tags=["drillbook", KIND, drill.kind],
     ) as dag:
-
-        @task(task_id="provoke")
-        def provoke(**context: Any) -> dict[str, Any]:
-            from drillbook.airflow.runtime import report
-
-            result = provoke_now(drill, catalogue, context)
-            return report(result, drill=drill, catalogue=catalogue, context=context)
-
-        provoke()
+        drill_task(provoke, "provoke")
     return dag
 
 

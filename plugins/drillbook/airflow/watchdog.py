@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import DagSubject, drill_dag
+from drillbook.airflow.factory import DagSubject, drill_dag, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -58,8 +58,6 @@ def _now_of(context: dict[str, Any]) -> datetime:
 
 
 def build_watchdog_dag(catalogue: Catalogue) -> DAG:
-    from airflow.sdk import task
-
     schedule = catalogue.defaults.watchdog.schedule
     subject = DagSubject(
         kind="watchdog",
@@ -69,7 +67,6 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
     )
     with drill_dag(subject, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
 
-        @task(task_id="watchdog")
         def watchdog(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
@@ -91,13 +88,11 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
                 "reports_owed": redo.left if redo is not None else 0,
             }
 
-        watchdog()
+        drill_task(watchdog, "watchdog")
     return dag
 
 
 def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG:
-    from airflow.sdk import task
-
     subject = DagSubject(
         kind="digest",
         name=dag_id.split("__", 1)[1],
@@ -106,7 +101,6 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
     )
     with drill_dag(subject, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
 
-        @task(task_id="digest")
         def digest(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
@@ -134,7 +128,7 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
                 )
             return {d.drill: d.status for d in card.drills}
 
-        digest()
+        drill_task(digest, "digest")
     return dag
 
 

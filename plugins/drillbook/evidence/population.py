@@ -31,6 +31,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -169,21 +170,24 @@ def _cron_times(schedule: str, *, start: datetime, end: datetime, timezone: str)
 
 _CACHE: OrderedDict[tuple[str, datetime, datetime, str], tuple[datetime, ...]] = OrderedDict()
 _CACHE_ENTRIES, _CACHE_LARGEST = 16, 50_000  # at most ~45 MB, in a long-running api-server too
+_CACHE_LOCK = threading.Lock()  # the api-server's pages run in a thread pool: evict and read under one lock
 
 
 def _cron_times_cached(schedule: str, start: datetime, end: datetime, timezone: str) -> tuple[datetime, ...]:
     # croniter costs ~0.2 ms a step; drills sharing a schedule (and the pack, which reads the controls
     # view and then the population) compute it once per period. Only lists up to _CACHE_LARGEST are kept.
     key = (schedule, start, end, timezone)
-    found = _CACHE.get(key)
-    if found is not None:
-        _CACHE.move_to_end(key)
-        return found
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
     times = tuple(_cron_times(schedule, start=start, end=end, timezone=timezone))
     if len(times) <= _CACHE_LARGEST:
-        _CACHE[key] = times
-        while len(_CACHE) > _CACHE_ENTRIES:
-            _CACHE.popitem(last=False)
+        with _CACHE_LOCK:
+            _CACHE[key] = times
+            while len(_CACHE) > _CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
     return times
 
 

@@ -320,9 +320,10 @@ def control_rows_page(
                 else when
             )
             items.append(f"{when} {esc(e.what)} {esc(e.drill)}")
-        if len(r.exceptions) > shown:
+        total = r.missed + r.failed  # every exception is a missed occurrence or a FAIL/ERROR run
+        if total > min(shown, len(r.exceptions)):  # the SQL population hands over only the newest ones
             items.append(
-                f"… and {len(r.exceptions) - shown} more "
+                f"… and {total - min(shown, len(r.exceptions))} more "
                 + link(href(base, "history", control=r.control, since=since, until=until), "(history)")
             )
         newest = (verdict_badge(r.newest.verdict) + " " + fmt_time(r.newest.last_at)) if r.newest else "—"

@@ -137,6 +137,10 @@ class Ledger:
         """Create or migrate the schema (idempotent); return the migration versions applied."""
         applied = schema.apply_migrations(self._conn)
         self._schema_checked = True
+        if 6 in applied and self._conn.autocommit:
+            # v6 rewrote the table, which clears its visibility map: until a vacuum sets it again the
+            # pages' covering index cannot answer index-only (VACUUM cannot run inside the migration)
+            self._conn.execute(f"VACUUM (ANALYZE) {schema.TABLE}")
         return applied
 
     def schema_version(self) -> int:

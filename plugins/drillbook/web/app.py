@@ -524,10 +524,10 @@ def create_app(
         cat = catalogue() if catalogue is not None else None
         with pool.connection() as conn:
             if cat is not None:
-                from drillbook.evidence.controls import control_rows
+                from drillbook.evidence.population_sql import control_rows_sql
 
-                return pages.control_rows_page(
-                    control_rows(conn, cat, start=start, end=end),
+                return pages.control_rows_page(  # the newest 20 exceptions per control, and how many in all
+                    control_rows_sql(conn, cat, start=start, end=end, newest=20, cached=True),
                     since=since_s,
                     until=until_s,
                     base=base_of(request),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_mapped_task, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -97,30 +97,28 @@ def prove_path_now(drill: AlertPathDrill, path_name: str, *, run_url: str | None
 
 def build_dag(drill: AlertPathDrill, catalogue: Catalogue) -> DAG:
     """``dr_alert_path__<name>``: ``prove_path`` mapped over the path names (prove → evidence → Slack)."""
-    from airflow.sdk import get_current_context, task
+    from airflow.sdk import get_current_context
+
+    def prove_path(path_name: str) -> dict[str, Any]:
+        # a FAIL/ERROR verdict raises AirflowFailException (never retried); only a crash is retried
+        from drillbook.airflow.runtime import report
+
+        context = get_current_context()
+        context["alert_path"] = path_name  # type: ignore[typeddict-unknown-key]  # names the map index in the UI
+        try:
+            run_url = context["ti"].log_url  # the canary's generatorURL / PagerDuty link
+        except Exception:
+            run_url = None
+        result = prove_path_now(drill, path_name, run_url=run_url)
+        summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
+        return summary
+
+    def plan_paths() -> list[list[str]]:
+        # An unmapped task on purpose: Airflow derives a DAG's owner (UI, REST API) from its
+        # unmapped tasks only, so a DAG of nothing but a mapped task showed owner "airflow".
+        return [[p.name] for p in drill.paths]  # prove_path's arguments, one list per mapped instance
 
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
-
-        @task(task_id="prove_path", map_index_template="{{ alert_path }}")
-        def prove_path(path_name: str) -> dict[str, Any]:
-            # a FAIL/ERROR verdict raises AirflowFailException (never retried); only a crash is retried
-            from drillbook.airflow.runtime import report
-
-            context = get_current_context()
-            context["alert_path"] = path_name  # type: ignore[typeddict-unknown-key]  # names the map index in the UI
-            try:
-                run_url = context["ti"].log_url  # the canary's generatorURL / PagerDuty link
-            except Exception:
-                run_url = None
-            result = prove_path_now(drill, path_name, run_url=run_url)
-            summary = report(result, drill=drill, catalogue=catalogue, context=context)  # type: ignore[arg-type]
-            return summary
-
-        @task(task_id="plan_paths", retries=0)
-        def plan_paths() -> list[str]:
-            # An unmapped task on purpose: Airflow derives a DAG's owner (UI, REST API) from its
-            # unmapped tasks only, so a DAG of nothing but a mapped task showed owner "airflow".
-            return [p.name for p in drill.paths]
-
-        prove_path.expand(path_name=plan_paths())
+        planned = drill_task(plan_paths, "plan_paths", retries=0)
+        drill_mapped_task(prove_path, "prove_path", planned, map_index_template="{{ alert_path }}")
     return dag

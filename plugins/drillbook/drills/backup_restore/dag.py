@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -232,80 +232,69 @@ def _build_physical_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
     The private cluster is created, recovered and removed inside ``restore_and_verify`` (its data
     directory lives on that worker); ``reap_clusters`` removes clusters killed drills left on the worker.
     """
-    from airflow.sdk import get_current_context, task
+    from airflow.sdk import get_current_context
+
+    def reap_clusters() -> list[str]:
+        from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
+
+        try:
+            return reap_left_clusters()
+        except Exception as exc:  # housekeeping: the drill's own cluster start reaps again
+            log.warning("cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc)
+            return []
+
+    def restore_and_verify(reaped: list[str] | None) -> dict[str, Any]:
+        return physical_now(drill, catalogue, reaped=reaped).to_json_dict()
+
+    def record(result_json: dict[str, Any]) -> dict[str, Any]:
+        from drillbook.airflow.runtime import report
+        from drillbook.result import DrillResult
+
+        result = DrillResult.model_validate(result_json)
+        return report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
 
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
-
-        @task(task_id="reap_clusters", retries=0)
-        def reap_clusters() -> list[str]:
-            from drillbook.drills.backup_restore.ephemeral import reap_left_clusters
-
-            try:
-                return reap_left_clusters()
-            except Exception as exc:  # housekeeping: the drill's own cluster start reaps again
-                log.warning(
-                    "cluster reaper for %s could not run: %s: %s", drill.name, type(exc).__name__, exc
-                )
-                return []
-
-        @task(task_id="restore_and_verify")
-        def restore_and_verify(reaped: list[str] | None) -> dict[str, Any]:
-            return physical_now(drill, catalogue, reaped=reaped).to_json_dict()
-
-        @task(task_id="record")
-        def record(result_json: dict[str, Any]) -> dict[str, Any]:
-            from drillbook.airflow.runtime import report
-            from drillbook.result import DrillResult
-
-            result = DrillResult.model_validate(result_json)
-            return report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
-
-        record(restore_and_verify(reap_clusters()))  # type: ignore[arg-type]
+        reaped = drill_task(reap_clusters, "reap_clusters", retries=0)
+        result = drill_task(restore_and_verify, "restore_and_verify", reaped)
+        drill_task(record, "record", result)
     return dag
 
 
 def build_dag(drill: BackupRestoreDrill, catalogue: Catalogue) -> DAG:
     """``dr_backup_restore__<name>``: reap → create_scratch (setup) → restore_and_verify → record → drop_scratch (teardown)."""
-    from airflow.sdk import get_current_context, task
+    from airflow.sdk import get_current_context
 
     if drill.backup.is_physical:
         return _build_physical_dag(drill, catalogue)
+
+    def reap_scratch() -> dict[str, list[str]]:
+        return reap_now(drill)
+
+    def create_scratch() -> str | None:
+        return create_now(drill, get_current_context()["run_id"])
+
+    def restore_and_verify(scratch_db: str | None, reaped: dict[str, list[str]] | None) -> dict[str, Any]:
+        result = restore_now(
+            drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped
+        )
+        return result.to_json_dict()
+
+    def record(result_json: dict[str, Any]) -> dict[str, Any]:
+        from drillbook.airflow.runtime import report
+        from drillbook.result import DrillResult
+
+        result = DrillResult.model_validate(result_json)
+        return report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
+
+    def drop_scratch(scratch_db: str | None) -> bool:
+        return drop_now(drill, scratch_db)
+
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
-
-        @task(task_id="reap_scratch", retries=0)
-        def reap_scratch() -> dict[str, list[str]]:
-            return reap_now(drill)
-
-        @task(task_id="create_scratch")
-        def create_scratch() -> str | None:
-            return create_now(drill, get_current_context()["run_id"])
-
-        @task(task_id="restore_and_verify")
-        def restore_and_verify(scratch_db: str | None, reaped: dict[str, list[str]] | None) -> dict[str, Any]:
-            result = restore_now(
-                drill, catalogue, scratch_db=scratch_db, run_id=get_current_context()["run_id"], reaped=reaped
-            )
-            return result.to_json_dict()
-
-        @task(task_id="record")
-        def record(result_json: dict[str, Any]) -> dict[str, Any]:
-            from drillbook.airflow.runtime import report
-            from drillbook.result import DrillResult
-
-            result = DrillResult.model_validate(result_json)
-            summary = report(result, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
-            return summary
-
-        @task(task_id="drop_scratch")
-        def drop_scratch(scratch_db: str | None) -> bool:
-            return drop_now(drill, scratch_db)
-
-        # TaskFlow passes XComArgs where the functions take values: mypy cannot see that.
-        reaped = reap_scratch()
-        scratch = create_scratch()
+        reaped = drill_task(reap_scratch, "reap_scratch", retries=0)
+        scratch = drill_task(create_scratch, "create_scratch")
         reaped >> scratch
-        result = restore_and_verify(scratch, reaped)  # type: ignore[arg-type]
-        recorded = record(result)  # type: ignore[arg-type]
-        drop = drop_scratch(scratch).as_teardown(setups=scratch)  # type: ignore[arg-type]
+        result = drill_task(restore_and_verify, "restore_and_verify", scratch, reaped)
+        recorded = drill_task(record, "record", result)
+        drop = drill_task(drop_scratch, "drop_scratch", scratch).as_teardown(setups=scratch)
         recorded >> drop
     return dag

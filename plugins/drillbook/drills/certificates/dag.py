@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_mapped_task, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -95,14 +95,13 @@ def acm_client_factory(spec: Any) -> Any:
 
 def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
     """``dr_certificates__<name>``: check_endpoints (mapped) / check_files / check_acm -> summarize."""
-    from airflow.sdk import get_current_context, task
+    from airflow.sdk import get_current_context
 
     groups: dict[str, Any] = {}
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
         if drill.endpoints:
             total = len(drill.endpoints)
 
-            @task(task_id="check_endpoints", map_index_template="{{ cert_batch }}")
             def check_endpoints(batch: list[int]) -> list[dict[str, Any]]:
                 from drillbook.drills.certificates import check_endpoints as probe_and_judge
 
@@ -113,11 +112,15 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
                 )
                 return record_items(results, catalogue=catalogue, context=context, group="endpoints")
 
-            groups["endpoints"] = check_endpoints.expand(batch=batches(drill))
+            groups["endpoints"] = drill_mapped_task(
+                check_endpoints,
+                "check_endpoints",
+                [[batch] for batch in batches(drill)],
+                map_index_template="{{ cert_batch }}",
+            )
 
         if drill.files:
 
-            @task(task_id="check_files")
             def check_files() -> list[dict[str, Any]]:
                 from drillbook.drills.certificates import check_files as read_and_judge
 
@@ -126,22 +129,20 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
                     results, catalogue=catalogue, context=get_current_context(), group="files"
                 )
 
-            groups["files"] = check_files()
+            groups["files"] = drill_task(check_files, "check_files")
 
         if drill.acm is not None:
 
-            @task(task_id="check_acm")
             def check_acm() -> list[dict[str, Any]]:
                 from drillbook.drills.certificates import check_acm as describe_and_judge
 
                 results = describe_and_judge(drill, client_factory=acm_client_factory)
                 return record_items(results, catalogue=catalogue, context=get_current_context(), group="acm")
 
-            groups["acm"] = check_acm()
+            groups["acm"] = drill_task(check_acm, "check_acm")
 
         configured = list(groups)
 
-        @task(task_id="summarize", trigger_rule="all_done")
         def summarize(endpoints: Any = None, files: Any = None, acm: Any = None) -> dict[str, Any]:
             # explicit parameters: a **kwargs signature would also receive Airflow's context variables
             from drillbook.airflow.runtime import report
@@ -154,7 +155,7 @@ def build_dag(drill: CertificatesDrill, catalogue: Catalogue) -> DAG:
             reported = report(summary, drill=drill, catalogue=catalogue, context=get_current_context())  # type: ignore[arg-type]
             return reported
 
-        summarize(**groups)
+        drill_task(summarize, "summarize", trigger_rule="all_done", op_kwargs=groups)
     return dag
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drillbook.airflow.factory import drill_dag
+from drillbook.airflow.factory import drill_dag, drill_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -69,17 +69,14 @@ def validate_drill(drill: DataQualityDrill, catalogue: Catalogue) -> Any:
 
 def build_dag(drill: DataQualityDrill, catalogue: Catalogue) -> DAG:
     """``dr_data_quality__<name>``: one ``validate`` task (validate → evidence → Slack → fail unless green)."""
-    from airflow.sdk import task
+
+    def validate(**context: Any) -> dict[str, Any]:
+        from drillbook.airflow.runtime import report
+
+        result = validate_drill(drill, catalogue)
+        summary = report(result, drill=drill, catalogue=catalogue, context=context)
+        return summary
 
     with drill_dag(drill, catalogue, doc_md=_doc(drill)) as dag:
-
-        @task(task_id="validate")
-        def validate(**context: Any) -> dict[str, Any]:
-            from drillbook.airflow.runtime import report
-
-            result = validate_drill(drill, catalogue)
-            summary = report(result, drill=drill, catalogue=catalogue, context=context)
-            return summary
-
-        validate()
+        drill_task(validate, "validate")
     return dag

@@ -237,19 +237,35 @@ def stream_runs(
     with conn.transaction(), conn.cursor(name="drillbook_population_runs", row_factory=tuple_row) as cur:
         cur.itersize = batch
         cur.execute(_RUNS_SQL.format(table=TABLE), (start, end, drills))
-        for drill, kind, dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq in cur:
-            yield Run(
-                drill=drill,
-                kind=kind,
-                dag_id=dag_id,
-                run_id=run_id,
-                first_at=first_at,
-                last_at=last_at,
-                verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
-                rows=int(n),
-                first_seq=int(first_seq),
-                last_seq=int(last_seq),
-            )
+        for drill, kind, *run in cur:
+            yield run_of(drill, kind, *run)
+
+
+def run_of(
+    drill: str,
+    kind: str,
+    dag_id: str,
+    run_id: str,
+    first_at: datetime,
+    last_at: datetime,
+    rank: int,
+    rows: int,
+    first_seq: int,
+    last_seq: int,
+) -> Run:
+    """A run from the columns the runs statements return (its verdict from the worst rank of its rows)."""
+    return Run(
+        drill=drill,
+        kind=kind,
+        dag_id=dag_id,
+        run_id=run_id,
+        first_at=first_at,
+        last_at=last_at,
+        verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+        rows=int(rows),
+        first_seq=int(first_seq),
+        last_seq=int(last_seq),
+    )
 
 
 # -- matching ---------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from drillbook.evidence.controls import STATUS_ORDER, ControlException, ControlRow
-from drillbook.evidence.population import _RANK_VERDICT, MISSED, Run, Series, occurrence_times, series_of
+from drillbook.evidence.population import MISSED, Run, Series, occurrence_times, run_of, series_of
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -231,17 +231,8 @@ def _tallies(
             dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq, stray = row[12:21]
             tally.top, tally.low = int(row[21]), int(row[22])
             if dag_id is not None:
-                tally.newest = Run(
-                    drill=s.drill,
-                    kind=s.kind,
-                    dag_id=dag_id,
-                    run_id=run_id,
-                    first_at=first_at,
-                    last_at=last_at,
-                    verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
-                    rows=int(n),
-                    first_seq=int(first_seq),
-                    last_seq=int(last_seq),
+                tally.newest = run_of(
+                    s.drill, s.kind, dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq
                 )
                 tally.newest_stray = bool(stray)
     return out

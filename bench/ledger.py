@@ -15,6 +15,7 @@ own processes (wall time and that process's peak RSS, via ``os.wait4``) against
 a bare COPY of the period's rows.
 
     python bench/ledger.py [--rows 100000] [--scale-only]   # DRILLBOOK_TEST_PG_DSN or an embedded pgserver
+    python bench/ledger.py --rows 1000000 --scale-only --keep   # then: --database bench_ledger_XXXX (reuse)
 """
 
 from __future__ import annotations
@@ -406,7 +407,35 @@ def export_rows(
     )
 
 
-def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = False) -> None:
+def reuse(dsn: str) -> tuple[datetime, int]:
+    """A database kept by ``--keep``, back to the state the build left: (the build's end, its records).
+
+    The scale rows append digest records and checkpoints (signed with a key made per run); as the superuser the
+    bench runs as, they are removed from the tail (the chain stays valid) with the triggers bypassed, so every
+    run measures the same ledger from the same start."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SET session_replication_role = replica")
+        cur.execute("SELECT max(seq), max(recorded_at) FROM drillbook_evidence WHERE record_type = 'drill'")
+        built, last_at = cur.fetchone() or (None, None)
+        if built is None:
+            raise SystemExit("the database has no drill records: build it with --keep first")
+        cur.execute("DELETE FROM drillbook_evidence WHERE seq > %s", (built,))
+        cur.execute("DELETE FROM drillbook_checkpoint")
+        conn.commit()
+    # the build's rows end just before ``end`` (a whole second): the last one + 1 s, truncated, is that second
+    return (last_at + timedelta(seconds=1)).replace(microsecond=0), int(built)
+
+
+def run(
+    admin_dsn: str,
+    rows: int,
+    *,
+    keep: bool = False,
+    scale_only: bool = False,
+    database: str | None = None,
+) -> None:
     import psycopg
 
     from drillbook.cli import ledger_cmds
@@ -414,31 +443,42 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = Fal
     from drillbook.ledger.store import Ledger
     from drillbook.resources.pg import with_dbname
 
-    name = f"bench_ledger_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    name = database or f"bench_ledger_{uuid.uuid4().hex[:8]}"
+    if database is None:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     dsn = with_dbname(admin_dsn, name)
     try:
         ledger = Ledger(dsn)
-        ledger.init_schema()
-        end = datetime.now(UTC).replace(microsecond=0)
-        start = end - timedelta(days=365)
-        t0 = time.perf_counter()
-        with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-            # A year of history with its own timestamps: bypass the seal trigger (which would stamp every
-            # row with the current time) as the superuser the bench runs as; hashes are computed above.
-            cur.execute("SET session_replication_role = replica")
-            with cur.copy(f"COPY drillbook_evidence ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in generate(rows, start, timedelta(days=365)):
-                    copy.write_row(row)
-            conn.commit()
-            conn.execute("ANALYZE drillbook_evidence")
-            conn.commit()
-        load = time.perf_counter() - t0
-        print(
-            f"loaded {rows} records with a valid chain in {load:.1f} s ({rows / load:,.0f} rows/s); "
-            f"peak RSS {peak_mb():.0f} MB"
-        )
+        ledger.init_schema()  # on a kept database: applies any newer migration in place
+        if database is not None:
+            end, rows = reuse(dsn)
+            start = end - timedelta(days=365)
+            print(f"reusing the kept ledger {name}: {rows} records up to {end.isoformat()}")
+        else:
+            end = datetime.now(UTC).replace(microsecond=0)
+            start = end - timedelta(days=365)
+            t0 = time.perf_counter()
+            with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+                # A year of history with its own timestamps: bypass the seal trigger (which would stamp every
+                # row with the current time) as the superuser the bench runs as; hashes are computed above.
+                cur.execute("SET session_replication_role = replica")
+                with cur.copy(f"COPY drillbook_evidence ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in generate(rows, start, timedelta(days=365)):
+                        copy.write_row(row)
+                conn.commit()
+            load = time.perf_counter() - t0
+            print(
+                f"loaded {rows} records with a valid chain in {load:.1f} s ({rows / load:,.0f} rows/s); "
+                f"peak RSS {peak_mb():.0f} MB",
+                flush=True,
+            )
+        # A ledger in service is vacuumed by autovacuum (inserts trigger it since PostgreSQL 13), which sets the
+        # visibility map that index-only scans need; a freshly COPYed or migrated one is not yet
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            t0 = time.perf_counter()
+            conn.execute("VACUUM (ANALYZE) drillbook_evidence")
+            print(f"VACUUM (ANALYZE) {time.perf_counter() - t0:.1f} s", flush=True)
         rss_after_load = peak_mb()
 
         month_since = (end - timedelta(days=60)).date().isoformat()
@@ -546,8 +586,8 @@ def run(admin_dsn: str, rows: int, *, keep: bool = False, scale_only: bool = Fal
         ledger.close()
         shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if keep:
-            print(f"kept the benchmark ledger: DRILLBOOK_LEDGER_DSN={dsn!r}")
+        if keep or database:
+            print(f"kept the benchmark ledger: --database {name}")
         else:
             with psycopg.connect(admin_dsn, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -562,13 +602,21 @@ def main() -> int:
         action="store_true",
         help="only issue 14's rows: list, full and incremental verify, daily and monthly digest",
     )
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="time a database kept by --keep (its records, not --rows) instead of building one",
+    )
     args = parser.parse_args()
+    if args.database and not os.environ.get("DRILLBOOK_TEST_PG_DSN"):
+        parser.error("--database needs DRILLBOOK_TEST_PG_DSN (the server that holds the kept database)")
     with server() as dsn:
         run(
             dsn,
             args.rows,
             keep=args.keep and bool(os.environ.get("DRILLBOOK_TEST_PG_DSN")),
             scale_only=args.scale_only,
+            database=args.database,
         )
     return 0
 

@@ -6,6 +6,7 @@ on the same backup, in the same process; the medians' ratio and the peak RSS are
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import statistics
@@ -38,7 +39,8 @@ def compare_rounds(drill: Any, bare: Callable[[], float], *, rounds: int, bare_l
     """Alternate ``bare()`` and the whole drill ``rounds`` times; print the ratio and peak RSS; 1 if the drill fails."""
     from drillbook.drills.backup_restore.physical.drill import run_physical
 
-    bare_times, drill_times = [], []
+    bare_times, drill_times, fixed = [], [], []
+    load_before = os.getloadavg()[0]
     state = Path(tempfile.mkdtemp(prefix="drillbook-bench-state-"))
     try:
         for i in range(rounds):
@@ -51,6 +53,8 @@ def compare_rounds(drill: Any, bare: Callable[[], float], *, rounds: int, bare_l
                     f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}"
                 )
                 return 1
+            tool_s = sum(p.seconds for p in result.phases if p.name in ("restore", "recover"))
+            fixed.append(drill_times[-1] - tool_s)
             print(
                 f"round {i + 1}: bare {bare_times[-1]:.1f}s, drill {drill_times[-1]:.1f}s "
                 f"(phases: {', '.join(f'{p.name} {p.seconds:.1f}s' for p in result.phases)})"
@@ -62,5 +66,14 @@ def compare_rounds(drill: Any, bare: Callable[[], float], *, rounds: int, bare_l
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"{bare_label} median {base:.2f}s, whole drill median {whole:.2f}s")
     print(f"ratio drill / bare: {whole / base:.2f}x (target <= 1.30x)")
+    # on a shared machine the tool's own restore varies by several seconds between rounds: the ratio of each
+    # round (bare and drill run back to back) and the drill's own part (everything but the tool's restore and
+    # the server's start + recovery) are steadier than the ratio of the medians
+    paired = statistics.median(d / b for d, b in zip(drill_times, bare_times, strict=True))
+    print(
+        f"median of per-round ratios: {paired:.2f}x; drill's own part (not restore/recover): median "
+        f"{statistics.median(fixed):.2f}s"
+    )
+    print(f"load average (1 min): {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(f"peak RSS: drill process {self_rss:.0f} MB, largest child ({tools}) {child_rss:.0f} MB")
     return 0

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from drillbook.evidence import population_sql
 from drillbook.evidence.controls import control_rows
 from drillbook.evidence.population import missed_by_drill, occurrence_times, series_of
-from drillbook.evidence.population_sql import control_rows_sql, missed_by_drill_sql
+from drillbook.evidence.population_sql import control_rows_sql, missed_by_drill_sql, series_tallies
 
 from .conftest import backup_drill, catalogue
 
@@ -156,3 +157,126 @@ def test_sql_population_of_an_empty_ledger_and_a_period_with_no_due_time(ledger_
         (row,) = control_rows_sql(conn, cat, start=start, end=end, as_of=end)
         assert (row.expected, row.runs, row.failed, row.status) == (0, 1, 1, "AT RISK")
         assert _view([row]) == _view(control_rows(conn, cat, start=start, end=end, as_of=end))
+
+
+def _tally_view(tallies):
+    return [
+        (t.series, t.runs, t.passes, t.failed, t.covered, t.missed, t.newest, t.newest_stray, t.exceptions)
+        for t in tallies
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("name", sorted(CATALOGUES))
+def test_finished_part_and_open_tail_merge_to_the_whole(ledger_dsn, history, name, seed):
+    """Split at any cut (day edges, due times, between them, before the first due time, where a mapped run
+    crosses it), the cached head and the live tail give exactly the one-statement tallies."""
+    make, start, end = CATALOGUES[name]
+    cat = make()
+    _fill(history, cat, start=start, end=end, seed=seed)
+    dues = sorted(
+        {d for s in series_of(cat) for d in occurrence_times(s, start=start, end=end, timezone="UTC")}
+    )
+    rnd = random.Random(seed)
+    cuts = {start + timedelta(days=n) for n in range(1, (end - start).days + 1)}  # the UTC day edges
+    cuts |= set(rnd.sample(dues, 6)) | {start + timedelta(minutes=1), end}
+    cuts |= {start + (end - start) * rnd.random() for _ in range(6)}
+    seen = {"hit": 0, "miss": 0, "straddle": 0}
+    before = dict(population_sql.CACHE_STATS)
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        for as_of in (end - timedelta(minutes=50), end + timedelta(days=1)):
+            for newest in (0, 3, 10**6):
+                whole = _tally_view(
+                    series_tallies(conn, cat, start=start, end=end, as_of=as_of, newest=newest)
+                )
+                for cut in sorted(cuts):
+                    for _twice in range(2):  # the second time from the cache
+                        split = series_tallies(
+                            conn, cat, start=start, end=end, as_of=as_of, newest=newest, cut=cut
+                        )
+                        assert _tally_view(split) == whole, (cut, as_of, newest)
+            reference = control_rows(conn, cat, start=start, end=end, as_of=as_of)
+            assert _view(
+                control_rows_sql(conn, cat, start=start, end=end, as_of=as_of, cached=True)
+            ) == _view(reference, newest=20)
+    for k in seen:
+        seen[k] = population_sql.CACHE_STATS[k] - before[k]
+    assert seen["hit"] > 0 and seen["miss"] > 0, seen  # both paths ran
+
+
+def test_a_run_across_the_cut_is_read_whole_and_appended_rows_keep_the_cache(ledger_dsn, history):
+    cat = catalogue(backup_drill("hourly", "0 * * * *"))
+    start, end = _utc(2026, 1, 1), _utc(2026, 1, 3)
+    cut = _utc(2026, 1, 2)
+    for h in range(40):
+        history.add(
+            start + timedelta(hours=h, minutes=5), drill="hourly", verdict="FAIL" if h % 7 == 0 else "PASS"
+        )
+    as_of = end + timedelta(days=1)
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+
+        def check() -> None:
+            split = series_tallies(conn, cat, start=start, end=end, as_of=as_of, cut=cut)
+            assert _tally_view(split) == _tally_view(
+                series_tallies(conn, cat, start=start, end=end, as_of=as_of)
+            )
+            assert _view(control_rows_sql(conn, cat, start=start, end=end, as_of=as_of, newest=5)) == _view(
+                control_rows(conn, cat, start=start, end=end, as_of=as_of), newest=5
+            )
+
+        before = dict(population_sql.CACHE_STATS)
+        check()
+        check()
+        assert population_sql.CACHE_STATS["miss"] - before["miss"] == 1
+        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 1
+        history.add(
+            _utc(2026, 1, 2, 22, 10), drill="hourly", verdict="ERROR"
+        )  # appended: the head still holds
+        check()
+        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 2
+        # one run (mapped: two records) from 23:59:55 to 00:00:06 crosses the cut: split an hour earlier
+        history.add(cut - timedelta(seconds=5), drill="hourly", verdict="PASS", run_id="across", map_index=0)
+        history.add(cut + timedelta(seconds=6), drill="hourly", verdict="FAIL", run_id="across", map_index=1)
+        before = dict(population_sql.CACHE_STATS)
+        check()
+        assert population_sql.CACHE_STATS["straddle"] == before["straddle"]
+        assert population_sql.CACHE_STATS["miss"] - before["miss"] == 1  # the head up to 23:00, once
+        check()
+        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 1
+        # a run from 17:30 to 00:30 spans every cut tried (midnight, 23, 22, 21 and 18 h): read whole, once
+        history.add(
+            cut - timedelta(hours=6, minutes=30), drill="hourly", verdict="PASS", run_id="long", map_index=0
+        )
+        history.add(cut + timedelta(minutes=30), drill="hourly", verdict="ERROR", run_id="long", map_index=1)
+        before = dict(population_sql.CACHE_STATS)
+        check()
+        assert population_sql.CACHE_STATS["straddle"] - before["straddle"] == 1
+
+
+def test_the_cache_is_bounded_and_safe_across_threads(ledger_dsn, history):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cat = catalogue(backup_drill("hourly", "0 * * * *"))
+    start = _utc(2026, 1, 1)
+    for h in range(24 * 5):
+        history.add(
+            start + timedelta(hours=h, minutes=3), drill="hourly", verdict="PASS" if h % 5 else "FAIL"
+        )
+    end, as_of = start + timedelta(days=5), start + timedelta(days=6)
+
+    def one(n: int):
+        with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+            cut = start + timedelta(hours=1 + n % 90)
+            return _tally_view(
+                series_tallies(conn, cat, start=start, end=end, as_of=as_of, cut=cut, newest=n % 4)
+            )
+
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        whole = {
+            n: _tally_view(series_tallies(conn, cat, start=start, end=end, as_of=as_of, newest=n))
+            for n in range(4)
+        }
+    with ThreadPoolExecutor(8) as pool:
+        for n, got in zip(range(200), pool.map(one, range(200)), strict=True):
+            assert got == whole[n % 4], n
+    assert len(population_sql._HEADS) <= population_sql._HEADS_MAX

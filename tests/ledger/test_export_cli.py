@@ -273,3 +273,27 @@ def test_list_shows_finding_codes_from_the_generated_column_and_a_v3_ledger_stil
         conn.execute("ALTER TABLE drillbook_evidence DROP COLUMN finding_codes")
     rows = list(list_rows(ledger.connection, flt=Filter.build(), limit=None))
     assert [r[LIST_HEADER.index("findings")] for r in rows] == ["", "RTO_EXCEEDED"]
+
+
+@pytest.mark.parametrize("window", [False, True], ids=["whole-ledger", "time-window"])
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_list_orders_by_seq_as_a_number_across_a_digit_boundary(ledger, newest_first, window):
+    """seq is shown as text; the order must still be numeric (text order put seq 9 before seq 10), with or
+    without a time window (which sorts the window's rows instead of walking the primary key)."""
+    from datetime import UTC, datetime, timedelta
+
+    from drillbook.ledger.export import list_rows
+    from drillbook.ledger.query import Filter
+
+    fill(ledger, 11)
+    now = datetime.now(UTC)
+    flt = (
+        Filter.build(since=now - timedelta(days=1), until=now + timedelta(days=1))
+        if window
+        else Filter.build()
+    )
+    rows = list(list_rows(ledger.connection, flt=flt, limit=None, newest_first=newest_first))
+    expected = [str(n) for n in range(1, 12)]
+    assert [r[0] for r in rows] == (expected[::-1] if newest_first else expected)
+    limited = list(list_rows(ledger.connection, flt=flt, limit=2, newest_first=newest_first))
+    assert [r[0] for r in limited] == (["11", "10"] if newest_first else ["1", "2"])

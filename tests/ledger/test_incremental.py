@@ -155,6 +155,62 @@ def test_awkward_characters_hash_the_same_in_the_stream(ledger, ledger_dsn, sign
     assert report.ok and report.checked == 1, report.message
 
 
+AWKWARD = 'naïve "q" \\ b\tt\nn ✓ 𝄞 \x01 \u2028 </script> \\u0041'
+
+
+def _awkward_records(ledger) -> None:
+    """Awkward characters in every text column the canonical text holds, and an empty controls array."""
+    from tests.ledger.conftest import ctx, make_result
+
+    ledger.record(
+        make_result(drill=AWKWARD, kind="certificates", controls=(AWKWARD, "SOC2:A1.2"), target=AWKWARD),
+        ctx(f"scheduled__{AWKWARD}", task=f"t{AWKWARD}", dag=f"dr_{AWKWARD}", map_index=3, try_number=2),
+    )
+    ledger.record(make_result(controls=()), ctx("manual__empty-controls"))
+
+
+def test_streamed_text_is_byte_equal_to_the_seals_expression(ledger, ledger_dsn):
+    """verify streams ``row_to_json`` of the hashed columns (one call per record); the seal hashed
+    ``seal.TEXT_EXPRESSION``. They must be the same bytes for every record, however awkward its values."""
+    import psycopg
+
+    from drillbook.ledger.audit import _STREAM
+    from drillbook.ledger.seal import TEXT_EXPRESSION
+
+    _awkward_records(ledger)
+    fill(ledger, 2)
+    select = _STREAM.format(table="drillbook_evidence", after=0)
+    select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
+    with psycopg.connect(ledger_dsn) as conn:
+        streamed = conn.execute(select).fetchall()
+        sealed = conn.execute(
+            f"SELECT convert_to(r.prev_hash || ({TEXT_EXPRESSION}), 'UTF8') FROM drillbook_evidence r ORDER BY seq"
+        ).fetchall()
+    assert len(streamed) == len(sealed) == 4
+    for (seq, _prev, _hash, _at, text), (expected,) in zip(streamed, sealed, strict=True):
+        assert text.encode() == bytes(expected), seq
+
+
+def test_a_session_in_another_client_encoding_hashes_the_utf8_bytes(ledger, ledger_dsn, signed):
+    """The streamed text arrives in the client encoding: a LATIN1 session (which cannot even hold ✓) must
+    still verify, because the walk asks for UTF-8, the bytes that were hashed; and an edit is still found."""
+    from psycopg.conninfo import make_conninfo
+
+    from drillbook.ledger.store import Ledger
+
+    _awkward_records(ledger)
+    fill(ledger, 2)
+    latin1 = Ledger(make_conninfo(ledger_dsn, client_encoding="LATIN1"))
+    try:
+        report = latin1.verify(checkpoints=signed, full=True)
+        assert report.ok and report.checked == 4, report.message
+        tamper(ledger_dsn, "UPDATE drillbook_evidence SET target = 'naïve' WHERE seq = 2")
+        report = latin1.verify(checkpoints=signed, full=True)
+        assert not report.ok and report.reason == "edited" and report.first_bad_seq == 2, report.message
+    finally:
+        latin1.close()
+
+
 def test_walk_stream_stops_at_each_kind_of_break():
     import hashlib
 

@@ -51,12 +51,14 @@ def filled(ledger_dsn):
     ledger.close()
 
 
-def test_sql_aggregate_equals_the_python_rule(filled):
+@pytest.mark.parametrize("columns", [True, False], ids=["v6-columns", "json-text"])
+def test_sql_aggregate_equals_the_python_rule(filled, columns):
+    """Both SQL forms: schema v6's generated columns, and the JSON text a ledger before v6 is read from."""
     ledger, now = filled
     drills = ["api_certs", "web_certs", "quiet_certs", "loud_certs"]
     start, end = now - timedelta(hours=1), now + timedelta(hours=1)
     in_python = aggregate_records(ledger.query(), drills=drills, start=start, end=end)
-    in_sql = aggregate_sql(ledger.connection, drills=drills, start=start, end=end)
+    in_sql = aggregate_sql(ledger.connection, drills=drills, start=start, end=end, columns=columns)
     assert in_sql == in_python
     assert in_sql["api_certs"] == DrillAggregate(
         runs=3,

@@ -28,8 +28,11 @@ them, so ``tests/evidence/test_population_sql.py`` can hold both equal on varied
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from drillbook.evidence.controls import STATUS_ORDER, ControlException, ControlRow
@@ -76,7 +79,8 @@ ordered AS MATERIALIZED (  -- each run with the bucket of the run before it (in 
     SELECT idx, bucket, lag(bucket, 1, 0) OVER (PARTITION BY idx ORDER BY bucket) AS prev FROM placed
 ),
 covered AS (  -- a bucket is covered once: count it where it first appears
-    SELECT idx, count(*) FILTER (WHERE bucket > 0 AND bucket <> prev) AS covered, max(bucket) AS top
+    SELECT idx, count(*) FILTER (WHERE bucket > 0 AND bucket <> prev) AS covered, max(bucket) AS top,
+           min(bucket) FILTER (WHERE bucket > 0) AS low
     FROM ordered GROUP BY idx
 ),
 gaps AS (  -- runs of uncovered matured occurrences [g_lo, g_hi], found between consecutive covered buckets
@@ -123,7 +127,8 @@ newest AS (  -- among the runs ending last (usually one), the one the reference 
 )
 SELECT sd.idx, coalesce(t.runs, 0), coalesce(t.passes, 0), coalesce(t.failed, 0), coalesce(c.covered, 0),
        coalesce(m.missed, 0), e.e_at, e.e_what, e.e_run, e.e_seq, e.e_stray, e.e_first_seq,
-       nw.dag_id, nw.run_id, nw.first_at, nw.last_at, nw.rank, nw.n, nw.first_seq, nw.last_seq, nw.stray
+       nw.dag_id, nw.run_id, nw.first_at, nw.last_at, nw.rank, nw.n, nw.first_seq, nw.last_seq, nw.stray,
+       coalesce(c.top, 0), coalesce(c.low, 0)
 FROM sdues sd LEFT JOIN tally t USING (idx) LEFT JOIN covered c USING (idx) LEFT JOIN missed_count m USING (idx)
      LEFT JOIN exc_agg e USING (idx) LEFT JOIN newest nw USING (idx)
 ORDER BY sd.idx
@@ -144,6 +149,8 @@ class SeriesTally:
     newest_stray: bool = False
     # the newest exceptions, oldest first, each with its tie-break key (at, stray, first_seq)
     exceptions: list[tuple[tuple[datetime, bool, int], ControlException]] = field(default_factory=list)
+    top: int = 0  # the highest bucket holding a run (0: none, or strays only)
+    low: int = 0  # the lowest covered bucket (0: none)
 
     @property
     def expected(self) -> int:
@@ -154,41 +161,32 @@ class SeriesTally:
         return self.missed + self.failed
 
 
-def series_tallies(
+def _tallies(
     conn: Any,
-    catalogue: Catalogue,
+    every: list[Series],
+    dues_of: list[list[datetime]],
     *,
     start: datetime,
     end: datetime,
-    as_of: datetime | None = None,
-    control: str | None = None,
-    newest: int = NEWEST,
+    as_of: datetime,
+    grace: float,
+    newest: int,
 ) -> list[SeriesTally]:
-    """One tally per series of the drills mapped to ``control`` (all: None), in ``series_of`` order.
-
-    The digest's ``missed_by_drill`` is ``{t.series.drill: t.missed}`` over the non-negative series.
-    """
+    """The statement over the rows of [start, end), each series with its due times ``dues_of[i]``."""
     from psycopg.rows import tuple_row
 
     from drillbook.ledger.schema import TABLE
 
-    as_of = as_of or datetime.now(UTC)
-    every = series_of(catalogue, control=control)
-    if not every:
-        return []
-    tz, grace = catalogue.defaults.timezone, catalogue.defaults.watchdog.grace
     dues: list[datetime] = []
-    slices: dict[tuple[str, float | None], tuple[int, int]] = {}
+    slices: dict[int, tuple[int, int]] = {}  # series sharing a schedule share one list object
     lo: list[int] = []
     hi: list[int] = []
-    for s in every:
-        key = (s.schedule, s.every)
-        if key not in slices:
-            times = list(occurrence_times(s, start=start, end=end, timezone=tz))
-            slices[key] = (len(dues) + 1, len(dues) + len(times))  # 1-based, inclusive; hi < lo: none
+    for times in dues_of:
+        if id(times) not in slices:
+            slices[id(times)] = (len(dues) + 1, len(dues) + len(times))  # 1-based, inclusive; hi < lo: none
             dues.extend(times)
-        lo.append(slices[key][0])
-        hi.append(slices[key][1])
+        lo.append(slices[id(times)][0])
+        hi.append(slices[id(times)][1])
     params = {
         "drill": [s.drill for s in every],
         "kind": [s.kind for s in every],
@@ -230,7 +228,8 @@ def series_tallies(
                         ),
                     )
                 )
-            dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq, stray = row[12:]
+            dag_id, run_id, first_at, last_at, rank, n, first_seq, last_seq, stray = row[12:21]
+            tally.top, tally.low = int(row[21]), int(row[22])
             if dag_id is not None:
                 tally.newest = Run(
                     drill=s.drill,
@@ -248,6 +247,236 @@ def series_tallies(
     return out
 
 
+# -- finished days, cached --------------------------------------------------------------------------
+#: (database, series, timezone, grace, start, cut, newest, first record at start and at cut) -> the
+#: tallies of [start, cut); LRU, each entry at most series x (newest + 1) exceptions
+_HEADS: OrderedDict[tuple[Any, ...], list[SeriesTally]] = OrderedDict()
+_HEADS_MAX = 32
+_HEADS_LOCK = threading.Lock()  # the api-server runs sync pages in a thread pool
+_SETTLED = timedelta(hours=1)  # rows recorded before now - 1 h are all committed (as web.queries' day cache)
+#: where the split is tried: the cut, then earlier, while a run has rows on both sides of it
+_CUT_BACK_HOURS = (0, 1, 2, 3, 6)
+#: how many times the head was read from the cache / computed / not usable (a run across the cut); for tests
+CACHE_STATS = {"hit": 0, "miss": 0, "straddle": 0}
+
+_EDGES_SQL = """
+SELECT (SELECT ARRAY[seq::text, hash] FROM {table} WHERE recorded_at >= %(start)s
+        ORDER BY recorded_at, seq LIMIT 1),
+       (SELECT ARRAY[seq::text, hash] FROM {table} WHERE recorded_at >= %(cut)s
+        ORDER BY recorded_at, seq LIMIT 1),
+       EXISTS (  -- a run with rows on both sides of the cut: the split would count it twice
+           SELECT 1
+           FROM (SELECT DISTINCT dag_id, run_id, drill, kind FROM {table}
+                 WHERE record_type = 'drill' AND recorded_at >= %(cut)s AND recorded_at < %(end)s
+                   AND drill = ANY(%(drills)s)) r
+           WHERE EXISTS (SELECT 1 FROM {table} e
+                         WHERE e.record_type = 'drill' AND e.dag_id = r.dag_id AND e.run_id = r.run_id
+                           AND e.drill = r.drill AND e.kind = r.kind
+                           AND e.recorded_at >= %(start)s AND e.recorded_at < %(cut)s))
+"""
+
+
+def default_cut(*, start: datetime, end: datetime, as_of: datetime, grace: float) -> datetime | None:
+    """The UTC day edge the finished part ends at: every due time before it is past its grace at ``as_of``
+    and its rows were committed an hour ago; None when no whole finished day is in the period."""
+    latest = min(as_of - timedelta(seconds=grace), datetime.now(UTC) - _SETTLED, end).astimezone(UTC)
+    cut = latest.replace(hour=0, minute=0, second=0, microsecond=0)
+    return cut if start < cut else None
+
+
+def _merge(
+    head: SeriesTally, tail: SeriesTally, *, k: int, shared: datetime | None, newest: int
+) -> SeriesTally:
+    """One series' tally of [start, end) from that of [start, cut) and [cut, end).
+
+    The head had the first ``k`` due times, the tail the due times from the ``k``-th on (all of them
+    when ``k`` is 0): the ``k``-th, ``shared``, is the occurrence the cut falls in, the head's last
+    bucket and the tail's first. It is covered when either half has a run in it, and MISSED only when
+    neither has; each half counted it MISSED when it had none. Both halves list ``newest + 1``
+    exceptions, so dropping one entry of that due time still leaves the newest ``newest``."""
+    out = SeriesTally(series=head.series)
+    out.runs, out.passes, out.failed = (
+        head.runs + tail.runs,
+        head.passes + tail.passes,
+        head.failed + tail.failed,
+    )
+    out.covered, out.missed = head.covered + tail.covered, head.missed + tail.missed
+    listed = head.exceptions + tail.exceptions
+    if k >= 1:
+        h_cov, t_cov = head.top == k, tail.low == 1
+        if h_cov and t_cov:
+            out.covered -= 1
+        else:
+            out.missed -= 1
+        # the shared due time is listed MISSED by both halves (missed: keep one) or by the one that has no
+        # run in it (covered by the other: keep none), or by neither (both have runs): drop one entry
+        drop = 1
+        kept = []
+        for key, e in listed:
+            if drop and e.what == MISSED and e.at == shared:
+                drop = 0
+                continue
+            kept.append((key, e))
+        listed = kept
+    listed.sort(key=lambda item: item[0])
+    out.exceptions = listed[max(0, len(listed) - newest) :]
+    candidates = [(t.newest, t.newest_stray) for t in (head, tail) if t.newest is not None]
+    if candidates:  # the tie-break of the statement's ``newest``: last end, a stray, last start, last seq
+        out.newest, out.newest_stray = max(
+            candidates, key=lambda c: (c[0].last_at, c[1], c[0].first_at, c[0].first_seq)
+        )
+    return out
+
+
+def series_tallies(
+    conn: Any,
+    catalogue: Catalogue,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime | None = None,
+    control: str | None = None,
+    newest: int = NEWEST,
+    cached: bool = False,
+    cut: datetime | None = None,
+) -> list[SeriesTally]:
+    """One tally per series of the drills mapped to ``control`` (all: None), in ``series_of`` order.
+
+    The digest's ``missed_by_drill`` is ``{t.series.drill: t.missed}`` over the non-negative series.
+
+    ``cached`` (the api-server's pages): the period is split at ``cut`` (default ``default_cut``:
+    today's UTC midnight once yesterday's due times are past their grace) and the tallies of the
+    finished part [start, cut) are kept in this process, keyed like ``web.queries``' day cache by
+    the database and the first record at ``start`` and at ``cut`` (appended rows do not invalidate
+    it; rows cut or added at those edges do); only [cut, end) is read per request, and the halves
+    are merged exactly. While a run has rows on both sides of the cut, the cut is moved back (1, 2, 3,
+    6 hours); when every one is spanned, the period is read whole, uncached.
+    """
+    as_of = as_of or datetime.now(UTC)
+    every = series_of(catalogue, control=control)
+    if not every:
+        return []
+    tz, grace = catalogue.defaults.timezone, float(catalogue.defaults.watchdog.grace)
+    lists: dict[tuple[str, float | None], list[datetime]] = {}
+    for s in every:
+        key = (s.schedule, s.every)
+        if key not in lists:
+            lists[key] = list(occurrence_times(s, start=start, end=end, timezone=tz))
+    dues_of = [lists[(s.schedule, s.every)] for s in every]
+    if cached and cut is None:
+        cut = default_cut(start=start, end=end, as_of=as_of, grace=grace)
+    if cut is None or not (start < cut <= end) or cut + timedelta(seconds=grace) > as_of:
+        return _tallies(conn, every, dues_of, start=start, end=end, as_of=as_of, grace=grace, newest=newest)
+    cuts = [c for c in (cut - timedelta(hours=h) for h in _CUT_BACK_HOURS) if start < c]
+    from psycopg.pq import TransactionStatus
+
+    from drillbook.ledger.schema import TABLE
+
+    # one snapshot for the edges, the straddle check and the tail: a run's row committed between them
+    # could otherwise be missed by the check and counted by the tail
+    fresh = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        if fresh:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _split(
+            conn,
+            every,
+            lists,
+            dues_of,
+            start=start,
+            end=end,
+            cuts=cuts,
+            as_of=as_of,
+            tz=tz,
+            grace=grace,
+            newest=newest,
+            table=TABLE,
+        )
+
+
+def _split(
+    conn: Any,
+    every: list[Series],
+    lists: dict[tuple[str, float | None], list[datetime]],
+    dues_of: list[list[datetime]],
+    *,
+    start: datetime,
+    end: datetime,
+    cuts: list[datetime],
+    as_of: datetime,
+    tz: str,
+    grace: float,
+    newest: int,
+    table: str,
+) -> list[SeriesTally]:
+    from psycopg.rows import tuple_row
+
+    for cut in cuts:  # the first cut no run spans (a nightly drill running across midnight: an hour earlier)
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                _EDGES_SQL.replace("{table}", table),
+                {"start": start, "cut": cut, "end": end, "drills": sorted({s.drill for s in every})},
+            )
+            at_start, at_cut, straddle = cur.fetchone()
+        if not straddle:
+            break
+    else:
+        with _HEADS_LOCK:
+            CACHE_STATS["straddle"] += 1
+        return _tallies(conn, every, dues_of, start=start, end=end, as_of=as_of, grace=grace, newest=newest)
+    ks = {key: bisect_right(times, cut) for key, times in lists.items()}  # due times <= cut: the head's
+    head_lists = {key: times[: ks[key]] for key, times in lists.items()}
+    tail_lists = {key: times[max(ks[key], 1) - 1 :] for key, times in lists.items()}
+    info = conn.info
+    cache_key = (
+        (info.host, info.port, info.dbname),
+        tuple((s.drill, s.kind, s.schedule, s.every, s.controls) for s in every),
+        tz,
+        grace,
+        start,
+        cut,
+        newest,
+        tuple(at_start or ()),
+        tuple(at_cut or ()),
+    )
+    with _HEADS_LOCK:
+        heads = _HEADS.get(cache_key)
+        if heads is not None:
+            _HEADS.move_to_end(cache_key)
+        CACHE_STATS["hit" if heads is not None else "miss"] += 1
+    if heads is None:
+        heads = _tallies(  # every head due time is matured: as_of is past cut + grace
+            conn,
+            every,
+            [head_lists[(s.schedule, s.every)] for s in every],
+            start=start,
+            end=cut,
+            as_of=cut + timedelta(seconds=grace),
+            grace=grace,
+            newest=newest + 1,
+        )
+        with _HEADS_LOCK:
+            _HEADS[cache_key] = heads
+            while len(_HEADS) > _HEADS_MAX:
+                _HEADS.popitem(last=False)
+    tails = _tallies(
+        conn,
+        every,
+        [tail_lists[(s.schedule, s.every)] for s in every],
+        start=cut,
+        end=end,
+        as_of=as_of,
+        grace=grace,
+        newest=newest + 1,
+    )
+    out = []
+    for s, head, tail in zip(every, heads, tails, strict=True):
+        key = (s.schedule, s.every)
+        k = ks[key]
+        out.append(_merge(head, tail, k=k, shared=lists[key][k - 1] if k else None, newest=newest))
+    return out
+
+
 def control_rows_sql(
     conn: Any,
     catalogue: Catalogue,
@@ -258,10 +487,14 @@ def control_rows_sql(
     unverifiable: str | None = None,
     only: str | None = None,
     newest: int = NEWEST,
+    cached: bool = False,
 ) -> list[ControlRow]:
     """``drillbook.evidence.controls.control_rows`` from ``series_tallies``: the same rows and status, except
-    that ``exceptions`` holds only the newest ``newest`` per control (``missed + failed`` is the total)."""
-    tallies = series_tallies(conn, catalogue, start=start, end=end, as_of=as_of, control=only, newest=newest)
+    that ``exceptions`` holds only the newest ``newest`` per control (``missed + failed`` is the total).
+    ``cached``: finished days from this process's cache (``series_tallies``), as the pages do."""
+    tallies = series_tallies(
+        conn, catalogue, start=start, end=end, as_of=as_of, control=only, newest=newest, cached=cached
+    )
     every = [t.series for t in tallies]
     controls = sorted({c for s in every for c in s.controls if only is None or c == only})
     rows = {

@@ -186,15 +186,24 @@ def list_rows(
             (TABLE,),
         )
         codes = "finding_codes" if cur.fetchone() else _CODES_FROM_RESULT
+    # ORDER BY the table's bigint seq (``e.seq``): a bare ``seq`` names the output column, the text, and sorted
+    # "999" before "1000" (newest first was wrong across a digit boundary). With a time window the rows come
+    # from the recorded_at index and are sorted (``e.seq + 0``: the same order, no index): the planner would
+    # otherwise walk the primary key from the newest record down to the window, since it cannot know that seq
+    # and time rise together (1 s instead of 0.14 s for the default 50 rows of a month a year back).
+    order = "e.seq + 0" if flt.since is not None or flt.until is not None else "e.seq"
     sql = (
         f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, "
         f"drill, verdict, array_to_string(controls, ','), coalesce({codes}, ''), "
-        f"run_id, left(hash, 12) FROM {TABLE} WHERE {where} ORDER BY seq {'DESC' if newest_first else 'ASC'}"
+        f"run_id, left(hash, 12) FROM {TABLE} e WHERE {where} ORDER BY {order} {'DESC' if newest_first else 'ASC'}"
     )
     if limit:
         sql += " LIMIT %s"
         params = [*params, int(limit)]
     with conn.transaction(), conn.cursor(name="drillbook_list", row_factory=tuple_row) as cur:
+        # a cursor is planned for its first 10% of rows by default (fast-start plans); the list reads every
+        # row (a LIMIT, when given, is planned for as such)
+        conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         cur.itersize = batch
         cur.execute(sql, params)
         yield from cur  # every cell is NOT NULL text already: no per-cell conversion in Python

@@ -527,7 +527,7 @@ def create_app(
                 from drillbook.evidence.population_sql import control_rows_sql
 
                 return pages.control_rows_page(  # the newest 20 exceptions per control, and how many in all
-                    control_rows_sql(conn, cat, start=start, end=end, newest=20),
+                    control_rows_sql(conn, cat, start=start, end=end, newest=20, cached=True),
                     since=since_s,
                     until=until_s,
                     base=base_of(request),

@@ -220,3 +220,28 @@ def pg_source() -> Iterator[SourceCluster]:
             src.stop()
         finally:
             shutil.rmtree(src.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Clusters of this test only: the drill and the reaper both use tempfile's directory.
+
+    A test that compares listings of the shared temporary directory sees the clusters of every other
+    test running at the same time (another pytest, a benchmark); in its own directory it sees only its own.
+    """
+    tmp_path_factory.getbasetemp()  # pytest's own temp root is fixed before tempfile's directory is redirected and removed
+    d = Path(tempfile.mkdtemp(prefix="drillbook-physical-tests-"))
+    d.chmod(0o711)  # the cluster's OS user must reach its directory inside
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    yield d
+    monkeypatch.undo()
+    from drillbook.drills.backup_restore.ephemeral_reap import reap
+
+    uids = {os.geteuid()}
+    for name in (OS_USER, "barman"):  # the users pgBackRest and Barman clusters run as
+        try:
+            uids.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            pass
+    reap(uids, str(d))
+    shutil.rmtree(d, ignore_errors=True)

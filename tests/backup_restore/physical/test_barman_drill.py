@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
 from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
@@ -19,6 +21,9 @@ from tests.backup_restore.physical import barman_fixture
 from tests.backup_restore.physical.barman_fixture import BarmanRepo
 
 barman_repo = barman_fixture.barman_repo  # the session fixture, in its own module
+# clusters() lists tempfile's directory: a private one per test (conftest), so clusters of tests running at
+# the same time elsewhere on the machine are not this test's leftovers
+pytestmark = pytest.mark.usefixtures("private_tmp")
 
 
 def barman_drill(repo: BarmanRepo, **backup: Any) -> BackupRestoreDrill:

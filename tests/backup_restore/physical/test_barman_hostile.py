@@ -55,8 +55,10 @@ def fake(tmp_path_factory) -> Iterator[Path]:
     script.write_text(
         "#!/bin/sh\n"
         f'D="{root}"\n'
+        'echo "$*" >> "$D/calls"\n'
         'case "$*" in\n'
         '  *list-backups*) cat "$D/list.json";;\n'
+        '  *show-backup*latest) if [ -f "$D/latest.json" ]; then cat "$D/latest.json"; else cat "$D/show.json"; fi;;\n'
         '  *show-backup*) cat "$D/show.json";;\n'
         '  *show-servers*) cat "$D/servers.json";;\n'
         '  *recover*) for a; do last="$a"; done; mkdir -p "$last"; cp "$D/auto.conf" "$last/postgresql.auto.conf";;\n'
@@ -70,6 +72,8 @@ def fake(tmp_path_factory) -> Iterator[Path]:
     )
     for name in ("list.json", "show.json", "servers.json"):
         (root / name).chmod(0o644)
+    (root / "calls").touch(mode=0o666)
+    (root / "calls").chmod(0o666)  # the script runs as the barman user
     try:
         yield root
     finally:
@@ -95,6 +99,35 @@ def test_the_well_formed_answer_is_accepted(fake: Path) -> None:
         15,
         1,
     )
+
+
+def test_locate_asks_show_backup_once_when_latest_is_the_chosen_backup(fake: Path) -> None:
+    """Each barman start-up costs a second or more: list, servers and ``show-backup latest`` are asked at once."""
+    source(fake).locate()
+    calls = (fake / "calls").read_text().splitlines()
+    shows = [c for c in calls if "show-backup" in c]
+    assert len(calls) == 3 and len(shows) == 1 and shows[0].endswith("show-backup pg latest"), calls
+
+
+def test_a_latest_that_is_not_the_newest_done_backup_is_not_used(fake: Path) -> None:
+    """Barman's ``latest`` may be a backup still WAITING_FOR_WALS (or one that finished in between): the backup
+    chosen from list-backups (newest DONE) is shown instead, and its answer is the one used."""
+    answer(
+        fake,
+        "latest.json",
+        {
+            "pg": {
+                **GOOD_SHOW["pg"],
+                "backup_id": "20261201T000000",
+                "status": "WAITING_FOR_WALS",
+            }
+        },
+    )
+    (fake / "latest.json").chmod(0o644)
+    backup = source(fake).locate()
+    assert backup.label == "20261130T230324"
+    calls = (fake / "calls").read_text().splitlines()
+    assert any(c.endswith("show-backup pg 20261130T230324") for c in calls), calls
 
 
 @pytest.mark.parametrize(

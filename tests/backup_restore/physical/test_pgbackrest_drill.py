@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,11 @@ def physical_drill(src: SourceCluster, **backup: Any) -> BackupRestoreDrill:
     )
 
 
+pytestmark = pytest.mark.usefixtures(
+    "private_tmp"
+)  # conftest: this module's clusters in a directory of its own
+
+
 def codes(result) -> set[str]:
     return {f.code for f in result.findings}
 
@@ -52,28 +56,6 @@ def leftover_clusters(before: set[str]) -> set[str]:
 
 def _snapshot() -> set[str]:
     return leftover_clusters(set())
-
-
-@pytest.fixture(autouse=True)
-def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Clusters of this test only: the drill and the reaper both use tempfile's directory."""
-    import shutil
-    import tempfile
-
-    tmp_path_factory.getbasetemp()  # pytest's own temp root is fixed before tempfile's directory is redirected and removed
-
-    d = Path(tempfile.mkdtemp(prefix="drillbook-physical-tests-"))
-    d.chmod(0o711)  # the cluster's OS user must reach its directory inside
-    monkeypatch.setattr(tempfile, "tempdir", str(d))
-    yield d
-    monkeypatch.undo()
-    import os
-    import pwd
-
-    from drillbook.drills.backup_restore.ephemeral_reap import reap
-
-    reap({os.geteuid(), pwd.getpwnam("postgres").pw_uid}, str(d))
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -33,19 +33,21 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from drillbook.drills.backup_restore import ephemeral_reap, tools
+from drillbook.drills.backup_restore.tree_removal import remove_tree
 from drillbook.errors import DrillbookError
 
 SUPERUSER = "drillbook_ephemeral"
 START_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60
 _RUN_AS = ("pgserver", "postgres", "nobody")
 
 
@@ -189,10 +191,7 @@ class EphemeralCluster:
         self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
         try:
             # held for the cluster's whole life; the kernel drops it when this process dies (the reaper's proof)
-            self._lock_fd = os.open(
-                self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600
-            )
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fd = ephemeral_reap.hold_lock(self.root)
             if self._user:
                 os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             self._cmd(
@@ -214,28 +213,38 @@ class EphemeralCluster:
                 f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 -c fsync=off "
                 "-c archive_mode=off -c full_page_writes=off -c max_connections=20"
             )
-            self._cmd(
-                [
-                    self._pg_ctl,
-                    "-D",
-                    str(self.root / "data"),
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT_S),
-                    "-o",
-                    opts,
-                    "-l",
-                    str(self.root / "server.log"),
-                    "start",
-                ],
-                timeout=START_TIMEOUT_S + 10,
-                prefix=self._private_network(),
-            )
+            self._start_server(opts, timeout_s=START_TIMEOUT_S)
             self._running = True
         except BaseException:
             self.close()
             raise
         return self
+
+    def _start_server(self, opts: str, *, timeout_s: int) -> None:
+        """``pg_ctl start`` of ``root/data`` with server options ``opts`` (one string: pg_ctl hands it to a
+        shell), its log in ``root/server.log``, in a private network namespace where the kernel allows.
+
+        The one place both kinds of cluster start: dump clusters here, physical-backup clusters in
+        physical/cluster.py.
+        """
+        assert self.root is not None
+        self._cmd(
+            [
+                self._pg_ctl,
+                "-D",
+                str(self.root / "data"),
+                "-w",
+                "-t",
+                str(timeout_s),
+                "-o",
+                opts,
+                "-l",
+                str(self.root / "server.log"),
+                "start",
+            ],
+            timeout=timeout_s + 10,
+            prefix=self._private_network(),
+        )
 
     def dsn(self, dbname: str = "postgres") -> str:
         assert self.root is not None
@@ -253,21 +262,32 @@ class EphemeralCluster:
                         str(self.root / "data"),
                         "-m",
                         "immediate",
-                        "-w",
-                        "-t",
-                        "60",
+                        "-W",
                         "stop",
                     ],
                     timeout=70,
                 )
+                self._wait_stopped(STOP_TIMEOUT_S)
             except EphemeralUnavailable:
                 pass
             self._running = False
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)  # unlinks in parallel: a serial rmtree of fsync'd files was most of teardown
         self.root = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _wait_stopped(self, timeout_s: float) -> None:
+        """Wait until the postmaster removed its pid file (what ``pg_ctl -w`` waits for), polling every 10 ms.
+
+        ``pg_ctl stop -w`` looks every 100 ms, and an immediate stop takes a few: most of its 0.12 s was waiting.
+        After ``timeout_s`` the directory is removed anyway, as when ``pg_ctl -w -t`` gave up.
+        """
+        assert self.root is not None
+        pid_file = self.root / "data" / "postmaster.pid"
+        deadline = time.monotonic() + timeout_s
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def __del__(self) -> None:
         try:

@@ -234,8 +234,32 @@ class Barman:
 
     # --- PhysicalSource ------------------------------------------------------------------
     def locate(self) -> BackupSet:
-        """The newest DONE backup of the server, from ``list-backups`` and ``show-backup``."""
-        listed = self._json("list-backups", self.server)
+        """The newest DONE backup of the server, from ``list-backups`` and ``show-backup``.
+
+        Each ``barman`` start-up costs about a second or more (Python and Barman's imports), and there are
+        three questions: ``list-backups``, ``show-servers`` and ``show-backup latest`` are asked at once;
+        ``latest``'s answer is used only when it is the backup chosen from the list (Barman's ``latest`` may
+        be a backup still WAITING_FOR_WALS, and one may finish in between), else the chosen one is shown.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            listed_f = pool.submit(self._json, "list-backups", self.server)
+            latest_f = pool.submit(self._json, "show-backup", self.server, "latest")
+            server_f = pool.submit(self._server_info)
+            chosen = self._choose(listed_f.result())
+            try:
+                latest = latest_f.result()
+            except PhysicalSourceError:
+                latest = None  # no backup at all, or an answer that is checked again below
+            server_f.result()  # its error, if any, is the drill's (the segment size needs it)
+        backup_id, size = chosen
+        if not (isinstance(latest, dict) and latest.get("backup_id") == backup_id):
+            latest = None
+        return self._show(backup_id, size, latest)
+
+    def _choose(self, listed: Any) -> tuple[str, int | None]:
+        """(id, size) of the newest DONE backup in a ``list-backups`` answer."""
         if not isinstance(listed, list):
             raise PhysicalSourceError(
                 "BACKUP_MISSING",
@@ -268,10 +292,11 @@ class Barman:
                 f"barman server {self.server!r} has no backup with status DONE ({len(listed)} listed)",
             )
         _, backup_id, size = max(done)
-        return self._show(backup_id, size)
+        return backup_id, size
 
-    def _show(self, backup_id: str, size: int | None) -> BackupSet:
-        shown = self._json("show-backup", self.server, backup_id)
+    def _show(self, backup_id: str, size: int | None, shown: Any = None) -> BackupSet:
+        if shown is None:
+            shown = self._json("show-backup", self.server, backup_id)
         if not isinstance(shown, dict):
             raise PhysicalSourceError(
                 "BACKUP_MISSING",

@@ -50,6 +50,8 @@ from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, Ephemera
 from drillbook.errors import DrillbookError
 
 START_TIMEOUT_S = 600
+#: how often recovery's progress is read; a query on an open connection costs well under a millisecond
+RECOVERY_POLL_S = 0.05
 #: settings whose effective value must be exactly this (lower-cased) in the scratch cluster
 SAFE_VALUES: dict[str, tuple[str, ...]] = {
     "archive_mode": ("off",),
@@ -152,17 +154,13 @@ class PhysicalCluster(EphemeralCluster):
 
     def prepare(self) -> Path:
         """Make the cluster's directory (locked for the reaper) and return the empty data directory to restore into."""
-        import fcntl
         import tempfile
 
         self._user = self._given_user
         uids = {os.geteuid()} | ({self._user.pw_uid} if self._user else set())
         self.reaped = ephemeral_reap.reap(uids)
         self.root = Path(tempfile.mkdtemp(prefix=ephemeral_reap.PREFIX))
-        self._lock_fd = os.open(
-            self.root / ephemeral_reap.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600
-        )
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock_fd = ephemeral_reap.hold_lock(self.root)
         self.data_dir.mkdir(mode=0o700)
         if self._user:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
@@ -289,7 +287,9 @@ class PhysicalCluster(EphemeralCluster):
 
         names = [n for n in SAFE_VALUES if n != "archive_library" or (self.major or 0) >= 15]  # new in 15
         names += [n for n in extra if n not in names]
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        # all at once: each process mostly waits (exec, loading, reading the files); 4 at a time left the
+        # safety phase at 4 rounds of start-ups
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
             return dict(zip(names, pool.map(one, names), strict=True))
 
     def assert_safe_before_start(self, recovery: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -332,23 +332,7 @@ class PhysicalCluster(EphemeralCluster):
         opts = " ".join(shlex.quote(a) for a in self._args(conf))  # pg_ctl hands -o to a shell
         self._running = True  # from here close() stops it, whatever start did
         try:
-            self._cmd(
-                [
-                    self._pg_ctl,
-                    "-D",
-                    str(self.data_dir),
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT_S),
-                    "-o",
-                    opts,
-                    "-l",
-                    str(self.root / "server.log"),
-                    "start",
-                ],
-                timeout=START_TIMEOUT_S + 10,
-                prefix=self._private_network(),
-            )
+            self._start_server(opts, timeout_s=START_TIMEOUT_S)
         except EphemeralUnavailable as exc:
             raise self._start_problem(str(exc)) from None
         return self
@@ -424,36 +408,49 @@ class PhysicalCluster(EphemeralCluster):
         return {"settings": rows, "replication_slots": slots, "enabled_subscriptions_held_off": subs}
 
     def wait_recovery(self, *, has_target: bool, timeout_s: float) -> Recovery:
-        """Wait until replay pauses at the target (or recovery ends for ``latest``); read the last replayed commit."""
+        """Wait until replay pauses at the target (or recovery ends for ``latest``); read the last replayed commit.
+
+        One connection polls (a hot-standby session survives the end of recovery); it is opened again only
+        when the server dropped it.
+        """
         began = time.monotonic()
         deadline = began + timeout_s
-        while True:
-            if not self._postmaster_up():
-                raise self._start_problem("the server exited during recovery")
-            try:
-                with self.connect() as conn:
+        conn = None
+        try:
+            while True:
+                if not self._postmaster_up():
+                    raise self._start_problem("the server exited during recovery")
+                try:
+                    if conn is None:
+                        conn = self.connect()
                     in_recovery, state, last, lsn = conn.execute(
                         "select pg_is_in_recovery(), case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() end, "
                         "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()::text"
                     ).fetchone()
-            except Exception as exc:
-                if not type(exc).__module__.startswith("psycopg"):
-                    raise
-                in_recovery, state, last, lsn = True, None, None, None
-            if has_target and in_recovery and state == "paused":
-                return Recovery("target paused", last, lsn, time.monotonic() - began)
-            if not in_recovery:
-                if has_target:  # promoted without pausing: only when the tool wrote another target action
-                    return Recovery(
-                        "target, promoted by the recovery settings", last, lsn, time.monotonic() - began
+                except Exception as exc:
+                    if not type(exc).__module__.startswith("psycopg"):
+                        raise
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    in_recovery, state, last, lsn = True, None, None, None
+                if has_target and in_recovery and state == "paused":
+                    return Recovery("target paused", last, lsn, time.monotonic() - began)
+                if not in_recovery:
+                    if has_target:  # promoted without pausing: only when the tool wrote another target action
+                        return Recovery(
+                            "target, promoted by the recovery settings", last, lsn, time.monotonic() - began
+                        )
+                    return Recovery("end of archive", last, lsn, time.monotonic() - began)
+                if time.monotonic() > deadline:
+                    raise RecoveryProblem(
+                        "PITR_TARGET_UNREACHED" if has_target else "RECOVERY_FAILED",
+                        f"recovery did not reach its end within {timeout_s:.0f}s (replayed to {lsn})",
                     )
-                return Recovery("end of archive", last, lsn, time.monotonic() - began)
-            if time.monotonic() > deadline:
-                raise RecoveryProblem(
-                    "PITR_TARGET_UNREACHED" if has_target else "RECOVERY_FAILED",
-                    f"recovery did not reach its end within {timeout_s:.0f}s (replayed to {lsn})",
-                )
-            time.sleep(0.2)
+                time.sleep(RECOVERY_POLL_S)
+        finally:
+            if conn is not None:
+                conn.close()
 
     def promote(self) -> None:
         with self.connect() as conn:

@@ -15,6 +15,11 @@ Rows, each printed as ``ratio ... N.NNx`` against a baseline measured in this ru
   --rows N`` builds the ledger once and prints them; its lines are relayed as they are.
 - certificates at 300 endpoints vs the sequential openssl loop: ``bench/certificates.py``, relayed.
 
+Heap: Airflow's DAG processor manager calls ``gc.freeze()`` before it forks a parser per file, so the DAG-parse
+row's parent does too before forking either side's children; ``--no-gc-freeze`` forks from an unfrozen heap,
+where a full collection in a child also scans the parent's ~170,000 objects (0.1-0.17 s each) and lands on
+whichever side happens to cross the collector's threshold.
+
 Bytecode: an installed drillbook has its modules (and its dependencies') compiled (``pip install`` compiles
 ``.pyc`` files, the Dockerfile installs with pip), but the development venv has none and the Makefile sets
 ``PYTHONDONTWRITEBYTECODE``, so every process of this bench would compile pydantic, pydantic-settings and
@@ -143,7 +148,7 @@ def build_from_literal(shapes: list[Any]) -> int:
     return count
 
 
-def dag_parse_row(catalogue: Path, cache: Path, *, warm_up: bool) -> None:
+def dag_parse_row(catalogue: Path, cache: Path, *, warm_up: bool, gc_freeze: bool = True) -> None:
     os.environ["DRILLBOOK_CATALOGUE"] = str(catalogue)
     os.environ["DRILLBOOK_CACHE_DIR"] = str(cache)
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -152,6 +157,16 @@ def dag_parse_row(catalogue: Path, cache: Path, *, warm_up: bool) -> None:
     import airflow.providers.standard.operators.python
     import airflow.sdk  # noqa: F401
 
+    if gc_freeze:
+        # as Airflow's DagFileProcessorManager.before_run does before it forks a parser per file
+        # (airflow/dag_processing/manager.py: gc.freeze(), "to prevent COW in forked process"): the parent's
+        # heap is in the permanent generation, so a full collection in a child scans what the child made, not
+        # Airflow's ~170,000 objects. Without it, whichever side happened to cross the full-collection
+        # threshold paid 0.1-0.17 s for one collection (--no-gc-freeze measures that layout). Both sides alike.
+        import gc
+
+        gc.collect()
+        gc.freeze()
     files = sorted((REPO / "dags").glob("*.py"))
     results: dict[str, dict[str, float]] = {"cold": {}, "warm": {}}
     shapes_of: dict[str, list[Any]] = {}
@@ -288,6 +303,11 @@ def main() -> int:
         help="DAG-parse and validate rows without compiled bytecode (every import compiles from source)",
     )
     parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="DAG-parse row: fork the children from an unfrozen heap (Airflow's DAG processor freezes it)",
+    )
+    parser.add_argument(
         "--only",
         choices=["dags", "validate", "ledger", "certificates"],
         action="append",
@@ -325,7 +345,15 @@ def main() -> int:
             use_bytecode_cache(Path(tmp) / "pycache")
         if "dags" in only:
             catalogue = build_catalogue(Path(tmp) / "include", drills)
-            dag_parse_row(catalogue, Path(tmp) / "cache", warm_up=bytecode)
+            print(
+                "DAG-parse row: children forked "
+                + (
+                    "from a frozen heap (gc.freeze(), as Airflow's DAG processor)"
+                    if not args.no_gc_freeze
+                    else "from an unfrozen heap (--no-gc-freeze)"
+                )
+            )
+            dag_parse_row(catalogue, Path(tmp) / "cache", warm_up=bytecode, gc_freeze=not args.no_gc_freeze)
         if "validate" in only:
             validate_row(3 if args.small else 5, warm_up=bytecode)
     print(f"peak RSS of bench/scale.py itself: {peak_mb():.0f} MB")

@@ -16,14 +16,12 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drillbook.errors import ConfigurationError
 
@@ -45,12 +43,16 @@ def _flag(value: object) -> object:
 Seconds = Annotated[int, Field(gt=0)]
 
 
-class Settings(BaseSettings):
-    """Every ``DRILLBOOK_<FIELD>`` variable; the README's settings table is generated from these fields."""
+class Settings(BaseModel):
+    """Every ``DRILLBOOK_<FIELD>`` variable; the README's settings table is generated from these fields.
 
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX, extra="forbid", frozen=True, case_sensitive=False, env_ignore_empty=True
-    )
+    A plain model, not pydantic-settings' ``BaseSettings``: ``load_settings`` reads the environment itself and
+    validates the mapping it read (the only source), so the settings machinery was never used, and importing
+    it (with argparse, dotenv and its cloud providers) was a third of a DAG file's fixed parse cost.
+    ``validate_default`` keeps what ``BaseSettings`` did for defaults.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     catalogue: Path | None = Field(
         None, description="catalogue file (default: include/drills.yaml, or the copy shipped in the package)"
@@ -164,10 +166,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     unknown = unknown_variables(env)
     if unknown:
+        from difflib import get_close_matches  # the error path only: parsing a DAG file never needs it
+
         known = list(field_env_names())
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name.upper(), known, n=1)
+            close = get_close_matches(name.upper(), known, n=1)
             hints.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
         raise ConfigurationError(
             f"unknown drillbook setting(s) in the environment: {', '.join(hints)}; expected one of "

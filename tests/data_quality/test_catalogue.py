@@ -200,3 +200,13 @@ def test_ad_hoc_suite_path(tmp_path):
     shutil.copy(SHIPPED_SUITES / "orders.json", tmp_path / "mine.json")
     assert suite_path(str(tmp_path / "mine.json"), SHIPPED_SUITES) == tmp_path / "mine.json"
     assert load_suite(str(tmp_path / "mine.json"), suites_dir=SHIPPED_SUITES).table == "public.orders"
+
+
+def test_suite_checks_know_every_severity_and_only_those() -> None:
+    """suites.py writes Severity's values out (so a DAG file's parse does not import the result models); a new
+    severity, or a renamed one, must reach the suite checks too."""
+    from drillbook.drills.data_quality import suites
+    from drillbook.result import Severity
+
+    assert suites._SEVERITIES == [s.value for s in Severity]
+    assert Severity.HIGH.value == "high"  # severity_of's default

@@ -18,6 +18,7 @@ one file. Mapped tasks are ``PythonOperator.partial(...).expand(op_args=...)``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,15 +88,24 @@ def drill_doc(drill: Any, catalogue: Catalogue, body: str = "") -> str:
     return "\n".join(lines)
 
 
+@functools.cache
+def _task_types() -> tuple[Any, Any]:
+    """Airflow's ``PythonOperator`` and ``XComArg``, imported on first use (not when this module is imported) and
+    then looked up once: a ``from ... import`` inside ``drill_task`` cost every one of a 1,000-drill catalogue's
+    2,500 tasks the import machinery's lookup again."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import XComArg
+
+    return PythonOperator, XComArg
+
+
 def drill_task(python_callable: Any, task_id: str, *upstream: Any, **operator_kwargs: Any) -> Any:
     """One task of the DAG being built: ``python_callable(*upstream)`` at run time, where each ``XComArg`` in
     ``upstream`` becomes the result of that task (and that task an upstream one); returns this task's ``XComArg``.
 
     The callable also receives Airflow's context variables it names (``**context``), as with ``@task``.
     """
-    from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import XComArg
-
+    PythonOperator, XComArg = _task_types()
     operator = PythonOperator(
         task_id=task_id,
         python_callable=python_callable,
@@ -108,9 +118,7 @@ def drill_task(python_callable: Any, task_id: str, *upstream: Any, **operator_kw
 def drill_mapped_task(python_callable: Any, task_id: str, over: Any, **operator_kwargs: Any) -> Any:
     """A task mapped over ``over``: one instance ``python_callable(*args)`` per ``args`` list in it (a literal list,
     or the ``XComArg`` of a task that returns a list of argument lists); returns its ``XComArg``."""
-    from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import XComArg
-
+    PythonOperator, XComArg = _task_types()
     partial = PythonOperator.partial(task_id=task_id, python_callable=python_callable, **operator_kwargs)
     return XComArg(partial.expand(op_args=over))
 

@@ -30,7 +30,6 @@ per suite file and catalogue however many drills name it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,13 +37,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drillbook.errors import ConfigurationError
-from drillbook.result import Severity
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
 
 
-_SEVERITIES = [s.value for s in Severity]
+# the values of drillbook.result.Severity, written out: importing that module (the result models) and difflib
+# here cost every DAG file's parse ~10 ms, and the catalogue's suite checks run on every parse;
+# tests/data_quality checks the two stay equal
+_SEVERITIES = ["info", "low", "medium", "high", "critical"]
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$")
 _DRILLBOOK_META_KEYS = {"table", "sensitive_columns"}
 _EXPECTATION_KEYS = {"type", "kwargs", "meta", "notes", "description", "severity", "id", "rendered_content"}
@@ -77,7 +78,7 @@ class LoadedSuite:
     def severity_of(self, index: int) -> str:
         """``meta.severity`` of expectation ``index``, else the suite's, else ``high``."""
         meta = self.expectations[index].get("meta") or {}
-        return str(meta.get("severity") or self.severity or Severity.HIGH.value)
+        return str(meta.get("severity") or self.severity or "high")  # Severity.HIGH
 
     def build(self, indexes: list[int] | None = None, *, name: str | None = None) -> Any:
         """A GX ``ExpectationSuite`` of the expectations at ``indexes`` (default all; checked, so none is dropped)."""
@@ -250,7 +251,9 @@ def _gx_problems(data: dict[str, Any]) -> list[str]:
         try:
             _build_expectation(exp)
         except ExpectationNotFoundError:
-            close = difflib.get_close_matches(etype, _known_types(), n=1)
+            from difflib import get_close_matches  # the error path only
+
+            close = get_close_matches(etype, _known_types(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"expectations[{index}]: unknown expectation type {etype!r}{hint}")
         except Exception as exc:  # GX raises pydantic, TypeError or its own errors

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drillbook.errors import ConfigurationError
 
@@ -43,16 +44,12 @@ def _flag(value: object) -> object:
 Seconds = Annotated[int, Field(gt=0)]
 
 
-class Settings(BaseModel):
-    """Every ``DRILLBOOK_<FIELD>`` variable; the README's settings table is generated from these fields.
+class Settings(BaseSettings):
+    """Every ``DRILLBOOK_<FIELD>`` variable; the README's settings table is generated from these fields."""
 
-    A plain model, not pydantic-settings' ``BaseSettings``: ``load_settings`` reads the environment itself and
-    validates the mapping it read (the only source), so the settings machinery was never used, and importing
-    it (with argparse, dotenv and its cloud providers) was a third of a DAG file's fixed parse cost.
-    ``validate_default`` keeps what ``BaseSettings`` did for defaults.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, extra="forbid", frozen=True, case_sensitive=False, env_ignore_empty=True
+    )
 
     catalogue: Path | None = Field(
         None, description="catalogue file (default: include/drills.yaml, or the copy shipped in the package)"

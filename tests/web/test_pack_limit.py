@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from fastapi import HTTPException, Request
 
 from drillbook.evidence.pack_verify import verify_pack
 from drillbook.ledger.checkpoint import CheckpointSettings, generate_key_hex
-from drillbook.web.app import create_app
+from drillbook.web.app import create_app, csrf_token, verify_with
 from drillbook.web.pack_gate import PackGate
 from tests.evidence.conftest import backup_drill, catalogue
 
@@ -68,6 +69,7 @@ def served(seeded, tmp_path) -> Iterator[Served]:
         user_dependency=user,
         catalogue=lambda: cat,
         pack_settings=lambda: CheckpointSettings(private_key=private),
+        verify=verify_with(lambda: seeded.reader_dsn),
     )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -168,3 +170,35 @@ def test_a_client_that_hangs_up_mid_build_gives_its_slot_back(served, seeded, tm
         sock.close()  # gone before a byte of the zip was sent
     wait_for(lambda: served.gate.running() == 0, "the abandoned build's slot to be given back", timeout=60)
     assert_pack(fetch(served.base + PACK, "tok-alice"), tmp_path / "next.zip", served.public_key)
+
+
+def press_verify(base: str, token: str) -> tuple[int, Any, bytes]:
+    data = urllib.parse.urlencode({"csrf": csrf_token(token)}).encode()
+    req = urllib.request.Request(
+        base + "/ledger/verify", data=data, method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def test_one_verify_at_a_time_a_second_press_is_429_then_the_button_works_again(served, seeded):
+    gate = served.app.state.verify_gate  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with ledger_locked(seeded.dsn):
+            first: Future = pool.submit(press_verify, served.base, "tok-alice")
+            wait_for(lambda: gate.running() == 1, "alice's verify to take the slot")
+
+            status, headers, body = press_verify(served.base, "tok-alice")  # the same user again
+            assert status == 429 and headers["Retry-After"] == "30", (status, body[-300:])
+            assert b"already have 1 ledger verify" in body
+
+            status, headers, body = press_verify(served.base, "tok-bob")  # anyone else: one in all
+            assert status == 429 and b"1 ledger verifies are running" in body
+        status, _, body = first.result(timeout=120)
+        assert status == 200 and b"Busy" not in body, body[-300:]  # no writer: shown once, not recorded
+    assert gate.running() == 0
+    status, _, body = press_verify(served.base, "tok-bob")  # the slot came back
+    assert status == 200 and b"Busy" not in body

@@ -309,8 +309,11 @@ def _add_ledger_routes(
     verify: Callable[[], dict[str, Any]] | None,
     writer_dsn: Callable[[], str | None] | None,
     base_of: Callable[[Request], str],
+    gate: PackGate,
 ) -> None:
-    """Ledger status and the verify button; "last verify" is read from the ledger (``verify_record``)."""
+    """Ledger status and the verify button; "last verify" is read from the ledger (``verify_record``).
+
+    ``gate`` lets one verify run at a time in this process (a second press gets 429 with Retry-After)."""
     import psycopg
 
     def ledger_answer(
@@ -357,14 +360,25 @@ def _add_ledger_routes(
                 ),
                 status_code=403,
             )
-        if verify is None:
-            outcome: dict[str, Any] = {
-                "ok": False,
-                "exit_code": 2,
-                "message": "verify is not available in this server",
-            }
-        else:
-            outcome = verify()
+        try:
+            slot = gate.acquire(user_key(user))
+        except PackBusy as busy:
+            return HTMLResponse(
+                pages.error_page("Busy", busy.reason, base=base_of(request)),
+                status_code=429,
+                headers={"Retry-After": str(busy.retry_after), "Cache-Control": "no-store"},
+            )
+        try:
+            if verify is None:
+                outcome: dict[str, Any] = {
+                    "ok": False,
+                    "exit_code": 2,
+                    "message": "verify is not available in this server",
+                }
+            else:
+                outcome = verify()
+        finally:
+            slot.release()
         dsn = writer_dsn() if writer_dsn is not None else None
         failed: BaseException | None = None
         if dsn:
@@ -393,6 +407,7 @@ def create_app(
     catalogue: Callable[[], Any] | None = None,
     pack_settings: Callable[[], Any] | None = None,
     pack_gate: PackGate | None = None,
+    verify_gate: PackGate | None = None,
     writer_dsn: Callable[[], str | None] | None = None,
 ) -> Any:
     """Build the evidence app; ``verify`` runs the chain check and returns {ok, exit_code, message};
@@ -400,7 +415,8 @@ def create_app(
     (``drillbook.evidence.controls`` / ``coverage``); without one they summarise what the ledger holds.
     ``pack_settings`` returns the ``CheckpointSettings`` the pack is signed with (the entry
     point's settings, as ``drillbook evidence pack`` signs with; none given: the pack is unsigned).
-    ``pack_gate`` limits concurrent pack builds (default: one per user, two in all, in this process).
+    ``pack_gate`` limits concurrent pack builds (default: one per user, two in all, in this process);
+    ``verify_gate`` the verify button's runs (default: one at a time in this process).
     ``writer_dsn`` returns the DSN of the ``drillbook_ledger_writer`` connection, or None when there is
     none: the verify button records its outcome through it (``verify_record``); without it, it does not."""
     pool = LedgerPool(dsn_provider)
@@ -569,8 +585,17 @@ def create_app(
         gate=app.state.pack_gate,
     )
 
+    app.state.verify_gate = verify_gate or PackGate(
+        per_user=1, total=1, retry_after=30, what="ledger verify", whats="ledger verifies"
+    )
     _add_ledger_routes(
-        app, pool, user_dependency=user_dependency, verify=verify, writer_dsn=writer_dsn, base_of=base_of
+        app,
+        pool,
+        user_dependency=user_dependency,
+        verify=verify,
+        writer_dsn=writer_dsn,
+        base_of=base_of,
+        gate=app.state.verify_gate,
     )
 
     @app.get("/api/history")

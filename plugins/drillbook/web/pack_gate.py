@@ -1,5 +1,7 @@
 """How many evidence packs one api-server process builds at once: a pack is seconds of CPU, disk and a
-ledger connection, so a user (or a script with a user's token) must not be able to start dozens.
+ledger connection, so a user (or a script with a user's token) must not be able to start dozens. The
+verify button uses the same gate (one verify at a time per process: a full verify of a large ledger
+re-hashes every record).
 
 Rules this module enforces:
 - at most ``per_user`` builds per Airflow user and ``total`` builds in all run at the same time in this
@@ -40,6 +42,9 @@ class PackGate:
     per_user: int = PER_USER
     total: int = TOTAL
     retry_after: int = RETRY_AFTER_SECONDS
+    # how a refusal names the work, singular and plural ("ledger verify" for the verify button)
+    what: str = "evidence pack build"
+    whats: str = "evidence pack builds"
     _running: Counter[str] = field(default_factory=Counter, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -54,13 +59,13 @@ class PackGate:
         with self._lock:
             if self._running[user] >= self.per_user:
                 raise PackBusy(
-                    f"you already have {self._running[user]} evidence pack build(s) running (at most "
+                    f"you already have {self._running[user]} {self.what}(s) running (at most "
                     f"{self.per_user} per user); wait for it to finish, then ask again",
                     retry_after=self.retry_after,
                 )
             if sum(self._running.values()) >= self.total:
                 raise PackBusy(
-                    f"{self.total} evidence pack builds are running on this server (at most {self.total} at "
+                    f"{self.total} {self.whats} are running on this server (at most {self.total} at "
                     "once); try again shortly",
                     retry_after=self.retry_after,
                 )

@@ -240,6 +240,10 @@ class PhysicalCluster(EphemeralCluster):
             "max_sync_workers_per_subscription = 0",
             "hot_standby = on",
             "fsync = off",
+            # thrown away after the drill, so never crash-recovered: without full-page images, the verify
+            # ladder's first scan (which sets every row's hint bits, WAL-logged when checksums are on) does
+            # not write a copy of every page to WAL after the end-of-recovery checkpoint
+            "full_page_writes = off",
             "logging_collector = off",
             "shared_preload_libraries = ''",
             "log_min_messages = warning",

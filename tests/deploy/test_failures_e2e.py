@@ -271,6 +271,13 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             import_cause = record.result["findings"][0]["message"]
             print(f"\nimport error -> {import_cause}")
             assert "no_such_kind" in import_cause or "import" in import_cause.lower(), import_cause
+            # the record is written first (evidence first), then the page is posted: wait for it, bounded
+            api.wait_until(
+                "the import error's page",
+                lambda: [m for m in slack.posted("#dr-oncall") if CERT_DAG in m.text],
+                timeout=60,
+                every=1,
+            )
             pages = [m for m in slack.posted("#dr-oncall") if CERT_DAG in m.text]
             assert pages and import_cause[:60] in str(pages[-1].blocks), [m.text for m in slack.posted()]
             import_done = time.monotonic() - started

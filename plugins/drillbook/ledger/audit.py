@@ -74,7 +74,15 @@ def _stream(
     bound = "" if upto is None else f" AND r.seq <= {int(upto)}"
     with cur.copy(_STREAM.format(table=table, after=int(after), upto=bound)) as copy:
         copy.set_types(["int8", "text", "text", "text", "bytea"])  # bytea: the text's bytes, not decoded
-        yield from copy.rows()
+        try:
+            yield from iter(copy.read_row, None)
+        except GeneratorExit:
+            # The walk stopped at a bad record. Leaving a COPY early makes psycopg send a cancel request, which
+            # can land on the walk's next statement (re-reading the bad record) and abort the transaction;
+            # the rest of the stream is read unparsed instead.
+            while copy.read():
+                pass
+            raise
 
 
 def _trusted_start(
@@ -325,7 +333,6 @@ def _walk_chain(
     connect: Callable[[], Any] | None,
 ) -> Walk:
     """Walk the records after ``after`` in one stream, or in ranges on several connections (see PARALLEL_MIN)."""
-    import psycopg
     from psycopg import sql
 
     from drillbook.ledger.verify import stitch, walk_stream
@@ -335,13 +342,9 @@ def _walk_chain(
         cur.execute(f"SELECT max(seq) FROM {table}")
         last = int((cur.fetchone() or (None,))[0] or 0)
         k = default_workers(last - after) if workers is None else min(int(workers), last - after)
-    if k > 1:
-        try:
-            with cur.connection.transaction():  # a savepoint: a refusal must not abort the walk
-                cur.execute("SELECT pg_export_snapshot()")
-                snapshot = str((cur.fetchone() or ("",))[0])
-        except psycopg.Error:
-            k = 1
+    if k > 1:  # not in a savepoint: PostgreSQL exports no snapshot from a subtransaction
+        cur.execute("SELECT pg_export_snapshot()")
+        snapshot = str((cur.fetchone() or ("",))[0])
     if k <= 1:
         return walk_stream(
             _stream(cur, table, after),

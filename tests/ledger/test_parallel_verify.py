@@ -287,3 +287,23 @@ def test_stitch_of_no_rows_is_an_empty_walk():
     got = stitch([walk_stream([], anywhere=True), walk_stream([], anywhere=True)])
     assert (got.checked, got.last_seq, got.head, got.bad_seq) == (0, 0, None, None)
     assert got == walk_stream([])
+
+
+def test_a_walk_that_stops_early_on_a_long_ledger_still_reports(ledger, ledger_dsn):
+    """The walk stops at seq 1 with megabytes of the COPY still to come: leaving the COPY then made psycopg
+    send a cancel request that aborted the walk's transaction (the re-read of the bad record failed with
+    'current transaction is aborted' instead of a report). The rows after it need not chain for this."""
+    fill(ledger, 2)
+    tamper(
+        ledger_dsn,
+        "INSERT INTO drillbook_evidence (seq, recorded_at, record_type, kind, drill, target, verdict, controls,"
+        " dag_id, run_id, task_id, map_index, try_number, trigger, result, prev_hash, hash)"
+        " SELECT 2 + g, recorded_at, record_type, kind, drill, target, verdict, controls, dag_id,"
+        " run_id || g, task_id, map_index, try_number, trigger, result,"
+        " encode(sha256(('p' || g)::bytea), 'hex'), encode(sha256(('h' || g)::bytea), 'hex')"
+        " FROM drillbook_evidence, generate_series(1, 5000) g WHERE seq = 2",
+        "UPDATE drillbook_evidence SET verdict = 'FAIL' WHERE seq = 1",
+    )
+    for _ in range(3):
+        report = ledger.verify(full=True, workers=1)
+        assert (report.ok, report.reason, report.first_bad_seq) == (False, "edited", 1)

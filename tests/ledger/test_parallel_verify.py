@@ -307,3 +307,20 @@ def test_a_walk_that_stops_early_on_a_long_ledger_still_reports(ledger, ledger_d
     for _ in range(3):
         report = ledger.verify(full=True, workers=1)
         assert (report.ok, report.reason, report.first_bad_seq) == (False, "edited", 1)
+
+
+def test_the_web_verify_button_walks_one_stream(monkeypatch):
+    """The api-server's Verify runs one walk at a time and must not fan it out over connections and cores."""
+    from drillbook.ledger.records import VerifyReport
+    from drillbook.ledger.store import Ledger
+    from drillbook.web.app import verify_with
+
+    seen: dict = {}
+
+    def fake_verify(self, **kwargs):
+        seen.update(kwargs)
+        return VerifyReport(ok=True, checked=0, message="ok")
+
+    monkeypatch.setattr(Ledger, "verify", fake_verify)
+    assert verify_with(lambda: "postgresql://u@h/db")()["ok"]
+    assert seen["workers"] == 1

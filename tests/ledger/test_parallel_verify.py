@@ -324,3 +324,39 @@ def test_the_web_verify_button_walks_one_stream(monkeypatch):
     monkeypatch.setattr(Ledger, "verify", fake_verify)
     assert verify_with(lambda: "postgresql://u@h/db")()["ok"]
     assert seen["workers"] == 1
+
+
+@pytest.mark.parametrize(
+    ("statements", "reason", "seq"),
+    [
+        # a prev_hash of another length (the CHECK dropped first): the row is not of the usual shape
+        (
+            [
+                "ALTER TABLE drillbook_evidence DROP CONSTRAINT drillbook_evidence_prev_hash_check",
+                "UPDATE drillbook_evidence SET prev_hash = 'zz\"' WHERE seq = 7",
+            ],
+            "reordered",
+            7,
+        ),
+        (
+            [
+                "ALTER TABLE drillbook_evidence DROP CONSTRAINT drillbook_evidence_hash_check",
+                "UPDATE drillbook_evidence SET hash = hash || 'ff' WHERE seq = 5",
+            ],
+            "edited",
+            5,
+        ),
+        # a five-digit year: recorded_at renders with 28 characters
+        (
+            ["UPDATE drillbook_evidence SET recorded_at = '10000-01-01 00:00:00+00' WHERE seq = 9"],
+            "edited",
+            9,
+        ),
+    ],
+)
+def test_rows_of_an_unusual_shape_are_read_and_reported(ledger, ledger_dsn, statements, reason, seq):
+    """The stream unpacks the usual row shape in one step; anything else is read field by field."""
+    fill(ledger, N)
+    tamper(ledger_dsn, *statements)
+    report = _same(ledger)
+    assert (report.ok, report.reason, report.first_bad_seq) == (False, reason, seq), report.message

@@ -213,7 +213,7 @@ class Walk:
 
 
 def walk_stream(
-    rows: Iterable[tuple[int, str, str, str, bytes]],
+    rows: Iterable[tuple[int, str, str, str, bytes | memoryview]],
     *,
     start_seq: int = 0,
     start_hash: str = GENESIS_HASH,

@@ -380,8 +380,10 @@ def _walk_chain(
         last = int((cur.fetchone() or (None,))[0] or 0)
         k = default_workers(last - after) if workers is None else min(int(workers), last - after)
     if k > 1:  # not in a savepoint: PostgreSQL exports no snapshot from a subtransaction
-        cur.execute("SELECT pg_export_snapshot()")
-        snapshot = str((cur.fetchone() or ("",))[0])
+        # A standby in recovery may refuse to export one (and the refusal would abort the walk): one stream.
+        cur.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_export_snapshot() END")
+        snapshot = str((cur.fetchone() or (None,))[0] or "")
+        k = k if snapshot else 1
     if k <= 1:
         return walk_stream(
             _stream(cur, table, after),

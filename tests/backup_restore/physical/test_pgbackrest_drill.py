@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
-from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
+from drillbook.drills.backup_restore.ephemeral_reap import PREFIX, REMOVING_PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
 from drillbook.drills.backup_restore.physical.pgbackrest import PgBackRest
+from drillbook.drills.backup_restore.tree_removal import wait_pending
 
 from .conftest import STANZA, SourceCluster
 
@@ -49,9 +50,12 @@ def codes(result) -> set[str]:
 
 
 def leftover_clusters(before: set[str]) -> set[str]:
+    """Cluster directories not in ``before``, once every background removal of a teardown has finished."""
     import tempfile
 
-    return {str(p) for p in Path(tempfile.gettempdir()).glob(PREFIX + "*")} - before
+    assert wait_pending(120), "a teardown's background removal did not finish within 120 s"
+    tmp = Path(tempfile.gettempdir())
+    return {str(p) for p in [*tmp.glob(PREFIX + "*"), *tmp.glob(REMOVING_PREFIX + "*")]} - before
 
 
 def _snapshot() -> set[str]:

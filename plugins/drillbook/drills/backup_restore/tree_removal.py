@@ -109,7 +109,7 @@ def _empty(dir_fd: int, pool: ThreadPoolExecutor) -> None:
     # a listing is bounded by one directory; the pool does at most ``workers`` unlinks at once
     try:
         list(pool.map(lambda name: _ignore(os.unlink, name, dir_fd=dir_fd), files))
-    except RuntimeError:  # no new threads at interpreter exit (a ``remove_tree_later`` still running): one by one
+    except RuntimeError:  # no new threads at interpreter exit (``remove_tree_later``): one by one
         for name in files:
             _ignore(os.unlink, name, dir_fd=dir_fd)
     for name, _ in (e for e in entries if e[1]):

@@ -179,7 +179,7 @@ def test_streamed_text_is_byte_equal_to_the_seals_expression(ledger, ledger_dsn)
 
     _awkward_records(ledger)
     fill(ledger, 2)
-    select = _STREAM.format(table="drillbook_evidence", after=0)
+    select = _STREAM.format(table="drillbook_evidence", after=0, upto="")
     select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
     with psycopg.connect(ledger_dsn) as conn:
         streamed = conn.execute(select).fetchall()

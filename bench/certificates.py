@@ -201,7 +201,7 @@ def main() -> int:
         drill_seconds, drill_cpu, results = drill_run(ports, directory, args.concurrency)
         rss_after = rss_mb()
         served_cpu = server_cpu(server) - server_cpu_before
-        verdicts = {}
+        verdicts: dict[str, int] = {}
         for r in results:
             verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
         probe = sorted(r.measurements.phase_seconds.get("probe", 0.0) for r in results)

@@ -392,7 +392,6 @@ async def _probe_in_slot(
 ) -> ProbeOutcome:
     async with slots:
         start = time.monotonic()
-        refused = ""
         try:
             outcome = await _attempt(target, verifying or ctx, timeout, verifying=verifying is not None)
         except _Refused as exc:

@@ -7,7 +7,6 @@ error, never silently ignored.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -16,22 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-
-def _shipped_catalogue() -> Path:
-    """A checkout's ``include/drills.yaml``; after ``pip install``, the copy shipped as package data.
-
-    The wheel carries ``include/`` as ``drillbook/sample/include`` (pyproject's force-include), so the
-    default works without a checkout; in a checkout the repository's own file wins.
-    """
-    checkout = Path(__file__).resolve().parents[3] / "include" / "drills.yaml"
-    if checkout.is_file():
-        return checkout
-    return Path(str(importlib.resources.files("drillbook.sample") / "include" / "drills.yaml"))
-
-
-#: The shipped catalogue; ``DRILLBOOK_CATALOGUE`` overrides it. Defined here, not in ``loader``, so that
-#: modules the loader calls (suite checks) can name it without importing the loader back.
-DEFAULT_CATALOGUE = _shipped_catalogue()
+# re-exported: defined in names, which the watchdog's DAG file imports without these models
+from drillbook.catalogue.names import DEFAULT_CATALOGUE, PRESET_NAMES  # noqa: F401
 
 _DURATION_RE = re.compile(
     r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
@@ -88,19 +73,6 @@ PRESETS: dict[str, str] = {
     "@quarterly": "0 0 1 */3 *",  # Airflow's preset; croniter itself does not know it
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
-}
-
-
-#: schedule preset -> the digest's name for its period (``dr_digest__daily``)
-PRESET_NAMES = {
-    "@hourly": "hourly",
-    "@daily": "daily",
-    "@midnight": "daily",
-    "@weekly": "weekly",
-    "@monthly": "monthly",
-    "@quarterly": "quarterly",
-    "@yearly": "yearly",
-    "@annually": "yearly",
 }
 
 

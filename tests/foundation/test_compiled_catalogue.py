@@ -252,3 +252,25 @@ def test_a_bad_catalogue_leaves_no_summary(catalogue_file):
     with pytest.raises(CatalogueError):
         load_fresh(catalogue_file)
     assert summary_of(catalogue_file) is None
+
+
+def test_a_hit_skips_the_file_checks_only_while_the_summary_stands(catalogue_file, monkeypatch):
+    from drillbook.catalogue import checks
+
+    load_fresh(catalogue_file)
+    ran: list[int] = []
+    real = checks.run_checks
+
+    def counting(catalogue):
+        ran.append(1)
+        return real(catalogue)
+
+    monkeypatch.setattr(checks, "run_checks", counting)
+    load_fresh(catalogue_file)
+    assert ran == []  # nothing they read changed since they passed
+    suite = catalogue_file.parent / "expectations" / "orders.json"
+    suite.write_text(suite.read_text())  # the same content, a new stamp
+    load_fresh(catalogue_file)
+    assert ran == [1]
+    load_fresh(catalogue_file)  # the summary was written again after they passed
+    assert ran == [1]

@@ -10,8 +10,9 @@ Rules this module enforces:
 - the cache holds the *parsed data* as JSON (no pickle, nothing executable) and is
   untrusted input like the catalogue itself: a hit is validated again by the same
   pydantic models and the file checks run again (references and suites may have
-  changed since); only the YAML parse and the duplicate-key walk, which depend on
-  the bytes alone, are skipped. Only a catalogue that loaded without problems is
+  changed since) unless the summary below stands for the file, i.e. none of the files
+  they read changed since they last passed; only the YAML parse and the duplicate-key
+  walk, which depend on the bytes alone, are skipped. Only a catalogue that loaded without problems is
   written, so every error is still reported by ``load_catalogue`` with its line;
 - the directory is ``cache_root`` (the entry point passes setting ``DRILLBOOK_CACHE_DIR``) or ``$XDG_CACHE_HOME/drillbook`` or
   ``~/.cache/drillbook``, subdirectory ``catalogue``, created 0700; a directory or
@@ -234,10 +235,14 @@ def _write_private(directory: Path, name: str, text: str) -> None:
         return
 
 
-def _from_cache(data: Any, file: Path, gx_suites: bool) -> tuple[Catalogue, dict[str, Any] | None] | None:
+def _from_cache(
+    data: Any, file: Path, gx_suites: bool, *, checked: bool = False
+) -> tuple[Catalogue, dict[str, Any] | None] | None:
     """Validate cached data again and rerun the file checks; None sends the caller to the full load.
 
-    Also returns the stamps of the checks' inputs, taken before the checks ran (None: not summarisable)."""
+    Also returns the stamps of the checks' inputs, taken before the checks ran (None: not summarisable, or
+    ``checked``: a summary standing for this file says they passed on files that have not changed since, so
+    they are not run again and there is nothing new to summarise)."""
     from pydantic import ValidationError
 
     from drillbook.catalogue.checks import run_checks
@@ -248,6 +253,8 @@ def _from_cache(data: Any, file: Path, gx_suites: bool) -> tuple[Catalogue, dict
     except ValidationError:
         return None
     catalogue._path, catalogue._gx_suites = file, gx_suites
+    if checked:
+        return catalogue, None
     stamps = _input_stamps(catalogue)
     if run_checks(catalogue):
         return None  # a reference or suite changed: the full load reports it with its line
@@ -364,8 +371,13 @@ def _str(value: Any) -> str:
     return value
 
 
-def _summary_from(doc: Any, file: Path, key: str) -> CatalogueSummary | None:
-    """The summary in ``doc`` if it is well formed and everything it stands for is unchanged."""
+def _summary_from(
+    doc: Any, file: Path, key: str, *, fingerprint: str | None = None
+) -> CatalogueSummary | None:
+    """The summary in ``doc`` if it is well formed and everything it stands for is unchanged.
+
+    ``fingerprint``: this process's ``code_fingerprint()`` when it has it (the loader's path); without it the
+    sources the summary lists are hashed again from the installed package (the watchdog's path)."""
     if not isinstance(doc, dict) or doc.get("format") != SUMMARY_FORMAT or doc.get("key") != key:
         return None
     try:
@@ -375,7 +387,7 @@ def _summary_from(doc: Any, file: Path, key: str) -> CatalogueSummary | None:
         sources = [(_str(name), _str(relative)) for name, relative in code["sources"]]
         if any(not relative or ".." in Path(relative).parts for _, relative in sources):
             return None
-        if _fingerprint_of(sources, _package_root()) != _str(code["fingerprint"]):
+        if (fingerprint or _fingerprint_of(sources, _package_root())) != _str(code["fingerprint"]):
             return None  # drillbook's catalogue code changed since
         for path, stamp in doc["inputs"]:
             if _stamp(_str(path)) != stamp:
@@ -400,6 +412,17 @@ def _summary_from(doc: Any, file: Path, key: str) -> CatalogueSummary | None:
         )
     except (KeyError, TypeError, ValueError, OSError):
         return None
+
+
+def _summary_stands(directory: Path, file: Path, raw: bytes, gx_suites: bool) -> bool:
+    """Whether a summary stands for this file: its checks passed on files unchanged since, with this code."""
+    from drillbook.drills import registry
+
+    if gx_suites or not registry.only_builtin():
+        return False
+    key = summary_key(file, raw)
+    doc = _read_private(directory / f"summary-{key}.json", MAX_SUMMARY_BYTES)
+    return _summary_from(doc, file, key, fingerprint=code_fingerprint()) is not None
 
 
 def read_summary(
@@ -462,7 +485,9 @@ def load_compiled_catalogue(
     if directory is not None:
         data = _read_entry(directory, key)
         if data is not None:
-            found = _from_cache(data, file, gx_suites)
+            found = _from_cache(
+                data, file, gx_suites, checked=_summary_stands(directory, file, raw, gx_suites)
+            )
     if found is not None:
         catalogue, stamps = found
     else:

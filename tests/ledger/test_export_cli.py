@@ -297,3 +297,48 @@ def test_list_orders_by_seq_as_a_number_across_a_digit_boundary(ledger, newest_f
     assert [r[0] for r in rows] == (expected[::-1] if newest_first else expected)
     limited = list(list_rows(ledger.connection, flt=flt, limit=2, newest_first=newest_first))
     assert [r[0] for r in limited] == (["11", "10"] if newest_first else ["1", "2"])
+
+
+def test_list_shows_control_characters_as_question_marks_and_backslashes_as_they_are(ledger, cli):
+    """A run id is the writer's text: an escape sequence must not reach the terminal and a newline or tab must
+    not break the table; a backslash is shown once (COPY's text format doubles it on the wire)."""
+    ledger.record(make_result(), ctx("evil\x1b[2J\nrun\tid\\x"))
+    ledger.record(make_result(), ctx("plain_run"))
+    code, text, err = cli("evidence", "list")
+    lines = text.splitlines()
+    assert code == 0 and "2 records" in err and len(lines) == 4  # header, rule, two records: one line each
+    assert "\x1b" not in text and "\t" not in text
+    assert "evil?[2J?run?id\\x" in lines[3] and "plain_run" in lines[2]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 1000])
+def test_list_lines_are_the_same_whatever_the_batch(ledger, batch, monkeypatch):
+    """Rows come in batches laid out with one format call each: a batch boundary changes nothing, every
+    column of every line starts where the header's does, and the last column is not padded."""
+    from drillbook.ledger import export
+    from drillbook.ledger.export import LIST_HEADER, list_lines, list_rows
+    from drillbook.ledger.query import Filter
+
+    ledger.record(make_result(drill="a_much_longer_drill_name", fail=True), ctx("r_long"))  # listed last
+    fill(ledger, 3)
+    reference = "".join(list_lines(ledger.connection, flt=Filter.build(), limit=None, batch=10_000))
+    text = "".join(list_lines(ledger.connection, flt=Filter.build(), limit=None, batch=batch))
+    assert text == reference
+    with monkeypatch.context() as m:  # columns sized by the first two rows only: later batches keep that size
+        m.setattr(export, "_WIDTH_SAMPLE", 2)
+        small = "".join(list_lines(ledger.connection, flt=Filter.build(), limit=None, batch=batch))
+        assert small == "".join(list_lines(ledger.connection, flt=Filter.build(), limit=None, batch=10_000))
+        assert small != reference and "a_much_longer_drill_name" in small.splitlines()[-1]
+    lines = text.splitlines()
+    rows = list(list_rows(ledger.connection, flt=Filter.build(), limit=None))
+    assert len(lines) == 2 + len(rows) == 6
+    starts = [lines[0].index(h) for h in LIST_HEADER]
+    for line, row in zip(lines[2:], rows, strict=True):
+        assert [line[s:].split("  ")[0].strip() for s in starts] == [cell or "" for cell in row]
+        assert not line.endswith(" ")
+
+
+def test_an_empty_list_prints_the_header_and_no_records(ledger, cli):
+    code, text, err = cli("evidence", "list", "--drill", "nothing_like_this")
+    assert code == 0 and "0 records" in err
+    assert text.splitlines()[0].split()[:2] == ["seq", "recorded_at"] and len(text.splitlines()) == 2

@@ -34,7 +34,6 @@ from drillbook.cli.ledger_base import (
 )
 
 _LIST_DEFAULT_LIMIT = 50
-_WIDTH_SAMPLE = 200  # rows used to size the list table's columns; later rows may spill
 
 
 def _utc(moment: Any) -> str:
@@ -268,43 +267,26 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
 
 
 # -- evidence list --------------------------------------------------------------------------------
-def _print_table(rows: Any, header: tuple[str, ...]) -> int:
-    first: list[tuple[str, ...]] = []
-    count = 0
-    for row in rows:
-        first.append(row)
-        if len(first) >= _WIDTH_SAMPLE:
-            break
-    widths = [max([len(h)] + [len(r[i]) for r in first]) for i, h in enumerate(header)]
-    template = "  ".join(f"{{:<{w}}}" for w in widths)  # one format per line, like ljust per cell
-    out = sys.stdout
-
-    def line(row: tuple[str, ...]) -> str:
-        return template.format(*row).rstrip() + "\n"
-
-    out.write(line(header) + line(tuple("-" * w for w in widths)))
-    for source in (first, rows):
-        lines: list[str] = []
-        for row in source:
-            lines.append(line(row))
-            count += 1
-            if len(lines) >= 500:
-                out.write("".join(lines))
-                lines.clear()
-        out.write("".join(lines))
-    return count
+def _print_lines(batches: Any) -> int:
+    """Write the table's lines (header, rule, one per record) as they stream in; the number of records."""
+    out, lines = sys.stdout, 0
+    for batch in batches:
+        lines += batch.count("\n")
+        out.write(batch)
+    return max(lines - 2, 0)  # the first two lines are the header and its rule
 
 
 @_guarded
 def cmd_evidence_list(args: argparse.Namespace) -> int:
     """Print matching records as a table, newest first."""
-    from drillbook.ledger.export import LIST_HEADER, list_rows
+    from drillbook.ledger.export import list_lines
 
     flt = _filter(args)
     limit = None if args.limit == 0 else args.limit
     with _ledger(args) as ledger:
-        rows = iter(list_rows(ledger.connection, flt=flt, limit=limit, newest_first=not args.oldest_first))
-        count = _print_table(rows, LIST_HEADER)
+        count = _print_lines(
+            list_lines(ledger.connection, flt=flt, limit=limit, newest_first=not args.oldest_first)
+        )
     more = f" (at most {limit}; --limit 0 for all)" if limit and count >= limit else ""
     print(f"{count} record{'s' if count != 1 else ''}{more}", file=sys.stderr)
     return 0

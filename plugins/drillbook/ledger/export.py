@@ -168,14 +168,8 @@ _CODES_FROM_RESULT = (
 )
 
 
-def list_rows(
-    conn: Any, *, flt: Filter, limit: int | None, newest_first: bool = True, batch: int = 2000
-) -> Iterator[tuple[str, ...]]:
-    """Yield one display row per record through a server-side cursor (memory flat).
-
-    Finding codes come from the ``finding_codes`` column (schema v4), so no row's result JSON is parsed
-    (that cost 16x a count(*) of the same rows).
-    """
+def _list_select(conn: Any, flt: Filter, limit: int | None, newest_first: bool) -> tuple[str, list[Any]]:
+    """The list's SELECT of display cells (all NOT NULL text) in display order, and its parameters."""
     from psycopg.rows import tuple_row
 
     where, params = flt.where()
@@ -193,13 +187,27 @@ def list_rows(
     # and time rise together (1 s instead of 0.14 s for the default 50 rows of a month a year back).
     order = "e.seq + 0" if flt.since is not None or flt.until is not None else "e.seq"
     sql = (
-        f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), record_type, kind, "
-        f"drill, verdict, array_to_string(controls, ','), coalesce({codes}, ''), "
+        f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "
+        f"record_type, kind, drill, verdict, array_to_string(controls, ','), coalesce({codes}, ''), "
         f"run_id, left(hash, 12) FROM {TABLE} e WHERE {where} ORDER BY {order} {'DESC' if newest_first else 'ASC'}"
     )
     if limit:
         sql += " LIMIT %s"
         params = [*params, int(limit)]
+    return sql, params
+
+
+def list_rows(
+    conn: Any, *, flt: Filter, limit: int | None, newest_first: bool = True, batch: int = 2000
+) -> Iterator[tuple[str, ...]]:
+    """Yield one display row per record (the cells of ``LIST_HEADER``) through a server-side cursor.
+
+    Finding codes come from the ``finding_codes`` column (schema v4), so no row's result JSON is parsed
+    (that cost 16x a count(*) of the same rows). ``list_lines`` is the same rows laid out as a table.
+    """
+    from psycopg.rows import tuple_row
+
+    sql, params = _list_select(conn, flt, limit, newest_first)
     with conn.transaction(), conn.cursor(name="drillbook_list", row_factory=tuple_row) as cur:
         # a cursor is planned for its first 10% of rows by default (fast-start plans); the list reads every
         # row (a LIMIT, when given, is planned for as such)
@@ -207,3 +215,106 @@ def list_rows(
         cur.itersize = batch
         cur.execute(sql, params)
         yield from cur  # every cell is NOT NULL text already: no per-cell conversion in Python
+
+
+# Cells a writer or a catalogue chose (kind, drill, controls, codes, run_id) may hold control characters: a
+# terminal acts on an escape sequence, and a newline breaks the table. They are shown as "?". COPY's text
+# format escapes a backslash, tab, newline, CR, BS, FF and VT with a backslash and passes other control
+# characters through, so a batch holding no backslash and no control character but the row's own tabs and
+# newlines is copied through as it is (checked at C speed); only a batch with one is decoded cell by cell.
+_ODD = bytes([*range(0, 9), *range(11, 32), 127, ord("\\")])
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_SHOWN = {c: "?" for c in [*range(32), 127]}
+_WIDTH_SAMPLE = 200  # rows that size the table's columns; a longer cell later widens only its own line
+
+
+def _cell(text: str) -> str:
+    """One cell of COPY's text format as shown: escapes decoded, control characters as ``?``."""
+    if "\\" in text:
+        out, i = [], 0
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                out.append(_ESCAPES.get(text[i + 1], text[i + 1]))
+                i += 2
+            else:
+                out.append(ch)
+                i += 1
+        text = "".join(out)
+    return text.translate(_SHOWN)
+
+
+def _cells(batch: list[bytes], columns: int) -> list[str]:
+    """The cells of a batch of COPY text rows (one message each, ending in a newline), row after row."""
+    joined = b"".join(batch)
+    text = joined.decode("utf-8", "replace")[:-1]
+    if len(joined.translate(None, _ODD)) == len(joined):  # the usual case: no escape, no control character
+        return text.replace("\n", "\t").split("\t")
+    return [_cell(c) for line in text.split("\n") for c in line.split("\t")]
+
+
+class _Layout:
+    """Columns sized from the first rows; then each batch is laid out with one ``format`` call."""
+
+    def __init__(self, header: tuple[str, ...], sample: list[str]) -> None:
+        n = len(header)
+        rows = [sample[i : i + n] for i in range(0, min(len(sample), _WIDTH_SAMPLE * n), n)]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+        self.columns = n
+        self.line = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}\n"  # the last column unpadded
+        self.head = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n"
+        self.rule = "  ".join("-" * w for w in widths) + "\n"
+        self._formats: dict[int, str] = {}
+
+    def __call__(self, cells: list[str]) -> str:
+        rows, extra = divmod(len(cells), self.columns)
+        if extra:  # cannot happen (COPY escapes tabs and newlines inside a cell): never misalign silently
+            raise LedgerError(f"the list query returned a row of other than {self.columns} cells")
+        template = self._formats.get(rows)
+        if template is None:
+            template = self._formats[rows] = self.line * rows
+        return template.format(*cells)
+
+
+def list_lines(
+    conn: Any,
+    *,
+    flt: Filter,
+    limit: int | None,
+    newest_first: bool = True,
+    header: tuple[str, ...] = LIST_HEADER,
+    batch: int = 2000,
+) -> Iterator[str]:
+    """The list as a table: a header, a rule, then one line per record; yields whole lines in batches.
+
+    One ``COPY`` in text format streams the rows (unlike a server-side cursor, it may use a parallel plan, as
+    the ``count(*)`` of the same rows does); Python splits each batch once and lays it out with one
+    ``format`` call (per-line formatting cost as much as reading the rows). Columns are as wide as the
+    widest of the first 200 rows (or the header); the last column is not padded. Control characters in
+    the cells are shown as ``?`` (see ``_ODD``).
+    """
+    sql, params = _list_select(conn, flt, limit, newest_first)
+    columns = len(header)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "SET LOCAL client_encoding TO 'UTF8'"
+        )  # the rows' bytes are UTF-8, whatever the session had
+        with cur.copy(f"COPY ({sql}) TO STDOUT", params) as copy:
+            pending: list[bytes] = []
+            layout: _Layout | None = None
+            first = max(batch, _WIDTH_SAMPLE)  # the first batch holds the rows that size the columns
+            for data in copy:  # one message per row
+                pending.append(bytes(data))
+                if len(pending) >= (first if layout is None else batch):
+                    cells = _cells(pending, columns)
+                    if layout is None:
+                        layout = _Layout(header, cells)
+                        yield layout.head + layout.rule
+                    yield layout(cells)
+                    pending = []
+            cells = _cells(pending, columns) if pending else []
+            if layout is None:
+                layout = _Layout(header, cells)
+                yield layout.head + layout.rule
+            if cells:
+                yield layout(cells)

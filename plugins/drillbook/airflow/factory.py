@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from drillbook.airflow.current_catalogue import current_catalogue
-from drillbook.drills import registry
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -162,6 +161,8 @@ def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
     from drillbook.safety.redact import install_log_redaction
 
     install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
+    from drillbook.drills import registry
+
     found = registry.get(kind)
     catalogue = catalogue if catalogue is not None else current_catalogue()
     builder = registry.load(found.dag or GENERIC_BUILDER)
@@ -174,6 +175,8 @@ def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
 
 def build_all_dags() -> dict[str, DAG]:
     """The DAGs of every registered kind (``dags/dr_drills.py``): the catalogue is read once for all of them."""
+    from drillbook.drills import registry
+
     catalogue = current_catalogue()
     dags: dict[str, DAG] = {}
     for kind in registry.names():

@@ -48,13 +48,12 @@ import stat
 import sys
 import tempfile
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # only what the summary's reader needs at module level: the watchdog's DAG file imports this module without the
 # catalogue's models, the loader or PyYAML's parse
-from drillbook.catalogue.names import resolve_catalogue_path
+from drillbook.catalogue.names import MAX_YAML_BYTES, resolve_catalogue_path
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -199,8 +198,6 @@ def _read_private(file: Path, max_bytes: int) -> Any:
 
 def _read_entry(directory: Path, key: str) -> Any:
     """The cached data for ``key``, or None when there is none we may trust to be ours and well formed."""
-    from drillbook.catalogue.reader import MAX_YAML_BYTES
-
     entry = _read_private(directory / f"{key}.json", 4 * MAX_YAML_BYTES)
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
         return None
@@ -293,18 +290,17 @@ def summary_key(file: Path, raw: bytes) -> str:
     return hashlib.sha256(f"summary {SUMMARY_FORMAT}\0{file}\0".encode() + raw).hexdigest()
 
 
-@dataclass(frozen=True)
-class WatchdogSummary:
+# NamedTuples, not dataclasses: the watchdog's DAG file imports this module, and four frozen dataclasses cost it
+# 3 ms to define
+class WatchdogSummary(typing.NamedTuple):
     schedule: str
 
 
-@dataclass(frozen=True)
-class DigestSummary:
+class DigestSummary(typing.NamedTuple):
     schedules: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class DefaultsSummary:
+class DefaultsSummary(typing.NamedTuple):
     """The catalogue's ``defaults`` that its DAGs' policy reads, named as on ``Defaults``."""
 
     timezone: str
@@ -315,15 +311,14 @@ class DefaultsSummary:
     digest: DigestSummary
 
 
-@dataclass(frozen=True)
-class CatalogueSummary:
+class CatalogueSummary(typing.NamedTuple):
     """What the watchdog and digest DAGs are built from, answering as the ``Catalogue`` it stands for does."""
 
     path: Path
     defaults: DefaultsSummary
 
     def owner_of(self, drill: Any) -> str:
-        return drill.owner or self.defaults.owner
+        return str(drill.owner or self.defaults.owner)
 
 
 def _summary_doc(catalogue: Catalogue, file: Path, key: str, stamps: dict[str, Any]) -> dict[str, Any] | None:
@@ -414,11 +409,15 @@ def _summary_from(
         return None
 
 
+def _only_builtin_kinds() -> bool:
+    """No kind registered beyond the built-in ones; a process that never imported the registry registered none."""
+    registry = sys.modules.get("drillbook.drills.registry")
+    return registry is None or bool(registry.only_builtin())
+
+
 def _summary_stands(directory: Path, file: Path, raw: bytes, gx_suites: bool) -> bool:
     """Whether a summary stands for this file: its checks passed on files unchanged since, with this code."""
-    from drillbook.drills import registry
-
-    if gx_suites or not registry.only_builtin():
+    if gx_suites or not _only_builtin_kinds():
         return False
     key = summary_key(file, raw)
     doc = _read_private(directory / f"summary-{key}.json", MAX_SUMMARY_BYTES)
@@ -435,10 +434,7 @@ def read_summary(
     changed since; None sends the caller to ``load_compiled_catalogue`` (which reports any problem).
 
     Imports neither the catalogue's models nor the loader."""
-    from drillbook.catalogue.reader import MAX_YAML_BYTES
-    from drillbook.drills import registry
-
-    if gx_suites or not registry.only_builtin():
+    if gx_suites or not _only_builtin_kinds():
         return None
     file = resolve_catalogue_path(path)
     try:
@@ -468,7 +464,7 @@ def load_compiled_catalogue(
     ``DRILLBOOK_CACHE_DIR``); ``cache_root`` None is the platform's cache directory.
     """
     from drillbook.catalogue.loader import load_catalogue
-    from drillbook.catalogue.reader import MAX_YAML_BYTES, FileProblem, decode, read_bytes
+    from drillbook.catalogue.reader import FileProblem, decode, read_bytes
 
     file = resolve_catalogue_path(path)
     try:

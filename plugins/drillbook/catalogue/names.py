@@ -11,6 +11,10 @@ import importlib.resources
 import os
 from pathlib import Path
 
+#: the largest catalogue (or settings) YAML file read; ``reader`` enforces it (YAML costs far more memory per
+#: byte than JSON once composed)
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
 
 def _shipped_catalogue() -> Path:
     """A checkout's ``include/drills.yaml``; after ``pip install``, the copy shipped as package data.

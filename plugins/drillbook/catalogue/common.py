@@ -32,17 +32,26 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"expected a positive duration, got {value!r}")
         return float(value)
     if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match and any(match.groups()):
-            w, d, h, m, s = match.groups()
-            return (
-                int(w or 0) * 7 * 86400
-                + int(d or 0) * 86400
-                + int(h or 0) * 3600
-                + int(m or 0) * 60
-                + float(s or 0)
-            )
+        seconds = _duration_of_text(value)
+        if seconds is not None:
+            return seconds
     raise ValueError(f"expected a duration like '90s', '15m', '4h', '7d' or '4w', got {value!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _duration_of_text(value: str) -> float | None:
+    # a 1,000-drill catalogue spells a few durations 1,500 times; each DAG-file parse validates them all
+    match = _DURATION_RE.match(value)
+    if match and any(match.groups()):
+        w, d, h, m, s = match.groups()
+        return (
+            int(w or 0) * 7 * 86400
+            + int(d or 0) * 86400
+            + int(h or 0) * 3600
+            + int(m or 0) * 60
+            + float(s or 0)
+        )
+    return None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -125,8 +134,13 @@ def previous_run(schedule: str, before: datetime) -> datetime:
 _CONTROL_RE = re.compile(r"^[A-Z][A-Z0-9]*:[A-Za-z0-9.()\-_]+$")
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_control(value: str) -> bool:
+    return _CONTROL_RE.match(value) is not None
+
+
 def validate_control(value: str) -> str:
-    if not isinstance(value, str) or not _CONTROL_RE.match(value):
+    if not isinstance(value, str) or not _is_control(value):
         raise ValueError(f"expected a control id like 'SOC2:A1.2' or 'NIST:CP-9(1)', got {value!r}")
     return value
 

@@ -181,6 +181,11 @@ def _child(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, proc.returncode
 
 
+# ``--verify-workers``: the full verify is timed once per entry (None: the default split, see
+# ``drillbook.ledger.audit.default_workers``), each against the same bare COPY.
+VERIFY_WORKERS: list[int | None] = [None]
+
+
 def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
     """Issue 14's rows on a loaded ledger (see the module docstring); returns the printed lines."""
     import psycopg
@@ -211,23 +216,28 @@ def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
         total = conn.execute("SELECT max(seq) FROM drillbook_evidence").fetchone()[0]
         ledger = Ledger(dsn)
 
-        def full() -> None:
-            report = ledger.verify(checkpoints=settings, full=True)
+        def full(workers: int | None = None) -> None:
+            report = ledger.verify(checkpoints=settings, full=True, workers=workers)
             assert report.ok and report.checked == total, report.message
 
         def incremental() -> None:
             report = ledger.verify(checkpoints=settings)
             assert report.ok and report.since_seq == since, report.message
 
+        from drillbook.ledger.audit import default_workers
+
         t_copy = timed(lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence ORDER BY seq"), repeat=2)
-        rss0 = peak_mb()
-        t_full = timed(full, repeat=2)
-        rss_full = peak_mb()
-        lines.append(
-            f"evidence verify --full ({total} rows):     {t_full:7.2f} s ({total / t_full:,.0f} records/s)"
-            f"   baseline bare ordered COPY of the same rows {t_copy:6.2f} s   ratio {t_full / t_copy:5.2f}x"
-            f"   peak RSS {rss_full:.0f} MB (+{rss_full - rss0:.0f})"
-        )
+        for workers in VERIFY_WORKERS:
+            rss0 = peak_mb()
+            t_full = timed(lambda w=workers: full(w), repeat=2)
+            rss_full = peak_mb()
+            used = default_workers(total) if workers is None else workers
+            lines.append(
+                f"evidence verify --full ({total} rows, {used} connection{'s' if used > 1 else ''}):  "
+                f"{t_full:7.2f} s ({total / t_full:,.0f} records/s)"
+                f"   baseline bare ordered COPY of the same rows {t_copy:6.2f} s   ratio {t_full / t_copy:5.2f}x"
+                f"   peak RSS {rss_full:.0f} MB (+{rss_full - rss0:.0f})   load {os.getloadavg()[0]:.1f}"
+            )
         t_icopy = timed(
             lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence WHERE seq > %s ORDER BY seq", (since,))
         )
@@ -607,7 +617,13 @@ def main() -> int:
         default=None,
         help="time a database kept by --keep (its records, not --rows) instead of building one",
     )
+    parser.add_argument(
+        "--verify-workers",
+        default="auto",
+        help="comma-separated connection counts for the full verify, e.g. auto,1 (auto: the default split)",
+    )
     args = parser.parse_args()
+    VERIFY_WORKERS[:] = [None if w == "auto" else int(w) for w in args.verify_workers.split(",")]
     if args.database and not os.environ.get("DRILLBOOK_TEST_PG_DSN"):
         parser.error("--database needs DRILLBOOK_TEST_PG_DSN (the server that holds the kept database)")
     with server() as dsn:

@@ -342,3 +342,27 @@ def test_an_empty_list_prints_the_header_and_no_records(ledger, cli):
     code, text, err = cli("evidence", "list", "--drill", "nothing_like_this")
     assert code == 0 and "0 records" in err
     assert text.splitlines()[0].split()[:2] == ["seq", "recorded_at"] and len(text.splitlines()) == 2
+
+
+def test_list_pads_by_characters_when_a_batch_is_not_ascii(ledger, monkeypatch):
+    """An ASCII batch is padded as bytes; a batch with a multi-byte character is padded as text, so the
+    columns after a cell like 'zürich_東京' still line up with the header (padded as bytes, they would not)."""
+    from drillbook.ledger import export
+    from drillbook.ledger.export import LIST_HEADER, list_lines
+    from drillbook.ledger.query import Filter
+
+    ledger.record(make_result(drill="dr_zürich_東京"), ctx("run_é"))
+    ledger.record(make_result(drill="plain_drill_name_long"), ctx("run_plain_longer"))  # listed first
+    monkeypatch.setattr(export, "_WIDTH_SAMPLE", 1)  # the plain row sizes the columns; the other comes later
+    for batch in (1, 1000):
+        lines = "".join(
+            list_lines(ledger.connection, flt=Filter.build(), limit=None, batch=batch)
+        ).splitlines()
+        start = {h: lines[0].index(h) for h in LIST_HEADER}
+        for line, drill, run in (
+            (lines[2], "plain_drill_name_long", "run_plain_longer"),
+            (lines[3], "dr_zürich_東京", "run_é"),
+        ):
+            assert line[start["drill"] :].startswith(drill + " "), line
+            assert line[start["verdict"] :].startswith("PASS "), line
+            assert line[start["run_id"] :].startswith(run + " "), line

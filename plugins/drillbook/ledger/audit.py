@@ -18,14 +18,28 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drillbook.ledger import checkpoint as cpmod
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.guards import guard_problems, guard_summary, pin_note
 from drillbook.ledger.records import VerifyReport
+
+if TYPE_CHECKING:
+    from drillbook.ledger.verify import Walk
+
+# A full walk of at least PARALLEL_MIN records is split into consecutive seq ranges, each streamed on its own
+# connection in its own thread, all reading the walk's one snapshot (``pg_export_snapshot``), and stitched
+# back in seq order (``verify.stitch``): record i needs only its own columns and record i-1's hash, time and
+# seq, so each range is checked on its own and the joins between ranges are checked after. The report is the
+# one a single stream gives (the first failing record in seq order, worded by ``verify_rows``).
+PARALLEL_MIN = 50_000
+MAX_WORKERS = 4
 
 
 def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoint], list[str]]:
@@ -37,28 +51,86 @@ def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoi
     return found + outside, problems
 
 
-# One binary COPY streams what a record's hash covers, built by PostgreSQL from the stored columns in the
-# query drillbook sends (not by the stored function, so a replaced function cannot hide an edit); Python
-# hashes the bytes as they arrive. See ``walk_stream``. The canonical text is ``row_to_json`` of the hashed
-# columns in sorted key order: the same escaping (to_json's), separators and verbatim ``result`` as the
-# seal's expression (``seal.TEXT_EXPRESSION``; tests/ledger/test_incremental.py holds them byte-equal on
-# awkward values), built in one call instead of ten to_json calls and sixteen concatenations: at 1M records
-# the server's text building was most of the walk (1.9x a bare ordered COPY, now ~1.4x at load 4).
-# Text is sent in the client encoding, so the walk's transaction sets it to UTF8 (the hashed bytes).
+# One binary COPY streams, per record, the SHA-256 of what its hash covers, computed by PostgreSQL in the query
+# drillbook sends (not by the stored seal function, so a replaced function cannot hide an edit): the canonical
+# text is ``row_to_json`` of the hashed columns in sorted key order, the same escaping (to_json's), separators
+# and verbatim ``result`` as the seal's expression (``seal.TEXT_EXPRESSION``; tests/ledger/test_incremental.py
+# holds them byte-equal on awkward values), converted to UTF-8 (the bytes the writer hashed, whatever the
+# database or client encoding) and hashed with ``pg_catalog.sha256``. Python compares the 32 bytes with the
+# stored hash. Trust: the server's built-ins already render the text that is hashed (a superuser able to
+# replace ``row_to_json`` could already feed the walk the original text of an edited record), so having the
+# same server hash it adds nothing to trust; it saves sending ~1.5 KB per record and hashing it under the
+# GIL (the walk is CPU-bound on 2 cores: 1.55-2.2x a bare ordered COPY when Python hashed). Offline
+# verification of an export or evidence pack still recomputes every hash in Python (``verify_export``).
 _TS = "to_char(r.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-_STREAM = (
-    "COPY (SELECT r.seq, r.prev_hash, r.hash, c.recorded_at, r.prev_hash || row_to_json(c)::text "
+_TEXT = "r.prev_hash || row_to_json(c)::text"  # what a record's hash covers
+_FROM = (
     "FROM {table} r, LATERAL (SELECT r.controls, r.dag_id, r.drill, r.kind, r.map_index, r.prev_hash, "
     "r.record_type, " + _TS + " AS recorded_at, r.result, r.run_id, r.seq, r.target, r.task_id, r.trigger, "
-    "r.try_number, r.verdict) c WHERE r.seq > {after} ORDER BY r.seq) TO STDOUT (FORMAT binary)"
+    "r.try_number, r.verdict) c WHERE r.seq > {after}{upto} ORDER BY r.seq"
+)
+#: the text each hash covers, row by row (tests compare it with the seal's expression)
+TEXT_SELECT = "SELECT r.seq, r.prev_hash, r.hash, c.recorded_at, " + _TEXT + " " + _FROM
+_STREAM = (
+    "COPY (SELECT r.seq, r.prev_hash, r.hash, c.recorded_at, "
+    "pg_catalog.sha256(pg_catalog.convert_to(" + _TEXT + ", 'UTF8')) " + _FROM + ") TO STDOUT (FORMAT binary)"
 )
 
 
-def _stream(cur: Any, table: str, after: int) -> Iterator[tuple[int, str, str, str, bytes]]:
-    cur.execute("SET LOCAL client_encoding TO 'UTF8'")  # the bytes hashed are UTF-8, whatever the session had
-    with cur.copy(_STREAM.format(table=table, after=int(after))) as copy:
-        copy.set_types(["int8", "text", "text", "text", "bytea"])  # bytea: the text's bytes, not decoded
-        yield from copy.rows()
+# The binary COPY's rows are read as raw messages and unpacked with one struct call when they have the
+# usual shape (5 fields; seq 8 bytes; prev_hash and hash 64; recorded_at 27; the digest 32): psycopg's
+# per-row parsing was ~1.4 us of the ~7 us a record cost Python. Any other shape (a forged hash of
+# another length, a year past 9999, a NULL) goes through ``_fields``, which reads any binary row.
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_ROW = struct.Struct(">hiqi64si64si27si32s")
+
+
+def _fields(data: bytes) -> tuple[Any, ...]:
+    """(seq, prev_hash, hash, recorded_at, digest bytes) of any binary COPY row of these five columns."""
+    (count,), off, out = struct.unpack_from(">h", data), 2, []
+    for _ in range(count):
+        (size,) = struct.unpack_from(">i", data, off)
+        off += 4
+        out.append(None if size < 0 else data[off : off + size])
+        off += max(size, 0)
+    seq, prev, digest, at, body = (out + [None] * 5)[:5]
+    text = [None if v is None else v.decode("utf-8", "replace") for v in (prev, digest, at)]
+    return (None if seq is None else int.from_bytes(seq, "big", signed=True), *text, body)
+
+
+def _stream(
+    cur: Any, table: str, after: int, upto: int | None = None
+) -> Iterator[tuple[int, str, str, str, bytes | memoryview]]:
+    cur.execute(
+        "SET LOCAL client_encoding TO 'UTF8'"
+    )  # prev_hash, hash, recorded_at as sent: ASCII, read as UTF-8
+    bound = "" if upto is None else f" AND r.seq <= {int(upto)}"
+    with cur.copy(_STREAM.format(table=table, after=int(after), upto=bound)) as copy:
+        read, unpack, fixed = copy.read, _ROW.unpack_from, _ROW.size
+        data = bytes(read())
+        if not data.startswith(_SIGNATURE):
+            raise ValueError("the ledger's COPY did not start with the binary COPY signature")
+        (extension,) = struct.unpack_from(">i", data, len(_SIGNATURE) + 4)
+        data = data[len(_SIGNATURE) + 8 + extension :]
+        try:
+            while data and bytes(data[:2]) != b"\xff\xff":  # -1 fields: the trailer
+                if len(data) >= fixed:
+                    count, l1, seq, l2, prev, l3, digest, l4, at, l5, computed = unpack(data)
+                    if (count, l1, l2, l3, l4, l5) == (5, 8, 64, 64, 27, 32) and len(data) == fixed:
+                        yield seq, prev.decode(), digest.decode(), at.decode(), computed
+                        data = read()
+                        continue
+                yield _fields(bytes(data))
+                data = read()
+        except GeneratorExit:
+            # The walk stopped at a bad record. Leaving a COPY early makes psycopg send a cancel request, which
+            # can land on the walk's next statement (re-reading the bad record) and abort the transaction;
+            # the rest of the stream is read unparsed instead.
+            while data:
+                data = read()
+            raise
+        while data:  # the trailer, then the end of the COPY
+            data = read()
 
 
 def _trusted_start(
@@ -92,6 +164,8 @@ def verify_ledger(
     batch: int,
     settings: CheckpointSettings,
     full: bool = False,
+    workers: int | None = None,
+    connect: Callable[[], Any] | None = None,
 ) -> VerifyReport:
     """Checkpoint signatures, chain walk and comparison with the newest checkpoint, guards.
 
@@ -99,6 +173,11 @@ def verify_ledger(
     checkpoint signed with the trusted key, after checking that the record at its seq still has the signed
     hash; records at or before it are not re-hashed (``evidence verify --full`` does that). Without a trusted
     checkpoint the walk is full and a note says why.
+
+    ``connect`` opens another connection to the same ledger (same credentials); with it, a walk of at least
+    ``PARALLEL_MIN`` records is split over ``workers`` connections (None: ``default_workers``; 1: one
+    stream), all in this walk's snapshot. A range whose connection cannot be opened or read is walked again
+    on ``conn`` in the same snapshot, so the split never changes what is checked.
     """
     from psycopg.rows import tuple_row
 
@@ -160,7 +239,16 @@ def verify_ledger(
         pending = pin_note(cur)
         if pending:
             notes.append(pending)
-        report = _walk(cur, table, columns, start=start, newest=newest, expect_head=expect_head)
+        report = _walk(
+            cur,
+            table,
+            columns,
+            start=start,
+            newest=newest,
+            expect_head=expect_head,
+            workers=workers,
+            connect=connect,
+        )
     notes.append(guard_summary(problems))
     report = replace(report, notes=tuple(notes), since_seq=start.seq if start else None)
     if report.ok and problems:
@@ -185,10 +273,12 @@ def _walk(
     start: Checkpoint | None,
     newest: Checkpoint | None,
     expect_head: str | None,
+    workers: int | None = None,
+    connect: Callable[[], Any] | None = None,
 ) -> VerifyReport:
     """Stream the chain after ``start`` (from seq 1 without one) and word the first failure like ``verify_rows``."""
     from drillbook.ledger.canonical import GENESIS_HASH
-    from drillbook.ledger.verify import finish_walk, verify_rows, walk_stream
+    from drillbook.ledger.verify import finish_walk, verify_rows
 
     after, start_hash, start_at = 0, GENESIS_HASH, ""
     if start is not None:
@@ -226,13 +316,16 @@ def _walk(
             )
         after, start_hash, start_at = start.seq, start.hash, row[1]
     watch = [s for s in (newest.seq if newest else None,) if s]
-    walk = walk_stream(
-        _stream(cur, table, after),
-        start_seq=after,
+    walk = _walk_chain(
+        cur,
+        table,
+        after=after,
         start_hash=start_hash,
         start_at=start_at,
         watch=watch,
         expect_head=expect_head,
+        workers=workers,
+        connect=connect,
     )
     if walk.bad_seq is None:
         last_name = f"seq={walk.last_seq}"
@@ -265,6 +358,87 @@ def _walk(
             head_seq=walk.last_seq or None,
         )
     return replace(report, checked=walk.checked)
+
+
+def default_workers(records: int) -> int:
+    """Connections a walk of ``records`` records is split over: one below ``PARALLEL_MIN``, else one per CPU
+    up to ``MAX_WORKERS``."""
+    if records < PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def _walk_chain(
+    cur: Any,
+    table: str,
+    *,
+    after: int,
+    start_hash: str,
+    start_at: str,
+    watch: Iterable[int],
+    expect_head: str | None,
+    workers: int | None,
+    connect: Callable[[], Any] | None,
+) -> Walk:
+    """Walk the records after ``after`` in one stream, or in ranges on several connections (see PARALLEL_MIN)."""
+    from psycopg import sql
+
+    from drillbook.ledger.verify import stitch, walk_stream
+
+    k, last, snapshot = 1, after, ""
+    if connect is not None and workers != 1:
+        cur.execute(f"SELECT max(seq) FROM {table}")
+        last = int((cur.fetchone() or (None,))[0] or 0)
+        k = default_workers(last - after) if workers is None else min(int(workers), last - after)
+    if k > 1:  # not in a savepoint: PostgreSQL exports no snapshot from a subtransaction
+        # A standby in recovery may refuse to export one (and the refusal would abort the walk): one stream.
+        cur.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_export_snapshot() END")
+        snapshot = str((cur.fetchone() or (None,))[0] or "")
+        k = k if snapshot else 1
+    if k <= 1:
+        return walk_stream(
+            _stream(cur, table, after),
+            start_seq=after,
+            start_hash=start_hash,
+            start_at=start_at,
+            watch=watch,
+            expect_head=expect_head,
+            hashed=True,
+        )
+    cuts = [after + (last - after) * i // k for i in range(k + 1)]
+    ranges: list[tuple[int, int | None]] = [(cuts[i], None if i == k - 1 else cuts[i + 1]) for i in range(k)]
+    found: list[Walk | None] = [None] * k
+
+    def walk_range(cursor: Any, i: int) -> Walk:
+        return walk_stream(
+            _stream(cursor, table, *ranges[i]),
+            watch=watch,
+            expect_head=expect_head,
+            anywhere=True,
+            hashed=True,
+        )
+
+    def work(i: int, open_other: Callable[[], Any]) -> None:
+        try:
+            with open_other() as other, other.transaction(), other.cursor() as c:
+                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                c.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+                found[i] = walk_range(c, i)
+        except Exception:  # the range is walked again on the main connection below
+            found[i] = None
+
+    threads = [
+        threading.Thread(target=work, args=(i, connect), name=f"drillbook-verify-{i}") for i in range(1, k)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        found[0] = walk_range(cur, 0)
+    finally:
+        for thread in threads:
+            thread.join()
+    parts = [part if part is not None else walk_range(cur, i) for i, part in enumerate(found)]
+    return stitch(parts, start_seq=after, start_hash=start_hash, start_at=start_at, expect_head=expect_head)
 
 
 def _checkpoint_note(newest: Checkpoint | None, trusted: str | None, settings: CheckpointSettings) -> str:

@@ -244,36 +244,48 @@ def _cell(text: str) -> str:
     return text.translate(_SHOWN)
 
 
-def _cells(batch: list[bytes], columns: int) -> list[str]:
-    """The cells of a batch of COPY text rows (one message each, ending in a newline), row after row."""
-    joined = b"".join(batch)
+def _cells(joined: bytes) -> list[str]:
+    """The cells of COPY text rows (each ending in a newline), row after row, as shown (see ``_cell``)."""
     text = joined.decode("utf-8", "replace")[:-1]
-    if len(joined.translate(None, _ODD)) == len(joined):  # the usual case: no escape, no control character
+    if len(joined.translate(None, _ODD)) == len(joined):  # no escape, no control character
         return text.replace("\n", "\t").split("\t")
     return [_cell(c) for line in text.split("\n") for c in line.split("\t")]
 
 
 class _Layout:
-    """Columns sized from the first rows; then each batch is laid out with one ``format`` call."""
+    """Columns sized from the first rows; then each batch of rows is laid out with one ``%`` format.
+
+    A batch that is plain ASCII with no escape or control character (the usual case) is split and padded
+    as bytes, where a byte is a character; any other batch as text.
+    """
 
     def __init__(self, header: tuple[str, ...], sample: list[str]) -> None:
         n = len(header)
         rows = [sample[i : i + n] for i in range(0, min(len(sample), _WIDTH_SAMPLE * n), n)]
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
         self.columns = n
-        self.line = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}\n"  # the last column unpadded
+        self.line = "  ".join(f"%-{w}s" for w in widths[:-1]) + "  %s\n"  # the last column unpadded
         self.head = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n"
         self.rule = "  ".join("-" * w for w in widths) + "\n"
-        self._formats: dict[int, str] = {}
+        self._bline = self.line.encode("ascii")
+        self._formats: dict[tuple[int, bool], Any] = {}
 
-    def __call__(self, cells: list[str]) -> str:
+    def _template(self, cells: list[Any], raw: bool) -> Any:
         rows, extra = divmod(len(cells), self.columns)
         if extra:  # cannot happen (COPY escapes tabs and newlines inside a cell): never misalign silently
             raise LedgerError(f"the list query returned a row of other than {self.columns} cells")
-        template = self._formats.get(rows)
+        template = self._formats.get((rows, raw))
         if template is None:
-            template = self._formats[rows] = self.line * rows
-        return template.format(*cells)
+            template = self._formats[rows, raw] = (self._bline if raw else self.line) * rows
+        return template
+
+    def __call__(self, joined: bytes, cells: list[str] | None = None) -> str:
+        if cells is None and joined.isascii() and len(joined.translate(None, _ODD)) == len(joined):
+            raw = joined[:-1].replace(b"\n", b"\t").split(b"\t")
+            return str((self._template(raw, True) % tuple(raw)).decode("ascii"))
+        if cells is None:
+            cells = _cells(joined)
+        return str(self._template(cells, False) % tuple(cells))
 
 
 def list_lines(
@@ -289,32 +301,33 @@ def list_lines(
 
     One ``COPY`` in text format streams the rows (unlike a server-side cursor, it may use a parallel plan, as
     the ``count(*)`` of the same rows does); Python splits each batch once and lays it out with one
-    ``format`` call (per-line formatting cost as much as reading the rows). Columns are as wide as the
+    ``%`` format (see ``_Layout``; formatting line by line cost as much as reading the rows). Columns are as wide as the
     widest of the first 200 rows (or the header); the last column is not padded. Control characters in
     the cells are shown as ``?`` (see ``_ODD``).
     """
     sql, params = _list_select(conn, flt, limit, newest_first)
-    columns = len(header)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(
-            "SET LOCAL client_encoding TO 'UTF8'"
-        )  # the rows' bytes are UTF-8, whatever the session had
+        # the rows' bytes are UTF-8, whatever the session had
+        cur.execute("SET LOCAL client_encoding TO 'UTF8'")
         with cur.copy(f"COPY ({sql}) TO STDOUT", params) as copy:
-            pending: list[bytes] = []
+            pending: list[Any] = []  # the messages: memoryviews that keep their buffers
             layout: _Layout | None = None
             first = max(batch, _WIDTH_SAMPLE)  # the first batch holds the rows that size the columns
             for data in copy:  # one message per row
-                pending.append(bytes(data))
+                pending.append(data)
                 if len(pending) >= (first if layout is None else batch):
-                    cells = _cells(pending, columns)
+                    joined = b"".join(pending)
                     if layout is None:
+                        cells = _cells(joined)
                         layout = _Layout(header, cells)
-                        yield layout.head + layout.rule
-                    yield layout(cells)
+                        yield layout.head + layout.rule + layout(joined, cells)
+                    else:
+                        yield layout(joined)
                     pending = []
-            cells = _cells(pending, columns) if pending else []
+            joined = b"".join(pending)
             if layout is None:
+                cells = _cells(joined) if joined else []
                 layout = _Layout(header, cells)
-                yield layout.head + layout.rule
-            if cells:
-                yield layout(cells)
+                yield layout.head + layout.rule + (layout(joined, cells) if cells else "")
+            elif joined:
+                yield layout(joined)

@@ -196,7 +196,11 @@ def _head_message(expected_seq: int | None, expected: str, last_seq: int, last_n
 # -- the database walk: hash what PostgreSQL streams --------------------------------------------
 @dataclass
 class Walk:
-    """Where ``walk_stream`` stopped: at the end (``bad_seq`` None) or at the first record that fails."""
+    """Where ``walk_stream`` stopped: at the end (``bad_seq`` None) or at the first record that fails.
+
+    ``first``: (seq, prev_hash, recorded_at) of the first row streamed, for ``stitch`` (None: no row);
+    ``last_at``: the recorded_at text of the last good row.
+    """
 
     checked: int
     last_seq: int
@@ -204,31 +208,61 @@ class Walk:
     bad_seq: int | None = None
     hash_at: dict[int, str] = field(default_factory=dict)
     seen_expected: bool = True
+    first: tuple[int, str, str] | None = None
+    last_at: str = ""
 
 
 def walk_stream(
-    rows: Iterable[tuple[int, str, str, str, bytes]],
+    rows: Iterable[tuple[int, str, str, str, bytes | memoryview]],
     *,
     start_seq: int = 0,
     start_hash: str = GENESIS_HASH,
     start_at: str = "",
     watch: Iterable[int] = (),
     expect_head: str | None = None,
+    anywhere: bool = False,
+    hashed: bool = False,
 ) -> Walk:
     """Check (seq, prev_hash, hash, recorded_at text, prev_hash+canonical bytes) rows in seq order.
 
+    ``hashed``: the fifth item is already the SHA-256 of those bytes (32 bytes, computed by PostgreSQL in
+    drillbook's query, see ``drillbook.ledger.audit``), compared with the stored hash as it is.
+
     The same four checks as ``verify_rows`` (gap, link, hash, time order), one comparison each; stops at the
     first record that fails any of them and names only its seq (``verify_rows`` then words the report).
+    ``anywhere``: a range of the chain walked on its own (see ``stitch``): the first row's seq, link and time
+    are taken as they are (kept in ``Walk.first`` for ``stitch`` to check), only its hash is checked here.
     """
     expected_seq, expected = _expected_head(expect_head)
     watched = set(watch)
     sha = hashlib.sha256
+
+    def bad(body: Any, digest: str) -> bool:
+        if hashed:
+            return body is None or bytes(body).hex() != digest
+        return sha(body).hexdigest() != digest
+
     walk = Walk(
         checked=0, last_seq=start_seq, head=start_hash if start_seq else None, seen_expected=not expected
     )
     prev_seq, prev_hash, prev_at, checked = start_seq, start_hash, start_at, 0
-    for seq, row_prev, digest, at, body in rows:
-        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or sha(body).hexdigest() != digest:
+    it = iter(rows)
+    if anywhere:
+        for seq, row_prev, digest, at, body in it:
+            walk.first = (seq, row_prev, at)
+            prev_seq, prev_hash, prev_at = seq - 1, row_prev, at  # the link is stitch's to check
+            if bad(body, digest):
+                walk.bad_seq = seq
+                return walk
+            checked = 1
+            prev_seq, prev_hash = seq, digest
+            if seq in watched:
+                walk.hash_at[seq] = digest
+            if expected and expected_seq in (None, seq) and digest.startswith(expected):
+                walk.seen_expected = True
+            break
+    for seq, row_prev, digest, at, body in it:
+        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or bad(body, digest):
             walk.bad_seq = seq
             break
         checked += 1
@@ -242,9 +276,51 @@ def walk_stream(
             and digest.startswith(expected)
         ):
             walk.seen_expected = True
-    walk.checked, walk.last_seq = checked, prev_seq
+    walk.checked, walk.last_seq, walk.last_at = checked, prev_seq, prev_at
     walk.head = prev_hash if prev_seq else None
     return walk
+
+
+def stitch(
+    parts: Iterable[Walk],
+    *,
+    start_seq: int = 0,
+    start_hash: str = GENESIS_HASH,
+    start_at: str = "",
+    expect_head: str | None = None,
+) -> Walk:
+    """One walk from consecutive ranges walked with ``anywhere`` (in seq order), as if streamed at once.
+
+    Each range's first row must follow the last good row before it (seq + 1, its hash, not older): the
+    checks ``walk_stream`` left to this. The first failure in seq order wins, so the result names the same
+    record, with the same last good seq before it, as one ``walk_stream`` over the whole chain.
+    """
+    total = Walk(
+        checked=0,
+        last_seq=start_seq,
+        head=start_hash if start_seq else None,
+        seen_expected=not _expected_head(expect_head)[1],
+    )
+    prev_seq, prev_hash, prev_at = start_seq, start_hash, start_at
+    for part in parts:
+        if part.first is None:  # an empty range: nothing to check, the next range links to the same row
+            continue
+        seq, row_prev, at = part.first
+        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at:
+            total.bad_seq = seq
+            break
+        total.checked += part.checked
+        total.hash_at.update(part.hash_at)
+        total.seen_expected = total.seen_expected or part.seen_expected
+        if part.bad_seq is not None:
+            total.bad_seq = part.bad_seq
+            if part.bad_seq != seq:  # else the last good row is the one before this range
+                prev_seq, prev_hash, prev_at = part.last_seq, part.head or prev_hash, part.last_at
+            break
+        prev_seq, prev_hash, prev_at = part.last_seq, part.head or prev_hash, part.last_at
+    total.last_seq, total.last_at = prev_seq, prev_at
+    total.head = prev_hash if prev_seq else None
+    return total
 
 
 def finish_walk(

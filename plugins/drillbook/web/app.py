@@ -640,7 +640,9 @@ def verify_with(dsn_provider: Callable[[], str], *, checkpoints: Any = None) -> 
 
         try:
             with Ledger(dsn_provider(), spool=None) as ledger:
-                report = ledger.verify(checkpoints=checkpoints)
+                # One stream (workers=1): a button press must not take a connection and a core per range
+                # from the api-server; the one-at-a-time limit of the Verify button bounds it to one walk.
+                report = ledger.verify(checkpoints=checkpoints, workers=1)
         except DrillbookError as exc:
             return {"ok": False, "exit_code": 2, "message": redact(str(exc))}
         text = (

@@ -274,3 +274,17 @@ def test_a_hit_skips_the_file_checks_only_while_the_summary_stands(catalogue_fil
     assert ran == [1]
     load_fresh(catalogue_file)  # the summary was written again after they passed
     assert ran == [1]
+
+
+def test_a_kind_with_checks_and_no_inputs_leaves_no_summary(catalogue_file, monkeypatch):
+    import dataclasses
+
+    from drillbook.drills import registry
+
+    registry.kinds()  # the built-in kinds loaded
+    silent = dataclasses.replace(registry._builtin["data_quality"], inputs=None)
+    monkeypatch.setitem(registry._builtin, "data_quality", silent)
+    load_fresh(catalogue_file)
+    load_fresh(catalogue_file)  # a hit too
+    assert not summary_file(catalogue_file).exists()
+    assert summary_of(catalogue_file) is None

@@ -38,8 +38,9 @@ def physical_drill(name: str, backup: dict[str, Any], rows: int) -> Any:
 def compare_rounds(drill: Any, bare: Callable[[], float], *, rounds: int, bare_label: str, tools: str) -> int:
     """Alternate ``bare()`` and the whole drill ``rounds`` times; print the ratio and peak RSS; 1 if the drill fails."""
     from drillbook.drills.backup_restore.physical.drill import run_physical
+    from drillbook.drills.backup_restore.tree_removal import wait_pending
 
-    bare_times, drill_times, fixed = [], [], []
+    bare_times, drill_times, fixed, removal = [], [], [], []
     load_before = os.getloadavg()[0]
     state = Path(tempfile.mkdtemp(prefix="drillbook-bench-state-"))
     try:
@@ -48,6 +49,11 @@ def compare_rounds(drill: Any, bare: Callable[[], float], *, rounds: int, bare_l
             t0 = time.monotonic()
             result = run_physical(drill=drill, state_dir=state)
             drill_times.append(time.monotonic() - t0)
+            # the teardown's directory removal runs after the drill returned (as the bare run's rmtree runs after
+            # its timing ends): wait for it here, untimed, so it never overlaps the next round's bare restore
+            t1 = time.monotonic()
+            wait_pending()
+            removal.append(time.monotonic() - t1)
             if result.verdict.value != "PASS":
                 print(
                     f"drill verdict {result.verdict.value}: {[(f.code, f.message[:200]) for f in result.findings]}"
@@ -73,6 +79,10 @@ def compare_rounds(drill: Any, bare: Callable[[], float], *, rounds: int, bare_l
     print(
         f"median of per-round ratios: {paired:.2f}x; drill's own part (not restore/recover): median "
         f"{statistics.median(fixed):.2f}s"
+    )
+    print(
+        f"teardown's background directory removal, waited for after each round (untimed, as the bare run's "
+        f"rmtree): median {statistics.median(removal):.2f}s"
     )
     print(f"load average (1 min): {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(f"peak RSS: drill process {self_rss:.0f} MB, largest child ({tools}) {child_rss:.0f} MB")

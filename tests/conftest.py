@@ -85,12 +85,28 @@ def _pgserver_bin() -> str:
     return str(POSTGRES_BIN_PATH)
 
 
+def _client_bin_for(dsn: str) -> str:
+    """The client tools' directory for the server at ``dsn``: pg_dump of its own major, as an operator would
+    use (pgserver's 16 against the machine's 15 writes a 16 dump, which a drill rightly restores into 16 and
+    flags SERVER_MAJOR_MISMATCH); pgserver's when no tools of that major are installed."""
+    import psycopg
+
+    from drillbook.drills.backup_restore import tools
+
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        major = conn.info.server_version // 10000
+    for tool in tools.available("pg_dump"):
+        if tool.major == major:
+            return str(Path(tool.path).parent)
+    return _pgserver_bin()
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     """DRILLBOOK_TEST_PG_DSN when set (a superuser DSN), else an embedded pgserver."""
     dsn = os.environ.get("DRILLBOOK_TEST_PG_DSN")
     if dsn:
-        yield PgServer(admin_dsn=dsn, bin_dir=os.environ.get("DRILLBOOK_TEST_PG_BIN", _pgserver_bin()))
+        yield PgServer(admin_dsn=dsn, bin_dir=os.environ.get("DRILLBOOK_TEST_PG_BIN") or _client_bin_for(dsn))
         return
     import pgserver
 

@@ -45,3 +45,36 @@ def test_an_unusable_libcrypto_is_an_error_naming_openssl(broken_libcrypto, serv
     assert result.verdict is Verdict.ERROR, result.findings
     assert any("libcrypto" in f.message for f in result.findings), result.findings
     assert "CHAIN_UNTRUSTED" not in result.codes()
+
+
+@pytest.mark.parametrize("broken_libcrypto", [None], indirect=True, ids=["not-found"])
+def test_without_libcrypto_a_handshake_verified_chain_passes_and_a_refused_one_errors(
+    broken_libcrypto, serve, tmp_path, monkeypatch
+):
+    """libssl's own verification in the handshake ran for the healthy chain; the refused one needs ctypes: ERROR."""
+    from datetime import UTC, datetime, timedelta
+
+    import drillbook.drills.certificates.drill as drill_module
+
+    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 0)
+    root = make_ca("missing-lib fast root")
+    inter = make_ca("missing-lib fast inter", issuer=root)
+    t = datetime.now(UTC)
+    healthy = serve(make_leaf(inter))
+    expired = serve(make_leaf(inter, not_before=t - timedelta(days=30), not_after=t - timedelta(days=1)))
+    bundle = tmp_path / "root.pem"
+    bundle.write_bytes(_pem(root.cert))
+    drill = CertificatesDrill(
+        name="certs_nolib_fast",
+        kind="certificates",
+        schedule="@daily",
+        timeout=3.0,
+        endpoints=[
+            EndpointSpec(address=s.address, sni="localhost", ca_bundle=str(bundle))
+            for s in (healthy, expired)
+        ],
+    )
+    good, bad = check_endpoints(drill)
+    assert good.verdict is Verdict.PASS, good.findings
+    assert bad.verdict is Verdict.ERROR and "DRILL_CRASHED" in bad.codes(), bad.findings
+    assert any("libcrypto" in f.message for f in bad.findings), bad.findings

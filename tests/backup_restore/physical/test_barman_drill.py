@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
-from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
+from drillbook.drills.backup_restore.ephemeral_reap import PREFIX, REMOVING_PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
+from drillbook.drills.backup_restore.tree_removal import wait_pending
 from tests.backup_restore.physical import barman_fixture
 from tests.backup_restore.physical.barman_fixture import BarmanRepo
 
@@ -48,7 +49,10 @@ def barman_drill(repo: BarmanRepo, **backup: Any) -> BackupRestoreDrill:
 
 
 def clusters() -> set[str]:
-    return {str(p) for p in Path(tempfile.gettempdir()).glob(PREFIX + "*")}
+    """Cluster directories, once every background removal of a teardown has finished."""
+    assert wait_pending(120), "a teardown's background removal did not finish within 120 s"
+    tmp = Path(tempfile.gettempdir())
+    return {str(p) for p in [*tmp.glob(PREFIX + "*"), *tmp.glob(REMOVING_PREFIX + "*")]}
 
 
 def findings(result: Any) -> list[tuple[str, str]]:

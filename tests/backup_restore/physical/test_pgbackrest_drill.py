@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill
-from drillbook.drills.backup_restore.ephemeral_reap import PREFIX
+from drillbook.drills.backup_restore.ephemeral_reap import PREFIX, REMOVING_PREFIX
 from drillbook.drills.backup_restore.physical.drill import run_physical
 from drillbook.drills.backup_restore.physical.pgbackrest import PgBackRest
+from drillbook.drills.backup_restore.tree_removal import wait_pending
 
 from .conftest import STANZA, SourceCluster
 
@@ -49,9 +50,12 @@ def codes(result) -> set[str]:
 
 
 def leftover_clusters(before: set[str]) -> set[str]:
+    """Cluster directories not in ``before``, once every background removal of a teardown has finished."""
     import tempfile
 
-    return {str(p) for p in Path(tempfile.gettempdir()).glob(PREFIX + "*")} - before
+    assert wait_pending(120), "a teardown's background removal did not finish within 120 s"
+    tmp = Path(tempfile.gettempdir())
+    return {str(p) for p in [*tmp.glob(PREFIX + "*"), *tmp.glob(REMOVING_PREFIX + "*")]} - before
 
 
 def _snapshot() -> set[str]:
@@ -308,6 +312,34 @@ def test_a_damaged_heap_page_is_heap_corrupt(pg_source: SourceCluster, tmp_path:
     assert result.verdict.value == "FAIL", [(f.code, f.message) for f in result.findings]
     heap = [f for f in result.findings if f.code == "HEAP_CORRUPT"]
     assert heap and heap[0].subject == "postgres.static_data"
+    # the row count and B-tree checks started alongside the heap check read the damaged page too: their
+    # errors are dropped with the ladder, never reported as a crash, and the cluster is still torn down
+    assert "DRILL_CRASHED" not in codes(result)
+    assert not any(p.name == "verify.volume" for p in result.phases)
+    assert result.phases[-1].name == "teardown" and leftover_clusters(set()) == set()
+
+
+def test_a_concurrent_read_that_raises_is_an_error_in_its_rung_and_teardown_still_runs(
+    backed_up: SourceCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row count runs on its own connection while the heap check runs (verify/prefetch.py): its failure is
+    DRILL_CRASHED in verify.volume, the drill is never PASS, and the cluster is stopped and removed."""
+    import threading
+
+    from drillbook.drills.backup_restore.verify import volume
+
+    def broken(conn, only=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("count failed on its own connection")
+
+    monkeypatch.setattr(volume, "count_rows", broken)
+    result = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path / "state")
+    assert result.verdict.value == "ERROR", [(f.code, f.message) for f in result.findings]
+    crashed = [f for f in result.findings if f.code == "DRILL_CRASHED"]
+    assert crashed and crashed[0].subject == "verify.volume"
+    names = [p.name for p in result.phases]
+    assert "verify.heap" in names and "verify.integrity" not in names and names[-1] == "teardown"
+    assert leftover_clusters(set()) == set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("drillbook-verify")]
 
 
 class _CraftedHooks(PgBackRest):

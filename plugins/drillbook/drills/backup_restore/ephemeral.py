@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from drillbook.drills.backup_restore import ephemeral_reap, tools
-from drillbook.drills.backup_restore.tree_removal import remove_tree
+from drillbook.drills.backup_restore.tree_removal import remove_tree, remove_tree_later
 from drillbook.errors import DrillbookError
 
 SUPERUSER = "drillbook_ephemeral"
@@ -250,7 +250,14 @@ class EphemeralCluster:
         assert self.root is not None
         return f"host={self.root} port=5432 user={self.superuser} dbname={dbname}"
 
-    def close(self) -> None:
+    def close(self, *, remove_now: bool = True) -> None:
+        """Stop the server (always, before returning) and remove the directory.
+
+        ``remove_now=False``: once the server is stopped, the directory is renamed to
+        ``drillbook-removing-*`` (instant) and removed on a thread of its own (``tree_removal.remove_tree_later``;
+        the lock is held until it is gone); a process that dies first leaves it to the reaper, which removes it
+        without reporting a killed drill. A server that did not stop is removed here, as before.
+        """
         if self.root is None:
             return
         if self._running:
@@ -271,11 +278,25 @@ class EphemeralCluster:
             except EphemeralUnavailable:
                 pass
             self._running = False
-        remove_tree(self.root)  # unlinks in parallel: a serial rmtree of fsync'd files was most of teardown
-        self.root = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        root, lock_fd = self.root, self._lock_fd
+        self.root, self._lock_fd = None, None
+        if not remove_now and not ephemeral_reap.postmaster_alive(root / "data"):
+            removing = ephemeral_reap.removing_name(root)
+            try:
+                os.rename(root, removing)
+                renamed = True
+            except OSError:
+                renamed = False
+            if renamed:
+                # the data directory first: killed meanwhile, the lock file is still there for the reaper
+                remove_tree_later(
+                    [removing / "data", removing],
+                    then=lambda: os.close(lock_fd) if lock_fd is not None else None,
+                )
+                return
+        remove_tree(root)  # unlinks in parallel: a serial rmtree of fsync'd files was most of teardown
+        if lock_fd is not None:
+            os.close(lock_fd)
 
     def _wait_stopped(self, timeout_s: float) -> None:
         """Wait until the postmaster removed its pid file (what ``pg_ctl -w`` waits for), polling every 10 ms.

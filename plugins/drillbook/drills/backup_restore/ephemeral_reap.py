@@ -12,7 +12,12 @@ Rules this module enforces:
   clock); a cluster in use by a concurrent drill is never touched;
 - the postmaster is stopped (``pg_ctl stop -m immediate``, as the cluster's
   OS user) only when ``postmaster.pid`` names a live process whose command
-  line carries that data directory; then the directory is removed.
+  line carries that data directory; then the directory is removed;
+- a directory named ``drillbook-removing-*`` is a cluster its drill stopped and
+  renamed for removal after it reported (``EphemeralCluster.close(remove_now=False)``);
+  one whose remover died is removed with the same checks (owner, lock, no live
+  postmaster) but not reported as a killed drill's cluster. Only drillbook makes
+  that name: a server can write files, never create a directory.
 """
 
 from __future__ import annotations
@@ -28,6 +33,17 @@ from drillbook.drills.backup_restore.tree_removal import remove_tree
 
 LOCK_NAME = "owner.lock"
 PREFIX = "drillbook-ephemeral-"
+#: a stopped cluster whose directory is being removed after its drill reported (see the module docstring)
+REMOVING_PREFIX = "drillbook-removing-"
+
+
+def removing_name(root: Path) -> Path:
+    """Where ``close(remove_now=False)`` renames ``root`` (same directory, so the rename is atomic)."""
+    return root.with_name(
+        REMOVING_PREFIX + root.name[len(PREFIX) :]
+        if root.name.startswith(PREFIX)
+        else REMOVING_PREFIX + root.name
+    )
 
 
 def hold_lock(root: Path) -> int:
@@ -51,7 +67,7 @@ def hold_lock(root: Path) -> int:
     return fd
 
 
-def _postmaster_alive(data: Path) -> bool:
+def postmaster_alive(data: Path) -> bool:
     try:
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -62,7 +78,7 @@ def _postmaster_alive(data: Path) -> bool:
 
 def _stop(root: Path, owner_uid: int) -> None:
     data = root / "data"
-    if not _postmaster_alive(data):
+    if not postmaster_alive(data):
         return
     bindir = None
     try:  # the postmaster's own binary directory: pg_ctl of the same major
@@ -88,7 +104,8 @@ def _stop(root: Path, owner_uid: int) -> None:
 def leftovers(uids: set[int], tmp: str | None = None) -> list[Path]:
     """Directories of ephemeral clusters whose owner is gone (see the module docstring)."""
     found = []
-    for root in sorted(Path(tmp or tempfile.gettempdir()).glob(PREFIX + "*")):
+    base = Path(tmp or tempfile.gettempdir())
+    for root in sorted([*base.glob(PREFIX + "*"), *base.glob(REMOVING_PREFIX + "*")]):
         try:
             st = os.lstat(root)
             lock = root / LOCK_NAME
@@ -124,9 +141,9 @@ def reap(uids: set[int], tmp: str | None = None) -> list[str]:
             _stop(root, os.stat(root).st_uid)
         except (OSError, subprocess.SubprocessError):
             continue  # still running: leave it for a human rather than remove a live data directory
-        if _postmaster_alive(root / "data"):
+        if postmaster_alive(root / "data"):
             continue
         remove_tree(root)
-        if not root.exists():
-            removed.append(str(root))
+        if not root.exists() and not root.name.startswith(REMOVING_PREFIX):
+            removed.append(str(root))  # a stopped cluster whose removal was cut short is not a killed drill's
     return removed

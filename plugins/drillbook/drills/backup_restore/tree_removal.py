@@ -16,7 +16,11 @@ Rules this module enforces (those of ``shutil.rmtree``'s fd-based walk):
 - at most ``depth`` directory descriptors are open at a time (one directory is
   emptied before the next is entered), whatever the tree's size;
 - errors are ignored as with ``rmtree(ignore_errors=True)``: the caller checks
-  whether ``path`` still exists (the reaper does).
+  whether ``path`` still exists (the reaper does);
+- ``remove_tree_later`` removes on a thread of its own that is not a daemon (the
+  interpreter waits for it at exit; ``wait_pending`` waits for all of them): a
+  stopped scratch cluster's directory need not be gone before the drill reports.
+  A process that dies first leaves the tree to the reaper (ephemeral_reap.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,6 +64,41 @@ def remove_tree(path: str | os.PathLike[str], *, workers: int = WORKERS) -> None
         shutil.rmtree(path, ignore_errors=True)
 
 
+_pending: set[threading.Thread] = set()
+_pending_lock = threading.Lock()
+
+
+def remove_tree_later(paths: list[Path], *, then: Callable[[], None] | None = None) -> threading.Thread:
+    """Remove each of ``paths`` in order (``remove_tree``) on a non-daemon thread, then call ``then``; return the thread."""
+
+    def run() -> None:
+        try:
+            for path in paths:
+                remove_tree(path)
+        finally:
+            try:
+                if then is not None:
+                    then()
+            finally:
+                with _pending_lock:
+                    _pending.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name="drillbook-remove-tree", daemon=False)
+    with _pending_lock:
+        _pending.add(thread)
+    thread.start()
+    return thread
+
+
+def wait_pending(timeout: float | None = None) -> bool:
+    """Wait for every ``remove_tree_later`` started so far; True when none is left running."""
+    with _pending_lock:
+        threads = list(_pending)
+    for thread in threads:
+        thread.join(timeout)
+    return not any(t.is_alive() for t in threads)
+
+
 def _empty(dir_fd: int, pool: ThreadPoolExecutor) -> None:
     try:
         with os.scandir(dir_fd) as it:
@@ -66,7 +107,11 @@ def _empty(dir_fd: int, pool: ThreadPoolExecutor) -> None:
         return
     files = [name for name, is_dir in entries if not is_dir]
     # a listing is bounded by one directory; the pool does at most ``workers`` unlinks at once
-    list(pool.map(lambda name: _ignore(os.unlink, name, dir_fd=dir_fd), files))
+    try:
+        list(pool.map(lambda name: _ignore(os.unlink, name, dir_fd=dir_fd), files))
+    except RuntimeError:  # no new threads at interpreter exit (``remove_tree_later``): one by one
+        for name in files:
+            _ignore(os.unlink, name, dir_fd=dir_fd)
     for name, _ in (e for e in entries if e[1]):
         try:
             st = os.lstat(name, dir_fd=dir_fd)

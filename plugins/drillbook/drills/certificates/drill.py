@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from drillbook.drills.certificates.x509facts import CertFacts
 
 KIND = "certificates"
+# endpoints sharing a trust store from which their chains are verified in the probe's handshake
+# (verify.py, probe.py): its OpenSSL store costs 30-45 ms to build (every anchor parsed, ~150 system
+# roots), and each chain it verifies saves 0.6-0.9 ms of separate verification: it pays from ~50 on
+HANDSHAKE_VERIFY_MIN = 48
 SOONEST = 10  # expiries listed in the summary
 MAX_PLACES = 50  # places named in a file certificate's details (the count is always there)
 
@@ -174,7 +178,7 @@ def _judge_endpoint(
     verdicts: dict[tuple[Any, ...], Any] | None = None,
     bundle: str | None = None,
 ) -> None:
-    from drillbook.drills.certificates.verify import verify_chain
+    from drillbook.drills.certificates.verify import handshake_verdict, verify_chain
     from drillbook.drills.certificates.x509facts import facts_of_der, load_der
 
     target = outcome.target
@@ -197,8 +201,12 @@ def _judge_endpoint(
             lints.lint_profile(builder, certs[i], f, subject=subject)
         judge.judge_hostname(builder, facts[0], name=target.name, subject=target.address)
         judge.judge_tls_version(builder, outcome.tls_version, subject=target.address)
+        verdict = None
+        if outcome.verified_chain is not None:
+            verdict = handshake_verdict(certs_der, outcome.verified_chain, store)
         key = (bundle, target.name, *certs_der)
-        verdict = verdicts.get(key) if verdicts is not None else None
+        if verdict is None and verdicts is not None:
+            verdict = verdicts.get(key)
         if verdict is None:
             verdict = verify_chain(
                 certs, store=store, name=target.name, now=now, leaf_self_issued=facts[0].self_issued
@@ -225,6 +233,7 @@ def check_endpoints(
     spec_of = {id(t): s for t, s in zip(targets, specs, strict=True)}
     now = now or datetime.now(UTC)
     memo = RunMemo()
+    verifying = _handshake_contexts(drill, specs, base_dir, memo)
 
     def judge_one(outcome: ProbeOutcome) -> DrillResult:
         # runs as each probe completes, so judging overlaps the other probes' network waits
@@ -239,7 +248,36 @@ def check_endpoints(
             return builder.finish()
 
     with _gc_frozen():
-        return run_probes(targets, timeout=drill.timeout, concurrency=drill.concurrency, then=judge_one)
+        return run_probes(
+            targets,
+            timeout=drill.timeout,
+            concurrency=drill.concurrency,
+            then=judge_one,
+            verifying=lambda t: verifying.get(spec_of[id(t)].ca_bundle or drill.ca_bundle),
+        )
+
+
+def _handshake_contexts(
+    drill: CertificatesDrill, specs: list[EndpointSpec], base_dir: Path | None, memo: RunMemo
+) -> dict[str | None, Any]:
+    """The verifying probe context of each CA bundle shared by at least ``HANDSHAKE_VERIFY_MIN`` endpoints.
+
+    A bundle that cannot be read gets none: its endpoints are probed as before and judged
+    ``CONFIG_INVALID`` by ``endpoint_result``.
+    """
+    counts: dict[str | None, int] = {}
+    for spec in specs:
+        bundle = spec.ca_bundle or drill.ca_bundle
+        counts[bundle] = counts.get(bundle, 0) + 1
+    contexts: dict[str | None, Any] = {}
+    for bundle, count in counts.items():
+        if count < max(1, HANDSHAKE_VERIFY_MIN):
+            continue
+        try:
+            contexts[bundle] = _store_for(bundle, base_dir, memo).handshake_context
+        except ValueError:
+            continue
+    return contexts
 
 
 @contextlib.contextmanager

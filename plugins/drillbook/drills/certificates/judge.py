@@ -19,6 +19,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -135,20 +136,23 @@ def judge_strength(builder: ResultBuilder, facts: CertFacts, *, subject: str, is
         )
 
 
+@functools.lru_cache(maxsize=1024)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address, or None (a fleet asks the same few names: parsed once each)."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def name_matches(name: str, sans: list[str]) -> bool:
     """RFC 6125 matching of ``name`` against SAN DNS names and IP addresses (no CN fallback)."""
     name = name.strip().rstrip(".").lower()
-    try:
-        ip = ipaddress.ip_address(name)
-    except ValueError:
-        ip = None
+    ip = _ip(name)
     for san in sans:
         if ip is not None:
-            try:
-                if ipaddress.ip_address(san) == ip:
-                    return True
-            except ValueError:
-                continue
+            if _ip(san) == ip:
+                return True
             continue
         pattern = san.rstrip(".").lower()
         if pattern == name:

@@ -33,9 +33,11 @@ MAX_LEAF_DAYS = 398
 LEAF_LIMIT_FROM = datetime(2020, 9, 1, tzinfo=UTC)
 
 
-def _has(cert: Any, ext_class: Any) -> bool:
+def _has(cert: Any, ext_class: Any, facts: CertFacts | None = None) -> bool:
     from cryptography import x509
 
+    if facts is not None and facts.extension_types is not None:
+        return ext_class in facts.extension_types
     try:
         cert.extensions.get_extension_for_class(ext_class)
     except x509.ExtensionNotFound:
@@ -54,7 +56,7 @@ def lint_profile(builder: ResultBuilder, cert: Any, facts: CertFacts, *, subject
         return
     name = short_name(facts)
     detail = {"fingerprint_sha256": facts.fingerprint_sha256, "issuer": facts.issuer}
-    if not _has(cert, x509.AuthorityKeyIdentifier):
+    if not _has(cert, x509.AuthorityKeyIdentifier, facts):
         builder.find(
             "CERT_NO_AKI",
             f"{name} has no Authority Key Identifier extension; OpenSSL and browsers accept it, "
@@ -62,7 +64,7 @@ def lint_profile(builder: ResultBuilder, cert: Any, facts: CertFacts, *, subject
             subject=subject,
             detail=detail,
         )
-    if facts.is_ca and not _has(cert, x509.SubjectKeyIdentifier):
+    if facts.is_ca and not _has(cert, x509.SubjectKeyIdentifier, facts):
         builder.find(
             "CERT_NO_SKI",
             f"CA certificate {name} has no Subject Key Identifier extension",
@@ -71,14 +73,14 @@ def lint_profile(builder: ResultBuilder, cert: Any, facts: CertFacts, *, subject
         )
     if facts.is_ca:
         return
-    if not _has(cert, x509.ExtendedKeyUsage):
+    if not _has(cert, x509.ExtendedKeyUsage, facts):
         builder.find(
             "CERT_NO_EKU",
             f"{name} has no Extended Key Usage extension (expected serverAuth)",
             subject=subject,
             detail=detail,
         )
-    if not _has(cert, x509.SubjectAlternativeName):
+    if not _has(cert, x509.SubjectAlternativeName, facts):
         builder.find(
             "CERT_NO_SAN",
             f"{name} has no Subject Alternative Names; clients ignore the CN, so it matches no host name",

@@ -8,6 +8,16 @@ Rules this module enforces:
 - the probe *accepts* any certificate (``CERT_NONE``, every protocol from TLS 1.0,
   ``@SECLEVEL=0``) so that an expired, untrusted, weak or misnamed chain is
   still seen and judged; trust is decided afterwards by ``verify.py``;
+- with a *verifying* context for the target (``verifying_context``: the same
+  settings, ``CERT_REQUIRED`` against exactly the trust store's anchors, no
+  host name check), libssl's own chain verification in the handshake settles
+  the common case, a trusted chain, in C: the outcome carries the path it built
+  (``verified_chain``) and ``verify.py`` need not verify again. When that
+  handshake refuses the chain, a second connection with the accepting context
+  fetches it (its own deadline, so an endpoint with a refused chain costs at
+  most two timeouts) and it is judged as before; the first refusal's reason is
+  kept (``verify_error``). A timeout or any other failure of the first
+  connection is the endpoint's outcome, never retried;
 - the chain is the one the server sent, in its order: ``get_unverified_chain``
   (public since Python 3.13; on 3.10-3.12 the same method exists on the
   private ``SSLObject._sslobj``). Without either, only the leaf is known and
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 import ssl
@@ -73,6 +84,10 @@ class ProbeOutcome:
     error: str = ""
     seconds: float = 0.0
     chain_complete: bool = True  # False when only the leaf could be read
+    # the path the verifying handshake built and accepted (leaf first, DER); None when it did not run
+    # or refused the chain (then ``chain`` comes from a second, accepting handshake)
+    verified_chain: list[bytes] | None = None
+    verify_error: str = ""  # why the verifying handshake refused the chain
 
     @property
     def ok(self) -> bool:
@@ -94,6 +109,34 @@ def client_context() -> ssl.SSLContext:
     return ctx
 
 
+def verifying_context(anchors_der: list[bytes]) -> ssl.SSLContext:
+    """``client_context`` that lets libssl verify the chain against exactly ``anchors_der`` (see the module rule).
+
+    The verification is the one ``openssl_chain.py`` runs: purpose ``ssl_server`` (libssl's for a
+    server), OpenSSL's default flags (``TRUSTED_FIRST``: no ``X509_STRICT``, no partial chains),
+    no key-size or hash "security level" (``@SECLEVEL=0``), and the name is not part of it
+    (``HOSTNAME_MISMATCH`` judges the name).
+    """
+    ctx = client_context()
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_flags = ssl.VERIFY_X509_TRUSTED_FIRST
+    if anchors_der:
+        ctx.load_verify_locations(cadata=b"".join(anchors_der))
+    return ctx
+
+
+def verified_chain(ssl_object: Any) -> list[bytes] | None:
+    """The path a verifying handshake built, leaf first, as DER; None when it cannot be read."""
+    for owner in (ssl_object, getattr(ssl_object, "_sslobj", None)):
+        getter = getattr(owner, "get_verified_chain", None)
+        if getter is None:
+            continue
+        chain = getter() or []
+        der = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
+        return der or None
+    return None
+
+
 def presented_chain(ssl_object: Any) -> tuple[list[bytes], bool]:
     """The DER certificates the server sent, leaf first, and whether the whole chain was readable."""
     for owner in (ssl_object, getattr(ssl_object, "_sslobj", None)):
@@ -106,6 +149,16 @@ def presented_chain(ssl_object: Any) -> tuple[list[bytes], bool]:
             return der, True
     leaf = ssl_object.getpeercert(binary_form=True)
     return ([leaf] if leaf else []), False
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_family(host: str) -> int | None:
+    """The address family of an IP literal, None for a name to resolve (cached: parsing one is ~10 us)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class _Conn:
@@ -124,12 +177,10 @@ class _Conn:
         self.buffer = b""
 
     async def connect(self, host: str, port: int) -> None:
-        try:
-            ipaddress.ip_address(host)
-            infos: list[tuple[Any, Any]] = [
-                (socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))
-            ]
-        except ValueError:
+        family = _literal_family(host)
+        if family is not None:
+            infos: list[tuple[Any, Any]] = [(family, (host, port))]
+        else:
             resolved = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             infos = [(family, addr) for family, _, _, _, addr in resolved]
         error: Exception = OSError(f"no address for {host!r}")
@@ -251,7 +302,9 @@ async def _starttls_postgres(conn: _Conn) -> None:
 _STARTTLS = {"smtp": _starttls_smtp, "postgres": _starttls_postgres}
 
 
-async def _probe(target: Target, ctx: ssl.SSLContext, state: dict[str, str]) -> ProbeOutcome:
+async def _probe(
+    target: Target, ctx: ssl.SSLContext, state: dict[str, str], *, verifying: bool = False
+) -> ProbeOutcome:
     conn = _Conn(asyncio.get_running_loop())
     try:
         state["stage"] = "connect"
@@ -269,6 +322,7 @@ async def _probe(target: Target, ctx: ssl.SSLContext, state: dict[str, str]) -> 
             chain_complete=complete,
             tls_version=tls.version(),
             cipher=cipher[0] if cipher else None,
+            verified_chain=verified_chain(tls) if verifying else None,
         )
     finally:
         conn.close()
@@ -295,30 +349,58 @@ async def probe_one(
     timeout: float,
     slots: asyncio.Semaphore,
     then: Callable[[ProbeOutcome], Any] | None = None,
+    verifying: ssl.SSLContext | None = None,
 ) -> Any:
     """Probe one endpoint inside a slot, then hand the outcome to ``then`` (outside the slot).
 
     Never raises: failures become an outcome with an error code. Judging in ``then``
     while other probes wait on their servers overlaps the CPU work with the network.
+    ``verifying``: a ``verifying_context`` to try first (see the module rule).
     """
-    outcome = await _probe_in_slot(target, ctx=ctx, timeout=timeout, slots=slots)
+    outcome = await _probe_in_slot(target, ctx=ctx, timeout=timeout, slots=slots, verifying=verifying)
     return then(outcome) if then is not None else outcome
 
 
+class _Refused(Exception):
+    """The verifying handshake refused the chain (carries OpenSSL's reason)."""
+
+
+async def _attempt(target: Target, ctx: ssl.SSLContext, timeout: float, *, verifying: bool) -> ProbeOutcome:
+    """One connection under its own deadline; raises ``_Refused`` only when a verifying handshake refused the chain."""
+    state = {"stage": "connect"}
+    try:
+        # asyncio.timeout, not wait_for: wait_for wraps each probe in a second Task, a few
+        # percent of the drill's CPU at hundreds of endpoints; the deadline is the same
+        async with asyncio.timeout(timeout):
+            return await _probe(target, ctx, state, verifying=verifying)
+    except ssl.SSLCertVerificationError as exc:
+        if verifying:
+            raise _Refused(exc.verify_message or str(exc)) from None
+        code, text = _classify(state["stage"], exc, timeout)
+    except Exception as exc:  # every failure is evidence about this endpoint
+        code, text = _classify(state["stage"], exc, timeout)
+    return ProbeOutcome(target=target, error_code=code, error=text)
+
+
 async def _probe_in_slot(
-    target: Target, *, ctx: ssl.SSLContext, timeout: float, slots: asyncio.Semaphore
+    target: Target,
+    *,
+    ctx: ssl.SSLContext,
+    timeout: float,
+    slots: asyncio.Semaphore,
+    verifying: ssl.SSLContext | None = None,
 ) -> ProbeOutcome:
     async with slots:
-        state = {"stage": "connect"}
         start = time.monotonic()
         try:
-            # asyncio.timeout, not wait_for: wait_for wraps each probe in a second Task, a few
-            # percent of the drill's CPU at hundreds of endpoints; the deadline is the same
-            async with asyncio.timeout(timeout):
-                outcome = await _probe(target, ctx, state)
-        except Exception as exc:  # every failure is evidence about this endpoint
-            code, text = _classify(state["stage"], exc, timeout)
-            outcome = ProbeOutcome(target=target, error_code=code, error=text)
+            outcome = await _attempt(target, verifying or ctx, timeout, verifying=verifying is not None)
+        except _Refused as exc:
+            # the chain is judged from a second, accepting handshake, exactly as without the fast path
+            refused = str(exc) or "certificate verify failed"
+            outcome = await _attempt(target, ctx, timeout, verifying=False)
+            outcome.verify_error = refused
+            if not outcome.ok:
+                outcome.error = f"{outcome.error} (on a second connection: the first handshake refused the chain: {refused})"
         outcome.seconds = round(time.monotonic() - start, 4)
         return outcome
 
@@ -330,13 +412,27 @@ async def probe_all(
     concurrency: int = 100,
     ctx: ssl.SSLContext | None = None,
     then: Callable[[ProbeOutcome], Any] | None = None,
+    verifying: Callable[[Target], ssl.SSLContext | None] | None = None,
 ) -> list[Any]:
-    """Probe every target concurrently; results (outcomes, or ``then(outcome)``) come back in target order."""
+    """Probe every target concurrently; results (outcomes, or ``then(outcome)``) come back in target order.
+
+    ``verifying(target)``: the target's ``verifying_context``, or None to probe it with ``ctx`` only.
+    """
     ctx = ctx or client_context()
     slots = asyncio.Semaphore(max(1, concurrency))
     return list(
         await asyncio.gather(
-            *(probe_one(t, ctx=ctx, timeout=timeout, slots=slots, then=then) for t in targets)
+            *(
+                probe_one(
+                    t,
+                    ctx=ctx,
+                    timeout=timeout,
+                    slots=slots,
+                    then=then,
+                    verifying=verifying(t) if verifying is not None else None,
+                )
+                for t in targets
+            )
         )
     )
 
@@ -347,8 +443,11 @@ def run_probes(
     timeout: float = 10.0,
     concurrency: int = 100,
     then: Callable[[ProbeOutcome], Any] | None = None,
+    verifying: Callable[[Target], ssl.SSLContext | None] | None = None,
 ) -> list[Any]:
     """Synchronous entry point (CLI and Airflow tasks): run ``probe_all`` in a fresh event loop."""
     if not targets:
         return []
-    return asyncio.run(probe_all(targets, timeout=timeout, concurrency=concurrency, then=then))
+    return asyncio.run(
+        probe_all(targets, timeout=timeout, concurrency=concurrency, then=then, verifying=verifying)
+    )

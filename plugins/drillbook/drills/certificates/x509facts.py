@@ -10,6 +10,7 @@ is reported as ``"unknown"`` rather than failing the whole certificate.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ class CertFacts:
     self_signed: bool  # self-issued and its own key signed it (``is_self_signed``)
     is_ca: bool
     der: bytes = field(repr=False, compare=False, default=b"")
+    # the classes of the extensions it carries (read once for every lookup); None when they cannot be read
+    extension_types: frozenset[type] | None = field(repr=False, compare=False, default=None)
 
     @property
     def days_left(self) -> float:
@@ -60,27 +63,47 @@ class CertFacts:
         return out
 
 
-_DETAIL_FIELDS = tuple(f.name for f in fields(CertFacts) if f.name != "der")  # fields() per call is not free
+_DETAIL_FIELDS = tuple(
+    f.name for f in fields(CertFacts) if f.name not in ("der", "extension_types")
+)  # fields() per call is not free
+
+
+_KEY_KIND: dict[
+    type, str
+] = {}  # concrete key class -> its kind (the ABC checks are slow; a run sees a few classes)
+
+
+def _key_kind(key: Any) -> str:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    kind = _KEY_KIND.get(type(key))
+    if kind is None:
+        kind = "unknown"
+        for name, cls in (
+            ("RSA", rsa.RSAPublicKey),
+            ("EC", ec.EllipticCurvePublicKey),
+            ("Ed25519", ed25519.Ed25519PublicKey),
+            ("Ed448", ed448.Ed448PublicKey),
+            ("DSA", dsa.DSAPublicKey),
+        ):
+            if isinstance(key, cls):
+                kind = name
+                break
+        _KEY_KIND[type(key)] = kind
+    return kind
 
 
 def _key_facts(cert: Certificate) -> tuple[str, int]:
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-
     try:
         key = cert.public_key()
     except Exception:  # an exotic key must not hide the rest of the facts
         return "unknown", 0
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.curve.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size
-    return "unknown", 0
+    kind = _key_kind(key)
+    if kind in ("RSA", "DSA"):
+        return kind, key.key_size  # type: ignore[union-attr]
+    if kind == "EC":
+        return kind, key.curve.key_size  # type: ignore[union-attr]
+    return kind, {"Ed25519": 256, "Ed448": 456}.get(kind, 0)
 
 
 def _signature_facts(cert: Certificate) -> tuple[str, str]:
@@ -95,14 +118,21 @@ def _signature_facts(cert: Certificate) -> tuple[str, str]:
     return name, digest
 
 
-def _sans(cert: Certificate) -> list[str]:
+def _extensions(cert: Certificate) -> dict[type, Any] | None:
+    """Each extension's value by its class, read once; None when the extensions cannot be read."""
+    try:
+        return {type(ext.value): ext.value for ext in cert.extensions}
+    except Exception:  # a malformed extension: cryptography refuses to read any of them
+        return None
+
+
+def _sans(cert: Certificate, extensions: dict[type, Any] | None = None) -> list[str]:
     from cryptography import x509
 
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    except Exception:  # a malformed SAN extension is reported as no SANs
+    if extensions is None:
+        extensions = _extensions(cert)
+    ext = extensions.get(x509.SubjectAlternativeName) if extensions is not None else None
+    if ext is None:  # none, or a malformed extension: reported as no SANs
         return []
     # one pass over the SANs (get_values_for_type walks them once per type); DNS names first, then IPs
     dns: list[str] = []
@@ -115,13 +145,13 @@ def _sans(cert: Certificate) -> list[str]:
     return dns + ips
 
 
-def _is_ca(cert: Certificate) -> bool:
+def _is_ca(cert: Certificate, extensions: dict[type, Any] | None = None) -> bool:
     from cryptography import x509
 
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except Exception:  # no (or malformed) basicConstraints: not a CA
-        return False
+    if extensions is None:
+        extensions = _extensions(cert)
+    constraints = extensions.get(x509.BasicConstraints) if extensions is not None else None
+    return bool(constraints is not None and constraints.ca)  # no (or malformed) basicConstraints: not a CA
 
 
 def signed_by(cert: Certificate, issuer: Certificate) -> bool:
@@ -182,6 +212,9 @@ def inspect_certificate(
     from cryptography.hazmat.primitives import serialization
 
     now = now or datetime.now(UTC)
+    if der is None:
+        der = cert.public_bytes(serialization.Encoding.DER)
+    extensions = _extensions(cert)
     not_before = cert.not_valid_before_utc
     not_after = cert.not_valid_after_utc
     key_type, key_bits = _key_facts(cert)
@@ -192,7 +225,7 @@ def inspect_certificate(
     return CertFacts(
         subject=subject.rfc4514_string(),
         issuer=issuer.rfc4514_string(),
-        sans=_sans(cert),
+        sans=_sans(cert, extensions),
         serial=format(cert.serial_number, "X"),
         not_before=not_before,
         not_after=not_after,
@@ -202,11 +235,13 @@ def inspect_certificate(
         key_bits=key_bits,
         signature_algorithm=sig_name,
         signature_hash=sig_hash,
-        fingerprint_sha256=fingerprint(cert),
+        # the SHA-256 of the DER, as ``fingerprint`` computes it (hashlib: a tenth of the cost)
+        fingerprint_sha256=hashlib.sha256(der).digest().hex(":").upper(),
         self_issued=self_issued,
         self_signed=is_self_signed(cert, self_issued=self_issued),
-        is_ca=_is_ca(cert),
-        der=der if der is not None else cert.public_bytes(serialization.Encoding.DER),
+        is_ca=_is_ca(cert, extensions),
+        der=der,
+        extension_types=frozenset(extensions) if extensions is not None else None,
     )
 
 

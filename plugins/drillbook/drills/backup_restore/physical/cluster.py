@@ -494,10 +494,10 @@ class PhysicalCluster(EphemeralCluster):
             found.append((name, int(row[0]) if row else 0))
         return found
 
-    def close(self) -> None:
+    def close(self, *, remove_now: bool = True) -> None:
         if self.root is not None and not self._running and self._postmaster_up():
             self._running = True  # started by a failing pg_ctl: still stop it
-        super().close()
+        super().close(remove_now=remove_now)
 
 
 def _last_lines(log: str, pattern: str, n: int = 3) -> str:

@@ -25,9 +25,11 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["check_indexes", "check_matviews", "check_sequences", "run"]
+__all__ = ["btree_outcomes", "check_indexes", "check_matviews", "check_sequences", "run"]
 
 from drillbook.drills.backup_restore.verify import sequences
 from drillbook.drills.backup_restore.verify.catalog_sql import USER_SCHEMA_FILTER, not_extension_member
@@ -97,13 +99,50 @@ def _amcheck_schema(conn: Any) -> tuple[str | None, str]:
     return AMCHECK_SCHEMA, "amcheck installed in the scratch database"
 
 
-def check_indexes(ladder: Ladder) -> dict[str, Any]:
-    """INDEX_CORRUPT for every B-tree index amcheck rejects; unchecked indexes are only reported."""
+def btree_outcomes(
+    conn: Any, schema: str, in_scope: Callable[[str], bool], *, stop: threading.Event | None = None
+) -> list[tuple[str, str | None, str | None]]:
+    """``bt_index_check`` of every valid B-tree index in scope: (index, SQLSTATE, reason) — both None when sound.
+
+    Only reads (prefetch.py runs it on a connection of its own); ``check_indexes`` turns the outcomes into
+    checks and findings. ``stop`` set: the remaining indexes are not checked (the caller is closing).
+    """
     import psycopg
     from psycopg import sql
 
+    indexes = [
+        (oid, name) for oid, name, table in conn.execute(_BTREE_INDEXES_SQL).fetchall() if in_scope(table)
+    ]
+    statement = sql.SQL("select {fn}(%s::oid::regclass)").format(fn=sql.Identifier(schema, "bt_index_check"))
+    outcomes: list[tuple[str, str | None, str | None]] = []
+    for oid, name in indexes:
+        if stop is not None and stop.is_set():
+            raise RuntimeError("B-tree checks stopped: the prefetch was closed")
+        try:
+            conn.execute(statement, (oid,))
+        except psycopg.Error as exc:
+            state = getattr(exc, "sqlstate", None) or ""
+            diag = getattr(exc, "diag", None)
+            reason = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
+            outcomes.append((name, state, reason))
+            continue
+        outcomes.append((name, None, None))
+    return outcomes
+
+
+def check_indexes(
+    ladder: Ladder, prefetched: tuple[str | None, str, list[tuple[str, str | None, str | None]]] | None = None
+) -> dict[str, Any]:
+    """INDEX_CORRUPT for every B-tree index amcheck rejects; unchecked indexes are only reported.
+
+    ``prefetched``: (schema, how, outcomes) read earlier by prefetch.py; None reads them here.
+    """
     required = ladder.verify.amcheck is True
-    schema, how = _amcheck_schema(ladder.conn)
+    if prefetched is not None:
+        schema, how, outcomes = prefetched
+    else:
+        schema, how = _amcheck_schema(ladder.conn)
+        outcomes = btree_outcomes(ladder.conn, schema, ladder.in_scope) if schema is not None else []
     if schema is None:
         if required:
             ladder.builder.find(
@@ -113,20 +152,9 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
                 detail={"error": how},
             )
         return {"amcheck": how, "indexes_checked": 0}
-    indexes = [
-        (oid, name)
-        for oid, name, table in ladder.conn.execute(_BTREE_INDEXES_SQL).fetchall()
-        if ladder.in_scope(table)
-    ]
-    statement = sql.SQL("select {fn}(%s::oid::regclass)").format(fn=sql.Identifier(schema, "bt_index_check"))
     checked, corrupt, unchecked = 0, 0, []
-    for oid, name in indexes:
-        try:
-            ladder.conn.execute(statement, (oid,))
-        except psycopg.Error as exc:
-            state = getattr(exc, "sqlstate", None) or ""
-            diag = getattr(exc, "diag", None)
-            reason = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
+    for name, state, reason in outcomes:
+        if state is not None:
             if state.startswith("XX"):  # XX001 data_corrupted, XX002 index_corrupted
                 ladder.builder.checked()
                 checked += 1
@@ -151,7 +179,7 @@ def check_indexes(ladder: Ladder) -> dict[str, Any]:
         checked += 1
     facts: dict[str, Any] = {
         "amcheck": how,
-        "indexes": len(indexes),
+        "indexes": len(outcomes),
         "indexes_checked": checked,
         "indexes_corrupt": corrupt,
     }
@@ -169,7 +197,9 @@ def run(ladder: Ladder, ph: PhaseHandle) -> None:
     facts.update(check_sequences(ladder))
     facts.update(check_matviews(ladder))
     if ladder.verify.amcheck is not False:
-        facts.update(check_indexes(ladder))
+        reads = ladder.prefetched
+        btree = reads.result(reads.btree) if reads is not None and reads.btree is not None else None
+        facts.update(check_indexes(ladder, btree))
     else:
         facts["amcheck"] = "off (verify.amcheck: false)"
     ladder.facts["integrity"] = facts

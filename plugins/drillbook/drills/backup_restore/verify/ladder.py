@@ -29,10 +29,18 @@ from drillbook.settings import DrillTimeouts
 
 if TYPE_CHECKING:
     from drillbook.drills.backup_restore.catalogue import VerifySpec
+    from drillbook.drills.backup_restore.verify.prefetch import DatabaseReads
     from drillbook.drills.base import PhaseHandle, ResultBuilder
 
 #: Upper bound of any single ladder query (row counts of very large tables included).
 LOCK_TIMEOUT_S = 60
+
+
+def table_in_scope(verify: VerifySpec, table: str) -> bool:
+    """True when the tier reads ``schema.table``'s data (always, except for tier sample's other tables)."""
+    if verify.tier != "sample":
+        return True
+    return table in {t if "." in t else f"public.{t}" for t in verify.tables}
 
 
 class ScratchSession:
@@ -69,8 +77,11 @@ class Ladder:
         previous: dict[str, Any] | None,
         source_server_version: str | None = None,
         check_timeout_s: int = 300,
+        prefetched: DatabaseReads | None = None,
     ):
         self.builder = builder
+        #: reads started earlier on connections of their own (prefetch.py); the rungs record them
+        self.prefetched = prefetched
         self.check_timeout_s = check_timeout_s
         self.source_server_version = source_server_version
         self.session = session
@@ -87,9 +98,7 @@ class Ladder:
 
     def in_scope(self, table: str) -> bool:
         """True when the tier reads ``schema.table``'s data (always, except for tier sample's other tables)."""
-        if self.verify.tier != "sample":
-            return True
-        return table in {t if "." in t else f"public.{t}" for t in self.verify.tables}
+        return table_in_scope(self.verify, table)
 
     @property
     def dsn(self) -> str:
@@ -134,10 +143,13 @@ def run_ladder(
     previous: dict[str, Any] | None,
     source_server_version: str | None = None,
     timeouts: DrillTimeouts | None = None,
+    prefetched: DatabaseReads | None = None,
 ) -> None:
     """Verify the restored data rung by rung; findings, checks and facts go into ``builder``.
 
     ``source_server_version`` is the dump header's server version (``ArchiveInfo.server_version``).
+    ``prefetched``: the volume count and B-tree checks already started on connections of their own
+    (prefetch.py); the rungs wait for them instead of reading again.
     """
     from drillbook.drills.backup_restore.verify import (
         integrity,
@@ -159,6 +171,7 @@ def run_ladder(
         previous=previous,
         source_server_version=source_server_version,
         check_timeout_s=timeouts.check,
+        prefetched=prefetched,
     )
     rungs: list[tuple[str, Rung]] = [
         ("verify.structure", structure.run),

@@ -143,7 +143,11 @@ def _check_drift(ladder: Ladder, rows: dict[str, int], before: dict[str, int]) -
 
 def run(ladder: Ladder, ph: PhaseHandle) -> None:
     """Count rows exactly, then compare with the minimums and the last PASS."""
-    rows, total = count_rows(ladder.conn, only=ladder.in_scope)
+    reads = ladder.prefetched
+    if reads is not None and reads.volume is not None:
+        rows, total = reads.result(reads.volume)  # the same count, read on its own connection (prefetch.py)
+    else:
+        rows, total = count_rows(ladder.conn, only=ladder.in_scope)
     ladder.facts["volume"] = {"rows": rows, "total_rows": total, "tables": len(rows)}
     ladder.builder.measurements.counts["rows_restored"] = total
     counted = f"{total:,} rows in {len(rows)} tables"

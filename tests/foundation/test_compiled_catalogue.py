@@ -198,6 +198,7 @@ def test_a_load_leaves_a_summary_of_the_defaults(catalogue_file):
         "code_changed",
         "spoilt",
         "tampered",
+        "source_outside",
     ],
 )
 def test_the_summary_is_not_answered_once_anything_it_stands_for_changed(catalogue_file, change, monkeypatch):
@@ -225,6 +226,15 @@ def test_the_summary_is_not_answered_once_anything_it_stands_for_changed(catalog
         entry = summary_file(catalogue_file)
         doc = json.loads(entry.read_text())
         doc["defaults"]["retries"] = "3"  # a type the models would never have written
+        entry.write_text(json.dumps(doc))
+    elif change == "source_outside":  # only drillbook's own sources are hashed again
+        entry = summary_file(catalogue_file)
+        doc = json.loads(entry.read_text())
+        doc["code"]["sources"][0][1] = str(catalogue_file)  # absolute: would be read from outside the package
+        sources = [tuple(pair) for pair in doc["code"]["sources"]]
+        doc["code"]["fingerprint"] = compiled._fingerprint_of(
+            sources, compiled._package_root()
+        )  # else consistent
         entry.write_text(json.dumps(doc))
     assert summary_of(catalogue_file) is None
 

@@ -380,7 +380,10 @@ def _summary_from(
             return None
         code = doc["code"]
         sources = [(_str(name), _str(relative)) for name, relative in code["sources"]]
-        if any(not relative or ".." in Path(relative).parts for _, relative in sources):
+        if any(
+            not relative or Path(relative).is_absolute() or ".." in Path(relative).parts
+            for _, relative in sources
+        ):  # hashed from under the package only
             return None
         if (fingerprint or _fingerprint_of(sources, _package_root())) != _str(code["fingerprint"]):
             return None  # drillbook's catalogue code changed since

@@ -154,3 +154,147 @@ def test_changed_bytes_or_code_change_the_key(catalogue_file, monkeypatch):
     finally:
         monkeypatch.undo()
         compiled.code_fingerprint.cache_clear()
+
+
+# -- the summary the watchdog's DAG file is built from (issue 14: that file no longer loads 1,000 drills) ---------
+def summary_of(path: Path):
+    from drillbook.catalogue.compiled import read_summary
+
+    return read_summary(path, cache_root=os.environ["DRILLBOOK_CACHE_DIR"])
+
+
+def summary_file(path: Path) -> Path:
+    from drillbook.catalogue.compiled import summary_key
+
+    return (
+        Path(os.environ["DRILLBOOK_CACHE_DIR"])
+        / "catalogue"
+        / f"summary-{summary_key(path, path.read_bytes())}.json"
+    )
+
+
+def test_a_load_leaves_a_summary_of_the_defaults(catalogue_file):
+    assert summary_of(catalogue_file) is None  # nothing loaded yet: nothing stands for the file
+    full = load_fresh(catalogue_file)  # a full load (no cache entry yet) writes it
+    summary = summary_of(catalogue_file)
+    assert summary is not None
+    assert summary.path == catalogue_file == full.path
+    d, s = full.defaults, summary.defaults
+    assert (s.timezone, s.owner, s.retries, s.retry_delay) == (d.timezone, d.owner, d.retries, d.retry_delay)
+    assert s.watchdog.schedule == d.watchdog.schedule and list(s.digest.schedules) == d.digest.schedules
+    assert summary.owner_of(full.drills[0]) == full.owner_of(full.drills[0])
+    mtime = summary_file(catalogue_file).stat().st_mtime_ns
+    load_fresh(catalogue_file)  # a cache hit: the same summary, not written again
+    assert summary_file(catalogue_file).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "reference_gone",
+        "suite_edited",
+        "suite_gone",
+        "catalogue_edited",
+        "code_changed",
+        "spoilt",
+        "tampered",
+        "source_outside",
+    ],
+)
+def test_the_summary_is_not_answered_once_anything_it_stands_for_changed(catalogue_file, change, monkeypatch):
+    load_fresh(catalogue_file)
+    assert summary_of(catalogue_file) is not None
+    home = catalogue_file.parent
+    if change == "reference_gone":
+        (home / "references" / "shop.json").unlink()
+    elif change == "suite_edited":  # still valid JSON of the same size: only the stamp tells
+        suite = home / "expectations" / "orders.json"
+        text = suite.read_text()
+        suite.unlink()
+        suite.write_text(text)
+    elif change == "suite_gone":
+        (home / "expectations" / "orders.json").unlink()
+    elif change == "catalogue_edited":
+        catalogue_file.write_text(catalogue_file.read_text() + "\n")
+    elif change == "code_changed":
+        import drillbook
+
+        monkeypatch.setattr(drillbook, "__version__", "99.0.0")
+    elif change == "spoilt":
+        summary_file(catalogue_file).chmod(0o666)
+    elif change == "tampered":
+        entry = summary_file(catalogue_file)
+        doc = json.loads(entry.read_text())
+        doc["defaults"]["retries"] = "3"  # a type the models would never have written
+        entry.write_text(json.dumps(doc))
+    elif change == "source_outside":  # only drillbook's own sources are hashed again
+        entry = summary_file(catalogue_file)
+        doc = json.loads(entry.read_text())
+        doc["code"]["sources"][0][1] = str(catalogue_file)  # absolute: would be read from outside the package
+        sources = [tuple(pair) for pair in doc["code"]["sources"]]
+        doc["code"]["fingerprint"] = compiled._fingerprint_of(
+            sources, compiled._package_root()
+        )  # else consistent
+        entry.write_text(json.dumps(doc))
+    assert summary_of(catalogue_file) is None
+
+
+def test_no_summary_stands_for_a_gx_check_or_an_extra_kind(catalogue_file):
+    from drillbook.catalogue.compiled import read_summary
+    from drillbook.drills import registry
+    from tests.foundation.kinds.pg_ping.kind import KIND
+
+    load_fresh(catalogue_file)
+    cache = os.environ["DRILLBOOK_CACHE_DIR"]
+    assert read_summary(catalogue_file, gx_suites=True, cache_root=cache) is None
+    registry.register(KIND)
+    try:
+        assert read_summary(catalogue_file, cache_root=cache) is None
+    finally:
+        registry.unregister(KIND.name)
+    assert read_summary(catalogue_file, cache_root=cache) is not None
+
+
+def test_a_bad_catalogue_leaves_no_summary(catalogue_file):
+    catalogue_file.write_text(
+        catalogue_file.read_text().replace("kind: backup_restore", "kind: backup_restor", 1)
+    )
+    with pytest.raises(CatalogueError):
+        load_fresh(catalogue_file)
+    assert summary_of(catalogue_file) is None
+
+
+def test_a_hit_skips_the_file_checks_only_while_the_summary_stands(catalogue_file, monkeypatch):
+    from drillbook.catalogue import checks
+
+    load_fresh(catalogue_file)
+    ran: list[int] = []
+    real = checks.run_checks
+
+    def counting(catalogue):
+        ran.append(1)
+        return real(catalogue)
+
+    monkeypatch.setattr(checks, "run_checks", counting)
+    load_fresh(catalogue_file)
+    assert ran == []  # nothing they read changed since they passed
+    suite = catalogue_file.parent / "expectations" / "orders.json"
+    suite.write_text(suite.read_text())  # the same content, a new stamp
+    load_fresh(catalogue_file)
+    assert ran == [1]
+    load_fresh(catalogue_file)  # the summary was written again after they passed
+    assert ran == [1]
+
+
+def test_a_kind_with_checks_and_no_inputs_leaves_no_summary(catalogue_file, monkeypatch):
+    import dataclasses
+
+    from drillbook.drills import registry
+
+    registry.kinds()  # the built-in kinds loaded
+    silent = dataclasses.replace(registry._builtin["data_quality"], inputs=None)
+    monkeypatch.setitem(registry._builtin, "data_quality", silent)
+    load_fresh(catalogue_file)
+    load_fresh(catalogue_file)  # a hit too
+    assert not summary_file(catalogue_file).exists()
+    assert summary_of(catalogue_file) is None

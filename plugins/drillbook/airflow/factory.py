@@ -24,11 +24,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from drillbook.airflow.current_catalogue import current_catalogue
-from drillbook.catalogue import Catalogue
-from drillbook.drills import registry
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
+
+    from drillbook.catalogue import Catalogue
+    from drillbook.catalogue.compiled import CatalogueSummary
 
 GENERIC_BUILDER = "drillbook.airflow.generic:build_dag"  # for a kind that brings no DAG builder of its own
 
@@ -57,7 +58,7 @@ def _on_failure(context: Any) -> None:
     on_failure_callback(context)
 
 
-def default_args(drill: Any, catalogue: Catalogue) -> dict[str, Any]:
+def default_args(drill: Any, catalogue: Catalogue | CatalogueSummary) -> dict[str, Any]:
     retries = drill.retries if getattr(drill, "retries", None) is not None else catalogue.defaults.retries
     return {
         "owner": catalogue.owner_of(drill),
@@ -67,7 +68,7 @@ def default_args(drill: Any, catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
-def drill_doc(drill: Any, catalogue: Catalogue, body: str = "") -> str:
+def drill_doc(drill: Any, catalogue: Catalogue | CatalogueSummary, body: str = "") -> str:
     """The DAG's doc_md: what it proves, for which controls, against which objectives."""
     lines = [f"### drillbook · {drill.kind} · `{drill.name}`", ""]
     if drill.description:
@@ -125,14 +126,17 @@ def drill_mapped_task(python_callable: Any, task_id: str, over: Any, **operator_
 
 def drill_dag(
     drill: Any,
-    catalogue: Catalogue,
+    catalogue: Catalogue | CatalogueSummary,
     *,
     doc_md: str = "",
     dag_id: str | None = None,
     schedule: str | timedelta | None = None,
     tags: list[str] | None = None,
 ) -> DAG:
-    """A DAG carrying drillbook's policy for ``drill``; use as ``with drill_dag(...) as dag:``."""
+    """A DAG carrying drillbook's policy for ``drill``; use as ``with drill_dag(...) as dag:``.
+
+    ``catalogue`` may be a ``CatalogueSummary`` (the watchdog's DAG file): the policy reads only its path and
+    defaults."""
     import pendulum
     from airflow.sdk import DAG
 
@@ -157,6 +161,8 @@ def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
     from drillbook.safety.redact import install_log_redaction
 
     install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
+    from drillbook.drills import registry
+
     found = registry.get(kind)
     catalogue = catalogue if catalogue is not None else current_catalogue()
     builder = registry.load(found.dag or GENERIC_BUILDER)
@@ -169,6 +175,8 @@ def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
 
 def build_all_dags() -> dict[str, DAG]:
     """The DAGs of every registered kind (``dags/dr_drills.py``): the catalogue is read once for all of them."""
+    from drillbook.drills import registry
+
     catalogue = current_catalogue()
     dags: dict[str, DAG] = {}
     for kind in registry.names():

@@ -8,6 +8,10 @@ Rules this module enforces:
   doc_md and the failure callback;
 - parsing does no I/O and imports nothing heavy; the tasks resolve the ledger
   and Slack connections at run time through ``drillbook.airflow.runtime``;
+- the DAG file builds from the catalogue's summary when one stands for the current file
+  (``current_summary``: path and defaults, no models, no validation of every drill); the
+  tasks then load the catalogue itself when they run. A catalogue with a problem has no
+  summary, so the file fails to import with the loader's error exactly as before;
 - the logic lives in ``drillbook.reporting.watchdog`` and ``drillbook.reporting.digest``; a task
   here only wires connections, the run context and the clock.
 """
@@ -22,6 +26,7 @@ from drillbook.airflow.factory import DagSubject, drill_dag, drill_task
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+    from drillbook.catalogue.compiled import CatalogueSummary
     from drillbook.catalogue.models import Catalogue
 
 WATCHDOG_DOC = """The watchdog reads the evidence ledger every hour and pages on-call when a drill
@@ -38,8 +43,8 @@ ledger's hash chain verifies. The scorecard is also written to the ledger as a `
 
 def digest_names(schedules: list[str]) -> dict[str, str]:
     """``{dag_id: schedule}`` of the digest DAGs."""
-    # from catalogue.common, not the digest module: that one pulls in the ledger, which parsing does not need
-    from drillbook.catalogue.common import PRESET_NAMES
+    # from catalogue.names, not the digest module: that one pulls in the ledger, which parsing does not need
+    from drillbook.catalogue.names import PRESET_NAMES
 
     out: dict[str, str] = {}
     for n, schedule in enumerate(schedules, 1):
@@ -57,21 +62,33 @@ def _now_of(context: dict[str, Any]) -> datetime:
     return moment.astimezone(UTC)
 
 
-def build_watchdog_dag(catalogue: Catalogue) -> DAG:
-    schedule = catalogue.defaults.watchdog.schedule
+def _loaded(catalogue: Catalogue | CatalogueSummary) -> Catalogue:
+    """The catalogue a task works with: the one the DAG was built from, or the current one if that was a summary."""
+    from drillbook.catalogue.compiled import CatalogueSummary
+
+    if isinstance(catalogue, CatalogueSummary):
+        from drillbook.airflow.current_catalogue import current_catalogue
+
+        return current_catalogue()
+    return catalogue
+
+
+def build_watchdog_dag(source: Catalogue | CatalogueSummary) -> DAG:
+    schedule = source.defaults.watchdog.schedule
     subject = DagSubject(
         kind="watchdog",
         name="watchdog",
         schedule=schedule,
         description="Pages on-call when a drill did not run, never verifies or went stale.",
     )
-    with drill_dag(subject, catalogue, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
+    with drill_dag(subject, source, doc_md=WATCHDOG_DOC, dag_id="dr_watchdog", schedule=schedule) as dag:
 
         def watchdog(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
             from drillbook.airflow.notify import notifier_for_airflow
             from drillbook.reporting.watchdog import run_watchdog
 
+            catalogue = _loaded(source)
             with runtime.ledger_for(catalogue) as ledger:
                 run = run_watchdog(
                     catalogue,
@@ -92,14 +109,14 @@ def build_watchdog_dag(catalogue: Catalogue) -> DAG:
     return dag
 
 
-def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG:
+def build_digest_dag(source: Catalogue | CatalogueSummary, *, dag_id: str, schedule: str) -> DAG:
     subject = DagSubject(
         kind="digest",
         name=dag_id.split("__", 1)[1],
         schedule=schedule,
         description=f"Scorecard digest ({schedule}) for the digest channel.",
     )
-    with drill_dag(subject, catalogue, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
+    with drill_dag(subject, source, doc_md=DIGEST_DOC, dag_id=dag_id, schedule=schedule) as dag:
 
         def digest(**context: Any) -> dict[str, Any]:
             from drillbook.airflow import runtime
@@ -107,6 +124,7 @@ def build_digest_dag(catalogue: Catalogue, *, dag_id: str, schedule: str) -> DAG
             from drillbook.ledger.checkpoint import KEY_CONNECTION, CheckpointSettings
             from drillbook.reporting.digest import run_digest
 
+            catalogue = _loaded(source)
             # The checkpoint signing key: setting DRILLBOOK_CHECKPOINT_KEY (the task's settings, read by its
             # resolver's entry point), else the Airflow connection's password.
             keys = CheckpointSettings.from_settings(runtime.settings())
@@ -139,14 +157,17 @@ def build_watchdog_dags(catalogue: Catalogue | None = None, *, which: str = "all
     install_log_redaction()  # a DAG file is an entry point: its process's log lines pass through redact
     if which not in ("all", "watchdog", "digest"):
         raise ValueError(f"which must be 'all', 'watchdog' or 'digest', got {which!r}")
+    source: Catalogue | CatalogueSummary
     if catalogue is None:
-        from drillbook.airflow.current_catalogue import current_catalogue
+        from drillbook.airflow.current_catalogue import current_summary
 
-        catalogue = current_catalogue()
+        source = current_summary()
+    else:
+        source = catalogue
     dags: dict[str, DAG] = {}
     if which in ("all", "watchdog"):
-        dags["dr_watchdog"] = build_watchdog_dag(catalogue)
+        dags["dr_watchdog"] = build_watchdog_dag(source)
     if which in ("all", "digest"):
-        for dag_id, schedule in digest_names(list(catalogue.defaults.digest.schedules)).items():
-            dags[dag_id] = build_digest_dag(catalogue, dag_id=dag_id, schedule=schedule)
+        for dag_id, schedule in digest_names(list(source.defaults.digest.schedules)).items():
+            dags[dag_id] = build_digest_dag(source, dag_id=dag_id, schedule=schedule)
     return dags

@@ -7,7 +7,6 @@ error, never silently ignored.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -16,22 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-
-def _shipped_catalogue() -> Path:
-    """A checkout's ``include/drills.yaml``; after ``pip install``, the copy shipped as package data.
-
-    The wheel carries ``include/`` as ``drillbook/sample/include`` (pyproject's force-include), so the
-    default works without a checkout; in a checkout the repository's own file wins.
-    """
-    checkout = Path(__file__).resolve().parents[3] / "include" / "drills.yaml"
-    if checkout.is_file():
-        return checkout
-    return Path(str(importlib.resources.files("drillbook.sample") / "include" / "drills.yaml"))
-
-
-#: The shipped catalogue; ``DRILLBOOK_CATALOGUE`` overrides it. Defined here, not in ``loader``, so that
-#: modules the loader calls (suite checks) can name it without importing the loader back.
-DEFAULT_CATALOGUE = _shipped_catalogue()
+# re-exported: defined in names, which the watchdog's DAG file imports without these models
+from drillbook.catalogue.names import DEFAULT_CATALOGUE, PRESET_NAMES  # noqa: F401
 
 _DURATION_RE = re.compile(
     r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
@@ -47,17 +32,26 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"expected a positive duration, got {value!r}")
         return float(value)
     if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match and any(match.groups()):
-            w, d, h, m, s = match.groups()
-            return (
-                int(w or 0) * 7 * 86400
-                + int(d or 0) * 86400
-                + int(h or 0) * 3600
-                + int(m or 0) * 60
-                + float(s or 0)
-            )
+        seconds = _duration_of_text(value)
+        if seconds is not None:
+            return seconds
     raise ValueError(f"expected a duration like '90s', '15m', '4h', '7d' or '4w', got {value!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _duration_of_text(value: str) -> float | None:
+    # a 1,000-drill catalogue spells a few durations 1,500 times; each DAG-file parse validates them all
+    match = _DURATION_RE.match(value)
+    if match and any(match.groups()):
+        w, d, h, m, s = match.groups()
+        return (
+            int(w or 0) * 7 * 86400
+            + int(d or 0) * 86400
+            + int(h or 0) * 3600
+            + int(m or 0) * 60
+            + float(s or 0)
+        )
+    return None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -88,19 +82,6 @@ PRESETS: dict[str, str] = {
     "@quarterly": "0 0 1 */3 *",  # Airflow's preset; croniter itself does not know it
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
-}
-
-
-#: schedule preset -> the digest's name for its period (``dr_digest__daily``)
-PRESET_NAMES = {
-    "@hourly": "hourly",
-    "@daily": "daily",
-    "@midnight": "daily",
-    "@weekly": "weekly",
-    "@monthly": "monthly",
-    "@quarterly": "quarterly",
-    "@yearly": "yearly",
-    "@annually": "yearly",
 }
 
 
@@ -153,8 +134,13 @@ def previous_run(schedule: str, before: datetime) -> datetime:
 _CONTROL_RE = re.compile(r"^[A-Z][A-Z0-9]*:[A-Za-z0-9.()\-_]+$")
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_control(value: str) -> bool:
+    return _CONTROL_RE.match(value) is not None
+
+
 def validate_control(value: str) -> str:
-    if not isinstance(value, str) or not _CONTROL_RE.match(value):
+    if not isinstance(value, str) or not _is_control(value):
         raise ValueError(f"expected a control id like 'SOC2:A1.2' or 'NIST:CP-9(1)', got {value!r}")
     return value
 

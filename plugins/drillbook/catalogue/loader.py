@@ -14,30 +14,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from drillbook.catalogue.common import DEFAULT_CATALOGUE
 from drillbook.catalogue.models import Catalogue, catalogue_model, drill_union
+from drillbook.catalogue.names import DEFAULT_CATALOGUE, resolve_catalogue_path  # noqa: F401 (re-exported)
 from drillbook.catalogue.reader import FileProblem, read_yaml
 from drillbook.drills import registry
 from drillbook.errors import CatalogueError
 
 Loc = tuple[str | int, ...]
-
-
-def resolve_catalogue_path(
-    path: str | os.PathLike[str] | None = None, *, configured: str | os.PathLike[str] | None = None
-) -> Path:
-    """Return the catalogue path: argument, else ``configured`` (setting DRILLBOOK_CATALOGUE), else the shipped one."""
-    if path:
-        return Path(path)
-    if configured:
-        return Path(configured)
-    return DEFAULT_CATALOGUE
 
 
 def _format_loc(loc: Loc) -> str:

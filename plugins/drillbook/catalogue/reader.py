@@ -44,10 +44,11 @@ from typing import Any
 import yaml
 from yaml import events
 
+# YAML costs far more memory per byte than JSON once composed; defined in names for the summary's reader
+from drillbook.catalogue.names import MAX_YAML_BYTES
 from drillbook.errors import DrillbookError
 
 MAX_BYTES = 16 * 1024 * 1024
-MAX_YAML_BYTES = 4 * 1024 * 1024  # YAML costs far more memory per byte than JSON once composed
 MAX_DEPTH = 64
 MAX_NODES = 100_000  # a realistic 1,000-drill catalogue has 61,000 (bench/loader_bounds.py)
 MAX_ANCHORS = 10_000

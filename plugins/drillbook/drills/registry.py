@@ -107,6 +107,10 @@ class DrillKind:
     summary: str  # one line: what a run proves (CLI help, docs)
     run: str  # "module:function": run(spec: RunSpec, resources: Resources) -> list[DrillResult]
     checks: tuple[str, ...] = ()  # "module:function": check(drill, catalogue) -> Iterator[Problem]
+    # "module:function": inputs(drill, catalogue) -> Iterable[str]: every path the checks read or test, as they
+    # name it (a relative one as given: it is stat'ed from the same directory). A kind with checks and no inputs
+    # keeps catalogue.compiled from summarising a catalogue it is in (its verdict could change unseen).
+    inputs: str | None = None
     dag: str | None = None  # "module:function": build_dag(drill, catalogue) -> DAG; None: the generic DAG
     cli: str | None = (
         None  # module with configure_parser(parser) and main(args) -> int; None: the generic command
@@ -132,6 +136,14 @@ class DrillKind:
         """Every catalogue problem of ``drill`` found by this kind's checks."""
         for check in self.checks:
             yield from load(check)(drill, catalogue)
+
+    def check_inputs(self, drill: DrillBase, catalogue: Catalogue) -> list[str] | None:
+        """The paths this kind's checks of ``drill`` depend on; None when it has checks but does not say."""
+        if not self.checks:
+            return []
+        if self.inputs is None:
+            return None
+        return [str(p) for p in load(self.inputs)(drill, catalogue)]
 
 
 def load(ref: str) -> Any:
@@ -197,6 +209,11 @@ def unregister(name: str) -> None:
     global _generation
     if _extra.pop(name, None) is not None:
         _generation += 1
+
+
+def only_builtin() -> bool:
+    """True when no kind was registered beyond ``BUILTIN`` (nothing imported to answer)."""
+    return not _extra
 
 
 def generation() -> int:

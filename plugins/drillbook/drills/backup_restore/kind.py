@@ -62,6 +62,20 @@ def suites_valid(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
             yield (("verify", "suites", position), message)
 
 
+def check_inputs(drill: Any, catalogue: Catalogue) -> Iterator[str]:
+    """The files ``reference_exists`` and ``suites_valid`` look at."""
+    from drillbook.drills.data_quality.suites import default_suites_dir, suite_inputs
+
+    if drill.verify.reference:
+        from pathlib import Path
+
+        ref = Path(drill.verify.reference)
+        yield str(ref if ref.is_absolute() else catalogue.base_dir / ref)
+    suites_dir = default_suites_dir(catalogue)
+    for name in drill.verify.suites:
+        yield from map(str, suite_inputs(name, suites_dir))
+
+
 KIND = DrillKind(
     name="backup_restore",
     model=BackupRestoreDrill,
@@ -71,6 +85,7 @@ KIND = DrillKind(
         "drillbook.drills.backup_restore.kind:reference_exists",
         "drillbook.drills.backup_restore.kind:suites_valid",
     ),
+    inputs="drillbook.drills.backup_restore.kind:check_inputs",
     dag="drillbook.drills.backup_restore.dag:build_dag",
     cli="drillbook.drills.backup_restore.cli",
     negative="drillbook.drills.negative:broken_backup_restore",

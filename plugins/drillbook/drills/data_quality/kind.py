@@ -49,12 +49,20 @@ def suite_valid(drill: Any, catalogue: Catalogue) -> Iterator[Problem]:
         yield (("suite",), message)
 
 
+def check_inputs(drill: Any, catalogue: Catalogue) -> Iterator[str]:
+    """The files ``suite_valid`` looks at."""
+    from drillbook.drills.data_quality.suites import default_suites_dir, suite_inputs
+
+    yield from map(str, suite_inputs(drill.suite, default_suites_dir(catalogue)))
+
+
 KIND = DrillKind(
     name="data_quality",
     model=DataQualityDrill,
     summary="validate a table with a Great Expectations suite",
     run="drillbook.drills.data_quality.kind:run",
     checks=("drillbook.drills.data_quality.kind:suite_valid",),
+    inputs="drillbook.drills.data_quality.kind:check_inputs",
     dag="drillbook.drills.data_quality.dag:build_dag",
     cli="drillbook.drills.data_quality.cli",
     negative="drillbook.drills.negative:broken_data_quality",

@@ -111,6 +111,13 @@ def suite_path(suite: str, suites_dir: str | os.PathLike[str]) -> Path:
     return Path(suites_dir) / f"{suite}.json"
 
 
+def suite_inputs(suite: str, suites_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every path ``suite_path`` tests or resolves to, and so what ``suite_messages`` depends on."""
+    if "/" in suite or suite.endswith(".json"):
+        return [Path(suite), Path(suites_dir).parent / suite]
+    return [Path(suites_dir) / f"{suite}.json"]
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     # the bounded reader: size, UTF-8 (or a BOM), nesting depth; never a decode or recursion traceback
     from drillbook.catalogue.reader import FileProblem, read_json

@@ -221,12 +221,8 @@ def walk_stream(
     watch: Iterable[int] = (),
     expect_head: str | None = None,
     anywhere: bool = False,
-    hashed: bool = False,
 ) -> Walk:
     """Check (seq, prev_hash, hash, recorded_at text, prev_hash+canonical bytes) rows in seq order.
-
-    ``hashed``: the fifth item is already the SHA-256 of those bytes (32 bytes, computed by PostgreSQL in
-    drillbook's query, see ``drillbook.ledger.audit``), compared with the stored hash as it is.
 
     The same four checks as ``verify_rows`` (gap, link, hash, time order), one comparison each; stops at the
     first record that fails any of them and names only its seq (``verify_rows`` then words the report).
@@ -236,12 +232,6 @@ def walk_stream(
     expected_seq, expected = _expected_head(expect_head)
     watched = set(watch)
     sha = hashlib.sha256
-
-    def bad(body: Any, digest: str) -> bool:
-        if hashed:
-            return body is None or bytes(body).hex() != digest
-        return sha(body).hexdigest() != digest
-
     walk = Walk(
         checked=0, last_seq=start_seq, head=start_hash if start_seq else None, seen_expected=not expected
     )
@@ -251,7 +241,7 @@ def walk_stream(
         for seq, row_prev, digest, at, body in it:
             walk.first = (seq, row_prev, at)
             prev_seq, prev_hash, prev_at = seq - 1, row_prev, at  # the link is stitch's to check
-            if bad(body, digest):
+            if sha(body).hexdigest() != digest:
                 walk.bad_seq = seq
                 return walk
             checked = 1
@@ -262,7 +252,7 @@ def walk_stream(
                 walk.seen_expected = True
             break
     for seq, row_prev, digest, at, body in it:
-        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or bad(body, digest):
+        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or sha(body).hexdigest() != digest:
             walk.bad_seq = seq
             break
         checked += 1

@@ -30,11 +30,13 @@ what to do next.
     ├── PhysicalSourceError       a physical backup tool could not answer or restore (backup_restore.physical.source)
     ├── ClusterUnsafe             a restored cluster could archive/replicate outward; refused (backup_restore.physical.cluster)
     ├── RecoveryProblem           a restored physical cluster did not start or recover to its target (backup_restore.physical.cluster)
+    ├── PrefetchCancelled         a concurrent ladder read was cancelled before it finished; also a RuntimeError (backup_restore.verify.prefetch)
     ├── NotAPack                  a file given as an evidence pack is not one; also a ValueError (evidence.pack_verify)
     ├── PackBusy                  too many evidence pack builds running now; answered 429 (web.pack_gate)
     ├── TargetMissing             a data-quality table or query relation does not exist (data_quality.engine)
     ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
     ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)
+    ├── HandshakeRefused          a verifying TLS handshake refused the chain; the probe re-fetches it (certificates.probe)
     └── DrillNotGreen             the drill ran, FAIL/ERROR is recorded; also Airflow's AirflowFailException,
                                   so the task fails without retry (airflow.runtime)
 

@@ -21,6 +21,7 @@ from drillbook.drills.backup_restore.verify.prefetch import Prefetch
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import DrillAborted
 
+from .test_verify_integrity import amcheck_shop  # noqa: F401  (the embedded pgserver ships no amcheck)
 from .test_verify_ladder import INCLUDE, healthy_verify, ladder, shop_db, shop_template  # noqa: F401
 
 AMCHECK = "drillbook_amcheck"
@@ -61,20 +62,20 @@ def _comparable(result) -> tuple:  # type: ignore[no-untyped-def]
     )
 
 
-def test_prefetched_reads_record_exactly_what_the_rungs_read_themselves(shop_db):  # noqa: F811
-    schema = _install_amcheck(shop_db)
+def test_prefetched_reads_record_exactly_what_the_rungs_read_themselves(amcheck_shop):  # noqa: F811
+    schema = _install_amcheck(amcheck_shop)
     spec = {**healthy_verify(), "amcheck": True}
-    alone = ladder(shop_db, **spec)
+    alone = ladder(amcheck_shop, **spec)
     with Prefetch() as prefetch:
         reads = prefetch.start(
             "db",
-            shop_db,
+            amcheck_shop,
             volume=True,
             amcheck_schema=schema,
             in_scope=partial(table_in_scope, VerifySpec.model_validate(spec)),
         )
         assert reads.volume is not None and reads.btree is not None
-        together = _prefetched_ladder(shop_db, prefetch, **spec)
+        together = _prefetched_ladder(amcheck_shop, prefetch, **spec)
     assert together.verdict.value == "PASS", [(f.code, f.message) for f in together.findings]
     assert _comparable(together) == _comparable(alone)
     assert together.details["verify"]["integrity"]["indexes_checked"] > 0
@@ -98,16 +99,16 @@ def test_a_prefetched_count_that_raised_crashes_the_volume_rung_never_pass(shop_
     assert "rows" not in result.details["verify"].get("volume", {})
 
 
-def test_prefetched_btree_checks_that_raised_crash_the_integrity_rung_never_pass(shop_db, monkeypatch):  # noqa: F811
-    schema = _install_amcheck(shop_db)
+def test_prefetched_btree_checks_that_raised_crash_the_integrity_rung_never_pass(amcheck_shop, monkeypatch):  # noqa: F811
+    schema = _install_amcheck(amcheck_shop)
 
     def broken(conn, schema, in_scope, *, stop=None):  # type: ignore[no-untyped-def]
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(integrity, "btree_outcomes", broken)
     with Prefetch() as prefetch:
-        prefetch.start("db", shop_db, volume=False, amcheck_schema=schema, in_scope=lambda t: True)
-        result = _prefetched_ladder(shop_db, prefetch, **healthy_verify(), amcheck=True)
+        prefetch.start("db", amcheck_shop, volume=False, amcheck_schema=schema, in_scope=lambda t: True)
+        result = _prefetched_ladder(amcheck_shop, prefetch, **healthy_verify(), amcheck=True)
     assert result.verdict.value == "ERROR"
     crashed = [f for f in result.findings if f.code == "DRILL_CRASHED"]
     assert crashed and crashed[0].subject == "verify.integrity"

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from drillbook.errors import DrillbookError
+
 _PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 _SMTP_LINE_LIMIT = 100  # lines of EHLO reply we are willing to read
 _MAX_LINE = 4096
@@ -361,12 +363,12 @@ async def probe_one(
     return then(outcome) if then is not None else outcome
 
 
-class _Refused(Exception):
+class HandshakeRefused(DrillbookError):
     """The verifying handshake refused the chain (carries OpenSSL's reason)."""
 
 
 async def _attempt(target: Target, ctx: ssl.SSLContext, timeout: float, *, verifying: bool) -> ProbeOutcome:
-    """One connection under its own deadline; raises ``_Refused`` only when a verifying handshake refused the chain."""
+    """One connection under its own deadline; raises ``HandshakeRefused`` only when a verifying handshake refused the chain."""
     state = {"stage": "connect"}
     try:
         # asyncio.timeout, not wait_for: wait_for wraps each probe in a second Task, a few
@@ -375,7 +377,7 @@ async def _attempt(target: Target, ctx: ssl.SSLContext, timeout: float, *, verif
             return await _probe(target, ctx, state, verifying=verifying)
     except ssl.SSLCertVerificationError as exc:
         if verifying:
-            raise _Refused(exc.verify_message or str(exc)) from None
+            raise HandshakeRefused(exc.verify_message or str(exc)) from None
         code, text = _classify(state["stage"], exc, timeout)
     except Exception as exc:  # every failure is evidence about this endpoint
         code, text = _classify(state["stage"], exc, timeout)
@@ -394,7 +396,7 @@ async def _probe_in_slot(
         start = time.monotonic()
         try:
             outcome = await _attempt(target, verifying or ctx, timeout, verifying=verifying is not None)
-        except _Refused as exc:
+        except HandshakeRefused as exc:
             # the chain is judged from a second, accepting handshake, exactly as without the fast path
             refused = str(exc) or "certificate verify failed"
             outcome = await _attempt(target, ctx, timeout, verifying=False)

@@ -34,11 +34,13 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from drillbook.errors import DrillbookError
+
 #: reads in flight besides the caller's own (the heap check): the machine this was measured on has 2 cores
 WORKERS = 2
 
 
-class PrefetchCancelled(RuntimeError):
+class PrefetchCancelled(DrillbookError, RuntimeError):
     """The prefetch was closed before this read finished; the rung must not use it (never raised to a rung that
     runs: ``close`` is only called once the ladder is over)."""
 

@@ -184,3 +184,90 @@ def test_the_digest_counts_expected_runs_with_the_same_rule():
     end = datetime(2026, 10, 26, tzinfo=tz).astimezone(UTC)
     assert expected_runs("30 2 * * *", start=start, end=end, timezone="Europe/Berlin") == 1
     assert expected_runs("0 * * * *", start=start, end=end, timezone="Europe/Berlin") == 25
+
+
+# -- since: a drill added inside a period is expected from when it came into force ------------------------------
+def test_a_drill_in_force_since_mid_period_is_expected_from_then_not_from_the_period_start(
+    ledger_dsn, history
+):
+    for day in range(10, 20):
+        history.add(_utc(2026, 1, day, 3, 34))
+    end = _utc(2026, 1, 20)
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        (added,) = control_rows(
+            conn, catalogue(backup_drill(since="2026-01-10")), start=START, end=end, as_of=end
+        )
+        (without,) = control_rows(conn, catalogue(backup_drill()), start=START, end=end, as_of=end)
+        occurrences = list(
+            population(conn, catalogue(backup_drill(since="2026-01-10")), start=START, end=end, as_of=end)
+        )
+    assert (added.expected, added.covered, added.missed, added.status) == (10, 10, 0, VERIFIED)
+    assert occurrences[0].due == _utc(2026, 1, 10, 3, 30)
+    # the same ledger without since: the nine days before it are missed exceptions (the old behaviour)
+    assert (without.expected, without.missed, without.status) == (19, 9, EXCEPTIONS)
+
+
+def test_since_still_finds_a_missed_run_after_it(ledger_dsn, history):
+    for day in (10, 11, 13):
+        history.add(_utc(2026, 1, day, 3, 34))
+    end = _utc(2026, 1, 14)
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        (row,) = control_rows(
+            conn, catalogue(backup_drill(since="2026-01-10")), start=START, end=end, as_of=end
+        )
+    assert (row.expected, row.missed, row.status) == (4, 1, EXCEPTIONS)
+    assert [(e.what, e.at) for e in row.exceptions] == [(MISSED, _utc(2026, 1, 12, 3, 30))]
+
+
+def test_since_after_the_period_expects_nothing_and_a_date_is_midnight_in_the_catalogue_timezone(ledger_dsn):
+    end = _utc(2026, 1, 20)
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        (later,) = control_rows(
+            conn, catalogue(backup_drill(since="2026-02-01")), start=START, end=end, as_of=end
+        )
+    assert (later.expected, later.missed, later.status) == (0, 0, "NOT DUE")
+    # 2026-01-10 in Tokyo starts at 2026-01-09 15:00 UTC: the 2026-01-09 03:30 Tokyo run (18:30 UTC the day
+    # before) is before it, the 2026-01-10 03:30 Tokyo run (2026-01-09 18:30 UTC) is the first expected
+    from drillbook.evidence.population import series_of
+
+    (s,) = series_of(catalogue(backup_drill(since="2026-01-10"), timezone="Asia/Tokyo"))
+    assert s.since == _utc(2026, 1, 9, 15)
+    times = list(occurrence_times(s, start=START, end=_utc(2026, 1, 11), timezone="Asia/Tokyo"))
+    assert times == [_utc(2026, 1, 9, 18, 30), _utc(2026, 1, 10, 18, 30)]
+
+
+def test_a_negative_drill_with_since_fires_from_since():
+    series = Series("d", "negative", "every 4w", (), every=28 * 86400.0, since=START + timedelta(days=3))
+    times = list(occurrence_times(series, start=START, end=START + timedelta(weeks=8), timezone="UTC"))
+    assert times == [START + timedelta(days=3), START + timedelta(days=31)]
+
+
+def test_the_digest_expects_no_run_before_since():
+    from drillbook.reporting.digest import expected_runs
+
+    end = _utc(2026, 1, 20)
+    assert expected_runs("30 3 * * *", start=START, end=end) == 19
+    assert expected_runs("30 3 * * *", start=START, end=end, since=_utc(2026, 1, 10)) == 10
+    assert expected_runs("30 3 * * *", start=START, end=end, since=_utc(2026, 2, 1)) == 0
+    assert expected_runs("30 3 * * *", start=START, end=end, since=_utc(2025, 6, 1)) == 19
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-13-01", 20260110, True, ""])
+def test_a_since_that_is_not_a_date_is_refused_with_the_key_and_the_value(bad):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        catalogue(backup_drill(since=bad))
+    text = str(err.value)
+    assert "since" in text and "came into force" in text and repr(bad) in text
+
+
+def test_since_accepts_a_yaml_date_a_timestamp_and_iso_text():
+    from datetime import date
+
+    for value, expected in [
+        (date(2026, 1, 10), "2026-01-10"),
+        (datetime(2026, 1, 10, 9, tzinfo=UTC), "2026-01-10T09:00:00+00:00"),
+        ("2026-01-10T09:00:00Z", "2026-01-10T09:00:00+00:00"),
+    ]:
+        assert catalogue(backup_drill(since=value)).drills[0].since == expected

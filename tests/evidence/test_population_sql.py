@@ -117,6 +117,20 @@ CATALOGUES = {
         _utc(2026, 1, 1, 0, 0),
         _utc(2026, 1, 4, 0, 0),
     ),
+    # drills added inside the period (since): nothing expected before it, strays before it still count as runs;
+    # two drills share a schedule with different since (the due times are kept per schedule and since)
+    "since": (
+        lambda: catalogue(
+            backup_drill("a", "0 */4 * * *", controls=("SOC2:A1.2",), since="2026-01-02T09:00:00Z"),
+            backup_drill("b", "0 */4 * * *", controls=("SOC2:A1.2", "DORA:Art.12")),
+            backup_drill(
+                "c", "30 2 * * *", controls=("DORA:Art.12",), since="2026-01-03", negative={"every": "1d"}
+            ),
+            backup_drill("d", "0 6 * * *", controls=("DORA:Art.12",), since="2026-03-01"),
+        ),
+        _utc(2026, 1, 1, 0, 0),
+        _utc(2026, 1, 5, 0, 0),
+    ),
 }
 
 

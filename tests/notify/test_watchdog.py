@@ -48,6 +48,25 @@ def test_missed_when_a_drill_has_no_row(catalogue):
     assert set(assess(catalogue, {}, now=at(8))) == {"web_certs", "api_certs", "quiet_certs", "loud_certs"}
 
 
+def test_a_drill_is_not_missed_for_a_due_time_before_it_came_into_force(catalogue):
+    drill = catalogue.drill("web_certs")  # daily at 06:00 UTC
+    seen_long_ago = DrillHistory(first_seen=at(-100))
+    ran_yesterday = DrillHistory(newest_at=at(6.02 - 24), last_pass_at=at(6.02 - 24), first_at=at(-100))
+
+    def incidents(since, history, now):
+        changed = drill.model_copy(update={"since": since})
+        return codes(assess_drill(changed, history, now=now, grace=3600, max_unverified=10**9))
+
+    # in force from 06:30 today: today's 06:00 run was due before it, so nothing is missed yet
+    assert incidents(at(6.5).isoformat(), seen_long_ago, at(8)) == []
+    assert incidents(at(6.5).isoformat(), ran_yesterday, at(8)) == []
+    # tomorrow's 06:00 run is due after it: missed once its grace has passed
+    assert incidents(at(6.5).isoformat(), ran_yesterday, at(31.01)) == ["DRILL_MISSED"]
+    # in force since before today's 06:00: missed as without since
+    assert incidents(at(5).isoformat(), seen_long_ago, at(8)) == ["DRILL_MISSED"]
+    assert incidents(None, ran_yesterday, at(8)) == ["DRILL_MISSED"]
+
+
 def test_quiet_when_on_time_and_within_grace_missed_after(catalogue):
     ran_today = DrillHistory(newest_at=at(6.02), last_pass_at=at(6.02), first_at=at(-100))
     assert check(catalogue, "web_certs", ran_today, at(8)) == []

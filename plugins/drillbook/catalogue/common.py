@@ -114,6 +114,46 @@ def validate_schedule(value: str) -> str:
 Schedule = Annotated[str, BeforeValidator(validate_schedule)]
 
 
+def validate_since(value: object) -> str:
+    """``since``: when a drill came into force, as a date (``2026-11-15``) or a time (``2026-11-15T09:00:00Z``).
+
+    Kept as ISO text (a YAML date or timestamp is read back to it); ``in_force_since`` turns it into UTC.
+    """
+    from datetime import date
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        for parse in (date.fromisoformat, datetime.fromisoformat):
+            try:
+                return parse(text).isoformat()
+            except ValueError:
+                continue
+    raise ValueError(
+        "expected the date or time the drill came into force, like '2026-11-15' or '2026-11-15T09:00:00Z', "
+        f"got {value!r}"
+    )
+
+
+Since = Annotated[str, BeforeValidator(validate_since)]
+
+
+def in_force_since(since: str | None, timezone: str) -> datetime | None:
+    """``since`` as a UTC time: a date is its midnight, and a time without an offset is read, in ``timezone``
+    (the catalogue's, like schedules)."""
+    if since is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.fromisoformat(since)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.astimezone(UTC)
+
+
 def schedule_interval_seconds(schedule: str, *, now: datetime | None = None) -> float:
     """The longest gap between two consecutive runs of ``schedule`` over the next cycle."""
     from croniter import croniter
@@ -218,6 +258,8 @@ class DrillBase(StrictModel):
     notify: NotifySpec = Field(default_factory=NotifySpec)
     retries: int | None = Field(default=None, ge=0, le=10)
     negative: NegativeSpec | None = None  # drillbook.drills.negative
+    # In force since (drillbook.evidence.population): no occurrence is expected before it, none is missed
+    since: Since | None = None
 
     @field_validator("name")
     @classmethod

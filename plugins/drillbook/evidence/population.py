@@ -10,6 +10,11 @@ Rules this module enforces:
   on a spring-forward day and 25 times on a fall-back day. A duration schedule
   (a drill's ``negative: {every: 4w}``) fires at the period start and then
   every ``every``;
+- a drill with ``since`` (in force since, ``drillbook.catalogue.common.in_force_since``)
+  has no occurrence before it: a drill added to the catalogue inside a period is
+  expected from its ``since``, not from the period start, and a duration schedule
+  then fires at ``since`` first. A run before ``since`` counts as a run, like a
+  run before the period's first due time;
 - an occurrence is due at its scheduled time; its window is [due, next due),
   the last one clipped to the period end. A run (one ``(dag_id, run_id)``, its
   verdict the worst of its rows, as in ``drillbook.reporting.watchdog.runs_of``) counts
@@ -39,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import cron_of
+from drillbook.catalogue.common import cron_of, in_force_since
 from drillbook.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -67,6 +72,7 @@ class Series:
     schedule: str  # as written in the catalogue (cron or preset), or a duration in seconds for ``every``
     controls: tuple[str, ...]
     every: float | None = None  # seconds, for a duration schedule
+    since: datetime | None = None  # in force since (UTC): nothing is expected before it
 
     @property
     def label(self) -> str:
@@ -110,8 +116,15 @@ def series_of(catalogue: Catalogue, *, control: str | None = None) -> list[Serie
     for drill in catalogue.drills:
         if not drill.enabled or (control is not None and control not in drill.controls):
             continue
+        since = in_force_since(drill.since, catalogue.defaults.timezone)
         found.append(
-            Series(drill=drill.name, kind=drill.kind, schedule=drill.schedule, controls=tuple(drill.controls))
+            Series(
+                drill=drill.name,
+                kind=drill.kind,
+                schedule=drill.schedule,
+                controls=tuple(drill.controls),
+                since=since,
+            )
         )
         if drill.negative is not None:
             found.append(
@@ -121,6 +134,7 @@ def series_of(catalogue: Catalogue, *, control: str | None = None) -> list[Serie
                     schedule=f"every {drill.negative.every:.0f}s",
                     controls=tuple(drill.controls),
                     every=float(drill.negative.every),
+                    since=since,
                 )
             )
     return sorted(found, key=lambda s: (s.drill, s.kind))
@@ -192,7 +206,9 @@ def _cron_times_cached(schedule: str, start: datetime, end: datetime, timezone: 
 
 
 def occurrence_times(series: Series, *, start: datetime, end: datetime, timezone: str) -> Iterator[datetime]:
-    """The due times of ``series`` in [start, end), UTC, oldest first."""
+    """The due times of ``series`` in [start, end), UTC, oldest first; none before the series is in force."""
+    if series.since is not None and series.since > start:
+        start = series.since
     if series.every is None:
         yield from _cron_times_cached(series.schedule, start, end, timezone)
         return

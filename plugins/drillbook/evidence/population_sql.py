@@ -348,12 +348,12 @@ def series_tallies(
     if not every:
         return []
     tz, grace = catalogue.defaults.timezone, float(catalogue.defaults.watchdog.grace)
-    lists: dict[tuple[str, float | None], list[datetime]] = {}
+    lists: dict[tuple[str, float | None, datetime | None], list[datetime]] = {}
     for s in every:
-        key = (s.schedule, s.every)
+        key = (s.schedule, s.every, s.since)
         if key not in lists:
             lists[key] = list(occurrence_times(s, start=start, end=end, timezone=tz))
-    dues_of = [lists[(s.schedule, s.every)] for s in every]
+    dues_of = [lists[(s.schedule, s.every, s.since)] for s in every]
     if cached and cut is None:
         cut = default_cut(start=start, end=end, as_of=as_of, grace=grace)
     if cut is None or not (start < cut <= end) or cut + timedelta(seconds=grace) > as_of:
@@ -388,7 +388,7 @@ def series_tallies(
 def _split(
     conn: Any,
     every: list[Series],
-    lists: dict[tuple[str, float | None], list[datetime]],
+    lists: dict[tuple[str, float | None, datetime | None], list[datetime]],
     dues_of: list[list[datetime]],
     *,
     start: datetime,
@@ -421,7 +421,7 @@ def _split(
     info = conn.info
     cache_key = (
         (info.host, info.port, info.dbname),
-        tuple((s.drill, s.kind, s.schedule, s.every, s.controls) for s in every),
+        tuple((s.drill, s.kind, s.schedule, s.every, s.since, s.controls) for s in every),
         tz,
         grace,
         start,
@@ -439,7 +439,7 @@ def _split(
         heads = _tallies(  # every head due time is matured: as_of is past cut + grace
             conn,
             every,
-            [head_lists[(s.schedule, s.every)] for s in every],
+            [head_lists[(s.schedule, s.every, s.since)] for s in every],
             start=start,
             end=cut,
             as_of=cut + timedelta(seconds=grace),
@@ -453,7 +453,7 @@ def _split(
     tails = _tallies(
         conn,
         every,
-        [tail_lists[(s.schedule, s.every)] for s in every],
+        [tail_lists[(s.schedule, s.every, s.since)] for s in every],
         start=cut,
         end=end,
         as_of=as_of,
@@ -462,7 +462,7 @@ def _split(
     )
     out = []
     for s, head, tail in zip(every, heads, tails, strict=True):
-        key = (s.schedule, s.every)
+        key = (s.schedule, s.every, s.since)
         k = ks[key]
         out.append(_merge(head, tail, k=k, shared=lists[key][k - 1] if k else None, newest=newest))
     return out

@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import PRESET_NAMES, previous_run
+from drillbook.catalogue.common import PRESET_NAMES, in_force_since, previous_run
 from drillbook.evidence.controls import status_of
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
@@ -70,10 +70,17 @@ def full_verify(schedule: str) -> bool:
     return schedule in FULL_VERIFY
 
 
-def expected_runs(schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC") -> int:
-    """How many times ``schedule`` fires in [start, end) (the population's rule, DST included)."""
+def expected_runs(
+    schedule: str, *, start: datetime, end: datetime, timezone: str = "UTC", since: datetime | None = None
+) -> int:
+    """How many times ``schedule`` fires in [start, end) and not before ``since`` (the population's rule, DST
+    included)."""
     from drillbook.evidence.population import count_occurrences
 
+    if since is not None and since > start:
+        start = since
+    if start >= end:
+        return 0
     return count_occurrences(schedule, start=start, end=end, timezone=timezone)
 
 
@@ -348,7 +355,13 @@ def build_scorecard(
             drill=d.name,
             kind=d.kind,
             controls=list(d.controls),
-            expected=expected_runs(d.schedule, start=start, end=end, timezone=catalogue.defaults.timezone),
+            expected=expected_runs(
+                d.schedule,
+                start=start,
+                end=end,
+                timezone=catalogue.defaults.timezone,
+                since=in_force_since(d.since, catalogue.defaults.timezone),
+            ),
         )
         for d in drills
     }

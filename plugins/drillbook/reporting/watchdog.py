@@ -10,6 +10,7 @@ Rules this module enforces (pure functions take ``now``; only ``run_watchdog`` d
   that finds none writes a ``watchdog`` row for it, with no incident and no
   page, and that row is its first appearance). A brand-new deployment or a
   drill just added to the catalogue is not paged before it could have run;
+  a drill with ``since`` (in force since) is not missed for a due time before it;
 - a drill is judged per RUN, never per row: a mapped drill (alert_path,
   certificates) writes one 'drill' row per path/item under one drill name, so
   rows are grouped by (dag_id, run_id) and a run's verdict is the worst of its
@@ -50,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from drillbook.catalogue.common import format_duration, previous_run
+from drillbook.catalogue.common import format_duration, in_force_since, previous_run
 from drillbook.errors import NotificationFailed
 from drillbook.findings import spec
 
@@ -195,7 +196,10 @@ def assess_drill(
         )
 
     due = due_since(drill.schedule, now=now, grace=grace, timezone=timezone)
-    if history.newest_at is None:
+    since = in_force_since(getattr(drill, "since", None), timezone)
+    if since is not None and due < since:
+        pass  # no run was due since the drill came into force (and its grace has passed): nothing is missed
+    elif history.newest_at is None:
         if not in_first_interval(drill.schedule, history.first_seen, now=now, grace=grace):
             add(
                 "DRILL_MISSED",

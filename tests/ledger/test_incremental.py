@@ -170,8 +170,8 @@ def _awkward_records(ledger) -> None:
 
 
 def test_streamed_text_is_byte_equal_to_the_seals_expression(ledger, ledger_dsn):
-    """verify streams ``row_to_json`` of the hashed columns (one call per record); the seal hashed
-    ``seal.TEXT_EXPRESSION``. They must be the same bytes for every record, however awkward its values."""
+    """verify streams each record unescaped where nothing needs escaping, else by the seal's expression; the
+    seal hashed ``seal.TEXT_EXPRESSION``. They must be the same bytes for every record, however awkward."""
     import psycopg
 
     from drillbook.ledger.audit import _STREAM
@@ -189,6 +189,128 @@ def test_streamed_text_is_byte_equal_to_the_seals_expression(ledger, ledger_dsn)
     assert len(streamed) == len(sealed) == 4
     for (seq, _prev, _hash, _at, text), (expected,) in zip(streamed, sealed, strict=True):
         assert text.encode() == bytes(expected), seq
+
+
+_TEXT_COLUMNS = (
+    "dag_id",
+    "drill",
+    "kind",
+    "record_type",
+    "run_id",
+    "target",
+    "task_id",
+    "trigger",
+    "verdict",
+)
+
+
+@pytest.mark.parametrize("column", _TEXT_COLUMNS)
+@pytest.mark.parametrize("code", [34, 92, 10, 31, 1], ids=["quote", "backslash", "newline", "us", "soh"])
+def test_each_escaping_character_in_each_text_column_takes_the_escaped_branch_and_still_verifies(
+    ledger, ledger_dsn, signed, column, code
+):
+    """The walk writes a record unescaped unless one of its text columns holds a character JSON escapes; then
+    it renders it with the seal's expression. One such character in any one column must switch the branch:
+    the record is resealed here exactly as the seal hashes it, so the unescaped text would not match and a
+    healthy ledger would fail. A later edit of that record is still found."""
+    import psycopg
+
+    from drillbook.ledger.audit import _STREAM
+    from drillbook.ledger.seal import TEXT_EXPRESSION
+
+    fill(ledger, 2)
+    tamper(
+        ledger_dsn,
+        f"ALTER TABLE drillbook_evidence DROP CONSTRAINT IF EXISTS drillbook_evidence_{column}_check",
+        f"UPDATE drillbook_evidence SET {column} = 'a' || chr({code}) || 'b' WHERE seq = 2",
+        f"UPDATE drillbook_evidence r SET hash = encode(sha256(convert_to(r.prev_hash || ({TEXT_EXPRESSION}), "
+        "'UTF8')), 'hex') WHERE seq = 2",
+    )
+    select = _STREAM.format(table="drillbook_evidence", after=0, upto="")
+    select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
+        conn.execute("SET client_encoding TO 'UTF8'")
+        streamed = [row[4].encode() for row in conn.execute(select)]
+        sealed = [
+            bytes(text)
+            for (text,) in conn.execute(
+                f"SELECT convert_to(r.prev_hash || ({TEXT_EXPRESSION}), 'UTF8') FROM drillbook_evidence r "
+                "ORDER BY seq"
+            )
+        ]
+    assert streamed == sealed and len(sealed) == 2
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert report.ok and report.checked == 2, report.message
+    tamper(ledger_dsn, f"UPDATE drillbook_evidence SET {column} = 'a' || chr({code}) || 'c' WHERE seq = 2")
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert not report.ok and report.reason == "edited" and report.first_bad_seq == 2, report.message
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ("target = 'a' || chr(34) || 'b'", "a quote put into a clean record"),
+        ("run_id = run_id || chr(10)", "a newline appended"),
+        ("controls = ARRAY['SOC2:A1.2' || chr(92)]", "a backslash in a control"),
+        ("target = 'elsewhere'", "a plain edit (the unescaped branch)"),
+        ("map_index = 7", "a number"),
+    ],
+)
+def test_an_edit_is_found_in_either_branch(ledger, ledger_dsn, signed, edit, why):
+    fill(ledger, 3)
+    tamper(ledger_dsn, f"UPDATE drillbook_evidence SET {edit} WHERE seq = 2")
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert not report.ok and report.reason == "edited" and report.first_bad_seq == 2, (why, report.message)
+
+
+@pytest.mark.parametrize("column", ["map_index", "try_number", "controls", "target"])
+def test_a_null_forced_into_a_column_is_an_edit_not_a_crash(ledger, ledger_dsn, signed, column):
+    """NOT NULL dropped by a superuser, then a NULL written: the unescaped branch would render a NULL as an
+    empty value; the walk takes the seal's expression instead, whose text is NULL, and names the record."""
+    fill(ledger, 3)
+    tamper(
+        ledger_dsn,
+        f"ALTER TABLE drillbook_evidence ALTER COLUMN {column} DROP NOT NULL",
+        f"UPDATE drillbook_evidence SET {column} = NULL WHERE seq = 2",
+    )
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert not report.ok and report.first_bad_seq == 2, report.message
+
+
+def test_a_copy_cancelled_mid_stream_raises_the_servers_error_and_leaves_the_connection_usable(
+    ledger, ledger_dsn
+):
+    """Rows are taken straight from libpq's buffer while it holds them; a COPY the server ends with an error
+    part way (a cancel here; a timeout or a terminated backend alike) must raise that error, never end the
+    walk as if the chain ended there, and the connection must stay usable."""
+    import psycopg
+
+    from drillbook.ledger.audit import _stream
+
+    fill(ledger, 1)
+    with psycopg.connect(
+        ledger_dsn, autocommit=True
+    ) as conn:  # ~20 MB of records: more than the socket holds
+        conn.execute("ALTER TABLE drillbook_evidence DISABLE TRIGGER drillbook_evidence_no_update_delete")
+        conn.execute(
+            "INSERT INTO drillbook_evidence (record_type, kind, drill, target, verdict, controls, dag_id, run_id, "
+            "task_id, trigger, result, seq, prev_hash, hash, recorded_at) SELECT r.record_type, r.kind, r.drill, "
+            "r.target, r.verdict, r.controls, r.dag_id, 'bulk_' || g, r.task_id, r.trigger, "
+            "json_build_object('pad', repeat('x', 4000)), 0, repeat('0', 64), repeat('0', 64), now() "
+            "FROM drillbook_evidence r, generate_series(1, 5000) g WHERE r.seq = 1"
+        )
+        conn.execute("ALTER TABLE drillbook_evidence ENABLE TRIGGER drillbook_evidence_no_update_delete")
+    with psycopg.connect(ledger_dsn) as conn, psycopg.connect(ledger_dsn, autocommit=True) as other:
+        pid = conn.info.backend_pid
+        rows = 0
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with conn.transaction(), conn.cursor() as cur:
+                for _ in _stream(cur, "drillbook_evidence", 0):
+                    rows += 1
+                    if rows == 10:
+                        other.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        assert 10 <= rows < 5001
+        assert conn.execute("SELECT count(*) FROM drillbook_evidence").fetchone() == (5001,)
 
 
 def test_a_session_in_another_client_encoding_hashes_the_utf8_bytes(ledger, ledger_dsn, signed):

@@ -23,9 +23,10 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from drillbook.ledger import checkpoint as cpmod
+from drillbook.ledger import seal
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.guards import guard_problems, guard_summary, pin_note
 from drillbook.ledger.records import VerifyReport
@@ -53,18 +54,37 @@ def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoi
 
 # One binary COPY streams what a record's hash covers, built by PostgreSQL from the stored columns in the
 # query drillbook sends (not by the stored function, so a replaced function cannot hide an edit); Python
-# hashes the bytes as they arrive. See ``walk_stream``. The canonical text is ``row_to_json`` of the hashed
-# columns in sorted key order: the same escaping (to_json's), separators and verbatim ``result`` as the
-# seal's expression (``seal.TEXT_EXPRESSION``; tests/ledger/test_incremental.py holds them byte-equal on
-# awkward values), built in one call instead of ten to_json calls and sixteen concatenations: at 1M records
-# the server's text building was most of the walk (1.9x a bare ordered COPY, now ~1.4x at load 4).
-# Text is sent in the client encoding, so the walk's transaction sets it to UTF8 (the hashed bytes).
+# hashes the bytes as they arrive. See ``walk_stream``. JSON escaping is what costs the server: the seal's
+# expression (``seal.TEXT_EXPRESSION``, one ``to_json`` per text column and sixteen concatenations) and
+# ``row_to_json`` of the columns (one call, but it looks up every column's type per row) cost it about
+# twice a bare ordered COPY. Escaping changes a text only when it holds a double quote, a backslash or a
+# control character, so the walk tests the ten text columns at once (one ``to_json`` of their
+# concatenation: longer than the text plus its two quotes exactly when some character needed escaping) and
+# only then renders the record with the seal's expression. Every other record is written with one
+# ``format`` call, the values spliced without escaping, which is then byte for byte the same text. A NULL in
+# any column (possible only after someone dropped a NOT NULL) also takes the seal's expression, whose
+# result is then NULL like the seal's own. tests/ledger/test_incremental.py holds the two branches byte-equal
+# to the seal's expression on awkward values, one column at a time. Text is sent in the client encoding,
+# so the walk's transaction sets it to UTF8 (the hashed bytes).
 _TS = "to_char(r.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-_STREAM = (
-    "COPY (SELECT r.seq, r.prev_hash, r.hash, c.recorded_at, r.prev_hash || row_to_json(c)::text "
-    "FROM {table} r, LATERAL (SELECT r.controls, r.dag_id, r.drill, r.kind, r.map_index, r.prev_hash, "
-    "r.record_type, " + _TS + " AS recorded_at, r.result, r.run_id, r.seq, r.target, r.task_id, r.trigger, "
-    "r.try_number, r.verdict) c WHERE r.seq > {after}{upto} ORDER BY r.seq) TO STDOUT (FORMAT binary)"
+_PLAIN_TEXTS = "(r.dag_id || r.drill || r.kind || r.prev_hash || r.record_type || r.run_id || r.target || r.task_id || r.trigger || r.verdict)"
+_PLAIN = (
+    f"octet_length(to_json({_PLAIN_TEXTS})::text) = octet_length({_PLAIN_TEXTS}) + 2 AND r.controls IS NOT NULL "
+    "AND r.map_index IS NOT NULL AND r.recorded_at IS NOT NULL AND r.result IS NOT NULL AND r.seq IS NOT NULL "
+    "AND r.try_number IS NOT NULL"
+)
+_UNESCAPED = (
+    'format(\'%s{"controls":%s,"dag_id":"%s","drill":"%s","kind":"%s","map_index":%s,'
+    '"prev_hash":"%s","record_type":"%s","recorded_at":"%s","result":%s,"run_id":"%s",'
+    '"seq":%s,"target":"%s","task_id":"%s","trigger":"%s","try_number":%s,"verdict":"%s"}\', '
+    f"r.prev_hash, array_to_json(r.controls)::text, r.dag_id, r.drill, r.kind, r.map_index::text, r.prev_hash, "
+    f"r.record_type, {_TS}, r.result::text, r.run_id, r.seq::text, r.target, r.task_id, r.trigger, "
+    "r.try_number::text, r.verdict)"
+)
+_TEXT = f"CASE WHEN {_PLAIN} THEN {_UNESCAPED} ELSE r.prev_hash || {seal.TEXT_EXPRESSION} END"
+_STREAM = (  # a str.format template: the text's own braces doubled
+    f"COPY (SELECT r.seq, r.prev_hash, r.hash, {_TS}, {_TEXT.replace('{', '{{').replace('}', '}}')} "
+    "FROM {table} r WHERE r.seq > {after}{upto} ORDER BY r.seq) TO STDOUT (FORMAT binary)"
 )
 
 
@@ -85,8 +105,20 @@ def _fields(data: bytes) -> tuple[Any, ...]:
         out.append(None if size < 0 else data[off : off + size])
         off += max(size, 0)
     seq, prev, digest, at, body = (out + [None] * 5)[:5]
-    text = [None if v is None else v.decode("utf-8", "replace") for v in (prev, digest, at)]
-    return (None if seq is None else int.from_bytes(seq, "big", signed=True), *text, body)
+    prev_text, digest_text, at_text = (
+        "" if v is None else v.decode("utf-8", "replace") for v in (prev, digest, at)
+    )
+    if None in (prev, digest, at, body):
+        # A NULL (a column someone made nullable and cleared; the record's text is then NULL too) is a bad
+        # record: an empty hash matches no digest, so the walk stops here and the re-read words it.
+        digest_text, body = "", body or b""
+    return (
+        None if seq is None else int.from_bytes(seq, "big", signed=True),
+        prev_text,
+        digest_text,
+        at_text,
+        body,
+    )
 
 
 def _stream(
@@ -95,7 +127,13 @@ def _stream(
     cur.execute("SET LOCAL client_encoding TO 'UTF8'")  # the bytes hashed are UTF-8, whatever the session had
     bound = "" if upto is None else f" AND r.seq <= {int(upto)}"
     with cur.copy(_STREAM.format(table=table, after=int(after), upto=bound)) as copy:
-        read, unpack, fixed = copy.read, _ROW.unpack_from, _ROW.size
+        # Each row is one CopyData message. psycopg's ``read`` costs ~3.5 us a message (a generator and a wait
+        # per call), a third of the walk's Python; a message libpq already holds is taken straight from it
+        # (``get_copy_data`` without blocking), and only when none is buffered does ``read`` wait for the
+        # socket. The binary trailer is a message of its own before the COPY's end, so the end itself is
+        # always read by psycopg; libpq ending the COPY before the trailer means the server sent an error.
+        read, get = copy.read, cur.connection.pgconn.get_copy_data
+        unpack, fixed = _ROW.unpack_from, _ROW.size
         data = bytes(read())
         if not data.startswith(_SIGNATURE):
             raise ValueError("the ledger's COPY did not start with the binary COPY signature")
@@ -107,10 +145,14 @@ def _stream(
                     count, l1, seq, l2, prev, l3, digest, l4, at, size = unpack(data)
                     if (count, l1, l2, l3, l4, size) == (5, 8, 64, 64, 27, len(data) - fixed):
                         yield seq, prev.decode(), digest.decode(), at.decode(), data[fixed:]
-                        data = read()
+                        n, data = get(1)
+                        if n <= 0:
+                            data = read() if n == 0 else _ended_early(copy, cur)
                         continue
                 yield _fields(bytes(data))
-                data = read()
+                n, data = get(1)
+                if n <= 0:
+                    data = read() if n == 0 else _ended_early(copy, cur)
         except GeneratorExit:
             # The walk stopped at a bad record. Leaving a COPY early makes psycopg send a cancel request, which
             # can land on the walk's next statement (re-reading the bad record) and abort the transaction;
@@ -120,6 +162,23 @@ def _stream(
             raise
         while data:  # the trailer, then the end of the COPY
             data = read()
+
+
+def _ended_early(copy: Any, cur: Any) -> NoReturn:
+    """libpq ended the COPY before its binary trailer: the server sent an error (a cancel, a timeout, a
+    terminated backend) instead of the rest. Raise that error as psycopg's own ``read`` would, after reading
+    the COPY's results and marking it finished, so leaving the ``copy`` block reads nothing more."""
+    from psycopg import errors, pq
+
+    pgconn = cur.connection.pgconn
+    results = []
+    while (res := pgconn.get_result()) is not None:
+        results.append(res)
+    copy._finished = True  # psycopg's flag (psycopg/_copy_base.py): its exit then reads nothing more
+    for res in results:
+        if res.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(res, encoding=cur.connection.info.encoding)
+    raise errors.OperationalError("the ledger's COPY ended before its binary trailer")
 
 
 def _trusted_start(
@@ -349,6 +408,19 @@ def _walk(
     return replace(report, checked=walk.checked)
 
 
+def _closing_walk(stream: Iterator[Any], **options: Any) -> Walk:
+    """``walk_stream`` over ``stream``, which is closed however the walk ends: a generator left suspended
+    inside its COPY keeps the connection's lock, and the transaction's exit would then wait for it forever."""
+    from drillbook.ledger.verify import walk_stream
+
+    try:
+        return walk_stream(stream, **options)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
 def default_workers(records: int) -> int:
     """Connections a walk of ``records`` records is split over: one below ``PARALLEL_MIN``, else one per CPU
     up to ``MAX_WORKERS``."""
@@ -372,7 +444,7 @@ def _walk_chain(
     """Walk the records after ``after`` in one stream, or in ranges on several connections (see PARALLEL_MIN)."""
     from psycopg import sql
 
-    from drillbook.ledger.verify import stitch, walk_stream
+    from drillbook.ledger.verify import stitch
 
     k, last, snapshot = 1, after, ""
     if connect is not None and workers != 1:
@@ -385,7 +457,7 @@ def _walk_chain(
         snapshot = str((cur.fetchone() or (None,))[0] or "")
         k = k if snapshot else 1
     if k <= 1:
-        return walk_stream(
+        return _closing_walk(
             _stream(cur, table, after),
             start_seq=after,
             start_hash=start_hash,
@@ -398,7 +470,7 @@ def _walk_chain(
     found: list[Walk | None] = [None] * k
 
     def walk_range(cursor: Any, i: int) -> Walk:
-        return walk_stream(
+        return _closing_walk(
             _stream(cursor, table, *ranges[i]), watch=watch, expect_head=expect_head, anywhere=True
         )
 

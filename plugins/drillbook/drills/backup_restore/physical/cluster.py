@@ -133,7 +133,9 @@ class Recovery:
 def server_bin_dir(major: int) -> Path:
     """The bin directory of PostgreSQL ``major`` server binaries (postgres, pg_ctl, pg_controldata)."""
     seen = []
-    for tool in tools.available("pg_ctl"):
+    # stops at the first fit: a drill process (an Airflow task) runs one --version, not one per installation,
+    # and does not import pgserver when the machine's own binaries fit (0.15-0.2 s of a fresh process's drill)
+    for tool in tools.iter_available("pg_ctl"):
         seen.append(tool)
         d = Path(
             os.path.realpath(tool.path)

@@ -95,6 +95,9 @@ def test_latest_passes_and_measures_rpo_from_replayed_commit(
     assert replayed is not None and replayed >= backed_up.markers["row2"].isoformat()[:19]
     assert "vs drill start" in result.measurements.values["rpo_source"]
     assert result.measurements.rpo_seconds is not None and result.measurements.rto_seconds is not None
+    # the tool's own postgresql.auto.conf is plain: read in-process, no postgres -C per setting (conf_scan.py)
+    assert result.details["scratch_settings_read_by"].startswith("in-process scan")
+    assert result.details["scratch_running"]["settings"]["archive_mode"] == "off"
     assert leftover_clusters(before) == set()
     # the second run checks only the segments archived since (remembered state)
     backed_up.insert_marker("row3")
@@ -224,6 +227,38 @@ def test_crafted_auto_conf_with_archive_mode_on_is_refused_before_start(
     assert [
         p.name for p in backed_up.archived_segments()
     ] == archived  # nothing was pushed into the repository
+    assert leftover_clusters(before) == set()
+
+
+def test_a_pre_start_scan_that_is_fooled_still_archives_nothing_and_is_stopped_after_start(
+    backed_up: SourceCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conf_scan.py may read a file differently from PostgreSQL (a parser divergence): here it is made to miss the
+    crafted archive_mode/archive_command lines. The server then starts, but with the safe values forced on its
+    command line, and PostgreSQL's own parse (pg_file_settings) stops it before anything else."""
+    from drillbook.drills.backup_restore.physical import conf_scan
+
+    real = conf_scan.scan_file
+
+    def fooled(path: Path) -> list[tuple[str, str]] | None:
+        lines = real(path)
+        if lines is None or path.name != "postgresql.auto.conf":
+            return lines
+        return [(k, v) for k, v in lines if k not in ("archive_mode", "archive_command")]
+
+    monkeypatch.setattr(conf_scan, "scan_file", fooled)
+    before = _snapshot()
+    archived = [p.name for p in backed_up.archived_segments()]
+    source = _CraftedAutoConf(stanza=STANZA, config=str(backed_up.config))
+    result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
+    assert result.verdict.value == "ERROR", [(f.code, f.message) for f in result.findings]
+    unsafe = next(f for f in result.findings if f.code == "SCRATCH_UNSAFE")
+    assert "archive_mode='on' (read 'off' before start)" in unsafe.message, unsafe.message
+    recover = next(p for p in result.phases if p.name == "recover")
+    assert recover.status == "failed" and "refused after start" in recover.detail
+    assert "verify.databases" not in [p.name for p in result.phases]
+    time.sleep(1)
+    assert [p.name for p in backed_up.archived_segments()] == archived  # the forced archive_mode=off held
     assert leftover_clusters(before) == set()
 
 

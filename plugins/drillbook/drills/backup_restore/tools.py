@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,24 +56,29 @@ def _pgserver_bin() -> str | None:
     return str(POSTGRES_BIN_PATH)
 
 
-def candidate_dirs(bin_dir: str | None = None) -> list[str]:
-    """Directories searched for client tools, in order (see the module docstring)."""
+def iter_candidate_dirs(bin_dir: str | None = None) -> Iterator[str]:
+    """Directories searched for client tools, in order (see the module docstring), found as they are reached:
+    pgserver's is looked up last and only when asked for (importing the package costs about 0.2 s)."""
     if bin_dir:
-        return [bin_dir]
-    dirs: list[str] = []
-    dirs.extend(p for p in os.environ.get("PATH", "").split(os.pathsep) if p)
-    dirs.extend(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
+        yield bin_dir
+        return
+    yield from (p for p in os.environ.get("PATH", "").split(os.pathsep) if p)
+    yield from sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     extra = _pgserver_bin()
     if extra:
-        dirs.append(extra)
-    return dirs
+        yield extra
 
 
-def available(name: str, *, bin_dir: str | None = None) -> list[Tool]:
-    """Every distinct runnable ``name`` binary in the candidate directories."""
+def candidate_dirs(bin_dir: str | None = None) -> list[str]:
+    """Directories searched for client tools, in order (see the module docstring)."""
+    return list(iter_candidate_dirs(bin_dir))
+
+
+def iter_available(name: str, *, bin_dir: str | None = None) -> Iterator[Tool]:
+    """Every distinct runnable ``name`` binary in the candidate directories, in order, each run (``--version``)
+    only when the caller asks for the next: a caller that stops at the first fit runs no more."""
     seen: set[str] = set()
-    tools: list[Tool] = []
-    for directory in candidate_dirs(bin_dir):
+    for directory in iter_candidate_dirs(bin_dir):
         path = shutil.which(name, path=directory)
         if not path:
             continue
@@ -82,8 +88,12 @@ def available(name: str, *, bin_dir: str | None = None) -> list[Tool]:
         seen.add(real)
         found = tool_version(path)
         if found:
-            tools.append(Tool(name=name, path=path, major=found[0], version=found[1]))
-    return tools
+            yield Tool(name=name, path=path, major=found[0], version=found[1])
+
+
+def available(name: str, *, bin_dir: str | None = None) -> list[Tool]:
+    """Every distinct runnable ``name`` binary in the candidate directories."""
+    return list(iter_available(name, bin_dir=bin_dir))
 
 
 def choose(name: str, *, min_major: int | None, bin_dir: str | None = None) -> tuple[Tool | None, list[Tool]]:

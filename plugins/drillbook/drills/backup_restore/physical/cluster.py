@@ -13,11 +13,21 @@ Rules this module enforces:
   archiving, replication and every command hook off;
   ``postgresql.auto.conf`` (the tool's recovery settings) is still read, as
   PostgreSQL always reads it, so **before start** the effective value of each
-  setting that could reach production is read with ``postgres -C``: archiving
-  on, a primary_conninfo, a slot, a command hook or logical replication
-  workers is ``SCRATCH_UNSAFE`` and the server is never started. drillbook
-  does not silently rewrite a backup's ALTER SYSTEM settings: the operator
-  must see that a restore of this backup would archive or replicate;
+  setting that could reach production is read: archiving on, a
+  primary_conninfo, a slot, a command hook or logical replication workers is
+  ``SCRATCH_UNSAFE`` and the server is never started. drillbook does not
+  silently rewrite a backup's ALTER SYSTEM settings: the operator must see
+  that a restore of this backup would archive or replicate. The files are
+  read in-process when they are plain ``name = 'value'`` lines and every
+  value is literally the safe one (conf_scan.py), else by the server binary
+  (``postgres -C``, one process per setting);
+- because an in-process read could be fooled, every setting it vouches for
+  is also forced on the server's command line (``forced_safe_args``: the safe
+  values, the recovery target the drill wrote), which outranks every file,
+  and after start ``pg_file_settings`` (PostgreSQL's own parse of the same
+  files) must match what was read before start: a mismatch is
+  ``SCRATCH_UNSAFE`` and the server is stopped, having run with the forced
+  values only;
 - settings that run code or write outside the scratch directory but cannot
   reach production (ssl_passphrase_command, preload libraries, jit,
   external_pid_file, logging_collector, hba/ident files: ``FORCED``) are set
@@ -47,6 +57,7 @@ from typing import Any
 
 from drillbook.drills.backup_restore import ephemeral_reap, tools
 from drillbook.drills.backup_restore.ephemeral import EphemeralCluster, EphemeralUnavailable
+from drillbook.drills.backup_restore.physical import conf_scan
 from drillbook.errors import DrillbookError
 
 START_TIMEOUT_S = 600
@@ -122,7 +133,9 @@ class Recovery:
 def server_bin_dir(major: int) -> Path:
     """The bin directory of PostgreSQL ``major`` server binaries (postgres, pg_ctl, pg_controldata)."""
     seen = []
-    for tool in tools.available("pg_ctl"):
+    # stops at the first fit: a drill process (an Airflow task) runs one --version, not one per installation,
+    # and does not import pgserver when the machine's own binaries fit (0.15-0.2 s of a fresh process's drill)
+    for tool in tools.iter_available("pg_ctl"):
         seen.append(tool)
         d = Path(
             os.path.realpath(tool.path)
@@ -146,6 +159,10 @@ class PhysicalCluster(EphemeralCluster):
         self.bindir: Path | None = None
         self.major: int | None = None
         self.control: dict[str, str] = {}
+        #: the recovery target settings the restore wrote (assert_safe_before_start), forced at start
+        self._recovery: dict[str, str] | None = None
+        #: what the in-process read found in the files before start; None when ``postgres -C`` read them
+        self.scanned: dict[str, str] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -278,8 +295,67 @@ class PhysicalCluster(EphemeralCluster):
             *[a for k, v in FORCED.items() for a in ("-c", f"{k}={v}")],
         ]
 
-    def effective_settings(self, extra: tuple[str, ...] = ()) -> dict[str, str]:
-        """The value of each safety setting (and ``extra``) the server would run with (``postgres -C``; nothing is started)."""
+    def _safe_names(self) -> list[str]:
+        return [n for n in SAFE_VALUES if n != "archive_library" or (self.major or 0) >= 15]  # new in 15
+
+    def forced_safe_args(self) -> list[str]:
+        """``-c`` options that pin every setting the pre-start check reads to what it accepted.
+
+        The command line outranks postgresql.auto.conf and its includes, so the server runs with these values
+        whatever the files say (conf_scan.py: an in-process read of the files is never trusted alone). Recovery
+        targets the drill did not write are emptied first, then the written one set: PostgreSQL refuses a second
+        target kind while one is set, even an empty one.
+        """
+        args = [a for k in self._safe_names() for a in ("-c", f"{k}={SAFE_VALUES[k][0]}")]
+        args += ["-c", "archive_command=", "-c", "max_sync_workers_per_subscription=0"]
+        if self._recovery is not None:
+            rec = self._recovery
+            args += [
+                a
+                for k in RECOVERY_TARGETS
+                if k not in rec and k != "recovery_target_action"
+                for a in ("-c", f"{k}=")
+            ]
+            args += [a for k in RECOVERY_TARGETS if k in rec for a in ("-c", f"{k}={rec[k]}")]
+        return args
+
+    def _scan_safe(
+        self, conf: Path, names: list[str], recovery: Mapping[str, str] | None
+    ) -> dict[str, str] | None:
+        """The pre-start values read in-process when every one is literally acceptable, else None (ask ``postgres -C``).
+
+        Only an exact canonical safe value (``off``, ``''``, ``0``; the very recovery target the drill wrote) is
+        accepted here: anything else, ``archive_mode = false`` included, is decided by the server binary, so this
+        path never refuses what PostgreSQL would allow nor allows what it would refuse.
+        """
+        files = conf_scan.file_values([conf, self.data_dir / "postgresql.auto.conf"], names)
+        if files is None:
+            return None
+        argv = self._args(conf)
+        cmdline = dict(a.partition("=")[::2] for a in argv[1::2])  # -c name=value pairs
+        values = {**files, **{k: v for k, v in cmdline.items() if k in names}}
+        out: dict[str, str] = {}
+        for name in names:
+            if name in SAFE_VALUES:
+                if values.get(name) not in SAFE_VALUES[name]:
+                    return None
+                out[name] = values[name]
+            elif name == "recovery_target_action" and (recovery is None or name not in recovery):
+                out[name] = values.get(name, "pause")  # not written: not checked (nothing to pause at)
+            elif values.get(name, "") != (recovery or {}).get(name, ""):
+                return None
+            else:
+                out[name] = values.get(name, "")
+        self.scanned = files
+        return out
+
+    def effective_settings(
+        self, extra: tuple[str, ...] = (), recovery: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The value of each safety setting (and ``extra``) the server would run with; nothing is started.
+
+        In-process (``_scan_safe``) when the files are plain and every value is literally safe, else ``postgres -C``.
+        """
         assert self.bindir is not None
         from concurrent.futures import ThreadPoolExecutor
 
@@ -289,8 +365,12 @@ class PhysicalCluster(EphemeralCluster):
         def one(name: str) -> str:  # -C takes one setting per call; each call is a short-lived process
             return self._out([postgres, "-D", str(self.data_dir), *self._args(conf), "-C", name]).strip()
 
-        names = [n for n in SAFE_VALUES if n != "archive_library" or (self.major or 0) >= 15]  # new in 15
+        names = self._safe_names()
         names += [n for n in extra if n not in names]
+        self.scanned = None
+        scanned = self._scan_safe(conf, names, recovery)
+        if scanned is not None:
+            return scanned
         # all at once: each process mostly waits (exec, loading, reading the files); 4 at a time left the
         # safety phase at 4 rounds of start-ups
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
@@ -305,7 +385,8 @@ class PhysicalCluster(EphemeralCluster):
                 "never ends recovery and waits for a primary (the drill recovers to a target, it does "
                 "not follow production); refused before start"
             )
-        values = self.effective_settings(RECOVERY_TARGETS if recovery is not None else ())
+        self._recovery = dict(recovery) if recovery is not None else None
+        values = self.effective_settings(RECOVERY_TARGETS if recovery is not None else (), recovery)
         bad = {k: v for k, v in values.items() if k in SAFE_VALUES and v.lower() not in SAFE_VALUES[k]}
         if recovery is not None:
             smuggled = {
@@ -333,7 +414,8 @@ class PhysicalCluster(EphemeralCluster):
     def start(self) -> PhysicalCluster:  # type: ignore[override]
         assert self.root is not None and self.bindir is not None
         conf = self.root / "drillbook.conf"
-        opts = " ".join(shlex.quote(a) for a in self._args(conf))  # pg_ctl hands -o to a shell
+        # pg_ctl hands -o to a shell
+        opts = " ".join(shlex.quote(a) for a in [*self._args(conf), *self.forced_safe_args()])
         self._running = True  # from here close() stops it, whatever start did
         try:
             self._start_server(opts, timeout_s=START_TIMEOUT_S)
@@ -398,10 +480,21 @@ class PhysicalCluster(EphemeralCluster):
                     (list(SAFE_VALUES) + list(FORCED),),
                 ).fetchall()
             )
+            # PostgreSQL's own parse of the files, now: it must give what the in-process read saw before start
+            # (the forced command line kept the server safe meanwhile; conf_scan.py)
+            misread = self._misread(conn) if self.scanned is not None else {}
             active = conn.execute("select slot_name from pg_replication_slots where active").fetchall()
             slots = conn.execute("select count(*) from pg_replication_slots").fetchone()[0]
             subs = conn.execute("select count(*) from pg_subscription where subenabled").fetchone()[0]
         bad = {k: v for k, v in rows.items() if str(v).lower() not in SAFE_VALUES.get(k, (FORCED.get(k),))}
+        if misread:
+            what = ", ".join(
+                f"{k}={got!r} (read {want!r} before start)" for k, (got, want) in sorted(misread.items())
+            )
+            raise ClusterUnsafe(
+                f"PostgreSQL reads the restored cluster's configuration files as {what}: the pre-start check read "
+                "them differently; the server ran with drillbook's forced values only and is stopped"
+            )
         if bad or active:
             what = ", ".join(
                 [f"{k}={v!r}" for k, v in sorted(bad.items())] + [f"active slot {r[0]!r}" for r in active]
@@ -410,6 +503,22 @@ class PhysicalCluster(EphemeralCluster):
                 f"the started scratch cluster reports {what}: it could archive or replicate; stopped"
             )
         return {"settings": rows, "replication_slots": slots, "enabled_subscriptions_held_off": subs}
+
+    def _misread(self, conn: Any) -> dict[str, tuple[str | None, str | None]]:
+        """Each checked setting whose value in the files (pg_file_settings, the last line wins) differs from what
+        the in-process read saw before start: name -> (PostgreSQL's value, the scan's); absent is None."""
+        assert self.scanned is not None
+        names = [*self._safe_names(), *(RECOVERY_TARGETS if self._recovery is not None else ())]
+        rows = conn.execute(
+            "select lower(name), setting from pg_file_settings where lower(name) = any(%s) order by seqno",
+            (names,),
+        ).fetchall()
+        parsed: dict[str, str | None] = {}
+        for name, setting in rows:
+            parsed[name] = setting
+        return {
+            n: (parsed.get(n), self.scanned.get(n)) for n in names if parsed.get(n) != self.scanned.get(n)
+        }
 
     def wait_recovery(self, *, has_target: bool, timeout_s: float) -> Recovery:
         """Wait until replay pauses at the target (or recovery ends for ``latest``); read the last replayed commit.

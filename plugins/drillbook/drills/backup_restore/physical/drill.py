@@ -260,6 +260,11 @@ class _Physical:
             self.b.checked()
             self.b.environment["restored_pg_major"] = str(major)
             self.b.details["scratch_settings_before_start"] = values
+            self.b.details["scratch_settings_read_by"] = (
+                "in-process scan, forced on the command line, pg_file_settings after start"
+                if self.cluster.scanned is not None
+                else "postgres -C"
+            )
             if self.backup is not None and self.cluster.wal_segment_size:
                 self.backup = replace(self.backup, wal_segment_size=self.cluster.wal_segment_size)
             ph.detail = (

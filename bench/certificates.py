@@ -266,6 +266,8 @@ def main() -> int:
             cold_caches()
             server_cpu_before = server_cpu(server)  # loading 300 certificates and keys is not serving them
             seconds, cpu, results = drill_run(ports, directory, args.concurrency)
+            if not drills:  # the drill's peak: the floor's 100 threads come later and would count
+                rss_after = rss_mb()
             drills.append((seconds, cpu, server_cpu(server) - server_cpu_before))
             for r in results:
                 verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
@@ -273,7 +275,6 @@ def main() -> int:
             bases.append(baseline(ports, directory))
             if args.floor:
                 floors.append(bare_handshakes(ports, directory, args.concurrency))
-        rss_after = rss_mb()
         drill_seconds, drill_cpu, served_cpu = (statistics.median(d[i] for d in drills) for i in range(3))
         base_seconds, base_cpu = (statistics.median(b[i] for b in bases) for i in (0, 2))
         base_ok = min(b[1] for b in bases)
@@ -321,7 +322,7 @@ def main() -> int:
         f"{base_cpu / drill_cpu:.1f}x less CPU"
     )
     print(
-        f"peak RSS                {rss_after:7.1f} MB (before the drill: {rss_before:.1f} MB after imports)"
+        f"peak RSS                {rss_after:7.1f} MB after the first drill round (before it: {rss_before:.1f} MB after imports)"
     )
     target = drill_seconds < 5 and base_seconds / drill_seconds >= 20
     print(f"target (< 5 s, >= 20x)  {'met' if target else 'NOT met'}")

@@ -24,7 +24,7 @@ TOY_RUNS = {
     "backup_restore": ["--customers", "300", "--orders", "2000", "--rounds", "1", "--smoke"],
     "data_quality": ["--rows", "20000", "--repeat", "1", "--smoke"],
     "dag_parse": ["--drills", "4", "--rounds", "1"],
-    "certificates": ["--endpoints", "12"],
+    "certificates": ["--endpoints", "12", "--rounds", "2", "--floor"],
     "ledger": ["--rows", "2000"],
     "evidence_pack": ["--rows", "2000"],
     "loader_bounds": ["--drills", "50", "--rounds", "1"],

@@ -18,7 +18,10 @@ one file. Mapped tasks are ``PythonOperator.partial(...).expand(op_args=...)``
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -173,12 +176,37 @@ def build_dags(kind: str, catalogue: Catalogue | None = None) -> dict[str, DAG]:
     return dags
 
 
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a DAG file builds its DAGs; what was built is then frozen
+    (``gc.freeze()``, as Airflow's DAG processor freezes its own heap before it forks a parser per file) and the
+    collector switched back on as it was.
+
+    Building a 1,000-drill catalogue's DAGs allocates ~2 million objects that all stay alive (every DAG ends up in
+    the file's globals, for the life of the parse or task process): the collector's automatic passes over them free
+    nothing and cost the parse 0.07-0.09 s CPU, four times the 0.02 s Airflow's collector spends building the same
+    DAGs from a literal (``gc.callbacks`` in forked children, as ``bench/scale.py`` forks them). Only pausing the
+    collector would not save it: the first pass after would scan every object made meanwhile. Reference counting
+    still frees everything acyclic; a garbage cycle made during the build stays in memory until the process exits
+    (measured: no change in the parse's peak RSS).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def build_all_dags() -> dict[str, DAG]:
     """The DAGs of every registered kind (``dags/dr_drills.py``): the catalogue is read once for all of them."""
     from drillbook.drills import registry
 
-    catalogue = current_catalogue()
-    dags: dict[str, DAG] = {}
-    for kind in registry.names():
-        dags.update(build_dags(kind, catalogue))
+    with cyclic_gc_paused():
+        catalogue = current_catalogue()
+        dags: dict[str, DAG] = {}
+        for kind in registry.names():
+            dags.update(build_dags(kind, catalogue))
     return dags

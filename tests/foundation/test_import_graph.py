@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 HEAVY = ("airflow", "great_expectations", "boto3", "pandas")
@@ -191,3 +192,59 @@ def test_the_heavy_import_check_sees_a_heavy_import() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "boto3" in json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _help_of(parser: Any) -> dict[str, str]:
+    """Every command's (and ``run``'s every kind's) full help text, by command."""
+    import argparse
+
+    found: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub.format_help()
+                for inner in sub._actions:
+                    if isinstance(inner, argparse._SubParsersAction):
+                        for kind, kind_parser in inner.choices.items():
+                            found[f"{name} {kind}"] = kind_parser.format_help()
+    return found
+
+
+def test_a_one_command_parser_is_that_command_of_the_whole_parser() -> None:
+    """``main`` builds only the command on its command line: each one-command parser describes that command (and,
+    for ``run``, every kind) exactly as the whole parser does, and holds no other command."""
+    from drillbook.cli import COMMANDS, build_parser
+
+    whole = _help_of(build_parser())
+    assert {name for name in whole if " " not in name} == set(COMMANDS)
+    for command in COMMANDS:
+        one = _help_of(build_parser(command))
+        assert one == {k: v for k, v in whole.items() if k.split(" ")[0] == command}, command
+
+
+def test_validate_imports_no_other_command() -> None:
+    """``drillbook validate`` loads no other command's CLI module (the run modules, the ledger's, the watchdog's)."""
+    code = (
+        "import json, sys\n"
+        "from drillbook.cli import main\n"
+        "main(['validate', 'include/drills.yaml'])\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('drillbook.cli.'))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PLUGINS.parent,
+        env={"PYTHONPATH": str(PLUGINS), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    others = {
+        m
+        for m in loaded
+        if m.rsplit(".", 1)[-1] in {"ledger_cmds", "watchdog", "outbox", "doctor", "scratch", "reference"}
+        or m.startswith("drillbook.cli.run")
+    }
+    assert not others, f"drillbook validate imported {sorted(others)}"

@@ -51,8 +51,34 @@ def _cmd_findings(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the top-level commands, in ``drillbook --help`` order; ``build_parser(command)`` adds only the one asked for
+COMMANDS = (
+    "validate",
+    "findings",
+    "run",
+    "ledger",
+    "evidence",
+    "reference",
+    "doctor",
+    "watchdog",
+    "digest",
+    "outbox",
+    "scratch",
+)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``drillbook`` parser: every command, or only ``command`` (one of ``COMMANDS``).
+
+    ``main`` builds only the command on its command line when there is one, so a run imports that command's
+    parser module and not the other ten (``drillbook validate`` imported every ``run`` module and the ledger,
+    watchdog, outbox, reference and scratch CLIs only to describe them: ~20 ms of its CPU); ``--help``, a
+    bare ``drillbook`` and an unknown command get the whole parser, so their usage lists every command.
+    """
     from drillbook.cli.exits import HELP
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
 
     parser = argparse.ArgumentParser(
         prog="drillbook",
@@ -63,56 +89,82 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drillbook {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("validate", help="check a catalogue; print every problem as file:line: key: message")
-    p.add_argument(
-        "path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)"
-    )
-    p.add_argument(
-        "--suites",
-        action="store_true",
-        help="also build every expectation of every suite with Great Expectations (imports GX: seconds)",
-    )
-    p.set_defaults(func=_cmd_validate)
-
-    p = sub.add_parser("findings", help="list the finding codes")
-    p.add_argument("--markdown", action="store_true", help="print docs/findings.md")
-    p.set_defaults(func=_cmd_findings)
-
-    run = sub.add_parser("run", help="run one drill now, from the catalogue or ad hoc")
-    run_sub = run.add_subparsers(dest="drill_kind", metavar="KIND", required=True)
-    for name, (module, help_text) in run_commands().items():
-        # the run modules import only argparse at top level; drills load inside main()
-        mod = importlib.import_module(module)
-        rp = run_sub.add_parser(name, help=help_text)
-        mod.configure_parser(rp)
-        rp.set_defaults(func=mod.main, drill_kind=name.replace("-", "_"))
-
-    from drillbook.cli import doctor, ledger_cmds, outbox, reference, watchdog
-
-    ledger_cmds.configure_ledger_parser(
-        sub.add_parser("ledger", help="create or migrate the evidence ledger")
-    )
-    ledger_cmds.configure_evidence_parser(sub.add_parser("evidence", help="verify, list and export evidence"))
-    reference.configure_parser(
-        sub.add_parser("reference", help="write a structure reference from a live database or a backup")
-    )
-    doctor.configure_parser(
-        sub.add_parser("doctor", help="pre-flight: tools, versions, roles, connectivity and paths")
-    )
-    watchdog.configure_watchdog_parser(
-        sub.add_parser("watchdog", help="report drills that missed their schedule or are stale")
-    )
-    watchdog.configure_digest_parser(
-        sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)")
-    )
-    outbox.configure_parser(
-        sub.add_parser(
-            "outbox", help="show the local outbox; `outbox flush` re-sends reports that never reached Slack"
+    if wanted("validate"):
+        p = sub.add_parser(
+            "validate", help="check a catalogue; print every problem as file:line: key: message"
         )
-    )
-    from drillbook.cli import scratch as scratch_cmd
+        p.add_argument(
+            "path", nargs="?", help="catalogue file (default: $DRILLBOOK_CATALOGUE or include/drills.yaml)"
+        )
+        p.add_argument(
+            "--suites",
+            action="store_true",
+            help="also build every expectation of every suite with Great Expectations (imports GX: seconds)",
+        )
+        p.set_defaults(func=_cmd_validate)
 
-    scratch_cmd.configure_parser(sub.add_parser("scratch", help="reap leftover scratch databases"))
+    if wanted("findings"):
+        p = sub.add_parser("findings", help="list the finding codes")
+        p.add_argument("--markdown", action="store_true", help="print docs/findings.md")
+        p.set_defaults(func=_cmd_findings)
+
+    if wanted("run"):
+        run = sub.add_parser("run", help="run one drill now, from the catalogue or ad hoc")
+        run_sub = run.add_subparsers(dest="drill_kind", metavar="KIND", required=True)
+        for name, (module, help_text) in run_commands().items():
+            # the run modules import only argparse at top level; drills load inside main()
+            mod = importlib.import_module(module)
+            rp = run_sub.add_parser(name, help=help_text)
+            mod.configure_parser(rp)
+            rp.set_defaults(func=mod.main, drill_kind=name.replace("-", "_"))
+
+    if wanted("ledger") or wanted("evidence"):
+        from drillbook.cli import ledger_cmds
+
+        if wanted("ledger"):
+            ledger_cmds.configure_ledger_parser(
+                sub.add_parser("ledger", help="create or migrate the evidence ledger")
+            )
+        if wanted("evidence"):
+            ledger_cmds.configure_evidence_parser(
+                sub.add_parser("evidence", help="verify, list and export evidence")
+            )
+    if wanted("reference"):
+        from drillbook.cli import reference
+
+        reference.configure_parser(
+            sub.add_parser("reference", help="write a structure reference from a live database or a backup")
+        )
+    if wanted("doctor"):
+        from drillbook.cli import doctor
+
+        doctor.configure_parser(
+            sub.add_parser("doctor", help="pre-flight: tools, versions, roles, connectivity and paths")
+        )
+    if wanted("watchdog") or wanted("digest"):
+        from drillbook.cli import watchdog
+
+        if wanted("watchdog"):
+            watchdog.configure_watchdog_parser(
+                sub.add_parser("watchdog", help="report drills that missed their schedule or are stale")
+            )
+        if wanted("digest"):
+            watchdog.configure_digest_parser(
+                sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)")
+            )
+    if wanted("outbox"):
+        from drillbook.cli import outbox
+
+        outbox.configure_parser(
+            sub.add_parser(
+                "outbox",
+                help="show the local outbox; `outbox flush` re-sends reports that never reached Slack",
+            )
+        )
+    if wanted("scratch"):
+        from drillbook.cli import scratch as scratch_cmd
+
+        scratch_cmd.configure_parser(sub.add_parser("scratch", help="reap leftover scratch databases"))
     return parser
 
 
@@ -124,9 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from drillbook.settings import load_settings
 
     install_log_redaction()  # this process's log lines pass through redact (the CLI is an entry point)
-    exits.register_secrets(sys.argv[1:] if argv is None else argv, os.environ)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    exits.register_secrets(words, os.environ)
+    parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
+    args = parser.parse_args(words)
     debug = False
     try:
         args.settings = load_settings()  # once, here; commands read args.settings

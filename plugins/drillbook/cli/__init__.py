@@ -51,20 +51,47 @@ def _cmd_findings(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the commands configured by a module of their own: name -> (module, its configure function, help)
+MODULE_COMMANDS = {
+    "ledger": (
+        "drillbook.cli.ledger_cmds",
+        "configure_ledger_parser",
+        "create or migrate the evidence ledger",
+    ),
+    "evidence": (
+        "drillbook.cli.ledger_cmds",
+        "configure_evidence_parser",
+        "verify, list and export evidence",
+    ),
+    "reference": (
+        "drillbook.cli.reference",
+        "configure_parser",
+        "write a structure reference from a live database or a backup",
+    ),
+    "doctor": (
+        "drillbook.cli.doctor",
+        "configure_parser",
+        "pre-flight: tools, versions, roles, connectivity and paths",
+    ),
+    "watchdog": (
+        "drillbook.cli.watchdog",
+        "configure_watchdog_parser",
+        "report drills that missed their schedule or are stale",
+    ),
+    "digest": (
+        "drillbook.cli.watchdog",
+        "configure_digest_parser",
+        "post the scorecard of a period (per control, per drill)",
+    ),
+    "outbox": (
+        "drillbook.cli.outbox",
+        "configure_parser",
+        "show the local outbox; `outbox flush` re-sends reports that never reached Slack",
+    ),
+    "scratch": ("drillbook.cli.scratch", "configure_parser", "reap leftover scratch databases"),
+}
 #: the top-level commands, in ``drillbook --help`` order; ``build_parser(command)`` adds only the one asked for
-COMMANDS = (
-    "validate",
-    "findings",
-    "run",
-    "ledger",
-    "evidence",
-    "reference",
-    "doctor",
-    "watchdog",
-    "digest",
-    "outbox",
-    "scratch",
-)
+COMMANDS = ("validate", "findings", "run", *MODULE_COMMANDS)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -118,53 +145,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             mod.configure_parser(rp)
             rp.set_defaults(func=mod.main, drill_kind=name.replace("-", "_"))
 
-    if wanted("ledger") or wanted("evidence"):
-        from drillbook.cli import ledger_cmds
-
-        if wanted("ledger"):
-            ledger_cmds.configure_ledger_parser(
-                sub.add_parser("ledger", help="create or migrate the evidence ledger")
-            )
-        if wanted("evidence"):
-            ledger_cmds.configure_evidence_parser(
-                sub.add_parser("evidence", help="verify, list and export evidence")
-            )
-    if wanted("reference"):
-        from drillbook.cli import reference
-
-        reference.configure_parser(
-            sub.add_parser("reference", help="write a structure reference from a live database or a backup")
-        )
-    if wanted("doctor"):
-        from drillbook.cli import doctor
-
-        doctor.configure_parser(
-            sub.add_parser("doctor", help="pre-flight: tools, versions, roles, connectivity and paths")
-        )
-    if wanted("watchdog") or wanted("digest"):
-        from drillbook.cli import watchdog
-
-        if wanted("watchdog"):
-            watchdog.configure_watchdog_parser(
-                sub.add_parser("watchdog", help="report drills that missed their schedule or are stale")
-            )
-        if wanted("digest"):
-            watchdog.configure_digest_parser(
-                sub.add_parser("digest", help="post the scorecard of a period (per control, per drill)")
-            )
-    if wanted("outbox"):
-        from drillbook.cli import outbox
-
-        outbox.configure_parser(
-            sub.add_parser(
-                "outbox",
-                help="show the local outbox; `outbox flush` re-sends reports that never reached Slack",
-            )
-        )
-    if wanted("scratch"):
-        from drillbook.cli import scratch as scratch_cmd
-
-        scratch_cmd.configure_parser(sub.add_parser("scratch", help="reap leftover scratch databases"))
+    for name, (module, configure, help_text) in MODULE_COMMANDS.items():
+        if wanted(name):
+            getattr(importlib.import_module(module), configure)(sub.add_parser(name, help=help_text))
     return parser
 
 

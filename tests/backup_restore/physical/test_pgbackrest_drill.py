@@ -98,6 +98,11 @@ def test_latest_passes_and_measures_rpo_from_replayed_commit(
     # the tool's own postgresql.auto.conf is plain: read in-process, no postgres -C per setting (conf_scan.py)
     assert result.details["scratch_settings_read_by"].startswith("in-process scan")
     assert result.details["scratch_running"]["settings"]["archive_mode"] == "off"
+    # the restore_command pgBackRest wrote was checked and is what the server ran with (pinned, pgbackrest.py)
+    pinned = result.details["scratch_running"]["restore_command"]
+    assert pinned == result.details["recovery_settings"]["restore_command"]
+    assert pinned.startswith("pgbackrest ") and pinned.endswith(' archive-get %f "%p"')
+    assert f"--stanza={STANZA}" in pinned
     assert leftover_clusters(before) == set()
     # the second run checks only the segments archived since (remembered state)
     backed_up.insert_marker("row3")
@@ -447,6 +452,28 @@ def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
     settings = result.details["scratch_running"]["settings"]
     assert settings["ssl"] == "off" and settings["shared_preload_libraries"] == ""
+    assert leftover_clusters(before) == set()
+
+
+def test_a_restore_command_set_by_the_pgbackrest_config_is_refused_before_it_runs(
+    backed_up: SourceCluster, private_tmp: Path, tmp_path: Path
+) -> None:
+    """pgBackRest writes whatever ``recovery-option=restore_command=...`` says: the server would run it per segment."""
+    before = _snapshot()
+    outside = private_tmp / "outside-rc"
+    outside.mkdir()
+    outside.chmod(0o777)
+    pwned = outside / "pwned"
+    with open(backed_up.config, "a") as conf:
+        conf.write(f'recovery-option=restore_command=touch {pwned}; pgbackrest archive-get %f "%p"\n')
+    result = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path)
+    assert result.verdict.value == "ERROR", [(f.code, f.message) for f in result.findings]
+    unsafe = next(f for f in result.findings if f.code == "SCRATCH_UNSAFE")
+    assert "restore_command" in unsafe.message and "refused before start" in unsafe.message
+    assert "';'" in unsafe.message  # names what a shell would act on
+    names = [p.name for p in result.phases]
+    assert "recover" not in names and "safety" not in names  # never started
+    assert not pwned.exists()
     assert leftover_clusters(before) == set()
 
 

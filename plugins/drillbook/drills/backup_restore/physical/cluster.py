@@ -161,6 +161,8 @@ class PhysicalCluster(EphemeralCluster):
         self.control: dict[str, str] = {}
         #: the recovery target settings the restore wrote (assert_safe_before_start), forced at start
         self._recovery: dict[str, str] | None = None
+        #: the restore_command the restore tool wrote and its check accepted, pinned on the command line at start
+        self.restore_command: str | None = None
         #: what the in-process read found in the files before start; None when ``postgres -C`` read them
         self.scanned: dict[str, str] | None = None
 
@@ -308,6 +310,8 @@ class PhysicalCluster(EphemeralCluster):
         """
         args = [a for k in self._safe_names() for a in ("-c", f"{k}={SAFE_VALUES[k][0]}")]
         args += ["-c", "archive_command=", "-c", "max_sync_workers_per_subscription=0"]
+        if self.restore_command is not None:
+            args += ["-c", f"restore_command={self.restore_command}"]
         if self._recovery is not None:
             rec = self._recovery
             args += [
@@ -376,9 +380,16 @@ class PhysicalCluster(EphemeralCluster):
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             return dict(zip(names, pool.map(one, names), strict=True))
 
-    def assert_safe_before_start(self, recovery: Mapping[str, str] | None = None) -> dict[str, str]:
+    def assert_safe_before_start(
+        self, recovery: Mapping[str, str] | None = None, *, restore_command: str | None = None
+    ) -> dict[str, str]:
         """Refuse what could reach production; with ``recovery`` (what the restore wrote) also any recovery target
-        the server would run with that the drill did not write (the backup's own files, includes, can set one)."""
+        the server would run with that the drill did not write (the backup's own files, includes, can set one).
+
+        ``restore_command``: the one the restore tool wrote and its source accepted (pgbackrest.py, barman.py);
+        it is pinned on the server's command line, so no file or include read after the check can replace it.
+        """
+        self.restore_command = restore_command
         if (self.data_dir / "standby.signal").exists():
             raise ClusterUnsafe(
                 "the restored data directory holds standby.signal: it would start as a standby that "
@@ -477,9 +488,10 @@ class PhysicalCluster(EphemeralCluster):
             rows = dict(
                 conn.execute(
                     "select name, setting from pg_settings where name = any(%s)",
-                    (list(SAFE_VALUES) + list(FORCED),),
+                    (list(SAFE_VALUES) + list(FORCED) + ["restore_command"],),
                 ).fetchall()
             )
+            restore_command = rows.pop("restore_command", None)
             # PostgreSQL's own parse of the files, now: it must give what the in-process read saw before start
             # (the forced command line kept the server safe meanwhile; conf_scan.py)
             misread = self._misread(conn) if self.scanned is not None else {}
@@ -487,6 +499,8 @@ class PhysicalCluster(EphemeralCluster):
             slots = conn.execute("select count(*) from pg_replication_slots").fetchone()[0]
             subs = conn.execute("select count(*) from pg_subscription where subenabled").fetchone()[0]
         bad = {k: v for k, v in rows.items() if str(v).lower() not in SAFE_VALUES.get(k, (FORCED.get(k),))}
+        if self.restore_command is not None and restore_command != self.restore_command:
+            bad["restore_command"] = restore_command
         if misread:
             what = ", ".join(
                 f"{k}={got!r} (read {want!r} before start)" for k, (got, want) in sorted(misread.items())
@@ -502,7 +516,12 @@ class PhysicalCluster(EphemeralCluster):
             raise ClusterUnsafe(
                 f"the started scratch cluster reports {what}: it could archive or replicate; stopped"
             )
-        return {"settings": rows, "replication_slots": slots, "enabled_subscriptions_held_off": subs}
+        return {
+            "settings": rows,
+            "restore_command": restore_command,
+            "replication_slots": slots,
+            "enabled_subscriptions_held_off": subs,
+        }
 
     def _misread(self, conn: Any) -> dict[str, tuple[str | None, str | None]]:
         """Each checked setting whose value in the files (pg_file_settings, the last line wins) differs from what

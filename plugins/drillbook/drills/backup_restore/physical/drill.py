@@ -113,6 +113,9 @@ class _Physical:
         self.cluster: PhysicalCluster | None = None
         self.recovery: Recovery | None = None
         self.recovery_written: dict[str, str] | None = None  # the recovery target settings the restore wrote
+        self.restore_command: str | None = (
+            None  # the restore_command the restore wrote and its source accepted
+        )
         self.archive_last: str | None = (
             None  # newest contiguous segment the archive check found (listed or remembered)
         )
@@ -244,6 +247,7 @@ class _Physical:
             self.recovery_written = {
                 k: v for k, v in info.recovery_conf_written.items() if k in RECOVERY_TARGETS
             }
+            self.restore_command = info.recovery_conf_written.get("restore_command")
             ph.detail = f"{bk.label} into a private cluster in {info.seconds:.1f}s"
 
     def safety(self) -> None:
@@ -251,7 +255,9 @@ class _Physical:
         with self.b.phase("safety") as ph:
             try:
                 major = self.cluster.read_version()
-                values = self.cluster.assert_safe_before_start(self.recovery_written)
+                values = self.cluster.assert_safe_before_start(
+                    self.recovery_written, restore_command=self.restore_command
+                )
             except RecoveryProblem as exc:
                 self.fail(ph, exc.code, exc.message, "safety")
             except ClusterUnsafe as exc:

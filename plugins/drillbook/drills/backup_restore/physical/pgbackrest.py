@@ -15,7 +15,17 @@ Rules this module enforces:
   at the target for the RPO reading, and ``--tablespace-map-all`` into the
   scratch directory so a tablespace never lands on its production path;
 - a checksum mismatch reported by restore (``invalid checksum``, ``checksum
-  … expected``) is ``BACKUP_CORRUPT``; any other failure ``RESTORE_FAILED``.
+  … expected``) is ``BACKUP_CORRUPT``; any other failure ``RESTORE_FAILED``;
+- the ``restore_command`` restore wrote (the last one in the restored
+  postgresql.auto.conf: pgBackRest appends its own after commenting out the
+  backup's) is the one command the scratch server will run, once per WAL
+  segment, through a shell: it must be this very ``pgbackrest`` with
+  ``--option[=value]`` words and ``archive-get %f "%p"``, nothing a shell could
+  act on (``$``, backquotes, ``;``, ``|``, ``&``, redirections, globs, a
+  backslash, a newline). A ``recovery-option=restore_command=...`` in the
+  pgBackRest configuration can make it anything, so anything else is
+  ``SCRATCH_UNSAFE``, refused before start; the accepted value is then pinned
+  on the server's command line (cluster.py), so no include can replace it.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import json
 import os
 import pwd
 import re
+import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -69,6 +81,52 @@ def run_as_user(os_user: str | None) -> pwd.struct_passwd | None:
             f"running as root and the OS user {name!r} pgbackrest should run as "
             "does not exist; set backup.pgbackrest.os_user",
         ) from None
+
+
+#: a restore_command holding anything but these characters could make the shell do something: refused
+_RESTORE_COMMAND_CHARS_RE = re.compile(r'[A-Za-z0-9_./:@,+=% "-]*')
+_OPTION_RE = re.compile(r"--[a-z0-9][a-z0-9-]*(?:=.*)?", re.DOTALL)
+_AUTO_CONF_RESTORE_RE = re.compile(r"^\s*restore_command\s*=?\s*'((?:[^']|'')*)'\s*(?:#.*)?$")
+
+
+def written_restore_command(auto_conf: Path) -> str | None:
+    """The last ``restore_command = '...'`` line of a restored postgresql.auto.conf (pgBackRest's own), unquoted."""
+    found = None
+    try:
+        with auto_conf.open(encoding="utf-8", errors="replace") as conf:
+            for line in conf:
+                match = _AUTO_CONF_RESTORE_RE.match(line)
+                if match:
+                    found = match.group(1).replace("''", "'")
+    except OSError:
+        return None
+    return found
+
+
+def restore_command_problem(value: str | None, binary: str) -> str | None:
+    """Why ``value`` is not a restore_command drillbook lets the scratch server run (see the module rule); None if it is."""
+    if value is None:
+        return "restore wrote no restore_command into the restored postgresql.auto.conf"
+    if not _RESTORE_COMMAND_CHARS_RE.fullmatch(value):
+        bad = sorted({c for c in value if not _RESTORE_COMMAND_CHARS_RE.fullmatch(c)})
+        return f"it holds {''.join(bad)!r}, which a shell would act on"
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        return f"it does not parse as shell words ({exc})"
+    if (
+        len(words) < 4
+        or words[-3:] != ["archive-get", "%f", "%p"]
+        or not value.endswith(' archive-get %f "%p"')
+    ):
+        return 'it does not end in archive-get %f "%p"'
+    allowed = {binary, shutil.which(binary, path="/usr/bin:/bin") or binary}
+    if words[0] not in allowed:
+        return f"it runs {words[0]!r}, not the pgbackrest drillbook ran ({binary!r})"
+    odd = [w for w in words[1:-3] if not _OPTION_RE.fullmatch(w)]
+    if odd:
+        return f"{odd[0]!r} is not a --option of pgbackrest"
+    return None
 
 
 class PgBackRest:
@@ -281,4 +339,14 @@ class PgBackRest:
             if _CORRUPT_RE.search(exc.message):
                 raise PhysicalSourceError("BACKUP_CORRUPT", exc.message) from None
             raise
+        restore_command = written_restore_command(datadir / "postgresql.auto.conf")
+        problem = restore_command_problem(restore_command, self.binary)
+        if problem is not None:
+            raise PhysicalSourceError(
+                "SCRATCH_UNSAFE",
+                f"the restore_command the restored cluster would run, {str(restore_command)[:160]!r}, is refused: "
+                f"{problem} (a recovery-option in {self.config} can set it); refused before start",
+            )
+        assert restore_command is not None  # restore_command_problem refuses None
+        written["restore_command"] = restore_command
         return RestoreInfo(datadir=datadir, recovery_conf_written=written, seconds=time.monotonic() - began)

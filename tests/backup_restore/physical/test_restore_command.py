@@ -14,6 +14,7 @@ import pytest
 
 from drillbook.drills.backup_restore.physical.pgbackrest import (
     restore_command_problem,
+    shown_restore_command,
     written_restore_command,
 )
 
@@ -59,6 +60,8 @@ def test_the_resolved_path_of_the_binary_is_accepted_and_another_path_is_not() -
         ('sh -c pgbackrest --stanza=main archive-get %f "%p"', "'sh'"),
         ('pgbackrest --stanza=main rm -rf archive-get %f "%p"', "'rm'"),
         ('cp /srv/wal/%f "%p" archive-get %f "%p"', "'cp'"),
+        ('pgbackrest --stanza=main --repo1-cipher-pass=hunter22 archive-get %f "%p"', "--repo1-cipher-pass"),
+        ('pgbackrest --repo1-s3-key-secret=abc --stanza=main archive-get %f "%p"', "--repo1-s3-key-secret"),
     ],
 )
 def test_anything_else_is_refused_naming_why(value: str | None, named: str) -> None:
@@ -78,3 +81,14 @@ def test_the_last_restore_command_line_of_auto_conf_is_read(tmp_path: Path) -> N
         "restore_command = 'pgbackrest --stanza=main archive-get %f \"%p\" # it''s' # a comment\n"
     )
     assert written_restore_command(conf) == 'pgbackrest --stanza=main archive-get %f "%p" # it\'s'
+
+
+def test_a_refusal_never_shows_a_secret_options_value() -> None:
+    value = 'pgbackrest --stanza=main --repo1-cipher-pass=hunter22 --repo1-s3-token=tok99 archive-get %f "%p"'
+    problem = restore_command_problem(value, "pgbackrest")
+    assert problem is not None and "hunter22" not in problem
+    shown = shown_restore_command(value)
+    assert "hunter22" not in shown and "tok99" not in shown and "--stanza=main" in shown
+    assert "two words" not in shown_restore_command('pgbackrest --repo1-cipher-pass="two words" archive-get')
+    assert shown_restore_command(None) == "none"
+    assert len(shown_restore_command("x" * 500)) <= 162  # 160 characters and the quotes

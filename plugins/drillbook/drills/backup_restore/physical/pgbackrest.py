@@ -85,7 +85,10 @@ def run_as_user(os_user: str | None) -> pwd.struct_passwd | None:
 
 #: a restore_command holding anything but these characters could make the shell do something: refused
 _RESTORE_COMMAND_CHARS_RE = re.compile(r'[A-Za-z0-9_./:@,+=% "-]*')
-_OPTION_RE = re.compile(r"--[a-z0-9][a-z0-9-]*(?:=.*)?", re.DOTALL)
+_OPTION_RE = re.compile(r"--(?P<name>[a-z0-9][a-z0-9-]*)(?:=.*)?", re.DOTALL)
+#: pgBackRest never puts a secure option (cipher pass, S3/Azure/GCS keys, tokens) on a command line: a
+#: restore_command carrying one was written by hand, and its value must not reach the evidence
+_SECRET_OPTION_RE = re.compile(r"pass|key|secret|token|credential", re.IGNORECASE)
 _AUTO_CONF_RESTORE_RE = re.compile(r"^\s*restore_command\s*=?\s*'((?:[^']|'')*)'\s*(?:#.*)?$")
 
 
@@ -123,10 +126,28 @@ def restore_command_problem(value: str | None, binary: str) -> str | None:
     allowed = {binary, shutil.which(binary, path="/usr/bin:/bin") or binary}
     if words[0] not in allowed:
         return f"it runs {words[0]!r}, not the pgbackrest drillbook ran ({binary!r})"
-    odd = [w for w in words[1:-3] if not _OPTION_RE.fullmatch(w)]
-    if odd:
-        return f"{odd[0]!r} is not a --option of pgbackrest"
+    for word in words[1:-3]:
+        option = _OPTION_RE.fullmatch(word)
+        if option is None:
+            return f"{word[:40]!r} is not a --option of pgbackrest"
+        if _SECRET_OPTION_RE.search(option["name"]):
+            return (
+                f"--{option['name']} would put a secret on a command line (pgBackRest never writes one there)"
+            )
     return None
+
+
+def shown_restore_command(value: str | None) -> str:
+    """``value`` for a message: at most 160 characters, the value of any secret-looking option masked."""
+    if value is None:
+        return "none"
+    masked = re.sub(
+        r'(--[A-Za-z0-9-]*(?:pass|key|secret|token|credential)[A-Za-z0-9-]*=)(?:"[^"]*"?|\S+)',
+        r"\1***",
+        value,
+        flags=re.IGNORECASE,
+    )
+    return repr(masked[:160])
 
 
 class PgBackRest:
@@ -344,7 +365,7 @@ class PgBackRest:
         if problem is not None:
             raise PhysicalSourceError(
                 "SCRATCH_UNSAFE",
-                f"the restore_command the restored cluster would run, {str(restore_command)[:160]!r}, is refused: "
+                f"the restore_command the restored cluster would run, {shown_restore_command(restore_command)}, is refused: "
                 f"{problem} (a recovery-option in {self.config} can set it); refused before start",
             )
         assert restore_command is not None  # restore_command_problem refuses None

@@ -477,6 +477,28 @@ def test_a_restore_command_set_by_the_pgbackrest_config_is_refused_before_it_run
     assert leftover_clusters(before) == set()
 
 
+def test_a_config_path_with_a_space_is_quoted_by_pgbackrest_and_accepted(
+    backed_up: SourceCluster, private_tmp: Path, tmp_path: Path
+) -> None:
+    """pgBackRest double-quotes an option value with a space in the restore_command it writes: not a refusal."""
+    spaced = private_tmp / "pg backrest"
+    spaced.mkdir()
+    config = spaced / "pgbackrest.conf"
+    config.write_text(backed_up.config.read_text())
+    owner = backed_up.config.stat()
+    os.chown(spaced, owner.st_uid, owner.st_gid)
+    os.chown(config, owner.st_uid, owner.st_gid)
+    drill = BackupRestoreDrill.model_validate(
+        {
+            **physical_drill(backed_up).model_dump(mode="json", exclude_none=True),
+            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(config)}},
+        }
+    )
+    result = run_physical(drill=drill, state_dir=tmp_path)
+    assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
+    assert f'--config="{config}"' in result.details["scratch_running"]["restore_command"]
+
+
 def test_a_segment_deleted_after_it_was_verified_is_still_a_wal_gap(
     backed_up: SourceCluster, tmp_path: Path
 ) -> None:

@@ -169,7 +169,7 @@ _SPECS: list[FindingSpec] = [
         "SCRATCH_UNSAFE",
         _S.CRITICAL,
         "The scratch guard refused to touch the target database",
-        "Point the scratch connection at a different server or database than the source; when the message names the scratch registry, grant the privilege it names (docs/backup_restore.md).",
+        "Point the scratch connection at a different server or database than the source; when the message names the scratch registry, grant the privilege it names (docs/backup_restore.md). For a physical drill the restored cluster would archive, replicate or run a command: remove the setting the message names from the backup's postgresql.auto.conf, or the restore_command from the pgBackRest recovery-option.",
         "backup_restore",
         True,
     ),

@@ -24,14 +24,15 @@ from drillbook.drills.backup_restore.tree_removal import wait_pending
 from .conftest import STANZA, SourceCluster
 
 
-def physical_drill(src: SourceCluster, **backup: Any) -> BackupRestoreDrill:
+def physical_drill(src: SourceCluster, *, config: Path | None = None, **backup: Any) -> BackupRestoreDrill:
+    """A pgBackRest drill of ``src`` (its own pgBackRest config unless ``config`` is given)."""
     return BackupRestoreDrill.model_validate(
         {
             "name": "pitr_test",
             "kind": "backup_restore",
             "schedule": "@daily",
             "controls": ["SOC2:A1.2"],
-            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(src.config)}, **backup},
+            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(config or src.config)}, **backup},
             "scratch": {"connection": "drillbook_scratch"},
             "objectives": {"rto": "15m", "rpo": "26h"},
             "restore": {"timeout": "5m"},
@@ -47,6 +48,14 @@ pytestmark = pytest.mark.usefixtures(
 
 def codes(result) -> set[str]:
     return {f.code for f in result.findings}
+
+
+def writable_outside(parent: Path, name: str) -> Path:
+    """A directory outside the scratch cluster that its OS user could write: only the drill's checks keep it empty."""
+    outside = parent / name
+    outside.mkdir()
+    outside.chmod(0o777)
+    return outside
 
 
 def leftover_clusters(before: set[str]) -> set[str]:
@@ -442,9 +451,7 @@ def test_crafted_auto_conf_cannot_run_a_command_or_write_outside_the_scratch_dir
     backed_up: SourceCluster, private_tmp: Path, tmp_path: Path
 ) -> None:
     before = _snapshot()
-    outside = private_tmp / "outside"
-    outside.mkdir()
-    outside.chmod(0o777)  # the cluster's OS user could write here: only the drill's settings keep it out
+    outside = writable_outside(private_tmp, "outside")
     source = _CraftedHooks(stanza=STANZA, config=str(backed_up.config))
     source.outside = outside
     result = run_physical(drill=physical_drill(backed_up), source=source, state_dir=tmp_path)
@@ -460,10 +467,7 @@ def test_a_restore_command_set_by_the_pgbackrest_config_is_refused_before_it_run
 ) -> None:
     """pgBackRest writes whatever ``recovery-option=restore_command=...`` says: the server would run it per segment."""
     before = _snapshot()
-    outside = private_tmp / "outside-rc"
-    outside.mkdir()
-    outside.chmod(0o777)
-    pwned = outside / "pwned"
+    pwned = writable_outside(private_tmp, "outside-rc") / "pwned"
     with open(backed_up.config, "a") as conf:
         conf.write(f'recovery-option=restore_command=touch {pwned}; pgbackrest archive-get %f "%p"\n')
     result = run_physical(drill=physical_drill(backed_up), state_dir=tmp_path)
@@ -488,13 +492,7 @@ def test_a_config_path_with_a_space_is_quoted_by_pgbackrest_and_accepted(
     owner = backed_up.config.stat()
     os.chown(spaced, owner.st_uid, owner.st_gid)
     os.chown(config, owner.st_uid, owner.st_gid)
-    drill = BackupRestoreDrill.model_validate(
-        {
-            **physical_drill(backed_up).model_dump(mode="json", exclude_none=True),
-            "backup": {"pgbackrest": {"stanza": STANZA, "config": str(config)}},
-        }
-    )
-    result = run_physical(drill=drill, state_dir=tmp_path)
+    result = run_physical(drill=physical_drill(backed_up, config=config), state_dir=tmp_path)
     assert result.verdict.value == "PASS", [(f.code, f.message) for f in result.findings]
     assert f'--config="{config}"' in result.details["scratch_running"]["restore_command"]
 

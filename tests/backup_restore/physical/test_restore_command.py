@@ -7,6 +7,7 @@ nothing a shell would act on. The real-tool cases are in test_pgbackrest_drill.p
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,21 @@ def test_the_resolved_path_of_the_binary_is_accepted_and_another_path_is_not() -
 def test_anything_else_is_refused_naming_why(value: str | None, named: str) -> None:
     problem = restore_command_problem(value, "pgbackrest")
     assert problem is not None and named in problem, problem
+
+
+def test_an_auto_conf_that_is_a_symlink_fifo_or_oversized_gives_no_restore_command(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.conf"
+    target.write_text("restore_command = 'pgbackrest --stanza=main archive-get %f \"%p\"'\n")
+    link = tmp_path / "link.conf"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.conf"
+    big.write_text(target.read_text() + "# padding\n" * 40_000)  # over conf_scan.MAX_BYTES
+    assert written_restore_command(target) is not None
+    for path in (link, fifo, big):
+        assert written_restore_command(path) is None, path
+        assert restore_command_problem(written_restore_command(path), "pgbackrest") is not None
 
 
 def test_the_last_restore_command_line_of_auto_conf_is_read(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from drillbook.drills.backup_restore.physical import conf_scan
 from drillbook.drills.backup_restore.physical.source import (
     SAFE_NAME_RE,
     WAL_NAME_RE,
@@ -64,7 +65,6 @@ BACKUP_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}$")
 WAL_DIR_RE = re.compile(r"^[0-9A-F]{16}$")
 # what ``barman recover --no-get-wal`` writes for a local recovery; anything else could reach the repository
 LOCAL_RESTORE_COMMAND = "cp barman_wal/%f %p"
-_AUTO_CONF_LINE = re.compile(r"^\s*([a-z_]+)\s*=\s*'((?:[^']|'')*)'\s*$")
 
 
 def _bare_env(user: pwd.struct_passwd | None) -> dict[str, str]:
@@ -96,18 +96,6 @@ def _lsn_segment(lsn: str, timeline: int, segment_size: int) -> str:
     segno = ((high << 32) | low) // segment_size
     per_log = 0x100000000 // segment_size
     return f"{timeline:08X}{segno // per_log:08X}{segno % per_log:08X}"
-
-
-def _read_auto_conf(path: Path) -> dict[str, str]:
-    settings: dict[str, str] = {}
-    if not path.is_file():
-        return settings
-    with path.open(encoding="utf-8", errors="replace") as conf:
-        for line in conf:
-            match = _AUTO_CONF_LINE.match(line)
-            if match:
-                settings[match.group(1)] = match.group(2).replace("''", "'")
-    return settings
 
 
 class Barman:
@@ -461,7 +449,8 @@ class Barman:
                 code="RESTORE_FAILED",
             )
             recovered = staging / "data"
-            settings = _read_auto_conf(recovered / "postgresql.auto.conf")
+            # None (a symlink, FIFO or oversized file) reads as no settings: its restore_command is refused below
+            settings = conf_scan.quoted_settings(recovered / "postgresql.auto.conf") or {}
             restore_command = settings.get("restore_command")
             if restore_command != LOCAL_RESTORE_COMMAND:
                 raise PhysicalSourceError(

@@ -45,27 +45,57 @@ _BLANK_RE = re.compile(r"^[ \t]*(?:#[^\n]*)?$")
 _INCLUDES = frozenset({"include", "include_dir", "include_if_exists"})
 
 
-def scan_file(path: Path) -> list[tuple[str, str]] | None:
-    """``(lower-cased name, value)`` of every setting line of ``path`` in order; ``None`` when not strictly readable.
-
-    A missing file is an empty list (PostgreSQL skips a missing postgresql.auto.conf too).
-    """
+def _read_bounded(path: Path) -> bytes | None:
+    """A regular file's bytes, at most ``MAX_BYTES`` (b"" when missing); None for a symlink, FIFO, larger file or error."""
     try:
         # O_NONBLOCK: a FIFO planted under the name would otherwise block the open forever
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        return []
+        return b""
     except OSError:
-        return None  # a symlink (ELOOP), a permission problem: the server binary decides
+        return None  # a symlink (ELOOP), a permission problem
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         raw = os.read(fd, MAX_BYTES + 1)
     finally:
         os.close(fd)
-    if len(raw) > MAX_BYTES or any(b > 0x7E or (b < 0x20 and b not in (0x09, 0x0A)) for b in raw):
+    return raw if len(raw) <= MAX_BYTES else None
+
+
+def scan_file(path: Path) -> list[tuple[str, str]] | None:
+    """``(lower-cased name, value)`` of every setting line of ``path`` in order; ``None`` when not strictly readable.
+
+    A missing file is an empty list (PostgreSQL skips a missing postgresql.auto.conf too).
+    """
+    raw = _read_bounded(path)  # None: a symlink, FIFO, oversized file: the server binary decides
+    if raw is None or any(b > 0x7E or (b < 0x20 and b not in (0x09, 0x0A)) for b in raw):
         return None  # non-ASCII, NUL, CR and other control bytes: not ours to interpret
     return scan_text(raw.decode("ascii"))
+
+
+_QUOTED_LINE_RE = re.compile(
+    rf"^[ \t]*(?P<name>{_NAME})[ \t]*=?[ \t]*'(?P<value>(?:[^'\n]|'')*)'[ \t]*(?:#.*)?$"
+)
+
+
+def quoted_settings(path: Path) -> dict[str, str] | None:
+    """Every ``name = 'value'`` line a restore tool wrote into ``path`` (names lower-cased, the last line wins).
+
+    Lenient where ``scan_file`` is strict: other lines are skipped, not refused. For values the caller then
+    checks exactly and pins on the server's command line (the restore_command: pgbackrest.py, barman.py), so
+    a line PostgreSQL would read differently changes nothing the server runs. Read like ``scan_file`` (no
+    symlink, no FIFO, at most ``MAX_BYTES``): ``None`` when it cannot be; a missing file is ``{}``.
+    """
+    raw = _read_bounded(path)
+    if raw is None:
+        return None
+    values: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        m = _QUOTED_LINE_RE.match(line)
+        if m is not None:
+            values[m.group("name").lower()] = m.group("value").replace("''", "'")
+    return values
 
 
 def scan_text(text: str) -> list[tuple[str, str]] | None:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from drillbook.drills.backup_restore.lifetime import die_with_parent
+from drillbook.drills.backup_restore.physical import conf_scan
 from drillbook.drills.backup_restore.physical import source as s
 from drillbook.drills.backup_restore.physical.source import (
     BackupSet,
@@ -88,22 +89,16 @@ _RESTORE_COMMAND_CHARS_RE = re.compile(r'[A-Za-z0-9_./:@,+=% "-]*')
 _OPTION_RE = re.compile(r"--(?P<name>[a-z0-9][a-z0-9-]*)(?:=.*)?", re.DOTALL)
 #: pgBackRest never puts a secure option (cipher pass, S3/Azure/GCS keys, tokens) on a command line: a
 #: restore_command carrying one was written by hand, and its value must not reach the evidence
-_SECRET_OPTION_RE = re.compile(r"pass|key|secret|token|credential", re.IGNORECASE)
-_AUTO_CONF_RESTORE_RE = re.compile(r"^\s*restore_command\s*=?\s*'((?:[^']|'')*)'\s*(?:#.*)?$")
+_HIDDEN_OPTION_PARTS = "pass|key|secret|token|credential"
+_SECRET_OPTION_RE = re.compile(_HIDDEN_OPTION_PARTS, re.IGNORECASE)
+_SECRET_VALUE_RE = re.compile(
+    rf'(--[A-Za-z0-9-]*(?:{_HIDDEN_OPTION_PARTS})[A-Za-z0-9-]*=)(?:"[^"]*"?|\S+)', re.IGNORECASE
+)
 
 
 def written_restore_command(auto_conf: Path) -> str | None:
     """The last ``restore_command = '...'`` line of a restored postgresql.auto.conf (pgBackRest's own), unquoted."""
-    found = None
-    try:
-        with auto_conf.open(encoding="utf-8", errors="replace") as conf:
-            for line in conf:
-                match = _AUTO_CONF_RESTORE_RE.match(line)
-                if match:
-                    found = match.group(1).replace("''", "'")
-    except OSError:
-        return None
-    return found
+    return (conf_scan.quoted_settings(auto_conf) or {}).get("restore_command")
 
 
 def restore_command_problem(value: str | None, binary: str) -> str | None:
@@ -141,13 +136,7 @@ def shown_restore_command(value: str | None) -> str:
     """``value`` for a message: at most 160 characters, the value of any secret-looking option masked."""
     if value is None:
         return "none"
-    masked = re.sub(
-        r'(--[A-Za-z0-9-]*(?:pass|key|secret|token|credential)[A-Za-z0-9-]*=)(?:"[^"]*"?|\S+)',
-        r"\1***",
-        value,
-        flags=re.IGNORECASE,
-    )
-    return repr(masked[:160])
+    return repr(_SECRET_VALUE_RE.sub(r"\1***", value)[:160])
 
 
 class PgBackRest:

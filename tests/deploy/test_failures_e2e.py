@@ -30,6 +30,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,6 +236,16 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
                 alive=stack.check_alive,
             )
             api.login()
+
+            def wait_pages(dag: str, what: str) -> Any:
+                # the record is written first (evidence first), then the page is posted: wait for it, bounded
+                return api.wait_until(
+                    what,
+                    lambda: [m for m in slack.posted("#dr-oncall") if dag in m.text],
+                    timeout=60,
+                    every=1,
+                )
+
             api.wait_until(
                 "the drill DAGs to be parsed", lambda: {RESTORE_DAG, CERT_DAG} <= set(api.dags()), timeout=300
             )
@@ -271,14 +282,7 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             import_cause = record.result["findings"][0]["message"]
             print(f"\nimport error -> {import_cause}")
             assert "no_such_kind" in import_cause or "import" in import_cause.lower(), import_cause
-            # the record is written first (evidence first), then the page is posted: wait for it, bounded
-            api.wait_until(
-                "the import error's page",
-                lambda: [m for m in slack.posted("#dr-oncall") if CERT_DAG in m.text],
-                timeout=60,
-                every=1,
-            )
-            pages = [m for m in slack.posted("#dr-oncall") if CERT_DAG in m.text]
+            pages = wait_pages(CERT_DAG, "the import error's page")
             assert pages and import_cause[:60] in str(pages[-1].blocks), [m.text for m in slack.posted()]
             import_done = time.monotonic() - started
 
@@ -316,7 +320,7 @@ def test_import_error_and_killed_worker_leave_an_error_record_and_a_page(work_di
             print(f"worker killed -> {kill_cause}")
             assert "airflow-worker" in kill_cause and "restore_and_verify" in kill_cause, kill_cause
             assert "ends without an error" in kill_cause and "heartbeat" in kill_cause, kill_cause
-            pages = [m for m in slack.posted("#dr-oncall") if RESTORE_DAG in m.text]
+            pages = wait_pages(RESTORE_DAG, "the killed worker's page")
             assert pages and kill_cause[:60] in str(pages[-1].blocks), [m.text for m in slack.posted()]
 
             # 3. the next run (the scheduled one unpausing queued) reaps whatever the killed worker left

@@ -447,9 +447,11 @@ def run(
     database: str | None = None,
 ) -> None:
     import psycopg
+    from psycopg.rows import tuple_row
 
     from drillbook.cli import ledger_cmds
     from drillbook.ledger.canonical import COLUMNS
+    from drillbook.ledger.query import Filter
     from drillbook.ledger.store import Ledger
     from drillbook.resources.pg import with_dbname
 
@@ -499,23 +501,23 @@ def run(
         tmp = Path(tempfile.mkdtemp(prefix="drillbook-bench-out-"))
         conn = ledger.connection
 
+        # the baseline counts exactly the rows the list prints: the list's own filter (``--until`` a date
+        # takes that whole day) makes the WHERE clause of both
+        month_where, month_params = Filter.build(
+            since=month_since, until=month_until, control=control
+        ).where()
+        month_sql = f"SELECT count(*) FROM drillbook_evidence WHERE {month_where}"
+
         def month_count() -> None:
-            conn.execute(
-                "SELECT count(*) FROM drillbook_evidence WHERE controls @> ARRAY[%s]::text[] "
-                "AND recorded_at >= %s AND recorded_at < %s",
-                (control, month_since, month_until),
-            ).fetchall()
+            with conn.cursor(row_factory=tuple_row) as cur:
+                month_count.rows = cur.execute(month_sql, month_params).fetchone()[0]  # type: ignore[attr-defined,index]
 
         def month_count_fresh() -> None:
             # the same count(*) in a new connection, as ``psql -c`` runs it and as the CLI must (it opens
             # one): a new server process pays for its first touch of the shared buffers the month's pages
             # pass through, which the warm connection above has paid for already
             with psycopg.connect(dsn, autocommit=True) as fresh:
-                fresh.execute(
-                    "SELECT count(*) FROM drillbook_evidence WHERE controls @> ARRAY[%s]::text[] "
-                    "AND recorded_at >= %s AND recorded_at < %s",
-                    (control, month_since, month_until),
-                ).fetchall()
+                fresh.execute(month_sql, month_params).fetchall()
 
         def cli_list() -> None:
             with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
@@ -583,6 +585,10 @@ def run(
         t_count = timed(month_count)
         t_list = timed(cli_list)
         t_fresh = timed(month_count_fresh)
+        if cli_list.lines != month_count.rows:  # type: ignore[attr-defined]
+            raise SystemExit(
+                f"the list printed {cli_list.lines} rows, the baseline counted {month_count.rows}"
+            )  # type: ignore[attr-defined]
         print(
             f"evidence list   (1 month, control {control}, {cli_list.lines} rows): {t_list * 1000:7.1f} ms"  # type: ignore[attr-defined]
             f"   baseline count(*) of the same rows {t_count * 1000:6.1f} ms   ratio {t_list / t_count:5.1f}x"

@@ -91,7 +91,13 @@ def test_fail_report_exact_blocks():
                     "text": {"type": "plain_text", "text": "Task log", "emoji": True},
                     "url": LOG_URL,
                     "action_id": "drillbook_link_0",
-                }
+                },
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Evidence record", "emoji": True},
+                    "url": "http://airflow.example:8080/drillbook/record/42",
+                    "action_id": "drillbook_link_1",
+                },
             ],
         },
     ]
@@ -247,3 +253,31 @@ def test_task_failure_message_redacts_and_escapes():
     assert "hunter2" not in text and "hunter2" not in msg.text
     assert "ERROR: the Airflow task check failed" in text and "Try: 2" in text
     assert "&lt;bad&gt;" in msg.blocks[1]["text"]["text"]
+
+
+def _button_urls(report):
+    return [e["url"] for b in report.main.blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_evidence_button_links_the_record_page_only_where_there_is_a_ui():
+    result = make_result("FAIL")
+    # an Airflow run with a record: the task log and the record's evidence page
+    report = render_result(result, make_record(result, seq=907), make_ctx(), options=OPTIONS)
+    assert _button_urls(report) == [LOG_URL, "http://airflow.example:8080/drillbook/record/907"]
+    # no record (no ledger for the run): nothing to link, the task log stays
+    report = render_result(result, None, make_ctx(), options=OPTIONS)
+    assert _button_urls(report) == [LOG_URL]
+    # a terminal run has no Airflow UI to link into: neither button, the CLI command stays in the text
+    cli = make_ctx(run_id="cli__20260302T033000__abcd1234", task_id="cli")
+    report = render_result(result, make_record(result, seq=907), cli, options=OPTIONS)
+    assert _button_urls(report) == []
+    assert any("drillbook evidence show 907" in str(b) for b in report.main.blocks)
+
+
+def test_record_url_is_the_path_the_evidence_pages_serve():
+    from drillbook.web import URL_PREFIX, record_url
+
+    assert (
+        record_url("http://airflow.example:8080/", 7) == f"http://airflow.example:8080{URL_PREFIX}/record/7"
+    )
+    assert record_url("https://ops.example/airflow", 12) == "https://ops.example/airflow/drillbook/record/12"

@@ -19,7 +19,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/drillbook"
+from drillbook.web import URL_PREFIX
+
 LEDGER_CONNECTION = "drillbook_ledger"
 
 

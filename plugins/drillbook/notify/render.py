@@ -139,6 +139,15 @@ def _partial(result: DrillResult) -> str:
     )
 
 
+def evidence_url(record: LedgerRecord | None, ctx: RunContext | None, base_url: str) -> str | None:
+    """The record's evidence page in the Airflow UI; None without a record or for a terminal run (no UI)."""
+    if record is None or task_log_url(ctx, base_url) is None:
+        return None
+    from drillbook.web import record_url
+
+    return record_url(base_url, record.seq)
+
+
 def evidence_text(record: LedgerRecord | None) -> str:
     if record is None:
         return "Evidence: *not recorded* (no ledger configured for this run)"
@@ -191,7 +200,11 @@ def render_result(
             )
         )
     blocks.append(context(evidence_text(record)))
-    blocks.append(buttons([("Task log", log_url)]))
+    blocks.append(
+        buttons(
+            [("Task log", log_url), ("Evidence record", evidence_url(record, ctx, options.airflow_base_url))]
+        )
+    )
 
     codes = ", ".join(f.code for f in top) + (f" and {rest} more" if rest > 0 else "")
     fallback = f"{verdict}: {esc(result.drill)} ({result.kind}) on {esc(result.target)}" + (

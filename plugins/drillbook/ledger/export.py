@@ -181,15 +181,20 @@ def _list_select(conn: Any, flt: Filter, limit: int | None, newest_first: bool) 
         )
         codes = "finding_codes" if cur.fetchone() else _CODES_FROM_RESULT
     # ORDER BY the table's bigint seq (``e.seq``): a bare ``seq`` names the output column, the text, and sorted
-    # "999" before "1000" (newest first was wrong across a digit boundary). With a time window the rows come
-    # from the recorded_at index and are sorted (``e.seq + 0``: the same order, no index): the planner would
-    # otherwise walk the primary key from the newest record down to the window, since it cannot know that seq
-    # and time rise together (1 s instead of 0.14 s for the default 50 rows of a month a year back).
-    order = "e.seq + 0" if flt.since is not None or flt.until is not None else "e.seq"
+    # "999" before "1000" (newest first was wrong across a digit boundary). With a time window the rows are
+    # ordered by (recorded_at, seq), which the recorded_at index returns as they are, so the rows stream with
+    # no sort and a LIMIT stops after its rows: the default 50 rows of a ten-month window cost 8 ms instead of
+    # 1.2 s (the whole window read and sorted by seq), and a month listed whole ~10% less. On a chain that
+    # verifies it is the seq order exactly: ``evidence verify`` fails a record stamped earlier than the one
+    # before it (the seal stamps each record under the chain lock); a backdated row is listed at its time, its
+    # seq showing where it is in the chain.
+    order = (
+        "e.recorded_at {dir}, e.seq {dir}" if flt.since is not None or flt.until is not None else "e.seq {dir}"
+    ).format(dir="DESC" if newest_first else "ASC")
     sql = (
         f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "
         f"record_type, kind, drill, verdict, array_to_string(controls, ','), coalesce({codes}, ''), "
-        f"run_id, left(hash, 12) FROM {TABLE} e WHERE {where} ORDER BY {order} {'DESC' if newest_first else 'ASC'}"
+        f"run_id, left(hash, 12) FROM {TABLE} e WHERE {where} ORDER BY {order}"
     )
     if limit:
         sql += " LIMIT %s"

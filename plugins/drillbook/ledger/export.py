@@ -189,7 +189,9 @@ def _list_select(conn: Any, flt: Filter, limit: int | None, newest_first: bool) 
     # before it (the seal stamps each record under the chain lock); a backdated row is listed at its time, its
     # seq showing where it is in the chain.
     order = (
-        "e.recorded_at {dir}, e.seq {dir}" if flt.since is not None or flt.until is not None else "e.seq {dir}"
+        "e.recorded_at {dir}, e.seq {dir}"
+        if flt.since is not None or flt.until is not None
+        else "e.seq {dir}"
     ).format(dir="DESC" if newest_first else "ASC")
     sql = (
         f"SELECT seq::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "

@@ -272,6 +272,14 @@ def test_evidence_button_links_the_record_page_only_where_there_is_a_ui():
     report = render_result(result, make_record(result, seq=907), cli, options=OPTIONS)
     assert _button_urls(report) == []
     assert any("drillbook evidence show 907" in str(b) for b in report.main.blocks)
+    # Airflow's own log URL names the UI's real address: the evidence link uses it, not the catalogue default
+    airflow_log = (
+        "https://airflow.corp.example/ui/dags/dr_certificates__web_certs/runs/r1/tasks/check?try_number=2"
+    )
+    report = render_result(
+        result, make_record(result, seq=907), make_ctx(log_url=airflow_log), options=RenderOptions()
+    )
+    assert _button_urls(report) == [airflow_log, "https://airflow.corp.example/ui/drillbook/record/907"]
 
 
 def test_record_url_is_the_path_the_evidence_pages_serve():

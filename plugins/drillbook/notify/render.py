@@ -141,10 +141,15 @@ def _partial(result: DrillResult) -> str:
 
 def evidence_url(record: LedgerRecord | None, ctx: RunContext | None, base_url: str) -> str | None:
     """The record's evidence page in the Airflow UI; None without a record or for a terminal run (no UI)."""
-    if record is None or task_log_url(ctx, base_url) is None:
+    if record is None or ctx is None or task_log_url(ctx, base_url) is None:
         return None
     from drillbook.web import record_url
 
+    # Airflow's own log URL names the UI's address as Airflow knows it ([api] base_url): the same UI serves
+    # the evidence pages, so its address wins over the catalogue's airflow_base_url (often left at its default)
+    marker = f"/dags/{ctx.dag_id}/"
+    if ctx.log_url and marker in ctx.log_url:
+        base_url = ctx.log_url[: ctx.log_url.rindex(marker)]
     return record_url(base_url, record.seq)
 
 

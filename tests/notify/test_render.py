@@ -280,6 +280,10 @@ def test_evidence_button_links_the_record_page_only_where_there_is_a_ui():
         result, make_record(result, seq=907), make_ctx(log_url=airflow_log), options=RenderOptions()
     )
     assert _button_urls(report) == [airflow_log, "https://airflow.corp.example/ui/drillbook/record/907"]
+    # a log URL of another shape names no UI address we can trust: no evidence button rather than a guess
+    odd = "https://logs.example/view?ti=check"
+    report = render_result(result, make_record(result, seq=907), make_ctx(log_url=odd), options=OPTIONS)
+    assert _button_urls(report) == [odd]
 
 
 def test_record_url_is_the_path_the_evidence_pages_serve():

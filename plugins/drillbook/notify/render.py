@@ -35,6 +35,7 @@ from drillbook.notify.blocks import (
 )
 from drillbook.result import DrillResult, Finding, Verdict
 from drillbook.safety.redact import redact
+from drillbook.web import record_url
 
 if TYPE_CHECKING:
     from drillbook.ledger.store import LedgerRecord
@@ -139,18 +140,17 @@ def _partial(result: DrillResult) -> str:
     )
 
 
-def evidence_url(record: LedgerRecord | None, ctx: RunContext | None, base_url: str) -> str | None:
-    """The record's evidence page in the Airflow UI; None without a record or for a terminal run (no UI)."""
-    if record is None or ctx is None or task_log_url(ctx, base_url) is None:
+def evidence_url(record: LedgerRecord | None, ctx: RunContext | None, log_url: str | None) -> str | None:
+    """The record's evidence page in the Airflow UI that serves ``log_url`` (the run's task log, see
+    ``task_log_url``): the same UI mounts the evidence pages. None without a record or without a log URL
+    (a terminal run has no UI). Airflow's own log URL names the UI's address as Airflow knows it, so that
+    address wins over the catalogue's ``airflow_base_url`` (often left at its default)."""
+    if record is None or ctx is None or log_url is None:
         return None
-    from drillbook.web import record_url
-
-    # Airflow's own log URL names the UI's address as Airflow knows it ([api] base_url): the same UI serves
-    # the evidence pages, so its address wins over the catalogue's airflow_base_url (often left at its default)
-    marker = f"/dags/{ctx.dag_id}/"
-    if ctx.log_url and marker in ctx.log_url:
-        base_url = ctx.log_url[: ctx.log_url.rindex(marker)]
-    return record_url(base_url, record.seq)
+    marker = f"/dags/{quote(ctx.dag_id)}/runs/"
+    if marker not in log_url:
+        return None
+    return record_url(log_url[: log_url.rindex(marker)], record.seq)
 
 
 def evidence_text(record: LedgerRecord | None) -> str:
@@ -205,11 +205,7 @@ def render_result(
             )
         )
     blocks.append(context(evidence_text(record)))
-    blocks.append(
-        buttons(
-            [("Task log", log_url), ("Evidence record", evidence_url(record, ctx, options.airflow_base_url))]
-        )
-    )
+    blocks.append(buttons([("Task log", log_url), ("Evidence record", evidence_url(record, ctx, log_url))]))
 
     codes = ", ".join(f.code for f in top) + (f" and {rest} more" if rest > 0 else "")
     fallback = f"{verdict}: {esc(result.drill)} ({result.kind}) on {esc(result.target)}" + (

@@ -8,6 +8,8 @@ checkpoint is never a starting point; without a trusted checkpoint the walk is f
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -169,26 +171,47 @@ def _awkward_records(ledger) -> None:
     ledger.record(make_result(controls=()), ctx("manual__empty-controls"))
 
 
-def test_streamed_text_is_byte_equal_to_the_seals_expression(ledger, ledger_dsn):
-    """verify streams each record unescaped where nothing needs escaping, else by the seal's expression; the
-    seal hashed ``seal.TEXT_EXPRESSION``. They must be the same bytes for every record, however awkward."""
-    import psycopg
+def _streamed(conn) -> list[tuple[bytes, bytes]]:
+    """(UTF-8 text the walk builds, digest the walk's COPY streams) of every record, in seq order."""
+    from drillbook.ledger.audit import _STREAM, _TEXT
 
-    from drillbook.ledger.audit import _STREAM
+    select = _STREAM.format(table="drillbook_evidence", after=0, upto="")
+    select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
+    digests = [bytes(row[4]) for row in conn.execute(select)]
+    texts = [
+        bytes(t)
+        for (t,) in conn.execute(
+            f"SELECT convert_to({_TEXT}, 'UTF8') FROM drillbook_evidence r ORDER BY r.seq"
+        )
+    ]
+    return list(zip(texts, digests, strict=True))
+
+
+def _sealed(conn) -> list[bytes]:
     from drillbook.ledger.seal import TEXT_EXPRESSION
+
+    return [
+        bytes(text)
+        for (text,) in conn.execute(
+            f"SELECT convert_to(r.prev_hash || ({TEXT_EXPRESSION}), 'UTF8') FROM drillbook_evidence r ORDER BY seq"
+        )
+    ]
+
+
+def test_streamed_text_is_byte_equal_to_the_seals_expression(ledger, ledger_dsn):
+    """verify builds each record's text unescaped where nothing needs escaping, else by the seal's expression;
+    the seal hashed ``seal.TEXT_EXPRESSION``. They must be the same bytes for every record, however awkward,
+    and the digest the walk streams must be the sha256 of exactly those bytes (hashlib's, not the server's)."""
+    import psycopg
 
     _awkward_records(ledger)
     fill(ledger, 2)
-    select = _STREAM.format(table="drillbook_evidence", after=0, upto="")
-    select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
     with psycopg.connect(ledger_dsn) as conn:
-        streamed = conn.execute(select).fetchall()
-        sealed = conn.execute(
-            f"SELECT convert_to(r.prev_hash || ({TEXT_EXPRESSION}), 'UTF8') FROM drillbook_evidence r ORDER BY seq"
-        ).fetchall()
+        streamed, sealed = _streamed(conn), _sealed(conn)
     assert len(streamed) == len(sealed) == 4
-    for (seq, _prev, _hash, _at, text), (expected,) in zip(streamed, sealed, strict=True):
-        assert text.encode() == bytes(expected), seq
+    for seq, ((text, digest), expected) in enumerate(zip(streamed, sealed, strict=True), 1):
+        assert text == expected, seq
+        assert digest == hashlib.sha256(expected).digest(), seq
 
 
 _TEXT_COLUMNS = (
@@ -215,7 +238,6 @@ def test_each_escaping_character_in_each_text_column_takes_the_escaped_branch_an
     healthy ledger would fail. A later edit of that record is still found."""
     import psycopg
 
-    from drillbook.ledger.audit import _STREAM
     from drillbook.ledger.seal import TEXT_EXPRESSION
 
     fill(ledger, 2)
@@ -226,19 +248,10 @@ def test_each_escaping_character_in_each_text_column_takes_the_escaped_branch_an
         f"UPDATE drillbook_evidence r SET hash = encode(sha256(convert_to(r.prev_hash || ({TEXT_EXPRESSION}), "
         "'UTF8')), 'hex') WHERE seq = 2",
     )
-    select = _STREAM.format(table="drillbook_evidence", after=0, upto="")
-    select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
     with psycopg.connect(ledger_dsn, autocommit=True) as conn:
-        conn.execute("SET client_encoding TO 'UTF8'")
-        streamed = [row[4].encode() for row in conn.execute(select)]
-        sealed = [
-            bytes(text)
-            for (text,) in conn.execute(
-                f"SELECT convert_to(r.prev_hash || ({TEXT_EXPRESSION}), 'UTF8') FROM drillbook_evidence r "
-                "ORDER BY seq"
-            )
-        ]
-    assert streamed == sealed and len(sealed) == 2
+        streamed, sealed = _streamed(conn), _sealed(conn)
+    assert [t for t, _ in streamed] == sealed and len(sealed) == 2
+    assert [d for _, d in streamed] == [hashlib.sha256(t).digest() for t in sealed]
     report = ledger.verify(checkpoints=signed, full=True)
     assert report.ok and report.checked == 2, report.message
     tamper(ledger_dsn, f"UPDATE drillbook_evidence SET {column} = 'a' || chr({code}) || 'c' WHERE seq = 2")
@@ -288,34 +301,33 @@ def test_a_copy_cancelled_mid_stream_raises_the_servers_error_and_leaves_the_con
     from drillbook.ledger.audit import _stream
 
     fill(ledger, 1)
-    with psycopg.connect(
-        ledger_dsn, autocommit=True
-    ) as conn:  # ~20 MB of records: more than the socket holds
-        conn.execute("ALTER TABLE drillbook_evidence DISABLE TRIGGER drillbook_evidence_no_update_delete")
+    # ~22 MB of streamed rows (217 bytes each: the walk streams digests, not texts): more than the socket
+    # holds. A plain copy of the table's columns (no generated columns, whose functions cost a bulk insert
+    # into the ledger ~280 us a row); the walk reads whatever table it is given.
+    with psycopg.connect(ledger_dsn, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO drillbook_evidence (record_type, kind, drill, target, verdict, controls, dag_id, run_id, "
-            "task_id, trigger, result, seq, prev_hash, hash, recorded_at) SELECT r.record_type, r.kind, r.drill, "
-            "r.target, r.verdict, r.controls, r.dag_id, 'bulk_' || g, r.task_id, r.trigger, "
-            "json_build_object('pad', repeat('x', 4000)), 0, repeat('0', 64), repeat('0', 64), now() "
-            "FROM drillbook_evidence r, generate_series(1, 5000) g WHERE r.seq = 1"
+            "CREATE TABLE bulk_stream AS SELECT g + 1 AS seq, r.recorded_at, r.record_type, r.kind, r.drill, "
+            "r.target, r.verdict, r.controls, r.dag_id, 'bulk_' || g AS run_id, r.task_id, r.map_index, "
+            "r.try_number, r.trigger, json_build_object('pad', repeat('x', 100)) AS result, "
+            "md5('p' || g) || md5('q' || g) AS prev_hash, md5('h' || g) || md5('i' || g) AS hash "
+            "FROM drillbook_evidence r, generate_series(1, 100000) g WHERE r.seq = 1"
         )
-        conn.execute("ALTER TABLE drillbook_evidence ENABLE TRIGGER drillbook_evidence_no_update_delete")
     with psycopg.connect(ledger_dsn) as conn, psycopg.connect(ledger_dsn, autocommit=True) as other:
         pid = conn.info.backend_pid
         rows = 0
         with pytest.raises(psycopg.errors.QueryCanceled):
             with conn.transaction(), conn.cursor() as cur:
-                for _ in _stream(cur, "drillbook_evidence", 0):
+                for _ in _stream(cur, "bulk_stream", 0):
                     rows += 1
                     if rows == 10:
                         other.execute("SELECT pg_cancel_backend(%s)", (pid,))
-        assert 10 <= rows < 5001
-        assert conn.execute("SELECT count(*) FROM drillbook_evidence").fetchone() == (5001,)
+        assert 10 <= rows < 100_000
+        assert conn.execute("SELECT count(*) FROM bulk_stream").fetchone() == (100_000,)
 
 
 def test_a_session_in_another_client_encoding_hashes_the_utf8_bytes(ledger, ledger_dsn, signed):
-    """The streamed text arrives in the client encoding: a LATIN1 session (which cannot even hold ✓) must
-    still verify, because the walk asks for UTF-8, the bytes that were hashed; and an edit is still found."""
+    """A LATIN1 session (which cannot even hold ✓) must still verify: the walk hashes the UTF-8 bytes the seal
+    hashed (``convert_to``) and reads a bad record's columns in UTF-8; and an edit is still found."""
     from psycopg.conninfo import make_conninfo
 
     from drillbook.ledger.store import Ledger
@@ -334,11 +346,9 @@ def test_a_session_in_another_client_encoding_hashes_the_utf8_bytes(ledger, ledg
 
 
 def test_walk_stream_stops_at_each_kind_of_break():
-    import hashlib
-
     def row(seq: int, prev: str, at: str, text: bytes = b"x") -> tuple[int, str, str, str, bytes]:
-        body = prev.encode() + text + str(seq).encode()
-        return seq, prev, hashlib.sha256(body).hexdigest(), at, body
+        digest = hashlib.sha256(prev.encode() + text + str(seq).encode())
+        return seq, prev, digest.hexdigest(), at, digest.digest()
 
     a = row(1, "0" * 64, "2026-01-01T00:00:00.000000Z")
     b = row(2, a[2], "2026-01-01T00:00:01.000000Z")
@@ -346,5 +356,6 @@ def test_walk_stream_stops_at_each_kind_of_break():
     assert walk_stream([a, b, c]).bad_seq is None
     assert walk_stream([a, c]).bad_seq == 3  # gap
     assert walk_stream([a, row(2, "f" * 64, b[3])]).bad_seq == 2  # link
-    assert walk_stream([a, (*b[:4], b[4] + b" ")]).bad_seq == 2  # body
+    assert walk_stream([a, (*b[:4], hashlib.sha256(b"edited").digest())]).bad_seq == 2  # body
+    assert walk_stream([a, (*b[:4], b"")]).bad_seq == 2  # no digest (a NULL text)
     assert walk_stream([a, row(2, a[2], "2025-12-31T00:00:00.000000Z")]).bad_seq == 2  # time

@@ -226,9 +226,9 @@ def _chain(n: int) -> list[tuple[int, str, str, str, bytes]]:
     rows, prev = [], GENESIS_HASH
     for seq in range(1, n + 1):
         at = f"2026-01-01T00:{seq:02d}:00.000000Z"
-        body = (prev + f'{{"seq":{seq},"at":"{at}"}}').encode()
-        digest = hashlib.sha256(body).hexdigest()
-        rows.append((seq, prev, digest, at, body))
+        sha = hashlib.sha256((prev + f'{{"seq":{seq},"at":"{at}"}}').encode()).digest()
+        digest = sha.hex()
+        rows.append((seq, prev, digest, at, sha))
         prev = digest
     return rows
 
@@ -239,7 +239,7 @@ def _tampered(rows, rng: random.Random):
     how = rng.choice(["edit", "delete", "swap", "backdate", "relink", "renumber"])
     seq, prev, digest, at, body = rows[i]
     if how == "edit":
-        rows[i] = (seq, prev, digest, at, body + b" ")
+        rows[i] = (seq, prev, digest, at, hashlib.sha256(body + b" ").digest())
     elif how == "delete":
         del rows[i]
     elif how == "swap" and i + 1 < len(rows):

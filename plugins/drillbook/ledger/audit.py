@@ -52,9 +52,14 @@ def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoi
     return found + outside, problems
 
 
-# One binary COPY streams what a record's hash covers, built by PostgreSQL from the stored columns in the
-# query drillbook sends (not by the stored function, so a replaced function cannot hide an edit); Python
-# hashes the bytes as they arrive. See ``walk_stream``. JSON escaping is what costs the server: the seal's
+# One binary COPY streams, for every record, the sha256 of what its hash covers, computed by PostgreSQL from
+# the stored columns in the query drillbook sends (not by the stored function, so a replaced function cannot
+# hide an edit) with the built-in ``pg_catalog.sha256`` the seal itself uses; Python compares it with the
+# stored ``hash`` and checks seq, link and time order. See ``walk_stream``. Hashing in the server sends 32
+# bytes a record instead of its ~1.6 KB text (the server writes less than it spends on the hash) and leaves
+# Python ~1 us a record instead of ~5 (hashlib holds the GIL for texts under 2 KB, so the connections'
+# threads could not hash in parallel); the offline check of an export (``verify_export``) still re-encodes
+# every record in Python, independently of any server. JSON escaping is what costs the server: the seal's
 # expression (``seal.TEXT_EXPRESSION``, one ``to_json`` per text column and sixteen concatenations) and
 # ``row_to_json`` of the columns (one call, but it looks up every column's type per row) cost it about
 # twice a bare ordered COPY. Escaping changes a text only when it holds a double quote, a backslash or a
@@ -64,8 +69,8 @@ def _checkpoints(conn: Any, settings: CheckpointSettings) -> tuple[list[Checkpoi
 # ``format`` call, the values spliced without escaping, which is then byte for byte the same text. A NULL in
 # any column (possible only after someone dropped a NOT NULL) also takes the seal's expression, whose
 # result is then NULL like the seal's own. tests/ledger/test_incremental.py holds the two branches byte-equal
-# to the seal's expression on awkward values, one column at a time. Text is sent in the client encoding,
-# so the walk's transaction sets it to UTF8 (the hashed bytes).
+# to the seal's expression on awkward values, one column at a time. ``convert_to`` gives the UTF-8 bytes the
+# seal hashed, whatever the session's client encoding.
 _TS = "to_char(r.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 _PLAIN_TEXTS = "(r.dag_id || r.drill || r.kind || r.prev_hash || r.record_type || r.run_id || r.target || r.task_id || r.trigger || r.verdict)"
 _PLAIN = (
@@ -82,22 +87,23 @@ _UNESCAPED = (
     "r.try_number::text, r.verdict)"
 )
 _TEXT = f"CASE WHEN {_PLAIN} THEN {_UNESCAPED} ELSE r.prev_hash || {seal.TEXT_EXPRESSION} END"
+_DIGEST = f"pg_catalog.sha256(pg_catalog.convert_to({_TEXT}, 'UTF8'))"
 _STREAM = (  # a str.format template: the text's own braces doubled
-    f"COPY (SELECT r.seq, r.prev_hash, r.hash, {_TS}, {_TEXT.replace('{', '{{').replace('}', '}}')} "
+    f"COPY (SELECT r.seq, r.prev_hash, r.hash, {_TS}, {_DIGEST.replace('{', '{{').replace('}', '}}')} "
     "FROM {table} r WHERE r.seq > {after}{upto} ORDER BY r.seq) TO STDOUT (FORMAT binary)"
 )
 
 
 # The binary COPY's rows are read as raw messages and unpacked with one struct call when they have the
-# usual shape (5 fields; seq 8 bytes; prev_hash and hash 64; recorded_at 27; then the text): psycopg's
-# per-row parsing was ~1.4 us of the ~7 us a record costs Python. Any other shape (a forged hash of
+# usual shape (5 fields; seq 8 bytes; prev_hash and hash 64; recorded_at 27; the digest 32): psycopg's
+# per-row parsing was ~1.4 us a record. Any other shape (a forged hash of
 # another length, a year past 9999, a NULL) goes through ``_fields``, which reads any binary row.
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_ROW = struct.Struct(">hiqi64si64si27si")
+_ROW = struct.Struct(">hiqi64si64si27si32s")
 
 
 def _fields(data: bytes) -> tuple[Any, ...]:
-    """(seq, prev_hash, hash, recorded_at, text bytes) of any binary COPY row of these five columns."""
+    """(seq, prev_hash, hash, recorded_at, digest bytes) of any binary COPY row of these five columns."""
     (count,), off, out = struct.unpack_from(">h", data), 2, []
     for _ in range(count):
         (size,) = struct.unpack_from(">i", data, off)
@@ -109,9 +115,9 @@ def _fields(data: bytes) -> tuple[Any, ...]:
         "" if v is None else v.decode("utf-8", "replace") for v in (prev, digest, at)
     )
     if None in (prev, digest, at, body):
-        # A NULL (a column someone made nullable and cleared; the record's text is then NULL too) is a bad
-        # record: an empty hash matches no digest, so the walk stops here and the re-read words it.
-        digest_text, body = "", body or b""
+        # A NULL (a column someone made nullable and cleared; the record's text and digest are then NULL
+        # too) is a bad record: an empty hash matches no digest, so the walk stops here and the re-read words it.
+        digest_text, body = "", bytes(32)
     return (
         None if seq is None else int.from_bytes(seq, "big", signed=True),
         prev_text,
@@ -123,8 +129,10 @@ def _fields(data: bytes) -> tuple[Any, ...]:
 
 def _stream(
     cur: Any, table: str, after: int, upto: int | None = None
-) -> Iterator[tuple[int, str, str, str, bytes | memoryview]]:
-    cur.execute("SET LOCAL client_encoding TO 'UTF8'")  # the bytes hashed are UTF-8, whatever the session had
+) -> Iterator[tuple[int, str, str, str, bytes]]:
+    # The digest is of UTF-8 bytes whatever the session's encoding; the transaction's later reads (the re-read
+    # of a bad record, its name in the report) must hold any character too.
+    cur.execute("SET LOCAL client_encoding TO 'UTF8'")
     bound = "" if upto is None else f" AND r.seq <= {int(upto)}"
     with cur.copy(_STREAM.format(table=table, after=int(after), upto=bound)) as copy:
         # Each row is one CopyData message. psycopg's ``read`` costs ~3.5 us a message (a generator and a wait
@@ -142,9 +150,9 @@ def _stream(
         try:
             while data and bytes(data[:2]) != b"\xff\xff":  # -1 fields: the trailer
                 if len(data) >= fixed:
-                    count, l1, seq, l2, prev, l3, digest, l4, at, size = unpack(data)
-                    if (count, l1, l2, l3, l4, size) == (5, 8, 64, 64, 27, len(data) - fixed):
-                        yield seq, prev.decode(), digest.decode(), at.decode(), data[fixed:]
+                    count, l1, seq, l2, prev, l3, digest, l4, at, l5, sha = unpack(data)
+                    if (count, l1, l2, l3, l4, l5) == (5, 8, 64, 64, 27, 32) and len(data) == fixed:
+                        yield seq, prev.decode(), digest.decode(), at.decode(), sha
                         n, data = get(1)
                         if n <= 0:
                             data = read() if n == 0 else _ended_early(copy, cur)

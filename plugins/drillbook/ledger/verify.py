@@ -23,12 +23,14 @@ Rules this module enforces:
   hash that is missing is reported without guessing which of the two;
 - ``walk_stream`` is the same walk over what ``drillbook.ledger.audit`` streams
   from the database with one binary ``COPY``: (seq, prev_hash, hash,
-  canonical recorded_at, the UTF-8 bytes of ``prev_hash`` + canonical text,
-  built by PostgreSQL from the stored columns in the query drillbook sends,
-  not by a function stored in the database). Python only hashes those bytes
-  with hashlib and compares; nothing is decoded or re-encoded per record. It
-  finds the first bad record; the caller then re-reads that record (and the one
-  before) through ``verify_rows`` so the report's wording is the one above;
+  canonical recorded_at, the sha256 digest of the UTF-8 bytes of
+  ``prev_hash`` + canonical text, built and hashed by PostgreSQL's built-ins
+  from the stored columns in the query drillbook sends, not by a function
+  stored in the database). Python compares that digest with the stored hash;
+  nothing is decoded or re-encoded per record. It finds the first bad record;
+  the caller then re-reads that record (and the one before) through
+  ``verify_rows``, which re-encodes it in Python, so the report's wording is
+  the one above;
 - an export filtered by control or time carries link rows (seq, prev_hash,
   hash, ``omitted``) for the records it leaves out, so its chain is
   contiguous from its first row to the head: a row removed from the file is a
@@ -38,7 +40,6 @@ Rules this module enforces:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -213,7 +214,7 @@ class Walk:
 
 
 def walk_stream(
-    rows: Iterable[tuple[int, str, str, str, bytes | memoryview]],
+    rows: Iterable[tuple[int, str, str, str, bytes]],
     *,
     start_seq: int = 0,
     start_hash: str = GENESIS_HASH,
@@ -222,7 +223,7 @@ def walk_stream(
     expect_head: str | None = None,
     anywhere: bool = False,
 ) -> Walk:
-    """Check (seq, prev_hash, hash, recorded_at text, prev_hash+canonical bytes) rows in seq order.
+    """Check (seq, prev_hash, hash, recorded_at text, sha256 digest of prev_hash+canonical) rows in seq order.
 
     The same four checks as ``verify_rows`` (gap, link, hash, time order), one comparison each; stops at the
     first record that fails any of them and names only its seq (``verify_rows`` then words the report).
@@ -231,17 +232,16 @@ def walk_stream(
     """
     expected_seq, expected = _expected_head(expect_head)
     watched = set(watch)
-    sha = hashlib.sha256
     walk = Walk(
         checked=0, last_seq=start_seq, head=start_hash if start_seq else None, seen_expected=not expected
     )
     prev_seq, prev_hash, prev_at, checked = start_seq, start_hash, start_at, 0
     it = iter(rows)
     if anywhere:
-        for seq, row_prev, digest, at, body in it:
+        for seq, row_prev, digest, at, sha in it:
             walk.first = (seq, row_prev, at)
             prev_seq, prev_hash, prev_at = seq - 1, row_prev, at  # the link is stitch's to check
-            if sha(body).hexdigest() != digest:
+            if sha.hex() != digest:
                 walk.bad_seq = seq
                 return walk
             checked = 1
@@ -251,8 +251,8 @@ def walk_stream(
             if expected and expected_seq in (None, seq) and digest.startswith(expected):
                 walk.seen_expected = True
             break
-    for seq, row_prev, digest, at, body in it:
-        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or sha(body).hexdigest() != digest:
+    for seq, row_prev, digest, at, sha in it:
+        if seq != prev_seq + 1 or row_prev != prev_hash or at < prev_at or sha.hex() != digest:
             walk.bad_seq = seq
             break
         checked += 1

@@ -345,6 +345,33 @@ def test_a_session_in_another_client_encoding_hashes_the_utf8_bytes(ledger, ledg
         latin1.close()
 
 
+@pytest.mark.parametrize(
+    "shadow",
+    [
+        # chosen over to_json(anyelement) from any schema on the path: every text would render as ""
+        "CREATE FUNCTION public.to_json(text) RETURNS json LANGUAGE sql AS $$ SELECT '\"\"'::json $$",
+        # chosen over format(text, VARIADIC "any"): the plain branch's text would be whatever this says
+        "CREATE FUNCTION public.format(text, VARIADIC text[]) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$",
+    ],
+    ids=["to_json", "format"],
+)
+def test_a_function_on_the_sessions_path_takes_no_part_in_the_walk(ledger, ledger_dsn, signed, shadow):
+    """``public`` is on every session's path (and writable by every role on PostgreSQL 14 and older): a
+    function there whose argument types fit better than the built-in's is chosen even though pg_catalog is
+    searched first, and could make an edited record hash as its original. The walk's COPY must use only
+    PostgreSQL's own functions: the healthy ledger still verifies, an edit is still found, and the session's
+    path is back for the rest of the walk (the bad record is re-read by an unqualified table name)."""
+    _awkward_records(ledger)
+    fill(ledger, 2)
+    tamper(ledger_dsn, shadow)
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert report.ok and report.checked == 4, report.message
+    tamper(ledger_dsn, "UPDATE drillbook_evidence SET target = 'elsewhere' WHERE seq = 3")
+    report = ledger.verify(checkpoints=signed, full=True)
+    assert not report.ok and report.reason == "edited" and report.first_bad_seq == 3, report.message
+    assert "drill 'orders_nightly'" in report.message, report.message
+
+
 def test_walk_stream_stops_at_each_kind_of_break():
     def row(seq: int, prev: str, at: str, text: bytes = b"x") -> tuple[int, str, str, str, bytes]:
         digest = hashlib.sha256(prev.encode() + text + str(seq).encode())

@@ -133,6 +133,35 @@ def _stream(
     # The digest is of UTF-8 bytes whatever the session's encoding; the transaction's later reads (the re-read
     # of a bad record, its name in the report) must hold any character too.
     cur.execute("SET LOCAL client_encoding TO 'UTF8'")
+    # The COPY runs with only PostgreSQL's own functions in reach: a function in a schema on the session's path
+    # (``public`` on PostgreSQL 14 and older is writable by every role; a database owner can set the path)
+    # whose argument types match better than the built-in's (``to_json(text)`` over ``to_json(anyelement)``,
+    # ``format`` with text arguments over its variadic one) would be chosen even after pg_catalog and could
+    # make an edited record hash as the original. The table is named by its schema first; the session's path
+    # is restored after the COPY for the walk's later reads.
+    cur.execute(
+        "SELECT pg_catalog.current_setting('search_path'), (SELECT pg_catalog.format('%%I.%%I', n.nspname, "
+        "c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = pg_catalog.to_regclass(%s))",
+        (table,),
+    )
+    path, qualified = cur.fetchone() or ("", None)
+    cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+    ended = False  # the COPY ended cleanly (read to its end): the transaction can take the path back
+    try:
+        yield from _copy_rows(cur, qualified or table, after, upto)
+        ended = True
+    except GeneratorExit:
+        ended = True  # _copy_rows read the rest of the COPY before passing this on
+        raise
+    finally:
+        if ended:
+            cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path,))
+
+
+def _copy_rows(
+    cur: Any, table: str, after: int, upto: int | None
+) -> Iterator[tuple[int, str, str, str, bytes]]:
     bound = "" if upto is None else f" AND r.seq <= {int(upto)}"
     with cur.copy(_STREAM.format(table=table, after=int(after), upto=bound)) as copy:
         # Each row is one CopyData message. psycopg's ``read`` costs ~3.5 us a message (a generator and a wait

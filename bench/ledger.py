@@ -182,7 +182,7 @@ def _child(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 
 
 # ``--verify-workers``: the full verify is timed once per entry (None: the default split, see
-# ``drillbook.ledger.audit.default_workers``), each against the same bare COPY.
+# ``drillbook.ledger.chainstream.default_workers``), each against the same bare COPY.
 VERIFY_WORKERS: list[int | None] = [None]
 
 
@@ -224,7 +224,7 @@ def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
             report = ledger.verify(checkpoints=settings)
             assert report.ok and report.since_seq == since, report.message
 
-        from drillbook.ledger.audit import default_workers
+        from drillbook.ledger.chainstream import default_workers
 
         t_copy = timed(lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence ORDER BY seq"), repeat=2)
         for workers in VERIFY_WORKERS:

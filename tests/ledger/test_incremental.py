@@ -173,15 +173,15 @@ def _awkward_records(ledger) -> None:
 
 def _streamed(conn) -> list[tuple[bytes, bytes]]:
     """(UTF-8 text the walk builds, digest the walk's COPY streams) of every record, in seq order."""
-    from drillbook.ledger.audit import _STREAM, _TEXT
+    from drillbook.ledger.chainstream import STREAM, TEXT
 
-    select = _STREAM.format(table="drillbook_evidence", after=0, upto="")
+    select = STREAM.format(table="drillbook_evidence", after=0, upto="")
     select = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT binary)")
     digests = [bytes(row[4]) for row in conn.execute(select)]
     texts = [
         bytes(t)
         for (t,) in conn.execute(
-            f"SELECT convert_to({_TEXT}, 'UTF8') FROM drillbook_evidence r ORDER BY r.seq"
+            f"SELECT convert_to({TEXT}, 'UTF8') FROM drillbook_evidence r ORDER BY r.seq"
         )
     ]
     return list(zip(texts, digests, strict=True))
@@ -298,7 +298,7 @@ def test_a_copy_cancelled_mid_stream_raises_the_servers_error_and_leaves_the_con
     walk as if the chain ended there, and the connection must stay usable."""
     import psycopg
 
-    from drillbook.ledger.audit import _stream
+    from drillbook.ledger.chainstream import stream
 
     fill(ledger, 1)
     # ~22 MB of streamed rows (217 bytes each: the walk streams digests, not texts): more than the socket
@@ -317,7 +317,7 @@ def test_a_copy_cancelled_mid_stream_raises_the_servers_error_and_leaves_the_con
         rows = 0
         with pytest.raises(psycopg.errors.QueryCanceled):
             with conn.transaction(), conn.cursor() as cur:
-                for _ in _stream(cur, "bulk_stream", 0):
+                for _ in stream(cur, "bulk_stream", 0):
                     rows += 1
                     if rows == 10:
                         other.execute("SELECT pg_cancel_backend(%s)", (pid,))

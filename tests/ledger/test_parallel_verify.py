@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drillbook.ledger import audit
+from drillbook.ledger import chainstream
 from drillbook.ledger.canonical import COLUMNS, GENESIS_HASH, canonical_json, record_hash
 from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.verify import stitch, walk_stream
@@ -212,13 +212,13 @@ def test_a_range_whose_connection_fails_is_walked_on_the_first_one(ledger, ledge
 
 
 def test_default_workers_split_only_long_walks(monkeypatch):
-    monkeypatch.setattr(audit.os, "cpu_count", lambda: 8)
-    assert audit.default_workers(audit.PARALLEL_MIN - 1) == 1
-    assert audit.default_workers(audit.PARALLEL_MIN) == audit.MAX_WORKERS == 4
-    monkeypatch.setattr(audit.os, "cpu_count", lambda: 2)
-    assert audit.default_workers(10**6) == 2
-    monkeypatch.setattr(audit.os, "cpu_count", lambda: None)
-    assert audit.default_workers(10**6) == 1
+    monkeypatch.setattr(chainstream.os, "cpu_count", lambda: 8)
+    assert chainstream.default_workers(chainstream.PARALLEL_MIN - 1) == 1
+    assert chainstream.default_workers(chainstream.PARALLEL_MIN) == chainstream.MAX_WORKERS == 4
+    monkeypatch.setattr(chainstream.os, "cpu_count", lambda: 2)
+    assert chainstream.default_workers(10**6) == 2
+    monkeypatch.setattr(chainstream.os, "cpu_count", lambda: None)
+    assert chainstream.default_workers(10**6) == 1
 
 
 # -- stitch against one walk_stream, every split of a synthetic chain --------------------------------

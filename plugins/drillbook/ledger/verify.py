@@ -21,7 +21,7 @@ Rules this module enforces:
   chain, ``rewritten`` when the record at its seq has another hash. With
   ``expect_head`` given as ``SEQ:HASH`` the same two words are used; a bare
   hash that is missing is reported without guessing which of the two;
-- ``walk_stream`` is the same walk over what ``drillbook.ledger.audit`` streams
+- ``walk_stream`` is the same walk over what ``drillbook.ledger.chainstream`` streams
   from the database with one binary ``COPY``: (seq, prev_hash, hash,
   canonical recorded_at, the sha256 digest of the UTF-8 bytes of
   ``prev_hash`` + canonical text, built and hashed by PostgreSQL's built-ins

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -176,3 +177,41 @@ def unwatch(watchdog: Watchdog | None) -> None:
         watchdog.proc.kill()
     watchdog.proc.wait()
     os.close(watchdog.pipe_w)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a tool started in a session of its own and every process of its group (its workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()  # the group is gone already; make sure the leader is too
+
+
+def run_in_group(argv: list[str], *, timeout: float, **popen: Any) -> subprocess.CompletedProcess[bytes]:
+    """``subprocess.run(argv, capture_output=True, timeout=timeout)`` for a tool that starts workers.
+
+    pgBackRest runs a restore in ``restore:local`` worker processes and Barman copies with rsync; neither
+    inherits the leader's death signal, and ``subprocess.run`` kills only the leader on a timeout. Here
+    the tool gets a session (process group) of its own, dies with this process (``die_with_parent``),
+    and a watchdog (``watch_group``) kills the whole group if this process dies; a timeout, a stop signal
+    (``Interrupted``) or any other exception kills the group before it propagates.
+    """
+    proc: subprocess.Popen[bytes] = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=die_with_parent(),
+        **popen,
+    )
+    watchdog = watch_group(proc.pid)
+    try:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            kill_group(proc)
+            proc.communicate()
+            raise
+    finally:
+        unwatch(watchdog)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -30,9 +30,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -222,14 +220,6 @@ def _feed_plain(
             pass
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the tool and every process of its group (pg_restore's parallel workers)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()  # the group is gone already; make sure the leader is too
-
-
 def run_restore(
     *,
     fmt: str,
@@ -274,7 +264,7 @@ def run_restore(
         if proc.returncode is not None:  # reaped already: its pid (= group id) may be reused
             return
         timed_out.set()
-        kill_group(proc)
+        lifetime.kill_group(proc)
 
     timer = threading.Timer(timeout, _kill)
     timer.daemon = True
@@ -294,7 +284,7 @@ def run_restore(
     finally:
         timer.cancel()
         if proc.poll() is None:
-            kill_group(proc)
+            lifetime.kill_group(proc)
             proc.wait()
         lifetime.unwatch(watchdog)
         if feeder is not None:

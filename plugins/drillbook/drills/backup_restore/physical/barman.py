@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from drillbook.drills.backup_restore.lifetime import run_in_group
 from drillbook.drills.backup_restore.physical import conf_scan
 from drillbook.drills.backup_restore.physical.source import (
     SAFE_NAME_RE,
@@ -172,17 +173,15 @@ class Barman:
         user = self._user()
         argv = [self._binary(), "-c", self.config, *args]
         try:
-            proc = subprocess.run(
+            proc = run_in_group(  # barman recover copies with rsync: its children die with the drill too
                 argv,
+                timeout=timeout_s,
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
                 env=_bare_env(user),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout_s,
-                check=False,
             )
         except subprocess.TimeoutExpired:
             raise PhysicalSourceError(

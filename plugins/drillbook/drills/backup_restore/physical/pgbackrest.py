@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from drillbook.drills.backup_restore.lifetime import die_with_parent
+from drillbook.drills.backup_restore.lifetime import run_in_group
 from drillbook.drills.backup_restore.physical import conf_scan
 from drillbook.drills.backup_restore.physical import source as s
 from drillbook.drills.backup_restore.physical.source import (
@@ -189,7 +189,6 @@ class PgBackRest:
             "cwd": cwd,
             "env": self._env(user.pw_dir if user else os.environ.get("HOME", "/")),
             "stdin": subprocess.DEVNULL,
-            "preexec_fn": die_with_parent(),
         }
         if user is not None:
             kw.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
@@ -197,9 +196,7 @@ class PgBackRest:
 
     def _run(self, *args: str, timeout: float, code: str = "BACKUP_MISSING", cwd: str = "/") -> str:
         try:
-            proc = subprocess.run(
-                self._argv(*args), capture_output=True, timeout=timeout, check=False, **self._kwargs(cwd)
-            )
+            proc = run_in_group(self._argv(*args), timeout=timeout, **self._kwargs(cwd))
         except FileNotFoundError:
             raise PhysicalSourceError(
                 code, f"{self.binary!r} is not installed (apt-get install pgbackrest)"

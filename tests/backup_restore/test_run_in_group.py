@@ -52,9 +52,12 @@ def test_a_tool_that_ends_returns_its_output_and_exit_code():
 
 def test_a_timeout_kills_the_workers_too_not_only_the_leader():
     tag = _tag()
-    with pytest.raises(subprocess.TimeoutExpired):
-        run_in_group(_worker_argv(tag), timeout=1)
-    assert _gone_within(tag, 5), "a worker outlived the timeout"
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            run_in_group(_worker_argv(tag), timeout=1)
+        assert _gone_within(tag, 5), "a worker outlived the timeout"
+    finally:
+        subprocess.run(["pkill", "-f", f"^sleep 300[.]{tag}$"], check=False)
 
 
 def test_a_drill_killed_with_sigkill_takes_the_workers_along():
@@ -78,4 +81,4 @@ def test_a_drill_killed_with_sigkill_takes_the_workers_along():
     finally:
         if drill.poll() is None:
             drill.kill()
-        subprocess.run(["pkill", "-f", f"sleep 300.{tag}"], check=False)
+        subprocess.run(["pkill", "-f", f"^sleep 300[.]{tag}$"], check=False)

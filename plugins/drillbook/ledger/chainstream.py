@@ -6,8 +6,8 @@ Rules this module enforces:
   sends, never by a function stored in the database, and the COPY runs with
   only ``pg_catalog`` on the search path (see the comments above ``TS`` and in ``stream``);
 - Python compares each digest with the stored hash and checks seq, link and
-  time order (``verify.walk_stream``); nothing is decoded or re-encoded per
-  record, and memory is flat in the chain's length;
+  time order (``verify.walk_stream``); no record's text reaches Python, and
+  memory is flat in the chain's length;
 - a long walk is split into consecutive seq ranges on several connections in
   one snapshot and stitched back in seq order (``verify.stitch``), with the
   report a single stream gives; a range that cannot be read on its own

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbook.catalogue import compiled, load_catalogue
+from drillbook.catalogue import compiled, fingerprint, load_catalogue
 from drillbook.catalogue.compiled import cache_key, load_compiled_catalogue
 from drillbook.errors import CatalogueError
 
@@ -147,24 +147,24 @@ def test_changed_bytes_or_code_change_the_key(catalogue_file, monkeypatch):
     assert cache_key(data + b"\n") != key
     import drillbook
 
-    compiled.code_fingerprint.cache_clear()
+    fingerprint.code_fingerprint.cache_clear()
     monkeypatch.setattr(drillbook, "__version__", "99.0.0")
     try:
         assert cache_key(data) != key
     finally:
         monkeypatch.undo()
-        compiled.code_fingerprint.cache_clear()
+        fingerprint.code_fingerprint.cache_clear()
 
 
 # -- the summary the watchdog's DAG file is built from (issue 14: that file no longer loads 1,000 drills) ---------
 def summary_of(path: Path):
-    from drillbook.catalogue.compiled import read_summary
+    from drillbook.catalogue.summary import read_summary
 
     return read_summary(path, cache_root=os.environ["DRILLBOOK_CACHE_DIR"])
 
 
 def summary_file(path: Path) -> Path:
-    from drillbook.catalogue.compiled import summary_key
+    from drillbook.catalogue.summary import summary_key
 
     return (
         Path(os.environ["DRILLBOOK_CACHE_DIR"])
@@ -232,15 +232,15 @@ def test_the_summary_is_not_answered_once_anything_it_stands_for_changed(catalog
         doc = json.loads(entry.read_text())
         doc["code"]["sources"][0][1] = str(catalogue_file)  # absolute: would be read from outside the package
         sources = [tuple(pair) for pair in doc["code"]["sources"]]
-        doc["code"]["fingerprint"] = compiled._fingerprint_of(
-            sources, compiled._package_root()
+        doc["code"]["fingerprint"] = fingerprint.fingerprint_of(
+            sources, fingerprint.package_root()
         )  # else consistent
         entry.write_text(json.dumps(doc))
     assert summary_of(catalogue_file) is None
 
 
 def test_no_summary_stands_for_a_gx_check_or_an_extra_kind(catalogue_file):
-    from drillbook.catalogue.compiled import read_summary
+    from drillbook.catalogue.summary import read_summary
     from drillbook.drills import registry
     from tests.foundation.kinds.pg_ping.kind import KIND
 

@@ -144,7 +144,7 @@ def _shape(dag):
 def test_the_watchdog_dags_from_the_summary_are_those_from_the_catalogue(own_catalogue):
     from drillbook.airflow import watchdog
     from drillbook.airflow.current_catalogue import current_summary
-    from drillbook.catalogue.compiled import CatalogueSummary
+    from drillbook.catalogue.summary import CatalogueSummary
 
     full = _load(own_catalogue)
     summary = current_summary()

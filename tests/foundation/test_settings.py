@@ -27,7 +27,7 @@ NOT_SETTINGS = {
     "drills/certificates/verify.py": "OpenSSL's own SSL_CERT_FILE / SSL_CERT_DIR",
     "drills/data_quality/engine.py": "libpq's own PGHOST default",
     "drills/data_quality/suites.py": "GX_ANALYTICS_ENABLED=false before GX is imported",
-    "catalogue/compiled.py": "XDG_CACHE_HOME, the user's cache base",
+    "catalogue/cache_files.py": "XDG_CACHE_HOME, the user's cache base",
     "drills/backup_restore/dag.py": "PGBACKREST_* / BARMAN_* handed to the physical tools",
     "drills/backup_restore/physical/pgbackrest.py": "HOME handed to pgBackRest",
 }

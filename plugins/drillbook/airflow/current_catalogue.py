@@ -16,8 +16,8 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drillbook.catalogue.compiled import CatalogueSummary, read_summary
 from drillbook.catalogue.names import resolve_catalogue_path
+from drillbook.catalogue.summary import CatalogueSummary, read_summary
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -54,7 +54,7 @@ def current_catalogue() -> Catalogue:
 
 def current_summary() -> CatalogueSummary | Catalogue:
     """What the watchdog and digest DAGs are built from: the summary of the current catalogue when one stands for
-    it (``catalogue.compiled.read_summary``: written after a load whose checks passed, nothing changed since),
+    it (``catalogue.summary.read_summary``: written after a load whose checks passed, nothing changed since),
     else ``current_catalogue()``, which loads it and reports any problem as before."""
     from drillbook.settings import load_settings
 

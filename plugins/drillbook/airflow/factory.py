@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from drillbook.catalogue import Catalogue
-    from drillbook.catalogue.compiled import CatalogueSummary
+    from drillbook.catalogue.summary import CatalogueSummary
 
 GENERIC_BUILDER = "drillbook.airflow.generic:build_dag"  # for a kind that brings no DAG builder of its own
 

@@ -26,8 +26,8 @@ from drillbook.airflow.factory import DagSubject, drill_dag, drill_task
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from drillbook.catalogue.compiled import CatalogueSummary
     from drillbook.catalogue.models import Catalogue
+    from drillbook.catalogue.summary import CatalogueSummary
 
 WATCHDOG_DOC = """The watchdog reads the evidence ledger every hour and pages on-call when a drill
 **did not run** (`DRILL_MISSED`), has produced **only ERROR results** for longer than the grace
@@ -64,7 +64,7 @@ def _now_of(context: dict[str, Any]) -> datetime:
 
 def _loaded(catalogue: Catalogue | CatalogueSummary) -> Catalogue:
     """The catalogue a task works with: the one the DAG was built from, or the current one if that was a summary."""
-    from drillbook.catalogue.compiled import CatalogueSummary
+    from drillbook.catalogue.summary import CatalogueSummary
 
     if isinstance(catalogue, CatalogueSummary):
         from drillbook.airflow.current_catalogue import current_catalogue

@@ -1,6 +1,6 @@
 """Where the catalogue is and the names of schedule presets: the standard library only, no pydantic models.
 
-The watchdog's DAG file reads its catalogue's summary (``catalogue.compiled.read_summary``) without the
+The watchdog's DAG file reads its catalogue's summary (``catalogue.summary.read_summary``) without the
 catalogue's models; what it needs of the catalogue package lives here. ``common`` and ``loader`` re-export
 these names.
 """

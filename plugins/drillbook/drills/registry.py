@@ -109,7 +109,7 @@ class DrillKind:
     checks: tuple[str, ...] = ()  # "module:function": check(drill, catalogue) -> Iterator[Problem]
     # "module:function": inputs(drill, catalogue) -> Iterable[str]: every path the checks read or test, as they
     # name it (a relative one as given: it is stat'ed from the same directory). A kind with checks and no inputs
-    # keeps catalogue.compiled from summarising a catalogue it is in (its verdict could change unseen).
+    # keeps catalogue.summary from summarising a catalogue it is in (its verdict could change unseen).
     inputs: str | None = None
     dag: str | None = None  # "module:function": build_dag(drill, catalogue) -> DAG; None: the generic DAG
     cli: str | None = (

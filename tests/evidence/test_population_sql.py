@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from drillbook.evidence import population_sql
+from drillbook.evidence import population_cache
 from drillbook.evidence.controls import control_rows
 from drillbook.evidence.population import missed_by_drill, occurrence_times, series_of
 from drillbook.evidence.population_sql import control_rows_sql, missed_by_drill_sql, series_tallies
@@ -196,7 +196,7 @@ def test_finished_part_and_open_tail_merge_to_the_whole(ledger_dsn, history, nam
     cuts |= set(rnd.sample(dues, 6)) | {start + timedelta(minutes=1), end}
     cuts |= {start + (end - start) * rnd.random() for _ in range(6)}
     seen = {"hit": 0, "miss": 0, "straddle": 0}
-    before = dict(population_sql.CACHE_STATS)
+    before = dict(population_cache.CACHE_STATS)
     with psycopg.connect(ledger_dsn, autocommit=True) as conn:
         for as_of in (end - timedelta(minutes=50), end + timedelta(days=1)):
             for newest in (0, 3, 10**6):
@@ -214,7 +214,7 @@ def test_finished_part_and_open_tail_merge_to_the_whole(ledger_dsn, history, nam
                 control_rows_sql(conn, cat, start=start, end=end, as_of=as_of, cached=True)
             ) == _view(reference, newest=20)
     for k in seen:
-        seen[k] = population_sql.CACHE_STATS[k] - before[k]
+        seen[k] = population_cache.CACHE_STATS[k] - before[k]
     assert seen["hit"] > 0 and seen["miss"] > 0, seen  # both paths ran
 
 
@@ -238,33 +238,33 @@ def test_a_run_across_the_cut_is_read_whole_and_appended_rows_keep_the_cache(led
                 control_rows(conn, cat, start=start, end=end, as_of=as_of), newest=5
             )
 
-        before = dict(population_sql.CACHE_STATS)
+        before = dict(population_cache.CACHE_STATS)
         check()
         check()
-        assert population_sql.CACHE_STATS["miss"] - before["miss"] == 1
-        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 1
+        assert population_cache.CACHE_STATS["miss"] - before["miss"] == 1
+        assert population_cache.CACHE_STATS["hit"] - before["hit"] == 1
         history.add(
             _utc(2026, 1, 2, 22, 10), drill="hourly", verdict="ERROR"
         )  # appended: the head still holds
         check()
-        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 2
+        assert population_cache.CACHE_STATS["hit"] - before["hit"] == 2
         # one run (mapped: two records) from 23:59:55 to 00:00:06 crosses the cut: split an hour earlier
         history.add(cut - timedelta(seconds=5), drill="hourly", verdict="PASS", run_id="across", map_index=0)
         history.add(cut + timedelta(seconds=6), drill="hourly", verdict="FAIL", run_id="across", map_index=1)
-        before = dict(population_sql.CACHE_STATS)
+        before = dict(population_cache.CACHE_STATS)
         check()
-        assert population_sql.CACHE_STATS["straddle"] == before["straddle"]
-        assert population_sql.CACHE_STATS["miss"] - before["miss"] == 1  # the head up to 23:00, once
+        assert population_cache.CACHE_STATS["straddle"] == before["straddle"]
+        assert population_cache.CACHE_STATS["miss"] - before["miss"] == 1  # the head up to 23:00, once
         check()
-        assert population_sql.CACHE_STATS["hit"] - before["hit"] == 1
+        assert population_cache.CACHE_STATS["hit"] - before["hit"] == 1
         # a run from 17:30 to 00:30 spans every cut tried (midnight, 23, 22, 21 and 18 h): read whole, once
         history.add(
             cut - timedelta(hours=6, minutes=30), drill="hourly", verdict="PASS", run_id="long", map_index=0
         )
         history.add(cut + timedelta(minutes=30), drill="hourly", verdict="ERROR", run_id="long", map_index=1)
-        before = dict(population_sql.CACHE_STATS)
+        before = dict(population_cache.CACHE_STATS)
         check()
-        assert population_sql.CACHE_STATS["straddle"] - before["straddle"] == 1
+        assert population_cache.CACHE_STATS["straddle"] - before["straddle"] == 1
 
 
 def test_the_cache_is_bounded_and_safe_across_threads(ledger_dsn, history):
@@ -293,4 +293,4 @@ def test_the_cache_is_bounded_and_safe_across_threads(ledger_dsn, history):
     with ThreadPoolExecutor(8) as pool:
         for n, got in zip(range(200), pool.map(one, range(200)), strict=True):
             assert got == whole[n % 4], n
-    assert len(population_sql._HEADS) <= population_sql._HEADS_MAX
+    assert len(population_cache._HEADS) <= population_cache._HEADS_MAX

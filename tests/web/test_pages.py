@@ -217,10 +217,10 @@ def test_controls_page_lists_the_newest_exceptions_and_says_how_many_more(seeded
     from tests.evidence.conftest import backup_drill, catalogue
 
     cat = catalogue(backup_drill("orders_nightly", schedule="*/5 * * * *"))
-    from drillbook.evidence import population_sql
+    from drillbook.evidence import population_cache
 
     app = create_app(dsn_provider=lambda: seeded.reader_dsn, user_dependency=user, catalogue=lambda: cat)
-    before = dict(population_sql.CACHE_STATS)
+    before = dict(population_cache.CACHE_STATS)
     with TestClient(app) as c:
         page = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
         again = c.get("/controls", headers={"Authorization": f"Bearer {TOKEN}"}).text
@@ -228,7 +228,7 @@ def test_controls_page_lists_the_newest_exceptions_and_says_how_many_more(seeded
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if datetime.now(UTC) >= today + timedelta(hours=1, seconds=cat.defaults.watchdog.grace):
         # past 01:00 UTC plus the grace: the month before today is read once, then from the cache
-        assert population_sql.CACHE_STATS["hit"] > before["hit"], population_sql.CACHE_STATS
+        assert population_cache.CACHE_STATS["hit"] > before["hit"], population_cache.CACHE_STATS
     page = again  # the answer merged from the cache is the one checked against the reference
     with psycopg.connect(seeded.reader_dsn) as conn:  # the page's default window: 31 days to tomorrow
         (row,) = control_rows(conn, cat, start=today - timedelta(days=30), end=today + timedelta(days=1))

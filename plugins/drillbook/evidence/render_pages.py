@@ -3,6 +3,8 @@
 Every function takes plain rows (dicts as the ledger queries return them) and ``base``, the
 URL prefix the pages live under, and returns a whole document. Ledger values are untrusted:
 they reach the page only through ``esc``/``link``/``href``.
+
+History, record, trends and ledger are here; Controls and Coverage in ``render_control_pages``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _select(name: str, options: Sequence[str], current: str | None) -> str:
     return f'<label>{esc(name)} <select name="{esc(name)}">{"".join(opts)}</select></label>'
 
 
-def _text(name: str, current: str | None, placeholder: str = "") -> str:
+def text_input(name: str, current: str | None, placeholder: str = "") -> str:
+    """A labelled text field of a page's filter form."""
     return (
         f'<label>{esc(name)} <input name="{esc(name)}" value="{esc(current or "")}" '
         f'placeholder="{esc(placeholder)}" size="14"></label>'
@@ -72,10 +75,10 @@ def history_page(
         f'<form class="filters" method="get" action="{href(base, "history")}">'
         + _select("kind", registry.names(), filters.get("kind"))
         + _select("drill", drills, filters.get("drill"))
-        + _text("control", filters.get("control"), "SOC2:A1.2")
+        + text_input("control", filters.get("control"), "SOC2:A1.2")
         + _select("verdict", VERDICTS, filters.get("verdict"))
-        + _text("since", filters.get("since"), "2026-01-01")
-        + _text("until", filters.get("until"), "2026-03-31")
+        + text_input("since", filters.get("since"), "2026-01-01")
+        + text_input("until", filters.get("until"), "2026-03-31")
         + '<button type="submit">Filter</button></form>'
     )
     control = filters.get("control")
@@ -233,8 +236,8 @@ def trends_page(
     form = (
         f'<form class="filters" method="get" action="{href(base, "trends")}">'
         + _select("drill", drills, drill)
-        + _text("since", since)
-        + _text("until", until)
+        + text_input("since", since)
+        + text_input("until", until)
         + '<button type="submit">Show</button></form>'
     )
     if drill is None:
@@ -257,202 +260,6 @@ def trends_page(
         table(("month", "runs", "pass rate"), [(esc(m), esc(n), f"{rate:.1f} %") for m, rate, n in months]),
     ]
     return document("Trends", "".join(body), nav="trends", base=base)
-
-
-def controls_page(rows: Sequence[dict[str, Any]], *, since: str, until: str, base: str) -> str:
-    """One row per control id: runs, passes, exceptions (each with its date), newest result, status in words."""
-    out = []
-    for r in rows:
-        exceptions = r["exceptions"] or []
-        listed = "<br>".join(
-            f"{link(href(base, f'record/{e[0]}'), e[1])} {esc(e[2])} {esc(e[3])}" for e in exceptions
-        )
-        if r["exception_count"] > len(exceptions):
-            listed += f"<br>… and {r['exception_count'] - len(exceptions)} more"
-        if r["exception_count"]:
-            status = f'<span class="warn">{r["exception_count"]} exception(s) in {r["runs"]} runs</span>'
-        else:
-            status = f"every one of {r['runs']} runs passed"
-        out.append(
-            (
-                link(href(base, "history", control=r["control"], since=since, until=until), r["control"]),
-                esc(", ".join(sorted(r["drills"] or []))),
-                esc(r["runs"]),
-                esc(r["passes"]),
-                listed or "none",
-                verdict_badge(r["newest_verdict"] or "") + " " + fmt_time(r["newest_at"]),
-                status,
-            )
-        )
-    form = (
-        f'<form class="filters" method="get" action="{href(base, "controls")}">'
-        + _text("since", since)
-        + _text("until", until)
-        + '<button type="submit">Show</button></form>'
-    )
-    return document(
-        "Controls",
-        form
-        + table(
-            ("control", "drills", "runs", "passes", "exceptions (FAIL/ERROR)", "newest result", "status"),
-            out,
-            empty="no drill record names a control in this period",
-        ),
-        nav="controls",
-        base=base,
-    )
-
-
-def control_rows_page(
-    rows: Sequence[Any], *, since: str, until: str, base: str, shown: int = 20, pack_note: str = ""
-) -> str:
-    """Controls from the catalogue's population (``drillbook.evidence.controls.ControlRow``): every exception dated.
-
-    Each row links to its evidence pack for the period shown; ``pack_note`` says whether packs are signed."""
-    out = []
-    for r in rows:
-        items = []
-        for e in list(reversed(r.exceptions))[:shown]:  # newest first: the latest failures matter most
-            when = esc(f"{e.at:%Y-%m-%d %H:%M}")
-            when = (
-                link(href(base, "record/" + str(e.seq)), f"{e.at:%Y-%m-%d %H:%M}")
-                if e.seq is not None
-                else when
-            )
-            items.append(f"{when} {esc(e.what)} {esc(e.drill)}")
-        total = r.missed + r.failed  # every exception is a missed occurrence or a FAIL/ERROR run
-        if total > min(shown, len(r.exceptions)):  # the SQL population hands over only the newest ones
-            items.append(
-                f"… and {total - min(shown, len(r.exceptions))} more "
-                + link(href(base, "history", control=r.control, since=since, until=until), "(history)")
-            )
-        newest = (verdict_badge(r.newest.verdict) + " " + fmt_time(r.newest.last_at)) if r.newest else "—"
-        warn = ' class="warn"' if r.status != "VERIFIED" else ""
-        out.append(
-            (
-                link(href(base, "history", control=r.control, since=since, until=until), r.control)
-                + "<br>"
-                + pack_link(base, r.control, since, until),
-                f"<span{warn}>{esc(r.status)}</span><br>{esc(r.status_words)}",
-                esc(r.expected),
-                esc(r.covered),
-                esc(r.runs),
-                esc(r.passes),
-                "<br>".join(items) or "none",
-                newest,
-                esc(", ".join(r.drills)),
-            )
-        )
-    form = (
-        f'<form class="filters" method="get" action="{href(base, "controls")}">'
-        + _text("since", since)
-        + _text("until", until)
-        + '<button type="submit">Show</button></form>'
-    )
-    if pack_note:
-        form += f'<p class="pack-note">{esc(pack_note)}</p>'
-    return document(
-        "Controls",
-        form
-        + table(
-            (
-                "control",
-                "status",
-                "expected",
-                "ran",
-                "runs",
-                "passes",
-                "exceptions (missed, FAIL, ERROR)",
-                "newest",
-                "drills",
-            ),
-            out,
-            empty="the catalogue maps no drill to a control",
-        ),
-        nav="controls",
-        base=base,
-    )
-
-
-def scope_page(items: Sequence[Any], *, since: str, until: str, base: str) -> str:
-    """Coverage from the catalogue's scope (``drillbook.evidence.coverage.ScopeItem``), uncovered first."""
-    out = [
-        (
-            ('<span class="warn">NONE</span>' if not i.covered else "PASSING"),
-            esc(i.what),
-            esc(i.name),
-            link(href(base, "history", drill=i.drill, since=since, until=until), i.drill),
-            fmt_time(i.last_pass) if i.last_pass else "—",
-            esc(i.last_result or "never ran"),
-        )
-        for i in items
-    ]
-    form = (
-        f'<form class="filters" method="get" action="{href(base, "coverage")}">'
-        + _text("since", since)
-        + _text("until", until)
-        + '<button type="submit">Show</button></form>'
-    )
-    return document(
-        "Coverage",
-        form
-        + table(
-            ("passing evidence", "in scope", "name", "drill", "last pass", "newest result"),
-            out,
-            empty="nothing in scope",
-        ),
-        nav="coverage",
-        base=base,
-    )
-
-
-def coverage_page(
-    rows: Sequence[dict[str, Any]], *, since: str, until: str, scope_from: str, base: str
-) -> str:
-    """What is in scope against what was drilled: anything without passing evidence in the period first."""
-    out = []
-    for r in rows:
-        newest, green = r["newest"], r["green"]
-        if green:
-            status = (
-                "passing evidence: "
-                + link(href(base, "record/" + str(green["seq"])), green["seq"])
-                + " "
-                + fmt_time(green["recorded_at"])
-            )
-        else:
-            status = '<span class="warn">NO PASSING EVIDENCE in this period</span>'
-        if newest:
-            last = (
-                verdict_badge(newest["verdict"])
-                + " "
-                + link(href(base, "record/" + str(newest["seq"])), newest["seq"])
-            )
-        else:
-            last = '<span class="warn">never ran in this period</span>'
-        out.append(
-            (
-                esc(r["kind"]),
-                link(href(base, "history", drill=r["drill"], since=since, until=until), r["drill"]),
-                esc(newest["target"]) if newest else "—",
-                last,
-                status,
-            )
-        )
-    form = (
-        f'<form class="filters" method="get" action="{href(base, "coverage")}">'
-        + _text("since", since)
-        + _text("until", until)
-        + '<button type="submit">Show</button></form>'
-    )
-    return document(
-        "Coverage",
-        form
-        + f"<p class=muted>in scope: {esc(scope_from)}</p>"
-        + table(("kind", "drill", "target", "newest run", "evidence"), out, empty="nothing in scope"),
-        nav="coverage",
-        base=base,
-    )
 
 
 def _verify_line(v: dict[str, Any], *, base: str) -> str:

@@ -44,6 +44,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.background import BackgroundTask
 
 from drillbook.errors import ConfigurationError, ConnectionNotConfigured, DrillbookError
+from drillbook.evidence import render_control_pages as control_pages
 from drillbook.evidence import render_pages as pages
 from drillbook.ledger.query import Filter
 from drillbook.safety.redact import redact
@@ -542,7 +543,7 @@ def create_app(
             if cat is not None:
                 from drillbook.evidence.population_sql import control_rows_sql
 
-                return pages.control_rows_page(  # the newest 20 exceptions per control, and how many in all
+                return control_pages.control_rows_page(  # the newest 20 exceptions per control, and how many in all
                     control_rows_sql(conn, cat, start=start, end=end, newest=20, cached=True),
                     since=since_s,
                     until=until_s,
@@ -550,7 +551,7 @@ def create_app(
                     pack_note=pack_note(_signing(pack_settings)),
                 )
             rows = queries.controls_summary(conn, since=start, until=end)
-        return pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
+        return control_pages.controls_page(rows, since=since_s, until=until_s, base=base_of(request))
 
     @app.get("/coverage", response_class=HTMLResponse)
     def coverage(request: Request, since: str | None = None, until: str | None = None) -> str:
@@ -560,14 +561,14 @@ def create_app(
             if cat is not None:
                 from drillbook.evidence.coverage import coverage as scope_coverage
 
-                return pages.scope_page(
+                return control_pages.scope_page(
                     scope_coverage(conn, cat, start=start, end=end),
                     since=since_s,
                     until=until_s,
                     base=base_of(request),
                 )
             rows = queries.coverage(conn, since=start, until=end)
-        return pages.coverage_page(
+        return control_pages.coverage_page(
             rows,
             since=since_s,
             until=until_s,

@@ -313,7 +313,7 @@ def test_the_web_verify_button_walks_one_stream(monkeypatch):
     """The api-server's Verify runs one walk at a time and must not fan it out over connections and cores."""
     from drillbook.ledger.records import VerifyReport
     from drillbook.ledger.store import Ledger
-    from drillbook.web.app import verify_with
+    from drillbook.web.ledger_route import verify_with
 
     seen: dict = {}
 

@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 
 from drillbook.evidence.pack_verify import verify_pack
 from drillbook.ledger.checkpoint import CheckpointSettings, generate_key_hex
-from drillbook.web.app import PACK_MAX_DAYS, create_app, pack_filename
+from drillbook.web.app import create_app
+from drillbook.web.pack_download import PACK_MAX_DAYS, pack_filename
 from tests.evidence.conftest import backup_drill, catalogue
 from tests.web.test_pages import TOKEN, user
 

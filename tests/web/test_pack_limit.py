@@ -26,7 +26,8 @@ from fastapi import HTTPException, Request
 
 from drillbook.evidence.pack_verify import verify_pack
 from drillbook.ledger.checkpoint import CheckpointSettings, generate_key_hex
-from drillbook.web.app import create_app, csrf_token, verify_with
+from drillbook.web.app import create_app
+from drillbook.web.ledger_route import csrf_token, verify_with
 from drillbook.web.pack_gate import PackGate
 from tests.evidence.conftest import backup_drill, catalogue
 

@@ -13,7 +13,8 @@ import pytest
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
-from drillbook.web.app import create_app, csrf_token, verify_with
+from drillbook.web.app import create_app
+from drillbook.web.ledger_route import csrf_token, verify_with
 from tests.web.conftest import HOSTILE
 
 TOKEN = "session-token-of-an-airflow-user"

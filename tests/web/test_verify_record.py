@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from drillbook.ledger.store import Ledger
-from drillbook.web.app import create_app, csrf_token, verify_with
+from drillbook.web.app import create_app
+from drillbook.web.ledger_route import csrf_token, verify_with
 from tests.web.conftest import ledger_writer
 from tests.web.test_pages import TOKEN, user
 

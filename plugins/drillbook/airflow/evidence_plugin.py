@@ -66,7 +66,8 @@ def build_app() -> Any:
     from fastapi import Request
 
     from drillbook.ledger.checkpoint import CheckpointSettings
-    from drillbook.web.app import create_app, verify_with
+    from drillbook.web.app import create_app
+    from drillbook.web.ledger_route import verify_with
 
     airflow_user.__annotations__["request"] = Request  # FastAPI injects the request by this annotation
     # the plugin is an entry point: its checkpoint settings (trusted key, outside copy) read once, here

@@ -126,7 +126,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     catalogue = load_catalogue(args.catalogue, gx_suites=settings_of(args).suite_check_for("cli"))
     start, end = _period(args)
     settings = CheckpointSettings.from_settings(settings_of(args))
-    with _ledger(args) as ledger:  # the evidence pages' download runs the same build_pack (drillbook.web.app)
+    with _ledger(args) as ledger:  # the pages' download runs this build_pack (drillbook.web.pack_download)
         result, report = build_pack(
             ledger,
             catalogue,

@@ -252,6 +252,7 @@ def main() -> int:
         import cryptography.x509.verification  # noqa: F401
 
         import drillbook.drills.certificates
+        import drillbook.drills.certificates.endpoints
         import drillbook.drills.certificates.files
         import drillbook.drills.certificates.probe
         import drillbook.drills.certificates.verify

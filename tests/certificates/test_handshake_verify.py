@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import drillbook.drills.certificates.drill as drill_module
+import drillbook.drills.certificates.endpoints as endpoints_module
 import drillbook.drills.certificates.verify as verify
 from drillbook.drills.certificates import check_endpoints
 from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
@@ -54,11 +54,11 @@ def _both_ways(monkeypatch, specs: list[EndpointSpec]) -> tuple[list[DrillResult
         seen.append(presented[0].subject.rfc4514_string())
         return real(presented, **kw)
 
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 0)
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 0)
     monkeypatch.setattr(verify, "verify_chain", recording)
     fast = check_endpoints(_drill(specs), now=at)
     monkeypatch.setattr(verify, "verify_chain", real)
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 10**9)
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 10**9)
     slow = check_endpoints(_drill(specs), now=at)
     return fast, slow, seen
 
@@ -134,7 +134,7 @@ def _server_context(pki, issued, name: str) -> ssl.SSLContext:
 
 
 def test_one_connection_for_a_trusted_chain_two_for_a_refused_one(pki, monkeypatch):
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 0)
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 0)
     good = _CountingServer(_server_context(pki, make_leaf(pki.inter), "count-good"))
     bad = _CountingServer(
         _server_context(
@@ -155,7 +155,7 @@ def test_one_connection_for_a_trusted_chain_two_for_a_refused_one(pki, monkeypat
 
 def test_a_refused_chain_whose_second_connection_fails_is_an_error_never_a_pass(pki, monkeypatch):
     """The refused chain cannot be fetched again: the check could not run, so ERROR naming both facts."""
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 0)
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 0)
     other_root = make_ca("root nobody trusts")
     server = _CountingServer(
         _server_context(pki, make_leaf(make_ca("its intermediate", issuer=other_root)), "one-shot"), shots=1
@@ -208,14 +208,16 @@ def test_no_verifying_context_without_anchors_and_the_fast_path_needs_enough_end
     assert ctx.verify_flags == ssl.VERIFY_X509_TRUSTED_FIRST  # no X509_STRICT, no partial chains
     specs = [EndpointSpec(address=f"127.0.0.1:{1000 + i}", ca_bundle=str(pki.bundle)) for i in range(3)]
     drill = _drill(specs)
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 4)
-    assert drill_module._handshake_contexts(drill, specs, None, drill_module.RunMemo()) == {}
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 3)
-    assert set(drill_module._handshake_contexts(drill, specs, None, drill_module.RunMemo())) == {
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 4)
+    assert endpoints_module._handshake_contexts(drill, specs, None, endpoints_module.RunMemo()) == {}
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 3)
+    assert set(endpoints_module._handshake_contexts(drill, specs, None, endpoints_module.RunMemo())) == {
         str(pki.bundle)
     }
     missing = [EndpointSpec(address="127.0.0.1:1", ca_bundle=str(tmp_path / "nope.pem"))] * 3
-    assert drill_module._handshake_contexts(_drill(missing), missing, None, drill_module.RunMemo()) == {}
+    assert (
+        endpoints_module._handshake_contexts(_drill(missing), missing, None, endpoints_module.RunMemo()) == {}
+    )
 
 
 @pytest.mark.parametrize("weak", ["rsa_1024", "sha1"])

@@ -54,9 +54,9 @@ def test_without_libcrypto_a_handshake_verified_chain_passes_and_a_refused_one_e
     """libssl's own verification in the handshake ran for the healthy chain; the refused one needs ctypes: ERROR."""
     from datetime import UTC, datetime, timedelta
 
-    import drillbook.drills.certificates.drill as drill_module
+    import drillbook.drills.certificates.endpoints as endpoints_module
 
-    monkeypatch.setattr(drill_module, "HANDSHAKE_VERIFY_MIN", 0)
+    monkeypatch.setattr(endpoints_module, "HANDSHAKE_VERIFY_MIN", 0)
     root = make_ca("missing-lib fast root")
     inter = make_ca("missing-lib fast inter", issuer=root)
     t = datetime.now(UTC)

@@ -177,7 +177,7 @@ def test_the_digest_counts_expected_runs_with_the_same_rule():
     """A daily drill runs once on a fall-back day: the digest must not expect two (and then count one missed)."""
     from zoneinfo import ZoneInfo
 
-    from drillbook.reporting.digest import expected_runs
+    from drillbook.reporting.scoring import expected_runs
 
     tz = ZoneInfo("Europe/Berlin")
     start = datetime(2026, 10, 25, tzinfo=tz).astimezone(UTC)
@@ -243,7 +243,7 @@ def test_a_negative_drill_with_since_fires_from_since():
 
 
 def test_the_digest_expects_no_run_before_since():
-    from drillbook.reporting.digest import expected_runs
+    from drillbook.reporting.scoring import expected_runs
 
     end = _utc(2026, 1, 20)
     assert expected_runs("30 3 * * *", start=START, end=end) == 19

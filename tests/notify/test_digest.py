@@ -11,7 +11,8 @@ from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.blocks import MAX_BLOCKS, violations
 from drillbook.notify.render import render_digest
 from drillbook.notify.slack import SlackConnection
-from drillbook.reporting.digest import build_scorecard, digest_period, expected_runs, run_digest
+from drillbook.reporting.digest import digest_period, run_digest
+from drillbook.reporting.scoring import build_scorecard, expected_runs
 from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import T0, make_ctx, make_record, make_result
 

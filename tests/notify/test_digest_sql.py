@@ -15,7 +15,7 @@ import pytest
 from drillbook.findings import finding
 from drillbook.ledger.checkpoint import CheckpointSettings
 from drillbook.ledger.store import Ledger
-from drillbook.reporting.digest import DrillAggregate, aggregate_records, aggregate_sql
+from drillbook.reporting.aggregate import DrillAggregate, aggregate_records, aggregate_sql
 from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_result
 

@@ -114,7 +114,7 @@ def _passing_rows(start):
 
 
 def _card(verify):
-    from drillbook.reporting.digest import build_scorecard
+    from drillbook.reporting.scoring import build_scorecard
 
     catalogue = dq_catalogue(controls=["SOC2:PI1.2"])
     end = datetime(2026, 11, 22, 6, tzinfo=UTC)

@@ -144,7 +144,8 @@ def test_the_watchdog_and_failure_evidence_know_the_kind(
     pg_ping: registry.DrillKind, catalogue_file: Path
 ) -> None:
     from drillbook.airflow.failure_evidence import drill_of
-    from drillbook.reporting.watchdog import DrillHistory, assess
+    from drillbook.reporting.assessment import assess
+    from drillbook.reporting.drill_history import DrillHistory
 
     catalogue = load_catalogue(catalogue_file)
     long_ago = datetime(2026, 1, 1, tzinfo=UTC)

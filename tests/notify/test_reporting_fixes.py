@@ -26,7 +26,9 @@ from drillbook.notify.outbox import OutboxSender, read_outbox
 from drillbook.notify.render import render_digest
 from drillbook.notify.router import route_result
 from drillbook.notify.slack import SlackConnection, connection_from_env
-from drillbook.reporting.watchdog import assess_drill, history_from_records, read_history, run_watchdog
+from drillbook.reporting.assessment import assess_drill
+from drillbook.reporting.drill_history import history_from_records, read_history
+from drillbook.reporting.watchdog import run_watchdog
 from drillbook.settings import load_settings  # the test is the entry point: its settings passed down
 from tests.notify.conftest import make_ctx, make_record, make_result
 

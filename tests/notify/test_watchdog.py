@@ -11,14 +11,10 @@ from drillbook.errors import NotificationFailed
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.slack import SlackConnection
-from drillbook.reporting.watchdog import (
-    DrillHistory,
-    assess,
-    assess_drill,
-    history_from_records,
-    plan_drill,
-    run_watchdog,
-)
+from drillbook.reporting.assessment import assess, assess_drill
+from drillbook.reporting.drill_history import DrillHistory, history_from_records
+from drillbook.reporting.incident_state import plan_drill
+from drillbook.reporting.watchdog import run_watchdog
 from tests.notify.conftest import make_ctx, make_result
 
 D = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday

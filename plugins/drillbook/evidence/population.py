@@ -17,14 +17,14 @@ Rules this module enforces:
   run before the period's first due time;
 - an occurrence is due at its scheduled time; its window is [due, next due),
   the last one clipped to the period end. A run (one ``(dag_id, run_id)``, its
-  verdict the worst of its rows, as in ``drillbook.reporting.watchdog.runs_of``) counts
+  verdict the worst of its rows, as in ``drillbook.reporting.drill_history.runs_of``) counts
   for the window its first record falls in; several runs in one window all
   count as runs, and the occurrence's outcome is the NEWEST run's verdict. A
   run before the period's first due time belongs to the previous period's
   occurrence: it counts as a run (and as an exception when it failed) but
   covers no occurrence of this period;
 - an occurrence with no run is MISSED once its due time plus the watchdog's
-  grace (``defaults.watchdog.grace``, the lateness rule of ``drillbook.reporting.watchdog``)
+  grace (``defaults.watchdog.grace``, the lateness rule of ``drillbook.reporting.assessment``)
   is past ``as_of``; before that it is PENDING and counted nowhere;
 - the ledger is read as one SQL aggregate per run (``GROUP BY dag_id, run_id``)
   streamed through a server-side cursor ordered by drill and time, merged with
@@ -58,7 +58,7 @@ VERDICT_RANK = {
     "SKIPPED": 1,
     "FAIL": 2,
     "ERROR": 3,
-}  # as drillbook.reporting.watchdog: the worst row is the run's verdict
+}  # as drillbook.reporting.drill_history: the worst row is the run's verdict
 _RANK_VERDICT = {v: k for k, v in VERDICT_RANK.items()}
 MISSED, PENDING = "MISSED", "PENDING"
 

@@ -16,7 +16,7 @@ Rules this module enforces:
   key, one or many for a summary) and whether they were delivered; a failed
   re-send counts as an attempt and the report stays owed;
 - only 'drill' and 'digest' records are owed here: watchdog incidents keep
-  their own state (``drillbook.reporting.watchdog``), so rows of ``dr_watchdog`` are not
+  their own state (``drillbook.reporting.incident_state``), so rows of ``dr_watchdog`` are not
   read as owed reports;
 - reading is bounded by the number of undelivered reports: delivered ones
   are recognised by their key without looking their record up.

@@ -242,7 +242,7 @@ def _details(result: DrillResult, findings: list[Finding], *, options: RenderOpt
 
 @dataclass(frozen=True)
 class IncidentView:
-    """What the watchdog reports about one drill (see drillbook.reporting.watchdog.Incident)."""
+    """What the watchdog reports about one drill (see drillbook.reporting.assessment.Incident)."""
 
     code: str
     drill: str

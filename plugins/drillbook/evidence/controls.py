@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from drillbook import verdict_order
 from drillbook.evidence.population import (
     MISSED,
     PENDING,
-    VERDICT_RANK,
     Occurrence,
     Run,
     population,
@@ -87,7 +87,7 @@ class ControlRow:
     def newest_verdict(self) -> str | None:
         """The worst of each drill's newest verdict: one drill at risk puts the control at risk."""
         verdicts = [run.verdict for run in self.newest_by_drill.values()]
-        return max(verdicts, key=lambda v: VERDICT_RANK.get(v, 3)) if verdicts else None
+        return verdict_order.worst(verdicts)
 
     @property
     def status(self) -> str:

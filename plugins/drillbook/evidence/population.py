@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from drillbook import verdict_order
 from drillbook.catalogue.common import cron_of, in_force_since
 from drillbook.errors import ConfigurationError
 
@@ -53,13 +54,6 @@ if TYPE_CHECKING:
 MAX_OCCURRENCES = (
     200_000  # a minutely cron over four months; a control's period is rarely more than a year of hourly runs
 )
-VERDICT_RANK = {
-    "PASS": 0,
-    "SKIPPED": 1,
-    "FAIL": 2,
-    "ERROR": 3,
-}  # as drillbook.reporting.drill_history: the worst row is the run's verdict
-_RANK_VERDICT = {v: k for k, v in VERDICT_RANK.items()}
 MISSED, PENDING = "MISSED", "PENDING"
 
 
@@ -233,7 +227,7 @@ def count_occurrences(schedule: str, *, start: datetime, end: datetime, timezone
 # -- reading runs ------------------------------------------------------------------------------------
 _RUNS_SQL = """
 SELECT drill, kind, dag_id, run_id, min(recorded_at) AS first_at, max(recorded_at) AS last_at,
-       max(CASE verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
+       max({rank}) AS rank,
        count(*) AS n, min(seq) AS first_seq, max(seq) AS last_seq
 FROM {table}
 WHERE record_type = 'drill' AND recorded_at >= %s AND recorded_at < %s AND drill = ANY(%s)
@@ -252,7 +246,7 @@ def stream_runs(
 
     with conn.transaction(), conn.cursor(name="drillbook_population_runs", row_factory=tuple_row) as cur:
         cur.itersize = batch
-        cur.execute(_RUNS_SQL.format(table=TABLE), (start, end, drills))
+        cur.execute(_RUNS_SQL.format(table=TABLE, rank=verdict_order.RANK_SQL), (start, end, drills))
         for drill, kind, *run in cur:
             yield run_of(drill, kind, *run)
 
@@ -277,7 +271,7 @@ def run_of(
         run_id=run_id,
         first_at=first_at,
         last_at=last_at,
-        verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+        verdict=verdict_order.verdict_of_rank(rank),
         rows=int(rows),
         first_seq=int(first_seq),
         last_seq=int(last_seq),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from drillbook import verdict_order
 from drillbook.evidence.controls import ControlException
 from drillbook.evidence.population import Run, Series, run_of
 
@@ -48,7 +49,7 @@ sdues AS MATERIALIZED (  -- each series' due times, and how many are past their 
 ),
 runs AS (  -- rows of no series (another kind, a drill not in the catalogue) drop out in the join
     SELECT sd.idx, e.dag_id, e.run_id, min(e.recorded_at) AS first_at, max(e.recorded_at) AS last_at,
-           max(CASE e.verdict WHEN 'ERROR' THEN 3 WHEN 'FAIL' THEN 2 WHEN 'SKIPPED' THEN 1 ELSE 0 END) AS rank,
+           max({rank}) AS rank,
            count(*) AS n, min(e.seq) AS first_seq, max(e.seq) AS last_seq
     FROM {table} e JOIN sdues sd ON sd.drill = e.drill AND sd.kind = e.kind
     WHERE e.record_type = 'drill' AND e.recorded_at >= %(start)s AND e.recorded_at < %(end)s
@@ -193,7 +194,9 @@ def tally_period(
     }
     out = [SeriesTally(series=s) for s in every]
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(_SQL.replace("{table}", TABLE), params)
+        cur.execute(
+            _SQL.replace("{table}", TABLE).replace("{rank}", verdict_order.rank_sql("e.verdict")), params
+        )
         for row in cur.fetchall():
             (idx, runs, passes, failed, covered, missed, e_at, e_what, e_run, e_seq, e_stray, e_first) = row[
                 :12

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from drillbook import verdict_order
+
 if TYPE_CHECKING:
     from drillbook.ledger.records import LedgerRecord
-
-_VERDICT_RANK = {"PASS": 0, "SKIPPED": 1, "FAIL": 2, "ERROR": 3}
 
 
 def _objective(result: dict[str, Any], name: str) -> float | None:
@@ -69,7 +69,7 @@ def aggregate_records(
     for name, by_run in runs.items():
         agg = out[name] = DrillAggregate()
         ordered = sorted(by_run.values(), key=lambda recs: max(r.seq for r in recs))
-        verdicts = [max((r.verdict for r in recs), key=lambda v: _VERDICT_RANK.get(v, 3)) for recs in ordered]
+        verdicts = [max((r.verdict for r in recs), key=verdict_order.rank) for recs in ordered]
         agg.runs, agg.passes, agg.newest_verdict = len(ordered), verdicts.count("PASS"), verdicts[-1]
         agg.failed = sum(1 for v in verdicts if v in ("FAIL", "ERROR"))
         agg.run_starts = [min(r.recorded_at for r in recs) for recs in ordered]
@@ -112,7 +112,7 @@ def _objective_sql(name: str) -> str:
 _PERIOD = (
     "record_type = 'drill' AND recorded_at >= %(start)s AND recorded_at < %(end)s AND drill = ANY(%(drills)s)"
 )
-_RANK = "CASE verdict WHEN 'PASS' THEN 0 WHEN 'SKIPPED' THEN 1 WHEN 'FAIL' THEN 2 ELSE 3 END AS rank"
+_RANK = f"{verdict_order.RANK_SQL} AS rank"
 _RECS_COLUMNS = f"""
 recs AS MATERIALIZED (
     SELECT drill, dag_id, run_id, seq, {_RANK},
@@ -168,7 +168,6 @@ SELECT p.drill, p.runs, p.passes, p.failed, p.newest_rank, m.rto_worst, m.rto_me
                AND f->>'code' IS NOT NULL AND (f->>'severity') IS DISTINCT FROM 'info') AS codes
 FROM per_drill p JOIN measured m USING (drill)
 """
-_RANK_VERDICT = {rank: verdict for verdict, rank in _VERDICT_RANK.items()}
 
 
 def _has_number_columns(cur: Any, table: str) -> bool:
@@ -221,7 +220,7 @@ def aggregate_sql(
                 runs=int(runs),
                 passes=int(passes),
                 failed=int(failed),
-                newest_verdict=_RANK_VERDICT.get(int(rank), "ERROR"),
+                newest_verdict=verdict_order.verdict_of_rank(rank),
                 open_findings=sorted(codes or []),
                 rto=(float(rto_w), float(rto_m)) if rto_w is not None else None,
                 rto_objective=rto_o,

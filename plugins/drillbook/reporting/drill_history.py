@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from drillbook import verdict_order
+
 if TYPE_CHECKING:
     from drillbook.ledger.store import Ledger
 
@@ -24,12 +26,6 @@ HISTORY_DEPTH = (
 PASS_WINDOW_MARGIN = timedelta(
     days=1
 )  # read a little before max_unverified so a run at the edge is read whole
-_VERDICT_RANK = {
-    "PASS": 0,
-    "SKIPPED": 1,
-    "FAIL": 2,
-    "ERROR": 3,
-}  # as drillbook.reporting.aggregate: the worst row is the run's verdict
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,9 @@ def runs_of(records: Iterable[Any]) -> list[RunSummary]:
         if seen is None:
             runs[key] = RunSummary(key=key, at=record.recorded_at, verdict=record.verdict)
             continue
-        worst = max(seen.verdict, record.verdict, key=lambda v: _VERDICT_RANK.get(v, 3))
+        worst = max(
+            seen.verdict, record.verdict, key=verdict_order.rank
+        )  # the worst row is the run's verdict
         runs[key] = RunSummary(key=key, at=max(seen.at, record.recorded_at), verdict=worst)
     return sorted(runs.values(), key=lambda r: r.at, reverse=True)
 

@@ -23,9 +23,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from drillbook import verdict_order
 from drillbook.catalogue.common import in_force_since
 from drillbook.evidence.controls import status_of
-from drillbook.reporting.aggregate import _VERDICT_RANK, DrillAggregate, aggregate_records
+from drillbook.reporting.aggregate import DrillAggregate, aggregate_records
 from drillbook.reporting.scorecard import ControlScore, DrillScore, Scorecard
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def build_scorecard(
         }
         status = status_of(
             **numbers,
-            newest_verdict=max(latest, key=lambda v: _VERDICT_RANK.get(v, 3)) if latest else None,
+            newest_verdict=verdict_order.worst(latest),
             unverifiable=unverifiable,
         )
         controls.append(

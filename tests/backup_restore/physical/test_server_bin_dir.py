@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drillbook.drills.backup_restore import tools
-from drillbook.drills.backup_restore.physical.cluster import RecoveryProblem, server_bin_dir
+from drillbook.drills.backup_restore.physical.restored import RecoveryProblem, server_bin_dir
 
 
 def _fake_bin(root: Path, name: str, version: str, calls: Path) -> Path:

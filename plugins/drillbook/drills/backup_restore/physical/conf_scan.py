@@ -1,6 +1,6 @@
 """Read the settings a restored cluster's configuration files give, in-process, or say that it cannot.
 
-Why: the pre-start safety read (cluster.py) asked the server binary, ``postgres -C``, once per setting (it
+Why: the pre-start safety read (cluster_safety.py) asked the server binary, ``postgres -C``, once per setting (it
 takes one name): fourteen processes, 0.1-0.2 s of a drill on 2 cores, more under load. Most restored
 ``postgresql.auto.conf`` files are a few ``name = 'value'`` lines written by the backup tool, which this
 module reads in well under a millisecond.
@@ -16,7 +16,7 @@ Rules this module enforces:
   PostgreSQL;
 - the answer may only spare the server binary, never decide what the server
   runs with: every setting the pre-start check reads is also forced on the
-  server's command line (cluster.py ``forced_safe_args``), which outranks
+  server's command line (cluster_safety.py ``forced_safe_args``), which outranks
   every file, and after start, before anything else, ``pg_file_settings``
   (PostgreSQL's own parse of the same files) must give exactly what this scan
   read, else ``SCRATCH_UNSAFE`` and the server is stopped. A scan fooled into

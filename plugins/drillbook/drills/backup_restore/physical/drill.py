@@ -38,13 +38,9 @@ from drillbook.drills.backup_restore import measure
 from drillbook.drills.backup_restore.catalogue import BackupRestoreDrill, PitrProof
 from drillbook.drills.backup_restore.lifetime import Interrupted
 from drillbook.drills.backup_restore.physical import archive_check
-from drillbook.drills.backup_restore.physical.cluster import (
-    RECOVERY_TARGETS,
-    ClusterUnsafe,
-    PhysicalCluster,
-    Recovery,
-    RecoveryProblem,
-)
+from drillbook.drills.backup_restore.physical.cluster import PhysicalCluster, Recovery
+from drillbook.drills.backup_restore.physical.cluster_safety import RECOVERY_TARGETS, ClusterUnsafe
+from drillbook.drills.backup_restore.physical.restored import RecoveryProblem
 from drillbook.drills.backup_restore.physical.source import (
     BackupSet,
     Latest,

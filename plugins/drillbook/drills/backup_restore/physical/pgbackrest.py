@@ -25,7 +25,7 @@ Rules this module enforces:
   backslash, a newline). A ``recovery-option=restore_command=...`` in the
   pgBackRest configuration can make it anything, so anything else is
   ``SCRATCH_UNSAFE``, refused before start; the accepted value is then pinned
-  on the server's command line (cluster.py), so no include can replace it.
+  on the server's command line (cluster_safety.py), so no include can replace it.
 """
 
 from __future__ import annotations

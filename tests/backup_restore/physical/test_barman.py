@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from drillbook.drills.backup_restore.physical.barman import LOCAL_RESTORE_COMMAND, Barman
+from drillbook.drills.backup_restore.physical.barman import Barman
+from drillbook.drills.backup_restore.physical.barman_recover import LOCAL_RESTORE_COMMAND
 from drillbook.drills.backup_restore.physical.source import (
     Latest,
     PhysicalSource,

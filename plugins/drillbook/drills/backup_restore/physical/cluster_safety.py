@@ -253,7 +253,7 @@ class SafeCluster(RestoredCluster):
         """Refuse what could reach production; with ``recovery`` (what the restore wrote) also any recovery target
         the server would run with that the drill did not write (the backup's own files, includes, can set one).
 
-        ``restore_command``: the one the restore tool wrote and its source accepted (pgbackrest.py, barman.py);
+        ``restore_command``: the one the restore tool wrote and its source accepted (pgbackrest.py, barman_recover.py);
         it is pinned on the server's command line, so no file or include read after the check can replace it.
         """
         self.restore_command = restore_command

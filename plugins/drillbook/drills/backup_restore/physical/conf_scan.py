@@ -83,7 +83,7 @@ def quoted_settings(path: Path) -> dict[str, str] | None:
     """Every ``name = 'value'`` line a restore tool wrote into ``path`` (names lower-cased, the last line wins).
 
     Lenient where ``scan_file`` is strict: other lines are skipped, not refused. For values the caller then
-    checks exactly and pins on the server's command line (the restore_command: pgbackrest.py, barman.py), so
+    checks exactly and pins on the server's command line (the restore_command: pgbackrest.py, barman_recover.py), so
     a line PostgreSQL would read differently changes nothing the server runs. Read like ``scan_file`` (no
     symlink, no FIFO, at most ``MAX_BYTES``): ``None`` when it cannot be; a missing file is ``{}``.
     """

@@ -260,6 +260,7 @@ def test_toc_listing_that_hangs_is_bounded(pg, tmp_path):
 
     from drillbook.drills.backup_restore import drill as drill_mod
     from drillbook.drills.backup_restore.locate import Artefact
+    from drillbook.drills.backup_restore.restore_phases import list_toc
     from drillbook.drills.base import ResultBuilder
     from drillbook.errors import DrillAborted
     from drillbook.settings import DrillTimeouts
@@ -283,7 +284,7 @@ def test_toc_listing_that_hangs_is_bounded(pg, tmp_path):
     art = Artefact(uri=str(fifo), name=fifo.name, modified=datetime.now(UTC), path=fifo)
     started = time.monotonic()
     with pytest.raises(DrillAborted):
-        run._list_toc(fifo, art)
+        list_toc(run, fifo, art)
     assert time.monotonic() - started < 10
     assert [f.code for f in builder.findings] == ["ARCHIVE_UNREADABLE"]
 

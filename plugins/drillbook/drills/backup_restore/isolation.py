@@ -1,6 +1,6 @@
 """The drill's isolation steps: judge the dump before the restore, the ephemeral cluster, the side-effect audit.
 
-Rules this module enforces (principle 2 and 6; called by drill.py's phases):
+Rules this module enforces (principle 2 and 6; called by the drill's phases, restore_phases.py and scratch_phases.py):
 - ``prescan_phase`` (inspect): a dump that would leave its scratch database is
   refused with ``DUMP_LEAVES_DATABASE`` before anything is restored (prescan.py);
 - ``start_ephemeral`` (restore, ``restore.target: ephemeral``): a private

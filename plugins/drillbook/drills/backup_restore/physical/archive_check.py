@@ -17,7 +17,7 @@ Rules this module enforces:
   that starts no earlier than the one it was made for (else the archive was
   re-created). A state file that does not parse is ignored (everything is
   checked again), never trusted; a segment deleted after it was remembered is
-  caught when recovery ends before it (drill.py, ``WAL_GAP``).
+  caught when recovery ends before it (recover_phases.py, ``WAL_GAP``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The verify ladder's long reads, started early on connections of their own so the server runs them at once.
 
 Why: on a restored physical backup most of the ladder's time is three full reads that
-do not depend on each other: amcheck's heap check (physical/drill.py), the exact row
+do not depend on each other: amcheck's heap check (physical/verify_phases.py), the exact row
 count of the volume rung and amcheck's B-tree checks of the integrity rung. Run one
 after the other they keep one server backend busy at a time; started together, the
 server works on all three (2 cores, 236 MB: 0.48-0.72 s in a row, 0.35-0.40 s at once).

@@ -43,7 +43,6 @@ from drillbook.safety.redact import redact, redact_obj
 from drillbook.settings import DrillTimeouts
 
 KIND = "backup_restore"
-#: Upper bound of ``pg_restore -l`` (it reads only the archive's table of contents).
 log = logging.getLogger(__name__)
 
 

@@ -21,7 +21,6 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +52,6 @@ from drillbook.result import DrillResult, Phase
 from drillbook.safety.redact import redact_obj
 
 KIND = "backup_restore"
-log = logging.getLogger(__name__)
 
 
 def make_source(drill: BackupRestoreDrill, env: Mapping[str, str]) -> PhysicalSource:

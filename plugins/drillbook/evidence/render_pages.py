@@ -10,7 +10,6 @@ History, record, trends and ledger are here; Controls and Coverage in ``render_c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -342,7 +341,3 @@ def ledger_page(status: dict[str, Any], *, verifies: dict[str, Any], csrf: str, 
 
 def error_page(title: str, message: str, *, base: str) -> str:
     return document(title, f'<p class="warn">{esc(message)}</p>', nav="history", base=base)
-
-
-def now_label(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d")

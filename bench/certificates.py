@@ -175,7 +175,7 @@ def cold_caches() -> None:
     """Forget everything a previous drill round cached, so each round does a first run's work."""
     import gc
 
-    from drillbook.drills.certificates import probe, verify, x509facts
+    from drillbook.drills.certificates import tls_connection, verify, x509facts
 
     for cached in (
         x509facts.load_der,
@@ -185,7 +185,7 @@ def cold_caches() -> None:
         verify._store_of,
     ):
         cached.cache_clear()
-    probe._literal_family.cache_clear()
+    tls_connection._literal_family.cache_clear()
     gc.collect()
 
 
@@ -255,6 +255,7 @@ def main() -> int:
         import drillbook.drills.certificates.endpoints
         import drillbook.drills.certificates.files
         import drillbook.drills.certificates.probe
+        import drillbook.drills.certificates.tls_connection
         import drillbook.drills.certificates.verify
         import drillbook.drills.certificates.x509facts  # noqa: F401
 

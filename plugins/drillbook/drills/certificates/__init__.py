@@ -1,7 +1,8 @@
 """The certificates drill: TLS endpoints, certificate files and AWS ACM, one result per certificate source.
 
 Modules, one concern each: ``probe`` (concurrent TLS/STARTTLS probing that
-captures the presented chain), ``x509facts`` (x509 facts; not named ``inspect``: Airflow imports every
+captures the presented chain), ``tls_connection`` (the socket, STARTTLS and handshake of
+one probe), ``x509facts`` (x509 facts; not named ``inspect``: Airflow imports every
 file under plugins/ by its bare name and would shadow the stdlib module), ``verify`` (trust,
 completeness, self-signed), ``openssl_chain`` (OpenSSL's own chain verification, offline),
 ``judge`` (facts -> findings), ``lints`` (profile lints, never trust), ``files`` (PEM/DER

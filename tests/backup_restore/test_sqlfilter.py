@@ -156,16 +156,16 @@ def test_very_long_lines_are_streamed_in_bounded_memory(tmp_path):
 
 
 def test_an_overlong_statement_is_refused_not_held():
-    from drillbook.drills.backup_restore import sqlfilter
+    from drillbook.drills.backup_restore import sqlscan
 
     flt = StatementFilter()
-    old = sqlfilter.MAX_STATEMENT
-    sqlfilter.MAX_STATEMENT = 1 << 16
+    old = sqlscan.MAX_STATEMENT
+    sqlscan.MAX_STATEMENT = 1 << 16
     try:
         out = io.BytesIO()
         filter_stream(io.BytesIO(b"SELECT '" + b"y" * (1 << 17) + b"';\n"), out.write, flt)
     finally:
-        sqlfilter.MAX_STATEMENT = old
+        sqlscan.MAX_STATEMENT = old
     assert flt.refusal is not None and "cannot be judged" in flt.refusal.reason and out.getvalue() == b""
 
 

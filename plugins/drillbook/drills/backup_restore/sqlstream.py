@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable
 from typing import BinaryIO
 
-from drillbook.drills.backup_restore.sqlfilter import MAX_STATEMENT, PIECE, StatementFilter
+from drillbook.drills.backup_restore.sqlfilter import PIECE, StatementFilter
+from drillbook.drills.backup_restore.sqlscan import MAX_STATEMENT
 
 # after removing "\\\\" pairs, a backslash followed by anything pg_dump does not write
 _BAD_DATA_ESCAPE = re.compile(rb"\\[^Ntnrbfvx0-7]", re.S)

@@ -3,10 +3,7 @@
 Rules this module enforces (principle 2, never write to a source):
 - the guard asks the servers, not the strings: the scratch and source
   connections are compared by what each server says about itself
-  (``pg_control_system().system_identifier`` plus ``pg_postmaster_start_time()``,
-  both executable by PUBLIC on PostgreSQL 15 and 16), so a unix socket, an
-  alias, ``hostaddr`` or ``localhost`` vs ``127.0.0.1`` cannot dress the source
-  up as another server; on the same server, the scratch connection's database
+  (server_identity.py); on the same server, the scratch connection's database
   must not be the source database, and no scratch database may carry the
   source database's name. When the source cannot be asked, nothing is created
   (``SourceUnreachable``): the guard refuses rather than guesses;
@@ -39,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drillbook.drills.backup_restore import scratch_registry as registry
+from drillbook.drills.backup_restore.server_identity import ServerIdentity, server_identity
 from drillbook.errors import ScratchUnsafe
 from drillbook.resources import pg
 
@@ -80,44 +78,6 @@ log = logging.getLogger(__name__)
 
 class SourceUnreachable(ScratchUnsafe):
     """The source server could not be asked who it is, so the guard cannot tell it from scratch."""
-
-
-@dataclass(frozen=True)
-class ServerIdentity:
-    """What a server says about itself; two connections reach one server when these are equal."""
-
-    system_identifier: int | None
-    started_at: datetime
-    port: str
-    database: str
-
-    def same_server(self, other: ServerIdentity) -> bool:
-        # A clone restored from the source's base backup shares system_identifier but not its
-        # start time; one server reached twice shares both. Without system_identifier (EXECUTE
-        # revoked), start time to the microsecond and port still tell servers apart.
-        if (
-            self.system_identifier is not None
-            and other.system_identifier is not None
-            and self.system_identifier != other.system_identifier
-        ):
-            return False
-        return self.started_at == other.started_at and self.port == other.port
-
-
-def server_identity(conn: Any) -> ServerIdentity:
-    """Ask the server behind ``conn`` who it is (needs no privilege beyond CONNECT)."""
-    row = conn.execute(
-        "select pg_postmaster_start_time(), current_setting('port'), current_database()"
-    ).fetchone()
-    sysid = None
-    try:
-        with conn.transaction():
-            got = conn.execute("select system_identifier from pg_control_system()").fetchone()
-            sysid = int(got[0]) if got else None
-    except Exception as exc:  # EXECUTE revoked by an administrator: start time and port still identify
-        if type(exc).__name__ != "InsufficientPrivilege":
-            raise
-    return ServerIdentity(system_identifier=sysid, started_at=row[0], port=str(row[1]), database=str(row[2]))
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,7 @@ class ScratchGuard:
         self._release(name)
         return True
 
-    def _drop_now(self, conn: Any, name: str, *, retry_s: float = DROP_RETRY_S) -> None:
+    def _drop_now(self, conn: Any, name: str) -> None:
         """Drop ``name`` as its owner: no new connections, end our own sessions, plain DROP, bounded retries."""
         import psycopg
 
@@ -319,7 +319,7 @@ class ScratchGuard:
         # The owner may do both; a superuser's other sessions then cannot reconnect either.
         conn.execute(f"ALTER DATABASE {ident} ALLOW_CONNECTIONS false")
         conn.execute(f"ALTER DATABASE {ident} CONNECTION LIMIT 0")
-        deadline = time.monotonic() + retry_s
+        deadline = time.monotonic() + DROP_RETRY_S  # read at call time: a test shortens it
         delay = 0.1
         while True:
             conn.execute(

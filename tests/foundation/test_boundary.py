@@ -82,7 +82,7 @@ def test_botocore_without_a_region_is_a_configuration_error(monkeypatch):
 
 
 def test_a_resolver_aws_client_maps_the_same_way(monkeypatch):
-    from drillbook.resources.resolver import AwsClientFactory
+    from drillbook.resources.aws import AwsClientFactory
 
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from drillbook.errors import ConfigurationError, ConnectionNotConfigured, NotificationFailed
-from drillbook.resources.resolver import AwsClientFactory, EnvConnections, Resolver
+from drillbook.resources.aws import AwsClientFactory
+from drillbook.resources.resolver import EnvConnections, Resolver
 from drillbook.settings import load_settings
 
 pytestmark = pytest.mark.airflow

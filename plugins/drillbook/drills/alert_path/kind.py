@@ -29,6 +29,6 @@ KIND = DrillKind(
     dag="drillbook.drills.alert_path.dag:build_dag",
     cli="drillbook.drills.alert_path.cli",
     tags=("slack", "sns_sqs", "webhook"),
-    negative="drillbook.drills.negative:broken_alert_path",
+    negative="drillbook.drills.negative_inputs:broken_alert_path",
     expected_negative=frozenset({"ALERT_PATH_UNREACHABLE", "ALERT_NOT_DELIVERED"}),
 )

@@ -88,6 +88,6 @@ KIND = DrillKind(
     inputs="drillbook.drills.backup_restore.kind:check_inputs",
     dag="drillbook.drills.backup_restore.dag:build_dag",
     cli="drillbook.drills.backup_restore.cli",
-    negative="drillbook.drills.negative:broken_backup_restore",
+    negative="drillbook.drills.negative_inputs:broken_backup_restore",
     expected_negative=frozenset({"ARCHIVE_TRUNCATED"}),
 )

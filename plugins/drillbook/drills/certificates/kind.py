@@ -28,6 +28,6 @@ KIND = DrillKind(
     run="drillbook.drills.certificates.kind:run",
     dag="drillbook.drills.certificates.dag:build_dag",
     cli="drillbook.drills.certificates.cli",
-    negative="drillbook.drills.negative:broken_certificates",
+    negative="drillbook.drills.negative_inputs:broken_certificates",
     expected_negative=frozenset({"CERT_EXPIRED"}),
 )

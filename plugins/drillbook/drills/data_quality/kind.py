@@ -65,6 +65,6 @@ KIND = DrillKind(
     inputs="drillbook.drills.data_quality.kind:check_inputs",
     dag="drillbook.drills.data_quality.dag:build_dag",
     cli="drillbook.drills.data_quality.cli",
-    negative="drillbook.drills.negative:broken_data_quality",
+    negative="drillbook.drills.negative_inputs:broken_data_quality",
     expected_negative=frozenset({"DQ_EXPECTATION_FAILED"}),
 )

@@ -9,7 +9,7 @@ from drillbook.ledger.records import VerifyReport
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.blocks import MAX_BLOCKS, violations
-from drillbook.notify.render import render_digest
+from drillbook.notify.render_digest import render_digest
 from drillbook.notify.slack import SlackConnection
 from drillbook.reporting.digest import digest_period, run_digest
 from drillbook.reporting.scoring import build_scorecard, expected_runs

@@ -23,7 +23,7 @@ from drillbook.ledger.records import VerifyReport
 from drillbook.ledger.store import Ledger
 from drillbook.notify import Notifier, SlackSender
 from drillbook.notify.outbox import OutboxSender, read_outbox
-from drillbook.notify.render import render_digest
+from drillbook.notify.render_digest import render_digest
 from drillbook.notify.router import route_result
 from drillbook.notify.slack import SlackConnection, connection_from_env
 from drillbook.reporting.assessment import assess_drill

@@ -104,7 +104,7 @@ def main_digest(args: argparse.Namespace) -> int:
     from drillbook.errors import ConfigurationError
     from drillbook.ledger.checkpoint import CheckpointSettings
     from drillbook.notify.blocks import as_text
-    from drillbook.notify.render import render_digest
+    from drillbook.notify.render_digest import render_digest
     from drillbook.reporting.digest import PRESET_NAMES, run_digest
     from drillbook.safety.redact import redact
 

@@ -118,7 +118,7 @@ def run_digest(
 
     ``checkpoints``: the entry point's ``CheckpointSettings.from_settings(settings)`` (signing key, trusted key).
     """
-    from drillbook.notify.render import render_digest
+    from drillbook.notify.render_digest import render_digest
     from drillbook.run.pipeline import replay_spool
 
     now = now or datetime.now(UTC)

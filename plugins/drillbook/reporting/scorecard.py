@@ -6,7 +6,7 @@ failed, the newest passed and the ledger verifies; a missed run or a FAIL/ERROR 
 is EXCEPTIONS (never "VERIFIED · 1/19 runs"), no run at all is NOT RUN, a newest FAIL/ERROR is
 AT RISK, nothing expected is NOT DUE, and evidence that cannot be trusted (``unverifiable`` set)
 is UNVERIFIABLE, never VERIFIED.
-``scoring`` builds scorecards, ``notify.render`` draws them; both depend on this module and
+``scoring`` builds scorecards, ``notify.render_digest`` draws them; both depend on this module and
 neither on the other.
 """
 

@@ -25,106 +25,29 @@ Rules this module enforces:
   connection or a 4xx), whatever the verdict, with a patient timeout
   (``RESOLVE_TIMEOUT``); the resolve's own result is evidence (``cleanup``) and
   Alertmanager is read again to confirm the canary is no longer active;
-- a connection without a schema is ``http`` (Airflow HttpHook's rule);
-- the full URL, the token and every secret header are registered with
-  ``redact``; evidence shows only ``redact_url(url)``.
+- the target (URL, headers, secrets) is built by ``webhook_target``; evidence
+  shows only ``redact_url(url)``.
 """
 
 from __future__ import annotations
 
-import base64
-import re
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from drillbook.drills.alert_path.canary import Canary
 from drillbook.drills.alert_path.catalogue import WebhookPath
 from drillbook.drills.alert_path.delivery import Delivery
 from drillbook.drills.alert_path.readback import read_back as _read_back
-from drillbook.drills.alert_path.webhook_target import WebhookTarget, am_root, join_url, read_headers
+from drillbook.drills.alert_path.webhook_target import WebhookTarget, am_root, read_headers, webhook_target
 from drillbook.drills.base import ResultBuilder
 from drillbook.errors import ConfigurationError, DrillAborted
 from drillbook.resources.connections import Connection
-from drillbook.safety.redact import register_secret
 
 SEND_ATTEMPTS = 3
 RESEND_SECONDS = 5.0  # a held Alertmanager canary is re-posted this often (Prometheus: resend-delay 1m)
 SEND_ANSWER_MAX_BYTES = 64 * 1024  # a send's answer is a short JSON; beyond this it is not read (nor parsed)
 MAX_RETRY_AFTER = 30.0
-DEFAULT_BASE = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
-DEFAULT_ENDPOINT = {
-    "pagerduty": "/v2/enqueue",
-    "opsgenie": "/v2/alerts",
-    "alertmanager": "/api/v2/alerts",
-    "generic": "",
-}
-_SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|session|cookie")
-_TOKENISH = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-]{16,}$")  # a path segment that looks like a token
-
-
-def _secret_headers(raw: Any) -> dict[str, str]:
-    headers = {str(k): str(v) for k, v in (raw or {}).items()} if isinstance(raw, dict) else {}
-    for name, value in headers.items():
-        if _SECRET_HEADER.search(name) or _TOKENISH.match(value):
-            register_secret(value)
-    return headers
-
-
-def webhook_target(conn: Connection, *, path: WebhookPath) -> WebhookTarget:
-    """Build the send target from an HTTP Connection (HttpHook's base-URL rules); register its secrets."""
-    extra = conn.extra or {}
-    host = conn.host or DEFAULT_BASE.get(path.flavour, "")
-    if not host:
-        raise ConfigurationError(
-            f"webhook connection {conn.conn_id!r} has no host; set it to the endpoint's base URL"
-        )
-    base = host if "://" in host else f"{conn.schema or 'http'}://{host}"  # HttpHook: http when no schema
-    if conn.port:
-        base = f"{base}:{conn.port}"
-    parts = urlsplit(base)
-    endpoint = (
-        path.endpoint
-        or extra.get("endpoint")
-        or ("" if parts.path.strip("/") else DEFAULT_ENDPOINT[path.flavour])
-    )
-    url = join_url(base, endpoint)
-    # the URL itself may be the credential (token in the path, as Slack and many webhooks do)
-    register_secret(url)
-    for segment in urlsplit(url).path.split("/"):
-        if _TOKENISH.match(segment):
-            register_secret(segment)
-    headers = {"Content-Type": "application/json", "User-Agent": "drillbook-alert-drill"}
-    headers.update(_secret_headers(extra.get("headers")))
-    secret = conn.password or extra.get("token") or extra.get("api_key") or extra.get("routing_key")
-    register_secret(secret)
-    routing_key = None
-    if path.flavour == "pagerduty":
-        routing_key = extra.get("routing_key") or conn.password
-        if not routing_key:
-            raise ConfigurationError(
-                f"PagerDuty connection {conn.conn_id!r} has no routing key (password or extra 'routing_key')"
-            )
-    elif path.flavour == "opsgenie" and secret:
-        headers["Authorization"] = f"GenieKey {secret}"
-    elif conn.login and conn.password:
-        headers["Authorization"] = (
-            "Basic " + base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
-        )
-    elif secret:
-        headers["Authorization"] = f"Bearer {secret}"
-    if "Authorization" in headers:
-        register_secret(headers["Authorization"])
-    readback_headers = _secret_headers(extra.get("readback_headers")) or None
-    return WebhookTarget(
-        flavour=path.flavour,
-        url=url,
-        origin=f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}",
-        headers=headers,
-        readback_headers=readback_headers,
-        routing_key=routing_key,
-    )
 
 
 def _body(target: WebhookTarget, canary: Canary, sent_at: datetime | None = None) -> Any:

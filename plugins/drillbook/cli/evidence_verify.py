@@ -3,8 +3,8 @@
 Rules this module enforces:
 - exit codes: 0 success / chain intact, 1 tamper found (``verify`` names the
   first bad record, the checkpoint it contradicts, or the guard that is off),
-  2 bad input or configuration, 3 could not verify (the ledger cannot be
-  reached): a crash or an outage never looks like tampering;
+  2 bad input, configuration, or could not verify (the ledger cannot be
+  reached), as every drillbook command: a crash or an outage never looks like tampering;
 - a file that is not an export (a directory, a device, a pipe, bytes that are not
   UTF-8) is bad input, exit 2, said before a byte of it is read where possible.
 """

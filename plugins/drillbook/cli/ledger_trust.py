@@ -7,7 +7,7 @@ Rules this module enforces:
   not run: ERROR, never 1), like every ledger command;
 - ``evidence checkpoint`` says plainly whether the checkpoint is signed (and
   with which key) or UNSIGNED, and where it was stored;
-- handlers share ``drillbook.cli.ledger_cmds``' DSN rules and exit codes.
+- handlers share ``drillbook.cli.ledger_base``' DSN rules and exit codes with the other ledger commands.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     settings = CheckpointSettings.from_settings(settings_of(args))
     if args.file:
         from drillbook.ledger import checkpoint as cpmod
-        from drillbook.ledger.verify import verify_export
+        from drillbook.ledger.verify_export import verify_export
 
         path = Path(args.file)
         problem = _not_an_export_file(path)

@@ -266,7 +266,7 @@ def _check_files(
 
 
 def _json_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[str, Any]]:
-    from drillbook.ledger.verify import _from_export
+    from drillbook.ledger.verify_export import _from_export
 
     for number, line in enumerate(fh, 1):
         text = line.strip().rstrip(",")
@@ -284,7 +284,7 @@ def _json_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[
 def _csv_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[str, Any]]:
     import sys
 
-    from drillbook.ledger.verify import _from_export
+    from drillbook.ledger.verify_export import _from_export
 
     csv.field_size_limit(sys.maxsize)
     reader = csv.DictReader(fh)

@@ -14,7 +14,7 @@ what to do next.
     │   ├── LedgerNotInitialised  the schema is missing: run ``drillbook ledger init``
     │   ├── LedgerUnavailable     the ledger server cannot be reached or went away mid-write
     │   │   └── EvidenceSpooled   ... and the record was kept in the local evidence spool
-    │   ├── UnreplayableEntry     a spooled entry can never be appended as it stands (ledger.spool)
+    │   ├── UnreplayableEntry     a spooled entry can never be appended as it stands (ledger.spool_replay)
     │   └── ChainBroken           verify found a record that does not match the chain
     ├── ScratchUnsafe             the scratch guard refused a destructive statement
     │   └── SourceUnreachable     ... because the source could not be asked who it is (backup_restore.scratch)

@@ -10,12 +10,9 @@ Rules this module enforces:
   context that forms the idempotency key, the result document), the ledger
   it is owed to (``host:port/dbname``: it is replayed into that ledger only)
   and an ``id``: the sha256 of its own canonical JSON;
-- replay (``Ledger.flush_spool``: the next append, ``drillbook ledger flush``)
-  takes an exclusive ``flock`` on the file, appends the entries in file
-  order through the ledger's ordinary idempotent append, and after each
-  commit appends a ``done`` line naming the entry's id and seq. A replay
-  killed between the commit and the ``done`` line finds the record again by
-  its idempotency key the next time and writes nothing twice;
+- a replay holds an exclusive ``flock`` on the file (``replaying``) and writes
+  a ``done`` line after each commit (``mark_done``); the order and why nothing
+  is written twice: ``drillbook.ledger.spool_replay``;
 - nothing is ever dropped, and nothing blocks forever: a line that does not
   parse (a torn write after a crash) or an entry that can never be appended
   (its result or context no longer validates) is moved, under the lock, to
@@ -37,26 +34,16 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-
-from drillbook.errors import LedgerError, LedgerUnavailable
-from drillbook.safety.redact import redact
-
-if TYPE_CHECKING:
-    from drillbook.ledger.records import LedgerRecord
+from typing import IO, Any
 
 SPOOL_ENV = "DRILLBOOK_SPOOL"
 SPOOL_NAME = "evidence-spool.jsonl"
 REJECTED_SUFFIX = ".rejected"
-
-
-class UnreplayableEntry(LedgerError):
-    """An entry that can never be appended as it stands (its own content is wrong, not the ledger's state)."""
 
 
 def spool_path(path: str | os.PathLike[str]) -> Path:
@@ -315,52 +302,6 @@ class ReplaySession:
         )
         self.state.pending = [e for e in self.state.pending if e.id != entry.id]
         self.state.done += 1
-
-
-@dataclass
-class FlushReport:
-    """What a spool replay did: records written (or found already there), entries left, entries that failed."""
-
-    spool: str
-    records: list[LedgerRecord] = field(default_factory=list)
-    remaining: int = 0
-    other_ledgers: int = 0  # entries owed to another ledger (another DSN), left in the spool
-    failed: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)  # moved to the .rejected file by this replay
-
-
-def replay(spool: EvidenceSpool, *, where: str, append: Callable[[SpoolEntry], LedgerRecord]) -> FlushReport:
-    """Append every pending entry owed to the ledger at ``where``, in order, marking each done after its commit.
-
-    An unreachable ledger stops the replay (the rest stays pending); any other error on one entry is
-    reported and the next entry goes on, so one bad entry cannot block every later write.
-    """
-    report = FlushReport(spool=str(spool.path))
-    if not spool.has_pending():
-        return report
-    with spool.replaying() as session:
-        for entry in [e for e in session.state.pending if e.ledger == where]:
-            try:
-                record = append(entry)
-            except LedgerUnavailable:
-                report.quarantined = list(session.quarantined)
-                raise
-            except UnreplayableEntry as exc:
-                session.reject(entry, redact(str(exc)))
-                continue
-            except Exception as exc:
-                report.failed.append(
-                    f"spool entry {entry.id[:12]} ({entry.record_type} of "
-                    f"{entry.result.get('drill')!r}): {type(exc).__name__}: {redact(str(exc))}"
-                )
-                continue
-            session.mark_done(entry, seq=record.seq)
-            report.records.append(record)
-        report.remaining = sum(1 for e in session.state.pending if e.ledger == where)
-        report.other_ledgers = len(session.state.pending) - report.remaining
-        report.quarantined = list(session.quarantined)
-    return report
 
 
 def _parse(fh: IO[bytes], path: Path) -> SpoolState:

@@ -35,7 +35,8 @@ from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
 from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
 from drillbook.ledger.seal import insert_sealed
-from drillbook.ledger.spool import EvidenceSpool, FlushReport, SpoolEntry, UnreplayableEntry, replay
+from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
+from drillbook.ledger.spool_replay import FlushReport, UnreplayableEntry, replay
 from drillbook.safety.redact import redact
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ class Ledger:
         )
 
     def flush_spool(self) -> FlushReport:
-        """Replay the spool in order through the idempotent append; see ``drillbook.ledger.spool``."""
+        """Replay the spool in order through the idempotent append; see ``drillbook.ledger.spool_replay``."""
         from drillbook.result import DrillResult
         from drillbook.run.context import RunContext
 

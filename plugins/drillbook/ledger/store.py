@@ -1,7 +1,6 @@
 """The evidence ledger: append drill results to a hash-chained, append-only PostgreSQL table.
 
-Rules this module enforces:
-- nothing connects in ``__init__``; the connection opens on first use;
+Rules this module enforces (the connection and the schema check: ``connection``):
 - every append runs in one transaction that takes the chain's transaction-level
   advisory lock, reads the tail, computes ``seq`` = tail + 1 and the hash in
   Python, inserts and commits: concurrent writers queue and the chain never
@@ -22,20 +21,19 @@ Rules this module enforces:
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from drillbook.errors import EvidenceSpooled, LedgerError, LedgerNotInitialised, LedgerUnavailable
+from drillbook.errors import EvidenceSpooled, LedgerError, LedgerUnavailable
 from drillbook.ledger import schema
 from drillbook.ledger.canonical import COLUMNS, normalise
 from drillbook.ledger.checkpoint import Checkpoint, CheckpointSettings
+from drillbook.ledger.connection import LedgerConnection
 from drillbook.ledger.query import Filter
 from drillbook.ledger.records import RECORD_TYPES, LedgerRecord, VerifyReport
 from drillbook.ledger.seal import insert_sealed
-from drillbook.ledger.spool import EvidenceSpool, SpoolEntry
+from drillbook.ledger.spool import SpoolEntry
 from drillbook.ledger.spool_replay import FlushReport, UnreplayableEntry, replay
 from drillbook.safety.redact import redact
 
@@ -66,112 +64,8 @@ def row_to_record(row: dict[str, Any], *, created: bool = False) -> LedgerRecord
     return LedgerRecord(**{name: row[name] for name in COLUMNS}, created=created)
 
 
-class Ledger:
+class Ledger(LedgerConnection):
     """A handle on one evidence ledger database (``DRILLBOOK_LEDGER_DSN`` / ``drillbook_ledger``)."""
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        auto_init: bool = False,
-        connect_timeout: int = 10,
-        spool: EvidenceSpool | str | os.PathLike[str] | None = None,
-    ):
-        """``spool``: an ``EvidenceSpool``, a path (the entry point passes ``Settings.spool_file``), or
-        None (never spool: an unreachable ledger raises)."""
-        if not dsn:
-            raise LedgerError(
-                "no ledger DSN given; set DRILLBOOK_LEDGER_DSN or the drillbook_ledger connection"
-            )
-        self._spool = spool if isinstance(spool, EvidenceSpool) or spool is None else (EvidenceSpool(spool))
-        self._dsn = dsn
-        self._auto_init = auto_init
-        self._connect_timeout = connect_timeout
-        self._schema_checked = False
-
-    def __repr__(self) -> str:
-        return f"Ledger({self.where!r})"
-
-    @functools.cached_property
-    def where(self) -> str:
-        """The ledger's ``host:port/dbname``, for messages (never the credentials)."""
-        from drillbook.resources.pg import describe
-
-        return describe(self._dsn)
-
-    @functools.cached_property
-    def _conn(self) -> Any:
-        import psycopg
-        from psycopg.rows import dict_row
-
-        from drillbook.resources.pg import parse
-
-        parse(self._dsn)  # registers the password with redact before anything can print it
-        try:
-            return psycopg.connect(
-                self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout
-            )
-        except psycopg.OperationalError as exc:
-            raise LedgerUnavailable(
-                f"cannot connect to the evidence ledger at {self.where}: {redact(str(exc))}"
-            ) from None
-
-    @property
-    def spool(self) -> EvidenceSpool | None:
-        """Where records go when the ledger cannot be written (None: nowhere, the error is raised)."""
-        return self._spool
-
-    def close(self) -> None:
-        conn = self.__dict__.pop("_conn", None)
-        if conn is not None:
-            conn.close()
-        self._schema_checked = False
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- schema ---------------------------------------------------------------------------
-    def init_schema(self) -> list[int]:
-        """Create or migrate the schema (idempotent); return the migration versions applied."""
-        applied = schema.apply_migrations(self._conn)
-        self._schema_checked = True
-        if 6 in applied and self._conn.autocommit:
-            # v6 rewrote the table, which clears its visibility map: until a vacuum sets it again the
-            # pages' covering index cannot answer index-only (VACUUM cannot run inside the migration)
-            self._conn.execute(f"VACUUM (ANALYZE) {schema.TABLE}")
-        return applied
-
-    def schema_version(self) -> int:
-        from psycopg.rows import tuple_row
-
-        with self._conn.cursor(row_factory=tuple_row) as cur:
-            return schema.current_version(cur)
-
-    def _ensure_schema(self) -> None:
-        if self._schema_checked:
-            return
-        version = self.schema_version()
-        if version != schema.LATEST_VERSION and self._auto_init:
-            self.init_schema()
-            return
-        if version == 0:
-            raise LedgerNotInitialised(
-                f"the evidence ledger at {self.where} has no schema; run `drillbook ledger init` first"
-            )
-        if version < schema.MIN_WORKING_VERSION:
-            raise LedgerError(
-                f"the evidence ledger at {self.where} is at schema version {version}, this drillbook needs "
-                f"{schema.LATEST_VERSION}; run `drillbook ledger init` to migrate it"
-            )
-        if version > schema.LATEST_VERSION:
-            raise LedgerError(
-                f"the evidence ledger at {self.where} is at schema version {version}, newer than this "
-                f"drillbook knows ({schema.LATEST_VERSION}); upgrade drillbook"
-            )
-        self._schema_checked = True
 
     # -- writing ----------------------------------------------------------------------------
     def record(self, result: DrillResult, ctx: RunContext) -> LedgerRecord:
@@ -443,12 +337,6 @@ class Ledger:
             connect=self._another_connection,
         )
 
-    def _another_connection(self) -> Any:
-        """A second connection with this handle's credentials (a parallel verify's range reader)."""
-        import psycopg
-
-        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._connect_timeout)
-
     def newest_checkpoint(self, *, source_prefix: str = "") -> Checkpoint | None:
         """The newest checkpoint stored in the database whose source starts with ``source_prefix``."""
         from psycopg.rows import tuple_row
@@ -469,9 +357,3 @@ class Ledger:
 
         self._ensure_schema()
         return take_checkpoint(self._conn, _T, source=source, settings=settings or CheckpointSettings())
-
-    @property
-    def connection(self) -> Any:
-        """The open psycopg connection (export and the benchmark stream through it)."""
-        self._ensure_schema()
-        return self._conn

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from drillbook.evidence.pack import FILES, MANIFEST, SIGNATURE, choose_sample, sample_rule, write_pack
+from drillbook.evidence.pack import write_pack
+from drillbook.evidence.pack_format import FILES, MANIFEST, SIGNATURE, choose_sample, sample_rule
 from drillbook.evidence.pack_verify import verify_pack
 from drillbook.ledger.checkpoint import CheckpointSettings, generate_key_hex
 from drillbook.ledger.store import Ledger
@@ -176,7 +177,7 @@ def test_replacing_the_manifest_without_the_key_fails(filled, tmp_path, key):
     )
     # 2. re-signed with another key: caught against the trusted key, and the checkpoints still carry the real key
     other_private, other_public = _key()
-    from drillbook.evidence.pack import MANIFEST_SIG_DOMAIN
+    from drillbook.evidence.pack_format import MANIFEST_SIG_DOMAIN
     from drillbook.ledger.checkpoint import load_private_key
 
     manifest.update(public_key=other_public)

@@ -1,23 +1,6 @@
 """The evidence pack: one zip an auditor takes away for a control and a period, signed, verifiable offline.
 
-Rules this module enforces:
-- the pack holds (names are fixed, see ``FILES``): the control's records as
-  ``records.json`` and ``records.csv`` (the ledger export's canonical form,
-  with link rows for every record left out from the first included one to the
-  head, so the included records form one unbroken chain that a dropped row
-  breaks), ``population.csv`` (every expected occurrence, numbered, with its
-  outcome), ``sample.json`` (the sample, its seed and the rule), ``controls.json``
-  (the control's row with every exception), ``chain.json`` (head, signed
-  checkpoints inside the range), ``oscal-assessment-results.json``, a static
-  ``report.html``, and ``manifest.json`` with the sha256 and size of each file,
-  signed (Ed25519, the checkpoint key) in ``manifest.sig``. Without a key the
-  manifest says ``"signed": false`` and verify refuses to call the pack authentic;
-- the sample size follows the usual audit practice for the control's frequency
-  (the most frequent of its drills): daily or more often 25, weekly 10, monthly 3,
-  quarterly 2, annual 1 (the whole population when smaller). The sample is
-  ``random.Random(seed).sample(range(1, N + 1), k)`` over the numbered rows of
-  population.csv, sorted; the seed is printed, stored in sample.json and chosen
-  at random unless given, so anyone can redraw it;
+Rules this module enforces (what the pack holds and how its sample is drawn: ``pack_format``):
 - streaming: records go from PostgreSQL's COPY into the zip entry; the
   population is written to a temporary file while the control is tallied, then
   copied into the zip while the sampled rows are picked. Nothing holds the
@@ -27,10 +10,6 @@ Rules this module enforces:
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
-import json
-import random
 import secrets
 import tempfile
 import zipfile
@@ -40,6 +19,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from drillbook.errors import ConfigurationError
+from drillbook.evidence.pack_format import (
+    MANIFEST,
+    MANIFEST_SIG_DOMAIN,
+    PACK_FORMAT,
+    POPULATION_HEADER,
+    SIGNATURE,
+    choose_sample,
+    sample_rule,
+)
+from drillbook.evidence.pack_zip import _copy_population, _head_of, _json, _Zip
 
 if TYPE_CHECKING:
     from drillbook.catalogue.models import Catalogue
@@ -47,75 +36,9 @@ if TYPE_CHECKING:
     from drillbook.evidence.population import Occurrence
     from drillbook.ledger.checkpoint import CheckpointSettings
 
-PACK_FORMAT = "drillbook-evidence-pack/1"
-FILES = (
-    "records.json",
-    "records.csv",
-    "population.csv",
-    "sample.json",
-    "controls.json",
-    "chain.json",
-    "oscal-assessment-results.json",
-    "report.html",
-)
-MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
-#: (longest interval between runs, frequency, sample size): AICPA-style sampling for a control's frequency
-SAMPLE_RULE = (
-    (86400.0, "daily", 25),
-    (7 * 86400.0, "weekly", 10),
-    (31 * 86400.0, "monthly", 3),
-    (92 * 86400.0, "quarterly", 2),
-    (float("inf"), "annual", 1),
-)
-POPULATION_HEADER = (
-    "n",
-    "drill",
-    "kind",
-    "due_utc",
-    "window_end_utc",
-    "outcome",
-    "runs",
-    "newest_run_id",
-    "newest_run_at_utc",
-    "newest_first_seq",
-    "newest_last_seq",
-)
-MANIFEST_SIG_DOMAIN = b"drillbook-evidence-pack/1 manifest\n"
-
-
-def sample_rule(interval_seconds: float) -> tuple[str, int]:
-    """(frequency word, sample size) for a control whose drills run at most ``interval_seconds`` apart."""
-    return next((word, size) for limit, word, size in SAMPLE_RULE if interval_seconds <= limit * 1.01)
-
-
-def choose_sample(population_size: int, size: int, seed: int) -> list[int]:
-    """The 1-based population rows of the sample: reproducible from ``seed`` alone."""
-    # not a secret: the point is that anyone redraws the same rows from the printed seed
-    return sorted(random.Random(seed).sample(range(1, population_size + 1), min(size, population_size)))  # noqa: S311
-
 
 def _ts(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class _Hashing(io.RawIOBase):
-    """A write-only stream that hashes, counts and keeps the last writes (they hold the export's final row)."""
-
-    def __init__(self, inner: IO[bytes]):
-        self.inner, self.sha, self.size, self.tail, self.last = inner, hashlib.sha256(), 0, b"", b""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self.inner.write(chunk)
-        self.sha.update(chunk)
-        self.size += len(chunk)
-        # COPY hands over one row per chunk: keep the last two writes, not a sliding copy of 64 KB per row
-        self.tail = self.last + chunk if len(chunk) < 65536 else chunk
-        self.last = chunk
-        return len(chunk)
 
 
 @dataclass
@@ -131,27 +54,6 @@ class PackResult:
     signed: bool
     key_id: str | None
     status: str
-
-
-class _Zip:
-    def __init__(self, zf: zipfile.ZipFile, stamp: datetime):
-        self.zf, self.date_time = zf, stamp.astimezone(UTC).timetuple()[:6]
-        self.hashes: dict[str, dict[str, Any]] = {}
-
-    def open(self, name: str) -> tuple[Any, _Hashing]:
-        info = zipfile.ZipInfo(name, date_time=self.date_time)  # type: ignore[arg-type]
-        info.compress_type = zipfile.ZIP_DEFLATED
-        raw = self.zf.open(info, "w", force_zip64=True)
-        return raw, _Hashing(raw)
-
-    def close(self, name: str, raw: Any, out: _Hashing) -> None:
-        raw.close()
-        self.hashes[name] = {"sha256": out.sha.hexdigest(), "bytes": out.size}
-
-    def put(self, name: str, data: bytes) -> None:
-        raw, out = self.open(name)
-        out.write(data)
-        self.close(name, raw, out)
 
 
 def _population_row(n: int, occ: Occurrence) -> list[str]:
@@ -180,14 +82,6 @@ def _interval(catalogue: Catalogue, control: str) -> float:
         for s in series_of(catalogue, control=control)
     ]
     return min(gaps) if gaps else float("inf")
-
-
-def _head_of(tail: bytes) -> tuple[int | None, str | None]:
-    lines = [line.strip().rstrip(b",") for line in tail.splitlines() if line.strip() not in (b"", b"[", b"]")]
-    if not lines:
-        return None, None
-    last = json.loads(lines[-1])
-    return int(last["seq"]), str(last["hash"])
 
 
 def write_pack(
@@ -395,24 +289,6 @@ def build_pack(
         unverifiable=unverifiable,
     )
     return result, report
-
-
-def _json(doc: Any) -> bytes:
-    # no indent: the C encoder (indent falls back to pure Python, 10x slower on a year's exceptions)
-    return (json.dumps(doc, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def _copy_population(spill: IO[str], pack: _Zip, chosen: set[int]) -> list[dict[str, str]]:
-    """Copy the spilled population into the zip; return the sampled rows."""
-    spill.seek(0)
-    raw, out = pack.open("population.csv")
-    sampled: list[dict[str, str]] = []
-    for number, line in enumerate(spill):
-        out.write(line.encode())
-        if number and number in chosen:
-            sampled.append(dict(zip(POPULATION_HEADER, next(csv.reader([line])), strict=True)))
-    pack.close("population.csv", raw, out)
-    return sampled
 
 
 def _control_doc(row: ControlRow, *, start: datetime, end: datetime) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from drillbook.errors import DrillbookError
-from drillbook.evidence.pack import (
+from drillbook.evidence.pack_format import (
     FILES,
     MANIFEST,
     MANIFEST_SIG_DOMAIN,

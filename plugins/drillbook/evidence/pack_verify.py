@@ -2,17 +2,13 @@
 
 Rules this module enforces:
 - the pack is untrusted input: only the fixed member names are read, never
-  extracted; ``manifest.json`` is read only up to ``MAX_MANIFEST`` bytes, and
-  every other member only up to the size the manifest gives it (plus one byte to
-  notice a longer one), so a zip bomb costs no more than the manifest admits;
+  extracted, each read bounded (``pack_members``);
 - every check runs and every problem is reported, each naming the file (and the
   record's seq or line, where there is one): the manifest's signature (Ed25519,
   checked against ``--public-key`` when given, else against the key the manifest
   names — which proves only that the pack was not changed after signing), each
-  file's sha256 and size, no file missing or extra, both record files' chains
-  (every hash, every link, with link rows for left-out records), the two files
-  holding the same chain, the head in chain.json, each checkpoint's signature
-  and its hash in the chain, the sample redrawn from the seed, and the control's
+  file's sha256 and size, no file missing or extra, the records and chain.json
+  (``pack_verify_records``), the sample redrawn from the seed, and the control's
   counts recounted from the population listing;
 - an unsigned pack verifies at most as "intact, origin unproven": ``unsigned``
   is set and the command exits 2 (could not verify), never 0.
@@ -22,14 +18,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import zipfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from drillbook.errors import DrillbookError
 from drillbook.evidence.pack_format import (
@@ -42,12 +35,8 @@ from drillbook.evidence.pack_format import (
     SIGNATURE,
     choose_sample,
 )
-
-MAX_MANIFEST = 1 << 20
-MAX_SIGNATURE = 1024
-MAX_JSON = 256 << 20  # a JSON member is parsed whole: bounded whatever a forged manifest claims
-#: what reading a damaged member raises (a flipped byte in the compressed data, a bad CRC, a cut file)
-ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+from drillbook.evidence.pack_members import MAX_MANIFEST, MAX_SIGNATURE, ZIP_ERRORS, _lines, _read, _stream
+from drillbook.evidence.pack_verify_records import _check_chain_json, _check_records, _checkpoint_seqs
 
 PROVES = (
     "every file in the pack is byte for byte the file drillbook wrote (sha256 per file in manifest.json, "
@@ -93,52 +82,6 @@ class PackReport:
 
 class NotAPack(DrillbookError, ValueError):
     """The file is not an evidence pack at all (not a zip, no manifest): bad input, exit 2."""
-
-
-def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
-    limit = min(limit, MAX_JSON)
-    with zf.open(name) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{name} is larger than {limit} bytes")
-    return data
-
-
-def _stream(zf: zipfile.ZipFile, name: str, limit: int) -> Iterator[bytes]:
-    """The member's bytes in chunks, stopping one byte past ``limit``."""
-    left = limit + 1
-    with zf.open(name) as fh:
-        while left > 0:
-            chunk = fh.read(min(1 << 16, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-
-
-def _lines(zf: zipfile.ZipFile, name: str, limit: int) -> IO[str]:
-    raw = zf.open(name)
-    return io.TextIOWrapper(io.BufferedReader(_Capped(raw, limit)), encoding="utf-8", newline="")
-
-
-class _Capped(io.RawIOBase):
-    def __init__(self, inner: Any, limit: int):
-        self.inner, self.left = inner, limit + 1
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.left <= 0:
-            return 0
-        data = self.inner.read(min(len(buffer), self.left))
-        self.left -= len(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self.inner.close()
-        super().close()
 
 
 def verify_pack(path: str | Path, *, public_key: str | None = None) -> PackReport:
@@ -263,161 +206,6 @@ def _check_files(
                 f"{name}: its sha256 does not match {MANIFEST} (the file was changed after the pack "
                 "was written)"
             )
-
-
-def _json_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[str, Any]]:
-    from drillbook.ledger.verify_export import _from_export
-
-    for number, line in enumerate(fh, 1):
-        text = line.strip().rstrip(",")
-        if text in ("", "[", "]"):
-            continue
-        try:
-            yield _from_export(json.loads(text))
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(
-                f"{name} line {number}: not a ledger record ({type(exc).__name__}): the record there was changed"
-            )
-            return
-
-
-def _csv_records(fh: IO[str], name: str, problems: list[str]) -> Iterator[dict[str, Any]]:
-    import sys
-
-    from drillbook.ledger.verify_export import _from_export
-
-    csv.field_size_limit(sys.maxsize)
-    reader = csv.DictReader(fh)
-    for raw in reader:
-        try:
-            yield _from_export(raw)
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(
-                f"{name} line {reader.line_num}: not a ledger record ({type(exc).__name__}): the record "
-                "there was changed"
-            )
-            return
-
-
-def _checkpoint_seqs(zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int]) -> set[str]:
-    """The seqs chain.json's checkpoints sign (unreadable: none; ``_check_chain_json`` names the problem)."""
-    try:
-        chain = (
-            json.loads(_read(zf, "chain.json", sizes.get("chain.json", 0))) if "chain.json" in names else {}
-        )
-        return {str(doc["seq"]) for doc in chain.get("checkpoints", [])}
-    except (ValueError, KeyError, TypeError, AttributeError, *ZIP_ERRORS):
-        return set()
-
-
-def _walk(
-    rows: Iterator[dict[str, Any]], name: str, report: PackReport, watch: dict[str, str], wanted: set[str]
-) -> tuple[Any, str, int | None]:
-    """Walk one record file's chain; return the verify report, a digest of its (seq, hash) sequence, its first seq.
-
-    Memory stays flat: only the hashes at ``wanted`` seqs (the checkpoints) are kept.
-    """
-    from drillbook.ledger.verify import verify_rows
-
-    digest = hashlib.sha256()
-    first: list[int] = []
-
-    def tap() -> Iterator[dict[str, Any]]:
-        for row in rows:
-            digest.update(f"{row['seq']}:{row['hash']}\n".encode())
-            if not first:
-                first.append(int(row["seq"]))
-            if str(row["seq"]) in wanted:
-                watch[str(row["seq"])] = str(row["hash"])
-            yield row
-
-    result = verify_rows(tap(), contiguous=True, start_anywhere=True)
-    if not result.ok:
-        report.problems.append(f"{name}: {result.message}")
-    return result, digest.hexdigest(), (first[0] if first else None)
-
-
-def _check_records(
-    zf: zipfile.ZipFile, names: list[str], sizes: dict[str, int], report: PackReport, wanted: set[str]
-) -> dict[str, str]:
-    hashes_at: dict[str, str] = {}  # seq -> hash at the checkpoints' seqs, as records.json holds them
-    digests = {}
-    for name, reader in (("records.json", _json_records), ("records.csv", _csv_records)):
-        if name not in names:
-            continue
-        seen: dict[str, str] = {} if name == "records.csv" else hashes_at
-        try:
-            with _lines(zf, name, sizes.get(name, 0)) as fh:
-                result, digests[name], first_seq = _walk(
-                    reader(fh, name, report.problems), name, report, seen, wanted
-                )
-        except UnicodeDecodeError as exc:
-            report.problems.append(
-                f"{name}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 text: "
-                "the file was changed"
-            )
-            continue
-        except ZIP_ERRORS as exc:
-            report.problems.append(
-                f"{name}: its records cannot be read from the zip ({type(exc).__name__}): "
-                "the pack file was damaged or changed"
-            )
-            continue
-        if name == "records.json":
-            report.records, report.head_seq, report.head_hash = (
-                result.checked,
-                result.head_seq,
-                result.head_hash,
-            )
-            report.first_seq = first_seq
-    if len(digests) == 2 and digests["records.json"] != digests["records.csv"]:
-        report.problems.append("records.csv and records.json do not hold the same chain of records")
-    return hashes_at
-
-
-def _check_chain_json(
-    zf: zipfile.ZipFile,
-    names: list[str],
-    sizes: dict[str, int],
-    hashes_at: dict[str, str],
-    signer_hex: str | None,
-    report: PackReport,
-) -> None:
-    from drillbook.ledger import checkpoint as cpmod
-
-    if "chain.json" not in names:
-        return
-    try:
-        chain = json.loads(_read(zf, "chain.json", sizes.get("chain.json", 0)))
-        head = chain["head"]
-        checkpoints = [cpmod._from_doc(doc) for doc in chain["checkpoints"]]
-    except (ValueError, KeyError, TypeError, *ZIP_ERRORS) as exc:
-        report.problems.append(f"chain.json: not readable ({type(exc).__name__})")
-        return
-    if (head.get("seq"), head.get("hash")) != (report.head_seq, report.head_hash):
-        report.problems.append(
-            f"chain.json: its head seq={head.get('seq')} {str(head.get('hash'))[:12]}… is not the last "
-            f"record of records.json (seq={report.head_seq})"
-        )
-    for cp in checkpoints:
-        problem = cpmod.signature_problem(cp, signer_hex)
-        if problem:
-            report.problems.append(f"chain.json: {problem}")
-        found = hashes_at.get(str(cp.seq))
-        if found is None:
-            report.problems.append(
-                f"chain.json: {cp.describe()} signs seq={cp.seq}, which records.json does not hold"
-            )
-        elif found != cp.hash:
-            report.problems.append(
-                f"chain.json: {cp.describe()} signed record seq={cp.seq} with hash {cp.hash[:12]}…, "
-                f"records.json has {found[:12]}…: the record was rewritten"
-            )
-    signed = [cp for cp in checkpoints if cp.signed]
-    report.notes.append(
-        f"{len(checkpoints)} checkpoint(s) in the pack's range, {len(signed)} signed"
-        + (f"; newest seq={checkpoints[-1].seq}" if checkpoints else "")
-    )
 
 
 def _check_population(

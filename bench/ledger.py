@@ -226,6 +226,12 @@ def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
 
         from drillbook.ledger.chainstream import default_workers
 
+        # The walk hashes every record in the server; a PostgreSQL built without OpenSSL (pgserver's) hashes with
+        # its own SHA-256, ~4.5x slower (docs/performance.md, 2026-12-03 evening): say which one this run had.
+        major, ssl_library = conn.execute(
+            "SELECT current_setting('server_version_num')::int / 10000, current_setting('ssl_library', true)"
+        ).fetchone()
+        hashing = f"PostgreSQL {major}, sha256 {'of ' + ssl_library if ssl_library else 'without OpenSSL'}"
         t_copy = timed(lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence ORDER BY seq"), repeat=2)
         for workers in VERIFY_WORKERS:
             rss0 = peak_mb()
@@ -236,7 +242,7 @@ def scale_rows(dsn: str, *, end: datetime, tmp: Path) -> list[str]:
                 f"evidence verify --full ({total} rows, {used} connection{'s' if used > 1 else ''}):  "
                 f"{t_full:7.2f} s ({total / t_full:,.0f} records/s)"
                 f"   baseline bare ordered COPY of the same rows {t_copy:6.2f} s   ratio {t_full / t_copy:5.2f}x"
-                f"   peak RSS {rss_full:.0f} MB (+{rss_full - rss0:.0f})   load {os.getloadavg()[0]:.1f}"
+                f"   peak RSS {rss_full:.0f} MB (+{rss_full - rss0:.0f})   load {os.getloadavg()[0]:.1f}   ({hashing})"
             )
         t_icopy = timed(
             lambda: bare_copy(conn, "SELECT * FROM drillbook_evidence WHERE seq > %s ORDER BY seq", (since,))

@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from drillbook.drills.backup_restore import ephemeral_reap, tools
@@ -103,6 +104,20 @@ class EphemeralCluster:
         self.reaped: list[str] = []  # left-over clusters of dead drills removed before this one started
 
     def _cmd(self, argv: list[str], timeout: float, prefix: list[str] | None = None) -> None:
+        self._run(argv, timeout, prefix)
+
+    def _run(
+        self,
+        argv: list[str],
+        timeout: float,
+        prefix: list[str] | None = None,
+        *,
+        fail: Callable[[str], Exception] = EphemeralUnavailable,
+    ) -> str:
+        """Run a server binary as the cluster's OS user, in its directory, with the server's bare environment.
+
+        Returns its stdout; not starting, a timeout or a non-zero exit raises ``fail(message)`` naming the binary.
+        """
         # as root, a prefix (unshare ... setpriv) starts as root and drops to the cluster's user itself
         kwargs: dict = (
             {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user and not prefix else {}
@@ -120,10 +135,11 @@ class EphemeralCluster:
                 **kwargs,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise EphemeralUnavailable(f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
+            raise fail(f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}") from None
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip()[-400:]
-            raise EphemeralUnavailable(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
+            raise fail(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
+        return proc.stdout
 
     def _env(self, tool: str) -> dict[str, str]:
         """The server's whole environment: nothing of the drill's (connection strings, cloud keys, tokens).

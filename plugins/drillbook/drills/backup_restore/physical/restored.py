@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -68,30 +67,7 @@ class RestoredCluster(EphemeralCluster):
         return self.root / "data"
 
     def _out(self, argv: list[str], timeout: float = 60) -> str:
-        kwargs: dict = {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
-        try:
-            proc = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                cwd=str(self.root),
-                env=self._env(argv[0]),
-                **kwargs,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise RecoveryProblem(
-                "RECOVERY_FAILED", f"{Path(argv[0]).name}: {type(exc).__name__}: {exc}"
-            ) from None
-        if proc.returncode != 0:
-            raise RecoveryProblem(
-                "RECOVERY_FAILED",
-                f"{Path(argv[0]).name} exited {proc.returncode}: "
-                f"{(proc.stderr or proc.stdout).strip()[-400:]}",
-            )
-        return proc.stdout
+        return self._run(argv, timeout, fail=lambda message: RecoveryProblem("RECOVERY_FAILED", message))
 
     def read_version(self) -> int:
         try:

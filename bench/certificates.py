@@ -150,7 +150,7 @@ def bare_handshakes(ports: list[int], directory: Path, concurrency: int) -> tupl
     """The floor under any TLS probe here: blocking connect + handshake + close per port, ``concurrency`` at once.
 
     The drill's own verifying context (its trust store built beforehand), in threads (OpenSSL
-    releases the GIL for the handshake), no asyncio, no chain kept, no judging, no result:
+    releases the GIL for the handshake), no deadline, no chain kept, no judging, no result:
     (wall seconds, CPU seconds).
     """
     import socket
@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument(
         "--floor",
         action="store_true",
-        help="also time bare blocking handshakes (no asyncio, no judging) each round: the ceiling of the ratio",
+        help="also time bare blocking handshakes (no deadline, no judging) each round: the ceiling of the ratio",
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -241,7 +241,7 @@ def main() -> int:
         assert server.stdout is not None
         ports = json.loads(server.stdout.readline())
         # import everything the drill needs first, so the timing is the drill and not Python's imports
-        # (its submodules too: they import lazily, and asyncio alone is ~40 ms of the first run otherwise).
+        # (its submodules too: they import lazily, ~40 ms of the first run otherwise).
         # Loading the trust store stays inside the timing: that is the drill's own work.
         # The two below were imported inside the first run otherwise (~15 ms): cryptography's
         # serialization module (x509facts and verify import it in their functions) and the IDNA

@@ -1,10 +1,15 @@
 """Probe TLS endpoints concurrently and capture exactly the certificate chain each one presents.
 
 Rules this module enforces:
-- at most ``concurrency`` connections are open at once (an asyncio semaphore),
-  and each endpoint has its own deadline covering connect, STARTTLS and the
-  handshake, started only when it gets a slot: a dead endpoint costs its own
+- at most ``concurrency`` connections are open at once: each endpoint is probed
+  in one of that many threads (blocking sockets, tls_connection.py), and each
+  has its own deadline covering name lookup, connect, STARTTLS and the
+  handshake, started only when it gets a thread: a dead endpoint costs its own
   timeout and never delays the others;
+- whatever the caller does with an outcome (``then``: judging, building the
+  result) runs in the caller's thread as the outcomes arrive, never in the
+  probing threads: the handshakes release the GIL and run on every core while
+  the caller's Python runs, and nothing the caller shares needs a lock;
 - the probe *accepts* any certificate (``CERT_NONE``, every protocol from TLS 1.0,
   ``@SECLEVEL=0``) so that an expired, untrusted, weak or misnamed chain is
   still seen and judged; trust is decided afterwards by ``verify.py``;
@@ -29,12 +34,12 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,18 +151,18 @@ def presented_chain(ssl_object: Any) -> tuple[list[bytes], bool]:
     return ([leaf] if leaf else []), False
 
 
-async def _probe(
-    target: Target, ctx: ssl.SSLContext, state: dict[str, str], *, verifying: bool = False
+def _probe(
+    target: Target, ctx: ssl.SSLContext, state: dict[str, str], *, deadline: float, verifying: bool
 ) -> ProbeOutcome:
-    conn = _Conn(asyncio.get_running_loop())
+    conn = _Conn(deadline)
     try:
         state["stage"] = "connect"
-        await conn.connect(target.host, target.port)
+        conn.connect(target.host, target.port)
         if target.starttls is not None:
             state["stage"] = "starttls"
-            await _STARTTLS[target.starttls](conn)
+            _STARTTLS[target.starttls](conn)
         state["stage"] = "handshake"
-        tls = await conn.handshake(ctx, target.sni or target.host)
+        tls = conn.handshake(ctx, target.sni or target.host)
         chain, complete = presented_chain(tls)
         cipher = tls.cipher()
         return ProbeOutcome(
@@ -173,7 +178,7 @@ async def _probe(
 
 
 def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]:
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         if stage == "connect":
             return "ENDPOINT_UNREACHABLE", f"no TCP connection within {timeout:g}s"
         return (
@@ -186,37 +191,15 @@ def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]
     return "TLS_HANDSHAKE_FAILED", f"during {stage}: {text}"
 
 
-async def probe_one(
-    target: Target,
-    *,
-    ctx: ssl.SSLContext,
-    timeout: float,
-    slots: asyncio.Semaphore,
-    then: Callable[[ProbeOutcome], Any] | None = None,
-    verifying: ssl.SSLContext | None = None,
-) -> Any:
-    """Probe one endpoint inside a slot, then hand the outcome to ``then`` (outside the slot).
-
-    Never raises: failures become an outcome with an error code. Judging in ``then``
-    while other probes wait on their servers overlaps the CPU work with the network.
-    ``verifying``: a ``verifying_context`` to try first (see the module rule).
-    """
-    outcome = await _probe_in_slot(target, ctx=ctx, timeout=timeout, slots=slots, verifying=verifying)
-    return then(outcome) if then is not None else outcome
-
-
 class HandshakeRefused(DrillbookError):
     """The verifying handshake refused the chain (carries OpenSSL's reason)."""
 
 
-async def _attempt(target: Target, ctx: ssl.SSLContext, timeout: float, *, verifying: bool) -> ProbeOutcome:
+def _attempt(target: Target, ctx: ssl.SSLContext, timeout: float, *, verifying: bool) -> ProbeOutcome:
     """One connection under its own deadline; raises ``HandshakeRefused`` only when a verifying handshake refused the chain."""
     state = {"stage": "connect"}
     try:
-        # asyncio.timeout, not wait_for: wait_for wraps each probe in a second Task, a few
-        # percent of the drill's CPU at hundreds of endpoints; the deadline is the same
-        async with asyncio.timeout(timeout):
-            return await _probe(target, ctx, state, verifying=verifying)
+        return _probe(target, ctx, state, deadline=time.monotonic() + timeout, verifying=verifying)
     except ssl.SSLCertVerificationError as exc:
         if verifying:
             raise HandshakeRefused(exc.verify_message or str(exc)) from None
@@ -226,59 +209,27 @@ async def _attempt(target: Target, ctx: ssl.SSLContext, timeout: float, *, verif
     return ProbeOutcome(target=target, error_code=code, error=text)
 
 
-async def _probe_in_slot(
-    target: Target,
-    *,
-    ctx: ssl.SSLContext,
-    timeout: float,
-    slots: asyncio.Semaphore,
-    verifying: ssl.SSLContext | None = None,
+def probe_one(
+    target: Target, *, ctx: ssl.SSLContext, timeout: float, verifying: ssl.SSLContext | None = None
 ) -> ProbeOutcome:
-    async with slots:
-        start = time.monotonic()
-        try:
-            outcome = await _attempt(target, verifying or ctx, timeout, verifying=verifying is not None)
-        except HandshakeRefused as exc:
-            # the chain is judged from a second, accepting handshake, exactly as without the fast path
-            refused = str(exc) or "certificate verify failed"
-            outcome = await _attempt(target, ctx, timeout, verifying=False)
-            outcome.verify_error = refused
-            if not outcome.ok:
-                outcome.error = f"{outcome.error} (on a second connection: the first handshake refused the chain: {refused})"
-        outcome.seconds = round(time.monotonic() - start, 4)
-        return outcome
+    """Probe one endpoint (blocking, at most two ``timeout``s); never raises: failures are an outcome's error code.
 
-
-async def probe_all(
-    targets: Iterable[Target],
-    *,
-    timeout: float = 10.0,
-    concurrency: int = 100,
-    ctx: ssl.SSLContext | None = None,
-    then: Callable[[ProbeOutcome], Any] | None = None,
-    verifying: Callable[[Target], ssl.SSLContext | None] | None = None,
-) -> list[Any]:
-    """Probe every target concurrently; results (outcomes, or ``then(outcome)``) come back in target order.
-
-    ``verifying(target)``: the target's ``verifying_context``, or None to probe it with ``ctx`` only.
+    ``verifying``: a ``verifying_context`` to try first (see the module rule).
     """
-    ctx = ctx or client_context()
-    slots = asyncio.Semaphore(max(1, concurrency))
-    return list(
-        await asyncio.gather(
-            *(
-                probe_one(
-                    t,
-                    ctx=ctx,
-                    timeout=timeout,
-                    slots=slots,
-                    then=then,
-                    verifying=verifying(t) if verifying is not None else None,
-                )
-                for t in targets
+    start = time.monotonic()
+    try:
+        outcome = _attempt(target, verifying or ctx, timeout, verifying=verifying is not None)
+    except HandshakeRefused as exc:
+        # the chain is judged from a second, accepting handshake, exactly as without the fast path
+        refused = str(exc) or "certificate verify failed"
+        outcome = _attempt(target, ctx, timeout, verifying=False)
+        outcome.verify_error = refused
+        if not outcome.ok:
+            outcome.error = (
+                f"{outcome.error} (on a second connection: the first handshake refused the chain: {refused})"
             )
-        )
-    )
+    outcome.seconds = round(time.monotonic() - start, 4)
+    return outcome
 
 
 def run_probes(
@@ -289,9 +240,35 @@ def run_probes(
     then: Callable[[ProbeOutcome], Any] | None = None,
     verifying: Callable[[Target], ssl.SSLContext | None] | None = None,
 ) -> list[Any]:
-    """Synchronous entry point (CLI and Airflow tasks): run ``probe_all`` in a fresh event loop."""
+    """Probe every target, ``concurrency`` at once; results (outcomes, or ``then(outcome)``) come back in target order.
+
+    ``then`` runs in the calling thread as each probe completes (see the module rule), so
+    judging overlaps the other probes' handshakes. ``verifying(target)``: the target's
+    ``verifying_context``, or None to probe it with the accepting context only.
+    Returns when every probe has finished; the probing threads are gone by then.
+    """
     if not targets:
         return []
-    return asyncio.run(
-        probe_all(targets, timeout=timeout, concurrency=concurrency, then=then, verifying=verifying)
+    ctx = client_context()
+    results: list[Any] = [None] * len(targets)
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(concurrency, len(targets))), thread_name_prefix="drillbook-probe"
     )
+    try:
+        position = {
+            pool.submit(
+                probe_one,
+                target,
+                ctx=ctx,
+                timeout=timeout,
+                verifying=verifying(target) if verifying is not None else None,
+            ): i
+            for i, target in enumerate(targets)
+        }
+        for future in as_completed(position):
+            outcome = future.result()
+            results[position[future]] = then(outcome) if then is not None else outcome
+    finally:
+        # on an interrupt, probes not started are dropped; the running ones end within their deadlines
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results

@@ -1,24 +1,29 @@
 """Reach an endpoint and bring it to a TLS handshake: the socket, STARTTLS for SMTP and PostgreSQL.
 
 Rules this module enforces:
-- a connection is a non-blocking socket driven by the event loop, with OpenSSL
-  on the socket itself, not asyncio's SSL transport (see ``_Conn``): the
-  handshake is the probe's per-endpoint hot path;
+- a connection is a blocking socket in the probing thread (probe.py runs one per
+  slot) with OpenSSL on the socket itself; every blocking step (name lookup,
+  connect, each read and write of STARTTLS, the whole handshake) waits at most
+  what is left of the connection's one deadline, so a server that answers a
+  byte at a time still costs at most its ``timeout``;
+- a name lookup runs in a daemon thread of its own and is abandoned at the
+  deadline (``getaddrinfo`` has no timeout of its own);
 - STARTTLS reads a bounded reply (at most ``_SMTP_LINE_LIMIT`` lines of
   ``_MAX_LINE`` bytes) and refuses a server that sends data before the TLS
-  handshake; every failure is a ``ConnectionError`` or ``OSError`` the probe
-  classifies (probe.py);
+  handshake; every failure is a ``ConnectionError``, ``OSError`` or
+  ``TimeoutError`` the probe classifies (probe.py);
 - no close_notify: a connection is closed as soon as everything needed is read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import socket
 import ssl
 import struct
+import threading
+import time
 from typing import Any
 
 _PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -36,34 +41,65 @@ def _literal_family(host: str) -> int | None:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-class _Conn:
-    """A non-blocking socket driven by the event loop; TLS is OpenSSL on the socket itself.
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, Any]]:
+    """``getaddrinfo`` bounded by ``timeout``: a resolver that hangs is left behind in its daemon thread."""
+    found: dict[str, Any] = {}
+    done = threading.Event()
 
-    Not asyncio's SSL transport: its memory-BIO state machine costs about a
-    millisecond of Python per handshake, which at hundreds of endpoints is most
-    of the drill's CPU. Here a handshake is a few ``do_handshake`` calls woken
-    by readiness callbacks.
+    def lookup() -> None:
+        try:
+            found["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except Exception as exc:  # UnicodeError for a name IDNA cannot encode, OSError otherwise
+            found["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="drillbook-resolve", daemon=True).start()
+    if not done.wait(timeout):
+        raise TimeoutError(f"the name {host!r} did not resolve within {timeout:g}s")
+    if "error" in found:
+        raise found["error"]
+    return [(family, addr) for family, _, _, _, addr in found["infos"]]
+
+
+class _Conn:
+    """A blocking socket under one deadline (``time.monotonic()`` seconds); TLS is OpenSSL on the socket itself.
+
+    Not asyncio: an event loop's readiness callbacks cost more Python per handshake
+    than the handshake's own work in OpenSSL, and a blocking handshake releases the
+    GIL, so the probing threads' handshakes run on every core while the drill's
+    main thread judges (probe.py).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+    __slots__ = ("buffer", "deadline", "sock")
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
         self.sock: socket.socket | None = None
-        self.tls: ssl.SSLSocket | None = None
         self.buffer = b""
 
-    async def connect(self, host: str, port: int) -> None:
+    def _left(self) -> float:
+        """Seconds left before the deadline; ``TimeoutError`` when none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        return left
+
+    def connect(self, host: str, port: int) -> None:
         family = _literal_family(host)
         if family is not None:
             infos: list[tuple[Any, Any]] = [(family, (host, port))]
         else:
-            resolved = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            infos = [(family, addr) for family, _, _, _, addr in resolved]
+            infos = _resolve(host, port, self._left())
         error: Exception = OSError(f"no address for {host!r}")
         for family, addr in infos:
             sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
             try:
-                await self.loop.sock_connect(sock, addr)
+                sock.settimeout(self._left())
+                sock.connect(addr)
+            except TimeoutError:  # the deadline covers every address: no time is left for the next
+                sock.close()
+                raise
             except OSError as exc:
                 sock.close()
                 error = exc
@@ -72,66 +108,44 @@ class _Conn:
             return
         raise error
 
-    async def _ready(self, *, write: bool) -> None:
+    def send(self, data: bytes) -> None:
         assert self.sock is not None
-        fd = self.sock.fileno()
-        future = self.loop.create_future()
-        add, remove = (
-            (self.loop.add_writer, self.loop.remove_writer)
-            if write
-            else (self.loop.add_reader, self.loop.remove_reader)
-        )
+        self.sock.settimeout(self._left())
+        self.sock.sendall(data)
 
-        def wake() -> None:
-            if not future.done():  # readiness can fire again before this coroutine resumes
-                future.set_result(None)
-
-        add(fd, wake)
-        try:
-            await future
-        finally:
-            remove(fd)
-
-    async def send(self, data: bytes) -> None:
+    def _recv(self, n: int) -> bytes:
         assert self.sock is not None
-        await self.loop.sock_sendall(self.sock, data)
+        self.sock.settimeout(self._left())
+        chunk = self.sock.recv(n)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
 
-    async def recv_line(self) -> bytes:
-        assert self.sock is not None
+    def recv_line(self) -> bytes:
         while b"\n" not in self.buffer:
             if len(self.buffer) > _MAX_LINE:
                 raise ConnectionError("line too long")
-            chunk = await self.loop.sock_recv(self.sock, 4096)
-            if not chunk:
-                raise ConnectionError("the server closed the connection")
-            self.buffer += chunk
+            self.buffer += self._recv(4096)
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line + b"\n"
 
-    async def recv_exact(self, n: int) -> bytes:
-        assert self.sock is not None
+    def recv_exact(self, n: int) -> bytes:
         while len(self.buffer) < n:
-            chunk = await self.loop.sock_recv(self.sock, n - len(self.buffer))
-            if not chunk:
-                raise ConnectionError("the server closed the connection")
-            self.buffer += chunk
+            self.buffer += self._recv(n - len(self.buffer))
         data, self.buffer = self.buffer[:n], self.buffer[n:]
         return data
 
-    async def handshake(self, ctx: ssl.SSLContext, server_hostname: str) -> ssl.SSLSocket:
+    def handshake(self, ctx: ssl.SSLContext, server_hostname: str) -> ssl.SSLSocket:
         assert self.sock is not None
         if self.buffer:
             raise ConnectionError("the server sent data before the TLS handshake")
-        self.tls = ctx.wrap_socket(self.sock, server_hostname=server_hostname, do_handshake_on_connect=False)
-        self.sock = self.tls  # readiness is waited on the same file descriptor
-        while True:
-            try:
-                self.tls.do_handshake()
-                return self.tls
-            except ssl.SSLWantReadError:
-                await self._ready(write=False)
-            except ssl.SSLWantWriteError:
-                await self._ready(write=True)
+        # Python's do_handshake takes the socket's timeout as one deadline for the whole
+        # handshake (not per read), so a server dribbling its records cannot stretch it
+        self.sock.settimeout(self._left())
+        tls = ctx.wrap_socket(self.sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        self.sock = tls  # the wrapped socket owns the descriptor now
+        tls.do_handshake()
+        return tls
 
     def close(self) -> None:
         # no close_notify: everything needed is read, and a shutdown exchange would hold the slot
@@ -140,10 +154,10 @@ class _Conn:
             self.sock.close()
 
 
-async def _read_smtp_reply(conn: _Conn) -> tuple[int, list[str]]:
+def _read_smtp_reply(conn: _Conn) -> tuple[int, list[str]]:
     lines: list[str] = []
     for _ in range(_SMTP_LINE_LIMIT):
-        line = (await conn.recv_line()).decode("latin-1").rstrip("\r\n")
+        line = conn.recv_line().decode("latin-1").rstrip("\r\n")
         lines.append(line)
         if len(line) < 4 or line[3] != "-":
             code = int(line[:3]) if line[:3].isdigit() else 0
@@ -151,25 +165,25 @@ async def _read_smtp_reply(conn: _Conn) -> tuple[int, list[str]]:
     raise ConnectionError("SMTP reply too long")
 
 
-async def _starttls_smtp(conn: _Conn) -> None:
-    code, lines = await _read_smtp_reply(conn)
+def _starttls_smtp(conn: _Conn) -> None:
+    code, lines = _read_smtp_reply(conn)
     if code != 220:
         raise ConnectionError(f"SMTP greeting was {lines[-1]!r}, expected 220")
-    await conn.send(b"EHLO drillbook.invalid\r\n")
-    code, lines = await _read_smtp_reply(conn)
+    conn.send(b"EHLO drillbook.invalid\r\n")
+    code, lines = _read_smtp_reply(conn)
     if code != 250:
         raise ConnectionError(f"SMTP EHLO answered {lines[-1]!r}")
     if not any(line[4:].upper().startswith("STARTTLS") for line in lines):
         raise ConnectionError("SMTP server does not offer STARTTLS")
-    await conn.send(b"STARTTLS\r\n")
-    code, lines = await _read_smtp_reply(conn)
+    conn.send(b"STARTTLS\r\n")
+    code, lines = _read_smtp_reply(conn)
     if code != 220:
         raise ConnectionError(f"SMTP STARTTLS answered {lines[-1]!r}")
 
 
-async def _starttls_postgres(conn: _Conn) -> None:
-    await conn.send(_PG_SSL_REQUEST)
-    answer = await conn.recv_exact(1)
+def _starttls_postgres(conn: _Conn) -> None:
+    conn.send(_PG_SSL_REQUEST)
+    answer = conn.recv_exact(1)
     if answer != b"S":
         raise ConnectionError(f"PostgreSQL answered {answer!r} to SSLRequest: the server does not accept SSL")
 

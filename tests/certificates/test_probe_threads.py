@@ -1,0 +1,193 @@
+"""The probe's threads against real servers on 127.0.0.1: the connection bound, one deadline per
+endpoint however the far end dribbles, a name lookup that hangs, outcomes in order and judged in
+the caller's thread, and no probing thread left behind."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from drillbook.drills.certificates import check_endpoints
+from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
+from drillbook.drills.certificates.probe import Target, run_probes
+from drillbook.result import Verdict
+from tests.certificates.pki import make_leaf
+
+TIMEOUT = 0.6
+
+
+def drill_of(endpoints: list[EndpointSpec], **kw) -> CertificatesDrill:
+    return CertificatesDrill(
+        name="certs_threads",
+        kind="certificates",
+        schedule="@daily",
+        endpoints=endpoints,
+        timeout=kw.pop("timeout", TIMEOUT),
+        **kw,
+    )
+
+
+class Dribbler:
+    """Accepts, sends ``first``, then one byte of ``drip`` every 50 ms until the client goes away."""
+
+    def __init__(self, first: bytes, drip: bytes):
+        self.first, self.drip = first, drip
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.bytes_sent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(self.first)
+            for _ in range(400):  # 20 s at most
+                if self.stop.wait(0.05):
+                    break
+                conn.sendall(self.drip)
+                self.bytes_sent += 1
+        except OSError:
+            pass  # the client closed: what the test wants
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def dribbler():
+    servers: list[Dribbler] = []
+
+    def start(first: bytes, drip: bytes) -> Dribbler:
+        servers.append(Dribbler(first, drip))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_the_concurrency_bound_holds_connections_to_that_many(serve):
+    # six endpoints that never answer, two at a time: three waves of one timeout each; unbounded it would be one
+    silent = [serve(None, mode="silent") for _ in range(6)]
+    drill = drill_of([EndpointSpec(address=s.address, sni="localhost") for s in silent], concurrency=2)
+    started = time.monotonic()
+    results = check_endpoints(drill)
+    elapsed = time.monotonic() - started
+    assert [r.codes() for r in results] == [["TLS_HANDSHAKE_FAILED"]] * 6
+    assert 3 * TIMEOUT - 0.05 <= elapsed < 3 * TIMEOUT + 1.5, elapsed
+
+
+def test_a_handshake_answered_a_byte_at_a_time_costs_one_timeout(dribbler):
+    # a TLS record header promising 16 KB, then a byte every 50 ms: each read succeeds, the deadline must still end it
+    slow = dribbler(b"\x16\x03\x03\x40\x00", b"\x00")
+    started = time.monotonic()
+    [result] = check_endpoints(drill_of([EndpointSpec(address=slow.address, sni="localhost")]))
+    elapsed = time.monotonic() - started
+    assert result.codes() == ["TLS_HANDSHAKE_FAILED"] and result.verdict is Verdict.ERROR
+    assert f"no TLS answer within {TIMEOUT:g}s" in result.findings[0].message
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + 1.0, elapsed
+    assert slow.bytes_sent >= 3  # it did dribble: the reads were not what timed out
+
+
+def test_a_starttls_greeting_answered_a_byte_at_a_time_costs_one_timeout(dribbler):
+    slow = dribbler(b"220-", b"x")
+    started = time.monotonic()
+    [result] = check_endpoints(
+        drill_of([EndpointSpec(address=slow.address, sni="localhost", starttls="smtp")])
+    )
+    elapsed = time.monotonic() - started
+    assert result.codes() == ["TLS_HANDSHAKE_FAILED"]
+    assert f"no STARTTLS answer within {TIMEOUT:g}s" in result.findings[0].message
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + 1.0, elapsed
+
+
+def test_a_name_lookup_that_hangs_costs_one_timeout_and_holds_nobody_back(pki, serve, monkeypatch):
+    real = socket.getaddrinfo
+
+    def resolver(host, *args, **kw):
+        if host == "hangs.invalid":
+            time.sleep(3)  # a resolver that does not answer; left behind in its daemon thread
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    healthy = serve(make_leaf(pki.inter))
+    specs = [
+        EndpointSpec(address="hangs.invalid:443"),
+        EndpointSpec(address=healthy.address, sni="localhost", ca_bundle=str(pki.bundle)),
+    ]
+    started = time.monotonic()
+    hung, ok = check_endpoints(drill_of(specs))
+    elapsed = time.monotonic() - started
+    assert hung.codes() == ["ENDPOINT_UNREACHABLE"] and hung.verdict is Verdict.ERROR
+    assert ok.verdict is Verdict.PASS
+    assert elapsed < TIMEOUT + 1.0, elapsed
+
+
+def test_a_name_that_does_not_resolve_is_unreachable(monkeypatch):
+    def resolver(host, *args, **kw):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    [result] = check_endpoints(drill_of([EndpointSpec(address="nowhere.invalid:443")]))
+    assert result.codes() == ["ENDPOINT_UNREACHABLE"]
+    assert "Name or service not known" in result.findings[0].message
+
+
+def test_outcomes_come_back_in_target_order_judged_in_the_callers_thread(pki, serve, refused_address):
+    silent = serve(None, mode="silent")
+    healthy = serve(make_leaf(pki.inter))
+    targets = [Target.parse(a, sni="localhost") for a in (silent.address, healthy.address, refused_address)]
+    judged_in: set[str] = set()
+
+    def then(outcome):
+        judged_in.add(threading.current_thread().name)
+        return outcome
+
+    outcomes = run_probes(targets, timeout=TIMEOUT, concurrency=3, then=then)
+    assert [o.target for o in outcomes] == targets
+    assert [o.error_code for o in outcomes] == ["TLS_HANDSHAKE_FAILED", None, "ENDPOINT_UNREACHABLE"]
+    assert outcomes[1].chain and outcomes[1].tls_version
+    assert judged_in == {threading.current_thread().name}
+
+
+def test_no_probing_thread_outlives_the_run(pki, serve, refused_address):
+    healthy = serve(make_leaf(pki.inter))
+    silent = serve(None, mode="silent")
+    specs = [
+        EndpointSpec(address=a, sni="localhost", ca_bundle=str(pki.bundle))
+        for a in (healthy.address, silent.address, refused_address)
+    ]
+    check_endpoints(drill_of(specs))
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("drillbook-probe")]
+
+
+def test_a_crash_while_judging_stops_the_run_and_leaves_no_thread(pki, serve):
+    servers = [serve(make_leaf(pki.inter)) for _ in range(4)]
+    targets = [Target.parse(s.address, sni="localhost") for s in servers]
+
+    def then(outcome):
+        raise RuntimeError("judging crashed")
+
+    with pytest.raises(RuntimeError, match="judging crashed"):
+        run_probes(targets, timeout=TIMEOUT, concurrency=1, then=then)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("drillbook-probe")]

@@ -191,3 +191,24 @@ def test_a_crash_while_judging_stops_the_run_and_leaves_no_thread(pki, serve):
     with pytest.raises(RuntimeError, match="judging crashed"):
         run_probes(targets, timeout=TIMEOUT, concurrency=1, then=then)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("drillbook-probe")]
+
+
+@pytest.mark.parametrize("allowed", [0, 2])
+def test_when_the_system_refuses_threads_the_ones_started_probe_everything(pki, serve, monkeypatch, allowed):
+    # a container's pids limit: starting a thread raises RuntimeError("can't start new thread")
+    servers = [serve(make_leaf(pki.inter)) for _ in range(5)]
+    targets = [Target.parse(s.address, sni="localhost") for s in servers]
+    real_start = threading.Thread.start
+    started: list[str] = []
+
+    def start(thread):
+        if thread.name.startswith("drillbook-probe") and len(started) >= allowed:
+            raise RuntimeError("can't start new thread")
+        started.append(thread.name)
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    outcomes = run_probes(targets, timeout=TIMEOUT, concurrency=5)
+    assert [o.target for o in outcomes] == targets
+    assert all(o.ok and o.chain for o in outcomes), [o.error for o in outcomes]
+    assert len([n for n in started if n.startswith("drillbook-probe")]) == allowed

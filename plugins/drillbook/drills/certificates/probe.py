@@ -35,11 +35,12 @@ Rules this module enforces:
 from __future__ import annotations
 
 import contextlib
+import queue
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,30 +246,51 @@ def run_probes(
     ``then`` runs in the calling thread as each probe completes (see the module rule), so
     judging overlaps the other probes' handshakes. ``verifying(target)``: the target's
     ``verifying_context``, or None to probe it with the accepting context only.
-    Returns when every probe has finished; the probing threads are gone by then.
+    Returns when every probe has finished; the probing threads are gone by then. When the
+    system refuses to start as many threads (a container's pids limit), the ones that did
+    start probe everything, and with none the calling thread probes one endpoint at a time.
     """
     if not targets:
         return []
     ctx = client_context()
+    contexts = [verifying(t) if verifying is not None else None for t in targets]
     results: list[Any] = [None] * len(targets)
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, min(concurrency, len(targets))), thread_name_prefix="drillbook-probe"
-    )
+    pending = iter(range(len(targets)))
+    taking = threading.Lock()
+    stop = threading.Event()
+    done: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    def work() -> None:
+        while not stop.is_set():
+            with taking:
+                i = next(pending, None)
+            if i is None:
+                return
+            try:
+                done.put((i, probe_one(targets[i], ctx=ctx, timeout=timeout, verifying=contexts[i])))
+            except BaseException as exc:  # probe_one turns every Exception into an outcome: this is worse
+                done.put((i, exc))
+
+    threads: list[threading.Thread] = []
     try:
-        position = {
-            pool.submit(
-                probe_one,
-                target,
-                ctx=ctx,
-                timeout=timeout,
-                verifying=verifying(target) if verifying is not None else None,
-            ): i
-            for i, target in enumerate(targets)
-        }
-        for future in as_completed(position):
-            outcome = future.result()
-            results[position[future]] = then(outcome) if then is not None else outcome
+        for n in range(max(1, min(concurrency, len(targets)))):
+            thread = threading.Thread(target=work, name=f"drillbook-probe-{n}")
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread": probe with the threads there are
+                break
+            threads.append(thread)
+        if not threads:
+            work()  # in this thread, one endpoint at a time
+        for _ in range(len(targets)):
+            i, outcome = done.get()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results[i] = then(outcome) if then is not None else outcome
     finally:
-        # on an interrupt, probes not started are dropped; the running ones end within their deadlines
-        pool.shutdown(wait=True, cancel_futures=True)
+        # on an interrupt or a crash in ``then``, probes not started are dropped; the running ones end
+        # within their deadlines
+        stop.set()
+        for thread in threads:
+            thread.join()
     return results

@@ -212,3 +212,35 @@ def test_when_the_system_refuses_threads_the_ones_started_probe_everything(pki, 
     assert [o.target for o in outcomes] == targets
     assert all(o.ok and o.chain for o in outcomes), [o.error for o in outcomes]
     assert len([n for n in started if n.startswith("drillbook-probe")]) == allowed
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_an_interrupt_inside_a_probe_stops_the_run(pki, serve, monkeypatch, threads):
+    # fault injection: an interrupt (KeyboardInterrupt, or Airflow's SIGTERM handler) while one endpoint is probed
+    import drillbook.drills.certificates.probe as probe_module
+
+    servers = [serve(make_leaf(pki.inter)) for _ in range(4)]
+    targets = [Target.parse(s.address, sni="localhost") for s in servers]
+    real_attempt = probe_module._attempt
+    probed: list[Target] = []
+
+    def attempt(target, *args, **kw):
+        probed.append(target)
+        if target == targets[1]:
+            raise KeyboardInterrupt
+        return real_attempt(target, *args, **kw)
+
+    monkeypatch.setattr(probe_module, "_attempt", attempt)
+    if not threads:  # every thread start refused: the caller's thread probes, and the interrupt is its own
+        real_start = threading.Thread.start
+
+        def start(thread):
+            if thread.name.startswith("drillbook-probe"):
+                raise RuntimeError("can't start new thread")
+            return real_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        run_probes(targets, timeout=TIMEOUT, concurrency=1)
+    assert probed[:2] == targets[:2] and len(probed) <= 3
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("drillbook-probe")]

@@ -260,7 +260,7 @@ def run_probes(
     stop = threading.Event()
     done: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
 
-    def work() -> None:
+    def work(inline: bool = False) -> None:
         while not stop.is_set():
             with taking:
                 i = next(pending, None)
@@ -269,6 +269,8 @@ def run_probes(
             try:
                 done.put((i, probe_one(targets[i], ctx=ctx, timeout=timeout, verifying=contexts[i])))
             except BaseException as exc:  # probe_one turns every Exception into an outcome: this is worse
+                if inline:
+                    raise  # an interrupt in the caller's own thread stops the run now
                 done.put((i, exc))
 
     threads: list[threading.Thread] = []
@@ -281,7 +283,7 @@ def run_probes(
                 break
             threads.append(thread)
         if not threads:
-            work()  # in this thread, one endpoint at a time
+            work(inline=True)  # in this thread, one endpoint at a time
         for _ in range(len(targets)):
             i, outcome = done.get()
             if isinstance(outcome, BaseException):

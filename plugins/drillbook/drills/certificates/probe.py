@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drillbook.drills.certificates.tls_connection import _STARTTLS, _Conn
+from drillbook.drills.certificates.tls_connection import _STARTTLS, NameLookupTimeout, _Conn
 from drillbook.errors import DrillbookError
 
 
@@ -180,6 +180,8 @@ def _probe(
 
 def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]:
     if isinstance(exc, TimeoutError):
+        if isinstance(exc, NameLookupTimeout):
+            return "ENDPOINT_UNREACHABLE", f"the name did not resolve within {timeout:g}s"
         if stage == "connect":
             return "ENDPOINT_UNREACHABLE", f"no TCP connection within {timeout:g}s"
         return (
@@ -190,6 +192,10 @@ def _classify(stage: str, exc: BaseException, timeout: float) -> tuple[str, str]
     if stage == "connect":
         return "ENDPOINT_UNREACHABLE", text
     return "TLS_HANDSHAKE_FAILED", f"during {stage}: {text}"
+
+
+# how long an interrupted run waits for its running probes before leaving them to their deadlines
+_STOP_GRACE_S = 1.0
 
 
 class HandshakeRefused(DrillbookError):
@@ -246,7 +252,9 @@ def run_probes(
     ``then`` runs in the calling thread as each probe completes (see the module rule), so
     judging overlaps the other probes' handshakes. ``verifying(target)``: the target's
     ``verifying_context``, or None to probe it with the accepting context only.
-    Returns when every probe has finished; the probing threads are gone by then. When the
+    Returns when every probe has finished; the probing threads are gone by then (when ``then`` or an
+    interrupt stops the run early, running probes are given ``_STOP_GRACE_S`` and then left to end at
+    their own deadlines). When the
     system refuses to start as many threads (a container's pids limit), the ones that did
     start probe everything, and with none the calling thread probes one endpoint at a time.
     """
@@ -274,9 +282,10 @@ def run_probes(
                 done.put((i, exc))
 
     threads: list[threading.Thread] = []
+    finished = False
     try:
         for n in range(max(1, min(concurrency, len(targets)))):
-            thread = threading.Thread(target=work, name=f"drillbook-probe-{n}")
+            thread = threading.Thread(target=work, name=f"drillbook-probe-{n}", daemon=True)
             try:
                 thread.start()
             except RuntimeError:  # "can't start new thread": probe with the threads there are
@@ -289,10 +298,18 @@ def run_probes(
             if isinstance(outcome, BaseException):
                 raise outcome
             results[i] = then(outcome) if then is not None else outcome
+        finished = True
     finally:
-        # on an interrupt or a crash in ``then``, probes not started are dropped; the running ones end
-        # within their deadlines
-        stop.set()
-        for thread in threads:
-            thread.join()
+        stop.set()  # probes not started are dropped
+        if finished:
+            for thread in threads:  # each has handed over its last outcome: they are ending
+                thread.join()
+        else:
+            # An interrupt (SIGTERM: the drill must record it and exit now) or a crash in ``then``: the
+            # running probes get a moment to finish, then are left to end at their own deadlines (daemon
+            # threads; nobody reads their outcomes). Their sockets are never closed from here: a descriptor
+            # closed under a thread still inside a blocking call could be reused by the next open.
+            until = time.monotonic() + _STOP_GRACE_S
+            for thread in threads:
+                thread.join(max(0.0, until - time.monotonic()))
     return results

@@ -41,6 +41,10 @@ def _literal_family(host: str) -> int | None:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+class NameLookupTimeout(TimeoutError):
+    """The endpoint's name did not resolve before its deadline."""
+
+
 def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, Any]]:
     """``getaddrinfo`` bounded by ``timeout``: a resolver that hangs is left behind in its daemon thread."""
     found: dict[str, Any] = {}
@@ -56,7 +60,7 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, Any]]:
 
     threading.Thread(target=lookup, name="drillbook-resolve", daemon=True).start()
     if not done.wait(timeout):
-        raise TimeoutError(f"the name {host!r} did not resolve within {timeout:g}s")
+        raise NameLookupTimeout(f"the name {host!r} did not resolve within {timeout:g}s")
     if "error" in found:
         raise found["error"]
     return [(family, addr) for family, _, _, _, addr in found["infos"]]

@@ -37,6 +37,7 @@ what to do next.
     ├── Untrusted                 OpenSSL refused a certificate chain (certificates.verify)
     ├── OpenSSLMissing            libcrypto could not be loaded; also a RuntimeError (certificates.openssl_chain)
     ├── HandshakeRefused          a verifying TLS handshake refused the chain; the probe re-fetches it (certificates.probe)
+    ├── NameLookupTimeout         an endpoint's name did not resolve before its deadline; also a TimeoutError (certificates.tls_connection)
     └── DrillNotGreen             the drill ran, FAIL/ERROR is recorded; also Airflow's AirflowFailException,
                                   so the task fails without retry (airflow.runtime)
 

@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any
 
+from drillbook.errors import DrillbookError
+
 _PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 _SMTP_LINE_LIMIT = 100  # lines of EHLO reply we are willing to read
 _MAX_LINE = 4096
@@ -41,7 +43,7 @@ def _literal_family(host: str) -> int | None:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-class NameLookupTimeout(TimeoutError):
+class NameLookupTimeout(DrillbookError, TimeoutError):
     """The endpoint's name did not resolve before its deadline."""
 
 

@@ -11,24 +11,14 @@ import time
 import pytest
 
 from drillbook.drills.certificates import check_endpoints
-from drillbook.drills.certificates.catalogue import CertificatesDrill, EndpointSpec
+from drillbook.drills.certificates.catalogue import EndpointSpec
 from drillbook.drills.certificates.probe import Target, run_probes
 from drillbook.result import Verdict
 from tests.certificates.pki import make_leaf
+from tests.certificates.test_endpoints import drill_of
 
 TIMEOUT = 0.6  # for endpoints that never finish: each costs this
 ROOMY = 10.0  # for healthy endpoints, which must finish whatever else the machine runs
-
-
-def drill_of(endpoints: list[EndpointSpec], **kw) -> CertificatesDrill:
-    return CertificatesDrill(
-        name="certs_threads",
-        kind="certificates",
-        schedule="@daily",
-        endpoints=endpoints,
-        timeout=kw.pop("timeout", TIMEOUT),
-        **kw,
-    )
 
 
 class Dribbler:
@@ -90,7 +80,9 @@ def dribbler():
 def test_the_concurrency_bound_holds_connections_to_that_many(serve):
     # six endpoints that never answer, two at a time: three waves of one timeout each; unbounded it would be one
     silent = [serve(None, mode="silent") for _ in range(6)]
-    drill = drill_of([EndpointSpec(address=s.address, sni="localhost") for s in silent], concurrency=2)
+    drill = drill_of(
+        [EndpointSpec(address=s.address, sni="localhost") for s in silent], concurrency=2, timeout=TIMEOUT
+    )
     started = time.monotonic()
     results = check_endpoints(drill)
     elapsed = time.monotonic() - started
@@ -102,7 +94,9 @@ def test_a_handshake_answered_a_byte_at_a_time_costs_one_timeout(dribbler):
     # a TLS record header promising 16 KB, then a byte every 50 ms: each read succeeds, the deadline must still end it
     slow = dribbler(b"\x16\x03\x03\x40\x00", b"\x00")
     started = time.monotonic()
-    [result] = check_endpoints(drill_of([EndpointSpec(address=slow.address, sni="localhost")]))
+    [result] = check_endpoints(
+        drill_of([EndpointSpec(address=slow.address, sni="localhost")], timeout=TIMEOUT)
+    )
     elapsed = time.monotonic() - started
     assert result.codes() == ["TLS_HANDSHAKE_FAILED"] and result.verdict is Verdict.ERROR
     assert f"no TLS answer within {TIMEOUT:g}s" in result.findings[0].message
@@ -114,7 +108,7 @@ def test_a_starttls_greeting_answered_a_byte_at_a_time_costs_one_timeout(dribble
     slow = dribbler(b"220-", b"x")
     started = time.monotonic()
     [result] = check_endpoints(
-        drill_of([EndpointSpec(address=slow.address, sni="localhost", starttls="smtp")])
+        drill_of([EndpointSpec(address=slow.address, sni="localhost", starttls="smtp")], timeout=TIMEOUT)
     )
     elapsed = time.monotonic() - started
     assert result.codes() == ["TLS_HANDSHAKE_FAILED"]
@@ -150,7 +144,7 @@ def test_a_name_that_does_not_resolve_is_unreachable(monkeypatch):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    [result] = check_endpoints(drill_of([EndpointSpec(address="nowhere.invalid:443")]))
+    [result] = check_endpoints(drill_of([EndpointSpec(address="nowhere.invalid:443")], timeout=TIMEOUT))
     assert result.codes() == ["ENDPOINT_UNREACHABLE"]
     assert "Name or service not known" in result.findings[0].message
 
@@ -179,7 +173,7 @@ def test_no_probing_thread_outlives_the_run(pki, serve, refused_address):
         EndpointSpec(address=a, sni="localhost", ca_bundle=str(pki.bundle))
         for a in (healthy.address, silent.address, refused_address)
     ]
-    check_endpoints(drill_of(specs))
+    check_endpoints(drill_of(specs, timeout=TIMEOUT))
     assert not [t.name for t in threading.enumerate() if t.name.startswith("drillbook-probe")]
 
 

@@ -254,9 +254,9 @@ def run_probes(
     ``verifying_context``, or None to probe it with the accepting context only.
     Returns when every probe has finished; the probing threads are gone by then (when ``then`` or an
     interrupt stops the run early, running probes are given ``_STOP_GRACE_S`` and then left to end at
-    their own deadlines). When the
-    system refuses to start as many threads (a container's pids limit), the ones that did
-    start probe everything, and with none the calling thread probes one endpoint at a time.
+    their own deadlines). When the system refuses to start as many threads (a container's pids
+    limit), the ones that did start probe everything, and with none the calling thread probes one
+    endpoint at a time.
     """
     if not targets:
         return []

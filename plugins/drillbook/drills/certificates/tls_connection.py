@@ -73,8 +73,8 @@ class _Conn:
 
     Not asyncio: an event loop's readiness callbacks cost more Python per handshake
     than the handshake's own work in OpenSSL, and a blocking handshake releases the
-    GIL, so the probing threads' handshakes run on every core while the drill's
-    main thread judges (probe.py).
+    GIL, so the probing threads' handshakes run on every core while the caller's
+    thread judges (probe.py).
     """
 
     __slots__ = ("buffer", "deadline", "sock")
